@@ -1,0 +1,169 @@
+/**
+ * Media frame types that flow between stages, and the format descriptors
+ * stages use to declare what they accept and produce.
+ *
+ * Frames are plain objects, timestamped in their own clock units.
+ *
+ * @module
+ */
+
+/** G.711 codecs known to the framework. */
+export type Codec = "PCMU" | "PCMA";
+
+/** The codecs the framework knows, in their default preference order. */
+export const CODECS: readonly Codec[] = ["PCMU", "PCMA"];
+
+/** Static RTP payload types of the known codecs (RFC 3551). */
+export const PAYLOAD_TYPES: Readonly<Record<Codec, number>> = { PCMU: 0, PCMA: 8 };
+
+/**
+ * Linear PCM audio, interleaved 16-bit samples.
+ *
+ * @example
+ * ```ts
+ * const f: PcmFrame = { kind: "pcm", samples: new Int16Array(160), sampleRate: 8000, channels: 1, pts: 0 };
+ * ```
+ */
+export interface PcmFrame {
+  /** Discriminant. */
+  kind: "pcm";
+  /** Interleaved samples; length is a multiple of `channels`. */
+  samples: Int16Array;
+  /** Samples per second per channel. */
+  sampleRate: number;
+  /** Number of interleaved channels. */
+  channels: number;
+  /** Presentation timestamp of the first sample, in sample periods since the stream start. */
+  pts: number;
+  /** How this frame came to be: real audio, concealment of a lost frame, or inserted silence. */
+  type?: FrameType;
+}
+
+/** Why a frame exists: decoded from real data, concealed (a loss), or silence (nothing to play). */
+export type FrameType = "normal" | "concealed" | "silence";
+
+/** Encoded audio (G.711), one frame of payload bytes. */
+export interface EncodedFrame {
+  /** Discriminant. */
+  kind: "encoded";
+  /** Codec of the payload. */
+  codec: Codec;
+  /** Codec clock rate in Hz (8000 for G.711). */
+  clockRate: number;
+  /** Encoded bytes (for G.711, one byte per sample). */
+  payload: Uint8Array;
+  /** Timestamp of the first sample, in codec clock units. */
+  pts: number;
+  /** Normal data, a concealment request (empty payload, the decoder conceals), or silence. */
+  type?: FrameType;
+}
+
+/** A parsed RTP packet (RFC 3550) and, on receive, its arrival time. */
+export interface RtpFrame {
+  /** Discriminant. */
+  kind: "rtp";
+  /** Payload type, 0..127. */
+  payloadType: number;
+  /** 16-bit sequence number. */
+  sequence: number;
+  /** 32-bit RTP timestamp. */
+  timestamp: number;
+  /** Synchronization source identifier. */
+  ssrc: number;
+  /** Marker bit. */
+  marker: boolean;
+  /** Contributing sources (usually empty). */
+  csrc?: number[];
+  /** Payload bytes (padding removed). */
+  payload: Uint8Array;
+  /** Arrival time in milliseconds of the process media clock (receive side only). */
+  arrival?: number;
+  /** Codec of the payload when known (set by the packetizer / configured on receive). */
+  codec?: Codec;
+  /** Codec clock rate when known. */
+  clockRate?: number;
+}
+
+/** A raw datagram as sent or received by a transport. */
+export interface PacketFrame {
+  /** Discriminant. */
+  kind: "packet";
+  /** Datagram bytes. */
+  data: Uint8Array;
+  /** Peer address (receive: the sender; send: optional override). */
+  remote?: { hostname: string; port: number };
+  /** Arrival time in milliseconds of the process media clock (receive side only). */
+  arrival?: number;
+}
+
+/** Any frame that can flow through a pipeline. */
+export type Frame = PcmFrame | EncodedFrame | RtpFrame | PacketFrame;
+
+/** The kinds of frames. */
+export type FrameKind = Frame["kind"];
+
+/**
+ * A format descriptor. Fields left undefined mean "any" in an accepted format and
+ * "not known until built" in a produced one.
+ */
+export interface Format {
+  /** Frame kind. */
+  kind: FrameKind;
+  /** pcm: sample rate in Hz. */
+  sampleRate?: number;
+  /** pcm: channels. */
+  channels?: number;
+  /** encoded / rtp: codec. */
+  codec?: Codec;
+  /** encoded / rtp: clock rate in Hz. */
+  clockRate?: number;
+}
+
+/**
+ * Renders a format for people, e.g. `pcm 8000 Hz mono`, `encoded PCMU 8000 Hz`.
+ *
+ * @example
+ * ```ts
+ * formatToString({ kind: "pcm", sampleRate: 16000, channels: 1 }); // "pcm 16000 Hz mono"
+ * ```
+ */
+export function formatToString(f: Format): string {
+  const parts: string[] = [f.kind];
+  if (f.codec) parts.push(f.codec);
+  if (f.kind === "pcm") {
+    parts.push(f.sampleRate ? `${f.sampleRate} Hz` : "any rate");
+    parts.push(
+      f.channels === 1 ? "mono" : f.channels === 2 ? "stereo" : f.channels ? `${f.channels} ch` : "any channels",
+    );
+  } else if (f.clockRate) {
+    parts.push(`${f.clockRate} Hz`);
+  }
+  return parts.join(" ");
+}
+
+/**
+ * Returns the first field in which `produced` does not satisfy `accepted`, or
+ * undefined when it does. A field undefined in `accepted` accepts anything; a
+ * field undefined in `produced` (unknown) is accepted.
+ */
+export function formatMismatch(produced: Format, accepted: Format): keyof Format | undefined {
+  if (produced.kind !== accepted.kind) return "kind";
+  for (const key of ["sampleRate", "channels", "codec", "clockRate"] as const) {
+    const want = accepted[key];
+    const have = produced[key];
+    if (want !== undefined && have !== undefined && want !== have) return key;
+  }
+  return undefined;
+}
+
+/**
+ * Duration of a PCM frame in milliseconds.
+ *
+ * @example
+ * ```ts
+ * pcmDurationMs({ kind: "pcm", samples: new Int16Array(160), sampleRate: 8000, channels: 1, pts: 0 }); // 20
+ * ```
+ */
+export function pcmDurationMs(f: PcmFrame): number {
+  return (f.samples.length / f.channels / f.sampleRate) * 1000;
+}

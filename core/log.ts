@@ -1,0 +1,148 @@
+/**
+ * Logging: levels, one line per event, readable by people and greppable by
+ * machines: `2026-11-22T10:00:00.123Z INFO  [SIP] INVITE sent to sip:bob@127.0.0.1:5062 call=abc`.
+ *
+ * @module
+ */
+
+/** Log levels, from most to least verbose. */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
+
+/** The log levels, for CLI validation. */
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
+
+/** Where log lines go. */
+export interface LogOutput {
+  /** Writes one complete line (without newline). */
+  write(line: string, level: LogLevel): void;
+}
+
+/** Structured fields appended as `key=value`. */
+export type LogFields = Record<string, string | number | boolean | undefined | null>;
+
+/**
+ * A logger with a tag (shown as `[TAG]`) and a level threshold.
+ *
+ * @example
+ * ```ts
+ * const log = new Logger({ level: "info" }).child("SIP");
+ * log.info("INVITE sent to sip:bob@127.0.0.1", { call: "a84b4c76e66710" });
+ * ```
+ */
+export class Logger {
+  /** Minimum level written. */
+  level: LogLevel;
+  readonly #outputs: LogOutput[];
+  readonly #tag: string;
+  readonly #fields: LogFields;
+
+  /**
+   * @param opts.level threshold (default info)
+   * @param opts.outputs destinations (default: stderr)
+   * @param opts.tag tag shown in brackets
+   */
+  constructor(opts: { level?: LogLevel; outputs?: LogOutput[]; tag?: string; fields?: LogFields } = {}) {
+    this.level = opts.level ?? "info";
+    this.#outputs = opts.outputs ?? [stderrOutput];
+    this.#tag = opts.tag ?? "";
+    this.#fields = opts.fields ?? {};
+  }
+
+  /** A logger sharing outputs and level, with another tag and extra fields. */
+  child(tag: string, fields: LogFields = {}): Logger {
+    const c = new Logger({
+      level: this.level,
+      outputs: this.#outputs,
+      tag,
+      fields: { ...this.#fields, ...fields },
+    });
+    // Children follow the parent's level changes.
+    Object.defineProperty(c, "level", { get: () => this.level, set: (v) => (this.level = v) });
+    return c;
+  }
+
+  /** True when messages at `level` are written. */
+  enabled(level: LogLevel): boolean {
+    return RANK[level] >= RANK[this.level] && level !== "silent";
+  }
+
+  /** Logs at debug level. */
+  debug(msg: string, fields?: LogFields): void {
+    this.#log("debug", msg, fields);
+  }
+  /** Logs at info level. */
+  info(msg: string, fields?: LogFields): void {
+    this.#log("info", msg, fields);
+  }
+  /** Logs at warn level. */
+  warn(msg: string, fields?: LogFields): void {
+    this.#log("warn", msg, fields);
+  }
+  /** Logs at error level. */
+  error(msg: string, fields?: LogFields): void {
+    this.#log("error", msg, fields);
+  }
+
+  #log(level: LogLevel, msg: string, fields?: LogFields): void {
+    if (!this.enabled(level)) return;
+    const line = formatLine(level, this.#tag, msg, { ...this.#fields, ...fields });
+    for (const o of this.#outputs) o.write(line, level);
+  }
+}
+
+function formatValue(v: string | number | boolean): string {
+  const s = String(v);
+  return /[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s;
+}
+
+/** Formats one log line. */
+export function formatLine(level: LogLevel, tag: string, msg: string, fields: LogFields = {}): string {
+  const ts = new Date().toISOString();
+  let line = `${ts} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ""}${msg.replace(/\n/g, "\\n")}`;
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === null) continue;
+    line += ` ${k}=${formatValue(v)}`;
+  }
+  return line;
+}
+
+const encoder = new TextEncoder();
+
+/** Writes lines to standard error. */
+export const stderrOutput: LogOutput = {
+  write(line) {
+    Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  },
+};
+
+/** Collects lines in memory (for tests). */
+export class MemoryOutput implements LogOutput {
+  /** The lines written so far. */
+  readonly lines: string[] = [];
+  /** Appends a line. */
+  write(line: string): void {
+    this.lines.push(line);
+  }
+}
+
+/** Appends lines to a file, synchronously so nothing is lost on a crash. */
+export class FileOutput implements LogOutput {
+  readonly #file: Deno.FsFile;
+  /** @param path log file path, created or appended */
+  constructor(path: string) {
+    this.#file = Deno.openSync(path, { append: true, create: true });
+  }
+  /** Appends a line. */
+  write(line: string): void {
+    this.#file.writeSync(encoder.encode(line + "\n"));
+  }
+  /** Closes the file. */
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** A logger that writes nothing (default for library use and tests). */
+export const silentLogger: Logger = new Logger({ level: "silent", outputs: [] });

@@ -1,0 +1,205 @@
+/**
+ * The stage and plugin API.
+ *
+ * A plugin module default-exports a {@linkcode PluginDefinition}: a name, a kind
+ * (source, transform or sink), the formats it accepts and produces, a zod schema
+ * for its options, and a factory that creates a {@linkcode Stage}.
+ *
+ * Inside a chain, frames move by synchronous calls: a source calls
+ * `ctx.emit(frame)`, which runs every transform's `process` and the sink's
+ * `write` before returning. Asynchrony lives only in sources (timers, sockets,
+ * files), in sinks that must wait (files, devices), and in timers a stage sets
+ * on the media clock.
+ *
+ * @example A transform plugin that halves the level
+ * ```ts
+ * import { z } from "zod";
+ * import { definePlugin } from "./stage.ts";
+ * export default definePlugin({
+ *   name: "half",
+ *   kind: "transform",
+ *   description: "Halves the level",
+ *   accepts: [{ kind: "pcm" }],
+ *   produces: { kind: "pcm" },
+ *   options: z.object({}),
+ *   create: () => ({
+ *     process(frame, emit) {
+ *       if (frame.kind !== "pcm") return;
+ *       const s = frame.samples.map((v) => v >> 1);
+ *       emit({ ...frame, samples: s });
+ *     },
+ *   }),
+ * });
+ * ```
+ *
+ * @module
+ */
+import type { z } from "zod";
+import type { Clock } from "./clock.ts";
+import type { Format, Frame } from "./frame.ts";
+import type { Logger } from "./log.ts";
+
+/** Where a stage sits in a chain. */
+export type StageKind = "source" | "transform" | "sink";
+
+/**
+ * Passes a frame downstream. Returns false when downstream asks the caller to
+ * slow down (backpressure); the frame has still been accepted.
+ */
+export type Emit = (frame: Frame) => boolean;
+
+/** What every stage receives when it is created. */
+export interface StageContext {
+  /** The pipeline's name (e.g. `send`). */
+  readonly pipeline: string;
+  /** This stage's index in its chain (0 = source). */
+  readonly index: number;
+  /** This stage's label: its `name` in the config, else its plugin name. */
+  readonly label: string;
+  /** The media clock (real time, or virtual in tests). */
+  readonly clock: Clock;
+  /** Logger scoped to this stage. */
+  readonly log: Logger;
+  /** Directory of the pipeline file (for resolving relative paths), or the cwd. */
+  readonly baseDir: string;
+  /** Fires when the pipeline is asked to stop. */
+  readonly signal: AbortSignal;
+  /**
+   * A process-wide shared resource, created on first use and released when the
+   * last stage holding it stops (e.g. one UDP socket shared by the udp-source and
+   * udp-sink of a call, or one RTP session shared by its RTCP reporters).
+   */
+  shared<T>(key: string, create: () => T, dispose?: (value: T) => void | Promise<void>): T;
+  /** Publishes an event on the pipeline (e.g. `timeout`, `rtcp`), for control plugins and apps. */
+  event(type: string, detail?: unknown): void;
+}
+
+/** What a stage receives when its pipeline starts. */
+export interface RunContext extends StageContext {
+  /** Passes a frame to the next stage (sources, and transforms that emit on their own timers). */
+  emit: Emit;
+  /**
+   * Resolves when downstream has room again after `emit` returned false, or when
+   * the pipeline stops. Sources await it to honour backpressure.
+   */
+  ready(): Promise<void>;
+  /** Fails the pipeline with this error (from async code paths such as timers and sockets). */
+  fail(error: unknown): void;
+}
+
+/** Common life-cycle of every stage. */
+export interface StageBase {
+  /**
+   * Called once at build time with the format arriving from upstream (undefined
+   * for sources). Returns the format this stage will produce (sources and
+   * transforms). Throw a {@linkcode FormatError} to refuse an input format with
+   * a reason. When absent, the definition's `produces` is used.
+   */
+  negotiate?(input: Format | undefined): Format | undefined;
+  /** Called when the pipeline starts, sinks first, then transforms, then the source. */
+  start?(ctx: RunContext): void | Promise<void>;
+  /**
+   * Called once when the pipeline ends for any reason, source first, sink last,
+   * after `flush`/`end`. Release resources here.
+   */
+  close?(): void | Promise<void>;
+  /** Stage-specific statistics, readable at any time while the pipeline runs. */
+  stats?(): Record<string, unknown>;
+  /** Stage-specific controls (e.g. `pause`, `resume`), invoked through the pipeline API. */
+  control?(command: string, arg?: unknown): unknown;
+}
+
+/** A source produces frames until it ends or the pipeline stops. */
+export interface SourceStage extends StageBase {
+  /**
+   * Produces frames with `ctx.emit`, awaiting `ctx.ready()` whenever emit returns
+   * false. Resolves at end of stream, or soon after `ctx.signal` aborts.
+   */
+  run(ctx: RunContext): Promise<void>;
+}
+
+/** A transform turns each incoming frame into zero or more outgoing frames, synchronously. */
+export interface TransformStage extends StageBase {
+  /** Handles one frame; passes results on with `emit`. Must not block. */
+  process(frame: Frame, emit: Emit): boolean | void;
+  /** At end of stream: emits whatever is still buffered. */
+  flush?(emit: Emit): void;
+}
+
+/** A sink consumes frames. */
+export interface SinkStage extends StageBase {
+  /** Accepts one frame. Returns false to ask upstream to slow down. Must not block. */
+  write(frame: Frame): boolean | void;
+  /** When `write` returned false: resolves once the sink has room again. */
+  drained?(): Promise<void>;
+  /** At end of stream or stop: flushes and finalizes (e.g. WAV header). */
+  end?(): void | Promise<void>;
+}
+
+/** A stage of any kind. */
+export type Stage = SourceStage | TransformStage | SinkStage;
+
+/** The stage type that goes with each kind. */
+export interface StageByKind {
+  /** Source stages. */
+  source: SourceStage;
+  /** Transform stages. */
+  transform: TransformStage;
+  /** Sink stages. */
+  sink: SinkStage;
+}
+
+/** What a plugin module default-exports. */
+export interface PluginDefinition<
+  K extends StageKind = StageKind,
+  S extends z.ZodType = z.ZodType,
+> {
+  /** The name used in `"use": "..."`. Lower-case, dash-separated. */
+  name: string;
+  /** Source, transform or sink. */
+  kind: K;
+  /** One line for `--list-plugins`. */
+  description: string;
+  /** Formats accepted from upstream (transforms and sinks): any of these. */
+  accepts?: Format[];
+  /** Format produced (sources and transforms); fields may be refined by `negotiate`. */
+  produces?: Format;
+  /**
+   * True for stages that run against real time (network and device sinks,
+   * network sources): a pipeline containing one is real-time.
+   */
+  realtime?: boolean;
+  /** zod schema of the options, with defaults and `.describe()` texts. */
+  options: S;
+  /** Creates a stage from validated options. May be async (e.g. to open a file). */
+  create(options: z.output<S>, ctx: StageContext): StageByKind[K] | Promise<StageByKind[K]>;
+}
+
+/** Any plugin definition. */
+// deno-lint-ignore no-explicit-any
+export type AnyPlugin = PluginDefinition<StageKind, any>;
+
+/**
+ * Identity helper that gives a plugin definition its types.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * const p = definePlugin({ name: "null-sink", kind: "sink", description: "discards", accepts: [{ kind: "pcm" }],
+ *   options: z.object({}), create: () => ({ write() {} }) });
+ * ```
+ */
+export function definePlugin<K extends StageKind, S extends z.ZodType>(
+  def: PluginDefinition<K, S>,
+): PluginDefinition<K, S> {
+  return def;
+}
+
+/** Thrown by a stage's `negotiate` when it cannot take the upstream format. */
+export class FormatError extends Error {
+  /** @param message what is wrong and what to change */
+  constructor(message: string) {
+    super(message);
+    this.name = "FormatError";
+  }
+}
