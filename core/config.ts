@@ -1,0 +1,308 @@
+/**
+ * Pipeline files: JSON with declared parameters, named chains of stages, and an
+ * optional control section.
+ *
+ * ```json
+ * {
+ *   "description": "Transcode a file through G.711",
+ *   "parameters": {
+ *     "file": { "default": "examples/audio/hello.wav", "description": "input audio file" },
+ *     "codec": { "default": "PCMU", "description": "G.711 law: PCMU or PCMA" }
+ *   },
+ *   "pipelines": {
+ *     "main": [
+ *       { "use": "file-source", "path": "${file}" },
+ *       { "use": "wav-sink", "path": "out.wav" }
+ *     ]
+ *   }
+ * }
+ * ```
+ *
+ * A string that is exactly `"${name}"` takes the variable's typed value (number,
+ * boolean, string); `${name}` inside a longer string is interpolated; `$${` writes
+ * a literal `${`.
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import { ConfigError } from "./errors.ts";
+import type { StageConfig } from "./pipeline.ts";
+
+/** A declared parameter of a pipeline file. */
+export interface ParameterDecl {
+  /** Default value; absent means the parameter is required. */
+  default?: string | number | boolean;
+  /** One line for `--help`-style listings. */
+  description?: string;
+  /** Value type (default: the default's type, else string). */
+  type?: "string" | "number" | "boolean";
+}
+
+/** The control section of a pipeline file. */
+export interface ControlConfig {
+  /** Control plugin name (e.g. `sip`). */
+  use: string;
+  /** Control plugin options. */
+  [option: string]: unknown;
+}
+
+/** A loaded, validated pipeline file. */
+export interface PipelineFile {
+  /** Absolute path of the file (or a label for in-memory configs). */
+  path: string;
+  /** Directory of the file: user plugin paths resolve against it. */
+  dir: string;
+  /** Description from the file. */
+  description?: string;
+  /** Declared parameters. */
+  parameters: Record<string, ParameterDecl>;
+  /** Named chains (templates when a control section is present). */
+  pipelines: Record<string, StageConfig[]>;
+  /** Control section, if any. */
+  control?: ControlConfig;
+}
+
+/** Variable values used when instantiating a chain. */
+export type Variables = Record<string, string | number | boolean>;
+
+const TOP_KEYS = new Set(["$schema", "description", "parameters", "pipelines", "control", "name"]);
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/g;
+const WHOLE_RE = /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}$/;
+
+/** Reads and validates a pipeline file. Errors name the file, the JSON path and the problem. */
+export async function loadPipelineFile(path: string): Promise<PipelineFile> {
+  const abs = resolve(path);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(abs);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "no such file" : e instanceof Error ? e.message : String(e);
+    throw new ConfigError(`cannot read pipeline file: ${why}`, { file: path });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`not valid JSON: ${e instanceof Error ? e.message : e}`, { file: path });
+  }
+  return parsePipelineConfig(json, abs, path);
+}
+
+/**
+ * Validates a pipeline config object (already parsed JSON).
+ *
+ * @param json the config
+ * @param path absolute file path (for resolving relative plugin paths)
+ * @param label how to name the file in errors (default: `path`)
+ */
+export function parsePipelineConfig(json: unknown, path: string, label = path): PipelineFile {
+  const err = (problem: string, p = "") => new ConfigError(problem, { file: label, path: p || undefined });
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw err('expected a JSON object with a "pipelines" section');
+  }
+  const obj = json as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    if (!TOP_KEYS.has(k)) {
+      throw err(
+        `unknown top-level key "${k}" (expected: ${[...TOP_KEYS].filter((x) => x !== "$schema").join(", ")})`,
+        k,
+      );
+    }
+  }
+  if (obj.description !== undefined && typeof obj.description !== "string") {
+    throw err("expected a string", "description");
+  }
+  const parameters: Record<string, ParameterDecl> = {};
+  if (obj.parameters !== undefined) {
+    if (typeof obj.parameters !== "object" || obj.parameters === null || Array.isArray(obj.parameters)) {
+      throw err("expected an object mapping parameter names to { default, description }", "parameters");
+    }
+    for (const [name, decl] of Object.entries(obj.parameters as Record<string, unknown>)) {
+      const p = `parameters.${name}`;
+      if (!NAME_RE.test(name)) {
+        throw err("a parameter name must be letters, digits and _ (not starting with a digit)", p);
+      }
+      if (typeof decl !== "object" || decl === null || Array.isArray(decl)) {
+        throw err('expected { "default": ..., "description": ... }', p);
+      }
+      const d = decl as Record<string, unknown>;
+      for (const k of Object.keys(d)) {
+        if (!["default", "description", "type"].includes(k)) throw err(`unknown key "${k}"`, `${p}.${k}`);
+      }
+      if (d.default !== undefined && !["string", "number", "boolean"].includes(typeof d.default)) {
+        throw err("a default must be a string, number or boolean", `${p}.default`);
+      }
+      if (d.description !== undefined && typeof d.description !== "string") {
+        throw err("expected a string", `${p}.description`);
+      }
+      if (d.type !== undefined && !["string", "number", "boolean"].includes(d.type as string)) {
+        throw err('expected "string", "number" or "boolean"', `${p}.type`);
+      }
+      const type = (d.type as ParameterDecl["type"]) ??
+        (d.default === undefined ? "string" : typeof d.default as ParameterDecl["type"]);
+      if (d.default !== undefined && typeof d.default !== type) {
+        throw err(`the default is a ${typeof d.default} but the type is ${type}`, `${p}.default`);
+      }
+      parameters[name] = {
+        ...(d.default !== undefined ? { default: d.default as ParameterDecl["default"] } : {}),
+        ...(d.description !== undefined ? { description: d.description as string } : {}),
+        type,
+      };
+    }
+  }
+  if (obj.pipelines === undefined) throw err('missing "pipelines": declare at least one chain of stages');
+  if (typeof obj.pipelines !== "object" || obj.pipelines === null || Array.isArray(obj.pipelines)) {
+    throw err('expected an object mapping chain names to arrays of stages, e.g. {"main": [...]}', "pipelines");
+  }
+  const pipelines: Record<string, StageConfig[]> = {};
+  for (const [name, chain] of Object.entries(obj.pipelines as Record<string, unknown>)) {
+    const p = `pipelines.${name}`;
+    if (!NAME_RE.test(name)) throw err("a chain name must be letters, digits and _", p);
+    if (!Array.isArray(chain) || chain.length === 0) throw err("expected a non-empty array of stages", p);
+    chain.forEach((st, i) => {
+      if (typeof st !== "object" || st === null || Array.isArray(st)) {
+        throw err('expected a stage object like {"use": "wav-source", ...}', `${p}[${i}]`);
+      }
+      const use = (st as Record<string, unknown>).use;
+      if (typeof use !== "string" || !use) throw err('missing "use": name the plugin of this stage', `${p}[${i}]`);
+    });
+    pipelines[name] = chain as StageConfig[];
+  }
+  if (Object.keys(pipelines).length === 0) throw err("declare at least one chain of stages", "pipelines");
+  let control: ControlConfig | undefined;
+  if (obj.control !== undefined) {
+    const c = obj.control as Record<string, unknown>;
+    if (typeof c !== "object" || c === null || Array.isArray(c) || typeof c.use !== "string") {
+      throw err('expected {"use": "<control plugin>", ...options}', "control");
+    }
+    control = c as ControlConfig;
+  }
+  const file: PipelineFile = {
+    path,
+    dir: dirname(path),
+    parameters,
+    pipelines,
+    ...(obj.description ? { description: obj.description as string } : {}),
+    ...(control ? { control } : {}),
+  };
+  return file;
+}
+
+/**
+ * Parses `--set name=value` pairs against the declared parameters, converting
+ * each value to the parameter's type, and fills in defaults. Throws when a name
+ * is not declared, a value has the wrong type, or a required one is missing.
+ */
+export function resolveParameters(file: PipelineFile, sets: string[] = []): Variables {
+  const values: Variables = {};
+  const declared = Object.keys(file.parameters);
+  const list = declared.length ? declared.join(", ") : "(this file declares none)";
+  for (const s of sets) {
+    const eq = s.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--set ${s}: expected name=value`, { file: file.path });
+    const name = s.slice(0, eq);
+    const raw = s.slice(eq + 1);
+    const decl = file.parameters[name];
+    if (!decl) {
+      throw new ConfigError(`--set ${name}: no such parameter; parameters: ${list}`, { file: file.path });
+    }
+    values[name] = convert(raw, decl.type ?? "string", `--set ${name}`, file.path);
+  }
+  for (const [name, decl] of Object.entries(file.parameters)) {
+    if (name in values) continue;
+    if (decl.default === undefined) {
+      throw new ConfigError(
+        `parameter "${name}" is required${decl.description ? ` (${decl.description})` : ""}: pass --set ${name}=...`,
+        { file: file.path },
+      );
+    }
+    values[name] = decl.default;
+  }
+  return values;
+}
+
+function convert(raw: string, type: string, what: string, file: string): string | number | boolean {
+  if (type === "number") {
+    const n = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(n)) {
+      throw new ConfigError(`${what}: expected a number, got "${raw}"`, { file });
+    }
+    return n;
+  }
+  if (type === "boolean") {
+    if (["true", "1", "yes", "on"].includes(raw)) return true;
+    if (["false", "0", "no", "off"].includes(raw)) return false;
+    throw new ConfigError(`${what}: expected true or false, got "${raw}"`, { file });
+  }
+  return raw;
+}
+
+/** Every `${name}` referenced in a JSON value, with its JSON path. */
+export function findVariables(value: unknown, path = ""): { name: string; path: string }[] {
+  const out: { name: string; path: string }[] = [];
+  const walk = (v: unknown, p: string) => {
+    if (typeof v === "string") {
+      for (const m of v.replaceAll("$${", "").matchAll(VAR_RE)) out.push({ name: m[1], path: p });
+    } else if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${p}[${i}]`));
+    else if (v && typeof v === "object") {
+      for (const [k, x] of Object.entries(v)) walk(x, p ? `${p}.${k}` : k);
+    }
+  };
+  walk(value, path);
+  return out;
+}
+
+/**
+ * Replaces `${name}` references in a JSON value with variable values. Unknown
+ * variables are an error naming the file and JSON path.
+ */
+export function substitute<T>(value: T, vars: Variables, where: { file?: string; path: string }): T {
+  const walk = (v: unknown, p: string): unknown => {
+    if (typeof v === "string") {
+      const whole = v.match(WHOLE_RE);
+      if (whole) return lookup(whole[1], p);
+      if (!v.includes("${")) return v;
+      const parts = v.split("$${");
+      return parts.map((part) => part.replace(VAR_RE, (_, name) => String(lookup(name, p)))).join("${");
+    }
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, `${p}[${i}]`));
+    if (v && typeof v === "object") {
+      const o: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) o[k] = walk(x, p ? `${p}.${k}` : k);
+      return o;
+    }
+    return v;
+  };
+  const lookup = (name: string, p: string) => {
+    if (name in vars) return vars[name];
+    const known = Object.keys(vars).sort().join(", ");
+    throw new ConfigError(
+      `unknown variable \${${name}}: declare it under "parameters" (known here: ${known || "none"})`,
+      { file: where.file, path: p },
+    );
+  };
+  return walk(value, where.path) as T;
+}
+
+/** Built-in variables available in every pipeline file. */
+export function builtinVariables(file: PipelineFile): Variables {
+  return { "pipeline.dir": file.dir, "cwd": Deno.cwd() };
+}
+
+/**
+ * Checks, at load time, that every `${name}` in the file refers to a declared
+ * parameter, a built-in variable, or a variable the control plugin provides.
+ */
+export function checkVariables(file: PipelineFile, provided: string[] = []): void {
+  const known = new Set([...Object.keys(file.parameters), "pipeline.dir", "cwd", ...provided]);
+  for (const ref of findVariables({ pipelines: file.pipelines, control: file.control })) {
+    if (known.has(ref.name)) continue;
+    throw new ConfigError(
+      `unknown variable \${${ref.name}}: declare it under "parameters"${
+        provided.length ? ` or use one the control plugin provides (${provided.join(", ")})` : ""
+      }`,
+      { file: file.path, path: ref.path },
+    );
+  }
+}

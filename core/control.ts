@@ -1,0 +1,79 @@
+/**
+ * The control-plugin API. A control plugin (SIP first) owns sessions: for each
+ * call it fills the file's pipeline templates with what was negotiated, builds
+ * and starts them, and stops them when the call ends. It talks to the media
+ * plane only through the pipeline API.
+ *
+ * @module
+ */
+import type { z } from "zod";
+import type { Clock } from "./clock.ts";
+import type { Variables } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { Pipeline } from "./pipeline.ts";
+
+/** What a control plugin receives. */
+export interface ControlContext {
+  /** Logger (tag your lines, e.g. `log.child("SIP")`). */
+  log: Logger;
+  /** Media clock. */
+  clock: Clock;
+  /** Aborted when the process is asked to stop (SIGINT/SIGTERM or library stop()). */
+  signal: AbortSignal;
+  /** The pipeline file path. */
+  file: string;
+  /** Directory of the pipeline file. */
+  baseDir: string;
+  /** Parameter values (defaults and --set). */
+  params: Variables;
+  /** Names of the chain templates in the file. */
+  templates: string[];
+  /**
+   * Builds a pipeline from the template `template`, with the parameters plus
+   * `vars` (e.g. `remote.rtp`, `codec`, `call.id`). `name` labels it in logs
+   * (default: the template name).
+   */
+  buildPipeline(template: string, vars: Variables, name?: string): Promise<Pipeline>;
+}
+
+/** A running control plugin. */
+export interface Controller {
+  /** Runs until the work is done (e.g. the call ended) or the signal aborts; resolves with the process exit code. */
+  run(): Promise<number>;
+  /** Live statistics (calls, per-call stats), for status pages. */
+  stats?(): unknown;
+}
+
+/** What a control plugin module default-exports. */
+export interface ControlPluginDefinition<S extends z.ZodType = z.ZodType> {
+  /** Name used in `"control": {"use": "..."}`. */
+  name: string;
+  /** Always `control`. */
+  kind: "control";
+  /** One line for `--list-plugins`. */
+  description: string;
+  /** Variables this plugin provides to templates, with descriptions (e.g. `remote.rtp`). */
+  variables: Record<string, string>;
+  /** zod schema of the options in the control section. */
+  options: S;
+  /** Creates the controller. */
+  create(options: z.output<S>, ctx: ControlContext): Controller | Promise<Controller>;
+}
+
+/** Any control plugin. */
+// deno-lint-ignore no-explicit-any
+export type AnyControlPlugin = ControlPluginDefinition<any>;
+
+/**
+ * Identity helper that types a control plugin definition.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * const p = defineControl({ name: "noop", kind: "control", description: "does nothing", variables: {},
+ *   options: z.object({}), create: () => ({ run: () => Promise.resolve(0) }) });
+ * ```
+ */
+export function defineControl<S extends z.ZodType>(def: ControlPluginDefinition<S>): ControlPluginDefinition<S> {
+  return def;
+}

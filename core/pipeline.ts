@@ -1,0 +1,635 @@
+/**
+ * The pipeline runner: builds a chain of stages from config, checks every link's
+ * formats before any audio flows, runs transforms as synchronous pushes, keeps
+ * asynchrony at sources and sinks, honours backpressure, propagates end of
+ * stream and errors, stops cleanly, and keeps per-stage counters.
+ *
+ * @example
+ * ```ts
+ * const p = await buildPipeline("main", [
+ *   { use: "tone-source", duration: 1 },
+ *   { use: "null-sink" },
+ * ], { registry });
+ * const result = await p.run();
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { type Clock, mediaClock } from "./clock.ts";
+import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import type { Registry } from "./registry.ts";
+import { sharedResources } from "./shared.ts";
+import {
+  type AnyPlugin,
+  type Emit,
+  FormatError,
+  type RunContext,
+  type SinkStage,
+  type SourceStage,
+  type Stage,
+  type StageContext,
+  type TransformStage,
+} from "./stage.ts";
+import { ConfigError, formatZodIssues } from "./errors.ts";
+
+/** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
+export interface StageConfig {
+  /** Plugin name, or a path/URL to a plugin module. */
+  use: string;
+  /** Optional label for logs and stats (default: the plugin name). */
+  name?: string;
+  /** Plugin options. */
+  [option: string]: unknown;
+}
+
+/** Options for {@linkcode buildPipeline}. */
+export interface BuildOptions {
+  /** Where plugins are looked up. */
+  registry: Registry;
+  /** Media clock (default: the process-wide real-time clock). */
+  clock?: Clock;
+  /** Logger (default: silent). */
+  log?: Logger;
+  /** Directory relative paths in `use` resolve against (default: cwd). */
+  baseDir?: string;
+  /** Config file the chain came from, for error messages. */
+  file?: string;
+  /** JSON path of the chain in the config file, for error messages (default `pipelines.<name>`). */
+  jsonPath?: string;
+}
+
+/** Counters the runner keeps for every stage. */
+export interface StageStats {
+  /** Stage index in the chain. */
+  index: number;
+  /** Label (config `name`, else plugin name). */
+  label: string;
+  /** Plugin name. */
+  use: string;
+  /** Frames received from upstream. */
+  framesIn: number;
+  /** Frames passed downstream. */
+  framesOut: number;
+  /** Errors raised by the stage. */
+  errors: number;
+  /** Stage-specific statistics. */
+  extra?: Record<string, unknown>;
+}
+
+/** How a pipeline run ended. */
+export interface PipelineResult {
+  /** `eos`: the source ended; `stopped`: stop() was called; `error`: a stage failed. */
+  reason: "eos" | "stopped" | "error";
+  /** The error when reason is `error`. */
+  error?: Error;
+  /** Final per-stage statistics. */
+  stats: StageStats[];
+}
+
+/** The state of a pipeline. */
+export type PipelineState = "built" | "running" | "stopping" | "ended";
+
+/** An error raised by a stage at run time, naming the stage and its index. */
+export class StageError extends Error {
+  /** Pipeline name. */
+  readonly pipeline: string;
+  /** Stage index. */
+  readonly index: number;
+  /** Stage label. */
+  readonly label: string;
+  /**
+   * @param pipeline pipeline name
+   * @param index stage index
+   * @param label stage label
+   * @param cause the original error
+   */
+  constructor(pipeline: string, index: number, label: string, cause: unknown) {
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    super(`pipeline "${pipeline}", stage ${index} (${label}): ${msg}`, { cause });
+    this.name = "StageError";
+    this.pipeline = pipeline;
+    this.index = index;
+    this.label = label;
+  }
+}
+
+/** A pipeline event. */
+export interface PipelineEvent {
+  /** Event type: `started`, `ended`, `error`, or a stage event such as `timeout` or `rtcp`. */
+  type: string;
+  /** Pipeline name. */
+  pipeline: string;
+  /** Label of the stage that raised it (stage events). */
+  stage?: string;
+  /** Event payload. */
+  detail?: unknown;
+}
+
+/** Listener of pipeline events. */
+export type PipelineListener = (event: PipelineEvent) => void;
+
+interface Slot {
+  index: number;
+  label: string;
+  use: string;
+  plugin: AnyPlugin;
+  stage: Stage;
+  input?: Format;
+  output?: Format;
+  framesIn: number;
+  framesOut: number;
+  errors: number;
+  ctx: StageContext;
+}
+
+const SPECIAL_KEYS = new Set(["use", "name"]);
+
+const strictCache = new WeakMap<z.ZodType, z.ZodType>();
+
+/** The schema with unknown keys refused (a typo in an option name must not pass silently). */
+export function strictSchema(schema: z.ZodType): z.ZodType {
+  let s = strictCache.get(schema);
+  if (!s) {
+    s = schema instanceof z.ZodObject ? schema.strict() : schema;
+    strictCache.set(schema, s);
+  }
+  return s;
+}
+
+/**
+ * Builds a pipeline: resolves plugins, validates options with their schemas,
+ * creates the stages and negotiates formats along the chain. Throws a
+ * {@linkcode ConfigError} naming the file, JSON path and problem, or a
+ * {@linkcode FormatError} naming both stages and both formats.
+ */
+export async function buildPipeline(name: string, config: StageConfig[], opts: BuildOptions): Promise<Pipeline> {
+  const jsonPath = opts.jsonPath ?? `pipelines.${name}`;
+  const baseDir = opts.baseDir ?? Deno.cwd();
+  const where = (suffix: string) => ({ file: opts.file, path: `${jsonPath}${suffix}` });
+  if (!Array.isArray(config) || config.length === 0) {
+    throw new ConfigError("expected a non-empty array of stages", where(""));
+  }
+  if (config.length < 2) {
+    throw new ConfigError("a pipeline needs at least a source and a sink", where(""));
+  }
+  const pipeline = new Pipeline(name, opts.clock ?? mediaClock(), opts.log ?? silentLogger);
+  const slots: Slot[] = [];
+  try {
+    for (let i = 0; i < config.length; i++) {
+      const entry = config[i];
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+        throw new ConfigError('expected a stage object with a "use" field', where(`[${i}]`));
+      }
+      if (typeof entry.use !== "string" || entry.use === "") {
+        throw new ConfigError('missing "use": name the plugin of this stage', where(`[${i}]`));
+      }
+      const plugin = await opts.registry.resolve(entry.use, baseDir, where(`[${i}].use`));
+      const expected = i === 0 ? "source" : i === config.length - 1 ? "sink" : "transform";
+      if (plugin.kind !== expected) {
+        const pos = i === 0 ? "first" : i === config.length - 1 ? "last" : "middle";
+        throw new ConfigError(
+          `"${plugin.name}" is a ${plugin.kind}, but the ${pos} stage of a chain must be a ${expected}`,
+          where(`[${i}].use`),
+        );
+      }
+      const raw: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(entry)) if (!SPECIAL_KEYS.has(k)) raw[k] = v;
+      const parsed = strictSchema(plugin.options).safeParse(raw, { reportInput: true });
+      if (!parsed.success) {
+        throw new ConfigError(formatZodIssues(parsed.error, `${jsonPath}[${i}]`), { file: opts.file });
+      }
+      const label = typeof entry.name === "string" && entry.name ? entry.name : plugin.name;
+      const ctx = pipeline._stageContext(i, label, baseDir);
+      let stage: Stage;
+      try {
+        stage = await plugin.create(parsed.data, ctx);
+      } catch (e) {
+        throw new ConfigError(`${plugin.name}: ${e instanceof Error ? e.message : String(e)}`, where(`[${i}]`), e);
+      }
+      slots.push({
+        index: i,
+        label,
+        use: plugin.name,
+        plugin,
+        stage,
+        framesIn: 0,
+        framesOut: 0,
+        errors: 0,
+        ctx,
+      });
+    }
+    negotiate(slots, name);
+  } catch (e) {
+    // Release what was created before the failure.
+    await pipeline._abandon(slots);
+    throw e;
+  }
+  pipeline._init(slots);
+  return pipeline;
+}
+
+function describeStage(s: Slot): string {
+  return s.label === s.use ? `${s.use} (stage ${s.index})` : `${s.label} (${s.use}, stage ${s.index})`;
+}
+
+function hintFor(field: string, produced: Format, accepted: Format): string {
+  switch (field) {
+    case "kind":
+      if (produced.kind === "pcm" && accepted.kind === "encoded") {
+        return 'insert {"use": "g711-encoder"} between them';
+      }
+      if (produced.kind === "encoded" && accepted.kind === "pcm") {
+        return 'insert {"use": "g711-decoder"} between them';
+      }
+      if (produced.kind === "encoded" && accepted.kind === "rtp") {
+        return 'insert {"use": "rtp-packetizer"} between them';
+      }
+      if (produced.kind === "packet" && accepted.kind === "rtp") {
+        return 'insert {"use": "rtp-depacketizer"} between them';
+      }
+      if (produced.kind === "rtp" && accepted.kind === "encoded") {
+        return 'insert {"use": "jitter-buffer"} between them';
+      }
+      return "connect stages whose formats match";
+    case "sampleRate":
+    case "channels": {
+      const opts = [];
+      if (accepted.sampleRate) opts.push(`"rate": ${accepted.sampleRate}`);
+      if (accepted.channels) opts.push(`"channels": ${accepted.channels}`);
+      return `insert {"use": "resampler", ${opts.join(", ")}} between them`;
+    }
+    case "codec":
+      return `use the same codec on both (${produced.codec} vs ${accepted.codec})`;
+    default:
+      return "make the formats match";
+  }
+}
+
+function negotiate(slots: Slot[], name: string): void {
+  let fmt: Format | undefined;
+  for (let i = 0; i < slots.length; i++) {
+    const s = slots[i];
+    if (i > 0) {
+      const prev = slots[i - 1];
+      if (!fmt) {
+        throw new FormatError(
+          `pipeline "${name}": ${describeStage(prev)} does not say what it produces, so ${
+            describeStage(s)
+          } cannot be linked to it`,
+        );
+      }
+      const accepts = s.plugin.accepts;
+      if (accepts && accepts.length > 0) {
+        const mismatches = accepts.map((a) => formatMismatch(fmt!, a));
+        const ok = mismatches.some((m) => m === undefined);
+        if (!ok) {
+          const best = accepts.findIndex((a) => a.kind === fmt!.kind);
+          const acc = accepts[best >= 0 ? best : 0];
+          const field = mismatches[best >= 0 ? best : 0]!;
+          throw new FormatError(
+            `pipeline "${name}": ${describeStage(s)} expects ${accepts.map(formatToString).join(" or ")}, but ${
+              describeStage(prev)
+            } produces ${formatToString(fmt)}: ${hintFor(field, fmt, acc)}`,
+          );
+        }
+      }
+      s.input = fmt;
+    }
+    try {
+      const out = s.stage.negotiate ? s.stage.negotiate(fmt) : s.plugin.produces;
+      fmt = out ?? (s.plugin.kind === "sink" ? undefined : s.plugin.produces);
+    } catch (e) {
+      if (e instanceof FormatError) {
+        const prev = i > 0 ? slots[i - 1] : undefined;
+        throw new FormatError(
+          `pipeline "${name}": ${describeStage(s)}${
+            prev && s.input ? ` cannot take ${formatToString(s.input)} from ${describeStage(prev)}` : ""
+          }: ${e.message}`,
+        );
+      }
+      throw e;
+    }
+    s.output = fmt;
+  }
+}
+
+/**
+ * A built chain of stages. Run it with {@linkcode Pipeline.run} (or `start()`
+ * and await `done`), stop it with {@linkcode Pipeline.stop}, read counters with
+ * {@linkcode Pipeline.stats} at any time.
+ */
+export class Pipeline {
+  /** Pipeline name. */
+  readonly name: string;
+  /** Media clock the stages run on. */
+  readonly clock: Clock;
+  /** Logger. */
+  readonly log: Logger;
+  #slots: Slot[] = [];
+  #state: PipelineState = "built";
+  #abort = new AbortController();
+  #listeners = new Map<string, Set<PipelineListener>>();
+  #pressure = false;
+  #error: Error | undefined;
+  #stopRequested = false;
+  #done: Promise<PipelineResult> | undefined;
+  #owner = {};
+  #drainWaiters: (() => void)[] = [];
+  #endPromise: Promise<void> | undefined;
+
+  /** @internal use {@linkcode buildPipeline} */
+  constructor(name: string, clock: Clock, log: Logger) {
+    this.name = name;
+    this.clock = clock;
+    this.log = log;
+  }
+
+  /** Current state. */
+  get state(): PipelineState {
+    return this.#state;
+  }
+
+  /** Formats negotiated on each link: `formats[i]` is what stage i produces. */
+  get formats(): (Format | undefined)[] {
+    return this.#slots.map((s) => s.output);
+  }
+
+  /** Stage labels in order. */
+  get labels(): string[] {
+    return this.#slots.map((s) => s.label);
+  }
+
+  /** Aborted when the pipeline is asked to stop or fails. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** @internal */
+  _stageContext(index: number, label: string, baseDir: string): StageContext {
+    return {
+      pipeline: this.name,
+      index,
+      label,
+      clock: this.clock,
+      log: this.log.child(label.toUpperCase(), { pipeline: this.name }),
+      baseDir,
+      signal: this.#abort.signal,
+      shared: (key, create, dispose) => sharedResources.acquire(this.#owner, key, create, dispose),
+      event: (type, detail) => this.#emitEvent({ type, pipeline: this.name, stage: label, detail }),
+    };
+  }
+
+  /** @internal */
+  _init(slots: Slot[]): void {
+    this.#slots = slots;
+  }
+
+  /** @internal releases stages created before a build failure */
+  async _abandon(slots: Slot[]): Promise<void> {
+    for (const s of slots) {
+      try {
+        await s.stage.close?.();
+      } catch { /* already failing */ }
+    }
+    await sharedResources.releaseAll(this.#owner);
+  }
+
+  /** Subscribes to events (`started`, `ended`, `error`, or stage events; `*` for all). Returns an unsubscribe function. */
+  on(type: string, listener: PipelineListener): () => void {
+    let set = this.#listeners.get(type);
+    if (!set) this.#listeners.set(type, set = new Set());
+    set.add(listener);
+    return () => set!.delete(listener);
+  }
+
+  #emitEvent(ev: PipelineEvent): void {
+    for (const key of [ev.type, "*"]) {
+      const set = this.#listeners.get(key);
+      if (!set) continue;
+      for (const l of [...set]) {
+        try {
+          l(ev);
+        } catch (e) {
+          this.log.error(`event listener for "${ev.type}" threw: ${e instanceof Error ? e.message : e}`);
+        }
+      }
+    }
+  }
+
+  /** Per-stage counters and stage statistics, readable while running. */
+  stats(): StageStats[] {
+    return this.#slots.map((s) => {
+      let extra: Record<string, unknown> | undefined;
+      try {
+        extra = s.stage.stats?.();
+      } catch { /* stats must never break the caller */ }
+      return {
+        index: s.index,
+        label: s.label,
+        use: s.use,
+        framesIn: s.framesIn,
+        framesOut: s.framesOut,
+        errors: s.errors,
+        ...(extra ? { extra } : {}),
+      };
+    });
+  }
+
+  /** Sends a control command to the stage with this label or plugin name (e.g. `pause` to a speaker). */
+  control(stage: string, command: string, arg?: unknown): unknown {
+    const s = this.#slots.find((x) => x.label === stage || x.use === stage);
+    if (!s) throw new Error(`pipeline "${this.name}" has no stage "${stage}" (stages: ${this.labels.join(", ")})`);
+    if (!s.stage.control) throw new Error(`stage "${s.label}" (${s.use}) accepts no control commands`);
+    return s.stage.control(command, arg);
+  }
+
+  /** Fails the pipeline with an error attributed to stage `index`. */
+  #fail(index: number, error: unknown): void {
+    const s = this.#slots[index];
+    if (s) s.errors++;
+    if (this.#error) return;
+    this.#error = error instanceof StageError ? error : new StageError(this.name, index, s?.label ?? "?", error);
+    this.#emitEvent({ type: "error", pipeline: this.name, stage: s?.label, detail: this.#error });
+    this.#abort.abort(this.#error);
+    this.#wakeDrainWaiters();
+  }
+
+  #wakeDrainWaiters(): void {
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** Builds the synchronous emit chain: emits[i] delivers a frame to stage i. */
+  #wire(): Emit[] {
+    const slots = this.#slots;
+    const n = slots.length;
+    const emits: Emit[] = new Array(n);
+    const sinkSlot = slots[n - 1];
+    const sink = sinkSlot.stage as SinkStage;
+    const prevOfSink = slots[n - 2];
+    emits[n - 1] = (frame: Frame): boolean => {
+      prevOfSink.framesOut++;
+      sinkSlot.framesIn++;
+      if (this.#error) return false;
+      try {
+        if (sink.write(frame) === false) this.#pressure = true;
+      } catch (e) {
+        this.#fail(n - 1, e);
+        return false;
+      }
+      return !this.#pressure;
+    };
+    for (let i = n - 2; i >= 1; i--) {
+      const slot = slots[i];
+      const prev = slots[i - 1];
+      const stage = slot.stage as TransformStage;
+      const next = emits[i + 1];
+      emits[i] = (frame: Frame): boolean => {
+        prev.framesOut++;
+        slot.framesIn++;
+        if (this.#error) return false;
+        try {
+          stage.process(frame, next);
+        } catch (e) {
+          this.#fail(i, e);
+          return false;
+        }
+        return !this.#pressure;
+      };
+    }
+    return emits;
+  }
+
+  #runContext(slot: Slot, emit: Emit): RunContext {
+    const idx = slot.index;
+    return {
+      ...slot.ctx,
+      emit,
+      ready: () => this.#ready(),
+      fail: (e) => this.#fail(idx, e),
+    };
+  }
+
+  #ready(): Promise<void> {
+    if (!this.#pressure || this.#abort.signal.aborted) return Promise.resolve();
+    const sink = this.#slots[this.#slots.length - 1].stage as SinkStage;
+    if (!sink.drained) {
+      this.#pressure = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      this.#drainWaiters.push(resolve);
+      if (this.#drainWaiters.length > 1) return;
+      sink.drained!().then(() => {
+        this.#pressure = false;
+        this.#wakeDrainWaiters();
+      }, (e) => this.#fail(this.#slots.length - 1, e));
+    });
+  }
+
+  /** Starts the pipeline; returns immediately. Await {@linkcode done} for the result. */
+  start(): Promise<PipelineResult> {
+    if (this.#done) return this.#done;
+    this.#done = this.#run();
+    return this.#done;
+  }
+
+  /** Resolves when the pipeline has ended (after start()). */
+  get done(): Promise<PipelineResult> {
+    if (!this.#done) throw new Error(`pipeline "${this.name}" has not been started`);
+    return this.#done;
+  }
+
+  /** Starts the pipeline and waits until it ends. */
+  run(): Promise<PipelineResult> {
+    return this.start();
+  }
+
+  /**
+   * Asks the pipeline to stop: the source stops producing, transforms flush,
+   * sinks finalize. Resolves with the result once everything has ended.
+   */
+  stop(): Promise<PipelineResult> {
+    if (!this.#done) {
+      // Never started: just release resources.
+      this.#state = "ended";
+      this.#done = this.#closeAll().then(() => ({ reason: "stopped" as const, stats: this.stats() }));
+      return this.#done;
+    }
+    if (this.#state === "running") {
+      this.#state = "stopping";
+      this.#stopRequested = true;
+      this.#abort.abort(new DOMException("pipeline stopped", "AbortError"));
+      this.#wakeDrainWaiters();
+    }
+    return this.#done;
+  }
+
+  async #closeAll(): Promise<void> {
+    for (const s of this.#slots) {
+      try {
+        await s.stage.close?.();
+      } catch (e) {
+        s.errors++;
+        this.log.warn(`stage ${s.index} (${s.label}) failed to close: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    await sharedResources.releaseAll(this.#owner);
+  }
+
+  async #run(): Promise<PipelineResult> {
+    const slots = this.#slots;
+    const n = slots.length;
+    const emits = this.#wire();
+    this.#state = "running";
+    // Sinks first, source last, so everything downstream is ready for the first frame.
+    for (let i = n - 1; i >= 0 && !this.#error; i--) {
+      const s = slots[i];
+      try {
+        if (s.stage.start) await s.stage.start(this.#runContext(s, i + 1 < n ? emits[i + 1] : () => false));
+      } catch (e) {
+        this.#fail(i, e);
+      }
+    }
+    this.#emitEvent({ type: "started", pipeline: this.name });
+    if (!this.#error) {
+      const source = slots[0].stage as SourceStage;
+      try {
+        await source.run(this.#runContext(slots[0], emits[1]));
+      } catch (e) {
+        if (!(this.#stopRequested && isAbort(e))) this.#fail(0, e);
+      }
+    }
+    // End of stream (or stop, or error): flush transforms, then finalize the sink.
+    for (let i = 1; i < n - 1; i++) {
+      const t = slots[i].stage as TransformStage;
+      if (!t.flush) continue;
+      try {
+        t.flush(emits[i + 1]);
+      } catch (e) {
+        this.#fail(i, e);
+      }
+    }
+    const sink = slots[n - 1].stage as SinkStage;
+    try {
+      this.#endPromise = Promise.resolve(sink.end?.());
+      await this.#endPromise;
+    } catch (e) {
+      this.#fail(n - 1, e);
+    }
+    await this.#closeAll();
+    this.#state = "ended";
+    const reason = this.#error ? "error" : this.#stopRequested ? "stopped" : "eos";
+    const result: PipelineResult = { reason, stats: this.stats(), ...(this.#error ? { error: this.#error } : {}) };
+    this.#emitEvent({ type: "ended", pipeline: this.name, detail: result });
+    return result;
+  }
+}
+
+function isAbort(e: unknown): boolean {
+  return e instanceof DOMException && e.name === "AbortError" ||
+    (e instanceof Error && (e.name === "AbortError" || e.name === "Interrupted" || e.name === "BadResource"));
+}

@@ -1,0 +1,166 @@
+/**
+ * The plugin registry: built-in plugins by name, user plugins by path or URL.
+ *
+ * @example
+ * ```ts
+ * const registry = new Registry(builtinPlugins);
+ * const gain = await registry.resolve("./my_gain.ts", "/home/me/pipelines");
+ * ```
+ *
+ * @module
+ */
+import { isAbsolute, resolve as resolvePath } from "node:path";
+import { toFileUrl } from "./paths.ts";
+import { ConfigError, type ConfigLocation } from "./errors.ts";
+import type { AnyPlugin, StageKind } from "./stage.ts";
+import type { AnyControlPlugin } from "./control.ts";
+
+const KINDS: readonly StageKind[] = ["source", "transform", "sink"];
+
+/** A control plugin definition is registered alongside stage plugins (see core/control.ts). */
+export interface NamedDefinition {
+  /** Unique name. */
+  name: string;
+  /** Plugin kind. */
+  kind: string;
+}
+
+/** True when `use` names a module (path or URL) rather than a registered plugin. */
+export function isModuleReference(use: string): boolean {
+  return use.startsWith("./") || use.startsWith("../") || use.startsWith("/") ||
+    /^(file|https?|npm|data):/.test(use) || /\.(ts|js|mjs|mts)$/.test(use);
+}
+
+/** Checks that a module's default export looks like a stage plugin definition; returns a reason if not. */
+export function validatePluginShape(def: unknown): string | undefined {
+  if (typeof def !== "object" || def === null) return "its default export is not a plugin definition object";
+  const d = def as Record<string, unknown>;
+  if (typeof d.name !== "string" || !d.name) return 'the definition has no "name"';
+  if (!KINDS.includes(d.kind as StageKind)) {
+    return `the definition's "kind" must be one of ${KINDS.join(", ")}, got ${JSON.stringify(d.kind)}`;
+  }
+  if (typeof d.create !== "function") return 'the definition has no "create" function';
+  const opts = d.options as { safeParse?: unknown } | undefined;
+  if (!opts || typeof opts.safeParse !== "function") return 'the definition\'s "options" is not a zod schema';
+  return undefined;
+}
+
+/** Holds plugins by name and loads user plugins from modules. */
+export class Registry {
+  readonly #plugins = new Map<string, AnyPlugin>();
+  readonly #modules = new Map<string, Promise<AnyPlugin>>();
+  readonly #controls = new Map<string, AnyControlPlugin>();
+
+  /**
+   * @param plugins stage plugins to register at once
+   * @param controls control plugins to register at once
+   */
+  constructor(plugins: AnyPlugin[] = [], controls: AnyControlPlugin[] = []) {
+    for (const p of plugins) this.register(p);
+    for (const c of controls) this.registerControl(c);
+  }
+
+  /** Registers a control plugin (e.g. `sip`). */
+  registerControl(plugin: AnyControlPlugin): void {
+    if (plugin.kind !== "control" || typeof plugin.create !== "function") {
+      throw new Error(`cannot register control plugin "${plugin.name}": not a control plugin definition`);
+    }
+    if (this.#controls.has(plugin.name)) {
+      throw new Error(`a control plugin named "${plugin.name}" is already registered`);
+    }
+    this.#controls.set(plugin.name, plugin);
+  }
+
+  /** All registered control plugins, sorted by name. */
+  listControls(): AnyControlPlugin[] {
+    return [...this.#controls.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The control plugin with this name; throws a ConfigError listing the known ones. */
+  control(name: string, where: ConfigLocation = {}): AnyControlPlugin {
+    const c = this.#controls.get(name);
+    if (c) return c;
+    const known = [...this.#controls.keys()].sort().join(", ") || "none";
+    throw new ConfigError(`unknown control plugin "${name}"; known control plugins: ${known}`, where);
+  }
+
+  /** Registers a plugin under its name. Throws when the name is taken. */
+  register(plugin: AnyPlugin): void {
+    const reason = validatePluginShape(plugin);
+    if (reason) throw new Error(`cannot register plugin: ${reason}`);
+    if (this.#plugins.has(plugin.name)) throw new Error(`a plugin named "${plugin.name}" is already registered`);
+    this.#plugins.set(plugin.name, plugin);
+  }
+
+  /** All registered plugins, sorted by name. */
+  list(): AnyPlugin[] {
+    return [...this.#plugins.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The registered plugin with this name, if any. */
+  get(name: string): AnyPlugin | undefined {
+    return this.#plugins.get(name);
+  }
+
+  /**
+   * Resolves `use`: a registered name, or a module path (relative to `baseDir`) or
+   * URL whose default export is a plugin definition.
+   */
+  resolve(use: string, baseDir: string = Deno.cwd(), where: ConfigLocation = {}): Promise<AnyPlugin> {
+    if (!isModuleReference(use)) {
+      const p = this.#plugins.get(use);
+      if (p) return Promise.resolve(p);
+      const known = [...this.#plugins.keys()].sort();
+      const close = known.filter((k) => k.includes(use) || use.includes(k) || levenshtein(k, use) <= 3);
+      return Promise.reject(
+        new ConfigError(
+          `unknown plugin "${use}"${
+            close.length ? ` (did you mean ${close.map((c) => `"${c}"`).join(" or ")}?)` : ""
+          }; ` +
+            `known plugins: ${known.join(", ")}; a user plugin is loaded by path, e.g. "./my_stage.ts"`,
+          where,
+        ),
+      );
+    }
+    const url = /^[a-z]+:/.test(use) && !/^[a-zA-Z]:[\\/]/.test(use)
+      ? use
+      : toFileUrl(isAbsolute(use) ? use : resolvePath(baseDir, use));
+    let p = this.#modules.get(url);
+    if (!p) {
+      p = loadPluginModule(url, use, where);
+      this.#modules.set(url, p);
+      p.catch(() => this.#modules.delete(url));
+    }
+    return p;
+  }
+}
+
+async function loadPluginModule(url: string, use: string, where: ConfigLocation): Promise<AnyPlugin> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(url);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new ConfigError(`cannot load plugin module "${use}" (${url}): ${msg}`, where, e);
+  }
+  const def = mod.default;
+  const reason = validatePluginShape(def);
+  if (reason) {
+    throw new ConfigError(
+      `plugin module "${use}" is not a stage plugin: ${reason} (export default definePlugin({...}))`,
+      where,
+    );
+  }
+  return def as AnyPlugin;
+}
+
+function levenshtein(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length][b.length];
+}

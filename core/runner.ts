@@ -1,0 +1,184 @@
+/**
+ * Runs a pipeline file: either every chain at once (no control section), or a
+ * control plugin that builds chains from the templates per session.
+ *
+ * @module
+ */
+import { type Clock, mediaClock } from "./clock.ts";
+import {
+  builtinVariables,
+  checkVariables,
+  loadPipelineFile,
+  type PipelineFile,
+  resolveParameters,
+  substitute,
+  type Variables,
+} from "./config.ts";
+import type { ControlContext } from "./control.ts";
+import { ConfigError, formatZodIssues } from "./errors.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { buildPipeline, type Pipeline, type PipelineResult, strictSchema } from "./pipeline.ts";
+import type { Registry } from "./registry.ts";
+
+/** Options for {@linkcode runPipelineFile} and {@linkcode PipelineRunner}. */
+export interface RunOptions {
+  /** Plugin registry. */
+  registry: Registry;
+  /** `name=value` parameter settings. */
+  set?: string[];
+  /** Logger (default: silent). */
+  log?: Logger;
+  /** Media clock (default: the process clock). */
+  clock?: Clock;
+  /** Stops the run when aborted. */
+  signal?: AbortSignal;
+}
+
+/** The outcome of running a file. */
+export interface RunResult {
+  /** Process exit code: 0 success, non-zero failure. */
+  code: number;
+  /** Results of each chain, when run without a control plugin. */
+  results?: Record<string, PipelineResult>;
+  /** A one-line reason on failure. */
+  reason?: string;
+}
+
+/** A loaded pipeline file ready to build chains from, with its parameters resolved. */
+export class PipelineRunner {
+  /** The file. */
+  readonly file: PipelineFile;
+  /** Parameter values. */
+  readonly params: Variables;
+  readonly #opts: RunOptions;
+
+  /**
+   * @param file loaded pipeline file
+   * @param opts run options
+   */
+  constructor(file: PipelineFile, opts: RunOptions) {
+    this.file = file;
+    this.#opts = opts;
+    this.params = { ...builtinVariables(file), ...resolveParameters(file, opts.set) };
+    const provided = file.control
+      ? Object.keys(
+        opts.registry.control(file.control.use, {
+          file: file.path,
+          path: "control.use",
+        }).variables,
+      )
+      : [];
+    checkVariables(file, provided);
+  }
+
+  /** Loads a pipeline file and resolves its parameters. */
+  static async load(path: string, opts: RunOptions): Promise<PipelineRunner> {
+    return new PipelineRunner(await loadPipelineFile(path), opts);
+  }
+
+  /** Builds the chain `template` with the parameters plus `vars`. */
+  build(template: string, vars: Variables = {}, name = template): Promise<Pipeline> {
+    const chain = this.file.pipelines[template];
+    if (!chain) {
+      throw new ConfigError(
+        `no chain named "${template}" (chains: ${Object.keys(this.file.pipelines).join(", ")})`,
+        { file: this.file.path, path: "pipelines" },
+      );
+    }
+    const jsonPath = `pipelines.${template}`;
+    const resolved = substitute(chain, { ...this.params, ...vars }, { file: this.file.path, path: jsonPath });
+    return buildPipeline(name, resolved, {
+      registry: this.#opts.registry,
+      clock: this.#opts.clock ?? mediaClock(),
+      log: this.#opts.log ?? silentLogger,
+      baseDir: this.file.dir,
+      file: this.file.path,
+      jsonPath,
+    });
+  }
+
+  /** Runs the file to completion. */
+  async run(): Promise<RunResult> {
+    return this.file.control ? await this.#runControl() : await this.#runAll();
+  }
+
+  async #runAll(): Promise<RunResult> {
+    const log = this.#opts.log ?? silentLogger;
+    const pipelines: Pipeline[] = [];
+    try {
+      for (const name of Object.keys(this.file.pipelines)) pipelines.push(await this.build(name));
+    } catch (e) {
+      for (const p of pipelines) await p.stop();
+      throw e;
+    }
+    const onAbort = () => pipelines.forEach((p) => p.stop());
+    this.#opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (this.#opts.signal?.aborted) onAbort();
+    try {
+      for (const p of pipelines) {
+        log.info(`pipeline "${p.name}" started: ${p.labels.join(" → ")}`);
+        p.start();
+      }
+      const results: Record<string, PipelineResult> = {};
+      for (const p of pipelines) {
+        const r = await p.done;
+        results[p.name] = r;
+        if (r.reason === "error") {
+          log.error(r.error!.message);
+          // One chain failing stops the others.
+          pipelines.forEach((q) => q.stop());
+        } else {
+          log.info(`pipeline "${p.name}" ended (${r.reason})`, summarize(r));
+        }
+      }
+      const failed = Object.values(results).find((r) => r.reason === "error");
+      return failed ? { code: 1, results, reason: failed.error!.message } : { code: 0, results };
+    } finally {
+      this.#opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async #runControl(): Promise<RunResult> {
+    const file = this.file;
+    const control = file.control!;
+    const def = this.#opts.registry.control(control.use, { file: file.path, path: "control.use" });
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(control)) if (k !== "use") raw[k] = v;
+    const values = substitute(raw, this.params, { file: file.path, path: "control" });
+    const parsed = strictSchema(def.options).safeParse(values, { reportInput: true });
+    if (!parsed.success) throw new ConfigError(formatZodIssues(parsed.error, "control"), { file: file.path });
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(this.#opts.signal?.reason);
+    this.#opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (this.#opts.signal?.aborted) onAbort();
+    const ctx: ControlContext = {
+      log: this.#opts.log ?? silentLogger,
+      clock: this.#opts.clock ?? mediaClock(),
+      signal: abort.signal,
+      file: file.path,
+      baseDir: file.dir,
+      params: this.params,
+      templates: Object.keys(file.pipelines),
+      buildPipeline: (template, vars, name) => this.build(template, vars, name),
+    };
+    try {
+      const controller = await def.create(parsed.data, ctx);
+      const code = await controller.run();
+      return { code };
+    } finally {
+      this.#opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+function summarize(r: PipelineResult): Record<string, number> {
+  const first = r.stats[0];
+  const last = r.stats[r.stats.length - 1];
+  return { frames_in: first?.framesOut ?? 0, frames_out: last?.framesIn ?? 0 };
+}
+
+/** Loads and runs a pipeline file. */
+export async function runPipelineFile(path: string, opts: RunOptions): Promise<RunResult> {
+  const runner = await PipelineRunner.load(path, opts);
+  return await runner.run();
+}

@@ -1,0 +1,288 @@
+import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
+import { z } from "zod";
+import { VirtualClock } from "../core/clock.ts";
+import type { Frame, PcmFrame } from "../core/frame.ts";
+import { buildPipeline, StageError } from "../core/pipeline.ts";
+import { Registry } from "../core/registry.ts";
+import { definePlugin, FormatError } from "../core/stage.ts";
+import { readableSource, streamSink } from "../core/streams.ts";
+import { ConfigError } from "../core/errors.ts";
+import { fromFileUrl } from "./util.ts";
+
+/** A source of `count` pcm frames of 160 samples whose values are the frame number. */
+const counter = definePlugin({
+  name: "counter",
+  kind: "source",
+  description: "test source",
+  produces: { kind: "pcm", sampleRate: 8000, channels: 1 },
+  options: z.object({
+    count: z.number().int().min(0).default(10),
+    rate: z.number().int().default(8000),
+    fail_at: z.number().int().default(-1),
+  }),
+  create: ({ count, rate, fail_at }) => ({
+    negotiate: () => ({ kind: "pcm", sampleRate: rate, channels: 1 }),
+    async run(ctx) {
+      for (let i = 0; i < count; i++) {
+        if (ctx.signal.aborted) return;
+        if (i === fail_at) throw new Error("source broke");
+        const f: PcmFrame = {
+          kind: "pcm",
+          samples: new Int16Array(160).fill(i),
+          sampleRate: rate,
+          channels: 1,
+          pts: i * 160,
+        };
+        if (!ctx.emit(f)) await ctx.ready();
+        if (i % 4 === 3) await Promise.resolve();
+      }
+    },
+  }),
+});
+
+const double = definePlugin({
+  name: "double",
+  kind: "transform",
+  description: "emits every frame twice",
+  accepts: [{ kind: "pcm" }],
+  produces: { kind: "pcm" },
+  options: z.object({ throw_at: z.number().int().default(-1) }),
+  create: ({ throw_at }) => {
+    let n = 0;
+    let held: Frame | undefined;
+    return {
+      negotiate: (input) => input,
+      process(frame, emit) {
+        if (n++ === throw_at) throw new Error("transform broke");
+        emit(frame);
+        emit(frame);
+        held = frame;
+      },
+      flush(emit) {
+        if (held) emit({ ...(held as PcmFrame), pts: -1 });
+      },
+    };
+  },
+});
+
+const narrowband = definePlugin({
+  name: "narrowband",
+  kind: "transform",
+  description: "wants 8 kHz mono",
+  accepts: [{ kind: "pcm", sampleRate: 8000, channels: 1 }],
+  produces: { kind: "pcm", sampleRate: 8000, channels: 1 },
+  options: z.object({ ptime: z.number().int().min(10).max(60).default(20) }),
+  create: () => ({ process: (f, emit) => emit(f) }),
+});
+
+interface Collected {
+  frames: Frame[];
+  ended: boolean;
+  closed: boolean;
+  maxQueue: number;
+}
+const collected: Collected[] = [];
+
+const collect = definePlugin({
+  name: "collect",
+  kind: "sink",
+  description: "collects frames, with an optional slow consumer",
+  accepts: [{ kind: "pcm" }],
+  options: z.object({ slow: z.boolean().default(false), limit: z.number().int().default(3) }),
+  create: ({ slow, limit }) => {
+    const c: Collected = { frames: [], ended: false, closed: false, maxQueue: 0 };
+    collected.push(c);
+    let queue = 0;
+    let waiter: (() => void) | undefined;
+    return {
+      write(f) {
+        c.frames.push(f);
+        if (!slow) return true;
+        queue++;
+        c.maxQueue = Math.max(c.maxQueue, queue);
+        setTimeout(() => {
+          queue--;
+          if (queue <= 1 && waiter) {
+            waiter();
+            waiter = undefined;
+          }
+        }, 1);
+        return queue < limit;
+      },
+      drained: () => new Promise<void>((r) => (waiter = r)),
+      end() {
+        c.ended = true;
+      },
+      close() {
+        c.closed = true;
+      },
+    };
+  },
+});
+
+const registry = new Registry([counter, double, narrowband, collect]);
+const opts = { registry, clock: new VirtualClock() };
+
+Deno.test("frames flow synchronously through transforms; counters and flush", async () => {
+  const p = await buildPipeline("main", [{ use: "counter", count: 5 }, { use: "double" }, { use: "collect" }], opts);
+  const r = await p.run();
+  const c = collected.at(-1)!;
+  assertEquals(r.reason, "eos");
+  assertEquals(c.frames.length, 11); // 5 × 2 + 1 flushed
+  assertEquals((c.frames[10] as PcmFrame).pts, -1);
+  assertEquals(c.ended, true);
+  assertEquals(c.closed, true);
+  const s = p.stats();
+  assertEquals(s.map((x) => [x.framesIn, x.framesOut]), [[0, 5], [5, 11], [11, 0]]);
+  assertEquals(p.state, "ended");
+});
+
+Deno.test("backpressure: the source waits while the sink is full", async () => {
+  const p = await buildPipeline(
+    "main",
+    [{ use: "counter", count: 50 }, { use: "collect", slow: true, limit: 3 }],
+    opts,
+  );
+  const r = await p.run();
+  const c = collected.at(-1)!;
+  assertEquals(r.reason, "eos");
+  assertEquals(c.frames.length, 50);
+  assert(c.maxQueue <= 3, `queue grew to ${c.maxQueue}`);
+});
+
+Deno.test("format mismatch names both stages and formats and says what to change", async () => {
+  const err = await assertRejects(
+    () => buildPipeline("send", [{ use: "counter", rate: 16000 }, { use: "narrowband" }, { use: "collect" }], opts),
+    FormatError,
+  );
+  assertMatch(
+    err.message,
+    /narrowband \(stage 1\) expects pcm 8000 Hz mono, but counter \(stage 0\) produces pcm 16000 Hz mono: insert \{"use": "resampler", "rate": 8000, "channels": 1\}/,
+  );
+});
+
+Deno.test("unknown plugin: error lists the known ones", async () => {
+  const err = await assertRejects(
+    () => buildPipeline("main", [{ use: "countr" }, { use: "collect" }], { ...opts, file: "x.json" }),
+    ConfigError,
+  );
+  assertMatch(err.message, /^x\.json: pipelines\.main\[0\]\.use: unknown plugin "countr" \(did you mean "counter"\?\)/);
+  assertMatch(err.message, /known plugins: collect, counter, double, narrowband/);
+});
+
+Deno.test("bad option: error has the file, JSON path, and the problem", async () => {
+  const err = await assertRejects(
+    () =>
+      buildPipeline("send", [{ use: "counter" }, { use: "narrowband", ptime: 7 }, { use: "collect" }], {
+        ...opts,
+        file: "caller.json",
+      }),
+    ConfigError,
+  );
+  assertEquals(err.message, "caller.json: pipelines.send[1].ptime: expected at least 10, got 7");
+  const err2 = await assertRejects(
+    () => buildPipeline("send", [{ use: "counter", bogus: 1 }, { use: "collect" }], opts),
+    ConfigError,
+  );
+  assertMatch(err2.message, /pipelines\.send\[0\]: unknown option "bogus"/);
+});
+
+Deno.test("a stage in the wrong position is refused", async () => {
+  const err = await assertRejects(() => buildPipeline("m", [{ use: "double" }, { use: "collect" }], opts), ConfigError);
+  assertMatch(err.message, /"double" is a transform, but the first stage of a chain must be a source/);
+});
+
+Deno.test("a transform error fails the pipeline with the stage name and index; the sink still finalizes", async () => {
+  const p = await buildPipeline("rx", [{ use: "counter", count: 10 }, { use: "double", throw_at: 3 }, {
+    use: "collect",
+  }], opts);
+  const errors: unknown[] = [];
+  p.on("error", (e) => errors.push(e.detail));
+  const r = await p.run();
+  assertEquals(r.reason, "error");
+  assert(r.error instanceof StageError);
+  assertEquals(r.error.message, 'pipeline "rx", stage 1 (double): transform broke');
+  assertEquals(errors.length, 1);
+  assertEquals(collected.at(-1)!.ended, true);
+  assertEquals(p.stats()[1].errors, 1);
+});
+
+Deno.test("a source error is attributed to stage 0", async () => {
+  const p = await buildPipeline("m", [{ use: "counter", count: 10, fail_at: 2 }, { use: "collect" }], opts);
+  const r = await p.run();
+  assertEquals(r.reason, "error");
+  assertEquals(r.error!.message, 'pipeline "m", stage 0 (counter): source broke');
+  assertEquals(collected.at(-1)!.frames.length, 2);
+});
+
+Deno.test("stop() ends a running pipeline, flushes and finalizes", async () => {
+  const p = await buildPipeline("m", [{ use: "counter", count: 1_000_000 }, { use: "double" }, {
+    use: "collect",
+    slow: true,
+  }], opts);
+  const events: string[] = [];
+  p.on("*", (e) => events.push(e.type));
+  p.start();
+  await new Promise((r) => setTimeout(r, 20));
+  const r = await p.stop();
+  assertEquals(r.reason, "stopped");
+  const c = collected.at(-1)!;
+  assert(c.frames.length < 2_000_001);
+  assertEquals(c.ended, true);
+  assertEquals(events, ["started", "ended"]);
+});
+
+Deno.test("user plugin loaded by path relative to the pipeline file", async () => {
+  const dir = fromFileUrl(new URL("../examples/", import.meta.url));
+  const p = await buildPipeline("m", [{ use: "counter", count: 3 }, { use: "./plugins/gain.ts", gain_db: 6.0206 }, {
+    use: "collect",
+  }], { ...opts, baseDir: dir });
+  await p.run();
+  const frames = collected.at(-1)!.frames as PcmFrame[];
+  assertEquals(frames.map((f) => f.samples[0]), [0, 2, 4]);
+  const err = await assertRejects(
+    () =>
+      buildPipeline("m", [{ use: "counter" }, { use: "./plugins/nope.ts" }, { use: "collect" }], {
+        ...opts,
+        baseDir: dir,
+      }),
+    ConfigError,
+  );
+  assertMatch(err.message, /cannot load plugin module "\.\/plugins\/nope\.ts"/);
+});
+
+Deno.test("web stream adapters at the edges", async () => {
+  const frames: PcmFrame[] = [0, 1, 2].map((i) => ({
+    kind: "pcm",
+    samples: new Int16Array([i]),
+    sampleRate: 8000,
+    channels: 1,
+    pts: i,
+  }));
+  const reg = new Registry([
+    definePlugin({
+      name: "rs",
+      kind: "source",
+      description: "",
+      options: z.object({}),
+      create: () => readableSource(ReadableStream.from(frames), { kind: "pcm", sampleRate: 8000, channels: 1 }),
+    }),
+    definePlugin({
+      name: "ws",
+      kind: "sink",
+      description: "",
+      accepts: [{ kind: "pcm" }],
+      options: z.object({}),
+      create: () => sinkPair.sink,
+    }),
+  ]);
+  const sinkPair = streamSink();
+  const got: number[] = [];
+  const reading = (async () => {
+    for await (const f of sinkPair.readable) got.push((f as PcmFrame).samples[0]);
+  })();
+  const p = await buildPipeline("m", [{ use: "rs" }, { use: "ws" }], { registry: reg });
+  assertEquals((await p.run()).reason, "eos");
+  await reading;
+  assertEquals(got, [0, 1, 2]);
+});
