@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# voxpipe set-up: installs what the tests and device stages need on a fresh
+# Debian machine that has only Node.js. Safe to run again: it installs only what
+# is missing. Run through `deno task setup` (or `npx -y deno@2.9.6 task setup`).
+#
+# 1. Debian packages (only as root, or with sudo): the real peers the interop
+#    tests run against (sipp, baresip, ffmpeg, GStreamer, tshark), sox and
+#    espeak-ng for test audio, libasound2 and a compiler for the naudiodon binding.
+# 2. npm dependencies through Deno, building naudiodon's native binding
+#    (node-gyp against the local Node headers in /usr: no download).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have sipp || need+=(sip-tester)
+have baresip || need+=(baresip)
+have ffmpeg || need+=(ffmpeg)
+have sox || need+=(sox)
+have espeak-ng || need+=(espeak-ng)
+have gst-launch-1.0 || need+=(gstreamer1.0-tools)
+[ -e /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtp.so ] || ls /usr/lib/*/gstreamer-1.0/libgstrtp.so >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
+have tshark || need+=(tshark)
+ls /usr/lib/*/libasound.so.2 >/dev/null 2>&1 || need+=(libasound2)
+ls /usr/lib/*/alsa-lib/libasound_module_pcm_file.so >/dev/null 2>&1 || true
+have make || need+=(make)
+have g++ || need+=(g++)
+have python3 || need+=(python3)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif have sudo; then SUDO="sudo"; else SUDO="none"; fi
+  if [ "$SUDO" = none ] || ! have apt-get; then
+    echo "setup: missing Debian packages: ${need[*]}" >&2
+    echo "setup: install them (apt-get install ${need[*]}) and run this again; tests that use them will fail until then" >&2
+  else
+    echo "setup: installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+      echo "setup: apt-get install failed for: ${need[*]}" >&2
+  fi
+fi
+
+# npm dependencies (pinned in deno.json) and the naudiodon native binding.
+export npm_config_nodedir="${npm_config_nodedir:-/usr}"
+deno install --allow-scripts=npm:naudiodon || {
+  echo "setup: 'deno install' failed; the device stages (speaker, microphone) will say what is missing" >&2
+  exit 1
+}
+echo "setup: done"

@@ -1,0 +1,115 @@
+import { assertEquals, assertMatch, assertRejects, assertThrows } from "./assert.ts";
+import {
+  checkVariables,
+  loadPipelineFile,
+  parsePipelineConfig,
+  resolveParameters,
+  substitute,
+} from "../core/config.ts";
+import { ConfigError } from "../core/errors.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import { sanitizeFileComponent } from "../core/paths.ts";
+
+const base = {
+  parameters: {
+    file: { default: "in.wav", description: "input" },
+    ptime: { default: 20 },
+    loud: { default: false },
+    to: { description: "required destination" },
+  },
+  pipelines: {
+    main: [{ use: "wav-source", path: "${file}" }, { use: "x", ptime: "${ptime}", label: "at ${ptime} ms" }],
+  },
+};
+
+Deno.test("parameters: defaults, --set with types, required ones", () => {
+  const f = parsePipelineConfig(base, "/p/f.json", "f.json");
+  const v = resolveParameters(f, ["ptime=30", "to=sip:bob@127.0.0.1", "loud=true"]);
+  assertEquals(v, { file: "in.wav", ptime: 30, loud: true, to: "sip:bob@127.0.0.1" });
+  assertThrows(() => resolveParameters(f, ["ptime=30"]), ConfigError, 'parameter "to" is required');
+  assertThrows(
+    () => resolveParameters(f, ["to=x", "ptime=fast"]),
+    ConfigError,
+    '--set ptime: expected a number, got "fast"',
+  );
+  const e = assertThrows(() => resolveParameters(f, ["to=x", "bogus=1"]), ConfigError);
+  assertMatch(e.message, /--set bogus: no such parameter; parameters: file, ptime, loud, to/);
+});
+
+Deno.test("substitution keeps types for whole references and interpolates inside strings", () => {
+  const f = parsePipelineConfig(base, "/p/f.json");
+  const out = substitute(f.pipelines.main, { file: "a.wav", ptime: 40 }, { path: "pipelines.main" });
+  assertEquals(out[0].path, "a.wav");
+  assertEquals(out[1].ptime, 40);
+  assertEquals(out[1].label, "at 40 ms");
+  assertEquals(substitute("cost $${x} and ${y}", { y: 1 }, { path: "" }), "cost ${x} and 1");
+  const e = assertThrows(
+    () => substitute(f.pipelines.main, { file: "a" }, { file: "f.json", path: "pipelines.main" }),
+    ConfigError,
+  );
+  assertEquals(
+    e.message.split(" (known")[0],
+    'f.json: pipelines.main[1].ptime: unknown variable ${ptime}: declare it under "parameters"',
+  );
+});
+
+Deno.test("config errors name the file, the JSON path and the problem", () => {
+  const cases: [unknown, RegExp][] = [
+    [[], /^f\.json: expected a JSON object/],
+    [{ pipelines: { main: [] } }, /^f\.json: pipelines\.main: expected a non-empty array of stages/],
+    [{ pipelines: { main: [{ path: "x" }] } }, /^f\.json: pipelines\.main\[0\]: missing "use"/],
+    [{ pipeline: {} }, /^f\.json: pipeline: unknown top-level key "pipeline"/],
+    [
+      { parameters: { a: { default: [1] } }, pipelines: { m: [{ use: "x" }] } },
+      /parameters\.a\.default: a default must be/,
+    ],
+    [{ pipelines: { m: [{ use: "x" }] }, control: { role: "caller" } }, /^f\.json: control: expected \{"use"/],
+  ];
+  for (const [json, re] of cases) {
+    const e = assertThrows(() => parsePipelineConfig(json, "/x/f.json", "f.json"), ConfigError);
+    assertMatch(e.message, re);
+  }
+  const f = parsePipelineConfig({ pipelines: { m: [{ use: "a", path: "${nope}" }] } }, "/x/f.json", "f.json");
+  assertThrows(() => checkVariables(f), ConfigError, "pipelines.m[0].path: unknown variable ${nope}");
+  checkVariables(parsePipelineConfig({ pipelines: { m: [{ use: "a", to: "${remote.rtp}" }] } }, "/x/f.json"), [
+    "remote.rtp",
+  ]);
+});
+
+Deno.test("loading a file: missing file and bad JSON give the path and the reason", async () => {
+  const dir = await Deno.makeTempDir();
+  await assertRejects(
+    () => loadPipelineFile(`${dir}/none.json`),
+    ConfigError,
+    "cannot read pipeline file: no such file",
+  );
+  await Deno.writeTextFile(`${dir}/bad.json`, "{ pipelines: ");
+  const e = await assertRejects(() => loadPipelineFile(`${dir}/bad.json`), ConfigError);
+  assertMatch(e.message, /bad\.json: not valid JSON/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("logger: levels, tags, fields, one line per event", () => {
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "info", outputs: [out] });
+  const sip = log.child("SIP", { call: "a1" });
+  sip.debug("hidden");
+  sip.info("INVITE sent to sip:bob@127.0.0.1:5062", { note: "two words" });
+  log.level = "debug";
+  sip.debug("now visible\nsecond line");
+  assertEquals(out.lines.length, 2);
+  assertMatch(
+    out.lines[0],
+    /^\d{4}-\d\d-\d\dT\S+Z INFO  \[SIP\] INVITE sent to sip:bob@127\.0\.0\.1:5062 call=a1 note="two words"$/,
+  );
+  assertMatch(out.lines[1], /DEBUG \[SIP\] now visible\\nsecond line call=a1$/);
+});
+
+Deno.test("untrusted text never becomes a path", () => {
+  for (const bad of ["../../etc/passwd", "/abs", "a/b\\c", "..", ".", "", "x".repeat(300), "é@ü"]) {
+    const s = sanitizeFileComponent(bad);
+    assertMatch(s, /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/);
+  }
+  assertEquals(sanitizeFileComponent("abc123@127.0.0.1") !== sanitizeFileComponent("abc123_127.0.0.1"), true);
+  assertEquals(sanitizeFileComponent("plain-id_1.2"), "plain-id_1.2");
+});
