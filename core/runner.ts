@@ -71,6 +71,24 @@ export class PipelineRunner {
     checkVariables(file, provided);
   }
 
+  /**
+   * The variables a chain is built with: the parameters plus `vars` (from a
+   * control plugin). A parameter value may itself reference control variables
+   * and built-ins (e.g. `record=out/call-${call.id}.wav`); those are expanded
+   * once. Values in `vars` (which may carry text from the network) are never
+   * expanded themselves.
+   */
+  variables(vars: Variables = {}): Variables {
+    const inner: Variables = { ...builtinVariables(this.file), ...vars };
+    const out: Variables = { ...vars };
+    for (const [k, v] of Object.entries(this.params)) {
+      out[k] = typeof v === "string" && v.includes("${")
+        ? substitute(v, inner, { file: this.file.path, path: `parameters.${k}` })
+        : v;
+    }
+    return { ...out, ...vars };
+  }
+
   /** Loads a pipeline file and resolves its parameters. */
   static async load(path: string, opts: RunOptions): Promise<PipelineRunner> {
     return new PipelineRunner(await loadPipelineFile(path), opts);
@@ -86,7 +104,7 @@ export class PipelineRunner {
       );
     }
     const jsonPath = `pipelines.${template}`;
-    const resolved = substitute(chain, { ...this.params, ...vars }, { file: this.file.path, path: jsonPath });
+    const resolved = substitute(chain, this.variables(vars), { file: this.file.path, path: jsonPath });
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
       clock: this.#opts.clock ?? mediaClock(),

@@ -113,3 +113,29 @@ Deno.test("untrusted text never becomes a path", () => {
   assertEquals(sanitizeFileComponent("abc123@127.0.0.1") !== sanitizeFileComponent("abc123_127.0.0.1"), true);
   assertEquals(sanitizeFileComponent("plain-id_1.2"), "plain-id_1.2");
 });
+
+Deno.test("a parameter may reference control variables, expanded per call; network values are not re-expanded", async () => {
+  const { PipelineRunner } = await import("../core/runner.ts");
+  const { Registry } = await import("../core/registry.ts");
+  const { defineControl } = await import("../core/control.ts");
+  const { z } = await import("zod");
+  const registry = new Registry([], [
+    defineControl({
+      name: "fake",
+      kind: "control",
+      description: "",
+      variables: { "call.id": "id", "remote.user": "user" },
+      options: z.object({}),
+      create: () => ({ run: () => Promise.resolve(0) }),
+    }),
+  ]);
+  const file = parsePipelineConfig({
+    parameters: { record: { default: "out/call-${call.id}.wav" } },
+    control: { use: "fake" },
+    pipelines: { rx: [{ use: "x", path: "${record}", who: "${remote.user}" }] },
+  }, "/p/f.json");
+  const runner = new PipelineRunner(file, { registry });
+  const v = runner.variables({ "call.id": "abc", "remote.user": "${record}" });
+  assertEquals(v.record, "out/call-abc.wav");
+  assertEquals(substitute(file.pipelines.rx, v, { path: "p" })[0].who, "${record}");
+});

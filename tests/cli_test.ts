@@ -1,0 +1,143 @@
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { createRegistry } from "../mod.ts";
+import { pipelineJsonSchema } from "../core/schema.ts";
+import { repoPath } from "./util.ts";
+
+const MOD = repoPath("mod.ts");
+
+async function cli(args: string[], cwd = repoPath(".")): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MOD, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("--help tells the usage and exits 0", async () => {
+  const r = await cli(["--help"]);
+  assertEquals(r.code, 0);
+  assertMatch(r.stdout, /deno run -A mod\.ts --pipeline FILE \[--set name=value \.\.\.\]/);
+  for (const flag of ["--list-plugins", "--describe", "--list-devices", "--log-level", "--log-file", "--set"]) {
+    assert(r.stdout.includes(flag), `help lacks ${flag}`);
+  }
+});
+
+Deno.test("--list-plugins: one line per plugin with kind and formats", async () => {
+  const r = await cli(["--list-plugins"]);
+  assertEquals(r.code, 0);
+  const lines = r.stdout.trim().split("\n");
+  const names = createRegistry().list().map((p) => p.name);
+  assertEquals(lines.length >= names.length, true);
+  for (
+    const n of [
+      "wav-source",
+      "file-source",
+      "tone-source",
+      "resampler",
+      "g711-encoder",
+      "g711-decoder",
+      "wav-sink",
+      "null-sink",
+    ]
+  ) {
+    const line = lines.find((l) => l.startsWith(n + " "));
+    assert(line, `no line for ${n}`);
+  }
+  assertMatch(lines.find((l) => l.startsWith("g711-encoder "))!, /transform\s+pcm 8000 Hz mono → encoded/);
+});
+
+Deno.test("--describe shows options with types, ranges and defaults; unknown name fails", async () => {
+  const r = await cli(["--describe", "tone-source"]);
+  assertEquals(r.code, 0);
+  assertMatch(r.stdout, /^tone-source \(source\)/);
+  assertMatch(r.stdout, /frequency\s+number.*default 1000/);
+  const bad = await cli(["--describe", "nope"]);
+  assertEquals(bad.code, 2);
+  assertMatch(bad.stderr, /^voxpipe: no plugin named "nope"; known plugins: .*wav-sink/);
+});
+
+Deno.test("usage errors exit 2 with a one-line reason", async () => {
+  const r = await cli(["--bogus"]);
+  assertEquals(r.code, 2);
+  assertMatch(r.stderr, /^voxpipe: Unknown option '--bogus'/);
+  const r2 = await cli([]);
+  assertEquals(r2.code, 2);
+  assertMatch(r2.stderr, /missing --pipeline FILE/);
+  const r3 = await cli(["--pipeline", "pipelines/transcode.json", "--log-level", "loud"]);
+  assertEquals(r3.code, 2);
+});
+
+Deno.test("a broken pipeline file fails with exit 1 and the file, JSON path and problem", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/p.json`,
+    JSON.stringify({ pipelines: { main: [{ use: "tone-source", frequency: -5 }, { use: "null-sink" }] } }),
+  );
+  const r = await cli(["--pipeline", `${dir}/p.json`]);
+  assertEquals(r.code, 1);
+  assertMatch(r.stderr, /p\.json: pipelines\.main\[0\]\.frequency: expected/);
+  const r2 = await cli(["--pipeline", `${dir}/p.json`, "--set", "x=1"]);
+  assertMatch(r2.stderr, /--set x: no such parameter/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("transcode pipeline: file → 8 kHz → G.711 → WAV, via the CLI", async () => {
+  const dir = await Deno.makeTempDir();
+  const log = `${dir}/run.log`;
+  const r = await cli([
+    "--pipeline",
+    "pipelines/transcode.json",
+    "--set",
+    `out=${dir}/t.wav`,
+    "--set",
+    "codec=PCMA",
+    "--log-file",
+    log,
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  const wav = await Deno.readFile(`${dir}/t.wav`);
+  const view = new DataView(wav.buffer);
+  assertEquals(new TextDecoder().decode(wav.subarray(0, 4)), "RIFF");
+  assertEquals(view.getUint16(22, true), 1); // mono
+  assertEquals(view.getUint32(24, true), 8000); // 8 kHz
+  assert(wav.length > 8000, "recording too short");
+  // Every sample is a valid A-law decode value: the audio went through G.711.
+  const alawmulaw = (await import("alawmulaw")).default;
+  const valid = new Set(Array.from({ length: 256 }, (_, i) => alawmulaw.alaw.decodeSample(i)));
+  const samples = wavData(wav);
+  assert(samples.length > 4000);
+  for (const s of samples) assert(valid.has(s), `sample ${s} is not an A-law value`);
+  assertMatch(await Deno.readTextFile(log), /pipeline "main" ended \(eos\)/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** The 16-bit samples of a WAV file's data chunk. */
+function wavData(wav: Uint8Array): Int16Array {
+  const view = new DataView(wav.buffer, wav.byteOffset);
+  let off = 12;
+  while (off + 8 <= wav.length) {
+    const id = new TextDecoder().decode(wav.subarray(off, off + 4));
+    const size = view.getUint32(off + 4, true);
+    if (id === "data") return new Int16Array(wav.slice(off + 8, off + 8 + size).buffer);
+    off += 8 + size + (size & 1);
+  }
+  throw new Error("no data chunk");
+}
+
+Deno.test("the committed pipelines/schema.json is up to date", async () => {
+  const committed = JSON.parse(await Deno.readTextFile(repoPath("pipelines/schema.json")));
+  assertEquals(committed, JSON.parse(JSON.stringify(pipelineJsonSchema(createRegistry()))), "run: deno task schema");
+});
+
+Deno.test("every shipped pipeline file loads and its chains build-check", async () => {
+  const { PipelineRunner } = await import("../core/runner.ts");
+  for await (const e of Deno.readDir(repoPath("pipelines"))) {
+    if (!e.name.endsWith(".json") || e.name === "schema.json") continue;
+    const runner = await PipelineRunner.load(repoPath(`pipelines/${e.name}`), { registry: createRegistry() });
+    assert(Object.keys(runner.file.pipelines).length > 0, e.name);
+  }
+});
