@@ -1,9 +1,10 @@
 /**
- * The null plugin family.
+ * The null plugin family: `null-sink` (discards frames).
  *
  * @module
  */
 import type { AnyPlugin } from "../../core/stage.ts";
+import nullSink from "./null_sink.ts";
 
 /** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [];
+export const plugins: AnyPlugin[] = [nullSink];

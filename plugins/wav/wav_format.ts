@@ -1,0 +1,493 @@
+/**
+ * WAV (RIFF/WAVE) container helpers shared by `wav-source`, `wav-sink` and
+ * `file-source`: a chunk scanner that reads only the header of a file (the data
+ * chunk is streamed separately), sample conversion to 16-bit PCM, G.711
+ * expansion, and a writer for canonical headers.
+ *
+ * Why our own scanner instead of `wavefile`: `wavefile` parses from a buffer
+ * holding the whole file, which defeats streaming, and it reads a
+ * WAVE_FORMAT_EXTENSIBLE float file (what ffmpeg writes for `pcm_f32le`) as
+ * 32-bit integers. Scanning RIFF chunks is a few lines; the tests use
+ * `wavefile` as the independent oracle for every format.
+ *
+ * Deno only runs on little-endian targets (x86_64, aarch64), so samples are read
+ * through typed-array views without byte swapping.
+ *
+ * @module
+ */
+
+/** How samples are encoded in the data chunk. */
+export type WavEncoding = "pcm" | "float" | "alaw" | "mulaw";
+
+/** What {@linkcode readWavInfo} learned from a WAV file's header. */
+export interface WavInfo {
+  /** Path the file was opened with. */
+  path: string;
+  /** `RIFF` or `RF64`. */
+  container: "RIFF" | "RF64";
+  /** Sample encoding (after resolving WAVE_FORMAT_EXTENSIBLE). */
+  encoding: WavEncoding;
+  /** Format tag of the fmt chunk (0xFFFE for extensible). */
+  formatTag: number;
+  /** Effective format code (the subformat for extensible files). */
+  formatCode: number;
+  /** Container bits per sample (8, 16, 24, 32 or 64). */
+  bitsPerSample: number;
+  /** Bytes per sample of one channel. */
+  bytesPerSample: number;
+  /** Interleaved channels. */
+  channels: number;
+  /** Samples per second per channel. */
+  sampleRate: number;
+  /** Bytes per sample frame (all channels). */
+  blockAlign: number;
+  /** File offset of the first data byte. */
+  dataOffset: number;
+  /** Data bytes that can actually be read, a multiple of `blockAlign`. */
+  dataBytes: number;
+  /** Data size the header declares (may exceed what the file holds). */
+  declaredDataBytes: number;
+  /** True when the file holds fewer data bytes than the header declares. */
+  truncated: boolean;
+  /** Sample frames (per channel) that can be read: `dataBytes / blockAlign`. */
+  frames: number;
+}
+
+/** An error about a WAV file; its message names the stage, the path and the reason. */
+export class WavFormatError extends Error {
+  /**
+   * @param who the stage name, e.g. `wav-source`
+   * @param path the file path
+   * @param reason what is wrong
+   */
+  constructor(who: string, path: string, reason: string) {
+    super(`${who}: ${path}: ${reason}`);
+    this.name = "WavFormatError";
+  }
+}
+
+/** WAVE format tags used here. */
+export const WAVE_FORMAT = {
+  /** Integer PCM. */
+  PCM: 1,
+  /** Microsoft ADPCM (not supported, named in errors). */
+  ADPCM: 2,
+  /** IEEE float. */
+  IEEE_FLOAT: 3,
+  /** G.711 A-law. */
+  ALAW: 6,
+  /** G.711 µ-law. */
+  MULAW: 7,
+  /** IMA ADPCM (not supported, named in errors). */
+  IMA_ADPCM: 0x11,
+  /** MPEG layer 3 in WAV (not supported, named in errors). */
+  MPEGLAYER3: 0x55,
+  /** WAVE_FORMAT_EXTENSIBLE: the real format is the subformat GUID. */
+  EXTENSIBLE: 0xfffe,
+} as const;
+
+const FORMAT_NAMES: Record<number, string> = {
+  1: "PCM",
+  2: "Microsoft ADPCM",
+  3: "IEEE float",
+  6: "G.711 A-law",
+  7: "G.711 µ-law",
+  0x11: "IMA ADPCM",
+  0x31: "GSM 6.10",
+  0x50: "MPEG",
+  0x55: "MPEG layer 3",
+};
+
+/** Tail shared by every KSDATAFORMAT_SUBTYPE GUID: xxxxxxxx-0000-0010-8000-00AA00389B71. */
+const GUID_TAIL = [0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b, 0x71];
+
+const SUPPORTED = "supported: integer PCM 8/16/24/32-bit, IEEE float 32/64-bit, G.711 A-law/µ-law 8-bit";
+
+function fourcc(b: Uint8Array, off: number): string {
+  return String.fromCharCode(b[off], b[off + 1], b[off + 2], b[off + 3]);
+}
+
+async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  await file.seek(offset, Deno.SeekMode.Start);
+  const buf = new Uint8Array(length);
+  let got = 0;
+  while (got < length) {
+    const n = await file.read(buf.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return buf.subarray(0, got);
+}
+
+/**
+ * Reads and validates the header of a WAV file without reading its audio: scans
+ * the RIFF chunks, decodes the fmt chunk (including WAVE_FORMAT_EXTENSIBLE and
+ * RF64's ds64), and locates the data chunk.
+ *
+ * A file whose data chunk is shorter than declared is accepted with
+ * `truncated: true` (the caller plays what exists and warns); a file that is not
+ * RIFF/WAVE, has no or a cut fmt chunk, no data chunk, or an unsupported encoding
+ * is refused with a {@linkcode WavFormatError}.
+ *
+ * @param path file to read
+ * @param who stage name used in error messages
+ * @example
+ * ```ts
+ * const info = await readWavInfo("examples/audio/hello.wav");
+ * console.log(info.sampleRate, info.channels, info.frames);
+ * ```
+ */
+export async function readWavInfo(path: string, who = "wav"): Promise<WavInfo> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}`);
+  }
+  try {
+    return await scan(file, path, who);
+  } finally {
+    file.close();
+  }
+}
+
+async function scan(file: Deno.FsFile, path: string, who: string): Promise<WavInfo> {
+  const fail = (reason: string) => new WavFormatError(who, path, reason);
+  const size = (await file.stat()).size;
+  const head = await readAt(file, 0, 12);
+  if (head.length < 12) {
+    throw fail(`not a WAV file (${head.length === 0 ? "empty file" : `only ${head.length} bytes`})`);
+  }
+  const container = fourcc(head, 0);
+  if (container === "RIFX") throw fail("unsupported big-endian WAV (RIFX)");
+  if ((container !== "RIFF" && container !== "RF64") || fourcc(head, 8) !== "WAVE") {
+    throw fail("not a WAV file (no RIFF/WAVE header)");
+  }
+  let fmt: Uint8Array | undefined;
+  let ds64DataSize: number | undefined;
+  let data: { offset: number; size: number } | undefined;
+  let pos = 12;
+  // Chunks are scanned with positioned reads, so a data chunk before the fmt
+  // chunk (legal, rare) is skipped over without reading it.
+  while (pos + 8 <= size && (!fmt || !data)) {
+    const h = await readAt(file, pos, 8);
+    if (h.length < 8) break;
+    const id = fourcc(h, 0);
+    const chunkSize = new DataView(h.buffer, h.byteOffset, 8).getUint32(4, true);
+    const body = pos + 8;
+    if (id === "fmt ") {
+      if (chunkSize < 16) throw fail(`fmt chunk too small (${chunkSize} bytes, need at least 16)`);
+      const want = Math.min(chunkSize, 64);
+      fmt = await readAt(file, body, want);
+      if (fmt.length < Math.min(want, 16) || (chunkSize <= 64 && fmt.length < chunkSize)) {
+        throw fail(`fmt chunk is truncated (${fmt.length} of ${chunkSize} bytes present)`);
+      }
+    } else if (id === "ds64") {
+      const b = await readAt(file, body, 16);
+      if (b.length === 16) {
+        const v = new DataView(b.buffer, b.byteOffset, 16);
+        ds64DataSize = v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32;
+      }
+    } else if (id === "data") {
+      let declared = chunkSize;
+      if (container === "RF64" && chunkSize === 0xffffffff && ds64DataSize !== undefined) declared = ds64DataSize;
+      data = { offset: body, size: declared };
+      // A data chunk of unknown size (streamed writers put 0xFFFFFFFF) runs to the end of the file.
+      if (chunkSize === 0xffffffff) break;
+    }
+    pos = body + chunkSize + (chunkSize & 1);
+  }
+  if (!fmt) {
+    throw fail("no fmt chunk (missing, or the file is cut inside its header)");
+  }
+  const info = decodeFmt(fmt, fail);
+  if (!data) throw fail("no data chunk (no audio in file, or file cut inside the header)");
+  const present = Math.max(0, Math.min(data.size, size - data.offset));
+  const usable = present - (present % info.blockAlign);
+  return {
+    path,
+    container: container as "RIFF" | "RF64",
+    ...info,
+    dataOffset: data.offset,
+    dataBytes: usable,
+    declaredDataBytes: data.size,
+    truncated: data.size !== 0xffffffff && present < data.size,
+    frames: usable / info.blockAlign,
+  };
+}
+
+type FmtInfo = Pick<
+  WavInfo,
+  | "encoding"
+  | "formatTag"
+  | "formatCode"
+  | "bitsPerSample"
+  | "bytesPerSample"
+  | "channels"
+  | "sampleRate"
+  | "blockAlign"
+>;
+
+function decodeFmt(fmt: Uint8Array, fail: (reason: string) => Error): FmtInfo {
+  const v = new DataView(fmt.buffer, fmt.byteOffset, fmt.length);
+  const formatTag = v.getUint16(0, true);
+  const channels = v.getUint16(2, true);
+  const sampleRate = v.getUint32(4, true);
+  const blockAlign = v.getUint16(12, true);
+  const bitsPerSample = v.getUint16(14, true);
+  let formatCode = formatTag;
+  if (formatTag === WAVE_FORMAT.EXTENSIBLE) {
+    if (fmt.length < 40) throw fail(`WAVE_FORMAT_EXTENSIBLE fmt chunk is truncated (${fmt.length} of 40 bytes)`);
+    const guid = fmt.subarray(24, 40);
+    if (GUID_TAIL.some((b, i) => guid[4 + i] !== b)) {
+      throw fail(`unsupported WAVE_FORMAT_EXTENSIBLE subformat (unknown GUID); ${SUPPORTED}`);
+    }
+    formatCode = v.getUint32(24, true);
+  }
+  if (channels === 0) throw fail("invalid channel count 0");
+  if (sampleRate === 0) throw fail("invalid sample rate 0");
+  let encoding: WavEncoding;
+  switch (formatCode) {
+    case WAVE_FORMAT.PCM:
+      if (![8, 16, 24, 32].includes(bitsPerSample)) {
+        throw fail(`unsupported bit depth ${bitsPerSample} for integer PCM (supported: 8, 16, 24, 32)`);
+      }
+      encoding = "pcm";
+      break;
+    case WAVE_FORMAT.IEEE_FLOAT:
+      if (bitsPerSample !== 32 && bitsPerSample !== 64) {
+        throw fail(`unsupported bit depth ${bitsPerSample} for IEEE float (supported: 32, 64)`);
+      }
+      encoding = "float";
+      break;
+    case WAVE_FORMAT.ALAW:
+    case WAVE_FORMAT.MULAW:
+      if (bitsPerSample !== 8) throw fail(`unsupported bit depth ${bitsPerSample} for G.711 (must be 8)`);
+      encoding = formatCode === WAVE_FORMAT.ALAW ? "alaw" : "mulaw";
+      break;
+    default: {
+      const name = FORMAT_NAMES[formatCode];
+      throw fail(
+        `unsupported encoding: format tag ${formatCode}${name ? ` (${name})` : ""}; ${SUPPORTED}`,
+      );
+    }
+  }
+  const bytesPerSample = bitsPerSample / 8;
+  if (blockAlign !== bytesPerSample * channels) {
+    throw fail(
+      `inconsistent fmt chunk: block align ${blockAlign} but ${channels} channel(s) of ${bitsPerSample} bits`,
+    );
+  }
+  return { encoding, formatTag, formatCode, bitsPerSample, bytesPerSample, channels, sampleRate, blockAlign };
+}
+
+/**
+ * Describes a WAV file's format for people, e.g. `24-bit PCM 48000 Hz stereo`.
+ *
+ * @example
+ * ```ts
+ * describeWav(await readWavInfo("a.wav")); // "16-bit PCM 16000 Hz mono"
+ * ```
+ */
+export function describeWav(info: WavInfo): string {
+  const enc = info.encoding === "pcm"
+    ? `${info.bitsPerSample}-bit PCM`
+    : info.encoding === "float"
+    ? `${info.bitsPerSample}-bit float`
+    : info.encoding === "alaw"
+    ? "G.711 A-law"
+    : "G.711 µ-law";
+  const ch = info.channels === 1 ? "mono" : info.channels === 2 ? "stereo" : `${info.channels} ch`;
+  return `${enc} ${info.sampleRate} Hz ${ch}${info.formatTag === WAVE_FORMAT.EXTENSIBLE ? " (extensible)" : ""}`;
+}
+
+/** µ-law byte → 16-bit linear (ITU-T G.711), for all 256 codes. */
+export const MULAW_TO_PCM16: Int16Array = (() => {
+  const t = new Int16Array(256);
+  for (let i = 0; i < 256; i++) {
+    const u = ~i & 0xff;
+    let m = ((u & 0x0f) << 3) + 0x84;
+    m <<= (u & 0x70) >> 4;
+    t[i] = u & 0x80 ? 0x84 - m : m - 0x84;
+  }
+  return t;
+})();
+
+/** A-law byte → 16-bit linear (ITU-T G.711), for all 256 codes. */
+export const ALAW_TO_PCM16: Int16Array = (() => {
+  const t = new Int16Array(256);
+  for (let i = 0; i < 256; i++) {
+    const a = i ^ 0x55;
+    let m = (a & 0x0f) << 4;
+    const seg = (a & 0x70) >> 4;
+    if (seg === 0) m += 8;
+    else {
+      m += 0x108;
+      if (seg > 1) m <<= seg - 1;
+    }
+    t[i] = a & 0x80 ? m : -m;
+  }
+  return t;
+})();
+
+function clamp16(v: number): number {
+  return v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+}
+
+/**
+ * Converts `count` interleaved samples encoded as in `info` to 16-bit PCM.
+ *
+ * - 16-bit: copied as is.
+ * - 8-bit (unsigned): `(v - 128) << 8`.
+ * - 24/32-bit integer: the high 16 bits, rounded to nearest, clamped.
+ * - float: `x × 32768`, rounded to nearest, clamped to −32768..32767 (NaN → 0),
+ *   so `s / 32768` floats come back exactly.
+ * - G.711: expanded with the ITU-T G.711 tables.
+ *
+ * `bytes.byteOffset` must be a multiple of the sample size (true for any
+ * buffer allocated by the caller and sliced at sample boundaries).
+ *
+ * @example
+ * ```ts
+ * const info = await readWavInfo("a.wav");
+ * const pcm = toInt16(info, bytesOfTheDataChunk, 160);
+ * ```
+ */
+export function toInt16(
+  info: Pick<WavInfo, "encoding" | "bitsPerSample">,
+  bytes: Uint8Array,
+  count: number,
+): Int16Array {
+  const out = new Int16Array(count);
+  const off = bytes.byteOffset;
+  const buf = bytes.buffer;
+  switch (info.encoding) {
+    case "pcm":
+      switch (info.bitsPerSample) {
+        case 16:
+          out.set(new Int16Array(buf, off, count));
+          break;
+        case 8:
+          for (let i = 0; i < count; i++) out[i] = (bytes[i] - 128) << 8;
+          break;
+        case 24:
+          for (let i = 0, j = 0; i < count; i++, j += 3) {
+            const v = ((bytes[j + 2] << 24) | (bytes[j + 1] << 16) | (bytes[j] << 8)) >> 8;
+            out[i] = clamp16((v + 128) >> 8);
+          }
+          break;
+        case 32: {
+          const src = new Int32Array(buf, off, count);
+          for (let i = 0; i < count; i++) out[i] = clamp16(Math.floor((src[i] + 32768) / 65536));
+          break;
+        }
+      }
+      break;
+    case "float": {
+      const src = info.bitsPerSample === 64 ? new Float64Array(buf, off, count) : new Float32Array(buf, off, count);
+      for (let i = 0; i < count; i++) {
+        const x = src[i] * 32768;
+        out[i] = x >= 32767 ? 32767 : x <= -32768 ? -32768 : x === x ? Math.round(x) : 0;
+      }
+      break;
+    }
+    case "alaw":
+      for (let i = 0; i < count; i++) out[i] = ALAW_TO_PCM16[bytes[i]];
+      break;
+    case "mulaw":
+      for (let i = 0; i < count; i++) out[i] = MULAW_TO_PCM16[bytes[i]];
+      break;
+  }
+  return out;
+}
+
+/** Parameters of a header written by {@linkcode wavHeader}. */
+export interface WavHeaderSpec {
+  /** `pcm16` for 16-bit integer PCM, `alaw`/`mulaw` for 8-bit G.711. */
+  encoding: "pcm16" | "alaw" | "mulaw";
+  /** Samples per second per channel. */
+  sampleRate: number;
+  /** Interleaved channels. */
+  channels: number;
+  /** Data bytes that follow the header. */
+  dataBytes: number;
+  /**
+   * True when the file is final and an odd-sized data chunk is followed by its
+   * pad byte, which the RIFF size then counts (default false).
+   */
+  padded?: boolean;
+}
+
+/** Where the size fields of a header made by {@linkcode wavHeader} live. */
+export interface WavHeaderLayout {
+  /** Header length in bytes (offset of the first data byte). */
+  headerBytes: number;
+  /** Offset of the RIFF chunk size. */
+  riffSizeOffset: number;
+  /** Offset of the `fact` chunk sample count, or -1 (PCM has no fact chunk). */
+  factOffset: number;
+  /** Offset of the data chunk size. */
+  dataSizeOffset: number;
+}
+
+/**
+ * Layout of the headers {@linkcode wavHeader} writes: 44 bytes for PCM (16-byte
+ * fmt chunk), 58 bytes for G.711 (18-byte fmt chunk plus the `fact` chunk that
+ * non-PCM formats require).
+ */
+export function wavHeaderLayout(encoding: WavHeaderSpec["encoding"]): WavHeaderLayout {
+  return encoding === "pcm16"
+    ? { headerBytes: 44, riffSizeOffset: 4, factOffset: -1, dataSizeOffset: 40 }
+    : { headerBytes: 58, riffSizeOffset: 4, factOffset: 46, dataSizeOffset: 54 };
+}
+
+/**
+ * Builds a canonical WAV header for `dataBytes` of data. With `padded`, the RIFF
+ * size includes the pad byte an odd-sized data chunk needs at the end of a file.
+ *
+ * @example
+ * ```ts
+ * const h = wavHeader({ encoding: "pcm16", sampleRate: 8000, channels: 1, dataBytes: 320 });
+ * // h.length === 44
+ * ```
+ */
+export function wavHeader(spec: WavHeaderSpec): Uint8Array {
+  const { headerBytes, factOffset } = wavHeaderLayout(spec.encoding);
+  const h = new Uint8Array(headerBytes);
+  const v = new DataView(h.buffer);
+  const ascii = (off: number, s: string) => {
+    for (let i = 0; i < 4; i++) h[off + i] = s.charCodeAt(i);
+  };
+  const bytesPerSample = spec.encoding === "pcm16" ? 2 : 1;
+  const blockAlign = bytesPerSample * spec.channels;
+  const pad = spec.padded ? spec.dataBytes & 1 : 0;
+  ascii(0, "RIFF");
+  v.setUint32(4, headerBytes - 8 + spec.dataBytes + pad, true);
+  ascii(8, "WAVE");
+  ascii(12, "fmt ");
+  const fmtSize = spec.encoding === "pcm16" ? 16 : 18;
+  v.setUint32(16, fmtSize, true);
+  const tag = spec.encoding === "pcm16"
+    ? WAVE_FORMAT.PCM
+    : spec.encoding === "alaw"
+    ? WAVE_FORMAT.ALAW
+    : WAVE_FORMAT.MULAW;
+  v.setUint16(20, tag, true);
+  v.setUint16(22, spec.channels, true);
+  v.setUint32(24, spec.sampleRate, true);
+  v.setUint32(28, spec.sampleRate * blockAlign, true);
+  v.setUint16(32, blockAlign, true);
+  v.setUint16(34, bytesPerSample * 8, true);
+  let p = 36;
+  if (fmtSize === 18) {
+    v.setUint16(36, 0, true); // cbSize
+    p = 38;
+    ascii(p, "fact");
+    v.setUint32(p + 4, 4, true);
+    v.setUint32(factOffset, Math.floor(spec.dataBytes / blockAlign), true);
+    p += 12;
+  }
+  ascii(p, "data");
+  v.setUint32(p + 4, spec.dataBytes, true);
+  return h;
+}

@@ -1,0 +1,466 @@
+/**
+ * `wav-sink`: records 16-bit PCM or G.711 frames to a WAV file that stays
+ * playable while it is being written.
+ *
+ * @module
+ */
+import { dirname, resolve } from "node:path";
+import { z } from "zod";
+import type { Timer } from "../../core/clock.ts";
+import { type Codec, type Format, formatToString, type Frame } from "../../core/frame.ts";
+import type { Logger } from "../../core/log.ts";
+import { definePlugin, FormatError, type RunContext, type SinkStage } from "../../core/stage.ts";
+import { wavHeader, type WavHeaderSpec } from "./wav_format.ts";
+
+/** Options of `wav-sink`. */
+export const wavSinkOptions = z.object({
+  path: z.string().min(1).describe(
+    "WAV file to write (created or replaced; parent directories are created); relative to the pipeline file's directory",
+  ),
+  format: z.enum(["pcm16", "g711"]).default("pcm16").describe(
+    "pcm16: 16-bit linear PCM from pcm frames; g711: the G.711 bytes of encoded frames as they are (µ-law: format tag 7, A-law: 6)",
+  ),
+  header_interval_ms: z.number().int().min(100).max(60000).default(1000).describe(
+    "How often buffered audio is written and the header sizes updated, so a killed process leaves a playable file (ms)",
+  ),
+  max_gap_ms: z.number().int().min(0).max(3_600_000).default(10000).describe(
+    "A forward jump in pts up to this long is filled with silence; a larger jump either way starts a new timeline written back to back (ms; 0 = never fill)",
+  ),
+});
+
+/** Bytes buffered before a write is started without waiting for the interval. */
+const FLUSH_BYTES = 64 * 1024;
+/** `write` returns false (backpressure) above this many unwritten bytes ... */
+const HIGH_WATER = 1024 * 1024;
+/** ... and `drained()` resolves once fewer than this are left. */
+const LOW_WATER = 256 * 1024;
+
+/** Silence byte of each G.711 law (the code for linear 0). */
+const G711_SILENCE: Record<Codec, number> = { PCMU: 0xff, PCMA: 0xd5 };
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+}
+
+/**
+ * Records to a WAV file.
+ *
+ * - `format: "pcm16"` takes pcm frames of any rate and channel count (fixed by
+ *   the negotiated format, or by the first frame when upstream leaves it open)
+ *   and writes 16-bit PCM (format tag 1). Encoded input is refused at build time
+ *   with a hint to insert a `g711-decoder` or set `format` to `g711`.
+ * - `format: "g711"` takes encoded G.711 frames and writes their bytes as an
+ *   8-bit µ-law (tag 7) or A-law (tag 6) WAV with a `fact` chunk. pcm input is
+ *   refused at build time.
+ *
+ * The timeline follows pts: a forward gap (missing samples) up to `max_gap_ms` is
+ * written as silence and counted in `gap_samples`; samples that overlap what was
+ * already written (a late or duplicate frame) are dropped and counted in
+ * `dropped_samples`; a jump larger than `max_gap_ms` either way (an RTP timestamp
+ * reset, say) is counted in `discontinuities` and written back to back.
+ * Frames of type `concealed` or `silence` are written like any other: they are
+ * real output. An encoded frame with an empty payload (a concealment request)
+ * writes nothing itself; the gap it leaves is filled with silence.
+ *
+ * Writing never blocks the chain: `write` copies the samples into 64 KB memory
+ * chunks and file writes run asynchronously, one at a time, when 64 KB are
+ * buffered or every `header_interval_ms` on the media clock. Each interval also
+ * rewrites the header with the sizes of the data on disk, so a file cut by a
+ * crash is playable up to the last interval. Async batched writes were chosen
+ * over small synchronous writes because a synchronous write runs on the event
+ * loop, where one slow disk would stall every call of the process; batching also
+ * keeps it to ~1 write per second for an 8 kHz call. `write` returns false above
+ * 1 MB of unwritten audio and `drained()` resolves below 256 KB. `end()` writes
+ * everything, the pad byte of an odd-sized data chunk and the final header.
+ *
+ * stats: `frames`, `samples` (per channel, from frames), `gap_samples`,
+ * `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
+ * `pending_bytes`, `duration_s` (of the data chunk), `header_updates`.
+ *
+ * @example Pipeline config
+ * ```json
+ * { "use": "wav-sink", "path": "out/call-${call.id}.wav", "format": "pcm16" }
+ * ```
+ */
+export default definePlugin({
+  name: "wav-sink",
+  kind: "sink",
+  description: "Records pcm (16-bit) or G.711 frames to a WAV file, kept playable while recording",
+  accepts: [{ kind: "pcm" }, { kind: "encoded" }],
+  options: wavSinkOptions,
+  create(options, ctx): SinkStage {
+    const path = resolve(ctx.baseDir, options.path);
+    return new WavSink(path, options, ctx.log);
+  },
+});
+
+type Options = z.output<typeof wavSinkOptions>;
+
+class WavSink implements SinkStage {
+  readonly #path: string;
+  readonly #opts: Options;
+  readonly #log: Logger;
+  // Format: what negotiation said, completed by the first frame.
+  #wantRate: number | undefined;
+  #wantChannels: number | undefined;
+  #wantCodec: Codec | undefined;
+  #spec: Omit<WavHeaderSpec, "dataBytes"> | undefined;
+  #silenceByte = 0;
+  #bytesPerFrame = 2; // bytes per sample frame (all channels)
+  // Timeline.
+  #expectedPts: number | undefined;
+  // Buffers.
+  #chunks: Uint8Array[] = [];
+  #cur = new Uint8Array(FLUSH_BYTES);
+  #curLen = 0;
+  #unwritten = 0;
+  #dataOnDisk = 0;
+  #headerDataBytes = 0; // data size in the header on disk
+  // Writer.
+  #rc: RunContext | undefined;
+  #file: Deno.FsFile | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #flushQueued = false;
+  #headerDue = false;
+  #headerOnDisk = false;
+  #timer: Timer | undefined;
+  #drainWaiters: (() => void)[] = [];
+  #failed: unknown;
+  #ending: Promise<void> | undefined;
+  // Counters.
+  #frames = 0;
+  #samples = 0;
+  #gapSamples = 0;
+  #droppedSamples = 0;
+  #discontinuities = 0;
+  #headerUpdates = 0;
+
+  constructor(path: string, opts: Options, log: Logger) {
+    this.#path = path;
+    this.#opts = opts;
+    this.#log = log;
+  }
+
+  negotiate(input: Format | undefined): undefined {
+    if (!input) return undefined;
+    if (this.#opts.format === "pcm16") {
+      if (input.kind !== "pcm") {
+        throw new FormatError(
+          `format "pcm16" writes linear PCM, but the input is ${formatToString(input)}: insert a g711-decoder ` +
+            `before wav-sink, or set "format": "g711" to store the G.711 bytes as they are`,
+        );
+      }
+      this.#wantRate = input.sampleRate;
+      this.#wantChannels = input.channels;
+    } else {
+      if (input.kind !== "encoded") {
+        throw new FormatError(
+          `format "g711" stores G.711 bytes, but the input is ${formatToString(input)}: insert a g711-encoder ` +
+            `before wav-sink, or set "format": "pcm16" (the default) to write linear PCM`,
+        );
+      }
+      if (input.clockRate !== undefined && input.clockRate !== 8000) {
+        throw new FormatError(`format "g711" needs an 8000 Hz clock, but the input is ${formatToString(input)}`);
+      }
+      this.#wantCodec = input.codec;
+    }
+    return undefined;
+  }
+
+  async start(rc: RunContext): Promise<void> {
+    this.#rc = rc;
+    await Deno.mkdir(dirname(this.#path), { recursive: true });
+    this.#file = await Deno.open(this.#path, { write: true, create: true, truncate: true });
+    // A fully known format gives a valid (empty) WAV at once.
+    if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
+      this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels });
+    } else if (this.#opts.format === "g711" && this.#wantCodec) {
+      this.#setSpec(this.#g711Spec(this.#wantCodec));
+    }
+    this.#schedule(rc.clock.now() + this.#opts.header_interval_ms, rc.clock.now());
+  }
+
+  #schedule(due: number, origin: number): void {
+    const clock = this.#rc!.clock;
+    this.#timer = clock.at(due, () => {
+      if (this.#ending) return;
+      if (this.#unwritten > 0 || this.#dataOnDisk !== this.#headerDataBytes) this.#kick(true);
+      // Drift-free: the n-th tick is due at origin + n × interval.
+      this.#schedule(due + this.#opts.header_interval_ms, origin);
+    });
+  }
+
+  #g711Spec(codec: Codec): Omit<WavHeaderSpec, "dataBytes"> {
+    return { encoding: codec === "PCMU" ? "mulaw" : "alaw", sampleRate: 8000, channels: 1 };
+  }
+
+  #setSpec(spec: Omit<WavHeaderSpec, "dataBytes">): void {
+    this.#spec = spec;
+    this.#bytesPerFrame = (spec.encoding === "pcm16" ? 2 : 1) * spec.channels;
+    this.#silenceByte = spec.encoding === "mulaw"
+      ? G711_SILENCE.PCMU
+      : spec.encoding === "alaw"
+      ? G711_SILENCE.PCMA
+      : 0;
+    const header = wavHeader({ ...spec, dataBytes: 0 });
+    this.#enqueue(async () => {
+      await this.#file!.seek(0, Deno.SeekMode.Start);
+      await writeAll(this.#file!, header);
+      this.#headerOnDisk = true;
+    });
+  }
+
+  #formatChanged(what: string, frameDesc: string): never {
+    throw new Error(`wav-sink: ${this.#path}: ${what} (${frameDesc}); a WAV file holds one format`);
+  }
+
+  write(frame: Frame): boolean {
+    if (this.#failed) throw this.#failed;
+    if (this.#ending) throw new Error(`wav-sink: ${this.#path}: write after end`);
+    if (!this.#file) throw new Error(`wav-sink: ${this.#path}: write before start`);
+    let bytes: Uint8Array;
+    let pts: number;
+    if (this.#opts.format === "pcm16") {
+      if (frame.kind !== "pcm") {
+        throw new Error(`wav-sink: ${this.#path}: format "pcm16" cannot write ${frame.kind} frames`);
+      }
+      if (!this.#spec) {
+        if (this.#wantRate !== undefined && frame.sampleRate !== this.#wantRate) {
+          this.#formatChanged(`frame rate differs from the negotiated ${this.#wantRate} Hz`, `${frame.sampleRate} Hz`);
+        }
+        if (this.#wantChannels !== undefined && frame.channels !== this.#wantChannels) {
+          this.#formatChanged(
+            `frame channels differ from the negotiated ${this.#wantChannels}`,
+            `${frame.channels} ch`,
+          );
+        }
+        this.#setSpec({ encoding: "pcm16", sampleRate: frame.sampleRate, channels: frame.channels });
+      } else if (frame.sampleRate !== this.#spec.sampleRate || frame.channels !== this.#spec.channels) {
+        this.#formatChanged(
+          `format changed from ${this.#spec.sampleRate} Hz ${this.#spec.channels} ch`,
+          `now ${frame.sampleRate} Hz ${frame.channels} ch`,
+        );
+      }
+      const s = frame.samples;
+      bytes = new Uint8Array(s.buffer, s.byteOffset, s.byteLength - (s.byteLength % this.#bytesPerFrame));
+      pts = frame.pts;
+    } else {
+      if (frame.kind !== "encoded") {
+        throw new Error(`wav-sink: ${this.#path}: format "g711" cannot write ${frame.kind} frames`);
+      }
+      if (!this.#spec) {
+        if (this.#wantCodec !== undefined && frame.codec !== this.#wantCodec) {
+          this.#formatChanged(`frame codec differs from the negotiated ${this.#wantCodec}`, frame.codec);
+        }
+        this.#setSpec(this.#g711Spec(frame.codec));
+      } else if (this.#g711Spec(frame.codec).encoding !== this.#spec.encoding) {
+        this.#formatChanged(
+          `codec changed from ${this.#spec.encoding === "mulaw" ? "PCMU" : "PCMA"}`,
+          `now ${frame.codec}`,
+        );
+      }
+      bytes = frame.payload;
+      pts = frame.pts;
+    }
+    this.#frames++;
+    const bpf = this.#bytesPerFrame;
+    const n = bytes.length / bpf; // samples per channel in this frame
+    const rate = this.#spec!.sampleRate;
+    if (this.#expectedPts === undefined) this.#expectedPts = pts;
+    const delta = pts - this.#expectedPts;
+    const maxGap = Math.round((this.#opts.max_gap_ms * rate) / 1000);
+    if (delta > 0 && delta <= maxGap) {
+      this.#fill(delta * bpf);
+      this.#gapSamples += delta;
+    } else if (delta < 0 && -delta <= maxGap) {
+      const skip = Math.min(-delta, n);
+      this.#droppedSamples += skip;
+      bytes = bytes.subarray(skip * bpf);
+      pts += skip;
+    } else if (delta !== 0) {
+      this.#discontinuities++;
+      this.#log.warn(
+        `wav-sink: ${this.#path}: pts jumped by ${delta} samples (more than max_gap_ms ${this.#opts.max_gap_ms}); continuing without filling`,
+      );
+    }
+    if (bytes.length > 0) {
+      this.#append(bytes);
+      this.#samples += bytes.length / bpf;
+      this.#expectedPts = pts + bytes.length / bpf;
+    }
+    if (this.#chunks.length > 0) this.#kick(false);
+    return this.#unwritten < HIGH_WATER;
+  }
+
+  /** Copies bytes into the memory chunks. */
+  #append(bytes: Uint8Array): void {
+    let off = 0;
+    while (off < bytes.length) {
+      const take = Math.min(bytes.length - off, this.#cur.length - this.#curLen);
+      this.#cur.set(bytes.subarray(off, off + take), this.#curLen);
+      this.#curLen += take;
+      off += take;
+      if (this.#curLen === this.#cur.length) this.#rotate();
+    }
+    this.#unwritten += bytes.length;
+  }
+
+  /** Appends `count` bytes of silence. */
+  #fill(count: number): void {
+    let left = count;
+    while (left > 0) {
+      const take = Math.min(left, this.#cur.length - this.#curLen);
+      this.#cur.fill(this.#silenceByte, this.#curLen, this.#curLen + take);
+      this.#curLen += take;
+      left -= take;
+      if (this.#curLen === this.#cur.length) this.#rotate();
+    }
+    this.#unwritten += count;
+  }
+
+  #rotate(): void {
+    this.#chunks.push(this.#cur);
+    this.#cur = new Uint8Array(FLUSH_BYTES);
+    this.#curLen = 0;
+  }
+
+  /** Runs `step` after every queued file operation; records the first failure. */
+  #enqueue(step: () => Promise<void>): Promise<void> {
+    this.#chain = this.#chain.then(async () => {
+      if (this.#failed) return;
+      try {
+        await step();
+      } catch (e) {
+        this.#failed = e instanceof Error ? e : new Error(String(e));
+        this.#rc?.fail(this.#failed);
+        this.#wakeDrainWaiters();
+      }
+    });
+    return this.#chain;
+  }
+
+  /** Queues one flush of everything buffered (plus a header update when asked), unless one is already queued. */
+  #kick(header: boolean): void {
+    if (header) this.#headerDue = true;
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    this.#enqueue(() => this.#flushNow());
+  }
+
+  async #flushNow(): Promise<void> {
+    this.#flushQueued = false;
+    const header = this.#headerDue;
+    this.#headerDue = false;
+    if (this.#curLen > 0) {
+      this.#chunks.push(this.#cur.subarray(0, this.#curLen));
+      this.#cur = new Uint8Array(FLUSH_BYTES);
+      this.#curLen = 0;
+    }
+    const parts = this.#chunks;
+    this.#chunks = [];
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total > 0) {
+      const joined = parts.length === 1 ? parts[0] : new Uint8Array(total);
+      if (parts.length > 1) {
+        let off = 0;
+        for (const p of parts) {
+          joined.set(p, off);
+          off += p.length;
+        }
+      }
+      await this.#file!.seek(0, Deno.SeekMode.End);
+      await writeAll(this.#file!, joined);
+      this.#dataOnDisk += total;
+      this.#unwritten -= total;
+    }
+    if (header) await this.#writeHeader(false);
+    if (this.#unwritten < LOW_WATER) this.#wakeDrainWaiters();
+  }
+
+  async #writeHeader(final: boolean): Promise<void> {
+    if (!this.#spec || !this.#headerOnDisk) return;
+    if (!final && this.#dataOnDisk === this.#headerDataBytes) return;
+    const h = wavHeader({ ...this.#spec, dataBytes: this.#dataOnDisk, padded: final });
+    await this.#file!.seek(0, Deno.SeekMode.Start);
+    await writeAll(this.#file!, h);
+    await this.#file!.seek(0, Deno.SeekMode.End);
+    this.#headerDataBytes = this.#dataOnDisk;
+    this.#headerUpdates++;
+  }
+
+  #wakeDrainWaiters(): void {
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  drained(): Promise<void> {
+    if (this.#unwritten < LOW_WATER || this.#failed || this.#ending) return Promise.resolve();
+    this.#kick(false);
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  end(): Promise<void> {
+    return this.#ending ??= this.#finish();
+  }
+
+  async #finish(): Promise<void> {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    if (!this.#file) return;
+    if (!this.#spec && !this.#failed) {
+      // No frame arrived: still leave a valid, empty WAV with the best known format.
+      this.#setSpec(
+        this.#opts.format === "pcm16"
+          ? { encoding: "pcm16", sampleRate: this.#wantRate ?? 8000, channels: this.#wantChannels ?? 1 }
+          : this.#g711Spec(this.#wantCodec ?? "PCMU"),
+      );
+    }
+    this.#flushQueued = true; // no more kicks: this is the last flush
+    await this.#enqueue(async () => {
+      await this.#flushNow();
+      if (this.#dataOnDisk & 1) await writeAll(this.#file!, new Uint8Array(1)); // RIFF pad byte
+      await this.#writeHeader(true);
+    });
+    this.#wakeDrainWaiters();
+    const file = this.#file;
+    this.#file = undefined;
+    try {
+      file.close();
+    } catch { /* already closed */ }
+    if (this.#failed) throw this.#failed;
+  }
+
+  async close(): Promise<void> {
+    // The runner calls end() first; this covers a stage closed without it.
+    if (this.#file) await this.end().catch(() => {});
+  }
+
+  control(command: string): unknown {
+    // "sync": resolves once every file operation queued so far has completed
+    // (without forcing a flush) — for tests and tools that inspect the file.
+    if (command === "sync") return this.#chain;
+    throw new Error(`wav-sink: unknown control "${command}" (known: sync)`);
+  }
+
+  stats(): Record<string, unknown> {
+    const rate = this.#spec?.sampleRate;
+    return {
+      path: this.#path,
+      format: this.#spec
+        ? `${this.#spec.encoding} ${this.#spec.sampleRate} Hz ${this.#spec.channels} ch`
+        : "not yet known",
+      frames: this.#frames,
+      samples: this.#samples,
+      gap_samples: this.#gapSamples,
+      dropped_samples: this.#droppedSamples,
+      discontinuities: this.#discontinuities,
+      bytes_written: this.#dataOnDisk,
+      pending_bytes: this.#unwritten,
+      duration_s: rate ? (this.#samples + this.#gapSamples) / rate : 0,
+      header_updates: this.#headerUpdates,
+    };
+  }
+}
