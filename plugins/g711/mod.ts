@@ -1,9 +1,17 @@
 /**
- * The g711 plugin family.
+ * The g711 plugin family: `g711-encoder` and `g711-decoder` stages, the G.711 tables
+ * and packet loss concealment.
  *
  * @module
  */
 import type { AnyPlugin } from "../../core/stage.ts";
+import g711Encoder from "./g711_encoder.ts";
+import g711Decoder from "./g711_decoder.ts";
+
+export * from "./tables.ts";
+export { PacketLossConcealer, type PlcOptions } from "./plc.ts";
+export { createG711Encoder, type G711EncoderOptions, type G711EncoderStats } from "./g711_encoder.ts";
+export { createG711Decoder, type G711DecoderOptions, type G711DecoderStats } from "./g711_decoder.ts";
 
 /** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [];
+export const plugins: AnyPlugin[] = [g711Encoder, g711Decoder];

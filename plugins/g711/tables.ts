@@ -1,0 +1,158 @@
+/**
+ * G.711 lookup tables and the encode/decode functions built on them.
+ *
+ * The tables are built once, when this module loads, from `alawmulaw` (the
+ * reference the project tests against): a 65 536-entry encode table per codec,
+ * indexed by the 16-bit two's-complement pattern of the sample (`sample & 0xFFFF`),
+ * and a 256-entry decode table per codec. Encoding and decoding are then one
+ * table read per sample.
+ *
+ * @example
+ * ```ts
+ * import { decode, encode } from "./tables.ts";
+ * const bytes = encode("PCMU", new Int16Array([0, 1000, -1000]));
+ * const back = decode("PCMU", bytes); // Int16Array [0, 988, -988]
+ * ```
+ *
+ * @module
+ */
+// Default import only: named imports type-check but are undefined at run time in Deno (DESIGN).
+import alawmulaw from "alawmulaw";
+import type { Codec } from "../../core/frame.ts";
+
+function buildEncodeTable(encodeSample: (sample: number) => number): Uint8Array {
+  const table = new Uint8Array(65536);
+  for (let s = -32768; s < 32768; s++) {
+    // alawmulaw returns negative integers for some codes: keep the low 8 bits.
+    table[s & 0xffff] = encodeSample(s) & 0xff;
+  }
+  return table;
+}
+
+function buildDecodeTable(decodeSample: (code: number) => number): Int16Array {
+  const table = new Int16Array(256);
+  for (let c = 0; c < 256; c++) table[c] = decodeSample(c);
+  return table;
+}
+
+/**
+ * μ-law (PCMU) encode table: `MULAW_ENCODE[sample & 0xFFFF]` is the code byte of a 16-bit sample.
+ *
+ * @example
+ * ```ts
+ * MULAW_ENCODE[0 & 0xffff]; // 0xff
+ * ```
+ */
+export const MULAW_ENCODE: Uint8Array = buildEncodeTable(alawmulaw.mulaw.encodeSample);
+
+/**
+ * A-law (PCMA) encode table: `ALAW_ENCODE[sample & 0xFFFF]` is the code byte of a 16-bit sample.
+ *
+ * @example
+ * ```ts
+ * ALAW_ENCODE[0 & 0xffff]; // 0xd5
+ * ```
+ */
+export const ALAW_ENCODE: Uint8Array = buildEncodeTable(alawmulaw.alaw.encodeSample);
+
+/**
+ * μ-law (PCMU) decode table: `MULAW_DECODE[code]` is the 16-bit sample of a code byte.
+ *
+ * @example
+ * ```ts
+ * MULAW_DECODE[0xff]; // 0
+ * ```
+ */
+export const MULAW_DECODE: Int16Array = buildDecodeTable(alawmulaw.mulaw.decodeSample);
+
+/**
+ * A-law (PCMA) decode table: `ALAW_DECODE[code]` is the 16-bit sample of a code byte.
+ *
+ * @example
+ * ```ts
+ * ALAW_DECODE[0xd5]; // 8
+ * ```
+ */
+export const ALAW_DECODE: Int16Array = buildDecodeTable(alawmulaw.alaw.decodeSample);
+
+/**
+ * The encode table of each codec.
+ *
+ * @example
+ * ```ts
+ * ENCODE_TABLES.PCMA === ALAW_ENCODE; // true
+ * ```
+ */
+export const ENCODE_TABLES: Readonly<Record<Codec, Uint8Array>> = { PCMU: MULAW_ENCODE, PCMA: ALAW_ENCODE };
+
+/**
+ * The decode table of each codec.
+ *
+ * @example
+ * ```ts
+ * DECODE_TABLES.PCMU === MULAW_DECODE; // true
+ * ```
+ */
+export const DECODE_TABLES: Readonly<Record<Codec, Int16Array>> = { PCMU: MULAW_DECODE, PCMA: ALAW_DECODE };
+
+/**
+ * The code byte of digital silence (a zero sample) in each codec: 0xFF for PCMU (decodes to 0),
+ * 0xD5 for PCMA (decodes to 8: A-law has no exact zero).
+ *
+ * @example
+ * ```ts
+ * new Uint8Array(160).fill(SILENCE_CODE.PCMU); // 20 ms of PCMU silence
+ * ```
+ */
+export const SILENCE_CODE: Readonly<Record<Codec, number>> = {
+  PCMU: MULAW_ENCODE[0],
+  PCMA: ALAW_ENCODE[0],
+};
+
+/**
+ * Encodes 16-bit samples to G.711 code bytes, one byte per sample.
+ *
+ * @param codec `PCMU` (μ-law) or `PCMA` (A-law)
+ * @param samples the samples to encode
+ * @param out where to write (length at least `samples.length`); default: a new array
+ * @returns `out`, or a new array of `samples.length` bytes
+ *
+ * @example
+ * ```ts
+ * encode("PCMA", new Int16Array([0, 0])); // Uint8Array [0xd5, 0xd5]
+ * ```
+ */
+export function encode(
+  codec: Codec,
+  samples: Int16Array,
+  out: Uint8Array = new Uint8Array(samples.length),
+): Uint8Array {
+  const table = ENCODE_TABLES[codec];
+  const n = samples.length;
+  for (let i = 0; i < n; i++) out[i] = table[samples[i] & 0xffff];
+  return out;
+}
+
+/**
+ * Decodes G.711 code bytes to 16-bit samples, one sample per byte.
+ *
+ * @param codec `PCMU` (μ-law) or `PCMA` (A-law)
+ * @param payload the code bytes
+ * @param out where to write (length at least `payload.length`); default: a new array
+ * @returns `out`, or a new array of `payload.length` samples
+ *
+ * @example
+ * ```ts
+ * decode("PCMU", new Uint8Array([0xff, 0x7f])); // Int16Array [0, 0]
+ * ```
+ */
+export function decode(
+  codec: Codec,
+  payload: Uint8Array,
+  out: Int16Array = new Int16Array(payload.length),
+): Int16Array {
+  const table = DECODE_TABLES[codec];
+  const n = payload.length;
+  for (let i = 0; i < n; i++) out[i] = table[payload[i]];
+  return out;
+}
