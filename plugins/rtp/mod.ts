@@ -1,9 +1,17 @@
 /**
- * The rtp plugin family.
+ * The rtp plugin family: RTP packetizer and depacketizer (RFC 3550), jitter
+ * buffer, RTCP reporter and a network impairment simulator.
  *
  * @module
  */
 import type { AnyPlugin } from "../../core/stage.ts";
+import { rtpPacketizer } from "./rtp_packetizer.ts";
+import { rtpDepacketizer } from "./rtp_depacketizer.ts";
+import { jitterBuffer } from "./jitter_buffer.ts";
+import { impair } from "./impair.ts";
+
+export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
+export { JitterBuffer } from "./jitter_buffer.ts";
 
 /** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [];
+export const plugins: AnyPlugin[] = [rtpPacketizer, rtpDepacketizer, jitterBuffer, impair];
