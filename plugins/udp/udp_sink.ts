@@ -1,0 +1,411 @@
+/**
+ * `udp-sink`: sends `rtp` frames (serialized with `serializeRtp`) or `packet`
+ * frames as UDP datagrams, paced in real time on the process media clock.
+ *
+ * **Pacing** (`pace`, default on). The packet with RTP timestamp `ts` is due at
+ * `start + (ts − ts0) / clockRate` (timestamps unwrapped over 32 bits), so
+ * pacing is drift-free: a late packet never delays the next one. Packet frames
+ * have no timestamp: packet n is due at `start + n × ptime`. Every due packet is
+ * sent from one timer on `ctx.clock` — in production the process-wide
+ * `mediaClock()` scheduler shared by all streams, never a timer per stream. A
+ * timestamp jump or a stall of more than `resync_ms` restarts the timeline at
+ * the current packet (counted in `resyncs`), and an SSRC change restarts it too.
+ *
+ * **Backpressure.** The sink keeps a short queue: `write()` returns false once
+ * the queue reaches `queue_ms` of packets ahead of now (high water), and
+ * `drained()` resolves when it falls to half of that (low water). That is how a
+ * file source upstream is held to real time in a file→network pipeline, while a
+ * file→file pipeline runs at full speed.
+ *
+ * **End and stop.** At end of stream, `end()` sends what is queued at its due
+ * times, then resolves (draining). When the pipeline is stopped, stop means
+ * stop: the queue is discarded (counted in `discarded`) and `end()` resolves at
+ * once.
+ *
+ * **Symmetric RTP.** With `local_port` (and `bind`) equal to a `udp-source`'s,
+ * both use one socket (`ctx.shared("udp:<bind>:<port>")`), so the peer sees our
+ * packets come from the port it sends to.
+ *
+ * @example Pipeline entry
+ * ```json
+ * { "use": "udp-sink", "to": "192.0.2.7:4000", "local_port": 10000 }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Timer } from "../../core/clock.ts";
+import type { Frame, RtpFrame } from "../../core/frame.ts";
+import { definePlugin, type RunContext, type SinkStage } from "../../core/stage.ts";
+import { serializeRtp } from "../rtp/header.ts";
+import { formatHostPort, type HostPort, hostPortProblem, ipVersion, parseHostPort, resolveHost } from "./address.ts";
+import { acquireSharedSocket, type UdpSocket } from "./socket.ts";
+
+/** Packets a sink queues at most, whatever upstream does (beyond: dropped and counted). */
+export const MAX_QUEUE_PACKETS = 10000;
+
+/** Sends in flight (unpaced mode) above which `write()` asks upstream to wait. */
+const MAX_IN_FLIGHT = 64;
+
+/** A packet sent more than this many ms after its due time counts as a late send. */
+export const LATE_MS = 1;
+
+/** Options of the `udp-sink` stage. */
+export const udpSinkOptions = z.strictObject({
+  to: z.string().superRefine((v, c) => {
+    const p = hostPortProblem(v);
+    if (p) c.addIssue({ code: "custom", message: `to: ${p}` });
+  }).describe(
+    'Destination "host:port" (required), e.g. "127.0.0.1:4000" or "[::1]:4000"; a host name is resolved once ' +
+      "when the stage is created.",
+  ),
+  bind: z.string().min(1).optional().describe(
+    'Local address to send from. Default "0.0.0.0", or "::" when `to` is IPv6. Must match the udp-source\'s ' +
+      "bind to share its socket.",
+  ),
+  local_port: z.number().int().min(0).max(65535).default(0).describe(
+    "Local port to send from, 0..65535. Default 0: ephemeral. Equal to a udp-source's port (same bind): " +
+      "both share one socket (symmetric RTP).",
+  ),
+  pace: z.boolean().default(true).describe(
+    "Send in real time: rtp frames at start + (timestamp - first timestamp) / clock rate, packet frames every " +
+      "ptime ms. Default true; false sends each frame as soon as it is written.",
+  ),
+  ptime: z.number().min(1).max(1000).default(20).describe(
+    "Interval in ms between packet frames (which carry no timestamp) when pacing, 1..1000. Default 20.",
+  ),
+  clock_rate: z.number().int().min(1000).max(192000).default(8000).describe(
+    "RTP clock rate in Hz for rtp frames that do not carry one, 1000..192000. Default 8000 (G.711).",
+  ),
+  queue_ms: z.number().min(10).max(10000).default(100).describe(
+    "High-water mark in ms of queued packets ahead of now, 10..10000: above it write() asks upstream to " +
+      "wait; drained() resolves at half of it. Default 100.",
+  ),
+  resync_ms: z.number().min(100).max(600000).default(1000).describe(
+    "When a packet falls due more than this many ms in the future or past (a timestamp jump, a stall), the " +
+      "timeline restarts at that packet, 100..600000. Default 1000.",
+  ),
+  use_frame_remote: z.boolean().default(false).describe(
+    "Send packet frames to their own `remote` address when they carry one. Default false: always `to` " +
+      "(frames straight from a udp-source carry their sender's address).",
+  ),
+});
+
+/** Validated options of the `udp-sink` stage. */
+export type UdpSinkOptions = z.output<typeof udpSinkOptions>;
+
+interface Queued {
+  data: Uint8Array;
+  due: number;
+  to: HostPort;
+}
+
+/** The `udp-sink` plugin definition. */
+export const udpSink = definePlugin({
+  name: "udp-sink",
+  kind: "sink",
+  description: "Sends rtp or packet frames over UDP, paced in real time; shares the udp-source socket",
+  accepts: [{ kind: "rtp" }, { kind: "packet" }],
+  realtime: true,
+  options: udpSinkOptions,
+  async create(opts, sctx): Promise<SinkStage> {
+    const target = parseHostPort(opts.to);
+    const bindFamily = opts.bind ? ipVersion(opts.bind) : 0;
+    const ip = await resolveHost(target.hostname, bindFamily === 4 ? 4 : undefined);
+    const to: HostPort = { hostname: ip, port: target.port };
+    if (to.port === 0) throw new Error(`to: port 0 is not a destination (${opts.to})`);
+    const bind = opts.bind ?? (ipVersion(ip) === 6 ? "::" : "0.0.0.0");
+    if (ipVersion(ip) === 6 && ipVersion(bind) === 4) {
+      throw new Error(`cannot send to IPv6 ${formatHostPort(to)} from IPv4 address ${bind}: set "bind": "::"`);
+    }
+    if (ipVersion(ip) === 4 && ipVersion(bind) === 6 && bind !== "::") {
+      throw new Error(`cannot send to IPv4 ${formatHostPort(to)} from IPv6 address ${bind}: set "bind": "0.0.0.0"`);
+    }
+    const sock: UdpSocket = acquireSharedSocket(sctx, bind, opts.local_port);
+    return new UdpSinkStage(opts, sock, to);
+  },
+});
+
+/** The stage behind `udp-sink` (exported for tests and benchmarks). */
+export class UdpSinkStage implements SinkStage {
+  readonly #opts: UdpSinkOptions;
+  readonly #sock: UdpSocket;
+  readonly #to: HostPort;
+  #ctx: RunContext | undefined;
+
+  // Queue: packets in order, a head index instead of shift().
+  #queue: Queued[] = [];
+  #head = 0;
+  #timer: Timer | undefined;
+  #drainWaiters: (() => void)[] = [];
+  #endWaiter: (() => void) | undefined;
+  #stopped = false;
+
+  // Timeline.
+  #anchorTime = 0;
+  #anchored = false;
+  #lastTs = 0;
+  #extTs = 0; // unwrapped timestamp distance from the anchor
+  #clockRate = 8000;
+  #ssrc: number | undefined;
+  #packetIndex = 0; // packet frames since the anchor
+  #lastDue = -Infinity;
+
+  // Sends in flight.
+  #inFlight = 0;
+  #flightWaiters: (() => void)[] = [];
+
+  // Counters.
+  #packets = 0;
+  #bytes = 0;
+  #sendErrors = 0;
+  #lateSends = 0;
+  #maxLateMs = 0;
+  #resyncs = 0;
+  #discarded = 0;
+  #overflowDropped = 0;
+  #lastError: string | undefined;
+
+  /**
+   * @param opts validated options
+   * @param sock the socket to send from
+   * @param to the resolved destination
+   */
+  constructor(opts: UdpSinkOptions, sock: UdpSocket, to: HostPort) {
+    this.#opts = opts;
+    this.#sock = sock;
+    this.#to = to;
+  }
+
+  /** Starts: remembers the run context (clock, signal, logger). */
+  start(ctx: RunContext): void {
+    this.#ctx = ctx;
+    ctx.signal.addEventListener("abort", () => this.#stop(), { once: true });
+    if (ctx.signal.aborted) this.#stop();
+  }
+
+  /** Queues (or, unpaced, sends) one frame. False asks upstream to wait for `drained()`. */
+  write(frame: Frame): boolean {
+    const ctx = this.#ctx!;
+    if (this.#stopped) {
+      this.#discarded++;
+      return false;
+    }
+    let data: Uint8Array;
+    let to = this.#to;
+    if (frame.kind === "rtp") {
+      data = serializeRtp(frame);
+    } else if (frame.kind === "packet") {
+      data = frame.data;
+      if (this.#opts.use_frame_remote && frame.remote) to = frame.remote;
+    } else {
+      throw new Error(`udp-sink cannot send ${frame.kind} frames: put an rtp-packetizer before it`);
+    }
+    if (!this.#opts.pace) {
+      this.#send(data, to, undefined, 0);
+      return this.#inFlight < MAX_IN_FLIGHT;
+    }
+    const now = ctx.clock.now();
+    const due = this.#dueTime(frame, now);
+    if (this.#queueLength === 0 && due <= now) {
+      // Nothing waiting and already due: send now, no timer round trip.
+      this.#send(data, to, due, now);
+      return true;
+    }
+    if (this.#queueLength >= MAX_QUEUE_PACKETS) {
+      this.#overflowDropped++;
+      return false;
+    }
+    this.#queue.push({ data, due, to });
+    this.#schedule();
+    return this.#aheadMs(now) < this.#opts.queue_ms;
+  }
+
+  /** Resolves once the queue is at or below half of `queue_ms` (or the pipeline stops). */
+  drained(): Promise<void> {
+    if (this.#stopped || this.#belowLowWater()) {
+      return this.#opts.pace ? Promise.resolve() : this.#waitFlight(MAX_IN_FLIGHT / 2);
+    }
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** End of stream: sends the queue on schedule, then resolves. After a stop: discards it and resolves. */
+  async end(): Promise<void> {
+    if (this.#ctx?.signal.aborted) this.#stop();
+    if (!this.#stopped && this.#queueLength > 0) {
+      await new Promise<void>((resolve) => this.#endWaiter = resolve);
+    }
+    await this.#waitFlight(0);
+  }
+
+  /** Cancels the timer and wakes every waiter. */
+  close(): void {
+    this.#stop();
+  }
+
+  /** Counters: packets_sent, bytes_sent, send_errors, late_sends, queue_depth, ... */
+  stats(): Record<string, unknown> {
+    const now = this.#ctx?.clock.now();
+    return {
+      to: formatHostPort(this.#to),
+      local: formatHostPort({ hostname: this.#sock.hostname, port: this.#sock.port }),
+      packets_sent: this.#packets,
+      bytes_sent: this.#bytes,
+      send_errors: this.#sendErrors,
+      ...(this.#lastError ? { last_error: this.#lastError } : {}),
+      late_sends: this.#lateSends,
+      max_late_ms: Math.round(this.#maxLateMs * 1000) / 1000,
+      queue_depth: this.#queueLength,
+      queue_ms: now === undefined ? 0 : Math.max(0, Math.round(this.#aheadMs(now) * 1000) / 1000),
+      resyncs: this.#resyncs,
+      discarded: this.#discarded,
+      overflow_dropped: this.#overflowDropped,
+    };
+  }
+
+  get #queueLength(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  /** How far ahead of `now` the last queued packet is due (ms of queued media). */
+  #aheadMs(now: number): number {
+    return this.#queueLength === 0 ? 0 : this.#queue[this.#queue.length - 1].due - now;
+  }
+
+  #belowLowWater(): boolean {
+    const now = this.#ctx ? this.#ctx.clock.now() : 0;
+    return this.#aheadMs(now) <= this.#opts.queue_ms / 2;
+  }
+
+  #dueTime(frame: Frame, now: number): number {
+    let due: number;
+    if (frame.kind === "rtp") {
+      const f = frame as RtpFrame;
+      const ts = f.timestamp >>> 0;
+      if (!this.#anchored || f.ssrc !== this.#ssrc) {
+        this.#anchor(now);
+        this.#lastTs = ts;
+        this.#extTs = 0;
+        this.#ssrc = f.ssrc;
+        this.#clockRate = f.clockRate ?? this.#opts.clock_rate;
+      } else {
+        this.#extTs += (ts - this.#lastTs) | 0; // signed 32-bit distance: unwraps and tolerates reordering
+        this.#lastTs = ts;
+      }
+      due = this.#anchorTime + (this.#extTs * 1000) / this.#clockRate;
+      if (Math.abs(due - now) > this.#opts.resync_ms) {
+        this.#resync(now);
+        this.#extTs = 0;
+        due = this.#anchorTime;
+      }
+    } else {
+      if (!this.#anchored) {
+        this.#anchor(now);
+        this.#packetIndex = 0;
+      } else {
+        this.#packetIndex++;
+      }
+      due = this.#anchorTime + this.#packetIndex * this.#opts.ptime;
+      if (Math.abs(due - now) > this.#opts.resync_ms) {
+        this.#resync(now);
+        this.#packetIndex = 0;
+        due = this.#anchorTime;
+      }
+    }
+    this.#lastDue = due;
+    return due;
+  }
+
+  /** Starts a timeline: the first packet is due now, or right after the last one queued. */
+  #anchor(now: number): void {
+    this.#anchorTime = Math.max(now, this.#queueLength > 0 ? this.#lastDue : -Infinity);
+    this.#anchored = true;
+  }
+
+  #resync(now: number): void {
+    this.#resyncs++;
+    this.#anchorTime = Math.max(now, this.#queueLength > 0 ? this.#queue[this.#queue.length - 1].due : -Infinity);
+    this.#ctx?.log.debug("pacing timeline restarted (timestamp jump or stall)", { resyncs: this.#resyncs });
+  }
+
+  #schedule(): void {
+    if (this.#timer || this.#queueLength === 0 || this.#stopped) return;
+    this.#timer = this.#ctx!.clock.at(this.#queue[this.#head].due, this.#tick);
+  }
+
+  /** Timer callback: sends every packet now due, re-arms for the next. */
+  #tick = (): void => {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    const now = this.#ctx!.clock.now();
+    const q = this.#queue;
+    while (this.#head < q.length && q[this.#head].due <= now) {
+      const p = q[this.#head];
+      q[this.#head++] = undefined as unknown as Queued;
+      this.#send(p.data, p.to, p.due, now);
+    }
+    if (this.#head === q.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > q.length) {
+      this.#queue = q.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#schedule();
+    if (this.#drainWaiters.length > 0 && this.#belowLowWater()) this.#wakeDrain();
+    if (this.#queueLength === 0 && this.#endWaiter) {
+      const w = this.#endWaiter;
+      this.#endWaiter = undefined;
+      w();
+    }
+  };
+
+  #send(data: Uint8Array, to: HostPort, due: number | undefined, now: number): void {
+    if (due !== undefined) {
+      const late = now - due;
+      if (late > LATE_MS) this.#lateSends++;
+      if (late > this.#maxLateMs) this.#maxLateMs = late;
+    }
+    this.#inFlight++;
+    this.#sock.send(data, to).then((n) => {
+      this.#packets++;
+      this.#bytes += n;
+    }, (e) => {
+      this.#sendErrors++;
+      const msg = e instanceof Error ? e.message : String(e);
+      if (this.#sendErrors === 1) this.#ctx?.log.warn(`send to ${formatHostPort(to)} failed: ${msg}`);
+      this.#lastError = msg;
+    }).finally(() => {
+      this.#inFlight--;
+      if (this.#flightWaiters.length > 0) {
+        const w = this.#flightWaiters;
+        this.#flightWaiters = [];
+        for (const f of w) f();
+      }
+    });
+  }
+
+  async #waitFlight(max: number): Promise<void> {
+    while (this.#inFlight > max) await new Promise<void>((r) => this.#flightWaiters.push(r));
+  }
+
+  #wakeDrain(): void {
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  #stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#discarded += this.#queueLength;
+    this.#queue = [];
+    this.#head = 0;
+    this.#wakeDrain();
+    const w = this.#endWaiter;
+    this.#endWaiter = undefined;
+    w?.();
+  }
+}

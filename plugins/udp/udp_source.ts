@@ -1,0 +1,206 @@
+/**
+ * `udp-source`: receives UDP datagrams and emits them as `packet` frames.
+ *
+ * The socket is bound when the stage is created, so the port is known (stats
+ * `port`, event `listening`) before the pipeline starts, and a port in use is a
+ * build error. Once the peer is known (the `peer` option, or learned from the
+ * first datagram with `learn_peer`), datagrams from any other address or port
+ * are dropped and counted (`foreign_dropped`): nobody else can inject media. A
+ * `timeout` without datagrams ends the source, so the pipeline reaches end of
+ * stream and its sinks finalize (a WAV header is written), after a `timeout`
+ * event. Stopping the pipeline ends the source at once.
+ *
+ * The socket is shared through `ctx.shared("udp:<bind>:<port>")` with a
+ * `udp-sink` whose `bind` and `local_port` are the same (symmetric RTP).
+ *
+ * @example Pipeline entry
+ * ```json
+ * { "use": "udp-source", "port": 10000, "peer": "192.0.2.7:4000", "timeout": 30 }
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { PacketFrame } from "../../core/frame.ts";
+import type { Timer } from "../../core/clock.ts";
+import { definePlugin, type RunContext } from "../../core/stage.ts";
+import {
+  canonicalHost,
+  formatHostPort,
+  type HostPort,
+  hostPortProblem,
+  parseHostPort,
+  resolveHost,
+  sameAddress,
+} from "./address.ts";
+import { acquireSharedSocket, parsePortRange } from "./socket.ts";
+
+const hostPort = (what: string) =>
+  z.string().superRefine((v, c) => {
+    const p = hostPortProblem(v);
+    if (p) c.addIssue({ code: "custom", message: `${what}: ${p}` });
+  });
+
+/** Options of the `udp-source` stage. */
+export const udpSourceOptions = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(0).describe(
+    "Local UDP port to receive on, 0..65535. Default 0: allocate an even port from port_range with port+1 free " +
+      "(RTP/RTCP pair; port+1 stays reserved for the RTCP stage).",
+  ),
+  bind: z.string().min(1).default("0.0.0.0").describe(
+    'Local address to bind. Default "0.0.0.0" (every IPv4 interface); "::" for IPv6 and IPv4, ' +
+      '"127.0.0.1" or "::1" for loopback only.',
+  ),
+  port_range: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
+    'Range "min-max" in which port 0 allocates the RTP/RTCP pair. Default "10000-20000".',
+  ),
+  peer: hostPort("peer").optional().describe(
+    'Expected sender "host:port" (IPv6 as "[::1]:4000"; port 0 = any port of that host). Datagrams from ' +
+      "anyone else are dropped and counted. Default: none, see learn_peer.",
+  ),
+  learn_peer: z.boolean().default(true).describe(
+    "Without a peer (or with peer port 0): take the sender of the first datagram as the peer and drop " +
+      "datagrams from anyone else afterwards. Default true; false accepts every sender.",
+  ),
+  timeout: z.number().min(0).max(86400).default(0).describe(
+    'Seconds without a datagram after which the source ends with a "timeout" event (0..86400; counted ' +
+      "from the start too). Default 0: never.",
+  ),
+  max_size: z.number().int().min(1).max(65507).default(1500).describe(
+    "Largest datagram accepted, in bytes, 1..65507. Default 1500. Larger datagrams are dropped and counted.",
+  ),
+});
+
+/** Validated options of the `udp-source` stage. */
+export type UdpSourceOptions = z.output<typeof udpSourceOptions>;
+
+/** The `udp-source` plugin definition. */
+export const udpSource = definePlugin({
+  name: "udp-source",
+  kind: "source",
+  description: "Receives UDP datagrams as packet frames; drops foreign senders; ends after a timeout",
+  produces: { kind: "packet" },
+  realtime: true,
+  options: udpSourceOptions,
+  async create(opts, sctx) {
+    let peer: HostPort | undefined;
+    if (opts.peer) {
+      const p = parseHostPort(opts.peer);
+      peer = { hostname: canonicalHost(await resolveHost(p.hostname)), port: p.port };
+    }
+    const range = opts.port === 0 ? parsePortRange(opts.port_range) : undefined;
+    const sock = acquireSharedSocket(sctx, opts.bind, opts.port, range);
+    const timeoutMs = opts.timeout * 1000;
+    let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
+    let lastArrival: number | undefined;
+    let stopListening: (() => void) | undefined;
+
+    return {
+      stats: () => ({
+        bind: sock.hostname,
+        port: sock.port,
+        peer: peer ? formatHostPort(peer) : null,
+        packets,
+        bytes,
+        foreign_dropped: foreignDropped,
+        oversize_dropped: oversizeDropped,
+        receive_errors: receiveErrors,
+      }),
+
+      run(ctx: RunContext): Promise<void> {
+        const clock = ctx.clock;
+        const startedAt = clock.now();
+        ctx.event("listening", { bind: sock.hostname, port: sock.port });
+        return new Promise<void>((resolve) => {
+          let timer: Timer | undefined;
+          let ended = false;
+          const finish = () => {
+            if (ended) return;
+            ended = true;
+            stopListening?.();
+            stopListening = undefined;
+            timer?.cancel();
+            ctx.signal.removeEventListener("abort", finish);
+            resolve();
+          };
+          if (ctx.signal.aborted) return finish();
+          ctx.signal.addEventListener("abort", finish, { once: true });
+
+          // One timer re-armed lazily at (last arrival + timeout), not one per datagram.
+          const checkTimeout = () => {
+            const since = lastArrival ?? startedAt;
+            const now = clock.now();
+            if (now - since >= timeoutMs) {
+              ctx.log.info(`no datagram for ${opts.timeout} s: ending`, { port: sock.port });
+              ctx.event("timeout", {
+                seconds: opts.timeout,
+                port: sock.port,
+                packets,
+                peer: peer ? formatHostPort(peer) : null,
+              });
+              finish();
+            } else {
+              timer = clock.at(since + timeoutMs, checkTimeout);
+            }
+          };
+          if (timeoutMs > 0) timer = clock.at(startedAt + timeoutMs, checkTimeout);
+
+          stopListening = sock.listen((data, remote) => {
+            if (ended) return;
+            if (peer) {
+              const match = peer.port === 0
+                ? canonicalHost(remote.hostname) === peer.hostname
+                : sameAddress(peer, remote);
+              if (!match) {
+                foreignDropped++;
+                if (foreignDropped === 1) {
+                  ctx.log.warn(
+                    `dropping datagrams from ${formatHostPort(remote)}: not the peer ${formatHostPort(peer)}`,
+                  );
+                }
+                return;
+              }
+              if (peer.port === 0 && opts.learn_peer) {
+                peer = remote;
+                ctx.event("peer", { address: formatHostPort(remote), learned: true });
+              }
+            } else if (opts.learn_peer) {
+              peer = remote;
+              ctx.log.info(`peer learned: ${formatHostPort(remote)}`);
+              ctx.event("peer", { address: formatHostPort(remote), learned: true });
+            }
+            const arrival = clock.now();
+            lastArrival = arrival;
+            packets++;
+            bytes += data.length;
+            const frame: PacketFrame = { kind: "packet", data, remote, arrival };
+            if (!ctx.emit(frame)) return ctx.ready();
+          }, {
+            maxSize: opts.max_size,
+            onOversize: (remote) => {
+              oversizeDropped++;
+              if (oversizeDropped === 1) {
+                ctx.log.warn(`dropping datagrams over max_size ${opts.max_size} bytes from ${formatHostPort(remote)}`);
+              }
+            },
+            onError: (e) => {
+              receiveErrors++;
+              ctx.log.debug(`receive error: ${(e as Error).message}`);
+            },
+            onFatal: (e) => {
+              receiveErrors++;
+              ctx.fail(new Error(`UDP receive on port ${sock.port} keeps failing: ${(e as Error).message}`));
+              finish();
+            },
+          });
+        });
+      },
+
+      close() {
+        stopListening?.();
+        stopListening = undefined;
+        // The socket itself is released with the pipeline's shared resources.
+      },
+    };
+  },
+});
