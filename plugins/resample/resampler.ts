@@ -54,8 +54,8 @@ export const resamplerOptions = z.object({
       "from mono, N > 1 copies the channel N times; other changes are refused.",
   ),
   quality: z.enum(["best", "medium", "fastest", "linear"]).default("medium").describe(
-    'libsamplerate converter. "best": sinc, ~149 dB SNR, ~12x realtime per stream. ' +
-      '"medium" (default): sinc, ~130 dB SNR, ~49x realtime. ' +
+    'libsamplerate converter. "best": sinc, ~149 dB tone SNR, slowest (~30x realtime per stream, 44.1 to 8 kHz). ' +
+      '"medium" (default): sinc, ~130 dB tone SNR, ~100x realtime. ' +
       '"fastest": sinc with a wide transition band; cuts 3.4 kHz by 8.8 dB at 8 kHz output, ' +
       "UNFIT FOR TELEPHONY. " +
       '"linear": linear interpolation, no anti-alias filter; aliases audibly, for tests and effects only.',
