@@ -1,0 +1,744 @@
+/**
+ * SIP transactions over UDP (RFC 3261 §17, with the Accepted states of RFC 6026):
+ * INVITE and non-INVITE client and server transactions, their timers on an
+ * injected {@linkcode Clock}, retransmission and absorption of retransmissions,
+ * and the matching rules of §17.1.3 / §17.2.3.
+ *
+ * Retransmission schedules (T1 = 500 ms, T2 = 4 s, T4 = 5 s by default):
+ * - INVITE client, Timer A: T1, 2·T1, 4·T1, … (doubling, not capped) until a
+ *   response or Timer B (64·T1).
+ * - non-INVITE client, Timer E: T1, 2·T1, … capped at T2 (T2 only, once a
+ *   provisional response arrived) until a final response or Timer F (64·T1).
+ * - INVITE server, Timer G: the final response (2xx too, here) again after T1,
+ *   2·T1, … capped at T2, until an ACK or Timer H (64·T1).
+ *
+ * @module
+ */
+import type { Clock, Timer } from "../../core/clock.ts";
+import { type Logger, silentLogger } from "../../core/log.ts";
+import { MAGIC_COOKIE } from "./ids.ts";
+import {
+  createRequest,
+  createResponse,
+  getCallId,
+  getCSeq,
+  type SipMessage,
+  type SipRequest,
+  type SipResponse,
+  tagOf,
+  topVia,
+} from "./message.ts";
+import type { Address } from "./transport.ts";
+import { formatHostPort } from "./syntax.ts";
+
+/** Base timer values, and optional overrides of the derived ones, in ms. */
+export interface TimerSettings {
+  /** RTT estimate (default 500). */
+  T1: number;
+  /** Maximum retransmit interval for non-INVITE requests and INVITE responses (default 4000). */
+  T2: number;
+  /** Maximum time a message stays in the network (default 5000). */
+  T4: number;
+  /** INVITE transaction timeout (default 64·T1). */
+  B: number;
+  /** Wait for response retransmissions in INVITE Completed (default 32 000, at least 32 s on UDP). */
+  D: number;
+  /** non-INVITE transaction timeout (default 64·T1). */
+  F: number;
+  /** Wait for ACK receipt (default 64·T1). */
+  H: number;
+  /** Wait for ACK retransmissions in Confirmed (default T4). */
+  I: number;
+  /** Wait for non-INVITE request retransmissions (default 64·T1). */
+  J: number;
+  /** Wait for response retransmissions in non-INVITE Completed (default T4). */
+  K: number;
+  /** INVITE server Accepted: absorb INVITE retransmissions (default 64·T1, RFC 6026). */
+  L: number;
+  /** INVITE client Accepted: pass 2xx retransmissions up (default 64·T1, RFC 6026). */
+  M: number;
+  /** Delay after which an INVITE server transaction sends 100 Trying by itself (default 200). */
+  trying: number;
+}
+
+/**
+ * Fills in RFC 3261 defaults.
+ *
+ * @example
+ * ```ts
+ * resolveTimers({ T1: 100 }).B; // 6400
+ * ```
+ */
+export function resolveTimers(t: Partial<TimerSettings> = {}): TimerSettings {
+  const T1 = t.T1 ?? 500;
+  const T2 = t.T2 ?? 4000;
+  const T4 = t.T4 ?? 5000;
+  return {
+    T1,
+    T2,
+    T4,
+    B: t.B ?? 64 * T1,
+    D: t.D ?? 32000,
+    F: t.F ?? 64 * T1,
+    H: t.H ?? 64 * T1,
+    I: t.I ?? T4,
+    J: t.J ?? 64 * T1,
+    K: t.K ?? T4,
+    L: t.L ?? 64 * T1,
+    M: t.M ?? 64 * T1,
+    trying: t.trying ?? 200,
+  };
+}
+
+/** What transactions send through (implemented by {@linkcode SipTransport}). */
+export interface MessageSender {
+  /** Sends a request to an address. */
+  sendRequest(req: SipRequest, to: Address): Promise<void>;
+  /** Sends a response where its top Via says. */
+  sendResponse(res: SipResponse): Promise<void>;
+}
+
+/** Client transaction states. */
+export type ClientState = "calling" | "trying" | "proceeding" | "accepted" | "completed" | "terminated";
+/** Server transaction states. */
+export type ServerState = "trying" | "proceeding" | "accepted" | "completed" | "confirmed" | "terminated";
+
+/** The transaction user (TU) of a client transaction. */
+export interface ClientTransactionUser {
+  /** Each response passed up: provisional, final, and 2xx retransmissions of an INVITE (Accepted state). */
+  onResponse(res: SipResponse, tx: ClientTransaction): void;
+  /** Timer B or F fired before a final response. */
+  onTimeout?(tx: ClientTransaction): void;
+  /** The transport failed to send. */
+  onTransportError?(tx: ClientTransaction, error: unknown): void;
+  /** The transaction reached Terminated. */
+  onTerminated?(tx: ClientTransaction): void;
+}
+
+/** The transaction user (TU) of a server transaction. */
+export interface ServerTransactionUser {
+  /** INVITE only: Timer H fired: no ACK arrived for the final response (2xx or not). */
+  onTimeout?(tx: ServerTransaction): void;
+  /** INVITE only: the ACK for a 2xx arrived (it is also passed to the layer's `onRequest`). */
+  onAck?(ack: SipRequest, tx: ServerTransaction): void;
+  /** The transport failed to send a response. */
+  onTransportError?(tx: ServerTransaction, error: unknown): void;
+  /** The transaction reached Terminated. */
+  onTerminated?(tx: ServerTransaction): void;
+}
+
+abstract class Base {
+  readonly #timers = new Map<string, Timer>();
+  protected readonly layer: TransactionLayer;
+  /** Transaction key used for matching. */
+  readonly id: string;
+
+  constructor(layer: TransactionLayer, id: string) {
+    this.layer = layer;
+    this.id = id;
+  }
+
+  protected startTimer(name: string, ms: number, fn: () => void): void {
+    this.#timers.get(name)?.cancel();
+    const t = this.layer.clock.after(ms, () => {
+      if (this.#timers.get(name) !== t) return;
+      this.#timers.delete(name);
+      this.layer.guard(fn);
+    });
+    this.#timers.set(name, t);
+  }
+
+  protected stopTimer(...names: string[]): void {
+    for (const n of names) {
+      this.#timers.get(n)?.cancel();
+      this.#timers.delete(n);
+    }
+  }
+
+  protected stopAllTimers(): void {
+    for (const t of this.#timers.values()) t.cancel();
+    this.#timers.clear();
+  }
+
+  /** Names of the timers currently running (for tests and debugging). */
+  get activeTimers(): string[] {
+    return [...this.#timers.keys()];
+  }
+}
+
+/** A client transaction: sends a request and collects its responses. */
+export abstract class ClientTransaction extends Base {
+  /** The request. */
+  readonly request: SipRequest;
+  /** Where it is sent. */
+  readonly destination: Address;
+  /** The transaction user. */
+  user: ClientTransactionUser;
+  /** Current state. */
+  abstract readonly state: ClientState;
+  /** The last response received. */
+  lastResponse?: SipResponse;
+
+  /** Created by {@linkcode TransactionLayer.sendRequest}. */
+  constructor(
+    layer: TransactionLayer,
+    id: string,
+    request: SipRequest,
+    destination: Address,
+    user: ClientTransactionUser,
+  ) {
+    super(layer, id);
+    this.request = request;
+    this.destination = destination;
+    this.user = user;
+  }
+
+  /** @internal Starts the transaction (first transmission). */
+  abstract start(): void;
+  /** @internal A response matched this transaction. */
+  abstract receive(res: SipResponse): void;
+
+  protected transmit(msg: SipRequest = this.request): void {
+    this.layer.sender.sendRequest(msg, this.destination).catch((e) => this.layer.guard(() => this.transportError(e)));
+  }
+
+  protected transportError(e: unknown): void {
+    if (this.state === "terminated") return;
+    this.layer.log.warn(`transport error on ${this.request.method} transaction: ${e instanceof Error ? e.message : e}`);
+    this.terminate();
+    this.user.onTransportError?.(this, e);
+  }
+
+  /** Moves to Terminated at once, stopping all timers (used on shutdown). */
+  abstract terminate(): void;
+
+  protected finish(): void {
+    this.stopAllTimers();
+    this.layer.removeClient(this);
+    this.user.onTerminated?.(this);
+  }
+}
+
+/** INVITE client transaction (RFC 3261 §17.1.1, RFC 6026 §7.2). */
+export class InviteClientTransaction extends ClientTransaction {
+  #state: ClientState = "calling";
+  #ack?: SipRequest;
+  #interval = 0;
+
+  /** Current state. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** The ACK sent for a non-2xx final response, if any. */
+  get ack(): SipRequest | undefined {
+    return this.#ack;
+  }
+
+  /** @internal */
+  start(): void {
+    const t = this.layer.timers;
+    this.transmit();
+    this.#interval = t.T1;
+    this.startTimer("A", this.#interval, () => this.#timerA());
+    this.startTimer("B", t.B, () => {
+      if (this.#state !== "calling") return;
+      this.terminate();
+      this.user.onTimeout?.(this);
+    });
+  }
+
+  #timerA(): void {
+    if (this.#state !== "calling") return;
+    this.layer.log.debug(`retransmitting INVITE (Timer A, ${this.#interval} ms)`);
+    this.transmit();
+    this.#interval *= 2;
+    this.startTimer("A", this.#interval, () => this.#timerA());
+  }
+
+  /** @internal */
+  receive(res: SipResponse): void {
+    const s = res.status;
+    switch (this.#state) {
+      case "calling":
+      case "proceeding":
+        this.lastResponse = res;
+        if (s < 200) {
+          this.#state = "proceeding";
+          this.stopTimer("A", "B");
+        } else if (s < 300) {
+          this.#state = "accepted";
+          this.stopTimer("A", "B");
+          this.startTimer("M", this.layer.timers.M, () => this.terminate());
+        } else {
+          this.#state = "completed";
+          this.stopTimer("A", "B");
+          this.#ack = buildAckForFinal(this.request, res);
+          this.transmit(this.#ack);
+          this.startTimer("D", this.layer.timers.D, () => this.terminate());
+        }
+        this.user.onResponse(res, this);
+        return;
+      case "accepted":
+        // 2xx retransmissions (or 2xx from other forks) go to the TU, which ACKs them.
+        if (s >= 200 && s < 300) this.user.onResponse(res, this);
+        return;
+      case "completed":
+        if (s >= 300 && this.#ack) this.transmit(this.#ack);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Moves to Terminated at once. */
+  terminate(): void {
+    if (this.#state === "terminated") return;
+    this.#state = "terminated";
+    this.finish();
+  }
+}
+
+/** non-INVITE client transaction (RFC 3261 §17.1.2). */
+export class NonInviteClientTransaction extends ClientTransaction {
+  #state: ClientState = "trying";
+  #interval = 0;
+
+  /** Current state. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** @internal */
+  start(): void {
+    const t = this.layer.timers;
+    this.transmit();
+    this.#interval = t.T1;
+    this.startTimer("E", this.#interval, () => this.#timerE());
+    this.startTimer("F", t.F, () => {
+      if (this.#state !== "trying" && this.#state !== "proceeding") return;
+      this.terminate();
+      this.user.onTimeout?.(this);
+    });
+  }
+
+  #timerE(): void {
+    const T2 = this.layer.timers.T2;
+    if (this.#state === "trying") this.#interval = Math.min(2 * this.#interval, T2);
+    else if (this.#state === "proceeding") this.#interval = T2;
+    else return;
+    this.layer.log.debug(`retransmitting ${this.request.method} (Timer E)`);
+    this.transmit();
+    this.startTimer("E", this.#interval, () => this.#timerE());
+  }
+
+  /** @internal */
+  receive(res: SipResponse): void {
+    if (this.#state !== "trying" && this.#state !== "proceeding") return; // Completed absorbs retransmissions
+    this.lastResponse = res;
+    if (res.status < 200) {
+      this.#state = "proceeding";
+    } else {
+      this.#state = "completed";
+      this.stopTimer("E", "F");
+      this.startTimer("K", this.layer.timers.K, () => this.terminate());
+    }
+    this.user.onResponse(res, this);
+  }
+
+  /** Moves to Terminated at once. */
+  terminate(): void {
+    if (this.#state === "terminated") return;
+    this.#state = "terminated";
+    this.finish();
+  }
+}
+
+/** A server transaction: receives a request and sends its responses. */
+export abstract class ServerTransaction extends Base {
+  /** The request that created the transaction. */
+  readonly request: SipRequest;
+  /** Where the request came from. */
+  readonly source: Address;
+  /** The transaction user. */
+  user: ServerTransactionUser = {};
+  /** Current state. */
+  abstract readonly state: ServerState;
+  /** The last response sent. */
+  lastResponse?: SipResponse;
+
+  /** Created by the {@linkcode TransactionLayer} for each new request. */
+  constructor(layer: TransactionLayer, id: string, request: SipRequest, source: Address) {
+    super(layer, id);
+    this.request = request;
+    this.source = source;
+  }
+
+  /** Sends a response (the TU calls this). Ignored once a final response was sent. */
+  abstract respond(res: SipResponse): void;
+  /** @internal A retransmission of the request arrived. */
+  abstract retransmission(req: SipRequest): void;
+  /** Moves to Terminated at once, stopping all timers (used on shutdown). */
+  abstract terminate(): void;
+
+  /** True once a final response has been sent. */
+  get finalSent(): boolean {
+    return (this.lastResponse?.status ?? 0) >= 200;
+  }
+
+  protected send(res: SipResponse): void {
+    this.layer.sender.sendResponse(res).catch((e) => this.layer.guard(() => this.transportError(e)));
+  }
+
+  protected transportError(e: unknown): void {
+    if (this.state === "terminated") return;
+    this.layer.log.warn(
+      `transport error on ${this.request.method} server transaction: ${e instanceof Error ? e.message : e}`,
+    );
+    this.terminate();
+    this.user.onTransportError?.(this, e);
+  }
+
+  protected finish(): void {
+    this.stopAllTimers();
+    this.layer.removeServer(this);
+    this.user.onTerminated?.(this);
+  }
+}
+
+/**
+ * INVITE server transaction (RFC 3261 §17.2.1). Unlike RFC 6026, the 2xx is
+ * retransmitted here too, on Timer G until the ACK (matched by dialog: Call-ID,
+ * CSeq and To tag) or Timer H, so the UAS core needs no timers of its own.
+ */
+export class InviteServerTransaction extends ServerTransaction {
+  #state: ServerState = "proceeding";
+  #interval = 0;
+  /** True once the ACK for a 2xx arrived. */
+  acked = false;
+
+  /** Current state. */
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** @internal */
+  start(): void {
+    this.startTimer("Trying", this.layer.timers.trying, () => {
+      if (this.#state === "proceeding" && !this.lastResponse) {
+        this.respond(createResponse(this.request, 100));
+      }
+    });
+  }
+
+  /** Sends a response: 1xx (stay in Proceeding), 2xx (Accepted), 300–699 (Completed). */
+  respond(res: SipResponse): void {
+    if (this.#state !== "proceeding") return;
+    this.stopTimer("Trying");
+    this.lastResponse = res;
+    this.send(res);
+    if (res.status < 200) return;
+    const t = this.layer.timers;
+    this.#interval = t.T1;
+    this.startTimer("G", this.#interval, () => this.#timerG());
+    this.startTimer("H", t.H, () => {
+      this.layer.log.debug(`no ACK for ${res.status} (Timer H)`);
+      this.terminate();
+      this.user.onTimeout?.(this);
+    });
+    if (res.status < 300) {
+      this.#state = "accepted";
+      this.layer.registerAccepted(this);
+      this.startTimer("L", Math.max(t.L, t.H), () => this.terminate());
+    } else {
+      this.#state = "completed";
+    }
+  }
+
+  #timerG(): void {
+    if (this.#state !== "completed" && !(this.#state === "accepted" && !this.acked)) return;
+    this.layer.log.debug(`retransmitting ${this.lastResponse!.status} (Timer G, ${this.#interval} ms)`);
+    this.send(this.lastResponse!);
+    this.#interval = Math.min(2 * this.#interval, this.layer.timers.T2);
+    this.startTimer("G", this.#interval, () => this.#timerG());
+  }
+
+  /** @internal */
+  retransmission(_req: SipRequest): void {
+    if (this.#state === "proceeding" || this.#state === "completed" || (this.#state === "accepted" && !this.acked)) {
+      if (this.lastResponse) this.send(this.lastResponse);
+    }
+  }
+
+  /** @internal The ACK for a non-2xx final response (same branch). */
+  ackNon2xx(): void {
+    if (this.#state !== "completed") return;
+    this.#state = "confirmed";
+    this.stopTimer("G", "H");
+    this.startTimer("I", this.layer.timers.I, () => this.terminate());
+  }
+
+  /** @internal The ACK for the 2xx (new branch, matched by dialog). */
+  ack2xx(ack: SipRequest): void {
+    if (this.#state !== "accepted" || this.acked) return;
+    this.acked = true;
+    this.stopTimer("G", "H");
+    this.user.onAck?.(ack, this);
+  }
+
+  /** Moves to Terminated at once. */
+  terminate(): void {
+    if (this.#state === "terminated") return;
+    this.#state = "terminated";
+    this.layer.unregisterAccepted(this);
+    this.finish();
+  }
+}
+
+/** non-INVITE server transaction (RFC 3261 §17.2.2). */
+export class NonInviteServerTransaction extends ServerTransaction {
+  #state: ServerState = "trying";
+
+  /** Current state. */
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** Sends a response: 1xx (Proceeding) or final (Completed, Timer J). */
+  respond(res: SipResponse): void {
+    if (this.#state !== "trying" && this.#state !== "proceeding") return;
+    this.lastResponse = res;
+    this.send(res);
+    if (res.status < 200) {
+      this.#state = "proceeding";
+      return;
+    }
+    this.#state = "completed";
+    this.startTimer("J", this.layer.timers.J, () => this.terminate());
+  }
+
+  /** @internal */
+  retransmission(_req: SipRequest): void {
+    // Trying: absorbed silently; Proceeding/Completed: the last response again.
+    if ((this.#state === "proceeding" || this.#state === "completed") && this.lastResponse) {
+      this.send(this.lastResponse);
+    }
+  }
+
+  /** Moves to Terminated at once. */
+  terminate(): void {
+    if (this.#state === "terminated") return;
+    this.#state = "terminated";
+    this.finish();
+  }
+}
+
+/** Options of {@linkcode TransactionLayer}. */
+export interface TransactionLayerOptions {
+  /** Sends messages (normally a {@linkcode SipTransport}). */
+  sender: MessageSender;
+  /** Clock for all timers. */
+  clock: Clock;
+  /** Timer values. */
+  timers?: Partial<TimerSettings>;
+  /** Logger. */
+  log?: Logger;
+}
+
+/**
+ * The transaction layer: creates, matches and owns transactions.
+ *
+ * Incoming requests that match a server transaction are absorbed (the last
+ * response is re-sent per state); an ACK for a non-2xx response completes its
+ * INVITE transaction; everything else reaches `onRequest` — new requests with a
+ * fresh server transaction, ACKs for 2xx (after stopping 2xx retransmission)
+ * without one. Responses matching no client transaction reach `onStrayResponse`.
+ *
+ * @example
+ * ```ts
+ * const layer = new TransactionLayer({ sender: sipTransport, clock });
+ * sipTransport.onRequest = (r, from) => layer.receiveRequest(r, from);
+ * sipTransport.onResponse = (r, from) => layer.receiveResponse(r, from);
+ * layer.onRequest = (req, tx) => tx?.respond(createResponse(req, 200));
+ * layer.sendRequest(options, { hostname: "127.0.0.1", port: 5062 }, { onResponse: (res) => console.log(res.status) });
+ * ```
+ */
+export class TransactionLayer {
+  /** Sends messages. */
+  readonly sender: MessageSender;
+  /** Clock for timers. */
+  readonly clock: Clock;
+  /** Resolved timer values. */
+  readonly timers: TimerSettings;
+  /** Logger. */
+  readonly log: Logger;
+  /** New requests (with their server transaction) and ACKs for 2xx (without). */
+  onRequest: (req: SipRequest, tx: ServerTransaction | undefined, from: Address) => void = () => {};
+  /** Responses matching no client transaction. */
+  onStrayResponse: (res: SipResponse, from: Address) => void = () => {};
+  readonly #clients = new Map<string, ClientTransaction>();
+  readonly #servers = new Map<string, ServerTransaction>();
+  readonly #accepted = new Map<string, InviteServerTransaction>();
+
+  /** @param opts sender, clock, timers and logger */
+  constructor(opts: TransactionLayerOptions) {
+    this.sender = opts.sender;
+    this.clock = opts.clock;
+    this.timers = resolveTimers(opts.timers);
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /** Number of live client transactions. */
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  /** Number of live server transactions. */
+  get serverCount(): number {
+    return this.#servers.size;
+  }
+
+  /** @internal Runs `fn`, logging instead of throwing. */
+  guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.log.error(`transaction user failed: ${e instanceof Error ? e.stack : e}`);
+    }
+  }
+
+  /**
+   * Starts a client transaction for `req` (not ACK) towards `to`. The request
+   * must carry a top Via with a unique branch.
+   */
+  sendRequest(req: SipRequest, to: Address, user: ClientTransactionUser): ClientTransaction {
+    if (req.method === "ACK") throw new Error("ACK is not sent in a client transaction");
+    const id = clientKey(topVia(req).params.branch ?? "", req.method);
+    if (this.#clients.has(id)) throw new Error(`duplicate branch ${id}`);
+    const tx = req.method === "INVITE"
+      ? new InviteClientTransaction(this, id, req, to, user)
+      : new NonInviteClientTransaction(this, id, req, to, user);
+    this.#clients.set(id, tx);
+    this.log.debug(`${req.method} to ${formatHostPort(to.hostname, to.port)} (client transaction ${id})`);
+    tx.start();
+    return tx;
+  }
+
+  /** Handles an incoming request (from the transport). */
+  receiveRequest(req: SipRequest, from: Address): void {
+    this.guard(() => {
+      const id = serverKey(req);
+      const tx = this.#servers.get(id);
+      if (req.method === "ACK") {
+        if (tx instanceof InviteServerTransaction && (tx.state === "completed" || tx.state === "confirmed")) {
+          tx.ackNon2xx();
+          return;
+        }
+        const accepted = this.#accepted.get(acceptedKeyOfAck(req));
+        if (accepted) accepted.ack2xx(req);
+        this.onRequest(req, undefined, from);
+        return;
+      }
+      if (tx) {
+        tx.retransmission(req);
+        return;
+      }
+      const st = req.method === "INVITE"
+        ? new InviteServerTransaction(this, id, req, from)
+        : new NonInviteServerTransaction(this, id, req, from);
+      this.#servers.set(id, st);
+      if (st instanceof InviteServerTransaction) st.start();
+      this.onRequest(req, st, from);
+    });
+  }
+
+  /** Handles an incoming response (from the transport). */
+  receiveResponse(res: SipResponse, from: Address): void {
+    this.guard(() => {
+      const id = clientKey(topVia(res).params.branch ?? "", getCSeq(res).method);
+      const tx = this.#clients.get(id);
+      if (tx) tx.receive(res);
+      else this.onStrayResponse(res, from);
+    });
+  }
+
+  /** The INVITE server transaction a CANCEL refers to (same top Via branch and sent-by, RFC 3261 §9.2). */
+  matchCancel(cancel: SipRequest): InviteServerTransaction | undefined {
+    const tx = this.#servers.get(serverKey(cancel, "INVITE"));
+    return tx instanceof InviteServerTransaction ? tx : undefined;
+  }
+
+  /** @internal */
+  removeClient(tx: ClientTransaction): void {
+    if (this.#clients.get(tx.id) === tx) this.#clients.delete(tx.id);
+  }
+
+  /** @internal */
+  removeServer(tx: ServerTransaction): void {
+    if (this.#servers.get(tx.id) === tx) this.#servers.delete(tx.id);
+  }
+
+  /** @internal */
+  registerAccepted(tx: InviteServerTransaction): void {
+    this.#accepted.set(acceptedKeyOfResponse(tx.lastResponse!), tx);
+  }
+
+  /** @internal */
+  unregisterAccepted(tx: InviteServerTransaction): void {
+    if (!tx.lastResponse) return;
+    const k = acceptedKeyOfResponse(tx.lastResponse);
+    if (this.#accepted.get(k) === tx) this.#accepted.delete(k);
+  }
+
+  /** Terminates every transaction and cancels their timers. */
+  close(): void {
+    for (const tx of [...this.#clients.values()]) tx.terminate();
+    for (const tx of [...this.#servers.values()]) tx.terminate();
+    this.#accepted.clear();
+  }
+}
+
+function clientKey(branch: string, method: string): string {
+  return `${branch}|${method}`;
+}
+
+/** Server transaction key (RFC 3261 §17.2.3; RFC 2543 fallback when the branch lacks the magic cookie). */
+function serverKey(req: SipRequest, methodOverride?: string): string {
+  const via = topVia(req);
+  const method = methodOverride ?? (req.method === "ACK" ? "INVITE" : req.method);
+  const sentBy = `${via.host}:${via.port ?? ""}`;
+  const branch = via.params.branch;
+  if (branch && branch.startsWith(MAGIC_COOKIE)) return `${branch}|${sentBy}|${method}`;
+  const fromTag = tagOf(req.headers.get("From")) ?? "";
+  return `legacy|${getCallId(req)}|${fromTag}|${getCSeq(req).seq}|${sentBy}|${branch ?? ""}|${method}|${req.uri}`;
+}
+
+function acceptedKeyOfResponse(res: SipResponse): string {
+  return `${getCallId(res)}|${getCSeq(res).seq}|${tagOf(res.headers.get("To")) ?? ""}`;
+}
+
+function acceptedKeyOfAck(ack: SipRequest): string {
+  return `${getCallId(ack)}|${getCSeq(ack).seq}|${tagOf(ack.headers.get("To")) ?? ""}`;
+}
+
+/**
+ * The ACK for a non-2xx final response to an INVITE (RFC 3261 §17.1.1.3): same
+ * Request-URI, Call-ID, From, CSeq number and top Via (branch) as the INVITE,
+ * the To of the response, and the INVITE's Route headers.
+ *
+ * @example
+ * ```ts
+ * const ack = buildAckForFinal(invite, busyHere);
+ * // ack.method === "ACK", same branch as the INVITE
+ * ```
+ */
+export function buildAckForFinal(invite: SipRequest, res: SipMessage): SipRequest {
+  const h: [string, string][] = [["Via", invite.headers.get("Via")!]];
+  for (const v of invite.headers.getAll("Route")) h.push(["Route", v]);
+  h.push(["Max-Forwards", "70"]);
+  h.push(["From", invite.headers.get("From")!]);
+  h.push(["To", res.headers.get("To")!]);
+  h.push(["Call-ID", getCallId(invite)]);
+  h.push(["CSeq", `${getCSeq(invite).seq} ACK`]);
+  return createRequest({ method: "ACK", uri: invite.uri, headers: h });
+}

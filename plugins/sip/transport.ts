@@ -1,0 +1,514 @@
+/**
+ * SIP over UDP (RFC 3261 §18): datagram transports (real UDP, an in-memory
+ * network for tests, a lossy wrapper) and {@linkcode SipTransport}, which turns
+ * datagrams into parsed messages, answers malformed requests with `400`, stamps
+ * `received`/`rport` on incoming requests (§18.2.1, RFC 3581) and sends
+ * responses to the address the top Via names (§18.2.2).
+ *
+ * @module
+ */
+import type { Clock } from "../../core/clock.ts";
+import { type Logger, silentLogger } from "../../core/log.ts";
+import { SipParseError } from "./errors.ts";
+import { SipHeaders } from "./headers.ts";
+import {
+  createResponse,
+  parseCSeq,
+  parseMessage,
+  type ParseOptions,
+  serializeMessage,
+  type SipRequest,
+  type SipResponse,
+  topVia,
+} from "./message.ts";
+import { formatHostPort } from "./syntax.ts";
+import { formatVia, parseVia, responseTarget } from "./via.ts";
+
+/** A UDP address. */
+export interface Address {
+  /** IP address or host name (IPv6 without brackets). */
+  hostname: string;
+  /** UDP port. */
+  port: number;
+}
+
+/** Called for each received datagram. */
+export type DatagramHandler = (data: Uint8Array, from: Address) => void;
+
+/**
+ * A datagram socket, real or simulated. {@linkcode SipTransport} runs on top of it.
+ */
+export interface DatagramTransport {
+  /** The bound local address (may be `0.0.0.0` / `::`). */
+  readonly localAddress: Address;
+  /** Sends one datagram. Rejects on a send error. */
+  send(data: Uint8Array, to: Address): Promise<void>;
+  /** Sets the receive handler (one per transport). */
+  onReceive(handler: DatagramHandler): void;
+  /** Stops receiving and releases the socket. */
+  close(): Promise<void>;
+}
+
+/**
+ * A real UDP socket from `Deno.listenDatagram`.
+ *
+ * @example
+ * ```ts
+ * const udp = new UdpTransport({ hostname: "127.0.0.1", port: 0 });
+ * udp.onReceive((data, from) => console.log(data.length, from));
+ * await udp.close();
+ * ```
+ */
+export class UdpTransport implements DatagramTransport {
+  readonly #conn: Deno.DatagramConn;
+  #handler: DatagramHandler = () => {};
+  #closed = false;
+  readonly #loop: Promise<void>;
+  readonly #log: Logger;
+
+  /**
+   * @param opts.hostname address to bind (default `0.0.0.0`)
+   * @param opts.port port to bind (default 5060; 0 picks a free port)
+   * @param opts.log logger for socket errors
+   */
+  constructor(opts: { hostname?: string; port?: number; log?: Logger } = {}) {
+    this.#conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: opts.hostname ?? "0.0.0.0",
+      port: opts.port ?? 5060,
+    });
+    this.#log = opts.log ?? silentLogger;
+    this.#loop = this.#run();
+  }
+
+  /** The bound address. */
+  get localAddress(): Address {
+    const a = this.#conn.addr as Deno.NetAddr;
+    return { hostname: a.hostname, port: a.port };
+  }
+
+  async #run(): Promise<void> {
+    let errors = 0;
+    while (!this.#closed) {
+      let packet: [Uint8Array, Deno.Addr];
+      try {
+        packet = await this.#conn.receive();
+        errors = 0;
+      } catch (e) {
+        if (this.#closed) return;
+        // e.g. ICMP errors reported on the socket: log and keep serving.
+        this.#log.warn(`UDP receive error: ${e instanceof Error ? e.message : e}`);
+        if (++errors > 100) await new Promise((r) => setTimeout(r, 10));
+        continue;
+      }
+      const addr = packet[1] as Deno.NetAddr;
+      try {
+        this.#handler(packet[0], { hostname: addr.hostname, port: addr.port });
+      } catch (e) {
+        this.#log.error(`receive handler failed: ${e instanceof Error ? e.stack : e}`);
+      }
+    }
+  }
+
+  /** Sends one datagram. */
+  async send(data: Uint8Array, to: Address): Promise<void> {
+    await this.#conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
+  }
+
+  /** Sets the receive handler. */
+  onReceive(handler: DatagramHandler): void {
+    this.#handler = handler;
+  }
+
+  /** Closes the socket and waits for the receive loop to end. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#conn.close();
+    await this.#loop;
+  }
+}
+
+/**
+ * An in-memory datagram network on a {@linkcode Clock}: each datagram is
+ * delivered `latencyMs` later as a clock timer, so tests with a VirtualClock are
+ * deterministic.
+ *
+ * @example
+ * ```ts
+ * const clock = new VirtualClock();
+ * const net = new MemoryNetwork({ clock });
+ * const a = net.createTransport("10.0.0.1", 5060);
+ * const b = net.createTransport("10.0.0.2", 5060);
+ * b.onReceive((d, from) => console.log(from.hostname)); // "10.0.0.1"
+ * await a.send(new Uint8Array([1]), b.localAddress);
+ * clock.advance(1);
+ * ```
+ */
+export class MemoryNetwork {
+  readonly #clock: Clock;
+  readonly #latency: number;
+  readonly #nodes = new Map<string, MemoryTransport>();
+  /** Datagrams delivered to a transport. */
+  delivered = 0;
+  /** Datagrams sent to an address nobody listens on. */
+  undeliverable = 0;
+
+  /**
+   * @param opts.clock clock that schedules deliveries
+   * @param opts.latencyMs one-way delay (default 1 ms)
+   */
+  constructor(opts: { clock: Clock; latencyMs?: number }) {
+    this.#clock = opts.clock;
+    this.#latency = opts.latencyMs ?? 1;
+  }
+
+  /** Creates a transport bound to `hostname:port` (port 0 picks a free one from 40000). */
+  createTransport(hostname = "10.0.0.1", port = 5060): MemoryTransport {
+    if (port === 0) {
+      port = 40000;
+      while (this.#nodes.has(`${hostname}|${port}`)) port++;
+    }
+    const key = `${hostname}|${port}`;
+    if (this.#nodes.has(key)) throw new Error(`address in use: ${formatHostPort(hostname, port)}`);
+    const t = new MemoryTransport(this, { hostname, port });
+    this.#nodes.set(key, t);
+    return t;
+  }
+
+  /** @internal Schedules delivery of a datagram. */
+  route(data: Uint8Array, from: Address, to: Address): void {
+    const copy = data.slice();
+    this.#clock.after(this.#latency, () => {
+      const node = this.#nodes.get(`${to.hostname}|${to.port}`);
+      if (!node || node.closed) {
+        this.undeliverable++;
+        return;
+      }
+      this.delivered++;
+      node.deliver(copy, { ...from });
+    });
+  }
+
+  /** @internal Removes a closed transport. */
+  detach(t: MemoryTransport): void {
+    this.#nodes.delete(`${t.localAddress.hostname}|${t.localAddress.port}`);
+  }
+}
+
+/** A transport on a {@linkcode MemoryNetwork}. */
+export class MemoryTransport implements DatagramTransport {
+  readonly #net: MemoryNetwork;
+  #handler: DatagramHandler = () => {};
+  /** The bound address. */
+  readonly localAddress: Address;
+  /** True after close. */
+  closed = false;
+
+  /** Use {@linkcode MemoryNetwork.createTransport}. */
+  constructor(net: MemoryNetwork, address: Address) {
+    this.#net = net;
+    this.localAddress = address;
+  }
+
+  /** Sends one datagram through the network. */
+  send(data: Uint8Array, to: Address): Promise<void> {
+    if (!this.closed) this.#net.route(data, this.localAddress, to);
+    return Promise.resolve();
+  }
+
+  /** Sets the receive handler. */
+  onReceive(handler: DatagramHandler): void {
+    this.#handler = handler;
+  }
+
+  /** @internal Hands a datagram to the handler. */
+  deliver(data: Uint8Array, from: Address): void {
+    this.#handler(data, from);
+  }
+
+  /** Detaches from the network. */
+  close(): Promise<void> {
+    this.closed = true;
+    this.#net.detach(this);
+    return Promise.resolve();
+  }
+}
+
+/**
+ * A deterministic PRNG (mulberry32) for reproducible loss patterns.
+ *
+ * @example
+ * ```ts
+ * const rand = seededRandom(42);
+ * rand(); // same sequence on every run, values in [0, 1)
+ * ```
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Wraps a transport and drops a fraction of outgoing datagrams, chosen by a seeded PRNG.
+ *
+ * @example
+ * ```ts
+ * const lossy = new LossyTransport(net.createTransport("10.0.0.1"), { lossRate: 0.3, seed: 7 });
+ * ```
+ */
+export class LossyTransport implements DatagramTransport {
+  readonly #inner: DatagramTransport;
+  readonly #rand: () => number;
+  /** Fraction of datagrams dropped, 0..1. */
+  lossRate: number;
+  /** Datagrams dropped so far. */
+  dropped = 0;
+  /** Datagrams passed on so far. */
+  passed = 0;
+
+  /**
+   * @param inner the transport to wrap
+   * @param opts.lossRate fraction of outgoing datagrams to drop (0..1)
+   * @param opts.seed PRNG seed (default 1)
+   */
+  constructor(inner: DatagramTransport, opts: { lossRate: number; seed?: number }) {
+    this.#inner = inner;
+    this.lossRate = opts.lossRate;
+    this.#rand = seededRandom(opts.seed ?? 1);
+  }
+
+  /** The wrapped transport's address. */
+  get localAddress(): Address {
+    return this.#inner.localAddress;
+  }
+
+  /** Sends, unless the PRNG decides to drop. */
+  send(data: Uint8Array, to: Address): Promise<void> {
+    if (this.#rand() < this.lossRate) {
+      this.dropped++;
+      return Promise.resolve();
+    }
+    this.passed++;
+    return this.#inner.send(data, to);
+  }
+
+  /** Sets the receive handler on the wrapped transport. */
+  onReceive(handler: DatagramHandler): void {
+    this.#inner.onReceive(handler);
+  }
+
+  /** Closes the wrapped transport. */
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
+
+/** Counters kept by {@linkcode SipTransport}. */
+export interface SipTransportStats {
+  /** Datagrams received. */
+  received: number;
+  /** Keep-alive datagrams (only CR/LF) ignored. */
+  keepalives: number;
+  /** Requests passed up. */
+  requests: number;
+  /** Responses passed up. */
+  responses: number;
+  /** Malformed requests answered with 400. */
+  badRequestsAnswered: number;
+  /** Malformed datagrams dropped without answer (unrecoverable requests, bad responses, garbage). */
+  malformedDropped: number;
+  /** Responses dropped because they carried more than one Via (RFC 3261 §18.1.2). */
+  misroutedResponses: number;
+  /** Messages sent. */
+  sent: number;
+  /** Send failures. */
+  sendErrors: number;
+}
+
+/** Options of {@linkcode SipTransport}. */
+export interface SipTransportOptions {
+  /** The datagram transport. */
+  transport: DatagramTransport;
+  /** Logger (lines are tagged by the caller, e.g. `log.child("SIP")`). */
+  log?: Logger;
+  /** Parser limits. */
+  parse?: ParseOptions;
+}
+
+/**
+ * SIP message transport over a datagram socket. Never throws out of its receive
+ * path: malformed requests whose request line and Via/From/To/Call-ID/CSeq can
+ * be read get `400 Bad Request (<reason>)`; everything else malformed is dropped and counted.
+ *
+ * @example
+ * ```ts
+ * const sip = new SipTransport({ transport: new UdpTransport({ port: 5060 }) });
+ * sip.onRequest = (req, from) => sip.sendResponse(createResponse(req, 200));
+ * ```
+ */
+export class SipTransport {
+  readonly #dgram: DatagramTransport;
+  readonly #log: Logger;
+  readonly #parse: ParseOptions;
+  /** Called with each well-formed request (top Via already stamped with received/rport). */
+  onRequest: (req: SipRequest, from: Address) => void = () => {};
+  /** Called with each well-formed response. */
+  onResponse: (res: SipResponse, from: Address) => void = () => {};
+  /** Counters. */
+  readonly stats: SipTransportStats = {
+    received: 0,
+    keepalives: 0,
+    requests: 0,
+    responses: 0,
+    badRequestsAnswered: 0,
+    malformedDropped: 0,
+    misroutedResponses: 0,
+    sent: 0,
+    sendErrors: 0,
+  };
+
+  /** @param opts transport, logger and parser limits */
+  constructor(opts: SipTransportOptions) {
+    this.#dgram = opts.transport;
+    this.#log = opts.log ?? silentLogger;
+    this.#parse = opts.parse ?? {};
+    this.#dgram.onReceive((data, from) => this.receive(data, from));
+  }
+
+  /** The bound local address. */
+  get localAddress(): Address {
+    return this.#dgram.localAddress;
+  }
+
+  /** Handles one datagram as if it had been received from `from` (used by the socket; public for tests). */
+  receive(data: Uint8Array, from: Address): void {
+    try {
+      this.stats.received++;
+      if (isKeepalive(data)) {
+        this.stats.keepalives++;
+        return;
+      }
+      let msg;
+      try {
+        msg = parseMessage(data, this.#parse);
+      } catch (e) {
+        this.#malformed(e, data, from);
+        return;
+      }
+      if (msg.kind === "request") {
+        stampVia(msg.headers, from);
+        this.stats.requests++;
+        this.onRequest(msg, from);
+      } else {
+        if (msg.headers.getAll("Via").length > 1) {
+          this.stats.misroutedResponses++;
+          this.#log.debug(`dropped response with more than one Via from ${formatHostPort(from.hostname, from.port)}`);
+          return;
+        }
+        this.stats.responses++;
+        this.onResponse(msg, from);
+      }
+    } catch (e) {
+      this.#log.error(`error handling datagram from ${formatHostPort(from.hostname, from.port)}: ${errText(e)}`);
+    }
+  }
+
+  #malformed(e: unknown, data: Uint8Array, from: Address): void {
+    const where = formatHostPort(from.hostname, from.port);
+    if (!(e instanceof SipParseError)) {
+      this.stats.malformedDropped++;
+      this.#log.error(`parser failure on datagram from ${where}: ${errText(e)}`);
+      return;
+    }
+    const p = e.partial;
+    if (p && p.method !== "ACK" && answerable(p.headers)) {
+      const headers = new SipHeaders(p.headers);
+      stampVia(headers, from);
+      const reason = `Bad Request (${e.reason})`.replace(/[\x00-\x1f\x7f]/g, " ").slice(0, 200);
+      const res = createResponse({ ...p, headers: headers.toArray() }, 400, reason);
+      this.stats.badRequestsAnswered++;
+      const to = responseTarget(topVia(res));
+      this.#log.info(`400 Bad Request sent to ${formatHostPort(to.hostname, to.port)} (${e.reason})`);
+      void this.#sendTo(serializeMessage(res), to);
+      return;
+    }
+    this.stats.malformedDropped++;
+    const what = p ? `request ${p.method}` : looksLikeResponse(data) ? "response" : "datagram";
+    this.#log.warn(`dropped malformed ${what} from ${where} (${e.reason})`);
+  }
+
+  /** Sends a request to `to`. Rejects on a socket error. */
+  async sendRequest(req: SipRequest, to: Address): Promise<void> {
+    await this.#sendTo(serializeMessage(req), to, true);
+  }
+
+  /** Sends a response where its top Via says (RFC 3261 §18.2.2). Rejects on a socket error. */
+  async sendResponse(res: SipResponse): Promise<void> {
+    await this.#sendTo(serializeMessage(res), responseTarget(topVia(res)), true);
+  }
+
+  async #sendTo(data: Uint8Array, to: Address, rethrow = false): Promise<void> {
+    try {
+      await this.#dgram.send(data, to);
+      this.stats.sent++;
+    } catch (e) {
+      this.stats.sendErrors++;
+      this.#log.warn(`send to ${formatHostPort(to.hostname, to.port)} failed: ${errText(e)}`);
+      if (rethrow) throw e;
+    }
+  }
+
+  /** Closes the underlying socket. */
+  close(): Promise<void> {
+    return this.#dgram.close();
+  }
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function isKeepalive(data: Uint8Array): boolean {
+  for (const b of data) if (b !== 13 && b !== 10 && b !== 32 && b !== 9) return false;
+  return true;
+}
+
+function looksLikeResponse(data: Uint8Array): boolean {
+  return data.length > 4 && data[0] === 0x53 && data[1] === 0x49 && data[2] === 0x50 && data[3] === 0x2f;
+}
+
+/** True when a 400 can be built and routed: a parseable Via and CSeq, plus From, To and Call-ID. */
+function answerable(headers: [string, string][]): boolean {
+  const h = new SipHeaders(headers);
+  const via = h.get("Via");
+  const cseq = h.get("CSeq");
+  if (via === undefined || cseq === undefined || !h.has("From") || !h.has("To") || !h.has("Call-ID")) return false;
+  try {
+    parseVia(via);
+    parseCSeq(cseq);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Adds `received` (and fills `rport`) on the top Via of an incoming request (RFC 3261 §18.2.1, RFC 3581 §4). */
+function stampVia(headers: SipHeaders, from: Address): void {
+  const v = headers.get("Via");
+  if (v === undefined) return;
+  const via = parseVia(v);
+  if (via.params.rport === null) {
+    via.params.received = from.hostname;
+    via.params.rport = String(from.port);
+  } else if (via.host !== from.hostname) {
+    via.params.received = from.hostname;
+  } else return;
+  headers.setFirst("Via", formatVia(via));
+}
