@@ -7,9 +7,13 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import type { Format, Frame, PcmFrame } from "../core/frame.ts";
-import { FormatError, type TransformStage } from "../core/stage.ts";
+import { VirtualClock } from "../core/clock.ts";
+import { buildPipeline } from "../core/pipeline.ts";
+import { Registry } from "../core/registry.ts";
+import { definePlugin, FormatError, type TransformStage } from "../core/stage.ts";
 import { createStage, runTransform } from "../core/testing.ts";
-import { plugins } from "../plugins/resample/mod.ts";
+import { plugins as g711Plugins } from "../plugins/g711/mod.ts";
+import { plugins as resamplePlugins } from "../plugins/resample/mod.ts";
 import resampler from "../plugins/resample/resampler.ts";
 
 /** A sine of `freq` Hz at `rate`, `channels` interleaved copies scaled by `gains`. */
@@ -289,7 +293,7 @@ Deno.test("resampler refuses what it cannot take, saying what to change", async 
 });
 
 Deno.test("resampler is registered; options have defaults, ranges and descriptions in JSON Schema", () => {
-  assert.deepEqual(plugins.map((p) => p.name), ["resampler"]);
+  assert.deepEqual(resamplePlugins.map((p) => p.name), ["resampler"]);
   const schema = z.toJSONSchema(resampler.options, { io: "input" }) as {
     properties: Record<string, { default?: unknown; description?: string; minimum?: number; maximum?: number }>;
   };
@@ -301,4 +305,51 @@ Deno.test("resampler is registered; options have defaults, ranges and descriptio
   assert.ok(schema.properties.channels.description);
   assert.throws(() => resampler.options.parse({ quality: "great" }));
   assert.throws(() => resampler.options.parse({ rate: 44100.5 }));
+});
+
+Deno.test("through the pipeline runner: 44.1 kHz stereo → resampler → g711-encoder → g711-decoder", async () => {
+  const x = tone(1000, 44100, 44100 / 2, AMP, [1, 1]);
+  const source = definePlugin({
+    name: "test-source",
+    kind: "source",
+    description: "44.1 kHz stereo tone",
+    produces: { kind: "pcm", sampleRate: 44100, channels: 2 },
+    options: z.object({}),
+    create: () => ({
+      async run(ctx) {
+        for (const f of frames(x, 44100, 2, [882])) if (!ctx.emit(f)) await ctx.ready();
+      },
+    }),
+  });
+  const got: PcmFrame[] = [];
+  const sink = definePlugin({
+    name: "test-sink",
+    kind: "sink",
+    description: "collects",
+    accepts: [{ kind: "pcm", sampleRate: 8000, channels: 1 }],
+    options: z.object({}),
+    create: () => ({ write: (f: Frame) => void got.push(f as PcmFrame) }),
+  });
+  const registry = new Registry([source, sink, ...resamplePlugins, ...g711Plugins]);
+  const chain = [
+    { use: "test-source" },
+    { use: "resampler", rate: 8000, channels: 1 },
+    { use: "g711-encoder", codec: "PCMA" },
+    { use: "g711-decoder" },
+    { use: "test-sink" },
+  ];
+  const pipeline = await buildPipeline("send", chain, { registry, clock: new VirtualClock() });
+  const result = await pipeline.start();
+  assert.equal(result.reason, "eos", String(result.error));
+  const y = concat(got);
+  assert.equal(y.length, 4000);
+  assertContiguous(got);
+  // G.711 A-law keeps a 1 kHz tone within a fraction of a dB.
+  assert.ok(Math.abs(dB(fitSine(y, 1000, 8000, 400, 3600).amp / AMP)) < 0.2);
+  // Without the resampler, the build fails and says what to insert.
+  await assert.rejects(
+    buildPipeline("send", [chain[0], chain[2], chain[3], chain[4]], { registry, clock: new VirtualClock() }),
+    (e: Error) =>
+      e instanceof FormatError && e.message.includes('insert {"use": "resampler", "rate": 8000, "channels": 1}'),
+  );
 });
