@@ -80,7 +80,11 @@ export class PacketLossConcealer {
   /** Offset between the last real sample and the pitch copy, faded out over the first P/4 samples. */
   #offset = 0;
 
-  /** @param options sample rate (default 8000 Hz) */
+  /**
+   * Creates a concealer with an empty (silent) history.
+   *
+   * @param options sample rate (default 8000 Hz)
+   */
   constructor(options: PlcOptions = {}) {
     const fs = options.sampleRate ?? 8000;
     if (!(fs >= 4000 && fs <= 192000)) throw new RangeError(`PLC sample rate must be 4000..192000 Hz, got ${fs}`);
