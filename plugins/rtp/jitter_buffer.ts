@@ -40,11 +40,13 @@
  * Sequence numbers (16 bits) and timestamps (32 bits) are extended across
  * wrap-around. Duplicates are dropped (by extended sequence number), packets
  * arriving after their playout tick are dropped as late. The buffer resets
- * (drops what it holds, re-anchors the next packet at the current delay, on the
- * same tick grid) on an SSRC change, on a sequence jump of more than 3000 confirmed
+ * (the old stream's buffered packets still play at their ticks, then the new
+ * stream starts at the current delay, on the same tick grid) on an SSRC change, on a sequence jump of more than 3000 confirmed
  * by a second consecutive packet (RFC 3550 A.1), and on a timestamp jump (a packet
  * due more than 2 s late with a newer sequence number, or more than
- * `max_delay` + 2 s early).
+ * `max_delay` + 2 s early). A packet that would be late while nothing plays
+ * (after a pause in the stream) starts a new talkspurt at the current delay
+ * instead of being dropped.
  *
  * When `ptime` is not set it is learned: from the first packet's size (G.711 is one
  * byte per sample), then from timestamps (three consecutive packets whose timestamp
@@ -135,7 +137,7 @@ export interface JitterBufferStats {
   resets: number;
   /** Resets caused by an SSRC change. */
   ssrc_changes: number;
-  /** Packets dropped by a reset or discarded while a sequence jump was unconfirmed. */
+  /** Packets discarded: an unconfirmed sequence jump, or buffered when ptime changed. */
   discarded: number;
   /** Packets waiting in the buffer. */
   buffered: number;
@@ -209,6 +211,9 @@ export class JitterBuffer {
   /** Slot (frame index relative to the stream's first timestamp) played at the next tick. */
   #slot = 0;
   #buffer = new Map<number, RtpFrame>();
+  /** After a reset: the old stream's buffered frames, by the absolute tick that plays them. */
+  #tail = new Map<number, RtpFrame>();
+  #tailEnd = 0;
   #stream: Stream | undefined;
   #seqRing = new Float64Array(SEQ_RING).fill(-1);
   #pendingJump: { frame: RtpFrame; arrival: number } | undefined;
@@ -339,7 +344,7 @@ export class JitterBuffer {
     if (extTs > s.maxTs) s.maxTs = extTs;
     this.#observe(arrival, arrival - media);
     if (slot < this.#slot) {
-      if (!this.#talking && this.#buffer.size === 0 && seqDiff > 0) {
+      if (!this.#talking && this.#buffer.size === 0 && this.#tail.size === 0 && seqDiff > 0) {
         // Late, but nothing is playing: a talkspurt starting after a pause. Resynchronize on
         // it rather than drop it (its transit is already in the old stream's statistics).
         this.#n.received--;
@@ -374,7 +379,7 @@ export class JitterBuffer {
       }
       if (this.#learnCount >= 3) {
         this.#learnCount = 0;
-        this.#reset();
+        this.#reset(true);
         this.#regrid(ms);
         return true;
       }
@@ -390,6 +395,7 @@ export class JitterBuffer {
       this.#t0 += this.#tick * this.ptime;
       this.#tick = 0;
       this.#slot = 0;
+      this.#tailEnd = 0;
     }
     this.ptime = ptime;
     this.#spf = Math.round((ptime * this.#clockRate) / 1000);
@@ -426,19 +432,32 @@ export class JitterBuffer {
     } else {
       // Play slot 0 at the first tick at or after arrival + the delay reached so far.
       const want = Math.max(this.options.min_delay, Math.min(this.options.max_delay, this.#lastTarget));
-      const k = Math.max(this.#tick, Math.ceil((arrival + want - this.#t0) / this.ptime - 1e-9));
+      const k = Math.max(this.#tick, this.#tailEnd, Math.ceil((arrival + want - this.#t0) / this.ptime - 1e-9));
       this.#slot = this.#tick - k;
     }
     this.#observe(arrival, arrival);
     this.#buffer.set(0, frame);
   }
 
-  /** Forgets the stream: drops what is buffered; the tick grid goes on. */
-  #reset(): void {
+  /**
+   * Forgets the stream; the tick grid goes on. What the old stream still has
+   * buffered plays first, at the ticks it was due (unless `discard`).
+   */
+  #reset(discard = false): void {
     const s = this.#stream;
     if (s) this.#lostBefore += Math.max(0, s.maxSeq - s.minSeq + 1 - s.received);
     this.#n.resets++;
-    this.#n.discarded += this.#buffer.size + (this.#pendingJump ? 1 : 0);
+    if (this.#pendingJump) this.#n.discarded++;
+    if (discard) {
+      this.#n.discarded += this.#buffer.size + this.#tail.size;
+      this.#tail.clear();
+    } else {
+      for (const [slot, f] of this.#buffer) {
+        const t = this.#tick + slot - this.#slot;
+        this.#tail.set(t, f);
+        if (t + 1 > this.#tailEnd) this.#tailEnd = t + 1;
+      }
+    }
     this.#buffer.clear();
     this.#stream = undefined;
     this.#pendingJump = undefined;
@@ -513,6 +532,16 @@ export class JitterBuffer {
    * and returns the frame to play.
    */
   tick(now: number = this.nextTickTime() ?? 0): EncodedFrame {
+    const tail = this.#tail.get(this.#tick);
+    if (tail) {
+      // The previous stream's last packets play out before the new one starts.
+      this.#tail.delete(this.#tick);
+      this.#tick++;
+      this.#slot++;
+      this.#talking = true;
+      this.#missingRun = 0;
+      return this.#frame("normal", tail.payload);
+    }
     const d = this.#delays(now);
     if (d) {
       this.#delaySum += d.delay;
@@ -572,6 +601,10 @@ export class JitterBuffer {
    */
   drain(): EncodedFrame[] {
     const out: EncodedFrame[] = [];
+    for (const t of [...this.#tail.keys()].sort((a, b) => a - b)) {
+      out.push(this.#frame("normal", this.#tail.get(t)!.payload));
+    }
+    this.#tail.clear();
     if (this.#buffer.size === 0) return out;
     const last = Math.max(...this.#buffer.keys());
     while (this.#slot <= last) {
@@ -592,7 +625,7 @@ export class JitterBuffer {
     return {
       ...this.#n,
       lost,
-      buffered: this.#buffer.size,
+      buffered: this.#buffer.size + this.#tail.size,
       delay_ms: d ? d.delay : 0,
       target_delay_ms: d ? d.target : this.#lastTarget,
       avg_delay_ms: this.#delayTicks ? this.#delaySum / this.#delayTicks : 0,
