@@ -54,7 +54,11 @@ export interface EncodedFrame {
   payload: Uint8Array;
   /** Timestamp of the first sample, in codec clock units. */
   pts: number;
-  /** Normal data, a concealment request (empty payload, the decoder conceals), or silence. */
+  /**
+   * Normal data; `concealed`: a lost frame the decoder must conceal, whose payload LENGTH is the number of samples
+   * to synthesize (content ignored; empty = as long as the last real frame); `silence`: payload.length samples of
+   * silence.
+   */
   type?: FrameType;
 }
 
