@@ -83,9 +83,12 @@ export class UdpSocket {
   /** Called once when the socket closes (e.g. to release an RTCP reservation). */
   onClose?: () => void;
   #listener: Listener | undefined;
-  #receiving = false;
+  #receiving: Promise<void> | undefined;
   #closed = false;
   #buf = new Uint8Array(0);
+  #sendBusy = false;
+  #sendQueue: { data: Uint8Array; to: HostPort; resolve: (n: number) => void; reject: (e: unknown) => void }[] = [];
+  #sendHead = 0;
 
   /** @param conn a bound datagram socket; this object owns it from now on */
   constructor(conn: Deno.DatagramConn) {
@@ -114,10 +117,52 @@ export class UdpSocket {
     return ipVersion(this.hostname) === 6 ? 6 : 4;
   }
 
-  /** Sends one datagram. Resolves with the bytes sent; rejects on a send error. */
+  /**
+   * Sends one datagram. Resolves with the bytes sent; rejects on a send error.
+   *
+   * Datagrams leave in call order: one send op is in flight per socket and the
+   * rest wait in a queue. (Deno completes a send during the call when the
+   * socket is known to be writable, but on a fresh socket the ops stay pending
+   * until the next event-loop turn and then complete newest first: five sends
+   * in a row arrived in reverse order.) In the common case the next send is
+   * issued one microtask after the previous one, within the same task.
+   */
   send(data: Uint8Array, to: HostPort): Promise<number> {
-    return this.conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
+    if (!this.#sendBusy) return this.#issue(data, to);
+    return new Promise((resolve, reject) => this.#sendQueue.push({ data, to, resolve, reject }));
   }
+
+  /** Datagrams waiting for the send in flight to complete. */
+  get sendBacklog(): number {
+    return this.#sendQueue.length - this.#sendHead;
+  }
+
+  #issue(data: Uint8Array, to: HostPort): Promise<number> {
+    this.#sendBusy = true;
+    let p: Promise<number>;
+    try {
+      p = this.conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(this.#sendNext, this.#sendNext);
+    return p;
+  }
+
+  #sendNext = (): void => {
+    const q = this.#sendQueue;
+    if (this.#sendHead === q.length) {
+      this.#sendBusy = false;
+      if (q.length > 0) {
+        this.#sendQueue = [];
+        this.#sendHead = 0;
+      }
+      return;
+    }
+    const item = q[this.#sendHead];
+    q[this.#sendHead++] = undefined as unknown as typeof item;
+    this.#issue(item.data, item.to).then(item.resolve, item.reject);
+  };
 
   /**
    * Delivers received datagrams to `handler` (a copy of the bytes, and the
@@ -128,14 +173,13 @@ export class UdpSocket {
   listen(handler: PacketHandler, opts: ListenOptions = {}): () => void {
     const l: Listener = { ...opts, handler, maxSize: opts.maxSize ?? 1500 };
     this.#listener = l;
-    if (!this.#receiving && !this.#closed) this.#receiveLoop();
+    if (!this.#receiving && !this.#closed) this.#receiving = this.#receiveLoop();
     return () => {
       if (this.#listener === l) this.#listener = undefined;
     };
   }
 
   async #receiveLoop(): Promise<void> {
-    this.#receiving = true;
     let errors = 0;
     try {
       while (!this.#closed && this.#listener) {
@@ -168,21 +212,27 @@ export class UdpSocket {
         if (r) await r;
       }
     } finally {
-      this.#receiving = false;
+      this.#receiving = undefined;
     }
   }
 
-  /** Closes the socket; a pending receive ends. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#listener = undefined;
-    try {
-      this.conn.close();
-    } catch { /* already closed */ }
-    const f = this.onClose;
-    this.onClose = undefined;
-    f?.();
+  /**
+   * Closes the socket. Resolves once a pending receive has ended too: only then
+   * is the port free to bind again (Deno frees it when the cancelled receive op
+   * lets go of the socket). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#listener = undefined;
+      try {
+        this.conn.close();
+      } catch { /* already closed */ }
+      const f = this.onClose;
+      this.onClose = undefined;
+      f?.();
+    }
+    await this.#receiving;
   }
 }
 

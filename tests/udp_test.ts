@@ -1,0 +1,526 @@
+/**
+ * Tests of the udp plugin family over loopback: IPv4 and IPv6, peer filtering,
+ * shared sockets, port pairs, timeout, oversize drops, and pacing in virtual
+ * time (no test asserts real time).
+ */
+import assert from "node:assert/strict";
+import { VirtualClock } from "../core/clock.ts";
+import type { Frame, PacketFrame, RtpFrame } from "../core/frame.ts";
+import { buildPipeline } from "../core/pipeline.ts";
+import { Registry } from "../core/registry.ts";
+import type { SinkStage, SourceStage } from "../core/stage.ts";
+import { createStage, testContext } from "../core/testing.ts";
+import { canonicalHost, formatHostPort, parseHostPort, sameAddress } from "../plugins/udp/address.ts";
+import {
+  allocatePortPair,
+  openUdpSocket,
+  parsePortRange,
+  takeReservedSocket,
+  type UdpSocket,
+} from "../plugins/udp/socket.ts";
+import { udpSink, type UdpSinkOptions, udpSinkOptions, UdpSinkStage } from "../plugins/udp/udp_sink.ts";
+import { udpSource } from "../plugins/udp/udp_source.ts";
+import { plugins } from "../plugins/udp/mod.ts";
+
+const TEST_RANGE = "30000-39999";
+
+/** Waits (real time, bounded) until `cond()` holds. */
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A raw loopback socket for the other end of a test. */
+function rawSocket(hostname = "127.0.0.1"): Deno.DatagramConn {
+  return Deno.listenDatagram({ transport: "udp", hostname, port: 0 });
+}
+
+function portOf(conn: Deno.DatagramConn): number {
+  return (conn.addr as Deno.NetAddr).port;
+}
+
+/** Starts a udp-source; returns its stage, emitted frames, events and a stop function. */
+async function startSource(options: Record<string, unknown>, clock = new VirtualClock()) {
+  const t = testContext({ clock });
+  const stage = await createStage<SourceStage>(udpSource, { port_range: TEST_RANGE, ...options }, t.ctx);
+  const running = stage.run(t.ctx);
+  let ended = false;
+  running.then(() => ended = true);
+  const port = stage.stats!().port as number;
+  return {
+    ...t,
+    stage,
+    port,
+    running,
+    ended: () => ended,
+    stop: async () => {
+      t.abort.abort();
+      await running;
+      await stage.close?.();
+      await t.release();
+    },
+  };
+}
+
+function rtp(sequence: number, timestamp: number, ssrc = 0x1234): RtpFrame {
+  return {
+    kind: "rtp",
+    payloadType: 0,
+    sequence,
+    timestamp: timestamp >>> 0,
+    ssrc,
+    marker: false,
+    payload: new Uint8Array(160).fill(sequence & 0xff),
+    clockRate: 8000,
+  };
+}
+
+Deno.test("address: host:port parsing, IPv6 brackets, canonical comparison", () => {
+  assert.deepEqual(parseHostPort("[::1]:5004"), { hostname: "::1", port: 5004 });
+  assert.deepEqual(parseHostPort("127.0.0.1:4000"), { hostname: "127.0.0.1", port: 4000 });
+  assert.deepEqual(parseHostPort("localhost:5060"), { hostname: "localhost", port: 5060 });
+  assert.deepEqual(parseHostPort("::1", 9), { hostname: "::1", port: 9 });
+  assert.throws(() => parseHostPort("::1"), /write IPv6 as \[::1\]:port/);
+  assert.throws(() => parseHostPort("127.0.0.1"), /missing port/);
+  assert.throws(() => parseHostPort("1.2.3.4:70000"), /expected 0\.\.65535/);
+  assert.throws(() => parseHostPort("[1.2.3.4]:5"), /not an IPv6 address/);
+  assert.equal(formatHostPort({ hostname: "::1", port: 5004 }), "[::1]:5004");
+  assert.equal(canonicalHost("::ffff:127.0.0.1"), "127.0.0.1");
+  assert.equal(canonicalHost("0:0:0:0:0:0:0:1"), "::1");
+  assert.ok(sameAddress({ hostname: "::ffff:10.0.0.1", port: 1 }, { hostname: "10.0.0.1", port: 1 }));
+  assert.ok(!sameAddress({ hostname: "10.0.0.1", port: 1 }, { hostname: "10.0.0.1", port: 2 }));
+});
+
+Deno.test("options: defaults, descriptions, JSON Schema, and clear errors", async () => {
+  const sink = udpSinkOptions.parse({ to: "127.0.0.1:4000" });
+  assert.equal(sink.pace, true);
+  assert.equal(sink.queue_ms, 100);
+  assert.equal(sink.local_port, 0);
+  const bad = udpSinkOptions.safeParse({ to: "[::1]" });
+  assert.ok(!bad.success);
+  assert.match(bad.error.issues[0].message, /to: missing port/);
+  assert.throws(() => parsePortRange("20000-10000"), /min < max/);
+  assert.deepEqual(parsePortRange("10000-20000"), [10000, 20000]);
+  const { z } = await import("zod");
+  for (const p of plugins) {
+    assert.equal(p.realtime, true);
+    const schema = z.toJSONSchema(p.options, { io: "input" }) as {
+      properties: Record<string, { description?: string }>;
+    };
+    for (const [k, v] of Object.entries(schema.properties)) assert.ok(v.description, `${p.name}.${k} is described`);
+  }
+});
+
+Deno.test("udp-source and udp-sink: send and receive over IPv4 loopback", async () => {
+  const src = await startSource({ bind: "127.0.0.1", port: 0 });
+  try {
+    assert.equal(src.port % 2, 0, "port 0 allocates an even port");
+    const t = testContext();
+    const sink = await createStage<SinkStage>(udpSink, { to: `127.0.0.1:${src.port}`, pace: false }, t.ctx);
+    await sink.start!(t.ctx);
+    for (let i = 0; i < 5; i++) sink.write({ kind: "packet", data: new Uint8Array([i, 1, 2]) });
+    await sink.end!();
+    await until(() => src.out.length === 5, "5 datagrams");
+    const f = src.out as PacketFrame[];
+    assert.deepEqual(f.map((x) => x.data[0]), [0, 1, 2, 3, 4]);
+    assert.equal(f[0].remote!.hostname, "127.0.0.1");
+    assert.equal(f[0].arrival, 0, "arrival is ctx.clock.now()");
+    assert.equal(sink.stats!().packets_sent, 5);
+    assert.equal(sink.stats!().bytes_sent, 15);
+    await sink.close?.();
+    await t.release();
+  } finally {
+    await src.stop();
+  }
+});
+
+Deno.test("udp-source and udp-sink: send and receive over IPv6 loopback [::1]", async () => {
+  const src = await startSource({ bind: "::1", port: 0 });
+  try {
+    const t = testContext();
+    const sink = await createStage<SinkStage>(udpSink, { to: `[::1]:${src.port}`, pace: false }, t.ctx);
+    await sink.start!(t.ctx);
+    assert.match(sink.stats!().local as string, /^\[::\]:\d+$/, "an IPv6 destination binds :: by default");
+    sink.write(rtp(7, 1120));
+    await sink.end!();
+    await until(() => src.out.length === 1, "1 datagram");
+    const f = src.out[0] as PacketFrame;
+    assert.equal(f.remote!.hostname, "::1");
+    assert.equal(f.data.length, 172);
+    assert.deepEqual([...f.data.subarray(0, 4)], [0x80, 0x00, 0x00, 0x07], "serialized RTP header");
+    await sink.close?.();
+    await t.release();
+  } finally {
+    await src.stop();
+  }
+});
+
+Deno.test("udp-sink: refuses an IPv6 destination from an IPv4 bind", async () => {
+  const t = testContext();
+  await assert.rejects(
+    () => createStage(udpSink, { to: "[::1]:4000", bind: "127.0.0.1" }, t.ctx),
+    /set "bind": "::"/,
+  );
+  await t.release();
+});
+
+Deno.test("udp-source: once the peer is learned, foreign packets are dropped and counted", async () => {
+  const src = await startSource({ bind: "127.0.0.1", port: 0 });
+  const a = rawSocket(), b = rawSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
+    await a.send(new Uint8Array([1]), to);
+    await until(() => src.out.length === 1, "first datagram");
+    await b.send(new Uint8Array([66]), to); // injection attempt from another port
+    await a.send(new Uint8Array([2]), to);
+    await until(() => src.out.length === 2, "second datagram from the peer");
+    assert.deepEqual(src.out.map((f) => (f as PacketFrame).data[0]), [1, 2]);
+    assert.equal(src.stage.stats!().foreign_dropped, 1);
+    assert.equal(src.stage.stats!().peer, `127.0.0.1:${portOf(a)}`);
+    assert.ok(src.events.some((e) => e.type === "peer"));
+  } finally {
+    a.close();
+    b.close();
+    await src.stop();
+  }
+});
+
+Deno.test("udp-source: with a given peer, other senders are dropped from the first packet", async () => {
+  const a = rawSocket(), b = rawSocket();
+  const src = await startSource({ bind: "127.0.0.1", port: 0, peer: `127.0.0.1:${portOf(a)}` });
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
+    await b.send(new Uint8Array([66]), to);
+    await b.send(new Uint8Array([67]), to);
+    await a.send(new Uint8Array([1]), to);
+    await until(() => src.out.length === 1, "the peer's datagram");
+    assert.equal((src.out[0] as PacketFrame).data[0], 1);
+    assert.equal(src.stage.stats!().foreign_dropped, 2);
+  } finally {
+    a.close();
+    b.close();
+    await src.stop();
+  }
+});
+
+Deno.test("udp-source: learn_peer false accepts every sender", async () => {
+  const src = await startSource({ bind: "127.0.0.1", port: 0, learn_peer: false });
+  const a = rawSocket(), b = rawSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
+    await a.send(new Uint8Array([1]), to);
+    await until(() => src.out.length === 1, "a");
+    await b.send(new Uint8Array([2]), to);
+    await until(() => src.out.length === 2, "b");
+    assert.equal(src.stage.stats!().foreign_dropped, 0);
+  } finally {
+    a.close();
+    b.close();
+    await src.stop();
+  }
+});
+
+Deno.test("udp-source and udp-sink share one socket: the peer sees packets from the source's port", async () => {
+  const peer = rawSocket();
+  const src = await startSource({ bind: "127.0.0.1", port: 0 });
+  try {
+    // The sink lives in another pipeline (another owner of shared resources).
+    const t = testContext();
+    const sink = await createStage<SinkStage>(
+      udpSink,
+      { to: `127.0.0.1:${portOf(peer)}`, bind: "127.0.0.1", local_port: src.port, pace: false },
+      t.ctx,
+    );
+    await sink.start!(t.ctx);
+    assert.equal(sink.stats!().local, `127.0.0.1:${src.port}`);
+    sink.write({ kind: "packet", data: new Uint8Array([9]) });
+    const [data, from] = await peer.receive(new Uint8Array(64));
+    assert.equal(data[0], 9);
+    assert.equal((from as Deno.NetAddr).port, src.port, "sent from the port we receive on");
+    // The peer answers to where it heard from: the source receives it (same socket).
+    await peer.send(new Uint8Array([10]), from);
+    await until(() => src.out.length === 1, "the answer");
+    // Releasing the sink's pipeline keeps the socket open for the source.
+    await sink.end!();
+    await sink.close?.();
+    await t.release();
+    await peer.send(new Uint8Array([11]), from);
+    await until(() => src.out.length === 2, "a datagram after the sink's release");
+  } finally {
+    peer.close();
+    await src.stop();
+  }
+});
+
+Deno.test("allocatePortPair: even RTP port, odd RTCP port reserved, handed over, released", () => {
+  const pair = allocatePortPair(parsePortRange(TEST_RANGE), "127.0.0.1");
+  try {
+    assert.equal(pair.rtpPort % 2, 0);
+    assert.equal(pair.rtcpPort, pair.rtpPort + 1);
+    assert.ok(pair.rtpPort >= 30000 && pair.rtcpPort <= 39999);
+    // Both are held: nobody else can bind them.
+    assert.throws(
+      () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: pair.rtcpPort }),
+      Deno.errors.AddrInUse,
+    );
+    // The RTCP stage takes the odd socket over through openUdpSocket.
+    const rtcp = openUdpSocket("127.0.0.1", pair.rtcpPort);
+    assert.equal(portOf(rtcp), pair.rtcpPort);
+    assert.equal(takeReservedSocket("127.0.0.1", pair.rtcpPort), undefined, "taken only once");
+    rtcp.close();
+  } finally {
+    pair.release();
+  }
+  // After release the RTP port is free again.
+  const again = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: pair.rtpPort });
+  again.close();
+});
+
+Deno.test("allocatePortPair: skips a pair whose odd port is taken", () => {
+  const blockers: Deno.DatagramConn[] = [];
+  try {
+    // A two-pair range with the odd port of the first pair taken: the second pair must be chosen.
+    const base = allocatePortPair([40000, 49999], "127.0.0.1");
+    const p = base.rtpPort;
+    base.release();
+    blockers.push(Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: p + 1 }));
+    for (let i = 0; i < 10; i++) {
+      const pair = allocatePortPair([p, p + 3], "127.0.0.1");
+      assert.equal(pair.rtpPort, p + 2);
+      pair.release();
+    }
+    blockers.push(Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: p + 3 }));
+    assert.throws(() => allocatePortPair([p, p + 3], "127.0.0.1"), /no free RTP\/RTCP port pair/);
+  } finally {
+    for (const b of blockers) b.close();
+  }
+});
+
+Deno.test("udp-source takes over the socket reserved by allocatePortPair", async () => {
+  const pair = allocatePortPair(parsePortRange(TEST_RANGE), "127.0.0.1");
+  const src = await startSource({ bind: "127.0.0.1", port: pair.rtpPort });
+  const a = rawSocket();
+  try {
+    await a.send(new Uint8Array([5]), { transport: "udp", hostname: "127.0.0.1", port: pair.rtpPort });
+    await until(() => src.out.length === 1, "a datagram on the reserved port");
+  } finally {
+    a.close();
+    await src.stop();
+    pair.release();
+  }
+});
+
+Deno.test("udp-source: timeout ends the source and emits the event (virtual clock)", async () => {
+  const clock = new VirtualClock();
+  const src = await startSource({ bind: "127.0.0.1", port: 0, timeout: 0.3 }, clock);
+  const a = rawSocket();
+  try {
+    await clock.advanceAsync(200);
+    await a.send(new Uint8Array([1]), { transport: "udp", hostname: "127.0.0.1", port: src.port });
+    await until(() => src.out.length === 1, "a datagram");
+    assert.equal((src.out[0] as PacketFrame).arrival, 200);
+    await clock.advanceAsync(250); // t = 450: only 250 ms since the datagram
+    assert.equal(src.ended(), false);
+    await clock.advanceAsync(60); // t = 510: 310 ms of silence
+    await src.running;
+    assert.equal(src.ended(), true);
+    const ev = src.events.find((e) => e.type === "timeout");
+    assert.ok(ev, "timeout event");
+    assert.deepEqual(ev.detail, { seconds: 0.3, port: src.port, packets: 1, peer: `127.0.0.1:${portOf(a)}` });
+  } finally {
+    a.close();
+    await src.stop();
+  }
+});
+
+Deno.test("udp-source: timeout without any datagram, and stop ends it promptly", async () => {
+  const clock = new VirtualClock();
+  const quiet = await startSource({ bind: "127.0.0.1", port: 0, timeout: 1 }, clock);
+  await clock.advanceAsync(1000);
+  await quiet.running;
+  assert.ok(quiet.events.some((e) => e.type === "timeout"));
+  await quiet.stop();
+  const never = await startSource({ bind: "127.0.0.1", port: 0 }, clock);
+  await clock.advanceAsync(60_000);
+  assert.equal(never.ended(), false, "timeout 0 never ends");
+  await never.stop(); // resolves: abort ends the run
+  assert.equal(never.ended(), true);
+});
+
+Deno.test("udp-source: oversized datagrams are dropped and counted", async () => {
+  const src = await startSource({ bind: "127.0.0.1", port: 0, max_size: 100 });
+  const a = rawSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
+    await a.send(new Uint8Array(101), to);
+    await a.send(new Uint8Array(100).fill(3), to);
+    await until(() => src.out.length === 1, "the 100-byte datagram");
+    assert.equal((src.out[0] as PacketFrame).data.length, 100);
+    assert.equal(src.stage.stats!().oversize_dropped, 1);
+  } finally {
+    a.close();
+    await src.stop();
+  }
+});
+
+/** A udp-sink on a fake socket that records the virtual time of every send. */
+function pacedSink(options: Partial<UdpSinkOptions> = {}) {
+  const clock = new VirtualClock(1000);
+  const sent: { t: number; data: Uint8Array }[] = [];
+  const sock = {
+    hostname: "127.0.0.1",
+    port: 40000,
+    send(data: Uint8Array) {
+      sent.push({ t: clock.now(), data });
+      return Promise.resolve(data.length);
+    },
+  } as unknown as UdpSocket;
+  const opts = udpSinkOptions.parse({ to: "127.0.0.1:4000", ...options });
+  const sink = new UdpSinkStage(opts, sock, { hostname: "127.0.0.1", port: 4000 });
+  const t = testContext({ clock });
+  sink.start(t.ctx);
+  const seqOf = (d: Uint8Array) => (d[2] << 8) | d[3];
+  return { clock, sent, sink, abort: t.abort, seqOf };
+}
+
+Deno.test("udp-sink pacing: packet n sent at start + n × 20 ms exactly, with backpressure", async () => {
+  const { clock, sent, sink, seqOf } = pacedSink();
+  const accepted: boolean[] = [];
+  for (let i = 0; i < 8; i++) accepted.push(sink.write(rtp(i, 5000 + i * 160)));
+  // Packet 0 goes at once; packets due 100 ms or more ahead are above the 100 ms high-water mark.
+  assert.deepEqual(accepted, [true, true, true, true, true, false, false, false]);
+  assert.equal(sent.length, 1);
+  assert.equal(sink.stats().queue_depth, 7);
+  let drained = false;
+  sink.drained().then(() => drained = true);
+  await clock.advanceAsync(80); // t = 1080: last due 1140 is 60 ms ahead, above the 50 ms low-water mark
+  assert.equal(drained, false);
+  await clock.advanceAsync(20); // t = 1100: 40 ms ahead
+  assert.equal(drained, true);
+  await clock.advanceAsync(100);
+  assert.deepEqual(sent.map((s) => s.t), [1000, 1020, 1040, 1060, 1080, 1100, 1120, 1140]);
+  assert.deepEqual(sent.map((s) => seqOf(s.data)), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.equal(sink.stats().late_sends, 0);
+});
+
+Deno.test("udp-sink pacing: drift-free across a 32-bit timestamp wrap, by timestamps not arrival", async () => {
+  const { clock, sent, sink } = pacedSink({ queue_ms: 1000 });
+  const ts0 = 0xffffffff - 2 * 160 + 1;
+  for (let i = 0; i < 6; i++) sink.write(rtp(i, ts0 + i * 160));
+  // A 40 ms gap in timestamps (a lost or suppressed packet) keeps its place on the timeline.
+  sink.write(rtp(6, ts0 + 8 * 160));
+  await clock.advanceAsync(200);
+  assert.deepEqual(sent.map((s) => s.t - 1000), [0, 20, 40, 60, 80, 100, 160]);
+});
+
+Deno.test("udp-sink pacing: late writes do not shift the timeline; big jumps resync", async () => {
+  const { clock, sent, sink } = pacedSink();
+  sink.write(rtp(0, 0));
+  await clock.advanceAsync(45); // upstream late: packet 1 (due 20) arrives at 45
+  sink.write(rtp(1, 160));
+  sink.write(rtp(2, 320)); // due 40: also past
+  sink.write(rtp(3, 480)); // due 60: on time
+  await clock.advanceAsync(50);
+  assert.deepEqual(sent.map((s) => s.t - 1000), [0, 45, 45, 60]);
+  assert.equal(sink.stats().late_sends, 2);
+  // A 10 s timestamp jump restarts the timeline instead of waiting 10 s.
+  sink.write(rtp(4, 480 + 80000));
+  sink.write(rtp(5, 480 + 80000 + 160));
+  await clock.advanceAsync(40);
+  assert.deepEqual(sent.map((s) => s.t - 1000), [0, 45, 45, 60, 95, 115]);
+  assert.equal(sink.stats().resyncs, 1);
+});
+
+Deno.test("udp-sink pacing: packet frames every ptime, end() drains on schedule", async () => {
+  const { clock, sent, sink } = pacedSink({ ptime: 30 });
+  for (let i = 0; i < 4; i++) sink.write({ kind: "packet", data: new Uint8Array([i]) });
+  let ended = false;
+  const end = sink.end().then(() => ended = true);
+  await clock.advanceAsync(60);
+  assert.equal(ended, false, "end() waits for the queue");
+  await clock.advanceAsync(30);
+  await end;
+  assert.deepEqual(sent.map((s) => [s.t - 1000, s.data[0]]), [[0, 0], [30, 1], [60, 2], [90, 3]]);
+});
+
+Deno.test("udp-sink: stop discards the queue and end() resolves at once", async () => {
+  const { clock, sent, sink, abort } = pacedSink();
+  for (let i = 0; i < 5; i++) sink.write(rtp(i, i * 160));
+  let drained = false;
+  sink.drained().then(() => drained = true);
+  abort.abort();
+  await sink.end();
+  await clock.advanceAsync(200);
+  assert.equal(sent.length, 1);
+  assert.equal(sink.stats().discarded, 4);
+  assert.equal(drained, true, "drained() resolves on stop");
+  assert.equal(sink.write(rtp(9, 9 * 160)), false);
+});
+
+Deno.test("udp-sink pacing: a new SSRC restarts the timeline after the queued packets", async () => {
+  const { clock, sent, sink } = pacedSink();
+  sink.write(rtp(0, 0, 1));
+  sink.write(rtp(1, 160, 1));
+  sink.write(rtp(0, 999999, 2)); // new stream: due right after the last queued packet
+  sink.write(rtp(1, 999999 + 160, 2));
+  await clock.advanceAsync(100);
+  assert.deepEqual(sent.map((s) => s.t - 1000), [0, 20, 20, 40]);
+});
+
+Deno.test("udp-sink unpaced: sends at once, drained() resolves", async () => {
+  const peer = rawSocket();
+  const t = testContext();
+  const sink = await createStage<SinkStage>(udpSink, { to: `127.0.0.1:${portOf(peer)}`, pace: false }, t.ctx);
+  await sink.start!(t.ctx);
+  try {
+    for (let i = 0; i < 20; i++) sink.write({ kind: "packet", data: new Uint8Array([i]) });
+    await sink.drained!();
+    await sink.end!();
+    assert.equal(sink.stats!().packets_sent, 20);
+    const buf = new Uint8Array(8);
+    for (let i = 0; i < 20; i++) assert.equal((await peer.receive(buf))[0][0], i);
+  } finally {
+    peer.close();
+    await sink.close?.();
+    await t.release();
+  }
+});
+
+Deno.test("pipeline: udp-source → udp-sink relay ends at the source timeout (runner, real clock)", async () => {
+  const dest = rawSocket();
+  const from = rawSocket();
+  const registry = new Registry(plugins);
+  const p = await buildPipeline("relay", [
+    { use: "udp-source", bind: "127.0.0.1", port: 0, port_range: TEST_RANGE, timeout: 0.3 },
+    { use: "udp-sink", to: `127.0.0.1:${portOf(dest)}`, pace: false },
+  ], { registry });
+  const events: string[] = [];
+  p.on("*", (e) => events.push(e.type));
+  const port = p.stats()[0].extra!.port as number;
+  p.start();
+  try {
+    await from.send(new Uint8Array([42]), { transport: "udp", hostname: "127.0.0.1", port });
+    const [data] = await dest.receive(new Uint8Array(8));
+    assert.equal(data[0], 42);
+    const r = await p.done; // ~0.3 s after the datagram, the source times out
+    assert.equal(r.reason, "eos");
+    assert.ok(events.includes("timeout"));
+    assert.equal(r.stats[1].extra!.packets_sent, 1);
+  } finally {
+    await p.stop();
+    dest.close();
+    from.close();
+  }
+  // The shared socket was released with the pipeline: the port is free again.
+  Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
+});
+
+/** Frames of any kind other than rtp/packet are refused with a hint. */
+Deno.test("udp-sink: refuses pcm frames with a hint", () => {
+  const { sink } = pacedSink();
+  const pcm = { kind: "pcm", samples: new Int16Array(1), sampleRate: 8000, channels: 1, pts: 0 } as Frame;
+  assert.throws(() => sink.write(pcm), /rtp-packetizer/);
+});
