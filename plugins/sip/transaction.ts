@@ -486,6 +486,16 @@ export class InviteServerTransaction extends ServerTransaction {
     this.user.onAck?.(ack, this);
   }
 
+  /**
+   * Stops retransmitting a 2xx without waiting for the ACK (e.g. the dialog was
+   * ended by a BYE that overtook the ACK). INVITE retransmissions are still absorbed.
+   */
+  stopRetransmitting(): void {
+    if (this.#state !== "accepted") return;
+    this.acked = true;
+    this.stopTimer("G", "H");
+  }
+
   /** Moves to Terminated at once. */
   terminate(): void {
     if (this.#state === "terminated") return;

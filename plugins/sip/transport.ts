@@ -357,6 +357,7 @@ export class SipTransport {
   readonly #dgram: DatagramTransport;
   readonly #log: Logger;
   readonly #parse: ParseOptions;
+  readonly #inflight = new Set<Promise<void>>();
   /** Called with each well-formed request (top Via already stamped with received/rport). */
   onRequest: (req: SipRequest, from: Address) => void = () => {};
   /** Called with each well-formed response. */
@@ -431,6 +432,7 @@ export class SipTransport {
     if (p && p.method !== "ACK" && answerable(p.headers)) {
       const headers = new SipHeaders(p.headers);
       stampVia(headers, from);
+      // deno-lint-ignore no-control-regex -- control characters must not reach a reason phrase
       const reason = `Bad Request (${e.reason})`.replace(/[\x00-\x1f\x7f]/g, " ").slice(0, 200);
       const res = createResponse({ ...p, headers: headers.toArray() }, 400, reason);
       this.stats.badRequestsAnswered++;
@@ -455,19 +457,29 @@ export class SipTransport {
   }
 
   async #sendTo(data: Uint8Array, to: Address, rethrow = false): Promise<void> {
+    const p = this.#dgram.send(data, to);
+    this.#inflight.add(p);
     try {
-      await this.#dgram.send(data, to);
+      await p;
       this.stats.sent++;
     } catch (e) {
       this.stats.sendErrors++;
       this.#log.warn(`send to ${formatHostPort(to.hostname, to.port)} failed: ${errText(e)}`);
       if (rethrow) throw e;
+    } finally {
+      this.#inflight.delete(p);
     }
   }
 
-  /** Closes the underlying socket. */
-  close(): Promise<void> {
-    return this.#dgram.close();
+  /** Waits until every datagram handed to the socket so far has been sent (or failed). */
+  async flush(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  /** Waits for pending sends, then closes the underlying socket. */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.#dgram.close();
   }
 }
 
