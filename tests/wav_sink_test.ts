@@ -1,0 +1,347 @@
+/**
+ * Tests of `wav-sink`: exact samples (checked with `wavefile` and by reading the
+ * header bytes), a header kept valid while recording (virtual clock), G.711
+ * mode, refusals at negotiation, the pts timeline, backpressure and finalizing.
+ */
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { join } from "node:path";
+import wf from "wavefile";
+import alawmulaw from "alawmulaw";
+import { z } from "zod";
+import { VirtualClock } from "../core/clock.ts";
+import type { EncodedFrame, PcmFrame } from "../core/frame.ts";
+import { FormatError, type SinkStage } from "../core/stage.ts";
+import { createStage, testContext } from "../core/testing.ts";
+import { plugins } from "../plugins/wav/mod.ts";
+import wavSink from "../plugins/wav/wav_sink.ts";
+
+const dir = await Deno.makeTempDir({ prefix: "voxpipe_wav_sink_" });
+const HAVE_FFMPEG = await new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" }).output()
+  .then((r) => r.success, () => false);
+if (!HAVE_FFMPEG) console.warn("wav_sink_test: ffmpeg not found: skipping the ffmpeg interop test");
+let n = 0;
+const nextPath = (ext = "wav") => join(dir, `out${n++}.${ext}`);
+
+function pcm(samples: number[] | Int16Array, pts: number, sampleRate = 8000, channels = 1): PcmFrame {
+  return { kind: "pcm", samples: Int16Array.from(samples), sampleRate, channels, pts };
+}
+
+function ramp(count: number, seed = 1): number[] {
+  const out: number[] = [32767, -32768, 0];
+  let x = seed;
+  while (out.length < count) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    out.push((x >>> 16) - 32768);
+  }
+  return out.slice(0, count);
+}
+
+/** Creates, negotiates and starts a sink. */
+async function openSink(options: Record<string, unknown>, input: Parameters<NonNullable<SinkStage["negotiate"]>>[0]) {
+  const clock = new VirtualClock();
+  const t = testContext({ clock });
+  const sink = await createStage<SinkStage>(wavSink, options, t.ctx);
+  sink.negotiate?.(input);
+  await sink.start!(t.ctx);
+  return { sink, clock, errors: t.errors };
+}
+
+/** Header fields read by hand (canonical layout) and checked against the file length. */
+function checkHeader(bytes: Uint8Array, expect: { tag: number; bits: number; rate: number; channels: number }) {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const str = (o: number) => String.fromCharCode(...bytes.subarray(o, o + 4));
+  equal(str(0), "RIFF");
+  equal(str(8), "WAVE");
+  equal(str(12), "fmt ");
+  const fmtSize = v.getUint32(16, true);
+  equal(v.getUint16(20, true), expect.tag);
+  equal(v.getUint16(22, true), expect.channels);
+  equal(v.getUint32(24, true), expect.rate);
+  const blockAlign = expect.channels * expect.bits / 8;
+  equal(v.getUint32(28, true), expect.rate * blockAlign);
+  equal(v.getUint16(32, true), blockAlign);
+  equal(v.getUint16(34, true), expect.bits);
+  let p = 20 + fmtSize;
+  let factSamples: number | undefined;
+  if (str(p) === "fact") {
+    factSamples = v.getUint32(p + 8, true);
+    p += 12;
+  }
+  equal(str(p), "data");
+  const dataSize = v.getUint32(p + 4, true);
+  const dataOffset = p + 8;
+  const pad = bytes.length - dataOffset - dataSize;
+  ok(pad === 0 || pad === 1, `file length matches the data size (pad ${pad})`);
+  equal(v.getUint32(4, true), bytes.length - 8, "RIFF size is the file length - 8");
+  if (factSamples !== undefined) equal(factSamples, dataSize / blockAlign);
+  return { dataOffset, dataSize, data: bytes.subarray(dataOffset, dataOffset + dataSize) };
+}
+
+function samplesOf(data: Uint8Array): number[] {
+  return Array.from(new Int16Array(data.slice().buffer));
+}
+
+Deno.test("wav-sink: is registered in plugins/wav/mod.ts with a described schema", () => {
+  ok(plugins.includes(wavSink));
+  const schema = z.toJSONSchema(wavSink.options) as { properties: Record<string, { description?: string }> };
+  for (const key of ["path", "format", "header_interval_ms", "max_gap_ms"]) ok(schema.properties[key].description, key);
+  deepEqual(wavSink.options.parse({ path: "x.wav" }), {
+    path: "x.wav",
+    format: "pcm16",
+    header_interval_ms: 1000,
+    max_gap_ms: 10000,
+  });
+  equal(wavSink.options.safeParse({ path: "x.wav", format: "mp3" }).success, false);
+});
+
+Deno.test("wav-sink: writes exact 16-bit mono samples; wavefile and a hand check agree", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 8000, channels: 1 });
+  const all = ramp(160 * 7 + 33);
+  for (let i = 0; i < all.length; i += 160) equal(sink.write(pcm(all.slice(i, i + 160), i)), true);
+  await sink.end!();
+  await sink.close?.();
+  const bytes = await Deno.readFile(path);
+  const { data } = checkHeader(bytes, { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  equal(bytes.length, 44 + all.length * 2);
+  deepEqual(samplesOf(data), all);
+  const w = new wf.WaveFile(bytes);
+  const fmt = w.fmt as { audioFormat: number; numChannels: number; sampleRate: number; bitsPerSample: number };
+  deepEqual([fmt.audioFormat, fmt.numChannels, fmt.sampleRate, fmt.bitsPerSample], [1, 1, 8000, 16]);
+  deepEqual(Array.from(w.getSamples(false, Int16Array) as unknown as Int16Array), all);
+  const st = sink.stats!();
+  equal(st.frames, 8);
+  equal(st.samples, all.length);
+  equal(st.bytes_written, all.length * 2);
+  equal(st.duration_s, all.length / 8000);
+});
+
+Deno.test("wav-sink: stereo 48 kHz, format taken from the first frame when negotiation leaves it open", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path }, { kind: "pcm" });
+  const all = ramp(2 * 960 * 3, 9);
+  for (let i = 0; i < 3; i++) sink.write(pcm(all.slice(i * 1920, (i + 1) * 1920), i * 960, 48000, 2));
+  await sink.end!();
+  const bytes = await Deno.readFile(path);
+  const { data } = checkHeader(bytes, { tag: 1, bits: 16, rate: 48000, channels: 2 });
+  deepEqual(samplesOf(data), all);
+  const w = new wf.WaveFile(bytes);
+  const ch = w.getSamples(false, Int16Array) as unknown as Int16Array[];
+  deepEqual(Array.from(ch[0]).slice(0, 3), [all[0], all[2], all[4]]);
+  deepEqual(Array.from(ch[1]).slice(0, 3), [all[1], all[3], all[5]]);
+});
+
+Deno.test("wav-sink: creates missing parent directories", async () => {
+  const path = join(dir, "a", "b", "c", "rec.wav");
+  const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 16000, channels: 1 });
+  sink.write(pcm([1, 2, 3], 0, 16000));
+  await sink.end!();
+  deepEqual(samplesOf(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 16000, channels: 1 }).data), [
+    1,
+    2,
+    3,
+  ]);
+});
+
+Deno.test("wav-sink: the header stays valid while recording (updated every header_interval_ms of the media clock)", async () => {
+  const path = nextPath();
+  const { sink, clock } = await openSink({ path }, { kind: "pcm", sampleRate: 8000, channels: 1 });
+  await sink.control!("sync");
+  // At start: already a valid, empty WAV.
+  equal(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 }).dataSize, 0);
+  const all = ramp(8000 * 3, 4);
+  let pts = 0;
+  const feed = (ms: number) => {
+    for (let t = 0; t < ms; t += 20, pts += 160) sink.write(pcm(all.slice(pts, pts + 160), pts));
+  };
+  feed(1200); // 19 200 bytes: below the 64 KB write threshold, so only the interval writes them
+  clock.advance(999);
+  await sink.control!("sync");
+  equal(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 }).dataSize, 0);
+  clock.advance(1); // t = 1000 ms: interval tick
+  await sink.control!("sync");
+  let bytes = await Deno.readFile(path);
+  let h = checkHeader(bytes, { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  equal(h.dataSize, 1200 * 16);
+  deepEqual(samplesOf(h.data), all.slice(0, 1200 * 8));
+  // wavefile parses the file as it is mid-recording (as a player would after a crash).
+  deepEqual(Array.from(new wf.WaveFile(bytes).getSamples(false, Int16Array) as unknown as Int16Array).length, 9600);
+  feed(800);
+  clock.advance(1000); // t = 2000 ms
+  await sink.control!("sync");
+  bytes = await Deno.readFile(path);
+  h = checkHeader(bytes, { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  equal(h.dataSize, 2000 * 16);
+  ok((sink.stats!().header_updates as number) >= 2);
+  feed(1000);
+  await sink.end!();
+  h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  deepEqual(samplesOf(h.data), all);
+});
+
+Deno.test("wav-sink: g711 mode writes µ-law (tag 7) and A-law (tag 6) bytes as they are, with a fact chunk", async () => {
+  for (const [codec, tag] of [["PCMU", 7], ["PCMA", 6]] as const) {
+    const path = nextPath();
+    const { sink } = await openSink({ path, format: "g711" }, { kind: "encoded", codec, clockRate: 8000 });
+    const payload = new Uint8Array(161).map((_, i) => (i * 37) & 0xff); // odd size: needs a pad byte
+    const frame: EncodedFrame = { kind: "encoded", codec, clockRate: 8000, payload, pts: 1234 };
+    sink.write(frame);
+    await sink.end!();
+    const bytes = await Deno.readFile(path);
+    equal(bytes.length % 2, 0, "the RIFF chunk is padded to an even length");
+    const h = checkHeader(bytes, { tag, bits: 8, rate: 8000, channels: 1 });
+    equal(h.dataSize, 161);
+    deepEqual(Array.from(h.data), Array.from(payload));
+    const w = new wf.WaveFile(bytes);
+    equal((w.fmt as { audioFormat: number }).audioFormat, tag);
+    equal(w.bitDepth, codec === "PCMU" ? "8m" : "8a");
+  }
+});
+
+Deno.test({
+  name: "wav-sink: ffmpeg reads the G.711 and PCM files it writes (interop)",
+  ignore: !HAVE_FFMPEG,
+  async fn() {
+    const all = new Uint8Array(256).map((_, i) => i);
+    for (const codec of ["PCMU", "PCMA"] as const) {
+      const path = nextPath();
+      const { sink } = await openSink({ path, format: "g711" }, { kind: "encoded", codec, clockRate: 8000 });
+      sink.write({ kind: "encoded", codec, clockRate: 8000, payload: all, pts: 0 });
+      await sink.end!();
+      const r = await new Deno.Command("ffmpeg", {
+        args: ["-loglevel", "error", "-i", path, "-f", "s16le", "-c:a", "pcm_s16le", "-"],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      ok(r.success, new TextDecoder().decode(r.stderr));
+      const decoded = Array.from(new Int16Array(r.stdout.slice().buffer));
+      const law = codec === "PCMU" ? alawmulaw.mulaw : alawmulaw.alaw;
+      deepEqual(decoded, Array.from(all, (b) => law.decodeSample(b)), codec);
+    }
+  },
+});
+
+Deno.test("wav-sink: g711 codec taken from the first frame; a codec change is refused", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path, format: "g711" }, { kind: "encoded" });
+  const f = (codec: "PCMU" | "PCMA", pts: number): EncodedFrame => ({
+    kind: "encoded",
+    codec,
+    clockRate: 8000,
+    payload: new Uint8Array(160).fill(0x12),
+    pts,
+  });
+  sink.write(f("PCMA", 0));
+  throws(() => sink.write(f("PCMU", 160)), /codec changed from PCMA.*now PCMU.*one format/);
+  await sink.end!();
+  checkHeader(await Deno.readFile(path), { tag: 6, bits: 8, rate: 8000, channels: 1 });
+});
+
+Deno.test("wav-sink: refuses encoded input in pcm16 mode and pcm input in g711 mode, saying what to do", () => {
+  const t = testContext();
+  const mk = (format: string) =>
+    wavSink.create(wavSink.options.parse({ path: nextPath(), format }), t.ctx) as SinkStage;
+  throws(() => mk("pcm16").negotiate!({ kind: "encoded", codec: "PCMU", clockRate: 8000 }), (e: Error) => {
+    ok(e instanceof FormatError);
+    ok(/encoded PCMU 8000 Hz/.test(e.message) && /g711-decoder/.test(e.message) && /"format": "g711"/.test(e.message));
+    return true;
+  });
+  throws(() => mk("g711").negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 }), (e: Error) => {
+    ok(e instanceof FormatError);
+    ok(/pcm 8000 Hz mono/.test(e.message) && /g711-encoder/.test(e.message) && /"format": "pcm16"/.test(e.message));
+    return true;
+  });
+  equal(mk("pcm16").negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 }), undefined);
+});
+
+Deno.test("wav-sink: a rate or channel change mid-stream is an error naming the file", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 8000, channels: 1 });
+  sink.write(pcm([1, 2], 0));
+  throws(() => sink.write(pcm([1, 2], 2, 16000)), (e: Error) => e.message.includes(path) && /16000 Hz/.test(e.message));
+  await sink.end!();
+});
+
+Deno.test("wav-sink: pts gaps are filled with silence, overlaps dropped, big jumps written back to back", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path, max_gap_ms: 1000 }, { kind: "pcm", sampleRate: 8000, channels: 1 });
+  const a = Array(160).fill(100);
+  const b = Array(160).fill(200);
+  const c = Array(160).fill(300);
+  const d = Array(160).fill(400);
+  sink.write(pcm(a, 1000)); // timeline starts at the first pts
+  sink.write(pcm(b, 1160));
+  sink.write({ ...pcm(c, 1480), type: "concealed" }); // 160 samples missing before it
+  sink.write(pcm(c, 1480)); // duplicate: dropped
+  sink.write(pcm(d.slice(0, 100).concat(Array(60).fill(401)), 1580)); // its first 60 samples overlap c
+  sink.write({ ...pcm(b, 900000), type: "silence" }); // jump > 1 s: a new timeline
+  await sink.end!();
+  const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  const expected = [...a, ...b, ...Array(160).fill(0), ...c, ...Array(40).fill(400), ...Array(60).fill(401), ...b];
+  deepEqual(samplesOf(h.data), expected);
+  const st = sink.stats!();
+  equal(st.gap_samples, 160);
+  equal(st.dropped_samples, 160 + 60);
+  equal(st.discontinuities, 1);
+  equal(st.frames, 6);
+});
+
+Deno.test("wav-sink: g711 gaps (and empty concealment requests) are filled with the codec's silence byte", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path, format: "g711" }, { kind: "encoded", codec: "PCMU", clockRate: 8000 });
+  const f = (pts: number, len: number, type?: "concealed"): EncodedFrame => ({
+    kind: "encoded",
+    codec: "PCMU",
+    clockRate: 8000,
+    payload: new Uint8Array(len).fill(0x42),
+    pts,
+    type,
+  });
+  sink.write(f(0, 160));
+  sink.write(f(160, 0, "concealed"));
+  sink.write(f(320, 160));
+  await sink.end!();
+  const h = checkHeader(await Deno.readFile(path), { tag: 7, bits: 8, rate: 8000, channels: 1 });
+  deepEqual(Array.from(h.data), [...Array(160).fill(0x42), ...Array(160).fill(0xff), ...Array(160).fill(0x42)]);
+  equal(sink.stats!().gap_samples, 160);
+});
+
+Deno.test("wav-sink: backpressure: write returns false above 1 MB unwritten, drained() resolves, end() writes all", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 48000, channels: 2 });
+  const frame = ramp(96000, 2); // 1 s of 48 kHz stereo = 192 000 bytes
+  const results: boolean[] = [];
+  for (let i = 0; i < 6; i++) results.push(sink.write(pcm(frame, i * 48000, 48000, 2)) !== false);
+  deepEqual(results, [true, true, true, true, true, false]);
+  await sink.drained!();
+  ok((sink.stats!().pending_bytes as number) < 256 * 1024);
+  for (let i = 6; i < 8; i++) sink.write(pcm(frame, i * 48000, 48000, 2));
+  await sink.end!();
+  const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 48000, channels: 2 });
+  equal(h.dataSize, 8 * 192000);
+  deepEqual(samplesOf(h.data.subarray(7 * 192000)), frame);
+});
+
+Deno.test("wav-sink: end() with no frames leaves a valid empty WAV in the negotiated format; end() is idempotent", async () => {
+  const path = nextPath();
+  const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 16000, channels: 2 });
+  await Promise.all([sink.end!(), sink.end!()]);
+  await sink.close?.();
+  const bytes = await Deno.readFile(path);
+  equal(bytes.length, 44);
+  checkHeader(bytes, { tag: 1, bits: 16, rate: 16000, channels: 2 });
+  await rejects(Promise.resolve().then(() => sink.write(pcm([1], 0, 16000, 2))), /write after end/);
+});
+
+Deno.test("wav-sink: writing fails with the path when the directory cannot be created", async () => {
+  const blocker = join(dir, "blocker");
+  await Deno.writeTextFile(blocker, "a file, not a directory");
+  const t = testContext();
+  const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, t.ctx);
+  sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
+  await rejects(Promise.resolve(sink.start!(t.ctx)));
+});
+
+Deno.test("wav-sink: cleanup", async () => {
+  await Deno.remove(dir, { recursive: true });
+});
