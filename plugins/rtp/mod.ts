@@ -9,9 +9,11 @@ import { rtpPacketizer } from "./rtp_packetizer.ts";
 import { rtpDepacketizer } from "./rtp_depacketizer.ts";
 import { jitterBuffer } from "./jitter_buffer.ts";
 import { impair } from "./impair.ts";
+import { rtcp } from "./rtcp.ts";
 
 export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
 export { JitterBuffer } from "./jitter_buffer.ts";
+export { RtcpSession } from "./rtcp_session.ts";
 
 /** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [rtpPacketizer, rtpDepacketizer, jitterBuffer, impair];
+export const plugins: AnyPlugin[] = [rtpPacketizer, rtpDepacketizer, jitterBuffer, impair, rtcp];

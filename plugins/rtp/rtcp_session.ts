@@ -1,0 +1,828 @@
+/**
+ * One RTP session's RTCP (RFC 3550 section 6): what the local side sent,
+ * reception statistics per remote source (A.1 sequence validation, A.3 loss,
+ * A.8 interarrival jitter), the report interval (6.2, 6.3), compound
+ * SR/RR + SDES CNAME reports and BYE, built and parsed with `rtp.js`, and the
+ * peer's reports (loss and jitter it sees, round-trip time from LSR/DLSR).
+ *
+ * The `rtcp` stage creates one {@linkcode RtcpSession} per session id and shares
+ * it between the send and the receive pipeline of a call.
+ *
+ * @module
+ */
+import { packets } from "rtp.js";
+import type { Clock, Timer } from "../../core/clock.ts";
+import type { RtpFrame } from "../../core/frame.ts";
+import { type Random, randomUint32 } from "./random.ts";
+
+const { ByePacket, CompoundPacket, ReceiverReportPacket, ReceptionReport, SdesChunk, SdesPacket, SenderReportPacket } =
+  packets;
+
+/** A UDP address. */
+export interface RtcpAddress {
+  /** IP address (or host name when sending). */
+  hostname: string;
+  /** UDP port. */
+  port: number;
+}
+
+/** What an RTCP session sends and receives datagrams through. */
+export interface RtcpTransport {
+  /** The local port datagrams arrive at. */
+  readonly localPort: number;
+  /** Starts delivering received datagrams to `onPacket`. */
+  listen(onPacket: (data: Uint8Array, from: RtcpAddress) => void): void;
+  /** Sends one datagram. */
+  send(data: Uint8Array, to: RtcpAddress): Promise<void>;
+  /** Stops receiving and releases the socket. */
+  close(): Promise<void>;
+}
+
+/** An {@linkcode RtcpTransport} on a `Deno.listenDatagram` UDP socket. */
+export class UdpRtcpTransport implements RtcpTransport {
+  readonly #conn: Deno.DatagramConn;
+  #loop: Promise<void> | undefined;
+  #closed = false;
+
+  /**
+   * Binds the socket.
+   * @param hostname local address (e.g. `0.0.0.0`, `::`)
+   * @param port local port, 0 for an ephemeral one
+   */
+  constructor(hostname: string, port: number) {
+    this.#conn = Deno.listenDatagram({ transport: "udp", hostname, port });
+  }
+
+  /** The bound local port. */
+  get localPort(): number {
+    return (this.#conn.addr as Deno.NetAddr).port;
+  }
+
+  /** Starts the receive loop. */
+  listen(onPacket: (data: Uint8Array, from: RtcpAddress) => void): void {
+    this.#loop = (async () => {
+      while (!this.#closed) {
+        let got: [Uint8Array, Deno.Addr];
+        try {
+          got = await this.#conn.receive();
+        } catch {
+          return; // closed
+        }
+        const a = got[1] as Deno.NetAddr;
+        onPacket(got[0], { hostname: a.hostname, port: a.port });
+      }
+    })();
+  }
+
+  /** Sends a datagram; errors (e.g. ICMP port unreachable) are ignored: RTCP is best effort. */
+  async send(data: Uint8Array, to: RtcpAddress): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
+    } catch {
+      // best effort
+    }
+  }
+
+  /** Closes the socket and waits for the receive loop to end. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#conn.close();
+    await this.#loop;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Time: NTP timestamps (RFC 3550 section 4)
+
+/** Seconds from 1900-01-01 (NTP epoch) to 1970-01-01 (Unix epoch). */
+const NTP_UNIX_OFFSET = 2208988800;
+
+/**
+ * Splits a wallclock time (ms since the Unix epoch) into NTP seconds and fraction.
+ *
+ * @example
+ * ```ts
+ * toNtp(0); // { seconds: 2208988800, fraction: 0 }
+ * ```
+ */
+export function toNtp(unixMs: number): { seconds: number; fraction: number } {
+  const secs = Math.floor(unixMs / 1000);
+  const fraction = Math.floor(((unixMs - secs * 1000) / 1000) * 4294967296) >>> 0;
+  return { seconds: (secs + NTP_UNIX_OFFSET) >>> 0, fraction };
+}
+
+/**
+ * The middle 32 bits of an NTP timestamp (16 bits of seconds, 16 of fraction):
+ * the unit of LSR, DLSR and round-trip computations, 1/65536 s.
+ *
+ * @example
+ * ```ts
+ * ntpMiddle(toNtp(Date.now()));
+ * ```
+ */
+export function ntpMiddle(t: { seconds: number; fraction: number }): number {
+  return (((t.seconds & 0xffff) << 16) | (t.fraction >>> 16)) >>> 0;
+}
+
+/**
+ * Round-trip time in ms from a report block (RFC 3550 section 6.4.1):
+ * `A − LSR − DLSR`, A being the middle 32 bits of the NTP time the report
+ * arrived. Undefined when LSR is 0 (no SR received yet by the peer) or the
+ * result is negative (clock trouble).
+ *
+ * @example
+ * ```ts
+ * rttMs(0x00010000 + 0x8000, 0x00010000, 0x4000); // 250: 0.5 s − 0.25 s of DLSR
+ * ```
+ */
+export function rttMs(arrivalMiddle: number, lsr: number, dlsr: number): number | undefined {
+  if (lsr === 0) return undefined;
+  const v = (arrivalMiddle - lsr - dlsr) | 0;
+  if (v < 0) return undefined;
+  return (v / 65536) * 1000;
+}
+
+// ---------------------------------------------------------------------------
+// Interval (RFC 3550 sections 6.2, 6.3.1, A.7)
+
+/** Inputs of {@linkcode rtcpInterval}. */
+export interface IntervalParams {
+  /** Members of the session, including us (at least 2 in a call). */
+  members: number;
+  /** Members that sent RTP recently, including us. */
+  senders: number;
+  /** RTCP bandwidth in octets per second (5 % of the session bandwidth). */
+  rtcpBandwidth: number;
+  /** True when we sent RTP since the second-to-last report. */
+  weSent: boolean;
+  /** Average compound RTCP packet size in octets, lower-layer headers included. */
+  avgRtcpSize: number;
+  /** True before the first report: the minimum is halved. */
+  initial: boolean;
+  /** Minimum interval in seconds (5 s per RFC 3550, or a reduced minimum). */
+  minInterval: number;
+}
+
+/**
+ * The randomized interval in seconds until the next report (RFC 3550 6.3.1):
+ * `Td = max(Tmin, n × C)`, where C is the average report size over the
+ * bandwidth share of senders (25 %) or receivers (75 %), then
+ * `T = Td × random[0.5, 1.5)`. Tmin is halved for the first report. The RFC's
+ * further division by e − 3/2 compensates timer reconsideration, which only
+ * matters for sessions whose membership changes; in a point-to-point call it
+ * would just shorten every interval, so it is not applied.
+ *
+ * @example
+ * ```ts
+ * rtcpInterval({ members: 2, senders: 2, rtcpBandwidth: 500, weSent: true, avgRtcpSize: 100,
+ *   initial: false, minInterval: 5 }, () => 0.5); // 5
+ * ```
+ */
+export function rtcpInterval(p: IntervalParams, random: Random): number {
+  const tmin = p.initial ? p.minInterval / 2 : p.minInterval;
+  let n = p.members;
+  let bw = p.rtcpBandwidth;
+  if (p.senders <= p.members * 0.25) {
+    if (p.weSent) {
+      bw *= 0.25;
+      n = p.senders;
+    } else {
+      bw *= 0.75;
+      n -= p.senders;
+    }
+  }
+  const td = Math.max(tmin, (p.avgRtcpSize * n) / bw);
+  return td * (random() + 0.5);
+}
+
+// ---------------------------------------------------------------------------
+// Reception statistics (RFC 3550 A.1, A.3, A.8)
+
+const RTP_SEQ_MOD = 65536;
+const MAX_DROPOUT = 3000;
+const MAX_MISORDER = 100;
+const MIN_SEQUENTIAL = 2;
+
+/** The fields of a report block about one source. */
+export interface ReportBlock {
+  /** Source the block is about. */
+  ssrc: number;
+  /** Fraction lost since the previous report, 0..255 (/256). */
+  fractionLost: number;
+  /** Cumulative packets lost (clamped at 0: rtp.js writes it unsigned). */
+  totalLost: number;
+  /** Extended highest sequence number received. */
+  highestSeq: number;
+  /** Interarrival jitter in timestamp units. */
+  jitter: number;
+}
+
+/**
+ * Reception statistics of one remote source, per RFC 3550 appendix A.1
+ * (sequence validation with probation), A.3 (expected, lost, fraction lost)
+ * and A.8 (interarrival jitter).
+ *
+ * @example
+ * ```ts
+ * const s = new ReceptionStats(0x1234, 8000);
+ * s.onPacket(1000, 160, 0); // seq, RTP timestamp, arrival ms
+ * s.onPacket(1001, 320, 20);
+ * s.report().highestSeq; // 1001
+ * ```
+ */
+export class ReceptionStats {
+  /** The source's SSRC. */
+  readonly ssrc: number;
+  /** RTP clock rate of the source (Hz). */
+  clockRate: number;
+  /** Highest sequence number seen. */
+  maxSeq = 0;
+  /** Shifted count of sequence number cycles. */
+  cycles = 0;
+  /** First sequence number counted. */
+  baseSeq = 0;
+  /** Last 'bad' sequence number + 1. */
+  badSeq = RTP_SEQ_MOD + 1;
+  /** Sequential packets still needed before the source is valid. */
+  probation = MIN_SEQUENTIAL;
+  /** Packets received (counted from the end of probation). */
+  received = 0;
+  /** Expected at the last report. */
+  expectedPrior = 0;
+  /** Received at the last report. */
+  receivedPrior = 0;
+  /** Interarrival jitter estimate in timestamp units (floating point). */
+  jitter = 0;
+  /** Every packet seen, probation included. */
+  packets = 0;
+  /** Fraction lost in the last report made, 0..255. */
+  lastFraction = 0;
+  /** True when a packet arrived since the last report. */
+  heard = false;
+  /** Middle 32 bits of the NTP time of the last SR from this source (0 if none). */
+  lsr = 0;
+  /** Media-clock time the last SR arrived (ms). */
+  lsrTime = 0;
+  #lastArrival: number | undefined;
+  #lastTs = 0;
+
+  /**
+   * @param ssrc the source
+   * @param clockRate its RTP clock rate
+   */
+  constructor(ssrc: number, clockRate: number) {
+    this.ssrc = ssrc;
+    this.clockRate = clockRate;
+  }
+
+  #initSeq(seq: number): void {
+    this.baseSeq = seq;
+    this.maxSeq = seq;
+    this.badSeq = RTP_SEQ_MOD + 1;
+    this.cycles = 0;
+    this.received = 0;
+    this.receivedPrior = 0;
+    this.expectedPrior = 0;
+  }
+
+  /** RFC 3550 A.1 `update_seq`: returns true when the packet counts as valid. */
+  updateSeq(seq: number): boolean {
+    if (this.packets === 0) {
+      this.#initSeq(seq);
+      this.maxSeq = (seq - 1) & 0xffff;
+      this.probation = MIN_SEQUENTIAL;
+    }
+    const udelta = (seq - this.maxSeq) & 0xffff;
+    if (this.probation) {
+      if (seq === ((this.maxSeq + 1) & 0xffff)) {
+        this.probation--;
+        this.maxSeq = seq;
+        if (this.probation === 0) {
+          this.#initSeq(seq);
+          this.received++;
+          return true;
+        }
+      } else {
+        this.probation = MIN_SEQUENTIAL - 1;
+        this.maxSeq = seq;
+      }
+      return false;
+    } else if (udelta < MAX_DROPOUT) {
+      if (seq < this.maxSeq) this.cycles += RTP_SEQ_MOD;
+      this.maxSeq = seq;
+    } else if (udelta <= RTP_SEQ_MOD - MAX_MISORDER) {
+      if (seq === this.badSeq) {
+        // Two sequential packets after a jump: the source restarted.
+        this.#initSeq(seq);
+      } else {
+        this.badSeq = (seq + 1) & 0xffff;
+        return false;
+      }
+    }
+    // else: duplicate or reordered packet
+    this.received++;
+    return true;
+  }
+
+  /**
+   * Accounts for one RTP packet: sequence (A.1) and interarrival jitter (A.8),
+   * with `arrival` in ms. The jitter uses differences (`(Rj − Ri) − (Sj − Si)`)
+   * so that timestamp wrap-around does no harm.
+   */
+  onPacket(seq: number, timestamp: number, arrival: number): void {
+    const valid = this.updateSeq(seq);
+    this.packets++;
+    this.heard = true;
+    if (!valid) return;
+    if (this.#lastArrival !== undefined) {
+      const dArrival = ((arrival - this.#lastArrival) * this.clockRate) / 1000;
+      const dTs = (timestamp - this.#lastTs) | 0;
+      const d = Math.abs(dArrival - dTs);
+      this.jitter += (d - this.jitter) / 16;
+    }
+    this.#lastArrival = arrival;
+    this.#lastTs = timestamp;
+  }
+
+  /** Extended highest sequence number. */
+  get extendedMax(): number {
+    return this.cycles + this.maxSeq;
+  }
+
+  /** Packets expected (A.3). */
+  get expected(): number {
+    return this.extendedMax - this.baseSeq + 1;
+  }
+
+  /** Cumulative packets lost (A.3), may be negative with duplicates. */
+  get lost(): number {
+    return this.expected - this.received;
+  }
+
+  /** Interarrival jitter in ms. */
+  get jitterMs(): number {
+    return (this.jitter / this.clockRate) * 1000;
+  }
+
+  /** Makes a report block (A.3), starting a new interval for the fraction lost. */
+  report(): ReportBlock {
+    const expected = this.expected;
+    const expectedInterval = expected - this.expectedPrior;
+    this.expectedPrior = expected;
+    const receivedInterval = this.received - this.receivedPrior;
+    this.receivedPrior = this.received;
+    const lostInterval = expectedInterval - receivedInterval;
+    const fraction = expectedInterval === 0 || lostInterval <= 0
+      ? 0
+      : Math.min(255, Math.floor((lostInterval * 256) / expectedInterval));
+    this.lastFraction = fraction;
+    this.heard = false;
+    return {
+      ssrc: this.ssrc,
+      fractionLost: fraction,
+      totalLost: Math.max(0, Math.min(0x7fffff, this.lost)),
+      highestSeq: this.extendedMax >>> 0,
+      jitter: Math.floor(this.jitter) >>> 0,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The session
+
+/** What a report sent or received says, as published to stages. */
+export interface RtcpReportInfo {
+  /** `sent` or `received`. */
+  direction: "sent" | "received";
+  /** SR, RR, or BYE. */
+  type: "SR" | "RR" | "BYE";
+  /** SSRC of the report's sender. */
+  ssrc: number;
+  /** Sender info (SR only): packets and octets sent. */
+  packets?: number;
+  /** Sender info (SR only). */
+  octets?: number;
+  /** From the report block about the other side's stream: fraction lost 0..1. */
+  fractionLost?: number;
+  /** Cumulative lost packets of that block. */
+  lost?: number;
+  /** Jitter of that block in ms. */
+  jitterMs?: number;
+  /** Round-trip time in ms (received reports with LSR). */
+  rttMs?: number;
+  /** BYE reason, if any. */
+  reason?: string;
+}
+
+/** A listener attached to a session (an `rtcp` stage). */
+export interface RtcpListener {
+  /** Which pipeline the stage is on: reports sent go to `send` ones, received to `receive` ones. */
+  direction: "send" | "receive";
+  /** Called once per report sent or received. */
+  onReport(info: RtcpReportInfo): void;
+}
+
+/** Options of an {@linkcode RtcpSession}. */
+export interface RtcpSessionOptions {
+  /** The media clock driving the report timer. */
+  clock: Clock;
+  /** Datagram transport (a bound UDP socket, or a fake in tests). */
+  transport: RtcpTransport;
+  /** Where to send reports; without it, to where the peer's RTCP comes from. */
+  remote?: RtcpAddress;
+  /** SDES CNAME. */
+  cname: string;
+  /** Minimum report interval in seconds. */
+  minInterval: number;
+  /** Session bandwidth in kbit/s (RTCP gets 5 %). */
+  bandwidthKbps: number;
+  /** Uniform [0, 1) source for the interval randomization (default Math.random). */
+  random?: Random;
+  /** Wallclock in ms since the Unix epoch, for NTP timestamps (default Date.now). */
+  wallclock?: () => number;
+  /** The local SSRC until RTP is sent (default random). */
+  ssrc?: number;
+}
+
+/** Lower-layer (IPv4 + UDP) header octets counted in the average RTCP size. */
+const LOWER_HEADERS = 28;
+
+/** Strips an IPv4-mapped IPv6 prefix so addresses compare equal. */
+function normalizeHost(h: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(h);
+  return m ? m[1] : h.toLowerCase();
+}
+
+/** Validity checks of a compound RTCP packet (RFC 3550 A.2); returns the problem, if any. */
+export function checkRtcp(data: Uint8Array): string | undefined {
+  if (data.length < 8 || data.length % 4 !== 0) return "bad length";
+  const pt = data[1];
+  if (pt !== 200 && pt !== 201) return "first packet not SR or RR";
+  if (data[0] & 0x20) return "padding on the first packet";
+  let off = 0;
+  while (off < data.length) {
+    if (data[off] >> 6 !== 2) return "version not 2";
+    const len = (((data[off + 2] << 8) | data[off + 3]) + 1) * 4;
+    if ((data[off] & 0x20) && off + len !== data.length) return "padding before the last packet";
+    off += len;
+  }
+  return off === data.length ? undefined : "lengths do not add up";
+}
+
+/**
+ * One RTP session's RTCP: counters, reception statistics, the report timer,
+ * the socket. Shared by the `rtcp` stages of a call.
+ *
+ * @example
+ * ```ts
+ * const session = new RtcpSession({ clock, transport: new UdpRtcpTransport("0.0.0.0", 0),
+ *   remote: { hostname: "127.0.0.1", port: 4001 }, cname: "me", minInterval: 5, bandwidthKbps: 80 });
+ * session.start();
+ * session.onSent(rtpFrame);      // send path
+ * session.onReceived(rtpFrame);  // receive path (frame.arrival set)
+ * await session.close();         // sends BYE
+ * ```
+ */
+export class RtcpSession {
+  /** Options in effect. */
+  readonly options: RtcpSessionOptions;
+  /** Local SSRC (that of the RTP we send, once seen). */
+  ssrc: number;
+  /** Where reports go, once known. */
+  remote: RtcpAddress | undefined;
+  #random: Random;
+  #wallBase: number;
+  #clock: Clock;
+  #timer: Timer | undefined;
+  #listeners = new Set<RtcpListener>();
+  #sources = new Map<number, ReceptionStats>();
+  #closed = false;
+  #initial = true;
+  #avgRtcpSize = 0;
+  #pending = new Set<Promise<void>>();
+
+  // Sender state
+  #packetsSent = 0;
+  #octetsSent = 0;
+  #lastSentTs = 0;
+  #lastSentAt = 0;
+  #sendClockRate = 8000;
+  #sentAtReport: [number, number] = [0, 0]; // packet counts at the last two reports
+
+  // What the peer tells us
+  #remote = {
+    ssrc: undefined as number | undefined,
+    cname: undefined as string | undefined,
+    fractionLost: undefined as number | undefined,
+    lost: undefined as number | undefined,
+    jitterMs: undefined as number | undefined,
+    rttMs: undefined as number | undefined,
+    packets: undefined as number | undefined,
+    octets: undefined as number | undefined,
+  };
+  #n = { reports_sent: 0, reports_received: 0, rtcp_dropped: 0, bye_received: 0, packets_received: 0 };
+
+  /** @param options session options */
+  constructor(options: RtcpSessionOptions) {
+    this.options = options;
+    this.#clock = options.clock;
+    this.#random = options.random ?? Math.random;
+    this.#wallBase = (options.wallclock ?? Date.now)() - options.clock.now();
+    this.ssrc = options.ssrc ?? randomUint32();
+    this.remote = options.remote;
+    options.transport.listen((data, from) => this.receive(data, from));
+  }
+
+  /** The local RTCP port. */
+  get localPort(): number {
+    return this.options.transport.localPort;
+  }
+
+  /** Attaches a stage; returns a function that detaches it. */
+  attach(listener: RtcpListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Starts the report timer: the first report after half the minimum interval, randomized. */
+  start(): void {
+    if (this.#timer || this.#closed) return;
+    this.#schedule();
+  }
+
+  /** Observes an RTP packet we send. */
+  onSent(frame: RtpFrame): void {
+    this.ssrc = frame.ssrc >>> 0;
+    this.#packetsSent = (this.#packetsSent + 1) >>> 0;
+    this.#octetsSent = (this.#octetsSent + frame.payload.length) >>> 0;
+    this.#lastSentTs = frame.timestamp;
+    this.#lastSentAt = this.#clock.now();
+    if (frame.clockRate) this.#sendClockRate = frame.clockRate;
+  }
+
+  /** Observes an RTP packet we receive (its `arrival`, else the clock's time). */
+  onReceived(frame: RtpFrame): void {
+    this.#n.packets_received++;
+    let s = this.#sources.get(frame.ssrc);
+    if (!s) {
+      s = new ReceptionStats(frame.ssrc, frame.clockRate ?? 8000);
+      this.#sources.set(frame.ssrc, s);
+    } else if (frame.clockRate) {
+      s.clockRate = frame.clockRate;
+    }
+    s.onPacket(frame.sequence, frame.timestamp, frame.arrival ?? this.#clock.now());
+  }
+
+  /** The NTP time of media-clock time `now`. */
+  ntpAt(now: number): { seconds: number; fraction: number } {
+    return toNtp(this.#wallBase + now);
+  }
+
+  #schedule(): void {
+    const members = 1 + Math.max(1, this.#sources.size);
+    const weSent = this.#weSent();
+    let senders = weSent ? 1 : 0;
+    for (const s of this.#sources.values()) if (s.heard || s.packets > 0) senders++;
+    const t = rtcpInterval({
+      members,
+      senders,
+      rtcpBandwidth: (this.options.bandwidthKbps * 1000 * 0.05) / 8,
+      weSent,
+      avgRtcpSize: this.#avgRtcpSize || 100,
+      initial: this.#initial,
+      minInterval: this.options.minInterval,
+    }, this.#random);
+    this.#initial = false;
+    this.#timer = this.#clock.after(t * 1000, () => {
+      this.#timer = undefined;
+      if (this.#closed) return;
+      this.sendReport();
+      this.#schedule();
+    });
+  }
+
+  #weSent(): boolean {
+    return this.#packetsSent !== this.#sentAtReport[0];
+  }
+
+  /** Builds the compound report due now: SR (if we sent RTP recently) or RR, then SDES CNAME. */
+  buildReport(now = this.#clock.now()): { data: Uint8Array; info: RtcpReportInfo } {
+    const blocks: ReportBlock[] = [];
+    const lsrs: [number, number][] = [];
+    for (const s of this.#sources.values()) {
+      if (!s.heard) continue; // only sources heard since the last report
+      if (blocks.length === 31) break;
+      blocks.push(s.report());
+      lsrs.push([s.lsr, s.lsr ? Math.round(((now - s.lsrTime) / 1000) * 65536) >>> 0 : 0]);
+    }
+    const reports = blocks.map((b, i) => {
+      const r = new ReceptionReport();
+      r.setSsrc(b.ssrc);
+      r.setFractionLost(b.fractionLost);
+      r.setTotalLost(b.totalLost);
+      r.setHighestSeqNumber(b.highestSeq);
+      r.setJitter(b.jitter);
+      r.setLastSRTimestamp(lsrs[i][0]);
+      r.setDelaySinceLastSR(lsrs[i][1]);
+      return r;
+    });
+    const isSr = this.#packetsSent !== this.#sentAtReport[1];
+    this.#sentAtReport = [this.#packetsSent, this.#sentAtReport[0]];
+    const compound = new CompoundPacket();
+    const info: RtcpReportInfo = { direction: "sent", type: isSr ? "SR" : "RR", ssrc: this.ssrc };
+    if (isSr) {
+      const sr = new SenderReportPacket();
+      const ntp = this.ntpAt(now);
+      sr.setSsrc(this.ssrc);
+      sr.setNtpSeconds(ntp.seconds);
+      sr.setNtpFraction(ntp.fraction);
+      const elapsed = ((now - this.#lastSentAt) * this.#sendClockRate) / 1000;
+      sr.setRtpTimestamp((this.#lastSentTs + Math.round(elapsed)) >>> 0);
+      sr.setPacketCount(this.#packetsSent);
+      sr.setOctetCount(this.#octetsSent);
+      for (const r of reports) sr.addReport(r);
+      compound.addPacket(sr);
+      info.packets = this.#packetsSent;
+      info.octets = this.#octetsSent;
+    } else {
+      const rr = new ReceiverReportPacket();
+      rr.setSsrc(this.ssrc);
+      for (const r of reports) rr.addReport(r);
+      compound.addPacket(rr);
+    }
+    if (blocks.length) {
+      const s = this.#sources.get(blocks[0].ssrc)!;
+      info.fractionLost = blocks[0].fractionLost / 256;
+      info.lost = blocks[0].totalLost;
+      info.jitterMs = s.jitterMs;
+    }
+    compound.addPacket(this.#sdes());
+    return { data: viewBytes(compound.getView()), info };
+  }
+
+  #sdes() {
+    const sdes = new SdesPacket();
+    const chunk = new SdesChunk();
+    chunk.setSsrc(this.ssrc);
+    chunk.addItem(1, this.options.cname); // CNAME
+    sdes.addChunk(chunk);
+    return sdes;
+  }
+
+  /** Builds the report due now and sends it (when the peer is known). */
+  sendReport(): void {
+    const { data, info } = this.buildReport();
+    this.#avgRtcpSize = this.#avgRtcpSize
+      ? (data.length + LOWER_HEADERS) / 16 + (this.#avgRtcpSize * 15) / 16
+      : data.length + LOWER_HEADERS;
+    if (!this.remote) return; // nowhere to send yet
+    this.#n.reports_sent++;
+    this.#send(data);
+    this.#publish("send", info);
+  }
+
+  #send(data: Uint8Array): void {
+    if (!this.remote) return;
+    const p = this.options.transport.send(data, this.remote);
+    this.#pending.add(p);
+    p.finally(() => this.#pending.delete(p));
+  }
+
+  #publish(direction: "send" | "receive", info: RtcpReportInfo): void {
+    let target: RtcpListener | undefined;
+    for (const l of this.#listeners) {
+      if (l.direction === direction) {
+        target = l;
+        break;
+      }
+      target ??= l;
+    }
+    target?.onReport(info);
+  }
+
+  /** Handles a datagram that arrived on the RTCP socket. */
+  receive(data: Uint8Array, from: RtcpAddress): void {
+    if (this.#closed) return;
+    if (this.remote) {
+      if (normalizeHost(from.hostname) !== normalizeHost(this.remote.hostname) || from.port !== this.remote.port) {
+        this.#n.rtcp_dropped++;
+        return;
+      }
+    }
+    if (checkRtcp(data)) {
+      this.#n.rtcp_dropped++;
+      return;
+    }
+    let parsed;
+    try {
+      parsed = new CompoundPacket(new DataView(data.buffer, data.byteOffset, data.byteLength)).getPackets();
+    } catch {
+      this.#n.rtcp_dropped++;
+      return;
+    }
+    this.remote ??= { hostname: normalizeHost(from.hostname), port: from.port };
+    const now = this.#clock.now();
+    for (const p of parsed) {
+      if (p instanceof SenderReportPacket || p instanceof ReceiverReportPacket) {
+        this.#onReport(p, now);
+      } else if (p instanceof SdesPacket) {
+        for (const c of p.getChunks()) {
+          const cname = c.getItems().find((i) => i.type === 1);
+          if (cname && c.getSsrc() === this.#remote.ssrc) this.#remote.cname = cname.text;
+          else if (cname && this.#remote.cname === undefined) this.#remote.cname = cname.text;
+        }
+      } else if (p instanceof ByePacket) {
+        this.#n.bye_received++;
+        for (const ssrc of p.getSsrcs()) this.#sources.delete(ssrc);
+        this.#publish("receive", {
+          direction: "received",
+          type: "BYE",
+          ssrc: p.getSsrcs()[0] ?? 0,
+          reason: p.getReason(),
+        });
+      }
+    }
+  }
+
+  #onReport(p: InstanceType<typeof SenderReportPacket> | InstanceType<typeof ReceiverReportPacket>, now: number): void {
+    this.#n.reports_received++;
+    const ssrc = p.getSsrc();
+    this.#remote.ssrc = ssrc;
+    const info: RtcpReportInfo = { direction: "received", type: "RR", ssrc };
+    if (p instanceof SenderReportPacket) {
+      info.type = "SR";
+      info.packets = this.#remote.packets = p.getPacketCount();
+      info.octets = this.#remote.octets = p.getOctetCount();
+      let s = this.#sources.get(ssrc);
+      if (!s) {
+        s = new ReceptionStats(ssrc, 8000);
+        this.#sources.set(ssrc, s);
+      }
+      s.lsr = ntpMiddle({ seconds: p.getNtpSeconds(), fraction: p.getNtpFraction() });
+      s.lsrTime = now;
+    }
+    const block = p.getReports().find((r) => r.getSsrc() === this.ssrc);
+    if (block) {
+      const arrival = ntpMiddle(this.ntpAt(now));
+      const rtt = rttMs(arrival, block.getLastSRTimestamp(), block.getDelaySinceLastSR());
+      this.#remote.fractionLost = info.fractionLost = block.getFractionLost() / 256;
+      this.#remote.lost = info.lost = block.getTotalLost();
+      this.#remote.jitterMs = info.jitterMs = (block.getJitter() / this.#sendClockRate) * 1000;
+      if (rtt !== undefined) this.#remote.rttMs = info.rttMs = rtt;
+    }
+    this.#publish("receive", info);
+  }
+
+  /** Statistics: what we sent, what we receive, what the peer reports, round-trip time. */
+  stats(): Record<string, unknown> {
+    let src: ReceptionStats | undefined;
+    for (const s of this.#sources.values()) if (!src || s.packets > src.packets) src = s;
+    return {
+      ssrc: this.ssrc,
+      cname: this.options.cname,
+      local_port: this.localPort,
+      remote: this.remote ? `${this.remote.hostname}:${this.remote.port}` : undefined,
+      packets_sent: this.#packetsSent,
+      octets_sent: this.#octetsSent,
+      ...this.#n,
+      remote_ssrc: src?.ssrc ?? this.#remote.ssrc,
+      remote_cname: this.#remote.cname,
+      lost: src ? Math.max(0, src.lost) : 0,
+      fraction_lost: src ? src.lastFraction / 256 : 0,
+      jitter_ms: src ? src.jitterMs : 0,
+      remote_packets_sent: this.#remote.packets,
+      remote_fraction_lost: this.#remote.fractionLost,
+      remote_lost: this.#remote.lost,
+      remote_jitter_ms: this.#remote.jitterMs,
+      rtt_ms: this.#remote.rttMs,
+    };
+  }
+
+  /** Stops the timer, sends BYE (RR + SDES + BYE), closes the transport. */
+  async close(reason?: string): Promise<void> {
+    if (this.#closed) return;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    if (this.remote) {
+      const compound = new CompoundPacket();
+      const rr = new ReceiverReportPacket();
+      rr.setSsrc(this.ssrc);
+      compound.addPacket(rr);
+      compound.addPacket(this.#sdes());
+      const bye = new ByePacket();
+      bye.addSsrc(this.ssrc);
+      if (reason) bye.setReason(reason);
+      compound.addPacket(bye);
+      this.#send(viewBytes(compound.getView()));
+    }
+    this.#closed = true;
+    await Promise.all([...this.#pending]);
+    await this.options.transport.close();
+  }
+}
+
+function viewBytes(v: DataView): Uint8Array {
+  return new Uint8Array(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength).slice();
+}
