@@ -1,0 +1,201 @@
+/**
+ * `speaker` for real: PortAudio through naudiodon, on an ALSA `file` device
+ * (tests/fixtures/alsa/asound.conf.in), in a subprocess with ALSA_CONFIG_PATH.
+ * What was played is read back from the raw file and checked sample by sample,
+ * and for level, frequency and duration.
+ *
+ * Fails when the naudiodon binding is not built ("deno task setup"); set
+ * VOXPIPE_SKIP_AUDIO=1 to skip.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { alsaSandbox, expectOk, runHelper, skipAudio, warnSkip } from "./fixtures/alsa/run.ts";
+import { firstDifference, frequency, readRaw, rmsDbfs, stripSilence, tone } from "./fixtures/alsa/signal.ts";
+
+warnSkip();
+
+/** Silence runs at least this long (frames) are inserted silence (the test tones never hold 0). */
+const MIN_GAP = 40;
+
+type Stats = Record<string, number | string>;
+
+Deno.test({
+  name: "speaker: a 1 kHz tone at -6 dBFS for 1 s lands in the ALSA file device, sample for sample",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const r = await runHelper(sb, "play", { rate: 8000, channels: 1, seconds: 1, freq: 1000, dbfs: -6 });
+      const res = expectOk(r);
+      // The binding's printf chatter goes to stderr: stdout holds only our JSON line.
+      assertEquals(r.stdout.trim().split("\n").length, 1, `stdout: ${r.stdout}`);
+      const stats = res.stats as Stats;
+      const got = readRaw(sb.play);
+      const { audio, gaps } = stripSilence(got, 1, MIN_GAP);
+      const want = tone(8000, 1, 1, 1000, -6);
+      assertEquals(audio.length, want.length, `gaps ${JSON.stringify(gaps)}`);
+      assertEquals(firstDifference(audio, want), -1);
+      // Level, frequency and duration measured on the file itself.
+      const level = rmsDbfs(audio, 1);
+      assert(Math.abs(level - (-6 - 3.0103)) < 0.05, `level ${level} dBFS`);
+      const f = frequency(audio, 1, 8000);
+      assert(Math.abs(f - 1000) < 0.5, `frequency ${f}`);
+      assertEquals(audio.length / 8000, 1);
+      // Only leading (device priming) and trailing (last buffer) silence, nothing in between.
+      assert(gaps.every((g) => g.at === 0 || g.at === audio.length), JSON.stringify(gaps));
+      assertEquals(stats.underruns, 0);
+      assertEquals(stats.played_ms, 1000);
+      assertEquals(stats.state, "ended");
+      // Played at real time: backpressure held the writer back for about the tone's length.
+      const marks = res.marks as Record<string, number>;
+      assert(marks.ended > 800 && marks.ended < 5000, `took ${marks.ended} ms`);
+      assert((res.falses as number) > 10, "write() pushed back");
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "speaker: stereo 48 kHz keeps channel order and opens the device at the incoming format",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const res = expectOk(await runHelper(sb, "play", { rate: 48000, channels: 2, seconds: 0.3, device: "default" }));
+      const got = readRaw(sb.play);
+      const { audio } = stripSilence(got, 2, MIN_GAP);
+      const want = tone(48000, 2, 0.3, 1000, -6);
+      assertEquals(audio.length, want.length);
+      assertEquals(firstDifference(audio, want), -1);
+      // Channel 1 is 6 dB below channel 0 (as generated): the order survived.
+      const l0 = rmsDbfs(audio, 2, 0), l1 = rmsDbfs(audio, 2, 1);
+      assert(Math.abs(l0 - l1 - 6) < 0.05, `${l0} vs ${l1}`);
+      const stats = res.stats as Stats;
+      assertEquals(stats.rate, 48000);
+      assertEquals(stats.channels, 2);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "speaker: a stalled source is counted as one underrun, filled with silence, then playback resumes",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const res = expectOk(await runHelper(sb, "play", { seconds: 0.6, stall_at: 10, stall_ms: 250 }));
+      const stats = res.stats as Stats;
+      assertEquals(stats.underruns, 1);
+      // 250 ms stall minus the ~60 ms that was queued, in 10 ms blocks, within timer slack.
+      assert((stats.underrun_ms as number) >= 120 && (stats.underrun_ms as number) <= 320, `${stats.underrun_ms}`);
+      const { audio, gaps } = stripSilence(readRaw(sb.play), 1, MIN_GAP);
+      assertEquals(firstDifference(audio, tone(8000, 1, 0.6, 1000, -6)), -1);
+      assertEquals(audio.length, 4800);
+      const inner = gaps.filter((g) => g.at > 0 && g.at < audio.length);
+      assertEquals(inner.length, 1, JSON.stringify(gaps));
+      // The gap in the file is the silence the speaker counted (plus the rebuffering before resuming).
+      const gapMs = inner[0].frames / 8;
+      assert(gapMs >= (stats.underrun_ms as number) - 10, `gap ${gapMs} ms vs ${stats.underrun_ms}`);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "speaker: pause/resume with pause_mode drop discards frames of a live source while paused",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const res = expectOk(
+        await runHelper(sb, "pause", { seconds: 1, realtime: true, pause_at: 15, pause_ms: 200, mode: "drop" }),
+      );
+      const stats = res.stats as Stats;
+      const dropped = stats.dropped_paused as number;
+      assert(dropped >= 8 && dropped <= 12, `dropped ${dropped}`);
+      assertEquals(stats.underruns, 0);
+      assert((stats.paused_ms as number) >= 100, `paused_ms ${stats.paused_ms}`);
+      const { audio, gaps } = stripSilence(readRaw(sb.play), 1, MIN_GAP);
+      assertEquals(audio.length, (50 - dropped) * 160);
+      const inner = gaps.filter((g) => g.at > 0 && g.at < audio.length);
+      assertEquals(inner.length, 1, JSON.stringify(gaps));
+      const gapMs = inner[0].frames / 8;
+      assert(gapMs >= 120 && gapMs <= 400, `gap ${gapMs} ms`);
+      // What played is the tone minus the dropped frames, in order.
+      const want = tone(8000, 1, 1, 1000, -6);
+      const cut = inner[0].at;
+      assertEquals(firstDifference(audio.subarray(0, cut), want.subarray(0, cut)), -1);
+      const resumeAt = cut + dropped * 160;
+      assertEquals(firstDifference(audio.subarray(cut), want.subarray(resumeAt)), -1);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "speaker: pause_mode hold keeps every frame and holds the writer back until resume",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const res = expectOk(await runHelper(sb, "pause", { seconds: 0.6, pause_at: 10, pause_ms: 250, mode: "hold" }));
+      const stats = res.stats as Stats;
+      assertEquals(stats.dropped_paused, 0);
+      assertEquals(stats.underruns, 0);
+      const { audio, gaps } = stripSilence(readRaw(sb.play), 1, MIN_GAP);
+      assertEquals(audio.length, 4800);
+      assertEquals(firstDifference(audio, tone(8000, 1, 0.6, 1000, -6)), -1);
+      const inner = gaps.filter((g) => g.at > 0 && g.at < audio.length);
+      assertEquals(inner.length, 1, JSON.stringify(gaps));
+      const gapMs = inner[0].frames / 8;
+      assert(gapMs >= 150 && gapMs <= 450, `gap ${gapMs} ms`);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "speaker: a stop drops what is queued and closes the device at once",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const res = expectOk(await runHelper(sb, "play", { seconds: 2, abort_at_ms: 300 }));
+      const marks = res.marks as Record<string, number>;
+      assert(marks.ended - marks.abort < 400, `end() took ${marks.ended - marks.abort} ms after the stop`);
+      const { audio } = stripSilence(readRaw(sb.play), 1, MIN_GAP);
+      // About 300 ms played (plus what was handed to the device), far from the 2 s written... never all of it.
+      assert(audio.length >= 8 * 200 && audio.length <= 8 * 600, `${audio.length / 8} ms played`);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "speaker: an unknown device names the devices there are",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const r = await runHelper(sb, "create", { stage: "speaker", options: { device: "nope" } });
+      const msg = String(r.result.error);
+      assert(
+        msg.includes('no audio output device matches "nope"') && msg.includes('"vp_play"') &&
+          msg.includes('"default"') && msg.includes("--list-devices"),
+        msg,
+      );
+      const r2 = await runHelper(sb, "create", { stage: "speaker", options: { device: 99 } });
+      assert(String(r2.result.error).includes("no audio device with id 99"), String(r2.result.error));
+      const ok = await runHelper(sb, "create", { stage: "speaker", options: { device: "vp_pl" } });
+      assertEquals(expectOk(ok).created, true);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});
