@@ -50,16 +50,37 @@ function sniff(b: Uint8Array): string | undefined {
   return undefined;
 }
 
-/** Converts decoded float channels to interleaved 16-bit (`x × 32768`, rounded, clamped). */
-function interleave(channels: Float32Array[]): Int16Array {
+/**
+ * Bits per sample of a native FLAC stream, from its STREAMINFO block (the
+ * mandatory first metadata block), or undefined.
+ */
+function flacBitsPerSample(b: Uint8Array): number | undefined {
+  if (b.length < 8 + 14 || (b[4] & 0x7f) !== 0) return undefined;
+  return (((b[8 + 12] & 0x01) << 4) | (b[8 + 13] >> 4)) + 1;
+}
+
+/**
+ * Converts decoded float channels to interleaved 16-bit.
+ *
+ * Scaling follows what each decoder does, as measured: most return
+ * `v / 2^(bits−1)`, so `x × 32768` (rounded, clamped) restores 16-bit sources
+ * exactly; the FLAC decoder returns `v / (2^(bits−1) − 1)`, so for FLAC the
+ * integer is restored with the stream's own bit depth first, then reduced to
+ * 16 bits like `wav-source` does (high 16 bits, rounded).
+ */
+function interleave(channels: Float32Array[], flacBits: number | undefined): Int16Array {
   const nch = channels.length;
   const len = channels[0].length;
   const out = new Int16Array(len * nch);
+  const full = flacBits ? 2 ** (flacBits - 1) - 1 : 32768;
+  const shift = flacBits ? 2 ** (flacBits - 16) : 1; // < 1 for sources below 16 bits
   for (let c = 0; c < nch; c++) {
     const src = channels[c];
     for (let i = 0, j = c; i < len; i++, j += nch) {
-      const x = src[i] * 32768;
-      out[j] = x >= 32767 ? 32767 : x <= -32768 ? -32768 : x === x ? Math.round(x) : 0;
+      let x = src[i] * full;
+      if (x !== x) x = 0;
+      if (flacBits) x = Math.floor(Math.round(x) / shift + 0.5);
+      out[j] = x >= 32767 ? 32767 : x <= -32768 ? -32768 : Math.round(x);
     }
   }
   return out;
@@ -101,8 +122,9 @@ export async function decodeAudioFile(path: string, who = "file-source"): Promis
   if (data.channelData.length === 0 || len === 0 || !(data.sampleRate > 0)) {
     throw fail(`no audio decoded (corrupt, truncated or empty${type ? ` ${type}` : ""} file)`);
   }
+  const flacBits = type === "FLAC" ? flacBitsPerSample(bytes) : undefined;
   return {
-    samples: interleave(data.channelData),
+    samples: interleave(data.channelData, flacBits),
     sampleRate: data.sampleRate,
     channels: data.channelData.length,
     type: type ?? "audio",
@@ -159,6 +181,7 @@ export default definePlugin({
     const sampleRate = wav ? wav.sampleRate : mem!.sampleRate;
     const channels = wav ? wav.channels : mem!.channels;
     const perFrame = frameSamples(sampleRate, options.frame_ms);
+    const fileFormat = wav ? describeWav(wav) : `${mem!.type} ${sampleRate} Hz ${channels} ch`;
     const counters = { frames: 0, samples: 0 };
     let reader: (PcmChunkReader & { loops: number; close?(): void }) | undefined;
     return {
@@ -178,7 +201,7 @@ export default definePlugin({
         mem = undefined;
       },
       stats: () => ({
-        file_format: wav ? describeWav(wav) : `${mem?.type ?? "decoded"} ${sampleRate} Hz ${channels} ch`,
+        file_format: fileFormat,
         frames: counters.frames,
         samples: counters.samples,
         duration_s: counters.samples / sampleRate,
