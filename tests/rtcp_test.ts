@@ -1,0 +1,432 @@
+import assert from "node:assert/strict";
+import { packets } from "rtp.js";
+import { VirtualClock } from "../core/clock.ts";
+import type { RtpFrame } from "../core/frame.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import type { TransformStage } from "../core/stage.ts";
+import { createStage, testContext } from "../core/testing.ts";
+import { seededRandom } from "../plugins/rtp/random.ts";
+import rtcp, { describeReport, parseHostPort } from "../plugins/rtp/rtcp.ts";
+import {
+  checkRtcp,
+  ntpMiddle,
+  ReceptionStats,
+  type RtcpAddress,
+  rtcpInterval,
+  RtcpSession,
+  type RtcpTransport,
+  rttMs,
+  toNtp,
+} from "../plugins/rtp/rtcp_session.ts";
+
+const { CompoundPacket, SenderReportPacket, ReceiverReportPacket, SdesPacket, ByePacket } = packets;
+
+/** An in-memory network on a VirtualClock: datagrams arrive `delay` ms after they are sent. */
+class FakeNet {
+  readonly ports = new Map<number, FakeTransport>();
+  sent: { from: number; to: RtcpAddress; data: Uint8Array }[] = [];
+  constructor(readonly clock: VirtualClock, readonly delay: number) {}
+  transport(port: number): FakeTransport {
+    const t = new FakeTransport(this, port);
+    this.ports.set(port, t);
+    return t;
+  }
+}
+
+class FakeTransport implements RtcpTransport {
+  onPacket?: (data: Uint8Array, from: RtcpAddress) => void;
+  closed = false;
+  constructor(readonly net: FakeNet, readonly localPort: number) {}
+  listen(onPacket: (data: Uint8Array, from: RtcpAddress) => void): void {
+    this.onPacket = onPacket;
+  }
+  send(data: Uint8Array, to: RtcpAddress): Promise<void> {
+    this.net.sent.push({ from: this.localPort, to, data });
+    this.net.clock.after(this.net.delay, () => {
+      const t = this.net.ports.get(to.port);
+      if (t && !t.closed) t.onPacket?.(data.slice(), { hostname: "127.0.0.1", port: this.localPort });
+    });
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+const parse = (data: Uint8Array) => new CompoundPacket(new DataView(data.buffer, data.byteOffset, data.byteLength));
+
+const rtpFrame = (seq: number, ts: number, ssrc: number, arrival?: number): RtpFrame => ({
+  kind: "rtp",
+  payloadType: 0,
+  sequence: seq & 0xffff,
+  timestamp: ts >>> 0,
+  ssrc,
+  marker: false,
+  payload: new Uint8Array(160),
+  codec: "PCMU",
+  clockRate: 8000,
+  arrival,
+});
+
+Deno.test("A.8 interarrival jitter against a hand-computed example", () => {
+  const s = new ReceptionStats(1, 8000);
+  // 20 ms packets (160 samples); arrivals jitter by ±5 ms. The first packet only starts probation
+  // (A.1, MIN_SEQUENTIAL = 2), the second starts the jitter estimate.
+  const arrivals = [0, 20, 45, 60, 80];
+  arrivals.forEach((a, i) => s.onPacket(i, i * 160, a));
+  // D = |(Rj − Ri) − (Sj − Si)| in samples: 45−20 → 200−160 = 40; 60−45 → 120−160 → 40; 80−60 → 0.
+  // J += (D − J)/16: 0 → 2.5 → 4.84375 → 4.541015625
+  assert.equal(s.jitter, 4.541015625);
+  assert.equal(s.jitterMs, 4.541015625 / 8);
+  assert.equal(s.report().jitter, 4);
+});
+
+Deno.test("A.8 jitter survives timestamp wrap-around; constant transit gives zero", () => {
+  const s = new ReceptionStats(1, 8000);
+  for (let i = 0; i < 50; i++) s.onPacket(i, 4294967295 - 800 + i * 160, 1000 + i * 20);
+  assert.equal(s.jitter, 0);
+});
+
+Deno.test("A.1/A.3: expected, cumulative and fraction lost, extended highest sequence number", () => {
+  const s = new ReceptionStats(1, 8000);
+  for (let seq = 1000; seq < 1100; seq++) if (seq < 1020 || seq >= 1030) s.onPacket(seq, seq * 160, seq * 20);
+  // Probation swallows 1000; counting starts at 1001: expected 99, received 89.
+  assert.equal(s.expected, 99);
+  assert.equal(s.received, 89);
+  const r1 = s.report();
+  assert.equal(r1.totalLost, 10);
+  assert.equal(r1.fractionLost, Math.floor((10 * 256) / 99)); // 25
+  assert.equal(r1.highestSeq, 1099);
+  for (let seq = 1100; seq < 1200; seq++) s.onPacket(seq, seq * 160, seq * 20);
+  const r2 = s.report();
+  assert.equal(r2.fractionLost, 0, "nothing lost in the second interval");
+  assert.equal(r2.totalLost, 10);
+  // Sequence wrap: the extended highest sequence number counts cycles.
+  const w = new ReceptionStats(2, 8000);
+  for (let i = 0; i < 20; i++) w.onPacket((65530 + i) & 0xffff, i * 160, i * 20);
+  const r3 = w.report();
+  assert.equal(r3.highestSeq, 65536 + 13);
+  assert.equal(r3.totalLost, 0);
+  // A restart (a jump confirmed by the next packet) re-initializes the counters.
+  w.onPacket(30000, 0, 500);
+  w.onPacket(30001, 160, 520);
+  assert.equal(w.received, 1);
+  assert.equal(w.maxSeq, 30001);
+});
+
+Deno.test("interval: RFC 3550 6.3.1 randomization bounds, initial halving, bandwidth term", () => {
+  const p = {
+    members: 2,
+    senders: 2,
+    rtcpBandwidth: 500,
+    weSent: true,
+    avgRtcpSize: 100,
+    initial: false,
+    minInterval: 5,
+  };
+  assert.equal(rtcpInterval(p, () => 0), 2.5);
+  assert.equal(rtcpInterval(p, () => 0.5), 5);
+  assert.ok(Math.abs(rtcpInterval(p, () => 0.999999) - 7.5) < 1e-4);
+  assert.equal(rtcpInterval({ ...p, initial: true }, () => 0.5), 2.5);
+  assert.equal(rtcpInterval({ ...p, minInterval: 0.5 }, () => 0.5), 0.5, "reduced minimum");
+  // Many members on little bandwidth: n × C dominates. Receivers share 75 %: 100 × (60 − 5) / 375.
+  assert.ok(Math.abs(rtcpInterval({ ...p, members: 60, senders: 5, weSent: false }, () => 0.5) - 14.6667) < 1e-3);
+  // Senders share 25 %: 100 × 5 / 125 = 4 → the 5 s minimum wins.
+  assert.equal(rtcpInterval({ ...p, members: 60, senders: 5 }, () => 0.5), 5);
+  const rnd = seededRandom(5);
+  let lo = Infinity, hi = -Infinity;
+  for (let i = 0; i < 10000; i++) {
+    const t = rtcpInterval(p, rnd);
+    lo = Math.min(lo, t);
+    hi = Math.max(hi, t);
+  }
+  assert.ok(lo >= 2.5 && lo < 2.6 && hi < 7.5 && hi > 7.4, `${lo}..${hi}`);
+});
+
+Deno.test("NTP helpers and RTT arithmetic", () => {
+  assert.deepEqual(toNtp(0), { seconds: 2208988800, fraction: 0 });
+  assert.deepEqual(toNtp(1500), { seconds: 2208988801, fraction: 2147483648 });
+  assert.equal(ntpMiddle({ seconds: 0x12345678, fraction: 0x9abcdef0 }), 0x56789abc);
+  assert.equal(rttMs(0x00018000, 0x00010000, 0x4000), 250);
+  assert.equal(rttMs(0x00018000, 0, 0x4000), undefined, "no SR seen by the peer yet");
+  assert.equal(rttMs(5, 0x00010000, 0), undefined, "negative: ignored");
+  assert.equal(checkRtcp(new Uint8Array([0x80, 201, 0, 1, 0, 0, 0, 1])), undefined);
+  assert.equal(checkRtcp(new Uint8Array([0x80, 202, 0, 1, 0, 0, 0, 1])), "first packet not SR or RR");
+  assert.equal(checkRtcp(new Uint8Array([0x40, 201, 0, 1, 0, 0, 0, 1])), "version not 2");
+  assert.equal(checkRtcp(new Uint8Array([0x80, 201, 0, 2, 0, 0, 0, 1])), "lengths do not add up");
+  assert.equal(checkRtcp(new Uint8Array([0x80, 201, 0, 1, 0, 0, 0])), "bad length");
+  assert.deepEqual(parseHostPort("10.0.0.1:5005"), { hostname: "10.0.0.1", port: 5005 });
+  assert.deepEqual(parseHostPort("[::1]:5005"), { hostname: "::1", port: 5005 });
+  assert.throws(() => parseHostPort("nope"));
+});
+
+/** Two sessions (A sends RTP to B) on a fake network with a one-way delay. */
+function pair(delay = 15, interval = 1) {
+  const clock = new VirtualClock(0);
+  const net = new FakeNet(clock, delay);
+  const wall = 1_700_000_000_000;
+  const a = new RtcpSession({
+    clock,
+    transport: net.transport(5001),
+    remote: { hostname: "127.0.0.1", port: 6001 },
+    cname: "alice@example",
+    minInterval: interval,
+    bandwidthKbps: 80,
+    random: seededRandom(1),
+    wallclock: () => wall,
+  });
+  const b = new RtcpSession({
+    clock,
+    transport: net.transport(6001),
+    cname: "bob@example",
+    minInterval: interval,
+    bandwidthKbps: 80,
+    random: seededRandom(2),
+    wallclock: () => wall + 123456, // the peer's wallclock is off: RTT must not care
+    ssrc: 0xb0b,
+  });
+  const aEvents: string[] = [], bEvents: string[] = [];
+  a.attach({ direction: "send", onReport: (r) => aEvents.push(describeReport(r)) });
+  b.attach({ direction: "receive", onReport: (r) => bEvents.push(describeReport(r)) });
+  /** A sends RTP every 20 ms for `ms`, B receives it `delay` ms later, except `lose(i)`. */
+  let i = 0;
+  const run = (ms: number, lose: (i: number) => boolean = () => false, jitter: (i: number) => number = () => 0) => {
+    const end = clock.now() + ms;
+    while (clock.now() < end) {
+      const f = rtpFrame(1000 + i, 5000 + i * 160, 0xa11ce);
+      a.onSent(f);
+      if (!lose(i)) {
+        const at = clock.now() + delay + jitter(i);
+        clock.after(delay + jitter(i), () => b.onReceived({ ...f, arrival: at }));
+      }
+      i++;
+      clock.advance(20);
+    }
+  };
+  return { clock, net, a, b, run, aEvents, bEvents, wall };
+}
+
+Deno.test("session: SR + SDES built with rtp.js fields, RTP↔NTP mapping", () => {
+  const { clock, a, run, wall } = pair();
+  a.start();
+  run(100); // 5 packets: ts 5000..5640, the last sent at t = 80
+  clock.advance(20); // now t = 120
+  const { data, info } = a.buildReport();
+  assert.equal(checkRtcp(data), undefined);
+  const [sr, sdes] = parse(data).getPackets();
+  assert.ok(sr instanceof SenderReportPacket);
+  assert.equal(sr.getSsrc(), 0xa11ce);
+  assert.equal(sr.getPacketCount(), 5);
+  assert.equal(sr.getOctetCount(), 800);
+  const ntp = toNtp(wall + 120);
+  assert.equal(sr.getNtpSeconds(), ntp.seconds);
+  assert.equal(sr.getNtpFraction(), ntp.fraction);
+  // Last packet ts 5640 at t = 80; 40 ms later the RTP clock reads 5640 + 320.
+  assert.equal(sr.getRtpTimestamp(), 5960);
+  assert.equal(sr.getReports().length, 0, "A received nothing: no report block");
+  assert.ok(sdes instanceof SdesPacket);
+  assert.deepEqual(sdes.getChunks()[0].getItems(), [{ type: 1, text: "alice@example" }]);
+  assert.equal(sdes.getChunks()[0].getSsrc(), 0xa11ce);
+  assert.deepEqual(info, { direction: "sent", type: "SR", ssrc: 0xa11ce, packets: 5, octets: 800 });
+});
+
+Deno.test("session: reports exchanged on the interval; RR blocks; RTT from LSR/DLSR; loss and jitter", async () => {
+  const { clock, net, a, b, run, aEvents, bEvents } = pair(15, 1);
+  a.start();
+  b.start();
+  // 10 % loss (every 10th packet), alternating ±4 ms of jitter.
+  run(10000, (i) => i % 10 === 5, (i) => (i % 2 ? 4 : 0));
+  // First reports after half the minimum (0.5 s × [0.5, 1.5)), then every 1 s × [0.5, 1.5).
+  const aSent = net.sent.filter((s) => s.from === 5001);
+  assert.ok(aSent.length >= 7 && aSent.length <= 20, `A sent ${aSent.length}`);
+  const bSent = net.sent.filter((s) => s.from === 6001);
+  assert.ok(bSent.length >= 7, `B sent ${bSent.length}`);
+  // B learned A's address from A's first report and answers there.
+  assert.deepEqual(bSent[0].to, { hostname: "127.0.0.1", port: 5001 });
+  // B's reports are RRs (it sends no RTP) with one block about A's stream.
+  const rr = parse(bSent.at(-1)!.data).getPackets()[0];
+  assert.ok(rr instanceof ReceiverReportPacket);
+  assert.equal(rr.getSsrc(), 0xb0b);
+  const block = rr.getReports()[0];
+  assert.equal(block.getSsrc(), 0xa11ce);
+  assert.ok(block.getLastSRTimestamp() !== 0);
+  assert.ok(Math.abs(block.getFractionLost() / 256 - 0.1) < 0.03, `fraction ${block.getFractionLost()}`);
+  // Jitter: D is 32 samples (4 ms) between neighbours, 0 across each loss (both neighbours of a
+  // lost packet have the same offset): J settles between 24 and 32 samples (3–4 ms).
+  assert.ok(block.getJitter() >= 24 && block.getJitter() <= 32, `jitter ${block.getJitter()}`);
+
+  const sa = a.stats() as Record<string, number>;
+  assert.ok(Math.abs(sa.rtt_ms - 30) < 0.1, `rtt ${sa.rtt_ms}`);
+  assert.ok(Math.abs(sa.remote_fraction_lost - 0.1) < 0.03);
+  assert.ok(sa.remote_jitter_ms >= 3 && sa.remote_jitter_ms <= 4);
+  assert.equal(sa.packets_sent, 500);
+  assert.equal(sa.octets_sent, 80000);
+  const sb = b.stats() as Record<string, number | string>;
+  assert.equal(sb.packets_received, 450);
+  assert.equal(sb.lost, 50, "A.3 cumulative: 50 lost of 500 (first counted after probation)");
+  assert.equal(sb.remote_cname, "alice@example");
+  assert.ok((sb.jitter_ms as number) >= 3 && (sb.jitter_ms as number) <= 4);
+  assert.equal(sb.remote_packets_sent !== undefined, true);
+  // One log line per report, on each side.
+  assert.match(aEvents.find((l) => l.startsWith("SR sent"))!, /^SR sent: packets=\d+, octets=\d+$/);
+  assert.match(
+    aEvents.findLast((l) => l.startsWith("RR received"))!,
+    /^RR received: loss=\d+\.\d%, jitter=[34]\.\d ms, rtt=30\.0 ms$/,
+  );
+  assert.match(
+    bEvents.find((l) => l.startsWith("SR received"))!,
+    /^SR received: packets=\d+, octets=\d+, no report block/,
+  );
+  // Close: BYE (RR + SDES + BYE) reaches B.
+  await a.close("done");
+  clock.advance(100);
+  const last = parse(net.sent.at(-1)!.data).getPackets();
+  assert.deepEqual(last.map((p) => p.constructor.name), ["ReceiverReportPacket", "SdesPacket", "ByePacket"]);
+  assert.deepEqual((last[2] as InstanceType<typeof ByePacket>).getSsrcs(), [0xa11ce]);
+  assert.equal(bEvents.at(-1), 'BYE received: ssrc=659918, reason="done"');
+  assert.equal(b.stats().bye_received, 1);
+  await b.close();
+  clock.advance(100); // B's BYE in flight on the fake network
+  assert.equal(clock.pending, 0, "report timers stopped");
+});
+
+Deno.test("session: first report after half the minimum, then 0.5–1.5 × the minimum (seeded)", () => {
+  const { clock, net, a } = pair(15, 5);
+  a.start();
+  const times: number[] = [];
+  for (let t = 0; t < 120000; t += 50) {
+    const before = net.sent.length;
+    clock.advance(50);
+    if (net.sent.length > before) times.push(clock.now());
+  }
+  // The clock runs in 50 ms steps; timers fire at their exact virtual times within a step.
+  const r = seededRandom(1);
+  const expect = 2.5 * (r() + 0.5) * 1000;
+  assert.ok(Math.abs(times[0] - Math.ceil(expect / 50) * 50) <= 50, `${times[0]} vs ${expect}`);
+  for (let i = 1; i < times.length; i++) {
+    const gap = times[i] - times[i - 1];
+    assert.ok(gap >= 2500 - 50 && gap <= 7500 + 50, `gap ${gap}`);
+  }
+  assert.ok(times.length >= 16 && times.length <= 48);
+});
+
+Deno.test("session: RTCP from anyone but the peer, and invalid RTCP, are dropped", () => {
+  const { clock, net, a, b } = pair();
+  a.start();
+  b.start();
+  clock.advance(3000);
+  const n = (b.stats() as Record<string, number>).reports_received;
+  assert.ok(n >= 1);
+  // B knows A now: a valid RR from another port is ignored.
+  const intruder = net.transport(7001);
+  const rr = new ReceiverReportPacket();
+  rr.setSsrc(99);
+  const v = rr.getView();
+  intruder.send(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), { hostname: "127.0.0.1", port: 6001 });
+  // Garbage from the right peer is ignored too.
+  net.ports.get(5001)!.send(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), { hostname: "127.0.0.1", port: 6001 });
+  clock.advance(100);
+  const s = b.stats() as Record<string, number>;
+  assert.equal(s.rtcp_dropped, 2);
+  assert.equal(s.reports_received, n);
+});
+
+// ---------------------------------------------------------------------------
+// The stage, over real loopback UDP, with a virtual clock driving the intervals.
+
+async function waitFor(cond: () => boolean, what: string) {
+  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+}
+
+Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+receive stages share one session", async () => {
+  const clock = new VirtualClock(0);
+  const lines = new MemoryOutput();
+  const log = new Logger({ level: "info", outputs: [lines] }).child("RTCP");
+  // Side A: a send-path stage and a receive-path stage sharing session "call-a" (one socket).
+  const aSend = testContext({ clock });
+  const aRecv = testContext({ clock });
+  const ctxAS = { ...aSend.ctx, log };
+  const ctxAR = { ...aRecv.ctx, log };
+  const sA = await createStage<TransformStage>(rtcp, { session: "t-call-a", interval: 0.5, cname: "a" }, ctxAS);
+  const rA = await createStage<TransformStage>(rtcp, { session: "t-call-a", interval: 0.5, cname: "a" }, ctxAR);
+  assert.deepEqual(sA.negotiate!({ kind: "rtp", codec: "PCMU", clockRate: 8000 }), {
+    kind: "rtp",
+    codec: "PCMU",
+    clockRate: 8000,
+  });
+  await sA.start!(ctxAS);
+  await rA.start!(ctxAR);
+  const portA = sA.stats!().local_port as number;
+  assert.ok(portA > 0);
+  assert.equal(rA.stats!().local_port, portA, "one socket for the session");
+  // Side B: one stage in each direction too, reporting to A's port.
+  const bSend = testContext({ clock });
+  const bRecv = testContext({ clock });
+  const optsB = { session: "t-call-b", interval: 0.5, cname: "b", remote: `127.0.0.1:${portA}` };
+  const sB = await createStage<TransformStage>(rtcp, { ...optsB, direction: "send" }, bSend.ctx);
+  const rB = await createStage<TransformStage>(rtcp, { ...optsB, direction: "receive" }, bRecv.ctx);
+  await sB.start!(bSend.ctx);
+  await rB.start!(bRecv.ctx);
+
+  // Media both ways for 3 s of virtual time; the receive stages see frames with arrival times.
+  const pass = (st: TransformStage, f: RtpFrame) => {
+    const out: unknown[] = [];
+    st.process(f, (x) => (out.push(x), true));
+    assert.equal(out[0], f, "pass-through");
+  };
+  for (let i = 0; i < 150; i++) {
+    const t = clock.now();
+    const fa = rtpFrame(i, i * 160, 0xaaaa);
+    const fb = rtpFrame(100 + i, 9000 + i * 160, 0xbbbb);
+    pass(sA, fa);
+    pass(rB, { ...fa, arrival: t + 10 });
+    pass(sB, fb);
+    pass(rA, { ...fb, arrival: t + 10 });
+    clock.advance(20);
+    if (i % 5 === 4) await clock.advanceAsync(0); // let the sockets deliver
+  }
+  await waitFor(() => (sA.stats!().rtt_ms as number | undefined) !== undefined, "A's RTT");
+  await waitFor(() => (sB.stats!().rtt_ms as number | undefined) !== undefined, "B's RTT");
+  const a = sA.stats!() as Record<string, number>;
+  const b = rB.stats!() as Record<string, number>;
+  assert.equal(a.packets_sent, 150);
+  assert.equal(a.packets_received, 150);
+  assert.equal(b.packets_received, 150);
+  assert.equal(a.remote_fraction_lost, 0);
+  assert.equal(a.lost, 0);
+  assert.ok(a.rtt_ms >= 0);
+  assert.ok(a.reports_sent >= 2 && a.reports_received >= 2);
+  // Logs and events.
+  assert.ok(lines.lines.some((l) => /\[RTCP\] SR sent: packets=\d+, octets=\d+, loss=0\.0%, jitter=/.test(l)));
+  assert.ok(lines.lines.some((l) => /\[RTCP\] SR received: loss=0\.0%, jitter=\d+\.\d ms, rtt=/.test(l)));
+  const ev = [...aSend.events, ...aRecv.events].filter((e) => e.type === "rtcp");
+  assert.ok(ev.length >= 2);
+  assert.ok(ev.some((e) => (e.detail as { direction: string }).direction === "received"));
+  assert.ok(
+    aSend.events.every((e) => (e.detail as { direction: string }).direction === "sent"),
+    "sent reports to the send stage",
+  );
+
+  // Closing A's pipelines sends BYE to B.
+  await sA.close!();
+  await rA.close!();
+  await aSend.release();
+  assert.equal(rB.stats!().bye_received, 0);
+  await aRecv.release(); // last holder: the session is disposed, BYE sent
+  await waitFor(() => rB.stats!().bye_received === 1, "BYE at B");
+  assert.ok(bRecv.events.some((e) => (e.detail as { type: string }).type === "BYE"));
+  await sB.close!();
+  await rB.close!();
+  await bSend.release();
+  await bRecv.release();
+});
+
+Deno.test("rtcp stage: negotiation and options", async () => {
+  const st = await createStage<TransformStage>(rtcp, {});
+  assert.throws(() => st.negotiate!({ kind: "packet" }), /rtp-packetizer.*rtp-depacketizer/);
+  assert.throws(() => rtcp.options.parse({ remote: "no-port" }));
+  assert.throws(() => rtcp.options.parse({ interval: 0 }));
+  assert.doesNotThrow(() => rtcp.options.parse({ remote: "[2001:db8::1]:5005", interval: 0.5 }));
+});
