@@ -280,8 +280,11 @@ export function classifyLoadError(path: string, error: unknown): AudioBindingErr
   );
 }
 
-/** Explains a missing `naudiodon.node`: package not installed, or installed but not built (and why). */
-function missingError(path: string, explicit: "option" | "env" | undefined): AudioBindingError {
+/**
+ * Explains a missing `naudiodon.node`: package not installed, or installed but
+ * not built (and what the build lacks here). Exported for tests.
+ */
+export function missingBindingError(path: string, explicit: "option" | "env" | undefined): AudioBindingError {
   const { tools, packages } = missingBuildTools();
   const lacking = tools.length
     ? `; this machine lacks ${tools.join(", ")} (apt-get install ${packages.join(" ")})`
@@ -357,7 +360,7 @@ export function loadBinding(opts: LoadOptions = {}): NaudiodonBinding {
   const { path, explicit } = bindingPath(opts);
   const cached = loaded.get(path);
   if (cached) return cached;
-  if (!path || !exists(path)) throw missingError(path ?? RELATIVE, explicit);
+  if (!path || !exists(path)) throw missingBindingError(path ?? RELATIVE, explicit);
   redirectNativeStdout();
   let mod: NaudiodonBinding;
   try {

@@ -89,6 +89,8 @@ export interface DeviceStreamStats {
   opens: number;
   /** Directions of the open stream: `input`, `output`, `duplex`, or `closed`. */
   mode: string;
+  /** Directions the stream was last opened with (kept after it closes), or `none`. */
+  openedAs: string;
   /** Blocks written to the device (audio and silence). */
   blocksWritten: number;
   /** Silent blocks written (starvation, pause, or no speaker on a duplex stream). */
@@ -150,6 +152,7 @@ export class DeviceStream {
   #stats: DeviceStreamStats = {
     opens: 0,
     mode: "closed",
+    openedAs: "none",
     blocksWritten: 0,
     silenceBlocks: 0,
     discardedInput: 0,
@@ -312,6 +315,7 @@ export class DeviceStream {
     this.#generation++;
     this.#stats.opens++;
     this.#stats.mode = mode;
+    this.#stats.openedAs = mode;
     this.#dirs = { input: !!wantIn, output: !!wantOut };
     this.#inChannels = wantIn?.channels ?? 1;
     this.#inFrames = wantIn?.frames ?? this.blockFrames * 2;

@@ -48,7 +48,7 @@ export type MicrophoneOptions = z.output<typeof microphoneOptions>;
  * in the same process uses the same device at the same rate, both share one
  * duplex PortAudio stream (`duplex: true`).
  *
- * stats: `device`, `rate`, `channels`, `mode` (input or duplex), `frames`,
+ * stats: `device`, `rate`, `channels`, `stream` (how the device stream was opened: input or duplex), `frames`,
  * `captured_ms`, `overruns`, `lost_frames`, `waits` (backpressure waits).
  *
  * @example Pipeline config
@@ -201,7 +201,7 @@ export class Microphone implements SourceStage, InputParty {
       device_id: this.#device.id,
       rate: this.#opts.sample_rate,
       channels: this.#opts.channels,
-      mode: this.#stream.stats.mode,
+      stream: this.#stream.stats.openedAs,
       frames: Math.ceil(this.#emitted / this.frames),
       captured_ms: Math.round((this.#emitted / this.#opts.sample_rate) * 10000) / 10,
       overruns: this.#overruns,

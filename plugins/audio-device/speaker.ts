@@ -71,7 +71,7 @@ const OVERFLOW_FACTOR = 4;
  * `microphone` of the same process on the same device at the same rate share
  * one duplex PortAudio stream (`duplex: true`, the default).
  *
- * stats: `device`, `rate`, `channels`, `mode` (output or duplex), `state`
+ * stats: `device`, `rate`, `channels`, `stream` (how the device stream was opened: output or duplex), `state`
  * (idle, buffering, playing, paused, ended), `frames`, `played_ms`,
  * `queued_ms`, `ahead_ms` (handed to the device, not yet played),
  * `latency_ms` (queued + ahead now), `underruns`, `underrun_ms`,
@@ -440,7 +440,7 @@ export class Speaker implements SinkStage, OutputParty {
       device_id: this.#device.id,
       rate: this.#rate,
       channels: this.#channels,
-      mode: this.#stream?.stats.mode ?? "closed",
+      stream: this.#stream?.stats.openedAs ?? "none",
       state,
       frames: this.#frames,
       played_ms: round(this.#rate ? (this.#playedFrames / this.#rate) * 1000 : 0),
