@@ -14,6 +14,11 @@ import { FormatError, type SinkStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { plugins } from "../plugins/wav/mod.ts";
 import wavSink from "../plugins/wav/wav_sink.ts";
+import wavSource from "../plugins/wav/wav_source.ts";
+import toneSource from "../plugins/tone/tone_source.ts";
+import nullSink from "../plugins/null/null_sink.ts";
+import { buildPipeline } from "../core/pipeline.ts";
+import { Registry } from "../core/registry.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "voxpipe_wav_sink_" });
 const HAVE_FFMPEG = await new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" }).output()
@@ -340,6 +345,69 @@ Deno.test("wav-sink: writing fails with the path when the directory cannot be cr
   const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, t.ctx);
   sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
   await rejects(Promise.resolve(sink.start!(t.ctx)));
+});
+
+Deno.test("through the pipeline runner: wav-source → wav-sink copies a file exactly; tone-source → wav-sink", async () => {
+  const registry = new Registry([wavSource, wavSink, toneSource, nullSink]);
+  const src = nextPath();
+  const w = new wf.WaveFile();
+  const all = ramp(2 * 22050 + 2 * 77, 21); // 1 s + 77 samples, stereo
+  w.fromScratch(2, 22050, "16", all);
+  await Deno.writeFile(src, w.toBuffer());
+  const dst = join(dir, "copy", "copy.wav");
+  const p = await buildPipeline("copy", [{ use: "wav-source", path: src }, { use: "wav-sink", path: dst }], {
+    registry,
+    clock: new VirtualClock(),
+  });
+  const result = await p.start();
+  equal(result.reason, "eos");
+  const h = checkHeader(await Deno.readFile(dst), { tag: 1, bits: 16, rate: 22050, channels: 2 });
+  deepEqual(samplesOf(h.data), all);
+
+  const toneDst = nextPath();
+  const p2 = await buildPipeline("tone", [
+    { use: "tone-source", duration: 0.5, sample_rate: 16000 },
+    { use: "wav-sink", path: toneDst },
+  ], { registry, clock: new VirtualClock() });
+  equal((await p2.start()).reason, "eos");
+  equal(checkHeader(await Deno.readFile(toneDst), { tag: 1, bits: 16, rate: 16000, channels: 1 }).dataSize, 16000);
+});
+
+Deno.test("through the pipeline runner: stopping a looping source finalizes a valid file", async () => {
+  const registry = new Registry([wavSource, wavSink]);
+  const src = nextPath();
+  const w = new wf.WaveFile();
+  w.fromScratch(1, 8000, "16", ramp(1000, 23));
+  await Deno.writeFile(src, w.toBuffer());
+  const dst = nextPath();
+  const p = await buildPipeline("loop", [{ use: "wav-source", path: src, loop: true }, {
+    use: "wav-sink",
+    path: dst,
+  }], { registry, clock: new VirtualClock() });
+  p.start();
+  setTimeout(() => p.stop(), 20);
+  const result = await p.done;
+  equal(result.reason, "stopped");
+  const h = checkHeader(await Deno.readFile(dst), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  ok(h.dataSize > 0 && h.dataSize % 320 === 0, `whole frames written (${h.dataSize} bytes)`);
+  const got = samplesOf(h.data);
+  const ref = ramp(1000, 23);
+  for (let i = 0; i < got.length; i += 97) equal(got[i], ref[i % 1000]);
+});
+
+Deno.test("through the pipeline runner: the g711 refusal names both stages and says what to change", async () => {
+  const registry = new Registry([toneSource, wavSink]);
+  await rejects(
+    buildPipeline("rec", [{ use: "tone-source" }, { use: "wav-sink", path: nextPath(), format: "g711" }], {
+      registry,
+      clock: new VirtualClock(),
+    }),
+    (e: Error) => {
+      ok(e instanceof FormatError);
+      ok(/tone-source/.test(e.message) && /wav-sink/.test(e.message) && /g711-encoder/.test(e.message), e.message);
+      return true;
+    },
+  );
 });
 
 Deno.test("wav-sink: cleanup", async () => {
