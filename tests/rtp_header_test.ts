@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { packets } from "rtp.js";
-import { parseRtp, RTP_HEADER_SIZE, RTP_MALFORMED_REASONS, serializeRtp } from "../plugins/rtp/header.ts";
+import {
+  parseRtp,
+  RTP_HEADER_SIZE,
+  RTP_MALFORMED_REASONS,
+  rtpSize,
+  serializeRtp,
+  serializeRtpInto,
+} from "../plugins/rtp/header.ts";
 import type { RtpFrame } from "../core/frame.ts";
 
 const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -147,4 +154,37 @@ Deno.test("parseRtp: every malformed reason is reported, never thrown", () => {
   const allPad = Uint8Array.from(ok, (b, i) => (i === 0 ? 0xa0 : i === ok.length - 1 ? 4 : b));
   const r = parseRtp(allPad);
   assert.ok(typeof r !== "string" && r.payload.length === 0);
+});
+
+Deno.test("serializeRtpInto writes at an offset; serializeRtp results never share bytes", () => {
+  const f: RtpFrame = {
+    kind: "rtp",
+    payloadType: 8,
+    sequence: 0x1234,
+    timestamp: 0xdeadbeef,
+    ssrc: 0xcafebabe,
+    marker: true,
+    csrc: [5],
+    payload: new Uint8Array([1, 2, 3]),
+  };
+  const buf = new Uint8Array(40).fill(0xee);
+  const n = serializeRtpInto(f, buf, 4);
+  assert.equal(n, rtpSize(f));
+  assert.equal(n, 19);
+  assert.deepEqual(buf.subarray(4, 4 + n), serializeRtp(f));
+  assert.equal(buf[3], 0xee);
+  assert.equal(buf[4 + n], 0xee);
+  assert.throws(() => serializeRtpInto(f, new Uint8Array(10)), RangeError);
+  // Many packets (beyond one 64 KiB slab): each keeps its own content.
+  const all: Uint8Array[] = [];
+  for (let i = 0; i < 1000; i++) {
+    all.push(serializeRtp({ ...f, csrc: undefined, sequence: i, payload: new Uint8Array(160).fill(i & 0xff) }));
+  }
+  all.forEach((b, i) => {
+    assert.equal(b.length, 172);
+    assert.equal((b[2] << 8) | b[3], i);
+    assert.ok(b.subarray(12).every((x) => x === (i & 0xff)));
+  });
+  // A big payload gets its own buffer.
+  assert.equal(serializeRtp({ ...f, csrc: undefined, payload: new Uint8Array(5000) }).length, 5012);
 });

@@ -18,10 +18,82 @@ import type { RtpFrame } from "../../core/frame.ts";
 /** Size in bytes of the fixed RTP header, without CSRCs or extension. */
 export const RTP_HEADER_SIZE = 12;
 
+/** Size of the slabs {@linkcode serializeRtp} carves packets from. */
+const SLAB_SIZE = 65536;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabUsed = 0;
+
+/** A fresh region of `n` bytes: a view on a shared slab (never handed out twice), or its own buffer. */
+function alloc(n: number): Uint8Array {
+  if (n > 2048) return new Uint8Array(n);
+  if (slabUsed + n > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed += (n + 7) & ~7;
+  return out;
+}
+
+/** Bytes {@linkcode serializeRtpInto} writes for `frame`: header, CSRCs, payload. */
+export function rtpSize(frame: RtpFrame): number {
+  return RTP_HEADER_SIZE + (frame.csrc ? frame.csrc.length * 4 : 0) + frame.payload.length;
+}
+
 /**
- * Serializes an RTP frame: 12-byte header, CSRC list, payload. Never sets the
- * padding or extension bits. Sequence, timestamp and SSRC are truncated to
+ * Serializes an RTP frame into `out` at `offset` (12-byte header, CSRC list,
+ * payload) without allocating; returns the number of bytes written. Never sets
+ * the padding or extension bits. Sequence, timestamp and SSRC are truncated to
  * their field widths (16, 32, 32 bits).
+ *
+ * @example
+ * ```ts
+ * const buf = new Uint8Array(1500);
+ * const n = serializeRtpInto({ kind: "rtp", payloadType: 0, sequence: 1, timestamp: 160, ssrc: 0x1234,
+ *   marker: false, payload: new Uint8Array(160) }, buf);
+ * // n === 172; send buf.subarray(0, n)
+ * ```
+ */
+export function serializeRtpInto(frame: RtpFrame, out: Uint8Array, offset = 0): number {
+  const csrc = frame.csrc;
+  const cc = csrc ? csrc.length : 0;
+  if (cc > 15) throw new RangeError(`RTP: at most 15 CSRCs, got ${cc}`);
+  const payload = frame.payload;
+  const total = RTP_HEADER_SIZE + cc * 4 + payload.length;
+  if (offset + total > out.length) throw new RangeError(`RTP: ${total} bytes do not fit in the buffer`);
+  const seq = frame.sequence & 0xffff;
+  const ts = frame.timestamp >>> 0;
+  const ssrc = frame.ssrc >>> 0;
+  let o = offset;
+  out[o] = 0x80 | cc;
+  out[o + 1] = (frame.marker ? 0x80 : 0) | (frame.payloadType & 0x7f);
+  out[o + 2] = seq >>> 8;
+  out[o + 3] = seq & 0xff;
+  out[o + 4] = ts >>> 24;
+  out[o + 5] = (ts >>> 16) & 0xff;
+  out[o + 6] = (ts >>> 8) & 0xff;
+  out[o + 7] = ts & 0xff;
+  out[o + 8] = ssrc >>> 24;
+  out[o + 9] = (ssrc >>> 16) & 0xff;
+  out[o + 10] = (ssrc >>> 8) & 0xff;
+  out[o + 11] = ssrc & 0xff;
+  o += RTP_HEADER_SIZE;
+  for (let i = 0; i < cc; i++) {
+    const c = csrc![i] >>> 0;
+    out[o++] = c >>> 24;
+    out[o++] = (c >>> 16) & 0xff;
+    out[o++] = (c >>> 8) & 0xff;
+    out[o++] = c & 0xff;
+  }
+  out.set(payload, o);
+  return total;
+}
+
+/**
+ * Serializes an RTP frame: 12-byte header, CSRC list, payload, in new bytes
+ * that belong to the caller (views on a shared slab, so small packets cost no
+ * buffer allocation). Never sets the padding or extension bits. Sequence,
+ * timestamp and SSRC are truncated to their field widths (16, 32, 32 bits).
  *
  * @example
  * ```ts
@@ -31,38 +103,8 @@ export const RTP_HEADER_SIZE = 12;
  * ```
  */
 export function serializeRtp(frame: RtpFrame): Uint8Array {
-  const csrc = frame.csrc;
-  const cc = csrc ? csrc.length : 0;
-  if (cc > 15) throw new RangeError(`RTP: at most 15 CSRCs, got ${cc}`);
-  const headerLen = RTP_HEADER_SIZE + cc * 4;
-  const payload = frame.payload;
-  const out = new Uint8Array(headerLen + payload.length);
-  const seq = frame.sequence & 0xffff;
-  const ts = frame.timestamp >>> 0;
-  const ssrc = frame.ssrc >>> 0;
-  out[0] = 0x80 | cc;
-  out[1] = (frame.marker ? 0x80 : 0) | (frame.payloadType & 0x7f);
-  out[2] = seq >>> 8;
-  out[3] = seq & 0xff;
-  out[4] = ts >>> 24;
-  out[5] = (ts >>> 16) & 0xff;
-  out[6] = (ts >>> 8) & 0xff;
-  out[7] = ts & 0xff;
-  out[8] = ssrc >>> 24;
-  out[9] = (ssrc >>> 16) & 0xff;
-  out[10] = (ssrc >>> 8) & 0xff;
-  out[11] = ssrc & 0xff;
-  if (cc) {
-    let o = RTP_HEADER_SIZE;
-    for (let i = 0; i < cc; i++) {
-      const c = csrc![i] >>> 0;
-      out[o++] = c >>> 24;
-      out[o++] = (c >>> 16) & 0xff;
-      out[o++] = (c >>> 8) & 0xff;
-      out[o++] = c & 0xff;
-    }
-  }
-  out.set(payload, headerLen);
+  const out = alloc(rtpSize(frame));
+  serializeRtpInto(frame, out, 0);
   return out;
 }
 
