@@ -188,7 +188,7 @@ export default definePlugin({
       negotiate: () => ({ kind: "pcm", sampleRate, channels }),
       async run(rc) {
         reader = wav
-          ? await WavStreamReader.open(wav, perFrame, options.loop)
+          ? await WavStreamReader.open(wav, perFrame, options.loop, "file-source")
           : new MemoryPcmReader(mem!.samples, channels, perFrame, options.loop);
         try {
           await emitPcmFrames(rc, { sampleRate, channels }, reader, counters);

@@ -111,6 +111,8 @@ export class MemoryPcmReader implements PcmChunkReader {
   loops = 0;
 
   /**
+   * Reads from samples already in memory.
+   *
    * @param samples interleaved samples
    * @param channels channel count
    * @param frameSamples samples per channel per frame

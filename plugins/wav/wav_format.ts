@@ -56,6 +56,8 @@ export interface WavInfo {
 /** An error about a WAV file; its message names the stage, the path and the reason. */
 export class WavFormatError extends Error {
   /**
+   * Creates the error; the message reads `<who>: <path>: <reason>`.
+   *
    * @param who the stage name, e.g. `wav-source`
    * @param path the file path
    * @param reason what is wrong
@@ -401,6 +403,9 @@ export function toInt16(
   return out;
 }
 
+/** Largest value of a 32-bit RIFF size field. */
+export const MAX_RIFF_SIZE = 0xffffffff;
+
 /** Parameters of a header written by {@linkcode wavHeader}. */
 export interface WavHeaderSpec {
   /** `pcm16` for 16-bit integer PCM, `alaw`/`mulaw` for 8-bit G.711. */
@@ -418,31 +423,9 @@ export interface WavHeaderSpec {
   padded?: boolean;
 }
 
-/** Where the size fields of a header made by {@linkcode wavHeader} live. */
-export interface WavHeaderLayout {
-  /** Header length in bytes (offset of the first data byte). */
-  headerBytes: number;
-  /** Offset of the RIFF chunk size. */
-  riffSizeOffset: number;
-  /** Offset of the `fact` chunk sample count, or -1 (PCM has no fact chunk). */
-  factOffset: number;
-  /** Offset of the data chunk size. */
-  dataSizeOffset: number;
-}
-
 /**
- * Layout of the headers {@linkcode wavHeader} writes: 44 bytes for PCM (16-byte
- * fmt chunk), 58 bytes for G.711 (18-byte fmt chunk plus the `fact` chunk that
- * non-PCM formats require).
- */
-export function wavHeaderLayout(encoding: WavHeaderSpec["encoding"]): WavHeaderLayout {
-  return encoding === "pcm16"
-    ? { headerBytes: 44, riffSizeOffset: 4, factOffset: -1, dataSizeOffset: 40 }
-    : { headerBytes: 58, riffSizeOffset: 4, factOffset: 46, dataSizeOffset: 54 };
-}
-
-/**
- * Builds a canonical WAV header for `dataBytes` of data. With `padded`, the RIFF
+ * Builds a canonical WAV header for `dataBytes` of data: 44 bytes for PCM,
+ * 58 bytes for G.711 (with a `fact` chunk). With `padded`, the RIFF
  * size includes the pad byte an odd-sized data chunk needs at the end of a file.
  *
  * @example
@@ -452,7 +435,10 @@ export function wavHeaderLayout(encoding: WavHeaderSpec["encoding"]): WavHeaderL
  * ```
  */
 export function wavHeader(spec: WavHeaderSpec): Uint8Array {
-  const { headerBytes, factOffset } = wavHeaderLayout(spec.encoding);
+  // PCM: 44 bytes (16-byte fmt chunk). G.711: 58 bytes (18-byte fmt chunk plus
+  // the `fact` chunk non-PCM formats require).
+  const headerBytes = spec.encoding === "pcm16" ? 44 : 58;
+  const factOffset = 46;
   const h = new Uint8Array(headerBytes);
   const v = new DataView(h.buffer);
   const ascii = (off: number, s: string) => {
@@ -461,8 +447,11 @@ export function wavHeader(spec: WavHeaderSpec): Uint8Array {
   const bytesPerSample = spec.encoding === "pcm16" ? 2 : 1;
   const blockAlign = bytesPerSample * spec.channels;
   const pad = spec.padded ? spec.dataBytes & 1 : 0;
+  // RIFF sizes are 32-bit: past 4 GiB the sizes are capped at the maximum (readers
+  // then stop there) rather than wrapping around to a small, wrong value.
+  const dataSize = Math.min(spec.dataBytes, MAX_RIFF_SIZE - (headerBytes - 8) - pad);
   ascii(0, "RIFF");
-  v.setUint32(4, headerBytes - 8 + spec.dataBytes + pad, true);
+  v.setUint32(4, headerBytes - 8 + dataSize + pad, true);
   ascii(8, "WAVE");
   ascii(12, "fmt ");
   const fmtSize = spec.encoding === "pcm16" ? 16 : 18;
@@ -484,10 +473,10 @@ export function wavHeader(spec: WavHeaderSpec): Uint8Array {
     p = 38;
     ascii(p, "fact");
     v.setUint32(p + 4, 4, true);
-    v.setUint32(factOffset, Math.floor(spec.dataBytes / blockAlign), true);
+    v.setUint32(factOffset, Math.floor(dataSize / blockAlign), true);
     p += 12;
   }
   ascii(p, "data");
-  v.setUint32(p + 4, spec.dataBytes, true);
+  v.setUint32(p + 4, dataSize, true);
   return h;
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import type { PcmChunkReader } from "./pcm_stream.ts";
-import { toInt16, type WavInfo } from "./wav_format.ts";
+import { toInt16, WavFormatError, type WavInfo } from "./wav_format.ts";
 
 /** Target size of one file read. */
 const BLOCK_BYTES = 64 * 1024;
@@ -57,9 +57,16 @@ export class WavStreamReader implements PcmChunkReader {
    * @param info header read by `readWavInfo`
    * @param frameSamples samples per channel per frame
    * @param loop restart at the beginning of the data when it ends (frames stay full-sized across the loop point)
+   * @param who stage name for error messages
+   * @throws WavFormatError `<who>: <path>: cannot open: ...` when the file is gone
    */
-  static async open(info: WavInfo, frameSamples: number, loop: boolean): Promise<WavStreamReader> {
-    const file = await Deno.open(info.path, { read: true });
+  static async open(info: WavInfo, frameSamples: number, loop: boolean, who = "wav"): Promise<WavStreamReader> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(info.path, { read: true });
+    } catch (e) {
+      throw new WavFormatError(who, info.path, `cannot open: ${e instanceof Error ? e.message : e}`);
+    }
     try {
       await file.seek(info.dataOffset, Deno.SeekMode.Start);
     } catch (e) {

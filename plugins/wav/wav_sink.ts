@@ -10,7 +10,7 @@ import type { Timer } from "../../core/clock.ts";
 import { type Codec, type Format, formatToString, type Frame } from "../../core/frame.ts";
 import type { Logger } from "../../core/log.ts";
 import { definePlugin, FormatError, type RunContext, type SinkStage } from "../../core/stage.ts";
-import { wavHeader, type WavHeaderSpec } from "./wav_format.ts";
+import { MAX_RIFF_SIZE, wavHeader, type WavHeaderSpec } from "./wav_format.ts";
 
 /** Options of `wav-sink`. */
 export const wavSinkOptions = z.object({
@@ -138,6 +138,7 @@ class WavSink implements SinkStage {
   #droppedSamples = 0;
   #discontinuities = 0;
   #headerUpdates = 0;
+  #warnedSize = false;
 
   constructor(path: string, opts: Options, log: Logger) {
     this.#path = path;
@@ -385,6 +386,10 @@ class WavSink implements SinkStage {
   async #writeHeader(final: boolean): Promise<void> {
     if (!this.#spec || !this.#headerOnDisk) return;
     if (!final && this.#dataOnDisk === this.#headerDataBytes) return;
+    if (this.#dataOnDisk > MAX_RIFF_SIZE - 64 && !this.#warnedSize) {
+      this.#warnedSize = true;
+      this.#log.warn(`wav-sink: ${this.#path}: over 4 GiB of audio; the WAV header sizes stay at their 32-bit maximum`);
+    }
     const h = wavHeader({ ...this.#spec, dataBytes: this.#dataOnDisk, padded: final });
     await this.#file!.seek(0, Deno.SeekMode.Start);
     await writeAll(this.#file!, h);

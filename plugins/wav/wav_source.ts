@@ -63,7 +63,7 @@ export default definePlugin({
     return {
       negotiate: () => ({ kind: "pcm", sampleRate: info.sampleRate, channels: info.channels }),
       async run(rc) {
-        reader = await WavStreamReader.open(info, perFrame, options.loop);
+        reader = await WavStreamReader.open(info, perFrame, options.loop, "wav-source");
         try {
           await emitPcmFrames(rc, info, reader, counters);
         } finally {
