@@ -21,7 +21,7 @@
  *
  * @example Pipeline entry: 5 % loss, 0–40 ms jitter
  * ```json
- * { "use": "impair", "options": { "loss": 0.05, "jitter_ms": 40, "seed": 7 } }
+ * { "use": "impair", "loss": 0.05, "jitter_ms": 40, "seed": 7 }
  * ```
  *
  * @module

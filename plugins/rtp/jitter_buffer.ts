@@ -54,7 +54,7 @@
  *
  * @example Pipeline entry
  * ```json
- * { "use": "jitter-buffer", "options": { "min_delay": 20, "max_delay": 300, "initial_delay": 60 } }
+ * { "use": "jitter-buffer", "min_delay": 20, "max_delay": 300, "initial_delay": 60 }
  * ```
  *
  * @module

@@ -20,7 +20,7 @@
  *
  * @example Send and receive pipelines of one call
  * ```json
- * { "use": "rtcp", "options": { "session": "${call.id}", "local_port": 40001, "remote": "192.0.2.7:30001" } }
+ * { "use": "rtcp", "session": "${call.id}", "local_port": 40001, "remote": "192.0.2.7:30001" }
  * ```
  *
  * @module
@@ -42,12 +42,20 @@ export const rtcpOptions = z.strictObject({
   local_port: z.number().int().min(0).max(65535).default(0).describe(
     "Local UDP port of the RTCP socket, 0..65535, usually the RTP port + 1 (default 0 = ephemeral).",
   ),
+  rtp_port: z.number().int().min(1).max(65534).optional().describe(
+    "The session's local RTP port, 1..65534: when local_port is 0, RTCP binds rtp_port + 1 (RFC 3550 " +
+      "section 11). Default: none.",
+  ),
   bind: z.string().min(1).optional().describe(
     "Local address to bind. Default: 0.0.0.0, or :: when `remote` is an IPv6 address.",
   ),
   remote: z.string().regex(REMOTE_PATTERN).optional().describe(
     "The peer's RTCP address, host:port or [ipv6]:port. Default: none; reports go to the address the " +
       "peer's RTCP comes from. Once the peer is known, RTCP from other addresses is ignored.",
+  ),
+  rtp_remote: z.string().regex(REMOTE_PATTERN).optional().describe(
+    "The peer's RTP address, host:port or [ipv6]:port: when `remote` is not set, reports go to its port + 1 " +
+      "(RFC 3550 section 11). Default: none.",
   ),
   interval: z.number().min(0.1).max(3600).default(5).describe(
     "Minimum report interval in seconds, 0.1..3600 (default 5, RFC 3550; smaller values are a reduced " +
@@ -110,9 +118,9 @@ export function describeReport(r: RtcpReportInfo): string {
     if (r.direction === "received") parts.push(`rtt=${ms(r.rttMs)}`);
   } else if (r.direction === "received") {
     if (r.type === "SR") parts.push(`packets=${r.packets}`, `octets=${r.octets}`);
-    parts.push("no report block about our stream");
+    else parts.push("no report about our stream");
   } else if (r.type === "RR") {
-    parts.push("nothing received yet");
+    parts.push("no RTP received since the last report");
   }
   return `${what}: ${parts.join(", ")}`;
 }
@@ -144,7 +152,13 @@ export const rtcp = definePlugin({
         return input;
       },
       async start(ctx: RunContext) {
-        const remote = opts.remote ? parseHostPort(opts.remote) : undefined;
+        let remote = opts.remote ? parseHostPort(opts.remote) : undefined;
+        if (!remote && opts.rtp_remote) {
+          const rtp = parseHostPort(opts.rtp_remote);
+          if (rtp.port >= 65535) throw new Error(`rtp_remote: no port + 1 for RTCP after ${opts.rtp_remote}`);
+          remote = { hostname: rtp.hostname, port: rtp.port + 1 };
+        }
+        const localPort = opts.local_port || (opts.rtp_port ? opts.rtp_port + 1 : 0);
         if (remote) remote.hostname = await resolveHost(remote.hostname);
         const bind = opts.bind ?? (remote?.hostname.includes(":") ? "::" : "0.0.0.0");
         const s = ctx.shared(
@@ -152,9 +166,9 @@ export const rtcp = definePlugin({
           () => {
             let transport;
             try {
-              transport = new UdpRtcpTransport(bind, opts.local_port);
+              transport = new UdpRtcpTransport(bind, localPort);
             } catch (e) {
-              throw new Error(`rtcp: cannot bind ${bind}:${opts.local_port}: ${(e as Error).message}`);
+              throw new Error(`rtcp: cannot bind ${bind}:${localPort}: ${(e as Error).message}`);
             }
             return new RtcpSession({
               clock: ctx.clock,
@@ -168,7 +182,7 @@ export const rtcp = definePlugin({
           (s) => s.close(),
         );
         session = s;
-        if (opts.local_port && s.localPort !== opts.local_port) {
+        if (localPort && s.localPort !== localPort) {
           ctx.log.warn(`session ${opts.session} already bound to port ${s.localPort}; local_port ignored`);
         }
         if (remote && s.remote && (s.remote.hostname !== remote.hostname || s.remote.port !== remote.port)) {

@@ -612,7 +612,8 @@ export class RtcpSession {
     const blocks: ReportBlock[] = [];
     const lsrs: [number, number][] = [];
     for (const s of this.#sources.values()) {
-      if (!s.heard) continue; // only sources heard since the last report
+      // Only valid sources (past A.1 probation) heard since the last report.
+      if (!s.heard || s.received === 0) continue;
       if (blocks.length === 31) break;
       blocks.push(s.report());
       lsrs.push([s.lsr, s.lsr ? Math.round(((now - s.lsrTime) / 1000) * 65536) >>> 0 : 0]);
@@ -724,9 +725,12 @@ export class RtcpSession {
     }
     this.remote ??= { hostname: normalizeHost(from.hostname), port: from.port };
     const now = this.#clock.now();
+    const hasBye = parsed.some((p) => p instanceof ByePacket);
     for (const p of parsed) {
       if (p instanceof SenderReportPacket || p instanceof ReceiverReportPacket) {
-        this.#onReport(p, now);
+        // The report that leads a BYE compound is not published: the BYE is.
+        const info = this.#onReport(p, now);
+        if (!hasBye) this.#publish("receive", info);
       } else if (p instanceof SdesPacket) {
         for (const c of p.getChunks()) {
           const cname = c.getItems().find((i) => i.type === 1);
@@ -746,7 +750,10 @@ export class RtcpSession {
     }
   }
 
-  #onReport(p: InstanceType<typeof SenderReportPacket> | InstanceType<typeof ReceiverReportPacket>, now: number): void {
+  #onReport(
+    p: InstanceType<typeof SenderReportPacket> | InstanceType<typeof ReceiverReportPacket>,
+    now: number,
+  ): RtcpReportInfo {
     this.#n.reports_received++;
     const ssrc = p.getSsrc();
     this.#remote.ssrc = ssrc;
@@ -772,7 +779,7 @@ export class RtcpSession {
       this.#remote.jitterMs = info.jitterMs = (block.getJitter() / this.#sendClockRate) * 1000;
       if (rtt !== undefined) this.#remote.rttMs = info.rttMs = rtt;
     }
-    this.#publish("receive", info);
+    return info;
   }
 
   /** Statistics: what we sent, what we receive, what the peer reports, round-trip time. */

@@ -11,7 +11,7 @@
  *
  * @example Pipeline entry
  * ```json
- * { "use": "rtp-depacketizer", "options": { "codec": "PCMA" } }
+ * { "use": "rtp-depacketizer", "codec": "PCMA" }
  * ```
  *
  * @module

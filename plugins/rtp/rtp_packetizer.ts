@@ -11,7 +11,7 @@
  *
  * @example Pipeline entry
  * ```json
- * { "use": "rtp-packetizer", "options": { "ptime": 20 } }
+ * { "use": "rtp-packetizer", "ptime": 20 }
  * ```
  *
  * @module
