@@ -184,6 +184,59 @@ Deno.test("wav-sink: the header stays valid while recording (updated every heade
   deepEqual(samplesOf(h.data), all);
 });
 
+Deno.test("wav-sink: a recording process killed with SIGKILL leaves a playable file (real clock)", async () => {
+  const path = nextPath();
+  const child = join(dir, "recorder.ts");
+  const sinkUrl = new URL("../plugins/wav/wav_sink.ts", import.meta.url).href;
+  const testingUrl = new URL("../core/testing.ts", import.meta.url).href;
+  const clockUrl = new URL("../core/clock.ts", import.meta.url).href;
+  await Deno.writeTextFile(
+    child,
+    `import sinkPlugin from "${sinkUrl}";
+import { testContext } from "${testingUrl}";
+import { RealClock } from "${clockUrl}";
+const t = testContext({ clock: new RealClock() });
+const sink = sinkPlugin.create(sinkPlugin.options.parse({ path: ${JSON.stringify(path)} }), t.ctx);
+sink.negotiate({ kind: "pcm", sampleRate: 8000, channels: 1 });
+await sink.start(t.ctx);
+let pts = 0;
+const samples = Int16Array.from({ length: 160 }, (_, i) => i * 100);
+setInterval(() => {
+  sink.write({ kind: "pcm", samples, sampleRate: 8000, channels: 1, pts });
+  pts += 160;
+  if (sink.stats().header_updates >= 1) console.log("synced");
+}, 20);
+`,
+  );
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-check", "--config", new URL("../deno.json", import.meta.url).pathname, child],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!seen.includes("synced")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+  }
+  proc.kill("SIGKILL");
+  await proc.status;
+  await reader.cancel();
+  ok(seen.includes("synced"), "the child recorded past its first header update");
+  const bytes = await Deno.readFile(path);
+  const h = checkHeader(bytes.subarray(0, 44 + new DataView(bytes.buffer).getUint32(40, true)), {
+    tag: 1,
+    bits: 16,
+    rate: 8000,
+    channels: 1,
+  });
+  ok(h.dataSize >= 320 && h.dataSize % 320 === 0, `whole frames in the header (${h.dataSize} bytes)`);
+  const got = samplesOf(h.data);
+  for (let i = 0; i < got.length; i++) equal(got[i], (i % 160) * 100);
+  equal(new wf.WaveFile(bytes).getSamples(false, Int16Array).length, h.dataSize / 2);
+});
+
 Deno.test("wav-sink: g711 mode writes µ-law (tag 7) and A-law (tag 6) bytes as they are, with a fact chunk", async () => {
   for (const [codec, tag] of [["PCMU", 7], ["PCMA", 6]] as const) {
     const path = nextPath();
@@ -344,7 +397,10 @@ Deno.test("wav-sink: writing fails with the path when the directory cannot be cr
   const t = testContext();
   const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, t.ctx);
   sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
-  await rejects(Promise.resolve(sink.start!(t.ctx)));
+  await rejects(Promise.resolve(sink.start!(t.ctx)), (e: Error) => {
+    ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create: `), e.message);
+    return true;
+  });
 });
 
 Deno.test("through the pipeline runner: wav-source → wav-sink copies a file exactly; tone-source → wav-sink", async () => {

@@ -174,24 +174,28 @@ class WavSink implements SinkStage {
 
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
-    await Deno.mkdir(dirname(this.#path), { recursive: true });
-    this.#file = await Deno.open(this.#path, { write: true, create: true, truncate: true });
+    try {
+      await Deno.mkdir(dirname(this.#path), { recursive: true });
+      this.#file = await Deno.open(this.#path, { write: true, create: true, truncate: true });
+    } catch (e) {
+      throw new Error(`wav-sink: ${this.#path}: cannot create: ${e instanceof Error ? e.message : e}`);
+    }
     // A fully known format gives a valid (empty) WAV at once.
     if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
       this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels });
     } else if (this.#opts.format === "g711" && this.#wantCodec) {
       this.#setSpec(this.#g711Spec(this.#wantCodec));
     }
-    this.#schedule(rc.clock.now() + this.#opts.header_interval_ms, rc.clock.now());
+    this.#schedule(rc.clock.now() + this.#opts.header_interval_ms);
   }
 
-  #schedule(due: number, origin: number): void {
+  #schedule(due: number): void {
     const clock = this.#rc!.clock;
     this.#timer = clock.at(due, () => {
       if (this.#ending) return;
       if (this.#unwritten > 0 || this.#dataOnDisk !== this.#headerDataBytes) this.#kick(true);
-      // Drift-free: the n-th tick is due at origin + n × interval.
-      this.#schedule(due + this.#opts.header_interval_ms, origin);
+      // Drift-free: the n-th tick is due at start + n × interval, whenever this one ran.
+      this.#schedule(due + this.#opts.header_interval_ms);
     });
   }
 
