@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 
 /** A scheduled callback, returned by {@linkcode Clock.at} so it can be cancelled. */
 export interface Timer {
@@ -164,58 +165,177 @@ abstract class HeapClock implements Clock {
   }
 }
 
+/** Smallest setTimeout overshoot assumed, ms: `setTimeout(d)` fires after ceil(d) + 0.1..1.2 ms here (2.1 for d < 1). */
+const LATE_FLOOR_MS = 2.2;
+/** Largest setTimeout overshoot the margin follows, ms (beyond: the process was not scheduled). */
+const LATE_CAP_MS = 6;
+/** Half-life of the overshoot estimate, ms. */
+const LATE_HALF_LIFE_MS = 2000;
+
 /**
- * The real-time scheduler: one timer heap for the whole process. It sleeps with
- * `setTimeout` until `spinMs` before the earliest due time, then spins on
- * `performance.now()` so callbacks run close to their due time and never early.
- * Measured in DESIGN: plain `setTimeout` pacing has a p99 error of 4–6.6 ms
- * under network load; sleep-then-spin keeps it near 2 ms or better.
+ * The real-time scheduler: one timer heap for the whole process, and at most
+ * one OS timer armed for it, whatever the number of streams.
+ *
+ * It works in two phases:
+ *
+ * 1. **Sleep.** A `setTimeout` wakes the scheduler a margin before the earliest
+ *    due time. In Deno 2.9 here `setTimeout(d)` fires after `ceil(d)` ms plus
+ *    0.1–1.2 ms (at least ~2.1 ms for `d` < 1), and 4–6.6 ms late under heavy
+ *    receive load (DESIGN), so the margin is `spinMs` or the largest overshoot
+ *    seen recently (at least 2.2, at most 6 ms) plus 0.25 ms, whichever is
+ *    larger: a maximum that halves every 2 s, so one slow wake widens it at
+ *    once and it narrows again over seconds.
+ * 2. **Fine wait.** From there to the due time it blocks in futex sleeps
+ *    (`Atomics.wait`, 0.07–0.1 ms typical overshoot) of at most `sliceMs`,
+ *    yielding to the event loop (`setImmediate`) between them so sockets and
+ *    other callbacks keep running; it never spins on the CPU, so 200 streams
+ *    cost little more than one. Callbacks run at or after their due time, never
+ *    early, and every timer already due runs in the same wake, in order.
+ *
+ * Measured with `bench/pacing.ts` (receiver in another process): see
+ * `bench/README.md`. The first version (sleep `setTimeout` until 1.5 ms before,
+ * then busy-spin, re-arming a `setTimeout` for each timer) had p99 3.4 ms for
+ * one stream and 2.0 ms (max 6.7 ms) for 200: a re-armed `setTimeout(0)`
+ * takes ~2.1 ms here.
  */
 export class RealClock extends HeapClock {
-  /** How long before a due time the scheduler stops sleeping and spins. */
+  /**
+   * Minimum margin in ms before a due time at which the scheduler stops
+   * sleeping on `setTimeout` and starts the fine wait (the actual margin grows
+   * with the `setTimeout` overshoot it observes).
+   */
   spinMs: number;
+  /** Longest single blocking wait in ms in the fine phase, between two turns of the event loop. */
+  sliceMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #armedFor = Infinity;
+  #armedFor = Infinity; // wake time the timer was armed for
+  #armedAt = 0; // when it was armed
+  #armedDelay = 0; // the delay requested
+  #fine = false; // the fine phase is running (a setImmediate is pending or we are inside it)
+  #lateMs = LATE_FLOOR_MS; // decaying maximum of setTimeout overshoot, ms
+  #lateAt = 0; // when #lateMs was last raised
+  readonly #cell = new Int32Array(new SharedArrayBuffer(4));
 
-  /** @param spinMs margin before a due time in which to spin instead of sleeping (default 1.5 ms) */
-  constructor(spinMs = 1.5) {
+  /**
+   * @param spinMs minimum margin before a due time in which to wait precisely instead of sleeping on
+   *   `setTimeout` (default 1.5 ms)
+   * @param sliceMs longest blocking wait between two event-loop turns (default 0.5 ms)
+   */
+  constructor(spinMs = 1.5, sliceMs = 0.5) {
     super();
     this.spinMs = spinMs;
+    this.sliceMs = sliceMs;
   }
 
   now(): number {
     return performance.now();
   }
 
-  protected arm(): void {
-    const e = this.heap.peek();
-    if (!e) return;
-    const wake = e.due - this.spinMs;
-    if (this.#timer !== undefined && wake >= this.#armedFor) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#armedFor = wake;
-    const delay = Math.max(0, wake - this.now());
-    this.#timer = setTimeout(() => this.#wake(), delay);
+  /** The setTimeout overshoot estimate at `now`: a maximum that halves every LATE_HALF_LIFE_MS. */
+  #late(now: number): number {
+    const decayed = this.#lateMs * Math.pow(0.5, (now - this.#lateAt) / LATE_HALF_LIFE_MS);
+    return Math.max(LATE_FLOOR_MS, decayed);
   }
 
-  #wake(): void {
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+  /** Margin before the earliest due time at which the sleep phase must have ended. */
+  #margin(now: number): number {
+    return Math.max(this.spinMs, this.#late(now) + 0.25);
+  }
+
+  #peekLive(): Entry | undefined {
     let e = this.heap.peek();
     while (e && e.cancelled) {
       this.heap.pop();
       e = this.heap.peek();
     }
-    if (e) {
-      const lead = e.due - this.now();
-      if (lead > 0 && lead <= this.spinMs + 0.5) {
-        // Spin the last stretch: at most spinMs (+0.5 ms slack) of busy waiting.
-        while (this.now() < e.due) { /* spin */ }
-      }
-      this.runDue(this.now());
-    }
-    this.arm();
+    return e;
   }
+
+  protected arm(): void {
+    if (this.#fine) return; // the fine phase looks at the heap on every turn
+    const e = this.#peekLive();
+    if (!e) {
+      this.#disarm();
+      return;
+    }
+    const now = this.now();
+    const margin = this.#margin(now);
+    const lead = e.due - now;
+    if (lead < margin + 1) {
+      // Too close for setTimeout (it cannot wake sooner than ~1.1 ms from now).
+      this.#disarm();
+      this.#startFine();
+      return;
+    }
+    const wake = e.due - margin;
+    if (this.#timer !== undefined && this.#armedFor <= wake) return;
+    this.#disarm();
+    const delay = Math.floor(wake - now);
+    this.#armedFor = wake;
+    this.#armedAt = now;
+    this.#armedDelay = delay;
+    this.#timer = setTimeout(this.#onTimeout, delay);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+  }
+
+  #onTimeout = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const now = this.now();
+    const over = now - (this.#armedAt + this.#armedDelay);
+    // Up at once (bounded: a longer stall is the OS not running us, no margin fixes that cheaply), down slowly.
+    const late = this.#late(now);
+    if (over > late) {
+      this.#lateMs = Math.min(LATE_CAP_MS, over);
+      this.#lateAt = now;
+    }
+    if (this.#fine) return; // already running
+    this.#fine = true;
+    this.#fineStep();
+  };
+
+  #startFine(): void {
+    if (this.#fine) return;
+    this.#fine = true;
+    setImmediate(this.#fineStep);
+  }
+
+  /**
+   * One turn of the fine phase: wait (at most one slice) for the earliest timer,
+   * run every timer due, then either continue on the next event-loop turn or go
+   * back to sleeping on setTimeout.
+   */
+  #fineStep = (): void => {
+    if (!this.#fine) return;
+    const e = this.#peekLive();
+    if (!e) {
+      this.#fine = false;
+      return;
+    }
+    let now = this.now();
+    let lead = e.due - now;
+    if (lead >= this.#margin(now) + 1) {
+      this.#fine = false;
+      this.arm();
+      return;
+    }
+    if (lead > 0) {
+      Atomics.wait(this.#cell, 0, 0, Math.min(lead, this.sliceMs));
+      now = this.now();
+      lead = e.due - now;
+    }
+    try {
+      if (lead <= 0) this.runDue(now);
+    } finally {
+      // Continue on the next turn, so I/O callbacks run between waits.
+      setImmediate(this.#fineStep);
+    }
+  };
 
   /** Timers not yet run (including cancelled ones not yet discarded). */
   get pending(): number {
