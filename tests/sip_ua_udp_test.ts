@@ -137,3 +137,31 @@ Deno.test("UDP loopback: garbage gets 400 or is dropped, the UA keeps answering"
     await ua.close();
   }
 });
+
+Deno.test("UDP loopback over IPv6: call set up and torn down with bracketed addresses", async () => {
+  const clock = new TimeoutClock();
+  const alice = new SipUserAgent({ hostname: "::1", port: 0, clock, userName: "alice" });
+  const bob = new SipUserAgent({ hostname: "::1", port: 0, clock, userName: "bob" });
+  try {
+    const incoming = new Promise<IncomingCall>((resolve) =>
+      bob.onInvite((call) => {
+        call.accept(createAnswer(call.offer!, { address: "::1", port: 41000 }));
+        resolve(call);
+      })
+    );
+    const call = alice.invite(`sip:bob@[::1]:${bob.localAddress.port}`, {
+      sdp: createOffer({ address: "::1", port: 40000 }),
+    });
+    const { sdp } = await within(call.established, 5000, "caller established");
+    assert.equal(negotiated(sdp!).remoteAddress, "::1");
+    assert.equal(call.remoteTarget, `sip:bob@[::1]:${bob.localAddress.port}`);
+    assert.match(call.invite.headers.get("Via")!, /^SIP\/2.0\/UDP \[::1\]:\d+;branch=/);
+    const bobCall = await incoming;
+    await within(bobCall.established, 5000, "callee established");
+    await within(bobCall.hangup(), 5000, "BYE answered");
+    assert.deepEqual(await within(call.ended, 5000, "caller ended"), { by: "remote", reason: "BYE" });
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});

@@ -97,7 +97,10 @@ export class Dialog {
   /** State. */
   state: DialogState;
 
-  /** @param init every field of the dialog */
+  /**
+   * Creates a dialog from all its fields (see {@linkcode Dialog.fromUac} and {@linkcode Dialog.fromUas}).
+   * @param init every field of the dialog
+   */
   constructor(init: DialogInit) {
     this.role = init.role;
     this.callId = init.callId;

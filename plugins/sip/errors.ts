@@ -34,6 +34,7 @@ export class SipParseError extends Error {
   partial?: PartialRequest;
 
   /**
+   * Creates the error.
    * @param reason short description of what is wrong
    * @param partial what could be recovered of a request
    */

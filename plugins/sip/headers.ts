@@ -185,7 +185,10 @@ interface Entry {
 export class SipHeaders {
   #entries: Entry[] = [];
 
-  /** @param init initial `[name, value]` pairs, in order (values are not split) */
+  /**
+   * Creates the headers.
+   * @param init initial `[name, value]` pairs, in order (values are not split)
+   */
   constructor(init: Iterable<readonly [string, string]> = []) {
     for (const [n, v] of init) this.append(n, v);
   }

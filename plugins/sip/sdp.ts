@@ -23,6 +23,7 @@ export class SdpError extends Error {
   /** SIP status to answer an offer with. */
   readonly status: number;
   /**
+   * Creates the error.
    * @param message what is wrong
    * @param status SIP status for the answer (default 488)
    */
@@ -40,6 +41,7 @@ export class NoCommonCodecError extends SdpError {
   /** Codecs we support. */
   readonly supported: AudioCodec[];
   /**
+   * Creates the error.
    * @param offered codec names found in the offer
    * @param supported our codecs
    */

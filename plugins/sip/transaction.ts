@@ -127,17 +127,21 @@ export interface ServerTransactionUser {
   onTerminated?(tx: ServerTransaction): void;
 }
 
-abstract class Base {
+/** What client and server transactions share: an id and named timers on the layer's clock. */
+export abstract class Transaction {
   readonly #timers = new Map<string, Timer>();
+  /** The layer that owns this transaction. */
   protected readonly layer: TransactionLayer;
   /** Transaction key used for matching. */
   readonly id: string;
 
+  /** Creates the transaction state; the layer starts it. */
   constructor(layer: TransactionLayer, id: string) {
     this.layer = layer;
     this.id = id;
   }
 
+  /** Starts (or restarts) the timer `name`. */
   protected startTimer(name: string, ms: number, fn: () => void): void {
     this.#timers.get(name)?.cancel();
     const t = this.layer.clock.after(ms, () => {
@@ -148,6 +152,7 @@ abstract class Base {
     this.#timers.set(name, t);
   }
 
+  /** Stops the named timers. */
   protected stopTimer(...names: string[]): void {
     for (const n of names) {
       this.#timers.get(n)?.cancel();
@@ -155,6 +160,7 @@ abstract class Base {
     }
   }
 
+  /** Stops every timer. */
   protected stopAllTimers(): void {
     for (const t of this.#timers.values()) t.cancel();
     this.#timers.clear();
@@ -167,7 +173,7 @@ abstract class Base {
 }
 
 /** A client transaction: sends a request and collects its responses. */
-export abstract class ClientTransaction extends Base {
+export abstract class ClientTransaction extends Transaction {
   /** The request. */
   readonly request: SipRequest;
   /** Where it is sent. */
@@ -198,10 +204,12 @@ export abstract class ClientTransaction extends Base {
   /** @internal A response matched this transaction. */
   abstract receive(res: SipResponse): void;
 
+  /** Sends the request (or `msg`, e.g. an ACK) to the destination. */
   protected transmit(msg: SipRequest = this.request): void {
     this.layer.sender.sendRequest(msg, this.destination).catch((e) => this.layer.guard(() => this.transportError(e)));
   }
 
+  /** Handles a send failure: Terminated, and the TU is told. */
   protected transportError(e: unknown): void {
     if (this.state === "terminated") return;
     this.layer.log.warn(`transport error on ${this.request.method} transaction: ${e instanceof Error ? e.message : e}`);
@@ -212,6 +220,7 @@ export abstract class ClientTransaction extends Base {
   /** Moves to Terminated at once, stopping all timers (used on shutdown). */
   abstract terminate(): void;
 
+  /** Cleans up on entering Terminated. */
   protected finish(): void {
     this.stopAllTimers();
     this.layer.removeClient(this);
@@ -355,7 +364,7 @@ export class NonInviteClientTransaction extends ClientTransaction {
 }
 
 /** A server transaction: receives a request and sends its responses. */
-export abstract class ServerTransaction extends Base {
+export abstract class ServerTransaction extends Transaction {
   /** The request that created the transaction. */
   readonly request: SipRequest;
   /** Where the request came from. */
@@ -386,10 +395,12 @@ export abstract class ServerTransaction extends Base {
     return (this.lastResponse?.status ?? 0) >= 200;
   }
 
+  /** Sends a response through the layer's sender. */
   protected send(res: SipResponse): void {
     this.layer.sender.sendResponse(res).catch((e) => this.layer.guard(() => this.transportError(e)));
   }
 
+  /** Handles a send failure: Terminated, and the TU is told. */
   protected transportError(e: unknown): void {
     if (this.state === "terminated") return;
     this.layer.log.warn(
@@ -399,6 +410,7 @@ export abstract class ServerTransaction extends Base {
     this.user.onTransportError?.(this, e);
   }
 
+  /** Cleans up on entering Terminated. */
   protected finish(): void {
     this.stopAllTimers();
     this.layer.removeServer(this);
@@ -590,7 +602,10 @@ export class TransactionLayer {
   readonly #servers = new Map<string, ServerTransaction>();
   readonly #accepted = new Map<string, InviteServerTransaction>();
 
-  /** @param opts sender, clock, timers and logger */
+  /**
+   * Creates an empty transaction layer.
+   * @param opts sender, clock, timers and logger
+   */
   constructor(opts: TransactionLayerOptions) {
     this.sender = opts.sender;
     this.clock = opts.clock;

@@ -67,6 +67,7 @@ export class UdpTransport implements DatagramTransport {
   readonly #log: Logger;
 
   /**
+   * Binds the socket and starts receiving.
    * @param opts.hostname address to bind (default `0.0.0.0`)
    * @param opts.port port to bind (default 5060; 0 picks a free port)
    * @param opts.log logger for socket errors
@@ -155,6 +156,7 @@ export class MemoryNetwork {
   undeliverable = 0;
 
   /**
+   * Creates an empty network.
    * @param opts.clock clock that schedules deliveries
    * @param opts.latencyMs one-way delay (default 1 ms)
    */
@@ -274,6 +276,7 @@ export class LossyTransport implements DatagramTransport {
   passed = 0;
 
   /**
+   * Wraps `inner`.
    * @param inner the transport to wrap
    * @param opts.lossRate fraction of outgoing datagrams to drop (0..1)
    * @param opts.seed PRNG seed (default 1)
@@ -375,7 +378,10 @@ export class SipTransport {
     sendErrors: 0,
   };
 
-  /** @param opts transport, logger and parser limits */
+  /**
+   * Attaches to the datagram transport.
+   * @param opts transport, logger and parser limits
+   */
   constructor(opts: SipTransportOptions) {
     this.#dgram = opts.transport;
     this.#log = opts.log ?? silentLogger;

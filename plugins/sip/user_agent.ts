@@ -165,7 +165,10 @@ export type CallState =
 export class CallFailedError extends Error {
   /** How the call ended. */
   readonly info: CallEndInfo;
-  /** @param info how the call ended */
+  /**
+   * Creates the error.
+   * @param info how the call ended
+   */
   constructor(info: CallEndInfo) {
     super(`call failed (${info.by}): ${info.reason}`);
     this.name = "CallFailedError";
@@ -350,12 +353,13 @@ export abstract class Call {
   /** Resolves when the call has ended (never rejects). */
   readonly ended: Promise<CallEndInfo>;
 
-  protected readonly core: Core;
+  readonly #core: Core;
   readonly #events = new Emitter<CallEvents>();
   #resolveEstablished!: (e: EstablishedEvent) => void;
   #rejectEstablished!: (e: Error) => void;
   #resolveEnded!: (e: CallEndInfo) => void;
   #byeDone?: Promise<void>;
+  /** Timer that ends a cancelled call if the INVITE never gets its final response. */
   protected guardTimer?: Timer;
 
   /** @internal */
@@ -363,7 +367,7 @@ export abstract class Call {
     core: Core,
     init: { callId: string; localTag: string; localUri: string; remoteUri: string; state: CallState },
   ) {
-    this.core = core;
+    this.#core = core;
     this.callId = init.callId;
     this.localTag = init.localTag;
     this.localUri = init.localUri;
@@ -421,24 +425,24 @@ export abstract class Call {
     this.endInfo = info;
     if (this.dialog) this.dialog.state = "terminated";
     this.guardTimer?.cancel();
-    this.core.log.info(`call ended by ${info.by}: ${info.reason}`, this.fields);
+    this.#core.log.info(`call ended by ${info.by}: ${info.reason}`, this.fields);
     if (!wasEstablished) this.#rejectEstablished(new CallFailedError(info));
     this.#events.emit("ended", info);
     this.#resolveEnded(info);
-    this.core.linger(this);
+    this.#core.linger(this);
   }
 
   /** Sends BYE in the dialog; resolves when its transaction finishes. */
   protected sendBye(reasonHeader?: string): Promise<void> {
     if (this.#byeDone) return this.#byeDone;
     const dialog = this.dialog!;
-    const dest = this.core.resolve(dialog.nextHop());
-    const headers: [string, string][] = [["User-Agent", this.core.userAgent]];
+    const dest = this.#core.resolve(dialog.nextHop());
+    const headers: [string, string][] = [["User-Agent", this.#core.userAgent]];
     if (reasonHeader) headers.push(["Reason", reasonHeader]);
-    const { request } = dialog.createRequest("BYE", { via: this.core.via(dest), headers });
-    this.core.log.info("BYE sent", this.fields);
-    this.#byeDone = this.core.request(request, dest).then((res) => {
-      if (res) this.core.log.debug(`BYE answered: ${res.status} ${res.reason}`, this.fields);
+    const { request } = dialog.createRequest("BYE", { via: this.#core.via(dest), headers });
+    this.#core.log.info("BYE sent", this.fields);
+    this.#byeDone = this.#core.request(request, dest).then((res) => {
+      if (res) this.#core.log.debug(`BYE answered: ${res.status} ${res.reason}`, this.fields);
     });
     return this.#byeDone;
   }
@@ -458,8 +462,8 @@ export abstract class Call {
 
   /** @internal BYE from the peer. */
   receiveBye(req: SipRequest, tx: ServerTransaction): void {
-    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.core.userAgent]] }));
-    this.core.log.info("BYE received", this.fields);
+    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.#core.userAgent]] }));
+    this.#core.log.info("BYE received", this.fields);
     this.onRemoteBye();
     this.end({ by: "remote", reason: "BYE" });
   }
@@ -470,17 +474,17 @@ export abstract class Call {
   /** @internal A re-INVITE in the dialog: answered with our current SDP (no media change). */
   receiveReinvite(req: SipRequest, tx: ServerTransaction, from: Address): void {
     if (this.state !== "established" || !this.localSdp) {
-      tx.respond(createResponse(req, 491, undefined, { headers: [["Server", this.core.userAgent]] }));
+      tx.respond(createResponse(req, 491, undefined, { headers: [["Server", this.#core.userAgent]] }));
       return;
     }
     const c = req.headers.get("Contact");
     if (c && c.trim() !== "*" && this.dialog) this.dialog.remoteTarget = formatUri(parseNameAddr(c).uri);
-    this.core.log.info("re-INVITE received, answering with the current SDP", this.fields);
+    this.#core.log.info("re-INVITE received, answering with the current SDP", this.fields);
     tx.respond(createResponse(req, 200, undefined, {
       headers: [
-        ["Contact", this.core.contact(from)],
+        ["Contact", this.#core.contact(from)],
         ["Allow", ALLOWED_METHODS.join(", ")],
-        ["Server", this.core.userAgent],
+        ["Server", this.#core.userAgent],
         ["Content-Type", "application/sdp"],
       ],
       body: this.localSdp,
@@ -499,6 +503,7 @@ export class OutgoingCall extends Call {
   readonly invite: SipRequest;
   /** Where it was sent. */
   readonly destination: Address;
+  readonly #core: Core;
   #tx?: ClientTransaction;
   #ack?: SipRequest;
   #ackDest?: Address;
@@ -513,6 +518,7 @@ export class OutgoingCall extends Call {
     const callId = newCallId();
     const from = core.fromUri(dest);
     super(core, { callId, localTag, localUri: from, remoteUri: toValue, state: "calling" });
+    this.#core = core;
     this.destination = dest;
     this.localSdp = opts.sdp;
     this.#ackSdp = opts.ackSdp;
@@ -534,9 +540,9 @@ export class OutgoingCall extends Call {
 
   /** @internal */
   start(): void {
-    this.core.register(this);
-    this.core.log.info(`INVITE sent to ${this.invite.uri}`, this.fields);
-    this.#tx = this.core.layer.sendRequest(this.invite, this.destination, {
+    this.#core.register(this);
+    this.#core.log.info(`INVITE sent to ${this.invite.uri}`, this.fields);
+    this.#tx = this.#core.layer.sendRequest(this.invite, this.destination, {
       onResponse: (res) => this.#onResponse(res),
       onTimeout: () => {
         if (this.#cancel !== "none") this.end({ by: "local", reason: "cancelled" });
@@ -555,7 +561,7 @@ export class OutgoingCall extends Call {
         const tag = getTo(res).params.tag;
         if (tag && s > 100) this.remoteTag = tag;
         const body = res.body.length ? bodyText(res) : undefined;
-        this.core.log.info(`${s} ${res.reason}`, this.fields);
+        this.#core.log.info(`${s} ${res.reason}`, this.fields);
         this.emitProgress(
           body === undefined ? { status: s, reason: res.reason } : { status: s, reason: res.reason, sdp: body },
         );
@@ -567,7 +573,7 @@ export class OutgoingCall extends Call {
       this.receiveOk(res);
       return;
     }
-    this.core.log.info(`${s} ${res.reason}`, this.fields);
+    this.#core.log.info(`${s} ${res.reason}`, this.fields);
     if (this.#cancel !== "none" && s === 487) this.end({ by: "local", reason: "cancelled", status: s });
     else this.end({ by: "remote", reason: `${s} ${res.reason}`, status: s });
   }
@@ -579,28 +585,28 @@ export class OutgoingCall extends Call {
       if (tag === this.dialog.remoteTag) {
         // Retransmitted 2xx: our ACK was lost.
         if (this.#ack && this.#ackDest) {
-          this.core.log.debug("200 OK retransmission, re-sending ACK", this.fields);
-          this.core.sendDirect(this.#ack, this.#ackDest);
+          this.#core.log.debug("200 OK retransmission, re-sending ACK", this.fields);
+          this.#core.sendDirect(this.#ack, this.#ackDest);
         }
       } else {
         // A second fork answered: ACK and hang it up (RFC 3261 §13.2.2.4).
-        this.core.log.info("2xx from another fork, sending ACK and BYE", this.fields);
+        this.#core.log.info("2xx from another fork, sending ACK and BYE", this.fields);
         const other = Dialog.fromUac(this.invite, res);
-        const dest = this.core.resolve(other.nextHop());
-        this.core.sendDirect(other.createAck(1, { via: this.core.via(dest) }).request, dest);
-        const bye = other.createRequest("BYE", { via: this.core.via(dest) });
-        void this.core.request(bye.request, dest);
+        const dest = this.#core.resolve(other.nextHop());
+        this.#core.sendDirect(other.createAck(1, { via: this.#core.via(dest) }).request, dest);
+        const bye = other.createRequest("BYE", { via: this.#core.via(dest) });
+        void this.#core.request(bye.request, dest);
       }
       return;
     }
     if (!tag) {
-      this.core.log.warn(`${res.status} without To tag ignored`, this.fields);
+      this.#core.log.warn(`${res.status} without To tag ignored`, this.fields);
       return;
     }
     this.dialog = Dialog.fromUac(this.invite, res);
     this.remoteTag = tag;
     this.remoteTarget = this.dialog.remoteTarget;
-    this.core.register(this);
+    this.#core.register(this);
     const body = res.body.length ? bodyText(res) : undefined;
     this.remoteSdp = body;
     let ackBody: string | undefined;
@@ -609,19 +615,19 @@ export class OutgoingCall extends Call {
         ackBody = this.#ackSdp(body);
         this.localSdp = ackBody;
       } catch (e) {
-        this.core.log.warn(`cannot answer the offer in the 2xx: ${errText(e)}`, this.fields);
+        this.#core.log.warn(`cannot answer the offer in the 2xx: ${errText(e)}`, this.fields);
       }
     }
-    const dest = this.core.resolve(this.dialog.nextHop());
+    const dest = this.#core.resolve(this.dialog.nextHop());
     const ack = this.dialog.createAck(getCSeq(this.invite).seq, {
-      via: this.core.via(dest),
+      via: this.#core.via(dest),
       body: ackBody,
       contentType: ackBody !== undefined ? "application/sdp" : undefined,
     });
     this.#ack = ack.request;
     this.#ackDest = dest;
-    this.core.log.info(`${res.status} ${res.reason} received, sending ACK`, this.fields);
-    this.core.sendDirect(ack.request, dest);
+    this.#core.log.info(`${res.status} ${res.reason} received, sending ACK`, this.fields);
+    this.#core.sendDirect(ack.request, dest);
     if (this.#cancel !== "none" || this.state === "ended") {
       // We wanted to cancel but the callee answered first: hang up at once.
       void this.sendBye();
@@ -640,7 +646,7 @@ export class OutgoingCall extends Call {
     if ((this.state !== "calling" && this.state !== "proceeding") || this.#cancel !== "none") return;
     if (!this.#gotProvisional) {
       this.#cancel = "pending";
-      this.core.log.debug("CANCEL deferred until a provisional response arrives", this.fields);
+      this.#core.log.debug("CANCEL deferred until a provisional response arrives", this.fields);
       return;
     }
     this.#sendCancel();
@@ -653,12 +659,12 @@ export class OutgoingCall extends Call {
     const h: [string, string][] = [["Via", inv.get("Via")!]];
     for (const r of inv.getAll("Route")) h.push(["Route", r]);
     h.push(["Max-Forwards", "70"], ["From", inv.get("From")!], ["To", inv.get("To")!], ["Call-ID", this.callId]);
-    h.push(["CSeq", `${getCSeq(this.invite).seq} CANCEL`], ["User-Agent", this.core.userAgent]);
+    h.push(["CSeq", `${getCSeq(this.invite).seq} CANCEL`], ["User-Agent", this.#core.userAgent]);
     const cancel = createRequest({ method: "CANCEL", uri: this.invite.uri, headers: h });
-    this.core.log.info("CANCEL sent", this.fields);
-    void this.core.request(cancel, this.destination);
+    this.#core.log.info("CANCEL sent", this.fields);
+    void this.#core.request(cancel, this.destination);
     // If no final response to the INVITE arrives within 64·T1, give up (RFC 3261 §9.1).
-    this.guardTimer = this.core.clock.after(64 * this.core.layer.timers.T1, () => {
+    this.guardTimer = this.#core.clock.after(64 * this.#core.layer.timers.T1, () => {
       this.#tx?.terminate();
       this.end({ by: "local", reason: "cancelled" });
     });
@@ -686,6 +692,7 @@ export class IncomingCall extends Call {
   readonly source: Address;
   /** The SDP offer in the INVITE (undefined for a late-offer INVITE: then `accept()` must carry an offer). */
   readonly offer?: string;
+  readonly #core: Core;
   readonly #tx: InviteServerTransaction;
   #byeAfterAck = false;
 
@@ -700,6 +707,7 @@ export class IncomingCall extends Call {
       remoteUri: dialog.remoteUri,
       state: "incoming",
     });
+    this.#core = core;
     this.request = req;
     this.source = from;
     this.#tx = tx;
@@ -717,9 +725,9 @@ export class IncomingCall extends Call {
   #respond(status: number, reason?: string, extra: [string, string][] = [], body?: string): void {
     const headers: [string, string][] = [];
     if (status > 100 && status < 300) {
-      headers.push(["Contact", this.core.contact(this.source)], ["Allow", ALLOWED_METHODS.join(", ")]);
+      headers.push(["Contact", this.#core.contact(this.source)], ["Allow", ALLOWED_METHODS.join(", ")]);
     }
-    headers.push(["Server", this.core.userAgent], ...extra);
+    headers.push(["Server", this.#core.userAgent], ...extra);
     if (body !== undefined) headers.push(["Content-Type", "application/sdp"]);
     this.#tx.respond(createResponse(this.request, status, reason, { toTag: this.localTag, headers, body }));
   }
@@ -731,10 +739,10 @@ export class IncomingCall extends Call {
     if (sdp !== undefined) {
       this.localSdp = sdp;
       this.#respond(183, undefined, [], sdp);
-      this.core.log.info("183 Session Progress sent", this.fields);
+      this.#core.log.info("183 Session Progress sent", this.fields);
     } else {
       this.#respond(180);
-      this.core.log.info("180 Ringing sent", this.fields);
+      this.#core.log.info("180 Ringing sent", this.fields);
     }
   }
 
@@ -748,7 +756,7 @@ export class IncomingCall extends Call {
     this.state = "accepting";
     this.localSdp = sdp;
     this.#respond(200, undefined, [], sdp);
-    this.core.log.info("200 OK sent", this.fields);
+    this.#core.log.info("200 OK sent", this.fields);
   }
 
   /** Rejects the call with a final status (default `486 Busy Here`; e.g. 488 for no common codec, 603 Decline). */
@@ -757,7 +765,7 @@ export class IncomingCall extends Call {
     if (status < 300 || status > 699) throw new RangeError(`reject needs a 3xx–6xx status, got ${status}`);
     this.#respond(status, reason);
     const phrase = this.#tx.lastResponse?.reason ?? "";
-    this.core.log.info(`${status} ${phrase} sent`, this.fields);
+    this.#core.log.info(`${status} ${phrase} sent`, this.fields);
     this.end({ by: "local", reason: `${status} ${phrase}`, status });
   }
 
@@ -770,7 +778,7 @@ export class IncomingCall extends Call {
         sdp = bodyText(ack);
         this.remoteSdp = sdp;
       }
-      this.core.log.info("ACK received, call established", this.fields);
+      this.#core.log.info("ACK received, call established", this.fields);
       this.markEstablished(sdp);
     } else if (this.#byeAfterAck && this.state === "ended") {
       this.#byeAfterAck = false;
@@ -780,14 +788,15 @@ export class IncomingCall extends Call {
 
   /** @internal CANCEL for our INVITE. */
   receiveCancel(req: SipRequest, tx: ServerTransaction): void {
-    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.core.userAgent]] }));
-    this.core.log.info("CANCEL received", this.fields);
+    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.#core.userAgent]] }));
+    this.#core.log.info("CANCEL received", this.fields);
     if (!this.#tx.finalSent && (this.state === "incoming" || this.state === "ringing")) {
       this.#respond(487);
       this.end({ by: "remote", reason: "CANCEL", status: 487 });
     }
   }
 
+  /** Stops 2xx retransmission when a BYE overtakes the ACK. */
   protected override onRemoteBye(): void {
     this.#tx.stopRetransmitting();
   }
@@ -799,7 +808,7 @@ export class IncomingCall extends Call {
       return;
     }
     if (this.state !== "accepting") return;
-    this.core.log.warn("no ACK for 200 OK, hanging up", this.fields);
+    this.#core.log.warn("no ACK for 200 OK, hanging up", this.fields);
     void this.sendBye('SIP;cause=408;text="ACK timeout"');
     this.end({ by: "timeout", reason: "no ACK for 200 OK" });
   }
@@ -845,7 +854,10 @@ export class SipUserAgent {
   readonly #events = new Emitter<UserAgentEvents>();
   readonly #incoming = new WeakMap<ServerTransaction, IncomingCall>();
 
-  /** @param opts transport or bind address, clock, logger, identity, timers */
+  /**
+   * Creates the user agent and binds its transport (a UDP socket unless `opts.transport` is given).
+   * @param opts transport or bind address, clock, logger, identity, timers
+   */
   constructor(opts: SipUserAgentOptions = {}) {
     const log = (opts.log ?? silentLogger).child("SIP");
     const dgram = opts.transport ?? new UdpTransport({ hostname: opts.hostname, port: opts.port, log });
