@@ -6,6 +6,7 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { seededRandom } from "../plugins/rtp/random.ts";
+import { allocatePortPair } from "../plugins/udp/socket.ts";
 import rtcp, { describeReport, parseHostPort } from "../plugins/rtp/rtcp.ts";
 import {
   checkRtcp,
@@ -429,4 +430,45 @@ Deno.test("rtcp stage: negotiation and options", async () => {
   assert.throws(() => rtcp.options.parse({ remote: "no-port" }));
   assert.throws(() => rtcp.options.parse({ interval: 0 }));
   assert.doesNotThrow(() => rtcp.options.parse({ remote: "[2001:db8::1]:5005", interval: 0.5 }));
+});
+
+Deno.test("rtcp stage: takes over an RTCP port reserved by allocatePortPair; a busy port is a clear error", async () => {
+  const pair = allocatePortPair([30000, 40000], "127.0.0.1");
+  const t = testContext();
+  const st = await createStage<TransformStage>(rtcp, {
+    session: "t-reserved",
+    bind: "127.0.0.1",
+    local_port: pair.rtcpPort,
+  }, t.ctx);
+  await st.start!(t.ctx);
+  assert.equal(st.stats!().local_port, pair.rtcpPort);
+  // A second session on the same port cannot bind.
+  const t2 = testContext();
+  const st2 = await createStage<TransformStage>(rtcp, {
+    session: "t-busy",
+    bind: "127.0.0.1",
+    local_port: pair.rtcpPort,
+  }, t2.ctx);
+  await assert.rejects(() => Promise.resolve(st2.start!(t2.ctx)), /already in use/);
+  await st.close!();
+  await t.release();
+  await t2.release();
+  pair.release();
+});
+
+Deno.test("rtcp stage: rtp_port / rtp_remote give the RTCP ports as RTP port + 1", async () => {
+  const pair = allocatePortPair([40002, 50000], "127.0.0.1");
+  const t = testContext();
+  const st = await createStage<TransformStage>(rtcp, {
+    session: "t-rtp-port",
+    bind: "127.0.0.1",
+    rtp_port: pair.rtpPort,
+    rtp_remote: "127.0.0.1:6000",
+  }, t.ctx);
+  await st.start!(t.ctx);
+  assert.equal(st.stats!().local_port, pair.rtpPort + 1);
+  assert.equal(st.stats!().remote, "127.0.0.1:6001");
+  await st.close!();
+  await t.release();
+  pair.release();
 });

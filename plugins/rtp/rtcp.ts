@@ -10,8 +10,10 @@
  * interval, receives the peer's, and sends BYE when the last of its pipelines stops.
  *
  * The first stage to start creates the session with its socket options
- * (`local_port`, `bind`, `remote`, `interval`, `cname`, `bandwidth`); give the
- * stages of a session the same ones. Use one `session` id per call.
+ * (`local_port` or `rtp_port`, `bind`, `remote` or `rtp_remote`, `interval`, `cname`,
+ * `bandwidth`); give the stages of a session the same ones. Use one `session` id per
+ * call. The socket is opened with the udp plugin's `openUdpSocket`, so an RTCP port
+ * reserved with `allocatePortPair` is taken over.
  *
  * Every report sent or received is logged on one line (`SR sent: packets=…, octets=…`,
  * `RR received: loss=…%, jitter=… ms, rtt=… ms`) and published as the event `rtcp`
@@ -132,7 +134,6 @@ export const rtcp = definePlugin({
   description: "RTCP sender/receiver reports for the RTP passing through (RFC 3550), one session per call",
   accepts: [{ kind: "rtp" }],
   produces: { kind: "rtp" },
-  realtime: true,
   options: rtcpOptions,
   create(opts) {
     let session: RtcpSession | undefined;
@@ -164,15 +165,9 @@ export const rtcp = definePlugin({
         const s = ctx.shared(
           "rtcp:" + opts.session,
           () => {
-            let transport;
-            try {
-              transport = new UdpRtcpTransport(bind, localPort);
-            } catch (e) {
-              throw new Error(`rtcp: cannot bind ${bind}:${localPort}: ${(e as Error).message}`);
-            }
             return new RtcpSession({
               clock: ctx.clock,
-              transport,
+              transport: new UdpRtcpTransport(bind, localPort),
               remote,
               cname,
               minInterval: opts.interval,

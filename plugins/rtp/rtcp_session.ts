@@ -13,6 +13,7 @@
 import { packets } from "rtp.js";
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { RtpFrame } from "../../core/frame.ts";
+import { openUdpSocket } from "../udp/socket.ts";
 import { type Random, randomUint32 } from "./random.ts";
 
 const { ByePacket, CompoundPacket, ReceiverReportPacket, ReceptionReport, SdesChunk, SdesPacket, SenderReportPacket } =
@@ -38,19 +39,24 @@ export interface RtcpTransport {
   close(): Promise<void>;
 }
 
-/** An {@linkcode RtcpTransport} on a `Deno.listenDatagram` UDP socket. */
+/**
+ * An {@linkcode RtcpTransport} on a `Deno.listenDatagram` UDP socket, opened with the
+ * udp plugin's `openUdpSocket`, so a port reserved by `allocatePortPair` (the SIP
+ * plugin reserves RTP port + 1 when it makes its SDP) is taken over, not bound twice.
+ */
 export class UdpRtcpTransport implements RtcpTransport {
   readonly #conn: Deno.DatagramConn;
   #loop: Promise<void> | undefined;
   #closed = false;
 
   /**
-   * Binds the socket.
+   * Binds the socket (or takes over the reserved one). Throws an error naming the
+   * address and the reason when the port cannot be bound.
    * @param hostname local address (e.g. `0.0.0.0`, `::`)
    * @param port local port, 0 for an ephemeral one
    */
   constructor(hostname: string, port: number) {
-    this.#conn = Deno.listenDatagram({ transport: "udp", hostname, port });
+    this.#conn = openUdpSocket(hostname, port);
   }
 
   /** The bound local port. */
