@@ -338,8 +338,8 @@ export interface PortPair {
  * `udp-sink`). The search starts at a random even port and wraps around the
  * range, so concurrent processes rarely collide. Throws when no pair is free.
  *
- * @param range inclusive `[min, max]`, e.g. `[10000, 20000]`
- * @param bind local address (default `0.0.0.0`)
+ * @param range inclusive `[min, max]` (default `[10000, 20000]`)
+ * @param bind local address (default `0.0.0.0`); it may also come first
  *
  * @example
  * ```ts
@@ -348,7 +348,12 @@ export interface PortPair {
  * pair.release(); // when the call ends
  * ```
  */
-export function allocatePortPair(range: [number, number] = [10000, 20000], bind = "0.0.0.0"): PortPair {
+export function allocatePortPair(range?: [number, number], bind?: string): PortPair;
+/** The same, with the address first: `allocatePortPair("127.0.0.1", [10000, 20000])`. */
+export function allocatePortPair(bind: string, range?: [number, number]): PortPair;
+export function allocatePortPair(a?: [number, number] | string, b?: string | [number, number]): PortPair {
+  const range = (typeof a === "string" ? b : a) as [number, number] | undefined ?? [10000, 20000];
+  const bind = (typeof a === "string" ? a : b) as string | undefined ?? "0.0.0.0";
   const [min, max] = range;
   const first = min % 2 === 0 ? min : min + 1;
   const count = Math.floor((max - 1 - first) / 2) + 1;
