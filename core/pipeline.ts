@@ -201,12 +201,13 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         throw new ConfigError(formatZodIssues(parsed.error, `${jsonPath}[${i}]`), { file: opts.file });
       }
       const label = typeof entry.name === "string" && entry.name ? entry.name : plugin.name;
-      const ctx = pipeline._stageContext(i, label, baseDir);
+      const ctx = pipeline._stageContext(i, label, Deno.cwd());
       let stage: Stage;
       try {
         stage = await plugin.create(parsed.data, ctx);
       } catch (e) {
-        throw new ConfigError(`${plugin.name}: ${e instanceof Error ? e.message : String(e)}`, where(`[${i}]`), e);
+        const msg = e instanceof Error ? e.message : String(e);
+        throw new ConfigError(msg.startsWith(plugin.name) ? msg : `${plugin.name}: ${msg}`, where(`[${i}]`), e);
       }
       slots.push({
         index: i,

@@ -121,7 +121,7 @@ export class PipelineRunner {
   }
 
   async #runAll(): Promise<RunResult> {
-    const log = this.#opts.log ?? silentLogger;
+    const log = (this.#opts.log ?? silentLogger).child("PIPELINE");
     const pipelines: Pipeline[] = [];
     try {
       for (const name of Object.keys(this.file.pipelines)) pipelines.push(await this.build(name));

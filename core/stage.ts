@@ -60,7 +60,10 @@ export interface StageContext {
   readonly clock: Clock;
   /** Logger scoped to this stage. */
   readonly log: Logger;
-  /** Directory of the pipeline file (for resolving relative paths), or the cwd. */
+  /**
+   * Directory that relative file paths in options resolve against: the current working directory, as for any
+   * command-line tool (a pipeline file can use `${pipeline.dir}` for paths relative to itself).
+   */
   readonly baseDir: string;
   /** Fires when the pipeline is asked to stop. */
   readonly signal: AbortSignal;
