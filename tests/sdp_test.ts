@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  agreedMedia,
   createAnswer,
   createOffer,
   negotiated,
@@ -174,4 +175,28 @@ Deno.test("port 0: rejected streams are skipped in answers and reported by negot
   assert.equal(negotiated(answer).remotePort, 7000);
   const rejected = sdp(["v=0", "o=- 1 1 IN IP4 10.0.0.1", "s=-", "c=IN IP4 10.0.0.1", "t=0 0", "m=audio 0 RTP/AVP 0"]);
   assert.throws(() => parseAnswer(rejected), /audio stream rejected \(port 0\)/);
+});
+
+Deno.test("agreedMedia: same codec on both sides, each side sends to the other's address", () => {
+  const offer = createOffer({ address: "10.0.0.1", port: 40000, codecs: ["PCMU", "PCMA"], ptime: 30 });
+  const answer = createAnswer(offer, { address: "10.0.0.2", port: 41000, codecs: ["PCMA"] });
+  const caller = agreedMedia(answer, offer); // remote = answer
+  const callee = agreedMedia(offer, answer); // remote = offer
+  assert.equal(caller.codec, "PCMA");
+  assert.equal(callee.codec, "PCMA");
+  assert.equal(caller.payloadType, 8);
+  assert.equal(callee.payloadType, 8);
+  assert.deepEqual([caller.remoteAddress, caller.remotePort], ["10.0.0.2", 41000]);
+  assert.deepEqual([callee.remoteAddress, callee.remotePort, callee.ptime], ["10.0.0.1", 40000, 30]);
+  // A remote answer listing several codecs: its first one that we offered wins.
+  const multi = sdp([
+    "v=0",
+    "o=- 1 1 IN IP4 10.0.0.3",
+    "s=-",
+    "c=IN IP4 10.0.0.3",
+    "t=0 0",
+    "m=audio 5000 RTP/AVP 8 0",
+  ]);
+  assert.equal(agreedMedia(multi, offer).codec, "PCMA");
+  assert.equal(agreedMedia(multi, createOffer({ address: "10.0.0.1", port: 1, codecs: ["PCMU"] })).codec, "PCMU");
 });

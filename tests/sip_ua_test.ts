@@ -131,6 +131,14 @@ Deno.test("UA: INVITE / 100 / 180 / 200 / ACK / BYE between two user agents", as
   assert.equal(media.remotePort, 41000);
   assert.equal(media.codec, "PCMU");
   assert.equal((await incoming[0].established).sdp, OFFER);
+  assert.deepEqual(
+    [call.media().remoteAddress, call.media().remotePort, call.media().codec],
+    ["10.0.0.2", 41000, "PCMU"],
+  );
+  assert.deepEqual(
+    [incoming[0].media().remoteAddress, incoming[0].media().remotePort, incoming[0].media().codec],
+    ["10.0.0.1", 40000, "PCMU"],
+  );
   // Identity of the call on both sides.
   assert.equal(call.callId, incoming[0].callId);
   assert.equal(call.remoteTag, incoming[0].localTag);

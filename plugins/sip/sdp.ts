@@ -314,3 +314,37 @@ export function negotiated(sdp: string, opts: { codecs?: AudioCodec[] } = {}): N
  * ```
  */
 export const parseAnswer: (sdp: string, opts?: { codecs?: AudioCodec[] }) => NegotiatedAudio = negotiated;
+
+/**
+ * What to send to once offer and answer are both known, from either side: the
+ * peer's address, ports, ptime and direction from `remoteSdp`, with the codec
+ * both SDPs list, taken in `remoteSdp`'s order (for the caller the remote SDP is
+ * the answer, whose first codec wins; for the callee our answer lists one codec).
+ * Throws like {@linkcode negotiated}.
+ *
+ * @example
+ * ```ts
+ * // Caller: remote = answer, local = offer. Callee: remote = offer, local = answer.
+ * const media = agreedMedia(call.remoteSdp!, call.localSdp!);
+ * // { remoteAddress, remotePort, remoteRtcpPort, codec, payloadType, ptime, ... }
+ * ```
+ */
+export function agreedMedia(
+  remoteSdp: string,
+  localSdp: string,
+  opts: { codecs?: AudioCodec[] } = {},
+): NegotiatedAudio {
+  const supported = opts.codecs ?? ["PCMU", "PCMA"];
+  const local = parseSdp(localSdp);
+  const mine = new Set<AudioCodec>();
+  for (const m of local.media) {
+    if (m.type !== "audio" || m.port === 0) continue;
+    for (const pt of payloadList(m)) {
+      const c = codecOf(m, pt);
+      if (c && supported.includes(c.name as AudioCodec)) mine.add(c.name as AudioCodec);
+    }
+    break;
+  }
+  if (mine.size === 0) throw new SdpError("our SDP has no usable audio stream");
+  return negotiated(remoteSdp, { codecs: [...mine] });
+}

@@ -63,6 +63,7 @@ import {
   type SipTransportStats,
   UdpTransport,
 } from "./transport.ts";
+import { agreedMedia, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
 
 /** Methods the user agent implements (sent in `Allow`). */
@@ -395,6 +396,19 @@ export abstract class Call {
   /** Removes an event listener. */
   off<K extends keyof CallEvents>(event: K, fn: (e: CallEvents[K]) => void): void {
     this.#events.off(event, fn);
+  }
+
+  /**
+   * The negotiated audio stream: where to send RTP/RTCP, codec, payload type and ptime,
+   * from the peer's SDP and ours (see {@linkcode agreedMedia}). Available once both SDPs
+   * are known (outgoing: at "established"; incoming: after `accept()`). Throws `SdpError`
+   * when an SDP is missing or unusable.
+   */
+  media(): NegotiatedAudio {
+    if (this.remoteSdp === undefined || this.localSdp === undefined) {
+      throw new SdpError(`SDP not negotiated yet (${this.remoteSdp === undefined ? "no remote SDP" : "no local SDP"})`);
+    }
+    return agreedMedia(this.remoteSdp, this.localSdp);
   }
 
   /** Log fields for this call. */
