@@ -140,6 +140,8 @@ export class AudioBindingError extends Error {
   /** The `.node` file that was (or would have been) loaded. */
   readonly path: string;
   /**
+   * Creates the error.
+   *
    * @param problem classification
    * @param path the binding path
    * @param message what is missing and how to fix it
@@ -481,6 +483,8 @@ export type Direction = "input" | "output";
 /** No device matches the `device` option (or there is no default one). */
 export class DeviceNotFoundError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message what was asked, and the devices there are
    */
   constructor(message: string) {

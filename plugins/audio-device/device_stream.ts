@@ -160,6 +160,8 @@ export class DeviceStream {
   };
 
   /**
+   * Creates a closed stream; it opens when stages attach.
+   *
    * @param binding the loaded native binding
    * @param key sharing key
    * @param rate sample rate of the stream
@@ -198,7 +200,7 @@ export class DeviceStream {
    * Returns false when that direction is taken, or the stream is already open
    * without it: the caller then opens a stream of its own.
    */
-  register(dir: Dir, device: AudioDeviceInfo, channels: number, frames?: number): boolean {
+  register(dir: "input" | "output", device: AudioDeviceInfo, channels: number, frames?: number): boolean {
     if (this.#want[dir]) return false;
     if (this.#native || this.#opening) {
       // Joining an open stream works only for a direction it was opened with (a restarted stage).
@@ -210,7 +212,7 @@ export class DeviceStream {
   }
 
   /** Gives up a registration that was never attached (build failed, or the stage closed before start). */
-  unregister(dir: Dir): void {
+  unregister(dir: "input" | "output"): void {
     if (dir === "output" && this.#out) return;
     if (dir === "input" && this.#in) return;
     this.#want[dir] = undefined;
@@ -461,7 +463,7 @@ export class DeviceStream {
    * been handed over and played; `abort` drops it. The native stream closes
    * when no stage is attached any more (`WAIT` after a drain, else `ABORT`).
    */
-  async detach(dir: Dir, how: "drain" | "abort"): Promise<void> {
+  async detach(dir: "input" | "output", how: "drain" | "abort"): Promise<void> {
     if (dir === "output" && this.#out) {
       if (how === "drain" && this.#native) {
         const last = this.#in === undefined;

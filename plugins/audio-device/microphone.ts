@@ -95,6 +95,9 @@ export class Microphone implements SourceStage, InputParty {
   #waits = 0;
 
   /**
+   * Creates a microphone on a resolved device and registers it on the device
+   * stream (the device opens when the pipeline runs).
+   *
    * @param opts validated options
    * @param ctx stage context
    * @param binding the loaded native binding
@@ -124,10 +127,12 @@ export class Microphone implements SourceStage, InputParty {
     return this.#opts.channels;
   }
 
+  /** pcm at `sample_rate` with `channels`. */
   negotiate(): Format {
     return { kind: "pcm", sampleRate: this.#opts.sample_rate, channels: this.#opts.channels };
   }
 
+  /** Opens the device and emits frames until `duration` is captured or the pipeline stops. */
   async run(ctx: RunContext): Promise<void> {
     this.#rc = ctx;
     if (ctx.signal.aborted) return;
@@ -186,6 +191,7 @@ export class Microphone implements SourceStage, InputParty {
     }
   }
 
+  /** Releases the device. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -195,6 +201,7 @@ export class Microphone implements SourceStage, InputParty {
     if (this.#own) await this.#stream.close("ABORT");
   }
 
+  /** Counters (see the plugin documentation). */
   stats(): Record<string, unknown> {
     return {
       device: this.#device.name,

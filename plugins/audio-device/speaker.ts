@@ -133,6 +133,8 @@ export class Speaker implements SinkStage, OutputParty {
   #pausedMs = 0;
 
   /**
+   * Creates a speaker on a resolved device (the device opens at start).
+   *
    * @param opts validated options
    * @param ctx stage context
    * @param binding the loaded native binding
@@ -150,6 +152,7 @@ export class Speaker implements SinkStage, OutputParty {
     return this.#channels ?? 1;
   }
 
+  /** Takes the upstream format (pcm, any rate, up to the device's channels) and registers on the device stream. */
   negotiate(input: Format | undefined): undefined {
     if (!input) return undefined;
     if (input.kind !== "pcm") {
@@ -189,6 +192,7 @@ export class Speaker implements SinkStage, OutputParty {
     this.#ownStream = own;
   }
 
+  /** Opens the device (or waits for a microphone that shares it); an error opening it fails the start. */
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
     rc.signal.addEventListener("abort", () => this.#abort(), { once: true });
@@ -205,6 +209,7 @@ export class Speaker implements SinkStage, OutputParty {
     return this.#stream!.attach("output", this);
   }
 
+  /** Queues a frame; false while `latency_ms` or more is queued (or paused in hold mode). */
   write(frame: Frame): boolean {
     if (frame.kind !== "pcm") {
       throw new Error(`speaker plays pcm frames, but got a ${frame.kind} frame: insert a g711-decoder`);
@@ -283,6 +288,7 @@ export class Speaker implements SinkStage, OutputParty {
     }
   }
 
+  /** Resolves when the queue is below `latency_ms` again (and not held by a pause). */
   drained(): Promise<void> {
     if (this.#canAccept()) return Promise.resolve();
     return new Promise((resolve) => this.#waiters.push(resolve));
@@ -397,6 +403,7 @@ export class Speaker implements SinkStage, OutputParty {
     this.#stream?.wake();
   }
 
+  /** Plays what is queued, then closes the device; after a stop, drops the queue and aborts instead. */
   async end(): Promise<void> {
     if (this.#ended) return;
     if (this.#rc?.signal.aborted) this.#abort();
@@ -413,6 +420,7 @@ export class Speaker implements SinkStage, OutputParty {
     this.#ended = true;
   }
 
+  /** Releases the device (aborting playback if still running). */
   async close(): Promise<void> {
     this.#abort();
     this.#ended = true;
@@ -423,6 +431,7 @@ export class Speaker implements SinkStage, OutputParty {
     if (this.#ownStream) await stream.close("ABORT");
   }
 
+  /** Counters and state (see the plugin documentation). */
   stats(): Record<string, unknown> {
     const state = this.#ended
       ? "ended"
