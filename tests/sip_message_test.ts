@@ -277,6 +277,8 @@ Deno.test("parse: bad Content-Length (negative, non-numeric, larger than body, c
     parseError(msg([...base, "Content-Length: 5", "Content-Length: 6"], "hello!")).reason,
     "conflicting Content-Length headers",
   );
+  // Leading zeros are fine.
+  assert.equal(bodyText(parseMessage(msg([...base, "Content-Length: " + "0".repeat(60) + "5"], "hello"))), "hello");
   // Longer body than Content-Length: truncated to it.
   const m = parseMessage(msg([...base, "Content-Length: 3"], "hello"));
   assert.equal(bodyText(m), "hel");
@@ -477,4 +479,59 @@ Deno.test("headers: ordered multi-map operations", () => {
   const c = h.clone();
   c.append("To", "t");
   assert.equal(h.has("To"), false);
+});
+
+Deno.test("parse: a tortuous INVITE combining many oddities at once", () => {
+  const body =
+    "v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.3\r\ns=-\r\nc=IN IP4 192.0.2.4\r\nt=0 0\r\nm=audio 49217 RTP/AVP 0 12\r\n";
+  const raw = [
+    "INVITE sip:vivekg@chair-dnrc.example.com;unknownparam SIP/2.0",
+    "TO :",
+    " sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+    'from   : "J Rosenberg \\\\\\""       <sip:jdrosen@example.com>',
+    "  ;",
+    "  tag = 98asjd8",
+    "MaX-fOrWaRdS: 0068",
+    "Call-ID: wsinv.ndaksdj@192.0.2.1",
+    "Content-Length   : " + new TextEncoder().encode(body).length,
+    "cseq: 0009",
+    "  INVITE",
+    "Via  : SIP  /   2.0",
+    " /UDP",
+    "    192.0.2.2;rport;branch=390skdjuw",
+    "s :",
+    "NewFangledHeader:   newfangled value",
+    " continued newfangled value",
+    "UnknownHeaderWithUnusualValue: ;;,,;;,;",
+    "Content-Type: application/sdp",
+    "Route:",
+    " <sip:services.example.com;lr;unknownwith=value;unknown-no-value>",
+    "v:  SIP  / 2.0  / TCP     spindle.example.com   ;",
+    "  branch  =   z9hG4bK9ikj8  ,",
+    " SIP  /    2.0   / UDP  192.168.255.111   ; branch=",
+    " z9hG4bK30239",
+    'm:"Quoted string \\"\\"" <sip:jdrosen@example.com> ; newparam =',
+    "      newvalue ;",
+    "  secondparam ; q = 0.33",
+  ].join("\r\n") + "\r\n\r\n" + body;
+  const m = asRequest(parseMessage(raw));
+  assert.equal(getTo(m).params.tag, "1918181833n");
+  assert.equal(getFrom(m).displayName, 'J Rosenberg \\"');
+  assert.equal(getFrom(m).params.tag, "98asjd8");
+  assert.equal(m.headers.get("Max-Forwards"), "0068");
+  assert.deepEqual(getCSeq(m), { seq: 9, method: "INVITE" });
+  const vias = m.headers.getAll("Via").map(parseVia);
+  assert.deepEqual(vias.map((v) => [v.transport, v.host, v.params.branch]), [
+    ["UDP", "192.0.2.2", "390skdjuw"],
+    ["TCP", "spindle.example.com", "z9hG4bK9ikj8"],
+    ["UDP", "192.168.255.111", "z9hG4bK30239"],
+  ]);
+  assert.equal(m.headers.get("Subject"), "");
+  assert.equal(m.headers.get("NewFangledHeader"), "newfangled value continued newfangled value");
+  assert.equal(m.headers.get("UnknownHeaderWithUnusualValue"), ";;,,;;,;");
+  const contact = parseNameAddr(m.headers.get("Contact")!);
+  assert.equal(contact.displayName, 'Quoted string ""');
+  assert.deepEqual(contact.params, { newparam: "newvalue", secondparam: null, q: "0.33" });
+  assert.equal(parseNameAddr(m.headers.get("Route")!).uri.params["unknown-no-value"], null);
+  assert.equal(bodyText(m), body);
 });

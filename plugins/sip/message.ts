@@ -258,10 +258,11 @@ function validate(headers: SipHeaders, method: string | undefined): string | und
     return `CSeq method '${m[2]}' does not match request method '${method}'`;
   }
   const mf = headers.get("Max-Forwards");
-  if (mf !== undefined && !/^\d{1,3}$/.test(mf)) return `bad Max-Forwards '${mf}'`;
+  if (mf !== undefined && !/^\d{1,10}$/.test(mf)) return `bad Max-Forwards '${mf}'`;
   const cls = headers.getAll("Content-Length");
   for (const v of cls) {
-    if (!/^\d{1,10}$/.test(v)) return `bad Content-Length '${v}'`;
+    // Leading zeros are legal (1*DIGIT); only the value is bounded.
+    if (!/^\d+$/.test(v) || v.replace(/^0+(?=\d)/, "").length > 10) return `bad Content-Length '${v}'`;
     if (Number(v) !== Number(cls[0])) return "conflicting Content-Length headers";
   }
   return undefined;
