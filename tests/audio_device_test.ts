@@ -152,6 +152,11 @@ Deno.test("audio-device: devices are chosen by id, exact name, or a unique part 
     DeviceNotFoundError,
     "no default audio input device",
   );
+  assertThrows(
+    () => resolveDevice(undefined, "output", []),
+    DeviceNotFoundError,
+    "no audio output device: PortAudio sees none (no sound card, or no ALSA configuration for one)",
+  );
 });
 
 Deno.test("audio-device: formatDeviceList prints one aligned line per device", () => {

@@ -208,3 +208,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "speaker: in a pipeline, pipeline.control pauses and resumes it and pipeline.stop aborts it",
+  ignore: skipAudio,
+  async fn() {
+    const sb = await alsaSandbox();
+    try {
+      const res = expectOk(await runHelper(sb, "pipeline", { seconds: 0.6, pause_at_ms: 200, pause_ms: 250 }));
+      assertEquals(res.reason, "eos");
+      assertEquals(res.controls, [{ paused: true }, { paused: false }]);
+      const { audio, gaps } = stripSilence(readRaw(sb.play), 1, MIN_GAP);
+      assertEquals(firstDifference(audio, tone(8000, 1, 0.6, 1000, -6)), -1);
+      assertEquals(audio.length, 4800);
+      const inner = gaps.filter((g) => g.at > 0 && g.at < audio.length);
+      const longest = Math.max(0, ...inner.map((g) => g.frames)) / 8;
+      assert(longest >= 150, `pause gap ${longest} ms: ${JSON.stringify(gaps)}`);
+      // Real time: 0.6 s of audio plus the pause.
+      assert((res.elapsed as number) >= 700, `${res.elapsed} ms`);
+
+      const stop = expectOk(await runHelper(sb, "pipeline", { seconds: 5, stop_at_ms: 300 }));
+      assertEquals(stop.reason, "stopped");
+      assert((stop.stopMs as number) < 400, `stop took ${stop.stopMs} ms`);
+      const played = stripSilence(readRaw(sb.play), 1, MIN_GAP).audio.length / 8;
+      assert(played >= 200 && played <= 600, `${played} ms played`);
+    } finally {
+      await sb.cleanup();
+    }
+  },
+});

@@ -444,17 +444,20 @@ export function listDevices(opts: LoadOptions & { refresh?: boolean } = {}): Aud
 }
 
 /**
- * Printable lines for `--list-devices`: one per device with its id, in/out
- * channels, default rate, host API and name; `*` marks defaults.
+ * Printable lines for `--list-devices`: a header, then one line per device
+ * with its id, in/out channels, default rate, host API and name, marking the
+ * defaults. Without an argument it lists the devices itself
+ * ({@linkcode listDevices}, which throws an {@linkcode AudioBindingError} when
+ * the binding is unavailable).
  *
  * @example
  * ```ts
- * formatDeviceList(listDevices()).forEach((l) => console.log(l));
+ * formatDeviceList().forEach((l) => console.log(l));
  * // "  id  in  out  rate    api   name"
  * // "   2 128  128  44100   ALSA  default  (default input, default output)"
  * ```
  */
-export function formatDeviceList(devices: AudioDeviceInfo[]): string[] {
+export function formatDeviceList(devices: AudioDeviceInfo[] = listDevices()): string[] {
   if (devices.length === 0) {
     return ["no audio devices found (PortAudio sees none: no sound card, or no ALSA configuration for one)"];
   }
@@ -515,6 +518,12 @@ export function resolveDevice(
     ? `${direction} devices: ${usable.map((d) => `${d.id} "${d.name}"`).join(", ")}`
     : `PortAudio sees no ${direction} device`;
   const hint = `(list them with --list-devices)`;
+  if (usable.length === 0) {
+    throw new DeviceNotFoundError(
+      `no audio ${direction} device: PortAudio sees none (no sound card, or no ALSA configuration for one)` +
+        (spec === undefined || spec === "" ? "" : `, so "${spec}" cannot be opened`),
+    );
+  }
   if (spec === undefined || spec === "") {
     const def = usable.find((d) => direction === "input" ? d.defaultInput : d.defaultOutput);
     if (def) return def;
