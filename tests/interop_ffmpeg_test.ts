@@ -1,0 +1,158 @@
+/**
+ * Interop with ffmpeg over loopback RTP, both ways, PCMU and PCMA:
+ *
+ * - our `rtp-send` → ffmpeg receiving through an SDP file → WAV;
+ * - ffmpeg `-re … -f rtp` → our `rtp-receive` → WAV.
+ *
+ * The audio is already G.711-representable (the alawmulaw round trip of a
+ * speech-like signal), so every encoder maps it back to the same codes and the
+ * recordings must match it sample by sample after alignment.
+ *
+ * ffmpeg is needed (Debian package `ffmpeg`, installed by scripts/setup.sh). The
+ * tests fail without it, unless VOXPIPE_SKIP_INTEROP=1.
+ *
+ * @module
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import {
+  assertSampleExact,
+  freeUdpPortPair,
+  type G711Codec,
+  outputTail,
+  readWav,
+  requireTool,
+  runBounded,
+  runSender,
+  SKIP_INTEROP,
+  sleep,
+  spawnBounded,
+  spawnReceiver,
+  waitForUdpPort,
+  writeFixture,
+} from "./media_util.ts";
+
+const PT: Record<G711Codec, number> = { PCMU: 0, PCMA: 8 };
+const FFMPEG_CODEC: Record<G711Codec, string> = { PCMU: "pcm_mulaw", PCMA: "pcm_alaw" };
+
+function sdp(codec: G711Codec, port: number): string {
+  return [
+    "v=0",
+    "o=- 0 0 IN IP4 127.0.0.1",
+    "s=voxpipe interop",
+    "c=IN IP4 127.0.0.1",
+    "t=0 0",
+    `m=audio ${port} RTP/AVP ${PT[codec]}`,
+    `a=rtpmap:${PT[codec]} ${codec}/8000`,
+    "a=ptime:20",
+    "a=recvonly",
+    "",
+  ].join("\r\n");
+}
+
+async function oursToFfmpeg(codec: G711Codec): Promise<void> {
+  await requireTool("ffmpeg", ["-hide_banner", "-version"]);
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-ffmpeg-" });
+  try {
+    const fx = await writeFixture(dir, codec);
+    const port = freeUdpPortPair();
+    await Deno.writeTextFile(`${dir}/in.sdp`, sdp(codec, port));
+    const out = `${dir}/ffmpeg.wav`;
+    const ffmpeg = spawnBounded("ffmpeg", [
+      "-hide_banner",
+      "-nostdin",
+      "-loglevel",
+      "info",
+      "-protocol_whitelist",
+      "file,udp,rtp",
+      "-i",
+      `${dir}/in.sdp`,
+      "-c:a",
+      "pcm_s16le",
+      "-y",
+      out,
+    ], { timeoutMs: 60000, stopSignal: "SIGINT" });
+    let sent;
+    try {
+      await waitForUdpPort(port, 15000);
+      sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec });
+      // Let the last packets through ffmpeg's reorder queue, then stop it the way it finalizes the WAV.
+      await sleep(700);
+    } finally {
+      ffmpeg.kill("SIGINT");
+    }
+    const r = await ffmpeg.result;
+    assertEquals(sent.code, 0, `sender failed: ${outputTail(sent)}`);
+    assert(!r.timedOut, `ffmpeg had to be killed: ${outputTail(r)}`);
+    assertMatch(r.stderr, new RegExp(`Audio: ${FFMPEG_CODEC[codec]}, 8000 Hz, mono`));
+    const wav = await readWav(out);
+    assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true], outputTail(r));
+    assertSampleExact(fx.reference, wav.samples, { label: `ours → ffmpeg ${codec}` });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function ffmpegToOurs(codec: G711Codec): Promise<void> {
+  await requireTool("ffmpeg", ["-hide_banner", "-version"]);
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-ffmpeg-" });
+  try {
+    const fx = await writeFixture(dir, codec);
+    const port = freeUdpPortPair();
+    const out = `${dir}/received.wav`;
+    const receiver = await spawnReceiver({ port, out, codec, timeout: 3 });
+    // 160-sample frames = 20 ms packets. Without asetnsamples ffmpeg puts whole demuxer packets (1024+ samples,
+    // 128+ ms) in one RTP packet, which our jitter buffer does not play correctly (see the report).
+    const ff = await runBounded("ffmpeg", [
+      "-hide_banner",
+      "-nostdin",
+      "-loglevel",
+      "warning",
+      "-re",
+      "-i",
+      fx.referencePath,
+      "-af",
+      "asetnsamples=n=160",
+      "-c:a",
+      FFMPEG_CODEC[codec],
+      "-f",
+      "rtp",
+      `rtp://127.0.0.1:${port}`,
+    ], { timeoutMs: 60000 });
+    if (ff.code !== 0) receiver.kill("SIGKILL");
+    const rx = await receiver.result;
+    assertEquals(ff.code, 0, `ffmpeg failed: ${outputTail(ff)}`);
+    assertEquals(rx.code, 0, `receiver failed: ${outputTail(rx)}`);
+    assertMatch(rx.stderr, /no datagram for 3 s: ending/);
+    // ffmpeg sends RTCP sender reports to port + 1: our rtcp stage parses them.
+    assertMatch(rx.stderr, /SR received: packets=\d+/);
+    const wav = await readWav(out);
+    assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true]);
+    assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label: `ffmpeg → ours ${codec}` });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "interop: rtp-send → ffmpeg (SDP) PCMU: ffmpeg's WAV matches sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => oursToFfmpeg("PCMU"),
+});
+
+Deno.test({
+  name: "interop: rtp-send → ffmpeg (SDP) PCMA: ffmpeg's WAV matches sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => oursToFfmpeg("PCMA"),
+});
+
+Deno.test({
+  name: "interop: ffmpeg -f rtp PCMU → rtp-receive: our WAV matches sample-exact, ffmpeg's SR parsed",
+  ignore: SKIP_INTEROP,
+  fn: () => ffmpegToOurs("PCMU"),
+});
+
+Deno.test({
+  name: "interop: ffmpeg -f rtp PCMA → rtp-receive: our WAV matches sample-exact, ffmpeg's SR parsed",
+  ignore: SKIP_INTEROP,
+  fn: () => ffmpegToOurs("PCMA"),
+});
