@@ -1,0 +1,178 @@
+/**
+ * Interop with GStreamer over loopback RTP, both ways, PCMU and PCMA:
+ *
+ * - our `rtp-send` → `udpsrc ! rtpjitterbuffer ! rtppcmudepay ! mulawdec ! wavenc ! filesink`
+ *   (A-law: `rtppcmadepay ! alawdec`);
+ * - `filesrc ! wavparse ! audioconvert ! audioresample ! mulawenc ! rtppcmupay ! udpsink`
+ *   (A-law: `alawenc ! rtppcmapay`) → our `rtp-receive`.
+ *
+ * The audio is already G.711-representable, so the recordings must match it
+ * sample by sample after alignment.
+ *
+ * Needs gst-launch-1.0 with gstreamer1.0-plugins-good (Debian packages
+ * gstreamer1.0-tools, gstreamer1.0-plugins-good; scripts/setup.sh installs
+ * them). The tests fail without them, unless VOXPIPE_SKIP_INTEROP=1.
+ *
+ * @module
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import {
+  assertSampleExact,
+  freeUdpPortPair,
+  type G711Codec,
+  outputTail,
+  readWav,
+  requireTool,
+  runBounded,
+  runSender,
+  SKIP_INTEROP,
+  sleep,
+  spawnBounded,
+  spawnReceiver,
+  waitForUdpPort,
+  writeFixture,
+} from "./media_util.ts";
+
+const PT: Record<G711Codec, number> = { PCMU: 0, PCMA: 8 };
+/** Depayloader, decoder, encoder and payloader of each law. */
+const ELEMENTS: Record<G711Codec, { depay: string; dec: string; enc: string; pay: string }> = {
+  PCMU: { depay: "rtppcmudepay", dec: "mulawdec", enc: "mulawenc", pay: "rtppcmupay" },
+  PCMA: { depay: "rtppcmadepay", dec: "alawdec", enc: "alawenc", pay: "rtppcmapay" },
+};
+
+function requireGst(codec: G711Codec): Promise<void> {
+  const e = ELEMENTS[codec];
+  return requireTool("gst-launch-1.0", ["--version"], [
+    "udpsrc",
+    "udpsink",
+    "rtpjitterbuffer",
+    "filesrc",
+    "filesink",
+    "wavparse",
+    "wavenc",
+    "audioconvert",
+    "audioresample",
+    e.depay,
+    e.dec,
+    e.enc,
+    e.pay,
+  ]);
+}
+
+async function oursToGst(codec: G711Codec): Promise<void> {
+  await requireGst(codec);
+  const e = ELEMENTS[codec];
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-gst-" });
+  try {
+    const fx = await writeFixture(dir, codec);
+    const port = freeUdpPortPair();
+    const out = `${dir}/gst.wav`;
+    const caps = `application/x-rtp,media=audio,clock-rate=8000,encoding-name=${codec},payload=${PT[codec]}`;
+    // -e: on SIGINT, send EOS down the pipeline so wavenc writes its final header.
+    const gst = spawnBounded("gst-launch-1.0", [
+      "-e",
+      "udpsrc",
+      "address=127.0.0.1",
+      `port=${port}`,
+      `caps=${caps}`,
+      "!",
+      "rtpjitterbuffer",
+      "!",
+      e.depay,
+      "!",
+      e.dec,
+      "!",
+      "wavenc",
+      "!",
+      "filesink",
+      `location=${out}`,
+    ], { timeoutMs: 60000, stopSignal: "SIGINT" });
+    let sent;
+    try {
+      await gst.waitForOutput(/Setting pipeline to PLAYING/, 20000);
+      await waitForUdpPort(port, 10000);
+      sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec });
+      // rtpjitterbuffer holds 200 ms by default: let it play out before the EOS.
+      await sleep(700);
+    } finally {
+      gst.kill("SIGINT");
+    }
+    const r = await gst.result;
+    assertEquals(sent.code, 0, `sender failed: ${outputTail(sent)}`);
+    assert(!r.timedOut, `gst-launch had to be killed: ${outputTail(r)}`);
+    assertMatch(r.stdout, /Got EOS from element/, outputTail(r));
+    const wav = await readWav(out);
+    assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true], outputTail(r));
+    assertSampleExact(fx.reference, wav.samples, { label: `ours → GStreamer ${codec}` });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function gstToOurs(codec: G711Codec): Promise<void> {
+  await requireGst(codec);
+  const e = ELEMENTS[codec];
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-gst-" });
+  try {
+    const fx = await writeFixture(dir, codec);
+    const port = freeUdpPortPair();
+    const out = `${dir}/received.wav`;
+    const receiver = await spawnReceiver({ port, out, codec, timeout: 3 });
+    // min/max-ptime 20 ms: without them the payloader fills the MTU (~173 ms per packet), which our
+    // jitter buffer does not play correctly (see the report). udpsink syncs to the clock: real time.
+    const gst = await runBounded("gst-launch-1.0", [
+      "filesrc",
+      `location=${fx.referencePath}`,
+      "!",
+      "wavparse",
+      "!",
+      "audioconvert",
+      "!",
+      "audioresample",
+      "!",
+      e.enc,
+      "!",
+      e.pay,
+      "min-ptime=20000000",
+      "max-ptime=20000000",
+      "!",
+      "udpsink",
+      "host=127.0.0.1",
+      `port=${port}`,
+    ], { timeoutMs: 60000 });
+    if (gst.code !== 0) receiver.kill("SIGKILL");
+    const rx = await receiver.result;
+    assertEquals(gst.code, 0, `gst-launch failed: ${outputTail(gst)}`);
+    assertEquals(rx.code, 0, `receiver failed: ${outputTail(rx)}`);
+    assertMatch(rx.stderr, /no datagram for 3 s: ending/);
+    const wav = await readWav(out);
+    assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true]);
+    assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label: `GStreamer → ours ${codec}` });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "interop: rtp-send → GStreamer rtppcmudepay ! mulawdec ! wavenc: matches sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => oursToGst("PCMU"),
+});
+
+Deno.test({
+  name: "interop: rtp-send → GStreamer rtppcmadepay ! alawdec ! wavenc: matches sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => oursToGst("PCMA"),
+});
+
+Deno.test({
+  name: "interop: GStreamer mulawenc ! rtppcmupay ! udpsink → rtp-receive: matches sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => gstToOurs("PCMU"),
+});
+
+Deno.test({
+  name: "interop: GStreamer alawenc ! rtppcmapay ! udpsink → rtp-receive: matches sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => gstToOurs("PCMA"),
+});
