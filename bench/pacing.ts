@@ -1,0 +1,393 @@
+/**
+ * Pacing accuracy of `udp-sink` on the process media clock, measured at the
+ * receiving socket.
+ *
+ * ```sh
+ * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--spin-ms M] [--capture]
+ *   [--nice N]
+ * ```
+ *
+ * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
+ * the real plugin on `mediaClock()` (the one `RealClock` of the process). Each
+ * feed is synthetic (RTP, PCMU, 160-byte payloads, timestamps +160 = 20 ms) and
+ * behaves like a file source: it emits as fast as the sink accepts and waits
+ * on backpressure, so the sink's queue and `drained()` are exercised exactly as
+ * in a file→network pipeline. Streams start at random phases across one
+ * 20 ms period, as independent calls would.
+ *
+ * The receiver runs in a separate process by default (`--receiver process`), so
+ * its receive load does not disturb the sender's scheduler; it binds one
+ * socket, timestamps every datagram with `performance.now()` right after
+ * `receive()` resolves, and tells streams apart by SSRC. `--receiver inline`
+ * receives in the sending process instead (the worst case: the sender's event
+ * loop carries the receive load too).
+ *
+ * Printed, one line per run:
+ * - `p50`/`p99`/`max`: |inter-arrival − 20 ms| over consecutive packets of every
+ *   stream (a lost packet's neighbours are skipped);
+ * - `drift`: per stream, arrival(n) − arrival(0) − n·20 ms, median of the last
+ *   50 packets minus median of the first 50; the mean over streams, and the
+ *   largest magnitude (`drift_worst`);
+ * - `late`: packets the sinks sent more than 1 ms after their due time, and the
+ *   largest lateness the sinks saw;
+ * - `cpu`: CPU time of the sending process over the run, as % of one core;
+ * - `load`: the 1-minute load average at the start (2-core machine).
+ *
+ * `--capture` also records the datagrams with `dumpcap` on `lo` and prints a
+ * `pacing-capture` line from the kernel's timestamps, taken as each datagram is
+ * sent: the sender's pacing without the receiver's own wake-up latency.
+ * `--nice -10` raises the sender's scheduling priority (needs root), to see how
+ * much of the jitter is other processes taking the CPU.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import os from "node:os";
+import process from "node:process";
+import { z } from "zod";
+import { mediaClock, RealClock } from "../core/clock.ts";
+import type { RtpFrame } from "../core/frame.ts";
+import { buildPipeline, type Pipeline } from "../core/pipeline.ts";
+import { Registry } from "../core/registry.ts";
+import { definePlugin } from "../core/stage.ts";
+import { plugins as udpPlugins } from "../plugins/udp/mod.ts";
+
+const PTIME = 20;
+const END_MAGIC = 0x454e4421; // "END!"
+
+const args = parseArgs({
+  options: {
+    streams: { type: "string", default: "1" },
+    seconds: { type: "string", default: "30" },
+    receiver: { type: "string", default: "process" },
+    role: { type: "string", default: "sender" },
+    "spin-ms": { type: "string" },
+    capture: { type: "boolean", default: false },
+    nice: { type: "string" },
+  },
+});
+
+const streams = Number(args.values.streams);
+const seconds = Number(args.values.seconds);
+const packetsPerStream = Math.round((seconds * 1000) / PTIME);
+
+// ---- receiver ------------------------------------------------------------------------------
+
+/** Pacing statistics of a set of streams. */
+interface PacingStats {
+  p50: number;
+  p99: number;
+  max: number;
+  drift: number;
+  driftWorst: number;
+  received: number;
+  lost: number;
+  streams: number;
+}
+
+/** What the receiver process reports. */
+interface ReceiverReport extends PacingStats {
+  cpuPct: number;
+}
+
+/** Arrival times of one stream, indexed by packet number n (from the RTP timestamp). */
+interface Arrivals {
+  ts0: number;
+  t: Float64Array;
+  seen: Uint8Array;
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[s.length >> 1] : NaN;
+}
+
+/** Records that the packet of stream `ssrc` with RTP timestamp `ts` arrived at `now` (ms). */
+function record(streams: Map<number, Arrivals>, ssrc: number, ts: number, now: number): boolean {
+  let s = streams.get(ssrc);
+  if (!s) {
+    s = { ts0: ts, t: new Float64Array(packetsPerStream + 8), seen: new Uint8Array(packetsPerStream + 8) };
+    streams.set(ssrc, s);
+  }
+  const n = Math.round(((ts - s.ts0) >>> 0) / (8 * PTIME));
+  if (n >= s.t.length || s.seen[n]) return false;
+  s.t[n] = now;
+  s.seen[n] = 1;
+  return true;
+}
+
+/** Inter-arrival deviation percentiles and drift over all streams. */
+function analyze(streams: Map<number, Arrivals>, expectStreams: number): PacingStats {
+  const devs: number[] = [];
+  const drifts: number[] = [];
+  let lost = 0, received = 0;
+  for (const s of streams.values()) {
+    const offsets: number[] = [];
+    for (let n = 0; n < packetsPerStream; n++) {
+      if (!s.seen[n]) {
+        lost++;
+        continue;
+      }
+      received++;
+      offsets.push(s.t[n] - s.t[0] - n * PTIME);
+      if (n > 0 && s.seen[n - 1]) devs.push(Math.abs(s.t[n] - s.t[n - 1] - PTIME));
+    }
+    const k = Math.min(50, offsets.length >> 1);
+    if (k > 0) drifts.push(median(offsets.slice(-k)) - median(offsets.slice(0, k)));
+  }
+  lost += Math.max(0, expectStreams - streams.size) * packetsPerStream;
+  const sorted = Float64Array.from(devs).sort();
+  return {
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    max: sorted.length ? sorted[sorted.length - 1] : NaN,
+    drift: drifts.reduce((a, b) => a + b, 0) / Math.max(1, drifts.length),
+    driftWorst: drifts.reduce((a, b) => Math.abs(b) > Math.abs(a) ? b : a, 0),
+    received,
+    lost,
+    streams: streams.size,
+  };
+}
+
+/** Receives until END; returns the statistics. `onReady` gets the bound port. */
+async function receive(onReady: (port: number) => void, expectStreams: number): Promise<ReceiverReport> {
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  onReady((sock.addr as Deno.NetAddr).port);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const streams = new Map<number, Arrivals>();
+  const buf = new Uint8Array(2048);
+  for (;;) {
+    const [d] = await sock.receive(buf);
+    const now = performance.now();
+    const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
+    if (d.length === 4 && v.getUint32(0) === END_MAGIC) break;
+    if (d.length < 12) continue;
+    record(streams, v.getUint32(8), v.getUint32(4), now);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const wall = performance.now() - t0;
+  sock.close();
+  return { ...analyze(streams, expectStreams), cpuPct: ((cpu.user + cpu.system) / 1000 / wall) * 100 };
+}
+
+/**
+ * Captures the datagrams to `port` on the loopback interface with `dumpcap`: the
+ * kernel timestamps them as they are sent, so these figures are the sender's
+ * pacing without the receiving process's wake-up latency.
+ */
+async function startCapture(port: number): Promise<{ stop(): Promise<PacingStats> }> {
+  const file = await Deno.makeTempFile({ prefix: "pacing-", suffix: ".pcap" });
+  const child = new Deno.Command("dumpcap", {
+    args: ["-i", "lo", "-f", `udp dst port ${port}`, "-P", "-B", "64", "-w", file],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("Capturing on")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`dumpcap failed: ${text}`);
+    text += value;
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* drain */ }
+  })();
+  await new Promise((r) => setTimeout(r, 300)); // let the capture filter settle before the first packet
+  return {
+    async stop() {
+      child.kill("SIGINT");
+      await child.status;
+      const bytes = await Deno.readFile(file);
+      await Deno.remove(file);
+      return analyze(parsePcap(bytes), streams);
+    },
+  };
+}
+
+/** Reads RTP arrival times (ms) per SSRC from a classic pcap file of IPv4/UDP/RTP. */
+function parsePcap(b: Uint8Array): Map<number, Arrivals> {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const magic = v.getUint32(0, true);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  const nanos = magic === 0xa1b23c4d || magic === 0x4d3cb2a1;
+  const link = v.getUint32(20, le);
+  const linkLen = link === 1 ? 14 : link === 113 ? 16 : link === 276 ? 20 : link === 0 ? 4 : -1;
+  if (linkLen < 0) throw new Error(`pcap link type ${link} not handled`);
+  const out = new Map<number, Arrivals>();
+  for (let o = 24; o + 16 <= b.length;) {
+    const sec = v.getUint32(o, le), frac = v.getUint32(o + 4, le), incl = v.getUint32(o + 8, le);
+    const p = o + 16;
+    o = p + incl;
+    const ip = p + linkLen;
+    const ihl = (b[ip] & 0x0f) * 4;
+    const rtp = ip + ihl + 8;
+    if (rtp + 12 > o) continue;
+    const t = sec * 1000 + (nanos ? frac / 1e6 : frac / 1e3);
+    if (o - rtp === 4) continue; // END marker
+    record(out, v.getUint32(rtp + 8), v.getUint32(rtp + 4), t);
+  }
+  return out;
+}
+
+if (args.values.role === "receiver") {
+  const report = await receive((port) => console.log(JSON.stringify({ ready: port })), streams);
+  console.log(JSON.stringify(report));
+  Deno.exit(0);
+}
+
+// ---- sender --------------------------------------------------------------------------------
+
+/** A synthetic RTP source: `count` packets of 20 ms PCMU, as fast as the sink accepts. */
+const rtpFeed = definePlugin({
+  name: "rtp-feed",
+  kind: "source",
+  description: "synthetic RTP packets for the pacing benchmark",
+  produces: { kind: "rtp", codec: "PCMU", clockRate: 8000 },
+  options: z.object({
+    ssrc: z.number().int().describe("SSRC"),
+    count: z.number().int().describe("packets"),
+    delay_ms: z.number().describe("start delay in ms"),
+  }),
+  create: (o) => ({
+    async run(ctx) {
+      await ctx.clock.sleep(o.delay_ms, ctx.signal);
+      const payload = new Uint8Array(160).fill(0xff);
+      const ts0 = (Math.random() * 0xffffffff) >>> 0;
+      for (let i = 0; i < o.count && !ctx.signal.aborted; i++) {
+        const f: RtpFrame = {
+          kind: "rtp",
+          payloadType: 0,
+          sequence: i & 0xffff,
+          timestamp: (ts0 + i * 160) >>> 0,
+          ssrc: o.ssrc,
+          marker: i === 0,
+          payload,
+          codec: "PCMU",
+          clockRate: 8000,
+        };
+        if (!ctx.emit(f)) await ctx.ready();
+      }
+    },
+  }),
+});
+
+async function startReceiverProcess(): Promise<{ port: number; report: Promise<ReceiverReport> }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      import.meta.filename!,
+      "--role",
+      "receiver",
+      "--streams",
+      String(streams),
+      "--seconds",
+      String(seconds),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  const nextLine = async (): Promise<string> => {
+    for (;;) {
+      const i = pending.indexOf("\n");
+      if (i >= 0) {
+        const line = pending.slice(0, i);
+        pending = pending.slice(i + 1);
+        return line;
+      }
+      const { value, done } = await lines.read();
+      if (done) throw new Error("receiver exited early");
+      pending += value;
+    }
+  };
+  const ready = JSON.parse(await nextLine());
+  const report = (async () => {
+    const r = JSON.parse(await nextLine()) as ReceiverReport;
+    await child.status;
+    return r;
+  })();
+  return { port: ready.ready, report };
+}
+
+const load = (await Deno.readTextFile("/proc/loadavg")).split(" ")[0];
+if (args.values.nice !== undefined) {
+  // Raise (negative) or lower the sender's priority: the process nice value, and its autogroup's, which is
+  // what the kernel weighs against processes of other sessions when autogroup scheduling is on.
+  const n = Number(args.values.nice);
+  os.setPriority(n);
+  try {
+    await Deno.writeTextFile("/proc/self/autogroup", String(n));
+  } catch { /* no autogroup */ }
+}
+const spin = args.values["spin-ms"];
+const clock = spin === undefined ? mediaClock() : new RealClock(Number(spin));
+
+let port: number;
+let report: Promise<ReceiverReport>;
+if (args.values.receiver === "inline") {
+  let ready!: (p: number) => void;
+  const portP = new Promise<number>((r) => ready = r);
+  report = receive(ready, streams);
+  port = await portP;
+} else {
+  ({ port, report } = await startReceiverProcess());
+}
+
+const capture = args.values.capture ? await startCapture(port) : undefined;
+const registry = new Registry([rtpFeed, ...udpPlugins]);
+const pipelines: Pipeline[] = [];
+for (let i = 0; i < streams; i++) {
+  pipelines.push(
+    await buildPipeline(`s${i}`, [
+      { use: "rtp-feed", ssrc: i + 1, count: packetsPerStream, delay_ms: Math.random() * PTIME },
+      { use: "udp-sink", to: `127.0.0.1:${port}`, bind: "127.0.0.1" },
+    ], { registry, clock }),
+  );
+}
+const cpu0 = process.cpuUsage();
+const t0 = performance.now();
+const results = await Promise.all(pipelines.map((p) => p.run()));
+const wall = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
+let late = 0, maxLate = 0, errors = 0;
+for (const r of results) {
+  if (r.reason !== "eos") console.error(`pipeline ended: ${r.reason} ${r.error?.message ?? ""}`);
+  const x = r.stats[1].extra!;
+  late += x.late_sends as number;
+  maxLate = Math.max(maxLate, x.max_late_ms as number);
+  errors += x.send_errors as number;
+}
+await new Promise((r) => setTimeout(r, 200));
+const end = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+const magic = new Uint8Array(4);
+new DataView(magic.buffer).setUint32(0, END_MAGIC);
+await end.send(magic, { transport: "udp", hostname: "127.0.0.1", port });
+end.close();
+const r = await report;
+const cap = await capture?.stop();
+const ms = (x: number, sign = false) => `${sign && x >= 0 ? "+" : ""}${x.toFixed(3)}ms`;
+console.log(
+  `pacing streams=${streams} packets=${r.received} p50=${ms(r.p50)} p99=${ms(r.p99)} max=${ms(r.max)} ` +
+    `drift=${ms(r.drift, true)} drift_worst=${ms(r.driftWorst, true)} lost=${r.lost} ` +
+    `late=${late} max_late=${maxLate.toFixed(3)}ms send_errors=${errors} ` +
+    `cpu=${((cpu.user + cpu.system) / 1000 / wall * 100).toFixed(1)}% receiver=${args.values.receiver}` +
+    (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
+    ` seconds=${seconds} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
+    (args.values.nice !== undefined ? ` nice=${args.values.nice}` : ""),
+);
+if (cap) {
+  console.log(
+    `pacing-capture streams=${streams} packets=${cap.received} p50=${ms(cap.p50)} p99=${ms(cap.p99)} ` +
+      `max=${ms(cap.max)} drift=${ms(cap.drift, true)} drift_worst=${ms(cap.driftWorst, true)} lost=${cap.lost} ` +
+      `(kernel timestamps on lo)`,
+  );
+}
+Deno.exit(0);
