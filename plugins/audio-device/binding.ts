@@ -23,7 +23,7 @@
  *   (PortAudio version, stream options, "Finishing output ..."). By default
  *   (`stderr`) C's `stdout` stream is pointed at standard error when the binding
  *   is loaded, so that chatter never mixes with data a CLI writes to standard
- *   output. `keep` leaves C's `stdout` alone.
+ *   output. `null` discards it; `keep` leaves C's `stdout` alone.
  *
  * @example
  * ```ts
@@ -317,17 +317,19 @@ export function missingBindingError(path: string, explicit: "option" | "env" | u
 let nativeStdoutDone = false;
 
 /**
- * Points C's `stdout` at standard error (see the module doc), best effort:
+ * Points C's `stdout` at standard error, or /dev/null (see the module doc), best effort:
  * needs FFI permission (which loading the binding needs anyway) and glibc.
  */
 function redirectNativeStdout(): void {
   if (nativeStdoutDone) return;
   nativeStdoutDone = true;
-  if ((envGet("VOXPIPE_NATIVE_STDOUT") ?? "stderr") !== "stderr" || Deno.build.os !== "linux") return;
+  const mode = envGet("VOXPIPE_NATIVE_STDOUT") ?? "stderr";
+  if ((mode !== "stderr" && mode !== "null") || Deno.build.os !== "linux") return;
   try {
     const libc = Deno.dlopen("libc.so.6", {
       dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
       fdopen: { parameters: ["i32", "buffer"], result: "pointer" },
+      fopen: { parameters: ["buffer", "buffer"], result: "pointer" },
       setvbuf: { parameters: ["pointer", "pointer", "i32", "usize"], result: "i32" },
       fflush: { parameters: ["pointer"], result: "i32" },
       memcpy: { parameters: ["pointer", "buffer", "usize"], result: "pointer" },
@@ -335,7 +337,7 @@ function redirectNativeStdout(): void {
     const cstr = (s: string) => new TextEncoder().encode(s + "\0");
     const slot = libc.symbols.dlsym(null, cstr("stdout")); // address of the `FILE *stdout` variable
     if (!slot) return;
-    const err = libc.symbols.fdopen(2, cstr("w"));
+    const err = mode === "null" ? libc.symbols.fopen(cstr("/dev/null"), cstr("w")) : libc.symbols.fdopen(2, cstr("w"));
     if (!err) return;
     libc.symbols.setvbuf(err, null, 1, /* _IOLBF */ 0n);
     libc.symbols.fflush(null);
