@@ -142,8 +142,8 @@ export async function main(args: string[]): Promise<number> {
   }
   if (v["list-devices"]) {
     try {
-      const { formatDeviceList } = await import("./plugins/audio-device/mod.ts");
-      for (const line of await formatDeviceList()) console.log(line);
+      const { formatDeviceList, listDevices } = await import("./plugins/audio-device/mod.ts");
+      for (const line of formatDeviceList(listDevices())) console.log(line);
       return 0;
     } catch (e) {
       return fail(e instanceof Error ? e.message : String(e));

@@ -36,10 +36,18 @@ export interface ControlContext {
   buildPipeline(template: string, vars: Variables, name?: string): Promise<Pipeline>;
 }
 
+/** How a control plugin's run ended: the process exit code and, on failure, a one-line reason. */
+export interface ControlResult {
+  /** Exit code: 0 success. */
+  code: number;
+  /** One-line reason when `code` is not 0 (e.g. `call failed: 486 Busy Here`). */
+  reason?: string;
+}
+
 /** A running control plugin. */
 export interface Controller {
-  /** Runs until the work is done (e.g. the call ended) or the signal aborts; resolves with the process exit code. */
-  run(): Promise<number>;
+  /** Runs until the work is done (e.g. the call ended) or the signal aborts. */
+  run(): Promise<ControlResult>;
   /** Live statistics (calls, per-call stats), for status pages. */
   stats?(): unknown;
 }
@@ -71,7 +79,7 @@ export type AnyControlPlugin = ControlPluginDefinition<any>;
  * ```ts
  * import { z } from "zod";
  * const p = defineControl({ name: "noop", kind: "control", description: "does nothing", variables: {},
- *   options: z.object({}), create: () => ({ run: () => Promise.resolve(0) }) });
+ *   options: z.object({}), create: () => ({ run: () => Promise.resolve({ code: 0 }) }) });
  * ```
  */
 export function defineControl<S extends z.ZodType>(def: ControlPluginDefinition<S>): ControlPluginDefinition<S> {

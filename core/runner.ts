@@ -181,8 +181,7 @@ export class PipelineRunner {
     };
     try {
       const controller = await def.create(parsed.data, ctx);
-      const code = await controller.run();
-      return { code };
+      return await controller.run();
     } finally {
       this.#opts.signal?.removeEventListener("abort", onAbort);
     }

@@ -4,6 +4,7 @@
  * @module
  */
 import type { AnyControlPlugin } from "../core/control.ts";
+import { sipControl } from "./sip/control.ts";
 
 /** All built-in control plugins. */
-export const builtinControls: AnyControlPlugin[] = [];
+export const builtinControls: AnyControlPlugin[] = [sipControl];

@@ -41,10 +41,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# npm dependencies (pinned in deno.json) and the naudiodon native binding.
-export npm_config_nodedir="${npm_config_nodedir:-/usr}"
-deno install --allow-scripts=npm:naudiodon || {
-  echo "setup: 'deno install' failed; the device stages (speaker, microphone) will say what is missing" >&2
+# npm dependencies (pinned in deno.json) and the naudiodon native binding
+# (scripts/setup_audio.sh checks the build tools and that the binding was built).
+bash scripts/setup_audio.sh || {
+  echo "setup: the naudiodon binding was not built; everything but the speaker and microphone stages works" >&2
   exit 1
 }
 echo "setup: done"

@@ -126,7 +126,7 @@ Deno.test("a parameter may reference control variables, expanded per call; netwo
       description: "",
       variables: { "call.id": "id", "remote.user": "user" },
       options: z.object({}),
-      create: () => ({ run: () => Promise.resolve(0) }),
+      create: () => ({ run: () => Promise.resolve({ code: 0 }) }),
     }),
   ]);
   const file = parsePipelineConfig({

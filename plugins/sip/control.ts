@@ -1,0 +1,508 @@
+/**
+ * The `sip` control plugin: places or answers calls with the SIP user agent,
+ * negotiates media with SDP, and for each call fills the pipeline file's chain
+ * templates with what was negotiated, starts them, and stops them (sinks
+ * finalize) when the call ends.
+ *
+ * Template variables it provides: `call.id` (the Call-ID, sanitized so it is
+ * safe in a file name), `call.n`, `call.from`, `local.bind`, `local.address`,
+ * `local.rtp_port`, `local.rtcp_port`, `remote.address`, `remote.rtp`,
+ * `remote.rtcp`, `remote.rtp_port`, `remote.rtcp_port`, `codec`, `payloadType`,
+ * `ptime`.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Clock, Timer } from "../../core/clock.ts";
+import type { Variables } from "../../core/config.ts";
+import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
+import type { Logger } from "../../core/log.ts";
+import { sanitizeFileComponent } from "../../core/paths.ts";
+import type { Pipeline, PipelineResult, StageStats } from "../../core/pipeline.ts";
+import { allocatePortPair, parsePortRange, type PortPair } from "../udp/socket.ts";
+import { formatHostPort } from "../udp/address.ts";
+import { type AudioCodec, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
+import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./user_agent.ts";
+
+const CODEC_LIST = /^\s*(PCMU|PCMA)\s*(,\s*(PCMU|PCMA)\s*)*$/i;
+
+const options = z.object({
+  role: z.enum(["caller", "callee"]).describe("caller places one call to `to`; callee answers incoming calls"),
+  to: z.string().default("").describe("caller: the SIP URI to call, e.g. sip:bob@127.0.0.1:5062"),
+  port: z.number().int().min(0).max(65535).default(5060).describe("local SIP port (0 = any free port)"),
+  bind: z.string().min(1).default("127.0.0.1").describe("local address for SIP and RTP (0.0.0.0 or :: for all)"),
+  user: z.string().regex(/^[A-Za-z0-9._~-]+$/).default("voxpipe").describe("user part of our SIP URI"),
+  codecs: z.string().regex(CODEC_LIST).default("PCMU,PCMA").describe(
+    "codecs offered/accepted, in order of preference (PCMU, PCMA)",
+  ),
+  ptime: z.number().int().min(10).max(60).default(20).describe("packet time we ask to receive, in ms"),
+  ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
+    "caller: seconds without an answer before CANCEL",
+  ),
+  answer_after: z.number().min(0).max(3600).default(0).describe("callee: seconds of ringing (180) before answering"),
+  calls: z.number().int().min(0).default(0).describe("callee: exit after this many answered calls (0 = forever)"),
+  max_calls: z.number().int().min(1).max(10000).default(100).describe(
+    "callee: concurrent calls; more get 486 Busy Here",
+  ),
+  rtp_ports: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
+    "range for local RTP/RTCP port pairs (min-max)",
+  ),
+  hangup_on: z.array(z.string()).default([]).describe(
+    "chains whose end of stream ends the call (caller: the send chain; callee: the receive chain, which ends on RTP timeout)",
+  ),
+  t1_ms: z.number().int().min(10).max(10000).default(500).describe("SIP timer T1 (RTT estimate), ms"),
+  t2_ms: z.number().int().min(100).max(60000).default(4000).describe("SIP timer T2 (retransmit cap), ms"),
+  t4_ms: z.number().int().min(100).max(60000).default(5000).describe("SIP timer T4 (max message lifetime), ms"),
+});
+
+type Options = z.output<typeof options>;
+
+/** Variables the plugin provides to chain templates. */
+export const SIP_VARIABLES: Record<string, string> = {
+  "call.id": "the Call-ID, sanitized for use in file names",
+  "call.n": "call number in this process (1, 2, ...)",
+  "call.from": "the remote user name, sanitized",
+  "local.bind": "address the RTP sockets bind to",
+  "local.address": "our RTP address as put in the SDP",
+  "local.rtp_port": "our RTP port (even)",
+  "local.rtcp_port": "our RTCP port (RTP port + 1)",
+  "remote.address": "the peer's RTP address from its SDP",
+  "remote.rtp": "the peer's RTP host:port",
+  "remote.rtcp": "the peer's RTCP host:port",
+  "remote.rtp_port": "the peer's RTP port",
+  "remote.rtcp_port": "the peer's RTCP port",
+  "codec": "negotiated codec: PCMU or PCMA",
+  "payloadType": "negotiated RTP payload type",
+  "ptime": "packet time the peer asked for, ms (what we send)",
+};
+
+/** Summary of one finished call. */
+export interface CallSummary {
+  /** Call-ID as sent on the wire. */
+  callId: string;
+  /** Who ended the call and why. */
+  endedBy: string;
+  /** Reason text. */
+  reason: string;
+  /** Seconds from answer to end (0 when never answered). */
+  duration: number;
+  /** RTP packets sent. */
+  packetsSent: number;
+  /** RTP packets received. */
+  packetsReceived: number;
+  /** Packets lost (receive side). */
+  lost: number;
+  /** Interarrival jitter, ms (receive side, RFC 3550). */
+  jitterMs: number;
+  /** True when the call was answered. */
+  answered: boolean;
+  /** Pipeline failure, if any. */
+  error?: string;
+}
+
+function num(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) ? v : 0;
+}
+
+/** Condenses the pipelines' stats into a call summary's media figures. */
+export function mediaFigures(
+  stats: StageStats[][],
+): Pick<CallSummary, "packetsSent" | "packetsReceived" | "lost" | "jitterMs"> {
+  let packetsSent = 0, packetsReceived = 0, lost = 0, jitterMs = 0;
+  for (const chain of stats) {
+    for (const s of chain) {
+      const x = s.extra ?? {};
+      if (s.use === "udp-sink") packetsSent += num(x.packets_sent) || s.framesIn;
+      if (s.use === "rtp-depacketizer") packetsReceived += s.framesOut;
+      if (s.use === "rtcp" && x.direction === "receive") {
+        lost = Math.max(lost, num(x.lost));
+        jitterMs = Math.max(jitterMs, num(x.jitter_ms));
+      }
+      if (s.use === "jitter-buffer") lost = Math.max(lost, num(x.lost));
+    }
+  }
+  return { packetsSent, packetsReceived, lost, jitterMs: Math.round(jitterMs * 100) / 100 };
+}
+
+/** One call's media: port pair, pipelines, and their teardown. */
+class CallMedia {
+  readonly pipelines: Pipeline[] = [];
+  #stopped: Promise<PipelineResult[]> | undefined;
+
+  constructor(readonly pair: PortPair) {}
+
+  stop(): Promise<PipelineResult[]> {
+    this.#stopped ??= (async () => {
+      const results = await Promise.all(this.pipelines.map((p) => p.stop()));
+      this.pair.release();
+      return results;
+    })();
+    return this.#stopped;
+  }
+}
+
+class SipController implements Controller {
+  readonly #o: Options;
+  readonly #ctx: ControlContext;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #codecs: AudioCodec[];
+  readonly #range: [number, number];
+  #ua!: SipUserAgent;
+  #callN = 0;
+  #active = new Map<Call, { media?: CallMedia; answeredAt?: number }>();
+  readonly summaries: CallSummary[] = [];
+
+  constructor(o: Options, ctx: ControlContext) {
+    this.#o = o;
+    this.#ctx = ctx;
+    this.#log = ctx.log.child("SIP");
+    this.#clock = ctx.clock;
+    this.#codecs = o.codecs.split(",").map((c) => c.trim().toUpperCase() as AudioCodec);
+    this.#range = parsePortRange(o.rtp_ports);
+    for (const t of o.hangup_on) {
+      if (!ctx.templates.includes(t)) {
+        throw new Error(
+          `control.hangup_on names "${t}", but the file has no such chain (chains: ${ctx.templates.join(", ")})`,
+        );
+      }
+    }
+    if (o.role === "caller" && !o.to) {
+      throw new Error("control.to: the caller needs a SIP URI to call (--set to=sip:user@host:port)");
+    }
+  }
+
+  stats(): unknown {
+    return {
+      active: [...this.#active.keys()].map((c) => ({ callId: c.callId, state: c.state, direction: c.direction })),
+      finished: this.summaries,
+    };
+  }
+
+  async run(): Promise<ControlResult> {
+    try {
+      this.#ua = new SipUserAgent({
+        hostname: this.#o.bind,
+        port: this.#o.port,
+        clock: this.#clock,
+        log: this.#ctx.log,
+        userName: this.#o.user,
+        timers: { T1: this.#o.t1_ms, T2: this.#o.t2_ms, T4: this.#o.t4_ms },
+      });
+    } catch (e) {
+      return { code: 1, reason: `cannot listen for SIP on ${this.#o.bind}:${this.#o.port}: ${errText(e)}` };
+    }
+    const a = this.#ua.localAddress;
+    this.#log.info(`listening on udp ${formatHostPort({ hostname: a.hostname, port: a.port })}`);
+    try {
+      return this.#o.role === "caller" ? await this.#runCaller() : await this.#runCallee();
+    } finally {
+      await Promise.all([...this.#active.values()].map((s) => s.media?.stop()));
+      await this.#ua.close();
+    }
+  }
+
+  // ---- media -------------------------------------------------------------------------------
+
+  #allocate(peerHost: string): { pair: PortPair; address: string } {
+    const pair = allocatePortPair(this.#range, this.#o.bind);
+    return { pair, address: localAddressFacing(this.#o.bind, peerHost) };
+  }
+
+  #variables(call: Call, pair: PortPair, address: string, m: NegotiatedAudio, n: number): Variables {
+    const remoteHost = m.remoteAddress;
+    const from = /sips?:([^@;>:]+)@/i.exec(call.remoteUri)?.[1] ?? "anonymous";
+    return {
+      "call.id": sanitizeFileComponent(call.callId),
+      "call.n": n,
+      "call.from": sanitizeFileComponent(from),
+      "local.bind": this.#o.bind,
+      "local.address": address,
+      "local.rtp_port": pair.rtpPort,
+      "local.rtcp_port": pair.rtcpPort,
+      "remote.address": remoteHost,
+      "remote.rtp": formatHostPort({ hostname: remoteHost, port: m.remotePort }),
+      "remote.rtcp": formatHostPort({ hostname: remoteHost, port: m.remoteRtcpPort }),
+      "remote.rtp_port": m.remotePort,
+      "remote.rtcp_port": m.remoteRtcpPort,
+      "codec": m.codec,
+      "payloadType": m.payloadType,
+      "ptime": m.ptime,
+    };
+  }
+
+  /** Builds every chain template for the call, then starts them all. Throws (after cleanup) on a build error. */
+  async #startMedia(call: Call, media: CallMedia, vars: Variables): Promise<void> {
+    const n = vars["call.n"];
+    try {
+      for (const t of this.#ctx.templates) {
+        media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`));
+      }
+    } catch (e) {
+      await media.stop();
+      throw e;
+    }
+    const m = vars;
+    this.#log.info(
+      `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms), local ${m["local.address"]}:${
+        m["local.rtp_port"]
+      }, remote ${m["remote.rtp"]}`,
+      { call: call.callId },
+    );
+    for (const p of media.pipelines) {
+      const template = p.name.replace(/#\d+$/, "");
+      let timedOut = false;
+      p.on("ended", (ev) => {
+        const r = ev.detail as PipelineResult;
+        if (r.reason === "error") {
+          this.#log.error(`pipeline ${p.name} failed: ${r.error?.message}`, { call: call.callId });
+          this.#hangup(call, `media failure: ${r.error?.message}`, r.error?.message);
+        } else if (r.reason === "eos" && this.#o.hangup_on.includes(template)) {
+          this.#hangup(call, timedOut ? "no RTP received within the timeout" : `${template} chain ended`);
+        }
+      });
+      p.on("timeout", () => {
+        timedOut = true;
+        this.#log.warn(`[RTP] nothing received on ${p.name} for the timeout period`, { call: call.callId });
+      });
+      const sink = p.labels.at(-1);
+      if (sink === "udp-sink") this.#log.info(`[RTP] streaming to ${m["remote.rtp"]}`, { call: call.callId });
+      p.start();
+    }
+  }
+
+  #hangup(call: Call, why: string, error?: string): void {
+    const s = this.#active.get(call);
+    if (!s || call.state === "ended") return;
+    (s as { why?: string; error?: string }).why = why;
+    if (error) (s as { error?: string }).error = error;
+    this.#log.info(`hanging up: ${why}`, { call: call.callId });
+    call.hangup().catch((e) => this.#log.warn(`hangup failed: ${errText(e)}`, { call: call.callId }));
+  }
+
+  /** Waits for the call to end, stops its media, logs and records the summary. */
+  async #finish(call: Call): Promise<CallSummary> {
+    const info = await call.ended;
+    const s = this.#active.get(call) ?? {};
+    const results = s.media ? await s.media.stop() : [];
+    this.#active.delete(call);
+    const duration = s.answeredAt !== undefined ? (this.#clock.now() - s.answeredAt) / 1000 : 0;
+    const why = (s as { why?: string }).why;
+    const summary: CallSummary = {
+      callId: call.callId,
+      endedBy: info.by,
+      reason: why && info.by === "local" ? why : info.reason,
+      duration: Math.round(duration * 10) / 10,
+      answered: s.answeredAt !== undefined,
+      ...mediaFigures(results.map((r) => r.stats)),
+      ...((s as { error?: string }).error ? { error: (s as { error?: string }).error } : {}),
+    };
+    for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error?.message;
+    this.summaries.push(summary);
+    const lossPct = summary.packetsReceived + summary.lost > 0
+      ? Math.round((summary.lost / (summary.packetsReceived + summary.lost)) * 1000) / 10
+      : 0;
+    this.#log.info(
+      `call summary: duration=${summary.duration}s sent=${summary.packetsSent} received=${summary.packetsReceived} ` +
+        `lost=${summary.lost} (${lossPct}%) jitter=${summary.jitterMs}ms ended by ${summary.endedBy}: ${summary.reason}`,
+      { call: call.callId },
+    );
+    return summary;
+  }
+
+  // ---- caller ------------------------------------------------------------------------------
+
+  async #runCaller(): Promise<ControlResult> {
+    const o = this.#o;
+    let target: string;
+    let peerHost: string;
+    try {
+      const m = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.to.replace(/^.*</, ""));
+      if (!m) throw new Error("no host");
+      target = o.to;
+      peerHost = m[1].replace(/^\[|\]$/g, "");
+    } catch {
+      return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
+    }
+    let alloc;
+    try {
+      alloc = this.#allocate(peerHost);
+    } catch (e) {
+      return { code: 1, reason: errText(e) };
+    }
+    const media = new CallMedia(alloc.pair);
+    const offer = createOffer({
+      address: alloc.address,
+      port: alloc.pair.rtpPort,
+      codecs: this.#codecs,
+      ptime: o.ptime,
+    });
+    let call;
+    try {
+      call = this.#ua.invite(target, { sdp: offer });
+    } catch (e) {
+      media.stop();
+      return { code: 2, reason: `cannot call ${o.to}: ${errText(e)}` };
+    }
+    const state: { media?: CallMedia; answeredAt?: number } = { media };
+    this.#active.set(call, state);
+    const finished = this.#finish(call);
+    let ring: Timer | undefined = this.#clock.after(o.ring_timeout * 1000, () => {
+      ring = undefined;
+      if (call.state !== "established" && call.state !== "ended") {
+        (state as { why?: string }).why = `no answer within ${o.ring_timeout} s`;
+        this.#log.info(`no answer within ${o.ring_timeout} s: sending CANCEL`, { call: call.callId });
+        call.cancel();
+      }
+    });
+    const onAbort = () => {
+      (state as { why?: string }).why = "interrupted";
+      call.hangup().catch(() => {});
+    };
+    this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      try {
+        await call.established;
+      } catch (e) {
+        const summary = await finished;
+        if (e instanceof CallFailedError) {
+          const why = (state as { why?: string }).why;
+          return { code: 1, reason: why ? `${why} (${summary.reason})` : `call failed: ${summary.reason}` };
+        }
+        throw e;
+      } finally {
+        ring?.cancel();
+      }
+      state.answeredAt = this.#clock.now();
+      try {
+        const vars = this.#variables(call, alloc.pair, alloc.address, call.media(), ++this.#callN);
+        await this.#startMedia(call, media, vars);
+      } catch (e) {
+        this.#log.error(`cannot start media: ${errText(e)}`, { call: call.callId });
+        this.#hangup(call, "media could not start", errText(e));
+      }
+      const summary = await finished;
+      if (summary.error) return { code: 1, reason: `call ended on a media failure: ${summary.error}` };
+      return { code: 0 };
+    } finally {
+      this.#ctx.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  // ---- callee ------------------------------------------------------------------------------
+
+  async #runCallee(): Promise<ControlResult> {
+    const o = this.#o;
+    let answered = 0;
+    let failures = 0;
+    let finishedCalls = 0;
+    const { promise: done, resolve: finish } = Promise.withResolvers<void>();
+    const pending = new Set<Promise<unknown>>();
+    const onAbort = () => {
+      for (const call of this.#active.keys()) {
+        const s = this.#active.get(call) as { why?: string };
+        s.why = "interrupted";
+        call.hangup().catch(() => {});
+      }
+      finish();
+    };
+    this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
+    if (this.#ctx.signal.aborted) onAbort();
+    this.#ua.onInvite((call) => {
+      if (o.calls > 0 && answered >= o.calls) {
+        call.reject(486, "Busy Here");
+        return;
+      }
+      if (this.#active.size >= o.max_calls) {
+        this.#log.warn(`${this.#active.size} calls active (max_calls): rejecting with 486`, { call: call.callId });
+        call.reject(486, "Busy Here");
+        return;
+      }
+      if (!call.offer) {
+        call.reject(488, "Not Acceptable Here");
+        return;
+      }
+      const n = ++this.#callN;
+      answered++;
+      const state: { media?: CallMedia; answeredAt?: number; why?: string } = {};
+      this.#active.set(call, state);
+      const p = this.#answer(call, state, n).then(async () => {
+        const summary = await this.#finish(call);
+        if (summary.error) failures++;
+        finishedCalls++;
+        if (o.calls > 0 && finishedCalls >= o.calls) finish();
+      }).catch((e) => {
+        failures++;
+        this.#log.error(`call handling failed: ${errText(e)}`, { call: call.callId });
+      }).finally(() => pending.delete(p));
+      pending.add(p);
+    });
+    try {
+      await done;
+      await Promise.allSettled([...pending]);
+      if (failures > 0) return { code: 1, reason: `${failures} call(s) failed; see the log` };
+      return { code: 0 };
+    } finally {
+      this.#ctx.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async #answer(call: IncomingCall, state: { media?: CallMedia; answeredAt?: number }, n: number): Promise<void> {
+    const o = this.#o;
+    call.ringing();
+    if (o.answer_after > 0) {
+      await Promise.race([this.#clock.sleep(o.answer_after * 1000), call.ended]);
+      if (call.state === "ended") return;
+    }
+    let alloc;
+    try {
+      alloc = this.#allocate(call.source.hostname);
+    } catch (e) {
+      this.#log.error(errText(e), { call: call.callId });
+      call.reject(503, "Service Unavailable");
+      return;
+    }
+    let answer: string;
+    try {
+      answer = createAnswer(call.offer!, {
+        address: alloc.address,
+        port: alloc.pair.rtpPort,
+        codecs: this.#codecs,
+        ptime: o.ptime,
+      });
+    } catch (e) {
+      alloc.pair.release();
+      const status = e instanceof SdpError ? e.status : 488;
+      this.#log.info(`cannot answer the offer: ${errText(e)}`, { call: call.callId });
+      call.reject(status, status === 488 ? "Not Acceptable Here" : undefined);
+      return;
+    }
+    const media = new CallMedia(alloc.pair);
+    state.media = media;
+    call.accept(answer);
+    state.answeredAt = this.#clock.now();
+    try {
+      const vars = this.#variables(call, alloc.pair, alloc.address, call.media(), n);
+      await this.#startMedia(call, media, vars);
+    } catch (e) {
+      this.#log.error(`cannot start media: ${errText(e)}`, { call: call.callId });
+      this.#hangup(call, "media could not start", errText(e));
+    }
+  }
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** The `sip` control plugin definition. */
+export const sipControl = defineControl({
+  name: "sip",
+  kind: "control",
+  description: "SIP user agent over UDP: places or answers calls and runs the chains of each call",
+  variables: SIP_VARIABLES,
+  options,
+  create: (o, ctx) => new SipController(o, ctx),
+});
+
+export default sipControl;
