@@ -504,6 +504,8 @@ export class RtcpSession {
   #timer: Timer | undefined;
   #listeners = new Set<RtcpListener>();
   #sources = new Map<number, ReceptionStats>();
+  /** The busiest source that left with a BYE: its final statistics stay readable in stats(). */
+  #departed: ReceptionStats | undefined;
   #closed = false;
   #initial = true;
   #avgRtcpSize = 0;
@@ -745,7 +747,11 @@ export class RtcpSession {
         }
       } else if (p instanceof ByePacket) {
         this.#n.bye_received++;
-        for (const ssrc of p.getSsrcs()) this.#sources.delete(ssrc);
+        for (const ssrc of p.getSsrcs()) {
+          const gone = this.#sources.get(ssrc);
+          if (gone && (!this.#departed || gone.packets > this.#departed.packets)) this.#departed = gone;
+          this.#sources.delete(ssrc);
+        }
         this.#publish("receive", {
           direction: "received",
           type: "BYE",
@@ -790,7 +796,7 @@ export class RtcpSession {
 
   /** Statistics: what we sent, what we receive, what the peer reports, round-trip time. */
   stats(): Record<string, unknown> {
-    let src: ReceptionStats | undefined;
+    let src: ReceptionStats | undefined = this.#departed;
     for (const s of this.#sources.values()) if (!src || s.packets > src.packets) src = s;
     return {
       ssrc: this.ssrc,
