@@ -145,6 +145,7 @@ class SipController implements Controller {
   readonly #o: Options;
   readonly #ctx: ControlContext;
   readonly #log: Logger;
+  readonly #rtpLog: Logger;
   readonly #clock: Clock;
   readonly #codecs: AudioCodec[];
   readonly #range: [number, number];
@@ -157,6 +158,7 @@ class SipController implements Controller {
     this.#o = o;
     this.#ctx = ctx;
     this.#log = ctx.log.child("SIP");
+    this.#rtpLog = ctx.log.child("RTP");
     this.#clock = ctx.clock;
     this.#codecs = o.codecs.split(",").map((c) => c.trim().toUpperCase() as AudioCodec);
     this.#range = parsePortRange(o.rtp_ports);
@@ -263,10 +265,10 @@ class SipController implements Controller {
       });
       p.on("timeout", () => {
         timedOut = true;
-        this.#log.warn(`[RTP] nothing received on ${p.name} for the timeout period`, { call: call.callId });
+        this.#rtpLog.warn(`nothing received on ${p.name} for the timeout period`, { call: call.callId });
       });
       const sink = p.labels.at(-1);
-      if (sink === "udp-sink") this.#log.info(`[RTP] streaming to ${m["remote.rtp"]}`, { call: call.callId });
+      if (sink === "udp-sink") this.#rtpLog.info(`streaming to ${m["remote.rtp"]}`, { call: call.callId });
       p.start();
     }
   }

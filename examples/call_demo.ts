@@ -1,0 +1,96 @@
+/**
+ * The main job: a real SIP call on this machine. Starts the callee
+ * (pipelines/callee.json, answers one call and records it), then the caller
+ * (pipelines/caller.json, streams a file and hangs up when it has been sent),
+ * shows both logs, and prints the recording's path.
+ *
+ * Usage: `deno run -A examples/call_demo.ts [--file F] [--out WAV] [--port N] [--codec PCMU|PCMA]`
+ * (`deno task demo` runs it with the defaults.)
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    file: { type: "string", default: "examples/audio/hello.wav" },
+    out: { type: "string", default: "out/demo-call.wav" },
+    port: { type: "string", default: "5062" },
+    codec: { type: "string", default: "PCMU" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  console.log("usage: deno run -A examples/call_demo.ts [--file F] [--out WAV] [--port N] [--codec PCMU|PCMA]");
+  Deno.exit(0);
+}
+const out = resolve(values.out!);
+
+function start(
+  name: string,
+  args: string[],
+  readyLine?: RegExp,
+): { proc: Deno.ChildProcess; done: Promise<number>; ready: Promise<void> } {
+  const { promise: ready, resolve: setReady } = Promise.withResolvers<void>();
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "mod.ts", ...args],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        console.log(`${name} | ${line}`);
+        if (readyLine?.test(line)) setReady();
+        buf = buf.slice(nl + 1);
+      }
+    }
+    if (buf) console.log(`${name} | ${buf}`);
+  };
+  const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
+  const done = proc.status.then(async (s) => (await pumps, s.code));
+  done.then(() => setReady());
+  return { proc, done, ready };
+}
+
+const callee = start("callee", [
+  "--pipeline",
+  "pipelines/callee.json",
+  "--set",
+  `port=${values.port}`,
+  "--set",
+  "calls=1",
+  "--set",
+  `record=${out}`,
+], /\[SIP\] listening on udp/);
+// Call once the callee has bound its SIP port.
+await callee.ready;
+const caller = start("caller", [
+  "--pipeline",
+  "pipelines/caller.json",
+  "--set",
+  `to=sip:callee@127.0.0.1:${values.port}`,
+  "--set",
+  `file=${values.file}`,
+  "--set",
+  `codecs=${values.codec}`,
+]);
+const callerCode = await caller.done;
+const timer = setTimeout(() => callee.proc.kill("SIGTERM"), 15_000);
+const calleeCode = await callee.done;
+clearTimeout(timer);
+if (callerCode !== 0 || calleeCode !== 0) {
+  console.error(`demo failed: caller exit ${callerCode}, callee exit ${calleeCode}`);
+  Deno.exit(1);
+}
+const size = (await Deno.stat(out)).size;
+console.log(`\nrecording: ${out} (${size} bytes) — play it with: ffplay ${out}  (or aplay, or sox's play)`);
