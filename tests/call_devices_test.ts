@@ -1,0 +1,90 @@
+/**
+ * Calls through real audio devices made of files (ALSA `file` plugin, see
+ * tests/fixtures/alsa): the callee plays the caller's audio on the speaker, and a
+ * caller speaks from the microphone until interrupted (Ctrl-C sends BYE).
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { readWav, spawnCli, writeWav } from "./media_util.ts";
+import { alsaSandbox, skipAudio } from "./fixtures/alsa/run.ts";
+import { frequency, readRaw, rmsDbfs, tone } from "./fixtures/alsa/signal.ts";
+
+/** The samples between the first and the last non-silent one (|v| > 64). */
+function trim(s: Int16Array): Int16Array {
+  let a = 0, b = s.length;
+  while (a < b && Math.abs(s[a]) <= 64) a++;
+  while (b > a && Math.abs(s[b - 1]) <= 64) b--;
+  return s.subarray(a, b);
+}
+
+function freeUdpPort(): number {
+  const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (s.addr as Deno.NetAddr).port;
+  s.close();
+  return port;
+}
+
+Deno.test({
+  name: "callee-speaker: a call's audio is played on the speaker (ALSA file device)",
+  ignore: skipAudio,
+  async fn() {
+    const alsa = await alsaSandbox();
+    try {
+      const src = `${alsa.dir}/tone.wav`;
+      await writeWav(src, tone(8000, 1, 2, 1000, -6), 8000);
+      const port = freeUdpPort();
+      const callee = spawnCli(
+        ["--pipeline", "pipelines/callee-speaker.json", "--set", `port=${port}`, "--set", "calls=1"],
+        { timeoutMs: 40_000, env: { ALSA_CONFIG_PATH: alsa.config, VOXPIPE_NATIVE_STDOUT: "null" } },
+      );
+      await callee.waitForOutput(/\[SIP\] listening on udp/, 20_000);
+      const caller = spawnCli(
+        ["--pipeline", "pipelines/caller.json", "--set", `to=sip:bob@127.0.0.1:${port}`, "--set", `file=${src}`],
+        { timeoutMs: 40_000 },
+      );
+      const [cr, ce] = await Promise.all([caller.result, callee.result]);
+      assertEquals(cr.code, 0, cr.stderr.slice(-1500));
+      assertEquals(ce.code, 0, ce.stderr.slice(-1500));
+      const played = trim(readRaw(alsa.play));
+      // 2 s of 1 kHz at -6 dBFS went through G.711 and the network to the device.
+      assert(Math.abs(played.length - 16000) <= 800, `played ${played.length} samples`);
+      assert(Math.abs(frequency(played, 1, 8000) - 1000) < 5, `frequency ${frequency(played, 1, 8000)}`);
+      assert(Math.abs(rmsDbfs(played, 1) - -9.03) < 0.3, `level ${rmsDbfs(played, 1)}`);
+    } finally {
+      await alsa.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "caller-mic: the microphone is sent until SIGINT, which hangs up with BYE",
+  ignore: skipAudio,
+  async fn() {
+    const alsa = await alsaSandbox(tone(8000, 1, 30, 440, -12));
+    try {
+      const port = freeUdpPort();
+      const rec = `${alsa.dir}/rec.wav`;
+      const callee = spawnCli(
+        ["--pipeline", "pipelines/callee.json", "--set", `port=${port}`, "--set", "calls=1", "--set", `record=${rec}`],
+        { timeoutMs: 40_000 },
+      );
+      await callee.waitForOutput(/\[SIP\] listening on udp/, 20_000);
+      const caller = spawnCli(["--pipeline", "pipelines/caller-mic.json", "--set", `to=sip:bob@127.0.0.1:${port}`], {
+        timeoutMs: 40_000,
+        env: { ALSA_CONFIG_PATH: alsa.config, VOXPIPE_NATIVE_STDOUT: "null" },
+      });
+      await caller.waitForOutput(/\[RTP\] streaming to/, 20_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      caller.kill("SIGINT");
+      const [cr, ce] = await Promise.all([caller.result, callee.result]);
+      assertEquals(cr.code, 0, cr.stderr.slice(-1500));
+      assertMatch(cr.stderr, /\[SIP\] BYE sent/);
+      assertEquals(ce.code, 0, ce.stderr.slice(-1500));
+      assertMatch(ce.stderr, /\[SIP\] BYE received/);
+      const got = trim((await readWav(rec)).samples);
+      assert(got.length > 8000, `recorded ${got.length} samples`);
+      assert(Math.abs(frequency(got, 1, 8000) - 440) < 5, `frequency ${frequency(got, 1, 8000)}`);
+    } finally {
+      await alsa.cleanup();
+    }
+  },
+});
