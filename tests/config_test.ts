@@ -100,7 +100,7 @@ Deno.test("logger: levels, tags, fields, one line per event", () => {
   assertEquals(out.lines.length, 2);
   assertMatch(
     out.lines[0],
-    /^\d{4}-\d\d-\d\dT\S+Z INFO  \[SIP\] INVITE sent to sip:bob@127\.0\.0\.1:5062 call=a1 note="two words"$/,
+    /^\d{4}-\d\d-\d\dT\S+Z INFO {2}\[SIP\] INVITE sent to sip:bob@127\.0\.0\.1:5062 call=a1 note="two words"$/,
   );
   assertMatch(out.lines[1], /DEBUG \[SIP\] now visible\\nsecond line call=a1$/);
 });
