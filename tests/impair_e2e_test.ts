@@ -177,7 +177,7 @@ Deno.test("impair e2e: 5 % loss, 40 ms jitter, 2 % reorder over loopback: no gap
     assert(rtcpRx.jitter_ms >= 6 && rtcpRx.jitter_ms <= 25, `RTCP jitter ${rtcpRx.jitter_ms} ms`);
     assert(rtcpTx.remote_jitter_ms >= 6 && rtcpTx.remote_jitter_ms <= 25, `RR jitter ${rtcpTx.remote_jitter_ms} ms`);
     // The jitter buffer's target covers the transit spread (≈ 40 ms + margin), within its bounds.
-    assert(jb.target_delay_ms >= 35 && jb.target_delay_ms <= 120, `target delay ${jb.target_delay_ms} ms`);
+    assert(jb.target_delay_ms >= 35 && jb.target_delay_ms <= 250, `target delay ${jb.target_delay_ms} ms`);
 
     // No gaps: from the first frame to the last real one, every slot is audio (real or concealed).
     const lastNormal = played.findLastIndex((f) => f.type === "normal");

@@ -71,7 +71,11 @@ Deno.test({
       ], { timeoutMs: 60000, stopSignal: "SIGINT" });
       let sent, received;
       try {
-        await tshark.waitForOutput(/Capturing on/, 20000);
+        await tshark.waitForOutput(/Capturing on/, 20000).catch((e) => {
+          throw new Error(
+            `tshark cannot capture on lo (it needs root, or dumpcap with cap_net_raw,cap_net_admin): ${e.message}`,
+          );
+        });
         const receiver = await spawnReceiver({ port, out: `${dir}/received.wav`, codec, timeout: 2 });
         sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec, rtcpInterval: 0.5 });
         if (sent.code !== 0) receiver.kill("SIGKILL");
