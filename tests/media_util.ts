@@ -631,3 +631,114 @@ export function outputTail(r: ProcessResult, chars = 2000): string {
   return `exit ${r.code}${r.signal ? ` (${r.signal})` : ""}${r.timedOut ? ", timed out" : ""}\n` +
     `--- stdout\n${tail(r.stdout)}\n--- stderr\n${tail(r.stderr)}`;
 }
+
+// ---------------------------------------------------------------------------
+// Our pipelines
+
+/** Options of {@linkcode spawnReceiver}. */
+export interface ReceiverOptions {
+  /** RTP port (RTCP on port + 1). */
+  port: number;
+  /** WAV to record. */
+  out: string;
+  /** Codec expected. */
+  codec: G711Codec;
+  /** Local address (default 127.0.0.1). */
+  bind?: string;
+  /** Seconds without packets before it ends (default 3). */
+  timeout?: number;
+  /** RTCP report interval in seconds (default 0.5, so reports appear within a short clip). */
+  rtcpInterval?: number;
+  /** Time bound of the process in ms (default 60000). */
+  timeoutMs?: number;
+}
+
+/**
+ * Starts `pipelines/rtp-receive.json` through the CLI and resolves once it has
+ * started and bound its RTP and RTCP ports.
+ */
+export async function spawnReceiver(o: ReceiverOptions): Promise<BoundedProcess> {
+  const p = spawnCli([
+    "--pipeline",
+    "pipelines/rtp-receive.json",
+    "--set",
+    `port=${o.port}`,
+    "--set",
+    `bind=${o.bind ?? "127.0.0.1"}`,
+    "--set",
+    `codec=${o.codec}`,
+    "--set",
+    `out=${o.out}`,
+    "--set",
+    `timeout=${o.timeout ?? 3}`,
+    "--set",
+    `rtcp_interval=${o.rtcpInterval ?? 0.5}`,
+  ], { timeoutMs: o.timeoutMs ?? 60000 });
+  try {
+    await p.waitForOutput(/pipeline "receive" started/, 30000);
+    await waitForUdpPort(o.port, 10000);
+    await waitForUdpPort(o.port + 1, 10000);
+  } catch (e) {
+    p.kill("SIGKILL");
+    await p.result;
+    throw e;
+  }
+  return p;
+}
+
+/** Options of {@linkcode runSender}. */
+export interface SenderOptions {
+  /** Audio file to send. */
+  file: string;
+  /** Destination host:port. */
+  to: string;
+  /** Codec. */
+  codec: G711Codec;
+  /** Packet time in ms (default 20). */
+  ptime?: number;
+  /** RTCP report interval in seconds (default 0.5). */
+  rtcpInterval?: number;
+  /** Time bound of the process in ms (default 60000). */
+  timeoutMs?: number;
+}
+
+/** Runs `pipelines/rtp-send.json` through the CLI to completion. */
+export function runSender(o: SenderOptions): Promise<ProcessResult> {
+  return spawnCli([
+    "--pipeline",
+    "pipelines/rtp-send.json",
+    "--set",
+    `file=${o.file}`,
+    "--set",
+    `to=${o.to}`,
+    "--set",
+    `codec=${o.codec}`,
+    "--set",
+    `ptime=${o.ptime ?? 20}`,
+    "--set",
+    `rtcp_interval=${o.rtcpInterval ?? 0.5}`,
+  ], { timeoutMs: o.timeoutMs ?? 60000 }).result;
+}
+
+/** Test audio written to a directory. */
+export interface Fixture {
+  /** The signal as generated (not G.711-representable). */
+  source: Int16Array;
+  /** Its G.711 round trip with the fixture's codec. */
+  reference: Int16Array;
+  /** WAV of `source`. */
+  sourcePath: string;
+  /** WAV of `reference` (audio every G.711 encoder maps to itself). */
+  referencePath: string;
+}
+
+/** Writes {@linkcode speechLikeSignal} and its G.711 round trip as 8 kHz mono WAVs in `dir`. */
+export async function writeFixture(dir: string, codec: G711Codec, seconds = 2.5, seed = 1): Promise<Fixture> {
+  const source = speechLikeSignal({ seconds, seed });
+  const reference = g711RoundTrip(source, codec);
+  const sourcePath = `${dir}/source.wav`;
+  const referencePath = `${dir}/reference-${codec}.wav`;
+  await writeWav(sourcePath, source, 8000);
+  await writeWav(referencePath, reference, 8000);
+  return { source, reference, sourcePath, referencePath };
+}
