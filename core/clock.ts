@@ -171,6 +171,8 @@ const LATE_FLOOR_MS = 2.2;
 const LATE_CAP_MS = 6;
 /** Half-life of the overshoot estimate, ms. */
 const LATE_HALF_LIFE_MS = 2000;
+/** Length of the window over which the fine-phase duty is measured, ms. */
+const DUTY_WINDOW_MS = 1000;
 
 /**
  * The real-time scheduler: one timer heap for the whole process, and at most
@@ -185,12 +187,23 @@ const LATE_HALF_LIFE_MS = 2000;
  *    seen recently (at least 2.2, at most 6 ms) plus 0.25 ms, whichever is
  *    larger: a maximum that halves every 2 s, so one slow wake widens it at
  *    once and it narrows again over seconds.
- * 2. **Fine wait.** From there to the due time it blocks in futex sleeps
- *    (`Atomics.wait`, 0.07–0.1 ms typical overshoot) of at most `sliceMs`,
- *    yielding to the event loop (`setImmediate`) between them so sockets and
- *    other callbacks keep running; it never spins on the CPU, so 200 streams
- *    cost little more than one. Callbacks run at or after their due time, never
- *    early, and every timer already due runs in the same wake, in order.
+ * 2. **Fine wait**, from there to the due time, in one of two ways:
+ *    - *spin*: re-check the time on every turn of the event loop
+ *      (`setImmediate`, ~1 µs per turn when idle). Precise to a few µs and the
+ *      event loop keeps running (sockets, other callbacks), but it burns CPU
+ *      for the whole fine phase.
+ *    - *futex*: block in `Atomics.wait` slices of at most `sliceMs`, yielding to
+ *      the event loop between them. Nearly free, ~0.08 ms typical overshoot,
+ *      but on this VM a sleeping thread now and then wakes 2–4 ms late.
+ *
+ *    The scheduler measures the share of wall time its fine phase takes (the
+ *    *duty*, smoothed over seconds): below `spinBudget` (default 0.25, i.e. a
+ *    quarter of one core) it spins, above it it uses the futex. One or a few
+ *    streams (duty ~7 % per stream at 20 ms) get µs precision; 200 streams
+ *    (duty ~100 %) cost a few % of a core instead of a whole one.
+ *
+ * Callbacks run at or after their due time, never early, and every timer
+ * already due runs in the same turn, in due order.
  *
  * Measured with `bench/pacing.ts` (receiver in another process): see
  * `bench/README.md`. The first version (sleep `setTimeout` until 1.5 ms before,
@@ -205,8 +218,10 @@ export class RealClock extends HeapClock {
    * with the `setTimeout` overshoot it observes).
    */
   spinMs: number;
-  /** Longest single blocking wait in ms in the fine phase, between two turns of the event loop. */
+  /** Longest single blocking wait in ms of the futex fine wait, between two turns of the event loop. */
   sliceMs: number;
+  /** Largest fine-phase duty (share of one core, 0..1) at which the fine wait spins rather than blocks. */
+  spinBudget: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity; // wake time the timer was armed for
   #armedAt = 0; // when it was armed
@@ -214,21 +229,36 @@ export class RealClock extends HeapClock {
   #fine = false; // the fine phase is running (a setImmediate is pending or we are inside it)
   #lateMs = LATE_FLOOR_MS; // decaying maximum of setTimeout overshoot, ms
   #lateAt = 0; // when #lateMs was last raised
+  #fineSince = 0; // when the current fine phase began (or was last accounted)
+  #activeMs = 0; // fine-phase time in the current duty window
+  #windowStart = 0;
+  #duty = 0; // smoothed fine-phase duty, 0..1
   readonly #cell = new Int32Array(new SharedArrayBuffer(4));
 
   /**
    * @param spinMs minimum margin before a due time in which to wait precisely instead of sleeping on
    *   `setTimeout` (default 1.5 ms)
-   * @param sliceMs longest blocking wait between two event-loop turns (default 0.5 ms)
+   * @param sliceMs longest blocking wait between two event-loop turns in futex mode (default 0.5 ms)
+   * @param spinBudget fine-phase duty below which the fine wait spins (default 0.25)
    */
-  constructor(spinMs = 1.5, sliceMs = 0.5) {
+  constructor(spinMs = 1.5, sliceMs = 0.5, spinBudget = 0.25) {
     super();
     this.spinMs = spinMs;
     this.sliceMs = sliceMs;
+    this.spinBudget = spinBudget;
   }
 
   now(): number {
     return performance.now();
+  }
+
+  /**
+   * How the scheduler is doing: the smoothed fine-phase duty (0..1), whether
+   * the fine wait currently spins, and the current wake margin in ms.
+   */
+  schedulerStats(): { duty: number; spinning: boolean; marginMs: number } {
+    const now = this.now();
+    return { duty: this.#duty, spinning: this.#duty < this.spinBudget, marginMs: this.#margin(now) };
   }
 
   /** The setTimeout overshoot estimate at `now`: a maximum that halves every LATE_HALF_LIFE_MS. */
@@ -264,7 +294,8 @@ export class RealClock extends HeapClock {
     if (lead < margin + 1) {
       // Too close for setTimeout (it cannot wake sooner than ~1.1 ms from now).
       this.#disarm();
-      this.#startFine();
+      this.#enterFine(now);
+      setImmediate(this.#fineStep);
       return;
     }
     const wake = e.due - margin;
@@ -289,42 +320,61 @@ export class RealClock extends HeapClock {
     const now = this.now();
     const over = now - (this.#armedAt + this.#armedDelay);
     // Up at once (bounded: a longer stall is the OS not running us, no margin fixes that cheaply), down slowly.
-    const late = this.#late(now);
-    if (over > late) {
+    if (over > this.#late(now)) {
       this.#lateMs = Math.min(LATE_CAP_MS, over);
       this.#lateAt = now;
     }
     if (this.#fine) return; // already running
-    this.#fine = true;
+    this.#enterFine(now);
     this.#fineStep();
   };
 
-  #startFine(): void {
-    if (this.#fine) return;
+  #enterFine(now: number): void {
     this.#fine = true;
-    setImmediate(this.#fineStep);
+    this.#fineSince = now;
+  }
+
+  #leaveFine(now: number): void {
+    this.#fine = false;
+    this.#activeMs += now - this.#fineSince;
+    this.#roll(now);
+  }
+
+  /** Closes the duty window once a second: duty = fine-phase time / window length, smoothed. */
+  #roll(now: number): void {
+    const len = now - this.#windowStart;
+    if (len < DUTY_WINDOW_MS) return;
+    if (this.#fine) {
+      this.#activeMs += now - this.#fineSince;
+      this.#fineSince = now;
+    }
+    const d = Math.min(1, this.#activeMs / len);
+    this.#duty = len > 4 * DUTY_WINDOW_MS ? d : this.#duty * 0.5 + d * 0.5;
+    this.#activeMs = 0;
+    this.#windowStart = now;
   }
 
   /**
-   * One turn of the fine phase: wait (at most one slice) for the earliest timer,
-   * run every timer due, then either continue on the next event-loop turn or go
-   * back to sleeping on setTimeout.
+   * One turn of the fine phase: wait for the earliest timer (spin: not at all;
+   * futex: at most one slice), run every timer due, then continue on the next
+   * event-loop turn or go back to sleeping on setTimeout.
    */
   #fineStep = (): void => {
     if (!this.#fine) return;
+    let now = this.now();
     const e = this.#peekLive();
     if (!e) {
-      this.#fine = false;
+      this.#leaveFine(now);
       return;
     }
-    let now = this.now();
     let lead = e.due - now;
     if (lead >= this.#margin(now) + 1) {
-      this.#fine = false;
+      this.#leaveFine(now);
       this.arm();
       return;
     }
-    if (lead > 0) {
+    this.#roll(now);
+    if (lead > 0 && this.#duty >= this.spinBudget) {
       Atomics.wait(this.#cell, 0, 0, Math.min(lead, this.sliceMs));
       now = this.now();
       lead = e.due - now;
@@ -332,7 +382,7 @@ export class RealClock extends HeapClock {
     try {
       if (lead <= 0) this.runDue(now);
     } finally {
-      // Continue on the next turn, so I/O callbacks run between waits.
+      // Continue on the next turn, so I/O callbacks run between checks.
       setImmediate(this.#fineStep);
     }
   };
