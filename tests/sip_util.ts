@@ -159,7 +159,9 @@ export interface G711Audio {
 
 /**
  * A deterministic speech-like signal encoded with `alawmulaw`. The length is
- * rounded up to whole 20 ms packets (160 samples).
+ * rounded up to whole 20 ms packets (160 samples). µ-law's two zero codes (0x7F,
+ * 0xFF) are replaced by 0xFE (+8): decoders disagree on them (alawmulaw gives 0,
+ * baresip gives 2).
  *
  * @example
  * ```ts
@@ -173,8 +175,10 @@ export function g711Audio(codec: G711Codec, seconds = 2.5, seed = 7): G711Audio 
   const bytes = new Uint8Array(n);
   const samples = new Int16Array(n);
   for (let i = 0; i < n; i++) {
-    bytes[i] = law.encodeSample(src[i]) & 0xff;
-    samples[i] = law.decodeSample(bytes[i]);
+    let b = law.encodeSample(src[i]) & 0xff;
+    if (codec === "PCMU" && (b & 0x7f) === 0x7f) b = 0xfe;
+    bytes[i] = b;
+    samples[i] = law.decodeSample(b);
   }
   return { codec, bytes, samples };
 }
