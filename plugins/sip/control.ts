@@ -152,6 +152,8 @@ class SipController implements Controller {
   #ua!: SipUserAgent;
   #callN = 0;
   #active = new Map<Call, { media?: CallMedia; answeredAt?: number }>();
+  /** BYE/CANCEL transactions in progress: the UA must not close before they end (retransmissions). */
+  readonly #hangups = new Set<Promise<void>>();
   readonly summaries: CallSummary[] = [];
 
   constructor(o: Options, ctx: ControlContext) {
@@ -200,6 +202,7 @@ class SipController implements Controller {
       return this.#o.role === "caller" ? await this.#runCaller() : await this.#runCallee();
     } finally {
       await Promise.all([...this.#active.values()].map((s) => s.media?.stop()));
+      await Promise.allSettled([...this.#hangups]);
       await this.#ua.close();
     }
   }
@@ -279,7 +282,9 @@ class SipController implements Controller {
     (s as { why?: string; error?: string }).why = why;
     if (error) (s as { error?: string }).error = error;
     this.#log.info(`hanging up: ${why}`, { call: call.callId });
-    call.hangup().catch((e) => this.#log.warn(`hangup failed: ${errText(e)}`, { call: call.callId }));
+    const p = call.hangup().catch((e) => this.#log.warn(`hangup failed: ${errText(e)}`, { call: call.callId }));
+    this.#hangups.add(p);
+    p.finally(() => this.#hangups.delete(p));
   }
 
   /** Waits for the call to end, stops its media, logs and records the summary. */
