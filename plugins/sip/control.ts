@@ -124,6 +124,20 @@ export function mediaFigures(
   return { packetsSent, packetsReceived, lost, jitterMs: Math.round(jitterMs * 100) / 100 };
 }
 
+/** What the controller keeps per call. */
+interface CallState {
+  /** The call's media, once ports are allocated. */
+  media?: CallMedia;
+  /** Clock time of the answer. */
+  answeredAt?: number;
+  /** Resolves when the pipelines have been built and started (or failed to). */
+  starting?: Promise<void>;
+  /** Why we hung up, when we did. */
+  why?: string;
+  /** A media failure, if any. */
+  error?: string;
+}
+
 /** One call's media: port pair, pipelines, and their teardown. */
 class CallMedia {
   readonly pipelines: Pipeline[] = [];
@@ -151,7 +165,7 @@ class SipController implements Controller {
   readonly #range: [number, number];
   #ua!: SipUserAgent;
   #callN = 0;
-  #active = new Map<Call, { media?: CallMedia; answeredAt?: number }>();
+  #active = new Map<Call, CallState>();
   /** BYE/CANCEL transactions in progress: the UA must not close before they end (retransmissions). */
   readonly #hangups = new Set<Promise<void>>();
   readonly summaries: CallSummary[] = [];
@@ -247,6 +261,11 @@ class SipController implements Controller {
       await media.stop();
       throw e;
     }
+    if (call.state === "ended") {
+      // The call ended while its chains were being built: never start them.
+      await media.stop();
+      return;
+    }
     const m = vars;
     this.#log.info(
       `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms), local ${m["local.address"]}:${
@@ -279,8 +298,8 @@ class SipController implements Controller {
   #hangup(call: Call, why: string, error?: string): void {
     const s = this.#active.get(call);
     if (!s || call.state === "ended") return;
-    (s as { why?: string; error?: string }).why = why;
-    if (error) (s as { error?: string }).error = error;
+    s.why = why;
+    if (error) s.error = error;
     this.#log.info(`hanging up: ${why}`, { call: call.callId });
     const p = call.hangup().catch((e) => this.#log.warn(`hangup failed: ${errText(e)}`, { call: call.callId }));
     this.#hangups.add(p);
@@ -290,11 +309,12 @@ class SipController implements Controller {
   /** Waits for the call to end, stops its media, logs and records the summary. */
   async #finish(call: Call): Promise<CallSummary> {
     const info = await call.ended;
-    const s = this.#active.get(call) ?? {};
+    const s: CallState = this.#active.get(call) ?? {};
+    await s.starting;
     const results = s.media ? await s.media.stop() : [];
     this.#active.delete(call);
     const duration = s.answeredAt !== undefined ? (this.#clock.now() - s.answeredAt) / 1000 : 0;
-    const why = (s as { why?: string }).why;
+    const why = s.why;
     const summary: CallSummary = {
       callId: call.callId,
       endedBy: info.by,
@@ -302,7 +322,7 @@ class SipController implements Controller {
       duration: Math.round(duration * 10) / 10,
       answered: s.answeredAt !== undefined,
       ...mediaFigures(results.map((r) => r.stats)),
-      ...((s as { error?: string }).error ? { error: (s as { error?: string }).error } : {}),
+      ...(s.error ? { error: s.error } : {}),
     };
     for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error?.message;
     this.summaries.push(summary);
@@ -351,19 +371,19 @@ class SipController implements Controller {
       media.stop();
       return { code: 2, reason: `cannot call ${o.to}: ${errText(e)}` };
     }
-    const state: { media?: CallMedia; answeredAt?: number } = { media };
+    const state: CallState = { media };
     this.#active.set(call, state);
     const finished = this.#finish(call);
     let ring: Timer | undefined = this.#clock.after(o.ring_timeout * 1000, () => {
       ring = undefined;
       if (call.state !== "established" && call.state !== "ended") {
-        (state as { why?: string }).why = `no answer within ${o.ring_timeout} s`;
+        state.why = `no answer within ${o.ring_timeout} s`;
         this.#log.info(`no answer within ${o.ring_timeout} s: sending CANCEL`, { call: call.callId });
         call.cancel();
       }
     });
     const onAbort = () => {
-      (state as { why?: string }).why = "interrupted";
+      state.why = "interrupted";
       call.hangup().catch(() => {});
     };
     this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
@@ -373,7 +393,7 @@ class SipController implements Controller {
       } catch (e) {
         const summary = await finished;
         if (e instanceof CallFailedError) {
-          const why = (state as { why?: string }).why;
+          const why = state.why;
           return { code: 1, reason: why ? `${why} (${summary.reason})` : `call failed: ${summary.reason}` };
         }
         throw e;
@@ -381,13 +401,7 @@ class SipController implements Controller {
         ring?.cancel();
       }
       state.answeredAt = this.#clock.now();
-      try {
-        const vars = this.#variables(call, alloc.pair, alloc.address, call.media(), ++this.#callN);
-        await this.#startMedia(call, media, vars);
-      } catch (e) {
-        this.#log.error(`cannot start media: ${errText(e)}`, { call: call.callId });
-        this.#hangup(call, "media could not start", errText(e));
-      }
+      state.starting = this.#startCallMedia(call, media, alloc, ++this.#callN);
       const summary = await finished;
       if (summary.error) return { code: 1, reason: `call ended on a media failure: ${summary.error}` };
       return { code: 0 };
@@ -407,8 +421,7 @@ class SipController implements Controller {
     const pending = new Set<Promise<unknown>>();
     const onAbort = () => {
       for (const call of this.#active.keys()) {
-        const s = this.#active.get(call) as { why?: string };
-        s.why = "interrupted";
+        this.#active.get(call)!.why = "interrupted";
         call.hangup().catch(() => {});
       }
       finish();
@@ -431,7 +444,7 @@ class SipController implements Controller {
       }
       const n = ++this.#callN;
       answered++;
-      const state: { media?: CallMedia; answeredAt?: number; why?: string } = {};
+      const state: CallState = {};
       this.#active.set(call, state);
       const p = this.#answer(call, state, n).then(async () => {
         const summary = await this.#finish(call);
@@ -454,7 +467,7 @@ class SipController implements Controller {
     }
   }
 
-  async #answer(call: IncomingCall, state: { media?: CallMedia; answeredAt?: number }, n: number): Promise<void> {
+  async #answer(call: IncomingCall, state: CallState, n: number): Promise<void> {
     const o = this.#o;
     call.ringing();
     if (o.answer_after > 0) {
@@ -488,6 +501,12 @@ class SipController implements Controller {
     state.media = media;
     call.accept(answer);
     state.answeredAt = this.#clock.now();
+    state.starting = this.#startCallMedia(call, media, alloc, n);
+    await state.starting;
+  }
+
+  /** Builds and starts the call's chains; on failure logs it and hangs up. Never rejects. */
+  async #startCallMedia(call: Call, media: CallMedia, alloc: { pair: PortPair; address: string }, n: number) {
     try {
       const vars = this.#variables(call, alloc.pair, alloc.address, call.media(), n);
       await this.#startMedia(call, media, vars);
