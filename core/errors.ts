@@ -31,6 +31,7 @@ export class ConfigError extends Error {
   readonly problem: string;
 
   /**
+   * Creates the error.
    * @param problem what is wrong and, where possible, what to do
    * @param where file and JSON path
    * @param cause underlying error

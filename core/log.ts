@@ -39,6 +39,7 @@ export class Logger {
   readonly #fields: LogFields;
 
   /**
+   * Creates a logger.
    * @param opts.level threshold (default info)
    * @param opts.outputs destinations (default: stderr)
    * @param opts.tag tag shown in brackets
@@ -130,7 +131,10 @@ export class MemoryOutput implements LogOutput {
 /** Appends lines to a file, synchronously so nothing is lost on a crash. */
 export class FileOutput implements LogOutput {
   readonly #file: Deno.FsFile;
-  /** @param path log file path, created or appended */
+  /**
+   * Opens the log file.
+   * @param path log file path, created or appended
+   */
   constructor(path: string) {
     this.#file = Deno.openSync(path, { append: true, create: true });
   }

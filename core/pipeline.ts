@@ -100,6 +100,7 @@ export class StageError extends Error {
   /** Stage label. */
   readonly label: string;
   /**
+   * Creates the error.
    * @param pipeline pipeline name
    * @param index stage index
    * @param label stage label

@@ -52,6 +52,7 @@ export class Registry {
   readonly #controls = new Map<string, AnyControlPlugin>();
 
   /**
+   * Creates a registry.
    * @param plugins stage plugins to register at once
    * @param controls control plugins to register at once
    */

@@ -53,6 +53,7 @@ export class PipelineRunner {
   readonly #opts: RunOptions;
 
   /**
+   * Resolves the parameters of a loaded file and checks its variables.
    * @param file loaded pipeline file
    * @param opts run options
    */

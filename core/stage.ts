@@ -200,7 +200,10 @@ export function definePlugin<K extends StageKind, S extends z.ZodType>(
 
 /** Thrown by a stage's `negotiate` when it cannot take the upstream format. */
 export class FormatError extends Error {
-  /** @param message what is wrong and what to change */
+  /**
+   * Creates the error.
+   * @param message what is wrong and what to change
+   */
   constructor(message: string) {
     super(message);
     this.name = "FormatError";
