@@ -31,7 +31,8 @@
  * - `late`: packets the sinks sent more than 1 ms after their due time, and the
  *   largest lateness the sinks saw;
  * - `cpu`: CPU time of the sending process over the run, as % of one core;
- * - `load`: the 1-minute load average at the start (2-core machine).
+ * - `load`: the 1-minute load average at the start (2-core machine);
+ * - `duty`: the scheduler's fine-phase duty at the end (spin below 0.25, futex above).
  *
  * `--capture` also records the datagrams with `dumpcap` on `lo` and prints a
  * `pacing-capture` line from the kernel's timestamps, taken as each datagram is
@@ -381,7 +382,8 @@ console.log(
     `cpu=${((cpu.user + cpu.system) / 1000 / wall * 100).toFixed(1)}% receiver=${args.values.receiver}` +
     (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
     ` seconds=${seconds} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
-    (args.values.nice !== undefined ? ` nice=${args.values.nice}` : ""),
+    (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
+    (clock instanceof RealClock ? ` duty=${clock.schedulerStats().duty.toFixed(2)}` : ""),
 );
 if (cap) {
   console.log(

@@ -170,7 +170,7 @@ const LATE_FLOOR_MS = 2.2;
 /** Largest setTimeout overshoot the margin follows, ms (beyond: the process was not scheduled). */
 const LATE_CAP_MS = 6;
 /** Half-life of the overshoot estimate, ms. */
-const LATE_HALF_LIFE_MS = 2000;
+const LATE_HALF_LIFE_MS = 10_000;
 /** Length of the window over which the fine-phase duty is measured, ms. */
 const DUTY_WINDOW_MS = 1000;
 
@@ -185,7 +185,7 @@ const DUTY_WINDOW_MS = 1000;
  *    0.1–1.2 ms (at least ~2.1 ms for `d` < 1), and 4–6.6 ms late under heavy
  *    receive load (DESIGN), so the margin is `spinMs` or the largest overshoot
  *    seen recently (at least 2.2, at most 6 ms) plus 0.25 ms, whichever is
- *    larger: a maximum that halves every 2 s, so one slow wake widens it at
+ *    larger: a maximum that halves every 10 s, so one slow wake widens it at
  *    once and it narrows again over seconds.
  * 2. **Fine wait**, from there to the due time, in one of two ways:
  *    - *spin*: re-check the time on every turn of the event loop
