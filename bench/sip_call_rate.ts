@@ -1,0 +1,285 @@
+/**
+ * Call set-up rate: the highest rate (calls per second) at which sipp can call
+ * a callee for 30 s with zero failed calls, for
+ *
+ * 1. our callee, `pipelines/callee.json` as shipped except `max_calls` (recording
+ *    every call to a WAV in a temporary directory; log level warn);
+ * 2. our callee with a light media chain (`udp-source` → `null-sink`: no jitter
+ *    buffer, RTCP or WAV per call), to see what the per-call pipelines cost;
+ * 3. `sipp -sn uas`, the reference.
+ *
+ * The caller is sipp with `tests/fixtures/sipp/uac_nomedia.xml`: INVITE (with
+ * SDP) / 180 / 200 / ACK / pause (`--hold`, default 1000 ms) / BYE / 200, no RTP.
+ * A trial at rate R runs R × duration calls (`-r R -m R·duration`) against a
+ * fresh callee; it passes when sipp exits 0 with every call successful. The rate
+ * doubles from `--start` until a trial fails (or `--max`), then is bisected
+ * `--refine` times between the last good and the first bad rate.
+ *
+ * `max_calls` (concurrent calls, 100 in callee.json's control section, not a
+ * parameter) is raised to 10 000 in a temporary copy of the file: at 1 s hold
+ * time a rate above ~100 cps would otherwise be rejected with 486 by design.
+ *
+ * Prints, last: `call setup rate: voxpipe callee N cps (0 failed over 30 s); sipp -sn uas M cps`.
+ *
+ * Run: `deno run -A bench/sip_call_rate.ts [--duration 30] [--hold 1000] [--start 10] [--max 3000]
+ * [--refine 3] [--only voxpipe|light|sipp]` (needs sipp: `bash scripts/setup.sh`).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { waitForUdpPort } from "../tests/media_util.ts";
+import {
+  type BoundedProcess,
+  freePortPair,
+  freeUdpPort,
+  LISTENING_RE,
+  readSippStats,
+  requireTool,
+  scenarioPath,
+  sippCounter,
+  spawnBounded,
+} from "../tests/sip_util.ts";
+import { repoPath } from "../tests/util.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: "string", default: "30" },
+    hold: { type: "string", default: "1000" },
+    start: { type: "string", default: "10" },
+    max: { type: "string", default: "3000" },
+    refine: { type: "string", default: "3" },
+    only: { type: "string" },
+  },
+});
+const DURATION = Number(args.duration);
+const HOLD_MS = Number(args.hold);
+const START = Number(args.start);
+const MAX = Number(args.max);
+const REFINE = Number(args.refine);
+
+/** A callee under test, started fresh for each trial. */
+interface Target {
+  name: string;
+  start(dir: string): Promise<{ proc: BoundedProcess; port: number }>;
+}
+
+/** Outcome of one trial. */
+interface Trial {
+  rate: number;
+  ok: boolean;
+  successful: number;
+  failed: number;
+  retransmissions: number;
+  /** sipp's cumulative call rate at the end (calls created / elapsed time, hold tail included). */
+  achieved: number;
+  note: string;
+}
+
+async function writeCalleeVariant(dir: string, light: boolean): Promise<string> {
+  const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/callee.json")));
+  delete file.$schema;
+  file.control.max_calls = 10000;
+  if (light) {
+    file.pipelines = {
+      receive: [
+        {
+          use: "udp-source",
+          port: "${local.rtp_port}",
+          bind: "${local.address}",
+          peer: "${remote.rtp}",
+          timeout: "${rtp_timeout}",
+        },
+        { use: "null-sink" },
+      ],
+    };
+    delete file.parameters.record;
+  }
+  const path = `${dir}/callee-${light ? "light" : "stock"}.json`;
+  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
+  return path;
+}
+
+function voxpipeTarget(name: string, light: boolean): Target {
+  return {
+    name,
+    async start(dir) {
+      const pipeline = await writeCalleeVariant(dir, light);
+      const port = freeUdpPort();
+      const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
+      if (!light) sets.push(`record=${dir}/call-\${call.id}.wav`);
+      const proc = spawnBounded(Deno.execPath(), [
+        "run",
+        "-A",
+        repoPath("mod.ts"),
+        "--pipeline",
+        pipeline,
+        "--log-level",
+        "warn",
+        ...sets.flatMap((s) => ["--set", s]),
+      ], { cwd: repoPath("."), timeoutMs: (DURATION + 120) * 1000 });
+      // At log level warn the "listening" line is not printed: wait for the socket instead.
+      await Promise.race([
+        proc.waitForOutput(LISTENING_RE, 30_000).catch(() => new Promise(() => {})),
+        waitForUdpPort(port, 30_000),
+      ]);
+      return { proc, port };
+    },
+  };
+}
+
+const sippUasTarget: Target = {
+  name: "sipp -sn uas",
+  async start(dir) {
+    const port = freeUdpPort();
+    const proc = spawnBounded("sipp", [
+      "-sn",
+      "uas",
+      "-i",
+      "127.0.0.1",
+      "-mi",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-mp",
+      String(freePortPair()),
+      "-nostdin",
+      "-trace_stat",
+      "-stf",
+      "uas.csv",
+    ], { cwd: dir, timeoutMs: (DURATION + 120) * 1000, stopSignal: "SIGINT" });
+    await waitForUdpPort(port, 10_000);
+    return { proc, port };
+  },
+};
+
+async function trial(target: Target, rate: number): Promise<Trial> {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-cps-" });
+  const calls = Math.round(rate * DURATION);
+  let callee: { proc: BoundedProcess; port: number } | undefined;
+  try {
+    callee = await target.start(dir);
+    const sipp = spawnBounded("sipp", [
+      "-sf",
+      scenarioPath("uac_nomedia.xml"),
+      "-i",
+      "127.0.0.1",
+      "-mi",
+      "127.0.0.1",
+      "-p",
+      String(freeUdpPort()),
+      "-mp",
+      String(freePortPair()),
+      "-s",
+      "bob",
+      "-r",
+      String(rate),
+      "-m",
+      String(calls),
+      "-d",
+      String(HOLD_MS),
+      "-nostdin",
+      "-trace_stat",
+      "-stf",
+      "uac.csv",
+      "-fd",
+      "5",
+      `127.0.0.1:${callee.port}`,
+    ], { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" });
+    const r = await sipp.result;
+    const alive = await Promise.race([callee.proc.result.then(() => false), Promise.resolve(true)]);
+    let successful = 0, failed = 0, retransmissions = 0, achieved = 0;
+    try {
+      const stats = await readSippStats(`${dir}/uac.csv`);
+      successful = sippCounter(stats, "SuccessfulCall(C)");
+      failed = sippCounter(stats, "FailedCall(C)");
+      retransmissions = sippCounter(stats, "Retransmissions(C)");
+      achieved = sippCounter(stats, "CallRate(C)");
+    } catch (e) {
+      return { rate, ok: false, successful, failed, retransmissions, achieved, note: `no sipp statistics: ${e}` };
+    }
+    const ok = r.code === 0 && !r.timedOut && failed === 0 && successful === calls && alive;
+    const note = ok ? "" : [
+      r.code !== 0 ? `sipp exit ${r.code}${r.timedOut ? " (timed out)" : ""}` : "",
+      !alive ? "callee died" : "",
+      successful !== calls ? `${successful}/${calls} successful` : "",
+    ].filter(Boolean).join(", ");
+    return { rate, ok, successful, failed, retransmissions, achieved, note };
+  } finally {
+    if (callee) {
+      callee.proc.kill("SIGTERM");
+      await callee.proc.result;
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+function report(name: string, t: Trial): void {
+  console.log(
+    `  ${name}: ${t.rate} cps × ${DURATION} s: ${t.ok ? "ok" : "FAILED"} — ${t.successful} successful, ` +
+      `${t.failed} failed, ${t.retransmissions} retransmissions, sipp's cumulative rate ${t.achieved.toFixed(1)} cps` +
+      `${t.note ? ` (${t.note})` : ""}`,
+  );
+}
+
+/** Result of a search: the highest passing rate, and the highest one that needed no SIP retransmission. */
+interface Found {
+  rate: number;
+  clean: number;
+  capped: boolean;
+}
+
+/** The highest passing rate: doubling, then bisection. */
+async function search(target: Target): Promise<Found> {
+  console.log(`${target.name}:`);
+  let good = 0;
+  let bad = 0;
+  let clean = 0;
+  const run = async (rate: number) => {
+    const t = await trial(target, rate);
+    report(target.name, t);
+    if (t.ok && t.retransmissions === 0) clean = Math.max(clean, rate);
+    return t.ok;
+  };
+  for (let rate = START; rate <= MAX; rate *= 2) {
+    if (!(await run(rate))) {
+      bad = rate;
+      break;
+    }
+    good = rate;
+  }
+  if (bad === 0) {
+    console.log(`  ${target.name}: no failure up to --max ${MAX} cps`);
+    return { rate: good, clean, capped: true };
+  }
+  for (let i = 0; i < REFINE && bad - good > 1; i++) {
+    const rate = Math.round((good + bad) / 2);
+    if (await run(rate)) good = rate;
+    else bad = rate;
+  }
+  return { rate: good, clean, capped: false };
+}
+
+if (import.meta.main) {
+  await requireTool("sipp");
+  const targets: [string, Target][] = [
+    ["voxpipe", voxpipeTarget("voxpipe callee (callee.json, WAV per call)", false)],
+    ["light", voxpipeTarget("voxpipe callee (udp-source → null-sink)", true)],
+    ["sipp", sippUasTarget],
+  ];
+  const results: Record<string, Found> = {};
+  for (const [key, target] of targets) {
+    if (args.only && args.only !== key) continue;
+    results[key] = await search(target);
+  }
+  console.log("");
+  const fmt = (f: Found) => `${f.capped ? "≥ " : ""}${f.rate} cps`;
+  for (const [key, target] of targets) {
+    const f = results[key];
+    if (f) console.log(`${target.name}: ${fmt(f)} with 0 failed; ${f.clean} cps without any SIP retransmission`);
+  }
+  const n = results.voxpipe, m = results.sipp;
+  const parts: string[] = [];
+  if (n) parts.push(`voxpipe callee ${fmt(n)} (0 failed over ${DURATION} s)`);
+  if (m) parts.push(`sipp -sn uas ${fmt(m)}`);
+  if (parts.length) console.log(`call setup rate: ${parts.join("; ")}`);
+}
