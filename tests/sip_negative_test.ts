@@ -28,6 +28,7 @@ import {
   g711Audio,
   LossyRelay,
   outputTail,
+  ProcessGroup,
   readWav,
   sdpAudioAddress,
   sdpOffer,
@@ -55,9 +56,12 @@ for (const [status, reason] of [[486, "Busy Here"], [503, "Service Unavailable"]
     ...opts,
     async fn() {
       const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+      const procs = new ProcessGroup();
       const peer = SipPeer.open();
       try {
-        const caller = spawnCaller({ to: `sip:bob@${peer.hostPort}`, file: await callerFile(dir), timeoutMs: 30_000 });
+        const caller = procs.add(
+          spawnCaller({ to: `sip:bob@${peer.hostPort}`, file: await callerFile(dir), timeoutMs: 30_000 }),
+        );
         const inv = await peer.expectRequest("INVITE", 20_000);
         await peer.respond(inv.msg, 100, inv.from);
         await peer.respond(inv.msg, status, inv.from, { toTag: "peer486", reason });
@@ -73,6 +77,7 @@ for (const [status, reason] of [[486, "Busy Here"], [503, "Service Unavailable"]
         assertMatch(line, new RegExp(`${status} ${reason}`));
         assertEquals(peer.received.filter((x) => x.msg?.kind === "request" && x.msg.method === "BYE").length, 0);
       } finally {
+        await procs.stop();
         await peer.close();
         await Deno.remove(dir, { recursive: true });
       }
@@ -85,14 +90,15 @@ Deno.test({
   ...opts,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+    const procs = new ProcessGroup();
     const peer = SipPeer.open();
     try {
-      const caller = spawnCaller({
+      const caller = procs.add(spawnCaller({
         to: `sip:bob@${peer.hostPort}`,
         file: await callerFile(dir),
         ringTimeout: 1,
         timeoutMs: 30_000,
-      });
+      }));
       const inv = await peer.expectRequest("INVITE", 20_000);
       await peer.respond(inv.msg, 100, inv.from);
       await peer.respond(inv.msg, 180, inv.from, { toTag: "ringonly" });
@@ -114,6 +120,7 @@ Deno.test({
       assertMatch(r.stderr, /\[SIP\] CANCEL sent/);
       assertMatch(r.stderr, /\[SIP\] 487 Request Terminated/);
     } finally {
+      await procs.stop();
       await peer.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -144,10 +151,13 @@ Deno.test({
   ...opts,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+    const procs = new ProcessGroup();
     const peer = SipPeer.open();
     let rtp: Deno.DatagramConn | undefined;
     try {
-      const callee = await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, rtpTimeout: 2, timeoutMs: 40_000 });
+      const callee = procs.trackCallee(
+        await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, rtpTimeout: 2, timeoutMs: 40_000 }),
+      );
       const call = await peerCalls(peer, callee.uri);
       rtp = call.rtp;
       const audio = g711Audio("PCMU", 1.5);
@@ -167,6 +177,7 @@ Deno.test({
       const c = assertSampleExact(audio.samples, rec.samples, { label: "until RTP stopped", concealTail: 800 });
       assertEquals(c.overlap, audio.samples.length);
     } finally {
+      await procs.stop();
       rtp?.close();
       await peer.close();
       await Deno.remove(dir, { recursive: true });
@@ -179,10 +190,13 @@ Deno.test({
   ...opts,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+    const procs = new ProcessGroup();
     const peer = SipPeer.open();
     let rtp: Deno.DatagramConn | undefined;
     try {
-      const callee = await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, rtpTimeout: 5, timeoutMs: 40_000 });
+      const callee = procs.trackCallee(
+        await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, rtpTimeout: 5, timeoutMs: 40_000 }),
+      );
       const sip = uriAddress(callee.uri);
       const call = await peerCalls(peer, callee.uri);
       rtp = call.rtp;
@@ -226,6 +240,7 @@ Deno.test({
       const c = assertSampleExact(audio.samples, rec.samples, { label: "call with garbage", concealTail: 800 });
       assertEquals(c.overlap, audio.samples.length);
     } finally {
+      await procs.stop();
       rtp?.close();
       await peer.close();
       await Deno.remove(dir, { recursive: true });
@@ -238,17 +253,20 @@ Deno.test({
   ...opts,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+    const procs = new ProcessGroup();
     let relay: LossyRelay | undefined;
     try {
       const audio = g711Audio("PCMU", 2);
       await writeG711Wav(`${dir}/source.wav`, audio);
-      const callee = await spawnCallee({
-        port: freeUdpPort(),
-        record: `${dir}/rec.wav`,
-        calls: 1,
-        rtpTimeout: 10,
-        timeoutMs: 60_000,
-      });
+      const callee = procs.trackCallee(
+        await spawnCallee({
+          port: freeUdpPort(),
+          record: `${dir}/rec.wav`,
+          calls: 1,
+          rtpTimeout: 10,
+          timeoutMs: 60_000,
+        }),
+      );
       relay = new LossyRelay({
         server: uriAddress(callee.uri),
         lossRate: 0.3,
@@ -256,11 +274,11 @@ Deno.test({
         // Whatever the PRNG says, lose the first copy of each: every retransmission path runs.
         dropFirst: ["INVITE", "200 INVITE", "ACK", "BYE"],
       });
-      const caller = spawnCaller({
+      const caller = procs.add(spawnCaller({
         to: `sip:bob@127.0.0.1:${relay.address.port}`,
         file: `${dir}/source.wav`,
         timeoutMs: 50_000,
-      });
+      }));
       const [cr, ce] = await Promise.all([caller.result, callee.proc.result]);
       const counts = JSON.stringify(relay.counts.byLabel);
       assertEquals(cr.code, 0, `caller failed (relay ${counts}): ${outputTail(cr)}`);
@@ -275,6 +293,7 @@ Deno.test({
       const c = assertSampleExact(audio.samples, rec.samples, { label: "lossy SIP", concealTail: 800 });
       assertEquals(c.overlap, audio.samples.length);
     } finally {
+      await procs.stop();
       await relay?.close();
       await Deno.remove(dir, { recursive: true });
     }

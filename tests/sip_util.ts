@@ -39,9 +39,12 @@ import {
 import { repoPath } from "./util.ts";
 
 export {
+  type Alignment,
   assertSampleExact,
   type BoundedProcess,
   compareAligned,
+  type Comparison,
+  type ExactOptions,
   findAlignment,
   type G711Codec,
   outputTail,
@@ -50,8 +53,11 @@ export {
   SKIP_INTEROP,
   sleep,
   spawnBounded,
+  type SpawnOptions,
+  type WavAudio,
   writeWav,
 } from "./media_util.ts";
+export type { SipHeaders, SipMessage, SipRequest, SipResponse } from "../plugins/sip/message.ts";
 
 /** A UDP address. */
 export interface UdpAddress {
@@ -82,19 +88,25 @@ export function freeUdpPort(hostname = "127.0.0.1"): number {
 }
 
 /**
- * A free even UDP port P with P+1 free too, on both UDP and TCP (baresip binds
- * its SIP port on TCP as well), for tools that take an RTP port and use the
- * next one for RTCP.
+ * A free even UDP port P with P+1 … P+count-1 free too, on both UDP and TCP
+ * (baresip binds its SIP port on TCP as well; sipp's `-rtp_echo` also uses
+ * P+2 for video), for tools that take one port and use the next ones.
+ *
+ * @example
+ * ```ts
+ * const rtp = freePortPair(); // RTP on rtp, RTCP on rtp + 1
+ * ```
  */
-export function freePortPair(hostname = "127.0.0.1"): number {
+export function freePortPair(hostname = "127.0.0.1", count = 2): number {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = freeUdpPort(hostname);
-    if (port % 2 !== 0 || port >= 65534) continue;
+    if (port % 2 !== 0 || port + count > 65536) continue;
     const held: { close(): void }[] = [];
     try {
-      held.push(Deno.listenDatagram({ transport: "udp", hostname, port: port + 1 }));
-      held.push(Deno.listen({ hostname, port }));
-      held.push(Deno.listen({ hostname, port: port + 1 }));
+      for (let i = 0; i < count; i++) {
+        if (i > 0) held.push(Deno.listenDatagram({ transport: "udp", hostname, port: port + i }));
+        held.push(Deno.listen({ hostname, port: port + i }));
+      }
       return port;
     } catch {
       // taken: try another
@@ -102,7 +114,7 @@ export function freePortPair(hostname = "127.0.0.1"): number {
       for (const h of held) h.close();
     }
   }
-  throw new Error("no free port pair found");
+  throw new Error("no free port range found");
 }
 
 /** Debian package of each external tool. */
@@ -295,6 +307,43 @@ export function spawnCaller(o: CallerOptions): BoundedProcess {
     `ring_timeout=${o.ringTimeout ?? 30}`,
     ...(o.extra ?? []),
   ], { timeoutMs: o.timeoutMs ?? 60_000 });
+}
+
+/**
+ * The processes a test started, so that its `finally` can stop whatever is
+ * still running when an assertion failed half-way (SIGKILL, then wait).
+ *
+ * @example
+ * ```ts
+ * const procs = new ProcessGroup();
+ * try {
+ *   const caller = procs.add(spawnCaller({ to, file }));
+ *   // ...
+ * } finally {
+ *   await procs.stop();
+ * }
+ * ```
+ */
+export class ProcessGroup {
+  readonly #procs: BoundedProcess[] = [];
+
+  /** Tracks `p`; returns it. */
+  add<T extends BoundedProcess>(p: T): T {
+    this.#procs.push(p);
+    return p;
+  }
+
+  /** Tracks a callee's process; returns the callee. */
+  trackCallee(c: RunningCallee): RunningCallee {
+    this.#procs.push(c.proc);
+    return c;
+  }
+
+  /** Kills every tracked process that has not ended and waits for all of them. */
+  async stop(): Promise<void> {
+    for (const p of this.#procs) p.kill("SIGKILL");
+    await Promise.allSettled(this.#procs.map((p) => p.result));
+  }
 }
 
 /** The one-line reason our CLI prints on failure (`voxpipe: ...`), or undefined. */
