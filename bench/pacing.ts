@@ -3,8 +3,8 @@
  * receiving socket.
  *
  * ```sh
- * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--spin-ms M] [--capture]
- *   [--nice N]
+ * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
+ *   [--spin-ms M] [--spin-budget B] [--nice=N]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -37,7 +37,8 @@
  * `--capture` also records the datagrams with `dumpcap` on `lo` and prints a
  * `pacing-capture` line from the kernel's timestamps, taken as each datagram is
  * sent: the sender's pacing without the receiver's own wake-up latency.
- * `--nice -10` raises the sender's scheduling priority (needs root), to see how
+ * `--spin-ms` and `--spin-budget` run the streams on a `RealClock` built with
+ * those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
  * much of the jitter is other processes taking the CPU.
  *
  * @module
@@ -63,6 +64,7 @@ const args = parseArgs({
     receiver: { type: "string", default: "process" },
     role: { type: "string", default: "sender" },
     "spin-ms": { type: "string" },
+    "spin-budget": { type: "string" },
     capture: { type: "boolean", default: false },
     nice: { type: "string" },
   },
@@ -329,7 +331,10 @@ if (args.values.nice !== undefined) {
   } catch { /* no autogroup */ }
 }
 const spin = args.values["spin-ms"];
-const clock = spin === undefined ? mediaClock() : new RealClock(Number(spin));
+const budget = args.values["spin-budget"];
+const clock = spin === undefined && budget === undefined
+  ? mediaClock()
+  : new RealClock(Number(spin ?? 1.5), 0.5, Number(budget ?? 0));
 
 let port: number;
 let report: Promise<ReceiverReport>;
@@ -382,6 +387,7 @@ console.log(
     `cpu=${((cpu.user + cpu.system) / 1000 / wall * 100).toFixed(1)}% receiver=${args.values.receiver}` +
     (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
     ` seconds=${seconds} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
+    (budget !== undefined ? ` spin_budget=${budget}` : "") +
     (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
     (clock instanceof RealClock ? ` duty=${clock.schedulerStats().duty.toFixed(2)}` : ""),
 );

@@ -188,19 +188,24 @@ const DUTY_WINDOW_MS = 1000;
  *    larger: a maximum that halves every 10 s, so one slow wake widens it at
  *    once and it narrows again over seconds.
  * 2. **Fine wait**, from there to the due time, in one of two ways:
- *    - *spin*: re-check the time on every turn of the event loop
- *      (`setImmediate`, ~1 µs per turn when idle). Precise to a few µs and the
- *      event loop keeps running (sockets, other callbacks), but it burns CPU
- *      for the whole fine phase.
- *    - *futex*: block in `Atomics.wait` slices of at most `sliceMs`, yielding to
- *      the event loop between them. Nearly free, ~0.08 ms typical overshoot,
- *      but on this VM a sleeping thread now and then wakes 2–4 ms late.
+ *    - *futex* (the default): block in `Atomics.wait` slices of at most
+ *      `sliceMs`, yielding to the event loop (`setImmediate`) between them so
+ *      sockets and other callbacks keep running. ~0.08 ms typical overshoot,
+ *      a few % of a core even for 200 streams, and a sleeping thread is what
+ *      the kernel's scheduler favours when the CPUs are contended.
+ *    - *spin*: re-check the time on every turn of the event loop (~1 µs per
+ *      turn when idle): precise to a few µs on an idle machine, but it burns
+ *      the CPU for the whole fine phase, and on a contended machine the kernel
+ *      treats the spinning thread as CPU-bound and preempts it for whole time
+ *      slices. Measured here with two CPU burners on the two cores, one stream:
+ *      spin p50 2.7 ms late, 268 of 500 timers > 1 ms late, 11.5 % CPU; futex
+ *      p50 0.07 ms, 9 of 500 late, 0.7 % CPU. Without burners (other work
+ *      running): spin p99 1.9 ms, futex p99 1.1 ms.
  *
  *    The scheduler measures the share of wall time its fine phase takes (the
- *    *duty*, smoothed over seconds): below `spinBudget` (default 0.25, i.e. a
- *    quarter of one core) it spins, above it it uses the futex. One or a few
- *    streams (duty ~7 % per stream at 20 ms) get µs precision; 200 streams
- *    (duty ~100 %) cost a few % of a core instead of a whole one.
+ *    *duty*, smoothed over seconds) and spins only while it is below
+ *    `spinBudget`: default 0, never. Raise it (e.g. to 0.25, a quarter of one
+ *    core) on a dedicated, idle host to get µs precision for a few streams.
  *
  * Callbacks run at or after their due time, never early, and every timer
  * already due runs in the same turn, in due order.
@@ -239,9 +244,9 @@ export class RealClock extends HeapClock {
    * @param spinMs minimum margin before a due time in which to wait precisely instead of sleeping on
    *   `setTimeout` (default 1.5 ms)
    * @param sliceMs longest blocking wait between two event-loop turns in futex mode (default 0.5 ms)
-   * @param spinBudget fine-phase duty below which the fine wait spins (default 0.25)
+   * @param spinBudget fine-phase duty below which the fine wait spins (default 0: never, see above)
    */
-  constructor(spinMs = 1.5, sliceMs = 0.5, spinBudget = 0.25) {
+  constructor(spinMs = 1.5, sliceMs = 0.5, spinBudget = 0) {
     super();
     this.spinMs = spinMs;
     this.sliceMs = sliceMs;

@@ -33,6 +33,24 @@ Deno.test("RealClock: timers run in due order, never early", async () => {
   }
 });
 
+Deno.test("RealClock in spin mode (spinBudget 1): in order, never early", async () => {
+  const clock = new RealClock(1.5, 0.5, 1);
+  const t0 = clock.now();
+  const ran: { due: number; at: number }[] = [];
+  for (let i = 0; i < 50; i++) {
+    const due = t0 + 1 + ((i * 7) % 50) * 0.4;
+    clock.at(due, () => ran.push({ due, at: clock.now() }));
+  }
+  await clock.sleepUntil(t0 + 30);
+  await idle(clock);
+  assert.equal(ran.length, 50);
+  for (let i = 0; i < ran.length; i++) {
+    assert.ok(ran[i].at >= ran[i].due, "never early");
+    if (i > 0) assert.ok(ran[i].due >= ran[i - 1].due, "due order");
+  }
+  assert.equal(clock.schedulerStats().spinning, true);
+});
+
 Deno.test("RealClock: equal due times run in scheduling order", async () => {
   const clock = new RealClock();
   const due = clock.now() + 3;
