@@ -141,3 +141,50 @@ Deno.test("every shipped pipeline file loads and its chains build-check", async 
     assert(Object.keys(runner.file.pipelines).length > 0, e.name);
   }
 });
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`${signal} stops a running pipeline cleanly: the WAV is finalized`, async () => {
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/p.json`,
+      JSON.stringify({
+        pipelines: {
+          main: [
+            { use: "tone-source", duration: 0, frequency: 440, sample_rate: 8000 },
+            { use: "null-sink" },
+          ],
+          rec: [
+            { use: "tone-source", duration: 0, frequency: 440, sample_rate: 8000 },
+            { use: "wav-sink", path: `${dir}/rec.wav` },
+          ],
+        },
+      }),
+    );
+    const proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MOD, "--pipeline", `${dir}/p.json`],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    // Wait until the recording has data, then interrupt.
+    for (let i = 0; i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      try {
+        if ((await Deno.stat(`${dir}/rec.wav`)).size > 16000) break;
+      } catch { /* not created yet */ }
+    }
+    proc.kill(signal);
+    const out = await proc.output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 0, stderr);
+    assertMatch(stderr, /interrupt received: stopping/);
+    assertMatch(stderr, /pipeline "rec" ended \(stopped\)/);
+    const wav = await Deno.readFile(`${dir}/rec.wav`);
+    const view = new DataView(wav.buffer);
+    const samples = wavData(wav);
+    // The header sizes match the file: finalized, not left at the last periodic update.
+    assertEquals(view.getUint32(4, true), wav.length - 8);
+    assert(samples.length * 2 + 44 <= wav.length && samples.length > 8000, `${samples.length} samples`);
+    await Deno.remove(dir, { recursive: true });
+  });
+}
