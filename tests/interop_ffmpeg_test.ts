@@ -2,7 +2,8 @@
  * Interop with ffmpeg over loopback RTP, both ways, PCMU and PCMA:
  *
  * - our `rtp-send` → ffmpeg receiving through an SDP file → WAV;
- * - ffmpeg `-re … -f rtp` → our `rtp-receive` → WAV.
+ * - ffmpeg `-re … -f rtp` → our `rtp-receive` → WAV, with ffmpeg's own packetization (1460 + 588 samples
+ *   every 256 ms, as it sends by default) and with 20 ms packets.
  *
  * The audio is already G.711-representable (the alawmulaw round trip of a
  * speech-like signal), so every encoder maps it back to the same codes and the
@@ -92,7 +93,26 @@ async function oursToFfmpeg(codec: G711Codec): Promise<void> {
   }
 }
 
-async function ffmpegToOurs(codec: G711Codec): Promise<void> {
+/**
+ * What our receiver's jitter buffer says at the end of the stream (its `jitter buffer summary` log line),
+ * e.g. `{ received: 20, concealed: 5, first_play_ms: 60, delay_ms: 242.6, max_packet_ms: 182.5, ... }`.
+ */
+function jitterSummary(stderr: string): Record<string, number> {
+  const line = stderr.split("\n").find((l) => l.includes("jitter buffer summary"));
+  assert(line, `no jitter buffer summary in the receiver's log:\n${stderr.slice(-2000)}`);
+  const out: Record<string, number> = {};
+  for (const m of line.matchAll(/ (\w+)=(-?[\d.]+)/g)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/**
+ * How ffmpeg packetizes: `default` is what its RTP muxer does on its own (each 2048-sample demuxer packet
+ * of the WAV as 1460 + 588 samples, sent together every 256 ms); `20ms` forces 160-sample packets
+ * with `-af asetnsamples=n=160`.
+ */
+type Packetization = "default" | "20ms";
+
+async function ffmpegToOurs(codec: G711Codec, packetization: Packetization): Promise<void> {
   await requireTool("ffmpeg", ["-hide_banner", "-version"]);
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-ffmpeg-" });
   try {
@@ -100,8 +120,6 @@ async function ffmpegToOurs(codec: G711Codec): Promise<void> {
     const port = freeUdpPortPair();
     const out = `${dir}/received.wav`;
     const receiver = await spawnReceiver({ port, out, codec, timeout: 3 });
-    // 160-sample frames = 20 ms packets. Without asetnsamples ffmpeg puts whole demuxer packets (1024+ samples,
-    // 128+ ms) in one RTP packet, which our jitter buffer does not play correctly (see the report).
     const ff = await runBounded("ffmpeg", [
       "-hide_banner",
       "-nostdin",
@@ -110,8 +128,7 @@ async function ffmpegToOurs(codec: G711Codec): Promise<void> {
       "-re",
       "-i",
       fx.referencePath,
-      "-af",
-      "asetnsamples=n=160",
+      ...(packetization === "20ms" ? ["-af", "asetnsamples=n=160"] : []),
       "-c:a",
       FFMPEG_CODEC[codec],
       "-f",
@@ -127,7 +144,14 @@ async function ffmpegToOurs(codec: G711Codec): Promise<void> {
     assertMatch(rx.stderr, /SR received: packets=\d+/);
     const wav = await readWav(out);
     assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true]);
-    assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label: `ffmpeg → ours ${codec}` });
+    const label = `ffmpeg (${packetization} packets) → ours ${codec}`;
+    const c = assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label });
+    // Sample-exact means nothing was concealed inside the stream: only max_conceal (100 ms) after its end.
+    const jb = jitterSummary(rx.stderr);
+    console.log(`${label}: jitter buffer ${JSON.stringify(jb)}, leading silence ${c.extraHead} samples`);
+    assertEquals([jb.late, jb.trimmed, jb.lost, jb.invalid], [0, 0, 0, 0], JSON.stringify(jb));
+    assert(jb.concealed <= 5, `concealed ${jb.concealed}: ${JSON.stringify(jb)}`);
+    assertEquals(jb.max_packet_ms, packetization === "20ms" ? 20 : 182.5);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -146,13 +170,21 @@ Deno.test({
 });
 
 Deno.test({
-  name: "interop: ffmpeg -f rtp PCMU → rtp-receive: our WAV matches sample-exact, ffmpeg's SR parsed",
+  name: "interop: ffmpeg -f rtp PCMU (its default 1460 + 588-sample packets) → rtp-receive: our WAV matches " +
+    "sample-exact, ffmpeg's SR parsed",
   ignore: SKIP_INTEROP,
-  fn: () => ffmpegToOurs("PCMU"),
+  fn: () => ffmpegToOurs("PCMU", "default"),
 });
 
 Deno.test({
-  name: "interop: ffmpeg -f rtp PCMA → rtp-receive: our WAV matches sample-exact, ffmpeg's SR parsed",
+  name: "interop: ffmpeg -f rtp PCMA (its default 1460 + 588-sample packets) → rtp-receive: our WAV matches " +
+    "sample-exact, ffmpeg's SR parsed",
   ignore: SKIP_INTEROP,
-  fn: () => ffmpegToOurs("PCMA"),
+  fn: () => ffmpegToOurs("PCMA", "default"),
+});
+
+Deno.test({
+  name: "interop: ffmpeg -f rtp PCMU (20 ms packets) → rtp-receive: our WAV matches sample-exact, ffmpeg's SR parsed",
+  ignore: SKIP_INTEROP,
+  fn: () => ffmpegToOurs("PCMU", "20ms"),
 });

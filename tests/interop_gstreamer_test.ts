@@ -4,7 +4,8 @@
  * - our `rtp-send` → `udpsrc ! rtpjitterbuffer ! rtppcmudepay ! mulawdec ! wavenc ! filesink`
  *   (A-law: `rtppcmadepay ! alawdec`);
  * - `filesrc ! wavparse ! audioconvert ! audioresample ! mulawenc ! rtppcmupay ! udpsink`
- *   (A-law: `alawenc ! rtppcmapay`) → our `rtp-receive`.
+ *   (A-law: `alawenc ! rtppcmapay`) → our `rtp-receive`, with the payloader's own packetization (it fills
+ *   the MTU: 1388 samples, 173.5 ms) and with 20 ms packets (`min-ptime`/`max-ptime`).
  *
  * The audio is already G.711-representable, so the recordings must match it
  * sample by sample after alignment.
@@ -109,7 +110,22 @@ async function oursToGst(codec: G711Codec): Promise<void> {
   }
 }
 
-async function gstToOurs(codec: G711Codec): Promise<void> {
+/**
+ * What our receiver's jitter buffer says at the end of the stream (its `jitter buffer summary` log line),
+ * e.g. `{ received: 20, concealed: 5, first_play_ms: 60, delay_ms: 60, max_packet_ms: 173.5, ... }`.
+ */
+function jitterSummary(stderr: string): Record<string, number> {
+  const line = stderr.split("\n").find((l) => l.includes("jitter buffer summary"));
+  assert(line, `no jitter buffer summary in the receiver's log:\n${stderr.slice(-2000)}`);
+  const out: Record<string, number> = {};
+  for (const m of line.matchAll(/ (\w+)=(-?[\d.]+)/g)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/** How the payloader packetizes: `default` fills the MTU (1388 samples); `20ms` sets min/max-ptime to 20 ms. */
+type Packetization = "default" | "20ms";
+
+async function gstToOurs(codec: G711Codec, packetization: Packetization): Promise<void> {
   await requireGst(codec);
   const e = ELEMENTS[codec];
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-gst-" });
@@ -118,8 +134,7 @@ async function gstToOurs(codec: G711Codec): Promise<void> {
     const port = freeUdpPortPair();
     const out = `${dir}/received.wav`;
     const receiver = await spawnReceiver({ port, out, codec, timeout: 3 });
-    // min/max-ptime 20 ms: without them the payloader fills the MTU (~173 ms per packet), which our
-    // jitter buffer does not play correctly (see the report). udpsink syncs to the clock: real time.
+    // udpsink syncs to the clock: real time, each packet sent when its first sample is due.
     const gst = await runBounded("gst-launch-1.0", [
       "filesrc",
       `location=${fx.referencePath}`,
@@ -133,8 +148,7 @@ async function gstToOurs(codec: G711Codec): Promise<void> {
       e.enc,
       "!",
       e.pay,
-      "min-ptime=20000000",
-      "max-ptime=20000000",
+      ...(packetization === "20ms" ? ["min-ptime=20000000", "max-ptime=20000000"] : []),
       "!",
       "udpsink",
       "host=127.0.0.1",
@@ -147,7 +161,14 @@ async function gstToOurs(codec: G711Codec): Promise<void> {
     assertMatch(rx.stderr, /no datagram for 3 s: ending/);
     const wav = await readWav(out);
     assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true]);
-    assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label: `GStreamer → ours ${codec}` });
+    const label = `GStreamer (${packetization} packets) → ours ${codec}`;
+    const c = assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label });
+    // Sample-exact means nothing was concealed inside the stream: only max_conceal (100 ms) after its end.
+    const jb = jitterSummary(rx.stderr);
+    console.log(`${label}: jitter buffer ${JSON.stringify(jb)}, leading silence ${c.extraHead} samples`);
+    assertEquals([jb.late, jb.trimmed, jb.lost, jb.invalid], [0, 0, 0, 0], JSON.stringify(jb));
+    assert(jb.concealed <= 5, `concealed ${jb.concealed}: ${JSON.stringify(jb)}`);
+    assertEquals(jb.max_packet_ms, packetization === "20ms" ? 20 : 173.5);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -166,13 +187,22 @@ Deno.test({
 });
 
 Deno.test({
-  name: "interop: GStreamer mulawenc ! rtppcmupay ! udpsink → rtp-receive: matches sample-exact",
+  name: "interop: GStreamer mulawenc ! rtppcmupay ! udpsink (MTU-filling 1388-sample packets) → rtp-receive: " +
+    "matches sample-exact",
   ignore: SKIP_INTEROP,
-  fn: () => gstToOurs("PCMU"),
+  fn: () => gstToOurs("PCMU", "default"),
 });
 
 Deno.test({
-  name: "interop: GStreamer alawenc ! rtppcmapay ! udpsink → rtp-receive: matches sample-exact",
+  name: "interop: GStreamer alawenc ! rtppcmapay ! udpsink (MTU-filling 1388-sample packets) → rtp-receive: " +
+    "matches sample-exact",
   ignore: SKIP_INTEROP,
-  fn: () => gstToOurs("PCMA"),
+  fn: () => gstToOurs("PCMA", "default"),
+});
+
+Deno.test({
+  name: "interop: GStreamer mulawenc ! rtppcmupay min-ptime=max-ptime=20 ms ! udpsink → rtp-receive: matches " +
+    "sample-exact",
+  ignore: SKIP_INTEROP,
+  fn: () => gstToOurs("PCMU", "20ms"),
 });

@@ -342,3 +342,383 @@ Deno.test("jitter-buffer: negotiation and options", async () => {
   assert.throws(() => jitterBuffer.options.parse({ initial_delay: 10, min_delay: 20 }));
   assert.doesNotThrow(() => jitterBuffer.options.parse({ min_delay: 100 }), "initial delay default follows min_delay");
 });
+
+// ---------------------------------------------------------------------------
+// Packets of any duration. Payload byte of the sample at index i (from the stream's first sample) is
+// i % 251, so the bytes played say which samples they are (never 0xff, µ-law silence).
+
+/** The payload bytes of samples [start, start + n) of the test stream. */
+function samplesOf(start: number, n: number): Uint8Array {
+  const p = new Uint8Array(n);
+  for (let i = 0; i < n; i++) p[i] = (start + i) % 251;
+  return p;
+}
+
+/** One packet of the test stream: its samples [start, start + n), arriving at `at` (ms after 1000). */
+interface Pkt {
+  at: number;
+  start: number;
+  n: number;
+  seq?: number;
+}
+
+/**
+ * Packets covering `sizes` back to back from sample 0, sequence numbers from `seq0`, timestamps from
+ * `ts0`. Each arrives when its last sample has been produced (`sent: "full"`, as most VoIP peers) or
+ * when its first one has (`"start"`, as GStreamer's udpsink and ffmpeg -re do), plus `extra(i)` ms.
+ */
+function packets(
+  sizes: number[],
+  opt: { sent?: "full" | "start"; extra?: (i: number) => number; skip?: number[]; offset?: number } = {},
+): Pkt[] {
+  const out: Pkt[] = [];
+  let start = 0;
+  sizes.forEach((n, i) => {
+    const media = ((opt.sent === "start" ? start : start + n) * 1000) / 8000;
+    if (!opt.skip?.includes(i)) out.push({ at: (opt.offset ?? 0) + media + (opt.extra?.(i) ?? 0), start, n, seq: i });
+    start += n;
+  });
+  return out.sort((a, b) => a.at - b.at || a.start - b.start);
+}
+
+/** Sends packets through the harness, in order of arrival. */
+function sendAll(h: Awaited<ReturnType<typeof harness>>, pkts: Pkt[], seq0 = 0, ts0 = 0, ssrc = 1) {
+  for (const p of pkts) {
+    h.send(p.at, {
+      sequence: (seq0 + (p.seq ?? 0)) & 0xffff,
+      timestamp: (ts0 + p.start) >>> 0,
+      payload: samplesOf(p.start, p.n),
+      ssrc,
+    });
+  }
+}
+
+/** The bytes of every normal frame, concatenated, and the sample ranges they are expected to be. */
+function assertPlayed(h: Awaited<ReturnType<typeof harness>>, ranges: [number, number][], msg = "") {
+  const normal = h.got.filter((g) => g.f.type === "normal").map((g) => g.f.payload);
+  const got = new Uint8Array(normal.reduce((n, p) => n + p.length, 0));
+  let k = 0;
+  for (const p of normal) {
+    got.set(p, k);
+    k += p.length;
+  }
+  const want = new Uint8Array(ranges.reduce((n, [a, b]) => n + b - a, 0));
+  k = 0;
+  for (const [a, b] of ranges) {
+    want.set(samplesOf(a, b - a), k);
+    k += b - a;
+  }
+  assert.equal(got.length, want.length, `${msg} normal samples played`);
+  const i = got.findIndex((v, j) => v !== want[j]);
+  assert.equal(i, -1, `${msg} first differing sample at output index ${i}`);
+}
+
+/** Frame types in order, run-length encoded: e.g. "n54 c6 n128 c5 s3". */
+function runs(h: Awaited<ReturnType<typeof harness>>): string {
+  const out: string[] = [];
+  let last = "", n = 0;
+  for (const { f } of h.got) {
+    const t = f.type![0];
+    if (t === last) n++;
+    else {
+      if (n) out.push(`${last}${n}`);
+      last = t;
+      n = 1;
+    }
+  }
+  if (n) out.push(`${last}${n}`);
+  return out.join(" ");
+}
+
+/**
+ * One frame per 20 ms tick, with continuous pts. Concealed and silence frames are 160 samples long, and so
+ * are normal frames except where the received samples end inside a frame (a gap starts there, or the
+ * stream ends): returns the lengths of those shorter ones.
+ */
+function assertGrid(h: Awaited<ReturnType<typeof harness>>): number[] {
+  const short: number[] = [];
+  let pts = 0;
+  for (let i = 0; i < h.got.length; i++) {
+    const f = h.got[i].f;
+    if (f.type === "normal" && f.payload.length < 160) short.push(f.payload.length);
+    else assert.equal(f.payload.length, 160, `frame ${i} (${f.type}) length`);
+    if (i > 0) assert.equal(h.got[i].t - h.got[i - 1].t, 20, `tick ${i}`);
+    assert.equal(f.pts, pts);
+    pts += f.payload.length;
+  }
+  return short;
+}
+
+Deno.test("jitter-buffer: 183 ms packets arriving every 183 ms play sample-exact, no concealment", async () => {
+  const h = await harness();
+  // 20 packets of 1464 samples (183 ms) = 183 frames, sent when full, with 0..14 ms of network jitter.
+  sendAll(h, packets(Array(20).fill(1464), { extra: (i) => (i * 7) % 15 }));
+  h.until(4500);
+  assertPlayed(h, [[0, 29280]]);
+  assert.deepEqual(assertGrid(h), []);
+  assert.equal(runs(h).split(" ")[0], "n183", "from the first tick on, every frame is real audio");
+  assert.equal(h.got[0].t - 1000, 183 + 60, "first sample played initial_delay after its packet arrived");
+  const s = h.stats();
+  assert.deepEqual([s.received, s.lost, s.late, s.trimmed, s.inserted, s.concealed - 5], [20, 0, 0, 0, 0, 0]);
+  assert.equal(s.first_play_ms, 60);
+  assert.equal(s.max_packet_ms, 183);
+  assert.equal(s.ptime, 20, "a 183 ms packet does not change ptime");
+  // Steady long packets need no more delay than short ones: the spread is the jitter (14 ms) plus the part of
+  // a frame by which a packet's first sample is off the frame grid (1464 = 9 × 160 + 24).
+  assert.ok(s.target_delay_ms >= 20 && s.target_delay_ms <= 40, `target ${s.target_delay_ms}`);
+  assert.ok(s.delay_ms >= s.target_delay_ms, `delay ${s.delay_ms}`);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: ffmpeg's default packetization (1460 + 588 samples every 256 ms) plays sample-exact", async () => {
+  const h = await harness();
+  // ffmpeg -re sends each 2048-sample demuxer packet as 1460 + 588 at once, when its first sample is due.
+  const sizes = Array.from({ length: 20 }, (_, i) => (i % 2 ? 588 : 1460));
+  sendAll(h, packets(sizes).map((p) => ({ ...p, at: Math.floor(p.seq! / 2) * 256 + (p.seq! % 6) })));
+  h.until(3500);
+  assertPlayed(h, [[0, 20480]]);
+  assert.deepEqual(assertGrid(h), []);
+  assert.equal(runs(h).split(" ")[0], "n128");
+  const s = h.stats();
+  assert.deepEqual([s.received, s.late, s.trimmed, s.inserted, s.lost], [20, 0, 0, 0, 0]);
+  // The burst is a 182.5 ms transit spread: the target covers it, and the 588-sample packet waits that long.
+  assert.ok(s.target_delay_ms >= 187.5 && s.target_delay_ms <= 210, `target ${s.target_delay_ms}`);
+  assert.ok(s.delay_ms >= s.target_delay_ms, `delay ${s.delay_ms}`);
+  assert.equal(s.first_play_ms, 60);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: GStreamer's default packetization (1388 + 660 samples, sent at their start)", async () => {
+  const h = await harness();
+  const sizes = Array.from({ length: 20 }, (_, i) => (i % 2 ? 660 : 1388));
+  sendAll(h, packets(sizes, { sent: "start", extra: (i) => (i * 3) % 5 }));
+  h.until(3500);
+  assertPlayed(h, [[0, 20480]]);
+  assertGrid(h);
+  const s = h.stats();
+  assert.deepEqual([s.received, s.late, s.trimmed, s.inserted, s.lost, s.concealed], [20, 0, 0, 0, 0, 5]);
+  assert.equal(s.max_packet_ms, 173.5);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: 30 ms packets into a 20 ms buffer: frames joined across packets; a loss is concealed", async () => {
+  const h = await harness({ ptime: 20 });
+  sendAll(h, packets(Array(40).fill(240), { skip: [5] }));
+  h.until(1500);
+  // Packet 5 holds samples [1200, 1440): frame 7 [1120, 1280) has its first 80 samples, which play alone;
+  // [1200, 1360) is concealed, then [1360, 1520), and play resumes at 1440, where packet 6 starts.
+  assert.deepEqual(assertGrid(h), [80]);
+  assert.equal(runs(h).split(" ").slice(0, 3).join(" "), "n8 c2 n51");
+  assertPlayed(h, [[0, 1200], [1440, 9600]]);
+  const s = h.stats();
+  assert.deepEqual([s.received, s.lost, s.late, s.ptime], [39, 1, 0, 20]);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: mixed packet sizes in one stream, 1 sample to 183 ms, sent when full", async () => {
+  const h = await harness({ initial_delay: 200 });
+  const cycle = [160, 240, 80, 1464, 8, 400, 1388, 660, 1, 159];
+  const sizes = [...cycle, ...cycle, ...cycle];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  sendAll(h, packets(sizes, { extra: (i) => (i * 5) % 7 }));
+  h.until(3000);
+  assertPlayed(h, [[0, total]]);
+  assert.deepEqual(assertGrid(h), [total % 160], "only the last frame is short");
+  assert.equal(runs(h).split(" ")[0], `n${Math.ceil(total / 160)}`, "no concealment: 200 ms covers 183 ms packets");
+  const s = h.stats();
+  assert.deepEqual([s.received, s.lost, s.late, s.trimmed, s.inserted, s.duplicate], [30, 0, 0, 0, 0, 0]);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: a switch to 183 ms packets sent when full: grows at once, no audio lost", async () => {
+  // 1 s of 20 ms packets, then 183 ms packets sent when full: the first one arrives 163 ms after the
+  // 20 ms packets' timing said its first sample was due.
+  const sizes = [...Array(50).fill(160), ...Array(10).fill(1464)];
+  const total = 8000 + 14640;
+
+  // max_conceal covers the wait: the late packet is played by moving back over the 6 frames concealed
+  // while waiting for it; those become the growth of the delay.
+  const h = await harness({ max_conceal: 200 });
+  sendAll(h, packets(sizes));
+  h.until(3500);
+  assertPlayed(h, [[0, total]]);
+  assert.deepEqual(assertGrid(h), [total % 160]);
+  assert.equal(runs(h).split(" ").slice(0, 2).join(" "), "n50 c6");
+  // Later packets start off the frame grid (1464 = 9 × 160 + 24): the target grows by that part of a frame,
+  // and one more frame is inserted.
+  const inStream = h.got.slice(0, h.got.findLastIndex((g) => g.f.type === "normal"));
+  assert.equal(inStream.filter((g) => g.f.type !== "normal").length, 7, runs(h));
+  let s = h.stats();
+  assert.deepEqual([s.late, s.trimmed, s.recovered, s.inserted, s.lost, s.resets], [0, 0, 1, 7, 0, 0]);
+  assert.ok(s.delay_ms >= s.target_delay_ms && s.target_delay_ms >= 163, `${s.delay_ms} / ${s.target_delay_ms}`);
+  await h.st.close!();
+
+  // Default max_conceal (100 ms): the stream fell silent while waiting, so the long packet starts a new
+  // talkspurt at the current delay instead.
+  const h2 = await harness();
+  sendAll(h2, packets(sizes));
+  h2.until(3500);
+  assertPlayed(h2, [[0, total]]);
+  assert.deepEqual(assertGrid(h2), [total % 160]);
+  assert.equal(runs(h2).split(" ").slice(0, 4).join(" "), `n50 c5 s2 n${Math.ceil(total / 160) - 50}`);
+  s = h2.stats();
+  assert.deepEqual([s.late, s.trimmed, s.lost, s.resets], [0, 0, 0, 1]);
+  await h2.st.close!();
+});
+
+Deno.test("jitter-buffer: loss of one long packet: concealed frames cover exactly its duration", async () => {
+  // 180 ms packets (9 frames), the fourth lost.
+  const h = await harness({ max_conceal: 200 });
+  sendAll(h, packets(Array(10).fill(1440), { skip: [3] }));
+  h.until(2500);
+  assert.deepEqual(assertGrid(h), []);
+  assert.equal(runs(h), "n27 c9 n54 c10 s" + (h.got.length - 100));
+  assertPlayed(h, [[0, 4320], [5760, 14400]]);
+  let s = h.stats();
+  assert.deepEqual([s.received, s.lost, s.late], [9, 1, 0]);
+
+  // Default max_conceal: 100 ms of concealment, then silence, as for short packets.
+  const h2 = await harness();
+  sendAll(h2, packets(Array(10).fill(1440), { skip: [3] }));
+  h2.until(2500);
+  assert.equal(runs(h2).split(" ").slice(0, 4).join(" "), "n27 c5 s4 n54");
+  assertPlayed(h2, [[0, 4320], [5760, 14400]]);
+  await h2.st.close!();
+
+  // Off the frame grid (1460-sample packets, the third lost: samples [2920, 4380)): the 40 samples of the
+  // frame holding its start that precede it play alone, the loss is concealed by whole frames from 2920,
+  // and play resumes at 4380, inside the tenth (the delay grows by the rest of those two frames).
+  const h3 = await harness({ initial_delay: 20, max_conceal: 200 });
+  sendAll(h3, packets(Array(8).fill(1460), { skip: [2] }));
+  h3.until(1000);
+  assert.equal(h3.stats().delay_ms, 20 + (120 + 140) / 8, "the delay grew by the rest of the two frames");
+  h3.until(2500);
+  assert.deepEqual(assertGrid(h3), [40, 11680 - 4380 - 45 * 160]);
+  assert.equal(runs(h3).split(" ").slice(0, 3).join(" "), "n19 c10 n46");
+  assertPlayed(h3, [[0, 2920], [4380, 11680]], "every received sample plays:");
+  s = h3.stats();
+  assert.deepEqual([s.lost, s.late], [1, 0]);
+  await h.st.close!();
+  await h3.st.close!();
+});
+
+Deno.test("jitter-buffer: reordered long packets play in order; a partly late one loses only its late head", async () => {
+  // Packet 3 (samples [4392, 5856)) arrives 190 ms late, after packet 4; with 250 ms of delay it is still
+  // in time for frame 27, at 183 + 250 + 540 = 973.
+  const reordered = packets(Array(10).fill(1464), { extra: (i) => (i === 3 ? 190 : 0) });
+  assert.deepEqual(reordered.map((p) => p.seq), [0, 1, 2, 4, 3, 5, 6, 7, 8, 9]);
+  const h = await harness({ initial_delay: 250 });
+  sendAll(h, reordered);
+  h.until(2500);
+  assertPlayed(h, [[0, 14640]]);
+  assert.deepEqual(assertGrid(h), [80]);
+  assert.equal(runs(h).split(" ")[0], "n92");
+  let s = h.stats();
+  assert.deepEqual([s.late, s.trimmed, s.recovered, s.lost, s.received], [0, 0, 0, 0, 10]);
+
+  // With the default 60 ms, it is late: the 72 samples of packet 2 in frame 27 play alone, frames are
+  // concealed (then silent) until it arrives; it still plays, the frames played while waiting for it
+  // becoming the growth of the delay (packet 4 is already there: no new talkspurt).
+  const h1 = await harness();
+  sendAll(h1, reordered);
+  h1.until(2500);
+  assertPlayed(h1, [[0, 14640]], "nothing lost:");
+  assert.deepEqual(assertGrid(h1), [72, 8]);
+  assert.equal(runs(h1).split(" ").slice(0, 4).join(" "), "n28 c5 s2 n65");
+  s = h1.stats();
+  assert.deepEqual([s.late, s.trimmed, s.recovered, s.inserted, s.lost], [0, 0, 1, 7, 0]);
+  assert.ok(s.delay_ms >= s.target_delay_ms && s.target_delay_ms >= 190, `${s.delay_ms} / ${s.target_delay_ms}`);
+  await h1.st.close!();
+
+  // Packet 3 arrives 100 ms after its first sample was due, and max_delay leaves no room to wait for it:
+  // the frames due before it arrived are concealed, and the rest of it plays.
+  const h2 = await harness({ max_delay: 60, initial_delay: 60 });
+  sendAll(h2, packets(Array(10).fill(1464), { extra: (i) => (i === 3 ? 100 : 0) }));
+  h2.until(2500);
+  // Packet 3 = samples [4392, 5856) is needed by frame 27 (from 4320), due at 243 + 540 = 783; it arrives
+  // at 732 + 100 = 832: the 72 samples of packet 2 in frame 27 play alone at 783, [4392, 4712) is
+  // concealed at 803 and 823, and packet 3 plays from 4712 on.
+  assert.deepEqual(assertGrid(h2), [72, (14640 - 4712) % 160]);
+  assert.equal(runs(h2).split(" ").slice(0, 3).join(" "), "n28 c2 n63");
+  assertPlayed(h2, [[0, 4392], [4712, 14640]]);
+  s = h2.stats();
+  assert.deepEqual([s.late, s.trimmed, s.recovered, s.lost], [0, 1, 0, 0]);
+  await h.st.close!();
+  await h2.st.close!();
+});
+
+Deno.test("jitter-buffer: sequence and timestamp wrap-around with long packets", async () => {
+  const h = await harness({ initial_delay: 250 });
+  // 1460-sample packets; the timestamp wraps inside packet 1, the sequence number after packet 2; 3 and 4
+  // arrive swapped.
+  const pkts = packets(Array(12).fill(1460), { extra: (i) => (i === 3 ? 200 : 0) });
+  assert.deepEqual(pkts.slice(2, 5).map((p) => p.seq), [2, 4, 3]);
+  sendAll(h, pkts, 65534, 4294967296 - 2000);
+  h.until(3000);
+  assertPlayed(h, [[0, 17520]]);
+  assert.deepEqual(assertGrid(h), [80]);
+  assert.equal(runs(h).split(" ")[0], "n110");
+  const s = h.stats();
+  assert.deepEqual([s.lost, s.late, s.resets, s.duplicate, s.received], [0, 0, 0, 0, 12]);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: packets up to 1 s are played, longer or empty ones dropped and counted", async () => {
+  const h = await harness();
+  const pkts = packets([8000, 8000, 9600, 1600]);
+  sendAll(h, pkts);
+  h.send(pkts.at(-1)!.at, { sequence: 4, timestamp: 27200, payload: new Uint8Array(0) });
+  h.until(6000);
+  // Packet 2 (1.2 s) is dropped: its samples [16000, 25600) are missing, 100 ms concealed then silence.
+  assertPlayed(h, [[0, 16000], [25600, 27200]]);
+  assert.equal(runs(h).split(" ").slice(0, 4).join(" "), "n100 c5 s55 n10");
+  const s = h.stats();
+  assert.deepEqual([s.invalid, s.received, s.lost, s.max_packet_ms], [2, 3, 1, 1000]);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: a packet overlapping buffered samples adds only the new ones; a covered one is a duplicate", async () => {
+  const h = await harness();
+  sendAll(h, packets([1000, 1000, 1000]));
+  // A re-sent copy of packet 1 under another sequence number, then one overlapping packets 2 and "3".
+  h.send(300, { sequence: 10, timestamp: 1000, payload: samplesOf(1000, 1000) });
+  h.send(380, { sequence: 3, timestamp: 2500, payload: samplesOf(2500, 1700) });
+  h.until(1000);
+  assertPlayed(h, [[0, 4200]]);
+  assert.deepEqual(assertGrid(h), [40]);
+  const s = h.stats();
+  assert.deepEqual([s.duplicate, s.received, s.late], [1, 5, 0]);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: ptime learned mid-stream (20 → 30 ms) without losing buffered audio", async () => {
+  const h = await harness();
+  sendAll(h, packets([...Array(10).fill(160), ...Array(10).fill(240)]));
+  h.until(1000);
+  assert.equal(h.stats().ptime, 30);
+  assert.equal(h.stats().resets, 0);
+  assertPlayed(h, [[0, 1600 + 2400]]);
+  const normal = h.got.filter((g) => g.f.type === "normal");
+  const lengths = normal.map((g) => g.f.payload.length);
+  const switched = lengths.indexOf(240);
+  assert.ok(switched > 10 && lengths.slice(0, switched).every((n) => n === 160), `${lengths}`);
+  assert.ok(lengths.slice(switched).every((n) => n === 240));
+  assert.equal(normal.length, lengths.length);
+  assert.equal(h.got.findIndex((g) => g.f.type !== "normal"), normal.length, "no gap");
+  // The grid goes on: 20 ms steps, then 30 ms ones, from the same instant.
+  const steps = h.got.slice(1, normal.length).map((g, i) => g.t - h.got[i].t);
+  assert.deepEqual([...new Set(steps)], [20, 30]);
+  await h.st.close!();
+});
+
+Deno.test("jitter-buffer: flush drains long packets in frames, the last one as long as what is left", async () => {
+  const h = await harness({ initial_delay: 100 });
+  sendAll(h, packets([1464, 1464]).map((p) => ({ ...p, at: 0 })));
+  h.until(110); // played the first frame at t = 100
+  const drained: EncodedFrame[] = [];
+  h.st.flush!((f) => (drained.push(f as EncodedFrame), true));
+  assert.deepEqual(drained.map((f) => f.payload.length), [...Array(17).fill(160), 2928 - 18 * 160]);
+  assert.ok(drained.every((f) => f.type === "normal"));
+  assert.deepEqual([...drained[0].payload.slice(0, 2)], [160 % 251, 161 % 251]);
+  await h.st.close!();
+});

@@ -1,56 +1,102 @@
 /**
- * `jitter-buffer`: RTP packets in, one encoded frame per `ptime` out, paced by
- * the media clock (a pull model, like pjmedia's jbuf).
+ * `jitter-buffer`: RTP packets of any duration in, one encoded frame per `ptime`
+ * out, paced by the media clock (a pull model, like pjmedia's jbuf).
  *
  * `process()` only inserts packets. From the first packet on, the stage runs a
  * drift-free tick grid on the media clock (tick n at t0 + n × ptime, t0 = first
  * arrival + `initial_delay`) and at every tick emits exactly one
  * {@linkcode EncodedFrame} whose `type` is:
  *
- * - `normal`: the packet due at this tick;
- * - `concealed`: the packet due is missing (lost, or late) while audio is
- *   flowing: a payload of the right length (samples per frame) whose content
- *   is to be ignored; the decoder synthesizes packet-loss concealment;
+ * - `normal`: received audio: the `ptime` of samples due at this tick; or, where
+ *   the received samples end inside that frame (a gap starts there, or the
+ *   stream ends), those samples alone, a shorter frame, so that no received
+ *   sample is dropped;
+ * - `concealed`: the samples due are missing (lost, or late) while audio is
+ *   flowing: a payload of `ptime` (samples per frame) whose content is to be
+ *   ignored; the decoder synthesizes packet-loss concealment;
  * - `silence`: nothing to play (after a reset until the new stream's first
  *   packet is due, or once the stream has been missing for longer than
- *   `max_conceal`); the payload holds G.711 silence.
+ *   `max_conceal`); `ptime` of G.711 silence.
+ *
+ * ## Packets of any duration: a buffer of timestamp ranges
+ *
+ * A packet's duration is its payload length (G.711: one byte per sample, from
+ * 1 sample up to {@linkcode JB_MAX_PACKET_MS}; larger or empty packets are
+ * dropped and counted as `invalid`) and its place is its RTP timestamp. The
+ * buffer holds the received sample ranges `[start, end)` of a *play timeline*
+ * (in samples: a stream maps its extended timestamp `ts` to `ts − ts0 + p0`),
+ * sorted and never overlapping: a packet overlapping samples already held only
+ * adds those not held yet (one entirely held is a duplicate). Each tick plays
+ * the samples `[pos, pos + spf)` and moves `pos` on, so a frame is cut from one
+ * packet or joined from several: ffmpeg's 1460-sample packets, GStreamer's
+ * 1388-sample ones, 30 ms packets into a 20 ms buffer, or any mix, play
+ * sample-exact.
+ *
+ * Losses are kept to the timeline: the samples received before a gap play (a
+ * shorter normal frame where the gap starts inside a frame), the gap is
+ * concealed by whole frames, and play resumes at the first received sample
+ * after it (the frame in which the gap ends is concealed, and the delay grows
+ * by the part of it that was received, unless that would exceed `max_delay`:
+ * then that part is dropped). A lost packet is thus concealed by as many
+ * frames as it covers: exactly its duration when it lies on the frame grid.
  *
  * ## Playout delay and its adaptation
  *
- * Each packet's relative transit time is `arrival − media time of its RTP
- * timestamp`. Over a sliding window ({@linkcode JB_WINDOW_MS}, in 1 s blocks)
- * the buffer keeps the smallest and largest transit. The playout delay D is
- * how long a packet with the smallest transit waits before it is played; a
- * packet is late when its transit exceeds the smallest by more than D. The
+ * A packet is needed when the frame holding its first sample plays. Its
+ * relative transit time is `arrival − media time of that frame's first sample`
+ * (its RTP timestamp, minus the part of a frame by which it is off the frame
+ * grid). Over a sliding window ({@linkcode JB_WINDOW_MS}, in 1 s blocks) the
+ * buffer keeps the smallest and largest transit. The playout delay D is how
+ * long a packet of the smallest transit waits before its first frame plays;
+ * a packet is late when its transit exceeds the smallest by more than D. The
  * target delay is `(largest − smallest transit) + 5 ms`, clamped to
  * [`min_delay`, `max_delay`].
  *
+ * A packet brings its whole duration at once, so a steady stream of long
+ * packets (sent when full, or when their first sample is due as GStreamer's
+ * udpsink does) needs no more delay than short ones: a 183 ms packet arriving
+ * every 183 ms plays from `initial_delay` after it arrives, and the next one
+ * is there before it is needed. A bursty sender (ffmpeg sends a 1460- and a
+ * 588-sample packet together every 256 ms) shows its bursts as transit spread
+ * (182.5 ms), which the target covers: the first burst already starts the
+ * buffer with that delay, without concealment.
+ *
  * - Growing is fast: as soon as D is below the target (a late packet widens the
  *   transit spread at once), each tick inserts a frame (concealed while talking,
- *   silence otherwise) without consuming a packet, until D reaches the target.
+ *   silence otherwise) without consuming samples, until D reaches the target.
+ *   A late packet whose place has only been concealed so far (every frame since
+ *   its first sample was due was concealed or silence) is played rather than
+ *   dropped: `pos` moves back to its first sample, and the frames played while
+ *   waiting for it become the growth (counted as `inserted`, the packet as
+ *   `recovered`), up to the target plus one frame and `max_delay`. So a sender
+ *   that switches to longer packets, or a reordered long packet, costs only the
+ *   frames concealed while it was awaited.
  * - Shrinking is slow: only when D exceeds the target by a whole frame, and not
  *   before the stream has been observed for a full window (a jitter peak is
  *   remembered for the window's length). A frame is then removed by skipping a
- *   missing slot (a loss or silence: inaudible, one per tick), or while audio
+ *   missing frame (a loss or silence: inaudible, one per tick), or while audio
  *   flows, at most one frame per {@linkcode JB_SHRINK_STEP_MS}, preferring a quiet
  *   frame (G.711 segment ≤ 2), any frame after {@linkcode JB_SHRINK_FORCE_MS}.
  *
  * ## Sequence and resets
  *
  * Sequence numbers (16 bits) and timestamps (32 bits) are extended across
- * wrap-around. Duplicates are dropped (by extended sequence number), packets
- * arriving after their playout tick are dropped as late. The buffer resets
- * (the old stream's buffered packets still play at their ticks, then the new
- * stream starts at the current delay, on the same tick grid) on an SSRC change, on a sequence jump of more than 3000 confirmed
- * by a second consecutive packet (RFC 3550 A.1), and on a timestamp jump (a packet
- * due more than 2 s late with a newer sequence number, or more than
- * `max_delay` + 2 s early). A packet that would be late while nothing plays
- * (after a pause in the stream) starts a new talkspurt at the current delay
- * instead of being dropped.
+ * wrap-around. Duplicates are dropped (by extended sequence number, or when
+ * every sample is already held); a packet's samples whose tick has passed are
+ * dropped as late (the whole packet: `late`; only its head: `trimmed`). The
+ * buffer resets (the old stream's buffered samples still play at their ticks,
+ * then the new stream starts at the current delay, on the same tick grid) on
+ * an SSRC change, on a sequence jump of more than 3000 confirmed by a second
+ * consecutive packet (RFC 3550 A.1), and on a timestamp jump (a packet due more
+ * than 2 s late with a newer sequence number, or more than `max_delay` + 2 s
+ * early). A packet that would be late while nothing plays (after a pause in the
+ * stream) starts a new talkspurt at the current delay instead of being dropped.
  *
  * When `ptime` is not set it is learned: from the first packet's size (G.711 is one
- * byte per sample), then from timestamps (three consecutive packets whose timestamp
- * step and size agree on another duration switch it).
+ * byte per sample) when it is 10..60 ms, then from timestamps (three consecutive
+ * packets whose timestamp step and size agree on another duration of 10..60 ms
+ * switch it, from the next tick on, without losing buffered audio). Packets of
+ * other durations (e.g. 183 ms) leave it as it is (20 ms until learned).
  *
  * @example Pipeline entry
  * ```json
@@ -104,6 +150,8 @@ const GUARD_MS = 5;
 export const JB_SHRINK_STEP_MS = 500;
 /** While audio flows, after wanting to shrink this long, any frame may be removed (ms). */
 export const JB_SHRINK_FORCE_MS = 4000;
+/** Longest packet accepted (ms of audio); longer ones are dropped and counted as `invalid`. */
+export const JB_MAX_PACKET_MS = 1000;
 /** A sequence jump larger than this (either way) starts a probation (RFC 3550 A.1 MAX_DROPOUT). */
 const MAX_DROPOUT = 3000;
 /** A packet this much newer or older than expected (ms) signals a timestamp jump. */
@@ -113,35 +161,45 @@ const SEQ_RING = 1024;
 
 /** Counters and gauges of a {@linkcode JitterBuffer}. */
 export interface JitterBufferStats {
-  /** Unique packets received (late ones included, duplicates not). */
+  /** Unique packets received (late ones included, duplicates and invalid ones not). */
   received: number;
   /** Packets never received (expected from sequence numbers minus received). */
   lost: number;
-  /** Packets dropped because they arrived after their playout time. */
+  /** Packets dropped because all their samples arrived after their playout time. */
   late: number;
-  /** Duplicate packets dropped. */
+  /** Packets whose head arrived after its playout time: the head was dropped, the rest played. */
+  trimmed: number;
+  /** Late packets played by growing the delay over the frames concealed while waiting for them. */
+  recovered: number;
+  /** Duplicate packets dropped (same sequence number, or every sample already held). */
   duplicate: number;
+  /** Packets dropped for their size: empty, or longer than {@linkcode JB_MAX_PACKET_MS}. */
+  invalid: number;
   /** Frames emitted as `normal`. */
   normal: number;
   /** Frames emitted as `concealed`. */
   concealed: number;
   /** Frames emitted as `silence`. */
   silence: number;
-  /** Frames inserted to grow the delay. */
+  /** Frames inserted to grow the delay (including frames concealed while waiting for a recovered packet). */
   inserted: number;
-  /** Missing slots skipped to shrink the delay. */
+  /** Missing frames skipped to shrink the delay. */
   skipped: number;
   /** Buffered frames dropped to shrink the delay. */
   dropped: number;
-  /** Resets (SSRC change, sequence or timestamp jump, ptime change). */
+  /** Resets (SSRC change, sequence or timestamp jump). */
   resets: number;
   /** Resets caused by an SSRC change. */
   ssrc_changes: number;
-  /** Packets discarded: an unconfirmed sequence jump, or buffered when ptime changed. */
+  /** Packets discarded: an unconfirmed sequence jump. */
   discarded: number;
-  /** Packets waiting in the buffer. */
+  /** Packets (or the parts of them not played yet) waiting in the buffer. */
   buffered: number;
-  /** Current playout delay (ms): how long a packet of the smallest transit waits. */
+  /** Longest packet received (ms of audio). */
+  max_packet_ms: number;
+  /** From the first packet's arrival to the tick that played its first sample (ms; 0 until then). */
+  first_play_ms: number;
+  /** Current playout delay (ms): how long the first sample of a packet of the smallest transit waits. */
   delay_ms: number;
   /** Target playout delay (ms). */
   target_delay_ms: number;
@@ -153,8 +211,10 @@ export interface JitterBufferStats {
 
 interface Stream {
   ssrc: number;
-  /** Extended timestamp of slot 0. */
+  /** Timestamp of the stream's first packet (the origin of extended timestamps). */
   ts0: number;
+  /** Position of ts0 on the play timeline. */
+  p0: number;
   /** Highest extended timestamp seen. */
   maxTs: number;
   /** Highest extended sequence number seen, and the lowest. */
@@ -164,6 +224,21 @@ interface Stream {
   maxSeqTs: number;
   received: number;
   start: number;
+}
+
+/** Received samples `[start, end)` of the play timeline; `payload` holds exactly them. */
+interface Range {
+  start: number;
+  end: number;
+  payload: Uint8Array;
+}
+
+/** What the buffer holds of the samples `[from, from + n)`. */
+interface Coverage {
+  /** Samples received contiguously from `from` on (0: `from` itself is missing), at most n. */
+  present: number;
+  /** First received sample at or after `from` (Infinity: none). */
+  next: number;
 }
 
 /** Payload byte of silence for a codec. */
@@ -208,12 +283,12 @@ export class JitterBuffer {
   // Tick grid: tick n is due at t0 + n × ptime; `#tick` is the next one to run.
   #t0: number | undefined;
   #tick = 0;
-  /** Slot (frame index relative to the stream's first timestamp) played at the next tick. */
-  #slot = 0;
-  #buffer = new Map<number, RtpFrame>();
-  /** After a reset: the old stream's buffered frames, by the absolute tick that plays them. */
-  #tail = new Map<number, RtpFrame>();
-  #tailEnd = 0;
+  /** Play-timeline position of the first sample the next tick plays. */
+  #pos = 0;
+  /** Received samples from `#pos` on, sorted by position, never overlapping. */
+  #ranges: Range[] = [];
+  /** Where the current run of frames not played from received samples began (undefined: the last was normal). */
+  #gapFrom: number | undefined;
   #stream: Stream | undefined;
   #seqRing = new Float64Array(SEQ_RING).fill(-1);
   #pendingJump: { frame: RtpFrame; arrival: number } | undefined;
@@ -222,6 +297,9 @@ export class JitterBuffer {
   #outPts = 0;
   #learnCount = 0;
   #learnSamples = 0;
+  #firstArrival: number | undefined;
+  #firstPlayMs = 0;
+  #maxPacket = 0;
 
   // Transit window: per block (1 s of arrival time) the min and max transit.
   #blockIdx = new Float64Array(BLOCKS).fill(-Infinity);
@@ -238,7 +316,10 @@ export class JitterBuffer {
   #n = {
     received: 0,
     late: 0,
+    trimmed: 0,
+    recovered: 0,
     duplicate: 0,
+    invalid: 0,
     normal: 0,
     concealed: 0,
     silence: 0,
@@ -278,6 +359,13 @@ export class JitterBuffer {
   insert(frame: RtpFrame, arrival: number): void {
     if (frame.codec) this.#codec = frame.codec;
     if (frame.clockRate && frame.clockRate !== this.#clockRate) this.setFormat(undefined, frame.clockRate);
+    const samples = frame.payload.length; // G.711: one byte per sample
+    if (samples === 0 || samples > (this.#clockRate * JB_MAX_PACKET_MS) / 1000) {
+      this.#n.invalid++;
+      return;
+    }
+    const ms = (samples * 1000) / this.#clockRate;
+    if (ms > this.#maxPacket) this.#maxPacket = ms;
     let s = this.#stream;
     if (s && s.ssrc !== frame.ssrc) {
       this.#n.ssrc_changes++;
@@ -311,18 +399,13 @@ export class JitterBuffer {
     // Extend the timestamp around the highest seen.
     const tsLow = s.maxTs % 4294967296;
     const extTs = s.maxTs + ((frame.timestamp - tsLow) | 0);
-    const media = ((extTs - s.ts0) * 1000) / this.#clockRate; // ms of media since slot 0
-    const slot = Math.round(media / this.ptime);
-    const due = this.#t0! + (this.#tick + slot - this.#slot) * this.ptime;
+    const media = ((extTs - s.ts0) * 1000) / this.#clockRate; // ms of media since the stream's first packet
+    const at = extTs - s.ts0 + s.p0; // its first sample on the play timeline
+    const due = this.#t0! + this.#tick * this.ptime + ((at - this.#pos) * 1000) / this.#clockRate;
     const lead = due - arrival;
     if (lead > this.options.max_delay + TS_JUMP_MS || (lead < -TS_JUMP_MS && seqDiff > 0)) {
       // The timestamp jumped while the sequence went on: a new timeline.
       this.#reset();
-      this.#anchor(frame, arrival);
-      return;
-    }
-    if (ext === s.maxSeq + 1 && this.#learn(frame, extTs - s.maxSeqTs)) {
-      // ptime changed: this packet starts the stream again on the new grid.
       this.#anchor(frame, arrival);
       return;
     }
@@ -335,6 +418,8 @@ export class JitterBuffer {
     this.#seqRing[ri] = ext;
     this.#n.received++;
     s.received++;
+    const consecutive = ext === s.maxSeq + 1;
+    const tsStep = extTs - s.maxSeqTs;
     if (ext > s.maxSeq) {
       s.maxSeq = ext;
       s.maxSeqTs = extTs;
@@ -342,9 +427,20 @@ export class JitterBuffer {
       s.minSeq = ext;
     }
     if (extTs > s.maxTs) s.maxTs = extTs;
-    this.#observe(arrival, arrival - media);
-    if (slot < this.#slot) {
-      if (!this.#talking && this.#buffer.size === 0 && this.#tail.size === 0 && seqDiff > 0) {
+    // Transit as seen by the tick grid: a packet is needed when the frame holding its first sample plays,
+    // up to a frame before that sample (when packets are not cut on the frame grid).
+    const offGrid = (((at - this.#pos) % this.#spf) + this.#spf) % this.#spf;
+    this.#observe(arrival, arrival - media + (offGrid * 1000) / this.#clockRate);
+    if (consecutive) this.#learn(samples, tsStep);
+    this.#place(frame, at, arrival, seqDiff);
+  }
+
+  /** Stores a packet whose first sample is at `at` on the play timeline, minus what is late or held already. */
+  #place(frame: RtpFrame, at: number, arrival: number, seqDiff: number): void {
+    const end = at + frame.payload.length;
+    let from = at;
+    if (at < this.#pos) {
+      if (!this.#talking && !this.#hasAhead() && seqDiff > 0) {
         // Late, but nothing is playing: a talkspurt starting after a pause. Resynchronize on
         // it rather than drop it (its transit is already in the old stream's statistics).
         this.#n.received--;
@@ -352,24 +448,127 @@ export class JitterBuffer {
         this.#anchor(frame, arrival);
         return;
       }
-      this.#n.late++;
-      return;
+      this.#rewind(at);
+      if (end <= this.#pos) {
+        this.#n.late++;
+        return;
+      }
+      from = Math.max(at, this.#pos);
     }
-    if (this.#buffer.has(slot)) {
-      // Same timestamp, other sequence number: treat as a duplicate of the slot.
-      this.#n.duplicate++;
-      return;
-    }
-    this.#buffer.set(slot, frame);
+    const added = this.#store(from, frame.payload.subarray(from - at));
+    if (added === 0) this.#n.duplicate++;
+    else if (from > at) this.#n.trimmed++;
   }
 
   /**
-   * Learns ptime from consecutive packets whose size and timestamp step agree.
-   * Returns true when it switched ptime (the stream has been reset).
+   * A packet starting at `at` (before `#pos`) arrived while the frames since it were concealed:
+   * moves `#pos` back so it plays, as far as the run of missing frames, the target (plus a frame)
+   * and `max_delay` allow. The frames concealed since then become the delay's growth.
    */
-  #learn(frame: RtpFrame, tsStep: number): boolean {
-    if (this.#ptimeFixed) return false;
-    const samples = frame.payload.length; // G.711: one byte per sample
+  #rewind(at: number): void {
+    const gap = this.#gapFrom;
+    const s = this.#stream!;
+    if (gap === undefined) return;
+    let lo = Math.max(at, gap, s.p0);
+    if (lo >= this.#pos) return;
+    const d = this.#delays(this.nextTickTime()!);
+    if (!d) return;
+    const room = Math.min(this.options.max_delay, d.target + this.ptime) - d.delay; // ms the delay may grow
+    lo = Math.max(lo, this.#pos - Math.floor((room * this.#clockRate) / 1000));
+    if (lo >= this.#pos) return;
+    this.#n.inserted += Math.ceil((this.#pos - lo) / this.#spf);
+    this.#n.recovered++;
+    this.#pos = lo;
+  }
+
+  /** Adds the samples of `payload` starting at `from` that are not held yet. Returns how many were added. */
+  #store(from: number, payload: Uint8Array): number {
+    const a = this.#ranges;
+    const end = from + payload.length;
+    const last = a[a.length - 1];
+    if (!last || last.end <= from) {
+      a.push({ start: from, end, payload });
+      return payload.length;
+    }
+    // Index of the first range ending after `from` (ranges are sorted and disjoint, so ends are sorted too).
+    let i = a.length;
+    while (i > 0 && a[i - 1].end > from) i--;
+    let cur = from, added = 0;
+    while (cur < end) {
+      const r = a[i];
+      const stop = r && r.start < end ? Math.max(cur, r.start) : end;
+      if (stop > cur) {
+        a.splice(i, 0, { start: cur, end: stop, payload: payload.subarray(cur - from, stop - from) });
+        added += stop - cur;
+        i++;
+      }
+      if (!r || r.start >= end) break;
+      cur = Math.max(cur, r.end);
+      i++;
+    }
+    return added;
+  }
+
+  /** What is held of `[from, from + n)`. */
+  #cover(from: number, n: number): Coverage {
+    const a = this.#ranges;
+    let i = 0;
+    while (i < a.length && a[i].end <= from) i++;
+    const r = a[i];
+    if (!r) return { present: 0, next: Infinity };
+    if (r.start > from) return { present: 0, next: r.start };
+    let cur = r.end;
+    for (let j = i + 1; j < a.length && cur < from + n && a[j].start === cur; j++) cur = a[j].end;
+    return { present: Math.min(cur, from + n) - from, next: from };
+  }
+
+  /** The held samples `[from, from + n)` (all of them must be held). */
+  #gather(from: number, n: number): Uint8Array {
+    const a = this.#ranges;
+    let i = 0;
+    while (a[i].end <= from) i++;
+    const r = a[i];
+    if (r.start === from && r.end === from + n) return r.payload;
+    if (r.end >= from + n) return r.payload.subarray(from - r.start, from - r.start + n);
+    const out = new Uint8Array(n);
+    for (let k = 0; k < n; i++) {
+      const q = a[i];
+      const part = q.payload.subarray(from + k - q.start, Math.min(q.end, from + n) - q.start);
+      out.set(part, k);
+      k += part.length;
+    }
+    return out;
+  }
+
+  /** True when the held samples of `[from, from + n)` are all quiet. */
+  #quiet(from: number, n: number): boolean {
+    for (const r of this.#ranges) {
+      if (r.end <= from) continue;
+      if (r.start >= from + n) break;
+      const part = r.payload.subarray(Math.max(0, from - r.start), Math.min(r.end, from + n) - r.start);
+      if (!isQuiet(part, this.#codec)) return false;
+    }
+    return true;
+  }
+
+  /** True when samples at or after `#pos` are held. */
+  #hasAhead(): boolean {
+    const last = this.#ranges[this.#ranges.length - 1];
+    return last !== undefined && last.end > this.#pos;
+  }
+
+  /** Moves the play position on by `n` samples and forgets the ranges played. */
+  #advance(n: number): void {
+    this.#pos += n;
+    const a = this.#ranges;
+    let k = 0;
+    while (k < a.length && a[k].end <= this.#pos) k++;
+    if (k > 0) a.splice(0, k);
+  }
+
+  /** Learns ptime from consecutive packets whose size and timestamp step agree. */
+  #learn(samples: number, tsStep: number): void {
+    if (this.#ptimeFixed) return;
     const ms = (samples * 1000) / this.#clockRate;
     if (samples === tsStep && samples !== this.#spf && Number.isInteger(ms) && ms >= 10 && ms <= 60) {
       if (samples === this.#learnSamples) this.#learnCount++;
@@ -379,30 +578,25 @@ export class JitterBuffer {
       }
       if (this.#learnCount >= 3) {
         this.#learnCount = 0;
-        this.#reset(true);
         this.#regrid(ms);
-        return true;
       }
     } else {
       this.#learnCount = 0;
     }
-    return false;
   }
 
-  /** Changes ptime, keeping the next tick's due time as the new grid origin. */
+  /** Changes ptime from the next tick on, keeping its due time as the new grid origin (nothing buffered is lost). */
   #regrid(ptime: number): void {
     if (this.#t0 !== undefined) {
       this.#t0 += this.#tick * this.ptime;
       this.#tick = 0;
-      this.#slot = 0;
-      this.#tailEnd = 0;
     }
     this.ptime = ptime;
     this.#spf = Math.round((ptime * this.#clockRate) / 1000);
     this.onGrid?.();
   }
 
-  /** Starts a stream with `frame` as its first packet (slot 0). */
+  /** Starts a stream with `frame` as its first packet. */
   #anchor(frame: RtpFrame, arrival: number): void {
     if (this.#t0 === undefined && !this.#ptimeFixed) {
       const ms = (frame.payload.length * 1000) / this.#clockRate;
@@ -411,10 +605,26 @@ export class JitterBuffer {
         this.#spf = frame.payload.length;
       }
     }
+    let p0 = this.#pos;
+    if (this.#t0 === undefined) {
+      this.#t0 = arrival + this.#initialDelay;
+      this.#tick = 0;
+      this.#firstArrival = arrival;
+      this.onGrid?.();
+    } else {
+      // Play its first sample at the first tick at or after arrival + the delay reached so far,
+      // and after what the previous stream still has buffered.
+      const want = Math.max(this.options.min_delay, Math.min(this.options.max_delay, this.#lastTarget));
+      const last = this.#ranges[this.#ranges.length - 1];
+      const tail = last && last.end > this.#pos ? Math.ceil((last.end - this.#pos) / this.#spf) : 0;
+      const byTime = Math.ceil((arrival + want - this.#t0) / this.ptime - 1e-9) - this.#tick;
+      p0 = this.#pos + Math.max(0, tail, byTime) * this.#spf;
+    }
     const ext = frame.sequence + 16 * 65536;
     this.#stream = {
       ssrc: frame.ssrc,
       ts0: frame.timestamp,
+      p0,
       maxTs: frame.timestamp,
       maxSeq: ext,
       minSeq: ext,
@@ -424,45 +634,24 @@ export class JitterBuffer {
     };
     this.#seqRing[ext % SEQ_RING] = ext;
     this.#n.received++;
-    if (this.#t0 === undefined) {
-      this.#t0 = arrival + this.#initialDelay;
-      this.#tick = 0;
-      this.#slot = 0;
-      this.onGrid?.();
-    } else {
-      // Play slot 0 at the first tick at or after arrival + the delay reached so far.
-      const want = Math.max(this.options.min_delay, Math.min(this.options.max_delay, this.#lastTarget));
-      const k = Math.max(this.#tick, this.#tailEnd, Math.ceil((arrival + want - this.#t0) / this.ptime - 1e-9));
-      this.#slot = this.#tick - k;
-    }
     this.#observe(arrival, arrival);
-    this.#buffer.set(0, frame);
+    this.#store(p0, frame.payload);
   }
 
   /**
-   * Forgets the stream; the tick grid goes on. What the old stream still has
-   * buffered plays first, at the ticks it was due (unless `discard`).
+   * Forgets the stream; the tick grid and the play timeline go on. What the old
+   * stream still has buffered plays first, at the ticks it was due.
    */
-  #reset(discard = false): void {
+  #reset(): void {
     const s = this.#stream;
     if (s) this.#lostBefore += Math.max(0, s.maxSeq - s.minSeq + 1 - s.received);
     this.#n.resets++;
     if (this.#pendingJump) this.#n.discarded++;
-    if (discard) {
-      this.#n.discarded += this.#buffer.size + this.#tail.size;
-      this.#tail.clear();
-    } else {
-      for (const [slot, f] of this.#buffer) {
-        const t = this.#tick + slot - this.#slot;
-        this.#tail.set(t, f);
-        if (t + 1 > this.#tailEnd) this.#tailEnd = t + 1;
-      }
-    }
-    this.#buffer.clear();
     this.#stream = undefined;
     this.#pendingJump = undefined;
     this.#talking = false;
     this.#missingRun = 0;
+    this.#gapFrom = undefined;
     this.#seqRing.fill(-1);
     this.#blockIdx.fill(-Infinity);
     this.#shrinkSince = undefined;
@@ -497,12 +686,14 @@ export class JitterBuffer {
     return lo === Infinity ? undefined : [lo, hi];
   }
 
-  /** Current delay and target at time `now`, or undefined without a stream. */
+  /** Delay at the next tick and target at time `now`, or undefined without a stream. */
   #delays(now: number): { delay: number; target: number } | undefined {
-    if (!this.#stream || this.#t0 === undefined) return undefined;
+    const s = this.#stream;
+    if (!s || this.#t0 === undefined) return undefined;
     const w = this.#window(now);
     if (!w) return undefined;
-    const delay = this.#t0 + (this.#tick - this.#slot) * this.ptime - w[0];
+    const media = ((this.#pos - s.p0) * 1000) / this.#clockRate;
+    const delay = this.#t0 + this.#tick * this.ptime - media - w[0];
     const o = this.options;
     const target = Math.max(o.min_delay, Math.min(o.max_delay, w[1] - w[0] + GUARD_MS));
     return { delay, target };
@@ -532,42 +723,32 @@ export class JitterBuffer {
    * and returns the frame to play.
    */
   tick(now: number = this.nextTickTime() ?? 0): EncodedFrame {
-    const tail = this.#tail.get(this.#tick);
-    if (tail) {
-      // The previous stream's last packets play out before the new one starts.
-      this.#tail.delete(this.#tick);
-      this.#tick++;
-      this.#slot++;
-      this.#talking = true;
-      this.#missingRun = 0;
-      return this.#frame("normal", tail.payload);
-    }
-    const d = this.#delays(now);
+    const s = this.#stream;
+    // No adaptation while the previous stream's last samples play out (before the new stream's first).
+    const d = s && this.#pos >= s.p0 ? this.#delays(now) : undefined;
     if (d) {
       this.#delaySum += d.delay;
       this.#delayTicks++;
       this.#lastTarget = d.target;
       if (d.delay < d.target) {
-        // Grow: play a filler, the slot waits one more tick.
+        // Grow: play a filler, the samples wait one more tick.
         this.#shrinkSince = undefined;
         this.#n.inserted++;
         this.#tick++;
         return this.#frame(this.#talking ? "concealed" : "silence");
       }
-      const s = this.#stream!;
-      if (d.delay - this.ptime >= d.target && now - s.start >= JB_WINDOW_MS) {
+      if (d.delay - this.ptime >= d.target && now - s!.start >= JB_WINDOW_MS) {
         this.#shrinkSince ??= now;
-        const f = this.#buffer.get(this.#slot);
-        if (!f) {
+        const c = this.#cover(this.#pos, this.#spf);
+        if (c.present === 0 && c.next >= this.#pos + this.#spf) {
           this.#n.skipped++;
-          this.#slot++;
+          this.#advance(this.#spf);
         } else if (
           now - this.#lastShrink >= JB_SHRINK_STEP_MS &&
-          (isQuiet(f.payload, this.#codec) || now - this.#shrinkSince >= JB_SHRINK_FORCE_MS)
+          (this.#quiet(this.#pos, this.#spf) || now - this.#shrinkSince >= JB_SHRINK_FORCE_MS)
         ) {
           this.#n.dropped++;
-          this.#buffer.delete(this.#slot);
-          this.#slot++;
+          this.#advance(this.#spf);
           this.#lastShrink = now;
           this.#shrinkSince = undefined;
         }
@@ -576,19 +757,34 @@ export class JitterBuffer {
       }
     }
     this.#tick++;
-    return this.#play();
+    return this.#play(now, d);
   }
 
-  /** Plays the current slot and moves to the next. */
-  #play(): EncodedFrame {
-    const f = this.#buffer.get(this.#slot);
-    this.#slot++;
-    if (f) {
-      this.#buffer.delete(this.#slot - 1);
+  /** Plays the frame at `#pos` and moves on. */
+  #play(now: number, d: { delay: number; target: number } | undefined): EncodedFrame {
+    const spf = this.#spf;
+    const c = this.#cover(this.#pos, spf);
+    if (c.present > 0) {
+      // A whole frame; or the received samples end inside it (a loss or a late packet starts there, or the
+      // stream ends): those play alone, a shorter frame, and the next tick goes on from the first missing one.
+      const n = Math.min(c.present, spf);
+      const payload = this.#gather(this.#pos, n);
+      this.#gapFrom = undefined;
+      this.#advance(n);
       this.#talking = true;
       this.#missingRun = 0;
-      return this.#frame("normal", f.payload);
+      if (this.#firstPlayMs === 0 && this.#firstArrival !== undefined) this.#firstPlayMs = now - this.#firstArrival;
+      return this.#frame("normal", payload);
     }
+    this.#gapFrom ??= this.#pos;
+    let step = spf;
+    if (c.next < this.#pos + spf) {
+      // A gap ends inside this frame: resume at the first received sample (the delay grows by the rest of
+      // the frame) unless that would take it beyond max_delay.
+      const growMs = ((spf - (c.next - this.#pos)) * 1000) / this.#clockRate;
+      if (!d || d.delay + growMs <= this.options.max_delay) step = c.next - this.#pos;
+    }
+    this.#advance(step);
     this.#missingRun++;
     if (this.#talking && this.#missingRun * this.ptime <= this.options.max_conceal) return this.#frame("concealed");
     this.#talking = false;
@@ -596,23 +792,25 @@ export class JitterBuffer {
   }
 
   /**
-   * End of stream: returns every buffered packet in order (gaps between them
-   * concealed), without waiting for their playout times.
+   * End of stream: returns every buffered sample in order, in frames (gaps
+   * between them concealed, a last incomplete frame as it is), without waiting
+   * for their playout times.
    */
   drain(): EncodedFrame[] {
     const out: EncodedFrame[] = [];
-    for (const t of [...this.#tail.keys()].sort((a, b) => a - b)) {
-      out.push(this.#frame("normal", this.#tail.get(t)!.payload));
-    }
-    this.#tail.clear();
-    if (this.#buffer.size === 0) return out;
-    const last = Math.max(...this.#buffer.keys());
-    while (this.#slot <= last) {
-      const f = this.#buffer.get(this.#slot);
-      this.#buffer.delete(this.#slot);
-      this.#slot++;
+    const spf = this.#spf;
+    this.#gapFrom = undefined;
+    while (this.#hasAhead()) {
+      const c = this.#cover(this.#pos, spf);
       this.#tick++;
-      out.push(f ? this.#frame("normal", f.payload) : this.#frame("concealed"));
+      if (c.present > 0) {
+        const n = Math.min(c.present, spf);
+        out.push(this.#frame("normal", this.#gather(this.#pos, n)));
+        this.#advance(n);
+      } else {
+        out.push(this.#frame("concealed"));
+        this.#advance(Math.min(spf, c.next - this.#pos));
+      }
     }
     return out;
   }
@@ -622,10 +820,14 @@ export class JitterBuffer {
     const s = this.#stream;
     const lost = this.#lostBefore + (s ? Math.max(0, s.maxSeq - s.minSeq + 1 - s.received) : 0);
     const d = this.#delays(now ?? this.nextTickTime() ?? 0);
+    let buffered = 0;
+    for (const r of this.#ranges) if (r.end > this.#pos) buffered++;
     return {
       ...this.#n,
       lost,
-      buffered: this.#buffer.size + this.#tail.size,
+      buffered,
+      max_packet_ms: this.#maxPacket,
+      first_play_ms: this.#firstPlayMs,
       delay_ms: d ? d.delay : 0,
       target_delay_ms: d ? d.target : this.#lastTarget,
       avg_delay_ms: this.#delayTicks ? this.#delaySum / this.#delayTicks : 0,
@@ -638,7 +840,8 @@ export class JitterBuffer {
 export const jitterBuffer = definePlugin({
   name: "jitter-buffer",
   kind: "transform",
-  description: "Reorders RTP packets and plays one frame per ptime on the media clock, with adaptive delay",
+  description: "Reorders RTP packets of any duration and plays one frame per ptime on the media clock, with " +
+    "adaptive delay",
   accepts: [{ kind: "rtp" }],
   produces: { kind: "encoded" },
   realtime: true,
@@ -649,6 +852,7 @@ export const jitterBuffer = definePlugin({
     let ctx: RunContext | undefined;
     let timer: Timer | undefined;
     let stopped = false;
+    let summarized = false;
 
     const arm = () => {
       timer?.cancel();
@@ -666,6 +870,30 @@ export const jitterBuffer = definePlugin({
       if (!timer) arm(); // (emit may have re-armed through onGrid)
     };
     jb.onGrid = arm;
+    /** One line at the end of the stream: what was received and how it played. */
+    const summarize = () => {
+      if (summarized) return;
+      summarized = true;
+      const s = jb.stats(clock.now());
+      if (s.received === 0) return;
+      sctx.log.info("jitter buffer summary", {
+        received: s.received,
+        lost: s.lost,
+        late: s.late,
+        trimmed: s.trimmed,
+        recovered: s.recovered,
+        duplicate: s.duplicate,
+        invalid: s.invalid,
+        normal: s.normal,
+        concealed: s.concealed,
+        inserted: s.inserted,
+        max_packet_ms: s.max_packet_ms,
+        ptime: s.ptime,
+        first_play_ms: Math.round(s.first_play_ms * 10) / 10,
+        delay_ms: Math.round(s.delay_ms * 10) / 10,
+        target_delay_ms: Math.round(s.target_delay_ms * 10) / 10,
+      });
+    };
 
     return {
       negotiate(input: Format | undefined): Format {
@@ -691,12 +919,14 @@ export const jitterBuffer = definePlugin({
         stopped = true;
         timer?.cancel();
         timer = undefined;
+        summarize();
         for (const f of jb.drain()) emit(f);
       },
       close() {
         stopped = true;
         timer?.cancel();
         timer = undefined;
+        summarize();
       },
       stats() {
         return { ...jb.stats(clock.now()) };
