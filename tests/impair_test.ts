@@ -4,7 +4,7 @@ import type { Frame, PacketFrame } from "../core/frame.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import impair from "../plugins/rtp/impair.ts";
-import { normalDeviate, seededRandom } from "../plugins/rtp/random.ts";
+import { normalDeviate, seededRandom } from "../core/random.ts";
 
 /** Runs `n` packets (one every 20 ms, arrival stamped) through impair; returns what came out and when. */
 async function run(options: Record<string, unknown>, n: number) {

@@ -14,6 +14,7 @@
 // Default import only: named imports type-check but are undefined at run time in Deno (DESIGN).
 import alawmulaw from "alawmulaw";
 import { repoPath } from "./util.ts";
+import { seededRandom } from "../core/random.ts";
 
 /** A G.711 law, as named in pipelines and SDP. */
 export type G711Codec = "PCMU" | "PCMA";
@@ -28,18 +29,6 @@ export function sleep(ms: number): Promise<void> {
 
 // ---------------------------------------------------------------------------
 // Test audio
-
-/** A small deterministic PRNG (mulberry32) so test audio is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Options of {@linkcode speechLikeSignal}. */
 export interface SignalOptions {
@@ -68,7 +57,7 @@ export function speechLikeSignal(opts: SignalOptions = {}): Int16Array {
   const rate = opts.sampleRate ?? 8000;
   const n = Math.round((opts.seconds ?? 2.5) * rate);
   const peak = opts.peak ?? 12000;
-  const rnd = prng(opts.seed ?? 1);
+  const rnd = seededRandom(opts.seed ?? 1);
   const out = new Int16Array(n);
   let phase = 0;
   for (let i = 0; i < n; i++) {

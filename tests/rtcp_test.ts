@@ -5,7 +5,7 @@ import type { RtpFrame } from "../core/frame.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
-import { seededRandom } from "../plugins/rtp/random.ts";
+import { seededRandom } from "../core/random.ts";
 import { allocatePortPair } from "../plugins/udp/socket.ts";
 import rtcp, { describeReport, parseHostPort } from "../plugins/rtp/rtcp.ts";
 import {

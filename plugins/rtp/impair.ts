@@ -30,7 +30,7 @@ import { z } from "zod";
 import type { Format, Frame } from "../../core/frame.ts";
 import type { Timer } from "../../core/clock.ts";
 import { definePlugin, type Emit, FormatError, type RunContext } from "../../core/stage.ts";
-import { normalDeviate, randomUint32, seededRandom } from "./random.ts";
+import { normalDeviate, randomUint32, seededRandom } from "../../core/random.ts";
 
 /** Options of the `impair` stage. */
 export const impairOptions = z.strictObject({

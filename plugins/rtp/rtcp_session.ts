@@ -14,7 +14,7 @@ import { packets } from "rtp.js";
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { RtpFrame } from "../../core/frame.ts";
 import { openUdpSocket } from "../udp/socket.ts";
-import { type Random, randomUint32 } from "./random.ts";
+import { type Random, randomUint32 } from "../../core/random.ts";
 
 const { ByePacket, CompoundPacket, ReceiverReportPacket, ReceptionReport, SdesChunk, SdesPacket, SenderReportPacket } =
   packets;

@@ -26,7 +26,7 @@ import {
   type RtpFrame,
 } from "../../core/frame.ts";
 import { definePlugin, type Emit, FormatError } from "../../core/stage.ts";
-import { randomUint32 } from "./random.ts";
+import { randomUint32 } from "../../core/random.ts";
 
 /** Options of the `rtp-packetizer` stage. */
 export const rtpPacketizerOptions = z.strictObject({

@@ -23,6 +23,7 @@ import {
 } from "./message.ts";
 import { formatHostPort } from "./syntax.ts";
 import { formatVia, parseVia, responseTarget } from "./via.ts";
+import { seededRandom } from "../../core/random.ts";
 
 /** A UDP address. */
 export interface Address {
@@ -237,25 +238,8 @@ export class MemoryTransport implements DatagramTransport {
   }
 }
 
-/**
- * A deterministic PRNG (mulberry32) for reproducible loss patterns.
- *
- * @example
- * ```ts
- * const rand = seededRandom(42);
- * rand(); // same sequence on every run, values in [0, 1)
- * ```
- */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG (mulberry32) for reproducible loss patterns (see core/random.ts). */
+export { seededRandom };
 
 /**
  * Wraps a transport and drops a fraction of outgoing datagrams, chosen by a seeded PRNG.
