@@ -22,6 +22,7 @@ import {
   g711Audio,
   interop,
   outputTail,
+  ProcessGroup,
   readWav,
   requireTool,
   spawnBaresip,
@@ -39,6 +40,7 @@ Deno.test({
   async fn() {
     await requireTool("baresip");
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-baresip-uas-" });
+    const procs = new ProcessGroup();
     try {
       const audio = g711Audio("PCMU", 2.5);
       await writeG711Wav(`${dir}/source.wav`, audio);
@@ -54,15 +56,15 @@ Deno.test({
         source: `aufile,${dir}/baresip_source.wav`,
         dumpDir: `${dir}/dump`,
       });
-      const baresip = spawnBaresip(`${dir}/cfg`, { quitAfter: 25, timeoutMs: 35_000 });
+      const baresip = procs.add(spawnBaresip(`${dir}/cfg`, { quitAfter: 25, timeoutMs: 35_000 }));
       try {
         await baresip.waitForOutput(/baresip is ready/, 15_000);
-        const caller = spawnCaller({
+        const caller = procs.add(spawnCaller({
           to: `sip:alice@127.0.0.1:${sipPort}`,
           file: `${dir}/source.wav`,
           codecs: "PCMU",
           timeoutMs: 30_000,
-        });
+        }));
         const cr = await caller.result;
         assertEquals(cr.code, 0, `caller failed: ${outputTail(cr)}\nbaresip:\n${cleanBaresipOutput(baresip.output())}`);
         assertMatch(cr.stderr, /\[SIP\] 200 \S.* received, sending ACK/);
@@ -90,6 +92,7 @@ Deno.test({
       // Its player-driven dump may start late or stop early by a few frames; most of the audio must be there.
       assert(c.overlap >= audio.samples.length * 0.8, `too little of our audio reached baresip: ${JSON.stringify(c)}`);
     } finally {
+      await procs.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -101,12 +104,15 @@ Deno.test({
   async fn() {
     await requireTool("baresip");
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-baresip-uac-" });
+    const procs = new ProcessGroup();
     try {
       const audio = g711Audio("PCMU", 2.5, 11);
       await writeG711Wav(`${dir}/baresip_source.wav`, audio);
       await Deno.mkdir(`${dir}/cfg`);
       await Deno.mkdir(`${dir}/dump`);
-      const callee = await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, rtpTimeout: 10, timeoutMs: 40_000 });
+      const callee = procs.trackCallee(
+        await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, rtpTimeout: 10, timeoutMs: 40_000 }),
+      );
       await writeBaresipConfig(`${dir}/cfg`, {
         sipPort: freePortPair(),
         rtpPort: freePortPair(),
@@ -114,13 +120,15 @@ Deno.test({
         source: `aufile,${dir}/baresip_source.wav`,
         dumpDir: `${dir}/dump`,
       });
-      const baresip = spawnBaresip(`${dir}/cfg`, {
+      const baresip = procs.add(spawnBaresip(`${dir}/cfg`, {
         commands: [`/dial ${callee.uri}`],
         quitAfter: 25,
         timeoutMs: 35_000,
-      });
+      }));
       let cr;
       try {
+        // If baresip ends first (it could not call), the callee would wait for a call until its time bound.
+        void baresip.result.then(() => callee.proc.kill());
         cr = await callee.proc.result;
         await baresip.waitForOutput(/terminated/, 10_000).catch(() => {});
       } finally {
@@ -141,6 +149,7 @@ Deno.test({
       const c = assertSampleExact(audio.samples, rec.samples, { label: "baresip → callee", concealTail: 800 });
       assertEquals(c.overlap, audio.samples.length);
     } finally {
+      await procs.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

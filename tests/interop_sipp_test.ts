@@ -19,6 +19,7 @@ import {
   g711Audio,
   interop,
   outputTail,
+  ProcessGroup,
   readSippStats,
   readWav,
   requireTool,
@@ -38,12 +39,15 @@ Deno.test({
   async fn() {
     await requireTool("sipp");
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-sipp-uac-" });
+    const procs = new ProcessGroup();
     try {
       // 2.5 s of speech-like µ-law, sent by sipp as raw payload bytes (the file name is in the scenario).
       const audio = g711Audio("PCMU", 2.5);
       await Deno.writeFile(`${dir}/voxpipe_pcmu.raw`, audio.bytes);
-      const callee = await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, codecs: "PCMU", rtpTimeout: 10 });
-      const sipp = spawnSipp([
+      const callee = procs.trackCallee(
+        await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, codecs: "PCMU", rtpTimeout: 10 }),
+      );
+      const sipp = procs.add(spawnSipp([
         "-sf",
         scenarioPath("uac_pcmu_stream.xml"),
         "-i",
@@ -61,9 +65,11 @@ Deno.test({
         "-d",
         "3500", // pause after the ACK: longer than the audio
         `127.0.0.1:${callee.port}`,
-      ], { cwd: dir, timeoutMs: 30_000 });
-      const [sr, cr] = await Promise.all([sipp.result, callee.proc.result]);
-      assertEquals(sr.code, 0, `sipp failed: ${outputTail(sr)}\nerrors: ${sippErrors(dir)}`);
+      ], { cwd: dir, timeoutMs: 30_000 }));
+      const sr = await sipp.result;
+      if (sr.code !== 0) callee.proc.kill(); // it would wait for its call until its own time bound
+      const cr = await callee.proc.result;
+      assertEquals(sr.code, 0, `sipp failed: ${outputTail(sr)}\nerrors: ${sippErrors(dir)}\ncallee: ${outputTail(cr)}`);
       assertEquals(cr.code, 0, `callee failed: ${outputTail(cr)}`);
       const stats = await readSippStats(`${dir}/stats.csv`);
       assertEquals(sippCounter(stats, "SuccessfulCall(C)"), 1);
@@ -81,6 +87,7 @@ Deno.test({
       const c = assertSampleExact(audio.samples, rec.samples, { label: "sipp → callee", concealTail: 800 });
       assertEquals(c.overlap, audio.samples.length);
     } finally {
+      await procs.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -92,11 +99,12 @@ Deno.test({
   async fn() {
     await requireTool("sipp");
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-sipp-uas-" });
+    const procs = new ProcessGroup();
     try {
       const audio = g711Audio("PCMU", 2.5);
       await writeG711Wav(`${dir}/source.wav`, audio);
       const port = freeUdpPort();
-      const sipp = spawnSipp([
+      const sipp = procs.add(spawnSipp([
         "-sn",
         "uas",
         "-i",
@@ -106,19 +114,20 @@ Deno.test({
         "-p",
         String(port),
         "-mp",
-        String(freePortPair()),
+        String(freePortPair("127.0.0.1", 4)),
         "-rtp_echo", // sipp echoes our RTP back: our receive chain gets media too
         "-m",
         "1",
-      ], { cwd: dir, timeoutMs: 40_000 });
+      ], { cwd: dir, timeoutMs: 40_000 }));
       await waitForUdpPort(port, 10_000);
-      const caller = spawnCaller({
+      const caller = procs.add(spawnCaller({
         to: `sip:service@127.0.0.1:${port}`,
         file: `${dir}/source.wav`,
         codecs: "PCMU,PCMA",
         timeoutMs: 30_000,
-      });
+      }));
       const cr = await caller.result;
+      if (cr.code !== 0) sipp.kill("SIGINT"); // it would wait for a call until its own time bound
       const sr = await sipp.result; // sipp -sn uas waits 4 s after the BYE (timewait) before it exits
       assertEquals(cr.code, 0, `caller failed: ${outputTail(cr)}`);
       assertEquals(sr.code, 0, `sipp failed: ${outputTail(sr)}\nerrors: ${sippErrors(dir)}`);
@@ -142,6 +151,7 @@ Deno.test({
       assertEquals(count("DeadCallMsgs(C)"), 0, "messages for a finished call reached sipp");
       assertEquals(sippErrors(dir), "", "sipp logged errors");
     } finally {
+      await procs.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

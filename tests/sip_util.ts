@@ -142,7 +142,11 @@ export async function requireTool(tool: "sipp" | "baresip"): Promise<void> {
   try {
     r = await runBounded(tool, tool === "sipp" ? ["-v"] : ["-h"], { timeoutMs: 20_000 });
   } catch (e) {
-    throw new Error(`${tool} is not installed: ${installHint(tool)} (${e instanceof Error ? e.message : e})`);
+    const why = e instanceof Error ? e.message : String(e);
+    // spawnBounded says "not installed" itself (with a generic package name): ours names the Debian package.
+    throw new Error(
+      `${tool} is not installed: ${installHint(tool)}${why.includes("not installed") ? "" : ` (${why})`}`,
+    );
   }
   const text = r.stdout + r.stderr;
   const ok = tool === "sipp" ? /SIPp v\d/.test(text) : /baresip v\d/.test(text);
