@@ -50,6 +50,9 @@ const options = z.object({
   hangup_on: z.array(z.string()).default([]).describe(
     "chains whose end of stream ends the call (caller: the send chain; callee: the receive chain, which ends on RTP timeout)",
   ),
+  linger: z.number().min(0).max(64).default(1).describe(
+    "seconds to keep answering retransmissions after the last call before exiting (a lost 200 for BYE, a lost ACK)",
+  ),
   t1_ms: z.number().int().min(10).max(10000).default(500).describe("SIP timer T1 (RTT estimate), ms"),
   t2_ms: z.number().int().min(100).max(60000).default(4000).describe("SIP timer T2 (retransmit cap), ms"),
   t4_ms: z.number().int().min(100).max(60000).default(5000).describe("SIP timer T4 (max message lifetime), ms"),
@@ -217,6 +220,11 @@ class SipController implements Controller {
     } finally {
       await Promise.all([...this.#active.values()].map((s) => s.media?.stop()));
       await Promise.allSettled([...this.#hangups]);
+      // Stay reachable a moment so that retransmissions caused by a lost final message (a BYE whose 200 was
+      // lost, a 486 whose ACK was lost) are still answered, unless we are being interrupted.
+      if (this.#o.linger > 0 && !this.#ctx.signal.aborted) {
+        await this.#clock.sleep(this.#o.linger * 1000, this.#ctx.signal).catch(() => {});
+      }
       await this.#ua.close();
     }
   }
@@ -394,7 +402,9 @@ class SipController implements Controller {
         const summary = await finished;
         if (e instanceof CallFailedError) {
           const why = state.why;
-          return { code: 1, reason: why ? `${why} (${summary.reason})` : `call failed: ${summary.reason}` };
+          const status = call.endInfo?.status;
+          const detail = status === 487 ? "CANCEL sent, 487 Request Terminated" : e.info.reason;
+          return { code: 1, reason: why ? `${why} (${detail})` : `call failed: ${summary.reason}` };
         }
         throw e;
       } finally {
