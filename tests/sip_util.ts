@@ -37,6 +37,7 @@ import {
   type SipResponse,
 } from "../plugins/sip/message.ts";
 import { repoPath } from "./util.ts";
+import { seededRandom } from "../core/random.ts";
 
 export {
   type Alignment,
@@ -812,17 +813,8 @@ export async function sendRtp(o: RtpSendOptions): Promise<number> {
 // ---------------------------------------------------------------------------
 // A lossy UDP relay
 
-/** A small seeded PRNG (mulberry32): the same drop pattern for the same datagram order. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG (core/random.ts), re-exported for the tests that use it from here. */
+export { seededRandom };
 
 /** Options of {@linkcode LossyRelay}. */
 export interface RelayOptions {
