@@ -731,3 +731,45 @@ export async function writeFixture(dir: string, codec: G711Codec, seconds = 2.5,
   await writeWav(referencePath, reference, 8000);
   return { source, reference, sourcePath, referencePath };
 }
+
+// ---------------------------------------------------------------------------
+// Checks on our receiver
+
+/**
+ * What our receiver's jitter buffer says at the end of the stream (its `jitter buffer summary` log line),
+ * e.g. `{ received: 20, concealed: 5, first_play_ms: 60, delay_ms: 242.6, max_packet_ms: 182.5, ... }`.
+ */
+export function jitterSummary(stderr: string): Record<string, number> {
+  const line = stderr.split("\n").find((l) => l.includes("jitter buffer summary"));
+  if (!line) throw new Error(`no jitter buffer summary in the receiver's log:\n${stderr.slice(-2000)}`);
+  const out: Record<string, number> = {};
+  for (const m of line.matchAll(/ (\w+)=(-?[\d.]+)/g)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/**
+ * Asserts what an external sender → our `rtp-receive` run must show: the receiver ended by its 3 s
+ * timeout, the WAV is finalized 8 kHz mono and holds `reference` sample-exact, and the jitter buffer
+ * lost, trimmed and concealed nothing inside the stream (only its 100 ms after the end), with packets of
+ * `maxPacketMs`.
+ */
+export async function assertReceivedExact(
+  rx: ProcessResult,
+  out: string,
+  reference: Int16Array,
+  label: string,
+  maxPacketMs: number,
+): Promise<void> {
+  if (rx.code !== 0) throw new Error(`receiver failed (${rx.code}): ${outputTail(rx)}`);
+  if (!/no datagram for 3 s: ending/.test(rx.stderr)) throw new Error(`receiver did not end by its timeout`);
+  const wav = await readWav(out);
+  if (wav.sampleRate !== 8000 || wav.channels !== 1 || !wav.finalized) {
+    throw new Error(`${label}: WAV is ${wav.sampleRate} Hz, ${wav.channels} ch, finalized ${wav.finalized}`);
+  }
+  const c = assertSampleExact(reference, wav.samples, { concealTail: 800, label });
+  const jb = jitterSummary(rx.stderr);
+  console.log(`${label}: jitter buffer ${JSON.stringify(jb)}, leading silence ${c.extraHead} samples`);
+  const bad = [jb.late, jb.trimmed, jb.lost, jb.invalid].some((v) => v !== 0) || jb.concealed > 5 ||
+    jb.max_packet_ms !== maxPacketMs;
+  if (bad) throw new Error(`${label}: jitter buffer ${JSON.stringify(jb)} (expected max_packet_ms ${maxPacketMs})`);
+}
