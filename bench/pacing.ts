@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
- *   [--spin-ms M] [--spin-budget B] [--nice=N]
+ *   [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -32,13 +32,14 @@
  *   largest lateness the sinks saw;
  * - `cpu`: CPU time of the sending process over the run, as % of one core;
  * - `load`: the 1-minute load average at the start (2-core machine);
- * - `duty`: the scheduler's fine-phase duty at the end (spin below 0.25, futex above).
+ * - `scheduler`: `thread` (the timer thread), or `main(...)` with the main-thread
+ *   mode's fine-phase duty and wait style.
  *
  * `--capture` also records the datagrams with `dumpcap` on `lo` and prints a
  * `pacing-capture` line from the kernel's timestamps, taken as each datagram is
  * sent: the sender's pacing without the receiver's own wake-up latency.
- * `--spin-ms` and `--spin-budget` run the streams on a `RealClock` built with
- * those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
+ * `--main-thread`, `--spin-ms` and `--spin-budget` run the streams on a
+ * `RealClock` in main-thread mode with those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
  * much of the jitter is other processes taking the CPU.
  *
  * @module
@@ -65,6 +66,7 @@ const args = parseArgs({
     role: { type: "string", default: "sender" },
     "spin-ms": { type: "string" },
     "spin-budget": { type: "string" },
+    "main-thread": { type: "boolean", default: false },
     capture: { type: "boolean", default: false },
     nice: { type: "string" },
   },
@@ -330,11 +332,18 @@ if (args.values.nice !== undefined) {
     await Deno.writeTextFile("/proc/self/autogroup", String(n));
   } catch { /* no autogroup */ }
 }
+function schedulerLabel(c: RealClock): string {
+  const st = c.schedulerStats();
+  return st.mode === "thread" ? "thread" : `main(duty=${st.duty.toFixed(2)},${st.spinning ? "spin" : "futex"})`;
+}
+
 const spin = args.values["spin-ms"];
 const budget = args.values["spin-budget"];
-const clock = spin === undefined && budget === undefined
+const mainThread = args.values["main-thread"];
+const clock = spin === undefined && budget === undefined && !mainThread
   ? mediaClock()
   : new RealClock(Number(spin ?? 1.5), 0.5, Number(budget ?? 0));
+if (mainThread) (clock as RealClock).useTimerThread = false;
 
 let port: number;
 let report: Promise<ReceiverReport>;
@@ -389,7 +398,7 @@ console.log(
     ` seconds=${seconds} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
     (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
-    (clock instanceof RealClock ? ` duty=${clock.schedulerStats().duty.toFixed(2)}` : ""),
+    (clock instanceof RealClock ? ` scheduler=${schedulerLabel(clock)}` : ""),
 );
 if (cap) {
   console.log(

@@ -7,6 +7,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
+import { Worker } from "node:worker_threads";
 
 /** A scheduled callback, returned by {@linkcode Clock.at} so it can be cancelled. */
 export interface Timer {
@@ -174,59 +175,122 @@ const LATE_HALF_LIFE_MS = 10_000;
 /** Length of the window over which the fine-phase duty is measured, ms. */
 const DUTY_WINDOW_MS = 1000;
 
+/** Due times the main thread publishes to the timer thread, earliest first. */
+const PUBLISHED = 8;
+
 /**
- * The real-time scheduler: one timer heap for the whole process, and at most
- * one OS timer armed for it, whatever the number of streams.
+ * Source of the timer thread. The main thread publishes the next
+ * {@linkcode PUBLISHED} due times (epoch ms on the `performance.timeOrigin`
+ * timeline, so both threads agree to well under a microsecond) under a seqlock;
+ * the thread sleeps in `Atomics.wait` until the earliest one it has not fired
+ * yet, posts a message, and goes on to the next without waiting for the main
+ * thread, so dense timers (200 streams: one every 0.1 ms) are not held up by a
+ * round trip. Layout: `i32[0]` generation (odd while the main thread writes),
+ * `i32[1]` 1 = exit, `i32[3]` 1 = forget what was fired, `i32[4]` count;
+ * `f64[4]` (byte 32) the due time the thread sleeps for; `f64[5]` the
+ * coalescing gap in ms (no two wakes closer than that); `f64[6..]` the list.
+ */
+const TIMER_THREAD_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const N = ${PUBLISHED};
+const i32 = new Int32Array(workerData, 0, 8);
+const f64 = new Float64Array(workerData, 32, 2 + N);
+const list = new Float64Array(N);
+let fired = 0, firedAt = 0;
+parentPort.postMessage(0);
+for (;;) {
+  if (Atomics.load(i32, 1) === 1) break;
+  const gen = Atomics.load(i32, 0);
+  if (gen & 1) continue;
+  const n = Atomics.load(i32, 4);
+  for (let i = 0; i < n; i++) list[i] = f64[2 + i];
+  const gap = f64[1];
+  if (Atomics.load(i32, 0) !== gen) continue;
+  if (Atomics.exchange(i32, 3, 0) === 1) fired = 0;
+  let target = 0;
+  for (let i = 0; i < n; i++) if (list[i] > fired) { target = list[i]; break; }
+  f64[0] = target > 0 ? target : Infinity;
+  if (target === 0) { Atomics.wait(i32, 0, gen); continue; }
+  const now = performance.timeOrigin + performance.now();
+  const lead = Math.max(target, firedAt + gap) - now;
+  if (lead <= 0) { fired = target; firedAt = now; parentPort.postMessage(0); continue; }
+  Atomics.wait(i32, 0, gen, lead);
+}
+`;
+
+/**
+ * The real-time scheduler: one timer heap for the whole process, woken by one
+ * timer thread, whatever the number of streams.
  *
- * It works in two phases:
+ * **Timer thread (default).** A worker thread (`node:worker_threads`, created
+ * on first use, ~50 ms) sleeps in `Atomics.wait` until the earliest due time
+ * and posts a message; the main thread then runs every timer due, in order. The
+ * main thread publishes the next few due times through shared memory, so the
+ * thread goes on to the next without waiting for a round trip, and wakes the
+ * main thread at most once per `coalesceMs` (0.3 ms: dense timers run in small
+ * batches, instead of one cross-thread wake each). The main thread never
+ * blocks and never spins: its event loop stays parked in the OS between
+ * timers, so socket I/O is handled at once. The worker is `ref`ed while live
+ * timers exist (like a pending `setTimeout`, it keeps the process alive) and
+ * `unref`ed when none are left. Until the worker has started, and if it cannot
+ * be created, the main-thread mode below is used.
  *
- * 1. **Sleep.** A `setTimeout` wakes the scheduler a margin before the earliest
- *    due time. In Deno 2.9 here `setTimeout(d)` fires after `ceil(d)` ms plus
- *    0.1–1.2 ms (at least ~2.1 ms for `d` < 1), and 4–6.6 ms late under heavy
- *    receive load (DESIGN), so the margin is `spinMs` or the largest overshoot
- *    seen recently (at least 2.2, at most 6 ms) plus 0.25 ms, whichever is
- *    larger: a maximum that halves every 10 s, so one slow wake widens it at
- *    once and it narrows again over seconds.
- * 2. **Fine wait**, from there to the due time, in one of two ways:
- *    - *futex* (the default): block in `Atomics.wait` slices of at most
- *      `sliceMs`, yielding to the event loop (`setImmediate`) between them so
- *      sockets and other callbacks keep running. ~0.08 ms typical overshoot,
- *      a few % of a core even for 200 streams, and a sleeping thread is what
- *      the kernel's scheduler favours when the CPUs are contended.
- *    - *spin*: re-check the time on every turn of the event loop (~1 µs per
- *      turn when idle): precise to a few µs on an idle machine, but it burns
- *      the CPU for the whole fine phase, and on a contended machine the kernel
- *      treats the spinning thread as CPU-bound and preempts it for whole time
- *      slices. Measured here with two CPU burners on the two cores, one stream:
- *      spin p50 2.7 ms late, 268 of 500 timers > 1 ms late, 11.5 % CPU; futex
- *      p50 0.07 ms, 9 of 500 late, 0.7 % CPU. Without burners (other work
- *      running): spin p99 1.9 ms, futex p99 1.1 ms.
+ * Why not on the main thread: `setTimeout(d)` fires after `ceil(d)` ms plus
+ * 0.1–1.2 ms here (~2.1 ms for `d` < 1), so precision needs a fine wait after
+ * it; spinning for it loses the CPU to contention (the kernel preempts a
+ * CPU-bound thread for whole slices: with two CPU burners, p50 2.7 ms late),
+ * and blocking for it (`Atomics.wait` slices between `setImmediate` turns)
+ * keeps Deno's event loop always busy, so it polls sockets only every ~61
+ * turns: 200 streams sent and received in one process saw 5.5 ms p50 receive
+ * latency that way, against 0.05 ms with the timer thread. For a process that
+ * only sends, the main-thread mode paces slightly better and costs less CPU
+ * (measured: `bench/README.md`).
  *
- *    The scheduler measures the share of wall time its fine phase takes (the
- *    *duty*, smoothed over seconds) and spins only while it is below
- *    `spinBudget`: default 0, never. Raise it (e.g. to 0.25, a quarter of one
- *    core) on a dedicated, idle host to get µs precision for a few streams.
+ * **Main-thread mode** (fallback, or `useTimerThread = false` before first use):
+ * 1. *Sleep*: a `setTimeout` wakes the scheduler a margin before the earliest
+ *    due time; the margin is `spinMs` or the largest recent `setTimeout`
+ *    overshoot (2.2..6 ms, halving every 10 s) plus 0.25 ms.
+ * 2. *Fine wait*: `Atomics.wait` slices of at most `sliceMs`, yielding to the
+ *    event loop (`setImmediate`) between them; or, while the fine phase takes
+ *    less than `spinBudget` of the wall time (default 0: never), a spin that
+ *    re-checks the time on every event-loop turn.
  *
  * Callbacks run at or after their due time, never early, and every timer
- * already due runs in the same turn, in due order.
- *
- * Measured with `bench/pacing.ts` (receiver in another process): see
- * `bench/README.md`. The first version (sleep `setTimeout` until 1.5 ms before,
- * then busy-spin, re-arming a `setTimeout` for each timer) had p99 3.4 ms for
- * one stream and 2.0 ms (max 6.7 ms) for 200: a re-armed `setTimeout(0)`
- * takes ~2.1 ms here.
+ * already due runs in the same turn, in due order. Cancelling the last live
+ * timer lets the scheduler go idle at once.
  */
 export class RealClock extends HeapClock {
   /**
-   * Minimum margin in ms before a due time at which the scheduler stops
-   * sleeping on `setTimeout` and starts the fine wait (the actual margin grows
-   * with the `setTimeout` overshoot it observes).
+   * Main-thread mode: minimum margin in ms before a due time at which the
+   * scheduler stops sleeping on `setTimeout` and starts the fine wait (the
+   * actual margin grows with the `setTimeout` overshoot it observes).
    */
   spinMs: number;
-  /** Longest single blocking wait in ms of the futex fine wait, between two turns of the event loop. */
+  /** Main-thread mode: longest blocking wait in ms of the fine wait, between two event-loop turns. */
   sliceMs: number;
-  /** Largest fine-phase duty (share of one core, 0..1) at which the fine wait spins rather than blocks. */
+  /** Main-thread mode: largest fine-phase duty (share of one core, 0..1) at which the fine wait spins. */
   spinBudget: number;
+  /** Use a timer thread (default true). Set before the first timer; false forces the main-thread mode. */
+  useTimerThread = true;
+  /**
+   * Timer thread: minimum ms between two wakes of the main thread. Dense timers
+   * (200 streams: one every 0.1 ms) are then run in batches, each at most this
+   * late, instead of costing a cross-thread wake each. Default 0.3.
+   */
+  coalesceMs = 0.3;
+  #live = 0; // timers neither run nor cancelled
+
+  // Timer thread.
+  #worker: Worker | undefined;
+  #workerState: "none" | "starting" | "ready" | "failed" = "none";
+  #shared: Int32Array | undefined;
+  #times: Float64Array | undefined; // [0] what the thread sleeps for, [1..] the published due times
+  #published = ""; // the list last published, to skip identical rewrites
+  #refed = false;
+  #running = false; // inside runDue on a message from the thread
+  readonly #pick: Entry[] = [];
+
+  // Main-thread mode.
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity; // wake time the timer was armed for
   #armedAt = 0; // when it was armed
@@ -241,10 +305,10 @@ export class RealClock extends HeapClock {
   readonly #cell = new Int32Array(new SharedArrayBuffer(4));
 
   /**
-   * @param spinMs minimum margin before a due time in which to wait precisely instead of sleeping on
-   *   `setTimeout` (default 1.5 ms)
-   * @param sliceMs longest blocking wait between two event-loop turns in futex mode (default 0.5 ms)
-   * @param spinBudget fine-phase duty below which the fine wait spins (default 0: never, see above)
+   * @param spinMs main-thread mode: minimum margin before a due time in which to wait precisely instead of
+   *   sleeping on `setTimeout` (default 1.5 ms)
+   * @param sliceMs main-thread mode: longest blocking wait between two event-loop turns (default 0.5 ms)
+   * @param spinBudget main-thread mode: fine-phase duty below which the fine wait spins (default 0: never)
    */
   constructor(spinMs = 1.5, sliceMs = 0.5, spinBudget = 0) {
     super();
@@ -258,23 +322,45 @@ export class RealClock extends HeapClock {
   }
 
   /**
-   * How the scheduler is doing: the smoothed fine-phase duty (0..1), whether
-   * the fine wait currently spins, and the current wake margin in ms.
+   * Schedules `fn` like every clock; besides, counts live timers so that
+   * cancelling the last one lets the scheduler go idle at once (a cancelled
+   * timer must not keep the process alive until its due time).
    */
-  schedulerStats(): { duty: number; spinning: boolean; marginMs: number } {
+  override at(due: number, fn: () => void): Timer {
+    let done = false;
+    const t = super.at(due, () => {
+      if (done) return;
+      done = true;
+      this.#live--;
+      fn();
+    }) as Entry;
+    this.#live++;
+    const cancel = t.cancel;
+    t.cancel = () => {
+      cancel();
+      if (done) return;
+      done = true;
+      if (--this.#live === 0) {
+        this.heap.items.length = 0; // only cancelled entries are left
+        this.arm();
+      }
+    };
+    return t;
+  }
+
+  /**
+   * How the scheduler is doing: the mode (`thread`, or `main` before the timer
+   * thread is ready or without it), and for the main-thread mode the smoothed
+   * fine-phase duty (0..1), whether the fine wait spins, and the wake margin in ms.
+   */
+  schedulerStats(): { mode: "thread" | "main"; duty: number; spinning: boolean; marginMs: number } {
     const now = this.now();
-    return { duty: this.#duty, spinning: this.#duty < this.spinBudget, marginMs: this.#margin(now) };
-  }
-
-  /** The setTimeout overshoot estimate at `now`: a maximum that halves every LATE_HALF_LIFE_MS. */
-  #late(now: number): number {
-    const decayed = this.#lateMs * Math.pow(0.5, (now - this.#lateAt) / LATE_HALF_LIFE_MS);
-    return Math.max(LATE_FLOOR_MS, decayed);
-  }
-
-  /** Margin before the earliest due time at which the sleep phase must have ended. */
-  #margin(now: number): number {
-    return Math.max(this.spinMs, this.#late(now) + 0.25);
+    return {
+      mode: this.#workerState === "ready" ? "thread" : "main",
+      duty: this.#duty,
+      spinning: this.#duty < this.spinBudget,
+      marginMs: this.#margin(now),
+    };
   }
 
   #peekLive(): Entry | undefined {
@@ -287,6 +373,130 @@ export class RealClock extends HeapClock {
   }
 
   protected arm(): void {
+    if (this.#workerState === "none" && this.useTimerThread) this.#startWorker();
+    if (this.#workerState === "ready") {
+      if (!this.#running) this.#armWorker(); // while timers run, publish once at the end
+    } else this.#armMain();
+  }
+
+  // ---- timer thread ------------------------------------------------------------------------
+
+  #startWorker(): void {
+    try {
+      const sab = new SharedArrayBuffer(32 + 8 * (2 + PUBLISHED));
+      this.#shared = new Int32Array(sab, 0, 8);
+      this.#times = new Float64Array(sab, 32, 2 + PUBLISHED);
+      this.#times[0] = Infinity;
+      this.#times[1] = this.coalesceMs;
+      const w = new Worker(TIMER_THREAD_SOURCE, { eval: true, workerData: sab });
+      w.unref();
+      w.on("message", this.#onWorkerMessage);
+      w.on("error", () => this.#workerFailed());
+      w.on("exit", () => this.#workerFailed());
+      this.#worker = w;
+      this.#workerState = "starting";
+    } catch {
+      this.#workerState = "failed";
+    }
+  }
+
+  #workerFailed(): void {
+    if (this.#workerState === "failed") return;
+    this.#workerState = "failed";
+    this.#worker = undefined;
+    this.#armMain();
+  }
+
+  #onWorkerMessage = (): void => {
+    if (this.#workerState === "starting") {
+      // From now on the thread wakes us; retire the main-thread timer and fine phase.
+      this.#workerState = "ready";
+      this.#disarm();
+      this.#fine = false;
+    }
+    const now = this.now();
+    let early = false;
+    this.#running = true;
+    try {
+      const e = this.#peekLive();
+      if (e && e.due <= now) this.runDue(now);
+      else if (e && e.due < now + 0.05) early = true; // woken a hair early: have it fire again
+    } finally {
+      this.#running = false;
+      this.#armWorker(early);
+    }
+  };
+
+  /** Publishes the earliest due times to the timer thread (and refs it while any timer lives). */
+  #armWorker(reset = false): void {
+    const shared = this.#shared!;
+    const times = this.#times!;
+    const list = this.#earliest();
+    if (list.length === 0) {
+      if (this.#refed) {
+        this.#worker?.unref();
+        this.#refed = false;
+      }
+    } else if (!this.#refed) {
+      this.#worker?.ref();
+      this.#refed = true;
+    }
+    // A timer already due (scheduled in the past) may be earlier than what the thread last fired: have
+    // the thread forget that, or it would skip it.
+    if (list.length > 0 && list[0] <= this.now()) reset = true;
+    const key = list.join(",");
+    if (key === this.#published && !reset) return;
+    this.#published = key;
+    Atomics.add(shared, 0, 1); // odd: writing
+    for (let i = 0; i < list.length; i++) {
+      // +2 µs: the epoch-ms double has ~0.24 µs resolution; never wake before the due time.
+      times[2 + i] = performance.timeOrigin + list[i] + 0.002;
+    }
+    Atomics.store(shared, 4, list.length);
+    times[1] = this.coalesceMs;
+    if (reset) Atomics.store(shared, 3, 1);
+    Atomics.add(shared, 0, 1); // even: done
+    // Wake the thread only if it sleeps for something later than what is now first.
+    if (reset || (list.length > 0 && performance.timeOrigin + list[0] < times[0])) Atomics.notify(shared, 0);
+  }
+
+  /** The due times of the earliest live timers (at most PUBLISHED, ascending, distinct). */
+  #earliest(): number[] {
+    this.#peekLive();
+    const items = this.heap.items;
+    const out: number[] = [];
+    // Best-first walk of the heap: a frontier of candidates, smallest first.
+    const frontier = this.#pick;
+    frontier.length = 0;
+    if (items.length > 0) frontier.push(items[0]);
+    while (frontier.length > 0 && out.length < PUBLISHED) {
+      let m = 0;
+      for (let i = 1; i < frontier.length; i++) if (frontier[i].due < frontier[m].due) m = i;
+      const e = frontier[m];
+      frontier[m] = frontier[frontier.length - 1];
+      frontier.length--;
+      if (!e.cancelled && out[out.length - 1] !== e.due) out.push(e.due);
+      const l = 2 * e.index + 1;
+      if (l < items.length) frontier.push(items[l]);
+      if (l + 1 < items.length) frontier.push(items[l + 1]);
+    }
+    return out;
+  }
+
+  // ---- main-thread mode --------------------------------------------------------------------
+
+  /** The setTimeout overshoot estimate at `now`: a maximum that halves every LATE_HALF_LIFE_MS. */
+  #late(now: number): number {
+    const decayed = this.#lateMs * Math.pow(0.5, (now - this.#lateAt) / LATE_HALF_LIFE_MS);
+    return Math.max(LATE_FLOOR_MS, decayed);
+  }
+
+  /** Margin before the earliest due time at which the sleep phase must have ended. */
+  #margin(now: number): number {
+    return Math.max(this.spinMs, this.#late(now) + 0.25);
+  }
+
+  #armMain(): void {
     if (this.#fine) return; // the fine phase looks at the heap on every turn
     const e = this.#peekLive();
     if (!e) {
@@ -322,6 +532,7 @@ export class RealClock extends HeapClock {
   #onTimeout = (): void => {
     this.#timer = undefined;
     this.#armedFor = Infinity;
+    if (this.#workerState === "ready") return;
     const now = this.now();
     const over = now - (this.#armedAt + this.#armedDelay);
     // Up at once (bounded: a longer stall is the OS not running us, no margin fixes that cheaply), down slowly.
@@ -367,6 +578,10 @@ export class RealClock extends HeapClock {
   #fineStep = (): void => {
     if (!this.#fine) return;
     let now = this.now();
+    if (this.#workerState === "ready") {
+      this.#leaveFine(now);
+      return;
+    }
     const e = this.#peekLive();
     if (!e) {
       this.#leaveFine(now);
@@ -375,7 +590,7 @@ export class RealClock extends HeapClock {
     let lead = e.due - now;
     if (lead >= this.#margin(now) + 1) {
       this.#leaveFine(now);
-      this.arm();
+      this.#armMain();
       return;
     }
     this.#roll(now);

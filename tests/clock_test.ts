@@ -16,39 +16,67 @@ async function idle(clock: RealClock, ms = 2000): Promise<void> {
   }
 }
 
-Deno.test("RealClock: timers run in due order, never early", async () => {
+/** The scheduler configurations under test: timer thread, main-thread futex, main-thread spin. */
+const MODES: [string, () => RealClock][] = [
+  ["timer thread", () => new RealClock()],
+  ["main thread, futex", () => {
+    const c = new RealClock();
+    c.useTimerThread = false;
+    return c;
+  }],
+  ["main thread, spin", () => {
+    const c = new RealClock(1.5, 0.5, 1);
+    c.useTimerThread = false;
+    return c;
+  }],
+];
+
+for (const [mode, make] of MODES) {
+  Deno.test(`RealClock (${mode}): timers run in due order, never early`, async () => {
+    const clock = make();
+    const t0 = clock.now();
+    const ran: { due: number; at: number; id: number }[] = [];
+    // 300 timers over 30 ms in random order, several sharing a due time.
+    const dues = Array.from({ length: 300 }, (_, i) => t0 + 2 + Math.floor(i / 3) * 0.3);
+    const order = dues.map((_, i) => i).sort(() => Math.random() - 0.5);
+    for (const i of order) clock.at(dues[i], () => ran.push({ due: dues[i], at: clock.now(), id: i }));
+    await clock.sleepUntil(t0 + 40);
+    await idle(clock);
+    assert.equal(ran.length, 300);
+    for (const r of ran) assert.ok(r.at >= r.due, `timer ${r.id} ran ${r.due - r.at} ms early`);
+    for (let i = 1; i < ran.length; i++) {
+      assert.ok(ran[i].due >= ran[i - 1].due, "due order");
+    }
+  });
+}
+
+Deno.test("RealClock: cancelling the last timer leaves nothing pending", () => {
   const clock = new RealClock();
-  const t0 = clock.now();
-  const ran: { due: number; at: number; id: number }[] = [];
-  // 300 timers over 30 ms in random order, several sharing a due time.
-  const dues = Array.from({ length: 300 }, (_, i) => t0 + 2 + Math.floor(i / 3) * 0.3);
-  const order = dues.map((_, i) => i).sort(() => Math.random() - 0.5);
-  for (const i of order) clock.at(dues[i], () => ran.push({ due: dues[i], at: clock.now(), id: i }));
-  await clock.sleepUntil(t0 + 40);
-  await idle(clock);
-  assert.equal(ran.length, 300);
-  for (const r of ran) assert.ok(r.at >= r.due, `timer ${r.id} ran ${r.due - r.at} ms early`);
-  for (let i = 1; i < ran.length; i++) {
-    assert.ok(ran[i].due >= ran[i - 1].due, "due order");
-  }
+  const a = clock.after(60_000, () => {});
+  const b = clock.after(30_000, () => {});
+  assert.equal(clock.pending, 2);
+  b.cancel();
+  assert.equal(clock.pending, 2, "a cancelled entry waits in the heap while others live");
+  a.cancel();
+  assert.equal(clock.pending, 0);
 });
 
-Deno.test("RealClock in spin mode (spinBudget 1): in order, never early", async () => {
-  const clock = new RealClock(1.5, 0.5, 1);
-  const t0 = clock.now();
-  const ran: { due: number; at: number }[] = [];
-  for (let i = 0; i < 50; i++) {
-    const due = t0 + 1 + ((i * 7) % 50) * 0.4;
-    clock.at(due, () => ran.push({ due, at: clock.now() }));
-  }
-  await clock.sleepUntil(t0 + 30);
-  await idle(clock);
-  assert.equal(ran.length, 50);
-  for (let i = 0; i < ran.length; i++) {
-    assert.ok(ran[i].at >= ran[i].due, "never early");
-    if (i > 0) assert.ok(ran[i].due >= ran[i - 1].due, "due order");
-  }
-  assert.equal(clock.schedulerStats().spinning, true);
+Deno.test("RealClock: the process exits when only cancelled timers remain", async () => {
+  const code = `
+    import { RealClock } from ${JSON.stringify(new URL("../core/clock.ts", import.meta.url).href)};
+    const c = new RealClock();
+    c.after(20, () => console.log("fired"));
+    const t = c.after(600_000, () => console.log("never"));
+    c.after(40, () => t.cancel());
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "inherit",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  assert.equal(out.code, 0);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "fired");
 });
 
 Deno.test("RealClock: equal due times run in scheduling order", async () => {
