@@ -8,7 +8,8 @@
  *   awaiting each send (what a paced sink does: one or two sends in flight) or issuing the whole
  *   batch and awaiting `Promise.all` (many ops in flight; note that awaiting only the *last*
  *   promise is wrong: Deno resolves ops out of order, and thousands of pending send ops slow the
- *   event loop down for seconds afterwards).
+ *   event loop down for seconds afterwards). `UdpSocket.send` is the plugin's wrapper, which keeps
+ *   one send op in flight and queues the rest so datagrams leave in call order.
  * - `send+receive`: bursts of {@linkcode BURST} packets, each burst fully received before the
  *   next, so the receive loop is measured without kernel drops. Receive cost per packet ≈
  *   (send+receive − send) time.
@@ -18,6 +19,7 @@
  * @module
  */
 import dgram from "node:dgram";
+import { UdpSocket } from "../plugins/udp/socket.ts";
 
 /** Datagrams per benchmark iteration. */
 export const BATCH = 1000;
@@ -66,6 +68,15 @@ Deno.bench({ name: `Deno.listenDatagram send ${BATCH} packets, Promise.all`, gro
   const all: Promise<number>[] = new Array(BATCH);
   for (let i = 0; i < BATCH; i++) all[i] = denoTx.send(payload, denoBlackholeAddr);
   await Promise.all(all);
+});
+
+// The plugin's socket wrapper: one send op in flight, the rest queued in order.
+const wrapped = UdpSocket.bind("127.0.0.1", 0);
+const wrappedTo = { hostname: "127.0.0.1", port: denoBlackholeAddr.port };
+Deno.bench({ name: `UdpSocket.send ${BATCH} packets (ordered queue)`, group: "send" }, async () => {
+  let last: Promise<number> | undefined;
+  for (let i = 0; i < BATCH; i++) last = wrapped.send(payload, wrappedTo);
+  await last; // in order: the last one settles last
 });
 
 Deno.bench(
