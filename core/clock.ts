@@ -305,6 +305,8 @@ export class RealClock extends HeapClock {
   readonly #cell = new Int32Array(new SharedArrayBuffer(4));
 
   /**
+   * Creates a scheduler; the timer thread starts with the first timer.
+   *
    * @param spinMs main-thread mode: minimum margin before a due time in which to wait precisely instead of
    *   sleeping on `setTimeout` (default 1.5 ms)
    * @param sliceMs main-thread mode: longest blocking wait between two event-loop turns (default 0.5 ms)
@@ -317,6 +319,7 @@ export class RealClock extends HeapClock {
     this.spinBudget = spinBudget;
   }
 
+  /** `performance.now()`: monotonic milliseconds. */
   now(): number {
     return performance.now();
   }
@@ -372,6 +375,7 @@ export class RealClock extends HeapClock {
     return e;
   }
 
+  /** Makes sure the scheduler wakes for the earliest timer (timer thread, or main-thread mode). */
   protected arm(): void {
     if (this.#workerState === "none" && this.useTimerThread) this.#startWorker();
     if (this.#workerState === "ready") {

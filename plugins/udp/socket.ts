@@ -90,7 +90,11 @@ export class UdpSocket {
   #sendQueue: { data: Uint8Array; to: HostPort; resolve: (n: number) => void; reject: (e: unknown) => void }[] = [];
   #sendHead = 0;
 
-  /** @param conn a bound datagram socket; this object owns it from now on */
+  /**
+   * Wraps a bound socket.
+   *
+   * @param conn a bound datagram socket; this object owns it from now on
+   */
   constructor(conn: Deno.DatagramConn) {
     this.conn = conn;
     const a = conn.addr as Deno.NetAddr;

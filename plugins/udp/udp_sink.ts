@@ -167,6 +167,8 @@ export class UdpSinkStage implements SinkStage {
   #lastError: string | undefined;
 
   /**
+   * Creates the stage on an open socket (the plugin's `create` resolves `to` and acquires the socket).
+   *
    * @param opts validated options
    * @param sock the socket to send from
    * @param to the resolved destination
