@@ -13,7 +13,7 @@
  *    mono, 48 kHz stereo, and a duplex speaker + microphone at 8 kHz, minus a
  *    baseline run of the same live source writing to nothing.
  *
- * Run: `deno run -A bench/audio_device_bench.ts` (after `deno task setup`).
+ * Run: `deno run -A bench/audio_device.ts` (after `deno task setup`).
  * Options: `--seconds N` per CPU run (default 10).
  *
  * @module
