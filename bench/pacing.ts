@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
- *   [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N]
+ *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -38,6 +38,7 @@
  * `--capture` also records the datagrams with `dumpcap` on `lo` and prints a
  * `pacing-capture` line from the kernel's timestamps, taken as each datagram is
  * sent: the sender's pacing without the receiver's own wake-up latency.
+ * `--coalesce-ms` sets the timer thread's `coalesceMs` (default 0.3).
  * `--main-thread`, `--spin-ms` and `--spin-budget` run the streams on a
  * `RealClock` in main-thread mode with those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
  * much of the jitter is other processes taking the CPU.
@@ -67,6 +68,7 @@ const args = parseArgs({
     "spin-ms": { type: "string" },
     "spin-budget": { type: "string" },
     "main-thread": { type: "boolean", default: false },
+    "coalesce-ms": { type: "string" },
     capture: { type: "boolean", default: false },
     nice: { type: "string" },
   },
@@ -344,6 +346,8 @@ const clock = spin === undefined && budget === undefined && !mainThread
   ? mediaClock()
   : new RealClock(Number(spin ?? 1.5), 0.5, Number(budget ?? 0));
 if (mainThread) (clock as RealClock).useTimerThread = false;
+const coalesce = args.values["coalesce-ms"];
+if (coalesce !== undefined) (clock as RealClock).coalesceMs = Number(coalesce);
 
 let port: number;
 let report: Promise<ReceiverReport>;
@@ -397,6 +401,7 @@ console.log(
     (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
     ` seconds=${seconds} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
+    (coalesce !== undefined ? ` coalesce_ms=${coalesce}` : "") +
     (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
     (clock instanceof RealClock ? ` scheduler=${schedulerLabel(clock)}` : ""),
 );

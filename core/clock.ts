@@ -186,7 +186,8 @@ const PUBLISHED = 8;
  * yet, posts a message, and goes on to the next without waiting for the main
  * thread, so dense timers (200 streams: one every 0.1 ms) are not held up by a
  * round trip. Layout: `i32[0]` generation (odd while the main thread writes),
- * `i32[1]` 1 = exit, `i32[3]` 1 = forget what was fired, `i32[4]` count;
+ * `i32[1]` 1 = exit, `i32[3]` 1 = forget what was fired, `i32[4]` count,
+ * `i32[5]` 1 = a message is in flight (the thread posts at most one at a time);
  * `f64[4]` (byte 32) the due time the thread sleeps for; `f64[5]` the
  * coalescing gap in ms (no two wakes closer than that); `f64[6..]` the list.
  */
@@ -213,7 +214,13 @@ for (;;) {
   if (target === 0) { Atomics.wait(i32, 0, gen); continue; }
   const now = performance.timeOrigin + performance.now();
   const lead = Math.max(target, firedAt + gap) - now;
-  if (lead <= 0) { fired = target; firedAt = now; parentPort.postMessage(0); continue; }
+  if (lead <= 0) {
+    fired = target; firedAt = now;
+    // At most one message in flight: while the main thread has not handled the last one, it runs what
+    // falls due meanwhile itself (it checks again after clearing the flag).
+    if (Atomics.compareExchange(i32, 5, 0, 1) === 0) parentPort.postMessage(0);
+    continue;
+  }
   Atomics.wait(i32, 0, gen, lead);
 }
 `;
@@ -285,10 +292,11 @@ export class RealClock extends HeapClock {
   #workerState: "none" | "starting" | "ready" | "failed" = "none";
   #shared: Int32Array | undefined;
   #times: Float64Array | undefined; // [0] what the thread sleeps for, [1..] the published due times
-  #published = ""; // the list last published, to skip identical rewrites
+  readonly #published: number[] = []; // the list last published, to skip identical rewrites
   #refed = false;
   #running = false; // inside runDue on a message from the thread
   readonly #pick: Entry[] = [];
+  readonly #list: number[] = [];
 
   // Main-thread mode.
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -330,25 +338,33 @@ export class RealClock extends HeapClock {
    * timer must not keep the process alive until its due time).
    */
   override at(due: number, fn: () => void): Timer {
-    let done = false;
-    const t = super.at(due, () => {
-      if (done) return;
-      done = true;
-      this.#live--;
-      fn();
-    }) as Entry;
+    const t = super.at(due, fn) as Entry;
     this.#live++;
     const cancel = t.cancel;
     t.cancel = () => {
+      if (t.cancelled) return; // already cancelled, or already run (runDue marks it)
       cancel();
-      if (done) return;
-      done = true;
       if (--this.#live === 0) {
         this.heap.items.length = 0; // only cancelled entries are left
         this.arm();
       }
     };
     return t;
+  }
+
+  /** Runs every timer due at or before `time`, in order, counting them off the live timers. */
+  protected override runDue(time: number): number {
+    let n = 0;
+    for (;;) {
+      const e = this.heap.peek();
+      if (!e || e.due > time) return n;
+      this.heap.pop();
+      if (e.cancelled) continue;
+      e.cancelled = true; // done: a later cancel() is a no-op
+      this.#live--;
+      n++;
+      e.fn();
+    }
   }
 
   /**
@@ -418,13 +434,21 @@ export class RealClock extends HeapClock {
       this.#disarm();
       this.#fine = false;
     }
-    const now = this.now();
     let early = false;
     this.#running = true;
     try {
+      let now = this.now();
       const e = this.#peekLive();
       if (e && e.due <= now) this.runDue(now);
       else if (e && e.due < now + 0.05) early = true; // woken a hair early: have it fire again
+      // Let the thread post again, then run whatever fell due while it could not.
+      Atomics.store(this.#shared!, 5, 0);
+      for (let i = 0; i < 100; i++) {
+        now = this.now();
+        const next = this.#peekLive();
+        if (!next || next.due > now) break;
+        this.runDue(now);
+      }
     } finally {
       this.#running = false;
       this.#armWorker(early);
@@ -448,9 +472,12 @@ export class RealClock extends HeapClock {
     // A timer already due (scheduled in the past) may be earlier than what the thread last fired: have
     // the thread forget that, or it would skip it.
     if (list.length > 0 && list[0] <= this.now()) reset = true;
-    const key = list.join(",");
-    if (key === this.#published && !reset) return;
-    this.#published = key;
+    const prev = this.#published;
+    let same = !reset && prev.length === list.length;
+    for (let i = 0; same && i < list.length; i++) same = prev[i] === list[i];
+    if (same) return;
+    prev.length = list.length;
+    for (let i = 0; i < list.length; i++) prev[i] = list[i];
     Atomics.add(shared, 0, 1); // odd: writing
     for (let i = 0; i < list.length; i++) {
       // +2 µs: the epoch-ms double has ~0.24 µs resolution; never wake before the due time.
@@ -468,7 +495,8 @@ export class RealClock extends HeapClock {
   #earliest(): number[] {
     this.#peekLive();
     const items = this.heap.items;
-    const out: number[] = [];
+    const out = this.#list;
+    out.length = 0;
     // Best-first walk of the heap: a frontier of candidates, smallest first.
     const frontier = this.#pick;
     frontier.length = 0;

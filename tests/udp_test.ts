@@ -15,6 +15,7 @@ import {
   allocatePortPair,
   openUdpSocket,
   parsePortRange,
+  type SendListener,
   takeReservedSocket,
   type UdpSocket,
 } from "../plugins/udp/socket.ts";
@@ -373,9 +374,9 @@ function pacedSink(options: Partial<UdpSinkOptions> = {}) {
   const sock = {
     hostname: "127.0.0.1",
     port: 40000,
-    send(data: Uint8Array) {
+    post(data: Uint8Array, _to: unknown, listener?: SendListener) {
       sent.push({ t: clock.now(), data });
-      return Promise.resolve(data.length);
+      queueMicrotask(() => listener?.sent(data.length));
     },
   } as unknown as UdpSocket;
   const opts = udpSinkOptions.parse({ to: "127.0.0.1:4000", ...options });

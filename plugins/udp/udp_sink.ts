@@ -39,7 +39,7 @@ import type { Frame, RtpFrame } from "../../core/frame.ts";
 import { definePlugin, type RunContext, type SinkStage } from "../../core/stage.ts";
 import { serializeRtp } from "../rtp/header.ts";
 import { formatHostPort, type HostPort, hostPortProblem, ipVersion, parseHostPort, resolveHost } from "./address.ts";
-import { acquireSharedSocket, type UdpSocket } from "./socket.ts";
+import { acquireSharedSocket, type SendListener, type UdpSocket } from "./socket.ts";
 
 /** Packets a sink queues at most, whatever upstream does (beyond: dropped and counted). */
 export const MAX_QUEUE_PACKETS = 10000;
@@ -369,22 +369,32 @@ export class UdpSinkStage implements SinkStage {
       if (late > this.#maxLateMs) this.#maxLateMs = late;
     }
     this.#inFlight++;
-    this.#sock.send(data, to).then((n) => {
+    this.#sock.post(data, to, this.#listener);
+  }
+
+  /** Told by the socket how each send went (one object per sink: no allocation per packet). */
+  readonly #listener: SendListener = {
+    sent: (n: number) => {
       this.#packets++;
       this.#bytes += n;
-    }, (e) => {
+      this.#settled();
+    },
+    failed: (e: unknown) => {
       this.#sendErrors++;
       const msg = e instanceof Error ? e.message : String(e);
-      if (this.#sendErrors === 1) this.#ctx?.log.warn(`send to ${formatHostPort(to)} failed: ${msg}`);
+      if (this.#sendErrors === 1) this.#ctx?.log.warn(`send to ${formatHostPort(this.#to)} failed: ${msg}`);
       this.#lastError = msg;
-    }).finally(() => {
-      this.#inFlight--;
-      if (this.#flightWaiters.length > 0) {
-        const w = this.#flightWaiters;
-        this.#flightWaiters = [];
-        for (const f of w) f();
-      }
-    });
+      this.#settled();
+    },
+  };
+
+  #settled(): void {
+    this.#inFlight--;
+    if (this.#flightWaiters.length > 0) {
+      const w = this.#flightWaiters;
+      this.#flightWaiters = [];
+      for (const f of w) f();
+    }
   }
 
   async #waitFlight(max: number): Promise<void> {
