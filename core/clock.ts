@@ -248,8 +248,9 @@ for (;;) {
  * CPU-bound thread for whole slices: with two CPU burners, p50 2.7 ms late),
  * and blocking for it (`Atomics.wait` slices between `setImmediate` turns)
  * keeps Deno's event loop always busy, so it polls sockets only every ~61
- * turns: 200 streams sent and received in one process saw 5.5 ms p50 receive
- * latency that way, against 0.05 ms with the timer thread. For a process that
+ * turns: 200 streams sent and received in one process saw 5.4 ms p50 receive
+ * latency that way (p99 11.6 ms), against 0.03 ms (p99 0.27 ms) with the timer
+ * thread. For a process that
  * only sends, the main-thread mode paces slightly better and costs less CPU
  * (measured: `bench/README.md`).
  *

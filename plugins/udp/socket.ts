@@ -5,14 +5,15 @@
  *
  * **API choice: `Deno.listenDatagram`** (needs `"unstable": ["net"]`), not
  * `node:dgram`. Measured with `bench/udp_bench.ts` on this machine (Deno 2.9.6,
- * loopback, 172-byte packets, one process): `Deno.listenDatagram` sends 556 k
- * packets/s awaiting each send (455 k with 1000 sends in flight) against 118 k
- * for `node:dgram`, and moves 345 k packets/s send+receive against 115 k. Its
- * sends are eager (the datagram leaves during the `send()` call, so a busy
- * scheduler cannot delay it), `receive(buffer)` reuses one buffer and truncates
- * at its length (so oversize detection is a length check), and `close()` ends a
- * pending receive at once. Keep only a few sends in flight: thousands of pending
- * send ops slow Deno's event loop down for seconds.
+ * loopback, 172-byte packets, one process, two runs): `Deno.listenDatagram`
+ * sends 523–556 k packets/s awaiting each send (383–455 k with 1000 sends in
+ * flight; 465 k through this module's ordered `post`/`send`) against 71–118 k
+ * for `node:dgram`, and moves 293–345 k packets/s send+receive against
+ * 67–115 k. Its sends are eager (the datagram leaves during the `send()` call,
+ * so a busy scheduler cannot delay it), `receive(buffer)` reuses one buffer
+ * and truncates at its length (so oversize detection is a length check), and
+ * `close()` ends a pending receive at once. Keep only a few sends in flight:
+ * thousands of pending send ops slow Deno's event loop down for seconds.
  *
  * **Sharing.** A socket bound to a fixed port is registered under
  * {@linkcode socketKey} (`udp:<bind>:<port>`) with the pipeline's
