@@ -238,8 +238,11 @@ for (;;) {
  * batches, instead of one cross-thread wake each). The main thread never
  * blocks and never spins: its event loop stays parked in the OS between
  * timers, so socket I/O is handled at once. The worker is `ref`ed while live
- * timers exist (like a pending `setTimeout`, it keeps the process alive) and
- * `unref`ed when none are left. Until the worker has started, and if it cannot
+ * timers exist (like a pending `setTimeout`, it keeps the process alive),
+ * `unref`ed when none are left; it lives as long as the clock. Creating it
+ * blocks the main thread for 20–40 ms here, so it is started right after the
+ * clock is constructed (in a microtask, so `useTimerThread = false` can still be
+ * set), not when the first stream needs it. Until the worker has started, and if it cannot
  * be created, the main-thread mode below is used.
  *
  * Why not on the main thread: `setTimeout(d)` fires after `ceil(d)` ms plus
@@ -296,6 +299,7 @@ export class RealClock extends HeapClock {
   readonly #published: number[] = []; // the list last published, to skip identical rewrites
   #refed = false;
   #running = false; // inside runDue on a message from the thread
+  #reentry = 0; // inside at() or the worker constructor
   readonly #pick: Entry[] = [];
   readonly #list: number[] = [];
 
@@ -326,6 +330,9 @@ export class RealClock extends HeapClock {
     this.spinMs = spinMs;
     this.sliceMs = sliceMs;
     this.spinBudget = spinBudget;
+    queueMicrotask(() => {
+      if (this.#workerState === "none" && this.useTimerThread) this.#startWorker();
+    });
   }
 
   /** `performance.now()`: monotonic milliseconds. */
@@ -339,7 +346,13 @@ export class RealClock extends HeapClock {
    * timer must not keep the process alive until its due time).
    */
   override at(due: number, fn: () => void): Timer {
-    const t = super.at(due, fn) as Entry;
+    this.#reentry++;
+    let t: Entry;
+    try {
+      t = super.at(due, fn) as Entry;
+    } finally {
+      this.#reentry--;
+    }
     this.#live++;
     const cancel = t.cancel;
     t.cancel = () => {
@@ -403,6 +416,9 @@ export class RealClock extends HeapClock {
   // ---- timer thread ------------------------------------------------------------------------
 
   #startWorker(): void {
+    // Set first: Deno's worker constructor runs microtasks and delivers worker messages while it runs.
+    this.#workerState = "starting";
+    this.#reentry++;
     try {
       const sab = new SharedArrayBuffer(32 + 8 * (2 + PUBLISHED));
       this.#shared = new Int32Array(sab, 0, 8);
@@ -415,9 +431,10 @@ export class RealClock extends HeapClock {
       w.on("error", () => this.#workerFailed());
       w.on("exit", () => this.#workerFailed());
       this.#worker = w;
-      this.#workerState = "starting";
     } catch {
       this.#workerState = "failed";
+    } finally {
+      this.#reentry--;
     }
   }
 
@@ -429,6 +446,11 @@ export class RealClock extends HeapClock {
   }
 
   #onWorkerMessage = (): void => {
+    if (this.#reentry > 0) {
+      // Delivered synchronously inside at() or the worker constructor: never run timers re-entrantly.
+      setImmediate(this.#onWorkerMessage);
+      return;
+    }
     if (this.#workerState === "starting") {
       // From now on the thread wakes us; retire the main-thread timer and fine phase.
       this.#workerState = "ready";
@@ -466,9 +488,11 @@ export class RealClock extends HeapClock {
         this.#worker?.unref();
         this.#refed = false;
       }
-    } else if (!this.#refed) {
-      this.#worker?.ref();
-      this.#refed = true;
+    } else {
+      if (!this.#refed) {
+        this.#worker?.ref();
+        this.#refed = true;
+      }
     }
     // A timer already due (scheduled in the past) may be earlier than what the thread last fired: have
     // the thread forget that, or it would skip it.

@@ -39,7 +39,16 @@ for (const [mode, make] of MODES) {
     // 300 timers over 30 ms in random order, several sharing a due time.
     const dues = Array.from({ length: 300 }, (_, i) => t0 + 2 + Math.floor(i / 3) * 0.3);
     const order = dues.map((_, i) => i).sort(() => Math.random() - 0.5);
-    for (const i of order) clock.at(dues[i], () => ran.push({ due: dues[i], at: clock.now(), id: i }));
+    let scheduling = true;
+    let reentered = false;
+    for (const i of order) {
+      clock.at(dues[i], () => {
+        if (scheduling) reentered = true;
+        ran.push({ due: dues[i], at: clock.now(), id: i });
+      });
+    }
+    scheduling = false;
+    assert.ok(!reentered, "no timer runs inside at(), even while the timer thread starts");
     await clock.sleepUntil(t0 + 40);
     await idle(clock);
     assert.equal(ran.length, 300);
