@@ -20,6 +20,7 @@
 import { parseArgs } from "node:util";
 import { FileOutput, LOG_LEVELS, Logger, type LogLevel, type LogOutput, stderrOutput } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
+import { setSchedulerMode } from "./core/clock.ts";
 import { PipelineRunner } from "./core/runner.ts";
 import { describePlugin, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
 import { builtinPlugins } from "./plugins/builtin.ts";
@@ -73,6 +74,8 @@ Options:
       --schema            print the JSON Schema of pipeline files
       --log-level LEVEL   debug, info, warn, error or silent (default: info)
       --log-file FILE     also append log lines to FILE
+      --scheduler MODE    media clock wake-ups: thread (default; best for calls, which also receive)
+                          or main (tighter pacing for a process that only sends many streams)
   -h, --help              show this help
   -V, --version           print the version
 
@@ -104,6 +107,7 @@ export async function main(args: string[]): Promise<number> {
         schema: { type: "boolean" },
         "log-level": { type: "string" },
         "log-file": { type: "string" },
+        scheduler: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -152,6 +156,12 @@ export async function main(args: string[]): Promise<number> {
   const level = (v["log-level"] ?? "info") as LogLevel;
   if (!LOG_LEVELS.includes(level)) {
     return fail(`--log-level: expected one of ${LOG_LEVELS.join(", ")}, got "${level}"`, 2);
+  }
+  if (v.scheduler !== undefined) {
+    if (v.scheduler !== "thread" && v.scheduler !== "main") {
+      return fail(`--scheduler: expected thread or main, got "${v.scheduler}"`, 2);
+    }
+    setSchedulerMode(v.scheduler);
   }
   if (!v.pipeline) return fail("missing --pipeline FILE (or one of --list-plugins, --describe, --help)", 2);
   const outputs: LogOutput[] = [stderrOutput];

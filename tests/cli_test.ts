@@ -69,6 +69,9 @@ Deno.test("usage errors exit 2 with a one-line reason", async () => {
   assertMatch(r2.stderr, /missing --pipeline FILE/);
   const r3 = await cli(["--pipeline", "pipelines/transcode.json", "--log-level", "loud"]);
   assertEquals(r3.code, 2);
+  const r4 = await cli(["--pipeline", "pipelines/transcode.json", "--scheduler", "fast"]);
+  assertEquals(r4.code, 2);
+  assertMatch(r4.stderr, /--scheduler: expected thread or main, got "fast"/);
 });
 
 Deno.test("a broken pipeline file fails with exit 1 and the file, JSON path and problem", async () => {
