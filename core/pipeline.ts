@@ -339,7 +339,6 @@ export class Pipeline {
   #done: Promise<PipelineResult> | undefined;
   #owner = {};
   #drainWaiters: (() => void)[] = [];
-  #endPromise: Promise<void> | undefined;
 
   /** @internal use {@linkcode buildPipeline} */
   constructor(name: string, clock: Clock, log: Logger) {
@@ -617,8 +616,7 @@ export class Pipeline {
     }
     const sink = slots[n - 1].stage as SinkStage;
     try {
-      this.#endPromise = Promise.resolve(sink.end?.());
-      await this.#endPromise;
+      await sink.end?.();
     } catch (e) {
       this.#fail(n - 1, e);
     }

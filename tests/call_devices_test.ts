@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { readWav, spawnCli, writeWav } from "./media_util.ts";
 import { alsaSandbox, skipAudio } from "./fixtures/alsa/run.ts";
+import { freeUdpPort } from "./sip_util.ts";
 import { frequency, readRaw, rmsDbfs, tone } from "./fixtures/alsa/signal.ts";
 
 /** The samples between the first and the last non-silent one (|v| > 64). */
@@ -14,13 +15,6 @@ function trim(s: Int16Array): Int16Array {
   while (a < b && Math.abs(s[a]) <= 64) a++;
   while (b > a && Math.abs(s[b - 1]) <= 64) b--;
   return s.subarray(a, b);
-}
-
-function freeUdpPort(): number {
-  const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (s.addr as Deno.NetAddr).port;
-  s.close();
-  return port;
 }
 
 Deno.test({

@@ -6,13 +6,7 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { assertSampleExact, readWav, spawnCli } from "./media_util.ts";
 import { repoPath } from "./util.ts";
-
-function freeUdpPort(): number {
-  const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (s.addr as Deno.NetAddr).port;
-  s.close();
-  return port;
-}
+import { freeUdpPort } from "./sip_util.ts";
 
 for (const codec of ["PCMU", "PCMA"] as const) {
   Deno.test(`call: caller → callee (${codec}), the recording equals the source through G.711`, async () => {

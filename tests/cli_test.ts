@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { createRegistry } from "../mod.ts";
 import { pipelineJsonSchema } from "../core/schema.ts";
 import { repoPath } from "./util.ts";
+import { readWav } from "./media_util.ts";
 
 const MOD = repoPath("mod.ts");
 
@@ -102,34 +103,17 @@ Deno.test("transcode pipeline: file → 8 kHz → G.711 → WAV, via the CLI", a
     log,
   ]);
   assertEquals(r.code, 0, r.stderr);
-  const wav = await Deno.readFile(`${dir}/t.wav`);
-  const view = new DataView(wav.buffer);
-  assertEquals(new TextDecoder().decode(wav.subarray(0, 4)), "RIFF");
-  assertEquals(view.getUint16(22, true), 1); // mono
-  assertEquals(view.getUint32(24, true), 8000); // 8 kHz
-  assert(wav.length > 8000, "recording too short");
+  const wav = await readWav(`${dir}/t.wav`);
+  assertEquals([wav.channels, wav.sampleRate, wav.finalized], [1, 8000, true]);
   // Every sample is a valid A-law decode value: the audio went through G.711.
   const alawmulaw = (await import("alawmulaw")).default;
   const valid = new Set(Array.from({ length: 256 }, (_, i) => alawmulaw.alaw.decodeSample(i)));
-  const samples = wavData(wav);
-  assert(samples.length > 4000);
+  const samples = wav.samples;
+  assert(samples.length > 4000, "recording too short");
   for (const s of samples) assert(valid.has(s), `sample ${s} is not an A-law value`);
   assertMatch(await Deno.readTextFile(log), /pipeline "main" ended \(eos\)/);
   await Deno.remove(dir, { recursive: true });
 });
-
-/** The 16-bit samples of a WAV file's data chunk. */
-function wavData(wav: Uint8Array): Int16Array {
-  const view = new DataView(wav.buffer, wav.byteOffset);
-  let off = 12;
-  while (off + 8 <= wav.length) {
-    const id = new TextDecoder().decode(wav.subarray(off, off + 4));
-    const size = view.getUint32(off + 4, true);
-    if (id === "data") return new Int16Array(wav.slice(off + 8, off + 8 + size).buffer);
-    off += 8 + size + (size & 1);
-  }
-  throw new Error("no data chunk");
-}
 
 Deno.test("the committed pipelines/schema.json is up to date", async () => {
   const committed = JSON.parse(await Deno.readTextFile(repoPath("pipelines/schema.json")));
@@ -182,12 +166,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     assertEquals(out.code, 0, stderr);
     assertMatch(stderr, /interrupt received: stopping/);
     assertMatch(stderr, /pipeline "rec" ended \(stopped\)/);
-    const wav = await Deno.readFile(`${dir}/rec.wav`);
-    const view = new DataView(wav.buffer);
-    const samples = wavData(wav);
+    const wav = await readWav(`${dir}/rec.wav`);
     // The header sizes match the file: finalized, not left at the last periodic update.
-    assertEquals(view.getUint32(4, true), wav.length - 8);
-    assert(samples.length * 2 + 44 <= wav.length && samples.length > 8000, `${samples.length} samples`);
+    assert(wav.finalized, "the WAV header was not finalized");
+    assert(wav.samples.length > 8000, `${wav.samples.length} samples`);
     await Deno.remove(dir, { recursive: true });
   });
 }

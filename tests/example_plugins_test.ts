@@ -2,6 +2,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { createRegistry } from "../mod.ts";
 import { PipelineRunner } from "../core/runner.ts";
 import { repoPath } from "./util.ts";
+import { readWav } from "./media_util.ts";
 import { VirtualClock } from "../core/clock.ts";
 
 function rmsDbfs(s: Int16Array): number {
@@ -24,8 +25,7 @@ Deno.test("examples/gain.json runs the user plugins loaded by path: level drops 
     const meter = r.results!.main.stats[2];
     assertEquals(meter.use, "level-meter");
     levels.push(meter.extra as Record<string, number>);
-    const wav = await Deno.readFile(`${dir}/g${gain}.wav`);
-    const samples = new Int16Array(wav.slice(44).buffer);
+    const { samples } = await readWav(`${dir}/g${gain}.wav`);
     assertEquals(samples.length, 16000); // 2 s at 8 kHz
     const rms = rmsDbfs(samples);
     // A -6 dBFS sine has an RMS of -9.01 dBFS; the gain shifts it.

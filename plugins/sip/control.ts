@@ -349,16 +349,11 @@ class SipController implements Controller {
 
   async #runCaller(): Promise<ControlResult> {
     const o = this.#o;
-    let target: string;
-    let peerHost: string;
-    try {
-      const m = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.to.replace(/^.*</, ""));
-      if (!m) throw new Error("no host");
-      target = o.to;
-      peerHost = m[1].replace(/^\[|\]$/g, "");
-    } catch {
-      return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
-    }
+    // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise.
+    const hostMatch = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.to.replace(/^.*</, ""));
+    if (!hostMatch) return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
+    const target = o.to;
+    const peerHost = hostMatch[1].replace(/^\[|\]$/g, "");
     let alloc;
     try {
       alloc = this.#allocate(peerHost);
