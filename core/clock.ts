@@ -242,18 +242,21 @@ for (;;) {
  * `unref`ed when none are left; it lives as long as the clock. Creating it
  * blocks the main thread for 20–40 ms here, so it is started right after the
  * clock is constructed (in a microtask, so `useTimerThread = false` can still be
- * set), not when the first stream needs it. Until the worker has started, and if it cannot
- * be created, the main-thread mode below is used.
+ * set), not when the first stream needs it. Until the worker has started, timers wake from
+ * `setTimeout` alone (about 1 ms late, but the event loop parks between them, so
+ * sockets are read at once); if it cannot be created, the main-thread mode below
+ * is used.
  *
  * Why not on the main thread: `setTimeout(d)` fires after `ceil(d)` ms plus
  * 0.1–1.2 ms here (~2.1 ms for `d` < 1), so precision needs a fine wait after
  * it; spinning for it loses the CPU to contention (the kernel preempts a
  * CPU-bound thread for whole slices: with two CPU burners, p50 2.7 ms late),
  * and blocking for it (`Atomics.wait` slices between `setImmediate` turns)
- * keeps Deno's event loop always busy, so it polls sockets only every ~61
- * turns: 200 streams sent and received in one process saw 5.4 ms p50 receive
- * latency that way (p99 11.6 ms), against 0.03 ms (p99 0.27 ms) with the timer
- * thread. For a process that
+ * keeps Deno's event loop from ever parking, and its I/O driver then polls
+ * sockets only every 61st task (tokio's event interval): 200 streams sent and
+ * received in one process saw 5.4 ms p50 receive latency that way (p99 11.6 ms),
+ * a datagram every 5 ms under 200 dense timers 21 ms p50, against 0.03 ms (p99
+ * 0.27 ms) with the timer thread. For a process that
  * only sends, the main-thread mode paces slightly better and costs less CPU
  * (measured: `bench/README.md`).
  *
@@ -316,6 +319,8 @@ export class RealClock extends HeapClock {
   #windowStart = 0;
   #duty = 0; // smoothed fine-phase duty, 0..1
   readonly #cell = new Int32Array(new SharedArrayBuffer(4));
+  #fineTurns = 0; // event-loop turns spent in the fine phase
+  #coarseTurns = 0; // setTimeout wake-ups while the timer thread starts
 
   /**
    * Creates a scheduler; the timer thread starts with the first timer.
@@ -384,15 +389,27 @@ export class RealClock extends HeapClock {
   /**
    * How the scheduler is doing: the mode (`thread`, or `main` before the timer
    * thread is ready or without it), and for the main-thread mode the smoothed
-   * fine-phase duty (0..1), whether the fine wait spins, and the wake margin in ms.
+   * fine-phase duty (0..1), whether the fine wait spins, the wake margin in ms,
+   * the event-loop turns spent in the fine phase so far (`fineTurns`, 0 unless
+   * the main-thread mode ran), and the `setTimeout` wake-ups while the timer
+   * thread was starting (`coarseTurns`).
    */
-  schedulerStats(): { mode: "thread" | "main"; duty: number; spinning: boolean; marginMs: number } {
+  schedulerStats(): {
+    mode: "thread" | "main";
+    duty: number;
+    spinning: boolean;
+    marginMs: number;
+    fineTurns: number;
+    coarseTurns: number;
+  } {
     const now = this.now();
     return {
       mode: this.#workerState === "ready" ? "thread" : "main",
       duty: this.#duty,
       spinning: this.#duty < this.spinBudget,
       marginMs: this.#margin(now),
+      fineTurns: this.#fineTurns,
+      coarseTurns: this.#coarseTurns,
     };
   }
 
@@ -561,6 +578,18 @@ export class RealClock extends HeapClock {
       return;
     }
     const now = this.now();
+    if (this.#workerState === "starting") {
+      // The timer thread is on its way (tens of ms): meanwhile wake from setTimeout alone, ~1 ms late, rather
+      // than from the fine phase, which never lets the event loop park and so delays socket reads by tens of ms.
+      const delay = Math.max(0, Math.floor(e.due - now));
+      if (this.#timer !== undefined && this.#armedFor <= e.due) return;
+      this.#disarm();
+      this.#armedFor = e.due;
+      this.#armedAt = now;
+      this.#armedDelay = delay;
+      this.#timer = setTimeout(this.#onTimeout, delay);
+      return;
+    }
     const margin = this.#margin(now);
     const lead = e.due - now;
     if (lead < margin + 1) {
@@ -598,6 +627,12 @@ export class RealClock extends HeapClock {
       this.#lateAt = now;
     }
     if (this.#fine) return; // already running
+    if (this.#workerState === "starting") {
+      this.#coarseTurns++;
+      this.runDue(now);
+      this.#armMain();
+      return;
+    }
     this.#enterFine(now);
     this.#fineStep();
   };
@@ -634,6 +669,7 @@ export class RealClock extends HeapClock {
    */
   #fineStep = (): void => {
     if (!this.#fine) return;
+    this.#fineTurns++;
     let now = this.now();
     if (this.#workerState === "ready") {
       this.#leaveFine(now);
@@ -800,7 +836,7 @@ export type SchedulerMode = "thread" | "main";
 /**
  * Chooses how the process media clock wakes up, before it is first used. `thread` (the default) keeps the main
  * thread free for socket reads (best for duplex calls); `main` paces a send-only process more tightly (measured at
- * 200 streams: p99 1.7 ms vs 2.5–3.0 ms, see bench/README.md) but delays its own socket reads by milliseconds.
+ * 200 streams: p99 1.7 ms vs 2.5–3.0 ms, see bench/README.md) but, while timers are dense, delays its own socket reads by tens of milliseconds (its event loop never parks).
  *
  * @example
  * ```ts

@@ -16,7 +16,7 @@
  * @module
  */
 import { z } from "zod";
-import { type Clock, mediaClock } from "./clock.ts";
+import { type Clock, mediaClock, type Timer } from "./clock.ts";
 import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Registry } from "./registry.ts";
@@ -332,6 +332,10 @@ export class Pipeline {
   #slots: Slot[] = [];
   #state: PipelineState = "built";
   #abort = new AbortController();
+  /** Aborted by {@linkcode Pipeline.end}: the source stops, everything downstream drains. */
+  #endInput = new AbortController();
+  #sourceSignal = AbortSignal.any([this.#abort.signal, this.#endInput.signal]);
+  #grace: Timer | undefined;
   #listeners = new Map<string, Set<PipelineListener>>();
   #pressure = false;
   #error: Error | undefined;
@@ -357,6 +361,15 @@ export class Pipeline {
     return this.#slots.map((s) => s.output);
   }
 
+  /**
+   * True when the source is a real-time input (a network socket, a microphone):
+   * what it already received is worth draining with {@linkcode end} when the
+   * pipeline is no longer needed; a file-fed chain is simply stopped.
+   */
+  get liveSource(): boolean {
+    return this.#slots[0]?.plugin.realtime === true;
+  }
+
   /** Stage labels in order. */
   get labels(): string[] {
     return this.#slots.map((s) => s.label);
@@ -376,7 +389,7 @@ export class Pipeline {
       clock: this.clock,
       log: this.log.child(label.toUpperCase(), { pipeline: this.name }),
       baseDir,
-      signal: this.#abort.signal,
+      signal: index === 0 ? this.#sourceSignal : this.#abort.signal,
       shared: (key, create, dispose) => sharedResources.acquire(this.#owner, key, create, dispose),
       event: (type, detail) => this.#emitEvent({ type, pipeline: this.name, stage: label, detail }),
     };
@@ -515,7 +528,7 @@ export class Pipeline {
   }
 
   #ready(): Promise<void> {
-    if (!this.#pressure || this.#abort.signal.aborted) return Promise.resolve();
+    if (!this.#pressure || this.#sourceSignal.aborted) return Promise.resolve();
     const sink = this.#slots[this.#slots.length - 1].stage as SinkStage;
     if (!sink.drained) {
       this.#pressure = false;
@@ -550,8 +563,10 @@ export class Pipeline {
   }
 
   /**
-   * Asks the pipeline to stop: the source stops producing, transforms flush,
-   * sinks finalize. Resolves with the result once everything has ended.
+   * Asks the pipeline to stop at once: the source stops producing, transforms
+   * flush, sinks finalize without waiting (a speaker drops its queue; see
+   * {@linkcode end} to let it play out). Resolves with the result once
+   * everything has ended.
    */
   stop(): Promise<PipelineResult> {
     if (!this.#done) {
@@ -560,11 +575,35 @@ export class Pipeline {
       this.#done = this.#closeAll().then(() => ({ reason: "stopped" as const, stats: this.stats() }));
       return this.#done;
     }
-    if (this.#state === "running") {
+    if (this.#state === "running" || (this.#state === "stopping" && !this.#abort.signal.aborted)) {
       this.#state = "stopping";
       this.#stopRequested = true;
       this.#abort.abort(new DOMException("pipeline stopped", "AbortError"));
       this.#wakeDrainWaiters();
+    }
+    return this.#done;
+  }
+
+  /**
+   * Ends the pipeline gracefully: the source stops producing (as at end of
+   * stream), transforms flush what they hold and sinks finish what they were
+   * given (a speaker plays its queue out, a recorder writes the jitter buffer's
+   * last frames), unlike {@linkcode stop}, which aborts them. If that takes
+   * longer than `graceMs` of the pipeline's clock, the pipeline is stopped.
+   * Resolves with the result (reason `stopped`) once everything has ended.
+   */
+  end(graceMs = 2000): Promise<PipelineResult> {
+    if (!this.#done) return this.stop();
+    if (this.#state === "running") {
+      this.#state = "stopping";
+      this.#stopRequested = true;
+      this.#endInput.abort(new DOMException("pipeline ended", "AbortError"));
+      this.#wakeDrainWaiters();
+      this.#grace = this.clock.after(graceMs, () => {
+        this.#grace = undefined;
+        this.#abort.abort(new DOMException("pipeline stopped: it did not drain in time", "AbortError"));
+        this.#wakeDrainWaiters();
+      });
     }
     return this.#done;
   }
@@ -621,6 +660,8 @@ export class Pipeline {
       this.#fail(n - 1, e);
     }
     await this.#closeAll();
+    this.#grace?.cancel();
+    this.#grace = undefined;
     this.#state = "ended";
     const reason = this.#error ? "error" : this.#stopRequested ? "stopped" : "eos";
     const result: PipelineResult = { reason, stats: this.stats(), ...(this.#error ? { error: this.#error } : {}) };

@@ -17,6 +17,20 @@ function trim(s: Int16Array): Int16Array {
   return s.subarray(a, b);
 }
 
+/** Samples outside runs of 4 or more near-silent ones (|v| <= 64): the tone never has two such samples in a row. */
+function audible(s: Int16Array): number {
+  let n = 0, run = 0;
+  for (let i = 0; i < s.length; i++) {
+    if (Math.abs(s[i]) <= 64) {
+      run++;
+      continue;
+    }
+    n += run < 4 ? run + 1 : 1;
+    run = 0;
+  }
+  return n;
+}
+
 Deno.test({
   name: "callee-speaker: a call's audio is played on the speaker (ALSA file device)",
   ignore: skipAudio,
@@ -39,8 +53,11 @@ Deno.test({
       assertEquals(cr.code, 0, cr.stderr.slice(-1500));
       assertEquals(ce.code, 0, ce.stderr.slice(-1500));
       const played = trim(readRaw(alsa.play));
-      // 2 s of 1 kHz at -6 dBFS went through G.711 and the network to the device.
-      assert(Math.abs(played.length - 16000) <= 800, `played ${played.length} samples`);
+      // 2 s of 1 kHz at -6 dBFS went through G.711 and the network to the device, all of it (the end of the
+      // call lets the jitter buffer and the device queue play out). A loaded machine may make the device
+      // underrun (silence inserted), so count only the audible samples.
+      const heard = audible(played);
+      assert(Math.abs(heard - 16000) <= 160, `played ${heard} audible samples (${played.length} in all)`);
       assert(Math.abs(frequency(played, 1, 8000) - 1000) < 5, `frequency ${frequency(played, 1, 8000)}`);
       assert(Math.abs(rmsDbfs(played, 1) - -9.03) < 0.3, `level ${rmsDbfs(played, 1)}`);
     } finally {

@@ -70,6 +70,10 @@ async function oursToFfmpeg(codec: G711Codec): Promise<void> {
       `${dir}/in.sdp`,
       "-c:a",
       "pcm_s16le",
+      "-progress",
+      "pipe:1",
+      "-stats_period",
+      "0.1",
       "-y",
       out,
     ], { timeoutMs: 60000, stopSignal: "SIGINT" });
@@ -77,8 +81,11 @@ async function oursToFfmpeg(codec: G711Codec): Promise<void> {
     try {
       await waitForUdpPort(port, 15000);
       sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec });
-      // Let the last packets through ffmpeg's reorder queue, then stop it the way it finalizes the WAV.
-      await sleep(700);
+      // Wait until ffmpeg has written the whole file's duration (its progress report says so; it may also end
+      // by itself on our RTCP BYE), however long a loaded machine takes, then stop it the way it finalizes the WAV.
+      const want = Math.floor((fx.reference.length / 8000) * 1e6);
+      const written = () => Math.max(0, ...[...ffmpeg.output().matchAll(/out_time_us=(\d+)/g)].map((m) => +m[1]));
+      for (let waited = 0; written() < want && !ffmpeg.ended && waited < 30_000; waited += 50) await sleep(50);
     } finally {
       ffmpeg.kill("SIGINT");
     }

@@ -418,6 +418,8 @@ export interface BoundedProcess {
   readonly pid: number;
   /** Resolves when the process has ended (after the time bound at the latest, plus the kill grace). */
   readonly result: Promise<ProcessResult>;
+  /** True once the process has exited. */
+  readonly ended: boolean;
   /** Standard output and error so far, interleaved as read. */
   output(): string;
   /**
@@ -514,6 +516,9 @@ export function spawnBounded(cmd: string, args: string[], opts: SpawnOptions): B
   return {
     pid: child.pid,
     result,
+    get ended() {
+      return ended;
+    },
     output: () => all,
     kill,
     waitForOutput(re: RegExp, timeoutMs: number): Promise<void> {

@@ -232,6 +232,114 @@ Deno.test("stop() ends a running pipeline, flushes and finalizes", async () => {
   assertEquals(events, ["started", "ended"]);
 });
 
+/** A live source (like a socket): one frame every 20 ms of the clock until its signal aborts. */
+const live = definePlugin({
+  name: "live",
+  kind: "source",
+  description: "frames on a clock until stopped",
+  realtime: true,
+  produces: { kind: "pcm", sampleRate: 8000, channels: 1 },
+  options: z.object({}),
+  create: () => ({
+    async run(ctx) {
+      for (let i = 0;; i++) {
+        try {
+          await ctx.clock.sleep(20, ctx.signal);
+        } catch {
+          return;
+        }
+        ctx.emit({ kind: "pcm", samples: new Int16Array(160).fill(i), sampleRate: 8000, channels: 1, pts: i * 160 });
+      }
+    },
+  }),
+});
+
+/** Holds every frame until flush (like a jitter buffer at the end of a call). */
+const hold = definePlugin({
+  name: "hold",
+  kind: "transform",
+  description: "emits what it holds on flush",
+  accepts: [{ kind: "pcm" }],
+  produces: { kind: "pcm" },
+  options: z.object({}),
+  create: () => {
+    const held: Frame[] = [];
+    return { negotiate: (i) => i, process: (f) => void held.push(f), flush: (emit) => held.forEach(emit) };
+  },
+});
+
+/** A sink whose end() takes `drain_ms` of the clock, like a speaker playing its queue out, unless aborted. */
+const device = definePlugin({
+  name: "device",
+  kind: "sink",
+  description: "drains on end, drops on abort",
+  accepts: [{ kind: "pcm" }],
+  options: z.object({ drain_ms: z.number().default(100) }),
+  create: ({ drain_ms }) => {
+    const c = { frames: 0, played: 0, aborted: false };
+    devices.push(c);
+    let signal: AbortSignal;
+    return {
+      start(ctx) {
+        signal = ctx.signal;
+        signal.addEventListener("abort", () => c.aborted = true);
+      },
+      write() {
+        c.frames++;
+      },
+      async end() {
+        if (signal.aborted) return;
+        try {
+          await clock.sleep(drain_ms, signal);
+          c.played = c.frames;
+        } catch { /* aborted: the queue is dropped */ }
+      },
+    };
+  },
+});
+const devices: { frames: number; played: number; aborted: boolean }[] = [];
+const clock = new VirtualClock();
+const liveOpts = { registry: new Registry([live, hold, device]), clock };
+
+Deno.test("end() drains a live chain: the source stops, transforms flush, the sink finishes unaborted", async () => {
+  const p = await buildPipeline("rx", [{ use: "live" }, { use: "hold" }, { use: "device" }], liveOpts);
+  assert(p.liveSource);
+  p.start();
+  await clock.advanceAsync(100);
+  const ended = p.end(2000);
+  await clock.advanceAsync(150);
+  const r = await ended;
+  assertEquals(r.reason, "stopped");
+  const d = devices.at(-1)!;
+  assertEquals(d.frames, 5, "the frames held by the transform reached the sink");
+  assertEquals(d.played, 5, "the sink played its queue out");
+  assertEquals(d.aborted, false);
+});
+
+Deno.test("end() stops the pipeline when the sink does not drain within the grace time; stop() aborts at once", async () => {
+  const p = await buildPipeline(
+    "rx",
+    [{ use: "live" }, { use: "hold" }, { use: "device", drain_ms: 10_000 }],
+    liveOpts,
+  );
+  p.start();
+  await clock.advanceAsync(60);
+  const ended = p.end(500);
+  await clock.advanceAsync(600);
+  await ended;
+  assertEquals(devices.at(-1)!.aborted, true);
+  assertEquals(devices.at(-1)!.played, 0);
+
+  const q = await buildPipeline("rx", [{ use: "live" }, { use: "hold" }, { use: "device" }], liveOpts);
+  q.start();
+  await clock.advanceAsync(60);
+  const stopped = q.stop();
+  await clock.advanceAsync(1);
+  await stopped;
+  assertEquals(devices.at(-1)!.aborted, true);
+  assertEquals(devices.at(-1)!.played, 0);
+});
+
 Deno.test("user plugin loaded by path relative to the pipeline file", async () => {
   const dir = fromFileUrl(new URL("../examples/", import.meta.url));
   const p = await buildPipeline("m", [{ use: "counter", count: 3 }, { use: "./plugins/gain.ts", gain_db: 6.0206 }, {

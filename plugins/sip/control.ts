@@ -150,7 +150,9 @@ class CallMedia {
 
   stop(): Promise<PipelineResult[]> {
     this.#stopped ??= (async () => {
-      const results = await Promise.all(this.pipelines.map((p) => p.stop()));
+      // Receive chains drain (the jitter buffer's last frames reach the recording or the speaker); chains fed
+      // from files stop at once (nothing more is sent to a peer that has hung up).
+      const results = await Promise.all(this.pipelines.map((p) => p.liveSource ? p.end() : p.stop()));
       this.pair.release();
       return results;
     })();
