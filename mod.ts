@@ -38,6 +38,8 @@ export * from "./core/control.ts";
 export * from "./core/runner.ts";
 export * from "./core/schema.ts";
 export * from "./core/streams.ts";
+export * from "./core/session.ts";
+export * from "./core/net/mod.ts";
 export { sanitizeFileComponent } from "./core/paths.ts";
 export { builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
