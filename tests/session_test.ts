@@ -2,7 +2,7 @@
  * Tests of the core network layer's in-memory network and of sessions: what a
  * call's chains share, and that closing a session releases all of it.
  */
-import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
+import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { VirtualClock } from "../core/clock.ts";
 import type { HostPort } from "../core/net/address.ts";
 import { AddressInUseError, PortUnreachableError } from "../core/net/datagram.ts";
@@ -133,7 +133,7 @@ Deno.test("Session: resources are created once per kind and id, disposed newest 
   await session.close();
   assertEquals(order, ["b", "a2 (socket open: true)", "a1 (socket open: true)"]);
   assert(sock.closed);
-  await assertRejects(async () => session.resource(A, "z", () => ({ name: "late" })), Error, "closed");
+  assertThrows(() => session.resource(A, "z", () => ({ name: "late" })), Error, "closed");
 });
 
 Deno.test("Session: a pipeline built in it publishes its events there; a pipeline without one owns its own", async () => {
