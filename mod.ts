@@ -39,6 +39,7 @@ export * from "./core/runner.ts";
 export * from "./core/schema.ts";
 export * from "./core/streams.ts";
 export * from "./core/session.ts";
+export * from "./core/bus.ts";
 export * from "./core/net/mod.ts";
 export { sanitizeFileComponent } from "./core/paths.ts";
 export { builtinPlugins } from "./plugins/builtin.ts";

@@ -5,7 +5,8 @@
  * the runner for a file without a control section) creates a
  * {@linkcode Session} and hands it to the chains it builds. The session owns
  * the call's port pair and sockets, the per-call resources stages share (an
- * RTCP session, a device stream), an event bus, and typed media statistics.
+ * RTCP session, a device stream), the buses that link its chains into a graph
+ * (`core/bus.ts`), an event bus, and typed media statistics.
  * Stages reach all of it through `ctx.session`; nothing is found through a
  * process-global registry, so a session and its chains can live in any worker.
  * Closing the session releases everything it owns.
@@ -21,6 +22,7 @@
  *
  * @module
  */
+import { Bus } from "./bus.ts";
 import type { Clock } from "./clock.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { canonicalHost, ipVersion } from "./net/address.ts";
@@ -166,6 +168,7 @@ export class Session {
   readonly #resources = new Map<ResourceKind<unknown>, Map<string, Held>>();
   readonly #order: Held[] = [];
   readonly #listeners = new Set<SessionListener>();
+  readonly #buses = new Map<string, Bus>();
   #closed: Promise<void> | undefined;
 
   /**
@@ -247,6 +250,17 @@ export class Session {
       this.#order.push(held);
     }
     return held.value as T;
+  }
+
+  /**
+   * The session's bus named `name`, created on first use: chains of the
+   * session publish on it (`bus-sink`) and read it (`bus-source`, `mixer`);
+   * a control plugin may connect it to a bus of another session (a bridge).
+   */
+  bus(name: string): Bus {
+    let b = this.#buses.get(name);
+    if (!b) this.#buses.set(name, b = new Bus(name));
+    return b;
   }
 
   /** Subscribes to the session's events; returns an unsubscribe function. */

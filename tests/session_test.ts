@@ -9,6 +9,8 @@ import { AddressInUseError, PortUnreachableError } from "../core/net/datagram.ts
 import { MemoryNetwork } from "../core/net/memory.ts";
 import { PortAllocator } from "../core/net/ports.ts";
 import { ResourceKind, Session } from "../core/session.ts";
+import { Bus, type BusSubscription } from "../core/bus.ts";
+import type { PcmFrame } from "../core/frame.ts";
 import { buildPipeline } from "../core/pipeline.ts";
 import { createRegistry } from "../mod.ts";
 
@@ -157,4 +159,78 @@ Deno.test("Session: a pipeline built in it publishes its events there; a pipelin
   await q.run();
   assert(q.session.closed, "a pipeline's own session closes with it");
   await session.close();
+});
+
+const pcm = (n: number): PcmFrame => ({
+  kind: "pcm",
+  samples: new Int16Array([n]),
+  sampleRate: 8000,
+  channels: 1,
+  pts: n,
+});
+
+Deno.test("Bus: every subscriber gets every frame in order; end of stream once every publisher ended", async () => {
+  const session = new Session({ id: "s", clock: new VirtualClock() });
+  const bus = session.bus("caller");
+  assertEquals(session.bus("caller"), bus);
+  const a = bus.subscribe(), b = bus.subscribe();
+  const p1 = bus.attachPublisher(), p2 = bus.attachPublisher();
+  for (let i = 0; i < 3; i++) bus.publish(pcm(i));
+  p1();
+  assertEquals(bus.ended, false);
+  const pending = a.next(); // frame 0, already queued
+  assertEquals(((await pending) as PcmFrame).pts, 0);
+  p2();
+  assertEquals(bus.ended, true);
+  const rest = async (s: BusSubscription) => {
+    const got: number[] = [];
+    for (let f = await s.next(); f; f = await s.next()) got.push((f as PcmFrame).pts);
+    return got;
+  };
+  assertEquals(await rest(a), [1, 2]);
+  assertEquals(await rest(b), [0, 1, 2]);
+  await session.close();
+});
+
+Deno.test("Bus: backpressure follows the slowest reader; a reader that stops reading loses its oldest frames", async () => {
+  const bus = new Bus("x");
+  const fast = bus.subscribe(4), slow = bus.subscribe(4, 8);
+  bus.attachPublisher();
+  const accepted: boolean[] = [];
+  for (let i = 0; i < 4; i++) {
+    accepted.push(bus.publish(pcm(i)));
+    fast.poll();
+  }
+  assertEquals(accepted, [true, true, true, false], "the slow reader holds 4 = its high-water mark");
+  let drained = false;
+  bus.drained().then(() => drained = true);
+  slow.poll();
+  await Promise.resolve();
+  assertEquals(drained, false, "3 queued: above half of 4");
+  slow.poll();
+  await Promise.resolve();
+  assertEquals(drained, true);
+  for (let i = 4; i < 20; i++) bus.publish(pcm(i));
+  assertEquals(slow.queued, 8);
+  assertEquals(slow.dropped, 10, "2 left + 16 published, 8 kept");
+  assertEquals((slow.poll() as PcmFrame).pts, 12, "the newest 8 are kept");
+  slow.close();
+  assertEquals(bus.subscribers, 1);
+});
+
+Deno.test("Bus: connect bridges a bus of one session into another's; disconnecting ends the target's stream", async () => {
+  const clock = new VirtualClock();
+  const a = new Session({ id: "leg-a", clock }), b = new Session({ id: "leg-b", clock });
+  const from = a.bus("rx"), to = b.bus("tx");
+  const reader = to.subscribe();
+  const pub = from.attachPublisher();
+  const disconnect = from.connect(to);
+  from.publish(pcm(7));
+  assertEquals(((await reader.next()) as PcmFrame).pts, 7);
+  assertThrows(() => from.connect(from), Error, "itself");
+  disconnect();
+  assertEquals(await reader.next(), undefined, "the bridge was the target's only publisher");
+  pub();
+  await a.close();
+  await b.close();
 });
