@@ -19,7 +19,7 @@
  * @module
  */
 import dgram from "node:dgram";
-import { UdpSocket } from "../plugins/udp/socket.ts";
+import { UdpSocket } from "../core/net/udp.ts";
 
 /** Datagrams per benchmark iteration. */
 export const BATCH = 1000;

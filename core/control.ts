@@ -2,7 +2,8 @@
  * The control-plugin API. A control plugin (SIP first) owns sessions: for each
  * call it fills the file's pipeline templates with what was negotiated, builds
  * and starts them, and stops them when the call ends. It talks to the media
- * plane only through the pipeline API.
+ * plane only through the pipeline API and the {@linkcode Session} it creates
+ * for each call.
  *
  * @module
  */
@@ -10,7 +11,9 @@ import type { z } from "zod";
 import type { Clock } from "./clock.ts";
 import type { Variables } from "./config.ts";
 import type { Logger } from "./log.ts";
+import type { Network } from "./net/datagram.ts";
 import type { Pipeline } from "./pipeline.ts";
+import type { Session } from "./session.ts";
 
 /** What a control plugin receives. */
 export interface ControlContext {
@@ -28,12 +31,15 @@ export interface ControlContext {
   params: Variables;
   /** Names of the chain templates in the file. */
   templates: string[];
+  /** The network to bind sockets on: give it to the sessions you create (real UDP, or memory in tests). */
+  net: Network;
   /**
    * Builds a pipeline from the template `template`, with the parameters plus
-   * `vars` (e.g. `remote.rtp`, `codec`, `call.id`). `name` labels it in logs
-   * (default: the template name).
+   * `vars` (e.g. `remote.rtp`, `codec`, `call.id`), in `session` (the call's:
+   * its port pair, sockets, RTCP, events and statistics; default a session of
+   * its own). `name` labels it in logs (default: the template name).
    */
-  buildPipeline(template: string, vars: Variables, name?: string): Promise<Pipeline>;
+  buildPipeline(template: string, vars: Variables, name?: string, session?: Session): Promise<Pipeline>;
 }
 
 /** How a control plugin's run ended: the process exit code and, on failure, a one-line reason. */

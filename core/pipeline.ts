@@ -20,7 +20,7 @@ import { type Clock, mediaClock, type Timer } from "./clock.ts";
 import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Registry } from "./registry.ts";
-import { sharedResources } from "./shared.ts";
+import { Session } from "./session.ts";
 import {
   type AnyPlugin,
   type Emit,
@@ -48,7 +48,13 @@ export interface StageConfig {
 export interface BuildOptions {
   /** Where plugins are looked up. */
   registry: Registry;
-  /** Media clock (default: the process-wide real-time clock). */
+  /**
+   * The session the chain runs in (a call's sockets, port pair, RTCP, events
+   * and statistics). Default: a session of its own, closed when the pipeline
+   * ends.
+   */
+  session?: Session;
+  /** Media clock (default: the session's, else the process-wide real-time clock). */
   clock?: Clock;
   /** Logger (default: silent). */
   log?: Logger;
@@ -175,7 +181,10 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   if (config.length < 2) {
     throw new ConfigError("a pipeline needs at least a source and a sink", where(""));
   }
-  const pipeline = new Pipeline(name, opts.clock ?? mediaClock(), opts.log ?? silentLogger);
+  const log = opts.log ?? silentLogger;
+  const clock = opts.session?.clock ?? opts.clock ?? mediaClock();
+  const session = opts.session ?? new Session({ id: name, clock, log });
+  const pipeline = new Pipeline(name, clock, log, session, opts.session === undefined);
   const slots: Slot[] = [];
   try {
     for (let i = 0; i < config.length; i++) {
@@ -341,14 +350,18 @@ export class Pipeline {
   #error: Error | undefined;
   #stopRequested = false;
   #done: Promise<PipelineResult> | undefined;
-  #owner = {};
+  /** The session the stages run in. */
+  readonly session: Session;
+  readonly #ownsSession: boolean;
   #drainWaiters: (() => void)[] = [];
 
   /** @internal use {@linkcode buildPipeline} */
-  constructor(name: string, clock: Clock, log: Logger) {
+  constructor(name: string, clock: Clock, log: Logger, session: Session, ownsSession: boolean) {
     this.name = name;
     this.clock = clock;
     this.log = log;
+    this.session = session;
+    this.#ownsSession = ownsSession;
   }
 
   /** Current state. */
@@ -390,7 +403,7 @@ export class Pipeline {
       log: this.log.child(label.toUpperCase(), { pipeline: this.name }),
       baseDir,
       signal: index === 0 ? this.#sourceSignal : this.#abort.signal,
-      shared: (key, create, dispose) => sharedResources.acquire(this.#owner, key, create, dispose),
+      session: this.session,
       event: (type, detail) => this.#emitEvent({ type, pipeline: this.name, stage: label, detail }),
     };
   }
@@ -407,7 +420,7 @@ export class Pipeline {
         await s.stage.close?.();
       } catch { /* already failing */ }
     }
-    await sharedResources.releaseAll(this.#owner);
+    if (this.#ownsSession) await this.session.close();
   }
 
   /** Subscribes to events (`started`, `ended`, `error`, or stage events; `*` for all). Returns an unsubscribe function. */
@@ -430,6 +443,7 @@ export class Pipeline {
         }
       }
     }
+    this.session.emit(ev);
   }
 
   /** Per-stage counters and stage statistics, readable while running. */
@@ -617,7 +631,7 @@ export class Pipeline {
         this.log.warn(`stage ${s.index} (${s.label}) failed to close: ${e instanceof Error ? e.message : e}`);
       }
     }
-    await sharedResources.releaseAll(this.#owner);
+    if (this.#ownsSession) await this.session.close();
   }
 
   async #run(): Promise<PipelineResult> {

@@ -17,8 +17,11 @@ import {
 import type { ControlContext } from "./control.ts";
 import { ConfigError, formatZodIssues } from "./errors.ts";
 import { type Logger, silentLogger } from "./log.ts";
+import type { Network } from "./net/datagram.ts";
+import { udpNetwork } from "./net/udp.ts";
 import { buildPipeline, type Pipeline, type PipelineResult, strictSchema } from "./pipeline.ts";
 import type { Registry } from "./registry.ts";
+import { Session } from "./session.ts";
 
 /** Options for {@linkcode runPipelineFile} and {@linkcode PipelineRunner}. */
 export interface RunOptions {
@@ -30,6 +33,8 @@ export interface RunOptions {
   log?: Logger;
   /** Media clock (default: the process clock). */
   clock?: Clock;
+  /** Network sockets are bound on (default: real UDP; tests pass a MemoryNetwork). */
+  net?: Network;
   /** Stops the run when aborted. */
   signal?: AbortSignal;
 }
@@ -95,8 +100,11 @@ export class PipelineRunner {
     return new PipelineRunner(await loadPipelineFile(path), opts);
   }
 
-  /** Builds the chain `template` with the parameters plus `vars`. */
-  build(template: string, vars: Variables = {}, name = template): Promise<Pipeline> {
+  /**
+   * Builds the chain `template` with the parameters plus `vars`, in `session`
+   * (default: a session of its own, closed when the chain ends).
+   */
+  build(template: string, vars: Variables = {}, name = template, session?: Session): Promise<Pipeline> {
     const chain = this.file.pipelines[template];
     if (!chain) {
       throw new ConfigError(
@@ -108,6 +116,7 @@ export class PipelineRunner {
     const resolved = substitute(chain, this.variables(vars), { file: this.file.path, path: jsonPath });
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
+      session,
       clock: this.#opts.clock ?? mediaClock(),
       log: this.#opts.log ?? silentLogger,
       baseDir: this.file.dir,
@@ -123,11 +132,19 @@ export class PipelineRunner {
 
   async #runAll(): Promise<RunResult> {
     const log = (this.#opts.log ?? silentLogger).child("PIPELINE");
+    // One session for the file: its chains share sockets and an RTCP session (e.g. rtp-send's RTP and RTCP).
+    const session = new Session({
+      id: this.file.path,
+      clock: this.#opts.clock ?? mediaClock(),
+      log: this.#opts.log,
+      net: this.#opts.net ?? udpNetwork,
+    });
     const pipelines: Pipeline[] = [];
     try {
-      for (const name of Object.keys(this.file.pipelines)) pipelines.push(await this.build(name));
+      for (const name of Object.keys(this.file.pipelines)) pipelines.push(await this.build(name, {}, name, session));
     } catch (e) {
       for (const p of pipelines) await p.stop();
+      await session.close();
       throw e;
     }
     const onAbort = () => pipelines.forEach((p) => p.stop());
@@ -154,6 +171,7 @@ export class PipelineRunner {
       return failed ? { code: 1, results, reason: failed.error!.message } : { code: 0, results };
     } finally {
       this.#opts.signal?.removeEventListener("abort", onAbort);
+      await session.close();
     }
   }
 
@@ -178,7 +196,8 @@ export class PipelineRunner {
       baseDir: file.dir,
       params: this.params,
       templates: Object.keys(file.pipelines),
-      buildPipeline: (template, vars, name) => this.build(template, vars, name),
+      net: this.#opts.net ?? udpNetwork,
+      buildPipeline: (template, vars, name, session) => this.build(template, vars, name, session),
     };
     try {
       const controller = await def.create(parsed.data, ctx);

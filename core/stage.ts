@@ -38,6 +38,7 @@ import type { z } from "zod";
 import type { Clock } from "./clock.ts";
 import type { Format, Frame } from "./frame.ts";
 import type { Logger } from "./log.ts";
+import type { Session } from "./session.ts";
 
 /** Where a stage sits in a chain. */
 export type StageKind = "source" | "transform" | "sink";
@@ -68,11 +69,11 @@ export interface StageContext {
   /** Fires when the pipeline is asked to stop. */
   readonly signal: AbortSignal;
   /**
-   * A process-wide shared resource, created on first use and released when the
-   * last stage holding it stops (e.g. one UDP socket shared by the udp-source and
-   * udp-sink of a call, or one RTP session shared by its RTCP reporters).
+   * The session this stage runs in: the call's (or the standalone run's)
+   * sockets and port pair, per-session resources such as its RTCP session, its
+   * event bus and its media statistics.
    */
-  shared<T>(key: string, create: () => T, dispose?: (value: T) => void | Promise<void>): T;
+  readonly session: Session;
   /** Publishes an event on the pipeline (e.g. `timeout`, `rtcp`), for control plugins and apps. */
   event(type: string, detail?: unknown): void;
 }

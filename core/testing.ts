@@ -9,7 +9,8 @@ import { type Clock, VirtualClock } from "./clock.ts";
 import type { Frame } from "./frame.ts";
 import { silentLogger } from "./log.ts";
 import type { AnyPlugin, RunContext, Stage, StageContext } from "./stage.ts";
-import { sharedResources } from "./shared.ts";
+import type { Network } from "./net/datagram.ts";
+import { Session } from "./session.ts";
 
 /** Options for {@linkcode testContext}. */
 export interface TestContextOptions {
@@ -21,10 +22,15 @@ export interface TestContextOptions {
   out?: Frame[];
   /** Abort controller for stop requests. */
   abort?: AbortController;
+  /** The session (default: a new one on the clock and `net`). */
+  session?: Session;
+  /** Network of the default session (default: real UDP). */
+  net?: Network;
 }
 
 /**
- * A RunContext for tests: emitted frames land in `out`, events in `events`.
+ * A RunContext for tests: emitted frames land in `out`, events in `events`;
+ * `release()` closes its session (and so the sockets stages opened in it).
  *
  * @example
  * ```ts
@@ -45,16 +51,17 @@ export function testContext(opts: TestContextOptions = {}): {
   const events: { type: string; detail: unknown }[] = [];
   const errors: unknown[] = [];
   const abort = opts.abort ?? new AbortController();
-  const owner = {};
+  const clock = opts.session?.clock ?? opts.clock ?? new VirtualClock();
+  const session = opts.session ?? new Session({ id: "test", clock, net: opts.net });
   const ctx: RunContext = {
     pipeline: "test",
     index: 0,
     label: "test",
-    clock: opts.clock ?? new VirtualClock(),
+    clock,
     log: silentLogger,
     baseDir: opts.baseDir ?? Deno.cwd(),
     signal: abort.signal,
-    shared: (key, create, dispose) => sharedResources.acquire(owner, key, create, dispose),
+    session,
     event: (type, detail) => events.push({ type, detail }),
     emit: (f) => {
       out.push(f);
@@ -63,7 +70,7 @@ export function testContext(opts: TestContextOptions = {}): {
     ready: () => Promise.resolve(),
     fail: (e) => errors.push(e),
   };
-  return { ctx, out, events, errors, abort, release: () => sharedResources.releaseAll(owner) };
+  return { ctx, out, events, errors, abort, release: () => session.close() };
 }
 
 /**

@@ -57,7 +57,9 @@ Deno.test({
       // call lets the jitter buffer and the device queue play out). A loaded machine may make the device
       // underrun (silence inserted), so count only the audible samples.
       const heard = audible(played);
-      assert(Math.abs(heard - 16000) <= 160, `played ${heard} audible samples (${played.length} in all)`);
+      // Up to 5 frames may be missing: under heavy load the adaptive jitter buffer still shrinks its delay by
+      // dropping frames (to be replaced by time-scale modification).
+      assert(Math.abs(heard - 16000) <= 800, `played ${heard} audible samples (${played.length} in all)`);
       assert(Math.abs(frequency(played, 1, 8000) - 1000) < 5, `frequency ${frequency(played, 1, 8000)}`);
       assert(Math.abs(rmsDbfs(played, 1) - -9.03) < 0.3, `level ${rmsDbfs(played, 1)}`);
     } finally {

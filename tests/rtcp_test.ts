@@ -6,52 +6,43 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { seededRandom } from "../core/random.ts";
-import { allocatePortPair } from "../plugins/udp/socket.ts";
-import rtcp, { describeReport, parseHostPort } from "../plugins/rtp/rtcp.ts";
+import rtcp, { describeReport } from "../plugins/rtp/rtcp.ts";
 import {
   checkRtcp,
   ntpMiddle,
   ReceptionStats,
-  type RtcpAddress,
   rtcpInterval,
   RtcpSession,
-  type RtcpTransport,
   rttMs,
   toNtp,
 } from "../plugins/rtp/rtcp_session.ts";
+import type { HostPort } from "../core/net/address.ts";
+import { MemoryNetwork, type MemorySocket } from "../core/net/memory.ts";
+import { PortAllocator } from "../core/net/ports.ts";
+import { udpNetwork } from "../core/net/udp.ts";
+import { Session } from "../core/session.ts";
 
 const { CompoundPacket, SenderReportPacket, ReceiverReportPacket, SdesPacket, ByePacket } = packets;
 
-/** An in-memory network on a VirtualClock: datagrams arrive `delay` ms after they are sent. */
+/** An in-memory network on a VirtualClock that records what is sent: datagrams arrive `delay` ms later. */
 class FakeNet {
-  readonly ports = new Map<number, FakeTransport>();
-  sent: { from: number; to: RtcpAddress; data: Uint8Array }[] = [];
-  constructor(readonly clock: VirtualClock, readonly delay: number) {}
-  transport(port: number): FakeTransport {
-    const t = new FakeTransport(this, port);
+  readonly ports = new Map<number, MemorySocket>();
+  sent: { from: number; to: HostPort; data: Uint8Array }[] = [];
+  readonly net: MemoryNetwork;
+  constructor(readonly clock: VirtualClock, delay: number) {
+    this.net = new MemoryNetwork({
+      clock,
+      latencyMs: delay,
+      impair: (data, from, to) => {
+        this.sent.push({ from: from.port, to, data });
+        return { delayMs: 0 };
+      },
+    });
+  }
+  transport(port: number): MemorySocket {
+    const t = this.net.bind("127.0.0.1", port);
     this.ports.set(port, t);
     return t;
-  }
-}
-
-class FakeTransport implements RtcpTransport {
-  onPacket?: (data: Uint8Array, from: RtcpAddress) => void;
-  closed = false;
-  constructor(readonly net: FakeNet, readonly localPort: number) {}
-  listen(onPacket: (data: Uint8Array, from: RtcpAddress) => void): void {
-    this.onPacket = onPacket;
-  }
-  send(data: Uint8Array, to: RtcpAddress): Promise<void> {
-    this.net.sent.push({ from: this.localPort, to, data });
-    this.net.clock.after(this.net.delay, () => {
-      const t = this.net.ports.get(to.port);
-      if (t && !t.closed) t.onPacket?.(data.slice(), { hostname: "127.0.0.1", port: this.localPort });
-    });
-    return Promise.resolve();
-  }
-  close(): Promise<void> {
-    this.closed = true;
-    return Promise.resolve();
   }
 }
 
@@ -157,9 +148,6 @@ Deno.test("NTP helpers and RTT arithmetic", () => {
   assert.equal(checkRtcp(new Uint8Array([0x40, 201, 0, 1, 0, 0, 0, 1])), "version not 2");
   assert.equal(checkRtcp(new Uint8Array([0x80, 201, 0, 2, 0, 0, 0, 1])), "lengths do not add up");
   assert.equal(checkRtcp(new Uint8Array([0x80, 201, 0, 1, 0, 0, 0])), "bad length");
-  assert.deepEqual(parseHostPort("10.0.0.1:5005"), { hostname: "10.0.0.1", port: 5005 });
-  assert.deepEqual(parseHostPort("[::1]:5005"), { hostname: "::1", port: 5005 });
-  assert.throws(() => parseHostPort("nope"));
 });
 
 /** Two sessions (A sends RTP to B) on a fake network with a one-way delay. */
@@ -169,7 +157,7 @@ function pair(delay = 15, interval = 1) {
   const wall = 1_700_000_000_000;
   const a = new RtcpSession({
     clock,
-    transport: net.transport(5001),
+    socket: net.transport(5001),
     remote: { hostname: "127.0.0.1", port: 6001 },
     cname: "alice@example",
     minInterval: interval,
@@ -179,7 +167,7 @@ function pair(delay = 15, interval = 1) {
   });
   const b = new RtcpSession({
     clock,
-    transport: net.transport(6001),
+    socket: net.transport(6001),
     cname: "bob@example",
     minInterval: interval,
     bandwidthKbps: 80,
@@ -345,9 +333,10 @@ Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+
   const clock = new VirtualClock(0);
   const lines = new MemoryOutput();
   const log = new Logger({ level: "info", outputs: [lines] }).child("RTCP");
-  // Side A: a send-path stage and a receive-path stage sharing session "call-a" (one socket).
-  const aSend = testContext({ clock });
-  const aRecv = testContext({ clock });
+  // Side A: a send-path stage and a receive-path stage of one call's session (one RTCP session, one socket).
+  const sessionA = new Session({ id: "call-a", clock });
+  const aSend = testContext({ clock, session: sessionA });
+  const aRecv = testContext({ clock, session: sessionA });
   const ctxAS = { ...aSend.ctx, log };
   const ctxAR = { ...aRecv.ctx, log };
   const sA = await createStage<TransformStage>(rtcp, { session: "t-call-a", interval: 0.5, cname: "a" }, ctxAS);
@@ -363,8 +352,9 @@ Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+
   assert.ok(portA > 0);
   assert.equal(rA.stats!().local_port, portA, "one socket for the session");
   // Side B: one stage in each direction too, reporting to A's port.
-  const bSend = testContext({ clock });
-  const bRecv = testContext({ clock });
+  const sessionB = new Session({ id: "call-b", clock });
+  const bSend = testContext({ clock, session: sessionB });
+  const bRecv = testContext({ clock, session: sessionB });
   const optsB = { session: "t-call-b", interval: 0.5, cname: "b", remote: `127.0.0.1:${portA}` };
   const sB = await createStage<TransformStage>(rtcp, { ...optsB, direction: "send" }, bSend.ctx);
   const rB = await createStage<TransformStage>(rtcp, { ...optsB, direction: "receive" }, bRecv.ctx);
@@ -410,12 +400,13 @@ Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+
     "sent reports to the send stage",
   );
 
-  // Closing A's pipelines sends BYE to B.
+  // The stages closing is not the end of the call: closing A's session sends BYE to B.
   await sA.close!();
   await rA.close!();
-  await aSend.release();
+  await new Promise((r) => setTimeout(r, 20));
   assert.equal(rB.stats!().bye_received, 0);
-  await aRecv.release(); // last holder: the session is disposed, BYE sent
+  assert.equal(sessionA.stats.packetsSent, 0, "the stage counts RTP, the udp-sink counts datagrams");
+  await aSend.release(); // closes the call's session: the RTCP session is disposed, BYE sent
   await waitFor(() => rB.stats!().bye_received === 1, "BYE at B");
   assert.ok(bRecv.events.some((e) => (e.detail as { type: string }).type === "BYE"));
   await sB.close!();
@@ -432,9 +423,9 @@ Deno.test("rtcp stage: negotiation and options", async () => {
   assert.doesNotThrow(() => rtcp.options.parse({ remote: "[2001:db8::1]:5005", interval: 0.5 }));
 });
 
-Deno.test("rtcp stage: takes over an RTCP port reserved by allocatePortPair; a busy port is a clear error", async () => {
-  const pair = allocatePortPair([30000, 40000], "127.0.0.1");
-  const t = testContext();
+Deno.test("rtcp stage: uses the RTCP port of its session's port pair; a busy port is a clear error", async () => {
+  const pair = new PortAllocator(udpNetwork, [30000, 40000]).pair("127.0.0.1");
+  const t = testContext({ session: new Session({ id: "call", clock: new VirtualClock(), ports: pair }) });
   const st = await createStage<TransformStage>(rtcp, {
     session: "t-reserved",
     bind: "127.0.0.1",
@@ -453,12 +444,12 @@ Deno.test("rtcp stage: takes over an RTCP port reserved by allocatePortPair; a b
   await st.close!();
   await t.release();
   await t2.release();
-  pair.release();
+  assert.ok(pair.rtcp.closed, "the session closed its pair");
 });
 
 Deno.test("rtcp stage: rtp_port / rtp_remote give the RTCP ports as RTP port + 1", async () => {
-  const pair = allocatePortPair([40002, 50000], "127.0.0.1");
-  const t = testContext();
+  const pair = new PortAllocator(udpNetwork, [40002, 50000]).pair("127.0.0.1");
+  const t = testContext({ session: new Session({ id: "call", clock: new VirtualClock(), ports: pair }) });
   const st = await createStage<TransformStage>(rtcp, {
     session: "t-rtp-port",
     bind: "127.0.0.1",
@@ -470,5 +461,4 @@ Deno.test("rtcp stage: rtp_port / rtp_remote give the RTCP ports as RTP port + 1
   assert.equal(st.stats!().remote, "127.0.0.1:6001");
   await st.close!();
   await t.release();
-  pair.release();
 });

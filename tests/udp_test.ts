@@ -10,15 +10,11 @@ import { buildPipeline } from "../core/pipeline.ts";
 import { Registry } from "../core/registry.ts";
 import type { SinkStage, SourceStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
-import { canonicalHost, formatHostPort, parseHostPort, sameAddress } from "../plugins/udp/address.ts";
-import {
-  allocatePortPair,
-  openUdpSocket,
-  parsePortRange,
-  type SendListener,
-  takeReservedSocket,
-  type UdpSocket,
-} from "../plugins/udp/socket.ts";
+import { canonicalHost, formatHostPort, parseHostPort, sameAddress } from "../core/net/address.ts";
+import type { DatagramSocket, SendListener } from "../core/net/datagram.ts";
+import { parsePortRange, PortAllocator } from "../core/net/ports.ts";
+import { udpNetwork } from "../core/net/udp.ts";
+import { Session } from "../core/session.ts";
 import { udpSink, type UdpSinkOptions, udpSinkOptions, UdpSinkStage } from "../plugins/udp/udp_sink.ts";
 import { udpSource } from "../plugins/udp/udp_source.ts";
 import { plugins } from "../plugins/udp/mod.ts";
@@ -44,8 +40,8 @@ function portOf(conn: Deno.DatagramConn): number {
 }
 
 /** Starts a udp-source; returns its stage, emitted frames, events and a stop function. */
-async function startSource(options: Record<string, unknown>, clock = new VirtualClock()) {
-  const t = testContext({ clock });
+async function startSource(options: Record<string, unknown>, clock = new VirtualClock(), session?: Session) {
+  const t = testContext({ clock, session });
   const stage = await createStage<SourceStage>(udpSource, { port_range: TEST_RANGE, ...options }, t.ctx);
   const running = stage.run(t.ctx);
   let ended = false;
@@ -228,8 +224,8 @@ Deno.test("udp-source and udp-sink share one socket: the peer sees packets from 
   const peer = rawSocket();
   const src = await startSource({ bind: "127.0.0.1", port: 0 });
   try {
-    // The sink lives in another pipeline (another owner of shared resources).
-    const t = testContext();
+    // The sink lives in another pipeline of the same call: same session.
+    const t = testContext({ session: src.ctx.session });
     const sink = await createStage<SinkStage>(
       udpSink,
       { to: `127.0.0.1:${portOf(peer)}`, bind: "127.0.0.1", local_port: src.port, pace: false },
@@ -244,10 +240,9 @@ Deno.test("udp-source and udp-sink share one socket: the peer sees packets from 
     // The peer answers to where it heard from: the source receives it (same socket).
     await peer.send(new Uint8Array([10]), from);
     await until(() => src.out.length === 1, "the answer");
-    // Releasing the sink's pipeline keeps the socket open for the source.
+    // The sink's pipeline ending keeps the socket open for the source: the session owns it.
     await sink.end!();
     await sink.close?.();
-    await t.release();
     await peer.send(new Uint8Array([11]), from);
     await until(() => src.out.length === 2, "a datagram after the sink's release");
   } finally {
@@ -256,62 +251,64 @@ Deno.test("udp-source and udp-sink share one socket: the peer sees packets from 
   }
 });
 
-Deno.test("allocatePortPair: even RTP port, odd RTCP port reserved, handed over, released", () => {
-  const pair = allocatePortPair(parsePortRange(TEST_RANGE), "127.0.0.1");
+Deno.test("PortAllocator: even RTP port and odd RTCP port, both held, freed on close", async () => {
+  const pair = new PortAllocator(udpNetwork, parsePortRange(TEST_RANGE)).pair("127.0.0.1");
   try {
     assert.equal(pair.rtpPort % 2, 0);
     assert.equal(pair.rtcpPort, pair.rtpPort + 1);
     assert.ok(pair.rtpPort >= 30000 && pair.rtcpPort <= 39999);
+    assert.equal(pair.rtp.port, pair.rtpPort);
+    assert.equal(pair.rtcp.port, pair.rtcpPort);
     // Both are held: nobody else can bind them.
     assert.throws(
       () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: pair.rtcpPort }),
       Deno.errors.AddrInUse,
     );
-    // The RTCP stage takes the odd socket over through openUdpSocket.
-    const rtcp = openUdpSocket("127.0.0.1", pair.rtcpPort);
-    assert.equal(portOf(rtcp), pair.rtcpPort);
-    assert.equal(takeReservedSocket("127.0.0.1", pair.rtcpPort), undefined, "taken only once");
-    rtcp.close();
+    assert.throws(() => udpNetwork.bind("127.0.0.1", pair.rtpPort), /already in use/);
   } finally {
-    pair.release();
+    await pair.close();
   }
-  // After release the RTP port is free again.
+  // After close both ports are free again.
   const again = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: pair.rtpPort });
   again.close();
 });
 
-Deno.test("allocatePortPair: skips a pair whose odd port is taken", () => {
+Deno.test("PortAllocator: skips a pair whose odd port is taken; says when the range is full", async () => {
   const blockers: Deno.DatagramConn[] = [];
   try {
     // A two-pair range with the odd port of the first pair taken: the second pair must be chosen.
-    const base = allocatePortPair([40000, 49999], "127.0.0.1");
+    const base = new PortAllocator(udpNetwork, [40000, 49999]).pair("127.0.0.1");
     const p = base.rtpPort;
-    base.release();
+    await base.close();
     blockers.push(Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: p + 1 }));
     for (let i = 0; i < 10; i++) {
-      const pair = allocatePortPair([p, p + 3], "127.0.0.1");
+      const pair = new PortAllocator(udpNetwork, [p, p + 3], () => i / 10).pair("127.0.0.1");
       assert.equal(pair.rtpPort, p + 2);
-      pair.release();
+      await pair.close();
     }
     blockers.push(Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: p + 3 }));
-    assert.throws(() => allocatePortPair([p, p + 3], "127.0.0.1"), /no free RTP\/RTCP port pair/);
+    assert.throws(() => new PortAllocator(udpNetwork, [p, p + 3]).pair("127.0.0.1"), /no free RTP\/RTCP port pair/);
   } finally {
     for (const b of blockers) b.close();
   }
 });
 
-Deno.test("udp-source takes over the socket reserved by allocatePortPair", async () => {
-  const pair = allocatePortPair(parsePortRange(TEST_RANGE), "127.0.0.1");
-  const src = await startSource({ bind: "127.0.0.1", port: pair.rtpPort });
+Deno.test("udp-source uses its session's port pair; the session closes it", async () => {
+  const pair = new PortAllocator(udpNetwork, parsePortRange(TEST_RANGE)).pair("127.0.0.1");
+  const clock = new VirtualClock();
+  const session = new Session({ id: "call", clock, ports: pair });
+  const src = await startSource({ bind: "127.0.0.1", port: pair.rtpPort }, clock, session);
   const a = rawSocket();
   try {
+    assert.equal(src.port, pair.rtpPort);
     await a.send(new Uint8Array([5]), { transport: "udp", hostname: "127.0.0.1", port: pair.rtpPort });
-    await until(() => src.out.length === 1, "a datagram on the reserved port");
+    await until(() => src.out.length === 1, "a datagram on the pair's port");
+    assert.equal(session.stats.packetsReceived, 1, "counted in the session's media statistics");
   } finally {
     a.close();
-    await src.stop();
-    pair.release();
+    await src.stop(); // closes the session
   }
+  assert.ok(pair.rtp.closed && pair.rtcp.closed);
 });
 
 Deno.test("udp-source: timeout ends the source and emits the event (virtual clock)", async () => {
@@ -378,7 +375,7 @@ function pacedSink(options: Partial<UdpSinkOptions> = {}) {
       sent.push({ t: clock.now(), data });
       queueMicrotask(() => listener?.sent(data.length));
     },
-  } as unknown as UdpSocket;
+  } as unknown as DatagramSocket;
   const opts = udpSinkOptions.parse({ to: "127.0.0.1:4000", ...options });
   const sink = new UdpSinkStage(opts, sock, { hostname: "127.0.0.1", port: 4000 });
   const t = testContext({ clock });

@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { ResourceKind } from "../../core/session.ts";
 import type { StageContext } from "../../core/stage.ts";
 import {
   type AudioDeviceInfo,
@@ -41,9 +42,12 @@ export function openDevice(
 
 let privateStreams = 0;
 
+/** The device streams a session's speaker and microphone stages share, by device and rate. */
+const DEVICE_STREAMS: ResourceKind<DeviceStream> = new ResourceKind("audio device stream", (s) => s.close("ABORT"));
+
 /**
- * The device stream a stage uses: the process-wide one for this device and
- * rate (so a speaker and a microphone share one duplex stream), or a private
+ * The device stream a stage uses: its session's one for this device and rate
+ * (so a speaker and a microphone of a call share one duplex stream), or a private
  * one when sharing is off or the shared one cannot take this direction.
  * Returns the stream and whether it is private (the stage closes private ones).
  */
@@ -59,7 +63,7 @@ export function acquireStream(
 ): { stream: DeviceStream; own: boolean } {
   const key = `audio-device:${device.id}@${rate}`;
   if (share) {
-    const shared = ctx.shared(key, () => new DeviceStream(binding, key, rate, ctx.log), (s) => s.close("ABORT"));
+    const shared = ctx.session.resource(DEVICE_STREAMS, key, () => new DeviceStream(binding, key, rate, ctx.log));
     if (shared.register(dir, device, channels, frames)) return { stream: shared, own: false };
   }
   const own = new DeviceStream(binding, `${key}#${++privateStreams}`, rate, ctx.log);

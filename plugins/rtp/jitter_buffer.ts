@@ -875,6 +875,10 @@ export const jitterBuffer = definePlugin({
       if (summarized) return;
       summarized = true;
       const s = jb.stats(clock.now());
+      const media = sctx.session.stats;
+      media.lost = Math.max(media.lost, s.lost);
+      media.late += s.late;
+      media.concealedFrames += s.concealed;
       if (s.received === 0) return;
       sctx.log.info("jitter buffer summary", {
         received: s.received,

@@ -4,16 +4,18 @@
  * Put one after the `rtp-packetizer` of a send pipeline (it counts the packets and
  * octets sent and maps RTP timestamps to NTP time for sender reports) and/or one
  * after the `rtp-depacketizer` of a receive pipeline (it computes loss, extended
- * highest sequence number and interarrival jitter from arrival times). Stages with
- * the same `session` share one {@linkcode RtcpSession} and one UDP socket, so a call
- * sends one compound report (SR with a report block, or RR, plus SDES CNAME) per
- * interval, receives the peer's, and sends BYE when the last of its pipelines stops.
+ * highest sequence number and interarrival jitter from arrival times). The
+ * stages of one session (a call's send and receive chains, or the chains of one
+ * pipeline file) with the same `session` id share one {@linkcode RtcpSession}
+ * and its socket, so a call sends one compound report (SR with a report block,
+ * or RR, plus SDES CNAME) per interval, receives the peer's, and sends BYE when
+ * the call's session closes.
  *
- * The first stage to start creates the session with its socket options
- * (`local_port` or `rtp_port`, `bind`, `remote` or `rtp_remote`, `interval`, `cname`,
- * `bandwidth`); give the stages of a session the same ones. Use one `session` id per
- * call. The socket is opened with the udp plugin's `openUdpSocket`, so an RTCP port
- * reserved with `allocatePortPair` is taken over.
+ * The first stage to start creates the RTCP session with its socket options
+ * (`local_port` or `rtp_port`, `bind`, `remote` or `rtp_remote`, `interval`,
+ * `cname`, `bandwidth`); give the stages of a session the same ones. The
+ * socket comes from the session (`ctx.session.socket`), so the RTCP port of a
+ * call's port pair is the one used.
  *
  * Every report sent or received is logged on one line (`SR sent: packets=…, octets=…`,
  * `RR received: loss=…%, jitter=… ms, rtt=… ms`) and published as the event `rtcp`
@@ -22,7 +24,7 @@
  *
  * @example Send and receive pipelines of one call
  * ```json
- * { "use": "rtcp", "session": "${call.id}", "local_port": 40001, "remote": "192.0.2.7:30001" }
+ * { "use": "rtcp", "local_port": 40001, "remote": "192.0.2.7:30001" }
  * ```
  *
  * @module
@@ -30,7 +32,16 @@
 import { z } from "zod";
 import { type Format, formatToString } from "../../core/frame.ts";
 import { definePlugin, FormatError, type RunContext } from "../../core/stage.ts";
-import { type RtcpAddress, type RtcpReportInfo, RtcpSession, UdpRtcpTransport } from "./rtcp_session.ts";
+import { type HostPort, parseHostPort, resolveHost } from "../../core/net/address.ts";
+import { type MediaStats, ResourceKind } from "../../core/session.ts";
+import { type RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
+
+/**
+ * The RTCP sessions of a media session, by the stage's `session` id: the send
+ * and receive `rtcp` stages of a call share one, which sends BYE when the
+ * call's session closes.
+ */
+export const RTCP_SESSIONS: ResourceKind<RtcpSession> = new ResourceKind("RTCP session", (s) => s.close());
 
 /** Matches `host:port`, `[ipv6]:port`. */
 const REMOTE_PATTERN = /^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})$/;
@@ -38,8 +49,9 @@ const REMOTE_PATTERN = /^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})$/;
 /** Options of the `rtcp` stage. */
 export const rtcpOptions = z.strictObject({
   session: z.string().min(1).max(200).default("default").describe(
-    "RTP session id shared by the send and receive rtcp stages of one call, e.g. the call id " +
-      '(default "default"; use a distinct id per concurrent call).',
+    "RTCP session id within the stage's session: rtcp stages of one call (or one pipeline file) with the same " +
+      'id share one RTCP session. Default "default" (each call has its own session, so one id per call is ' +
+      "not needed).",
   ),
   local_port: z.number().int().min(0).max(65535).default(0).describe(
     "Local UDP port of the RTCP socket, 0..65535, usually the RTP port + 1 (default 0 = ephemeral).",
@@ -80,27 +92,6 @@ export const rtcpOptions = z.strictObject({
 /** Validated options of the `rtcp` stage. */
 export type RtcpOptions = z.output<typeof rtcpOptions>;
 
-/** Parses `host:port` / `[v6]:port`. */
-export function parseHostPort(s: string): RtcpAddress {
-  const m = REMOTE_PATTERN.exec(s);
-  if (!m) throw new Error(`expected host:port, got "${s}"`);
-  const host = m[1].startsWith("[") ? m[1].slice(1, -1) : m[1];
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) throw new Error(`port out of range in "${s}"`);
-  return { hostname: host, port };
-}
-
-/** Resolves a host name to an address (IP literals as they are, `localhost` as 127.0.0.1). */
-async function resolveHost(host: string): Promise<string> {
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(host) || host.includes(":")) return host;
-  if (host === "localhost") return "127.0.0.1";
-  try {
-    return (await Deno.resolveDns(host, "A"))[0];
-  } catch {
-    return (await Deno.resolveDns(host, "AAAA"))[0];
-  }
-}
-
 /** A random RFC 7022 style CNAME: 96 random bits in base64. */
 function randomCname(): string {
   return btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(12))));
@@ -108,6 +99,16 @@ function randomCname(): string {
 
 const pct = (x: number | undefined) => (x === undefined ? "n/a" : `${(x * 100).toFixed(1)}%`);
 const ms = (x: number | undefined) => (x === undefined ? "n/a" : `${x.toFixed(1)} ms`);
+
+/** Copies what RTCP knows into the session's media statistics. */
+function publishMedia(media: MediaStats, stats: Record<string, unknown>): void {
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+  media.jitterMs = num(stats.jitter_ms) ?? media.jitterMs;
+  media.lost = Math.max(media.lost, num(stats.lost) ?? 0);
+  media.rttMs = num(stats.rtt_ms) ?? media.rttMs;
+  media.remoteLost = num(stats.remote_lost) ?? media.remoteLost;
+  media.remoteJitterMs = num(stats.remote_jitter_ms) ?? media.remoteJitterMs;
+}
 
 /** One log line for a report. */
 export function describeReport(r: RtcpReportInfo): string {
@@ -137,6 +138,7 @@ export const rtcp = definePlugin({
   options: rtcpOptions,
   create(opts) {
     let session: RtcpSession | undefined;
+    let sessionCtx: RunContext | undefined;
     let detach: (() => void) | undefined;
     let inferred: "send" | "receive" | undefined = opts.direction === "auto" ? undefined : opts.direction;
     const cname = opts.cname ?? randomCname();
@@ -153,7 +155,8 @@ export const rtcp = definePlugin({
         return input;
       },
       async start(ctx: RunContext) {
-        let remote = opts.remote ? parseHostPort(opts.remote) : undefined;
+        sessionCtx = ctx;
+        let remote: HostPort | undefined = opts.remote ? parseHostPort(opts.remote) : undefined;
         if (!remote && opts.rtp_remote) {
           const rtp = parseHostPort(opts.rtp_remote);
           if (rtp.port >= 65535) throw new Error(`rtp_remote: no port + 1 for RTCP after ${opts.rtp_remote}`);
@@ -162,20 +165,15 @@ export const rtcp = definePlugin({
         const localPort = opts.local_port || (opts.rtp_port ? opts.rtp_port + 1 : 0);
         if (remote) remote.hostname = await resolveHost(remote.hostname);
         const bind = opts.bind ?? (remote?.hostname.includes(":") ? "::" : "0.0.0.0");
-        const s = ctx.shared(
-          "rtcp:" + opts.session,
-          () => {
-            return new RtcpSession({
-              clock: ctx.clock,
-              transport: new UdpRtcpTransport(bind, localPort),
-              remote,
-              cname,
-              minInterval: opts.interval,
-              bandwidthKbps: opts.bandwidth,
-            });
-          },
-          (s) => s.close(),
-        );
+        const s = ctx.session.resource(RTCP_SESSIONS, opts.session, () =>
+          new RtcpSession({
+            clock: ctx.clock,
+            socket: ctx.session.socket(bind, localPort),
+            remote,
+            cname,
+            minInterval: opts.interval,
+            bandwidthKbps: opts.bandwidth,
+          }));
         session = s;
         if (localPort && s.localPort !== localPort) {
           ctx.log.warn(`session ${opts.session} already bound to port ${s.localPort}; local_port ignored`);
@@ -189,7 +187,9 @@ export const rtcp = definePlugin({
           },
           onReport(info) {
             ctx.log.info(describeReport(info));
-            ctx.event("rtcp", { ...info, stats: s.stats() });
+            const stats = s.stats();
+            publishMedia(ctx.session.stats, stats);
+            ctx.event("rtcp", { ...info, stats });
           },
         });
         s.start();
@@ -206,6 +206,7 @@ export const rtcp = definePlugin({
       close() {
         detach?.();
         detach = undefined;
+        if (session && sessionCtx) publishMedia(sessionCtx.session.stats, session.stats());
       },
       stats() {
         return { direction: inferred ?? opts.direction, session: opts.session, ...(session?.stats() ?? {}) };

@@ -13,91 +13,15 @@
 import { packets } from "rtp.js";
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { RtpFrame } from "../../core/frame.ts";
-import { openUdpSocket } from "../udp/socket.ts";
+import { canonicalHost, type HostPort } from "../../core/net/address.ts";
+import type { DatagramSocket } from "../../core/net/datagram.ts";
 import { type Random, randomUint32 } from "../../core/random.ts";
 
 const { ByePacket, CompoundPacket, ReceiverReportPacket, ReceptionReport, SdesChunk, SdesPacket, SenderReportPacket } =
   packets;
 
-/** A UDP address. */
-export interface RtcpAddress {
-  /** IP address (or host name when sending). */
-  hostname: string;
-  /** UDP port. */
-  port: number;
-}
-
-/** What an RTCP session sends and receives datagrams through. */
-export interface RtcpTransport {
-  /** The local port datagrams arrive at. */
-  readonly localPort: number;
-  /** Starts delivering received datagrams to `onPacket`. */
-  listen(onPacket: (data: Uint8Array, from: RtcpAddress) => void): void;
-  /** Sends one datagram. */
-  send(data: Uint8Array, to: RtcpAddress): Promise<void>;
-  /** Stops receiving and releases the socket. */
-  close(): Promise<void>;
-}
-
-/**
- * An {@linkcode RtcpTransport} on a `Deno.listenDatagram` UDP socket, opened with the
- * udp plugin's `openUdpSocket`, so a port reserved by `allocatePortPair` (the SIP
- * plugin reserves RTP port + 1 when it makes its SDP) is taken over, not bound twice.
- */
-export class UdpRtcpTransport implements RtcpTransport {
-  readonly #conn: Deno.DatagramConn;
-  #loop: Promise<void> | undefined;
-  #closed = false;
-
-  /**
-   * Binds the socket (or takes over the reserved one). Throws an error naming the
-   * address and the reason when the port cannot be bound.
-   * @param hostname local address (e.g. `0.0.0.0`, `::`)
-   * @param port local port, 0 for an ephemeral one
-   */
-  constructor(hostname: string, port: number) {
-    this.#conn = openUdpSocket(hostname, port);
-  }
-
-  /** The bound local port. */
-  get localPort(): number {
-    return (this.#conn.addr as Deno.NetAddr).port;
-  }
-
-  /** Starts the receive loop. */
-  listen(onPacket: (data: Uint8Array, from: RtcpAddress) => void): void {
-    this.#loop = (async () => {
-      while (!this.#closed) {
-        let got: [Uint8Array, Deno.Addr];
-        try {
-          got = await this.#conn.receive();
-        } catch {
-          return; // closed
-        }
-        const a = got[1] as Deno.NetAddr;
-        onPacket(got[0], { hostname: a.hostname, port: a.port });
-      }
-    })();
-  }
-
-  /** Sends a datagram; errors (e.g. ICMP port unreachable) are ignored: RTCP is best effort. */
-  async send(data: Uint8Array, to: RtcpAddress): Promise<void> {
-    if (this.#closed) return;
-    try {
-      await this.#conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
-    } catch {
-      // best effort
-    }
-  }
-
-  /** Closes the socket and waits for the receive loop to end. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#conn.close();
-    await this.#loop;
-  }
-}
+/** A UDP address (the network layer's {@linkcode HostPort}). */
+export type RtcpAddress = HostPort;
 
 // ---------------------------------------------------------------------------
 // Time: NTP timestamps (RFC 3550 section 4)
@@ -434,8 +358,12 @@ export interface RtcpListener {
 export interface RtcpSessionOptions {
   /** The media clock driving the report timer. */
   clock: Clock;
-  /** Datagram transport (a bound UDP socket, or a fake in tests). */
-  transport: RtcpTransport;
+  /**
+   * The RTCP socket (a UDP socket, or a memory one in tests). The session
+   * listens on it while open; it does not close it (its owner, the call's
+   * session, does).
+   */
+  socket: DatagramSocket;
   /** Where to send reports; without it, to where the peer's RTCP comes from. */
   remote?: RtcpAddress;
   /** SDES CNAME. */
@@ -454,12 +382,6 @@ export interface RtcpSessionOptions {
 
 /** Lower-layer (IPv4 + UDP) header octets counted in the average RTCP size. */
 const LOWER_HEADERS = 28;
-
-/** Strips an IPv4-mapped IPv6 prefix so addresses compare equal. */
-function normalizeHost(h: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(h);
-  return m ? m[1] : h.toLowerCase();
-}
 
 /** Validity checks of a compound RTCP packet (RFC 3550 A.2); returns the problem, if any. */
 export function checkRtcp(data: Uint8Array): string | undefined {
@@ -483,7 +405,7 @@ export function checkRtcp(data: Uint8Array): string | undefined {
  *
  * @example
  * ```ts
- * const session = new RtcpSession({ clock, transport: new UdpRtcpTransport("0.0.0.0", 0),
+ * const session = new RtcpSession({ clock, socket: udpNetwork.bind("0.0.0.0", 0),
  *   remote: { hostname: "127.0.0.1", port: 4001 }, cname: "me", minInterval: 5, bandwidthKbps: 80 });
  * session.start();
  * session.onSent(rtpFrame);      // send path
@@ -509,7 +431,8 @@ export class RtcpSession {
   #closed = false;
   #initial = true;
   #avgRtcpSize = 0;
-  #pending = new Set<Promise<void>>();
+  #pending = new Set<Promise<unknown>>();
+  readonly #unlisten: () => void;
 
   // Sender state
   #packetsSent = 0;
@@ -540,12 +463,12 @@ export class RtcpSession {
     this.#wallBase = (options.wallclock ?? Date.now)() - options.clock.now();
     this.ssrc = options.ssrc ?? randomUint32();
     this.remote = options.remote;
-    options.transport.listen((data, from) => this.receive(data, from));
+    this.#unlisten = options.socket.listen((data, from) => this.receive(data, from));
   }
 
   /** The local RTCP port. */
   get localPort(): number {
-    return this.options.transport.localPort;
+    return this.options.socket.port;
   }
 
   /** Attaches a stage; returns a function that detaches it. */
@@ -694,7 +617,8 @@ export class RtcpSession {
 
   #send(data: Uint8Array): void {
     if (!this.remote) return;
-    const p = this.options.transport.send(data, this.remote);
+    // Best effort: a send error (e.g. nobody listening) is not the session's failure.
+    const p = this.options.socket.send(data, this.remote).catch(() => {});
     this.#pending.add(p);
     p.finally(() => this.#pending.delete(p));
   }
@@ -715,7 +639,7 @@ export class RtcpSession {
   receive(data: Uint8Array, from: RtcpAddress): void {
     if (this.#closed) return;
     if (this.remote) {
-      if (normalizeHost(from.hostname) !== normalizeHost(this.remote.hostname) || from.port !== this.remote.port) {
+      if (canonicalHost(from.hostname) !== canonicalHost(this.remote.hostname) || from.port !== this.remote.port) {
         this.#n.rtcp_dropped++;
         return;
       }
@@ -731,7 +655,7 @@ export class RtcpSession {
       this.#n.rtcp_dropped++;
       return;
     }
-    this.remote ??= { hostname: normalizeHost(from.hostname), port: from.port };
+    this.remote ??= { hostname: canonicalHost(from.hostname), port: from.port };
     const now = this.#clock.now();
     const hasBye = parsed.some((p) => p instanceof ByePacket);
     for (const p of parsed) {
@@ -819,7 +743,7 @@ export class RtcpSession {
     };
   }
 
-  /** Stops the timer, sends BYE (RR + SDES + BYE), closes the transport. */
+  /** Stops the timer, sends BYE (RR + SDES + BYE) and stops listening (the socket stays its owner's). */
   async close(reason?: string): Promise<void> {
     if (this.#closed) return;
     this.#timer?.cancel();
@@ -838,7 +762,7 @@ export class RtcpSession {
     }
     this.#closed = true;
     await Promise.all([...this.#pending]);
-    await this.options.transport.close();
+    this.#unlisten();
   }
 }
 

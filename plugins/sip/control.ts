@@ -18,9 +18,10 @@ import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
-import type { Pipeline, PipelineResult, StageStats } from "../../core/pipeline.ts";
-import { allocatePortPair, parsePortRange, type PortPair } from "../udp/socket.ts";
-import { formatHostPort } from "../udp/address.ts";
+import type { Pipeline, PipelineResult } from "../../core/pipeline.ts";
+import { formatHostPort } from "../../core/net/address.ts";
+import { parsePortRange, PortAllocator, type PortPair } from "../../core/net/ports.ts";
+import { type MediaStats, newMediaStats, Session } from "../../core/session.ts";
 import { type AudioCodec, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./user_agent.ts";
 
@@ -103,28 +104,16 @@ export interface CallSummary {
   error?: string;
 }
 
-function num(v: unknown): number {
-  return typeof v === "number" && Number.isFinite(v) ? v : 0;
-}
-
-/** Condenses the pipelines' stats into a call summary's media figures. */
+/** A call summary's media figures, from the call session's statistics. */
 export function mediaFigures(
-  stats: StageStats[][],
+  m: MediaStats,
 ): Pick<CallSummary, "packetsSent" | "packetsReceived" | "lost" | "jitterMs"> {
-  let packetsSent = 0, packetsReceived = 0, lost = 0, jitterMs = 0;
-  for (const chain of stats) {
-    for (const s of chain) {
-      const x = s.extra ?? {};
-      if (s.use === "udp-sink") packetsSent += num(x.packets_sent) || s.framesIn;
-      if (s.use === "rtp-depacketizer") packetsReceived += s.framesOut;
-      if (s.use === "rtcp" && x.direction === "receive") {
-        lost = Math.max(lost, num(x.lost));
-        jitterMs = Math.max(jitterMs, num(x.jitter_ms));
-      }
-      if (s.use === "jitter-buffer") lost = Math.max(lost, num(x.lost));
-    }
-  }
-  return { packetsSent, packetsReceived, lost, jitterMs: Math.round(jitterMs * 100) / 100 };
+  return {
+    packetsSent: m.packetsSent,
+    packetsReceived: m.packetsReceived,
+    lost: m.lost,
+    jitterMs: Math.round(m.jitterMs * 100) / 100,
+  };
 }
 
 /** What the controller keeps per call. */
@@ -141,19 +130,24 @@ interface CallState {
   error?: string;
 }
 
-/** One call's media: port pair, pipelines, and their teardown. */
+/** One call's media: its session (port pair, sockets, RTCP, statistics), its pipelines, and their teardown. */
 class CallMedia {
   readonly pipelines: Pipeline[] = [];
   #stopped: Promise<PipelineResult[]> | undefined;
 
-  constructor(readonly pair: PortPair) {}
+  constructor(readonly session: Session) {}
+
+  /** The call's RTP/RTCP port pair. */
+  get pair(): PortPair {
+    return this.session.ports!;
+  }
 
   stop(): Promise<PipelineResult[]> {
     this.#stopped ??= (async () => {
       // Receive chains drain (the jitter buffer's last frames reach the recording or the speaker); chains fed
       // from files stop at once (nothing more is sent to a peer that has hung up).
       const results = await Promise.all(this.pipelines.map((p) => p.liveSource ? p.end() : p.stop()));
-      this.pair.release();
+      await this.session.close();
       return results;
     })();
     return this.#stopped;
@@ -167,9 +161,10 @@ class SipController implements Controller {
   readonly #rtpLog: Logger;
   readonly #clock: Clock;
   readonly #codecs: AudioCodec[];
-  readonly #range: [number, number];
+  readonly #ports: PortAllocator;
   #ua!: SipUserAgent;
   #callN = 0;
+  #sessions = 0;
   #active = new Map<Call, CallState>();
   /** BYE/CANCEL transactions in progress: the UA must not close before they end (retransmissions). */
   readonly #hangups = new Set<Promise<void>>();
@@ -182,7 +177,7 @@ class SipController implements Controller {
     this.#rtpLog = ctx.log.child("RTP");
     this.#clock = ctx.clock;
     this.#codecs = o.codecs.split(",").map((c) => c.trim().toUpperCase() as AudioCodec);
-    this.#range = parsePortRange(o.rtp_ports);
+    this.#ports = new PortAllocator(ctx.net, parsePortRange(o.rtp_ports));
     for (const t of o.hangup_on) {
       if (!ctx.templates.includes(t)) {
         throw new Error(
@@ -233,9 +228,12 @@ class SipController implements Controller {
 
   // ---- media -------------------------------------------------------------------------------
 
-  #allocate(peerHost: string): { pair: PortPair; address: string } {
-    const pair = allocatePortPair(this.#range, this.#o.bind);
-    return { pair, address: localAddressFacing(this.#o.bind, peerHost) };
+  /** A session for a new call, with its RTP/RTCP port pair bound; and the address to put in our SDP. */
+  #allocate(peerHost: string): { media: CallMedia; pair: PortPair; address: string } {
+    const pair = this.#ports.pair(this.#o.bind);
+    const id = `media ${++this.#sessions}`;
+    const session = new Session({ id, clock: this.#clock, log: this.#ctx.log, net: this.#ctx.net, ports: pair });
+    return { media: new CallMedia(session), pair, address: localAddressFacing(this.#o.bind, peerHost) };
   }
 
   #variables(call: Call, pair: PortPair, address: string, m: NegotiatedAudio, n: number): Variables {
@@ -265,7 +263,7 @@ class SipController implements Controller {
     const n = vars["call.n"];
     try {
       for (const t of this.#ctx.templates) {
-        media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`));
+        media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`, media.session));
       }
     } catch (e) {
       await media.stop();
@@ -331,7 +329,7 @@ class SipController implements Controller {
       reason: why && info.by === "local" ? why : info.reason,
       duration: Math.round(duration * 10) / 10,
       answered: s.answeredAt !== undefined,
-      ...mediaFigures(results.map((r) => r.stats)),
+      ...(s.media ? mediaFigures(s.media.session.stats) : mediaFigures(newMediaStats())),
       ...(s.error ? { error: s.error } : {}),
     };
     for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error?.message;
@@ -362,7 +360,7 @@ class SipController implements Controller {
     } catch (e) {
       return { code: 1, reason: errText(e) };
     }
-    const media = new CallMedia(alloc.pair);
+    const media = alloc.media;
     const offer = createOffer({
       address: alloc.address,
       port: alloc.pair.rtpPort,
@@ -498,13 +496,13 @@ class SipController implements Controller {
         ptime: o.ptime,
       });
     } catch (e) {
-      alloc.pair.release();
+      await alloc.media.stop();
       const status = e instanceof SdpError ? e.status : 488;
       this.#log.info(`cannot answer the offer: ${errText(e)}`, { call: call.callId });
       call.reject(status, status === 488 ? "Not Acceptable Here" : undefined);
       return;
     }
-    const media = new CallMedia(alloc.pair);
+    const media = alloc.media;
     state.media = media;
     call.accept(answer);
     state.answeredAt = this.#clock.now();

@@ -1,7 +1,7 @@
 /**
- * The udp plugin family: `udp-source` and `udp-sink`, the shared-socket and
- * RTP/RTCP port-pair helpers the SIP and RTCP plugins use, and `host:port`
- * parsing.
+ * The udp plugin family: the `udp-source` and `udp-sink` stages. The sockets
+ * they use come from their session (`ctx.session.socket`), which binds them on
+ * the core network layer (`core/net/`: addresses, datagram sockets, port pairs).
  *
  * @module
  */
@@ -11,25 +11,6 @@ import { udpSource } from "./udp_source.ts";
 
 export { udpSource, type UdpSourceOptions, udpSourceOptions } from "./udp_source.ts";
 export { udpSink, type UdpSinkOptions, udpSinkOptions, UdpSinkStage } from "./udp_sink.ts";
-export {
-  acquireSharedSocket,
-  allocatePortPair,
-  openUdpSocket,
-  parsePortRange,
-  type PortPair,
-  socketKey,
-  takeReservedSocket,
-  UdpSocket,
-} from "./socket.ts";
-export {
-  canonicalHost,
-  formatHostPort,
-  type HostPort,
-  ipVersion,
-  parseHostPort,
-  resolveHost,
-  sameAddress,
-} from "./address.ts";
 
 /** The stage plugins of this family, registered as built-ins. */
 export const plugins: AnyPlugin[] = [udpSource, udpSink];

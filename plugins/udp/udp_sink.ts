@@ -7,7 +7,7 @@
  * pacing is drift-free: a late packet never delays the next one. Packet frames
  * have no timestamp: packet n is due at `start + n × ptime`. Every due packet is
  * sent from one timer on `ctx.clock` — in production the process-wide
- * `mediaClock()` scheduler shared by all streams, never a timer per stream. A
+ * process's media clock shared by all streams, never a timer per stream. A
  * timestamp jump or a stall of more than `resync_ms` restarts the timeline at
  * the current packet (counted in `resyncs`), and an SSRC change restarts it too.
  *
@@ -22,9 +22,9 @@
  * stop: the queue is discarded (counted in `discarded`) and `end()` resolves at
  * once.
  *
- * **Symmetric RTP.** With `local_port` (and `bind`) equal to a `udp-source`'s,
- * both use one socket (`ctx.shared("udp:<bind>:<port>")`), so the peer sees our
- * packets come from the port it sends to.
+ * **Symmetric RTP.** With `local_port` (and `bind`) equal to a `udp-source`'s
+ * in the same session, both use one socket (`ctx.session.socket`), so the peer
+ * sees our packets come from the port it sends to.
  *
  * @example Pipeline entry
  * ```json
@@ -38,8 +38,15 @@ import type { Timer } from "../../core/clock.ts";
 import type { Frame, RtpFrame } from "../../core/frame.ts";
 import { definePlugin, type RunContext, type SinkStage } from "../../core/stage.ts";
 import { serializeRtp } from "../rtp/header.ts";
-import { formatHostPort, type HostPort, hostPortProblem, ipVersion, parseHostPort, resolveHost } from "./address.ts";
-import { acquireSharedSocket, type SendListener, type UdpSocket } from "./socket.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  hostPortProblem,
+  ipVersion,
+  parseHostPort,
+  resolveHost,
+} from "../../core/net/address.ts";
+import type { DatagramSocket, SendListener } from "../../core/net/datagram.ts";
 
 /** Packets a sink queues at most, whatever upstream does (beyond: dropped and counted). */
 export const MAX_QUEUE_PACKETS = 10000;
@@ -121,7 +128,7 @@ export const udpSink = definePlugin({
     if (ipVersion(ip) === 4 && ipVersion(bind) === 6 && bind !== "::") {
       throw new Error(`cannot send to IPv4 ${formatHostPort(to)} from IPv6 address ${bind}: set "bind": "0.0.0.0"`);
     }
-    const sock: UdpSocket = acquireSharedSocket(sctx, bind, opts.local_port);
+    const sock = sctx.session.socket(bind, opts.local_port);
     return new UdpSinkStage(opts, sock, to);
   },
 });
@@ -129,7 +136,7 @@ export const udpSink = definePlugin({
 /** The stage behind `udp-sink` (exported for tests and benchmarks). */
 export class UdpSinkStage implements SinkStage {
   readonly #opts: UdpSinkOptions;
-  readonly #sock: UdpSocket;
+  readonly #sock: DatagramSocket;
   readonly #to: HostPort;
   #ctx: RunContext | undefined;
 
@@ -173,7 +180,7 @@ export class UdpSinkStage implements SinkStage {
    * @param sock the socket to send from
    * @param to the resolved destination
    */
-  constructor(opts: UdpSinkOptions, sock: UdpSocket, to: HostPort) {
+  constructor(opts: UdpSinkOptions, sock: DatagramSocket, to: HostPort) {
     this.#opts = opts;
     this.#sock = sock;
     this.#to = to;
@@ -377,6 +384,11 @@ export class UdpSinkStage implements SinkStage {
     sent: (n: number) => {
       this.#packets++;
       this.#bytes += n;
+      const media = this.#ctx?.session.stats;
+      if (media) {
+        media.packetsSent++;
+        media.bytesSent += n;
+      }
       this.#settled();
     },
     failed: (e: unknown) => {

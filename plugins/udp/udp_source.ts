@@ -10,8 +10,10 @@
  * stream and its sinks finalize (a WAV header is written), after a `timeout`
  * event. Stopping the pipeline ends the source at once.
  *
- * The socket is shared through `ctx.shared("udp:<bind>:<port>")` with a
- * `udp-sink` whose `bind` and `local_port` are the same (symmetric RTP).
+ * The socket belongs to the session (`ctx.session.socket`): a `udp-sink` of the
+ * same session whose `bind` and `local_port` are the same sends from it
+ * (symmetric RTP), and a port pair the session holds (a call's, allocated
+ * when its SDP was made) is used as it is.
  *
  * @example Pipeline entry
  * ```json
@@ -32,8 +34,8 @@ import {
   parseHostPort,
   resolveHost,
   sameAddress,
-} from "./address.ts";
-import { acquireSharedSocket, parsePortRange } from "./socket.ts";
+} from "../../core/net/address.ts";
+import { parsePortRange } from "../../core/net/ports.ts";
 
 const hostPort = (what: string) =>
   z.string().superRefine((v, c) => {
@@ -89,7 +91,7 @@ export const udpSource = definePlugin({
       peer = { hostname: canonicalHost(await resolveHost(p.hostname)), port: p.port };
     }
     const range = opts.port === 0 ? parsePortRange(opts.port_range) : undefined;
-    const sock = acquireSharedSocket(sctx, opts.bind, opts.port, range);
+    const sock = sctx.session.socket(opts.bind, opts.port, range);
     const timeoutMs = opts.timeout * 1000;
     let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
     let lastArrival: number | undefined;
@@ -153,6 +155,7 @@ export const udpSource = definePlugin({
                 : sameAddress(peer, remote);
               if (!match) {
                 foreignDropped++;
+                ctx.session.stats.foreignDropped++;
                 if (foreignDropped === 1) {
                   ctx.log.warn(
                     `dropping datagrams from ${formatHostPort(remote)}: not the peer ${formatHostPort(peer)}`,
@@ -173,6 +176,9 @@ export const udpSource = definePlugin({
             lastArrival = arrival;
             packets++;
             bytes += data.length;
+            const media = ctx.session.stats;
+            media.packetsReceived++;
+            media.bytesReceived += data.length;
             const frame: PacketFrame = { kind: "packet", data, remote, arrival };
             if (!ctx.emit(frame)) return ctx.ready();
           }, {

@@ -1,7 +1,13 @@
 /**
- * Host and port parsing for the UDP plugin: `127.0.0.1:5004`, `[::1]:5004`,
- * `localhost:5004`, and comparison of addresses as the kernel reports them
- * (an IPv6 dual-stack socket reports IPv4 senders as `::ffff:a.b.c.d`).
+ * The one address type of the network layer ({@linkcode HostPort}) and its
+ * parser and printer: `127.0.0.1:5004`, `[::1]:5004`, `localhost:5004`, and
+ * comparison of addresses as the kernel reports them (an IPv6 dual-stack socket
+ * reports IPv4 senders as `::ffff:a.b.c.d`). SIP, RTP, RTCP and every later
+ * protocol use these.
+ *
+ * Nothing here resolves a name: {@linkcode resolveHost} is for addresses a
+ * pipeline file or the command line gave, never for ones that came from the
+ * network.
  *
  * @module
  */
@@ -183,7 +189,8 @@ export function isWildcard(host: string): boolean {
 /**
  * Resolves a host name to an IP literal (through the system resolver, so
  * `/etc/hosts` applies); IP literals are returned unchanged. `family` restricts
- * the answer to IPv4 or IPv6.
+ * the answer to IPv4 or IPv6. Only for names the user configured: a name that
+ * came from the network is never looked up.
  *
  * @example
  * ```ts

@@ -1,0 +1,14 @@
+/**
+ * The network layer every protocol uses: one address type ({@linkcode HostPort})
+ * and parser, one datagram socket abstraction with one receive loop
+ * ({@linkcode DatagramSocket}, bound by a {@linkcode Network}: real UDP in
+ * `udp.ts`, in-memory and lossy in `memory.ts`), and RTP/RTCP port pairs
+ * (`ports.ts`). No protocol, codec or plugin is named here.
+ *
+ * @module
+ */
+export * from "./address.ts";
+export * from "./datagram.ts";
+export * from "./memory.ts";
+export * from "./ports.ts";
+export * from "./udp.ts";
