@@ -25,6 +25,7 @@
  * @module
  */
 import { dirname, resolve } from "node:path";
+import { locateJsonError } from "./_json_error.ts";
 import { ConfigError } from "./errors.ts";
 import type { StageConfig } from "./pipeline.ts";
 
@@ -84,6 +85,12 @@ export async function loadPipelineFile(path: string): Promise<PipelineFile> {
   try {
     json = JSON.parse(text);
   } catch (e) {
+    const where = locateJsonError(text);
+    if (where) {
+      throw new ConfigError(`not valid JSON at line ${where.line}, column ${where.column}: ${where.problem}`, {
+        file: path,
+      });
+    }
     throw new ConfigError(`not valid JSON: ${e instanceof Error ? e.message : e}`, { file: path });
   }
   return parsePipelineConfig(json, abs, path);

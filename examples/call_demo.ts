@@ -5,7 +5,9 @@
  * shows both logs, and prints the recording's path.
  *
  * Usage: `deno run -A examples/call_demo.ts [--file F] [--out WAV] [--port N] [--codec PCMU|PCMA]`
- * (`deno task demo` runs it with the defaults.)
+ * (`deno task demo` runs it with the defaults: the callee takes a free SIP port,
+ * so the demo runs even where 5062 is taken). If the callee cannot start, the
+ * demo stops at once with its reason.
  *
  * @module
  */
@@ -19,13 +21,16 @@ const { values } = parseArgs({
   options: {
     file: { type: "string", default: "examples/audio/hello.wav" },
     out: { type: "string", default: "out/demo-call.wav" },
-    port: { type: "string", default: "5062" },
+    port: { type: "string", default: "0" },
     codec: { type: "string", default: "PCMU" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
-  console.log("usage: deno run -A examples/call_demo.ts [--file F] [--out WAV] [--port N] [--codec PCMU|PCMA]");
+  console.log(
+    "usage: deno run -A examples/call_demo.ts [--file F] [--out WAV] [--port N (default 0: a free port)] " +
+      "[--codec PCMU|PCMA]",
+  );
   Deno.exit(0);
 }
 const out = resolve(values.out!);
@@ -34,8 +39,8 @@ function start(
   name: string,
   args: string[],
   readyLine?: RegExp,
-): { proc: Deno.ChildProcess; done: Promise<number>; ready: Promise<void> } {
-  const { promise: ready, resolve: setReady } = Promise.withResolvers<void>();
+): { proc: Deno.ChildProcess; done: Promise<number>; ready: Promise<RegExpExecArray | undefined> } {
+  const { promise: ready, resolve: setReady } = Promise.withResolvers<RegExpExecArray | undefined>();
   const proc = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "mod.ts", ...args],
     cwd: root,
@@ -50,7 +55,8 @@ function start(
       while ((nl = buf.indexOf("\n")) >= 0) {
         const line = buf.slice(0, nl);
         console.log(`${name} | ${line}`);
-        if (readyLine?.test(line)) setReady();
+        const m = readyLine?.exec(line);
+        if (m) setReady(m);
         buf = buf.slice(nl + 1);
       }
     }
@@ -58,7 +64,7 @@ function start(
   };
   const pumps = Promise.all([pump(proc.stdout), pump(proc.stderr)]);
   const done = proc.status.then(async (s) => (await pumps, s.code));
-  done.then(() => setReady());
+  done.then(() => setReady(undefined));
   return { proc, done, ready };
 }
 
@@ -71,14 +77,18 @@ const callee = start("callee", [
   "calls=1",
   "--set",
   `record=${out}`,
-], /\[SIP\] listening on udp/);
-// Call once the callee has bound its SIP port.
-await callee.ready;
+], /\[SIP\] listening on udp [^\s]*:(\d+)/);
+// Call once the callee has bound its SIP port (the port it tells, when it took a free one).
+const listening = await callee.ready;
+if (!listening) {
+  console.error(`demo failed: the callee could not start (exit ${await callee.done}); see its lines above`);
+  Deno.exit(1);
+}
 const caller = start("caller", [
   "--pipeline",
   "pipelines/caller.json",
   "--set",
-  `to=sip:callee@127.0.0.1:${values.port}`,
+  `to=sip:callee@127.0.0.1:${listening[1]}`,
   "--set",
   `file=${values.file}`,
   "--set",

@@ -1,3 +1,4 @@
+import { locateJsonError } from "../core/_json_error.ts";
 import { assertEquals, assertMatch, assertRejects, assertThrows } from "./assert.ts";
 import {
   checkVariables,
@@ -85,7 +86,24 @@ Deno.test("loading a file: missing file and bad JSON give the path and the reaso
   );
   await Deno.writeTextFile(`${dir}/bad.json`, "{ pipelines: ");
   const e = await assertRejects(() => loadPipelineFile(`${dir}/bad.json`), ConfigError);
-  assertMatch(e.message, /bad\.json: not valid JSON/);
+  assertMatch(e.message, /bad\.json: not valid JSON at line 1, column 3: unexpected 'p': expected a property name/);
+  // Line and column, and what to do, for the mistakes people make in JSON by hand.
+  const cases: [string, RegExp][] = [
+    ['{\n  "a": [1, 2,]\n}', /line 2, column 14: trailing comma before \]: remove it/],
+    ['{\n  "a": 1,\n}', /line 3, column 1: trailing comma before \}/],
+    ['{\n  "a": 1\n  "b": 2\n}', /line 3, column 3: .*expected ',' or '\}' after a property \(a comma is missing\?\)/],
+    ['{\n  // note\n  "a": 1\n}', /line 2, column 3: comments are not allowed in JSON/],
+    ["{\n  'a': 1\n}", /line 2, column 3: .*property name in double quotes/],
+    ['{ "a": "open\n', /line 1, column 8: unterminated string/],
+    ['{ "a": 1 }\n}', /line 2, column 1: unexpected '\}' after the end of the JSON value/],
+    ['{ "a": ', /unexpected end of the file/],
+  ];
+  for (const [text, re] of cases) {
+    await Deno.writeTextFile(`${dir}/bad.json`, text);
+    const err = await assertRejects(() => loadPipelineFile(`${dir}/bad.json`), ConfigError);
+    assertMatch(err.message, re, text);
+  }
+  assertEquals(locateJsonError('{"a": [1, {"b": null}], "c": -1.5e3}'), undefined);
   await Deno.remove(dir, { recursive: true });
 });
 
