@@ -22,7 +22,7 @@ import type { Pipeline, PipelineResult, StageStats } from "../../core/pipeline.t
 import { allocatePortPair, parsePortRange, type PortPair } from "../udp/socket.ts";
 import { formatHostPort } from "../udp/address.ts";
 import { type AudioCodec, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
-import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./user_agent.ts";
+import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./mod.ts";
 
 const CODEC_LIST = /^\s*(PCMU|PCMA)\s*(,\s*(PCMU|PCMA)\s*)*$/i;
 
