@@ -100,7 +100,7 @@ export class Dialog {
   #localSeq: number;
   #remoteSeq?: number;
   #remoteTarget: string;
-  #routeSet: string[];
+  #routeSet: readonly string[];
   #state: DialogState;
 
   /**
@@ -117,7 +117,7 @@ export class Dialog {
     this.#localSeq = init.localSeq;
     this.#remoteSeq = init.remoteSeq;
     this.#remoteTarget = init.remoteTarget;
-    this.#routeSet = [...init.routeSet];
+    this.#routeSet = Object.freeze([...init.routeSet]);
     this.#state = init.state;
   }
 
@@ -185,7 +185,7 @@ export class Dialog {
     return this.#remoteTarget;
   }
 
-  /** Route set (Record-Route, reversed for the UAC), in the order requests carry it. */
+  /** Route set (Record-Route, reversed for the UAC), in the order requests carry it (frozen). */
   get routeSet(): readonly string[] {
     return this.#routeSet;
   }
@@ -221,7 +221,7 @@ export class Dialog {
       }
       this.#checkOwn(response);
       this.#remoteTarget = contactUri(response) ?? this.#remoteTarget;
-      this.#routeSet = response.headers.getAll("Record-Route").reverse();
+      this.#routeSet = Object.freeze(response.headers.getAll("Record-Route").reverse());
     }
     this.#state = "confirmed";
     return true;
