@@ -71,7 +71,10 @@ export class UaContext {
   readonly #extraMethods = new Set<string>();
   readonly #handles = new WeakMap<object, CallHandle>();
 
-  /** @param init transport, transactions, logger, builder, authenticator */
+  /**
+   * Creates the context.
+   * @param init transport, transactions, logger, builder, authenticator
+   */
   constructor(init: UaContextInit) {
     this.transport = init.transport;
     this.layer = init.layer;

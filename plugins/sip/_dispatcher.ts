@@ -35,6 +35,7 @@ export class Dispatcher {
   #registrar?: RegistrarHandler;
 
   /**
+   * Creates the dispatcher.
    * @param ctx the user agent's shared state
    * @param offer gives a new incoming call to the application; returns false when nobody listens (then 480)
    */

@@ -106,7 +106,10 @@ export interface RegisterParts {
 export class RequestBuilder {
   readonly #id: Identity;
 
-  /** @param id who we are */
+  /**
+   * Creates the builder.
+   * @param id who we are
+   */
   constructor(id: Identity) {
     this.#id = id;
   }

@@ -119,9 +119,7 @@ export abstract class Call {
   readonly established: Promise<EstablishedEvent>;
   /** Resolves when the call has ended (never rejects). */
   readonly ended: Promise<CallEndInfo>;
-  /** The user agent's shared state. */
-  protected readonly ctx: UaContext;
-
+  readonly #ctx: UaContext;
   readonly #events = new Emitter<CallEvents>();
   #state: CallState;
   #dialog?: Dialog;
@@ -133,8 +131,7 @@ export abstract class Call {
   #rejectEstablished!: (e: Error) => void;
   #resolveEnded!: (e: CallEndInfo) => void;
   #byeDone?: Promise<void>;
-  /** Timer that ends a cancelled call if the INVITE never gets its final response. */
-  protected guardTimer?: Timer;
+  #guard?: Timer;
 
   /**
    * Creates the call and registers its entry points with the user agent.
@@ -142,7 +139,7 @@ export abstract class Call {
    * @param init identity and first state
    */
   protected constructor(ctx: UaContext, init: CallInit) {
-    this.ctx = ctx;
+    this.#ctx = ctx;
     this.callId = init.callId;
     this.localTag = init.localTag;
     this.localUri = init.localUri;
@@ -248,6 +245,15 @@ export abstract class Call {
     return { call: this.callId };
   }
 
+  /**
+   * Runs `fn` after `ms` unless the call has ended by then (e.g. a cancelled
+   * call whose INVITE never gets its final response). One guard at a time.
+   */
+  protected guard(ms: number, fn: () => void): void {
+    this.#guard?.cancel();
+    this.#guard = this.#ctx.clock.after(ms, fn);
+  }
+
   /** Moves to `state` (subclasses drive the state machine; `ended` only through {@linkcode Call.end}). */
   protected setState(state: Exclude<CallState, "ended" | "established">): void {
     this.#state = state;
@@ -295,8 +301,8 @@ export abstract class Call {
     this.#state = "ended";
     this.#endInfo = info;
     this.#dialog?.terminate();
-    this.guardTimer?.cancel();
-    this.ctx.log.info(`call ended by ${info.by}: ${info.reason}`, this.fields);
+    this.#guard?.cancel();
+    this.#ctx.log.info(`call ended by ${info.by}: ${info.reason}`, this.fields);
     if (!wasEstablished) this.#rejectEstablished(new CallFailedError(info));
     this.#events.emit("ended", info);
     this.#resolveEnded(info);
@@ -311,12 +317,12 @@ export abstract class Call {
     if (this.#byeDone) return this.#byeDone;
     const dialog = this.#dialog!;
     const dest = destinationOf(dialog.nextHop());
-    const headers: [string, string][] = [["User-Agent", this.ctx.build.userAgent]];
+    const headers: [string, string][] = [["User-Agent", this.#ctx.build.userAgent]];
     if (reasonHeader) headers.push(["Reason", reasonHeader]);
-    const { request } = dialog.createRequest("BYE", { via: this.ctx.build.via(dest), headers });
-    this.ctx.log.info("BYE sent", this.fields);
-    this.#byeDone = sendRequest(this.ctx, request, dest, { nextCSeq: () => dialog.nextLocalSeq() }).then((res) => {
-      if (res) this.ctx.log.debug(`BYE answered: ${res.status} ${res.reason}`, this.fields);
+    const { request } = dialog.createRequest("BYE", { via: this.#ctx.build.via(dest), headers });
+    this.#ctx.log.info("BYE sent", this.fields);
+    this.#byeDone = sendRequest(this.#ctx, request, dest, { nextCSeq: () => dialog.nextLocalSeq() }).then((res) => {
+      if (res) this.#ctx.log.debug(`BYE answered: ${res.status} ${res.reason}`, this.fields);
     });
     return this.#byeDone;
   }
@@ -326,8 +332,8 @@ export abstract class Call {
 
   /** BYE from the peer: 200, then the call ends `{by: "remote", reason: "BYE"}`. */
   protected onBye(req: SipRequest, tx: ServerTransaction): void {
-    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.ctx.build.userAgent]] }));
-    this.ctx.log.info("BYE received", this.fields);
+    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.#ctx.build.userAgent]] }));
+    this.#ctx.log.info("BYE received", this.fields);
     this.onRemoteBye();
     this.end({ by: "remote", reason: "BYE" });
   }
@@ -341,24 +347,24 @@ export abstract class Call {
    * before the call is established.
    */
   protected onReinvite(req: SipRequest, tx: ServerTransaction, from: Address): void {
-    const server: [string, string] = ["Server", this.ctx.build.userAgent];
+    const server: [string, string] = ["Server", this.#ctx.build.userAgent];
     if (this.#state !== "established" || !this.#localSdp || !this.#dialog) {
       tx.respond(createResponse(req, 491, undefined, { headers: [server] }));
       return;
     }
     try {
       if (this.#dialog.refreshTarget(req)) {
-        this.ctx.log.info(`remote target is now ${this.#dialog.remoteTarget}`, this.fields);
+        this.#ctx.log.info(`remote target is now ${this.#dialog.remoteTarget}`, this.fields);
       }
     } catch (e) {
       tx.respond(createResponse(req, 400, `Bad Request (${errText(e)})`, { headers: [server] }));
       return;
     }
-    this.ctx.log.info("re-INVITE received, answering with the current SDP", this.fields);
+    this.#ctx.log.info("re-INVITE received, answering with the current SDP", this.fields);
     tx.respond(createResponse(req, 200, undefined, {
       headers: [
-        ["Contact", this.ctx.build.contact(from)],
-        ["Allow", this.ctx.allowHeader],
+        ["Contact", this.#ctx.build.contact(from)],
+        ["Allow", this.#ctx.allowHeader],
         server,
         ["Content-Type", "application/sdp"],
       ],
@@ -368,7 +374,7 @@ export abstract class Call {
 
   /** A CANCEL for this call's INVITE (incoming calls override). */
   protected onCancel(req: SipRequest, tx: ServerTransaction): void {
-    tx.respond(createResponse(req, 481, undefined, { headers: [["Server", this.ctx.build.userAgent]] }));
+    tx.respond(createResponse(req, 481, undefined, { headers: [["Server", this.#ctx.build.userAgent]] }));
   }
 
   /** A 2xx to this call's INVITE outside its transaction (outgoing calls override). */

@@ -27,6 +27,7 @@ export class IncomingCall extends Call {
   readonly source: Address;
   /** The SDP offer in the INVITE (undefined for a late-offer INVITE: then `accept()` must carry an offer). */
   readonly offer?: string;
+  readonly #ctx: UaContext;
   readonly #tx: InviteServerTransaction;
   #byeAfterAck = false;
 
@@ -47,6 +48,7 @@ export class IncomingCall extends Call {
       remoteUri: dialog.remoteUri,
       state: "incoming",
     });
+    this.#ctx = ctx;
     this.request = req;
     this.source = from;
     this.#tx = tx;
@@ -62,9 +64,9 @@ export class IncomingCall extends Call {
   #respond(status: number, reason?: string, extra: [string, string][] = [], body?: string): void {
     const headers: [string, string][] = [];
     if (status > 100 && status < 300) {
-      headers.push(["Contact", this.ctx.build.contact(this.source)], ["Allow", this.ctx.allowHeader]);
+      headers.push(["Contact", this.#ctx.build.contact(this.source)], ["Allow", this.#ctx.allowHeader]);
     }
-    headers.push(["Server", this.ctx.build.userAgent], ...extra);
+    headers.push(["Server", this.#ctx.build.userAgent], ...extra);
     if (body !== undefined) headers.push(["Content-Type", "application/sdp"]);
     this.#tx.respond(createResponse(this.request, status, reason, { toTag: this.localTag, headers, body }));
   }
@@ -76,10 +78,10 @@ export class IncomingCall extends Call {
     if (sdp !== undefined) {
       this.setLocalSdp(sdp);
       this.#respond(183, undefined, [], sdp);
-      this.ctx.log.info("183 Session Progress sent", this.fields);
+      this.#ctx.log.info("183 Session Progress sent", this.fields);
     } else {
       this.#respond(180);
-      this.ctx.log.info("180 Ringing sent", this.fields);
+      this.#ctx.log.info("180 Ringing sent", this.fields);
     }
   }
 
@@ -93,7 +95,7 @@ export class IncomingCall extends Call {
     this.setState("accepting");
     this.setLocalSdp(sdp);
     this.#respond(200, undefined, [], sdp);
-    this.ctx.log.info("200 OK sent", this.fields);
+    this.#ctx.log.info("200 OK sent", this.fields);
   }
 
   /** Rejects the call with a final status (default `486 Busy Here`; e.g. 488 for no common codec, 603 Decline). */
@@ -102,7 +104,7 @@ export class IncomingCall extends Call {
     if (status < 300 || status > 699) throw new RangeError(`reject needs a 3xx–6xx status, got ${status}`);
     this.#respond(status, reason);
     const phrase = this.#tx.lastResponse?.reason ?? "";
-    this.ctx.log.info(`${status} ${phrase} sent`, this.fields);
+    this.#ctx.log.info(`${status} ${phrase} sent`, this.fields);
     this.end({ by: "local", reason: `${status} ${phrase}`, status });
   }
 
@@ -114,7 +116,7 @@ export class IncomingCall extends Call {
         sdp = bodyText(ack);
         this.setRemoteSdp(sdp);
       }
-      this.ctx.log.info("ACK received, call established", this.fields);
+      this.#ctx.log.info("ACK received, call established", this.fields);
       this.markEstablished(sdp);
     } else if (this.#byeAfterAck && this.state === "ended") {
       this.#byeAfterAck = false;
@@ -124,8 +126,8 @@ export class IncomingCall extends Call {
 
   /** CANCEL for our INVITE: 200 to the CANCEL, and 487 to the INVITE unless it was answered. */
   protected override onCancel(req: SipRequest, tx: ServerTransaction): void {
-    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.ctx.build.userAgent]] }));
-    this.ctx.log.info("CANCEL received", this.fields);
+    tx.respond(createResponse(req, 200, undefined, { headers: [["Server", this.#ctx.build.userAgent]] }));
+    this.#ctx.log.info("CANCEL received", this.fields);
     if (!this.#tx.finalSent && (this.state === "incoming" || this.state === "ringing")) {
       this.#respond(487);
       this.end({ by: "remote", reason: "CANCEL", status: 487 });
@@ -144,7 +146,7 @@ export class IncomingCall extends Call {
       return;
     }
     if (this.state !== "accepting") return;
-    this.ctx.log.warn("no ACK for 200 OK, hanging up", this.fields);
+    this.#ctx.log.warn("no ACK for 200 OK, hanging up", this.fields);
     void this.sendBye('SIP;cause=408;text="ACK timeout"');
     this.end({ by: "timeout", reason: "no ACK for 200 OK" });
   }

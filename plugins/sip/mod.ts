@@ -36,6 +36,10 @@
  * @module
  */
 
+// The core types this API takes (a clock for every SIP timer, a logger).
+export type { Clock, Timer } from "../../core/clock.ts";
+export type { LogFields, Logger, LogLevel } from "../../core/log.ts";
+
 // 1. message
 export { type PartialRequest, SipParseError } from "./errors.ts";
 export { SipHeaders } from "./headers.ts";
@@ -95,13 +99,17 @@ export { localAddressFacing } from "./local_address.ts";
 
 // 3. transaction
 export {
+  type ClientState,
   type ClientTransaction,
   type ClientTransactionUser,
   type InviteServerTransaction,
+  type MessageSender,
   resolveTimers,
+  type ServerState,
   type ServerTransaction,
   type ServerTransactionUser,
   type TimerSettings,
+  type Transaction,
   TransactionLayer,
   type TransactionLayerOptions,
 } from "./transaction.ts";

@@ -39,6 +39,7 @@ export class OutgoingCall extends Call {
   readonly direction = "outgoing" as const;
   /** Where the INVITE is sent. */
   readonly destination: Address;
+  readonly #ctx: UaContext;
   #invite: SipRequest;
   #tx?: ClientTransaction;
   #ack?: SipRequest;
@@ -74,6 +75,7 @@ export class OutgoingCall extends Call {
       remoteUri: toValue,
       state: "calling",
     });
+    this.#ctx = ctx;
     this.#invite = invite;
     this.destination = dest;
     this.setLocalSdp(opts.sdp);
@@ -87,12 +89,12 @@ export class OutgoingCall extends Call {
 
   /** @internal Sends the INVITE (called by `SipUserAgent.invite`). */
   start(): void {
-    this.ctx.log.info(`INVITE sent to ${this.#invite.uri}`, this.fields);
+    this.#ctx.log.info(`INVITE sent to ${this.#invite.uri}`, this.fields);
     this.#send();
   }
 
   #send(): void {
-    this.#tx = this.ctx.layer.sendRequest(this.#invite, this.destination, {
+    this.#tx = this.#ctx.layer.sendRequest(this.#invite, this.destination, {
       onResponse: (res, tx) => {
         if (tx === this.#tx) this.#onResponse(res);
         else if (res.status >= 200 && res.status < 300) this.onOk(res); // a late 2xx to an earlier attempt
@@ -117,7 +119,7 @@ export class OutgoingCall extends Call {
         const tag = getTo(res).params.tag;
         if (tag && s > 100) this.setEarlyRemoteTag(tag);
         const body = res.body.length ? bodyText(res) : undefined;
-        this.ctx.log.info(`${s} ${res.reason}`, this.fields);
+        this.#ctx.log.info(`${s} ${res.reason}`, this.fields);
         this.emitProgress(
           body === undefined ? { status: s, reason: res.reason } : { status: s, reason: res.reason, sdp: body },
         );
@@ -129,13 +131,13 @@ export class OutgoingCall extends Call {
       this.onOk(res);
       return;
     }
-    this.ctx.log.info(`${s} ${res.reason}`, this.fields);
-    if (this.#cancel === "none" && this.state !== "ended" && !this.ctx.closed) {
-      const credentials = answerChallenge(this.ctx, res, this.#invite, this.#authRounds);
+    this.#ctx.log.info(`${s} ${res.reason}`, this.fields);
+    if (this.#cancel === "none" && this.state !== "ended" && !this.#ctx.closed) {
+      const credentials = answerChallenge(this.#ctx, res, this.#invite, this.#authRounds);
       if (credentials) {
         // RFC 3261 §22.2: the same call (Call-ID, From tag), a new transaction with CSeq + 1.
         this.#authRounds++;
-        this.#invite = this.ctx.build.retry(
+        this.#invite = this.#ctx.build.retry(
           this.#invite,
           this.destination,
           credentials,
@@ -159,22 +161,22 @@ export class OutgoingCall extends Call {
       if (tag === current.remoteTag) {
         // Retransmitted 2xx: our ACK was lost.
         if (this.#ack && this.#ackDest) {
-          this.ctx.log.debug("200 OK retransmission, re-sending ACK", this.fields);
-          this.ctx.sendDirect(this.#ack, this.#ackDest);
+          this.#ctx.log.debug("200 OK retransmission, re-sending ACK", this.fields);
+          this.#ctx.sendDirect(this.#ack, this.#ackDest);
         }
       } else {
         // A second fork answered: ACK and hang it up (RFC 3261 §13.2.2.4).
-        this.ctx.log.info("2xx from another fork, sending ACK and BYE", this.fields);
+        this.#ctx.log.info("2xx from another fork, sending ACK and BYE", this.fields);
         const other = Dialog.fromUac(this.#invite, res);
         const dest = destinationOf(other.nextHop());
-        this.ctx.sendDirect(other.createAck(getCSeq(res).seq, { via: this.ctx.build.via(dest) }).request, dest);
-        const bye = other.createRequest("BYE", { via: this.ctx.build.via(dest) });
-        void sendRequest(this.ctx, bye.request, dest, { nextCSeq: () => other.nextLocalSeq() });
+        this.#ctx.sendDirect(other.createAck(getCSeq(res).seq, { via: this.#ctx.build.via(dest) }).request, dest);
+        const bye = other.createRequest("BYE", { via: this.#ctx.build.via(dest) });
+        void sendRequest(this.#ctx, bye.request, dest, { nextCSeq: () => other.nextLocalSeq() });
       }
       return;
     }
     if (!tag) {
-      this.ctx.log.warn(`${res.status} without To tag ignored`, this.fields);
+      this.#ctx.log.warn(`${res.status} without To tag ignored`, this.fields);
       return;
     }
     const dialog = Dialog.fromUac(this.#invite, res);
@@ -187,19 +189,19 @@ export class OutgoingCall extends Call {
         ackBody = this.#ackSdp(body);
         this.setLocalSdp(ackBody);
       } catch (e) {
-        this.ctx.log.warn(`cannot answer the offer in the 2xx: ${errText(e)}`, this.fields);
+        this.#ctx.log.warn(`cannot answer the offer in the 2xx: ${errText(e)}`, this.fields);
       }
     }
     const dest = destinationOf(dialog.nextHop());
     const ack = dialog.createAck(getCSeq(this.#invite).seq, {
-      via: this.ctx.build.via(dest),
+      via: this.#ctx.build.via(dest),
       body: ackBody,
       contentType: ackBody !== undefined ? "application/sdp" : undefined,
     });
     this.#ack = ack.request;
     this.#ackDest = dest;
-    this.ctx.log.info(`${res.status} ${res.reason} received, sending ACK`, this.fields);
-    this.ctx.sendDirect(ack.request, dest);
+    this.#ctx.log.info(`${res.status} ${res.reason} received, sending ACK`, this.fields);
+    this.#ctx.sendDirect(ack.request, dest);
     if (this.#cancel !== "none" || this.state === "ended") {
       // We wanted to cancel but the callee answered first: hang up at once.
       void this.sendBye();
@@ -218,7 +220,7 @@ export class OutgoingCall extends Call {
     if ((this.state !== "calling" && this.state !== "proceeding") || this.#cancel !== "none") return;
     if (!this.#gotProvisional) {
       this.#cancel = "pending";
-      this.ctx.log.debug("CANCEL deferred until a provisional response arrives", this.fields);
+      this.#ctx.log.debug("CANCEL deferred until a provisional response arrives", this.fields);
       return;
     }
     this.#sendCancel();
@@ -227,11 +229,11 @@ export class OutgoingCall extends Call {
   #sendCancel(): void {
     if (this.#cancel === "sent" || this.state === "ended") return;
     this.#cancel = "sent";
-    const cancel = this.ctx.build.cancel(this.#invite, this.destination);
-    this.ctx.log.info("CANCEL sent", this.fields);
-    void sendRequest(this.ctx, cancel, this.destination, { authenticate: false });
+    const cancel = this.#ctx.build.cancel(this.#invite, this.destination);
+    this.#ctx.log.info("CANCEL sent", this.fields);
+    void sendRequest(this.#ctx, cancel, this.destination, { authenticate: false });
     // If no final response to the INVITE arrives within 64·T1, give up (RFC 3261 §9.1).
-    this.guardTimer = this.ctx.clock.after(64 * this.ctx.layer.timers.T1, () => {
+    this.guard(64 * this.#ctx.layer.timers.T1, () => {
       this.#tx?.terminate();
       this.end({ by: "local", reason: "cancelled" });
     });

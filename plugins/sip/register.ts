@@ -74,6 +74,7 @@ export class Registration {
   readonly #unregister: () => Promise<SipResponse>;
 
   /**
+   * Creates the registration (the user agent does, when the registrar accepts).
    * @param init what the registrar accepted
    * @param unregister sends the REGISTER that removes the binding; resolves with its 2xx
    */
@@ -104,6 +105,7 @@ export class RegistrationError extends Error {
   readonly status?: number;
 
   /**
+   * Creates the error.
    * @param message what failed and why
    * @param response the final response, if any
    */
