@@ -20,7 +20,7 @@ import {
   type IncomingCall,
   type OutgoingCall,
   SipUserAgent,
-} from "../plugins/sip/user_agent.ts";
+} from "../plugins/sip/mod.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();

@@ -8,7 +8,7 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import { parseMessage, type SipResponse } from "../plugins/sip/message.ts";
 import { createAnswer, createOffer, negotiated } from "../plugins/sip/sdp.ts";
 import { type Address, UdpTransport } from "../plugins/sip/transport.ts";
-import { type IncomingCall, SipUserAgent } from "../plugins/sip/user_agent.ts";
+import { type IncomingCall, SipUserAgent } from "../plugins/sip/mod.ts";
 
 /** A real-time clock on plain setTimeout/clearTimeout, so cancelled timers leave nothing pending. */
 class TimeoutClock implements Clock {

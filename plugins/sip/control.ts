@@ -23,7 +23,7 @@ import { formatHostPort } from "../../core/net/address.ts";
 import { parsePortRange, PortAllocator, type PortPair } from "../../core/net/ports.ts";
 import { type MediaStats, newMediaStats, Session } from "../../core/session.ts";
 import { type AudioCodec, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
-import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./user_agent.ts";
+import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./mod.ts";
 
 const CODEC_LIST = /^\s*(PCMU|PCMA)\s*(,\s*(PCMU|PCMA)\s*)*$/i;
 

@@ -3,6 +3,14 @@
  * in-dialog requests (BYE, re-INVITE) and the end-to-end ACK for a 2xx, plus the
  * first checks a UAS makes on every request (§8.2: 405, 416, 420, 481; OPTIONS).
  *
+ * A {@linkcode Dialog} owns its state: its state (early → confirmed →
+ * terminated), remote target, route set and CSeq counters change only through
+ * its methods ({@linkcode Dialog.confirm}, {@linkcode Dialog.terminate},
+ * {@linkcode Dialog.refreshTarget}, {@linkcode Dialog.nextLocalSeq},
+ * {@linkcode Dialog.acceptRemoteCSeq}); the fields are read-only from outside.
+ *
+ * Layer: dialog (imports the message layer only).
+ *
  * @module
  */
 import { newTag } from "./ids.ts";
@@ -64,6 +72,9 @@ function contactUri(msg: SipRequest | SipResponse): string | undefined {
   return formatUri(parseNameAddr(c).uri);
 }
 
+/** Methods whose requests (and their 2xx) replace a dialog's remote target (RFC 3261 §12.2, RFC 3311). */
+const TARGET_REFRESH: ReadonlySet<string> = new Set(["INVITE", "UPDATE"]);
+
 /**
  * A dialog: Call-ID, tags, CSeq counters, remote target and route set.
  *
@@ -81,21 +92,16 @@ export class Dialog {
   /** Our tag. */
   readonly localTag: string;
   /** The peer's tag. */
-  remoteTag: string;
+  readonly remoteTag: string;
   /** Our URI header value, without tag. */
   readonly localUri: string;
   /** The peer's URI header value, without tag. */
   readonly remoteUri: string;
-  /** Our last CSeq number. */
-  localSeq: number;
-  /** The peer's last CSeq number. */
-  remoteSeq?: number;
-  /** Where in-dialog requests go (the peer's Contact). */
-  remoteTarget: string;
-  /** Route set (Record-Route, reversed for the UAC). */
-  routeSet: string[];
-  /** State. */
-  state: DialogState;
+  #localSeq: number;
+  #remoteSeq?: number;
+  #remoteTarget: string;
+  #routeSet: readonly string[];
+  #state: DialogState;
 
   /**
    * Creates a dialog from all its fields (see {@linkcode Dialog.fromUac} and {@linkcode Dialog.fromUas}).
@@ -108,11 +114,11 @@ export class Dialog {
     this.remoteTag = init.remoteTag;
     this.localUri = init.localUri;
     this.remoteUri = init.remoteUri;
-    this.localSeq = init.localSeq;
-    this.remoteSeq = init.remoteSeq;
-    this.remoteTarget = init.remoteTarget;
-    this.routeSet = init.routeSet;
-    this.state = init.state;
+    this.#localSeq = init.localSeq;
+    this.#remoteSeq = init.remoteSeq;
+    this.#remoteTarget = init.remoteTarget;
+    this.#routeSet = Object.freeze([...init.routeSet]);
+    this.#state = init.state;
   }
 
   /**
@@ -169,10 +175,111 @@ export class Dialog {
     return dialogId(this.callId, this.localTag, this.remoteTag);
   }
 
+  /** State: `early` until the 2xx (UAC) or the ACK (UAS), then `confirmed`, then `terminated`. */
+  get state(): DialogState {
+    return this.#state;
+  }
+
+  /** Where in-dialog requests go (the peer's current Contact URI). */
+  get remoteTarget(): string {
+    return this.#remoteTarget;
+  }
+
+  /** Route set (Record-Route, reversed for the UAC), in the order requests carry it (frozen). */
+  get routeSet(): readonly string[] {
+    return this.#routeSet;
+  }
+
+  /** Our last CSeq number (0 until the UAS sends its first request). */
+  get localSeq(): number {
+    return this.#localSeq;
+  }
+
+  /** The peer's last CSeq number (undefined until it sends a request). */
+  get remoteSeq(): number | undefined {
+    return this.#remoteSeq;
+  }
+
+  /**
+   * Moves an early dialog to `confirmed` (RFC 3261 §12.1, §13.2.2.4): the UAS
+   * calls it when the ACK arrives, the UAC when the 2xx arrives — with that 2xx,
+   * whose Contact then becomes the remote target and whose Record-Route the
+   * route set. A dialog that is already confirmed is left as it is. Returns
+   * false for a terminated dialog, which stays terminated.
+   *
+   * @example
+   * ```ts
+   * const d = Dialog.fromUac(invite, ringing180); // early
+   * d.confirm(ok200); // confirmed; d.remoteTarget is the 200's Contact
+   * ```
+   */
+  confirm(response?: SipResponse): boolean {
+    if (this.#state === "terminated") return false;
+    if (this.#state === "early" && response !== undefined && this.role === "uac") {
+      if (response.status < 200 || response.status >= 300) {
+        throw new Error(`a dialog is confirmed by a 2xx, not by ${response.status} ${response.reason}`);
+      }
+      this.#checkOwn(response);
+      this.#remoteTarget = contactUri(response) ?? this.#remoteTarget;
+      this.#routeSet = Object.freeze(response.headers.getAll("Record-Route").reverse());
+    }
+    this.#state = "confirmed";
+    return true;
+  }
+
+  /** Moves the dialog to `terminated` (BYE sent or received, call failed or cancelled). */
+  terminate(): void {
+    this.#state = "terminated";
+  }
+
+  /**
+   * Applies a target refresh (RFC 3261 §12.2.1.2, §12.2.2): a re-INVITE (or
+   * UPDATE) the peer sent in this dialog, or a 2xx to one we sent, replaces the
+   * remote target with its Contact URI. Other messages, messages without a
+   * Contact and terminated dialogs change nothing. Returns true when the target
+   * changed. Throws `SipParseError` when the Contact cannot be parsed, and an
+   * Error when the message belongs to another dialog.
+   *
+   * @example
+   * ```ts
+   * dialog.refreshTarget(reinvite); // true: in-dialog requests now go to its Contact
+   * ```
+   */
+  refreshTarget(msg: SipRequest | SipResponse): boolean {
+    if (this.#state === "terminated") return false;
+    if (msg.kind === "request") {
+      if (!TARGET_REFRESH.has(msg.method)) return false;
+    } else if (msg.status < 200 || msg.status >= 300 || !TARGET_REFRESH.has(getCSeq(msg).method)) {
+      return false;
+    }
+    this.#checkOwn(msg);
+    const target = contactUri(msg);
+    if (target === undefined || target === this.#remoteTarget) return false;
+    this.#remoteTarget = target;
+    return true;
+  }
+
+  /**
+   * Takes the next local CSeq number for a new in-dialog request (RFC 3261
+   * §12.2.1.1): one more than the last, or a random start for a UAS that has
+   * not sent any request yet. {@linkcode Dialog.createRequest} uses it; so does
+   * a request re-sent with credentials after a 401/407.
+   *
+   * @example
+   * ```ts
+   * const seq = dialog.nextLocalSeq(); // e.g. 314160 after an INVITE with CSeq 314159
+   * ```
+   */
+  nextLocalSeq(): number {
+    if (this.#localSeq === 0) this.#localSeq = 1 + Math.floor(Math.random() * 10000);
+    else this.#localSeq++;
+    return this.#localSeq;
+  }
+
   /** The URI of the next hop for in-dialog requests: the first route, or the remote target. */
   nextHop(): SipUri {
-    if (this.routeSet.length > 0) return parseNameAddr(this.routeSet[0]).uri;
-    return parseUri(this.remoteTarget);
+    if (this.#routeSet.length > 0) return parseNameAddr(this.#routeSet[0]).uri;
+    return parseUri(this.#remoteTarget);
   }
 
   /**
@@ -181,20 +288,15 @@ export class Dialog {
    * the next local CSeq (or `opts.cseq` for ACK/CANCEL).
    */
   createRequest(method: string, opts: InDialogRequestOptions): { request: SipRequest; nextHop: SipUri } {
-    let seq = opts.cseq;
-    if (seq === undefined) {
-      if (this.localSeq === 0) this.localSeq = 1 + Math.floor(Math.random() * 10000);
-      else this.localSeq++;
-      seq = this.localSeq;
-    }
-    let ruri = this.remoteTarget;
-    let routes = this.routeSet;
+    const seq = opts.cseq ?? this.nextLocalSeq();
+    let ruri = this.#remoteTarget;
+    let routes: readonly string[] = this.#routeSet;
     if (routes.length > 0 && parseNameAddr(routes[0]).uri.params.lr === undefined) {
       // Strict routing (RFC 2543 proxies): the first route becomes the Request-URI.
       const first = parseNameAddr(routes[0]).uri;
       first.headers = {};
       ruri = formatUri(first);
-      routes = [...routes.slice(1), `<${this.remoteTarget}>`];
+      routes = [...routes.slice(1), `<${this.#remoteTarget}>`];
     }
     const h: [string, string][] = [["Via", opts.via]];
     for (const r of routes) h.push(["Route", r]);
@@ -225,12 +327,25 @@ export class Dialog {
   acceptRemoteCSeq(req: SipRequest): boolean {
     if (req.method === "ACK" || req.method === "CANCEL") return true;
     const seq = getCSeq(req).seq;
-    if (this.remoteSeq !== undefined && seq <= this.remoteSeq) {
+    if (this.#remoteSeq !== undefined && seq <= this.#remoteSeq) {
       // A retransmission never gets here (absorbed by its transaction); equal means an out-of-order request.
       return false;
     }
-    this.remoteSeq = seq;
+    this.#remoteSeq = seq;
     return true;
+  }
+
+  /** Throws unless `msg` is in this dialog: a request from the peer, or a response to one of our requests. */
+  #checkOwn(msg: SipRequest | SipResponse): void {
+    const fromTag = getFrom(msg).params.tag ?? "";
+    const toTag = getTo(msg).params.tag ?? "";
+    const ours = msg.kind === "request"
+      ? toTag === this.localTag && fromTag === this.remoteTag
+      : fromTag === this.localTag && toTag === this.remoteTag;
+    if (getCallId(msg) !== this.callId || !ours) {
+      const what = msg.kind === "request" ? msg.method : `${msg.status} response`;
+      throw new Error(`${what} (Call-ID ${getCallId(msg)}) does not belong to dialog ${this.id}`);
+    }
   }
 }
 

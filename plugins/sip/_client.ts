@@ -1,0 +1,206 @@
+/**
+ * Private: the client side of requests other than INVITE (BYE, CANCEL,
+ * OPTIONS, REGISTER) — each sent in a non-INVITE client transaction, re-sent
+ * with credentials after a 401/407 when the authenticator answers the
+ * challenge — that challenge step itself, which outgoing calls use for their
+ * INVITE too, and the registration client (REGISTER and its removal).
+ *
+ * Layer: user agent (imports context, request builder, register, transaction, message).
+ *
+ * @module
+ */
+import { type CredentialsHeader, isChallenge, MAX_AUTH_ROUNDS } from "./auth.ts";
+import { errText, type UaContext } from "./_context.ts";
+import { splitHeaderValue } from "./headers.ts";
+import { newCallId, newTag } from "./ids.ts";
+import { getCallId, getCSeq, type SipRequest, type SipResponse } from "./message.ts";
+import { type RegisterOptions, Registration, RegistrationError } from "./register.ts";
+import { destinationOf } from "./_request_builder.ts";
+import type { Address } from "./transport.ts";
+import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
+
+/**
+ * Offers a 401/407 to the user agent's authenticator. Returns the credentials
+ * header to re-send `request` with, or undefined when there is no
+ * authenticator, it gives up (or throws, or returns something else than a
+ * credentials header), or `round` (re-sends so far) reached
+ * {@linkcode MAX_AUTH_ROUNDS}.
+ */
+export function answerChallenge(
+  ctx: UaContext,
+  challenge: SipResponse,
+  request: SipRequest,
+  round: number,
+): CredentialsHeader | undefined {
+  const auth = ctx.authenticator;
+  if (!auth || !isChallenge(challenge)) return undefined;
+  const fields = { call: getCallId(request) };
+  if (round >= MAX_AUTH_ROUNDS) {
+    ctx.log.warn(
+      `${challenge.status} ${challenge.reason} again after ${round} rounds of credentials: giving up`,
+      fields,
+    );
+    return undefined;
+  }
+  let answer: unknown;
+  try {
+    answer = auth(challenge, request);
+  } catch (e) {
+    ctx.log.error(`authenticator failed: ${e instanceof Error ? e.message : e}`, fields);
+    return undefined;
+  }
+  if (answer === undefined) return undefined;
+  if (
+    !Array.isArray(answer) || answer.length !== 2 ||
+    (answer[0] !== "Authorization" && answer[0] !== "Proxy-Authorization") ||
+    typeof answer[1] !== "string" || answer[1].trim() === "" || /[\r\n]/.test(answer[1])
+  ) {
+    ctx.log.error(
+      `authenticator returned ${JSON.stringify(answer)}: expected ["Authorization" | "Proxy-Authorization", ` +
+        "a one-line value] or undefined",
+      fields,
+    );
+    return undefined;
+  }
+  ctx.log.info(`${challenge.status} ${challenge.reason}: re-sending ${request.method} with ${answer[0]}`, fields);
+  return [answer[0], answer[1]];
+}
+
+/** Options of {@linkcode sendRequest}. */
+export interface SendOptions {
+  /**
+   * The CSeq number of a re-sent request (default: one more than the last).
+   * In-dialog requests take it from their dialog.
+   */
+  nextCSeq?: () => number;
+  /** False for CANCEL, which is never re-sent (RFC 3261 §22.1). */
+  authenticate?: boolean;
+}
+
+/**
+ * Sends a non-INVITE request in a client transaction; after a 401/407 that the
+ * authenticator answers, sends it again (new transaction, next CSeq, the
+ * credentials). Resolves with the final response, or undefined on timeout,
+ * transport error or when the user agent closes.
+ */
+export function sendRequest(
+  ctx: UaContext,
+  req: SipRequest,
+  dest: Address,
+  opts: SendOptions = {},
+): Promise<SipResponse | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (res: SipResponse | undefined) => {
+      if (settled) return;
+      settled = true;
+      resolve(res);
+    };
+    const attempt = (request: SipRequest, round: number) => {
+      if (ctx.closed) return settle(undefined);
+      let live = true; // false once this transaction's final response was handled
+      ctx.layer.sendRequest(request, dest, {
+        onResponse: (res) => {
+          if (res.status < 200 || !live) return;
+          live = false;
+          const credentials = opts.authenticate === false || ctx.closed
+            ? undefined
+            : answerChallenge(ctx, res, request, round);
+          if (!credentials) return settle(res);
+          const cseq = opts.nextCSeq?.() ?? getCSeq(request).seq + 1;
+          attempt(ctx.build.retry(request, dest, credentials, cseq), round + 1);
+        },
+        onTimeout: () => live && settle(undefined),
+        onTransportError: () => live && settle(undefined),
+        onTerminated: () => live && settle(undefined),
+      });
+    };
+    attempt(req, 0);
+  });
+}
+
+/** Parses a SIP URI given by the caller (`sip:` may be left out); throws an error naming the option. */
+export function userUri(text: string, what: string, example: string): SipUri {
+  const t = text.trim();
+  try {
+    return parseUri(/^sips?:/i.test(t) ? t : `sip:${t}`);
+  } catch (e) {
+    throw new TypeError(`${what} ${JSON.stringify(text)} is not a SIP URI (${errText(e)}): use e.g. ${example}`);
+  }
+}
+
+/**
+ * Registers a binding (RFC 3261 §10.2): REGISTER to the registrar with our
+ * Contact and the requested lifetime; a 401/407 goes through the
+ * authenticator. Resolves with the {@linkcode Registration} on a 2xx; rejects
+ * with {@linkcode RegistrationError} on a failure response or no response, and
+ * with a TypeError/RangeError for bad options.
+ */
+export async function register(ctx: UaContext, opts: RegisterOptions): Promise<Registration> {
+  if (ctx.closed) throw new Error("user agent is closed");
+  const registrarUri = userUri(opts.registrar, "register: registrar", "sip:example.com");
+  const aor = formatUri(userUri(opts.aor, "register: aor", "sip:alice@example.com"));
+  const expires = opts.expires ?? 3600;
+  if (!Number.isInteger(expires) || expires < 0 || expires > 4294967295) {
+    throw new RangeError(`register: expires must be a whole number of seconds from 0 to 4294967295, got ${expires}`);
+  }
+  const dest = opts.proxy ?? destinationOf(registrarUri);
+  const contact = opts.contact === undefined
+    ? ctx.build.contactUri(dest)
+    : formatUri(userUri(opts.contact, "register: contact", "sip:alice@192.0.2.10:5060"));
+  const registrar = formatUri(registrarUri);
+  // One Call-ID and From tag for the registration; CSeq grows with each REGISTER (RFC 3261 §10.2).
+  const callId = newCallId();
+  const fromTag = newTag();
+  let cseq = 0;
+  const send = async (lifetime: number): Promise<SipResponse> => {
+    if (ctx.closed) throw new Error("user agent is closed");
+    const req = ctx.build.register({
+      registrar,
+      aor,
+      dest,
+      contact,
+      expires: lifetime,
+      callId,
+      fromTag,
+      cseq: ++cseq,
+      headers: opts.headers,
+    });
+    const what = lifetime === 0 ? "unregistering" : "registering";
+    ctx.log.info(`REGISTER sent to ${registrar} for ${aor} (expires ${lifetime})`, { call: callId });
+    const res = await sendRequest(ctx, req, dest, { nextCSeq: () => ++cseq });
+    if (!res) throw new RegistrationError(`${what} ${aor} at ${registrar}: no response`);
+    if (res.status >= 300) {
+      throw new RegistrationError(`${what} ${aor} at ${registrar}: ${res.status} ${res.reason}`, res);
+    }
+    return res;
+  };
+  const response = await send(expires);
+  const granted = grantedExpires(response, contact, expires);
+  ctx.log.info(`registered ${aor} at ${registrar} for ${granted} s`, { call: callId });
+  return new Registration({ registrar, aor, contact, response, expires: granted }, () => send(0));
+}
+
+/**
+ * The lifetime a registrar granted our `contact` (RFC 3261 §10.2.4): the
+ * `expires` parameter of the matching Contact in its 2xx, else its `Expires`
+ * header, else what we asked.
+ */
+function grantedExpires(res: SipResponse, contact: string, asked: number): number {
+  const ours = parseUri(contact);
+  for (const value of res.headers.getAll("Contact").flatMap((v) => splitHeaderValue("Contact", v))) {
+    let na;
+    try {
+      na = parseNameAddr(value);
+    } catch {
+      continue;
+    }
+    const u = na.uri;
+    const same = u.scheme === ours.scheme && u.user === ours.user && u.host.toLowerCase() === ours.host.toLowerCase() &&
+      (u.port ?? 5060) === (ours.port ?? 5060);
+    const exp = na.params.expires;
+    if (same && exp !== undefined && exp !== null && /^\d+$/.test(exp.trim())) return Number(exp.trim());
+  }
+  const header = res.headers.get("Expires")?.trim();
+  return header !== undefined && /^\d+$/.test(header) ? Number(header) : asked;
+}

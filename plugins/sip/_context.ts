@@ -1,0 +1,124 @@
+/**
+ * Private: what one user agent's parts share — transport, transaction layer,
+ * clock, logger, request builder, authenticator, the methods it allows — and
+ * the handles through which the dispatcher drives calls (their entry points
+ * stay off the public `Call` classes).
+ *
+ * Layer: user agent (imports transport, transaction, dialog, message).
+ *
+ * @module
+ */
+import type { Clock } from "../../core/clock.ts";
+import type { Logger } from "../../core/log.ts";
+import type { Authenticator } from "./auth.ts";
+import type { SipRequest, SipResponse } from "./message.ts";
+import type { RequestBuilder } from "./_request_builder.ts";
+import type { ServerTransaction, TransactionLayer } from "./transaction.ts";
+import type { Address, SipTransport } from "./transport.ts";
+
+/** Methods the user agent always implements (sent in `Allow`). */
+export const ALLOWED_METHODS: readonly string[] = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"];
+
+/** Default `User-Agent` / `Server` value. */
+export const USER_AGENT = "voxpipe/0.1";
+
+/** The entry points of a call that the dispatcher drives. */
+export interface CallHandle {
+  /** An ACK matched the call's dialog. */
+  receiveAck(ack: SipRequest): void;
+  /** A BYE in the call's dialog (CSeq already checked). */
+  receiveBye(req: SipRequest, tx: ServerTransaction): void;
+  /** A re-INVITE in the call's dialog (CSeq already checked). */
+  receiveReinvite(req: SipRequest, tx: ServerTransaction, from: Address): void;
+  /** A CANCEL for the call's INVITE (incoming calls). */
+  receiveCancel(req: SipRequest, tx: ServerTransaction): void;
+  /** A 2xx to the call's INVITE that matched no transaction (outgoing calls). */
+  receiveOk(res: SipResponse): void;
+  /** The user agent is closing (it already sent the hang-up): end `{by: "local", reason: "user agent closed"}`. */
+  shutdown(): void;
+}
+
+/** What builds a {@linkcode UaContext}. */
+export interface UaContextInit {
+  /** Parsed-message transport. */
+  transport: SipTransport;
+  /** Transaction layer on top of it. */
+  layer: TransactionLayer;
+  /** Logger (tagged `[SIP]`). */
+  log: Logger;
+  /** Request builder. */
+  build: RequestBuilder;
+  /** Optional answer to 401/407 challenges. */
+  authenticator?: Authenticator;
+}
+
+/** The state one user agent's calls, clients, dispatcher and facade share. */
+export class UaContext {
+  /** Parsed-message transport. */
+  readonly transport: SipTransport;
+  /** Transaction layer. */
+  readonly layer: TransactionLayer;
+  /** Clock of every SIP timer (the transaction layer's). */
+  readonly clock: Clock;
+  /** Logger. */
+  readonly log: Logger;
+  /** Builds out-of-dialog requests. */
+  readonly build: RequestBuilder;
+  /** Answers 401/407 challenges, when set. */
+  readonly authenticator?: Authenticator;
+  /** True once the user agent is closing. */
+  closed = false;
+  readonly #extraMethods = new Set<string>();
+  readonly #handles = new WeakMap<object, CallHandle>();
+
+  /**
+   * Creates the context.
+   * @param init transport, transactions, logger, builder, authenticator
+   */
+  constructor(init: UaContextInit) {
+    this.transport = init.transport;
+    this.layer = init.layer;
+    this.clock = init.layer.clock;
+    this.log = init.log;
+    this.build = init.build;
+    this.authenticator = init.authenticator;
+  }
+
+  /** Methods accepted now: {@linkcode ALLOWED_METHODS} plus those enabled (REGISTER with a registrar handler). */
+  get allowed(): string[] {
+    return [...ALLOWED_METHODS, ...this.#extraMethods];
+  }
+
+  /** The `Allow` header value. */
+  get allowHeader(): string {
+    return this.allowed.join(", ");
+  }
+
+  /** Accepts (or stops accepting) `method` beyond the built-in ones. */
+  allow(method: string, on: boolean): void {
+    if (on) this.#extraMethods.add(method);
+    else this.#extraMethods.delete(method);
+  }
+
+  /** Records the entry points of `call` (called by the call's constructor). */
+  bindCall(call: object, handle: CallHandle): void {
+    this.#handles.set(call, handle);
+  }
+
+  /** The entry points of `call`. */
+  handleOf(call: object): CallHandle {
+    const h = this.#handles.get(call);
+    if (!h) throw new Error("not a call of this user agent");
+    return h;
+  }
+
+  /** Sends a message outside any transaction (the ACK for a 2xx). */
+  sendDirect(req: SipRequest, to: Address): void {
+    this.transport.sendRequest(req, to).catch(() => {/* logged by the transport */});
+  }
+}
+
+/** The message of an error, or its text. */
+export function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,254 @@
+/**
+ * Private: the dispatcher. It routes what the transaction layer passes up —
+ * new requests and ACKs for 2xx to the calls whose dialogs they belong to (or
+ * to a new {@linkcode IncomingCall}, or to the registrar handler), stray 2xx
+ * responses to the outgoing call that sent the INVITE — and answers whatever
+ * nobody handles: 405 with `Allow`, 416, 420, 481, 200 to OPTIONS (all through
+ * `screenRequest`), 500 for an out-of-order CSeq, 501, 503 while closing.
+ * It also keeps the table of calls by Call-ID and local tag, where an ended
+ * call lingers 64·T1 so late retransmissions are still answered.
+ *
+ * Layer: user agent (imports calls, register, context, dialog, transaction, message).
+ *
+ * @module
+ */
+import type { Timer } from "../../core/clock.ts";
+import type { Call } from "./call.ts";
+import { screenRequest } from "./dialog.ts";
+import { newTag } from "./ids.ts";
+import { IncomingCall } from "./incoming_call.ts";
+import { createResponse, getCallId, getCSeq, getFrom, getTo, type SipRequest, type SipResponse } from "./message.ts";
+import { OutgoingCall } from "./outgoing_call.ts";
+import { parseRegisterRequest, type RegistrarHandler, type RegistrarReply } from "./register.ts";
+import type { InviteServerTransaction, ServerTransaction } from "./transaction.ts";
+import type { Address } from "./transport.ts";
+import { formatUri } from "./uri.ts";
+import { errText, type UaContext } from "./_context.ts";
+
+/** Routes incoming requests and stray responses of one user agent; answers the rest. */
+export class Dispatcher {
+  readonly #ctx: UaContext;
+  readonly #offer: (call: IncomingCall) => boolean;
+  readonly #calls = new Map<string, Call>();
+  readonly #lingering = new Set<Timer>();
+  readonly #incoming = new WeakMap<ServerTransaction, IncomingCall>();
+  #registrar?: RegistrarHandler;
+
+  /**
+   * Creates the dispatcher.
+   * @param ctx the user agent's shared state
+   * @param offer gives a new incoming call to the application; returns false when nobody listens (then 480)
+   */
+  constructor(ctx: UaContext, offer: (call: IncomingCall) => boolean) {
+    this.#ctx = ctx;
+    this.#offer = offer;
+  }
+
+  /** Calls not ended yet. */
+  get liveCalls(): Call[] {
+    return [...new Set(this.#calls.values())].filter((c) => c.state !== "ended");
+  }
+
+  /** The registrar handler, if any. */
+  get registrar(): RegistrarHandler | undefined {
+    return this.#registrar;
+  }
+
+  /** Sets (or with undefined removes) the registrar handler; REGISTER is allowed only while one is set. */
+  set registrar(handler: RegistrarHandler | undefined) {
+    this.#registrar = handler;
+    this.#ctx.allow("REGISTER", handler !== undefined);
+  }
+
+  /** Adds a call to the table; once it ends it stays findable for 64·T1. */
+  track(call: Call): void {
+    const key = callKey(call.callId, call.localTag);
+    this.#calls.set(key, call);
+    call.on("ended", () => {
+      const t = this.#ctx.clock.after(64 * this.#ctx.layer.timers.T1, () => {
+        this.#lingering.delete(t);
+        if (this.#calls.get(key) === call) this.#calls.delete(key);
+      });
+      this.#lingering.add(t);
+    });
+  }
+
+  /** Forgets every call and cancels the linger timers (the user agent is closed). */
+  clear(): void {
+    for (const t of this.#lingering) t.cancel();
+    this.#lingering.clear();
+    this.#calls.clear();
+  }
+
+  /** Finds the call an incoming in-dialog request or ACK belongs to (by Call-ID, To tag and From tag). */
+  #callFor(req: SipRequest): Call | undefined {
+    const toTag = getTo(req).params.tag;
+    if (!toTag) return undefined;
+    const call = this.#calls.get(callKey(getCallId(req), toTag));
+    if (!call) return undefined;
+    const fromTag = getFrom(req).params.tag;
+    if (call.remoteTag !== undefined && fromTag !== call.remoteTag) return undefined;
+    return call;
+  }
+
+  /** A request from the transaction layer: new (with its server transaction) or an ACK for a 2xx (without). */
+  onRequest(req: SipRequest, tx: ServerTransaction | undefined, from: Address): void {
+    const ctx = this.#ctx;
+    if (req.method === "ACK") {
+      const call = this.#callFor(req);
+      if (call) ctx.handleOf(call).receiveAck(req);
+      return;
+    }
+    if (!tx) return;
+    if (ctx.closed) {
+      tx.respond(createResponse(req, 503, undefined, { toTag: newTag() }));
+      return;
+    }
+    const early = screenRequest(req, {
+      allow: ctx.allowed,
+      hasDialog: (r) => this.#callFor(r) !== undefined,
+      headers: [["Server", ctx.build.userAgent]],
+    });
+    if (early) {
+      if (early.status >= 300) {
+        ctx.log.info(`${early.status} ${early.reason} sent for ${req.method}`, { call: getCallId(req) });
+      }
+      tx.respond(early);
+      return;
+    }
+    const call = this.#callFor(req);
+    switch (req.method) {
+      case "CANCEL": {
+        const ist = ctx.layer.matchCancel(req);
+        const target = ist ? this.#incoming.get(ist) : undefined;
+        if (!ist || !target) {
+          tx.respond(createResponse(req, 481, undefined, { toTag: newTag() }));
+          return;
+        }
+        ctx.handleOf(target).receiveCancel(req, tx);
+        return;
+      }
+      case "BYE":
+        // screenRequest answered 481 to a BYE outside a known dialog, so `call` is set here.
+        if (call!.dialog && !call!.dialog.acceptRemoteCSeq(req)) {
+          tx.respond(createResponse(req, 500, "Server Internal Error (CSeq out of order)"));
+          return;
+        }
+        ctx.handleOf(call!).receiveBye(req, tx);
+        return;
+      case "INVITE":
+        if (call) {
+          if (call.dialog && !call.dialog.acceptRemoteCSeq(req)) {
+            tx.respond(createResponse(req, 500, "Server Internal Error (CSeq out of order)"));
+            return;
+          }
+          ctx.handleOf(call).receiveReinvite(req, tx, from);
+        } else this.#newCall(req, tx as InviteServerTransaction, from);
+        return;
+      case "REGISTER":
+        this.#register(req, tx, from);
+        return;
+      default:
+        tx.respond(createResponse(req, 501, undefined, { toTag: newTag() }));
+    }
+  }
+
+  #newCall(req: SipRequest, tx: InviteServerTransaction, from: Address): void {
+    const ctx = this.#ctx;
+    tx.respond(createResponse(req, 100));
+    const type = req.headers.get("Content-Type");
+    if (req.body.length > 0 && (!type || !/^application\/sdp\s*(;|$)/i.test(type))) {
+      tx.respond(createResponse(req, 415, undefined, { toTag: newTag(), headers: [["Accept", "application/sdp"]] }));
+      ctx.log.info(`415 Unsupported Media Type sent (${type ?? "no Content-Type"})`, { call: getCallId(req) });
+      return;
+    }
+    const call = new IncomingCall(ctx, req, tx, from);
+    this.track(call);
+    this.#incoming.set(tx, call);
+    ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
+    if (!this.#offer(call)) call.reject(480);
+  }
+
+  /** REGISTER to the registrar handler: 400 when unreadable, the handler's reply, 500 when it fails. */
+  #register(req: SipRequest, tx: ServerTransaction, from: Address): void {
+    const ctx = this.#ctx;
+    const fields = { call: getCallId(req) };
+    const server: [string, string] = ["Server", ctx.build.userAgent];
+    const handler = this.#registrar;
+    if (!handler) {
+      tx.respond(
+        createResponse(req, 405, undefined, { toTag: newTag(), headers: [["Allow", ctx.allowHeader], server] }),
+      );
+      return;
+    }
+    let parsed;
+    try {
+      parsed = parseRegisterRequest(req, from);
+    } catch (e) {
+      ctx.log.info(`400 sent for REGISTER: ${errText(e)}`, fields);
+      tx.respond(createResponse(req, 400, `Bad Request (${errText(e)})`, { toTag: newTag(), headers: [server] }));
+      return;
+    }
+    ctx.log.info(`REGISTER received for ${parsed.aor}`, fields);
+    const fail = (e: unknown) => {
+      ctx.log.error(`registrar handler failed: ${errText(e)}`, fields);
+      tx.respond(createResponse(req, 500, undefined, { toTag: newTag(), headers: [server] }));
+    };
+    const send = (reply: RegistrarReply) => {
+      let res: SipResponse;
+      try {
+        res = registrarResponse(req, reply, server);
+      } catch (e) {
+        return fail(e);
+      }
+      ctx.log.info(`${res.status} ${res.reason} sent for REGISTER`, fields);
+      tx.respond(res);
+    };
+    let out: RegistrarReply | Promise<RegistrarReply>;
+    try {
+      out = handler(parsed);
+    } catch (e) {
+      return fail(e);
+    }
+    if (out instanceof Promise) out.then(send, fail);
+    else send(out);
+  }
+
+  /** A response that matched no client transaction: a 2xx retransmission (or fork) to one of our INVITEs, or ignored. */
+  onStrayResponse(res: SipResponse): void {
+    const cseq = getCSeq(res);
+    const tag = getFrom(res).params.tag;
+    if (cseq.method === "INVITE" && res.status >= 200 && res.status < 300 && tag) {
+      const call = this.#calls.get(callKey(getCallId(res), tag));
+      if (call instanceof OutgoingCall) {
+        this.#ctx.handleOf(call).receiveOk(res);
+        return;
+      }
+    }
+    this.#ctx.log.debug(`stray response ${res.status} ${res.reason} (${cseq.method}) ignored`);
+  }
+}
+
+function callKey(callId: string, localTag: string): string {
+  return `${callId};${localTag}`;
+}
+
+/** The response to a REGISTER from a handler's reply; throws when the reply is not a usable final answer. */
+function registrarResponse(req: SipRequest, reply: RegistrarReply, server: [string, string]): SipResponse {
+  const status = reply?.status;
+  if (!Number.isInteger(status) || status < 200 || status > 699) {
+    throw new Error(`registrar handler answered status ${JSON.stringify(status)}: expected a final status 200–699`);
+  }
+  const headers: [string, string][] = [];
+  if (status < 300) {
+    for (const c of reply.contacts ?? []) {
+      if (typeof c.uri !== "string" || c.uri.trim() === "" || !Number.isInteger(c.expires) || c.expires < 0) {
+        throw new Error(`registrar handler answered contact ${JSON.stringify(c)}: expected { uri, expires >= 0 }`);
+      }
+      headers.push(["Contact", `<${c.uri}>;expires=${c.expires}`]);
+    }
+  }
+  for (const h of reply.headers ?? []) headers.push([h[0], h[1]]);
+  headers.push(server);
+  return createResponse(req, status, reply.reason, { toTag: newTag(), headers });
+}

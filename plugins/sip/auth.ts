@@ -1,0 +1,71 @@
+/**
+ * The seam for authentication challenges (RFC 3261 §22): when a request we
+ * sent (INVITE or not) is answered `401 Unauthorized` or `407 Proxy
+ * Authentication Required`, the user agent offers the challenge to an optional
+ * {@linkcode Authenticator}. When it returns a credentials header, the request
+ * is sent again in a new transaction with CSeq + 1 and that header (an INVITE
+ * keeps its call: same Call-ID, From tag and call object); when it returns
+ * undefined, the 401/407 is final like any other failure.
+ *
+ * No digest computation lives here yet: an authenticator reads the
+ * `WWW-Authenticate` / `Proxy-Authenticate` challenge and builds the answer.
+ *
+ * Layer: user agent (types only; imports the message layer).
+ *
+ * @module
+ */
+import type { SipRequest, SipResponse } from "./message.ts";
+
+/** Names of the headers that carry credentials: `Authorization` answers a 401, `Proxy-Authorization` a 407. */
+export type CredentialsHeaderName = "Authorization" | "Proxy-Authorization";
+
+/** A credentials header to add to the re-sent request: `[name, value]`. */
+export type CredentialsHeader = [name: CredentialsHeaderName, value: string];
+
+/**
+ * Answers an authentication challenge: `challenge` is the 401/407 response and
+ * `request` the request it answers (with the credentials of earlier rounds, if
+ * any). Return the credentials header to re-send the request with, or
+ * undefined to give up. Called synchronously; an exception counts as giving up
+ * (and is logged).
+ *
+ * @example
+ * ```ts
+ * const authenticator: Authenticator = (challenge, request) =>
+ *   challenge.status === 407 ? ["Proxy-Authorization", digestAnswer(challenge, request)] : undefined;
+ * const ua = new SipUserAgent({ authenticator });
+ * ```
+ */
+export type Authenticator = (challenge: SipResponse, request: SipRequest) => CredentialsHeader | undefined;
+
+/**
+ * How many times one request is re-sent with credentials before a challenge is
+ * taken as final (a 407 from a proxy, a 401 from the far end and a stale nonce
+ * fit in well under this).
+ */
+export const MAX_AUTH_ROUNDS = 5;
+
+/**
+ * True for the responses that are offered to an {@linkcode Authenticator}: 401 and 407.
+ *
+ * @example
+ * ```ts
+ * isChallenge(res); // true for "407 Proxy Authentication Required"
+ * ```
+ */
+export function isChallenge(res: SipResponse): boolean {
+  return res.status === 401 || res.status === 407;
+}
+
+/**
+ * The header that answers `challenge`: `Proxy-Authorization` for a 407,
+ * `Authorization` otherwise (RFC 3261 §22.2, §22.3).
+ *
+ * @example
+ * ```ts
+ * credentialsHeaderName(proxyChallenge); // "Proxy-Authorization"
+ * ```
+ */
+export function credentialsHeaderName(challenge: SipResponse): CredentialsHeaderName {
+  return challenge.status === 407 ? "Proxy-Authorization" : "Authorization";
+}

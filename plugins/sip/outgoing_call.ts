@@ -1,0 +1,252 @@
+/**
+ * The client side of a call: {@linkcode OutgoingCall}, placed with
+ * `SipUserAgent.invite`. It sends the INVITE (built by the request builder) in
+ * an INVITE client transaction, reports provisional responses, creates the
+ * dialog from the 2xx and ACKs it (again for each retransmission; ACK + BYE for
+ * a second fork), cancels (CANCEL once a provisional response arrived), and
+ * answers a 401/407 through the authenticator by re-sending the INVITE with
+ * CSeq + 1 and the credentials — the same call object goes on.
+ *
+ * Layer: user agent (imports call, client, context, request builder, dialog, message).
+ *
+ * @module
+ */
+import { Call } from "./call.ts";
+import { Dialog } from "./dialog.ts";
+import { bodyText, getCallId, getCSeq, getFrom, getTo, type SipRequest, type SipResponse } from "./message.ts";
+import type { ClientTransaction } from "./transaction.ts";
+import type { Address } from "./transport.ts";
+import type { SipUri } from "./uri.ts";
+import { errText, type UaContext } from "./_context.ts";
+import { answerChallenge, sendRequest } from "./_client.ts";
+import { destinationOf } from "./_request_builder.ts";
+
+/** Options of `SipUserAgent.invite`. */
+export interface InviteOptions {
+  /** SDP offer (sent as `application/sdp`). Without it, the offer is expected in the 2xx (answer goes in the ACK via `ackSdp`). */
+  sdp?: string;
+  /** SDP answer for the ACK when the INVITE carried no offer. */
+  ackSdp?: (offer: string) => string;
+  /** Extra headers for the INVITE. */
+  headers?: [string, string][];
+  /** Send to this address instead of the target URI's host:port (outbound proxy). */
+  proxy?: Address;
+}
+
+/** A call we placed with `SipUserAgent.invite`. */
+export class OutgoingCall extends Call {
+  /** Always `outgoing`. */
+  readonly direction = "outgoing" as const;
+  /** Where the INVITE is sent. */
+  readonly destination: Address;
+  readonly #ctx: UaContext;
+  #invite: SipRequest;
+  #tx?: ClientTransaction;
+  #ack?: SipRequest;
+  #ackDest?: Address;
+  #gotProvisional = false;
+  #cancel: "none" | "pending" | "sent" = "none";
+  #authRounds = 0;
+  readonly #ackSdp?: (offer: string) => string;
+
+  /**
+   * @internal Use `SipUserAgent.invite`, which also starts the call.
+   * @param ctx the user agent's shared state
+   * @param target Request-URI
+   * @param toValue To header value (name-addr without tag)
+   * @param opts SDP, extra headers, outbound proxy
+   */
+  constructor(ctx: UaContext, target: SipUri, toValue: string, opts: InviteOptions) {
+    const dest = opts.proxy ?? destinationOf(target);
+    const invite = ctx.build.invite({
+      target,
+      to: toValue,
+      dest,
+      allow: ctx.allowHeader,
+      sdp: opts.sdp,
+      headers: opts.headers,
+    });
+    const localTag = getFrom(invite).params.tag!;
+    const from = invite.headers.get("From")!;
+    super(ctx, {
+      callId: getCallId(invite),
+      localTag,
+      localUri: from.slice(0, from.length - `;tag=${localTag}`.length),
+      remoteUri: toValue,
+      state: "calling",
+    });
+    this.#ctx = ctx;
+    this.#invite = invite;
+    this.destination = dest;
+    this.setLocalSdp(opts.sdp);
+    this.#ackSdp = opts.ackSdp;
+  }
+
+  /** The INVITE in progress: the one we sent, or its re-sent copy with credentials after a 401/407. */
+  get invite(): SipRequest {
+    return this.#invite;
+  }
+
+  /** @internal Sends the INVITE (called by `SipUserAgent.invite`). */
+  start(): void {
+    this.#ctx.log.info(`INVITE sent to ${this.#invite.uri}`, this.fields);
+    this.#send();
+  }
+
+  #send(): void {
+    this.#tx = this.#ctx.layer.sendRequest(this.#invite, this.destination, {
+      onResponse: (res, tx) => {
+        if (tx === this.#tx) this.#onResponse(res);
+        else if (res.status >= 200 && res.status < 300) this.onOk(res); // a late 2xx to an earlier attempt
+      },
+      onTimeout: (tx) => {
+        if (tx !== this.#tx) return;
+        if (this.#cancel !== "none") this.end({ by: "local", reason: "cancelled" });
+        else this.end({ by: "timeout", reason: "no response to INVITE", status: 408 });
+      },
+      onTransportError: (tx, e) => {
+        if (tx === this.#tx) this.end({ by: "error", reason: `transport error: ${errText(e)}` });
+      },
+    });
+  }
+
+  #onResponse(res: SipResponse): void {
+    const s = res.status;
+    if (s < 200) {
+      this.#gotProvisional = true;
+      if (this.state === "calling" || this.state === "proceeding") {
+        this.setState("proceeding");
+        const tag = getTo(res).params.tag;
+        if (tag && s > 100) this.setEarlyRemoteTag(tag);
+        const body = res.body.length ? bodyText(res) : undefined;
+        this.#ctx.log.info(`${s} ${res.reason}`, this.fields);
+        this.emitProgress(
+          body === undefined ? { status: s, reason: res.reason } : { status: s, reason: res.reason, sdp: body },
+        );
+      }
+      if (this.#cancel === "pending") this.#sendCancel();
+      return;
+    }
+    if (s < 300) {
+      this.onOk(res);
+      return;
+    }
+    this.#ctx.log.info(`${s} ${res.reason}`, this.fields);
+    if (this.#cancel === "none" && this.state !== "ended" && !this.#ctx.closed) {
+      const credentials = answerChallenge(this.#ctx, res, this.#invite, this.#authRounds);
+      if (credentials) {
+        // RFC 3261 §22.2: the same call (Call-ID, From tag), a new transaction with CSeq + 1.
+        this.#authRounds++;
+        this.#invite = this.#ctx.build.retry(
+          this.#invite,
+          this.destination,
+          credentials,
+          getCSeq(this.#invite).seq + 1,
+        );
+        this.#gotProvisional = false;
+        this.setEarlyRemoteTag(undefined);
+        this.#send();
+        return;
+      }
+    }
+    if (this.#cancel !== "none" && s === 487) this.end({ by: "local", reason: "cancelled", status: s });
+    else this.end({ by: "remote", reason: `${s} ${res.reason}`, status: s });
+  }
+
+  /** A 2xx to our INVITE: first one, retransmission, or another fork (also for stray 2xx). */
+  protected override onOk(res: SipResponse): void {
+    const tag = getTo(res).params.tag;
+    const current = this.dialog;
+    if (current) {
+      if (tag === current.remoteTag) {
+        // Retransmitted 2xx: our ACK was lost.
+        if (this.#ack && this.#ackDest) {
+          this.#ctx.log.debug("200 OK retransmission, re-sending ACK", this.fields);
+          this.#ctx.sendDirect(this.#ack, this.#ackDest);
+        }
+      } else {
+        // A second fork answered: ACK and hang it up (RFC 3261 §13.2.2.4).
+        this.#ctx.log.info("2xx from another fork, sending ACK and BYE", this.fields);
+        const other = Dialog.fromUac(this.#invite, res);
+        const dest = destinationOf(other.nextHop());
+        this.#ctx.sendDirect(other.createAck(getCSeq(res).seq, { via: this.#ctx.build.via(dest) }).request, dest);
+        const bye = other.createRequest("BYE", { via: this.#ctx.build.via(dest) });
+        void sendRequest(this.#ctx, bye.request, dest, { nextCSeq: () => other.nextLocalSeq() });
+      }
+      return;
+    }
+    if (!tag) {
+      this.#ctx.log.warn(`${res.status} without To tag ignored`, this.fields);
+      return;
+    }
+    const dialog = Dialog.fromUac(this.#invite, res);
+    this.attachDialog(dialog);
+    const body = res.body.length ? bodyText(res) : undefined;
+    this.setRemoteSdp(body);
+    let ackBody: string | undefined;
+    if (this.localSdp === undefined && body !== undefined && this.#ackSdp) {
+      try {
+        ackBody = this.#ackSdp(body);
+        this.setLocalSdp(ackBody);
+      } catch (e) {
+        this.#ctx.log.warn(`cannot answer the offer in the 2xx: ${errText(e)}`, this.fields);
+      }
+    }
+    const dest = destinationOf(dialog.nextHop());
+    const ack = dialog.createAck(getCSeq(this.#invite).seq, {
+      via: this.#ctx.build.via(dest),
+      body: ackBody,
+      contentType: ackBody !== undefined ? "application/sdp" : undefined,
+    });
+    this.#ack = ack.request;
+    this.#ackDest = dest;
+    this.#ctx.log.info(`${res.status} ${res.reason} received, sending ACK`, this.fields);
+    this.#ctx.sendDirect(ack.request, dest);
+    if (this.#cancel !== "none" || this.state === "ended") {
+      // We wanted to cancel but the callee answered first: hang up at once.
+      void this.sendBye();
+      this.end({ by: "local", reason: "cancelled" });
+      return;
+    }
+    this.markEstablished(body);
+  }
+
+  /**
+   * Cancels the call if it is not answered yet. The CANCEL goes out once a
+   * provisional response has arrived (RFC 3261 §9.1); the call ends with
+   * `{by: "local", reason: "cancelled"}` on the 487 (or at once-answered: ACK + BYE).
+   */
+  cancel(): void {
+    if ((this.state !== "calling" && this.state !== "proceeding") || this.#cancel !== "none") return;
+    if (!this.#gotProvisional) {
+      this.#cancel = "pending";
+      this.#ctx.log.debug("CANCEL deferred until a provisional response arrives", this.fields);
+      return;
+    }
+    this.#sendCancel();
+  }
+
+  #sendCancel(): void {
+    if (this.#cancel === "sent" || this.state === "ended") return;
+    this.#cancel = "sent";
+    const cancel = this.#ctx.build.cancel(this.#invite, this.destination);
+    this.#ctx.log.info("CANCEL sent", this.fields);
+    void sendRequest(this.#ctx, cancel, this.destination, { authenticate: false });
+    // If no final response to the INVITE arrives within 64·T1, give up (RFC 3261 §9.1).
+    this.guard(64 * this.#ctx.layer.timers.T1, () => {
+      this.#tx?.terminate();
+      this.end({ by: "local", reason: "cancelled" });
+    });
+  }
+
+  /** CANCEL before an answer, BYE after. */
+  hangup(): Promise<void> {
+    if (this.state === "established") {
+      const done = this.sendBye();
+      this.end({ by: "local", reason: "BYE" });
+      return done;
+    }
+    if (this.state === "calling" || this.state === "proceeding") this.cancel();
+    return Promise.resolve();
+  }
+}
