@@ -148,6 +148,11 @@ export class Bus {
     return this.#hadPublisher && this.#publishers === 0;
   }
 
+  /** Publishers attached and not ended (bus sinks, and buses connected into this one). */
+  get publishers(): number {
+    return this.#publishers;
+  }
+
   /** Subscribers right now. */
   get subscribers(): number {
     return this.#subs.size;
@@ -203,10 +208,18 @@ export class Bus {
     return ok;
   }
 
-  /** Resolves when every reader is at or below half its high-water mark. */
+  /**
+   * Resolves when every reader is at or below half its high-water mark, and
+   * every connected bus has drained too (`publish` reports their readers'
+   * backpressure, so a chain published into a bridge is paced by the far side).
+   */
   drained(): Promise<void> {
-    if (this.#allLow()) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    const own = this.#allLow() ? undefined : new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    if (this.#targets.size === 0) return own ?? Promise.resolve();
+    return (async () => {
+      await own;
+      for (const t of [...this.#targets]) await t.drained();
+    })();
   }
 
   /**

@@ -30,6 +30,8 @@ import {
   type SourceStage,
   type Stage,
   type StageContext,
+  type StageKind,
+  type SubStage,
   type TransformStage,
 } from "./stage.ts";
 import { ConfigError, formatZodIssues } from "./errors.ts";
@@ -187,38 +189,18 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   const pipeline = new Pipeline(name, clock, log, session, opts.session === undefined);
   const slots: Slot[] = [];
   try {
+    const env: BuildEnv = { pipeline, registry: opts.registry, baseDir, file: opts.file };
     for (let i = 0; i < config.length; i++) {
-      const entry = config[i];
-      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
-        throw new ConfigError('expected a stage object with a "use" field', where(`[${i}]`));
-      }
-      if (typeof entry.use !== "string" || entry.use === "") {
-        throw new ConfigError('missing "use": name the plugin of this stage', where(`[${i}]`));
-      }
-      const plugin = await opts.registry.resolve(entry.use, baseDir, where(`[${i}].use`));
       const expected = i === 0 ? "source" : i === config.length - 1 ? "sink" : "transform";
-      if (plugin.kind !== expected) {
-        const pos = i === 0 ? "first" : i === config.length - 1 ? "last" : "middle";
-        throw new ConfigError(
-          `"${plugin.name}" is a ${plugin.kind}, but the ${pos} stage of a chain must be a ${expected}`,
-          where(`[${i}].use`),
-        );
-      }
-      const raw: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(entry)) if (!SPECIAL_KEYS.has(k)) raw[k] = v;
-      const parsed = strictSchema(plugin.options).safeParse(raw, { reportInput: true });
-      if (!parsed.success) {
-        throw new ConfigError(formatZodIssues(parsed.error, `${jsonPath}[${i}]`), { file: opts.file });
-      }
-      const label = typeof entry.name === "string" && entry.name ? entry.name : plugin.name;
-      const ctx = pipeline._stageContext(i, label, Deno.cwd());
-      let stage: Stage;
-      try {
-        stage = await plugin.create(parsed.data, ctx);
-      } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        throw new ConfigError(msg.startsWith(plugin.name) ? msg : `${plugin.name}: ${msg}`, where(`[${i}]`), e);
-      }
+      const pos = i === 0 ? "first" : i === config.length - 1 ? "last" : "middle";
+      const { plugin, stage, label, ctx } = await createStage(
+        env,
+        config[i],
+        i,
+        `${jsonPath}[${i}]`,
+        expected,
+        (p) => `"${p.name}" is a ${p.kind}, but the ${pos} stage of a chain must be a ${expected}`,
+      );
       slots.push({
         index: i,
         label,
@@ -239,6 +221,62 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   }
   pipeline._init(slots);
   return pipeline;
+}
+
+/** Config errors raised while building a sub-stage (they already name their location). */
+const subStageErrors = new WeakSet<Error>();
+
+/** What building a stage needs: the pipeline it belongs to, where plugins come from, the file for errors. */
+interface BuildEnv {
+  pipeline: Pipeline;
+  registry: Registry;
+  /** Directory relative plugin paths in `use` resolve against. */
+  baseDir: string;
+  file?: string;
+}
+
+/**
+ * Resolves, validates and creates one stage from its config entry, at JSON path `path`: for the chain's own stages
+ * and for sub-stages ({@linkcode StageContext.buildStage}). `kindProblem` says what is wrong when the plugin is not a
+ * `kind`; `labelPrefix` prefixes the label of a sub-stage with its owner's.
+ */
+async function createStage(
+  env: BuildEnv,
+  entry: unknown,
+  index: number,
+  path: string,
+  kind: StageKind | undefined,
+  kindProblem: (plugin: AnyPlugin) => string,
+  labelPrefix = "",
+): Promise<SubStage & { label: string }> {
+  const where = (suffix: string) => ({ file: env.file, path: `${path}${suffix}` });
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+    throw new ConfigError('expected a stage object with a "use" field', where(""));
+  }
+  const e = entry as Record<string, unknown>;
+  if (typeof e.use !== "string" || e.use === "") {
+    throw new ConfigError('missing "use": name the plugin of this stage', where(""));
+  }
+  const plugin = await env.registry.resolve(e.use, env.baseDir, where(".use"));
+  if (kind && plugin.kind !== kind) throw new ConfigError(kindProblem(plugin), where(".use"));
+  const raw: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) if (!SPECIAL_KEYS.has(k)) raw[k] = v;
+  const parsed = strictSchema(plugin.options).safeParse(raw, { reportInput: true });
+  if (!parsed.success) {
+    throw new ConfigError(formatZodIssues(parsed.error, path), { file: env.file });
+  }
+  const label = labelPrefix + (typeof e.name === "string" && e.name ? e.name : plugin.name);
+  const ctx = env.pipeline._stageContext(index, label, path, env);
+  let stage: Stage;
+  try {
+    stage = await plugin.create(parsed.data, ctx);
+  } catch (err) {
+    // A stage that builds sub-stages passes their errors on: they name their own JSON paths.
+    if (err instanceof ConfigError && subStageErrors.has(err)) throw err;
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new ConfigError(msg.startsWith(plugin.name) ? msg : `${plugin.name}: ${msg}`, where(""), err);
+  }
+  return { plugin, stage, ctx, label };
 }
 
 function describeStage(s: Slot): string {
@@ -393,18 +431,31 @@ export class Pipeline {
     return this.#abort.signal;
   }
 
-  /** @internal */
-  _stageContext(index: number, label: string, baseDir: string): StageContext {
+  /** @internal the context of stage `index` (or of a sub-stage of it), built from config at JSON path `path` */
+  _stageContext(index: number, label: string, path: string, env: BuildEnv): StageContext {
     return {
       pipeline: this.name,
       index,
       label,
       clock: this.clock,
       log: this.log.child(label.toUpperCase(), { pipeline: this.name }),
-      baseDir,
+      baseDir: Deno.cwd(),
       signal: index === 0 ? this.#sourceSignal : this.#abort.signal,
       session: this.session,
       event: (type, detail) => this.#emitEvent({ type, pipeline: this.name, stage: label, detail }),
+      buildStage: (config, suffix, kind) =>
+        createStage(
+          env,
+          config,
+          index,
+          `${path}${suffix}`,
+          kind,
+          (p) => `"${p.name}" is a ${p.kind}, but ${label} needs a ${kind} here`,
+          `${label}/`,
+        ).catch((e) => {
+          if (e instanceof ConfigError) subStageErrors.add(e);
+          throw e;
+        }),
     };
   }
 

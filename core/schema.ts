@@ -40,7 +40,8 @@ function allowVariables(s: JsonSchema): JsonSchema {
  * `"$schema"`) to complete and check stage names and options.
  */
 export function pipelineJsonSchema(registry: Registry): JsonSchema {
-  const stageVariants = registry.list().map((p) => {
+  const plugins = registry.list();
+  const stageVariants = plugins.map((p) => {
     const s = allowVariables(optionsJsonSchema(p.options));
     const { $schema: _drop, ...rest } = s;
     const props = (rest.properties as Record<string, unknown>) ?? {};
@@ -75,9 +76,13 @@ export function pipelineJsonSchema(registry: Registry): JsonSchema {
       additionalProperties: false,
     };
   });
+  // Stages made of stages (a sequence's items) refer to `#/$defs/sourceStage` in their option schemas
+  // (zod `.meta({ $ref })`): any source stage, built-in or user plugin.
+  const sourceVariants = stageVariants.filter((_, i) => plugins[i].kind === "source");
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "voxpipe pipeline file",
+    $defs: { sourceStage: { description: "a source stage", anyOf: [...sourceVariants, userPlugin] } },
     type: "object",
     additionalProperties: false,
     required: ["pipelines"],

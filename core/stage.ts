@@ -76,6 +76,35 @@ export interface StageContext {
   readonly session: Session;
   /** Publishes an event on the pipeline (e.g. `timeout`, `rtcp`), for control plugins and apps. */
   event(type: string, detail?: unknown): void;
+  /**
+   * Builds a stage from a config entry (`{"use": ..., ...options}`) the way the pipeline builds its own: plugin
+   * lookup in the registry, options checked by the plugin's schema, errors naming the JSON path (this stage's path
+   * followed by `path`, e.g. `.items[1]`), and a `kind` check when given. It is for stages made of other stages
+   * (`sequence` plays a list of sources). The sub-stage gets a context of its own, labelled `<this label>/<its
+   * label>`, with this stage's index, clock, session, signal and events; the caller negotiates, starts, runs and
+   * closes it. Set by pipelines (`core/pipeline.ts`); absent in contexts made by hand (tests).
+   */
+  readonly buildStage?: (config: SubStageConfig, path: string, kind?: StageKind) => Promise<SubStage>;
+}
+
+/** A stage config entry as {@linkcode StageContext.buildStage} takes it: `use` names the plugin, the rest are options. */
+export interface SubStageConfig {
+  /** Plugin name, or a path/URL to a plugin module. */
+  use: string;
+  /** Label for logs (default: the plugin name). */
+  name?: string;
+  /** Plugin options. */
+  [option: string]: unknown;
+}
+
+/** A stage built by {@linkcode StageContext.buildStage}: its plugin, the stage, and the context it was created with. */
+export interface SubStage {
+  /** The plugin definition. */
+  plugin: AnyPlugin;
+  /** The created stage (not negotiated, started or run yet). */
+  stage: Stage;
+  /** The context the stage was created with. */
+  ctx: StageContext;
 }
 
 /** What a stage receives when its pipeline starts. */

@@ -1,0 +1,20 @@
+/**
+ * The graph plugin family: stages that make a session's chains a graph rather than a line.
+ *
+ * - `bus-sink` ends a chain on a named bus of the session; `bus-source` starts a chain from one. Several bus
+ *   sources on one bus are a tee (every reader gets every frame); `bus.connect()` bridges a bus into another
+ *   session's (`core/bus.ts`).
+ * - `mixer` reads several buses and mixes them, summed to mono or one input per output channel, paced on the clock
+ *   (real time) or as fast as its inputs allow (file to file).
+ * - `sequence` plays source stages one after the other as one stream (a greeting, then a tone, then silence).
+ *
+ * @module
+ */
+import type { AnyPlugin } from "../../core/stage.ts";
+import busSink from "./bus_sink.ts";
+import busSource from "./bus_source.ts";
+import mixer from "./mixer.ts";
+import sequence from "./sequence.ts";
+
+/** The stage plugins of this family, registered as built-ins. */
+export const plugins: AnyPlugin[] = [busSink, busSource, mixer, sequence];
