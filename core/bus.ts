@@ -128,7 +128,7 @@ export class Bus {
   /** The format of the frames published, once a publisher said it (bus sources use it at build time). */
   format: Format | undefined;
   readonly #subs = new Set<BusSubscription>();
-  readonly #targets = new Set<Bus>();
+  readonly #targets = new Map<Bus, () => void>();
   #publishers = 0;
   #hadPublisher = false;
   #drainWaiters: (() => void)[] = [];
@@ -188,6 +188,8 @@ export class Bus {
       done = true;
       if (--this.#publishers === 0) {
         for (const s of this.#subs) s.end();
+        // The stream ended here: it ends on every bus it was bridged into too.
+        for (const end of [...this.#targets.values()]) end();
         this.#wakeDrain();
       }
     };
@@ -204,7 +206,7 @@ export class Bus {
       s.push(frame);
       if (s.full) ok = false;
     }
-    for (const t of this.#targets) if (!t.publish(frame)) ok = false;
+    for (const t of this.#targets.keys()) if (!t.publish(frame)) ok = false;
     return ok;
   }
 
@@ -218,17 +220,22 @@ export class Bus {
     if (this.#targets.size === 0) return own ?? Promise.resolve();
     return (async () => {
       await own;
-      for (const t of [...this.#targets]) await t.drained();
+      for (const t of [...this.#targets.keys()]) await t.drained();
     })();
   }
 
   /**
    * Also publishes everything published here on `target` (a bridge, e.g. to a
-   * bus of another call's session). Returns a function that disconnects.
+   * bus of another call's session), which counts the bridge as one of its
+   * publishers: when this bus's stream ends, the bridge ends too. Returns a
+   * function that disconnects (ending the bridge's share of the target's
+   * stream).
    */
   connect(target: Bus): () => void {
     if (target === this) throw new Error(`bus "${this.name}" cannot be connected to itself`);
-    this.#targets.add(target);
+    if (this.#targets.has(target)) return this.#targets.get(target)!;
+    if (this.ended) return () => {};
+    target.format ??= this.format;
     target.#publishers++;
     target.#hadPublisher = true;
     let done = false;
@@ -240,6 +247,7 @@ export class Bus {
         for (const s of target.#subs) s.end();
       }
     };
+    this.#targets.set(target, end);
     return end;
   }
 

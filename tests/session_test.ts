@@ -231,6 +231,17 @@ Deno.test("Bus: connect bridges a bus of one session into another's; disconnecti
   disconnect();
   assertEquals(await reader.next(), undefined, "the bridge was the target's only publisher");
   pub();
+  // A bridge also ends with its source's stream, and carries the format over.
+  const src = a.bus("rx2"), dst = b.bus("tx2");
+  src.format = { kind: "pcm", sampleRate: 8000, channels: 1 };
+  const r2 = dst.subscribe();
+  const pub2 = src.attachPublisher();
+  src.connect(dst);
+  assertEquals(dst.format, src.format);
+  src.publish(pcm(8));
+  pub2();
+  assertEquals(((await r2.next()) as PcmFrame).pts, 8);
+  assertEquals(await r2.next(), undefined, "the source's end of stream crossed the bridge");
   await a.close();
   await b.close();
 });
