@@ -232,15 +232,14 @@ export function parseMessage(data: Uint8Array | string, options: ParseOptions = 
       break;
     }
   }
-  const head = decoder.decode(bytes.subarray(start, headEnd));
-
-  // Start line.
-  const nl0 = head.indexOf("\n");
-  let firstEnd = nl0 === -1 ? head.length : nl0;
-  if (firstEnd > 0 && head.charCodeAt(firstEnd - 1) === 13) firstEnd--;
-  if (firstEnd > maxLine) throw new SipParseError(`start line too long (limit ${maxLine})`);
-  const sl = parseStartLine(head.slice(0, firstEnd));
+  // Start line: checked before the rest is decoded, so that garbage costs only its first line.
+  let lf = bytes.indexOf(10, start);
+  if (lf === -1 || lf > headEnd) lf = headEnd;
+  const firstEnd = lf > start && bytes[lf - 1] === 13 ? lf - 1 : lf;
+  if (firstEnd - start > maxLine) throw new SipParseError(`start line too long (limit ${maxLine})`);
+  const sl = parseStartLine(decoder.decode(bytes.subarray(start, firstEnd)));
   const request = sl.request;
+  const head = lf < headEnd ? decoder.decode(bytes.subarray(lf + 1, headEnd)) : "";
 
   // Header lines: unfold, check, split.
   const headers = new SipHeaders();
@@ -276,7 +275,7 @@ export function parseMessage(data: Uint8Array | string, options: ParseOptions = 
       if (headers.size > maxHeaders) throw new SipParseError(`too many headers (limit ${maxHeaders})`, partialOf());
     }
   };
-  let pos = nl0 === -1 ? head.length : nl0 + 1;
+  let pos = 0;
   while (pos < head.length) {
     const nl = head.indexOf("\n", pos);
     const next = nl === -1 ? head.length : nl + 1;
@@ -370,7 +369,11 @@ function isNameAddrForm(a: string): boolean {
 
 /** Checks the mandatory headers and the headers the parser interprets; returns a reason or undefined. */
 function validate(headers: SipHeaders, method: string | undefined): string | undefined {
-  for (const name of MANDATORY) if (!headers.has(name)) return `missing ${name} header`;
+  const missing = MANDATORY.filter((name) => !headers.has(name));
+  if (missing.length === 1) return `missing ${missing[0]} header`;
+  if (missing.length > 1) {
+    return `missing ${missing.slice(0, -1).join(", ")} and ${missing[missing.length - 1]} headers`;
+  }
   for (const name of SINGLE) if (headers.getAll(name).length > 1) return `more than one ${name} header`;
   for (const v of headers.getAll("Via")) {
     try {
@@ -426,7 +429,7 @@ function validate(headers: SipHeaders, method: string | undefined): string | und
     else if (n !== first) return "conflicting Content-Length headers";
   }
   for (const d of headers.getAll("Date")) {
-    if (!DATE_RE.test(d)) return `bad Date '${excerpt(d)}': expected 'Sat, 13 Nov 2010 23:29:00 GMT' (GMT only)`;
+    if (!DATE_RE.test(d)) return `bad Date '${excerpt(d)}': not an RFC 1123 date in GMT`;
   }
   return undefined;
 }

@@ -219,8 +219,8 @@ export interface ParamOptions {
 }
 
 /**
- * Parses a header parameter list such as `;branch=z9hG4bK1 ; lr;x="a;b"` (the
- * leading `;` is optional): `*(SEMI generic-param)` with `generic-param = token
+ * Parses a header parameter list such as `;branch=z9hG4bK1 ; lr;x="a;b"`:
+ * `*(SEMI generic-param)` (every parameter after a `;`) with `generic-param = token
  * [EQUAL (token / host / quoted-string)]` (RFC 3261 §25.1). Names are
  * lower-cased; quoted values keep their quotes so that formatting reproduces
  * them. Whitespace around `;` and `=` is allowed. Empty parameters (`;;`),
@@ -237,14 +237,9 @@ export function parseParams(s: string, opts: ParamOptions = {}): Params {
   const params: Params = {};
   let n = 0;
   let i = skipWsp(s, 0);
-  if (i === s.length) return params;
-  let first = s.charCodeAt(i) !== 0x3b;
   while (i < s.length) {
-    if (!first) {
-      if (s.charCodeAt(i) !== 0x3b) throw new SipParseError(`expected ';' before '${excerpt(s.slice(i), 20)}'${where}`);
-      i = skipWsp(s, i + 1);
-    }
-    first = false;
+    if (s.charCodeAt(i) !== 0x3b) throw new SipParseError(`unexpected '${excerpt(s.slice(i), 20)}'${where}`);
+    i = skipWsp(s, i + 1);
     const ns = i;
     while (i < s.length && isTokenChar(s.charCodeAt(i))) i++;
     if (i === ns) {

@@ -125,10 +125,8 @@ export function parseVia(value: string): Via {
   }
   const params = parseParams(s.slice(i, end), { where: "Via" });
   if (end < s.length) {
-    const after = skipComment(s, end);
-    if (skipWsp(s, after) !== s.length) {
-      throw new SipParseError(`unexpected '${excerpt(s.slice(after), 20)}' after comment`);
-    }
+    const rest = skipWsp(s, skipComment(s, end));
+    if (rest !== s.length) throw new SipParseError(`unexpected '${excerpt(s.slice(rest), 20)}' after comment`);
   }
   const via: Via = {
     protocol: `${fields[0]}/${fields[1]}`.toUpperCase(),
