@@ -113,10 +113,11 @@ const RFC_SHA256: Record<string, string> = {
 
 /**
  * Decodes a fixture written in the RFC's notation (RFC 4475 §2): every line
- * ends in CRLF, `<hex>…</hex>` holds bytes in hex (whitespace ignored),
+ * ends in CRLF (whatever the file's line ends), `<hex>…</hex>` holds bytes in hex (whitespace ignored),
  * `<repeat count=N>…</repeat>` repeats its text N times.
  */
-function decodeFixture(text: string): Uint8Array {
+function decodeFixture(file: string): Uint8Array {
+  const text = file.replaceAll("\r\n", "\n");
   const out: number[] = [];
   const put = (s: string) => {
     for (const b of te.encode(s.replaceAll("\n", "\r\n"))) out.push(b);
