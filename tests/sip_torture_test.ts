@@ -662,6 +662,30 @@ Deno.test("transport: hostile content cannot break the reply's framing or reach 
   assert.match(warnings[0], /bad header line 'X-Evil\\x01"<>\\x5c%: injected'/);
 });
 
+Deno.test("transport: the 400 keeps every Via of a comma-separated list, the top one stamped", async () => {
+  const { clock, server, peer, received } = transportSetup();
+  const bad = [
+    "OPTIONS sip:bob@10.0.0.2 SIP/2.0",
+    "Via: SIP/2.0/UDP a.example;branch=z9hG4bK1;rport, SIP/2.0/UDP b.example:5070;branch=z9hG4bK2",
+    "Via: SIP/2.0/UDP c.example;branch=z9hG4bK3",
+    "From: <sip:a@b>;tag=1",
+    "To: <sip:bob@10.0.0.2>",
+    "Call-ID: vialist",
+    "CSeq: 1 OPTIONS",
+    "Content-Length: 10",
+  ].join("\r\n") + "\r\n\r\nshort";
+  await peer.send(te.encode(bad), server.localAddress);
+  clock.advance(5);
+  assert.equal(received.length, 1);
+  const r = parseMessage(received[0].data) as SipResponse;
+  assert.equal(r.reason, "Bad Request (Content-Length larger than body)");
+  assert.deepEqual(r.headers.getAll("Via"), [
+    "SIP/2.0/UDP a.example;branch=z9hG4bK1;rport=5060;received=10.0.0.1",
+    "SIP/2.0/UDP b.example:5070;branch=z9hG4bK2",
+    "SIP/2.0/UDP c.example;branch=z9hG4bK3",
+  ]);
+});
+
 Deno.test("transport: ACKs and requests without a Via are never answered; nothing is kept per source", async () => {
   const { clock, server, peer, received } = transportSetup();
   const ack = td.decode(load("clerr")).replace("INVITE sip:", "ACK sip:").replace("CSeq: 8 INVITE", "CSeq: 8 ACK");
@@ -911,6 +935,16 @@ Deno.test("checkRequestSemantics: media ranges, q=0, encodings, CANCEL and ACK",
   assert.equal(checkRequestSemantics(base(["Require: foo"], "CANCEL")), undefined, "Require does not apply to CANCEL");
   assert.equal(checkRequestSemantics(base(["Require: timer"]), { supported: ["timer"] }), undefined);
   assert.equal(checkRequestSemantics(base(["Require: foo"], "ACK")), undefined, "ACK is never answered");
+  assert.equal(
+    checkRequestSemantics(base(["Contact: <name:John_Smith>"]))?.reason,
+    "Bad Request (Contact of INVITE must be a sip: or sips: URI)",
+  );
+  assert.equal(
+    checkRequestSemantics(base(["Contact: <sip:a@a>, <sip:b@b>"]))?.reason,
+    "Bad Request (more than one Contact in INVITE)",
+  );
+  assert.equal(checkRequestSemantics(base(["Contact: <sips:a@a>"])), undefined);
+  assert.equal(checkRequestSemantics(base(["Contact: <name:John_Smith>"], "OPTIONS")), undefined);
   const tel = parseMessage(
     td.decode(load("zeromf")).replace("OPTIONS sip:user@example.com", "OPTIONS tel:+15551234"),
   ) as SipRequest;

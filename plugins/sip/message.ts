@@ -8,7 +8,7 @@
 import { type PartialRequest, SipParseError } from "./errors.ts";
 import { canonicalName, SipHeaders, splitHeaderValue } from "./headers.ts";
 import { excerpt, isCtl, isDigits, isToken, isWsp, parseParams, skipWsp } from "./syntax.ts";
-import { type Address, formatUri, isSipUri, parseAddress, parseAnyUri, type SipUri } from "./uri.ts";
+import { type Address, formatUri, isSipUri, parseAddress, parseAnyUri, type SipUri, type Uri } from "./uri.ts";
 import { parseVia, type Via } from "./via.ts";
 
 export { SipParseError } from "./errors.ts";
@@ -595,6 +595,8 @@ export interface SemanticsPolicy {
   answerMethods?: readonly string[];
   /** Media types the UAS puts in those answers (default `application/sdp`); an Accept allowing none of them gets 406. */
   answerTypes?: readonly string[];
+  /** Methods that create a dialog (default `INVITE`): their Contact must be one `sip:`/`sips:` URI. */
+  dialogMethods?: readonly string[];
 }
 
 /** Why a well-formed request must be rejected, and how. */
@@ -640,7 +642,9 @@ function accepts(ranges: string[], type: string): boolean {
  * (§3.3.5 `bext01`; Proxy-Require is for proxies and ignored); a body without
  * Content-Type → 400, of a type or encoding the UAS does not understand → 415
  * with Accept (§3.3.6 `invut`); an INVITE whose Accept allows no type the
- * answer would carry → 406 (§3.3.15 `sdp01`).
+ * answer would carry → 406 (§3.3.15 `sdp01`). Before Require: an INVITE whose
+ * Contact is not one `sip:`/`sips:` URI → 400 (RFC 3261 §8.1.1.8; with
+ * `Contact: <name:John_Smith>` as in §3.3.4 a dialog could not be routed).
  *
  * @example
  * ```ts
@@ -680,6 +684,20 @@ export function checkRequestSemantics(req: SipRequest, policy: SemanticsPolicy =
       return bad(`bad Via header: ${(e as SipParseError).reason ?? e}`);
     }
     if (branch === "z9hG4bK") return bad("Via branch is the magic cookie z9hG4bK without an identifier");
+  }
+  if ((policy.dialogMethods ?? ["INVITE"]).includes(req.method)) {
+    // RFC 3261 §8.1.1.8: one Contact, a SIP or SIPS URI (absent is tolerated: RFC 2543, RFC 4475 §3.4.1).
+    const contacts = req.headers.getAll("Contact");
+    if (contacts.length > 1) return bad(`more than one Contact in ${excerpt(req.method)}`);
+    if (contacts.length === 1) {
+      let uri: Uri | undefined;
+      try {
+        uri = contacts[0] === "*" ? undefined : parseAddress(contacts[0]).uri;
+      } catch (e) {
+        return bad(`bad Contact header: ${(e as SipParseError).reason ?? e}`);
+      }
+      if (!uri || !isSipUri(uri)) return bad(`Contact of ${excerpt(req.method)} must be a sip: or sips: URI`);
+    }
   }
   if (req.method !== "CANCEL") {
     const supported = policy.supported ?? [];

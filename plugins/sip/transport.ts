@@ -560,12 +560,20 @@ function malformedReply(
   reason: string,
   from: Address,
 ): { data: Uint8Array; to: Address } | undefined {
-  const h = new SipHeaders(p.headers.filter(([n]) => REPLY_HEADERS.has(n)));
-  const vias = h.getAll("Via");
+  // One entry per Via element (a line that cannot be split is kept whole, as received).
+  const vias: string[] = [];
+  for (const [n, v] of p.headers) {
+    if (n !== "Via") continue;
+    try {
+      vias.push(...splitHeaderValue("Via", v));
+    } catch {
+      vias.push(v);
+    }
+  }
   if (vias.length === 0) return undefined;
   let to: Address = { hostname: from.hostname, port: from.port };
   try {
-    const top = parseVia(splitHeaderValue("Via", vias[0])[0]);
+    const top = parseVia(vias[0]);
     if (top.params.rport === null) {
       top.params.received = from.hostname;
       top.params.rport = String(from.port);
@@ -573,10 +581,12 @@ function malformedReply(
       if (top.host !== from.hostname) top.params.received = from.hostname;
       to = { hostname: from.hostname, port: top.port ?? 5060 };
     }
-    h.setFirst("Via", formatVia(top));
+    vias[0] = formatVia(top);
   } catch {
     // An unreadable top Via: answer the source address, echoing the Vias as received.
   }
+  const h = new SipHeaders(vias.map((v) => ["Via", v] as const));
+  for (const [n, v] of p.headers) if (n !== "Via" && REPLY_HEADERS.has(n)) h.append(n, v);
   const res = createResponse(
     { method: p.method, uri: p.uri, headers: h.toArray() },
     status,

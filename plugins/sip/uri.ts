@@ -111,6 +111,7 @@ const URIC = table(";/?:@&=+$,-_.!~*'()%[]#");
 const PARAMCHAR = table("[]/:&+$-_.!~*'()%,");
 /** Characters that never need escaping: `unreserved`. */
 const UNRESERVED = table("-_.!~*'()");
+const utf8 = new TextDecoder();
 
 function inTable(t: Uint8Array, c: number): boolean {
   return c < 128 && t[c] === 1;
@@ -145,7 +146,7 @@ export function decodeEscapes(s: string): string {
   const bytes: number[] = [];
   let out = "";
   const flush = () => {
-    if (bytes.length) out += new TextDecoder().decode(new Uint8Array(bytes));
+    if (bytes.length) out += utf8.decode(new Uint8Array(bytes));
     bytes.length = 0;
   };
   for (let i = 0; i < s.length; i++) {
