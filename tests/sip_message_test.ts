@@ -15,7 +15,7 @@ import {
   topVia,
 } from "../plugins/sip/message.ts";
 import { canonicalName, SipHeaders, splitHeaderValue } from "../plugins/sip/headers.ts";
-import { formatNameAddr, formatUri, parseNameAddr, parseUri } from "../plugins/sip/uri.ts";
+import { formatNameAddr, formatUri, isSipUri, parseNameAddr, parseUri } from "../plugins/sip/uri.ts";
 import { formatVia, parseVia, responseTarget } from "../plugins/sip/via.ts";
 
 const te = new TextEncoder();
@@ -130,7 +130,12 @@ Deno.test("parse: compact forms and case-insensitive names normalized to full na
 });
 
 Deno.test("parse: unusual whitespace, tabs, LF-only line ends, leading CRLFs", () => {
-  const raw = "\r\n\r\nINVITE  sip:bob@b.example   SIP/2.0\n" +
+  // The request line takes single spaces only (RFC 3261 25.1; RFC 4475 3.1.2.9 lets a parser reject more).
+  assert.equal(
+    parseError("INVITE  sip:bob@b.example   SIP/2.0\r\n\r\n").reason,
+    "more than one space between request line elements",
+  );
+  const raw = "\r\n\r\nINVITE sip:bob@b.example SIP/2.0\n" +
     "Via :\tSIP / 2.0 / UDP   h.example : 5070 ;  branch = z9hG4bKws ; rport\n" +
     "From:<sip:a@a.example>  ;  tag = t1 \n" +
     "To:\t<sip:bob@b.example>\n" +
@@ -213,9 +218,11 @@ Deno.test("parse: quoted strings with escapes in display names", () => {
   const from = getFrom(m);
   assert.equal(from.displayName, 'J "Rosenberg" \\ <\\>; tag=fake');
   assert.equal(from.params.tag, "real");
+  assert.ok(isSipUri(from.uri));
   assert.equal(from.uri.user, "j");
   const to = getTo(m);
   assert.equal(to.displayName, "<sip:not@me>, comma");
+  assert.ok(isSipUri(to.uri));
   assert.equal(to.uri.user, "b");
   assert.equal(to.params.tag, undefined);
   // Formatting escapes again, and re-parses to the same value.

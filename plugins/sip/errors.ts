@@ -16,7 +16,9 @@ export interface PartialRequest {
 
 /**
  * A SIP message, URI or header could not be parsed. `reason` is short and precise
- * (it becomes the reason phrase of the `400 Bad Request` answer).
+ * (it becomes the reason phrase of the answer: `400 Bad Request (<reason>)`, or
+ * `505 Version Not Supported (<reason>)` when `status` is 505). It never holds
+ * raw control characters from the input: quoted excerpts are escaped and cut.
  *
  * @example
  * ```ts
@@ -32,16 +34,20 @@ export class SipParseError extends Error {
   readonly reason: string;
   /** For a request, the request line and headers that could be recovered. */
   partial?: PartialRequest;
+  /** The status a reply to the request should carry: 400, or 505 for an unsupported SIP version. */
+  readonly status: 400 | 505;
 
   /**
    * Creates the error.
    * @param reason short description of what is wrong
    * @param partial what could be recovered of a request
+   * @param status 400 (default) or 505 (unsupported SIP version)
    */
-  constructor(reason: string, partial?: PartialRequest) {
+  constructor(reason: string, partial?: PartialRequest, status: 400 | 505 = 400) {
     super(reason);
     this.name = "SipParseError";
     this.reason = reason;
     this.partial = partial;
+    this.status = status;
   }
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { SipParseError } from "./errors.ts";
 import { splitOutside } from "./syntax.ts";
 
 /** Compact header forms (RFC 3261 §7.3.3 and later RFCs) → full names. */
@@ -134,6 +135,24 @@ export const LIST_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * List headers whose elements are structured (Via values, name-addrs, `<uri>` values): an empty
+ * element (`a,,b`) makes the header invalid. In the other list headers (option tags, methods,
+ * media ranges) empty elements are dropped.
+ */
+const STRICT_LISTS: ReadonlySet<string> = new Set([
+  "alert-info",
+  "call-info",
+  "contact",
+  "error-info",
+  "p-asserted-identity",
+  "path",
+  "record-route",
+  "route",
+  "service-route",
+  "via",
+]);
+
+/**
  * Normalizes a header name: compact forms expand to full names, known names get
  * their canonical spelling (`call-id` → `Call-ID`), unknown names are kept as written.
  *
@@ -150,7 +169,10 @@ export function canonicalName(name: string): string {
 
 /**
  * Splits a header value into its list elements when the header is a list
- * header (see {@linkcode LIST_HEADERS}); commas inside quotes or `<>` do not split.
+ * header (see {@linkcode LIST_HEADERS}); commas inside quotes or `<>` do not
+ * split. An empty element is an error in Via and address lists (`Via: a;;,,`,
+ * RFC 4475 §3.1.2.1) and is dropped elsewhere (`Supported: timer,`). Throws
+ * {@linkcode SipParseError} on an unterminated quoted string or an empty element.
  *
  * @example
  * ```ts
@@ -159,8 +181,14 @@ export function canonicalName(name: string): string {
  * ```
  */
 export function splitHeaderValue(name: string, value: string): string[] {
-  if (!LIST_HEADERS.has(canonicalName(name).toLowerCase()) || value.indexOf(",") === -1) return [value];
-  return splitOutside(value, ",").filter((v) => v !== "");
+  const key = canonicalName(name).toLowerCase();
+  if (!LIST_HEADERS.has(key) || value.indexOf(",") === -1) return [value];
+  const parts = splitOutside(value, ",");
+  if (STRICT_LISTS.has(key)) {
+    if (parts.includes("")) throw new SipParseError(`empty element in ${canonicalName(name)} list`);
+    return parts;
+  }
+  return parts.filter((v) => v !== "");
 }
 
 interface Entry {

@@ -9,19 +9,19 @@
  */
 import type { Clock } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
-import { SipParseError } from "./errors.ts";
-import { SipHeaders } from "./headers.ts";
+import { type PartialRequest, SipParseError } from "./errors.ts";
+import { SipHeaders, splitHeaderValue } from "./headers.ts";
 import {
   createResponse,
-  parseCSeq,
   parseMessage,
   type ParseOptions,
+  reasonPhrase,
   serializeMessage,
   type SipRequest,
   type SipResponse,
   topVia,
 } from "./message.ts";
-import { formatHostPort } from "./syntax.ts";
+import { excerpt, formatHostPort } from "./syntax.ts";
 import { formatVia, parseVia, responseTarget } from "./via.ts";
 import { seededRandom } from "../../core/random.ts";
 
@@ -307,10 +307,12 @@ export interface SipTransportStats {
   requests: number;
   /** Responses passed up. */
   responses: number;
-  /** Malformed requests answered with 400. */
+  /** Malformed requests answered with 400 (or 505 for an unsupported SIP version). */
   badRequestsAnswered: number;
-  /** Malformed datagrams dropped without answer (unrecoverable requests, bad responses, garbage). */
+  /** Malformed datagrams dropped without answer (unrecoverable requests, ACKs, bad responses, garbage). */
   malformedDropped: number;
+  /** Warnings about malformed datagrams not written because more than the limit arrived within a second. */
+  malformedLogsSuppressed: number;
   /** Responses dropped because they carried more than one Via (RFC 3261 §18.1.2). */
   misroutedResponses: number;
   /** Messages sent. */
@@ -327,12 +329,25 @@ export interface SipTransportOptions {
   log?: Logger;
   /** Parser limits. */
   parse?: ParseOptions;
+  /**
+   * Most warnings about malformed datagrams written per second (default 20); the
+   * others are counted, and one line says how many were left out. Bounds the log
+   * under a flood of garbage without keeping anything per source.
+   */
+  malformedLogLimit?: number;
+  /** Monotonic milliseconds for that limit (default `performance.now`; tests pass a virtual clock's `now`). */
+  now?: () => number;
 }
 
 /**
  * SIP message transport over a datagram socket. Never throws out of its receive
- * path: malformed requests whose request line and Via/From/To/Call-ID/CSeq can
- * be read get `400 Bad Request (<reason>)`; everything else malformed is dropped and counted.
+ * path. A malformed request whose request line and a Via can be read gets
+ * `400 Bad Request (<reason>)` (or `505 Version Not Supported (<reason>)`), sent
+ * to the datagram's source address (never to a host name or `maddr` from the
+ * message, so nothing is resolved); the reason says what is wrong, with no raw
+ * bytes that could break the reply's framing. Everything else malformed (ACKs,
+ * responses, garbage) is dropped. Each malformed datagram is counted and logged
+ * as one warning line saying what and from where (rate-limited); nothing is kept.
  *
  * @example
  * ```ts
@@ -345,6 +360,11 @@ export class SipTransport {
   readonly #log: Logger;
   readonly #parse: ParseOptions;
   readonly #inflight = new Set<Promise<void>>();
+  readonly #now: () => number;
+  readonly #logLimit: number;
+  #logWindow = -Infinity;
+  #logged = 0;
+  #suppressed = 0;
   /** Called with each well-formed request (top Via already stamped with received/rport). */
   onRequest: (req: SipRequest, from: Address) => void = () => {};
   /** Called with each well-formed response. */
@@ -357,6 +377,7 @@ export class SipTransport {
     responses: 0,
     badRequestsAnswered: 0,
     malformedDropped: 0,
+    malformedLogsSuppressed: 0,
     misroutedResponses: 0,
     sent: 0,
     sendErrors: 0,
@@ -370,6 +391,8 @@ export class SipTransport {
     this.#dgram = opts.transport;
     this.#log = opts.log ?? silentLogger;
     this.#parse = opts.parse ?? {};
+    this.#now = opts.now ?? (() => performance.now());
+    this.#logLimit = opts.malformedLogLimit ?? 20;
     this.#dgram.onReceive((data, from) => this.receive(data, from));
   }
 
@@ -411,29 +434,52 @@ export class SipTransport {
     }
   }
 
+  /** Writes one warning about a malformed datagram, unless the per-second limit is reached. */
+  #warn(line: string, level: "warn" | "error" = "warn"): void {
+    const now = this.#now();
+    if (now - this.#logWindow >= 1000) {
+      if (this.#suppressed > 0) {
+        this.#log.warn(`${this.#suppressed} more malformed datagrams were not logged (limit ${this.#logLimit}/s)`);
+      }
+      this.#logWindow = now;
+      this.#logged = 0;
+      this.#suppressed = 0;
+    }
+    if (this.#logged < this.#logLimit) {
+      this.#logged++;
+      this.#log[level](line);
+    } else {
+      this.#suppressed++;
+      this.stats.malformedLogsSuppressed++;
+    }
+  }
+
   #malformed(e: unknown, data: Uint8Array, from: Address): void {
     const where = formatHostPort(from.hostname, from.port);
     if (!(e instanceof SipParseError)) {
       this.stats.malformedDropped++;
-      this.#log.error(`parser failure on datagram from ${where}: ${errText(e)}`);
+      this.#warn(`parser failure on datagram from ${where}: ${errText(e)}`, "error");
       return;
     }
+    const reason = oneLine(e.reason, 160);
     const p = e.partial;
-    if (p && p.method !== "ACK" && answerable(p.headers)) {
-      const headers = new SipHeaders(p.headers);
-      stampVia(headers, from);
-      // deno-lint-ignore no-control-regex -- control characters must not reach a reason phrase
-      const reason = `Bad Request (${e.reason})`.replace(/[\x00-\x1f\x7f]/g, " ").slice(0, 200);
-      const res = createResponse({ ...p, headers: headers.toArray() }, 400, reason);
-      this.stats.badRequestsAnswered++;
-      const to = responseTarget(topVia(res));
-      this.#log.info(`400 Bad Request sent to ${formatHostPort(to.hostname, to.port)} (${e.reason})`);
-      void this.#sendTo(serializeMessage(res), to);
-      return;
+    if (p && p.method !== "ACK") {
+      const reply = malformedReply(p, e.status, reason, from);
+      if (reply) {
+        this.stats.badRequestsAnswered++;
+        const to = formatHostPort(reply.to.hostname, reply.to.port);
+        this.#warn(
+          `${e.status} ${reasonPhrase(e.status)} sent to ${to} (${reason}) for malformed ${
+            excerpt(p.method)
+          } from ${where}`,
+        );
+        void this.#sendTo(reply.data, reply.to);
+        return;
+      }
     }
     this.stats.malformedDropped++;
-    const what = p ? `request ${p.method}` : looksLikeResponse(data) ? "response" : "datagram";
-    this.#log.warn(`dropped malformed ${what} from ${where} (${e.reason})`);
+    const what = p ? `request ${excerpt(p.method)}` : looksLikeResponse(data) ? "response" : "datagram";
+    this.#warn(`dropped malformed ${what} from ${where} (${reason})`);
   }
 
   /** Sends a request to `to`. Rejects on a socket error. */
@@ -473,9 +519,87 @@ export class SipTransport {
   }
 }
 
+/** An error's message on one line (no stack, no control characters). */
 function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return oneLine(e instanceof Error ? e.message : String(e), 300);
 }
+
+/** `s` cut to `max` characters with control characters (and line separators) written as `\xHH`. */
+function oneLine(s: string, max: number): string {
+  // deno-lint-ignore no-control-regex -- control characters are what is replaced
+  const t = s.slice(0, max).replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+    const h = c.charCodeAt(0).toString(16);
+    return "\\x" + (h.length < 2 ? "0" + h : h);
+  });
+  return s.length > max ? t + "..." : t;
+}
+
+/**
+ * A Reason-Phrase (RFC 3261 §25.1: reserved, unreserved, escaped, UTF-8, SP, HTAB) saying `text`:
+ * other ASCII characters are %-escaped, so nothing from a datagram can end the status line.
+ */
+function toReasonPhrase(text: string): string {
+  let out = "";
+  for (const ch of text.slice(0, 200)) {
+    const c = ch.codePointAt(0)!;
+    const ok = c >= 0x80 ? !(c < 0xa0 || c === 0x2028 || c === 0x2029) : /[A-Za-z0-9;/?:@&=+$,\-_.!~*'() \t]/.test(ch);
+    out += ok ? ch : "%" + c.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+/**
+ * The 400/505 answer to a malformed request, or undefined when it has no Via to answer along.
+ * It goes to the datagram's source IP (at the rport or the Via port, RFC 3261 §18.2.2 / RFC 3581),
+ * never to a host name or `maddr` taken from the message; the top Via gets received/rport when it
+ * parses, and is echoed as sent otherwise (then the reply goes to the source port).
+ */
+function malformedReply(
+  p: PartialRequest,
+  status: 400 | 505,
+  reason: string,
+  from: Address,
+): { data: Uint8Array; to: Address } | undefined {
+  // One entry per Via element (a line that cannot be split is kept whole, as received).
+  const vias: string[] = [];
+  for (const [n, v] of p.headers) {
+    if (n !== "Via") continue;
+    try {
+      vias.push(...splitHeaderValue("Via", v));
+    } catch {
+      vias.push(v);
+    }
+  }
+  if (vias.length === 0) return undefined;
+  let to: Address = { hostname: from.hostname, port: from.port };
+  try {
+    const top = parseVia(vias[0]);
+    if (top.params.rport === null) {
+      top.params.received = from.hostname;
+      top.params.rport = String(from.port);
+    } else {
+      if (top.host !== from.hostname) top.params.received = from.hostname;
+      to = { hostname: from.hostname, port: top.port ?? 5060 };
+    }
+    vias[0] = formatVia(top);
+  } catch {
+    // An unreadable top Via: answer the source address, echoing the Vias as received.
+  }
+  const h = new SipHeaders(vias.map((v) => ["Via", v] as const));
+  for (const [n, v] of p.headers) if (n !== "Via" && REPLY_HEADERS.has(n)) h.append(n, v);
+  const res = createResponse(
+    { method: p.method, uri: p.uri, headers: h.toArray() },
+    status,
+    `${reasonPhrase(status)} (${toReasonPhrase(reason)})`,
+  );
+  try {
+    return { data: serializeMessage(res), to };
+  } catch {
+    return undefined;
+  }
+}
+
+const REPLY_HEADERS: ReadonlySet<string> = new Set(["Via", "From", "To", "Call-ID", "CSeq"]);
 
 function isKeepalive(data: Uint8Array): boolean {
   for (const b of data) if (b !== 13 && b !== 10 && b !== 32 && b !== 9) return false;
@@ -484,21 +608,6 @@ function isKeepalive(data: Uint8Array): boolean {
 
 function looksLikeResponse(data: Uint8Array): boolean {
   return data.length > 4 && data[0] === 0x53 && data[1] === 0x49 && data[2] === 0x50 && data[3] === 0x2f;
-}
-
-/** True when a 400 can be built and routed: a parseable Via and CSeq, plus From, To and Call-ID. */
-function answerable(headers: [string, string][]): boolean {
-  const h = new SipHeaders(headers);
-  const via = h.get("Via");
-  const cseq = h.get("CSeq");
-  if (via === undefined || cseq === undefined || !h.has("From") || !h.has("To") || !h.has("Call-ID")) return false;
-  try {
-    parseVia(via);
-    parseCSeq(cseq);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Adds `received` (and fills `rport`) on the top Via of an incoming request (RFC 3261 §18.2.1, RFC 3581 §4). */

@@ -4,7 +4,19 @@
  * @module
  */
 import { SipParseError } from "./errors.ts";
-import { formatHostPort, formatParams, type Params, parseHostPort, parseParams } from "./syntax.ts";
+import {
+  excerpt,
+  formatHostPort,
+  formatParams,
+  isDigits,
+  isIpAddress,
+  isTokenChar,
+  isWsp,
+  type Params,
+  parseHostPort,
+  parseParams,
+  skipWsp,
+} from "./syntax.ts";
 
 /** One parsed Via value (`SIP/2.0/UDP host:port;branch=...;received=...;rport=...`). */
 export interface Via {
@@ -12,7 +24,7 @@ export interface Via {
   protocol: string;
   /** Transport in upper case (`UDP`, `TCP`, `TLS`...). */
   transport: string;
-  /** sent-by host (IPv6 without brackets). */
+  /** sent-by host (IPv6 without brackets). A host name is never resolved by the parser. */
   host: string;
   /** sent-by port, when given. */
   port?: number;
@@ -20,11 +32,31 @@ export interface Via {
   params: Params;
 }
 
-const VIA_RE = /^([^\s/]+)\s*\/\s*([^\s/]+)\s*\/\s*([^\s/;]+)\s+([^;\s(]+(?:\s*:\s*\d+)?)\s*(;.*)?$/s;
+function readToken(s: string, i: number): number {
+  while (i < s.length && isTokenChar(s.charCodeAt(i))) i++;
+  return i;
+}
+
+/** Index just after the comment that starts at `s[i]` (`(`): nested comments and quoted-pairs allowed. */
+function skipComment(s: string, i: number): number {
+  let depth = 0;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x5c) i++;
+    else if (c === 0x28) depth++;
+    else if (c === 0x29 && --depth === 0) return i + 1;
+  }
+  throw new SipParseError("unterminated comment in Via");
+}
 
 /**
- * Parses one Via value. Whitespace is allowed around `/`, `:` and `;` as RFC 3261 LWS permits;
- * a trailing comment in parentheses is ignored.
+ * Parses one Via value: `sent-protocol LWS sent-by *(SEMI via-params)` with
+ * whitespace allowed around `/`, `:`, `;` and `=` (RFC 3261 §25.1), and a
+ * trailing comment in parentheses (RFC 2543; nested comments allowed), which is
+ * ignored. Checks the parameters RFC 3261 and RFC 3581 define: `branch` has a
+ * value, `received` is an IP address, `rport` is empty or a port, `ttl` is
+ * 0–255, `maddr` is a host. Empty parameters (`;;`), repeated ones and more
+ * than `MAX_PARAMS` (syntax.ts) are errors.
  *
  * @example
  * ```ts
@@ -33,22 +65,100 @@ const VIA_RE = /^([^\s/]+)\s*\/\s*([^\s/]+)\s*\/\s*([^\s/;]+)\s+([^;\s(]+(?:\s*:
  * ```
  */
 export function parseVia(value: string): Via {
-  const s = value.trim().replace(/\s*\([^)]*\)\s*$/, "");
-  const m = VIA_RE.exec(s);
-  if (!m) throw new SipParseError(`bad Via '${value}'`);
-  const hp = parseHostPort(m[4].replace(/\s+/g, ""));
+  const s = value;
+  let i = skipWsp(s, 0);
+  const fields: string[] = [];
+  const names = ["protocol name", "protocol version", "transport"];
+  for (let f = 0; f < 3; f++) {
+    if (f > 0) {
+      if (s.charCodeAt(i) !== 0x2f) {
+        throw new SipParseError(
+          i >= s.length ? `missing ${names[f]}` : `expected '/' before '${excerpt(s.slice(i), 20)}'`,
+        );
+      }
+      i = skipWsp(s, i + 1);
+    }
+    const start = i;
+    i = readToken(s, i);
+    if (i === start) throw new SipParseError(`missing ${names[f]}`);
+    fields.push(s.slice(start, i));
+    i = skipWsp(s, i);
+  }
+  if (i >= s.length || s.charCodeAt(i) === 0x3b) throw new SipParseError("missing sent-by host");
+  if (!isWsp(s.charCodeAt(i - 1))) throw new SipParseError(`expected whitespace before '${excerpt(s.slice(i), 20)}'`);
+  // sent-by = host [COLON port]
+  const hostStart = i;
+  if (s.charCodeAt(i) === 0x5b) {
+    const close = s.indexOf("]", i);
+    if (close === -1) throw new SipParseError("unterminated IPv6 reference in sent-by");
+    i = close + 1;
+  } else {
+    while (i < s.length) {
+      const c = s.charCodeAt(i);
+      if (isWsp(c) || c === 0x3a || c === 0x3b || c === 0x28) break;
+      i++;
+    }
+  }
+  let hostPort = s.slice(hostStart, i);
+  i = skipWsp(s, i);
+  if (s.charCodeAt(i) === 0x3a) {
+    i = skipWsp(s, i + 1);
+    const ps = i;
+    while (i < s.length && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39) i++;
+    hostPort += ":" + s.slice(ps, i);
+    i = skipWsp(s, i);
+  }
+  const hp = parseHostPort(hostPort);
+  // Parameters run up to a comment ('(' outside a quoted string) or the end.
+  let end = i;
+  let inQuote = false;
+  for (; end < s.length; end++) {
+    const c = s.charCodeAt(end);
+    if (inQuote) {
+      if (c === 0x5c) end++;
+      else if (c === 0x22) inQuote = false;
+    } else if (c === 0x22) inQuote = true;
+    else if (c === 0x28) break;
+  }
+  if (end > i && s.charCodeAt(i) !== 0x3b) {
+    throw new SipParseError(`unexpected '${excerpt(s.slice(i), 20)}' after sent-by`);
+  }
+  const params = parseParams(s.slice(i, end), { where: "Via" });
+  if (end < s.length) {
+    const rest = skipWsp(s, skipComment(s, end));
+    if (rest !== s.length) throw new SipParseError(`unexpected '${excerpt(s.slice(rest), 20)}' after comment`);
+  }
   const via: Via = {
-    protocol: `${m[1]}/${m[2]}`.toUpperCase(),
-    transport: m[3].toUpperCase(),
+    protocol: `${fields[0]}/${fields[1]}`.toUpperCase(),
+    transport: fields[2].toUpperCase(),
     host: hp.host,
-    params: m[5] ? parseParams(m[5]) : {},
+    params,
   };
   if (hp.port !== undefined) via.port = hp.port;
-  const rport = via.params.rport;
-  if (rport !== undefined && rport !== null && !/^\d{1,5}$/.test(rport)) {
-    throw new SipParseError(`bad rport '${rport}' in Via`);
-  }
+  checkViaParams(params);
   return via;
+}
+
+function checkViaParams(p: Params): void {
+  if (p.branch === null) throw new SipParseError("branch parameter without a value");
+  const received = p.received;
+  if (received !== undefined && (received === null || !isIpAddress(received))) {
+    throw new SipParseError(`bad received '${excerpt(received ?? "")}': not an IP address`);
+  }
+  const rport = p.rport;
+  if (rport !== undefined && rport !== null && (!isDigits(rport) || rport.length > 5 || +rport < 1 || +rport > 65535)) {
+    throw new SipParseError(`bad rport '${excerpt(rport)}'`);
+  }
+  const ttl = p.ttl;
+  if (ttl !== undefined && (ttl === null || !isDigits(ttl) || ttl.length > 3 || +ttl > 255)) {
+    throw new SipParseError(`bad ttl '${excerpt(ttl ?? "")}'`);
+  }
+  const maddr = p.maddr;
+  if (maddr !== undefined) {
+    if (maddr === null) throw new SipParseError("maddr parameter without a value");
+    // A bare IPv6 address is accepted as well as a bracketed one.
+    parseHostPort(maddr.includes(":") && !maddr.startsWith("[") ? `[${maddr}]` : maddr);
+  }
 }
 
 /**
