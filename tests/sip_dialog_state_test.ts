@@ -285,7 +285,8 @@ Deno.test("dialog state: outgoing call — the re-INVITE's Contact replaces the 
   clock.advance(20);
   const bad = peer.responses("INVITE").find((r) => getCSeq(r).seq === 7)!;
   assert.equal(bad.status, 400);
-  assert.equal(bad.reason, "Bad Request (missing '>' in '<sip:peer@[bad')");
+  // Refused by the parser already; characters a reason phrase may not hold are %-escaped.
+  assert.match(bad.reason, /^Bad Request \(bad Contact header: missing '%3E' in '%3Csip:peer@%5Bbad'\)$/);
   assert.equal(call.remoteTarget, "sip:peer@10.0.0.9:5060");
 
   peer.send(peerReinvite(call, 8, "<sip:peer@10.0.0.9:5070>"), alice.localAddress);
