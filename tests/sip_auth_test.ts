@@ -7,6 +7,7 @@
  * The authenticator here is a fake (no digest yet): the tests check what goes
  * on the wire and what the call does.
  */
+import { MemoryNetwork } from "../core/net/memory.ts";
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
@@ -18,7 +19,6 @@ import {
   getCSeq,
   getFrom,
   MAX_AUTH_ROUNDS,
-  MemoryNetwork,
   SipUserAgent,
   topVia,
 } from "../plugins/sip/mod.ts";
@@ -35,7 +35,7 @@ function setup(authenticator?: Authenticator) {
   const out = new MemoryOutput();
   const log = new Logger({ level: "debug", outputs: [out] });
   const alice = new SipUserAgent({
-    transport: net.createTransport("10.0.0.1", 5060),
+    transport: net.bind("10.0.0.1", 5060),
     clock,
     log,
     userName: "alice",

@@ -6,6 +6,7 @@
  * sends to its dialog's current remote target: after the peer's re-INVITE with
  * a new Contact, our BYE goes there (in-memory network, VirtualClock).
  */
+import { MemoryNetwork } from "../core/net/memory.ts";
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import {
@@ -16,7 +17,6 @@ import {
   Dialog,
   getCSeq,
   type IncomingCall,
-  MemoryNetwork,
   type SipRequest,
   type SipResponse,
   SipUserAgent,
@@ -172,7 +172,7 @@ Deno.test("dialog state: CSeq counters: the UAC continues from its INVITE, the U
 function setup() {
   const clock = new VirtualClock();
   const net = new MemoryNetwork({ clock, latencyMs: 5 });
-  const alice = new SipUserAgent({ transport: net.createTransport("10.0.0.1", 5060), clock, userName: "alice" });
+  const alice = new SipUserAgent({ transport: net.bind("10.0.0.1", 5060), clock, userName: "alice" });
   const peer = new MemoryPeer(net, "10.0.0.9", 5060);
   const moved = new MemoryPeer(net, "10.0.0.9", 5070);
   const close = async () => {

@@ -7,12 +7,11 @@
  *
  * @module
  */
+import type { MemoryNetwork, MemorySocket } from "../core/net/memory.ts";
 import {
   type Address,
   createResponse,
   getCSeq,
-  type MemoryNetwork,
-  type MemoryTransport,
   parseMessage,
   serializeMessage,
   type SipMessage,
@@ -50,12 +49,12 @@ export class MemoryPeer {
   readonly received: Got[] = [];
   /** Called for each request received, after it is recorded: the script. */
   onRequest: (req: SipRequest, from: Address) => void = () => {};
-  readonly #t: MemoryTransport;
+  readonly #t: MemorySocket;
 
   /** Binds the peer at `hostname:port` on `net`. */
   constructor(net: MemoryNetwork, hostname: string, port = 5060) {
-    this.#t = net.createTransport(hostname, port);
-    this.#t.onReceive((data, from) => {
+    this.#t = net.bind(hostname, port);
+    this.#t.listen((data, from) => {
       const msg = parseMessage(data);
       this.received.push({ msg, raw: td.decode(data), from });
       if (msg.kind === "request") this.onRequest(msg, from);
@@ -64,7 +63,7 @@ export class MemoryPeer {
 
   /** The peer's address. */
   get address(): Address {
-    return this.#t.localAddress;
+    return this.#t.local;
   }
 
   /** Requests received (of `method`, when given), in order. */

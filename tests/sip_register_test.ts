@@ -6,15 +6,14 @@
  * unreadable REGISTERs, 500 when the handler fails, and a 401 answered through
  * the authenticator seam.
  */
+import { FilteredSocket, MemoryNetwork } from "../core/net/memory.ts";
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import {
   type Address,
   type Authenticator,
-  type DatagramHandler,
   type DatagramTransport,
-  MemoryNetwork,
   parseMessage,
   type RegisterRequest,
   type RegistrarHandler,
@@ -28,21 +27,13 @@ import {
 const td = new TextDecoder();
 
 /** Records every datagram a transport sends. */
-class Recorder implements DatagramTransport {
+class Recorder extends FilteredSocket {
   readonly sent: string[] = [];
-  constructor(readonly inner: DatagramTransport) {}
-  get localAddress(): Address {
-    return this.inner.localAddress;
-  }
-  send(data: Uint8Array, to: Address): Promise<void> {
-    this.sent.push(td.decode(data));
-    return this.inner.send(data, to);
-  }
-  onReceive(h: DatagramHandler): void {
-    this.inner.onReceive(h);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+  constructor(inner: DatagramTransport) {
+    super(inner, (data) => {
+      this.sent.push(td.decode(data));
+      return false;
+    });
   }
 }
 
@@ -51,12 +42,12 @@ function setup(opts: { authenticator?: Authenticator } = {}) {
   const net = new MemoryNetwork({ clock, latencyMs: 5 });
   const out = new MemoryOutput();
   const log = new Logger({ level: "debug", outputs: [out] });
-  const wire = new Recorder(net.createTransport("10.0.0.1", 5060));
+  const wire = new Recorder(net.bind("10.0.0.1", 5060));
   const alice = new SipUserAgent({ transport: wire, clock, log, userName: "alice", ...opts });
-  const registrar = new SipUserAgent({ transport: net.createTransport("10.0.0.2", 5060), clock, log, userName: "reg" });
-  const probe = net.createTransport("10.0.0.66", 5060);
+  const registrar = new SipUserAgent({ transport: net.bind("10.0.0.2", 5060), clock, log, userName: "reg" });
+  const probe = net.bind("10.0.0.66", 5060);
   const probeGot: SipResponse[] = [];
-  probe.onReceive((d) => probeGot.push(parseMessage(d) as SipResponse));
+  probe.listen((d) => void probeGot.push(parseMessage(d) as SipResponse));
   const close = async () => {
     await alice.close();
     await registrar.close();

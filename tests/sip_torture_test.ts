@@ -48,7 +48,8 @@ import {
   type SipUri,
 } from "../plugins/sip/uri.ts";
 import { parseVia } from "../plugins/sip/via.ts";
-import { type Address, MemoryNetwork, SipTransport } from "../plugins/sip/transport.ts";
+import { type Address, SipTransport } from "../plugins/sip/transport.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
 import { datagramCases, valueCases } from "./sip_pathological.ts";
 
 const FIXTURES = new URL("./fixtures/rfc4475/", import.meta.url);
@@ -556,15 +557,15 @@ function transportSetup(now?: () => number) {
   const out = new MemoryOutput();
   const log = new Logger({ level: "debug", outputs: [out] }).child("SIP");
   const server = new SipTransport({
-    transport: net.createTransport("10.0.0.2", 5060),
+    transport: net.bind("10.0.0.2", 5060),
     log,
     now: now ?? (() => clock.now()),
   });
-  const peer = net.createTransport("10.0.0.1", 5060);
+  const peer = net.bind("10.0.0.1", 5060);
   const received: { data: Uint8Array; from: Address; port: number }[] = [];
-  peer.onReceive((data, from) => received.push({ data, from, port: 5060 }));
+  peer.listen((data, from) => void received.push({ data, from, port: 5060 }));
   // quotbal's Via names port 5050 (and no rport): its answer goes to the source IP at that port.
-  net.createTransport("10.0.0.1", 5050).onReceive((data, from) => received.push({ data, from, port: 5050 }));
+  net.bind("10.0.0.1", 5050).listen((data, from) => void received.push({ data, from, port: 5050 }));
   return { clock, net, out, server, peer, received };
 }
 

@@ -2,14 +2,10 @@ import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { createResponse, parseMessage, type SipRequest, type SipResponse, topVia } from "../plugins/sip/message.ts";
-import {
-  type Address,
-  LossyTransport,
-  MemoryNetwork,
-  seededRandom,
-  SipTransport,
-  UdpTransport,
-} from "../plugins/sip/transport.ts";
+import { type Address, SipTransport } from "../plugins/sip/transport.ts";
+import { LossySocket, MemoryNetwork } from "../core/net/memory.ts";
+import { udpNetwork } from "../core/net/udp.ts";
+import { seededRandom } from "../core/random.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -19,10 +15,10 @@ function setup() {
   const net = new MemoryNetwork({ clock, latencyMs: 1 });
   const out = new MemoryOutput();
   const log = new Logger({ level: "debug", outputs: [out] }).child("SIP");
-  const server = new SipTransport({ transport: net.createTransport("10.0.0.2", 5060), log });
-  const peer = net.createTransport("10.0.0.1", 5999);
+  const server = new SipTransport({ transport: net.bind("10.0.0.2", 5060), log });
+  const peer = net.bind("10.0.0.1", 5999);
   const received: { data: string; from: Address }[] = [];
-  peer.onReceive((d, from) => received.push({ data: td.decode(d), from }));
+  peer.listen((d, from) => void received.push({ data: td.decode(d), from }));
   return { clock, net, server, peer, received, out };
 }
 
@@ -125,11 +121,11 @@ Deno.test("transport: responses with more than one Via are dropped; handler exce
 Deno.test("lossy transport: seeded, reproducible drop pattern near the requested rate", async () => {
   const clock = new VirtualClock();
   const net = new MemoryNetwork({ clock });
-  const a = new LossyTransport(net.createTransport("10.0.0.1", 1), { lossRate: 0.3, seed: 99 });
-  const b = net.createTransport("10.0.0.2", 1);
+  const a = new LossySocket(net.bind("10.0.0.1", 1), { lossRate: 0.3, seed: 99 });
+  const b = net.bind("10.0.0.2", 1);
   let got = 0;
-  b.onReceive(() => got++);
-  for (let i = 0; i < 1000; i++) await a.send(new Uint8Array([i & 255]), b.localAddress);
+  b.listen(() => void got++);
+  for (let i = 0; i < 1000; i++) await a.send(new Uint8Array([i & 255]), b.local);
   clock.advance(5);
   assert.equal(got + a.dropped, 1000);
   assert.ok(a.dropped > 250 && a.dropped < 350, `dropped ${a.dropped}`);
@@ -137,17 +133,17 @@ Deno.test("lossy transport: seeded, reproducible drop pattern near the requested
   for (let i = 0; i < 10; i++) assert.equal(r1(), r2());
 });
 
-Deno.test("udp transport: loopback datagrams both ways, clean close", async () => {
-  const a = new UdpTransport({ hostname: "127.0.0.1", port: 0 });
-  const b = new UdpTransport({ hostname: "127.0.0.1", port: 0 });
+Deno.test("udp socket (the network layer's): loopback datagrams, clean close", async () => {
+  const a = udpNetwork.bind("127.0.0.1", 0);
+  const b = udpNetwork.bind("127.0.0.1", 0);
   try {
     const got = new Promise<{ data: string; from: Address }>((resolve) =>
-      b.onReceive((d, from) => resolve({ data: td.decode(d), from }))
+      b.listen((d, from) => resolve({ data: td.decode(d), from }))
     );
-    await a.send(te.encode("hello"), b.localAddress);
+    await a.send(te.encode("hello"), b.local);
     const r = await got;
     assert.equal(r.data, "hello");
-    assert.deepEqual(r.from, a.localAddress);
+    assert.deepEqual(r.from, a.local);
   } finally {
     await a.close();
     await b.close();

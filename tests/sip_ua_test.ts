@@ -7,13 +7,8 @@ import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { createAnswer, createOffer, negotiated, NoCommonCodecError } from "../plugins/sip/sdp.ts";
 import { parseMessage, type SipResponse } from "../plugins/sip/message.ts";
-import {
-  type Address,
-  type DatagramHandler,
-  type DatagramTransport,
-  LossyTransport,
-  MemoryNetwork,
-} from "../plugins/sip/transport.ts";
+import type { DatagramTransport } from "../plugins/sip/transport.ts";
+import { FilteredSocket, LossySocket, MemoryNetwork } from "../core/net/memory.ts";
 import {
   type CallEndInfo,
   CallFailedError,
@@ -26,24 +21,9 @@ const te = new TextEncoder();
 const td = new TextDecoder();
 
 /** Drops outgoing datagrams whose text matches `drop`. */
-class FilterTransport implements DatagramTransport {
-  dropped = 0;
-  constructor(readonly inner: DatagramTransport, readonly drop: (text: string) => boolean) {}
-  get localAddress(): Address {
-    return this.inner.localAddress;
-  }
-  send(data: Uint8Array, to: Address): Promise<void> {
-    if (this.drop(td.decode(data))) {
-      this.dropped++;
-      return Promise.resolve();
-    }
-    return this.inner.send(data, to);
-  }
-  onReceive(h: DatagramHandler): void {
-    this.inner.onReceive(h);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+class FilterTransport extends FilteredSocket {
+  constructor(inner: DatagramTransport, drop: (text: string) => boolean) {
+    super(inner, (data) => drop(td.decode(data)));
   }
 }
 
@@ -59,20 +39,20 @@ function setup(opts: Opts = {}) {
   const net = new MemoryNetwork({ clock, latencyMs: 5 });
   const out = new MemoryOutput();
   const root = new Logger({ level: "debug", outputs: [out] });
-  let ta: DatagramTransport = net.createTransport("10.0.0.1", 5060);
-  let tb: DatagramTransport = net.createTransport("10.0.0.2", 5060);
-  let lossA: LossyTransport | undefined, lossB: LossyTransport | undefined;
+  let ta: DatagramTransport = net.bind("10.0.0.1", 5060);
+  let tb: DatagramTransport = net.bind("10.0.0.2", 5060);
+  let lossA: LossySocket | undefined, lossB: LossySocket | undefined;
   if (opts.lossRate) {
-    ta = lossA = new LossyTransport(ta, { lossRate: opts.lossRate, seed: opts.seed ?? 1 });
-    tb = lossB = new LossyTransport(tb, { lossRate: opts.lossRate, seed: (opts.seed ?? 1) * 7919 + 1 });
+    ta = lossA = new LossySocket(ta, { lossRate: opts.lossRate, seed: opts.seed ?? 1 });
+    tb = lossB = new LossySocket(tb, { lossRate: opts.lossRate, seed: (opts.seed ?? 1) * 7919 + 1 });
   }
   if (opts.wrapAlice) ta = opts.wrapAlice(ta);
   if (opts.wrapBob) tb = opts.wrapBob(tb);
   const alice = new SipUserAgent({ transport: ta, clock, log: root.child("x", { ua: "alice" }), userName: "alice" });
   const bob = new SipUserAgent({ transport: tb, clock, log: root.child("x", { ua: "bob" }), userName: "bob" });
-  const probe = net.createTransport("10.0.0.66", 5060);
+  const probe = net.bind("10.0.0.66", 5060);
   const probeGot: string[] = [];
-  probe.onReceive((d) => probeGot.push(td.decode(d)));
+  probe.listen((d) => void probeGot.push(td.decode(d)));
   const close = async () => {
     await alice.close();
     await bob.close();

@@ -7,7 +7,8 @@ import type { Clock, Timer } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { parseMessage, type SipResponse } from "../plugins/sip/message.ts";
 import { createAnswer, createOffer, negotiated } from "../plugins/sip/sdp.ts";
-import { type Address, UdpTransport } from "../plugins/sip/transport.ts";
+import type { Address } from "../plugins/sip/transport.ts";
+import { udpNetwork } from "../core/net/udp.ts";
 import { type IncomingCall, SipUserAgent } from "../plugins/sip/mod.ts";
 
 /** A real-time clock on plain setTimeout/clearTimeout, so cancelled timers leave nothing pending. */
@@ -95,17 +96,17 @@ Deno.test("UDP loopback: INVITE / 180 / 200 / ACK / BYE between two SipUserAgent
 Deno.test("UDP loopback: garbage gets 400 or is dropped, the UA keeps answering", async () => {
   const clock = new TimeoutClock();
   const ua = new SipUserAgent({ hostname: "127.0.0.1", port: 0, clock, userName: "bob" });
-  const probe = new UdpTransport({ hostname: "127.0.0.1", port: 0 });
+  const probe = udpNetwork.bind("127.0.0.1", 0);
   const got: string[] = [];
   let notify = () => {};
-  probe.onReceive((d) => {
+  probe.listen((d) => {
     got.push(new TextDecoder().decode(d));
     notify();
   });
   const next = () => new Promise<void>((r) => (notify = r));
   try {
     const to: Address = ua.localAddress;
-    const p = probe.localAddress.port;
+    const p = probe.local.port;
     const te = new TextEncoder();
     await probe.send(crypto.getRandomValues(new Uint8Array(300)), to);
     const bad = [

@@ -200,6 +200,7 @@ class SipController implements Controller {
   async run(): Promise<ControlResult> {
     try {
       this.#ua = new SipUserAgent({
+        net: this.#ctx.net,
         hostname: this.#o.bind,
         port: this.#o.port,
         clock: this.#clock,

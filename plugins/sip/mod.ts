@@ -85,15 +85,10 @@ export {
 // 2. transport
 export {
   type Address,
-  type DatagramHandler,
   type DatagramTransport,
-  LossyTransport,
-  MemoryNetwork,
-  MemoryTransport,
   SipTransport,
   type SipTransportOptions,
   type SipTransportStats,
-  UdpTransport,
 } from "./transport.ts";
 export { localAddressFacing } from "./local_address.ts";
 

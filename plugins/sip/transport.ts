@@ -1,14 +1,15 @@
 /**
- * SIP over UDP (RFC 3261 §18): datagram transports (real UDP, an in-memory
- * network for tests, a lossy wrapper) and {@linkcode SipTransport}, which turns
+ * SIP over UDP (RFC 3261 §18): {@linkcode SipTransport}, on a datagram socket
+ * of the core network layer (real UDP, or in-memory in tests), turns
  * datagrams into parsed messages, answers malformed requests with `400`, stamps
  * `received`/`rport` on incoming requests (§18.2.1, RFC 3581) and sends
  * responses to the address the top Via names (§18.2.2).
  *
  * @module
  */
-import type { Clock } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
+import type { HostPort } from "../../core/net/address.ts";
+import type { DatagramSocket } from "../../core/net/datagram.ts";
 import { type PartialRequest, SipParseError } from "./errors.ts";
 import { SipHeaders, splitHeaderValue } from "./headers.ts";
 import {
@@ -23,279 +24,15 @@ import {
 } from "./message.ts";
 import { excerpt, formatHostPort } from "./syntax.ts";
 import { formatVia, parseVia, responseTarget } from "./via.ts";
-import { seededRandom } from "../../core/random.ts";
 
-/** A UDP address. */
-export interface Address {
-  /** IP address or host name (IPv6 without brackets). */
-  hostname: string;
-  /** UDP port. */
-  port: number;
-}
-
-/** Called for each received datagram. */
-export type DatagramHandler = (data: Uint8Array, from: Address) => void;
+/** A UDP address: the network layer's {@linkcode HostPort}. */
+export type Address = HostPort;
 
 /**
- * A datagram socket, real or simulated. {@linkcode SipTransport} runs on top of it.
+ * What SIP runs on: the network layer's datagram socket (a real UDP socket,
+ * or a socket of a `MemoryNetwork` in tests).
  */
-export interface DatagramTransport {
-  /** The bound local address (may be `0.0.0.0` / `::`). */
-  readonly localAddress: Address;
-  /** Sends one datagram. Rejects on a send error. */
-  send(data: Uint8Array, to: Address): Promise<void>;
-  /** Sets the receive handler (one per transport). */
-  onReceive(handler: DatagramHandler): void;
-  /** Stops receiving and releases the socket. */
-  close(): Promise<void>;
-}
-
-/**
- * A real UDP socket from `Deno.listenDatagram`.
- *
- * @example
- * ```ts
- * const udp = new UdpTransport({ hostname: "127.0.0.1", port: 0 });
- * udp.onReceive((data, from) => console.log(data.length, from));
- * await udp.close();
- * ```
- */
-export class UdpTransport implements DatagramTransport {
-  readonly #conn: Deno.DatagramConn;
-  #handler: DatagramHandler = () => {};
-  #closed = false;
-  readonly #loop: Promise<void>;
-  readonly #log: Logger;
-
-  /**
-   * Binds the socket and starts receiving.
-   * @param opts.hostname address to bind (default `0.0.0.0`)
-   * @param opts.port port to bind (default 5060; 0 picks a free port)
-   * @param opts.log logger for socket errors
-   */
-  constructor(opts: { hostname?: string; port?: number; log?: Logger } = {}) {
-    this.#conn = Deno.listenDatagram({
-      transport: "udp",
-      hostname: opts.hostname ?? "0.0.0.0",
-      port: opts.port ?? 5060,
-    });
-    this.#log = opts.log ?? silentLogger;
-    this.#loop = this.#run();
-  }
-
-  /** The bound address. */
-  get localAddress(): Address {
-    const a = this.#conn.addr as Deno.NetAddr;
-    return { hostname: a.hostname, port: a.port };
-  }
-
-  async #run(): Promise<void> {
-    let errors = 0;
-    while (!this.#closed) {
-      let packet: [Uint8Array, Deno.Addr];
-      try {
-        packet = await this.#conn.receive();
-        errors = 0;
-      } catch (e) {
-        if (this.#closed) return;
-        // e.g. ICMP errors reported on the socket: log and keep serving.
-        this.#log.warn(`UDP receive error: ${e instanceof Error ? e.message : e}`);
-        if (++errors > 100) await new Promise((r) => setTimeout(r, 10));
-        continue;
-      }
-      const addr = packet[1] as Deno.NetAddr;
-      try {
-        this.#handler(packet[0], { hostname: addr.hostname, port: addr.port });
-      } catch (e) {
-        this.#log.error(`receive handler failed: ${e instanceof Error ? e.stack : e}`);
-      }
-    }
-  }
-
-  /** Sends one datagram. */
-  async send(data: Uint8Array, to: Address): Promise<void> {
-    await this.#conn.send(data, { transport: "udp", hostname: to.hostname, port: to.port });
-  }
-
-  /** Sets the receive handler. */
-  onReceive(handler: DatagramHandler): void {
-    this.#handler = handler;
-  }
-
-  /** Closes the socket and waits for the receive loop to end. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#conn.close();
-    await this.#loop;
-  }
-}
-
-/**
- * An in-memory datagram network on a {@linkcode Clock}: each datagram is
- * delivered `latencyMs` later as a clock timer, so tests with a VirtualClock are
- * deterministic.
- *
- * @example
- * ```ts
- * const clock = new VirtualClock();
- * const net = new MemoryNetwork({ clock });
- * const a = net.createTransport("10.0.0.1", 5060);
- * const b = net.createTransport("10.0.0.2", 5060);
- * b.onReceive((d, from) => console.log(from.hostname)); // "10.0.0.1"
- * await a.send(new Uint8Array([1]), b.localAddress);
- * clock.advance(1);
- * ```
- */
-export class MemoryNetwork {
-  readonly #clock: Clock;
-  readonly #latency: number;
-  readonly #nodes = new Map<string, MemoryTransport>();
-  /** Datagrams delivered to a transport. */
-  delivered = 0;
-  /** Datagrams sent to an address nobody listens on. */
-  undeliverable = 0;
-
-  /**
-   * Creates an empty network.
-   * @param opts.clock clock that schedules deliveries
-   * @param opts.latencyMs one-way delay (default 1 ms)
-   */
-  constructor(opts: { clock: Clock; latencyMs?: number }) {
-    this.#clock = opts.clock;
-    this.#latency = opts.latencyMs ?? 1;
-  }
-
-  /** Creates a transport bound to `hostname:port` (port 0 picks a free one from 40000). */
-  createTransport(hostname = "10.0.0.1", port = 5060): MemoryTransport {
-    if (port === 0) {
-      port = 40000;
-      while (this.#nodes.has(`${hostname}|${port}`)) port++;
-    }
-    const key = `${hostname}|${port}`;
-    if (this.#nodes.has(key)) throw new Error(`address in use: ${formatHostPort(hostname, port)}`);
-    const t = new MemoryTransport(this, { hostname, port });
-    this.#nodes.set(key, t);
-    return t;
-  }
-
-  /** @internal Schedules delivery of a datagram. */
-  route(data: Uint8Array, from: Address, to: Address): void {
-    const copy = data.slice();
-    this.#clock.after(this.#latency, () => {
-      const node = this.#nodes.get(`${to.hostname}|${to.port}`);
-      if (!node || node.closed) {
-        this.undeliverable++;
-        return;
-      }
-      this.delivered++;
-      node.deliver(copy, { ...from });
-    });
-  }
-
-  /** @internal Removes a closed transport. */
-  detach(t: MemoryTransport): void {
-    this.#nodes.delete(`${t.localAddress.hostname}|${t.localAddress.port}`);
-  }
-}
-
-/** A transport on a {@linkcode MemoryNetwork}. */
-export class MemoryTransport implements DatagramTransport {
-  readonly #net: MemoryNetwork;
-  #handler: DatagramHandler = () => {};
-  /** The bound address. */
-  readonly localAddress: Address;
-  /** True after close. */
-  closed = false;
-
-  /** Use {@linkcode MemoryNetwork.createTransport}. */
-  constructor(net: MemoryNetwork, address: Address) {
-    this.#net = net;
-    this.localAddress = address;
-  }
-
-  /** Sends one datagram through the network. */
-  send(data: Uint8Array, to: Address): Promise<void> {
-    if (!this.closed) this.#net.route(data, this.localAddress, to);
-    return Promise.resolve();
-  }
-
-  /** Sets the receive handler. */
-  onReceive(handler: DatagramHandler): void {
-    this.#handler = handler;
-  }
-
-  /** @internal Hands a datagram to the handler. */
-  deliver(data: Uint8Array, from: Address): void {
-    this.#handler(data, from);
-  }
-
-  /** Detaches from the network. */
-  close(): Promise<void> {
-    this.closed = true;
-    this.#net.detach(this);
-    return Promise.resolve();
-  }
-}
-
-/** A deterministic PRNG (mulberry32) for reproducible loss patterns (see core/random.ts). */
-export { seededRandom };
-
-/**
- * Wraps a transport and drops a fraction of outgoing datagrams, chosen by a seeded PRNG.
- *
- * @example
- * ```ts
- * const lossy = new LossyTransport(net.createTransport("10.0.0.1"), { lossRate: 0.3, seed: 7 });
- * ```
- */
-export class LossyTransport implements DatagramTransport {
-  readonly #inner: DatagramTransport;
-  readonly #rand: () => number;
-  /** Fraction of datagrams dropped, 0..1. */
-  lossRate: number;
-  /** Datagrams dropped so far. */
-  dropped = 0;
-  /** Datagrams passed on so far. */
-  passed = 0;
-
-  /**
-   * Wraps `inner`.
-   * @param inner the transport to wrap
-   * @param opts.lossRate fraction of outgoing datagrams to drop (0..1)
-   * @param opts.seed PRNG seed (default 1)
-   */
-  constructor(inner: DatagramTransport, opts: { lossRate: number; seed?: number }) {
-    this.#inner = inner;
-    this.lossRate = opts.lossRate;
-    this.#rand = seededRandom(opts.seed ?? 1);
-  }
-
-  /** The wrapped transport's address. */
-  get localAddress(): Address {
-    return this.#inner.localAddress;
-  }
-
-  /** Sends, unless the PRNG decides to drop. */
-  send(data: Uint8Array, to: Address): Promise<void> {
-    if (this.#rand() < this.lossRate) {
-      this.dropped++;
-      return Promise.resolve();
-    }
-    this.passed++;
-    return this.#inner.send(data, to);
-  }
-
-  /** Sets the receive handler on the wrapped transport. */
-  onReceive(handler: DatagramHandler): void {
-    this.#inner.onReceive(handler);
-  }
-
-  /** Closes the wrapped transport. */
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-}
+export type DatagramTransport = DatagramSocket;
 
 /** Counters kept by {@linkcode SipTransport}. */
 export interface SipTransportStats {
@@ -351,15 +88,16 @@ export interface SipTransportOptions {
  *
  * @example
  * ```ts
- * const sip = new SipTransport({ transport: new UdpTransport({ port: 5060 }) });
+ * const sip = new SipTransport({ transport: udpNetwork.bind("0.0.0.0", 5060) });
  * sip.onRequest = (req, from) => sip.sendResponse(createResponse(req, 200));
  * ```
  */
 export class SipTransport {
   readonly #dgram: DatagramTransport;
+  readonly #unlisten: () => void;
   readonly #log: Logger;
   readonly #parse: ParseOptions;
-  readonly #inflight = new Set<Promise<void>>();
+  readonly #inflight = new Set<Promise<unknown>>();
   readonly #now: () => number;
   readonly #logLimit: number;
   #logWindow = -Infinity;
@@ -393,12 +131,20 @@ export class SipTransport {
     this.#parse = opts.parse ?? {};
     this.#now = opts.now ?? (() => performance.now());
     this.#logLimit = opts.malformedLogLimit ?? 20;
-    this.#dgram.onReceive((data, from) => this.receive(data, from));
+    this.#unlisten = this.#dgram.listen((data, from) => this.receive(data, from), {
+      maxSize: this.#parse.maxSize ?? 65535,
+      onOversize: (from) => {
+        this.stats.received++;
+        this.stats.malformedDropped++;
+        this.#warn(`datagram from ${formatHostPort(from.hostname, from.port)} over the size limit dropped`);
+      },
+      onError: (e) => this.#log.debug(`UDP receive error: ${e instanceof Error ? e.message : e}`),
+    });
   }
 
   /** The bound local address. */
   get localAddress(): Address {
-    return this.#dgram.localAddress;
+    return this.#dgram.local;
   }
 
   /** Handles one datagram as if it had been received from `from` (used by the socket; public for tests). */
@@ -512,9 +258,10 @@ export class SipTransport {
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
   }
 
-  /** Waits for pending sends, then closes the underlying socket. */
+  /** Waits for pending sends, then stops listening and closes the underlying socket. */
   async close(): Promise<void> {
     await this.flush();
+    this.#unlisten();
     await this.#dgram.close();
   }
 }

@@ -47,13 +47,9 @@ import type { ParseOptions, SipResponse } from "./message.ts";
 import { type InviteOptions, OutgoingCall } from "./outgoing_call.ts";
 import type { RegisterOptions, RegistrarHandler, Registration } from "./register.ts";
 import { type TimerSettings, TransactionLayer } from "./transaction.ts";
-import {
-  type Address,
-  type DatagramTransport,
-  SipTransport,
-  type SipTransportStats,
-  UdpTransport,
-} from "./transport.ts";
+import { type Address, type DatagramTransport, SipTransport, type SipTransportStats } from "./transport.ts";
+import type { Network } from "../../core/net/datagram.ts";
+import { udpNetwork } from "../../core/net/udp.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
 import { errText, UaContext, USER_AGENT } from "./_context.ts";
 import { register, sendRequest } from "./_client.ts";
@@ -64,8 +60,13 @@ export { ALLOWED_METHODS, USER_AGENT } from "./_context.ts";
 
 /** Options of {@linkcode SipUserAgent}. */
 export interface SipUserAgentOptions {
-  /** A datagram transport to use (tests inject a memory or lossy one). Without it, a UDP socket is bound. */
+  /**
+   * The datagram socket to use (tests inject one of a `MemoryNetwork`); the
+   * user agent owns it from now on. Without it, one is bound on `net`.
+   */
   transport?: DatagramTransport;
+  /** Network to bind on when no transport is given (default: real UDP). */
+  net?: Network;
   /** Address to bind when no transport is given (default `0.0.0.0`). */
   hostname?: string;
   /** Port to bind when no transport is given (default 5060; 0 picks a free port). */
@@ -126,7 +127,7 @@ export class SipUserAgent {
    */
   constructor(opts: SipUserAgentOptions = {}) {
     const log = (opts.log ?? silentLogger).child("SIP");
-    const dgram = opts.transport ?? new UdpTransport({ hostname: opts.hostname, port: opts.port, log });
+    const dgram = opts.transport ?? (opts.net ?? udpNetwork).bind(opts.hostname ?? "0.0.0.0", opts.port ?? 5060);
     const transport = new SipTransport({ transport: dgram, log, parse: opts.parse });
     const layer = new TransactionLayer({
       sender: transport,
