@@ -6,8 +6,12 @@
  */
 import { parseMessage, serializeMessage } from "../plugins/sip/message.ts";
 import { createOffer } from "../plugins/sip/sdp.ts";
+import { CodecRegistry } from "../core/codec.ts";
+import { builtinCodecs } from "../plugins/builtin.ts";
 
-const sdp = createOffer({ address: "192.0.2.10", port: 40000, sessionId: "3724394400" });
+const codecs = new CodecRegistry(builtinCodecs);
+
+const sdp = createOffer({ registry: codecs, address: "192.0.2.10", port: 40000, sessionId: "3724394400" });
 const body = new TextEncoder().encode(sdp);
 const head = [
   "INVITE sip:bob@192.0.2.20:5060 SIP/2.0",

@@ -8,6 +8,7 @@
  */
 import type { z } from "zod";
 import type { Clock } from "./clock.ts";
+import type { CodecRegistry } from "./codec.ts";
 import type { Variables } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Pipeline } from "./pipeline.ts";
@@ -28,6 +29,8 @@ export interface ControlContext {
   params: Variables;
   /** Names of the chain templates in the file. */
   templates: string[];
+  /** The codecs of the registry the chains are built with (what the plugins implement), e.g. for SDP. */
+  codecs: CodecRegistry;
   /**
    * Builds a pipeline from the template `template`, with the parameters plus
    * `vars` (e.g. `remote.rtp`, `codec`, `call.id`). `name` labels it in logs

@@ -33,6 +33,7 @@ import {
   type TransformStage,
 } from "./stage.ts";
 import { ConfigError, formatZodIssues } from "./errors.ts";
+import { describeFormats, stageConfigText } from "./format_check.ts";
 
 /** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
 export interface StageConfig {
@@ -202,7 +203,11 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         throw new ConfigError(formatZodIssues(parsed.error, `${jsonPath}[${i}]`), { file: opts.file });
       }
       const label = typeof entry.name === "string" && entry.name ? entry.name : plugin.name;
-      const ctx = pipeline._stageContext(i, label, Deno.cwd());
+      const ctx: StageContext = {
+        ...pipeline._stageContext(i, label, Deno.cwd()),
+        codecs: opts.registry.codecs,
+        suggestBridge: (from, to) => opts.registry.suggestBridge(from, to),
+      };
       let stage: Stage;
       try {
         stage = await plugin.create(parsed.data, ctx);
@@ -222,7 +227,7 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         ctx,
       });
     }
-    negotiate(slots, name);
+    negotiate(slots, name, opts.registry);
   } catch (e) {
     // Release what was created before the failure.
     await pipeline._abandon(slots);
@@ -236,40 +241,26 @@ function describeStage(s: Slot): string {
   return s.label === s.use ? `${s.use} (stage ${s.index})` : `${s.label} (${s.use}, stage ${s.index})`;
 }
 
-function hintFor(field: string, produced: Format, accepted: Format): string {
+/**
+ * What to change when `produced` does not fit `accepted` (`field` is the first field that differs): the stage a
+ * registered plugin offers to bridge them (see `PluginDefinition.bridges`), else a generic hint. Core names no
+ * plugin: a suggestion exists only when a plugin in the registry makes it.
+ */
+function hintFor(field: string, produced: Format, accepted: Format, registry: Registry): string {
+  const bridge = registry.suggestBridge(produced, accepted);
+  if (bridge) return `insert ${stageConfigText(bridge)} between them`;
+  const none = `no registered plugin converts ${formatToString(produced)} to ${describeFormats([accepted])}`;
   switch (field) {
     case "kind":
-      if (produced.kind === "pcm" && accepted.kind === "encoded") {
-        return 'insert {"use": "g711-encoder"} between them';
-      }
-      if (produced.kind === "encoded" && accepted.kind === "pcm") {
-        return 'insert {"use": "g711-decoder"} between them';
-      }
-      if (produced.kind === "encoded" && accepted.kind === "rtp") {
-        return 'insert {"use": "rtp-packetizer"} between them';
-      }
-      if (produced.kind === "packet" && accepted.kind === "rtp") {
-        return 'insert {"use": "rtp-depacketizer"} between them';
-      }
-      if (produced.kind === "rtp" && accepted.kind === "encoded") {
-        return 'insert {"use": "jitter-buffer"} between them';
-      }
-      return "connect stages whose formats match";
-    case "sampleRate":
-    case "channels": {
-      const opts = [];
-      if (accepted.sampleRate) opts.push(`"rate": ${accepted.sampleRate}`);
-      if (accepted.channels) opts.push(`"channels": ${accepted.channels}`);
-      return `insert {"use": "resampler", ${opts.join(", ")}} between them`;
-    }
+      return `connect stages whose formats match (${none})`;
     case "codec":
       return `use the same codec on both (${produced.codec} vs ${accepted.codec})`;
     default:
-      return "make the formats match";
+      return `make the formats match (${none})`;
   }
 }
 
-function negotiate(slots: Slot[], name: string): void {
+function negotiate(slots: Slot[], name: string, registry: Registry): void {
   let fmt: Format | undefined;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i];
@@ -293,7 +284,7 @@ function negotiate(slots: Slot[], name: string): void {
           throw new FormatError(
             `pipeline "${name}": ${describeStage(s)} expects ${accepts.map(formatToString).join(" or ")}, but ${
               describeStage(prev)
-            } produces ${formatToString(fmt)}: ${hintFor(field, fmt, acc)}`,
+            } produces ${formatToString(fmt)}: ${hintFor(field, fmt, acc, registry)}`,
           );
         }
       }
@@ -380,8 +371,8 @@ export class Pipeline {
     return this.#abort.signal;
   }
 
-  /** @internal */
-  _stageContext(index: number, label: string, baseDir: string): StageContext {
+  /** @internal (the registry's `codecs` and `suggestBridge` are added by buildPipeline) */
+  _stageContext(index: number, label: string, baseDir: string): Omit<StageContext, "codecs" | "suggestBridge"> {
     return {
       pipeline: this.name,
       index,

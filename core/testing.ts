@@ -6,8 +6,10 @@
  */
 import type { z } from "zod";
 import { type Clock, VirtualClock } from "./clock.ts";
+import { CodecRegistry } from "./codec.ts";
 import type { Frame } from "./frame.ts";
 import { silentLogger } from "./log.ts";
+import type { Registry } from "./registry.ts";
 import type { AnyPlugin, RunContext, Stage, StageContext } from "./stage.ts";
 import { sharedResources } from "./shared.ts";
 
@@ -21,6 +23,13 @@ export interface TestContextOptions {
   out?: Frame[];
   /** Abort controller for stop requests. */
   abort?: AbortController;
+  /**
+   * Plugin registry whose codecs and bridge suggestions the context offers (e.g. `createRegistry()` from mod.ts).
+   * Default: none (no codecs, no suggestions).
+   */
+  registry?: Registry;
+  /** Codecs to offer instead of the registry's. */
+  codecs?: CodecRegistry;
 }
 
 /**
@@ -56,6 +65,8 @@ export function testContext(opts: TestContextOptions = {}): {
     signal: abort.signal,
     shared: (key, create, dispose) => sharedResources.acquire(owner, key, create, dispose),
     event: (type, detail) => events.push({ type, detail }),
+    codecs: opts.codecs ?? opts.registry?.codecs ?? new CodecRegistry(),
+    suggestBridge: (from, to) => opts.registry?.suggestBridge(from, to),
     emit: (f) => {
       out.push(f);
       return true;

@@ -6,10 +6,12 @@
  * @example Caller
  * ```ts
  * const ua = new SipUserAgent({ hostname: "127.0.0.1", port: 5061, log, userName: "alice" });
- * const call = ua.invite("sip:bob@127.0.0.1:5062", { sdp: createOffer({ address: "127.0.0.1", port: 40000 }) });
+ * const codecs = createRegistry().codecs; // the codecs the plugins registered
+ * const offer = createOffer({ address: "127.0.0.1", port: 40000, registry: codecs });
+ * const call = ua.invite("sip:bob@127.0.0.1:5062", { sdp: offer });
  * call.on("progress", (p) => console.log(p.status, p.reason));
  * const { sdp } = await call.established; // rejects with CallFailedError on 486, 487, timeout...
- * const media = negotiated(sdp!);
+ * const media = negotiated(sdp!, { registry: codecs });
  * call.on("ended", (e) => console.log(e.by, e.reason));
  * await call.hangup(); // BYE
  * await ua.close();
@@ -21,7 +23,7 @@
  * ua.onInvite((call) => {
  *   call.ringing();
  *   try {
- *     call.accept(createAnswer(call.offer!, { address: "127.0.0.1", port: 41000 }));
+ *     call.accept(createAnswer(call.offer!, { address: "127.0.0.1", port: 41000, registry: codecs }));
  *   } catch (e) {
  *     call.reject(e instanceof SdpError ? e.status : 500);
  *   }
@@ -63,6 +65,7 @@ import {
   type SipTransportStats,
   UdpTransport,
 } from "./transport.ts";
+import type { CodecRegistry } from "../../core/codec.ts";
 import { agreedMedia, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
 
@@ -403,12 +406,15 @@ export abstract class Call {
    * from the peer's SDP and ours (see {@linkcode agreedMedia}). Available once both SDPs
    * are known (outgoing: at "established"; incoming: after `accept()`). Throws `SdpError`
    * when an SDP is missing or unusable.
+   *
+   * @param registry the codecs that exist: names are returned as registered, and payload
+   *   types neither SDP maps are read as its static ones (default: our SDP's maps only)
    */
-  media(): NegotiatedAudio {
+  media(registry?: CodecRegistry): NegotiatedAudio {
     if (this.remoteSdp === undefined || this.localSdp === undefined) {
       throw new SdpError(`SDP not negotiated yet (${this.remoteSdp === undefined ? "no remote SDP" : "no local SDP"})`);
     }
-    return agreedMedia(this.remoteSdp, this.localSdp);
+    return agreedMedia(this.remoteSdp, this.localSdp, { registry });
   }
 
   /** Log fields for this call. */
