@@ -58,8 +58,8 @@ export function validatePluginShape(def: unknown): string | undefined {
 export class Registry {
   readonly #plugins = new Map<string, AnyPlugin>();
   readonly #modules = new Map<string, Promise<AnyPlugin>>();
-  /** Plugins loaded from modules, in load order (asked for bridges after the registered ones). */
-  readonly #loaded: AnyPlugin[] = [];
+  /** Plugins loaded from modules with the `use` that named them, in load order (asked for bridges last). */
+  readonly #loaded: { plugin: AnyPlugin; use: string }[] = [];
   readonly #controls = new Map<string, AnyControlPlugin>();
   /** The codecs known to this registry: registered directly, or by the plugins that implement them. */
   readonly codecs: CodecRegistry;
@@ -78,7 +78,8 @@ export class Registry {
 
   /**
    * A stage that turns `from` into `to`: the first plugin whose `bridges` offers one, registered plugins first
-   * (in registration order), then plugins loaded from modules. Undefined when none does.
+   * (in registration order), then plugins loaded from modules (whose suggestions name them as they were loaded,
+   * by path). Undefined when none does.
    *
    * @example
    * ```ts
@@ -87,14 +88,20 @@ export class Registry {
    * ```
    */
   suggestBridge(from: Format, to: Format): StageConfig | undefined {
-    for (const list of [this.#plugins.values(), this.#loaded]) {
-      for (const p of list) {
-        if (!p.bridges) continue;
-        try {
-          const s = p.bridges(from, to);
-          if (s) return s;
-        } catch { /* a faulty suggestion must not hide the real error */ }
+    const ask = (p: AnyPlugin): StageConfig | undefined => {
+      try {
+        return p.bridges?.(from, to);
+      } catch {
+        return undefined; // a faulty suggestion must not hide the real error
       }
+    };
+    for (const p of this.#plugins.values()) {
+      const s = ask(p);
+      if (s) return s;
+    }
+    for (const { plugin, use } of this.#loaded) {
+      const s = ask(plugin);
+      if (s) return s.use === plugin.name ? { ...s, use } : s;
     }
     return undefined;
   }
@@ -177,7 +184,7 @@ export class Registry {
             e,
           );
         }
-        this.#loaded.push(def);
+        this.#loaded.push({ plugin: def, use });
         return def;
       });
       this.#modules.set(url, p);
