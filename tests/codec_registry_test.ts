@@ -16,6 +16,7 @@ import type { EncodedFrame, Format, Frame, PcmFrame, RtpFrame } from "../core/fr
 import { silentLogger } from "../core/log.ts";
 import { buildPipeline } from "../core/pipeline.ts";
 import { Registry } from "../core/registry.ts";
+import { listPluginLines } from "../core/schema.ts";
 import { definePlugin, FormatError, type TransformStage } from "../core/stage.ts";
 import { createStage, runTransform, testContext } from "../core/testing.ts";
 import { createRegistry } from "../mod.ts";
@@ -97,6 +98,10 @@ Deno.test("plugins register their codecs: registered with the plugin, or when it
   assertEquals(p.name, "l16-decoder");
   assert(registry.codecs.get("L16") === L16);
   assertEquals(registry.codecs.names(), ["PCMU", "PCMA", "L16"]);
+  // --list-plugins lists them after the plugins.
+  const lines = listPluginLines(registry);
+  assertMatch(lines.find((l) => l.startsWith("PCMA "))!, /codec +RTP codec: payload type 8, 8000 Hz mono, 1 byte per/);
+  assertMatch(lines.at(-1)!, /^L16 +codec +RTP codec: dynamic payload type, 8000 Hz mono, 2 bytes per sample, 20 ms/);
 });
 
 Deno.test("L16 (2 bytes per sample, dynamic payload type) through packetizer → depacketizer → jitter buffer → decoder", async () => {
