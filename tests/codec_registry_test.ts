@@ -31,7 +31,7 @@ import { agreedMedia, createAnswer, createOffer, negotiated, NoCommonCodecError 
 import { encodeL16, L16, plugins as l16Plugins } from "../examples/plugins/l16/mod.ts";
 import l16Decoder from "../examples/plugins/l16/l16_decoder.ts";
 import l16Encoder from "../examples/plugins/l16/l16_encoder.ts";
-import { assertSampleExact, readWav, spawnCli } from "./media_util.ts";
+import { readWav, spawnCli } from "./media_util.ts";
 import { freeUdpPort } from "./sip_util.ts";
 import { fromFileUrl, repoPath } from "./util.ts";
 
@@ -387,6 +387,41 @@ Deno.test("sip control: the codecs option is checked against the registry and th
   assertThrows(() => options("PCMU;PCMA"), Error, "codec names separated by commas");
 });
 
+/**
+ * Asserts that `rec` holds every frame of `ref` (160 samples; the last may be shorter), sample-exact and in order,
+ * from its first sample on; the only other frames allowed are those the jitter buffer inserted to grow its delay
+ * (a stall of the process under load), which the L16 decoder conceals as the last real frame at half level, a
+ * quarter for the next, and so on. Returns how many were inserted.
+ */
+function assertFramesInOrder(ref: Int16Array, rec: Int16Array): number {
+  const F = 160;
+  let r = 0, i = 0, inserted = 0, run = 0;
+  let last: Int16Array = new Int16Array(F);
+  const same = (a: Int16Array, b: ArrayLike<number>) => a.length === b.length && a.every((v, k) => v === b[k]);
+  while (r < ref.length) {
+    const want = ref.subarray(r, Math.min(r + F, ref.length));
+    const got = rec.subarray(i, i + want.length);
+    if (same(got, want)) {
+      last = want;
+      r += want.length;
+      i += want.length;
+      run = 0;
+      continue;
+    }
+    const gain = 0.5 ** (run + 1);
+    const frame = rec.subarray(i, i + F);
+    if (frame.length === F && same(frame, Array.from(last, (v) => Math.round(v * gain)))) {
+      inserted++;
+      run++;
+      i += F;
+      continue;
+    }
+    throw new Error(`recording differs from the reference at reference sample ${r} (recording sample ${i})`);
+  }
+  assert(rec.subarray(i).every((v) => v === 0), "only silence after the reference");
+  return inserted;
+}
+
 Deno.test("call: caller → callee with the example L16 codec loaded by path; the recording equals the source", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -399,6 +434,10 @@ Deno.test("call: caller → callee with the example L16 codec loaded by path; th
           if (stage.use === "g711-encoder" || stage.use === "g711-decoder") {
             stage.use = repoPath(`examples/plugins/l16/${stage.use.replace("g711", "l16").replace("-", "_")}.ts`);
             delete stage.codec;
+          }
+          // A playout delay that absorbs stalls of a loaded machine (the recording is drained at the end).
+          if (stage.use === "jitter-buffer") {
+            Object.assign(stage, { min_delay: 1000, initial_delay: 1000, max_delay: 5000 });
           }
         }
       }
@@ -457,8 +496,8 @@ Deno.test("call: caller → callee with the example L16 codec loaded by path; th
     const expected = await readWav(`${dir}/ref.wav`);
     const got = await readWav(`${dir}/call.wav`);
     assertEquals(got.sampleRate, 8000);
-    const c = assertSampleExact(expected.samples, got.samples, { label: "L16", concealTail: 800 });
-    assert(c.overlap >= expected.samples.length - 1, JSON.stringify(c));
+    const inserted = assertFramesInOrder(expected.samples, got.samples);
+    assertEquals(inserted, Number(/inserted=(\d+)/.exec(ce.stderr)?.[1]), "inserted frames as the jitter buffer says");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

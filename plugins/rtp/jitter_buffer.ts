@@ -103,7 +103,8 @@
  * is 10..60 ms, then from timestamps (three consecutive
  * packets whose timestamp step and size agree on another duration of 10..60 ms
  * switch it, from the next tick on, without losing buffered audio). Packets of
- * other durations (e.g. 183 ms) leave it as it is (20 ms until learned).
+ * other durations (e.g. 183 ms) leave it as it is (until learned: the codec's
+ * default packet duration, 20 ms for G.711).
  *
  * @example Pipeline entry
  * ```json
@@ -133,7 +134,8 @@ export const jitterBufferOptions = z.strictObject({
       "(default 60, raised to min_delay or lowered to max_delay when outside).",
   ),
   ptime: z.number().int().min(10).max(60).optional().describe(
-    "Frame duration in ms, 10..60. Default: learned from the packets (20 until known).",
+    "Frame duration in ms, 10..60. Default: learned from the packets (until known: the codec's default, 20 ms for " +
+      "the built-in codecs).",
   ),
   max_conceal: z.number().min(0).max(2000).default(100).describe(
     "How long a missing stream is concealed before the buffer plays silence, 0..2000 ms (default 100).",
@@ -383,6 +385,8 @@ export class JitterBuffer {
     this.#clockRate = info.clockRate;
     this.#fs = info.frameSamples;
     this.#fb = info.frameBytes;
+    // Until packets say otherwise, frames last the codec's default packet time.
+    if (!this.#ptimeFixed && this.#t0 === undefined && info.ptime >= 10 && info.ptime <= 60) this.ptime = info.ptime;
     this.#spf = this.#samplesPerFrame(this.ptime);
   }
 
