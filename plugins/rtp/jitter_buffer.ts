@@ -288,6 +288,8 @@ export class JitterBuffer {
   #info: CodecInfo | undefined;
   #codecs: CodecRegistry | undefined;
   #clockRate = 8000;
+  /** Samples in the longest packet accepted ({@linkcode JB_MAX_PACKET_MS}). */
+  #maxSamples = (8000 * JB_MAX_PACKET_MS) / 1000;
   /** Samples per frame (ptime). */
   #spf: number;
   /** The codec's payload geometry: `#fb` bytes hold `#fs` samples. */
@@ -383,6 +385,7 @@ export class JitterBuffer {
       this.#ranges.length = 0;
     }
     this.#clockRate = info.clockRate;
+    this.#maxSamples = (info.clockRate * JB_MAX_PACKET_MS) / 1000;
     this.#fs = info.frameSamples;
     this.#fb = info.frameBytes;
     // Until packets say otherwise, frames last the codec's default packet time.
@@ -397,12 +400,12 @@ export class JitterBuffer {
 
   /** Bytes holding `samples` samples (a whole number of codec frames). */
   #bytes(samples: number): number {
-    return (samples / this.#fs) * this.#fb;
+    return this.#fs === 1 ? samples * this.#fb : (samples / this.#fs) * this.#fb;
   }
 
   /** Samples held by `bytes` bytes of payload. */
   #samples(bytes: number): number {
-    return (bytes / this.#fb) * this.#fs;
+    return this.#fb === 1 ? bytes * this.#fs : (bytes / this.#fb) * this.#fs;
   }
 
   /** Switches to the registered codec `name`; false when it is not registered. */
@@ -429,7 +432,7 @@ export class JitterBuffer {
     }
     const bytes = frame.payload.length;
     const samples = this.#samples(bytes);
-    if (bytes === 0 || bytes % this.#fb !== 0 || samples > (this.#clockRate * JB_MAX_PACKET_MS) / 1000) {
+    if (bytes === 0 || (this.#fb !== 1 && bytes % this.#fb !== 0) || samples > this.#maxSamples) {
       this.#n.invalid++;
       return;
     }

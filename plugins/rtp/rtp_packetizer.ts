@@ -34,7 +34,8 @@ export const rtpPacketizerOptions = z.strictObject({
       "(required for a codec with a dynamic one: the type negotiated in SDP).",
   ),
   ptime: z.number().int().min(10).max(60).optional().describe(
-    "Packet duration in ms, 10..60. Default: the packet duration the codec is registered with (20 ms for the built-in codecs).",
+    "Packet duration in ms, 10..60. Default: the packet duration the codec is registered with " +
+      "(20 ms for the built-in codecs).",
   ),
   ssrc: z.number().int().min(0).max(0xffffffff).optional().describe(
     "SSRC, 0..4294967295. Default: random (RFC 3550 section 8.1). Set it only for tests.",
@@ -169,7 +170,7 @@ export const rtpPacketizer = definePlugin({
           configure(f.codec, f.clockRate);
         }
         const data = f.payload;
-        if (data.length % frameBytes !== 0) {
+        if (frameBytes !== 1 && data.length % frameBytes !== 0) {
           throw new Error(
             `${NAME}: a ${codec} payload is made of ${frameBytes}-byte frames, but gets ${data.length} bytes`,
           );
