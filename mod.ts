@@ -23,10 +23,12 @@ import { Registry } from "./core/registry.ts";
 import { setSchedulerMode } from "./core/clock.ts";
 import { PipelineRunner } from "./core/runner.ts";
 import { describePlugin, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
-import { builtinPlugins } from "./plugins/builtin.ts";
+import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 import { builtinControls } from "./plugins/controls.ts";
 
 export * from "./core/frame.ts";
+export * from "./core/codec.ts";
+export * from "./core/format_check.ts";
 export * from "./core/stage.ts";
 export * from "./core/clock.ts";
 export * from "./core/log.ts";
@@ -42,23 +44,27 @@ export * from "./core/session.ts";
 export * from "./core/bus.ts";
 export * from "./core/net/mod.ts";
 export { sanitizeFileComponent } from "./core/paths.ts";
-export { builtinPlugins } from "./plugins/builtin.ts";
+export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
 
 /** The voxpipe version. */
 export const VERSION = "0.1.0";
 
 /**
- * A registry holding every built-in stage and control plugin.
+ * A registry holding every built-in stage and control plugin and the codecs the
+ * built-in plugins register (`registry.codecs`). Add your own with
+ * `registry.register(plugin)` (its declared codecs come with it) or
+ * `registry.codecs.register(codec)`.
  *
  * @example
  * ```ts
  * const registry = createRegistry();
  * registry.get("g711-encoder")?.kind; // "transform"
+ * registry.codecs.names(); // ["PCMU", "PCMA"]
  * ```
  */
 export function createRegistry(): Registry {
-  return new Registry(builtinPlugins, builtinControls);
+  return new Registry(builtinPlugins, builtinControls, builtinCodecs);
 }
 
 const HELP = `voxpipe ${VERSION}: real-time audio over IP, as pipelines of plugin stages

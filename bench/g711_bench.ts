@@ -7,9 +7,11 @@
  *
  * @module
  */
-import type { Codec, EncodedFrame, PcmFrame } from "../core/frame.ts";
+import type { EncodedFrame, PcmFrame } from "../core/frame.ts";
+import type { G711Codec } from "../plugins/g711/codecs.ts";
 import type { TransformStage } from "../core/stage.ts";
-import { createStage } from "../core/testing.ts";
+import { createStage, testContext } from "../core/testing.ts";
+import { createRegistry } from "../mod.ts";
 import g711Decoder from "../plugins/g711/g711_decoder.ts";
 import g711Encoder from "../plugins/g711/g711_encoder.ts";
 import { PacketLossConcealer } from "../plugins/g711/plc.ts";
@@ -22,7 +24,10 @@ const bytes = new Uint8Array(N);
 const pcmOut = new Int16Array(N);
 const noop = () => true;
 
-for (const codec of ["PCMU", "PCMA"] as Codec[]) {
+/** Stages get the built-in codecs, as in a pipeline built with createRegistry(). */
+const ctx = testContext({ registry: createRegistry() }).ctx;
+
+for (const codec of ["PCMU", "PCMA"] as G711Codec[]) {
   const payload = encode(codec, samples);
 
   Deno.bench(`${codec} table encode, 1M samples/iter`, { group: "table", baseline: codec === "PCMU" }, () => {
@@ -33,13 +38,13 @@ for (const codec of ["PCMU", "PCMA"] as Codec[]) {
     decode(codec, payload, pcmOut);
   });
 
-  const encoder = await createStage<TransformStage>(g711Encoder, { codec });
+  const encoder = await createStage<TransformStage>(g711Encoder, { codec }, ctx);
   const frame: PcmFrame = { kind: "pcm", samples: samples.subarray(0, 160), sampleRate: 8000, channels: 1, pts: 0 };
   Deno.bench(`g711-encoder stage ${codec}, 1 frame of 160 samples/iter`, { group: "stage" }, () => {
     encoder.process(frame, noop);
   });
 
-  const decoder = await createStage<TransformStage>(g711Decoder, { plc: true });
+  const decoder = await createStage<TransformStage>(g711Decoder, { plc: true }, ctx);
   const enc: EncodedFrame = { kind: "encoded", codec, clockRate: 8000, payload: payload.subarray(0, 160), pts: 0 };
   Deno.bench(`g711-decoder stage ${codec} (plc on), 1 frame of 160 samples/iter`, { group: "stage" }, () => {
     decoder.process(enc, noop);

@@ -14,6 +14,11 @@ import { parseRtp, serializeRtp, serializeRtpInto } from "../plugins/rtp/header.
 import rtpPacketizer from "../plugins/rtp/rtp_packetizer.ts";
 import rtpDepacketizer from "../plugins/rtp/rtp_depacketizer.ts";
 import { JitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
+import { PCMU } from "../plugins/g711/codecs.ts";
+import { createRegistry } from "../mod.ts";
+
+/** Stages get the built-in codecs, as in a pipeline built with createRegistry(). */
+const ctx = () => testContext({ registry: createRegistry() }).ctx;
 
 const payload = new Uint8Array(160).fill(0xd5);
 let seq = 0;
@@ -61,7 +66,11 @@ Deno.bench("rtp.js RtpPacket parse + read fields", { group: "parse" }, () => {
 
 // Stages, one packet per iteration.
 const noop = (_f: Frame) => true;
-const pz = await createStage<TransformStage>(rtpPacketizer, { ssrc: 1, initial_sequence: 0, initial_timestamp: 0 });
+const pz = await createStage<TransformStage>(
+  rtpPacketizer,
+  { ssrc: 1, initial_sequence: 0, initial_timestamp: 0 },
+  ctx(),
+);
 pz.negotiate!({ kind: "encoded", codec: "PCMU", clockRate: 8000 });
 let pts = 0;
 Deno.bench("rtp-packetizer stage (160-byte frames)", { group: "stages" }, () => {
@@ -70,13 +79,13 @@ Deno.bench("rtp-packetizer stage (160-byte frames)", { group: "stages" }, () => 
   pz.process(f, noop);
 });
 
-const dp = await createStage<TransformStage>(rtpDepacketizer, {}, testContext().ctx);
+const dp = await createStage<TransformStage>(rtpDepacketizer, {}, ctx());
 const pkt: PacketFrame = { kind: "packet", data: wire, arrival: 0 };
 Deno.bench("rtp-depacketizer stage (parse + checks)", { group: "stages" }, () => {
   dp.process(pkt, noop);
 });
 
-const jb = new JitterBuffer({ min_delay: 20, max_delay: 500, max_conceal: 100 });
+const jb = new JitterBuffer({ min_delay: 20, max_delay: 500, max_conceal: 100 }, { codec: PCMU });
 let t = 0, s = 0;
 Deno.bench("jitter buffer insert + tick (per packet)", { group: "stages" }, () => {
   jb.insert({ ...frame(), sequence: s & 0xffff, timestamp: (s * 160) >>> 0, arrival: t }, t);

@@ -16,8 +16,12 @@ import { parseParams, readQuoted, splitOutside } from "../plugins/sip/syntax.ts"
 import { parseAddress, parseAnyUri } from "../plugins/sip/uri.ts";
 import { parseVia } from "../plugins/sip/via.ts";
 import { datagramCases, valueCases } from "../tests/sip_pathological.ts";
+import { CodecRegistry } from "../core/codec.ts";
+import { builtinCodecs } from "../plugins/builtin.ts";
 
-const sdp = createOffer({ address: "192.0.2.10", port: 40000, sessionId: "3724394400" });
+const codecs = new CodecRegistry(builtinCodecs);
+
+const sdp = createOffer({ registry: codecs, address: "192.0.2.10", port: 40000, sessionId: "3724394400" });
 const body = new TextEncoder().encode(sdp);
 const head = [
   "INVITE sip:bob@192.0.2.20:5060 SIP/2.0",

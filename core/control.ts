@@ -9,6 +9,7 @@
  */
 import type { z } from "zod";
 import type { Clock } from "./clock.ts";
+import type { CodecRegistry } from "./codec.ts";
 import type { Variables } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
@@ -33,6 +34,8 @@ export interface ControlContext {
   templates: string[];
   /** The network to bind sockets on: give it to the sessions you create (real UDP, or memory in tests). */
   net: Network;
+  /** The codecs of the registry the chains are built with (what the plugins implement), e.g. for SDP. */
+  codecs: CodecRegistry;
   /**
    * Builds a pipeline from the template `template`, with the parameters plus
    * `vars` (e.g. `remote.rtp`, `codec`, `call.id`), in `session` (the call's:

@@ -7,14 +7,11 @@
  * @module
  */
 
-/** G.711 codecs known to the framework. */
-export type Codec = "PCMU" | "PCMA";
-
-/** The codecs the framework knows, in their default preference order. */
-export const CODECS: readonly Codec[] = ["PCMU", "PCMA"];
-
-/** Static RTP payload types of the known codecs (RFC 3551). */
-export const PAYLOAD_TYPES: Readonly<Record<Codec, number>> = { PCMU: 0, PCMA: 8 };
+/**
+ * A codec name: the encoding name a plugin registered it under (see core/codec.ts), e.g. `PCMU`. Open: any
+ * registered codec.
+ */
+export type Codec = string;
 
 /**
  * Linear PCM audio, interleaved 16-bit samples.
@@ -42,22 +39,22 @@ export interface PcmFrame {
 /** Why a frame exists: decoded from real data, concealed (a loss), or silence (nothing to play). */
 export type FrameType = "normal" | "concealed" | "silence";
 
-/** Encoded audio (G.711), one frame of payload bytes. */
+/** Encoded audio, one frame of payload bytes of a registered codec. */
 export interface EncodedFrame {
   /** Discriminant. */
   kind: "encoded";
   /** Codec of the payload. */
   codec: Codec;
-  /** Codec clock rate in Hz (8000 for G.711). */
+  /** Codec clock rate in Hz. */
   clockRate: number;
-  /** Encoded bytes (for G.711, one byte per sample). */
+  /** Encoded bytes: whole codec frames (see the codec's `frameSamples` / `frameBytes`). */
   payload: Uint8Array;
   /** Timestamp of the first sample, in codec clock units. */
   pts: number;
   /**
-   * Normal data; `concealed`: a lost frame the decoder must conceal, whose payload LENGTH is the number of samples
-   * to synthesize (content ignored; empty = as long as the last real frame); `silence`: payload.length samples of
-   * silence.
+   * Normal data; `concealed`: a lost frame the decoder must conceal, whose payload LENGTH gives the duration to
+   * synthesize in the codec's frame geometry (content ignored, normally the codec's silence; empty = as long as the
+   * last real frame); `silence`: a payload of the codec's silence.
    */
   type?: FrameType;
 }

@@ -35,6 +35,7 @@ import {
   type TransformStage,
 } from "./stage.ts";
 import { ConfigError, formatZodIssues } from "./errors.ts";
+import { describeFormats, stageConfigText } from "./format_check.ts";
 
 /** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
 export interface StageConfig {
@@ -213,7 +214,7 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         ctx,
       });
     }
-    negotiate(slots, name);
+    negotiate(slots, name, opts.registry);
   } catch (e) {
     // Release what was created before the failure.
     await pipeline._abandon(slots);
@@ -283,40 +284,26 @@ function describeStage(s: Slot): string {
   return s.label === s.use ? `${s.use} (stage ${s.index})` : `${s.label} (${s.use}, stage ${s.index})`;
 }
 
-function hintFor(field: string, produced: Format, accepted: Format): string {
+/**
+ * What to change when `produced` does not fit `accepted` (`field` is the first field that differs): the stage a
+ * registered plugin offers to bridge them (see `PluginDefinition.bridges`), else a generic hint. Core names no
+ * plugin: a suggestion exists only when a plugin in the registry makes it.
+ */
+function hintFor(field: string, produced: Format, accepted: Format, registry: Registry): string {
+  const bridge = registry.suggestBridge(produced, accepted);
+  if (bridge) return `insert ${stageConfigText(bridge)} between them`;
+  const none = `no registered plugin converts ${formatToString(produced)} to ${describeFormats([accepted])}`;
   switch (field) {
     case "kind":
-      if (produced.kind === "pcm" && accepted.kind === "encoded") {
-        return 'insert {"use": "g711-encoder"} between them';
-      }
-      if (produced.kind === "encoded" && accepted.kind === "pcm") {
-        return 'insert {"use": "g711-decoder"} between them';
-      }
-      if (produced.kind === "encoded" && accepted.kind === "rtp") {
-        return 'insert {"use": "rtp-packetizer"} between them';
-      }
-      if (produced.kind === "packet" && accepted.kind === "rtp") {
-        return 'insert {"use": "rtp-depacketizer"} between them';
-      }
-      if (produced.kind === "rtp" && accepted.kind === "encoded") {
-        return 'insert {"use": "jitter-buffer"} between them';
-      }
-      return "connect stages whose formats match";
-    case "sampleRate":
-    case "channels": {
-      const opts = [];
-      if (accepted.sampleRate) opts.push(`"rate": ${accepted.sampleRate}`);
-      if (accepted.channels) opts.push(`"channels": ${accepted.channels}`);
-      return `insert {"use": "resampler", ${opts.join(", ")}} between them`;
-    }
+      return `connect stages whose formats match (${none})`;
     case "codec":
       return `use the same codec on both (${produced.codec} vs ${accepted.codec})`;
     default:
-      return "make the formats match";
+      return `make the formats match (${none})`;
   }
 }
 
-function negotiate(slots: Slot[], name: string): void {
+function negotiate(slots: Slot[], name: string, registry: Registry): void {
   let fmt: Format | undefined;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i];
@@ -340,7 +327,7 @@ function negotiate(slots: Slot[], name: string): void {
           throw new FormatError(
             `pipeline "${name}": ${describeStage(s)} expects ${accepts.map(formatToString).join(" or ")}, but ${
               describeStage(prev)
-            } produces ${formatToString(fmt)}: ${hintFor(field, fmt, acc)}`,
+            } produces ${formatToString(fmt)}: ${hintFor(field, fmt, acc, registry)}`,
           );
         }
       }
@@ -442,6 +429,8 @@ export class Pipeline {
       baseDir: Deno.cwd(),
       signal: index === 0 ? this.#sourceSignal : this.#abort.signal,
       session: this.session,
+      codecs: env.registry.codecs,
+      suggestBridge: (from, to) => env.registry.suggestBridge(from, to),
       event: (type, detail) => this.#emitEvent({ type, pipeline: this.name, stage: label, detail }),
       buildStage: (config, suffix, kind) =>
         createStage(

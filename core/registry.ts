@@ -1,10 +1,12 @@
 /**
- * The plugin registry: built-in plugins by name, user plugins by path or URL.
+ * The plugin registry: built-in plugins by name, user plugins by path or URL,
+ * control plugins, and the codecs plugins register ({@linkcode Registry.codecs}).
  *
  * @example
  * ```ts
- * const registry = new Registry(builtinPlugins);
+ * const registry = new Registry(builtinPlugins, builtinControls, builtinCodecs);
  * const gain = await registry.resolve("./my_gain.ts", "/home/me/pipelines");
+ * registry.codecs.names(); // the codecs the plugins registered
  * ```
  *
  * @module
@@ -12,6 +14,9 @@
 import { isAbsolute, resolve as resolvePath } from "node:path";
 import { toFileUrl } from "./paths.ts";
 import { ConfigError, type ConfigLocation } from "./errors.ts";
+import { type CodecInfo, CodecRegistry } from "./codec.ts";
+import type { Format } from "./frame.ts";
+import type { StageConfig } from "./pipeline.ts";
 import type { AnyPlugin, StageKind } from "./stage.ts";
 import type { AnyControlPlugin } from "./control.ts";
 
@@ -42,23 +47,63 @@ export function validatePluginShape(def: unknown): string | undefined {
   if (typeof d.create !== "function") return 'the definition has no "create" function';
   const opts = d.options as { safeParse?: unknown } | undefined;
   if (!opts || typeof opts.safeParse !== "function") return 'the definition\'s "options" is not a zod schema';
+  if (d.codecs !== undefined && !Array.isArray(d.codecs)) return 'the definition\'s "codecs" is not an array';
+  if (d.bridges !== undefined && typeof d.bridges !== "function") {
+    return 'the definition\'s "bridges" is not a function';
+  }
   return undefined;
 }
 
-/** Holds plugins by name and loads user plugins from modules. */
+/** Holds plugins by name, loads user plugins from modules, and holds the codecs they register. */
 export class Registry {
   readonly #plugins = new Map<string, AnyPlugin>();
   readonly #modules = new Map<string, Promise<AnyPlugin>>();
+  /** Plugins loaded from modules with the `use` that named them, in load order (asked for bridges last). */
+  readonly #loaded: { plugin: AnyPlugin; use: string }[] = [];
   readonly #controls = new Map<string, AnyControlPlugin>();
+  /** The codecs known to this registry: registered directly, or by the plugins that implement them. */
+  readonly codecs: CodecRegistry;
 
   /**
    * Creates a registry.
-   * @param plugins stage plugins to register at once
+   * @param plugins stage plugins to register at once (with the codecs they declare)
    * @param controls control plugins to register at once
+   * @param codecs codecs to register first, in preference order (e.g. a plugin family's `codecs` export)
    */
-  constructor(plugins: AnyPlugin[] = [], controls: AnyControlPlugin[] = []) {
+  constructor(plugins: AnyPlugin[] = [], controls: AnyControlPlugin[] = [], codecs: Iterable<CodecInfo> = []) {
+    this.codecs = new CodecRegistry(codecs);
     for (const p of plugins) this.register(p);
     for (const c of controls) this.registerControl(c);
+  }
+
+  /**
+   * A stage that turns `from` into `to`: the first plugin whose `bridges` offers one, registered plugins first
+   * (in registration order), then plugins loaded from modules (whose suggestions name them as they were loaded,
+   * by path). Undefined when none does.
+   *
+   * @example
+   * ```ts
+   * registry.suggestBridge({ kind: "pcm", sampleRate: 16000, channels: 1 }, { kind: "pcm", sampleRate: 8000 });
+   * // e.g. { use: "resampler", rate: 8000 } when a resampler plugin is registered
+   * ```
+   */
+  suggestBridge(from: Format, to: Format): StageConfig | undefined {
+    const ask = (p: AnyPlugin): StageConfig | undefined => {
+      try {
+        return p.bridges?.(from, to);
+      } catch {
+        return undefined; // a faulty suggestion must not hide the real error
+      }
+    };
+    for (const p of this.#plugins.values()) {
+      const s = ask(p);
+      if (s) return s;
+    }
+    for (const { plugin, use } of this.#loaded) {
+      const s = ask(plugin);
+      if (s) return s.use === plugin.name ? { ...s, use } : s;
+    }
+    return undefined;
   }
 
   /** Registers a control plugin (e.g. `sip`). */
@@ -90,6 +135,7 @@ export class Registry {
     const reason = validatePluginShape(plugin);
     if (reason) throw new Error(`cannot register plugin: ${reason}`);
     if (this.#plugins.has(plugin.name)) throw new Error(`a plugin named "${plugin.name}" is already registered`);
+    for (const c of plugin.codecs ?? []) this.codecs.register(c);
     this.#plugins.set(plugin.name, plugin);
   }
 
@@ -128,7 +174,19 @@ export class Registry {
       : toFileUrl(isAbsolute(use) ? use : resolvePath(baseDir, use));
     let p = this.#modules.get(url);
     if (!p) {
-      p = loadPluginModule(url, use, where);
+      p = loadPluginModule(url, use, where).then((def) => {
+        try {
+          for (const c of def.codecs ?? []) this.codecs.register(c);
+        } catch (e) {
+          throw new ConfigError(
+            `plugin module "${use}" declares a codec that cannot be registered: ${e instanceof Error ? e.message : e}`,
+            where,
+            e,
+          );
+        }
+        this.#loaded.push({ plugin: def, use });
+        return def;
+      });
       this.#modules.set(url, p);
       p.catch(() => this.#modules.delete(url));
     }

@@ -20,7 +20,7 @@ import { type Logger, silentLogger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
 import { udpNetwork } from "./net/udp.ts";
 import { buildPipeline, type Pipeline, type PipelineResult, strictSchema } from "./pipeline.ts";
-import type { Registry } from "./registry.ts";
+import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
 
 /** Options for {@linkcode runPipelineFile} and {@linkcode PipelineRunner}. */
@@ -127,7 +127,26 @@ export class PipelineRunner {
 
   /** Runs the file to completion. */
   async run(): Promise<RunResult> {
+    await this.#loadModules();
     return this.file.control ? await this.#runControl() : await this.#runAll();
+  }
+
+  /**
+   * Loads the plugin modules the chains name by path before anything is built, so that the codecs they register
+   * are known to every stage of every chain and to the control plugin (e.g. a codec's decoder loaded by path at
+   * the end of a receive chain, whose depacketizer names that codec).
+   */
+  async #loadModules(): Promise<void> {
+    for (const [name, chain] of Object.entries(this.file.pipelines)) {
+      for (let i = 0; i < chain.length; i++) {
+        const use = chain[i]?.use;
+        if (typeof use !== "string" || use.includes("${") || !isModuleReference(use)) continue;
+        await this.#opts.registry.resolve(use, this.file.dir, {
+          file: this.file.path,
+          path: `pipelines.${name}[${i}].use`,
+        });
+      }
+    }
   }
 
   async #runAll(): Promise<RunResult> {
@@ -197,6 +216,7 @@ export class PipelineRunner {
       params: this.params,
       templates: Object.keys(file.pipelines),
       net: this.#opts.net ?? udpNetwork,
+      codecs: this.#opts.registry.codecs,
       buildPipeline: (template, vars, name, session) => this.build(template, vars, name, session),
     };
     try {

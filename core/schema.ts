@@ -119,7 +119,7 @@ function describeFormats(p: AnyPlugin): string {
   return `${acc} → ${prod}`;
 }
 
-/** One line per plugin: name, kind, formats, description. */
+/** One line per plugin: name, kind, formats, description; then one per registered codec. */
 export function listPluginLines(registry: Registry): string[] {
   const plugins = registry.list();
   const w = Math.max(...plugins.map((p) => p.name.length), 4);
@@ -129,6 +129,17 @@ export function listPluginLines(registry: Registry): string[] {
   );
   for (const c of registry.listControls()) {
     lines.push(`${c.name.padEnd(w)}  ${"control".padEnd(9)}  ${"".padEnd(fw)}  ${c.description}`);
+  }
+  for (const c of registry.codecs.list()) {
+    const pt = c.payloadType === "dynamic" ? "dynamic payload type" : `payload type ${c.payloadType}`;
+    const ch = c.channels === 1 ? "mono" : c.channels === 2 ? "stereo" : `${c.channels} ch`;
+    const frame = c.frameSamples === 1
+      ? `${c.frameBytes} byte${c.frameBytes > 1 ? "s" : ""} per sample`
+      : `${c.frameBytes} bytes per ${c.frameSamples} samples`;
+    lines.push(
+      `${c.name.padEnd(w)}  ${"codec".padEnd(9)}  ${"".padEnd(fw)}  RTP codec: ${pt}, ${c.clockRate} Hz ${ch}, ` +
+        `${frame}, ${c.ptime} ms packets`,
+    );
   }
   return lines;
 }

@@ -36,8 +36,10 @@
  */
 import type { z } from "zod";
 import type { Clock } from "./clock.ts";
+import type { CodecInfo, CodecRegistry } from "./codec.ts";
 import type { Format, Frame } from "./frame.ts";
 import type { Logger } from "./log.ts";
+import type { StageConfig } from "./pipeline.ts";
 import type { Session } from "./session.ts";
 
 /** Where a stage sits in a chain. */
@@ -76,6 +78,13 @@ export interface StageContext {
   readonly session: Session;
   /** Publishes an event on the pipeline (e.g. `timeout`, `rtcp`), for control plugins and apps. */
   event(type: string, detail?: unknown): void;
+  /** The codecs of the pipeline's registry: RTP stages and decoders look codecs up here, by name or payload type. */
+  readonly codecs: CodecRegistry;
+  /**
+   * A stage that would turn `from` into `to`, from the registry's plugins (see {@linkcode PluginDefinition.bridges}),
+   * for error messages that say what to insert; undefined when no plugin offers one.
+   */
+  suggestBridge(from: Format, to: Format): StageConfig | undefined;
   /**
    * Builds a stage from a config entry (`{"use": ..., ...options}`) the way the pipeline builds its own: plugin
    * lookup in the registry, options checked by the plugin's schema, errors naming the JSON path (this stage's path
@@ -204,6 +213,17 @@ export interface PluginDefinition<
   realtime?: boolean;
   /** zod schema of the options, with defaults and `.describe()` texts. */
   options: S;
+  /**
+   * Codecs this plugin implements (see core/codec.ts). Registering the plugin, or loading its module by path,
+   * registers them in the registry's `codecs`; a codec plugin family also exports them from its mod.ts.
+   */
+  codecs?: readonly CodecInfo[];
+  /**
+   * How this plugin bridges formats: the stage config (`use` and options) that turns `from` into `to`, or
+   * undefined when it cannot. The pipeline asks every registered plugin when a link does not match, so its error
+   * names the stage to insert, e.g. `{ use: "resampler", rate: 8000, channels: 1 }` for pcm 16000 Hz → 8000 Hz.
+   */
+  bridges?(from: Format, to: Format): StageConfig | undefined;
   /** Creates a stage from validated options. May be async (e.g. to open a file). */
   create(options: z.output<S>, ctx: StageContext): StageByKind[K] | Promise<StageByKind[K]>;
 }

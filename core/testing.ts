@@ -6,8 +6,10 @@
  */
 import type { z } from "zod";
 import { type Clock, VirtualClock } from "./clock.ts";
+import { CodecRegistry } from "./codec.ts";
 import type { Frame } from "./frame.ts";
 import { silentLogger } from "./log.ts";
+import type { Registry } from "./registry.ts";
 import type { AnyPlugin, RunContext, Stage, StageContext } from "./stage.ts";
 import type { Network } from "./net/datagram.ts";
 import { Session } from "./session.ts";
@@ -26,6 +28,13 @@ export interface TestContextOptions {
   session?: Session;
   /** Network of the default session (default: real UDP). */
   net?: Network;
+  /**
+   * Plugin registry whose codecs and bridge suggestions the context offers (e.g. `createRegistry()` from mod.ts).
+   * Default: none (no codecs, no suggestions).
+   */
+  registry?: Registry;
+  /** Codecs to offer instead of the registry's. */
+  codecs?: CodecRegistry;
 }
 
 /**
@@ -63,6 +72,8 @@ export function testContext(opts: TestContextOptions = {}): {
     signal: abort.signal,
     session,
     event: (type, detail) => events.push({ type, detail }),
+    codecs: opts.codecs ?? opts.registry?.codecs ?? new CodecRegistry(),
+    suggestBridge: (from, to) => opts.registry?.suggestBridge(from, to),
     emit: (f) => {
       out.push(f);
       return true;

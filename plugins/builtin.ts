@@ -1,15 +1,16 @@
 /**
- * Every built-in stage plugin, by family.
+ * Every built-in stage plugin, by family, and the codecs the built-in families register.
  *
  * @module
  */
+import type { CodecInfo } from "../core/codec.ts";
 import type { AnyPlugin } from "../core/stage.ts";
 import { plugins as wav } from "./wav/mod.ts";
 import { plugins as file } from "./file/mod.ts";
 import { plugins as tone } from "./tone/mod.ts";
 import { plugins as nul } from "./null/mod.ts";
 import { plugins as resample } from "./resample/mod.ts";
-import { plugins as g711 } from "./g711/mod.ts";
+import { codecs as g711Codecs, plugins as g711 } from "./g711/mod.ts";
 import { plugins as rtp } from "./rtp/mod.ts";
 import { plugins as udp } from "./udp/mod.ts";
 import { plugins as device } from "./audio-device/mod.ts";
@@ -28,3 +29,6 @@ export const builtinPlugins: AnyPlugin[] = [
   ...device,
   ...graph,
 ];
+
+/** The codecs the built-in plugin families register, in default preference order (the g711 family's: PCMU, PCMA). */
+export const builtinCodecs: readonly CodecInfo[] = [...g711Codecs];

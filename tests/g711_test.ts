@@ -6,9 +6,11 @@
 import assert from "node:assert/strict";
 import alawmulaw from "alawmulaw";
 import { z } from "zod";
-import type { Codec, EncodedFrame, PcmFrame } from "../core/frame.ts";
+import type { EncodedFrame, PcmFrame } from "../core/frame.ts";
+import type { G711Codec } from "../plugins/g711/codecs.ts";
 import { FormatError, type TransformStage } from "../core/stage.ts";
-import { createStage, runTransform } from "../core/testing.ts";
+import { runTransform } from "../core/testing.ts";
+import { createStage } from "./registry_util.ts";
 import g711Decoder from "../plugins/g711/g711_decoder.ts";
 import g711Encoder from "../plugins/g711/g711_encoder.ts";
 import { plugins } from "../plugins/g711/mod.ts";
@@ -25,13 +27,13 @@ import {
 } from "../plugins/g711/tables.ts";
 
 const LAWS = { PCMU: alawmulaw.mulaw, PCMA: alawmulaw.alaw } as const;
-const CODECS: Codec[] = ["PCMU", "PCMA"];
+const CODECS: G711Codec[] = ["PCMU", "PCMA"];
 
 function pcm(samples: Int16Array, pts = 0, extra: Partial<PcmFrame> = {}): PcmFrame {
   return { kind: "pcm", samples, sampleRate: 8000, channels: 1, pts, ...extra };
 }
 
-function enc(codec: Codec, payload: Uint8Array, pts = 0, type?: EncodedFrame["type"]): EncodedFrame {
+function enc(codec: G711Codec, payload: Uint8Array, pts = 0, type?: EncodedFrame["type"]): EncodedFrame {
   const f: EncodedFrame = { kind: "encoded", codec, clockRate: 8000, payload, pts };
   if (type) f.type = type;
   return f;

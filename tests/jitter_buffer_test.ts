@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import type { EncodedFrame, Frame, RtpFrame } from "../core/frame.ts";
 import { FormatError, type TransformStage } from "../core/stage.ts";
-import { createStage, testContext } from "../core/testing.ts";
+import { createStage, testContext } from "./registry_util.ts";
 import jitterBuffer, { JB_WINDOW_MS } from "../plugins/rtp/jitter_buffer.ts";
 
 /**

@@ -8,6 +8,7 @@ import { definePlugin, FormatError } from "../core/stage.ts";
 import { readableSource, streamSink } from "../core/streams.ts";
 import { ConfigError } from "../core/errors.ts";
 import { fromFileUrl } from "./util.ts";
+import { plugins as resamplePlugins } from "../plugins/resample/mod.ts";
 
 /** A source of `count` pcm frames of 160 samples whose values are the frame number. */
 const counter = definePlugin({
@@ -151,13 +152,19 @@ Deno.test("backpressure: the source waits while the sink is full", async () => {
 });
 
 Deno.test("format mismatch names both stages and formats and says what to change", async () => {
-  const err = await assertRejects(
-    () => buildPipeline("send", [{ use: "counter", rate: 16000 }, { use: "narrowband" }, { use: "collect" }], opts),
-    FormatError,
-  );
+  // The stage to insert is suggested by a registered plugin that bridges the formats (here the resampler).
+  const withResampler = { ...opts, registry: new Registry([counter, narrowband, collect, ...resamplePlugins]) };
+  const chain = [{ use: "counter", rate: 16000 }, { use: "narrowband" }, { use: "collect" }];
+  const err = await assertRejects(() => buildPipeline("send", chain, withResampler), FormatError);
   assertMatch(
     err.message,
-    /narrowband \(stage 1\) expects pcm 8000 Hz mono, but counter \(stage 0\) produces pcm 16000 Hz mono: insert \{"use": "resampler", "rate": 8000, "channels": 1\}/,
+    /narrowband \(stage 1\) expects pcm 8000 Hz mono, but counter \(stage 0\) produces pcm 16000 Hz mono: insert \{"use": "resampler", "rate": 8000, "channels": 1\} between them$/,
+  );
+  // No registered plugin bridges them: the message says so rather than naming a stage that is not there.
+  const bare = await assertRejects(() => buildPipeline("send", chain, opts), FormatError);
+  assertMatch(
+    bare.message,
+    /produces pcm 16000 Hz mono: make the formats match \(no registered plugin converts pcm 16000 Hz mono to pcm 8000 Hz mono\)$/,
   );
 });
 

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import type { EncodedFrame, PcmFrame } from "../core/frame.ts";
 import type { TransformStage } from "../core/stage.ts";
-import { createStage, runTransform } from "../core/testing.ts";
+import { runTransform } from "../core/testing.ts";
+import { createStage } from "./registry_util.ts";
 import g711Decoder from "../plugins/g711/g711_decoder.ts";
 import { PacketLossConcealer } from "../plugins/g711/plc.ts";
 import { decode, encode } from "../plugins/g711/tables.ts";

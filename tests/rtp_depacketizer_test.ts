@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { PacketFrame, RtpFrame } from "../core/frame.ts";
 import { FormatError, type TransformStage } from "../core/stage.ts";
-import { createStage, runTransform, testContext } from "../core/testing.ts";
+import { runTransform } from "../core/testing.ts";
+import { createStage, testContext } from "./registry_util.ts";
 import rtpDepacketizer from "../plugins/rtp/rtp_depacketizer.ts";
 import rtpPacketizer from "../plugins/rtp/rtp_packetizer.ts";
 import { serializeRtp } from "../plugins/rtp/header.ts";

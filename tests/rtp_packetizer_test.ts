@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { EncodedFrame, RtpFrame } from "../core/frame.ts";
 import { FormatError, type TransformStage } from "../core/stage.ts";
-import { createStage, runTransform } from "../core/testing.ts";
+import { runTransform } from "../core/testing.ts";
+import { createStage } from "./registry_util.ts";
 import rtpPacketizer from "../plugins/rtp/rtp_packetizer.ts";
 import { z } from "zod";
 

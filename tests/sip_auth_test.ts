@@ -7,6 +7,7 @@
  * The authenticator here is a fake (no digest yet): the tests check what goes
  * on the wire and what the call does.
  */
+import { codecs } from "./registry_util.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
@@ -24,8 +25,8 @@ import {
 } from "../plugins/sip/mod.ts";
 import { MemoryPeer } from "./sip_memory_peer.ts";
 
-const OFFER = createOffer({ address: "10.0.0.1", port: 40000, sessionId: "1" });
-const ANSWER = createAnswer(OFFER, { address: "10.0.0.2", port: 41000 });
+const OFFER = createOffer({ registry: codecs, address: "10.0.0.1", port: 40000, sessionId: "1" });
+const ANSWER = createAnswer(OFFER, { registry: codecs, address: "10.0.0.2", port: 41000 });
 const PROXY_CHALLENGE: [string, string] = ["Proxy-Authenticate", 'Digest realm="proxy", nonce="n1", algorithm=MD5'];
 const UAS_CHALLENGE: [string, string] = ["WWW-Authenticate", 'Digest realm="far", nonce="f1", algorithm=MD5'];
 

@@ -6,6 +6,7 @@
  * sends to its dialog's current remote target: after the peer's re-INVITE with
  * a new Contact, our BYE goes there (in-memory network, VirtualClock).
  */
+import { codecs } from "./registry_util.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
@@ -184,7 +185,7 @@ function setup() {
   return { clock, alice, peer, moved, close };
 }
 
-const PEER_SDP = createOffer({ address: "10.0.0.9", port: 42000, sessionId: "9" });
+const PEER_SDP = createOffer({ registry: codecs, address: "10.0.0.9", port: 42000, sessionId: "9" });
 
 /** The peer's re-INVITE in the dialog of `call` (as seen by alice), with a new Contact. */
 function peerReinvite(call: { callId: string; localTag: string; remoteTag?: string }, seq: number, contact: string) {
@@ -209,7 +210,7 @@ Deno.test("dialog state: incoming call — after the peer's re-INVITE with a new
   let call: IncomingCall | undefined;
   alice.onInvite((c) => {
     call = c;
-    c.accept(createAnswer(c.offer!, { address: "10.0.0.1", port: 40000 }));
+    c.accept(createAnswer(c.offer!, { registry: codecs, address: "10.0.0.1", port: 40000 }));
   });
   const inv = createRequest({
     method: "INVITE",
@@ -269,14 +270,16 @@ Deno.test("dialog state: outgoing call — the re-INVITE's Contact replaces the 
       peer.respond(req, 200, from, {
         toTag: "peer1",
         headers: [["Contact", "<sip:peer@10.0.0.9:5060>"]],
-        sdp: createAnswer(new TextDecoder().decode(req.body), { address: "10.0.0.9", port: 42000 }),
+        sdp: createAnswer(new TextDecoder().decode(req.body), { registry: codecs, address: "10.0.0.9", port: 42000 }),
       });
     }
   };
   moved.onRequest = (req, from) => {
     if (req.method === "BYE") moved.respond(req, 200, from);
   };
-  const call = alice.invite("sip:peer@10.0.0.9", { sdp: createOffer({ address: "10.0.0.1", port: 40000 }) });
+  const call = alice.invite("sip:peer@10.0.0.9", {
+    sdp: createOffer({ registry: codecs, address: "10.0.0.1", port: 40000 }),
+  });
   clock.advance(20);
   assert.equal(call.state, "established");
   assert.equal(call.remoteTarget, "sip:peer@10.0.0.9:5060");

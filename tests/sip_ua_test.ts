@@ -16,6 +16,7 @@ import {
   type OutgoingCall,
   SipUserAgent,
 } from "../plugins/sip/mod.ts";
+import { codecs } from "./registry_util.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -61,7 +62,7 @@ function setup(opts: Opts = {}) {
   return { clock, net, out, alice, bob, probe, probeGot, close, lossA, lossB };
 }
 
-const OFFER = createOffer({ address: "10.0.0.1", port: 40000, sessionId: "1" });
+const OFFER = createOffer({ registry: codecs, address: "10.0.0.1", port: 40000, sessionId: "1" });
 
 /** Bob answers every call: 180 at once, 200 after `answerAfter` ms. */
 function autoAnswer(bob: SipUserAgent, clock: VirtualClock, answerAfter = 1000): IncomingCall[] {
@@ -71,7 +72,7 @@ function autoAnswer(bob: SipUserAgent, clock: VirtualClock, answerAfter = 1000):
     call.ringing();
     clock.after(answerAfter, () => {
       try {
-        call.accept(createAnswer(call.offer!, { address: "10.0.0.2", port: 41000 }));
+        call.accept(createAnswer(call.offer!, { registry: codecs, address: "10.0.0.2", port: 41000 }));
       } catch (e) {
         call.reject(e instanceof NoCommonCodecError ? e.status : 500);
       }
@@ -106,7 +107,7 @@ Deno.test("UA: INVITE / 100 / 180 / 200 / ACK / BYE between two user agents", as
   assert.deepEqual(progress, ["100 Trying", "180 Ringing"]);
   assert.equal(established, 1);
   const { sdp } = await call.established;
-  const media = negotiated(sdp!);
+  const media = negotiated(sdp!, { registry: codecs });
   assert.equal(media.remoteAddress, "10.0.0.2");
   assert.equal(media.remotePort, 41000);
   assert.equal(media.codec, "PCMU");
@@ -247,14 +248,14 @@ Deno.test("UA: reject 486 and 488 (no common codec) end the caller's call with t
   bob.onInvite((c) => {
     if (c.request.uri.includes("busy")) return c.reject(486);
     try {
-      c.accept(createAnswer(c.offer!, { address: "10.0.0.2", port: 41000, codecs: ["PCMA"] }));
+      c.accept(createAnswer(c.offer!, { registry: codecs, address: "10.0.0.2", port: 41000, codecs: ["PCMA"] }));
     } catch (e) {
       c.reject((e as NoCommonCodecError).status);
     }
   });
   const busy = alice.invite("sip:busy@10.0.0.2", { sdp: OFFER });
   const pcmuOnly = alice.invite("sip:bob@10.0.0.2", {
-    sdp: createOffer({ address: "10.0.0.1", port: 40002, codecs: ["PCMU"] }),
+    sdp: createOffer({ registry: codecs, address: "10.0.0.1", port: 40002, codecs: ["PCMU"] }),
   });
   clock.advance(100);
   assert.deepEqual(busy.endInfo, { by: "remote", reason: "486 Busy Here", status: 486 });
@@ -297,15 +298,15 @@ Deno.test("UA: late offer (INVITE without SDP): offer in the 200, answer in the 
   bob.onInvite((c) => {
     bobCall = c;
     assert.equal(c.offer, undefined);
-    c.accept(createOffer({ address: "10.0.0.2", port: 41000, codecs: ["PCMA"] }));
+    c.accept(createOffer({ registry: codecs, address: "10.0.0.2", port: 41000, codecs: ["PCMA"] }));
   });
   const call = alice.invite("sip:bob@10.0.0.2", {
-    ackSdp: (offer) => createAnswer(offer, { address: "10.0.0.1", port: 40000 }),
+    ackSdp: (offer) => createAnswer(offer, { registry: codecs, address: "10.0.0.1", port: 40000 }),
   });
   clock.advance(100);
-  assert.equal(negotiated((await call.established).sdp!).codec, "PCMA");
+  assert.equal(negotiated((await call.established).sdp!, { registry: codecs }).codec, "PCMA");
   const est = await bobCall!.established;
-  assert.equal(negotiated(est.sdp!).remotePort, 40000);
+  assert.equal(negotiated(est.sdp!, { registry: codecs }).remotePort, 40000);
   await close();
 });
 

@@ -10,6 +10,7 @@ import { createAnswer, createOffer, negotiated } from "../plugins/sip/sdp.ts";
 import type { Address } from "../plugins/sip/transport.ts";
 import { udpNetwork } from "../core/net/udp.ts";
 import { type IncomingCall, SipUserAgent } from "../plugins/sip/mod.ts";
+import { codecs } from "./registry_util.ts";
 
 /** A real-time clock on plain setTimeout/clearTimeout, so cancelled timers leave nothing pending. */
 class TimeoutClock implements Clock {
@@ -60,17 +61,17 @@ Deno.test("UDP loopback: INVITE / 180 / 200 / ACK / BYE between two SipUserAgent
     const incoming = new Promise<IncomingCall>((resolve) =>
       bob.onInvite((call) => {
         call.ringing();
-        call.accept(createAnswer(call.offer!, { address: "127.0.0.1", port: 41000 }));
+        call.accept(createAnswer(call.offer!, { registry: codecs, address: "127.0.0.1", port: 41000 }));
         resolve(call);
       })
     );
     const target = `sip:bob@127.0.0.1:${bob.localAddress.port}`;
-    const call = alice.invite(target, { sdp: createOffer({ address: "127.0.0.1", port: 40000 }) });
+    const call = alice.invite(target, { sdp: createOffer({ registry: codecs, address: "127.0.0.1", port: 40000 }) });
     const progress: number[] = [];
     call.on("progress", (p) => progress.push(p.status));
     const { sdp } = await within(call.established, 5000, "caller established");
     assert.ok(progress.includes(180), `progress ${progress}`);
-    const media = negotiated(sdp!);
+    const media = negotiated(sdp!, { registry: codecs });
     assert.equal(media.remotePort, 41000);
     assert.equal(media.codec, "PCMU");
     const bobCall = await incoming;
@@ -146,15 +147,15 @@ Deno.test("UDP loopback over IPv6: call set up and torn down with bracketed addr
   try {
     const incoming = new Promise<IncomingCall>((resolve) =>
       bob.onInvite((call) => {
-        call.accept(createAnswer(call.offer!, { address: "::1", port: 41000 }));
+        call.accept(createAnswer(call.offer!, { registry: codecs, address: "::1", port: 41000 }));
         resolve(call);
       })
     );
     const call = alice.invite(`sip:bob@[::1]:${bob.localAddress.port}`, {
-      sdp: createOffer({ address: "::1", port: 40000 }),
+      sdp: createOffer({ registry: codecs, address: "::1", port: 40000 }),
     });
     const { sdp } = await within(call.established, 5000, "caller established");
-    assert.equal(negotiated(sdp!).remoteAddress, "::1");
+    assert.equal(negotiated(sdp!, { registry: codecs }).remoteAddress, "::1");
     assert.equal(call.remoteTarget, `sip:bob@[::1]:${bob.localAddress.port}`);
     assert.match(call.invite.headers.get("Via")!, /^SIP\/2.0\/UDP \[::1\]:\d+;branch=/);
     const bobCall = await incoming;

@@ -10,10 +10,13 @@
  * @module
  */
 import { z } from "zod";
-import { type Codec, type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
+import type { Concealer } from "../../core/codec.ts";
+import { type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
+import { expectFormat, type FormatCheck, frameRefusal, stageConfigText } from "../../core/format_check.ts";
 import type { Logger } from "../../core/log.ts";
-import { definePlugin, type Emit, FormatError, type TransformStage } from "../../core/stage.ts";
-import { PacketLossConcealer } from "./plc.ts";
+import type { StageConfig } from "../../core/pipeline.ts";
+import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
+import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
 import { DECODE_TABLES } from "./tables.ts";
 
 /**
@@ -30,8 +33,8 @@ export const g711DecoderOptions = z.object({
       "required when upstream does not say it; when set, it overrides what upstream says.",
   ),
   plc: z.boolean().default(true).describe(
-    "Packet loss concealment for frames marked concealed: true = synthesize audio from the recent pitch " +
-      "(ITU-T G.711 Appendix I style), false = play silence. Default true.",
+    "Packet loss concealment for frames marked concealed: true = the codec's concealment (for G.711: synthesize " +
+      "audio from the recent pitch, ITU-T G.711 Appendix I style), false = play silence. Default true.",
   ),
 });
 
@@ -55,61 +58,88 @@ export interface G711DecoderStats {
 const NAME = "g711-decoder";
 /** Frame length assumed for a concealment request with an empty payload before any real frame: 20 ms. */
 const DEFAULT_FRAME = 160;
+/** What the decoder takes: encoded audio at 8000 Hz (the law is checked separately). */
+const ACCEPTS: Format[] = [{ kind: "encoded", clockRate: 8000 }];
+
+/** How the decoder checks its input. */
+function formatCheck(ctx: Pick<StageContext, "suggestBridge"> | undefined): FormatCheck {
+  return {
+    stage: NAME,
+    ctx,
+    advice(input, field) {
+      if (input.kind === "pcm") return "the audio is already decoded; remove the decoder";
+      if (field === "clockRate") return "G.711 runs at 8000 Hz; fix the clock rate of the upstream stage";
+      return undefined;
+    },
+  };
+}
 
 /**
- * Creates a decoder stage (what the plugin's factory returns).
+ * Creates a decoder stage (what the plugin's factory returns). The codec's concealment comes from its
+ * registration in `ctx.codecs` (the g711 plugin registers both laws with its packet loss concealer).
  *
  * @param options validated options
+ * @param ctx the codecs to look the law up in, and bridge suggestions for refusals
  * @param log where to warn when the `codec` option overrides a different upstream codec
  *
  * @example
  * ```ts
- * const stage = createG711Decoder({ plc: true });
+ * const stage = createG711Decoder({ plc: true }, ctx);
  * stage.process({ kind: "encoded", codec: "PCMU", clockRate: 8000, payload: new Uint8Array(160), pts: 0 }, () => true);
  * ```
  */
 export function createG711Decoder(
   options: G711DecoderOptions,
+  ctx: Pick<StageContext, "codecs" | "suggestBridge">,
   log?: Logger,
 ): TransformStage & { stats(): G711DecoderStats } {
-  const override: Codec | undefined = options.codec;
-  const plc = options.plc ? new PacketLossConcealer({ sampleRate: 8000 }) : undefined;
+  const override: G711Codec | undefined = options.codec;
+  const check = formatCheck(ctx);
+  /** The concealer, made from the codec's registration once the codec is known (undefined: silence). */
+  let plc: Concealer | undefined;
+  let plcReady = !options.plc;
+  const setupConcealment = (codec: string) => {
+    plcReady = true;
+    const info = ctx.codecs.require(codec, NAME);
+    plc = info.concealment === "none" ? undefined : info.concealment({ sampleRate: 8000, channels: 1 });
+  };
   const stats: G711DecoderStats = { frames: 0, decoded: 0, concealed: 0, concealed_samples: 0, silence: 0 };
   let lastLength = DEFAULT_FRAME;
 
   return {
     negotiate(input) {
-      if (!input) throw new FormatError(`${NAME} cannot be a source: put it after a stage that produces encoded G.711`);
-      const head = `${NAME} expects encoded PCMU or PCMA 8000 Hz, but gets ${formatToString(input)}`;
-      if (input.kind === "rtp") {
-        throw new FormatError(`${head}: insert {"use": "jitter-buffer"} before it`);
-      }
-      if (input.kind === "pcm") throw new FormatError(`${head}: the audio is already decoded; remove the decoder`);
-      if (input.kind !== "encoded") {
-        throw new FormatError(`${head}: connect it after a stage that produces encoded audio`);
-      }
-      if (input.clockRate !== undefined && input.clockRate !== 8000) {
-        throw new FormatError(`${head}: G.711 runs at 8000 Hz; fix the clock rate of the upstream stage`);
-      }
-      if (input.codec !== undefined && input.codec !== "PCMU" && input.codec !== "PCMA") {
-        throw new FormatError(`${head}: only G.711 can be decoded here`);
-      }
-      if (!override && !input.codec) {
+      expectFormat(input, ACCEPTS, check);
+      const fmt = input!;
+      if (fmt.codec !== undefined && !isG711(fmt.codec)) {
+        const decoder = ctx.suggestBridge(fmt, { kind: "pcm" });
         throw new FormatError(
-          `${NAME} cannot tell the codec: upstream produces ${formatToString(input)} without one; ` +
+          `${NAME} decodes G.711 (PCMU, PCMA) only, but gets ${formatToString(fmt)}: ${
+            decoder ? `use ${stageConfigText(decoder)} instead` : "use a decoder of that codec instead"
+          }`,
+        );
+      }
+      if (!override && !fmt.codec) {
+        throw new FormatError(
+          `${NAME} cannot tell the codec: upstream produces ${formatToString(fmt)} without one; ` +
             `set "codec": "PCMU" or "codec": "PCMA" in its options`,
         );
       }
-      if (override && input.codec && override !== input.codec) {
-        log?.warn(`codec option ${override} overrides the upstream codec ${input.codec}`);
+      if (override && fmt.codec && override !== fmt.codec) {
+        log?.warn(`codec option ${override} overrides the upstream codec ${fmt.codec}`);
+      }
+      if (!plcReady) {
+        try {
+          setupConcealment(override ?? fmt.codec!);
+        } catch (e) {
+          throw new FormatError(e instanceof Error ? e.message : String(e));
+        }
       }
       return { kind: "pcm", sampleRate: 8000, channels: 1 };
     },
 
     process(frame: Frame, emit: Emit) {
-      if (frame.kind !== "encoded") {
-        throw new Error(`${NAME} expects encoded PCMU or PCMA 8000 Hz, but gets a ${frame.kind} frame`);
-      }
+      if (frame.kind !== "encoded") throw frameRefusal(frame, ACCEPTS, check);
+      if (!plcReady) setupConcealment(override ?? frame.codec);
       const type = frame.type ?? "normal";
       let samples: Int16Array;
       if (type === "normal") {
@@ -127,8 +157,6 @@ export function createG711Decoder(
         if (plc) plc.receive(samples);
         stats.silence++;
       } else {
-        // A concealment request: the payload's length is the number of samples to make up;
-        // an empty payload means "one frame as long as the last real one".
         const n = frame.payload.length || lastLength;
         samples = plc ? plc.conceal(n) : new Int16Array(n);
         stats.concealed++;
@@ -153,8 +181,16 @@ export default definePlugin({
   name: NAME,
   kind: "transform",
   description: "Decodes G.711 PCMU/PCMA to pcm 8000 Hz mono, with packet loss concealment",
-  accepts: [{ kind: "encoded", clockRate: 8000 }],
+  accepts: ACCEPTS,
   produces: { kind: "pcm", sampleRate: 8000, channels: 1 } satisfies Format,
   options: g711DecoderOptions,
-  create: (options, ctx) => createG711Decoder(options, ctx.log),
+  codecs: G711_CODECS,
+  /** Bridges encoded G.711 (or encoded audio of no stated codec) → pcm. */
+  bridges(from: Format, to: Format): StageConfig | undefined {
+    if (from.kind !== "encoded" || to.kind !== "pcm") return undefined;
+    if (from.codec !== undefined && !isG711(from.codec)) return undefined;
+    if (from.clockRate !== undefined && from.clockRate !== 8000) return undefined;
+    return { use: NAME };
+  },
+  create: (options, ctx) => createG711Decoder(options, ctx, ctx.log),
 });

@@ -9,8 +9,11 @@
  * @module
  */
 import { z } from "zod";
-import { type Codec, type EncodedFrame, type Format, formatToString, type Frame } from "../../core/frame.ts";
-import { definePlugin, type Emit, FormatError, type TransformStage } from "../../core/stage.ts";
+import type { EncodedFrame, Format, Frame } from "../../core/frame.ts";
+import { expectFormat, type FormatCheck, frameRefusal, stageConfigText } from "../../core/format_check.ts";
+import type { StageConfig } from "../../core/pipeline.ts";
+import { definePlugin, type Emit, type StageContext, type TransformStage } from "../../core/stage.ts";
+import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
 import { ENCODE_TABLES } from "./tables.ts";
 
 /**
@@ -31,23 +34,21 @@ export const g711EncoderOptions = z.object({
 export type G711EncoderOptions = z.output<typeof g711EncoderOptions>;
 
 const NAME = "g711-encoder";
-const WANT: Format = { kind: "pcm", sampleRate: 8000, channels: 1 };
+/** The one format the encoder takes. */
+const ACCEPTS: Format[] = [{ kind: "pcm", sampleRate: 8000, channels: 1 }];
 
-/** Why `input` cannot feed the encoder, with what to change; undefined when it can. */
-function refusal(input: Format): string | undefined {
-  const head = `${NAME} expects ${formatToString(WANT)}, but gets ${formatToString(input)}`;
-  if (input.kind === "encoded" || input.kind === "rtp") {
-    return `${head}: it encodes linear PCM; insert a decoder (e.g. {"use": "g711-decoder"}) before it, ` +
-      `or remove it if the audio is already encoded`;
-  }
-  if (input.kind !== "pcm") return `${head}: connect it after a stage that produces pcm`;
-  if (
-    (input.sampleRate !== undefined && input.sampleRate !== 8000) ||
-    (input.channels !== undefined && input.channels !== 1)
-  ) {
-    return `${head}: insert {"use": "resampler", "rate": 8000, "channels": 1} before it`;
-  }
-  return undefined;
+/** How the encoder checks its input: encoded or RTP input gets the advice to decode first (or drop the encoder). */
+function formatCheck(ctx: Pick<StageContext, "suggestBridge"> | undefined): FormatCheck {
+  return {
+    stage: NAME,
+    ctx,
+    advice(input) {
+      if (input.kind !== "encoded" && input.kind !== "rtp") return undefined;
+      const decoder = input.kind === "encoded" ? ctx?.suggestBridge(input, { kind: "pcm" }) : undefined;
+      return `it encodes linear PCM; insert a decoder${decoder ? ` (e.g. ${stageConfigText(decoder)})` : ""} ` +
+        `before it, or remove it if the audio is already encoded`;
+    },
+  };
 }
 
 /** Statistics of a `g711-encoder` stage. */
@@ -59,30 +60,34 @@ export interface G711EncoderStats {
 }
 
 /**
- * Creates an encoder stage (what the plugin's factory returns).
+ * Creates an encoder stage (what the plugin's factory returns). The codec must be registered in `ctx.codecs`
+ * (the g711 plugin registers both laws); `ctx.suggestBridge` names what to insert in refusals.
  *
  * @example
  * ```ts
- * const stage = createG711Encoder({ codec: "PCMU" });
+ * const stage = createG711Encoder({ codec: "PCMU" }, ctx);
  * stage.process({ kind: "pcm", samples: new Int16Array(160), sampleRate: 8000, channels: 1, pts: 0 }, (f) => true);
  * ```
  */
-export function createG711Encoder(options: G711EncoderOptions): TransformStage & { stats(): G711EncoderStats } {
-  const codec: Codec = options.codec;
+export function createG711Encoder(
+  options: G711EncoderOptions,
+  ctx: Pick<StageContext, "codecs" | "suggestBridge">,
+): TransformStage & { stats(): G711EncoderStats } {
+  const codec: G711Codec = options.codec;
+  const info = ctx.codecs.require(codec, NAME);
+  const clockRate = info.clockRate;
   const table = ENCODE_TABLES[codec];
+  const check = formatCheck(ctx);
   let frames = 0;
   let samples = 0;
   return {
     negotiate(input) {
-      if (!input) throw new FormatError(`${NAME} cannot be a source: put it after a stage that produces pcm`);
-      const why = refusal(input);
-      if (why) throw new FormatError(why);
-      return { kind: "encoded", codec, clockRate: 8000 };
+      expectFormat(input, ACCEPTS, check);
+      return { kind: "encoded", codec, clockRate };
     },
     process(frame: Frame, emit: Emit) {
-      if (frame.kind !== "pcm") throw new Error(refusal({ kind: frame.kind }));
-      if (frame.sampleRate !== 8000 || frame.channels !== 1) {
-        throw new Error(refusal({ kind: "pcm", sampleRate: frame.sampleRate, channels: frame.channels }));
+      if (frame.kind !== "pcm" || frame.sampleRate !== 8000 || frame.channels !== 1) {
+        throw frameRefusal(frame, ACCEPTS, check);
       }
       const pcm = frame.samples;
       const n = pcm.length;
@@ -90,7 +95,7 @@ export function createG711Encoder(options: G711EncoderOptions): TransformStage &
       for (let i = 0; i < n; i++) payload[i] = table[pcm[i] & 0xffff];
       frames++;
       samples += n;
-      const out: EncodedFrame = { kind: "encoded", codec, clockRate: 8000, payload, pts: frame.pts };
+      const out: EncodedFrame = { kind: "encoded", codec, clockRate, payload, pts: frame.pts };
       if (frame.type !== undefined) out.type = frame.type;
       return emit(out);
     },
@@ -106,8 +111,16 @@ export default definePlugin({
   name: NAME,
   kind: "transform",
   description: "Encodes pcm 8000 Hz mono to G.711 PCMU (μ-law) or PCMA (A-law)",
-  accepts: [WANT],
+  accepts: ACCEPTS,
   produces: { kind: "encoded", clockRate: 8000 },
   options: g711EncoderOptions,
-  create: (options) => createG711Encoder(options),
+  codecs: G711_CODECS,
+  /** Bridges pcm → encoded G.711 (any law, or the one asked for). */
+  bridges(from: Format, to: Format): StageConfig | undefined {
+    if (from.kind !== "pcm" || to.kind !== "encoded") return undefined;
+    if (to.codec !== undefined && !isG711(to.codec)) return undefined;
+    if (to.clockRate !== undefined && to.clockRate !== 8000) return undefined;
+    return to.codec ? { use: NAME, codec: to.codec } : { use: NAME };
+  },
+  create: (options, ctx) => createG711Encoder(options, ctx),
 });

@@ -128,6 +128,7 @@ export function encode(
   out: Uint8Array = new Uint8Array(samples.length),
 ): Uint8Array {
   const table = ENCODE_TABLES[codec];
+  if (!table) throw new RangeError(`not a G.711 codec: ${JSON.stringify(codec)} (expected "PCMU" or "PCMA")`);
   const n = samples.length;
   for (let i = 0; i < n; i++) out[i] = table[samples[i] & 0xffff];
   return out;
@@ -152,6 +153,7 @@ export function decode(
   out: Int16Array = new Int16Array(payload.length),
 ): Int16Array {
   const table = DECODE_TABLES[codec];
+  if (!table) throw new RangeError(`not a G.711 codec: ${JSON.stringify(codec)} (expected "PCMU" or "PCMA")`);
   const n = payload.length;
   for (let i = 0; i < n; i++) out[i] = table[payload[i]];
   return out;

@@ -14,7 +14,9 @@ import { z } from "zod";
 // imports type-check but are undefined).
 import lsr from "libsamplerate";
 import { type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
-import { definePlugin, type Emit, FormatError, type TransformStage } from "../../core/stage.ts";
+import { expectFormat, type FormatCheck, frameRefusal } from "../../core/format_check.ts";
+import type { StageConfig } from "../../core/pipeline.ts";
+import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
 
 /** A libsamplerate converter instance (one WebAssembly module instance each). */
 type Converter = Awaited<ReturnType<typeof lsr.create>>;
@@ -92,11 +94,11 @@ interface Layout {
   srcCh: number;
 }
 
-/** Checks an input format; returns why it cannot be taken, with what to change. */
+/** What the resampler takes: pcm of any rate and channel count (the limits are checked by {@linkcode refusal}). */
+const ACCEPTS: Format[] = [{ kind: "pcm" }];
+
+/** Checks the rate and channels of a pcm input; returns why it cannot be taken, with what to change. */
 function refusal(input: Format, outCh: number | undefined): string | undefined {
-  const head = `${NAME} expects pcm, but gets ${formatToString(input)}`;
-  if (input.kind === "encoded") return `${head}: insert {"use": "g711-decoder"} before it`;
-  if (input.kind !== "pcm") return `${head}: connect it after a stage that produces pcm`;
   const r = input.sampleRate;
   if (r !== undefined && !(Number.isInteger(r) && r >= MIN_RATE && r <= MAX_RATE)) {
     return `${NAME} takes input rates of ${MIN_RATE}..${MAX_RATE} Hz, but gets ${formatToString(input)}`;
@@ -121,7 +123,9 @@ function refusal(input: Format, outCh: number | undefined): string | undefined {
  */
 export async function createResampler(
   options: ResamplerOptions,
+  ctx?: Pick<StageContext, "suggestBridge">,
 ): Promise<TransformStage & { stats(): ResamplerStats }> {
+  const check: FormatCheck = { stage: NAME, ctx };
   const rate = options.rate;
   const want = options.channels;
   const converterType = CONVERTER[options.quality];
@@ -263,15 +267,17 @@ export async function createResampler(
 
   return {
     negotiate(input) {
-      if (!input) throw new FormatError(`${NAME} cannot be a source: put it after a stage that produces pcm`);
-      const why = refusal(input, want);
+      expectFormat(input, ACCEPTS, check);
+      const why = refusal(input!, want);
       if (why) throw new FormatError(why);
-      if (input.sampleRate !== undefined && input.channels !== undefined) configure(input.sampleRate, input.channels);
-      return { kind: "pcm", sampleRate: rate, channels: want ?? input.channels };
+      if (input!.sampleRate !== undefined && input!.channels !== undefined) {
+        configure(input!.sampleRate, input!.channels);
+      }
+      return { kind: "pcm", sampleRate: rate, channels: want ?? input!.channels };
     },
 
     process(frame: Frame, emit: Emit) {
-      if (frame.kind !== "pcm") throw new Error(`${NAME} expects pcm, but gets a ${frame.kind} frame`);
+      if (frame.kind !== "pcm") throw frameRefusal(frame, ACCEPTS, check);
       let l = layout;
       if (!l || l.inRate !== frame.sampleRate || l.inCh !== frame.channels) {
         // The format changed mid-stream (or was unknown at build time): finish the old stream first.
@@ -323,8 +329,20 @@ export default definePlugin({
   name: NAME,
   kind: "transform",
   description: "Converts pcm to another sample rate (libsamplerate) and optionally down-mixes to mono",
-  accepts: [{ kind: "pcm" }],
+  accepts: ACCEPTS,
   produces: { kind: "pcm" },
   options: resamplerOptions,
-  create: (options) => createResampler(options),
+  /** Bridges pcm → pcm of another rate and/or channel count, when it can map the channels. */
+  bridges(from: Format, to: Format): StageConfig | undefined {
+    if (from.kind !== "pcm" || to.kind !== "pcm") return undefined;
+    if (to.sampleRate === undefined && to.channels === undefined) return undefined;
+    if (to.sampleRate !== undefined && !(to.sampleRate >= MIN_RATE && to.sampleRate <= MAX_RATE)) return undefined;
+    const a = from.channels, b = to.channels;
+    if (a !== undefined && b !== undefined && a !== b && a !== 1 && b !== 1) return undefined;
+    const config: StageConfig = { use: NAME };
+    if (to.sampleRate !== undefined) config.rate = to.sampleRate;
+    if (to.channels !== undefined) config.channels = to.channels;
+    return config;
+  },
+  create: (options, ctx) => createResampler(options, ctx),
 });

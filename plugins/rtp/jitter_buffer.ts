@@ -16,12 +16,18 @@
  *   ignored; the decoder synthesizes packet-loss concealment;
  * - `silence`: nothing to play (after a reset until the new stream's first
  *   packet is due, or once the stream has been missing for longer than
- *   `max_conceal`); `ptime` of G.711 silence.
+ *   `max_conceal`); `ptime` of the codec's silence.
+ *
+ * The buffer knows no codec by name: the codec's registration (looked up in the
+ * stage's `ctx.codecs` by the name the packets carry) gives its clock rate, how
+ * many bytes hold how many samples, its silence payload and which payloads are
+ * quiet.
  *
  * ## Packets of any duration: a buffer of timestamp ranges
  *
- * A packet's duration is its payload length (G.711: one byte per sample, from
- * 1 sample up to {@linkcode JB_MAX_PACKET_MS}; larger or empty packets are
+ * A packet's duration is its payload length in the codec's frame geometry
+ * (G.711: one byte per sample; from one codec frame up to
+ * {@linkcode JB_MAX_PACKET_MS}; larger, empty or partial-frame packets are
  * dropped and counted as `invalid`) and its place is its RTP timestamp. The
  * buffer holds the received sample ranges `[start, end)` of a *play timeline*
  * (in samples: a stream maps its extended timestamp `ts` to `ts − ts0 + p0`),
@@ -76,7 +82,8 @@
  *   remembered for the window's length). A frame is then removed by skipping a
  *   missing frame (a loss or silence: inaudible, one per tick), or while audio
  *   flows, at most one frame per {@linkcode JB_SHRINK_STEP_MS}, preferring a quiet
- *   frame (G.711 segment ≤ 2), any frame after {@linkcode JB_SHRINK_FORCE_MS}.
+ *   frame (the codec's `isQuiet`, e.g. G.711 segment ≤ 2), any frame after
+ *   {@linkcode JB_SHRINK_FORCE_MS}.
  *
  * ## Sequence and resets
  *
@@ -92,11 +99,12 @@
  * early). A packet that would be late while nothing plays (after a pause in the
  * stream) starts a new talkspurt at the current delay instead of being dropped.
  *
- * When `ptime` is not set it is learned: from the first packet's size (G.711 is one
- * byte per sample) when it is 10..60 ms, then from timestamps (three consecutive
+ * When `ptime` is not set it is learned: from the first packet's duration when it
+ * is 10..60 ms, then from timestamps (three consecutive
  * packets whose timestamp step and size agree on another duration of 10..60 ms
  * switch it, from the next tick on, without losing buffered audio). Packets of
- * other durations (e.g. 183 ms) leave it as it is (20 ms until learned).
+ * other durations (e.g. 183 ms) leave it as it is (until learned: the codec's
+ * default packet duration, 20 ms for G.711).
  *
  * @example Pipeline entry
  * ```json
@@ -107,7 +115,10 @@
  */
 import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
-import { type Codec, type EncodedFrame, type Format, formatToString, type RtpFrame } from "../../core/frame.ts";
+import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
+import type { EncodedFrame, Format, RtpFrame } from "../../core/frame.ts";
+import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
+import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, FormatError, type RunContext } from "../../core/stage.ts";
 
 /** Options of the `jitter-buffer` stage. */
@@ -123,7 +134,8 @@ export const jitterBufferOptions = z.strictObject({
       "(default 60, raised to min_delay or lowered to max_delay when outside).",
   ),
   ptime: z.number().int().min(10).max(60).optional().describe(
-    "Frame duration in ms, 10..60. Default: learned from the packets (20 until known).",
+    "Frame duration in ms, 10..60. Default: learned from the packets (until known: the codec's default, 20 ms for " +
+      "the built-in codecs).",
   ),
   max_conceal: z.number().min(0).max(2000).default(100).describe(
     "How long a missing stream is concealed before the buffer plays silence, 0..2000 ms (default 100).",
@@ -173,7 +185,10 @@ export interface JitterBufferStats {
   recovered: number;
   /** Duplicate packets dropped (same sequence number, or every sample already held). */
   duplicate: number;
-  /** Packets dropped for their size: empty, or longer than {@linkcode JB_MAX_PACKET_MS}. */
+  /**
+   * Packets dropped for their size (empty, longer than {@linkcode JB_MAX_PACKET_MS}, or not whole codec frames) or
+   * their codec (not registered, or none known).
+   */
   invalid: number;
   /** Frames emitted as `normal`. */
   normal: number;
@@ -241,18 +256,12 @@ interface Coverage {
   next: number;
 }
 
-/** Payload byte of silence for a codec. */
-function silenceByte(codec: Codec): number {
-  return codec === "PCMA" ? 0xd5 : 0xff;
-}
-
-/** True when every sample of a G.711 payload is in segment 0..2 (below about −30 dBFS). */
-function isQuiet(payload: Uint8Array, codec: Codec): boolean {
-  const x = codec === "PCMA" ? 0x55 : 0xff;
-  for (let i = 0; i < payload.length; i++) {
-    if (((payload[i] ^ x) & 0x70) > 0x20) return false;
-  }
-  return true;
+/** What a {@linkcode JitterBuffer} knows of the codec of its packets. */
+export interface JitterBufferCodecs {
+  /** The codec assumed until packets name another (e.g. the negotiated one). */
+  codec?: CodecInfo;
+  /** Where the codecs packets name are looked up (a stage's `ctx.codecs`). */
+  codecs?: CodecRegistry;
 }
 
 /**
@@ -262,7 +271,7 @@ function isQuiet(payload: Uint8Array, codec: Codec): boolean {
  *
  * @example
  * ```ts
- * const jb = new JitterBuffer({ min_delay: 20, max_delay: 500, initial_delay: 40, max_conceal: 100 });
+ * const jb = new JitterBuffer({ min_delay: 20, max_delay: 500, initial_delay: 40, max_conceal: 100 }, { codec: PCMU });
  * jb.insert(rtpFrame, 0); // first packet at t = 0 ms: plays at t = 40
  * jb.nextTickTime(); // 40
  * const frame = jb.tick(); // { kind: "encoded", type: "normal", ... }
@@ -276,9 +285,16 @@ export class JitterBuffer {
   /** Frame duration (ms). */
   ptime: number;
   #ptimeFixed: boolean;
+  #info: CodecInfo | undefined;
+  #codecs: CodecRegistry | undefined;
   #clockRate = 8000;
+  /** Samples in the longest packet accepted ({@linkcode JB_MAX_PACKET_MS}). */
+  #maxSamples = (8000 * JB_MAX_PACKET_MS) / 1000;
+  /** Samples per frame (ptime). */
   #spf: number;
-  #codec: Codec = "PCMU";
+  /** The codec's payload geometry: `#fb` bytes hold `#fs` samples. */
+  #fs = 1;
+  #fb = 1;
 
   // Tick grid: tick n is due at t0 + n × ptime; `#tick` is the next one to run.
   #t0: number | undefined;
@@ -331,23 +347,73 @@ export class JitterBuffer {
     discarded: 0,
   };
 
-  /** @param options validated options */
-  constructor(options: JitterBufferOptions) {
+  /**
+   * @param options validated options
+   * @param codecs the codec assumed until packets name another, and where named codecs are looked up; packets
+   *   arriving while no codec is known are dropped as `invalid`
+   */
+  constructor(options: JitterBufferOptions, codecs: JitterBufferCodecs = {}) {
     this.options = options;
+    this.#codecs = codecs.codecs;
     this.#ptimeFixed = options.ptime !== undefined;
-    this.ptime = options.ptime ?? 20;
-    this.#spf = Math.round((this.ptime * this.#clockRate) / 1000);
+    this.ptime = options.ptime ?? codecs.codec?.ptime ?? 20;
+    if (!(this.ptime >= 10 && this.ptime <= 60)) this.ptime = 20;
+    this.#spf = this.#samplesPerFrame(this.ptime);
     this.#initialDelay = Math.max(options.min_delay, Math.min(options.max_delay, options.initial_delay ?? 60));
     this.#lastTarget = this.#initialDelay;
+    if (codecs.codec) this.setCodec(codecs.codec);
   }
 
-  /** Sets the codec and clock rate assumed until packets say otherwise. */
-  setFormat(codec: Codec | undefined, clockRate: number | undefined): void {
-    if (codec) this.#codec = codec;
-    if (clockRate && clockRate !== this.#clockRate) {
-      this.#clockRate = clockRate;
-      this.#spf = Math.round((this.ptime * clockRate) / 1000);
+  /** The codec in use (undefined until one is set or named by a packet). */
+  get codec(): CodecInfo | undefined {
+    return this.#info;
+  }
+
+  /**
+   * Sets the codec of the packets (and of the frames played). A codec of another clock rate or payload geometry
+   * starts a new stream: what is buffered of the old one is dropped.
+   */
+  setCodec(info: CodecInfo): void {
+    const old = this.#info;
+    this.#info = info;
+    if (
+      old && old.clockRate === info.clockRate && old.frameSamples === info.frameSamples &&
+      old.frameBytes === info.frameBytes
+    ) return;
+    if (old && (this.#stream || this.#ranges.length > 0)) {
+      this.#reset();
+      this.#ranges.length = 0;
     }
+    this.#clockRate = info.clockRate;
+    this.#maxSamples = (info.clockRate * JB_MAX_PACKET_MS) / 1000;
+    this.#fs = info.frameSamples;
+    this.#fb = info.frameBytes;
+    // Until packets say otherwise, frames last the codec's default packet time.
+    if (!this.#ptimeFixed && this.#t0 === undefined && info.ptime >= 10 && info.ptime <= 60) this.ptime = info.ptime;
+    this.#spf = this.#samplesPerFrame(this.ptime);
+  }
+
+  /** Samples in a frame of `ms` milliseconds, in whole codec frames. */
+  #samplesPerFrame(ms: number): number {
+    return Math.max(1, Math.round((ms * this.#clockRate) / 1000 / this.#fs)) * this.#fs;
+  }
+
+  /** Bytes holding `samples` samples (a whole number of codec frames). */
+  #bytes(samples: number): number {
+    return this.#fs === 1 ? samples * this.#fb : (samples / this.#fs) * this.#fb;
+  }
+
+  /** Samples held by `bytes` bytes of payload. */
+  #samples(bytes: number): number {
+    return this.#fb === 1 ? bytes * this.#fs : (bytes / this.#fb) * this.#fs;
+  }
+
+  /** Switches to the registered codec `name`; false when it is not registered. */
+  #useCodec(name: string): boolean {
+    const c = this.#codecs?.get(name);
+    if (!c) return false;
+    if (c !== this.#info) this.setCodec(c);
+    return true;
   }
 
   /** Due time of the next tick, or undefined before the first packet. */
@@ -357,10 +423,16 @@ export class JitterBuffer {
 
   /** Inserts a received packet that arrived at `arrival` (media-clock ms). */
   insert(frame: RtpFrame, arrival: number): void {
-    if (frame.codec) this.#codec = frame.codec;
-    if (frame.clockRate && frame.clockRate !== this.#clockRate) this.setFormat(undefined, frame.clockRate);
-    const samples = frame.payload.length; // G.711: one byte per sample
-    if (samples === 0 || samples > (this.#clockRate * JB_MAX_PACKET_MS) / 1000) {
+    if (
+      (frame.codec !== undefined && frame.codec !== this.#info?.name && !this.#useCodec(frame.codec)) ||
+      this.#info === undefined
+    ) {
+      this.#n.invalid++;
+      return;
+    }
+    const bytes = frame.payload.length;
+    const samples = this.#samples(bytes);
+    if (bytes === 0 || (this.#fb !== 1 && bytes % this.#fb !== 0) || samples > this.#maxSamples) {
       this.#n.invalid++;
       return;
     }
@@ -437,7 +509,7 @@ export class JitterBuffer {
 
   /** Stores a packet whose first sample is at `at` on the play timeline, minus what is late or held already. */
   #place(frame: RtpFrame, at: number, arrival: number, seqDiff: number): void {
-    const end = at + frame.payload.length;
+    const end = at + this.#samples(frame.payload.length);
     let from = at;
     if (at < this.#pos) {
       if (!this.#talking && !this.#hasAhead() && seqDiff > 0) {
@@ -455,7 +527,7 @@ export class JitterBuffer {
       }
       from = Math.max(at, this.#pos);
     }
-    const added = this.#store(from, frame.payload.subarray(from - at));
+    const added = this.#store(from, frame.payload.subarray(this.#bytes(from - at)));
     if (added === 0) this.#n.duplicate++;
     else if (from > at) this.#n.trimmed++;
   }
@@ -484,11 +556,12 @@ export class JitterBuffer {
   /** Adds the samples of `payload` starting at `from` that are not held yet. Returns how many were added. */
   #store(from: number, payload: Uint8Array): number {
     const a = this.#ranges;
-    const end = from + payload.length;
+    const n = this.#samples(payload.length);
+    const end = from + n;
     const last = a[a.length - 1];
     if (!last || last.end <= from) {
       a.push({ start: from, end, payload });
-      return payload.length;
+      return n;
     }
     // Index of the first range ending after `from` (ranges are sorted and disjoint, so ends are sorted too).
     let i = a.length;
@@ -498,7 +571,11 @@ export class JitterBuffer {
       const r = a[i];
       const stop = r && r.start < end ? Math.max(cur, r.start) : end;
       if (stop > cur) {
-        a.splice(i, 0, { start: cur, end: stop, payload: payload.subarray(cur - from, stop - from) });
+        a.splice(i, 0, {
+          start: cur,
+          end: stop,
+          payload: payload.subarray(this.#bytes(cur - from), this.#bytes(stop - from)),
+        });
         added += stop - cur;
         i++;
       }
@@ -529,24 +606,30 @@ export class JitterBuffer {
     while (a[i].end <= from) i++;
     const r = a[i];
     if (r.start === from && r.end === from + n) return r.payload;
-    if (r.end >= from + n) return r.payload.subarray(from - r.start, from - r.start + n);
-    const out = new Uint8Array(n);
+    if (r.end >= from + n) return r.payload.subarray(this.#bytes(from - r.start), this.#bytes(from - r.start + n));
+    const out = new Uint8Array(this.#bytes(n));
     for (let k = 0; k < n; i++) {
       const q = a[i];
-      const part = q.payload.subarray(from + k - q.start, Math.min(q.end, from + n) - q.start);
-      out.set(part, k);
-      k += part.length;
+      const s0 = from + k - q.start;
+      const s1 = Math.min(q.end, from + n) - q.start;
+      out.set(q.payload.subarray(this.#bytes(s0), this.#bytes(s1)), this.#bytes(k));
+      k += s1 - s0;
     }
     return out;
   }
 
-  /** True when the held samples of `[from, from + n)` are all quiet. */
+  /** True when the held samples of `[from, from + n)` are all quiet (never, for a codec that cannot tell). */
   #quiet(from: number, n: number): boolean {
+    const info = this.#info;
+    if (!info?.isQuiet) return false;
     for (const r of this.#ranges) {
       if (r.end <= from) continue;
       if (r.start >= from + n) break;
-      const part = r.payload.subarray(Math.max(0, from - r.start), Math.min(r.end, from + n) - r.start);
-      if (!isQuiet(part, this.#codec)) return false;
+      const part = r.payload.subarray(
+        this.#bytes(Math.max(0, from - r.start)),
+        this.#bytes(Math.min(r.end, from + n) - r.start),
+      );
+      if (!info.isQuiet(part)) return false;
     }
     return true;
   }
@@ -592,17 +675,18 @@ export class JitterBuffer {
       this.#tick = 0;
     }
     this.ptime = ptime;
-    this.#spf = Math.round((ptime * this.#clockRate) / 1000);
+    this.#spf = this.#samplesPerFrame(ptime);
     this.onGrid?.();
   }
 
   /** Starts a stream with `frame` as its first packet. */
   #anchor(frame: RtpFrame, arrival: number): void {
     if (this.#t0 === undefined && !this.#ptimeFixed) {
-      const ms = (frame.payload.length * 1000) / this.#clockRate;
+      const samples = this.#samples(frame.payload.length);
+      const ms = (samples * 1000) / this.#clockRate;
       if (Number.isInteger(ms) && ms >= 10 && ms <= 60 && ms !== this.ptime) {
         this.ptime = ms;
-        this.#spf = frame.payload.length;
+        this.#spf = samples;
       }
     }
     let p0 = this.#pos;
@@ -700,20 +784,17 @@ export class JitterBuffer {
   }
 
   #frame(type: "normal" | "concealed" | "silence", payload?: Uint8Array): EncodedFrame {
-    let p = payload;
-    if (!p) {
-      p = new Uint8Array(this.#spf);
-      p.fill(silenceByte(this.#codec));
-    }
+    const info = this.#info!;
+    const p = payload ?? info.silence(this.#spf);
     const f: EncodedFrame = {
       kind: "encoded",
-      codec: this.#codec,
+      codec: info.name,
       clockRate: this.#clockRate,
       payload: p,
       pts: this.#outPts,
       type,
     };
-    this.#outPts += p.length;
+    this.#outPts += this.#samples(p.length);
     this.#n[type]++;
     return f;
   }
@@ -836,18 +917,29 @@ export class JitterBuffer {
   }
 }
 
+const NAME = "jitter-buffer";
+/** What the jitter buffer takes: RTP packets (of a codec registered in the stage's context). */
+const ACCEPTS: Format[] = [{ kind: "rtp" }];
+
 /** The `jitter-buffer` plugin definition. */
 export const jitterBuffer = definePlugin({
-  name: "jitter-buffer",
+  name: NAME,
   kind: "transform",
   description: "Reorders RTP packets of any duration and plays one frame per ptime on the media clock, with " +
     "adaptive delay",
-  accepts: [{ kind: "rtp" }],
+  accepts: ACCEPTS,
   produces: { kind: "encoded" },
   realtime: true,
   options: jitterBufferOptions,
+  /** Bridges rtp → encoded frames of the same codec. */
+  bridges(from: Format, to: Format): StageConfig | undefined {
+    if (from.kind !== "rtp" || to.kind !== "encoded") return undefined;
+    if (from.codec !== undefined && to.codec !== undefined && from.codec !== to.codec) return undefined;
+    return { use: NAME };
+  },
   create(opts, sctx) {
-    const jb = new JitterBuffer(opts);
+    const check: FormatCheck = { stage: NAME, ctx: sctx };
+    const jb = new JitterBuffer(opts, { codecs: sctx.codecs });
     const clock = sctx.clock;
     let ctx: RunContext | undefined;
     let timer: Timer | undefined;
@@ -901,15 +993,18 @@ export const jitterBuffer = definePlugin({
 
     return {
       negotiate(input: Format | undefined): Format {
-        if (!input || input.kind !== "rtp") {
+        const fmt = expectFormat(input, ACCEPTS, check);
+        if (fmt.codec === undefined) return { kind: "encoded" }; // learned from the packets
+        const info = sctx.codecs.get(fmt.codec);
+        if (!info) {
           throw new FormatError(
-            `jitter-buffer expects rtp frames, but got ${
-              input ? formatToString(input) : "nothing"
-            }: put an rtp-depacketizer before it`,
+            `${NAME} cannot play ${fmt.codec}: no such codec is registered (known codecs: ${
+              sctx.codecs.names().join(", ") || "none"
+            })`,
           );
         }
-        jb.setFormat(input.codec, input.clockRate);
-        return { kind: "encoded", codec: input.codec, clockRate: input.clockRate ?? 8000 };
+        jb.setCodec(info);
+        return { kind: "encoded", codec: info.name, clockRate: info.clockRate };
       },
       start(runCtx) {
         ctx = runCtx;

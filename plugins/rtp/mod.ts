@@ -12,7 +12,7 @@ import { impair } from "./impair.ts";
 import { rtcp } from "./rtcp.ts";
 
 export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
-export { JitterBuffer } from "./jitter_buffer.ts";
+export { JitterBuffer, type JitterBufferCodecs } from "./jitter_buffer.ts";
 export { RtcpSession } from "./rtcp_session.ts";
 
 /** The stage plugins of this family, registered as built-ins. */

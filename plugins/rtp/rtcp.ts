@@ -30,8 +30,9 @@
  * @module
  */
 import { z } from "zod";
-import { type Format, formatToString } from "../../core/frame.ts";
-import { definePlugin, FormatError, type RunContext } from "../../core/stage.ts";
+import type { Format } from "../../core/frame.ts";
+import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
+import { definePlugin, type RunContext } from "../../core/stage.ts";
 import { type HostPort, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import { type MediaStats, ResourceKind } from "../../core/session.ts";
 import { type RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
@@ -128,12 +129,19 @@ export function describeReport(r: RtcpReportInfo): string {
   return `${what}: ${parts.join(", ")}`;
 }
 
+/** What the rtcp stage takes (and passes on): RTP packets. */
+const ACCEPTS: Format[] = [{ kind: "rtp" }];
+const CHECK: FormatCheck = {
+  stage: "rtcp",
+  advice: () => "put it after an rtp-packetizer (send) or an rtp-depacketizer (receive)",
+};
+
 /** The `rtcp` plugin definition. */
 export const rtcp = definePlugin({
   name: "rtcp",
   kind: "transform",
   description: "RTCP sender/receiver reports for the RTP passing through (RFC 3550), one session per call",
-  accepts: [{ kind: "rtp" }],
+  accepts: ACCEPTS,
   produces: { kind: "rtp" },
   options: rtcpOptions,
   create(opts) {
@@ -145,14 +153,7 @@ export const rtcp = definePlugin({
 
     return {
       negotiate(input: Format | undefined): Format {
-        if (!input || input.kind !== "rtp") {
-          throw new FormatError(
-            `rtcp expects rtp frames, but got ${
-              input ? formatToString(input) : "nothing"
-            }: put it after an rtp-packetizer (send) or an rtp-depacketizer (receive)`,
-          );
-        }
-        return input;
+        return expectFormat(input, ACCEPTS, CHECK);
       },
       async start(ctx: RunContext) {
         sessionCtx = ctx;

@@ -6,29 +6,34 @@
  * port (RFC 5761: second byte 192..223) is dropped and counted. Packets whose
  * payload type is not the expected one (e.g. telephone-event) are dropped and
  * counted. A change of SSRC is counted and published as the event
- * `ssrc-change` with `{ from, to }`. Frames carry `codec`, `clockRate` and
- * `arrival` (the datagram's, or the media clock's time when it has none).
+ * `ssrc-change` with `{ from, to }`. Frames carry `codec` and `clockRate` (from
+ * the codec's registration) and `arrival` (the datagram's, or the media clock's
+ * time when it has none).
  *
  * @example Pipeline entry
  * ```json
- * { "use": "rtp-depacketizer", "codec": "PCMA" }
+ * { "use": "rtp-depacketizer", "codec": "${codec}", "payload_type": "${payloadType}" }
  * ```
  *
  * @module
  */
 import { z } from "zod";
-import { type Format, formatToString, PAYLOAD_TYPES } from "../../core/frame.ts";
-import { definePlugin, FormatError } from "../../core/stage.ts";
+import type { CodecInfo } from "../../core/codec.ts";
+import type { Format } from "../../core/frame.ts";
+import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
+import type { StageConfig } from "../../core/pipeline.ts";
+import { definePlugin, type StageContext } from "../../core/stage.ts";
 import { parseRtp } from "./header.ts";
 
 /** Options of the `rtp-depacketizer` stage. */
 export const rtpDepacketizerOptions = z.strictObject({
-  codec: z.enum(["PCMU", "PCMA"]).default("PCMU").describe(
-    "Codec of the payload, PCMU or PCMA (default PCMU); set on every frame.",
+  codec: z.string().min(1).optional().describe(
+    "Codec of the payload: the name of a registered codec (e.g. the SIP control's ${codec}); set on every frame. " +
+      "Default: the codec registered with `payload_type` as its static payload type, else the first registered codec.",
   ),
   payload_type: z.number().int().min(0).max(127).optional().describe(
     "Only packets of this payload type pass, 0..127; others are dropped and counted. " +
-      "Default: the static type of `codec` (0 for PCMU, 8 for PCMA).",
+      "Default: the codec's static payload type (required for a codec with a dynamic one).",
   ),
   any_payload_type: z.boolean().default(false).describe(
     "Let packets of every payload type pass (default false).",
@@ -38,18 +43,49 @@ export const rtpDepacketizerOptions = z.strictObject({
 /** Validated options of the `rtp-depacketizer` stage. */
 export type RtpDepacketizerOptions = z.output<typeof rtpDepacketizerOptions>;
 
+const NAME = "rtp-depacketizer";
+/** What the depacketizer takes: datagrams. */
+const ACCEPTS: Format[] = [{ kind: "packet" }];
+
+/** The codec the options name (see their descriptions), looked up in the stage's registry. */
+function codecFor(opts: RtpDepacketizerOptions, codecs: StageContext["codecs"]): CodecInfo {
+  if (opts.codec !== undefined) return codecs.require(opts.codec, NAME);
+  const byPt = opts.payload_type !== undefined ? codecs.byPayloadType(opts.payload_type) : undefined;
+  const c = byPt ?? codecs.list()[0];
+  if (!c) throw new Error(`${NAME}: no codec is registered; register the codec plugin and set "codec"`);
+  return c;
+}
+
 /** The `rtp-depacketizer` plugin definition. */
 export const rtpDepacketizer = definePlugin({
-  name: "rtp-depacketizer",
+  name: NAME,
   kind: "transform",
   description: "Parses datagrams into RTP frames; drops and counts malformed ones and foreign payload types",
-  accepts: [{ kind: "packet" }],
-  produces: { kind: "rtp", clockRate: 8000 },
+  accepts: ACCEPTS,
+  produces: { kind: "rtp" },
   options: rtpDepacketizerOptions,
+  /** Bridges datagrams → rtp (of the codec asked for). */
+  bridges(from: Format, to: Format): StageConfig | undefined {
+    if (from.kind !== "packet" || to.kind !== "rtp") return undefined;
+    return to.codec ? { use: NAME, codec: to.codec } : { use: NAME };
+  },
   create(opts, sctx) {
-    const codec = opts.codec;
-    const clockRate = 8000;
-    const wantPt = opts.any_payload_type ? -1 : opts.payload_type ?? PAYLOAD_TYPES[codec];
+    const check: FormatCheck = {
+      stage: NAME,
+      ctx: sctx,
+      advice: (_input, field) =>
+        field === "kind" ? "put a udp-source (or another source of datagrams) before it" : undefined,
+    };
+    const info = codecFor(opts, sctx.codecs);
+    const codec = info.name;
+    const clockRate = info.clockRate;
+    if (!opts.any_payload_type && opts.payload_type === undefined && info.payloadType === "dynamic") {
+      throw new Error(
+        `codec ${codec} has a dynamic payload type: set "payload_type" (the one negotiated in SDP, 96..127), ` +
+          `or "any_payload_type": true`,
+      );
+    }
+    const wantPt = opts.any_payload_type ? -1 : opts.payload_type ?? (info.payloadType as number);
     const malformed: Record<string, number> = {};
     let received = 0, forwarded = 0, octets = 0, wrongPt = 0, rtcp = 0, ssrcChanges = 0, ignored = 0;
     let ssrc: number | undefined;
@@ -57,13 +93,7 @@ export const rtpDepacketizer = definePlugin({
 
     return {
       negotiate(input: Format | undefined): Format {
-        if (!input || input.kind !== "packet") {
-          throw new FormatError(
-            `rtp-depacketizer expects packet frames (datagrams), but got ${
-              input ? formatToString(input) : "nothing"
-            }: put a udp-source before it`,
-          );
-        }
+        expectFormat(input, ACCEPTS, check);
         return { kind: "rtp", codec, clockRate };
       },
       process(frame, emit) {

@@ -1,12 +1,15 @@
 /**
- * `rtp-packetizer`: encoded G.711 frames → RTP packets of `ptime` milliseconds.
+ * `rtp-packetizer`: encoded frames of any registered codec → RTP packets of
+ * `ptime` milliseconds.
  *
  * Incoming encoded frames of any size are re-chunked into packets of exactly
- * `ptime` worth of samples (160 bytes for G.711 at 20 ms). The RTP timestamp
- * follows the input `pts`, so a jump in `pts` (a talkspurt after a pause, or
- * a source restart) moves the RTP timestamp by the same amount and sets the
- * marker bit on the first packet after it, as on the very first packet.
- * Sequence numbers wrap at 16 bits and timestamps at 32 bits. At end of
+ * `ptime` worth of samples, cut at codec frame boundaries (the codec's
+ * registration gives its clock rate and how many bytes hold how many samples:
+ * 160 bytes of G.711 at 20 ms, 320 of 16-bit linear PCM at 8000 Hz). The RTP
+ * timestamp follows the input `pts`, so a jump in `pts` (a talkspurt after a
+ * pause, or a source restart) moves the RTP timestamp by the same amount and
+ * sets the marker bit on the first packet after it, as on the very first
+ * packet. Sequence numbers wrap at 16 bits and timestamps at 32 bits. At end of
  * stream the remainder is sent as a shorter packet.
  *
  * @example Pipeline entry
@@ -17,24 +20,22 @@
  * @module
  */
 import { z } from "zod";
-import {
-  type Codec,
-  type EncodedFrame,
-  type Format,
-  formatToString,
-  PAYLOAD_TYPES,
-  type RtpFrame,
-} from "../../core/frame.ts";
+import type { CodecInfo } from "../../core/codec.ts";
+import { type EncodedFrame, type Format, formatToString, type RtpFrame } from "../../core/frame.ts";
+import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
+import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, FormatError } from "../../core/stage.ts";
 import { randomUint32 } from "../../core/random.ts";
 
 /** Options of the `rtp-packetizer` stage. */
 export const rtpPacketizerOptions = z.strictObject({
   payload_type: z.number().int().min(0).max(127).optional().describe(
-    "RTP payload type, 0..127. Default: the static type of the input codec (0 for PCMU, 8 for PCMA).",
+    "RTP payload type, 0..127. Default: the static payload type the input codec is registered with " +
+      "(required for a codec with a dynamic one: the type negotiated in SDP).",
   ),
-  ptime: z.number().int().min(10).max(60).default(20).describe(
-    "Packet duration in ms, 10..60 (default 20 = 160 G.711 bytes at 8000 Hz).",
+  ptime: z.number().int().min(10).max(60).optional().describe(
+    "Packet duration in ms, 10..60. Default: the packet duration the codec is registered with " +
+      "(20 ms for the built-in codecs).",
   ),
   ssrc: z.number().int().min(0).max(0xffffffff).optional().describe(
     "SSRC, 0..4294967295. Default: random (RFC 3550 section 8.1). Set it only for tests.",
@@ -50,28 +51,41 @@ export const rtpPacketizerOptions = z.strictObject({
 /** Validated options of the `rtp-packetizer` stage. */
 export type RtpPacketizerOptions = z.output<typeof rtpPacketizerOptions>;
 
-/** Bytes per sample of the supported codecs (G.711: one). */
-const BYTES_PER_SAMPLE = 1;
+const NAME = "rtp-packetizer";
+/** What the packetizer takes: encoded frames (of a codec registered in the stage's context). */
+const ACCEPTS: Format[] = [{ kind: "encoded" }];
 
 /** The `rtp-packetizer` plugin definition. */
 export const rtpPacketizer = definePlugin({
-  name: "rtp-packetizer",
+  name: NAME,
   kind: "transform",
-  description: "Packs encoded G.711 frames into RTP packets of ptime ms (RFC 3550)",
-  accepts: [{ kind: "encoded" }],
+  description: "Packs encoded frames of any registered codec into RTP packets of ptime ms (RFC 3550)",
+  accepts: ACCEPTS,
   produces: { kind: "rtp" },
   options: rtpPacketizerOptions,
-  create(opts) {
+  /** Bridges encoded → rtp of the same codec. */
+  bridges(from: Format, to: Format): StageConfig | undefined {
+    if (from.kind !== "encoded" || to.kind !== "rtp") return undefined;
+    if (from.codec !== undefined && to.codec !== undefined && from.codec !== to.codec) return undefined;
+    return { use: NAME };
+  },
+  create(opts, sctx) {
+    const check: FormatCheck = { stage: NAME, ctx: sctx };
     let ssrc = opts.ssrc ?? randomUint32();
     let seq = opts.initial_sequence ?? randomUint32() & 0xffff;
     const ts0 = opts.initial_timestamp ?? randomUint32();
-    let codec: Codec | undefined;
-    let clockRate = 8000;
+    let info: CodecInfo | undefined;
+    let codec: string | undefined;
+    let clockRate = 0;
     let payloadType = opts.payload_type;
-    let samplesPerPacket = (opts.ptime * clockRate) / 1000;
+    // Payload geometry of the codec: `frameBytes` bytes hold `frameSamples` samples.
+    let frameBytes = 1;
+    let frameSamples = 1;
+    let samplesPerPacket = 0;
+    let packetBytes = 0;
 
     // Re-chunking state: bytes waiting to fill a packet, and the pts of the first one.
-    let pending = new Uint8Array(samplesPerPacket * BYTES_PER_SAMPLE);
+    let pending = new Uint8Array(0);
     let pendingLen = 0;
     let pendingPts = 0;
     let firstPts: number | undefined; // pts that maps to ts0
@@ -79,20 +93,39 @@ export const rtpPacketizer = definePlugin({
     let marker = true;
     let packets = 0, octets = 0, discontinuities = 0, ignored = 0;
 
-    const configure = (c: Codec | undefined, rate: number | undefined) => {
-      if (c) codec = c;
-      if (rate && rate !== clockRate) {
-        clockRate = rate;
-        samplesPerPacket = Math.round((opts.ptime * clockRate) / 1000);
-        pending = new Uint8Array(samplesPerPacket * BYTES_PER_SAMPLE);
+    /** Takes the codec of the input (from negotiation or the first frame of a new codec) and sizes packets. */
+    const configure = (name: string, rate: number | undefined) => {
+      const c = sctx.codecs.require(name, NAME);
+      if (rate !== undefined && rate !== c.clockRate) {
+        throw new FormatError(
+          `${NAME}: codec ${c.name} runs at ${c.clockRate} Hz, but gets encoded ${c.name} ${rate} Hz: ` +
+            `resample to ${c.clockRate} Hz before encoding`,
+        );
       }
-      if (payloadType === undefined && codec) payloadType = PAYLOAD_TYPES[codec];
+      if (opts.payload_type === undefined) {
+        if (c.payloadType === "dynamic") {
+          throw new FormatError(
+            `${NAME}: codec ${c.name} has a dynamic payload type: set "payload_type" (the one negotiated in SDP, ` +
+              `96..127)`,
+          );
+        }
+        payloadType = c.payloadType;
+      }
+      info = c;
+      codec = c.name;
+      clockRate = c.clockRate;
+      frameBytes = c.frameBytes;
+      frameSamples = c.frameSamples;
+      const ms = opts.ptime ?? c.ptime;
+      samplesPerPacket = Math.max(1, Math.round((ms * clockRate) / 1000 / frameSamples)) * frameSamples;
+      packetBytes = (samplesPerPacket / frameSamples) * frameBytes;
+      if (pending.length !== packetBytes) pending = new Uint8Array(packetBytes);
     };
 
     const send = (payload: Uint8Array, pts: number, emit: Emit) => {
       const frame: RtpFrame = {
         kind: "rtp",
-        payloadType: payloadType ?? 0,
+        payloadType: payloadType!,
         sequence: seq,
         timestamp: (ts0 + (pts - firstPts!)) >>> 0,
         ssrc,
@@ -116,20 +149,15 @@ export const rtpPacketizer = definePlugin({
 
     return {
       negotiate(input: Format | undefined): Format {
-        if (!input || input.kind !== "encoded") {
-          throw new FormatError(
-            `rtp-packetizer expects encoded PCMU or PCMA frames, but got ${
-              input ? formatToString(input) : "nothing"
-            }: put a g711-encoder before it`,
-          );
+        const fmt = expectFormat(input, ACCEPTS, check);
+        if (fmt.codec === undefined) return { kind: "rtp" }; // learned from the frames
+        try {
+          configure(fmt.codec, fmt.clockRate);
+        } catch (e) {
+          if (e instanceof FormatError) throw e;
+          throw new FormatError(`${e instanceof Error ? e.message : e} (input: ${formatToString(fmt)})`);
         }
-        if (input.clockRate !== undefined && input.clockRate !== 8000) {
-          throw new FormatError(
-            `rtp-packetizer supports G.711 at 8000 Hz, but got ${formatToString(input)}: resample to 8000 Hz`,
-          );
-        }
-        configure(input.codec, input.clockRate);
-        return { kind: "rtp", codec: input.codec, clockRate: input.clockRate ?? 8000 };
+        return { kind: "rtp", codec: codec!, clockRate };
       },
       process(frame, emit) {
         if (frame.kind !== "encoded") {
@@ -137,9 +165,15 @@ export const rtpPacketizer = definePlugin({
           return;
         }
         const f = frame as EncodedFrame;
-        if (f.codec !== codec || (f.clockRate && f.clockRate !== clockRate)) {
+        if (f.codec !== codec || f.clockRate !== clockRate) {
           if (pendingLen) flushPending(emit);
           configure(f.codec, f.clockRate);
+        }
+        const data = f.payload;
+        if (frameBytes !== 1 && data.length % frameBytes !== 0) {
+          throw new Error(
+            `${NAME}: a ${codec} payload is made of ${frameBytes}-byte frames, but gets ${data.length} bytes`,
+          );
         }
         if (firstPts === undefined) {
           firstPts = f.pts;
@@ -153,9 +187,7 @@ export const rtpPacketizer = definePlugin({
           marker = true;
           pendingPts = f.pts;
         }
-        const data = f.payload;
-        nextPts = f.pts + data.length / BYTES_PER_SAMPLE;
-        const packetBytes = samplesPerPacket * BYTES_PER_SAMPLE;
+        nextPts = f.pts + (data.length / frameBytes) * frameSamples;
         let off = 0;
         // Fill the partial packet first.
         if (pendingLen > 0) {
@@ -171,11 +203,11 @@ export const rtpPacketizer = definePlugin({
         }
         // Whole packets straight from the input (no copy).
         while (data.length - off >= packetBytes) {
-          send(data.subarray(off, off + packetBytes), f.pts + off / BYTES_PER_SAMPLE, emit);
+          send(data.subarray(off, off + packetBytes), f.pts + (off / frameBytes) * frameSamples, emit);
           off += packetBytes;
         }
         if (off < data.length) {
-          if (pendingLen === 0) pendingPts = f.pts + off / BYTES_PER_SAMPLE;
+          if (pendingLen === 0) pendingPts = f.pts + (off / frameBytes) * frameSamples;
           pending.set(data.subarray(off), pendingLen);
           pendingLen += data.length - off;
         }
@@ -184,7 +216,17 @@ export const rtpPacketizer = definePlugin({
         flushPending(emit);
       },
       stats() {
-        return { packets, octets, discontinuities, ignored, ssrc, sequence: seq, payload_type: payloadType };
+        return {
+          packets,
+          octets,
+          discontinuities,
+          ignored,
+          ssrc,
+          sequence: seq,
+          payload_type: payloadType,
+          codec: info?.name,
+          ptime: info ? (samplesPerPacket * 1000) / clockRate : opts.ptime,
+        };
       },
       control(command: string, arg?: unknown) {
         // `ssrc` with a number: change the SSRC (e.g. on a collision, RFC 3550 section 8.2).

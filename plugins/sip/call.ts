@@ -14,6 +14,7 @@
  *
  * @module
  */
+import type { CodecRegistry } from "../../core/codec.ts";
 import type { Timer } from "../../core/clock.ts";
 import type { Dialog } from "./dialog.ts";
 import { Emitter } from "./emitter.ts";
@@ -217,14 +218,17 @@ export abstract class Call {
    * from the peer's SDP and ours (see {@linkcode agreedMedia}). Available once both SDPs
    * are known (outgoing: at "established"; incoming: after `accept()`). Throws `SdpError`
    * when an SDP is missing or unusable.
+   *
+   * @param registry the codecs that exist: names are returned as registered, and payload
+   *   types neither SDP maps are read as its static ones (default: our SDP's maps only)
    */
-  media(): NegotiatedAudio {
+  media(registry?: CodecRegistry): NegotiatedAudio {
     if (this.#remoteSdp === undefined || this.#localSdp === undefined) {
       throw new SdpError(
         `SDP not negotiated yet (${this.#remoteSdp === undefined ? "no remote SDP" : "no local SDP"})`,
       );
     }
-    return agreedMedia(this.#remoteSdp, this.#localSdp);
+    return agreedMedia(this.#remoteSdp, this.#localSdp, { registry });
   }
 
   /**

@@ -22,10 +22,11 @@ import type { Pipeline, PipelineResult } from "../../core/pipeline.ts";
 import { formatHostPort } from "../../core/net/address.ts";
 import { parsePortRange, PortAllocator, type PortPair } from "../../core/net/ports.ts";
 import { type MediaStats, newMediaStats, Session } from "../../core/session.ts";
-import { type AudioCodec, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
+import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./mod.ts";
 
-const CODEC_LIST = /^\s*(PCMU|PCMA)\s*(,\s*(PCMU|PCMA)\s*)*$/i;
+/** A comma-separated list of codec names (which names exist is checked against the registry). */
+const CODEC_LIST = /^\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*(,\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*)*$/;
 
 const options = z.object({
   role: z.enum(["caller", "callee"]).describe("caller places one call to `to`; callee answers incoming calls"),
@@ -33,9 +34,11 @@ const options = z.object({
   port: z.number().int().min(0).max(65535).default(5060).describe("local SIP port (0 = any free port)"),
   bind: z.string().min(1).default("127.0.0.1").describe("local address for SIP and RTP (0.0.0.0 or :: for all)"),
   user: z.string().regex(/^[A-Za-z0-9._~-]+$/).default("voxpipe").describe("user part of our SIP URI"),
-  codecs: z.string().regex(CODEC_LIST).default("PCMU,PCMA").describe(
-    "codecs offered/accepted, in order of preference (PCMU, PCMA)",
-  ),
+  codecs: z.string().regex(CODEC_LIST, "expected codec names separated by commas, e.g. PCMU,PCMA").optional()
+    .describe(
+      "codecs offered/accepted, in order of preference: names of registered codecs separated by commas " +
+        "(default: every registered codec, in registration order)",
+    ),
   ptime: z.number().int().min(10).max(60).default(20).describe("packet time we ask to receive, in ms"),
   ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
     "caller: seconds without an answer before CANCEL",
@@ -75,7 +78,7 @@ export const SIP_VARIABLES: Record<string, string> = {
   "remote.rtcp": "the peer's RTCP host:port",
   "remote.rtp_port": "the peer's RTP port",
   "remote.rtcp_port": "the peer's RTCP port",
-  "codec": "negotiated codec: PCMU or PCMA",
+  "codec": "negotiated codec: the name of a registered codec (e.g. PCMU)",
   "payloadType": "negotiated RTP payload type",
   "ptime": "packet time the peer asked for, ms (what we send)",
 };
@@ -160,7 +163,8 @@ class SipController implements Controller {
   readonly #log: Logger;
   readonly #rtpLog: Logger;
   readonly #clock: Clock;
-  readonly #codecs: AudioCodec[];
+  /** Names of the codecs we offer and accept, as registered, in preference order. */
+  readonly #codecs: string[];
   readonly #ports: PortAllocator;
   #ua!: SipUserAgent;
   #callN = 0;
@@ -176,7 +180,7 @@ class SipController implements Controller {
     this.#log = ctx.log.child("SIP");
     this.#rtpLog = ctx.log.child("RTP");
     this.#clock = ctx.clock;
-    this.#codecs = o.codecs.split(",").map((c) => c.trim().toUpperCase() as AudioCodec);
+    this.#codecs = codecList(o.codecs, ctx);
     this.#ports = new PortAllocator(ctx.net, parsePortRange(o.rtp_ports));
     for (const t of o.hangup_on) {
       if (!ctx.templates.includes(t)) {
@@ -365,6 +369,7 @@ class SipController implements Controller {
     const offer = createOffer({
       address: alloc.address,
       port: alloc.pair.rtpPort,
+      registry: this.#ctx.codecs,
       codecs: this.#codecs,
       ptime: o.ptime,
     });
@@ -493,6 +498,7 @@ class SipController implements Controller {
       answer = createAnswer(call.offer!, {
         address: alloc.address,
         port: alloc.pair.rtpPort,
+        registry: this.#ctx.codecs,
         codecs: this.#codecs,
         ptime: o.ptime,
       });
@@ -514,13 +520,33 @@ class SipController implements Controller {
   /** Builds and starts the call's chains; on failure logs it and hangs up. Never rejects. */
   async #startCallMedia(call: Call, media: CallMedia, alloc: { pair: PortPair; address: string }, n: number) {
     try {
-      const vars = this.#variables(call, alloc.pair, alloc.address, call.media(), n);
+      const vars = this.#variables(call, alloc.pair, alloc.address, call.media(this.#ctx.codecs), n);
       await this.#startMedia(call, media, vars);
     } catch (e) {
       this.#log.error(`cannot start media: ${errText(e)}`, { call: call.callId });
       this.#hangup(call, "media could not start", errText(e));
     }
   }
+}
+
+/**
+ * The codec names of the `codecs` option, as registered (default: every registered codec); throws naming an
+ * unknown one and listing the known ones.
+ */
+function codecList(option: string | undefined, ctx: ControlContext): string[] {
+  const known = ctx.codecs.names();
+  if (known.length === 0) throw new Error("control.codecs: no codec is registered (register a codec plugin)");
+  if (option === undefined) return known;
+  const out: string[] = [];
+  for (const raw of option.split(",")) {
+    const name = raw.trim();
+    const info = ctx.codecs.get(name);
+    if (!info) {
+      throw new Error(`control.codecs: unknown codec "${name}"; known codecs: ${known.join(", ")}`);
+    }
+    if (!out.includes(info.name)) out.push(info.name);
+  }
+  return out;
 }
 
 function errText(e: unknown): string {

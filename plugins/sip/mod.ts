@@ -27,7 +27,9 @@
  * ```ts
  * import { createOffer, SipUserAgent } from "./plugins/sip/mod.ts";
  * const ua = new SipUserAgent({ hostname: "127.0.0.1", port: 0, userName: "alice" });
- * const call = ua.invite("sip:bob@127.0.0.1:5062", { sdp: createOffer({ address: "127.0.0.1", port: 40000 }) });
+ * const codecs = createRegistry().codecs; // the codecs the plugins registered
+ * const offer = createOffer({ address: "127.0.0.1", port: 40000, registry: codecs });
+ * const call = ua.invite("sip:bob@127.0.0.1:5062", { sdp: offer });
  * await call.established;
  * await call.hangup();
  * await ua.close();
@@ -71,7 +73,6 @@ export { newBranch, newCallId, newTag } from "./ids.ts";
 export {
   agreedMedia,
   type AnswerOptions,
-  type AudioCodec,
   createAnswer,
   createOffer,
   type Direction,

@@ -1,22 +1,49 @@
 /**
- * SDP offer/answer for one audio stream (RFC 3264, RFC 4566) with G.711
- * (PCMU payload type 0, PCMA 8), on top of `sdp-transform`.
+ * SDP offer/answer for one audio stream (RFC 3264, RFC 4566), on top of
+ * `sdp-transform`, with the codecs of a {@linkcode CodecRegistry}: each codec's
+ * `a=rtpmap` (name, clock rate, channels) and `a=fmtp` come from its
+ * registration; a codec with a static payload type (RFC 3551) is offered on it,
+ * one with a dynamic type on the first free one of 96..127; an answer keeps the
+ * offer's payload types. A payload type without `a=rtpmap` is read as the
+ * registry's static one.
+ *
+ * @example
+ * ```ts
+ * const offer = createOffer({ address: "127.0.0.1", port: 40000, registry: codecs, codecs: ["PCMU", "PCMA"] });
+ * const answer = createAnswer(offer, { address: "127.0.0.1", port: 41000, registry: codecs });
+ * negotiated(answer, { registry: codecs }).codec; // "PCMU"
+ * ```
  *
  * @module
  */
 // @ts-types="@types/sdp-transform"
 import * as sdpTransform from "sdp-transform";
+import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
 
 type SessionDescription = sdpTransform.SessionDescription;
 type MediaDescription = sdpTransform.MediaDescription;
 
-/** Codecs this module negotiates. */
-export type AudioCodec = "PCMU" | "PCMA";
+/** First and last dynamic RTP payload type (RFC 3551 section 3). */
+const DYNAMIC_PT_FIRST = 96;
+const DYNAMIC_PT_LAST = 127;
 
-/** Static RTP payload types of the supported codecs (RFC 3551). */
-export const STATIC_PAYLOAD_TYPES: Readonly<Record<AudioCodec, number>> = { PCMU: 0, PCMA: 8 };
+/** A payload type as an SDP describes it: `a=rtpmap` name, clock rate and channels. */
+interface PayloadDesc {
+  /** Encoding name as written. */
+  name: string;
+  /** Clock rate (undefined when the rtpmap leaves it out). */
+  rate: number | undefined;
+  /** Channels (1 when not given). */
+  channels: number;
+}
 
-const STATIC_BY_PT: Readonly<Record<number, AudioCodec>> = { 0: "PCMU", 8: "PCMA" };
+/** A codec we can take: its canonical name (as registered) and what identifies it in SDP. */
+interface Known {
+  name: string;
+  rate: number;
+  channels: number;
+  info?: CodecInfo;
+}
 
 /** The SDP is malformed or cannot be used. `status` is the SIP status to answer with (400 or 488). */
 export class SdpError extends Error {
@@ -38,14 +65,14 @@ export class SdpError extends Error {
 export class NoCommonCodecError extends SdpError {
   /** Codec names offered (in the offer's order). */
   readonly offered: string[];
-  /** Codecs we support. */
-  readonly supported: AudioCodec[];
+  /** Names of the codecs we support. */
+  readonly supported: string[];
   /**
    * Creates the error.
    * @param offered codec names found in the offer
-   * @param supported our codecs
+   * @param supported names of our codecs
    */
-  constructor(offered: string[], supported: AudioCodec[]) {
+  constructor(offered: string[], supported: string[]) {
     super(`no common codec: offered ${offered.join(", ") || "none"}, supported ${supported.join(", ")}`, 488);
     this.name = "NoCommonCodecError";
     this.offered = offered;
@@ -59,8 +86,10 @@ export interface OfferOptions {
   address: string;
   /** Our RTP port. */
   port: number;
-  /** Codecs in preference order (default `["PCMU", "PCMA"]`). */
-  codecs?: AudioCodec[];
+  /** The codecs that exist (e.g. `registry.codecs`, or a control context's `codecs`): rtpmap, payload types. */
+  registry: CodecRegistry;
+  /** Names of the codecs to offer or accept, in preference order (default: every codec of `registry`, in order). */
+  codecs?: string[];
   /** Packetization time in ms we want to receive (default 20). */
   ptime?: number;
   /** Session id for `o=` (default: random digits). */
@@ -92,12 +121,14 @@ export interface NegotiatedAudio {
   remotePort: number;
   /** The SDP author's RTCP port (`a=rtcp`, else RTP port + 1). */
   remoteRtcpPort: number;
-  /** The codec. */
-  codec: AudioCodec;
+  /** The codec's name, as registered (e.g. `PCMU`). */
+  codec: string;
   /** RTP payload type for it (as signalled, static or dynamic). */
   payloadType: number;
-  /** RTP clock rate (8000). */
+  /** RTP clock rate of the codec. */
   clockRate: number;
+  /** Channels of the codec. */
+  channels: number;
   /** Packetization time the SDP author wants to receive (`a=ptime`, default 20). */
   ptime: number;
   /** Direction as declared by the SDP author. */
@@ -134,14 +165,19 @@ function baseSession(opts: OfferOptions | AnswerOptions): SessionDescription {
   };
 }
 
-function audioMedia(opts: OfferOptions | AnswerOptions, codecs: { codec: AudioCodec; pt: number }[]): MediaDescription {
+function audioMedia(opts: OfferOptions | AnswerOptions, codecs: { info: CodecInfo; pt: number }[]): MediaDescription {
   const m: MediaDescription = {
     type: "audio",
     port: opts.port,
     protocol: "RTP/AVP",
     payloads: codecs.map((c) => c.pt).join(" "),
-    rtp: codecs.map((c) => ({ payload: c.pt, codec: c.codec, rate: 8000 })),
-    fmtp: [],
+    rtp: codecs.map(({ info, pt }) => ({
+      payload: pt,
+      codec: info.name,
+      rate: info.clockRate,
+      ...(info.channels > 1 ? { encoding: info.channels } : {}),
+    })),
+    fmtp: codecs.filter((c) => c.info.fmtp).map(({ info, pt }) => ({ payload: pt, config: info.fmtp! })),
     ptime: opts.ptime ?? 20,
     direction: opts.direction ?? "sendrecv",
   };
@@ -149,29 +185,75 @@ function audioMedia(opts: OfferOptions | AnswerOptions, codecs: { codec: AudioCo
   return m;
 }
 
+/** The registered codecs `names` names (default: all), in that order; throws naming the known ones. */
+function ourCodecs(registry: CodecRegistry, names: string[] | undefined): CodecInfo[] {
+  if (!names) return registry.list();
+  return names.map((n) => registry.require(n, "SDP"));
+}
+
+/** Payload types for an offer: the static ones, then the first free dynamic type for each dynamic codec. */
+function assignPayloadTypes(codecs: CodecInfo[]): { info: CodecInfo; pt: number }[] {
+  const used = new Set<number>();
+  for (const c of codecs) if (typeof c.payloadType === "number") used.add(c.payloadType);
+  let next = DYNAMIC_PT_FIRST;
+  return codecs.map((info) => {
+    if (typeof info.payloadType === "number") return { info, pt: info.payloadType };
+    while (used.has(next)) next++;
+    if (next > DYNAMIC_PT_LAST) throw new SdpError(`too many codecs with dynamic payload types to offer`);
+    used.add(next);
+    return { info, pt: next };
+  });
+}
+
 /**
- * Creates an SDP offer with one audio stream.
+ * Creates an SDP offer with one audio stream, one payload type per codec with
+ * its `a=rtpmap` (and `a=fmtp` when the codec has one).
  *
  * @example
  * ```ts
- * const offer = createOffer({ address: "127.0.0.1", port: 40000, codecs: ["PCMU", "PCMA"], ptime: 20 });
+ * const offer = createOffer({ address: "127.0.0.1", port: 40000, registry: codecs, codecs: ["PCMU", "PCMA"] });
  * // contains "m=audio 40000 RTP/AVP 0 8", "a=rtpmap:0 PCMU/8000", "a=ptime:20", "a=sendrecv"
  * ```
  */
 export function createOffer(opts: OfferOptions): string {
-  const codecs = opts.codecs ?? ["PCMU", "PCMA"];
+  const codecs = ourCodecs(opts.registry, opts.codecs);
   if (codecs.length === 0) throw new SdpError("no codecs to offer");
   const s = baseSession(opts);
-  s.media.push(audioMedia(opts, codecs.map((c) => ({ codec: c, pt: STATIC_PAYLOAD_TYPES[c] }))));
+  s.media.push(audioMedia(opts, assignPayloadTypes(codecs)));
   return sdpTransform.write(s);
 }
 
-/** Codec name for a payload type of a media description (rtpmap first, then the static table). */
-function codecOf(m: MediaDescription, pt: number): { name: string; rate: number; channels: number } | undefined {
+/** How `m` describes payload type `pt`: its rtpmap, else what `fallback` knows (a static type, or our SDP's map). */
+function describePt(
+  m: MediaDescription,
+  pt: number,
+  fallback: (pt: number) => PayloadDesc | undefined,
+): PayloadDesc | undefined {
   const map = m.rtp?.find((r) => r.payload === pt);
-  if (map) return { name: map.codec.toUpperCase(), rate: map.rate ?? 8000, channels: map.encoding ?? 1 };
-  const st = STATIC_BY_PT[pt];
-  return st ? { name: st, rate: 8000, channels: 1 } : undefined;
+  if (map) {
+    return { name: map.codec, rate: map.rate, channels: map.encoding ? Number(map.encoding) || 1 : 1 };
+  }
+  return fallback(pt);
+}
+
+/** The registry's static payload types, as SDP descriptions. */
+function staticTypes(registry: CodecRegistry | undefined): (pt: number) => PayloadDesc | undefined {
+  return (pt) => {
+    const c = pt < DYNAMIC_PT_FIRST ? registry?.byPayloadType(pt) : undefined;
+    return c ? { name: c.name, rate: c.clockRate, channels: c.channels } : undefined;
+  };
+}
+
+/** The codec among `known` that `d` describes (name case-insensitive, same clock rate and channels). */
+function match(d: PayloadDesc, known: Known[]): Known | undefined {
+  const name = d.name.toLowerCase();
+  return known.find((k) =>
+    k.name.toLowerCase() === name && (d.rate === undefined || d.rate === k.rate) && d.channels === k.channels
+  );
+}
+
+function knownOf(codecs: CodecInfo[]): Known[] {
+  return codecs.map((info) => ({ name: info.name, rate: info.clockRate, channels: info.channels, info }));
 }
 
 function payloadList(m: MediaDescription): number[] {
@@ -190,22 +272,25 @@ function parseSdp(text: string): SessionDescription {
   return s;
 }
 
-/** Picks the first payload type of `m`, in its order, whose codec we support. */
-function pick(m: MediaDescription, supported: AudioCodec[]): { codec: AudioCodec; pt: number } | undefined {
+/** Picks the first payload type of `m`, in its order, whose codec is among `known`. */
+function pick(
+  m: MediaDescription,
+  known: Known[],
+  fallback: (pt: number) => PayloadDesc | undefined,
+): { codec: Known; pt: number } | undefined {
   for (const pt of payloadList(m)) {
-    const c = codecOf(m, pt);
-    if (!c || c.rate !== 8000 || c.channels !== 1) continue;
-    const name = c.name as AudioCodec;
-    if (supported.includes(name)) return { codec: name, pt };
+    const d = describePt(m, pt, fallback);
+    const k = d && match(d, known);
+    if (k) return { codec: k, pt };
   }
   return undefined;
 }
 
-function offeredNames(s: SessionDescription): string[] {
+function offeredNames(s: SessionDescription, fallback: (pt: number) => PayloadDesc | undefined): string[] {
   const out: string[] = [];
   for (const m of s.media) {
     if (m.type !== "audio") continue;
-    for (const pt of payloadList(m)) out.push(codecOf(m, pt)?.name ?? String(pt));
+    for (const pt of payloadList(m)) out.push(describePt(m, pt, fallback)?.name ?? String(pt));
   }
   return out;
 }
@@ -233,12 +318,14 @@ function combine(offered: Direction, ours: Direction): Direction {
  *
  * @example
  * ```ts
- * const answer = createAnswer(offer, { address: "127.0.0.1", port: 41000, codecs: ["PCMA", "PCMU"] });
- * negotiated(answer).codec; // the offer's first codec that we support
+ * const answer = createAnswer(offer, { address: "127.0.0.1", port: 41000, registry: codecs, codecs: ["PCMA", "PCMU"] });
+ * negotiated(answer, { registry: codecs }).codec; // the offer's first codec that we support
  * ```
  */
 export function createAnswer(offer: string, opts: AnswerOptions): string {
-  const supported = opts.codecs ?? ["PCMU", "PCMA"];
+  const supported = ourCodecs(opts.registry, opts.codecs);
+  const known = knownOf(supported);
+  const fallback = staticTypes(opts.registry);
   const o = parseSdp(offer);
   const s = baseSession(opts);
   let accepted = false;
@@ -246,11 +333,15 @@ export function createAnswer(offer: string, opts: AnswerOptions): string {
   for (const m of o.media) {
     if (!accepted && m.type === "audio" && m.port !== 0 && /^RTP\/AVP$/i.test(m.protocol)) {
       sawAudio = true;
-      const choice = pick(m, supported);
+      const choice = pick(m, known, fallback);
       if (choice) {
         accepted = true;
         const offered = (m.direction ?? o.direction ?? "sendrecv") as Direction;
-        s.media.push(audioMedia({ ...opts, direction: combine(offered, opts.direction ?? "sendrecv") }, [choice]));
+        s.media.push(
+          audioMedia({ ...opts, direction: combine(offered, opts.direction ?? "sendrecv") }, [
+            { info: choice.codec.info!, pt: choice.pt },
+          ]),
+        );
         continue;
       }
     }
@@ -259,9 +350,49 @@ export function createAnswer(offer: string, opts: AnswerOptions): string {
   }
   if (!accepted) {
     if (!sawAudio) throw new SdpError("offer has no usable RTP/AVP audio stream");
-    throw new NoCommonCodecError(offeredNames(o), supported);
+    throw new NoCommonCodecError(offeredNames(o, fallback), supported.map((c) => c.name));
   }
   return sdpTransform.write(s);
+}
+
+/** Options of {@linkcode negotiated}. */
+export interface NegotiatedOptions {
+  /** The codecs that exist (rtpmap, static payload types). */
+  registry: CodecRegistry;
+  /** Names of the codecs we take (default: every codec of `registry`). */
+  codecs?: string[];
+}
+
+/** The first live audio stream of `s` with a codec among `known`, as a {@linkcode NegotiatedAudio}. */
+function readAudio(
+  s: SessionDescription,
+  known: Known[],
+  fallback: (pt: number) => PayloadDesc | undefined,
+): NegotiatedAudio {
+  const audio = s.media.filter((m) => m.type === "audio");
+  if (audio.length === 0) throw new SdpError("no audio stream in SDP");
+  const live = audio.filter((m) => m.port !== 0);
+  if (live.length === 0) throw new SdpError("audio stream rejected (port 0)");
+  for (const m of live) {
+    const choice = pick(m, known, fallback);
+    if (!choice) continue;
+    const conn = m.connection ?? s.connection;
+    if (!conn?.ip) throw new SdpError("no connection address (c=) for the audio stream", 400);
+    const address = conn.ip.split("/")[0];
+    return {
+      remoteAddress: address,
+      remotePort: m.port,
+      remoteRtcpPort: m.rtcp?.port ?? m.port + 1,
+      codec: choice.codec.name,
+      payloadType: choice.pt,
+      clockRate: choice.codec.rate,
+      channels: choice.codec.channels,
+      ptime: m.ptime ?? 20,
+      direction: (m.direction ?? s.direction ?? "sendrecv") as Direction,
+      ipVersion: conn.version === 6 || address.includes(":") ? 6 : 4,
+    };
+  }
+  throw new NoCommonCodecError(offeredNames(s, fallback), known.map((k) => k.name));
 }
 
 /**
@@ -273,36 +404,14 @@ export function createAnswer(offer: string, opts: AnswerOptions): string {
  *
  * @example
  * ```ts
- * const n = negotiated("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 8\r\na=rtcp:5010\r\n");
+ * const n = negotiated("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 8\r\na=rtcp:5010\r\n",
+ *   { registry: codecs });
  * // { remoteAddress: "::1", remotePort: 5004, remoteRtcpPort: 5010, codec: "PCMA", payloadType: 8, ptime: 20, ... }
  * ```
  */
-export function negotiated(sdp: string, opts: { codecs?: AudioCodec[] } = {}): NegotiatedAudio {
-  const supported = opts.codecs ?? ["PCMU", "PCMA"];
-  const s = parseSdp(sdp);
-  const audio = s.media.filter((m) => m.type === "audio");
-  if (audio.length === 0) throw new SdpError("no audio stream in SDP");
-  const live = audio.filter((m) => m.port !== 0);
-  if (live.length === 0) throw new SdpError("audio stream rejected (port 0)");
-  for (const m of live) {
-    const choice = pick(m, supported);
-    if (!choice) continue;
-    const conn = m.connection ?? s.connection;
-    if (!conn?.ip) throw new SdpError("no connection address (c=) for the audio stream", 400);
-    const address = conn.ip.split("/")[0];
-    return {
-      remoteAddress: address,
-      remotePort: m.port,
-      remoteRtcpPort: m.rtcp?.port ?? m.port + 1,
-      codec: choice.codec,
-      payloadType: choice.pt,
-      clockRate: 8000,
-      ptime: m.ptime ?? 20,
-      direction: (m.direction ?? s.direction ?? "sendrecv") as Direction,
-      ipVersion: conn.version === 6 || address.includes(":") ? 6 : 4,
-    };
-  }
-  throw new NoCommonCodecError(offeredNames(s), supported);
+export function negotiated(sdp: string, opts: NegotiatedOptions): NegotiatedAudio {
+  const known = knownOf(ourCodecs(opts.registry, opts.codecs));
+  return readAudio(parseSdp(sdp), known, staticTypes(opts.registry));
 }
 
 /**
@@ -310,41 +419,49 @@ export function negotiated(sdp: string, opts: { codecs?: AudioCodec[] } = {}): N
  *
  * @example
  * ```ts
- * const { remoteAddress, remotePort, codec } = parseAnswer(answerSdp);
+ * const { remoteAddress, remotePort, codec } = parseAnswer(answerSdp, { registry: codecs });
  * ```
  */
-export const parseAnswer: (sdp: string, opts?: { codecs?: AudioCodec[] }) => NegotiatedAudio = negotiated;
+export const parseAnswer: (sdp: string, opts: NegotiatedOptions) => NegotiatedAudio = negotiated;
 
 /**
  * What to send to once offer and answer are both known, from either side: the
  * peer's address, ports, ptime and direction from `remoteSdp`, with the codec
  * both SDPs list, taken in `remoteSdp`'s order (for the caller the remote SDP is
  * the answer, whose first codec wins; for the callee our answer lists one codec).
- * Throws like {@linkcode negotiated}.
+ * Our codecs are the ones `localSdp` lists; a payload type the remote SDP does
+ * not map is read as the one our SDP maps (an answer keeps the offer's types),
+ * else as the registry's static type. Throws like {@linkcode negotiated}.
  *
  * @example
  * ```ts
  * // Caller: remote = answer, local = offer. Callee: remote = offer, local = answer.
- * const media = agreedMedia(call.remoteSdp!, call.localSdp!);
+ * const media = agreedMedia(call.remoteSdp!, call.localSdp!, { registry: codecs });
  * // { remoteAddress, remotePort, remoteRtcpPort, codec, payloadType, ptime, ... }
  * ```
  */
 export function agreedMedia(
   remoteSdp: string,
   localSdp: string,
-  opts: { codecs?: AudioCodec[] } = {},
+  opts: { registry?: CodecRegistry; codecs?: string[] } = {},
 ): NegotiatedAudio {
-  const supported = opts.codecs ?? ["PCMU", "PCMA"];
+  const registry = opts.registry;
+  const only = opts.codecs?.map((n) => n.toLowerCase());
   const local = parseSdp(localSdp);
-  const mine = new Set<AudioCodec>();
-  for (const m of local.media) {
-    if (m.type !== "audio" || m.port === 0) continue;
-    for (const pt of payloadList(m)) {
-      const c = codecOf(m, pt);
-      if (c && supported.includes(c.name as AudioCodec)) mine.add(c.name as AudioCodec);
+  const ours = local.media.find((m) => m.type === "audio" && m.port !== 0);
+  const known: Known[] = [];
+  const localFallback = staticTypes(registry);
+  if (ours) {
+    for (const pt of payloadList(ours)) {
+      const d = describePt(ours, pt, localFallback);
+      if (!d || d.rate === undefined || match(d, known)) continue;
+      if (only && !only.includes(d.name.toLowerCase())) continue;
+      const info = registry?.get(d.name);
+      if (registry && (!info || info.clockRate !== d.rate || info.channels !== d.channels)) continue;
+      known.push({ name: info?.name ?? d.name, rate: d.rate, channels: d.channels, info });
     }
-    break;
   }
-  if (mine.size === 0) throw new SdpError("our SDP has no usable audio stream");
-  return negotiated(remoteSdp, { codecs: [...mine] });
+  if (known.length === 0) throw new SdpError("our SDP has no usable audio stream");
+  const fallback = (pt: number) => (ours ? describePt(ours, pt, localFallback) : undefined) ?? localFallback(pt);
+  return readAudio(parseSdp(remoteSdp), known, fallback);
 }

@@ -10,10 +10,12 @@
  * @example Caller
  * ```ts
  * const ua = new SipUserAgent({ hostname: "127.0.0.1", port: 5061, log, userName: "alice" });
- * const call = ua.invite("sip:bob@127.0.0.1:5062", { sdp: createOffer({ address: "127.0.0.1", port: 40000 }) });
+ * const codecs = createRegistry().codecs; // the codecs the plugins registered
+ * const offer = createOffer({ address: "127.0.0.1", port: 40000, registry: codecs });
+ * const call = ua.invite("sip:bob@127.0.0.1:5062", { sdp: offer });
  * call.on("progress", (p) => console.log(p.status, p.reason));
  * const { sdp } = await call.established; // rejects with CallFailedError on 486, 487, timeout...
- * const media = negotiated(sdp!);
+ * const media = negotiated(sdp!, { registry: codecs });
  * call.on("ended", (e) => console.log(e.by, e.reason));
  * await call.hangup(); // BYE
  * await ua.close();
@@ -25,7 +27,7 @@
  * ua.onInvite((call) => {
  *   call.ringing();
  *   try {
- *     call.accept(createAnswer(call.offer!, { address: "127.0.0.1", port: 41000 }));
+ *     call.accept(createAnswer(call.offer!, { address: "127.0.0.1", port: 41000, registry: codecs }));
  *   } catch (e) {
  *     call.reject(e instanceof SdpError ? e.status : 500);
  *   }
