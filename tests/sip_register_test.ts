@@ -11,7 +11,6 @@ import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import {
-  type Address,
   type Authenticator,
   type DatagramTransport,
   parseMessage,
