@@ -28,6 +28,7 @@ import { builtinControls } from "./plugins/controls.ts";
 
 export * from "./core/frame.ts";
 export * from "./core/stage.ts";
+export * from "./core/options.ts";
 export * from "./core/clock.ts";
 export * from "./core/log.ts";
 export * from "./core/errors.ts";
@@ -38,6 +39,7 @@ export * from "./core/control.ts";
 export * from "./core/runner.ts";
 export * from "./core/schema.ts";
 export * from "./core/streams.ts";
+export * from "./core/testing.ts";
 export { sanitizeFileComponent } from "./core/paths.ts";
 export { builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";

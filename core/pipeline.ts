@@ -19,12 +19,12 @@ import { z } from "zod";
 import { type Clock, mediaClock, type Timer } from "./clock.ts";
 import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import type { Registry } from "./registry.ts";
 import { sharedResources } from "./shared.ts";
 import {
   type AnyPlugin,
   type Emit,
   FormatError,
+  type PluginResolver,
   type RunContext,
   type SinkStage,
   type SourceStage,
@@ -33,6 +33,7 @@ import {
   type TransformStage,
 } from "./stage.ts";
 import { ConfigError, formatZodIssues } from "./errors.ts";
+import type { OptionsSchema } from "./options.ts";
 
 /** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
 export interface StageConfig {
@@ -46,8 +47,8 @@ export interface StageConfig {
 
 /** Options for {@linkcode buildPipeline}. */
 export interface BuildOptions {
-  /** Where plugins are looked up. */
-  registry: Registry;
+  /** Where plugins are looked up: a {@linkcode Registry} (any {@linkcode PluginResolver}). */
+  registry: PluginResolver;
   /** Media clock (default: the process-wide real-time clock). */
   clock?: Clock;
   /** Logger (default: silent). */
@@ -150,7 +151,7 @@ const SPECIAL_KEYS = new Set(["use", "name"]);
 const strictCache = new WeakMap<z.ZodType, z.ZodType>();
 
 /** The schema with unknown keys refused (a typo in an option name must not pass silently). */
-export function strictSchema(schema: z.ZodType): z.ZodType {
+export function strictSchema(schema: OptionsSchema): OptionsSchema {
   let s = strictCache.get(schema);
   if (!s) {
     s = schema instanceof z.ZodObject ? schema.strict() : schema;
@@ -175,7 +176,7 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   if (config.length < 2) {
     throw new ConfigError("a pipeline needs at least a source and a sink", where(""));
   }
-  const pipeline = new Pipeline(name, opts.clock ?? mediaClock(), opts.log ?? silentLogger);
+  const pipeline = internals.create(name, opts.clock ?? mediaClock(), opts.log ?? silentLogger);
   const slots: Slot[] = [];
   try {
     for (let i = 0; i < config.length; i++) {
@@ -202,7 +203,7 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         throw new ConfigError(formatZodIssues(parsed.error, `${jsonPath}[${i}]`), { file: opts.file });
       }
       const label = typeof entry.name === "string" && entry.name ? entry.name : plugin.name;
-      const ctx = pipeline._stageContext(i, label, Deno.cwd());
+      const ctx = internals.stageContext(pipeline, i, label, Deno.cwd());
       let stage: Stage;
       try {
         stage = await plugin.create(parsed.data, ctx);
@@ -225,10 +226,10 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
     negotiate(slots, name);
   } catch (e) {
     // Release what was created before the failure.
-    await pipeline._abandon(slots);
+    await internals.abandon(pipeline, slots);
     throw e;
   }
-  pipeline._init(slots);
+  internals.init(pipeline, slots);
   return pipeline;
 }
 
@@ -317,6 +318,14 @@ function negotiate(slots: Slot[], name: string): void {
   }
 }
 
+/** What {@linkcode buildPipeline} alone may do to a pipeline; set by the static block of {@linkcode Pipeline}. */
+let internals!: {
+  create(name: string, clock: Clock, log: Logger): Pipeline;
+  stageContext(pipeline: Pipeline, index: number, label: string, baseDir: string): StageContext;
+  init(pipeline: Pipeline, slots: Slot[]): void;
+  abandon(pipeline: Pipeline, slots: Slot[]): Promise<void>;
+};
+
 /**
  * A built chain of stages. Run it with {@linkcode Pipeline.run} (or `start()`
  * and await `done`), stop it with {@linkcode Pipeline.stop}, read counters with
@@ -344,8 +353,19 @@ export class Pipeline {
   #owner = {};
   #drainWaiters: (() => void)[] = [];
 
-  /** @internal use {@linkcode buildPipeline} */
-  constructor(name: string, clock: Clock, log: Logger) {
+  static {
+    internals = {
+      create: (name, clock, log) => new Pipeline(name, clock, log),
+      stageContext: (pipeline, index, label, baseDir) => pipeline.#stageContext(index, label, baseDir),
+      init: (pipeline, slots) => {
+        pipeline.#slots = slots;
+      },
+      abandon: (pipeline, slots) => pipeline.#abandon(slots),
+    };
+  }
+
+  /** Pipelines are made by {@linkcode buildPipeline}. */
+  private constructor(name: string, clock: Clock, log: Logger) {
     this.name = name;
     this.clock = clock;
     this.log = log;
@@ -380,8 +400,7 @@ export class Pipeline {
     return this.#abort.signal;
   }
 
-  /** @internal */
-  _stageContext(index: number, label: string, baseDir: string): StageContext {
+  #stageContext(index: number, label: string, baseDir: string): StageContext {
     return {
       pipeline: this.name,
       index,
@@ -395,13 +414,8 @@ export class Pipeline {
     };
   }
 
-  /** @internal */
-  _init(slots: Slot[]): void {
-    this.#slots = slots;
-  }
-
-  /** @internal releases stages created before a build failure */
-  async _abandon(slots: Slot[]): Promise<void> {
+  /** Releases stages created before a build failure. */
+  async #abandon(slots: Slot[]): Promise<void> {
     for (const s of slots) {
       try {
         await s.stage.close?.();

@@ -12,7 +12,7 @@
 import { isAbsolute, resolve as resolvePath } from "node:path";
 import { toFileUrl } from "./paths.ts";
 import { ConfigError, type ConfigLocation } from "./errors.ts";
-import type { AnyPlugin, StageKind } from "./stage.ts";
+import type { AnyPlugin, PluginResolver, StageKind } from "./stage.ts";
 import type { AnyControlPlugin } from "./control.ts";
 
 const KINDS: readonly StageKind[] = ["source", "transform", "sink"];
@@ -46,7 +46,7 @@ export function validatePluginShape(def: unknown): string | undefined {
 }
 
 /** Holds plugins by name and loads user plugins from modules. */
-export class Registry {
+export class Registry implements PluginResolver {
   readonly #plugins = new Map<string, AnyPlugin>();
   readonly #modules = new Map<string, Promise<AnyPlugin>>();
   readonly #controls = new Map<string, AnyControlPlugin>();

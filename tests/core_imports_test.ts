@@ -1,0 +1,96 @@
+/**
+ * The core has no import cycle: the module graph of `core/*.ts` (as Deno
+ * resolves it, `deno info --json`), counting type-only imports and re-exports
+ * too, is acyclic. Also checks that the walk does find a cycle where one is.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { repoPath } from "./util.ts";
+
+/** A module graph: file URL → the file URLs it imports (code or type), in one directory. */
+type Graph = Map<string, { to: string; kind: "code" | "type" }[]>;
+
+/** The import graph between the `.ts` files of `dir` (edges leaving the directory are left out). */
+async function importGraph(dir: string): Promise<Graph> {
+  const files: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(".ts")) files.push(`${dir}/${e.name}`);
+  files.sort();
+  const urls = new Set(files.map((f) => new URL(`file://${f}`).href));
+  // One entry module importing every file, so one `deno info` call sees the whole directory.
+  const entry = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(entry, [...urls].map((u) => `import ${JSON.stringify(u)};\n`).join(""));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", "--config", repoPath("deno.json"), entry],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: { specifier: string; dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[] }[];
+    };
+    const graph: Graph = new Map();
+    for (const m of info.modules) {
+      if (!urls.has(m.specifier)) continue;
+      const edges: { to: string; kind: "code" | "type" }[] = [];
+      for (const d of m.dependencies ?? []) {
+        if (d.code && urls.has(d.code.specifier)) edges.push({ to: d.code.specifier, kind: "code" });
+        else if (d.type && urls.has(d.type.specifier)) edges.push({ to: d.type.specifier, kind: "type" });
+      }
+      graph.set(m.specifier, edges);
+    }
+    assertEquals(graph.size, urls.size, "every file of the directory is in the graph");
+    return graph;
+  } finally {
+    await Deno.remove(entry);
+  }
+}
+
+/** Every cycle found by a depth-first walk, each as `a.ts -> b.ts -(type)-> a.ts`. */
+function findCycles(graph: Graph): string[] {
+  const name = (u: string) => u.slice(u.lastIndexOf("/") + 1);
+  const state = new Map<string, "open" | "done">();
+  const stack: { node: string; via: string }[] = [];
+  const cycles: string[] = [];
+  const visit = (node: string, via: string) => {
+    state.set(node, "open");
+    stack.push({ node, via });
+    for (const { to, kind } of graph.get(node) ?? []) {
+      const arrow = kind === "type" ? " -(type)-> " : " -> ";
+      if (state.get(to) === "open") {
+        const start = stack.findIndex((s) => s.node === to);
+        const path = stack.slice(start);
+        cycles.push(
+          path.map((s, i) => (i === 0 ? "" : s.via) + name(s.node)).join("") + arrow + name(to),
+        );
+      } else if (!state.has(to)) {
+        visit(to, arrow);
+      }
+    }
+    stack.pop();
+    state.set(node, "done");
+  };
+  for (const node of graph.keys()) if (!state.has(node)) visit(node, "");
+  return cycles;
+}
+
+Deno.test("core/ has no import cycle, type-only imports and re-exports included", async () => {
+  const graph = await importGraph(repoPath("core"));
+  assert(graph.size >= 10, `${graph.size} modules in core/`);
+  const cycles = findCycles(graph);
+  assertEquals(cycles, [], `import cycles in core/:\n${cycles.join("\n")}`);
+});
+
+Deno.test("the cycle walk finds a cycle made of a type-only import and a re-export", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/a.ts`, `import type { B } from "./b.ts";\nexport type A = { b?: B };\n`);
+    await Deno.writeTextFile(`${dir}/b.ts`, `export type { C as B } from "./c.ts";\n`);
+    await Deno.writeTextFile(`${dir}/c.ts`, `import type { A } from "./a.ts";\nexport type C = { a?: A };\n`);
+    await Deno.writeTextFile(`${dir}/d.ts`, `import "./c.ts";\n`);
+    const cycles = findCycles(await importGraph(dir));
+    assertEquals(cycles, ["a.ts -(type)-> b.ts -(type)-> c.ts -(type)-> a.ts"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
