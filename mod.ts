@@ -214,6 +214,14 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+// No top-level await: a user plugin that imports this module while the CLI loads it must find it evaluated (with
+// `await` here, the plugin's import would wait for main(), which waits for the plugin: a deadlock).
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  main(Deno.args).then(
+    (code) => Deno.exit(code),
+    (e) => {
+      console.error(`voxpipe: ${e instanceof Error ? e.stack ?? e.message : e}`);
+      Deno.exit(1);
+    },
+  );
 }
