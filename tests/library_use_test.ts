@@ -18,6 +18,17 @@ function rmsDbfs(s: Int16Array): number {
   return 20 * Math.log10(Math.sqrt(sum / s.length) / 32768);
 }
 
+Deno.test("importing mod.ts has no side effects: no CLI run, no output, nothing keeps the process alive", async () => {
+  const r = await runBounded(Deno.execPath(), [
+    "eval",
+    `const m = await import(${
+      JSON.stringify(MOD_URL)
+    }); console.log(typeof m.main, typeof m.definePlugin, typeof m.z.object);`,
+  ], { cwd: repoPath("."), timeoutMs: 60_000 });
+  assert(!r.timedOut, "the process did not exit after importing mod.ts");
+  assertEquals([r.code, r.stdout.trim(), r.stderr.trim()], [0, "function function function", ""]);
+});
+
 Deno.test("CLI: a user plugin that imports mod.ts loads and runs (no deadlock on mod.ts)", async () => {
   const dir = await Deno.makeTempDir();
   try {
