@@ -1,7 +1,9 @@
 /**
  * The core has no import cycle: the module graph of `core/*.ts` (as Deno
  * resolves it, `deno info --json`), counting type-only imports and re-exports
- * too, is acyclic. Also checks that the walk does find a cycle where one is.
+ * too, is acyclic. Also checks that the walk does find a cycle where one is,
+ * and that the files private to core/ by name (`_x.ts`) are imported from
+ * core/ only.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { repoPath } from "./util.ts";
@@ -9,11 +11,20 @@ import { repoPath } from "./util.ts";
 /** A module graph: file URL → the file URLs it imports (code or type), in one directory. */
 type Graph = Map<string, { to: string; kind: "code" | "type" }[]>;
 
-/** The import graph between the `.ts` files of `dir` (edges leaving the directory are left out). */
-async function importGraph(dir: string): Promise<Graph> {
+/** The `.ts` files of `dir`, and of its subdirectories when `recursive`. */
+async function tsFiles(dir: string, recursive = false): Promise<string[]> {
   const files: string[] = [];
-  for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(".ts")) files.push(`${dir}/${e.name}`);
-  files.sort();
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".ts")) files.push(`${dir}/${e.name}`);
+    else if (recursive && e.isDirectory && e.name !== "fixtures") {
+      files.push(...await tsFiles(`${dir}/${e.name}`, true));
+    }
+  }
+  return files.sort();
+}
+
+/** The import graph between `files` (edges to other modules are left out). */
+async function importGraph(files: string[]): Promise<Graph> {
   const urls = new Set(files.map((f) => new URL(`file://${f}`).href));
   // One entry module importing every file, so one `deno info` call sees the whole directory.
   const entry = await Deno.makeTempFile({ suffix: ".ts" });
@@ -39,7 +50,7 @@ async function importGraph(dir: string): Promise<Graph> {
       }
       graph.set(m.specifier, edges);
     }
-    assertEquals(graph.size, urls.size, "every file of the directory is in the graph");
+    assertEquals(graph.size, urls.size, "every file is in the graph");
     return graph;
   } finally {
     await Deno.remove(entry);
@@ -75,7 +86,7 @@ function findCycles(graph: Graph): string[] {
 }
 
 Deno.test("core/ has no import cycle, type-only imports and re-exports included", async () => {
-  const graph = await importGraph(repoPath("core"));
+  const graph = await importGraph(await tsFiles(repoPath("core")));
   assert(graph.size >= 10, `${graph.size} modules in core/`);
   const cycles = findCycles(graph);
   assertEquals(cycles, [], `import cycles in core/:\n${cycles.join("\n")}`);
@@ -88,9 +99,26 @@ Deno.test("the cycle walk finds a cycle made of a type-only import and a re-expo
     await Deno.writeTextFile(`${dir}/b.ts`, `export type { C as B } from "./c.ts";\n`);
     await Deno.writeTextFile(`${dir}/c.ts`, `import type { A } from "./a.ts";\nexport type C = { a?: A };\n`);
     await Deno.writeTextFile(`${dir}/d.ts`, `import "./c.ts";\n`);
-    const cycles = findCycles(await importGraph(dir));
+    const cycles = findCycles(await importGraph(await tsFiles(dir)));
     assertEquals(cycles, ["a.ts -(type)-> b.ts -(type)-> c.ts -(type)-> a.ts"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("core/_x.ts files are imported from core/ only", async () => {
+  const files = [repoPath("mod.ts")];
+  for (const dir of ["core", "plugins", "examples", "tests", "bench"]) {
+    files.push(...await tsFiles(repoPath(dir), true));
+  }
+  const graph = await importGraph(files);
+  const core = new URL(`file://${repoPath("core")}/`).href;
+  const privateFiles = [...graph.keys()].filter((u) => u.startsWith(`${core}_`));
+  assert(privateFiles.length >= 4, `private core files: ${privateFiles.join(", ")}`);
+  const offending: string[] = [];
+  for (const [from, edges] of graph) {
+    if (from.startsWith(core) && !from.slice(core.length).includes("/")) continue;
+    for (const { to } of edges) if (to.startsWith(`${core}_`)) offending.push(`${from} -> ${to}`);
+  }
+  assertEquals(offending, [], "a file outside core/ imports a file private to core/");
 });
