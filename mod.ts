@@ -1,5 +1,16 @@
 /**
- * voxpipe: a plugin-based framework for real-time audio over IP.
+ * voxpipe: a plugin-based framework for real-time audio over IP. This module is
+ * both the CLI, run when it is the main module, and the library: importing it
+ * has no side effects (no clock, socket or timer is created, the CLI does not
+ * run), so a user plugin can import {@linkcode definePlugin} and {@linkcode z}
+ * from it even while the CLI is loading that plugin.
+ *
+ * What it exports: the core (frames, the stage and plugin API, option schemas,
+ * pipelines, the registry, pipeline files and their runner, the control-plugin
+ * API, clocks, logging, errors, Web Streams adapters, stage-testing helpers;
+ * see `core/mod.ts`), the built-in plugins ({@linkcode builtinPlugins},
+ * {@linkcode builtinControls}), {@linkcode createRegistry}, {@linkcode main}
+ * and {@linkcode VERSION}. The plugin families live in `plugins/<family>/mod.ts`.
  *
  * Run as a CLI:
  *
@@ -7,7 +18,7 @@
  * deno run -A mod.ts --pipeline pipelines/transcode.json --set file=in.mp3 --set out=out.wav
  * ```
  *
- * Or import it as a library:
+ * Or import it as a library (from another project: `import ... from "voxpipe"`, see the README):
  *
  * @example
  * ```ts
@@ -26,24 +37,7 @@ import { describePlugin, listPluginLines, pipelineJsonSchema } from "./core/sche
 import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 import { builtinControls } from "./plugins/controls.ts";
 
-export * from "./core/frame.ts";
-export * from "./core/codec.ts";
-export * from "./core/format_check.ts";
-export * from "./core/stage.ts";
-export * from "./core/clock.ts";
-export * from "./core/log.ts";
-export * from "./core/errors.ts";
-export * from "./core/pipeline.ts";
-export * from "./core/registry.ts";
-export * from "./core/config.ts";
-export * from "./core/control.ts";
-export * from "./core/runner.ts";
-export * from "./core/schema.ts";
-export * from "./core/streams.ts";
-export * from "./core/session.ts";
-export * from "./core/bus.ts";
-export * from "./core/net/mod.ts";
-export { sanitizeFileComponent } from "./core/paths.ts";
+export * from "./core/mod.ts";
 export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
 
@@ -221,6 +215,14 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+// No top-level await: a user plugin that imports this module while the CLI loads it must find it evaluated (with
+// `await` here, the plugin's import would wait for main(), which waits for the plugin: a deadlock).
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  main(Deno.args).then(
+    (code) => Deno.exit(code),
+    (e) => {
+      console.error(`voxpipe: ${e instanceof Error ? e.stack ?? e.message : e}`);
+      Deno.exit(1);
+    },
+  );
 }

@@ -7,12 +7,12 @@
  *
  * @module
  */
-import type { z } from "zod";
 import type { Clock } from "./clock.ts";
 import type { CodecRegistry } from "./codec.ts";
 import type { Variables } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
+import type { OptionsOf, OptionsSchema } from "./options.ts";
 import type { Pipeline } from "./pipeline.ts";
 import type { Session } from "./session.ts";
 
@@ -62,7 +62,7 @@ export interface Controller {
 }
 
 /** What a control plugin module default-exports. */
-export interface ControlPluginDefinition<S extends z.ZodType = z.ZodType> {
+export interface ControlPluginDefinition<S extends OptionsSchema = OptionsSchema> {
   /** Name used in `"control": {"use": "..."}`. */
   name: string;
   /** Always `control`. */
@@ -74,7 +74,7 @@ export interface ControlPluginDefinition<S extends z.ZodType = z.ZodType> {
   /** zod schema of the options in the control section. */
   options: S;
   /** Creates the controller. */
-  create(options: z.output<S>, ctx: ControlContext): Controller | Promise<Controller>;
+  create(options: OptionsOf<S>, ctx: ControlContext): Controller | Promise<Controller>;
 }
 
 /** Any control plugin. */
@@ -86,11 +86,11 @@ export type AnyControlPlugin = ControlPluginDefinition<any>;
  *
  * @example
  * ```ts
- * import { z } from "zod";
+ * import { z } from "./options.ts";
  * const p = defineControl({ name: "noop", kind: "control", description: "does nothing", variables: {},
  *   options: z.object({}), create: () => ({ run: () => Promise.resolve({ code: 0 }) }) });
  * ```
  */
-export function defineControl<S extends z.ZodType>(def: ControlPluginDefinition<S>): ControlPluginDefinition<S> {
+export function defineControl<S extends OptionsSchema>(def: ControlPluginDefinition<S>): ControlPluginDefinition<S> {
   return def;
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import type { z } from "zod";
+import type { OptionsError } from "./options.ts";
 
 /** Where in a config file a problem is. */
 export interface ConfigLocation {
@@ -82,8 +83,19 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 }
 
 /**
- * Formats zod issues as `path: problem` lines, e.g. `pipelines.send[2].ptime: expected at most 60, got 70`.
+ * Formats the issues of an option schema's error as `path: problem` lines, e.g.
+ * `pipelines.send[2].ptime: expected at most 60, got 70`.
+ *
+ * @param error what the schema's `safeParse` reported
+ * @param base JSON path of the validated object, prefixed to each issue's path (e.g. `pipelines.send[2]`)
+ *
+ * @example
+ * ```ts
+ * import { z } from "./options.ts";
+ * const r = z.object({ ptime: z.number().max(60) }).safeParse({ ptime: 70 }, { reportInput: true });
+ * if (!r.success) formatZodIssues(r.error, "pipelines.send[2]"); // "pipelines.send[2].ptime: expected at most 60, got 70"
+ * ```
  */
-export function formatZodIssues(error: z.ZodError, base: string): string {
+export function formatZodIssues(error: OptionsError, base: string): string {
   return error.issues.map((iss) => `${pathToString(base, iss.path)}: ${describeIssue(iss)}`).join("; ");
 }

@@ -19,38 +19,32 @@ import { z } from "zod";
 import { type Clock, mediaClock, type Timer } from "./clock.ts";
 import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import type { Registry } from "./registry.ts";
 import { Session } from "./session.ts";
 import {
   type AnyPlugin,
   type Emit,
   FormatError,
+  type PluginResolver,
   type RunContext,
   type SinkStage,
   type SourceStage,
   type Stage,
+  type StageConfig,
   type StageContext,
   type StageKind,
   type SubStage,
   type TransformStage,
 } from "./stage.ts";
 import { ConfigError, formatZodIssues } from "./errors.ts";
+import type { OptionsSchema } from "./options.ts";
 import { describeFormats, stageConfigText } from "./format_check.ts";
 
-/** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
-export interface StageConfig {
-  /** Plugin name, or a path/URL to a plugin module. */
-  use: string;
-  /** Optional label for logs and stats (default: the plugin name). */
-  name?: string;
-  /** Plugin options. */
-  [option: string]: unknown;
-}
+export type { StageConfig } from "./stage.ts";
 
 /** Options for {@linkcode buildPipeline}. */
 export interface BuildOptions {
-  /** Where plugins are looked up. */
-  registry: Registry;
+  /** Where plugins are looked up: a {@linkcode Registry} (any {@linkcode PluginResolver}). */
+  registry: PluginResolver;
   /**
    * The session the chain runs in (a call's sockets, port pair, RTCP, events
    * and statistics). Default: a session of its own, closed when the pipeline
@@ -159,7 +153,7 @@ const SPECIAL_KEYS = new Set(["use", "name"]);
 const strictCache = new WeakMap<z.ZodType, z.ZodType>();
 
 /** The schema with unknown keys refused (a typo in an option name must not pass silently). */
-export function strictSchema(schema: z.ZodType): z.ZodType {
+export function strictSchema(schema: OptionsSchema): OptionsSchema {
   let s = strictCache.get(schema);
   if (!s) {
     s = schema instanceof z.ZodObject ? schema.strict() : schema;
@@ -187,7 +181,7 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   const log = opts.log ?? silentLogger;
   const clock = opts.session?.clock ?? opts.clock ?? mediaClock();
   const session = opts.session ?? new Session({ id: name, clock, log });
-  const pipeline = new Pipeline(name, clock, log, session, opts.session === undefined);
+  const pipeline = internals.create(name, clock, log, session, opts.session === undefined);
   const slots: Slot[] = [];
   try {
     const env: BuildEnv = { pipeline, registry: opts.registry, baseDir, file: opts.file };
@@ -217,10 +211,10 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
     negotiate(slots, name, opts.registry);
   } catch (e) {
     // Release what was created before the failure.
-    await pipeline._abandon(slots);
+    await internals.abandon(pipeline, slots);
     throw e;
   }
-  pipeline._init(slots);
+  internals.init(pipeline, slots);
   return pipeline;
 }
 
@@ -230,7 +224,7 @@ const subStageErrors = new WeakSet<Error>();
 /** What building a stage needs: the pipeline it belongs to, where plugins come from, the file for errors. */
 interface BuildEnv {
   pipeline: Pipeline;
-  registry: Registry;
+  registry: PluginResolver;
   /** Directory relative plugin paths in `use` resolve against. */
   baseDir: string;
   file?: string;
@@ -267,7 +261,7 @@ async function createStage(
     throw new ConfigError(formatZodIssues(parsed.error, path), { file: env.file });
   }
   const label = labelPrefix + (typeof e.name === "string" && e.name ? e.name : plugin.name);
-  const ctx = env.pipeline._stageContext(index, label, path, env);
+  const ctx = internals.stageContext(env.pipeline, index, label, path, env);
   let stage: Stage;
   try {
     stage = await plugin.create(parsed.data, ctx);
@@ -289,7 +283,7 @@ function describeStage(s: Slot): string {
  * registered plugin offers to bridge them (see `PluginDefinition.bridges`), else a generic hint. Core names no
  * plugin: a suggestion exists only when a plugin in the registry makes it.
  */
-function hintFor(field: string, produced: Format, accepted: Format, registry: Registry): string {
+function hintFor(field: string, produced: Format, accepted: Format, registry: PluginResolver): string {
   const bridge = registry.suggestBridge(produced, accepted);
   if (bridge) return `insert ${stageConfigText(bridge)} between them`;
   const none = `no registered plugin converts ${formatToString(produced)} to ${describeFormats([accepted])}`;
@@ -303,7 +297,7 @@ function hintFor(field: string, produced: Format, accepted: Format, registry: Re
   }
 }
 
-function negotiate(slots: Slot[], name: string, registry: Registry): void {
+function negotiate(slots: Slot[], name: string, registry: PluginResolver): void {
   let fmt: Format | undefined;
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i];
@@ -351,6 +345,14 @@ function negotiate(slots: Slot[], name: string, registry: Registry): void {
   }
 }
 
+/** What {@linkcode buildPipeline} alone may do to a pipeline; set by the static block of {@linkcode Pipeline}. */
+let internals!: {
+  create(name: string, clock: Clock, log: Logger, session: Session, ownsSession: boolean): Pipeline;
+  stageContext(pipeline: Pipeline, index: number, label: string, path: string, env: BuildEnv): StageContext;
+  init(pipeline: Pipeline, slots: Slot[]): void;
+  abandon(pipeline: Pipeline, slots: Slot[]): Promise<void>;
+};
+
 /**
  * A built chain of stages. Run it with {@linkcode Pipeline.run} (or `start()`
  * and await `done`), stop it with {@linkcode Pipeline.stop}, read counters with
@@ -380,8 +382,19 @@ export class Pipeline {
   readonly #ownsSession: boolean;
   #drainWaiters: (() => void)[] = [];
 
-  /** @internal use {@linkcode buildPipeline} */
-  constructor(name: string, clock: Clock, log: Logger, session: Session, ownsSession: boolean) {
+  static {
+    internals = {
+      create: (name, clock, log, session, ownsSession) => new Pipeline(name, clock, log, session, ownsSession),
+      stageContext: (pipeline, index, label, path, env) => pipeline.#stageContext(index, label, path, env),
+      init: (pipeline, slots) => {
+        pipeline.#slots = slots;
+      },
+      abandon: (pipeline, slots) => pipeline.#abandon(slots),
+    };
+  }
+
+  /** Pipelines are made by {@linkcode buildPipeline}. */
+  private constructor(name: string, clock: Clock, log: Logger, session: Session, ownsSession: boolean) {
     this.name = name;
     this.clock = clock;
     this.log = log;
@@ -418,8 +431,8 @@ export class Pipeline {
     return this.#abort.signal;
   }
 
-  /** @internal the context of stage `index` (or of a sub-stage of it), built from config at JSON path `path` */
-  _stageContext(index: number, label: string, path: string, env: BuildEnv): StageContext {
+  /** The context of stage `index` (or of a sub-stage of it), built from config at JSON path `path`. */
+  #stageContext(index: number, label: string, path: string, env: BuildEnv): StageContext {
     return {
       pipeline: this.name,
       index,
@@ -448,13 +461,8 @@ export class Pipeline {
     };
   }
 
-  /** @internal */
-  _init(slots: Slot[]): void {
-    this.#slots = slots;
-  }
-
-  /** @internal releases stages created before a build failure */
-  async _abandon(slots: Slot[]): Promise<void> {
+  /** Releases stages created before a build failure. */
+  async #abandon(slots: Slot[]): Promise<void> {
     for (const s of slots) {
       try {
         await s.stage.close?.();

@@ -16,8 +16,7 @@ import { toFileUrl } from "./paths.ts";
 import { ConfigError, type ConfigLocation } from "./errors.ts";
 import { type CodecInfo, CodecRegistry } from "./codec.ts";
 import type { Format } from "./frame.ts";
-import type { StageConfig } from "./pipeline.ts";
-import type { AnyPlugin, StageKind } from "./stage.ts";
+import type { AnyPlugin, PluginResolver, StageConfig, StageKind } from "./stage.ts";
 import type { AnyControlPlugin } from "./control.ts";
 
 const KINDS: readonly StageKind[] = ["source", "transform", "sink"];
@@ -55,7 +54,7 @@ export function validatePluginShape(def: unknown): string | undefined {
 }
 
 /** Holds plugins by name, loads user plugins from modules, and holds the codecs they register. */
-export class Registry {
+export class Registry implements PluginResolver {
   readonly #plugins = new Map<string, AnyPlugin>();
   readonly #modules = new Map<string, Promise<AnyPlugin>>();
   /** Plugins loaded from modules with the `use` that named them, in load order (asked for bridges last). */

@@ -7,16 +7,18 @@
 import { z } from "zod";
 import type { AnyControlPlugin } from "./control.ts";
 import { formatToString } from "./frame.ts";
+import type { OptionsSchema } from "./options.ts";
 import type { Registry } from "./registry.ts";
 import type { AnyPlugin } from "./stage.ts";
 
-type JsonSchema = Record<string, unknown>;
+/** A JSON Schema document (draft 2020-12), as a plain JSON object. */
+export type JsonSchema = Record<string, unknown>;
 
 /** A string containing `${...}`, allowed wherever a value is, since parameters are substituted before validation. */
 const VARIABLE_REF: JsonSchema = { type: "string", pattern: "\\$\\{[A-Za-z_][A-Za-z0-9_.]*\\}" };
 
 /** JSON Schema of a plugin's options (input side: defaults make fields optional). */
-export function optionsJsonSchema(schema: z.ZodType): JsonSchema {
+export function optionsJsonSchema(schema: OptionsSchema): JsonSchema {
   return z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as JsonSchema;
 }
 

@@ -3,7 +3,8 @@
  *
  * A plugin module default-exports a {@linkcode PluginDefinition}: a name, a kind
  * (source, transform or sink), the formats it accepts and produces, a zod schema
- * for its options, and a factory that creates a {@linkcode Stage}.
+ * for its options (built with the `z` that `core/options.ts` and `mod.ts`
+ * re-export), and a factory that creates a {@linkcode Stage}.
  *
  * Inside a chain, frames move by synchronous calls: a source calls
  * `ctx.emit(frame)`, which runs every transform's `process` and the sink's
@@ -13,7 +14,7 @@
  *
  * @example A transform plugin that halves the level
  * ```ts
- * import { z } from "zod";
+ * import { z } from "./options.ts";
  * import { definePlugin } from "./stage.ts";
  * export default definePlugin({
  *   name: "half",
@@ -34,12 +35,12 @@
  *
  * @module
  */
-import type { z } from "zod";
 import type { Clock } from "./clock.ts";
 import type { CodecInfo, CodecRegistry } from "./codec.ts";
+import type { ConfigLocation } from "./errors.ts";
 import type { Format, Frame } from "./frame.ts";
 import type { Logger } from "./log.ts";
-import type { StageConfig } from "./pipeline.ts";
+import type { OptionsOf, OptionsSchema } from "./options.ts";
 import type { Session } from "./session.ts";
 
 /** Where a stage sits in a chain. */
@@ -94,6 +95,16 @@ export interface StageContext {
    * closes it. Set by pipelines (`core/pipeline.ts`); absent in contexts made by hand (tests).
    */
   readonly buildStage?: (config: SubStageConfig, path: string, kind?: StageKind) => Promise<SubStage>;
+}
+
+/** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
+export interface StageConfig {
+  /** Plugin name, or a path/URL to a plugin module. */
+  use: string;
+  /** Optional label for logs and stats (default: the plugin name). */
+  name?: string;
+  /** Plugin options. */
+  [option: string]: unknown;
 }
 
 /** A stage config entry as {@linkcode StageContext.buildStage} takes it: `use` names the plugin, the rest are options. */
@@ -194,7 +205,7 @@ export interface StageByKind {
 /** What a plugin module default-exports. */
 export interface PluginDefinition<
   K extends StageKind = StageKind,
-  S extends z.ZodType = z.ZodType,
+  S extends OptionsSchema = OptionsSchema,
 > {
   /** The name used in `"use": "..."`. Lower-case, dash-separated. */
   name: string;
@@ -225,7 +236,7 @@ export interface PluginDefinition<
    */
   bridges?(from: Format, to: Format): StageConfig | undefined;
   /** Creates a stage from validated options. May be async (e.g. to open a file). */
-  create(options: z.output<S>, ctx: StageContext): StageByKind[K] | Promise<StageByKind[K]>;
+  create(options: OptionsOf<S>, ctx: StageContext): StageByKind[K] | Promise<StageByKind[K]>;
 }
 
 /** Any plugin definition. */
@@ -237,15 +248,33 @@ export type AnyPlugin = PluginDefinition<StageKind, any>;
  *
  * @example
  * ```ts
- * import { z } from "zod";
+ * import { z } from "./options.ts";
  * const p = definePlugin({ name: "null-sink", kind: "sink", description: "discards", accepts: [{ kind: "pcm" }],
  *   options: z.object({}), create: () => ({ write() {} }) });
  * ```
  */
-export function definePlugin<K extends StageKind, S extends z.ZodType>(
+export function definePlugin<K extends StageKind, S extends OptionsSchema>(
   def: PluginDefinition<K, S>,
 ): PluginDefinition<K, S> {
   return def;
+}
+
+/**
+ * What finds the plugin a stage's `use` names: a registered name, or a module
+ * path or URL. A {@linkcode Registry} is one; {@linkcode buildPipeline} takes
+ * any.
+ */
+export interface PluginResolver {
+  /**
+   * Resolves `use` to a stage plugin definition, loading a module when `use` is
+   * a path (relative to `baseDir`) or URL; rejects with a `ConfigError` at
+   * `where` when there is no such plugin.
+   */
+  resolve(use: string, baseDir?: string, where?: ConfigLocation): Promise<AnyPlugin>;
+  /** The codecs the plugins registered (stages look codecs up here). */
+  readonly codecs: CodecRegistry;
+  /** A stage that would turn `from` into `to` (see {@linkcode PluginDefinition.bridges}), for link errors. */
+  suggestBridge(from: Format, to: Format): StageConfig | undefined;
 }
 
 /** Thrown by a stage's `negotiate` when it cannot take the upstream format. */

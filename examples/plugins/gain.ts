@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { z } from "zod";
-import { definePlugin } from "../../core/stage.ts";
+import { definePlugin, z } from "../../mod.ts";
 
 /** The gain stage: pcm in, pcm out, same rate and channels. */
 export default definePlugin({

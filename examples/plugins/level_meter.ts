@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { z } from "zod";
-import { definePlugin } from "../../core/stage.ts";
+import { definePlugin, z } from "../../mod.ts";
 
 function dbfs(x: number): number {
   return x > 0 ? Math.round(20 * Math.log10(x / 32768) * 10) / 10 : -Infinity;

@@ -1,0 +1,169 @@
+/**
+ * Private to the clocks: the timer heap both clocks keep their timers in, and
+ * the promise form of a timer (`sleepUntil`) they share.
+ *
+ * @module
+ */
+import type { Timer } from "./clock_types.ts";
+
+/** A timer in the heap. */
+export interface TimerEntry extends Timer {
+  /** The callback. */
+  fn: () => void;
+  /** Scheduling order: breaks ties between equal due times. */
+  seq: number;
+  /** Cancelled (or, for the real clock, already run). */
+  cancelled: boolean;
+  /** Position in the heap's array, -1 once popped. */
+  index: number;
+}
+
+/** Binary min-heap of timers ordered by (due, seq): equal due times run in scheduling order. */
+export class TimerHeap {
+  /** The heap array: `items[0]` is the earliest; entry `i`'s children are `2i+1` and `2i+2`. */
+  items: TimerEntry[] = [];
+  #seq = 0;
+
+  /** Number of entries, cancelled ones included. */
+  get size(): number {
+    return this.items.length;
+  }
+
+  /** Adds a timer for `fn` at `due`; its `cancel()` marks it cancelled (it is discarded when it reaches the top). */
+  add(due: number, fn: () => void): TimerEntry {
+    const e: TimerEntry = {
+      due,
+      fn,
+      seq: this.#seq++,
+      cancelled: false,
+      index: -1,
+      cancel: () => {
+        e.cancelled = true;
+      },
+    };
+    this.#push(e);
+    return e;
+  }
+
+  /** The earliest entry (possibly cancelled), without removing it. */
+  peek(): TimerEntry | undefined {
+    return this.items[0];
+  }
+
+  /** The earliest entry that is not cancelled, discarding cancelled ones above it. */
+  peekLive(): TimerEntry | undefined {
+    let e = this.items[0];
+    while (e && e.cancelled) {
+      this.pop();
+      e = this.items[0];
+    }
+    return e;
+  }
+
+  /** Removes and returns the earliest entry. */
+  pop(): TimerEntry | undefined {
+    const a = this.items;
+    if (a.length === 0) return undefined;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      last.index = 0;
+      this.#down(0);
+    }
+    top.index = -1;
+    return top;
+  }
+
+  /** Drops every entry. */
+  clear(): void {
+    this.items.length = 0;
+  }
+
+  /**
+   * The due times of the earliest live timers, ascending and distinct, at most
+   * `max` of them, written into `out` (a best-first walk of the heap that visits
+   * only the entries it needs).
+   */
+  earliest(max: number, out: number[], frontier: TimerEntry[]): number[] {
+    this.peekLive();
+    const items = this.items;
+    out.length = 0;
+    frontier.length = 0;
+    if (items.length > 0) frontier.push(items[0]);
+    while (frontier.length > 0 && out.length < max) {
+      let m = 0;
+      for (let i = 1; i < frontier.length; i++) if (frontier[i].due < frontier[m].due) m = i;
+      const e = frontier[m];
+      frontier[m] = frontier[frontier.length - 1];
+      frontier.length--;
+      if (!e.cancelled && out[out.length - 1] !== e.due) out.push(e.due);
+      const l = 2 * e.index + 1;
+      if (l < items.length) frontier.push(items[l]);
+      if (l + 1 < items.length) frontier.push(items[l + 1]);
+    }
+    return out;
+  }
+
+  #less(a: TimerEntry, b: TimerEntry): boolean {
+    return a.due < b.due || (a.due === b.due && a.seq < b.seq);
+  }
+
+  #push(e: TimerEntry): void {
+    const a = this.items;
+    a.push(e);
+    let i = a.length - 1;
+    e.index = i;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.#less(a[i], a[p])) break;
+      this.#swap(i, p);
+      i = p;
+    }
+  }
+
+  #down(i: number): void {
+    const a = this.items;
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < a.length && this.#less(a[l], a[m])) m = l;
+      if (r < a.length && this.#less(a[r], a[m])) m = r;
+      if (m === i) return;
+      this.#swap(i, m);
+      i = m;
+    }
+  }
+
+  #swap(i: number, j: number): void {
+    const a = this.items;
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+    a[i].index = i;
+    a[j].index = j;
+  }
+}
+
+/**
+ * The promise form of a timer: resolves when `at(due, ...)` fires, rejects with
+ * the signal's reason (and cancels the timer) when the signal aborts first.
+ */
+export function sleepUntil(
+  at: (due: number, fn: () => void) => Timer,
+  due: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      t.cancel();
+      reject(signal!.reason);
+    };
+    const t = at(due, () => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

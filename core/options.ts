@@ -1,0 +1,53 @@
+/**
+ * Option schemas. A plugin declares its options with a
+ * [zod 4](https://zod.dev) schema: the schema validates the options of a
+ * pipeline file with path-aware errors, fills in defaults, and is turned into
+ * JSON Schema for editors and `--describe`.
+ *
+ * voxpipe re-exports the zod it uses as {@linkcode z}, so a plugin written
+ * against voxpipe needs no zod import of its own, and its schemas come from
+ * the same copy of zod as voxpipe's (voxpipe refuses unknown option keys by
+ * recognising zod object schemas, which works only across one copy).
+ *
+ * @example
+ * ```ts
+ * const options = z.object({
+ *   gain_db: z.number().min(-60).max(40).default(0).describe("gain in dB"),
+ * });
+ * type GainOptions = OptionsOf<typeof options>; // { gain_db: number }
+ * ```
+ *
+ * @module
+ */
+import { z as zod } from "zod";
+
+/**
+ * The zod 4 namespace (`z` of the `zod` package, the version voxpipe pins in
+ * its `deno.json`): build option schemas with it, e.g.
+ * `z.object({ rate: z.number().int().default(8000) })`. Its documentation is
+ * zod's own: https://zod.dev/api. It is re-exported as a value: for types, use
+ * {@linkcode OptionsOf} (zod's `z.infer`/`z.output`) and
+ * {@linkcode OptionsSchema} (`z.ZodType`), or import `zod` itself.
+ */
+export const z: typeof zod = zod;
+
+/**
+ * The schema of a plugin's options: any zod 4 schema, usually
+ * `z.object({...})` with a `.default()` and a `.describe()` text per option
+ * (the texts appear in `--describe` and in the pipeline JSON Schema).
+ */
+export type OptionsSchema = zod.ZodType;
+
+/**
+ * The options a schema yields once validated: the schema's output type, with
+ * defaults filled in (what zod calls `z.output<S>`). A plugin's `create`
+ * receives this.
+ */
+export type OptionsOf<S extends OptionsSchema> = S["_zod"]["output"];
+
+/**
+ * The error a schema's `safeParse` reports for invalid options: a zod
+ * `ZodError`, whose `issues` each carry a `path` and a `code`;
+ * `formatZodIssues` turns it into `pipelines.send[2].ptime: expected at most 60, got 70`.
+ */
+export type OptionsError = zod.ZodError;
