@@ -21,7 +21,7 @@
  * @module
  */
 import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
-import type { StageConfig } from "./pipeline.ts";
+import type { StageConfig } from "./stage.ts";
 import { FormatError, type StageContext } from "./stage.ts";
 
 /** Who checks, for the messages of {@linkcode expectFormat}. */
