@@ -586,6 +586,7 @@ export class Pipeline {
       emit,
       ready: () => this.#ready(),
       fail: (e) => this.#fail(idx, e),
+      realtimeSink: this.#slots[this.#slots.length - 1].plugin.realtime === true,
     };
   }
 

@@ -138,6 +138,13 @@ export interface RunContext extends StageContext {
   ready(): Promise<void>;
   /** Fails the pipeline with this error (from async code paths such as timers and sockets). */
   fail(error: unknown): void;
+  /**
+   * True when the chain ends in a real-time sink (a network or device sink:
+   * its plugin says `realtime`): audio must be played on time. False for a
+   * chain that ends in a file: a stage may then follow the sender's timeline
+   * instead of the clock (a jitter buffer records what was sent, exactly).
+   */
+  readonly realtimeSink: boolean;
 }
 
 /** Common life-cycle of every stage. */

@@ -24,6 +24,11 @@ export interface TestContextOptions {
   out?: Frame[];
   /** Abort controller for stop requests. */
   abort?: AbortController;
+  /**
+   * Whether the stage's chain ends in a real-time sink (default true: stages
+   * behave as in a call played out live; false: as in a chain recording to a file).
+   */
+  realtimeSink?: boolean;
   /** The session (default: a new one on the clock and `net`). */
   session?: Session;
   /** Network of the default session (default: real UDP). */
@@ -80,6 +85,7 @@ export function testContext(opts: TestContextOptions = {}): {
     },
     ready: () => Promise.resolve(),
     fail: (e) => errors.push(e),
+    realtimeSink: opts.realtimeSink ?? true,
   };
   return { ctx, out, events, errors, abort, release: () => session.close() };
 }

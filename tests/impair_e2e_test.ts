@@ -108,7 +108,7 @@ Deno.test("impair e2e: 5 % loss, 40 ms jitter, 2 % reorder over loopback: no gap
       { use: "rtp-depacketizer", codec },
       { use: "test-seq-tap" },
       { use: "rtcp", session: `impair-rx-${port}`, rtp_port: port, bind: "127.0.0.1", interval: 0.5 },
-      { use: "jitter-buffer" },
+      { use: "jitter-buffer", mode: "playout" }, // a live playout, though this test collects the frames
       { use: "g711-decoder" },
       { use: "test-collect" },
     ], { registry });

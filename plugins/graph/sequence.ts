@@ -170,7 +170,14 @@ class Sequence implements SourceStage {
         this.#samples += n;
         return rc.emit(pts === f.pts ? f : { ...f, pts });
       };
-      const itemCtx: RunContext = { ...item.ctx, signal, emit, ready: rc.ready, fail: rc.fail };
+      const itemCtx: RunContext = {
+        ...item.ctx,
+        signal,
+        emit,
+        ready: rc.ready,
+        fail: rc.fail,
+        realtimeSink: rc.realtimeSink,
+      };
       try {
         await item.stage.start?.(itemCtx);
         await (item.stage as SourceStage).run(itemCtx);

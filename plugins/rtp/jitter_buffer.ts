@@ -115,10 +115,11 @@
  */
 import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
-import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
+import { type CodecInfo, type CodecRegistry, payloadSamples } from "../../core/codec.ts";
 import type { EncodedFrame, Format, RtpFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
+import { RecordBuffer } from "./record_buffer.ts";
 import { definePlugin, FormatError, type RunContext } from "../../core/stage.ts";
 
 /** Options of the `jitter-buffer` stage. */
@@ -140,6 +141,16 @@ export const jitterBufferOptions = z.strictObject({
   max_conceal: z.number().min(0).max(2000).default(100).describe(
     "How long a missing stream is concealed before the buffer plays silence, 0..2000 ms (default 100).",
   ),
+  mode: z.enum(["auto", "playout", "record"]).default("auto").describe(
+    '"playout": one frame per ptime on the media clock, with adaptive delay (for a speaker, a network sink, a ' +
+      'bridge). "record": frames on the sender\'s timeline, as soon as they are in order, whatever the timing ' +
+      '(nothing dropped or inserted but what the sequence numbers say was lost; for a file). Default "auto": ' +
+      "record when the chain ends in a sink that is not real-time (a file), playout otherwise.",
+  ),
+  reorder_ms: z.number().min(0).max(5000).default(300).describe(
+    "Record mode: how much of the sender's audio may arrive after a gap before the gap is declared lost and " +
+      "concealed, 0..5000 ms (default 300).",
+  ),
 }).refine((o) => o.min_delay <= o.max_delay, {
   message: "expected min_delay <= max_delay",
   path: ["max_delay"],
@@ -150,6 +161,12 @@ export const jitterBufferOptions = z.strictObject({
 
 /** Validated options of the `jitter-buffer` stage. */
 export type JitterBufferOptions = z.output<typeof jitterBufferOptions>;
+
+/** The options the playout buffer ({@linkcode JitterBuffer}) uses. */
+export type PlayoutOptions = Pick<
+  JitterBufferOptions,
+  "min_delay" | "max_delay" | "initial_delay" | "ptime" | "max_conceal"
+>;
 
 /** Length of the window over which transit times are observed (ms). */
 export const JB_WINDOW_MS = 8000;
@@ -279,7 +296,7 @@ export interface JitterBufferCodecs {
  */
 export class JitterBuffer {
   /** Options in effect. */
-  readonly options: JitterBufferOptions;
+  readonly options: PlayoutOptions;
   /** Called when the grid changes (first packet, ptime change), so the driver re-arms its timer. */
   onGrid?: () => void;
   /** Frame duration (ms). */
@@ -352,7 +369,7 @@ export class JitterBuffer {
    * @param codecs the codec assumed until packets name another, and where named codecs are looked up; packets
    *   arriving while no codec is known are dropped as `invalid`
    */
-  constructor(options: JitterBufferOptions, codecs: JitterBufferCodecs = {}) {
+  constructor(options: PlayoutOptions, codecs: JitterBufferCodecs = {}) {
     this.options = options;
     this.#codecs = codecs.codecs;
     this.#ptimeFixed = options.ptime !== undefined;
@@ -940,6 +957,14 @@ export const jitterBuffer = definePlugin({
   create(opts, sctx) {
     const check: FormatCheck = { stage: NAME, ctx: sctx };
     const jb = new JitterBuffer(opts, { codecs: sctx.codecs });
+    /** The codec once known (negotiated, or from the first packet): how many samples a payload holds. */
+    let codec: CodecInfo | undefined;
+    const samplesOf = (p: Uint8Array) => {
+      if (!codec) return p.length;
+      return payloadSamples(codec, p.length);
+    };
+    const rb = new RecordBuffer({ reorderMs: opts.reorder_ms, samplesOf });
+    let mode: "playout" | "record" = opts.mode === "record" ? "record" : "playout";
     const clock = sctx.clock;
     let ctx: RunContext | undefined;
     let timer: Timer | undefined;
@@ -966,6 +991,15 @@ export const jitterBuffer = definePlugin({
     const summarize = () => {
       if (summarized) return;
       summarized = true;
+      if (mode === "record") {
+        const r = rb.stats();
+        const media = sctx.session.stats;
+        media.lost = Math.max(media.lost, r.lost);
+        media.late += r.late;
+        media.concealedFrames += r.lost;
+        if (r.received > 0) sctx.log.info("record buffer summary", { ...r });
+        return;
+      }
       const s = jb.stats(clock.now());
       const media = sctx.session.stats;
       media.lost = Math.max(media.lost, s.lost);
@@ -1004,22 +1038,35 @@ export const jitterBuffer = definePlugin({
           );
         }
         jb.setCodec(info);
+        codec = info;
         return { kind: "encoded", codec: info.name, clockRate: info.clockRate };
       },
       start(runCtx) {
         ctx = runCtx;
-        arm();
+        if (opts.mode === "auto") mode = runCtx.realtimeSink ? "playout" : "record";
+        runCtx.log.info(
+          mode === "record"
+            ? "mode record: the chain ends in a file, frames follow the sender's timeline"
+            : "mode playout: one frame per ptime on the media clock, adaptive delay",
+        );
+        if (mode === "playout") arm();
       },
-      process(frame) {
+      process(frame, emit) {
         if (frame.kind !== "rtp" || stopped) return;
+        if (mode === "record") {
+          if (!codec && frame.codec) codec = sctx.codecs.get(frame.codec);
+          rb.insert(frame, emit);
+          return;
+        }
         jb.insert(frame, frame.arrival ?? clock.now());
       },
       flush(emit) {
         stopped = true;
         timer?.cancel();
         timer = undefined;
+        if (mode === "record") rb.flush(emit);
         summarize();
-        for (const f of jb.drain()) emit(f);
+        if (mode === "playout") { for (const f of jb.drain()) emit(f); }
       },
       close() {
         stopped = true;
@@ -1028,7 +1075,7 @@ export const jitterBuffer = definePlugin({
         summarize();
       },
       stats() {
-        return { ...jb.stats(clock.now()) };
+        return mode === "record" ? { mode, ...rb.stats() } : { mode, ...jb.stats(clock.now()) };
       },
     };
   },

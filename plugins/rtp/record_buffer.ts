@@ -91,6 +91,8 @@ export interface RecordBufferStats {
   held: number;
   /** Most packets held at once. */
   max_held: number;
+  /** Longest packet received (ms of audio). */
+  max_packet_ms: number;
 }
 
 interface Held {
@@ -163,6 +165,7 @@ export class RecordBuffer {
     silence_samples: 0,
     held: 0,
     max_held: 0,
+    max_packet_ms: 0,
   };
 
   /**
@@ -305,6 +308,8 @@ export class RecordBuffer {
   }
 
   #hold(frame: RtpFrame, seq: number, ts: number, n: number): void {
+    const ms = (n * 1000) / this.#clockRate;
+    if (ms > this.#n.max_packet_ms) this.#n.max_packet_ms = Math.round(ms * 10) / 10;
     let payload = frame.payload;
     if (ts < this.#nextTs) {
       // Its head was played (or concealed) already: keep the rest.
