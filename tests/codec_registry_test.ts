@@ -499,7 +499,10 @@ Deno.test("call: caller → callee with the example L16 codec loaded by path; th
     const got = await readWav(`${dir}/call.wav`);
     assertEquals(got.sampleRate, 8000);
     const inserted = assertFramesInOrder(expected.samples, got.samples);
-    assertEquals(inserted, Number(/inserted=(\d+)/.exec(ce.stderr)?.[1]), "inserted frames as the jitter buffer says");
+    // The recording follows the sender's timeline (the jitter buffer records, as the chain ends in a file):
+    // nothing inserted, whatever the load.
+    assertMatch(ce.stderr, /\[JITTER-BUFFER\] mode record/);
+    assertEquals(inserted, 0, "frames inserted into the recording");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
