@@ -13,6 +13,7 @@ import { plugins as g711 } from "./g711/mod.ts";
 import { plugins as rtp } from "./rtp/mod.ts";
 import { plugins as udp } from "./udp/mod.ts";
 import { plugins as device } from "./audio-device/mod.ts";
+import { plugins as relay } from "./relay/mod.ts";
 
 /** All built-in stage plugins. */
 export const builtinPlugins: AnyPlugin[] = [
@@ -25,4 +26,5 @@ export const builtinPlugins: AnyPlugin[] = [
   ...rtp,
   ...udp,
   ...device,
+  ...relay,
 ];
