@@ -48,6 +48,7 @@ function client(
   file: string,
   out: string,
   codec: string,
+  extra: string[] = [],
 ): BoundedProcess {
   return spawnCli([
     "--pipeline",
@@ -64,7 +65,21 @@ function client(
     `out=${out}`,
     "--set",
     `codec=${codec}`,
+    ...extra,
   ], { timeoutMs: 60_000 });
+}
+
+function relayProcess(tcp: number, udp: number): BoundedProcess {
+  return spawnCli([
+    "--pipeline",
+    "pipelines/relay.json",
+    "--set",
+    `port=${tcp}`,
+    "--set",
+    `udp_port=${udp}`,
+    "--set",
+    "bind=127.0.0.1",
+  ], { timeoutMs: 90_000, stopSignal: "SIGINT" });
 }
 
 for (const codec of ["PCMU", "PCMA"] as const) {
@@ -143,3 +158,76 @@ for (const codec of ["PCMU", "PCMA"] as const) {
     },
   });
 }
+
+Deno.test({
+  name: "relay restart: the clients register again by themselves and the audio flows again",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "voxpipe-relay-" });
+    const procs = new ProcessGroup();
+    try {
+      // 12 s each way; the relay is stopped once both clients are sending and restarted on the same ports.
+      const a = g711Audio("PCMU", 12, 21), b = g711Audio("PCMU", 12, 22);
+      await writeWav(`${dir}/a.wav`, a.samples, 8000);
+      await writeWav(`${dir}/b.wav`, b.samples, 8000);
+      const tcp = freeTcpPort(), udp = freeUdpPort(), portA = freeUdpPort(), portB = freeUdpPort();
+      const relay1 = procs.add(relayProcess(tcp, udp));
+      await relay1.waitForOutput(/\[RELAY\] listening on tcp/, 30_000);
+      // The receive chains end 5 s after the last datagram, should an end marker be lost in the outage.
+      const extra = ["--set", "timeout=5"];
+      const ca = procs.add(client(tcp, portA, portB, `${dir}/a.wav`, `${dir}/rec-a.wav`, "PCMU", extra));
+      const cb = procs.add(client(tcp, portB, portA, `${dir}/b.wav`, `${dir}/rec-b.wav`, "PCMU", extra));
+      await Promise.all([
+        ca.waitForOutput(/sending to the relay/, 30_000),
+        cb.waitForOutput(/sending to the relay/, 30_000),
+      ]);
+      // Once the first relay has forwarded audio both ways, it stops.
+      for (let i = 0;; i++) {
+        const st = await relayStats(tcp);
+        if (st.per_client.length === 2 && st.per_client.every((c) => c.packets_out >= 25)) break;
+        if (i > 300) throw new Error(`relay 1 did not forward: ${JSON.stringify(st)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      relay1.kill("SIGINT");
+      assertEquals((await relay1.result).code, 0);
+      const relay2 = procs.add(relayProcess(tcp, udp));
+      await relay2.waitForOutput(/\[RELAY\] listening on tcp/, 30_000);
+      await Promise.all([
+        ca.waitForOutput(/\[RELAY\] registered at 127\.0\.0\.1:\d+ again/, 40_000),
+        cb.waitForOutput(/\[RELAY\] registered at 127\.0\.0\.1:\d+ again/, 40_000),
+      ]);
+      const [ra, rb] = await Promise.all([ca.result, cb.result]);
+      assertEquals(ra.code, 0, `client A: ${ra.stderr.slice(-2500)}`);
+      assertEquals(rb.code, 0, `client B: ${rb.stderr.slice(-2500)}`);
+      for (const r of [ra, rb]) {
+        assertMatch(r.stderr, /lost the relay \(the relay said BYE shutting down\): registering again/);
+      }
+      // The new relay forwarded audio both ways; what it forwarded arrived sample-exact on the sender's timeline:
+      // each recording ends with the sender's last second.
+      const stats = await relayStats(tcp);
+      assertEquals(stats.registrations, 2);
+      assertEquals(stats.disconnects, 2);
+      assertEquals(stats.clients, 0);
+      relay2.kill("SIGINT");
+      const r2 = await relay2.result;
+      for (const port of [portA, portB]) {
+        const m = new RegExp(`disconnect 127\\.0\\.0\\.1:${port} packets_in=(\\d+) packets_out=(\\d+)`).exec(r2.stderr);
+        assert(m, r2.stderr.slice(-2000));
+        // (A datagram may arrive before the target has registered again: dropped as target_down.)
+        assert(
+          Number(m[2]) >= 50 && Number(m[1]) >= Number(m[2]),
+          `relay 2 forwarded ${m[2]} of ${m[1]} datagrams from ${port}`,
+        );
+      }
+      for (const [rec, src] of [[`${dir}/rec-a.wav`, b.samples], [`${dir}/rec-b.wav`, a.samples]] as const) {
+        const got = (await readWav(rec)).samples;
+        assertEquals(got.length, src.length, `${rec}: the recording spans the sender's whole timeline`);
+        assertEquals(got.subarray(got.length - 8000), src.subarray(src.length - 8000), `${rec}: the last second`);
+      }
+    } finally {
+      await procs.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -133,7 +133,6 @@ class RelayClientController implements Controller {
       retryMaxMs: o.retry_max * 1000,
       replyTimeoutMs: o.reply_timeout * 1000,
       heartbeatMs: o.heartbeat * 1000,
-      signal: ctx.signal,
       listenPort: (conn) => {
         if (!sock) {
           sock = session.socket(o.bind || conn.local.hostname, o.port);
@@ -150,6 +149,11 @@ class RelayClientController implements Controller {
     this.#reg = reg;
     try {
       let first;
+      // Interrupted while registering: stop trying. (Once registered, an interrupt ends the chains first; the
+      // registration is then removed with DISCONNECT.)
+      const stopTrying = () => reg.close();
+      ctx.signal.addEventListener("abort", stopTrying, { once: true });
+      if (ctx.signal.aborted) stopTrying();
       try {
         first = await reg.register();
       } catch (e) {
@@ -157,6 +161,8 @@ class RelayClientController implements Controller {
           return { code: 1, reason: "interrupted before the registration at the relay completed" };
         }
         return { code: 1, reason: errText(e) };
+      } finally {
+        ctx.signal.removeEventListener("abort", stopTrying);
       }
       const relayUdp = formatHostPort({ hostname: relay.hostname, port: first.udpPort });
       reg.on({

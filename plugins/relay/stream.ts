@@ -34,8 +34,8 @@ export interface StreamConn {
   start(handlers: StreamHandlers): void;
   /**
    * Queues bytes to send. Returns false, queuing nothing, when the connection
-   * is closed or more than its write bound is waiting (a peer that does not
-   * read): the owner should close it.
+   * is closed or the bytes would make more than its write bound wait (a peer
+   * that does not read): the owner should close it.
    */
   write(data: Uint8Array): boolean;
   /** Closes once what was written has been sent (bounded in time); `end` follows. Idempotent. */
@@ -124,7 +124,8 @@ class TcpConn implements StreamConn {
   }
 
   write(data: Uint8Array): boolean {
-    if (this.#closed || this.#closing || this.#queued + data.length > WRITE_BOUND) return false;
+    // (One message larger than the bound is taken when nothing waits: a STATS reply of many clients.)
+    if (this.#closed || this.#closing || (this.#queued > 0 && this.#queued + data.length > WRITE_BOUND)) return false;
     this.#queue.push(data);
     this.#queued += data.length;
     if (!this.#writing) this.#writeLoop();
