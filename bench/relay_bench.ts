@@ -4,7 +4,9 @@
  * clients over TCP (pairs, each targeting the other: N streams) and sends a
  * 172-byte packet (an RTP packet of 20 ms of G.711) every 20 ms per stream,
  * phases spread evenly over the 20 ms, for a fixed time; every stream's
- * packets come back to its partner's socket here.
+ * packets come back to its partner's socket here. The sockets live in worker
+ * threads of this process (`_relay_bench_worker.ts`, at most 128 each: one
+ * event loop does not keep up with hundreds of UDP sockets).
  *
  * Printed per N (default 100 and 500):
  *
@@ -168,117 +170,87 @@ async function relayStats(): Promise<{ packets_out: number; packets_in: number; 
   }
 }
 
-// ---- streams -----------------------------------------------------------------------------
+// ---- streams (in workers) ----------------------------------------------------------------
 
-interface Streams {
-  socks: Deno.DatagramConn[];
-  ports: number[];
-  lines: Line[];
-  /** Latencies (ms) recorded while `recording`. */
-  lat: Float64Array;
-  n: number;
+/** Streams per worker at most: one Deno event loop keeps up with about this many sockets here. */
+const PER_WORKER = 128;
+
+interface RunResult {
+  sent: number;
   received: number;
-  recording: boolean;
-  loops: Promise<void>[];
+  latencies: Float64Array;
 }
 
-async function openStreams(count: number, maxSamples: number): Promise<Streams> {
-  const s: Streams = {
-    socks: [],
-    ports: [],
-    lines: [],
-    lat: new Float64Array(maxSamples),
-    n: 0,
-    received: 0,
-    recording: false,
-    loops: [],
+/** A worker of this process owning some of the streams (`_relay_bench_worker.ts`). */
+class StreamWorker {
+  readonly #w = new Worker(new URL("./_relay_bench_worker.ts", import.meta.url), { type: "module" });
+  #waiting: ((m: Record<string, unknown>) => void) | undefined;
+  constructor() {
+    this.#w.onmessage = (e) => {
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      if (e.data.type === "error") throw new Error(`bench worker: ${e.data.message}`);
+      w?.(e.data);
+    };
+  }
+  #ask(msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return new Promise((resolve) => {
+      this.#waiting = resolve;
+      this.#w.postMessage(msg);
+    });
+  }
+  async open(count: number, first: number, total: number): Promise<void> {
+    await this.#ask({ type: "open", count, first, total, tcpPort, host: HOST });
+  }
+  async run(to: "direct" | "relay", startEpochMs: number, ms: number): Promise<RunResult> {
+    const r = await this.#ask({ type: "run", to, udpPort, startEpochMs, ms, warmupMs: WARMUP_MS });
+    return r as unknown as RunResult;
+  }
+  async close(): Promise<void> {
+    await this.#ask({ type: "close" });
+    this.#w.terminate();
+  }
+}
+
+/** N streams over workers of at most PER_WORKER each (an even number per worker: pairs stay together). */
+async function openStreams(total: number): Promise<StreamWorker[]> {
+  const workers: StreamWorker[] = [];
+  const nw = Math.ceil(total / PER_WORKER);
+  let first = 0;
+  for (let w = 0; w < nw; w++) {
+    let count = Math.round((total - first) / (nw - w));
+    if (count % 2) count++;
+    count = Math.min(count, total - first);
+    const sw = new StreamWorker();
+    await sw.open(count, first, total);
+    workers.push(sw);
+    first += count;
+  }
+  return workers;
+}
+
+/** Runs every worker for `ms` from a common start; merges what they measured. */
+async function runAll(workers: StreamWorker[], to: "direct" | "relay", ms: number): Promise<RunResult> {
+  const startEpochMs = performance.timeOrigin + performance.now() + 200;
+  const rs = await Promise.all(workers.map((w) => w.run(to, startEpochMs, ms)));
+  const n = rs.reduce((a, r) => a + r.latencies.length, 0);
+  const latencies = new Float64Array(n);
+  let o = 0;
+  for (const r of rs) {
+    latencies.set(r.latencies, o);
+    o += r.latencies.length;
+  }
+  return {
+    sent: rs.reduce((a, r) => a + r.sent, 0),
+    received: rs.reduce((a, r) => a + r.received, 0),
+    latencies,
   };
-  for (let i = 0; i < count; i++) {
-    const sock = Deno.listenDatagram({ transport: "udp", hostname: HOST, port: 0 });
-    s.socks.push(sock);
-    s.ports.push((sock.addr as Deno.NetAddr).port);
-  }
-  for (const sock of s.socks) {
-    s.loops.push((async () => {
-      const buf = new Uint8Array(2048);
-      const view = new DataView(buf.buffer);
-      for (;;) {
-        let got;
-        try {
-          got = await sock.receive(buf);
-        } catch {
-          return; // closed
-        }
-        const now = performance.now();
-        s.received++;
-        if (s.recording && got[0].length >= 8 && s.n < s.lat.length) s.lat[s.n++] = now - view.getFloat64(0);
-      }
-    })());
-  }
-  // Register: stream i targets its partner i ^ 1.
-  for (let i = 0; i < count; i++) {
-    const l = await Line.open();
-    const r = await l.request(`HELLO ${s.ports[i]} ${HOST} ${s.ports[i ^ 1]}`, 2);
-    if (!r[0].startsWith("OK ")) throw new Error(`registration ${i}: ${r.join(" | ")}`);
-    s.lines.push(l);
-  }
-  return s;
 }
 
-async function closeStreams(s: Streams): Promise<void> {
-  for (const l of s.lines) {
-    try {
-      await l.request("DISCONNECT");
-      l.conn.close();
-    } catch { /* closed */ }
-  }
-  for (const sock of s.socks) sock.close();
-  await Promise.all(s.loops);
-}
-
-/** Sends one packet per stream every 20 ms for `ms` (phases spread over the period); returns packets sent. */
-async function pace(s: Streams, to: (i: number) => Deno.NetAddr, ms: number, record: boolean): Promise<number> {
-  const count = s.socks.length;
-  const bufs = s.socks.map(() => [new Uint8Array(PACKET), new Uint8Array(PACKET)]);
-  const addrs = s.socks.map((_, i) => to(i));
-  const start = performance.now() + 50;
-  let sent = 0, k = 0;
-  const order = Array.from({ length: count }, (_, i) => i); // stream i due at start + i * PTIME / count
-  let next = 0; // index into the schedule: packet (k, order[next])
-  const end = start + ms;
-  s.recording = false;
-  while (true) {
-    const now = performance.now();
-    if (record && !s.recording && now >= start + WARMUP_MS) s.recording = true;
-    if (now >= end) break;
-    // Send everything due by now.
-    for (;;) {
-      const i = order[next];
-      const due = start + k * PTIME + (i * PTIME) / count;
-      if (due > now) break;
-      const b = bufs[i][k & 1];
-      new DataView(b.buffer).setFloat64(0, performance.now());
-      s.socks[i].send(b, addrs[i]).catch(() => {});
-      sent++;
-      if (++next === count) {
-        next = 0;
-        k++;
-      }
-    }
-    const i = order[next];
-    const due = start + k * PTIME + (i * PTIME) / count;
-    const wait = due - performance.now();
-    // Sleep until ~1 ms before it is due; the receive loops run meanwhile.
-    await new Promise((r) => setTimeout(r, Math.max(0, wait - 1)));
-  }
-  s.recording = false;
-  await new Promise((r) => setTimeout(r, 300)); // the last packets arrive
-  return sent;
-}
-
-function percentile(a: Float64Array, n: number, p: number): number {
-  const sorted = a.slice(0, n).sort();
-  return sorted[Math.min(n - 1, Math.floor((p / 100) * n))];
+function percentile(a: Float64Array, p: number): number {
+  if (a.length === 0) return NaN;
+  const sorted = a.slice().sort();
+  return sorted[Math.min(a.length - 1, Math.floor((p / 100) * a.length))];
 }
 
 function fmt(x: number, d = 2): string {
@@ -300,57 +272,65 @@ try {
   const relayAddr: Deno.NetAddr = { transport: "udp", hostname: HOST, port: udpPort };
   for (const n of STREAMS) {
     const count = n % 2 === 0 ? n : n + 1;
-    const s = await openStreams(count, Math.ceil((count * SECONDS * 1000) / PTIME) + 1000);
+    const workers = await openStreams(count);
     // Baseline: the same sockets, straight to the partner.
-    s.received = 0;
-    const sentDirect = await pace(
-      s,
-      (i) => ({ transport: "udp", hostname: HOST, port: s.ports[i ^ 1] }),
-      (SECONDS / 2) * 1000,
-      true,
-    );
-    const directN = s.n, direct = s.lat.slice(0, s.n);
-    const directLost = sentDirect - s.received;
-    s.n = 0;
-    s.received = 0;
+    const d = await runAll(workers, "direct", (SECONDS / 2) * 1000);
     // Through the relay.
     const st0 = await relayStats();
     const cpu0 = cpuSeconds(relay.pid), self0 = cpuSeconds("self"), t0 = performance.now();
-    const sent = await pace(s, () => relayAddr, SECONDS * 1000, true);
+    const r = await runAll(workers, "relay", SECONDS * 1000);
     const cpu1 = cpuSeconds(relay.pid), self1 = cpuSeconds("self"), t1 = performance.now();
     const st1 = await relayStats();
     const fwd = st1.packets_out - st0.packets_out;
     const wall = (t1 - t0) / 1000;
     const relayCpu = cpu1 - cpu0;
+    const [r50, r99, d50, d99] = [
+      percentile(r.latencies, 50),
+      percentile(r.latencies, 99),
+      percentile(d.latencies, 50),
+      percentile(d.latencies, 99),
+    ];
     console.log(
-      `\n${count} streams (${count / 2} pairs), ${fmt(sent / wall, 0)} packets/s offered:\n` +
-        `  through the relay: latency p50 ${fmt(percentile(s.lat, s.n, 50), 3)} ms, p99 ${
-          fmt(percentile(s.lat, s.n, 99), 3)
-        } ms` +
-        ` (${s.n} samples); lost ${sent - s.received} of ${sent}\n` +
-        `  direct (baseline): latency p50 ${fmt(percentile(direct, directN, 50), 3)} ms, p99 ${
-          fmt(percentile(direct, directN, 99), 3)
-        } ms; lost ${directLost} of ${sentDirect}\n` +
-        `  added by the relay: p50 ${fmt(percentile(s.lat, s.n, 50) - percentile(direct, directN, 50), 3)} ms, p99 ${
-          fmt(percentile(s.lat, s.n, 99) - percentile(direct, directN, 99), 3)
-        } ms\n` +
+      `\n${count} streams (${count / 2} pairs, ${workers.length} sender/receiver workers), ${
+        fmt(r.sent / wall, 0)
+      } packets/s offered:\n` +
+        `  through the relay: latency p50 ${fmt(r50, 3)} ms, p99 ${fmt(r99, 3)} ms (${r.latencies.length} samples); ` +
+        `lost ${r.sent - r.received} of ${r.sent}\n` +
+        `  direct (baseline): latency p50 ${fmt(d50, 3)} ms, p99 ${fmt(d99, 3)} ms; lost ${
+          d.sent - d.received
+        } of ${d.sent}\n` +
+        `  added by the relay: p50 ${fmt(r50 - d50, 3)} ms, p99 ${fmt(r99 - d99, 3)} ms\n` +
         `  relay forwarded ${fwd} (${fmt(fwd / wall, 0)}/s), dropped ${JSON.stringify(st1.dropped)}; relay CPU ${
           fmt((relayCpu / wall) * 100, 1)
         } % of a core → ${fmt(fwd / Math.max(relayCpu, 0.01), 0)} packets/s per core; this process ${
           fmt(((self1 - self0) / wall) * 100, 1)
         } %`,
     );
-    await closeStreams(s);
+    await Promise.all(workers.map((w) => w.close()));
   }
 
-  // Flood: as fast as possible from 8 sockets for FLOOD_SECONDS.
+  // Flood: as fast as possible from 8 sockets (4 registered pairs) for FLOOD_SECONDS.
   if (FLOOD_SECONDS > 0) {
-    const s = await openStreams(8, 16);
+    const socks = Array.from({ length: 8 }, () => Deno.listenDatagram({ transport: "udp", hostname: HOST, port: 0 }));
+    const ports = socks.map((x) => (x.addr as Deno.NetAddr).port);
+    const lines: Line[] = [];
+    for (let i = 0; i < 8; i++) {
+      const l = await Line.open();
+      const [ok] = await l.request(`HELLO ${ports[i]} ${HOST} ${ports[i ^ 1]}`);
+      if (!ok.startsWith("OK ")) throw new Error(`flood registration: ${ok}`);
+      lines.push(l);
+    }
+    let closed = false;
+    // The forwarded datagrams are read and discarded (so nothing queues up here).
+    const sinks = socks.map(async (x) => {
+      const b = new Uint8Array(2048);
+      while (!closed) await x.receive(b).catch(() => {});
+    });
     const st0 = await relayStats();
     const cpu0 = cpuSeconds(relay.pid), t0 = performance.now();
     const end = t0 + FLOOD_SECONDS * 1000;
     let sent = 0;
-    await Promise.all(s.socks.map(async (sock) => {
+    await Promise.all(socks.map(async (sock) => {
       const b = new Uint8Array(PACKET);
       while (performance.now() < end) {
         // A few in flight at a time: thousands of pending sends slow Deno's event loop down.
@@ -373,7 +353,13 @@ try {
         fmt(fwd / Math.max(relayCpu, 0.01), 0)
       } packets/s per core`,
     );
-    await closeStreams(s);
+    for (const l of lines) {
+      await l.request("DISCONNECT").catch(() => []);
+      l.conn.close();
+    }
+    closed = true;
+    for (const x of socks) x.close();
+    await Promise.all(sinks);
   }
   console.log(`\nload average at the end: ${Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ")}`);
 } finally {
