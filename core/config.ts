@@ -176,7 +176,9 @@ export function parsePipelineConfig(json: unknown, path: string, label = path): 
     });
     pipelines[name] = chain as StageConfig[];
   }
-  if (Object.keys(pipelines).length === 0) throw err("declare at least one chain of stages", "pipelines");
+  if (Object.keys(pipelines).length === 0 && obj.control === undefined) {
+    throw err("declare at least one chain of stages (only a file with a control section may have none)", "pipelines");
+  }
   let control: ControlConfig | undefined;
   if (obj.control !== undefined) {
     const c = obj.control as Record<string, unknown>;

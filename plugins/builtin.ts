@@ -15,6 +15,7 @@ import { plugins as rtp } from "./rtp/mod.ts";
 import { plugins as udp } from "./udp/mod.ts";
 import { plugins as device } from "./audio-device/mod.ts";
 import { plugins as graph } from "./graph/mod.ts";
+import { plugins as relay } from "./relay/mod.ts";
 
 /** All built-in stage plugins. */
 export const builtinPlugins: AnyPlugin[] = [
@@ -28,6 +29,7 @@ export const builtinPlugins: AnyPlugin[] = [
   ...udp,
   ...device,
   ...graph,
+  ...relay,
 ];
 
 /** The codecs the built-in plugin families register, in default preference order (the g711 family's: PCMU, PCMA). */

@@ -1,0 +1,183 @@
+/**
+ * A relay client's registration (`RelayRegistration`) on a virtual clock with
+ * in-memory TCP and UDP: retries with backoff, heartbeats, leaving, and a
+ * relay restart after which the client registers again by itself.
+ */
+import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
+import { Endpoint, RELAY_IP, type World, world } from "./relay_util.ts";
+import { RegistrationError, RelayRegistration } from "../plugins/relay/registration.ts";
+import { RelayServer } from "../plugins/relay/server.ts";
+import type { StreamConn } from "../plugins/relay/stream.ts";
+
+const relayTcp = { hostname: RELAY_IP, port: 9998 };
+
+function registration(w: World, ip: string, port: number, target: number, extra = {}): RelayRegistration {
+  return new RelayRegistration({
+    streams: w.streams.host(ip),
+    clock: w.clock,
+    log: w.log,
+    relay: relayTcp,
+    target: { hostname: ip === "10.0.0.1" ? "10.0.0.2" : "10.0.0.1", port: target },
+    listenPort: () => port,
+    ...extra,
+  });
+}
+
+/**
+ * Advances the virtual clock by `ms` (every timer at its time, promises settled after each), then returns what
+ * `p` settled with; `settledAt` gets the virtual time at which it settled.
+ */
+async function drive<T>(w: World, p: Promise<T>, ms: number, settledAt: number[] = []): Promise<T> {
+  let settled = false;
+  p.then(() => settled = true, () => settled = true).finally(() => settledAt.push(w.clock.now()));
+  await w.clock.advanceAsync(ms);
+  if (!settled) throw new Error(`not settled within ${ms} ms of virtual time`);
+  return await p;
+}
+
+Deno.test("relay client: 3 attempts, 1 s then 2 s apart, then a clear failure", async () => {
+  const w = world(); // the relay is never started
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  const started = w.clock.now();
+  const at: number[] = [];
+  const err = await assertRejects(() => drive(w, reg.register(), 10_000, at), RegistrationError);
+  assertEquals(
+    err.message,
+    "cannot register at relay 10.0.0.9:9998 after 3 attempts: cannot connect to 10.0.0.9:9998: connection refused",
+  );
+  assertEquals(reg.attemptsMade, 3);
+  // Each refusal takes one round trip (2 ms); the waits between tries are 1 s and 2 s.
+  assertEquals(at[0] - started, 2 + 1000 + 2 + 2000 + 2);
+  const warns = w.logs.lines.filter((l) => l.includes("registration attempt"));
+  assertEquals(warns.length, 2);
+  assertMatch(warns[0], /attempt 1\/3 failed: .*connection refused; retrying in 1 s/);
+  assertMatch(warns[1], /attempt 2\/3 failed: .*retrying in 2 s/);
+});
+
+Deno.test("relay client: the relay comes up during the retries: registered at the next attempt", async () => {
+  const w = world();
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  const p = reg.register();
+  await w.clock.advanceAsync(1500);
+  await w.relay.start(); // between the second and the third try
+  const r = await drive(w, p, 5000);
+  assertEquals(r.udpPort, 9999);
+  assertEquals(r.observedIp, "10.0.0.1");
+  assertEquals(reg.attemptsMade, 3);
+  assertEquals(w.relay.clientCount, 1);
+  reg.close();
+  await w.relay.close();
+});
+
+Deno.test("relay client: heartbeats every 30 s keep the registration for 10 minutes; DISCONNECT removes it", async () => {
+  const w = world();
+  await w.relay.start();
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  await drive(w, reg.register(), 100);
+  await w.clock.advanceAsync(600_000);
+  assertEquals(reg.heartbeats, 20);
+  assertEquals(w.relay.clientCount, 1);
+  assertEquals(w.relay.stats().expired, 0);
+  assert(w.relay.stats().per_client[0].silent_s <= 30);
+  await drive(w, reg.disconnect(), 100);
+  assertEquals(w.relay.clientCount, 0);
+  assertEquals(w.relay.stats().disconnects, 1);
+  assert(w.logs.lines.some((l) => l.includes("disconnected from the relay")));
+  await w.relay.close();
+});
+
+Deno.test("relay client: FULL is retried; INVALID fails at once", async () => {
+  const w = world({ maxClients: 1 });
+  await w.relay.start();
+  const first = registration(w, "10.0.0.3", 40000, 40002);
+  await drive(w, first.register(), 100);
+  const full = registration(w, "10.0.0.1", 40000, 40002);
+  const err = await assertRejects(() => drive(w, full.register(), 10_000), RegistrationError);
+  assertMatch(err.message, /after 3 attempts: the relay is full \(FULL\)/);
+  assertEquals(full.attemptsMade, 3);
+  const bad = registration(w, "10.0.0.1", 40000, 9999, {
+    target: { hostname: RELAY_IP, port: 9999 },
+  });
+  const e2 = await assertRejects(() => drive(w, bad.register(), 10_000), RegistrationError);
+  assertEquals(
+    e2.message,
+    "relay 10.0.0.9:9998 refused the registration: INVALID the target is this relay's own UDP address",
+  );
+  assert(e2.fatal);
+  assertEquals(bad.attemptsMade, 1);
+  first.close();
+  await w.relay.close();
+});
+
+Deno.test("relay client: after a relay restart, clients register again by themselves and forwarding resumes", async () => {
+  const w = world();
+  await w.relay.start();
+  const ua = new Endpoint(w, "10.0.0.1", 40000), ub = new Endpoint(w, "10.0.0.2", 40002);
+  const a = registration(w, "10.0.0.1", 40000, 40002), b = registration(w, "10.0.0.2", 40002, 40000);
+  const again: number[] = [];
+  a.on({ registered: (_r, isAgain) => isAgain && again.push(w.clock.now()) });
+  await drive(w, Promise.all([a.register(), b.register()]), 100);
+  await w.clock.advanceAsync(5);
+  assert(a.targetUp && b.targetUp);
+  ua.sendToRelay(new Uint8Array([1]));
+  await w.clock.advanceAsync(5);
+  assertEquals(ub.got.length, 1);
+
+  // The relay stops (its clients are told BYE) and a new one starts on the same ports 5 s later.
+  const down = w.clock.now();
+  await w.relay.close();
+  await w.clock.advanceAsync(5);
+  assert(w.logs.lines.some((l) => /lost the relay \(the relay said BYE shutting down\): registering again/.test(l)));
+  assertEquals(a.current, undefined);
+  ua.sendToRelay(new Uint8Array([2]));
+  await w.clock.advanceAsync(4995);
+  assertEquals(ub.got.length, 1, "nothing forwarded while the relay is down");
+  const relay2 = new RelayServer(w.options);
+  await relay2.start();
+  // Tries at +1 s and +3 s were refused; the one at +7 s (1 + 2 + 4 s of backoff) succeeds.
+  await w.clock.advanceAsync(3000);
+  assertEquals(relay2.clientCount, 2);
+  assertEquals(again.length, 1);
+  const t = again[0] - down;
+  assert(t >= 7000 && t < 7100, `registered again ${t} ms after the relay went down`);
+  assertEquals(a.registrations, 2);
+  await w.clock.advanceAsync(10);
+  assert(a.targetUp && b.targetUp);
+  ua.sendToRelay(new Uint8Array([3]));
+  await w.clock.advanceAsync(5);
+  assertEquals(ub.got.map((g) => g.data[0]), [1, 3]);
+  // And the heartbeats go to the new relay.
+  await w.clock.advanceAsync(200_000);
+  assertEquals(relay2.clientCount, 2);
+  assertEquals(relay2.stats().expired, 0);
+  a.close();
+  b.close();
+  await relay2.close();
+});
+
+Deno.test("relay client: a heartbeat left unanswered counts as a lost relay", async () => {
+  const w = world();
+  // A relay that registers but never answers HEARTBEAT.
+  const conns: StreamConn[] = [];
+  let hellos = 0;
+  await w.streams.listen(RELAY_IP, 9998, (conn) => {
+    conns.push(conn);
+    conn.start({
+      data: (d) => {
+        if (new TextDecoder().decode(d).startsWith("HELLO")) {
+          hellos++;
+          conn.write(new TextEncoder().encode("OK 9999 120 10.0.0.1\n"));
+        }
+      },
+      end: () => {},
+    });
+  });
+  const reg = registration(w, "10.0.0.1", 40000, 40002, { replyTimeoutMs: 5000 });
+  await drive(w, reg.register(), 100);
+  // Heartbeat at 30 s, no reply by 35 s: the connection is dropped and the client registers again 1 s later.
+  await w.clock.advanceAsync(37_000);
+  assertEquals(hellos, 2);
+  assertEquals(reg.registrations, 2);
+  assert(w.logs.lines.some((l) => /lost the relay/.test(l)), w.logs.lines.join("\n"));
+  reg.close();
+});
