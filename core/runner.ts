@@ -37,6 +37,8 @@ export interface RunOptions {
   net?: Network;
   /** Stops the run when aborted. */
   signal?: AbortSignal;
+  /** Receives protocol message traces from the control plugin (`--sip-trace`); none when undefined. */
+  trace?: (text: string) => void;
 }
 
 /** The outcome of running a file. */
@@ -197,6 +199,7 @@ export class PipelineRunner {
       params: this.params,
       templates: Object.keys(file.pipelines),
       net: this.#opts.net ?? udpNetwork,
+      trace: this.#opts.trace,
       buildPipeline: (template, vars, name, session) => this.build(template, vars, name, session),
     };
     try {
