@@ -6,9 +6,11 @@
  * the credentials authenticator against a challenging peer on the in-memory
  * network with a VirtualClock — REGISTER and INVITE (401/407), the algorithm
  * choice, nonce counts, a stale nonce, a wrong password, realm restriction,
- * a server without qop — and that the password is never logged.
+ * a server without qop — and that the password is never logged; and the
+ * message trace (`--sip-trace`) with its masking.
  */
 import assert from "node:assert/strict";
+import { assertEquals } from "./assert.ts";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import {
@@ -27,6 +29,7 @@ import {
   type SipRequest,
   type SipTraceEvent,
   SipUserAgent,
+  TracingTransport,
 } from "../plugins/sip/mod.ts";
 import { MemoryPeer } from "./sip_memory_peer.ts";
 
@@ -490,4 +493,32 @@ Deno.test("digest: the authenticator refuses unusable credentials and algorithms
     () => digestAuthenticator({ username: "a", password: "x" }, { algorithms: ["SHA-1" as DigestAlgorithm] }),
     /unknown algorithm SHA-1/,
   );
+});
+
+Deno.test("trace: each datagram both ways with time, direction and addresses; only credentials' response is masked", async () => {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  const events: SipTraceEvent[] = [];
+  const t = new TracingTransport(net.createTransport("10.0.0.1", 5060), (e) => events.push(e), () => new Date(0));
+  const peer = net.createTransport("10.0.0.2", 5070);
+  const got: string[] = [];
+  t.onReceive((d) => got.push(new TextDecoder().decode(d)));
+  peer.onReceive(() => {});
+  const msg =
+    'OPTIONS sip:x SIP/2.0\r\nProxy-Authorization: Digest username="a", response="0123abcd", nc=00000001\r\n' +
+    'authorization:Digest response=ffff,realm="r"\r\nSubject: response="kept"\r\n\r\n';
+  await t.send(new TextEncoder().encode(msg), peer.localAddress);
+  await peer.send(new TextEncoder().encode("SIP/2.0 200 OK\r\n\r\n"), { hostname: "10.0.0.1", port: 5060 });
+  clock.advance(10);
+  assertEquals(got, ["SIP/2.0 200 OK\r\n\r\n"], "the datagram is passed on unchanged");
+  assertEquals(events.map(formatTraceEvent), [
+    "----------------------------------------------- 1970-01-01T00:00:00.000Z\n" +
+    `UDP message sent (${msg.length} bytes) from 10.0.0.1:5060 to 10.0.0.2:5070:\n\n` +
+    'OPTIONS sip:x SIP/2.0\nProxy-Authorization: Digest username="a", response="…", nc=00000001\n' +
+    'authorization:Digest response="…",realm="r"\nSubject: response="kept"\n\n',
+    "----------------------------------------------- 1970-01-01T00:00:00.000Z\n" +
+    "UDP message received (18 bytes) from 10.0.0.2:5070 on 10.0.0.1:5060:\n\nSIP/2.0 200 OK\n\n",
+  ]);
+  await t.close();
+  await peer.close();
 });

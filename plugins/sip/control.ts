@@ -495,11 +495,15 @@ class SipController implements Controller {
 
   async #runCaller(): Promise<ControlResult> {
     const o = this.#o;
-    // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise.
+    // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise;
+    // with an outbound proxy, the proxy is the peer.
     const hostMatch = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.to.replace(/^.*</, ""));
     if (!hostMatch) return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
     const target = o.to;
-    const peerHost = hostMatch[1].replace(/^\[|\]$/g, "");
+    const proxyHost = o.outbound_proxy
+      ? /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.outbound_proxy.trim())?.[1]
+      : undefined;
+    const peerHost = (proxyHost ?? hostMatch[1]).replace(/^\[|\]$/g, "");
     let alloc;
     try {
       alloc = this.#allocate(peerHost);

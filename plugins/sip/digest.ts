@@ -57,7 +57,7 @@ export interface DigestInput {
   realm: string;
   /** The password. */
   password: string;
-  /** The request method (for SIP, the CSeq method: `REGISTER`, `INVITE`, `ACK` uses INVITE's...). */
+  /** The request method (`REGISTER`, `INVITE`, ...). */
   method: string;
   /** The `uri` parameter: the Request-URI. */
   uri: string;
@@ -320,7 +320,7 @@ export function digestAuthenticator(
     );
     const pick = usable[0];
     const cred = credentialsFor(pick.realm)!;
-    const method = request.method === "ACK" ? "INVITE" : request.method;
+    const method = request.method;
     const cnonce = pick.qop || pick.algorithm.endsWith("-sess") ? makeCnonce() : undefined;
     const nc = pick.qop ? nextCount(pick.realm, pick.nonce) : undefined;
     const response = digestResponse({

@@ -252,8 +252,10 @@ export class SipUserAgent {
    * `opts.aor` at `opts.registrar` (RFC 3261 §10.2), answering 401/407 through
    * the authenticator. Resolves with the {@linkcode Registration} (the 2xx, the
    * granted expiry, `unregister()`); rejects with `RegistrationError` on a
-   * failure response or no response. It does not refresh the binding: register
-   * again before `expires` runs out.
+   * failure response or no response. A `423 Interval Too Brief` is answered
+   * once with its `Min-Expires`. It does not refresh the binding by itself: call
+   * `refresh()` on the registration before `expires` runs out, or use
+   * {@linkcode SipUserAgent.keepRegistered}.
    *
    * @example
    * ```ts
