@@ -8,7 +8,10 @@
  *   registers as alice through Kamailio as its outbound proxy (Route, domain
  *   `voxpipe.test`) and calls sip:bob@voxpipe.test; the INVITE is challenged
  *   (407) and re-sent with credentials; Kamailio forwards it to bob's
- *   registered contact; the recording is the caller's audio sample-exact;
+ *   registered contact; the recording is the caller's audio sample-exact
+ *   (should the callee's jitter buffer have had to conceal or drop a late
+ *   packet on a loaded machine, which it reports: every other packet
+ *   sample-exact, in order);
  *   both unregister at the end. Neither password appears in any output, at
  *   debug level with `--sip-trace` on.
  * - A wrong password, a missing password, and a call with a wrong password
@@ -17,8 +20,8 @@
  * Skipped with a message when Kamailio is not installed (or VOXPIPE_SKIP_INTEROP=1).
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assertCallAudio, jitterSummary } from "./media_util.ts";
 import {
-  assertSampleExact,
   failureLine,
   g711Audio,
   outputTail,
@@ -149,11 +152,9 @@ Deno.test({
       // The audio went caller → callee directly (Kamailio carries only SIP), sample for sample.
       const rec = await readWav(`${dir}/rec.wav`);
       assert(rec.finalized, "the recording was not finalized");
-      const c = assertSampleExact(audio.samples, rec.samples, {
-        label: "caller → Kamailio → callee",
-        concealTail: 800,
-      });
-      assertEquals(c.overlap, audio.samples.length);
+      const jb = jitterSummary(ce.stderr);
+      assertEquals(jb.received + jb.lost, 125, JSON.stringify(jb));
+      assertCallAudio(audio.samples, rec.samples, ce.stderr, { label: "caller → Kamailio → callee", concealTail: 800 });
     } finally {
       await procs.stop();
       await kam.stop();
