@@ -32,6 +32,7 @@ import { parseArgs } from "node:util";
 import { FileOutput, LOG_LEVELS, Logger, type LogLevel, type LogOutput, stderrOutput } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { setSchedulerMode } from "./core/clock.ts";
+import { TraceOutput } from "./core/trace_output.ts";
 import { PipelineRunner } from "./core/runner.ts";
 import { describePlugin, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
 import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
@@ -77,6 +78,8 @@ Options:
       --schema            print the JSON Schema of pipeline files
       --log-level LEVEL   debug, info, warn, error or silent (default: info)
       --log-file FILE     also append log lines to FILE
+      --sip-trace[=FILE]  print every SIP message sent and received (time, direction, addresses) to
+                          stderr, or append it to FILE; digest responses are masked
       --scheduler MODE    media clock wake-ups: thread (default; best for calls, which also receive)
                           or main (tighter pacing for a process that only sends many streams)
   -h, --help              show this help
@@ -99,7 +102,8 @@ export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args,
+      // A bare --sip-trace means stderr ("-"); --sip-trace=FILE names a file.
+      args: args.map((a) => a === "--sip-trace" ? "--sip-trace=-" : a),
       options: {
         pipeline: { type: "string", short: "p" },
         set: { type: "string", short: "s", multiple: true },
@@ -111,6 +115,7 @@ export async function main(args: string[]): Promise<number> {
         "log-level": { type: "string" },
         "log-file": { type: "string" },
         scheduler: { type: "string" },
+        "sip-trace": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -177,6 +182,15 @@ export async function main(args: string[]): Promise<number> {
       return fail(`--log-file ${v["log-file"]}: ${e instanceof Error ? e.message : e}`, 2);
     }
   }
+  let trace: TraceOutput | undefined;
+  if (v["sip-trace"] !== undefined) {
+    try {
+      trace = new TraceOutput(v["sip-trace"]);
+    } catch (e) {
+      fileOut?.close();
+      return fail(`--sip-trace=${v["sip-trace"]}: ${e instanceof Error ? e.message : e}`, 2);
+    }
+  }
   const log = new Logger({ level, outputs });
   const abort = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -192,7 +206,13 @@ export async function main(args: string[]): Promise<number> {
   };
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
-    const runner = await PipelineRunner.load(v.pipeline, { registry, set: v.set ?? [], log, signal: abort.signal });
+    const runner = await PipelineRunner.load(v.pipeline, {
+      registry,
+      set: v.set ?? [],
+      log,
+      signal: abort.signal,
+      trace: trace && ((text) => trace.write(text)),
+    });
     if (v.params) {
       const decl = runner.file.parameters;
       for (const [name, d] of Object.entries(decl)) {
@@ -212,6 +232,7 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     fileOut?.close();
+    trace?.close();
   }
 }
 

@@ -37,6 +37,11 @@ export interface ControlContext {
   /** The codecs of the registry the chains are built with (what the plugins implement), e.g. for SDP. */
   codecs: CodecRegistry;
   /**
+   * Where protocol message traces go (the CLI's `--sip-trace`): one text block
+   * per message sent or received. Undefined when tracing is off.
+   */
+  trace?: (text: string) => void;
+  /**
    * Builds a pipeline from the template `template`, with the parameters plus
    * `vars` (e.g. `remote.rtp`, `codec`, `call.id`), in `session` (the call's:
    * its port pair, sockets, RTCP, events and statistics; default a session of

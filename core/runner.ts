@@ -37,6 +37,8 @@ export interface RunOptions {
   net?: Network;
   /** Stops the run when aborted. */
   signal?: AbortSignal;
+  /** Receives protocol message traces from the control plugin (`--sip-trace`); none when undefined. */
+  trace?: (text: string) => void;
 }
 
 /** The outcome of running a file. */
@@ -217,6 +219,7 @@ export class PipelineRunner {
       templates: Object.keys(file.pipelines),
       net: this.#opts.net ?? udpNetwork,
       codecs: this.#opts.registry.codecs,
+      trace: this.#opts.trace,
       buildPipeline: (template, vars, name, session) => this.build(template, vars, name, session),
     };
     try {

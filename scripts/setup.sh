@@ -4,8 +4,9 @@
 # is missing. Run through `deno task setup` (or `npx -y deno@2.9.6 task setup`).
 #
 # 1. Debian packages (only as root, or with sudo): the real peers the interop
-#    tests run against (sipp, baresip, ffmpeg, GStreamer, tshark), sox and
-#    espeak-ng for test audio, libasound2 and a compiler for the naudiodon binding.
+#    tests run against (sipp, baresip, Kamailio, linphonec, ffmpeg, GStreamer,
+#    tshark), sox and espeak-ng for test audio, libasound2 and a compiler for
+#    the naudiodon binding.
 # 2. npm dependencies through Deno, building naudiodon's native binding
 #    (node-gyp against the local Node headers in /usr: no download).
 set -uo pipefail
@@ -15,6 +16,8 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have sipp || need+=(sip-tester)
 have baresip || need+=(baresip)
+have kamailio || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+have linphonec || need+=(linphone-cli)
 have ffmpeg || need+=(ffmpeg)
 have sox || need+=(sox)
 have espeak-ng || need+=(espeak-ng)

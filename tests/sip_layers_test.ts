@@ -17,12 +17,22 @@ import { repoPath } from "./util.ts";
  * tier. A new file must be added here.
  */
 const LAYERS: [name: string, tiers: string[][]][] = [
-  ["message", [["errors.ts", "syntax.ts", "ids.ts", "headers.ts", "uri.ts", "via.ts", "message.ts", "sdp.ts"]]],
-  ["transport", [["transport.ts", "local_address.ts"]]],
+  ["message", [[
+    "errors.ts",
+    "syntax.ts",
+    "ids.ts",
+    "headers.ts",
+    "uri.ts",
+    "via.ts",
+    "message.ts",
+    "sdp.ts",
+    "auth_header.ts",
+  ]]],
+  ["transport", [["transport.ts", "local_address.ts", "trace.ts"]]],
   ["transaction", [["transaction.ts"]]],
   ["dialog", [["dialog.ts"]]],
   ["user agent", [
-    ["emitter.ts", "auth.ts", "register.ts"],
+    ["emitter.ts", "auth.ts", "digest.ts", "register.ts", "registration_keeper.ts"],
     ["_request_builder.ts"],
     ["_context.ts"],
     ["_client.ts"],

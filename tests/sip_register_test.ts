@@ -6,7 +6,8 @@
  * unreadable REGISTERs, 500 when the handler fails, and a 401 answered through
  * the authenticator seam.
  */
-import { FilteredSocket, MemoryNetwork } from "../core/net/memory.ts";
+import { FilteredSocket } from "../core/net/filtered.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";

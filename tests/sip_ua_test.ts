@@ -8,7 +8,8 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import { createAnswer, createOffer, negotiated, NoCommonCodecError } from "../plugins/sip/sdp.ts";
 import { parseMessage, type SipResponse } from "../plugins/sip/message.ts";
 import type { DatagramTransport } from "../plugins/sip/transport.ts";
-import { FilteredSocket, LossySocket, MemoryNetwork } from "../core/net/memory.ts";
+import { FilteredSocket } from "../core/net/filtered.ts";
+import { LossySocket, MemoryNetwork } from "../core/net/memory.ts";
 import {
   type CallEndInfo,
   CallFailedError,

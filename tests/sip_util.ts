@@ -228,6 +228,8 @@ export interface CalleeOptions {
   extra?: string[];
   /** Time bound of the process in ms (default 60 s). */
   timeoutMs?: number;
+  /** Extra environment variables (e.g. the SIP password). */
+  env?: Record<string, string>;
 }
 
 /** A callee that is listening. */
@@ -266,7 +268,7 @@ export async function spawnCallee(o: CalleeOptions): Promise<RunningCallee> {
     "--set",
     `codecs=${o.codecs ?? "PCMU,PCMA"}`,
     ...(o.extra ?? []),
-  ], { timeoutMs: o.timeoutMs ?? 60_000 });
+  ], { timeoutMs: o.timeoutMs ?? 60_000, env: o.env });
   try {
     await proc.waitForOutput(LISTENING_RE, 30_000);
   } catch (e) {
@@ -293,6 +295,8 @@ export interface CallerOptions {
   extra?: string[];
   /** Time bound in ms (default 60 s). */
   timeoutMs?: number;
+  /** Extra environment variables (e.g. the SIP password). */
+  env?: Record<string, string>;
 }
 
 /** Starts `pipelines/caller.json` through the CLI. */
@@ -311,7 +315,7 @@ export function spawnCaller(o: CallerOptions): BoundedProcess {
     "--set",
     `ring_timeout=${o.ringTimeout ?? 30}`,
     ...(o.extra ?? []),
-  ], { timeoutMs: o.timeoutMs ?? 60_000 });
+  ], { timeoutMs: o.timeoutMs ?? 60_000, env: o.env });
 }
 
 /**

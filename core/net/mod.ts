@@ -9,6 +9,7 @@
  */
 export * from "./address.ts";
 export * from "./datagram.ts";
+export * from "./filtered.ts";
 export * from "./memory.ts";
 export * from "./ports.ts";
 export * from "./udp.ts";

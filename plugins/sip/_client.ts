@@ -15,7 +15,6 @@ import { splitHeaderValue } from "./headers.ts";
 import { newCallId, newTag } from "./ids.ts";
 import { getCallId, getCSeq, type SipRequest, type SipResponse } from "./message.ts";
 import { type RegisterOptions, Registration, RegistrationError } from "./register.ts";
-import { destinationOf } from "./_request_builder.ts";
 import type { Address } from "./transport.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
 
@@ -130,21 +129,21 @@ export function userUri(text: string, what: string, example: string): SipUri {
 }
 
 /**
- * Registers a binding (RFC 3261 §10.2): REGISTER to the registrar with our
- * Contact and the requested lifetime; a 401/407 goes through the
- * authenticator. Resolves with the {@linkcode Registration} on a 2xx; rejects
- * with {@linkcode RegistrationError} on a failure response or no response, and
- * with a TypeError/RangeError for bad options.
+ * Registers a binding (RFC 3261 §10.2): REGISTER to the registrar (or the
+ * outbound proxy, with its Route) with our Contact and the requested
+ * lifetime; a 401/407 goes through the authenticator; a `423 Interval Too
+ * Brief` is answered once by registering again with its `Min-Expires`
+ * (§10.2.8). Resolves with the {@linkcode Registration} on a 2xx, whose
+ * `refresh()` and `unregister()` reuse the Call-ID with the next CSeq;
+ * rejects with {@linkcode RegistrationError} on a failure response or no
+ * response, and with a TypeError/RangeError for bad options.
  */
 export async function register(ctx: UaContext, opts: RegisterOptions): Promise<Registration> {
   if (ctx.closed) throw new Error("user agent is closed");
   const registrarUri = userUri(opts.registrar, "register: registrar", "sip:example.com");
   const aor = formatUri(userUri(opts.aor, "register: aor", "sip:alice@example.com"));
-  const expires = opts.expires ?? 3600;
-  if (!Number.isInteger(expires) || expires < 0 || expires > 4294967295) {
-    throw new RangeError(`register: expires must be a whole number of seconds from 0 to 4294967295, got ${expires}`);
-  }
-  const dest = opts.proxy ?? destinationOf(registrarUri);
+  const expires = checkExpires(opts.expires ?? 3600);
+  const { dest, routes } = ctx.routeTo(registrarUri, opts.proxy);
   const contact = opts.contact === undefined
     ? ctx.build.contactUri(dest)
     : formatUri(userUri(opts.contact, "register: contact", "sip:alice@192.0.2.10:5060"));
@@ -152,13 +151,17 @@ export async function register(ctx: UaContext, opts: RegisterOptions): Promise<R
   // One Call-ID and From tag for the registration; CSeq grows with each REGISTER (RFC 3261 §10.2).
   const callId = newCallId();
   const fromTag = newTag();
+  const fields = { call: callId };
   let cseq = 0;
+  /** The lifetime to ask when refreshing: the first one asked, raised by a 423's Min-Expires. */
+  let asked = expires;
   const send = async (lifetime: number): Promise<SipResponse> => {
     if (ctx.closed) throw new Error("user agent is closed");
     const req = ctx.build.register({
       registrar,
       aor,
       dest,
+      routes,
       contact,
       expires: lifetime,
       callId,
@@ -167,7 +170,7 @@ export async function register(ctx: UaContext, opts: RegisterOptions): Promise<R
       headers: opts.headers,
     });
     const what = lifetime === 0 ? "unregistering" : "registering";
-    ctx.log.info(`REGISTER sent to ${registrar} for ${aor} (expires ${lifetime})`, { call: callId });
+    ctx.log.info(`REGISTER sent to ${registrar} for ${aor} (expires ${lifetime})`, fields);
     const res = await sendRequest(ctx, req, dest, { nextCSeq: () => ++cseq });
     if (!res) throw new RegistrationError(`${what} ${aor} at ${registrar}: no response`);
     if (res.status >= 300) {
@@ -175,10 +178,47 @@ export async function register(ctx: UaContext, opts: RegisterOptions): Promise<R
     }
     return res;
   };
-  const response = await send(expires);
-  const granted = grantedExpires(response, contact, expires);
-  ctx.log.info(`registered ${aor} at ${registrar} for ${granted} s`, { call: callId });
-  return new Registration({ registrar, aor, contact, response, expires: granted }, () => send(0));
+  const bind = async (lifetime: number): Promise<Registration> => {
+    let used = lifetime;
+    let response: SipResponse;
+    try {
+      response = await send(lifetime);
+    } catch (e) {
+      if (!(e instanceof RegistrationError) || e.status !== 423 || lifetime === 0) throw e;
+      const min = minExpires(e.response!);
+      if (min === undefined || min <= lifetime) {
+        throw new RegistrationError(
+          `registering ${aor} at ${registrar}: 423 ${e.response!.reason} without a Min-Expires above ${lifetime}`,
+          e.response,
+        );
+      }
+      ctx.log.info(`423 ${e.response!.reason}: registering again with expires ${min} (Min-Expires)`, fields);
+      asked = Math.max(asked, min);
+      used = min;
+      response = await send(min);
+    }
+    const granted = grantedExpires(response, contact, used);
+    ctx.log.info(`registered ${aor} at ${registrar} for ${granted} s`, fields);
+    return new Registration({ registrar, aor, contact, response, expires: granted, callId }, {
+      unregister: () => send(0),
+      refresh: (next) => bind(next === undefined ? asked : checkExpires(next)),
+    });
+  };
+  return await bind(expires);
+}
+
+/** Checks a requested lifetime; returns it. */
+function checkExpires(expires: number): number {
+  if (!Number.isInteger(expires) || expires < 0 || expires > 4294967295) {
+    throw new RangeError(`register: expires must be a whole number of seconds from 0 to 4294967295, got ${expires}`);
+  }
+  return expires;
+}
+
+/** The `Min-Expires` of a 423, when it is a number of seconds. */
+function minExpires(res: SipResponse): number | undefined {
+  const v = res.headers.get("Min-Expires")?.trim();
+  return v !== undefined && /^\d{1,10}$/.test(v) ? Math.min(Number(v), 4294967295) : undefined;
 }
 
 /**

@@ -12,9 +12,10 @@ import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Authenticator } from "./auth.ts";
 import type { SipRequest, SipResponse } from "./message.ts";
-import type { RequestBuilder } from "./_request_builder.ts";
+import { destinationOf, type RequestBuilder } from "./_request_builder.ts";
 import type { ServerTransaction, TransactionLayer } from "./transaction.ts";
 import type { Address, SipTransport } from "./transport.ts";
+import type { SipUri } from "./uri.ts";
 
 /** Methods the user agent always implements (sent in `Allow`). */
 export const ALLOWED_METHODS: readonly string[] = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"];
@@ -38,6 +39,14 @@ export interface CallHandle {
   shutdown(): void;
 }
 
+/** A loose-routing outbound proxy (RFC 3261 §8.1.2): where out-of-dialog requests go, and their Route. */
+export interface OutboundProxy {
+  /** The Route value: `<sip:host:port;lr>`. */
+  route: string;
+  /** Where the requests are sent. */
+  address: Address;
+}
+
 /** What builds a {@linkcode UaContext}. */
 export interface UaContextInit {
   /** Parsed-message transport. */
@@ -50,6 +59,8 @@ export interface UaContextInit {
   build: RequestBuilder;
   /** Optional answer to 401/407 challenges. */
   authenticator?: Authenticator;
+  /** Outbound proxy for out-of-dialog requests, if any. */
+  outbound?: OutboundProxy;
 }
 
 /** The state one user agent's calls, clients, dispatcher and facade share. */
@@ -66,6 +77,8 @@ export class UaContext {
   readonly build: RequestBuilder;
   /** Answers 401/407 challenges, when set. */
   readonly authenticator?: Authenticator;
+  /** Outbound proxy for out-of-dialog requests, when set. */
+  readonly outbound?: OutboundProxy;
   /** True once the user agent is closing. */
   closed = false;
   readonly #extraMethods = new Set<string>();
@@ -82,6 +95,18 @@ export class UaContext {
     this.log = init.log;
     this.build = init.build;
     this.authenticator = init.authenticator;
+    this.outbound = init.outbound;
+  }
+
+  /**
+   * Where an out-of-dialog request to `target` goes and the Route it carries:
+   * `proxy` when given (no Route), else the outbound proxy (with its Route),
+   * else the target's own host:port.
+   */
+  routeTo(target: SipUri, proxy?: Address): { dest: Address; routes: string[] } {
+    if (proxy) return { dest: proxy, routes: [] };
+    if (this.outbound) return { dest: this.outbound.address, routes: [this.outbound.route] };
+    return { dest: destinationOf(target), routes: [] };
   }
 
   /** Methods accepted now: {@linkcode ALLOWED_METHODS} plus those enabled (REGISTER with a registrar handler). */

@@ -28,6 +28,8 @@ export interface Identity {
   userAgent: string;
   /** Host to advertise instead of the address facing the peer. */
   contactHost?: string;
+  /** Address-of-record for From (`sip:alice@example.com`); default `sip:userName@<local address>`. */
+  aor?: string;
   /** The transport's bound address. */
   localAddress(): Address;
 }
@@ -43,7 +45,7 @@ export interface RequestParts {
   /** Top Via value (default: ours with a new branch). */
   via?: string;
   /** Route header values. */
-  routes?: string[];
+  routes?: readonly string[];
   /** From value, tag included. */
   from: string;
   /** To value. */
@@ -74,6 +76,8 @@ export interface InviteParts {
   dest: Address;
   /** `Allow` value. */
   allow: string;
+  /** Route values (a loose-routing outbound proxy). */
+  routes?: readonly string[];
   /** SDP offer. */
   sdp?: string;
   /** Extra headers. */
@@ -98,6 +102,8 @@ export interface RegisterParts {
   fromTag: string;
   /** CSeq number. */
   cseq: number;
+  /** Route values (a loose-routing outbound proxy). */
+  routes?: readonly string[];
   /** Extra headers. */
   headers?: readonly (readonly [string, string])[];
 }
@@ -140,10 +146,11 @@ export class RequestBuilder {
     return `<${this.contactUri(peer)}>`;
   }
 
-  /** Our From value towards `peer`, without tag. */
+  /** Our From value towards `peer`, without tag: the address-of-record when set, else `sip:user@<local address>`. */
   fromUri(peer: Address): string {
     const name = this.#id.displayName ? quote(this.#id.displayName) + " " : "";
-    return `${name}<sip:${this.#id.userName}@${formatHostPort(this.localHost(peer))}>`;
+    const uri = this.#id.aor ?? `sip:${this.#id.userName}@${formatHostPort(this.localHost(peer))}`;
+    return `${name}<${uri}>`;
   }
 
   /**
@@ -170,6 +177,7 @@ export class RequestBuilder {
       method: "INVITE",
       uri: formatUri(p.target),
       dest: p.dest,
+      routes: p.routes,
       from: `${this.fromUri(p.dest)};tag=${newTag()}`,
       to: p.to,
       callId: newCallId(),
@@ -201,13 +209,14 @@ export class RequestBuilder {
     });
   }
 
-  /** An OPTIONS query to `target` (RFC 3261 §11.1), accepting `application/sdp`. */
-  options(target: SipUri, dest: Address): SipRequest {
+  /** An OPTIONS query to `target` (RFC 3261 §11.1), accepting `application/sdp`; `routes` for an outbound proxy. */
+  options(target: SipUri, dest: Address, routes?: readonly string[]): SipRequest {
     const uri = formatUri(target);
     return this.build({
       method: "OPTIONS",
       uri,
       dest,
+      routes,
       from: `${this.fromUri(dest)};tag=${newTag()}`,
       to: `<${uri}>`,
       callId: newCallId(),
@@ -227,6 +236,7 @@ export class RequestBuilder {
       method: "REGISTER",
       uri: p.registrar,
       dest: p.dest,
+      routes: p.routes,
       from: `<${p.aor}>;tag=${p.fromTag}`,
       to: `<${p.aor}>`,
       callId: p.callId,

@@ -7,8 +7,9 @@
  * keeps its call: same Call-ID, From tag and call object); when it returns
  * undefined, the 401/407 is final like any other failure.
  *
- * No digest computation lives here yet: an authenticator reads the
- * `WWW-Authenticate` / `Proxy-Authenticate` challenge and builds the answer.
+ * An authenticator reads the `WWW-Authenticate` / `Proxy-Authenticate`
+ * challenge and builds the answer; `digest.ts` makes one from credentials
+ * (`digestAuthenticator`).
  *
  * Layer: user agent (types only; imports the message layer).
  *

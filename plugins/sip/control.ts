@@ -23,7 +23,19 @@ import { formatHostPort } from "../../core/net/address.ts";
 import { parsePortRange, PortAllocator, type PortPair } from "../../core/net/ports.ts";
 import { type MediaStats, newMediaStats, Session } from "../../core/session.ts";
 import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
-import { type Call, CallFailedError, type IncomingCall, localAddressFacing, SipUserAgent } from "./mod.ts";
+import {
+  type Authenticator,
+  type Call,
+  CallFailedError,
+  digestAuthenticator,
+  formatTraceEvent,
+  type IncomingCall,
+  localAddressFacing,
+  parseUri,
+  RegistrationError,
+  type RegistrationKeeper,
+  SipUserAgent,
+} from "./mod.ts";
 
 /** A comma-separated list of codec names (which names exist is checked against the registry). */
 const CODEC_LIST = /^\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*(,\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*)*$/;
@@ -60,6 +72,24 @@ const options = z.object({
   t1_ms: z.number().int().min(10).max(10000).default(500).describe("SIP timer T1 (RTT estimate), ms"),
   t2_ms: z.number().int().min(100).max(60000).default(4000).describe("SIP timer T2 (retransmit cap), ms"),
   t4_ms: z.number().int().min(100).max(60000).default(5000).describe("SIP timer T4 (max message lifetime), ms"),
+  registrar: z.string().default("").describe(
+    "SIP URI of a registrar to register with before calling or answering, e.g. sip:pbx.example.com (empty: none)",
+  ),
+  aor: z.string().default("").describe(
+    "address-of-record to register and to put in From (default sip:<user>@<registrar host> with a registrar)",
+  ),
+  auth_user: z.string().default("").describe("user name for digest authentication (default: user)"),
+  password: z.string().default("").describe("password for digest authentication (prefer password_env)"),
+  password_env: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/).default("").describe(
+    "name of the environment variable holding the password, e.g. VOXPIPE_SIP_PASSWORD",
+  ),
+  realm: z.string().default("").describe("answer digest challenges of this realm only (default: any realm)"),
+  outbound_proxy: z.string().default("").describe(
+    "SIP URI of an outbound proxy: calls and REGISTERs go to it, with a Route header (loose routing)",
+  ),
+  register_expires: z.number().int().min(10).max(86400).default(600).describe(
+    "lifetime asked for the registration, s (refreshed at half the granted lifetime)",
+  ),
 });
 
 type Options = z.output<typeof options>;
@@ -167,6 +197,11 @@ class SipController implements Controller {
   readonly #codecs: string[];
   readonly #ports: PortAllocator;
   #ua!: SipUserAgent;
+  /** The password (from `password` or `password_env`), when there is one. Never logged. */
+  readonly #password?: string;
+  /** Our address-of-record, with a registrar or when given. */
+  readonly #aor?: string;
+  #keeper?: RegistrationKeeper;
   #callN = 0;
   #sessions = 0;
   #active = new Map<Call, CallState>();
@@ -192,6 +227,83 @@ class SipController implements Controller {
     if (o.role === "caller" && !o.to) {
       throw new Error("control.to: the caller needs a SIP URI to call (--set to=sip:user@host:port)");
     }
+    if (o.password && o.password_env) {
+      throw new Error("control.password and control.password_env are both set: give the password one way only");
+    }
+    const password = o.password || (o.password_env ? Deno.env.get(o.password_env) : undefined);
+    if (password) this.#password = password;
+    if (o.aor) this.#aor = o.aor;
+    else if (o.registrar) {
+      let host;
+      try {
+        host = parseUri(/^sips?:/i.test(o.registrar.trim()) ? o.registrar.trim() : `sip:${o.registrar.trim()}`).host;
+      } catch (e) {
+        throw new Error(
+          `control.registrar "${o.registrar}" is not a SIP URI (${errText(e)}): use e.g. sip:pbx.example.com`,
+        );
+      }
+      this.#aor = `sip:${o.user}@${host.includes(":") ? `[${host}]` : host}`;
+    }
+  }
+
+  /** The user name we authenticate as. */
+  get #authUser(): string {
+    return this.#o.auth_user || this.#o.user;
+  }
+
+  /** A hint for a 401/403/407 that ended a registration or a call. */
+  #authHint(status: number | undefined): string {
+    if (status !== 401 && status !== 403 && status !== 407) return "";
+    if (!this.#password) {
+      const where = this.#o.password_env
+        ? `the environment variable ${this.#o.password_env} is not set`
+        : "no password";
+      return ` (the server asks for credentials, but ${where}: set password_env or password)`;
+    }
+    const at = this.#aor ? this.#aor.replace(/^sips?:[^@]*@/i, "") : "";
+    return ` (wrong password for ${this.#authUser}${at ? `@${at}` : ""}?)`;
+  }
+
+  /** Registers (with a registrar); resolves with a failure result, or undefined once registered. */
+  async #register(): Promise<ControlResult | undefined> {
+    const o = this.#o;
+    if (!o.registrar) return undefined;
+    if (!this.#password && o.password_env) {
+      this.#log.warn(`${o.password_env} is not set: challenges from the registrar will not be answered`);
+    }
+    let keeper;
+    try {
+      keeper = this.#ua.keepRegistered({ registrar: o.registrar, aor: this.#aor!, expires: o.register_expires });
+    } catch (e) {
+      return { code: 2, reason: `cannot register: ${errText(e)}` };
+    }
+    this.#keeper = keeper;
+    const { promise: aborted, resolve: abort } = Promise.withResolvers<"aborted">();
+    const onAbort = () => abort("aborted");
+    if (this.#ctx.signal.aborted) onAbort();
+    this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const r = await Promise.race([keeper.ready, aborted]);
+      if (r === "aborted") return { code: 1, reason: "interrupted while registering" };
+      this.#log.info(`registered as ${r.aor} (contact ${r.contact}) at ${r.registrar} for ${r.expires} s`);
+      return undefined;
+    } catch (e) {
+      await keeper.stop({ unregister: false });
+      this.#keeper = undefined;
+      if (e instanceof RegistrationError && e.status !== undefined) {
+        return {
+          code: 1,
+          reason: `registration failed: ${e.status} ${e.response!.reason}${this.#authHint(e.status)}`,
+        };
+      }
+      const why = e instanceof RegistrationError ? "no response" : errText(e);
+      return {
+        code: 1,
+        reason: `registration failed: ${why} from ${o.registrar} (is the registrar running and reachable?)`,
+      };
+    } finally {
+      this.#ctx.signal.removeEventListener("abort", onAbort);
+    }
   }
 
   stats(): unknown {
@@ -211,17 +323,27 @@ class SipController implements Controller {
         log: this.#ctx.log,
         userName: this.#o.user,
         timers: { T1: this.#o.t1_ms, T2: this.#o.t2_ms, T4: this.#o.t4_ms },
+        ...this.#sipIdentity(),
       });
     } catch (e) {
+      if (e instanceof TypeError) return { code: 2, reason: errText(e) };
       return { code: 1, reason: `cannot listen for SIP on ${this.#o.bind}:${this.#o.port}: ${errText(e)}` };
     }
     const a = this.#ua.localAddress;
     this.#log.info(`listening on udp ${formatHostPort({ hostname: a.hostname, port: a.port })}`);
     try {
+      const failed = await this.#register();
+      if (failed) return failed;
       return this.#o.role === "caller" ? await this.#runCaller() : await this.#runCallee();
     } finally {
       await Promise.all([...this.#active.values()].map((s) => s.media?.stop()));
       await Promise.allSettled([...this.#hangups]);
+      // Remove our binding (REGISTER with Expires: 0) before going away; when interrupted, wait 5 s at most.
+      if (this.#keeper) {
+        const unregistered = this.#keeper.stop();
+        if (this.#ctx.signal.aborted) await Promise.race([unregistered, this.#clock.sleep(5000)]);
+        else await unregistered;
+      }
       // Stay reachable a moment so that retransmissions caused by a lost final message (a BYE whose 200 was
       // lost, a 486 whose ACK was lost) are still answered, unless we are being interrupted.
       if (this.#o.linger > 0 && !this.#ctx.signal.aborted) {
@@ -229,6 +351,30 @@ class SipController implements Controller {
       }
       await this.#ua.close();
     }
+  }
+
+  /** The user agent options for credentials, outbound proxy, address-of-record and trace. */
+  #sipIdentity(): {
+    authenticator?: Authenticator;
+    outboundProxy?: string;
+    aor?: string;
+    trace?: (e: Parameters<typeof formatTraceEvent>[0]) => void;
+  } {
+    const o = this.#o;
+    const trace = this.#ctx.trace;
+    return {
+      ...(this.#password !== undefined
+        ? {
+          authenticator: digestAuthenticator(
+            { username: this.#authUser, password: this.#password, ...(o.realm ? { realm: o.realm } : {}) },
+            { log: this.#ctx.log.child("SIP") },
+          ),
+        }
+        : {}),
+      ...(o.outbound_proxy ? { outboundProxy: o.outbound_proxy } : {}),
+      ...(this.#aor ? { aor: this.#aor } : {}),
+      ...(trace ? { trace: (e) => trace(formatTraceEvent(e)) } : {}),
+    };
   }
 
   // ---- media -------------------------------------------------------------------------------
@@ -354,11 +500,15 @@ class SipController implements Controller {
 
   async #runCaller(): Promise<ControlResult> {
     const o = this.#o;
-    // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise.
+    // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise;
+    // with an outbound proxy, the proxy is the peer.
     const hostMatch = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.to.replace(/^.*</, ""));
     if (!hostMatch) return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
     const target = o.to;
-    const peerHost = hostMatch[1].replace(/^\[|\]$/g, "");
+    const proxyHost = o.outbound_proxy
+      ? /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.outbound_proxy.trim())?.[1]
+      : undefined;
+    const peerHost = (proxyHost ?? hostMatch[1]).replace(/^\[|\]$/g, "");
     let alloc;
     try {
       alloc = this.#allocate(peerHost);
@@ -405,7 +555,10 @@ class SipController implements Controller {
           const why = state.why;
           const status = call.endInfo?.status;
           const detail = status === 487 ? "CANCEL sent, 487 Request Terminated" : e.info.reason;
-          return { code: 1, reason: why ? `${why} (${detail})` : `call failed: ${summary.reason}` };
+          return {
+            code: 1,
+            reason: why ? `${why} (${detail})` : `call failed: ${summary.reason}${this.#authHint(status)}`,
+          };
         }
         throw e;
       } finally {

@@ -5,13 +5,17 @@
  * layer or the ones above it in this list (tests/sip_layers_test.ts checks it):
  *
  * 1. message — `errors.ts`, `syntax.ts`, `ids.ts`, `headers.ts`, `uri.ts`,
- *    `via.ts`, `message.ts` (parse/serialize), `sdp.ts` (SDP bodies)
+ *    `via.ts`, `message.ts` (parse/serialize), `sdp.ts` (SDP bodies),
+ *    `auth_header.ts` (challenge and credentials parameters)
  * 2. transport — `transport.ts` (UDP, memory and lossy datagram transports;
- *    parsed messages, 400s, Via routing), `local_address.ts`
+ *    parsed messages, 400s, Via routing), `local_address.ts`, `trace.ts`
+ *    (message traces)
  * 3. transaction — `transaction.ts` (client/server transactions and timers)
  * 4. dialog — `dialog.ts` (dialog state, in-dialog requests, UAS screening)
- * 5. user agent — `emitter.ts`, `auth.ts` (401/407 seam), `register.ts`
- *    (registration types), `_request_builder.ts` (every out-of-dialog
+ * 5. user agent — `emitter.ts`, `auth.ts` (401/407 seam), `digest.ts`
+ *    (Digest computation and the credentials authenticator), `register.ts`
+ *    (registration types), `registration_keeper.ts` (refresh, retry,
+ *    unregister), `_request_builder.ts` (every out-of-dialog
  *    request), `_context.ts` (what a UA's parts share), `_client.ts`
  *    (non-INVITE client requests, REGISTER), `call.ts`, `outgoing_call.ts`
  *    (client side of calls), `incoming_call.ts` (server side), `_dispatcher.ts`
@@ -70,6 +74,7 @@ export { formatNameAddr, formatUri, type NameAddr, parseNameAddr, parseUri, type
 export { type Via } from "./via.ts";
 export type { Params } from "./syntax.ts";
 export { newBranch, newCallId, newTag } from "./ids.ts";
+export { type AuthParams, formatCredentials, parseChallenges, parseCredentials } from "./auth_header.ts";
 export {
   agreedMedia,
   type AnswerOptions,
@@ -92,6 +97,7 @@ export {
   type SipTransportStats,
 } from "./transport.ts";
 export { localAddressFacing } from "./local_address.ts";
+export { formatTraceEvent, maskCredentials, type SipTraceEvent, type SipTracer, TracingTransport } from "./trace.ts";
 
 // 3. transaction
 export {
@@ -131,6 +137,18 @@ export {
   MAX_AUTH_ROUNDS,
 } from "./auth.ts";
 export {
+  DIGEST_ALGORITHMS,
+  type DigestAlgorithm,
+  digestAuthenticator,
+  type DigestAuthenticatorOptions,
+  type DigestCredentials,
+  digestHash,
+  type DigestInput,
+  type DigestQop,
+  digestResponse,
+  formatNonceCount,
+} from "./digest.ts";
+export {
   Call,
   type CallEndInfo,
   type CallEvents,
@@ -152,7 +170,16 @@ export {
   Registration,
   RegistrationError,
   type RegistrationInit,
+  type RegistrationOps,
 } from "./register.ts";
+export {
+  type KeeperEvents,
+  type KeeperFailure,
+  type KeeperState,
+  type KeepRegisteredOptions,
+  refreshDelay,
+  RegistrationKeeper,
+} from "./registration_keeper.ts";
 export {
   ALLOWED_METHODS,
   SipUserAgent,

@@ -29,7 +29,10 @@ export interface InviteOptions {
   ackSdp?: (offer: string) => string;
   /** Extra headers for the INVITE. */
   headers?: [string, string][];
-  /** Send to this address instead of the target URI's host:port (outbound proxy). */
+  /**
+   * Send to this address instead of the target URI's host:port (and instead of
+   * the user agent's `outboundProxy`), without a Route header.
+   */
   proxy?: Address;
 }
 
@@ -57,11 +60,12 @@ export class OutgoingCall extends Call {
    * @param opts SDP, extra headers, outbound proxy
    */
   constructor(ctx: UaContext, target: SipUri, toValue: string, opts: InviteOptions) {
-    const dest = opts.proxy ?? destinationOf(target);
+    const { dest, routes } = ctx.routeTo(target, opts.proxy);
     const invite = ctx.build.invite({
       target,
       to: toValue,
       dest,
+      routes,
       allow: ctx.allowHeader,
       sdp: opts.sdp,
       headers: opts.headers,

@@ -1,11 +1,13 @@
 /**
- * Registration (RFC 3261 §10), both ways, as seams: the client side's options
- * and result ({@linkcode RegisterOptions}, {@linkcode Registration}, returned
- * by `SipUserAgent.register`) and the registrar side's request and reply
+ * Registration (RFC 3261 §10), both ways: the client side's options and
+ * result ({@linkcode RegisterOptions}, {@linkcode Registration}, returned by
+ * `SipUserAgent.register`; `refresh()` re-registers with the same Call-ID and
+ * the next CSeq) and the registrar side's request and reply
  * ({@linkcode RegisterRequest}, {@linkcode RegistrarReply}, for the handler set
- * with `SipUserAgent.onRegister`). Refresh scheduling and digest
- * authentication are not here: a caller re-registers before `expires` runs
- * out, and answers challenges through the user agent's authenticator.
+ * with `SipUserAgent.onRegister`). A `423 Interval Too Brief` is answered by
+ * the user agent (once, with the registrar's `Min-Expires`); challenges go
+ * through its authenticator; keeping a binding alive (refresh before expiry,
+ * retry after failures) is `registration_keeper.ts`.
  *
  * Layer: user agent (imports errors, message, uri, headers, transport types).
  *
@@ -27,7 +29,10 @@ export interface RegisterOptions {
   expires?: number;
   /** The Contact URI to bind (default: this user agent's own, `sip:user@host:port` as seen from the registrar). */
   contact?: string;
-  /** Send to this address instead of the registrar's host:port (outbound proxy). */
+  /**
+   * Send to this address instead of the registrar's host:port (and instead of
+   * the user agent's `outboundProxy`), without a Route header.
+   */
   proxy?: Address;
   /** Extra headers. */
   headers?: [string, string][];
@@ -45,6 +50,16 @@ export interface RegistrationInit {
   response: SipResponse;
   /** The lifetime the registrar granted, in seconds. */
   expires: number;
+  /** The Call-ID of the registration (the same for its refreshes and its removal). */
+  callId: string;
+}
+
+/** What a {@linkcode Registration} does on the wire (the user agent provides it). */
+export interface RegistrationOps {
+  /** Sends the REGISTER that removes the binding; resolves with its 2xx. */
+  unregister(): Promise<SipResponse>;
+  /** Sends the REGISTER that renews it (same Call-ID, next CSeq); resolves with the new registration. */
+  refresh(expires?: number): Promise<Registration>;
 }
 
 /**
@@ -71,20 +86,23 @@ export class Registration {
    * 2xx, else its `Expires` header, else what was asked (RFC 3261 §10.2.4).
    */
   readonly expires: number;
-  readonly #unregister: () => Promise<SipResponse>;
+  /** The Call-ID shared by this registration's REGISTERs. */
+  readonly callId: string;
+  readonly #ops: RegistrationOps;
 
   /**
    * Creates the registration (the user agent does, when the registrar accepts).
    * @param init what the registrar accepted
-   * @param unregister sends the REGISTER that removes the binding; resolves with its 2xx
+   * @param ops removes or renews the binding on the wire
    */
-  constructor(init: RegistrationInit, unregister: () => Promise<SipResponse>) {
+  constructor(init: RegistrationInit, ops: RegistrationOps) {
     this.registrar = init.registrar;
     this.aor = init.aor;
     this.contact = init.contact;
     this.response = init.response;
     this.expires = init.expires;
-    this.#unregister = unregister;
+    this.callId = init.callId;
+    this.#ops = ops;
   }
 
   /**
@@ -93,7 +111,17 @@ export class Registration {
    * {@linkcode RegistrationError} on a failure response or no response.
    */
   unregister(): Promise<SipResponse> {
-    return this.#unregister();
+    return this.#ops.unregister();
+  }
+
+  /**
+   * Renews the binding before it expires (RFC 3261 §10.2.4): REGISTER with the
+   * same Call-ID and Contact, the next CSeq, and `expires` (default: what was
+   * asked first, or the `Min-Expires` a 423 imposed). Resolves with the new
+   * {@linkcode Registration}; rejects like `SipUserAgent.register`.
+   */
+  refresh(expires?: number): Promise<Registration> {
+    return this.#ops.refresh(expires);
   }
 }
 

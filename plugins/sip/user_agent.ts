@@ -53,8 +53,10 @@ import { type Address, type DatagramTransport, SipTransport, type SipTransportSt
 import type { Network } from "../../core/net/datagram.ts";
 import { udpNetwork } from "../../core/net/udp.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
-import { errText, UaContext, USER_AGENT } from "./_context.ts";
-import { register, sendRequest } from "./_client.ts";
+import { errText, type OutboundProxy, UaContext, USER_AGENT } from "./_context.ts";
+import { register, sendRequest, userUri } from "./_client.ts";
+import { type KeepRegisteredOptions, RegistrationKeeper } from "./registration_keeper.ts";
+import { type SipTracer, TracingTransport } from "./trace.ts";
 import { Dispatcher } from "./_dispatcher.ts";
 import { destinationOf, RequestBuilder } from "./_request_builder.ts";
 
@@ -95,6 +97,23 @@ export interface SipUserAgentOptions {
    * re-sent with CSeq + 1 and that header. Without it, a 401/407 is final.
    */
   authenticator?: Authenticator;
+  /**
+   * A loose-routing outbound proxy (RFC 3261 §8.1.2), e.g. `sip:proxy.example.com:5060`:
+   * every out-of-dialog request (INVITE, REGISTER, OPTIONS) is sent to it with
+   * `Route: <sip:proxy.example.com:5060;lr>`; in-dialog requests follow the
+   * dialog's route set. A request's own `proxy` address overrides it.
+   */
+  outboundProxy?: string;
+  /**
+   * Our address-of-record, put in From of out-of-dialog requests (e.g.
+   * `sip:alice@example.com`; default `sip:<userName>@<local address>`).
+   */
+  aor?: string;
+  /**
+   * Receives every datagram sent and received, with time and addresses
+   * (`formatTraceEvent` makes the text of `--sip-trace`).
+   */
+  trace?: SipTracer;
 }
 
 /** Events of a {@linkcode SipUserAgent}. */
@@ -122,6 +141,7 @@ export class SipUserAgent {
   readonly #ctx: UaContext;
   readonly #dispatcher: Dispatcher;
   readonly #events = new Emitter<UserAgentEvents>();
+  readonly #keepers = new Set<RegistrationKeeper>();
 
   /**
    * Creates the user agent and binds its transport (a UDP socket unless `opts.transport` is given).
@@ -129,7 +149,10 @@ export class SipUserAgent {
    */
   constructor(opts: SipUserAgentOptions = {}) {
     const log = (opts.log ?? silentLogger).child("SIP");
-    const dgram = opts.transport ?? (opts.net ?? udpNetwork).bind(opts.hostname ?? "0.0.0.0", opts.port ?? 5060);
+    const outbound = opts.outboundProxy === undefined ? undefined : outboundProxyOf(opts.outboundProxy);
+    const aor = opts.aor === undefined ? undefined : userUri(opts.aor, "aor", "sip:alice@example.com");
+    let dgram = opts.transport ?? (opts.net ?? udpNetwork).bind(opts.hostname ?? "0.0.0.0", opts.port ?? 5060);
+    if (opts.trace) dgram = new TracingTransport(dgram, opts.trace);
     const transport = new SipTransport({ transport: dgram, log, parse: opts.parse });
     const layer = new TransactionLayer({
       sender: transport,
@@ -142,9 +165,10 @@ export class SipUserAgent {
       displayName: opts.displayName,
       userAgent: opts.userAgent ?? USER_AGENT,
       contactHost: opts.contactHost,
+      aor: aor === undefined ? undefined : formatUri(aor),
       localAddress: () => transport.localAddress,
     });
-    this.#ctx = new UaContext({ transport, layer, log, build, authenticator: opts.authenticator });
+    this.#ctx = new UaContext({ transport, layer, log, build, authenticator: opts.authenticator, outbound });
     this.#dispatcher = new Dispatcher(this.#ctx, (call) => {
       if (this.#events.listenerCount("invite") === 0) return false;
       this.#events.emit("invite", call);
@@ -222,8 +246,8 @@ export class SipUserAgent {
   /** Sends OPTIONS to `target`; resolves with the final response, or undefined on timeout. */
   options(target: string): Promise<SipResponse | undefined> {
     const uri = parseUri(/^sips?:/i.test(target) ? target : `sip:${target}`);
-    const dest = destinationOf(uri);
-    return sendRequest(this.#ctx, this.#ctx.build.options(uri, dest), dest);
+    const { dest, routes } = this.#ctx.routeTo(uri);
+    return sendRequest(this.#ctx, this.#ctx.build.options(uri, dest, routes), dest);
   }
 
   /**
@@ -231,8 +255,10 @@ export class SipUserAgent {
    * `opts.aor` at `opts.registrar` (RFC 3261 §10.2), answering 401/407 through
    * the authenticator. Resolves with the {@linkcode Registration} (the 2xx, the
    * granted expiry, `unregister()`); rejects with `RegistrationError` on a
-   * failure response or no response. It does not refresh the binding: register
-   * again before `expires` runs out.
+   * failure response or no response. A `423 Interval Too Brief` is answered
+   * once with its `Min-Expires`. It does not refresh the binding by itself: call
+   * `refresh()` on the registration before `expires` runs out, or use
+   * {@linkcode SipUserAgent.keepRegistered}.
    *
    * @example
    * ```ts
@@ -242,6 +268,36 @@ export class SipUserAgent {
    */
   register(opts: RegisterOptions): Promise<Registration> {
     return register(this.#ctx, opts);
+  }
+
+  /**
+   * Keeps a binding registered (see {@linkcode RegistrationKeeper}): registers
+   * at once, refreshes before expiry (min(expires/2, expires − 5 s)) with the
+   * same Call-ID, registers again after failures with a doubling backoff, and
+   * unregisters on `stop()`. Closing the user agent stops it without
+   * unregistering (call `stop()` first for that).
+   *
+   * @example
+   * ```ts
+   * const keeper = ua.keepRegistered({ registrar: "sip:10.0.0.2", aor: "sip:alice@example.com", expires: 600 });
+   * const reg = await keeper.ready; // rejects with RegistrationError when the first REGISTER fails
+   * await keeper.stop(); // Expires: 0
+   * ```
+   */
+  keepRegistered(opts: KeepRegisteredOptions): RegistrationKeeper {
+    if (this.#ctx.closed) throw new Error("user agent is closed");
+    const { retryMs, retryMaxMs, ...registerOptions } = opts;
+    // Bad options throw here, not later in the first attempt.
+    userUri(registerOptions.registrar, "keepRegistered: registrar", "sip:example.com");
+    userUri(registerOptions.aor, "keepRegistered: aor", "sip:alice@example.com");
+    const keeper = new RegistrationKeeper(
+      () => register(this.#ctx, registerOptions),
+      this.#ctx.clock,
+      this.#ctx.log,
+      { retryMs, retryMaxMs },
+    );
+    this.#keepers.add(keeper);
+    return keeper;
   }
 
   /**
@@ -278,10 +334,19 @@ export class SipUserAgent {
     const ctx = this.#ctx;
     if (ctx.closed) return;
     for (const call of this.calls) void call.hangup();
+    const keepers = [...this.#keepers].map((k) => k.stop({ unregister: false }));
     ctx.closed = true;
     for (const call of this.calls) ctx.handleOf(call).shutdown();
     ctx.layer.close();
     this.#dispatcher.clear();
+    await Promise.all(keepers);
     await ctx.transport.close();
   }
+}
+
+/** The outbound proxy of a URI given by the user: its address, and a Route value with `lr`. */
+function outboundProxyOf(text: string): OutboundProxy {
+  const uri = userUri(text, "outboundProxy", "sip:proxy.example.com:5060");
+  const route = formatUri({ ...uri, user: undefined, password: undefined, params: { ...uri.params, lr: null } });
+  return { route: `<${route}>`, address: destinationOf(uri) };
 }
