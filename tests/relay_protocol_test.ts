@@ -4,7 +4,8 @@
  * marker and detector, the timeline recorder, the silence detector.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { createStage, runTransform, testContext } from "../core/testing.ts";
+import { runTransform } from "../core/testing.ts";
+import { createStage, testContext } from "./registry_util.ts";
 import type { EncodedFrame, Frame, PcmFrame, RtpFrame } from "../core/frame.ts";
 import {
   formatReply,
