@@ -616,11 +616,19 @@ export class PolyphaseResampler {
       );
     }
     this.#fed += frames;
+    const outPtr = this.#outPtr >> 1;
+    if (frames <= CHUNK) {
+      // One pass (the usual case): the only allocation is the returned array.
+      this.#i16.set(samples, this.#inPtr >> 1);
+      const produced = this.#pass(frames, false);
+      this.#emitted += produced;
+      return this.#i16.slice(outPtr, outPtr + produced * this.#outCh);
+    }
     let total = 0;
     for (let at = 0; at < frames; at += CHUNK) {
       const n = Math.min(CHUNK, frames - at);
       this.#i16.set(samples.subarray(at * this.#inCh, (at + n) * this.#inCh), this.#inPtr >> 1);
-      total = this.#pass(n, false, total);
+      total = this.#append(total, this.#pass(n, false));
     }
     return this.#result(total);
   }
@@ -631,15 +639,15 @@ export class PolyphaseResampler {
     const target = Math.round((this.#fed * last.outRate) / this.plan.stages[0].inRate);
     let total = 0;
     // Zeros push the look-ahead through; the bound is a safety net (a few passes suffice).
-    for (let i = 0; this.#emitted + total < target && i < 64; i++) total = this.#pass(CHUNK, true, total);
+    for (let i = 0; this.#emitted + total < target && i < 64; i++) total = this.#append(total, this.#pass(CHUNK, true));
     const keep = Math.max(0, Math.min(total, target - this.#emitted));
     const out = this.#result(keep);
     this.reset();
     return out;
   }
 
-  /** Loads n input frames (or zeros), runs every stage, appends the output to the accumulator. */
-  #pass(n: number, zeros: boolean, total: number): number {
+  /** Loads n input frames (or zeros), runs every stage; returns the output frames, left as int16 at #outPtr. */
+  #pass(n: number, zeros: boolean): number {
     const k = this.#k;
     const s0 = this.#stages[0];
     for (let c = 0; c < this.#srcCh; c++) {
@@ -675,14 +683,20 @@ export class PolyphaseResampler {
           k.store_chan(this.#outF[this.#srcCh === 1 ? 0 : o], this.#outPtr + o * 2, produced, outCh);
         }
       }
-      const len = produced * outCh;
-      if (this.#acc.length < (total + produced) * outCh) {
-        const grown = new Int16Array(Math.max(len + total * outCh, this.#acc.length * 2));
-        grown.set(this.#acc.subarray(0, total * outCh));
-        this.#acc = grown;
-      }
-      this.#acc.set(this.#i16.subarray(this.#outPtr >> 1, (this.#outPtr >> 1) + len), total * outCh);
     }
+    return produced;
+  }
+
+  /** Appends the `produced` frames of the last pass to the accumulator after `total` frames; returns the new total. */
+  #append(total: number, produced: number): number {
+    const outCh = this.#outCh;
+    if (this.#acc.length < (total + produced) * outCh) {
+      const grown = new Int16Array(Math.max((total + produced) * outCh, this.#acc.length * 2));
+      grown.set(this.#acc.subarray(0, total * outCh));
+      this.#acc = grown;
+    }
+    const from = this.#outPtr >> 1;
+    this.#acc.set(this.#i16.subarray(from, from + produced * outCh), total * outCh);
     return total + produced;
   }
 
