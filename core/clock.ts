@@ -7,7 +7,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 
 /** A scheduled callback, returned by {@linkcode Clock.at} so it can be cancelled. */
 export interface Timer {
@@ -39,6 +39,12 @@ export interface Clock {
   sleepUntil(due: number, signal?: AbortSignal): Promise<void>;
   /** Resolves after `ms` milliseconds, or rejects when the signal aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Optional hint that precise real-time timers are coming (a session opened a socket): a clock
+   * with a costly set-up (the {@linkcode RealClock}'s timer thread) does it now rather than at
+   * the first timer.
+   */
+  prepare?(): void;
 }
 
 interface Entry extends Timer {
@@ -177,6 +183,14 @@ const DUTY_WINDOW_MS = 1000;
 
 /** Due times the main thread publishes to the timer thread, earliest first. */
 const PUBLISHED = 8;
+/**
+ * The timer thread starts with the first timer scheduled at most this many ms ahead (the kind
+ * that paces media), or when {@linkcode RealClock.prepare} asks for it (a session opened a
+ * socket). Starting it costs ~100 ms of CPU and blocks the main thread once for tens of ms, so
+ * until then timers set further ahead run in the main-thread mode: a process that only converts
+ * files (a WAV header timer every second) never starts it.
+ */
+const THREAD_LEAD_MS = 250;
 
 /**
  * Source of the timer thread. The main thread publishes the next
@@ -323,7 +337,8 @@ export class RealClock extends HeapClock {
   #coarseTurns = 0; // setTimeout wake-ups while the timer thread starts
 
   /**
-   * Creates a scheduler; the timer thread starts with the first timer.
+   * Creates a scheduler; the timer thread starts when {@linkcode prepare} is called or a timer
+   * is scheduled at most 250 ms ahead, whichever comes first.
    *
    * @param spinMs main-thread mode: minimum margin before a due time in which to wait precisely instead of
    *   sleeping on `setTimeout` (default 1.5 ms)
@@ -335,9 +350,16 @@ export class RealClock extends HeapClock {
     this.spinMs = spinMs;
     this.sliceMs = sliceMs;
     this.spinBudget = spinBudget;
-    queueMicrotask(() => {
-      if (this.#workerState === "none" && this.useTimerThread) this.#startWorker();
-    });
+  }
+
+  /**
+   * Starts the timer thread now, ahead of the timers that will need it: starting it blocks the
+   * main thread once for tens of ms, which is better before media flows than at its first
+   * packet. A {@linkcode Session} calls this when it opens its first socket. No effect in the
+   * main-thread mode or once started.
+   */
+  prepare(): void {
+    if (this.#workerState === "none" && this.useTimerThread) this.#startWorker();
   }
 
   /** `performance.now()`: monotonic milliseconds. */
@@ -351,6 +373,8 @@ export class RealClock extends HeapClock {
    * timer must not keep the process alive until its due time).
    */
   override at(due: number, fn: () => void): Timer {
+    // A timer this close is what the thread is for: start it (far ones run in the main-thread mode meanwhile).
+    if (this.#workerState === "none" && this.useTimerThread && due - this.now() <= THREAD_LEAD_MS) this.#startWorker();
     this.#reentry++;
     let t: Entry;
     try {
@@ -424,7 +448,6 @@ export class RealClock extends HeapClock {
 
   /** Makes sure the scheduler wakes for the earliest timer (timer thread, or main-thread mode). */
   protected arm(): void {
-    if (this.#workerState === "none" && this.useTimerThread) this.#startWorker();
     if (this.#workerState === "ready") {
       if (!this.#running) this.#armWorker(); // while timers run, publish once at the end
     } else this.#armMain();
@@ -442,6 +465,8 @@ export class RealClock extends HeapClock {
       this.#times = new Float64Array(sab, 32, 2 + PUBLISHED);
       this.#times[0] = Infinity;
       this.#times[1] = this.coalesceMs;
+      // node:worker_threads is loaded here, on first use: a process that never starts the thread never pays for it.
+      const { Worker } = process.getBuiltinModule("node:worker_threads") as typeof import("node:worker_threads");
       const w = new Worker(TIMER_THREAD_SOURCE, { eval: true, workerData: sab });
       w.unref();
       w.on("message", this.#onWorkerMessage);
@@ -671,8 +696,10 @@ export class RealClock extends HeapClock {
     if (!this.#fine) return;
     this.#fineTurns++;
     let now = this.now();
-    if (this.#workerState === "ready") {
+    if (this.#workerState === "ready" || this.#workerState === "starting") {
+      // The thread takes over (once ready; meanwhile setTimeout wakes us, never this busy phase).
       this.#leaveFine(now);
+      if (this.#workerState === "starting") this.#armMain();
       return;
     }
     const e = this.#peekLive();
