@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { seededRandom } from "../core/random.ts";
+import { dB, fit, formatFigures, FULL, qualityFigures, span, tone } from "./resample_quality.ts";
 import { LsrConverter } from "../plugins/resample/_lsr.ts";
 import {
   FILTER_SPECS,
@@ -16,69 +17,6 @@ import {
   PolyphaseResampler,
   wasmKernelAvailable,
 } from "../plugins/resample/polyphase.ts";
-
-const FULL = 32000;
-
-/** A tone of `amp` at `freq`, int16, optionally with ±1 LSB triangular dither (so rounding errors are noise, not harmonics). */
-function tone(freq: number, rate: number, seconds: number, amp: number, dither = false, channels = 1): Int16Array {
-  const n = Math.round(rate * seconds);
-  const rnd = seededRandom(freq * 7 + rate);
-  const x = new Int16Array(n * channels);
-  for (let i = 0; i < n; i++) {
-    const v = Math.round(amp * Math.sin((2 * Math.PI * freq * i) / rate) + (dither ? rnd() - rnd() : 0));
-    for (let c = 0; c < channels; c++) x[i * channels + c] = c === 1 ? -v : v;
-  }
-  return x;
-}
-
-/**
- * Least-squares fit of sines at the given frequencies (all at once, so a strong tone does not
- * leak into the estimate of a weak one): amplitude and delay (in samples) of each, and the SNR of
- * the first against everything the fit leaves.
- */
-function fit(y: ArrayLike<number>, freqs: number[], rate: number, from: number, to: number) {
-  const k = freqs.length * 2;
-  const basis = (i: number, j: number) => {
-    const w = (2 * Math.PI * freqs[j >> 1] * i) / rate;
-    return j & 1 ? Math.cos(w) : Math.sin(w);
-  };
-  const a = Array.from({ length: k }, () => new Float64Array(k + 1));
-  const row = new Float64Array(k);
-  for (let i = from; i < to; i++) {
-    for (let j = 0; j < k; j++) row[j] = basis(i, j);
-    for (let r = 0; r < k; r++) {
-      for (let c = 0; c < k; c++) a[r][c] += row[r] * row[c];
-      a[r][k] += row[r] * y[i];
-    }
-  }
-  // Gaussian elimination with partial pivoting.
-  for (let c = 0; c < k; c++) {
-    let p = c;
-    for (let r = c + 1; r < k; r++) if (Math.abs(a[r][c]) > Math.abs(a[p][c])) p = r;
-    [a[c], a[p]] = [a[p], a[c]];
-    for (let r = 0; r < k; r++) {
-      if (r === c) continue;
-      const f = a[r][c] / a[c][c];
-      for (let q = c; q <= k; q++) a[r][q] -= f * a[c][q];
-    }
-  }
-  const coef = a.map((r, i) => r[k] / a[i][i]);
-  let sig = 0, err = 0;
-  for (let i = from; i < to; i++) {
-    let model = 0;
-    for (let j = 0; j < k; j++) model += coef[j] * basis(i, j);
-    const first = coef[0] * basis(i, 0) + coef[1] * basis(i, 1);
-    sig += first * first;
-    err += (y[i] - model) ** 2;
-  }
-  return {
-    amps: freqs.map((_, j) => Math.hypot(coef[2 * j], coef[2 * j + 1])),
-    delays: freqs.map((f, j) => -Math.atan2(coef[2 * j + 1], coef[2 * j]) / ((2 * Math.PI * f) / rate)),
-    snrDb: 10 * Math.log10(sig / err),
-  };
-}
-
-const dB = (r: number) => 20 * Math.log10(r);
 
 function concat(parts: Int16Array[]): Int16Array {
   const out = new Int16Array(parts.reduce((a, p) => a + p.length, 0));
@@ -106,12 +44,6 @@ async function lsrMedium(x: Int16Array, inRate: number, outRate: number): Promis
   c.close();
   return concat(parts);
 }
-
-/** Output window that leaves out the first and last 50 ms (filter edges). */
-const span = (
-  y: Int16Array,
-  rate: number,
-): [number, number] => [Math.round(rate * 0.05), y.length - Math.round(rate * 0.05)];
 
 Deno.test("polyphase 44.1 kHz → 8 kHz: 1 kHz tone SNR ≥ 90 dB after int16 rounding (figures beside libsamplerate medium)", async () => {
   const x = tone(1000, 44100, 2, FULL);
@@ -313,4 +245,11 @@ Deno.test("polyphase JavaScript kernel agrees with the WebAssembly one within 1 
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
     assert.ok(worst <= 1, `${inRate}→${outRate}: ${worst} LSB`);
   }
+});
+
+Deno.test("polyphase medium summary figures beside libsamplerate medium (the bench's quality line)", async () => {
+  const q = await qualityFigures((x, a, b) => poly(x, a, b));
+  const l = await qualityFigures((x, a, b) => lsrMedium(x, a, b));
+  console.log(`polyphase medium:     ${formatFigures(q)}\nlibsamplerate medium: ${formatFigures(l)}`);
+  assert.ok(q.snrDb >= 90 && q.passbandDb <= 0.1 && q.alias6kDb <= -90 && q.alias10kDb <= -90 && q.imageDb <= -90);
 });

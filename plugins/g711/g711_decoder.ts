@@ -14,6 +14,7 @@ import { type Codec, type Format, formatToString, type Frame, type PcmFrame } fr
 import type { Logger } from "../../core/log.ts";
 import { definePlugin, type Emit, FormatError, type TransformStage } from "../../core/stage.ts";
 import { PacketLossConcealer } from "./plc.ts";
+import { Slab } from "../../core/slab.ts";
 import { DECODE_TABLES } from "./tables.ts";
 
 /**
@@ -75,6 +76,7 @@ export function createG711Decoder(
   const override: Codec | undefined = options.codec;
   const plc = options.plc ? new PacketLossConcealer({ sampleRate: 8000 }) : undefined;
   const stats: G711DecoderStats = { frames: 0, decoded: 0, concealed: 0, concealed_samples: 0, silence: 0 };
+  const slab = new Slab(); // samples are views of shared 64 KB buffers: no buffer of their own per frame
   let lastLength = DEFAULT_FRAME;
 
   return {
@@ -117,7 +119,7 @@ export function createG711Decoder(
         if (!table) throw new Error(`${NAME} cannot decode codec ${frame.codec}: set "codec" in its options`);
         const p = frame.payload;
         const n = p.length;
-        samples = new Int16Array(n);
+        samples = slab.int16(n);
         for (let i = 0; i < n; i++) samples[i] = table[p[i]];
         if (plc) plc.receive(samples);
         lastLength = n || lastLength;

@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { type Codec, type EncodedFrame, type Format, formatToString, type Frame } from "../../core/frame.ts";
 import { definePlugin, type Emit, FormatError, type TransformStage } from "../../core/stage.ts";
+import { Slab } from "../../core/slab.ts";
 import { ENCODE_TABLES } from "./tables.ts";
 
 /**
@@ -70,6 +71,7 @@ export interface G711EncoderStats {
 export function createG711Encoder(options: G711EncoderOptions): TransformStage & { stats(): G711EncoderStats } {
   const codec: Codec = options.codec;
   const table = ENCODE_TABLES[codec];
+  const slab = new Slab(); // payloads are views of shared 64 KB buffers: no buffer of their own per frame
   let frames = 0;
   let samples = 0;
   return {
@@ -86,7 +88,7 @@ export function createG711Encoder(options: G711EncoderOptions): TransformStage &
       }
       const pcm = frame.samples;
       const n = pcm.length;
-      const payload = new Uint8Array(n);
+      const payload = slab.uint8(n);
       for (let i = 0; i < n; i++) payload[i] = table[pcm[i] & 0xffff];
       frames++;
       samples += n;

@@ -59,10 +59,10 @@ export const resamplerOptions = z.object({
       "WebAssembly SIMD; output time-aligned with the input, look-ahead ~7 ms): " +
       '"medium" (default): passband flat to 0.85 of the lower Nyquist frequency (3.4 kHz at 8 kHz), ' +
       "stopband -100 dB from the Nyquist frequency (nothing above 4 kHz folds back at 8 kHz); " +
-      "~5000x realtime per stream 44.1 to 8 kHz. " +
-      '"best": -120 dB, passband to 0.91 of Nyquist, about half as fast. ' +
+      "~3500x realtime per stream 44.1 to 8 kHz (one core of this machine). " +
+      '"best": -120 dB, passband to 0.91 of Nyquist, ~2500x realtime. ' +
       '"fastest": -70 dB, passband to 0.85 of Nyquist, transition band ending 15 % above it ' +
-      "(what lies there folds back above the passband); about 3x faster than medium. " +
+      "(what lies there folds back above the passband), ~6500x realtime. " +
       '"linear": linear interpolation, no anti-alias filter; aliases audibly, for tests and effects only. ' +
       'libsamplerate (WebAssembly, loaded on first use): "lsr-best" (~149 dB tone SNR, ~30x realtime), ' +
       '"lsr-medium" (~130 dB, ~60x realtime: the default before the polyphase kernel), ' +
