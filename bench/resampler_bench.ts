@@ -1,6 +1,7 @@
 /**
  * Resampler benchmarks: 10 s of 44.1 kHz mono audio per iteration through the `resampler`
- * stage (20 ms frames of 882 samples, streaming), to 8 kHz, at each quality.
+ * stage (20 ms frames of 882 samples, streaming), to 8 kHz, at each quality (the polyphase kernel
+ * and, for comparison, libsamplerate as lsr-medium and lsr-best).
  *
  * Run with `deno bench -A bench/resampler_bench.ts`. Realtime factor = 10 s ÷ (time/iter);
  * e.g. 200 ms/iter is 50× realtime. `bench/resampler_realtime.ts` prints the factor directly.
@@ -26,7 +27,7 @@ for (let k = 0; k < (SECONDS * IN_RATE) / FRAME; k++) {
 }
 const noop = () => true;
 
-for (const quality of ["medium", "best", "fastest", "linear"]) {
+for (const quality of ["medium", "best", "fastest", "linear", "lsr-medium", "lsr-best"]) {
   const stage = await createStage<TransformStage>(resampler, { rate: 8000, quality });
   stage.negotiate!({ kind: "pcm", sampleRate: IN_RATE, channels: 1 });
   Deno.bench(`resampler 44100→8000 ${quality}, 10 s of mono audio/iter`, {

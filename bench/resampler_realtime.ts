@@ -30,7 +30,7 @@ function makeFrames(secs: number): PcmFrame[] {
 
 const frames = makeFrames(seconds);
 const noop = () => true;
-for (const quality of ["medium", "best", "fastest", "linear"]) {
+for (const quality of ["medium", "best", "fastest", "linear", "lsr-medium", "lsr-best"]) {
   const stage = await createStage<TransformStage>(resampler, { rate: 8000, quality });
   stage.negotiate!({ kind: "pcm", sampleRate: IN_RATE, channels: 1 });
   for (const f of frames.slice(0, 100)) stage.process(f, noop); // warm-up: 2 s

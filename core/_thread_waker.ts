@@ -8,7 +8,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { TimerEntry } from "./_timer_heap.ts";
 import type { WakerHost } from "./_waker.ts";
 
@@ -108,6 +108,8 @@ export class ThreadWaker {
       this.#times = new Float64Array(sab, 32, 2 + PUBLISHED);
       this.#times[0] = Infinity;
       this.#times[1] = this.#host.coalesceMs();
+      // node:worker_threads is loaded here, on first use: a process that never starts the thread never pays for it.
+      const { Worker } = process.getBuiltinModule("node:worker_threads") as typeof import("node:worker_threads");
       const w = new Worker(TIMER_THREAD_SOURCE, { eval: true, workerData: sab });
       w.unref();
       w.on("message", this.#onMessage);

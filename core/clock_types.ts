@@ -39,4 +39,10 @@ export interface Clock {
   sleepUntil(due: number, signal?: AbortSignal): Promise<void>;
   /** Resolves after `ms` milliseconds, or rejects when the signal aborts first. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Optional hint that precise real-time timers are coming (a session opened a
+   * socket): a clock with a costly set-up (the real clock's timer thread) does
+   * it now rather than at the first timer.
+   */
+  prepare?(): void;
 }

@@ -15,6 +15,16 @@ import { ThreadWaker } from "./_thread_waker.ts";
 import { TimeoutWaker } from "./_timeout_waker.ts";
 import { FineWaker } from "./_fine_waker.ts";
 
+/**
+ * The timer thread starts with the first timer scheduled at most this many ms
+ * ahead (the kind that paces media), or when {@linkcode RealClock.prepare} asks
+ * for it (a session opened a socket). Starting it costs ~100 ms of CPU and
+ * blocks the main thread once for tens of ms, so until then timers set further
+ * ahead run in the main-thread mode: a process that only converts files (a WAV
+ * header timer every second) never starts it.
+ */
+const THREAD_LEAD_MS = 250;
+
 /** How the real-time scheduler is doing, from {@linkcode RealClock.schedulerStats}. */
 export interface SchedulerStats {
   /** `thread` once the timer thread wakes the clock; `main` before it is ready, or without it. */
@@ -46,9 +56,10 @@ export interface SchedulerStats {
  * timers, so socket I/O is handled at once. The worker is `ref`ed while live
  * timers exist (like a pending `setTimeout`, it keeps the process alive),
  * `unref`ed when none are left; it lives as long as the clock. Creating it
- * blocks the main thread for 20–40 ms here, so it is started right after the
- * clock is constructed (in a microtask, so `useTimerThread = false` can still be
- * set), not when the first stream needs it. Until the worker has started, timers wake from
+ * blocks the main thread for 20–40 ms here (and ~100 ms of CPU), so it is
+ * started when a session opens its first socket ({@linkcode RealClock.prepare})
+ * or a timer is due within 250 ms, not for the far timers of a file-to-file run.
+ * Until the worker has started, timers wake from
  * `setTimeout` alone (about 1 ms late, but the event loop parks between them, so
  * sockets are read at once); if it cannot be created, the main-thread mode below
  * is used.
@@ -120,7 +131,8 @@ export class RealClock implements Clock {
   readonly #fine: FineWaker;
 
   /**
-   * Creates a scheduler; its timer thread starts right after (in a microtask).
+   * Creates a scheduler; its timer thread starts when {@linkcode RealClock.prepare} is called or a
+   * timer is scheduled at most 250 ms ahead, whichever comes first.
    *
    * @param spinMs main-thread mode: minimum margin before a due time in which to wait precisely instead of
    *   sleeping on `setTimeout` (default 1.5 ms)
@@ -134,9 +146,16 @@ export class RealClock implements Clock {
     this.#fine = new FineWaker(this.#host, this, () => this.#armMain());
     // The coarse wakes' setTimeout overshoot feeds the fine waker's margin too: both sleep on setTimeout.
     this.#coarse = new TimeoutWaker(this.#host, (over, now) => this.#fine.noteLate(over, now), () => this.#armMain());
-    queueMicrotask(() => {
-      if (this.#thread === undefined && this.useTimerThread) this.#startThread();
-    });
+  }
+
+  /**
+   * Starts the timer thread now, ahead of the timers that will need it:
+   * starting it blocks the main thread once for tens of ms, which is better
+   * before media flows than at its first packet. A session calls this when it
+   * opens its first socket. No effect in the main-thread mode or once started.
+   */
+  prepare(): void {
+    if (this.#thread === undefined && this.useTimerThread) this.#startThread();
   }
 
   /** `performance.now()`: monotonic milliseconds. */
@@ -150,6 +169,8 @@ export class RealClock implements Clock {
    * not keep the process alive until its due time).
    */
   at(due: number, fn: () => void): Timer {
+    // A timer this close is what the thread is for: start it (far ones run in the main-thread mode meanwhile).
+    if (this.#thread === undefined && this.useTimerThread && due - this.now() <= THREAD_LEAD_MS) this.#startThread();
     this.#reentry++;
     let t: TimerEntry;
     try {
@@ -228,7 +249,6 @@ export class RealClock implements Clock {
 
   /** Makes sure the scheduler wakes for the earliest timer (timer thread, or a main-thread waker). */
   #arm(): void {
-    if (this.#thread === undefined && this.useTimerThread) this.#startThread();
     if (this.#thread?.state === "ready") this.#thread.arm();
     else this.#armMain();
   }
@@ -264,5 +284,11 @@ export class RealClock implements Clock {
     });
     this.#thread = thread;
     thread.start();
+    if (thread.state === "starting" && this.#fine.active) {
+      // A fine phase was running (far timers came due): the thread takes over once ready; meanwhile setTimeout
+      // wakes us, never the busy fine phase.
+      this.#fine.stop();
+      this.#armMain();
+    }
   }
 }

@@ -201,6 +201,7 @@ export class Session {
   }
 
   #adopt(pair: PortPair): void {
+    this.clock.prepare?.(); // a call's media ports: real-time timers are coming
     this.#pairs.push(pair);
     this.#sockets.push(pair.rtp, pair.rtcp);
   }
@@ -218,6 +219,7 @@ export class Session {
    */
   socket(bind: string, port: number, range?: [number, number]): DatagramSocket {
     if (this.#closed) throw new Error(`session ${this.id} is closed`);
+    this.clock.prepare?.(); // network I/O: real-time timers are coming
     if (port > 0) {
       const held = this.#sockets.find((s) => !s.closed && s.port === port && sameBind(s.hostname, bind));
       if (held) return held;

@@ -1,11 +1,25 @@
 /**
  * Every built-in control plugin.
  *
+ * The `sip` control is registered from its declaration alone (options, variables,
+ * description: sip/control_options.ts); the SIP stack, sdp-transform with it, is loaded when a
+ * pipeline file asks for it, so a pipeline without calls (a transcode) never loads it.
+ *
  * @module
  */
-import type { AnyControlPlugin } from "../core/control.ts";
-import { sipControl } from "./sip/control.ts";
+import { type AnyControlPlugin, defineControl } from "../core/control.ts";
 import { controls as relay } from "./relay/mod.ts";
+import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions } from "./sip/control_options.ts";
+
+/** The `sip` control plugin, loading its implementation (sip/control.ts) on first use. */
+const sip = defineControl({
+  name: "sip",
+  kind: "control",
+  description: SIP_CONTROL_DESCRIPTION,
+  variables: SIP_VARIABLES,
+  options: sipControlOptions,
+  create: async (options, ctx) => (await import("./sip/control.ts")).sipControl.create(options, ctx),
+});
 
 /** All built-in control plugins. */
-export const builtinControls: AnyControlPlugin[] = [sipControl, ...relay];
+export const builtinControls: AnyControlPlugin[] = [sip, ...relay];

@@ -242,3 +242,19 @@ Deno.test("Pacer: frame n is due at start + n × period, whatever the lateness",
   assert.deepEqual(at, [0, 20, 40, 60, 80]);
   assert.equal(pacer.dueTime(1500), 30000, "no accumulated drift");
 });
+
+Deno.test("RealClock: a far timer does not start the timer thread; prepare() or a near timer does", async () => {
+  const clock = new RealClock();
+  const far = clock.after(5_000, () => {});
+  const t0 = performance.now();
+  while (performance.now() - t0 < 50) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(clock.schedulerStats().mode, "main", "a timer 5 s away started the thread");
+  far.cancel();
+  clock.prepare();
+  while (clock.schedulerStats().mode !== "thread") await clock.sleep(5);
+  const other = new RealClock();
+  await other.sleep(1); // due at once: the thread starts for it
+  while (other.schedulerStats().mode !== "thread") await other.sleep(5);
+  await idle(clock, 10_000);
+  await idle(other, 10_000);
+});

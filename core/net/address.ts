@@ -11,8 +11,6 @@
  *
  * @module
  */
-import { isIP } from "node:net";
-import { lookup } from "node:dns/promises";
 
 /** A host (IP literal or name) and a UDP port. */
 export interface HostPort {
@@ -22,9 +20,46 @@ export interface HostPort {
   port: number;
 }
 
-/** IP version of a literal address: 4, 6, or 0 when it is not an IP literal (a host name). */
+/**
+ * IP version of a literal address: 4, 6, or 0 when it is not an IP literal (a host name).
+ * The same answers as Node's `net.isIP` (dotted-quad IPv4 without leading zeros; IPv6 in any
+ * RFC 4291 text form, with an optional `%zone`), without loading `node:net` (~50 ms at start-up).
+ */
 export function ipVersion(host: string): 0 | 4 | 6 {
-  return isIP(stripBrackets(host)) as 0 | 4 | 6;
+  const h = stripBrackets(host);
+  return isIPv4(h) ? 4 : isIPv6(h) ? 6 : 0;
+}
+
+const V4_PART = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])$/;
+const V6_GROUP = /^[0-9a-fA-F]{1,4}$/;
+const ZONE = /^[0-9a-zA-Z.:-]+$/;
+
+function isIPv4(s: string): boolean {
+  const parts = s.split(".");
+  return parts.length === 4 && parts.every((p) => V4_PART.test(p));
+}
+
+function isIPv6(text: string): boolean {
+  let s = text;
+  const pct = s.indexOf("%");
+  if (pct >= 0) {
+    if (!ZONE.test(s.slice(pct + 1))) return false;
+    s = s.slice(0, pct);
+  }
+  const gap = s.indexOf("::");
+  if (gap !== s.lastIndexOf("::")) return false; // at most one "::" (and no ":::")
+  const split = (part: string) => (part === "" ? [] : part.split(":"));
+  const groups = gap < 0 ? split(s) : [...split(s.slice(0, gap)), ...split(s.slice(gap + 2))];
+  let count = 0;
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i];
+    if (i === groups.length - 1 && g.includes(".") && s.endsWith(g)) {
+      if (!isIPv4(g)) return false;
+      count += 2; // an embedded IPv4 address fills the last two groups (at the very end only)
+    } else if (V6_GROUP.test(g)) count++;
+    else return false;
+  }
+  return gap < 0 ? count === 8 : count <= 7;
 }
 
 function stripBrackets(host: string): string {
@@ -201,6 +236,8 @@ export async function resolveHost(host: string, family?: 4 | 6): Promise<string>
   const h = stripBrackets(host);
   if (ipVersion(h) !== 0) return h;
   try {
+    // Loaded on first use: most processes never resolve a name.
+    const { lookup } = await import("node:dns/promises");
     const r = await lookup(h, family ? { family } : {});
     return r.address;
   } catch (e) {

@@ -33,7 +33,6 @@
  *
  * @module
  */
-import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -368,6 +367,8 @@ export function loadBinding(opts: LoadOptions = {}): NaudiodonBinding {
   redirectNativeStdout();
   let mod: NaudiodonBinding;
   try {
+    // node:module is loaded here, on first use, not when the plugin registers.
+    const { createRequire } = process.getBuiltinModule("node:module") as typeof import("node:module");
     const require = createRequire(import.meta.url);
     mod = require(path) as NaudiodonBinding;
   } catch (e) {

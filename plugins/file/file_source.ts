@@ -6,7 +6,6 @@
  * @module
  */
 import { resolve } from "node:path";
-import decode from "audio-decode";
 import { z } from "zod";
 import { definePlugin, type SourceStage } from "../../core/stage.ts";
 import { emitPcmFrames, frameSamples, MemoryPcmReader, type PcmChunkReader } from "../wav/pcm_stream.ts";
@@ -110,6 +109,8 @@ export async function decodeAudioFile(path: string, who = "file-source"): Promis
   const type = sniff(bytes);
   let data: { channelData: Float32Array[]; sampleRate: number };
   try {
+    // Loaded on first use: a pipeline that reads WAV files never loads the decoders.
+    const { default: decode } = await import("audio-decode");
     data = await decode(bytes);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

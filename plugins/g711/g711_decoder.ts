@@ -17,6 +17,7 @@ import type { Logger } from "../../core/log.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
+import { Slab } from "../../core/slab.ts";
 import { DECODE_TABLES } from "./tables.ts";
 
 /**
@@ -104,6 +105,7 @@ export function createG711Decoder(
     plc = info.concealment === "none" ? undefined : info.concealment({ sampleRate: 8000, channels: 1 });
   };
   const stats: G711DecoderStats = { frames: 0, decoded: 0, concealed: 0, concealed_samples: 0, silence: 0 };
+  const slab = new Slab(); // samples are views of shared 64 KB buffers: no buffer of their own per frame
   let lastLength = DEFAULT_FRAME;
 
   return {
@@ -147,7 +149,7 @@ export function createG711Decoder(
         if (!table) throw new Error(`${NAME} cannot decode codec ${frame.codec}: set "codec" in its options`);
         const p = frame.payload;
         const n = p.length;
-        samples = new Int16Array(n);
+        samples = slab.int16(n);
         for (let i = 0; i < n; i++) samples[i] = table[p[i]];
         if (plc) plc.receive(samples);
         lastLength = n || lastLength;

@@ -14,6 +14,7 @@ import { expectFormat, type FormatCheck, frameRefusal, stageConfigText } from ".
 import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
+import { Slab } from "../../core/slab.ts";
 import { ENCODE_TABLES } from "./tables.ts";
 
 /**
@@ -78,6 +79,7 @@ export function createG711Encoder(
   const clockRate = info.clockRate;
   const table = ENCODE_TABLES[codec];
   const check = formatCheck(ctx);
+  const slab = new Slab(); // payloads are views of shared 64 KB buffers: no buffer of their own per frame
   let frames = 0;
   let samples = 0;
   return {
@@ -91,7 +93,7 @@ export function createG711Encoder(
       }
       const pcm = frame.samples;
       const n = pcm.length;
-      const payload = new Uint8Array(n);
+      const payload = slab.uint8(n);
       for (let i = 0; i < n; i++) payload[i] = table[pcm[i] & 0xffff];
       frames++;
       samples += n;

@@ -1,8 +1,10 @@
 /**
  * G.711 lookup tables and the encode/decode functions built on them.
  *
- * The tables are built once, when this module loads, from `alawmulaw` (the
- * reference the project tests against): a 65 536-entry encode table per codec,
+ * The tables are built once, when this module loads, by the G.711 segment
+ * arithmetic below (the same results as `alawmulaw`, the reference the tests
+ * compare against on every input; computing them here spares start-up the
+ * loading of a CommonJS package): a 65 536-entry encode table per codec,
  * indexed by the 16-bit two's-complement pattern of the sample (`sample & 0xFFFF`),
  * and a 256-entry decode table per codec. Encoding and decoding are then one
  * table read per sample.
@@ -16,14 +18,52 @@
  *
  * @module
  */
-// Default import only: named imports type-check but are undefined at run time in Deno (DESIGN).
-import alawmulaw from "alawmulaw";
 import type { Codec } from "../../core/frame.ts";
+
+/** Segment (exponent) of a positive value: 7 when bit 14 is set, down to 0 (bit 7 clear and below). */
+function segment(v: number): number {
+  let e = 7;
+  while (e > 0 && (v & (0x4000 >> (7 - e))) === 0) e--;
+  return e;
+}
+
+/** µ-law: bias 0x84, clip at 32635, code = ~(sign | segment << 4 | 4 mantissa bits). */
+function mulawEncodeSample(sample: number): number {
+  let s = sample, sign = 0;
+  if (s < 0) (sign = 0x80, s = -s);
+  if (s > 32635) s = 32635;
+  s += 0x84;
+  const e = segment(s);
+  return ~(sign | (e << 4) | ((s >> (e + 3)) & 0x0f)) & 0xff;
+}
+
+function mulawDecodeSample(code: number): number {
+  const c = ~code & 0xff;
+  const e = (c >> 4) & 7;
+  const v = ((((c & 0x0f) << 3) + 0x84) << e) - 0x84;
+  return c & 0x80 ? -v : v;
+}
+
+/** A-law: segment and 4 mantissa bits of the magnitude, even bits inverted (XOR 0x55), sign bit set for ≥ 0. */
+function alawEncodeSample(sample: number): number {
+  let s = sample, mask = 0xd5;
+  if (s < 0) (mask = 0x55, s = -s);
+  if (s > 32767) s = 32767;
+  const e = segment(s);
+  const m = e === 0 ? (s >> 4) & 0x0f : (s >> (e + 3)) & 0x0f;
+  return ((e << 4) | m) ^ mask;
+}
+
+function alawDecodeSample(code: number): number {
+  const c = code ^ 0x55;
+  const e = (c >> 4) & 7, m = c & 0x0f;
+  const v = e === 0 ? (m << 4) + 8 : ((m << 4) + 0x108) << (e - 1);
+  return c & 0x80 ? v : -v;
+}
 
 function buildEncodeTable(encodeSample: (sample: number) => number): Uint8Array {
   const table = new Uint8Array(65536);
   for (let s = -32768; s < 32768; s++) {
-    // alawmulaw returns negative integers for some codes: keep the low 8 bits.
     table[s & 0xffff] = encodeSample(s) & 0xff;
   }
   return table;
@@ -43,7 +83,7 @@ function buildDecodeTable(decodeSample: (code: number) => number): Int16Array {
  * MULAW_ENCODE[0 & 0xffff]; // 0xff
  * ```
  */
-export const MULAW_ENCODE: Uint8Array = buildEncodeTable(alawmulaw.mulaw.encodeSample);
+export const MULAW_ENCODE: Uint8Array = buildEncodeTable(mulawEncodeSample);
 
 /**
  * A-law (PCMA) encode table: `ALAW_ENCODE[sample & 0xFFFF]` is the code byte of a 16-bit sample.
@@ -53,7 +93,7 @@ export const MULAW_ENCODE: Uint8Array = buildEncodeTable(alawmulaw.mulaw.encodeS
  * ALAW_ENCODE[0 & 0xffff]; // 0xd5
  * ```
  */
-export const ALAW_ENCODE: Uint8Array = buildEncodeTable(alawmulaw.alaw.encodeSample);
+export const ALAW_ENCODE: Uint8Array = buildEncodeTable(alawEncodeSample);
 
 /**
  * μ-law (PCMU) decode table: `MULAW_DECODE[code]` is the 16-bit sample of a code byte.
@@ -63,7 +103,7 @@ export const ALAW_ENCODE: Uint8Array = buildEncodeTable(alawmulaw.alaw.encodeSam
  * MULAW_DECODE[0xff]; // 0
  * ```
  */
-export const MULAW_DECODE: Int16Array = buildDecodeTable(alawmulaw.mulaw.decodeSample);
+export const MULAW_DECODE: Int16Array = buildDecodeTable(mulawDecodeSample);
 
 /**
  * A-law (PCMA) decode table: `ALAW_DECODE[code]` is the 16-bit sample of a code byte.
@@ -73,7 +113,7 @@ export const MULAW_DECODE: Int16Array = buildDecodeTable(alawmulaw.mulaw.decodeS
  * ALAW_DECODE[0xd5]; // 8
  * ```
  */
-export const ALAW_DECODE: Int16Array = buildDecodeTable(alawmulaw.alaw.decodeSample);
+export const ALAW_DECODE: Int16Array = buildDecodeTable(alawDecodeSample);
 
 /**
  * The encode table of each codec.

@@ -1,6 +1,7 @@
 /**
  * The `resampler` stage: pcm at any rate and channel count → pcm at the configured rate,
- * streaming, through libsamplerate (`@alexanderolsen/libsamplerate-js`, WebAssembly).
+ * streaming. By default through voxpipe's own polyphase windowed-sinc kernel (WebAssembly SIMD,
+ * `polyphase.ts`); libsamplerate stays available as the `lsr-*` qualities, loaded only when asked for.
  *
  * @example Pipeline config: 44.1 kHz stereo music to telephone audio
  * ```json
@@ -10,33 +11,33 @@
  * @module
  */
 import { z } from "zod";
-// The package is CommonJS: in Deno only its default export exists at run time (named
-// imports type-check but are undefined).
-import lsr from "libsamplerate";
 import { type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck, frameRefusal } from "../../core/format_check.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
+import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
+import type { LsrConverter, LsrQuality } from "./_lsr.ts";
 
-/** A libsamplerate converter instance (one WebAssembly module instance each). */
-type Converter = Awaited<ReturnType<typeof lsr.create>>;
-
-/** Rates the library accepts, in Hz. */
+/** Rates the stage accepts, in Hz. */
 const MIN_RATE = 1000;
 const MAX_RATE = 192000;
 
-/** Resampling quality, from best to fastest. */
-export type ResampleQuality = "best" | "medium" | "fastest" | "linear";
+const QUALITIES = [
+  "medium",
+  "best",
+  "fastest",
+  "linear",
+  "lsr-best",
+  "lsr-medium",
+  "lsr-fastest",
+  "lsr-linear",
+] as const;
 
-/** libsamplerate's converter ids (0..4). */
-type ConverterTypeValue = typeof lsr.ConverterType.SRC_LINEAR;
-
-const CONVERTER: Record<ResampleQuality, ConverterTypeValue> = {
-  best: lsr.ConverterType.SRC_SINC_BEST_QUALITY,
-  medium: lsr.ConverterType.SRC_SINC_MEDIUM_QUALITY,
-  fastest: lsr.ConverterType.SRC_SINC_FASTEST,
-  linear: lsr.ConverterType.SRC_LINEAR,
-};
+/**
+ * Resampling quality: the polyphase kernel's `medium` (default), `best`, `fastest` and `linear`,
+ * or libsamplerate's converters as `lsr-best`, `lsr-medium`, `lsr-fastest`, `lsr-linear`.
+ */
+export type ResampleQuality = (typeof QUALITIES)[number];
 
 /**
  * Options of the `resampler` stage.
@@ -55,12 +56,19 @@ export const resamplerOptions = z.object({
     "Output channels, 1..128. Default: keep the input's. 1 down-mixes by averaging the channels; " +
       "from mono, N > 1 copies the channel N times; other changes are refused.",
   ),
-  quality: z.enum(["best", "medium", "fastest", "linear"]).default("medium").describe(
-    'libsamplerate converter. "best": sinc, ~149 dB tone SNR, slowest (~30x realtime per stream, 44.1 to 8 kHz). ' +
-      '"medium" (default): sinc, ~130 dB tone SNR, ~100x realtime. ' +
-      '"fastest": sinc with a wide transition band; cuts 3.4 kHz by 8.8 dB at 8 kHz output, ' +
-      "UNFIT FOR TELEPHONY. " +
-      '"linear": linear interpolation, no anti-alias filter; aliases audibly, for tests and effects only.',
+  quality: z.enum(QUALITIES).default("medium").describe(
+    "Converter. voxpipe's polyphase windowed-sinc kernel (Kaiser window, exact phases for rational ratios, " +
+      "WebAssembly SIMD; output time-aligned with the input, look-ahead ~7 ms): " +
+      '"medium" (default): passband flat to 0.85 of the lower Nyquist frequency (3.4 kHz at 8 kHz), ' +
+      "stopband -100 dB from the Nyquist frequency (nothing above 4 kHz folds back at 8 kHz); " +
+      "~3500x realtime per stream 44.1 to 8 kHz (one core of this machine). " +
+      '"best": -120 dB, passband to 0.91 of Nyquist, ~2500x realtime. ' +
+      '"fastest": -70 dB, passband to 0.85 of Nyquist, transition band ending 15 % above it ' +
+      "(what lies there folds back above the passband), ~6500x realtime. " +
+      '"linear": linear interpolation, no anti-alias filter; aliases audibly, for tests and effects only. ' +
+      'libsamplerate (WebAssembly, loaded on first use): "lsr-best" (~149 dB tone SNR, ~30x realtime), ' +
+      '"lsr-medium" (~130 dB, ~60x realtime: the default before the polyphase kernel), ' +
+      '"lsr-fastest" (cuts 3.4 kHz by 8.8 dB at 8 kHz output, UNFIT FOR TELEPHONY), "lsr-linear".',
   ),
 });
 
@@ -81,6 +89,10 @@ export interface ResamplerStats {
   samples_in: number;
   /** Sample frames (per channel) emitted. */
   samples_out: number;
+  /** What converts (kernel, stages, taps), once the input rate is known; "" for a pass-through. */
+  converter: string;
+  /** Look-ahead of the converter in ms: how long after an input sample its output can be made (output pts are exact). */
+  latency_ms: number;
 }
 
 const NAME = "resampler";
@@ -90,8 +102,15 @@ interface Layout {
   inRate: number;
   inCh: number;
   outCh: number;
-  /** Channels that go through the converter: 1 when down-mixing or up-mixing from mono. */
-  srcCh: number;
+}
+
+/** What the stage needs of a converter (the polyphase kernel or libsamplerate). */
+interface RateConverter {
+  process(samples: Int16Array): Int16Array;
+  flush(): Int16Array;
+  close(): void;
+  readonly describe: string;
+  readonly latency: number;
 }
 
 /** What the resampler takes: pcm of any rate and channel count (the limits are checked by {@linkcode refusal}). */
@@ -110,10 +129,28 @@ function refusal(input: Format, outCh: number | undefined): string | undefined {
   return undefined;
 }
 
+/** Int16 down-mix / up-mix without rate change (pass-through). */
+function mapChannels(samples: Int16Array, l: Layout): Int16Array {
+  if (l.inCh === l.outCh) return samples;
+  const n = samples.length / l.inCh;
+  const out = new Int16Array(n * l.outCh);
+  if (l.outCh === 1) {
+    const ch = l.inCh;
+    for (let i = 0, j = 0; i < n; i++) {
+      let sum = 0;
+      for (let c = 0; c < ch; c++) sum += samples[j++];
+      out[i] = Math.round(sum / ch);
+    }
+  } else {
+    for (let i = 0, j = 0; i < n; i++) for (let c = 0; c < l.outCh; c++) out[j++] = samples[i];
+  }
+  return out;
+}
+
 /**
- * Creates a resampler stage (what the plugin's factory returns). Async: it instantiates
- * the libsamplerate WebAssembly module; the converter is configured for the real input
- * format in `negotiate` (or on the first frame, when upstream could not say it).
+ * Creates a resampler stage (what the plugin's factory returns). Async because the `lsr-*`
+ * qualities load and instantiate libsamplerate first; the converter is configured for the real
+ * input format in `negotiate` (or on the first frame, when upstream could not say it).
  *
  * @example
  * ```ts
@@ -128,18 +165,22 @@ export async function createResampler(
   const check: FormatCheck = { stage: NAME, ctx };
   const rate = options.rate;
   const want = options.channels;
-  const converterType = CONVERTER[options.quality];
-  // Instantiated for a placeholder input rate; reconfigured once the real one is known.
-  let src: Converter | undefined = await lsr.create(1, rate === 48000 ? 44100 : 48000, rate, { converterType });
+  const quality = options.quality;
+  let lsrConverter: LsrConverter | undefined;
+  if (quality.startsWith("lsr-")) {
+    const { LsrConverter } = await import("./_lsr.ts");
+    lsrConverter = await LsrConverter.create(quality.slice(4) as LsrQuality, rate);
+  }
+  const spec = FILTER_SPECS[quality as keyof typeof FILTER_SPECS];
 
   let layout: Layout | undefined;
+  let converter: RateConverter | undefined;
+  let closed = false;
   /** Output pts of the first sample of the current stream, in output samples. */
   let basePts = 0;
-  /** Sample frames fed to the converter / emitted since the stream (re)started. */
-  let fedFrames = 0;
+  /** Sample frames emitted since the stream (re)started. */
   let outFrames = 0;
   let started = false;
-  let scratch = new Float32Array(0);
   const stats: ResamplerStats = {
     input_rate: 0,
     output_rate: rate,
@@ -147,83 +188,35 @@ export async function createResampler(
     frames_out: 0,
     samples_in: 0,
     samples_out: 0,
+    converter: "",
+    latency_ms: 0,
   };
 
   function configure(inRate: number, inCh: number): void {
+    if (closed) throw new Error(`${NAME}: converter already closed`);
     const outCh = want ?? inCh;
     const why = refusal({ kind: "pcm", sampleRate: inRate, channels: inCh }, outCh);
     if (why) throw new FormatError(why);
-    const srcCh = outCh === 1 || inCh === 1 ? 1 : inCh;
-    layout = { inRate, inCh, outCh, srcCh };
+    layout = { inRate, inCh, outCh };
     stats.input_rate = inRate;
-    if (inRate !== rate) {
-      if (!src) throw new Error(`${NAME}: converter already closed`);
-      // Each setter re-initialises the converter (fresh state); `ratio` is not updated by them.
-      let fresh = false;
-      if (src.nChannels !== srcCh) {
-        src.nChannels = srcCh;
-        fresh = true;
-      }
-      if (src.inputSampleRate !== inRate) {
-        src.inputSampleRate = inRate;
-        fresh = true;
-      }
-      if (!fresh) src.converterType = converterType;
-      src.ratio = rate / inRate;
+    if (inRate === rate) {
+      converter = undefined;
+    } else if (lsrConverter) {
+      lsrConverter.configure(inRate, inCh, outCh);
+      converter = lsrConverter;
+    } else {
+      converter = new PolyphaseResampler({
+        inRate,
+        outRate: rate,
+        inChannels: inCh,
+        outChannels: outCh,
+        filter: spec,
+      });
     }
+    stats.converter = converter?.describe ?? "";
+    stats.latency_ms = (converter?.latency ?? 0) * 1000;
     started = false;
-    fedFrames = 0;
     outFrames = 0;
-  }
-
-  /** Int16 interleaved input → float in [-1, 1) with `srcCh` channels (down-mixed when needed). */
-  function toFloat(samples: Int16Array, l: Layout): Float32Array {
-    const n = samples.length / l.inCh;
-    const len = n * l.srcCh;
-    if (scratch.length < len) scratch = new Float32Array(Math.max(len, scratch.length * 2));
-    const f = scratch;
-    if (l.srcCh === l.inCh) {
-      for (let i = 0; i < len; i++) f[i] = samples[i] / 32768;
-    } else {
-      const ch = l.inCh;
-      const k = 1 / (32768 * ch);
-      for (let i = 0, j = 0; i < n; i++) {
-        let sum = 0;
-        for (let c = 0; c < ch; c++) sum += samples[j++];
-        f[i] = sum * k;
-      }
-    }
-    return f.subarray(0, len);
-  }
-
-  /** Float converter output → Int16 interleaved with `outCh` channels. */
-  function toInt16(f: Float32Array, frames: number, l: Layout): Int16Array {
-    const out = new Int16Array(frames * l.outCh);
-    const up = l.outCh / l.srcCh;
-    for (let i = 0, j = 0; i < frames * l.srcCh; i++) {
-      let v = Math.round(f[i] * 32768);
-      v = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
-      for (let u = 0; u < up; u++) out[j++] = v;
-    }
-    return out;
-  }
-
-  /** Int16 down-mix / up-mix without rate change (pass-through). */
-  function mapChannels(samples: Int16Array, l: Layout): Int16Array {
-    if (l.inCh === l.outCh) return samples;
-    const n = samples.length / l.inCh;
-    const out = new Int16Array(n * l.outCh);
-    if (l.outCh === 1) {
-      const ch = l.inCh;
-      for (let i = 0, j = 0; i < n; i++) {
-        let sum = 0;
-        for (let c = 0; c < ch; c++) sum += samples[j++];
-        out[i] = Math.round(sum / ch);
-      }
-    } else {
-      for (let i = 0, j = 0; i < n; i++) for (let c = 0; c < l.outCh; c++) out[j++] = samples[i];
-    }
-    return out;
   }
 
   function send(emit: Emit, samples: Int16Array, l: Layout): boolean {
@@ -235,34 +228,14 @@ export async function createResampler(
     return emit(out);
   }
 
-  /** Emits the converter's tail so the stream has round(in × rate / inRate) samples, then resets it. */
+  /** Emits the converter's tail so the stream has round(in × rate / inRate) samples; the converter starts afresh. */
   function drain(emit: Emit): void {
     const l = layout;
-    if (!l || !started || !src || l.inRate === rate) return;
-    const total = Math.round((fedFrames * rate) / l.inRate);
-    let missing = total - outFrames;
-    if (missing > 0) {
-      const chunk = Math.max(256, Math.ceil(l.inRate / 100));
-      const zeros = new Float32Array(chunk * l.srcCh);
-      const parts: Float32Array[] = [];
-      let got = 0;
-      // The sinc filters hold back well under a second of input; the bound is a safety net.
-      for (let i = 0; got < missing && i * chunk < l.inRate * 2; i++) {
-        const part = src.full(zeros);
-        parts.push(part);
-        got += part.length / l.srcCh;
-      }
-      missing = Math.min(missing, got);
-      const all = new Float32Array(got * l.srcCh);
-      let at = 0;
-      for (const p of parts) {
-        all.set(p, at);
-        at += p.length;
-      }
-      if (missing > 0) send(emit, toInt16(all, missing, l), l);
-    }
-    // Fresh converter state for whatever comes next.
-    configure(l.inRate, l.inCh);
+    if (!l || !started || !converter) return;
+    const tail = converter.flush();
+    if (tail.length > 0) send(emit, tail, l);
+    started = false;
+    outFrames = 0;
   }
 
   return {
@@ -292,18 +265,16 @@ export async function createResampler(
         started = true;
         basePts = Math.round((frame.pts * rate) / l.inRate);
       }
-      if (l.inRate === rate) {
+      if (!converter) {
         // Same rate: pass through, timestamps unchanged.
         const out: PcmFrame = { ...frame, samples: mapChannels(frame.samples, l), channels: l.outCh };
         stats.frames_out++;
         stats.samples_out += n;
         return emit(out);
       }
-      fedFrames += n;
-      const res = src!.full(toFloat(frame.samples, l));
-      const frames = res.length / l.srcCh;
-      if (frames === 0) return true;
-      return send(emit, toInt16(res, frames, l), l);
+      const res = converter.process(frame.samples);
+      if (res.length === 0) return true;
+      return send(emit, res, l);
     },
 
     flush(emit: Emit) {
@@ -311,8 +282,10 @@ export async function createResampler(
     },
 
     close() {
-      if (src && !src.isDestroyed) src.destroy();
-      src = undefined;
+      closed = true;
+      lsrConverter?.close();
+      lsrConverter = undefined;
+      converter = undefined;
     },
 
     stats: () => ({ ...stats }),
@@ -322,13 +295,15 @@ export async function createResampler(
 /**
  * The `resampler` plugin: converts pcm between sample rates (any to any, 1 kHz..192 kHz)
  * and optionally down-mixes to mono, streaming with state kept across frames. Output
- * timestamps are in output samples and contiguous; `flush` emits the filter's tail so the
- * output has round(n × rate / input rate) samples.
+ * timestamps are in output samples and contiguous, and the polyphase kernel's output is
+ * time-aligned (output sample k is the input at time k / rate); `flush` emits the filter's
+ * tail so the output has round(n × rate / input rate) samples.
  */
 export default definePlugin({
   name: NAME,
   kind: "transform",
-  description: "Converts pcm to another sample rate (libsamplerate) and optionally down-mixes to mono",
+  description:
+    "Converts pcm to another sample rate (polyphase windowed sinc, WebAssembly SIMD) and optionally down-mixes to mono",
   accepts: ACCEPTS,
   produces: { kind: "pcm" },
   options: resamplerOptions,

@@ -13,7 +13,8 @@ import { rtcp } from "./rtcp.ts";
 
 export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
 export { JitterBuffer, type JitterBufferCodecs } from "./jitter_buffer.ts";
-export { RtcpSession } from "./rtcp_session.ts";
+// Type only: the class (and rtp.js with it) loads when an rtcp stage starts; import it from ./rtcp_session.ts.
+export type { RtcpSession } from "./rtcp_session.ts";
 
 /** The stage plugins of this family, registered as built-ins. */
 export const plugins: AnyPlugin[] = [rtpPacketizer, rtpDepacketizer, jitterBuffer, impair, rtcp];

@@ -35,7 +35,7 @@ import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import { definePlugin, type RunContext } from "../../core/stage.ts";
 import { type HostPort, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import { type MediaStats, ResourceKind } from "../../core/session.ts";
-import { type RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
+import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
 
 /**
  * The RTCP sessions of a media session, by the stage's `session` id: the send
@@ -166,6 +166,8 @@ export const rtcp = definePlugin({
         const localPort = opts.local_port || (opts.rtp_port ? opts.rtp_port + 1 : 0);
         if (remote) remote.hostname = await resolveHost(remote.hostname);
         const bind = opts.bind ?? (remote?.hostname.includes(":") ? "::" : "0.0.0.0");
+        // rtp.js (through rtcp_session.ts) is loaded here, by the first RTCP stage, not at start-up.
+        const { RtcpSession } = await import("./rtcp_session.ts");
         const s = ctx.session.resource(RTCP_SESSIONS, opts.session, () =>
           new RtcpSession({
             clock: ctx.clock,

@@ -129,7 +129,8 @@ export class MemoryPcmReader implements PcmChunkReader {
     const src = this.#samples;
     if (!this.#loop) {
       if (this.#pos >= src.length) return null;
-      const out = src.slice(this.#pos, this.#pos + this.#frameLen);
+      // Each region is handed out once: a view, no copy (the caller may keep or modify it).
+      const out = src.subarray(this.#pos, this.#pos + this.#frameLen);
       this.#pos += out.length;
       return out;
     }

@@ -347,7 +347,8 @@ function clamp16(v: number): number {
  * - G.711: expanded with the ITU-T G.711 tables.
  *
  * `bytes.byteOffset` must be a multiple of the sample size (true for any
- * buffer allocated by the caller and sliced at sample boundaries).
+ * buffer allocated by the caller and sliced at sample boundaries). `out`
+ * (default: a new array of `count`) receives the samples and is returned.
  *
  * @example
  * ```ts
@@ -359,8 +360,8 @@ export function toInt16(
   info: Pick<WavInfo, "encoding" | "bitsPerSample">,
   bytes: Uint8Array,
   count: number,
+  out: Int16Array = new Int16Array(count),
 ): Int16Array {
-  const out = new Int16Array(count);
   const off = bytes.byteOffset;
   const buf = bytes.buffer;
   switch (info.encoding) {

@@ -1,16 +1,24 @@
 /**
  * Streams the data chunk of a WAV file as 16-bit PCM frames: reads blocks of
- * ~64 KB with `Deno.FsFile` and converts each frame through typed-array views
- * (`wavefile`'s `getSamples` manages 6.7 M samples/s and needs the whole file in
- * memory).
+ * 256 KB with `Deno.FsFile` into one reused buffer and converts each frame
+ * through typed-array views (`wavefile`'s `getSamples` manages 6.7 M samples/s
+ * and needs the whole file in memory).
+ *
+ * Frames are views of 64 KB slabs (`core/slab.ts`), not arrays with a buffer of
+ * their own: a fresh backing store costs ~1.7 µs here, a view ~20 ns. A frame is
+ * returned synchronously while the current block holds it. Two blocks alternate:
+ * while the frames of one are handed out, the next is being read (the read runs
+ * on Deno's I/O thread pool), so `next()` waits only when the file is slower than
+ * the pipeline (async reads of 64 KB took 3× as long in all as 256 KB here).
  *
  * @module
  */
+import { Slab } from "../../core/slab.ts";
 import type { PcmChunkReader } from "./pcm_stream.ts";
 import { toInt16, WavFormatError, type WavInfo } from "./wav_format.ts";
 
 /** Target size of one file read. */
-const BLOCK_BYTES = 64 * 1024;
+const BLOCK_BYTES = 256 * 1024;
 
 /**
  * Reads frames from a WAV file opened with {@linkcode WavStreamReader.open}.
@@ -31,7 +39,12 @@ export class WavStreamReader implements PcmChunkReader {
   readonly #file: Deno.FsFile;
   readonly #frameBytes: number;
   readonly #loop: boolean;
-  readonly #block: Uint8Array;
+  readonly #slab = new Slab();
+  #block: Uint8Array;
+  /** The other block, being read into while `#block` is consumed. */
+  #back: Uint8Array;
+  /** The read into `#back` in flight: resolves to the bytes read (0 at the end). */
+  #ahead: Promise<number> | undefined;
   #blockLen = 0;
   #blockPos = 0;
   #remaining: number;
@@ -48,6 +61,7 @@ export class WavStreamReader implements PcmChunkReader {
     this.#loop = loop && info.dataBytes > 0;
     const blocks = Math.max(1, Math.floor(BLOCK_BYTES / this.#frameBytes));
     this.#block = new Uint8Array(blocks * this.#frameBytes);
+    this.#back = new Uint8Array(blocks * this.#frameBytes);
     this.#remaining = info.dataBytes;
   }
 
@@ -76,21 +90,21 @@ export class WavStreamReader implements PcmChunkReader {
     return new WavStreamReader(info, file, frameSamples, loop);
   }
 
-  /** Reads the next block; false at the end of the data (after looping, if enabled). */
-  async #refill(): Promise<boolean> {
+  /** Reads the next block of data into `buf` (looping if enabled); the bytes read, 0 at the end. */
+  async #read(buf: Uint8Array): Promise<number> {
     // Two attempts: in loop mode, a read that finds nothing (the file shrank since
     // its header was read) goes back to the start once before giving up.
     for (let attempt = 0; attempt < 2; attempt++) {
       if (this.#remaining === 0) {
-        if (!this.#loop) return false;
+        if (!this.#loop || this.#closed) return 0;
         await this.#file.seek(this.#info.dataOffset, Deno.SeekMode.Start);
         this.#remaining = this.#info.dataBytes;
         this.loops++;
       }
-      const want = Math.min(this.#block.length, this.#remaining);
+      const want = Math.min(buf.length, this.#remaining);
       let got = 0;
       while (got < want) {
-        const n = await this.#file.read(this.#block.subarray(got, want));
+        const n = await this.#file.read(buf.subarray(got, want));
         if (n === null) break;
         got += n;
       }
@@ -99,27 +113,55 @@ export class WavStreamReader implements PcmChunkReader {
       this.#remaining = got < want ? 0 : this.#remaining - got;
       if (got > 0) {
         this.bytesRead += got;
-        this.#blockLen = got;
-        this.#blockPos = 0;
-        return true;
+        return got;
       }
     }
-    return false;
+    return 0;
   }
 
-  /** The next frame's samples (interleaved), shorter only at the very end, or null at the end. */
-  async next(): Promise<Int16Array | null> {
+  /** Makes the block read ahead current and starts reading the next one; false at the end of the data. */
+  async #refill(): Promise<boolean> {
+    const got = await (this.#ahead ?? this.#read(this.#back));
+    this.#ahead = undefined;
+    if (got === 0 || this.#closed) return false;
+    [this.#block, this.#back] = [this.#back, this.#block];
+    this.#blockLen = got;
+    this.#blockPos = 0;
+    // Read ahead while this block is consumed (a failure surfaces at the next refill).
+    const ahead = this.#read(this.#back);
+    ahead.catch(() => {});
+    this.#ahead = ahead;
+    return true;
+  }
+
+  /** `bytes` bytes of the block at the read position, converted into a slab view. */
+  #frame(bytes: number): Int16Array {
+    const info = this.#info;
+    const count = bytes / info.bytesPerSample;
+    const at = this.#blockPos;
+    this.#blockPos += bytes;
+    return toInt16(info, this.#block.subarray(at, at + bytes), count, this.#slab.int16(count));
+  }
+
+  /**
+   * The next frame's samples (interleaved), shorter only at the very end, or null at the end;
+   * synchronous while the current block holds the whole frame.
+   */
+  next(): Int16Array | null | Promise<Int16Array | null> {
     if (this.#closed) return null;
+    const fb = this.#frameBytes;
+    if (this.#blockLen - this.#blockPos >= fb) return this.#frame(fb);
+    return this.#nextSlow();
+  }
+
+  /** A frame that needs a read first, or straddles two blocks (or the loop point). */
+  async #nextSlow(): Promise<Int16Array | null> {
     const info = this.#info;
     const fb = this.#frameBytes;
-    if (this.#blockPos >= this.#blockLen && !(await this.#refill())) return null;
-    // Fast path: the whole frame is in the current block.
-    if (this.#blockLen - this.#blockPos >= fb) {
-      const out = toInt16(info, this.#block.subarray(this.#blockPos, this.#blockPos + fb), fb / info.bytesPerSample);
-      this.#blockPos += fb;
-      return out;
+    if (this.#blockPos >= this.#blockLen) {
+      if (!(await this.#refill())) return null;
+      if (this.#blockLen - this.#blockPos >= fb) return this.#frame(fb);
     }
-    // Slow path: the frame straddles blocks (or the loop point).
     const scratch = new Uint8Array(fb);
     let filled = 0;
     while (filled < fb) {
@@ -130,15 +172,20 @@ export class WavStreamReader implements PcmChunkReader {
       this.#blockPos += take;
     }
     if (filled === 0) return null;
-    return toInt16(info, scratch.subarray(0, filled), filled / info.bytesPerSample);
+    const count = filled / info.bytesPerSample;
+    return toInt16(info, scratch.subarray(0, filled), count, this.#slab.int16(count));
   }
 
-  /** Closes the file. Safe to call more than once. */
+  /** Closes the file (once a read ahead in flight has finished). Safe to call more than once. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#file.close();
-    } catch { /* already closed */ }
+    const close = () => {
+      try {
+        this.#file.close();
+      } catch { /* already closed */ }
+    };
+    if (this.#ahead) this.#ahead.then(close, close);
+    else close();
   }
 }

@@ -30,6 +30,8 @@ export const wavSinkOptions = z.object({
 
 /** Bytes buffered before a write is started without waiting for the interval. */
 const FLUSH_BYTES = 64 * 1024;
+/** Written chunks kept for reuse. */
+const POOL_CHUNKS = 4;
 /** `write` returns false (backpressure) above this many unwritten bytes ... */
 const HIGH_WATER = 1024 * 1024;
 /** ... and `drained()` resolves once fewer than this are left. */
@@ -114,9 +116,12 @@ class WavSink implements SinkStage {
   // Timeline.
   #expectedPts: number | undefined;
   // Buffers.
-  #chunks: Uint8Array[] = [];
+  /** Full chunks waiting to be written (each FLUSH_BYTES, all bytes used). */
+  #chunks: Uint8Array<ArrayBuffer>[] = [];
   #cur = new Uint8Array(FLUSH_BYTES);
   #curLen = 0;
+  /** Chunks already written, for reuse (at most POOL_CHUNKS): no buffer of its own per 64 KB of audio. */
+  #free: Uint8Array<ArrayBuffer>[] = [];
   #unwritten = 0;
   #dataOnDisk = 0;
   #headerDataBytes = 0; // data size in the header on disk
@@ -303,6 +308,13 @@ class WavSink implements SinkStage {
 
   /** Copies bytes into the memory chunks. */
   #append(bytes: Uint8Array): void {
+    if (bytes.length < this.#cur.length - this.#curLen) {
+      // The usual case: the frame fits in the current chunk.
+      this.#cur.set(bytes, this.#curLen);
+      this.#curLen += bytes.length;
+      this.#unwritten += bytes.length;
+      return;
+    }
     let off = 0;
     while (off < bytes.length) {
       const take = Math.min(bytes.length - off, this.#cur.length - this.#curLen);
@@ -329,7 +341,7 @@ class WavSink implements SinkStage {
 
   #rotate(): void {
     this.#chunks.push(this.#cur);
-    this.#cur = new Uint8Array(FLUSH_BYTES);
+    this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
     this.#curLen = 0;
   }
 
@@ -360,26 +372,23 @@ class WavSink implements SinkStage {
     this.#flushQueued = false;
     const header = this.#headerDue;
     this.#headerDue = false;
+    const parts = this.#chunks;
+    const lens = parts.map((p) => p.length);
     if (this.#curLen > 0) {
-      this.#chunks.push(this.#cur.subarray(0, this.#curLen));
-      this.#cur = new Uint8Array(FLUSH_BYTES);
+      parts.push(this.#cur);
+      lens.push(this.#curLen);
+      this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
       this.#curLen = 0;
     }
-    const parts = this.#chunks;
     this.#chunks = [];
     let total = 0;
-    for (const p of parts) total += p.length;
+    for (const n of lens) total += n;
     if (total > 0) {
-      const joined = parts.length === 1 ? parts[0] : new Uint8Array(total);
-      if (parts.length > 1) {
-        let off = 0;
-        for (const p of parts) {
-          joined.set(p, off);
-          off += p.length;
-        }
-      }
       await this.#file!.seek(0, Deno.SeekMode.End);
-      await writeAll(this.#file!, joined);
+      for (let i = 0; i < parts.length; i++) {
+        await writeAll(this.#file!, lens[i] === parts[i].length ? parts[i] : parts[i].subarray(0, lens[i]));
+        if (this.#free.length < POOL_CHUNKS) this.#free.push(parts[i]); // written: reusable
+      }
       this.#dataOnDisk += total;
       this.#unwritten -= total;
     }

@@ -1,0 +1,240 @@
+/**
+ * The offline path against GStreamer, ffmpeg and sox, measured from outside, whole processes.
+ *
+ * ```sh
+ * deno run -A bench/offline.ts [--seconds 600] [--runs 5] [--keep]
+ * ```
+ *
+ * 1. Makes a speech-like test file: espeak-ng reads a few sentences (sox synthesizes a
+ *    babble of formant-like tones when espeak-ng is missing), resampled to 44.1 kHz mono
+ *    16-bit and looped to `--seconds` (default 600), in `out/bench-offline/`.
+ * 2. Runs, alternating (A B C D, A B C D, ...; one warm-up round first), each tool's
+ *    44.1 kHz → 8 kHz µ-law → decode → 16-bit WAV transcode of that file:
+ *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included);
+ *    - GStreamer: `filesrc ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 !
+ *      mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! filesink`;
+ *    - ffmpeg: `ffmpeg -i in.wav -ar 8000 -ac 1 -f mulaw - | ffmpeg -f mulaw -ar 8000 -ac 1 -i - out.wav`;
+ *    - sox: `sox in.wav -r 8000 -e mu-law -t wav - | sox - -e signed -b 16 out.wav`;
+ *    and prints per tool the median wall time, the realtime factor and the ratio to GStreamer
+ *    (median of the per-round ratios: each round's runs were seconds apart, so they saw the
+ *    same load), with the CPU load of the machine before and after.
+ * 3. Prints the resampler's own throughput on (the first 60 s of) the test file, in-process
+ *    (input samples per second, 20 ms frames, best of 3): the polyphase kernel in WebAssembly
+ *    SIMD and in JavaScript, and libsamplerate `medium` (the old default).
+ * 4. Prints the quality figures of the polyphase kernel and of libsamplerate `medium` on the
+ *    same signals (tests/resample_quality.ts).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LsrConverter } from "../plugins/resample/_lsr.ts";
+import { PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+import { formatFigures, qualityFigures } from "../tests/resample_quality.ts";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    seconds: { type: "string", default: "600" },
+    runs: { type: "string", default: "5" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const SECONDS = Number(values.seconds);
+const RUNS = Number(values.runs);
+if (!(SECONDS >= 1) || !(RUNS >= 1)) {
+  console.error("usage: deno run -A bench/offline.ts [--seconds N ≥ 1] [--runs N ≥ 1] [--keep]");
+  Deno.exit(2);
+}
+const DIR = join(ROOT, "out", "bench-offline");
+await Deno.mkdir(DIR, { recursive: true });
+
+async function sh(cmd: string): Promise<{ ok: boolean; ms: number; err: string }> {
+  const t0 = performance.now();
+  const r = await new Deno.Command("bash", { args: ["-c", cmd], cwd: ROOT, stdout: "null", stderr: "piped" }).output();
+  return { ok: r.success, ms: performance.now() - t0, err: new TextDecoder().decode(r.stderr).trim() };
+}
+
+async function have(tool: string): Promise<boolean> {
+  return (await sh(`command -v ${tool}`)).ok;
+}
+
+function pressure(): string {
+  try {
+    const some = Deno.readTextFileSync("/proc/pressure/cpu").split("\n")[0];
+    const load = Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+    return `cpu pressure ${some.match(/avg10=([\d.]+)/)?.[1]} %, load ${load}`;
+  } catch {
+    return "load unknown";
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 1. The test file.
+
+const input = join(DIR, `speech-${SECONDS}s-44100.wav`);
+if (!(await Deno.stat(input).catch(() => null))) {
+  const one = join(DIR, "speech-one.wav");
+  const text = "The quick brown fox jumps over the lazy dog. Telephone audio is band limited to three point four " +
+    "kilohertz; the resampler must keep that band clean and fold nothing back into it. One, two, three, four, " +
+    "five, six, seven, eight, nine, ten. How much wood would a woodchuck chuck if a woodchuck could chuck wood?";
+  let made = (await have("espeak-ng")) && (await sh(`espeak-ng -s 150 -w '${one}' '${text}'`)).ok;
+  if (!made) {
+    // A babble of three formant-like tones with a syllable-rate tremolo, plus breath noise.
+    made = (await sh(
+      `sox -n -r 44100 -c 1 -b 16 '${one}' synth 12 sine 220-880 sine 700-1200 sine 2400-3100 ` +
+        `synth 12 pinknoise mix tremolo 4 90 gain -n -3`,
+    )).ok;
+  }
+  if (!made) throw new Error("cannot make the test file: install espeak-ng or sox");
+  const r = await sh(
+    `sox '${one}' -r 44100 -c 1 -b 16 '${DIR}/speech-one-44100.wav' rate -v && ` +
+      `sox '${DIR}/speech-one-44100.wav' '${input}' repeat $(( ${SECONDS} / $(soxi -D '${one}' | cut -d. -f1) + 1 )) ` +
+      `trim 0 ${SECONDS}`,
+  );
+  if (!r.ok) throw new Error(`sox failed: ${r.err}`);
+}
+console.log(`test file: ${input} (${SECONDS} s, 44.1 kHz mono 16-bit, speech looped)`);
+
+// ---------------------------------------------------------------------------------------------
+// 2. Whole processes, alternating.
+
+const deno = Deno.execPath();
+const tools: { name: string; cmd: string; out: string }[] = [];
+const out = (name: string) => join(DIR, `out-${name}.wav`);
+tools.push({
+  name: "voxpipe",
+  out: out("voxpipe"),
+  cmd: `'${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${input}' --set out='${
+    out("voxpipe")
+  }' --log-level warn`,
+});
+if (await have("gst-launch-1.0")) {
+  tools.push({
+    name: "gstreamer",
+    out: out("gstreamer"),
+    cmd: `gst-launch-1.0 -q filesrc location='${input}' ! wavparse ! audioconvert ! audioresample ! ` +
+      `audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! ` +
+      `filesink location='${out("gstreamer")}'`,
+  });
+}
+if (await have("ffmpeg")) {
+  tools.push({
+    name: "ffmpeg",
+    out: out("ffmpeg"),
+    cmd: `ffmpeg -v error -y -i '${input}' -ar 8000 -ac 1 -f mulaw - | ` +
+      `ffmpeg -v error -y -f mulaw -ar 8000 -ac 1 -i - -c:a pcm_s16le '${out("ffmpeg")}'`,
+  });
+}
+if (await have("sox")) {
+  tools.push({
+    name: "sox",
+    out: out("sox"),
+    cmd: `sox '${input}' -r 8000 -c 1 -e mu-law -t wav - | sox -t wav - -e signed -b 16 '${out("sox")}'`,
+  });
+}
+
+console.log(`\nwhole processes, ${RUNS} alternating rounds after a warm-up (${pressure()}):`);
+const times = new Map<string, number[]>(tools.map((t) => [t.name, []]));
+for (let round = 0; round <= RUNS; round++) {
+  for (const t of tools) {
+    const r = await sh(t.cmd);
+    if (!r.ok) throw new Error(`${t.name} failed: ${r.err}`);
+    if (round > 0) times.get(t.name)!.push(r.ms / 1000);
+  }
+}
+const gst = times.get("gstreamer");
+for (const t of tools) {
+  const ts = times.get(t.name)!;
+  const m = median(ts);
+  const ratio = gst ? median(ts.map((v, i) => v / gst[i])) : NaN;
+  const info = await Deno.stat(t.out);
+  const outSeconds = (info.size - 44) / 2 / 8000;
+  console.log(
+    `  ${t.name.padEnd(10)} median ${m.toFixed(3)} s  ${(SECONDS / m).toFixed(0).padStart(5)}× realtime  ` +
+      `${gst ? `${ratio.toFixed(2)}× GStreamer's time` : ""}  (runs ${ts.map((v) => v.toFixed(2)).join(" ")} s; ` +
+      `output ${outSeconds.toFixed(1)} s)`,
+  );
+}
+console.log(`  (${pressure()} after)`);
+
+// ---------------------------------------------------------------------------------------------
+// 3. Resampler throughput, in-process.
+
+const wav = await Deno.readFile(input);
+let dataAt = 12; // the "data" chunk of the RIFF file sox wrote
+while (dataAt + 8 <= wav.length && String.fromCharCode(...wav.subarray(dataAt, dataAt + 4)) !== "data") {
+  dataAt += 8 + new DataView(wav.buffer).getUint32(dataAt + 4, true);
+}
+const dataEnd = Math.min(wav.length - ((wav.length - dataAt - 8) % 2), dataAt + 8 + 60 * 44100 * 2);
+const samples = new Int16Array(wav.buffer.slice(dataAt + 8, dataEnd));
+const THROUGHPUT_SECONDS = samples.length / 44100;
+const FRAME = 882;
+async function throughput(
+  name: string,
+  make: () => Promise<{ process(x: Int16Array): Int16Array; flush(): Int16Array }>,
+) {
+  let best = Infinity;
+  for (let rep = 0; rep < 3; rep++) {
+    const r = await make();
+    const t0 = performance.now();
+    for (let i = 0; i < samples.length; i += FRAME) r.process(samples.subarray(i, i + FRAME));
+    r.flush();
+    best = Math.min(best, performance.now() - t0);
+  }
+  const rate = samples.length / (best / 1000);
+  console.log(
+    `  ${name.padEnd(34)} ${(rate / 1e6).toFixed(1).padStart(6)} M samples/s in  ` +
+      `${(rate / 44100).toFixed(0).padStart(5)}× realtime  (${best.toFixed(0)} ms for ${THROUGHPUT_SECONDS} s)`,
+  );
+}
+console.log(`\nresampler throughput, 44.1 → 8 kHz mono, 20 ms frames, best of 3:`);
+await throughput(
+  "polyphase medium, WebAssembly SIMD",
+  () => Promise.resolve(new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1 })),
+);
+await throughput(
+  "polyphase medium, JavaScript",
+  () =>
+    Promise.resolve(
+      new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1, kernel: "js" }),
+    ),
+);
+await throughput("libsamplerate medium (lsr-medium)", async () => {
+  const c = await LsrConverter.create("medium", 8000);
+  c.configure(44100, 1, 1);
+  return c;
+});
+
+// ---------------------------------------------------------------------------------------------
+// 4. Quality.
+
+const concat = (a: Int16Array, b: Int16Array) => {
+  const o = new Int16Array(a.length + b.length);
+  o.set(a);
+  o.set(b, a.length);
+  return o;
+};
+console.log(`\nquality (int16 in and out; tests/polyphase_test.ts asserts the polyphase figures):`);
+const q = await qualityFigures((x, a, b) => {
+  const r = new PolyphaseResampler({ inRate: a, outRate: b, inChannels: 1, outChannels: 1 });
+  return concat(r.process(x), r.flush());
+});
+console.log(`  polyphase medium:     ${formatFigures(q)}`);
+const l = await qualityFigures(async (x, a, b) => {
+  const c = await LsrConverter.create("medium", b);
+  c.configure(a, 1, 1);
+  const y = concat(c.process(x), c.flush());
+  c.close();
+  return y;
+});
+console.log(`  libsamplerate medium: ${formatFigures(l)}`);
+
+if (!values.keep) { for (const t of tools) await Deno.remove(t.out).catch(() => {}); }

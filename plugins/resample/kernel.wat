@@ -1,0 +1,326 @@
+;; The polyphase resampler's inner loops, in WebAssembly with 128-bit SIMD.
+;;
+;; Assembled by scripts/wat.ts into _kernel_wasm.ts:
+;;   deno run -A scripts/wat.ts plugins/resample/kernel.wat plugins/resample/_kernel_wasm.ts
+;;
+;; The module exports its memory; polyphase.ts lays out in it the coefficient tables, one
+;; float history buffer per channel and stage, and the int16 input and output staging areas,
+;; and calls these functions once per frame (never per sample).
+;;
+;; Every result depends only on the input samples and the filter, never on how the input was
+;; cut into frames: a file resampled in one call and in chunks of any size gives identical
+;; samples. That is why there are plain multiplies and adds here, never the relaxed-SIMD fused
+;; multiply-add, whose rounding an engine may choose differently from one tier to the next.
+(module
+  (memory (export "memory") 1)
+
+  ;; int16 → float32, one contiguous channel: dst[i] = src[i].
+  (func (export "load_mono") (param $src i32) (param $dst i32) (param $n i32)
+    (local $end i32) (local $v v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 1))))
+    (block $b8
+      (loop $l8
+        (br_if $b8 (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $v (v128.load align=2 (local.get $src)))
+        (v128.store align=4 (local.get $dst) (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v))))
+        (v128.store offset=16 align=4 (local.get $dst)
+          (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v))))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+        (br $l8)))
+    (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 1))))
+    (block $b1
+      (loop $l1
+        (br_if $b1 (i32.ge_u (local.get $src) (local.get $end)))
+        (f32.store (local.get $dst) (f32.convert_i32_s (i32.load16_s (local.get $src))))
+        (local.set $src (i32.add (local.get $src) (i32.const 2)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (br $l1))))
+
+  ;; int16 → float32, one channel of interleaved samples: dst[i] = src[i × stride]
+  ;; (src points at the channel's first sample).
+  (func (export "load_chan") (param $src i32) (param $dst i32) (param $n i32) (param $stride i32)
+    (local $end i32) (local $step i32)
+    (local.set $step (i32.shl (local.get $stride) (i32.const 1)))
+    (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
+    (block $b
+      (loop $l
+        (br_if $b (i32.ge_u (local.get $dst) (local.get $end)))
+        (f32.store (local.get $dst) (f32.convert_i32_s (i32.load16_s (local.get $src))))
+        (local.set $src (i32.add (local.get $src) (local.get $step)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (br $l))))
+
+  ;; int16 interleaved → float32 down-mix: dst[i] = scale × Σ_c src[i × ch + c].
+  (func (export "load_mix") (param $src i32) (param $dst i32) (param $n i32) (param $ch i32) (param $scale f32)
+    (local $end i32) (local $c i32) (local $sum i32)
+    (local.set $end (i32.add (local.get $dst) (i32.shl (local.get $n) (i32.const 2))))
+    (block $b
+      (loop $l
+        (br_if $b (i32.ge_u (local.get $dst) (local.get $end)))
+        (local.set $sum (i32.const 0))
+        (local.set $c (i32.const 0))
+        (loop $each
+          (local.set $sum (i32.add (local.get $sum) (i32.load16_s (local.get $src))))
+          (local.set $src (i32.add (local.get $src) (i32.const 2)))
+          (local.set $c (i32.add (local.get $c) (i32.const 1)))
+          (br_if $each (i32.lt_u (local.get $c) (local.get $ch))))
+        (f32.store (local.get $dst) (f32.mul (f32.convert_i32_s (local.get $sum)) (local.get $scale)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (br $l))))
+
+  ;; float32 → int16, rounded to nearest (ties to even) and saturated, contiguous.
+  (func (export "store_mono") (param $src i32) (param $dst i32) (param $n i32)
+    (local $end i32) (local $v i32)
+    (local.set $end (i32.add (local.get $dst) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 1))))
+    (block $b8
+      (loop $l8
+        (br_if $b8 (i32.ge_u (local.get $dst) (local.get $end)))
+        (v128.store align=2 (local.get $dst)
+          (i16x8.narrow_i32x4_s
+            (i32x4.trunc_sat_f32x4_s (f32x4.nearest (v128.load align=4 (local.get $src))))
+            (i32x4.trunc_sat_f32x4_s (f32x4.nearest (v128.load offset=16 align=4 (local.get $src))))))
+        (local.set $src (i32.add (local.get $src) (i32.const 32)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br $l8)))
+    (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 1))))
+    (block $b1
+      (loop $l1
+        (br_if $b1 (i32.ge_u (local.get $dst) (local.get $end)))
+        (local.set $v (i32.trunc_sat_f32_s (f32.nearest (f32.load (local.get $src)))))
+        (if (i32.gt_s (local.get $v) (i32.const 32767)) (then (local.set $v (i32.const 32767))))
+        (if (i32.lt_s (local.get $v) (i32.const -32768)) (then (local.set $v (i32.const -32768))))
+        (i32.store16 (local.get $dst) (local.get $v))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 2)))
+        (br $l1))))
+
+  ;; float32 → int16 into one channel of interleaved output: dst[i × stride] = round(src[i]).
+  (func (export "store_chan") (param $src i32) (param $dst i32) (param $n i32) (param $stride i32)
+    (local $end i32) (local $step i32) (local $v i32)
+    (local.set $step (i32.shl (local.get $stride) (i32.const 1)))
+    (local.set $end (i32.add (local.get $src) (i32.shl (local.get $n) (i32.const 2))))
+    (block $b
+      (loop $l
+        (br_if $b (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $v (i32.trunc_sat_f32_s (f32.nearest (f32.load (local.get $src)))))
+        (if (i32.gt_s (local.get $v) (i32.const 32767)) (then (local.set $v (i32.const 32767))))
+        (if (i32.lt_s (local.get $v) (i32.const -32768)) (then (local.set $v (i32.const -32768))))
+        (i32.store16 (local.get $dst) (local.get $v))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (local.get $step)))
+        (br $l))))
+
+  ;; The polyphase filter, exact phases. State at $st: input index (i32), phase (i32).
+  ;; For each output: out[n] = Σ_k x[idx + k] × coef[phase × taps + k] (taps a multiple of 16),
+  ;; then phase += sf, idx += si, and once phase reaches L: phase −= L, idx += 1.
+  ;; Stops before an output would read past x[avail − 1], or after $max outputs.
+  ;; Returns the number of outputs written.
+  (func (export "fir")
+    (param $st i32) (param $x i32) (param $avail i32) (param $coef i32) (param $taps i32)
+    (param $L i32) (param $si i32) (param $sf i32) (param $out i32) (param $max i32) (result i32)
+    (local $idx i32) (local $ph i32) (local $n i32) (local $p i32) (local $c i32) (local $e i32)
+    (local $row i32) (local $lim i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local.set $idx (i32.load (local.get $st)))
+    (local.set $ph (i32.load offset=4 (local.get $st)))
+    (local.set $row (i32.shl (local.get $taps) (i32.const 2)))
+    (local.set $lim (i32.sub (local.get $avail) (local.get $taps)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_s (local.get $n) (local.get $max)))
+        (br_if $done (i32.gt_s (local.get $idx) (local.get $lim)))
+        (local.set $p (i32.add (local.get $x) (i32.shl (local.get $idx) (i32.const 2))))
+        (local.set $c (i32.add (local.get $coef) (i32.mul (local.get $ph) (local.get $row))))
+        (local.set $e (i32.add (local.get $c) (local.get $row)))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (loop $dot
+          (local.set $a0 (f32x4.add (local.get $a0)
+            (f32x4.mul (v128.load align=4 (local.get $p)) (v128.load (local.get $c)))))
+          (local.set $a1 (f32x4.add (local.get $a1)
+            (f32x4.mul (v128.load offset=16 align=4 (local.get $p)) (v128.load offset=16 (local.get $c)))))
+          (local.set $a2 (f32x4.add (local.get $a2)
+            (f32x4.mul (v128.load offset=32 align=4 (local.get $p)) (v128.load offset=32 (local.get $c)))))
+          (local.set $a3 (f32x4.add (local.get $a3)
+            (f32x4.mul (v128.load offset=48 align=4 (local.get $p)) (v128.load offset=48 (local.get $c)))))
+          (local.set $p (i32.add (local.get $p) (i32.const 64)))
+          (local.set $c (i32.add (local.get $c) (i32.const 64)))
+          (br_if $dot (i32.lt_u (local.get $c) (local.get $e))))
+        (local.set $a0 (f32x4.add (f32x4.add (local.get $a0) (local.get $a1)) (f32x4.add (local.get $a2) (local.get $a3))))
+        (f32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2)))
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (local.set $idx (i32.add (local.get $idx) (local.get $si)))
+        (local.set $ph (i32.add (local.get $ph) (local.get $sf)))
+        (if (i32.ge_u (local.get $ph) (local.get $L))
+          (then
+            (local.set $ph (i32.sub (local.get $ph) (local.get $L)))
+            (local.set $idx (i32.add (local.get $idx) (i32.const 1)))))
+        (br $next)))
+    (i32.store (local.get $st) (local.get $idx))
+    (i32.store offset=4 (local.get $st) (local.get $ph))
+    (local.get $n))
+
+  ;; The polyphase filter for ratios whose exact phase table would be too large: the table holds
+  ;; Q + 1 rows (row j is the filter at fraction j / Q), and each output interpolates linearly
+  ;; between the two rows around its exact phase: position = phase × scale (scale = Q / L),
+  ;; out = A + frac × (B − A) with A, B the products with rows floor(position) and the next.
+  ;; State, stepping and stopping as in fir.
+  (func (export "fir_interp")
+    (param $st i32) (param $x i32) (param $avail i32) (param $coef i32) (param $taps i32)
+    (param $L i32) (param $si i32) (param $sf i32) (param $scale f64) (param $out i32) (param $max i32)
+    (result i32)
+    (local $idx i32) (local $ph i32) (local $n i32) (local $p i32) (local $c i32) (local $d i32) (local $e i32)
+    (local $row i32) (local $lim i32) (local $pos f64) (local $j i32) (local $frac f32) (local $ya f32) (local $yb f32)
+    (local $a0 v128) (local $a1 v128) (local $b0 v128) (local $b1 v128) (local $v0 v128) (local $v1 v128)
+    (local.set $idx (i32.load (local.get $st)))
+    (local.set $ph (i32.load offset=4 (local.get $st)))
+    (local.set $row (i32.shl (local.get $taps) (i32.const 2)))
+    (local.set $lim (i32.sub (local.get $avail) (local.get $taps)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_s (local.get $n) (local.get $max)))
+        (br_if $done (i32.gt_s (local.get $idx) (local.get $lim)))
+        (local.set $pos (f64.mul (f64.convert_i32_u (local.get $ph)) (local.get $scale)))
+        (local.set $j (i32.trunc_f64_u (local.get $pos)))
+        (local.set $frac (f32.demote_f64 (f64.sub (local.get $pos) (f64.convert_i32_u (local.get $j)))))
+        (local.set $p (i32.add (local.get $x) (i32.shl (local.get $idx) (i32.const 2))))
+        (local.set $c (i32.add (local.get $coef) (i32.mul (local.get $j) (local.get $row))))
+        (local.set $d (i32.add (local.get $c) (local.get $row)))
+        (local.set $e (local.get $d))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $b0 (v128.const i32x4 0 0 0 0))
+        (local.set $b1 (v128.const i32x4 0 0 0 0))
+        (loop $dot
+          (local.set $v0 (v128.load align=4 (local.get $p)))
+          (local.set $v1 (v128.load offset=16 align=4 (local.get $p)))
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $v0) (v128.load (local.get $c)))))
+          (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $v1) (v128.load offset=16 (local.get $c)))))
+          (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (local.get $v0) (v128.load (local.get $d)))))
+          (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (local.get $v1) (v128.load offset=16 (local.get $d)))))
+          (local.set $p (i32.add (local.get $p) (i32.const 32)))
+          (local.set $c (i32.add (local.get $c) (i32.const 32)))
+          (local.set $d (i32.add (local.get $d) (i32.const 32)))
+          (br_if $dot (i32.lt_u (local.get $c) (local.get $e))))
+        (local.set $a0 (f32x4.add (local.get $a0) (local.get $a1)))
+        (local.set $b0 (f32x4.add (local.get $b0) (local.get $b1)))
+        (local.set $ya
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+        (local.set $yb
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $b0)) (f32x4.extract_lane 1 (local.get $b0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $b0)) (f32x4.extract_lane 3 (local.get $b0)))))
+        (f32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2)))
+          (f32.add (local.get $ya) (f32.mul (local.get $frac) (f32.sub (local.get $yb) (local.get $ya)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (local.set $idx (i32.add (local.get $idx) (local.get $si)))
+        (local.set $ph (i32.add (local.get $ph) (local.get $sf)))
+        (if (i32.ge_u (local.get $ph) (local.get $L))
+          (then
+            (local.set $ph (i32.sub (local.get $ph) (local.get $L)))
+            (local.set $idx (i32.add (local.get $idx) (i32.const 1)))))
+        (br $next)))
+    (i32.store (local.get $st) (local.get $idx))
+    (i32.store offset=4 (local.get $st) (local.get $ph))
+    (local.get $n)
+)
+
+  ;; The single-phase filter (L = 1: an integer decimator, or no rate change), two outputs at a
+  ;; time when both are due: they share every coefficient load. Same state, stepping, stopping
+  ;; and sums (in the same order) as fir, so the outputs are identical to fir's.
+  (func (export "fir1")
+    (param $st i32) (param $x i32) (param $avail i32) (param $coef i32) (param $taps i32)
+    (param $si i32) (param $out i32) (param $max i32) (result i32)
+    (local $idx i32) (local $n i32) (local $p i32) (local $q i32) (local $c i32) (local $e i32)
+    (local $lim i32) (local $step i32) (local $o i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $h v128)
+    (local.set $idx (i32.load (local.get $st)))
+    (local.set $lim (i32.sub (local.get $avail) (local.get $taps)))
+    (local.set $step (i32.shl (local.get $si) (i32.const 2)))
+    (local.set $e (i32.add (local.get $coef) (i32.shl (local.get $taps) (i32.const 2))))
+    ;; Pairs.
+    (block $pairs
+      (loop $next2
+        (br_if $pairs (i32.ge_s (i32.add (local.get $n) (i32.const 1)) (local.get $max)))
+        (br_if $pairs (i32.gt_s (i32.add (local.get $idx) (local.get $si)) (local.get $lim)))
+        (local.set $p (i32.add (local.get $x) (i32.shl (local.get $idx) (i32.const 2))))
+        (local.set $q (i32.add (local.get $p) (local.get $step)))
+        (local.set $c (local.get $coef))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (local.set $b0 (v128.const i32x4 0 0 0 0))
+        (local.set $b1 (v128.const i32x4 0 0 0 0))
+        (local.set $b2 (v128.const i32x4 0 0 0 0))
+        (local.set $b3 (v128.const i32x4 0 0 0 0))
+        (loop $dot2
+          (local.set $h (v128.load (local.get $c)))
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load align=4 (local.get $p)) (local.get $h))))
+          (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load align=4 (local.get $q)) (local.get $h))))
+          (local.set $h (v128.load offset=16 (local.get $c)))
+          (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 align=4 (local.get $p)) (local.get $h))))
+          (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=16 align=4 (local.get $q)) (local.get $h))))
+          (local.set $h (v128.load offset=32 (local.get $c)))
+          (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 align=4 (local.get $p)) (local.get $h))))
+          (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=32 align=4 (local.get $q)) (local.get $h))))
+          (local.set $h (v128.load offset=48 (local.get $c)))
+          (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 align=4 (local.get $p)) (local.get $h))))
+          (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=48 align=4 (local.get $q)) (local.get $h))))
+          (local.set $p (i32.add (local.get $p) (i32.const 64)))
+          (local.set $q (i32.add (local.get $q) (i32.const 64)))
+          (local.set $c (i32.add (local.get $c) (i32.const 64)))
+          (br_if $dot2 (i32.lt_u (local.get $c) (local.get $e))))
+        (local.set $a0 (f32x4.add (f32x4.add (local.get $a0) (local.get $a1)) (f32x4.add (local.get $a2) (local.get $a3))))
+        (local.set $b0 (f32x4.add (f32x4.add (local.get $b0) (local.get $b1)) (f32x4.add (local.get $b2) (local.get $b3))))
+        (local.set $o (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2))))
+        (f32.store (local.get $o)
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+        (f32.store offset=4 (local.get $o)
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $b0)) (f32x4.extract_lane 1 (local.get $b0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $b0)) (f32x4.extract_lane 3 (local.get $b0)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 2)))
+        (local.set $idx (i32.add (local.get $idx) (i32.shl (local.get $si) (i32.const 1))))
+        (br $next2)))
+    ;; At most one more.
+    (if (i32.and (i32.lt_s (local.get $n) (local.get $max)) (i32.le_s (local.get $idx) (local.get $lim)))
+      (then
+        (local.set $p (i32.add (local.get $x) (i32.shl (local.get $idx) (i32.const 2))))
+        (local.set $c (local.get $coef))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (loop $dot1
+          (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load align=4 (local.get $p)) (v128.load (local.get $c)))))
+          (local.set $a1 (f32x4.add (local.get $a1)
+            (f32x4.mul (v128.load offset=16 align=4 (local.get $p)) (v128.load offset=16 (local.get $c)))))
+          (local.set $a2 (f32x4.add (local.get $a2)
+            (f32x4.mul (v128.load offset=32 align=4 (local.get $p)) (v128.load offset=32 (local.get $c)))))
+          (local.set $a3 (f32x4.add (local.get $a3)
+            (f32x4.mul (v128.load offset=48 align=4 (local.get $p)) (v128.load offset=48 (local.get $c)))))
+          (local.set $p (i32.add (local.get $p) (i32.const 64)))
+          (local.set $c (i32.add (local.get $c) (i32.const 64)))
+          (br_if $dot1 (i32.lt_u (local.get $c) (local.get $e))))
+        (local.set $a0 (f32x4.add (f32x4.add (local.get $a0) (local.get $a1)) (f32x4.add (local.get $a2) (local.get $a3))))
+        (f32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2)))
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
+            (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (local.set $idx (i32.add (local.get $idx) (local.get $si)))))
+    (i32.store (local.get $st) (local.get $idx))
+    (local.get $n))
+)

@@ -1,0 +1,751 @@
+/**
+ * A polyphase windowed-sinc resampler: int16 interleaved PCM at one rate to int16 interleaved
+ * PCM at another, streaming, with exact rational phases, zero-phase alignment and identical
+ * results however the input is cut into frames.
+ *
+ * How it works (the technique of GStreamer's `audioresample` and the speex resampler, written
+ * here from their descriptions):
+ *
+ * - **Filter.** A low-pass prototype h(τ) = 2fc·sinc(2fc·τ)·w(τ), τ in input samples, with a
+ *   Kaiser window w (β from the stopband attenuation A: β = 0.1102 (A − 8.7)) and a length from
+ *   Kaiser's formula N = (A − 7.95) / (2.285 · 2π · Δf / fs), rounded up to a multiple of 16 (the
+ *   SIMD loop takes 16 taps per step). The passband ends at `pass` and the stopband starts at
+ *   `stop`, both fractions of the lower Nyquist frequency (of the output when down-sampling, of
+ *   the input when up-sampling), so nothing above the output's Nyquist frequency folds back
+ *   (down-sampling) and no image of the input band remains (up-sampling).
+ * - **Phases.** For an output/input ratio L/M in lowest terms, output n falls at input time
+ *   n·M/L: integer part `idx`, fraction `phase/L`. The L rows of taps (row p = h sampled at
+ *   p/L + k) are computed once, so an output is one dot product of `taps` input samples with one
+ *   row, and the phase advances by M mod L with integer arithmetic: no drift, ever. Each row is
+ *   normalised to a DC gain of exactly 1. When L × taps would exceed {@linkcode MAX_TABLE_FLOATS}
+ *   (unusual ratios such as 44 100 → 7 999), the table holds Q + 1 rows at fractions j/Q and each
+ *   output interpolates linearly between the products with the two rows around its exact phase.
+ * - **Cascade.** Down-sampling by a large factor costs N ∝ fs_in / Δf taps per output. When it is
+ *   cheaper, an integer decimator by D runs first (its transition band is wide: it only has to
+ *   remove what would fold into the final band at fs_in/D), then the sharp polyphase filter runs
+ *   at fs_in/D. 44.1 kHz → 8 kHz runs as 44.1 → 11.025 kHz (80 taps) → 8 kHz (128 taps, 320 phases):
+ *   276 multiply-adds per output sample instead of 496. The plan that costs least is chosen.
+ * - **Alignment.** The filter is centred on each output's input time: output k of a stream is
+ *   the band-limited input at time k / rate_out exactly (no group delay left in the output). The
+ *   price is look-ahead: an output is made once the input `latency` seconds after it has arrived.
+ *   At the end of a stream `flush` feeds zeros so the output has round(n_in × rate_out / rate_in)
+ *   samples.
+ * - **Kernel.** The loops (int16 → float, the dot products, float → int16 with rounding and
+ *   saturation) run in WebAssembly with 128-bit SIMD (`kernel.wat`, assembled by
+ *   `scripts/wat.ts`), called once per stage per frame, on float32 data in the module's memory.
+ *   A JavaScript kernel with the same interface (Float32Array, float64 accumulation) is used where
+ *   WebAssembly SIMD is unavailable, or when asked for (`kernel: "js"`).
+ *
+ * @example
+ * ```ts
+ * const r = new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1 });
+ * const out = r.process(new Int16Array(882)); // 20 ms in → 160 samples out, give or take the look-ahead
+ * const tail = r.flush(); // the rest, so that the total is round(n × 8000 / 44100)
+ * ```
+ *
+ * @module
+ */
+import { Slab } from "../../core/slab.ts";
+import { wasmBytes } from "./_kernel_wasm.ts";
+
+/** Largest exact phase table (floats) before the interpolated table is used instead. */
+export const MAX_TABLE_FLOATS = 1 << 18;
+/** Rows of the interpolated table (at most; fewer for long filters, within the same memory). */
+const INTERP_ROWS = 4096;
+/** Input sample frames processed per pass (frames longer than this are processed in pieces). */
+const CHUNK = 4096;
+/** Taps per SIMD loop step: every row is a multiple of this. */
+const TAP_BLOCK = 16;
+
+/** A filter specification: stopband attenuation and band edges as fractions of the lower Nyquist frequency. */
+export interface FilterSpec {
+  /** Stopband attenuation in dB (Kaiser design); 0 selects the 2-tap linear interpolator (no filter). */
+  attenuation: number;
+  /** End of the passband, as a fraction of the lower Nyquist frequency (e.g. 0.85: 3.4 kHz at 8 kHz). */
+  pass: number;
+  /** Start of the stopband, as a fraction of the lower Nyquist frequency (1: nothing aliases). */
+  stop: number;
+}
+
+/**
+ * The named filter specifications of the `resampler` stage.
+ *
+ * - `fastest`: 70 dB; passband to 0.85 of Nyquist; stopband from 1.15 of Nyquist: what lies
+ *   within 15 % above the output's Nyquist frequency folds back above the passband (3.4–4 kHz at
+ *   8 kHz), attenuated by less than 70 dB.
+ * - `medium`: 100 dB, passband to 0.85 (3.4 kHz at 8 kHz), stopband from the Nyquist frequency.
+ * - `best`: 120 dB, passband to 0.91, stopband from the Nyquist frequency.
+ * - `linear`: linear interpolation between neighbouring input samples, no anti-alias filter.
+ */
+export const FILTER_SPECS: Readonly<Record<"fastest" | "medium" | "best" | "linear", Readonly<FilterSpec>>> = {
+  fastest: { attenuation: 70, pass: 0.85, stop: 1.15 },
+  medium: { attenuation: 100, pass: 0.85, stop: 1 },
+  best: { attenuation: 120, pass: 0.91, stop: 1 },
+  linear: { attenuation: 0, pass: 0, stop: 0 },
+};
+
+/** Options of a {@linkcode PolyphaseResampler}. */
+export interface PolyphaseOptions {
+  /** Input sample rate, Hz (a positive integer). */
+  inRate: number;
+  /** Output sample rate, Hz (a positive integer). */
+  outRate: number;
+  /** Interleaved input channels. */
+  inChannels: number;
+  /**
+   * Output channels: equal to `inChannels`, or 1 (down-mix: the average of the input channels),
+   * or any count from a mono input (copies).
+   */
+  outChannels: number;
+  /** Filter specification; default {@linkcode FILTER_SPECS}.medium. */
+  filter?: FilterSpec;
+  /** `wasm` (SIMD; the default where available) or `js` (the JavaScript kernel). */
+  kernel?: "wasm" | "js";
+}
+
+/** One filter stage of a plan. */
+export interface StagePlan {
+  /** Input rate of this stage, Hz (may be fractional inside a cascade). */
+  inRate: number;
+  /** Output rate of this stage, Hz. */
+  outRate: number;
+  /** Output/input ratio L/M in lowest terms: phases L, step M (in 1/L input samples). */
+  L: number;
+  /** See `L`. */
+  M: number;
+  /** Taps per row (a multiple of 16; the filter itself spans 2 × `half` of them). */
+  taps: number;
+  /** Half the filter span, in this stage's input samples: output time sits between taps half − 1 and half. */
+  half: number;
+  /** Cut-off of the prototype, cycles per input sample (0 for the linear interpolator). */
+  cutoff: number;
+  /** Kaiser β (0 for the linear interpolator). */
+  beta: number;
+  /** Rows of the table: L (exact) or Q + 1 (interpolated). */
+  rows: number;
+  /** True when rows are interpolated (L too large for an exact table). */
+  interpolated: boolean;
+}
+
+/** A resampling plan: the stages and what they cost. */
+export interface Plan {
+  /** Stages in order (one, or an integer decimator followed by the polyphase stage). */
+  stages: StagePlan[];
+  /** Multiply-adds per output sample (per channel), counting a 16-tap step of overhead per stage output. */
+  macsPerOutput: number;
+  /** Look-ahead: how much input, in seconds, must arrive after an output's time before that output is made. */
+  latency: number;
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/** Modified Bessel function of the first kind, order 0 (power series; converges for all x used here). */
+export function besselI0(x: number): number {
+  const q = (x * x) / 4;
+  let term = 1;
+  let sum = 1;
+  for (let k = 1; k < 200; k++) {
+    term *= q / (k * k);
+    sum += term;
+    if (term < sum * 1e-17) break;
+  }
+  return sum;
+}
+
+/**
+ * 1 / (m!)² for m = 0..40: the power series of I0 in a = x²/4, enough terms for a ≤ 40
+ * (β ≤ 12.6, attenuation ≤ 123 dB) to full double precision.
+ */
+const I0_TERMS: Float64Array = (() => {
+  const c = new Float64Array(41);
+  let f = 1;
+  for (let m = 0; m < c.length; m++) {
+    if (m > 0) f *= m;
+    c[m] = 1 / (f * f);
+  }
+  return c;
+})();
+
+/** Kaiser's β for a stopband attenuation of `a` dB. */
+export function kaiserBeta(a: number): number {
+  if (a > 50) return 0.1102 * (a - 8.7);
+  if (a >= 21) return 0.5842 * (a - 21) ** 0.4 + 0.07886 * (a - 21);
+  return 0;
+}
+
+/** Taps (a multiple of 16) for attenuation `a` dB and a transition of `width` cycles per sample. */
+function kaiserTaps(a: number, width: number): number {
+  const n = Math.ceil((a - 7.95) / (2.285 * 2 * Math.PI * width)) + 1;
+  return Math.ceil(n / TAP_BLOCK) * TAP_BLOCK;
+}
+
+function ratio(outRate: number, inRate: number): [number, number] {
+  // Rates may be fractional inside a cascade (44100 / 4 is not, but 22050 / 4 is): scale to integers.
+  let s = 1;
+  while ((!Number.isInteger(outRate * s) || !Number.isInteger(inRate * s)) && s < 1e6) s *= 2;
+  const o = Math.round(outRate * s), i = Math.round(inRate * s);
+  const g = gcd(o, i);
+  return [o / g, i / g];
+}
+
+function stage(inRate: number, outRate: number, taps: number, half: number, cutoff: number, beta: number): StagePlan {
+  const [L, M] = ratio(outRate, inRate);
+  const interpolated = L * taps > MAX_TABLE_FLOATS;
+  const rows = interpolated ? Math.max(2, Math.min(INTERP_ROWS, Math.floor((2 * MAX_TABLE_FLOATS) / taps))) + 1 : L;
+  return { inRate, outRate, L, M, taps, half, cutoff, beta, rows, interpolated };
+}
+
+/**
+ * Plans the conversion from `inRate` to `outRate` with `spec`: a single polyphase stage, or,
+ * when down-sampling and cheaper, an integer decimator by D followed by the polyphase stage.
+ *
+ * @example
+ * ```ts
+ * planResampler(44100, 8000).stages.map((s) => [s.inRate, s.outRate, s.taps]); // [[44100, 11025, 80], [11025, 8000, 128]]
+ * ```
+ */
+export function planResampler(inRate: number, outRate: number, spec: FilterSpec = FILTER_SPECS.medium): Plan {
+  if (spec.attenuation === 0) {
+    const s = stage(inRate, outRate, TAP_BLOCK, 1, 0, 0);
+    return { stages: [s], macsPerOutput: 2 * TAP_BLOCK, latency: (TAP_BLOCK - 1) / inRate };
+  }
+  const a = spec.attenuation;
+  const beta = kaiserBeta(a);
+  const low = Math.min(inRate, outRate) / 2;
+  const passHz = spec.pass * low, stopHz = spec.stop * low;
+  const single = (fin: number): StagePlan => {
+    const taps = kaiserTaps(a, (stopHz - passHz) / fin);
+    return stage(fin, outRate, taps, taps / 2, (passHz + stopHz) / 2 / fin, beta);
+  };
+  const costOf = (stages: StagePlan[]) =>
+    stages.reduce((sum, s) => sum + ((s.taps + TAP_BLOCK) * (s.interpolated ? 1.5 : 1) * s.outRate) / outRate, 0);
+  let best = [single(inRate)];
+  let bestCost = costOf(best);
+  for (let d = 2; outRate < inRate && inRate / d > outRate; d++) {
+    const fi = inRate / d;
+    // The decimator keeps the passband and removes what would fold into [0, stop] at fi.
+    const stop1 = fi - stopHz;
+    if (stop1 <= passHz) break;
+    const taps1 = kaiserTaps(a, (stop1 - passHz) / inRate);
+    const s1 = stage(inRate, fi, taps1, taps1 / 2, (passHz + stop1) / 2 / inRate, beta);
+    const plan = [s1, single(fi)];
+    const cost = costOf(plan);
+    if (cost < bestCost) (best = plan, bestCost = cost);
+  }
+  const latency = best.reduce((sum, s) => sum + (s.taps - s.half) / s.inRate, 0);
+  return { stages: best, macsPerOutput: bestCost, latency };
+}
+
+/** Tables already computed in this process, by stage design. */
+const tableCache = new Map<string, Float32Array>();
+
+/**
+ * The coefficient table of a stage: `rows` rows of `taps` floats; row r holds the prototype at
+ * fraction f = r/D (D = L exact, or rows − 1 interpolated): tap k = h(f + half − 1 − k),
+ * normalised to a sum of 1. Every τ falls on the grid j/D, and h is even, so h is evaluated
+ * once per grid point of one half (20 481 points for 11 025 → 8 000 Hz instead of 40 960) and
+ * the rows are gathered from there.
+ */
+export function stageTable(s: StagePlan): Float32Array {
+  const key = `${s.L}/${s.rows}/${s.taps}/${s.half}/${s.cutoff}/${s.beta}`;
+  const cached = tableCache.get(key);
+  if (cached) return cached;
+  const { rows, taps, half, cutoff, beta } = s;
+  const d = s.interpolated ? rows - 1 : s.L;
+  const span = half * d; // grid points in one half: τ = j / d for 0 ≤ j < span
+  const proto = new Float64Array(span + 1); // proto[span] = 0: the window's edge
+  if (cutoff === 0) {
+    for (let j = 0; j < span; j++) proto[j] = Math.max(0, 1 - j / d); // linear interpolation
+  } else {
+    const i0b = besselI0(beta);
+    const q = (2 * cutoff) / d; // sinc argument per grid step
+    const b2 = (beta * beta) / 4;
+    for (let j = 0; j < span; j++) {
+      const x = j * q;
+      const sinc = j === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x);
+      const u = j / span;
+      // I0(β√(1 − u²)) = Σ aᵐ / (m!)², a = β²(1 − u²)/4, by Horner over I0_TERMS (no division:
+      // this is the hot loop of a cold start).
+      const a = b2 * (1 - u * u);
+      let w = I0_TERMS[I0_TERMS.length - 1];
+      for (let m = I0_TERMS.length - 2; m >= 0; m--) w = w * a + I0_TERMS[m];
+      proto[j] = (2 * cutoff * sinc * w) / i0b;
+    }
+  }
+  const t = new Float32Array(rows * taps);
+  const row = new Float64Array(taps);
+  for (let r = 0; r < rows; r++) {
+    let sum = 0;
+    for (let k = 0; k < taps; k++) {
+      const j = Math.abs(r + (half - 1 - k) * d);
+      const v = j < span ? proto[j] : 0;
+      row[k] = v;
+      sum += v;
+    }
+    for (let k = 0, o = r * taps; k < taps; k++) t[o + k] = row[k] / sum;
+  }
+  tableCache.set(key, t);
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels
+
+/** The kernel's functions; pointers are byte offsets into `memory`. */
+interface Kernel {
+  readonly memory: WebAssembly.Memory;
+  load_mono(src: number, dst: number, n: number): void;
+  load_chan(src: number, dst: number, n: number, stride: number): void;
+  load_mix(src: number, dst: number, n: number, ch: number, scale: number): void;
+  store_mono(src: number, dst: number, n: number): void;
+  store_chan(src: number, dst: number, n: number, stride: number): void;
+  fir(
+    st: number,
+    x: number,
+    avail: number,
+    coef: number,
+    taps: number,
+    L: number,
+    si: number,
+    sf: number,
+    out: number,
+    max: number,
+  ): number;
+  fir1(st: number, x: number, avail: number, coef: number, taps: number, si: number, out: number, max: number): number;
+  fir_interp(
+    st: number,
+    x: number,
+    avail: number,
+    coef: number,
+    taps: number,
+    L: number,
+    si: number,
+    sf: number,
+    scale: number,
+    out: number,
+    max: number,
+  ): number;
+}
+
+let wasmModule: WebAssembly.Module | null | undefined;
+
+/** The compiled SIMD kernel, or null where this engine cannot run it. */
+function kernelModule(): WebAssembly.Module | null {
+  if (wasmModule === undefined) {
+    try {
+      wasmModule = new WebAssembly.Module(wasmBytes());
+    } catch {
+      wasmModule = null;
+    }
+  }
+  return wasmModule;
+}
+
+/** True when the WebAssembly SIMD kernel can run here. */
+export function wasmKernelAvailable(): boolean {
+  return kernelModule() !== null;
+}
+
+function wasmKernel(): Kernel {
+  const m = kernelModule();
+  if (!m) throw new Error("resampler: this engine cannot run the WebAssembly SIMD kernel; use the js kernel");
+  return new WebAssembly.Instance(m, {}).exports as unknown as Kernel;
+}
+
+const clamp16 = (v: number) => (v > 32767 ? 32767 : v < -32768 ? -32768 : v);
+
+/** Rounds half to even, as the WebAssembly kernel does (f32x4.nearest). */
+function nearest(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r;
+}
+
+/** The JavaScript kernel: same functions, same memory layout, float64 accumulation. */
+function jsKernel(): Kernel {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  let buf = memory.buffer;
+  let f32 = new Float32Array(buf), i16 = new Int16Array(buf), i32 = new Int32Array(buf);
+  const views = () => {
+    if (memory.buffer !== buf) {
+      buf = memory.buffer;
+      f32 = new Float32Array(buf);
+      i16 = new Int16Array(buf);
+      i32 = new Int32Array(buf);
+    }
+  };
+  function firLoop(
+    st: number,
+    x: number,
+    avail: number,
+    coef: number,
+    taps: number,
+    L: number,
+    si: number,
+    sf: number,
+    scale: number,
+    out: number,
+    max: number,
+  ): number {
+    views();
+    let idx = i32[st >> 2], ph = i32[(st >> 2) + 1];
+    const lim = avail - taps, x0 = x >> 2, c0 = coef >> 2, o0 = out >> 2;
+    let n = 0;
+    for (; n < max && idx <= lim; n++) {
+      const p = x0 + idx;
+      let y: number;
+      if (scale === 0) {
+        const c = c0 + ph * taps;
+        let s = 0;
+        for (let k = 0; k < taps; k++) s += f32[p + k] * f32[c + k];
+        y = s;
+      } else {
+        const pos = ph * scale, j = Math.trunc(pos), frac = pos - j;
+        const c = c0 + j * taps, d = c + taps;
+        let a = 0, b = 0;
+        for (let k = 0; k < taps; k++) {
+          const v = f32[p + k];
+          a += v * f32[c + k];
+          b += v * f32[d + k];
+        }
+        y = a + frac * (b - a);
+      }
+      f32[o0 + n] = y;
+      idx += si;
+      ph += sf;
+      if (ph >= L) (ph -= L, idx++);
+    }
+    i32[st >> 2] = idx;
+    i32[(st >> 2) + 1] = ph;
+    return n;
+  }
+  return {
+    memory,
+    load_mono(src, dst, n) {
+      views();
+      const s = src >> 1, d = dst >> 2;
+      for (let i = 0; i < n; i++) f32[d + i] = i16[s + i];
+    },
+    load_chan(src, dst, n, stride) {
+      views();
+      const d = dst >> 2;
+      for (let i = 0, s = src >> 1; i < n; i++, s += stride) f32[d + i] = i16[s];
+    },
+    load_mix(src, dst, n, ch, scale) {
+      views();
+      const d = dst >> 2;
+      for (let i = 0, s = src >> 1; i < n; i++) {
+        let sum = 0;
+        for (let c = 0; c < ch; c++) sum += i16[s++];
+        f32[d + i] = sum * scale;
+      }
+    },
+    store_mono(src, dst, n) {
+      views();
+      const s = src >> 2, d = dst >> 1;
+      for (let i = 0; i < n; i++) i16[d + i] = clamp16(nearest(f32[s + i]));
+    },
+    store_chan(src, dst, n, stride) {
+      views();
+      const s = src >> 2;
+      for (let i = 0, d = dst >> 1; i < n; i++, d += stride) i16[d] = clamp16(nearest(f32[s + i]));
+    },
+    fir: (st, x, avail, coef, taps, L, si, sf, out, max) => firLoop(st, x, avail, coef, taps, L, si, sf, 0, out, max),
+    fir1: (st, x, avail, coef, taps, si, out, max) => firLoop(st, x, avail, coef, taps, 1, si, 0, 0, out, max),
+    fir_interp: (st, x, avail, coef, taps, L, si, sf, scale, out, max) =>
+      firLoop(st, x, avail, coef, taps, L, si, sf, scale, out, max),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resampler
+
+/** Per-stage run-time layout. */
+interface StageRun {
+  plan: StagePlan;
+  coef: number;
+  /** Byte offset of each channel's history buffer, and of its state (idx, phase). */
+  buf: number[];
+  st: number[];
+  /** Buffer capacity in samples. */
+  cap: number;
+  /** Samples held in each channel's buffer (the same for every channel). */
+  avail: number;
+  si: number;
+  sf: number;
+  scale: number;
+}
+
+/**
+ * A streaming polyphase resampler for interleaved int16 PCM (see the module documentation).
+ * No allocation per call beyond the returned array; state lives in the kernel's memory.
+ */
+export class PolyphaseResampler {
+  /** The plan in use. */
+  readonly plan: Plan;
+  /** Which kernel runs it. */
+  readonly kernel: "wasm" | "js";
+  readonly #k: Kernel;
+  readonly #inCh: number;
+  readonly #outCh: number;
+  /** Channels that are filtered: 1 when down-mixing or up-mixing from mono. */
+  readonly #srcCh: number;
+  readonly #stages: StageRun[];
+  readonly #inPtr: number;
+  readonly #outF: number[];
+  readonly #outCap: number;
+  readonly #outPtr: number;
+  #acc = new Int16Array(0);
+  readonly #slab = new Slab();
+  #i16: Int16Array;
+  #i32: Int32Array;
+  #f32: Float32Array;
+  #fed = 0;
+  #emitted = 0;
+
+  /**
+   * @param options rates, channels, filter and kernel
+   * @throws RangeError for rates that are not positive integers or channel counts that cannot be mapped
+   */
+  constructor(options: PolyphaseOptions) {
+    const { inRate, outRate, inChannels, outChannels } = options;
+    for (const [k, v] of [["inRate", inRate], ["outRate", outRate]] as const) {
+      if (!Number.isInteger(v) || v <= 0) {
+        throw new RangeError(`PolyphaseResampler: ${k} must be a positive integer, got ${v}`);
+      }
+    }
+    if (!Number.isInteger(inChannels) || inChannels < 1 || !Number.isInteger(outChannels) || outChannels < 1) {
+      throw new RangeError(`PolyphaseResampler: channel counts must be positive integers`);
+    }
+    if (inChannels !== outChannels && outChannels !== 1 && inChannels !== 1) {
+      throw new RangeError(`PolyphaseResampler: cannot map ${inChannels} channels to ${outChannels}`);
+    }
+    this.#inCh = inChannels;
+    this.#outCh = outChannels;
+    this.#srcCh = outChannels === 1 || inChannels === 1 ? 1 : inChannels;
+    this.plan = planResampler(inRate, outRate, options.filter ?? FILTER_SPECS.medium);
+    const want = options.kernel ?? (wasmKernelAvailable() ? "wasm" : "js");
+    this.kernel = want;
+    this.#k = want === "wasm" ? wasmKernel() : jsKernel();
+
+    // Memory layout (bytes, 16-aligned): states, tables, channel buffers, staging areas.
+    let at = 0;
+    const take = (bytes: number) => {
+      const p = at;
+      at += Math.ceil(bytes / 16) * 16;
+      return p;
+    };
+    const srcCh = this.#srcCh;
+    const tables: [number, Float32Array][] = [];
+    let maxIn = CHUNK;
+    this.#stages = this.plan.stages.map((plan) => {
+      const table = stageTable(plan);
+      const coef = take(table.length * 4 + 64);
+      tables.push([coef, table]);
+      // Room for the filter span and one pass of input (plus the previous stage's rounding).
+      const cap = plan.taps + maxIn + 16;
+      const run: StageRun = {
+        plan,
+        coef,
+        buf: [],
+        st: [],
+        cap,
+        avail: 0,
+        si: Math.floor(plan.M / plan.L),
+        sf: plan.M % plan.L,
+        scale: plan.interpolated ? (plan.rows - 1) / plan.L : 0,
+      };
+      for (let c = 0; c < srcCh; c++) {
+        run.st.push(take(8));
+        run.buf.push(take(cap * 4));
+      }
+      maxIn = Math.ceil((maxIn * plan.L) / plan.M) + 2;
+      return run;
+    });
+    this.#outCap = maxIn;
+    this.#outF = [];
+    for (let c = 0; c < srcCh; c++) this.#outF.push(take(maxIn * 4));
+    this.#inPtr = take(CHUNK * inChannels * 2);
+    this.#outPtr = take(maxIn * outChannels * 2);
+    const mem = this.#k.memory;
+    const need = Math.ceil(at / 65536) - mem.buffer.byteLength / 65536;
+    if (need > 0) mem.grow(need);
+    this.#f32 = new Float32Array(mem.buffer);
+    this.#i16 = new Int16Array(mem.buffer);
+    this.#i32 = new Int32Array(mem.buffer);
+    for (const [p, t] of tables) this.#f32.set(t, p >> 2);
+    this.reset();
+  }
+
+  /** Input channels. */
+  get inChannels(): number {
+    return this.#inCh;
+  }
+
+  /** Output channels. */
+  get outChannels(): number {
+    return this.#outCh;
+  }
+
+  /** Sample frames (per channel) fed since the last reset. */
+  get fed(): number {
+    return this.#fed;
+  }
+
+  /** Sample frames (per channel) returned since the last reset. */
+  get emitted(): number {
+    return this.#emitted;
+  }
+
+  /** Look-ahead in seconds (see {@linkcode Plan.latency}); the output itself is not delayed. */
+  get latency(): number {
+    return this.plan.latency;
+  }
+
+  /** What runs, for statistics: kernel and stages, e.g. `polyphase wasm-simd: 44100→11025 Hz 80 taps, →8000 Hz 128 taps × 320 phases`. */
+  get describe(): string {
+    const stages = this.plan.stages.map((s, i) =>
+      `${i === 0 ? `${s.inRate}` : ""}→${s.outRate} Hz ${s.taps} taps${
+        s.L > 1 ? ` × ${s.interpolated ? `${s.rows - 1} interpolated` : s.L} phases` : ""
+      }`
+    );
+    return `polyphase ${this.kernel === "wasm" ? "wasm-simd" : "js"}: ${stages.join(", ")}`;
+  }
+
+  /** Nothing to free (the memory goes with the object); present for symmetry with other converters. */
+  close(): void {}
+
+  /** Starts a new stream: clears the history (as if preceded by silence) and the counters. */
+  reset(): void {
+    const i32 = this.#i32;
+    for (const s of this.#stages) {
+      // The history starts with half − 1 zeros, so output 0 is centred on input 0.
+      s.avail = s.plan.half - 1;
+      for (let c = 0; c < s.buf.length; c++) {
+        this.#f32.fill(0, s.buf[c] >> 2, (s.buf[c] >> 2) + s.cap);
+        i32[s.st[c] >> 2] = 0;
+        i32[(s.st[c] >> 2) + 1] = 0;
+      }
+    }
+    this.#fed = 0;
+    this.#emitted = 0;
+  }
+
+  /**
+   * Resamples interleaved samples (`inChannels` per frame); returns what is ready (interleaved,
+   * `outChannels` per frame), a new array the caller may keep.
+   */
+  process(samples: Int16Array): Int16Array {
+    const frames = samples.length / this.#inCh;
+    if (!Number.isInteger(frames)) {
+      throw new RangeError(
+        `PolyphaseResampler: ${samples.length} samples is not a whole number of ${this.#inCh}-channel frames`,
+      );
+    }
+    this.#fed += frames;
+    const outPtr = this.#outPtr >> 1;
+    if (frames <= CHUNK) {
+      // One pass (the usual case): the only allocation is the returned array (a view into a slab).
+      this.#i16.set(samples, this.#inPtr >> 1);
+      const produced = this.#pass(frames, false);
+      this.#emitted += produced;
+      const out = this.#slab.int16(produced * this.#outCh);
+      out.set(this.#i16.subarray(outPtr, outPtr + out.length));
+      return out;
+    }
+    let total = 0;
+    for (let at = 0; at < frames; at += CHUNK) {
+      const n = Math.min(CHUNK, frames - at);
+      this.#i16.set(samples.subarray(at * this.#inCh, (at + n) * this.#inCh), this.#inPtr >> 1);
+      total = this.#append(total, this.#pass(n, false));
+    }
+    return this.#result(total);
+  }
+
+  /** Ends the stream: returns the remaining output (the total is round(fed × outRate / inRate)), then resets. */
+  flush(): Int16Array {
+    const last = this.plan.stages[this.plan.stages.length - 1];
+    const target = Math.round((this.#fed * last.outRate) / this.plan.stages[0].inRate);
+    let total = 0;
+    // Zeros push the look-ahead through; the bound is a safety net (a few passes suffice).
+    for (let i = 0; this.#emitted + total < target && i < 64; i++) total = this.#append(total, this.#pass(CHUNK, true));
+    const keep = Math.max(0, Math.min(total, target - this.#emitted));
+    const out = this.#result(keep);
+    this.reset();
+    return out;
+  }
+
+  /** Loads n input frames (or zeros), runs every stage; returns the output frames, left as int16 at #outPtr. */
+  #pass(n: number, zeros: boolean): number {
+    const k = this.#k;
+    const s0 = this.#stages[0];
+    for (let c = 0; c < this.#srcCh; c++) {
+      const dst = s0.buf[c] + s0.avail * 4;
+      if (zeros) this.#f32.fill(0, dst >> 2, (dst >> 2) + n);
+      else if (this.#inCh === 1) k.load_mono(this.#inPtr, dst, n);
+      else if (this.#srcCh === 1) k.load_mix(this.#inPtr, dst, n, this.#inCh, 1 / this.#inCh);
+      else k.load_chan(this.#inPtr + c * 2, dst, n, this.#inCh);
+    }
+    s0.avail += n;
+    let produced = 0;
+    for (let si = 0; si < this.#stages.length; si++) {
+      const s = this.#stages[si];
+      const next = this.#stages[si + 1];
+      const p = s.plan;
+      for (let c = 0; c < this.#srcCh; c++) {
+        const out = next ? next.buf[c] + next.avail * 4 : this.#outF[c];
+        const max = next ? next.cap - next.avail : this.#outCap;
+        produced = p.L === 1 && s.scale === 0
+          ? k.fir1(s.st[c], s.buf[c], s.avail, s.coef, p.taps, s.si, out, max)
+          : s.scale === 0
+          ? k.fir(s.st[c], s.buf[c], s.avail, s.coef, p.taps, p.L, s.si, s.sf, out, max)
+          : k.fir_interp(s.st[c], s.buf[c], s.avail, s.coef, p.taps, p.L, s.si, s.sf, s.scale, out, max);
+      }
+      if (next) next.avail += produced;
+      this.#compact(s);
+    }
+    if (produced > 0) {
+      const outCh = this.#outCh;
+      if (outCh === 1) k.store_mono(this.#outF[0], this.#outPtr, produced);
+      else {
+        for (let o = 0; o < outCh; o++) {
+          k.store_chan(this.#outF[this.#srcCh === 1 ? 0 : o], this.#outPtr + o * 2, produced, outCh);
+        }
+      }
+    }
+    return produced;
+  }
+
+  /** Appends the `produced` frames of the last pass to the accumulator after `total` frames; returns the new total. */
+  #append(total: number, produced: number): number {
+    const outCh = this.#outCh;
+    if (this.#acc.length < (total + produced) * outCh) {
+      const grown = new Int16Array(Math.max((total + produced) * outCh, this.#acc.length * 2));
+      grown.set(this.#acc.subarray(0, total * outCh));
+      this.#acc = grown;
+    }
+    const from = this.#outPtr >> 1;
+    this.#acc.set(this.#i16.subarray(from, from + produced * outCh), total * outCh);
+    return total + produced;
+  }
+
+  /** Drops history the next output no longer needs (every channel is at the same position). */
+  #compact(s: StageRun): void {
+    const i32 = this.#i32;
+    const drop = i32[s.st[0] >> 2];
+    if (drop <= 0) return;
+    for (let c = 0; c < s.buf.length; c++) {
+      const b = s.buf[c] >> 2;
+      this.#f32.copyWithin(b, b + drop, b + s.avail);
+      i32[s.st[c] >> 2] -= drop;
+    }
+    s.avail -= drop;
+  }
+
+  #result(frames: number): Int16Array {
+    this.#emitted += frames;
+    return this.#acc.slice(0, frames * this.#outCh);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * `ipVersion` (core/net/address.ts) gives the same answers as Node's `net.isIP`, which it
+ * replaces so that start-up does not load `node:net`.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { isIP } from "node:net";
+import { ipVersion, resolveHost } from "../core/net/address.ts";
+
+const CASES = [
+  ...[
+    "1.2.3.4",
+    "255.255.255.255",
+    "0.0.0.0",
+    "256.1.1.1",
+    "01.2.3.4",
+    "1.2.3.04",
+    "1.2.3",
+    "1.2.3.4.5",
+    "a.b.c.d",
+    "",
+  ],
+  ...["::", "::1", "1::", "0::0", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7::"],
+  ...[
+    "1:2:3:4:5:6:7:8::",
+    "::1:2:3:4:5:6:7",
+    "::1:2:3:4:5:6:7:8",
+    ":::",
+    "1:::2",
+    "1::2::3",
+    ":1:2:3:4:5:6:7",
+    ":1::2",
+  ],
+  ...["1::2:", "12345::", "g::1", "ABCD::EF", "2001:db8::ff00:42:8329", "2001:0db8:0000:0000:0000:ff00:0042:8329"],
+  ...["::ffff:1.2.3.4", "::1.2.3.4", "1.2.3.4::", "::ffff:256.1.1.1", "::ffff:1.2.3", "1:2:3:4:5:6:1.2.3.4"],
+  ...["1:2:3:4:5:6:7:1.2.3.4", "1:2:3:4:5::1.2.3.4", "1:2:3:4:5:6::1.2.3.4", "1::1.2.3.4:5"],
+  ...["fe80::1%eth0", "fe80::1%", "fe80::1%eth 0", "fe80::1%en-0.1:2", "1.2.3.4%eth0", "localhost", "example.com"],
+];
+
+Deno.test("ipVersion answers as node:net isIP does", () => {
+  for (const c of CASES) assert.equal(ipVersion(c), isIP(c), JSON.stringify(c));
+  assert.equal(ipVersion("[::1]"), 6, "brackets are stripped");
+});
+
+Deno.test("resolveHost returns literals unchanged and resolves localhost", async () => {
+  assert.equal(await resolveHost("[::1]"), "::1");
+  assert.equal(await resolveHost("10.1.2.3"), "10.1.2.3");
+  assert.equal(await resolveHost("localhost", 4), "127.0.0.1");
+});

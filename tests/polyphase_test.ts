@@ -1,0 +1,257 @@
+/**
+ * Tests of the polyphase resampler kernel (plugins/resample/polyphase.ts): telephony quality
+ * (tone SNR after int16 rounding, passband flatness to 3.4 kHz, aliases and images at or below
+ * −90 dB), printed beside libsamplerate `medium` on the same signals; identical output however
+ * the input is cut; time alignment; exact output lengths; plans; both kernels.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { seededRandom } from "../core/random.ts";
+import { dB, fit, formatFigures, FULL, qualityFigures, span, tone } from "./resample_quality.ts";
+import { LsrConverter } from "../plugins/resample/_lsr.ts";
+import {
+  FILTER_SPECS,
+  MAX_TABLE_FLOATS,
+  planResampler,
+  PolyphaseResampler,
+  wasmKernelAvailable,
+} from "../plugins/resample/polyphase.ts";
+
+function concat(parts: Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) (out.set(p, at), at += p.length);
+  return out;
+}
+
+function poly(
+  x: Int16Array,
+  inRate: number,
+  outRate: number,
+  opts: Partial<ConstructorParameters<typeof PolyphaseResampler>[0]> = {},
+) {
+  const r = new PolyphaseResampler({ inRate, outRate, inChannels: 1, outChannels: 1, ...opts });
+  return concat([r.process(x), r.flush()]);
+}
+
+async function lsrMedium(x: Int16Array, inRate: number, outRate: number): Promise<Int16Array> {
+  const c = await LsrConverter.create("medium", outRate);
+  c.configure(inRate, 1, 1);
+  const parts: Int16Array[] = [];
+  for (let i = 0; i < x.length; i += 4410) parts.push(c.process(x.subarray(i, i + 4410)));
+  parts.push(c.flush());
+  c.close();
+  return concat(parts);
+}
+
+Deno.test("polyphase 44.1 kHz → 8 kHz: 1 kHz tone SNR ≥ 90 dB after int16 rounding (figures beside libsamplerate medium)", async () => {
+  const x = tone(1000, 44100, 2, FULL);
+  const rows: string[] = [];
+  for (
+    const [name, y] of [
+      ["polyphase medium (wasm)", poly(x, 44100, 8000)],
+      ["polyphase medium (js)", poly(x, 44100, 8000, { kernel: "js" })],
+      ["polyphase best", poly(x, 44100, 8000, { filter: FILTER_SPECS.best })],
+      ["polyphase fastest", poly(x, 44100, 8000, { filter: FILTER_SPECS.fastest })],
+      ["libsamplerate medium", await lsrMedium(x, 44100, 8000)],
+    ] as const
+  ) {
+    const f = fit(y, [1000], 8000, ...span(y, 8000));
+    rows.push(`${name}: SNR ${f.snrDb.toFixed(2)} dB, level ${dB(f.amps[0] / FULL).toFixed(5)} dB`);
+    if (name.startsWith("polyphase medium")) assert.ok(f.snrDb >= 90, `${name}: SNR ${f.snrDb} dB`);
+  }
+  console.log("1 kHz at −0.2 dBFS, 44.1 → 8 kHz, int16 out:\n  " + rows.join("\n  "));
+});
+
+const DOWN: [number, number, number[]][] = [
+  [44100, 8000, [4100, 6000, 10000, 15000, 21000]],
+  [48000, 8000, [4100, 6000, 10000, 15000, 23000]],
+  [16000, 8000, [4100, 6000, 7900]],
+];
+
+Deno.test("polyphase down to 8 kHz: passband flat ±0.1 dB to 3.4 kHz, everything above 4 kHz aliased ≤ −90 dB", async () => {
+  const lines: string[] = [];
+  for (const [inRate, outRate, stops] of DOWN) {
+    const flat: string[] = [], alias: string[] = [];
+    for (const f of [300, 1000, 2000, 3000, 3400]) {
+      const x = tone(f, inRate, 1, 16000, true);
+      const y = poly(x, inRate, outRate), z = await lsrMedium(x, inRate, outRate);
+      const a = dB(fit(y, [f], outRate, ...span(y, outRate)).amps[0] / 16000);
+      const b = dB(fit(z, [f], outRate, ...span(z, outRate)).amps[0] / 16000);
+      assert.ok(Math.abs(a) <= 0.1, `${inRate}→${outRate} ${f} Hz: ${a} dB`);
+      flat.push(`${f} Hz ${a.toFixed(4)} (lsr ${b.toFixed(4)})`);
+    }
+    for (const f of stops) {
+      const x = tone(f, inRate, 1, FULL, true);
+      const fa = Math.abs(f - Math.round(f / outRate) * outRate);
+      const y = poly(x, inRate, outRate), z = await lsrMedium(x, inRate, outRate);
+      const a = dB(fit(y, [fa], outRate, ...span(y, outRate)).amps[0] / FULL);
+      const b = dB(fit(z, [fa], outRate, ...span(z, outRate)).amps[0] / FULL);
+      assert.ok(a <= -90, `${inRate}→${outRate}: ${f} Hz folds to ${fa} Hz at ${a} dB`);
+      alias.push(`${f}→${fa} Hz ${a.toFixed(1)} (lsr ${b.toFixed(1)})`);
+    }
+    lines.push(`${inRate} → ${outRate}: passband dB ${flat.join(", ")}`);
+    lines.push(`${inRate} → ${outRate}: aliases dB ${alias.join(", ")}`);
+  }
+  console.log("polyphase medium (libsamplerate medium), dithered tones, int16 out:\n  " + lines.join("\n  "));
+});
+
+Deno.test("polyphase up from 8 kHz to 16 and 48 kHz: passband flat ±0.1 dB to 3.4 kHz, images ≤ −90 dB", async () => {
+  const lines: string[] = [];
+  for (const outRate of [16000, 48000]) {
+    const parts: string[] = [];
+    for (const f of [300, 1000, 2000, 3000, 3400]) {
+      const images: number[] = [];
+      for (let k = 8000; k - f < outRate / 2; k += 8000) {
+        images.push(k - f);
+        if (k + f < outRate / 2) images.push(k + f);
+      }
+      const x = tone(f, 8000, 1, 16000, true);
+      const y = poly(x, 8000, outRate), z = await lsrMedium(x, 8000, outRate);
+      const fy = fit(y, [f, ...images], outRate, ...span(y, outRate));
+      const fz = fit(z, [f, ...images], outRate, ...span(z, outRate));
+      const level = dB(fy.amps[0] / 16000);
+      const worst = Math.max(...fy.amps.slice(1).map((a) => dB(a / 16000)));
+      const worstLsr = Math.max(...fz.amps.slice(1).map((a) => dB(a / 16000)));
+      assert.ok(Math.abs(level) <= 0.1, `8000→${outRate} ${f} Hz: ${level} dB`);
+      assert.ok(worst <= -90, `8000→${outRate} ${f} Hz: an image at ${worst} dB`);
+      parts.push(`${f} Hz ${level.toFixed(4)}, images ≤ ${worst.toFixed(1)} (lsr ${worstLsr.toFixed(1)})`);
+    }
+    lines.push(`8000 → ${outRate}: ${parts.join("; ")}`);
+  }
+  console.log("polyphase medium (libsamplerate medium), dithered tones, int16 out:\n  " + lines.join("\n  "));
+});
+
+Deno.test("polyphase output is identical however the input is cut (random frame sizes), for every plan shape", () => {
+  const rnd = seededRandom(7);
+  const cases: [number, number, number, number, Partial<ConstructorParameters<typeof PolyphaseResampler>[0]>][] = [
+    [44100, 8000, 1, 1, {}], // decimator + 320 phases
+    [48000, 8000, 2, 1, {}], // down-mix, decimator + 2 phases
+    [48000, 16000, 2, 2, {}], // stereo kept
+    [8000, 48000, 1, 2, {}], // up-sampling, up-mix
+    [44100, 7999, 1, 1, {}], // interpolated phases
+    [22050, 44100, 1, 1, { filter: FILTER_SPECS.best }],
+    [16000, 8000, 1, 1, { kernel: "js" }],
+    [44100, 8000, 1, 1, { filter: FILTER_SPECS.linear }],
+  ];
+  for (const [inRate, outRate, inCh, outCh, opts] of cases) {
+    const x = new Int16Array(Math.round(inRate * 0.7) * inCh);
+    for (let i = 0; i < x.length; i++) x[i] = Math.round((rnd() - 0.5) * 40000 * Math.sin(i / 300));
+    const make = () => new PolyphaseResampler({ inRate, outRate, inChannels: inCh, outChannels: outCh, ...opts });
+    const one = make();
+    const whole = concat([one.process(x), one.flush()]);
+    const r = make();
+    const parts: Int16Array[] = [];
+    for (let at = 0; at < x.length / inCh;) {
+      const n = Math.min(Math.floor(rnd() * rnd() * 9000), x.length / inCh - at); // 0 .. ~9000 frames, mostly small
+      parts.push(r.process(x.subarray(at * inCh, (at + n) * inCh)));
+      at += n;
+    }
+    parts.push(r.flush());
+    const label = `${inRate}→${outRate} ${inCh}→${outCh} ch ${JSON.stringify(opts)}`;
+    assert.equal(whole.length, Math.round((x.length / inCh) * outRate / inRate) * outCh, label);
+    assert.deepEqual(concat(parts), whole, label);
+    // After flush the object starts a new stream: the same input gives the same output again.
+    assert.deepEqual(concat([r.process(x), r.flush()]), whole, `${label}, second stream`);
+  }
+});
+
+Deno.test("polyphase output sample k is the input at time k / rate_out: no residual delay (cascade, phases, up, interpolated)", () => {
+  for (
+    const [inRate, outRate, f] of [[44100, 8000, 1000], [48000, 8000, 700], [8000, 48000, 1000], [44100, 7999, 1000], [
+      8000,
+      44100,
+      3000,
+    ]]
+  ) {
+    const x = tone(f, inRate, 1, 20000);
+    const y = poly(x, inRate, outRate);
+    const r = fit(y, [f], outRate, ...span(y, outRate));
+    assert.ok(Math.abs(r.delays[0]) < 0.005, `${inRate}→${outRate}: delay ${r.delays[0]} output samples`);
+    // Clean too, the interpolated phases (44 100 → 7 999) included: only int16 rounding is left.
+    assert.ok(r.snrDb > 90, `${inRate}→${outRate}: SNR ${r.snrDb} dB`);
+  }
+  // An impulse comes out centred on its time: input sample 100 at 8 kHz is output sample 600 at 48 kHz.
+  const imp = new Int16Array(400);
+  imp[100] = 30000;
+  const y = poly(imp, 8000, 48000);
+  let peak = 0;
+  for (let i = 1; i < y.length; i++) if (y[i] > y[peak]) peak = i;
+  assert.equal(peak, 600);
+  for (let k = 1; k < 30; k++) assert.ok(Math.abs(y[600 - k] - y[600 + k]) <= 1, `symmetric at ±${k}`);
+});
+
+Deno.test("polyphase total output is round(n × out / in) for any n", () => {
+  for (const [inRate, outRate] of [[44100, 8000], [8000, 48000], [48000, 8000], [44100, 7999], [11025, 8000]]) {
+    for (const n of [0, 1, 2, 7, 100, 881, 882, 4095, 4096, 4097, 9000, 44101]) {
+      const r = new PolyphaseResampler({ inRate, outRate, inChannels: 1, outChannels: 1 });
+      const got = r.process(new Int16Array(n)).length + r.flush().length;
+      assert.equal(got, Math.round((n * outRate) / inRate), `${inRate}→${outRate}, ${n} in`);
+    }
+  }
+});
+
+Deno.test("polyphase plans: integer pre-decimation when cheaper, exact phases, interpolated rows for huge L", () => {
+  const p = planResampler(44100, 8000);
+  assert.deepEqual(p.stages.map((s) => [s.inRate, s.outRate, s.L, s.M, s.taps]), [[44100, 11025, 1, 4, 80], [
+    11025,
+    8000,
+    320,
+    441,
+    128,
+  ]]);
+  assert.ok(p.macsPerOutput < 300, `${p.macsPerOutput} multiply-adds per output`);
+  assert.deepEqual(planResampler(48000, 8000).stages.map((s) => [s.L, s.M]), [[1, 4], [2, 3]]);
+  const up = planResampler(8000, 48000);
+  assert.deepEqual(up.stages.map((s) => [s.L, s.M, s.interpolated]), [[6, 1, false]]);
+  const odd = planResampler(44100, 7999);
+  const last = odd.stages[odd.stages.length - 1];
+  assert.equal(last.interpolated, true);
+  assert.ok(last.rows * last.taps <= 2 * MAX_TABLE_FLOATS + last.taps);
+  // Look-ahead of a few milliseconds.
+  assert.ok(p.latency > 0.002 && p.latency < 0.01, `latency ${p.latency}`);
+});
+
+Deno.test("polyphase maps channels: stereo independent, down-mix averages, up-mix copies", () => {
+  const st = tone(1000, 48000, 0.5, 16000, false, 2); // right = −left
+  const r = new PolyphaseResampler({ inRate: 48000, outRate: 16000, inChannels: 2, outChannels: 2 });
+  const y = concat([r.process(st), r.flush()]);
+  assert.equal(y.length, 8000 * 2);
+  for (let i = 0; i < y.length; i += 2) assert.equal(y[i] + y[i + 1], 0);
+  const mono = new PolyphaseResampler({ inRate: 48000, outRate: 16000, inChannels: 2, outChannels: 1 });
+  const m = concat([mono.process(st), mono.flush()]);
+  assert.ok(m.every((v) => Math.abs(v) <= 1), "opposite channels cancel");
+  const up = new PolyphaseResampler({ inRate: 8000, outRate: 16000, inChannels: 1, outChannels: 3 });
+  const u = concat([up.process(tone(500, 8000, 0.2, 10000)), up.flush()]);
+  for (let i = 0; i < u.length; i += 3) assert.ok(u[i] === u[i + 1] && u[i] === u[i + 2]);
+  assert.throws(
+    () => new PolyphaseResampler({ inRate: 8000, outRate: 16000, inChannels: 3, outChannels: 2 }),
+    /3 channels to 2/,
+  );
+  assert.throws(
+    () => new PolyphaseResampler({ inRate: 8000.5, outRate: 16000, inChannels: 1, outChannels: 1 }),
+    /inRate/,
+  );
+});
+
+Deno.test("polyphase JavaScript kernel agrees with the WebAssembly one within 1 LSB", () => {
+  assert.ok(wasmKernelAvailable(), "this Deno runs WebAssembly SIMD");
+  const rnd = seededRandom(3);
+  const x = new Int16Array(44100);
+  for (let i = 0; i < x.length; i++) x[i] = Math.round(12000 * Math.sin(i / 7) + (rnd() - 0.5) * 8000);
+  for (const [inRate, outRate] of [[44100, 8000], [8000, 48000], [44100, 7999]]) {
+    const a = poly(x, inRate, outRate), b = poly(x, inRate, outRate, { kernel: "js" });
+    assert.equal(a.length, b.length);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assert.ok(worst <= 1, `${inRate}→${outRate}: ${worst} LSB`);
+  }
+});
+
+Deno.test("polyphase medium summary figures beside libsamplerate medium (the bench's quality line)", async () => {
+  const q = await qualityFigures((x, a, b) => poly(x, a, b));
+  const l = await qualityFigures((x, a, b) => lsrMedium(x, a, b));
+  console.log(`polyphase medium:     ${formatFigures(q)}\nlibsamplerate medium: ${formatFigures(l)}`);
+  assert.ok(q.snrDb >= 90 && q.passbandDb <= 0.1 && q.alias6kDb <= -90 && q.alias10kDb <= -90 && q.imageDb <= -90);
+});

@@ -1,0 +1,31 @@
+/**
+ * Tests of core/slab.ts: the arrays it hands out are zeroed, never overlap, are aligned, and
+ * stay valid (a new slab is taken when one is full; large requests get their own buffer).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Slab } from "../core/slab.ts";
+
+Deno.test("Slab hands out zeroed, aligned, disjoint views; a full slab is replaced, never reused", () => {
+  const slab = new Slab();
+  const taken: (Int16Array | Uint8Array)[] = [];
+  for (let i = 0; i < 400; i++) {
+    const a = i % 3 === 0 ? slab.uint8(161) : slab.int16(160 + (i % 7));
+    assert.ok(a.every((v) => v === 0), "zeroed");
+    if (a instanceof Int16Array) assert.equal(a.byteOffset % 2, 0, "aligned");
+    a.fill(i % 3 === 0 ? 0xff : -1); // what a stage writes into its frame
+    taken.push(a);
+  }
+  // Nothing handed out later overwrote an earlier array.
+  for (let i = 0; i < taken.length; i++) {
+    const a = taken[i];
+    assert.ok(a.every((v) => v === (i % 3 === 0 ? 0xff : -1)), `array ${i} intact`);
+  }
+  const buffers = new Set(taken.map((a) => a.buffer));
+  assert.ok(buffers.size > 1 && buffers.size < 20, `${buffers.size} slabs for ~110 KB`);
+  const big = slab.int16(100_000);
+  assert.equal(big.length, 100_000);
+  assert.equal(big.byteOffset, 0, "large arrays get a buffer of their own");
+  assert.equal(slab.int16(0).length, 0);
+});
