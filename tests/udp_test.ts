@@ -4,11 +4,12 @@
  * time (no test asserts real time).
  */
 import assert from "node:assert/strict";
+import { z } from "zod";
 import { VirtualClock } from "../core/clock.ts";
 import type { Frame, PacketFrame, RtpFrame } from "../core/frame.ts";
 import { buildPipeline } from "../core/pipeline.ts";
 import { Registry } from "../core/registry.ts";
-import type { SinkStage, SourceStage } from "../core/stage.ts";
+import { definePlugin, type SinkStage, type SourceStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { canonicalHost, formatHostPort, parseHostPort, sameAddress } from "../core/net/address.ts";
 import type { DatagramSocket, SendListener } from "../core/net/datagram.ts";
@@ -514,6 +515,43 @@ Deno.test("pipeline: udp-source → udp-sink relay ends at the source timeout (r
   }
   // The shared socket was released with the pipeline: the port is free again.
   Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
+});
+
+Deno.test("pipeline: a live udp-source keeps reading while its sink pushes back", async () => {
+  const from = rawSocket();
+  const got: number[] = [];
+  // A sink that is always full and never drains (a speaker whose queue a playout keeps full).
+  const full = definePlugin({
+    name: "full-sink",
+    kind: "sink",
+    description: "never drains",
+    accepts: [{ kind: "packet" }],
+    options: z.object({}),
+    create: () => ({
+      write(f: Frame) {
+        if (f.kind === "packet") got.push(f.data[0]);
+        return false;
+      },
+      drained: () => new Promise<void>(() => {}),
+    }),
+  });
+  const registry = new Registry([...plugins, full]);
+  const p = await buildPipeline("rx", [
+    { use: "udp-source", bind: "127.0.0.1", port: 0, port_range: TEST_RANGE },
+    { use: "full-sink" },
+  ], { registry });
+  const port = p.stats()[0].extra!.port as number;
+  p.start();
+  try {
+    for (let i = 0; i < 5; i++) {
+      await from.send(new Uint8Array([i]), { transport: "udp", hostname: "127.0.0.1", port });
+      await until(() => got.length === i + 1, `datagram ${i} while the sink is full`);
+    }
+    assert.deepEqual(got, [0, 1, 2, 3, 4]);
+  } finally {
+    await p.stop();
+    from.close();
+  }
 });
 
 /** Frames of any kind other than rtp/packet are refused with a hint. */

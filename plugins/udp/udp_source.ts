@@ -8,7 +8,9 @@
  * are dropped and counted (`foreign_dropped`): nobody else can inject media. A
  * `timeout` without datagrams ends the source, so the pipeline reaches end of
  * stream and its sinks finalize (a WAV header is written), after a `timeout`
- * event. Stopping the pipeline ends the source at once.
+ * event. Stopping the pipeline ends the source at once. Like every live source,
+ * it never waits for downstream backpressure: datagrams are handed on as they
+ * arrive (a sink that cannot keep up drops or queues them itself).
  *
  * The socket belongs to the session (`ctx.session.socket`): a `udp-sink` of the
  * same session whose `bind` and `local_port` are the same sends from it
@@ -180,7 +182,10 @@ export const udpSource = definePlugin({
             media.packetsReceived++;
             media.bytesReceived += data.length;
             const frame: PacketFrame = { kind: "packet", data, remote, arrival };
-            if (!ctx.emit(frame)) return ctx.ready();
+            // A live source does not wait for downstream: the sender will not slow down, and holding the socket
+            // unread only moves the loss into the kernel. (Waiting also deadlocked a playout chain: a jitter buffer
+            // keeps a speaker's queue full on its own clock, so the drain this source waited for never came.)
+            ctx.emit(frame);
           }, {
             maxSize: opts.max_size,
             onOversize: (remote) => {
