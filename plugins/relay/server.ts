@@ -190,12 +190,7 @@ class Client {
   constructor(readonly source: HostPort, public target: HostPort, readonly registeredAt: number, totals: Totals) {
     this.lastSeen = registeredAt;
     this.listener = {
-      sent: (n) => {
-        this.packetsOut++;
-        this.bytesOut += n;
-        totals.packetsOut++;
-        totals.bytesOut += n;
-      },
+      sent: () => {},
       failed: (e) => {
         this.drops++;
         totals.sendErrors++;
@@ -685,6 +680,12 @@ export class RelayServer {
       this.#dropBacklog++;
       return;
     }
+    // Counted as forwarded when handed to the socket (a later send failure is counted as a drop), so the counters
+    // a DISCONNECT reports do not depend on when the last send completes.
+    client.packetsOut++;
+    client.bytesOut += n;
+    this.#totals.packetsOut++;
+    this.#totals.bytesOut += n;
     sock.post(data, target, client.listener);
   };
 
