@@ -22,7 +22,7 @@ const LAYERS: [name: string, tiers: string[][]][] = [
   ["transaction", [["transaction.ts"]]],
   ["dialog", [["dialog.ts"]]],
   ["user agent", [
-    ["emitter.ts", "auth.ts", "register.ts"],
+    ["emitter.ts", "auth.ts", "register.ts", "_overload.ts"],
     ["_request_builder.ts"],
     ["_context.ts"],
     ["_client.ts"],

@@ -11,7 +11,7 @@
  * 3. transaction — `transaction.ts` (client/server transactions and timers)
  * 4. dialog — `dialog.ts` (dialog state, in-dialog requests, UAS screening)
  * 5. user agent — `emitter.ts`, `auth.ts` (401/407 seam), `register.ts`
- *    (registration types), `_request_builder.ts` (every out-of-dialog
+ *    (registration types), `_overload.ts` (503 under load), `_request_builder.ts` (every out-of-dialog
  *    request), `_context.ts` (what a UA's parts share), `_client.ts`
  *    (non-INVITE client requests, REGISTER), `call.ts`, `outgoing_call.ts`
  *    (client side of calls), `incoming_call.ts` (server side), `_dispatcher.ts`
@@ -97,12 +97,14 @@ export {
   type ClientState,
   type ClientTransaction,
   type ClientTransactionUser,
+  DestinationUnreachableError,
   type InviteServerTransaction,
   type MessageSender,
   resolveTimers,
   type ServerState,
   type ServerTransaction,
   type ServerTransactionUser,
+  type StatelessServerTransaction,
   type TimerSettings,
   type Transaction,
   TransactionLayer,
@@ -154,8 +156,10 @@ export {
 } from "./register.ts";
 export {
   ALLOWED_METHODS,
+  type OverloadOptions,
   SipUserAgent,
   type SipUserAgentOptions,
   USER_AGENT,
   type UserAgentEvents,
+  type UserAgentUsage,
 } from "./user_agent.ts";

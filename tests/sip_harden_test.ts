@@ -1,0 +1,411 @@
+/**
+ * Nothing a datagram says can cost a SipUserAgent memory, time or a stuck
+ * transaction — on the in-memory network with a VirtualClock:
+ *
+ * - a request that fails after its server transaction exists (a header that
+ *   parsed but cannot make a dialog, an application handler that throws) gets a
+ *   final response at once, and the tables empty again on the timers;
+ * - every RFC 4475 torture message gets the RFC's answer from a user agent
+ *   (405, 406, 415 with Accept, 416, 420 with Unsupported, 481, 400/505, a
+ *   stateless 400 for `badbranch`), with a To tag;
+ * - responses go to the packet's source (never a Via `maddr`), and no host name
+ *   from the network ever reaches a socket's `send` (a spy records every
+ *   destination); names in the application's own targets are refused unless
+ *   `resolveNames`;
+ * - an ICMP port unreachable (simulated) ends an INVITE at once;
+ * - overload: 503 with Retry-After above the lag or transaction limits while
+ *   OPTIONS and calls in progress are served; a bounded transaction table;
+ * - an ended call lingers 64·T1, then nothing of it is kept.
+ *
+ * No assertion depends on time or machine speed.
+ */
+import assert from "node:assert/strict";
+import { type Clock, VirtualClock } from "../core/clock.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import type { HostPort } from "../core/net/address.ts";
+import type { DatagramSocket } from "../core/net/datagram.ts";
+import { FilteredSocket, MemoryNetwork } from "../core/net/memory.ts";
+import {
+  createAnswer,
+  createOffer,
+  getCallId,
+  getCSeq,
+  type IncomingCall,
+  parseMessage,
+  SipParseError,
+  type SipResponse,
+  SipTransport,
+  SipUserAgent,
+  type SipUserAgentOptions,
+  TransactionLayer,
+} from "../plugins/sip/mod.ts";
+import { loadRfc4475, rfc4475Names } from "./rfc4475.ts";
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+const T1 = 500;
+
+/** A socket that records the destination of everything sent through it. */
+function spy(inner: DatagramSocket, dests: string[]): DatagramSocket {
+  return new FilteredSocket(inner, (_d, to) => {
+    dests.push(to.hostname);
+    return false;
+  });
+}
+
+interface Got {
+  text: string;
+  res?: SipResponse;
+  to: number;
+}
+
+/**
+ * A raw peer: sends text, records every datagram it gets (on each port it
+ * binds). Retransmissions are byte-identical, so each distinct datagram is
+ * parsed once.
+ */
+function rawPeer(net: MemoryNetwork, hostname: string, ports = [5060]) {
+  const got: Got[] = [];
+  const parsed = new Map<string, SipResponse | undefined>();
+  const socks = ports.map((port) => {
+    const s = net.bind(hostname, port);
+    s.listen((d) => {
+      const text = td.decode(d);
+      if (!parsed.has(text)) {
+        let res: SipResponse | undefined;
+        try {
+          const m = parseMessage(d);
+          if (m.kind === "response") res = m;
+        } catch { /* recorded as text */ }
+        parsed.set(text, res);
+      }
+      got.push({ text, res: parsed.get(text), to: port });
+    }, { maxSize: 65535 });
+    return s;
+  });
+  return {
+    got,
+    send: (text: string | Uint8Array, to: HostPort, from = 0) =>
+      socks[from].send(typeof text === "string" ? te.encode(text) : text, to),
+    close: () => Promise.all(socks.map((s) => s.close())),
+  };
+}
+
+function setup<C extends Clock = VirtualClock>(opts: Partial<SipUserAgentOptions> = {}, clockIn?: C) {
+  const clock = (clockIn ?? new VirtualClock()) as C;
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "debug", outputs: [out] });
+  const dests: string[] = [];
+  const bob = new SipUserAgent({
+    transport: spy(net.bind("10.0.0.2", 5060), dests),
+    clock,
+    log,
+    userName: "bob",
+    ...opts,
+  });
+  return { clock, net, out, bob, dests };
+}
+
+const SDP = createOffer({ address: "10.0.0.1", port: 40000, sessionId: "7" });
+
+function invite(i: number, o: { from?: string; contact?: string; extra?: string[]; callId?: string } = {}): string {
+  const callId = o.callId ?? `flood-${i}`;
+  return [
+    "INVITE sip:bob@10.0.0.2 SIP/2.0",
+    `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-${callId};rport`,
+    "Max-Forwards: 70",
+    `From: ${o.from ?? "<sip:alice@10.0.0.1>"};tag=f${i}`,
+    "To: <sip:bob@10.0.0.2>",
+    `Call-ID: ${callId}`,
+    "CSeq: 1 INVITE",
+    `Contact: ${o.contact ?? "<sip:alice@10.0.0.1:5060>"}`,
+    ...(o.extra ?? []),
+    "Content-Type: application/sdp",
+    `Content-Length: ${te.encode(SDP).length}`,
+    "",
+    SDP,
+  ].join("\r\n");
+}
+
+/** Final (≥ 200) responses received, by Call-ID: the statuses seen (retransmissions included). */
+function finals(got: Got[]): Map<string, Set<string>> {
+  const m = new Map<string, Set<string>>();
+  for (const g of got) {
+    if (!g.res || g.res.status < 200) continue;
+    const id = getCallId(g.res);
+    if (!m.has(id)) m.set(id, new Set());
+    m.get(id)!.add(`${g.res.status} ${g.res.reason}`);
+  }
+  return m;
+}
+
+// ------------------------------------------------------------------ 1. failures after the transaction exists
+
+Deno.test("10 000 INVITEs that fail after their transaction exists: each gets one final answer; nothing is kept after Timer H", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  let offered = 0;
+  bob.onInvite((call) => {
+    offered++;
+    if (call.callId.endsWith("-ring")) call.ringing();
+    throw new Error("handler bug");
+  });
+  // Five ways to fail once the INVITE has its server transaction.
+  const kinds: { make: (i: number) => string; answer: RegExp }[] = [
+    // From parses (any URI scheme is valid there) but cannot serve in a dialog.
+    { make: (i) => invite(i, { from: "<tel:+15551234>" }), answer: /^400 Bad Request \(bad From header: .*tel/ },
+    // A Contact that is not a SIP URI: checkRequestSemantics.
+    { make: (i) => invite(i, { contact: "<name:John_Smith>" }), answer: /^400 Bad Request \(Contact of INVITE/ },
+    // A Record-Route that parses but is not a SIP name-addr.
+    { make: (i) => invite(i, { extra: ["Record-Route: <tel:+1555>"] }), answer: /^400 Bad Request \(bad Record-Route/ },
+    // The application's handler throws before answering.
+    { make: (i) => invite(i), answer: /^500 Server Internal Error$/ },
+    // ... or after ringing.
+    { make: (i) => invite(i, { callId: `flood-${i}-ring` }), answer: /^500 Server Internal Error$/ },
+  ];
+  const N = 10_000;
+  for (let i = 0; i < N; i++) {
+    await peer.send(kinds[i % kinds.length].make(i), bob.localAddress);
+    if (i % 10 === 9) clock.advance(1); // 10 per ms: 10 000 within one virtual second
+  }
+  clock.advance(50);
+  const answered = finals(peer.got);
+  assert.equal(answered.size, N, "every INVITE got a final response");
+  for (const [id, statuses] of answered) {
+    const i = Number(/^flood-(\d+)/.exec(id)![1]);
+    assert.equal(statuses.size, 1, `${id}: one final status (retransmitted), got ${[...statuses]}`);
+    assert.match([...statuses][0], kinds[i % kinds.length].answer, id);
+  }
+  assert.equal(offered, (2 * N) / kinds.length, "only the well-formed INVITEs reach the application");
+  // While the final responses wait for their ACKs (none comes), the transactions hold them: bounded by Timer H.
+  assert.equal(bob.usage.serverTransactions, N);
+  clock.advance(64 * T1 + 1000); // Timer H, and the 64·T1 linger of the calls that were created
+  assert.deepEqual(
+    { ...bob.usage, lagMs: 0 },
+    {
+      serverTransactions: 0,
+      inviteServerTransactions: 0,
+      clientTransactions: 0,
+      acceptedTransactions: 0,
+      calls: 0,
+      liveCalls: 0,
+      dialogs: 0,
+      lagMs: 0,
+      refused: 0,
+    },
+  );
+  assert.equal(clock.pending, 0, "no timer left");
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("the transaction layer's safety net: a TU that throws on a new request → 400 with the reason (SipParseError) or 500; Timer J/H end it", async () => {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  const out = new MemoryOutput();
+  const transport = new SipTransport({ transport: net.bind("10.0.0.2", 5060) });
+  const layer = new TransactionLayer({ sender: transport, clock, log: new Logger({ level: "debug", outputs: [out] }) });
+  transport.onRequest = (r, from) => layer.receiveRequest(r, from);
+  layer.onRequest = (req) => {
+    if (req.headers.get("Call-ID")!.startsWith("parse")) throw new SipParseError("the Foo header is unusable");
+    throw new Error("bug");
+  };
+  const peer = rawPeer(net, "10.0.0.1");
+  const req = (method: string, callId: string) =>
+    [
+      `${method} sip:bob@10.0.0.2 SIP/2.0`,
+      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK${callId};rport`,
+      "From: <sip:alice@10.0.0.1>;tag=a",
+      "To: <sip:bob@10.0.0.2>",
+      `Call-ID: ${callId}`,
+      `CSeq: 1 ${method}`,
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+  for (const [m, id] of [["OPTIONS", "parse-o"], ["OPTIONS", "bug-o"], ["INVITE", "parse-i"], ["INVITE", "bug-i"]]) {
+    await peer.send(req(m, id), transport.localAddress);
+  }
+  clock.advance(10);
+  const f = finals(peer.got);
+  assert.deepEqual([...f.get("parse-o")!], ["400 Bad Request (the Foo header is unusable)"]);
+  assert.deepEqual([...f.get("bug-o")!], ["500 Server Internal Error"]);
+  assert.deepEqual([...f.get("parse-i")!], ["400 Bad Request (the Foo header is unusable)"]);
+  assert.deepEqual([...f.get("bug-i")!], ["500 Server Internal Error"]);
+  // With a To tag.
+  for (const g of peer.got) if (g.res && g.res.status >= 200) assert.match(g.res.headers.get("To")!, /;tag=/);
+  assert.ok(out.lines.some((l) => l.includes("WARN") && l.includes("400 sent for OPTIONS from 10.0.0.1:5060")));
+  assert.ok(out.lines.some((l) => l.includes("ERROR") && l.includes("500 sent for INVITE from 10.0.0.1:5060: bug")));
+  assert.equal(layer.serverCount, 4);
+  clock.advance(64 * T1 + 10); // Timer J (non-INVITE), Timer H (INVITE, no ACK)
+  assert.equal(layer.serverCount, 0);
+  assert.equal(clock.pending, 0);
+  await transport.close();
+  await peer.close();
+});
+
+// ------------------------------------------------------------------ 7. linger
+
+Deno.test("an ended call stays findable for 64·T1 (late retransmissions answered), then nothing of it is kept", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  let incoming: IncomingCall | undefined;
+  bob.onInvite((c) => {
+    incoming = c;
+    c.accept(createAnswer(c.offer!, { address: "10.0.0.2", port: 41000 }));
+  });
+  await peer.send(invite(1, { callId: "linger" }), bob.localAddress);
+  clock.advance(10);
+  const ok = peer.got.find((g) => g.res?.status === 200)!.res!;
+  const toTag = /tag=([^;\s]+)/.exec(ok.headers.get("To")!)![1];
+  const inDialog = (method: string, cseq: number, branch: string) =>
+    [
+      `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
+      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
+      "Max-Forwards: 70",
+      "From: <sip:alice@10.0.0.1>;tag=f1",
+      `To: <sip:bob@10.0.0.2>;tag=${toTag}`,
+      "Call-ID: linger",
+      `CSeq: ${cseq} ${method}`,
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+  await peer.send(inDialog("ACK", 1, "z9hG4bKack1"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(incoming!.state, "established");
+  await peer.send(inDialog("BYE", 2, "z9hG4bKbye1"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(incoming!.state, "ended");
+  assert.equal(bob.usage.liveCalls, 0);
+  assert.equal(bob.usage.calls, 1, "lingering");
+  // A late BYE retransmission with a new branch (a new transaction) still finds the dialog: 200, not 481.
+  clock.advance(64 * T1 - 1000);
+  await peer.send(inDialog("BYE", 3, "z9hG4bKbye2"), bob.localAddress);
+  clock.advance(10);
+  const byeAnswers = peer.got.filter((g) => g.res && getCSeq(g.res).seq === 3).map((g) => g.res!.status);
+  assert.deepEqual(byeAnswers, [200]);
+  clock.advance(1000);
+  assert.equal(bob.usage.calls, 0, "forgotten after 64·T1");
+  clock.advance(64 * T1);
+  assert.equal(bob.usage.serverTransactions, 0);
+  assert.equal(clock.pending, 0);
+  await bob.close();
+  await peer.close();
+});
+
+// ------------------------------------------------------------------ 2. RFC 4475 at a user agent
+
+/**
+ * What a user agent answers to each RFC 4475 message: its status (`-` for no
+ * answer: responses, and requests that cannot be answered), without a
+ * registrar handler and with one. INVITEs that pass every check reach the
+ * application, which rejects them with 486 here.
+ */
+const RFC4475_ANSWERS: Record<string, [plain: string, registrar: string]> = {
+  // 3.1.1 valid messages
+  wsinv: ["481", "481"], // a To tag that matches no dialog
+  intmeth: ["405", "405"], // a method we do not implement
+  esc01: ["486", "486"],
+  escnull: ["405", "200"],
+  esc02: ["405", "405"], // RE%47IST%45R is not REGISTER
+  lwsdisp: ["200", "200"],
+  longreq: ["486", "486"],
+  dblreq: ["405", "200"], // the INVITE after Content-Length is ignored
+  semiuri: ["200", "200"],
+  transports: ["200", "200"],
+  mpart01: ["405", "405"], // MESSAGE
+  unreason: ["-", "-"],
+  noreason: ["-", "-"],
+  // 3.1.2 invalid messages: the transport answers what it can
+  badinv01: ["400", "400"],
+  clerr: ["400", "400"],
+  ncl: ["400", "400"],
+  scalar02: ["400", "400"],
+  scalarlg: ["-", "-"], // a response
+  quotbal: ["400", "400"],
+  ltgtruri: ["400", "400"],
+  lwsruri: ["400", "400"],
+  lwsstart: ["400", "400"],
+  trws: ["400", "400"],
+  escruri: ["400", "400"],
+  baddate: ["400", "400"],
+  regbadct: ["400", "400"],
+  badaspec: ["400", "400"],
+  baddn: ["400", "400"],
+  badvers: ["505", "505"],
+  mismatch01: ["400", "400"],
+  mismatch02: ["400", "400"],
+  bigcode: ["-", "-"], // a response
+  // 3.2 transaction layer
+  badbranch: ["400", "400"], // statelessly
+  // 3.3 application layer
+  insuf: ["400", "400"],
+  unkscm: ["416", "416"],
+  novelsc: ["416", "416"],
+  unksm2: ["405", "400"], // a registrar refuses a To that is not a SIP URI (and a Contact name: URI)
+  bext01: ["420", "420"],
+  invut: ["415", "415"],
+  regaut01: ["405", "200"],
+  multi01: ["400", "400"],
+  mcl01: ["400", "400"],
+  bcast: ["-", "-"], // a response with two Vias: dropped
+  zeromf: ["200", "200"], // Max-Forwards 0 is processed by a UAS
+  cparam01: ["405", "200"],
+  cparam02: ["405", "200"],
+  regescrt: ["405", "200"],
+  sdp01: ["406", "406"],
+  // 3.4 backward compatibility
+  inv2543: ["486", "486"],
+};
+
+for (const withRegistrar of [false, true]) {
+  Deno.test(`RFC 4475 at a user agent${withRegistrar ? " with a registrar handler" : ""}: each message gets the RFC's answer, with a To tag`, async () => {
+    assert.deepEqual(Object.keys(RFC4475_ANSWERS).sort(), rfc4475Names());
+    for (const [name, answers] of Object.entries(RFC4475_ANSWERS)) {
+      // A user agent per message: some share a branch and sent-by (unkscm, novelsc), i.e. one transaction.
+      const { clock, net, bob, dests } = setup({ overload: false });
+      bob.onInvite((c) => c.reject(486));
+      if (withRegistrar) {
+        bob.onRegister((r) => ({ status: 200, contacts: r.contacts.map((c) => ({ uri: c.uri, expires: 60 })) }));
+      }
+      // Their Vias name host names (and ports 5050, 5070): answered at the source IP, on the Via's port or rport.
+      const peer = rawPeer(net, "10.0.0.1", [5060, 5050, 5070]);
+      const expected = answers[withRegistrar ? 1 : 0];
+      await peer.send(loadRfc4475(name), bob.localAddress);
+      clock.advance(20);
+      const got = peer.got.filter((g) => g.res === undefined || g.res.status >= 200);
+      if (expected === "-") {
+        assert.equal(got.length, 0, `${name}: no answer, got ${got.map((g) => g.text.split("\r\n")[0])}`);
+      } else {
+        assert.equal(got.length, 1, `${name}: one final answer, got ${got.map((g) => g.text.split("\r\n")[0])}`);
+        const status = /^SIP\/2\.0 (\d{3}) /.exec(got[0].text)?.[1];
+        assert.equal(status, expected, `${name}: ${got[0].text.split("\r\n")[0]}`);
+        const res = got[0].res;
+        if (res) assert.match(res.headers.get("To") ?? "", /;\s*tag\s*=/i, `${name}: To tag`);
+        if (name === "bext01") {
+          assert.equal(res!.headers.getAll("Unsupported").join(", "), "nothingSupportsThis, nothingSupportsThisEither");
+        }
+        if (name === "invut") assert.equal(res!.headers.get("Accept"), "application/sdp");
+        if (name === "intmeth" || name === "esc02") {
+          assert.match(res!.headers.getAll("Allow").join(", "), /^INVITE, ACK, BYE/);
+        }
+        if (name === "badbranch") {
+          assert.equal(res!.reason, "Bad Request (Via branch is the magic cookie z9hG4bK without an identifier)");
+          assert.equal(bob.usage.serverTransactions, 0, "badbranch: answered without a transaction");
+        }
+        // mpart01's Via says 127.0.0.1:5070;rport: the source IP and port (RFC 3581), not the Via's.
+        if (name === "mpart01") assert.equal(got[0].to, 5060, "mpart01: to the source port");
+        if (name === "quotbal") assert.equal(got[0].to, 5050, "quotbal: no rport, to its Via port");
+      }
+      // Every Via there names a host name or another IP: nothing was sent anywhere but to the peer's IP.
+      assert.ok(dests.every((d) => d === "10.0.0.1"), `${name}: sent to ${[...new Set(dests)]}`);
+      clock.advance(64 * T1 + 1000);
+      assert.equal(bob.usage.serverTransactions, 0, name);
+      assert.equal(bob.usage.calls, 0, name);
+      await bob.close();
+      await peer.close();
+    }
+  });
+}
