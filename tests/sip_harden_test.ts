@@ -28,11 +28,16 @@ import { FilteredSocket, MemoryNetwork } from "../core/net/memory.ts";
 import {
   createAnswer,
   createOffer,
+  createResponse,
   getCallId,
   getCSeq,
   type IncomingCall,
+  negotiated,
   parseMessage,
+  SdpError,
+  serializeMessage,
   SipParseError,
+  type SipRequest,
   type SipResponse,
   SipTransport,
   SipUserAgent,
@@ -40,6 +45,7 @@ import {
   TransactionLayer,
 } from "../plugins/sip/mod.ts";
 import { loadRfc4475, rfc4475Names } from "./rfc4475.ts";
+import { repoPath } from "./util.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -409,3 +415,255 @@ for (const withRegistrar of [false, true]) {
     }
   });
 }
+
+// ------------------------------------------------------------------ 3. where responses and requests go; no names
+
+function options(branch: string, via: string, callId = branch): string {
+  return [
+    "OPTIONS sip:bob@10.0.0.2 SIP/2.0",
+    `Via: ${via.replace("BRANCH", branch)}`,
+    "Max-Forwards: 70",
+    "From: <sip:alice@10.0.0.1>;tag=o1",
+    "To: <sip:bob@10.0.0.2>",
+    `Call-ID: ${callId}`,
+    "CSeq: 1 OPTIONS",
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+}
+
+Deno.test("responses go to the packet's source (RFC 3261 18.2.2, RFC 3581), never to a Via maddr, a spoofed received or a name", async () => {
+  const { clock, net, bob, dests } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1", [5060, 5070]);
+  const third = rawPeer(net, "10.0.0.77", [5060, 5070]); // the third party a Via tries to aim at
+  const cases: [via: string, port: number][] = [
+    // maddr (an IP) and rport: the source IP and port.
+    ["SIP/2.0/UDP 10.0.0.1:5060;maddr=10.0.0.77;branch=z9hG4bKBRANCH;rport", 5060],
+    // maddr and sent-by are names, no rport: the source IP at the sent-by port.
+    ["SIP/2.0/UDP victim.example.net:5070;maddr=other.example.org;branch=z9hG4bKBRANCH", 5070],
+    // A received the sender wrote itself, with its own IP as sent-by: overwritten with the source.
+    ["SIP/2.0/UDP 10.0.0.1:5070;received=10.0.0.77;branch=z9hG4bKBRANCH", 5070],
+    // An rport value the sender made up: the real source port.
+    ["SIP/2.0/UDP 10.0.0.1:5070;rport=7777;branch=z9hG4bKBRANCH", 5060],
+  ];
+  for (const [i, [via]] of cases.entries()) await peer.send(options(`c${i}`, via), bob.localAddress);
+  clock.advance(10);
+  assert.equal(third.got.length, 0, "nothing reached the third party");
+  for (const [i, [, port]] of cases.entries()) {
+    const g = peer.got.filter((x) => x.res && getCallId(x.res) === `c${i}`);
+    assert.deepEqual(g.map((x) => [x.res!.status, x.to]), [[200, port]], `case ${i}`);
+    assert.match(g[0].res!.headers.get("Via")!, /;received=10\.0\.0\.1/, `case ${i}: received stamped`);
+  }
+  assert.deepEqual([...new Set(dests)], ["10.0.0.1"]);
+  await bob.close();
+  await peer.close();
+  await third.close();
+});
+
+Deno.test("in-dialog requests: a host name in Contact or Record-Route is never resolved — they go to the address the peer's messages came from", async () => {
+  // Incoming call: inv2543 (RFC 2543 INVITE, Via host name, Record-Route with maddr=ss1.example.com).
+  {
+    const { clock, net, bob, dests } = setup({ overload: false });
+    const peer = rawPeer(net, "10.0.0.1");
+    let call: IncomingCall | undefined;
+    bob.onInvite((c) => {
+      call = c;
+      c.accept(createAnswer(c.offer!, { address: "10.0.0.2", port: 41000 }));
+    });
+    const inv = loadRfc4475("inv2543");
+    await peer.send(inv, bob.localAddress);
+    clock.advance(10);
+    const ok = peer.got.find((g) => g.res?.status === 200)!.res!;
+    const ack = [
+      "ACK sip:UserB@example.com SIP/2.0",
+      "Via: SIP/2.0/UDP iftgw.example.com;branch=z9hG4bKack2543",
+      "From: <sip:+13035551111@ift.client.example.net;user=phone>",
+      `To: ${ok.headers.get("To")}`,
+      "Call-ID: inv2543.1717@ift.client.example.com",
+      "CSeq: 56 ACK",
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+    await peer.send(ack, bob.localAddress);
+    clock.advance(10);
+    assert.equal(call!.state, "established");
+    const done = call!.hangup();
+    clock.advance(10);
+    const bye = peer.got.map((g) => g.text).find((t) => t.startsWith("BYE "));
+    assert.ok(bye, "the BYE reached the peer's address");
+    // Strict routing (no lr): the route is the Request-URI; its maddr is a name, so the source address is used.
+    assert.match(bye!, /^BYE sip:UserB@example\.com;maddr=ss1\.example\.com SIP\/2\.0\r\n/);
+    peer.got.length = 0;
+    clock.advance(64 * T1);
+    await done;
+    assert.deepEqual([...new Set(dests)], ["10.0.0.1"]);
+    await bob.close();
+    await peer.close();
+  }
+  // Outgoing call: the 2xx's Contact and Record-Route are names; the ACK and BYE go to where the 2xx came from.
+  for (const recordRoute of [undefined, "<sip:proxy.example.net;lr>"]) {
+    const { clock, net, bob: alice, dests } = setup({ overload: false });
+    const carol = rawPeer(net, "10.0.0.3");
+    const call = alice.invite("sip:carol@10.0.0.3", { sdp: SDP });
+    clock.advance(5);
+    const inviteText = carol.got.find((g) => g.text.startsWith("INVITE "))!.text;
+    const invite = parseMessage(inviteText);
+    const headers: [string, string][] = [["Contact", "<sip:carol@carol.example.com:5062>"]];
+    if (recordRoute) headers.push(["Record-Route", recordRoute]);
+    const ok = createResponse(invite as SipRequest, 200, undefined, {
+      toTag: "carol1",
+      headers: [...headers, ["Content-Type", "application/sdp"]],
+      body: createAnswer(SDP, { address: "10.0.0.3", port: 42000 }),
+    });
+    await carol.send(serializeMessage(ok), alice.localAddress);
+    clock.advance(5);
+    assert.equal(call.state, "established");
+    const done = call.hangup();
+    clock.advance(5);
+    const texts = carol.got.map((g) => g.text);
+    const ack = texts.find((t) => t.startsWith("ACK "));
+    const bye = texts.find((t) => t.startsWith("BYE "));
+    assert.ok(ack && bye, `ACK and BYE reached the 2xx's source (${recordRoute ?? "no Record-Route"})`);
+    assert.match(ack!, /^ACK sip:carol@carol\.example\.com:5062 SIP\/2\.0\r\n/);
+    if (recordRoute) assert.match(bye!, /\r\nRoute: <sip:proxy\.example\.net;lr>\r\n/);
+    await carol.send(serializeMessage(createResponse(parseMessage(bye!) as SipRequest, 200)), alice.localAddress);
+    clock.advance(5);
+    await done;
+    assert.deepEqual([...new Set(dests)], ["10.0.0.3"]);
+    await alice.close();
+    await carol.close();
+  }
+});
+
+Deno.test("the application's own targets: a host name is refused with a clear error unless resolveNames; SDP names are refused (488)", async () => {
+  const { clock, net, bob: alice, dests } = setup({ overload: false });
+  assert.throws(
+    () => alice.invite("sip:bob@example.com", { sdp: SDP }),
+    /sip:bob@example\.com: its next hop example\.com is a host name, and host names are not resolved: use an IP address \(or allow resolution: .*resolve_names: true\)/,
+  );
+  assert.throws(() => alice.options("sip:bob@example.com:5070"), /next hop example\.com is a host name/);
+  assert.throws(
+    () => alice.invite("sip:bob@10.0.0.9", { sdp: SDP, proxy: { hostname: "proxy.example.com", port: 5060 } }),
+    /destination proxy\.example\.com is a host name/,
+  );
+  // A maddr that is an IP decides the next hop, even with a name as host.
+  const ghost = rawPeer(net, "10.0.0.9");
+  alice.invite("sip:bob@bob.example.com;maddr=10.0.0.9", { sdp: SDP });
+  clock.advance(5);
+  assert.equal(ghost.got.filter((g) => g.text.startsWith("INVITE sip:bob@bob.example.com;maddr=10.0.0.9 ")).length, 1);
+  assert.ok(dests.every((d) => d === "10.0.0.9"));
+  await alice.close();
+  await ghost.close();
+
+  // With resolveNames the name is handed to the socket (the system resolves it; here the memory network has no such host).
+  const named = setup({ overload: false, resolveNames: true });
+  const call = named.bob.invite("sip:bob@example.com", { sdp: SDP });
+  named.clock.advance(5);
+  assert.deepEqual(named.dests, ["example.com"]);
+  assert.equal(call.endInfo?.reason, "example.com:5060 unreachable (ICMP port unreachable)");
+  await named.bob.close();
+
+  // An SDP whose connection address is a name: never used (RTP would have to resolve it).
+  const named2 = SDP.replace("c=IN IP4 10.0.0.1", "c=IN IP4 media.example.com");
+  assert.throws(
+    () => negotiated(named2),
+    (e) => e instanceof SdpError && e.status === 488 && /'media\.example\.com' is not an IP address/.test(e.message),
+  );
+});
+
+Deno.test("the transport refuses to send to a host name (a bug can never make it resolve one)", async () => {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock });
+  const dests: string[] = [];
+  const t = new SipTransport({ transport: spy(net.bind("10.0.0.2", 5060), dests) });
+  const req = parseMessage(options("x1", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKBRANCH")) as SipRequest;
+  await assert.rejects(
+    t.sendRequest(req, { hostname: "evil.example.com", port: 5060 }),
+    /not sending to evil\.example\.com:5060: evil\.example\.com is a host name, and host names are not resolved/,
+  );
+  assert.equal(t.stats.sendErrors, 1);
+  assert.deepEqual(dests, []);
+  await t.close();
+});
+
+// ------------------------------------------------------------------ 4. calls that never reach anyone
+
+Deno.test("an ICMP port unreachable for the INVITE's destination ends the call at once (RFC 3261 8.1.3.1), no Timer B wait", async () => {
+  const { clock, bob: alice, dests } = setup({ overload: false });
+  const call = alice.invite("sip:bob@10.0.0.99:5998", { sdp: SDP }); // nothing bound there
+  clock.advance(10); // the INVITE, then the (simulated) ICMP back: 2 ms
+  assert.deepEqual(call.endInfo, {
+    by: "error",
+    reason: "10.0.0.99:5998 unreachable (ICMP port unreachable)",
+    status: 503,
+  });
+  assert.equal(dests.length, 1, "one INVITE, no retransmission");
+  assert.equal(alice.usage.clientTransactions, 0);
+  await assert.rejects(call.established, /unreachable \(ICMP port unreachable\)/);
+  await alice.close();
+});
+
+/** Runs a pipeline file on a memory network and a virtual clock until it ends. */
+async function runOnMemory(file: string, set: string[], prepare?: (net: MemoryNetwork) => void) {
+  const { createRegistry, runPipelineFile } = await import("../mod.ts");
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  prepare?.(net);
+  const out = new MemoryOutput();
+  let done = false;
+  const run = runPipelineFile(repoPath(file), {
+    registry: createRegistry(),
+    set,
+    clock,
+    net,
+    log: new Logger({ level: "info", outputs: [out] }),
+  }).finally(() => done = true);
+  for (let i = 0; i < 2000 && !done; i++) await clock.advanceAsync(100);
+  assert.ok(done, "the run ended");
+  return { result: await run, out, clock };
+}
+
+Deno.test("caller (the sip control) on a memory network: unreachable → exit 1 at once with the reason; silence → the ring timeout names it", async () => {
+  const unreachable = await runOnMemory("pipelines/caller.json", ["to=sip:bob@127.0.0.1:5998", "ring_timeout=30"]);
+  assert.deepEqual(unreachable.result, {
+    code: 1,
+    reason: "call failed: 127.0.0.1:5998 unreachable (ICMP port unreachable)",
+  });
+  assert.ok(unreachable.clock.now() < 5000, `ended at ${unreachable.clock.now()} ms, not after the ring timeout`);
+  // Something is bound there but never answers (on real UDP a dead port looks like this too: Deno does not
+  // report ICMP errors on unconnected sockets).
+  const silent = await runOnMemory(
+    "pipelines/caller.json",
+    ["to=sip:bob@127.0.0.1:5998", "ring_timeout=2"],
+    (net) => void net.bind("127.0.0.1", 5998),
+  );
+  assert.deepEqual(silent.result, { code: 1, reason: "no SIP response from 127.0.0.1:5998 within 2 s" });
+  assert.ok(silent.out.lines.some((l) => l.includes("no SIP response from 127.0.0.1:5998 within 2 s: giving up")));
+});
+
+Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still gets its CANCEL, a late 200 its ACK and BYE", async () => {
+  for (const late of [180, 200]) {
+    const { clock, net, bob: alice } = setup({ overload: false });
+    const peer = rawPeer(net, "10.0.0.3");
+    const call = alice.invite("sip:carol@10.0.0.3", { sdp: SDP });
+    clock.advance(5);
+    call.giveUp("no SIP response from 10.0.0.3:5060 within 0.005 s");
+    assert.deepEqual(call.endInfo, { by: "local", reason: "no SIP response from 10.0.0.3:5060 within 0.005 s" });
+    const invite = parseMessage(peer.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+    const res = createResponse(invite, late, undefined, {
+      toTag: "late1",
+      headers: late === 200 ? [["Contact", "<sip:carol@10.0.0.3>"], ["Content-Type", "application/sdp"]] : [],
+      body: late === 200 ? createAnswer(SDP, { address: "10.0.0.3", port: 42000 }) : undefined,
+    });
+    await peer.send(serializeMessage(res), alice.localAddress);
+    clock.advance(5);
+    const sent = peer.got.map((g) => g.text.split(" ")[0]);
+    if (late === 180) assert.ok(sent.includes("CANCEL"), `CANCEL after the late 180: ${sent}`);
+    else assert.ok(sent.includes("ACK") && sent.includes("BYE"), `ACK and BYE after the late 200: ${sent}`);
+    assert.equal(call.endInfo?.reason, "no SIP response from 10.0.0.3:5060 within 0.005 s", "still how it ended");
+    await alice.close();
+    await peer.close();
+  }
+});
