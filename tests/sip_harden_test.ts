@@ -20,7 +20,7 @@
  * No assertion depends on time or machine speed.
  */
 import assert from "node:assert/strict";
-import { type Clock, VirtualClock } from "../core/clock.ts";
+import { type Clock, type Timer, VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import type { HostPort } from "../core/net/address.ts";
 import type { DatagramSocket } from "../core/net/datagram.ts";
@@ -666,4 +666,199 @@ Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still g
     await alice.close();
     await peer.close();
   }
+});
+
+// ------------------------------------------------------------------ 6. overload
+
+/**
+ * A VirtualClock whose process can "stall": time jumps ahead by `ms` at once
+ * and every timer that fell due meanwhile runs that much late, as when the
+ * event loop is busy — what the user agent's lag sampler must notice.
+ */
+class StallingClock implements Clock {
+  readonly inner = new VirtualClock();
+  #skew = 0;
+  now(): number {
+    return this.inner.now() + this.#skew;
+  }
+  at(due: number, fn: () => void): Timer {
+    return this.inner.at(due - this.#skew, fn);
+  }
+  after(ms: number, fn: () => void): Timer {
+    return this.at(this.now() + ms, fn);
+  }
+  sleepUntil(due: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.sleepUntil(due - this.#skew, signal);
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.sleep(ms, signal);
+  }
+  /** The process is busy for `ms`: the clock jumps, timers due meanwhile run late. */
+  stall(ms: number): void {
+    this.#skew += ms;
+  }
+  advance(ms: number): void {
+    this.inner.advance(ms);
+  }
+  get pending(): number {
+    return this.inner.pending;
+  }
+}
+
+/** A minimal in-dialog request from the peer at 10.0.0.1 for a call answered with `ok`. */
+function inDialog(method: string, ok: SipResponse, cseq: number, branch: string): string {
+  return [
+    `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
+    `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
+    "Max-Forwards: 70",
+    `From: ${ok.headers.get("From")}`,
+    `To: ${ok.headers.get("To")}`,
+    `Call-ID: ${getCallId(ok)}`,
+    `CSeq: ${cseq} ${method}`,
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+}
+
+/** The statuses the peer got for `callId` (finals only, retransmissions once). */
+function statusesOf(got: Got[], callId: string, method = "INVITE"): number[] {
+  const seen = new Set<string>();
+  const out: number[] = [];
+  for (const g of got) {
+    if (!g.res || g.res.status < 200 || getCallId(g.res) !== callId || getCSeq(g.res).method !== method) continue;
+    if (seen.has(g.text)) continue;
+    seen.add(g.text);
+    out.push(g.res.status);
+  }
+  return out;
+}
+
+Deno.test("overload: event-loop lag above the limit → new INVITEs get 503 + Retry-After; calls in progress, OPTIONS and BYE are served; it recovers", async () => {
+  const clock = new StallingClock();
+  const { net, bob, out } = setup({ overload: { lagMs: 200, sampleMs: 100, retryAfter: 7 } }, clock);
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => c.accept(createAnswer(c.offer!, { address: "10.0.0.2", port: 41000 })));
+  await peer.send(invite(1, { callId: "before" }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "before"), [200]);
+  const ok = peer.got.find((g) => g.res?.status === 200 && getCallId(g.res) === "before")!.res!;
+  await peer.send(inDialog("ACK", ok, 1, "z9hG4bKack-before"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(bob.usage.liveCalls, 1);
+  assert.equal(bob.usage.overloaded, undefined);
+
+  // The process stalls for 450 ms: the next lag sample (due 100 ms after the start) runs that late.
+  clock.stall(450);
+  clock.advance(90);
+  assert.equal(bob.usage.lagMs, 450);
+  assert.match(bob.usage.overloaded ?? "", /^event-loop lag \d+ ms > 200 ms$/);
+  assert.ok(out.lines.some((l) => /WARN .*overloaded \(event-loop lag \d+ ms > 200 ms\): new INVITEs get 503/.test(l)));
+
+  await peer.send(invite(2, { callId: "during" }), bob.localAddress);
+  await peer.send(options("opt-during", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKBRANCH;rport"), bob.localAddress);
+  await peer.send(inDialog("BYE", ok, 2, "z9hG4bKbye-before"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "during"), [503]);
+  const refused = peer.got.find((g) => g.res && getCallId(g.res) === "during" && g.res.status === 503)!.res!;
+  assert.equal(refused.headers.get("Retry-After"), "7");
+  assert.match(refused.headers.get("To")!, /;tag=/);
+  assert.deepEqual(statusesOf(peer.got, "opt-during", "OPTIONS"), [200], "OPTIONS served");
+  assert.deepEqual(statusesOf(peer.got, "before", "BYE"), [200], "the call in progress is served");
+  assert.equal(bob.usage.refused, 1);
+  assert.equal(bob.usage.calls, 1, "the 503 made no call (only the ended one lingers)");
+
+  // No more stalls: the estimate halves each sample and the INVITEs are accepted again.
+  clock.advance(500);
+  assert.equal(bob.usage.overloaded, undefined);
+  assert.ok(out.lines.some((l) => l.includes("no longer overloaded: 1 new INVITE(s) got 503 meanwhile")));
+  await peer.send(invite(3, { callId: "after" }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "after"), [200]);
+  await bob.close();
+  await peer.close();
+  assert.equal(clock.pending, 0, "close() stops the sampler");
+});
+
+Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a stateless 503 and OPTIONS a stateless 200; in-dialog requests still get a transaction", async () => {
+  const { clock, net, bob } = setup({ overload: { lagMs: Infinity, maxTransactions: 50 } });
+  const peer = rawPeer(net, "10.0.0.1");
+  const ringing: IncomingCall[] = [];
+  bob.onInvite((c) => {
+    ringing.push(c);
+    c.ringing(); // never answered: each INVITE transaction stays open
+  });
+  for (let i = 0; i < 500; i++) await peer.send(invite(i, { callId: `cap-${i}` }), bob.localAddress);
+  clock.advance(10);
+  // 49 calls; the 50th INVITE's transaction fills the table, so it gets 503 (in that transaction); beyond
+  // it, every INVITE gets a 503 without one.
+  assert.equal(ringing.length, 49);
+  assert.equal(bob.usage.serverTransactions, 50);
+  let refused = 0;
+  for (let i = 49; i < 500; i++) {
+    const s = statusesOf(peer.got, `cap-${i}`);
+    assert.deepEqual(s, [503], `cap-${i}`);
+    refused++;
+  }
+  assert.equal(bob.usage.refused, refused);
+  assert.match(bob.usage.overloaded!, /transaction table full/);
+  // The table is full, and stays so: the 503s kept nothing.
+  assert.equal(bob.usage.serverTransactions, 50);
+  assert.equal(bob.usage.calls, 49);
+  // OPTIONS is still answered, statelessly.
+  await peer.send(options("opt-full", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKBRANCH;rport"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "opt-full", "OPTIONS"), [200]);
+  assert.equal(bob.usage.serverTransactions, 50);
+  // A CANCEL for a ringing call (an in-dialog matter) is handled as usual.
+  const first = parseMessage(invite(0, { callId: "cap-0" })) as SipRequest;
+  const cancel = [
+    "CANCEL sip:bob@10.0.0.2 SIP/2.0",
+    `Via: ${first.headers.get("Via")}`, // the INVITE's branch
+    "Max-Forwards: 70",
+    `From: ${first.headers.get("From")}`,
+    `To: ${first.headers.get("To")}`,
+    "Call-ID: cap-0",
+    "CSeq: 1 CANCEL",
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+  await peer.send(cancel, bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "cap-0", "CANCEL"), [200]);
+  assert.deepEqual(statusesOf(peer.got, "cap-0"), [487]);
+  // Everything ends: the table drains, and INVITEs are accepted again.
+  for (const c of ringing) void c.hangup(); // 603
+  clock.advance(64 * T1 + 100);
+  assert.equal(bob.usage.serverTransactions, 0);
+  assert.equal(bob.usage.overloaded, undefined);
+  await peer.send(invite(1000, { callId: "cap-after" }), bob.localAddress);
+  clock.advance(10);
+  assert.equal(ringing.length, 50);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("overload: max_calls → the next INVITE gets 503 with Retry-After; once a call ends, INVITEs are accepted again", async () => {
+  const { clock, net, bob } = setup({ overload: { maxCalls: 2 } });
+  const peer = rawPeer(net, "10.0.0.1");
+  const calls: IncomingCall[] = [];
+  bob.onInvite((c) => {
+    calls.push(c);
+    c.accept(createAnswer(c.offer!, { address: "10.0.0.2", port: 41000 }));
+  });
+  for (const id of ["m1", "m2", "m3"]) await peer.send(invite(1, { callId: id }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(["m1", "m2", "m3"].map((id) => statusesOf(peer.got, id)), [[200], [200], [503]]);
+  const refused = peer.got.find((g) => g.res?.status === 503)!.res!;
+  assert.equal(refused.headers.get("Retry-After"), "5");
+  assert.match(bob.usage.overloaded!, /^2 calls in progress \(max_calls 2\)$/);
+  void calls[0].hangup();
+  clock.advance(10);
+  await peer.send(invite(4, { callId: "m4" }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "m4"), [200]);
+  await bob.close();
+  await peer.close();
 });
