@@ -48,8 +48,8 @@ const options = z.object({
   overload_lag_ms: z.number().min(1).max(60000).default(500).describe(
     "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After",
   ),
-  max_transactions: z.number().int().min(10).max(1000000).default(2000).describe(
-    "open SIP server transactions at which new INVITEs get 503 and new requests outside a dialog are answered statelessly",
+  max_transactions: z.number().int().min(10).max(1000000).default(10000).describe(
+    "SIP server transactions kept at once (about 4 KB each); at the cap new INVITEs get 503 and new requests outside a dialog are answered statelessly",
   ),
   resolve_names: z.boolean().default(false).describe(
     "allow a host name as the caller's target (resolved by the system); names from the network are never resolved",

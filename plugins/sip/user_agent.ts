@@ -98,7 +98,7 @@ export interface SipUserAgentOptions {
   authenticator?: Authenticator;
   /**
    * Overload protection (default: on, with its defaults): above an event-loop
-   * lag, a number of open INVITE transactions or of calls, new INVITEs get
+   * lag, a number of server transactions or of calls, new INVITEs get
    * `503 Service Unavailable` with `Retry-After`, while calls in progress,
    * OPTIONS and in-dialog requests are served; the transaction table is capped
    * (beyond it, requests outside a dialog are answered statelessly). `false`
@@ -198,7 +198,6 @@ export class SipUserAgent {
     });
     const overload = limits
       ? new OverloadMonitor(clock, log, {
-        inviteTransactions: () => layer.inviteServerCount,
         tableFull: () => layer.serverCount >= layer.maxServerTransactions,
         liveCalls: () => this.#dispatcher.liveCount,
       }, limits)
