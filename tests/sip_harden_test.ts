@@ -767,6 +767,7 @@ Deno.test("overload: event-loop lag above the limit → new INVITEs get 503 + Re
   assert.deepEqual(statusesOf(peer.got, "before", "BYE"), [200], "the call in progress is served");
   assert.equal(bob.usage.refused, 1);
   assert.equal(bob.usage.calls, 1, "the 503 made no call (only the ended one lingers)");
+  assert.equal(bob.usage.inviteServerTransactions, 1, "nor a transaction (only the call's INVITE's)");
 
   // No more stalls: the estimate halves each sample and the INVITEs are accepted again.
   clock.advance(500);
@@ -780,7 +781,7 @@ Deno.test("overload: event-loop lag above the limit → new INVITEs get 503 + Re
   assert.equal(clock.pending, 0, "close() stops the sampler");
 });
 
-Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a stateless 503 and OPTIONS a stateless 200; in-dialog requests still get a transaction", async () => {
+Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a 503 and OPTIONS a 200, both stateless; in-dialog requests still get a transaction", async () => {
   const { clock, net, bob } = setup({ overload: { lagMs: Infinity, maxTransactions: 50 } });
   const peer = rawPeer(net, "10.0.0.1");
   const ringing: IncomingCall[] = [];
@@ -790,12 +791,11 @@ Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a
   });
   for (let i = 0; i < 500; i++) await peer.send(invite(i, { callId: `cap-${i}` }), bob.localAddress);
   clock.advance(10);
-  // 49 calls; the 50th INVITE's transaction fills the table, so it gets 503 (in that transaction); beyond
-  // it, every INVITE gets a 503 without one.
-  assert.equal(ringing.length, 49);
+  // 50 calls fill the table; beyond it every INVITE gets a 503 sent without a transaction.
+  assert.equal(ringing.length, 50);
   assert.equal(bob.usage.serverTransactions, 50);
   let refused = 0;
-  for (let i = 49; i < 500; i++) {
+  for (let i = 50; i < 500; i++) {
     const s = statusesOf(peer.got, `cap-${i}`);
     assert.deepEqual(s, [503], `cap-${i}`);
     refused++;
@@ -804,7 +804,7 @@ Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a
   assert.match(bob.usage.overloaded!, /transaction table full/);
   // The table is full, and stays so: the 503s kept nothing.
   assert.equal(bob.usage.serverTransactions, 50);
-  assert.equal(bob.usage.calls, 49);
+  assert.equal(bob.usage.calls, 50);
   // OPTIONS is still answered, statelessly.
   await peer.send(options("opt-full", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKBRANCH;rport"), bob.localAddress);
   clock.advance(10);
@@ -835,7 +835,7 @@ Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a
   assert.equal(bob.usage.overloaded, undefined);
   await peer.send(invite(1000, { callId: "cap-after" }), bob.localAddress);
   clock.advance(10);
-  assert.equal(ringing.length, 50);
+  assert.equal(ringing.length, 51);
   await bob.close();
   await peer.close();
 });

@@ -6,8 +6,8 @@
  * nobody handles: 405 with `Allow` first, then what `checkRequestSemantics`
  * finds (400, 406, 415 with `Accept`, 416, 420 with `Unsupported`), then 481
  * and 200 to OPTIONS (through `screenRequest`), 500 for an out-of-order CSeq,
- * 501, 503 while closing — and `503` with `Retry-After` to a new INVITE while
- * the user agent is overloaded. Every final answer to a request outside a
+ * 501, 503 while closing — and, before any transaction exists (`refuse`),
+ * `503` with `Retry-After` to a new INVITE while the user agent is overloaded. Every final answer to a request outside a
  * dialog carries a To tag. It also keeps the table of calls by Call-ID and
  * local tag, where an ended call lingers 64·T1 so late retransmissions are
  * still answered.
@@ -120,6 +120,24 @@ export class Dispatcher {
     return call;
   }
 
+  /**
+   * Asked by the transaction layer for each new request outside a dialog,
+   * before it makes a transaction: a new INVITE while the user agent is
+   * overloaded gets `503 Service Unavailable` with `Retry-After`, sent
+   * statelessly — refusing it keeps nothing (RFC 3261 §8.2.7, §21.5.4).
+   */
+  refuse(req: SipRequest): SipResponse | undefined {
+    const ctx = this.#ctx;
+    if (req.method !== "INVITE" || !ctx.overload || ctx.closed) return undefined;
+    const why = ctx.overload.admit();
+    if (why === undefined) return undefined;
+    ctx.log.debug(`503 sent for INVITE (${why})`, { call: getCallId(req) });
+    return createResponse(req, 503, undefined, {
+      toTag: newTag(),
+      headers: [["Retry-After", String(ctx.overload.limits.retryAfter)], ["Server", ctx.build.userAgent]],
+    });
+  }
+
   /** A request from the transaction layer: new (with its server transaction) or an ACK for a 2xx (without). */
   onRequest(req: SipRequest, tx: ServerTransaction | undefined, from: Address): void {
     const ctx = this.#ctx;
@@ -147,18 +165,6 @@ export class Dispatcher {
       ctx.log.info(`${res.status} ${res.reason} sent for ${req.method}`, { call: getCallId(req) });
       tx.respond(res);
       return;
-    }
-    // A new call while overloaded: 503 before anything else is spent on it.
-    if (req.method === "INVITE" && toTag !== undefined && ctx.overload) {
-      const why = ctx.overload.admit();
-      if (why !== undefined) {
-        ctx.log.debug(`503 sent for INVITE (${why})`, { call: getCallId(req) });
-        tx.respond(createResponse(req, 503, undefined, {
-          toTag,
-          headers: [["Retry-After", String(ctx.overload.limits.retryAfter)], server],
-        }));
-        return;
-      }
     }
     // RFC 3261 §8.2.2–8.2.3, RFC 4475 §3.2–3.3: scheme, Contact, Require, body type, Accept.
     const problem = checkRequestSemantics(req, { supported: [], accept: ["application/sdp"] });

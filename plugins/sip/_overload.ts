@@ -14,6 +14,9 @@
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 
+/** While overloaded, a warning line says how many INVITEs were refused every this many ms. */
+const REPORT_MS = 10_000;
+
 /** Limits of the overload protection (`SipUserAgentOptions.overload`). */
 export interface OverloadOptions {
   /**
@@ -95,6 +98,7 @@ export class OverloadMonitor {
   #lag = 0;
   #why?: string;
   #refusedSinceReport = 0;
+  #reportedAt = 0;
 
   /**
    * Creates the monitor (stopped).
@@ -137,15 +141,22 @@ export class OverloadMonitor {
     this.#timer = this.#clock.at(due, () => {
       const late = Math.max(0, this.#clock.now() - due);
       this.#lag = Math.max(late, this.#lag / 2);
-      this.#evaluate();
+      const why = this.#evaluate();
+      if (why !== undefined && this.#clock.now() - this.#reportedAt >= REPORT_MS) {
+        // A line every 10 s while it lasts: how many were refused, and why now.
+        this.#log.warn(
+          `still overloaded (${why}): ${this.#refusedSinceReport} new INVITE(s) got 503 in the last period`,
+        );
+        this.#refusedSinceReport = 0;
+        this.#reportedAt = this.#clock.now();
+      }
       this.#schedule();
     });
   }
 
   /**
-   * Called for each new INVITE outside a dialog (its own transaction, if it has
-   * one, already counted): the reason to refuse it with 503 (counted), or
-   * undefined to let it through.
+   * Called for each new INVITE outside a dialog, before it has a transaction:
+   * the reason to refuse it with 503 (counted), or undefined to let it through.
    */
   admit(): string | undefined {
     const why = this.#evaluate();
@@ -174,6 +185,7 @@ export class OverloadMonitor {
 
   #enter(why: string): void {
     this.#why = why;
+    this.#reportedAt = this.#clock.now();
     this.#log.warn(
       `overloaded (${why}): new INVITEs get 503 Service Unavailable, Retry-After ${this.limits.retryAfter}`,
     );

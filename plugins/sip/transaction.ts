@@ -651,6 +651,8 @@ export interface TransactionLayerOptions {
    * requests in a dialog (BYE, re-INVITE, CANCEL's INVITE) are always kept.
    */
   maxServerTransactions?: number;
+  /** See {@linkcode TransactionLayer.refuse}. */
+  refuse?: (req: SipRequest, from: Address) => SipResponse | undefined;
 }
 
 /**
@@ -669,7 +671,8 @@ export interface TransactionLayerOptions {
  * transaction gets a final response at once — `400 Bad Request (<reason>)` for
  * a `SipParseError`, `500` otherwise — so it ends with Timer J or H instead of
  * holding the request forever; and beyond `maxServerTransactions` new requests
- * outside a dialog are handled statelessly.
+ * outside a dialog are handled statelessly; `refuse` may answer a new request
+ * statelessly before any transaction exists.
  *
  * @example
  * ```ts
@@ -693,6 +696,13 @@ export class TransactionLayer {
   onRequest: (req: SipRequest, tx: ServerTransaction | undefined, from: Address) => void = () => {};
   /** Responses matching no client transaction. */
   onStrayResponse: (res: SipResponse, from: Address) => void = () => {};
+  /**
+   * Consulted for each new request outside a dialog (no To tag; not ACK)
+   * before a transaction is created for it: a response returned is sent
+   * statelessly and nothing is kept (the user agent refuses new INVITEs with
+   * 503 this way while overloaded, so a flood costs no state).
+   */
+  refuse?: (req: SipRequest, from: Address) => SipResponse | undefined;
   /** Most server transactions kept at once (see {@linkcode TransactionLayerOptions.maxServerTransactions}). */
   maxServerTransactions: number;
   readonly #clients = new Map<string, ClientTransaction>();
@@ -710,6 +720,7 @@ export class TransactionLayer {
     this.timers = resolveTimers(opts.timers);
     this.log = opts.log ?? silentLogger;
     this.maxServerTransactions = opts.maxServerTransactions ?? Infinity;
+    this.refuse = opts.refuse;
   }
 
   /** Number of live client transactions. */
@@ -786,7 +797,15 @@ export class TransactionLayer {
         return;
       }
       let st: ServerTransaction;
-      if (this.#servers.size >= this.maxServerTransactions && tagOf(req.headers.get("To")) === undefined) {
+      const outOfDialog = tagOf(req.headers.get("To")) === undefined;
+      if (outOfDialog && this.refuse) {
+        const res = this.refuse(req, from);
+        if (res) {
+          this.sender.sendResponse(res).catch(() => {/* logged by the sender */});
+          return;
+        }
+      }
+      if (outOfDialog && this.#servers.size >= this.maxServerTransactions) {
         st = new StatelessServerTransaction(this, id, req, from);
       } else {
         st = req.method === "INVITE"

@@ -99,10 +99,11 @@ export interface SipUserAgentOptions {
   /**
    * Overload protection (default: on, with its defaults): above an event-loop
    * lag, a number of server transactions or of calls, new INVITEs get
-   * `503 Service Unavailable` with `Retry-After`, while calls in progress,
-   * OPTIONS and in-dialog requests are served; the transaction table is capped
-   * (beyond it, requests outside a dialog are answered statelessly). `false`
-   * turns it off (no lag sampling, no cap).
+   * `503 Service Unavailable` with `Retry-After`, sent statelessly (a refused
+   * INVITE costs no state), while calls in progress, OPTIONS and in-dialog
+   * requests are served; the transaction table is capped (beyond it, requests
+   * outside a dialog are answered statelessly). `false` turns it off (no lag
+   * sampling, no cap).
    */
   overload?: OverloadOptions | false;
   /**
@@ -221,6 +222,7 @@ export class SipUserAgent {
     overload?.start();
     layer.onRequest = (req, tx, from) => this.#dispatcher.onRequest(req, tx, from);
     layer.onStrayResponse = (res, from) => this.#dispatcher.onStrayResponse(res, from);
+    if (overload) layer.refuse = (req) => this.#dispatcher.refuse(req);
     this.#events.onListenerError = (e) => log.error(`invite listener failed: ${errText(e)}`);
   }
 
