@@ -641,6 +641,13 @@ Deno.test("caller (the sip control) on a memory network: unreachable → exit 1 
   );
   assert.deepEqual(silent.result, { code: 1, reason: "no SIP response from 127.0.0.1:5998 within 2 s" });
   assert.ok(silent.out.lines.some((l) => l.includes("no SIP response from 127.0.0.1:5998 within 2 s: giving up")));
+  // A host name as the target: refused before anything is sent, unless the file allows resolution.
+  const named = await runOnMemory("pipelines/caller.json", ["to=sip:bob@example.com"]);
+  assert.equal(named.result.code, 2);
+  assert.match(
+    named.result.reason!,
+    /^cannot call sip:bob@example\.com: .*example\.com is a host name.*resolve_names: true/,
+  );
 });
 
 Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still gets its CANCEL, a late 200 its ACK and BYE", async () => {
