@@ -251,6 +251,36 @@ Deno.test("the transaction layer's safety net: a TU that throws on a new request
   await peer.close();
 });
 
+Deno.test("a handler that never answers a non-INVITE request does not hold its transaction: 500 after 64·T1, then Timer J", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onRegister(() => new Promise(() => {})); // never settles
+  await peer.send(
+    [
+      "REGISTER sip:10.0.0.2 SIP/2.0",
+      "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnever;rport",
+      "From: <sip:alice@10.0.0.2>;tag=r1",
+      "To: <sip:alice@10.0.0.2>",
+      "Call-ID: never-1",
+      "CSeq: 1 REGISTER",
+      "Contact: <sip:alice@10.0.0.1:5060>",
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n"),
+    bob.localAddress,
+  );
+  clock.advance(64 * T1 - 10);
+  assert.equal(finals(peer.got).size, 0);
+  assert.equal(bob.usage.serverTransactions, 1);
+  clock.advance(20);
+  assert.deepEqual([...finals(peer.got).get("never-1")!], ["500 Server Internal Error (no answer in time)"]);
+  clock.advance(64 * T1);
+  assert.equal(bob.usage.serverTransactions, 0);
+  await bob.close();
+  await peer.close();
+});
+
 // ------------------------------------------------------------------ 7. linger
 
 Deno.test("an ended call stays findable for 64·T1 (late retransmissions answered), then nothing of it is kept", async () => {

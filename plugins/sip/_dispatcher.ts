@@ -7,10 +7,10 @@
  * finds (400, 406, 415 with `Accept`, 416, 420 with `Unsupported`), then 481
  * and 200 to OPTIONS (through `screenRequest`), 500 for an out-of-order CSeq,
  * 501, 503 while closing — and, before any transaction exists (`refuse`),
- * `503` with `Retry-After` to a new INVITE while the user agent is overloaded. Every final answer to a request outside a
- * dialog carries a To tag. It also keeps the table of calls by Call-ID and
- * local tag, where an ended call lingers 64·T1 so late retransmissions are
- * still answered.
+ * `503` with `Retry-After` to a new INVITE while the user agent is
+ * overloaded. Every final answer to a request outside a dialog carries a To
+ * tag. It also keeps the table of calls by Call-ID and local tag, where an
+ * ended call lingers 64·T1 so late retransmissions are still answered.
  *
  * Layer: user agent (imports calls, register, context, dialog, transaction, message).
  *

@@ -560,13 +560,28 @@ export class InviteServerTransaction extends ServerTransaction {
   }
 }
 
-/** non-INVITE server transaction (RFC 3261 §17.2.2). */
+/**
+ * non-INVITE server transaction (RFC 3261 §17.2.2). A TU that never sends a
+ * final response (a handler whose promise never settles) does not keep it
+ * forever: after 64·T1 — when the client has given up (Timer F) — it answers
+ * `500 Server Internal Error (no answer in time)` and ends on Timer J.
+ */
 export class NonInviteServerTransaction extends ServerTransaction {
   #state: ServerState = "trying";
 
   /** Current state. */
   get state(): ServerState {
     return this.#state;
+  }
+
+  /** @internal Starts the guard against a TU that never answers. */
+  start(): void {
+    this.startTimer("TU", this.layer.timers.F, () => {
+      if (this.#state !== "trying" && this.#state !== "proceeding") return;
+      this.layer.log.warn(`no final response to ${this.request.method} within ${this.layer.timers.F} ms: 500 sent`);
+      const toTag = tagOf(this.request.headers.get("To")) === undefined ? newTag() : undefined;
+      this.respond(createResponse(this.request, 500, "Server Internal Error (no answer in time)", { toTag }));
+    });
   }
 
   /** Sends a response: 1xx (Proceeding) or final (Completed, Timer J). */
@@ -579,6 +594,7 @@ export class NonInviteServerTransaction extends ServerTransaction {
       return;
     }
     this.#state = "completed";
+    this.stopTimer("TU");
     this.startTimer("J", this.layer.timers.J, () => this.terminate());
   }
 
@@ -808,14 +824,13 @@ export class TransactionLayer {
       if (outOfDialog && this.#servers.size >= this.maxServerTransactions) {
         st = new StatelessServerTransaction(this, id, req, from);
       } else {
-        st = req.method === "INVITE"
+        const kept = req.method === "INVITE"
           ? new InviteServerTransaction(this, id, req, from)
           : new NonInviteServerTransaction(this, id, req, from);
-        this.#servers.set(id, st);
-        if (st instanceof InviteServerTransaction) {
-          this.#inviteServers++;
-          st.start();
-        }
+        this.#servers.set(id, kept);
+        if (kept instanceof InviteServerTransaction) this.#inviteServers++;
+        kept.start();
+        st = kept;
       }
       try {
         this.onRequest(req, st, from);
