@@ -85,7 +85,8 @@ Options:
   -h, --help              show this help
   -V, --version           print the version
 
-Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error.
+Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
+130 when a call was interrupted (Ctrl-C).
 Ctrl-C (SIGINT) or SIGTERM stops the pipeline cleanly: sinks finalize, calls hang up.`;
 
 function fail(msg: string, code = 1): number {

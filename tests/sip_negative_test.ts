@@ -39,7 +39,7 @@ import {
   uriAddress,
   writeG711Wav,
 } from "./sip_util.ts";
-import { bodyText, getCSeq, type SipRequest, topVia } from "../plugins/sip/message.ts";
+import { bodyText, createRequest, getCSeq, type SipRequest, type SipResponse, topVia } from "../plugins/sip/message.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -299,3 +299,156 @@ Deno.test({
     }
   },
 });
+
+// ---------------------------------------------------------------- calls that never reach anyone, or end early
+
+Deno.test({
+  name:
+    "caller to a port where nothing listens: exit 1 'no SIP response from 127.0.0.1:P within 2 s', within the ring timeout",
+  ...opts,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+    const procs = new ProcessGroup();
+    try {
+      // Real UDP: the ICMP port unreachable is not reported to an unconnected socket, so only the ring timeout
+      // can end this call; it must say what happened.
+      const port = freeUdpPort();
+      const caller = procs.add(spawnCaller({
+        to: `sip:bob@127.0.0.1:${port}`,
+        file: await callerFile(dir),
+        ringTimeout: 2,
+        timeoutMs: 30_000,
+      }));
+      const r = await caller.result;
+      assertEquals(r.code, 1, outputTail(r));
+      assertEquals(failureLine(r.stderr), `voxpipe: no SIP response from 127.0.0.1:${port} within 2 s`);
+    } finally {
+      await procs.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** The peer answers our caller's INVITE with 200 (its SDP pointing at `rtp`) and takes the ACK. */
+async function answerCaller(peer: SipPeer, rtp: Deno.DatagramConn) {
+  const inv = await peer.expectRequest("INVITE", 20_000);
+  const rtpPort = (rtp.addr as Deno.NetAddr).port;
+  const ok = await peer.respond(inv.msg, 200, inv.from, {
+    toTag: "early1",
+    headers: [["Contact", `<sip:bob@${peer.hostPort}>`]],
+    body: sdpOffer("127.0.0.1", rtpPort),
+  });
+  const ack = await peer.expectRequest("ACK", 5_000);
+  return { inv, ok, ack };
+}
+
+/** A BYE from the peer (the callee) in the dialog of `inv`/`ok`, to the caller's Contact. */
+function byeFromCallee(peer: SipPeer, inv: SipRequest, ok: SipResponse): SipRequest {
+  const contact = /<([^>]+)>/.exec(inv.headers.get("Contact")!)![1];
+  return createRequest({
+    method: "BYE",
+    uri: contact,
+    headers: [
+      ["Via", `SIP/2.0/UDP ${peer.hostPort};branch=z9hG4bK${crypto.randomUUID().replaceAll("-", "")};rport`],
+      ["Max-Forwards", "70"],
+      ["From", ok.headers.get("To")!],
+      ["To", inv.headers.get("From")!],
+      ["Call-ID", inv.headers.get("Call-ID")!],
+      ["CSeq", "1 BYE"],
+    ],
+  });
+}
+
+/** Resolves once `n` datagrams arrived on `sock` (RTP from our caller). */
+async function receiveDatagrams(sock: Deno.DatagramConn, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await sock.receive();
+}
+
+Deno.test({
+  name:
+    "the peer hangs up at once: caller exits 1 'call ended by the peer (BYE) after … s, before the file was sent (n of 250 packets)'",
+  ...opts,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+    const procs = new ProcessGroup();
+    const peer = SipPeer.open();
+    const rtp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    try {
+      // 5 s of audio at ptime 20 ms: 250 packets.
+      const caller = procs.add(spawnCaller({
+        to: `sip:bob@${peer.hostPort}`,
+        file: await callerFile(dir, 5),
+        timeoutMs: 30_000,
+      }));
+      const { inv, ok } = await answerCaller(peer, rtp);
+      await receiveDatagrams(rtp, 5);
+      await peer.send(byeFromCallee(peer, inv.msg, ok), inv.from);
+      await peer.expectResponse("BYE", 200, 5_000);
+      const r = await caller.result;
+      assertEquals(r.code, 1, outputTail(r));
+      const line = failureLine(r.stderr);
+      assert(line, `no one-line reason: ${outputTail(r)}`);
+      assertMatch(
+        line,
+        /^voxpipe: call ended by the peer \(BYE\) after [\d.]+ s, before the file was sent \((\d+) of 250 packets\)$/,
+      );
+      const sent = Number(/\((\d+) of/.exec(line)![1]);
+      assert(sent >= 5 && sent < 250, `${sent} packets sent`);
+    } finally {
+      await procs.stop();
+      rtp.close();
+      await peer.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+for (const when of ["ringing", "in the call"] as const) {
+  Deno.test({
+    name: `caller stopped with SIGINT (Ctrl-C) ${when}: ${
+      when === "ringing" ? "CANCEL" : "BYE"
+    }, exit 130 with the reason`,
+    ...opts,
+    async fn() {
+      const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
+      const procs = new ProcessGroup();
+      const peer = SipPeer.open();
+      const rtp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      try {
+        const caller = procs.add(spawnCaller({
+          to: `sip:bob@${peer.hostPort}`,
+          file: await callerFile(dir, 20),
+          timeoutMs: 30_000,
+        }));
+        if (when === "ringing") {
+          const inv = await peer.expectRequest("INVITE", 20_000);
+          await peer.respond(inv.msg, 180, inv.from, { toTag: "ring1" });
+          // The caller logs the 180 once it has it: then interrupt.
+          await caller.waitForOutput(/\[SIP\] 180 Ringing/, 10_000);
+          caller.kill("SIGINT");
+          const cancel = await peer.expectRequest("CANCEL", 10_000);
+          await peer.respond(cancel.msg, 200, cancel.from);
+          await peer.respond(inv.msg, 487, inv.from, { toTag: "ring1" });
+          const r = await caller.result;
+          assertEquals(r.code, 130, outputTail(r));
+          assertEquals(failureLine(r.stderr), "voxpipe: interrupted before the call was answered");
+        } else {
+          const { inv } = await answerCaller(peer, rtp);
+          await receiveDatagrams(rtp, 5);
+          caller.kill("SIGINT");
+          const bye = await peer.expectRequest("BYE", 10_000);
+          assertEquals(bye.msg.headers.get("Call-ID"), inv.msg.headers.get("Call-ID"));
+          await peer.respond(bye.msg, 200, bye.from);
+          const r = await caller.result;
+          assertEquals(r.code, 130, outputTail(r));
+          assertMatch(failureLine(r.stderr) ?? "", /^voxpipe: interrupted after [\d.]+ s of call \(BYE sent\)$/);
+        }
+      } finally {
+        await procs.stop();
+        rtp.close();
+        await peer.close();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}

@@ -51,8 +51,8 @@ import { parseVia } from "../plugins/sip/via.ts";
 import { type Address, SipTransport } from "../plugins/sip/transport.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import { datagramCases, valueCases } from "./sip_pathological.ts";
+import { FIXTURES, loadRfc4475 as load } from "./rfc4475.ts";
 
-const FIXTURES = new URL("./fixtures/rfc4475/", import.meta.url);
 const te = new TextEncoder();
 const td = new TextDecoder();
 
@@ -111,34 +111,6 @@ const RFC_SHA256: Record<string, string> = {
   wsinv: "d6f6cdee99cd0a1f8e3d9a0fdd67c877700e19ab86d8186dada06f61260e3e61",
   zeromf: "50954ef47acca4f9f5263ded06246d06dee4e2ee508a8d284191795d7fddf365",
 };
-
-/**
- * Decodes a fixture written in the RFC's notation (RFC 4475 §2): every line
- * ends in CRLF (whatever the file's line ends), `<hex>…</hex>` holds bytes in hex (whitespace ignored),
- * `<repeat count=N>…</repeat>` repeats its text N times.
- */
-function decodeFixture(file: string): Uint8Array {
-  const text = file.replaceAll("\r\n", "\n");
-  const out: number[] = [];
-  const put = (s: string) => {
-    for (const b of te.encode(s.replaceAll("\n", "\r\n"))) out.push(b);
-  };
-  let pos = 0;
-  for (const m of text.matchAll(/<hex>([\s\S]*?)<\/hex>|<repeat count=(\d+)>([\s\S]*?)<\/repeat>/g)) {
-    put(text.slice(pos, m.index));
-    if (m[1] !== undefined) {
-      const hex = m[1].replace(/\s+/g, "");
-      for (let i = 0; i < hex.length; i += 2) out.push(parseInt(hex.slice(i, i + 2), 16));
-    } else put(m[3].repeat(Number(m[2])));
-    pos = m.index! + m[0].length;
-  }
-  put(text.slice(pos));
-  return new Uint8Array(out);
-}
-
-function load(name: string): Uint8Array {
-  return decodeFixture(Deno.readTextFileSync(new URL(`${name}.txt`, FIXTURES)));
-}
 
 function parsed(name: string): ReturnType<typeof parseMessage> {
   return parseMessage(load(name));
@@ -700,7 +672,7 @@ Deno.test("transport: ACKs and requests without a Via are never answered; nothin
   assert.equal(received.length, 0);
   assert.equal(server.stats.malformedDropped, 52);
   // The only state a malformed datagram touches is a few global counters.
-  assert.deepEqual(Object.keys(server).sort(), ["onRequest", "onResponse", "stats"]);
+  assert.deepEqual(Object.keys(server).sort(), ["onRequest", "onResponse", "onUnreachable", "stats"]);
 });
 
 Deno.test("transport: malformed-datagram warnings are rate limited, with one line saying how many were left out", async () => {

@@ -283,13 +283,15 @@ Deno.test("UA: no ACK for the 200 → callee ends by timeout after 64·T1 and se
   await close();
 });
 
-Deno.test("UA: INVITE to nobody times out after Timer B", async () => {
-  const { clock, alice, close } = setup();
+Deno.test("UA: INVITE to a host that never answers times out after Timer B", async () => {
+  const { clock, net, alice, close } = setup();
+  const ghost = net.bind("10.0.0.99", 5060); // bound (no port unreachable), but silent
   const call = alice.invite("sip:ghost@10.0.0.99", { sdp: OFFER });
   clock.advance(31000);
   assert.equal(call.state, "calling");
   clock.advance(1000);
   assert.deepEqual(call.endInfo, { by: "timeout", reason: "no response to INVITE", status: 408 });
+  await ghost.close();
   await close();
 });
 

@@ -184,6 +184,8 @@ export default definePlugin({
     const perFrame = frameSamples(sampleRate, options.frame_ms);
     const fileFormat = wav ? describeWav(wav) : `${mem!.type} ${sampleRate} Hz ${channels} ch`;
     const counters = { frames: 0, samples: 0 };
+    // The whole file's length (per channel), for whoever wants to know how much was left unsent.
+    const fileFrames = wav ? wav.frames : mem!.samples.length / channels;
     let reader: (PcmChunkReader & { loops: number; close?(): void }) | undefined;
     return {
       negotiate: () => ({ kind: "pcm", sampleRate, channels }),
@@ -206,6 +208,7 @@ export default definePlugin({
         frames: counters.frames,
         samples: counters.samples,
         duration_s: counters.samples / sampleRate,
+        ...(options.loop ? {} : { file_duration_s: fileFrames / sampleRate }),
         loops: reader?.loops ?? 0,
       }),
     };

@@ -12,10 +12,12 @@ import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Authenticator } from "./auth.ts";
 import type { SipRequest, SipResponse } from "./message.ts";
+import type { OverloadMonitor } from "./_overload.ts";
 import { destinationOf, type RequestBuilder } from "./_request_builder.ts";
+import { isIpAddress } from "./syntax.ts";
 import type { ServerTransaction, TransactionLayer } from "./transaction.ts";
 import type { Address, SipTransport } from "./transport.ts";
-import type { SipUri } from "./uri.ts";
+import { formatUri, type SipUri } from "./uri.ts";
 
 /** Methods the user agent always implements (sent in `Allow`). */
 export const ALLOWED_METHODS: readonly string[] = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"];
@@ -33,8 +35,8 @@ export interface CallHandle {
   receiveReinvite(req: SipRequest, tx: ServerTransaction, from: Address): void;
   /** A CANCEL for the call's INVITE (incoming calls). */
   receiveCancel(req: SipRequest, tx: ServerTransaction): void;
-  /** A 2xx to the call's INVITE that matched no transaction (outgoing calls). */
-  receiveOk(res: SipResponse): void;
+  /** A 2xx to the call's INVITE that matched no transaction (outgoing calls), from `from`. */
+  receiveOk(res: SipResponse, from: Address): void;
   /** The user agent is closing (it already sent the hang-up): end `{by: "local", reason: "user agent closed"}`. */
   shutdown(): void;
 }
@@ -61,6 +63,10 @@ export interface UaContextInit {
   authenticator?: Authenticator;
   /** Outbound proxy for out-of-dialog requests, if any. */
   outbound?: OutboundProxy;
+  /** Overload protection (new INVITEs refused with 503), when enabled. */
+  overload?: OverloadMonitor;
+  /** True when destinations the application gives may be host names (resolved by the system). */
+  resolveNames?: boolean;
 }
 
 /** The state one user agent's calls, clients, dispatcher and facade share. */
@@ -79,6 +85,10 @@ export class UaContext {
   readonly authenticator?: Authenticator;
   /** Outbound proxy for out-of-dialog requests, when set. */
   readonly outbound?: OutboundProxy;
+  /** Overload protection, when enabled. */
+  readonly overload?: OverloadMonitor;
+  /** True when destinations the application gives may be host names. */
+  readonly resolveNames: boolean;
   /** True once the user agent is closing. */
   closed = false;
   readonly #extraMethods = new Set<string>();
@@ -96,6 +106,8 @@ export class UaContext {
     this.build = init.build;
     this.authenticator = init.authenticator;
     this.outbound = init.outbound;
+    this.overload = init.overload;
+    this.resolveNames = init.resolveNames ?? false;
   }
 
   /**
@@ -107,6 +119,41 @@ export class UaContext {
     if (proxy) return { dest: proxy, routes: [] };
     if (this.outbound) return { dest: this.outbound.address, routes: [this.outbound.route] };
     return { dest: destinationOf(target), routes: [] };
+  }
+
+  /**
+   * Checks a destination the application chose (a call's target, an OPTIONS
+   * target, an outbound proxy): a host name there is refused unless
+   * `resolveNames` is on, since sending to it would make the system resolve it.
+   * Throws an Error saying what to do; returns `dest`.
+   */
+  checkDestination(dest: Address, uri?: SipUri): Address {
+    if (this.resolveNames || isIpAddress(dest.hostname)) return dest;
+    const what = uri ? `${formatUri(uri)}: its next hop` : "destination";
+    throw new Error(
+      `${what} ${dest.hostname} is a host name, and host names are not resolved: use an IP address ` +
+        "(or allow resolution: the user agent's resolveNames option, the sip control's resolve_names: true)",
+    );
+  }
+
+  /**
+   * Where an in-dialog request goes (RFC 3261 §12.2.1.1, §18.1.1 without DNS):
+   * the next hop's `maddr` or host when it is an IP address, at its port
+   * (default 5060). A host name there came from the network (Contact,
+   * Record-Route) and is never resolved: the request goes to `fallback`, the
+   * address the peer's dialog-forming message came from. An unreadable next
+   * hop goes there too.
+   */
+  hopAddress(nextHop: () => SipUri, fallback: Address): Address {
+    let uri: SipUri;
+    try {
+      uri = nextHop();
+    } catch {
+      return fallback;
+    }
+    const host = (uri.params.maddr ?? uri.host).replace(/^\[|\]$/g, "");
+    if (!isIpAddress(host)) return fallback;
+    return { hostname: host, port: uri.port ?? 5060 };
   }
 
   /** Methods accepted now: {@linkcode ALLOWED_METHODS} plus those enabled (REGISTER with a registrar handler). */

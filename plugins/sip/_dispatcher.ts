@@ -3,10 +3,14 @@
  * new requests and ACKs for 2xx to the calls whose dialogs they belong to (or
  * to a new {@linkcode IncomingCall}, or to the registrar handler), stray 2xx
  * responses to the outgoing call that sent the INVITE — and answers whatever
- * nobody handles: 405 with `Allow`, 416, 420, 481, 200 to OPTIONS (all through
- * `screenRequest`), 500 for an out-of-order CSeq, 501, 503 while closing.
- * It also keeps the table of calls by Call-ID and local tag, where an ended
- * call lingers 64·T1 so late retransmissions are still answered.
+ * nobody handles: 405 with `Allow` first, then what `checkRequestSemantics`
+ * finds (400, 406, 415 with `Accept`, 416, 420 with `Unsupported`), then 481
+ * and 200 to OPTIONS (through `screenRequest`), 500 for an out-of-order CSeq,
+ * 501, 503 while closing — and, before any transaction exists (`refuse`),
+ * `503` with `Retry-After` to a new INVITE while the user agent is
+ * overloaded. Every final answer to a request outside a dialog carries a To
+ * tag. It also keeps the table of calls by Call-ID and local tag, where an
+ * ended call lingers 64·T1 so late retransmissions are still answered.
  *
  * Layer: user agent (imports calls, register, context, dialog, transaction, message).
  *
@@ -17,7 +21,17 @@ import type { Call } from "./call.ts";
 import { screenRequest } from "./dialog.ts";
 import { newTag } from "./ids.ts";
 import { IncomingCall } from "./incoming_call.ts";
-import { createResponse, getCallId, getCSeq, getFrom, getTo, type SipRequest, type SipResponse } from "./message.ts";
+import {
+  checkRequestSemantics,
+  createResponse,
+  getCallId,
+  getCSeq,
+  getFrom,
+  getTo,
+  type SipRequest,
+  type SipResponse,
+  tagOf,
+} from "./message.ts";
 import { OutgoingCall } from "./outgoing_call.ts";
 import { parseRegisterRequest, type RegistrarHandler, type RegistrarReply } from "./register.ts";
 import type { InviteServerTransaction, ServerTransaction } from "./transaction.ts";
@@ -28,18 +42,20 @@ import { errText, type UaContext } from "./_context.ts";
 /** Routes incoming requests and stray responses of one user agent; answers the rest. */
 export class Dispatcher {
   readonly #ctx: UaContext;
-  readonly #offer: (call: IncomingCall) => boolean;
+  readonly #offer: (call: IncomingCall) => "nobody" | "failed" | "offered";
   readonly #calls = new Map<string, Call>();
   readonly #lingering = new Set<Timer>();
+  #live = 0;
   readonly #incoming = new WeakMap<ServerTransaction, IncomingCall>();
   #registrar?: RegistrarHandler;
 
   /**
    * Creates the dispatcher.
    * @param ctx the user agent's shared state
-   * @param offer gives a new incoming call to the application; returns false when nobody listens (then 480)
+   * @param offer gives a new incoming call to the application: `nobody` listens (then 480), a listener
+   *   `failed` (threw; then 500 unless it answered), or `offered`
    */
-  constructor(ctx: UaContext, offer: (call: IncomingCall) => boolean) {
+  constructor(ctx: UaContext, offer: (call: IncomingCall) => "nobody" | "failed" | "offered") {
     this.#ctx = ctx;
     this.#offer = offer;
   }
@@ -47,6 +63,16 @@ export class Dispatcher {
   /** Calls not ended yet. */
   get liveCalls(): Call[] {
     return [...new Set(this.#calls.values())].filter((c) => c.state !== "ended");
+  }
+
+  /** Number of calls not ended yet. */
+  get liveCount(): number {
+    return this.#live;
+  }
+
+  /** Calls in the table: not ended, or ended and still lingering. */
+  get tracked(): Call[] {
+    return [...this.#calls.values()];
   }
 
   /** The registrar handler, if any. */
@@ -64,7 +90,9 @@ export class Dispatcher {
   track(call: Call): void {
     const key = callKey(call.callId, call.localTag);
     this.#calls.set(key, call);
+    if (call.state !== "ended") this.#live++;
     call.on("ended", () => {
+      this.#live--;
       const t = this.#ctx.clock.after(64 * this.#ctx.layer.timers.T1, () => {
         this.#lingering.delete(t);
         if (this.#calls.get(key) === call) this.#calls.delete(key);
@@ -78,6 +106,7 @@ export class Dispatcher {
     for (const t of this.#lingering) t.cancel();
     this.#lingering.clear();
     this.#calls.clear();
+    this.#live = 0;
   }
 
   /** Finds the call an incoming in-dialog request or ACK belongs to (by Call-ID, To tag and From tag). */
@@ -91,6 +120,24 @@ export class Dispatcher {
     return call;
   }
 
+  /**
+   * Asked by the transaction layer for each new request outside a dialog,
+   * before it makes a transaction: a new INVITE while the user agent is
+   * overloaded gets `503 Service Unavailable` with `Retry-After`, sent
+   * statelessly — refusing it keeps nothing (RFC 3261 §8.2.7, §21.5.4).
+   */
+  refuse(req: SipRequest): SipResponse | undefined {
+    const ctx = this.#ctx;
+    if (req.method !== "INVITE" || !ctx.overload || ctx.closed) return undefined;
+    const why = ctx.overload.admit();
+    if (why === undefined) return undefined;
+    ctx.log.debug(`503 sent for INVITE (${why})`, { call: getCallId(req) });
+    return createResponse(req, 503, undefined, {
+      toTag: newTag(),
+      headers: [["Retry-After", String(ctx.overload.limits.retryAfter)], ["Server", ctx.build.userAgent]],
+    });
+  }
+
   /** A request from the transaction layer: new (with its server transaction) or an ACK for a 2xx (without). */
   onRequest(req: SipRequest, tx: ServerTransaction | undefined, from: Address): void {
     const ctx = this.#ctx;
@@ -100,15 +147,33 @@ export class Dispatcher {
       return;
     }
     if (!tx) return;
+    const server: [string, string] = ["Server", ctx.build.userAgent];
+    const toTag = tagOf(req.headers.get("To")) === undefined ? newTag() : undefined;
     if (ctx.closed) {
-      tx.respond(createResponse(req, 503, undefined, { toTag: newTag() }));
+      tx.respond(createResponse(req, 503, undefined, { toTag, headers: [server] }));
       return;
     }
-    const early = screenRequest(req, {
-      allow: ctx.allowed,
-      hasDialog: (r) => this.#callFor(r) !== undefined,
-      headers: [["Server", ctx.build.userAgent]],
-    });
+    const screen = () =>
+      screenRequest(req, {
+        allow: ctx.allowed,
+        hasDialog: (r) => this.#callFor(r) !== undefined,
+        headers: [server],
+      });
+    // RFC 3261 §8.2.1: the method first (405 with Allow).
+    if (!ctx.allowed.includes(req.method)) {
+      const res = screen()!;
+      ctx.log.info(`${res.status} ${res.reason} sent for ${req.method}`, { call: getCallId(req) });
+      tx.respond(res);
+      return;
+    }
+    // RFC 3261 §8.2.2–8.2.3, RFC 4475 §3.2–3.3: scheme, Contact, Require, body type, Accept.
+    const problem = checkRequestSemantics(req, { supported: [], accept: ["application/sdp"] });
+    if (problem) {
+      ctx.log.info(`${problem.status} sent for ${req.method}: ${problem.detail}`, { call: getCallId(req) });
+      tx.respond(createResponse(req, problem.status, problem.reason, { toTag, headers: [...problem.headers, server] }));
+      return;
+    }
+    const early = screen();
     if (early) {
       if (early.status >= 300) {
         ctx.log.info(`${early.status} ${early.reason} sent for ${req.method}`, { call: getCallId(req) });
@@ -143,6 +208,9 @@ export class Dispatcher {
             return;
           }
           ctx.handleOf(call).receiveReinvite(req, tx, from);
+        } else if (tx.stateless) {
+          // No room for its transaction (the table is full): refused like any overload.
+          tx.respond(createResponse(req, 503, undefined, { toTag: newTag(), headers: [server] }));
         } else this.#newCall(req, tx as InviteServerTransaction, from);
         return;
       case "REGISTER":
@@ -156,17 +224,19 @@ export class Dispatcher {
   #newCall(req: SipRequest, tx: InviteServerTransaction, from: Address): void {
     const ctx = this.#ctx;
     tx.respond(createResponse(req, 100));
-    const type = req.headers.get("Content-Type");
-    if (req.body.length > 0 && (!type || !/^application\/sdp\s*(;|$)/i.test(type))) {
-      tx.respond(createResponse(req, 415, undefined, { toTag: newTag(), headers: [["Accept", "application/sdp"]] }));
-      ctx.log.info(`415 Unsupported Media Type sent (${type ?? "no Content-Type"})`, { call: getCallId(req) });
-      return;
-    }
+    // Throws (a SipParseError for a From/To/Contact/Record-Route that parsed but cannot make a dialog):
+    // the transaction layer then answers 400 with the reason.
     const call = new IncomingCall(ctx, req, tx, from);
     this.track(call);
     this.#incoming.set(tx, call);
     ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
-    if (!this.#offer(call)) call.reject(480);
+    const offered = this.#offer(call);
+    if (offered === "nobody") call.reject(480);
+    else if (offered === "failed" && (call.state === "incoming" || call.state === "ringing")) {
+      // The application's handler threw before answering: nobody will answer this call.
+      ctx.log.error("invite handler failed before answering: 500 sent", { call: call.callId });
+      call.reject(500);
+    }
   }
 
   /** REGISTER to the registrar handler: 400 when unreadable, the handler's reply, 500 when it fails. */
@@ -215,13 +285,13 @@ export class Dispatcher {
   }
 
   /** A response that matched no client transaction: a 2xx retransmission (or fork) to one of our INVITEs, or ignored. */
-  onStrayResponse(res: SipResponse): void {
+  onStrayResponse(res: SipResponse, from: Address): void {
     const cseq = getCSeq(res);
     const tag = getFrom(res).params.tag;
     if (cseq.method === "INVITE" && res.status >= 200 && res.status < 300 && tag) {
       const call = this.#calls.get(callKey(getCallId(res), tag));
       if (call instanceof OutgoingCall) {
-        this.#ctx.handleOf(call).receiveOk(res);
+        this.#ctx.handleOf(call).receiveOk(res, from);
         return;
       }
     }

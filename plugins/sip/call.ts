@@ -24,7 +24,6 @@ import type { ServerTransaction } from "./transaction.ts";
 import type { Address } from "./transport.ts";
 import { errText, type UaContext } from "./_context.ts";
 import { sendRequest } from "./_client.ts";
-import { destinationOf } from "./_request_builder.ts";
 
 /** Why and by whom a call ended. */
 export interface CallEndInfo {
@@ -133,6 +132,7 @@ export abstract class Call {
   #resolveEnded!: (e: CallEndInfo) => void;
   #byeDone?: Promise<void>;
   #guard?: Timer;
+  #peer?: Address;
 
   /**
    * Creates the call and registers its entry points with the user agent.
@@ -158,8 +158,11 @@ export abstract class Call {
       receiveBye: (req, tx) => this.onBye(req, tx),
       receiveReinvite: (req, tx, from) => this.onReinvite(req, tx, from),
       receiveCancel: (req, tx) => this.onCancel(req, tx),
-      receiveOk: (res) => this.onOk(res),
-      shutdown: () => this.end({ by: "local", reason: "user agent closed" }),
+      receiveOk: (res, from) => this.onOk(res, from),
+      shutdown: () => {
+        this.#guard?.cancel();
+        this.end({ by: "local", reason: "user agent closed" });
+      },
     });
   }
 
@@ -268,6 +271,23 @@ export abstract class Call {
     this.#dialog = dialog;
   }
 
+  /**
+   * Records where the peer's dialog-forming message came from (the INVITE's
+   * source, or the 2xx's): in-dialog requests go there when the dialog's next
+   * hop is a host name, which is never resolved.
+   */
+  protected setPeerAddress(a: Address): void {
+    this.#peer = a;
+  }
+
+  /**
+   * Where requests in `dialog` (this call's by default) go: its next hop when
+   * that is an IP address, else the peer's address (see {@linkcode Call.setPeerAddress}).
+   */
+  protected hopOf(dialog: Dialog = this.#dialog!, fallback: Address = this.#peer!): Address {
+    return this.#ctx.hopAddress(() => dialog.nextHop(), fallback);
+  }
+
   /** Records the peer's tag from a provisional response, before any dialog exists (undefined clears it). */
   protected setEarlyRemoteTag(tag: string | undefined): void {
     this.#earlyRemoteTag = tag;
@@ -320,7 +340,7 @@ export abstract class Call {
   protected sendBye(reasonHeader?: string): Promise<void> {
     if (this.#byeDone) return this.#byeDone;
     const dialog = this.#dialog!;
-    const dest = destinationOf(dialog.nextHop());
+    const dest = this.hopOf(dialog);
     const headers: [string, string][] = [["User-Agent", this.#ctx.build.userAgent]];
     if (reasonHeader) headers.push(["Reason", reasonHeader]);
     const { request } = dialog.createRequest("BYE", { via: this.#ctx.build.via(dest), headers });
@@ -381,6 +401,6 @@ export abstract class Call {
     tx.respond(createResponse(req, 481, undefined, { headers: [["Server", this.#ctx.build.userAgent]] }));
   }
 
-  /** A 2xx to this call's INVITE outside its transaction (outgoing calls override). */
-  protected onOk(_res: SipResponse): void {}
+  /** A 2xx to this call's INVITE outside its transaction, from `from` (outgoing calls override). */
+  protected onOk(_res: SipResponse, _from: Address): void {}
 }

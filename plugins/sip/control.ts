@@ -91,6 +91,12 @@ interface CallState {
   why?: string;
   /** A media failure, if any. */
   error?: string;
+  /** True once a `hangup_on` chain reached its end (the caller's file was sent). */
+  sent?: boolean;
+  /** Packet time of what we send, ms (once media is negotiated). */
+  ptime?: number;
+  /** RTP packets the caller's file makes, when its source knows its length (set when the call is finished). */
+  total?: number;
 }
 
 /** One call's media: its session (port pair, sockets, RTCP, statistics), its pipelines, and their teardown. */
@@ -137,6 +143,7 @@ class SipController implements Controller {
   #active = new Map<Call, CallState>();
   /** BYE/CANCEL transactions in progress: the UA must not close before they end (retransmissions). */
   readonly #hangups = new Set<Promise<void>>();
+  /** The last `keep_summaries` finished calls (every one is also logged). */
   readonly summaries: CallSummary[] = [];
 
   constructor(o: Options, ctx: ControlContext) {
@@ -254,6 +261,12 @@ class SipController implements Controller {
         userName: this.#o.user,
         timers: { T1: this.#o.t1_ms, T2: this.#o.t2_ms, T4: this.#o.t4_ms },
         ...this.#sipIdentity(),
+        resolveNames: this.#o.resolve_names,
+        overload: {
+          lagMs: this.#o.overload_lag_ms,
+          maxTransactions: this.#o.max_transactions,
+          maxCalls: this.#o.role === "callee" ? this.#o.max_calls : undefined,
+        },
       });
     } catch (e) {
       if (e instanceof TypeError) return { code: 2, reason: errText(e) };
@@ -342,6 +355,8 @@ class SipController implements Controller {
   /** Builds every chain template for the call, then starts them all. Throws (after cleanup) on a build error. */
   async #startMedia(call: Call, media: CallMedia, vars: Variables): Promise<void> {
     const n = vars["call.n"];
+    const state = this.#active.get(call);
+    if (state) state.ptime = Number(vars.ptime);
     try {
       for (const t of this.#ctx.templates) {
         media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`, media.session));
@@ -371,6 +386,8 @@ class SipController implements Controller {
           this.#log.error(`pipeline ${p.name} failed: ${r.error?.message}`, { call: call.callId });
           this.#hangup(call, `media failure: ${r.error?.message}`, r.error?.message);
         } else if (r.reason === "eos" && this.#o.hangup_on.includes(template)) {
+          const s = this.#active.get(call);
+          if (s && !timedOut) s.sent = true;
           this.#hangup(call, timedOut ? "no RTP received within the timeout" : `${template} chain ended`);
         }
       });
@@ -415,6 +432,17 @@ class SipController implements Controller {
     };
     for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error?.message;
     this.summaries.push(summary);
+    while (this.summaries.length > this.#o.keep_summaries) this.summaries.shift();
+    if (s.media && s.ptime) {
+      // How many packets the files of the hangup_on chains make (when their sources say how long they are).
+      let seconds = 0;
+      s.media.pipelines.forEach((p, i) => {
+        if (!this.#o.hangup_on.includes(p.name.replace(/#\d+$/, ""))) return;
+        const d = results[i]?.stats[0]?.extra?.file_duration_s;
+        seconds = typeof d === "number" && seconds >= 0 ? seconds + d : -1;
+      });
+      if (seconds > 0) s.total = Math.ceil((seconds * 1000) / s.ptime - 1e-9);
+    }
     const lossPct = summary.packetsReceived + summary.lost > 0
       ? Math.round((summary.lost / (summary.packetsReceived + summary.lost)) * 1000) / 10
       : 0;
@@ -465,15 +493,22 @@ class SipController implements Controller {
     const finished = this.#finish(call);
     let ring: Timer | undefined = this.#clock.after(o.ring_timeout * 1000, () => {
       ring = undefined;
-      if (call.state !== "established" && call.state !== "ended") {
+      if (call.state === "calling") {
+        // Not even a provisional response: nobody is there (real UDP does not report ICMP port unreachable).
+        state.why = `no SIP response from ${formatHostPort(call.destination)} within ${o.ring_timeout} s`;
+        this.#log.info(`${state.why}: giving up`, { call: call.callId });
+        call.giveUp(state.why);
+      } else if (call.state === "proceeding") {
         state.why = `no answer within ${o.ring_timeout} s`;
         this.#log.info(`no answer within ${o.ring_timeout} s: sending CANCEL`, { call: call.callId });
         call.cancel();
       }
     });
+    const interrupted = () => this.#ctx.signal.aborted;
     const onAbort = () => {
       state.why = "interrupted";
-      call.hangup().catch(() => {});
+      if (call.state === "calling") call.giveUp("interrupted");
+      else call.hangup().catch(() => {});
     };
     this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
     try {
@@ -482,8 +517,11 @@ class SipController implements Controller {
       } catch (e) {
         const summary = await finished;
         if (e instanceof CallFailedError) {
+          if (interrupted()) return { code: 130, reason: "interrupted before the call was answered" };
           const why = state.why;
           const status = call.endInfo?.status;
+          // Gave up (no response at all): the reason says it all.
+          if (why && call.endInfo?.by === "local" && call.endInfo.reason === why) return { code: 1, reason: why };
           const detail = status === 487 ? "CANCEL sent, 487 Request Terminated" : e.info.reason;
           return {
             code: 1,
@@ -497,7 +535,21 @@ class SipController implements Controller {
       state.answeredAt = this.#clock.now();
       state.starting = this.#startCallMedia(call, media, alloc, ++this.#callN);
       const summary = await finished;
+      if (interrupted()) {
+        return { code: 130, reason: `interrupted after ${summary.duration} s of call (BYE sent)` };
+      }
       if (summary.error) return { code: 1, reason: `call ended on a media failure: ${summary.error}` };
+      if (o.hangup_on.length > 0 && !state.sent) {
+        const info = call.endInfo!;
+        const who = info.by === "remote" ? `by the peer (${info.reason})` : `(${info.reason})`;
+        const packets = state.total !== undefined
+          ? `${summary.packetsSent} of ${state.total} packets`
+          : `${summary.packetsSent} packets sent`;
+        return {
+          code: 1,
+          reason: `call ended ${who} after ${summary.duration} s, before the file was sent (${packets})`,
+        };
+      }
       return { code: 0 };
     } finally {
       this.#ctx.signal.removeEventListener("abort", onAbort);
@@ -527,11 +579,6 @@ class SipController implements Controller {
         call.reject(486, "Busy Here");
         return;
       }
-      if (this.#active.size >= o.max_calls) {
-        this.#log.warn(`${this.#active.size} calls active (max_calls): rejecting with 486`, { call: call.callId });
-        call.reject(486, "Busy Here");
-        return;
-      }
       if (!call.offer) {
         call.reject(488, "Not Acceptable Here");
         return;
@@ -548,6 +595,9 @@ class SipController implements Controller {
       }).catch((e) => {
         failures++;
         this.#log.error(`call handling failed: ${errText(e)}`, { call: call.callId });
+        // Never leave the caller waiting: an unanswered call is refused, an answered one hung up.
+        if (call.state === "incoming" || call.state === "ringing") call.reject(500);
+        else call.hangup().catch(() => {});
       }).finally(() => pending.delete(p));
       pending.add(p);
     });

@@ -34,7 +34,19 @@ export const sipControlOptions = z.object({
   answer_after: z.number().min(0).max(3600).default(0).describe("callee: seconds of ringing (180) before answering"),
   calls: z.number().int().min(0).default(0).describe("callee: exit after this many answered calls (0 = forever)"),
   max_calls: z.number().int().min(1).max(10000).default(100).describe(
-    "callee: concurrent calls; more get 486 Busy Here",
+    "callee: concurrent calls; more get 503 Service Unavailable with Retry-After",
+  ),
+  overload_lag_ms: z.number().min(1).max(60000).default(500).describe(
+    "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After",
+  ),
+  max_transactions: z.number().int().min(10).max(1000000).default(10000).describe(
+    "SIP server transactions kept at once (about 4 KB each); at the cap new INVITEs get 503 and new requests outside a dialog are answered statelessly",
+  ),
+  resolve_names: z.boolean().default(false).describe(
+    "allow a host name as the caller's target (resolved by the system); names from the network are never resolved",
+  ),
+  keep_summaries: z.number().int().min(0).max(100000).default(100).describe(
+    "finished-call summaries kept for stats() (the oldest are dropped; every summary is logged)",
   ),
   rtp_ports: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
     "range for local RTP/RTCP port pairs (min-max)",

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { SipParseError } from "./errors.ts";
 import { newTag } from "./ids.ts";
 import {
   createRequest,
@@ -59,17 +60,40 @@ export interface DialogInit {
   state: DialogState;
 }
 
+/** `fn()`, with a SipParseError's reason prefixed by what was being read (`bad From header: ...`). */
+function reading<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof SipParseError) throw new SipParseError(`bad ${what}: ${e.reason}`);
+    throw e;
+  }
+}
+
 /** Header parameters removed: the rest of the name-addr identifies the dialog's URIs. */
-function withoutTag(value: string): string {
-  const na: NameAddr = parseNameAddr(value);
-  delete na.params.tag;
-  return formatNameAddr(na);
+function withoutTag(value: string, name: string): string {
+  return reading(`${name} header`, () => {
+    const na: NameAddr = parseNameAddr(value);
+    delete na.params.tag;
+    return formatNameAddr(na);
+  });
 }
 
 function contactUri(msg: SipRequest | SipResponse): string | undefined {
   const c = msg.headers.get("Contact");
   if (c === undefined || c.trim() === "*") return undefined;
-  return formatUri(parseNameAddr(c).uri);
+  return reading("Contact header", () => formatUri(parseNameAddr(c).uri));
+}
+
+/**
+ * The Record-Route values of a dialog-forming message, each checked to be a
+ * SIP name-addr (a route that cannot be read would only fail later, when a
+ * request is sent in the dialog).
+ */
+function routesOf(msg: SipRequest | SipResponse): string[] {
+  const routes = msg.headers.getAll("Record-Route");
+  for (const r of routes) reading("Record-Route header", () => parseNameAddr(r));
+  return routes;
 }
 
 /** Methods whose requests (and their 2xx) replace a dialog's remote target (RFC 3261 §12.2, RFC 3311). */
@@ -123,6 +147,9 @@ export class Dialog {
 
   /**
    * The UAC's dialog from its INVITE and a 101–299 response with a To tag (RFC 3261 §12.1.2).
+   * Throws a `SipParseError` naming the header (`bad To header: ...`) when the
+   * To, Contact or a Record-Route of the response cannot serve in a dialog
+   * (e.g. a URI that is not `sip:`/`sips:`).
    *
    * @example
    * ```ts
@@ -137,17 +164,20 @@ export class Dialog {
       callId: getCallId(invite),
       localTag: getFrom(invite).params.tag ?? "",
       remoteTag,
-      localUri: withoutTag(invite.headers.get("From")!),
-      remoteUri: withoutTag(res.headers.get("To")!),
+      localUri: withoutTag(invite.headers.get("From")!, "From"),
+      remoteUri: withoutTag(res.headers.get("To")!, "To"),
       localSeq: getCSeq(invite).seq,
       remoteTarget: contactUri(res) ?? invite.uri,
-      routeSet: res.headers.getAll("Record-Route").reverse(),
+      routeSet: routesOf(res).reverse(),
       state: res.status >= 200 ? "confirmed" : "early",
     });
   }
 
   /**
    * The UAS's dialog from the INVITE it received and the tag it chose (RFC 3261 §12.1.1).
+   * Throws a `SipParseError` naming the header (`bad From header: ...`) when its
+   * From, To, Contact or a Record-Route cannot serve in a dialog; the user
+   * agent answers that INVITE `400 Bad Request (<reason>)`.
    *
    * @example
    * ```ts
@@ -160,12 +190,12 @@ export class Dialog {
       callId: getCallId(invite),
       localTag,
       remoteTag: getFrom(invite).params.tag ?? "",
-      localUri: withoutTag(invite.headers.get("To")!),
-      remoteUri: withoutTag(invite.headers.get("From")!),
+      localUri: withoutTag(invite.headers.get("To")!, "To"),
+      remoteUri: withoutTag(invite.headers.get("From")!, "From"),
       localSeq: 0,
       remoteSeq: getCSeq(invite).seq,
       remoteTarget: contactUri(invite) ?? formatUri(getFrom(invite).uri),
-      routeSet: invite.headers.getAll("Record-Route"),
+      routeSet: routesOf(invite),
       state,
     });
   }
@@ -221,7 +251,7 @@ export class Dialog {
       }
       this.#checkOwn(response);
       this.#remoteTarget = contactUri(response) ?? this.#remoteTarget;
-      this.#routeSet = Object.freeze(response.headers.getAll("Record-Route").reverse());
+      this.#routeSet = Object.freeze(routesOf(response).reverse());
     }
     this.#state = "confirmed";
     return true;

@@ -51,16 +51,19 @@ export class Emitter<Events extends object> {
     return this.#listeners.get(event)?.size ?? 0;
   }
 
-  /** Calls every listener of `event` with `payload`. */
-  emit<K extends keyof Events>(event: K, payload: Events[K]): void {
+  /** Calls every listener of `event` with `payload`; returns how many of them threw. */
+  emit<K extends keyof Events>(event: K, payload: Events[K]): number {
     const set = this.#listeners.get(event);
-    if (!set) return;
+    if (!set) return 0;
+    let failed = 0;
     for (const fn of [...set]) {
       try {
         (fn as Listener<Events[K]>)(payload);
       } catch (e) {
+        failed++;
         this.onListenerError(e, event);
       }
     }
+    return failed;
   }
 }

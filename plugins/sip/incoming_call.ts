@@ -53,6 +53,7 @@ export class IncomingCall extends Call {
     this.source = from;
     this.#tx = tx;
     this.attachDialog(dialog);
+    this.setPeerAddress(from);
     this.offer = req.body.length ? bodyText(req) : undefined;
     this.setRemoteSdp(this.offer);
     tx.user = {

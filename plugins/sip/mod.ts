@@ -15,7 +15,7 @@
  * 5. user agent — `emitter.ts`, `auth.ts` (401/407 seam), `digest.ts`
  *    (Digest computation and the credentials authenticator), `register.ts`
  *    (registration types), `registration_keeper.ts` (refresh, retry,
- *    unregister), `_request_builder.ts` (every out-of-dialog
+ *    unregister), `_overload.ts` (503 under load), `_request_builder.ts` (every out-of-dialog
  *    request), `_context.ts` (what a UA's parts share), `_client.ts`
  *    (non-INVITE client requests, REGISTER), `call.ts`, `outgoing_call.ts`
  *    (client side of calls), `incoming_call.ts` (server side), `_dispatcher.ts`
@@ -104,12 +104,14 @@ export {
   type ClientState,
   type ClientTransaction,
   type ClientTransactionUser,
+  DestinationUnreachableError,
   type InviteServerTransaction,
   type MessageSender,
   resolveTimers,
   type ServerState,
   type ServerTransaction,
   type ServerTransactionUser,
+  type StatelessServerTransaction,
   type TimerSettings,
   type Transaction,
   TransactionLayer,
@@ -182,8 +184,10 @@ export {
 } from "./registration_keeper.ts";
 export {
   ALLOWED_METHODS,
+  type OverloadOptions,
   SipUserAgent,
   type SipUserAgentOptions,
   USER_AGENT,
   type UserAgentEvents,
+  type UserAgentUsage,
 } from "./user_agent.ts";

@@ -14,12 +14,11 @@
 import { Call } from "./call.ts";
 import { Dialog } from "./dialog.ts";
 import { bodyText, getCallId, getCSeq, getFrom, getTo, type SipRequest, type SipResponse } from "./message.ts";
-import type { ClientTransaction } from "./transaction.ts";
+import { type ClientTransaction, DestinationUnreachableError } from "./transaction.ts";
 import type { Address } from "./transport.ts";
 import type { SipUri } from "./uri.ts";
 import { errText, type UaContext } from "./_context.ts";
 import { answerChallenge, sendRequest } from "./_client.ts";
-import { destinationOf } from "./_request_builder.ts";
 
 /** Options of `SipUserAgent.invite`. */
 export interface InviteOptions {
@@ -82,6 +81,7 @@ export class OutgoingCall extends Call {
     this.#ctx = ctx;
     this.#invite = invite;
     this.destination = dest;
+    this.setPeerAddress(dest);
     this.setLocalSdp(opts.sdp);
     this.#ackSdp = opts.ackSdp;
   }
@@ -99,9 +99,9 @@ export class OutgoingCall extends Call {
 
   #send(): void {
     this.#tx = this.#ctx.layer.sendRequest(this.#invite, this.destination, {
-      onResponse: (res, tx) => {
-        if (tx === this.#tx) this.#onResponse(res);
-        else if (res.status >= 200 && res.status < 300) this.onOk(res); // a late 2xx to an earlier attempt
+      onResponse: (res, tx, from) => {
+        if (tx === this.#tx) this.#onResponse(res, from);
+        else if (res.status >= 200 && res.status < 300) this.onOk(res, from); // a late 2xx to an earlier attempt
       },
       onTimeout: (tx) => {
         if (tx !== this.#tx) return;
@@ -109,12 +109,15 @@ export class OutgoingCall extends Call {
         else this.end({ by: "timeout", reason: "no response to INVITE", status: 408 });
       },
       onTransportError: (tx, e) => {
-        if (tx === this.#tx) this.end({ by: "error", reason: `transport error: ${errText(e)}` });
+        if (tx !== this.#tx) return;
+        // RFC 3261 §8.1.3.1: a transport failure is handled as a 503 from the destination.
+        if (e instanceof DestinationUnreachableError) this.end({ by: "error", reason: e.message, status: 503 });
+        else this.end({ by: "error", reason: `transport error: ${errText(e)}` });
       },
     });
   }
 
-  #onResponse(res: SipResponse): void {
+  #onResponse(res: SipResponse, from: Address): void {
     const s = res.status;
     if (s < 200) {
       this.#gotProvisional = true;
@@ -132,7 +135,7 @@ export class OutgoingCall extends Call {
       return;
     }
     if (s < 300) {
-      this.onOk(res);
+      this.onOk(res, from);
       return;
     }
     this.#ctx.log.info(`${s} ${res.reason}`, this.fields);
@@ -157,8 +160,12 @@ export class OutgoingCall extends Call {
     else this.end({ by: "remote", reason: `${s} ${res.reason}`, status: s });
   }
 
-  /** A 2xx to our INVITE: first one, retransmission, or another fork (also for stray 2xx). */
-  protected override onOk(res: SipResponse): void {
+  /**
+   * A 2xx to our INVITE (from `from`): first one, retransmission, or another
+   * fork (also for stray 2xx). In-dialog requests (ACK, BYE) go to the dialog's
+   * next hop, or to `from` when that is a host name.
+   */
+  protected override onOk(res: SipResponse, from: Address): void {
     const tag = getTo(res).params.tag;
     const current = this.dialog;
     if (current) {
@@ -170,9 +177,15 @@ export class OutgoingCall extends Call {
         }
       } else {
         // A second fork answered: ACK and hang it up (RFC 3261 §13.2.2.4).
+        let other: Dialog;
+        try {
+          other = Dialog.fromUac(this.#invite, res);
+        } catch (e) {
+          this.#ctx.log.warn(`2xx from another fork ignored: ${errText(e)}`, this.fields);
+          return;
+        }
         this.#ctx.log.info("2xx from another fork, sending ACK and BYE", this.fields);
-        const other = Dialog.fromUac(this.#invite, res);
-        const dest = destinationOf(other.nextHop());
+        const dest = this.hopOf(other, from);
         this.#ctx.sendDirect(other.createAck(getCSeq(res).seq, { via: this.#ctx.build.via(dest) }).request, dest);
         const bye = other.createRequest("BYE", { via: this.#ctx.build.via(dest) });
         void sendRequest(this.#ctx, bye.request, dest, { nextCSeq: () => other.nextLocalSeq() });
@@ -183,8 +196,17 @@ export class OutgoingCall extends Call {
       this.#ctx.log.warn(`${res.status} without To tag ignored`, this.fields);
       return;
     }
-    const dialog = Dialog.fromUac(this.#invite, res);
+    let dialog: Dialog;
+    try {
+      dialog = Dialog.fromUac(this.#invite, res);
+    } catch (e) {
+      // A 2xx that cannot make a dialog (its To, Contact or Record-Route is unusable): nothing can be sent in it.
+      this.#ctx.log.warn(`unusable ${res.status} ${res.reason}: ${errText(e)}`, this.fields);
+      this.end({ by: "error", reason: `unusable ${res.status} response: ${errText(e)}`, status: res.status });
+      return;
+    }
     this.attachDialog(dialog);
+    this.setPeerAddress(from);
     const body = res.body.length ? bodyText(res) : undefined;
     this.setRemoteSdp(body);
     let ackBody: string | undefined;
@@ -196,7 +218,7 @@ export class OutgoingCall extends Call {
         this.#ctx.log.warn(`cannot answer the offer in the 2xx: ${errText(e)}`, this.fields);
       }
     }
-    const dest = destinationOf(dialog.nextHop());
+    const dest = this.hopOf(dialog, from);
     const ack = dialog.createAck(getCSeq(this.#invite).seq, {
       via: this.#ctx.build.via(dest),
       body: ackBody,
@@ -207,7 +229,7 @@ export class OutgoingCall extends Call {
     this.#ctx.log.info(`${res.status} ${res.reason} received, sending ACK`, this.fields);
     this.#ctx.sendDirect(ack.request, dest);
     if (this.#cancel !== "none" || this.state === "ended") {
-      // We wanted to cancel but the callee answered first: hang up at once.
+      // We wanted to cancel (or gave up) but the callee answered first: hang up at once.
       void this.sendBye();
       this.end({ by: "local", reason: "cancelled" });
       return;
@@ -230,8 +252,29 @@ export class OutgoingCall extends Call {
     this.#sendCancel();
   }
 
+  /**
+   * Stops waiting for an unanswered call: it ends now for the application
+   * (`{by: "local", reason}`), whatever has been received. The INVITE
+   * transaction goes on underneath, so the peer is still told: a CANCEL goes
+   * out now if a provisional response arrived, or as soon as one does (RFC 3261
+   * §9.1 forbids it before); a late 2xx gets its ACK and a BYE. Does nothing
+   * once the call is established or ended.
+   *
+   * @example
+   * ```ts
+   * // No response at all within 2 s: stop waiting (Timer B would take 32 s).
+   * clock.after(2000, () => call.state === "calling" && call.giveUp("no SIP response within 2 s"));
+   * ```
+   */
+  giveUp(reason = "cancelled"): void {
+    if (this.state !== "calling" && this.state !== "proceeding") return;
+    this.cancel();
+    this.end({ by: "local", reason });
+  }
+
   #sendCancel(): void {
-    if (this.#cancel === "sent" || this.state === "ended") return;
+    // After giveUp() the call has ended for the application, but a CANCEL left pending still goes out.
+    if (this.#cancel === "sent" || (this.state === "ended" && this.#cancel !== "pending")) return;
     this.#cancel = "sent";
     const cancel = this.#ctx.build.cancel(this.#invite, this.destination);
     this.#ctx.log.info("CANCEL sent", this.fields);

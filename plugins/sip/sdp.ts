@@ -19,6 +19,7 @@
 // @ts-types="@types/sdp-transform"
 import * as sdpTransform from "sdp-transform";
 import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
+import { excerpt, isIpAddress } from "./syntax.ts";
 
 type SessionDescription = sdpTransform.SessionDescription;
 type MediaDescription = sdpTransform.MediaDescription;
@@ -379,6 +380,13 @@ function readAudio(
     const conn = m.connection ?? s.connection;
     if (!conn?.ip) throw new SdpError("no connection address (c=) for the audio stream", 400);
     const address = conn.ip.split("/")[0];
+    if (!isIpAddress(address)) {
+      // RTP would go to that name: nothing from the network makes the process resolve one.
+      throw new SdpError(
+        `connection address '${excerpt(address)}' is not an IP address (host names in SDP are not resolved)`,
+        488,
+      );
+    }
     return {
       remoteAddress: address,
       remotePort: m.port,
@@ -399,7 +407,8 @@ function readAudio(
  * Reads what an SDP (an answer, or an offer from the callee's side) says about
  * its audio stream: the first audio m-line with a non-zero port and a codec we
  * support. Media-level `c=` wins over session-level. Throws {@linkcode SdpError}
- * when the stream was rejected (port 0) or unusable, {@linkcode NoCommonCodecError}
+ * when the stream was rejected (port 0) or unusable — a connection address
+ * that is a host name too (488: it is never resolved) —, {@linkcode NoCommonCodecError}
  * when its codecs are not ours.
  *
  * @example

@@ -16,7 +16,9 @@
  */
 import type { Clock, Timer } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
-import { MAGIC_COOKIE } from "./ids.ts";
+import { sameAddress } from "../../core/net/address.ts";
+import { SipParseError } from "./errors.ts";
+import { MAGIC_COOKIE, newTag } from "./ids.ts";
 import {
   createRequest,
   createResponse,
@@ -30,6 +32,25 @@ import {
 } from "./message.ts";
 import type { Address } from "./transport.ts";
 import { formatHostPort } from "./syntax.ts";
+
+/**
+ * A client transaction's destination is known to be unreachable: an ICMP port
+ * unreachable (or its simulation on a memory network) came back for what was
+ * sent there. The transaction ends with it as a transport error (RFC 3261 §8.1.3.1).
+ */
+export class DestinationUnreachableError extends Error {
+  /** The destination nothing listens on. */
+  readonly to: Address;
+  /**
+   * Creates the error: the message is `<host:port> unreachable (ICMP port unreachable)`.
+   * @param to the unreachable destination
+   */
+  constructor(to: Address) {
+    super(`${formatHostPort(to.hostname, to.port)} unreachable (ICMP port unreachable)`);
+    this.name = "DestinationUnreachableError";
+    this.to = to;
+  }
+}
 
 /** Base timer values, and optional overrides of the derived ones, in ms. */
 export interface TimerSettings {
@@ -105,8 +126,11 @@ export type ServerState = "trying" | "proceeding" | "accepted" | "completed" | "
 
 /** The transaction user (TU) of a client transaction. */
 export interface ClientTransactionUser {
-  /** Each response passed up: provisional, final, and 2xx retransmissions of an INVITE (Accepted state). */
-  onResponse(res: SipResponse, tx: ClientTransaction): void;
+  /**
+   * Each response passed up: provisional, final, and 2xx retransmissions of an
+   * INVITE (Accepted state); `from` is where the datagram came from.
+   */
+  onResponse(res: SipResponse, tx: ClientTransaction, from: Address): void;
   /** Timer B or F fired before a final response. */
   onTimeout?(tx: ClientTransaction): void;
   /** The transport failed to send. */
@@ -201,8 +225,19 @@ export abstract class ClientTransaction extends Transaction {
 
   /** @internal Starts the transaction (first transmission). */
   abstract start(): void;
-  /** @internal A response matched this transaction. */
-  abstract receive(res: SipResponse): void;
+  /** @internal A response (from `from`) matched this transaction. */
+  abstract receive(res: SipResponse, from: Address): void;
+
+  /**
+   * @internal The network says nothing listens at the destination: before any
+   * response, the transaction ends with a {@linkcode DestinationUnreachableError}
+   * (a transport error, RFC 3261 §8.1.3.1). Returns true when it ended.
+   */
+  unreachable(): boolean {
+    if (this.lastResponse || this.state === "terminated") return false;
+    this.transportError(new DestinationUnreachableError(this.destination));
+    return true;
+  }
 
   /** Sends the request (or `msg`, e.g. an ACK) to the destination. */
   protected transmit(msg: SipRequest = this.request): void {
@@ -266,7 +301,7 @@ export class InviteClientTransaction extends ClientTransaction {
   }
 
   /** @internal */
-  receive(res: SipResponse): void {
+  receive(res: SipResponse, from: Address): void {
     const s = res.status;
     switch (this.#state) {
       case "calling":
@@ -286,11 +321,11 @@ export class InviteClientTransaction extends ClientTransaction {
           this.transmit(this.#ack);
           this.startTimer("D", this.layer.timers.D, () => this.terminate());
         }
-        this.user.onResponse(res, this);
+        this.user.onResponse(res, this, from);
         return;
       case "accepted":
         // 2xx retransmissions (or 2xx from other forks) go to the TU, which ACKs them.
-        if (s >= 200 && s < 300) this.user.onResponse(res, this);
+        if (s >= 200 && s < 300) this.user.onResponse(res, this, from);
         return;
       case "completed":
         if (s >= 300 && this.#ack) this.transmit(this.#ack);
@@ -342,7 +377,7 @@ export class NonInviteClientTransaction extends ClientTransaction {
   }
 
   /** @internal */
-  receive(res: SipResponse): void {
+  receive(res: SipResponse, from: Address): void {
     if (this.#state !== "trying" && this.#state !== "proceeding") return; // Completed absorbs retransmissions
     this.lastResponse = res;
     if (res.status < 200) {
@@ -352,7 +387,7 @@ export class NonInviteClientTransaction extends ClientTransaction {
       this.stopTimer("E", "F");
       this.startTimer("K", this.layer.timers.K, () => this.terminate());
     }
-    this.user.onResponse(res, this);
+    this.user.onResponse(res, this, from);
   }
 
   /** Moves to Terminated at once. */
@@ -375,6 +410,14 @@ export abstract class ServerTransaction extends Transaction {
   abstract readonly state: ServerState;
   /** The last response sent. */
   lastResponse?: SipResponse;
+  /**
+   * True for a {@linkcode StatelessServerTransaction}: created while the table
+   * of server transactions was full, it sends its response once and keeps
+   * nothing (no retransmission, no entry in the table).
+   */
+  get stateless(): boolean {
+    return false;
+  }
 
   /** Created by the {@linkcode TransactionLayer} for each new request. */
   constructor(layer: TransactionLayer, id: string, request: SipRequest, source: Address) {
@@ -517,13 +560,28 @@ export class InviteServerTransaction extends ServerTransaction {
   }
 }
 
-/** non-INVITE server transaction (RFC 3261 §17.2.2). */
+/**
+ * non-INVITE server transaction (RFC 3261 §17.2.2). A TU that never sends a
+ * final response (a handler whose promise never settles) does not keep it
+ * forever: after 64·T1 — when the client has given up (Timer F) — it answers
+ * `500 Server Internal Error (no answer in time)` and ends on Timer J.
+ */
 export class NonInviteServerTransaction extends ServerTransaction {
   #state: ServerState = "trying";
 
   /** Current state. */
   get state(): ServerState {
     return this.#state;
+  }
+
+  /** @internal Starts the guard against a TU that never answers. */
+  start(): void {
+    this.startTimer("TU", this.layer.timers.F, () => {
+      if (this.#state !== "trying" && this.#state !== "proceeding") return;
+      this.layer.log.warn(`no final response to ${this.request.method} within ${this.layer.timers.F} ms: 500 sent`);
+      const toTag = tagOf(this.request.headers.get("To")) === undefined ? newTag() : undefined;
+      this.respond(createResponse(this.request, 500, "Server Internal Error (no answer in time)", { toTag }));
+    });
   }
 
   /** Sends a response: 1xx (Proceeding) or final (Completed, Timer J). */
@@ -536,6 +594,7 @@ export class NonInviteServerTransaction extends ServerTransaction {
       return;
     }
     this.#state = "completed";
+    this.stopTimer("TU");
     this.startTimer("J", this.layer.timers.J, () => this.terminate());
   }
 
@@ -555,6 +614,43 @@ export class NonInviteServerTransaction extends ServerTransaction {
   }
 }
 
+/**
+ * A request handled without keeping state (RFC 3261 §8.2.7 stateless UAS
+ * behaviour): used for new requests outside any dialog while the server
+ * transaction table is full (see `maxServerTransactions`), so that a flood
+ * costs nothing beyond answering it. The first final response is sent once;
+ * retransmissions of the request are handled again as new requests.
+ */
+export class StatelessServerTransaction extends ServerTransaction {
+  #state: ServerState = "trying";
+
+  /** Current state: `trying` until a final response is sent, then `terminated`. */
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** Always true. */
+  override get stateless(): boolean {
+    return true;
+  }
+
+  /** Sends the response (provisional ones too); the first final one ends the transaction. */
+  respond(res: SipResponse): void {
+    if (this.#state === "terminated") return;
+    this.lastResponse = res;
+    this.send(res);
+    if (res.status >= 200) this.#state = "terminated";
+  }
+
+  /** @internal Never called: a stateless transaction is not in the table. */
+  retransmission(_req: SipRequest): void {}
+
+  /** Moves to Terminated. */
+  terminate(): void {
+    this.#state = "terminated";
+  }
+}
+
 /** Options of {@linkcode TransactionLayer}. */
 export interface TransactionLayerOptions {
   /** Sends messages (normally a {@linkcode SipTransport}). */
@@ -565,6 +661,14 @@ export interface TransactionLayerOptions {
   timers?: Partial<TimerSettings>;
   /** Logger. */
   log?: Logger;
+  /**
+   * Most server transactions kept at once (default unlimited). Beyond it, a new
+   * request outside any dialog (no To tag) gets a {@linkcode StatelessServerTransaction};
+   * requests in a dialog (BYE, re-INVITE, CANCEL's INVITE) are always kept.
+   */
+  maxServerTransactions?: number;
+  /** See {@linkcode TransactionLayer.refuse}. */
+  refuse?: (req: SipRequest, from: Address) => SipResponse | undefined;
 }
 
 /**
@@ -575,6 +679,16 @@ export interface TransactionLayerOptions {
  * INVITE transaction; everything else reaches `onRequest` — new requests with a
  * fresh server transaction, ACKs for 2xx (after stopping 2xx retransmission)
  * without one. Responses matching no client transaction reach `onStrayResponse`.
+ *
+ * What a datagram can cost is bounded here: a request whose top Via branch is
+ * only the magic cookie gets `400` statelessly (RFC 4475 §3.2.1: every such
+ * request would share one transaction); when `onRequest` throws for a new
+ * request (a header that parsed but cannot be used, a failing handler), its
+ * transaction gets a final response at once — `400 Bad Request (<reason>)` for
+ * a `SipParseError`, `500` otherwise — so it ends with Timer J or H instead of
+ * holding the request forever; and beyond `maxServerTransactions` new requests
+ * outside a dialog are handled statelessly; `refuse` may answer a new request
+ * statelessly before any transaction exists.
  *
  * @example
  * ```ts
@@ -598,19 +712,31 @@ export class TransactionLayer {
   onRequest: (req: SipRequest, tx: ServerTransaction | undefined, from: Address) => void = () => {};
   /** Responses matching no client transaction. */
   onStrayResponse: (res: SipResponse, from: Address) => void = () => {};
+  /**
+   * Consulted for each new request outside a dialog (no To tag; not ACK)
+   * before a transaction is created for it: a response returned is sent
+   * statelessly and nothing is kept (the user agent refuses new INVITEs with
+   * 503 this way while overloaded, so a flood costs no state).
+   */
+  refuse?: (req: SipRequest, from: Address) => SipResponse | undefined;
+  /** Most server transactions kept at once (see {@linkcode TransactionLayerOptions.maxServerTransactions}). */
+  maxServerTransactions: number;
   readonly #clients = new Map<string, ClientTransaction>();
   readonly #servers = new Map<string, ServerTransaction>();
   readonly #accepted = new Map<string, InviteServerTransaction>();
+  #inviteServers = 0;
 
   /**
    * Creates an empty transaction layer.
-   * @param opts sender, clock, timers and logger
+   * @param opts sender, clock, timers, logger and table limit
    */
   constructor(opts: TransactionLayerOptions) {
     this.sender = opts.sender;
     this.clock = opts.clock;
     this.timers = resolveTimers(opts.timers);
     this.log = opts.log ?? silentLogger;
+    this.maxServerTransactions = opts.maxServerTransactions ?? Infinity;
+    this.refuse = opts.refuse;
   }
 
   /** Number of live client transactions. */
@@ -618,9 +744,19 @@ export class TransactionLayer {
     return this.#clients.size;
   }
 
-  /** Number of live server transactions. */
+  /** Number of live server transactions (stateless ones are not counted: they are not kept). */
   get serverCount(): number {
     return this.#servers.size;
+  }
+
+  /** Number of live INVITE server transactions. */
+  get inviteServerCount(): number {
+    return this.#inviteServers;
+  }
+
+  /** Number of INVITE server transactions in Accepted (2xx sent) that ACKs are matched against. */
+  get acceptedCount(): number {
+    return this.#accepted.size;
   }
 
   /** @internal Runs `fn`, logging instead of throwing. */
@@ -652,6 +788,14 @@ export class TransactionLayer {
   /** Handles an incoming request (from the transport). */
   receiveRequest(req: SipRequest, from: Address): void {
     this.guard(() => {
+      if (topVia(req).params.branch === MAGIC_COOKIE) {
+        // RFC 4475 §3.2.1: a branch that is only the magic cookie would put every such request in one
+        // transaction; answered without one.
+        if (req.method !== "ACK") {
+          this.#answerStatelessly(req, 400, `Bad Request (${BAD_BRANCH})`, from);
+        }
+        return;
+      }
       const id = serverKey(req);
       const tx = this.#servers.get(id);
       if (req.method === "ACK") {
@@ -668,13 +812,75 @@ export class TransactionLayer {
         tx.retransmission(req);
         return;
       }
-      const st = req.method === "INVITE"
-        ? new InviteServerTransaction(this, id, req, from)
-        : new NonInviteServerTransaction(this, id, req, from);
-      this.#servers.set(id, st);
-      if (st instanceof InviteServerTransaction) st.start();
-      this.onRequest(req, st, from);
+      let st: ServerTransaction;
+      const outOfDialog = tagOf(req.headers.get("To")) === undefined;
+      if (outOfDialog && this.refuse) {
+        const res = this.refuse(req, from);
+        if (res) {
+          this.sender.sendResponse(res).catch(() => {/* logged by the sender */});
+          return;
+        }
+      }
+      if (outOfDialog && this.#servers.size >= this.maxServerTransactions) {
+        st = new StatelessServerTransaction(this, id, req, from);
+      } else {
+        const kept = req.method === "INVITE"
+          ? new InviteServerTransaction(this, id, req, from)
+          : new NonInviteServerTransaction(this, id, req, from);
+        this.#servers.set(id, kept);
+        if (kept instanceof InviteServerTransaction) this.#inviteServers++;
+        kept.start();
+        st = kept;
+      }
+      try {
+        this.onRequest(req, st, from);
+      } catch (e) {
+        this.#userFailed(st, e, from);
+      }
     });
+  }
+
+  /**
+   * The TU failed on a new request: unless it already sent a final response, the
+   * transaction gets `400 Bad Request (<reason>)` (a header that parsed but
+   * cannot be used) or `500 Server Internal Error`, so that it ends on its timers.
+   */
+  #userFailed(tx: ServerTransaction, e: unknown, from: Address): void {
+    const req = tx.request;
+    const where = formatHostPort(from.hostname, from.port);
+    if (tx.finalSent || tx.state === "terminated") {
+      this.log.error(`transaction user failed on ${req.method} from ${where}: ${errorLine(e)}`);
+      return;
+    }
+    const bad = e instanceof SipParseError;
+    const status = bad ? 400 : 500;
+    const reason = bad ? `Bad Request (${e.reason})` : "Server Internal Error";
+    const line = `${status} sent for ${req.method} from ${where}: ${errorLine(e)}`;
+    if (bad) this.log.warn(line);
+    else this.log.error(line);
+    const toTag = tagOf(req.headers.get("To")) === undefined ? newTag() : undefined;
+    tx.respond(createResponse(req, status, reason, { toTag }));
+  }
+
+  /** Sends a final response to `req` without any transaction. */
+  #answerStatelessly(req: SipRequest, status: number, reason: string, from: Address): void {
+    const toTag = tagOf(req.headers.get("To")) === undefined ? newTag() : undefined;
+    this.log.debug(`${status} sent statelessly for ${req.method} from ${formatHostPort(from.hostname, from.port)}`);
+    this.sender.sendResponse(createResponse(req, status, reason, { toTag })).catch(() => {/* logged by the sender */});
+  }
+
+  /**
+   * The network says nothing listens at `to` (an ICMP port unreachable, or its
+   * simulation): every client transaction sent there that has had no response
+   * yet ends at once with a {@linkcode DestinationUnreachableError} (RFC 3261
+   * §8.1.3.1). Returns how many ended.
+   */
+  unreachable(to: Address): number {
+    let n = 0;
+    for (const tx of [...this.#clients.values()]) {
+      if (sameAddress(tx.destination, to) && tx.unreachable()) n++;
+    }
+    return n;
   }
 
   /** Handles an incoming response (from the transport). */
@@ -682,7 +888,7 @@ export class TransactionLayer {
     this.guard(() => {
       const id = clientKey(topVia(res).params.branch ?? "", getCSeq(res).method);
       const tx = this.#clients.get(id);
-      if (tx) tx.receive(res);
+      if (tx) tx.receive(res, from);
       else this.onStrayResponse(res, from);
     });
   }
@@ -700,7 +906,9 @@ export class TransactionLayer {
 
   /** @internal */
   removeServer(tx: ServerTransaction): void {
-    if (this.#servers.get(tx.id) === tx) this.#servers.delete(tx.id);
+    if (this.#servers.get(tx.id) !== tx) return;
+    this.#servers.delete(tx.id);
+    if (tx instanceof InviteServerTransaction) this.#inviteServers--;
   }
 
   /** @internal */
@@ -721,6 +929,16 @@ export class TransactionLayer {
     for (const tx of [...this.#servers.values()]) tx.terminate();
     this.#accepted.clear();
   }
+}
+
+/** Reason of the 400 for a branch that is only the magic cookie (as `checkRequestSemantics` words it). */
+const BAD_BRANCH = "Via branch is the magic cookie z9hG4bK without an identifier";
+
+/** An error on one line, for a log. */
+function errorLine(e: unknown): string {
+  const text = e instanceof SipParseError ? e.reason : e instanceof Error ? e.message : String(e);
+  // deno-lint-ignore no-control-regex -- control characters are what is replaced
+  return text.slice(0, 300).replace(/[\x00-\x1f\x7f]/g, " ");
 }
 
 function clientKey(branch: string, method: string): string {

@@ -3,13 +3,16 @@
  * of the core network layer (real UDP, or in-memory in tests), turns
  * datagrams into parsed messages, answers malformed requests with `400`, stamps
  * `received`/`rport` on incoming requests (§18.2.1, RFC 3581) and sends
- * responses to the address the top Via names (§18.2.2).
+ * responses to the address the top Via names (§18.2.2) — the packet's source
+ * IP, never a `maddr` or a host name. Nothing it sends goes to a host name
+ * unless told to (`resolveNames`), so nothing a datagram says makes the process
+ * resolve a name.
  *
  * @module
  */
 import { type Logger, silentLogger } from "../../core/log.ts";
 import type { HostPort } from "../../core/net/address.ts";
-import type { DatagramSocket } from "../../core/net/datagram.ts";
+import { type DatagramSocket, PortUnreachableError } from "../../core/net/datagram.ts";
 import { type PartialRequest, SipParseError } from "./errors.ts";
 import { SipHeaders, splitHeaderValue } from "./headers.ts";
 import {
@@ -22,7 +25,8 @@ import {
   type SipResponse,
   topVia,
 } from "./message.ts";
-import { excerpt, formatHostPort } from "./syntax.ts";
+import { newTag } from "./ids.ts";
+import { excerpt, formatHostPort, isIpAddress } from "./syntax.ts";
 import { formatVia, parseVia, responseTarget } from "./via.ts";
 
 /** A UDP address: the network layer's {@linkcode HostPort}. */
@@ -74,6 +78,12 @@ export interface SipTransportOptions {
   malformedLogLimit?: number;
   /** Monotonic milliseconds for that limit (default `performance.now`; tests pass a virtual clock's `now`). */
   now?: () => number;
+  /**
+   * Allow sending to a host name (the system resolves it). Default false: a
+   * send to anything but an IP address is refused with an error, so a name can
+   * never be looked up because of a bug that lets one through from the network.
+   */
+  resolveNames?: boolean;
 }
 
 /**
@@ -100,6 +110,9 @@ export class SipTransport {
   readonly #inflight = new Set<Promise<unknown>>();
   readonly #now: () => number;
   readonly #logLimit: number;
+  readonly #resolveNames: boolean;
+  /** Each response's bytes and target, so that retransmissions (the same object again) cost no work. */
+  readonly #wire = new WeakMap<SipResponse, { data: Uint8Array; to: Address }>();
   #logWindow = -Infinity;
   #logged = 0;
   #suppressed = 0;
@@ -107,6 +120,15 @@ export class SipTransport {
   onRequest: (req: SipRequest, from: Address) => void = () => {};
   /** Called with each well-formed response. */
   onResponse: (res: SipResponse, from: Address) => void = () => {};
+  /**
+   * Called when the network reports that a datagram sent to `to` found nobody
+   * listening (ICMP port unreachable). The socket reports it only when it knows
+   * the destination: a `MemoryNetwork` does. Real UDP sockets in Deno do not:
+   * on an unconnected socket (and a SIP socket sends to many peers) neither
+   * `Deno.listenDatagram` nor `node:dgram` surfaces the ICMP error (checked on
+   * Deno 2.9.6, Linux), so there a dead destination shows only as silence.
+   */
+  onUnreachable: (to: Address) => void = () => {};
   /** Counters. */
   readonly stats: SipTransportStats = {
     received: 0,
@@ -131,6 +153,7 @@ export class SipTransport {
     this.#parse = opts.parse ?? {};
     this.#now = opts.now ?? (() => performance.now());
     this.#logLimit = opts.malformedLogLimit ?? 20;
+    this.#resolveNames = opts.resolveNames ?? false;
     this.#unlisten = this.#dgram.listen((data, from) => this.receive(data, from), {
       maxSize: this.#parse.maxSize ?? 65535,
       onOversize: (from) => {
@@ -138,7 +161,14 @@ export class SipTransport {
         this.stats.malformedDropped++;
         this.#warn(`datagram from ${formatHostPort(from.hostname, from.port)} over the size limit dropped`);
       },
-      onError: (e) => this.#log.debug(`UDP receive error: ${e instanceof Error ? e.message : e}`),
+      onError: (e) => {
+        if (e instanceof PortUnreachableError && e.to) {
+          this.#log.debug(`ICMP port unreachable from ${formatHostPort(e.to.hostname, e.to.port)}`);
+          this.onUnreachable({ hostname: e.to.hostname, port: e.to.port });
+          return;
+        }
+        this.#log.debug(`UDP receive error: ${e instanceof Error ? e.message : e}`);
+      },
     });
   }
 
@@ -233,12 +263,34 @@ export class SipTransport {
     await this.#sendTo(serializeMessage(req), to, true);
   }
 
-  /** Sends a response where its top Via says (RFC 3261 §18.2.2). Rejects on a socket error. */
+  /**
+   * Sends a response where its top Via says (RFC 3261 §18.2.2, RFC 3581): the
+   * `received` address (the packet's source IP, stamped on receipt) at the
+   * `rport` or sent-by port. A `maddr` is ignored (a response never goes to a
+   * third party) and a sent-by host name is never resolved. Rejects on a socket
+   * error, and when the Via names no IP address. A response is serialized once:
+   * sending the same object again (a retransmission) sends the same bytes.
+   */
   async sendResponse(res: SipResponse): Promise<void> {
-    await this.#sendTo(serializeMessage(res), responseTarget(topVia(res)), true);
+    let w = this.#wire.get(res);
+    if (!w) {
+      w = { data: serializeMessage(res), to: responseTarget(topVia(res)) };
+      this.#wire.set(res, w);
+    }
+    await this.#sendTo(w.data, w.to, true);
   }
 
   async #sendTo(data: Uint8Array, to: Address, rethrow = false): Promise<void> {
+    if (!this.#resolveNames && !isIpAddress(to.hostname)) {
+      this.stats.sendErrors++;
+      const e = new Error(
+        `not sending to ${formatHostPort(to.hostname, to.port)}: ${excerpt(to.hostname)} is a host name, ` +
+          "and host names are not resolved (use an IP address, or allow resolution: resolveNames)",
+      );
+      this.#log.warn(e.message);
+      if (rethrow) throw e;
+      return;
+    }
     const p = this.#dgram.send(data, to);
     this.#inflight.add(p);
     try {
@@ -334,10 +386,12 @@ function malformedReply(
   }
   const h = new SipHeaders(vias.map((v) => ["Via", v] as const));
   for (const [n, v] of p.headers) if (n !== "Via" && REPLY_HEADERS.has(n)) h.append(n, v);
+  // A To tag, as on every final response to a request without one (RFC 3261 §8.2.6.2).
   const res = createResponse(
     { method: p.method, uri: p.uri, headers: h.toArray() },
     status,
     `${reasonPhrase(status)} (${toReasonPhrase(reason)})`,
+    { toTag: newTag() },
   );
   try {
     return { data: serializeMessage(res), to };
@@ -357,16 +411,29 @@ function looksLikeResponse(data: Uint8Array): boolean {
   return data.length > 4 && data[0] === 0x53 && data[1] === 0x49 && data[2] === 0x50 && data[3] === 0x2f;
 }
 
-/** Adds `received` (and fills `rport`) on the top Via of an incoming request (RFC 3261 §18.2.1, RFC 3581 §4). */
+/**
+ * Stamps the top Via of an incoming request (RFC 3261 §18.2.1, RFC 3581 §4):
+ * `received` is set to the source IP whenever the sent-by host (or a
+ * `received` the sender wrote itself) is not that IP, or `rport` is present;
+ * `rport`, when present, is set to the source port. So the response target
+ * (`responseTarget`) is always the packet's source IP: a request cannot steer
+ * its responses to a third party.
+ */
 function stampVia(headers: SipHeaders, from: Address): void {
   const v = headers.get("Via");
   if (v === undefined) return;
   const via = parseVia(v);
-  if (via.params.rport === null) {
-    via.params.received = from.hostname;
-    via.params.rport = String(from.port);
-  } else if (via.host !== from.hostname) {
-    via.params.received = from.hostname;
-  } else return;
-  headers.setFirst("Via", formatVia(via));
+  const p = via.params;
+  const port = String(from.port);
+  let changed = false;
+  if (p.rport !== undefined && p.rport !== port) {
+    p.rport = port;
+    changed = true;
+  }
+  const needsReceived = p.received !== undefined || p.rport !== undefined || via.host !== from.hostname;
+  if (needsReceived && p.received !== from.hostname) {
+    p.received = from.hostname;
+    changed = true;
+  }
+  if (changed) headers.setFirst("Via", formatVia(via));
 }

@@ -58,7 +58,10 @@ import { register, sendRequest, userUri } from "./_client.ts";
 import { type KeepRegisteredOptions, RegistrationKeeper } from "./registration_keeper.ts";
 import { type SipTracer, TracingTransport } from "./trace.ts";
 import { Dispatcher } from "./_dispatcher.ts";
+import { overloadLimits, OverloadMonitor, type OverloadOptions } from "./_overload.ts";
 import { destinationOf, RequestBuilder } from "./_request_builder.ts";
+
+export type { OverloadOptions } from "./_overload.ts";
 
 export { ALLOWED_METHODS, USER_AGENT } from "./_context.ts";
 
@@ -114,6 +117,50 @@ export interface SipUserAgentOptions {
    * (`formatTraceEvent` makes the text of `--sip-trace`).
    */
   trace?: SipTracer;
+  /**
+   * Overload protection (default: on, with its defaults): above an event-loop
+   * lag, a number of server transactions or of calls, new INVITEs get
+   * `503 Service Unavailable` with `Retry-After`, sent statelessly (a refused
+   * INVITE costs no state), while calls in progress, OPTIONS and in-dialog
+   * requests are served; the transaction table is capped (beyond it, requests
+   * outside a dialog are answered statelessly). `false` turns it off (no lag
+   * sampling, no cap).
+   */
+  overload?: OverloadOptions | false;
+  /**
+   * Allow host names in the destinations the application gives (`invite`,
+   * `options`, a proxy); the system resolves them when sending (default false:
+   * such a destination is refused with an error). Host names taken from the
+   * network (Via, Contact, Record-Route, Request-URI) are never resolved either
+   * way: responses go where RFC 3261 §18.2.2 / RFC 3581 say, at the packet's
+   * source IP, and in-dialog requests whose next hop is a name go to the address
+   * the peer's messages came from.
+   */
+  resolveNames?: boolean;
+}
+
+/** What a user agent holds now: its tables and load (see {@linkcode SipUserAgent.usage}). */
+export interface UserAgentUsage {
+  /** Server transactions in the table. */
+  serverTransactions: number;
+  /** Of which INVITE server transactions. */
+  inviteServerTransactions: number;
+  /** Client transactions in the table. */
+  clientTransactions: number;
+  /** INVITE server transactions in Accepted, matched against ACKs. */
+  acceptedTransactions: number;
+  /** Calls in the table: not ended, or ended and lingering (64·T1) for late retransmissions. */
+  calls: number;
+  /** Calls not ended. */
+  liveCalls: number;
+  /** Dialogs of those calls not terminated. */
+  dialogs: number;
+  /** Event-loop lag estimate, ms (0 with overload protection off). */
+  lagMs: number;
+  /** Why new INVITEs are refused with 503 now, or undefined. */
+  overloaded?: string;
+  /** New INVITEs refused with 503 for overload so far. */
+  refused: number;
 }
 
 /** Events of a {@linkcode SipUserAgent}. */
@@ -149,16 +196,24 @@ export class SipUserAgent {
    */
   constructor(opts: SipUserAgentOptions = {}) {
     const log = (opts.log ?? silentLogger).child("SIP");
+    const limits = opts.overload === false ? undefined : overloadLimits(opts.overload);
     const outbound = opts.outboundProxy === undefined ? undefined : outboundProxyOf(opts.outboundProxy);
     const aor = opts.aor === undefined ? undefined : userUri(opts.aor, "aor", "sip:alice@example.com");
     let dgram = opts.transport ?? (opts.net ?? udpNetwork).bind(opts.hostname ?? "0.0.0.0", opts.port ?? 5060);
     if (opts.trace) dgram = new TracingTransport(dgram, opts.trace);
-    const transport = new SipTransport({ transport: dgram, log, parse: opts.parse });
+    const transport = new SipTransport({
+      transport: dgram,
+      log,
+      parse: opts.parse,
+      resolveNames: opts.resolveNames,
+    });
+    const clock = opts.clock ?? mediaClock();
     const layer = new TransactionLayer({
       sender: transport,
-      clock: opts.clock ?? mediaClock(),
+      clock,
       timers: opts.timers,
       log,
+      maxServerTransactions: limits?.maxTransactions,
     });
     const build = new RequestBuilder({
       userName: opts.userName ?? "voxpipe",
@@ -168,16 +223,34 @@ export class SipUserAgent {
       aor: aor === undefined ? undefined : formatUri(aor),
       localAddress: () => transport.localAddress,
     });
-    this.#ctx = new UaContext({ transport, layer, log, build, authenticator: opts.authenticator, outbound });
+    const overload = limits
+      ? new OverloadMonitor(clock, log, {
+        tableFull: () => layer.serverCount >= layer.maxServerTransactions,
+        liveCalls: () => this.#dispatcher.liveCount,
+      }, limits)
+      : undefined;
+    this.#ctx = new UaContext({
+      transport,
+      layer,
+      log,
+      build,
+      authenticator: opts.authenticator,
+      outbound,
+      overload,
+      resolveNames: opts.resolveNames,
+    });
+    if (outbound) this.#ctx.checkDestination(outbound.address); // an outbound proxy named by a host name
     this.#dispatcher = new Dispatcher(this.#ctx, (call) => {
-      if (this.#events.listenerCount("invite") === 0) return false;
-      this.#events.emit("invite", call);
-      return true;
+      if (this.#events.listenerCount("invite") === 0) return "nobody";
+      return this.#events.emit("invite", call) > 0 ? "failed" : "offered";
     });
     transport.onRequest = (req, from) => layer.receiveRequest(req, from);
     transport.onResponse = (res, from) => layer.receiveResponse(res, from);
+    transport.onUnreachable = (to) => layer.unreachable(to);
+    overload?.start();
     layer.onRequest = (req, tx, from) => this.#dispatcher.onRequest(req, tx, from);
-    layer.onStrayResponse = (res) => this.#dispatcher.onStrayResponse(res);
+    layer.onStrayResponse = (res, from) => this.#dispatcher.onStrayResponse(res, from);
+    if (overload) layer.refuse = (req) => this.#dispatcher.refuse(req);
     this.#events.onListenerError = (e) => log.error(`invite listener failed: ${errText(e)}`);
   }
 
@@ -201,6 +274,31 @@ export class SipUserAgent {
     return this.#ctx.layer;
   }
 
+  /**
+   * What the user agent holds now — transactions, calls, dialogs — and its
+   * load (lag, overload), for diagnostics and for tests that check nothing is
+   * kept after a flood.
+   */
+  get usage(): UserAgentUsage {
+    const layer = this.#ctx.layer;
+    const tracked = this.#dispatcher.tracked;
+    const o = this.#ctx.overload;
+    const out: UserAgentUsage = {
+      serverTransactions: layer.serverCount,
+      inviteServerTransactions: layer.inviteServerCount,
+      clientTransactions: layer.clientCount,
+      acceptedTransactions: layer.acceptedCount,
+      calls: tracked.length,
+      liveCalls: this.#dispatcher.liveCount,
+      dialogs: tracked.filter((c) => c.dialog !== undefined && c.dialog.state !== "terminated").length,
+      lagMs: o?.lagMs ?? 0,
+      refused: o?.refused ?? 0,
+    };
+    const why = o?.reason;
+    if (why !== undefined) out.overloaded = why;
+    return out;
+  }
+
   /** Adds a UA event listener; returns a function that removes it. */
   on<K extends keyof UserAgentEvents>(event: K, fn: (e: UserAgentEvents[K]) => void): () => void {
     return this.#events.on(event, fn);
@@ -222,7 +320,8 @@ export class SipUserAgent {
   /**
    * Places a call. `target` is a SIP URI (`sip:bob@127.0.0.1:5062`), `bob@host`,
    * or a name-addr (`"Bob" <sip:bob@host>`). The request goes to the URI's host and
-   * port (default 5060), or to `opts.proxy`.
+   * port (default 5060), or to `opts.proxy`. Throws when that is a host name and
+   * `resolveNames` is off.
    */
   invite(target: string, opts: InviteOptions = {}): OutgoingCall {
     if (this.#ctx.closed) throw new Error("user agent is closed");
@@ -237,16 +336,21 @@ export class SipUserAgent {
       uri = parseUri(/^sips?:/i.test(t) ? t : `sip:${t}`);
       toValue = `<${formatUri(uri)}>`;
     }
+    this.#ctx.checkDestination(opts.proxy ?? destinationOf(uri), opts.proxy ? undefined : uri);
     const call = new OutgoingCall(this.#ctx, uri, toValue, opts);
     this.#dispatcher.track(call);
     call.start();
     return call;
   }
 
-  /** Sends OPTIONS to `target`; resolves with the final response, or undefined on timeout. */
+  /**
+   * Sends OPTIONS to `target`; resolves with the final response, or undefined on
+   * timeout. Throws when the target's host is a name and `resolveNames` is off.
+   */
   options(target: string): Promise<SipResponse | undefined> {
     const uri = parseUri(/^sips?:/i.test(target) ? target : `sip:${target}`);
     const { dest, routes } = this.#ctx.routeTo(uri);
+    this.#ctx.checkDestination(dest, uri);
     return sendRequest(this.#ctx, this.#ctx.build.options(uri, dest, routes), dest);
   }
 
@@ -336,6 +440,7 @@ export class SipUserAgent {
     for (const call of this.calls) void call.hangup();
     const keepers = [...this.#keepers].map((k) => k.stop({ unregister: false }));
     ctx.closed = true;
+    ctx.overload?.stop();
     for (const call of this.calls) ctx.handleOf(call).shutdown();
     ctx.layer.close();
     this.#dispatcher.clear();

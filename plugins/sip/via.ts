@@ -175,18 +175,22 @@ export function formatVia(via: Via): string {
 }
 
 /**
- * Where a response to a request carrying this Via must be sent over UDP (RFC 3261 §18.2.2, RFC 3581 §4):
- * `maddr` if present, otherwise `received` (or the sent-by host), at the `rport` value (or the sent-by port, default 5060).
+ * Where a response to a request carrying this Via is sent over UDP (RFC 3261
+ * §18.2.2, RFC 3581 §4): the `received` address (or the sent-by host when it
+ * has none: the transport stamps `received` whenever the sent-by host is not
+ * the packet's source IP), at the `rport` value (or the sent-by port, default
+ * 5060). A `maddr` is not used: a response goes back to where the request came
+ * from, never to a third party the request names.
  *
  * @example
  * ```ts
  * responseTarget(parseVia("SIP/2.0/UDP a.example;received=192.0.2.1;rport=4000;branch=z9hG4bKx"));
  * // { hostname: "192.0.2.1", port: 4000 }
+ * responseTarget(parseVia("SIP/2.0/UDP a.example:5070;maddr=198.51.100.9;received=192.0.2.1;branch=z9hG4bKy"));
+ * // { hostname: "192.0.2.1", port: 5070 }
  * ```
  */
 export function responseTarget(via: Via): { hostname: string; port: number } {
-  const maddr = via.params.maddr;
-  if (maddr) return { hostname: stripBrackets(maddr), port: via.port ?? 5060 };
   const received = via.params.received;
   const hostname = received ? stripBrackets(received) : via.host;
   const rport = via.params.rport;

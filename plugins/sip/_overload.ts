@@ -1,0 +1,193 @@
+/**
+ * Private: overload protection of a user agent. It measures how late the
+ * process runs — the event-loop lag, sampled on the user agent's clock (a
+ * timer set for time T that runs at T + lag) — and, with the size of the
+ * server transaction table and the calls not ended, decides whether a new
+ * INVITE is refused with `503 Service Unavailable` and `Retry-After` (RFC 3261
+ * §21.5.4) instead of becoming a call. Calls in progress, OPTIONS and
+ * in-dialog requests are never refused here.
+ *
+ * Layer: user agent, lowest tier (imports only the clock and logger types).
+ *
+ * @module
+ */
+import type { Clock, Timer } from "../../core/clock.ts";
+import type { Logger } from "../../core/log.ts";
+
+/** While overloaded, a warning line says how many INVITEs were refused every this many ms. */
+const REPORT_MS = 10_000;
+
+/** Limits of the overload protection (`SipUserAgentOptions.overload`). */
+export interface OverloadOptions {
+  /**
+   * Event-loop lag in ms above which new INVITEs get 503 (default 500;
+   * `Infinity` turns the lag check off). The lag is sampled every `sampleMs` on
+   * the user agent's clock and decays by half per sample once the process
+   * catches up.
+   */
+  lagMs?: number;
+  /**
+   * Server transactions kept at once (default 10 000; one costs about 4 KB,
+   * an INVITE's with its call about 9 KB). At the cap new INVITEs get 503, and
+   * new requests outside a dialog are answered without keeping a transaction,
+   * so a flood cannot grow memory without bound. A call holds two (its INVITE's
+   * and its BYE's) for 64·T1 after it ends, so the default sustains about 150
+   * calls per second with the default timers.
+   */
+  maxTransactions?: number;
+  /** Calls not ended at which new INVITEs get 503 (default unlimited). */
+  maxCalls?: number;
+  /** Seconds in the 503's `Retry-After` (default 5). */
+  retryAfter?: number;
+  /** Lag sampling period in ms (default 100). */
+  sampleMs?: number;
+}
+
+/** What the monitor reads from the user agent. */
+export interface OverloadProbes {
+  /** True when the server transaction table is full (new requests outside a dialog are handled statelessly). */
+  tableFull(): boolean;
+  /** Calls not ended. */
+  liveCalls(): number;
+}
+
+/** The overload limits with their defaults filled in. */
+export interface OverloadLimits {
+  /** See {@linkcode OverloadOptions.lagMs}. */
+  lagMs: number;
+  /** See {@linkcode OverloadOptions.maxTransactions}. */
+  maxTransactions: number;
+  /** See {@linkcode OverloadOptions.maxCalls}. */
+  maxCalls: number;
+  /** See {@linkcode OverloadOptions.retryAfter}. */
+  retryAfter: number;
+  /** See {@linkcode OverloadOptions.sampleMs}. */
+  sampleMs: number;
+}
+
+/** Fills in the defaults; throws a RangeError naming a bad value. */
+export function overloadLimits(o: OverloadOptions = {}): OverloadLimits {
+  const limits: OverloadLimits = {
+    lagMs: o.lagMs ?? 500,
+    maxTransactions: o.maxTransactions ?? 10000,
+    maxCalls: o.maxCalls ?? Infinity,
+    retryAfter: o.retryAfter ?? 5,
+    sampleMs: o.sampleMs ?? 100,
+  };
+  for (const [k, v] of Object.entries(limits)) {
+    if (typeof v !== "number" || Number.isNaN(v) || v <= 0) {
+      throw new RangeError(`overload.${k} must be a positive number, got ${v}`);
+    }
+  }
+  if (!Number.isInteger(limits.retryAfter)) {
+    throw new RangeError(`overload.retryAfter must be whole seconds, got ${limits.retryAfter}`);
+  }
+  return limits;
+}
+
+/** Measures lag and decides whether new INVITEs are refused. */
+export class OverloadMonitor {
+  /** The limits in force. */
+  readonly limits: OverloadLimits;
+  /** New INVITEs refused with 503 so far. */
+  refused = 0;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #probes: OverloadProbes;
+  #timer?: Timer;
+  #lag = 0;
+  #why?: string;
+  #refusedSinceReport = 0;
+  #reportedAt = 0;
+
+  /**
+   * Creates the monitor (stopped).
+   * @param clock the user agent's clock
+   * @param log logger
+   * @param probes the transaction table and the calls
+   * @param limits the limits
+   */
+  constructor(clock: Clock, log: Logger, probes: OverloadProbes, limits: OverloadLimits) {
+    this.#clock = clock;
+    this.#log = log;
+    this.#probes = probes;
+    this.limits = limits;
+  }
+
+  /** The current lag estimate in ms (the last sample, or half the previous estimate if larger). */
+  get lagMs(): number {
+    return this.#lag;
+  }
+
+  /** Why new INVITEs are being refused now, or undefined. */
+  get reason(): string | undefined {
+    return this.#evaluate();
+  }
+
+  /** Starts sampling the lag. */
+  start(): void {
+    if (this.#timer || !Number.isFinite(this.limits.lagMs)) return;
+    this.#schedule();
+  }
+
+  /** Stops sampling. */
+  stop(): void {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+  }
+
+  #schedule(): void {
+    const due = this.#clock.now() + this.limits.sampleMs;
+    this.#timer = this.#clock.at(due, () => {
+      const late = Math.max(0, this.#clock.now() - due);
+      this.#lag = Math.max(late, this.#lag / 2);
+      const why = this.#evaluate();
+      if (why !== undefined && this.#clock.now() - this.#reportedAt >= REPORT_MS) {
+        // A line every 10 s while it lasts: how many were refused, and why now.
+        this.#log.warn(
+          `still overloaded (${why}): ${this.#refusedSinceReport} new INVITE(s) got 503 in the last period`,
+        );
+        this.#refusedSinceReport = 0;
+        this.#reportedAt = this.#clock.now();
+      }
+      this.#schedule();
+    });
+  }
+
+  /**
+   * Called for each new INVITE outside a dialog, before it has a transaction:
+   * the reason to refuse it with 503 (counted), or undefined to let it through.
+   */
+  admit(): string | undefined {
+    const why = this.#evaluate();
+    if (why === undefined) return undefined;
+    this.refused++;
+    this.#refusedSinceReport++;
+    return why;
+  }
+
+  #evaluate(): string | undefined {
+    const l = this.limits;
+    let why: string | undefined;
+    if (this.#lag > l.lagMs) why = `event-loop lag ${Math.round(this.#lag)} ms > ${l.lagMs} ms`;
+    else if (this.#probes.tableFull()) why = `transaction table full (max_transactions ${l.maxTransactions})`;
+    else if (this.#probes.liveCalls() >= l.maxCalls) {
+      why = `${this.#probes.liveCalls()} calls in progress (max_calls ${l.maxCalls})`;
+    }
+    if (why !== undefined && this.#why === undefined) this.#enter(why);
+    else if (why === undefined && this.#why !== undefined) {
+      this.#log.warn(`no longer overloaded: ${this.#refusedSinceReport} new INVITE(s) got 503 meanwhile`);
+      this.#why = undefined;
+      this.#refusedSinceReport = 0;
+    }
+    return why;
+  }
+
+  #enter(why: string): void {
+    this.#why = why;
+    this.#reportedAt = this.#clock.now();
+    this.#log.warn(
+      `overloaded (${why}): new INVITEs get 503 Service Unavailable, Retry-After ${this.limits.retryAfter}`,
+    );
+  }
+}
