@@ -336,7 +336,9 @@ export class SipUserAgent {
       uri = parseUri(/^sips?:/i.test(t) ? t : `sip:${t}`);
       toValue = `<${formatUri(uri)}>`;
     }
-    this.#ctx.checkDestination(opts.proxy ?? destinationOf(uri), opts.proxy ? undefined : uri);
+    // Where the INVITE really goes (a proxy, the outbound proxy, or the target): no host name there.
+    const { dest } = this.#ctx.routeTo(uri, opts.proxy);
+    this.#ctx.checkDestination(dest, dest === opts.proxy ? undefined : uri);
     const call = new OutgoingCall(this.#ctx, uri, toValue, opts);
     this.#dispatcher.track(call);
     call.start();
