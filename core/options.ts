@@ -57,6 +57,9 @@ export type OptionsError = zod.ZodError;
  */
 export const PATH_FORMAT = "path";
 
+/** The schema {@linkcode pathOption} returns: a zod string schema (`.describe()`, `.default()` and the rest apply). */
+export type PathOptionSchema = zod.ZodString;
+
 /**
  * A file path option: a non-empty string marked as a path (`format: "path"` in
  * its JSON Schema), so that a pipeline file resolves it like every path it
@@ -70,6 +73,6 @@ export const PATH_FORMAT = "path";
  * const options = z.object({ path: pathOption().describe("WAV file to write") });
  * ```
  */
-export function pathOption(): ReturnType<typeof z.string> {
+export function pathOption(): PathOptionSchema {
   return zod.string().min(1).meta({ format: PATH_FORMAT });
 }
