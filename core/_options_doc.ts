@@ -38,8 +38,9 @@ export function typeOf(s: JsonSchema): string {
 
 /** The range of one option, e.g. `10..60`, `>0..`, or `""`. */
 export function rangeOf(s: JsonSchema): string {
-  const lo = s.minimum ?? s.exclusiveMinimum;
-  const hi = s.maximum ?? s.exclusiveMaximum;
+  // zod's .int() bounds integers to the safe range: not worth saying.
+  const lo = s.minimum === Number.MIN_SAFE_INTEGER ? undefined : s.minimum ?? s.exclusiveMinimum;
+  const hi = s.maximum === Number.MAX_SAFE_INTEGER ? undefined : s.maximum ?? s.exclusiveMaximum;
   if (lo === undefined && hi === undefined) return "";
   const l = lo === undefined ? "" : `${s.exclusiveMinimum !== undefined ? ">" : ""}${lo}`;
   const h = hi === undefined ? "" : `${s.exclusiveMaximum !== undefined ? "<" : ""}${hi}`;

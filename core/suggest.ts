@@ -27,9 +27,33 @@ export function levenshtein(a: string, b: string): number {
 }
 
 /**
+ * The edit distance between `a` and `b` that typing mistakes make: like {@linkcode levenshtein}, but swapping two
+ * adjacent characters (`prot` for `port`) counts as one edit (the optimal string alignment distance).
+ *
+ * @example
+ * ```ts
+ * editDistance("prot", "port"); // 1 (levenshtein: 2)
+ * ```
+ */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
  * The names in `known` that `name` is probably a misspelling of, closest first:
- * those within an edit distance of about a third of the name (at least 1, at
- * most 3, case ignored), and those that contain it or that it contains
+ * those within an edit distance ({@linkcode editDistance}) of about a third of
+ * the name (at least 1, at most 3, case ignored), and those that contain it or that it contains
  * (`jitter` → `jitter-buffer`).
  *
  * @example
@@ -45,7 +69,7 @@ export function closestNames(name: string, known: Iterable<string>): string[] {
   for (const k of new Set(known)) {
     const lk = k.toLowerCase();
     if (lk === want) return [k];
-    const d = levenshtein(want, lk);
+    const d = editDistance(want, lk);
     const contains = want.length >= 3 && (lk.includes(want) || want.includes(lk));
     if (d <= limit || contains) scored.push({ name: k, d });
   }

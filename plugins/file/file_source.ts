@@ -200,7 +200,9 @@ export default definePlugin({
     return {
       negotiate: () => ({ kind: "pcm", sampleRate, channels }),
       plan: () =>
-        `${path}: ${fileFormat}${wav ? ", streamed" : ", decoded in memory"}${options.loop ? ", looped" : ""}`,
+        `${path}: ${wav ? `WAV ${fileFormat}, streamed` : `${fileFormat}, decoded in memory`}${
+          options.loop ? ", looped" : ""
+        }`,
       async run(rc) {
         reader = wav
           ? await WavStreamReader.open(wav, perFrame, options.loop, "file-source")

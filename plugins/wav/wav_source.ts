@@ -63,7 +63,7 @@ export default definePlugin({
     let reader: WavStreamReader | undefined;
     return {
       negotiate: () => ({ kind: "pcm", sampleRate: info.sampleRate, channels: info.channels }),
-      plan: () => `${path}: ${describeWav(info)}${options.loop ? ", looped" : ""}`,
+      plan: () => `${path}: WAV ${describeWav(info)}${options.loop ? ", looped" : ""}`,
       async run(rc) {
         reader = await WavStreamReader.open(info, perFrame, options.loop, "wav-source");
         try {
