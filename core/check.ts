@@ -41,6 +41,8 @@ export interface CheckReport {
      */
     examples?: Variables;
   };
+  /** What would fail in some calls only (e.g. a codec the control plugin allows that a template cannot handle). */
+  warnings: string[];
   /** The chains as they would run (for a control section: as each call would build them). */
   chains: ChainCheck[];
 }
@@ -75,6 +77,7 @@ export function formatCheckReport(report: CheckReport): string[] {
         : `  each call builds the chains below (${c.use} gives no example values: they are checked when a call comes)`,
     );
   }
+  for (const w of report.warnings) lines.push(`warning: ${w}`);
   for (const chain of report.chains) {
     const last = chain.stages.at(-1);
     const how = chain.realtimeSink

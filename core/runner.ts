@@ -172,6 +172,7 @@ export class PipelineRunner {
       ...(this.file.description ? { description: this.file.description } : {}),
       parameters,
       chains: [],
+      warnings: [],
     };
     if (!this.file.control) {
       report.chains = await this.#checkChains({});
@@ -184,9 +185,16 @@ export class PipelineRunner {
       options,
       this.#controlContext(new AbortController().signal, check.net, true, check.clock),
     );
-    const examples = this.#examples(def, options);
-    report.control = { use: def.name, options: options as Record<string, unknown>, ...(examples ? { examples } : {}) };
-    if (examples) report.chains = await this.#checkChains(examples);
+    const checked = await this.#checkTemplates(def, options);
+    report.control = {
+      use: def.name,
+      options: options as Record<string, unknown>,
+      ...(checked ? { examples: checked.examples } : {}),
+    };
+    if (checked) {
+      report.chains = checked.chains;
+      report.warnings = checked.warnings;
+    }
     return report;
   }
 
@@ -303,18 +311,50 @@ export class PipelineRunner {
     return { def, options: parsed.data };
   }
 
-  /** The control plugin's example values for a call, checked to cover every variable it declares. */
-  #examples(def: AnyControlPlugin, options: unknown): Variables | undefined {
+  /** The control plugin's example calls, each checked to cover every variable it declares. */
+  #examples(def: AnyControlPlugin, options: unknown): Variables[] | undefined {
     if (!def.exampleVariables) return undefined;
-    const ex = def.exampleVariables(options, { codecs: this.#opts.registry.codecs });
-    const missing = Object.keys(def.variables).filter((k) => !(k in ex));
-    if (missing.length) {
-      throw new Error(
-        `control plugin "${def.name}" gives no example value for ${missing.map((k) => `\${${k}}`).join(", ")}: ` +
-          "its exampleVariables() must cover every variable it declares",
-      );
+    const given = def.exampleVariables(options, { codecs: this.#opts.registry.codecs });
+    const list = Array.isArray(given) ? given : [given];
+    for (const ex of list) {
+      const missing = Object.keys(def.variables).filter((k) => !(k in ex));
+      if (missing.length) {
+        throw new Error(
+          `control plugin "${def.name}" gives no example value for ${missing.map((k) => `\${${k}}`).join(", ")}: ` +
+            "its exampleVariables() must cover every variable it declares",
+        );
+      }
     }
-    return ex;
+    return list.length ? list : undefined;
+  }
+
+  /**
+   * Builds the templates with each of the control plugin's example calls. Throws the first example's error when
+   * none builds; an example that fails while another builds becomes a warning. Undefined when the plugin gives none.
+   */
+  async #checkTemplates(
+    def: AnyControlPlugin,
+    options: unknown,
+  ): Promise<{ examples: Variables; chains: ChainCheck[]; warnings: string[] } | undefined> {
+    const examples = this.#examples(def, options);
+    if (!examples) return undefined;
+    const failures: { example: Variables; error: unknown }[] = [];
+    let ok: { examples: Variables; chains: ChainCheck[] } | undefined;
+    for (const example of examples) {
+      try {
+        const chains = await this.#checkChains(example);
+        ok ??= { examples: example, chains };
+      } catch (error) {
+        failures.push({ example, error });
+      }
+    }
+    if (!ok) throw failures[0].error;
+    const differs = (ex: Variables) =>
+      Object.entries(ex).filter(([k, v]) => ok!.examples[k] !== v).map(([k, v]) => `${k}=${v}`).join(", ");
+    const warnings = failures.map(({ example, error }) =>
+      `a call with ${differs(example) || "other values"} would fail: ${error instanceof Error ? error.message : error}`
+    );
+    return { ...ok, warnings };
   }
 
   #controlContext(signal: AbortSignal, net: Network, checking: boolean, clock?: Clock): ControlContext {
@@ -413,12 +453,11 @@ export class PipelineRunner {
         this.#controlContext(abort.signal, this.#opts.net ?? udpNetwork, false),
       );
       // Every template, built now with example call values: a mistake in one fails here, before the first call.
-      const examples = this.#examples(def, options);
-      if (examples) {
-        const chains = await this.#checkChains(examples);
-        (this.#opts.log ?? silentLogger).child("PIPELINE").debug(
-          `chain templates checked with example call values: ${chains.map((c) => c.name).join(", ")}`,
-        );
+      const checked = await this.#checkTemplates(def, options);
+      if (checked) {
+        const log = (this.#opts.log ?? silentLogger).child("PIPELINE");
+        log.debug(`chain templates checked with example call values: ${checked.chains.map((c) => c.name).join(", ")}`);
+        for (const w of checked.warnings) log.warn(w);
       }
       return await controller.run();
     } finally {

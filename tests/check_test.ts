@@ -283,3 +283,39 @@ Deno.test("--check fails with exit 1, the file and JSON path; a missing device f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a template that only fits some of the allowed codecs: a warning, checked with the codec that fits", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/callee.json")));
+    delete file.$schema;
+    // The receive chain decodes L16 only, but PCMU is allowed (and preferred) too.
+    const chain = file.pipelines.receive as { use: string }[];
+    chain[chain.findIndex((s) => s.use === "g711-decoder")] = {
+      use: repoPath("examples/plugins/l16/l16_decoder.ts"),
+    };
+    await Deno.writeTextFile(`${dir}/callee.json`, JSON.stringify(file));
+    const runner = await PipelineRunner.load(`${dir}/callee.json`, {
+      registry: createRegistry(),
+      set: ["codecs=PCMU,L16"],
+    });
+    const report = await runner.check();
+    assertEquals(report.control?.examples?.codec, "L16");
+    assertEquals(report.warnings.length, 1, report.warnings.join("\n"));
+    assertMatch(
+      report.warnings[0],
+      /^a call with codec=PCMU, payloadType=0 would fail: .*l16-decoder .*expects encoded L16/,
+    );
+    // With L16 alone: no warning. With PCMU alone: no example builds, the file fails.
+    const l16 = await PipelineRunner.load(`${dir}/callee.json`, { registry: createRegistry(), set: ["codecs=L16"] });
+    assertEquals((await l16.check()).warnings, []);
+    const pcmu = await PipelineRunner.load(`${dir}/callee.json`, { registry: createRegistry(), set: ["codecs=PCMU"] });
+    const err = await assertRejects(() => pcmu.check(), ConfigError);
+    assertMatch(
+      err.message,
+      /pipelines\.receive: .*expects encoded L16, but jitter-buffer \(stage 3\) produces encoded PCMU/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import type { Clock, Timer } from "../../core/clock.ts";
-import type { CodecRegistry } from "../../core/codec.ts";
+import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
 import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
@@ -555,13 +555,17 @@ function errText(e: unknown): string {
 }
 
 /**
- * What a call could fill the templates with under these options, for checking them when the file loads: the
- * first codec the options allow (the first registered one when they name none or only unknown ones), the first
- * port pair of `rtp_ports`, a peer on the loopback of `bind`'s family (RTP to the discard port 9).
+ * What calls could fill the templates with under these options, for checking them when the file loads: one call
+ * per codec the options allow, in order of preference (every registered codec when they name none), each with the
+ * first port pair of `rtp_ports` and a peer on the loopback of `bind`'s family (RTP to the discard port 9).
  */
-function exampleCall(o: Options, codecs: CodecRegistry): Variables {
-  const names = o.codecs?.split(",").map((n) => n.trim()) ?? [];
-  const codec = names.map((n) => codecs.get(n)).find((c) => c) ?? codecs.list()[0];
+function exampleCalls(o: Options, codecs: CodecRegistry): Variables[] {
+  const named = o.codecs?.split(",").map((n) => codecs.get(n.trim())).filter((c) => c !== undefined) ?? [];
+  const list = named.length ? named : codecs.list();
+  return (list.length ? list : [undefined]).map((codec) => exampleCall(o, codec));
+}
+
+function exampleCall(o: Options, codec: CodecInfo | undefined): Variables {
   const [min] = parsePortRange(o.rtp_ports);
   const rtp = min % 2 === 0 ? min : min + 1;
   const v6 = o.bind.includes(":");
@@ -593,7 +597,7 @@ export const sipControl = defineControl({
   description: "SIP user agent over UDP: places or answers calls and runs the chains of each call",
   variables: SIP_VARIABLES,
   options,
-  exampleVariables: (o, ctx) => exampleCall(o, ctx.codecs),
+  exampleVariables: (o, ctx) => exampleCalls(o, ctx.codecs),
   create: (o, ctx) => new SipController(o, ctx),
 });
 

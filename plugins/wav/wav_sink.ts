@@ -94,9 +94,10 @@ export default definePlugin({
   description: "Records pcm (16-bit) or G.711 frames to a WAV file, kept playable while recording",
   accepts: [{ kind: "pcm" }, { kind: "encoded" }],
   options: wavSinkOptions,
-  async create(options, ctx): Promise<SinkStage> {
+  create(options, ctx): SinkStage | Promise<SinkStage> {
     const path = resolve(ctx.baseDir, options.path);
-    if (ctx.checking) await checkWritablePath(path);
+    // Synchronous when running (callers may create it without awaiting); checking looks at the file system first.
+    if (ctx.checking) return checkWritablePath(path).then(() => new WavSink(path, options, ctx.log));
     return new WavSink(path, options, ctx.log);
   },
 });
