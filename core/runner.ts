@@ -136,7 +136,7 @@ export class PipelineRunner {
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
       session,
-      clock: this.#opts.clock ?? mediaClock(),
+      clock: session?.clock ?? this.#opts.clock ?? mediaClock(),
       log: this.#opts.log ?? silentLogger,
       baseDir: this.file.dir,
       file: this.file.path,
