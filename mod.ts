@@ -28,13 +28,15 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { FileOutput, LOG_LEVELS, Logger, type LogLevel, type LogOutput, stderrOutput } from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { setSchedulerMode } from "./core/clock.ts";
 import { TraceOutput } from "./core/trace_output.ts";
 import { PipelineRunner } from "./core/runner.ts";
-import { describePlugin, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
+import { describeNamed, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
+import { formatCheckReport } from "./core/check.ts";
+import { didYouMean } from "./core/suggest.ts";
 import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 import { builtinControls } from "./plugins/controls.ts";
 
@@ -66,14 +68,21 @@ const HELP = `voxpipe ${VERSION}: real-time audio over IP, as pipelines of plugi
 
 Usage:
   deno run -A mod.ts --pipeline FILE [--set name=value ...] [options]
+  deno run -A mod.ts --check FILE [--set name=value ...]
   deno run -A mod.ts --list-plugins | --describe NAME | --list-devices | --schema
 
 Options:
   -p, --pipeline FILE     run the pipeline file FILE (JSON)
-  -s, --set NAME=VALUE    set a parameter the pipeline file declares (repeatable)
+  -s, --set NAME=VALUE    set a parameter the pipeline file declares (repeatable); a relative path
+                          given here is relative to the working directory (paths written in the
+                          file are relative to the file's directory)
+      --check [FILE]      check FILE (or the --pipeline FILE) completely without running it: prints
+                          each chain with its stages, formats and modes, and the control plugin's
+                          options; opens no socket, no device, no file for writing; exit 0 or 1
       --params            with --pipeline: list the file's parameters and exit
       --list-plugins      list plugins: name, kind, formats, description
-      --describe NAME     show a plugin's formats and options (types, ranges, defaults)
+      --describe NAME     show a plugin's formats and options (types, ranges, defaults); NAME is a
+                          plugin name or the path of a plugin module (./my_plugin.ts)
       --list-devices      list audio devices (needs the naudiodon binding: deno task setup)
       --schema            print the JSON Schema of pipeline files
       --log-level LEVEL   debug, info, warn, error or silent (default: info)
@@ -89,6 +98,37 @@ Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a u
 130 when a call was interrupted (Ctrl-C).
 Ctrl-C (SIGINT) or SIGTERM stops the pipeline cleanly: sinks finalize, calls hang up.`;
 
+/**
+ * The command-line options {@linkcode main} accepts, as a `node:util` `parseArgs` configuration (`--help` lists
+ * every one of them; a test holds them to it).
+ */
+export const CLI_OPTIONS = {
+  pipeline: { type: "string", short: "p" },
+  set: { type: "string", short: "s", multiple: true },
+  check: { type: "boolean" },
+  params: { type: "boolean" },
+  "list-plugins": { type: "boolean" },
+  describe: { type: "string" },
+  "list-devices": { type: "boolean" },
+  schema: { type: "boolean" },
+  "log-level": { type: "string" },
+  "log-file": { type: "string" },
+  scheduler: { type: "string" },
+  "sip-trace": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** A parseArgs error as one line, with the closest flag when an unknown one was misspelt. */
+function usageError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const unknown = /^Unknown option '(-{1,2}[^']*)'/.exec(msg);
+  if (!unknown) return msg;
+  const flags = Object.keys(CLI_OPTIONS).map((k) => `--${k}`);
+  const flag = unknown[1].split("=")[0];
+  return `Unknown option '${flag}'${didYouMean(flag, flags, (f) => f)}`;
+}
+
 function fail(msg: string, code = 1): number {
   console.error(`voxpipe: ${msg}`);
   return code;
@@ -102,31 +142,26 @@ function fail(msg: string, code = 1): number {
 export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
+    // A bare --sip-trace means stderr ("-"); --sip-trace=FILE names a file.
     parsed = parseArgs({
-      // A bare --sip-trace means stderr ("-"); --sip-trace=FILE names a file.
       args: args.map((a) => a === "--sip-trace" ? "--sip-trace=-" : a),
-      options: {
-        pipeline: { type: "string", short: "p" },
-        set: { type: "string", short: "s", multiple: true },
-        params: { type: "boolean" },
-        "list-plugins": { type: "boolean" },
-        describe: { type: "string" },
-        "list-devices": { type: "boolean" },
-        schema: { type: "boolean" },
-        "log-level": { type: "string" },
-        "log-file": { type: "string" },
-        scheduler: { type: "string" },
-        "sip-trace": { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
-      allowPositionals: false,
+      options: CLI_OPTIONS,
+      allowPositionals: true,
       strict: true,
     });
   } catch (e) {
-    return fail(`${e instanceof Error ? e.message : e}\nTry --help.`, 2);
+    return fail(`${usageError(e)}\nTry --help.`, 2);
   }
   const v = parsed.values;
+  // The only positional argument: the file of `--check FILE`.
+  if (parsed.positionals.length > (v.check ? 1 : 0)) {
+    const extra = parsed.positionals[v.check ? 1 : 0];
+    return fail(`unexpected argument "${extra}" (a pipeline file is given with --pipeline FILE)\nTry --help.`, 2);
+  }
+  if (v.check && parsed.positionals.length && v.pipeline) {
+    return fail("--check FILE and --pipeline FILE: give the file once", 2);
+  }
+  const pipelineFile = v.check ? parsed.positionals[0] ?? v.pipeline : v.pipeline;
   if (v.help) {
     console.log(HELP);
     return 0;
@@ -141,12 +176,11 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (v.describe !== undefined) {
-    const p = registry.get(v.describe) ?? registry.listControls().find((c) => c.name === v.describe);
-    if (!p) {
-      const known = [...registry.list(), ...registry.listControls()].map((x) => x.name).join(", ");
-      return fail(`no plugin named "${v.describe}"; known plugins: ${known}`, 2);
+    try {
+      console.log(await describeNamed(registry, v.describe));
+    } catch (e) {
+      return fail(e instanceof Error ? e.message : String(e), 2);
     }
-    console.log(describePlugin(p));
     return 0;
   }
   if (v.schema) {
@@ -172,7 +206,14 @@ export async function main(args: string[]): Promise<number> {
     }
     setSchedulerMode(v.scheduler);
   }
-  if (!v.pipeline) return fail("missing --pipeline FILE (or one of --list-plugins, --describe, --help)", 2);
+  if (!pipelineFile) {
+    return fail(
+      v.check
+        ? "--check: which file? --check FILE (or --check --pipeline FILE)"
+        : "missing --pipeline FILE (or one of --check FILE, --list-plugins, --describe, --help)",
+      2,
+    );
+  }
   const outputs: LogOutput[] = [stderrOutput];
   let fileOut: FileOutput | undefined;
   if (v["log-file"]) {
@@ -207,13 +248,17 @@ export async function main(args: string[]): Promise<number> {
   };
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
-    const runner = await PipelineRunner.load(v.pipeline, {
+    const runner = await PipelineRunner.load(pipelineFile, {
       registry,
       set: v.set ?? [],
       log,
       signal: abort.signal,
       trace: trace && ((text) => trace.write(text)),
     });
+    if (v.check) {
+      for (const line of formatCheckReport(await runner.check())) console.log(line);
+      return 0;
+    }
     if (v.params) {
       const decl = runner.file.parameters;
       for (const [name, d] of Object.entries(decl)) {

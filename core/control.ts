@@ -78,7 +78,22 @@ export interface ControlPluginDefinition<S extends OptionsSchema = OptionsSchema
   variables: Record<string, string>;
   /** zod schema of the options in the control section. */
   options: S;
-  /** Creates the controller. */
+  /**
+   * Example values of every one of {@linkcode variables} for a call, as a call could fill them in with these options
+   * (e.g. `remote.rtp` = `127.0.0.1:9`, `codec` = the first codec the options allow), or several examples, in order
+   * of preference, when calls can differ in ways the templates may depend on (one per codec the options allow).
+   * When a file loads (before the first call is answered) and with `--check`, the runner builds every chain template
+   * with them, in a throw-away session on an in-memory network with `StageContext.checking` set: when no example
+   * builds, the file fails at start with the first example's error (an unknown option, a bad plugin name, a missing
+   * device, naming the file and JSON path); an example that fails when another builds is a warning (calls like it
+   * would fail). Without it, templates are only checked when a call builds them.
+   */
+  exampleVariables?(options: OptionsOf<S>, ctx: { codecs: CodecRegistry }): Variables | Variables[];
+  /**
+   * Creates the controller: validates the options against the context (templates, codecs) and prepares, but opens
+   * no socket (that is {@linkcode Controller.run}'s job): `--check` creates the controller to validate it and never
+   * runs it.
+   */
   create(options: OptionsOf<S>, ctx: ControlContext): Controller | Promise<Controller>;
 }
 

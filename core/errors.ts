@@ -3,6 +3,8 @@
  *
  * @module
  */
+import { relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
 
@@ -56,15 +58,32 @@ function pathToString(base: string, path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** `expected at least 10, got 7`, `expected more than 0` (an exclusive bound), `expected at least 1 character`. */
+function describeBound(i: z.core.$ZodIssue & Record<string, unknown>): string {
+  const small = i.code === "too_small";
+  const bound = String(small ? i.minimum : i.maximum);
+  const input = i.input;
+  let unit = "";
+  if (i.origin === "string") unit = bound === "1" ? " character" : " characters";
+  else if (i.origin === "array" || i.origin === "set") unit = bound === "1" ? " item" : " items";
+  let words: string;
+  if (i.exact === true) words = "exactly";
+  else if (i.inclusive === false) words = small ? "more than" : "less than";
+  else words = small ? "at least" : "at most";
+  const got = input === undefined
+    ? ""
+    : unit && (typeof input === "string" || Array.isArray(input))
+    ? `, got ${input.length}${unit.replace(/s$/, "")}${input.length === 1 ? "" : "s"}`
+    : `, got ${JSON.stringify(input)}`;
+  return `expected ${words} ${bound}${unit}${got}`;
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   const i = issue as z.core.$ZodIssue & Record<string, unknown>;
   switch (issue.code) {
     case "too_small":
-    case "too_big": {
-      const input = (i as { input?: unknown }).input;
-      const bound = issue.code === "too_small" ? `at least ${i.minimum}` : `at most ${i.maximum}`;
-      return input === undefined ? `expected ${bound}` : `expected ${bound}, got ${JSON.stringify(input)}`;
-    }
+    case "too_big":
+      return describeBound(i);
     case "invalid_value":
       return `expected one of ${(i.values as unknown[]).map((v) => JSON.stringify(v)).join(", ")}${
         i.input !== undefined ? `, got ${JSON.stringify(i.input)}` : ""
@@ -98,4 +117,55 @@ function describeIssue(issue: z.core.$ZodIssue): string {
  */
 export function formatZodIssues(error: OptionsError, base: string): string {
   return error.issues.map((iss) => `${pathToString(base, iss.path)}: ${describeIssue(iss)}`).join("; ");
+}
+
+/** Directories of voxpipe's own code, as `file:` URL prefixes: its core (this folder) and its built-in plugins. */
+const CORE_DIR = new URL("./", import.meta.url).href;
+const PLUGINS_DIR = new URL("../plugins/", import.meta.url).href;
+
+/** The errors `error` wraps, innermost (where it was first thrown) first. */
+function causeChain(error: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let e = error; e instanceof Error && !chain.includes(e); e = e.cause) chain.push(e);
+  return chain.reverse();
+}
+
+const FRAME_RE = /((?:file|https?):\/\/[^\s()]+?):(\d+):(\d+)\)?\s*$/;
+
+/**
+ * Where `error` was thrown, as `path:line:column`, when that is in code voxpipe's core called: scanning its stack
+ * (or the stack of the error it wraps, `cause`, innermost first) from where it was thrown down to the first frame in
+ * voxpipe's core, the first frame outside voxpipe's core (`outside: "core"`, the default: a built-in plugin or a
+ * user plugin), or outside voxpipe altogether, core and built-in plugins (`"voxpipe"`: the code of a user plugin).
+ * Frames of the runtime (`ext:`, `node:`) and of npm packages are passed over. A local file is named relative to
+ * the working directory when it is below it. Undefined when no frame qualifies (the error came from the core).
+ *
+ * @example
+ * ```ts
+ * // an exception thrown by a user plugin's process(), wrapped in a StageError:
+ * stackLocation(stageError, { outside: "voxpipe" }); // "my_plugin.ts:12:11"
+ * ```
+ */
+export function stackLocation(error: unknown, options: { outside?: "core" | "voxpipe" } = {}): string | undefined {
+  const outside = options.outside ?? "core";
+  for (const e of causeChain(error)) {
+    for (const line of (e.stack ?? "").split("\n").slice(1)) {
+      const m = FRAME_RE.exec(line.trim());
+      if (!m) continue;
+      const url = m[1];
+      if (url.startsWith(CORE_DIR)) break; // below here: who called the core, not where the error came from
+      if (url.includes("/node_modules/")) continue;
+      if (outside === "voxpipe" && url.startsWith(PLUGINS_DIR)) continue;
+      let where = url;
+      if (url.startsWith("file:")) {
+        try {
+          const path = fileURLToPath(url);
+          const rel = relative(Deno.cwd(), path);
+          where = rel && !rel.startsWith(`..${sep}`) && rel !== ".." ? rel : path;
+        } catch { /* keep the URL */ }
+      }
+      return `${where}:${m[2]}:${m[3]}`;
+    }
+  }
+  return undefined;
 }

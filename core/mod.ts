@@ -14,7 +14,8 @@
  * - `pipeline.ts`: building, checking and running a chain (`buildPipeline`);
  *   `registry.ts`: plugins by name or module path; `config.ts`: pipeline files
  *   and their parameters; `runner.ts`: running a pipeline file
- *   (`PipelineRunner`); `control.ts`: the control-plugin API (`defineControl`);
+ *   (`PipelineRunner`); `check.ts`: what checking a file found (`--check`);
+ *   `control.ts`: the control-plugin API (`defineControl`);
  *   `schema.ts`: the JSON Schema of pipeline files and plugin descriptions;
  * - `clock.ts`: the `Clock` interface and drift-free `Pacer`, re-exporting
  *   `VirtualClock` (`virtual_clock.ts`), `RealClock` (`real_clock.ts`, its
@@ -27,7 +28,8 @@
  *   bridge sessions; `net/`: the network layer (addresses, datagram sockets
  *   real and in-memory, port pairs; its own `mod.ts`);
  * - `log.ts`: leveled, tagged logging; `errors.ts`: configuration errors with
- *   file and JSON path; `streams.ts`: Web Streams adapters at the edges of a
+ *   file and JSON path, and where an exception was thrown; `suggest.ts`: "did
+ *   you mean" for misspelt names; `streams.ts`: Web Streams adapters at the edges of a
  *   chain; `testing.ts`: running one stage in a test; `paths.ts`: file names
  *   made safe.
  *
@@ -54,11 +56,13 @@ export * from "./options.ts";
 export * from "./clock.ts";
 export * from "./log.ts";
 export * from "./errors.ts";
+export * from "./suggest.ts";
 export * from "./pipeline.ts";
 export * from "./registry.ts";
 export * from "./config.ts";
 export * from "./control.ts";
 export * from "./runner.ts";
+export * from "./check.ts";
 export * from "./schema.ts";
 export * from "./streams.ts";
 export * from "./testing.ts";

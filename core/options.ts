@@ -51,3 +51,28 @@ export type OptionsOf<S extends OptionsSchema> = S["_zod"]["output"];
  * `formatZodIssues` turns it into `pipelines.send[2].ptime: expected at most 60, got 70`.
  */
 export type OptionsError = zod.ZodError;
+
+/**
+ * The JSON Schema `format` that marks an option as a file path (see {@linkcode pathOption}).
+ */
+export const PATH_FORMAT = "path";
+
+/** The schema {@linkcode pathOption} returns: a zod string schema (`.describe()`, `.default()` and the rest apply). */
+export type PathOptionSchema = zod.ZodString;
+
+/**
+ * A file path option: a non-empty string marked as a path (`format: "path"` in
+ * its JSON Schema), so that a pipeline file resolves it like every path it
+ * holds: a relative path written in the file is relative to the file's
+ * directory, and a `--set` value given for it on the command line is relative
+ * to the working directory. The stage resolves the value against
+ * `ctx.baseDir` (the pipeline file's directory).
+ *
+ * @example
+ * ```ts
+ * const options = z.object({ path: pathOption().describe("WAV file to write") });
+ * ```
+ */
+export function pathOption(): PathOptionSchema {
+  return zod.string().min(1).meta({ format: PATH_FORMAT });
+}

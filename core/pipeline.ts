@@ -35,7 +35,8 @@ import {
   type SubStage,
   type TransformStage,
 } from "./stage.ts";
-import { ConfigError, formatZodIssues } from "./errors.ts";
+import { ConfigError, stackLocation } from "./errors.ts";
+import { describeOptionErrors } from "./_options_doc.ts";
 import type { OptionsSchema } from "./options.ts";
 import { describeFormats, stageConfigText } from "./format_check.ts";
 
@@ -55,12 +56,20 @@ export interface BuildOptions {
   clock?: Clock;
   /** Logger (default: silent). */
   log?: Logger;
-  /** Directory relative paths in `use` resolve against (default: cwd). */
+  /**
+   * Directory relative paths in the chain resolve against: plugin modules named in `use`, and the file options of
+   * its stages (`ctx.baseDir`). A pipeline file's runner passes the file's directory. Default: the working directory.
+   */
   baseDir?: string;
   /** Config file the chain came from, for error messages. */
   file?: string;
   /** JSON path of the chain in the config file, for error messages (default `pipelines.<name>`). */
   jsonPath?: string;
+  /**
+   * Build the chain only to check it (`StageContext.checking`): it will never be started. Give it a session on an
+   * in-memory network (a `MemoryNetwork`), so that what its stages bind is not a real socket.
+   */
+  checking?: boolean;
 }
 
 /** Counters the runner keeps for every stage. */
@@ -91,6 +100,26 @@ export interface PipelineResult {
   stats: StageStats[];
 }
 
+/** One stage of a built chain as {@linkcode Pipeline.plan} describes it. */
+export interface StagePlan {
+  /** Index in the chain. */
+  index: number;
+  /** Label (config `name`, else plugin name). */
+  label: string;
+  /** Plugin name. */
+  use: string;
+  /** Source, transform or sink. */
+  kind: StageKind;
+  /** The format it takes (negotiated), for transforms and sinks. */
+  input?: Format;
+  /** The format it produces (negotiated), for sources and transforms. */
+  output?: Format;
+  /** The plugin runs against real time. */
+  realtime?: boolean;
+  /** What the stage says it will do (`StageBase.plan`). */
+  note?: string;
+}
+
 /** The state of a pipeline. */
 export type PipelineState = "built" | "running" | "stopping" | "ended";
 
@@ -103,6 +132,12 @@ export class StageError extends Error {
   /** Stage label. */
   readonly label: string;
   /**
+   * Where the cause was thrown when that is outside voxpipe (a user plugin's code), as `path:line:column`; the
+   * runner adds it to the reason it reports. See {@linkcode stackLocation} for the first frame outside voxpipe's
+   * core, whoever threw.
+   */
+  readonly location?: string;
+  /**
    * Creates the error.
    * @param pipeline pipeline name
    * @param index stage index
@@ -111,11 +146,13 @@ export class StageError extends Error {
    */
   constructor(pipeline: string, index: number, label: string, cause: unknown) {
     const msg = cause instanceof Error ? cause.message : String(cause);
+    const location = stackLocation(cause, { outside: "voxpipe" });
     super(`pipeline "${pipeline}", stage ${index} (${label}): ${msg}`, { cause });
     this.name = "StageError";
     this.pipeline = pipeline;
     this.index = index;
     this.label = label;
+    if (location) this.location = location;
   }
 }
 
@@ -184,7 +221,7 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   const pipeline = internals.create(name, clock, log, session, opts.session === undefined);
   const slots: Slot[] = [];
   try {
-    const env: BuildEnv = { pipeline, registry: opts.registry, baseDir, file: opts.file };
+    const env: BuildEnv = { pipeline, registry: opts.registry, baseDir, file: opts.file, checking: opts.checking };
     for (let i = 0; i < config.length; i++) {
       const expected = i === 0 ? "source" : i === config.length - 1 ? "sink" : "transform";
       const pos = i === 0 ? "first" : i === config.length - 1 ? "last" : "middle";
@@ -225,9 +262,11 @@ const subStageErrors = new WeakSet<Error>();
 interface BuildEnv {
   pipeline: Pipeline;
   registry: PluginResolver;
-  /** Directory relative plugin paths in `use` resolve against. */
+  /** Directory relative plugin paths in `use` and file options resolve against. */
   baseDir: string;
   file?: string;
+  /** Built only to be checked. */
+  checking?: boolean;
 }
 
 /**
@@ -258,7 +297,7 @@ async function createStage(
   for (const [k, v] of Object.entries(e)) if (!SPECIAL_KEYS.has(k)) raw[k] = v;
   const parsed = strictSchema(plugin.options).safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    throw new ConfigError(formatZodIssues(parsed.error, path), { file: env.file });
+    throw new ConfigError(describeOptionErrors(parsed.error, path, plugin), { file: env.file });
   }
   const label = labelPrefix + (typeof e.name === "string" && e.name ? e.name : plugin.name);
   const ctx = internals.stageContext(env.pipeline, index, label, path, env);
@@ -269,7 +308,12 @@ async function createStage(
     // A stage that builds sub-stages passes their errors on: they name their own JSON paths.
     if (err instanceof ConfigError && subStageErrors.has(err)) throw err;
     const msg = err instanceof Error ? err.message : String(err);
-    throw new ConfigError(msg.startsWith(plugin.name) ? msg : `${plugin.name}: ${msg}`, where(""), err);
+    const location = stackLocation(err, { outside: "voxpipe" });
+    throw new ConfigError(
+      `${msg.startsWith(plugin.name) ? msg : `${plugin.name}: ${msg}`}${location ? ` (at ${location})` : ""}`,
+      where(""),
+      err,
+    );
   }
   return { plugin, stage, ctx, label };
 }
@@ -426,6 +470,37 @@ export class Pipeline {
     return this.#slots.map((s) => s.label);
   }
 
+  /** True when the chain ends in a real-time sink (what `RunContext.realtimeSink` says to its stages). */
+  get realtimeSink(): boolean {
+    return this.#slots[this.#slots.length - 1]?.plugin.realtime === true;
+  }
+
+  /**
+   * What the chain will do, stage by stage: plugin, label, negotiated formats, and what each stage says it will
+   * do (`StageBase.plan`, e.g. the jitter buffer's mode). For `--check` and logs.
+   */
+  plan(): StagePlan[] {
+    const chain = { realtimeSink: this.realtimeSink };
+    return this.#slots.map((s) => {
+      let note: string | undefined;
+      try {
+        note = s.stage.plan?.(chain);
+      } catch (e) {
+        note = `(plan failed: ${e instanceof Error ? e.message : e})`;
+      }
+      return {
+        index: s.index,
+        label: s.label,
+        use: s.use,
+        kind: s.plugin.kind,
+        ...(s.input ? { input: s.input } : {}),
+        ...(s.output ? { output: s.output } : {}),
+        ...(s.plugin.realtime ? { realtime: true } : {}),
+        ...(note ? { note } : {}),
+      };
+    });
+  }
+
   /** Aborted when the pipeline is asked to stop or fails. */
   get signal(): AbortSignal {
     return this.#abort.signal;
@@ -439,7 +514,8 @@ export class Pipeline {
       label,
       clock: this.clock,
       log: this.log.child(label.toUpperCase(), { pipeline: this.name }),
-      baseDir: Deno.cwd(),
+      baseDir: env.baseDir,
+      ...(env.checking ? { checking: true } : {}),
       signal: index === 0 ? this.#sourceSignal : this.#abort.signal,
       session: this.session,
       codecs: env.registry.codecs,

@@ -14,6 +14,7 @@
 import { isAbsolute, resolve as resolvePath } from "node:path";
 import { toFileUrl } from "./paths.ts";
 import { ConfigError, type ConfigLocation } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
 import { type CodecInfo, CodecRegistry } from "./codec.ts";
 import type { Format } from "./frame.ts";
 import type { AnyPlugin, PluginResolver, StageConfig, StageKind } from "./stage.ts";
@@ -125,8 +126,13 @@ export class Registry implements PluginResolver {
   control(name: string, where: ConfigLocation = {}): AnyControlPlugin {
     const c = this.#controls.get(name);
     if (c) return c;
-    const known = [...this.#controls.keys()].sort().join(", ") || "none";
-    throw new ConfigError(`unknown control plugin "${name}"; known control plugins: ${known}`, where);
+    const names = [...this.#controls.keys()].sort();
+    throw new ConfigError(
+      `unknown control plugin "${name}"${didYouMean(name, names)}; known control plugins: ${
+        names.join(", ") || "none"
+      }`,
+      where,
+    );
   }
 
   /** Registers a plugin under its name. Throws when the name is taken. */
@@ -157,12 +163,9 @@ export class Registry implements PluginResolver {
       const p = this.#plugins.get(use);
       if (p) return Promise.resolve(p);
       const known = [...this.#plugins.keys()].sort();
-      const close = known.filter((k) => k.includes(use) || use.includes(k) || levenshtein(k, use) <= 3);
       return Promise.reject(
         new ConfigError(
-          `unknown plugin "${use}"${
-            close.length ? ` (did you mean ${close.map((c) => `"${c}"`).join(" or ")}?)` : ""
-          }; ` +
+          `unknown plugin "${use}"${didYouMean(use, known)}; ` +
             `known plugins: ${known.join(", ")}; a user plugin is loaded by path, e.g. "./my_stage.ts"`,
           where,
         ),
@@ -210,15 +213,4 @@ async function loadPluginModule(url: string, use: string, where: ConfigLocation)
     );
   }
   return def as AnyPlugin;
-}
-
-function levenshtein(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
 }

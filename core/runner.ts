@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { type Clock, mediaClock } from "./clock.ts";
+import { isAbsolute, resolve as resolvePath } from "node:path";
+import type { ChainCheck, CheckReport } from "./check.ts";
+import { type Clock, mediaClock, VirtualClock } from "./clock.ts";
 import {
   builtinVariables,
   checkVariables,
@@ -14,14 +16,17 @@ import {
   substitute,
   type Variables,
 } from "./config.ts";
-import type { ControlContext } from "./control.ts";
-import { ConfigError, formatZodIssues } from "./errors.ts";
+import type { AnyControlPlugin, ControlContext, Controller } from "./control.ts";
+import { ConfigError, stackLocation } from "./errors.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
+import { MemoryNetwork } from "./net/memory.ts";
 import { udpNetwork } from "./net/udp.ts";
-import { buildPipeline, type Pipeline, type PipelineResult, strictSchema } from "./pipeline.ts";
+import { buildPipeline, type Pipeline, type PipelineResult, StageError, strictSchema } from "./pipeline.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
+import { type AnyPlugin, FormatError } from "./stage.ts";
+import { describeOptionErrors, pathOptionKeys } from "./_options_doc.ts";
 
 /** Options for {@linkcode runPipelineFile} and {@linkcode PipelineRunner}. */
 export interface RunOptions {
@@ -55,9 +60,16 @@ export interface RunResult {
 export class PipelineRunner {
   /** The file. */
   readonly file: PipelineFile;
-  /** Parameter values. */
+  /**
+   * Parameter values (and the built-ins `pipeline.dir`, `cwd`). Once the runner has prepared (`run()`, `check()`,
+   * `build()`), a `--set` value given for a parameter that starts a path option is absolute: resolved against the
+   * working directory, as the command line's user meant it (see `pathOption()`).
+   */
   readonly params: Variables;
   readonly #opts: RunOptions;
+  #prepared: Promise<void> | undefined;
+  /** Plugins loaded from modules, by the `use` that names them. */
+  readonly #modules = new Map<string, AnyPlugin>();
 
   /**
    * Resolves the parameters of a loaded file and checks its variables.
@@ -106,7 +118,14 @@ export class PipelineRunner {
    * Builds the chain `template` with the parameters plus `vars`, in `session`
    * (default: a session of its own, closed when the chain ends).
    */
-  build(template: string, vars: Variables = {}, name = template, session?: Session): Promise<Pipeline> {
+  async build(template: string, vars: Variables = {}, name = template, session?: Session): Promise<Pipeline> {
+    await this.#prepare();
+    const p = await this.#build(template, vars, name, session, false);
+    p.on("error", (ev) => this.#logLocation(ev.detail));
+    return p;
+  }
+
+  #build(template: string, vars: Variables, name: string, session: Session | undefined, checking: boolean) {
     const chain = this.file.pipelines[template];
     if (!chain) {
       throw new ConfigError(
@@ -119,18 +138,90 @@ export class PipelineRunner {
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
       session,
-      clock: this.#opts.clock ?? mediaClock(),
+      clock: session?.clock ?? this.#opts.clock ?? mediaClock(),
       log: this.#opts.log ?? silentLogger,
       baseDir: this.file.dir,
       file: this.file.path,
       jsonPath,
+      checking,
     });
   }
 
   /** Runs the file to completion. */
   async run(): Promise<RunResult> {
-    await this.#loadModules();
-    return this.file.control ? await this.#runControl() : await this.#runAll();
+    try {
+      await this.#prepare();
+      return this.file.control ? await this.#runControl() : await this.#runAll();
+    } catch (e) {
+      this.#logLocation(e);
+      throw e;
+    }
+  }
+
+  /**
+   * Checks the file completely without running it: every chain is built (for a file with a control section, every
+   * template, with the example values its control plugin gives for what a call fills in), in a throw-away session on
+   * an in-memory network, with `StageContext.checking` set, so no socket is bound, no device stream opened and no
+   * file written; the control plugin is created (which validates its options) but not run. Throws the first error
+   * (a `ConfigError` naming the file and JSON path); otherwise reports what would run.
+   */
+  async check(): Promise<CheckReport> {
+    await this.#prepare();
+    const parameters: Variables = {};
+    for (const k of Object.keys(this.file.parameters)) parameters[k] = this.params[k];
+    const report: CheckReport = {
+      file: this.file.path,
+      ...(this.file.description ? { description: this.file.description } : {}),
+      parameters,
+      chains: [],
+      warnings: [],
+    };
+    if (!this.file.control) {
+      report.chains = await this.#checkChains({});
+      return report;
+    }
+    const { def, options } = this.#controlOptions();
+    const check = this.#checkNetwork();
+    await this.#createController(
+      def,
+      options,
+      this.#controlContext(new AbortController().signal, check.net, true, check.clock),
+    );
+    const checked = await this.#checkTemplates(def, options);
+    report.control = {
+      use: def.name,
+      options: options as Record<string, unknown>,
+      ...(checked ? { examples: checked.examples } : {}),
+    };
+    if (checked) {
+      report.chains = checked.chains;
+      report.warnings = checked.warnings;
+    }
+    return report;
+  }
+
+  /** Loads plugin modules and resolves `--set` path values, once. */
+  #prepare(): Promise<void> {
+    this.#prepared ??= (async () => {
+      await this.#loadModules();
+      this.#resolveSetPaths();
+    })();
+    return this.#prepared;
+  }
+
+  /** Every stage entry of the file (nested ones too, e.g. a sequence's items) with a fixed `use`, and its JSON path. */
+  #stageEntries(): { entry: Record<string, unknown>; use: string; path: string }[] {
+    const out: { entry: Record<string, unknown>; use: string; path: string }[] = [];
+    const walk = (v: unknown, p: string) => {
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${p}[${i}]`));
+      else if (v && typeof v === "object") {
+        const o = v as Record<string, unknown>;
+        if (typeof o.use === "string" && o.use && !o.use.includes("${")) out.push({ entry: o, use: o.use, path: p });
+        for (const [k, x] of Object.entries(o)) walk(x, `${p}.${k}`);
+      }
+    };
+    for (const [name, chain] of Object.entries(this.file.pipelines)) walk(chain, `pipelines.${name}`);
+    return out;
   }
 
   /**
@@ -139,16 +230,172 @@ export class PipelineRunner {
    * the end of a receive chain, whose depacketizer names that codec).
    */
   async #loadModules(): Promise<void> {
-    for (const [name, chain] of Object.entries(this.file.pipelines)) {
-      for (let i = 0; i < chain.length; i++) {
-        const use = chain[i]?.use;
-        if (typeof use !== "string" || use.includes("${") || !isModuleReference(use)) continue;
-        await this.#opts.registry.resolve(use, this.file.dir, {
-          file: this.file.path,
-          path: `pipelines.${name}[${i}].use`,
-        });
+    for (const { use, path } of this.#stageEntries()) {
+      if (!isModuleReference(use) || this.#modules.has(use)) continue;
+      const plugin = await this.#opts.registry.resolve(use, this.file.dir, {
+        file: this.file.path,
+        path: `${path}.use`,
+      });
+      this.#modules.set(use, plugin);
+    }
+  }
+
+  /**
+   * Paths in a pipeline file are relative to the file's directory (stages resolve them against `ctx.baseDir`), but
+   * a value given on the command line is relative to the working directory, where its user stands: a `--set` value
+   * for a parameter that starts a path option (`"path": "${file}"`, `"${out_dir}/x.wav"`) is made absolute here.
+   */
+  #resolveSetPaths(): void {
+    const set = new Set((this.#opts.set ?? []).map((s) => s.slice(0, s.indexOf("="))).filter((n) => n));
+    if (set.size === 0) return;
+    const pathParams = new Set<string>();
+    for (const { entry, use } of this.#stageEntries()) {
+      const plugin = this.#modules.get(use) ?? this.#opts.registry.get(use);
+      if (!plugin) continue;
+      for (const key of pathOptionKeys(plugin.options)) {
+        const m = typeof entry[key] === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/.exec(entry[key] as string) : null;
+        if (m && m[1] in this.file.parameters) pathParams.add(m[1]);
       }
     }
+    const cwd = Deno.cwd();
+    for (const name of pathParams) {
+      const v = this.params[name];
+      if (!set.has(name) || typeof v !== "string" || !v || isAbsolute(v) || v.startsWith("${")) continue;
+      if (/^[A-Za-z][A-Za-z0-9+.-]+:/.test(v)) continue; // a URL
+      this.params[name] = resolvePath(cwd, v);
+    }
+  }
+
+  /** A network and clock for checking: nothing bound on them is real, no timer on them fires. */
+  #checkNetwork(): { net: MemoryNetwork; clock: VirtualClock } {
+    const clock = new VirtualClock();
+    return { net: new MemoryNetwork({ clock }), clock };
+  }
+
+  /**
+   * Builds every chain with `vars` for checking, in one throw-away session on an in-memory network; releases them
+   * (nothing was started) and returns what each would run.
+   */
+  async #checkChains(vars: Variables): Promise<ChainCheck[]> {
+    const { net, clock } = this.#checkNetwork();
+    const session = new Session({ id: `check ${this.file.path}`, clock, net, log: silentLogger });
+    const built: Pipeline[] = [];
+    try {
+      for (const name of Object.keys(this.file.pipelines)) {
+        try {
+          built.push(await this.#build(name, vars, name, session, true));
+        } catch (e) {
+          if (e instanceof FormatError) {
+            throw new ConfigError(e.message, { file: this.file.path, path: `pipelines.${name}` }, e);
+          }
+          throw e;
+        }
+      }
+      return built.map((p) => ({ name: p.name, realtimeSink: p.realtimeSink, stages: p.plan() }));
+    } finally {
+      for (const p of built) await p.stop();
+      await session.close();
+    }
+  }
+
+  /** The control section's plugin and its options, validated (a `ConfigError` naming each problem otherwise). */
+  #controlOptions(): { def: AnyControlPlugin; options: unknown } {
+    const file = this.file;
+    const control = file.control!;
+    const def = this.#opts.registry.control(control.use, { file: file.path, path: "control.use" });
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(control)) if (k !== "use") raw[k] = v;
+    const values = substitute(raw, this.params, { file: file.path, path: "control" });
+    const parsed = strictSchema(def.options).safeParse(values, { reportInput: true });
+    if (!parsed.success) {
+      throw new ConfigError(describeOptionErrors(parsed.error, "control", def), { file: file.path });
+    }
+    return { def, options: parsed.data };
+  }
+
+  /** The control plugin's example calls, each checked to cover every variable it declares. */
+  #examples(def: AnyControlPlugin, options: unknown): Variables[] | undefined {
+    if (!def.exampleVariables) return undefined;
+    const given = def.exampleVariables(options, { codecs: this.#opts.registry.codecs });
+    const list = Array.isArray(given) ? given : [given];
+    for (const ex of list) {
+      const missing = Object.keys(def.variables).filter((k) => !(k in ex));
+      if (missing.length) {
+        throw new Error(
+          `control plugin "${def.name}" gives no example value for ${missing.map((k) => `\${${k}}`).join(", ")}: ` +
+            "its exampleVariables() must cover every variable it declares",
+        );
+      }
+    }
+    return list.length ? list : undefined;
+  }
+
+  /**
+   * Builds the templates with each of the control plugin's example calls. Throws the first example's error when
+   * none builds; an example that fails while another builds becomes a warning. Undefined when the plugin gives none.
+   */
+  async #checkTemplates(
+    def: AnyControlPlugin,
+    options: unknown,
+  ): Promise<{ examples: Variables; chains: ChainCheck[]; warnings: string[] } | undefined> {
+    const examples = this.#examples(def, options);
+    if (!examples) return undefined;
+    const failures: { example: Variables; error: unknown }[] = [];
+    let ok: { examples: Variables; chains: ChainCheck[] } | undefined;
+    for (const example of examples) {
+      try {
+        const chains = await this.#checkChains(example);
+        ok ??= { examples: example, chains };
+      } catch (error) {
+        failures.push({ example, error });
+      }
+    }
+    if (!ok) throw failures[0].error;
+    const differs = (ex: Variables) =>
+      Object.entries(ex).filter(([k, v]) => ok!.examples[k] !== v).map(([k, v]) => `${k}=${v}`).join(", ");
+    const warnings = failures.map(({ example, error }) =>
+      `a call with ${differs(example) || "other values"} would fail: ${error instanceof Error ? error.message : error}`
+    );
+    return { ...ok, warnings };
+  }
+
+  #controlContext(signal: AbortSignal, net: Network, checking: boolean, clock?: Clock): ControlContext {
+    const file = this.file;
+    return {
+      log: checking ? silentLogger : this.#opts.log ?? silentLogger,
+      clock: clock ?? this.#opts.clock ?? mediaClock(),
+      signal,
+      file: file.path,
+      baseDir: file.dir,
+      params: this.params,
+      templates: Object.keys(file.pipelines),
+      net,
+      codecs: this.#opts.registry.codecs,
+      ...(checking ? {} : { trace: this.#opts.trace }),
+      buildPipeline: (template, vars, name, session) =>
+        checking
+          ? this.#build(template, vars, name ?? template, session, true)
+          : this.build(template, vars, name, session),
+    };
+  }
+
+  /** Creates the controller; an error it throws (options that do not fit the file) names the file. */
+  async #createController(def: AnyControlPlugin, options: unknown, ctx: ControlContext): Promise<Controller> {
+    try {
+      return await def.create(options, ctx);
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      throw new ConfigError(`${def.name}: ${e instanceof Error ? e.message : e}`, { file: this.file.path }, e);
+    }
+  }
+
+  /** At `--log-level debug`: where an error was thrown, outside voxpipe's core. */
+  #logLocation(e: unknown): void {
+    const log = this.#opts.log;
+    if (!log) return;
+    const at = stackLocation(e);
+    const message = e instanceof Error ? e.message : String(e);
+    if (at) log.child("PIPELINE").debug(`thrown at ${at}: ${message}`);
   }
 
   async #runAll(): Promise<RunResult> {
@@ -189,7 +436,7 @@ export class PipelineRunner {
         }
       }
       const failed = Object.values(results).find((r) => r.reason === "error");
-      return failed ? { code: 1, results, reason: failed.error!.message } : { code: 0, results };
+      return failed ? { code: 1, results, reason: reasonOf(failed.error!) } : { code: 0, results };
     } finally {
       this.#opts.signal?.removeEventListener("abort", onAbort);
       await session.close();
@@ -197,38 +444,35 @@ export class PipelineRunner {
   }
 
   async #runControl(): Promise<RunResult> {
-    const file = this.file;
-    const control = file.control!;
-    const def = this.#opts.registry.control(control.use, { file: file.path, path: "control.use" });
-    const raw: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(control)) if (k !== "use") raw[k] = v;
-    const values = substitute(raw, this.params, { file: file.path, path: "control" });
-    const parsed = strictSchema(def.options).safeParse(values, { reportInput: true });
-    if (!parsed.success) throw new ConfigError(formatZodIssues(parsed.error, "control"), { file: file.path });
+    const { def, options } = this.#controlOptions();
     const abort = new AbortController();
     const onAbort = () => abort.abort(this.#opts.signal?.reason);
     this.#opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#opts.signal?.aborted) onAbort();
-    const ctx: ControlContext = {
-      log: this.#opts.log ?? silentLogger,
-      clock: this.#opts.clock ?? mediaClock(),
-      signal: abort.signal,
-      file: file.path,
-      baseDir: file.dir,
-      params: this.params,
-      templates: Object.keys(file.pipelines),
-      net: this.#opts.net ?? udpNetwork,
-      codecs: this.#opts.registry.codecs,
-      trace: this.#opts.trace,
-      buildPipeline: (template, vars, name, session) => this.build(template, vars, name, session),
-    };
     try {
-      const controller = await def.create(parsed.data, ctx);
+      const controller = await this.#createController(
+        def,
+        options,
+        this.#controlContext(abort.signal, this.#opts.net ?? udpNetwork, false),
+      );
+      // Every template, built now with example call values: a mistake in one fails here, before the first call.
+      const checked = await this.#checkTemplates(def, options);
+      if (checked) {
+        const log = (this.#opts.log ?? silentLogger).child("PIPELINE");
+        log.debug(`chain templates checked with example call values: ${checked.chains.map((c) => c.name).join(", ")}`);
+        for (const w of checked.warnings) log.warn(w);
+      }
       return await controller.run();
     } finally {
       this.#opts.signal?.removeEventListener("abort", onAbort);
     }
   }
+}
+
+/** The message of a failure, with where a user plugin threw it. */
+function reasonOf(e: Error): string {
+  const at = e instanceof StageError ? e.location : undefined;
+  return at ? `${e.message} (at ${at})` : e.message;
 }
 
 function summarize(r: PipelineResult): Record<string, number> {

@@ -4,22 +4,31 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { AnyControlPlugin } from "./control.ts";
 import { formatToString } from "./frame.ts";
 import type { OptionsSchema } from "./options.ts";
-import type { Registry } from "./registry.ts";
+import { isModuleReference, type Registry } from "./registry.ts";
+import { didYouMean } from "./suggest.ts";
 import type { AnyPlugin } from "./stage.ts";
+import {
+  type JsonSchema,
+  optionDocs,
+  optionsJsonSchema as cachedOptionsJsonSchema,
+  pathOptionKeys,
+} from "./_options_doc.ts";
 
-/** A JSON Schema document (draft 2020-12), as a plain JSON object. */
-export type JsonSchema = Record<string, unknown>;
+/** How paths resolve, said once wherever path options are described. */
+const PATHS_NOTE = "  paths: a relative path written in a pipeline file is relative to the file's directory; " +
+  "a --set value on the command line is relative to the working directory";
+
+export type { JsonSchema } from "./_options_doc.ts";
 
 /** A string containing `${...}`, allowed wherever a value is, since parameters are substituted before validation. */
 const VARIABLE_REF: JsonSchema = { type: "string", pattern: "\\$\\{[A-Za-z_][A-Za-z0-9_.]*\\}" };
 
 /** JSON Schema of a plugin's options (input side: defaults make fields optional). */
 export function optionsJsonSchema(schema: OptionsSchema): JsonSchema {
-  return z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as JsonSchema;
+  return structuredClone(cachedOptionsJsonSchema(schema));
 }
 
 function allowVariables(s: JsonSchema): JsonSchema {
@@ -146,28 +155,8 @@ export function listPluginLines(registry: Registry): string[] {
   return lines;
 }
 
-function typeOf(s: JsonSchema): string {
-  if (s.enum) return (s.enum as unknown[]).map((v) => JSON.stringify(v)).join(" | ");
-  if (s.const !== undefined) return JSON.stringify(s.const);
-  if (s.anyOf) return (s.anyOf as JsonSchema[]).map(typeOf).join(" | ");
-  if (s.type === "array") return `${typeOf((s.items as JsonSchema) ?? {})}[]`;
-  return String(s.type ?? "any");
-}
-
-function rangeOf(s: JsonSchema): string {
-  const lo = s.minimum ?? s.exclusiveMinimum;
-  const hi = s.maximum ?? s.exclusiveMaximum;
-  if (lo === undefined && hi === undefined) return "";
-  const l = lo === undefined ? "" : `${s.exclusiveMinimum !== undefined ? ">" : ""}${lo}`;
-  const h = hi === undefined ? "" : `${s.exclusiveMaximum !== undefined ? "<" : ""}${hi}`;
-  return `${l}..${h}`;
-}
-
 /** A multi-line description of one plugin: formats and every option with type, range, default. */
 export function describePlugin(p: AnyPlugin | AnyControlPlugin): string {
-  const s = optionsJsonSchema(p.options);
-  const props = (s.properties as Record<string, JsonSchema>) ?? {};
-  const required = new Set((s.required as string[]) ?? []);
   const lines = [`${p.name} (${p.kind}): ${p.description}`];
   if (p.kind !== "control") {
     const sp = p as AnyPlugin;
@@ -181,16 +170,35 @@ export function describePlugin(p: AnyPlugin | AnyControlPlugin): string {
       for (const [k, d] of vars) lines.push(`    \${${k}}  ${d}`);
     }
   }
-  const names = Object.keys(props);
-  lines.push(names.length ? "  options:" : "  options: none");
-  const w = Math.max(0, ...names.map((n) => n.length));
-  for (const [name, o] of Object.entries(props)) {
-    const bits = [typeOf(o)];
-    const r = rangeOf(o);
-    if (r) bits.push(`range ${r}`);
-    if (o.default !== undefined) bits.push(`default ${JSON.stringify(o.default)}`);
-    else if (required.has(name)) bits.push("required");
-    lines.push(`    ${name.padEnd(w)}  ${bits.join(", ")}${o.description ? ` — ${o.description}` : ""}`);
+  const docs = optionDocs(p.options);
+  lines.push(docs.length ? "  options:" : "  options: none");
+  const w = Math.max(0, ...docs.map((d) => d.name.length));
+  for (const d of docs) {
+    lines.push(`    ${d.name.padEnd(w)}  ${d.summary}${d.description ? ` — ${d.description}` : ""}`);
   }
+  if (pathOptionKeys(p.options).length > 0) lines.push(PATHS_NOTE);
   return lines.join("\n");
+}
+
+/**
+ * `--describe NAME`: the description of a registered stage or control plugin, or of the stage plugin a module
+ * defines when `name` is a path (relative to `baseDir`, default the working directory) or URL, e.g.
+ * `./my_plugin.ts` (the module is loaded, and registered in `registry` as a pipeline file would). Throws an
+ * Error saying what is known, with the closest names, when there is no such plugin.
+ *
+ * @example
+ * ```ts
+ * console.log(await describeNamed(createRegistry(), "jitter-buffer"));
+ * console.log(await describeNamed(createRegistry(), "./examples/plugins/gain.ts"));
+ * ```
+ */
+export async function describeNamed(registry: Registry, name: string, baseDir?: string): Promise<string> {
+  if (isModuleReference(name)) return describePlugin(await registry.resolve(name, baseDir));
+  const p = registry.get(name) ?? registry.listControls().find((c) => c.name === name);
+  if (p) return describePlugin(p);
+  const known = [...registry.list(), ...registry.listControls()].map((x) => x.name);
+  throw new Error(
+    `no plugin named "${name}"${didYouMean(name, known)}; known plugins: ${known.join(", ")}; ` +
+      `a user plugin is described by its path, e.g. --describe ./my_plugin.ts`,
+  );
 }

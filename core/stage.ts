@@ -65,10 +65,20 @@ export interface StageContext {
   /** Logger scoped to this stage. */
   readonly log: Logger;
   /**
-   * Directory that relative file paths in options resolve against: the current working directory, as for any
-   * command-line tool (a pipeline file can use `${pipeline.dir}` for paths relative to itself).
+   * Directory that relative file paths in options resolve against: the pipeline file's directory for chains built
+   * from a file (`--set` values for path options arrive already resolved against the working directory; see
+   * `pathOption()`), else what `buildPipeline` was given as `baseDir` (default: the working directory).
    */
   readonly baseDir: string;
+  /**
+   * True when the chain is built only to be checked, never started: by `--check`, and when a file with a control
+   * section loads (its templates are built with example values for what a call fills in, so a mistake fails at start
+   * rather than at the first call). The session is then a throw-away one on an in-memory network. A stage checks its
+   * options, paths and devices as far as it can without side effects: it opens no device stream, writes or creates
+   * no file, resolves no host name; what it cannot know (the format of a file it would decode) it leaves open.
+   * Absent (false) in a chain that will run.
+   */
+  readonly checking?: boolean;
   /** Fires when the pipeline is asked to stop. */
   readonly signal: AbortSignal;
   /**
@@ -147,6 +157,12 @@ export interface RunContext extends StageContext {
   readonly realtimeSink: boolean;
 }
 
+/** What a stage learns about its chain before it starts (see {@linkcode StageBase.plan}). */
+export interface ChainInfo {
+  /** What `RunContext.realtimeSink` will say: the chain ends in a real-time sink. */
+  readonly realtimeSink: boolean;
+}
+
 /** Common life-cycle of every stage. */
 export interface StageBase {
   /**
@@ -165,6 +181,11 @@ export interface StageBase {
   close?(): void | Promise<void>;
   /** Stage-specific statistics, readable at any time while the pipeline runs. */
   stats?(): Record<string, unknown>;
+  /**
+   * What the stage will do when this chain runs, in a few words, for `--check` (e.g. a jitter buffer's
+   * `mode record: ...`, the file a sink writes, the device a speaker plays on). Called after negotiation.
+   */
+  plan?(chain: ChainInfo): string | undefined;
   /** Stage-specific controls (e.g. `pause`, `resume`), invoked through the pipeline API. */
   control?(command: string, arg?: unknown): unknown;
 }

@@ -9,8 +9,36 @@
 #    the naudiodon binding.
 # 2. npm dependencies through Deno, building naudiodon's native binding
 #    (node-gyp against the local Node headers in /usr: no download).
+#
+# Output: one line per step; a step's own output (apt, npm, node-gyp) goes to a
+# log file that is shown (its last lines) only when the step fails.
+# VOXPIPE_SETUP_VERBOSE=1 shows everything as it happens.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# step "what" command...: runs the command quietly; prints "setup: what: ok", or on failure its last lines.
+step() {
+  local what=$1
+  shift
+  local rc=0
+  if [ "${VOXPIPE_SETUP_VERBOSE:-}" = 1 ]; then
+    "$@" || rc=$?
+    if [ $rc -eq 0 ]; then echo "setup: $what: ok"; else echo "setup: $what: FAILED (exit $rc)" >&2; fi
+    return $rc
+  fi
+  local log
+  log=$(mktemp "${TMPDIR:-/tmp}/voxpipe-setup.XXXXXX")
+  "$@" >"$log" 2>&1 || rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "setup: $what: ok"
+    rm -f "$log"
+    return 0
+  fi
+  echo "setup: $what: FAILED (exit $rc); its last lines:" >&2
+  tail -n 30 "$log" | sed 's/^/  | /' >&2
+  echo "setup: full output in $log" >&2
+  return $rc
+}
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -36,17 +64,19 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "setup: missing Debian packages: ${need[*]}" >&2
     echo "setup: install them (apt-get install ${need[*]}) and run this again; tests that use them will fail until then" >&2
   else
-    echo "setup: installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
-      echo "setup: apt-get install failed for: ${need[*]}" >&2
+    step "Debian packages (${need[*]})" \
+      bash -c "$SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends ${need[*]}" ||
+      echo "setup: tests that use ${need[*]} will fail until they are installed" >&2
   fi
+else
+  echo "setup: Debian packages: all present"
 fi
 
 # npm dependencies (pinned in deno.json) and the naudiodon native binding
 # (scripts/setup_audio.sh checks the build tools and that the binding was built).
-bash scripts/setup_audio.sh || {
+step "npm dependencies and the naudiodon binding (speaker, microphone)" bash scripts/setup_audio.sh || {
   echo "setup: the naudiodon binding was not built; everything but the speaker and microphone stages works" >&2
   exit 1
 }

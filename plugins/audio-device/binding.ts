@@ -24,6 +24,15 @@
  *   (`stderr`) C's `stdout` stream is pointed at standard error when the binding
  *   is loaded, so that chatter never mixes with data a CLI writes to standard
  *   output. `null` discards it; `keep` leaves C's `stdout` alone.
+ * - `VOXPIPE_NATIVE_STDERR`: each PortAudio initialization (listing devices,
+ *   opening a stream) makes libasound print an `ALSA lib ...` line per PCM it
+ *   cannot open, dozens on a machine without a sound card. By default they are
+ *   captured and summarized in one line, once per process (`_alsa.ts`); `keep`
+ *   lets them through.
+ *
+ * An ALSA configuration without a `default` PCM (an empty `ALSA_CONFIG_PATH`
+ * file) makes PortAudio abort the process: the binding refuses it first with an
+ * {@linkcode AudioBindingError} (`alsa-config`) that says what to define.
  *
  * @example
  * ```ts
@@ -35,6 +44,7 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { alsaConfigProblem, quietNative } from "./_alsa.ts";
 
 /** A device as the native `getDevices()` reports it. */
 export interface NativeDeviceInfo {
@@ -127,7 +137,8 @@ export type BindingProblem =
   | "libasound-missing"
   | "portaudio-missing"
   | "permission"
-  | "load-failed";
+  | "load-failed"
+  | "alsa-config";
 
 /**
  * The native binding is unavailable. The message says what is missing and
@@ -381,8 +392,20 @@ export function loadBinding(opts: LoadOptions = {}): NaudiodonBinding {
       `${path} loaded but is not the naudiodon binding (no create/getDevices): ${SETUP_HINT}`,
     );
   }
-  loaded.set(path, mod);
-  return mod;
+  // Every call that initializes PortAudio: refused under an ALSA configuration PortAudio would abort on, and
+  // with ALSA's start-up chatter summarized.
+  const guarded = <T>(fn: () => T): T => {
+    const problem = alsaConfigProblem();
+    if (problem) throw new AudioBindingError("alsa-config", path, problem);
+    return quietNative(fn);
+  };
+  const binding: NaudiodonBinding = {
+    getDevices: () => guarded(() => mod.getDevices()),
+    getHostAPIs: () => guarded(() => mod.getHostAPIs()),
+    create: (options) => guarded(() => mod.create(options)),
+  };
+  loaded.set(path, binding);
+  return binding;
 }
 
 /** An audio device, for `--list-devices` and device selection. */

@@ -202,6 +202,11 @@ export class Microphone implements SourceStage, InputParty {
   }
 
   /** Counters (see the plugin documentation). */
+  /** The device it will use. */
+  plan(): string {
+    return `captures from device ${this.#device.id} "${this.#device.name}" (${this.#device.hostApi})`;
+  }
+
   stats(): Record<string, unknown> {
     return {
       device: this.#device.name,

@@ -432,6 +432,11 @@ export class Speaker implements SinkStage, OutputParty {
   }
 
   /** Counters and state (see the plugin documentation). */
+  /** The device it will use. */
+  plan(): string {
+    return `plays on device ${this.#device.id} "${this.#device.name}" (${this.#device.hostApi})`;
+  }
+
   stats(): Record<string, unknown> {
     const state = this.#ended
       ? "ended"

@@ -7,6 +7,7 @@
  */
 import { resolve } from "node:path";
 import { z } from "zod";
+import { pathOption } from "../../core/options.ts";
 import { definePlugin, type SourceStage } from "../../core/stage.ts";
 import { emitPcmFrames, frameSamples, MemoryPcmReader, type PcmChunkReader } from "../wav/pcm_stream.ts";
 import { describeWav, readWavInfo, type WavInfo } from "../wav/wav_format.ts";
@@ -14,8 +15,9 @@ import { WavStreamReader } from "../wav/wav_reader.ts";
 
 /** Options of `file-source`. */
 export const fileSourceOptions = z.object({
-  path: z.string().min(1).describe(
-    "Audio file to read (WAV, AIFF, FLAC, MP3, Ogg Vorbis, Opus, ...); relative to the pipeline file's directory",
+  path: pathOption().describe(
+    "Audio file to read (WAV, AIFF, FLAC, MP3, Ogg Vorbis, Opus, ...); relative to the pipeline file's directory " +
+      "(a --set value: to the working directory)",
   ),
   frame_ms: z.number().int().min(1).max(1000).default(20).describe(
     "Frame duration in milliseconds (the last frame of the file may be shorter)",
@@ -169,7 +171,18 @@ export default definePlugin({
     }
     let wav: WavInfo | undefined;
     let mem: DecodedAudio | undefined;
-    if (sniff(head) === "WAV") {
+    const type = sniff(head);
+    if (ctx.checking && type !== "WAV") {
+      // Checking: a WAV header says the format; any other file would have to be decoded whole to know it, so its
+      // format stays open (downstream stages take any rate) and is known when the chain runs.
+      if (head.length === 0) throw new Error(`file-source: ${path}: empty file`);
+      return {
+        negotiate: () => ({ kind: "pcm" }),
+        run: () => Promise.reject(new Error("file-source: built for checking only")),
+        plan: () => `${path}: ${type ?? "audio"} file, decoded when the chain runs`,
+      };
+    }
+    if (type === "WAV") {
       wav = await readWavInfo(path, "file-source");
       if (wav.truncated) {
         ctx.log.warn(
@@ -189,6 +202,10 @@ export default definePlugin({
     let reader: (PcmChunkReader & { loops: number; close?(): void }) | undefined;
     return {
       negotiate: () => ({ kind: "pcm", sampleRate, channels }),
+      plan: () =>
+        `${path}: ${wav ? `WAV ${fileFormat}, streamed` : `${fileFormat}, decoded in memory`}${
+          options.loop ? ", looped" : ""
+        }`,
       async run(rc) {
         reader = wav
           ? await WavStreamReader.open(wav, perFrame, options.loop, "file-source")

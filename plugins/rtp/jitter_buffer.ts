@@ -965,6 +965,15 @@ export const jitterBuffer = definePlugin({
     };
     const rb = new RecordBuffer({ reorderMs: opts.reorder_ms, samplesOf });
     let mode: "playout" | "record" = opts.mode === "record" ? "record" : "playout";
+    /** The mode for a chain: as the option says, or (`auto`) by the chain's sink. */
+    const modeFor = (realtimeSink: boolean): "playout" | "record" =>
+      opts.mode === "auto" ? (realtimeSink ? "playout" : "record") : opts.mode;
+    const modeText = (m: "playout" | "record") =>
+      m === "record"
+        ? `mode record${opts.mode === "auto" ? ": the chain ends in a file" : ""}, frames follow the sender's timeline`
+        : `mode playout${
+          opts.mode === "auto" ? ": the chain ends in a real-time sink" : ""
+        }, one frame per ptime on the media clock, adaptive delay`;
     const clock = sctx.clock;
     let ctx: RunContext | undefined;
     let timer: Timer | undefined;
@@ -1041,14 +1050,13 @@ export const jitterBuffer = definePlugin({
         codec = info;
         return { kind: "encoded", codec: info.name, clockRate: info.clockRate };
       },
+      plan(chain) {
+        return modeText(modeFor(chain.realtimeSink));
+      },
       start(runCtx) {
         ctx = runCtx;
-        if (opts.mode === "auto") mode = runCtx.realtimeSink ? "playout" : "record";
-        runCtx.log.info(
-          mode === "record"
-            ? "mode record: the chain ends in a file, frames follow the sender's timeline"
-            : "mode playout: one frame per ptime on the media clock, adaptive delay",
-        );
+        mode = modeFor(runCtx.realtimeSink);
+        runCtx.log.info(modeText(mode));
         if (mode === "playout") arm();
       },
       process(frame, emit) {

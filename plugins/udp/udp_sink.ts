@@ -118,7 +118,10 @@ export const udpSink = definePlugin({
   async create(opts, sctx): Promise<SinkStage> {
     const target = parseHostPort(opts.to);
     const bindFamily = opts.bind ? ipVersion(opts.bind) : 0;
-    const ip = await resolveHost(target.hostname, bindFamily === 4 ? 4 : undefined);
+    // Checking: a host name is not resolved (no DNS query); the family checks below take the bind's family.
+    const ip = sctx.checking && ipVersion(target.hostname) === 0
+      ? (bindFamily === 6 ? "::1" : "127.0.0.1")
+      : await resolveHost(target.hostname, bindFamily === 4 ? 4 : undefined);
     const to: HostPort = { hostname: ip, port: target.port };
     if (to.port === 0) throw new Error(`to: port 0 is not a destination (${opts.to})`);
     const bind = opts.bind ?? (ipVersion(ip) === 6 ? "::" : "0.0.0.0");
@@ -253,6 +256,13 @@ export class UdpSinkStage implements SinkStage {
   }
 
   /** Counters: packets_sent, bytes_sent, send_errors, late_sends, queue_depth, ... */
+  /** Where it will send. */
+  plan(): string {
+    return `sends to ${formatHostPort(this.#to)} from ${
+      formatHostPort({ hostname: this.#sock.hostname, port: this.#sock.port })
+    }`;
+  }
+
   stats(): Record<string, unknown> {
     const now = this.#ctx?.clock.now();
     return {

@@ -33,6 +33,7 @@ import {
   formatHostPort,
   type HostPort,
   hostPortProblem,
+  ipVersion,
   parseHostPort,
   resolveHost,
   sameAddress,
@@ -90,7 +91,9 @@ export const udpSource = definePlugin({
     let peer: HostPort | undefined;
     if (opts.peer) {
       const p = parseHostPort(opts.peer);
-      peer = { hostname: canonicalHost(await resolveHost(p.hostname)), port: p.port };
+      // Checking: a host name is not resolved (no DNS query).
+      const host = sctx.checking && ipVersion(p.hostname) === 0 ? p.hostname : await resolveHost(p.hostname);
+      peer = { hostname: canonicalHost(host), port: p.port };
     }
     const range = opts.port === 0 ? parsePortRange(opts.port_range) : undefined;
     const sock = sctx.session.socket(opts.bind, opts.port, range);
@@ -100,6 +103,12 @@ export const udpSource = definePlugin({
     let stopListening: (() => void) | undefined;
 
     return {
+      plan: () =>
+        `receives on ${
+          opts.port ? formatHostPort({ hostname: sock.hostname, port: opts.port }) : `a port of ${opts.port_range}`
+        }${peer ? ` from ${formatHostPort(peer)} only` : ""}${
+          opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""
+        }`,
       stats: () => ({
         bind: sock.hostname,
         port: sock.port,

@@ -9,13 +9,15 @@ import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
 import { type Codec, type Format, formatToString, type Frame } from "../../core/frame.ts";
 import type { Logger } from "../../core/log.ts";
+import { pathOption } from "../../core/options.ts";
 import { definePlugin, FormatError, type RunContext, type SinkStage } from "../../core/stage.ts";
 import { MAX_RIFF_SIZE, wavHeader, type WavHeaderSpec } from "./wav_format.ts";
 
 /** Options of `wav-sink`. */
 export const wavSinkOptions = z.object({
-  path: z.string().min(1).describe(
-    "WAV file to write (created or replaced; parent directories are created); relative to the pipeline file's directory",
+  path: pathOption().describe(
+    "WAV file to write (created or replaced when the chain starts; parent directories are created); relative to " +
+      "the pipeline file's directory (a --set value: to the working directory)",
   ),
   format: z.enum(["pcm16", "g711"]).default("pcm16").describe(
     "pcm16: 16-bit linear PCM from pcm frames; g711: the G.711 bytes of encoded frames as they are (µ-law: format tag 7, A-law: 6)",
@@ -94,13 +96,34 @@ export default definePlugin({
   description: "Records pcm (16-bit) or G.711 frames to a WAV file, kept playable while recording",
   accepts: [{ kind: "pcm" }, { kind: "encoded" }],
   options: wavSinkOptions,
-  create(options, ctx): SinkStage {
+  create(options, ctx): SinkStage | Promise<SinkStage> {
     const path = resolve(ctx.baseDir, options.path);
+    // Synchronous when running (callers may create it without awaiting); checking looks at the file system first.
+    if (ctx.checking) return checkWritablePath(path).then(() => new WavSink(path, options, ctx.log));
     return new WavSink(path, options, ctx.log);
   },
 });
 
 type Options = z.output<typeof wavSinkOptions>;
+
+/**
+ * For checking, without creating anything: `path` is not a directory, and its nearest existing ancestor is a
+ * directory (so the parent directories can be created when the chain starts).
+ */
+async function checkWritablePath(path: string): Promise<void> {
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (info?.isDirectory) throw new Error(`wav-sink: ${path} is a directory; name a file`);
+  for (let dir = dirname(path);; dir = dirname(dir)) {
+    const d = await Deno.stat(dir).catch(() => undefined);
+    if (d) {
+      if (!d.isDirectory) {
+        throw new Error(`wav-sink: ${path}: ${dir} is not a directory, so the file cannot be created`);
+      }
+      return;
+    }
+    if (dirname(dir) === dir) return;
+  }
+}
 
 class WavSink implements SinkStage {
   readonly #path: string;
@@ -464,6 +487,11 @@ class WavSink implements SinkStage {
     // (without forcing a flush) — for tests and tools that inspect the file.
     if (command === "sync") return this.#chain;
     throw new Error(`wav-sink: unknown control "${command}" (known: sync)`);
+  }
+
+  /** What it will write. */
+  plan(): string {
+    return `writes ${this.#path} (${this.#opts.format === "g711" ? "G.711" : "16-bit PCM"} WAV)`;
   }
 
   stats(): Record<string, unknown> {

@@ -5,6 +5,7 @@
  */
 import { resolve } from "node:path";
 import { z } from "zod";
+import { pathOption } from "../../core/options.ts";
 import { definePlugin, type SourceStage } from "../../core/stage.ts";
 import { emitPcmFrames, frameSamples } from "./pcm_stream.ts";
 import { describeWav, readWavInfo } from "./wav_format.ts";
@@ -12,8 +13,8 @@ import { WavStreamReader } from "./wav_reader.ts";
 
 /** Options of `wav-source`. */
 export const wavSourceOptions = z.object({
-  path: z.string().min(1).describe(
-    "WAV file to read; a relative path is resolved against the pipeline file's directory",
+  path: pathOption().describe(
+    "WAV file to read; relative to the pipeline file's directory (a --set value: to the working directory)",
   ),
   frame_ms: z.number().int().min(1).max(1000).default(20).describe(
     "Frame duration in milliseconds (the last frame of the file may be shorter)",
@@ -62,6 +63,7 @@ export default definePlugin({
     let reader: WavStreamReader | undefined;
     return {
       negotiate: () => ({ kind: "pcm", sampleRate: info.sampleRate, channels: info.channels }),
+      plan: () => `${path}: WAV ${describeWav(info)}${options.loop ? ", looped" : ""}`,
       async run(rc) {
         reader = await WavStreamReader.open(info, perFrame, options.loop, "wav-source");
         try {
