@@ -39,10 +39,12 @@ import { formatCheckReport } from "./core/check.ts";
 import { didYouMean } from "./core/suggest.ts";
 import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 import { builtinControls } from "./plugins/controls.ts";
+import { builtinServices } from "./plugins/services.ts";
 
 export * from "./core/mod.ts";
 export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
+export { builtinServices } from "./plugins/services.ts";
 
 /** The voxpipe version. */
 export const VERSION = "0.1.0";
@@ -61,7 +63,9 @@ export const VERSION = "0.1.0";
  * ```
  */
 export function createRegistry(): Registry {
-  return new Registry(builtinPlugins, builtinControls, builtinCodecs);
+  const registry = new Registry(builtinPlugins, builtinControls, builtinCodecs);
+  for (const s of builtinServices) registry.registerService(s);
+  return registry;
 }
 
 const HELP = `voxpipe ${VERSION}: real-time audio over IP, as pipelines of plugin stages

@@ -41,6 +41,8 @@ export interface CheckReport {
      */
     examples?: Variables;
   };
+  /** The services the file starts beside its control plugin, with their validated options. */
+  services?: { use: string; options: Record<string, unknown> }[];
   /** What would fail in some calls only (e.g. a codec the control plugin allows that a template cannot handle). */
   warnings: string[];
   /** The chains as they would run (for a control section: as each call would build them). */
@@ -76,6 +78,9 @@ export function formatCheckReport(report: CheckReport): string[] {
         }`
         : `  each call builds the chains below (${c.use} gives no example values: they are checked when a call comes)`,
     );
+  }
+  for (const sv of report.services ?? []) {
+    lines.push(`service: ${sv.use}: ${Object.entries(sv.options).map(([k, v]) => `${k}=${valueText(v)}`).join(", ")}`);
   }
   for (const w of report.warnings) lines.push(`warning: ${w}`);
   for (const chain of report.chains) {

@@ -47,6 +47,14 @@ export interface ControlConfig {
   [option: string]: unknown;
 }
 
+/** One entry of a pipeline file's `services` section. */
+export interface ServiceConfig {
+  /** Service plugin name (e.g. `ws-bridge`). */
+  use: string;
+  /** Service plugin options. */
+  [option: string]: unknown;
+}
+
 /** A loaded, validated pipeline file. */
 export interface PipelineFile {
   /** Absolute path of the file (or a label for in-memory configs). */
@@ -61,12 +69,14 @@ export interface PipelineFile {
   pipelines: Record<string, StageConfig[]>;
   /** Control section, if any. */
   control?: ControlConfig;
+  /** Services run beside the control plugin, on its calls (a WebSocket bridge, the console). */
+  services?: ServiceConfig[];
 }
 
 /** Variable values used when instantiating a chain. */
 export type Variables = Record<string, string | number | boolean>;
 
-const TOP_KEYS = new Set(["$schema", "description", "parameters", "pipelines", "control", "name"]);
+const TOP_KEYS = new Set(["$schema", "description", "parameters", "pipelines", "control", "services", "name"]);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/g;
 const WHOLE_RE = /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}$/;
@@ -187,6 +197,27 @@ export function parsePipelineConfig(json: unknown, path: string, label = path): 
     }
     control = c as ControlConfig;
   }
+  let services: ServiceConfig[] | undefined;
+  if (obj.services !== undefined) {
+    if (!Array.isArray(obj.services)) {
+      throw err('expected an array of {"use": "<service plugin>", ...options}', "services");
+    }
+    if (!control) {
+      throw err(
+        'services run on the calls of a control plugin: add a "control" section (e.g. {"use": "sip", ...})',
+        "services",
+      );
+    }
+    services = obj.services.map((v, i) => {
+      if (
+        typeof v !== "object" || v === null || Array.isArray(v) ||
+        typeof (v as Record<string, unknown>).use !== "string"
+      ) {
+        throw err('expected {"use": "<service plugin>", ...options}', `services[${i}]`);
+      }
+      return v as ServiceConfig;
+    });
+  }
   const file: PipelineFile = {
     path,
     dir: dirname(path),
@@ -194,6 +225,7 @@ export function parsePipelineConfig(json: unknown, path: string, label = path): 
     pipelines,
     ...(obj.description ? { description: obj.description as string } : {}),
     ...(control ? { control } : {}),
+    ...(services ? { services } : {}),
   };
   return file;
 }
@@ -305,7 +337,7 @@ export function builtinVariables(file: PipelineFile): Variables {
  */
 export function checkVariables(file: PipelineFile, provided: string[] = []): void {
   const known = new Set([...Object.keys(file.parameters), "pipeline.dir", "cwd", ...provided]);
-  for (const ref of findVariables({ pipelines: file.pipelines, control: file.control })) {
+  for (const ref of findVariables({ pipelines: file.pipelines, control: file.control, services: file.services })) {
     if (known.has(ref.name)) continue;
     throw new ConfigError(
       `unknown variable \${${ref.name}}: declare it under "parameters"${

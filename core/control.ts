@@ -11,6 +11,7 @@ import type { Clock } from "./clock.ts";
 import type { CodecRegistry } from "./codec.ts";
 import type { Variables } from "./config.ts";
 import type { Logger } from "./log.ts";
+import type { CallService } from "./calls.ts";
 import type { Network } from "./net/datagram.ts";
 import type { OptionsOf, OptionsSchema } from "./options.ts";
 import type { Pipeline } from "./pipeline.ts";
@@ -64,6 +65,75 @@ export interface Controller {
   run(): Promise<ControlResult>;
   /** Live statistics (calls, per-call stats), for status pages. */
   stats?(): unknown;
+  /**
+   * Its calls, for the pipeline file's services (a WebSocket bridge, the
+   * console): present when the plugin owns calls.
+   */
+  readonly calls?: CallService;
+}
+
+/** What a service plugin receives. */
+export interface ServiceContext {
+  /** Logger (tag your lines). */
+  log: Logger;
+  /** Media clock. */
+  clock: Clock;
+  /** Aborted when the process is asked to stop. */
+  signal: AbortSignal;
+  /** The pipeline file path. */
+  file: string;
+  /** Directory of the pipeline file. */
+  baseDir: string;
+  /** Parameter values (defaults and --set). */
+  params: Variables;
+  /** The calls of the file's control plugin. */
+  calls: CallService;
+  /** The network to bind on (real UDP, or memory in tests); a TCP or HTTP service listens on the host's. */
+  net: Network;
+}
+
+/** A running service: it serves until its context's signal aborts, then {@linkcode Service.close} ends it. */
+export interface Service {
+  /** Where it serves, for the start log line and tests (e.g. `http://127.0.0.1:8080/`). */
+  readonly address?: string;
+  /** Stops serving and releases what it holds (sockets, clients). Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * What a service plugin module default-exports: a component the pipeline
+ * file's `services` section starts beside its control plugin, on that
+ * plugin's calls (e.g. a WebSocket bridge through which applications drive
+ * calls and exchange their audio).
+ */
+export interface ServicePluginDefinition<S extends OptionsSchema = OptionsSchema> {
+  /** Name used in `"services": [{"use": "..."}]`. */
+  name: string;
+  /** Always `service`. */
+  kind: "service";
+  /** One line for `--list-plugins`. */
+  description: string;
+  /** Option schema. */
+  options: S;
+  /** Starts the service (it serves once this resolves). */
+  create(options: OptionsOf<S>, ctx: ServiceContext): Service | Promise<Service>;
+}
+
+/** Any service plugin. */
+// deno-lint-ignore no-explicit-any
+export type AnyServicePlugin = ServicePluginDefinition<any>;
+
+/**
+ * Identity helper that types a service plugin definition.
+ *
+ * @example
+ * ```ts
+ * const echo = defineService({ name: "noop", kind: "service", description: "does nothing",
+ *   options: z.object({}), create: () => ({ close: () => Promise.resolve() }) });
+ * ```
+ */
+export function defineService<S extends OptionsSchema>(def: ServicePluginDefinition<S>): ServicePluginDefinition<S> {
+  return def;
 }
 
 /** What a control plugin module default-exports. */

@@ -17,6 +17,8 @@
  *   (`PipelineRunner`); `check.ts`: what checking a file found (`--check`);
  *   `control.ts`: the control-plugin API (`defineControl`);
  *   `schema.ts`: the JSON Schema of pipeline files and plugin descriptions;
+ *   `calls.ts`: the call service a control plugin offers to the file's
+ *   services (a WebSocket bridge, the console);
  * - `clock.ts`: the `Clock` interface and drift-free `Pacer`, re-exporting
  *   `VirtualClock` (`virtual_clock.ts`), `RealClock` (`real_clock.ts`, its
  *   wake-up strategies in the private `_thread_waker.ts`, `_timeout_waker.ts`
@@ -67,6 +69,7 @@ export * from "./schema.ts";
 export * from "./streams.ts";
 export * from "./testing.ts";
 export * from "./session.ts";
+export * from "./calls.ts";
 export * from "./bus.ts";
 export * from "./net/mod.ts";
 export { sanitizeFileComponent } from "./paths.ts";

@@ -18,7 +18,7 @@ import { didYouMean } from "./suggest.ts";
 import { type CodecInfo, CodecRegistry } from "./codec.ts";
 import type { Format } from "./frame.ts";
 import type { AnyPlugin, PluginResolver, StageConfig, StageKind } from "./stage.ts";
-import type { AnyControlPlugin } from "./control.ts";
+import type { AnyControlPlugin, AnyServicePlugin } from "./control.ts";
 
 const KINDS: readonly StageKind[] = ["source", "transform", "sink"];
 
@@ -61,6 +61,7 @@ export class Registry implements PluginResolver {
   /** Plugins loaded from modules with the `use` that named them, in load order (asked for bridges last). */
   readonly #loaded: { plugin: AnyPlugin; use: string }[] = [];
   readonly #controls = new Map<string, AnyControlPlugin>();
+  readonly #services = new Map<string, AnyServicePlugin>();
   /** The codecs known to this registry: registered directly, or by the plugins that implement them. */
   readonly codecs: CodecRegistry;
 
@@ -104,6 +105,35 @@ export class Registry implements PluginResolver {
       if (s) return s.use === plugin.name ? { ...s, use } : s;
     }
     return undefined;
+  }
+
+  /** Registers a service plugin (e.g. `ws-bridge`). */
+  registerService(plugin: AnyServicePlugin): void {
+    if (plugin.kind !== "service" || typeof plugin.create !== "function") {
+      throw new Error(`cannot register service plugin "${plugin.name}": not a service plugin definition`);
+    }
+    if (this.#services.has(plugin.name)) {
+      throw new Error(`a service plugin named "${plugin.name}" is already registered`);
+    }
+    this.#services.set(plugin.name, plugin);
+  }
+
+  /** All registered service plugins, sorted by name. */
+  listServices(): AnyServicePlugin[] {
+    return [...this.#services.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The service plugin with this name; throws a ConfigError listing the known ones. */
+  service(name: string, where: ConfigLocation = {}): AnyServicePlugin {
+    const c = this.#services.get(name);
+    if (c) return c;
+    const names = [...this.#services.keys()].sort();
+    throw new ConfigError(
+      `unknown service plugin "${name}"${didYouMean(name, names)}; known service plugins: ${
+        names.join(", ") || "none"
+      }`,
+      where,
+    );
   }
 
   /** Registers a control plugin (e.g. `sip`). */

@@ -16,7 +16,7 @@ import {
   substitute,
   type Variables,
 } from "./config.ts";
-import type { AnyControlPlugin, ControlContext, Controller } from "./control.ts";
+import type { AnyControlPlugin, AnyServicePlugin, ControlContext, Controller, Service } from "./control.ts";
 import { ConfigError, stackLocation } from "./errors.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
@@ -193,6 +193,13 @@ export class PipelineRunner {
       options: options as Record<string, unknown>,
       ...(checked ? { examples: checked.examples } : {}),
     };
+    const services = this.#serviceOptions();
+    if (services.length) {
+      report.services = services.map(({ def, options }) => ({
+        use: def.name,
+        options: options as Record<string, unknown>,
+      }));
+    }
     if (checked) {
       report.chains = checked.chains;
       report.warnings = checked.warnings;
@@ -311,6 +318,65 @@ export class PipelineRunner {
       throw new ConfigError(describeOptionErrors(parsed.error, "control", def), { file: file.path });
     }
     return { def, options: parsed.data };
+  }
+
+  /** The `services` section: each service plugin with its options validated (defaults filled in). */
+  #serviceOptions(): { def: AnyServicePlugin; options: unknown; path: string }[] {
+    const file = this.file;
+    return (file.services ?? []).map((entry, i) => {
+      const path = `services[${i}]`;
+      const def = this.#opts.registry.service(entry.use, { file: file.path, path: `${path}.use` });
+      const raw: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(entry)) if (k !== "use") raw[k] = v;
+      const values = substitute(raw, this.params, { file: file.path, path });
+      const parsed = strictSchema(def.options).safeParse(values, { reportInput: true });
+      if (!parsed.success) {
+        throw new ConfigError(describeOptionErrors(parsed.error, path, def), { file: file.path });
+      }
+      return { def, options: parsed.data, path };
+    });
+  }
+
+  /** Starts the file's services on the controller's calls; they stop with `signal`. */
+  async #startServices(controller: Controller, signal: AbortSignal): Promise<Service[]> {
+    const entries = this.#serviceOptions();
+    if (entries.length === 0) return [];
+    const file = this.file;
+    const calls = controller.calls;
+    if (!calls) {
+      throw new ConfigError(
+        `the control plugin "${file.control!.use}" offers no calls to services: remove the "services" section`,
+        { file: file.path, path: "services" },
+      );
+    }
+    const log = this.#opts.log ?? silentLogger;
+    const started: Service[] = [];
+    try {
+      for (const { def, options, path } of entries) {
+        let service: Service;
+        try {
+          service = await def.create(options, {
+            log,
+            clock: this.#opts.clock ?? mediaClock(),
+            signal,
+            file: file.path,
+            baseDir: file.dir,
+            params: this.params,
+            calls,
+            net: this.#opts.net ?? udpNetwork,
+          });
+        } catch (e) {
+          if (e instanceof ConfigError) throw e;
+          throw new ConfigError(`${def.name}: ${e instanceof Error ? e.message : e}`, { file: file.path, path }, e);
+        }
+        started.push(service);
+        log.child("SERVICE").info(`${def.name} started${service.address ? ` at ${service.address}` : ""}`);
+      }
+    } catch (e) {
+      await Promise.allSettled(started.map((s) => s.close()));
+      throw e;
+    }
+    return started;
   }
 
   /** The control plugin's example calls, each checked to cover every variable it declares. */
@@ -449,6 +515,7 @@ export class PipelineRunner {
     const onAbort = () => abort.abort(this.#opts.signal?.reason);
     this.#opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#opts.signal?.aborted) onAbort();
+    let services: Service[] = [];
     try {
       const controller = await this.#createController(
         def,
@@ -462,9 +529,11 @@ export class PipelineRunner {
         log.debug(`chain templates checked with example call values: ${checked.chains.map((c) => c.name).join(", ")}`);
         for (const w of checked.warnings) log.warn(w);
       }
+      services = await this.#startServices(controller, abort.signal);
       return await controller.run();
     } finally {
       this.#opts.signal?.removeEventListener("abort", onAbort);
+      await Promise.allSettled(services.map((s) => s.close()));
     }
   }
 }

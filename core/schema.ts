@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AnyControlPlugin } from "./control.ts";
+import type { AnyControlPlugin, AnyServicePlugin } from "./control.ts";
 import { formatToString } from "./frame.ts";
 import type { OptionsSchema } from "./options.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
@@ -87,6 +87,18 @@ export function pipelineJsonSchema(registry: Registry): JsonSchema {
       additionalProperties: false,
     };
   });
+  const serviceVariants = registry.listServices().map((c) => {
+    const s = allowVariables(optionsJsonSchema(c.options));
+    const { $schema: _drop, ...rest } = s;
+    return {
+      ...rest,
+      type: "object",
+      description: `${c.name}: ${c.description}`,
+      properties: { use: { const: c.name }, ...((rest.properties as Record<string, unknown>) ?? {}) },
+      required: ["use", ...((rest.required as string[]) ?? [])],
+      additionalProperties: false,
+    };
+  });
   // Stages made of stages (a sequence's items) refer to `#/$defs/sourceStage` in their option schemas
   // (zod `.meta({ $ref })`): any source stage, built-in or user plugin.
   const sourceVariants = stageVariants.filter((_, i) => plugins[i].kind === "source");
@@ -114,6 +126,11 @@ export function pipelineJsonSchema(registry: Registry): JsonSchema {
         },
       },
       control: controlVariants.length ? { anyOf: controlVariants } : { type: "object" },
+      services: {
+        type: "array",
+        description: "services run beside the control plugin, on its calls (a WebSocket bridge, the console)",
+        items: serviceVariants.length ? { anyOf: serviceVariants } : { type: "object" },
+      },
       pipelines: {
         type: "object",
         additionalProperties: { type: "array", minItems: 2, items: { anyOf: [...stageVariants, userPlugin] } },
@@ -141,6 +158,9 @@ export function listPluginLines(registry: Registry): string[] {
   for (const c of registry.listControls()) {
     lines.push(`${c.name.padEnd(w)}  ${"control".padEnd(9)}  ${"".padEnd(fw)}  ${c.description}`);
   }
+  for (const c of registry.listServices()) {
+    lines.push(`${c.name.padEnd(w)}  ${"service".padEnd(9)}  ${"".padEnd(fw)}  ${c.description}`);
+  }
   for (const c of registry.codecs.list()) {
     const pt = c.payloadType === "dynamic" ? "dynamic payload type" : `payload type ${c.payloadType}`;
     const ch = c.channels === 1 ? "mono" : c.channels === 2 ? "stereo" : `${c.channels} ch`;
@@ -156,9 +176,11 @@ export function listPluginLines(registry: Registry): string[] {
 }
 
 /** A multi-line description of one plugin: formats and every option with type, range, default. */
-export function describePlugin(p: AnyPlugin | AnyControlPlugin): string {
+export function describePlugin(p: AnyPlugin | AnyControlPlugin | AnyServicePlugin): string {
   const lines = [`${p.name} (${p.kind}): ${p.description}`];
-  if (p.kind !== "control") {
+  if (p.kind === "service") {
+    lines.push('  runs beside a control plugin, on its calls (a pipeline file\'s "services" section)');
+  } else if (p.kind !== "control") {
     const sp = p as AnyPlugin;
     if (sp.accepts?.length) lines.push(`  accepts:  ${sp.accepts.map(formatToString).join(" | ")}`);
     if (sp.produces) lines.push(`  produces: ${formatToString(sp.produces)}`);
@@ -194,9 +216,10 @@ export function describePlugin(p: AnyPlugin | AnyControlPlugin): string {
  */
 export async function describeNamed(registry: Registry, name: string, baseDir?: string): Promise<string> {
   if (isModuleReference(name)) return describePlugin(await registry.resolve(name, baseDir));
-  const p = registry.get(name) ?? registry.listControls().find((c) => c.name === name);
+  const p = registry.get(name) ?? registry.listControls().find((c) => c.name === name) ??
+    registry.listServices().find((c) => c.name === name);
   if (p) return describePlugin(p);
-  const known = [...registry.list(), ...registry.listControls()].map((x) => x.name);
+  const known = [...registry.list(), ...registry.listControls(), ...registry.listServices()].map((x) => x.name);
   throw new Error(
     `no plugin named "${name}"${didYouMean(name, known)}; known plugins: ${known.join(", ")}; ` +
       `a user plugin is described by its path, e.g. --describe ./my_plugin.ts`,

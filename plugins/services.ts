@@ -1,0 +1,10 @@
+/**
+ * Every built-in service plugin (run by a pipeline file's `services` section
+ * beside its control plugin, on its calls).
+ *
+ * @module
+ */
+import type { AnyServicePlugin } from "../core/control.ts";
+
+/** All built-in service plugins. */
+export const builtinServices: AnyServicePlugin[] = [];
