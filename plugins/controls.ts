@@ -9,7 +9,7 @@
  */
 import { type AnyControlPlugin, defineControl } from "../core/control.ts";
 import { controls as relay } from "./relay/mod.ts";
-import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions } from "./sip/control_options.ts";
+import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions, sipExampleCalls } from "./sip/control_options.ts";
 
 /** The `sip` control plugin, loading its implementation (sip/control.ts) on first use. */
 const sip = defineControl({
@@ -18,6 +18,7 @@ const sip = defineControl({
   description: SIP_CONTROL_DESCRIPTION,
   variables: SIP_VARIABLES,
   options: sipControlOptions,
+  exampleVariables: (o, ctx) => sipExampleCalls(o, ctx.codecs),
   create: async (options, ctx) => (await import("./sip/control.ts")).sipControl.create(options, ctx),
 });
 

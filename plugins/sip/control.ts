@@ -14,7 +14,6 @@
  */
 import type { z } from "zod";
 import type { Clock, Timer } from "../../core/clock.ts";
-import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
 import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
@@ -38,7 +37,12 @@ import {
   SipUserAgent,
 } from "./mod.ts";
 
-import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions as options } from "./control_options.ts";
+import {
+  SIP_CONTROL_DESCRIPTION,
+  SIP_VARIABLES,
+  sipControlOptions as options,
+  sipExampleCalls,
+} from "./control_options.ts";
 
 type Options = z.output<typeof options>;
 
@@ -687,42 +691,6 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/**
- * What calls could fill the templates with under these options, for checking them when the file loads: one call
- * per codec the options allow, in order of preference (every registered codec when they name none), each with the
- * first port pair of `rtp_ports` and a peer on the loopback of `bind`'s family (RTP to the discard port 9).
- */
-function exampleCalls(o: Options, codecs: CodecRegistry): Variables[] {
-  const named = o.codecs?.split(",").map((n) => codecs.get(n.trim())).filter((c) => c !== undefined) ?? [];
-  const list = named.length ? named : codecs.list();
-  return (list.length ? list : [undefined]).map((codec) => exampleCall(o, codec));
-}
-
-function exampleCall(o: Options, codec: CodecInfo | undefined): Variables {
-  const [min] = parsePortRange(o.rtp_ports);
-  const rtp = min % 2 === 0 ? min : min + 1;
-  const v6 = o.bind.includes(":");
-  const peer = v6 ? "::1" : "127.0.0.1";
-  const local = o.bind === "0.0.0.0" || o.bind === "::" ? peer : o.bind;
-  return {
-    "call.id": "example-call",
-    "call.n": 1,
-    "call.from": "example",
-    "local.bind": o.bind,
-    "local.address": local,
-    "local.rtp_port": rtp,
-    "local.rtcp_port": rtp + 1,
-    "remote.address": peer,
-    "remote.rtp": formatHostPort({ hostname: peer, port: 9 }),
-    "remote.rtcp": formatHostPort({ hostname: peer, port: 10 }),
-    "remote.rtp_port": 9,
-    "remote.rtcp_port": 10,
-    "codec": codec?.name ?? "PCMU",
-    "payloadType": typeof codec?.payloadType === "number" ? codec.payloadType : 96,
-    "ptime": o.ptime,
-  };
-}
-
 /** The `sip` control plugin definition. */
 export const sipControl = defineControl({
   name: "sip",
@@ -730,7 +698,7 @@ export const sipControl = defineControl({
   description: SIP_CONTROL_DESCRIPTION,
   variables: SIP_VARIABLES,
   options,
-  exampleVariables: (o, ctx) => exampleCalls(o, ctx.codecs),
+  exampleVariables: (o, ctx) => sipExampleCalls(o, ctx.codecs),
   create: (o, ctx) => new SipController(o, ctx),
 });
 

@@ -7,6 +7,10 @@
  * @module
  */
 import { z } from "zod";
+import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
+import type { Variables } from "../../core/config.ts";
+import { formatHostPort } from "../../core/net/address.ts";
+import { parsePortRange } from "../../core/net/ports.ts";
 
 /** One line for `--list-plugins`. */
 export const SIP_CONTROL_DESCRIPTION =
@@ -98,3 +102,42 @@ export const SIP_VARIABLES: Record<string, string> = {
   "payloadType": "negotiated RTP payload type",
   "ptime": "packet time the peer asked for, ms (what we send)",
 };
+
+/** Validated options of the `sip` control plugin. */
+export type SipControlOptions = z.output<typeof sipControlOptions>;
+
+/**
+ * What calls could fill the templates with under these options, for checking them when the file loads: one call
+ * per codec the options allow, in order of preference (every registered codec when they name none), each with the
+ * first port pair of `rtp_ports` and a peer on the loopback of `bind`'s family (RTP to the discard port 9).
+ */
+export function sipExampleCalls(o: SipControlOptions, codecs: CodecRegistry): Variables[] {
+  const named = o.codecs?.split(",").map((n) => codecs.get(n.trim())).filter((c) => c !== undefined) ?? [];
+  const list = named.length ? named : codecs.list();
+  return (list.length ? list : [undefined]).map((codec) => exampleCall(o, codec));
+}
+
+function exampleCall(o: SipControlOptions, codec: CodecInfo | undefined): Variables {
+  const [min] = parsePortRange(o.rtp_ports);
+  const rtp = min % 2 === 0 ? min : min + 1;
+  const v6 = o.bind.includes(":");
+  const peer = v6 ? "::1" : "127.0.0.1";
+  const local = o.bind === "0.0.0.0" || o.bind === "::" ? peer : o.bind;
+  return {
+    "call.id": "example-call",
+    "call.n": 1,
+    "call.from": "example",
+    "local.bind": o.bind,
+    "local.address": local,
+    "local.rtp_port": rtp,
+    "local.rtcp_port": rtp + 1,
+    "remote.address": peer,
+    "remote.rtp": formatHostPort({ hostname: peer, port: 9 }),
+    "remote.rtcp": formatHostPort({ hostname: peer, port: 10 }),
+    "remote.rtp_port": 9,
+    "remote.rtcp_port": 10,
+    "codec": codec?.name ?? "PCMU",
+    "payloadType": typeof codec?.payloadType === "number" ? codec.payloadType : 96,
+    "ptime": o.ptime,
+  };
+}
