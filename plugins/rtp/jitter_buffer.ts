@@ -60,8 +60,9 @@
  * 80 ms of jitter. The playout delay of a sample is how long after the arrival
  * of a packet of the smallest transit it is played; the target delay is the
  * transit spread plus 5 ms, within [`min_delay`, `max_delay`]. The target rises
- * at once; it does not fall below `initial_delay` (or the target a new stream
- * inherits) before the stream has been observed for a full window, and then
+ * at once; it does not fall below the delay the stream started at
+ * (`initial_delay` after its first packet, or the target a new stream inherits)
+ * before the stream has been observed for a full window, and then
  * falls by at most {@linkcode JB_TARGET_FALL_MS_PER_S} per second (a jitter peak
  * leaving the window does not ask for a sudden acceleration).
  *
@@ -213,6 +214,10 @@ const TS_JUMP_MS = 2000;
 const SEQ_RING = 1024;
 /** The sender's clock is taken to be at most this far off (5 %): a steeper transit drift is jitter. */
 const MAX_SKEW = 0.05;
+/** The drift is estimated from blocks spanning at least this long (ms). */
+const SKEW_SPAN_MS = 5000;
+/** A drift estimated below this (0.25 %) is taken as none. */
+const SKEW_DEADBAND = 0.0025;
 /** Delay histogram: 1 ms bins up to this many ms (longer delays count in the last bin). */
 const HIST_MS = 10000;
 
@@ -281,6 +286,8 @@ export interface JitterBufferStats {
   avg_delay_ms: number;
   /** Target playout delay (ms). */
   target_delay_ms: number;
+  /** Transit spread over the window (ms): the jitter the target covers (with a 5 ms margin). */
+  spread_ms: number;
   /** Estimated drift of the sender's clock against ours (ppm; positive: the sender's runs fast). */
   skew_ppm: number;
   /** Frame duration in use (ms). */
@@ -458,6 +465,8 @@ export class JitterBuffer {
   #gapBase = 0;
   /** True when this expansion's gap was given up (lost, skipped, dropped as late): its merge recovers nothing. */
   #gapLost = false;
+  /** How much more expansion the next merge should add before its cross-fade (the rest of a lost gap). */
+  #mergeWant = 0;
   #played = false;
   /** Background level of the received audio (RMS), for comfort noise: a floor that follows quiet blocks at once. */
   #floor = 0;
@@ -467,6 +476,10 @@ export class JitterBuffer {
   #target: number;
   #initialDelay: number;
   #skew = 0;
+  #spread = 0;
+  #rawTarget = 0;
+  /** True once a delay of the current stream was measured. */
+  #measured = false;
   #lastDelay = 0;
   #delaySum = 0;
   #delayTicks = 0;
@@ -665,7 +678,7 @@ export class JitterBuffer {
     // up to a frame before that sample (when packets are not cut on the output's frame grid).
     const rel = at - this.#pos + this.#q.length;
     const offGrid = ((rel % this.#spf) + this.#spf) % this.#spf;
-    this.#observe(arrival, arrival - media + (offGrid * 1000) / this.#clockRate);
+    this.#observe(arrival, arrival - media, arrival - media + (offGrid * 1000) / this.#clockRate);
     if (consecutive) this.#learn(samples, tsStep);
     this.#place(frame, at, arrival, seqDiff);
   }
@@ -844,9 +857,10 @@ export class JitterBuffer {
     };
     this.#seqRing[ext % SEQ_RING] = ext;
     this.#n.received++;
+    this.#measured = false;
     const rel = p0 - this.#pos + this.#q.length;
     const offGrid = ((rel % this.#spf) + this.#spf) % this.#spf;
-    this.#observe(arrival, arrival + (offGrid * 1000) / this.#clockRate);
+    this.#observe(arrival, arrival, arrival + (offGrid * 1000) / this.#clockRate);
     this.#store(p0, frame.payload);
   }
 
@@ -867,21 +881,25 @@ export class JitterBuffer {
     this.#learnCount = 0;
   }
 
-  /** Records a transit time in the window block of `arrival`. */
-  #observe(arrival: number, transit: number): void {
+  /**
+   * Records a transit time in the window block of `arrival`: `transit` for the smallest (the delay's reference),
+   * `needed` (the transit by the time the frame holding the packet's first sample is played) for the largest.
+   */
+  #observe(arrival: number, transit: number, needed = transit): void {
     const b = Math.floor(arrival / BLOCK_MS);
     const i = ((b % BLOCKS) + BLOCKS) % BLOCKS;
     if (this.#blockIdx[i] !== b) {
       this.#blockIdx[i] = b;
-      this.#blockMin[i] = this.#blockMax[i] = transit;
+      this.#blockMin[i] = transit;
+      this.#blockMax[i] = needed;
       this.#blockMinAt[i] = this.#blockMaxAt[i] = arrival;
     } else {
       if (transit < this.#blockMin[i]) {
         this.#blockMin[i] = transit;
         this.#blockMinAt[i] = arrival;
       }
-      if (transit > this.#blockMax[i]) {
-        this.#blockMax[i] = transit;
+      if (needed > this.#blockMax[i]) {
+        this.#blockMax[i] = needed;
         this.#blockMaxAt[i] = arrival;
       }
     }
@@ -889,8 +907,8 @@ export class JitterBuffer {
 
   /**
    * The drift of the transit time (ms per ms of arrival time) over the window ending at `now`: the least-squares
-   * line through the blocks' smallest transits, once four blocks spanning 3 s are there (0 before), within
-   * ±{@linkcode MAX_SKEW}.
+   * line through the blocks' smallest transits, once five blocks spanning 5 s are there (0 before, and below a
+   * dead band of 0.25 %), within ±{@linkcode MAX_SKEW}.
    */
   #estimateSkew(now: number): number {
     const cur = Math.floor(now / BLOCK_MS);
@@ -905,7 +923,7 @@ export class JitterBuffer {
       if (x < lo) lo = x;
       if (x > hi) hi = x;
     }
-    if (n < 4 || hi - lo < 3000) return 0;
+    if (n < 5 || hi - lo < SKEW_SPAN_MS) return 0;
     const mx = sx / n, my = sy / n;
     let sxy = 0, sxx = 0;
     for (let i = 0; i < BLOCKS; i++) {
@@ -916,6 +934,8 @@ export class JitterBuffer {
       sxx += dx * dx;
     }
     const slope = sxx > 0 ? sxy / sxx : 0;
+    // Jitter makes the line wobble: a drift below the dead band is left to the target's margin.
+    if (Math.abs(slope) < SKEW_DEADBAND) return 0;
     return Math.max(-MAX_SKEW, Math.min(MAX_SKEW, slope));
   }
 
@@ -945,7 +965,9 @@ export class JitterBuffer {
     if (!w) return;
     const o = this.options;
     const clamp = (v: number) => Math.max(o.min_delay, Math.min(o.max_delay, v));
-    const raw = clamp(w[1] - w[0] + GUARD_MS);
+    this.#spread = w[1] - w[0];
+    const raw = clamp(this.#spread + GUARD_MS);
+    this.#rawTarget = raw;
     const prev = this.#target;
     if (raw >= prev) this.#target = raw;
     else if (now - s.start >= JB_WINDOW_MS) {
@@ -977,6 +999,15 @@ export class JitterBuffer {
    */
   tick(now: number = this.nextTickTime() ?? 0): EncodedFrame {
     this.#updateTarget(now);
+    if (!this.#measured) {
+      const d = this.#delayNext(now);
+      if (d !== undefined) {
+        // The target keeps the delay the stream starts at (initial_delay after a packet that may not have had
+        // the smallest transit) until the stream has been observed for a window.
+        this.#measured = true;
+        this.#target = Math.max(this.#target, Math.min(this.options.max_delay, d));
+      }
+    }
     for (let guard = 0; this.#q.length < this.#spf; guard++) {
       if (guard > 1000) this.#expand(this.#spf - this.#q.length); // cannot happen: every step makes progress
       else this.#produce(now);
@@ -994,15 +1025,20 @@ export class JitterBuffer {
     const c = this.#cover(this.#pos, Infinity);
     const d = this.#delayNext(now);
     const T = this.#target;
+    const s = this.#stream;
     if (c.present > 0) {
-      if (d !== undefined && d > o.max_delay + 0.5) {
-        // Played now, these samples would be later than max_delay allows: they are late.
-        this.#dropLate(this.#whole(Math.min(c.present, Math.ceil(((d - o.max_delay) * rate) / 1000)), true));
+      // Accelerate from here (below max_delay by half the band, so that a merge's few ms stay within it).
+      const high = Math.min(T + JB_HIGH_MS, o.max_delay - JB_HIGH_MS / 2);
+      if (d !== undefined && d > o.max_delay + JB_HIGH_MS / 2) {
+        // Played now, these samples would be later than max_delay allows: they are late. Drop down to where
+        // accelerating starts, and the length of the merge that follows.
+        const [, maxLag] = lagRange(rate);
+        const n = Math.ceil(((d - high) * rate) / 1000) + Math.ceil(1.5 * maxLag);
+        this.#dropLate(this.#whole(Math.min(c.present, n), true));
         return;
       }
       if (this.#expanding) return this.#merge(c.present);
       if (d !== undefined) {
-        const high = Math.min(T + JB_HIGH_MS, o.max_delay);
         const low = Math.min(T, high - JB_HIGH_MS / 2);
         const fast = d >= 4 * high;
         const M = this.#whole(stretchInput(rate), true);
@@ -1032,12 +1068,20 @@ export class JitterBuffer {
     if (c.next < Infinity) {
       // A later packet is there: the samples at #pos are lost (or late).
       const leap = c.next - this.#pos;
-      if (d !== undefined && d - T >= this.ptime) {
+      const done = this.#expanding ? this.#expander!.generated - this.#gapBase : 0;
+      // The delay the next packet will play at when the rest of the gap is concealed: the expansion so far
+      // already stands for `done` of its samples.
+      const after = d === undefined ? undefined : d - (done * 1000) / rate;
+      // Skipping what is missing is inaudible: it may go down to the target the jitter asks for at once (not the
+      // slowly falling one accelerations follow), once the stream has been observed for a window.
+      const low = s && now - s.start >= JB_WINDOW_MS ? this.#rawTarget : T;
+      if (after !== undefined && after - low >= this.ptime) {
         // Above the target: skip missing samples rather than conceal them (a loss or the sender's silence is
         // how the delay shrinks for free).
-        const n = this.#whole(Math.min(leap, Math.floor(((d - T) * rate) / 1000)));
+        const n = this.#whole(Math.min(leap - done, Math.floor(((after - low) * rate) / 1000)));
         if (n > 0) {
           this.#skip(n);
+          this.#target = Math.max(low, Math.min(T, after - (n * 1000) / rate));
           return;
         }
       }
@@ -1047,6 +1091,7 @@ export class JitterBuffer {
       const left = leap - (e.generated - this.#gapBase) - overlap - (align >> 1);
       if (left <= 0) {
         // The missing audio has been concealed (the merge adds what is left): on to the next packet.
+        this.#mergeWant = Math.max(0, leap - (e.generated - this.#gapBase) - overlap);
         this.#gapLost = true;
         this.#advance(leap);
         return;
@@ -1126,10 +1171,12 @@ export class JitterBuffer {
     if (b) {
       let k = 0;
       if (shape.align > 0) {
+        // The best match, and among about equal ones the one nearest to the length wanted.
         let best = -Infinity;
+        const want = Math.min(shape.align - 1, this.#mergeWant);
         const ahead = e.peek(0, shape.align + shape.overlap);
         for (let j = 0; j < shape.align; j++) {
-          const cj = correlation(ahead, j, b, 0, shape.overlap);
+          const cj = correlation(ahead, j, b, 0, shape.overlap) - (0.1 * Math.abs(j - want)) / shape.align;
           if (cj > best + 1e-9) {
             best = cj;
             k = j;
@@ -1156,6 +1203,7 @@ export class JitterBuffer {
       }
     }
     if (!this.#gapLost && e.generated - this.#gapBase > 0) this.#n.recovered++;
+    this.#mergeWant = 0;
     this.#queue(x, RECEIVED, this.#pos);
     this.#advance(len);
     this.#expanding = false;
@@ -1310,6 +1358,7 @@ export class JitterBuffer {
       delay_max_ms: this.#delayMax,
       avg_delay_ms: this.#delayTicks ? this.#delaySum / this.#delayTicks : 0,
       target_delay_ms: this.#target,
+      spread_ms: this.#spread,
       skew_ppm: Math.round(-this.#skew * 1e6),
       ptime: this.ptime,
     };

@@ -131,7 +131,10 @@ export interface Stretched {
 }
 
 /** Chooses the lag for time-scaling `x` (from its start), or undefined when the chunk must be played as it is. */
-function chooseLag(x: ArrayLike<number>, sampleRate: number): { lag: number; corr: number; reason: StretchReason } | undefined {
+function chooseLag(
+  x: ArrayLike<number>,
+  sampleRate: number,
+): { lag: number; corr: number; reason: StretchReason } | undefined {
   const [minLag, maxLag] = lagRange(sampleRate);
   if (x.length < 2 * maxLag) return undefined;
   const p = findPeriod(x, 0, minLag, maxLag);
@@ -243,9 +246,9 @@ const NOISE = (() => {
 export interface ExpanderOptions {
   /** Sample rate, Hz. */
   sampleRate: number;
-  /** How long the recent audio is repeated (decaying after 20 ms) before fading into comfort noise, ms. */
+  /** How long the recent audio is repeated (decaying after 20 ms; its last `fadeMs` fading into comfort noise), ms. */
   maxConcealMs: number;
-  /** Length of the fade from repeated audio into comfort noise, ms (default 30). */
+  /** Length of the fade from repeated audio into comfort noise, ms (default 30, at most `maxConcealMs`). */
   fadeMs?: number;
 }
 
@@ -282,7 +285,7 @@ export class Expander {
     this.sampleRate = options.sampleRate;
     this.#fullLen = Math.round(options.sampleRate * 0.02);
     this.#concealLen = Math.max(0, Math.round((options.sampleRate * options.maxConcealMs) / 1000));
-    this.#fadeLen = Math.max(1, Math.round((options.sampleRate * (options.fadeMs ?? 30)) / 1000));
+    this.#fadeLen = Math.min(this.#concealLen, Math.round((options.sampleRate * (options.fadeMs ?? 30)) / 1000));
   }
 
   /** Samples of history {@linkcode start} looks at (60 ms and a quarter period). */
@@ -303,7 +306,7 @@ export class Expander {
 
   /** What sample `t` (default: the next one) is. */
   kindAt(t: number = this.#t): ExpandKind {
-    return this.#lag > 0 && t < this.#concealLen + this.#fadeLen ? "conceal" : "noise";
+    return this.#lag > 0 && t < this.#concealLen ? "conceal" : "noise";
   }
 
   /**
@@ -351,23 +354,20 @@ export class Expander {
   /** Sample `t` of the expansion (not rounded). */
   #at(t: number): number {
     let v = 0;
-    const concealEnd = this.#concealLen + this.#fadeLen;
-    if (this.#lag > 0 && t < concealEnd) {
+    const fadeStart = this.#concealLen - this.#fadeLen;
+    if (this.#lag > 0 && t < this.#concealLen) {
       let s = this.#win[t % this.#win.length];
       if (t < this.#q) s += this.#offset * (1 - (t + 1) / (this.#q + 1));
-      // Full level for 20 ms, then a linear decay to half level at maxConceal, then the fade out.
+      // Full level for 20 ms, then a linear decay to half level where the fade into comfort noise starts.
       let g = 1;
-      if (t >= this.#fullLen) {
-        const span = Math.max(1, this.#concealLen - this.#fullLen);
-        g = 1 - 0.5 * Math.min(1, (t - this.#fullLen) / span);
-      }
-      if (t >= this.#concealLen) g *= 1 - (t - this.#concealLen + 1) / (this.#fadeLen + 1);
+      if (t >= this.#fullLen) g = 1 - 0.5 * Math.min(1, (t - this.#fullLen) / Math.max(1, fadeStart - this.#fullLen));
+      if (t >= fadeStart) g *= 1 - (t - fadeStart + 1) / (this.#fadeLen + 1);
       v = s * g;
     }
     if (this.#noise > 0) {
       // Comfort noise fades in as the repeated audio fades out (at once when there is none to repeat).
       let g = 1;
-      if (this.#lag > 0) g = t < this.#concealLen ? 0 : Math.min(1, (t - this.#concealLen + 1) / (this.#fadeLen + 1));
+      if (this.#lag > 0) g = t < fadeStart ? 0 : Math.min(1, (t - fadeStart + 1) / (this.#fadeLen + 1));
       if (g > 0) v += g * this.#noise * NOISE[(this.#noisePhase + t) % NOISE.length];
     }
     return v;
