@@ -64,7 +64,10 @@
  * (`initial_delay` after its first packet, or the target a new stream inherits)
  * before the stream has been observed for a full window, and then
  * falls by at most {@linkcode JB_TARGET_FALL_MS_PER_S} per second (a jitter peak
- * leaving the window does not ask for a sudden acceleration).
+ * leaving the window does not ask for a sudden acceleration). Delay peaks that
+ * recur (a stall every 10 s) are remembered beyond the window, like NetEQ's peak
+ * detector: from the second one on, the target keeps the highest for twice the
+ * longest interval between them.
  *
  * ## Decisions (NetEQ's operations, in PCM)
  *
@@ -214,8 +217,12 @@ const TS_JUMP_MS = 2000;
 const SEQ_RING = 1024;
 /** The sender's clock is taken to be at most this far off (5 %): a steeper transit drift is jitter. */
 const MAX_SKEW = 0.05;
+/** Delay peaks are remembered this long (ms). */
+const PEAK_MEMORY_MS = 60000;
+/** A rise of the spread within this long of a peak (ms) belongs to that peak. */
+const PEAK_MERGE_MS = 2000;
 /** The drift is estimated from blocks spanning at least this long (ms). */
-const SKEW_SPAN_MS = 5000;
+const SKEW_SPAN_MS = 3000;
 /** A drift estimated below this (0.25 %) is taken as none. */
 const SKEW_DEADBAND = 0.0025;
 /** Delay histogram: 1 ms bins up to this many ms (longer delays count in the last bin). */
@@ -477,6 +484,10 @@ export class JitterBuffer {
   #initialDelay: number;
   #skew = 0;
   #spread = 0;
+  /** Recent delay peaks: when, and the transit spread they showed (ms). */
+  #peaks: { t: number; h: number }[] = [];
+  /** The spread at the previous tick: a sudden rise is a peak even when the target already covers it. */
+  #spreadBefore = 0;
   #rawTarget = 0;
   /** True once a delay of the current stream was measured. */
   #measured = false;
@@ -878,6 +889,7 @@ export class JitterBuffer {
     this.#seqRing.fill(-1);
     this.#blockIdx.fill(-Infinity);
     this.#skew = 0;
+    this.#peaks.length = 0;
     this.#learnCount = 0;
   }
 
@@ -907,7 +919,7 @@ export class JitterBuffer {
 
   /**
    * The drift of the transit time (ms per ms of arrival time) over the window ending at `now`: the least-squares
-   * line through the blocks' smallest transits, once five blocks spanning 5 s are there (0 before, and below a
+   * line through the blocks' smallest transits, once four blocks spanning 3 s are there (0 before, and below a
    * dead band of 0.25 %), within ±{@linkcode MAX_SKEW}.
    */
   #estimateSkew(now: number): number {
@@ -923,7 +935,7 @@ export class JitterBuffer {
       if (x < lo) lo = x;
       if (x > hi) hi = x;
     }
-    if (n < 5 || hi - lo < SKEW_SPAN_MS) return 0;
+    if (n < 4 || hi - lo < SKEW_SPAN_MS) return 0;
     const mx = sx / n, my = sy / n;
     let sxy = 0, sxx = 0;
     for (let i = 0; i < BLOCKS; i++) {
@@ -966,13 +978,38 @@ export class JitterBuffer {
     const o = this.options;
     const clamp = (v: number) => Math.max(o.min_delay, Math.min(o.max_delay, v));
     this.#spread = w[1] - w[0];
-    const raw = clamp(this.#spread + GUARD_MS);
-    this.#rawTarget = raw;
     const prev = this.#target;
+    const raw = clamp(Math.max(this.#spread, this.#peakLevel(now, prev)) + GUARD_MS);
+    this.#rawTarget = raw;
     if (raw >= prev) this.#target = raw;
     else if (now - s.start >= JB_WINDOW_MS) {
       this.#target = clamp(Math.max(raw, prev - (JB_TARGET_FALL_MS_PER_S * this.ptime) / 1000));
     }
+  }
+
+  /**
+   * Delay peaks (stalls, bursts: the transit spread jumping by more than {@linkcode JB_HIGH_MS}, or above the
+   * target by more than that) that recur are remembered beyond the window, as NetEQ's peak detector does: from the
+   * second peak within {@linkcode PEAK_MEMORY_MS} on, the spread is taken to be at least the highest recent peak
+   * for as long as twice the longest interval between them. Returns that level (0: no recurring peaks).
+   */
+  #peakLevel(now: number, target: number): number {
+    const peaks = this.#peaks;
+    while (peaks.length > 0 && now - peaks[0].t > PEAK_MEMORY_MS) peaks.shift();
+    const last = peaks[peaks.length - 1];
+    const jump = this.#spread > this.#spreadBefore + JB_HIGH_MS || this.#spread + GUARD_MS > target + JB_HIGH_MS;
+    this.#spreadBefore = this.#spread;
+    if (jump) {
+      if (last && now - last.t < PEAK_MERGE_MS) last.h = Math.max(last.h, this.#spread);
+      else peaks.push({ t: now, h: this.#spread });
+    } else if (last && now - last.t < PEAK_MERGE_MS && this.#spread > last.h) last.h = this.#spread;
+    if (peaks.length < 2) return 0;
+    let gap = 0, h = 0;
+    for (let i = 0; i < peaks.length; i++) {
+      if (i > 0) gap = Math.max(gap, peaks[i].t - peaks[i - 1].t);
+      h = Math.max(h, peaks[i].h);
+    }
+    return now - peaks[peaks.length - 1].t <= 2 * gap ? h : 0;
   }
 
   /**
