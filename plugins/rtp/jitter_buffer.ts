@@ -168,8 +168,8 @@ export const jitterBufferOptions = z.strictObject({
       "0..2000 ms (default 100).",
   ),
   mode: z.enum(["auto", "playout", "record"]).default("auto").describe(
-    '"playout": one frame per ptime on the media clock, with adaptive delay (for a speaker, a network sink, a ' +
-      'bridge). "record": frames on the sender\'s timeline, as soon as they are in order, whatever the timing ' +
+    '"playout": one frame per ptime on the media clock, the delay adapted by time-scaling the audio (for a ' +
+      'speaker, a network sink, a bridge; the codec must register a pcm transcoder). "record": frames on the sender\'s timeline, as soon as they are in order, whatever the timing ' +
       '(nothing dropped or inserted but what the sequence numbers say was lost; for a file). Default "auto": ' +
       "record when the chain ends in a sink that is not real-time (a file), playout otherwise.",
   ),
