@@ -213,6 +213,8 @@ console.log(table([
   "played",
 ], rows));
 if (haveGst) {
-  console.log("\nGStreamer udpsrc ! rtpjitterbuffer latency=200 ! rtppcmudepay ! mulawdec ! wavenc, same packets, loopback:\n");
+  console.log(
+    "\nGStreamer udpsrc ! rtpjitterbuffer latency=200 ! rtppcmudepay ! mulawdec ! wavenc, same packets, loopback:\n",
+  );
   console.log(table(["scenario", "audio", "largest step (clicks)", "played"], gstRows));
 } else console.log("\n(GStreamer comparison skipped)");

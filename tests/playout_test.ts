@@ -82,6 +82,13 @@ for (const drift of [0.01, -0.01]) {
     assert.ok((sum.delay_p95_ms as number) <= (sum.delay_max_ms as number) + 1);
     assert.equal(sum.accelerated, s.accelerated);
     assert.equal(sum.preemptive_expanded, s.preemptive_expanded);
+    // And so do the session's media statistics.
+    assert.deepEqual(run.media.playoutDelayMs, {
+      p50: s.delay_p50_ms,
+      p95: s.delay_p95_ms,
+      max: Math.round(s.delay_max_ms * 10) / 10,
+    });
+    assert.equal(run.media.timeStretchedFrames, s.accelerated + s.preemptive_expanded);
   });
 }
 

@@ -11,6 +11,7 @@ import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import type { EncodedFrame, Frame, PcmFrame } from "../core/frame.ts";
 import type { TransformStage } from "../core/stage.ts";
+import type { MediaStats } from "../core/session.ts";
 import { createStage, testContext } from "./registry_util.ts";
 import jitterBuffer, { type JitterBufferStats } from "../plugins/rtp/jitter_buffer.ts";
 import g711Decoder from "../plugins/g711/g711_decoder.ts";
@@ -30,6 +31,8 @@ export interface PlayoutRun {
   decoder: Record<string, number>;
   /** The jitter buffer's summary line fields (logged at the end of the stream). */
   summary: Record<string, unknown> | undefined;
+  /** The session's media statistics (the jitter buffer adds its delay distribution at the end). */
+  media: MediaStats;
 }
 
 /**
@@ -90,6 +93,7 @@ export async function playout(
     stats,
     decoder: dec.stats!() as Record<string, number>,
     summary: summaryOf(mem.lines),
+    media: base.ctx.session.stats,
   };
 }
 

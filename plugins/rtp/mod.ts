@@ -12,7 +12,16 @@ import { impair } from "./impair.ts";
 import { rtcp } from "./rtcp.ts";
 
 export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
-export { JitterBuffer, type JitterBufferCodecs } from "./jitter_buffer.ts";
+export { JitterBuffer, type JitterBufferCodecs, type JitterBufferStats } from "./jitter_buffer.ts";
+export {
+  accelerate,
+  backwardExtension,
+  Expander,
+  type ExpanderOptions,
+  findPeriod,
+  preemptiveExpand,
+  type Stretched,
+} from "./time_stretch.ts";
 export { RtcpSession } from "./rtcp_session.ts";
 
 /** The stage plugins of this family, registered as built-ins. */

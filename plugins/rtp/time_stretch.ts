@@ -280,7 +280,10 @@ export class Expander {
   #noisePhase = 0;
   #t = 0;
 
-  /** @param options sample rate, concealment length, fade length */
+  /**
+   * Creates an expander (it synthesizes nothing before {@linkcode start}).
+   * @param options sample rate, concealment length, fade length
+   */
   constructor(options: ExpanderOptions) {
     this.sampleRate = options.sampleRate;
     this.#fullLen = Math.round(options.sampleRate * 0.02);
