@@ -79,7 +79,8 @@
  *   a pitch period, or a chunk of quiet or unvoiced audio, from 30 ms of
  *   input: plugins/rtp/time_stretch.ts), *pre-emptive expand* when D < T
  *   (repeat one), else *normal* (at most one time-scaling per
- *   {@linkcode JB_STRETCH_INTERVAL_MS}, or every time when D ≥ 4 × (T + 20 ms));
+ *   {@linkcode JB_STRETCH_INTERVAL_MS}, twice as long after each try that found
+ *   the audio unfit, up to 0.5 s; every time when D ≥ 4 × (T + 20 ms));
  *   received samples that could only be played more than `max_delay` after
  *   their packet's due time are dropped as late;
  * - after concealment, *merge*: the concealment goes on for up to one of its
@@ -364,6 +365,15 @@ class PlayQueue {
   #room(n: number): void {
     if (this.end + n <= this.samples.length) return;
     const len = this.length;
+    if (len + n <= this.samples.length) {
+      // Move what is queued to the front.
+      this.samples.copyWithin(0, this.head, this.end);
+      this.kind.copyWithin(0, this.head, this.end);
+      this.pos.copyWithin(0, this.head, this.end);
+      this.head = 0;
+      this.end = len;
+      return;
+    }
     const cap = Math.max(this.samples.length, 2 * (len + n));
     const s = new Int16Array(cap), k = new Uint8Array(cap), p = new Float64Array(cap);
     s.set(this.samples.subarray(this.head, this.end));
@@ -391,16 +401,9 @@ class PlayQueue {
   }
 
   /** Removes the first `n` samples (all of them must be there). */
-  take(n: number): { samples: Int16Array; kind: Uint8Array; pos: Float64Array } {
-    const h = this.head;
-    const out = {
-      samples: this.samples.slice(h, h + n),
-      kind: this.kind.slice(h, h + n),
-      pos: this.pos.slice(h, h + n),
-    };
+  drop(n: number): void {
     this.head += n;
     if (this.head === this.end) this.head = this.end = 0;
-    return out;
   }
 }
 
@@ -478,7 +481,9 @@ export class JitterBuffer {
   /** Background level of the received audio (RMS), for comfort noise: a floor that follows quiet blocks at once. */
   #floor = 0;
   #floorSet = false;
-  #lastStretch = -Infinity;
+  /** When the next time-scaling may be tried, and how long a failure makes the one after wait. */
+  #nextStretch = -Infinity;
+  #stretchWait = JB_STRETCH_INTERVAL_MS;
 
   #target: number;
   #initialDelay: number;
@@ -1049,9 +1054,8 @@ export class JitterBuffer {
       if (guard > 1000) this.#expand(this.#spf - this.#q.length); // cannot happen: every step makes progress
       else this.#produce(now);
     }
-    const f = this.#q.take(this.#spf);
     this.#tick++;
-    return this.#emit(f, now);
+    return this.#emit(this.#spf, now);
   }
 
   /** One playout decision: appends samples to the queue, or moves `#pos` on. */
@@ -1079,18 +1083,22 @@ export class JitterBuffer {
         const low = Math.min(T, high - JB_HIGH_MS / 2);
         const fast = d >= 4 * high;
         const M = this.#whole(stretchInput(rate), true);
-        if ((d >= high || d < low) && c.present >= M && (fast || now - this.#lastStretch >= JB_STRETCH_INTERVAL_MS)) {
+        if ((d >= high || d < low) && c.present >= M && (fast || now >= this.#nextStretch)) {
           const x = this.#decode(this.#pos, M);
           const r = d >= high ? accelerate(x, rate) : preemptiveExpand(x, rate);
           if (r) {
+            this.#stretchWait = JB_STRETCH_INTERVAL_MS;
             const kind = d >= high ? ACCELERATED : STRETCHED;
             this.#queue(r.samples, kind, this.#pos, M / r.samples.length);
             if (kind === ACCELERATED) this.#accelSamples += r.removed;
             else this.#stretchSamples += r.removed;
-            this.#lastStretch = now;
           } else {
             this.#queue(x, RECEIVED, this.#pos);
           }
+          // The next try waits; longer after each failure in a row (up to 0.5 s), so audio that will not stretch
+          // (loud, neither periodic nor noise-like) costs little.
+          this.#nextStretch = now + this.#stretchWait;
+          if (!r) this.#stretchWait = Math.min(2 * this.#stretchWait, 480);
           this.#advance(M);
           this.#played = true;
           return;
@@ -1271,12 +1279,13 @@ export class JitterBuffer {
   }
 
   /** Builds the frame of the taken samples, and counts it. */
-  #emit(f: { samples: Int16Array; kind: Uint8Array; pos: Float64Array }, now: number): EncodedFrame {
+  #emit(n: number, now: number): EncodedFrame {
     const info = this.#info!;
-    const n = f.samples.length;
+    const q = this.#q;
+    const h = q.head;
     let rx = false, conceal = false, noise = false, acc = false, str = false, firstRx = -1;
     for (let i = 0; i < n; i++) {
-      const k = f.kind[i];
+      const k = q.kind[h + i];
       if (k <= STRETCHED) {
         rx = true;
         if (firstRx < 0) firstRx = i;
@@ -1285,6 +1294,7 @@ export class JitterBuffer {
       } else if (k === CONCEALED) conceal = true;
       else noise = true;
     }
+    const firstPos = firstRx >= 0 ? q.pos[h + firstRx] : NaN;
     const type: FrameType = rx ? "normal" : conceal ? "concealed" : "silence";
     this.#n[type]++;
     if (acc) this.#n.accelerated++;
@@ -1292,10 +1302,10 @@ export class JitterBuffer {
     if (conceal) this.#n.expanded++;
     if (noise) this.#n.comfort_noise++;
     const s = this.#stream;
-    if (firstRx >= 0 && s && f.pos[firstRx] >= s.p0) {
+    if (firstRx >= 0 && s && firstPos >= s.p0) {
       const w = this.#window(now);
       if (w) {
-        const d = now + (firstRx * 1000) / this.#clockRate - ((f.pos[firstRx] - s.p0) * 1000) / this.#clockRate - w[0];
+        const d = now + (firstRx * 1000) / this.#clockRate - ((firstPos - s.p0) * 1000) / this.#clockRate - w[0];
         this.#lastDelay = d;
         this.#delaySum += d;
         this.#delayTicks++;
@@ -1305,11 +1315,9 @@ export class JitterBuffer {
     }
     if (rx && this.#firstPlayMs === 0 && this.#firstArrival !== undefined) this.#firstPlayMs = now - this.#firstArrival;
     const whole = this.#whole(n, true);
-    let pcm = f.samples;
-    if (whole !== n) {
-      pcm = new Int16Array(whole);
-      pcm.set(f.samples);
-    }
+    const pcm = new Int16Array(whole);
+    pcm.set(q.samples.subarray(h, h + n));
+    q.drop(n);
     const frame: EncodedFrame = {
       kind: "encoded",
       codec: info.name,
@@ -1354,7 +1362,7 @@ export class JitterBuffer {
     const now = this.nextTickTime() ?? 0;
     while (this.#q.length > 0) {
       const n = Math.min(this.#spf, this.#q.length);
-      out.push(this.#emit(this.#q.take(n), now));
+      out.push(this.#emit(n, now));
       this.#tick++;
     }
     return out;

@@ -92,6 +92,8 @@ export function correlation(a: ArrayLike<number>, i: number, b: ArrayLike<number
  * ```
  */
 export function findPeriod(x: ArrayLike<number>, from: number, minLag: number, maxLag: number): Period {
+  // Every lag: a tone whose period is not a whole number of samples repeats well only at some multiples of it
+  // (440 Hz: 109 samples, six periods, off by 0.09 sample), which a coarse search on every second lag misses.
   let best: Period = { lag: maxLag, corr: -Infinity };
   for (let lag = maxLag; lag >= minLag; lag--) {
     const c = correlation(x, from, x, from + lag, lag);
