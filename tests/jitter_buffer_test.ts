@@ -5,6 +5,8 @@ import { FormatError, type TransformStage } from "../core/stage.ts";
 import { createStage, testContext } from "./registry_util.ts";
 import jitterBuffer, { JB_WINDOW_MS } from "../plugins/rtp/jitter_buffer.ts";
 import { MULAW_DECODE } from "../plugins/g711/tables.ts";
+import { defineCodec } from "../core/codec.ts";
+import { Registry } from "../core/registry.ts";
 
 /**
  * A µ-law payload that says which packet it is (sequence & 0xff, one nibble in each of the first
@@ -352,6 +354,27 @@ Deno.test("jitter-buffer: negotiation and options", async () => {
   assert.throws(() => jitterBuffer.options.parse({ min_delay: 100, max_delay: 50 }));
   assert.throws(() => jitterBuffer.options.parse({ initial_delay: 10, min_delay: 20 }));
   assert.doesNotThrow(() => jitterBuffer.options.parse({ min_delay: 100 }), "initial delay default follows min_delay");
+  // Real-time playout time-scales PCM: a codec registered without a transcoder can be recorded, not played.
+  const bare = defineCodec({
+    name: "X8",
+    payloadType: "dynamic",
+    clockRate: 8000,
+    silence: (n) => new Uint8Array(n),
+    concealment: "none",
+  });
+  const ctx = testContext({ registry: new Registry([], [], [bare]) }).ctx;
+  const playout = await createStage<TransformStage>(jitterBuffer, { mode: "playout" }, ctx);
+  assert.throws(
+    () => playout.negotiate!({ kind: "rtp", codec: "X8", clockRate: 8000 }),
+    (e: Error) =>
+      e instanceof FormatError && /X8 in real time: .* no "pcm" transcoder .* "mode": "record"/.test(e.message),
+  );
+  const record = await createStage<TransformStage>(jitterBuffer, { mode: "record" }, ctx);
+  assert.deepEqual(record.negotiate!({ kind: "rtp", codec: "X8", clockRate: 8000 }), {
+    kind: "encoded",
+    codec: "X8",
+    clockRate: 8000,
+  });
 });
 
 // ---------------------------------------------------------------------------
