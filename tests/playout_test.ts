@@ -140,3 +140,23 @@ Deno.test("playout: max_delay is enforced, and past max_conceal the stream fades
   const level = (k: number) => Math.sqrt(run.pcm.subarray(k * 160, k * 160 + 160).reduce((a, v) => a + v * v, 0) / 160);
   assert.ok(level(i - 1) < 5657 * 0.5 && level(i) <= 150, `fade: RMS ${level(i - 1)} then ${level(i)}`);
 });
+
+Deno.test("playout: a clean call shrinks from its 60 ms start by accelerating, never by dropping a frame", async () => {
+  // The issue: the old buffer dropped 2 received frames per call at about 8 s and 10–11 s, even with no loss.
+  const tx = rtpSender({ seconds: 20, delayMs: 20, seed: 2 });
+  const run = await playout(tx.packets, 21000);
+  const s = run.stats;
+  assert.deepEqual([s.received, s.lost, s.late, s.trimmed, s.skipped_ms], [tx.sent, 0, 0, 0, 0]);
+  assert.deepEqual(inStream(run).filter((t) => t !== "normal"), []);
+  const early = run.delays.filter((d) => d.t < 8000).map((d) => Math.round(d.delay));
+  assert.deepEqual([...new Set(early)], [60], "the start delay is kept for a window");
+  assert.ok(s.delay_ms < 45, `then the delay shrinks toward the target: ${s.delay_ms}`);
+  assert.ok(s.accelerated_ms >= 15 && s.accelerated_ms <= 45, `by accelerating ${s.accelerated_ms} ms`);
+  const end = inStream(run).length * 160;
+  assert.ok(largestStep(run.pcm, 0, end) <= CLICK * largestStep(tx.reference));
+  // The stream is the sent audio less what was accelerated (plus what was stretched), to within the last frame,
+  // whose end is concealment after the last packet.
+  const expected = tx.sent * 160 - Math.round((s.accelerated_ms * 8000) / 1000) +
+    Math.round((s.preemptive_ms * 8000) / 1000);
+  assert.ok(end - expected >= 0 && end - expected < 160, `played ${end}, sent less accelerated ${expected}`);
+});
