@@ -30,8 +30,9 @@
  * The buffer knows no codec by name: the codec's registration (looked up in the
  * stage's `ctx.codecs` by the name the packets carry) gives its clock rate, how
  * many bytes hold how many samples, its silence payload, and the transcoder
- * (`pcm`) that decodes and encodes it. A codec without one cannot be played in
- * real time (the stage says so); it can still be recorded.
+ * (`pcm`) that decodes and encodes it. A codec without one (or of more than one
+ * channel) cannot be played in real time (the stage says so); it can still be
+ * recorded.
  *
  * ## Packets of any duration: a buffer of timestamp ranges
  *
@@ -556,7 +557,8 @@ export class JitterBuffer {
   setCodec(info: CodecInfo): void {
     const old = this.#info;
     this.#info = info;
-    this.#pcm = info.pcm?.();
+    // Time-scaling works on one channel.
+    this.#pcm = info.channels === 1 ? info.pcm?.() : undefined;
     if (
       old && old.clockRate === info.clockRate && old.frameSamples === info.frameSamples &&
       old.frameBytes === info.frameBytes
@@ -1516,6 +1518,12 @@ export const jitterBuffer = definePlugin({
         throw new FormatError(
           `${NAME} cannot play ${info.name} in real time: its registration has no "pcm" transcoder (decode, ` +
             `encode) to time-scale the audio with; add one to the codec, or use "mode": "record" (a file)`,
+        );
+      }
+      if (mode === "playout" && info.channels !== 1) {
+        throw new FormatError(
+          `${NAME} plays mono codecs in real time, but ${info.name} has ${info.channels} channels; ` +
+            `use "mode": "record" (a file)`,
         );
       }
     };
