@@ -208,7 +208,8 @@ Deno.test("L16 (2 bytes per sample, dynamic payload type) through packetizer →
   ]);
   assertEquals(first8.map((f) => f.pts), frames.map((f) => f.pts));
   assertEquals(first8.map((f) => f.payload.length), new Array(8).fill(320));
-  assertEquals([...first8[3].payload], new Array(320).fill(0), "the codec's silence fills the concealed frame");
+  // The concealed frame carries the buffer's concealment, decoded and encoded (what a relay would send on).
+  assertEquals([...first8[3].payload], [...encodeL16(first8[3].decoded!)]);
 
   // Frames cut out of packets: a 10 ms buffer plays each 20 ms packet as two 160-byte frames, the loss as two
   // concealed ones, sample-exact.

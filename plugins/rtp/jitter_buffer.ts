@@ -18,14 +18,15 @@
  * arrival + `initial_delay`) and at every tick emits exactly one
  * {@linkcode EncodedFrame} of `ptime`, cut from a continuous PCM stream: its
  * `decoded` field holds the samples (the g711 decoder plays them as they are),
- * its `payload` the same audio encoded (through the codec's transcoder, for a
- * consumer that does not decode), and its `type` says what it holds:
+ * its `payload` the same audio encoded (through the codec's transcoder: a relay
+ * that packetizes the frames again sends what a listener would hear), and its
+ * `type` says what it holds:
  *
  * - `normal`: received audio (possibly time-scaled, or with a splice of
  *   concealment at one end);
  * - `concealed`: only concealment: the recent audio repeated where nothing was
- *   received (payload: the codec's silence);
- * - `silence`: only comfort noise (payload: the codec's silence).
+ *   received (a decoder that ignores `decoded` conceals it itself);
+ * - `silence`: only comfort noise (such a decoder plays silence).
  *
  * The buffer knows no codec by name: the codec's registration (looked up in the
  * stage's `ctx.codecs` by the name the packets carry) gives its clock rate, how
@@ -1324,7 +1325,7 @@ export class JitterBuffer {
       kind: "encoded",
       codec: info.name,
       clockRate: this.#clockRate,
-      payload: type === "normal" ? this.#pcm!.encode(pcm) : info.silence(whole),
+      payload: this.#pcm!.encode(pcm),
       pts: this.#outPts,
       type,
       decoded: pcm,
