@@ -52,6 +52,17 @@ export interface Concealer {
 export type ConcealmentFactory = (options: ConcealerOptions) => Concealer;
 
 /**
+ * Converts a codec's payloads to PCM and back, for a stage that works on the audio inside a packet stream (the
+ * jitter buffer's real-time playout time-scales it). One per stream: a stateful codec keeps its state here.
+ */
+export interface PcmTranscoder {
+  /** The interleaved samples of a payload of whole codec frames. */
+  decode(payload: Uint8Array): Int16Array;
+  /** A payload holding `samples` (interleaved, a whole number of codec frames). */
+  encode(samples: Int16Array): Uint8Array;
+}
+
+/**
  * A codec as registered: everything the RTP stages, the jitter buffer, decoders
  * and SDP need to handle its payloads without knowing the codec by name.
  */
@@ -91,6 +102,12 @@ export interface CodecInfo {
    * its delay prefers a quiet one. Absent: no frame counts as quiet.
    */
   isQuiet?(payload: Uint8Array): boolean;
+  /**
+   * A factory of a {@linkcode PcmTranscoder}: a jitter buffer playing in real time decodes packets through it to
+   * time-scale the audio (stretch or compress it instead of dropping or inserting frames). Absent: the codec cannot
+   * be played in real time by the jitter buffer (a recording still works).
+   */
+  readonly pcm?: () => PcmTranscoder;
   /** SDP `a=fmtp` parameters to offer with this codec, if any. */
   readonly fmtp?: string;
 }
@@ -141,6 +158,9 @@ export function codecShapeProblem(info: unknown): string | undefined {
     return `${what}: "concealment" must be a factory of a concealer or "none"`;
   }
   if (c.isQuiet !== undefined && typeof c.isQuiet !== "function") return `${what}: "isQuiet" must be a function`;
+  if (c.pcm !== undefined && typeof c.pcm !== "function") {
+    return `${what}: "pcm" must be a factory of a transcoder () => ({ decode, encode })`;
+  }
   if (c.fmtp !== undefined && typeof c.fmtp !== "string") return `${what}: "fmtp" must be a string`;
   return undefined;
 }

@@ -57,6 +57,13 @@ export interface EncodedFrame {
    * last real frame); `silence`: a payload of the codec's silence.
    */
   type?: FrameType;
+  /**
+   * The PCM this frame plays, when the stage that made it has decoded it already (a real-time jitter buffer
+   * time-scales and conceals in PCM): interleaved samples at `clockRate`, as many as `payload` holds. A decoder
+   * emits these instead of decoding `payload` or concealing; one that ignores them decodes `payload` (the same
+   * audio, encoded) and conceals `concealed` frames itself.
+   */
+  decoded?: Int16Array;
 }
 
 /** A parsed RTP packet (RFC 3550) and, on receive, its arrival time. */

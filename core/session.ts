@@ -81,6 +81,10 @@ export interface MediaStats {
   late: number;
   /** Frames synthesized to conceal losses. */
   concealedFrames: number;
+  /** Playout delay of the received audio over the call (ms): median, 95th percentile, maximum; once played. */
+  playoutDelayMs?: { p50: number; p95: number; max: number };
+  /** Frames the playout time-scaled (compressed or stretched) to follow its target delay, once played. */
+  timeStretchedFrames?: number;
   /** Interarrival jitter of what we receive (RFC 3550), ms. */
   jitterMs: number;
   /** Round-trip time from RTCP (LSR/DLSR), ms, once known. */

@@ -250,3 +250,28 @@ Deno.test("g711 plugins are registered and their options make a JSON Schema with
   assert.ok(dec.properties.codec.description);
   assert.throws(() => g711Encoder.options.parse({ codec: "G722" }));
 });
+
+Deno.test("g711-decoder: a frame carrying its decoded samples plays them (concealment included); plc false silences it", async () => {
+  const decoded = Int16Array.from({ length: 160 }, (_, i) => (i * 37) % 1000 - 500);
+  const frame = (type: "normal" | "concealed"): EncodedFrame => ({
+    kind: "encoded",
+    codec: "PCMU",
+    clockRate: 8000,
+    payload: new Uint8Array(160).fill(0xff),
+    pts: 0,
+    type,
+    decoded,
+  });
+  const dec = await createStage<TransformStage>(g711Decoder, {});
+  dec.negotiate!({ kind: "encoded", codec: "PCMU", clockRate: 8000 });
+  const [n, c] = runTransform(dec, [frame("normal"), frame("concealed")]) as PcmFrame[];
+  assert.deepEqual([...n.samples], [...decoded], "the decoded samples, not the payload's silence");
+  assert.deepEqual([...c.samples], [...decoded], "the upstream concealment, not the decoder's");
+  assert.equal(c.type, "concealed");
+  const s = dec.stats!() as Record<string, number>;
+  assert.deepEqual([s.decoded, s.concealed, s.concealed_samples], [1, 1, 160]);
+  const quiet = await createStage<TransformStage>(g711Decoder, { plc: false });
+  quiet.negotiate!({ kind: "encoded", codec: "PCMU", clockRate: 8000 });
+  const [q] = runTransform(quiet, [frame("concealed")]) as PcmFrame[];
+  assert.ok(q.samples.every((v) => v === 0));
+});

@@ -2,8 +2,9 @@
  * The G.711 codecs as the g711 plugin registers them: PCMU (μ-law, static RTP
  * payload type 0) and PCMA (A-law, 8), 8000 Hz mono, one byte per sample, 20 ms
  * packets by default, silence = the code of a zero sample, concealment by the
- * pitch-repeating {@linkcode PacketLossConcealer}, and quiet frames told by
- * their segment (for the jitter buffer's choice of a frame to drop).
+ * pitch-repeating {@linkcode PacketLossConcealer}, quiet frames told by their
+ * segment, and a table-lookup transcoder to and from PCM (the real-time jitter
+ * buffer time-scales the audio in PCM).
  *
  * @example
  * ```ts
@@ -14,9 +15,9 @@
  *
  * @module
  */
-import { type CodecInfo, defineCodec } from "../../core/codec.ts";
+import { type CodecInfo, defineCodec, type PcmTranscoder } from "../../core/codec.ts";
 import { PacketLossConcealer } from "./plc.ts";
-import { SILENCE_CODE } from "./tables.ts";
+import { DECODE_TABLES, ENCODE_TABLES, SILENCE_CODE } from "./tables.ts";
 
 /** Names of the G.711 codecs. */
 export type G711Codec = "PCMU" | "PCMA";
@@ -32,8 +33,27 @@ function quiet(payload: Uint8Array, flip: number): boolean {
   return true;
 }
 
+/** The law's transcoder: two table lookups, no state (one object serves every stream). */
+function transcoder(name: G711Codec): PcmTranscoder {
+  const dec = DECODE_TABLES[name];
+  const enc = ENCODE_TABLES[name];
+  return {
+    decode(payload) {
+      const out = new Int16Array(payload.length);
+      for (let i = 0; i < payload.length; i++) out[i] = dec[payload[i]];
+      return out;
+    },
+    encode(samples) {
+      const out = new Uint8Array(samples.length);
+      for (let i = 0; i < samples.length; i++) out[i] = enc[samples[i] & 0xffff];
+      return out;
+    },
+  };
+}
+
 function g711(name: G711Codec, payloadType: number, flip: number): CodecInfo {
   const code = SILENCE_CODE[name];
+  const pcm = transcoder(name);
   return defineCodec({
     name,
     payloadType,
@@ -45,6 +65,7 @@ function g711(name: G711Codec, payloadType: number, flip: number): CodecInfo {
     silence: (samples) => new Uint8Array(samples).fill(code),
     concealment: ({ sampleRate }) => new PacketLossConcealer({ sampleRate }),
     isQuiet: (payload) => quiet(payload, flip),
+    pcm: () => pcm,
   });
 }
 

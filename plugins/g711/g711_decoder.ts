@@ -144,7 +144,20 @@ export function createG711Decoder(
       if (!plcReady) setupConcealment(override ?? frame.codec);
       const type = frame.type ?? "normal";
       let samples: Int16Array;
-      if (type === "normal") {
+      if (frame.decoded) {
+        // Decoded (time-scaled, concealed) upstream already: play it as it is.
+        samples = frame.decoded;
+        if (type === "normal") {
+          if (plc) plc.receive(samples.slice());
+          lastLength = samples.length || lastLength;
+          stats.decoded++;
+        } else if (type === "silence") stats.silence++;
+        else {
+          if (!options.plc) samples = new Int16Array(samples.length);
+          stats.concealed++;
+          stats.concealed_samples += samples.length;
+        }
+      } else if (type === "normal") {
         const table = DECODE_TABLES[override ?? frame.codec];
         if (!table) throw new Error(`${NAME} cannot decode codec ${frame.codec}: set "codec" in its options`);
         const p = frame.payload;
@@ -177,7 +190,9 @@ export function createG711Decoder(
 /**
  * The `g711-decoder` plugin: decodes PCMU or PCMA to pcm 8000 Hz mono by a 256-entry table
  * lookup. `silence` frames become zeros; `concealed` frames are synthesized by packet loss
- * concealment (or silence with `"plc": false`). pts and type are carried through.
+ * concealment (or silence with `"plc": false`). A frame that carries its `decoded` samples
+ * (the real-time jitter buffer's time-scaled or concealed audio) plays them as they are.
+ * pts and type are carried through.
  */
 export default definePlugin({
   name: NAME,

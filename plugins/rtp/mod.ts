@@ -12,7 +12,16 @@ import { impair } from "./impair.ts";
 import { rtcp } from "./rtcp.ts";
 
 export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
-export { JitterBuffer, type JitterBufferCodecs } from "./jitter_buffer.ts";
+export { JitterBuffer, type JitterBufferCodecs, type JitterBufferStats } from "./jitter_buffer.ts";
+export {
+  accelerate,
+  backwardExtension,
+  Expander,
+  type ExpanderOptions,
+  findPeriod,
+  preemptiveExpand,
+  type Stretched,
+} from "./time_stretch.ts";
 // Type only: the class (and rtp.js with it) loads when an rtcp stage starts; import it from ./rtcp_session.ts.
 export type { RtcpSession } from "./rtcp_session.ts";
 

@@ -73,6 +73,8 @@ export const L16: CodecInfo = defineCodec({
   ptime: 20,
   silence: (samples) => new Uint8Array(2 * samples),
   concealment: () => new FadeConcealer(),
+  // How a real-time jitter buffer decodes L16 to time-scale it (and encodes what it plays).
+  pcm: () => ({ decode: decodeL16, encode: encodeL16 }),
   isQuiet(payload) {
     for (let i = 0; i + 1 < payload.length; i += 2) {
       const v = ((payload[i] << 24) >> 16) | payload[i + 1];
