@@ -25,10 +25,14 @@
 // @ts-types="@types/sdp-transform"
 import * as sdpTransform from "sdp-transform";
 import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
-import { DTMF_EVENTS_FMTP, TELEPHONE_EVENT } from "../rtp/telephone_event.ts";
 
 type SessionDescription = sdpTransform.SessionDescription;
 type MediaDescription = sdpTransform.MediaDescription;
+
+/** The encoding name of RFC 4733 events (the SIP library imports no other plugin: named here too). */
+const TELEPHONE_EVENT = "telephone-event";
+/** The events offered and accepted: the 16 DTMF events (RFC 4733 section 3.2). */
+const DTMF_EVENTS_FMTP = "0-15";
 
 /** First and last dynamic RTP payload type (RFC 3551 section 3). */
 const DYNAMIC_PT_FIRST = 96;
