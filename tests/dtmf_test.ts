@@ -605,3 +605,48 @@ Deno.test("SDP: telephone-event offered on a dynamic type, accepted with the off
   const a4 = createAnswer(wide, { registry: codecs, address: "10.0.0.2", port: 41000, telephoneEvent: true });
   assert(!a4.includes("telephone-event"), a4);
 });
+
+Deno.test("a call's two sessions on a VirtualClock: sendDtmf on the sender's, dtmf events on the receiver's", async () => {
+  const clock = new VirtualClock(0);
+  const net = new MemoryNetwork({ clock, latencyMs: 5 });
+  const alice = new Session({ id: "alice", clock, net });
+  const bob = new Session({ id: "bob", clock, net });
+  const heard: { type: string; pipeline?: string; detail?: unknown }[] = [];
+  bob.on((e) => {
+    if (e.type === "dtmf") heard.push(e);
+  });
+  const receive = await buildPipeline("receive", [
+    { use: "udp-source", bind: "10.0.0.2", port: 4000, peer: "10.0.0.1:5000", timeout: 1 },
+    { use: "rtp-depacketizer", codec: "PCMU", dtmf_payload_type: 101 },
+    { use: "jitter-buffer", mode: "playout" },
+    { use: "g711-decoder" },
+    { use: "null-sink" },
+  ], { registry, session: bob });
+  const send = await buildPipeline("send", [
+    { use: "tone-source", frequency: 400, duration: 2 },
+    { use: "g711-encoder", codec: "PCMU" },
+    { use: "rtp-packetizer" },
+    { use: "dtmf-sender", payload_type: 101 },
+    { use: "udp-sink", to: "10.0.0.2:4000", bind: "10.0.0.1", local_port: 5000 },
+  ], { registry, session: alice });
+  const received = receive.start();
+  const sent = send.start();
+  await clock.advanceAsync(300, 5);
+  const result = sendDtmf(alice, "*0#", { duration: 120, gap: 80 });
+  await clock.advanceAsync(1000, 5);
+  // 120 ms digits: packets at 20, 60 and 100 ms, the end at 120 ms and its two repeats.
+  assertEquals(await result, { digits: "*0#", packets: 18 });
+  await clock.advanceAsync(2000, 5);
+  assertEquals((await sent).reason, "eos");
+  assertEquals((await received).reason, "eos");
+  assertEquals(heard.map((e) => [e.pipeline, (e.detail as { digit: string }).digit]), [
+    ["receive", "*"],
+    ["receive", "0"],
+    ["receive", "#"],
+  ]);
+  assert(heard.every((e) => (e.detail as { duration_ms: number }).duration_ms === 120));
+  const jb = receive.stats()[2].extra as { lost: number; events: number };
+  assertEquals([jb.lost, jb.events], [0, 18]);
+  await alice.close();
+  await bob.close();
+});
