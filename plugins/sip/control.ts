@@ -8,7 +8,7 @@
  * safe in a file name), `call.n`, `call.from`, `local.bind`, `local.address`,
  * `local.rtp_port`, `local.rtcp_port`, `remote.address`, `remote.rtp`,
  * `remote.rtcp`, `remote.rtp_port`, `remote.rtcp_port`, `codec`, `payloadType`,
- * `ptime`.
+ * `ptime`, `dtmf.payloadType` (RFC 4733 telephone-event, 0 when not negotiated).
  *
  * @module
  */
@@ -354,6 +354,7 @@ class SipController implements Controller {
       "codec": m.codec,
       "payloadType": m.payloadType,
       "ptime": m.ptime,
+      "dtmf.payloadType": this.#o.dtmf ? m.dtmf?.payloadType ?? 0 : 0,
     };
   }
 
@@ -376,8 +377,9 @@ class SipController implements Controller {
       return;
     }
     const m = vars;
+    const dtmf = m["dtmf.payloadType"] ? `, DTMF PT ${m["dtmf.payloadType"]}` : "";
     this.#log.info(
-      `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms), local ${m["local.address"]}:${
+      `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms)${dtmf}, local ${m["local.address"]}:${
         m["local.rtp_port"]
       }, remote ${m["remote.rtp"]}`,
       { call: call.callId },
@@ -485,6 +487,7 @@ class SipController implements Controller {
       registry: this.#ctx.codecs,
       codecs: this.#codecs,
       ptime: o.ptime,
+      telephoneEvent: o.dtmf,
     });
     let call;
     try {
@@ -639,6 +642,7 @@ class SipController implements Controller {
         registry: this.#ctx.codecs,
         codecs: this.#codecs,
         ptime: o.ptime,
+        telephoneEvent: o.dtmf,
       });
     } catch (e) {
       await alloc.media.stop();

@@ -32,6 +32,10 @@ export const sipControlOptions = z.object({
         "(default: every registered codec, in registration order)",
     ),
   ptime: z.number().int().min(10).max(60).default(20).describe("packet time we ask to receive, in ms"),
+  dtmf: z.boolean().default(true).describe(
+    "offer and accept RFC 4733 telephone-event (DTMF 0-15) in SDP; the chains get its payload type as " +
+      "${dtmf.payloadType} (0 when the peer did not accept it, or with false)",
+  ),
   ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
     "caller: seconds without an answer before CANCEL",
   ),
@@ -101,6 +105,7 @@ export const SIP_VARIABLES: Record<string, string> = {
   "codec": "negotiated codec: the name of a registered codec (e.g. PCMU)",
   "payloadType": "negotiated RTP payload type",
   "ptime": "packet time the peer asked for, ms (what we send)",
+  "dtmf.payloadType": "negotiated RTP payload type of telephone-event (RFC 4733 DTMF), 0 when not negotiated",
 };
 
 /** Validated options of the `sip` control plugin. */
