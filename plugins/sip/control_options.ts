@@ -144,5 +144,6 @@ function exampleCall(o: SipControlOptions, codec: CodecInfo | undefined): Variab
     "codec": codec?.name ?? "PCMU",
     "payloadType": typeof codec?.payloadType === "number" ? codec.payloadType : 96,
     "ptime": o.ptime,
+    "dtmf.payloadType": o.dtmf ? 101 : 0,
   };
 }
