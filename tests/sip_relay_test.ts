@@ -29,8 +29,13 @@ import {
   parseRegisterRequest,
   RegistrationError,
   type SipRequest,
+  SipUserAgent,
 } from "../plugins/sip/mod.ts";
 import { codecs } from "./registry_util.ts";
+import { repoPath } from "./util.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
+import { createRegistry, PipelineRunner } from "../mod.ts";
 
 const USERS = new Map([["alice", "alice-pw-1"], ["bob", "bob-pw-2"], ["carol", "carol-pw-3"]]);
 
@@ -603,5 +608,70 @@ Deno.test("b2bua: media_timeout hangs up both legs of a call where nobody sends 
     await alice.close();
     await bob.close();
     await w.relay.close();
+  }
+});
+
+// ---- the control plugin --------------------------------------------------------------------
+
+Deno.test("sip-relay control: pipelines/sip-relay.json runs on a memory network; users from a file; stops on abort", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-sip-relay-ctl-" });
+  try {
+    await Deno.writeTextFile(`${dir}/users`, "# users\nalice:alice-pw-1\n\nbob:bob-pw-2\n");
+    const clock = new VirtualClock();
+    const net = new MemoryNetwork({ clock, latencyMs: 1 });
+    const out = new MemoryOutput();
+    const abort = new AbortController();
+    const runner = await PipelineRunner.load(repoPath("pipelines/sip-relay.json"), {
+      registry: createRegistry(),
+      clock,
+      net,
+      log: new Logger({ level: "info", outputs: [out] }),
+      signal: abort.signal,
+      set: [`bind=${RELAY_IP}`, `users_file=${dir}/users`, "rtp_ports=20000-20009"],
+    });
+    const running = runner.run();
+    await clock.advanceAsync(20, 5);
+    // A phone on the same network registers with its password.
+    const alice = new SipUserAgent({
+      transport: net.bind("10.0.0.1", 5060),
+      clock,
+      userName: "alice",
+      overload: false,
+      authenticator: digestAuthenticator({ username: "alice", password: "alice-pw-1" }),
+    });
+    const reg = alice.register({ registrar: `sip:${RELAY_IP}`, aor: `sip:alice@${RELAY_IP}`, expires: 600 });
+    await clock.advanceAsync(20, 5);
+    assertEquals((await reg).expires, 600);
+    abort.abort();
+    await clock.advanceAsync(100, 10);
+    assertEquals((await running).code, 0);
+    await alice.close();
+    const log = out.lines.join("\n");
+    assertMatch(
+      log,
+      /\[B2BUA\] registrar and B2BUA on udp 10\.0\.0\.9:5060: .*digest auth \(realm "voxpipe", 2 users\)/,
+    );
+    assertMatch(log, /\[REGISTRAR\] register alice: sip:alice@10\.0\.0\.1:5060 from 10\.0\.0\.1:5060 for 600 s/);
+    assert(!log.includes("alice-pw-1") && !log.includes("bob-pw-2"), "a password is in the log");
+    // Bad users: a clear error naming the option, never the password.
+    for (
+      const [set, re] of [
+        [[`users_file=${dir}/missing`], /control\.users_file: cannot read .*missing/],
+        [["users=alice"], /control\.users: entry 1 is not user:password/],
+        [["users=alice:x", `users_file=${dir}/users`], /user alice is in both control\.users and control\.users_file/],
+      ] as const
+    ) {
+      const r = await PipelineRunner.load(repoPath("pipelines/sip-relay.json"), {
+        registry: createRegistry(),
+        clock,
+        net,
+        set: [...set],
+      });
+      const e = await r.run().then(() => undefined, (e) => e);
+      assert(e instanceof Error, `expected an error for ${set}`);
+      assertMatch(e.message, re);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

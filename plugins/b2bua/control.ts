@@ -6,7 +6,8 @@
  *
  * Users and passwords come from the `users` option (`user:password,...`,
  * usually a pipeline parameter) and/or `users_file` (one `user:password` per
- * line); with none, nothing is authenticated (a caller must still be
+ * line; a relative path is looked for in the pipeline file's directory, then
+ * in the working directory); with none, nothing is authenticated (a caller must still be
  * registered). Passwords are never logged: the start line gives their count.
  *
  * @module
@@ -56,12 +57,18 @@ class SipRelayController implements Controller {
 function usersOf(o: SipRelayControlOptions, baseDir: string): Map<string, string> {
   const users = parseUsers(o.users, "control.users");
   if (o.users_file) {
-    const path = isAbsolute(o.users_file) ? o.users_file : resolve(baseDir, o.users_file);
+    // Relative: to the pipeline file's directory (written in the file), else to the working directory (--set).
+    const tried = isAbsolute(o.users_file)
+      ? [o.users_file]
+      : [...new Set([resolve(baseDir, o.users_file), resolve(Deno.cwd(), o.users_file)])];
+    const path = tried.find((p) => existsFile(p)) ?? tried[0];
     let text: string;
     try {
       text = Deno.readTextFileSync(path);
     } catch (e) {
-      throw new Error(`control.users_file: cannot read ${path}: ${e instanceof Error ? e.message : e}`);
+      throw new Error(
+        `control.users_file: cannot read ${tried.join(" or ")}: ${e instanceof Error ? e.message : e}`,
+      );
     }
     for (const [user, password] of parseUsers(text, `control.users_file ${path}`)) {
       if (users.has(user)) throw new Error(`user ${user} is in both control.users and control.users_file`);
@@ -69,6 +76,14 @@ function usersOf(o: SipRelayControlOptions, baseDir: string): Map<string, string
     }
   }
   return users;
+}
+
+function existsFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }
 
 function algorithmsOf(text: string): DigestAlgorithm[] {

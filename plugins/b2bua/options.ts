@@ -30,7 +30,8 @@ export const sipRelayOptions = z.object({
       "INVITE need Digest credentials (prefer users_file: a --set value shows in the process list)",
   ),
   users_file: z.string().default("").describe(
-    "file of users: one user:password per line (# comments); relative to the pipeline file's directory",
+    "file of users: one user:password per line (# comments); a relative path is looked for in the pipeline " +
+      "file's directory, then in the working directory",
   ),
   realm: z.string().regex(/^[^"\\\r\n]+$/).default("voxpipe").describe("Digest realm"),
   auth_algorithms: z.string().regex(/^\s*[A-Za-z0-9-]+\s*(,\s*[A-Za-z0-9-]+\s*)*$/).default("MD5").describe(

@@ -616,9 +616,7 @@ export class SipRelay {
     while (this.#finished.length > (this.#o.keepCalls ?? 100)) this.#finished.shift();
     const l = (x: LegStats) =>
       `rtp in ${x.rtp.packets_in} out ${x.rtp.packets_out}, rtcp in ${x.rtcp.packets_in} out ${x.rtcp.packets_out}` +
-      `${x.latched_rtp ? `, latched ${x.latched_rtp}` : ""}, dropped ${
-        Object.values(x.dropped).reduce((p, q) => p + q, 0)
-      }`;
+      `${x.latched_rtp ? `, latched ${x.latched_rtp}` : ""}, dropped ${dropText(x.dropped)}`;
     this.#log.info(
       `call ${c.n} ${c.from} → ${c.to} ended: ${how}` +
         `${s.talk_s !== undefined ? ` after ${s.talk_s} s` : ""}${s.codec ? `, ${s.codec}` : ""}; ` +
@@ -698,6 +696,13 @@ function passBack(info: CallEndInfo): [number, string | undefined] {
   if (s === 401 || s === 407) return [403, "Forbidden (the callee asked for credentials)"];
   const m = /^\d{3} (.+)$/.exec(info.reason);
   return [s, m ? m[1] : undefined];
+}
+
+/** `0`, or the total with its non-zero reasons: `13 (invalid 12, not_ready 1)`. */
+function dropText(d: LegStats["dropped"]): string {
+  const parts = Object.entries(d).filter(([, v]) => v > 0);
+  const total = parts.reduce((p, [, v]) => p + v, 0);
+  return total === 0 ? "0" : `${total} (${parts.map(([k, v]) => `${k} ${v}`).join(", ")})`;
 }
 
 function round1(x: number): number {
