@@ -675,3 +675,78 @@ Deno.test("sip-relay control: pipelines/sip-relay.json runs on a memory network;
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("b2bua: early media: the callee's 183 with SDP gives the caller a 183 with the relay's SDP; media flows before the answer", async () => {
+  const w = relayWorld();
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", rtpPort: 32000 });
+  try {
+    for (const p of [alice, bob]) {
+      const r = p.register();
+      await run(w, 20);
+      await r;
+    }
+    const a = alice.call("bob");
+    const early: string[] = [];
+    a.on("progress", (p) => p.sdp && early.push(p.sdp));
+    await run(w, 20);
+    const b = bob.incoming[0];
+    const answer = bob.answer(b.offer!);
+    b.ringing(answer); // 183 Session Progress with SDP
+    await run(w, 20);
+    assertEquals(early.length, 1);
+    const relayA = negotiated(early[0], { registry: codecs });
+    assertEquals(relayA.remoteAddress, RELAY_IP);
+    const relayB = negotiated(b.offer!, { registry: codecs });
+    // A ringback tone from bob reaches alice through the relay before anyone answered.
+    alice.rtp.post(rtpPacket(0, 1, 0xa), { hostname: RELAY_IP, port: relayA.remotePort }); // alice is heard: latched
+    for (let i = 0; i < 5; i++) {
+      bob.rtp.post(rtpPacket(0, 10 + i, 0xb), { hostname: RELAY_IP, port: relayB.remotePort });
+    }
+    await run(w, 20);
+    assertEquals(alice.gotRtp.length, 5);
+    assertEquals(bob.gotRtp.length, 1);
+    assertEquals(a.state, "proceeding");
+    b.accept(answer);
+    await run(w, 30);
+    assertEquals(a.state, "established");
+    assertEquals(a.remoteSdp, early[0], "the 200's SDP is the 183's");
+    void a.hangup();
+    await run(w, 50);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: a latched source silent for 2 s is replaced by a new one from the same IP (NAT rebinding)", async () => {
+  const { w, alice, bob, a, b } = await establishedCall();
+  try {
+    const toA = { hostname: RELAY_IP, port: negotiated(a.remoteSdp!, { registry: codecs }).remotePort };
+    const toB = { hostname: RELAY_IP, port: negotiated(b.offer!, { registry: codecs }).remotePort };
+    alice.rtp.post(rtpPacket(0, 1, 0xa), toA);
+    await run(w, 20);
+    const rebound = w.net.bind("203.0.113.5", 40010);
+    const got: number[] = [];
+    rebound.listen((d) => void got.push(d[3]));
+    rebound.post(rtpPacket(0, 2, 0xa), toA); // too soon: alice's latched source talked 20 ms ago
+    await run(w, 20);
+    assertEquals(w.relay.stats().active[0].legs.a.dropped.foreign, 1);
+    await run(w, 2000, 100);
+    rebound.post(rtpPacket(0, 3, 0xa), toA); // 2 s of silence: the NAT's new mapping takes over
+    await run(w, 20);
+    bob.rtp.post(rtpPacket(0, 7, 0xb), toB);
+    await run(w, 20);
+    assertEquals(got, [7], "bob's packet went to the new source");
+    assertEquals(w.relay.stats().active[0].legs.a.latched_rtp, "203.0.113.5:40010");
+    assertEquals(bob.gotRtp.length, 2);
+    await rebound.close();
+  } finally {
+    void a.hangup();
+    await run(w, 50);
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
