@@ -461,7 +461,7 @@ export class SipRelay {
         sdp: c.offerB,
         from: formatNameAddr({
           ...(display ? { displayName: display } : {}),
-          uri: { ...fromUri, params: {} },
+          uri: { ...fromUri, params: {}, headers: {} },
           params: {},
         }),
         ...(o.nat ? { proxy: binding.source } : {}),
