@@ -149,6 +149,15 @@ export interface SipUserAgentOptions {
    * the peer's messages came from.
    */
   resolveNames?: boolean;
+  /**
+   * Send in-dialog requests (ACK for a 2xx, BYE, re-INVITE) to the address the
+   * peer's dialog-forming message came from (its INVITE, or its 2xx), not to
+   * its Contact (default false). A server whose peers are phones behind NAT
+   * needs this: their Contact names a private address, while their messages
+   * arrive from the NAT's public one (what Kamailio's `fix_nated_contact`
+   * does). Responses always go to the request's source.
+   */
+  dialogToSource?: boolean;
 }
 
 /** What a user agent holds now: its tables and load (see {@linkcode SipUserAgent.usage}). */
@@ -251,6 +260,7 @@ export class SipUserAgent {
       outbound,
       overload,
       resolveNames: opts.resolveNames,
+      dialogToSource: opts.dialogToSource,
     });
     if (outbound) this.#ctx.checkDestination(outbound.address); // an outbound proxy named by a host name
     this.#dispatcher = new Dispatcher(this.#ctx, (call) => {
