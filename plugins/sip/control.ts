@@ -562,8 +562,10 @@ class SipController implements Controller {
     }
   }
 
-  /** An ended call stays listed among the last `keep_summaries` ended ones. */
+  /** An ended call stays listed among the last `keep_summaries` ended ones, without its media (released). */
   #retire(state: CallState): void {
+    state.media = undefined;
+    state.extra = undefined;
     this.#recent.push(state);
     while (this.#recent.length > this.#o.keep_summaries) {
       const old = this.#recent.shift()!;
@@ -813,7 +815,7 @@ class SipController implements Controller {
     const state = this.#active.get(call);
     if (state) state.ptime = Number(vars.ptime);
     try {
-      for (const t of this.#ctx.templates) {
+      for (const t of this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates) {
         media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`, media.session));
       }
     } catch (e) {
