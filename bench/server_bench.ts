@@ -9,7 +9,8 @@
  * - RTP received and lost, from the server's summaries (what its receivers counted);
  * - recordings complete: each recording checked against the audio sipp sent with
  *   `/work/shared/tools/frames_found.py` (every 20 ms frame, sample-exact, in order), the number that hold every
- *   frame, the lowest fraction, and the timeline shifts found;
+ *   frame, the lowest fraction, and the timeline shifts found (`stereo`: the left channel, the caller; `mixed` is
+ *   not checked: the caller is summed with the greeting);
  * - the server process's CPU time over the run (user + system, from /proc) and its peak resident memory.
  *
  * Run: `deno run -A bench/server_bench.ts [--calls 200] [--seconds 20] [--rate 20] [--record-mode caller]
@@ -31,7 +32,7 @@ import {
   spawnBounded,
   spawnSipp,
 } from "../tests/sip_util.ts";
-import { writeWav } from "../tests/media_util.ts";
+import { readWav, writeWav } from "../tests/media_util.ts";
 import { repoPath } from "../tests/util.ts";
 
 const { values: args } = parseArgs({
@@ -62,6 +63,14 @@ async function peakRssMb(pid: number): Promise<number> {
   return kb / 1024;
 }
 
+/** The machine's load: 1-minute load average and CPU pressure (share of time runnable tasks waited, avg10). */
+async function load(): Promise<string> {
+  const avg = (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).split(" ")[0];
+  const psi = await Deno.readTextFile("/proc/pressure/cpu").catch(() => "");
+  const some = /some avg10=([\d.]+)/.exec(psi)?.[1];
+  return `load ${avg}${some !== undefined ? `, CPU pressure ${some} %` : ""}`;
+}
+
 interface Summary {
   received: number;
   lost: number;
@@ -78,8 +87,17 @@ function summaries(text: string): Summary[] {
   }));
 }
 
-/** Runs frames_found.py on one recording: `{ found, total, shifts }`. */
+/**
+ * Runs frames_found.py on one recording: `{ found, total, shifts }`. A stereo recording is checked on its left
+ * channel (the caller), written to a mono WAV beside it.
+ */
 async function framesFound(ref: string, rec: string): Promise<{ found: number; total: number; shifts: number }> {
+  const wav = await readWav(rec);
+  if (wav.channels === 2) {
+    const left = wav.samples.filter((_, i) => i % 2 === 0);
+    rec = `${rec}.left.wav`;
+    await writeWav(rec, left, wav.sampleRate);
+  }
   const out = await new Deno.Command("python3", { args: [FRAMES_FOUND, ref, rec], stdout: "piped", stderr: "piped" })
     .output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
@@ -125,7 +143,9 @@ async function main(): Promise<void> {
     const pid = server.pid; // `deno run` runs the CLI in its own process
     const cpu0 = await cpuSeconds(pid);
     const t0 = performance.now();
-    console.log(`server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each`);
+    console.log(
+      `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
+    );
     const sipp = spawnSipp([
       "-sf",
       scenarioPath("uac_pcmu_stream.xml"),
@@ -150,6 +170,7 @@ async function main(): Promise<void> {
       `127.0.0.1:${port}`,
     ], { cwd: dir, timeoutMs: (CALLS / RATE + SECONDS + 120) * 1000 });
     const sr = await sipp.result;
+    const loadAfter = await load();
     const stats = await readSippStats(`${dir}/stats.csv`);
     // Every call's summary is logged once its media has stopped.
     const deadline = Date.now() + 30_000;
@@ -166,7 +187,10 @@ async function main(): Promise<void> {
     const lost = sums.reduce((n, s) => n + s.lost, 0);
     const sent = CALLS * (audio.bytes.length / 160);
     let complete = 0, worst = 1, shifts = 0, checked = 0;
-    const recs = sums.map((s) => s.recording).filter((r): r is string => r !== undefined);
+    // A mixed recording sums the caller and the greeting: its frames are not the caller's; it is not checked.
+    const recs = args["record-mode"] === "mixed"
+      ? []
+      : sums.map((s) => s.recording).filter((r): r is string => r !== undefined);
     for (let i = 0; i < recs.length; i += 4) {
       const batch = await Promise.all(recs.slice(i, i + 4).map((r) => framesFound(`${dir}/sent.wav`, r)));
       for (const f of batch) {
@@ -196,7 +220,7 @@ async function main(): Promise<void> {
     console.log(
       `server: CPU ${(cpu1 - cpu0).toFixed(1)} s over ${wall.toFixed(1)} s (${
         (100 * (cpu1 - cpu0) / wall).toFixed(0)
-      } % of a core), peak RSS ${rss.toFixed(0)} MB; exit ${rs.code}`,
+      } % of a core), peak RSS ${rss.toFixed(0)} MB; exit ${rs.code}; at the end: ${loadAfter}`,
     );
   } finally {
     server?.kill("SIGINT");

@@ -226,6 +226,8 @@ class SipController implements Controller {
   readonly #ready = Promise.withResolvers<void>();
   #running = false;
   #stopped = false;
+  /** Calls answered by direction, and calls dialed. */
+  readonly #counts = { in: 0, out: 0, dialed: 0 };
   #statsTimer?: Timer;
   /** Calls placed with dial, until finished. */
   readonly #dialed = new Set<Promise<unknown>>();
@@ -506,6 +508,7 @@ class SipController implements Controller {
   /** The call is answered (incoming: 200 sent; outgoing: 200 received): tells listeners, arms max_duration. */
   #answered(call: Call, state: CallState): void {
     state.answeredAt = this.#clock.now();
+    this.#counts[state.info.direction]++;
     state.info.state = "answered";
     state.info.answeredAt = this.#wall();
     try {
@@ -746,6 +749,7 @@ class SipController implements Controller {
       throw new Error(`dial: cannot call ${uri}: ${errText(e)}`);
     }
     const state = this.#track(call, { media, extra });
+    this.#counts.dialed++;
     let ring: Timer | undefined = this.#clock.after(ringTimeout * 1000, () => {
       ring = undefined;
       if (call.state === "calling") {
@@ -1090,10 +1094,10 @@ class SipController implements Controller {
       await done;
       await Promise.allSettled([...pending]);
       if (o.role === "server") {
-        const ended = this.summaries.length;
+        const c = this.#counts;
         this.#log.info(
-          `server stopped: ${answered} incoming call(s), ${refused} refused at max_calls, ${failures} failed; ` +
-            `last ${ended} summarized`,
+          `server stopped: ${answered} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
+            `${c.dialed} dialed (${c.out} answered), ${failures} failed`,
         );
       }
       if (failures > 0) return { code: 1, reason: `${failures} call(s) failed; see the log` };
