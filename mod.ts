@@ -29,7 +29,16 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { FileOutput, LOG_LEVELS, Logger, type LogLevel, type LogOutput, stderrOutput } from "./core/log.ts";
+import {
+  FileOutput,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  Logger,
+  type LogLevel,
+  type LogOutput,
+  stderrOutput,
+} from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { setSchedulerMode } from "./core/clock.ts";
 import { TraceOutput } from "./core/trace_output.ts";
@@ -99,7 +108,9 @@ Options:
       --list-devices      list audio devices (needs the naudiodon binding: deno task setup)
       --schema            print the JSON Schema of pipeline files
       --log-level LEVEL   debug, info, warn, error or silent (default: info)
-      --log-file FILE     also append log lines to FILE
+      --log-file FILE     also append log lines to FILE (its directory is created)
+      --log-format FMT    voxpipe (default: ISO time, level, message) or python
+                          ([LEVEL] - local time - message, as Python's logging writes it)
       --sip-trace[=FILE]  print every SIP message sent and received (time, direction, addresses) to
                           stderr, or append it to FILE; digest responses are masked
       --scheduler MODE    media clock wake-ups: thread (default; best for calls, which also receive)
@@ -126,6 +137,7 @@ export const CLI_OPTIONS = {
   schema: { type: "boolean" },
   "log-level": { type: "string" },
   "log-file": { type: "string" },
+  "log-format": { type: "string" },
   scheduler: { type: "string" },
   "sip-trace": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -213,6 +225,10 @@ export async function main(args: string[]): Promise<number> {
   if (!LOG_LEVELS.includes(level)) {
     return fail(`--log-level: expected one of ${LOG_LEVELS.join(", ")}, got "${level}"`, 2);
   }
+  const format = (v["log-format"] ?? "voxpipe") as LogFormat;
+  if (!LOG_FORMATS.includes(format)) {
+    return fail(`--log-format: expected one of ${LOG_FORMATS.join(", ")}, got "${format}"`, 2);
+  }
   if (v.scheduler !== undefined) {
     if (v.scheduler !== "thread" && v.scheduler !== "main") {
       return fail(`--scheduler: expected thread or main, got "${v.scheduler}"`, 2);
@@ -246,7 +262,7 @@ export async function main(args: string[]): Promise<number> {
       return fail(`--sip-trace=${v["sip-trace"]}: ${e instanceof Error ? e.message : e}`, 2);
     }
   }
-  const log = new Logger({ level, outputs });
+  const log = new Logger({ level, outputs, format });
   const abort = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   let interrupts = 0;

@@ -47,6 +47,8 @@ export interface CheckReport {
   warnings: string[];
   /** The chains as they would run (for a control section: as each call would build them). */
   chains: ChainCheck[];
+  /** Chains the file's `when` leaves out with these values (not built, not checked). */
+  skipped?: string[];
 }
 
 function valueText(v: unknown): string {
@@ -92,6 +94,7 @@ export function formatCheckReport(report: CheckReport): string[] {
     lines.push(`service: ${sv.use}: ${Object.entries(sv.options).map(entryText).join(", ")}`);
   }
   for (const w of report.warnings) lines.push(`warning: ${w}`);
+  for (const name of report.skipped ?? []) lines.push(`chain "${name}": left out (its "when" does not hold)`);
   for (const chain of report.chains) {
     const last = chain.stages.at(-1);
     const how = chain.realtimeSink

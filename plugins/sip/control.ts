@@ -227,6 +227,8 @@ class SipController implements Controller {
   readonly #ready = Promise.withResolvers<void>();
   #running = false;
   #stopped = false;
+  /** Calls answered by direction, and calls dialed. */
+  readonly #counts = { in: 0, out: 0, dialed: 0 };
   #statsTimer?: Timer;
   /** Calls placed with dial, until finished. */
   readonly #dialed = new Set<Promise<unknown>>();
@@ -507,6 +509,7 @@ class SipController implements Controller {
   /** The call is answered (incoming: 200 sent; outgoing: 200 received): tells listeners, arms max_duration. */
   #answered(call: Call, state: CallState): void {
     state.answeredAt = this.#clock.now();
+    this.#counts[state.info.direction]++;
     state.info.state = "answered";
     state.info.answeredAt = this.#wall();
     try {
@@ -563,8 +566,10 @@ class SipController implements Controller {
     }
   }
 
-  /** An ended call stays listed among the last `keep_summaries` ended ones. */
+  /** An ended call stays listed among the last `keep_summaries` ended ones, without its media (released). */
   #retire(state: CallState): void {
+    state.media = undefined;
+    state.extra = undefined;
     this.#recent.push(state);
     while (this.#recent.length > this.#o.keep_summaries) {
       const old = this.#recent.shift()!;
@@ -739,6 +744,7 @@ class SipController implements Controller {
       throw new Error(`dial: cannot call ${uri}: ${errText(e)}`);
     }
     const state = this.#track(call, { media, extra });
+    this.#counts.dialed++;
     let ring: Timer | undefined = this.#clock.after(ringTimeout * 1000, () => {
       ring = undefined;
       if (call.state === "calling") {
@@ -809,7 +815,7 @@ class SipController implements Controller {
     const state = this.#active.get(call);
     if (state) state.ptime = Number(vars.ptime);
     try {
-      for (const t of this.#ctx.templates) {
+      for (const t of this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates) {
         media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`, media.session));
       }
     } catch (e) {
@@ -1086,10 +1092,10 @@ class SipController implements Controller {
       await done;
       await Promise.allSettled([...pending]);
       if (o.role === "server") {
-        const ended = this.summaries.length;
+        const c = this.#counts;
         this.#log.info(
-          `server stopped: ${answered} incoming call(s), ${refused} refused at max_calls, ${failures} failed; ` +
-            `last ${ended} summarized`,
+          `server stopped: ${answered} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
+            `${c.dialed} dialed (${c.out} answered), ${failures} failed`,
         );
       }
       if (failures > 0) return { code: 1, reason: `${failures} call(s) failed; see the log` };
