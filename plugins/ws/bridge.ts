@@ -757,7 +757,7 @@ export class WsBridge implements CallLinkHost {
         const owner = this.#owners.get(id);
         const digit = e.detail?.digit;
         if (owner && typeof digit === "string") {
-          const d = e.detail?.durationMs ?? e.detail?.duration;
+          const d = e.detail?.durationMs ?? e.detail?.duration_ms ?? e.detail?.duration;
           this.#send(owner, { type: "dtmf", callId: id, digit, durationMs: typeof d === "number" ? d : undefined });
         }
         return;
