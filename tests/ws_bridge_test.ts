@@ -651,3 +651,36 @@ Deno.test("ws-bridge: a pipeline file's services section starts it on the contro
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ws-bridge: the token from an environment variable (token_env); neither or both refused", async () => {
+  Deno.env.set("VOXPIPE_TEST_WS_TOKEN", TOKEN);
+  const clock = new VirtualClock();
+  const bridge = new WsBridge(wsBridgeOptions.parse({ token_env: "VOXPIPE_TEST_WS_TOKEN", port: 0 }), {
+    calls: new FakeCalls(clock),
+    clock,
+  });
+  await bridge.start();
+  const ok = new WsClient(`ws://127.0.0.1:${bridge.port}/?token=${TOKEN}&protocol=text`);
+  const wrong = new WsClient(`ws://127.0.0.1:${bridge.port}/?token=VOXPIPE_TEST_WS_TOKEN&protocol=text`);
+  try {
+    await ok.opened;
+    assertEquals(await ok.sync(), []);
+    assertEquals((await wrong.closed).code, 1008);
+  } finally {
+    await ok.close();
+    await wrong.close();
+    await bridge.close();
+  }
+  const neither = wsBridgeOptions.safeParse({});
+  assertMatch(JSON.stringify(neither.error?.issues), /the token is empty: set one/);
+  const both = wsBridgeOptions.safeParse({ token: "a", token_env: "B" });
+  assertMatch(JSON.stringify(both.error?.issues), /set token or token_env, not both/);
+  Deno.env.delete("VOXPIPE_TEST_WS_TOKEN");
+  let err = "";
+  try {
+    new WsBridge(wsBridgeOptions.parse({ token_env: "VOXPIPE_TEST_WS_TOKEN" }), { calls: new FakeCalls(clock), clock });
+  } catch (e) {
+    err = String(e);
+  }
+  assertMatch(err, /token_env: the environment variable VOXPIPE_TEST_WS_TOKEN is not set or empty/);
+});

@@ -36,7 +36,7 @@ import { formatHostPort } from "../../core/net/address.ts";
 import { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, parseEncoding } from "./audio.ts";
 import { CallLink, type CallLinkHost, type CallLinkStats } from "./_call_link.ts";
 import { jsonProtocol } from "./json_protocol.ts";
-import type { WsBridgeOptions } from "./options.ts";
+import { resolveToken, type WsBridgeOptions } from "./options.ts";
 import {
   type Command,
   type Notice,
@@ -189,6 +189,7 @@ export class WsBridge implements CallLinkHost {
   readonly fromBus: string;
   readonly toBus: string;
   readonly #o: WsBridgeOptions;
+  readonly #token: string;
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #ticker: Ticker;
@@ -214,6 +215,7 @@ export class WsBridge implements CallLinkHost {
    */
   constructor(options: WsBridgeOptions, ctx: WsBridgeContext) {
     this.#o = options;
+    this.#token = resolveToken(options);
     this.calls = ctx.calls;
     this.#clock = ctx.clock;
     this.#log = (ctx.log ?? silentLogger).child("WS");
@@ -387,7 +389,7 @@ export class WsBridge implements CallLinkHost {
       return;
     }
     if (token !== null) {
-      if (!sameToken(token, this.#o.token)) return this.#refuse(client, "wrong token");
+      if (!sameToken(token, this.#token)) return this.#refuse(client, "wrong token");
       this.#authenticated(client);
       return;
     }
@@ -481,7 +483,7 @@ export class WsBridge implements CallLinkHost {
     }
     if (!client.authed) {
       if (cmd.type !== "auth") return this.#refuse(client, "token required");
-      if (!sameToken(cmd.token, this.#o.token)) return this.#refuse(client, "wrong token");
+      if (!sameToken(cmd.token, this.#token)) return this.#refuse(client, "wrong token");
       this.#authenticated(client);
       this.#send(client, { type: "authOk" });
       return;

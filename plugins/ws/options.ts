@@ -20,17 +20,15 @@ export const wsBridgeOptions = z.object({
     "address the WebSocket server listens on (default loopback; 0.0.0.0 or :: for all, behind TLS termination)",
   ),
   port: z.number().int().min(0).max(65535).default(8765).describe("TCP port of the WebSocket server (0 = any free)"),
-  token: z.string().max(512).superRefine((v, c) => {
-    if (v.length === 0) {
-      c.addIssue({
-        code: "custom",
-        message: 'the token is empty: set one (e.g. "token": "${ws_token}" in the file and --set ws_token=SECRET)',
-      });
-    }
-  })
+  token: z.string().max(512).default("").describe(
+    "the shared secret clients present as ?token= in the URL or in their first message (AUTH:... or " +
+      '{"event":"auth","auth":{"token":...}}); a wrong or missing one closes the connection (1008). ' +
+      "Required, unless token_env names where to read it",
+  ),
+  token_env: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/, "expected an environment variable name").default("")
     .describe(
-      "the shared secret clients present as ?token= in the URL or in their first message (AUTH:... or " +
-        '{"event":"auth","auth":{"token":...}}); a wrong or missing one closes the connection (1008)',
+      "name of an environment variable holding the token, instead of token (keeps it off the command line and " +
+        "out of --check)",
     ),
   max_clients: z.number().int().min(1).max(100000).default(100).describe(
     "WebSocket connections at once (more are refused with HTTP 503 before the upgrade)",
@@ -72,7 +70,34 @@ export const wsBridgeOptions = z.object({
     "session bus the client's audio is played into (the call's send chain reads it: a bus-source with " +
       '"rate": 8000, "channels": 1)',
   ),
+}).superRefine((o, c) => {
+  if (!o.token && !o.token_env) {
+    c.addIssue({
+      code: "custom",
+      path: ["token"],
+      message: 'the token is empty: set one (e.g. "token": "${ws_token}" in the file and --set ws_token=SECRET), ' +
+        "or name an environment variable holding it with token_env",
+    });
+  } else if (o.token && o.token_env) {
+    c.addIssue({ code: "custom", path: ["token_env"], message: "set token or token_env, not both" });
+  }
 });
 
 /** Validated options of `ws-bridge`. */
 export type WsBridgeOptions = z.output<typeof wsBridgeOptions>;
+
+/**
+ * The token the options give: `token`, or the value of the environment variable `token_env`; throws saying what to
+ * set when that is unset or empty.
+ */
+export function resolveToken(o: Pick<WsBridgeOptions, "token" | "token_env">): string {
+  if (o.token) return o.token;
+  const v = o.token_env ? Deno.env.get(o.token_env) : undefined;
+  if (!v) {
+    throw new Error(
+      `token_env: the environment variable ${o.token_env || "(none)"} is not set or empty: export it with the ` +
+        "clients' token",
+    );
+  }
+  return v;
+}
