@@ -684,3 +684,33 @@ Deno.test("ws-bridge: the token from an environment variable (token_env); neithe
   }
   assertMatch(err, /token_env: the environment variable VOXPIPE_TEST_WS_TOKEN is not set or empty/);
 });
+
+Deno.test("ws-bridge: the client's audio starts once the call's chains have started (else after 25 ticks)", async () => {
+  const r = await rig({ jitter_ms: 0 });
+  try {
+    r.calls.autoStart = false;
+    const c = await r.connect(`token=${TOKEN}&protocol=text`);
+    for (const n of [1, 2]) {
+      c.send(`CALL:sip:x${n}@h`);
+      await c.next();
+      r.calls.answerRemote(`out-${n}`);
+      await c.next();
+      c.send(`RTP:out-${n}##${encodeAudio(AUDIO.subarray(0, 800), "l16")}`);
+    }
+    assertEquals(await c.sync(), []);
+    r.clock.advance(200);
+    assertEquals(r.calls.heard("out-1"), [], "nothing before the chains run: it would wait in their queue");
+    r.calls.startChains("out-1");
+    r.clock.advance(100);
+    const heard = r.calls.heard("out-1");
+    assert(heard.length >= 5, "a frame per tick from the start");
+    heard.forEach((f, i) => assertEquals(f.pts, i * 160, "the stream starts at pts 0"));
+    assertEquals(played(heard, 800), AUDIO.subarray(0, 800));
+    // out-2's chains never say they started: it plays anyway after 25 ticks.
+    assertEquals(r.calls.heard("out-2"), []);
+    r.clock.advance(300);
+    assertEquals(played(r.calls.heard("out-2"), 800), AUDIO.subarray(0, 800));
+  } finally {
+    await r.close();
+  }
+});

@@ -35,6 +35,8 @@ export class FakeCalls implements CallService {
   readonly log: string[] = [];
   /** Dial targets that fail at once (dial() rejects), with the error's status. */
   readonly failing = new Map<string, number>();
+  /** Whether an answered call's chains start at once (else: {@linkcode startChains}). */
+  autoStart = true;
   /** What an incoming call gets when no decider is set: the control plugin's own policy. */
   defaultPolicy: IncomingDecision = { action: "answer" };
 
@@ -148,6 +150,11 @@ export class FakeCalls implements CallService {
     this.#end(this.#get(id), reason, status);
   }
 
+  /** The call's chains start (their session says `started`). */
+  startChains(id: string): void {
+    this.#get(id).session?.emit({ type: "started", pipeline: "send" });
+  }
+
   /** The far end sends a DTMF digit. */
   dtmfRemote(id: string, digit: string): void {
     this.#emit("dtmf", id, { digit, durationMs: 100 });
@@ -218,6 +225,8 @@ export class FakeCalls implements CallService {
     // from-call.
     c.toCall = c.session.bus("to-call").subscribe(100000, 100000);
     c.endFrom = c.session.bus("from-call").attachPublisher();
+    // The chains start once built (after the answered event, as the SIP control does).
+    if (this.autoStart) queueMicrotask(() => this.startChains(c.info.id));
     c.info.state = "answered";
     c.info.answeredAt = this.#clock.now();
     c.info.codec = "PCMU";

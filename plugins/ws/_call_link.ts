@@ -15,6 +15,9 @@ import { CallPlayer, type CallPlayerStats } from "./player.ts";
 /** Frames the from-call reader may hold (it reads at once: this only bounds a stalled process). */
 const FROM_QUEUE = 1000;
 
+/** Ticks a link waits for the call's chains to start before it publishes anyway. */
+const START_WAIT_TICKS = 25;
+
 /** Per-call counters of the bridge. */
 export interface CallLinkStats {
   /** The call. */
@@ -79,10 +82,14 @@ export class CallLink {
   framesWrongFormat = 0;
   readonly #host: CallLinkHost;
   readonly #frame: number;
+  readonly #periodMs: number;
   #toBus: Bus | undefined;
   #endPublisher: (() => void) | undefined;
   #fromSub: BusSubscription | undefined;
   #firstTick: number | undefined;
+  #offSession: (() => void) | undefined;
+  #chainsStarted = false;
+  #waited = 0;
 
   /**
    * Creates the link of a call a client owns.
@@ -104,6 +111,7 @@ export class CallLink {
     this.client = client;
     this.direction = direction;
     this.#frame = player.frame;
+    this.#periodMs = player.frame / 8;
     this.player = new CallPlayer(player);
   }
 
@@ -126,6 +134,11 @@ export class CallLink {
     if (this.#toBus) return true;
     const session = this.#host.calls.session(this.id);
     if (!session || session.closed) return false;
+    // The call's chains start after they are all built: frames published before its send chain runs would wait
+    // in its queue, and its sink (which paces from its first packet) would send everything that much later.
+    this.#offSession = session.on((e) => {
+      if (e.type === "started") this.#chainsStarted = true;
+    });
     const sub = session.bus(this.#host.fromBus).subscribe(FROM_QUEUE, FROM_QUEUE);
     this.#fromSub = sub;
     this.#toBus = session.bus(this.#host.toBus);
@@ -148,13 +161,20 @@ export class CallLink {
   }
 
   /**
-   * One tick of the bridge's media clock (tick number `n`, time `now`): once the call's send chain reads its
-   * to-call bus, one frame of the client's audio (or silence) is published on it.
+   * One tick of the bridge's media clock (tick number `n`, time `now`, `late` ms after its due time): once the
+   * call's send chain reads its to-call bus and has started, one frame of the client's audio (or silence) is
+   * published on it. The stream starts on a tick that is on time (or after 10 late ones): the send chain's sink
+   * paces from its first packet, so a late first frame would delay every later one as much.
    */
-  tick(n: number, now: number): void {
+  tick(n: number, now: number, late = 0): void {
     const bus = this.#toBus;
     if (!bus || this.closed || bus.subscribers === 0) return;
-    this.#firstTick ??= n;
+    if (this.#firstTick === undefined) {
+      const waited = this.#waited++;
+      if (!this.#chainsStarted && waited < START_WAIT_TICKS) return;
+      if (late > this.#periodMs / 4 && waited < START_WAIT_TICKS + 10) return;
+      this.#firstTick = n;
+    }
     const f = this.player.next(now);
     const frame: PcmFrame = {
       kind: "pcm",
@@ -172,6 +192,7 @@ export class CallLink {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.#offSession?.();
     this.#fromSub?.close();
     this.#endPublisher?.();
   }

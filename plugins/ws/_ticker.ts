@@ -10,8 +10,8 @@
  */
 import type { Clock, Timer } from "../../core/clock.ts";
 
-/** A tick listener: `n` is the tick number, `now` the clock's time. */
-export type TickListener = (n: number, now: number) => void;
+/** A tick listener: `n` is the tick number, `now` the clock's time, `late` how long after its due time it runs. */
+export type TickListener = (n: number, now: number, late: number) => void;
 
 /** See the module documentation. */
 export class Ticker {
@@ -83,9 +83,10 @@ export class Ticker {
       this.#n += behind;
     }
     const n = this.#n++;
+    const late = Math.max(0, now - (this.#start + n * this.#period));
     for (const fn of [...this.#listeners]) {
       try {
-        fn(n, now);
+        fn(n, now, late);
       } catch (e) {
         this.errors++;
         this.onError(e);

@@ -794,7 +794,7 @@ export class WsBridge implements CallLinkHost {
       encoding: link.encoding ?? owner.encoding,
     });
     this.#attach(link);
-    if (!this.#offTick) this.#offTick = this.#ticker.add((n, now) => this.#tick(n, now));
+    if (!this.#offTick) this.#offTick = this.#ticker.add((n, now, late) => this.#tick(n, now, late));
   }
 
   #attach(link: CallLink): void {
@@ -851,11 +851,11 @@ export class WsBridge implements CallLinkHost {
 
   // ---- media ----
 
-  #tick(n: number, now: number): void {
+  #tick(n: number, now: number, late: number): void {
     for (const link of this.#links.values()) {
       if (!link.answered) continue;
       if (!link.attached) this.#attach(link);
-      link.tick(n, now);
+      link.tick(n, now, late);
     }
     for (const c of this.#sockets) if (c.slowSince !== undefined && c.active) this.#checkSlow(c, now);
   }
