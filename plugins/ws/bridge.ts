@@ -222,7 +222,10 @@ export class WsBridge implements CallLinkHost {
     this.fromBus = options.from_bus;
     this.toBus = options.to_bus;
     this.#frame = Math.round(8000 * options.ptime / 1000);
-    this.#ticker = new Ticker(ctx.clock, options.ptime);
+    // A stall of the process is caught up (frames played back to back) up to 1 s: skipping ticks would leave the
+    // clients' audio that much later for the rest of their calls. Beyond, the send chain's sink restarts its
+    // timeline anyway.
+    this.#ticker = new Ticker(ctx.clock, options.ptime, Math.ceil(1000 / options.ptime));
     this.#ticker.onError = (e) => this.#log.error(`tick failed: ${message(e)}`);
   }
 
