@@ -714,3 +714,31 @@ Deno.test("ws-bridge: the client's audio starts once the call's chains have star
     await r.close();
   }
 });
+
+Deno.test("ws-bridge: commands under way are bounded per client (64); more get an error until they complete", async () => {
+  const r = await rig();
+  try {
+    const c = await r.connect(`token=${TOKEN}&protocol=text`);
+    c.send("CALL:sip:x@h");
+    await c.next();
+    r.calls.answerRemote("out-1");
+    await c.next();
+    const hold = Promise.withResolvers<void>();
+    r.calls.dtmfHold = hold.promise;
+    for (let i = 0; i < 70; i++) c.send("DTMF:out-1##1");
+    const errors: string[] = [];
+    for (let i = 0; i < 6; i++) errors.push(await c.next());
+    assertEquals(
+      new Set(errors),
+      new Set(["ERROR:64 commands are under way (DTMF takes its digits' time): wait for them"]),
+    );
+    assertEquals(r.calls.log.filter((l) => l.startsWith("dtmf")).length, 64);
+    hold.resolve();
+    assertEquals(await c.sync(), []);
+    c.send("DTMF:out-1##2");
+    assertEquals(await c.sync(), []);
+    assertEquals(r.calls.log.at(-1), "dtmf out-1 2");
+  } finally {
+    await r.close();
+  }
+});

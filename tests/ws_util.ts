@@ -35,6 +35,8 @@ export class FakeCalls implements CallService {
   readonly log: string[] = [];
   /** Dial targets that fail at once (dial() rejects), with the error's status. */
   readonly failing = new Map<string, number>();
+  /** While set, sendDtmf resolves only when it does (DTMF takes time to send). */
+  dtmfHold: Promise<void> | undefined;
   /** Whether an answered call's chains start at once (else: {@linkcode startChains}). */
   autoStart = true;
   /** What an incoming call gets when no decider is set: the control plugin's own policy. */
@@ -107,7 +109,7 @@ export class FakeCalls implements CallService {
 
   sendDtmf(id: string, digits: string): Promise<void> {
     this.log.push(`dtmf ${id} ${digits}`);
-    return Promise.resolve();
+    return this.dtmfHold ?? Promise.resolve();
   }
 
   onIncoming(decide: (call: CallInfo) => IncomingDecision | Promise<IncomingDecision>): () => void {

@@ -58,6 +58,9 @@ export const CLOSE_CODES = {
 
 const PROTOCOLS: Record<ProtocolName, WireProtocol> = { text: textProtocol, json: jsonProtocol };
 
+/** Commands of one client under way at once (dials, answers, hang-ups, DTMF). */
+const MAX_PENDING = 64;
+
 /** What the bridge needs around it. */
 export interface WsBridgeContext {
   /** The calls it drives. */
@@ -509,11 +512,11 @@ export class WsBridge implements CallLinkHost {
         client.encoding = cmd.encoding;
         return;
       case "dial":
-        return this.#track(client, this.#dial(client, cmd));
+        return this.#track(client, () => this.#dial(client, cmd));
       case "answer":
-        return this.#track(client, this.#answer(client, cmd.callId, cmd.encoding));
+        return this.#track(client, () => this.#answer(client, cmd.callId, cmd.encoding));
       case "reject":
-        return this.#track(client, this.#reject(client, cmd.callId, cmd.status, cmd.reason));
+        return this.#track(client, () => this.#reject(client, cmd.callId, cmd.status, cmd.reason));
       default:
         break;
     }
@@ -523,14 +526,15 @@ export class WsBridge implements CallLinkHost {
       case "hangup":
         return this.#track(
           client,
-          this.calls.hangup(link.id).catch((e) => this.#error(client, `hangup failed: ${message(e)}`, link.id)),
+          () => this.calls.hangup(link.id).catch((e) => this.#error(client, `hangup failed: ${message(e)}`, link.id)),
         );
       case "dtmf":
         return this.#track(
           client,
-          this.calls.sendDtmf(link.id, cmd.digits).catch((e) =>
-            this.#error(client, `DTMF failed: ${message(e)}`, link.id)
-          ),
+          () =>
+            this.calls.sendDtmf(link.id, cmd.digits).catch((e) =>
+              this.#error(client, `DTMF failed: ${message(e)}`, link.id)
+            ),
         );
       case "media":
         return this.#media(client, link, cmd.payload);
@@ -543,8 +547,15 @@ export class WsBridge implements CallLinkHost {
     }
   }
 
-  #track(client: Client, p: Promise<unknown>): void {
-    const q = p.catch((e) => this.#log.error(`${client.label}: ${message(e)}`)).finally(() => client.pending.delete(q));
+  /** Runs an asynchronous command, bounded: a client sending them faster than they complete gets errors. */
+  #track(client: Client, run: () => Promise<unknown>): void {
+    if (client.pending.size >= MAX_PENDING) {
+      this.#error(client, `${MAX_PENDING} commands are under way (DTMF takes its digits' time): wait for them`);
+      return;
+    }
+    const q = run().catch((e) => this.#log.error(`${client.label}: ${message(e)}`)).finally(() =>
+      client.pending.delete(q)
+    );
     client.pending.add(q);
   }
 
