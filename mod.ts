@@ -9,8 +9,8 @@
  * pipelines, the registry, pipeline files and their runner, the control-plugin
  * API, clocks, logging, errors, Web Streams adapters, stage-testing helpers;
  * see `core/mod.ts`), the built-in plugins ({@linkcode builtinPlugins},
- * {@linkcode builtinControls}), {@linkcode createRegistry}, {@linkcode main}
- * and {@linkcode VERSION}. The plugin families live in `plugins/<family>/mod.ts`.
+ * {@linkcode builtinControls}), {@linkcode createRegistry}, {@linkcode main},
+ * {@linkcode VERSION}, and {@linkcode sendDtmf} (DTMF in a call's RTP stream). The plugin families live in `plugins/<family>/mod.ts`.
  *
  * Run as a CLI:
  *
@@ -45,6 +45,15 @@ export * from "./core/mod.ts";
 export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
 export { builtinServices } from "./plugins/services.ts";
+// DTMF (RFC 4733) for applications: send digits in a call's session; received ones are its `dtmf` events.
+export {
+  type DtmfSendOptions,
+  type DtmfSendResult,
+  type ReceivedDtmf,
+  type ReceivedTelephoneEvent,
+  sendDtmf,
+  type SentDtmf,
+} from "./plugins/rtp/mod.ts";
 
 /** The voxpipe version. */
 export const VERSION = "0.1.0";

@@ -12,6 +12,7 @@
  * - a registrar that does not answer: `registration failed: no response ...`;
  * - `--sip-trace` alone traces to stderr; `--sip-trace=` is a usage error.
  */
+import { repoPath } from "./util.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
   digestResponse,
@@ -179,6 +180,8 @@ Deno.test({
         "user=carol",
         "--set",
         `registrar=sip:127.0.0.1:${(silent.addr as Deno.NetAddr).port}`,
+        "--set",
+        `file=${repoPath("examples/audio/hello.wav")}`, // the copy's default is relative to the copy's directory
       ], { timeoutMs: 30_000 }));
       const [w, d] = await Promise.all([wrong.result, deaf.result]);
       assertEquals(w.code, 1, outputTail(w));

@@ -82,6 +82,8 @@ export interface InviteParts {
   sdp?: string;
   /** Extra headers. */
   headers?: readonly (readonly [string, string])[];
+  /** From value without tag (default: ours, {@linkcode RequestBuilder.fromUri}). */
+  from?: string;
 }
 
 /** Parts of a REGISTER; see {@linkcode RequestBuilder.register}. */
@@ -178,7 +180,7 @@ export class RequestBuilder {
       uri: formatUri(p.target),
       dest: p.dest,
       routes: p.routes,
-      from: `${this.fromUri(p.dest)};tag=${newTag()}`,
+      from: `${p.from ?? this.fromUri(p.dest)};tag=${newTag()}`,
       to: p.to,
       callId: newCallId(),
       cseq: 1,

@@ -29,6 +29,11 @@ export interface InviteOptions {
   /** Extra headers for the INVITE. */
   headers?: [string, string][];
   /**
+   * The From value (name-addr without tag, e.g. `"Alice" <sip:alice@example.com>`) instead of the user agent's own
+   * identity: a B2BUA passes its caller's. A tag is added.
+   */
+  from?: string;
+  /**
    * Send to this address instead of the target URI's host:port (and instead of
    * the user agent's `outboundProxy`), without a Route header.
    */
@@ -68,6 +73,7 @@ export class OutgoingCall extends Call {
       allow: ctx.allowHeader,
       sdp: opts.sdp,
       headers: opts.headers,
+      from: opts.from,
     });
     const localTag = getFrom(invite).params.tag!;
     const from = invite.headers.get("From")!;
