@@ -175,6 +175,8 @@ Deno.test("ws-bridge: text protocol: CALL, RING_ANS, CALL_ANS, audio both ways s
     assert(r.calls.log.includes("dtmf out-1 12#"));
     r.calls.dtmfRemote("out-1", "5");
     assertEquals(await c.next(), "DTMF:out-1##5");
+    r.calls.dtmfRemote("out-1", "7", true); // the session's events are the source once attached: never twice
+    assertEquals(await c.sync(), []);
 
     c.send("HANGUP:out-1");
     assertEquals(await c.next(), "BYE:out-1");

@@ -5,10 +5,10 @@
  * own process, driven by a WebSocket client in the test.
  *
  * - A client dials our callee (tests/fixtures/ws/callee_talks.json: it
- *   records what it hears and plays a file back), sends 3 s of audio and
- *   receives the callee's, hangs up: the callee's recording is the client's
- *   audio sample-exact through G.711, and the client got the callee's audio
- *   sample-exact.
+ *   records what it hears and plays a file and two DTMF digits back), sends
+ *   3 s of audio and two digits and receives the callee's, hangs up: the
+ *   callee's recording is the client's audio sample-exact through G.711, the
+ *   client got the callee's audio sample-exact, the digits crossed both ways.
  * - The same through Kamailio: the server registers and dials a user name
  *   (`bob`), which goes to the registrar's domain through Kamailio as outbound
  *   proxy (407 challenge), to the callee registered there (JSON protocol).
@@ -89,7 +89,7 @@ async function collectUntil(c: WsClient, pred: (m: string) => boolean, into: str
 }
 
 Deno.test({
-  name: "ws e2e: a client dials our callee, audio both ways sample-exact through G.711, hangs up",
+  name: "ws e2e: a client dials our callee, audio both ways sample-exact through G.711, DTMF both ways, hangs up",
   ...opts,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-ws-e2e-" });
@@ -106,7 +106,7 @@ Deno.test({
           calls: 1,
           codecs: "PCMU",
           timeoutMs: 90_000,
-          extra: ["--set", `file=${dir}/far.wav`],
+          extra: ["--set", `file=${dir}/far.wav`, "--set", "dtmf=5*", "--set", "dtmf_at=0.5"],
         }),
       );
       const server = await startServer(procs);
@@ -134,9 +134,10 @@ Deno.test({
       for (let off = 0; off < said.length; off += 160) {
         c.send(`RTP:${id}##${encodeAudio(said.subarray(off, off + 160), "l16")}`);
       }
+      c.send(`DTMF:${id}##1#`);
       c.send(`MARK:${id}##sent`);
       await collectUntil(c, (m) => m === `MARK:${id}##sent`, got);
-      // The callee's file (2 s) has long been played by now, and the mark came after 3 s of audio.
+      // The callee's file (2 s, its digits at 0.5 s) has long been played by now, and the mark came after 3.4 s.
       c.send(`HANGUP:${id}`);
       await collectUntil(c, (m) => m === `BYE:${id}`, got);
 
@@ -144,6 +145,9 @@ Deno.test({
       assertEquals(ce.code, 0, `callee failed: ${outputTail(ce)}`);
       const rec = await readWav(`${dir}/rec.wav`);
       assertCallAudio(toFar.samples, rec.samples, ce.stderr, { label: "client → callee", maxHeadPeak: 0 });
+      // DTMF both ways (RFC 4733 events beside the audio, which goes on unchanged).
+      assertMatch(ce.stderr, /DTMF 1 received[^]*DTMF # received/);
+      assertEquals(got.filter((m) => m.startsWith("DTMF:")), [`DTMF:${id}##5`, `DTMF:${id}##*`]);
 
       await server.proc.waitForOutput(/record buffer summary/, 20_000);
       const heard = audioOf(got, id, "l16");

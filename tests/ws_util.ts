@@ -157,9 +157,14 @@ export class FakeCalls implements CallService {
     this.#get(id).session?.emit({ type: "started", pipeline: "send" });
   }
 
-  /** The far end sends a DTMF digit. */
-  dtmfRemote(id: string, digit: string): void {
-    this.#emit("dtmf", id, { digit, durationMs: 100 });
+  /**
+   * The far end sends a DTMF digit: the call's receive chain publishes it on the session (`dtmf` event, as the
+   * rtp-depacketizer does); with `asCallEvent`, the service reports it as a call event instead.
+   */
+  dtmfRemote(id: string, digit: string, asCallEvent = false): void {
+    const session = this.#get(id).session;
+    if (session && !asCallEvent) session.emit({ type: "dtmf", detail: { digit, duration_ms: 100 } });
+    else this.#emit("dtmf", id, { digit, durationMs: 100 });
   }
 
   /** A call arrives from `from`: the decider (or the default policy) decides. Returns its id. */

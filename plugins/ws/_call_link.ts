@@ -46,6 +46,8 @@ export interface CallLinkHost {
   onPeerAudio(link: CallLink, frame: Frame): void;
   /** Marks whose audio has been played. */
   onMarks(link: CallLink, marks: string[]): void;
+  /** A DTMF digit the call's receive chain recognized (the session's `dtmf` event: `digit`, `duration_ms`). */
+  onPeerDtmf(link: CallLink, detail: unknown): void;
 }
 
 /** See the module documentation. */
@@ -138,6 +140,7 @@ export class CallLink {
     // in its queue, and its sink (which paces from its first packet) would send everything that much later.
     this.#offSession = session.on((e) => {
       if (e.type === "started") this.#chainsStarted = true;
+      else if (e.type === "dtmf" && !this.closed) this.#host.onPeerDtmf(this, e.detail);
     });
     const sub = session.bus(this.#host.fromBus).subscribe(FROM_QUEUE, FROM_QUEUE);
     this.#fromSub = sub;

@@ -769,15 +769,11 @@ export class WsBridge implements CallLinkHost {
       case "ended":
         this.#ended(link, e.call);
         return;
-      case "dtmf": {
-        const owner = this.#owners.get(id);
-        const digit = e.detail?.digit;
-        if (owner && typeof digit === "string") {
-          const d = e.detail?.durationMs ?? e.detail?.duration_ms ?? e.detail?.duration;
-          this.#send(owner, { type: "dtmf", callId: id, digit, durationMs: typeof d === "number" ? d : undefined });
-        }
+      case "dtmf":
+        // Once the link reads the call's session, digits come from its `dtmf` events (onPeerDtmf): a service that
+        // reports them as call events too would deliver each twice.
+        if (!link.attached) this.onPeerDtmf(link, e.detail);
         return;
-      }
     }
   }
 
@@ -908,6 +904,20 @@ export class WsBridge implements CallLinkHost {
       payload: encodeAudio(frame.samples, link.encoding ?? owner.encoding),
       sequenceNumber: ++link.seqToClient,
       timestamp,
+    });
+  }
+
+  /** A digit from the peer: to the owner. */
+  onPeerDtmf(link: CallLink, detail: unknown): void {
+    const owner = this.#owners.get(link.id);
+    const d = (detail ?? {}) as Record<string, unknown>;
+    if (!owner || typeof d.digit !== "string") return;
+    const ms = d.durationMs ?? d.duration_ms ?? d.duration;
+    this.#send(owner, {
+      type: "dtmf",
+      callId: link.id,
+      digit: d.digit,
+      durationMs: typeof ms === "number" ? ms : undefined,
     });
   }
 
