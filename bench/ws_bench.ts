@@ -69,7 +69,13 @@ function tagged(k: number): Uint8Array {
   return b;
 }
 
+// Built once: the payload of every tag, and its base64 (what a media message carries when frames stay aligned).
+const PAYLOADS = Array.from({ length: ID_SPACE }, (_, k) => tagged(k));
+const BASE64 = PAYLOADS.map((b) => btoa(String.fromCharCode(...b)));
+const BY_BASE64 = new Map(BASE64.map((b64, k) => [b64, k]));
+
 function tagOf(b: Uint8Array): number | undefined {
+  if (b[40] === MARK_A && b[41] === MARK_B) return (b[42] - 0x20) | ((b[43] - 0x20) << 6);
   for (let i = 0; i + 3 < b.length; i++) {
     if (b[i] === MARK_A && b[i + 1] === MARK_B) return (b[i + 2] - 0x20) | ((b[i + 3] - 0x20) << 6);
   }
@@ -246,8 +252,9 @@ for (let i = 0; i < CALLS; i++) {
     const data = e.data as string;
     if (data.startsWith('{"event":"media"')) {
       if (!matching || !c.far) return;
-      const payload = /"payload":"([^"]*)"/.exec(data)![1];
-      const k = tagOf(Uint8Array.from(atob(payload), (ch) => ch.charCodeAt(0)));
+      const at = data.indexOf('"payload":"') + 11;
+      const payload = data.slice(at, data.indexOf('"', at));
+      const k = BY_BASE64.get(payload) ?? tagOf(Uint8Array.from(atob(payload), (ch) => ch.charCodeAt(0)));
       if (k === undefined) return;
       const t = c.far.sent[k];
       if (t > 0) {
@@ -285,12 +292,7 @@ function sendSlot(slot: number): void {
     const far = c.far!;
     // client → server
     const k = c.k++ % ID_SPACE;
-    const b = tagged(k);
-    c.ws.send(JSON.stringify({
-      event: "media",
-      callId: c.callId,
-      media: { payload: btoa(String.fromCharCode(...b)) },
-    }));
+    c.ws.send(`{"event":"media","callId":"${c.callId}","media":{"payload":"${BASE64[k]}"}}`);
     if (measuring) {
       c.sent[k] = performance.now();
       sentToFar++;
@@ -304,7 +306,7 @@ function sendSlot(slot: number): void {
       timestamp: far.ts >>> 0,
       ssrc: far.ssrc,
       marker: false,
-      payload: tagged(fk),
+      payload: PAYLOADS[fk],
     });
     far.ts += 160;
     far.sock.send(pkt, far.to).catch(() => {});

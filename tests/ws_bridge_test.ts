@@ -641,6 +641,29 @@ Deno.test("ws-bridge: a pipeline file's services section starts it on the contro
     assertEquals((await c.closed).code, 1001, "closed when the run ends");
     assert(calls.log.includes("hangup out-1"));
 
+    // With "optional", an empty token turns the bridge off (a log line), and the file runs.
+    const optional = `${dir}/optional.json`;
+    await Deno.writeTextFile(
+      optional,
+      JSON.stringify({
+        parameters: { ws_token: { default: "", description: "token" } },
+        control: { use: "fake-calls" },
+        services: [{ use: "ws-bridge", port: 0, token: "${ws_token}", optional: true }],
+        pipelines: {},
+      }),
+    );
+    const quiet = new MemoryOutput();
+    const runner3 = await PipelineRunner.load(optional, {
+      registry,
+      clock,
+      log: new Logger({ level: "info", outputs: [quiet] }),
+    });
+    const run3 = runner3.run();
+    await waitFor(() => quiet.lines.some((l) => l.includes("ws-bridge off")), "the off line");
+    finish();
+    assertEquals((await run3).code, 0);
+    assertMatch(quiet.lines.join("\n"), /INFO {2}\[WS\] ws-bridge off: the token is empty \(optional\)/);
+
     // An empty token is refused at start, saying what to set.
     const runner2 = await PipelineRunner.load(path, { registry, clock, log: new Logger({ level: "silent" }) });
     const e = await runner2.run().then(() => undefined, (e) => e as Error);

@@ -22,7 +22,7 @@
  * @module
  */
 import { type AnyServicePlugin, defineService } from "../../core/control.ts";
-import { WS_BRIDGE_DESCRIPTION, wsBridgeOptions } from "./options.ts";
+import { findToken, WS_BRIDGE_DESCRIPTION, wsBridgeOptions } from "./options.ts";
 
 export { type WsBridgeOptions, wsBridgeOptions } from "./options.ts";
 export { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, MEDIA_TYPES, parseEncoding } from "./audio.ts";
@@ -47,6 +47,11 @@ export const wsBridgeService = defineService({
   description: WS_BRIDGE_DESCRIPTION,
   options: wsBridgeOptions,
   async create(options, ctx) {
+    if (options.optional && !findToken(options)) {
+      const where = options.token_env ? `the environment variable ${options.token_env} is unset` : "the token is empty";
+      ctx.log.child("WS").info(`ws-bridge off: ${where} (optional)`);
+      return { close: () => Promise.resolve() };
+    }
     const { WsBridge } = await import("./bridge.ts");
     const bridge = new WsBridge(options, { calls: ctx.calls, clock: ctx.clock, log: ctx.log });
     await bridge.start();

@@ -70,13 +70,17 @@ export const wsBridgeOptions = z.object({
     "session bus the client's audio is played into (the call's send chain reads it: a bus-source with " +
       '"rate": 8000, "channels": 1)',
   ),
+  optional: z.boolean().default(false).describe(
+    "true: without a token (token empty, or token_env's variable unset) the bridge is off, said in one log line, " +
+      "instead of failing the start (a shipped file whose bridge a --set turns on)",
+  ),
 }).superRefine((o, c) => {
-  if (!o.token && !o.token_env) {
+  if (!o.token && !o.token_env && !o.optional) {
     c.addIssue({
       code: "custom",
       path: ["token"],
       message: 'the token is empty: set one (e.g. "token": "${ws_token}" in the file and --set ws_token=SECRET), ' +
-        "or name an environment variable holding it with token_env",
+        'name an environment variable holding it with token_env, or set "optional": true to run without the bridge',
     });
   } else if (o.token && o.token_env) {
     c.addIssue({ code: "custom", path: ["token_env"], message: "set token or token_env, not both" });
@@ -91,8 +95,7 @@ export type WsBridgeOptions = z.output<typeof wsBridgeOptions>;
  * set when that is unset or empty.
  */
 export function resolveToken(o: Pick<WsBridgeOptions, "token" | "token_env">): string {
-  if (o.token) return o.token;
-  const v = o.token_env ? Deno.env.get(o.token_env) : undefined;
+  const v = findToken(o);
   if (!v) {
     throw new Error(
       `token_env: the environment variable ${o.token_env || "(none)"} is not set or empty: export it with the ` +
@@ -100,4 +103,10 @@ export function resolveToken(o: Pick<WsBridgeOptions, "token" | "token_env">): s
     );
   }
   return v;
+}
+
+/** The token the options give, or "" when there is none (`token` empty and `token_env` unset or empty). */
+export function findToken(o: Pick<WsBridgeOptions, "token" | "token_env">): string {
+  if (o.token) return o.token;
+  return (o.token_env ? Deno.env.get(o.token_env) : undefined) ?? "";
 }
