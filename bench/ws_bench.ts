@@ -187,7 +187,8 @@ interface Client {
 }
 
 const codecs = createRegistry().codecs;
-const ua = new SipUserAgent({ hostname: HOST, port: 0, userName: "far" });
+// No overload refusals (503 when this process lags): the far end must answer every call.
+const ua = new SipUserAgent({ hostname: HOST, port: 0, userName: "far", overload: false });
 const farPort = ua.localAddress.port;
 const clients: Client[] = [];
 const toWire: number[] = [];

@@ -82,9 +82,10 @@ export class CallLink {
   framesToClientDropped = 0;
   /** Counters. */
   framesWrongFormat = 0;
+  /** How late the tick of the first frame played into the call ran, ms (the send chain sends that much later). */
+  firstFrameLateMs: number | undefined;
   readonly #host: CallLinkHost;
   readonly #frame: number;
-  readonly #periodMs: number;
   #toBus: Bus | undefined;
   #endPublisher: (() => void) | undefined;
   #fromSub: BusSubscription | undefined;
@@ -113,7 +114,6 @@ export class CallLink {
     this.client = client;
     this.direction = direction;
     this.#frame = player.frame;
-    this.#periodMs = player.frame / 8;
     this.player = new CallPlayer(player);
   }
 
@@ -165,18 +165,18 @@ export class CallLink {
 
   /**
    * One tick of the bridge's media clock (tick number `n`, time `now`, `late` ms after its due time): once the
-   * call's send chain reads its to-call bus and has started, one frame of the client's audio (or silence) is
-   * published on it. The stream starts on a tick that is on time (or after 10 late ones): the send chain's sink
-   * paces from its first packet, so a late first frame would delay every later one as much.
+   * call's send chain reads its to-call bus and has started (or 25 ticks after it subscribed, should its start
+   * go unseen), one frame of the client's audio (or silence) is published on it. (The send chain's sink paces
+   * from its first packet: how late the first frame comes, every later one is sent as late. Waiting for a
+   * punctual tick would cost more: the client's audio queues meanwhile, for good.)
    */
   tick(n: number, now: number, late = 0): void {
     const bus = this.#toBus;
     if (!bus || this.closed || bus.subscribers === 0) return;
     if (this.#firstTick === undefined) {
-      const waited = this.#waited++;
-      if (!this.#chainsStarted && waited < START_WAIT_TICKS) return;
-      if (late > this.#periodMs / 4 && waited < START_WAIT_TICKS + 10) return;
+      if (!this.#chainsStarted && this.#waited++ < START_WAIT_TICKS) return;
       this.#firstTick = n;
+      this.firstFrameLateMs = late;
     }
     const f = this.player.next(now);
     const frame: PcmFrame = {
