@@ -735,6 +735,7 @@ class SipController implements Controller {
       registry: this.#ctx.codecs,
       codecs: this.#codecs,
       ptime: o.ptime,
+      telephoneEvent: o.dtmf,
     });
     let call: OutgoingCall;
     try {
