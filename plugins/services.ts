@@ -5,6 +5,7 @@
  * @module
  */
 import type { AnyServicePlugin } from "../core/control.ts";
+import { consoleService } from "./console/mod.ts";
 
 /** All built-in service plugins. */
-export const builtinServices: AnyServicePlugin[] = [];
+export const builtinServices: AnyServicePlugin[] = [consoleService];
