@@ -252,8 +252,6 @@ function onCallEvent(e) {
   if (e.id === callerCall) {
     if (e.type === "message") {
       callerMessage({ t: e.time, ...e.detail });
-    } else if (e.type === "progress") {
-      timeline(`${e.detail?.status ?? ""} ${e.detail?.reason ?? ""}`.trim() || "ringing", e.time);
     } else if (e.type === "answered") {
       timeline(`answered${e.call.codec ? ` (${e.call.codec})` : ""}`, e.time);
     } else if (e.type === "ended") {
@@ -601,7 +599,7 @@ function renderLadder() {
     return;
   }
   const NS = "http://www.w3.org/2000/svg";
-  const W = 460, L = 110, R = 430, ROW = 26, TOP = 34;
+  const W = 540, L = 120, R = 430, ROW = 26, TOP = 34;
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("width", String(W));
   svg.setAttribute("height", String(TOP + list.length * ROW + 10));
