@@ -299,7 +299,7 @@ function renderIncoming(m) {
             onclick: () => (playing ? pause(c.id) : play(c.id)),
           }),
           el("button", { textContent: "Hang up", className: "danger hangup", onclick: () => act("hangup", c.id) }),
-          el("button", { textContent: "Show", className: "secondary", onclick: () => select(c.id) }),
+          el("button", { textContent: "Show", className: "secondary show", onclick: () => select(c.id) }),
         );
       }
       return li;
