@@ -28,7 +28,7 @@ import {
   type ReceivedTelephoneEvent,
   TELEPHONE_EVENT,
 } from "../plugins/rtp/telephone_event.ts";
-import { DtmfSender, dtmfSender, sendDtmf } from "../plugins/rtp/dtmf_sender.ts";
+import { dtmfSender, sendDtmf } from "../plugins/rtp/dtmf_sender.ts";
 import rtpDepacketizer from "../plugins/rtp/rtp_depacketizer.ts";
 import { JitterBuffer, jitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
 import { RecordBuffer } from "../plugins/rtp/record_buffer.ts";

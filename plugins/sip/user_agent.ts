@@ -49,7 +49,13 @@ import type { ParseOptions, SipResponse } from "./message.ts";
 import { type InviteOptions, OutgoingCall } from "./outgoing_call.ts";
 import type { RegisterOptions, RegistrarHandler, Registration } from "./register.ts";
 import { type TimerSettings, TransactionLayer } from "./transaction.ts";
-import { type Address, type DatagramTransport, SipTransport, type SipTransportStats } from "./transport.ts";
+import {
+  type Address,
+  type DatagramTransport,
+  type SipMessageEvent,
+  SipTransport,
+  type SipTransportStats,
+} from "./transport.ts";
 import type { Network } from "../../core/net/datagram.ts";
 import { udpNetwork } from "../../core/net/udp.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
@@ -117,6 +123,12 @@ export interface SipUserAgentOptions {
    * (`formatTraceEvent` makes the text of `--sip-trace`).
    */
   trace?: SipTracer;
+  /**
+   * Receives every well-formed SIP message sent and received, parsed, with the
+   * peer's address (see `SipTransport.onMessage`): what a call's message ladder
+   * is drawn from.
+   */
+  onMessage?: (e: SipMessageEvent) => void;
   /**
    * Overload protection (default: on, with its defaults): above an event-loop
    * lag, a number of server transactions or of calls, new INVITEs get
@@ -206,6 +218,7 @@ export class SipUserAgent {
       log,
       parse: opts.parse,
       resolveNames: opts.resolveNames,
+      onMessage: opts.onMessage,
     });
     const clock = opts.clock ?? mediaClock();
     const layer = new TransactionLayer({
