@@ -54,6 +54,10 @@ export async function launchBrowser(): Promise<Browser> {
       "--disable-component-update",
       "--disable-sync",
       "--mute-audio",
+      // Two pages drive two consoles at once: neither is throttled as a background tab.
+      "--disable-background-timer-throttling",
+      "--disable-backgrounding-occluded-windows",
+      "--disable-renderer-backgrounding",
     ],
   });
 }
@@ -99,5 +103,27 @@ export async function waitFor<T>(
       rows: [...document.querySelectorAll("#calls tbody tr")].map((r) => (r as HTMLElement).innerText).slice(0, 5),
     })).catch(() => ({}));
     throw new Error(`waiting for ${what}: ${e instanceof Error ? e.message : e}; page: ${JSON.stringify(state)}`);
+  }
+}
+
+/**
+ * Clicks the element `selector` names once it exists, with a DOM click in the
+ * page (no scrolling or waiting for rendering frames, which a page in the
+ * background of a headless browser may not produce).
+ */
+export async function clickOn(page: Page, selector: string, timeout = WAIT_MS): Promise<void> {
+  try {
+    await page.waitForFunction(
+      (s: string) => {
+        const e = document.querySelector(s) as HTMLElement | null;
+        if (!e || (e as HTMLButtonElement).disabled) return false;
+        e.click();
+        return true;
+      },
+      { timeout, polling: 100 },
+      selector,
+    );
+  } catch (e) {
+    throw new Error(`clicking ${selector}: ${e instanceof Error ? e.message : e}`);
   }
 }

@@ -27,7 +27,7 @@ import {
   scenarioPath,
   spawnSipp,
 } from "./sip_util.ts";
-import { browserSkipReason, launchBrowser, openPage, screenshotDir, waitFor } from "./console_browser_util.ts";
+import { browserSkipReason, clickOn, launchBrowser, openPage, screenshotDir, waitFor } from "./console_browser_util.ts";
 import { repoPath } from "./util.ts";
 
 const skip = browserSkipReason();
@@ -80,6 +80,7 @@ Deno.test({
         );
       }
       const page = a.page;
+      await page.bringToFront();
       await waitFor(page, "the library", () => document.querySelectorAll("#file-select option").length > 2);
 
       // Not audio: refused on the server with the reason, shown on the page; the call cannot start.
@@ -93,7 +94,7 @@ Deno.test({
       assertMatch(String(refused), /speech\.flac cannot be played: /);
       const target = `sip:bob@127.0.0.1:${callee.sipPort}`;
       await page.type("#target", target);
-      await page.click("#start");
+      await clickOn(page, "#start");
       await waitFor(page, "start refused", () => !(document.querySelector("#caller-error") as HTMLElement).hidden);
       await page.screenshot({ path: `${shots}/e2e-invalid-file.png` });
 
@@ -104,8 +105,8 @@ Deno.test({
         "the file checked",
         () => document.querySelector("#file-message")?.getAttribute("data-state") === "ok",
       );
-      await page.click("#loop");
-      await page.click("#start");
+      await clickOn(page, "#loop");
+      await clickOn(page, "#start");
       await waitFor(
         page,
         "INVITE sent",
@@ -125,7 +126,7 @@ Deno.test({
         () => document.querySelector("#incoming li[data-state=ringing] .answer"),
       );
       await b.page.screenshot({ path: `${shots}/e2e-callee-ringing.png` });
-      await b.page.click("#incoming li[data-state=ringing] .answer");
+      await clickOn(b.page, "#incoming li[data-state=ringing] .answer");
       await waitFor(
         page,
         "answered",
@@ -138,19 +139,19 @@ Deno.test({
       );
 
       // The callee hears the caller's file in the browser; pause, resume.
-      await b.page.click("#incoming li[data-state=answered] .play");
+      await clickOn(b.page, "#incoming li[data-state=answered] .play");
       await waitFor(b.page, "audio playing", () => {
         const s = document.querySelector("#audio-status") as HTMLElement;
         return s.dataset.state === "playing" && Number(s.dataset.received) >= 8000 && Number(s.dataset.played) > 0;
       });
-      await b.page.click("#incoming li[data-state=answered] .pause");
+      await clickOn(b.page, "#incoming li[data-state=answered] .pause");
       await waitFor(
         b.page,
         "paused",
         () => document.querySelector("#audio-status")?.getAttribute("data-state") === "paused",
       );
       const heard = await b.page.$eval("#audio-status", (s) => Number((s as HTMLElement).dataset.received));
-      await b.page.click("#incoming li[data-state=answered] .play");
+      await clickOn(b.page, "#incoming li[data-state=answered] .play");
       await b.page.waitForFunction(
         (n) => {
           const s = document.querySelector("#audio-status") as HTMLElement;
@@ -162,8 +163,9 @@ Deno.test({
 
       // Charts on both sides: packets each way, RTCP round-trip time.
       for (const [p, who] of [[page, "caller"], [b.page, "callee"]] as const) {
+        await p.bringToFront();
         if (who === "callee") {
-          await p.click("#incoming li[data-state=answered] .show");
+          await clickOn(p, "#incoming li[data-state=answered] .show");
         }
         const last = await waitFor(p, `${who}: packets both ways and an RTT`, () => {
           const get = (id: string) => JSON.parse(document.querySelector(id)?.getAttribute("data-last") ?? "{}");
@@ -185,13 +187,15 @@ Deno.test({
       const ladder = await page.$$eval("#ladder g.msg", (g) => g.map((x) => (x as SVGElement).dataset.label));
       assertEquals(ladder.slice(0, 1), ["INVITE"]);
       assert(ladder.includes("180 Ringing") && ladder.includes("200 OK") && ladder.includes("ACK"), ladder.join(", "));
-      await page.screenshot({ path: `${shots}/e2e-caller-answered.png`, fullPage: true });
       await b.page.screenshot({ path: `${shots}/e2e-callee-answered.png`, fullPage: true });
+      await page.bringToFront();
+      await page.screenshot({ path: `${shots}/e2e-caller-answered.png`, fullPage: true });
       await Deno.mkdir(repoPath("docs"), { recursive: true });
       await page.screenshot({ path: repoPath("docs/console.png"), fullPage: true });
 
       // The caller ends it: both pages say it ended and why.
-      await page.click("#end");
+      await page.bringToFront();
+      await clickOn(page, "#end");
       const ended = await waitFor(page, "ended", () => {
         const s = document.querySelector("#caller-state") as HTMLElement;
         return s.dataset.state === "ended" && s.textContent;
@@ -257,7 +261,7 @@ Deno.test({
         return r && r.innerText;
       });
       assertMatch(String(row), /sip:sipp@127\.0\.0\.1/);
-      await page.click("#calls tbody tr[data-state=answered]");
+      await clickOn(page, "#calls tbody tr[data-state=answered]");
       await waitFor(page, "sipp's packets charted", () => {
         const pk = JSON.parse(document.querySelector("#chart-packets")?.getAttribute("data-last") ?? "{}");
         return pk.recvRate > 0;
