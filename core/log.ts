@@ -83,6 +83,26 @@ export class Logger {
     return c;
   }
 
+  /**
+   * Adds an output to this logger and every logger sharing its outputs (its
+   * parent, children and siblings): e.g. a console that shows the lines of a
+   * call (`call=` field). Returns a function that removes it.
+   *
+   * @example
+   * ```ts
+   * const lines: string[] = [];
+   * const untap = log.tap({ write: (line) => lines.push(line) });
+   * untap();
+   * ```
+   */
+  tap(output: LogOutput): () => void {
+    this.#outputs.push(output);
+    return () => {
+      const i = this.#outputs.indexOf(output);
+      if (i >= 0) this.#outputs.splice(i, 1);
+    };
+  }
+
   /** True when messages at `level` are written. */
   enabled(level: LogLevel): boolean {
     return RANK[level] >= RANK[this.level] && level !== "silent";

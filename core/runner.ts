@@ -22,6 +22,7 @@ import type { AnyControlPlugin, AnyServicePlugin, ControlContext, Controller, Se
 import { ConfigError, stackLocation } from "./errors.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
+import type { OptionsSchema } from "./options.ts";
 import { MemoryNetwork } from "./net/memory.ts";
 import { udpNetwork } from "./net/udp.ts";
 import { buildPipeline, type Pipeline, type PipelineResult, StageError, strictSchema } from "./pipeline.ts";
@@ -311,10 +312,17 @@ export class PipelineRunner {
     const set = new Set((this.#opts.set ?? []).map((s) => s.slice(0, s.indexOf("="))).filter((n) => n));
     if (set.size === 0) return;
     const pathParams = new Set<string>();
+    const entries: { entry: Record<string, unknown>; options: OptionsSchema }[] = [];
     for (const { entry, use } of this.#stageEntries()) {
       const plugin = this.#modules.get(use) ?? this.#opts.registry.get(use);
-      if (!plugin) continue;
-      for (const key of pathOptionKeys(plugin.options)) {
+      if (plugin) entries.push({ entry, options: plugin.options });
+    }
+    for (const entry of this.file.services ?? []) {
+      const plugin = this.#opts.registry.listServices().find((s) => s.name === entry.use);
+      if (plugin) entries.push({ entry, options: plugin.options });
+    }
+    for (const { entry, options } of entries) {
+      for (const key of pathOptionKeys(options)) {
         const m = typeof entry[key] === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/.exec(entry[key] as string) : null;
         if (m && m[1] in this.file.parameters) pathParams.add(m[1]);
       }

@@ -6,6 +6,7 @@
  */
 import type { AnyServicePlugin } from "../core/control.ts";
 import { services as ws } from "./ws/mod.ts";
+import { consoleService } from "./console/mod.ts";
 
 /** All built-in service plugins. */
-export const builtinServices: AnyServicePlugin[] = [...ws];
+export const builtinServices: AnyServicePlugin[] = [...ws, consoleService];

@@ -1499,11 +1499,32 @@ export const jitterBuffer = definePlugin({
       if (due === undefined || !ctx || stopped) return;
       timer = clock.at(due, onTick);
     };
+    /** What playout has added to the session's counters so far: live updates and the summary add the difference. */
+    const added = { late: 0, concealed: 0, stretched: 0 };
+    let nextPublish = 0;
+    /** Playout's figures into the session's media statistics (each second while playing, and at the end). */
+    const publishPlayout = (s: JitterBufferStats) => {
+      const media = sctx.session.stats;
+      media.lost = Math.max(media.lost, s.lost);
+      media.late += s.late - added.late;
+      media.concealedFrames += s.concealed - added.concealed;
+      added.late = s.late;
+      added.concealed = s.concealed;
+      if (s.received === 0) return;
+      media.playoutDelayMs = { p50: s.delay_p50_ms, p95: s.delay_p95_ms, max: round1(s.delay_max_ms) };
+      const stretched = s.accelerated + s.preemptive_expanded;
+      media.timeStretchedFrames = (media.timeStretchedFrames ?? 0) + stretched - added.stretched;
+      added.stretched = stretched;
+    };
     const onTick = () => {
       timer = undefined;
       if (stopped || !ctx) return;
       const due = jb.nextTickTime()!;
       const frame = jb.tick(due);
+      if (due >= nextPublish) {
+        nextPublish = due + 1000;
+        publishPlayout(jb.stats(due));
+      }
       ctx.emit(frame);
       if (!timer) arm(); // (emit may have re-armed through onGrid)
     };
@@ -1522,13 +1543,8 @@ export const jitterBuffer = definePlugin({
         return;
       }
       const s = jb.stats(clock.now());
-      const media = sctx.session.stats;
-      media.lost = Math.max(media.lost, s.lost);
-      media.late += s.late;
-      media.concealedFrames += s.concealed;
+      publishPlayout(s);
       if (s.received === 0) return;
-      media.playoutDelayMs = { p50: s.delay_p50_ms, p95: s.delay_p95_ms, max: round1(s.delay_max_ms) };
-      media.timeStretchedFrames = (media.timeStretchedFrames ?? 0) + s.accelerated + s.preemptive_expanded;
       sctx.log.info("jitter buffer summary", {
         received: s.received,
         lost: s.lost,
