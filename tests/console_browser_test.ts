@@ -1,5 +1,9 @@
-/// <reference lib="dom" />
-/// <reference lib="deno.ns" />
+// Code inside page.evaluate callbacks runs in the page; these files are type-checked with Deno's library only
+// (the DOM library would clash with it in a whole-project check), so the page's globals are declared loosely here.
+// deno-lint-ignore no-explicit-any
+declare const document: any;
+// deno-lint-ignore no-explicit-any
+type HTMLElement = any;
 /**
  * The browser console in a real browser (Debian's headless Chromium through
  * puppeteer-core), on a call service without SIP (tests/console_fake_calls.ts):

@@ -1,5 +1,11 @@
-/// <reference lib="dom" />
-/// <reference lib="deno.ns" />
+// Code inside page.evaluate callbacks runs in the page; these files are type-checked with Deno's library only
+// (the DOM library would clash with it in a whole-project check), so the page's globals are declared loosely here.
+// deno-lint-ignore no-explicit-any
+declare const document: any;
+// deno-lint-ignore no-explicit-any
+type HTMLElement = any;
+// deno-lint-ignore no-explicit-any
+type SVGElement = any;
 /**
  * The browser console end to end, with real SIP on loopback: two voxpipe
  * processes run `pipelines/console.json` (as `deno task console` does), one
