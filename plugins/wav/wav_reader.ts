@@ -1,15 +1,21 @@
 /**
  * Streams the data chunk of a WAV file as 16-bit PCM frames: reads blocks of
- * 256 KB with `Deno.FsFile` into one reused buffer and converts each frame
- * through typed-array views (`wavefile`'s `getSamples` manages 6.7 M samples/s
- * and needs the whole file in memory).
+ * 256 KB to 1 MB with `Deno.FsFile` and cuts them into frames (`wavefile`'s
+ * `getSamples` manages 6.7 M samples/s and needs the whole file in memory).
  *
- * Frames are views of 64 KB slabs (`core/slab.ts`), not arrays with a buffer of
- * their own: a fresh backing store costs ~1.7 µs here, a view ~20 ns. A frame is
- * returned synchronously while the current block holds it. Two blocks alternate:
- * while the frames of one are handed out, the next is being read (the read runs
- * on Deno's I/O thread pool), so `next()` waits only when the file is slower than
- * the pipeline (async reads of 64 KB took 3× as long in all as 256 KB here).
+ * 16-bit PCM, the usual case, is not copied at all: each block is read into a
+ * buffer of its own and a frame is an `Int16Array` view of it, so the file's
+ * bytes are touched once, by the read (a buffer is freed by the garbage
+ * collector once no frame of it is referenced). Other encodings (8-, 24-,
+ * 32-bit, float, G.711) are read into two reused blocks and converted frame by
+ * frame into views of 64 KB slabs (`core/slab.ts`). A frame is returned
+ * synchronously while the current block holds it. While the frames of one
+ * block are handed out, the next is being read (the read runs on Deno's I/O
+ * thread pool), so `next()` waits only when the file is slower than the
+ * pipeline. Blocks hold 16 frames, at least 256 KB and at most 1 MB (and never
+ * less than one frame): a real-time stream of 20 ms frames reads 256 KB at a
+ * time, a transcode of 1 s frames 1 MB (fewer, larger reads; async reads of
+ * 64 KB took 3× as long in all as 256 KB here).
  *
  * @module
  */
@@ -17,8 +23,11 @@ import { Slab } from "../../core/slab.ts";
 import type { PcmChunkReader } from "./pcm_stream.ts";
 import { toInt16, WavFormatError, type WavInfo } from "./wav_format.ts";
 
-/** Target size of one file read. */
-const BLOCK_BYTES = 256 * 1024;
+/** Smallest and largest target size of one file read (a block holds at least one frame). */
+const MIN_BLOCK_BYTES = 256 * 1024;
+const MAX_BLOCK_BYTES = 1024 * 1024;
+/** Frames per block, within those bounds. */
+const BLOCK_FRAMES = 16;
 
 /**
  * Reads frames from a WAV file opened with {@linkcode WavStreamReader.open}.
@@ -40,8 +49,12 @@ export class WavStreamReader implements PcmChunkReader {
   readonly #frameBytes: number;
   readonly #loop: boolean;
   readonly #slab = new Slab();
+  /** 16-bit PCM: frames are views of the blocks, each block read into a buffer of its own. */
+  readonly #direct: boolean;
+  /** Bytes of one block (a whole number of frames). */
+  readonly #blockBytes: number;
   #block: Uint8Array;
-  /** The other block, being read into while `#block` is consumed. */
+  /** The other block, being read into while `#block` is consumed (a fresh one each time when `#direct`). */
   #back: Uint8Array;
   /** The read into `#back` in flight: resolves to the bytes read (0 at the end). */
   #ahead: Promise<number> | undefined;
@@ -59,9 +72,16 @@ export class WavStreamReader implements PcmChunkReader {
     this.#file = file;
     this.#frameBytes = frameSamples * info.blockAlign;
     this.#loop = loop && info.dataBytes > 0;
-    const blocks = Math.max(1, Math.floor(BLOCK_BYTES / this.#frameBytes));
-    this.#block = new Uint8Array(blocks * this.#frameBytes);
-    this.#back = new Uint8Array(blocks * this.#frameBytes);
+    this.#direct = info.encoding === "pcm" && info.bitsPerSample === 16;
+    const target = Math.min(MAX_BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, BLOCK_FRAMES * this.#frameBytes));
+    // Never more than the data holds (a short file gets a short buffer), never less than one frame.
+    const want = Math.max(
+      1,
+      Math.min(Math.floor(target / this.#frameBytes), Math.ceil(info.dataBytes / this.#frameBytes)),
+    );
+    this.#blockBytes = want * this.#frameBytes;
+    this.#block = new Uint8Array(0);
+    this.#back = new Uint8Array(this.#blockBytes);
     this.#remaining = info.dataBytes;
   }
 
@@ -124,23 +144,34 @@ export class WavStreamReader implements PcmChunkReader {
     const got = await (this.#ahead ?? this.#read(this.#back));
     this.#ahead = undefined;
     if (got === 0 || this.#closed) return false;
-    [this.#block, this.#back] = [this.#back, this.#block];
+    const more = this.#remaining > 0 || this.#loop;
+    if (this.#direct) {
+      // The frames handed out are views of the block just read: the next read gets a buffer of its own.
+      this.#block = this.#back;
+      this.#back = new Uint8Array(more ? this.#blockBytes : 0);
+    } else {
+      [this.#block, this.#back] = [this.#back, this.#block.length ? this.#block : new Uint8Array(this.#blockBytes)];
+    }
     this.#blockLen = got;
     this.#blockPos = 0;
-    // Read ahead while this block is consumed (a failure surfaces at the next refill).
-    const ahead = this.#read(this.#back);
-    ahead.catch(() => {});
-    this.#ahead = ahead;
+    if (more) {
+      // Read ahead while this block is consumed (a failure surfaces at the next refill).
+      const ahead = this.#read(this.#back);
+      ahead.catch(() => {});
+      this.#ahead = ahead;
+    }
     return true;
   }
 
-  /** `bytes` bytes of the block at the read position, converted into a slab view. */
+  /** `bytes` bytes of the block at the read position: a view of them (16-bit), else converted into a slab view. */
   #frame(bytes: number): Int16Array {
     const info = this.#info;
     const count = bytes / info.bytesPerSample;
     const at = this.#blockPos;
     this.#blockPos += bytes;
-    return toInt16(info, this.#block.subarray(at, at + bytes), count, this.#slab.int16(count));
+    const block = this.#block;
+    if (this.#direct) return new Int16Array(block.buffer, block.byteOffset + at, count);
+    return toInt16(info, block.subarray(at, at + bytes), count, this.#slab.int16(count));
   }
 
   /**
