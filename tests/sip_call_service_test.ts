@@ -564,6 +564,51 @@ Deno.test("call service: call ids are the file-safe Call-ID; ${date} ${time} ${c
   }
 });
 
+Deno.test("call service: calls with the same Call-ID, one after the other and at once, get a recording each", async () => {
+  const h = await start({ keep_summaries: 0 }, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: "${pipeline.dir}/${call.id}.wav", if_exists: "number" },
+    ],
+  });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const callId = "reused@10.0.0.1";
+    // One after the other: the first call is forgotten (keep_summaries 0), so the second gets the same call id.
+    for (let i = 0; i < 2; i++) {
+      const c = alice.invite(SERVER_URI, { sdp: offer(), callId });
+      await h.advance(100);
+      assertEquals(c.state, "established");
+      void c.hangup();
+      await h.advance(300);
+    }
+    // At once: the same Call-ID with two From tags.
+    const c3 = alice.invite(SERVER_URI, { sdp: offer(), callId });
+    const c4 = alice.invite(SERVER_URI, { sdp: offer(), callId });
+    await h.advance(100);
+    assertEquals([c3.state, c4.state], ["established", "established"]);
+    void c3.hangup();
+    void c4.hangup();
+    await h.advance(300);
+    assertEquals(h.events.filter((e) => e.type === "ended").length, 4);
+    const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav")).sort();
+    assertEquals(files.length, 4, `four recordings, none overwritten: ${files.join(", ")}`);
+    for (const f of files) {
+      assertMatch(f, /^reused_10\.0\.0\.1/);
+      const head = Deno.readFileSync(`${h.dir}/${f}`).subarray(0, 12);
+      assertEquals(
+        new TextDecoder().decode(head.subarray(0, 4)) + new TextDecoder().decode(head.subarray(8)),
+        "RIFFWAVE",
+      );
+    }
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("call service: sendDtmf checks its digits and the call; without a dtmf-sender stage it says where to put one", async () => {
   const h = await start();
   try {

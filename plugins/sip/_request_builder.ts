@@ -82,6 +82,8 @@ export interface InviteParts {
   sdp?: string;
   /** Extra headers. */
   headers?: readonly (readonly [string, string])[];
+  /** The Call-ID to use instead of a new one (a test of a peer reusing one, a B2BUA keeping its own). */
+  callId?: string;
   /** From value without tag (default: ours, {@linkcode RequestBuilder.fromUri}). */
   from?: string;
 }
@@ -182,7 +184,7 @@ export class RequestBuilder {
       routes: p.routes,
       from: `${p.from ?? this.fromUri(p.dest)};tag=${newTag()}`,
       to: p.to,
-      callId: newCallId(),
+      callId: p.callId ?? newCallId(),
       cseq: 1,
       contact: this.contact(p.dest),
       headers: [["Allow", p.allow]],

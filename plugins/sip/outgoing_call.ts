@@ -34,6 +34,11 @@ export interface InviteOptions {
    */
   from?: string;
   /**
+   * The Call-ID instead of a new, unique one. Only for tests of peers that reuse one: a Call-ID must be unique
+   * across calls (RFC 3261 §8.1.1.4).
+   */
+  callId?: string;
+  /**
    * Send to this address instead of the target URI's host:port (and instead of
    * the user agent's `outboundProxy`), without a Route header.
    */
@@ -74,6 +79,7 @@ export class OutgoingCall extends Call {
       sdp: opts.sdp,
       headers: opts.headers,
       from: opts.from,
+      callId: opts.callId,
     });
     const localTag = getFrom(invite).params.tag!;
     const from = invite.headers.get("From")!;
