@@ -400,11 +400,15 @@ class PlayQueue {
     const n = x.length;
     this.#room(n);
     const e = this.end;
-    for (let i = 0; i < n; i++) {
-      const v = Math.round(x[i]);
-      this.samples[e + i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
-      this.pos[e + i] = from + i * step;
+    if (x instanceof Int16Array) this.samples.set(x, e); // decoded audio: already whole and in range
+    else {
+      for (let i = 0; i < n; i++) {
+        const v = Math.round(x[i]);
+        this.samples[e + i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+      }
     }
+    if (Number.isNaN(from)) this.pos.fill(NaN, e, e + n);
+    else for (let i = 0; i < n; i++) this.pos[e + i] = from + i * step;
     this.kind.fill(kind, e, e + n);
     this.end += n;
   }
