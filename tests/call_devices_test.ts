@@ -57,9 +57,19 @@ Deno.test({
       // call lets the jitter buffer and the device queue play out). A loaded machine may make the device
       // underrun (silence inserted), so count only the audible samples.
       const heard = audible(played);
-      // Up to 5 frames may be missing: under heavy load the adaptive jitter buffer still shrinks its delay by
-      // dropping frames (to be replaced by time-scale modification).
-      assert(Math.abs(heard - 16000) <= 800, `played ${heard} audible samples (${played.length} in all)`);
+      // The device plays in real time: on a loaded machine the playout buffer time-scales (accelerate removes pitch
+      // periods to get its delay back after a stall) and late packets are concealed, so how much of the tone is
+      // heard depends on the machine (exactness is tested on a virtual clock in jitter_buffer_test.ts). What holds
+      // at any load: most of the 2 s is heard, nothing is heard that was not sent, and what is heard is the tone.
+      assert(heard >= 8000 && heard <= 16800, `played ${heard} audible samples (${played.length} in all)`);
+      let crossings = 0, loud = 0;
+      for (let i = 1; i < played.length; i++) {
+        if (Math.abs(played[i]) <= 64 || Math.abs(played[i - 1]) <= 64) continue;
+        loud++;
+        if ((played[i] < 0) !== (played[i - 1] < 0)) crossings++;
+      }
+      // 1 kHz at 8 kHz: 2 zero crossings per 8 samples.
+      assert(Math.abs(crossings / loud - 0.25) < 0.03, `${crossings} zero crossings in ${loud} loud sample pairs`);
       assert(Math.abs(frequency(played, 1, 8000) - 1000) < 5, `frequency ${frequency(played, 1, 8000)}`);
       assert(Math.abs(rmsDbfs(played, 1) - -9.03) < 0.3, `level ${rmsDbfs(played, 1)}`);
     } finally {
