@@ -6,8 +6,13 @@
  *   `pipelines/callee.json`: every call succeeds, and every recording holds
  *   every 20 ms frame sipp sent, in order, no shift, and apart from leading and
  *   trailing silence is sipp's audio sample for sample;
- * - our CLI caller → our CLI callee, 10 s of G.711-representable speech: the
- *   same, against the file the caller sent.
+ * - our CLI caller → our CLI callee, 10 s of G.711-representable speech, the
+ *   callee frozen (SIGSTOP) for 1.5 s about when the caller sends its last
+ *   packets and its BYE: the same, against the file the caller sent. (The
+ *   frozen callee then finds the BYE and the RTP queued before it at once;
+ *   before udp-source drained its socket on a graceful end, the packets read
+ *   after the BYE were lost. If the machine is so slow that the freeze falls
+ *   elsewhere in the call, the recording must be exact all the same.)
  *
  * Nothing here depends on how fast the machine is: the recording follows the
  * RTP timestamps, not the clock; every process has a generous time bound; the
@@ -46,6 +51,13 @@ const CALL_SECONDS = 5;
 /** Seconds sipp waits after its audio before it sends BYE: a sender that runs late on a loaded machine still ends. */
 const TAIL_SECONDS = 10;
 const processes = { sanitizeResources: false, sanitizeOps: false };
+
+/** Sends a signal to a process that may have ended already (then its result says what happened). */
+function signal(pid: number, sig: Deno.Signal): void {
+  try {
+    Deno.kill(pid, sig);
+  } catch { /* gone */ }
+}
 
 /** Asserts a recording is exact: every frame, in order, no shift, and the reference sample for sample. */
 function assertExactRecording(ref: Int16Array, rec: Int16Array, label: string): void {
@@ -202,7 +214,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "our caller → our callee, 10 s: the recording is the file sent, sample-exact",
+  name: "our caller → our callee, 10 s, callee frozen 1.5 s near the end: the recording is the file sent, sample-exact",
   ...processes,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-record-exact-call-" });
@@ -223,6 +235,12 @@ Deno.test({
       const caller = procs.add(
         spawnCaller({ to: callee.uri, file: `${dir}/source.wav`, codecs: "PCMU", timeoutMs: 180_000 }),
       );
+      // Freeze the callee from 9.2 s after its media started to 10.7 s: its last packets and the BYE queue up.
+      await callee.proc.waitForOutput(/\[SIP\] media: PCMU/, 120_000);
+      await new Promise((r) => setTimeout(r, 9200));
+      signal(callee.proc.pid, "SIGSTOP");
+      await new Promise((r) => setTimeout(r, 1500));
+      signal(callee.proc.pid, "SIGCONT");
       const kr = await caller.result;
       if (kr.code !== 0) callee.proc.kill();
       const cr = await callee.proc.result;
