@@ -663,6 +663,7 @@ export class Pipeline {
       ready: () => this.#ready(),
       fail: (e) => this.#fail(idx, e),
       realtimeSink: this.#slots[this.#slots.length - 1].plugin.realtime === true,
+      stopSignal: this.#abort.signal,
     };
   }
 

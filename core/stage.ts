@@ -155,6 +155,14 @@ export interface RunContext extends StageContext {
    * instead of the clock (a jitter buffer records what was sent, exactly).
    */
   readonly realtimeSink: boolean;
+  /**
+   * Fires only when the pipeline stops (or fails, or its graceful end runs out
+   * of time), not when it ends gracefully. A source's `signal` fires on both: a
+   * live source that drains what it already received when asked to end (a UDP
+   * socket's queue) stops draining when this fires. Absent where the runner
+   * does not tell the two apart (then treat `signal` as a stop).
+   */
+  readonly stopSignal?: AbortSignal;
 }
 
 /** What a stage learns about its chain before it starts (see {@linkcode StageBase.plan}). */

@@ -9,7 +9,14 @@
  * are dropped and counted (`foreign_dropped`): nobody else can inject media. A
  * `timeout` without datagrams ends the source, so the pipeline reaches end of
  * stream and its sinks finalize (a WAV header is written), after a `timeout`
- * event. Stopping the pipeline ends the source at once. Like every live source,
+ * event. Stopping the pipeline ends the source at once. Ending it gracefully
+ * (`Pipeline.end`, e.g. a call's receive chain when the peer's BYE comes) first
+ * reads what the kernel already holds for the socket: the source sends itself
+ * a marker datagram and ends when the marker comes back, so every datagram that
+ * arrived before the end was asked for reaches the chain, however late this
+ * process was scheduled (a stalled callee used to read the BYE before the last
+ * RTP packets queued behind it, and lose them). A stop, or the end's grace
+ * running out, ends the drain at once. Like every live source,
  * it never waits for downstream backpressure: datagrams are handed on as they
  * arrive (a sink that cannot keep up drops or queues them itself).
  *
@@ -147,11 +154,22 @@ export const udpSource = definePlugin({
             stopListening?.();
             stopListening = undefined;
             timer?.cancel();
-            ctx.signal.removeEventListener("abort", finish);
+            ctx.signal.removeEventListener("abort", onSignal);
+            ctx.stopSignal?.removeEventListener("abort", finish);
             resolve();
           };
+          // Asked to end gracefully (not stopped): read up to a marker sent to ourselves, which the kernel queues
+          // behind every datagram received so far; a stop (or the end's grace running out) ends at once.
+          let marker: { to: HostPort; token: Uint8Array } | undefined;
+          const onSignal = () => {
+            const stop = ctx.stopSignal;
+            if (!stop || stop.aborted || marker || ended) return finish();
+            stop.addEventListener("abort", finish, { once: true });
+            marker = { to: { hostname: loopbackFor(sock.hostname), port: sock.port }, token: drainToken() };
+            sock.post(marker.token, marker.to, { sent: () => {}, failed: () => finish() });
+          };
           if (ctx.signal.aborted) return finish();
-          ctx.signal.addEventListener("abort", finish, { once: true });
+          ctx.signal.addEventListener("abort", onSignal, { once: true });
 
           // One timer re-armed lazily at (last arrival + timeout), not one per datagram.
           const checkTimeout = () => {
@@ -174,6 +192,7 @@ export const udpSource = definePlugin({
 
           stopListening = sock.listen((data, remote) => {
             if (ended) return;
+            if (marker && isMarker(data, remote, marker)) return finish();
             if (peer) {
               const match = peer.port === 0
                 ? canonicalHost(remote.hostname) === peer.hostname
@@ -249,3 +268,25 @@ export const udpSource = definePlugin({
     };
   },
 });
+
+/** Where a socket bound to `hostname` reaches itself: the address, or loopback for a wildcard bind. */
+function loopbackFor(hostname: string): string {
+  if (hostname === "0.0.0.0") return "127.0.0.1";
+  if (hostname === "::") return "::1";
+  return hostname;
+}
+
+/** A drain marker's payload: random, so no peer can guess it and end the stream early. */
+function drainToken(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(16));
+}
+
+/**
+ * True when `data` from `remote` is our drain marker: its random token, from our own port (the source address
+ * is not compared: a wildcard-bound socket may see itself as 127.0.0.1 or as its bound address).
+ */
+function isMarker(data: Uint8Array, remote: HostPort, m: { to: HostPort; token: Uint8Array }): boolean {
+  if (data.length !== m.token.length || remote.port !== m.to.port) return false;
+  for (let i = 0; i < data.length; i++) if (data[i] !== m.token[i]) return false;
+  return true;
+}
