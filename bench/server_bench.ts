@@ -72,6 +72,7 @@ async function load(): Promise<string> {
 }
 
 interface Summary {
+  sent: number;
   received: number;
   lost: number;
   recording?: string;
@@ -80,11 +81,28 @@ interface Summary {
 
 function summaries(text: string): Summary[] {
   return text.split("\n").filter((l) => l.includes("call summary:")).map((l) => ({
+    sent: Number(/ sent=(\d+)/.exec(l)?.[1] ?? 0),
     received: Number(/ received=(\d+)/.exec(l)?.[1] ?? 0),
     lost: Number(/ lost=(\d+)/.exec(l)?.[1] ?? 0),
     recording: / recording=(\S+) /.exec(l)?.[1],
     endedBy: /ended by (.*?)(?: recording=| call=|$)/.exec(l)?.[1] ?? "?",
   }));
+}
+
+/**
+ * The most calls up at once, from the server's log (in time order): a call is up from its "call established" line
+ * to its "call ended" line, matched by the `call=` field.
+ */
+function peakConcurrent(text: string): number {
+  const up = new Set<string>();
+  let peak = 0;
+  for (const l of text.split("\n")) {
+    const id = / call=(\S+)$/.exec(l)?.[1];
+    if (id === undefined) continue;
+    if (l.includes("ACK received, call established")) peak = Math.max(peak, up.add(id).size);
+    else if (l.includes("] call ended by ")) up.delete(id);
+  }
+  return peak;
 }
 
 /**
@@ -185,6 +203,7 @@ async function main(): Promise<void> {
     const sums = summaries(rs.stderr);
     const received = sums.reduce((n, s) => n + s.received, 0);
     const lost = sums.reduce((n, s) => n + s.lost, 0);
+    const serverSent = sums.reduce((n, s) => n + s.sent, 0);
     const sent = CALLS * (audio.bytes.length / 160);
     let complete = 0, worst = 1, shifts = 0, checked = 0;
     // A mixed recording sums the caller and the greeting: its frames are not the caller's; it is not checked.
@@ -205,13 +224,14 @@ async function main(): Promise<void> {
     console.log(
       `calls: ${sippCounter(stats, "SuccessfulCall(C)")} of ${CALLS} completed, ` +
         `${sippCounter(stats, "FailedCall(C)")} failed (sipp); server summaries ${sums.length} ` +
-        `(${sums.filter((s) => s.endedBy === "remote: BYE").length} ended by the caller's BYE)`,
+        `(${sums.filter((s) => s.endedBy === "remote: BYE").length} ended by the caller's BYE); ` +
+        `peak ${peakConcurrent(rs.stderr)} calls up at once (server log)`,
     );
     console.log(
       `RTP: ${received} packets received of ${sent} sent, ${lost} lost (${
         (100 * lost / Math.max(1, received + lost))
           .toFixed(3)
-      } %), from the server's summaries`,
+      } %), from the server's summaries; the server sent ${serverSent} (greeting, then silence)`,
     );
     console.log(
       `recordings: ${complete} of ${checked} complete (every 20 ms frame sipp sent, sample-exact, in order; ` +
