@@ -124,6 +124,30 @@ async function framesFound(ref: string, rec: string): Promise<{ found: number; t
   return { shifts: Number(m[1]), found: Number(m[2]), total: Number(m[3]) };
 }
 
+/**
+ * Where a recording's missing 20 ms frames of `ref` are: before its first frame found (head), after its last (tail),
+ * or between (middle); `found` counts the distinct frames of `ref` it holds. Says whether what is missing never
+ * arrived at the ends of the stream (a caller that started late or stopped early) or went missing in between.
+ */
+function missingFrames(
+  ref: Int16Array,
+  rec: Int16Array,
+): { found: number; head: number; middle: number; tail: number } {
+  const key = (a: Int16Array, i: number) =>
+    String.fromCharCode(...new Uint16Array(a.buffer, a.byteOffset + i * 2, 160));
+  const index = new Map<string, number>();
+  const total = Math.floor(ref.length / 160);
+  for (let k = 0; k < total; k++) if (!index.has(key(ref, k * 160))) index.set(key(ref, k * 160), k);
+  const seen = new Set<number>();
+  for (let i = 0; i + 160 <= rec.length; i += 160) {
+    const k = index.get(key(rec, i));
+    if (k !== undefined) seen.add(k);
+  }
+  if (seen.size === 0) return { found: 0, head: total, middle: 0, tail: 0 };
+  const first = Math.min(...seen), last = Math.max(...seen);
+  return { found: seen.size, head: first, middle: last - first + 1 - seen.size, tail: total - 1 - last };
+}
+
 async function main(): Promise<void> {
   await requireTool("sipp");
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-server-bench-" });
@@ -206,18 +230,31 @@ async function main(): Promise<void> {
     const serverSent = sums.reduce((n, s) => n + s.sent, 0);
     const sent = CALLS * (audio.bytes.length / 160);
     let complete = 0, worst = 1, shifts = 0, checked = 0;
+    const incomplete: string[] = [];
     // A mixed recording sums the caller and the greeting: its frames are not the caller's; it is not checked.
     const recs = args["record-mode"] === "mixed"
       ? []
       : sums.map((s) => s.recording).filter((r): r is string => r !== undefined);
     for (let i = 0; i < recs.length; i += 4) {
       const batch = await Promise.all(recs.slice(i, i + 4).map((r) => framesFound(`${dir}/sent.wav`, r)));
-      for (const f of batch) {
+      for (const [j, f] of batch.entries()) {
         checked++;
         if (f.found === f.total) complete++;
+        else incomplete.push(recs[i + j]);
         worst = Math.min(worst, f.found / f.total);
         shifts += f.shifts;
       }
+    }
+    // An incomplete recording: where its frames went missing, and whether it holds every packet the server received.
+    const where = { head: 0, middle: 0, tail: 0, holdsAllReceived: 0 };
+    for (const r of incomplete) {
+      const wav = await readWav(r);
+      const caller = wav.channels === 2 ? wav.samples.filter((_, i) => i % 2 === 0) : wav.samples;
+      const m = missingFrames(audio.samples, caller);
+      where.head += m.head;
+      where.middle += m.middle;
+      where.tail += m.tail;
+      if (m.found === sums.find((s) => s.recording === r)?.received) where.holdsAllReceived++;
     }
     const errors = sippErrors(dir);
     console.log(`sipp exit ${sr.code}${errors ? `; sipp errors: ${errors.slice(0, 400)}` : ""}`);
@@ -228,7 +265,7 @@ async function main(): Promise<void> {
         `peak ${peakConcurrent(rs.stderr)} calls up at once (server log)`,
     );
     console.log(
-      `RTP: ${received} packets received of ${sent} sent, ${lost} lost (${
+      `RTP: ${received} packets received of ${sent} in the callers' audio, ${lost} lost (${
         (100 * lost / Math.max(1, received + lost))
           .toFixed(3)
       } %), from the server's summaries; the server sent ${serverSent} (greeting, then silence)`,
@@ -237,6 +274,13 @@ async function main(): Promise<void> {
       `recordings: ${complete} of ${checked} complete (every 20 ms frame sipp sent, sample-exact, in order; ` +
         `frames_found.py); lowest fraction ${worst.toFixed(4)}; timeline shifts ${shifts}`,
     );
+    if (incomplete.length > 0) {
+      console.log(
+        `incomplete recordings: ${incomplete.length}; frames missing at the head ${where.head}, in the middle ` +
+          `${where.middle}, at the tail ${where.tail}; ${where.holdsAllReceived} of them hold every packet the ` +
+          `server received (what is missing never arrived)`,
+      );
+    }
     console.log(
       `server: CPU ${(cpu1 - cpu0).toFixed(1)} s over ${wall.toFixed(1)} s (${
         (100 * (cpu1 - cpu0) / wall).toFixed(0)
