@@ -71,6 +71,40 @@ async function load(): Promise<string> {
   return `load ${avg}${some !== undefined ? `, CPU pressure ${some} %` : ""}`;
 }
 
+/**
+ * Watches the kernel's UDP sockets (/proc/net/udp) bound to local ports `min`..`max` (the server's RTP range): for
+ * each socket, the most datagrams it dropped because its receive buffer was full (the reader did not keep up) and
+ * its fullest receive queue. `stop()` returns the totals over every socket seen.
+ */
+function watchUdpDrops(min: number, max: number): { stop: () => { drops: number; maxQueueBytes: number } } {
+  const drops = new Map<string, number>();
+  let maxQueue = 0;
+  const sample = () => {
+    let text = "";
+    try {
+      text = Deno.readTextFileSync("/proc/net/udp");
+    } catch {
+      return;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 13) continue;
+      const port = parseInt(f[1].split(":")[1], 16);
+      if (port < min || port > max) continue;
+      drops.set(f[9], Math.max(drops.get(f[9]) ?? 0, Number(f[12]))); // by inode: a port is reused across calls
+      maxQueue = Math.max(maxQueue, parseInt(f[4].split(":")[1], 16));
+    }
+  };
+  const timer = setInterval(sample, 250);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return { drops: [...drops.values()].reduce((a, b) => a + b, 0), maxQueueBytes: maxQueue };
+    },
+  };
+}
+
 interface Summary {
   sent: number;
   received: number;
@@ -188,6 +222,7 @@ async function main(): Promise<void> {
     console.log(
       `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
     );
+    const udp = watchUdpDrops(40000, 44999);
     const sipp = spawnSipp([
       "-sf",
       scenarioPath("uac_pcmu_stream.xml"),
@@ -212,6 +247,7 @@ async function main(): Promise<void> {
       `127.0.0.1:${port}`,
     ], { cwd: dir, timeoutMs: (CALLS / RATE + SECONDS + 120) * 1000 });
     const sr = await sipp.result;
+    const kernel = udp.stop();
     const loadAfter = await load();
     const stats = await readSippStats(`${dir}/stats.csv`);
     // Every call's summary is logged once its media has stopped.
@@ -269,6 +305,11 @@ async function main(): Promise<void> {
         (100 * lost / Math.max(1, received + lost))
           .toFixed(3)
       } %), from the server's summaries; the server sent ${serverSent} (greeting, then silence)`,
+    );
+    console.log(
+      `kernel: ${kernel.drops} datagrams dropped at the server's RTP sockets because their receive buffer was full ` +
+        `(the server did not read in time; /proc/net/udp, sampled every 250 ms), fullest receive queue ` +
+        `${(kernel.maxQueueBytes / 1024).toFixed(0)} KiB`,
     );
     console.log(
       `recordings: ${complete} of ${checked} complete (every 20 ms frame sipp sent, sample-exact, in order; ` +
