@@ -160,13 +160,14 @@ async function framesFound(ref: string, rec: string): Promise<{ found: number; t
 
 /**
  * Where a recording's missing 20 ms frames of `ref` are: before its first frame found (head), after its last (tail),
- * or between (middle); `found` counts the distinct frames of `ref` it holds. Says whether what is missing never
- * arrived at the ends of the stream (a caller that started late or stopped early) or went missing in between.
+ * or between (middle, in `gaps` runs); `found` counts the distinct frames of `ref` it holds. Says whether what is
+ * missing never arrived at the ends of the stream (a caller that started late or stopped early) or went missing in
+ * between.
  */
 function missingFrames(
   ref: Int16Array,
   rec: Int16Array,
-): { found: number; head: number; middle: number; tail: number } {
+): { found: number; head: number; middle: number; tail: number; gaps: number } {
   const key = (a: Int16Array, i: number) =>
     String.fromCharCode(...new Uint16Array(a.buffer, a.byteOffset + i * 2, 160));
   const index = new Map<string, number>();
@@ -177,9 +178,11 @@ function missingFrames(
     const k = index.get(key(rec, i));
     if (k !== undefined) seen.add(k);
   }
-  if (seen.size === 0) return { found: 0, head: total, middle: 0, tail: 0 };
+  if (seen.size === 0) return { found: 0, head: total, middle: 0, tail: 0, gaps: 0 };
   const first = Math.min(...seen), last = Math.max(...seen);
-  return { found: seen.size, head: first, middle: last - first + 1 - seen.size, tail: total - 1 - last };
+  let gaps = 0;
+  for (let k = first; k < last; k++) if (seen.has(k) && !seen.has(k + 1)) gaps++;
+  return { found: seen.size, head: first, middle: last - first + 1 - seen.size, tail: total - 1 - last, gaps };
 }
 
 async function main(): Promise<void> {
@@ -282,7 +285,7 @@ async function main(): Promise<void> {
       }
     }
     // An incomplete recording: where its frames went missing, and whether it holds every packet the server received.
-    const where = { head: 0, middle: 0, tail: 0, holdsAllReceived: 0 };
+    const where = { head: 0, middle: 0, tail: 0, gaps: 0, holdsAllReceived: 0, holdsAllButMerged: 0 };
     for (const r of incomplete) {
       const wav = await readWav(r);
       const caller = wav.channels === 2 ? wav.samples.filter((_, i) => i % 2 === 0) : wav.samples;
@@ -290,7 +293,11 @@ async function main(): Promise<void> {
       where.head += m.head;
       where.middle += m.middle;
       where.tail += m.tail;
-      if (m.found === sums.find((s) => s.recording === r)?.received) where.holdsAllReceived++;
+      where.gaps += m.gaps;
+      const got = sums.find((s) => s.recording === r)?.received ?? -1;
+      if (m.found === got) where.holdsAllReceived++;
+      // The jitter buffer conceals a gap and cross-fades the packet after it: that one is not sample-exact.
+      else if (m.found === got - m.gaps) where.holdsAllButMerged++;
     }
     const errors = sippErrors(dir);
     console.log(`sipp exit ${sr.code}${errors ? `; sipp errors: ${errors.slice(0, 400)}` : ""}`);
@@ -318,8 +325,9 @@ async function main(): Promise<void> {
     if (incomplete.length > 0) {
       console.log(
         `incomplete recordings: ${incomplete.length}; frames missing at the head ${where.head}, in the middle ` +
-          `${where.middle}, at the tail ${where.tail}; ${where.holdsAllReceived} of them hold every packet the ` +
-          `server received (what is missing never arrived)`,
+          `${where.middle} (${where.gaps} gaps), at the tail ${where.tail}; ${where.holdsAllReceived} hold every ` +
+          `packet the server received sample-exact, ${where.holdsAllButMerged} every one but the first after each ` +
+          `gap (cross-faded with the concealment), the others lack received packets`,
       );
     }
     console.log(
