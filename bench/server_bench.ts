@@ -72,23 +72,35 @@ async function load(): Promise<string> {
 }
 
 /**
- * Watches the kernel's UDP sockets (/proc/net/udp) bound to local ports `min`..`max` (the server's RTP range): for
- * each socket, the most datagrams it dropped because its receive buffer was full (the reader did not keep up) and
- * its fullest receive queue. `stop()` returns the totals over every socket seen.
+ * Watches the UDP sockets of process `pid` bound to local ports `min`..`max` (the server's RTP/RTCP range), from
+ * /proc/net/udp and the process's file descriptors: for each socket, the most datagrams it dropped because its receive
+ * buffer was full (the reader did not keep up) and its fullest receive queue. `stop()` returns the totals over every
+ * socket seen. (Other processes' sockets on those ports are not counted.)
  */
-function watchUdpDrops(min: number, max: number): { stop: () => { drops: number; maxQueueBytes: number } } {
+function watchUdpDrops(
+  pid: number,
+  min: number,
+  max: number,
+): { stop: () => { drops: number; maxQueueBytes: number } } {
   const drops = new Map<string, number>();
   let maxQueue = 0;
   const sample = () => {
     let text = "";
+    const mine = new Set<string>();
     try {
+      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`));
+          if (m) mine.add(m[1]);
+        } catch { /* closed meanwhile */ }
+      }
       text = Deno.readTextFileSync("/proc/net/udp");
     } catch {
       return;
     }
     for (const line of text.split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f.length < 13) continue;
+      if (f.length < 13 || !mine.has(f[9])) continue;
       const port = parseInt(f[1].split(":")[1], 16);
       if (port < min || port > max) continue;
       drops.set(f[9], Math.max(drops.get(f[9]) ?? 0, Number(f[12]))); // by inode: a port is reused across calls
@@ -225,7 +237,7 @@ async function main(): Promise<void> {
     console.log(
       `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
     );
-    const udp = watchUdpDrops(40000, 44999);
+    const udp = watchUdpDrops(pid, 40000, 44999);
     const sipp = spawnSipp([
       "-sf",
       scenarioPath("uac_pcmu_stream.xml"),
@@ -314,8 +326,8 @@ async function main(): Promise<void> {
       } %), from the server's summaries; the server sent ${serverSent} (greeting, then silence)`,
     );
     console.log(
-      `kernel: ${kernel.drops} datagrams dropped at the server's RTP sockets because their receive buffer was full ` +
-        `(the server did not read in time; /proc/net/udp, sampled every 250 ms), fullest receive queue ` +
+      `kernel: ${kernel.drops} datagrams dropped at the server's RTP/RTCP sockets because their receive buffer was full ` +
+        `(the server did not read in time; /proc/net/udp and the server's sockets, sampled every 250 ms), fullest receive queue ` +
         `${(kernel.maxQueueBytes / 1024).toFixed(0)} KiB`,
     );
     console.log(
