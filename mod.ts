@@ -266,8 +266,12 @@ export async function main(args: string[]): Promise<number> {
   const abort = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   let interrupts = 0;
+  let firstInterrupt = 0;
   const onSignal = () => {
-    interrupts++;
+    // One Ctrl-C in a terminal reaches us twice under `deno task`: the terminal signals the whole process group and
+    // `deno task` passes its own copy on. A repeat within a second is that same Ctrl-C, not a request to hurry.
+    if (interrupts > 0 && performance.now() - firstInterrupt < 1000) return;
+    if (interrupts++ === 0) firstInterrupt = performance.now();
     if (interrupts > 1) {
       log.warn("second interrupt: exiting without waiting");
       Deno.exit(130);

@@ -71,7 +71,54 @@ async function load(): Promise<string> {
   return `load ${avg}${some !== undefined ? `, CPU pressure ${some} %` : ""}`;
 }
 
+/**
+ * Watches the UDP sockets of process `pid` bound to local ports `min`..`max` (the server's RTP/RTCP range), from
+ * /proc/net/udp and the process's file descriptors: for each socket, the most datagrams it dropped because its receive
+ * buffer was full (the reader did not keep up) and its fullest receive queue. `stop()` returns the totals over every
+ * socket seen. (Other processes' sockets on those ports are not counted.)
+ */
+function watchUdpDrops(
+  pid: number,
+  min: number,
+  max: number,
+): { stop: () => { drops: number; maxQueueBytes: number } } {
+  const drops = new Map<string, number>();
+  let maxQueue = 0;
+  const sample = () => {
+    let text = "";
+    const mine = new Set<string>();
+    try {
+      for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`));
+          if (m) mine.add(m[1]);
+        } catch { /* closed meanwhile */ }
+      }
+      text = Deno.readTextFileSync("/proc/net/udp");
+    } catch {
+      return;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 13 || !mine.has(f[9])) continue;
+      const port = parseInt(f[1].split(":")[1], 16);
+      if (port < min || port > max) continue;
+      drops.set(f[9], Math.max(drops.get(f[9]) ?? 0, Number(f[12]))); // by inode: a port is reused across calls
+      maxQueue = Math.max(maxQueue, parseInt(f[4].split(":")[1], 16));
+    }
+  };
+  const timer = setInterval(sample, 250);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return { drops: [...drops.values()].reduce((a, b) => a + b, 0), maxQueueBytes: maxQueue };
+    },
+  };
+}
+
 interface Summary {
+  sent: number;
   received: number;
   lost: number;
   recording?: string;
@@ -80,11 +127,28 @@ interface Summary {
 
 function summaries(text: string): Summary[] {
   return text.split("\n").filter((l) => l.includes("call summary:")).map((l) => ({
+    sent: Number(/ sent=(\d+)/.exec(l)?.[1] ?? 0),
     received: Number(/ received=(\d+)/.exec(l)?.[1] ?? 0),
     lost: Number(/ lost=(\d+)/.exec(l)?.[1] ?? 0),
     recording: / recording=(\S+) /.exec(l)?.[1],
     endedBy: /ended by (.*?)(?: recording=| call=|$)/.exec(l)?.[1] ?? "?",
   }));
+}
+
+/**
+ * The most calls up at once, from the server's log (in time order): a call is up from its "call established" line
+ * to its "call ended" line, matched by the `call=` field.
+ */
+function peakConcurrent(text: string): number {
+  const up = new Set<string>();
+  let peak = 0;
+  for (const l of text.split("\n")) {
+    const id = / call=(\S+)$/.exec(l)?.[1];
+    if (id === undefined) continue;
+    if (l.includes("ACK received, call established")) peak = Math.max(peak, up.add(id).size);
+    else if (l.includes("] call ended by ")) up.delete(id);
+  }
+  return peak;
 }
 
 /**
@@ -104,6 +168,33 @@ async function framesFound(ref: string, rec: string): Promise<{ found: number; t
   const m = /shifts=(\d+) .*frames_found=(\d+)\/(\d+)/.exec(text);
   if (!m) throw new Error(`frames_found.py ${rec}: ${text.trim()}`);
   return { shifts: Number(m[1]), found: Number(m[2]), total: Number(m[3]) };
+}
+
+/**
+ * Where a recording's missing 20 ms frames of `ref` are: before its first frame found (head), after its last (tail),
+ * or between (middle, in `gaps` runs); `found` counts the distinct frames of `ref` it holds. Says whether what is
+ * missing never arrived at the ends of the stream (a caller that started late or stopped early) or went missing in
+ * between.
+ */
+function missingFrames(
+  ref: Int16Array,
+  rec: Int16Array,
+): { found: number; head: number; middle: number; tail: number; gaps: number } {
+  const key = (a: Int16Array, i: number) =>
+    String.fromCharCode(...new Uint16Array(a.buffer, a.byteOffset + i * 2, 160));
+  const index = new Map<string, number>();
+  const total = Math.floor(ref.length / 160);
+  for (let k = 0; k < total; k++) if (!index.has(key(ref, k * 160))) index.set(key(ref, k * 160), k);
+  const seen = new Set<number>();
+  for (let i = 0; i + 160 <= rec.length; i += 160) {
+    const k = index.get(key(rec, i));
+    if (k !== undefined) seen.add(k);
+  }
+  if (seen.size === 0) return { found: 0, head: total, middle: 0, tail: 0, gaps: 0 };
+  const first = Math.min(...seen), last = Math.max(...seen);
+  let gaps = 0;
+  for (let k = first; k < last; k++) if (seen.has(k) && !seen.has(k + 1)) gaps++;
+  return { found: seen.size, head: first, middle: last - first + 1 - seen.size, tail: total - 1 - last, gaps };
 }
 
 async function main(): Promise<void> {
@@ -146,6 +237,7 @@ async function main(): Promise<void> {
     console.log(
       `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
     );
+    const udp = watchUdpDrops(pid, 40000, 44999);
     const sipp = spawnSipp([
       "-sf",
       scenarioPath("uac_pcmu_stream.xml"),
@@ -170,6 +262,7 @@ async function main(): Promise<void> {
       `127.0.0.1:${port}`,
     ], { cwd: dir, timeoutMs: (CALLS / RATE + SECONDS + 120) * 1000 });
     const sr = await sipp.result;
+    const kernel = udp.stop();
     const loadAfter = await load();
     const stats = await readSippStats(`${dir}/stats.csv`);
     // Every call's summary is logged once its media has stopped.
@@ -185,38 +278,70 @@ async function main(): Promise<void> {
     const sums = summaries(rs.stderr);
     const received = sums.reduce((n, s) => n + s.received, 0);
     const lost = sums.reduce((n, s) => n + s.lost, 0);
+    const serverSent = sums.reduce((n, s) => n + s.sent, 0);
     const sent = CALLS * (audio.bytes.length / 160);
     let complete = 0, worst = 1, shifts = 0, checked = 0;
+    const incomplete: string[] = [];
     // A mixed recording sums the caller and the greeting: its frames are not the caller's; it is not checked.
     const recs = args["record-mode"] === "mixed"
       ? []
       : sums.map((s) => s.recording).filter((r): r is string => r !== undefined);
     for (let i = 0; i < recs.length; i += 4) {
       const batch = await Promise.all(recs.slice(i, i + 4).map((r) => framesFound(`${dir}/sent.wav`, r)));
-      for (const f of batch) {
+      for (const [j, f] of batch.entries()) {
         checked++;
         if (f.found === f.total) complete++;
+        else incomplete.push(recs[i + j]);
         worst = Math.min(worst, f.found / f.total);
         shifts += f.shifts;
       }
+    }
+    // An incomplete recording: where its frames went missing, and whether it holds every packet the server received.
+    const where = { head: 0, middle: 0, tail: 0, gaps: 0, holdsAllReceived: 0, holdsAllButMerged: 0 };
+    for (const r of incomplete) {
+      const wav = await readWav(r);
+      const caller = wav.channels === 2 ? wav.samples.filter((_, i) => i % 2 === 0) : wav.samples;
+      const m = missingFrames(audio.samples, caller);
+      where.head += m.head;
+      where.middle += m.middle;
+      where.tail += m.tail;
+      where.gaps += m.gaps;
+      const got = sums.find((s) => s.recording === r)?.received ?? -1;
+      if (m.found === got) where.holdsAllReceived++;
+      // The jitter buffer conceals a gap and cross-fades the packet after it: that one is not sample-exact.
+      else if (m.found === got - m.gaps) where.holdsAllButMerged++;
     }
     const errors = sippErrors(dir);
     console.log(`sipp exit ${sr.code}${errors ? `; sipp errors: ${errors.slice(0, 400)}` : ""}`);
     console.log(
       `calls: ${sippCounter(stats, "SuccessfulCall(C)")} of ${CALLS} completed, ` +
         `${sippCounter(stats, "FailedCall(C)")} failed (sipp); server summaries ${sums.length} ` +
-        `(${sums.filter((s) => s.endedBy === "remote: BYE").length} ended by the caller's BYE)`,
+        `(${sums.filter((s) => s.endedBy === "remote: BYE").length} ended by the caller's BYE); ` +
+        `peak ${peakConcurrent(rs.stderr)} calls up at once (server log)`,
     );
     console.log(
-      `RTP: ${received} packets received of ${sent} sent, ${lost} lost (${
+      `RTP: ${received} packets received of ${sent} in the callers' audio, ${lost} lost (${
         (100 * lost / Math.max(1, received + lost))
           .toFixed(3)
-      } %), from the server's summaries`,
+      } %), from the server's summaries; the server sent ${serverSent} (greeting, then silence)`,
+    );
+    console.log(
+      `kernel: ${kernel.drops} datagrams dropped at the server's RTP/RTCP sockets because their receive buffer was full ` +
+        `(the server did not read in time; /proc/net/udp and the server's sockets, sampled every 250 ms), fullest receive queue ` +
+        `${(kernel.maxQueueBytes / 1024).toFixed(0)} KiB`,
     );
     console.log(
       `recordings: ${complete} of ${checked} complete (every 20 ms frame sipp sent, sample-exact, in order; ` +
         `frames_found.py); lowest fraction ${worst.toFixed(4)}; timeline shifts ${shifts}`,
     );
+    if (incomplete.length > 0) {
+      console.log(
+        `incomplete recordings: ${incomplete.length}; frames missing at the head ${where.head}, in the middle ` +
+          `${where.middle} (${where.gaps} gaps), at the tail ${where.tail}; ${where.holdsAllReceived} hold every ` +
+          `packet the server received sample-exact, ${where.holdsAllButMerged} every one but the first after each ` +
+          `gap (cross-faded with the concealment), the others lack received packets`,
+      );
+    }
     console.log(
       `server: CPU ${(cpu1 - cpu0).toFixed(1)} s over ${wall.toFixed(1)} s (${
         (100 * (cpu1 - cpu0) / wall).toFixed(0)

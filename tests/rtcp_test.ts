@@ -107,6 +107,19 @@ Deno.test("A.1/A.3: expected, cumulative and fraction lost, extended highest seq
   assert.equal(w.maxSeq, 30001);
 });
 
+Deno.test("A.1/A.3: a source on probation has lost nothing (its first packet is expected, not yet received)", () => {
+  const s = new ReceptionStats(1, 8000);
+  s.onPacket(500, 0, 0);
+  assert.equal(s.probation, 1);
+  assert.equal(s.lost, 0);
+  // Past probation, a gap counts; the late packet, once it comes, takes it back.
+  s.onPacket(501, 160, 20);
+  s.onPacket(503, 480, 60);
+  assert.equal(s.lost, 1);
+  s.onPacket(502, 320, 61);
+  assert.equal(s.lost, 0);
+});
+
 Deno.test("interval: RFC 3550 6.3.1 randomization bounds, initial halving, bandwidth term", () => {
   const p = {
     members: 2,

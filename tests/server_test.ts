@@ -4,8 +4,9 @@
  * G.711; the server records what each caller says sample-exact, one file per call named from the template; stereo
  * recordings hold the caller left and what we sent right; max_calls refuses with 503 or 486; calls end cleanly in
  * every way (BYE from the caller, BYE from the server at max_duration, CANCEL before the answer, RTP timeout), each
- * recording finalized with exactly what was received, the call's ports released. Shutdown (SIGTERM) runs the CLI for
- * real: every call gets its BYE and every recording is finalized.
+ * recording finalized with exactly what was received, the call's ports released. Shutdown with calls in every state
+ * (answered incoming and dialed: BYE; ringing incoming: 603; ringing dial: CANCEL), every recording finalized; and
+ * once through the CLI for real (SIGTERM).
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { VirtualClock } from "../core/clock.ts";
@@ -42,6 +43,7 @@ async function world(): Promise<World> {
 
 /** A file run on the world's clock and network, with its log lines. */
 interface Run {
+  runner: PipelineRunner;
   result: Promise<RunResult>;
   out: MemoryOutput;
   done: () => boolean;
@@ -61,7 +63,7 @@ async function runFile(w: World, file: string, set: string[]): Promise<Run> {
   });
   let ended = false;
   const result = runner.run().finally(() => ended = true);
-  return { result, out, done: () => ended, stop: () => abort.abort() };
+  return { runner, result, out, done: () => ended, stop: () => abort.abort() };
 }
 
 /** Lets virtual time pass until `until()` holds (at most `maxMs`), in 10 ms steps. */
@@ -139,6 +141,51 @@ async function callerFile(w: World, name: string, opts: { hangup?: boolean } = {
           { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}" },
           { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
           { use: "rtcp", local_port: "${local.rtcp_port}", bind: "${local.bind}", remote: "${remote.rtcp}" },
+          { use: "jitter-buffer", ptime: "${ptime}" },
+          { use: "g711-decoder" },
+          { use: "wav-sink", path: "${out}" },
+        ],
+      },
+    }),
+  );
+  return path;
+}
+
+/**
+ * A callee on `bind` (port 5062) that sends `file` to whoever calls it and records what it hears to `out`; it
+ * answers after `answer_after` s, takes one call and never hangs up itself.
+ */
+async function answererFile(w: World, name: string): Promise<string> {
+  const path = `${w.dir}/${name}.json`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      parameters: {
+        bind: { default: "127.0.0.3" },
+        file: { default: "" },
+        out: { default: "" },
+        answer_after: { default: 0 },
+      },
+      control: {
+        use: "sip",
+        role: "callee",
+        port: 5062,
+        bind: "${bind}",
+        codecs: "PCMU",
+        calls: 1,
+        answer_after: "${answer_after}",
+        linger: 0,
+      },
+      pipelines: {
+        send: [
+          { use: "file-source", path: "${file}" },
+          { use: "g711-encoder", codec: "${codec}" },
+          { use: "rtp-packetizer", payload_type: "${payloadType}", ptime: "${ptime}" },
+          { use: "udp-sink", to: "${remote.rtp}", bind: "${local.bind}", local_port: "${local.rtp_port}" },
+        ],
+        receive: [
+          { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}" },
+          { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
           { use: "jitter-buffer", ptime: "${ptime}" },
           { use: "g711-decoder" },
           { use: "wav-sink", path: "${out}" },
@@ -399,6 +446,83 @@ Deno.test("server.json: CANCEL before the answer ends the call, nothing recorded
     assert(rec.finalized);
     assertEquals(rec.samples, fx.reference);
     assertEquals(await stopServer(w, srv2), { code: 0 });
+  } finally {
+    await Deno.remove(w.dir, { recursive: true });
+  }
+});
+
+Deno.test("server.json: shutdown: BYE to every answered call (incoming and dialed), 603 to a ringing one, CANCEL to a ringing dial; every recording finalized", async () => {
+  const w = await world();
+  try {
+    const fx = await writeFixture(w.dir, "PCMU", 30);
+    // Far ends of the two dialed calls: one answers at once, one would answer only after a minute.
+    const bob = await runFile(w, await answererFile(w, "bob"), [`file=${fx.sourcePath}`, `out=${w.dir}/bob.wav`]);
+    await startUp(bob, "[SIP] listening on udp");
+    const carol = await runFile(w, await answererFile(w, "carol"), [
+      "bind=127.0.0.4",
+      "answer_after=60",
+      `file=${fx.sourcePath}`,
+      `out=${w.dir}/carol.wav`,
+    ]);
+    await startUp(carol, "[SIP] listening on udp");
+    const srv = await server(w, [`greeting=${HELLO}`, `record=${w.dir}/rec/\${call.direction}-\${call.n}.wav`]);
+    const calls = await srv.runner.callService();
+    // The first two incoming calls are answered, the third is left ringing.
+    let incoming = 0;
+    calls.onIncoming(() => ++incoming <= 2 ? { action: "answer" } : { action: "ring" });
+    const callers: Run[] = [];
+    for (const name of ["a", "b", "ringing"]) {
+      callers.push(
+        await call(w, await callerFile(w, name, { hangup: false }), [
+          `file=${fx.sourcePath}`,
+          `out=${w.dir}/${name}.wav`,
+        ]),
+      );
+      await w.clock.advanceAsync(200, 10);
+    }
+    const answered = await calls.dial("sip:bob@127.0.0.3:5062");
+    const ringing = await calls.dial("sip:carol@127.0.0.4:5062");
+    await w.clock.advanceAsync(3000, 10);
+    assertEquals(calls.call(answered.id)!.state, "answered");
+    assertEquals(calls.call(ringing.id)!.state, "ringing");
+    assertEquals(calls.calls().filter((c) => c.direction === "in").map((c) => c.state), [
+      "answered",
+      "answered",
+      "ringing",
+    ]);
+
+    assertEquals(await stopServer(w, srv), { code: 0 });
+    await advanceUntil(w, () => callers.every((c) => c.done()) && bob.done(), 30_000);
+    // The answered callers and bob were hung up by the server's BYE; the ringing caller was declined.
+    for (const c of [callers[0], callers[1], bob]) {
+      assertEquals(await c.result, { code: 0 }, c.out.lines.join("\n"));
+      assert(c.out.lines.some((l) => l.includes("[SIP] BYE received")), c.out.lines.join("\n"));
+    }
+    assertEquals(await callers[2].result, { code: 1, reason: "call failed: 603 Decline" });
+    // carol's INVITE was cancelled: she never answered, and the call is gone on her side too.
+    await advanceUntil(w, carol.done, 10_000);
+    assert(carol.out.lines.some((l) => l.includes("CANCEL received")), carol.out.lines.join("\n"));
+    assert(!carol.out.lines.some((l) => l.includes("200 OK sent")), "carol never answered");
+    assertEquals((srv.out.lines.filter((l) => l.includes("[SIP] BYE sent"))).length, 3);
+
+    // Every answered call has its summary, ended by the shutdown, and a finalized recording holding exactly what
+    // it received from its peer, from the first packet on.
+    const sums = summaries(srv.out.lines).filter((s) => s.recording !== undefined);
+    assertEquals(sums.length, 3);
+    assertEquals(sums.map((s) => /\/rec\/(\w+)-\d+\.wav$/.exec(s.recording!)?.[1]).sort(), ["in", "in", "out"]);
+    for (const sum of sums) {
+      assertEquals(sum.endedBy, "local: interrupted");
+      assertEquals(sum.lost, 0);
+      assert(sum.received > 50, `${sum.received} packets`);
+      const rec = await readWav(sum.recording!);
+      assert(rec.finalized, `${sum.recording} is finalized`);
+      assertEquals(rec.samples.length, sum.received * 160);
+      assertEquals(rec.samples, fx.reference.subarray(0, rec.samples.length));
+    }
+    // The ringing calls were recorded nowhere.
+    assertEquals([...Deno.readDirSync(`${w.dir}/rec`)].length, 3);
+    // What the answered peers heard ends cleanly too: their recordings are finalized.
+    for (const name of ["a", "b", "bob"]) assert((await readWav(`${w.dir}/${name}.wav`)).finalized, name);
   } finally {
     await Deno.remove(w.dir, { recursive: true });
   }

@@ -288,9 +288,12 @@ export class ReceptionStats {
     return this.extendedMax - this.baseSeq + 1;
   }
 
-  /** Cumulative packets lost (A.3), may be negative with duplicates. */
+  /**
+   * Cumulative packets lost (A.3), may be negative with duplicates. 0 while the source is on probation (A.1):
+   * nothing is counted yet, though `expected` already covers the first packet.
+   */
   get lost(): number {
-    return this.expected - this.received;
+    return this.probation > 0 ? 0 : this.expected - this.received;
   }
 
   /** Interarrival jitter in ms. */
