@@ -16,14 +16,21 @@ import type { Logger } from "../../core/log.ts";
 
 /** While overloaded, a warning line says how many INVITEs were refused every this many ms. */
 const REPORT_MS = 10_000;
+/**
+ * Lag samples in a row that must run more than `lagMs` late before new INVITEs are refused: one stall (a garbage
+ * collection, start-up compilation, a moment without a CPU) is a hiccup, not overload; an event loop that cannot keep
+ * up stays late sample after sample.
+ */
+const SUSTAINED_SAMPLES = 2;
 
 /** Limits of the overload protection (`SipUserAgentOptions.overload`). */
 export interface OverloadOptions {
   /**
    * Event-loop lag in ms above which new INVITEs get 503 (default 500;
-   * `Infinity` turns the lag check off). The lag is sampled every `sampleMs` on
-   * the user agent's clock and decays by half per sample once the process
-   * catches up.
+   * `Infinity` turns the lag check off), once two samples in a row ran that
+   * late (a single stall is not overload). The lag is sampled every `sampleMs`
+   * on the user agent's clock and decays by half per sample once the process
+   * catches up; INVITEs are accepted again when it is back under the limit.
    */
   lagMs?: number;
   /**
@@ -96,6 +103,8 @@ export class OverloadMonitor {
   readonly #probes: OverloadProbes;
   #timer?: Timer;
   #lag = 0;
+  /** Consecutive samples that ran more than `lagMs` late. */
+  #slowRun = 0;
   #why?: string;
   #refusedSinceReport = 0;
   #reportedAt = 0;
@@ -141,6 +150,7 @@ export class OverloadMonitor {
     this.#timer = this.#clock.at(due, () => {
       const late = Math.max(0, this.#clock.now() - due);
       this.#lag = Math.max(late, this.#lag / 2);
+      this.#slowRun = late > this.limits.lagMs ? this.#slowRun + 1 : 0;
       const why = this.#evaluate();
       if (why !== undefined && this.#clock.now() - this.#reportedAt >= REPORT_MS) {
         // A line every 10 s while it lasts: how many were refused, and why now.
@@ -169,7 +179,9 @@ export class OverloadMonitor {
   #evaluate(): string | undefined {
     const l = this.limits;
     let why: string | undefined;
-    if (this.#lag > l.lagMs) why = `event-loop lag ${Math.round(this.#lag)} ms > ${l.lagMs} ms`;
+    const lagging = this.#lag > l.lagMs &&
+      (this.#slowRun >= SUSTAINED_SAMPLES || this.#why?.startsWith("event-loop lag") === true);
+    if (lagging) why = `event-loop lag ${Math.round(this.#lag)} ms > ${l.lagMs} ms`;
     else if (this.#probes.tableFull()) why = `transaction table full (max_transactions ${l.maxTransactions})`;
     else if (this.#probes.liveCalls() >= l.maxCalls) {
       why = `${this.#probes.liveCalls()} calls in progress (max_calls ${l.maxCalls})`;

@@ -63,7 +63,8 @@ export const sipControlOptions = z.object({
     "seconds between `stats` call events of each answered call (call service); 0 = none",
   ),
   overload_lag_ms: z.number().min(1).max(60000).default(500).describe(
-    "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After",
+    "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After, once two lag samples " +
+      "in a row (100 ms apart) ran that late: a single stall is not overload",
   ),
   max_transactions: z.number().int().min(10).max(1000000).default(10000).describe(
     "SIP server transactions kept at once (about 4 KB each); at the cap new INVITEs get 503 and new requests outside a dialog are answered statelessly",
