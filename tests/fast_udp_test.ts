@@ -23,7 +23,8 @@ import { definePlugin } from "../core/stage.ts";
 import type { Frame, RtpFrame } from "../core/frame.ts";
 import { z } from "zod";
 import { createRegistry } from "../mod.ts";
-import { assertSampleExact, freeUdpPortPair, readWav, writeFixture } from "./media_util.ts";
+import { assertSampleExact, freeUdpPortPair, readWav, spawnCli, writeFixture } from "./media_util.ts";
+import { freeUdpPort } from "./sip_util.ts";
 import { repoPath } from "./util.ts";
 
 /** Waits (bounded, real time) until `cond()` holds; the bound only turns a hang into a failure. */
@@ -485,6 +486,49 @@ Deno.test("fast udp: rtp-send → rtp-receive (RTP + RTCP) through the runner on
       assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true]);
       assertSampleExact(fx.reference, wav.samples, { concealTail: 800, label: "fast udp" });
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both sides: the recording is exact", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-fastudp-call-" });
+  const env = { VOXPIPE_NET: "fast" };
+  try {
+    const ref = spawnCli(["--pipeline", "pipelines/transcode.json", "--set", `out=${dir}/ref.wav`], {
+      timeoutMs: 30_000,
+    });
+    assertEquals((await ref.result).code, 0);
+    const port = freeUdpPort();
+    const callee = spawnCli([
+      "--pipeline",
+      "pipelines/callee.json",
+      "--set",
+      `port=${port}`,
+      "--set",
+      "calls=1",
+      "--set",
+      `record=${dir}/call.wav`,
+    ], { timeoutMs: 40_000, env });
+    await callee.waitForOutput(/\[SIP\] listening on udp 127\.0\.0\.1:\d+/, 20_000);
+    const caller = spawnCli([
+      "--pipeline",
+      "pipelines/caller.json",
+      "--set",
+      `to=sip:bob@127.0.0.1:${port}`,
+      "--set",
+      `file=${repoPath("examples/audio/hello.wav")}`,
+    ], { timeoutMs: 40_000, env });
+    const [cr, ce] = await Promise.all([caller.result, callee.result]);
+    assertEquals(cr.code, 0, `caller: ${cr.stderr.slice(-2000)}`);
+    assertEquals(ce.code, 0, `callee: ${ce.stderr.slice(-2000)}`);
+    for (const r of [cr, ce]) assertMatch(r.stderr, /network: FFI sockets and clock on this thread's MediaLoop/);
+    assertMatch(cr.stderr, /\[SIP\] BYE sent/);
+    assertMatch(ce.stderr, /call summary: .* lost=0 \(0%\)/);
+    const expected = await readWav(`${dir}/ref.wav`);
+    const got = await readWav(`${dir}/call.wav`);
+    const c = assertSampleExact(expected.samples, got.samples, { label: "VOXPIPE_NET=fast", concealTail: 800 });
+    assert(c.overlap >= expected.samples.length - 1, JSON.stringify(c));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
