@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
- *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N]
+ *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -41,7 +41,9 @@
  * `--coalesce-ms` sets the timer thread's `coalesceMs` (default 0.3).
  * `--main-thread`, `--spin-ms` and `--spin-budget` run the streams on a
  * `RealClock` in main-thread mode with those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
- * much of the jitter is other processes taking the CPU.
+ * much of the jitter is other processes taking the CPU. `--net fast` runs the streams on a `MediaLoop`
+ * (`core/net/media_loop.ts`) instead: its clock paces them and each pipeline's session binds its socket on the
+ * loop's network (FFI sockets).
  *
  * @module
  */
@@ -52,6 +54,8 @@ import { z } from "zod";
 import { mediaClock, RealClock } from "../core/clock.ts";
 import type { RtpFrame } from "../core/frame.ts";
 import { buildPipeline, type Pipeline } from "../core/pipeline.ts";
+import { MediaLoop } from "../core/net/media_loop.ts";
+import { Session } from "../core/session.ts";
 import { Registry } from "../core/registry.ts";
 import { definePlugin } from "../core/stage.ts";
 import { plugins as udpPlugins } from "../plugins/udp/mod.ts";
@@ -71,6 +75,7 @@ const args = parseArgs({
     "coalesce-ms": { type: "string" },
     capture: { type: "boolean", default: false },
     nice: { type: "string" },
+    net: { type: "string", default: "deno" },
   },
 });
 
@@ -342,7 +347,11 @@ function schedulerLabel(c: RealClock): string {
 const spin = args.values["spin-ms"];
 const budget = args.values["spin-budget"];
 const mainThread = args.values["main-thread"];
-const clock = spin === undefined && budget === undefined && !mainThread
+if (args.values.net !== "deno" && args.values.net !== "fast") throw new Error(`--net: expected deno or fast`);
+const fastLoop = args.values.net === "fast" ? new MediaLoop() : undefined;
+const clock = fastLoop
+  ? fastLoop.clock
+  : spin === undefined && budget === undefined && !mainThread
   ? mediaClock()
   : new RealClock(Number(spin ?? 1.5), 0.5, Number(budget ?? 0));
 if (mainThread) (clock as RealClock).useTimerThread = false;
@@ -368,7 +377,7 @@ for (let i = 0; i < streams; i++) {
     await buildPipeline(`s${i}`, [
       { use: "rtp-feed", ssrc: i + 1, count: packetsPerStream, delay_ms: Math.random() * PTIME },
       { use: "udp-sink", to: `127.0.0.1:${port}`, bind: "127.0.0.1" },
-    ], { registry, clock }),
+    ], { registry, clock, session: fastLoop && new Session({ id: `s${i}`, clock, net: fastLoop.network }) }),
   );
 }
 const cpu0 = process.cpuUsage();
@@ -376,6 +385,7 @@ const t0 = performance.now();
 const results = await Promise.all(pipelines.map((p) => p.run()));
 const wall = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
+for (const p of pipelines) if (fastLoop) await p.session.close();
 let late = 0, maxLate = 0, errors = 0;
 for (const r of results) {
   if (r.reason !== "eos") console.error(`pipeline ended: ${r.reason} ${r.error?.message ?? ""}`);
@@ -403,7 +413,8 @@ console.log(
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
     (coalesce !== undefined ? ` coalesce_ms=${coalesce}` : "") +
     (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
-    (clock instanceof RealClock ? ` scheduler=${schedulerLabel(clock)}` : ""),
+    (clock instanceof RealClock ? ` scheduler=${schedulerLabel(clock)}` : "") +
+    (fastLoop ? ` net=fast scheduler=media-loop(${JSON.stringify(fastLoop.stats())})` : ""),
 );
 if (cap) {
   console.log(
