@@ -227,11 +227,43 @@ export function errno(): number {
   return errnoView!.getInt32(0);
 }
 
-/** A zeroed `ArrayBuffer` of `size` bytes (outside the garbage-collected heap, never moved) as bytes and a DataView. */
-export function cBuffer(size: number): { bytes: Uint8Array; view: DataView; address: bigint } {
+/** A buffer handed to the C library: its bytes, a DataView, and its address (as a bigint, and as two u32 halves). */
+export interface CBuffer {
+  /** The bytes. */
+  bytes: Uint8Array;
+  /** A DataView of the same bytes. */
+  view: DataView;
+  /** The address of byte 0. */
+  address: bigint;
+  /** Low 32 bits of the address. */
+  lo: number;
+  /** High 32 bits of the address. */
+  hi: number;
+}
+
+/** A zeroed `ArrayBuffer` of `size` bytes (outside the garbage-collected heap, never moved) and its address. */
+export function cBuffer(size: number): CBuffer {
   const buf = new ArrayBuffer(size);
   const bytes = new Uint8Array(buf);
   const ptr = Deno.UnsafePointer.of(bytes);
   if (ptr === null) throw new Error(`could not take the address of a ${size}-byte buffer`);
-  return { bytes, view: new DataView(buf), address: BigInt(Deno.UnsafePointer.value(ptr)) };
+  const address = BigInt(Deno.UnsafePointer.value(ptr));
+  return { bytes, view: new DataView(buf), address, lo: Number(address & 0xffffffffn), hi: Number(address >> 32n) };
+}
+
+/**
+ * Writes the address `buf + offset` as a little-endian u64 at `at` in `view`,
+ * without allocating (`offset` at most the buffer's size).
+ */
+export function setPointer(view: DataView, at: number, buf: CBuffer, offset: number): void {
+  const lo = buf.lo + offset; // < 2^33: exact
+  const carry = lo >= 0x100000000 ? 1 : 0;
+  view.setUint32(at, lo - carry * 0x100000000, true);
+  view.setUint32(at + 4, buf.hi + carry, true);
+}
+
+/** Writes a length (a non-negative integer below 2^32) as a little-endian u64, without allocating. */
+export function setLength(view: DataView, at: number, length: number): void {
+  view.setUint32(at, length, true);
+  view.setUint32(at + 4, 0, true);
 }

@@ -74,6 +74,7 @@ import {
 import {
   AF_INET,
   AF_INET6,
+  type CBuffer,
   cBuffer,
   CLOCK_MONOTONIC,
   EPOLL_CLOEXEC,
@@ -109,6 +110,8 @@ import {
   MSG_NAMELEN,
   MSG_TRUNC,
   MSGHDR_SIZE,
+  setLength,
+  setPointer,
   SO_EE_ORIGIN_ICMP,
   SO_EE_ORIGIN_ICMP6,
   SO_RCVBUF,
@@ -229,13 +232,7 @@ class Sock {
   }
 }
 
-/** A buffer of C memory: bytes, a DataView, and its address. */
-type CBuf = ReturnType<typeof cBuffer>;
-
-/** Writes a little-endian u64 that fits a double exactly (an address or a length). */
-function setU64(v: DataView, off: number, x: bigint | number): void {
-  v.setBigUint64(off, typeof x === "bigint" ? x : BigInt(x), true);
-}
+type CBuf = CBuffer;
 
 /** The loop itself; {@linkcode MediaLoop} is its public face. */
 class Core {
@@ -351,22 +348,22 @@ class Core {
         ]]
       ) {
         const m = i * MMSGHDR_SIZE;
-        setU64(msgs.view, m + MSG_NAME, names.address + BigInt(i * NAME_SLOT));
+        setPointer(msgs.view, m + MSG_NAME, names, i * NAME_SLOT);
         msgs.view.setUint32(m + MSG_NAMELEN, NAME_SLOT, true);
-        setU64(msgs.view, m + MSG_IOV, iov.address + BigInt(i * IOVEC_SIZE));
-        setU64(msgs.view, m + MSG_IOVLEN, 1);
+        setPointer(msgs.view, m + MSG_IOV, iov, i * IOVEC_SIZE);
+        setLength(msgs.view, m + MSG_IOVLEN, 1);
         // msg_control NULL, msg_controllen 0 (zeroed)
       }
     }
     this.#pointRxIovs();
     {
       const v = this.#errMsg.view;
-      setU64(v, MSG_NAME, this.#errName.address);
-      setU64(v, MSG_IOV, this.#errIov.address);
-      setU64(v, MSG_IOVLEN, 1);
-      setU64(v, MSG_CONTROL, this.#errControl.address);
-      setU64(this.#errIov.view, 0, this.#errData.address);
-      setU64(this.#errIov.view, 8, this.#errData.bytes.length);
+      setPointer(v, MSG_NAME, this.#errName, 0);
+      setPointer(v, MSG_IOV, this.#errIov, 0);
+      setLength(v, MSG_IOVLEN, 1);
+      setPointer(v, MSG_CONTROL, this.#errControl, 0);
+      setPointer(this.#errIov.view, 0, this.#errData, 0);
+      setLength(this.#errIov.view, 8, this.#errData.bytes.length);
     }
 
     const lib = this.lib;
@@ -420,13 +417,14 @@ class Core {
     this.#armedAt = target;
     const v = this.#itimer.view;
     if (target === Infinity) {
-      v.setBigInt64(16, 0n, true);
-      v.setBigInt64(24, 0n, true);
+      setLength(v, 16, 0); // it_value 0: disarmed
+      setLength(v, 24, 0);
     } else {
+      // Monotonic ns as a double: exact to the ns for 104 days of uptime, to a few ns after (irrelevant here).
       const ns = Math.max(1, Math.ceil((target + ARM_SLACK_MS + this.#monoOffsetMs) * 1e6));
       const sec = Math.floor(ns / 1e9);
-      v.setBigInt64(16, BigInt(sec), true);
-      v.setBigInt64(24, BigInt(ns - sec * 1e9), true);
+      setLength(v, 16, sec);
+      setLength(v, 24, ns - sec * 1e9);
     }
     if (this.lib.timerfd_settime(this.tfd, TFD_TIMER_ABSTIME, this.#itimer.bytes, null) < 0) {
       throw new SysError("timerfd_settime", errno(), "MediaLoop");
@@ -736,7 +734,7 @@ class Core {
 
   #pointRxIovs(): void {
     const v = this.#rxIov.view;
-    for (let i = 0; i < this.batch; i++) setU64(v, i * IOVEC_SIZE, this.#rxData.address + BigInt(i * this.#rxStride));
+    for (let i = 0; i < this.batch; i++) setPointer(v, i * IOVEC_SIZE, this.#rxData, i * this.#rxStride);
     this.#rxIovLen = -1;
   }
 
@@ -749,7 +747,7 @@ class Core {
     }
     if (size !== this.#rxIovLen) {
       const v = this.#rxIov.view;
-      for (let i = 0; i < this.batch; i++) setU64(v, i * IOVEC_SIZE + 8, size);
+      for (let i = 0; i < this.batch; i++) setLength(v, i * IOVEC_SIZE + 8, size);
       this.#rxIovLen = size;
     }
   }
@@ -862,7 +860,7 @@ class Core {
     const v = this.#errMsg.view;
     for (let k = 0; k < 64; k++) {
       v.setUint32(MSG_NAMELEN, NAME_SLOT, true);
-      setU64(v, MSG_CONTROLLEN, this.#errControl.bytes.length);
+      setLength(v, MSG_CONTROLLEN, this.#errControl.bytes.length);
       v.setInt32(MSG_FLAGS, 0, true);
       this.#errName.bytes.fill(0);
       const r = this.lib.recvmsg(s.fd, this.#errMsg.bytes, MSG_ERRQUEUE | MSG_DONTWAIT);
@@ -1002,8 +1000,8 @@ class Core {
           break;
         }
         arena.bytes.set(data, used);
-        setU64(iov, count * IOVEC_SIZE, arena.address + BigInt(used));
-        setU64(iov, count * IOVEC_SIZE + 8, data.length);
+        setPointer(iov, count * IOVEC_SIZE, arena, used);
+        setLength(iov, count * IOVEC_SIZE + 8, data.length);
         msgs.setUint32(count * MMSGHDR_SIZE + MSG_NAMELEN, len, true);
         used += data.length;
         count++;
