@@ -488,11 +488,12 @@ class Core {
         n = this.#wait(-1);
       } else {
         n = this.#wait(0);
-        if (n === 0 && now < this.#busyUntil) {
-          // Datagrams kept coming: the next one is likely near, so wait for it here (at most fineWaitMs) rather
-          // than pay for a park.
+        // Datagrams kept coming: the next one is likely near, so wait for it here (at most fineWaitMs, and never
+        // past the start of the next timer's fine wait) rather than pay for a park.
+        const ms = n === 0 ? Math.floor(Math.min(this.#busyUntil, (due ?? Infinity) - this.fineWaitMs) - now) : 0;
+        if (ms >= 1) {
           this.stats.busyWaits++;
-          n = this.#wait(Math.ceil(this.#busyUntil - now));
+          n = this.#wait(ms);
         }
         if (n === 0) {
           again = false;
