@@ -19,6 +19,11 @@ export interface LoopClockHost {
    * the timers (it asks {@linkcode LoopClock.nextDue} afterwards).
    */
   timersChanged(due: number | undefined): void;
+  /**
+   * Called after each timer callback {@linkcode LoopClock.runDue} runs (e.g.
+   * to send at once what the callback queued, before the next callback runs).
+   */
+  afterTimer?(): void;
 }
 
 /**
@@ -117,6 +122,7 @@ export class LoopClock implements Clock {
         n++;
         try {
           e.fn();
+          this.#host.afterTimer?.();
         } catch (error) {
           failure ??= { error };
         }

@@ -328,7 +328,13 @@ class Core {
     this.maxBatches = maxBatches;
     this.rcvbuf = opts.receiveBufferBytes;
     this.sndbuf = opts.sendBufferBytes;
-    this.clock = new LoopClock({ timersChanged: (due) => this.#timersChanged(due) });
+    this.clock = new LoopClock({
+      timersChanged: (due) => this.#timersChanged(due),
+      // What a timer posted (a paced packet) leaves before the next timer runs, not after the whole batch.
+      afterTimer: () => {
+        if (this.#dirty.length > 0) this.#flush();
+      },
+    });
 
     this.#rxMsgs = cBuffer(batch * MMSGHDR_SIZE);
     this.#rxIov = cBuffer(batch * IOVEC_SIZE);
