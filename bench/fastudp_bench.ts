@@ -6,7 +6,7 @@
  *
  * ```sh
  * deno run -A bench/fastudp_bench.ts [--only throughput|pacing] [--seconds 3] [--rounds 2]
- *   [--sockets 1,100,1000] [--pacing-seconds 20] [--streams 1,200]
+ *   [--sockets 1,100,1000] [--pacing-seconds 20] [--streams 1,200] [--pacing-workers 2]
  * ```
  *
  * **Throughput** (packets per second per core of CPU time the measured
@@ -30,7 +30,10 @@
  * process, p50/p99/max of |inter-arrival − 20 ms| per stream) for N streams
  * of 20 ms PCMU, from
  * - `fast`: `bench/pacing.ts --net fast` (udp-sink pipelines on a MediaLoop's
- *   clock and network),
+ *   clock and network, on the main thread),
+ * - `fast Kw` (more than one stream): the same spread over K media workers
+ *   (`--workers K`, default 2: one per core here), each with its own loop,
+ *   all in one process,
  * - `default`: `bench/pacing.ts` (the process media clock, `RealClock` with
  *   its timer thread, and `Deno.listenDatagram`),
  * - `gstreamer`: one `gst-launch-1.0` with N branches `audiotestsrc ! mulawenc
@@ -60,6 +63,7 @@ const args = parseArgs({
     only: { type: "string" },
     streams: { type: "string", default: "1,200" },
     "pacing-seconds": { type: "string", default: "20" },
+    "pacing-workers": { type: "string", default: "2" },
   },
 });
 
@@ -323,7 +327,7 @@ function parsePacingLine(text: string): Pacing {
   };
 }
 
-async function pacingVoxpipe(streams: number, secs: number, fast: boolean): Promise<Pacing> {
+async function pacingVoxpipe(streams: number, secs: number, fast: boolean, workers = 0): Promise<Pacing> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -334,6 +338,7 @@ async function pacingVoxpipe(streams: number, secs: number, fast: boolean): Prom
       "--seconds",
       String(secs),
       ...(fast ? ["--net", "fast"] : []),
+      ...(workers > 0 ? ["--workers", String(workers)] : []),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -405,10 +410,12 @@ async function childrenCpu(): Promise<number> {
 async function pacing(): Promise<void> {
   const secs = Number(args.values["pacing-seconds"]);
   const counts = args.values.streams.split(",").map(Number);
+  const workers = Number(args.values["pacing-workers"]);
   console.log(`# pacing: ${secs} s per run; |inter-arrival − 20 ms| at bench/pacing.ts's receiver (another process)`);
   for (const n of counts) {
     console.log(`# load at start: ${(await Deno.readTextFile("/proc/loadavg")).trim()}`);
     const fast = await pacingVoxpipe(n, secs, true);
+    const inWorkers = n > 1 && workers > 0 ? await pacingVoxpipe(n, secs, true, workers) : undefined;
     const def = await pacingVoxpipe(n, secs, false);
     const gst = await pacingGStreamer(n, secs);
     const show = (label: string, p: Pacing) =>
@@ -418,10 +425,12 @@ async function pacing(): Promise<void> {
         } ms  max ${p.max.toFixed(3)} ms  lost ${p.lost}${p.cpu ? `  sender CPU ${p.cpu}` : ""}`,
       );
     show("fast", fast);
+    if (inWorkers) show(`fast ${workers}w`, inWorkers);
     show("default", def);
     show("gstreamer", gst);
     console.log(
       `pacing ${String(n).padStart(3)} streams p99 ratio: fast / gstreamer = ${(fast.p99 / gst.p99).toFixed(2)}, ` +
+        (inWorkers ? `fast in ${workers} workers / gstreamer = ${(inWorkers.p99 / gst.p99).toFixed(2)}, ` : "") +
         `default / gstreamer = ${(def.p99 / gst.p99).toFixed(2)}`,
     );
   }
