@@ -4,6 +4,8 @@
  *
  * - `fallback` (run without `--allow-ffi`): what the fast path says and does
  *   when FFI is refused, and that the fallback network works.
+ * - `forgotten` (run with `-A --v8-flags=--expose-gc`): a loop and its socket
+ *   dropped without being closed; after garbage collection the port is free.
  * - `idle-exit` (run with `-A`): receives three datagrams and runs a timer on
  *   the thread's MediaLoop, then stops listening without closing anything;
  *   the process must then exit by itself (the test bounds it).
@@ -45,6 +47,29 @@ if (mode === "fallback") {
     envDescription: env.description,
     echoed,
   }));
+} else if (mode === "forgotten") {
+  const bindAndForget = (): number => {
+    const loop = new MediaLoop();
+    return loop.network.bind("127.0.0.1", 0).port;
+  };
+  const port = bindAndForget();
+  const gc = (globalThis as unknown as { gc: () => void }).gc;
+  let inUseBefore = false;
+  try {
+    Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
+  } catch {
+    inUseBefore = true;
+  }
+  let freed = false;
+  for (let i = 0; i < 100 && !freed; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20)); // finalizers run in a later task
+    try {
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
+      freed = true;
+    } catch { /* still bound */ }
+  }
+  console.log(JSON.stringify({ inUseBefore, freed }));
 } else if (mode === "idle-exit") {
   const loop = defaultMediaLoop();
   const rx = loop.network.bind("127.0.0.1", 0), tx = loop.network.bind("127.0.0.1", 0);

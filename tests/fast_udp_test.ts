@@ -371,6 +371,11 @@ Deno.test("fast udp: without the ffi permission, MediaLoop refuses clearly and t
   assertEquals(mediaFromEnv("").clock, undefined);
 });
 
+Deno.test("fast udp: a loop dropped without close() releases its sockets once collected", async () => {
+  const r = await probe(["-A", "--v8-flags=--expose-gc"], "forgotten");
+  assertEquals(r, { inUseBefore: true, freed: true });
+});
+
 Deno.test("fast udp: an idle loop lets its process exit (no close needed); a listening socket keeps it alive", async () => {
   const r = await probe(["-A"], "idle-exit");
   assertEquals(r.received, [1, 2, 3]);

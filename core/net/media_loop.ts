@@ -251,6 +251,7 @@ class Core {
   #state: "idle" | "scheduled" | "turn" | "parked" = "idle";
   #closed = false;
   #released = false;
+  readonly #owned: Owned;
   #parkDone: (() => void) | undefined;
   #armedAt = Infinity;
   #busyUntil = 0;
@@ -391,6 +392,8 @@ class Core {
     }
     this.ep = ep;
     this.tfd = tfd;
+    this.#owned = { lib, ep, tfd, park: parked, fds: new Set() };
+    forgotten.register(this, this.#owned, this);
     this.#ctlSet(EPOLL_CTL_ADD, tfd, TIMER_ID, EPOLLIN, "MediaLoop timerfd");
     this.#calibrate();
   }
@@ -667,6 +670,7 @@ class Core {
       throw e;
     }
     this.sockets.set(sock.id, sock);
+    this.#owned.fds.add(sock.fd);
     this.stats.sockets++;
     return sock;
   }
@@ -720,6 +724,7 @@ class Core {
     s.interest = 0;
     this.lib.epoll_ctl(this.ep, EPOLL_CTL_DEL, s.fd, this.#ctl.bytes);
     this.lib.close(s.fd);
+    this.#owned.fds.delete(s.fd);
     this.sockets.delete(s.id);
     this.stats.sockets--;
     // What was posted and not sent fails, in order.
@@ -1109,11 +1114,34 @@ class Core {
   #release(): void {
     if (this.#released) return;
     this.#released = true;
+    forgotten.unregister(this);
     this.lib.close(this.tfd);
     this.lib.close(this.ep);
     this.lib.free(this.#parkEvents);
   }
 }
+
+/** What a loop holds outside the JavaScript heap, for {@linkcode forgotten}. */
+interface Owned {
+  lib: LibcSymbols;
+  ep: number;
+  tfd: number;
+  park: Deno.PointerObject;
+  /** Open socket descriptors. */
+  fds: Set<number>;
+}
+
+/**
+ * A loop that became garbage without {@linkcode MediaLoop.close} (nothing of it
+ * is reachable: no socket, no pending park) still held descriptors and ports:
+ * close them then, so a forgotten loop does not keep its ports bound forever.
+ */
+const forgotten = new FinalizationRegistry<Owned>((o) => {
+  for (const fd of o.fds) o.lib.close(fd);
+  o.lib.close(o.tfd);
+  o.lib.close(o.ep);
+  o.lib.free(o.park);
+});
 
 /** errno values an ICMP error leaves pending on a socket (returned once by its next call). */
 function isIcmpErrno(e: number): boolean {
