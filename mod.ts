@@ -9,8 +9,8 @@
  * pipelines, the registry, pipeline files and their runner, the control-plugin
  * API, clocks, logging, errors, Web Streams adapters, stage-testing helpers;
  * see `core/mod.ts`), the built-in plugins ({@linkcode builtinPlugins},
- * {@linkcode builtinControls}), {@linkcode createRegistry}, {@linkcode main}
- * and {@linkcode VERSION}. The plugin families live in `plugins/<family>/mod.ts`.
+ * {@linkcode builtinControls}), {@linkcode createRegistry}, {@linkcode main},
+ * {@linkcode VERSION}, and {@linkcode sendDtmf} (DTMF in a call's RTP stream). The plugin families live in `plugins/<family>/mod.ts`.
  *
  * Run as a CLI:
  *
@@ -29,7 +29,16 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { FileOutput, LOG_LEVELS, Logger, type LogLevel, type LogOutput, stderrOutput } from "./core/log.ts";
+import {
+  FileOutput,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  Logger,
+  type LogLevel,
+  type LogOutput,
+  stderrOutput,
+} from "./core/log.ts";
 import { Registry } from "./core/registry.ts";
 import { setSchedulerMode } from "./core/clock.ts";
 import { TraceOutput } from "./core/trace_output.ts";
@@ -46,6 +55,15 @@ export * from "./core/mod.ts";
 export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
 export { builtinServices } from "./plugins/services.ts";
+// DTMF (RFC 4733) for applications: send digits in a call's session; received ones are its `dtmf` events.
+export {
+  type DtmfSendOptions,
+  type DtmfSendResult,
+  type ReceivedDtmf,
+  type ReceivedTelephoneEvent,
+  sendDtmf,
+  type SentDtmf,
+} from "./plugins/rtp/mod.ts";
 
 /** The voxpipe version. */
 export const VERSION = "0.1.0";
@@ -91,7 +109,9 @@ Options:
       --list-devices      list audio devices (needs the naudiodon binding: deno task setup)
       --schema            print the JSON Schema of pipeline files
       --log-level LEVEL   debug, info, warn, error or silent (default: info)
-      --log-file FILE     also append log lines to FILE
+      --log-file FILE     also append log lines to FILE (its directory is created)
+      --log-format FMT    voxpipe (default: ISO time, level, message) or python
+                          ([LEVEL] - local time - message, as Python's logging writes it)
       --sip-trace[=FILE]  print every SIP message sent and received (time, direction, addresses) to
                           stderr, or append it to FILE; digest responses are masked
       --scheduler MODE    media clock wake-ups: thread (default; best for calls, which also receive)
@@ -123,6 +143,7 @@ export const CLI_OPTIONS = {
   schema: { type: "boolean" },
   "log-level": { type: "string" },
   "log-file": { type: "string" },
+  "log-format": { type: "string" },
   scheduler: { type: "string" },
   "sip-trace": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -210,6 +231,10 @@ export async function main(args: string[]): Promise<number> {
   if (!LOG_LEVELS.includes(level)) {
     return fail(`--log-level: expected one of ${LOG_LEVELS.join(", ")}, got "${level}"`, 2);
   }
+  const format = (v["log-format"] ?? "voxpipe") as LogFormat;
+  if (!LOG_FORMATS.includes(format)) {
+    return fail(`--log-format: expected one of ${LOG_FORMATS.join(", ")}, got "${format}"`, 2);
+  }
   if (v.scheduler !== undefined) {
     if (v.scheduler !== "thread" && v.scheduler !== "main") {
       return fail(`--scheduler: expected thread or main, got "${v.scheduler}"`, 2);
@@ -243,7 +268,7 @@ export async function main(args: string[]): Promise<number> {
       return fail(`--sip-trace=${v["sip-trace"]}: ${e instanceof Error ? e.message : e}`, 2);
     }
   }
-  const log = new Logger({ level, outputs });
+  const log = new Logger({ level, outputs, format });
   let media;
   try {
     media = mediaFromEnv();
@@ -254,6 +279,9 @@ export async function main(args: string[]): Promise<number> {
   }
   if (media.fallback) log.warn(media.description);
   else if (media.net) log.info(media.description);
+  if (media.clock && v.scheduler !== undefined) {
+    log.warn(`--scheduler ${v.scheduler} has no effect: VOXPIPE_NET=fast paces on the MediaLoop`);
+  }
   const abort = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   let interrupts = 0;

@@ -17,7 +17,10 @@
  *    - sox: `sox in.wav -r 8000 -e mu-law -t wav - | sox - -e signed -b 16 out.wav`;
  *    and prints per tool the median wall time, the realtime factor and the ratio to GStreamer
  *    (median of the per-round ratios: each round's runs were seconds apart, so they saw the
- *    same load), with the CPU load of the machine before and after.
+ *    same load), with the CPU load of the machine before and after; then, measured by GNU time
+ *    (`/usr/bin/time`, when installed) on the same runs, each tool's median CPU time (user + system
+ *    of the whole process tree) and its ratio to GStreamer's, which depends less on the load of a
+ *    shared machine than wall time does.
  * 3. Prints the resampler's own throughput on (the first 60 s of) the test file, in-process
  *    (input samples per second, 20 ms frames, best of 3): the polyphase kernel in WebAssembly
  *    SIMD and in JavaScript, and libsamplerate `medium` (the old default).
@@ -55,6 +58,19 @@ async function sh(cmd: string): Promise<{ ok: boolean; ms: number; err: string }
   const t0 = performance.now();
   const r = await new Deno.Command("bash", { args: ["-c", cmd], cwd: ROOT, stdout: "null", stderr: "piped" }).output();
   return { ok: r.success, ms: performance.now() - t0, err: new TextDecoder().decode(r.stderr).trim() };
+}
+
+/** GNU time, to read each run's CPU time (user + system, children included); absent: wall time only. */
+const GNU_TIME = "/usr/bin/time";
+const hasGnuTime = await Deno.stat(GNU_TIME).then(() => true, () => false);
+
+/** Runs `cmd` like {@linkcode sh}, and also returns its CPU seconds (user + system of it and its children), or NaN. */
+async function timed(cmd: string): Promise<{ ok: boolean; ms: number; err: string; cpu: number }> {
+  if (!hasGnuTime) return { ...(await sh(cmd)), cpu: NaN };
+  const cpuFile = join(DIR, "cpu.txt");
+  const r = await sh(`${GNU_TIME} -f '%U %S' -o '${cpuFile}' bash -c '${cmd.replaceAll("'", "'\\''")}'`);
+  const [u, s] = (await Deno.readTextFile(cpuFile).catch(() => "")).trim().split(/\s+/).map(Number);
+  return { ...r, cpu: u + s };
 }
 
 async function have(tool: string): Promise<boolean> {
@@ -143,11 +159,12 @@ if (await have("sox")) {
 
 console.log(`\nwhole processes, ${RUNS} alternating rounds after a warm-up (${pressure()}):`);
 const times = new Map<string, number[]>(tools.map((t) => [t.name, []]));
+const cpus = new Map<string, number[]>(tools.map((t) => [t.name, []]));
 for (let round = 0; round <= RUNS; round++) {
   for (const t of tools) {
-    const r = await sh(t.cmd);
+    const r = await timed(t.cmd);
     if (!r.ok) throw new Error(`${t.name} failed: ${r.err}`);
-    if (round > 0) times.get(t.name)!.push(r.ms / 1000);
+    if (round > 0) times.get(t.name)!.push(r.ms / 1000), cpus.get(t.name)!.push(r.cpu);
   }
 }
 const gst = times.get("gstreamer");
@@ -164,6 +181,21 @@ for (const t of tools) {
   );
 }
 console.log(`  (${pressure()} after)`);
+if (hasGnuTime) {
+  // CPU time (user + system, the whole process tree) depends less on the load of a shared machine than wall time.
+  console.log(`CPU time (user + system, medians; ratio = median of the per-round ratios):`);
+  const gstCpu = cpus.get("gstreamer");
+  for (const t of tools) {
+    const cs = cpus.get(t.name)!;
+    const ratio = gstCpu ? median(cs.map((v, i) => v / gstCpu[i])) : NaN;
+    console.log(
+      `  ${t.name.padEnd(10)} median ${median(cs).toFixed(2)} s CPU  ${
+        gstCpu ? `${ratio.toFixed(2)}× GStreamer's CPU` : ""
+      }` +
+        `  (runs ${cs.map((v) => v.toFixed(2)).join(" ")} s)`,
+    );
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // 3. Resampler throughput, in-process.

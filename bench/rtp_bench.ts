@@ -14,6 +14,7 @@ import { parseRtp, serializeRtp, serializeRtpInto } from "../plugins/rtp/header.
 import rtpPacketizer from "../plugins/rtp/rtp_packetizer.ts";
 import rtpDepacketizer from "../plugins/rtp/rtp_depacketizer.ts";
 import { JitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
+import { RecordBuffer } from "../plugins/rtp/record_buffer.ts";
 import { PCMU } from "../plugins/g711/codecs.ts";
 import { createRegistry } from "../mod.ts";
 
@@ -92,6 +93,14 @@ Deno.bench("jitter buffer insert + tick (per packet)", { group: "stages" }, () =
   s++;
   t += 20;
   while ((jb.nextTickTime() ?? Infinity) <= t) sink += jb.tick().payload.length;
+});
+
+// Record mode (a chain ending in a file): ordered by timestamp, nothing decoded, no playout clock.
+const rb = new RecordBuffer({ reorderMs: 100 });
+let rs = 0;
+Deno.bench("record buffer insert (per packet, in order)", { group: "stages" }, () => {
+  rb.insert({ ...frame(), sequence: rs & 0xffff, timestamp: (rs * 160) >>> 0 }, (f) => sink += f.kind.length);
+  rs++;
 });
 
 globalThis.addEventListener("unload", () => {

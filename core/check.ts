@@ -47,15 +47,26 @@ export interface CheckReport {
   warnings: string[];
   /** The chains as they would run (for a control section: as each call would build them). */
   chains: ChainCheck[];
+  /** Chains the file's `when` leaves out with these values (not built, not checked). */
+  skipped?: string[];
 }
 
 function valueText(v: unknown): string {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
 
+/** Names of options and parameters whose values are secrets (a password, a token, `user:password` lists). */
+const SECRET_NAME = /(^|[_.-])(password|passwd|secret|token|users)$/i;
+
+/** `key=value`, the value masked when the name says it is a secret (a report is pasted into issues and logs). */
+function entryText([k, v]: [string, unknown]): string {
+  return `${k}=${SECRET_NAME.test(k) && v !== "" && v !== undefined ? "(hidden)" : valueText(v)}`;
+}
+
 /**
  * The report as lines for a terminal: the file, its parameters, the control plugin and its options, then each
- * chain with one line per stage (index, label, plugin, the format it produces, what it will do).
+ * chain with one line per stage (index, label, plugin, the format it produces, what it will do). Values of
+ * secrets (names ending in password, secret, token or users) read `(hidden)`.
  *
  * @example
  * ```ts
@@ -67,10 +78,10 @@ export function formatCheckReport(report: CheckReport): string[] {
   const lines = [`${report.file}: OK (checked without opening a socket, a device or a file for writing)`];
   if (report.description) lines.push(`  ${report.description}`);
   const params = Object.entries(report.parameters);
-  if (params.length) lines.push(`parameters: ${params.map(([k, v]) => `${k}=${valueText(v)}`).join(", ")}`);
+  if (params.length) lines.push(`parameters: ${params.map(entryText).join(", ")}`);
   if (report.control) {
     const c = report.control;
-    lines.push(`control: ${c.use}: ${Object.entries(c.options).map(([k, v]) => `${k}=${valueText(v)}`).join(", ")}`);
+    lines.push(`control: ${c.use}: ${Object.entries(c.options).map(entryText).join(", ")}`);
     lines.push(
       c.examples
         ? `  each call builds the chains below; checked with example values: ${
@@ -80,9 +91,10 @@ export function formatCheckReport(report: CheckReport): string[] {
     );
   }
   for (const sv of report.services ?? []) {
-    lines.push(`service: ${sv.use}: ${Object.entries(sv.options).map(([k, v]) => `${k}=${valueText(v)}`).join(", ")}`);
+    lines.push(`service: ${sv.use}: ${Object.entries(sv.options).map(entryText).join(", ")}`);
   }
   for (const w of report.warnings) lines.push(`warning: ${w}`);
+  for (const name of report.skipped ?? []) lines.push(`chain "${name}": left out (its "when" does not hold)`);
   for (const chain of report.chains) {
     const last = chain.stages.at(-1);
     const how = chain.realtimeSink

@@ -22,6 +22,11 @@
  * boolean, string); `${name}` inside a longer string is interpolated; `$${` writes
  * a literal `${`.
  *
+ * `when` makes chains conditional: `"when": {"greeting": "${greeting}", "record_stereo": ["${record}",
+ * "${record_mode} == stereo"]}` builds the chain `greeting` only when the parameter `greeting` is set, and
+ * `record_stereo` only when both conditions hold (see {@linkcode conditionHolds}). For a file with a control
+ * section, conditions are evaluated per call, with the call's variables.
+ *
  * @module
  */
 import { dirname, resolve } from "node:path";
@@ -71,12 +76,23 @@ export interface PipelineFile {
   control?: ControlConfig;
   /** Services run beside the control plugin, on its calls (a WebSocket bridge, the console). */
   services?: ServiceConfig[];
+  /** Conditions of chains built only when they hold (chain name → condition, or conditions that must all hold). */
+  when?: Record<string, string[]>;
 }
 
 /** Variable values used when instantiating a chain. */
 export type Variables = Record<string, string | number | boolean>;
 
-const TOP_KEYS = new Set(["$schema", "description", "parameters", "pipelines", "control", "services", "name"]);
+const TOP_KEYS = new Set([
+  "$schema",
+  "description",
+  "parameters",
+  "pipelines",
+  "control",
+  "services",
+  "when",
+  "name",
+]);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/g;
 const WHOLE_RE = /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}$/;
@@ -218,6 +234,27 @@ export function parsePipelineConfig(json: unknown, path: string, label = path): 
       return v as ServiceConfig;
     });
   }
+  let when: Record<string, string[]> | undefined;
+  if (obj.when !== undefined) {
+    if (typeof obj.when !== "object" || obj.when === null || Array.isArray(obj.when)) {
+      throw err('expected an object mapping chain names to conditions, e.g. {"greeting": "${greeting}"}', "when");
+    }
+    when = {};
+    for (const [name, cond] of Object.entries(obj.when as Record<string, unknown>)) {
+      const p = `when.${name}`;
+      if (!(name in pipelines)) {
+        throw err(`no chain named "${name}" (chains: ${Object.keys(pipelines).join(", ") || "none"})`, p);
+      }
+      const list = Array.isArray(cond) ? cond : [cond];
+      if (list.length === 0 || !list.every((c) => typeof c === "string" && c.trim() !== "")) {
+        throw err(
+          'expected a condition string ("${record}", "${record_mode} == stereo", "${x} != off") or an array of them',
+          p,
+        );
+      }
+      when[name] = list as string[];
+    }
+  }
   const file: PipelineFile = {
     path,
     dir: dirname(path),
@@ -226,8 +263,33 @@ export function parsePipelineConfig(json: unknown, path: string, label = path): 
     ...(obj.description ? { description: obj.description as string } : {}),
     ...(control ? { control } : {}),
     ...(services ? { services } : {}),
+    ...(when ? { when } : {}),
   };
   return file;
+}
+
+/** Values that make a condition false (any case, after trimming). */
+const FALSE_VALUES = new Set(["", "0", "false", "no", "off"]);
+
+/**
+ * Whether a chain condition of a pipeline file's `when` holds with `vars`: `A == B` and `A != B` compare the two
+ * sides as text after substitution (trimmed); anything else holds unless its value is empty, `0`, `false`, `no` or
+ * `off`. The operator is read from the condition as written, so a value that contains `==` compares nothing.
+ *
+ * @example
+ * ```ts
+ * conditionHolds("${mode} == stereo", { mode: "stereo" }, { path: "when.x" }); // true
+ * conditionHolds("${greeting}", { greeting: "" }, { path: "when.greeting" }); // false
+ * ```
+ */
+export function conditionHolds(cond: string, vars: Variables, where: { file?: string; path: string }): boolean {
+  const text = (v: string) => String(substitute(v, vars, where)).trim();
+  const m = /^(.*?)\s*(==|!=)\s*(.*)$/.exec(cond);
+  if (m) {
+    const same = text(m[1]) === text(m[3]);
+    return m[2] === "==" ? same : !same;
+  }
+  return !FALSE_VALUES.has(text(cond).toLowerCase());
 }
 
 /**
@@ -337,7 +399,14 @@ export function builtinVariables(file: PipelineFile): Variables {
  */
 export function checkVariables(file: PipelineFile, provided: string[] = []): void {
   const known = new Set([...Object.keys(file.parameters), "pipeline.dir", "cwd", ...provided]);
-  for (const ref of findVariables({ pipelines: file.pipelines, control: file.control, services: file.services })) {
+  for (
+    const ref of findVariables({
+      pipelines: file.pipelines,
+      control: file.control,
+      services: file.services,
+      when: file.when,
+    })
+  ) {
     if (known.has(ref.name)) continue;
     throw new ConfigError(
       `unknown variable \${${ref.name}}: declare it under "parameters"${

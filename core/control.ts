@@ -33,6 +33,11 @@ export interface ControlContext {
   params: Variables;
   /** Names of the chain templates in the file. */
   templates: string[];
+  /**
+   * The templates to build for a call with these variables (those of {@linkcode buildPipeline}'s `vars`): the
+   * file's chains whose `when` conditions hold, in file order. Absent: build every template.
+   */
+  templatesFor?(vars: Variables): string[];
   /** The network to bind sockets on: give it to the sessions you create (real UDP, or memory in tests). */
   net: Network;
   /** The codecs of the registry the chains are built with (what the plugins implement), e.g. for SDP. */

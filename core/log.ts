@@ -1,9 +1,12 @@
 /**
  * Logging: levels, one line per event, readable by people and greppable by
- * machines: `2026-11-22T10:00:00.123Z INFO  [SIP] INVITE sent to sip:bob@127.0.0.1:5062 call=abc`.
+ * machines: `2026-11-22T10:00:00.123Z INFO  [SIP] INVITE sent to sip:bob@127.0.0.1:5062 call=abc`, or in the
+ * `python` format (Python logging's `[%(levelname)s] - %(asctime)s - %(message)s`):
+ * `[INFO] - 2026-11-22 11:00:00,123 - [SIP] INVITE sent to sip:bob@127.0.0.1:5062 call=abc` (local time).
  *
  * @module
  */
+import { dirname } from "node:path";
 
 /** Log levels, from most to least verbose. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -12,6 +15,15 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 
 /** The log levels, for CLI validation. */
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
+
+/**
+ * How a line looks: `voxpipe` (ISO time in UTC, level, tag, message, fields) or `python` (`[LEVEL] - local time -
+ * message`, as Python's logging writes with `[%(levelname)s] - %(asctime)s - %(message)s`).
+ */
+export type LogFormat = "voxpipe" | "python";
+
+/** The log formats, for CLI validation. */
+export const LOG_FORMATS: readonly LogFormat[] = ["voxpipe", "python"];
 
 /** Where log lines go. */
 export interface LogOutput {
@@ -34,6 +46,8 @@ export type LogFields = Record<string, string | number | boolean | undefined | n
 export class Logger {
   /** Minimum level written. */
   level: LogLevel;
+  /** How lines look. */
+  readonly format: LogFormat;
   readonly #outputs: LogOutput[];
   readonly #tag: string;
   readonly #fields: LogFields;
@@ -43,25 +57,50 @@ export class Logger {
    * @param opts.level threshold (default info)
    * @param opts.outputs destinations (default: stderr)
    * @param opts.tag tag shown in brackets
+   * @param opts.format line format (default `voxpipe`)
    */
-  constructor(opts: { level?: LogLevel; outputs?: LogOutput[]; tag?: string; fields?: LogFields } = {}) {
+  constructor(
+    opts: { level?: LogLevel; outputs?: LogOutput[]; tag?: string; fields?: LogFields; format?: LogFormat } = {},
+  ) {
     this.level = opts.level ?? "info";
+    this.format = opts.format ?? "voxpipe";
     this.#outputs = opts.outputs ?? [stderrOutput];
     this.#tag = opts.tag ?? "";
     this.#fields = opts.fields ?? {};
   }
 
-  /** A logger sharing outputs and level, with another tag and extra fields. */
+  /** A logger sharing outputs, level and format, with another tag and extra fields. */
   child(tag: string, fields: LogFields = {}): Logger {
     const c = new Logger({
       level: this.level,
       outputs: this.#outputs,
       tag,
       fields: { ...this.#fields, ...fields },
+      format: this.format,
     });
     // Children follow the parent's level changes.
     Object.defineProperty(c, "level", { get: () => this.level, set: (v) => (this.level = v) });
     return c;
+  }
+
+  /**
+   * Adds an output to this logger and every logger sharing its outputs (its
+   * parent, children and siblings): e.g. a console that shows the lines of a
+   * call (`call=` field). Returns a function that removes it.
+   *
+   * @example
+   * ```ts
+   * const lines: string[] = [];
+   * const untap = log.tap({ write: (line) => lines.push(line) });
+   * untap();
+   * ```
+   */
+  tap(output: LogOutput): () => void {
+    this.#outputs.push(output);
+    return () => {
+      const i = this.#outputs.indexOf(output);
+      if (i >= 0) this.#outputs.splice(i, 1);
+    };
   }
 
   /** True when messages at `level` are written. */
@@ -88,7 +127,7 @@ export class Logger {
 
   #log(level: LogLevel, msg: string, fields?: LogFields): void {
     if (!this.enabled(level)) return;
-    const line = formatLine(level, this.#tag, msg, { ...this.#fields, ...fields });
+    const line = formatLine(level, this.#tag, msg, { ...this.#fields, ...fields }, this.format);
     for (const o of this.#outputs) o.write(line, level);
   }
 }
@@ -98,10 +137,41 @@ function formatValue(v: string | number | boolean): string {
   return /[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s;
 }
 
-/** Formats one log line. */
-export function formatLine(level: LogLevel, tag: string, msg: string, fields: LogFields = {}): string {
-  const ts = new Date().toISOString();
-  let line = `${ts} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ""}${msg.replace(/\n/g, "\\n")}`;
+const PYTHON_LEVEL: Record<LogLevel, string> = {
+  debug: "DEBUG",
+  info: "INFO",
+  warn: "WARNING",
+  error: "ERROR",
+  silent: "SILENT",
+};
+
+/** Python logging's `asctime`: local time as `2026-11-22 11:00:00,123`. */
+function asctime(d: Date): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:` +
+    `${p(d.getSeconds())},${p(d.getMilliseconds(), 3)}`;
+}
+
+/**
+ * Formats one log line.
+ *
+ * @example
+ * ```ts
+ * formatLine("warn", "SIP", "no ACK", { call: "a1" }, "python"); // "[WARNING] - 2026-11-22 11:00:00,123 - [SIP] no ACK call=a1"
+ * ```
+ */
+export function formatLine(
+  level: LogLevel,
+  tag: string,
+  msg: string,
+  fields: LogFields = {},
+  format: LogFormat = "voxpipe",
+): string {
+  const now = new Date();
+  const text = `${tag ? `[${tag}] ` : ""}${msg.replace(/\n/g, "\\n")}`;
+  let line = format === "python"
+    ? `[${PYTHON_LEVEL[level]}] - ${asctime(now)} - ${text}`
+    : `${now.toISOString()} ${level.toUpperCase().padEnd(5)} ${text}`;
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined || v === null) continue;
     line += ` ${k}=${formatValue(v)}`;
@@ -136,6 +206,8 @@ export class FileOutput implements LogOutput {
    * @param path log file path, created or appended
    */
   constructor(path: string) {
+    const dir = dirname(path);
+    if (dir && dir !== ".") Deno.mkdirSync(dir, { recursive: true });
     this.#file = Deno.openSync(path, { append: true, create: true });
   }
   /** Appends a line. */

@@ -10,16 +10,19 @@ import { type Clock, mediaClock, VirtualClock } from "./clock.ts";
 import {
   builtinVariables,
   checkVariables,
+  conditionHolds,
   loadPipelineFile,
   type PipelineFile,
   resolveParameters,
   substitute,
   type Variables,
 } from "./config.ts";
+import type { CallService } from "./calls.ts";
 import type { AnyControlPlugin, AnyServicePlugin, ControlContext, Controller, Service } from "./control.ts";
 import { ConfigError, stackLocation } from "./errors.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import type { Network } from "./net/datagram.ts";
+import type { OptionsSchema } from "./options.ts";
 import { MemoryNetwork } from "./net/memory.ts";
 import { udpNetwork } from "./net/udp.ts";
 import { buildPipeline, type Pipeline, type PipelineResult, StageError, strictSchema } from "./pipeline.ts";
@@ -70,6 +73,8 @@ export class PipelineRunner {
   #prepared: Promise<void> | undefined;
   /** Plugins loaded from modules, by the `use` that names them. */
   readonly #modules = new Map<string, AnyPlugin>();
+  /** The control plugin's calls, once {@linkcode run} created it. */
+  readonly #calls = Promise.withResolvers<CallService>();
 
   /**
    * Resolves the parameters of a loaded file and checks its variables.
@@ -107,6 +112,39 @@ export class PipelineRunner {
         : v;
     }
     return { ...out, ...vars };
+  }
+
+  /**
+   * The chains to build with `vars` (a call's variables, for a file with a control section): every chain of the
+   * file, in file order, except those whose `when` conditions do not all hold.
+   */
+  chainsFor(vars: Variables = {}): string[] {
+    const when = this.file.when;
+    const names = Object.keys(this.file.pipelines);
+    if (!when) return names;
+    const all = this.variables(vars);
+    return names.filter((name) =>
+      (when[name] ?? []).every((c, i) =>
+        conditionHolds(c, all, { file: this.file.path, path: `when.${name}${when[name].length > 1 ? `[${i}]` : ""}` })
+      )
+    );
+  }
+
+  /**
+   * The calls of the file's control plugin (dial, answer, events: see core/calls.ts), for a library user: resolves
+   * once {@linkcode run} has created the controller (before it listens: a dial waits until it does); rejects when
+   * the file has no control section, its plugin offers no calls, or the run failed before.
+   *
+   * @example
+   * ```ts
+   * const runner = await PipelineRunner.load("pipelines/server.json", { registry: createRegistry() });
+   * const done = runner.run();
+   * const calls = await runner.callService();
+   * const call = await calls.dial("sip:bob@127.0.0.1:5062");
+   * ```
+   */
+  callService(): Promise<CallService> {
+    return this.#calls.promise;
   }
 
   /** Loads a pipeline file and resolves its parameters. */
@@ -151,11 +189,22 @@ export class PipelineRunner {
   async run(): Promise<RunResult> {
     try {
       await this.#prepare();
-      return this.file.control ? await this.#runControl() : await this.#runAll();
+      if (!this.file.control) {
+        this.#noCalls(`${this.file.path} has no control section: it places and answers no calls`);
+        return await this.#runAll();
+      }
+      return await this.#runControl();
     } catch (e) {
+      this.#noCalls(`the run failed before its control plugin was created: ${e instanceof Error ? e.message : e}`);
       this.#logLocation(e);
       throw e;
     }
+  }
+
+  /** callService() rejects with `why` (unless it already resolved). */
+  #noCalls(why: string): void {
+    this.#calls.promise.catch(() => {});
+    this.#calls.reject(new Error(why));
   }
 
   /**
@@ -176,8 +225,14 @@ export class PipelineRunner {
       chains: [],
       warnings: [],
     };
+    const skip = () => {
+      const built = new Set(report.chains.map((c) => c.name));
+      const skipped = Object.keys(this.file.pipelines).filter((n) => !built.has(n));
+      if (skipped.length) report.skipped = skipped;
+    };
     if (!this.file.control) {
       report.chains = await this.#checkChains({});
+      skip();
       return report;
     }
     const { def, options } = this.#controlOptions();
@@ -203,6 +258,7 @@ export class PipelineRunner {
     if (checked) {
       report.chains = checked.chains;
       report.warnings = checked.warnings;
+      skip();
     }
     return report;
   }
@@ -256,10 +312,17 @@ export class PipelineRunner {
     const set = new Set((this.#opts.set ?? []).map((s) => s.slice(0, s.indexOf("="))).filter((n) => n));
     if (set.size === 0) return;
     const pathParams = new Set<string>();
+    const entries: { entry: Record<string, unknown>; options: OptionsSchema }[] = [];
     for (const { entry, use } of this.#stageEntries()) {
       const plugin = this.#modules.get(use) ?? this.#opts.registry.get(use);
-      if (!plugin) continue;
-      for (const key of pathOptionKeys(plugin.options)) {
+      if (plugin) entries.push({ entry, options: plugin.options });
+    }
+    for (const entry of this.file.services ?? []) {
+      const plugin = this.#opts.registry.listServices().find((s) => s.name === entry.use);
+      if (plugin) entries.push({ entry, options: plugin.options });
+    }
+    for (const { entry, options } of entries) {
+      for (const key of pathOptionKeys(options)) {
         const m = typeof entry[key] === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/.exec(entry[key] as string) : null;
         if (m && m[1] in this.file.parameters) pathParams.add(m[1]);
       }
@@ -288,7 +351,7 @@ export class PipelineRunner {
     const session = new Session({ id: `check ${this.file.path}`, clock, net, log: silentLogger });
     const built: Pipeline[] = [];
     try {
-      for (const name of Object.keys(this.file.pipelines)) {
+      for (const name of this.chainsFor(vars)) {
         try {
           built.push(await this.#build(name, vars, name, session, true));
         } catch (e) {
@@ -435,6 +498,7 @@ export class PipelineRunner {
       baseDir: file.dir,
       params: this.params,
       templates: Object.keys(file.pipelines),
+      templatesFor: (vars) => this.chainsFor(vars),
       net,
       codecs: this.#opts.registry.codecs,
       ...(checking ? {} : { trace: this.#opts.trace }),
@@ -475,7 +539,7 @@ export class PipelineRunner {
     });
     const pipelines: Pipeline[] = [];
     try {
-      for (const name of Object.keys(this.file.pipelines)) pipelines.push(await this.build(name, {}, name, session));
+      for (const name of this.chainsFor()) pipelines.push(await this.build(name, {}, name, session));
     } catch (e) {
       for (const p of pipelines) await p.stop();
       await session.close();
@@ -522,6 +586,8 @@ export class PipelineRunner {
         options,
         this.#controlContext(abort.signal, this.#opts.net ?? udpNetwork, false),
       );
+      if (controller.calls) this.#calls.resolve(controller.calls);
+      else this.#noCalls(`the control plugin "${def.name}" offers no calls`);
       // Every template, built now with example call values: a mistake in one fails here, before the first call.
       const checked = await this.#checkTemplates(def, options);
       if (checked) {

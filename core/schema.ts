@@ -135,6 +135,15 @@ export function pipelineJsonSchema(registry: Registry): JsonSchema {
         type: "object",
         additionalProperties: { type: "array", minItems: 2, items: { anyOf: [...stageVariants, userPlugin] } },
       },
+      when: {
+        type: "object",
+        description:
+          'chains built only when their conditions hold: "${x}" (set: not empty, 0, false, no, off), "${x} == v", ' +
+          '"${x} != v", or an array of conditions that must all hold; per call with a control section',
+        additionalProperties: {
+          anyOf: [{ type: "string", minLength: 1 }, { type: "array", minItems: 1, items: { type: "string" } }],
+        },
+      },
     },
   };
 }

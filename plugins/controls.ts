@@ -9,6 +9,7 @@
  */
 import { type AnyControlPlugin, defineControl } from "../core/control.ts";
 import { controls as relay } from "./relay/mod.ts";
+import { SIP_RELAY_DESCRIPTION, sipRelayOptions } from "./b2bua/options.ts";
 import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions, sipExampleCalls } from "./sip/control_options.ts";
 
 /** The `sip` control plugin, loading its implementation (sip/control.ts) on first use. */
@@ -22,5 +23,15 @@ const sip = defineControl({
   create: async (options, ctx) => (await import("./sip/control.ts")).sipControl.create(options, ctx),
 });
 
+/** The `sip-relay` control plugin (registrar + B2BUA), loading its implementation (b2bua/control.ts) on first use. */
+const sipRelay = defineControl({
+  name: "sip-relay",
+  kind: "control",
+  description: SIP_RELAY_DESCRIPTION,
+  variables: {},
+  options: sipRelayOptions,
+  create: async (options, ctx) => (await import("./b2bua/control.ts")).sipRelayControl.create(options, ctx),
+});
+
 /** All built-in control plugins. */
-export const builtinControls: AnyControlPlugin[] = [sip, ...relay];
+export const builtinControls: AnyControlPlugin[] = [sip, sipRelay, ...relay];

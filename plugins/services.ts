@@ -5,6 +5,8 @@
  * @module
  */
 import type { AnyServicePlugin } from "../core/control.ts";
+import { services as ws } from "./ws/mod.ts";
+import { consoleService } from "./console/mod.ts";
 
 /** All built-in service plugins. */
-export const builtinServices: AnyServicePlugin[] = [];
+export const builtinServices: AnyServicePlugin[] = [...ws, consoleService];

@@ -5,8 +5,8 @@
 #
 # 1. Debian packages (only as root, or with sudo): the real peers the interop
 #    tests run against (sipp, baresip, Kamailio, linphonec, ffmpeg, GStreamer,
-#    tshark), sox and espeak-ng for test audio, libasound2 and a compiler for
-#    the naudiodon binding.
+#    tshark), Chromium for the browser console's tests, sox and espeak-ng for
+#    test audio, libasound2 and a compiler for the naudiodon binding.
 # 2. npm dependencies through Deno, building naudiodon's native binding
 #    (node-gyp against the local Node headers in /usr: no download).
 #
@@ -52,6 +52,7 @@ have espeak-ng || need+=(espeak-ng)
 have gst-launch-1.0 || need+=(gstreamer1.0-tools)
 [ -e /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtp.so ] || ls /usr/lib/*/gstreamer-1.0/libgstrtp.so >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 have tshark || need+=(tshark)
+have chromium || need+=(chromium)
 ls /usr/lib/*/libasound.so.2 >/dev/null 2>&1 || need+=(libasound2)
 ls /usr/lib/*/alsa-lib/libasound_module_pcm_file.so >/dev/null 2>&1 || true
 have make || need+=(make)

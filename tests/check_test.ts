@@ -319,3 +319,28 @@ Deno.test("a template that only fits some of the allowed codecs: a warning, chec
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--check hides secrets: a password parameter and option, a relay's users list", async () => {
+  const { formatCheckReport } = await import("../core/check.ts");
+  const lines = formatCheckReport({
+    file: "x.json",
+    parameters: { password: "hunter2", user: "alice", password_env: "VOXPIPE_SIP_PASSWORD" },
+    control: { use: "sip", options: { user: "alice", password: "hunter2", token: "" } },
+    services: [{ use: "ws-bridge", options: { token: "s3cret", port: 8080 } }],
+    warnings: [],
+    chains: [],
+  }).join("\n");
+  assert(!lines.includes("hunter2") && !lines.includes("s3cret"), lines);
+  assertMatch(lines, /^parameters: password=\(hidden\), user=alice, password_env=VOXPIPE_SIP_PASSWORD$/m);
+  assertMatch(lines, /^control: sip: user=alice, password=\(hidden\), token=$/m);
+  assertMatch(lines, /^service: ws-bridge: token=\(hidden\), port=8080$/m);
+  // Through the CLI, on the shipped SIP relay with users given inline.
+  const r = await runBounded(
+    Deno.execPath(),
+    ["run", "-A", repoPath("mod.ts"), "--check", "pipelines/sip-relay.json", "--set", "users=alice:pa55word"],
+    { cwd: repoPath("."), env: { NO_COLOR: "1" }, timeoutMs: 60_000 },
+  );
+  assertEquals(r.code, 0, r.stderr);
+  assert(!r.stdout.includes("pa55word") && !r.stderr.includes("pa55word"), r.stdout);
+  assertMatch(r.stdout, /users=\(hidden\)/);
+});

@@ -155,3 +155,77 @@ Deno.test("a parameter may reference control variables, expanded per call; netwo
   assertEquals(v.record, "out/call-abc.wav");
   assertEquals(substitute(file.pipelines.rx, v, { path: "p" })[0].who, "${record}");
 });
+
+Deno.test("logger: the python format is [LEVEL] - local time - message (WARNING for warn)", () => {
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "info", outputs: [out], format: "python" }).child("SIP", { call: "a1" });
+  log.warn("no ACK");
+  log.info("ok");
+  assertMatch(out.lines[0], /^\[WARNING\] - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - \[SIP\] no ACK call=a1$/);
+  assertMatch(out.lines[1], /^\[INFO\] - .* - \[SIP\] ok call=a1$/);
+  // Local time, as Python's asctime.
+  const d = new Date();
+  assertEquals(
+    out.lines[1].slice(9, 19),
+    `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`,
+  );
+});
+
+Deno.test("when: chains built only when their conditions hold (set, ==, !=, all of a list); errors name the path", async () => {
+  const { PipelineRunner } = await import("../core/runner.ts");
+  const { createRegistry } = await import("../mod.ts");
+  const { conditionHolds } = await import("../core/config.ts");
+  const w = { path: "when.x" };
+  assertEquals(conditionHolds("${a}", { a: "x.wav" }, w), true);
+  for (const off of ["", "0", "false", "No", "off", 0, false]) {
+    assertEquals(conditionHolds("${a}", { a: off }, w), false);
+  }
+  assertEquals(conditionHolds("${m} == stereo", { m: "stereo" }, w), true);
+  assertEquals(conditionHolds("${m}==stereo", { m: "mixed" }, w), false);
+  assertEquals(conditionHolds("${m} != stereo", { m: "mixed" }, w), true);
+  // A value that contains the operator compares nothing: the operator is read from the condition as written.
+  assertEquals(conditionHolds("${a}", { a: "x == y" }, w), true);
+  const chain = [{ use: "tone-source", duration: 0.01 }, { use: "null-sink" }];
+  const file = parsePipelineConfig({
+    parameters: { greeting: { default: "" }, mode: { default: "caller" } },
+    pipelines: { always: chain, greeting: chain, stereo: chain, caller: chain },
+    when: { greeting: "${greeting}", stereo: ["${greeting}", "${mode} == stereo"], caller: "${mode} == caller" },
+  }, "/p/f.json");
+  const registry = createRegistry();
+  assertEquals(new PipelineRunner(file, { registry }).chainsFor(), ["always", "caller"]);
+  assertEquals(new PipelineRunner(file, { registry, set: ["greeting=g.wav"] }).chainsFor(), [
+    "always",
+    "greeting",
+    "caller",
+  ]);
+  assertEquals(
+    new PipelineRunner(file, { registry, set: ["greeting=g.wav", "mode=stereo"] }).chainsFor(),
+    ["always", "greeting", "stereo"],
+  );
+  // Per call: the call's variables count.
+  assertEquals(new PipelineRunner(file, { registry }).chainsFor({ greeting: "hi.wav" }), [
+    "always",
+    "greeting",
+    "caller",
+  ]);
+  // --check lists the chains left out; a run builds only the others.
+  const report = await new PipelineRunner(file, { registry }).check();
+  assertEquals(report.chains.map((c) => c.name), ["always", "caller"]);
+  assertEquals(report.skipped, ["greeting", "stereo"]);
+  assertThrows(
+    () => parsePipelineConfig({ pipelines: { a: chain }, when: { b: "${x}" } }, "/p/f.json", "f.json"),
+    ConfigError,
+    'f.json: when.b: no chain named "b" (chains: a)',
+  );
+  assertThrows(
+    () => parsePipelineConfig({ pipelines: { a: chain }, when: { a: 3 } }, "/p/f.json", "f.json"),
+    ConfigError,
+    "when.a: expected a condition string",
+  );
+  // Conditions name declared variables like the rest of the file.
+  assertThrows(
+    () => checkVariables(parsePipelineConfig({ pipelines: { a: chain }, when: { a: "${nope}" } }, "/p/f.json")),
+    ConfigError,
+    "unknown variable ${nope}",
+  );
+});

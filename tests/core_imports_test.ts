@@ -122,3 +122,16 @@ Deno.test("core/_x.ts files are imported from core/ only", async () => {
   }
   assertEquals(offending, [], "a file outside core/ imports a file private to core/");
 });
+
+Deno.test("dependencies point inwards: core/ imports nothing of plugins/, the CLI or the tests", async () => {
+  const files = [repoPath("mod.ts")];
+  for (const dir of ["core", "plugins"]) files.push(...await tsFiles(repoPath(dir), true));
+  const graph = await importGraph(files);
+  const core = new URL(`file://${repoPath("core")}/`).href;
+  const coreFiles = [...graph.keys()].filter((u) => u.startsWith(core));
+  assert(coreFiles.length >= 10, `${coreFiles.length} modules in core/`);
+  const outward = coreFiles.flatMap((from) =>
+    (graph.get(from) ?? []).filter(({ to }) => !to.startsWith(core)).map(({ to }) => `${from} -> ${to}`)
+  );
+  assertEquals(outward, [], "core/ imports a file outside core/ (plugins build on core, never the reverse)");
+});

@@ -343,6 +343,48 @@ Deno.test("mixer: clocked on a VirtualClock: one frame per ptime at start + n ×
   await session.close();
 });
 
+Deno.test("mixer: a running input gives a whole frame or nothing (never split around silence); until stopped it keeps emitting silence", async () => {
+  const clock = new VirtualClock();
+  const session = new Session({ id: "until", clock });
+  const mix = await build(session, "mix", [
+    { use: "mixer", buses: ["live"], rate: 8000, ptime: 20, until: "stopped" },
+    { use: "collect-sink", id: "until" },
+  ]);
+  const live = session.bus("live");
+  const endLive = live.attachPublisher();
+  const done = mix.start();
+  const c = got("until");
+  await clock.advanceAsync(0);
+  // Half a frame arrives: the mixer waits for the rest rather than playing 80 samples and 80 of silence.
+  const ramp = Array.from({ length: 160 }, (_, i) => i * 10 + 1);
+  live.publish(pcm(ramp.slice(0, 80), 0));
+  await clock.advanceAsync(20);
+  live.publish(pcm(ramp.slice(80), 80));
+  await clock.advanceAsync(20);
+  // The input ends; the mixer goes on with silence until the pipeline stops.
+  endLive();
+  await clock.advanceAsync(100);
+  assertEquals(mix.state, "running");
+  const all = concat(c.frames);
+  assertEquals(all.subarray(0, 320), new Int16Array(320), "two frames of silence while the frame was incomplete");
+  assertEquals(all.subarray(320, 480), Int16Array.from(ramp));
+  assert(all.subarray(480).every((v) => v === 0));
+  assertEquals(c.frames.length, 8);
+  mix.stop();
+  assertEquals((await done).reason, "stopped");
+  await session.close();
+  // until "stopped" needs a clock.
+  await assertRejects(
+    () =>
+      build(new Session({ id: "x", clock }), "bad", [
+        { use: "mixer", buses: ["a"], clocked: false, until: "stopped" },
+        { use: "collect-sink", id: "bad" },
+      ]),
+    Error,
+    'until "stopped" needs clocked: true',
+  );
+});
+
 Deno.test("mixer: refuses inputs that are not pcm mono at its rate, saying which resampler to insert", async () => {
   const session = new Session({ id: "refuse", clock: new VirtualClock() });
   const wide = await build(session, "wide", [

@@ -57,7 +57,19 @@ async function setup(dir: string, env: Record<string, string> = {}) {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-const ALL = ["sipp", "baresip", "ffmpeg", "sox", "espeak-ng", "gst-launch-1.0", "tshark", "make", "g++", "python3"];
+const ALL = [
+  "sipp",
+  "baresip",
+  "ffmpeg",
+  "sox",
+  "espeak-ng",
+  "gst-launch-1.0",
+  "tshark",
+  "chromium",
+  "make",
+  "g++",
+  "python3",
+];
 const root = Deno.uid() === 0;
 
 Deno.test("setup.sh: one line per step when everything goes well", async () => {

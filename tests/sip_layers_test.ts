@@ -42,7 +42,7 @@ const LAYERS: [name: string, tiers: string[][]][] = [
     ["user_agent.ts"],
     ["mod.ts"],
   ]],
-  ["control", [["control_options.ts"], ["control.ts"]]],
+  ["control", [["control_options.ts", "_call_service.ts"], ["control.ts"]]],
 ];
 
 /** Where a file sits: layer index, tier index, and a readable label. */

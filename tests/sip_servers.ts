@@ -115,6 +115,8 @@ export async function startKamailio(
 export interface RunningLinphone {
   /** Its SIP port. */
   sipPort: number;
+  /** Its RTP port (RTCP on the next one). */
+  rtpPort: number;
   /** The process. */
   proc: BoundedProcess;
   /** Sends one command line. */
@@ -195,6 +197,7 @@ export async function startLinphone(o: LinphoneOptions): Promise<RunningLinphone
   }
   return {
     sipPort,
+    rtpPort: rtp,
     proc,
     command,
     async waitRegistered(timeoutMs: number) {

@@ -672,7 +672,7 @@ Deno.test("transport: ACKs and requests without a Via are never answered; nothin
   assert.equal(received.length, 0);
   assert.equal(server.stats.malformedDropped, 52);
   // The only state a malformed datagram touches is a few global counters.
-  assert.deepEqual(Object.keys(server).sort(), ["onRequest", "onResponse", "onUnreachable", "stats"]);
+  assert.deepEqual(Object.keys(server).sort(), ["onMessage", "onRequest", "onResponse", "onUnreachable", "stats"]);
 });
 
 Deno.test("transport: malformed-datagram warnings are rate limited, with one line saying how many were left out", async () => {

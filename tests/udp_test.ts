@@ -165,20 +165,48 @@ Deno.test("udp-sink: refuses an IPv6 destination from an IPv4 bind", async () =>
   await t.release();
 });
 
-Deno.test("udp-source: once the peer is learned, foreign packets are dropped and counted", async () => {
+Deno.test("udp-source: latches to a sender heard twice in a row (probation); then foreign packets are dropped and counted", async () => {
   const src = await startSource({ bind: "127.0.0.1", port: 0 });
   const a = rawSocket(), b = rawSocket();
   try {
     const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
     await a.send(new Uint8Array([1]), to);
     await until(() => src.out.length === 1, "first datagram");
-    await b.send(new Uint8Array([66]), to); // injection attempt from another port
+    await b.send(new Uint8Array([66]), to); // another sender before anyone is latched: passed on, a's run broken
+    await until(() => src.out.length === 2, "the other sender's datagram");
     await a.send(new Uint8Array([2]), to);
-    await until(() => src.out.length === 2, "second datagram from the peer");
+    await until(() => src.out.length === 3, "a's second datagram");
+    assert.equal(src.stage.stats!().peer, null, "one datagram in a row does not latch");
+    assert.ok(!src.events.some((e) => e.type === "peer"));
+    await a.send(new Uint8Array([3]), to);
+    await until(() => src.out.length === 4, "a's third datagram");
+    assert.equal(src.stage.stats!().peer, `127.0.0.1:${portOf(a)}`, "latched after two in a row");
+    await b.send(new Uint8Array([67]), to); // injection attempt after the latch
+    await a.send(new Uint8Array([4]), to);
+    await until(() => src.out.length === 5, "a's fourth datagram");
+    assert.deepEqual(src.out.map((f) => (f as PacketFrame).data[0]), [1, 66, 2, 3, 4]);
+    assert.equal(src.stage.stats!().foreign_dropped, 1);
+    assert.ok(src.events.some((e) => e.type === "peer"));
+  } finally {
+    a.close();
+    b.close();
+    await src.stop();
+  }
+});
+
+Deno.test('udp-source: learn_after 1 latches to the first sender; peer "" means none', async () => {
+  const src = await startSource({ bind: "127.0.0.1", port: 0, learn_after: 1, peer: "" });
+  const a = rawSocket(), b = rawSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
+    await a.send(new Uint8Array([1]), to);
+    await until(() => src.out.length === 1, "first datagram");
+    assert.equal(src.stage.stats!().peer, `127.0.0.1:${portOf(a)}`);
+    await b.send(new Uint8Array([66]), to);
+    await a.send(new Uint8Array([2]), to);
+    await until(() => src.out.length === 2, "a's second datagram");
     assert.deepEqual(src.out.map((f) => (f as PacketFrame).data[0]), [1, 2]);
     assert.equal(src.stage.stats!().foreign_dropped, 1);
-    assert.equal(src.stage.stats!().peer, `127.0.0.1:${portOf(a)}`);
-    assert.ok(src.events.some((e) => e.type === "peer"));
   } finally {
     a.close();
     b.close();
@@ -328,7 +356,7 @@ Deno.test("udp-source: timeout ends the source and emits the event (virtual cloc
     assert.equal(src.ended(), true);
     const ev = src.events.find((e) => e.type === "timeout");
     assert.ok(ev, "timeout event");
-    assert.deepEqual(ev.detail, { seconds: 0.3, port: src.port, packets: 1, peer: `127.0.0.1:${portOf(a)}` });
+    assert.deepEqual(ev.detail, { seconds: 0.3, port: src.port, packets: 1, peer: null });
   } finally {
     a.close();
     await src.stop();

@@ -89,11 +89,14 @@ function samplesOf(data: Uint8Array): number[] {
 Deno.test("wav-sink: is registered in plugins/wav/mod.ts with a described schema", () => {
   ok(plugins.includes(wavSink));
   const schema = z.toJSONSchema(wavSink.options) as { properties: Record<string, { description?: string }> };
-  for (const key of ["path", "format", "header_interval_ms", "max_gap_ms"]) ok(schema.properties[key].description, key);
+  for (const key of ["path", "format", "header_interval_ms", "if_exists", "max_gap_ms"]) {
+    ok(schema.properties[key].description, key);
+  }
   deepEqual(wavSink.options.parse({ path: "x.wav" }), {
     path: "x.wav",
     format: "pcm16",
     header_interval_ms: 1000,
+    if_exists: "replace",
     max_gap_ms: 10000,
   });
   equal(wavSink.options.safeParse({ path: "x.wav", format: "mp3" }).success, false);
@@ -146,6 +149,26 @@ Deno.test("wav-sink: creates missing parent directories", async () => {
     2,
     3,
   ]);
+});
+
+Deno.test("wav-sink: if_exists number never touches an existing file (NAME-2.wav, NAME-3.wav); replace replaces", async () => {
+  const path = join(dir, "numbered", "rec.wav");
+  await Deno.mkdir(join(dir, "numbered"), { recursive: true });
+  await Deno.writeTextFile(path, "not mine");
+  const fmt = { kind: "pcm", sampleRate: 8000, channels: 1 } as const;
+  for (const v of [[5], [6]]) {
+    const { sink } = await openSink({ path, if_exists: "number" }, fmt);
+    sink.write(pcm(v, 0, 8000));
+    await sink.end!();
+  }
+  equal(await Deno.readTextFile(path), "not mine");
+  const rate = { tag: 1, bits: 16, rate: 8000, channels: 1 };
+  deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, "numbered", "rec-2.wav")), rate).data), [5]);
+  deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, "numbered", "rec-3.wav")), rate).data), [6]);
+  const { sink } = await openSink({ path }, fmt);
+  sink.write(pcm([7], 0, 8000));
+  await sink.end!();
+  deepEqual(samplesOf(checkHeader(await Deno.readFile(path), rate).data), [7]);
 });
 
 Deno.test("wav-sink: the header stays valid while recording (updated every header_interval_ms of the media clock)", async () => {

@@ -145,10 +145,18 @@ export class MemoryNetwork implements Network {
 
 /** A socket on a {@linkcode MemoryNetwork}. */
 export class MemorySocket implements DatagramSocket {
+  /** Datagrams a socket holds before its first listener (more are dropped). */
+  static readonly EARLY_LIMIT = 256;
   /** The bound address. */
   readonly local: HostPort;
   #closed = false;
   #listener: (ListenOptions & { handler: PacketHandler }) | undefined;
+  /**
+   * Datagrams that arrived before the first listener, as a kernel's receive buffer holds them for a bound socket
+   * nobody reads yet (a call's RTP port, bound when it goes into the SDP, before its chain listens); `undefined`
+   * once a listener came.
+   */
+  #early: { data: Uint8Array; from: HostPort }[] | undefined = [];
   readonly #send: (data: Uint8Array, to: HostPort) => void;
   readonly #detach: () => void;
 
@@ -206,10 +214,16 @@ export class MemorySocket implements DatagramSocket {
     listener?.sent(data.length);
   }
 
-  /** Sets the listener. */
+  /**
+   * Sets the listener. The first one also gets (right after this returns) what arrived before it, up to
+   * {@linkcode MemorySocket.EARLY_LIMIT} datagrams, like a real socket's receive buffer.
+   */
   listen(handler: PacketHandler, opts: ListenOptions = {}): () => void {
     const l = { ...opts, handler };
     this.#listener = l;
+    const early = this.#early;
+    this.#early = undefined;
+    if (early?.length) queueMicrotask(() => early.forEach((d) => this.deliver(d.data, d.from)));
     return () => {
       if (this.#listener === l) this.#listener = undefined;
     };
@@ -218,7 +232,11 @@ export class MemorySocket implements DatagramSocket {
   /** Hands a datagram to the listener (called by the network). */
   deliver(data: Uint8Array, from: HostPort): void {
     const l = this.#listener;
-    if (!l || this.#closed) return;
+    if (this.#closed) return;
+    if (!l) {
+      if (this.#early && this.#early.length < MemorySocket.EARLY_LIMIT) this.#early.push({ data, from });
+      return;
+    }
     if (data.length > (l.maxSize ?? 1500)) {
       l.onOversize?.(from);
       return;
@@ -236,6 +254,7 @@ export class MemorySocket implements DatagramSocket {
     if (!this.#closed) {
       this.#closed = true;
       this.#listener = undefined;
+      this.#early = undefined;
       this.#detach();
     }
     return Promise.resolve();

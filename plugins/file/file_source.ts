@@ -134,6 +134,64 @@ export async function decodeAudioFile(path: string, who = "file-source"): Promis
   };
 }
 
+/** What {@linkcode probeAudioFile} found in a file that `file-source` can play. */
+export interface AudioFileInfo {
+  /** Container or codec, e.g. `WAV`, `FLAC`, `MP3`. */
+  type: string;
+  /** The format for people, e.g. `16-bit PCM 8000 Hz mono` or `MP3 44100 Hz 2 ch`. */
+  format: string;
+  /** Samples per second per channel. */
+  sampleRate: number;
+  /** Channels (as `file-source` will produce them). */
+  channels: number;
+  /** Duration in seconds. */
+  seconds: number;
+}
+
+/**
+ * Checks that `file-source` can play a file, the way it does when its chain is
+ * built: a WAV file by its header (streamed later), any other format by
+ * decoding it whole. For applications that take a file from a user (the
+ * browser console) and want to refuse it with a clear message before a call.
+ *
+ * @param path file to check
+ * @throws Error `file-source: <path>: <reason>` for a missing, empty, unknown, corrupt or silent-by-construction (no samples) file
+ * @example
+ * ```ts
+ * const info = await probeAudioFile("examples/audio/hello.wav"); // { type: "WAV", format: "16-bit PCM 8000 Hz mono", ... }
+ * ```
+ */
+export async function probeAudioFile(path: string): Promise<AudioFileInfo> {
+  let head: Uint8Array;
+  try {
+    using f = await Deno.open(path, { read: true });
+    head = new Uint8Array(12);
+    head = head.subarray(0, (await f.read(head)) ?? 0);
+  } catch (e) {
+    throw new Error(`file-source: ${path}: cannot open: ${e instanceof Error ? e.message : e}`);
+  }
+  if (head.length === 0) throw new Error(`file-source: ${path}: empty file`);
+  if (sniff(head) === "WAV") {
+    const wav = await readWavInfo(path, "file-source");
+    if (wav.frames === 0) throw new Error(`file-source: ${path}: the WAV file holds no samples`);
+    return {
+      type: "WAV",
+      format: describeWav(wav),
+      sampleRate: wav.sampleRate,
+      channels: wav.channels,
+      seconds: wav.frames / wav.sampleRate,
+    };
+  }
+  const mem = await decodeAudioFile(path, "file-source");
+  return {
+    type: mem.type,
+    format: `${mem.type} ${mem.sampleRate} Hz ${mem.channels} ch`,
+    sampleRate: mem.sampleRate,
+    channels: mem.channels,
+    seconds: mem.samples.length / mem.channels / mem.sampleRate,
+  };
+}
+
 /**
  * Reads an audio file and emits 16-bit PCM frames of `frame_ms`, pts in samples,
  * as fast as downstream accepts them; `loop` repeats the file until stopped.

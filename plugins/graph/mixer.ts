@@ -28,6 +28,10 @@ export const mixerOptions = z.object({
   high_water: z.number().int().min(1).max(10000).default(50).describe(
     "Frames the mixer may hold per input before that bus pushes back on its publishers",
   ),
+  until: z.enum(["inputs_end", "stopped"]).default("inputs_end").describe(
+    "inputs_end: end once every input's stream has ended and been mixed; stopped (clocked only): keep emitting " +
+      "(silence once nothing is left) until the pipeline stops, e.g. what a call sends while its inputs come and go",
+  ),
 });
 
 type Options = z.output<typeof mixerOptions>;
@@ -86,8 +90,11 @@ class Input {
  *   silence without counting. Input pts are not used: each input's samples are played in arrival order.
  * - `clocked: false` (file to file): a frame is mixed as soon as every input still running has a frame's worth, as
  *   fast as the inputs come; inputs that ended give silence.
+ * - A running input contributes a whole frame's worth or nothing (an underrun, counted): what arrived is never split
+ *   around a gap of silence. An input whose stream ended gives what it has left.
  * - It ends when every input's stream has ended and every sample has been mixed; the last frame holds what is left
- *   (it may be shorter than ptime). pts counts output samples from 0.
+ *   (it may be shorter than ptime). With `until: "stopped"` it never ends by itself: once every input has ended it
+ *   emits silence until the pipeline stops. pts counts output samples from 0.
  * - Backpressure: it holds at most `high_water` frames per input before that bus pushes back on its publishers.
  *
  * Per frame it allocates only the frame it emits; samples are mixed in plain loops.
@@ -107,6 +114,11 @@ export default definePlugin({
   produces: { kind: "pcm" },
   options: mixerOptions,
   create(options, ctx): SourceStage {
+    if (options.until === "stopped" && !options.clocked) {
+      throw new Error(
+        'mixer: until "stopped" needs clocked: true (an unclocked mixer would emit silence as fast as it can)',
+      );
+    }
     const names = new Set<string>();
     for (const b of options.buses) {
       if (names.has(b)) throw new Error(`mixer: bus "${b}" is listed twice in "buses"; list each bus once`);
@@ -172,7 +184,10 @@ class Mixer implements SourceStage {
     this.#checkBuses();
     for (const inp of this.#in) {
       if (inp.bus.publishers === 0 && !inp.bus.ended) {
-        rc.log.warn(`mixer: bus "${inp.bus.name}" has no publisher yet (no bus-sink or bridge feeds it); waiting`);
+        // Live (clocked), such an input is silence until something publishes on it (a bridge may come later).
+        const line = `mixer: bus "${inp.bus.name}" has no publisher yet (no bus-sink or bridge feeds it); waiting`;
+        if (this.#o.clocked) rc.log.debug(line);
+        else rc.log.warn(line);
       }
     }
   }
@@ -241,15 +256,19 @@ class Mixer implements SourceStage {
       if (!inp.done) allDone = false;
       if (inp.avail > most) most = inp.avail;
     }
-    const len = allDone ? Math.min(n, most) : n;
+    const len = allDone && this.#o.until !== "stopped" ? Math.min(n, most) : n;
     if (len === 0) return END;
     const ch = this.#ch;
     const out = new Int16Array(len * ch);
     const sum = this.#o.mode === "sum";
     if (sum) this.#acc.fill(0, 0, len);
     for (let i = 0; i < this.#in.length; i++) {
-      const got = this.#take(i, len, out);
-      if (got < len && !this.#in[i].done) this.#in[i].underruns++;
+      const inp = this.#in[i];
+      if (!inp.done && inp.avail < len) {
+        inp.underruns++;
+        continue;
+      }
+      this.#take(i, len, out);
     }
     if (sum) {
       const acc = this.#acc;

@@ -25,6 +25,7 @@
 import { z } from "zod";
 import { type EncodedFrame, type Format, formatToString } from "../../core/frame.ts";
 import { definePlugin, FormatError } from "../../core/stage.ts";
+import { isTelephoneEvent } from "../rtp/telephone_event.ts";
 
 /** The `rtp-timeline` plugin definition. */
 export const rtpTimeline = definePlugin({
@@ -57,7 +58,7 @@ export const rtpTimeline = definePlugin({
         return { kind: "encoded", codec, clockRate };
       },
       process(frame, emit) {
-        if (frame.kind !== "rtp") return;
+        if (frame.kind !== "rtp" || isTelephoneEvent(frame)) return; // RFC 4733 events carry no audio
         if (frame.payload.length === 0) {
           empty++;
           return;

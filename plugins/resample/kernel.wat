@@ -5,7 +5,9 @@
 ;;
 ;; The module exports its memory; polyphase.ts lays out in it the coefficient tables, one
 ;; float history buffer per channel and stage, and the int16 input and output staging areas,
-;; and calls these functions once per frame (never per sample).
+;; and calls these functions once per frame (never per sample). kaiser_proto and kaiser_rows
+;; compute the coefficient tables themselves, once per filter design, in an instance of their
+;; own: at start-up the same loops in JavaScript run cold, and took 40-80 ms for one table.
 ;;
 ;; Every result depends only on the input samples and the filter, never on how the input was
 ;; cut into frames: a file resampled in one call and in chunks of any size gives identical
@@ -323,4 +325,87 @@
         (local.set $idx (i32.add (local.get $idx) (local.get $si)))))
     (i32.store (local.get $st) (local.get $idx))
     (local.get $n))
+
+  ;; A filter's prototype on its grid, float64 at $dst: for 0 <= j < span,
+  ;;   dst[j] = ((c2 * sinc_j) * w_j) / i0b,
+  ;; sinc_j = s_j / (th * j) (1 at j = 0), with s_j = sin(j * th) by the recurrence
+  ;; s_j = k2 * s_j-1 - s_j-2 (s_0 = 0, s_1 = sin1, k2 = 2 cos th), and the Kaiser window
+  ;; w_j = the power series at $terms (nterms float64, highest power last) in a = b2 * (1 - u * u),
+  ;; u = j / span, summed by Horner's rule; dst[span] = 0 (the window's edge).
+  ;; The same operations in the same order as kaiserProto in polyphase.ts: the results are identical.
+  (func (export "kaiser_proto")
+    (param $dst i32) (param $span i32) (param $th f64) (param $sin1 f64) (param $k2 f64)
+    (param $c2 f64) (param $i0b f64) (param $b2 f64) (param $terms i32) (param $nterms i32)
+    (local $j i32) (local $prev f64) (local $cur f64) (local $next f64) (local $sinc f64) (local $u f64)
+    (local $a f64) (local $w f64) (local $m i32) (local $jf f64)
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_s (local.get $j) (local.get $span)))
+        (local.set $jf (f64.convert_i32_s (local.get $j)))
+        (if (i32.eq (local.get $j) (i32.const 1))
+          (then (local.set $cur (local.get $sin1))))
+        (if (i32.gt_s (local.get $j) (i32.const 1))
+          (then
+            (local.set $next (f64.sub (f64.mul (local.get $k2) (local.get $cur)) (local.get $prev)))
+            (local.set $prev (local.get $cur))
+            (local.set $cur (local.get $next))))
+        (local.set $sinc (f64.const 1))
+        (if (i32.gt_s (local.get $j) (i32.const 0))
+          (then (local.set $sinc (f64.div (local.get $cur) (f64.mul (local.get $th) (local.get $jf))))))
+        (local.set $u (f64.div (local.get $jf) (f64.convert_i32_s (local.get $span))))
+        (local.set $a (f64.mul (local.get $b2) (f64.sub (f64.const 1) (f64.mul (local.get $u) (local.get $u)))))
+        (local.set $m (i32.sub (local.get $nterms) (i32.const 1)))
+        (local.set $w (f64.load (i32.add (local.get $terms) (i32.shl (local.get $m) (i32.const 3)))))
+        (block $h
+          (loop $horner
+            (br_if $h (i32.le_s (local.get $m) (i32.const 0)))
+            (local.set $m (i32.sub (local.get $m) (i32.const 1)))
+            (local.set $w (f64.add (f64.mul (local.get $w) (local.get $a))
+              (f64.load (i32.add (local.get $terms) (i32.shl (local.get $m) (i32.const 3))))))
+            (br $horner)))
+        (f64.store (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 3)))
+          (f64.div (f64.mul (f64.mul (local.get $c2) (local.get $sinc)) (local.get $w)) (local.get $i0b)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $each)))
+    (f64.store (i32.add (local.get $dst) (i32.shl (local.get $span) (i32.const 3))) (f64.const 0)))
+
+  ;; A stage's coefficient table from its prototype (float64 at $proto, span + 1 points): rows x taps
+  ;; float32 at $dst, tap k of row r = h(|r + (half - 1 - k) * d|) (0 from span on), each row divided
+  ;; by its sum (float64, in tap order) and rounded to float32. $row: scratch for taps float64.
+  ;; The same operations in the same order as kaiserRows in polyphase.ts.
+  (func (export "kaiser_rows")
+    (param $proto i32) (param $span i32) (param $rows i32) (param $taps i32) (param $half i32) (param $d i32)
+    (param $row i32) (param $dst i32)
+    (local $r i32) (local $k i32) (local $j i32) (local $v f64) (local $sum f64)
+    (block $rdone
+      (loop $rloop
+        (br_if $rdone (i32.ge_s (local.get $r) (local.get $rows)))
+        (local.set $sum (f64.const 0))
+        (local.set $k (i32.const 0))
+        (block $kdone
+          (loop $kloop
+            (br_if $kdone (i32.ge_s (local.get $k) (local.get $taps)))
+            (local.set $j (i32.add (local.get $r)
+              (i32.mul (i32.sub (i32.sub (local.get $half) (i32.const 1)) (local.get $k)) (local.get $d))))
+            (if (i32.lt_s (local.get $j) (i32.const 0))
+              (then (local.set $j (i32.sub (i32.const 0) (local.get $j)))))
+            (local.set $v (f64.const 0))
+            (if (i32.lt_s (local.get $j) (local.get $span))
+              (then (local.set $v (f64.load (i32.add (local.get $proto) (i32.shl (local.get $j) (i32.const 3)))))))
+            (f64.store (i32.add (local.get $row) (i32.shl (local.get $k) (i32.const 3))) (local.get $v))
+            (local.set $sum (f64.add (local.get $sum) (local.get $v)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $kloop)))
+        (local.set $k (i32.const 0))
+        (block $ndone
+          (loop $nloop
+            (br_if $ndone (i32.ge_s (local.get $k) (local.get $taps)))
+            (f32.store (local.get $dst)
+              (f32.demote_f64 (f64.div (f64.load (i32.add (local.get $row) (i32.shl (local.get $k) (i32.const 3))))
+                (local.get $sum))))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $nloop)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rloop))))
 )

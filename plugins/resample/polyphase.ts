@@ -247,35 +247,95 @@ const tableCache = new Map<string, Float32Array>();
  * fraction f = r/D (D = L exact, or rows − 1 interpolated): tap k = h(f + half − 1 − k),
  * normalised to a sum of 1. Every τ falls on the grid j/D, and h is even, so h is evaluated
  * once per grid point of one half (20 481 points for 11 025 → 8 000 Hz instead of 40 960) and
- * the rows are gathered from there.
+ * the rows are gathered from there. The sines of the grid come from the recurrence
+ * sin((j+1)θ) = 2 cos θ · sin(jθ) − sin((j−1)θ) (within 1e−12 of `Math.sin` over a whole grid).
+ *
+ * Computed once per design and process, by the WebAssembly kernel's `kaiser_proto` and
+ * `kaiser_rows` where WebAssembly SIMD runs (else by {@linkcode stageTableJs}, the same
+ * operations in the same order, so the two give identical tables): run once at start-up, the
+ * JavaScript loops are still cold, and took 40–80 ms for the 320 rows of 11 025 → 8 000 Hz.
  */
 export function stageTable(s: StagePlan): Float32Array {
   const key = `${s.L}/${s.rows}/${s.taps}/${s.half}/${s.cutoff}/${s.beta}`;
-  const cached = tableCache.get(key);
-  if (cached) return cached;
-  const { rows, taps, half, cutoff, beta } = s;
-  const d = s.interpolated ? rows - 1 : s.L;
-  const span = half * d; // grid points in one half: τ = j / d for 0 ≤ j < span
+  let t = tableCache.get(key);
+  if (!t) {
+    t = s.cutoff !== 0 && wasmKernelAvailable() ? stageTableWasm(s) : stageTableJs(s);
+    tableCache.set(key, t);
+  }
+  return t;
+}
+
+/** Grid points per unit of τ (D) and grid points in one half of the filter (span) of a stage. */
+function grid(s: StagePlan): { d: number; span: number } {
+  const d = s.interpolated ? s.rows - 1 : s.L;
+  return { d, span: s.half * d };
+}
+
+/** The parameters of {@linkcode kaiserProto} for a windowed-sinc stage. */
+function protoParams(s: StagePlan, d: number) {
+  const th = (Math.PI * 2 * s.cutoff) / d; // sinc argument per grid step, in radians
+  return { th, sin1: Math.sin(th), k2: 2 * Math.cos(th), c2: 2 * s.cutoff, i0b: besselI0(s.beta), b2: s.beta ** 2 / 4 };
+}
+
+/**
+ * {@linkcode stageTable} computed in JavaScript (where WebAssembly SIMD does not run); gives the
+ * same table as the WebAssembly kernel, which a test checks.
+ */
+export function stageTableJs(s: StagePlan): Float32Array {
+  const { d, span } = grid(s);
   const proto = new Float64Array(span + 1); // proto[span] = 0: the window's edge
-  if (cutoff === 0) {
+  if (s.cutoff === 0) {
     for (let j = 0; j < span; j++) proto[j] = Math.max(0, 1 - j / d); // linear interpolation
   } else {
-    const i0b = besselI0(beta);
-    const q = (2 * cutoff) / d; // sinc argument per grid step
-    const b2 = (beta * beta) / 4;
-    for (let j = 0; j < span; j++) {
-      const x = j * q;
-      const sinc = j === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x);
-      const u = j / span;
-      // I0(β√(1 − u²)) = Σ aᵐ / (m!)², a = β²(1 − u²)/4, by Horner over I0_TERMS (no division:
-      // this is the hot loop of a cold start).
-      const a = b2 * (1 - u * u);
-      let w = I0_TERMS[I0_TERMS.length - 1];
-      for (let m = I0_TERMS.length - 2; m >= 0; m--) w = w * a + I0_TERMS[m];
-      proto[j] = (2 * cutoff * sinc * w) / i0b;
-    }
+    const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
+    kaiserProto(proto, span, th, sin1, k2, c2, i0b, b2);
   }
-  const t = new Float32Array(rows * taps);
+  const t = new Float32Array(s.rows * s.taps);
+  kaiserRows(proto, span, s.rows, s.taps, s.half, d, t);
+  return t;
+}
+
+/** The prototype on its grid (see the WebAssembly kernel's `kaiser_proto`, which does the same). */
+function kaiserProto(
+  proto: Float64Array,
+  span: number,
+  th: number,
+  sin1: number,
+  k2: number,
+  c2: number,
+  i0b: number,
+  b2: number,
+): void {
+  let prev = 0, cur = 0; // sin((j − 1)θ), sin(jθ)
+  const top = I0_TERMS.length - 1;
+  for (let j = 0; j < span; j++) {
+    if (j === 1) cur = sin1;
+    if (j > 1) {
+      const next = k2 * cur - prev;
+      prev = cur;
+      cur = next;
+    }
+    const sinc = j > 0 ? cur / (th * j) : 1;
+    const u = j / span;
+    // I0(β√(1 − u²)) = Σ aᵐ / (m!)², a = β²(1 − u²)/4, by Horner over I0_TERMS.
+    const a = b2 * (1 - u * u);
+    let w = I0_TERMS[top];
+    for (let m = top - 1; m >= 0; m--) w = w * a + I0_TERMS[m];
+    proto[j] = ((c2 * sinc) * w) / i0b;
+  }
+  proto[span] = 0;
+}
+
+/** The rows gathered from the prototype and normalised (see the WebAssembly kernel's `kaiser_rows`). */
+function kaiserRows(
+  proto: Float64Array,
+  span: number,
+  rows: number,
+  taps: number,
+  half: number,
+  d: number,
+  t: Float32Array,
+): void {
   const row = new Float64Array(taps);
   for (let r = 0; r < rows; r++) {
     let sum = 0;
@@ -287,8 +347,28 @@ export function stageTable(s: StagePlan): Float32Array {
     }
     for (let k = 0, o = r * taps; k < taps; k++) t[o + k] = row[k] / sum;
   }
-  tableCache.set(key, t);
-  return t;
+}
+
+/** The instance the tables are computed in (its memory grows to the largest table asked for). */
+let tableBuilder: TableKernel | undefined;
+
+/** {@linkcode stageTable} of a windowed-sinc stage, computed by the WebAssembly kernel. */
+function stageTableWasm(s: StagePlan): Float32Array {
+  const k = tableBuilder ??= wasmKernel();
+  const { d, span } = grid(s);
+  const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
+  // Layout: the series terms, the prototype, one row of scratch, the table.
+  const terms = 0;
+  const proto = I0_TERMS.length * 8;
+  const row = proto + (span + 1) * 8;
+  const table = row + s.taps * 8;
+  const end = table + s.rows * s.taps * 4;
+  const pages = Math.ceil(end / 65536) - k.memory.buffer.byteLength / 65536;
+  if (pages > 0) k.memory.grow(pages);
+  new Float64Array(k.memory.buffer, terms, I0_TERMS.length).set(I0_TERMS);
+  k.kaiser_proto(proto, span, th, sin1, k2, c2, i0b, b2, terms, I0_TERMS.length);
+  k.kaiser_rows(proto, span, s.rows, s.taps, s.half, d, row, table);
+  return new Float32Array(k.memory.buffer.slice(table, end));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,6 +410,33 @@ interface Kernel {
   ): number;
 }
 
+/** The WebAssembly kernel's table functions (see {@linkcode stageTable}). */
+interface TableKernel {
+  readonly memory: WebAssembly.Memory;
+  kaiser_proto(
+    dst: number,
+    span: number,
+    th: number,
+    sin1: number,
+    k2: number,
+    c2: number,
+    i0b: number,
+    b2: number,
+    terms: number,
+    nterms: number,
+  ): void;
+  kaiser_rows(
+    proto: number,
+    span: number,
+    rows: number,
+    taps: number,
+    half: number,
+    d: number,
+    row: number,
+    dst: number,
+  ): void;
+}
+
 let wasmModule: WebAssembly.Module | null | undefined;
 
 /** The compiled SIMD kernel, or null where this engine cannot run it. */
@@ -349,10 +456,10 @@ export function wasmKernelAvailable(): boolean {
   return kernelModule() !== null;
 }
 
-function wasmKernel(): Kernel {
+function wasmKernel(): Kernel & TableKernel {
   const m = kernelModule();
   if (!m) throw new Error("resampler: this engine cannot run the WebAssembly SIMD kernel; use the js kernel");
-  return new WebAssembly.Instance(m, {}).exports as unknown as Kernel;
+  return new WebAssembly.Instance(m, {}).exports as unknown as Kernel & TableKernel;
 }
 
 const clamp16 = (v: number) => (v > 32767 ? 32767 : v < -32768 ? -32768 : v);
@@ -504,6 +611,8 @@ export class PolyphaseResampler {
   #f32: Float32Array;
   #fed = 0;
   #emitted = 0;
+  /** Output rate / input rate. */
+  readonly #ratio: number;
 
   /**
    * @param options rates, channels, filter and kernel
@@ -526,6 +635,7 @@ export class PolyphaseResampler {
     this.#outCh = outChannels;
     this.#srcCh = outChannels === 1 || inChannels === 1 ? 1 : inChannels;
     this.plan = planResampler(inRate, outRate, options.filter ?? FILTER_SPECS.medium);
+    this.#ratio = outRate / inRate;
     const want = options.kernel ?? (wasmKernelAvailable() ? "wasm" : "js");
     this.kernel = want;
     this.#k = want === "wasm" ? wasmKernel() : jsKernel();
@@ -655,13 +765,28 @@ export class PolyphaseResampler {
       out.set(this.#i16.subarray(outPtr, outPtr + out.length));
       return out;
     }
+    // Several passes (a long frame, e.g. a transcode's): each pass's output goes straight into the returned
+    // array, sized for what can be due (output k needs the input up to time k / rate_out: at most
+    // ceil(fed × rate_out / rate_in) + 1 outputs in all).
+    const outCh = this.#outCh;
+    const bound = Math.max(0, Math.ceil(this.#fed * this.#ratio) + 2 - this.#emitted) * outCh;
+    let out = this.#slab.int16(bound);
     let total = 0;
     for (let at = 0; at < frames; at += CHUNK) {
       const n = Math.min(CHUNK, frames - at);
       this.#i16.set(samples.subarray(at * this.#inCh, (at + n) * this.#inCh), this.#inPtr >> 1);
-      total = this.#append(total, this.#pass(n, false));
+      const produced = this.#pass(n, false) * outCh;
+      if (total + produced > out.length) {
+        // Never expected; kept so that an estimate off by one cannot lose samples.
+        const grown = new Int16Array(Math.max(total + produced, out.length * 2));
+        grown.set(out.subarray(0, total));
+        out = grown;
+      }
+      out.set(this.#i16.subarray(outPtr, outPtr + produced), total);
+      total += produced;
     }
-    return this.#result(total);
+    this.#emitted += total / outCh;
+    return total === out.length ? out : out.subarray(0, total);
   }
 
   /** Ends the stream: returns the remaining output (the total is round(fed × outRate / inRate)), then resets. */

@@ -106,6 +106,10 @@
  *
  * ## Sequence and resets
  *
+ * Packets tagged `telephone-event` (RFC 4733 events in the same stream, tagged
+ * by the `rtp-depacketizer`) carry no audio: their sequence numbers count as
+ * received (they are not losses) and nothing else of them is used.
+ *
  * Sequence numbers (16 bits) and timestamps (32 bits) are extended across
  * wrap-around. Duplicates are dropped (by extended sequence number, or when
  * every sample is already held); a packet whose samples were all passed is
@@ -139,6 +143,7 @@ import type { EncodedFrame, Format, FrameType, RtpFrame } from "../../core/frame
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
 import { RecordBuffer } from "./record_buffer.ts";
+import { isTelephoneEvent } from "./telephone_event.ts";
 import { definePlugin, FormatError, type RunContext } from "../../core/stage.ts";
 import {
   accelerate,
@@ -274,6 +279,8 @@ export interface JitterBufferStats {
   skipped_ms: number;
   /** Resets (SSRC change, sequence or timestamp jump). */
   resets: number;
+  /** Packets of telephone events (RFC 4733): their sequence numbers count as received; they carry no audio. */
+  events: number;
   /** Resets caused by an SSRC change. */
   ssrc_changes: number;
   /** Packets discarded: an unconfirmed sequence jump. */
@@ -393,11 +400,15 @@ class PlayQueue {
     const n = x.length;
     this.#room(n);
     const e = this.end;
-    for (let i = 0; i < n; i++) {
-      const v = Math.round(x[i]);
-      this.samples[e + i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
-      this.pos[e + i] = from + i * step;
+    if (x instanceof Int16Array) this.samples.set(x, e); // decoded audio: already whole and in range
+    else {
+      for (let i = 0; i < n; i++) {
+        const v = Math.round(x[i]);
+        this.samples[e + i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v;
+      }
     }
+    if (Number.isNaN(from)) this.pos.fill(NaN, e, e + n);
+    else for (let i = 0; i < n; i++) this.pos[e + i] = from + i * step;
     this.kind.fill(kind, e, e + n);
     this.end += n;
   }
@@ -521,6 +532,7 @@ export class JitterBuffer {
     resets: 0,
     ssrc_changes: 0,
     discarded: 0,
+    events: 0,
   };
   #accelSamples = 0;
   #stretchSamples = 0;
@@ -617,6 +629,10 @@ export class JitterBuffer {
 
   /** Inserts a received packet that arrived at `arrival` (media-clock ms). */
   insert(frame: RtpFrame, arrival: number): void {
+    if (isTelephoneEvent(frame)) {
+      this.#noteEvent(frame);
+      return;
+    }
     if (
       (frame.codec !== undefined && frame.codec !== this.#info?.name && !this.#useCodec(frame.codec)) ||
       this.#info === undefined || this.#pcm === undefined
@@ -700,6 +716,26 @@ export class JitterBuffer {
     this.#observe(arrival, arrival - media, arrival - media + (offGrid * 1000) / this.#clockRate);
     if (consecutive) this.#learn(samples, tsStep);
     this.#place(frame, at, arrival, seqDiff);
+  }
+
+  /**
+   * A packet of the stream that carries no audio (a telephone event): its sequence number counts as received, so
+   * that it is not taken for a loss; its payload and timestamp are not used.
+   */
+  #noteEvent(frame: RtpFrame): void {
+    this.#n.events++;
+    const s = this.#stream;
+    if (!s || s.ssrc !== frame.ssrc) return;
+    const seqDiff = ((frame.sequence - (s.maxSeq & 0xffff)) << 16) >> 16;
+    if (seqDiff > MAX_DROPOUT || seqDiff < -MAX_DROPOUT) return;
+    const ext = s.maxSeq + seqDiff;
+    const ri = ext % SEQ_RING;
+    if (this.#seqRing[ri] === ext) return;
+    this.#seqRing[ri] = ext;
+    s.received++;
+    // The highest sequence number moves on, its timestamp (for ptime learning) stays the last audio packet's.
+    if (ext > s.maxSeq) s.maxSeq = ext;
+    else if (ext < s.minSeq) s.minSeq = ext;
   }
 
   /** Stores a packet whose first sample is at `at` on the play timeline, minus what is late or held already. */
@@ -1467,11 +1503,32 @@ export const jitterBuffer = definePlugin({
       if (due === undefined || !ctx || stopped) return;
       timer = clock.at(due, onTick);
     };
+    /** What playout has added to the session's counters so far: live updates and the summary add the difference. */
+    const added = { late: 0, concealed: 0, stretched: 0 };
+    let nextPublish = 0;
+    /** Playout's figures into the session's media statistics (each second while playing, and at the end). */
+    const publishPlayout = (s: JitterBufferStats) => {
+      const media = sctx.session.stats;
+      media.lost = Math.max(media.lost, s.lost);
+      media.late += s.late - added.late;
+      media.concealedFrames += s.concealed - added.concealed;
+      added.late = s.late;
+      added.concealed = s.concealed;
+      if (s.received === 0) return;
+      media.playoutDelayMs = { p50: s.delay_p50_ms, p95: s.delay_p95_ms, max: round1(s.delay_max_ms) };
+      const stretched = s.accelerated + s.preemptive_expanded;
+      media.timeStretchedFrames = (media.timeStretchedFrames ?? 0) + stretched - added.stretched;
+      added.stretched = stretched;
+    };
     const onTick = () => {
       timer = undefined;
       if (stopped || !ctx) return;
       const due = jb.nextTickTime()!;
       const frame = jb.tick(due);
+      if (due >= nextPublish) {
+        nextPublish = due + 1000;
+        publishPlayout(jb.stats(due));
+      }
       ctx.emit(frame);
       if (!timer) arm(); // (emit may have re-armed through onGrid)
     };
@@ -1490,13 +1547,8 @@ export const jitterBuffer = definePlugin({
         return;
       }
       const s = jb.stats(clock.now());
-      const media = sctx.session.stats;
-      media.lost = Math.max(media.lost, s.lost);
-      media.late += s.late;
-      media.concealedFrames += s.concealed;
+      publishPlayout(s);
       if (s.received === 0) return;
-      media.playoutDelayMs = { p50: s.delay_p50_ms, p95: s.delay_p95_ms, max: round1(s.delay_max_ms) };
-      media.timeStretchedFrames = (media.timeStretchedFrames ?? 0) + s.accelerated + s.preemptive_expanded;
       sctx.log.info("jitter buffer summary", {
         received: s.received,
         lost: s.lost,
@@ -1568,7 +1620,7 @@ export const jitterBuffer = definePlugin({
       process(frame, emit) {
         if (frame.kind !== "rtp" || stopped) return;
         if (mode === "record") {
-          if (!codec && frame.codec) codec = sctx.codecs.get(frame.codec);
+          if (!codec && frame.codec && !isTelephoneEvent(frame)) codec = sctx.codecs.get(frame.codec);
           rb.insert(frame, emit);
           return;
         }

@@ -14,6 +14,10 @@
  *   PLC); a gap with no missing sequence number is the sender's silence
  *   (discontinuous transmission): nothing is emitted, the sink fills it.
  * - A packet that arrives after its gap was declared lost is dropped (`late`).
+ * - Packets tagged `telephone-event` (RFC 4733 events sharing the stream's
+ *   sequence numbers) carry no audio: their sequence numbers are known not to
+ *   be audio, so a gap they account for is the sender's silence (a sender that
+ *   mutes its audio during an event), never a loss.
  * - RFC 3550 A.1: a new source is accepted only after `probation` packets
  *   with nearby sequence numbers (consecutive but for reordering) during which
  *   the current source sent nothing: a forged SSRC never displaces a flowing
@@ -35,6 +39,7 @@
  * @module
  */
 import type { EncodedFrame, RtpFrame } from "../../core/frame.ts";
+import { isTelephoneEvent } from "./telephone_event.ts";
 
 /** RFC 3550 A.1: a sequence jump beyond this needs confirmation. */
 export const MAX_DROPOUT = 3000;
@@ -93,6 +98,8 @@ export interface RecordBufferStats {
   max_held: number;
   /** Longest packet received (ms of audio). */
   max_packet_ms: number;
+  /** Telephone-event packets (no audio; their sequence numbers are not losses). */
+  events: number;
 }
 
 interface Held {
@@ -166,7 +173,10 @@ export class RecordBuffer {
     held: 0,
     max_held: 0,
     max_packet_ms: 0,
+    events: 0,
   };
+  /** Extended sequence numbers of the current stream's telephone-event packets not yet passed by the output. */
+  #eventSeqs = new Set<number>();
 
   /**
    * Creates a buffer.
@@ -187,6 +197,10 @@ export class RecordBuffer {
 
   /** Takes a received packet; emits whatever is now in order. */
   insert(frame: RtpFrame, emit: Emit): void {
+    if (isTelephoneEvent(frame)) {
+      this.#noteEvent(frame);
+      return;
+    }
     if (frame.codec) this.#codec = frame.codec;
     if (frame.clockRate) this.#clockRate = frame.clockRate;
     if (this.#samplesOf(frame.payload) <= 0) return;
@@ -205,6 +219,31 @@ export class RecordBuffer {
     }
     this.#currentPackets++;
     this.#accept(frame, emit);
+  }
+
+  /** A telephone-event packet of the current stream: its sequence number is not audio. */
+  #noteEvent(frame: RtpFrame): void {
+    this.#n.events++;
+    if (frame.ssrc !== this.#ssrc || this.#ssrc === undefined) return;
+    const dSeq = ((frame.sequence - (this.#maxSeq & 0xffff)) << 16) >> 16;
+    if (dSeq > MAX_DROPOUT || dSeq < -MAX_MISORDER) return;
+    const seq = this.#maxSeq + dSeq;
+    if (seq < this.#nextSeq) return;
+    this.#eventSeqs.add(seq);
+    // The next audio packet follows it: its sequence step is one, its timestamp step one packet.
+    if (dSeq > 0) this.#maxSeq = seq;
+    if (this.#eventSeqs.size > 4 * MAX_MISORDER) {
+      for (const s of this.#eventSeqs) if (s < this.#nextSeq) this.#eventSeqs.delete(s);
+    }
+  }
+
+  /** Telephone-event packets among the sequence numbers `[from, to)`. */
+  #eventsIn(from: number, to: number): number {
+    let n = 0;
+    for (const s of this.#eventSeqs) {
+      if (s >= from && s < to) n++;
+    }
+    return n;
   }
 
   /** End of stream: whatever is missing before the held packets is declared lost; everything held is emitted. */
@@ -251,6 +290,7 @@ export class RecordBuffer {
     this.#nextSeq = frame.sequence;
     this.#priming = true;
     this.#concealedSeqs.clear();
+    this.#eventSeqs.clear();
     this.#hold(frame, this.#maxSeq, this.#maxTs, this.#samplesOf(frame.payload));
     this.#n.received++;
     this.#drain(emit, false);
@@ -340,7 +380,7 @@ export class RecordBuffer {
       if (h.ts > this.#nextTs) {
         // A gap before the first held packet: packets the sequence numbers say never came (wait for them,
         // within the window), or the sender's silence (nothing is missing: go on at once).
-        const missing = h.seq - this.#nextSeq;
+        const missing = h.seq - this.#nextSeq - this.#eventsIn(this.#nextSeq, h.seq);
         if (missing > 0 && !force && this.#heldSamples < window) return;
         const gap = h.ts - this.#nextTs;
         if (missing > 0) {

@@ -16,6 +16,7 @@ import type { RtpFrame } from "../../core/frame.ts";
 import { canonicalHost, type HostPort } from "../../core/net/address.ts";
 import type { DatagramSocket } from "../../core/net/datagram.ts";
 import { type Random, randomUint32 } from "../../core/random.ts";
+import { isTelephoneEvent } from "./telephone_event.ts";
 
 const { ByePacket, CompoundPacket, ReceiverReportPacket, ReceptionReport, SdesChunk, SdesPacket, SenderReportPacket } =
   packets;
@@ -259,13 +260,14 @@ export class ReceptionStats {
   /**
    * Accounts for one RTP packet: sequence (A.1) and interarrival jitter (A.8),
    * with `arrival` in ms. The jitter uses differences (`(Rj − Ri) − (Sj − Si)`)
-   * so that timestamp wrap-around does no harm.
+   * so that timestamp wrap-around does no harm. With `timing` false (a packet
+   * whose timestamp is not its media time: an RFC 4733 event) only the sequence counts.
    */
-  onPacket(seq: number, timestamp: number, arrival: number): void {
+  onPacket(seq: number, timestamp: number, arrival: number, timing = true): void {
     const valid = this.updateSeq(seq);
     this.packets++;
     this.heard = true;
-    if (!valid) return;
+    if (!valid || !timing) return;
     if (this.#lastArrival !== undefined) {
       const dArrival = ((arrival - this.#lastArrival) * this.clockRate) / 1000;
       const dTs = (timestamp - this.#lastTs) | 0;
@@ -483,17 +485,24 @@ export class RtcpSession {
     this.#schedule();
   }
 
-  /** Observes an RTP packet we send. */
+  /**
+   * Observes an RTP packet we send. A telephone event (RFC 4733, tagged `telephone-event`) counts as a packet
+   * sent, but its timestamp (its event's start) does not time the sender reports.
+   */
   onSent(frame: RtpFrame): void {
     this.ssrc = frame.ssrc >>> 0;
     this.#packetsSent = (this.#packetsSent + 1) >>> 0;
     this.#octetsSent = (this.#octetsSent + frame.payload.length) >>> 0;
+    if (isTelephoneEvent(frame)) return;
     this.#lastSentTs = frame.timestamp;
     this.#lastSentAt = this.#clock.now();
     if (frame.clockRate) this.#sendClockRate = frame.clockRate;
   }
 
-  /** Observes an RTP packet we receive (its `arrival`, else the clock's time). */
+  /**
+   * Observes an RTP packet we receive (its `arrival`, else the clock's time). A telephone event (RFC 4733, tagged
+   * `telephone-event`) counts in the sequence statistics, not in the jitter (its timestamp is its event's start).
+   */
   onReceived(frame: RtpFrame): void {
     this.#n.packets_received++;
     let s = this.#sources.get(frame.ssrc);
@@ -503,7 +512,7 @@ export class RtcpSession {
     } else if (frame.clockRate) {
       s.clockRate = frame.clockRate;
     }
-    s.onPacket(frame.sequence, frame.timestamp, frame.arrival ?? this.#clock.now());
+    s.onPacket(frame.sequence, frame.timestamp, frame.arrival ?? this.#clock.now(), !isTelephoneEvent(frame));
   }
 
   /** The NTP time of media-clock time `now`. */

@@ -10,9 +10,21 @@
  * the codec's registration) and `arrival` (the datagram's, or the media clock's
  * time when it has none).
  *
+ * **DTMF** (RFC 4733). With `dtmf_payload_type` (the SIP control's
+ * `${dtmf.payloadType}`), packets of that type are telephone events: never
+ * audio. A {@linkcode DtmfReceiver} turns them into one event per key press,
+ * however many updates and redundant final packets carried it, published as
+ * the stage event `dtmf` (which reaches the session's listeners: `detail` is a
+ * {@linkcode ReceivedDtmf}: `digit`, `duration_ms`, `volume`, ...; other event
+ * codes as `telephone-event`) with one log line, `DTMF 5 received (160 ms)`.
+ * The packets then go on tagged with the codec `telephone-event`, so that RTCP
+ * counts them and the jitter buffer knows their sequence numbers were not
+ * audio; nothing plays or records them.
+ *
  * @example Pipeline entry
  * ```json
- * { "use": "rtp-depacketizer", "codec": "${codec}", "payload_type": "${payloadType}" }
+ * { "use": "rtp-depacketizer", "codec": "${codec}", "payload_type": "${payloadType}",
+ *   "dtmf_payload_type": "${dtmf.payloadType}" }
  * ```
  *
  * @module
@@ -22,8 +34,10 @@ import type { CodecInfo } from "../../core/codec.ts";
 import type { Format } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
+import type { Timer } from "../../core/clock.ts";
 import { definePlugin, type StageContext } from "../../core/stage.ts";
 import { parseRtp } from "./header.ts";
+import { DtmfReceiver, type ReceivedDtmf, type ReceivedTelephoneEvent, TELEPHONE_EVENT } from "./telephone_event.ts";
 
 /** Options of the `rtp-depacketizer` stage. */
 export const rtpDepacketizerOptions = z.strictObject({
@@ -37,6 +51,11 @@ export const rtpDepacketizerOptions = z.strictObject({
   ),
   any_payload_type: z.boolean().default(false).describe(
     "Let packets of every payload type pass (default false).",
+  ),
+  dtmf_payload_type: z.number().int().min(0).max(127).default(0).describe(
+    "Payload type of RFC 4733 telephone events (DTMF), as negotiated in SDP (the SIP control's " +
+      "${dtmf.payloadType}), 0..127: its packets are reported as `dtmf` events and logged, never played as " +
+      "audio. 0 (default): none.",
   ),
 });
 
@@ -86,10 +105,53 @@ export const rtpDepacketizer = definePlugin({
       );
     }
     const wantPt = opts.any_payload_type ? -1 : opts.payload_type ?? (info.payloadType as number);
+    const dtmfPt = opts.dtmf_payload_type;
+    if (dtmfPt > 0 && dtmfPt === wantPt) {
+      throw new Error(
+        `dtmf_payload_type ${dtmfPt} is the audio's payload type: set it to the telephone-event type negotiated ` +
+          `in SDP (\${dtmf.payloadType}), or 0 for none`,
+      );
+    }
     const malformed: Record<string, number> = {};
     let received = 0, forwarded = 0, octets = 0, wrongPt = 0, rtcp = 0, ssrcChanges = 0, ignored = 0;
     let ssrc: number | undefined;
     let lastWrongPt: number | undefined;
+    const clock = sctx.clock;
+    let dtmfTimer: Timer | undefined;
+    const dtmf = dtmfPt > 0
+      ? new DtmfReceiver({
+        clockRate,
+        onEvent(e: ReceivedTelephoneEvent) {
+          if (e.digit !== undefined) {
+            sctx.log.info(`DTMF ${e.digit} received (${e.duration_ms} ms)`);
+            sctx.event("dtmf", e as ReceivedDtmf);
+          } else {
+            sctx.log.info(`telephone event ${e.code} received (${e.duration_ms} ms)`);
+            sctx.event("telephone-event", e);
+          }
+        },
+      })
+      : undefined;
+    /** Arms the timer that ends an event whose final packets were lost. */
+    const armDtmf = () => {
+      const due = dtmf?.deadline;
+      if (due === undefined) {
+        dtmfTimer?.cancel();
+        dtmfTimer = undefined;
+        return;
+      }
+      if (dtmfTimer) return; // it re-arms itself for a later deadline when it fires
+      dtmfTimer = clock.at(due, () => {
+        dtmfTimer = undefined;
+        dtmf!.expire(clock.now());
+        armDtmf();
+      });
+    };
+    const endDtmf = () => {
+      dtmfTimer?.cancel();
+      dtmfTimer = undefined;
+      dtmf?.finish();
+    };
 
     return {
       negotiate(input: Format | undefined): Format {
@@ -113,6 +175,14 @@ export const rtpDepacketizer = definePlugin({
           malformed[r] = (malformed[r] ?? 0) + 1;
           return;
         }
+        if (dtmf && r.payloadType === dtmfPt) {
+          dtmf.receive(r, r.arrival ?? clock.now());
+          armDtmf();
+          // On, tagged: RTCP counts it, the jitter buffer knows its sequence number carried no audio.
+          r.codec = TELEPHONE_EVENT;
+          r.clockRate = clockRate;
+          return emit(r);
+        }
         if (wantPt >= 0 && r.payloadType !== wantPt) {
           wrongPt++;
           lastWrongPt = r.payloadType;
@@ -131,6 +201,12 @@ export const rtpDepacketizer = definePlugin({
         octets += r.payload.length;
         return emit(r);
       },
+      flush() {
+        endDtmf();
+      },
+      close() {
+        endDtmf();
+      },
       stats() {
         let malformedTotal = 0;
         for (const v of Object.values(malformed)) malformedTotal += v;
@@ -146,6 +222,7 @@ export const rtpDepacketizer = definePlugin({
           ssrc,
           ssrc_changes: ssrcChanges,
           ignored,
+          ...(dtmf ? { dtmf: dtmf.stats() } : {}),
         };
       },
     };

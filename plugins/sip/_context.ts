@@ -67,6 +67,8 @@ export interface UaContextInit {
   overload?: OverloadMonitor;
   /** True when destinations the application gives may be host names (resolved by the system). */
   resolveNames?: boolean;
+  /** True when in-dialog requests go where the peer's dialog-forming message came from (peers behind NAT). */
+  dialogToSource?: boolean;
 }
 
 /** The state one user agent's calls, clients, dispatcher and facade share. */
@@ -89,6 +91,8 @@ export class UaContext {
   readonly overload?: OverloadMonitor;
   /** True when destinations the application gives may be host names. */
   readonly resolveNames: boolean;
+  /** True when in-dialog requests go to the address the peer's dialog-forming message came from. */
+  readonly dialogToSource: boolean;
   /** True once the user agent is closing. */
   closed = false;
   readonly #extraMethods = new Set<string>();
@@ -108,6 +112,7 @@ export class UaContext {
     this.outbound = init.outbound;
     this.overload = init.overload;
     this.resolveNames = init.resolveNames ?? false;
+    this.dialogToSource = init.dialogToSource ?? false;
   }
 
   /**
@@ -142,9 +147,11 @@ export class UaContext {
    * (default 5060). A host name there came from the network (Contact,
    * Record-Route) and is never resolved: the request goes to `fallback`, the
    * address the peer's dialog-forming message came from. An unreadable next
-   * hop goes there too.
+   * hop goes there too. With `dialogToSource`, every in-dialog request goes
+   * to `fallback` (a peer behind NAT advertises a private Contact).
    */
   hopAddress(nextHop: () => SipUri, fallback: Address): Address {
+    if (this.dialogToSource) return fallback;
     let uri: SipUri;
     try {
       uri = nextHop();

@@ -82,6 +82,10 @@ export interface InviteParts {
   sdp?: string;
   /** Extra headers. */
   headers?: readonly (readonly [string, string])[];
+  /** The Call-ID to use instead of a new one (a test of a peer reusing one, a B2BUA keeping its own). */
+  callId?: string;
+  /** From value without tag (default: ours, {@linkcode RequestBuilder.fromUri}). */
+  from?: string;
 }
 
 /** Parts of a REGISTER; see {@linkcode RequestBuilder.register}. */
@@ -178,9 +182,9 @@ export class RequestBuilder {
       uri: formatUri(p.target),
       dest: p.dest,
       routes: p.routes,
-      from: `${this.fromUri(p.dest)};tag=${newTag()}`,
+      from: `${p.from ?? this.fromUri(p.dest)};tag=${newTag()}`,
       to: p.to,
-      callId: newCallId(),
+      callId: p.callId ?? newCallId(),
       cseq: 1,
       contact: this.contact(p.dest),
       headers: [["Allow", p.allow]],

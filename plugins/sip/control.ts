@@ -2,17 +2,26 @@
  * The `sip` control plugin: places or answers calls with the SIP user agent,
  * negotiates media with SDP, and for each call fills the pipeline file's chain
  * templates with what was negotiated, starts them, and stops them (sinks
- * finalize) when the call ends.
+ * finalize) when the call ends. Roles: `caller` (one call to `to`), `callee`
+ * (answers), `server` (answers, and places calls on request).
  *
  * Template variables it provides: `call.id` (the Call-ID, sanitized so it is
  * safe in a file name), `call.n`, `call.from`, `local.bind`, `local.address`,
  * `local.rtp_port`, `local.rtcp_port`, `remote.address`, `remote.rtp`,
  * `remote.rtcp`, `remote.rtp_port`, `remote.rtcp_port`, `codec`, `payloadType`,
- * `ptime`.
+ * `ptime`, `dtmf.payloadType` (RFC 4733 telephone-event, 0 when not negotiated), `call.direction`, `call.start`, `date`, `time`.
+ *
+ * Its calls are offered to the file's services (and to a library user) as a
+ * {@linkcode CallService} (`controller.calls`): list, dial (role `server`),
+ * answer, reject, hang up, incoming-call deciders, and call events (state
+ * changes with SIP status and reason, periodic media `stats`, and a `message`
+ * event per SIP message of the call, for a ladder).
  *
  * @module
  */
+import { sendDtmf } from "../rtp/dtmf_sender.ts";
 import type { z } from "zod";
+import type { CallEvent, CallInfo, CallPhase, CallService, DialOptions, IncomingDecision } from "../../core/calls.ts";
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
@@ -29,13 +38,26 @@ import {
   CallFailedError,
   digestAuthenticator,
   formatTraceEvent,
+  getCallId,
   type IncomingCall,
   localAddressFacing,
+  OutgoingCall,
   parseUri,
   RegistrationError,
   type RegistrationKeeper,
+  type SipMessageEvent,
   SipUserAgent,
 } from "./mod.ts";
+import {
+  callTimeVariables,
+  checkDecision,
+  checkRejectStatus,
+  dialTarget,
+  DTMF_DIGITS,
+  hostPortOf,
+  messageDetail,
+  uriOf,
+} from "./_call_service.ts";
 
 import {
   SIP_CONTROL_DESCRIPTION,
@@ -70,6 +92,8 @@ export interface CallSummary {
   answered: boolean;
   /** Pipeline failure, if any. */
   error?: string;
+  /** The files the call's chains wrote (a sink with a `path` in its stats), with their length in seconds. */
+  recordings?: { path: string; seconds: number }[];
 }
 
 /** A call summary's media figures, from the call session's statistics. */
@@ -86,6 +110,14 @@ export function mediaFigures(
 
 /** What the controller keeps per call. */
 interface CallState {
+  /** The call service's id of the call (the sanitized Call-ID, made unique). */
+  id: string;
+  /** The Call-ID, as on the wire. */
+  callId: string;
+  /** The call as the service shows it (kept up to date). */
+  info: CallInfo;
+  /** Extra template variables for its chains (from `dial`). */
+  extra?: Variables;
   /** The call's media, once ports are allocated. */
   media?: CallMedia;
   /** Clock time of the answer. */
@@ -102,7 +134,18 @@ interface CallState {
   ptime?: number;
   /** RTP packets the caller's file makes, when its source knows its length (set when the call is finished). */
   total?: number;
+  /** An incoming call waiting for its answer: takes the decision (the decider's, answer(), reject()). */
+  decide?: (d: IncomingDecision) => void;
+  /** An incoming call's answer: resolves once the 200 OK is sent, rejects when it cannot be answered. */
+  accepted?: PromiseWithResolvers<void>;
+  /** The `max_duration` timer of an answered call. */
+  limit?: Timer;
+  /** Resolves once the call is finished (media stopped, summary logged, `ended` emitted). */
+  finished?: Promise<CallSummary>;
 }
+
+/** How long a chain that records what buses carry may take to finish once the call ended, ms. */
+const RECORDER_GRACE_MS = 5000;
 
 /** One call's media: its session (port pair, sockets, RTCP, statistics), its pipelines, and their teardown. */
 class CallMedia {
@@ -116,16 +159,37 @@ class CallMedia {
     return this.session.ports!;
   }
 
+  /**
+   * Stops the call's chains so that every recording holds all that was received: chains fed by the network
+   * (the RTP receiver) end gracefully, draining what they hold; chains that read buses into a file (a recorder)
+   * finish what their buses carry (bounded by {@linkcode RECORDER_GRACE_MS}); every other chain (files, tones,
+   * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
+   * it publishes on. Then the session closes (RTCP BYE, sockets, ports).
+   */
   stop(): Promise<PipelineResult[]> {
     this.#stopped ??= (async () => {
-      // Receive chains drain (the jitter buffer's last frames reach the recording or the speaker); chains fed
-      // from files stop at once (nothing more is sent to a peer that has hung up).
-      const results = await Promise.all(this.pipelines.map((p) => p.liveSource ? p.end() : p.stop()));
+      const clock = this.session.clock;
+      const results = await Promise.all(this.pipelines.map((p) => {
+        if (p.state === "built") return p.stop();
+        if (p.liveSource) return p.end();
+        if (isRecorder(p)) {
+          const limit = clock.after(RECORDER_GRACE_MS, () => void p.stop());
+          return p.done.finally(() => limit.cancel());
+        }
+        return p.stop();
+      }));
       await this.session.close();
       return results;
     })();
     return this.#stopped;
   }
+}
+
+/** A chain that reads buses (a bus source or a mixer) into a sink that is neither real-time nor another bus. */
+function isRecorder(p: Pipeline): boolean {
+  const plan = p.plan();
+  const first = plan[0]?.use, last = plan.at(-1)?.use;
+  return (first === "bus-source" || first === "mixer") && !p.realtimeSink && last !== "bus-sink";
 }
 
 class SipController implements Controller {
@@ -146,10 +210,34 @@ class SipController implements Controller {
   #callN = 0;
   #sessions = 0;
   #active = new Map<Call, CallState>();
+  /** Calls by service id: those not ended and the last `keep_summaries` ended ones. */
+  readonly #byId = new Map<string, CallState>();
+  /** The calls listed, by Call-ID as on the wire (for `message` events, late ones included). */
+  readonly #byCallId = new Map<string, CallState>();
+  /** Ended calls still listed, oldest first. */
+  readonly #recent: CallState[] = [];
+  /** An INVITE seen on the wire before its call was known (its call is tracked right after, synchronously). */
+  #unclaimed?: { callId: string; detail: Record<string, unknown>; time: number };
+  readonly #listeners = new Set<(e: CallEvent) => void>();
+  /** Incoming-call deciders, newest last: the newest decides. */
+  readonly #deciders: ((call: CallInfo) => IncomingDecision | Promise<IncomingDecision>)[] = [];
+  /** Wall-clock ms (since the Unix epoch) at clock time 0: call times follow the media clock (virtual in tests). */
+  readonly #epoch: number;
+  /** Resolves once the user agent listens (and has registered); rejects if it cannot. */
+  readonly #ready = Promise.withResolvers<void>();
+  #running = false;
+  #stopped = false;
+  /** Calls answered by direction, and calls dialed. */
+  readonly #counts = { in: 0, out: 0, dialed: 0 };
+  #statsTimer?: Timer;
+  /** Calls placed with dial, until finished. */
+  readonly #dialed = new Set<Promise<unknown>>();
   /** BYE/CANCEL transactions in progress: the UA must not close before they end (retransmissions). */
   readonly #hangups = new Set<Promise<void>>();
   /** The last `keep_summaries` finished calls (every one is also logged). */
   readonly summaries: CallSummary[] = [];
+  /** The calls, for services and library users. */
+  readonly calls: CallService;
 
   constructor(o: Options, ctx: ControlContext) {
     this.#o = o;
@@ -157,6 +245,8 @@ class SipController implements Controller {
     this.#log = ctx.log.child("SIP");
     this.#rtpLog = ctx.log.child("RTP");
     this.#clock = ctx.clock;
+    this.#epoch = Date.now() - ctx.clock.now();
+    this.#ready.promise.catch(() => {}); // a failed start is reported by run(); dial() rejects with it
     this.#codecs = codecList(o.codecs, ctx);
     this.#ports = new PortAllocator(ctx.net, parsePortRange(o.rtp_ports));
     for (const t of o.hangup_on) {
@@ -186,6 +276,7 @@ class SipController implements Controller {
       }
       this.#aor = `sip:${o.user}@${host.includes(":") ? `[${host}]` : host}`;
     }
+    this.calls = this.#service();
   }
 
   /** The user name we authenticate as. */
@@ -256,6 +347,24 @@ class SipController implements Controller {
   }
 
   async run(): Promise<ControlResult> {
+    if (this.#running || this.#stopped) throw new Error("the sip control runs once");
+    this.#running = true;
+    try {
+      const result = await this.#run();
+      if (result.code !== 0) this.#ready.reject(new Error(`the SIP control could not start: ${result.reason}`));
+      return result;
+    } catch (e) {
+      this.#ready.reject(e);
+      throw e;
+    } finally {
+      this.#running = false;
+      this.#stopped = true;
+      this.#statsTimer?.cancel();
+      this.#statsTimer = undefined;
+    }
+  }
+
+  async #run(): Promise<ControlResult> {
     try {
       this.#ua = new SipUserAgent({
         net: this.#ctx.net,
@@ -270,8 +379,9 @@ class SipController implements Controller {
         overload: {
           lagMs: this.#o.overload_lag_ms,
           maxTransactions: this.#o.max_transactions,
-          maxCalls: this.#o.role === "callee" ? this.#o.max_calls : undefined,
+          maxCalls: this.#o.role !== "caller" && this.#o.busy_status === 503 ? this.#o.max_calls : undefined,
         },
+        onMessage: (e) => this.#onMessage(e),
       });
     } catch (e) {
       if (e instanceof TypeError) return { code: 2, reason: errText(e) };
@@ -282,8 +392,17 @@ class SipController implements Controller {
     try {
       const failed = await this.#register();
       if (failed) return failed;
+      this.#ready.resolve();
+      this.#armStats();
       return this.#o.role === "caller" ? await this.#runCaller() : await this.#runCallee();
     } finally {
+      this.#stopped = true; // no more dials
+      for (const s of this.#active.values()) {
+        s.why ??= "interrupted";
+        this.#endCall(s);
+      }
+      await Promise.allSettled([...this.#active.values()].map((s) => s.finished));
+      await Promise.allSettled([...this.#dialed]);
       await Promise.all([...this.#active.values()].map((s) => s.media?.stop()));
       await Promise.allSettled([...this.#hangups]);
       // Remove our binding (REGISTER with Expires: 0) before going away; when interrupted, wait 5 s at most.
@@ -325,6 +444,334 @@ class SipController implements Controller {
     };
   }
 
+  // ---- the call service --------------------------------------------------------------------
+
+  /** Wall-clock ms since the Unix epoch, following the media clock. */
+  #wall(): number {
+    return Math.round(this.#epoch + this.#clock.now());
+  }
+
+  /** The peer's host for a target URI (with an outbound proxy, the proxy is the peer), or undefined when invalid. */
+  #peerHost(target: string): string | undefined {
+    // From `sip:user@host:port`, a name-addr, or `[v6]`: it chooses the local address we advertise.
+    const hostMatch = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(target.replace(/^.*</, ""));
+    if (!hostMatch) return undefined;
+    const proxyHost = this.#o.outbound_proxy
+      ? /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(this.#o.outbound_proxy.trim())?.[1]
+      : undefined;
+    return (proxyHost ?? hostMatch[1]).replace(/^\[|\]$/g, "");
+  }
+
+  /**
+   * Registers a new call with the call service: gives it an id (its sanitized Call-ID, made unique), its
+   * {@linkcode CallInfo}, and a finisher (media teardown, summary, `ended` event) that runs when it ends. Tells
+   * listeners (`incoming` or `dialing`, after the INVITE's `message` event).
+   */
+  #track(call: Call, init: Partial<CallState>): CallState {
+    let id = sanitizeFileComponent(call.callId);
+    for (let k = 2; this.#byId.has(id); k++) id = `${sanitizeFileComponent(call.callId)}-${k}`;
+    const incoming = call.direction === "incoming";
+    const state: CallState = {
+      ...init,
+      id,
+      callId: call.callId,
+      info: {
+        id,
+        direction: incoming ? "in" : "out",
+        state: incoming ? "ringing" : "dialing",
+        remote: uriOf(call.remoteUri),
+        local: uriOf(call.localUri),
+        startedAt: this.#wall(),
+      },
+    };
+    if (incoming) {
+      state.accepted = Promise.withResolvers<void>();
+      state.accepted.promise.catch(() => {});
+    }
+    this.#active.set(call, state);
+    this.#byId.set(id, state);
+    this.#byCallId.set(call.callId, state);
+    const u = this.#unclaimed;
+    this.#unclaimed = undefined;
+    if (u && u.callId === call.callId) this.#emit(state, "message", u.detail, u.time);
+    if (call instanceof OutgoingCall) {
+      call.on("progress", (e) => {
+        if (e.status === 100) return; // hop by hop: a `message` event shows it
+        if (state.info.state === "dialing") state.info.state = "ringing";
+        this.#emit(state, "progress", { status: e.status, reason: e.reason, early_media: e.sdp !== undefined });
+      });
+    }
+    state.finished = this.#finish(call, state);
+    this.#emit(state, incoming ? "incoming" : "dialing");
+    return state;
+  }
+
+  /** The call is answered (incoming: 200 sent; outgoing: 200 received): tells listeners, arms max_duration. */
+  #answered(call: Call, state: CallState): void {
+    state.answeredAt = this.#clock.now();
+    this.#counts[state.info.direction]++;
+    state.info.state = "answered";
+    state.info.answeredAt = this.#wall();
+    try {
+      state.info.codec = call.media(this.#ctx.codecs).codec;
+    } catch { /* no usable SDP: the media start says why */ }
+    const max = this.#o.max_duration;
+    if (max > 0) {
+      state.limit = this.#clock.after(max * 1000, () => this.#hangup(call, `max_duration (${max} s) reached`));
+    }
+    this.#emit(state, "answered", { status: 200, ...(state.info.codec ? { codec: state.info.codec } : {}) });
+  }
+
+  /** Ends a call in whatever way its state requires; resolves when the BYE/CANCEL transaction is done. */
+  #endCall(state: CallState, why?: string): Promise<void> {
+    const call = this.#callOf(state);
+    if (!call || call.state === "ended") return Promise.resolve();
+    if (why) state.why ??= why;
+    if (call instanceof OutgoingCall && (call.state === "calling" || call.state === "proceeding")) {
+      // Ends now for us; the CANCEL goes out as soon as the peer has answered provisionally (RFC 3261 §9.1).
+      call.giveUp(state.why ?? "cancelled");
+      return Promise.resolve();
+    }
+    if (call.state === "incoming" || call.state === "ringing") {
+      state.decide?.({ action: "reject", status: 603, reason: "Decline" });
+      if (call.state === "incoming" || call.state === "ringing") (call as IncomingCall).reject(603, "Decline");
+      return Promise.resolve();
+    }
+    const p = call.hangup().catch((e) => this.#log.warn(`hangup failed: ${errText(e)}`, { call: call.callId }));
+    this.#hangups.add(p);
+    p.finally(() => this.#hangups.delete(p));
+    return p;
+  }
+
+  #callOf(state: CallState): Call | undefined {
+    for (const [call, s] of this.#active) if (s === state) return call;
+    return undefined;
+  }
+
+  /** A copy of a call's info, with its media statistics so far. */
+  #snapshot(state: CallState): CallInfo {
+    const stats = state.info.state === "answered" && state.media ? { ...state.media.session.stats } : state.info.stats;
+    return { ...state.info, ...(stats ? { stats } : {}) };
+  }
+
+  #emit(state: CallState, type: CallEvent["type"], detail?: Record<string, unknown>, time = this.#wall()): void {
+    if (this.#listeners.size === 0) return;
+    const event: CallEvent = { type, call: this.#snapshot(state), ...(detail ? { detail } : {}), time };
+    for (const l of [...this.#listeners]) {
+      try {
+        l(event);
+      } catch (e) {
+        this.#log.error(`call event listener failed on "${type}": ${errText(e)}`, { call: state.id });
+      }
+    }
+  }
+
+  /** An ended call stays listed among the last `keep_summaries` ended ones, without its media (released). */
+  #retire(state: CallState): void {
+    state.media = undefined;
+    state.extra = undefined;
+    this.#recent.push(state);
+    while (this.#recent.length > this.#o.keep_summaries) {
+      const old = this.#recent.shift()!;
+      if (this.#byId.get(old.id) === old) this.#byId.delete(old.id);
+      if (this.#byCallId.get(old.callId) === old) this.#byCallId.delete(old.callId);
+    }
+  }
+
+  /** A SIP message sent or received: a `message` event of its call. */
+  #onMessage(e: SipMessageEvent): void {
+    if (this.#listeners.size === 0) return;
+    let callId: string;
+    try {
+      callId = getCallId(e.message);
+    } catch {
+      return;
+    }
+    const state = this.#byCallId.get(callId);
+    if (state) {
+      this.#emit(state, "message", messageDetail(e));
+    } else if (e.message.kind === "request" && e.message.method === "INVITE") {
+      // The call is tracked right after this (an incoming call once the INVITE is dispatched, an outgoing one once
+      // invite() returns): its first arrow is kept until then.
+      this.#unclaimed = { callId, detail: messageDetail(e), time: this.#wall() };
+    }
+  }
+
+  /** Periodic `stats` events of answered calls, one timer for all of them. */
+  #armStats(): void {
+    const every = this.#o.stats_interval * 1000;
+    if (every <= 0) return;
+    const tick = () => {
+      this.#statsTimer = this.#clock.after(every, tick);
+      if (this.#listeners.size === 0) return;
+      for (const state of this.#active.values()) {
+        if (state.info.state !== "answered" || !state.media) continue;
+        const stats = { ...state.media.session.stats };
+        this.#emit(state, "stats", stats as unknown as Record<string, unknown>);
+      }
+    };
+    this.#statsTimer = this.#clock.after(every, tick);
+  }
+
+  #find(id: string): CallState {
+    const state = this.#byId.get(id);
+    if (!state) throw new Error(`no call "${id}" (calls: ${[...this.#byId.keys()].join(", ") || "none"})`);
+    return state;
+  }
+
+  /** The call service over this controller's calls. */
+  #service(): CallService {
+    return {
+      calls: () => [...this.#byId.values()].map((s) => this.#snapshot(s)),
+      call: (id) => {
+        const s = this.#byId.get(id);
+        return s ? this.#snapshot(s) : undefined;
+      },
+      dial: (target, opts) => this.#dial(target, opts),
+      answer: async (id) => {
+        const s = this.#find(id);
+        if (s.info.direction !== "in" || !s.decide) throw new Error(this.#notRinging(s, "answer"));
+        s.decide({ action: "answer" });
+        await s.accepted!.promise;
+      },
+      reject: (id, status = 486, reason) => {
+        try {
+          checkRejectStatus(status);
+          const s = this.#find(id);
+          if (s.info.direction !== "in" || !s.decide) throw new Error(this.#notRinging(s, "reject"));
+          s.decide({ action: "reject", status, ...(reason ? { reason } : {}) });
+          return Promise.resolve();
+        } catch (e) {
+          return Promise.reject(e);
+        }
+      },
+      hangup: async (id) => {
+        const s = this.#find(id);
+        await this.#endCall(s, "hung up by the application");
+      },
+      sendDtmf: async (id, digits, opts) => {
+        if (typeof digits !== "string" || !DTMF_DIGITS.test(digits)) {
+          throw new Error(`sendDtmf: expected DTMF digits (0-9, *, #, A-D), got ${JSON.stringify(digits)}`);
+        }
+        const s = this.#find(id);
+        if (s.info.state !== "answered" || !s.media) {
+          throw new Error(`sendDtmf: call ${id} is ${s.info.state}; DTMF is sent in an answered call`);
+        }
+        await this.#sendDtmf(s.media.session, digits, opts ?? {});
+      },
+      onIncoming: (decide) => {
+        if (typeof decide !== "function") throw new TypeError("onIncoming needs a function (call) => decision");
+        this.#deciders.push(decide);
+        return () => {
+          const i = this.#deciders.lastIndexOf(decide);
+          if (i >= 0) this.#deciders.splice(i, 1);
+        };
+      },
+      onEvent: (listener) => {
+        if (typeof listener !== "function") throw new TypeError("onEvent needs a function (event) => void");
+        const l = (e: CallEvent) => listener(e);
+        this.#listeners.add(l);
+        return () => this.#listeners.delete(l);
+      },
+      session: (id) => {
+        const s = this.#byId.get(id);
+        if (!s || s.info.state !== "answered" || !s.media || s.media.session.closed) return undefined;
+        return s.media.session;
+      },
+    };
+  }
+
+  #notRinging(s: CallState, what: string): string {
+    const phase: CallPhase = s.info.state;
+    const side = s.info.direction === "in" ? "incoming" : "outgoing";
+    return `cannot ${what} call ${s.id}: it is an ${side} call, ${phase}` +
+      (s.info.direction === "in" && phase === "ringing" ? " and already being answered or rejected" : "") +
+      "; only a ringing incoming call waiting for a decision can be answered or rejected";
+  }
+
+  /** Sends DTMF (RFC 4733) in a call's session, through its `dtmf-sender` stage. */
+  async #sendDtmf(session: Session, digits: string, opts: { durationMs?: number; gapMs?: number }): Promise<void> {
+    await sendDtmf(session, digits, { duration: opts.durationMs, gap: opts.gapMs });
+  }
+
+  /** Places a call for the call service (role server). */
+  async #dial(target: string, opts: DialOptions = {}): Promise<CallInfo> {
+    const o = this.#o;
+    if (o.role !== "server") {
+      throw new Error(`dial: the sip control places calls on request in role "server" (this one is "${o.role}")`);
+    }
+    if (typeof target !== "string") throw new TypeError("dial: the target must be a string (a SIP URI or a number)");
+    const extra: Variables = {};
+    for (const [k, v] of Object.entries(opts.variables ?? {})) {
+      if (k in SIP_VARIABLES) {
+        throw new Error(`dial: variable "${k}" is the sip control's own (${SIP_VARIABLES[k]}); it cannot be set`);
+      }
+      if (!/^[A-Za-z_][A-Za-z0-9_.]*$/.test(k) || !["string", "number", "boolean"].includes(typeof v)) {
+        throw new Error(`dial: variables.${k}: expected a name and a string, number or boolean value`);
+      }
+      extra[k] = v;
+    }
+    const ringTimeout = opts.ringTimeout ?? o.ring_timeout;
+    if (!(ringTimeout > 0 && ringTimeout <= 3600)) {
+      throw new RangeError(`dial: ringTimeout must be 0 < s <= 3600, got ${opts.ringTimeout}`);
+    }
+    if (this.#stopped) throw new Error("dial: the sip control is not running");
+    await this.#ready.promise;
+    if (this.#stopped || this.#ctx.signal.aborted) throw new Error("dial: the sip control is stopping");
+    if (this.#active.size >= o.max_calls) {
+      throw new Error(`dial: ${this.#active.size} calls in progress, max_calls is ${o.max_calls}: try again later`);
+    }
+    const uri = dialTarget(target, {
+      registrar: o.registrar ? hostPortOf(o.registrar) : undefined,
+      proxy: o.outbound_proxy ? hostPortOf(o.outbound_proxy) : undefined,
+    });
+    const peerHost = this.#peerHost(uri);
+    if (peerHost === undefined) throw new Error(`dial: invalid SIP URI "${uri}": expected sip:user@host[:port]`);
+    const alloc = this.#allocate(peerHost);
+    const media = alloc.media;
+    const offer = createOffer({
+      address: alloc.address,
+      port: alloc.pair.rtpPort,
+      registry: this.#ctx.codecs,
+      codecs: this.#codecs,
+      ptime: o.ptime,
+      telephoneEvent: o.dtmf,
+    });
+    let call: OutgoingCall;
+    try {
+      call = this.#ua.invite(uri, { sdp: offer });
+    } catch (e) {
+      await media.stop();
+      throw new Error(`dial: cannot call ${uri}: ${errText(e)}`);
+    }
+    const state = this.#track(call, { media, extra });
+    this.#counts.dialed++;
+    let ring: Timer | undefined = this.#clock.after(ringTimeout * 1000, () => {
+      ring = undefined;
+      if (call.state === "calling") {
+        state.why = `no SIP response from ${formatHostPort(call.destination)} within ${ringTimeout} s`;
+        this.#log.info(`${state.why}: giving up`, { call: call.callId });
+        call.giveUp(state.why);
+      } else if (call.state === "proceeding") {
+        state.why = `no answer within ${ringTimeout} s`;
+        this.#log.info(`no answer within ${ringTimeout} s: sending CANCEL`, { call: call.callId });
+        call.cancel();
+      }
+    });
+    const n = ++this.#callN;
+    const placed = call.established.then(
+      () => {
+        ring?.cancel();
+        this.#answered(call, state);
+        state.starting = this.#startCallMedia(call, media, alloc, n);
+      },
+      () => ring?.cancel(),
+    ).then(() => state.finished);
+    this.#dialed.add(placed);
+    placed.finally(() => this.#dialed.delete(placed));
+    return this.#snapshot(state);
+  }
+
   // ---- media -------------------------------------------------------------------------------
 
   /** A session for a new call, with its RTP/RTCP port pair bound; and the address to put in our SDP. */
@@ -338,8 +785,13 @@ class SipController implements Controller {
   #variables(call: Call, pair: PortPair, address: string, m: NegotiatedAudio, n: number): Variables {
     const remoteHost = m.remoteAddress;
     const from = /sips?:([^@;>:]+)@/i.exec(call.remoteUri)?.[1] ?? "anonymous";
+    const state = this.#active.get(call);
+    const started = state?.info.startedAt ?? this.#wall();
     return {
-      "call.id": sanitizeFileComponent(call.callId),
+      ...state?.extra,
+      ...callTimeVariables(started),
+      "call.direction": call.direction === "incoming" ? "in" : "out",
+      "call.id": state?.id ?? sanitizeFileComponent(call.callId),
       "call.n": n,
       "call.from": sanitizeFileComponent(from),
       "local.bind": this.#o.bind,
@@ -354,6 +806,7 @@ class SipController implements Controller {
       "codec": m.codec,
       "payloadType": m.payloadType,
       "ptime": m.ptime,
+      "dtmf.payloadType": this.#o.dtmf ? m.dtmf?.payloadType ?? 0 : 0,
     };
   }
 
@@ -363,7 +816,7 @@ class SipController implements Controller {
     const state = this.#active.get(call);
     if (state) state.ptime = Number(vars.ptime);
     try {
-      for (const t of this.#ctx.templates) {
+      for (const t of this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates) {
         media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`, media.session));
       }
     } catch (e) {
@@ -376,8 +829,9 @@ class SipController implements Controller {
       return;
     }
     const m = vars;
+    const dtmf = m["dtmf.payloadType"] ? `, DTMF PT ${m["dtmf.payloadType"]}` : "";
     this.#log.info(
-      `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms), local ${m["local.address"]}:${
+      `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms)${dtmf}, local ${m["local.address"]}:${
         m["local.rtp_port"]
       }, remote ${m["remote.rtp"]}`,
       { call: call.callId },
@@ -417,10 +871,13 @@ class SipController implements Controller {
     p.finally(() => this.#hangups.delete(p));
   }
 
-  /** Waits for the call to end, stops its media, logs and records the summary. */
-  async #finish(call: Call): Promise<CallSummary> {
+  /** Waits for the call to end, stops its media, logs and records the summary, tells the call service's listeners. */
+  async #finish(call: Call, s: CallState): Promise<CallSummary> {
     const info = await call.ended;
-    const s: CallState = this.#active.get(call) ?? {};
+    s.limit?.cancel();
+    s.decide?.({ action: "reject" }); // nobody waits for a decision any more
+    s.accepted?.reject(new Error(`call ${s.id} ended (${info.by}: ${info.reason}) before it was answered`));
+    s.info.state = "ended"; // for the service at once; the ended event follows once the media has stopped
     await s.starting;
     const results = s.media ? await s.media.stop() : [];
     this.#active.delete(call);
@@ -436,6 +893,14 @@ class SipController implements Controller {
       ...(s.error ? { error: s.error } : {}),
     };
     for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error?.message;
+    const recordings: { path: string; seconds: number }[] = [];
+    for (const r of results) {
+      const sink = r.stats.at(-1)?.extra;
+      if (typeof sink?.path === "string" && typeof sink.duration_s === "number") {
+        recordings.push({ path: sink.path, seconds: Math.round(sink.duration_s * 1000) / 1000 });
+      }
+    }
+    if (recordings.length) summary.recordings = recordings;
     this.summaries.push(summary);
     while (this.summaries.length > this.#o.keep_summaries) this.summaries.shift();
     if (s.media && s.ptime) {
@@ -451,11 +916,24 @@ class SipController implements Controller {
     const lossPct = summary.packetsReceived + summary.lost > 0
       ? Math.round((summary.lost / (summary.packetsReceived + summary.lost)) * 1000) / 10
       : 0;
+    const files = recordings.map((r) => ` recording=${r.path} (${r.seconds} s)`).join("");
     this.#log.info(
       `call summary: duration=${summary.duration}s sent=${summary.packetsSent} received=${summary.packetsReceived} ` +
-        `lost=${summary.lost} (${lossPct}%) jitter=${summary.jitterMs}ms ended by ${summary.endedBy}: ${summary.reason}`,
+        `lost=${summary.lost} (${lossPct}%) jitter=${summary.jitterMs}ms ended by ${summary.endedBy}: ${summary.reason}` +
+        files,
       { call: call.callId },
     );
+    s.info.endedAt = this.#wall();
+    s.info.reason = `${info.by}: ${summary.reason}`;
+    if (info.status !== undefined) s.info.status = info.status;
+    if (s.media) s.info.stats = { ...s.media.session.stats };
+    this.#retire(s);
+    this.#emit(s, "ended", {
+      by: info.by,
+      reason: summary.reason,
+      ...(info.status !== undefined ? { status: info.status } : {}),
+      summary,
+    });
     return summary;
   }
 
@@ -465,13 +943,11 @@ class SipController implements Controller {
     const o = this.#o;
     // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise;
     // with an outbound proxy, the proxy is the peer.
-    const hostMatch = /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.to.replace(/^.*</, ""));
-    if (!hostMatch) return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
+    const peerHost = this.#peerHost(o.to);
+    if (peerHost === undefined) {
+      return { code: 2, reason: `invalid SIP URI "${o.to}": expected sip:user@host[:port]` };
+    }
     const target = o.to;
-    const proxyHost = o.outbound_proxy
-      ? /^(?:sips?:)?(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)/i.exec(o.outbound_proxy.trim())?.[1]
-      : undefined;
-    const peerHost = (proxyHost ?? hostMatch[1]).replace(/^\[|\]$/g, "");
     let alloc;
     try {
       alloc = this.#allocate(peerHost);
@@ -485,6 +961,7 @@ class SipController implements Controller {
       registry: this.#ctx.codecs,
       codecs: this.#codecs,
       ptime: o.ptime,
+      telephoneEvent: o.dtmf,
     });
     let call;
     try {
@@ -493,9 +970,8 @@ class SipController implements Controller {
       media.stop();
       return { code: 2, reason: `cannot call ${o.to}: ${errText(e)}` };
     }
-    const state: CallState = { media };
-    this.#active.set(call, state);
-    const finished = this.#finish(call);
+    const state = this.#track(call, { media });
+    const finished = state.finished!;
     let ring: Timer | undefined = this.#clock.after(o.ring_timeout * 1000, () => {
       ring = undefined;
       if (call.state === "calling") {
@@ -537,7 +1013,7 @@ class SipController implements Controller {
       } finally {
         ring?.cancel();
       }
-      state.answeredAt = this.#clock.now();
+      this.#answered(call, state);
       state.starting = this.#startCallMedia(call, media, alloc, ++this.#callN);
       const summary = await finished;
       if (interrupted()) {
@@ -561,19 +1037,20 @@ class SipController implements Controller {
     }
   }
 
-  // ---- callee ------------------------------------------------------------------------------
+  // ---- callee, server -----------------------------------------------------------------------
 
   async #runCallee(): Promise<ControlResult> {
     const o = this.#o;
     let answered = 0;
     let failures = 0;
     let finishedCalls = 0;
+    let refused = 0;
     const { promise: done, resolve: finish } = Promise.withResolvers<void>();
     const pending = new Set<Promise<unknown>>();
     const onAbort = () => {
-      for (const call of this.#active.keys()) {
-        this.#active.get(call)!.why = "interrupted";
-        call.hangup().catch(() => {});
+      for (const state of this.#active.values()) {
+        state.why = "interrupted";
+        this.#endCall(state);
       }
       finish();
     };
@@ -588,12 +1065,18 @@ class SipController implements Controller {
         call.reject(488, "Not Acceptable Here");
         return;
       }
+      if (this.#active.size >= o.max_calls) {
+        // With busy_status 503 the user agent refuses these before they get here, statelessly.
+        refused++;
+        this.#log.info(`${this.#active.size} calls in progress (max_calls): 486 Busy Here`, { call: call.callId });
+        call.reject(486, "Busy Here");
+        return;
+      }
       const n = ++this.#callN;
       answered++;
-      const state: CallState = {};
-      this.#active.set(call, state);
+      const state = this.#track(call, {});
       const p = this.#answer(call, state, n).then(async () => {
-        const summary = await this.#finish(call);
+        const summary = await state.finished!;
         if (summary.error) failures++;
         finishedCalls++;
         if (o.calls > 0 && finishedCalls >= o.calls) finish();
@@ -609,6 +1092,13 @@ class SipController implements Controller {
     try {
       await done;
       await Promise.allSettled([...pending]);
+      if (o.role === "server") {
+        const c = this.#counts;
+        this.#log.info(
+          `server stopped: ${answered} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
+            `${c.dialed} dialed (${c.out} answered), ${failures} failed`,
+        );
+      }
       if (failures > 0) return { code: 1, reason: `${failures} call(s) failed; see the log` };
       return { code: 0 };
     } finally {
@@ -616,12 +1106,58 @@ class SipController implements Controller {
     }
   }
 
+  /**
+   * What to do with an incoming call: the newest decider's answer (a `ring` waits for answer() or reject()), or,
+   * without a decider, an answer after `answer_after` s. Resolves with the decision, or undefined when the call
+   * ended first; an undecided call is refused with 480 after `ring_timeout` s.
+   */
+  async #decide(call: IncomingCall, state: CallState): Promise<IncomingDecision | undefined> {
+    const o = this.#o;
+    const decided = Promise.withResolvers<IncomingDecision>();
+    state.decide = (d) => {
+      state.decide = undefined;
+      decided.resolve(d);
+    };
+    const ended = call.ended.then(() => undefined);
+    const decider = this.#deciders.at(-1);
+    let timer: Timer | undefined;
+    if (decider) {
+      timer = this.#clock.after(o.ring_timeout * 1000, () => {
+        this.#log.info(`no decision within ring_timeout (${o.ring_timeout} s): 480`, { call: call.callId });
+        state.decide?.({ action: "reject", status: 480, reason: "Temporarily Unavailable" });
+      });
+      (async () => checkDecision(await decider(this.#snapshot(state))))().then(
+        (d) => {
+          if (d.action !== "ring") state.decide?.(d);
+        },
+        (e) => {
+          this.#log.error(`incoming-call decider failed: ${errText(e)}`, { call: call.callId });
+          state.decide?.({ action: "reject", status: 500, reason: "Server Internal Error" });
+        },
+      );
+    } else if (o.answer_after > 0) {
+      timer = this.#clock.after(o.answer_after * 1000, () => state.decide?.({ action: "answer" }));
+    } else {
+      state.decide({ action: "answer" });
+    }
+    try {
+      return await Promise.race([decided.promise, ended]);
+    } finally {
+      timer?.cancel();
+      state.decide = undefined;
+    }
+  }
+
   async #answer(call: IncomingCall, state: CallState, n: number): Promise<void> {
     const o = this.#o;
     call.ringing();
-    if (o.answer_after > 0) {
-      await Promise.race([this.#clock.sleep(o.answer_after * 1000), call.ended]);
-      if (call.state === "ended") return;
+    const decision = await this.#decide(call, state);
+    if (!decision || call.state === "ended") return;
+    if (decision.action === "reject") {
+      const status = decision.status ?? 486;
+      this.#log.info(`rejected: ${status}${decision.reason ? ` ${decision.reason}` : ""}`, { call: call.callId });
+      call.reject(status, decision.reason);
+      return;
     }
     let alloc;
     try {
@@ -639,6 +1175,7 @@ class SipController implements Controller {
         registry: this.#ctx.codecs,
         codecs: this.#codecs,
         ptime: o.ptime,
+        telephoneEvent: o.dtmf,
       });
     } catch (e) {
       await alloc.media.stop();
@@ -650,7 +1187,8 @@ class SipController implements Controller {
     const media = alloc.media;
     state.media = media;
     call.accept(answer);
-    state.answeredAt = this.#clock.now();
+    this.#answered(call, state);
+    state.accepted?.resolve();
     state.starting = this.#startCallMedia(call, media, alloc, n);
     await state.starting;
   }

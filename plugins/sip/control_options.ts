@@ -14,14 +14,17 @@ import { parsePortRange } from "../../core/net/ports.ts";
 
 /** One line for `--list-plugins`. */
 export const SIP_CONTROL_DESCRIPTION =
-  "SIP user agent over UDP: places or answers calls and runs the chains of each call";
+  "SIP user agent over UDP: places or answers calls (a call server: both) and runs the chains of each call";
 
 /** A comma-separated list of codec names (which names exist is checked against the registry). */
 const CODEC_LIST = /^\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*(,\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*)*$/;
 
 /** Options of the `sip` control plugin. */
 export const sipControlOptions = z.object({
-  role: z.enum(["caller", "callee"]).describe("caller places one call to `to`; callee answers incoming calls"),
+  role: z.enum(["caller", "callee", "server"]).describe(
+    "caller places one call to `to`; callee answers incoming calls; server answers incoming calls and places " +
+      "calls on request (the call service's dial)",
+  ),
   to: z.string().default("").describe("caller: the SIP URI to call, e.g. sip:bob@127.0.0.1:5062"),
   port: z.number().int().min(0).max(65535).default(5060).describe("local SIP port (0 = any free port)"),
   bind: z.string().min(1).default("127.0.0.1").describe("local address for SIP and RTP (0.0.0.0 or :: for all)"),
@@ -32,13 +35,32 @@ export const sipControlOptions = z.object({
         "(default: every registered codec, in registration order)",
     ),
   ptime: z.number().int().min(10).max(60).default(20).describe("packet time we ask to receive, in ms"),
-  ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
-    "caller: seconds without an answer before CANCEL",
+  dtmf: z.boolean().default(true).describe(
+    "offer and accept RFC 4733 telephone-event (DTMF 0-15) in SDP; the chains get its payload type as " +
+      "${dtmf.payloadType} (0 when the peer did not accept it, or with false)",
   ),
-  answer_after: z.number().min(0).max(3600).default(0).describe("callee: seconds of ringing (180) before answering"),
-  calls: z.number().int().min(0).default(0).describe("callee: exit after this many answered calls (0 = forever)"),
+  ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
+    "caller, dial: seconds without an answer before CANCEL; callee, server: seconds an incoming call left ringing " +
+      "by its decider rings before 480 Temporarily Unavailable",
+  ),
+  answer_after: z.number().min(0).max(3600).default(0).describe(
+    "callee, server: seconds of ringing (180) before answering (when no decider is set)",
+  ),
+  calls: z.number().int().min(0).default(0).describe(
+    "callee, server: exit after this many answered incoming calls (0 = forever)",
+  ),
   max_calls: z.number().int().min(1).max(10000).default(100).describe(
-    "callee: concurrent calls; more get 503 Service Unavailable with Retry-After",
+    "callee, server: concurrent calls (both directions); more incoming ones get busy_status, more dials fail",
+  ),
+  busy_status: z.union([z.literal(486), z.literal(503)]).default(503).describe(
+    "callee, server: the answer to an INVITE beyond max_calls: 503 Service Unavailable with Retry-After " +
+      "(stateless), or 486 Busy Here",
+  ),
+  max_duration: z.number().min(0).max(86400).default(0).describe(
+    "seconds after which an answered call is hung up (BYE); 0 = no limit",
+  ),
+  stats_interval: z.number().min(0).max(3600).default(5).describe(
+    "seconds between `stats` call events of each answered call (call service); 0 = none",
   ),
   overload_lag_ms: z.number().min(1).max(60000).default(500).describe(
     "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After",
@@ -101,6 +123,11 @@ export const SIP_VARIABLES: Record<string, string> = {
   "codec": "negotiated codec: the name of a registered codec (e.g. PCMU)",
   "payloadType": "negotiated RTP payload type",
   "ptime": "packet time the peer asked for, ms (what we send)",
+  "dtmf.payloadType": "negotiated RTP payload type of telephone-event (RFC 4733 DTMF), 0 when not negotiated",
+  "call.direction": "in (the peer called) or out (we called)",
+  "call.start": "when the call started (INVITE received or sent), local time, as YYYYMMDD-HHMMSS",
+  "date": "the call's start date, local time, as YYYY-MM-DD",
+  "time": "the call's start time, local time, as HH-MM-SS",
 };
 
 /** Validated options of the `sip` control plugin. */
@@ -139,5 +166,10 @@ function exampleCall(o: SipControlOptions, codec: CodecInfo | undefined): Variab
     "codec": codec?.name ?? "PCMU",
     "payloadType": typeof codec?.payloadType === "number" ? codec.payloadType : 96,
     "ptime": o.ptime,
+    "dtmf.payloadType": o.dtmf ? 101 : 0,
+    "call.direction": o.role === "caller" ? "out" : "in",
+    "call.start": "20260101-000000",
+    "date": "2026-01-01",
+    "time": "00-00-00",
   };
 }

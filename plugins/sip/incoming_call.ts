@@ -99,11 +99,14 @@ export class IncomingCall extends Call {
     this.#ctx.log.info("200 OK sent", this.fields);
   }
 
-  /** Rejects the call with a final status (default `486 Busy Here`; e.g. 488 for no common codec, 603 Decline). */
-  reject(status = 486, reason?: string): void {
+  /**
+   * Rejects the call with a final status (default `486 Busy Here`; e.g. 488 for no common codec, 603 Decline),
+   * with `headers` added to the response (e.g. `Proxy-Authenticate` on a 407, `Retry-After` on a 503).
+   */
+  reject(status = 486, reason?: string, headers: [string, string][] = []): void {
     if (this.state !== "incoming" && this.state !== "ringing") return;
     if (status < 300 || status > 699) throw new RangeError(`reject needs a 3xx–6xx status, got ${status}`);
-    this.#respond(status, reason);
+    this.#respond(status, reason, headers);
     const phrase = this.#tx.lastResponse?.reason ?? "";
     this.#ctx.log.info(`${status} ${phrase} sent`, this.fields);
     this.end({ by: "local", reason: `${status} ${phrase}`, status });

@@ -92,6 +92,7 @@ export {
 export {
   type Address,
   type DatagramTransport,
+  type SipMessageEvent,
   SipTransport,
   type SipTransportOptions,
   type SipTransportStats,

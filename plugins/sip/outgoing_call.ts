@@ -29,6 +29,16 @@ export interface InviteOptions {
   /** Extra headers for the INVITE. */
   headers?: [string, string][];
   /**
+   * The From value (name-addr without tag, e.g. `"Alice" <sip:alice@example.com>`) instead of the user agent's own
+   * identity: a B2BUA passes its caller's. A tag is added.
+   */
+  from?: string;
+  /**
+   * The Call-ID instead of a new, unique one. Only for tests of peers that reuse one: a Call-ID must be unique
+   * across calls (RFC 3261 §8.1.1.4).
+   */
+  callId?: string;
+  /**
    * Send to this address instead of the target URI's host:port (and instead of
    * the user agent's `outboundProxy`), without a Route header.
    */
@@ -68,6 +78,8 @@ export class OutgoingCall extends Call {
       allow: ctx.allowHeader,
       sdp: opts.sdp,
       headers: opts.headers,
+      from: opts.from,
+      callId: opts.callId,
     });
     const localTag = getFrom(invite).params.tag!;
     const from = invite.headers.get("From")!;

@@ -7,6 +7,12 @@
  * offer's payload types. A payload type without `a=rtpmap` is read as the
  * registry's static one.
  *
+ * DTMF (RFC 4733): with `telephoneEvent`, an offer adds `telephone-event` at
+ * the clock rate of each offered codec (`a=rtpmap:<pt> telephone-event/8000`,
+ * `a=fmtp:<pt> 0-15`) on a free dynamic payload type, and an answer accepts the
+ * offer's telephone-event of the chosen codec's clock rate, keeping its payload
+ * type. What was agreed is {@linkcode NegotiatedAudio}'s `dtmf`.
+ *
  * @example
  * ```ts
  * const offer = createOffer({ address: "127.0.0.1", port: 40000, registry: codecs, codecs: ["PCMU", "PCMA"] });
@@ -23,6 +29,11 @@ import { excerpt, isIpAddress } from "./syntax.ts";
 
 type SessionDescription = sdpTransform.SessionDescription;
 type MediaDescription = sdpTransform.MediaDescription;
+
+/** The encoding name of RFC 4733 events (the SIP library imports no other plugin: named here too). */
+const TELEPHONE_EVENT = "telephone-event";
+/** The events offered and accepted: the 16 DTMF events (RFC 4733 section 3.2). */
+const DTMF_EVENTS_FMTP = "0-15";
 
 /** First and last dynamic RTP payload type (RFC 3551 section 3). */
 const DYNAMIC_PT_FIRST = 96;
@@ -103,6 +114,11 @@ export interface OfferOptions {
   direction?: Direction;
   /** RTCP port to announce with `a=rtcp` (default: none, meaning port + 1). */
   rtcpPort?: number;
+  /**
+   * Offer (or accept, in an answer) RFC 4733 telephone events for DTMF (`telephone-event`, events 0-15) on a
+   * dynamic payload type (default false).
+   */
+  telephoneEvent?: boolean;
 }
 
 /** Media direction attribute. */
@@ -136,6 +152,11 @@ export interface NegotiatedAudio {
   direction: Direction;
   /** Address family of the connection address. */
   ipVersion: 4 | 6;
+  /**
+   * RFC 4733 telephone events (DTMF), when both sides listed `telephone-event` at the codec's clock rate: its
+   * payload type (as the SDP author signalled it) and clock rate. Absent when not negotiated.
+   */
+  dtmf?: { payloadType: number; clockRate: number };
 }
 
 function randomSessionId(): string {
@@ -166,19 +187,43 @@ function baseSession(opts: OfferOptions | AnswerOptions): SessionDescription {
   };
 }
 
-function audioMedia(opts: OfferOptions | AnswerOptions, codecs: { info: CodecInfo; pt: number }[]): MediaDescription {
+/** One payload type of an m-line we write: a codec, or telephone-event. */
+interface Payload {
+  name: string;
+  rate: number;
+  channels: number;
+  fmtp?: string;
+  pt: number;
+}
+
+function payloadOf(info: CodecInfo, pt: number): Payload {
+  return {
+    name: info.name,
+    rate: info.clockRate,
+    channels: info.channels,
+    ...(info.fmtp ? { fmtp: info.fmtp } : {}),
+    pt,
+  };
+}
+
+/** telephone-event at `rate`, on `pt`. */
+function telephoneEventPayload(rate: number, pt: number): Payload {
+  return { name: TELEPHONE_EVENT, rate, channels: 1, fmtp: DTMF_EVENTS_FMTP, pt };
+}
+
+function audioMedia(opts: OfferOptions | AnswerOptions, codecs: Payload[]): MediaDescription {
   const m: MediaDescription = {
     type: "audio",
     port: opts.port,
     protocol: "RTP/AVP",
     payloads: codecs.map((c) => c.pt).join(" "),
-    rtp: codecs.map(({ info, pt }) => ({
-      payload: pt,
-      codec: info.name,
-      rate: info.clockRate,
-      ...(info.channels > 1 ? { encoding: info.channels } : {}),
+    rtp: codecs.map((c) => ({
+      payload: c.pt,
+      codec: c.name,
+      rate: c.rate,
+      ...(c.channels > 1 ? { encoding: c.channels } : {}),
     })),
-    fmtp: codecs.filter((c) => c.info.fmtp).map(({ info, pt }) => ({ payload: pt, config: info.fmtp! })),
+    fmtp: codecs.filter((c) => c.fmtp).map((c) => ({ payload: c.pt, config: c.fmtp! })),
     ptime: opts.ptime ?? 20,
     direction: opts.direction ?? "sendrecv",
   };
@@ -192,18 +237,25 @@ function ourCodecs(registry: CodecRegistry, names: string[] | undefined): CodecI
   return names.map((n) => registry.require(n, "SDP"));
 }
 
-/** Payload types for an offer: the static ones, then the first free dynamic type for each dynamic codec. */
-function assignPayloadTypes(codecs: CodecInfo[]): { info: CodecInfo; pt: number }[] {
+/**
+ * Payload types for an offer: the static ones, then the first free dynamic type for each dynamic codec, then (with
+ * `telephoneEvent`) one for telephone-event at each clock rate of the codecs.
+ */
+function assignPayloadTypes(codecs: CodecInfo[], telephoneEvent: boolean): Payload[] {
   const used = new Set<number>();
   for (const c of codecs) if (typeof c.payloadType === "number") used.add(c.payloadType);
   let next = DYNAMIC_PT_FIRST;
-  return codecs.map((info) => {
-    if (typeof info.payloadType === "number") return { info, pt: info.payloadType };
+  const free = () => {
     while (used.has(next)) next++;
     if (next > DYNAMIC_PT_LAST) throw new SdpError(`too many codecs with dynamic payload types to offer`);
     used.add(next);
-    return { info, pt: next };
-  });
+    return next;
+  };
+  const out = codecs.map((info) => payloadOf(info, typeof info.payloadType === "number" ? info.payloadType : free()));
+  if (telephoneEvent) {
+    for (const rate of new Set(codecs.map((c) => c.clockRate))) out.push(telephoneEventPayload(rate, free()));
+  }
+  return out;
 }
 
 /**
@@ -220,7 +272,7 @@ export function createOffer(opts: OfferOptions): string {
   const codecs = ourCodecs(opts.registry, opts.codecs);
   if (codecs.length === 0) throw new SdpError("no codecs to offer");
   const s = baseSession(opts);
-  s.media.push(audioMedia(opts, assignPayloadTypes(codecs)));
+  s.media.push(audioMedia(opts, assignPayloadTypes(codecs, opts.telephoneEvent ?? false)));
   return sdpTransform.write(s);
 }
 
@@ -271,6 +323,16 @@ function parseSdp(text: string): SessionDescription {
   }
   if (!Array.isArray(s.media)) throw new SdpError("malformed SDP: no media", 400);
   return s;
+}
+
+/** The payload type `m` maps to telephone-event at clock rate `rate` (not `except`), if any. */
+function telephoneEventPt(m: MediaDescription, rate: number, except?: number): number | undefined {
+  for (const pt of payloadList(m)) {
+    if (pt === except) continue;
+    const map = m.rtp?.find((r) => r.payload === pt);
+    if (map && map.codec.toLowerCase() === TELEPHONE_EVENT && (map.rate ?? 8000) === rate) return pt;
+  }
+  return undefined;
 }
 
 /** Picks the first payload type of `m`, in its order, whose codec is among `known`. */
@@ -338,11 +400,10 @@ export function createAnswer(offer: string, opts: AnswerOptions): string {
       if (choice) {
         accepted = true;
         const offered = (m.direction ?? o.direction ?? "sendrecv") as Direction;
-        s.media.push(
-          audioMedia({ ...opts, direction: combine(offered, opts.direction ?? "sendrecv") }, [
-            { info: choice.codec.info!, pt: choice.pt },
-          ]),
-        );
+        const payloads = [payloadOf(choice.codec.info!, choice.pt)];
+        const te = opts.telephoneEvent ? telephoneEventPt(m, choice.codec.rate, choice.pt) : undefined;
+        if (te !== undefined) payloads.push(telephoneEventPayload(choice.codec.rate, te));
+        s.media.push(audioMedia({ ...opts, direction: combine(offered, opts.direction ?? "sendrecv") }, payloads));
         continue;
       }
     }
@@ -369,6 +430,7 @@ function readAudio(
   s: SessionDescription,
   known: Known[],
   fallback: (pt: number) => PayloadDesc | undefined,
+  teRates?: Set<number>,
 ): NegotiatedAudio {
   const audio = s.media.filter((m) => m.type === "audio");
   if (audio.length === 0) throw new SdpError("no audio stream in SDP");
@@ -387,6 +449,8 @@ function readAudio(
         488,
       );
     }
+    const rate = choice.codec.rate;
+    const te = !teRates || teRates.has(rate) ? telephoneEventPt(m, rate, choice.pt) : undefined;
     return {
       remoteAddress: address,
       remotePort: m.port,
@@ -398,6 +462,7 @@ function readAudio(
       ptime: m.ptime ?? 20,
       direction: (m.direction ?? s.direction ?? "sendrecv") as Direction,
       ipVersion: conn.version === 6 || address.includes(":") ? 6 : 4,
+      ...(te !== undefined ? { dtmf: { payloadType: te, clockRate: rate } } : {}),
     };
   }
   throw new NoCommonCodecError(offeredNames(s, fallback), known.map((k) => k.name));
@@ -440,7 +505,9 @@ export const parseAnswer: (sdp: string, opts: NegotiatedOptions) => NegotiatedAu
  * the answer, whose first codec wins; for the callee our answer lists one codec).
  * Our codecs are the ones `localSdp` lists; a payload type the remote SDP does
  * not map is read as the one our SDP maps (an answer keeps the offer's types),
- * else as the registry's static type. Throws like {@linkcode negotiated}.
+ * else as the registry's static type. `dtmf` is set when both SDPs list
+ * telephone-event at the codec's clock rate (its payload type as the remote SDP
+ * signals it). Throws like {@linkcode negotiated}.
  *
  * @example
  * ```ts
@@ -459,11 +526,16 @@ export function agreedMedia(
   const local = parseSdp(localSdp);
   const ours = local.media.find((m) => m.type === "audio" && m.port !== 0);
   const known: Known[] = [];
+  const teRates = new Set<number>(); // telephone-event clock rates our SDP lists
   const localFallback = staticTypes(registry);
   if (ours) {
     for (const pt of payloadList(ours)) {
       const d = describePt(ours, pt, localFallback);
       if (!d || d.rate === undefined || match(d, known)) continue;
+      if (d.name.toLowerCase() === TELEPHONE_EVENT) {
+        teRates.add(d.rate);
+        continue;
+      }
       if (only && !only.includes(d.name.toLowerCase())) continue;
       const info = registry?.get(d.name);
       if (registry && (!info || info.clockRate !== d.rate || info.channels !== d.channels)) continue;
@@ -472,5 +544,5 @@ export function agreedMedia(
   }
   if (known.length === 0) throw new SdpError("our SDP has no usable audio stream");
   const fallback = (pt: number) => (ours ? describePt(ours, pt, localFallback) : undefined) ?? localFallback(pt);
-  return readAudio(parseSdp(remoteSdp), known, fallback);
+  return readAudio(parseSdp(remoteSdp), known, fallback, teRates);
 }

@@ -62,6 +62,18 @@ export interface SipTransportStats {
   sendErrors: number;
 }
 
+/** One SIP message sent or received, as {@linkcode SipTransport.onMessage} reports it. */
+export interface SipMessageEvent {
+  /** `sent` by us or `received` from the peer. */
+  direction: "sent" | "received";
+  /** The parsed message (do not modify it). */
+  message: SipRequest | SipResponse;
+  /** The peer's address: where it came from, or where it is sent. */
+  remote: Address;
+  /** True when the same message object was sent before (a retransmission by a transaction timer). */
+  retransmission: boolean;
+}
+
 /** Options of {@linkcode SipTransport}. */
 export interface SipTransportOptions {
   /** The datagram transport. */
@@ -84,6 +96,8 @@ export interface SipTransportOptions {
    * never be looked up because of a bug that lets one through from the network.
    */
   resolveNames?: boolean;
+  /** See {@linkcode SipTransport.onMessage}. */
+  onMessage?: (e: SipMessageEvent) => void;
 }
 
 /**
@@ -129,6 +143,15 @@ export class SipTransport {
    * Deno 2.9.6, Linux), so there a dead destination shows only as silence.
    */
   onUnreachable: (to: Address) => void = () => {};
+  /**
+   * Called with each well-formed message received (before it is handled) and
+   * each message sent (as it is handed to the socket), e.g. to draw a call's
+   * message ladder. Malformed datagrams and keep-alives are not reported. An
+   * exception it throws is ignored.
+   */
+  onMessage: ((e: SipMessageEvent) => void) | undefined;
+  /** Requests sent at least once, to tell retransmissions. */
+  readonly #sentRequests = new WeakSet<SipRequest>();
   /** Counters. */
   readonly stats: SipTransportStats = {
     received: 0,
@@ -154,6 +177,7 @@ export class SipTransport {
     this.#now = opts.now ?? (() => performance.now());
     this.#logLimit = opts.malformedLogLimit ?? 20;
     this.#resolveNames = opts.resolveNames ?? false;
+    this.onMessage = opts.onMessage;
     this.#unlisten = this.#dgram.listen((data, from) => this.receive(data, from), {
       maxSize: this.#parse.maxSize ?? 65535,
       onOversize: (from) => {
@@ -195,6 +219,7 @@ export class SipTransport {
       if (msg.kind === "request") {
         stampVia(msg.headers, from);
         this.stats.requests++;
+        if (this.onMessage) this.#observe("received", msg, from, false);
         this.onRequest(msg, from);
       } else {
         if (msg.headers.getAll("Via").length > 1) {
@@ -203,6 +228,7 @@ export class SipTransport {
           return;
         }
         this.stats.responses++;
+        if (this.onMessage) this.#observe("received", msg, from, false);
         this.onResponse(msg, from);
       }
     } catch (e) {
@@ -260,7 +286,20 @@ export class SipTransport {
 
   /** Sends a request to `to`. Rejects on a socket error. */
   async sendRequest(req: SipRequest, to: Address): Promise<void> {
+    if (this.onMessage) {
+      const again = this.#sentRequests.has(req);
+      if (!again) this.#sentRequests.add(req);
+      this.#observe("sent", req, to, again);
+    }
     await this.#sendTo(serializeMessage(req), to, true);
+  }
+
+  #observe(direction: "sent" | "received", message: SipRequest | SipResponse, remote: Address, again: boolean) {
+    try {
+      this.onMessage?.({ direction, message, remote, retransmission: again });
+    } catch {
+      // An observer must never break signalling.
+    }
   }
 
   /**
@@ -273,10 +312,12 @@ export class SipTransport {
    */
   async sendResponse(res: SipResponse): Promise<void> {
     let w = this.#wire.get(res);
+    const again = w !== undefined;
     if (!w) {
       w = { data: serializeMessage(res), to: responseTarget(topVia(res)) };
       this.#wire.set(res, w);
     }
+    if (this.onMessage) this.#observe("sent", res, w.to, again);
     await this.#sendTo(w.data, w.to, true);
   }
 

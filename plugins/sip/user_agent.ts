@@ -49,7 +49,13 @@ import type { ParseOptions, SipResponse } from "./message.ts";
 import { type InviteOptions, OutgoingCall } from "./outgoing_call.ts";
 import type { RegisterOptions, RegistrarHandler, Registration } from "./register.ts";
 import { type TimerSettings, TransactionLayer } from "./transaction.ts";
-import { type Address, type DatagramTransport, SipTransport, type SipTransportStats } from "./transport.ts";
+import {
+  type Address,
+  type DatagramTransport,
+  type SipMessageEvent,
+  SipTransport,
+  type SipTransportStats,
+} from "./transport.ts";
 import type { Network } from "../../core/net/datagram.ts";
 import { udpNetwork } from "../../core/net/udp.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
@@ -118,6 +124,12 @@ export interface SipUserAgentOptions {
    */
   trace?: SipTracer;
   /**
+   * Receives every well-formed SIP message sent and received, parsed, with the
+   * peer's address (see `SipTransport.onMessage`): what a call's message ladder
+   * is drawn from.
+   */
+  onMessage?: (e: SipMessageEvent) => void;
+  /**
    * Overload protection (default: on, with its defaults): above an event-loop
    * lag, a number of server transactions or of calls, new INVITEs get
    * `503 Service Unavailable` with `Retry-After`, sent statelessly (a refused
@@ -137,6 +149,15 @@ export interface SipUserAgentOptions {
    * the peer's messages came from.
    */
   resolveNames?: boolean;
+  /**
+   * Send in-dialog requests (ACK for a 2xx, BYE, re-INVITE) to the address the
+   * peer's dialog-forming message came from (its INVITE, or its 2xx), not to
+   * its Contact (default false). A server whose peers are phones behind NAT
+   * needs this: their Contact names a private address, while their messages
+   * arrive from the NAT's public one (what Kamailio's `fix_nated_contact`
+   * does). Responses always go to the request's source.
+   */
+  dialogToSource?: boolean;
 }
 
 /** What a user agent holds now: its tables and load (see {@linkcode SipUserAgent.usage}). */
@@ -206,6 +227,7 @@ export class SipUserAgent {
       log,
       parse: opts.parse,
       resolveNames: opts.resolveNames,
+      onMessage: opts.onMessage,
     });
     const clock = opts.clock ?? mediaClock();
     const layer = new TransactionLayer({
@@ -238,6 +260,7 @@ export class SipUserAgent {
       outbound,
       overload,
       resolveNames: opts.resolveNames,
+      dialogToSource: opts.dialogToSource,
     });
     if (outbound) this.#ctx.checkDestination(outbound.address); // an outbound proxy named by a host name
     this.#dispatcher = new Dispatcher(this.#ctx, (call) => {

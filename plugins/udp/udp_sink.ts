@@ -10,6 +10,9 @@
  * process's media clock shared by all streams, never a timer per stream. A
  * timestamp jump or a stall of more than `resync_ms` restarts the timeline at
  * the current packet (counted in `resyncs`), and an SSRC change restarts it too.
+ * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
+ * carries its event's start as timestamp: it goes out right after the packet
+ * before it and leaves the timeline alone.
  *
  * **Backpressure.** The sink keeps a short queue: `write()` returns false once
  * the queue reaches `queue_ms` of packets ahead of now (high water), and
@@ -38,6 +41,7 @@ import type { Timer } from "../../core/clock.ts";
 import type { Frame, RtpFrame } from "../../core/frame.ts";
 import { definePlugin, type RunContext, type SinkStage } from "../../core/stage.ts";
 import { serializeRtp } from "../rtp/header.ts";
+import { isTelephoneEvent } from "../rtp/telephone_event.ts";
 import {
   formatHostPort,
   type HostPort,
@@ -298,6 +302,9 @@ export class UdpSinkStage implements SinkStage {
 
   #dueTime(frame: Frame, now: number): number {
     let due: number;
+    if (frame.kind === "rtp" && this.#anchored && frame.ssrc === this.#ssrc && isTelephoneEvent(frame)) {
+      return Math.max(this.#lastDue, this.#anchorTime);
+    }
     if (frame.kind === "rtp") {
       const f = frame as RtpFrame;
       const ts = f.timestamp >>> 0;

@@ -3,8 +3,9 @@
  *
  * The socket is bound when the stage is created, so the port is known (stats
  * `port`, event `listening`) before the pipeline starts, and a port in use is a
- * build error. Once the peer is known (the `peer` option, or learned from the
- * first datagram with `learn_peer`), datagrams from any other address or port
+ * build error. Once the peer is known (the `peer` option, or learned with
+ * `learn_peer` once one sender has sent `learn_after` datagrams in a row: RFC
+ * 3550's probation, so one forged datagram cannot capture the stream), datagrams from any other address or port
  * are dropped and counted (`foreign_dropped`): nobody else can inject media. A
  * `timeout` without datagrams ends the source, so the pipeline reaches end of
  * stream and its sinks finalize (a WAV header is written), after a `timeout`
@@ -42,6 +43,7 @@ import { parsePortRange } from "../../core/net/ports.ts";
 
 const hostPort = (what: string) =>
   z.string().superRefine((v, c) => {
+    if (v === "") return; // none (a pipeline file's parameter left empty)
     const p = hostPortProblem(v);
     if (p) c.addIssue({ code: "custom", message: `${what}: ${p}` });
   });
@@ -61,11 +63,16 @@ export const udpSourceOptions = z.strictObject({
   ),
   peer: hostPort("peer").optional().describe(
     'Expected sender "host:port" (IPv6 as "[::1]:4000"; port 0 = any port of that host). Datagrams from ' +
-      "anyone else are dropped and counted. Default: none, see learn_peer.",
+      "anyone else are dropped and counted. Default (or an empty string): none, see learn_peer.",
   ),
   learn_peer: z.boolean().default(true).describe(
-    "Without a peer (or with peer port 0): take the sender of the first datagram as the peer and drop " +
-      "datagrams from anyone else afterwards. Default true; false accepts every sender.",
+    "Without a peer: latch to the first sender heard learn_after times in a row (datagrams from every sender are " +
+      "passed on until then) and drop datagrams from anyone else afterwards; with peer port 0: take the port of " +
+      "that host's first datagram. Default true; false accepts every sender.",
+  ),
+  learn_after: z.number().int().min(1).max(1000).default(2).describe(
+    "Probation: consecutive datagrams from one sender, with none from anyone else between them, before it is " +
+      "latched to, 1..1000. Default 2 (a single forged datagram cannot capture the stream).",
   ),
   timeout: z.number().min(0).max(86400).default(0).describe(
     'Seconds without a datagram after which the source ends with a "timeout" event (0..86400; counted ' +
@@ -100,15 +107,22 @@ export const udpSource = definePlugin({
     const timeoutMs = opts.timeout * 1000;
     let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
     let lastArrival: number | undefined;
+    /** Without a peer: the sender on probation and how many datagrams in a row came from it. */
+    let candidate: HostPort | undefined;
+    let candidateRun = 0;
     let stopListening: (() => void) | undefined;
 
     return {
       plan: () =>
         `receives on ${
           opts.port ? formatHostPort({ hostname: sock.hostname, port: opts.port }) : `a port of ${opts.port_range}`
-        }${peer ? ` from ${formatHostPort(peer)} only` : ""}${
-          opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""
-        }`,
+        }${
+          peer
+            ? ` from ${formatHostPort(peer)} only`
+            : opts.learn_peer
+            ? `, latches to the first sender heard ${opts.learn_after} time(s) in a row`
+            : ", from anyone"
+        }${opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""}`,
       stats: () => ({
         bind: sock.hostname,
         port: sock.port,
@@ -179,9 +193,20 @@ export const udpSource = definePlugin({
                 ctx.event("peer", { address: formatHostPort(remote), learned: true });
               }
             } else if (opts.learn_peer) {
-              peer = remote;
-              ctx.log.info(`peer learned: ${formatHostPort(remote)}`);
-              ctx.event("peer", { address: formatHostPort(remote), learned: true });
+              if (candidate && sameAddress(candidate, remote)) candidateRun++;
+              else {
+                candidate = remote;
+                candidateRun = 1;
+              }
+              if (candidateRun >= opts.learn_after) {
+                peer = remote;
+                candidate = undefined;
+                ctx.log.info(
+                  `latched to ${formatHostPort(remote)} after ${candidateRun} consecutive datagram(s); ` +
+                    "datagrams from anyone else are dropped from now on",
+                );
+                ctx.event("peer", { address: formatHostPort(remote), learned: true });
+              }
             }
             const arrival = clock.now();
             lastArrival = arrival;

@@ -16,7 +16,7 @@ import { MAX_RIFF_SIZE, wavHeader, type WavHeaderSpec } from "./wav_format.ts";
 /** Options of `wav-sink`. */
 export const wavSinkOptions = z.object({
   path: pathOption().describe(
-    "WAV file to write (created or replaced when the chain starts; parent directories are created); relative to " +
+    "WAV file to write (created when the chain starts, see if_exists; parent directories are created); relative to " +
       "the pipeline file's directory (a --set value: to the working directory)",
   ),
   format: z.enum(["pcm16", "g711"]).default("pcm16").describe(
@@ -24,6 +24,10 @@ export const wavSinkOptions = z.object({
   ),
   header_interval_ms: z.number().int().min(100).max(60000).default(1000).describe(
     "How often buffered audio is written and the header sizes updated, so a killed process leaves a playable file (ms)",
+  ),
+  if_exists: z.enum(["replace", "number"]).default("replace").describe(
+    'When the file exists: "replace" it (the default), or "number": write NAME-2.wav (-3, ...) instead, never ' +
+      "touching an existing file (call recordings: two calls with the same Call-ID get two files)",
   ),
   max_gap_ms: z.number().int().min(0).max(3_600_000).default(10000).describe(
     "A forward jump in pts up to this long is filled with silence; a larger jump either way starts a new timeline written back to back (ms; 0 = never fill)",
@@ -126,7 +130,7 @@ async function checkWritablePath(path: string): Promise<void> {
 }
 
 class WavSink implements SinkStage {
-  readonly #path: string;
+  #path: string;
   readonly #opts: Options;
   readonly #log: Logger;
   // Format: what negotiation said, completed by the first frame.
@@ -200,11 +204,38 @@ class WavSink implements SinkStage {
     return undefined;
   }
 
+  /**
+   * Creates the path, or NAME-2.ext, NAME-3.ext ... when it exists (exclusive creation: two sinks starting at once
+   * never share a file), and remembers the name taken.
+   */
+  async #openNumbered(): Promise<Deno.FsFile> {
+    const base = this.#path;
+    const dot = base.lastIndexOf(".");
+    const stem = dot > base.lastIndexOf("/") ? base.slice(0, dot) : base;
+    const ext = dot > base.lastIndexOf("/") ? base.slice(dot) : "";
+    for (let k = 1; k <= 10_000; k++) {
+      const path = k === 1 ? base : `${stem}-${k}${ext}`;
+      try {
+        const file = await Deno.open(path, { write: true, createNew: true });
+        if (k > 1) this.#log.info(`wav-sink: ${base} exists: recording to ${path}`);
+        this.#path = path;
+        return file;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      }
+    }
+    throw new Error(`${base} and 10 000 numbered variants exist; clean the directory or choose another path`);
+  }
+
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
     try {
       await Deno.mkdir(dirname(this.#path), { recursive: true });
-      this.#file = await Deno.open(this.#path, { write: true, create: true, truncate: true });
+      if (this.#opts.if_exists === "replace") {
+        this.#file = await Deno.open(this.#path, { write: true, create: true, truncate: true });
+      } else {
+        this.#file = await this.#openNumbered();
+      }
     } catch (e) {
       throw new Error(`wav-sink: ${this.#path}: cannot create: ${e instanceof Error ? e.message : e}`);
     }

@@ -1,0 +1,233 @@
+/**
+ * The call server under load: `--calls` (200) concurrent sipp calls into `pipelines/server.json` (greeting on, every
+ * caller recorded), each streaming `--seconds` (20) of 20 ms PCMU with sipp's `rtp_stream`
+ * (`tests/fixtures/sipp/uac_pcmu_stream.xml`: INVITE / 200 / ACK, the audio, a pause a little longer than it, BYE),
+ * started at `--rate` calls per second, all up at once.
+ *
+ * Figures, printed at the end:
+ * - calls completed (sipp's successful calls; failed ones) and the server's call summaries;
+ * - RTP received and lost, from the server's summaries (what its receivers counted);
+ * - recordings complete: each recording checked against the audio sipp sent with
+ *   `/work/shared/tools/frames_found.py` (every 20 ms frame, sample-exact, in order), the number that hold every
+ *   frame, the lowest fraction, and the timeline shifts found (`stereo`: the left channel, the caller; `mixed` is
+ *   not checked: the caller is summed with the greeting);
+ * - the server process's CPU time over the run (user + system, from /proc) and its peak resident memory.
+ *
+ * Run: `deno run -A bench/server_bench.ts [--calls 200] [--seconds 20] [--rate 20] [--record-mode caller]
+ * [--keep]` (needs sipp and python3; `--keep` leaves the temporary directory with the recordings and logs).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  type BoundedProcess,
+  freePortPair,
+  freeUdpPort,
+  g711Audio,
+  readSippStats,
+  requireTool,
+  scenarioPath,
+  sippCounter,
+  sippErrors,
+  spawnBounded,
+  spawnSipp,
+} from "../tests/sip_util.ts";
+import { readWav, writeWav } from "../tests/media_util.ts";
+import { repoPath } from "../tests/util.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    calls: { type: "string", default: "200" },
+    seconds: { type: "string", default: "20" },
+    rate: { type: "string", default: "20" },
+    "record-mode": { type: "string", default: "caller" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const CALLS = Number(args.calls);
+const SECONDS = Number(args.seconds);
+const RATE = Number(args.rate);
+const FRAMES_FOUND = "/work/shared/tools/frames_found.py";
+
+/** utime + stime of a process, in seconds (Linux /proc). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
+}
+
+/** Peak resident memory of a process, MB. */
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+/** The machine's load: 1-minute load average and CPU pressure (share of time runnable tasks waited, avg10). */
+async function load(): Promise<string> {
+  const avg = (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).split(" ")[0];
+  const psi = await Deno.readTextFile("/proc/pressure/cpu").catch(() => "");
+  const some = /some avg10=([\d.]+)/.exec(psi)?.[1];
+  return `load ${avg}${some !== undefined ? `, CPU pressure ${some} %` : ""}`;
+}
+
+interface Summary {
+  received: number;
+  lost: number;
+  recording?: string;
+  endedBy: string;
+}
+
+function summaries(text: string): Summary[] {
+  return text.split("\n").filter((l) => l.includes("call summary:")).map((l) => ({
+    received: Number(/ received=(\d+)/.exec(l)?.[1] ?? 0),
+    lost: Number(/ lost=(\d+)/.exec(l)?.[1] ?? 0),
+    recording: / recording=(\S+) /.exec(l)?.[1],
+    endedBy: /ended by (.*?)(?: recording=| call=|$)/.exec(l)?.[1] ?? "?",
+  }));
+}
+
+/**
+ * Runs frames_found.py on one recording: `{ found, total, shifts }`. A stereo recording is checked on its left
+ * channel (the caller), written to a mono WAV beside it.
+ */
+async function framesFound(ref: string, rec: string): Promise<{ found: number; total: number; shifts: number }> {
+  const wav = await readWav(rec);
+  if (wav.channels === 2) {
+    const left = wav.samples.filter((_, i) => i % 2 === 0);
+    rec = `${rec}.left.wav`;
+    await writeWav(rec, left, wav.sampleRate);
+  }
+  const out = await new Deno.Command("python3", { args: [FRAMES_FOUND, ref, rec], stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const m = /shifts=(\d+) .*frames_found=(\d+)\/(\d+)/.exec(text);
+  if (!m) throw new Error(`frames_found.py ${rec}: ${text.trim()}`);
+  return { shifts: Number(m[1]), found: Number(m[2]), total: Number(m[3]) };
+}
+
+async function main(): Promise<void> {
+  await requireTool("sipp");
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-server-bench-" });
+  let server: BoundedProcess | undefined;
+  try {
+    // What every caller sends: SECONDS of speech-like µ-law (raw payload bytes for sipp), and its decoding.
+    const audio = g711Audio("PCMU", SECONDS);
+    await Deno.writeFile(`${dir}/voxpipe_pcmu.raw`, audio.bytes);
+    await writeWav(`${dir}/sent.wav`, audio.samples, 8000);
+    const port = freeUdpPort();
+    server = spawnBounded(Deno.execPath(), [
+      "run",
+      "-A",
+      repoPath("mod.ts"),
+      "--pipeline",
+      repoPath("pipelines/server.json"),
+      "--set",
+      `port=${port}`,
+      "--set",
+      `greeting=${repoPath("examples/audio/hello.wav")}`,
+      "--set",
+      `record=${dir}/rec/\${call.id}.wav`,
+      "--set",
+      `record_mode=${args["record-mode"]}`,
+      "--set",
+      `max_calls=${CALLS + 50}`,
+      "--set",
+      "rtp_ports=40000-44999",
+      "--set",
+      "rtp_timeout=15",
+      "--log-file",
+      `${dir}/server.log`,
+    ], { cwd: repoPath("."), timeoutMs: (CALLS / RATE + SECONDS + 180) * 1000, stopSignal: "SIGINT" });
+    await server.waitForOutput(/\[SIP\] listening on udp/, 30_000);
+    const pid = server.pid; // `deno run` runs the CLI in its own process
+    const cpu0 = await cpuSeconds(pid);
+    const t0 = performance.now();
+    console.log(
+      `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
+    );
+    const sipp = spawnSipp([
+      "-sf",
+      scenarioPath("uac_pcmu_stream.xml"),
+      "-i",
+      "127.0.0.1",
+      "-mi",
+      "127.0.0.1",
+      "-p",
+      String(freeUdpPort()),
+      "-mp",
+      String(freePortPair("127.0.0.1", 4)),
+      "-s",
+      "bench",
+      "-m",
+      String(CALLS),
+      "-l",
+      String(CALLS),
+      "-r",
+      String(RATE),
+      "-d",
+      String(SECONDS * 1000 + 1500),
+      `127.0.0.1:${port}`,
+    ], { cwd: dir, timeoutMs: (CALLS / RATE + SECONDS + 120) * 1000 });
+    const sr = await sipp.result;
+    const loadAfter = await load();
+    const stats = await readSippStats(`${dir}/stats.csv`);
+    // Every call's summary is logged once its media has stopped.
+    const deadline = Date.now() + 30_000;
+    while (summaries(server.output()).length < CALLS && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const cpu1 = await cpuSeconds(pid);
+    const rss = await peakRssMb(pid);
+    const wall = (performance.now() - t0) / 1000;
+    server.kill("SIGINT");
+    const rs = await server.result;
+    const sums = summaries(rs.stderr);
+    const received = sums.reduce((n, s) => n + s.received, 0);
+    const lost = sums.reduce((n, s) => n + s.lost, 0);
+    const sent = CALLS * (audio.bytes.length / 160);
+    let complete = 0, worst = 1, shifts = 0, checked = 0;
+    // A mixed recording sums the caller and the greeting: its frames are not the caller's; it is not checked.
+    const recs = args["record-mode"] === "mixed"
+      ? []
+      : sums.map((s) => s.recording).filter((r): r is string => r !== undefined);
+    for (let i = 0; i < recs.length; i += 4) {
+      const batch = await Promise.all(recs.slice(i, i + 4).map((r) => framesFound(`${dir}/sent.wav`, r)));
+      for (const f of batch) {
+        checked++;
+        if (f.found === f.total) complete++;
+        worst = Math.min(worst, f.found / f.total);
+        shifts += f.shifts;
+      }
+    }
+    const errors = sippErrors(dir);
+    console.log(`sipp exit ${sr.code}${errors ? `; sipp errors: ${errors.slice(0, 400)}` : ""}`);
+    console.log(
+      `calls: ${sippCounter(stats, "SuccessfulCall(C)")} of ${CALLS} completed, ` +
+        `${sippCounter(stats, "FailedCall(C)")} failed (sipp); server summaries ${sums.length} ` +
+        `(${sums.filter((s) => s.endedBy === "remote: BYE").length} ended by the caller's BYE)`,
+    );
+    console.log(
+      `RTP: ${received} packets received of ${sent} sent, ${lost} lost (${
+        (100 * lost / Math.max(1, received + lost))
+          .toFixed(3)
+      } %), from the server's summaries`,
+    );
+    console.log(
+      `recordings: ${complete} of ${checked} complete (every 20 ms frame sipp sent, sample-exact, in order; ` +
+        `frames_found.py); lowest fraction ${worst.toFixed(4)}; timeline shifts ${shifts}`,
+    );
+    console.log(
+      `server: CPU ${(cpu1 - cpu0).toFixed(1)} s over ${wall.toFixed(1)} s (${
+        (100 * (cpu1 - cpu0) / wall).toFixed(0)
+      } % of a core), peak RSS ${rss.toFixed(0)} MB; exit ${rs.code}; at the end: ${loadAfter}`,
+    );
+  } finally {
+    server?.kill("SIGINT");
+    await server?.result;
+    if (args.keep) console.log(`kept ${dir}`);
+    else await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,287 @@
+/**
+ * The `console` service: an HTTP server (`Deno.serve`, loopback by default)
+ * that serves the browser console (static files of `static/`, uPlot from
+ * node_modules: no build step, no CDN), the page's WebSocket (protocol.ts)
+ * and the audio upload, over a {@linkcode ConsoleHub} that follows the
+ * control plugin's calls.
+ *
+ * HTTP:
+ * - `GET /` the page; `GET /<file>` its files; `GET /vendor/uplot.js`, `/vendor/uplot.css` the chart library;
+ * - `GET /ws` the WebSocket;
+ * - `GET /api/files` the audio files (`{ files }`);
+ * - `POST /api/upload?name=<file name>` with the file as the body: stored and checked like `file-source` reads it;
+ *   `200 { file }`, or `400 { error }` saying why it cannot be played (the file is then deleted).
+ *
+ * With a `token`, `/ws` and `/api/*` need `?token=`; requests from a page of another origin are refused (a
+ * loopback service is reachable from any site a browser visits).
+ *
+ * @module
+ */
+import { dirname, extname, join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import type { Service, ServiceContext } from "../../core/control.ts";
+import { canonicalHost, formatHostPort } from "../../core/net/address.ts";
+import { AudioLibrary } from "./files.ts";
+import { ConsoleHub } from "./hub.ts";
+import type { ConsoleOptions } from "./options.ts";
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+};
+
+/** A page's WebSocket stops getting audio while this much is queued to it (bytes). */
+const AUDIO_BACKLOG = 256 * 1024;
+
+/** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = canonicalHost(host);
+  return h === "localhost" || h === "::1" || /^127\./.test(h);
+}
+
+/** The static files of the page, and uPlot's, by URL path: read once at start. */
+async function loadFiles(): Promise<Map<string, { body: Uint8Array<ArrayBuffer>; type: string }>> {
+  const files = new Map<string, { body: Uint8Array<ArrayBuffer>; type: string }>();
+  const dir = new URL("./static/", import.meta.url);
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.isFile || e.name.startsWith(".")) continue;
+    const type = TYPES[extname(e.name)];
+    if (type) files.set(`/${e.name}`, { body: await Deno.readFile(new URL(e.name, dir)), type });
+  }
+  const index = files.get("/index.html");
+  if (!index) throw new Error(`the console's page is missing (${dir.pathname}index.html)`);
+  files.set("/", index);
+  const uplot = uplotDir();
+  files.set("/vendor/uplot.js", { body: await Deno.readFile(join(uplot, "uPlot.iife.min.js")), type: TYPES[".js"] });
+  files.set("/vendor/uplot.css", { body: await Deno.readFile(join(uplot, "uPlot.min.css")), type: TYPES[".css"] });
+  return files;
+}
+
+/** The folder of uPlot's built files in node_modules; throws saying how to install it. */
+function uplotDir(): string {
+  const tries: string[] = [];
+  try {
+    const url = import.meta.resolve("uplot");
+    if (url.startsWith("file:")) return dirname(new URL(url).pathname);
+    tries.push(url);
+  } catch (e) {
+    tries.push(e instanceof Error ? e.message : String(e));
+  }
+  try {
+    return dirname(createRequire(import.meta.url).resolve("uplot/dist/uPlot.iife.min.js"));
+  } catch (e) {
+    tries.push(e instanceof Error ? e.message : String(e));
+  }
+  throw new Error(
+    `the chart library uplot is not installed in node_modules (${tries.join("; ")}): run \`deno install\` ` +
+      "(or `deno task setup`) in the voxpipe checkout",
+  );
+}
+
+/** Starts the console service (see the module documentation). */
+export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Promise<Service> {
+  if (!isLoopback(o.bind) && !o.token) {
+    throw new Error(
+      `bind ${o.bind} lets anyone who reaches it place and hear calls: set a token (token: "...", then open ` +
+        `http://HOST:${o.port}/?token=...), or bind 127.0.0.1`,
+    );
+  }
+  const files = await loadFiles();
+  const library = new AudioLibrary({
+    libraryDir: o.library ? resolve(ctx.baseDir, o.library) : "",
+    uploadDir: resolve(ctx.baseDir, o.uploads),
+  });
+  const log = ctx.log.child("CONSOLE");
+  const hub = new ConsoleHub({
+    calls: ctx.calls,
+    clock: ctx.clock,
+    log: ctx.log,
+    library,
+    autoAnswer: o.auto_answer,
+    decideIncoming: o.decide_incoming,
+    historySeconds: o.history_seconds,
+    keepEnded: o.keep_ended,
+    pageSize: o.page_size,
+    audioBus: o.audio_bus,
+    recordDir: resolve(ctx.baseDir, o.record_dir),
+    ladderMax: 200,
+    logLinesMax: 300,
+  });
+  const untap = ctx.log.tap(hub.logTap);
+  hub.start();
+  const sockets = new Set<WebSocket>();
+  const maxUpload = Math.round(o.max_upload_mb * 1024 * 1024);
+
+  const authorized = (req: Request, url: URL): Response | undefined => {
+    if (o.token && url.searchParams.get("token") !== o.token) {
+      return json({ error: "missing or wrong token: open the console with ?token=..." }, 401);
+    }
+    const origin = req.headers.get("origin");
+    if (origin && origin !== "null") {
+      let host = "";
+      try {
+        host = new URL(origin).host;
+      } catch { /* refused below */ }
+      if (host !== req.headers.get("host")) {
+        return json({ error: `requests from ${origin} are refused: open the console itself` }, 403);
+      }
+    }
+    return undefined;
+  };
+
+  const handler = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const path = url.pathname;
+    if (path === "/ws") {
+      const denied = authorized(req, url);
+      if (denied) return denied;
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return json({ error: "this is the console's WebSocket: connect with a WebSocket client" }, 426);
+      }
+      const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 60 });
+      socket.binaryType = "arraybuffer";
+      attach(socket);
+      return response;
+    }
+    if (path.startsWith("/api/")) {
+      const denied = authorized(req, url);
+      if (denied) return denied;
+      if (path === "/api/files" && req.method === "GET") return json({ files: await library.list() });
+      if (path === "/api/upload") {
+        if (req.method !== "POST") return json({ error: "upload with POST /api/upload?name=FILE" }, 405);
+        return await upload(req, url);
+      }
+      return json({ error: `no API ${path}` }, 404);
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") return json({ error: `${req.method} not allowed` }, 405);
+    const f = files.get(path);
+    if (!f) return new Response("not found", { status: 404, headers: { "content-type": "text/plain" } });
+    return new Response(req.method === "HEAD" ? null : f.body, {
+      headers: {
+        "content-type": f.type,
+        "cache-control": "no-cache",
+        "x-content-type-options": "nosniff",
+        "content-security-policy":
+          "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; " +
+          "frame-ancestors 'none'",
+      },
+    });
+  };
+
+  const upload = async (req: Request, url: URL): Promise<Response> => {
+    const name = url.searchParams.get("name") ?? "";
+    if (!name) return json({ error: "upload: give the file name (?name=...)" }, 400);
+    const declared = Number(req.headers.get("content-length") ?? "0");
+    const tooBig = () =>
+      json({ error: `${name} is larger than the console accepts (max_upload_mb ${o.max_upload_mb} MB)` }, 413);
+    if (declared > maxUpload) return tooBig();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    if (req.body) {
+      for await (const c of req.body) {
+        size += c.length;
+        if (size > maxUpload) return tooBig();
+        chunks.push(c);
+      }
+    }
+    const bytes = new Uint8Array(size);
+    let off = 0;
+    for (const c of chunks) {
+      bytes.set(c, off);
+      off += c.length;
+    }
+    try {
+      const file = await library.upload(name, bytes);
+      log.info(`upload ${name}: stored as ${file.file} (${file.format}, ${file.seconds.toFixed(1)} s)`);
+      return json({ file });
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      log.info(`upload ${name} refused: ${error}`);
+      return json({ error }, 400);
+    }
+  };
+
+  const attach = (socket: WebSocket) => {
+    sockets.add(socket);
+    let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
+    const queue: string[] = [];
+    socket.onopen = async () => {
+      conn = await hub.connect({
+        send: (m) => {
+          if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(m));
+        },
+        sendAudio: (bytes) => {
+          if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > AUDIO_BACKLOG) return false;
+          socket.send(bytes);
+          return true;
+        },
+      });
+      for (const t of queue.splice(0)) await conn.receive(t);
+    };
+    socket.onmessage = (e) => {
+      if (typeof e.data !== "string") return;
+      if (conn) conn.receive(e.data);
+      else queue.push(e.data);
+    };
+    const done = () => {
+      sockets.delete(socket);
+      conn?.close();
+    };
+    socket.onclose = done;
+    socket.onerror = done;
+  };
+
+  const ac = new AbortController();
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: o.bind,
+      port: o.port,
+      signal: ac.signal,
+      onListen: (addr) => listening.resolve(addr),
+      onError: (e) => {
+        log.error(`request failed: ${e instanceof Error ? e.message : e}`);
+        return json({ error: "internal error" }, 500);
+      },
+    }, handler);
+  } catch (e) {
+    untap();
+    await hub.close();
+    const why = e instanceof Error ? e.message : String(e);
+    throw new Error(
+      `cannot listen on ${formatHostPort({ hostname: o.bind, port: o.port })}: ${why}` +
+        (e instanceof Deno.errors.AddrInUse ? " (another console runs? set the console's port, or 0 for any)" : ""),
+    );
+  }
+  const addr = await listening.promise;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const address = `http://${host}:${addr.port}/${o.token ? `?token=${encodeURIComponent(o.token)}` : ""}`;
+  log.info(`open ${address} in a browser`);
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    closed ??= (async () => {
+      untap();
+      await hub.close();
+      for (const s of sockets) {
+        try {
+          s.close(1001, "the console is stopping");
+        } catch { /* already closed */ }
+      }
+      ac.abort();
+      await server.finished;
+    })();
+  ctx.signal.addEventListener("abort", () => close(), { once: true });
+  return { address, close };
+}
+
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
+  });
+}

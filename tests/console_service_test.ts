@@ -1,0 +1,215 @@
+/**
+ * The console service over HTTP on loopback (a fake call service, a
+ * VirtualClock): the page and uPlot served locally with a strict content
+ * policy, the upload checked like file-source reads it, the WebSocket, and
+ * what keeps a loopback service safe (a page of another origin is refused, a
+ * non-loopback bind needs a token, the token is checked).
+ */
+import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
+import { VirtualClock } from "../core/clock.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
+import type { Service } from "../core/control.ts";
+import { consoleOptions } from "../plugins/console/options.ts";
+import { isLoopback, startConsole } from "../plugins/console/service.ts";
+import { FakeCalls } from "./console_fake_calls.ts";
+import { repoPath } from "./util.ts";
+
+async function start(extra: Record<string, unknown> = {}) {
+  const clock = new VirtualClock();
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "info", outputs: [out] });
+  const calls = new FakeCalls({ clock, log });
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-console-svc-" });
+  const ac = new AbortController();
+  const service: Service = await startConsole(
+    consoleOptions.parse({ port: 0, library: repoPath("examples/audio"), uploads: "up", record_dir: "rec", ...extra }),
+    {
+      log,
+      clock,
+      signal: ac.signal,
+      file: `${dir}/c.json`,
+      baseDir: dir,
+      params: {},
+      calls,
+      net: new MemoryNetwork({ clock }),
+    },
+  );
+  const base = service.address!.replace(/\?.*$/, "");
+  return {
+    base,
+    service,
+    dir,
+    out,
+    async close() {
+      ac.abort();
+      await service.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Opens the console's WebSocket and returns its first message (hello), then closes it. */
+function hello(url: string, headers?: Record<string, string>): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    // Deno's WebSocket takes headers (an Origin, as a browser would send).
+    const ws = new WebSocket(url, headers ? { headers } as unknown as string[] : undefined);
+    const timer = setTimeout(() => reject(new Error("no hello within 30 s")), 30_000);
+    ws.onmessage = (e) => {
+      clearTimeout(timer);
+      ws.close();
+      resolve(JSON.parse(e.data));
+    };
+    ws.onerror = (e) => {
+      clearTimeout(timer);
+      reject(new Error((e as ErrorEvent).message ?? "websocket error"));
+    };
+  });
+}
+
+Deno.test("console service: the page, its files and uPlot are served from the process, with a strict content policy", async () => {
+  const s = await start();
+  try {
+    assertMatch(s.base, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await fetch(s.base);
+    assertEquals(page.status, 200);
+    assertMatch(page.headers.get("content-type")!, /text\/html/);
+    assertMatch(page.headers.get("content-security-policy")!, /default-src 'self'/);
+    const html = await page.text();
+    assertMatch(html, /<script src="\/vendor\/uplot\.js"><\/script>/);
+    assert(!/https?:\/\//.test(html.replace(/http:\/\/www\.w3\.org[^"]*/g, "")), "nothing from another host");
+    for (
+      const [path, type, text] of [
+        ["/console.js", /javascript/, /new WebSocket/],
+        ["/audio_worklet.js", /javascript/, /registerProcessor\("pcm-player"/],
+        ["/console.css", /css/, /\.charts/],
+        ["/vendor/uplot.js", /javascript/, /uPlot/],
+        ["/vendor/uplot.css", /css/, /\.uplot/],
+      ] as const
+    ) {
+      const r = await fetch(s.base + path.slice(1));
+      assertEquals(r.status, 200, path);
+      assertMatch(r.headers.get("content-type")!, type);
+      assertMatch(await r.text(), text);
+    }
+    const missing = await fetch(`${s.base}../../etc/passwd`);
+    assertEquals(missing.status, 404);
+    await missing.body?.cancel();
+    const nope = await fetch(`${s.base}static/index.html`);
+    assertEquals(nope.status, 404);
+    await nope.body?.cancel();
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: uploads are checked like file-source reads them; a bad or too large file is refused, saying why", async () => {
+  const s = await start({ max_upload_mb: 0.1 });
+  try {
+    const mp3 = await Deno.readFile(repoPath("examples/audio/hello.mp3"));
+    const ok = await fetch(`${s.base}api/upload?name=${encodeURIComponent("my greeting.mp3")}`, {
+      method: "POST",
+      body: mp3,
+    });
+    const body = await ok.json();
+    assertEquals(ok.status, 200, JSON.stringify(body));
+    assertEquals(body.file.file, "upload/my_greeting-" + body.file.file.slice("upload/my_greeting-".length));
+    assertEquals(body.file.type, "MP3");
+    assert(body.file.seconds > 1 && body.file.seconds < 10, String(body.file.seconds));
+    const stored = await Deno.stat(`${s.dir}/up/${body.file.name}`);
+    assertEquals(stored.size, mp3.length);
+
+    const bad = await fetch(`${s.base}api/upload?name=notes.wav`, {
+      method: "POST",
+      body: new TextEncoder().encode("RIFF but not really a wave file, just text"),
+    });
+    assertEquals(bad.status, 400);
+    assertMatch((await bad.json()).error, /^notes\.wav cannot be played: /);
+    const text = await fetch(`${s.base}api/upload?name=readme.txt`, { method: "POST", body: "plain text" });
+    assertEquals(text.status, 400);
+    assertMatch((await text.json()).error, /readme\.txt cannot be played: unrecognized audio format/);
+    const listed = await (await fetch(`${s.base}api/files`)).json();
+    assertEquals(
+      listed.files.filter((f: { source: string }) => f.source === "upload").map((f: { name: string }) => f.name),
+      [body.file.name],
+      "refused files are deleted",
+    );
+
+    const big = await fetch(`${s.base}api/upload?name=big.wav`, { method: "POST", body: new Uint8Array(200_000) });
+    assertEquals(big.status, 413);
+    assertMatch((await big.json()).error, /larger than the console accepts \(max_upload_mb 0\.1 MB\)/);
+    const get = await fetch(`${s.base}api/upload?name=x.wav`);
+    assertEquals(get.status, 405);
+    await get.body?.cancel();
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: the WebSocket says hello; a page of another origin is refused", async () => {
+  const s = await start();
+  try {
+    const ws = s.base.replace(/^http/, "ws") + "ws";
+    const h = await hello(ws);
+    assertEquals(h.type, "hello");
+    assertEquals(h.version, 1);
+    const host = new URL(s.base).host;
+    assertEquals((await hello(ws, { origin: `http://${host}` })).type, "hello");
+    const evil = await fetch(`${s.base}ws`, {
+      headers: { origin: "http://evil.example", upgrade: "websocket", connection: "Upgrade" },
+    });
+    assertEquals(evil.status, 403);
+    assertMatch((await evil.json()).error, /requests from http:\/\/evil\.example are refused/);
+    const upload = await fetch(`${s.base}api/upload?name=a.wav`, {
+      method: "POST",
+      headers: { origin: "http://evil.example" },
+      body: "x",
+    });
+    assertEquals(upload.status, 403);
+    await upload.body?.cancel();
+    const plain = await fetch(`${s.base}ws`);
+    assertEquals(plain.status, 426);
+    await plain.body?.cancel();
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: a non-loopback bind needs a token; a token is checked", async () => {
+  assert(isLoopback("127.0.0.1") && isLoopback("::1") && isLoopback("localhost") && isLoopback("127.1.2.3"));
+  assert(!isLoopback("0.0.0.0") && !isLoopback("192.0.2.1") && !isLoopback("::"));
+  const e = await assertRejects(() => start({ bind: "0.0.0.0" }), Error);
+  assertMatch((e as Error).message, /bind 0\.0\.0\.0 lets anyone who reaches it place and hear calls: set a token/);
+  const s = await start({ token: "s3cret" });
+  try {
+    assertMatch(s.service.address!, /\?token=s3cret$/);
+    const page = await fetch(s.base);
+    assertEquals(page.status, 200, "the page itself is public code");
+    await page.body?.cancel();
+    const denied = await fetch(`${s.base}api/files`);
+    assertEquals(denied.status, 401);
+    assertMatch((await denied.json()).error, /missing or wrong token/);
+    const files = await fetch(`${s.base}api/files?token=s3cret`);
+    assertEquals(files.status, 200);
+    await files.body?.cancel();
+    const ws = s.base.replace(/^http/, "ws") + "ws";
+    await assertRejects(() => hello(ws), Error);
+    assertEquals((await hello(`${ws}?token=s3cret`)).type, "hello");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: a port in use is a clear error", async () => {
+  const s = await start();
+  try {
+    const port = Number(new URL(s.base).port);
+    const e = await assertRejects(() => start({ port }), Error);
+    assertMatch(
+      (e as Error).message,
+      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*another console runs\\?`),
+    );
+  } finally {
+    await s.close();
+  }
+});

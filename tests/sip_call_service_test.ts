@@ -1,0 +1,662 @@
+/**
+ * The SIP control's call service (core/calls.ts) on the in-memory network and a VirtualClock: incoming calls with
+ * and without deciders (answer, reject, ring then answer() / reject() / ring timeout), CANCEL before the answer,
+ * dial (URIs, numbers through a registrar or an outbound proxy, ring timeout, errors), hang-up either way, events
+ * for every state change with status and reason, `message` events in ladder order, periodic `stats` from the
+ * session's media statistics, max_calls (486 or 503), max_duration, the time variables in a recording's name,
+ * DTMF's seam, and shutdown (every call gets its BYE).
+ */
+import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
+import { codecs } from "./registry_util.ts";
+import { VirtualClock } from "../core/clock.ts";
+import type { CallEvent, CallService } from "../core/calls.ts";
+import type { Controller, ControlResult } from "../core/control.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
+import { sanitizeFileComponent } from "../core/paths.ts";
+import { createRegistry, PipelineRunner } from "../mod.ts";
+import { serializeRtp } from "../plugins/rtp/header.ts";
+import { createAnswer, createOffer, type IncomingCall, type SipRequest, SipUserAgent } from "../plugins/sip/mod.ts";
+import { sipControl } from "../plugins/sip/control.ts";
+
+const SERVER = { hostname: "10.0.0.2", port: 5062 };
+const SERVER_URI = "sip:voxpipe@10.0.0.2:5062";
+
+interface Harness {
+  clock: VirtualClock;
+  net: MemoryNetwork;
+  controller: Controller;
+  calls: CallService;
+  events: CallEvent[];
+  out: MemoryOutput;
+  run: Promise<ControlResult>;
+  abort: AbortController;
+  dir: string;
+  /** A user agent at `host` (port 5060). */
+  peer(host: string, user?: string): SipUserAgent;
+  /** Lets virtual time pass in 10 ms steps. */
+  advance(ms: number): Promise<void>;
+  /** Stops the controller, closes the peers, removes the directory; returns the run's result. */
+  close(): Promise<ControlResult>;
+}
+
+/** The sip control (role server unless told) on a memory network, with a receive chain into a null sink. */
+async function start(
+  control: Record<string, unknown> = {},
+  pipelines?: Record<string, unknown>,
+  parameters: Record<string, unknown> = {},
+  prepare?: (net: MemoryNetwork, clock: VirtualClock) => void,
+): Promise<Harness> {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-calls-" });
+  const file = `${dir}/server.json`;
+  const cfg = {
+    parameters,
+    control: {
+      use: "sip",
+      role: "server",
+      bind: SERVER.hostname,
+      port: SERVER.port,
+      linger: 0,
+      hangup_on: ["receive"],
+      rtp_ports: "30000-30019",
+      ...control,
+    },
+    pipelines: pipelines ?? {
+      receive: [
+        { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+        { use: "null-sink" },
+      ],
+    },
+  };
+  await Deno.writeTextFile(file, JSON.stringify(cfg));
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  prepare?.(net, clock);
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "info", outputs: [out] });
+  const runner = await PipelineRunner.load(file, { registry: createRegistry(), clock, net, log });
+  const { use: _, ...raw } = cfg.control;
+  const abort = new AbortController();
+  const controller = await sipControl.create(sipControl.options.parse(raw), {
+    log,
+    clock,
+    signal: abort.signal,
+    file,
+    baseDir: dir,
+    params: runner.params,
+    templates: Object.keys(cfg.pipelines),
+    net,
+    codecs,
+    buildPipeline: (t, v, n, s) => runner.build(t, v, n, s),
+  });
+  const calls = controller.calls!;
+  const events: CallEvent[] = [];
+  calls.onEvent((e) => events.push(e));
+  const run = controller.run();
+  const peers: SipUserAgent[] = [];
+  const advance = (ms: number) => clock.advanceAsync(ms, 10);
+  await advance(10);
+  return {
+    clock,
+    net,
+    controller,
+    calls,
+    events,
+    out,
+    run,
+    abort,
+    dir,
+    peer(host, user = "alice") {
+      const ua = new SipUserAgent({ transport: net.bind(host, 5060), clock, userName: user });
+      peers.push(ua);
+      return ua;
+    },
+    advance,
+    async close() {
+      abort.abort();
+      let done = false;
+      run.finally(() => done = true);
+      for (let i = 0; i < 200 && !done; i++) await advance(100);
+      assert(done, `the controller stopped\n${out.lines.slice(-10).join("\n")}`);
+      for (const p of peers) await p.close();
+      await Deno.remove(dir, { recursive: true });
+      return await run;
+    },
+  };
+}
+
+/** Alice's offer, RTP at host:40000. */
+function offer(host = "10.0.0.1") {
+  return createOffer({ registry: codecs, address: host, port: 40000 });
+}
+
+/** Types of the events of one call (without `message` and `stats`). */
+function phases(events: CallEvent[], id: string): string[] {
+  return events.filter((e) => e.call.id === id && e.type !== "message" && e.type !== "stats").map((e) => e.type);
+}
+
+/** The `message` events of a call as `→ INVITE` (sent) / `← 180 Ringing` (received), retransmissions left out. */
+function ladder(events: CallEvent[], id: string): string[] {
+  return events.filter((e) => e.call.id === id && e.type === "message" && !e.detail!.retransmission)
+    .map((e) => `${e.detail!.direction === "sent" ? "→" : "←"} ${e.detail!.label}`);
+}
+
+Deno.test("call service: an incoming call without a decider is answered; events, ladder, stats, session, BYE from the peer", async () => {
+  const h = await start();
+  try {
+    const alice = h.peer("10.0.0.1");
+    const call = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    assertEquals(call.state, "established");
+    const list = h.calls.calls();
+    assertEquals(list.length, 1);
+    const info = list[0];
+    assertMatch(info.id, /^[A-Za-z0-9._-]+$/);
+    assertEquals({ ...info, id: "", startedAt: 0, answeredAt: 0, stats: undefined }, {
+      id: "",
+      direction: "in",
+      state: "answered",
+      remote: "sip:alice@10.0.0.1",
+      local: "sip:voxpipe@10.0.0.2:5062",
+      codec: "PCMU",
+      startedAt: 0,
+      answeredAt: 0,
+      stats: undefined,
+    });
+    assert(info.answeredAt! >= info.startedAt);
+    const session = h.calls.session(info.id);
+    assert(session, "an answered call has a session");
+    // RTP from where Alice's SDP said: counted in the session's statistics, reported by the periodic stats events.
+    const ours = call.media(codecs);
+    const rtp = h.net.bind("10.0.0.1", 40000);
+    for (let k = 0; k < 100; k++) {
+      h.clock.after(20 * k, () =>
+        void rtp.send(
+          serializeRtp({
+            kind: "rtp",
+            payloadType: 0,
+            sequence: k,
+            timestamp: 160 * k,
+            ssrc: 7,
+            marker: false,
+            payload: new Uint8Array(160).fill(0xff),
+            codec: "PCMU",
+            clockRate: 8000,
+          }),
+          { hostname: ours.remoteAddress, port: ours.remotePort },
+        ));
+    }
+    await h.advance(6000);
+    const stats = h.events.filter((e) => e.type === "stats" && e.call.id === info.id);
+    assert(stats.length >= 1, "a stats event within 6 s (stats_interval 5)");
+    assertEquals(stats[0].detail!.packetsReceived, 100);
+    assertEquals(h.calls.call(info.id)!.stats!.packetsReceived, 100);
+    void call.hangup();
+    await h.advance(200);
+    assertEquals(phases(h.events, info.id), ["incoming", "answered", "ended"]);
+    const ended = h.events.find((e) => e.type === "ended")!;
+    assertEquals(ended.call.state, "ended");
+    assertEquals(ended.call.reason, "remote: BYE");
+    assertEquals(ended.detail!.by, "remote");
+    assertEquals((ended.detail!.summary as { packetsReceived: number }).packetsReceived, 100);
+    assertEquals(h.events.find((e) => e.type === "answered")!.detail, { status: 200, codec: "PCMU" });
+    assertEquals(h.calls.session(info.id), undefined);
+    assertEquals(h.calls.call(info.id)!.state, "ended", "an ended call stays listed");
+    // The ladder, as the server saw it: every message of the call, in order, with direction and peer.
+    const l = ladder(h.events, info.id);
+    const want = ["← INVITE", "→ 180 Ringing", "→ 200 OK", "← ACK", "← BYE", "→ 200 OK"];
+    assertEquals(l.filter((x) => !x.includes("100 Trying")), want);
+    const first = h.events.find((e) => e.type === "message")!;
+    assertEquals(first.detail!.remote, "10.0.0.1:5060");
+    assertEquals(first.detail!.cseq, "1 INVITE");
+    assertEquals(first.detail!.sdp, true);
+    // The INVITE's arrow comes before the incoming event.
+    const iInvite = h.events.indexOf(first), iIncoming = h.events.findIndex((e) => e.type === "incoming");
+    assert(iInvite < iIncoming);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: deciders: reject with a status; ring then answer(); ring then reject(); ring timeout 480; the newest decides", async () => {
+  const h = await start({ ring_timeout: 5 });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const off = h.calls.onIncoming((c) =>
+      c.remote === "sip:alice@10.0.0.1" ? { action: "reject", status: 486 } : { action: "answer" }
+    );
+    const c1 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    assertEquals(c1.state, "ended");
+    assertEquals(c1.endInfo, { by: "remote", reason: "486 Busy Here", status: 486 });
+    const id1 = h.events.find((e) => e.type === "incoming")!.call.id;
+    assertEquals(phases(h.events, id1), ["incoming", "ended"]);
+    assertEquals(h.calls.call(id1)!.reason, "local: 486 Busy Here");
+    assertEquals(h.calls.call(id1)!.status, 486);
+
+    // A newer decider rings; answer() later answers.
+    const offRing = h.calls.onIncoming(() => ({ action: "ring" }));
+    const c2 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(2000);
+    assertEquals(c2.state, "proceeding");
+    const id2 = h.calls.calls().find((c) => c.state === "ringing")!.id;
+    await assertRejects(() => h.calls.answer("nope"), Error, 'no call "nope"');
+    const answering = h.calls.answer(id2);
+    await h.advance(50);
+    await answering;
+    assertEquals(c2.state, "established");
+    await assertRejects(
+      () => h.calls.answer(id2),
+      Error,
+      `cannot answer call ${id2}: it is an incoming call, answered`,
+    );
+    const hung = h.calls.hangup(id2);
+    await h.advance(100);
+    await hung;
+    await h.advance(100);
+    assertEquals(c2.state, "ended");
+
+    // Ring then reject() with a status and reason.
+    const c3 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    const id3 = h.calls.calls().find((c) => c.state === "ringing")!.id;
+    await assertRejects(() => h.calls.reject(id3, 200), RangeError, "300–699");
+    await h.calls.reject(id3, 603, "Not Today");
+    await h.advance(50);
+    assertEquals(c3.endInfo, { by: "remote", reason: "603 Not Today", status: 603 });
+
+    // Left ringing: 480 after ring_timeout.
+    const c4 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(4900);
+    assertEquals(c4.state, "proceeding");
+    await h.advance(200);
+    assertEquals(c4.endInfo?.status, 480);
+
+    // Without the ringing decider, the older one decides again; without any, calls are answered.
+    offRing();
+    const c5 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    assertEquals(c5.endInfo?.status, 486);
+    off();
+    const c6 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    assertEquals(c6.state, "established");
+    void c6.hangup();
+
+    // A decider that throws or answers nonsense: 500, logged.
+    h.calls.onIncoming(() => ({ action: "maybe" } as never));
+    const c7 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    assertEquals(c7.endInfo?.status, 500);
+    assert(h.out.lines.some((l) => /decider failed: .*expected \{action/.test(l)));
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: CANCEL before the answer ends the call (remote: CANCEL, 487); hangup() of a ringing call declines it", async () => {
+  const h = await start();
+  try {
+    const alice = h.peer("10.0.0.1");
+    h.calls.onIncoming(() => ({ action: "ring" }));
+    const c = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    const id = h.calls.calls()[0].id;
+    c.cancel();
+    await h.advance(100);
+    assertEquals(c.endInfo, { by: "local", reason: "cancelled", status: 487 });
+    const ended = h.events.find((e) => e.type === "ended" && e.call.id === id)!;
+    assertEquals(ended.call.reason, "remote: CANCEL");
+    assertEquals(ended.call.status, 487);
+    assert(ladder(h.events, id).includes("← CANCEL"));
+    assert(ladder(h.events, id).includes("→ 487 Request Terminated"));
+    await assertRejects(() => h.calls.answer(id), Error, "cannot answer");
+
+    const c2 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    const id2 = h.calls.calls().find((x) => x.state === "ringing")!.id;
+    const hung = h.calls.hangup(id2);
+    await h.advance(100);
+    await hung;
+    await h.advance(100);
+    assertEquals(c2.endInfo?.status, 603);
+  } finally {
+    await h.close();
+  }
+});
+
+/** Bob at `host` answers every call (SDP answer, RTP at host:42000); returns the calls he got. */
+function answering(ua: SipUserAgent, host: string): IncomingCall[] {
+  const got: IncomingCall[] = [];
+  ua.onInvite((call) => {
+    got.push(call);
+    call.ringing();
+    call.accept(createAnswer(call.offer!, { registry: codecs, address: host, port: 42000 }));
+  });
+  return got;
+}
+
+Deno.test("call service: dial a SIP URI: dialing, progress 180, answered, hangup() sends BYE; variables reach the chains", async () => {
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: "${pipeline.dir}/${greeting}.wav" },
+    ],
+  }, { greeting: { default: "default-name" } });
+  try {
+    const bob = h.peer("10.0.0.3", "bob");
+    const got = answering(bob, "10.0.0.3");
+    // A parameter-like variable for this call's chains; the control's own variables cannot be set.
+    await assertRejects(
+      () => h.calls.dial("sip:bob@10.0.0.3", { variables: { "remote.rtp": "10.9.9.9:1" } }),
+      Error,
+      'variable "remote.rtp" is the sip control\'s own',
+    );
+    const info = await h.calls.dial("sip:bob@10.0.0.3", { variables: { greeting: "hello-sink" } });
+    assertEquals(info.state, "dialing");
+    assertEquals(info.direction, "out");
+    assertEquals(info.remote, "sip:bob@10.0.0.3");
+    await h.advance(100);
+    assertEquals(got.length, 1);
+    assertEquals(got[0].state, "established", h.out.lines.join("\n"));
+    assertEquals(h.calls.call(info.id)!.state, "answered");
+    assertEquals(phases(h.events, info.id), ["dialing", "progress", "answered"]);
+    const progress = h.events.find((e) => e.type === "progress")!;
+    assertEquals(progress.detail, { status: 180, reason: "Ringing", early_media: false });
+    assertEquals(progress.call.state, "ringing");
+    assert(h.calls.session(info.id), "an answered call has a session");
+    const hung = h.calls.hangup(info.id);
+    await h.advance(100);
+    await hung;
+    await h.advance(100);
+    assertEquals(got[0].endInfo, { by: "remote", reason: "BYE" });
+    const ended = h.calls.call(info.id)!;
+    assertEquals(ended.reason, "local: hung up by the application");
+    assertEquals(
+      ladder(h.events, info.id).filter((x) => !x.includes("100 Trying")),
+      ["→ INVITE", "← 180 Ringing", "← 200 OK", "→ ACK", "→ BYE", "← 200 OK"],
+    );
+    // The dial's variable named the recording (the file's parameter, for this call).
+    const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav"));
+    assertEquals(files, ["hello-sink.wav"]);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: dial a number: through the registrar (sip:<number>@<registrar>), through the outbound proxy, or refused", async () => {
+  // A registrar that also receives the calls (a PBX).
+  {
+    let pbx!: SipUserAgent;
+    const h = await start({ registrar: "sip:10.0.0.9:5070", user: "server" }, undefined, {}, (net, clock) => {
+      pbx = new SipUserAgent({ transport: net.bind("10.0.0.9", 5070), clock, userName: "pbx" });
+      pbx.onRegister((r) => ({ status: 200, contacts: r.contacts.map((c) => ({ uri: c.uri, expires: 600 })) }));
+    });
+    try {
+      const got: SipRequest[] = [];
+      pbx.onInvite((call) => {
+        got.push(call.request);
+        call.reject(486);
+      });
+      await h.advance(1000);
+      const info = await h.calls.dial("1002");
+      await h.advance(200);
+      assertEquals(got.length, 1);
+      assertEquals(got[0].uri, "sip:1002@10.0.0.9:5070");
+      assertEquals(info.remote, "sip:1002@10.0.0.9:5070");
+      assertEquals(h.calls.call(info.id)!.reason, "remote: 486 Busy Here");
+      assertEquals(h.calls.call(info.id)!.status, 486);
+    } finally {
+      await h.close();
+      await pbx.close();
+    }
+  }
+  {
+    const h = await start({ outbound_proxy: "sip:10.0.0.8:5080" });
+    const proxy = new SipUserAgent({ transport: h.net.bind("10.0.0.8", 5080), clock: h.clock, userName: "proxy" });
+    try {
+      const got: SipRequest[] = [];
+      proxy.onInvite((call) => {
+        got.push(call.request);
+        call.reject(404);
+      });
+      await h.calls.dial("+33123");
+      await h.advance(200);
+      assertEquals(got[0].uri, "sip:+33123@10.0.0.8:5080");
+      assertEquals(got[0].headers.get("Route"), "<sip:10.0.0.8:5080;lr>");
+    } finally {
+      await h.close();
+      await proxy.close();
+    }
+  }
+  {
+    const h = await start();
+    try {
+      await assertRejects(() => h.calls.dial("1002"), Error, "there is no registrar or outbound proxy");
+      await assertRejects(() => h.calls.dial("bob smith"), Error, "neither a SIP URI");
+      await assertRejects(() => h.calls.dial(" "), Error, "the target is empty");
+    } finally {
+      await h.close();
+    }
+  }
+  {
+    const h = await start({ role: "callee" });
+    try {
+      await assertRejects(() => h.calls.dial("sip:bob@10.0.0.3"), Error, 'in role "server" (this one is "callee")');
+    } finally {
+      await h.close();
+    }
+  }
+});
+
+Deno.test("call service: dial with no answer: CANCEL after ringTimeout; nobody there: ended at once with the reason", async () => {
+  const h = await start();
+  try {
+    const bob = h.peer("10.0.0.3", "bob");
+    const got: IncomingCall[] = [];
+    bob.onInvite((call) => {
+      got.push(call);
+      call.ringing();
+    });
+    const info = await h.calls.dial("sip:bob@10.0.0.3", { ringTimeout: 3 });
+    await h.advance(2900);
+    assertEquals(h.calls.call(info.id)!.state, "ringing");
+    await h.advance(300);
+    assertEquals(got[0].endInfo, { by: "remote", reason: "CANCEL", status: 487 });
+    const ended = h.calls.call(info.id)!;
+    assertEquals(ended.state, "ended");
+    assertEquals(ended.reason, "local: no answer within 3 s");
+    assert(ladder(h.events, info.id).includes("→ CANCEL"));
+
+    const gone = await h.calls.dial("sip:nobody@10.0.0.99");
+    await h.advance(100);
+    assertMatch(h.calls.call(gone.id)!.reason!, /^error: 10\.0\.0\.99:5060 unreachable/);
+    assertEquals(h.calls.call(gone.id)!.status, 503);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: max_calls: beyond it 486 (busy_status 486) or 503 with Retry-After (default); dial refused", async () => {
+  for (const busy of [486, 503]) {
+    const h = await start({ max_calls: 2, busy_status: busy });
+    try {
+      const alice = h.peer("10.0.0.1");
+      const a = alice.invite(SERVER_URI, { sdp: offer() });
+      const b = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      const c = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals([a.state, b.state], ["established", "established"]);
+      assertEquals(c.endInfo?.status, busy);
+      assertEquals(h.calls.calls().length, 2, "a refused call is not listed");
+      await assertRejects(() => h.calls.dial("sip:bob@10.0.0.3"), Error, "max_calls is 2");
+      void a.hangup();
+      await h.advance(100);
+      const d = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(d.state, "established", "room again once a call ended");
+    } finally {
+      await h.close();
+    }
+  }
+});
+
+Deno.test("call service: max_duration hangs up an answered call; shutdown sends BYE to every call and ends them all", async () => {
+  const h = await start({ max_duration: 3 });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const a = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(2000);
+    const b = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(1100);
+    assertEquals(a.endInfo, { by: "remote", reason: "BYE" });
+    const idA = h.events.find((e) => e.type === "incoming")!.call.id;
+    assertEquals(h.calls.call(idA)!.reason, "local: max_duration (3 s) reached");
+    assertEquals(b.state, "established");
+    const bob = h.peer("10.0.0.3", "bob");
+    answering(bob, "10.0.0.3");
+    const out = await h.calls.dial("sip:bob@10.0.0.3");
+    await h.advance(100);
+    assertEquals(h.calls.call(out.id)!.state, "answered");
+  } finally {
+    const result = await h.close();
+    assertEquals(result, { code: 0 });
+  }
+  // Every call got its BYE and its ended event.
+  const ended = h.events.filter((e) => e.type === "ended");
+  assertEquals(ended.length, 3);
+  for (const e of ended.slice(1)) assertEquals(e.call.reason, "local: interrupted");
+  assert(ended.slice(1).every((e) => ladder(h.events, e.call.id).includes("→ BYE")));
+});
+
+Deno.test("call service: call ids are the file-safe Call-ID; ${date} ${time} ${call.start} ${call.direction} name recordings", async () => {
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: "${pipeline.dir}/${date}_${time}_${call.start}_${call.direction}_${call.id}.wav" },
+    ],
+  });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const c1 = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    const id1 = h.calls.calls()[0].id;
+    assertEquals(id1, sanitizeFileComponent(c1.callId));
+    void c1.hangup();
+    await h.advance(200);
+    const info = h.calls.call(id1)!;
+    const d = new Date(info.startedAt);
+    const p = (n: number) => String(n).padStart(2, "0");
+    const date = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+    const time = `${p(d.getHours())}-${p(d.getMinutes())}-${p(d.getSeconds())}`;
+    const start = `${date.replaceAll("-", "")}-${time.replaceAll("-", "")}`;
+    const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav"));
+    assertEquals(files, [`${date}_${time}_${start}_in_${id1}.wav`]);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: calls with the same Call-ID, one after the other and at once, get a recording each", async () => {
+  const h = await start({ keep_summaries: 0 }, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: "${pipeline.dir}/${call.id}.wav", if_exists: "number" },
+    ],
+  });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const callId = "reused@10.0.0.1";
+    // One after the other: the first call is forgotten (keep_summaries 0), so the second gets the same call id.
+    for (let i = 0; i < 2; i++) {
+      const c = alice.invite(SERVER_URI, { sdp: offer(), callId });
+      await h.advance(100);
+      assertEquals(c.state, "established");
+      void c.hangup();
+      await h.advance(300);
+    }
+    // At once: the same Call-ID with two From tags.
+    const c3 = alice.invite(SERVER_URI, { sdp: offer(), callId });
+    const c4 = alice.invite(SERVER_URI, { sdp: offer(), callId });
+    await h.advance(100);
+    assertEquals([c3.state, c4.state], ["established", "established"]);
+    void c3.hangup();
+    void c4.hangup();
+    await h.advance(300);
+    assertEquals(h.events.filter((e) => e.type === "ended").length, 4);
+    const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav")).sort();
+    assertEquals(files.length, 4, `four recordings, none overwritten: ${files.join(", ")}`);
+    for (const f of files) {
+      assertMatch(f, /^reused_10\.0\.0\.1/);
+      const head = Deno.readFileSync(`${h.dir}/${f}`).subarray(0, 12);
+      assertEquals(
+        new TextDecoder().decode(head.subarray(0, 4)) + new TextDecoder().decode(head.subarray(8)),
+        "RIFFWAVE",
+      );
+    }
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: sendDtmf checks its digits and the call; without a dtmf-sender stage it says where to put one", async () => {
+  const h = await start();
+  try {
+    const alice = h.peer("10.0.0.1");
+    alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    const id = h.calls.calls()[0].id;
+    await assertRejects(() => h.calls.sendDtmf(id, "12x"), Error, "expected DTMF digits");
+    await assertRejects(() => h.calls.sendDtmf("nope", "1"), Error, 'no call "nope"');
+    await assertRejects(() => h.calls.sendDtmf(id, "1#"), Error, "has no dtmf-sender stage");
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: sendDtmf sends RFC 4733 events in the call's RTP stream, with the payload type of the offer", async () => {
+  const h = await start({ hangup_on: ["send"] }, {
+    send: [
+      { use: "tone-source", duration: 3 },
+      { use: "g711-encoder", codec: "${codec}" },
+      { use: "rtp-packetizer", payload_type: "${payloadType}" },
+      { use: "dtmf-sender", payload_type: "${dtmf.payloadType}" },
+      { use: "udp-sink", to: "${remote.rtp}", bind: "${local.bind}", local_port: "${local.rtp_port}" },
+    ],
+  });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const sdp = createOffer({ registry: codecs, address: "10.0.0.1", port: 40000, telephoneEvent: true });
+    const te = Number(/a=rtpmap:(\d+) telephone-event\/8000/.exec(sdp)![1]);
+    const rtp = h.net.bind("10.0.0.1", 40000);
+    const events: { pt: number; event: number; end: boolean }[] = [];
+    let audio = 0;
+    rtp.listen((data) => {
+      const pt = data[1] & 0x7f;
+      if (pt === te) events.push({ pt, event: data[12], end: (data[13] & 0x80) !== 0 });
+      else audio++;
+    });
+    alice.invite(SERVER_URI, { sdp });
+    await h.advance(200);
+    const id = h.calls.calls()[0].id;
+    const sent = h.calls.sendDtmf(id, "5#", { durationMs: 100, gapMs: 60 });
+    await h.advance(1000);
+    await sent;
+    assert(audio > 0, "audio packets reached the caller");
+    const ends = events.filter((e) => e.end);
+    assertEquals([...new Set(ends.map((e) => e.event))], [5, 11], "digit 5 then # (event 11), each ended");
+    assert(events.length > ends.length, "start/continuation packets before the end packets");
+  } finally {
+    await h.close();
+  }
+});

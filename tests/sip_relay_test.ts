@@ -1,0 +1,752 @@
+/**
+ * The SIP relay (registrar + B2BUA, plugins/b2bua/) on an in-memory network
+ * and a virtual clock: nothing here depends on time or machine speed.
+ *
+ * - Registrar: bindings expire exactly at their granted lifetime and a
+ *   re-REGISTER refreshes them; `Expires: 0` and `Contact: *` remove them;
+ *   423 below the minimum; stale CSeq refused; the client limit answers 503
+ *   with Retry-After; contacts per user are bounded.
+ * - Digest: REGISTER challenged (401) and accepted with the right password,
+ *   refused with a wrong one, another user's AOR refused (403); INVITE
+ *   challenged (407); stale nonces, replayed nonce counts.
+ * - B2BUA: two legs with their own sessions and port pairs; SDP rewritten to
+ *   the relay; codec agreed; RTP and RTCP relayed packet for packet through
+ *   the relay's ports, latched to a NATed source (the phone's packets come
+ *   from another address and port than its SDP says; its Contact names an
+ *   unreachable private address); foreign sources dropped; counters.
+ * - Call state mirrored: ringing, answer, BYE either side, CANCEL, failures
+ *   with their status passed back, ring timeout, call limit.
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { Phone, RELAY_IP, relayWorld, rtcpPacket, rtpPacket, run } from "./sip_relay_util.ts";
+import { DigestChallenger, parseUsers, Registrar } from "../plugins/b2bua/mod.ts";
+import { VirtualClock } from "../core/clock.ts";
+import {
+  bodyText,
+  createRequest,
+  digestAuthenticator,
+  negotiated,
+  parseRegisterRequest,
+  RegistrationError,
+  type SipRequest,
+  SipUserAgent,
+} from "../plugins/sip/mod.ts";
+import { codecs } from "./registry_util.ts";
+import { repoPath } from "./util.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
+import { createRegistry, PipelineRunner } from "../mod.ts";
+
+const USERS = new Map([["alice", "alice-pw-1"], ["bob", "bob-pw-2"], ["carol", "carol-pw-3"]]);
+
+async function failure(p: Promise<unknown>): Promise<RegistrationError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof RegistrationError) return e;
+    throw e;
+  }
+  throw new Error("expected the registration to fail");
+}
+
+// ---- registrar ----------------------------------------------------------------------------
+
+Deno.test("registrar: a binding lives exactly its granted lifetime; a re-REGISTER refreshes it", async () => {
+  const w = relayWorld({ maxExpires: 300 });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  try {
+    const reg = alice.register(600); // asks 600, the relay grants 300
+    await run(w, 20);
+    const r = await reg;
+    assertEquals(r.expires, 300);
+    assertEquals(w.relay.registrar.lookup("alice")?.contact, "sip:alice@10.0.0.1:5060");
+    assertEquals(w.relay.registrar.lookup("alice")?.source, { hostname: "10.0.0.1", port: 5060 });
+    const registeredAt = w.clock.now() - 2; // the REGISTER arrived 1 ms after it was sent, its 200 1 ms later
+    // Refresh at 200 s: the binding now lasts until 200 + 300 s.
+    w.clock.advance(registeredAt + 200_000 - w.clock.now());
+    const refresh = r.refresh(300);
+    await run(w, 20);
+    await refresh;
+    const refreshedAt = registeredAt + 200_001;
+    w.clock.advance(refreshedAt + 300_000 - 1 - w.clock.now());
+    assert(w.relay.registrar.lookup("alice"), "still registered 1 ms before its refreshed expiry");
+    w.clock.advance(1);
+    assertEquals(w.relay.registrar.lookup("alice"), undefined);
+    assertEquals(w.relay.registrar.stats().clients, 0);
+    assertEquals(w.relay.registrar.stats().expired, 1);
+    assert(
+      w.logs.lines.some((l) => /expire alice: sip:alice@10\.0\.0\.1:5060 \(no re-REGISTER within its 300 s\)/.test(l)),
+    );
+  } finally {
+    await alice.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("registrar: Expires: 0 unregisters; 423 below min_expires (the client retries with Min-Expires)", async () => {
+  const w = relayWorld({ minExpires: 120 });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  try {
+    const reg = alice.register(30);
+    await run(w, 50);
+    const r = await reg;
+    assertEquals(r.expires, 120);
+    assertEquals(alice.responses("REGISTER", 423).length, 1);
+    assertEquals(alice.responses("REGISTER", 423)[0].headers.get("Min-Expires"), "120");
+    const un = r.unregister();
+    await run(w, 20);
+    await un;
+    assertEquals(w.relay.registrar.lookup("alice"), undefined);
+    assertEquals(w.relay.registrar.stats().unregistered, 1);
+  } finally {
+    await alice.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("registrar: client limit → 503 with Retry-After; contacts per user bounded (oldest replaced)", async () => {
+  const w = relayWorld({ maxClients: 2, maxContacts: 2, retryAfter: 17 });
+  const phones = ["alice", "bob", "carol"].map((user, i) => new Phone(w, { user, ip: `10.0.0.${i + 1}` }));
+  try {
+    for (const p of phones.slice(0, 2)) {
+      const r = p.register();
+      await run(w, 20);
+      await r;
+    }
+    const third = failure(phones[2].register());
+    await run(w, 20);
+    const e = await third;
+    assertEquals(e.status, 503);
+    assertEquals(e.response?.headers.get("Retry-After"), "17");
+    assertEquals(w.relay.registrar.stats().clients, 2);
+    assertEquals(w.relay.registrar.stats().refused_full, 1);
+    // A registered user may still add contacts: three from alice keep the two newest.
+    for (const port of [5070, 5072, 5074]) {
+      const r = phones[0].ua.register({
+        registrar: `sip:${RELAY_IP}`,
+        aor: phones[0].aor,
+        contact: `sip:alice@10.0.0.1:${port}`,
+        expires: 600,
+      });
+      await run(w, 20);
+      await r;
+    }
+    const contacts = w.relay.registrar.bindingsOf("alice").map((b) => b.contact);
+    assertEquals(contacts.length, 2);
+    assertEquals(contacts.sort(), ["sip:alice@10.0.0.1:5072", "sip:alice@10.0.0.1:5074"]);
+    assertEquals(w.relay.registrar.lookup("alice")?.contact, "sip:alice@10.0.0.1:5074");
+    assertEquals(w.relay.registrar.stats().replaced, 2);
+  } finally {
+    for (const p of phones) await p.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("registrar: Contact: * removes every binding; a stale CSeq of the same Call-ID is refused", () => {
+  const clock = new VirtualClock();
+  const reg = new Registrar({
+    clock,
+    maxClients: 10,
+    maxContacts: 4,
+    minExpires: 60,
+    maxExpires: 3600,
+    defaultExpires: 3600,
+    retryAfter: 30,
+  });
+  const req = (cseq: number, contact: string, expires?: number) =>
+    createRequest({
+      method: "REGISTER",
+      uri: `sip:${RELAY_IP}`,
+      headers: [
+        ["Via", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1"],
+        ["From", "<sip:alice@x>;tag=1"],
+        ["To", "<sip:alice@x>"],
+        ["Call-ID", "reg-1"],
+        ["CSeq", `${cseq} REGISTER`],
+        ["Contact", contact],
+        ...(expires !== undefined ? [["Expires", String(expires)] as [string, string]] : []),
+      ],
+    });
+  const from = { hostname: "10.0.0.1", port: 5060 };
+  assertEquals(reg.handle(parseRegisterRequest(req(1, "<sip:alice@10.0.0.1:5060>"), from)).status, 200);
+  assertEquals(reg.handle(parseRegisterRequest(req(2, "<sip:alice@10.0.0.1:5062>"), from)).contacts?.length, 2);
+  const stale = reg.handle(parseRegisterRequest(req(2, "<sip:alice@10.0.0.1:5062>"), from));
+  assertEquals(stale.status, 500);
+  assertEquals(reg.bindingsOf("alice").length, 2);
+  const all = reg.handle(parseRegisterRequest(req(3, "*", 0), from));
+  assertEquals(all.status, 200);
+  assertEquals(reg.bindingsOf("alice").length, 0);
+  assertEquals(reg.stats().unregistered, 2);
+  reg.close();
+});
+
+// ---- digest ------------------------------------------------------------------------------
+
+Deno.test("auth: REGISTER is challenged (401) and accepted with the right password only, for one's own AOR", async () => {
+  const w = relayWorld({ users: USERS, realm: "relay.test" });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1", password: "alice-pw-1" });
+  const mallory = new Phone(w, { user: "alice", ip: "10.0.0.66", sipPort: 5066, password: "guess" });
+  const nopass = new Phone(w, { user: "bob", ip: "10.0.0.2" });
+  try {
+    const ok = alice.register();
+    await run(w, 20);
+    await ok;
+    const ch = alice.responses("REGISTER", 401);
+    assertEquals(ch.length, 1);
+    assertMatch(
+      ch[0].headers.get("WWW-Authenticate")!,
+      /^Digest realm="relay\.test", nonce="[0-9a-z]+\.[0-9a-f]{32}", qop="auth", algorithm=MD5$/,
+    );
+    assertEquals(w.relay.registrar.lookup("alice")?.source.hostname, "10.0.0.1");
+
+    const bad = failure(mallory.register());
+    await run(w, 20);
+    assertEquals((await bad).status, 401); // wrong password: challenged again, the client gives up
+    assertEquals(w.relay.registrar.bindingsOf("alice").length, 1);
+
+    const none = failure(nopass.register());
+    await run(w, 20);
+    assertEquals((await none).status, 401);
+
+    // bob's credentials for alice's address-of-record: 403.
+    const bobAsAlice = new Phone(w, { user: "bob", ip: "10.0.0.3", password: "bob-pw-2" });
+    const forged = failure(bobAsAlice.ua.register({ registrar: `sip:${RELAY_IP}`, aor: alice.aor }));
+    await run(w, 20);
+    assertEquals((await forged).status, 403);
+    await bobAsAlice.close();
+    assertEquals(w.relay.registrar.stats().auth_failures, 2);
+    const text = w.logs.lines.join("\n");
+    for (const pw of USERS.values()) assert(!text.includes(pw), "a password is in the log");
+    assert(!text.includes("guess"), "a password is in the log");
+  } finally {
+    for (const p of [alice, mallory, nopass]) await p.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("auth: stale nonce → stale=true; a nonce count used twice is a replay; SHA-256 offered first", () => {
+  const clock = new VirtualClock();
+  const auth = new DigestChallenger({
+    realm: "r",
+    users: parseUsers("alice:pw-a\nbob: pw-b\n# comment\n"),
+    clock,
+    nonceLifetime: 60,
+    algorithms: ["SHA-256", "MD5"],
+  });
+  const ch = auth.challenge("WWW-Authenticate");
+  assertEquals(ch.length, 2);
+  assertMatch(ch[0][1], /algorithm=SHA-256$/);
+  const req: SipRequest = createRequest({
+    method: "REGISTER",
+    uri: "sip:10.0.0.9",
+    headers: [["Call-ID", "x"], ["CSeq", "1 REGISTER"], ["From", "<sip:alice@r>;tag=1"], ["To", "<sip:alice@r>"]],
+  });
+  const answer = digestAuthenticator({ username: "alice", password: "pw-a" }, { cnonce: () => "c1" });
+  const challenge = (hs: [string, string][]) => ({
+    ...req,
+    kind: "response" as const,
+    status: 401,
+    reason: "",
+    headers: headersOf(hs),
+  });
+  const creds = answer(challenge(ch) as never, req)!;
+  const signed = createRequest({ method: "REGISTER", uri: "sip:10.0.0.9", headers: [...req.headers, creds] });
+  assertEquals(auth.check(signed, "Authorization"), { ok: true, user: "alice" });
+  const replay = auth.check(signed, "Authorization");
+  assertEquals(replay.ok, false);
+  assertMatch((replay as { reason: string }).reason, /replay/);
+  // The next nonce count of the same nonce is fine; after the lifetime, the right answer is only stale.
+  const creds2 = answer(challenge(ch) as never, req)!;
+  const signed2 = createRequest({ method: "REGISTER", uri: "sip:10.0.0.9", headers: [...req.headers, creds2] });
+  clock.advance(60_001);
+  const stale = auth.check(signed2, "Authorization");
+  assertEquals(stale, { ok: false, stale: true, user: "alice", reason: "nonce expired" });
+  // bob's password was given with a space after the colon: trimmed.
+  assert(auth.hasUser("bob"));
+});
+
+function headersOf(hs: [string, string][]) {
+  return createRequest({ method: "X", uri: "sip:x", headers: hs }).headers;
+}
+
+// ---- B2BUA -------------------------------------------------------------------------------
+
+/** Alice (behind NAT) and bob registered at a relay; alice calls bob, bob rings, answers. */
+async function establishedCall(over: Parameters<typeof relayWorld>[0] = {}) {
+  const w = relayWorld({ users: USERS, ...over });
+  // Alice is behind NAT: her Contact, Via and SDP say 192.168.1.10 (unreachable here); her packets come from
+  // 203.0.113.5, her RTP from port 40002 while her SDP says 30000.
+  const alice = new Phone(w, {
+    user: "alice",
+    ip: "203.0.113.5",
+    privateIp: "192.168.1.10",
+    password: "alice-pw-1",
+    rtpPort: 40002,
+    sdpPort: 30000,
+  });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", password: "bob-pw-2", rtpPort: 32000 });
+  for (const p of [alice, bob]) {
+    const r = p.register();
+    await run(w, 20);
+    await r;
+  }
+  const a = alice.call("bob");
+  await run(w, 20);
+  assertEquals(bob.incoming.length, 1, w.logs.lines.join("\n"));
+  const b = bob.incoming[0];
+  b.ringing();
+  await run(w, 20);
+  b.accept(bob.answer(b.offer!));
+  await run(w, 30);
+  assertEquals(a.state, "established", w.logs.lines.join("\n"));
+  assertEquals(b.state, "established");
+  return { w, alice, bob, a, b };
+}
+
+Deno.test("b2bua: an INVITE between registered users becomes two legs, each with its own port pair at the relay", async () => {
+  const { w, alice, bob, a, b } = await establishedCall();
+  try {
+    // The INVITE was challenged (407) before it was relayed.
+    assertEquals(alice.responses("INVITE", 407).length, 1);
+    // Bob's leg: a new call with the caller's From (her URI, a new tag), to bob's registered contact, SDP
+    // pointing at the relay.
+    assertMatch(b.request.headers.get("From")!, /^<sip:alice@192\.168\.1\.10>;tag=/);
+    assert(b.request.headers.get("From") !== a.invite.headers.get("From"));
+    assertEquals(b.request.uri, "sip:bob@10.0.0.2:5060");
+    assert(b.callId !== a.callId, "the legs are separate dialogs");
+    const offerB = negotiated(b.offer!, { registry: codecs });
+    assertEquals(offerB.remoteAddress, RELAY_IP);
+    const answerA = negotiated(a.remoteSdp!, { registry: codecs });
+    assertEquals(answerA.remoteAddress, RELAY_IP);
+    assert(offerB.remotePort !== answerA.remotePort, "two port pairs");
+    assert(offerB.remotePort >= 20000 && offerB.remotePort <= 20099 && offerB.remotePort % 2 === 0);
+    // Alice offered PCMU, PCMA: bob was offered both, chose PCMU; alice's answer carries PCMU only.
+    assertMatch(bodyText(b.request), /m=audio \d+ RTP\/AVP 0 8\r\n/);
+    assertMatch(a.remoteSdp!, /m=audio \d+ RTP\/AVP 0\r\n/);
+    assertEquals(alice.responses("INVITE", 180).length, 1, "bob's ringing reached alice");
+    const st = w.relay.stats();
+    assertEquals(st.calls.active, 1);
+    assertEquals(st.active[0].codec, "PCMU");
+    assertEquals(st.active[0].state, "answered");
+    assertEquals([st.active[0].from, st.active[0].to], ["alice", "bob"]);
+    assert(w.logs.lines.some((l) => /call 1: answered by bob, PCMU/.test(l)));
+  } finally {
+    void a.hangup();
+    await run(w, 50);
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: RTP and RTCP relayed packet for packet, latched to a NATed source; foreign sources dropped", async () => {
+  const { w, alice, bob, a, b } = await establishedCall();
+  try {
+    const relayA = negotiated(a.remoteSdp!, { registry: codecs }); // where alice sends
+    const relayB = negotiated(b.offer!, { registry: codecs }); // where bob sends
+    const toA = { hostname: RELAY_IP, port: relayA.remotePort };
+    const toB = { hostname: RELAY_IP, port: relayB.remotePort };
+    // Bob talks first: the relay sends to alice's SDP address (private, unreachable) until she is heard.
+    bob.rtp.post(rtpPacket(0, 1, 0xb0b), toB);
+    await run(w, 10);
+    assertEquals(alice.gotRtp.length, 0);
+    // Alice talks from 203.0.113.5:40002 (SDP said 192.168.1.10:30000): the relay latches to it.
+    const sentA: Uint8Array[] = [], sentB: Uint8Array[] = [];
+    for (let i = 0; i < 50; i++) {
+      const pa = rtpPacket(0, 1000 + i, 0xa11ce, i), pb = rtpPacket(0, 2 + i, 0xb0b, 200 - i);
+      sentA.push(pa);
+      sentB.push(pb);
+      alice.rtp.post(pa, toA);
+      bob.rtp.post(pb, toB);
+      await run(w, 20);
+    }
+    alice.rtcp.post(rtcpPacket(0xa11ce), { hostname: RELAY_IP, port: relayA.remotePort + 1 });
+    bob.rtcp.post(rtcpPacket(0xb0b), { hostname: RELAY_IP, port: relayB.remotePort + 1 });
+    // A stranger, and alice's own IP from another port while her latched source talks: dropped.
+    const stranger = w.net.bind("10.6.6.6", 7000);
+    const sameIp = w.net.bind("203.0.113.5", 40100);
+    stranger.post(rtpPacket(0, 9, 0xbad), toA);
+    sameIp.post(rtpPacket(0, 9, 0xbad), toA);
+    await run(w, 20);
+    // Bob got all of alice's packets, byte for byte, in order, from his leg's relay port.
+    assertEquals(bob.gotRtp.map((g) => [...g.data]), sentA.map((p) => [...p]));
+    assert(bob.gotRtp.every((g) => g.from.hostname === RELAY_IP && g.from.port === relayB.remotePort));
+    // Alice got bob's packets sent after she was heard (the first went to her private SDP address).
+    assertEquals(alice.gotRtp.map((g) => [...g.data]), sentB.map((p) => [...p]));
+    assert(alice.gotRtp.every((g) => g.from.hostname === RELAY_IP && g.from.port === relayA.remotePort));
+    assertEquals(alice.gotRtcp.length, 1);
+    assertEquals(bob.gotRtcp.length, 1);
+    assertEquals(alice.gotRtcp[0].from.port, relayA.remotePort + 1);
+
+    const [c] = w.relay.stats().active;
+    assertEquals(c.legs.a.sdp, "192.168.1.10:30000");
+    assertEquals(c.legs.a.latched_rtp, "203.0.113.5:40002");
+    assertEquals(c.legs.a.latched_rtcp, "203.0.113.5:40003");
+    assertEquals(c.legs.b.latched_rtp, "10.0.0.2:32000");
+    // Leg a sent 51: bob's first packet went to alice's SDP address before she was heard.
+    assertEquals(c.legs.a.rtp, { packets_in: 50, bytes_in: 50 * 172, packets_out: 51, bytes_out: 51 * 172 });
+    assertEquals(c.legs.b.rtp, { packets_in: 51, bytes_in: 51 * 172, packets_out: 50, bytes_out: 50 * 172 });
+    assertEquals(c.legs.a.rtcp.packets_in, 1);
+    assertEquals(c.legs.a.dropped.foreign, 2);
+    assertEquals(c.legs.b.dropped.foreign, 0);
+    // Bob's first packet was sent to alice's SDP address, which nobody holds on this network.
+    assertEquals(w.net.undeliverable >= 1, true);
+    assert(
+      w.logs.lines.some((l) => /leg a RTP latched to 203\.0\.113\.5:40002 \(SDP said 192\.168\.1\.10:30000\)/.test(l)),
+    );
+    await stranger.close();
+    await sameIp.close();
+  } finally {
+    void a.hangup();
+    await run(w, 50);
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: BYE from the callee reaches the caller behind NAT (at her public address); summary logged", async () => {
+  const { w, alice, bob, a, b } = await establishedCall();
+  try {
+    await Promise.all([b.hangup(), run(w, 50)]);
+    assertEquals(a.state, "ended");
+    assertEquals(a.endInfo?.by, "remote");
+    assertEquals(alice.requests("BYE").length, 1);
+    assertEquals(w.relay.stats().calls.active, 0);
+    const [done] = w.relay.stats().finished;
+    assertMatch(done.ended!, /BYE from bob/);
+    assert(
+      w.logs.lines.some((l) =>
+        /call 1 alice → bob ended: BYE from bob .*after [\d.]+ s, PCMU; a: rtp in 0 out 0/.test(l)
+      ),
+    );
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: BYE from the caller reaches the callee; the media ports are released", async () => {
+  const { w, alice, bob, a, b } = await establishedCall();
+  try {
+    const port = negotiated(a.remoteSdp!, { registry: codecs }).remotePort;
+    await Promise.all([a.hangup(), run(w, 50)]);
+    assertEquals(b.state, "ended");
+    assertEquals(b.endInfo?.by, "remote");
+    assertEquals(b.endInfo?.reason, "BYE");
+    // The port is free again: binding it works.
+    const s = w.net.bind(RELAY_IP, port);
+    await s.close();
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+/** Alice and bob registered (no auth); alice calls bob; returns before bob answers. */
+async function ringingCall(over: Parameters<typeof relayWorld>[0] = {}) {
+  const w = relayWorld(over);
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2" });
+  for (const p of [alice, bob]) {
+    const r = p.register();
+    await run(w, 20);
+    await r;
+  }
+  const a = alice.call("bob");
+  await run(w, 20);
+  assertEquals(bob.incoming.length, 1, w.logs.lines.join("\n"));
+  const b = bob.incoming[0];
+  b.ringing();
+  await run(w, 20);
+  assertEquals(a.state, "proceeding");
+  return { w, alice, bob, a, b };
+}
+
+Deno.test("b2bua: CANCEL from the caller cancels the callee's leg", async () => {
+  const { w, alice, bob, a, b } = await ringingCall();
+  try {
+    a.cancel();
+    await run(w, 50);
+    assertEquals(b.state, "ended");
+    assertEquals(b.endInfo?.reason, "CANCEL");
+    assertEquals(a.state, "ended");
+    assertEquals(a.endInfo?.status, 487);
+    assertEquals(bob.requests("CANCEL").length, 1);
+    assertMatch(w.relay.stats().finished[0].ended!, /CANCEL from alice/);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: the callee's rejection is passed back with its status (486)", async () => {
+  const { w, alice, bob, a, b } = await ringingCall();
+  try {
+    b.reject(486);
+    await run(w, 50);
+    assertEquals(a.state, "ended");
+    assertEquals(a.endInfo?.status, 486);
+    assertEquals(a.endInfo?.reason, "486 Busy Here");
+    assertEquals(w.relay.stats().calls.active, 0);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: no answer within ring_timeout → CANCEL to the callee, 408 to the caller", async () => {
+  const { w, alice, bob, a, b } = await ringingCall({ ringTimeout: 5 });
+  try {
+    await run(w, 5000, 100);
+    assertEquals(a.state, "ended");
+    assertEquals(a.endInfo?.status, 408);
+    assertEquals(b.state, "ended");
+    assertEquals(b.endInfo?.reason, "CANCEL");
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: refusals: unregistered caller 403, unknown callee 404, unregistered user 480, call limit 503", async () => {
+  const w = relayWorld({ maxCalls: 1, retryAfter: 9 });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2" });
+  const carol = new Phone(w, { user: "carol", ip: "10.0.0.3" });
+  try {
+    const early = alice.call("bob");
+    await run(w, 20);
+    assertEquals(early.endInfo?.status, 403, "alice is not registered yet");
+    for (const p of [alice, bob, carol]) {
+      const r = p.register();
+      await run(w, 20);
+      await r;
+    }
+    const nobody = alice.call("dave");
+    await run(w, 20);
+    assertEquals(nobody.endInfo?.status, 404);
+    const first = alice.call("bob");
+    await run(w, 20);
+    assertEquals(first.state, "proceeding"); // bob has not answered: the call is in progress
+    const second = carol.call("alice");
+    await run(w, 20);
+    assertEquals(second.endInfo?.status, 503);
+    assertEquals(carol.responses("INVITE", 503)[0].headers.get("Retry-After"), "9");
+    const st = w.relay.stats();
+    assertEquals(st.calls.refused_busy, 1);
+    first.cancel();
+    await run(w, 50);
+  } finally {
+    for (const p of [alice, bob, carol]) await p.close();
+    await w.relay.close();
+  }
+  // With users configured, a configured user who is not registered is 480, not 404.
+  const w2 = relayWorld({ users: USERS });
+  const a2 = new Phone(w2, { user: "alice", ip: "10.0.0.1", password: "alice-pw-1" });
+  try {
+    const r = a2.register();
+    await run(w2, 20);
+    await r;
+    const call = a2.call("carol");
+    await run(w2, 30);
+    assertEquals(call.endInfo?.status, 480);
+  } finally {
+    await a2.close();
+    await w2.relay.close();
+  }
+});
+
+Deno.test("b2bua: codec negotiation: the callee is offered the caller's codecs the relay allows; no common codec → 488", async () => {
+  const w = relayWorld({ allowedCodecs: ["PCMA", "PCMU"] });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1", codecs: ["PCMA", "PCMU"] });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", codecs: ["PCMU"] });
+  try {
+    for (const p of [alice, bob]) {
+      const r = p.register();
+      await run(w, 20);
+      await r;
+    }
+    const a = alice.call("bob");
+    await run(w, 20);
+    const b = bob.incoming[0];
+    assertMatch(bodyText(b.request), /m=audio \d+ RTP\/AVP 8 0\r\n/); // alice's order
+    b.accept(bob.answer(b.offer!)); // bob takes PCMU only
+    await run(w, 30);
+    assertEquals(negotiated(a.remoteSdp!, { registry: codecs }).codec, "PCMU");
+    assertMatch(a.remoteSdp!, /m=audio \d+ RTP\/AVP 0\r\n/);
+    void a.hangup();
+    await run(w, 50);
+    // An offer of a codec the relay does not carry: 488, nobody is called.
+    const odd = alice.ua.invite(`sip:bob@${RELAY_IP}:5060`, {
+      sdp: "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" +
+        "m=audio 30000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n",
+    });
+    await run(w, 20);
+    assertEquals(odd.endInfo?.status, 488);
+    assertEquals(bob.incoming.length, 1);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: media_timeout hangs up both legs of a call where nobody sends media", async () => {
+  const { w, alice, bob, a, b } = await establishedCall({ mediaTimeout: 10 });
+  try {
+    await run(w, 16_000, 500);
+    assertEquals(a.state, "ended");
+    assertEquals(b.state, "ended");
+    assertMatch(w.relay.stats().finished[0].ended!, /no media for 10 s/);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+// ---- the control plugin --------------------------------------------------------------------
+
+Deno.test("sip-relay control: pipelines/sip-relay.json runs on a memory network; users from a file; stops on abort", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-sip-relay-ctl-" });
+  try {
+    await Deno.writeTextFile(`${dir}/users`, "# users\nalice:alice-pw-1\n\nbob:bob-pw-2\n");
+    const clock = new VirtualClock();
+    const net = new MemoryNetwork({ clock, latencyMs: 1 });
+    const out = new MemoryOutput();
+    const abort = new AbortController();
+    const runner = await PipelineRunner.load(repoPath("pipelines/sip-relay.json"), {
+      registry: createRegistry(),
+      clock,
+      net,
+      log: new Logger({ level: "info", outputs: [out] }),
+      signal: abort.signal,
+      set: [`bind=${RELAY_IP}`, `users_file=${dir}/users`, "rtp_ports=20000-20009"],
+    });
+    const running = runner.run();
+    await clock.advanceAsync(20, 5);
+    // A phone on the same network registers with its password.
+    const alice = new SipUserAgent({
+      transport: net.bind("10.0.0.1", 5060),
+      clock,
+      userName: "alice",
+      overload: false,
+      authenticator: digestAuthenticator({ username: "alice", password: "alice-pw-1" }),
+    });
+    const reg = alice.register({ registrar: `sip:${RELAY_IP}`, aor: `sip:alice@${RELAY_IP}`, expires: 600 });
+    await clock.advanceAsync(20, 5);
+    assertEquals((await reg).expires, 600);
+    abort.abort();
+    await clock.advanceAsync(100, 10);
+    assertEquals((await running).code, 0);
+    await alice.close();
+    const log = out.lines.join("\n");
+    assertMatch(
+      log,
+      /\[B2BUA\] registrar and B2BUA on udp 10\.0\.0\.9:5060: .*digest auth \(realm "voxpipe", 2 users\)/,
+    );
+    assertMatch(log, /\[REGISTRAR\] register alice: sip:alice@10\.0\.0\.1:5060 from 10\.0\.0\.1:5060 for 600 s/);
+    assert(!log.includes("alice-pw-1") && !log.includes("bob-pw-2"), "a password is in the log");
+    // Bad users: a clear error naming the option, never the password.
+    for (
+      const [set, re] of [
+        [[`users_file=${dir}/missing`], /control\.users_file: cannot read .*missing/],
+        [["users=alice"], /control\.users: entry 1 is not user:password/],
+        [["users=alice:x", `users_file=${dir}/users`], /user alice is in both control\.users and control\.users_file/],
+      ] as const
+    ) {
+      const r = await PipelineRunner.load(repoPath("pipelines/sip-relay.json"), {
+        registry: createRegistry(),
+        clock,
+        net,
+        set: [...set],
+      });
+      const e = await r.run().then(() => undefined, (e) => e);
+      assert(e instanceof Error, `expected an error for ${set}`);
+      assertMatch(e.message, re);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("b2bua: early media: the callee's 183 with SDP gives the caller a 183 with the relay's SDP; media flows before the answer", async () => {
+  const w = relayWorld();
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", rtpPort: 32000 });
+  try {
+    for (const p of [alice, bob]) {
+      const r = p.register();
+      await run(w, 20);
+      await r;
+    }
+    const a = alice.call("bob");
+    const early: string[] = [];
+    a.on("progress", (p) => p.sdp && early.push(p.sdp));
+    await run(w, 20);
+    const b = bob.incoming[0];
+    const answer = bob.answer(b.offer!);
+    b.ringing(answer); // 183 Session Progress with SDP
+    await run(w, 20);
+    assertEquals(early.length, 1);
+    const relayA = negotiated(early[0], { registry: codecs });
+    assertEquals(relayA.remoteAddress, RELAY_IP);
+    const relayB = negotiated(b.offer!, { registry: codecs });
+    // A ringback tone from bob reaches alice through the relay before anyone answered.
+    alice.rtp.post(rtpPacket(0, 1, 0xa), { hostname: RELAY_IP, port: relayA.remotePort }); // alice is heard: latched
+    for (let i = 0; i < 5; i++) {
+      bob.rtp.post(rtpPacket(0, 10 + i, 0xb), { hostname: RELAY_IP, port: relayB.remotePort });
+    }
+    await run(w, 20);
+    assertEquals(alice.gotRtp.length, 5);
+    assertEquals(bob.gotRtp.length, 1);
+    assertEquals(a.state, "proceeding");
+    b.accept(answer);
+    await run(w, 30);
+    assertEquals(a.state, "established");
+    assertEquals(a.remoteSdp, early[0], "the 200's SDP is the 183's");
+    void a.hangup();
+    await run(w, 50);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: a latched source silent for 2 s is replaced by a new one from the same IP (NAT rebinding)", async () => {
+  const { w, alice, bob, a, b } = await establishedCall();
+  try {
+    const toA = { hostname: RELAY_IP, port: negotiated(a.remoteSdp!, { registry: codecs }).remotePort };
+    const toB = { hostname: RELAY_IP, port: negotiated(b.offer!, { registry: codecs }).remotePort };
+    alice.rtp.post(rtpPacket(0, 1, 0xa), toA);
+    await run(w, 20);
+    const rebound = w.net.bind("203.0.113.5", 40010);
+    const got: number[] = [];
+    rebound.listen((d) => void got.push(d[3]));
+    rebound.post(rtpPacket(0, 2, 0xa), toA); // too soon: alice's latched source talked 20 ms ago
+    await run(w, 20);
+    assertEquals(w.relay.stats().active[0].legs.a.dropped.foreign, 1);
+    await run(w, 2000, 100);
+    rebound.post(rtpPacket(0, 3, 0xa), toA); // 2 s of silence: the NAT's new mapping takes over
+    await run(w, 20);
+    bob.rtp.post(rtpPacket(0, 7, 0xb), toB);
+    await run(w, 20);
+    assertEquals(got, [7], "bob's packet went to the new source");
+    assertEquals(w.relay.stats().active[0].legs.a.latched_rtp, "203.0.113.5:40010");
+    assertEquals(bob.gotRtp.length, 2);
+    await rebound.close();
+  } finally {
+    void a.hangup();
+    await run(w, 50);
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
