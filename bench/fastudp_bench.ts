@@ -284,7 +284,11 @@ async function throughput(): Promise<void> {
     }
   }
   console.log("# summary: median over rounds, packets/s per core (fast / deno = ratio)");
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  // A true median: with an even count (2 rounds, the default), the mean of the middle two, not the higher one.
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b), h = s.length >> 1;
+    return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+  };
   for (const what of ["receive flood", "receive 50k/s", "send flood"]) {
     for (const n of counts) {
       const f = results.get(`${what} ${n} sockets fast`)!, d = results.get(`${what} ${n} sockets deno`)!;
