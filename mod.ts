@@ -43,6 +43,7 @@ import { Registry } from "./core/registry.ts";
 import { setSchedulerMode } from "./core/clock.ts";
 import { TraceOutput } from "./core/trace_output.ts";
 import { PipelineRunner } from "./core/runner.ts";
+import { mediaFromEnv } from "./core/net/fast.ts";
 import { describeNamed, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
 import { formatCheckReport } from "./core/check.ts";
 import { didYouMean } from "./core/suggest.ts";
@@ -117,6 +118,11 @@ Options:
                           or main (tighter pacing for a process that only sends many streams)
   -h, --help              show this help
   -V, --version           print the version
+
+Environment:
+  VOXPIPE_NET=fast        opt in to the fast UDP path: FFI sockets read and written in batches by a
+                          MediaLoop that also paces the media (x86_64 Linux; elsewhere, or without
+                          FFI permission, it says why and keeps the default, Deno.listenDatagram)
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
 130 when a call was interrupted (Ctrl-C).
@@ -263,6 +269,19 @@ export async function main(args: string[]): Promise<number> {
     }
   }
   const log = new Logger({ level, outputs, format });
+  let media;
+  try {
+    media = mediaFromEnv();
+  } catch (e) {
+    fileOut?.close();
+    trace?.close();
+    return fail(e instanceof Error ? e.message : String(e), 2);
+  }
+  if (media.fallback) log.warn(media.description);
+  else if (media.net) log.info(media.description);
+  if (media.clock && v.scheduler !== undefined) {
+    log.warn(`--scheduler ${v.scheduler} has no effect: VOXPIPE_NET=fast paces on the MediaLoop`);
+  }
   const abort = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   let interrupts = 0;
@@ -287,6 +306,8 @@ export async function main(args: string[]): Promise<number> {
       log,
       signal: abort.signal,
       trace: trace && ((text) => trace.write(text)),
+      net: media.net,
+      clock: media.clock,
     });
     if (v.check) {
       for (const line of formatCheckReport(await runner.check())) console.log(line);

@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
- *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N]
+ *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast [--workers K]]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -41,22 +41,20 @@
  * `--coalesce-ms` sets the timer thread's `coalesceMs` (default 0.3).
  * `--main-thread`, `--spin-ms` and `--spin-budget` run the streams on a
  * `RealClock` in main-thread mode with those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
- * much of the jitter is other processes taking the CPU.
+ * much of the jitter is other processes taking the CPU. `--net fast` runs the streams on a `MediaLoop`
+ * (`core/net/media_loop.ts`) instead: its clock paces them and each pipeline's session binds its socket on the
+ * loop's network (FFI sockets); with `--workers K` the streams are spread over K media workers (Web Workers in
+ * this process), each with its own `MediaLoop`.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import os from "node:os";
 import process from "node:process";
-import { z } from "zod";
 import { mediaClock, RealClock } from "../core/clock.ts";
-import type { RtpFrame } from "../core/frame.ts";
-import { buildPipeline, type Pipeline } from "../core/pipeline.ts";
-import { Registry } from "../core/registry.ts";
-import { definePlugin } from "../core/stage.ts";
-import { plugins as udpPlugins } from "../plugins/udp/mod.ts";
+import { MediaLoop } from "../core/net/media_loop.ts";
+import { buildStreams, type FeedResult, PTIME } from "./_rtp_feed.ts";
 
-const PTIME = 20;
 const END_MAGIC = 0x454e4421; // "END!"
 
 const args = parseArgs({
@@ -71,6 +69,8 @@ const args = parseArgs({
     "coalesce-ms": { type: "string" },
     capture: { type: "boolean", default: false },
     nice: { type: "string" },
+    net: { type: "string", default: "deno" },
+    workers: { type: "string", default: "0" },
   },
 });
 
@@ -250,40 +250,6 @@ if (args.values.role === "receiver") {
 
 // ---- sender --------------------------------------------------------------------------------
 
-/** A synthetic RTP source: `count` packets of 20 ms PCMU, as fast as the sink accepts. */
-const rtpFeed = definePlugin({
-  name: "rtp-feed",
-  kind: "source",
-  description: "synthetic RTP packets for the pacing benchmark",
-  produces: { kind: "rtp", codec: "PCMU", clockRate: 8000 },
-  options: z.object({
-    ssrc: z.number().int().describe("SSRC"),
-    count: z.number().int().describe("packets"),
-    delay_ms: z.number().describe("start delay in ms"),
-  }),
-  create: (o) => ({
-    async run(ctx) {
-      await ctx.clock.sleep(o.delay_ms, ctx.signal);
-      const payload = new Uint8Array(160).fill(0xff);
-      const ts0 = (Math.random() * 0xffffffff) >>> 0;
-      for (let i = 0; i < o.count && !ctx.signal.aborted; i++) {
-        const f: RtpFrame = {
-          kind: "rtp",
-          payloadType: 0,
-          sequence: i & 0xffff,
-          timestamp: (ts0 + i * 160) >>> 0,
-          ssrc: o.ssrc,
-          marker: i === 0,
-          payload,
-          codec: "PCMU",
-          clockRate: 8000,
-        };
-        if (!ctx.emit(f)) await ctx.ready();
-      }
-    },
-  }),
-});
-
 async function startReceiverProcess(): Promise<{ port: number; report: Promise<ReceiverReport> }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -342,7 +308,15 @@ function schedulerLabel(c: RealClock): string {
 const spin = args.values["spin-ms"];
 const budget = args.values["spin-budget"];
 const mainThread = args.values["main-thread"];
-const clock = spin === undefined && budget === undefined && !mainThread
+if (args.values.net !== "deno" && args.values.net !== "fast") throw new Error(`--net: expected deno or fast`);
+const workers = Number(args.values.workers);
+if (!(Number.isInteger(workers) && workers >= 0) || (workers > 0 && args.values.net !== "fast")) {
+  throw new Error("--workers: a whole number, with --net fast");
+}
+const fastLoop = args.values.net === "fast" && workers === 0 ? new MediaLoop() : undefined;
+const clock = fastLoop
+  ? fastLoop.clock
+  : spin === undefined && budget === undefined && !mainThread
   ? mediaClock()
   : new RealClock(Number(spin ?? 1.5), 0.5, Number(budget ?? 0));
 if (mainThread) (clock as RealClock).useTimerThread = false;
@@ -361,29 +335,56 @@ if (args.values.receiver === "inline") {
 }
 
 const capture = args.values.capture ? await startCapture(port) : undefined;
-const registry = new Registry([rtpFeed, ...udpPlugins]);
-const pipelines: Pipeline[] = [];
-for (let i = 0; i < streams; i++) {
-  pipelines.push(
-    await buildPipeline(`s${i}`, [
-      { use: "rtp-feed", ssrc: i + 1, count: packetsPerStream, delay_ms: Math.random() * PTIME },
-      { use: "udp-sink", to: `127.0.0.1:${port}`, bind: "127.0.0.1" },
-    ], { registry, clock }),
+const ssrcs = Array.from({ length: streams }, (_, i) => i + 1);
+let runStreams: () => Promise<FeedResult[]>;
+const loopStats: unknown[] = [];
+if (workers > 0) {
+  // Media workers: each paces its share of the streams on its own MediaLoop.
+  const ws = Array.from(
+    { length: workers },
+    () => new Worker(new URL("./_pacing_worker.ts", import.meta.url), { type: "module" }),
   );
+  const replies = ws.map((w) => {
+    const queue: unknown[] = [];
+    let wake: (() => void) | undefined;
+    w.onmessage = (e) => {
+      queue.push(e.data);
+      wake?.();
+    };
+    w.onerror = (e) => console.error(`worker failed: ${e.message}`);
+    return async () => {
+      while (queue.length === 0) await new Promise<void>((r) => wake = r);
+      return queue.shift() as Record<string, unknown>;
+    };
+  });
+  ws.forEach((w, k) =>
+    w.postMessage({ ssrcs: ssrcs.filter((_, i) => i % workers === k), count: packetsPerStream, port })
+  );
+  await Promise.all(replies.map((next) => next()));
+  runStreams = async () => {
+    ws.forEach((w) => w.postMessage("go"));
+    const done = await Promise.all(replies.map((next) => next()));
+    ws.forEach((w) => w.terminate());
+    for (const d of done) loopStats.push(d.stats);
+    return done.map((d) => d.result as FeedResult);
+  };
+} else {
+  const run = await buildStreams({ ssrcs, count: packetsPerStream, port, clock, net: fastLoop?.network });
+  runStreams = async () => [await run()];
 }
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
-const results = await Promise.all(pipelines.map((p) => p.run()));
+const results = await runStreams();
 const wall = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 let late = 0, maxLate = 0, errors = 0;
 for (const r of results) {
-  if (r.reason !== "eos") console.error(`pipeline ended: ${r.reason} ${r.error?.message ?? ""}`);
-  const x = r.stats[1].extra!;
-  late += x.late_sends as number;
-  maxLate = Math.max(maxLate, x.max_late_ms as number);
-  errors += x.send_errors as number;
+  for (const f of r.failures) console.error(`pipeline ended: ${f}`);
+  late += r.late;
+  maxLate = Math.max(maxLate, r.maxLate);
+  errors += r.errors;
 }
+if (fastLoop) loopStats.push(fastLoop.stats());
 await new Promise((r) => setTimeout(r, 200));
 const end = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
 const magic = new Uint8Array(4);
@@ -403,7 +404,11 @@ console.log(
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
     (coalesce !== undefined ? ` coalesce_ms=${coalesce}` : "") +
     (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
-    (clock instanceof RealClock ? ` scheduler=${schedulerLabel(clock)}` : ""),
+    (args.values.net === "fast"
+      ? ` net=fast workers=${workers} scheduler=media-loop(${JSON.stringify(loopStats)})`
+      : clock instanceof RealClock
+      ? ` scheduler=${schedulerLabel(clock)}`
+      : ""),
 );
 if (cap) {
   console.log(

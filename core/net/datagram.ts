@@ -29,8 +29,10 @@ export interface ListenOptions {
   /**
    * Called for a receive error other than the socket closing (receiving goes
    * on). An ICMP port-unreachable for something this socket sent arrives here
-   * as a `Deno.errors.ConnectionRefused`, with the address it was sent to when
-   * the platform tells it.
+   * as a {@linkcode PortUnreachableError} with the address it was sent to
+   * (`MemoryNetwork`, and the FFI sockets of a `MediaLoop`, which read the
+   * socket's error queue); `UdpSocket` reports only what Deno tells it (a
+   * `Deno.errors.ConnectionRefused`, where the platform reports one).
    */
   onError?: (error: unknown) => void;
   /** Called when the receive loop gives up after too many errors in a row. */

@@ -1,0 +1,155 @@
+/**
+ * Opting in to the fast datagram path (`media_loop.ts`): the thread's
+ * {@linkcode MediaLoop}, a network that falls back to `Deno.listenDatagram`
+ * ({@linkcode udpNetwork}) where FFI cannot run, and the `VOXPIPE_NET`
+ * environment variable the CLI reads.
+ *
+ * ```ts
+ * const net = createFastNetwork(); // FFI sockets on this thread's MediaLoop, or udpNetwork with a warning
+ * const { net, clock } = mediaFromEnv(); // VOXPIPE_NET=fast: the loop's network and clock; unset: the defaults
+ * ```
+ *
+ * @module
+ */
+import type { Clock } from "../clock_types.ts";
+import type { Network } from "./datagram.ts";
+import { fastPathProblem, type PlatformFacts, platformProblem } from "./_libc.ts";
+import { MediaLoop, type MediaLoopOptions } from "./media_loop.ts";
+import { udpNetwork } from "./udp.ts";
+
+export type { PlatformFacts };
+
+/**
+ * Why the fast datagram path's struct layouts do not fit `platform`, or
+ * undefined when they do: only x86_64 Linux is supported.
+ *
+ * @example
+ * ```ts
+ * fastUdpPlatformProblem({ os: "linux", arch: "aarch64" }); // "the FFI datagram path is written for x86_64 Linux only ..."
+ * ```
+ */
+export function fastUdpPlatformProblem(platform: PlatformFacts): string | undefined {
+  return platformProblem(platform);
+}
+
+let threadLoop: MediaLoop | undefined;
+
+/**
+ * Why the fast datagram path cannot run in this process (not x86_64 Linux, no
+ * `ffi` permission, the C library does not load), or undefined when it can.
+ * Never prompts for a permission.
+ *
+ * @example
+ * ```ts
+ * const why = fastUdpUnavailable();
+ * if (why) console.warn(`using Deno.listenDatagram: ${why}`);
+ * ```
+ */
+export function fastUdpUnavailable(): string | undefined {
+  return fastPathProblem();
+}
+
+/**
+ * This thread's {@linkcode MediaLoop}, created on first use with `opts` (a
+ * worker gets its own). Throws the reason when the fast path cannot run here.
+ *
+ * @example
+ * ```ts
+ * const loop = defaultMediaLoop();
+ * const session = new Session({ id: "call-1", clock: loop.clock, net: loop.network });
+ * ```
+ */
+export function defaultMediaLoop(opts?: MediaLoopOptions): MediaLoop {
+  if (!threadLoop || threadLoop.closed) threadLoop = new MediaLoop(opts);
+  return threadLoop;
+}
+
+/** Options of {@linkcode createFastNetwork}. */
+export interface FastNetworkOptions {
+  /** The loop to bind on (default: {@linkcode defaultMediaLoop}). */
+  loop?: MediaLoop;
+  /**
+   * Told why the fast path cannot run, when {@linkcode udpNetwork} is returned
+   * instead (default: one `console.warn` per process).
+   */
+  onFallback?: (reason: string) => void;
+}
+
+let warned = false;
+
+/**
+ * The fast network (FFI sockets on a {@linkcode MediaLoop}) where it can run,
+ * else {@linkcode udpNetwork} (`Deno.listenDatagram`), saying why through
+ * `onFallback`.
+ *
+ * @example
+ * ```ts
+ * const net = createFastNetwork({ onFallback: (why) => log.warn(`fast UDP off: ${why}`) });
+ * const sock = net.bind("0.0.0.0", 5060);
+ * ```
+ */
+export function createFastNetwork(opts: FastNetworkOptions = {}): Network {
+  if (opts.loop) return opts.loop.network;
+  const why = fastPathProblem();
+  if (why === undefined) return defaultMediaLoop().network;
+  const tell = opts.onFallback ?? ((reason: string) => {
+    if (!warned) console.warn(`voxpipe: fast UDP unavailable, using Deno.listenDatagram: ${reason}`);
+    warned = true;
+  });
+  tell(why);
+  return udpNetwork;
+}
+
+/** What {@linkcode mediaFromEnv} chose. */
+export interface MediaChoice {
+  /** The network to bind on; undefined: the default (`udpNetwork`). */
+  net?: Network;
+  /** The media clock; undefined: the default (`mediaClock()`). */
+  clock?: Clock;
+  /** One line saying what was chosen, and why when the fast path was asked for and is not available. */
+  description: string;
+  /** Set when `fast` was asked for but cannot run here (the defaults are used). */
+  fallback?: string;
+}
+
+/**
+ * Reads the `VOXPIPE_NET` environment variable: `fast` selects this thread's
+ * {@linkcode MediaLoop} (its network and its clock: sockets, chains and pacing
+ * on one loop), falling back to the defaults with a reason where it cannot
+ * run; unset, empty or `deno` keeps the defaults (`Deno.listenDatagram` and
+ * the process media clock). Anything else is an error saying what is
+ * accepted. Without the `env` permission the defaults are kept.
+ *
+ * @param value the setting (default: `Deno.env.get("VOXPIPE_NET")`)
+ *
+ * @example
+ * ```ts
+ * const media = mediaFromEnv(); // VOXPIPE_NET=fast deno run -A mod.ts --pipeline ...
+ * const runner = await PipelineRunner.load(file, { registry, net: media.net, clock: media.clock });
+ * ```
+ */
+export function mediaFromEnv(value?: string): MediaChoice {
+  let v = value;
+  if (v === undefined) {
+    try {
+      v = Deno.env.get("VOXPIPE_NET");
+    } catch {
+      v = undefined; // no env permission: the defaults
+    }
+  }
+  const setting = (v ?? "").trim().toLowerCase();
+  if (setting === "" || setting === "deno") return { description: "network: Deno.listenDatagram (default)" };
+  if (setting !== "fast") {
+    throw new Error(`VOXPIPE_NET: expected "fast" or "deno", got "${v}"`);
+  }
+  const why = fastPathProblem();
+  if (why !== undefined) {
+    return { description: `network: Deno.listenDatagram (VOXPIPE_NET=fast unavailable: ${why})`, fallback: why };
+  }
+  const loop = defaultMediaLoop();
+  return {
+    net: loop.network,
+    clock: loop.clock,
+    description: "network: FFI sockets and clock on this thread's MediaLoop (VOXPIPE_NET=fast)",
+  };
+}
