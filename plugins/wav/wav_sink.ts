@@ -483,7 +483,8 @@ class WavSink implements SinkStage {
 
   async #writeHeader(final: boolean): Promise<void> {
     if (!this.#spec || !this.#headerOnDisk) return;
-    if (!final && this.#dataOnDisk === this.#headerDataBytes) return;
+    // The header on disk is already right when no data came since (and no pad byte changes its RIFF size).
+    if (this.#dataOnDisk === this.#headerDataBytes && (!final || (this.#dataOnDisk & 1) === 0)) return;
     if (this.#dataOnDisk > MAX_RIFF_SIZE - 64 && !this.#warnedSize) {
       this.#warnedSize = true;
       this.#log.warn(`wav-sink: ${this.#path}: over 4 GiB of audio; the WAV header sizes stay at their 32-bit maximum`);
@@ -491,7 +492,7 @@ class WavSink implements SinkStage {
     const h = wavHeader({ ...this.#spec, dataBytes: this.#dataOnDisk, padded: final });
     await this.#file!.seek(0, Deno.SeekMode.Start);
     await writeAll(this.#file!, h);
-    await this.#file!.seek(0, Deno.SeekMode.End);
+    if (!final) await this.#file!.seek(0, Deno.SeekMode.End); // the final one: the file is closed next
     this.#headerDataBytes = this.#dataOnDisk;
     this.#headerUpdates++;
   }
