@@ -17,7 +17,10 @@
  * bisected `--refine` times between the last good and the first bad rate. sipp
  * writes its statistics each second; a trial is stopped at its first failed call
  * (it has failed: no need to wait for the rest, whose INVITEs may retransmit
- * for a minute). A full run (voxpipe and sipp) takes about 5–8 minutes.
+ * for a minute). The searches run side by side, one trial at a time, their
+ * trials alternating (voxpipe, sipp, voxpipe, ...), so that both see the same
+ * load of a shared machine; each line gives the load average. A full run
+ * (voxpipe and sipp) takes about 10 minutes.
  *
  * `max_calls` (concurrent calls, 100 in callee.json's control section, not a
  * parameter) is raised to 10 000 in a temporary copy of the file, and
@@ -30,7 +33,9 @@
  * with the machine's load average.
  *
  * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
- * [--refine 3] [--light] [--only voxpipe|light|sipp]` (needs sipp: `bash scripts/setup.sh`).
+ * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR]` (needs sipp: `bash scripts/setup.sh`).
+ * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
+ * searched in the same run: before and after a change, under the same load.
  *
  * @module
  */
@@ -57,6 +62,7 @@ const { values: args } = parseArgs({
     max: { type: "string", default: "12800" },
     refine: { type: "string", default: "3" },
     light: { type: "boolean", default: false },
+    compare: { type: "string" },
     only: { type: "string" },
   },
 });
@@ -84,8 +90,13 @@ interface Trial {
   note: string;
 }
 
-async function writeCalleeVariant(dir: string, light: boolean): Promise<string> {
-  const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/callee.json")));
+/** A voxpipe checkout's file: this one's, or `root`'s (`--compare`). */
+function checkoutPath(root: string | undefined, rel: string): string {
+  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
+}
+
+async function writeCalleeVariant(dir: string, light: boolean, root?: string): Promise<string> {
+  const file = JSON.parse(await Deno.readTextFile(checkoutPath(root, "pipelines/callee.json")));
   delete file.$schema;
   file.control.max_calls = 10000;
   // Each call holds two server transactions for 64·T1 after it ends: at hundreds of calls per second the
@@ -111,24 +122,24 @@ async function writeCalleeVariant(dir: string, light: boolean): Promise<string> 
   return path;
 }
 
-function voxpipeTarget(name: string, light: boolean): Target {
+function voxpipeTarget(name: string, light: boolean, root?: string): Target {
   return {
     name,
     async start(dir) {
-      const pipeline = await writeCalleeVariant(dir, light);
+      const pipeline = await writeCalleeVariant(dir, light, root);
       const port = freeUdpPort();
       const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
       if (!light) sets.push(`record=${dir}/call-\${call.id}.wav`);
       const proc = spawnBounded(Deno.execPath(), [
         "run",
         "-A",
-        repoPath("mod.ts"),
+        checkoutPath(root, "mod.ts"),
         "--pipeline",
         pipeline,
         "--log-level",
         "warn",
         ...sets.flatMap((s) => ["--set", s]),
-      ], { cwd: repoPath("."), timeoutMs: (DURATION + 120) * 1000 });
+      ], { cwd: checkoutPath(root, "."), timeoutMs: (DURATION + 120) * 1000 });
       // At log level warn the "listening" line is not printed: wait for the socket instead.
       await Promise.race([
         proc.waitForOutput(LISTENING_RE, 30_000).catch(() => new Promise(() => {})),
@@ -261,14 +272,26 @@ interface Found {
   capped: boolean;
 }
 
+/** The end of the queue of trials: one runs at a time, in the order asked. */
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs `f` after every trial asked for before it. The searches ask in turn (each asks for its next trial once its
+ * last one has ended), so their trials alternate and each target sees the same load of the shared machine.
+ */
+function oneAtATime<T>(f: () => Promise<T>): Promise<T> {
+  const run = queue.then(f);
+  queue = run.catch(() => {});
+  return run;
+}
+
 /** The highest passing rate: doubling, then bisection. */
 async function search(target: Target): Promise<Found> {
-  console.log(`${target.name}:`);
   let good = 0;
   let bad = 0;
   let clean = 0;
   const run = async (rate: number) => {
-    const t = await trial(target, rate);
+    const t = await oneAtATime(() => trial(target, rate));
     report(target.name, t);
     if (t.ok && t.retransmissions === 0) clean = Math.max(clean, rate);
     return t.ok;
@@ -299,12 +322,21 @@ if (import.meta.main) {
     ["light", voxpipeTarget("voxpipe callee (udp-source → null-sink)", true)],
     ["sipp", sippUasTarget],
   ];
+  if (args.compare) {
+    targets.unshift([
+      "compare",
+      voxpipeTarget(`voxpipe callee of ${args.compare} (callee.json, WAV per call)`, false, args.compare),
+    ]);
+  }
   console.log(`load average at start: ${loadAverage()}`);
   const results: Record<string, Found> = {};
-  for (const [key, target] of targets) {
-    if (args.only ? args.only !== key : key === "light" && !args.light) continue;
-    results[key] = await search(target);
-  }
+  await Promise.all(
+    targets.filter(([key]) => args.only ? args.only === key || key === "compare" : key !== "light" || args.light).map(
+      async ([key, t]) => {
+        results[key] = await search(t);
+      },
+    ),
+  );
   console.log("");
   const fmt = (f: Found) => `${f.capped ? "≥ " : ""}${f.rate} cps`;
   for (const [key, target] of targets) {
@@ -316,5 +348,7 @@ if (import.meta.main) {
   if (n) parts.push(`voxpipe callee ${fmt(n)} (0 failed over ${DURATION} s)`);
   if (m) parts.push(`sipp -sn uas ${fmt(m)}`);
   if (n && m && m.rate > 0) parts.push(`ratio ${(n.rate / m.rate).toFixed(2)}`);
+  const c = results.compare;
+  if (c && m && m.rate > 0) parts.push(`${args.compare}: ${fmt(c)}, ratio ${(c.rate / m.rate).toFixed(2)}`);
   if (parts.length) console.log(`call setup rate: ${parts.join("; ")} (load average ${loadAverage()})`);
 }
