@@ -1,19 +1,26 @@
 /**
  * Call set-up rate: the highest rate (calls per second) at which sipp can call
- * a callee for 30 s with zero failed calls, for
+ * a callee for 10 s (`--duration`) with zero failed calls, for
  *
  * 1. our callee, `pipelines/callee.json` as shipped except `max_calls` (recording
  *    every call to a WAV in a temporary directory; log level warn);
- * 2. our callee with a light media chain (`udp-source` → `null-sink`: no jitter
- *    buffer, RTCP or WAV per call), to see what the per-call pipelines cost;
+ * 2. with `--light` (or `--only light`): our callee with a light media chain
+ *    (`udp-source` → `null-sink`: no jitter buffer, RTCP or WAV per call), to
+ *    see what the per-call pipelines cost;
  * 3. `sipp -sn uas`, the reference.
  *
  * The caller is sipp with `tests/fixtures/sipp/uac_nomedia.xml`: INVITE (with
  * SDP) / 180 / 200 / ACK / pause (`--hold`, default 1000 ms) / BYE / 200, no RTP.
  * A trial at rate R runs R × duration calls (`-r R -m R·duration`) against a
  * fresh callee; it passes when sipp exits 0 with every call successful. The rate
- * doubles from `--start` until a trial fails (or `--max`), then is bisected
- * `--refine` times between the last good and the first bad rate.
+ * doubles from `--start` (default 100) until a trial fails (or `--max`), then is
+ * bisected `--refine` times between the last good and the first bad rate. sipp
+ * writes its statistics each second; a trial is stopped at its first failed call
+ * (it has failed: no need to wait for the rest, whose INVITEs may retransmit
+ * for a minute). The searches run side by side, one trial at a time, their
+ * trials alternating (voxpipe, sipp, voxpipe, ...), so that both see the same
+ * load of a shared machine; each line gives the load average. A full run
+ * (voxpipe and sipp) takes about 10 minutes.
  *
  * `max_calls` (concurrent calls, 100 in callee.json's control section, not a
  * parameter) is raised to 10 000 in a temporary copy of the file, and
@@ -22,10 +29,13 @@
  * above ~150 cps once the table of transactions that outlive their calls by
  * 64·T1 is full.
  *
- * Prints, last: `call setup rate: voxpipe callee N cps (0 failed over 30 s); sipp -sn uas M cps`.
+ * Prints, last: `call setup rate: voxpipe callee N cps (0 failed over 10 s); sipp -sn uas M cps; ratio R`,
+ * with the machine's load average.
  *
- * Run: `deno run -A bench/sip_call_rate.ts [--duration 30] [--hold 1000] [--start 10] [--max 3000]
- * [--refine 3] [--only voxpipe|light|sipp]` (needs sipp: `bash scripts/setup.sh`).
+ * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
+ * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR]` (needs sipp: `bash scripts/setup.sh`).
+ * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
+ * searched in the same run: before and after a change, under the same load.
  *
  * @module
  */
@@ -46,11 +56,13 @@ import { repoPath } from "../tests/util.ts";
 
 const { values: args } = parseArgs({
   options: {
-    duration: { type: "string", default: "30" },
+    duration: { type: "string", default: "10" },
     hold: { type: "string", default: "1000" },
-    start: { type: "string", default: "10" },
-    max: { type: "string", default: "3000" },
+    start: { type: "string", default: "100" },
+    max: { type: "string", default: "12800" },
     refine: { type: "string", default: "3" },
+    light: { type: "boolean", default: false },
+    compare: { type: "string" },
     only: { type: "string" },
   },
 });
@@ -78,8 +90,13 @@ interface Trial {
   note: string;
 }
 
-async function writeCalleeVariant(dir: string, light: boolean): Promise<string> {
-  const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/callee.json")));
+/** A voxpipe checkout's file: this one's, or `root`'s (`--compare`). */
+function checkoutPath(root: string | undefined, rel: string): string {
+  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
+}
+
+async function writeCalleeVariant(dir: string, light: boolean, root?: string): Promise<string> {
+  const file = JSON.parse(await Deno.readTextFile(checkoutPath(root, "pipelines/callee.json")));
   delete file.$schema;
   file.control.max_calls = 10000;
   // Each call holds two server transactions for 64·T1 after it ends: at hundreds of calls per second the
@@ -105,24 +122,24 @@ async function writeCalleeVariant(dir: string, light: boolean): Promise<string> 
   return path;
 }
 
-function voxpipeTarget(name: string, light: boolean): Target {
+function voxpipeTarget(name: string, light: boolean, root?: string): Target {
   return {
     name,
     async start(dir) {
-      const pipeline = await writeCalleeVariant(dir, light);
+      const pipeline = await writeCalleeVariant(dir, light, root);
       const port = freeUdpPort();
       const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
       if (!light) sets.push(`record=${dir}/call-\${call.id}.wav`);
       const proc = spawnBounded(Deno.execPath(), [
         "run",
         "-A",
-        repoPath("mod.ts"),
+        checkoutPath(root, "mod.ts"),
         "--pipeline",
         pipeline,
         "--log-level",
         "warn",
         ...sets.flatMap((s) => ["--set", s]),
-      ], { cwd: repoPath("."), timeoutMs: (DURATION + 120) * 1000 });
+      ], { cwd: checkoutPath(root, "."), timeoutMs: (DURATION + 120) * 1000 });
       // At log level warn the "listening" line is not printed: wait for the socket instead.
       await Promise.race([
         proc.waitForOutput(LISTENING_RE, 30_000).catch(() => new Promise(() => {})),
@@ -188,10 +205,21 @@ async function trial(target: Target, rate: number): Promise<Trial> {
       "-stf",
       "uac.csv",
       "-fd",
-      "5",
+      "1",
       `127.0.0.1:${callee.port}`,
     ], { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" });
+    // Stop at the first failed call: the trial has failed.
+    let stoppedEarly = false;
+    const watch = setInterval(async () => {
+      try {
+        if (sippCounter(await readSippStats(`${dir}/uac.csv`), "FailedCall(C)") > 0 && !sipp.ended) {
+          stoppedEarly = true;
+          sipp.kill("SIGINT");
+        }
+      } catch { /* no statistics row yet */ }
+    }, 1000);
     const r = await sipp.result;
+    clearInterval(watch);
     const alive = await Promise.race([callee.proc.result.then(() => false), Promise.resolve(true)]);
     let successful = 0, failed = 0, retransmissions = 0, achieved = 0;
     try {
@@ -205,6 +233,7 @@ async function trial(target: Target, rate: number): Promise<Trial> {
     }
     const ok = r.code === 0 && !r.timedOut && failed === 0 && successful === calls && alive;
     const note = ok ? "" : [
+      stoppedEarly ? "stopped at the first failed call" : "",
       r.code !== 0 ? `sipp exit ${r.code}${r.timedOut ? " (timed out)" : ""}` : "",
       !alive ? "callee died" : "",
       successful !== calls ? `${successful}/${calls} successful` : "",
@@ -219,11 +248,20 @@ async function trial(target: Target, rate: number): Promise<Trial> {
   }
 }
 
+/** The 1, 5 and 15 minute load averages (the machine is shared: figures depend on it). */
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "unknown";
+  }
+}
+
 function report(name: string, t: Trial): void {
   console.log(
     `  ${name}: ${t.rate} cps × ${DURATION} s: ${t.ok ? "ok" : "FAILED"} — ${t.successful} successful, ` +
       `${t.failed} failed, ${t.retransmissions} retransmissions, sipp's cumulative rate ${t.achieved.toFixed(1)} cps` +
-      `${t.note ? ` (${t.note})` : ""}`,
+      `${t.note ? ` (${t.note})` : ""} [load ${loadAverage()}]`,
   );
 }
 
@@ -234,14 +272,26 @@ interface Found {
   capped: boolean;
 }
 
+/** The end of the queue of trials: one runs at a time, in the order asked. */
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs `f` after every trial asked for before it. The searches ask in turn (each asks for its next trial once its
+ * last one has ended), so their trials alternate and each target sees the same load of the shared machine.
+ */
+function oneAtATime<T>(f: () => Promise<T>): Promise<T> {
+  const run = queue.then(f);
+  queue = run.catch(() => {});
+  return run;
+}
+
 /** The highest passing rate: doubling, then bisection. */
 async function search(target: Target): Promise<Found> {
-  console.log(`${target.name}:`);
   let good = 0;
   let bad = 0;
   let clean = 0;
   const run = async (rate: number) => {
-    const t = await trial(target, rate);
+    const t = await oneAtATime(() => trial(target, rate));
     report(target.name, t);
     if (t.ok && t.retransmissions === 0) clean = Math.max(clean, rate);
     return t.ok;
@@ -272,11 +322,21 @@ if (import.meta.main) {
     ["light", voxpipeTarget("voxpipe callee (udp-source → null-sink)", true)],
     ["sipp", sippUasTarget],
   ];
-  const results: Record<string, Found> = {};
-  for (const [key, target] of targets) {
-    if (args.only && args.only !== key) continue;
-    results[key] = await search(target);
+  if (args.compare) {
+    targets.unshift([
+      "compare",
+      voxpipeTarget(`voxpipe callee of ${args.compare} (callee.json, WAV per call)`, false, args.compare),
+    ]);
   }
+  console.log(`load average at start: ${loadAverage()}`);
+  const results: Record<string, Found> = {};
+  await Promise.all(
+    targets.filter(([key]) => args.only ? args.only === key || key === "compare" : key !== "light" || args.light).map(
+      async ([key, t]) => {
+        results[key] = await search(t);
+      },
+    ),
+  );
   console.log("");
   const fmt = (f: Found) => `${f.capped ? "≥ " : ""}${f.rate} cps`;
   for (const [key, target] of targets) {
@@ -287,5 +347,8 @@ if (import.meta.main) {
   const parts: string[] = [];
   if (n) parts.push(`voxpipe callee ${fmt(n)} (0 failed over ${DURATION} s)`);
   if (m) parts.push(`sipp -sn uas ${fmt(m)}`);
-  if (parts.length) console.log(`call setup rate: ${parts.join("; ")}`);
+  if (n && m && m.rate > 0) parts.push(`ratio ${(n.rate / m.rate).toFixed(2)}`);
+  const c = results.compare;
+  if (c && m && m.rate > 0) parts.push(`${args.compare}: ${fmt(c)}, ratio ${(c.rate / m.rate).toFixed(2)}`);
+  if (parts.length) console.log(`call setup rate: ${parts.join("; ")} (load average ${loadAverage()})`);
 }

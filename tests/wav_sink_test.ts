@@ -492,3 +492,41 @@ Deno.test("through the pipeline runner: the g711 refusal names both stages and s
 Deno.test("wav-sink: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("wav-sink: a recording directory removed between calls is made again; an empty call leaves a valid WAV", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-wavdir-" });
+  try {
+    const dir = join(root, "calls", "today");
+    const fmt = { kind: "pcm" as const, sampleRate: 8000, channels: 1 };
+    for (const name of ["a", "b"]) {
+      const { sink } = await openSink({ path: join(dir, `${name}.wav`), if_exists: "number" }, fmt);
+      await sink.end!();
+      const bytes = await Deno.readFile(join(dir, `${name}.wav`));
+      equal(bytes.length, 44);
+      checkHeader(bytes, { tag: 1, bits: 16, rate: 8000, channels: 1 });
+      // The next sink of this process finds the directory gone: it must make it again, not fail.
+      await Deno.remove(join(root, "calls"), { recursive: true });
+    }
+    // With data: the header's sizes follow it, and the pad byte of an odd size is there.
+    const { sink } = await openSink({ path: join(dir, "g.wav"), format: "g711" }, {
+      kind: "encoded",
+      codec: "PCMU",
+      clockRate: 8000,
+    });
+    const frame: EncodedFrame = {
+      kind: "encoded",
+      codec: "PCMU",
+      clockRate: 8000,
+      payload: new Uint8Array(161).fill(0x7f),
+      pts: 0,
+    };
+    sink.write(frame);
+    await sink.end!();
+    const g = await Deno.readFile(join(dir, "g.wav"));
+    const v = new DataView(g.buffer, g.byteOffset, g.length);
+    equal(g.length % 2, 0);
+    equal(v.getUint32(4, true), g.length - 8);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -1472,7 +1472,17 @@ export const jitterBuffer = definePlugin({
   },
   create(opts, sctx) {
     const check: FormatCheck = { stage: NAME, ctx: sctx };
-    const jb = new JitterBuffer(opts, { codecs: sctx.codecs });
+    /**
+     * The playout buffer, made on first use: a chain in record mode (a file sink) never needs it, and a call's
+     * set-up need not allocate its queues.
+     */
+    let jbMade: JitterBuffer | undefined;
+    const playout = (): JitterBuffer => {
+      if (jbMade) return jbMade;
+      const made = new JitterBuffer(opts, { codecs: sctx.codecs, codec });
+      made.onGrid = arm;
+      return jbMade = made;
+    };
     /** The codec once known (negotiated, or from the first packet): how many samples a payload holds. */
     let codec: CodecInfo | undefined;
     const samplesOf = (p: Uint8Array) => {
@@ -1499,8 +1509,9 @@ export const jitterBuffer = definePlugin({
     const arm = () => {
       timer?.cancel();
       timer = undefined;
-      const due = jb.nextTickTime();
-      if (due === undefined || !ctx || stopped) return;
+      if (!ctx || stopped) return;
+      const due = playout().nextTickTime();
+      if (due === undefined) return;
       timer = clock.at(due, onTick);
     };
     /** What playout has added to the session's counters so far: live updates and the summary add the difference. */
@@ -1523,6 +1534,7 @@ export const jitterBuffer = definePlugin({
     const onTick = () => {
       timer = undefined;
       if (stopped || !ctx) return;
+      const jb = playout();
       const due = jb.nextTickTime()!;
       const frame = jb.tick(due);
       if (due >= nextPublish) {
@@ -1532,7 +1544,6 @@ export const jitterBuffer = definePlugin({
       ctx.emit(frame);
       if (!timer) arm(); // (emit may have re-armed through onGrid)
     };
-    jb.onGrid = arm;
     /** One line at the end of the stream: what was received and how it played. */
     const summarize = () => {
       if (summarized) return;
@@ -1546,7 +1557,7 @@ export const jitterBuffer = definePlugin({
         if (r.received > 0) sctx.log.info("record buffer summary", { ...r });
         return;
       }
-      const s = jb.stats(clock.now());
+      const s = playout().stats(clock.now());
       publishPlayout(s);
       if (s.received === 0) return;
       sctx.log.info("jitter buffer summary", {
@@ -1603,7 +1614,7 @@ export const jitterBuffer = definePlugin({
           );
         }
         if (opts.mode === "playout") requireTranscoder(info);
-        jb.setCodec(info);
+        jbMade?.setCodec(info);
         codec = info;
         return { kind: "encoded", codec: info.name, clockRate: info.clockRate };
       },
@@ -1624,7 +1635,7 @@ export const jitterBuffer = definePlugin({
           rb.insert(frame, emit);
           return;
         }
-        jb.insert(frame, frame.arrival ?? clock.now());
+        playout().insert(frame, frame.arrival ?? clock.now());
       },
       flush(emit) {
         stopped = true;
@@ -1632,7 +1643,7 @@ export const jitterBuffer = definePlugin({
         timer = undefined;
         if (mode === "record") rb.flush(emit);
         summarize();
-        if (mode === "playout") { for (const f of jb.drain()) emit(f); }
+        if (mode === "playout") { for (const f of playout().drain()) emit(f); }
       },
       close() {
         stopped = true;
@@ -1641,7 +1652,7 @@ export const jitterBuffer = definePlugin({
         summarize();
       },
       stats() {
-        return mode === "record" ? { mode, ...rb.stats() } : { mode, ...jb.stats(clock.now()) };
+        return mode === "record" ? { mode, ...rb.stats() } : { mode, ...playout().stats(clock.now()) };
       },
     };
   },

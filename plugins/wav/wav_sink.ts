@@ -38,6 +38,15 @@ export const wavSinkOptions = z.object({
 const FLUSH_BYTES = 64 * 1024;
 /** Written chunks kept for reuse. */
 const POOL_CHUNKS = 4;
+/** Directories this process made (or found) for its recordings, at most {@linkcode MADE_DIRS_MAX}. */
+const madeDirs = new Set<string>();
+const MADE_DIRS_MAX = 1024;
+function rememberDir(dir: string): void {
+  if (madeDirs.size >= MADE_DIRS_MAX) madeDirs.clear();
+  madeDirs.add(dir);
+}
+/** The empty chunk a sink starts with: the first bytes bring a real one. */
+const NO_CHUNK = new Uint8Array(0);
 /** `write` returns false (backpressure) above this many unwritten bytes ... */
 const HIGH_WATER = 1024 * 1024;
 /** ... and `drained()` resolves once fewer than this are left. */
@@ -145,7 +154,8 @@ class WavSink implements SinkStage {
   // Buffers.
   /** Full chunks waiting to be written (each FLUSH_BYTES, all bytes used). */
   #chunks: Uint8Array<ArrayBuffer>[] = [];
-  #cur = new Uint8Array(FLUSH_BYTES);
+  /** The chunk being filled; {@linkcode NO_CHUNK} until the first bytes (a call that records nothing allocates none). */
+  #cur: Uint8Array<ArrayBuffer> = NO_CHUNK;
   #curLen = 0;
   /** Chunks already written, for reuse (at most POOL_CHUNKS): no buffer of its own per 64 KB of audio. */
   #free: Uint8Array<ArrayBuffer>[] = [];
@@ -159,6 +169,8 @@ class WavSink implements SinkStage {
   #flushQueued = false;
   #headerDue = false;
   #headerOnDisk = false;
+  /** True once anything was written to the file (until then its offset is 0). */
+  #wroteAny = false;
   #timer: Timer | undefined;
   #drainWaiters: (() => void)[] = [];
   #failed: unknown;
@@ -229,12 +241,26 @@ class WavSink implements SinkStage {
 
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
+    const open = () =>
+      this.#opts.if_exists === "replace"
+        ? Deno.open(this.#path, { write: true, create: true, truncate: true })
+        : this.#openNumbered();
     try {
-      await Deno.mkdir(dirname(this.#path), { recursive: true });
-      if (this.#opts.if_exists === "replace") {
-        this.#file = await Deno.open(this.#path, { write: true, create: true, truncate: true });
-      } else {
-        this.#file = await this.#openNumbered();
+      // The directory is made once per process (a call per second to the same directory need not ask again),
+      // and again when it has gone since.
+      const dir = dirname(this.#path);
+      if (!madeDirs.has(dir)) {
+        await Deno.mkdir(dir, { recursive: true });
+        rememberDir(dir);
+      }
+      try {
+        this.#file = await open();
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        madeDirs.delete(dir);
+        await Deno.mkdir(dir, { recursive: true });
+        rememberDir(dir);
+        this.#file = await open();
       }
     } catch (e) {
       throw new Error(`wav-sink: ${this.#path}: cannot create: ${e instanceof Error ? e.message : e}`);
@@ -272,7 +298,9 @@ class WavSink implements SinkStage {
       : 0;
     const header = wavHeader({ ...spec, dataBytes: 0 });
     this.#enqueue(async () => {
-      await this.#file!.seek(0, Deno.SeekMode.Start);
+      // A file nothing was written to yet is at offset 0 already.
+      if (this.#wroteAny) await this.#file!.seek(0, Deno.SeekMode.Start);
+      this.#wroteAny = true;
       await writeAll(this.#file!, header);
       this.#headerOnDisk = true;
     });
@@ -369,6 +397,7 @@ class WavSink implements SinkStage {
       this.#unwritten += bytes.length;
       return;
     }
+    if (this.#cur.length === 0) this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
     let off = 0;
     while (off < bytes.length) {
       const take = Math.min(bytes.length - off, this.#cur.length - this.#curLen);
@@ -382,6 +411,7 @@ class WavSink implements SinkStage {
 
   /** Appends `count` bytes of silence. */
   #fill(count: number): void {
+    if (count > 0 && this.#cur.length === 0) this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
     let left = count;
     while (left > 0) {
       const take = Math.min(left, this.#cur.length - this.#curLen);
@@ -431,13 +461,14 @@ class WavSink implements SinkStage {
     if (this.#curLen > 0) {
       parts.push(this.#cur);
       lens.push(this.#curLen);
-      this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
+      this.#cur = this.#free.pop() ?? NO_CHUNK;
       this.#curLen = 0;
     }
     this.#chunks = [];
     let total = 0;
     for (const n of lens) total += n;
     if (total > 0) {
+      this.#wroteAny = true;
       await this.#file!.seek(0, Deno.SeekMode.End);
       for (let i = 0; i < parts.length; i++) {
         await writeAll(this.#file!, lens[i] === parts[i].length ? parts[i] : parts[i].subarray(0, lens[i]));
@@ -452,7 +483,8 @@ class WavSink implements SinkStage {
 
   async #writeHeader(final: boolean): Promise<void> {
     if (!this.#spec || !this.#headerOnDisk) return;
-    if (!final && this.#dataOnDisk === this.#headerDataBytes) return;
+    // The header on disk is already right when no data came since (and no pad byte changes its RIFF size).
+    if (this.#dataOnDisk === this.#headerDataBytes && (!final || (this.#dataOnDisk & 1) === 0)) return;
     if (this.#dataOnDisk > MAX_RIFF_SIZE - 64 && !this.#warnedSize) {
       this.#warnedSize = true;
       this.#log.warn(`wav-sink: ${this.#path}: over 4 GiB of audio; the WAV header sizes stay at their 32-bit maximum`);
@@ -460,7 +492,7 @@ class WavSink implements SinkStage {
     const h = wavHeader({ ...this.#spec, dataBytes: this.#dataOnDisk, padded: final });
     await this.#file!.seek(0, Deno.SeekMode.Start);
     await writeAll(this.#file!, h);
-    await this.#file!.seek(0, Deno.SeekMode.End);
+    if (!final) await this.#file!.seek(0, Deno.SeekMode.End); // the final one: the file is closed next
     this.#headerDataBytes = this.#dataOnDisk;
     this.#headerUpdates++;
   }
