@@ -306,6 +306,27 @@ Deno.test("player: client sends late by up to the jitter allowance leave no gap"
   assertEquals(p.stats().ranDry, 1, "runs dry only at the end");
 });
 
+Deno.test("player: skip drops the audio due during a stall (the rest follows without delay), releasing its marks", () => {
+  const p = new CallPlayer(playerOpts);
+  const audio = mulawExactSamples(1600, 5, MULAW_DECODE);
+  p.enqueue(audio.slice(0, 480), 0);
+  p.mark("first");
+  p.enqueue(audio.slice(480), 0);
+  p.mark("end");
+  assertEquals(p.next(0).audio, 160);
+  assertEquals(p.skip(0), [], "nothing skipped");
+  // The clock stalled 3 frames past its catch-up: samples 160..639 fell due meanwhile.
+  assertEquals(p.skip(480), ["first"]);
+  const f = p.next(80);
+  assertEquals(f.samples, audio.slice(640, 800), "the next frame is the audio due now, not the stalled one");
+  assertEquals(p.stats().skippedSamples, 480);
+  assertEquals(p.stats().waiting, 800);
+  assertEquals(p.skip(10_000), ["end"], "a skip past the end empties the queue");
+  assertEquals(p.playing, false);
+  assertEquals(p.stats().skippedSamples, 1280);
+  assertEquals(new CallPlayer(playerOpts).skip(480), [], "nothing playing: nothing to drop");
+});
+
 Deno.test("player: the queue is bounded (the excess dropped and counted); marks follow the audio; clear", () => {
   const p = new CallPlayer({ ...playerOpts, maxQueue: 1000 });
   assertEquals(p.enqueue(new Int16Array(600), 0), 0);

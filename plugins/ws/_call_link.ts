@@ -17,6 +17,8 @@ const FROM_QUEUE = 1000;
 
 /** Ticks a link waits for the call's chains to start before it publishes anyway. */
 const START_WAIT_TICKS = 25;
+/** Ticks more a stream waits for a tick that runs on time (within a quarter period) before it starts anyway. */
+const PUNCTUAL_WAIT_TICKS = 10;
 
 /** Per-call counters of the bridge. */
 export interface CallLinkStats {
@@ -93,6 +95,9 @@ export class CallLink {
   #offSession: (() => void) | undefined;
   #chainsStarted = false;
   #waited = 0;
+  #punctualWaited = 0;
+  /** The last tick that published a frame. */
+  #lastTick = 0;
 
   /**
    * Creates the link of a call a client owns.
@@ -166,18 +171,28 @@ export class CallLink {
   /**
    * One tick of the bridge's media clock (tick number `n`, time `now`, `late` ms after its due time): once the
    * call's send chain reads its to-call bus and has started (or 25 ticks after it subscribed, should its start
-   * go unseen), one frame of the client's audio (or silence) is published on it. (The send chain's sink paces
-   * from its first packet: how late the first frame comes, every later one is sent as late. Waiting for a
-   * punctual tick would cost more: the client's audio queues meanwhile, for good.)
+   * go unseen) and a tick runs on time (or 10 ticks more have passed), one frame of the client's audio (or
+   * silence) is published on it each tick; audio due during ticks skipped after a long stall is dropped.
    */
   tick(n: number, now: number, late = 0): void {
     const bus = this.#toBus;
     if (!bus || this.closed || bus.subscribers === 0) return;
     if (this.#firstTick === undefined) {
       if (!this.#chainsStarted && this.#waited++ < START_WAIT_TICKS) return;
+      // The send chain's sink paces from its first packet: a first frame published late delays every later one
+      // as much, for the whole call. Start on a punctual tick (a busy moment, such as many calls starting at
+      // once, passes), or after PUNCTUAL_WAIT_TICKS more.
+      if (late > this.#frame / 32 && this.#punctualWaited++ < PUNCTUAL_WAIT_TICKS) return;
       this.#firstTick = n;
+      this.#lastTick = n - 1;
       this.firstFrameLateMs = late;
     }
+    if (n > this.#lastTick + 1) {
+      // The bridge's clock stalled longer than it catches up: the audio due meanwhile is dropped, not delayed.
+      const marks = this.player.skip((n - this.#lastTick - 1) * this.#frame);
+      if (marks.length > 0) this.#host.onMarks(this, marks);
+    }
+    this.#lastTick = n;
     const f = this.player.next(now);
     const frame: PcmFrame = {
       kind: "pcm",

@@ -61,6 +61,8 @@ export interface CallPlayerStats {
   playedSamples: number;
   /** Samples dropped by `clear`. */
   clearedSamples: number;
+  /** Samples that fell due while the bridge's clock stalled past its catch-up (dropped: played late, they would delay all the rest). */
+  skippedSamples: number;
   /** Frames handed over (audio or silence). */
   frames: number;
   /** Frames that were wholly silence (nothing to play). */
@@ -88,6 +90,7 @@ export class CallPlayer {
     droppedSamples: 0,
     playedSamples: 0,
     clearedSamples: 0,
+    skippedSamples: 0,
     frames: 0,
     silentFrames: 0,
     ranDry: 0,
@@ -133,6 +136,35 @@ export class CallPlayer {
   /** Places a mark after the audio queued so far. */
   mark(name: string): void {
     this.#marks.push({ name, at: this.#enqueued });
+  }
+
+  /**
+   * The bridge's clock skipped `samples` of playing time (a stall longer than it catches up): while playing, the
+   * audio that fell due meanwhile is dropped (counted in `skippedSamples`), so the stall costs that audio once
+   * instead of delaying everything after it. Returns the marks whose audio is now behind.
+   */
+  skip(samples: number): string[] {
+    if (!this.#playing || samples <= 0) return [];
+    let left = Math.min(samples, this.#queued);
+    this.#stats.skippedSamples += left;
+    this.#queued -= left;
+    this.#played += left;
+    while (left > 0) {
+      const c = this.#chunks[this.#head];
+      const k = Math.min(left, c.length - this.#offset);
+      left -= k;
+      this.#offset += k;
+      if (this.#offset === c.length) {
+        this.#chunks[this.#head++] = undefined as unknown as Int16Array;
+        this.#offset = 0;
+      }
+    }
+    if (this.#queued === 0) this.#playing = false;
+    let k = 0;
+    while (k < this.#marks.length && this.#marks[k].at <= this.#played) k++;
+    const marks = this.#marks.slice(0, k).map((m) => m.name);
+    this.#marks = this.#marks.slice(k);
+    return marks;
   }
 
   /** Drops the queued audio; returns the marks released by it (all pending ones). */
