@@ -7,6 +7,7 @@
  * @module
  */
 import { AF_INET, AF_INET6, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE } from "./_libc.ts";
+import { formatIPv6Groups } from "./address.ts";
 
 /** A parsed IP literal: 4 or 16 address bytes, and an IPv6 scope (interface index) or 0. */
 export interface IpBytes {
@@ -144,31 +145,6 @@ function v4Name(a: number): string {
   return s;
 }
 
-/** RFC 5952 text of 8 groups: lower case, the longest run of two or more zero groups (the first on ties) as `::`. */
-export function formatV6Groups(g: ArrayLike<number>): string {
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (from: number, to: number) => {
-    const parts: string[] = [];
-    for (let i = from; i < to; i++) parts.push(g[i].toString(16));
-    return parts.join(":");
-  };
-  if (best < 0) return hex(0, 8);
-  return `${hex(0, best)}::${hex(best + bestLen, 8)}`;
-}
-
 /**
  * Reads the socket address at `off` (written by the kernel): the host in the
  * canonical form of `canonicalHost` (IPv4-mapped IPv6 as IPv4, IPv6 compressed
@@ -186,7 +162,7 @@ export function readSockaddr(view: DataView, off: number): { hostname: string; p
   if (key !== lastV6Key) {
     const g = [w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff];
     lastV6Key = key;
-    lastV6Name = formatV6Groups(g);
+    lastV6Name = formatIPv6Groups(g);
   }
   return { hostname: lastV6Name, port };
 }

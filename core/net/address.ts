@@ -159,7 +159,7 @@ export function canonicalHost(host: string): string {
   if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
     return `${g[6] >> 8}.${g[6] & 0xff}.${g[7] >> 8}.${g[7] & 0xff}`;
   }
-  return compressIPv6(g);
+  return formatIPv6Groups(g);
 }
 
 /** The eight 16-bit groups of a valid IPv6 literal. */
@@ -181,8 +181,8 @@ function expandIPv6(h: string): number[] {
   return [...l, ...new Array(8 - l.length - r.length - tail.length).fill(0), ...r, ...tail];
 }
 
-function compressIPv6(g: number[]): string {
-  // Longest run of at least two zero groups (RFC 5952), first one on ties.
+/** RFC 5952 text of 8 groups: lower case, the longest run of two or more zero groups (the first on ties) as `::`. */
+export function formatIPv6Groups(g: ArrayLike<number>): string {
   let best = -1, bestLen = 0;
   for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
@@ -197,9 +197,13 @@ function compressIPv6(g: number[]): string {
     }
     i = j;
   }
-  const hex = g.map((x) => x.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  const hex = (from: number, to: number) => {
+    const parts: string[] = [];
+    for (let i = from; i < to; i++) parts.push(g[i].toString(16));
+    return parts.join(":");
+  };
+  if (best < 0) return hex(0, 8);
+  return `${hex(0, best)}::${hex(best + bestLen, 8)}`;
 }
 
 /**
