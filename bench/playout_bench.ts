@@ -155,6 +155,7 @@ const haveGst = !args["no-gst"] &&
 
 const rows: string[][] = [];
 const gstRows: string[][] = [];
+const overRows: string[][] = [];
 for (const sc of scenarios) {
   const tx = rtpSender({ ...sc.sender, seconds: sc.seconds });
   const natural = largestStep(tx.reference);
@@ -168,6 +169,19 @@ for (const sc of scenarios) {
   const inStream = run.types.slice(0, streamEnd);
   const concealed = inStream.filter((t) => t === "concealed").length;
   const noise = inStream.filter((t) => t === "silence").length;
+  // How far the delay went above its target, and when (the target adapts; the start plays at the initial delay).
+  const over = run.delays.filter((d) => d.delay > d.target + 40);
+  let worst = -Infinity;
+  for (const d of run.delays) worst = Math.max(worst, d.delay - d.target);
+  overRows.push([
+    sc.name,
+    `${worst.toFixed(1)} ms`,
+    over.length === 0
+      ? "0"
+      : `${over.length} of ${run.delays.length} (t = ${(over[0].t / 1000).toFixed(2)}–${
+        (over[over.length - 1].t / 1000).toFixed(2)
+      } s)`,
+  ]);
   rows.push([
     sc.name,
     `${sc.seconds} s`,
@@ -212,6 +226,8 @@ console.log(table([
   "largest step (clicks)",
   "played",
 ], rows));
+console.log("\nplayout delay above its target (frames with received audio):\n");
+console.log(table(["scenario", "largest delay − target", "frames more than 40 ms above"], overRows));
 if (haveGst) {
   console.log(
     "\nGStreamer udpsrc ! rtpjitterbuffer latency=200 ! rtppcmudepay ! mulawdec ! wavenc, same packets, loopback:\n",
