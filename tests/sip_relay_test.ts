@@ -23,6 +23,8 @@ import { DigestChallenger, parseUsers, Registrar } from "../plugins/b2bua/mod.ts
 import { VirtualClock } from "../core/clock.ts";
 import {
   bodyText,
+  createAnswer,
+  createOffer,
   createRequest,
   digestAuthenticator,
   negotiated,
@@ -590,6 +592,60 @@ Deno.test("b2bua: codec negotiation: the callee is offered the caller's codecs t
     await run(w, 20);
     assertEquals(odd.endInfo?.status, 488);
     assertEquals(bob.incoming.length, 1);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: DTMF: telephone-event offered through the relay; its packets relayed with each side's payload type", async () => {
+  const w = relayWorld({ users: USERS });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1", password: "alice-pw-1" });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", password: "bob-pw-2", rtpPort: 32000 });
+  try {
+    for (const p of [alice, bob]) {
+      const r = p.register();
+      await run(w, 20);
+      await r;
+    }
+    // Alice offers PCMU and telephone-event on payload type 120.
+    const plain = createOffer({
+      address: "10.0.0.1",
+      port: 30000,
+      registry: codecs,
+      codecs: ["PCMU"],
+      telephoneEvent: true,
+    });
+    const te = /a=rtpmap:(\d+) telephone-event\/8000/.exec(plain)![1];
+    const offer = plain.replace(` ${te}\r\n`, " 120\r\n").replace(`a=rtpmap:${te} `, "a=rtpmap:120 ")
+      .replace(`a=fmtp:${te} `, "a=fmtp:120 ");
+    assertMatch(offer, /m=audio 30000 RTP\/AVP 0 120\r\n/);
+    const a = alice.call("bob", offer);
+    await run(w, 20);
+    const b = bob.incoming[0];
+    const relayTe = Number(/a=rtpmap:(\d+) telephone-event\/8000/.exec(b.offer!)?.[1]);
+    assert(relayTe >= 96 && relayTe !== 120, `the callee is offered telephone-event (${relayTe}):\n${b.offer}`);
+    b.accept(createAnswer(b.offer!, { address: "10.0.0.2", port: 32000, registry: codecs, telephoneEvent: true }));
+    await run(w, 30);
+    assertMatch(a.remoteSdp!, /m=audio \d+ RTP\/AVP 0 120\r\n/, "the caller is answered on its own numbers");
+    const toA = { hostname: RELAY_IP, port: negotiated(a.remoteSdp!, { registry: codecs }).remotePort };
+    const toB = { hostname: RELAY_IP, port: negotiated(b.offer!, { registry: codecs }).remotePort };
+    alice.rtp.post(rtpPacket(0, 1, 0xa11ce), toA);
+    alice.rtp.post(rtpPacket(120, 2, 0xa11ce), toA);
+    await run(w, 20);
+    bob.rtp.post(rtpPacket(0, 1, 0xb0b), toB);
+    bob.rtp.post(rtpPacket(relayTe, 2, 0xb0b), toB);
+    await run(w, 20);
+    assertEquals(bob.gotRtp.map((g) => g.data[1] & 0x7f), [0, relayTe], "alice's DTMF arrives on bob's number");
+    assertEquals(alice.gotRtp.map((g) => g.data[1] & 0x7f), [0, 120], "bob's DTMF arrives on alice's number");
+    assertEquals(
+      [...bob.gotRtp[1].data.subarray(2)],
+      [...rtpPacket(120, 2, 0xa11ce).subarray(2)],
+      "only the type changed",
+    );
+    void a.hangup();
+    await run(w, 50);
   } finally {
     await alice.close();
     await bob.close();

@@ -226,9 +226,9 @@ export class MediaBridge {
   readonly #maxBacklog: number;
   readonly #stops: (() => void)[] = [];
   #connected = false;
-  /** Payload type rewrites: [from, to] per direction, or undefined when the numbers agree. */
-  #aToB: [number, number] | undefined;
-  #bToA: [number, number] | undefined;
+  /** Payload type rewrites: [from, to] per direction (audio, then telephone-event), only where the numbers differ. */
+  #aToB: [number, number][] = [];
+  #bToA: [number, number][] = [];
 
   /**
    * Starts listening on both legs' sockets.
@@ -260,11 +260,19 @@ export class MediaBridge {
 
   /**
    * Starts forwarding. `aToB` is `[payload type a sends, payload type b expects]`
-   * for the agreed codec, `bToA` the same the other way; equal numbers need no rewrite.
+   * for the agreed codec, `bToA` the same the other way, and `dtmfAToB` /
+   * `dtmfBToA` the same for telephone-event when both legs agreed on it; equal
+   * numbers need no rewrite.
    */
-  connect(pt: { aToB: [number, number]; bToA: [number, number] }): void {
-    this.#aToB = pt.aToB[0] === pt.aToB[1] ? undefined : pt.aToB;
-    this.#bToA = pt.bToA[0] === pt.bToA[1] ? undefined : pt.bToA;
+  connect(pt: {
+    aToB: [number, number];
+    bToA: [number, number];
+    dtmfAToB?: [number, number];
+    dtmfBToA?: [number, number];
+  }): void {
+    const differ = (m: [number, number] | undefined): m is [number, number] => m !== undefined && m[0] !== m[1];
+    this.#aToB = [pt.aToB, pt.dtmfAToB].filter(differ);
+    this.#bToA = [pt.bToA, pt.dtmfBToA].filter(differ);
     this.#connected = true;
   }
 
@@ -308,8 +316,13 @@ export class MediaBridge {
       return;
     }
     if (src.kind === "RTP") {
-      const map = leg === this.#a ? this.#aToB : this.#bToA;
-      if (map !== undefined && (data[1] & 0x7f) === map[0]) data[1] = (data[1] & 0x80) | map[1];
+      const maps = leg === this.#a ? this.#aToB : this.#bToA;
+      for (let i = 0; i < maps.length; i++) {
+        if ((data[1] & 0x7f) === maps[i][0]) {
+          data[1] = (data[1] & 0x80) | maps[i][1];
+          break;
+        }
+      }
       dst.leg.session.stats.packetsSent++;
       dst.leg.session.stats.bytesSent += n;
     }

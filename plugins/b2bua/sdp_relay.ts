@@ -12,6 +12,10 @@
  * 3. The payload type each side sends and expects follows
  *    ({@linkcode Agreement}): equal numbers for static types, a rewrite of one
  *    byte in each packet when a dynamic type got different numbers.
+ * 4. DTMF (RFC 4733 telephone-event) is offered to the callee when the caller
+ *    offered it, and accepted towards the caller when the callee accepted it;
+ *    its packets are relayed like audio, their payload type rewritten the same
+ *    way.
  *
  * @module
  */
@@ -80,6 +84,7 @@ export function calleeOffer(o: CalleeOfferOptions): string {
     ptime: o.caller.ptime,
     direction: o.caller.direction,
     rtcpPort: o.port + 1,
+    telephoneEvent: o.caller.dtmf !== undefined,
   });
 }
 
@@ -97,6 +102,10 @@ export interface Agreement {
   callerToCallee: [number, number];
   /** Payload types `[callee sends, caller expects]`. */
   calleeToCaller: [number, number];
+  /** Telephone-event payload types `[caller sends, callee expects]`, when both legs agreed on DTMF. */
+  dtmfCallerToCallee?: [number, number];
+  /** Telephone-event payload types `[callee sends, caller expects]`, when both legs agreed on DTMF. */
+  dtmfCalleeToCaller?: [number, number];
 }
 
 /** Options of {@linkcode callerAnswer}. */
@@ -139,15 +148,25 @@ export function callerAnswer(o: CallerAnswerOptions): Agreement {
     ptime: callee.ptime,
     direction: callee.direction,
     rtcpPort: o.port + 1,
+    telephoneEvent: callee.dtmf !== undefined,
   });
   const caller = agreedMedia(o.callerOffer, answer, { registry: o.registry });
-  const offeredToCallee = negotiated(o.calleeOffer, { registry: o.registry, codecs: [codec] }).payloadType;
+  const toCallee = negotiated(o.calleeOffer, { registry: o.registry, codecs: [codec] });
+  const dtmf = caller.dtmf && callee.dtmf && toCallee.dtmf
+    ? {
+      // Each side sends with the numbers the other side's SDP gave (RFC 3264): the caller those of our answer
+      // (its own offer's), the callee those of our offer.
+      dtmfCallerToCallee: [caller.dtmf.payloadType, callee.dtmf.payloadType] as [number, number],
+      dtmfCalleeToCaller: [toCallee.dtmf.payloadType, caller.dtmf.payloadType] as [number, number],
+    }
+    : {};
   return {
     codec,
     callerAnswer: answer,
     caller,
     callee,
     callerToCallee: [caller.payloadType, callee.payloadType],
-    calleeToCaller: [offeredToCallee, caller.payloadType],
+    calleeToCaller: [toCallee.payloadType, caller.payloadType],
+    ...dtmf,
   };
 }

@@ -532,7 +532,12 @@ export class SipRelay {
       { hostname: ag.caller.remoteAddress, port: ag.caller.remotePort },
       { hostname: ag.caller.remoteAddress, port: ag.caller.remoteRtcpPort },
     );
-    c.bridge.connect({ aToB: ag.callerToCallee, bToA: ag.calleeToCaller });
+    c.bridge.connect({
+      aToB: ag.callerToCallee,
+      bToA: ag.calleeToCaller,
+      dtmfAToB: ag.dtmfCallerToCallee,
+      dtmfBToA: ag.dtmfCalleeToCaller,
+    });
     return true;
   }
 
