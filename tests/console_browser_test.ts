@@ -19,7 +19,7 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import { startConsole } from "../plugins/console/service.ts";
 import { consoleOptions } from "../plugins/console/options.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
-import { browserSkipReason, launchBrowser, openPage, screenshotDir, waitFor } from "./console_browser_util.ts";
+import { browserSkipReason, clickOn, launchBrowser, openPage, screenshotDir, waitFor } from "./console_browser_util.ts";
 import { repoPath } from "./util.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 
@@ -94,7 +94,7 @@ Deno.test({
       });
       assertMatch(String(msg), /minutes\.mp3 cannot be played: .*(unrecognized audio format|cannot decode)/);
       await page.type("#target", "sip:bob@127.0.0.1:5062");
-      await page.click("#start");
+      await clickOn(page, "#start");
       const refused = await waitFor(page, "the refusal", () => {
         const e = document.querySelector("#caller-error") as HTMLElement;
         return !e.hidden && e.textContent;
@@ -110,8 +110,8 @@ Deno.test({
         "the file's check",
         () => document.querySelector("#file-message")?.getAttribute("data-state") === "ok",
       );
-      await page.click("#loop");
-      await page.click("#start");
+      await clickOn(page, "#loop");
+      await clickOn(page, "#start");
       await waitFor(
         page,
         "INVITE sent",
@@ -140,19 +140,19 @@ Deno.test({
       await waitFor(page, "log lines", () => Number(document.querySelector("#logs")?.getAttribute("data-count")) >= 3);
 
       // Audio in the browser: play, pause, play again.
-      await page.click("#sel-play");
+      await clickOn(page, "#sel-play");
       await waitFor(page, "audio played", () => {
         const a = document.querySelector("#audio-status") as HTMLElement;
         return a.dataset.state === "playing" && Number(a.dataset.received) >= 8000 && Number(a.dataset.played) > 0;
       });
-      await page.click("#sel-pause");
+      await clickOn(page, "#sel-pause");
       await waitFor(
         page,
         "paused",
         () => document.querySelector("#audio-status")?.getAttribute("data-state") === "paused",
       );
       const before = await page.$eval("#audio-status", (a) => Number((a as HTMLElement).dataset.received));
-      await page.click("#sel-play");
+      await clickOn(page, "#sel-play");
       await waitFor(page, "audio again", () => {
         const a = document.querySelector("#audio-status") as HTMLElement;
         return a.dataset.state === "playing" && Number(a.dataset.received) > 0;
@@ -165,7 +165,7 @@ Deno.test({
       await page.screenshot({ path: `${shots}/fake-call-answered.png`, fullPage: true });
 
       // End: the state says why.
-      await page.click("#end");
+      await clickOn(page, "#end");
       const ended = await waitFor(page, "ended", () => {
         const s = document.querySelector("#caller-state") as HTMLElement;
         return s.dataset.state === "ended" && s.textContent;
@@ -175,7 +175,7 @@ Deno.test({
       // An incoming call rings here: answer it; another is rejected.
       const a = con.calls.incoming("sip:alice@127.0.0.1:5070");
       await waitFor(page, "a ringing call", () => document.querySelector("#incoming li[data-state=ringing] .answer"));
-      await page.click("#incoming li[data-state=ringing] .answer");
+      await clickOn(page, "#incoming li[data-state=ringing] .answer");
       await waitFor(page, "answered incoming", () => document.querySelector("#incoming li[data-state=answered]"));
       const id = await a;
       assertEquals(con.calls.call(id)?.state, "answered");
@@ -185,7 +185,7 @@ Deno.test({
         "another ringing call",
         () => document.querySelector("#incoming li[data-state=ringing] .reject"),
       );
-      await page.click("#incoming li[data-state=ringing] .reject");
+      await clickOn(page, "#incoming li[data-state=ringing] .reject");
       const bid = await b;
       await waitFor(page, "the rejected call's row", () => document.querySelector(`#calls tr[data-state=ended]`));
       assertEquals(con.calls.call(bid)?.reason, "local: 486 Busy Here");
@@ -216,8 +216,13 @@ Deno.test({
         () => document.querySelector("#page-info")?.textContent?.startsWith("page 1 of 3"),
       );
       assertEquals(await page.$$eval("#calls tbody tr[data-id]", (r) => r.length), 10);
-      await page.click("#next-page");
-      await page.click("#next-page");
+      await clickOn(page, "#next-page");
+      await waitFor(
+        page,
+        "the second page",
+        () => document.querySelector("#page-info")?.textContent?.startsWith("page 2 of 3"),
+      );
+      await clickOn(page, "#next-page");
       await waitFor(
         page,
         "the last page",
@@ -225,7 +230,7 @@ Deno.test({
       );
       assertEquals(await page.$$eval("#calls tbody tr[data-id]", (r) => r.length), 3);
       // Select the oldest call (last page, last row): its charts and title follow it.
-      await page.click(`#calls tbody tr[data-id="${ids[0]}"]`);
+      await clickOn(page, `#calls tbody tr[data-id="${ids[0]}"]`);
       await waitFor(page, "the selection", () => document.querySelector("#selected")?.getAttribute("data-id") !== "");
       assertEquals(await page.$eval("#selected", (s) => (s as HTMLElement).dataset.id), ids[0]);
       await waitFor(
