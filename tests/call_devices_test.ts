@@ -96,7 +96,13 @@ Deno.test({
         env: { ALSA_CONFIG_PATH: alsa.config, VOXPIPE_NATIVE_STDOUT: "null" },
       });
       await caller.waitForOutput(/\[RTP\] streaming to/, 20_000);
-      await new Promise((r) => setTimeout(r, 2000));
+      // Hang up once the callee has recorded more than a second of the microphone (its WAV grows as it records):
+      // how long that takes depends on the machine's load, not on a fixed wait.
+      for (let waited = 0; waited < 30_000; waited += 100) {
+        const size = await Deno.stat(rec).then((i) => i.size, () => 0);
+        if (size > 44 + 2 * 8000 * 1.25) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       caller.kill("SIGINT");
       const [cr, ce] = await Promise.all([caller.result, callee.result]);
       // Interrupted: 130, like any program stopped with Ctrl-C, after a clean hang-up.
