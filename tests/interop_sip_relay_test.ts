@@ -224,17 +224,46 @@ function checkCapture(
   for (const [k, v] of Object.entries(counts)) assert(v >= 100, `only ${v} RTP packets captured for ${k}`);
   // Every RTP packet of the capture is between a phone and its own leg's relay port.
   assertEquals(rows.length, aIn.length + aOut.length + bIn.length + bOut.length, "RTP outside the two legs");
-  // The relay sent each phone exactly what its counters say (a failed send is counted as sent and as a send
-  // error), and each packet was one the other phone sent.
-  if (captureDrops === 0) {
-    assertEquals(aOut.length, report.a.out - report.a.sendErrors, `to the caller: ${report.line}`);
-    assertEquals(bOut.length, report.b.out - report.b.sendErrors, `to the callee: ${report.line}`);
-  }
-  assert(aIn.length >= report.a.in && bIn.length >= report.b.in, "the relay counted more than was sent");
   const key = (r: RtpRow) => `${r.ssrc}/${r.seq}`;
   const fromCaller = new Set(aIn.map(key)), fromCallee = new Set(bIn.map(key));
-  assert(bOut.every((r) => fromCaller.has(key(r))), "a packet to the callee was not one the caller sent");
-  assert(aOut.every((r) => fromCallee.has(key(r))), "a packet to the caller was not one the callee sent");
+  // The relay cannot have sent a phone more than its counters say (a failed send is counted as sent and as a send
+  // error); each packet it sent was one the other phone sent.
+  const sentA = report.a.out - report.a.sendErrors, sentB = report.b.out - report.b.sendErrors;
+  assert(aOut.length <= sentA && bOut.length <= sentB, `the capture shows more than the relay sent: ${report.line}`);
+  const unmatched = bOut.filter((r) => !fromCaller.has(key(r))).length +
+    aOut.filter((r) => !fromCallee.has(key(r))).length;
+  const missing = sentA - aOut.length + sentB - bOut.length + gaps(aIn) + gaps(bIn);
+  if (captureDrops === 0 && missing === 0) {
+    // The capture holds every packet: exactly what the counters say, each one from the other phone.
+    assertEquals(unmatched, 0, "relayed packets that the other phone did not send");
+  } else {
+    // On a loaded machine the capture process may fall behind and miss packets (the kernel does not always count
+    // them as dropped): at most 5 % may be missing, and only those may leave a relayed packet unmatched.
+    console.log(`capture incomplete: ${missing} packets missing (the capture process fell behind)`);
+    assert(missing <= 0.05 * (sentA + sentB), `the capture misses ${missing} of ${sentA + sentB} packets`);
+    assert(unmatched <= missing, `${unmatched} relayed packets match nothing captured from the other phone`);
+  }
+}
+
+/** Sequence numbers missing inside each SSRC's captured range (packets the capture missed), across wrap-around. */
+function gaps(rows: RtpRow[]): number {
+  const ext = new Map<string, { last: number; seen: Set<number>; min: number; max: number }>();
+  for (const r of rows) {
+    const seq = Number(r.seq);
+    const s = ext.get(r.ssrc);
+    if (!s) {
+      ext.set(r.ssrc, { last: seq, seen: new Set([seq]), min: seq, max: seq });
+      continue;
+    }
+    const e = s.last + ((((seq - s.last) & 0xffff) + 32768) % 65536) - 32768; // nearest unwrapped value
+    s.last = e;
+    s.seen.add(e);
+    s.min = Math.min(s.min, e);
+    s.max = Math.max(s.max, e);
+  }
+  let n = 0;
+  for (const s of ext.values()) n += s.max - s.min + 1 - s.seen.size;
+  return n;
 }
 
 /** Stops the capture; resolves with the packets the kernel dropped before tshark read them (usually 0). */
