@@ -235,7 +235,11 @@ function checkCapture(
   const missing = sentA - aOut.length + sentB - bOut.length + gaps(aIn) + gaps(bIn);
   if (captureDrops === 0 && missing === 0) {
     // The capture holds every packet: exactly what the counters say, each one from the other phone.
-    assertEquals(unmatched, 0, "relayed packets that the other phone did not send");
+    const strays = [
+      ...bOut.filter((r) => !fromCaller.has(key(r))).map((r) => `to the callee ${key(r)} pt ${r.pt}`),
+      ...aOut.filter((r) => !fromCallee.has(key(r))).map((r) => `to the caller ${key(r)} pt ${r.pt}`),
+    ];
+    assertEquals(unmatched, 0, `relayed packets that the other phone did not send: ${strays.join(", ")}`);
   } else {
     // On a loaded machine the capture process may fall behind and miss packets (the kernel does not always count
     // them as dropped): at most 5 % may be missing, and only those may leave a relayed packet unmatched.
