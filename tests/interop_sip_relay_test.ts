@@ -233,20 +233,30 @@ function checkCapture(
   const unmatched = bOut.filter((r) => !fromCaller.has(key(r))).length +
     aOut.filter((r) => !fromCallee.has(key(r))).length;
   const missing = sentA - aOut.length + sentB - bOut.length + gaps(aIn) + gaps(bIn);
+  // A packet the capture missed at the very start or end of a stream leaves no sequence gap, and one sent after the
+  // relay closed the leg is captured but not counted, so the counts can agree while the capture lacks an edge
+  // packet: a relayed packet without its original is accepted only at a stream's first or last sequence number.
+  const strays = [
+    ...bOut.filter((r) => !fromCaller.has(key(r))).filter((r) => !atEdge(bOut, r)),
+    ...aOut.filter((r) => !fromCallee.has(key(r))).filter((r) => !atEdge(aOut, r)),
+  ];
   if (captureDrops === 0 && missing === 0) {
     // The capture holds every packet: exactly what the counters say, each one from the other phone.
-    const strays = [
-      ...bOut.filter((r) => !fromCaller.has(key(r))).map((r) => `to the callee ${key(r)} pt ${r.pt}`),
-      ...aOut.filter((r) => !fromCallee.has(key(r))).map((r) => `to the caller ${key(r)} pt ${r.pt}`),
-    ];
-    assertEquals(unmatched, 0, `relayed packets that the other phone did not send: ${strays.join(", ")}`);
+    assertEquals(strays.map(key), [], "relayed packets that the other phone did not send");
   } else {
     // On a loaded machine the capture process may fall behind and miss packets (the kernel does not always count
     // them as dropped): at most 5 % may be missing, and only those may leave a relayed packet unmatched.
     console.log(`capture incomplete: ${missing} packets missing (the capture process fell behind)`);
     assert(missing <= 0.05 * (sentA + sentB), `the capture misses ${missing} of ${sentA + sentB} packets`);
-    assert(unmatched <= missing, `${unmatched} relayed packets match nothing captured from the other phone`);
+    assert(unmatched <= missing + 2, `${unmatched} relayed packets match nothing captured from the other phone`);
   }
+}
+
+/** True when `r` has the lowest or highest sequence number of its SSRC among `rows` (wrap-around aside). */
+function atEdge(rows: RtpRow[], r: RtpRow): boolean {
+  const seqs = rows.filter((x) => x.ssrc === r.ssrc).map((x) => Number(x.seq));
+  const q = Number(r.seq);
+  return q === Math.min(...seqs) || q === Math.max(...seqs);
 }
 
 /** Sequence numbers missing inside each SSRC's captured range (packets the capture missed), across wrap-around. */
