@@ -877,7 +877,11 @@ class SipController implements Controller {
     s.limit?.cancel();
     s.decide?.({ action: "reject" }); // nobody waits for a decision any more
     s.accepted?.reject(new Error(`call ${s.id} ended (${info.by}: ${info.reason}) before it was answered`));
-    s.info.state = "ended"; // for the service at once; the ended event follows once the media has stopped
+    // For the service at once, with its reason (a view taken while the media stops must not show an ended call
+    // without one); the ended event follows once the media has stopped.
+    s.info.state = "ended";
+    s.info.reason = `${info.by}: ${s.why && info.by === "local" ? s.why : info.reason}`;
+    if (info.status !== undefined) s.info.status = info.status;
     await s.starting;
     const results = s.media ? await s.media.stop() : [];
     this.#active.delete(call);
