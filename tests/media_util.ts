@@ -703,6 +703,11 @@ export interface ReceiverOptions {
   bind?: string;
   /** Seconds without packets before it ends (default 3). */
   timeout?: number;
+  /**
+   * Seconds it waits for the first packet (default 45: the sender is another process, whose start on a loaded
+   * machine can take longer than `timeout`; the process bound `timeoutMs` still ends a test whose sender failed).
+   */
+  firstTimeout?: number;
   /** RTCP report interval in seconds (default 0.5, so reports appear within a short clip). */
   rtcpInterval?: number;
   /** Time bound of the process in ms (default 60000). */
@@ -727,6 +732,8 @@ export async function spawnReceiver(o: ReceiverOptions): Promise<BoundedProcess>
     `out=${o.out}`,
     "--set",
     `timeout=${o.timeout ?? 3}`,
+    "--set",
+    `first_timeout=${o.firstTimeout ?? 45}`,
     "--set",
     `rtcp_interval=${o.rtcpInterval ?? 0.5}`,
   ], { timeoutMs: o.timeoutMs ?? 60000 });

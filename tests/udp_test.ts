@@ -377,6 +377,53 @@ Deno.test("udp-source: timeout without any datagram, and stop ends it promptly",
   assert.equal(never.ended(), true);
 });
 
+Deno.test("udp-source: first_timeout bounds the wait for the first datagram; timeout applies after it", async () => {
+  const clock = new VirtualClock();
+  // Waits 5 s for a sender that is late (timeout alone, counted from the start, would end it at 0.3 s).
+  const src = await startSource({ bind: "127.0.0.1", port: 0, timeout: 0.3, first_timeout: 5 }, clock);
+  const a = rawSocket();
+  try {
+    await clock.advanceAsync(4000);
+    assert.equal(src.ended(), false, "still waiting for the first datagram at 4 s");
+    await a.send(new Uint8Array([1]), { transport: "udp", hostname: "127.0.0.1", port: src.port });
+    await until(() => src.out.length === 1, "a datagram");
+    await clock.advanceAsync(250);
+    assert.equal(src.ended(), false, "250 ms after the datagram");
+    await clock.advanceAsync(60); // 310 ms of silence after it
+    await src.running;
+    const ev = src.events.find((e) => e.type === "timeout");
+    assert.deepEqual(ev?.detail, { seconds: 0.3, port: src.port, packets: 1, peer: null });
+  } finally {
+    a.close();
+    await src.stop();
+  }
+  // Nobody ever sends: it ends at first_timeout, saying so.
+  const quiet = await startSource({ bind: "127.0.0.1", port: 0, timeout: 0.3, first_timeout: 2 }, clock);
+  await clock.advanceAsync(1900);
+  assert.equal(quiet.ended(), false);
+  await clock.advanceAsync(100);
+  await quiet.running;
+  assert.deepEqual(quiet.events.find((e) => e.type === "timeout")?.detail, {
+    seconds: 2,
+    port: quiet.port,
+    packets: 0,
+    peer: null,
+  });
+  await quiet.stop();
+  // first_timeout without timeout: once the first datagram came, it never ends by itself.
+  const once = await startSource({ bind: "127.0.0.1", port: 0, first_timeout: 1 }, clock);
+  const b = rawSocket();
+  try {
+    await b.send(new Uint8Array([2]), { transport: "udp", hostname: "127.0.0.1", port: once.port });
+    await until(() => once.out.length === 1, "a datagram");
+    await clock.advanceAsync(60_000);
+    assert.equal(once.ended(), false);
+  } finally {
+    b.close();
+    await once.stop();
+  }
+});
+
 Deno.test("udp-source: oversized datagrams are dropped and counted", async () => {
   const src = await startSource({ bind: "127.0.0.1", port: 0, max_size: 100 });
   const a = rawSocket();

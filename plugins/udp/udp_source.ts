@@ -83,7 +83,12 @@ export const udpSourceOptions = z.strictObject({
   ),
   timeout: z.number().min(0).max(86400).default(0).describe(
     'Seconds without a datagram after which the source ends with a "timeout" event (0..86400; counted ' +
-      "from the start too). Default 0: never.",
+      "from the start too, unless first_timeout is set). Default 0: never.",
+  ),
+  first_timeout: z.number().min(0).max(86400).default(0).describe(
+    "Seconds to wait for the first datagram before ending with a \"timeout\" event, when that wait should differ " +
+      "from timeout (0..86400), e.g. a receiver started well before its sender. Default 0: timeout applies from " +
+      "the start.",
   ),
   max_size: z.number().int().min(1).max(65507).default(1500).describe(
     "Largest datagram accepted, in bytes, 1..65507. Default 1500. Larger datagrams are dropped and counted.",
@@ -112,6 +117,8 @@ export const udpSource = definePlugin({
     const range = opts.port === 0 ? parsePortRange(opts.port_range) : undefined;
     const sock = sctx.session.socket(opts.bind, opts.port, range);
     const timeoutMs = opts.timeout * 1000;
+    /** How long to wait for the first datagram (ms; 0: forever). */
+    const firstTimeoutMs = opts.first_timeout > 0 ? opts.first_timeout * 1000 : timeoutMs;
     let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
     let lastArrival: number | undefined;
     /** Without a peer: the sender on probation and how many datagrams in a row came from it. */
@@ -129,7 +136,9 @@ export const udpSource = definePlugin({
             : opts.learn_peer
             ? `, latches to the first sender heard ${opts.learn_after} time(s) in a row`
             : ", from anyone"
-        }${opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""}`,
+        }${opts.first_timeout > 0 ? `, waits ${opts.first_timeout} s for the first packet` : ""}${
+          opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""
+        }`,
       stats: () => ({
         bind: sock.hostname,
         port: sock.port,
@@ -171,24 +180,28 @@ export const udpSource = definePlugin({
           if (ctx.signal.aborted) return finish();
           ctx.signal.addEventListener("abort", onSignal, { once: true });
 
-          // One timer re-armed lazily at (last arrival + timeout), not one per datagram.
+          // One timer re-armed lazily at (last arrival + timeout), not one per datagram; before the first datagram
+          // it is due at (start + first_timeout).
           const checkTimeout = () => {
             const since = lastArrival ?? startedAt;
+            const limitMs = lastArrival === undefined ? firstTimeoutMs : timeoutMs;
             const now = clock.now();
-            if (now - since >= timeoutMs) {
-              ctx.log.info(`no datagram for ${opts.timeout} s: ending`, { port: sock.port });
+            if (limitMs > 0 && now - since >= limitMs) {
+              ctx.log.info(`no datagram for ${limitMs / 1000} s: ending`, { port: sock.port });
               ctx.event("timeout", {
-                seconds: opts.timeout,
+                seconds: limitMs / 1000,
                 port: sock.port,
                 packets,
                 peer: peer ? formatHostPort(peer) : null,
               });
               finish();
+            } else if (limitMs > 0) {
+              timer = clock.at(since + limitMs, checkTimeout);
             } else {
-              timer = clock.at(since + timeoutMs, checkTimeout);
+              timer = undefined; // no limit now (e.g. first_timeout only, and the first datagram came)
             }
           };
-          if (timeoutMs > 0) timer = clock.at(startedAt + timeoutMs, checkTimeout);
+          if (firstTimeoutMs > 0) timer = clock.at(startedAt + firstTimeoutMs, checkTimeout);
 
           stopListening = sock.listen((data, remote) => {
             if (ended) return;
@@ -228,6 +241,11 @@ export const udpSource = definePlugin({
               }
             }
             const arrival = clock.now();
+            if (lastArrival === undefined && firstTimeoutMs !== timeoutMs) {
+              // The first datagram: from now on the timeout counts from the last arrival.
+              timer?.cancel();
+              timer = timeoutMs > 0 ? clock.at(arrival + timeoutMs, checkTimeout) : undefined;
+            }
             lastArrival = arrival;
             packets++;
             bytes += data.length;
