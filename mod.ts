@@ -28,7 +28,8 @@
  *
  * @module
  */
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { ParseArgsConfig } from "node:util";
+import { parseSimpleArgs } from "./core/_cli_args.ts";
 import {
   FileOutput,
   LOG_FORMATS,
@@ -150,6 +151,16 @@ export const CLI_OPTIONS = {
   version: { type: "boolean", short: "V" },
 } as const satisfies ParseArgsConfig["options"];
 
+/** What parseArgs returns for {@linkcode CLI_OPTIONS}. */
+type ParsedCli = {
+  values: {
+    [K in keyof typeof CLI_OPTIONS]?: (typeof CLI_OPTIONS)[K] extends { multiple: true } ? string[]
+      : (typeof CLI_OPTIONS)[K]["type"] extends "string" ? string
+      : boolean;
+  };
+  positionals: string[];
+};
+
 /** A parseArgs error as one line, with the closest flag when an unknown one was misspelt. */
 function usageError(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
@@ -172,14 +183,13 @@ function fail(msg: string, code = 1): number {
  */
 export async function main(args: string[]): Promise<number> {
   let parsed;
+  // A bare --sip-trace means stderr ("-"); --sip-trace=FILE names a file.
+  const argv = args.map((a) => a === "--sip-trace" ? "--sip-trace=-" : a);
   try {
-    // A bare --sip-trace means stderr ("-"); --sip-trace=FILE names a file.
-    parsed = parseArgs({
-      args: args.map((a) => a === "--sip-trace" ? "--sip-trace=-" : a),
-      options: CLI_OPTIONS,
-      allowPositionals: true,
-      strict: true,
-    });
+    // Plain arguments are parsed without loading node:util (start-up time); parseArgs parses the rest and says
+    // what is wrong.
+    parsed = parseSimpleArgs(argv, CLI_OPTIONS, true) as ParsedCli | undefined ??
+      (await import("node:util")).parseArgs({ args: argv, options: CLI_OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
     return fail(`${usageError(e)}\nTry --help.`, 2);
   }

@@ -4,7 +4,7 @@
  * @module
  */
 import { relative, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileUrlToPath } from "./_path.ts";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
 
@@ -159,7 +159,7 @@ export function stackLocation(error: unknown, options: { outside?: "core" | "vox
       let where = url;
       if (url.startsWith("file:")) {
         try {
-          const path = fileURLToPath(url);
+          const path = fileUrlToPath(url);
           const rel = relative(Deno.cwd(), path);
           where = rel && !rel.startsWith(`..${sep}`) && rel !== ".." ? rel : path;
         } catch { /* keep the URL */ }

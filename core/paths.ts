@@ -1,10 +1,10 @@
 /**
- * Path helpers built on `node:path` (JSR's `@std/path` is not reachable here).
+ * Path helpers (JSR's `@std/path` is not reachable here; `core/_path.ts` holds what `node:path` and `node:url`
+ * would give, without loading them).
  *
  * @module
  */
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { pathToFileUrl } from "./_path.ts";
 
 /**
  * Converts an absolute path to a `file:` URL string.
@@ -15,7 +15,7 @@ import { pathToFileURL } from "node:url";
  * ```
  */
 export function toFileUrl(path: string): string {
-  return pathToFileURL(resolve(path)).href;
+  return pathToFileUrl(path);
 }
 
 /**

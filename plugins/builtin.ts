@@ -15,7 +15,10 @@ import { plugins as rtp } from "./rtp/mod.ts";
 import { plugins as udp } from "./udp/mod.ts";
 import { plugins as device } from "./audio-device/mod.ts";
 import { plugins as graph } from "./graph/mod.ts";
-import { plugins as relay } from "./relay/mod.ts";
+// The relay family's stages by their own modules: relay/mod.ts also exports the relay server and client.
+import { rtpEndDetector, rtpEndMarker } from "./relay/end_marker.ts";
+import { rtpTimeline } from "./relay/rtp_timeline.ts";
+import { silenceDetector } from "./relay/silence_detector.ts";
 
 /** All built-in stage plugins. */
 export const builtinPlugins: AnyPlugin[] = [
@@ -29,7 +32,10 @@ export const builtinPlugins: AnyPlugin[] = [
   ...udp,
   ...device,
   ...graph,
-  ...relay,
+  rtpEndMarker,
+  rtpEndDetector,
+  rtpTimeline,
+  silenceDetector,
 ];
 
 /** The codecs the built-in plugin families register, in default preference order (the g711 family's: PCMU, PCMA). */

@@ -3,12 +3,20 @@
  *
  * The `sip` control is registered from its declaration alone (options, variables,
  * description: sip/control_options.ts); the SIP stack, sdp-transform with it, is loaded when a
- * pipeline file asks for it, so a pipeline without calls (a transcode) never loads it.
+ * pipeline file asks for it, so a pipeline without calls (a transcode) never loads it. The same
+ * for `sip-relay` (b2bua/options.ts) and the relay family's `relay` and `relay-client`
+ * (relay/control_options.ts: the relay server, its protocol and TCP streams load on first use).
  *
  * @module
  */
 import { type AnyControlPlugin, defineControl } from "../core/control.ts";
-import { controls as relay } from "./relay/mod.ts";
+import {
+  RELAY_CLIENT_DESCRIPTION,
+  RELAY_CLIENT_VARIABLES,
+  RELAY_DESCRIPTION,
+  relayClientOptions,
+  relayOptions,
+} from "./relay/control_options.ts";
 import { SIP_RELAY_DESCRIPTION, sipRelayOptions } from "./b2bua/options.ts";
 import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions, sipExampleCalls } from "./sip/control_options.ts";
 
@@ -33,5 +41,25 @@ const sipRelay = defineControl({
   create: async (options, ctx) => (await import("./b2bua/control.ts")).sipRelayControl.create(options, ctx),
 });
 
+/** The `relay` control plugin (media relay), loading its implementation (relay/relay_control.ts) on first use. */
+const relay = defineControl({
+  name: "relay",
+  kind: "control",
+  description: RELAY_DESCRIPTION,
+  variables: {},
+  options: relayOptions,
+  create: async (options, ctx) => (await import("./relay/relay_control.ts")).relayControl.create(options, ctx),
+});
+
+/** The `relay-client` control plugin, loading its implementation (relay/client_control.ts) on first use. */
+const relayClient = defineControl({
+  name: "relay-client",
+  kind: "control",
+  description: RELAY_CLIENT_DESCRIPTION,
+  variables: RELAY_CLIENT_VARIABLES,
+  options: relayClientOptions,
+  create: async (options, ctx) => (await import("./relay/client_control.ts")).relayClientControl.create(options, ctx),
+});
+
 /** All built-in control plugins. */
-export const builtinControls: AnyControlPlugin[] = [sip, sipRelay, ...relay];
+export const builtinControls: AnyControlPlugin[] = [sip, sipRelay, relay, relayClient];

@@ -696,8 +696,12 @@ export function wasmModuleText(bytes: Uint8Array, source: string): string {
 /** The assembled WebAssembly module, base64. */
 const BASE64 = ${lines.join(" +\n  ")};
 
+/** \`Uint8Array.fromBase64\` where the engine has it (a native decode: ~0.3 ms here, against 4-9 ms for \`atob\` and a loop at start-up). */
+const fromBase64 = (Uint8Array as unknown as { fromBase64?: (s: string) => Uint8Array<ArrayBuffer> }).fromBase64;
+
 /** The module's bytes (${bytes.length}). */
 export function wasmBytes(): Uint8Array<ArrayBuffer> {
+  if (fromBase64) return fromBase64(BASE64);
   const s = atob(BASE64);
   const b = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);

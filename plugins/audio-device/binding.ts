@@ -43,7 +43,7 @@
  * @module
  */
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileUrlToPath } from "../../core/_path.ts";
 import { alsaConfigProblem, quietNative } from "./_alsa.ts";
 
 /** A device as the native `getDevices()` reports it. */
@@ -194,7 +194,7 @@ function exists(path: string): boolean {
 /** The project root (two levels above this file) when loaded from a local path. */
 function projectRoot(): string | undefined {
   if (!import.meta.url.startsWith("file:")) return undefined;
-  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  return resolve(dirname(fileUrlToPath(import.meta.url)), "..", "..");
 }
 
 /**

@@ -24,65 +24,21 @@
  *
  * @module
  */
-import { z } from "zod";
+import type { z } from "zod";
 import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
-import { formatHostPort, type HostPort, hostPortProblem, parseHostPort, resolveHost } from "../../core/net/address.ts";
+import { formatHostPort, type HostPort, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import type { DatagramSocket } from "../../core/net/datagram.ts";
 import type { Pipeline, PipelineResult } from "../../core/pipeline.ts";
 import { Session } from "../../core/session.ts";
-import { RELAY_DEFAULTS } from "./protocol.ts";
+import { RELAY_CLIENT_DESCRIPTION, RELAY_CLIENT_VARIABLES, relayClientOptions } from "./control_options.ts";
 import { RelayRegistration } from "./registration.ts";
 import { TcpStreamNetwork } from "./stream.ts";
 
-const hostPort = (what: string) =>
-  z.string().superRefine((v, c) => {
-    const p = hostPortProblem(v);
-    if (p) c.addIssue({ code: "custom", message: `${what}: ${p}` });
-  });
-
-/** Options of the `relay-client` control plugin. */
-export const relayClientOptions = z.object({
-  relay: hostPort("relay").describe(`the relay's TCP address, host:port (its default port is ${RELAY_DEFAULTS.port})`),
-  target: hostPort("target").describe("where the relay is to forward our audio: the peer client's UDP host:port"),
-  bind: z.string().default("").describe(
-    'local address of our UDP socket (default "": the address our TCP connection to the relay leaves from)',
-  ),
-  port: z.number().int().min(0).max(65535).default(0).describe(
-    "local UDP port we send from and receive on, registered as listen_port (default 0: any free port)",
-  ),
-  attempts: z.number().int().min(1).max(100).default(RELAY_DEFAULTS.attempts).describe(
-    `tries of the first registration before giving up`,
-  ),
-  retry_delay: z.number().min(0.01).max(60).default(1).describe(
-    "seconds before the second try; doubles each time",
-  ),
-  retry_max: z.number().min(0.01).max(3600).default(30).describe("longest delay between tries, s"),
-  reply_timeout: z.number().min(0.1).max(60).default(5).describe(
-    "seconds allowed for connecting and for each reply",
-  ),
-  heartbeat: z.number().min(0.1).max(3600).default(RELAY_DEFAULTS.heartbeatInterval).describe(
-    `seconds between heartbeats`,
-  ),
-  wait_for_target: z.boolean().default(false).describe(
-    "start the send chains only once the relay says the target has registered",
-  ),
-  end_on_peer_end: z.boolean().default(true).describe(
-    "end a receive chain when the peer's end-of-transmission marker arrives",
-  ),
-});
+export { RELAY_CLIENT_VARIABLES, relayClientOptions } from "./control_options.ts";
 
 type Options = z.output<typeof relayClientOptions>;
-
-/** Variables the plugin provides to chain templates. */
-export const RELAY_CLIENT_VARIABLES: Record<string, string> = {
-  "relay.udp": "the relay's UDP host:port (send there; it is also the only sender we accept)",
-  "relay.address": "the relay's IP address",
-  "local.bind": "the address our UDP socket is bound to",
-  "local.port": "our UDP port (registered as listen_port)",
-  "target": "the target host:port we registered",
-};
 
 class RelayClientController implements Controller {
   readonly #o: Options;
@@ -256,7 +212,7 @@ function errText(e: unknown): string {
 export const relayClientControl = defineControl({
   name: "relay-client",
   kind: "control",
-  description: "Registers at a relay (TCP, retries, heartbeats, DISCONNECT) and runs the chains over its UDP port",
+  description: RELAY_CLIENT_DESCRIPTION,
   variables: RELAY_CLIENT_VARIABLES,
   options: relayClientOptions,
   create: (o, ctx) => new RelayClientController(o, ctx),

@@ -333,14 +333,23 @@
   ;; w_j = the power series at $terms (nterms float64, highest power last) in a = b2 * (1 - u * u),
   ;; u = j / span, summed by Horner's rule; dst[span] = 0 (the window's edge).
   ;; The same operations in the same order as kaiserProto in polyphase.ts: the results are identical.
+  ;; One call computes the points $from <= j < $to (and dst[span] when $to reaches span), the
+  ;; recurrence's s_j-2, s_j-1 carried in float64 at $state (0, 0 before the first call): called on
+  ;; successive ranges, it gives exactly what one call over 0..span gives. The caller calls it in
+  ;; ranges because V8 runs a function's first call in its baseline code (~20x slower here) and only
+  ;; the calls after its tier-up in optimized code; one call over a whole table took ~17 ms.
   (func (export "kaiser_proto")
     (param $dst i32) (param $span i32) (param $th f64) (param $sin1 f64) (param $k2 f64)
     (param $c2 f64) (param $i0b f64) (param $b2 f64) (param $terms i32) (param $nterms i32)
+    (param $from i32) (param $to i32) (param $state i32)
     (local $j i32) (local $prev f64) (local $cur f64) (local $next f64) (local $sinc f64) (local $u f64)
     (local $a f64) (local $w f64) (local $m i32) (local $jf f64)
+    (local.set $j (local.get $from))
+    (local.set $prev (f64.load (local.get $state)))
+    (local.set $cur (f64.load offset=8 (local.get $state)))
     (block $done
       (loop $each
-        (br_if $done (i32.ge_s (local.get $j) (local.get $span)))
+        (br_if $done (i32.ge_s (local.get $j) (local.get $to)))
         (local.set $jf (f64.convert_i32_s (local.get $j)))
         (if (i32.eq (local.get $j) (i32.const 1))
           (then (local.set $cur (local.get $sin1))))
@@ -367,7 +376,10 @@
           (f64.div (f64.mul (f64.mul (local.get $c2) (local.get $sinc)) (local.get $w)) (local.get $i0b)))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $each)))
-    (f64.store (i32.add (local.get $dst) (i32.shl (local.get $span) (i32.const 3))) (f64.const 0)))
+    (f64.store (local.get $state) (local.get $prev))
+    (f64.store offset=8 (local.get $state) (local.get $cur))
+    (if (i32.ge_s (local.get $to) (local.get $span))
+      (then (f64.store (i32.add (local.get $dst) (i32.shl (local.get $span) (i32.const 3))) (f64.const 0)))))
 
   ;; A stage's coefficient table from its prototype (float64 at $proto, span + 1 points): rows x taps
   ;; float32 at $dst, tap k of row r = h(|r + (half - 1 - k) * d|) (0 from span on), each row divided

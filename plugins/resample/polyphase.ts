@@ -349,6 +349,9 @@ function kaiserRows(
   }
 }
 
+/** Prototype points per `kaiser_proto` call (20 481 points for 11 025 → 8 000 Hz: 21 calls). */
+const PROTO_RANGE = 1024;
+
 /** The instance the tables are computed in (its memory grows to the largest table asked for). */
 let tableBuilder: TableKernel | undefined;
 
@@ -357,16 +360,24 @@ function stageTableWasm(s: StagePlan): Float32Array {
   const k = tableBuilder ??= wasmKernel();
   const { d, span } = grid(s);
   const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
-  // Layout: the series terms, the prototype, one row of scratch, the table.
+  // Layout: the series terms, the recurrence state, the prototype, one row of scratch, the table.
   const terms = 0;
-  const proto = I0_TERMS.length * 8;
+  const state = I0_TERMS.length * 8;
+  const proto = state + 16;
   const row = proto + (span + 1) * 8;
   const table = row + s.taps * 8;
   const end = table + s.rows * s.taps * 4;
   const pages = Math.ceil(end / 65536) - k.memory.buffer.byteLength / 65536;
   if (pages > 0) k.memory.grow(pages);
   new Float64Array(k.memory.buffer, terms, I0_TERMS.length).set(I0_TERMS);
-  k.kaiser_proto(proto, span, th, sin1, k2, c2, i0b, b2, terms, I0_TERMS.length);
+  new Float64Array(k.memory.buffer, state, 2).fill(0);
+  // In ranges: the calls after the kernel's tier-up run optimized code (see kaiser_proto in kernel.wat).
+  let from = 0;
+  do {
+    const to = Math.min(span, from + PROTO_RANGE);
+    k.kaiser_proto(proto, span, th, sin1, k2, c2, i0b, b2, terms, I0_TERMS.length, from, to, state);
+    from = to;
+  } while (from < span);
   k.kaiser_rows(proto, span, s.rows, s.taps, s.half, d, row, table);
   return new Float32Array(k.memory.buffer.slice(table, end));
 }
@@ -424,6 +435,9 @@ interface TableKernel {
     b2: number,
     terms: number,
     nterms: number,
+    from: number,
+    to: number,
+    state: number,
   ): void;
   kaiser_rows(
     proto: number,

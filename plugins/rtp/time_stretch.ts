@@ -224,9 +224,21 @@ export function backwardExtension(x: ArrayLike<number>, n: number, sampleRate: n
   return out;
 }
 
-/** A fixed table of low-passed white noise of unit RMS, from a seeded generator: comfort noise is deterministic. */
-const NOISE = (() => {
-  const n = 8192;
+/** Samples in the comfort noise table. */
+const NOISE_LENGTH = 8192;
+let noiseTable: Float32Array | undefined;
+
+/**
+ * A fixed table of low-passed white noise of unit RMS, from a seeded generator: comfort noise is deterministic.
+ * Made on first use (not when the module loads: the loop ran cold at every start-up, 5-15 ms, in processes that
+ * never conceal anything).
+ */
+function comfortNoise(): Float32Array {
+  return noiseTable ??= makeNoise();
+}
+
+function makeNoise(): Float32Array {
+  const n = NOISE_LENGTH;
   const t = new Float32Array(n);
   let s = 0x2545f491;
   let prev = 0, e = 0;
@@ -242,7 +254,7 @@ const NOISE = (() => {
   const g = 1 / Math.sqrt(e / n);
   for (let i = 0; i < n; i++) t[i] *= g;
   return t;
-})();
+}
 
 /** Options of an {@linkcode Expander}. */
 export interface ExpanderOptions {
@@ -323,7 +335,7 @@ export class Expander {
     const H = history.length;
     this.#t = 0;
     this.#noise = Math.min(Math.max(0, noiseRms), COMFORT_NOISE_MAX_RMS);
-    this.#noisePhase = (this.#noisePhase + 1237) % NOISE.length;
+    this.#noisePhase = (this.#noisePhase + 1237) % NOISE_LENGTH;
     this.#lag = 0;
     if (H < 2 * maxLag + 2 || rms(history, H - 2 * maxLag, 2 * maxLag) < 1) return;
     // The lag at which the last maxLag samples best repeat the ones before them.
@@ -373,7 +385,7 @@ export class Expander {
       // Comfort noise fades in as the repeated audio fades out (at once when there is none to repeat).
       let g = 1;
       if (this.#lag > 0) g = t < fadeStart ? 0 : Math.min(1, (t - fadeStart + 1) / (this.#fadeLen + 1));
-      if (g > 0) v += g * this.#noise * NOISE[(this.#noisePhase + t) % NOISE.length];
+      if (g > 0) v += g * this.#noise * comfortNoise()[(this.#noisePhase + t) % NOISE_LENGTH];
     }
     return v;
   }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
+import { dirname, resolve } from "../../core/_path.ts";
 import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
 import { type Codec, type Format, formatToString, type Frame } from "../../core/frame.ts";
@@ -171,6 +171,11 @@ class WavSink implements SinkStage {
   #headerOnDisk = false;
   /** True once anything was written to the file (until then its offset is 0). */
   #wroteAny = false;
+  /**
+   * True when the file's offset is known to be its end (data is appended there): a flush then writes without
+   * seeking first (a seek per 64 KB flush was an async operation each, ~150 of them in a 10-minute transcode).
+   */
+  #atEnd = false;
   #timer: Timer | undefined;
   #drainWaiters: (() => void)[] = [];
   #failed: unknown;
@@ -299,9 +304,12 @@ class WavSink implements SinkStage {
     const header = wavHeader({ ...spec, dataBytes: 0 });
     this.#enqueue(async () => {
       // A file nothing was written to yet is at offset 0 already.
-      if (this.#wroteAny) await this.#file!.seek(0, Deno.SeekMode.Start);
+      const rewrite = this.#wroteAny;
+      if (rewrite) await this.#file!.seek(0, Deno.SeekMode.Start);
       this.#wroteAny = true;
       await writeAll(this.#file!, header);
+      // A first header is all the file holds (it was created empty): the offset is its end.
+      this.#atEnd = !rewrite;
       this.#headerOnDisk = true;
     });
   }
@@ -469,7 +477,10 @@ class WavSink implements SinkStage {
     for (const n of lens) total += n;
     if (total > 0) {
       this.#wroteAny = true;
-      await this.#file!.seek(0, Deno.SeekMode.End);
+      if (!this.#atEnd) {
+        await this.#file!.seek(0, Deno.SeekMode.End);
+        this.#atEnd = true;
+      }
       for (let i = 0; i < parts.length; i++) {
         await writeAll(this.#file!, lens[i] === parts[i].length ? parts[i] : parts[i].subarray(0, lens[i]));
         if (this.#free.length < POOL_CHUNKS) this.#free.push(parts[i]); // written: reusable
@@ -490,9 +501,13 @@ class WavSink implements SinkStage {
       this.#log.warn(`wav-sink: ${this.#path}: over 4 GiB of audio; the WAV header sizes stay at their 32-bit maximum`);
     }
     const h = wavHeader({ ...this.#spec, dataBytes: this.#dataOnDisk, padded: final });
+    this.#atEnd = false;
     await this.#file!.seek(0, Deno.SeekMode.Start);
     await writeAll(this.#file!, h);
-    if (!final) await this.#file!.seek(0, Deno.SeekMode.End); // the final one: the file is closed next
+    if (!final) {
+      await this.#file!.seek(0, Deno.SeekMode.End); // the final one: the file is closed next
+      this.#atEnd = true;
+    }
     this.#headerDataBytes = this.#dataOnDisk;
     this.#headerUpdates++;
   }
