@@ -229,7 +229,9 @@ export class Dispatcher {
     const call = new IncomingCall(ctx, req, tx, from);
     this.track(call);
     this.#incoming.set(tx, call);
-    ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
+    if (ctx.log.enabled("info")) {
+      ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
+    }
     const offered = this.#offer(call);
     if (offered === "nobody") call.reject(480);
     else if (offered === "failed" && (call.state === "incoming" || call.state === "ringing")) {

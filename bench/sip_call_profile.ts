@@ -1,0 +1,358 @@
+/**
+ * Where a call's set-up time goes: runs a callee (`pipelines/callee.json` as
+ * `bench/sip_call_rate.ts` runs it: WAV per call, `max_calls` 10 000) under a
+ * steady sipp load (`tests/fixtures/sipp/uac_nomedia.xml`, `--rate` calls per
+ * second, `--calls` calls, `--hold` ms each) and prints
+ *
+ * - the callee's CPU time per call: its main thread (from
+ *   `/proc/PID/task/PID/stat`) and the whole process, from sipp's start to its
+ *   end, divided by the calls sipp completed;
+ * - with `--profile`: a V8 CPU profile of the main thread over the same span,
+ *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
+ *   by function (self and total time) and by file (self time). `--save FILE`
+ *   keeps the `.cpuprofile` (Chrome DevTools opens it).
+ *
+ * The profiler's sampling costs CPU itself: read CPU per call from a run
+ * without `--profile`, and the profile for where it goes.
+ *
+ * `--compare DIR` runs the callee of another checkout first, then this one,
+ * alternating `--rounds` times, and prints both (same load).
+ *
+ * Run: `deno run -A bench/sip_call_profile.ts [--rate 200] [--calls 4000] [--hold 1000] [--profile]
+ * [--top 40] [--save FILE] [--compare DIR] [--rounds 1] [--light]`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { waitForUdpPort } from "../tests/media_util.ts";
+import {
+  type BoundedProcess,
+  freePortPair,
+  freeUdpPort,
+  readSippStats,
+  requireTool,
+  scenarioPath,
+  sippCounter,
+  spawnBounded,
+} from "../tests/sip_util.ts";
+import { repoPath } from "../tests/util.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rate: { type: "string", default: "200" },
+    calls: { type: "string", default: "4000" },
+    hold: { type: "string", default: "1000" },
+    profile: { type: "boolean", default: false },
+    top: { type: "string", default: "40" },
+    save: { type: "string" },
+    compare: { type: "string" },
+    rounds: { type: "string", default: "1" },
+    light: { type: "boolean", default: false },
+    interval: { type: "string", default: "200" },
+  },
+});
+const RATE = Number(args.rate);
+const CALLS = Number(args.calls);
+const HOLD_MS = Number(args.hold);
+const TOP = Number(args.top);
+
+const TICKS = 100; // USER_HZ on Linux
+
+/** CPU ms of each thread of a process, summed by thread name. */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const e of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const tid = Number(e.name);
+      const name = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/comm`).trim().replace(/[0-9]+$/, "#");
+      out.set(tid === pid ? "main" : name, (out.get(name) ?? 0) + cpuMs(pid, tid));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** utime + stime of a process (`task` undefined) or of one of its threads, in ms. */
+function cpuMs(pid: number, task?: number): number {
+  const path = task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`;
+  const stat = Deno.readTextFileSync(path);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state): utime is field 14, stime 15.
+  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS;
+}
+
+function checkoutPath(root: string | undefined, rel: string): string {
+  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
+}
+
+async function writeCallee(dir: string, root?: string): Promise<string> {
+  const file = JSON.parse(await Deno.readTextFile(checkoutPath(root, "pipelines/callee.json")));
+  delete file.$schema;
+  file.control.max_calls = 10000;
+  file.control.max_transactions = 1000000;
+  if (args.light) {
+    file.pipelines = {
+      receive: [
+        {
+          use: "udp-source",
+          port: "${local.rtp_port}",
+          bind: "${local.address}",
+          peer: "${remote.rtp}",
+          timeout: "${rtp_timeout}",
+        },
+        { use: "null-sink" },
+      ],
+    };
+    delete file.parameters.record;
+  }
+  const path = `${dir}/callee.json`;
+  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
+  return path;
+}
+
+/** A node of a V8 `.cpuprofile`. */
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+/** A V8 `.cpuprofile`. */
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Minimal inspector client: one WebSocket, requests by id. */
+class Inspector {
+  #ws: WebSocket;
+  #next = 1;
+  #pending = new Map<number, (r: { result?: unknown; error?: unknown }) => void>();
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.id !== undefined) {
+        this.#pending.get(m.id)?.(m);
+        this.#pending.delete(m.id);
+      }
+    };
+  }
+  static async connect(port: number): Promise<Inspector> {
+    let url = "";
+    for (let i = 0; i < 100 && !url; i++) {
+      try {
+        const list = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+        url = list[0]?.webSocketDebuggerUrl ?? "";
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    if (!url) throw new Error("no inspector target");
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    return new Inspector(ws);
+  }
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#next++;
+    this.#ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, (m) => m.error ? reject(new Error(JSON.stringify(m.error))) : resolve(m.result));
+    });
+  }
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+/** Prints the profile's top functions (self, total) and files (self), in ms per call. */
+function summarize(profile: CpuProfile, calls: number): void {
+  const byId = new Map<number, ProfileNode>();
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) {
+    byId.set(n.id, n);
+    for (const c of n.children ?? []) parent.set(c, n.id);
+  }
+  const key = (n: ProfileNode) => {
+    const f = n.callFrame;
+    const file = f.url.replace(/^file:\/\/.*?\/(core|plugins|node_modules|mod\.ts|tests|bench)/, "$1")
+      .replace(/^ext:/, "ext:");
+    return `${f.functionName || "(anonymous)"} ${file}${f.url ? `:${f.lineNumber + 1}` : ""}`;
+  };
+  const fileOf = (n: ProfileNode) => {
+    const u = n.callFrame.url;
+    if (!u) return n.callFrame.functionName || "(native)";
+    return u.replace(/^file:\/\/.*?\/(core|plugins|node_modules|mod\.ts|tests|bench)/, "$1");
+  };
+  const self = new Map<string, number>();
+  const total = new Map<string, number>();
+  const files = new Map<string, number>();
+  let sum = 0;
+  let idle = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const dt = (profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0) / 1000; // ms
+    const node = byId.get(profile.samples[i])!;
+    if (node.callFrame.functionName === "(idle)") {
+      idle += dt;
+      continue;
+    }
+    sum += dt;
+    const k = key(node);
+    self.set(k, (self.get(k) ?? 0) + dt);
+    const f = fileOf(node);
+    files.set(f, (files.get(f) ?? 0) + dt);
+    const seen = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
+      const kk = key(byId.get(id)!);
+      if (seen.has(kk)) continue;
+      seen.add(kk);
+      total.set(kk, (total.get(kk) ?? 0) + dt);
+    }
+  }
+  const per = (ms: number) => (ms / calls).toFixed(3);
+  console.log(
+    `profile: ${sum.toFixed(0)} ms busy, ${idle.toFixed(0)} ms idle over ${calls} calls: ${per(sum)} ms per call`,
+  );
+  const table = (title: string, m: Map<string, number>) => {
+    console.log(`\n${title} (ms per call, % of busy)`);
+    for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`  ${per(v).padStart(7)}  ${(100 * v / sum).toFixed(1).padStart(5)} %  ${k}`);
+    }
+  };
+  table("self time by function", self);
+  table("total time by function", total);
+  table("self time by file", files);
+}
+
+interface RunResult {
+  calls: number;
+  failed: number;
+  mainMs: number;
+  procMs: number;
+  seconds: number;
+}
+
+async function run(label: string, root: string | undefined, profile: boolean): Promise<RunResult> {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-prof-" });
+  let callee: BoundedProcess | undefined;
+  let inspector: Inspector | undefined;
+  try {
+    const pipeline = await writeCallee(dir, root);
+    const port = freeUdpPort();
+    const inspectPort = freeUdpPort();
+    const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
+    if (!args.light) sets.push(`record=${dir}/call-\${call.id}.wav`);
+    callee = spawnBounded(Deno.execPath(), [
+      "run",
+      "-A",
+      ...(profile ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
+      checkoutPath(root, "mod.ts"),
+      "--pipeline",
+      pipeline,
+      "--log-level",
+      "warn",
+      ...sets.flatMap((s) => ["--set", s]),
+    ], { cwd: checkoutPath(root, "."), timeoutMs: (CALLS / RATE + 180) * 1000 });
+    await waitForUdpPort(port, 30_000);
+    if (profile) {
+      inspector = await Inspector.connect(inspectPort);
+      await inspector.send("Profiler.enable");
+      await inspector.send("Profiler.setSamplingInterval", { interval: Number(args.interval) });
+      await inspector.send("Profiler.start");
+    }
+    const pid = callee.pid;
+    const main0 = cpuMs(pid, pid), proc0 = cpuMs(pid);
+    const threads0 = threadCpu(pid);
+    const t0 = performance.now();
+    const sipp = spawnBounded("sipp", [
+      "-sf",
+      scenarioPath("uac_nomedia.xml"),
+      "-i",
+      "127.0.0.1",
+      "-mi",
+      "127.0.0.1",
+      "-p",
+      String(freeUdpPort()),
+      "-mp",
+      String(freePortPair()),
+      "-s",
+      "bob",
+      "-r",
+      String(RATE),
+      "-m",
+      String(CALLS),
+      "-d",
+      String(HOLD_MS),
+      "-nostdin",
+      "-trace_stat",
+      "-stf",
+      "uac.csv",
+      "-fd",
+      "1",
+      `127.0.0.1:${port}`,
+    ], { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" });
+    await sipp.result;
+    const seconds = (performance.now() - t0) / 1000;
+    const mainMs = cpuMs(pid, pid) - main0, procMs = cpuMs(pid) - proc0;
+    const threads = [...threadCpu(pid)].map(([k, v]) => [k, v - (threads0.get(k) ?? 0)] as const)
+      .filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+    let calls = 0, failed = 0;
+    try {
+      const stats = await readSippStats(`${dir}/uac.csv`);
+      calls = sippCounter(stats, "SuccessfulCall(C)");
+      failed = sippCounter(stats, "FailedCall(C)");
+    } catch { /* no statistics */ }
+    console.log(
+      `${label}: ${calls} calls (${failed} failed) at ${RATE} cps in ${seconds.toFixed(1)} s: ` +
+        `main thread ${(mainMs / Math.max(1, calls)).toFixed(2)} ms CPU per call, ` +
+        `process ${(procMs / Math.max(1, calls)).toFixed(2)} ms per call ` +
+        `[load ${Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ")}; cpu pressure ${
+          Deno.readTextFileSync("/proc/pressure/cpu").split("\n")[0].split(" ").slice(1, 3).join(" ")
+        }]`,
+    );
+    console.log(
+      `  CPU ms per call by thread (live at the end): ${
+        threads.map(([k, v]) => `${k} ${(v / Math.max(1, calls)).toFixed(3)}`).join(", ")
+      }`,
+    );
+    if (inspector) {
+      const r = await inspector.send("Profiler.stop") as { profile: CpuProfile };
+      if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
+      summarize(r.profile, Math.max(1, calls));
+    }
+    return { calls, failed, mainMs, procMs, seconds };
+  } finally {
+    inspector?.close();
+    if (callee) {
+      callee.kill("SIGTERM");
+      await callee.result;
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  await requireTool("sipp");
+  const rounds = Number(args.rounds);
+  const results: Record<string, RunResult[]> = { before: [], after: [] };
+  for (let i = 0; i < rounds; i++) {
+    if (args.compare) results.before.push(await run(`before (${args.compare})`, args.compare, args.profile));
+    results.after.push(await run("this checkout", undefined, args.profile));
+  }
+  if (rounds > 1 || args.compare) {
+    const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    for (const [k, rs] of Object.entries(results)) {
+      if (!rs.length) continue;
+      console.log(
+        `${k}: median main thread ${median(rs.map((r) => r.mainMs / Math.max(1, r.calls))).toFixed(2)} ms/call, ` +
+          `process ${median(rs.map((r) => r.procMs / Math.max(1, r.calls))).toFixed(2)} ms/call over ${rs.length} runs`,
+      );
+    }
+  }
+}
