@@ -7,6 +7,13 @@
  * - the callee's CPU time per call: its main thread (from
  *   `/proc/PID/task/PID/stat`) and the whole process, from sipp's start to its
  *   end, divided by the calls sipp completed;
+ * - with `--heap`: V8's sampling heap profiler over the same span (allocations
+ *   sampled every 16 KB, kept or not), bytes allocated per call by function
+ *   (self) and by file: what feeds the garbage collector;
+ * - with `--linger`: the live heap (after a full GC, through the inspector)
+ *   right after the last call and again once the 64·T1 (32 s) that ended
+ *   calls and their transactions linger has passed: the difference over the
+ *   calls of the last 32 s is what a recently ended call keeps;
  * - with `--profile`: a V8 CPU profile of the main thread over the same span,
  *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
  *   by function (self and total time) and by file (self time). `--save FILE`
@@ -43,6 +50,8 @@ const { values: args } = parseArgs({
     calls: { type: "string", default: "4000" },
     hold: { type: "string", default: "1000" },
     profile: { type: "boolean", default: false },
+    heap: { type: "boolean", default: false },
+    linger: { type: "boolean", default: false },
     top: { type: "string", default: "40" },
     save: { type: "string" },
     compare: { type: "string" },
@@ -230,6 +239,48 @@ function summarize(profile: CpuProfile, calls: number): void {
   table("self time by file", files);
 }
 
+/** A node of V8's sampling heap profile. */
+interface HeapNode {
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** V8's sampling heap profile. */
+interface HeapProfile {
+  head: HeapNode;
+}
+
+/** Prints the bytes allocated per call by function (self) and by file. */
+function summarizeHeap(profile: HeapProfile, calls: number): void {
+  const byFn = new Map<string, number>();
+  const byFile = new Map<string, number>();
+  let sum = 0;
+  const visit = (n: HeapNode, parent: string) => {
+    const f = n.callFrame;
+    const file = f.url.replace(/^file:\/\/.*?\/(core|plugins|node_modules|mod\.ts|tests|bench)/, "$1");
+    const k = `${f.functionName || "(anonymous)"} ${file}${f.url ? `:${f.lineNumber + 1}` : ""}` +
+      (f.url ? "" : ` < ${parent}`);
+    if (n.selfSize > 0) {
+      sum += n.selfSize;
+      byFn.set(k, (byFn.get(k) ?? 0) + n.selfSize);
+      const fk = file || f.functionName || "(native)";
+      byFile.set(fk, (byFile.get(fk) ?? 0) + n.selfSize);
+    }
+    for (const c of n.children) visit(c, f.url ? `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}` : parent);
+  };
+  visit(profile.head, "");
+  console.log(`allocated (sampled): ${(sum / calls / 1024).toFixed(1)} KB per call`);
+  const table = (title: string, m: Map<string, number>) => {
+    console.log(`\n${title} (bytes per call)`);
+    for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`  ${(v / calls).toFixed(0).padStart(7)}  ${k}`);
+    }
+  };
+  table("allocations by function (self)", byFn);
+  table("allocations by file", byFile);
+}
+
 interface RunResult {
   calls: number;
   failed: number;
@@ -251,7 +302,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
     callee = spawnBounded(Deno.execPath(), [
       "run",
       "-A",
-      ...(profile ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
+      ...(profile || args.heap || args.linger ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
       checkoutPath(root, "mod.ts"),
       "--pipeline",
       pipeline,
@@ -260,7 +311,18 @@ async function run(label: string, root: string | undefined, profile: boolean): P
       ...sets.flatMap((s) => ["--set", s]),
     ], { cwd: checkoutPath(root, "."), timeoutMs: (CALLS / RATE + 180) * 1000 });
     await waitForUdpPort(port, 30_000);
-    if (profile) {
+    if (args.heap) {
+      inspector = await Inspector.connect(inspectPort);
+      await inspector.send("HeapProfiler.enable");
+      await inspector.send("HeapProfiler.startSampling", {
+        samplingInterval: 16384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+    } else if (args.linger) {
+      inspector = await Inspector.connect(inspectPort);
+      await inspector.send("HeapProfiler.enable");
+    } else if (profile) {
       inspector = await Inspector.connect(inspectPort);
       await inspector.send("Profiler.enable");
       await inspector.send("Profiler.setSamplingInterval", { interval: Number(args.interval) });
@@ -321,7 +383,25 @@ async function run(label: string, root: string | undefined, profile: boolean): P
         threads.map(([k, v]) => `${k} ${(v / Math.max(1, calls)).toFixed(3)}`).join(", ")
       }`,
     );
-    if (inspector) {
+    if (inspector && args.linger) {
+      const live = async () => {
+        await inspector!.send("HeapProfiler.collectGarbage");
+        return (await inspector!.send("Runtime.getHeapUsage") as { usedSize: number }).usedSize;
+      };
+      const lingering = Math.min(calls, Math.round(RATE * 32));
+      const a = await live();
+      console.log(`  live heap after the last call: ${(a / 1e6).toFixed(1)} MB; waiting 40 s for the lingers to end`);
+      await new Promise((r) => setTimeout(r, 40_000));
+      const b = await live();
+      console.log(
+        `  live heap 40 s later: ${(b / 1e6).toFixed(1)} MB: ${((a - b) / lingering / 1024).toFixed(1)} KB ` +
+          `per call ended in the last 32 s (${lingering} calls)`,
+      );
+    } else if (inspector && args.heap) {
+      const r = await inspector.send("HeapProfiler.stopSampling") as { profile: HeapProfile };
+      if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
+      summarizeHeap(r.profile, Math.max(1, calls));
+    } else if (inspector) {
       const r = await inspector.send("Profiler.stop") as { profile: CpuProfile };
       if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
       summarize(r.profile, Math.max(1, calls));

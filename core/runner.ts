@@ -104,14 +104,28 @@ export class PipelineRunner {
    * expanded themselves.
    */
   variables(vars: Variables = {}): Variables {
-    const inner: Variables = { ...builtinVariables(this.file), ...vars };
+    let inner: Variables | undefined;
     const out: Variables = { ...vars };
     for (const [k, v] of Object.entries(this.params)) {
-      out[k] = typeof v === "string" && v.includes("${")
-        ? substitute(v, inner, { file: this.file.path, path: `parameters.${k}` })
-        : v;
+      if (typeof v === "string" && v.includes("${")) {
+        // The built-ins are read only when a parameter needs expanding, and `cwd` (a system call) only when one
+        // names it.
+        inner ??= this.#innerVariables(vars);
+        out[k] = substitute(v, inner, { file: this.file.path, path: `parameters.${k}` });
+      } else out[k] = v;
     }
     return { ...out, ...vars };
+  }
+
+  /** What parameter values are expanded with: the built-ins (`cwd` read when looked up) and `vars`. */
+  #innerVariables(vars: Variables): Variables {
+    const inner: Variables = { "pipeline.dir": this.file.dir };
+    Object.defineProperty(inner, "cwd", { get: () => Deno.cwd(), enumerable: true, configurable: true });
+    for (const [k, v] of Object.entries(vars)) {
+      if (k === "cwd") Object.defineProperty(inner, k, { value: v, enumerable: true, writable: true });
+      else inner[k] = v;
+    }
+    return inner;
   }
 
   /**

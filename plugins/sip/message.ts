@@ -72,6 +72,7 @@ const EMPTY = new Uint8Array(0);
 const MANDATORY = ["Via", "From", "To", "Call-ID", "CSeq"] as const;
 const SINGLE = ["From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type"] as const;
 const VERSION_RE = /^SIP\/[0-9]+\.[0-9]+$/i;
+const CR_LF = /[\r\n]/;
 const DATE_RE =
   /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$/;
 
@@ -374,7 +375,7 @@ function validate(headers: SipHeaders, method: string | undefined): string | und
   if (missing.length > 1) {
     return `missing ${missing.slice(0, -1).join(", ")} and ${missing[missing.length - 1]} headers`;
   }
-  for (const name of SINGLE) if (headers.getAll(name).length > 1) return `more than one ${name} header`;
+  for (const name of SINGLE) if (headers.count(name) > 1) return `more than one ${name} header`;
   for (const v of headers.getAll("Via")) {
     try {
       parseVia(v);
@@ -463,13 +464,13 @@ export function serializeMessage(msg: SipMessage): Uint8Array {
   const start = msg.kind === "request"
     ? `${msg.method} ${msg.uri} ${msg.version}`
     : `${msg.version} ${msg.status} ${msg.reason}`;
-  if (/[\r\n]/.test(start)) throw new Error("SIP start line contains CR or LF");
+  if (CR_LF.test(start)) throw new Error("SIP start line contains CR or LF");
   let head = start + "\r\n";
-  for (const [name, value] of msg.headers) {
-    if (name === "Content-Length") continue;
-    if (/[\r\n]/.test(value) || /[\r\n]/.test(name)) throw new Error(`SIP header ${excerpt(name)} contains CR or LF`);
+  msg.headers.forEach((name, value) => {
+    if (name === "Content-Length") return;
+    if (CR_LF.test(value) || CR_LF.test(name)) throw new Error(`SIP header ${excerpt(name)} contains CR or LF`);
     head += `${name}: ${value}\r\n`;
-  }
+  });
   head += `Content-Length: ${msg.body.length}\r\n\r\n`;
   const h = encoder.encode(head);
   if (msg.body.length === 0) return h;
