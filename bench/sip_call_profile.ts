@@ -14,6 +14,8 @@
  *   right after the last call and again once the 64·T1 (32 s) that ended
  *   calls and their transactions linger has passed: the difference over the
  *   calls of the last 32 s is what a recently ended call keeps;
+ * - with `--linger --snapshot`: also a heap snapshot after the last call,
+ *   summed by constructor (self size and count per lingering call);
  * - with `--profile`: a V8 CPU profile of the main thread over the same span,
  *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
  *   by function (self and total time) and by file (self time). `--save FILE`
@@ -52,6 +54,7 @@ const { values: args } = parseArgs({
     profile: { type: "boolean", default: false },
     heap: { type: "boolean", default: false },
     linger: { type: "boolean", default: false },
+    snapshot: { type: "boolean", default: false },
     top: { type: "string", default: "40" },
     save: { type: "string" },
     compare: { type: "string" },
@@ -140,6 +143,8 @@ class Inspector {
   #ws: WebSocket;
   #next = 1;
   #pending = new Map<number, (r: { result?: unknown; error?: unknown }) => void>();
+  /** Called with each event (a message without an id). */
+  onEvent: ((m: { method: string; params: unknown }) => void) | undefined;
   private constructor(ws: WebSocket) {
     this.#ws = ws;
     ws.onmessage = (e) => {
@@ -147,7 +152,7 @@ class Inspector {
       if (m.id !== undefined) {
         this.#pending.get(m.id)?.(m);
         this.#pending.delete(m.id);
-      }
+      } else this.onEvent?.(m);
     };
   }
   static async connect(port: number): Promise<Inspector> {
@@ -267,7 +272,9 @@ function summarizeHeap(profile: HeapProfile, calls: number): void {
       const fk = file || f.functionName || "(native)";
       byFile.set(fk, (byFile.get(fk) ?? 0) + n.selfSize);
     }
-    for (const c of n.children) visit(c, f.url ? `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}` : parent);
+    for (const c of n.children) {
+      visit(c, f.url ? `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}` : parent);
+    }
   };
   visit(profile.head, "");
   console.log(`allocated (sampled): ${(sum / calls / 1024).toFixed(1)} KB per call`);
@@ -279,6 +286,44 @@ function summarizeHeap(profile: HeapProfile, calls: number): void {
   };
   table("allocations by function (self)", byFn);
   table("allocations by file", byFile);
+}
+
+/** Takes a heap snapshot through the inspector and prints what it holds by constructor, per lingering call. */
+async function snapshotSummary(inspector: Inspector, calls: number): Promise<void> {
+  const chunks: string[] = [];
+  inspector.onEvent = (m) => {
+    if (m.method === "HeapProfiler.addHeapSnapshotChunk") chunks.push((m.params as { chunk: string }).chunk);
+  };
+  await inspector.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+  inspector.onEvent = undefined;
+  if (args.save) await Deno.writeTextFile(args.save, chunks.join(""));
+  const snap = JSON.parse(chunks.join("")) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  const f = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const [iType, iName, iSize, w] = [f.indexOf("type"), f.indexOf("name"), f.indexOf("self_size"), f.length];
+  const by = new Map<string, { size: number; count: number }>();
+  let total = 0;
+  for (let i = 0; i < snap.nodes.length; i += w) {
+    const type = types[snap.nodes[i + iType]];
+    const name = type === "object" || type === "closure" || type === "native"
+      ? snap.strings[snap.nodes[i + iName]]
+      : `(${type})`;
+    const size = snap.nodes[i + iSize];
+    total += size;
+    const k = `${type === "closure" ? "closure " : ""}${name}`.slice(0, 100);
+    const e = by.get(k) ?? { size: 0, count: 0 };
+    e.size += size;
+    e.count++;
+    by.set(k, e);
+  }
+  console.log(`  heap snapshot: ${(total / 1e6).toFixed(1)} MB; by constructor, per lingering call (bytes, count):`);
+  for (const [k, e] of [...by].sort((a, b) => b[1].size - a[1].size).slice(0, TOP)) {
+    console.log(`    ${(e.size / calls).toFixed(0).padStart(7)} ${(e.count / calls).toFixed(2).padStart(7)}  ${k}`);
+  }
 }
 
 interface RunResult {
@@ -390,6 +435,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
       };
       const lingering = Math.min(calls, Math.round(RATE * 32));
       const a = await live();
+      if (args.snapshot) await snapshotSummary(inspector, lingering);
       console.log(`  live heap after the last call: ${(a / 1e6).toFixed(1)} MB; waiting 40 s for the lingers to end`);
       await new Promise((r) => setTimeout(r, 40_000));
       const b = await live();

@@ -18,6 +18,9 @@ export interface TimerEntry extends Timer {
   index: number;
 }
 
+/** What a cancelled timer's callback becomes. */
+const NOOP = (): void => {};
+
 /** Binary min-heap of timers ordered by (due, seq): equal due times run in scheduling order. */
 export class TimerHeap {
   /** The heap array: `items[0]` is the earliest; entry `i`'s children are `2i+1` and `2i+2`. */
@@ -39,6 +42,9 @@ export class TimerHeap {
       index: -1,
       cancel: () => {
         e.cancelled = true;
+        // A cancelled entry stays in the heap until it reaches the top (lazy deletion): drop its callback now, or
+        // whatever that closes over (a call's whole pipeline, for a 10 s RTP timeout) would live until then.
+        e.fn = NOOP;
       },
     };
     this.#push(e);
