@@ -108,8 +108,7 @@ export class PipelineRunner {
     const out: Variables = { ...vars };
     for (const [k, v] of Object.entries(this.params)) {
       if (typeof v === "string" && v.includes("${")) {
-        // The built-ins are read only when a parameter needs expanding, and `cwd` (a system call) only when one
-        // names it.
+        // The built-ins are made only when a parameter needs expanding.
         inner ??= this.#innerVariables(vars);
         out[k] = substitute(v, inner, { file: this.file.path, path: `parameters.${k}` });
       } else out[k] = v;
@@ -117,15 +116,19 @@ export class PipelineRunner {
     return { ...out, ...vars };
   }
 
-  /** What parameter values are expanded with: the built-ins (`cwd` read when looked up) and `vars`. */
+  /**
+   * What parameter values are expanded with: the built-ins and `vars`. `cwd` (a system call) is read only when a
+   * parameter names it; otherwise it is there with no value (listed in an unknown-variable error, never used).
+   */
   #innerVariables(vars: Variables): Variables {
-    const inner: Variables = { "pipeline.dir": this.file.dir };
-    Object.defineProperty(inner, "cwd", { get: () => Deno.cwd(), enumerable: true, configurable: true });
-    for (const [k, v] of Object.entries(vars)) {
-      if (k === "cwd") Object.defineProperty(inner, k, { value: v, enumerable: true, writable: true });
-      else inner[k] = v;
+    let cwd = "";
+    for (const v of Object.values(this.params)) {
+      if (typeof v === "string" && v.includes("${cwd}")) {
+        cwd = Deno.cwd();
+        break;
+      }
     }
-    return inner;
+    return { "pipeline.dir": this.file.dir, cwd, ...vars };
   }
 
   /**
