@@ -8,7 +8,16 @@
 import { type PartialRequest, SipParseError } from "./errors.ts";
 import { canonicalName, SipHeaders, splitHeaderValue } from "./headers.ts";
 import { excerpt, isCtl, isDigits, isToken, isWsp, parseParams, skipWsp } from "./syntax.ts";
-import { type Address, formatUri, isSipUri, parseAddress, parseAnyUri, type SipUri, type Uri } from "./uri.ts";
+import {
+  type Address,
+  addressParams,
+  formatUri,
+  isSipUri,
+  parseAddress,
+  parseAnyUri,
+  type SipUri,
+  type Uri,
+} from "./uri.ts";
 import { parseVia, type Via } from "./via.ts";
 
 export { SipParseError } from "./errors.ts";
@@ -581,7 +590,7 @@ export function getTo(msg: SipMessage): Address {
  */
 export function tagOf(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  return parseAddress(value).params.tag ?? undefined;
+  return addressParams(value).tag ?? undefined;
 }
 
 /** What {@linkcode checkRequestSemantics} needs to know about the UAS. */

@@ -440,6 +440,22 @@ export function parseAddress(text: string): Address {
   return a;
 }
 
+/**
+ * The header parameters (`tag`...) of a name-addr or addr-spec, for reading only: unlike
+ * {@linkcode parseAddress}, the object may be shared with other callers (the last few values parsed are kept), so
+ * it must not be changed. Throws like {@linkcode parseAddress}.
+ *
+ * @example
+ * ```ts
+ * addressParams("<sip:bob@example.com>;tag=a6c85cf").tag; // "a6c85cf"
+ * ```
+ */
+export function addressParams(text: string): Readonly<Params> {
+  const cached = ADDRESSES.get(text);
+  if (cached) return cached.params;
+  return parseAddress(text).params;
+}
+
 /** The last values {@linkcode parseAddress} parsed (oldest first), with private copies of the results. */
 const ADDRESSES = new Map<string, Address>();
 const ADDRESSES_MAX = 8;

@@ -90,9 +90,7 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * every call of the process, and it costs more even on a fast one (measured with
  * `bench/wav_bench.ts`: 0.11 µs of event-loop time per 20 ms frame batched, against
  * 0.6 µs for one `writeSync` per frame into the page cache); batching also keeps
- * it to about one write per second for an 8 kHz call. Only the file's creation and, when the format is known at
- * start, its first 44-byte header are synchronous (a call's set-up then costs no thread-pool round trip; measured
- * with `bench/sip_call_profile.ts`). `write` returns false above
+ * it to about one write per second for an 8 kHz call. `write` returns false above
  * 1 MB of unwritten audio and `drained()` resolves below 256 KB. `end()` writes
  * everything, the pad byte of an odd-sized data chunk and the final header.
  *
@@ -222,7 +220,7 @@ class WavSink implements SinkStage {
    * Creates the path, or NAME-2.ext, NAME-3.ext ... when it exists (exclusive creation: two sinks starting at once
    * never share a file), and remembers the name taken.
    */
-  #openNumbered(): Deno.FsFile {
+  async #openNumbered(): Promise<Deno.FsFile> {
     const base = this.#path;
     const dot = base.lastIndexOf(".");
     const stem = dot > base.lastIndexOf("/") ? base.slice(0, dot) : base;
@@ -230,7 +228,7 @@ class WavSink implements SinkStage {
     for (let k = 1; k <= 10_000; k++) {
       const path = k === 1 ? base : `${stem}-${k}${ext}`;
       try {
-        const file = Deno.openSync(path, { write: true, createNew: true });
+        const file = await Deno.open(path, { write: true, createNew: true });
         if (k > 1) this.#log.info(`wav-sink: ${base} exists: recording to ${path}`);
         this.#path = path;
         return file;
@@ -243,12 +241,9 @@ class WavSink implements SinkStage {
 
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
-    // Created synchronously (as is its first header, below): one open and one 44-byte write into the page cache
-    // cost less of the event loop than two round trips through the blocking thread pool, and a call's set-up
-    // waits for neither. The audio itself is written asynchronously, in batches (see the class comment).
     const open = () =>
       this.#opts.if_exists === "replace"
-        ? Deno.openSync(this.#path, { write: true, create: true, truncate: true })
+        ? Deno.open(this.#path, { write: true, create: true, truncate: true })
         : this.#openNumbered();
     try {
       // The directory is made once per process (a call per second to the same directory need not ask again),
@@ -259,26 +254,22 @@ class WavSink implements SinkStage {
         rememberDir(dir);
       }
       try {
-        this.#file = open();
+        this.#file = await open();
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
         madeDirs.delete(dir);
         await Deno.mkdir(dir, { recursive: true });
         rememberDir(dir);
-        this.#file = open();
+        this.#file = await open();
       }
     } catch (e) {
       throw new Error(`wav-sink: ${this.#path}: cannot create: ${e instanceof Error ? e.message : e}`);
     }
     // A fully known format gives a valid (empty) WAV at once.
-    try {
-      if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
-        this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels }, true);
-      } else if (this.#opts.format === "g711" && this.#wantCodec) {
-        this.#setSpec(this.#g711Spec(this.#wantCodec), true);
-      }
-    } catch (e) {
-      throw new Error(`wav-sink: ${this.#path}: cannot write its header: ${e instanceof Error ? e.message : e}`);
+    if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
+      this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels });
+    } else if (this.#opts.format === "g711" && this.#wantCodec) {
+      this.#setSpec(this.#g711Spec(this.#wantCodec));
     }
     this.#schedule(rc.clock.now() + this.#opts.header_interval_ms);
   }
@@ -297,8 +288,7 @@ class WavSink implements SinkStage {
     return { encoding: codec === "PCMU" ? "mulaw" : "alaw", sampleRate: 8000, channels: 1 };
   }
 
-  /** Sets the format and writes the header: at once when `now` (at start: the new file is at offset 0), else queued. */
-  #setSpec(spec: Omit<WavHeaderSpec, "dataBytes">, now = false): void {
+  #setSpec(spec: Omit<WavHeaderSpec, "dataBytes">): void {
     this.#spec = spec;
     this.#bytesPerFrame = (spec.encoding === "pcm16" ? 2 : 1) * spec.channels;
     this.#silenceByte = spec.encoding === "mulaw"
@@ -307,12 +297,6 @@ class WavSink implements SinkStage {
       ? G711_SILENCE.PCMA
       : 0;
     const header = wavHeader({ ...spec, dataBytes: 0 });
-    if (now) {
-      for (let off = 0; off < header.length;) off += this.#file!.writeSync(header.subarray(off));
-      this.#wroteAny = true;
-      this.#headerOnDisk = true;
-      return;
-    }
     this.#enqueue(async () => {
       // A file nothing was written to yet is at offset 0 already.
       if (this.#wroteAny) await this.#file!.seek(0, Deno.SeekMode.Start);
