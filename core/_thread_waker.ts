@@ -123,9 +123,18 @@ export class ThreadWaker {
     }
   }
 
-  /** Publishes the earliest due times to the thread, unless timers are running (then it publishes once at the end). */
-  arm(): void {
-    if (!this.#running) this.#publish();
+  /**
+   * Publishes the earliest due times to the thread, unless timers are running (then it publishes once at the end).
+   * `due`, the due time of a timer just added: when the published list is full and that timer comes after all of
+   * it, nothing the thread needs changes (it wakes for an earlier one first, and the main thread publishes again
+   * after every wake), so nothing is published. Most timers are such: a call's 32 s transaction timers, its RTP
+   * timeout, a recorder's header interval.
+   */
+  arm(due?: number): void {
+    if (this.#running) return;
+    const p = this.#published;
+    if (due !== undefined && p.length === PUBLISHED && due > p[PUBLISHED - 1]) return;
+    this.#publish();
   }
 
   #failed(): void {

@@ -18,6 +18,9 @@ export interface TimerEntry extends Timer {
   index: number;
 }
 
+/** What a cancelled timer's callback becomes. */
+const NOOP = (): void => {};
+
 /** Binary min-heap of timers ordered by (due, seq): equal due times run in scheduling order. */
 export class TimerHeap {
   /** The heap array: `items[0]` is the earliest; entry `i`'s children are `2i+1` and `2i+2`. */
@@ -39,6 +42,9 @@ export class TimerHeap {
       index: -1,
       cancel: () => {
         e.cancelled = true;
+        // A cancelled entry stays in the heap until it reaches the top (lazy deletion): drop its callback now, or
+        // whatever that closes over (a call's whole pipeline, for a 10 s RTP timeout) would live until then.
+        e.fn = NOOP;
       },
     };
     this.#push(e);
@@ -88,20 +94,22 @@ export class TimerHeap {
   earliest(max: number, out: number[], frontier: TimerEntry[]): number[] {
     this.peekLive();
     const items = this.items;
-    out.length = 0;
-    frontier.length = 0;
-    if (items.length > 0) frontier.push(items[0]);
-    while (frontier.length > 0 && out.length < max) {
+    // Written by index into the arrays given, not emptied and pushed to: emptying an array drops its storage, and
+    // this runs on every timer scheduled.
+    let n = 0;
+    let f = 0;
+    if (items.length > 0) frontier[f++] = items[0];
+    while (f > 0 && n < max) {
       let m = 0;
-      for (let i = 1; i < frontier.length; i++) if (frontier[i].due < frontier[m].due) m = i;
+      for (let i = 1; i < f; i++) if (frontier[i].due < frontier[m].due) m = i;
       const e = frontier[m];
-      frontier[m] = frontier[frontier.length - 1];
-      frontier.length--;
-      if (!e.cancelled && out[out.length - 1] !== e.due) out.push(e.due);
+      frontier[m] = frontier[--f];
+      if (!e.cancelled && (n === 0 || out[n - 1] !== e.due)) out[n++] = e.due;
       const l = 2 * e.index + 1;
-      if (l < items.length) frontier.push(items[l]);
-      if (l + 1 < items.length) frontier.push(items[l + 1]);
+      if (l < items.length) frontier[f++] = items[l];
+      if (l + 1 < items.length) frontier[f++] = items[l + 1];
     }
+    if (out.length !== n) out.length = n;
     return out;
   }
 

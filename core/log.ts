@@ -44,8 +44,8 @@ export type LogFields = Record<string, string | number | boolean | undefined | n
  * ```
  */
 export class Logger {
-  /** Minimum level written. */
-  level: LogLevel;
+  /** The level, shared by a logger and every logger made from it with `child` (and their children). */
+  #box: { level: LogLevel };
   /** How lines look. */
   readonly format: LogFormat;
   readonly #outputs: LogOutput[];
@@ -62,24 +62,26 @@ export class Logger {
   constructor(
     opts: { level?: LogLevel; outputs?: LogOutput[]; tag?: string; fields?: LogFields; format?: LogFormat } = {},
   ) {
-    this.level = opts.level ?? "info";
+    this.#box = { level: opts.level ?? "info" };
     this.format = opts.format ?? "voxpipe";
     this.#outputs = opts.outputs ?? [stderrOutput];
     this.#tag = opts.tag ?? "";
     this.#fields = opts.fields ?? {};
   }
 
+  /** Minimum level written (a logger and its children share it: setting it on one sets it for all). */
+  get level(): LogLevel {
+    return this.#box.level;
+  }
+  set level(v: LogLevel) {
+    this.#box.level = v;
+  }
+
   /** A logger sharing outputs, level and format, with another tag and extra fields. */
   child(tag: string, fields: LogFields = {}): Logger {
-    const c = new Logger({
-      level: this.level,
-      outputs: this.#outputs,
-      tag,
-      fields: { ...this.#fields, ...fields },
-      format: this.format,
-    });
-    // Children follow the parent's level changes.
-    Object.defineProperty(c, "level", { get: () => this.level, set: (v) => (this.level = v) });
+    const c = new Logger({ outputs: this.#outputs, tag, fields: { ...this.#fields, ...fields }, format: this.format });
+    // Children follow the parent's level changes (and set it for the parent): one shared box, no per-child accessor.
+    c.#box = this.#box;
     return c;
   }
 
@@ -105,7 +107,7 @@ export class Logger {
 
   /** True when messages at `level` are written. */
   enabled(level: LogLevel): boolean {
-    return RANK[level] >= RANK[this.level] && level !== "silent";
+    return RANK[level] >= RANK[this.#box.level] && level !== "silent";
   }
 
   /** Logs at debug level. */

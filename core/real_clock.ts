@@ -175,7 +175,7 @@ export class RealClock implements Clock {
     let t: TimerEntry;
     try {
       t = this.#heap.add(due, fn);
-      this.#arm();
+      this.#arm(due);
     } finally {
       this.#reentry--;
     }
@@ -247,9 +247,12 @@ export class RealClock implements Clock {
     }
   }
 
-  /** Makes sure the scheduler wakes for the earliest timer (timer thread, or a main-thread waker). */
-  #arm(): void {
-    if (this.#thread?.state === "ready") this.#thread.arm();
+  /**
+   * Makes sure the scheduler wakes for the earliest timer (timer thread, or a main-thread waker); `due` is the due
+   * time of the timer just added, if that is why.
+   */
+  #arm(due?: number): void {
+    if (this.#thread?.state === "ready") this.#thread.arm(due);
     else this.#armMain();
   }
 

@@ -104,14 +104,31 @@ export class PipelineRunner {
    * expanded themselves.
    */
   variables(vars: Variables = {}): Variables {
-    const inner: Variables = { ...builtinVariables(this.file), ...vars };
+    let inner: Variables | undefined;
     const out: Variables = { ...vars };
     for (const [k, v] of Object.entries(this.params)) {
-      out[k] = typeof v === "string" && v.includes("${")
-        ? substitute(v, inner, { file: this.file.path, path: `parameters.${k}` })
-        : v;
+      if (typeof v === "string" && v.includes("${")) {
+        // The built-ins are made only when a parameter needs expanding.
+        inner ??= this.#innerVariables(vars);
+        out[k] = substitute(v, inner, { file: this.file.path, path: `parameters.${k}` });
+      } else out[k] = v;
     }
     return { ...out, ...vars };
+  }
+
+  /**
+   * What parameter values are expanded with: the built-ins and `vars`. `cwd` (a system call) is read only when a
+   * parameter names it; otherwise it is there with no value (listed in an unknown-variable error, never used).
+   */
+  #innerVariables(vars: Variables): Variables {
+    let cwd = "";
+    for (const v of Object.values(this.params)) {
+      if (typeof v === "string" && v.includes("${cwd}")) {
+        cwd = Deno.cwd();
+        break;
+      }
+    }
+    return { "pipeline.dir": this.file.dir, cwd, ...vars };
   }
 
   /**

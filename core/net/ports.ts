@@ -65,6 +65,11 @@ export class PortAllocator {
   /** Inclusive `[min, max]`. */
   readonly range: readonly [number, number];
   readonly #random: () => number;
+  /**
+   * RTP ports of the pairs this allocator handed out that are not closed yet: skipped without trying to bind them
+   * (a bind that fails costs a system call and an exception; with thousands of calls up, many tries would).
+   */
+  readonly #held = new Set<number>();
 
   /**
    * Creates an allocator.
@@ -89,6 +94,7 @@ export class PortAllocator {
     const start = Math.floor(this.#random() * count);
     for (let i = 0; i < count; i++) {
       const port = first + 2 * ((start + i) % count);
+      if (this.#held.has(port)) continue;
       const rtp = this.#tryBind(bind, port);
       if (!rtp) continue;
       const rtcp = this.#tryBind(bind, port + 1);
@@ -97,13 +103,15 @@ export class PortAllocator {
         continue;
       }
       let closed: Promise<void> | undefined;
+      this.#held.add(port);
       return {
         bind,
         rtpPort: port,
         rtcpPort: port + 1,
         rtp,
         rtcp,
-        close: () => closed ??= Promise.all([rtp.close(), rtcp.close()]).then(() => {}),
+        close: () =>
+          closed ??= Promise.all([rtp.close(), rtcp.close()]).then(() => {}).finally(() => this.#held.delete(port)),
       };
     }
     throw new Error(`no free RTP/RTCP port pair in ${min}-${max} on ${canonicalHost(bind)} (all ${count} taken)`);

@@ -44,6 +44,9 @@ interface Loop {
   pos: number;
 }
 
+/** The empty history of a concealer that has seen no samples yet. */
+const NO_SAMPLES = new Float32Array(0);
+
 /**
  * Conceals lost frames of a mono stream by pitch-period waveform substitution, and smooths
  * the return to real audio. Feed every real frame to {@linkcode receive} and ask
@@ -60,7 +63,9 @@ interface Loop {
 export class PacketLossConcealer {
   /** Sample rate in Hz. */
   readonly sampleRate: number;
-  readonly #hist: Float32Array;
+  /** History of what was played, oldest first; allocated with the first samples (a call without audio makes none). */
+  #hist: Float32Array = NO_SAMPLES;
+  readonly #histLen: number;
   readonly #pitchMin: number;
   readonly #pitchMax: number;
   readonly #corrLen: number;
@@ -71,7 +76,7 @@ export class PacketLossConcealer {
   #erased = 0;
   #pitch = 0;
   #quarter = 0;
-  #pb: Float32Array;
+  #pb: Float32Array = NO_SAMPLES;
   #loop: Loop | undefined;
   #periods = 0;
   /** The loop being faded out after a switch to more periods, and how many fade samples remain. */
@@ -95,8 +100,14 @@ export class PacketLossConcealer {
     this.#corrLen = Math.round(fs * 0.02); // 20 ms
     // Three of the longest periods plus a quarter period before them: 48.75 ms at 8 kHz.
     const histLen = 3 * this.#pitchMax + (this.#pitchMax >> 2);
-    this.#hist = new Float32Array(Math.max(histLen, this.#corrLen + this.#pitchMax));
-    this.#pb = new Float32Array(this.#hist.length);
+    this.#histLen = Math.max(histLen, this.#corrLen + this.#pitchMax);
+  }
+
+  /** Allocates the history and pitch buffers (silent) on first use. */
+  #allocate(): void {
+    if (this.#hist.length !== 0) return;
+    this.#hist = new Float32Array(this.#histLen);
+    this.#pb = new Float32Array(this.#histLen);
   }
 
   /** True while a loss is being concealed (since the last {@linkcode conceal}, until {@linkcode receive}). */
@@ -111,7 +122,7 @@ export class PacketLossConcealer {
 
   /** Forgets the history and any loss in progress. */
   reset(): void {
-    this.#hist.fill(0);
+    this.#hist.fill(0); // nothing to clear before the first samples
     this.#erased = 0;
     this.#loop = this.#oldLoop = undefined;
     this.#pitch = 0;
@@ -156,6 +167,7 @@ export class PacketLossConcealer {
 
   /** Freezes the history as pitch buffer, estimates the pitch, and sets up the one-period loop. */
   #startLoss(): void {
+    this.#allocate();
     this.#pb.set(this.#hist);
     const p = this.#estimatePitch();
     this.#pitch = p;
@@ -256,6 +268,7 @@ export class PacketLossConcealer {
 
   /** Appends output samples to the history. */
   #remember(samples: Int16Array): void {
+    this.#allocate();
     const h = this.#hist;
     const n = samples.length;
     if (n >= h.length) {

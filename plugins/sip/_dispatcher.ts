@@ -27,7 +27,6 @@ import {
   getCallId,
   getCSeq,
   getFrom,
-  getTo,
   type SipRequest,
   type SipResponse,
   tagOf,
@@ -111,11 +110,11 @@ export class Dispatcher {
 
   /** Finds the call an incoming in-dialog request or ACK belongs to (by Call-ID, To tag and From tag). */
   #callFor(req: SipRequest): Call | undefined {
-    const toTag = getTo(req).params.tag;
+    const toTag = tagOf(req.headers.get("To"));
     if (!toTag) return undefined;
     const call = this.#calls.get(callKey(getCallId(req), toTag));
     if (!call) return undefined;
-    const fromTag = getFrom(req).params.tag;
+    const fromTag = tagOf(req.headers.get("From"));
     if (call.remoteTag !== undefined && fromTag !== call.remoteTag) return undefined;
     return call;
   }
@@ -229,7 +228,9 @@ export class Dispatcher {
     const call = new IncomingCall(ctx, req, tx, from);
     this.track(call);
     this.#incoming.set(tx, call);
-    ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
+    if (ctx.log.enabled("info")) {
+      ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
+    }
     const offered = this.#offer(call);
     if (offered === "nobody") call.reject(480);
     else if (offered === "failed" && (call.state === "incoming" || call.state === "ringing")) {

@@ -126,6 +126,8 @@ export abstract class Call {
   #earlyRemoteTag?: string;
   #localSdp?: string;
   #remoteSdp?: string;
+  /** The last {@linkcode Call.media} result and what it was computed from (the SDPs rarely change). */
+  #agreed?: { remote: string; local: string; registry: CodecRegistry | undefined; media: NegotiatedAudio };
   #endInfo?: CallEndInfo;
   #resolveEstablished!: (e: EstablishedEvent) => void;
   #rejectEstablished!: (e: Error) => void;
@@ -231,7 +233,15 @@ export abstract class Call {
         `SDP not negotiated yet (${this.#remoteSdp === undefined ? "no remote SDP" : "no local SDP"})`,
       );
     }
-    return agreedMedia(this.#remoteSdp, this.#localSdp, { registry });
+    // Negotiated once per pair of SDPs (a call asks several times while it starts); each caller gets its own copy.
+    const a = this.#agreed;
+    let media: NegotiatedAudio;
+    if (a && a.remote === this.#remoteSdp && a.local === this.#localSdp && a.registry === registry) media = a.media;
+    else {
+      media = agreedMedia(this.#remoteSdp, this.#localSdp, { registry });
+      this.#agreed = { remote: this.#remoteSdp, local: this.#localSdp, registry, media };
+    }
+    return media.dtmf ? { ...media, dtmf: { ...media.dtmf } } : { ...media };
   }
 
   /**

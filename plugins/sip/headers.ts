@@ -164,7 +164,34 @@ const STRICT_LISTS: ReadonlySet<string> = new Set([
  * ```
  */
 export function canonicalName(name: string): string {
-  return CANONICAL.get(name.toLowerCase()) ?? name;
+  return namesOf(name).name;
+}
+
+/** The canonical name and lookup key of a header name as written; the same object each time for the same text. */
+interface Names {
+  /** {@linkcode canonicalName}. */
+  name: string;
+  /** The canonical name in lower case: what entries are matched by. */
+  key: string;
+}
+
+/**
+ * Names looked up so far, by the text given: the code asks for the same few names all the time (`Via`, `Call-ID`,
+ * ...), and each lookup would otherwise lower-case the name twice. Bounded: names from the network pass here too, so
+ * it is emptied when full.
+ */
+const NAMES = new Map<string, Names>();
+const NAMES_MAX = 512;
+
+function namesOf(text: string): Names {
+  let n = NAMES.get(text);
+  if (n === undefined) {
+    const name = CANONICAL.get(text.toLowerCase()) ?? text;
+    n = { name, key: name.toLowerCase() };
+    if (NAMES.size >= NAMES_MAX) NAMES.clear();
+    NAMES.set(text, n);
+  }
+  return n;
 }
 
 /**
@@ -181,7 +208,7 @@ export function canonicalName(name: string): string {
  * ```
  */
 export function splitHeaderValue(name: string, value: string): string[] {
-  const key = canonicalName(name).toLowerCase();
+  const key = namesOf(name).key;
   if (!LIST_HEADERS.has(key) || value.indexOf(",") === -1) return [value];
   const parts = splitOutside(value, ",");
   if (STRICT_LISTS.has(key)) {
@@ -228,17 +255,25 @@ export class SipHeaders {
 
   /** The first value of `name`, or undefined. */
   get(name: string): string | undefined {
-    const key = canonicalName(name).toLowerCase();
+    const key = namesOf(name).key;
     for (const e of this.#entries) if (e.key === key) return e.value;
     return undefined;
   }
 
   /** All values of `name`, in order. */
   getAll(name: string): string[] {
-    const key = canonicalName(name).toLowerCase();
+    const key = namesOf(name).key;
     const out: string[] = [];
     for (const e of this.#entries) if (e.key === key) out.push(e.value);
     return out;
+  }
+
+  /** How many `name` headers there are. */
+  count(name: string): number {
+    const key = namesOf(name).key;
+    let n = 0;
+    for (const e of this.#entries) if (e.key === key) n++;
+    return n;
   }
 
   /** True when at least one `name` header exists. */
@@ -248,15 +283,14 @@ export class SipHeaders {
 
   /** Adds a header after all others. */
   append(name: string, value: string): this {
-    const n = canonicalName(name);
-    this.#entries.push({ name: n, key: n.toLowerCase(), value });
+    const n = namesOf(name);
+    this.#entries.push({ name: n.name, key: n.key, value });
     return this;
   }
 
   /** Adds a header before the first header of the same name (or at the top). */
   prepend(name: string, value: string): this {
-    const n = canonicalName(name);
-    const key = n.toLowerCase();
+    const { name: n, key } = namesOf(name);
     const i = this.#entries.findIndex((e) => e.key === key);
     this.#entries.splice(i === -1 ? 0 : i, 0, { name: n, key, value });
     return this;
@@ -264,8 +298,7 @@ export class SipHeaders {
 
   /** Replaces all `name` headers by one, kept at the position of the first (or appended). */
   set(name: string, value: string): this {
-    const n = canonicalName(name);
-    const key = n.toLowerCase();
+    const { name: n, key } = namesOf(name);
     const i = this.#entries.findIndex((e) => e.key === key);
     if (i === -1) return this.append(n, value);
     this.#entries[i] = { name: n, key, value };
@@ -275,7 +308,7 @@ export class SipHeaders {
 
   /** Replaces the first `name` header's value; appends when absent. */
   setFirst(name: string, value: string): this {
-    const key = canonicalName(name).toLowerCase();
+    const key = namesOf(name).key;
     const e = this.#entries.find((x) => x.key === key);
     if (e) e.value = value;
     else this.append(name, value);
@@ -284,7 +317,7 @@ export class SipHeaders {
 
   /** Removes every `name` header. Returns how many were removed. */
   delete(name: string): number {
-    const key = canonicalName(name).toLowerCase();
+    const key = namesOf(name).key;
     const before = this.#entries.length;
     this.#entries = this.#entries.filter((e) => e.key !== key);
     return before - this.#entries.length;
@@ -295,6 +328,18 @@ export class SipHeaders {
     const h = new SipHeaders();
     for (const e of this.#entries) h.#entries.push({ ...e });
     return h;
+  }
+
+  /**
+   * Calls `fn` with each `name, value` pair in order (what iterating does, without a pair array per header).
+   *
+   * @example
+   * ```ts
+   * new SipHeaders([["Via", "SIP/2.0/UDP a;branch=z9hG4bK1"]]).forEach((name, value) => console.log(`${name}: ${value}`));
+   * ```
+   */
+  forEach(fn: (name: string, value: string) => void): void {
+    for (const e of this.#entries) fn(e.name, e.value);
   }
 
   /** `[name, value]` pairs in order. */

@@ -8,7 +8,16 @@
 import { type PartialRequest, SipParseError } from "./errors.ts";
 import { canonicalName, SipHeaders, splitHeaderValue } from "./headers.ts";
 import { excerpt, isCtl, isDigits, isToken, isWsp, parseParams, skipWsp } from "./syntax.ts";
-import { type Address, formatUri, isSipUri, parseAddress, parseAnyUri, type SipUri, type Uri } from "./uri.ts";
+import {
+  type Address,
+  addressParams,
+  formatUri,
+  isSipUri,
+  parseAddress,
+  parseAnyUri,
+  type SipUri,
+  type Uri,
+} from "./uri.ts";
 import { parseVia, type Via } from "./via.ts";
 
 export { SipParseError } from "./errors.ts";
@@ -72,6 +81,7 @@ const EMPTY = new Uint8Array(0);
 const MANDATORY = ["Via", "From", "To", "Call-ID", "CSeq"] as const;
 const SINGLE = ["From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type"] as const;
 const VERSION_RE = /^SIP\/[0-9]+\.[0-9]+$/i;
+const CR_LF = /[\r\n]/;
 const DATE_RE =
   /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$/;
 
@@ -374,7 +384,7 @@ function validate(headers: SipHeaders, method: string | undefined): string | und
   if (missing.length > 1) {
     return `missing ${missing.slice(0, -1).join(", ")} and ${missing[missing.length - 1]} headers`;
   }
-  for (const name of SINGLE) if (headers.getAll(name).length > 1) return `more than one ${name} header`;
+  for (const name of SINGLE) if (headers.count(name) > 1) return `more than one ${name} header`;
   for (const v of headers.getAll("Via")) {
     try {
       parseVia(v);
@@ -463,13 +473,13 @@ export function serializeMessage(msg: SipMessage): Uint8Array {
   const start = msg.kind === "request"
     ? `${msg.method} ${msg.uri} ${msg.version}`
     : `${msg.version} ${msg.status} ${msg.reason}`;
-  if (/[\r\n]/.test(start)) throw new Error("SIP start line contains CR or LF");
+  if (CR_LF.test(start)) throw new Error("SIP start line contains CR or LF");
   let head = start + "\r\n";
-  for (const [name, value] of msg.headers) {
-    if (name === "Content-Length") continue;
-    if (/[\r\n]/.test(value) || /[\r\n]/.test(name)) throw new Error(`SIP header ${excerpt(name)} contains CR or LF`);
+  msg.headers.forEach((name, value) => {
+    if (name === "Content-Length") return;
+    if (CR_LF.test(value) || CR_LF.test(name)) throw new Error(`SIP header ${excerpt(name)} contains CR or LF`);
     head += `${name}: ${value}\r\n`;
-  }
+  });
   head += `Content-Length: ${msg.body.length}\r\n\r\n`;
   const h = encoder.encode(head);
   if (msg.body.length === 0) return h;
@@ -580,7 +590,7 @@ export function getTo(msg: SipMessage): Address {
  */
 export function tagOf(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  return parseAddress(value).params.tag ?? undefined;
+  return addressParams(value).tag ?? undefined;
 }
 
 /** What {@linkcode checkRequestSemantics} needs to know about the UAS. */

@@ -477,8 +477,13 @@ export class InviteServerTransaction extends ServerTransaction {
     return this.#state;
   }
 
-  /** @internal */
+  /**
+   * @internal Called once the TU has seen the request: unless it has already responded (a UAS that rings or
+   * answers at once, the usual case), the 100 Trying timer starts (a timer set and cancelled in the same turn would
+   * still cost a wake of the clock).
+   */
   start(): void {
+    if (this.#state !== "proceeding" || this.lastResponse) return;
     this.startTimer("Trying", this.layer.timers.trying, () => {
       if (this.#state === "proceeding" && !this.lastResponse) {
         this.respond(createResponse(this.request, 100));
@@ -496,18 +501,31 @@ export class InviteServerTransaction extends ServerTransaction {
     const t = this.layer.timers;
     this.#interval = t.T1;
     this.startTimer("G", this.#interval, () => this.#timerG());
-    this.startTimer("H", t.H, () => {
-      this.layer.log.debug(`no ACK for ${res.status} (Timer H)`);
-      this.terminate();
-      this.user.onTimeout?.(this);
-    });
     if (res.status < 300) {
       this.#state = "accepted";
       this.layer.registerAccepted(this);
-      this.startTimer("L", Math.max(t.L, t.H), () => this.terminate());
+      if (t.L <= t.H) {
+        // Timers H and L fall due together (the default, 64·T1 each): one timer does both. Timer H is "stopped" once
+        // the ACK arrived (or retransmission stopped), which `acked` says.
+        this.startTimer("L", t.H, () => {
+          if (!this.acked) this.#timerH();
+          else this.terminate();
+        });
+        return;
+      }
+      this.startTimer("H", t.H, () => this.#timerH());
+      this.startTimer("L", t.L, () => this.terminate());
     } else {
+      this.startTimer("H", t.H, () => this.#timerH());
       this.#state = "completed";
     }
+  }
+
+  /** Timer H: no ACK for the final response. */
+  #timerH(): void {
+    this.layer.log.debug(`no ACK for ${this.lastResponse!.status} (Timer H)`);
+    this.terminate();
+    this.user.onTimeout?.(this);
   }
 
   #timerG(): void {
@@ -574,8 +592,12 @@ export class NonInviteServerTransaction extends ServerTransaction {
     return this.#state;
   }
 
-  /** @internal Starts the guard against a TU that never answers. */
+  /**
+   * @internal Called once the TU has seen the request: unless it has already sent a final response (the usual
+   * case), starts the guard against a TU that never answers.
+   */
   start(): void {
+    if (this.#state !== "trying" && this.#state !== "proceeding") return;
     this.startTimer("TU", this.layer.timers.F, () => {
       if (this.#state !== "trying" && this.#state !== "proceeding") return;
       this.layer.log.warn(`no final response to ${this.request.method} within ${this.layer.timers.F} ms: 500 sent`);
@@ -829,7 +851,6 @@ export class TransactionLayer {
           : new NonInviteServerTransaction(this, id, req, from);
         this.#servers.set(id, kept);
         if (kept instanceof InviteServerTransaction) this.#inviteServers++;
-        kept.start();
         st = kept;
       }
       try {
@@ -837,6 +858,8 @@ export class TransactionLayer {
       } catch (e) {
         this.#userFailed(st, e, from);
       }
+      // Its timers start once the TU has seen the request: a TU that answered at once needs none of them.
+      if (st instanceof InviteServerTransaction || st instanceof NonInviteServerTransaction) st.start();
     });
   }
 

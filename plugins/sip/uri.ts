@@ -430,6 +430,45 @@ export interface NameAddr extends Address {
  * ```
  */
 export function parseAddress(text: string): Address {
+  // From, To and Contact are read several times while a message is handled (validation, transaction and dialog
+  // matching, tags): the last few values parsed are kept, and each caller gets its own copy.
+  const cached = ADDRESSES.get(text);
+  if (cached) return copyAddress(cached);
+  const a = parseAddressText(text);
+  if (ADDRESSES.size >= ADDRESSES_MAX) ADDRESSES.delete(ADDRESSES.keys().next().value!);
+  ADDRESSES.set(text, copyAddress(a));
+  return a;
+}
+
+/**
+ * The header parameters (`tag`...) of a name-addr or addr-spec, for reading only: unlike
+ * {@linkcode parseAddress}, the object may be shared with other callers (the last few values parsed are kept), so
+ * it must not be changed. Throws like {@linkcode parseAddress}.
+ *
+ * @example
+ * ```ts
+ * addressParams("<sip:bob@example.com>;tag=a6c85cf").tag; // "a6c85cf"
+ * ```
+ */
+export function addressParams(text: string): Readonly<Params> {
+  const cached = ADDRESSES.get(text);
+  if (cached) return cached.params;
+  return parseAddress(text).params;
+}
+
+/** The last values {@linkcode parseAddress} parsed (oldest first), with private copies of the results. */
+const ADDRESSES = new Map<string, Address>();
+const ADDRESSES_MAX = 8;
+
+/** A copy a caller may change (params, URI and its params and headers too) without touching the original. */
+function copyAddress(a: Address): Address {
+  const uri = { ...a.uri } as Uri & { params?: Params; headers?: Record<string, string> };
+  if (uri.params) uri.params = { ...uri.params };
+  if (uri.headers) uri.headers = { ...uri.headers };
+  return { ...a, uri, params: { ...a.params } };
+}
+
+function parseAddressText(text: string): Address {
   const s = trimLws(text);
   let displayName: string | undefined;
   let lt: number;

@@ -65,6 +65,25 @@ function skipComment(s: string, i: number): number {
  * ```
  */
 export function parseVia(value: string): Via {
+  // A message's top Via is read several times while it is handled (validation, Via stamping, transaction key,
+  // request checks, each response's target): the last value parsed is kept, and each caller gets its own copy.
+  if (value === lastValue && lastVia) return copyVia(lastVia);
+  const via = parseViaText(value);
+  lastValue = value;
+  lastVia = copyVia(via);
+  return via;
+}
+
+/** The last value {@linkcode parseVia} parsed, and a private copy of its result. */
+let lastValue: string | undefined;
+let lastVia: Via | undefined;
+
+/** A copy a caller may change (its params too) without touching the original. */
+function copyVia(v: Via): Via {
+  return { ...v, params: { ...v.params } };
+}
+
+function parseViaText(value: string): Via {
   const s = value;
   let i = skipWsp(s, 0);
   const fields: string[] = [];

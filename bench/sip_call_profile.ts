@@ -1,0 +1,484 @@
+/**
+ * Where a call's set-up time goes: runs a callee (`pipelines/callee.json` as
+ * `bench/sip_call_rate.ts` runs it: WAV per call, `max_calls` 10 000) under a
+ * steady sipp load (`tests/fixtures/sipp/uac_nomedia.xml`, `--rate` calls per
+ * second, `--calls` calls, `--hold` ms each) and prints
+ *
+ * - the callee's CPU time per call: its main thread (from
+ *   `/proc/PID/task/PID/stat`) and the whole process, from sipp's start to its
+ *   end, divided by the calls sipp completed;
+ * - with `--heap`: V8's sampling heap profiler over the same span (allocations
+ *   sampled every 16 KB, kept or not), bytes allocated per call by function
+ *   (self) and by file: what feeds the garbage collector;
+ * - with `--linger`: the live heap (after a full GC, through the inspector)
+ *   right after the last call and again once the 64·T1 (32 s) that ended
+ *   calls and their transactions linger has passed: the difference over the
+ *   calls of the last 32 s is what a recently ended call keeps;
+ * - with `--linger --snapshot`: also a heap snapshot after the last call,
+ *   summed by constructor (self size and count per lingering call);
+ * - with `--profile`: a V8 CPU profile of the main thread over the same span,
+ *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
+ *   by function (self and total time) and by file (self time). `--save FILE`
+ *   keeps the `.cpuprofile` (Chrome DevTools opens it).
+ *
+ * The profiler's sampling costs CPU itself: read CPU per call from a run
+ * without `--profile`, and the profile for where it goes.
+ *
+ * `--compare DIR` runs the callee of another checkout first, then this one,
+ * alternating `--rounds` times, and prints both (same load).
+ *
+ * Run: `deno run -A bench/sip_call_profile.ts [--rate 200] [--calls 4000] [--hold 1000] [--profile]
+ * [--top 40] [--save FILE] [--compare DIR] [--rounds 1] [--light]`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { waitForUdpPort } from "../tests/media_util.ts";
+import {
+  type BoundedProcess,
+  freePortPair,
+  freeUdpPort,
+  readSippStats,
+  requireTool,
+  scenarioPath,
+  sippCounter,
+  spawnBounded,
+} from "../tests/sip_util.ts";
+import { repoPath } from "../tests/util.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rate: { type: "string", default: "200" },
+    calls: { type: "string", default: "4000" },
+    hold: { type: "string", default: "1000" },
+    profile: { type: "boolean", default: false },
+    heap: { type: "boolean", default: false },
+    linger: { type: "boolean", default: false },
+    snapshot: { type: "boolean", default: false },
+    top: { type: "string", default: "40" },
+    save: { type: "string" },
+    compare: { type: "string" },
+    rounds: { type: "string", default: "1" },
+    light: { type: "boolean", default: false },
+    interval: { type: "string", default: "200" },
+  },
+});
+const RATE = Number(args.rate);
+const CALLS = Number(args.calls);
+const HOLD_MS = Number(args.hold);
+const TOP = Number(args.top);
+
+const TICKS = 100; // USER_HZ on Linux
+
+/** CPU ms of each thread of a process, summed by thread name. */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const e of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const tid = Number(e.name);
+      const name = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/comm`).trim().replace(/[0-9]+$/, "#");
+      out.set(tid === pid ? "main" : name, (out.get(name) ?? 0) + cpuMs(pid, tid));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** utime + stime of a process (`task` undefined) or of one of its threads, in ms. */
+function cpuMs(pid: number, task?: number): number {
+  const path = task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`;
+  const stat = Deno.readTextFileSync(path);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state): utime is field 14, stime 15.
+  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS;
+}
+
+function checkoutPath(root: string | undefined, rel: string): string {
+  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
+}
+
+async function writeCallee(dir: string, root?: string): Promise<string> {
+  const file = JSON.parse(await Deno.readTextFile(checkoutPath(root, "pipelines/callee.json")));
+  delete file.$schema;
+  file.control.max_calls = 10000;
+  file.control.max_transactions = 1000000;
+  if (args.light) {
+    file.pipelines = {
+      receive: [
+        {
+          use: "udp-source",
+          port: "${local.rtp_port}",
+          bind: "${local.address}",
+          peer: "${remote.rtp}",
+          timeout: "${rtp_timeout}",
+        },
+        { use: "null-sink" },
+      ],
+    };
+    delete file.parameters.record;
+  }
+  const path = `${dir}/callee.json`;
+  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
+  return path;
+}
+
+/** A node of a V8 `.cpuprofile`. */
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+/** A V8 `.cpuprofile`. */
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Minimal inspector client: one WebSocket, requests by id. */
+class Inspector {
+  #ws: WebSocket;
+  #next = 1;
+  #pending = new Map<number, (r: { result?: unknown; error?: unknown }) => void>();
+  /** Called with each event (a message without an id). */
+  onEvent: ((m: { method: string; params: unknown }) => void) | undefined;
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.id !== undefined) {
+        this.#pending.get(m.id)?.(m);
+        this.#pending.delete(m.id);
+      } else this.onEvent?.(m);
+    };
+  }
+  static async connect(port: number): Promise<Inspector> {
+    let url = "";
+    for (let i = 0; i < 100 && !url; i++) {
+      try {
+        const list = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+        url = list[0]?.webSocketDebuggerUrl ?? "";
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    if (!url) throw new Error("no inspector target");
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    return new Inspector(ws);
+  }
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#next++;
+    this.#ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, (m) => m.error ? reject(new Error(JSON.stringify(m.error))) : resolve(m.result));
+    });
+  }
+  close(): void {
+    this.#ws.close();
+  }
+}
+
+/** Prints the profile's top functions (self, total) and files (self), in ms per call. */
+function summarize(profile: CpuProfile, calls: number): void {
+  const byId = new Map<number, ProfileNode>();
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) {
+    byId.set(n.id, n);
+    for (const c of n.children ?? []) parent.set(c, n.id);
+  }
+  const key = (n: ProfileNode) => {
+    const f = n.callFrame;
+    const file = f.url.replace(/^file:\/\/.*?\/(core|plugins|node_modules|mod\.ts|tests|bench)/, "$1")
+      .replace(/^ext:/, "ext:");
+    return `${f.functionName || "(anonymous)"} ${file}${f.url ? `:${f.lineNumber + 1}` : ""}`;
+  };
+  const fileOf = (n: ProfileNode) => {
+    const u = n.callFrame.url;
+    if (!u) return n.callFrame.functionName || "(native)";
+    return u.replace(/^file:\/\/.*?\/(core|plugins|node_modules|mod\.ts|tests|bench)/, "$1");
+  };
+  const self = new Map<string, number>();
+  const total = new Map<string, number>();
+  const files = new Map<string, number>();
+  let sum = 0;
+  let idle = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const dt = (profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0) / 1000; // ms
+    const node = byId.get(profile.samples[i])!;
+    if (node.callFrame.functionName === "(idle)") {
+      idle += dt;
+      continue;
+    }
+    sum += dt;
+    const k = key(node);
+    self.set(k, (self.get(k) ?? 0) + dt);
+    const f = fileOf(node);
+    files.set(f, (files.get(f) ?? 0) + dt);
+    const seen = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
+      const kk = key(byId.get(id)!);
+      if (seen.has(kk)) continue;
+      seen.add(kk);
+      total.set(kk, (total.get(kk) ?? 0) + dt);
+    }
+  }
+  const per = (ms: number) => (ms / calls).toFixed(3);
+  console.log(
+    `profile: ${sum.toFixed(0)} ms busy, ${idle.toFixed(0)} ms idle over ${calls} calls: ${per(sum)} ms per call`,
+  );
+  const table = (title: string, m: Map<string, number>) => {
+    console.log(`\n${title} (ms per call, % of busy)`);
+    for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`  ${per(v).padStart(7)}  ${(100 * v / sum).toFixed(1).padStart(5)} %  ${k}`);
+    }
+  };
+  table("self time by function", self);
+  table("total time by function", total);
+  table("self time by file", files);
+}
+
+/** A node of V8's sampling heap profile. */
+interface HeapNode {
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** V8's sampling heap profile. */
+interface HeapProfile {
+  head: HeapNode;
+}
+
+/** Prints the bytes allocated per call by function (self) and by file. */
+function summarizeHeap(profile: HeapProfile, calls: number): void {
+  const byFn = new Map<string, number>();
+  const byFile = new Map<string, number>();
+  let sum = 0;
+  const visit = (n: HeapNode, parent: string) => {
+    const f = n.callFrame;
+    const file = f.url.replace(/^file:\/\/.*?\/(core|plugins|node_modules|mod\.ts|tests|bench)/, "$1");
+    const k = `${f.functionName || "(anonymous)"} ${file}${f.url ? `:${f.lineNumber + 1}` : ""}` +
+      (f.url ? "" : ` < ${parent}`);
+    if (n.selfSize > 0) {
+      sum += n.selfSize;
+      byFn.set(k, (byFn.get(k) ?? 0) + n.selfSize);
+      const fk = file || f.functionName || "(native)";
+      byFile.set(fk, (byFile.get(fk) ?? 0) + n.selfSize);
+    }
+    for (const c of n.children) {
+      visit(c, f.url ? `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}` : parent);
+    }
+  };
+  visit(profile.head, "");
+  console.log(`allocated (sampled): ${(sum / calls / 1024).toFixed(1)} KB per call`);
+  const table = (title: string, m: Map<string, number>) => {
+    console.log(`\n${title} (bytes per call)`);
+    for (const [k, v] of [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`  ${(v / calls).toFixed(0).padStart(7)}  ${k}`);
+    }
+  };
+  table("allocations by function (self)", byFn);
+  table("allocations by file", byFile);
+}
+
+/** Takes a heap snapshot through the inspector and prints what it holds by constructor, per lingering call. */
+async function snapshotSummary(inspector: Inspector, calls: number): Promise<void> {
+  const chunks: string[] = [];
+  inspector.onEvent = (m) => {
+    if (m.method === "HeapProfiler.addHeapSnapshotChunk") chunks.push((m.params as { chunk: string }).chunk);
+  };
+  await inspector.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+  inspector.onEvent = undefined;
+  if (args.save) await Deno.writeTextFile(args.save, chunks.join(""));
+  const snap = JSON.parse(chunks.join("")) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  const f = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const [iType, iName, iSize, w] = [f.indexOf("type"), f.indexOf("name"), f.indexOf("self_size"), f.length];
+  const by = new Map<string, { size: number; count: number }>();
+  let total = 0;
+  for (let i = 0; i < snap.nodes.length; i += w) {
+    const type = types[snap.nodes[i + iType]];
+    const name = type === "object" || type === "closure" || type === "native"
+      ? snap.strings[snap.nodes[i + iName]]
+      : `(${type})`;
+    const size = snap.nodes[i + iSize];
+    total += size;
+    const k = `${type === "closure" ? "closure " : ""}${name}`.slice(0, 100);
+    const e = by.get(k) ?? { size: 0, count: 0 };
+    e.size += size;
+    e.count++;
+    by.set(k, e);
+  }
+  console.log(`  heap snapshot: ${(total / 1e6).toFixed(1)} MB; by constructor, per lingering call (bytes, count):`);
+  for (const [k, e] of [...by].sort((a, b) => b[1].size - a[1].size).slice(0, TOP)) {
+    console.log(`    ${(e.size / calls).toFixed(0).padStart(7)} ${(e.count / calls).toFixed(2).padStart(7)}  ${k}`);
+  }
+}
+
+interface RunResult {
+  calls: number;
+  failed: number;
+  mainMs: number;
+  procMs: number;
+  seconds: number;
+}
+
+async function run(label: string, root: string | undefined, profile: boolean): Promise<RunResult> {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-prof-" });
+  let callee: BoundedProcess | undefined;
+  let inspector: Inspector | undefined;
+  try {
+    const pipeline = await writeCallee(dir, root);
+    const port = freeUdpPort();
+    const inspectPort = freeUdpPort();
+    const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
+    if (!args.light) sets.push(`record=${dir}/call-\${call.id}.wav`);
+    callee = spawnBounded(Deno.execPath(), [
+      "run",
+      "-A",
+      ...(profile || args.heap || args.linger ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
+      checkoutPath(root, "mod.ts"),
+      "--pipeline",
+      pipeline,
+      "--log-level",
+      "warn",
+      ...sets.flatMap((s) => ["--set", s]),
+    ], { cwd: checkoutPath(root, "."), timeoutMs: (CALLS / RATE + 180) * 1000 });
+    await waitForUdpPort(port, 30_000);
+    if (args.heap) {
+      inspector = await Inspector.connect(inspectPort);
+      await inspector.send("HeapProfiler.enable");
+      await inspector.send("HeapProfiler.startSampling", {
+        samplingInterval: 16384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+    } else if (args.linger) {
+      inspector = await Inspector.connect(inspectPort);
+      await inspector.send("HeapProfiler.enable");
+    } else if (profile) {
+      inspector = await Inspector.connect(inspectPort);
+      await inspector.send("Profiler.enable");
+      await inspector.send("Profiler.setSamplingInterval", { interval: Number(args.interval) });
+      await inspector.send("Profiler.start");
+    }
+    const pid = callee.pid;
+    const main0 = cpuMs(pid, pid), proc0 = cpuMs(pid);
+    const threads0 = threadCpu(pid);
+    const t0 = performance.now();
+    const sipp = spawnBounded("sipp", [
+      "-sf",
+      scenarioPath("uac_nomedia.xml"),
+      "-i",
+      "127.0.0.1",
+      "-mi",
+      "127.0.0.1",
+      "-p",
+      String(freeUdpPort()),
+      "-mp",
+      String(freePortPair()),
+      "-s",
+      "bob",
+      "-r",
+      String(RATE),
+      "-m",
+      String(CALLS),
+      "-d",
+      String(HOLD_MS),
+      "-nostdin",
+      "-trace_stat",
+      "-stf",
+      "uac.csv",
+      "-fd",
+      "1",
+      `127.0.0.1:${port}`,
+    ], { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" });
+    await sipp.result;
+    const seconds = (performance.now() - t0) / 1000;
+    const mainMs = cpuMs(pid, pid) - main0, procMs = cpuMs(pid) - proc0;
+    const threads = [...threadCpu(pid)].map(([k, v]) => [k, v - (threads0.get(k) ?? 0)] as const)
+      .filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+    let calls = 0, failed = 0;
+    try {
+      const stats = await readSippStats(`${dir}/uac.csv`);
+      calls = sippCounter(stats, "SuccessfulCall(C)");
+      failed = sippCounter(stats, "FailedCall(C)");
+    } catch { /* no statistics */ }
+    console.log(
+      `${label}: ${calls} calls (${failed} failed) at ${RATE} cps in ${seconds.toFixed(1)} s: ` +
+        `main thread ${(mainMs / Math.max(1, calls)).toFixed(2)} ms CPU per call, ` +
+        `process ${(procMs / Math.max(1, calls)).toFixed(2)} ms per call ` +
+        `[load ${Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ")}; cpu pressure ${
+          Deno.readTextFileSync("/proc/pressure/cpu").split("\n")[0].split(" ").slice(1, 3).join(" ")
+        }]`,
+    );
+    console.log(
+      `  CPU ms per call by thread (live at the end): ${
+        threads.map(([k, v]) => `${k} ${(v / Math.max(1, calls)).toFixed(3)}`).join(", ")
+      }`,
+    );
+    if (inspector && args.linger) {
+      const live = async () => {
+        await inspector!.send("HeapProfiler.collectGarbage");
+        return (await inspector!.send("Runtime.getHeapUsage") as { usedSize: number }).usedSize;
+      };
+      const lingering = Math.min(calls, Math.round(RATE * 32));
+      const a = await live();
+      if (args.snapshot) await snapshotSummary(inspector, lingering);
+      console.log(`  live heap after the last call: ${(a / 1e6).toFixed(1)} MB; waiting 40 s for the lingers to end`);
+      await new Promise((r) => setTimeout(r, 40_000));
+      const b = await live();
+      console.log(
+        `  live heap 40 s later: ${(b / 1e6).toFixed(1)} MB: ${((a - b) / lingering / 1024).toFixed(1)} KB ` +
+          `per call ended in the last 32 s (${lingering} calls)`,
+      );
+    } else if (inspector && args.heap) {
+      const r = await inspector.send("HeapProfiler.stopSampling") as { profile: HeapProfile };
+      if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
+      summarizeHeap(r.profile, Math.max(1, calls));
+    } else if (inspector) {
+      const r = await inspector.send("Profiler.stop") as { profile: CpuProfile };
+      if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
+      summarize(r.profile, Math.max(1, calls));
+    }
+    return { calls, failed, mainMs, procMs, seconds };
+  } finally {
+    inspector?.close();
+    if (callee) {
+      callee.kill("SIGTERM");
+      await callee.result;
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  await requireTool("sipp");
+  const rounds = Number(args.rounds);
+  const results: Record<string, RunResult[]> = { before: [], after: [] };
+  for (let i = 0; i < rounds; i++) {
+    if (args.compare) results.before.push(await run(`before (${args.compare})`, args.compare, args.profile));
+    results.after.push(await run("this checkout", undefined, args.profile));
+  }
+  if (rounds > 1 || args.compare) {
+    const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    for (const [k, rs] of Object.entries(results)) {
+      if (!rs.length) continue;
+      console.log(
+        `${k}: median main thread ${median(rs.map((r) => r.mainMs / Math.max(1, r.calls))).toFixed(2)} ms/call, ` +
+          `process ${median(rs.map((r) => r.procMs / Math.max(1, r.calls))).toFixed(2)} ms/call over ${rs.length} runs`,
+      );
+    }
+  }
+}
