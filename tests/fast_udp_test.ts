@@ -513,7 +513,15 @@ Deno.test("fast udp: rtp-send → rtp-receive (RTP + RTCP) through the runner on
       const receiving = runPipelineFile(repoPath("pipelines/rtp-receive.json"), {
         ...opts,
         log,
-        set: [`port=${port}`, "bind=127.0.0.1", "codec=PCMU", `out=${out}`, "timeout=3", "first_timeout=45", "rtcp_interval=0.5"],
+        set: [
+          `port=${port}`,
+          "bind=127.0.0.1",
+          "codec=PCMU",
+          `out=${out}`,
+          "timeout=3",
+          "first_timeout=45",
+          "rtcp_interval=0.5",
+        ],
       });
       // Its sockets are bound when its chain is built, before it starts: send only then.
       await until(() => lines.some((l) => l.includes('pipeline "receive" started')), "the receiver to start");

@@ -86,7 +86,7 @@ export const udpSourceOptions = z.strictObject({
       "from the start too, unless first_timeout is set). Default 0: never.",
   ),
   first_timeout: z.number().min(0).max(86400).default(0).describe(
-    "Seconds to wait for the first datagram before ending with a \"timeout\" event, when that wait should differ " +
+    'Seconds to wait for the first datagram before ending with a "timeout" event, when that wait should differ ' +
       "from timeout (0..86400), e.g. a receiver started well before its sender. Default 0: timeout applies from " +
       "the start.",
   ),
