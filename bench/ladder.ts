@@ -183,7 +183,8 @@ interface Run {
   loadStart: MachineLoad;
   loadEnd: MachineLoad;
   pressurePct: number;
-  errors: string[];
+  /** What went wrong, and facts worth a line (the server's datagram path). */
+  notes: string[];
 }
 
 /** The audio every call plays and the scenario that plays it, written once per run directory. */
@@ -227,7 +228,7 @@ function boundMs(n: number): number {
 }
 
 /** sipp's figures after a UAC run in `dir`. */
-async function uacFigures(dir: string, packets: number, errors: string[]) {
+async function uacFigures(dir: string, packets: number, notes: string[]) {
   let completed = NaN, failed = NaN, peakUp = NaN;
   try {
     const st = await readSippStats(`${dir}/uac.csv`);
@@ -235,16 +236,16 @@ async function uacFigures(dir: string, packets: number, errors: string[]) {
     failed = sippCounter(st, "FailedCall(C)");
     peakUp = maxColumn(await Deno.readTextFile(`${dir}/uac.csv`), "CurrentCall");
   } catch (e) {
-    errors.push(`sipp statistics: ${(e as Error).message}`);
+    notes.push(`sipp statistics: ${(e as Error).message}`);
   }
   const errLog = sippErrors(dir);
   const refused503 = errLog.match(/received 'SIP\/2\.0 503/g)?.length ?? 0;
-  if (errLog) errors.push(`sipp UAC errors: ${errLog.slice(0, 400)}`);
+  if (errLog) notes.push(`sipp UAC errors: ${errLog.slice(0, 400)}`);
   // Calls that sent their ACK started their pcap: the last count on sipp's scenario screen.
   const acks = [...sippScreens(dir).matchAll(/ACK -+>\s+(\d+)/g)].map((m) => Number(m[1]));
   const started = acks.length ? acks[acks.length - 1] : completed;
   const sendFailures = errLog.match(/sendto failed/g)?.length ?? 0;
-  if (sendFailures) errors.push(`sipp: ${sendFailures} pcap plays stopped on a send error`);
+  if (sendFailures) notes.push(`sipp: ${sendFailures} pcap plays stopped on a send error`);
   return { completed, failed, peakUp, refused503, packetsSent: started * packets };
 }
 
@@ -263,7 +264,7 @@ const MB = 1024;
 
 async function runVoxpipe(n: number, media: Media): Promise<Run> {
   const { dir, scenario, packets } = await runDir(n, "voxpipe", media);
-  const errors: string[] = [];
+  const notes: string[] = [];
   try {
     await Deno.mkdir(`${dir}/rec`);
     const port = freeUdpPort();
@@ -299,21 +300,25 @@ async function runVoxpipe(n: number, media: Media): Promise<Run> {
     sw.stop();
     uw.stop();
     const wallS = (performance.now() - t0) / 1000;
-    if (ur.code !== 0) errors.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
+    if (ur.code !== 0) notes.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
     // The callee exits after its N calls; calls that failed at sipp's end would keep it waiting.
     const grace = setTimeout(() => server.kill("SIGINT"), 30_000);
     const sr = await server.result;
     clearTimeout(grace);
     const loadEnd = machineLoad();
-    if (sr.code !== 0) errors.push(`callee exit ${sr.code}: ${outputTail(sr, 600)}`);
+    if (sr.code !== 0) notes.push(`callee exit ${sr.code}: ${outputTail(sr, 600)}`);
     if (args.keep) await Deno.writeTextFile(`${dir}/callee.log`, sr.stderr);
     // "overloaded (N calls in progress (max_calls N))" is expected once all calls are up; lag overload is not.
-    const warnings = sr.stderr.split("\n").filter((l) => /overloaded|ERROR/.test(l) && !/max_calls/.test(l));
+    const warnings = sr.stderr.split("\n").filter((l) =>
+      (/\] (still )?overloaded \(/.test(l) && !/max_calls/.test(l)) || / ERROR /.test(l)
+    );
+    const network = /network: [^\n]*/.exec(sr.stderr)?.[0];
+    if (network) notes.push(network); // which datagram path the server ran (VOXPIPE_NET)
     if (warnings.length) {
-      errors.push(`callee: ${warnings.length} overload/error lines, first: ${warnings[0].slice(0, 300)}`);
+      notes.push(`callee: ${warnings.length} overload/error lines, first: ${warnings[0].slice(0, 300)}`);
     }
 
-    const u = await uacFigures(dir, packets, errors);
+    const u = await uacFigures(dir, packets, notes);
     const sums = callSummaries(sr.stderr);
     const received = sums.reduce((a, s) => a + s.received, 0);
     const rec = await checkRecordings(media.samples, sums.flatMap((s) => s.recording ? [s.recording] : []));
@@ -339,7 +344,7 @@ async function runVoxpipe(n: number, media: Media): Promise<Run> {
       loadStart,
       loadEnd,
       pressurePct: pressureBetween(loadStart, loadEnd),
-      errors,
+      notes,
     };
   } finally {
     await procs.stop();
@@ -365,7 +370,7 @@ async function checkRecordings(ref: Int16Array, paths: string[]) {
 
 async function runReference(n: number, media: Media): Promise<Run> {
   const { dir, scenario, packets } = await runDir(n, "reference", media);
-  const errors: string[] = [];
+  const notes: string[] = [];
   try {
     const uasDir = `${dir}/uas`;
     await Deno.mkdir(uasDir);
@@ -400,9 +405,9 @@ async function runReference(n: number, media: Media): Promise<Run> {
     sw.stop();
     uw.stop();
     const wallS = (performance.now() - t0) / 1000;
-    if (ur.code !== 0) errors.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
+    if (ur.code !== 0) notes.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
     const echoed = await echoCount(uas, uasDir);
-    if (echoed === undefined) errors.push("the UAS's screen never showed its echo counter");
+    if (echoed === undefined) notes.push("the UAS's screen never showed its echo counter");
     // The UAS ends after N calls (and its built-in scenario's 4 s pause); SIGUSR1 twice aborts what remains.
     const grace = setTimeout(() => {
       uas.kill("SIGUSR1");
@@ -411,10 +416,10 @@ async function runReference(n: number, media: Media): Promise<Run> {
     const sr = await uas.result;
     clearTimeout(grace);
     const loadEnd = machineLoad();
-    if (sr.code !== 0) errors.push(`sipp UAS exit ${sr.code}`);
+    if (sr.code !== 0) notes.push(`sipp UAS exit ${sr.code}`);
     const uasErr = sippErrors(uasDir);
-    if (uasErr) errors.push(`sipp UAS errors: ${uasErr.slice(0, 300)}`);
-    const u = await uacFigures(dir, packets, errors);
+    if (uasErr) notes.push(`sipp UAS errors: ${uasErr.slice(0, 300)}`);
+    const u = await uacFigures(dir, packets, notes);
     return {
       system: "sipp -rtp_echo",
       calls: n,
@@ -436,7 +441,7 @@ async function runReference(n: number, media: Media): Promise<Run> {
       loadStart,
       loadEnd,
       pressurePct: pressureBetween(loadStart, loadEnd),
-      errors,
+      notes,
     };
   } finally {
     await procs.stop();
@@ -545,7 +550,7 @@ function printStep(n: number, runs: Run[]): void {
         `load at start ${loadText(r.loadStart)}, at end ${loadText(r.loadEnd)}, CPU pressure over the run ` +
         `${f1(r.pressurePct)} %`,
     );
-    for (const e of r.errors) console.log(`  ${r.system}: ${e}`);
+    for (const e of r.notes) console.log(`  ${r.system}: ${e}`);
   }
 }
 
