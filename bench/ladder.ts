@@ -163,6 +163,8 @@ interface Run {
   refused503: number;
   peakUp: number;
   packetsSent: number;
+  /** sipp's "Total RTP pckts sent" on its last screen dump that printed it (up to a second before its end). */
+  sippCountedSent: number;
   /** voxpipe: received by the callee's chains; reference: echoed by the UAS. */
   packetsReceived: number;
   packetsLost: number;
@@ -193,6 +195,9 @@ interface Media {
   bytes: Uint8Array;
 }
 
+/** sipp ends a test after 120 late main-loop turns (10 very late ones): on a busy machine that is not the test's end. */
+const WATCHDOG = ["-watchdog_minor_maxtriggers", "1000000", "-watchdog_major_maxtriggers", "1000000"];
+
 function uacArgs(scenario: string, n: number, target: string): string[] {
   return [
     "-sf",
@@ -216,15 +221,52 @@ function uacArgs(scenario: string, n: number, target: string): string[] {
     "-rp",
     "1000",
     "-d",
-    String(Math.round(SECONDS * 1000) + 2000), // the pause after the ACK: the pcap plays meanwhile, on its own thread
+    String(Math.round(SECONDS * 1000) + 3000), // the pause after the ACK: the pcap plays meanwhile, on its own thread
     "-trace_screen",
+    ...WATCHDOG,
     target,
   ];
+}
+
+/**
+ * Runs the sipp UAC: N calls to 127.0.0.1:`port`, from `dir`, until it ends. Every second it is asked (SIGUSR2) to dump
+ * its screens: the last dump with the RTP line gives sipp's own count of packets played.
+ */
+async function runUac(n: number, scenario: string, dir: string, port: number, notes: string[]) {
+  const t0 = performance.now();
+  const uac = procs.add(spawnSipp(uacArgs(scenario, n, `127.0.0.1:${port}`), {
+    cwd: dir,
+    timeoutMs: boundMs(n),
+    statsFile: "uac.csv",
+  }));
+  const uw = new ResourceWatch(uac.pid);
+  const dump = setInterval(() => uac.kill("SIGUSR2"), 1000);
+  const ur = await uac.result;
+  clearInterval(dump);
+  uw.stop();
+  const wallS = (performance.now() - t0) / 1000;
+  if (ur.code !== 0) notes.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
+  return { uw, wallS };
 }
 
 /** Time bound of a run's processes, ms: the ramp, the calls, and room for a loaded machine. */
 function boundMs(n: number): number {
   return (n / CPS + SECONDS + 240) * 1000;
+}
+
+/**
+ * A note on sipp's error log: its watchdog trips (its main loop ran late: the machine was busy; the limits are raised so
+ * that they do not end the test) counted, the first other lines quoted.
+ */
+function sippErrorNote(who: string, log: string, notes: string[]): void {
+  // One event per line, but sipp omits some newlines: split before each event's date too.
+  const lines = log.split(/\n|(?=\d{4}-\d\d-\d\d\t)/).filter((l) => l.trim() && !/^The following events/.test(l));
+  const trips = lines.filter((l) => /watchdog timer/.test(l));
+  const other = lines.filter((l) => !/watchdog timer/.test(l));
+  if (trips.length) notes.push(`${who}: ${trips.length} watchdog trips (its main loop ran late; the machine was busy)`);
+  if (other.length) {
+    notes.push(`${who}: ${other.length} error lines, first: ${other.slice(0, 3).join(" / ").slice(0, 400)}`);
+  }
 }
 
 /** sipp's figures after a UAC run in `dir`. */
@@ -240,13 +282,15 @@ async function uacFigures(dir: string, packets: number, notes: string[]) {
   }
   const errLog = sippErrors(dir);
   const refused503 = errLog.match(/received 'SIP\/2\.0 503/g)?.length ?? 0;
-  if (errLog) notes.push(`sipp UAC errors: ${errLog.slice(0, 400)}`);
+  sippErrorNote("sipp UAC", errLog, notes);
   // Calls that sent their ACK started their pcap: the last count on sipp's scenario screen.
   const acks = [...sippScreens(dir).matchAll(/ACK -+>\s+(\d+)/g)].map((m) => Number(m[1]));
   const started = acks.length ? acks[acks.length - 1] : completed;
   const sendFailures = errLog.match(/sendto failed/g)?.length ?? 0;
   if (sendFailures) notes.push(`sipp: ${sendFailures} pcap plays stopped on a send error`);
-  return { completed, failed, peakUp, refused503, packetsSent: started * packets };
+  // sipp's own count, from its last screen dump (every second while it ran) that printed it.
+  const counted = sippScreenCounters(dir).rtpSent ?? NaN;
+  return { completed, failed, peakUp, refused503, packetsSent: started * packets, sippCountedSent: counted };
 }
 
 async function runDir(
@@ -289,18 +333,8 @@ async function runVoxpipe(n: number, media: Media): Promise<Run> {
     const server = procs.add(spawnCli(cliArgs, { timeoutMs: boundMs(n) + 60_000, env, stopSignal: "SIGINT" }));
     await server.waitForOutput(LISTENING_RE, 60_000);
     const sw = new ResourceWatch(server.pid);
-    const t0 = performance.now();
-    const uac = procs.add(spawnSipp(uacArgs(scenario, n, `127.0.0.1:${port}`), {
-      cwd: dir,
-      timeoutMs: boundMs(n),
-      statsFile: "uac.csv",
-    }));
-    const uw = new ResourceWatch(uac.pid);
-    const ur = await uac.result;
+    const { uw, wallS } = await runUac(n, scenario, dir, port, notes);
     sw.stop();
-    uw.stop();
-    const wallS = (performance.now() - t0) / 1000;
-    if (ur.code !== 0) notes.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
     // The callee exits after its N calls; calls that failed at sipp's end would keep it waiting.
     const grace = setTimeout(() => server.kill("SIGINT"), 30_000);
     const sr = await server.result;
@@ -391,21 +425,12 @@ async function runReference(n: number, media: Media): Promise<Run> {
       "-m",
       String(n),
       "-trace_screen",
+      ...WATCHDOG,
     ], { cwd: uasDir, timeoutMs: boundMs(n) + 60_000, statsFile: "uas.csv" }));
     await waitForUdpPort(port, 30_000);
     const sw = new ResourceWatch(uas.pid);
-    const t0 = performance.now();
-    const uac = procs.add(spawnSipp(uacArgs(scenario, n, `127.0.0.1:${port}`), {
-      cwd: dir,
-      timeoutMs: boundMs(n),
-      statsFile: "uac.csv",
-    }));
-    const uw = new ResourceWatch(uac.pid);
-    const ur = await uac.result;
+    const { uw, wallS } = await runUac(n, scenario, dir, port, notes);
     sw.stop();
-    uw.stop();
-    const wallS = (performance.now() - t0) / 1000;
-    if (ur.code !== 0) notes.push(`sipp UAC exit ${ur.code}${ur.timedOut ? " (timed out)" : ""}`);
     const echoed = await echoCount(uas, uasDir);
     if (echoed === undefined) notes.push("the UAS's screen never showed its echo counter");
     // The UAS ends after N calls (and its built-in scenario's 4 s pause); SIGUSR1 twice aborts what remains.
@@ -417,8 +442,7 @@ async function runReference(n: number, media: Media): Promise<Run> {
     clearTimeout(grace);
     const loadEnd = machineLoad();
     if (sr.code !== 0) notes.push(`sipp UAS exit ${sr.code}`);
-    const uasErr = sippErrors(uasDir);
-    if (uasErr) notes.push(`sipp UAS errors: ${uasErr.slice(0, 300)}`);
+    sippErrorNote("sipp UAS", sippErrors(uasDir), notes);
     const u = await uacFigures(dir, packets, notes);
     return {
       system: "sipp -rtp_echo",
@@ -543,7 +567,8 @@ function printStep(n: number, runs: Run[]): void {
         `shifts ${r.recordings.shifts}`
       : "";
     console.log(
-      `${r.system}: wall ${f1(r.wallS)} s, server CPU ${f1(r.serverCpuS)} s, threads ${r.serverThreads} ` +
+      `${r.system}: sipp counted ${f0(r.sippCountedSent)} RTP packets sent by its last screen dump; ` +
+        `wall ${f1(r.wallS)} s, server CPU ${f1(r.serverCpuS)} s, threads ${r.serverThreads} ` +
         `(sipp UAC ${r.uacThreads}), idle RSS ${
           f1(r.idleRssMb)
         } MB, drops on sipp UAC sockets ${r.uacSocketDrops}, machine UDP RcvbufErrors +${r.rcvbufErrors}${rec}; ` +
