@@ -12,6 +12,8 @@
 import { ProcessWatch } from "../tests/record_check.ts";
 import { scenarioPath } from "../tests/sip_util.ts";
 
+export { ProcessWatch };
+
 // ---------------------------------------------------------------------------
 // pcap
 
