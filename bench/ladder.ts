@@ -256,14 +256,18 @@ function boundMs(n: number): number {
 
 /**
  * A note on sipp's error log: its watchdog trips (its main loop ran late: the machine was busy; the limits are raised so
- * that they do not end the test) counted, the first other lines quoted.
+ * that they do not end the test) and messages for calls already ended counted, the first other lines quoted.
  */
 function sippErrorNote(who: string, log: string, notes: string[]): void {
   // One event per line, but sipp omits some newlines: split before each event's date too.
   const lines = log.split(/\n|(?=\d{4}-\d\d-\d\d\t)/).filter((l) => l.trim() && !/^The following events/.test(l));
   const trips = lines.filter((l) => /watchdog timer/.test(l));
-  const other = lines.filter((l) => !/watchdog timer/.test(l));
+  const dead = lines.filter((l) => /: Dead call /.test(l));
+  const other = lines.filter((l) => !/watchdog timer|: Dead call /.test(l));
   if (trips.length) notes.push(`${who}: ${trips.length} watchdog trips (its main loop ran late; the machine was busy)`);
+  if (dead.length) {
+    notes.push(`${who}: ${dead.length} messages for calls already ended (retransmissions that crossed a late answer)`);
+  }
   if (other.length) {
     notes.push(`${who}: ${other.length} error lines, first: ${other.slice(0, 3).join(" / ").slice(0, 400)}`);
   }
