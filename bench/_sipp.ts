@@ -96,19 +96,28 @@ export function rtpPcap(payload: Uint8Array, o: RtpPcapOptions = {}): Uint8Array
   return out;
 }
 
+/** How sipp's UAC sends its RTP: `pcap` (`play_pcap_audio`) or `stream` (`rtp_stream`). */
+export type SippSender = "pcap" | "stream";
+
 /**
- * Writes `tests/fixtures/sipp/uac_pcmu_pcap.xml` and the pcap it plays
- * (`voxpipe_pcmu.pcap`, `payload` as 20 ms PCMU RTP) into `dir` (sipp finds a
- * pcap next to its scenario). Returns the scenario's path and the number of
- * RTP packets each call plays.
+ * Writes the UAC scenario and its audio into `dir`: for `pcap`,
+ * `tests/fixtures/sipp/uac_pcmu_pcap.xml` and the pcap it plays
+ * (`voxpipe_pcmu.pcap`, `payload` as 20 ms PCMU RTP; sipp finds a pcap next to
+ * its scenario); for `stream`, `tests/fixtures/sipp/uac_pcmu_stream.xml` and
+ * the raw µ-law file it streams (`voxpipe_pcmu.raw`, opened from sipp's working
+ * directory: run sipp in `dir`). Returns the scenario's path and the number of
+ * RTP packets each call sends.
  */
-export async function writePcapScenario(
+export async function writeUacScenario(
   dir: string,
   payload: Uint8Array,
+  sender: SippSender,
 ): Promise<{ scenario: string; packets: number }> {
-  const scenario = `${dir}/uac_pcmu_pcap.xml`;
-  await Deno.copyFile(scenarioPath("uac_pcmu_pcap.xml"), scenario);
-  await Deno.writeFile(`${dir}/voxpipe_pcmu.pcap`, rtpPcap(payload));
+  const name = sender === "pcap" ? "uac_pcmu_pcap.xml" : "uac_pcmu_stream.xml";
+  const scenario = `${dir}/${name}`;
+  await Deno.copyFile(scenarioPath(name), scenario);
+  if (sender === "pcap") await Deno.writeFile(`${dir}/voxpipe_pcmu.pcap`, rtpPcap(payload));
+  else await Deno.writeFile(`${dir}/voxpipe_pcmu.raw`, payload);
   return { scenario, packets: payload.length / 160 };
 }
 

@@ -79,7 +79,8 @@ import {
   ResourceWatch,
   sippScreenCounters,
   sippScreens,
-  writePcapScenario,
+  type SippSender,
+  writeUacScenario,
 } from "./_sipp.ts";
 
 const { values: args } = parseArgs({
@@ -91,6 +92,7 @@ const { values: args } = parseArgs({
     net: { type: "string", default: "" },
     "media-workers": { type: "string", default: "" },
     "overload-lag-ms": { type: "string", default: "500" },
+    sender: { type: "string", default: "pcap" },
     "rtp-ports": { type: "string", default: "10000-20000" },
     json: { type: "string", default: "" },
     keep: { type: "boolean", default: false },
@@ -127,6 +129,8 @@ const PORT_PAIRS = Math.floor((Number(RTP_PORTS[2]) - Number(RTP_PORTS[1]) + 1) 
 for (const n of STEPS) {
   if (n > PORT_PAIRS) fail(`--rtp-ports ${args["rtp-ports"]} holds ${PORT_PAIRS} port pairs, fewer than ${n} calls`);
 }
+const SENDER = (args.sender ?? "pcap") as SippSender;
+if (!["pcap", "stream"].includes(SENDER)) fail(`--sender must be pcap or stream, got ${JSON.stringify(SENDER)}`);
 const PIPELINE = "pipelines/callee.json";
 
 // ---------------------------------------------------------------------------
@@ -209,7 +213,8 @@ function uacArgs(scenario: string, n: number, target: string): string[] {
     "-p",
     String(freeUdpPort()),
     "-mp",
-    String(freePortPair("127.0.0.1", 4)), // sipp binds its media port and the next ones (video at +2)
+    // sipp binds its media port and the next ones (video at +2); rtp_stream takes a port pair per call from there.
+    String(freePortPair("127.0.0.1", SENDER === "stream" ? Math.max(4, 2 * n) : 4)),
     "-s",
     "bob",
     "-m",
@@ -304,7 +309,7 @@ async function runDir(
 ): Promise<{ dir: string; scenario: string; packets: number }> {
   const dir = await Deno.makeTempDir({ prefix: `voxpipe-ladder-${system}-${n}-` });
   dirs.add(dir);
-  const s = await writePcapScenario(dir, media.bytes);
+  const s = await writeUacScenario(dir, media.bytes, SENDER);
   return { dir, ...s };
 }
 
@@ -569,7 +574,7 @@ function printStep(n: number, runs: Run[]): void {
       "",
     ]);
   }
-  console.log(`\n== step ${n} calls × ${SECONDS} s (PCMU 20 ms, ${CPS} calls/s)`);
+  console.log(`\n== step ${n} calls × ${SECONDS} s (PCMU 20 ms, sipp ${SENDER}, ${CPS} calls/s)`);
   console.log(table(rows));
   for (const r of runs) {
     const rec = r.recordings
@@ -610,7 +615,9 @@ try {
   const audio = g711Audio("PCMU", SECONDS, 5); // seed 5: every 20 ms frame distinct
   const media: Media = { samples: audio.samples, bytes: audio.bytes };
   console.log(
-    `ladder: steps ${STEPS.join(", ")}; ${SECONDS} s calls (${audio.bytes.length / 160} packets); ${CPS} calls/s; ` +
+    `ladder: steps ${STEPS.join(", ")}; ${SECONDS} s calls (${audio.bytes.length / 160} packets, sipp ${
+      SENDER === "pcap" ? "play_pcap_audio" : "rtp_stream"
+    }); ${CPS} calls/s; ` +
       `server ${PIPELINE}${NET ? `, VOXPIPE_NET=${NET}` : ""}${
         MEDIA_WORKERS ? `, media workers ${MEDIA_WORKERS}` : ""
       }; ` +
@@ -626,7 +633,11 @@ try {
     if (args.json) {
       await Deno.writeTextFile(
         args.json,
-        JSON.stringify({ seconds: SECONDS, cps: CPS, net: NET, mediaWorkers: MEDIA_WORKERS, steps: results }, null, 2),
+        JSON.stringify(
+          { seconds: SECONDS, cps: CPS, sender: SENDER, net: NET, mediaWorkers: MEDIA_WORKERS, steps: results },
+          null,
+          2,
+        ),
       );
     }
   }
