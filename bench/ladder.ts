@@ -9,8 +9,9 @@
  *   (`calls=N`, `max_calls=N`, one WAV per call via `${call.id}` in its own
  *   directory) and sipp as UAC (`tests/fixtures/sipp/uac_pcmu_pcap.xml`:
  *   `play_pcap_audio` of a pcap the bench writes, `--seconds` of distinct 20 ms
- *   PCMU frames; `-m N -l N -r CPS`, so all N calls are up at once once
- *   ramped). Measured: calls completed and failed (sipp's statistics; refused
+ *   PCMU frames, from media address 127.0.0.2 (see `UAC_MEDIA_IP`); or with
+ *   `--sender stream`, `uac_pcmu_stream.xml`'s `rtp_stream`; `-m N -l N -r CPS`,
+ *   so all N calls are up at once once ramped). Measured: calls completed and failed (sipp's statistics; refused
  *   with 503 from its error log), most calls up at once (sipp), RTP packets
  *   sent (pcap packets × calls that sent their ACK, from sipp's screen),
  *   received (the callee's call summaries), lost (the difference), datagrams
@@ -45,7 +46,7 @@
  * (`--keep` keeps them).
  *
  * Run: `deno task bench:ladder`, or `deno run -A bench/ladder.ts [--steps 100,200,400,800,1000]
- * [--seconds 60] [--cps 50] [--only voxpipe|reference] [--net fast] [--media-workers K]
+ * [--seconds 60] [--cps 50] [--only voxpipe|reference] [--sender pcap|stream] [--net fast] [--media-workers K]
  * [--overload-lag-ms 500] [--rtp-ports 10000-20000] [--json FILE] [--keep]` (needs sipp as root, for its
  * pcap play's raw socket: `bash scripts/setup.sh`). Small, for development: `--steps 10,20 --seconds 10`.
  *
@@ -202,6 +203,14 @@ interface Media {
 /** sipp ends a test after 120 late main-loop turns (10 very late ones): on a busy machine that is not the test's end. */
 const WATCHDOG = ["-watchdog_minor_maxtriggers", "1000000", "-watchdog_major_maxtriggers", "1000000"];
 
+/**
+ * The UAC's media address. sipp plays each pcap through a raw UDP socket bound to it, and the kernel hands a copy of
+ * every UDP datagram addressed to that address to every such socket: N calls × every packet, charged to whoever sends
+ * it. On 127.0.0.2 the RTP the UAC sends to the server (127.0.0.1) is not copied; what comes back to the UAC (the
+ * reference's echoes, RTCP) still is.
+ */
+const UAC_MEDIA_IP = SENDER === "pcap" ? "127.0.0.2" : "127.0.0.1";
+
 function uacArgs(scenario: string, n: number, target: string): string[] {
   return [
     "-sf",
@@ -209,12 +218,12 @@ function uacArgs(scenario: string, n: number, target: string): string[] {
     "-i",
     "127.0.0.1",
     "-mi",
-    "127.0.0.1",
+    UAC_MEDIA_IP,
     "-p",
     String(freeUdpPort()),
     "-mp",
     // sipp binds its media port and the next ones (video at +2); rtp_stream takes a port pair per call from there.
-    String(freePortPair("127.0.0.1", SENDER === "stream" ? Math.max(4, 2 * n) : 4)),
+    String(freePortPair(UAC_MEDIA_IP, SENDER === "stream" ? Math.max(4, 2 * n) : 4)),
     "-s",
     "bob",
     "-m",
@@ -260,21 +269,29 @@ function boundMs(n: number): number {
 }
 
 /**
+ * The events in sipp's error log, each without its time stamp: an event starts with its date and may span lines (a SIP
+ * message), and sipp omits the newline between some events.
+ */
+function sippEvents(log: string): string[] {
+  return log.split(/(?=\d{4}-\d\d-\d\d\t\d)/).map((e) => e.replace(/^\S+\t\S+\t[\d.]+: /, "").trim())
+    .filter((e) => e && !/^The following events/.test(e));
+}
+
+/**
  * A note on sipp's error log: its watchdog trips (its main loop ran late: the machine was busy; the limits are raised so
  * that they do not end the test) and messages for calls already ended counted, the first other lines quoted.
  */
 function sippErrorNote(who: string, log: string, notes: string[]): void {
-  // One event per line, but sipp omits some newlines: split before each event's date too.
-  const lines = log.split(/\n|(?=\d{4}-\d\d-\d\d\t)/).filter((l) => l.trim() && !/^The following events/.test(l));
+  const lines = sippEvents(log);
   const trips = lines.filter((l) => /watchdog timer/.test(l));
-  const dead = lines.filter((l) => /: Dead call /.test(l));
-  const other = lines.filter((l) => !/watchdog timer|: Dead call /.test(l));
+  const dead = lines.filter((l) => /^Dead call /.test(l));
+  const other = lines.filter((l) => !/watchdog timer|^Dead call /.test(l));
   if (trips.length) notes.push(`${who}: ${trips.length} watchdog trips (its main loop ran late; the machine was busy)`);
   if (dead.length) {
     notes.push(`${who}: ${dead.length} messages for calls already ended (retransmissions that crossed a late answer)`);
   }
   if (other.length) {
-    notes.push(`${who}: ${other.length} error lines, first: ${other.slice(0, 3).join(" / ").slice(0, 400)}`);
+    notes.push(`${who}: ${other.length} other errors, first: ${other[0].replaceAll("\n", " / ").slice(0, 300)}`);
   }
 }
 
@@ -290,7 +307,7 @@ async function uacFigures(dir: string, packets: number, notes: string[]) {
     notes.push(`sipp statistics: ${(e as Error).message}`);
   }
   const errLog = sippErrors(dir);
-  const refused503 = errLog.match(/received 'SIP\/2\.0 503/g)?.length ?? 0;
+  const refused503 = sippEvents(errLog).filter((e) => /^Aborting call .*received 'SIP\/2\.0 503/s.test(e)).length;
   sippErrorNote("sipp UAC", errLog, notes);
   // Calls that sent their ACK started their pcap: the last count on sipp's scenario screen.
   const acks = [...sippScreens(dir).matchAll(/ACK -+>\s+(\d+)/g)].map((m) => Number(m[1]));
