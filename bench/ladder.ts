@@ -332,6 +332,28 @@ async function runDir(
 
 const MB = 1024;
 
+/** What the watches of the server (`sw`) and the sipp UAC (`uw`) saw over a run of `n` calls. */
+function watched(n: number, sw: ResourceWatch, uw: ResourceWatch) {
+  return {
+    socketDrops: sw.socketDrops,
+    uacSocketDrops: uw.socketDrops,
+    rcvbufErrors: sw.udpErrors().rcvbuf,
+    serverCpuS: sw.cpuSeconds,
+    serverCpuPct: sw.cpuPercent,
+    uacCpuPct: uw.cpuPercent,
+    uacThreads: uw.peakThreads,
+    serverThreads: sw.peakThreads,
+    idleRssMb: sw.startRssKb / MB,
+    peakRssMb: sw.peakRssKb / MB,
+    rssPerCallKb: (sw.peakRssKb - sw.startRssKb) / n,
+  };
+}
+
+/** The machine's load at a run's start and end, and the CPU pressure in between. */
+function loads(loadStart: MachineLoad, loadEnd: MachineLoad) {
+  return { loadStart, loadEnd, pressurePct: pressureBetween(loadStart, loadEnd) };
+}
+
 async function runVoxpipe(n: number, media: Media): Promise<Run> {
   const { dir, scenario, packets } = await runDir(n, "voxpipe", media);
   const notes: string[] = [];
@@ -388,22 +410,10 @@ async function runVoxpipe(n: number, media: Media): Promise<Run> {
       ...u,
       packetsReceived: received,
       packetsLost: u.packetsSent - received,
-      socketDrops: sw.socketDrops,
-      uacSocketDrops: uw.socketDrops,
-      rcvbufErrors: sw.udpErrors().rcvbuf,
-      serverCpuS: sw.cpuSeconds,
-      serverCpuPct: sw.cpuPercent,
-      uacCpuPct: uw.cpuPercent,
-      uacThreads: uw.peakThreads,
-      serverThreads: sw.peakThreads,
-      idleRssMb: sw.startRssKb / MB,
-      peakRssMb: sw.peakRssKb / MB,
-      rssPerCallKb: (sw.peakRssKb - sw.startRssKb) / n,
+      ...watched(n, sw, uw),
       recordings: rec,
       wallS,
-      loadStart,
-      loadEnd,
-      pressurePct: pressureBetween(loadStart, loadEnd),
+      ...loads(loadStart, loadEnd),
       notes,
     };
   } finally {
@@ -482,21 +492,9 @@ async function runReference(n: number, media: Media): Promise<Run> {
       ...u,
       packetsReceived: echoed ?? NaN,
       packetsLost: u.packetsSent - (echoed ?? NaN),
-      socketDrops: sw.socketDrops,
-      uacSocketDrops: uw.socketDrops,
-      rcvbufErrors: sw.udpErrors().rcvbuf,
-      serverCpuS: sw.cpuSeconds,
-      serverCpuPct: sw.cpuPercent,
-      uacCpuPct: uw.cpuPercent,
-      uacThreads: uw.peakThreads,
-      serverThreads: sw.peakThreads,
-      idleRssMb: sw.startRssKb / MB,
-      peakRssMb: sw.peakRssKb / MB,
-      rssPerCallKb: (sw.peakRssKb - sw.startRssKb) / n,
+      ...watched(n, sw, uw),
       wallS,
-      loadStart,
-      loadEnd,
-      pressurePct: pressureBetween(loadStart, loadEnd),
+      ...loads(loadStart, loadEnd),
       notes,
     };
   } finally {
