@@ -505,12 +505,13 @@ async function runReference(n: number, media: Media): Promise<Run> {
 
 /**
  * The UAS's echo counter, once the calls have ended: SIGUSR2 makes sipp dump its screens into its screen log; the
- * RTP lines are printed only when time has passed since its last display tick, so it is asked a few times.
+ * RTP lines are printed only when time has passed since its last display tick, and its main loop, which writes the dump,
+ * may run seconds late on a starved machine: it is asked every second for up to 30 s.
  */
 async function echoCount(uas: BoundedProcess, dir: string): Promise<number | undefined> {
-  for (let i = 0; i < 10 && !uas.ended; i++) {
+  for (let i = 0; i < 30 && !uas.ended; i++) {
     uas.kill("SIGUSR2");
-    await sleep(300);
+    await sleep(1000);
     const n = sippScreenCounters(dir).echoed;
     if (n !== undefined) return n;
   }
