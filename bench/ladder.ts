@@ -545,7 +545,9 @@ function row(r: Run): string[] {
     r.system,
     `${r.completed}/${r.calls}${r.failed ? ` (${r.failed} failed${r.refused503 ? `, ${r.refused503}×503` : ""})` : ""}`,
     f0(r.peakUp),
-    f0(r.packetsSent),
+    // Calls that sent their ACK × the pcap, and sipp's own count when it is lower (plays cut short at a late BYE, or its
+    // last screen dump came early: the truth lies between).
+    `${f0(r.packetsSent)}${r.sippCountedSent < 0.99 * r.packetsSent ? ` (sipp ${f0(r.sippCountedSent)})` : ""}`,
     f0(r.packetsReceived),
     `${f0(r.packetsLost)} (${pct(r.packetsLost, r.packetsSent)})`,
     f0(r.socketDrops),
