@@ -463,9 +463,7 @@ async function runReference(n: number, media: Media): Promise<Run> {
       String(port),
       "-mp",
       String(freePortPair("127.0.0.1", 4)),
-      "-rtp_echo",
-      "-m",
-      String(n),
+      "-rtp_echo", // no -m: it runs until its echo count is read (a UAS that had ended would not say it)
       "-trace_screen",
       ...WATCHDOG,
     ], { cwd: uasDir, timeoutMs: boundMs(n) + 60_000, statsFile: "uas.csv" }));
@@ -475,11 +473,10 @@ async function runReference(n: number, media: Media): Promise<Run> {
     sw.stop();
     const echoed = await echoCount(uas, uasDir);
     if (echoed === undefined) notes.push("the UAS's screen never showed its echo counter");
-    // The UAS ends after N calls (and its built-in scenario's 4 s pause); SIGUSR1 twice aborts what remains.
-    const grace = setTimeout(() => {
-      uas.kill("SIGUSR1");
-      setTimeout(() => uas.kill("SIGUSR1"), 500);
-    }, 15_000);
+    // SIGUSR1: no new calls, exit once the calls have ended; a second one aborts what remains (its built-in scenario
+    // waits 4 s after each BYE).
+    uas.kill("SIGUSR1");
+    const grace = setTimeout(() => uas.kill("SIGUSR1"), 10_000);
     const sr = await uas.result;
     clearTimeout(grace);
     const loadEnd = machineLoad();
