@@ -77,6 +77,7 @@ import {
   spread,
 } from "../tests/record_check.ts";
 import { seededRandom } from "../core/random.ts";
+import { maxColumn } from "./_sipp.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -314,13 +315,6 @@ interface CallCheck {
   c?: SilenceTrimmedComparison;
   py?: string;
   error?: string;
-}
-
-/** The largest value of a column of sipp's statistics CSV (one row per `-fd` period). */
-function maxColumn(csv: string, name: string): number {
-  const rows = csv.split("\n").filter((l) => l.trim()).map((l) => l.split(";"));
-  const i = rows[0]?.indexOf(name) ?? -1;
-  return i < 0 ? NaN : Math.max(...rows.slice(1).map((r) => Number(r[i])).filter(Number.isFinite));
 }
 
 async function partSipp(): Promise<boolean> {

@@ -1,0 +1,246 @@
+/**
+ * Helpers for the benches that load a server with sipp (`bench/ladder.ts`,
+ * `bench/record_exact.ts`): a pcap of RTP for sipp's `play_pcap_audio`, sipp's
+ * final screen counters (RTP packets played, RTP packets echoed) and the peak
+ * of a statistics column, a process's CPU time and memory sampled from `/proc`
+ * while it runs, and the machine's load and CPU pressure.
+ *
+ * Private to `bench/`.
+ *
+ * @module
+ */
+import { ProcessWatch } from "../tests/record_check.ts";
+import { scenarioPath } from "../tests/sip_util.ts";
+
+export { ProcessWatch };
+
+// ---------------------------------------------------------------------------
+// pcap
+
+/** Options of {@linkcode rtpPcap}. */
+export interface RtpPcapOptions {
+  /** RTP payload type (default 0, PCMU). */
+  payloadType?: number;
+  /** Payload bytes per packet (default 160: 20 ms of G.711). */
+  bytesPerPacket?: number;
+  /** Packet interval in ms (default 20); also the RTP timestamp step in 8 kHz ticks (`bytesPerPacket`). */
+  ptimeMs?: number;
+  /** SSRC (default 0x766f7870). */
+  ssrc?: number;
+  /** UDP source and destination ports written in the packets (sipp rewrites both; default 6000 → 6002). */
+  srcPort?: number;
+  /** See `srcPort`. */
+  dstPort?: number;
+}
+
+/**
+ * A classic pcap file (little-endian, Ethernet link type) holding `payload` as
+ * RTP over UDP over IPv4, 127.0.0.1 → 127.0.0.1, one packet of
+ * `bytesPerPacket` every `ptimeMs`, sequence numbers from 0 and timestamps
+ * from 0, one SSRC: what sipp's `play_pcap_audio` replays with the packets'
+ * timing. `payload.length` must be a multiple of `bytesPerPacket`.
+ *
+ * @example
+ * ```ts
+ * const pcap = rtpPcap(g711Audio("PCMU", 60).bytes); // 3000 packets, 60 s
+ * ```
+ */
+export function rtpPcap(payload: Uint8Array, o: RtpPcapOptions = {}): Uint8Array {
+  const per = o.bytesPerPacket ?? 160, ptime = o.ptimeMs ?? 20, pt = o.payloadType ?? 0;
+  const ssrc = o.ssrc ?? 0x766f7870;
+  if (per <= 0 || payload.length % per !== 0) {
+    throw new Error(`rtpPcap: the payload (${payload.length} bytes) is not a whole number of ${per}-byte packets`);
+  }
+  const packets = payload.length / per;
+  const frame = 14 + 20 + 8 + 12 + per; // Ethernet, IPv4, UDP, RTP, payload
+  const out = new Uint8Array(24 + packets * (16 + frame));
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 0xa1b2c3d4, true); // magic: microsecond timestamps, written little-endian
+  v.setUint16(4, 2, true);
+  v.setUint16(6, 4, true);
+  v.setUint32(16, 65535, true); // snaplen
+  v.setUint32(20, 1, true); // LINKTYPE_ETHERNET
+  for (let i = 0, at = 24; i < packets; i++, at += 16 + frame) {
+    const us = i * ptime * 1000;
+    v.setUint32(at, Math.floor(us / 1e6), true);
+    v.setUint32(at + 4, us % 1e6, true);
+    v.setUint32(at + 8, frame, true);
+    v.setUint32(at + 12, frame, true);
+    const e = at + 16;
+    out.set([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2], e); // locally administered MACs
+    v.setUint16(e + 12, 0x0800); // IPv4
+    const ip = e + 14;
+    out.set([0x45, 0], ip);
+    v.setUint16(ip + 2, 20 + 8 + 12 + per);
+    v.setUint16(ip + 4, i & 0xffff);
+    v.setUint16(ip + 6, 0x4000); // don't fragment
+    out.set([64, 17], ip + 8); // TTL, UDP
+    out.set([127, 0, 0, 1, 127, 0, 0, 1], ip + 12);
+    let sum = 0;
+    for (let k = 0; k < 20; k += 2) sum += v.getUint16(ip + k);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    v.setUint16(ip + 10, ~sum & 0xffff);
+    const udp = ip + 20;
+    v.setUint16(udp, o.srcPort ?? 6000);
+    v.setUint16(udp + 2, o.dstPort ?? 6002);
+    v.setUint16(udp + 4, 8 + 12 + per);
+    v.setUint16(udp + 6, 0); // no checksum (sipp computes its own)
+    const rtp = udp + 8;
+    out[rtp] = 0x80;
+    out[rtp + 1] = pt & 0x7f;
+    v.setUint16(rtp + 2, i & 0xffff);
+    v.setUint32(rtp + 4, (i * per) >>> 0);
+    v.setUint32(rtp + 8, ssrc >>> 0);
+    out.set(payload.subarray(i * per, (i + 1) * per), rtp + 12);
+  }
+  return out;
+}
+
+/** How sipp's UAC sends its RTP: `pcap` (`play_pcap_audio`) or `stream` (`rtp_stream`). */
+export type SippSender = "pcap" | "stream";
+
+/**
+ * Writes the UAC scenario and its audio into `dir`: for `pcap`,
+ * `tests/fixtures/sipp/uac_pcmu_pcap.xml` and the pcap it plays
+ * (`voxpipe_pcmu.pcap`, `payload` as 20 ms PCMU RTP; sipp finds a pcap next to
+ * its scenario); for `stream`, `tests/fixtures/sipp/uac_pcmu_stream.xml` and
+ * the raw µ-law file it streams (`voxpipe_pcmu.raw`, opened from sipp's working
+ * directory: run sipp in `dir`). Returns the scenario's path and the number of
+ * RTP packets each call sends.
+ */
+export async function writeUacScenario(
+  dir: string,
+  payload: Uint8Array,
+  sender: SippSender,
+): Promise<{ scenario: string; packets: number }> {
+  const name = sender === "pcap" ? "uac_pcmu_pcap.xml" : "uac_pcmu_stream.xml";
+  const scenario = `${dir}/${name}`;
+  await Deno.copyFile(scenarioPath(name), scenario);
+  if (sender === "pcap") await Deno.writeFile(`${dir}/voxpipe_pcmu.pcap`, rtpPcap(payload));
+  else await Deno.writeFile(`${dir}/voxpipe_pcmu.raw`, payload);
+  return { scenario, packets: payload.length / 160 };
+}
+
+// ---------------------------------------------------------------------------
+// sipp's own figures
+
+/** The screens sipp dumped into the `*_screen.log` files in `dir` (`-trace_screen`, or SIGUSR2), "" when none. */
+export function sippScreens(dir: string): string {
+  let text = "";
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.isFile && e.name.endsWith("_screen.log")) text += Deno.readTextFileSync(`${dir}/${e.name}`);
+  }
+  return text;
+}
+
+/**
+ * The RTP counters on the last screen sipp dumped (`-trace_screen`: the
+ * `*_screen.log` files in `dir`): packets played from pcaps (`Total RTP pckts
+ * sent`, the pcap play line), packets sent by `rtp_stream`, and packets
+ * `-rtp_echo` echoed (`Total echo RTP pckts 1st stream`). A counter sipp did not
+ * print is undefined.
+ */
+export function sippScreenCounters(dir: string): { rtpSent?: number; echoed?: number } {
+  const text = sippScreens(dir);
+  const last = (re: RegExp) => {
+    const all = [...text.matchAll(re)];
+    return all.length ? Number(all[all.length - 1][1]) : undefined;
+  };
+  return {
+    rtpSent: last(/(\d+) Total RTP pckts sent/g),
+    echoed: last(/(\d+) Total echo RTP pckts 1st stream/g),
+  };
+}
+
+/** The largest value of a column of sipp's statistics CSV (`-trace_stat`, one row per `-fd` period); NaN when absent. */
+export function maxColumn(csv: string, name: string): number {
+  const rows = csv.split("\n").filter((l) => l.trim()).map((l) => l.split(";"));
+  const i = rows[0]?.indexOf(name) ?? -1;
+  return i < 0 ? NaN : Math.max(...rows.slice(1).map((r) => Number(r[i])).filter(Number.isFinite));
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+
+/** Resident memory of a process from `/proc/PID/status`, KiB: now (`VmRSS`) and its peak (`VmHWM`), threads. */
+export function memoryKb(pid: number): { rss: number; hwm: number; threads: number } | undefined {
+  try {
+    const s = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(s)?.[1] ?? NaN);
+    return { rss: field("VmRSS"), hwm: field("VmHWM"), threads: field("Threads") };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * {@linkcode ProcessWatch} (CPU time, socket drops, load) plus memory: the
+ * peak resident set (`VmHWM`, read while the process lives: it is gone with
+ * it), the resident set when the watch started, and the most threads seen.
+ */
+export class ResourceWatch extends ProcessWatch {
+  readonly #pid: number;
+  readonly #timer: ReturnType<typeof setInterval>;
+  /** Resident set when the watch started, KiB. */
+  readonly startRssKb: number;
+  /** Highest `VmHWM` seen, KiB. */
+  peakRssKb = 0;
+  /** Most threads seen. */
+  peakThreads = 0;
+
+  /** Starts watching `pid`. */
+  constructor(pid: number, intervalMs = 500) {
+    super(pid, intervalMs);
+    this.#pid = pid;
+    this.startRssKb = memoryKb(pid)?.rss ?? NaN;
+    this.#memory();
+    this.#timer = setInterval(() => this.#memory(), intervalMs);
+  }
+
+  #memory(): void {
+    const m = memoryKb(this.#pid);
+    if (!m) return;
+    this.peakRssKb = Math.max(this.peakRssKb, m.hwm);
+    this.peakThreads = Math.max(this.peakThreads, m.threads);
+  }
+
+  /** Takes a last sample (CPU and memory) and stops. */
+  override stop(): void {
+    this.sample();
+    this.#memory();
+    clearInterval(this.#timer);
+    super.stop();
+  }
+}
+
+/** The machine's load at one moment: load averages and `/proc/pressure/cpu` "some" (avg10 %, total µs). */
+export interface MachineLoad {
+  /** 1, 5 and 15-minute load averages. */
+  loadavg: [number, number, number];
+  /** CPU pressure "some avg10", % (NaN where unavailable). */
+  pressure10: number;
+  /** CPU pressure "some total", µs since boot (NaN where unavailable). */
+  pressureTotalUs: number;
+  /** `performance.now()` when read. */
+  at: number;
+}
+
+/** Reads {@linkcode MachineLoad} now. */
+export function machineLoad(): MachineLoad {
+  let psi = "";
+  try {
+    psi = Deno.readTextFileSync("/proc/pressure/cpu");
+  } catch { /* not available */ }
+  const [l1, l5, l15] = Deno.loadavg();
+  return {
+    loadavg: [l1, l5, l15],
+    pressure10: Number(/some avg10=([\d.]+)/.exec(psi)?.[1] ?? NaN),
+    pressureTotalUs: Number(/some .*total=(\d+)/.exec(psi)?.[1] ?? NaN),
+    at: performance.now(),
+  };
+}
+
+/** CPU pressure between two readings: the share of the time some runnable task waited for a CPU, %. */
+export function pressureBetween(a: MachineLoad, b: MachineLoad): number {
+  return (100 * (b.pressureTotalUs - a.pressureTotalUs) / 1000) / (b.at - a.at);
+}

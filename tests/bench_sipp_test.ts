@@ -1,0 +1,107 @@
+/**
+ * The sipp bench helpers (`bench/_sipp.ts`): the RTP pcap the load ladder has
+ * sipp replay is read back field by field, and by tshark (an independent
+ * reader; interop, skipped with `VOXPIPE_SKIP_INTEROP=1`); sipp's screen
+ * counters are read from a screen dump as sipp 3.6.1 writes it.
+ *
+ * @module
+ */
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+import { requireTool, runBounded, SKIP_INTEROP } from "./media_util.ts";
+import { g711Audio } from "./sip_util.ts";
+import { rtpPcap, sippScreenCounters } from "../bench/_sipp.ts";
+
+Deno.test("rtpPcap: one Ethernet/IPv4/UDP/RTP packet per 160 bytes, 20 ms apart, sequence and timestamp counting up", () => {
+  const payload = g711Audio("PCMU", 0.1, 5).bytes; // 5 packets
+  const pcap = rtpPcap(payload, { srcPort: 7000, dstPort: 7002, ssrc: 0x01020304 });
+  const v = new DataView(pcap.buffer);
+  assertEquals(v.getUint32(0, true), 0xa1b2c3d4);
+  assertEquals(v.getUint32(20, true), 1); // Ethernet
+  const frame = 14 + 20 + 8 + 12 + 160;
+  assertEquals(pcap.length, 24 + 5 * (16 + frame));
+  for (let i = 0; i < 5; i++) {
+    const at = 24 + i * (16 + frame);
+    assertEquals(v.getUint32(at, true) * 1e6 + v.getUint32(at + 4, true), i * 20_000, `packet ${i} time`);
+    assertEquals(v.getUint32(at + 8, true), frame);
+    const ip = at + 16 + 14;
+    let sum = 0;
+    for (let k = 0; k < 20; k += 2) sum += v.getUint16(ip + k);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    assertEquals(sum, 0xffff, `packet ${i}: IPv4 header checksum`);
+    assertEquals(pcap[ip + 9], 17);
+    assertEquals([v.getUint16(ip + 20), v.getUint16(ip + 22), v.getUint16(ip + 24)], [7000, 7002, 8 + 12 + 160]);
+    const rtp = ip + 28;
+    assertEquals([pcap[rtp], pcap[rtp + 1]], [0x80, 0]);
+    assertEquals([v.getUint16(rtp + 2), v.getUint32(rtp + 4), v.getUint32(rtp + 8)], [i, i * 160, 0x01020304]);
+    assertEquals([...pcap.subarray(rtp + 12, rtp + 172)], [...payload.subarray(i * 160, (i + 1) * 160)]);
+  }
+  assertThrows(() => rtpPcap(new Uint8Array(170)), Error, "not a whole number of 160-byte packets");
+});
+
+Deno.test({
+  name: "interop: tshark reads rtpPcap's file as 20 ms PCMU RTP, nothing malformed",
+  ignore: SKIP_INTEROP,
+  async fn() {
+    await requireTool("tshark", ["-v"]);
+    const dir = await Deno.makeTempDir({ prefix: "voxpipe-pcap-" });
+    try {
+      const payload = g711Audio("PCMU", 0.2, 5).bytes; // 10 packets
+      await Deno.writeFile(`${dir}/a.pcap`, rtpPcap(payload));
+      const r = await runBounded("tshark", [
+        "-r",
+        `${dir}/a.pcap`,
+        "-d",
+        "udp.port==6002,rtp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=,",
+        "-e",
+        "frame.time_relative",
+        "-e",
+        "rtp.p_type",
+        "-e",
+        "rtp.seq",
+        "-e",
+        "rtp.timestamp",
+        "-e",
+        "rtp.payload",
+        "-e",
+        "_ws.malformed",
+      ], { timeoutMs: 60_000 });
+      assertEquals(r.code, 0, r.stderr);
+      const rows = r.stdout.trim().split("\n").map((l) => l.split(","));
+      assertEquals(rows.length, 10);
+      rows.forEach((f, i) => {
+        assertEquals(Math.round(Number(f[0]) * 1000), i * 20, `packet ${i} time`);
+        assertEquals(f.slice(1, 4), ["0", String(i), String(i * 160)]);
+        const hex = [...payload.subarray(i * 160, (i + 1) * 160)].map((b) => b.toString(16).padStart(2, "0"));
+        assertEquals(f[4].replaceAll(":", ""), hex.join(""), `packet ${i} payload`);
+        assertEquals(f[5] ?? "", "", `packet ${i} malformed`);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("sippScreenCounters: the last pcap-play and echo counts on sipp's dumped screens", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-screens-" });
+  try {
+    const screen = (sent: number, echoed: number) =>
+      "------------------------------ Scenario Screen -------- [1-9]: Change Screen --\n" +
+      "  0 open sockets                          0/0/0 UDP errors (send/recv/cong)\n" +
+      `  ${sent} Total RTP pckts sent                   0.000 last period RTP rate (kB/s)\n` +
+      `  ${echoed} Total echo RTP pckts 1st stream       8.600 last period RTP rate (kB/s)\n` +
+      "  0 Total echo RTP pckts 2nd stream        0.000 last period RTP rate (kB/s)\n";
+    // The final screen repeats the line before instead of the RTP lines: the last dump that has them counts.
+    const final = "  0 open sockets                          0/0/0 UDP errors (send/recv/cong)\n".repeat(2);
+    await Deno.writeTextFile(`${dir}/uas_123_screen.log`, screen(100, 90) + screen(250, 240) + final);
+    assertEquals(sippScreenCounters(dir), { rtpSent: 250, echoed: 240 });
+    await Deno.writeTextFile(`${dir}/uas_123_screen.log`, final);
+    const none = sippScreenCounters(dir);
+    assert(none.rtpSent === undefined && none.echoed === undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
