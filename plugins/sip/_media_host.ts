@@ -394,8 +394,10 @@ export class WorkerMediaHost implements MediaHost {
   async allocate(bind: string, id: string): Promise<CallMediaHandle> {
     const live = this.#slots.filter((s) => s.state !== "failed");
     if (live.length === 0) throw new Error("every media worker has failed: see the log");
-    // The least busy first; a ready worker before one still starting.
-    live.sort((a, b) => a.calls.size - b.calls.size || (a.state === "ready" ? 0 : 1) - (b.state === "ready" ? 0 : 1));
+    // The least busy first; then a ready worker before one still starting; then the one given fewer calls so far
+    // (calls that never overlap take turns).
+    const rank = (x: Slot) => x.state === "ready" ? 0 : 1;
+    live.sort((a, b) => a.calls.size - b.calls.size || rank(a) - rank(b) || a.total - b.total);
     const slot = live[0];
     const key = ++this.#key;
     // Counted at once, so that calls arriving together spread before the first reply.
