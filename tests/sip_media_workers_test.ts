@@ -221,3 +221,52 @@ Deno.test("media_workers 2: a failed worker ends its calls with a reason; it res
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("media_workers 1, role caller: DTMF sent through the call service reaches the peer from the worker", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const audio = `${dir}/speech.wav`;
+    await writeWav(audio, speechLikeSignal({ seconds: 8 }), 8000);
+    const port = freeUdpPort();
+    const callee = spawnCli([
+      "--pipeline",
+      "pipelines/callee.json",
+      "--set",
+      `port=${port}`,
+      "--set",
+      "calls=1",
+      "--set",
+      `record=${dir}/rec.wav`,
+      "--set",
+      "codecs=PCMU",
+    ], { timeoutMs: 90_000 });
+    await callee.waitForOutput(/\[SIP\] listening on udp 127\.0\.0\.1:\d+/, 60_000);
+    const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/caller.json")));
+    delete file.$schema;
+    file.control.media_workers = 1;
+    await Deno.writeTextFile(`${dir}/caller-workers.json`, JSON.stringify(file));
+    const out = new MemoryOutput();
+    const runner = await PipelineRunner.load(`${dir}/caller-workers.json`, {
+      registry: createRegistry(),
+      set: [`to=sip:bob@127.0.0.1:${port}`, `file=${audio}`, "port=0", "codecs=PCMU"],
+      log: new Logger({ level: "info", outputs: [out] }),
+    });
+    const done = runner.run();
+    const calls = await runner.callService();
+    await until(() => calls.calls().some((c) => c.state === "answered"), 60_000, "the call is answered");
+    const [call] = calls.calls();
+    assertEquals(calls.session(call.id), undefined);
+    await calls.sendDtmf(call.id, "47");
+    const r = await done;
+    const log = out.lines.join("\n");
+    assertEquals(r.code, 0, `${r.reason}\n${log.slice(-3000)}`);
+    assertMatch(log, /media: PCMU .* \(media worker 1\)/);
+    assertMatch(log, /call summary: .* sent=[1-9]\d* .* ended by local: send chain ended/);
+    const ce = await callee.result;
+    assertEquals(ce.code, 0, ce.stderr.slice(-2000));
+    const digits = [...ce.stderr.matchAll(/\[RTP-DEPACKETIZER\] DTMF (\S) received/g)].map((m) => m[1]);
+    assertEquals(digits, ["4", "7"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
