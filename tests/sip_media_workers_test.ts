@@ -270,3 +270,12 @@ Deno.test("media_workers 1, role caller: DTMF sent through the call service reac
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("media_workers: the ws-bridge, which needs the calls' buses, refuses to start and says to set media_workers 0", async () => {
+  const r = await spawnCli(["--pipeline", "pipelines/server.json", "--set", "port=0", "--set", "ws_port=0"], {
+    timeoutMs: 60_000,
+    env: { VOXPIPE_MEDIA_WORKERS: "2", VOXPIPE_WS_TOKEN: "secret" },
+  }).result;
+  assertEquals(r.code, 1, r.stderr.slice(-2000));
+  assertMatch(r.stderr, /ws-bridge: the bridge cannot reach the calls' audio: .*set media_workers 0/);
+});

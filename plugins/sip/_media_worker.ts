@@ -10,6 +10,7 @@
  */
 /// <reference lib="deno.worker" />
 import { type Clock, mediaClock } from "../../core/clock.ts";
+import { loadPipelineFile } from "../../core/config.ts";
 import { Logger, type LogLevel } from "../../core/log.ts";
 import { mediaFromEnv } from "../../core/net/fast.ts";
 import { PortAllocator } from "../../core/net/ports.ts";
@@ -58,7 +59,13 @@ async function init(m: WorkerInit): Promise<void> {
   const clock = media.clock ?? mediaClock();
   const net = media.net ?? udpNetwork;
   const registry = new Registry(builtinPlugins, builtinControls, builtinCodecs);
-  const runner = await PipelineRunner.load(m.file, { registry, log, clock, net });
+  const file = await loadPipelineFile(m.file);
+  // The front's parameter values, as resolved there (defaults, --set, paths made absolute). Those without a default
+  // are given as --set too: the runner requires them.
+  const set = Object.entries(file.parameters)
+    .filter(([name, d]) => d.default === undefined && name in m.params)
+    .map(([name]) => `${name}=${m.params[name]}`);
+  const runner = new PipelineRunner(file, { registry, log, clock, net, set });
   Object.assign(runner.params, m.params);
   state = { index: m.index, clock, runner, ports: new PortAllocator(net, m.range), log, calls: new Map() };
   const calls = state.calls;
