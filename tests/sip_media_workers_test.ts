@@ -9,7 +9,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { assertSampleExact, readWav, sleep, spawnCli, speechLikeSignal, writeWav } from "./media_util.ts";
 import { repoPath } from "./util.ts";
 import { freeUdpPort } from "./sip_util.ts";
-import { createRegistry, Logger, MemoryOutput, PipelineRunner } from "../mod.ts";
+import { createRegistry, Logger, MemoryNetwork, MemoryOutput, PipelineRunner, VirtualClock } from "../mod.ts";
 import type { CallEvent, CallService } from "../core/calls.ts";
 import { onWorkerMediaHost, type WorkerMediaHost } from "../plugins/sip/_media_host.ts";
 
@@ -278,4 +278,44 @@ Deno.test("media_workers: the ws-bridge, which needs the calls' buses, refuses t
   }).result;
   assertEquals(r.code, 1, r.stderr.slice(-2000));
   assertMatch(r.stderr, /ws-bridge: the bridge cannot reach the calls' audio: .*set media_workers 0/);
+});
+
+Deno.test("media_workers on a virtual clock: an explicit option is refused; VOXPIPE_MEDIA_WORKERS is ignored with a warning", async () => {
+  const dir = await Deno.makeTempDir();
+  /** Runs `file` on a virtual clock and an in-memory network, aborted once `stopWhen` holds over its log. */
+  async function run(file: string, stopWhen: (lines: string[]) => boolean) {
+    const clock = new VirtualClock();
+    const out = new MemoryOutput();
+    const abort = new AbortController();
+    const runner = await PipelineRunner.load(file, {
+      registry: createRegistry(),
+      set: ["port=5060"],
+      clock,
+      net: new MemoryNetwork({ clock }),
+      log: new Logger({ level: "info", outputs: [out] }),
+      signal: abort.signal,
+    });
+    let result: Awaited<ReturnType<typeof runner.run>> | undefined;
+    const p = runner.run().then((r) => result = r);
+    for (let i = 0; i < 10_000 && !result; i++) {
+      if (stopWhen(out.lines)) abort.abort();
+      await clock.advanceAsync(100, 10);
+    }
+    await p;
+    return { result: result!, lines: out.lines };
+  }
+  const previous = Deno.env.get("VOXPIPE_MEDIA_WORKERS");
+  try {
+    const explicit = await run(await calleeFile(dir, 2), () => false);
+    assertEquals(explicit.result.code, 2);
+    assertMatch(explicit.result.reason ?? "", /media_workers: .* this run has a virtual clock: set media_workers 0/);
+    Deno.env.set("VOXPIPE_MEDIA_WORKERS", "2");
+    const byEnv = await run(repoPath("pipelines/callee.json"), (lines) => lines.some((l) => l.includes("ignored")));
+    assertEquals(byEnv.result.code, 0, byEnv.result.reason);
+    assertMatch(byEnv.lines.join("\n"), /WARN .*VOXPIPE_MEDIA_WORKERS=2 ignored: this run has a virtual clock/);
+  } finally {
+    if (previous === undefined) Deno.env.delete("VOXPIPE_MEDIA_WORKERS");
+    else Deno.env.set("VOXPIPE_MEDIA_WORKERS", previous);
+    await Deno.remove(dir, { recursive: true });
+  }
 });

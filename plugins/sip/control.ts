@@ -28,6 +28,8 @@ import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
 import { formatHostPort } from "../../core/net/address.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
+import { MemoryNetwork } from "../../core/net/memory.ts";
+import { VirtualClock } from "../../core/virtual_clock.ts";
 import { type MediaStats, newMediaStats } from "../../core/session.ts";
 import {
   type CallMediaHandle,
@@ -167,8 +169,10 @@ class SipController implements Controller {
   #media: MediaHost;
   /** `rtp_ports`, parsed. */
   readonly #range: [number, number];
-  /** How many media workers (`media_workers`, else VOXPIPE_MEDIA_WORKERS, else 0). */
+  /** How many media workers (`media_workers`, else VOXPIPE_MEDIA_WORKERS, else 0; 0 when the context cannot). */
   readonly #workers: number;
+  /** Media workers were asked for, but this run's clock or network cannot be shared with them. */
+  readonly #unfit?: { requested: number; why: string };
   #ua!: SipUserAgent;
   /** The password (from `password` or `password_env`), when there is one. Never logged. */
   readonly #password?: string;
@@ -217,7 +221,18 @@ class SipController implements Controller {
     this.#ready.promise.catch(() => {}); // a failed start is reported by run(); dial() rejects with it
     this.#codecs = codecList(o.codecs, ctx);
     this.#range = parsePortRange(o.rtp_ports);
-    this.#workers = mediaWorkerCount(o.media_workers);
+    const workers = mediaWorkerCount(o.media_workers);
+    // Workers run their media on their own real clock and UDP sockets: a run on a virtual clock or an in-memory
+    // network (a test, or checking the file) cannot share those with them.
+    const unfit = workers === 0
+      ? undefined
+      : ctx.clock instanceof VirtualClock
+      ? "a virtual clock"
+      : ctx.net instanceof MemoryNetwork
+      ? "an in-memory network"
+      : undefined;
+    this.#workers = unfit ? 0 : workers;
+    if (unfit) this.#unfit = { requested: workers, why: unfit };
     this.#media = this.#inProcessMedia();
     for (const t of o.hangup_on) {
       if (!ctx.templates.includes(t)) {
@@ -331,6 +346,20 @@ class SipController implements Controller {
 
   /** With media_workers > 0: starts the workers; a failure to start them is the run's result. */
   async #startWorkers(): Promise<ControlResult | undefined> {
+    const unfit = this.#unfit;
+    if (unfit) {
+      if (this.#o.media_workers !== undefined) {
+        return {
+          code: 2,
+          reason: `control.media_workers: media workers run on their own real clock and UDP sockets, but this run ` +
+            `has ${unfit.why}: set media_workers 0`,
+        };
+      }
+      this.#log.warn(
+        `VOXPIPE_MEDIA_WORKERS=${unfit.requested} ignored: this run has ${unfit.why}; media run in process`,
+      );
+      return undefined;
+    }
     if (this.#workers === 0) return undefined;
     try {
       this.#media = new WorkerMediaHost({
@@ -627,6 +656,7 @@ class SipController implements Controller {
 
   /** The call service over this controller's calls. */
   #service(): CallService {
+    const workers = () => this.#workers;
     return {
       calls: () => [...this.#byId.values()].map((s) => this.#snapshot(s)),
       call: (id) => {
@@ -684,12 +714,13 @@ class SipController implements Controller {
         const session = s?.info.state === "answered" ? s.media?.session : undefined;
         return session && !session.closed ? session : undefined;
       },
-      ...(this.#workers > 0
-        ? {
-          noSessions: `the calls' media run in ${this.#workers} media workers (media_workers ${this.#workers}): ` +
-            "their sessions and buses are in other threads; set media_workers 0 for an audio bridge or tap",
-        }
-        : {}),
+      get noSessions() {
+        const n = workers();
+        return n > 0
+          ? `the calls' media run in ${n} media workers (media_workers ${n}): their sessions and buses are in ` +
+            "other threads; set media_workers 0 for an audio bridge or tap"
+          : undefined;
+      },
     };
   }
 
