@@ -50,7 +50,7 @@ async function startCallee(dir: string, set: string[], signal?: AbortSignal) {
   const calls: CallService = await runner.callService();
   const events: CallEvent[] = [];
   calls.onEvent((e) => events.push(e));
-  await until(() => out.lines.some((l) => /media of calls in 2 workers/.test(l)), 60_000, "the workers started");
+  await until(() => out.lines.some((l) => /media of calls in 2 worker threads/.test(l)), 60_000, "the workers started");
   assert(host, "the callee created a worker media host");
   return { done, calls, events, lines: out.lines, host: host! };
 }
@@ -102,7 +102,7 @@ Deno.test("media_workers 2: four calls spread over both workers, recordings samp
       assertEquals(cr.code, 0, `caller ${i + 1}: ${cr.stderr.slice(-2000)}`);
       assertMatch(cr.stderr, /\[SIP\] BYE sent/);
       if (i % 2 === 1) {
-        assertMatch(cr.stderr, /media of calls in 1 workers/);
+        assertMatch(cr.stderr, /media of calls in 1 worker thread /);
         assertMatch(cr.stderr, /media: PCMU .* \(media worker 1\)/);
         // The caller's summary: the packets its worker sent, all of the file.
         assertMatch(cr.stderr, /call summary: duration=[\d.]+s sent=[1-9]\d* .* ended by local: send chain ended/);

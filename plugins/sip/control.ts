@@ -374,7 +374,8 @@ class SipController implements Controller {
       await this.#media.close();
       return { code: 1, reason: `cannot start ${this.#workers} media workers: ${errText(e)}` };
     }
-    this.#log.info(`media of calls in ${this.#workers} workers (media_workers ${this.#workers})`);
+    const n = this.#workers;
+    this.#log.info(`media of calls in ${n} worker thread${n === 1 ? "" : "s"} (media_workers ${n})`);
     return undefined;
   }
 
@@ -397,6 +398,9 @@ class SipController implements Controller {
   }
 
   async #run(): Promise<ControlResult> {
+    // The media workers first: once we listen, an INVITE must find the control ready for it.
+    const noWorkers = await this.#startWorkers();
+    if (noWorkers) return noWorkers;
     try {
       this.#ua = new SipUserAgent({
         net: this.#ctx.net,
@@ -416,14 +420,13 @@ class SipController implements Controller {
         onMessage: (e) => this.#onMessage(e),
       });
     } catch (e) {
+      await this.#media.close();
       if (e instanceof TypeError) return { code: 2, reason: errText(e) };
       return { code: 1, reason: `cannot listen for SIP on ${this.#o.bind}:${this.#o.port}: ${errText(e)}` };
     }
     const a = this.#ua.localAddress;
     this.#log.info(`listening on udp ${formatHostPort({ hostname: a.hostname, port: a.port })}`);
     try {
-      const noWorkers = await this.#startWorkers();
-      if (noWorkers) return noWorkers;
       const failed = await this.#register();
       if (failed) return failed;
       this.#ready.resolve();
@@ -693,6 +696,9 @@ class SipController implements Controller {
         if (s.info.state !== "answered" || !s.media) {
           throw new Error(`sendDtmf: call ${id} is ${s.info.state}; DTMF is sent in an answered call`);
         }
+        await null; // a listener of the `answered` event calls this before the media start is set
+        await s.starting; // its chains (the dtmf-sender among them) are built and started
+        if (!s.media) throw new Error(`sendDtmf: call ${id} has ended`);
         await s.media.sendDtmf(digits, opts ?? {});
       },
       onIncoming: (decide) => {
