@@ -292,7 +292,10 @@ export class WorkerMediaHost implements MediaHost {
     slot.state = "starting";
     slot.ready = Promise.withResolvers<void>();
     slot.ready.promise.catch(() => {});
-    const w = new Worker(this.#o.url ?? new URL("./_media_worker.ts", import.meta.url), { type: "module" });
+    const w = new Worker(this.#o.url ?? new URL("./_media_worker.ts", import.meta.url), {
+      type: "module",
+      name: `media worker ${slot.index}`,
+    });
     slot.worker = w;
     w.onmessage = (ev: MessageEvent<FromWorker>) => this.#onMessage(slot, w, ev.data);
     w.onerror = (ev: ErrorEvent) => {
