@@ -14,7 +14,9 @@
  * - the server process's CPU time over the run (user + system, from /proc) and its peak resident memory.
  *
  * Run: `deno run -A bench/server_bench.ts [--calls 200] [--seconds 20] [--rate 20] [--record-mode caller]
- * [--keep]` (needs sipp and python3; `--keep` leaves the temporary directory with the recordings and logs).
+ * [--media-workers N] [--keep]` (needs sipp and python3; `--keep` leaves the temporary directory with the recordings
+ * and logs; `--media-workers N` runs the server's call media in N worker threads, `VOXPIPE_MEDIA_WORKERS`, and the
+ * CPU line also gives the main thread's share).
  *
  * @module
  */
@@ -41,6 +43,7 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "20" },
     rate: { type: "string", default: "20" },
     "record-mode": { type: "string", default: "caller" },
+    "media-workers": { type: "string", default: "0" },
     keep: { type: "boolean", default: false },
   },
 });
@@ -50,8 +53,8 @@ const RATE = Number(args.rate);
 const FRAMES_FOUND = "/work/shared/tools/frames_found.py";
 
 /** utime + stime of a process, in seconds (Linux /proc). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+async function cpuSeconds(pid: number, thread?: number): Promise<number> {
+  const stat = await Deno.readTextFile(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
 }
@@ -229,10 +232,16 @@ async function main(): Promise<void> {
       "rtp_timeout=15",
       "--log-file",
       `${dir}/server.log`,
-    ], { cwd: repoPath("."), timeoutMs: (CALLS / RATE + SECONDS + 180) * 1000, stopSignal: "SIGINT" });
+    ], {
+      cwd: repoPath("."),
+      timeoutMs: (CALLS / RATE + SECONDS + 180) * 1000,
+      stopSignal: "SIGINT",
+      env: { VOXPIPE_MEDIA_WORKERS: args["media-workers"] },
+    });
     await server.waitForOutput(/\[SIP\] listening on udp/, 30_000);
     const pid = server.pid; // `deno run` runs the CLI in its own process
     const cpu0 = await cpuSeconds(pid);
+    const main0 = await cpuSeconds(pid, pid); // the main thread (SIP, and the media without workers)
     const t0 = performance.now();
     console.log(
       `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
@@ -271,6 +280,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 200));
     }
     const cpu1 = await cpuSeconds(pid);
+    const main1 = await cpuSeconds(pid, pid);
     const rss = await peakRssMb(pid);
     const wall = (performance.now() - t0) / 1000;
     server.kill("SIGINT");
@@ -345,7 +355,9 @@ async function main(): Promise<void> {
     console.log(
       `server: CPU ${(cpu1 - cpu0).toFixed(1)} s over ${wall.toFixed(1)} s (${
         (100 * (cpu1 - cpu0) / wall).toFixed(0)
-      } % of a core), peak RSS ${rss.toFixed(0)} MB; exit ${rs.code}; at the end: ${loadAfter}`,
+      } % of a core; main thread ${(100 * (main1 - main0) / wall).toFixed(0)} %; media_workers ${
+        args["media-workers"]
+      }), peak RSS ${rss.toFixed(0)} MB; exit ${rs.code}; at the end: ${loadAfter}`,
     );
   } finally {
     server?.kill("SIGINT");

@@ -113,4 +113,9 @@ export interface CallService {
   onEvent(listener: (event: CallEvent) => void): () => void;
   /** The media session of an answered call (its buses carry the call's audio), if it has one now. */
   session(id: string): Session | undefined;
+  /**
+   * Set when `session()` never returns a session because the calls' media run in other threads (the SIP control's
+   * media workers): says so, and what to change. Undefined when sessions are on this thread.
+   */
+  readonly noSessions?: string;
 }

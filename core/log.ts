@@ -127,6 +127,20 @@ export class Logger {
     this.#log("error", msg, fields);
   }
 
+  /**
+   * Writes a line formatted elsewhere (by a logger in a worker, with this logger's level and format) to this
+   * logger's outputs, when `level` is enabled here.
+   *
+   * @example
+   * ```ts
+   * worker.onmessage = (e) => log.writeLine(e.data.line, e.data.level);
+   * ```
+   */
+  writeLine(line: string, level: LogLevel): void {
+    if (!this.enabled(level)) return;
+    for (const o of this.#outputs) o.write(line, level);
+  }
+
   #log(level: LogLevel, msg: string, fields?: LogFields): void {
     if (!this.enabled(level)) return;
     const line = formatLine(level, this.#tag, msg, { ...this.#fields, ...fields }, this.format);

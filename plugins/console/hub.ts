@@ -516,7 +516,13 @@ export class ConsoleHub {
     if (t.tap && !t.tap.ended) return { t, tap: t.tap };
     if (t.info.state !== "answered") throw new Error(`call ${id} is ${t.info.state}: only an answered call has audio`);
     const session = this.#calls.session(id);
-    if (!session) throw new Error(`call ${id} has no media session now`);
+    if (!session) {
+      throw new Error(
+        this.#calls.noSessions
+          ? `call ${id}: no audio: ${this.#calls.noSessions}`
+          : `call ${id} has no media session now`,
+      );
+    }
     const bus = session.bus(this.#o.audioBus);
     if (bus.ended) throw new Error(`call ${id}: its audio has ended`);
     if (bus.publishers === 0) {

@@ -19,7 +19,6 @@
  *
  * @module
  */
-import { sendDtmf } from "../rtp/dtmf_sender.ts";
 import type { z } from "zod";
 import type { CallEvent, CallInfo, CallPhase, CallService, DialOptions, IncomingDecision } from "../../core/calls.ts";
 import type { Clock, Timer } from "../../core/clock.ts";
@@ -27,10 +26,18 @@ import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
-import type { Pipeline, PipelineResult } from "../../core/pipeline.ts";
 import { formatHostPort } from "../../core/net/address.ts";
-import { parsePortRange, PortAllocator, type PortPair } from "../../core/net/ports.ts";
-import { type MediaStats, newMediaStats, Session } from "../../core/session.ts";
+import { parsePortRange } from "../../core/net/ports.ts";
+import { MemoryNetwork } from "../../core/net/memory.ts";
+import { VirtualClock } from "../../core/virtual_clock.ts";
+import { type MediaStats, newMediaStats } from "../../core/session.ts";
+import {
+  type CallMediaHandle,
+  InProcessMediaHost,
+  type MediaHost,
+  type MediaWorkerStats,
+  WorkerMediaHost,
+} from "./_media_host.ts";
 import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import {
   type Authenticator,
@@ -67,6 +74,12 @@ import {
 } from "./control_options.ts";
 
 type Options = z.output<typeof options>;
+
+/** Our RTP and RTCP ports. */
+interface Ports {
+  rtpPort: number;
+  rtcpPort: number;
+}
 
 export { SIP_VARIABLES };
 
@@ -118,8 +131,8 @@ interface CallState {
   info: CallInfo;
   /** Extra template variables for its chains (from `dial`). */
   extra?: Variables;
-  /** The call's media, once ports are allocated. */
-  media?: CallMedia;
+  /** The call's media, once ports are allocated (in process or in a media worker). */
+  media?: CallMediaHandle;
   /** Clock time of the answer. */
   answeredAt?: number;
   /** Resolves when the pipelines have been built and started (or failed to). */
@@ -144,54 +157,6 @@ interface CallState {
   finished?: Promise<CallSummary>;
 }
 
-/** How long a chain that records what buses carry may take to finish once the call ended, ms. */
-const RECORDER_GRACE_MS = 5000;
-
-/** One call's media: its session (port pair, sockets, RTCP, statistics), its pipelines, and their teardown. */
-class CallMedia {
-  readonly pipelines: Pipeline[] = [];
-  #stopped: Promise<PipelineResult[]> | undefined;
-
-  constructor(readonly session: Session) {}
-
-  /** The call's RTP/RTCP port pair. */
-  get pair(): PortPair {
-    return this.session.ports!;
-  }
-
-  /**
-   * Stops the call's chains so that every recording holds all that was received: chains fed by the network
-   * (the RTP receiver) end gracefully, draining what they hold; chains that read buses into a file (a recorder)
-   * finish what their buses carry (bounded by {@linkcode RECORDER_GRACE_MS}); every other chain (files, tones,
-   * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
-   * it publishes on. Then the session closes (RTCP BYE, sockets, ports).
-   */
-  stop(): Promise<PipelineResult[]> {
-    this.#stopped ??= (async () => {
-      const clock = this.session.clock;
-      const results = await Promise.all(this.pipelines.map((p) => {
-        if (p.state === "built") return p.stop();
-        if (p.liveSource) return p.end();
-        if (isRecorder(p)) {
-          const limit = clock.after(RECORDER_GRACE_MS, () => void p.stop());
-          return p.done.finally(() => limit.cancel());
-        }
-        return p.stop();
-      }));
-      await this.session.close();
-      return results;
-    })();
-    return this.#stopped;
-  }
-}
-
-/** A chain that reads buses (a bus source or a mixer) into a sink that is neither real-time nor another bus. */
-function isRecorder(p: Pipeline): boolean {
-  const plan = p.plan();
-  const first = plan[0]?.use, last = plan.at(-1)?.use;
-  return (first === "bus-source" || first === "mixer") && !p.realtimeSink && last !== "bus-sink";
-}
-
 class SipController implements Controller {
   readonly #o: Options;
   readonly #ctx: ControlContext;
@@ -200,7 +165,14 @@ class SipController implements Controller {
   readonly #clock: Clock;
   /** Names of the codecs we offer and accept, as registered, in preference order. */
   readonly #codecs: string[];
-  readonly #ports: PortAllocator;
+  /** Where the calls' media run: in process, or in media workers (created when the control runs). */
+  #media: MediaHost;
+  /** `rtp_ports`, parsed. */
+  readonly #range: [number, number];
+  /** How many media workers (`media_workers`, else VOXPIPE_MEDIA_WORKERS, else 0; 0 when the context cannot). */
+  readonly #workers: number;
+  /** Media workers were asked for, but this run's clock or network cannot be shared with them. */
+  readonly #unfit?: { requested: number; why: string };
   #ua!: SipUserAgent;
   /** The password (from `password` or `password_env`), when there is one. Never logged. */
   readonly #password?: string;
@@ -248,7 +220,20 @@ class SipController implements Controller {
     this.#epoch = Date.now() - ctx.clock.now();
     this.#ready.promise.catch(() => {}); // a failed start is reported by run(); dial() rejects with it
     this.#codecs = codecList(o.codecs, ctx);
-    this.#ports = new PortAllocator(ctx.net, parsePortRange(o.rtp_ports));
+    this.#range = parsePortRange(o.rtp_ports);
+    const workers = mediaWorkerCount(o.media_workers);
+    // Workers run their media on their own real clock and UDP sockets: a run on a virtual clock or an in-memory
+    // network (a test, or checking the file) cannot share those with them.
+    const unfit = workers === 0
+      ? undefined
+      : ctx.clock instanceof VirtualClock
+      ? "a virtual clock"
+      : ctx.net instanceof MemoryNetwork
+      ? "an in-memory network"
+      : undefined;
+    this.#workers = unfit ? 0 : workers;
+    if (unfit) this.#unfit = { requested: workers, why: unfit };
+    this.#media = this.#inProcessMedia();
     for (const t of o.hangup_on) {
       if (!ctx.templates.includes(t)) {
         throw new Error(
@@ -340,10 +325,58 @@ class SipController implements Controller {
   }
 
   stats(): unknown {
+    const workers: MediaWorkerStats[] | undefined = this.#media.workers();
     return {
       active: [...this.#active.keys()].map((c) => ({ callId: c.callId, state: c.state, direction: c.direction })),
       finished: this.summaries,
+      ...(workers ? { mediaWorkers: workers } : {}),
     };
+  }
+
+  /** Media on this thread, with the control's clock, network and logger. */
+  #inProcessMedia(): MediaHost {
+    return new InProcessMediaHost({
+      clock: this.#clock,
+      net: this.#ctx.net,
+      log: this.#ctx.log,
+      range: this.#range,
+      build: (t, vars, name, session) => this.#ctx.buildPipeline(t, vars, name, session),
+    });
+  }
+
+  /** With media_workers > 0: starts the workers; a failure to start them is the run's result. */
+  async #startWorkers(): Promise<ControlResult | undefined> {
+    const unfit = this.#unfit;
+    if (unfit) {
+      if (this.#o.media_workers !== undefined) {
+        return {
+          code: 2,
+          reason: `control.media_workers: media workers run on their own real clock and UDP sockets, but this run ` +
+            `has ${unfit.why}: set media_workers 0`,
+        };
+      }
+      this.#log.warn(
+        `VOXPIPE_MEDIA_WORKERS=${unfit.requested} ignored: this run has ${unfit.why}; media run in process`,
+      );
+      return undefined;
+    }
+    if (this.#workers === 0) return undefined;
+    try {
+      this.#media = new WorkerMediaHost({
+        count: this.#workers,
+        file: this.#ctx.file,
+        params: this.#ctx.params,
+        range: this.#range,
+        log: this.#ctx.log,
+      });
+      await this.#media.ready();
+    } catch (e) {
+      await this.#media.close();
+      return { code: 1, reason: `cannot start ${this.#workers} media workers: ${errText(e)}` };
+    }
+    const n = this.#workers;
+    this.#log.info(`media of calls in ${n} worker thread${n === 1 ? "" : "s"} (media_workers ${n})`);
+    return undefined;
   }
 
   async run(): Promise<ControlResult> {
@@ -365,6 +398,9 @@ class SipController implements Controller {
   }
 
   async #run(): Promise<ControlResult> {
+    // The media workers first: once we listen, an INVITE must find the control ready for it.
+    const noWorkers = await this.#startWorkers();
+    if (noWorkers) return noWorkers;
     try {
       this.#ua = new SipUserAgent({
         net: this.#ctx.net,
@@ -384,6 +420,7 @@ class SipController implements Controller {
         onMessage: (e) => this.#onMessage(e),
       });
     } catch (e) {
+      await this.#media.close();
       if (e instanceof TypeError) return { code: 2, reason: errText(e) };
       return { code: 1, reason: `cannot listen for SIP on ${this.#o.bind}:${this.#o.port}: ${errText(e)}` };
     }
@@ -404,6 +441,7 @@ class SipController implements Controller {
       await Promise.allSettled([...this.#active.values()].map((s) => s.finished));
       await Promise.allSettled([...this.#dialed]);
       await Promise.all([...this.#active.values()].map((s) => s.media?.stop()));
+      await this.#media.close();
       await Promise.allSettled([...this.#hangups]);
       // Remove our binding (REGISTER with Expires: 0) before going away; when interrupted, wait 5 s at most.
       if (this.#keeper) {
@@ -550,7 +588,7 @@ class SipController implements Controller {
 
   /** A copy of a call's info, with its media statistics so far. */
   #snapshot(state: CallState): CallInfo {
-    const stats = state.info.state === "answered" && state.media ? { ...state.media.session.stats } : state.info.stats;
+    const stats = state.info.state === "answered" && state.media ? { ...state.media.stats } : state.info.stats;
     return { ...state.info, ...(stats ? { stats } : {}) };
   }
 
@@ -606,7 +644,7 @@ class SipController implements Controller {
       if (this.#listeners.size === 0) return;
       for (const state of this.#active.values()) {
         if (state.info.state !== "answered" || !state.media) continue;
-        const stats = { ...state.media.session.stats };
+        const stats = { ...state.media.stats };
         this.#emit(state, "stats", stats as unknown as Record<string, unknown>);
       }
     };
@@ -621,6 +659,7 @@ class SipController implements Controller {
 
   /** The call service over this controller's calls. */
   #service(): CallService {
+    const workers = () => this.#workers;
     return {
       calls: () => [...this.#byId.values()].map((s) => this.#snapshot(s)),
       call: (id) => {
@@ -657,7 +696,10 @@ class SipController implements Controller {
         if (s.info.state !== "answered" || !s.media) {
           throw new Error(`sendDtmf: call ${id} is ${s.info.state}; DTMF is sent in an answered call`);
         }
-        await this.#sendDtmf(s.media.session, digits, opts ?? {});
+        await null; // a listener of the `answered` event calls this before the media start is set
+        await s.starting; // its chains (the dtmf-sender among them) are built and started
+        if (!s.media) throw new Error(`sendDtmf: call ${id} has ended`);
+        await s.media.sendDtmf(digits, opts ?? {});
       },
       onIncoming: (decide) => {
         if (typeof decide !== "function") throw new TypeError("onIncoming needs a function (call) => decision");
@@ -675,8 +717,15 @@ class SipController implements Controller {
       },
       session: (id) => {
         const s = this.#byId.get(id);
-        if (!s || s.info.state !== "answered" || !s.media || s.media.session.closed) return undefined;
-        return s.media.session;
+        const session = s?.info.state === "answered" ? s.media?.session : undefined;
+        return session && !session.closed ? session : undefined;
+      },
+      get noSessions() {
+        const n = workers();
+        return n > 0
+          ? `the calls' media run in ${n} media workers (media_workers ${n}): their sessions and buses are in ` +
+            "other threads; set media_workers 0 for an audio bridge or tap"
+          : undefined;
       },
     };
   }
@@ -687,11 +736,6 @@ class SipController implements Controller {
     return `cannot ${what} call ${s.id}: it is an ${side} call, ${phase}` +
       (s.info.direction === "in" && phase === "ringing" ? " and already being answered or rejected" : "") +
       "; only a ringing incoming call waiting for a decision can be answered or rejected";
-  }
-
-  /** Sends DTMF (RFC 4733) in a call's session, through its `dtmf-sender` stage. */
-  async #sendDtmf(session: Session, digits: string, opts: { durationMs?: number; gapMs?: number }): Promise<void> {
-    await sendDtmf(session, digits, { duration: opts.durationMs, gap: opts.gapMs });
   }
 
   /** Places a call for the call service (role server). */
@@ -727,7 +771,7 @@ class SipController implements Controller {
     });
     const peerHost = this.#peerHost(uri);
     if (peerHost === undefined) throw new Error(`dial: invalid SIP URI "${uri}": expected sip:user@host[:port]`);
-    const alloc = this.#allocate(peerHost);
+    const alloc = await this.#allocate(peerHost);
     const media = alloc.media;
     const offer = createOffer({
       address: alloc.address,
@@ -774,15 +818,14 @@ class SipController implements Controller {
 
   // ---- media -------------------------------------------------------------------------------
 
-  /** A session for a new call, with its RTP/RTCP port pair bound; and the address to put in our SDP. */
-  #allocate(peerHost: string): { media: CallMedia; pair: PortPair; address: string } {
-    const pair = this.#ports.pair(this.#o.bind);
-    const id = `media ${++this.#sessions}`;
-    const session = new Session({ id, clock: this.#clock, log: this.#ctx.log, net: this.#ctx.net, ports: pair });
-    return { media: new CallMedia(session), pair, address: localAddressFacing(this.#o.bind, peerHost) };
+  /** The media of a new call, with its RTP/RTCP port pair bound (here or in a worker); and the address for our SDP. */
+  async #allocate(peerHost: string): Promise<{ media: CallMediaHandle; pair: Ports; address: string }> {
+    const address = localAddressFacing(this.#o.bind, peerHost);
+    const media = await this.#media.allocate(this.#o.bind, `media ${++this.#sessions}`);
+    return { media, pair: { rtpPort: media.rtpPort, rtcpPort: media.rtcpPort }, address };
   }
 
-  #variables(call: Call, pair: PortPair, address: string, m: NegotiatedAudio, n: number): Variables {
+  #variables(call: Call, pair: Ports, address: string, m: NegotiatedAudio, n: number): Variables {
     const remoteHost = m.remoteAddress;
     const from = /sips?:([^@;>:]+)@/i.exec(call.remoteUri)?.[1] ?? "anonymous";
     const state = this.#active.get(call);
@@ -811,52 +854,41 @@ class SipController implements Controller {
   }
 
   /** Builds every chain template for the call, then starts them all. Throws (after cleanup) on a build error. */
-  async #startMedia(call: Call, media: CallMedia, vars: Variables): Promise<void> {
-    const n = vars["call.n"];
+  async #startMedia(call: Call, media: CallMediaHandle, vars: Variables): Promise<void> {
+    const n = Number(vars["call.n"]);
     const state = this.#active.get(call);
     if (state) state.ptime = Number(vars.ptime);
-    try {
-      for (const t of this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates) {
-        media.pipelines.push(await this.#ctx.buildPipeline(t, vars, `${t}#${n}`, media.session));
-      }
-    } catch (e) {
-      await media.stop();
-      throw e;
-    }
-    if (call.state === "ended") {
-      // The call ended while its chains were being built: never start them.
-      await media.stop();
-      return;
-    }
+    const timedOut = new Set<string>();
+    const started = await media.start(this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates, vars, n, {
+      ended: (chain, reason, error) => {
+        if (reason === "error") {
+          this.#log.error(`pipeline ${chain.name} failed: ${error}`, { call: call.callId });
+          this.#hangup(call, `media failure: ${error}`, error);
+        } else if (reason === "eos" && this.#o.hangup_on.includes(chain.template)) {
+          const s = this.#active.get(call);
+          const timeout = timedOut.has(chain.name);
+          if (s && !timeout) s.sent = true;
+          this.#hangup(call, timeout ? "no RTP received within the timeout" : `${chain.template} chain ended`);
+        }
+      },
+      timeout: (chain) => {
+        timedOut.add(chain.name);
+        this.#rtpLog.warn(`nothing received on ${chain.name} for the timeout period`, { call: call.callId });
+      },
+      lost: (why) => this.#hangup(call, why, why),
+    }, () => call.state === "ended");
+    if (started.length === 0) return; // the call ended while its chains were being built: never started
     const m = vars;
     const dtmf = m["dtmf.payloadType"] ? `, DTMF PT ${m["dtmf.payloadType"]}` : "";
+    const where = media.worker !== undefined ? ` (media worker ${media.worker})` : "";
     this.#log.info(
       `media: ${m.codec} (PT ${m.payloadType}, ptime ${m.ptime} ms)${dtmf}, local ${m["local.address"]}:${
         m["local.rtp_port"]
-      }, remote ${m["remote.rtp"]}`,
+      }, remote ${m["remote.rtp"]}${where}`,
       { call: call.callId },
     );
-    for (const p of media.pipelines) {
-      const template = p.name.replace(/#\d+$/, "");
-      let timedOut = false;
-      p.on("ended", (ev) => {
-        const r = ev.detail as PipelineResult;
-        if (r.reason === "error") {
-          this.#log.error(`pipeline ${p.name} failed: ${r.error?.message}`, { call: call.callId });
-          this.#hangup(call, `media failure: ${r.error?.message}`, r.error?.message);
-        } else if (r.reason === "eos" && this.#o.hangup_on.includes(template)) {
-          const s = this.#active.get(call);
-          if (s && !timedOut) s.sent = true;
-          this.#hangup(call, timedOut ? "no RTP received within the timeout" : `${template} chain ended`);
-        }
-      });
-      p.on("timeout", () => {
-        timedOut = true;
-        this.#rtpLog.warn(`nothing received on ${p.name} for the timeout period`, { call: call.callId });
-      });
-      const sink = p.labels.at(-1);
-      if (sink === "udp-sink") this.#rtpLog.info(`streaming to ${m["remote.rtp"]}`, { call: call.callId });
-      p.start();
+    for (const p of started) {
+      if (p.sink === "udp-sink") this.#rtpLog.info(`streaming to ${m["remote.rtp"]}`, { call: call.callId });
     }
   }
 
@@ -893,10 +925,10 @@ class SipController implements Controller {
       reason: why && info.by === "local" ? why : info.reason,
       duration: Math.round(duration * 10) / 10,
       answered: s.answeredAt !== undefined,
-      ...(s.media ? mediaFigures(s.media.session.stats) : mediaFigures(newMediaStats())),
+      ...(s.media ? mediaFigures(s.media.stats) : mediaFigures(newMediaStats())),
       ...(s.error ? { error: s.error } : {}),
     };
-    for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error?.message;
+    for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error;
     const recordings: { path: string; seconds: number }[] = [];
     for (const r of results) {
       const sink = r.stats.at(-1)?.extra;
@@ -910,9 +942,9 @@ class SipController implements Controller {
     if (s.media && s.ptime) {
       // How many packets the files of the hangup_on chains make (when their sources say how long they are).
       let seconds = 0;
-      s.media.pipelines.forEach((p, i) => {
-        if (!this.#o.hangup_on.includes(p.name.replace(/#\d+$/, ""))) return;
-        const d = results[i]?.stats[0]?.extra?.file_duration_s;
+      results.forEach((r) => {
+        if (!this.#o.hangup_on.includes(r.name.replace(/#\d+$/, ""))) return;
+        const d = r.stats[0]?.extra?.file_duration_s;
         seconds = typeof d === "number" && seconds >= 0 ? seconds + d : -1;
       });
       if (seconds > 0) s.total = Math.ceil((seconds * 1000) / s.ptime - 1e-9);
@@ -930,7 +962,7 @@ class SipController implements Controller {
     s.info.endedAt = this.#wall();
     s.info.reason = `${info.by}: ${summary.reason}`;
     if (info.status !== undefined) s.info.status = info.status;
-    if (s.media) s.info.stats = { ...s.media.session.stats };
+    if (s.media) s.info.stats = { ...s.media.stats };
     this.#retire(s);
     this.#emit(s, "ended", {
       by: info.by,
@@ -954,7 +986,7 @@ class SipController implements Controller {
     const target = o.to;
     let alloc;
     try {
-      alloc = this.#allocate(peerHost);
+      alloc = await this.#allocate(peerHost);
     } catch (e) {
       return { code: 1, reason: errText(e) };
     }
@@ -971,7 +1003,7 @@ class SipController implements Controller {
     try {
       call = this.#ua.invite(target, { sdp: offer });
     } catch (e) {
-      media.stop();
+      await media.stop();
       return { code: 2, reason: `cannot call ${o.to}: ${errText(e)}` };
     }
     const state = this.#track(call, { media });
@@ -1165,10 +1197,15 @@ class SipController implements Controller {
     }
     let alloc;
     try {
-      alloc = this.#allocate(call.source.hostname);
+      alloc = await this.#allocate(call.source.hostname);
     } catch (e) {
       this.#log.error(errText(e), { call: call.callId });
-      call.reject(503, "Service Unavailable");
+      if (!ended(call)) call.reject(503, "Service Unavailable");
+      return;
+    }
+    if (ended(call)) {
+      // Cancelled while its media was being set up.
+      await alloc.media.stop();
       return;
     }
     let answer: string;
@@ -1198,7 +1235,7 @@ class SipController implements Controller {
   }
 
   /** Builds and starts the call's chains; on failure logs it and hangs up. Never rejects. */
-  async #startCallMedia(call: Call, media: CallMedia, alloc: { pair: PortPair; address: string }, n: number) {
+  async #startCallMedia(call: Call, media: CallMediaHandle, alloc: { pair: Ports; address: string }, n: number) {
     try {
       const vars = this.#variables(call, alloc.pair, alloc.address, call.media(this.#ctx.codecs), n);
       await this.#startMedia(call, media, vars);
@@ -1227,6 +1264,31 @@ function codecList(option: string | undefined, ctx: ControlContext): string[] {
     if (!out.includes(info.name)) out.push(info.name);
   }
   return out;
+}
+
+/**
+ * How many media workers: the `media_workers` option, else the environment variable VOXPIPE_MEDIA_WORKERS (an
+ * integer 0-64), else 0. Throws saying what is wrong with a bad variable.
+ */
+function mediaWorkerCount(option: number | undefined): number {
+  if (option !== undefined) return option;
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("VOXPIPE_MEDIA_WORKERS");
+  } catch {
+    return 0; // no env permission
+  }
+  if (v === undefined || v.trim() === "") return 0;
+  const n = Number(v.trim());
+  if (!Number.isInteger(n) || n < 0 || n > 64) {
+    throw new Error(`VOXPIPE_MEDIA_WORKERS: expected an integer 0-64, got "${v}"`);
+  }
+  return n;
+}
+
+/** True once the call has ended (read afresh: it may have ended while we awaited). */
+function ended(call: Call): boolean {
+  return call.state === "ended";
 }
 
 function errText(e: unknown): string {

@@ -78,6 +78,13 @@ export const sipControlOptions = z.object({
   rtp_ports: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
     "range for local RTP/RTCP port pairs (min-max)",
   ),
+  media_workers: z.number().int().min(0).max(64).optional().describe(
+    "callee, server, caller: run each call's media (port pair, sockets, RTCP, chains, recordings) in one of this " +
+      "many worker threads, the least busy first, with the SIP stack on the main thread (uses more cores); each " +
+      "worker binds its calls' ports in its own slice of rtp_ports and builds chains from this file's built-in " +
+      "and by-path plugins. 0 = on the main thread. With workers, sessions are not reachable from the main thread " +
+      "(a ws-bridge or a console audio tap needs 0). Default: the environment variable VOXPIPE_MEDIA_WORKERS, else 0",
+  ),
   hangup_on: z.array(z.string()).default([]).describe(
     "chains whose end of stream ends the call (caller: the send chain; callee: the receive chain, which ends on RTP timeout)",
   ),

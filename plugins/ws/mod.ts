@@ -52,6 +52,10 @@ export const wsBridgeService = defineService({
       ctx.log.child("WS").info(`ws-bridge off: ${where} (optional)`);
       return { close: () => Promise.resolve() };
     }
+    if (ctx.calls.noSessions) {
+      // The bridge reads and writes each call's buses: they must be on this thread.
+      throw new Error(`the bridge cannot reach the calls' audio: ${ctx.calls.noSessions}`);
+    }
     const { WsBridge } = await import("./bridge.ts");
     const bridge = new WsBridge(options, { calls: ctx.calls, clock: ctx.clock, log: ctx.log });
     await bridge.start();

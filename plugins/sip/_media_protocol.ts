@@ -1,0 +1,91 @@
+/**
+ * The messages between the SIP control (the front, on the main thread) and its media workers
+ * (`_media_worker.ts`): plain structured-clone data, no functions, no shared objects. A call is named by a number
+ * the front gives it (`key`), unique per worker; a request that expects an answer carries a request number (`req`)
+ * and is answered by one `reply` with that number. Private to the folder.
+ *
+ * @module
+ */
+import type { LogLevel } from "../../core/log.ts";
+import type { LogFormat } from "../../core/log.ts";
+import type { Variables } from "../../core/config.ts";
+import type { StageStats } from "../../core/pipeline.ts";
+import type { MediaStats } from "../../core/session.ts";
+
+/** What a worker is told once, first: which file it builds chains from, with which parameters, where it binds. */
+export interface WorkerInit {
+  /** Message type. */
+  t: "init";
+  /** The worker's number (1-based), for logs. */
+  index: number;
+  /** The pipeline file (absolute or relative to the working directory). */
+  file: string;
+  /** The front's resolved parameters (defaults and `--set`, paths made absolute). */
+  params: Variables;
+  /** The worker's share of `rtp_ports`, inclusive. */
+  range: [number, number];
+  /** Log threshold and line format of the front's logger. */
+  logLevel: LogLevel;
+  /** Line format. */
+  logFormat: LogFormat;
+  /** Milliseconds between statistics snapshots. */
+  statsEveryMs: number;
+}
+
+/** Front → worker. */
+export type ToWorker =
+  | WorkerInit
+  | { t: "alloc"; req: number; key: number; id: string; bind: string }
+  | { t: "start"; req: number; key: number; templates: string[]; vars: Variables; n: number }
+  | { t: "stop"; req: number; key: number }
+  | { t: "dtmf"; req: number; key: number; digits: string; durationMs?: number; gapMs?: number }
+  | { t: "close"; req: number }
+  | { t: "crash"; message: string };
+
+/** A chain's result, as it crosses the thread (its error as text). */
+export interface ChainResult {
+  /** Pipeline name (`template#n`). */
+  name: string;
+  /** How it ended. */
+  reason: "eos" | "stopped" | "error";
+  /** The error message when reason is `error`. */
+  error?: string;
+  /** Final per-stage statistics. */
+  stats: StageStats[];
+}
+
+/** A chain once started: its name and the label of its last stage. */
+export interface StartedChain {
+  /** Pipeline name (`template#n`). */
+  name: string;
+  /** Template it was built from. */
+  template: string;
+  /** Label of its last stage (e.g. `udp-sink`). */
+  sink: string | undefined;
+}
+
+/** Worker → front. */
+export type FromWorker =
+  | { t: "ready" }
+  | { t: "reply"; req: number; ok: true; value?: unknown }
+  | { t: "reply"; req: number; ok: false; error: string }
+  | { t: "ended"; key: number; name: string; template: string; reason: "eos" | "stopped" | "error"; error?: string }
+  | { t: "timeout"; key: number; name: string; template: string }
+  | { t: "stats"; calls: [number, MediaStats][] }
+  | { t: "log"; line: string; level: LogLevel };
+
+/** The reply to `alloc`. */
+export interface AllocReply {
+  /** RTP port (even). */
+  rtpPort: number;
+  /** RTCP port. */
+  rtcpPort: number;
+}
+
+/** The reply to `stop`. */
+export interface StopReply {
+  /** Each chain's result, in build order. */
+  results: ChainResult[];
+  /** The session's final statistics (undefined when the worker had no such call). */
+  stats?: MediaStats;
+}
