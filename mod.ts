@@ -29,7 +29,7 @@
  * @module
  */
 import type { ParseArgsConfig } from "node:util";
-import { parseSimpleArgs } from "./core/_cli_args.ts";
+import { parseSimpleArgs } from "./core/cli_args.ts";
 import {
   FileOutput,
   LOG_FORMATS,

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { dirname, resolve } from "./_path.ts";
+import { dirname, resolve } from "./path.ts";
 import { locateJsonError } from "./_json_error.ts";
 import { ConfigError } from "./errors.ts";
 import type { StageConfig } from "./pipeline.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import { relative, sep } from "node:path";
-import { fileUrlToPath } from "./_path.ts";
+import { fileUrlToPath } from "./path.ts";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
 

@@ -1,10 +1,10 @@
 /**
- * Path helpers (JSR's `@std/path` is not reachable here; `core/_path.ts` holds what `node:path` and `node:url`
+ * Path helpers (JSR's `@std/path` is not reachable here; `core/path.ts` holds what `node:path` and `node:url`
  * would give, without loading them).
  *
  * @module
  */
-import { pathToFileUrl } from "./_path.ts";
+import { pathToFileUrl } from "./path.ts";
 
 /**
  * Converts an absolute path to a `file:` URL string.

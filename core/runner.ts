@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { isAbsolute, resolve as resolvePath } from "./_path.ts";
+import { isAbsolute, resolve as resolvePath } from "./path.ts";
 import type { ChainCheck, CheckReport } from "./check.ts";
 import { type Clock, mediaClock, VirtualClock } from "./clock.ts";
 import {

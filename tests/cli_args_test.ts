@@ -1,10 +1,10 @@
 /**
- * The CLI's own parser of plain argument lists (core/_cli_args.ts) against `node:util` `parseArgs`: the same result
+ * The CLI's own parser of plain argument lists (core/cli_args.ts) against `node:util` `parseArgs`: the same result
  * for every plain list, and no result (the CLI then calls `parseArgs`) for every form it leaves to `parseArgs`.
  */
 import { parseArgs } from "node:util";
 import { assertEquals } from "./assert.ts";
-import { parseSimpleArgs } from "../core/_cli_args.ts";
+import { parseSimpleArgs } from "../core/cli_args.ts";
 import { CLI_OPTIONS, main } from "../mod.ts";
 
 const plain: string[][] = [

@@ -1,7 +1,7 @@
-/** core/_path.ts: `resolve`, `dirname`, `isAbsolute` give what `node:path` gives, on every path form tried. */
+/** core/path.ts: `resolve`, `dirname`, `isAbsolute` give what `node:path` gives, on every path form tried. */
 import { posix } from "node:path";
 import { assertEquals } from "./assert.ts";
-import { dirname, isAbsolute, resolve } from "../core/_path.ts";
+import { dirname, isAbsolute, resolve } from "../core/path.ts";
 
 const paths = [
   "",
@@ -58,7 +58,7 @@ Deno.test("resolve agrees with node:path (POSIX) for one, two and three segments
 Deno.test("pathToFileUrl and fileUrlToPath agree with node:url on POSIX, errors included", async () => {
   if (Deno.build.os === "windows") return;
   const { fileURLToPath, pathToFileURL } = await import("node:url");
-  const { fileUrlToPath, pathToFileUrl } = await import("../core/_path.ts");
+  const { fileUrlToPath, pathToFileUrl } = await import("../core/path.ts");
   const odd = [
     "/tmp/a b.ts",
     "/x/y#z?w%v\\u",
@@ -90,7 +90,7 @@ Deno.test("pathToFileUrl and fileUrlToPath agree with node:url on POSIX, errors 
 });
 
 Deno.test("pathToFileUrl and fileUrlToPath follow Node's Windows rules: drive letters, UNC paths, backslashes", async () => {
-  const { fileUrlToPath, pathToFileUrl } = await import("../core/_path.ts");
+  const { fileUrlToPath, pathToFileUrl } = await import("../core/path.ts");
   assertEquals(pathToFileUrl("C:\\a b\\c#d.ts", true), "file:///C:/a%20b/c%23d.ts");
   assertEquals(pathToFileUrl("C:\\dir\\", true), "file:///C:/dir/");
   assertEquals(pathToFileUrl("\\\\server\\share\\x y.ts", true), "file://server/share/x%20y.ts");

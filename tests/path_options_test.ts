@@ -4,7 +4,7 @@
  */
 import { assertEquals } from "./assert.ts";
 import { createRegistry, pathOption, z } from "../mod.ts";
-import { pathOptionKeys, pathOptionKeysFromJsonSchema } from "../core/_options_doc.ts";
+import { pathOptionKeys, pathOptionKeysFromJsonSchema } from "../core/path_options.ts";
 
 Deno.test("path options from the schema agree with the JSON Schema for every built-in plugin", () => {
   const r = createRegistry();

@@ -43,7 +43,7 @@
  * @module
  */
 import { dirname, join, resolve } from "node:path";
-import { fileUrlToPath } from "../../core/_path.ts";
+import { fileUrlToPath } from "../../core/path.ts";
 import { alsaConfigProblem, quietNative } from "./_alsa.ts";
 
 /** A device as the native `getDevices()` reports it. */

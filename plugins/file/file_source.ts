@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { resolve } from "../../core/_path.ts";
+import { resolve } from "../../core/path.ts";
 import { z } from "zod";
 import { pathOption } from "../../core/options.ts";
 import { definePlugin, type SourceStage } from "../../core/stage.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { dirname, resolve } from "../../core/_path.ts";
+import { dirname, resolve } from "../../core/path.ts";
 import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
 import { type Codec, type Format, formatToString, type Frame } from "../../core/frame.ts";

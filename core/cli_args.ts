@@ -5,7 +5,7 @@
  * `--name value`, `-x`, `-x value`, positionals) exactly as `parseArgs` does in strict mode, and declines
  * (returns undefined) anything else, so the caller hands that to `parseArgs` itself: an unknown or misspelt
  * option, a missing value, a value that starts with `-`, `--`, grouped short flags, a boolean given a value.
- * Every error message therefore still comes from `parseArgs`. Private to voxpipe.
+ * Every error message therefore still comes from `parseArgs`. Internal to voxpipe (not exported from mod.ts).
  *
  * @module
  */

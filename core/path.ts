@@ -7,7 +7,7 @@
  * And `file:` URL ↔ path conversions as `node:url`'s `fileURLToPath` and `pathToFileURL` do them (on POSIX and,
  * by Node's rules, on Windows), because importing `node:url` evaluates a large part of Deno's Node compatibility
  * layer in every process (10-25 ms of a start-up). Tests hold them to `node:url` on POSIX and to Node's documented
- * results on Windows. Private to voxpipe.
+ * results on Windows. Internal to voxpipe (not exported from mod.ts).
  *
  * @module
  */
