@@ -11,7 +11,7 @@ import { repoPath } from "./util.ts";
 import { freeUdpPort } from "./sip_util.ts";
 import { createRegistry, Logger, MemoryNetwork, MemoryOutput, PipelineRunner, VirtualClock } from "../mod.ts";
 import type { CallEvent, CallService } from "../core/calls.ts";
-import { onWorkerMediaHost, type WorkerMediaHost } from "../plugins/sip/_media_host.ts";
+import { onWorkerMediaHost, type WorkerMediaHost } from "../plugins/sip/media_host.ts";
 
 const HELLO = repoPath("examples/audio/hello.wav");
 

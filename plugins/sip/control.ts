@@ -37,7 +37,7 @@ import {
   type MediaHost,
   type MediaWorkerStats,
   WorkerMediaHost,
-} from "./_media_host.ts";
+} from "./media_host.ts";
 import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import {
   type Authenticator,

@@ -2,7 +2,8 @@
  * Where the SIP control's calls run their media: on the main thread beside the SIP stack
  * ({@linkcode InProcessMediaHost}, `media_workers` 0), or spread over N Web Workers ({@linkcode WorkerMediaHost}),
  * each with its own clock, network (its own sockets) and share of `rtp_ports`. The control sees one interface,
- * {@linkcode CallMediaHandle}, either way. Private to the folder.
+ * {@linkcode CallMediaHandle}, either way. Used by control.ts; tests reach the worker host through
+ * {@linkcode onWorkerMediaHost}.
  *
  * Design:
  * - Port pairs: each worker binds its calls' RTP/RTCP pairs itself, in a disjoint slice of `rtp_ports` (the range
