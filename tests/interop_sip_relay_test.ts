@@ -233,12 +233,14 @@ function checkCapture(
   const unmatched = bOut.filter((r) => !fromCaller.has(key(r))).length +
     aOut.filter((r) => !fromCallee.has(key(r))).length;
   const missing = sentA - aOut.length + sentB - bOut.length + gaps(aIn) + gaps(bIn);
-  // A packet the capture missed at the very start or end of a stream leaves no sequence gap, and one sent after the
-  // relay closed the leg is captured but not counted, so the counts can agree while the capture lacks an edge
-  // packet: a relayed packet without its original is accepted only at a stream's first or last sequence number.
+  // Packets the capture missed at the very start or end of a phone's stream leave no sequence gap (a loaded capture
+  // process can miss a phone's first packets and still see their relayed copies, sent after the relay's own stall),
+  // and one sent after the relay closed the leg is captured but not counted, so the counts can agree while the
+  // capture lacks edge packets: a relayed packet without its original is accepted only outside the range of
+  // sequence numbers captured from that phone's stream (same SSRC); one inside it is a stray.
   const strays = [
-    ...bOut.filter((r) => !fromCaller.has(key(r))).filter((r) => !atEdge(bOut, r)),
-    ...aOut.filter((r) => !fromCallee.has(key(r))).filter((r) => !atEdge(aOut, r)),
+    ...bOut.filter((r) => !fromCaller.has(key(r))).filter((r) => insideCaptured(aIn, r)),
+    ...aOut.filter((r) => !fromCallee.has(key(r))).filter((r) => insideCaptured(bIn, r)),
   ];
   if (captureDrops === 0 && missing === 0) {
     // The capture holds every packet: exactly what the counters say, each one from the other phone.
@@ -252,11 +254,16 @@ function checkCapture(
   }
 }
 
-/** True when `r` has the lowest or highest sequence number of its SSRC among `rows` (wrap-around aside). */
-function atEdge(rows: RtpRow[], r: RtpRow): boolean {
-  const seqs = rows.filter((x) => x.ssrc === r.ssrc).map((x) => Number(x.seq));
-  const q = Number(r.seq);
-  return q === Math.min(...seqs) || q === Math.max(...seqs);
+/**
+ * True when `r`'s sequence number lies within the range captured of its SSRC among `originals` (from the first
+ * captured to the last, in capture order, across wrap-around), or when no packet of that SSRC was captured at all
+ * (a relayed stream nobody sent is a stray as a whole).
+ */
+function insideCaptured(originals: RtpRow[], r: RtpRow): boolean {
+  const same = originals.filter((x) => x.ssrc === r.ssrc);
+  if (same.length === 0) return true;
+  const first = Number(same[0].seq), last = Number(same[same.length - 1].seq);
+  return (Number(r.seq) - first + 65536) % 65536 <= (last - first + 65536) % 65536;
 }
 
 /** Sequence numbers missing inside each SSRC's captured range (packets the capture missed), across wrap-around. */
