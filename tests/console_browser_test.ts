@@ -188,6 +188,11 @@ Deno.test({
       await clickOn(page, "#incoming li[data-state=ringing] .reject");
       const bid = await b;
       await waitFor(page, "the rejected call's row", () => document.querySelector(`#calls tr[data-state=ended]`));
+      // That row may be an earlier call's: the rejection itself is asynchronous, so wait for this call to end
+      // (a failure bound of 60 s, not a timing assertion).
+      for (let t = 0; con.calls.call(bid)?.state !== "ended" && t < 3000; t++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       assertEquals(con.calls.call(bid)?.reason, "local: 486 Busy Here");
       // The refused upload's 400 is the browser reporting the answer the page showed; nothing else.
       assertEquals(errors.filter((e) => !/status of 400/.test(e)), []);
