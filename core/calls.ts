@@ -63,7 +63,7 @@ export interface CallEvent {
   type: "incoming" | "dialing" | "progress" | "answered" | "ended" | "dtmf" | "stats" | "message";
   /** The call, as it stands after the event. */
   call: CallInfo;
-  /** The event's details: the status and reason of a `progress`, the digit and duration of a `dtmf`, ... */
+  /** The event's details: the status and reason of a `progress`, the `digit` and `durationMs` of a `dtmf`, ... */
   detail?: Record<string, unknown>;
   /** When (ms since the Unix epoch). */
   time: number;

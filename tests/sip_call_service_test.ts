@@ -16,6 +16,7 @@ import { MemoryNetwork } from "../core/net/memory.ts";
 import { sanitizeFileComponent } from "../core/paths.ts";
 import { createRegistry, PipelineRunner } from "../mod.ts";
 import { serializeRtp } from "../plugins/rtp/header.ts";
+import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
 import { createAnswer, createOffer, type IncomingCall, type SipRequest, SipUserAgent } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
 
@@ -656,6 +657,57 @@ Deno.test("call service: sendDtmf sends RFC 4733 events in the call's RTP stream
     const ends = events.filter((e) => e.end);
     assertEquals([...new Set(ends.map((e) => e.event))], [5, 11], "digit 5 then # (event 11), each ended");
     assert(events.length > ends.length, "start/continuation packets before the end packets");
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: DTMF received in a call's RTP (RFC 4733) is a dtmf event with the digit and how long it was held", async () => {
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      {
+        use: "rtp-depacketizer",
+        codec: "${codec}",
+        payload_type: "${payloadType}",
+        dtmf_payload_type: "${dtmf.payloadType}",
+      },
+      { use: "null-sink" },
+    ],
+  });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const sdp = createOffer({ registry: codecs, address: "10.0.0.1", port: 40000, telephoneEvent: true });
+    const te = Number(/a=rtpmap:(\d+) telephone-event\/8000/.exec(sdp)![1]);
+    const call = alice.invite(SERVER_URI, { sdp });
+    await h.advance(100);
+    assertEquals(call.state, "established");
+    const id = h.calls.calls()[0].id;
+    const ours = call.media(codecs);
+    const rtp = h.net.bind("10.0.0.1", 40000);
+    // Audio, then digit 9 held 120 ms (960 units: 6 packets, the last one sent three times with the E bit), audio.
+    let seq = 0;
+    const send = (at: number, payloadType: number, payload: Uint8Array, timestamp: number, marker = false) =>
+      h.clock.after(at, () =>
+        void rtp.send(
+          serializeRtp({ kind: "rtp", payloadType, sequence: seq++, timestamp, ssrc: 9, marker, payload }),
+          { hostname: ours.remoteAddress, port: ours.remotePort },
+        ));
+    for (let k = 0; k < 10; k++) send(20 * k, 0, new Uint8Array(160).fill(0xff), 160 * k);
+    for (let k = 1; k <= 6; k++) {
+      const end = k === 6;
+      const payload = encodeTelephoneEvent({ event: 9, end, volume: 10, duration: 160 * k });
+      for (let r = 0; r < (end ? 3 : 1); r++) send(200 + 20 * k + r, te, payload, 1600, k === 1);
+    }
+    for (let k = 0; k < 10; k++) send(400 + 20 * k, 0, new Uint8Array(160).fill(0xff), 3200 + 160 * k);
+    await h.advance(1000);
+    const dtmf = h.events.filter((e) => e.type === "dtmf");
+    assertEquals(dtmf.map((e) => ({ id: e.call.id, ...e.detail }) as Record<string, unknown>), [
+      { id, digit: "9", durationMs: 120 },
+    ]);
+    void call.hangup();
+    await h.advance(200);
+    assertEquals(phases(h.events, id), ["incoming", "answered", "dtmf", "ended"]);
   } finally {
     await h.close();
   }

@@ -3,7 +3,8 @@
  * calls over loopback: our callee (in this process, so the test reaches its workers) answers our callers (CLI
  * processes); recordings must equal the source through G.711 sample by sample, calls must spread over the workers,
  * summaries carry the packet counts the workers measured, a caller whose media runs in a worker hangs up when its
- * file has been sent, and a worker that fails ends its calls with a reason while new calls still work.
+ * file has been sent, DTMF crosses both ways (sent from a worker, received in one and reported as call events),
+ * and a worker that fails ends its calls with a reason while new calls still work.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { assertSampleExact, readWav, sleep, spawnCli, speechLikeSignal, writeWav } from "./media_util.ts";
@@ -222,25 +223,30 @@ Deno.test("media_workers 2: a failed worker ends its calls with a reason; it res
   }
 });
 
-Deno.test("media_workers 1, role caller: DTMF sent through the call service reaches the peer from the worker", async () => {
+Deno.test("media_workers 1 on both sides: DTMF sent through the call service from a worker; received in the peer's worker, reported as dtmf events", async () => {
   const dir = await Deno.makeTempDir();
+  const abort = new AbortController();
   try {
     const audio = `${dir}/speech.wav`;
     await writeWav(audio, speechLikeSignal({ seconds: 8 }), 8000);
     const port = freeUdpPort();
-    const callee = spawnCli([
-      "--pipeline",
-      "pipelines/callee.json",
-      "--set",
-      `port=${port}`,
-      "--set",
-      "calls=1",
-      "--set",
-      `record=${dir}/rec.wav`,
-      "--set",
-      "codecs=PCMU",
-    ], { timeoutMs: 90_000 });
-    await callee.waitForOutput(/\[SIP\] listening on udp 127\.0\.0\.1:\d+/, 60_000);
+    // The callee in this process, its media in one worker: its call events carry the digits the worker received.
+    const cOut = new MemoryOutput();
+    const callee = await PipelineRunner.load(await calleeFile(dir, 1), {
+      registry: createRegistry(),
+      set: [`port=${port}`, "calls=1", `record=${dir}/rec.wav`, "codecs=PCMU"],
+      log: new Logger({ level: "info", outputs: [cOut] }),
+      signal: abort.signal,
+    });
+    const calleeDone = callee.run();
+    const calleeCalls = await callee.callService();
+    const received: CallEvent[] = [];
+    calleeCalls.onEvent((e) => e.type === "dtmf" && received.push(e));
+    await until(
+      () => cOut.lines.some((l) => /media of calls in 1 worker thread/.test(l)),
+      60_000,
+      "the callee's worker started",
+    );
     const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/caller.json")));
     delete file.$schema;
     file.control.media_workers = 1;
@@ -256,17 +262,27 @@ Deno.test("media_workers 1, role caller: DTMF sent through the call service reac
     await until(() => calls.calls().some((c) => c.state === "answered"), 60_000, "the call is answered");
     const [call] = calls.calls();
     assertEquals(calls.session(call.id), undefined);
-    await calls.sendDtmf(call.id, "47");
+    await calls.sendDtmf(call.id, "47", { durationMs: 100 });
     const r = await done;
     const log = out.lines.join("\n");
     assertEquals(r.code, 0, `${r.reason}\n${log.slice(-3000)}`);
     assertMatch(log, /media: PCMU .* \(media worker 1\)/);
     assertMatch(log, /call summary: .* sent=[1-9]\d* .* ended by local: send chain ended/);
-    const ce = await callee.result;
-    assertEquals(ce.code, 0, ce.stderr.slice(-2000));
-    const digits = [...ce.stderr.matchAll(/\[RTP-DEPACKETIZER\] DTMF (\S) received/g)].map((m) => m[1]);
+    const ce = await calleeDone;
+    const clog = cOut.lines.join("\n");
+    assertEquals(ce.code, 0, clog.slice(-2000));
+    assertMatch(clog, /media: PCMU .* \(media worker 1\)/);
+    // The worker's depacketizer logged each digit (its log lines reach the front's logger) and told the front.
+    const digits = [...clog.matchAll(/\[RTP-DEPACKETIZER\] DTMF (\S) received/g)].map((m) => m[1]);
     assertEquals(digits, ["4", "7"]);
+    const [info] = calleeCalls.calls();
+    assertEquals(received.map((e) => [e.call.id, e.detail?.digit]), [[info.id, "4"], [info.id, "7"]]);
+    for (const e of received) {
+      const ms = e.detail?.durationMs as number;
+      assert(ms > 0 && ms <= 100, `digit ${e.detail?.digit} held ${ms} ms (sent 100 ms)`);
+    }
   } finally {
+    abort.abort();
     await Deno.remove(dir, { recursive: true });
   }
 });

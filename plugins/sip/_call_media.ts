@@ -22,6 +22,16 @@ export interface MediaHooks {
   timeout(chain: { name: string; template: string }): void;
   /** The call's media is gone without its chains ending (its media worker failed): `why` says what happened. */
   lost(why: string): void;
+  /** A DTMF digit received (RFC 4733, from the call's `rtp-depacketizer`), once per digit at its end. */
+  dtmf(digit: ReceivedDigit): void;
+}
+
+/** A DTMF digit received in a call, as it crosses a thread. */
+export interface ReceivedDigit {
+  /** The digit: 0-9, *, #, A-D. */
+  digit: string;
+  /** How long the key was held, ms. */
+  durationMs: number;
 }
 
 /** Builds a chain `template` with `vars` in `session`, named `name` (the runner's buildPipeline). */
@@ -60,14 +70,14 @@ export class LocalCallMedia {
 
   /**
    * Builds every template for the call (`${t}#${n}`), then, unless `ended()` says the call ended meanwhile, starts
-   * them all, telling `hooks` when a chain ends or times out. Throws (after stopping what was built) on a build
-   * error. Returns the chains started (none when the call ended first).
+   * them all, telling `hooks` when a chain ends or times out, and each DTMF digit received. Throws (after stopping
+   * what was built) on a build error. Returns the chains started (none when the call ended first).
    */
   async start(
     templates: string[],
     vars: Variables,
     n: number | string,
-    hooks: Pick<MediaHooks, "ended" | "timeout">,
+    hooks: Pick<MediaHooks, "ended" | "timeout" | "dtmf">,
     ended: () => boolean = () => false,
   ): Promise<StartedChain[]> {
     try {
@@ -80,6 +90,12 @@ export class LocalCallMedia {
       await this.stop();
       return [];
     }
+    this.session.on((e) => {
+      if (e.type !== "dtmf") return;
+      const d = e.detail as { digit?: unknown; duration_ms?: unknown } | undefined;
+      if (typeof d?.digit !== "string") return;
+      hooks.dtmf({ digit: d.digit, durationMs: typeof d.duration_ms === "number" ? d.duration_ms : 0 });
+    });
     const started: StartedChain[] = [];
     for (const p of this.pipelines) {
       const chain = { name: p.name, template: templateOf(p.name) };

@@ -71,6 +71,7 @@ export type FromWorker =
   | { t: "reply"; req: number; ok: false; error: string }
   | { t: "ended"; key: number; name: string; template: string; reason: "eos" | "stopped" | "error"; error?: string }
   | { t: "timeout"; key: number; name: string; template: string }
+  | { t: "dtmf"; key: number; digit: string; durationMs: number }
   | { t: "stats"; calls: [number, MediaStats][] }
   | { t: "log"; line: string; level: LogLevel };
 

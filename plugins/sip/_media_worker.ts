@@ -3,8 +3,8 @@
  * gives it. It owns its clock and network (with `VOXPIPE_NET=fast`, this thread's MediaLoop; else the real clock
  * and `Deno.listenDatagram`), binds its calls' RTP/RTCP pairs in its slice of `rtp_ports`, builds each call's
  * chains from the same pipeline file and parameters as the front (built-in plugins, and plugins the file names by
- * path), and posts back chain ends, RTP timeouts, statistics snapshots and its log lines. The messages are those of
- * `_media_protocol.ts`. Private to the folder.
+ * path), and posts back chain ends, RTP timeouts, DTMF digits received, statistics snapshots and its log lines.
+ * The messages are those of `_media_protocol.ts`. Private to the folder.
  *
  * @module
  */
@@ -97,6 +97,7 @@ async function handle(m: Exclude<ToWorker, WorkerInit | { t: "crash" }>): Promis
         ended: (chain, reason, error) =>
           post({ t: "ended", key, name: chain.name, template: chain.template, reason, ...(error ? { error } : {}) }),
         timeout: (chain) => post({ t: "timeout", key, name: chain.name, template: chain.template }),
+        dtmf: (d) => post({ t: "dtmf", key, digit: d.digit, durationMs: d.durationMs }),
       });
     }
     case "stop": {

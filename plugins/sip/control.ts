@@ -876,6 +876,10 @@ class SipController implements Controller {
         this.#rtpLog.warn(`nothing received on ${chain.name} for the timeout period`, { call: call.callId });
       },
       lost: (why) => this.#hangup(call, why, why),
+      dtmf: (d) => {
+        const s = this.#active.get(call);
+        if (s) this.#emit(s, "dtmf", { digit: d.digit, durationMs: d.durationMs });
+      },
     }, () => call.state === "ended");
     if (started.length === 0) return; // the call ended while its chains were being built: never started
     const m = vars;

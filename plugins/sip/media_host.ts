@@ -11,8 +11,8 @@
  *   Sockets cannot cross threads, so the binding must happen where the media runs; the slices mean two workers
  *   never race for one port, and a port taken by another process is found before the SDP is sent.
  * - Everything else is plain data over postMessage (see `_media_protocol.ts`): the chain templates to build and
- *   the call's variables; back come chain ends, RTP timeouts, statistics snapshots (every second, and the final
- *   ones with `stop`'s reply) and log lines.
+ *   the call's variables; back come chain ends, RTP timeouts, DTMF digits received, statistics snapshots (every
+ *   second, and the final ones with `stop`'s reply) and log lines.
  * - A worker that fails (an `error` event) ends its calls with `media worker N failed: ...`; a worker that had
  *   started is restarted in its slot, so new calls keep using both cores.
  *
@@ -339,6 +339,9 @@ export class WorkerMediaHost implements MediaHost {
         return;
       case "timeout":
         slot.calls.get(m.key)?.hooks?.timeout({ name: m.name, template: m.template });
+        return;
+      case "dtmf":
+        slot.calls.get(m.key)?.hooks?.dtmf({ digit: m.digit, durationMs: m.durationMs });
         return;
       case "stats":
         for (const [key, stats] of m.calls) {
