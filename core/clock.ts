@@ -31,7 +31,7 @@ import type { Clock } from "./clock_types.ts";
 export type { Clock, Timer } from "./clock_types.ts";
 export { VirtualClock } from "./virtual_clock.ts";
 export { RealClock, type SchedulerStats } from "./real_clock.ts";
-export { mediaClock, type SchedulerMode, setSchedulerMode } from "./media_clock.ts";
+export { mediaClock, type SchedulerMode, schedulerMode, setSchedulerMode } from "./media_clock.ts";
 
 /**
  * Drift-free pacing: frame `n` is due at `start + n × periodMs`, never at

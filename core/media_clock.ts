@@ -44,3 +44,16 @@ export function setSchedulerMode(mode: SchedulerMode): void {
   const clock = mediaClock();
   if (clock instanceof RealClock) clock.useTimerThread = mode === "thread";
 }
+
+/**
+ * How the process media clock wakes up now (see {@linkcode setSchedulerMode}); `thread` when it is not a real clock.
+ *
+ * @example
+ * ```ts
+ * const mode = schedulerMode(); // "thread" unless setSchedulerMode("main") was called
+ * ```
+ */
+export function schedulerMode(): SchedulerMode {
+  const clock = mediaClock();
+  return clock instanceof RealClock && !clock.useTimerThread ? "main" : "thread";
+}

@@ -335,3 +335,25 @@ Deno.test("media_workers on a virtual clock: an explicit option is refused; VOXP
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("media_workers: the workers' real clocks wake up as --scheduler says (thread by default, main when asked)", async () => {
+  for (const mode of [undefined, "main"]) {
+    const p = spawnCli([
+      "--pipeline",
+      "pipelines/callee.json",
+      "--set",
+      "port=0",
+      "--log-level",
+      "debug",
+      ...(mode ? ["--scheduler", mode] : []),
+    ], { timeoutMs: 90_000, env: { VOXPIPE_MEDIA_WORKERS: "1" } });
+    try {
+      // The worker reports the mode its own clock runs in: a worker that ignored the front's would say thread.
+      await p.waitForOutput(/media worker 1 ready \(RTP ports \d+-\d+, clock: real, scheduler \w+\)/, 60_000);
+      assertMatch(p.output(), new RegExp(`media worker 1 ready .*clock: real, scheduler ${mode ?? "thread"}\\)`));
+    } finally {
+      p.kill();
+      await p.result;
+    }
+  }
+});

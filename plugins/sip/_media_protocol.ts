@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { SchedulerMode } from "../../core/clock.ts";
 import type { LogLevel } from "../../core/log.ts";
 import type { LogFormat } from "../../core/log.ts";
 import type { Variables } from "../../core/config.ts";
@@ -30,6 +31,8 @@ export interface WorkerInit {
   logFormat: LogFormat;
   /** Milliseconds between statistics snapshots. */
   statsEveryMs: number;
+  /** How the worker's real clock wakes up: the front's `--scheduler` (ignored with `VOXPIPE_NET=fast`). */
+  scheduler: SchedulerMode;
 }
 
 /** Front → worker. */
@@ -66,7 +69,7 @@ export interface StartedChain {
 
 /** Worker → front. */
 export type FromWorker =
-  | { t: "ready" }
+  | { t: "ready"; clock: string }
   | { t: "reply"; req: number; ok: true; value?: unknown }
   | { t: "reply"; req: number; ok: false; error: string }
   | { t: "ended"; key: number; name: string; template: string; reason: "eos" | "stopped" | "error"; error?: string }

@@ -9,7 +9,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import { type Clock, mediaClock } from "../../core/clock.ts";
+import { type Clock, mediaClock, schedulerMode, setSchedulerMode } from "../../core/clock.ts";
 import { loadPipelineFile } from "../../core/config.ts";
 import { Logger, type LogLevel } from "../../core/log.ts";
 import { mediaFromEnv } from "../../core/net/fast.ts";
@@ -56,6 +56,7 @@ async function init(m: WorkerInit): Promise<void> {
   });
   const media = mediaFromEnv();
   if (media.fallback) log.child("MEDIA").warn(`media worker ${m.index}: ${media.description}`);
+  if (!media.clock) setSchedulerMode(m.scheduler);
   const clock = media.clock ?? mediaClock();
   const net = media.net ?? udpNetwork;
   const registry = new Registry(builtinPlugins, builtinControls, builtinCodecs);
@@ -75,7 +76,7 @@ async function init(m: WorkerInit): Promise<void> {
     for (const [key, c] of calls) list.push([key, c.session.stats]);
     post({ t: "stats", calls: list });
   }, m.statsEveryMs);
-  post({ t: "ready" });
+  post({ t: "ready", clock: media.clock ? "MediaLoop (VOXPIPE_NET=fast)" : `real, scheduler ${schedulerMode()}` });
 }
 
 async function handle(m: Exclude<ToWorker, WorkerInit | { t: "crash" }>): Promise<unknown> {

@@ -19,7 +19,7 @@
  * @module
  */
 import type { Variables } from "../../core/config.ts";
-import type { Clock } from "../../core/clock.ts";
+import { type Clock, schedulerMode } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Network } from "../../core/net/datagram.ts";
 import { PortAllocator } from "../../core/net/ports.ts";
@@ -313,6 +313,7 @@ export class WorkerMediaHost implements MediaHost {
       logLevel: this.#o.log.level,
       logFormat: this.#o.log.format,
       statsEveryMs: this.#o.statsEveryMs ?? 1000,
+      scheduler: schedulerMode(),
     };
     w.postMessage(init);
   }
@@ -323,7 +324,9 @@ export class WorkerMediaHost implements MediaHost {
       case "ready":
         slot.state = "ready";
         slot.everReady = true;
-        this.#log.debug(`media worker ${slot.index} ready (RTP ports ${slot.range[0]}-${slot.range[1]})`);
+        this.#log.debug(
+          `media worker ${slot.index} ready (RTP ports ${slot.range[0]}-${slot.range[1]}, clock: ${m.clock})`,
+        );
         slot.ready.resolve();
         return;
       case "reply": {
