@@ -469,6 +469,12 @@ async function main(): Promise<void> {
       "meaningful; with one round the noise is unknown and no difference is. Variant 1 holds the fixed costs of the " +
       "process (event loop, timers, socket reads) as well as udp-source; the last line is wav-sink minus null-sink.",
   );
+  // /proc/PID/stat counts CPU time in clock ticks (1/100 s): each end of a window is up to one tick off.
+  const fewest = Math.min(...measures.map((x) => x.packets));
+  console.log(
+    `CPU time is read in 10 ms ticks: a window's figure may be off by up to 20 ms of CPU, here up to ` +
+      `${(20_000 / fewest).toFixed(2)} µs/packet (the window with the fewest packets, ${fewest}).`,
+  );
   console.log(`\n# before: ${loadText(before)}`);
   console.log(`# after:  ${loadText(after)}`);
   console.log(`# CPU pressure over the whole run: ${pressureBetween(before, after).toFixed(1)} %`);
