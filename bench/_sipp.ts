@@ -1,18 +1,114 @@
 /**
  * Helpers for the benches that load a server with sipp (`bench/ladder.ts`,
- * `bench/record_exact.ts`): a pcap of RTP for sipp's `play_pcap_audio`, sipp's
- * final screen counters (RTP packets played, RTP packets echoed) and the peak
- * of a statistics column, a process's CPU time and memory sampled from `/proc`
- * while it runs, and the machine's load and CPU pressure.
+ * `bench/record_exact.ts`, `bench/sip_call_rate.ts`, `bench/sip_call_profile.ts`,
+ * `bench/sip_flood.ts`): a variant of `pipelines/callee.json` (raised limits, a
+ * light receive chain) and the callee of this checkout or another started on
+ * it, a pcap of RTP for sipp's `play_pcap_audio`, sipp's final screen counters
+ * (RTP packets played, RTP packets echoed) and the peak of a statistics column,
+ * a process's CPU time and memory sampled from `/proc` while it runs, and the
+ * machine's load and CPU pressure. sipp's command lines come from `sippArgs`
+ * in `tests/sip_util.ts`.
  *
  * Private to `bench/`.
  *
  * @module
  */
+import { type BoundedProcess, readyOrKilled, spawnBounded, waitForUdpPort } from "../tests/media_util.ts";
 import { ProcessWatch } from "../tests/record_check.ts";
 import { scenarioPath } from "../tests/sip_util.ts";
+import { repoPath } from "../tests/util.ts";
 
 export { ProcessWatch };
+
+// ---------------------------------------------------------------------------
+// The callee under load
+
+/** A voxpipe checkout's file: this one's (`root` undefined) or that of the checkout at `root` (`--compare DIR`). */
+export function checkoutPath(root: string | undefined, rel: string): string {
+  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
+}
+
+/** Options of {@linkcode writeCalleeVariant}. */
+export interface CalleeVariantOptions {
+  /** Name of the file written in the directory. */
+  name: string;
+  /** The checkout whose `pipelines/callee.json` is read (default: this one). */
+  root?: string;
+  /**
+   * `max_calls` 10 000 and `max_transactions` 1 000 000 instead of the shipped 100 and 10 000: at a 1 s hold a rate
+   * above ~100 cps would be refused with 503 by design (max_calls), and above ~150 cps once the transactions that
+   * outlive their calls by 64·T1 fill the table.
+   */
+  raiseLimits?: boolean;
+  /** A light receive chain, `udp-source` → `null-sink` (no jitter buffer, RTCP or WAV), and no `record` parameter. */
+  light?: boolean;
+}
+
+/** Writes a variant of `pipelines/callee.json` into `dir` (without its `$schema`) and returns its path. */
+export async function writeCalleeVariant(dir: string, o: CalleeVariantOptions): Promise<string> {
+  const file = JSON.parse(await Deno.readTextFile(checkoutPath(o.root, "pipelines/callee.json")));
+  delete file.$schema;
+  if (o.raiseLimits) {
+    file.control.max_calls = 10000;
+    file.control.max_transactions = 1000000;
+  }
+  if (o.light) {
+    file.pipelines = {
+      receive: [
+        {
+          use: "udp-source",
+          port: "${local.rtp_port}",
+          bind: "${local.address}",
+          peer: "${remote.rtp}",
+          timeout: "${rtp_timeout}",
+        },
+        { use: "null-sink" },
+      ],
+    };
+    delete file.parameters.record;
+  }
+  const path = `${dir}/${o.name}`;
+  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
+  return path;
+}
+
+/** Options of {@linkcode startCheckoutCallee}. */
+export interface CheckoutCalleeOptions {
+  /** The pipeline file (e.g. from {@linkcode writeCalleeVariant}). */
+  pipeline: string;
+  /** Its SIP port (`--set port=PORT`, the first `--set`). */
+  port: number;
+  /** The other `--set` values, in order (e.g. `{ calls: 0, rtp_timeout: 30 }`). */
+  set?: Record<string, string | number>;
+  /** The checkout whose `mod.ts` runs, from its own folder (default: this one). */
+  root?: string;
+  /** Flags for `deno run` before the script (e.g. `--inspect=127.0.0.1:PORT`, `--v8-flags=--trace-gc`). */
+  denoFlags?: string[];
+  /** Time bound of the process, ms. */
+  timeoutMs: number;
+}
+
+/**
+ * Starts `deno run -A [denoFlags] ROOT/mod.ts --pipeline FILE --log-level warn --set port=PORT --set K=V ...` in
+ * the checkout's folder, bounded in time, and resolves once its SIP port is bound (at log level warn it prints no
+ * "listening" line: the port is watched in `/proc/net/udp`). Killed, and the error rethrown, when that does not
+ * happen within 30 s.
+ */
+export async function startCheckoutCallee(o: CheckoutCalleeOptions): Promise<BoundedProcess> {
+  const sets = [`port=${o.port}`, ...Object.entries(o.set ?? {}).map(([k, v]) => `${k}=${v}`)];
+  const proc = spawnBounded(Deno.execPath(), [
+    "run",
+    "-A",
+    ...(o.denoFlags ?? []),
+    checkoutPath(o.root, "mod.ts"),
+    "--pipeline",
+    o.pipeline,
+    "--log-level",
+    "warn",
+    ...sets.flatMap((s) => ["--set", s]),
+  ], { cwd: checkoutPath(o.root, "."), timeoutMs: o.timeoutMs });
+  return await readyOrKilled(proc, () => waitForUdpPort(o.port, 30_000));
+}
 
 // ---------------------------------------------------------------------------
 // pcap

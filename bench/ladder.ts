@@ -64,6 +64,7 @@ import {
   readSippStats,
   readWav,
   requireTool,
+  sippArgs,
   sippCounter,
   sippErrors,
   sleep,
@@ -212,34 +213,20 @@ const WATCHDOG = ["-watchdog_minor_maxtriggers", "1000000", "-watchdog_major_max
 const UAC_MEDIA_IP = SENDER === "pcap" ? "127.0.0.2" : "127.0.0.1";
 
 function uacArgs(scenario: string, n: number, target: string): string[] {
-  return [
-    "-sf",
+  return sippArgs({
     scenario,
-    "-i",
-    "127.0.0.1",
-    "-mi",
-    UAC_MEDIA_IP,
-    "-p",
-    String(freeUdpPort()),
-    "-mp",
+    mediaIp: UAC_MEDIA_IP,
     // sipp binds its media port and the next ones (video at +2); rtp_stream takes a port pair per call from there.
-    String(freePortPair(UAC_MEDIA_IP, SENDER === "stream" ? Math.max(4, 2 * n) : 4)),
-    "-s",
-    "bob",
-    "-m",
-    String(n),
-    "-l",
-    String(n),
-    "-r",
-    String(CPS),
-    "-rp",
-    "1000",
-    "-d",
-    String(Math.round(SECONDS * 1000) + 3000), // the pause after the ACK: the pcap plays meanwhile, on its own thread
-    "-trace_screen",
-    ...WATCHDOG,
+    mediaPort: freePortPair(UAC_MEDIA_IP, SENDER === "stream" ? Math.max(4, 2 * n) : 4),
+    service: "bob",
+    calls: n,
+    limit: n,
+    rate: CPS,
+    ratePeriodMs: 1000,
+    pauseMs: Math.round(SECONDS * 1000) + 3000, // after the ACK: the pcap plays meanwhile, on its own thread
+    extra: ["-trace_screen", ...WATCHDOG],
     target,
-  ];
+  });
 }
 
 /**
@@ -349,15 +336,63 @@ function watched(n: number, sw: ResourceWatch, uw: ResourceWatch) {
   };
 }
 
-/** The machine's load at a run's start and end, and the CPU pressure in between. */
-function loads(loadStart: MachineLoad, loadEnd: MachineLoad) {
-  return { loadStart, loadEnd, pressurePct: pressureBetween(loadStart, loadEnd) };
+/** The server of a run: how it starts, and how it is stopped once the UAC has ended. */
+interface Server {
+  /** `Run.system`. */
+  system: Run["system"];
+  /** Name of the run directory. */
+  name: string;
+  /** Starts the server for `n` calls with its files in `dir`; resolves once it listens, with its process and port. */
+  start(n: number, dir: string): Promise<{ proc: BoundedProcess; port: number }>;
+  /**
+   * Stops the server once the UAC has ended, and says what it received: packets, and the recordings it wrote (to be
+   * checked against what sipp sent). Notes what went wrong.
+   */
+  stop(proc: BoundedProcess, dir: string, notes: string[]): Promise<{ received: number; recordings?: string[] }>;
 }
 
-async function runVoxpipe(n: number, media: Media): Promise<Run> {
-  const { dir, scenario, packets } = await runDir(n, "voxpipe", media);
+/**
+ * One run: N calls from the sipp UAC against `server`, in a run directory of their own, measured (sipp's figures,
+ * the watches of both processes, the machine's load from the server's start to its end). Every process is stopped and
+ * the directory removed on the way out.
+ */
+async function runAgainst(n: number, media: Media, server: Server): Promise<Run> {
+  const { dir, scenario, packets } = await runDir(n, server.name, media);
   const notes: string[] = [];
   try {
+    const loadStart = machineLoad();
+    const { proc, port } = await server.start(n, dir);
+    const sw = new ResourceWatch(proc.pid);
+    const { uw, wallS } = await runUac(n, scenario, dir, port, notes);
+    sw.stop();
+    const { received, recordings } = await server.stop(proc, dir, notes);
+    const loadEnd = machineLoad();
+    const u = await uacFigures(dir, packets, notes);
+    return {
+      system: server.system,
+      calls: n,
+      ...u,
+      packetsReceived: received,
+      packetsLost: u.packetsSent - received,
+      ...watched(n, sw, uw),
+      ...(recordings ? { recordings: await checkRecordings(media.samples, recordings) } : {}),
+      wallS,
+      loadStart,
+      loadEnd,
+      pressurePct: pressureBetween(loadStart, loadEnd),
+      notes,
+    };
+  } finally {
+    await procs.stop();
+    await removeDir(dir);
+  }
+}
+
+/** Our callee (`PIPELINE`): N calls, one WAV each, then it exits. */
+const voxpipeServer: Server = {
+  system: "voxpipe",
+  name: "voxpipe",
+  async start(n, dir) {
     await Deno.mkdir(`${dir}/rec`);
     const port = freeUdpPort();
     const set: Record<string, string | number> = {
@@ -377,17 +412,15 @@ async function runVoxpipe(n: number, media: Media): Promise<Run> {
       if (pipelineParameters.has("media_workers")) set.media_workers = MEDIA_WORKERS;
     }
     const cliArgs = ["--pipeline", PIPELINE, ...Object.entries(set).flatMap(([k, v]) => ["--set", `${k}=${v}`])];
-    const loadStart = machineLoad();
-    const server = procs.add(spawnCli(cliArgs, { timeoutMs: boundMs(n) + 60_000, env, stopSignal: "SIGINT" }));
-    await server.waitForOutput(LISTENING_RE, 60_000);
-    const sw = new ResourceWatch(server.pid);
-    const { uw, wallS } = await runUac(n, scenario, dir, port, notes);
-    sw.stop();
+    const proc = procs.add(spawnCli(cliArgs, { timeoutMs: boundMs(n) + 60_000, env, stopSignal: "SIGINT" }));
+    await proc.waitForOutput(LISTENING_RE, 60_000);
+    return { proc, port };
+  },
+  async stop(server, dir, notes) {
     // The callee exits after its N calls; calls that failed at sipp's end would keep it waiting.
     const grace = setTimeout(() => server.kill("SIGINT"), 30_000);
     const sr = await server.result;
     clearTimeout(grace);
-    const loadEnd = machineLoad();
     if (sr.code !== 0) notes.push(`callee exit ${sr.code}: ${outputTail(sr, 600)}`);
     if (args.keep) await Deno.writeTextFile(`${dir}/callee.log`, sr.stderr);
     // "overloaded (N calls in progress (max_calls N))" is expected once all calls are up; lag overload is not.
@@ -399,28 +432,13 @@ async function runVoxpipe(n: number, media: Media): Promise<Run> {
     if (warnings.length) {
       notes.push(`callee: ${warnings.length} overload/error lines, first: ${warnings[0].slice(0, 300)}`);
     }
-
-    const u = await uacFigures(dir, packets, notes);
     const sums = callSummaries(sr.stderr);
-    const received = sums.reduce((a, s) => a + s.received, 0);
-    const rec = await checkRecordings(media.samples, sums.flatMap((s) => s.recording ? [s.recording] : []));
     return {
-      system: "voxpipe",
-      calls: n,
-      ...u,
-      packetsReceived: received,
-      packetsLost: u.packetsSent - received,
-      ...watched(n, sw, uw),
-      recordings: rec,
-      wallS,
-      ...loads(loadStart, loadEnd),
-      notes,
+      received: sums.reduce((a, s) => a + s.received, 0),
+      recordings: sums.flatMap((s) => s.recording ? [s.recording] : []),
     };
-  } finally {
-    await procs.stop();
-    await removeDir(dir);
-  }
-}
+  },
+};
 
 /**
  * Every recording checked against what sipp sent: all frames, sample-exact, in order, no shift, finalized. A recording
@@ -444,33 +462,29 @@ async function checkRecordings(ref: Int16Array, paths: string[]) {
   return { files: paths.length, complete, framesExpected: frames * paths.length, framesFound: found, shifts };
 }
 
-async function runReference(n: number, media: Media): Promise<Run> {
-  const { dir, scenario, packets } = await runDir(n, "reference", media);
-  const notes: string[] = [];
-  try {
+/** The reference: sipp's built-in UAS echoing every RTP packet, counted on its screen. */
+const referenceServer: Server = {
+  system: "sipp -rtp_echo",
+  name: "reference",
+  async start(n, dir) {
     const uasDir = `${dir}/uas`;
     await Deno.mkdir(uasDir);
     const port = freeUdpPort();
-    const loadStart = machineLoad();
-    const uas = procs.add(spawnSipp([
-      "-sn",
-      "uas",
-      "-i",
-      "127.0.0.1",
-      "-mi",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "-mp",
-      String(freePortPair("127.0.0.1", 4)),
-      "-rtp_echo", // no -m: it runs until its echo count is read (a UAS that had ended would not say it)
-      "-trace_screen",
-      ...WATCHDOG,
-    ], { cwd: uasDir, timeoutMs: boundMs(n) + 60_000, statsFile: "uas.csv" }));
+    const proc = procs.add(spawnSipp(
+      sippArgs({
+        builtin: "uas",
+        port,
+        mediaPort: freePortPair("127.0.0.1", 4),
+        rtpEcho: true, // no calls (-m): it runs until its echo count is read (a UAS that had ended would not say it)
+        extra: ["-trace_screen", ...WATCHDOG],
+      }),
+      { cwd: uasDir, timeoutMs: boundMs(n) + 60_000, statsFile: "uas.csv" },
+    ));
     await waitForUdpPort(port, 30_000);
-    const sw = new ResourceWatch(uas.pid);
-    const { uw, wallS } = await runUac(n, scenario, dir, port, notes);
-    sw.stop();
+    return { proc, port };
+  },
+  async stop(uas, dir, notes) {
+    const uasDir = `${dir}/uas`;
     const echoed = await echoCount(uas, uasDir);
     if (echoed === undefined) notes.push("the UAS's screen never showed its echo counter");
     // SIGUSR1: no new calls, exit once the calls have ended; a second one aborts what remains (its built-in scenario
@@ -479,26 +493,11 @@ async function runReference(n: number, media: Media): Promise<Run> {
     const grace = setTimeout(() => uas.kill("SIGUSR1"), 10_000);
     const sr = await uas.result;
     clearTimeout(grace);
-    const loadEnd = machineLoad();
     if (sr.code !== 0) notes.push(`sipp UAS exit ${sr.code}`);
     sippErrorNote("sipp UAS", sippErrors(uasDir), notes);
-    const u = await uacFigures(dir, packets, notes);
-    return {
-      system: "sipp -rtp_echo",
-      calls: n,
-      ...u,
-      packetsReceived: echoed ?? NaN,
-      packetsLost: u.packetsSent - (echoed ?? NaN),
-      ...watched(n, sw, uw),
-      wallS,
-      ...loads(loadStart, loadEnd),
-      notes,
-    };
-  } finally {
-    await procs.stop();
-    await removeDir(dir);
-  }
-}
+    return { received: echoed ?? NaN };
+  },
+};
 
 /**
  * The UAS's echo counter, once the calls have ended: SIGUSR2 makes sipp dump its screens into its screen log; the
@@ -641,8 +640,8 @@ try {
   );
   for (const n of STEPS) {
     const runs: Run[] = [];
-    if (ONLY !== "reference") runs.push(await runVoxpipe(n, media));
-    if (ONLY !== "voxpipe") runs.push(await runReference(n, media));
+    if (ONLY !== "reference") runs.push(await runAgainst(n, media, voxpipeServer));
+    if (ONLY !== "voxpipe") runs.push(await runAgainst(n, media, referenceServer));
     results.push({ calls: n, runs });
     printStep(n, runs);
     if (args.json) {

@@ -61,6 +61,7 @@ import {
   readSippStats,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   sippErrors,
   spawnBounded,
@@ -339,31 +340,20 @@ async function partSipp(): Promise<boolean> {
   }, bound);
   const watch = new ProcessWatch(callee.proc.pid);
   const t0 = performance.now();
-  const sipp = track(spawnSipp([
-    "-sf",
-    scenarioPath("uac_pcmu_stream.xml"),
-    "-i",
-    "127.0.0.1",
-    "-mi",
-    "127.0.0.1",
-    "-p",
-    String(freeUdpPort()),
-    "-mp",
-    String(freePortPair("127.0.0.1", 2 * CALLS)), // sipp's rtp_stream takes a port pair per call from here
-    "-s",
-    "bob",
-    "-m",
-    String(CALLS),
-    "-l",
-    String(CALLS),
-    "-r",
-    String(CPS),
-    "-rp",
-    "1000",
-    "-d",
-    String(Math.round(CALL_SECONDS * 1000) + 10_000), // pause after the ACK: the audio, and 10 s for a late sender
-    `127.0.0.1:${callee.port}`,
-  ], { cwd: dir, timeoutMs: bound }));
+  const sipp = track(spawnSipp(
+    sippArgs({
+      scenario: scenarioPath("uac_pcmu_stream.xml"),
+      mediaPort: freePortPair("127.0.0.1", 2 * CALLS), // sipp's rtp_stream takes a port pair per call from here
+      service: "bob",
+      calls: CALLS,
+      limit: CALLS,
+      rate: CPS,
+      ratePeriodMs: 1000,
+      pauseMs: Math.round(CALL_SECONDS * 1000) + 10_000, // after the ACK: the audio, and 10 s for a late sender
+      target: `127.0.0.1:${callee.port}`,
+    }),
+    { cwd: dir, timeoutMs: bound },
+  ));
   const sippWatch = new ProcessWatch(sipp.pid);
   const sr = await sipp.result;
   sippWatch.stop();

@@ -29,6 +29,7 @@ import {
   readSippStats,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   sippErrors,
   spawnBounded,
@@ -247,29 +248,19 @@ async function main(): Promise<void> {
       `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
     );
     const udp = watchUdpDrops(pid, 40000, 44999);
-    const sipp = spawnSipp([
-      "-sf",
-      scenarioPath("uac_pcmu_stream.xml"),
-      "-i",
-      "127.0.0.1",
-      "-mi",
-      "127.0.0.1",
-      "-p",
-      String(freeUdpPort()),
-      "-mp",
-      String(freePortPair("127.0.0.1", 4)),
-      "-s",
-      "bench",
-      "-m",
-      String(CALLS),
-      "-l",
-      String(CALLS),
-      "-r",
-      String(RATE),
-      "-d",
-      String(SECONDS * 1000 + 1500),
-      `127.0.0.1:${port}`,
-    ], { cwd: dir, timeoutMs: (CALLS / RATE + SECONDS + 120) * 1000 });
+    const sipp = spawnSipp(
+      sippArgs({
+        scenario: scenarioPath("uac_pcmu_stream.xml"),
+        mediaPort: freePortPair("127.0.0.1", 4),
+        service: "bench",
+        calls: CALLS,
+        limit: CALLS,
+        rate: RATE,
+        pauseMs: SECONDS * 1000 + 1500,
+        target: `127.0.0.1:${port}`,
+      }),
+      { cwd: dir, timeoutMs: (CALLS / RATE + SECONDS + 120) * 1000 },
+    );
     const sr = await sipp.result;
     const kernel = udp.stop();
     const loadAfter = await load();

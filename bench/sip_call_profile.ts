@@ -33,18 +33,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { waitForUdpPort } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
-  freePortPair,
   freeUdpPort,
   readSippStats,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { repoPath } from "../tests/util.ts";
+import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -90,35 +89,6 @@ function cpuMs(pid: number, task?: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // fields[0] is field 3 (state): utime is field 14, stime 15.
   return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS;
-}
-
-function checkoutPath(root: string | undefined, rel: string): string {
-  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
-}
-
-async function writeCallee(dir: string, root?: string): Promise<string> {
-  const file = JSON.parse(await Deno.readTextFile(checkoutPath(root, "pipelines/callee.json")));
-  delete file.$schema;
-  file.control.max_calls = 10000;
-  file.control.max_transactions = 1000000;
-  if (args.light) {
-    file.pipelines = {
-      receive: [
-        {
-          use: "udp-source",
-          port: "${local.rtp_port}",
-          bind: "${local.address}",
-          peer: "${remote.rtp}",
-          timeout: "${rtp_timeout}",
-        },
-        { use: "null-sink" },
-      ],
-    };
-    delete file.parameters.record;
-  }
-  const path = `${dir}/callee.json`;
-  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
-  return path;
 }
 
 /** A node of a V8 `.cpuprofile`. */
@@ -339,23 +309,19 @@ async function run(label: string, root: string | undefined, profile: boolean): P
   let callee: BoundedProcess | undefined;
   let inspector: Inspector | undefined;
   try {
-    const pipeline = await writeCallee(dir, root);
+    const pipeline = await writeCalleeVariant(dir, { name: "callee.json", root, raiseLimits: true, light: args.light });
     const port = freeUdpPort();
     const inspectPort = freeUdpPort();
-    const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
-    if (!args.light) sets.push(`record=${dir}/call-\${call.id}.wav`);
-    callee = spawnBounded(Deno.execPath(), [
-      "run",
-      "-A",
-      ...(profile || args.heap || args.linger ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
-      checkoutPath(root, "mod.ts"),
-      "--pipeline",
+    const set: Record<string, string | number> = { calls: 0, rtp_timeout: 30 };
+    if (!args.light) set.record = `${dir}/call-\${call.id}.wav`;
+    callee = await startCheckoutCallee({
       pipeline,
-      "--log-level",
-      "warn",
-      ...sets.flatMap((s) => ["--set", s]),
-    ], { cwd: checkoutPath(root, "."), timeoutMs: (CALLS / RATE + 180) * 1000 });
-    await waitForUdpPort(port, 30_000);
+      port,
+      set,
+      root,
+      denoFlags: profile || args.heap || args.linger ? [`--inspect=127.0.0.1:${inspectPort}`] : [],
+      timeoutMs: (CALLS / RATE + 180) * 1000,
+    });
     if (args.heap) {
       inspector = await Inspector.connect(inspectPort);
       await inspector.send("HeapProfiler.enable");
@@ -377,33 +343,19 @@ async function run(label: string, root: string | undefined, profile: boolean): P
     const main0 = cpuMs(pid, pid), proc0 = cpuMs(pid);
     const threads0 = threadCpu(pid);
     const t0 = performance.now();
-    const sipp = spawnBounded("sipp", [
-      "-sf",
-      scenarioPath("uac_nomedia.xml"),
-      "-i",
-      "127.0.0.1",
-      "-mi",
-      "127.0.0.1",
-      "-p",
-      String(freeUdpPort()),
-      "-mp",
-      String(freePortPair()),
-      "-s",
-      "bob",
-      "-r",
-      String(RATE),
-      "-m",
-      String(CALLS),
-      "-d",
-      String(HOLD_MS),
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      "uac.csv",
-      "-fd",
-      "1",
-      `127.0.0.1:${port}`,
-    ], { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" });
+    const sipp = spawnBounded(
+      "sipp",
+      sippArgs({
+        scenario: scenarioPath("uac_nomedia.xml"),
+        service: "bob",
+        calls: CALLS,
+        rate: RATE,
+        pauseMs: HOLD_MS,
+        stats: { file: "uac.csv", periodS: 1 },
+        target: `127.0.0.1:${port}`,
+      }),
+      { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" },
+    );
     await sipp.result;
     const seconds = (performance.now() - t0) / 1000;
     const mainMs = cpuMs(pid, pid) - main0, procMs = cpuMs(pid) - proc0;

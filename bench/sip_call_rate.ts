@@ -43,16 +43,15 @@ import { parseArgs } from "node:util";
 import { waitForUdpPort } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
-  freePortPair,
   freeUdpPort,
-  LISTENING_RE,
   readSippStats,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { repoPath } from "../tests/util.ts";
+import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -90,61 +89,20 @@ interface Trial {
   note: string;
 }
 
-/** A voxpipe checkout's file: this one's, or `root`'s (`--compare`). */
-function checkoutPath(root: string | undefined, rel: string): string {
-  return root ? `${root.replace(/\/$/, "")}/${rel}` : repoPath(rel);
-}
-
-async function writeCalleeVariant(dir: string, light: boolean, root?: string): Promise<string> {
-  const file = JSON.parse(await Deno.readTextFile(checkoutPath(root, "pipelines/callee.json")));
-  delete file.$schema;
-  file.control.max_calls = 10000;
-  // Each call holds two server transactions for 64·T1 after it ends: at hundreds of calls per second the
-  // default cap (10 000, sized for the shipped max_calls) would answer 503 by design.
-  file.control.max_transactions = 1000000;
-  if (light) {
-    file.pipelines = {
-      receive: [
-        {
-          use: "udp-source",
-          port: "${local.rtp_port}",
-          bind: "${local.address}",
-          peer: "${remote.rtp}",
-          timeout: "${rtp_timeout}",
-        },
-        { use: "null-sink" },
-      ],
-    };
-    delete file.parameters.record;
-  }
-  const path = `${dir}/callee-${light ? "light" : "stock"}.json`;
-  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
-  return path;
-}
-
 function voxpipeTarget(name: string, light: boolean, root?: string): Target {
   return {
     name,
     async start(dir) {
-      const pipeline = await writeCalleeVariant(dir, light, root);
+      const pipeline = await writeCalleeVariant(dir, {
+        name: `callee-${light ? "light" : "stock"}.json`,
+        root,
+        raiseLimits: true,
+        light,
+      });
       const port = freeUdpPort();
-      const sets = [`port=${port}`, "calls=0", "rtp_timeout=30"];
-      if (!light) sets.push(`record=${dir}/call-\${call.id}.wav`);
-      const proc = spawnBounded(Deno.execPath(), [
-        "run",
-        "-A",
-        checkoutPath(root, "mod.ts"),
-        "--pipeline",
-        pipeline,
-        "--log-level",
-        "warn",
-        ...sets.flatMap((s) => ["--set", s]),
-      ], { cwd: checkoutPath(root, "."), timeoutMs: (DURATION + 120) * 1000 });
-      // At log level warn the "listening" line is not printed: wait for the socket instead.
-      await Promise.race([
-        proc.waitForOutput(LISTENING_RE, 30_000).catch(() => new Promise(() => {})),
-        waitForUdpPort(port, 30_000),
-      ]);
+      const set: Record<string, string | number> = { calls: 0, rtp_timeout: 30 };
+      if (!light) set.record = `${dir}/call-\${call.id}.wav`;
+      const proc = await startCheckoutCallee({ pipeline, port, set, root, timeoutMs: (DURATION + 120) * 1000 });
       return { proc, port };
     },
   };
@@ -154,22 +112,11 @@ const sippUasTarget: Target = {
   name: "sipp -sn uas",
   async start(dir) {
     const port = freeUdpPort();
-    const proc = spawnBounded("sipp", [
-      "-sn",
-      "uas",
-      "-i",
-      "127.0.0.1",
-      "-mi",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "-mp",
-      String(freePortPair()),
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      "uas.csv",
-    ], { cwd: dir, timeoutMs: (DURATION + 120) * 1000, stopSignal: "SIGINT" });
+    const proc = spawnBounded("sipp", sippArgs({ builtin: "uas", port, stats: { file: "uas.csv" } }), {
+      cwd: dir,
+      timeoutMs: (DURATION + 120) * 1000,
+      stopSignal: "SIGINT",
+    });
     await waitForUdpPort(port, 10_000);
     return { proc, port };
   },
@@ -181,33 +128,19 @@ async function trial(target: Target, rate: number): Promise<Trial> {
   let callee: { proc: BoundedProcess; port: number } | undefined;
   try {
     callee = await target.start(dir);
-    const sipp = spawnBounded("sipp", [
-      "-sf",
-      scenarioPath("uac_nomedia.xml"),
-      "-i",
-      "127.0.0.1",
-      "-mi",
-      "127.0.0.1",
-      "-p",
-      String(freeUdpPort()),
-      "-mp",
-      String(freePortPair()),
-      "-s",
-      "bob",
-      "-r",
-      String(rate),
-      "-m",
-      String(calls),
-      "-d",
-      String(HOLD_MS),
-      "-nostdin",
-      "-trace_stat",
-      "-stf",
-      "uac.csv",
-      "-fd",
-      "1",
-      `127.0.0.1:${callee.port}`,
-    ], { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" });
+    const sipp = spawnBounded(
+      "sipp",
+      sippArgs({
+        scenario: scenarioPath("uac_nomedia.xml"),
+        service: "bob",
+        calls,
+        rate,
+        pauseMs: HOLD_MS,
+        stats: { file: "uac.csv", periodS: 1 },
+        target: `127.0.0.1:${callee.port}`,
+      }),
+      { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" },
+    );
     // Stop at the first failed call: the trial has failed.
     let stoppedEarly = false;
     const watch = setInterval(async () => {

@@ -23,18 +23,18 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { waitForUdpPort } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
-  freePortPair,
   freeUdpPort,
   readSippStats,
   requireTool,
   scenarioPath,
+  sippArgs,
+  type SippArgsOptions,
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { repoPath } from "../tests/util.ts";
+import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -50,28 +50,6 @@ const RATE = Math.round(SUSTAINABLE * Number(args.factor));
 const DURATION = Number(args.duration);
 const OPTIONS_RATE = Number(args["options-rate"]);
 const HOLD_MS = Number(args.hold);
-
-/** The callee's pipeline file: callee.json with a light receive chain. */
-async function calleeFile(dir: string): Promise<string> {
-  const file = JSON.parse(await Deno.readTextFile(repoPath("pipelines/callee.json")));
-  delete file.$schema;
-  file.pipelines = {
-    receive: [
-      {
-        use: "udp-source",
-        port: "${local.rtp_port}",
-        bind: "${local.address}",
-        peer: "${remote.rtp}",
-        timeout: "${rtp_timeout}",
-      },
-      { use: "null-sink" },
-    ],
-  };
-  delete file.parameters.record;
-  const path = `${dir}/callee-flood.json`;
-  await Deno.writeTextFile(path, JSON.stringify(file, null, 2));
-  return path;
-}
 
 /** VmRSS of `pid` in MB, or undefined once it is gone. */
 function rssMb(pid: number): number | undefined {
@@ -93,24 +71,13 @@ function load(): string {
   return `cpu pressure ${pressure} %, load ${avg}`;
 }
 
-function sipp(dir: string, sipArgs: string[], stats: string, timeoutMs: number): BoundedProcess {
-  return spawnBounded("sipp", [
-    ...sipArgs,
-    "-i",
-    "127.0.0.1",
-    "-mi",
-    "127.0.0.1",
-    "-p",
-    String(freeUdpPort()),
-    "-mp",
-    String(freePortPair()),
-    "-nostdin",
-    "-trace_stat",
-    "-stf",
-    stats,
-    "-fd",
-    "5",
-  ], { cwd: dir, timeoutMs, stopSignal: "SIGINT" });
+/** sipp running `o` from `dir`, its statistics written every 5 s to `dir/stats`. */
+function sipp(dir: string, o: SippArgsOptions, stats: string, timeoutMs: number): BoundedProcess {
+  return spawnBounded("sipp", sippArgs({ ...o, stats: { file: stats, periodS: 5 } }), {
+    cwd: dir,
+    timeoutMs,
+    stopSignal: "SIGINT",
+  });
 }
 
 async function counters(path: string): Promise<{ ok: number; failed: number; created: number }> {
@@ -128,32 +95,24 @@ if (import.meta.main) {
   const port = freeUdpPort();
   const target = `127.0.0.1:${port}`;
   console.log(`machine before: ${load()}`);
-  const callee = spawnBounded(Deno.execPath(), [
-    "run",
-    "-A",
-    // Each full GC prints the heap it kept: the live memory, as opposed to the RSS V8 sizes for its garbage.
-    "--v8-flags=--trace-gc",
-    repoPath("mod.ts"),
-    "--pipeline",
-    await calleeFile(dir),
-    "--log-level",
-    "warn",
-    "--set",
-    `port=${port}`,
-    "--set",
-    "calls=0",
-    "--set",
-    "rtp_timeout=30",
-  ], { cwd: repoPath("."), timeoutMs: (DURATION + 180) * 1000 });
+  let callee: BoundedProcess | undefined;
   try {
-    await waitForUdpPort(port, 30_000);
+    callee = await startCheckoutCallee({
+      pipeline: await writeCalleeVariant(dir, { name: "callee-flood.json", light: true }),
+      port,
+      set: { calls: 0, rtp_timeout: 30 },
+      // Each full GC prints the heap it kept: the live memory, as opposed to the RSS V8 sizes for its garbage.
+      denoFlags: ["--v8-flags=--trace-gc"],
+      timeoutMs: (DURATION + 180) * 1000,
+    });
     await new Promise((r) => setTimeout(r, 1000));
-    const before = rssMb(callee.pid) ?? 0;
+    const pid = callee.pid;
+    const before = rssMb(pid) ?? 0;
     let peak = before;
     const timeline: string[] = [];
     let ticks = 0;
     const sampler = setInterval(() => {
-      const r = rssMb(callee.pid);
+      const r = rssMb(pid);
       if (r !== undefined && r > peak) peak = r;
       if (r !== undefined && ++ticks % 50 === 0) timeline.push(`${ticks / 10}s ${r.toFixed(0)}`);
     }, 100);
@@ -161,17 +120,7 @@ if (import.meta.main) {
     const optionsCount = Math.round(OPTIONS_RATE * (DURATION + 5));
     const ping = sipp(
       dir,
-      [
-        "-sf",
-        scenarioPath("options_ping.xml"),
-        "-s",
-        "bob",
-        "-r",
-        String(OPTIONS_RATE),
-        "-m",
-        String(optionsCount),
-        target,
-      ],
+      { scenario: scenarioPath("options_ping.xml"), service: "bob", rate: OPTIONS_RATE, calls: optionsCount, target },
       "options.csv",
       (DURATION + 90) * 1000,
     );
@@ -183,21 +132,15 @@ if (import.meta.main) {
     const started = performance.now();
     const flood = sipp(
       dir,
-      [
-        "-sn",
-        "uac",
-        "-s",
-        "bob",
-        "-r",
-        String(RATE),
-        "-m",
-        String(floodCalls),
-        "-d",
-        String(HOLD_MS),
-        "-timeout",
-        `${DURATION + 60}s`,
+      {
+        builtin: "uac",
+        service: "bob",
+        rate: RATE,
+        calls: floodCalls,
+        pauseMs: HOLD_MS,
+        extra: ["-timeout", `${DURATION + 60}s`],
         target,
-      ],
+      },
       "flood.csv",
       (DURATION + 90) * 1000,
     );
@@ -209,19 +152,7 @@ if (import.meta.main) {
     const t0 = performance.now();
     const one = sipp(
       dir,
-      [
-        "-sf",
-        scenarioPath("uac_nomedia.xml"),
-        "-s",
-        "bob",
-        "-r",
-        "1",
-        "-m",
-        "1",
-        "-d",
-        "100",
-        target,
-      ],
+      { scenario: scenarioPath("uac_nomedia.xml"), service: "bob", rate: 1, calls: 1, pauseMs: 100, target },
       "recovery.csv",
       60_000,
     );
@@ -230,7 +161,7 @@ if (import.meta.main) {
     await ping.result;
     // Stay a while: the calls that were answered linger 64·T1 (32 s) for late retransmissions, then go.
     await new Promise((r) => setTimeout(r, 40_000));
-    const after = rssMb(callee.pid) ?? 0;
+    const after = rssMb(pid) ?? 0;
     clearInterval(sampler);
 
     const f = await counters(`${dir}/flood.csv`);
@@ -280,8 +211,10 @@ if (import.meta.main) {
     );
     console.log(`callee exit ${cr.code}`);
   } finally {
-    callee.kill("SIGKILL");
-    await callee.result;
+    if (callee) {
+      callee.kill("SIGKILL");
+      await callee.result;
+    }
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }

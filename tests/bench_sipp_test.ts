@@ -1,15 +1,64 @@
 /**
- * The sipp bench helpers (`bench/_sipp.ts`): the RTP pcap the load ladder has
- * sipp replay is read back field by field, and by tshark (an independent
- * reader; interop, skipped with `VOXPIPE_SKIP_INTEROP=1`); sipp's screen
- * counters are read from a screen dump as sipp 3.6.1 writes it.
+ * The sipp bench helpers (`bench/_sipp.ts`) and sipp's command lines
+ * (`sippArgs` in `sip_util.ts`, used by the benches and the sipp tests): the
+ * argument lists are compared whole; the RTP pcap the load ladder has sipp
+ * replay is read back field by field, and by tshark (an independent reader;
+ * interop, skipped with `VOXPIPE_SKIP_INTEROP=1`); sipp's screen counters are
+ * read from a screen dump as sipp 3.6.1 writes it.
  *
  * @module
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { requireTool, runBounded, SKIP_INTEROP } from "./media_util.ts";
-import { g711Audio } from "./sip_util.ts";
+import { g711Audio, sippArgs } from "./sip_util.ts";
 import { rtpPcap, sippScreenCounters } from "../bench/_sipp.ts";
+
+Deno.test("sippArgs: a UAC from a scenario file, all at once with statistics: every argument, in order", () => {
+  const args = sippArgs({
+    scenario: "/tmp/uac_pcmu_stream.xml",
+    mediaIp: "127.0.0.2",
+    port: 5070,
+    mediaPort: 6000,
+    service: "bob",
+    calls: 200,
+    limit: 200,
+    rate: 25,
+    ratePeriodMs: 1000,
+    pauseMs: 30_000,
+    extra: ["-trace_screen"],
+    stats: { file: "uac.csv", periodS: 1 },
+    target: "127.0.0.1:5062",
+  });
+  assertEquals(args, [
+    ..."-sf /tmp/uac_pcmu_stream.xml -i 127.0.0.1 -mi 127.0.0.2 -p 5070 -mp 6000 -s bob".split(" "),
+    ..."-m 200 -l 200 -r 25 -rp 1000 -d 30000 -trace_screen".split(" "),
+    ..."-nostdin -trace_stat -stf uac.csv -fd 1 127.0.0.1:5062".split(" "),
+  ]);
+});
+
+Deno.test("sippArgs: the built-in UAS echoing RTP, one call, no target; statistics without a period", () => {
+  assertEquals(
+    sippArgs({ builtin: "uas", local: "127.0.0.3", port: 5080, mediaPort: 7000, rtpEcho: true, calls: 1 }),
+    "-sn uas -i 127.0.0.3 -mi 127.0.0.1 -p 5080 -mp 7000 -rtp_echo -m 1".split(" "),
+  );
+  assertEquals(
+    sippArgs({ builtin: "uac", port: 5090, mediaPort: 7002, stats: { file: "s.csv" }, target: "127.0.0.1:5062" }),
+    "-sn uac -i 127.0.0.1 -mi 127.0.0.1 -p 5090 -mp 7002 -nostdin -trace_stat -stf s.csv 127.0.0.1:5062".split(" "),
+  );
+});
+
+Deno.test("sippArgs: free ports by default (the media port even); a missing or doubled scenario or a NaN is refused", () => {
+  const args = sippArgs({ scenario: "uac.xml", service: "bob", calls: 1, target: "127.0.0.1:5062" });
+  assertEquals(args.length, 15);
+  assertEquals([args[0], args[1], args[6], args[8]], ["-sf", "uac.xml", "-p", "-mp"]);
+  assertEquals(args.slice(10), "-s bob -m 1 127.0.0.1:5062".split(" "));
+  const port = Number(args[7]), media = Number(args[9]);
+  assert(Number.isInteger(port) && port > 0 && port < 65536, `-p ${args[7]}`);
+  assert(Number.isInteger(media) && media % 2 === 0 && media > 0 && media < 65535, `-mp ${args[9]}`);
+  assertThrows(() => sippArgs({ calls: 1 }), Error, "give either scenario (a file, -sf) or builtin");
+  assertThrows(() => sippArgs({ scenario: "a.xml", builtin: "uac" }), Error, "exactly one");
+  assertThrows(() => sippArgs({ builtin: "uac", rate: Number("x") }), Error, "rate (-r) must be a finite number");
+});
 
 Deno.test("rtpPcap: one Ethernet/IPv4/UDP/RTP packet per 160 bytes, 20 ms apart, sequence and timestamp counting up", () => {
   const payload = g711Audio("PCMU", 0.1, 5).bytes; // 5 packets

@@ -24,7 +24,6 @@ type SVGElement = any;
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { type BoundedProcess, spawnCli } from "./media_util.ts";
 import {
-  freePortPair,
   freeUdpPort,
   g711Audio,
   interop,
@@ -32,6 +31,7 @@ import {
   ProcessGroup,
   requireTool,
   scenarioPath,
+  sippArgs,
   spawnSipp,
 } from "./sip_util.ts";
 import { browserSkipReason, clickOn, launchBrowser, openPage, screenshotDir, waitFor } from "./console_browser_util.ts";
@@ -251,25 +251,16 @@ Deno.test({
       );
       const audio = g711Audio("PCMU", 4);
       await Deno.writeFile(`${dir}/voxpipe_pcmu.raw`, audio.bytes);
-      const sipp = procs.add(spawnSipp([
-        "-sf",
-        scenarioPath("uac_pcmu_stream.xml"),
-        "-i",
-        "127.0.0.1",
-        "-mi",
-        "127.0.0.1",
-        "-p",
-        String(freeUdpPort()),
-        "-mp",
-        String(freePortPair()),
-        "-s",
-        "console",
-        "-m",
-        "1",
-        "-d",
-        "5000",
-        `127.0.0.1:${con.sipPort}`,
-      ], { cwd: dir, timeoutMs: 60_000 }));
+      const sipp = procs.add(spawnSipp(
+        sippArgs({
+          scenario: scenarioPath("uac_pcmu_stream.xml"),
+          service: "console",
+          calls: 1,
+          pauseMs: 5000,
+          target: `127.0.0.1:${con.sipPort}`,
+        }),
+        { cwd: dir, timeoutMs: 60_000 },
+      ));
       const row = await waitFor(page, "sipp's call answered in the table", () => {
         const r = document.querySelector("#calls tbody tr[data-state=answered]") as HTMLElement | null;
         return r && r.innerText;

@@ -21,7 +21,6 @@ import {
   cleanBaresipOutput,
   compareAligned,
   freePortPair,
-  freeUdpPort,
   g711Audio,
   interop,
   outputTail,
@@ -30,6 +29,7 @@ import {
   readWav,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   sippErrors,
   spawnBaresip,
@@ -210,25 +210,16 @@ Deno.test({
       const callee = procs.trackCallee(
         await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, codecs: "PCMU", rtpTimeout: 10 }),
       );
-      const sipp = procs.add(spawnSipp([
-        "-sf",
-        scenarioPath("uac_dtmf.xml"),
-        "-i",
-        "127.0.0.1",
-        "-mi",
-        "127.0.0.1",
-        "-p",
-        String(freeUdpPort()),
-        "-mp",
-        String(freePortPair()),
-        "-s",
-        "bob",
-        "-m",
-        "1",
-        "-d",
-        "3500", // pause after the ACK: the digits take 2.6 s
-        `127.0.0.1:${callee.port}`,
-      ], { cwd: dir, timeoutMs: 30_000 }));
+      const sipp = procs.add(spawnSipp(
+        sippArgs({
+          scenario: scenarioPath("uac_dtmf.xml"),
+          service: "bob",
+          calls: 1,
+          pauseMs: 3500, // after the ACK: the digits take 2.6 s
+          target: `127.0.0.1:${callee.port}`,
+        }),
+        { cwd: dir, timeoutMs: 30_000 },
+      ));
       const sr = await sipp.result;
       if (sr.code !== 0) callee.proc.kill();
       const cr = await callee.proc.result;

@@ -24,6 +24,7 @@ import {
   readWav,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   sippErrors,
   spawnCallee,
@@ -47,25 +48,16 @@ Deno.test({
       const callee = procs.trackCallee(
         await spawnCallee({ record: `${dir}/rec.wav`, calls: 1, codecs: "PCMU", rtpTimeout: 10 }),
       );
-      const sipp = procs.add(spawnSipp([
-        "-sf",
-        scenarioPath("uac_pcmu_stream.xml"),
-        "-i",
-        "127.0.0.1",
-        "-mi",
-        "127.0.0.1",
-        "-p",
-        String(freeUdpPort()),
-        "-mp",
-        String(freePortPair()),
-        "-s",
-        "bob",
-        "-m",
-        "1",
-        "-d",
-        "3500", // pause after the ACK: longer than the audio
-        `127.0.0.1:${callee.port}`,
-      ], { cwd: dir, timeoutMs: 30_000 }));
+      const sipp = procs.add(spawnSipp(
+        sippArgs({
+          scenario: scenarioPath("uac_pcmu_stream.xml"),
+          service: "bob",
+          calls: 1,
+          pauseMs: 3500, // after the ACK: longer than the audio
+          target: `127.0.0.1:${callee.port}`,
+        }),
+        { cwd: dir, timeoutMs: 30_000 },
+      ));
       const sr = await sipp.result;
       if (sr.code !== 0) callee.proc.kill(); // it would wait for its call until its own time bound
       const cr = await callee.proc.result;
@@ -104,21 +96,16 @@ Deno.test({
       const audio = g711Audio("PCMU", 2.5);
       await writeG711Wav(`${dir}/source.wav`, audio);
       const port = freeUdpPort();
-      const sipp = procs.add(spawnSipp([
-        "-sn",
-        "uas",
-        "-i",
-        "127.0.0.1",
-        "-mi",
-        "127.0.0.1",
-        "-p",
-        String(port),
-        "-mp",
-        String(freePortPair("127.0.0.1", 4)),
-        "-rtp_echo", // sipp echoes our RTP back: our receive chain gets media too
-        "-m",
-        "1",
-      ], { cwd: dir, timeoutMs: 40_000 }));
+      const sipp = procs.add(spawnSipp(
+        sippArgs({
+          builtin: "uas",
+          port,
+          mediaPort: freePortPair("127.0.0.1", 4),
+          rtpEcho: true, // sipp echoes our RTP back: our receive chain gets media too
+          calls: 1,
+        }),
+        { cwd: dir, timeoutMs: 40_000 },
+      ));
       await waitForUdpPort(port, 10_000);
       const caller = procs.add(spawnCaller({
         to: `sip:service@127.0.0.1:${port}`,

@@ -643,6 +643,27 @@ export function runBounded(cmd: string, args: string[], opts: SpawnOptions): Pro
   return spawnBounded(cmd, args, opts).result;
 }
 
+/**
+ * Resolves with `proc` once `ready()` (what says it has started: a log line, a bound port) has resolved; when
+ * `ready()` fails, kills `proc` (SIGKILL), waits for it to end and rethrows, so that a start that failed leaves no
+ * process behind.
+ *
+ * @example
+ * ```ts
+ * const p = await readyOrKilled(spawnCli(args, { timeoutMs: 60_000 }), () => waitForUdpPort(port, 10_000));
+ * ```
+ */
+export async function readyOrKilled<T extends BoundedProcess>(proc: T, ready: () => Promise<unknown>): Promise<T> {
+  try {
+    await ready();
+  } catch (e) {
+    proc.kill("SIGKILL");
+    await proc.result;
+    throw e;
+  }
+  return proc;
+}
+
 /** Starts our CLI (`deno run -A mod.ts ...args`) as a bounded subprocess. */
 export function spawnCli(args: string[], opts: SpawnOptions): BoundedProcess {
   return spawnBounded(Deno.execPath(), ["run", "-A", repoPath("mod.ts"), ...args], {
@@ -737,16 +758,11 @@ export async function spawnReceiver(o: ReceiverOptions): Promise<BoundedProcess>
     "--set",
     `rtcp_interval=${o.rtcpInterval ?? 0.5}`,
   ], { timeoutMs: o.timeoutMs ?? 60000 });
-  try {
+  return await readyOrKilled(p, async () => {
     await p.waitForOutput(/pipeline "receive" started/, 30000);
     await waitForUdpPort(o.port, 10000);
     await waitForUdpPort(o.port + 1, 10000);
-  } catch (e) {
-    p.kill("SIGKILL");
-    await p.result;
-    throw e;
-  }
-  return p;
+  });
 }
 
 /** Options of {@linkcode runSender}. */

@@ -29,7 +29,6 @@
 import { assert, assertEquals } from "./assert.ts";
 import {
   freePortPair,
-  freeUdpPort,
   g711Audio,
   outputTail,
   ProcessGroup,
@@ -37,6 +36,7 @@ import {
   readWav,
   requireTool,
   scenarioPath,
+  sippArgs,
   sippCounter,
   sippErrors,
   spawnCallee,
@@ -160,31 +160,20 @@ Deno.test({
           extra: ["--set", `max_calls=${CALLS}`, "--set", "overload_lag_ms=60000"],
         }),
       );
-      const sipp = procs.add(spawnSipp([
-        "-sf",
-        scenarioPath("uac_pcmu_stream.xml"),
-        "-i",
-        "127.0.0.1",
-        "-mi",
-        "127.0.0.1",
-        "-p",
-        String(freeUdpPort()),
-        "-mp",
-        String(freePortPair("127.0.0.1", 2 * CALLS)),
-        "-s",
-        "bob",
-        "-m",
-        String(CALLS),
-        "-l",
-        String(CALLS),
-        "-r",
-        String(CALLS),
-        "-rp",
-        "1000",
-        "-d",
-        String((CALL_SECONDS + TAIL_SECONDS) * 1000),
-        `127.0.0.1:${callee.port}`,
-      ], { cwd: dir, timeoutMs: bound }));
+      const sipp = procs.add(spawnSipp(
+        sippArgs({
+          scenario: scenarioPath("uac_pcmu_stream.xml"),
+          mediaPort: freePortPair("127.0.0.1", 2 * CALLS),
+          service: "bob",
+          calls: CALLS,
+          limit: CALLS,
+          rate: CALLS,
+          ratePeriodMs: 1000,
+          pauseMs: (CALL_SECONDS + TAIL_SECONDS) * 1000,
+          target: `127.0.0.1:${callee.port}`,
+        }),
+        { cwd: dir, timeoutMs: bound },
+      ));
       const sr = await sipp.result;
       if (sr.code !== 0) callee.proc.kill(); // it would wait for its calls until its own time bound
       const cr = await callee.proc.result;

@@ -18,6 +18,7 @@ import {
   type G711Codec,
   outputTail,
   type ProcessResult,
+  readyOrKilled,
   runBounded,
   SKIP_INTEROP,
   sleep,
@@ -269,13 +270,7 @@ export async function spawnCallee(o: CalleeOptions): Promise<RunningCallee> {
     `codecs=${o.codecs ?? "PCMU,PCMA"}`,
     ...(o.extra ?? []),
   ], { timeoutMs: o.timeoutMs ?? 60_000, env: o.env });
-  try {
-    await proc.waitForOutput(LISTENING_RE, 30_000);
-  } catch (e) {
-    proc.kill("SIGKILL");
-    await proc.result;
-    throw e;
-  }
+  await readyOrKilled(proc, () => proc.waitForOutput(LISTENING_RE, 30_000));
   return { proc, port, uri: `sip:bob@127.0.0.1:${port}` };
 }
 
@@ -376,6 +371,101 @@ export function scenarioPath(name: string): string {
   return repoPath(`tests/fixtures/sipp/${name}`);
 }
 
+/** Options of {@linkcode sippArgs}: one sipp UAC or UAS command line. */
+export interface SippArgsOptions {
+  /** Scenario file (`-sf FILE`). Give this or `builtin`, not both. */
+  scenario?: string;
+  /** sipp's built-in scenario (`-sn uac` or `-sn uas`). Give this or `scenario`, not both. */
+  builtin?: "uac" | "uas";
+  /** Where the calls go (`HOST:PORT`, the last argument); a UAS has none. */
+  target?: string;
+  /** Local SIP address (`-i`; default 127.0.0.1). */
+  local?: string;
+  /** Local media address (`-mi`; default 127.0.0.1). */
+  mediaIp?: string;
+  /** Local SIP port (`-p`; default a free UDP port on `local`). */
+  port?: number;
+  /**
+   * First local media port (`-mp`; default {@linkcode freePortPair} on `mediaIp`: two ports). sipp binds it and the
+   * next ones (video at +2, `rtp_stream` a pair per call): pass `freePortPair(ip, count)` when it needs more.
+   */
+  mediaPort?: number;
+  /** Echo the RTP it receives back to its sender (`-rtp_echo`). */
+  rtpEcho?: boolean;
+  /** User part of the request URI (`-s`). */
+  service?: string;
+  /** Stop after this many calls (`-m`). */
+  calls?: number;
+  /** At most this many calls at once (`-l`). */
+  limit?: number;
+  /** New calls per `ratePeriodMs` (`-r`). */
+  rate?: number;
+  /** The period of `rate`, ms (`-rp`; sipp's default 1000). */
+  ratePeriodMs?: number;
+  /** Length of the scenario's pauses that give none, ms (`-d`): how long a call stays up after its ACK. */
+  pauseMs?: number;
+  /**
+   * Statistics: `-nostdin -trace_stat -stf FILE`, and `-fd PERIOD` (seconds between rows) when `periodS` is given.
+   * (For {@linkcode spawnSipp}, which adds its own, leave it out.)
+   */
+  stats?: { file: string; periodS?: number };
+  /** More arguments, placed after the others and before `stats` and `target` (e.g. `-trace_screen`). */
+  extra?: string[];
+}
+
+/**
+ * The argument list of a sipp UAC or UAS, in one fixed order: the scenario, `-i`, `-mi`, `-p`, `-mp`,
+ * `-rtp_echo`, `-s`, `-m`, `-l`, `-r`, `-rp`, `-d`, `extra`, the statistics, the target (sipp reads its options
+ * in any order and takes its one argument without a leading `-` as the remote host). Each option is written only
+ * when given, except the addresses and ports, which have defaults.
+ *
+ * Throws when neither or both of `scenario` and `builtin` are given, or a number is not finite (a bench option that
+ * did not parse), naming the option.
+ *
+ * @example
+ * ```ts
+ * sippArgs({ scenario: "uac.xml", port: 5070, mediaPort: 6000, service: "bob", calls: 1, target: "127.0.0.1:5062" });
+ * // ["-sf", "uac.xml", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", "5070", "-mp", "6000",
+ * //  "-s", "bob", "-m", "1", "127.0.0.1:5062"]
+ * ```
+ */
+export function sippArgs(o: SippArgsOptions): string[] {
+  if ((o.scenario === undefined) === (o.builtin === undefined)) {
+    throw new Error("sippArgs: give either scenario (a file, -sf) or builtin (uac or uas, -sn), exactly one");
+  }
+  const num = (name: keyof SippArgsOptions, flag: string): string[] => {
+    const v = o[name];
+    if (v === undefined) return [];
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new Error(`sippArgs: ${name} (${flag}) must be a finite number, got ${JSON.stringify(v)}`);
+    }
+    return [flag, String(v)];
+  };
+  const local = o.local ?? "127.0.0.1", mediaIp = o.mediaIp ?? "127.0.0.1";
+  const args = o.scenario !== undefined ? ["-sf", o.scenario] : ["-sn", o.builtin as string];
+  args.push("-i", local, "-mi", mediaIp);
+  args.push(...(o.port === undefined ? ["-p", String(freeUdpPort(local))] : num("port", "-p")));
+  args.push(...(o.mediaPort === undefined ? ["-mp", String(freePortPair(mediaIp))] : num("mediaPort", "-mp")));
+  if (o.rtpEcho) args.push("-rtp_echo");
+  if (o.service !== undefined) args.push("-s", o.service);
+  args.push(
+    ...num("calls", "-m"),
+    ...num("limit", "-l"),
+    ...num("rate", "-r"),
+    ...num("ratePeriodMs", "-rp"),
+    ...num("pauseMs", "-d"),
+    ...(o.extra ?? []),
+  );
+  if (o.stats) args.push(...statsArgs(o.stats.file, o.stats.periodS));
+  if (o.target !== undefined) args.push(o.target);
+  return args;
+}
+
+/** `-nostdin -trace_stat -stf FILE [-fd PERIOD]`: sipp without a keyboard, writing its statistics to FILE. */
+function statsArgs(file: string, periodS?: number): string[] {
+  return ["-nostdin", "-trace_stat", "-stf", file, ...(periodS === undefined ? [] : ["-fd", String(periodS)])];
+}
+
 /** Options of {@linkcode spawnSipp}. */
 export interface SippOptions {
   /** Working directory: sipp writes its trace files here and opens relative media files from here. */
@@ -387,20 +477,16 @@ export interface SippOptions {
 }
 
 /**
- * Starts sipp with `args` plus `-nostdin -trace_stat -stf <stats> -trace_err`,
- * bounded in time. The statistics are read afterwards with {@linkcode readSippStats}.
+ * Starts sipp with `args` (from {@linkcode sippArgs}, without its `stats`) plus
+ * `-nostdin -trace_stat -stf <stats> -fd 1 -trace_err`, bounded in time. The
+ * statistics are read afterwards with {@linkcode readSippStats}.
  */
 export function spawnSipp(args: string[], o: SippOptions): BoundedProcess {
-  return spawnBounded("sipp", [
-    ...args,
-    "-nostdin",
-    "-trace_stat",
-    "-stf",
-    o.statsFile ?? "stats.csv",
-    "-fd",
-    "1",
-    "-trace_err",
-  ], { cwd: o.cwd, timeoutMs: o.timeoutMs, stopSignal: "SIGINT" });
+  return spawnBounded("sipp", [...args, ...statsArgs(o.statsFile ?? "stats.csv", 1), "-trace_err"], {
+    cwd: o.cwd,
+    timeoutMs: o.timeoutMs,
+    stopSignal: "SIGINT",
+  });
 }
 
 /**
