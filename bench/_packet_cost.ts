@@ -175,6 +175,10 @@ export interface Measure {
   generatorCpuS?: number;
   /** CPU pressure ("some", %) over the window. */
   pressure?: number;
+  /** The receiver's resident memory per call, KB: (RSS at the window's end − RSS before the chains were built) / calls. */
+  rssPerCallKB?: number;
+  /** The same for the JavaScript heap in use (V8 `heapUsed`), KB per call. */
+  heapPerCallKB?: number;
 }
 
 /** CPU µs per packet of a measurement (NaN without packets). */
@@ -211,6 +215,10 @@ export interface Row {
   usRange: [number, number];
   /** Median packets per second per core (packets / CPU seconds). */
   packetsPerCoreS: number;
+  /** Median resident memory per call, KB (NaN when not measured). */
+  rssPerCallKB: number;
+  /** Median JavaScript heap per call, KB (NaN when not measured). */
+  heapPerCallKB: number;
 }
 
 /** One {@linkcode Row} per variant and network kind measured, in variant order then network order. */
@@ -234,6 +242,8 @@ export function summarize(measures: Measure[], nets: string[]): Row[] {
         usPerPacket: median(us),
         usRange: [Math.min(...us), Math.max(...us)],
         packetsPerCoreS: median(ms.map((m) => (m.cpuS > 0 ? m.packets / m.cpuS : NaN))),
+        rssPerCallKB: median(ms.flatMap((m) => m.rssPerCallKB === undefined ? [] : [m.rssPerCallKB])),
+        heapPerCallKB: median(ms.flatMap((m) => m.heapPerCallKB === undefined ? [] : [m.heapPerCallKB])),
       });
     }
   }
@@ -306,6 +316,8 @@ export function variantTable(rows: Row[]): string {
       "CPU % of a core",
       "µs/packet (min–max)",
       "packets/s per core",
+      "RSS/call KB",
+      "heap/call KB",
     ],
     ...rows.map((r) => [
       `${r.variant} ${VARIANTS[r.variant - 1].label}`,
@@ -317,6 +329,8 @@ export function variantTable(rows: Row[]): string {
       fix(r.cpuPercent, 1),
       `${fix(r.usPerPacket, 2)} (${fix(r.usRange[0], 2)}–${fix(r.usRange[1], 2)})`,
       fix(r.packetsPerCoreS, 0),
+      fix(r.rssPerCallKB, 1),
+      fix(r.heapPerCallKB, 1),
     ]),
   ]);
 }

@@ -40,7 +40,8 @@
  * load drifts hit them alike.
  *
  * Printed: one line per measurement; a table per variant and network kind
- * (packets, lost, CPU % of a core, µs of CPU per packet, packets/s per core:
+ * (packets, lost, CPU % of a core, µs of CPU per packet, packets/s per core,
+ * resident memory and JavaScript heap per call with every chain receiving:
  * medians over rounds, with the range of µs/packet); the per-stage cost (the
  * difference of µs/packet between consecutive variants) with its noise (half
  * the spread of each variant over rounds, added); and the machine's load and
@@ -166,6 +167,7 @@ async function roleReceiver(): Promise<void> {
   const ports = new PortAllocator(net, parsePortRange(String(runner.params.rtp_ports)));
   const [peerHost, peerPort] = [peer.slice(0, peer.lastIndexOf(":")), Number(peer.slice(peer.lastIndexOf(":") + 1))];
   const rtcpPort = Number(peerRtcp.slice(peerRtcp.lastIndexOf(":") + 1));
+  const mem0 = Deno.memoryUsage();
   const chains: Pipeline[] = [];
   for (let i = 0; i < CALLS; i++) {
     const pair = ports.pair(HOST);
@@ -212,7 +214,16 @@ async function roleReceiver(): Promise<void> {
   let snaps = 0;
   for (let r = await lines.next(); !r.done; r = await lines.next()) {
     if (r.value === "snap") {
-      console.log(`snap#${++snaps} ${JSON.stringify({ packets: sum("udp-source", "packets") })}`);
+      // Memory per call as it stands with every chain running and receiving (the second snapshot ends the window).
+      const m = Deno.memoryUsage();
+      const perCall = (now: number, before: number) => (now - before) / 1024 / CALLS;
+      console.log(`snap#${++snaps} ${
+        JSON.stringify({
+          packets: sum("udp-source", "packets"),
+          rssPerCallKB: perCall(m.rss, mem0.rss),
+          heapPerCallKB: perCall(m.heapUsed, mem0.heapUsed),
+        })
+      }`);
     } else if (r.value === "final") {
       const counts = {
         received: sum("udp-source", "packets"),
@@ -349,7 +360,7 @@ async function measure(variant: number, net: string, round: number): Promise<Mea
       const cpu1 = cpuSeconds(rx.pid), gcpu1 = cpuSeconds(gen.pid), t1 = performance.now();
       const load1 = machineLoad();
       await rx.write("snap\n");
-      const s1 = await reply<{ packets: number }>(rx, "snap#2", 30_000);
+      const s1 = await reply<{ packets: number; rssPerCallKB: number; heapPerCallKB: number }>(rx, "snap#2", 30_000);
       if (cpu0 === undefined || cpu1 === undefined) throw new Error(`cannot read /proc/${rx.pid}/stat`);
       await gen.write("stop\n");
       const sent = await reply<{ sent: number; failed: number }>(gen, "sent", 30_000);
@@ -380,6 +391,8 @@ async function measure(variant: number, net: string, round: number): Promise<Mea
         ...(fin.jitterLost !== undefined ? { jitterLost: fin.jitterLost } : {}),
         ...(gcpu0 !== undefined && gcpu1 !== undefined ? { generatorCpuS: gcpu1 - gcpu0 } : {}),
         pressure: pressureBetween(load0, load1),
+        rssPerCallKB: s1.rssPerCallKB,
+        heapPerCallKB: s1.heapPerCallKB,
         info: { plan: r.plan, sender: g.sender, reasons: fin.reasons, errors: fin.errors },
       };
     } finally {

@@ -108,8 +108,8 @@ const m = (variant: number, net: string, round: number, cpuS: number, extra: Par
 
 Deno.test("summarize: medians over rounds of CPU %, µs per packet and packets/s per core; loss is sent − received", () => {
   const rows = summarize([
-    m(1, "deno", 0, 1.0, { received: 119_990 }),
-    m(1, "deno", 1, 1.2),
+    m(1, "deno", 0, 1.0, { received: 119_990, rssPerCallKB: 40, heapPerCallKB: 10 }),
+    m(1, "deno", 1, 1.2, { rssPerCallKB: 60, heapPerCallKB: 14 }),
     m(1, "fast", 0, 0.5),
     m(3, "deno", 0, 2.0, { rtcpLost: 4 }),
   ], ["deno", "fast"]);
@@ -126,6 +126,12 @@ Deno.test("summarize: medians over rounds of CPU %, µs per packet and packets/s
   assertEquals(f1.usPerPacket, 5);
   assertEquals(f1.packetsPerCoreS, 200_000);
   assertEquals(d3.rtcpLost, 4);
+  // Memory per call: the median over the rounds that measured it; NaN (printed n/a) where none did.
+  assertEquals([d1.rssPerCallKB, d1.heapPerCallKB], [50, 12]);
+  assert(Number.isNaN(f1.rssPerCallKB) && Number.isNaN(f1.heapPerCallKB));
+  const printed = variantTable(rows);
+  assert(printed.includes("| RSS/call KB | heap/call KB |"), printed);
+  assert(printed.includes("| 50.0        | 12.0         |"), printed);
 });
 
 Deno.test("stageCosts: the difference of consecutive variants, beyond noise only when larger than both spreads", () => {
