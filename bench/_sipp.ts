@@ -86,6 +86,8 @@ export interface CheckoutCalleeOptions {
   denoFlags?: string[];
   /** Time bound of the process, ms. */
   timeoutMs: number;
+  /** Extra environment variables of the process (e.g. `VOXPIPE_MEDIA_WORKERS`). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -106,7 +108,7 @@ export async function startCheckoutCallee(o: CheckoutCalleeOptions): Promise<Bou
     "--log-level",
     "warn",
     ...sets.flatMap((s) => ["--set", s]),
-  ], { cwd: checkoutPath(o.root, "."), timeoutMs: o.timeoutMs });
+  ], { cwd: checkoutPath(o.root, "."), timeoutMs: o.timeoutMs, ...(o.env ? { env: o.env } : {}) });
   return await readyOrKilled(proc, () => waitForUdpPort(o.port, 30_000));
 }
 

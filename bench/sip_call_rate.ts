@@ -33,7 +33,9 @@
  * with the machine's load average.
  *
  * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
- * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR]` (needs sipp: `bash scripts/setup.sh`).
+ * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K]` (needs sipp:
+ * `bash scripts/setup.sh`). `--media-workers K` adds the same callee with its calls' media in K media workers
+ * (`VOXPIPE_MEDIA_WORKERS=K`), searched in the same run.
  * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
  * searched in the same run: before and after a change, under the same load.
  *
@@ -63,8 +65,14 @@ const { values: args } = parseArgs({
     light: { type: "boolean", default: false },
     compare: { type: "string" },
     only: { type: "string" },
+    "media-workers": { type: "string" },
   },
 });
+const WORKERS = args["media-workers"] === undefined ? 0 : Number(args["media-workers"]);
+if (!(Number.isInteger(WORKERS) && WORKERS >= 1 && WORKERS <= 64) && args["media-workers"] !== undefined) {
+  console.error(`--media-workers: expected a whole number 1..64, got ${JSON.stringify(args["media-workers"])}`);
+  Deno.exit(2);
+}
 const DURATION = Number(args.duration);
 const HOLD_MS = Number(args.hold);
 const START = Number(args.start);
@@ -89,7 +97,7 @@ interface Trial {
   note: string;
 }
 
-function voxpipeTarget(name: string, light: boolean, root?: string): Target {
+function voxpipeTarget(name: string, light: boolean, root?: string, workers = 0): Target {
   return {
     name,
     async start(dir) {
@@ -102,7 +110,14 @@ function voxpipeTarget(name: string, light: boolean, root?: string): Target {
       const port = freeUdpPort();
       const set: Record<string, string | number> = { calls: 0, rtp_timeout: 30 };
       if (!light) set.record = `${dir}/call-\${call.id}.wav`;
-      const proc = await startCheckoutCallee({ pipeline, port, set, root, timeoutMs: (DURATION + 120) * 1000 });
+      const proc = await startCheckoutCallee({
+        pipeline,
+        port,
+        set,
+        root,
+        timeoutMs: (DURATION + 120) * 1000,
+        ...(workers ? { env: { VOXPIPE_MEDIA_WORKERS: String(workers) } } : {}),
+      });
       return { proc, port };
     },
   };
@@ -255,6 +270,17 @@ if (import.meta.main) {
     ["light", voxpipeTarget("voxpipe callee (udp-source → null-sink)", true)],
     ["sipp", sippUasTarget],
   ];
+  if (WORKERS) {
+    targets.splice(1, 0, [
+      "workers",
+      voxpipeTarget(
+        `voxpipe callee, media in ${WORKERS} workers (callee.json, WAV per call)`,
+        false,
+        undefined,
+        WORKERS,
+      ),
+    ]);
+  }
   if (args.compare) {
     targets.unshift([
       "compare",
@@ -264,7 +290,9 @@ if (import.meta.main) {
   console.log(`load average at start: ${loadAverage()}`);
   const results: Record<string, Found> = {};
   await Promise.all(
-    targets.filter(([key]) => args.only ? args.only === key || key === "compare" : key !== "light" || args.light).map(
+    targets.filter(([key]) =>
+      args.only ? args.only === key || key === "compare" || key === "workers" : key !== "light" || args.light
+    ).map(
       async ([key, t]) => {
         results[key] = await search(t);
       },
@@ -281,6 +309,10 @@ if (import.meta.main) {
   if (n) parts.push(`voxpipe callee ${fmt(n)} (0 failed over ${DURATION} s)`);
   if (m) parts.push(`sipp -sn uas ${fmt(m)}`);
   if (n && m && m.rate > 0) parts.push(`ratio ${(n.rate / m.rate).toFixed(2)}`);
+  const w = results.workers;
+  if (w && m && m.rate > 0) {
+    parts.push(`with ${WORKERS} media workers ${fmt(w)}, ratio ${(w.rate / m.rate).toFixed(2)}`);
+  }
   const c = results.compare;
   if (c && m && m.rate > 0) parts.push(`${args.compare}: ${fmt(c)}, ratio ${(c.rate / m.rate).toFixed(2)}`);
   if (parts.length) console.log(`call setup rate: ${parts.join("; ")} (load average ${loadAverage()})`);
