@@ -291,6 +291,8 @@ export class Expander {
   #offset = 0;
   #q = 1;
   #noise = 0;
+  /** The comfort noise table, fetched once an expansion needs noise (not per sample). */
+  #noiseTable: Float32Array | undefined;
   #noisePhase = 0;
   #t = 0;
 
@@ -335,6 +337,7 @@ export class Expander {
     const H = history.length;
     this.#t = 0;
     this.#noise = Math.min(Math.max(0, noiseRms), COMFORT_NOISE_MAX_RMS);
+    if (this.#noise > 0) this.#noiseTable ??= comfortNoise();
     this.#noisePhase = (this.#noisePhase + 1237) % NOISE_LENGTH;
     this.#lag = 0;
     if (H < 2 * maxLag + 2 || rms(history, H - 2 * maxLag, 2 * maxLag) < 1) return;
@@ -385,7 +388,7 @@ export class Expander {
       // Comfort noise fades in as the repeated audio fades out (at once when there is none to repeat).
       let g = 1;
       if (this.#lag > 0) g = t < fadeStart ? 0 : Math.min(1, (t - fadeStart + 1) / (this.#fadeLen + 1));
-      if (g > 0) v += g * this.#noise * comfortNoise()[(this.#noisePhase + t) % NOISE_LENGTH];
+      if (g > 0) v += g * this.#noise * this.#noiseTable![(this.#noisePhase + t) % NOISE_LENGTH];
     }
     return v;
   }
