@@ -76,3 +76,24 @@ export type PathOptionSchema = zod.ZodString;
 export function pathOption(): PathOptionSchema {
   return zod.string().min(1).meta({ format: PATH_FORMAT });
 }
+
+/**
+ * A schema built on first use: `build` runs once, at the first call, and every call returns that schema. Built-in
+ * plugins declare their options this way (`get options() { return schema(); }`) so that starting the CLI does not
+ * build the zod schemas of plugins the pipeline file does not use (building them is most of what loading a plugin
+ * family's declarations costs).
+ *
+ * @example
+ * ```ts
+ * const gainOptions = lazySchema(() => z.object({ gain_db: z.number().default(0) }));
+ * const gain = definePlugin({
+ *   name: "gain", kind: "transform", description: "…", accepts: [{ kind: "pcm" }],
+ *   get options() { return gainOptions(); },
+ *   create: async (o, ctx) => (await import("./gain_stage.ts")).createGain(o, ctx),
+ * });
+ * ```
+ */
+export function lazySchema<S extends OptionsSchema>(build: () => S): () => S {
+  let schema: S | undefined;
+  return () => schema ??= build();
+}

@@ -5,12 +5,7 @@
  *
  * @module
  */
-import type { AnyPlugin } from "../../core/stage.ts";
-import { udpSink } from "./udp_sink.ts";
-import { udpSource } from "./udp_source.ts";
-
 export { udpSource, type UdpSourceOptions, udpSourceOptions } from "./udp_source.ts";
 export { udpSink, type UdpSinkOptions, udpSinkOptions, UdpSinkStage } from "./udp_sink.ts";
 
-/** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [udpSource, udpSink];
+export { plugins } from "./plugins.ts";

@@ -36,20 +36,13 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
 import type { Frame, RtpFrame } from "../../core/frame.ts";
-import { definePlugin, type RunContext, type SinkStage } from "../../core/stage.ts";
+import type { RunContext, SinkStage, StageContext } from "../../core/stage.ts";
+import { udpSink, type UdpSinkOptions, udpSinkSchema } from "./plugins.ts";
 import { serializeRtp } from "../rtp/header.ts";
 import { isTelephoneEvent } from "../rtp/telephone_event.ts";
-import {
-  formatHostPort,
-  type HostPort,
-  hostPortProblem,
-  ipVersion,
-  parseHostPort,
-  resolveHost,
-} from "../../core/net/address.ts";
+import { formatHostPort, type HostPort, ipVersion, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import type { DatagramSocket, SendListener } from "../../core/net/datagram.ts";
 
 /** Packets a sink queues at most, whatever upstream does (beyond: dropped and counted). */
@@ -61,49 +54,10 @@ const MAX_IN_FLIGHT = 64;
 /** A packet sent more than this many ms after its due time counts as a late send. */
 export const LATE_MS = 1;
 
-/** Options of the `udp-sink` stage. */
-export const udpSinkOptions = z.strictObject({
-  to: z.string().superRefine((v, c) => {
-    const p = hostPortProblem(v);
-    if (p) c.addIssue({ code: "custom", message: `to: ${p}` });
-  }).describe(
-    'Destination "host:port" (required), e.g. "127.0.0.1:4000" or "[::1]:4000"; a host name is resolved once ' +
-      "when the stage is created.",
-  ),
-  bind: z.string().min(1).optional().describe(
-    'Local address to send from. Default "0.0.0.0", or "::" when `to` is IPv6. Must match the udp-source\'s ' +
-      "bind to share its socket.",
-  ),
-  local_port: z.number().int().min(0).max(65535).default(0).describe(
-    "Local port to send from, 0..65535. Default 0: ephemeral. Equal to a udp-source's port (same bind): " +
-      "both share one socket (symmetric RTP).",
-  ),
-  pace: z.boolean().default(true).describe(
-    "Send in real time: rtp frames at start + (timestamp - first timestamp) / clock rate, packet frames every " +
-      "ptime ms. Default true; false sends each frame as soon as it is written.",
-  ),
-  ptime: z.number().min(1).max(1000).default(20).describe(
-    "Interval in ms between packet frames (which carry no timestamp) when pacing, 1..1000. Default 20.",
-  ),
-  clock_rate: z.number().int().min(1000).max(192000).default(8000).describe(
-    "RTP clock rate in Hz for rtp frames that do not carry one, 1000..192000. Default 8000 (G.711).",
-  ),
-  queue_ms: z.number().min(10).max(10000).default(100).describe(
-    "High-water mark in ms of queued packets ahead of now, 10..10000: above it write() asks upstream to " +
-      "wait; drained() resolves at half of it. Default 100.",
-  ),
-  resync_ms: z.number().min(100).max(600000).default(1000).describe(
-    "When a packet falls due more than this many ms in the future or past (a timestamp jump, a stall), the " +
-      "timeline restarts at that packet, 100..600000. Default 1000.",
-  ),
-  use_frame_remote: z.boolean().default(false).describe(
-    "Send packet frames to their own `remote` address when they carry one. Default false: always `to` " +
-      "(frames straight from a udp-source carry their sender's address).",
-  ),
-});
+export { udpSink, type UdpSinkOptions };
 
-/** Validated options of the `udp-sink` stage. */
-export type UdpSinkOptions = z.output<typeof udpSinkOptions>;
+/** Options of the `udp-sink` stage (its zod schema; the plugin's `options`). */
+export const udpSinkOptions: ReturnType<typeof udpSinkSchema> = udpSinkSchema();
 
 interface Queued {
   data: Uint8Array;
@@ -111,34 +65,26 @@ interface Queued {
   to: HostPort;
 }
 
-/** The `udp-sink` plugin definition. */
-export const udpSink = definePlugin({
-  name: "udp-sink",
-  kind: "sink",
-  description: "Sends rtp or packet frames over UDP, paced in real time; shares the udp-source socket",
-  accepts: [{ kind: "rtp" }, { kind: "packet" }],
-  realtime: true,
-  options: udpSinkOptions,
-  async create(opts, sctx): Promise<SinkStage> {
-    const target = parseHostPort(opts.to);
-    const bindFamily = opts.bind ? ipVersion(opts.bind) : 0;
-    // Checking: a host name is not resolved (no DNS query); the family checks below take the bind's family.
-    const ip = sctx.checking && ipVersion(target.hostname) === 0
-      ? (bindFamily === 6 ? "::1" : "127.0.0.1")
-      : await resolveHost(target.hostname, bindFamily === 4 ? 4 : undefined);
-    const to: HostPort = { hostname: ip, port: target.port };
-    if (to.port === 0) throw new Error(`to: port 0 is not a destination (${opts.to})`);
-    const bind = opts.bind ?? (ipVersion(ip) === 6 ? "::" : "0.0.0.0");
-    if (ipVersion(ip) === 6 && ipVersion(bind) === 4) {
-      throw new Error(`cannot send to IPv6 ${formatHostPort(to)} from IPv4 address ${bind}: set "bind": "::"`);
-    }
-    if (ipVersion(ip) === 4 && ipVersion(bind) === 6 && bind !== "::") {
-      throw new Error(`cannot send to IPv4 ${formatHostPort(to)} from IPv6 address ${bind}: set "bind": "0.0.0.0"`);
-    }
-    const sock = sctx.session.socket(bind, opts.local_port);
-    return new UdpSinkStage(opts, sock, to);
-  },
-});
+/** Creates a `udp-sink` stage from validated options: the plugin's `create`, loaded when first used. */
+export async function createUdpSink(opts: UdpSinkOptions, sctx: StageContext): Promise<SinkStage> {
+  const target = parseHostPort(opts.to);
+  const bindFamily = opts.bind ? ipVersion(opts.bind) : 0;
+  // Checking: a host name is not resolved (no DNS query); the family checks below take the bind's family.
+  const ip = sctx.checking && ipVersion(target.hostname) === 0
+    ? (bindFamily === 6 ? "::1" : "127.0.0.1")
+    : await resolveHost(target.hostname, bindFamily === 4 ? 4 : undefined);
+  const to: HostPort = { hostname: ip, port: target.port };
+  if (to.port === 0) throw new Error(`to: port 0 is not a destination (${opts.to})`);
+  const bind = opts.bind ?? (ipVersion(ip) === 6 ? "::" : "0.0.0.0");
+  if (ipVersion(ip) === 6 && ipVersion(bind) === 4) {
+    throw new Error(`cannot send to IPv6 ${formatHostPort(to)} from IPv4 address ${bind}: set "bind": "::"`);
+  }
+  if (ipVersion(ip) === 4 && ipVersion(bind) === 6 && bind !== "::") {
+    throw new Error(`cannot send to IPv4 ${formatHostPort(to)} from IPv6 address ${bind}: set "bind": "0.0.0.0"`);
+  }
+  const sock = sctx.session.socket(bind, opts.local_port);
+  return new UdpSinkStage(opts, sock, to);
+}
 
 /** The stage behind `udp-sink` (exported for tests and benchmarks). */
 export class UdpSinkStage implements SinkStage {

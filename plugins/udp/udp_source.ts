@@ -32,15 +32,14 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { PacketFrame } from "../../core/frame.ts";
 import type { Timer } from "../../core/clock.ts";
-import { definePlugin, type RunContext } from "../../core/stage.ts";
+import type { RunContext, SourceStage, StageContext } from "../../core/stage.ts";
+import { udpSource, type UdpSourceOptions, udpSourceSchema } from "./plugins.ts";
 import {
   canonicalHost,
   formatHostPort,
   type HostPort,
-  hostPortProblem,
   ipVersion,
   parseHostPort,
   resolveHost,
@@ -48,244 +47,191 @@ import {
 } from "../../core/net/address.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
 
-const hostPort = (what: string) =>
-  z.string().superRefine((v, c) => {
-    if (v === "") return; // none (a pipeline file's parameter left empty)
-    const p = hostPortProblem(v);
-    if (p) c.addIssue({ code: "custom", message: `${what}: ${p}` });
-  });
+export { udpSource, type UdpSourceOptions };
 
-/** Options of the `udp-source` stage. */
-export const udpSourceOptions = z.strictObject({
-  port: z.number().int().min(0).max(65535).default(0).describe(
-    "Local UDP port to receive on, 0..65535. Default 0: allocate an even port from port_range with port+1 free " +
-      "(RTP/RTCP pair; port+1 stays reserved for the RTCP stage).",
-  ),
-  bind: z.string().min(1).default("0.0.0.0").describe(
-    'Local address to bind. Default "0.0.0.0" (every IPv4 interface); "::" for IPv6 and IPv4, ' +
-      '"127.0.0.1" or "::1" for loopback only.',
-  ),
-  port_range: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
-    'Range "min-max" in which port 0 allocates the RTP/RTCP pair. Default "10000-20000".',
-  ),
-  peer: hostPort("peer").optional().describe(
-    'Expected sender "host:port" (IPv6 as "[::1]:4000"; port 0 = any port of that host). Datagrams from ' +
-      "anyone else are dropped and counted. Default (or an empty string): none, see learn_peer.",
-  ),
-  learn_peer: z.boolean().default(true).describe(
-    "Without a peer: latch to the first sender heard learn_after times in a row (datagrams from every sender are " +
-      "passed on until then) and drop datagrams from anyone else afterwards; with peer port 0: take the port of " +
-      "that host's first datagram. Default true; false accepts every sender.",
-  ),
-  learn_after: z.number().int().min(1).max(1000).default(2).describe(
-    "Probation: consecutive datagrams from one sender, with none from anyone else between them, before it is " +
-      "latched to, 1..1000. Default 2 (a single forged datagram cannot capture the stream).",
-  ),
-  timeout: z.number().min(0).max(86400).default(0).describe(
-    'Seconds without a datagram after which the source ends with a "timeout" event (0..86400; counted ' +
-      "from the start too, unless first_timeout is set). Default 0: never.",
-  ),
-  first_timeout: z.number().min(0).max(86400).default(0).describe(
-    'Seconds to wait for the first datagram before ending with a "timeout" event, when that wait should differ ' +
-      "from timeout (0..86400), e.g. a receiver started well before its sender. Default 0: timeout applies from " +
-      "the start.",
-  ),
-  max_size: z.number().int().min(1).max(65507).default(1500).describe(
-    "Largest datagram accepted, in bytes, 1..65507. Default 1500. Larger datagrams are dropped and counted.",
-  ),
-});
+/** Options of the `udp-source` stage (its zod schema; the plugin's `options`). */
+export const udpSourceOptions: ReturnType<typeof udpSourceSchema> = udpSourceSchema();
 
-/** Validated options of the `udp-source` stage. */
-export type UdpSourceOptions = z.output<typeof udpSourceOptions>;
+/** Creates a `udp-source` stage from validated options: the plugin's `create`, loaded when first used. */
+export async function createUdpSource(opts: UdpSourceOptions, sctx: StageContext): Promise<SourceStage> {
+  let peer: HostPort | undefined;
+  if (opts.peer) {
+    const p = parseHostPort(opts.peer);
+    // Checking: a host name is not resolved (no DNS query).
+    const host = sctx.checking && ipVersion(p.hostname) === 0 ? p.hostname : await resolveHost(p.hostname);
+    peer = { hostname: canonicalHost(host), port: p.port };
+  }
+  const range = opts.port === 0 ? parsePortRange(opts.port_range) : undefined;
+  const sock = sctx.session.socket(opts.bind, opts.port, range);
+  const timeoutMs = opts.timeout * 1000;
+  /** How long to wait for the first datagram (ms; 0: forever). */
+  const firstTimeoutMs = opts.first_timeout > 0 ? opts.first_timeout * 1000 : timeoutMs;
+  let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
+  let lastArrival: number | undefined;
+  /** Without a peer: the sender on probation and how many datagrams in a row came from it. */
+  let candidate: HostPort | undefined;
+  let candidateRun = 0;
+  let stopListening: (() => void) | undefined;
 
-/** The `udp-source` plugin definition. */
-export const udpSource = definePlugin({
-  name: "udp-source",
-  kind: "source",
-  description: "Receives UDP datagrams as packet frames; drops foreign senders; ends after a timeout",
-  produces: { kind: "packet" },
-  realtime: true,
-  options: udpSourceOptions,
-  async create(opts, sctx) {
-    let peer: HostPort | undefined;
-    if (opts.peer) {
-      const p = parseHostPort(opts.peer);
-      // Checking: a host name is not resolved (no DNS query).
-      const host = sctx.checking && ipVersion(p.hostname) === 0 ? p.hostname : await resolveHost(p.hostname);
-      peer = { hostname: canonicalHost(host), port: p.port };
-    }
-    const range = opts.port === 0 ? parsePortRange(opts.port_range) : undefined;
-    const sock = sctx.session.socket(opts.bind, opts.port, range);
-    const timeoutMs = opts.timeout * 1000;
-    /** How long to wait for the first datagram (ms; 0: forever). */
-    const firstTimeoutMs = opts.first_timeout > 0 ? opts.first_timeout * 1000 : timeoutMs;
-    let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
-    let lastArrival: number | undefined;
-    /** Without a peer: the sender on probation and how many datagrams in a row came from it. */
-    let candidate: HostPort | undefined;
-    let candidateRun = 0;
-    let stopListening: (() => void) | undefined;
+  return {
+    plan: () =>
+      `receives on ${
+        opts.port ? formatHostPort({ hostname: sock.hostname, port: opts.port }) : `a port of ${opts.port_range}`
+      }${
+        peer
+          ? ` from ${formatHostPort(peer)} only`
+          : opts.learn_peer
+          ? `, latches to the first sender heard ${opts.learn_after} time(s) in a row`
+          : ", from anyone"
+      }${opts.first_timeout > 0 ? `, waits ${opts.first_timeout} s for the first packet` : ""}${
+        opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""
+      }`,
+    stats: () => ({
+      bind: sock.hostname,
+      port: sock.port,
+      peer: peer ? formatHostPort(peer) : null,
+      packets,
+      bytes,
+      foreign_dropped: foreignDropped,
+      oversize_dropped: oversizeDropped,
+      receive_errors: receiveErrors,
+    }),
 
-    return {
-      plan: () =>
-        `receives on ${
-          opts.port ? formatHostPort({ hostname: sock.hostname, port: opts.port }) : `a port of ${opts.port_range}`
-        }${
-          peer
-            ? ` from ${formatHostPort(peer)} only`
-            : opts.learn_peer
-            ? `, latches to the first sender heard ${opts.learn_after} time(s) in a row`
-            : ", from anyone"
-        }${opts.first_timeout > 0 ? `, waits ${opts.first_timeout} s for the first packet` : ""}${
-          opts.timeout > 0 ? `, ends after ${opts.timeout} s without packets` : ""
-        }`,
-      stats: () => ({
-        bind: sock.hostname,
-        port: sock.port,
-        peer: peer ? formatHostPort(peer) : null,
-        packets,
-        bytes,
-        foreign_dropped: foreignDropped,
-        oversize_dropped: oversizeDropped,
-        receive_errors: receiveErrors,
-      }),
+    run(ctx: RunContext): Promise<void> {
+      const clock = ctx.clock;
+      const startedAt = clock.now();
+      ctx.event("listening", { bind: sock.hostname, port: sock.port });
+      return new Promise<void>((resolve) => {
+        let timer: Timer | undefined;
+        let ended = false;
+        const finish = () => {
+          if (ended) return;
+          ended = true;
+          stopListening?.();
+          stopListening = undefined;
+          timer?.cancel();
+          ctx.signal.removeEventListener("abort", onSignal);
+          ctx.stopSignal?.removeEventListener("abort", finish);
+          resolve();
+        };
+        // Asked to end gracefully (not stopped): read up to a marker sent to ourselves, which the kernel queues
+        // behind every datagram received so far; a stop (or the end's grace running out) ends at once.
+        let marker: { to: HostPort; token: Uint8Array } | undefined;
+        const onSignal = () => {
+          const stop = ctx.stopSignal;
+          if (!stop || stop.aborted || marker || ended) return finish();
+          stop.addEventListener("abort", finish, { once: true });
+          marker = { to: { hostname: loopbackFor(sock.hostname), port: sock.port }, token: drainToken() };
+          sock.post(marker.token, marker.to, { sent: () => {}, failed: () => finish() });
+        };
+        if (ctx.signal.aborted) return finish();
+        ctx.signal.addEventListener("abort", onSignal, { once: true });
 
-      run(ctx: RunContext): Promise<void> {
-        const clock = ctx.clock;
-        const startedAt = clock.now();
-        ctx.event("listening", { bind: sock.hostname, port: sock.port });
-        return new Promise<void>((resolve) => {
-          let timer: Timer | undefined;
-          let ended = false;
-          const finish = () => {
-            if (ended) return;
-            ended = true;
-            stopListening?.();
-            stopListening = undefined;
-            timer?.cancel();
-            ctx.signal.removeEventListener("abort", onSignal);
-            ctx.stopSignal?.removeEventListener("abort", finish);
-            resolve();
-          };
-          // Asked to end gracefully (not stopped): read up to a marker sent to ourselves, which the kernel queues
-          // behind every datagram received so far; a stop (or the end's grace running out) ends at once.
-          let marker: { to: HostPort; token: Uint8Array } | undefined;
-          const onSignal = () => {
-            const stop = ctx.stopSignal;
-            if (!stop || stop.aborted || marker || ended) return finish();
-            stop.addEventListener("abort", finish, { once: true });
-            marker = { to: { hostname: loopbackFor(sock.hostname), port: sock.port }, token: drainToken() };
-            sock.post(marker.token, marker.to, { sent: () => {}, failed: () => finish() });
-          };
-          if (ctx.signal.aborted) return finish();
-          ctx.signal.addEventListener("abort", onSignal, { once: true });
+        // One timer re-armed lazily at (last arrival + timeout), not one per datagram; before the first datagram
+        // it is due at (start + first_timeout).
+        const checkTimeout = () => {
+          const since = lastArrival ?? startedAt;
+          const limitMs = lastArrival === undefined ? firstTimeoutMs : timeoutMs;
+          const now = clock.now();
+          if (limitMs > 0 && now - since >= limitMs) {
+            ctx.log.info(`no datagram for ${limitMs / 1000} s: ending`, { port: sock.port });
+            ctx.event("timeout", {
+              seconds: limitMs / 1000,
+              port: sock.port,
+              packets,
+              peer: peer ? formatHostPort(peer) : null,
+            });
+            finish();
+          } else if (limitMs > 0) {
+            timer = clock.at(since + limitMs, checkTimeout);
+          } else {
+            timer = undefined; // no limit now (e.g. first_timeout only, and the first datagram came)
+          }
+        };
+        if (firstTimeoutMs > 0) timer = clock.at(startedAt + firstTimeoutMs, checkTimeout);
 
-          // One timer re-armed lazily at (last arrival + timeout), not one per datagram; before the first datagram
-          // it is due at (start + first_timeout).
-          const checkTimeout = () => {
-            const since = lastArrival ?? startedAt;
-            const limitMs = lastArrival === undefined ? firstTimeoutMs : timeoutMs;
-            const now = clock.now();
-            if (limitMs > 0 && now - since >= limitMs) {
-              ctx.log.info(`no datagram for ${limitMs / 1000} s: ending`, { port: sock.port });
-              ctx.event("timeout", {
-                seconds: limitMs / 1000,
-                port: sock.port,
-                packets,
-                peer: peer ? formatHostPort(peer) : null,
-              });
-              finish();
-            } else if (limitMs > 0) {
-              timer = clock.at(since + limitMs, checkTimeout);
-            } else {
-              timer = undefined; // no limit now (e.g. first_timeout only, and the first datagram came)
-            }
-          };
-          if (firstTimeoutMs > 0) timer = clock.at(startedAt + firstTimeoutMs, checkTimeout);
-
-          stopListening = sock.listen((data, remote) => {
-            if (ended) return;
-            if (marker && isMarker(data, remote, marker)) return finish();
-            if (peer) {
-              const match = peer.port === 0
-                ? canonicalHost(remote.hostname) === peer.hostname
-                : sameAddress(peer, remote);
-              if (!match) {
-                foreignDropped++;
-                ctx.session.stats.foreignDropped++;
-                if (foreignDropped === 1) {
-                  ctx.log.warn(
-                    `dropping datagrams from ${formatHostPort(remote)}: not the peer ${formatHostPort(peer)}`,
-                  );
-                }
-                return;
-              }
-              if (peer.port === 0 && opts.learn_peer) {
-                peer = remote;
-                ctx.event("peer", { address: formatHostPort(remote), learned: true });
-              }
-            } else if (opts.learn_peer) {
-              if (candidate && sameAddress(candidate, remote)) candidateRun++;
-              else {
-                candidate = remote;
-                candidateRun = 1;
-              }
-              if (candidateRun >= opts.learn_after) {
-                peer = remote;
-                candidate = undefined;
-                ctx.log.info(
-                  `latched to ${formatHostPort(remote)} after ${candidateRun} consecutive datagram(s); ` +
-                    "datagrams from anyone else are dropped from now on",
+        stopListening = sock.listen((data, remote) => {
+          if (ended) return;
+          if (marker && isMarker(data, remote, marker)) return finish();
+          if (peer) {
+            const match = peer.port === 0
+              ? canonicalHost(remote.hostname) === peer.hostname
+              : sameAddress(peer, remote);
+            if (!match) {
+              foreignDropped++;
+              ctx.session.stats.foreignDropped++;
+              if (foreignDropped === 1) {
+                ctx.log.warn(
+                  `dropping datagrams from ${formatHostPort(remote)}: not the peer ${formatHostPort(peer)}`,
                 );
-                ctx.event("peer", { address: formatHostPort(remote), learned: true });
               }
+              return;
             }
-            const arrival = clock.now();
-            if (lastArrival === undefined && firstTimeoutMs !== timeoutMs) {
-              // The first datagram: from now on the timeout counts from the last arrival.
-              timer?.cancel();
-              timer = timeoutMs > 0 ? clock.at(arrival + timeoutMs, checkTimeout) : undefined;
+            if (peer.port === 0 && opts.learn_peer) {
+              peer = remote;
+              ctx.event("peer", { address: formatHostPort(remote), learned: true });
             }
-            lastArrival = arrival;
-            packets++;
-            bytes += data.length;
-            const media = ctx.session.stats;
-            media.packetsReceived++;
-            media.bytesReceived += data.length;
-            const frame: PacketFrame = { kind: "packet", data, remote, arrival };
-            // A live source does not wait for downstream: the sender will not slow down, and holding the socket
-            // unread only moves the loss into the kernel. (Waiting also deadlocked a playout chain: a jitter buffer
-            // keeps a speaker's queue full on its own clock, so the drain this source waited for never came.)
-            ctx.emit(frame);
-          }, {
-            maxSize: opts.max_size,
-            onOversize: (remote) => {
-              oversizeDropped++;
-              if (oversizeDropped === 1) {
-                ctx.log.warn(`dropping datagrams over max_size ${opts.max_size} bytes from ${formatHostPort(remote)}`);
-              }
-            },
-            onError: (e) => {
-              receiveErrors++;
-              ctx.log.debug(`receive error: ${(e as Error).message}`);
-            },
-            onFatal: (e) => {
-              receiveErrors++;
-              ctx.fail(new Error(`UDP receive on port ${sock.port} keeps failing: ${(e as Error).message}`));
-              finish();
-            },
-          });
+          } else if (opts.learn_peer) {
+            if (candidate && sameAddress(candidate, remote)) candidateRun++;
+            else {
+              candidate = remote;
+              candidateRun = 1;
+            }
+            if (candidateRun >= opts.learn_after) {
+              peer = remote;
+              candidate = undefined;
+              ctx.log.info(
+                `latched to ${formatHostPort(remote)} after ${candidateRun} consecutive datagram(s); ` +
+                  "datagrams from anyone else are dropped from now on",
+              );
+              ctx.event("peer", { address: formatHostPort(remote), learned: true });
+            }
+          }
+          const arrival = clock.now();
+          if (lastArrival === undefined && firstTimeoutMs !== timeoutMs) {
+            // The first datagram: from now on the timeout counts from the last arrival.
+            timer?.cancel();
+            timer = timeoutMs > 0 ? clock.at(arrival + timeoutMs, checkTimeout) : undefined;
+          }
+          lastArrival = arrival;
+          packets++;
+          bytes += data.length;
+          const media = ctx.session.stats;
+          media.packetsReceived++;
+          media.bytesReceived += data.length;
+          const frame: PacketFrame = { kind: "packet", data, remote, arrival };
+          // A live source does not wait for downstream: the sender will not slow down, and holding the socket
+          // unread only moves the loss into the kernel. (Waiting also deadlocked a playout chain: a jitter buffer
+          // keeps a speaker's queue full on its own clock, so the drain this source waited for never came.)
+          ctx.emit(frame);
+        }, {
+          maxSize: opts.max_size,
+          onOversize: (remote) => {
+            oversizeDropped++;
+            if (oversizeDropped === 1) {
+              ctx.log.warn(`dropping datagrams over max_size ${opts.max_size} bytes from ${formatHostPort(remote)}`);
+            }
+          },
+          onError: (e) => {
+            receiveErrors++;
+            ctx.log.debug(`receive error: ${(e as Error).message}`);
+          },
+          onFatal: (e) => {
+            receiveErrors++;
+            ctx.fail(new Error(`UDP receive on port ${sock.port} keeps failing: ${(e as Error).message}`));
+            finish();
+          },
         });
-      },
+      });
+    },
 
-      close() {
-        stopListening?.();
-        stopListening = undefined;
-        // The socket itself is released with the pipeline's shared resources.
-      },
-    };
-  },
-});
+    close() {
+      stopListening?.();
+      stopListening = undefined;
+      // The socket itself is released with the pipeline's shared resources.
+    },
+  };
+}
 
 /** Where a socket bound to `hostname` reaches itself: the address, or loopback for a wildcard bind. */
 function loopbackFor(hostname: string): string {
