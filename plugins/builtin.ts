@@ -9,7 +9,7 @@ import { plugins as wav } from "./wav/mod.ts";
 import { plugins as file } from "./file/mod.ts";
 import { plugins as tone } from "./tone/mod.ts";
 import { plugins as nul } from "./null/mod.ts";
-import { plugins as resample } from "./resample/mod.ts";
+import { plugins as resample } from "./resample/plugins.ts";
 import { codecs as g711Codecs, plugins as g711 } from "./g711/mod.ts";
 import { plugins as rtp } from "./rtp/mod.ts";
 import { plugins as udp } from "./udp/plugins.ts";

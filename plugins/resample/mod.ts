@@ -3,10 +3,5 @@
  *
  * @module
  */
-import type { AnyPlugin } from "../../core/stage.ts";
-import resampler from "./resampler.ts";
-
 export { createResampler, type ResampleQuality, type ResamplerOptions, resamplerOptions } from "./resampler.ts";
-
-/** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [resampler];
+export { plugins } from "./plugins.ts";

@@ -10,70 +10,21 @@
  *
  * @module
  */
-import { z } from "zod";
 import { type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck, frameRefusal } from "../../core/format_check.ts";
-import type { StageConfig } from "../../core/pipeline.ts";
-import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
+import { type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
+import {
+  ACCEPTS,
+  MAX_RATE,
+  MIN_RATE,
+  NAME,
+  type ResampleQuality,
+  resampler,
+  type ResamplerOptions,
+  resamplerSchema,
+} from "./plugins.ts";
 import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
-
-/** Rates the stage accepts, in Hz. */
-const MIN_RATE = 1000;
-const MAX_RATE = 192000;
-
-const QUALITIES = [
-  "medium",
-  "best",
-  "fastest",
-  "linear",
-  "lsr-best",
-  "lsr-medium",
-  "lsr-fastest",
-  "lsr-linear",
-] as const;
-
-/**
- * Resampling quality: the polyphase kernel's `medium` (default), `best`, `fastest` and `linear`,
- * or libsamplerate's converters as `lsr-best`, `lsr-medium`, `lsr-fastest`, `lsr-linear`.
- */
-export type ResampleQuality = (typeof QUALITIES)[number];
-
-/**
- * Options of the `resampler` stage.
- *
- * @example
- * ```ts
- * resamplerOptions.parse({}); // { rate: 8000, quality: "medium" }
- * ```
- */
-export const resamplerOptions = z.object({
-  rate: z.number().int().min(MIN_RATE).max(MAX_RATE).default(8000).describe(
-    `Output sample rate in Hz, ${MIN_RATE}..${MAX_RATE}. Default 8000 (telephony, G.711). ` +
-      "When the input already has this rate, audio passes through unchanged (only channels are mapped).",
-  ),
-  channels: z.number().int().min(1).max(128).optional().describe(
-    "Output channels, 1..128. Default: keep the input's. 1 down-mixes by averaging the channels; " +
-      "from mono, N > 1 copies the channel N times; other changes are refused.",
-  ),
-  quality: z.enum(QUALITIES).default("medium").describe(
-    "Converter. voxpipe's polyphase windowed-sinc kernel (Kaiser window, exact phases for rational ratios, " +
-      "WebAssembly SIMD; output time-aligned with the input, look-ahead ~7 ms): " +
-      '"medium" (default): passband flat to 0.85 of the lower Nyquist frequency (3.4 kHz at 8 kHz), ' +
-      "stopband -100 dB from the Nyquist frequency (nothing above 4 kHz folds back at 8 kHz); " +
-      "~3500x realtime per stream 44.1 to 8 kHz (one core of this machine). " +
-      '"best": -120 dB, passband to 0.91 of Nyquist, ~2500x realtime. ' +
-      '"fastest": -70 dB, passband to 0.85 of Nyquist, transition band ending 15 % above it ' +
-      "(what lies there folds back above the passband), ~6500x realtime. " +
-      '"linear": linear interpolation, no anti-alias filter; aliases audibly, for tests and effects only. ' +
-      'libsamplerate (WebAssembly, loaded on first use): "lsr-best" (~149 dB tone SNR, ~30x realtime), ' +
-      '"lsr-medium" (~130 dB, ~60x realtime: the default before the polyphase kernel), ' +
-      '"lsr-fastest" (cuts 3.4 kHz by 8.8 dB at 8 kHz output, UNFIT FOR TELEPHONY), "lsr-linear".',
-  ),
-});
-
-/** Validated options of the `resampler` stage. */
-export type ResamplerOptions = z.output<typeof resamplerOptions>;
 
 /** Statistics of a `resampler` stage. */
 export interface ResamplerStats {
@@ -95,8 +46,6 @@ export interface ResamplerStats {
   latency_ms: number;
 }
 
-const NAME = "resampler";
-
 /** How the stage maps input channels to output channels. */
 interface Layout {
   inRate: number;
@@ -112,9 +61,6 @@ interface RateConverter {
   readonly describe: string;
   readonly latency: number;
 }
-
-/** What the resampler takes: pcm of any rate and channel count (the limits are checked by {@linkcode refusal}). */
-const ACCEPTS: Format[] = [{ kind: "pcm" }];
 
 /** Checks the rate and channels of a pcm input; returns why it cannot be taken, with what to change. */
 function refusal(input: Format, outCh: number | undefined): string | undefined {
@@ -292,32 +238,17 @@ export async function createResampler(
   };
 }
 
+export type { ResampleQuality, ResamplerOptions };
+
 /**
- * The `resampler` plugin: converts pcm between sample rates (any to any, 1 kHz..192 kHz)
- * and optionally down-mixes to mono, streaming with state kept across frames. Output
- * timestamps are in output samples and contiguous, and the polyphase kernel's output is
- * time-aligned (output sample k is the input at time k / rate); `flush` emits the filter's
- * tail so the output has round(n × rate / input rate) samples.
+ * Options of the `resampler` stage (its zod schema; the plugin's `options`).
+ *
+ * @example
+ * ```ts
+ * resamplerOptions.parse({}); // { rate: 8000, quality: "medium" }
+ * ```
  */
-export default definePlugin({
-  name: NAME,
-  kind: "transform",
-  description:
-    "Converts pcm to another sample rate (polyphase windowed sinc, WebAssembly SIMD) and optionally down-mixes to mono",
-  accepts: ACCEPTS,
-  produces: { kind: "pcm" },
-  options: resamplerOptions,
-  /** Bridges pcm → pcm of another rate and/or channel count, when it can map the channels. */
-  bridges(from: Format, to: Format): StageConfig | undefined {
-    if (from.kind !== "pcm" || to.kind !== "pcm") return undefined;
-    if (to.sampleRate === undefined && to.channels === undefined) return undefined;
-    if (to.sampleRate !== undefined && !(to.sampleRate >= MIN_RATE && to.sampleRate <= MAX_RATE)) return undefined;
-    const a = from.channels, b = to.channels;
-    if (a !== undefined && b !== undefined && a !== b && a !== 1 && b !== 1) return undefined;
-    const config: StageConfig = { use: NAME };
-    if (to.sampleRate !== undefined) config.rate = to.sampleRate;
-    if (to.channels !== undefined) config.channels = to.channels;
-    return config;
-  },
-  create: (options, ctx) => createResampler(options, ctx),
-});
+export const resamplerOptions: ReturnType<typeof resamplerSchema> = resamplerSchema();
+
+/** The `resampler` plugin (declared in `plugins.ts`; its `create` loads this module). */
+export default resampler;
