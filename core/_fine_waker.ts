@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import type { WakerHost } from "./_waker.ts";
 
 /** Smallest setTimeout overshoot assumed, ms: `setTimeout(d)` fires after ceil(d) + 0.1..1.2 ms here (2.1 for d < 1). */

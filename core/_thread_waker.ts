@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import type { Worker } from "node:worker_threads";
 import type { TimerEntry } from "./_timer_heap.ts";
 import type { WakerHost } from "./_waker.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { relative, sep } from "node:path";
+import { relative, SEP } from "./path.ts";
 import { fileUrlToPath } from "./path.ts";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
@@ -161,7 +161,7 @@ export function stackLocation(error: unknown, options: { outside?: "core" | "vox
         try {
           const path = fileUrlToPath(url);
           const rel = relative(Deno.cwd(), path);
-          where = rel && !rel.startsWith(`..${sep}`) && rel !== ".." ? rel : path;
+          where = rel && !rel.startsWith(`..${SEP}`) && rel !== ".." ? rel : path;
         } catch { /* keep the URL */ }
       }
       return `${where}:${m[2]}:${m[3]}`;

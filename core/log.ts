@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname } from "./path.ts";
 
 /** Log levels, from most to least verbose. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";

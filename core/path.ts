@@ -1,8 +1,8 @@
 /**
- * `resolve`, `dirname` and `isAbsolute` as `node:path` has them, computed here on POSIX systems. The first call
+ * `resolve`, `dirname`, `isAbsolute`, `relative` and `SEP` as `node:path` has them, computed here on POSIX systems. The first call
  * of a `node:path` function makes Deno load its Node compatibility implementation (15-35 ms at start-up here,
  * measured in the CPU profile of a file transcode, where only these three are called); on Windows they are
- * `node:path`'s own. A test holds them to `node:path`'s POSIX functions.
+ * `node:path`'s own (loaded then, through `process.getBuiltinModule`). A test holds them to `node:path`'s POSIX functions.
  *
  * And `file:` URL ↔ path conversions as `node:url`'s `fileURLToPath` and `pathToFileURL` do them (on POSIX and,
  * by Node's rules, on Windows), because importing `node:url` evaluates a large part of Deno's Node compatibility
@@ -11,9 +11,14 @@
  *
  * @module
  */
-import * as nodePath from "node:path";
-
 const WINDOWS = Deno.build.os === "windows";
+
+type NodePath = typeof import("node:path");
+let nodePathModule: NodePath | undefined;
+/** `node:path`, loaded on first use (on Windows, or for Windows rules): a static import would load it in every process. */
+function nodePath(): NodePath {
+  return nodePathModule ??= process.getBuiltinModule("node:path") as NodePath;
+}
 
 /** `path` with `.` and `..` segments and repeated slashes removed (no leading or trailing slash). */
 function normalizeSegments(path: string, aboveRoot: boolean): string {
@@ -40,7 +45,7 @@ function normalizeSegments(path: string, aboveRoot: boolean): string {
  * ```
  */
 export function resolve(...segments: string[]): string {
-  if (WINDOWS) return nodePath.resolve(...segments);
+  if (WINDOWS) return nodePath().resolve(...segments);
   let joined = "";
   let absolute = false;
   for (let i = segments.length - 1; i >= -1 && !absolute; i--) {
@@ -63,7 +68,7 @@ export function resolve(...segments: string[]): string {
  * ```
  */
 export function dirname(path: string): string {
-  if (WINDOWS) return nodePath.dirname(path);
+  if (WINDOWS) return nodePath().dirname(path);
   if (path.length === 0) return ".";
   const hasRoot = path.charCodeAt(0) === 47;
   let end = -1;
@@ -92,8 +97,33 @@ export function dirname(path: string): string {
  * ```
  */
 export function isAbsolute(path: string): boolean {
-  if (WINDOWS) return nodePath.isAbsolute(path);
+  if (WINDOWS) return nodePath().isAbsolute(path);
   return path.length > 0 && path.charCodeAt(0) === 47;
+}
+
+/** The path separator of this system: `/`, or `\\` on Windows (as `node:path`'s `sep`). */
+export const SEP: string = WINDOWS ? "\\" : "/";
+
+/**
+ * The path from `from` to `to`, as `node:path`'s `relative`: both are resolved first; "" when they are the same.
+ *
+ * @example
+ * ```ts
+ * relative("/a/b", "/a/c/d"); // "../c/d"
+ * ```
+ */
+export function relative(from: string, to: string): string {
+  if (WINDOWS) return nodePath().relative(from, to);
+  const a = resolve(from);
+  const b = resolve(to);
+  if (a === b) return "";
+  const as = a === "/" ? [] : a.slice(1).split("/");
+  const bs = b === "/" ? [] : b.slice(1).split("/");
+  let common = 0;
+  while (common < as.length && common < bs.length && as[common] === bs[common]) common++;
+  const up: string[] = [];
+  for (let k = common; k < as.length; k++) up.push("..");
+  return [...up, ...bs.slice(common)].join("/");
 }
 
 /** Percent-encodes what the URL parser would take as syntax or drop in a path (as Node's `pathToFileURL`). */
@@ -130,7 +160,7 @@ export function pathToFileUrl(path: string, windows: boolean = WINDOWS): string 
     url.pathname = encodePathChars(path.slice(end).replaceAll("\\", "/"), true);
     return url.href;
   }
-  let resolved = windows ? nodePath.win32.resolve(path) : (WINDOWS ? nodePath.posix.resolve(path) : resolve(path));
+  let resolved = windows ? nodePath().win32.resolve(path) : (WINDOWS ? nodePath().posix.resolve(path) : resolve(path));
   const last = path.charCodeAt(path.length - 1);
   const sep = windows ? "\\" : "/";
   if ((last === 47 || (windows && last === 92)) && !resolved.endsWith(sep)) resolved += "/";

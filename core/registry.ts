@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { isAbsolute, resolve as resolvePath } from "node:path";
+import { isAbsolute, resolve as resolvePath } from "./path.ts";
 import { toFileUrl } from "./paths.ts";
 import { ConfigError, type ConfigLocation } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";

@@ -1,7 +1,7 @@
-/** core/path.ts: `resolve`, `dirname`, `isAbsolute` give what `node:path` gives, on every path form tried. */
+/** core/path.ts: `resolve`, `dirname`, `isAbsolute`, `relative` give what `node:path` gives, on every path form tried. */
 import { posix } from "node:path";
 import { assertEquals } from "./assert.ts";
-import { dirname, isAbsolute, resolve } from "../core/path.ts";
+import { dirname, isAbsolute, relative, resolve, SEP } from "../core/path.ts";
 
 const paths = [
   "",
@@ -107,3 +107,21 @@ Deno.test("pathToFileUrl and fileUrlToPath follow Node's Windows rules: drive le
     assertEquals(threw, true, bad);
   }
 });
+
+Deno.test("relative agrees with node:path (POSIX) for every pair of the paths tried; SEP is the separator", () => {
+  if (Deno.build.os === "windows") return;
+  equalSep();
+  for (const from of paths) {
+    for (const to of paths) {
+      assertEquals(
+        relative(from, to),
+        posix.relative(from, to),
+        `relative(${JSON.stringify(from)}, ${JSON.stringify(to)})`,
+      );
+    }
+  }
+});
+
+function equalSep(): void {
+  assertEquals(SEP, posix.sep);
+}

@@ -59,7 +59,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import { LoopClock } from "../loop_clock.ts";
 import { formatHostPort, type HostPort } from "./address.ts";
 import {

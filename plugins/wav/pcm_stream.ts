@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { setImmediate } from "node:timers";
 import type { PcmFrame } from "../../core/frame.ts";
 import type { RunContext } from "../../core/stage.ts";
 
