@@ -13,12 +13,10 @@ import { plugins as resample } from "./resample/plugins.ts";
 import { codecs as g711Codecs, plugins as g711 } from "./g711/mod.ts";
 import { plugins as rtp } from "./rtp/mod.ts";
 import { plugins as udp } from "./udp/plugins.ts";
-import { plugins as device } from "./audio-device/mod.ts";
+import { plugins as device } from "./audio-device/plugins.ts";
 import { plugins as graph } from "./graph/mod.ts";
-// The relay family's stages by their own modules: relay/mod.ts also exports the relay server and client.
-import { rtpEndDetector, rtpEndMarker } from "./relay/end_marker.ts";
-import { rtpTimeline } from "./relay/rtp_timeline.ts";
-import { silenceDetector } from "./relay/silence_detector.ts";
+// The relay family's stages by their declarations: relay/mod.ts also exports the relay server and client.
+import { rtpEndDetector, rtpEndMarker, rtpTimeline, silenceDetector } from "./relay/stage_plugins.ts";
 
 /** All built-in stage plugins. */
 export const builtinPlugins: AnyPlugin[] = [

@@ -1,10 +1,10 @@
 /**
- * What the speaker and microphone share: options, device resolution and the
- * process-wide device streams.
+ * What the speaker and microphone share: device resolution and the
+ * process-wide device streams (their shared options are declared in
+ * `plugins.ts` and re-exported here).
  *
  * @module
  */
-import { z } from "zod";
 import { ResourceKind } from "../../core/session.ts";
 import type { StageContext } from "../../core/stage.ts";
 import {
@@ -16,19 +16,13 @@ import {
   resolveDevice,
 } from "./binding.ts";
 import { DeviceStream } from "./device_stream.ts";
+import { deviceOptionSchema, duplexOptionSchema } from "./plugins.ts";
 
-/** The `device` option: a PortAudio id, or (part of) a device name. */
-export const deviceOption = z
-  .union([z.string().min(1), z.number().int().min(0)])
-  .optional()
-  .describe(
-    'Device: its id or (part of) its name as `--list-devices` prints them (e.g. "default", "USB"); default: the system default device',
-  );
+/** The `device` option: a PortAudio id, or (part of) a device name (the schema the plugins' options use). */
+export const deviceOption: ReturnType<typeof deviceOptionSchema> = deviceOptionSchema();
 
-/** The `duplex` option. */
-export const duplexOption = z.boolean().default(true).describe(
-  "Share one PortAudio stream (one device clock) with the microphone/speaker of this process that uses the same device at the same rate",
-);
+/** The `duplex` option (the schema the plugins' options use). */
+export const duplexOption: ReturnType<typeof duplexOptionSchema> = duplexOptionSchema();
 
 /** Loads the binding and resolves the device for `direction` (throws with what is missing, or the devices there are). */
 export function openDevice(

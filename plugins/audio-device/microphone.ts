@@ -4,29 +4,31 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Format, PcmFrame } from "../../core/frame.ts";
-import { definePlugin, type RunContext, type SourceStage, type StageContext } from "../../core/stage.ts";
+import type { RunContext, SourceStage, StageContext } from "../../core/stage.ts";
 import type { AudioDeviceInfo, NaudiodonBinding } from "./binding.ts";
-import { acquireStream, deviceOption, duplexOption, openDevice } from "./common.ts";
+import { acquireStream, openDevice } from "./common.ts";
 import type { DeviceStream, InputParty } from "./device_stream.ts";
+import { microphone, type MicrophoneOptions, microphoneSchema } from "./plugins.ts";
 
-/** Options of `microphone`. */
-export const microphoneOptions = z.object({
-  device: deviceOption,
-  sample_rate: z.number().int().min(8000).max(192000).default(16000).describe(
-    "Capture rate in Hz (the device must support it; 8000 for G.711 without a resampler)",
-  ),
-  channels: z.number().int().min(1).max(32).default(1).describe("Captured channels (interleaved)"),
-  frame_ms: z.number().int().min(5).max(200).default(20).describe("Duration of each emitted frame (ms)"),
-  duration: z.number().positive().optional().describe(
-    "Stop after capturing this many seconds (end of stream); default: capture until the pipeline stops",
-  ),
-  duplex: duplexOption,
-});
+export { microphone, type MicrophoneOptions };
 
-/** Validated options of `microphone`. */
-export type MicrophoneOptions = z.output<typeof microphoneOptions>;
+/** Options of `microphone` (its zod schema; the plugin's `options`). */
+export const microphoneOptions: ReturnType<typeof microphoneSchema> = microphoneSchema();
+
+/**
+ * Creates a `microphone` stage from validated options: the plugin's `create`, loaded when first used. Loads the
+ * native binding and resolves the input device (throws with what is missing, or the devices there are).
+ */
+export function createMicrophone(options: MicrophoneOptions, ctx: StageContext): SourceStage {
+  const { binding, device } = openDevice(options.device, "input");
+  if (options.channels > device.maxInputChannels) {
+    throw new Error(
+      `input device ${device.id} "${device.name}" has ${device.maxInputChannels} channel(s), but "channels" is ${options.channels}`,
+    );
+  }
+  return new Microphone(options, ctx, binding, device);
+}
 
 /**
  * Captures pcm from an audio input device.
@@ -56,23 +58,7 @@ export type MicrophoneOptions = z.output<typeof microphoneOptions>;
  * { "use": "microphone", "sample_rate": 8000, "channels": 1, "frame_ms": 20 }
  * ```
  */
-export default definePlugin({
-  name: "microphone",
-  kind: "source",
-  description: "Captures pcm from an audio input device (PortAudio through naudiodon)",
-  produces: { kind: "pcm" },
-  realtime: true,
-  options: microphoneOptions,
-  create(options, ctx): SourceStage {
-    const { binding, device } = openDevice(options.device, "input");
-    if (options.channels > device.maxInputChannels) {
-      throw new Error(
-        `input device ${device.id} "${device.name}" has ${device.maxInputChannels} channel(s), but "channels" is ${options.channels}`,
-      );
-    }
-    return new Microphone(options, ctx, binding, device);
-  },
-});
+export default microphone;
 
 /** The microphone stage: a source and the input party of a device stream. */
 export class Microphone implements SourceStage, InputParty {

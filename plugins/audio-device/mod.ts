@@ -11,10 +11,6 @@
  *
  * @module
  */
-import type { AnyPlugin } from "../../core/stage.ts";
-import speaker from "./speaker.ts";
-import microphone from "./microphone.ts";
-
 export {
   AudioBindingError,
   type AudioDeviceInfo,
@@ -24,5 +20,4 @@ export {
   loadBinding,
 } from "./binding.ts";
 
-/** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [speaker, microphone];
+export { plugins } from "./plugins.ts";

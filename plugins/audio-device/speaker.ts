@@ -4,30 +4,26 @@
  *
  * @module
  */
-import { z } from "zod";
 import { type Format, formatToString, type Frame } from "../../core/frame.ts";
-import { definePlugin, FormatError, type RunContext, type SinkStage, type StageContext } from "../../core/stage.ts";
+import { FormatError, type RunContext, type SinkStage, type StageContext } from "../../core/stage.ts";
 import type { AudioDeviceInfo, NaudiodonBinding } from "./binding.ts";
-import { acquireStream, channelsText, deviceOption, duplexOption, openDevice } from "./common.ts";
+import { acquireStream, channelsText, openDevice } from "./common.ts";
 import type { DeviceStream, OutputParty } from "./device_stream.ts";
+import { speaker, type SpeakerOptions, speakerSchema } from "./plugins.ts";
 
-/** Options of `speaker`. */
-export const speakerOptions = z.object({
-  device: deviceOption,
-  latency_ms: z.number().int().min(10).max(2000).default(60).describe(
-    "Audio kept queued ahead of the device (ms): playback starts (and restarts after an underrun) once this much is " +
-      "queued, and write() asks upstream to wait above it. The sink adds about this much latency, plus the device's " +
-      "own buffer; more absorbs more jitter",
-  ),
-  pause_mode: z.enum(["drop", "hold"]).default("drop").describe(
-    'While paused: "drop" discards arriving frames (live audio: a call); "hold" keeps them and holds upstream ' +
-      "back through backpressure (a file: playback resumes where it paused)",
-  ),
-  duplex: duplexOption,
-});
+export { speaker, type SpeakerOptions };
 
-/** Validated options of `speaker`. */
-export type SpeakerOptions = z.output<typeof speakerOptions>;
+/** Options of `speaker` (its zod schema; the plugin's `options`). */
+export const speakerOptions: ReturnType<typeof speakerSchema> = speakerSchema();
+
+/**
+ * Creates a `speaker` stage from validated options: the plugin's `create`, loaded when first used. Loads the native
+ * binding and resolves the output device (throws with what is missing, or the devices there are).
+ */
+export function createSpeaker(options: SpeakerOptions, ctx: StageContext): SinkStage {
+  const { binding, device } = openDevice(options.device, "output");
+  return new Speaker(options, ctx, binding, device);
+}
 
 /** Queued audio beyond this many times `latency_ms` (or +200 ms) is dropped, oldest first (an upstream too fast). */
 const OVERFLOW_FACTOR = 4;
@@ -83,18 +79,7 @@ const OVERFLOW_FACTOR = 4;
  * { "use": "speaker", "device": "default", "latency_ms": 60 }
  * ```
  */
-export default definePlugin({
-  name: "speaker",
-  kind: "sink",
-  description: "Plays pcm on an audio output device (PortAudio through naudiodon)",
-  accepts: [{ kind: "pcm" }],
-  realtime: true,
-  options: speakerOptions,
-  create(options, ctx): SinkStage {
-    const { binding, device } = openDevice(options.device, "output");
-    return new Speaker(options, ctx, binding, device);
-  },
-});
+export default speaker;
 
 /** The speaker stage: a sink and the output party of a device stream. */
 export class Speaker implements SinkStage, OutputParty {

@@ -25,9 +25,11 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { RtpFrame } from "../../core/frame.ts";
-import { definePlugin } from "../../core/stage.ts";
+import type { StageContext, TransformStage } from "../../core/stage.ts";
+import { rtpEndDetector, rtpEndMarker } from "./stage_plugins.ts";
+
+export { rtpEndDetector, rtpEndMarker };
 
 /** True when `f` is an end-of-transmission marker: marker bit set, empty payload. */
 export function isEndMarker(f: RtpFrame): boolean {
@@ -59,54 +61,38 @@ export function endMarkerAfter(last: RtpFrame): RtpFrame {
   };
 }
 
-/** The `rtp-end-marker` plugin definition. */
-export const rtpEndMarker = definePlugin({
-  name: "rtp-end-marker",
-  kind: "transform",
-  description: "Passes RTP through and, at end of stream, sends the end-of-transmission marker (empty, marker bit)",
-  accepts: [{ kind: "rtp" }],
-  produces: { kind: "rtp" },
-  options: z.strictObject({}),
-  create() {
-    let last: RtpFrame | undefined;
-    let sent = false;
-    return {
-      negotiate: (input) => input,
-      process(frame, emit) {
-        if (frame.kind !== "rtp") return;
-        last = frame;
-        emit(frame);
-      },
-      flush(emit) {
-        if (!last || sent) return;
-        sent = true;
-        emit(endMarkerAfter(last));
-      },
-      stats: () => ({ marker_sent: sent }),
-    };
-  },
-});
+/** Creates an `rtp-end-marker` stage: the plugin's `create`, loaded when first used. */
+export function createRtpEndMarker(): TransformStage {
+  let last: RtpFrame | undefined;
+  let sent = false;
+  return {
+    negotiate: (input) => input,
+    process(frame, emit) {
+      if (frame.kind !== "rtp") return;
+      last = frame;
+      emit(frame);
+    },
+    flush(emit) {
+      if (!last || sent) return;
+      sent = true;
+      emit(endMarkerAfter(last));
+    },
+    stats: () => ({ marker_sent: sent }),
+  };
+}
 
-/** The `rtp-end-detector` plugin definition. */
-export const rtpEndDetector = definePlugin({
-  name: "rtp-end-detector",
-  kind: "transform",
-  description: 'Drops end-of-transmission markers and raises the event "end-of-transmission"; passes the rest',
-  accepts: [{ kind: "rtp" }],
-  produces: { kind: "rtp" },
-  options: z.strictObject({}),
-  create(_opts, sctx) {
-    let markers = 0;
-    return {
-      negotiate: (input) => input,
-      process(frame, emit) {
-        if (frame.kind !== "rtp") return;
-        if (!isEndMarker(frame)) return emit(frame);
-        markers++;
-        sctx.log.info("end of transmission received", { ssrc: frame.ssrc });
-        sctx.event("end-of-transmission", { ssrc: frame.ssrc, sequence: frame.sequence });
-      },
-      stats: () => ({ markers }),
-    };
-  },
-});
+/** Creates an `rtp-end-detector` stage (events and logs go through `sctx`): the plugin's `create`, loaded when first used. */
+export function createRtpEndDetector(sctx: StageContext): TransformStage {
+  let markers = 0;
+  return {
+    negotiate: (input) => input,
+    process(frame, emit) {
+      if (frame.kind !== "rtp") return;
+      if (!isEndMarker(frame)) return emit(frame);
+      markers++;
+      sctx.log.info("end of transmission received", { ssrc: frame.ssrc });
+      sctx.event("end-of-transmission", { ssrc: frame.ssrc, sequence: frame.sequence });
+    },
+    stats: () => ({ markers }),
+  };
+}

@@ -22,70 +22,64 @@
  *
  * @module
  */
-import { z } from "zod";
 import { type EncodedFrame, type Format, formatToString } from "../../core/frame.ts";
-import { definePlugin, FormatError } from "../../core/stage.ts";
+import { FormatError, type TransformStage } from "../../core/stage.ts";
 import { isTelephoneEvent } from "../rtp/telephone_event.ts";
+import { rtpTimeline } from "./stage_plugins.ts";
 
-/** The `rtp-timeline` plugin definition. */
-export const rtpTimeline = definePlugin({
-  name: "rtp-timeline",
-  kind: "transform",
-  description: "RTP → encoded frames at their RTP timestamps, no playout clock (record on the sender's timeline)",
-  accepts: [{ kind: "rtp" }],
-  produces: { kind: "encoded" },
-  options: z.strictObject({}),
-  create() {
-    let ssrc: number | undefined;
-    let lastTs = 0;
-    let ext = 0; // unwrapped timestamp of the last packet, relative to the stream's first
-    let base = 0; // pts of the current stream's first packet
-    let end = 0; // pts right after the latest sample seen
-    let packets = 0, streams = 0, empty = 0;
-    let codec: EncodedFrame["codec"] = "PCMU";
-    let clockRate = 8000;
-    return {
-      negotiate(input: Format | undefined): Format {
-        if (!input || input.kind !== "rtp" || !input.codec) {
-          throw new FormatError(
-            `rtp-timeline expects rtp frames of a known codec, but got ${
-              input ? formatToString(input) : "nothing"
-            }: put an rtp-depacketizer with "codec" before it`,
-          );
-        }
-        codec = input.codec;
-        clockRate = input.clockRate ?? 8000;
-        return { kind: "encoded", codec, clockRate };
-      },
-      process(frame, emit) {
-        if (frame.kind !== "rtp" || isTelephoneEvent(frame)) return; // RFC 4733 events carry no audio
-        if (frame.payload.length === 0) {
-          empty++;
-          return;
-        }
-        const ts = frame.timestamp >>> 0;
-        if (frame.ssrc !== ssrc) {
-          if (ssrc !== undefined) streams++;
-          ssrc = frame.ssrc;
-          base = end;
-          ext = 0;
-        } else {
-          ext += (ts - lastTs) | 0;
-        }
-        lastTs = ts;
-        const pts = base + ext;
-        end = Math.max(end, pts + frame.payload.length);
-        packets++;
-        emit({
-          kind: "encoded",
-          codec: frame.codec ?? codec,
-          clockRate: frame.clockRate ?? clockRate,
-          payload: frame.payload,
-          pts,
-          type: "normal",
-        });
-      },
-      stats: () => ({ packets, ssrc_changes: streams, empty }),
-    };
-  },
-});
+export { rtpTimeline };
+
+/** Creates an `rtp-timeline` stage: the plugin's `create`, loaded when first used. */
+export function createRtpTimeline(): TransformStage {
+  let ssrc: number | undefined;
+  let lastTs = 0;
+  let ext = 0; // unwrapped timestamp of the last packet, relative to the stream's first
+  let base = 0; // pts of the current stream's first packet
+  let end = 0; // pts right after the latest sample seen
+  let packets = 0, streams = 0, empty = 0;
+  let codec: EncodedFrame["codec"] = "PCMU";
+  let clockRate = 8000;
+  return {
+    negotiate(input: Format | undefined): Format {
+      if (!input || input.kind !== "rtp" || !input.codec) {
+        throw new FormatError(
+          `rtp-timeline expects rtp frames of a known codec, but got ${
+            input ? formatToString(input) : "nothing"
+          }: put an rtp-depacketizer with "codec" before it`,
+        );
+      }
+      codec = input.codec;
+      clockRate = input.clockRate ?? 8000;
+      return { kind: "encoded", codec, clockRate };
+    },
+    process(frame, emit) {
+      if (frame.kind !== "rtp" || isTelephoneEvent(frame)) return; // RFC 4733 events carry no audio
+      if (frame.payload.length === 0) {
+        empty++;
+        return;
+      }
+      const ts = frame.timestamp >>> 0;
+      if (frame.ssrc !== ssrc) {
+        if (ssrc !== undefined) streams++;
+        ssrc = frame.ssrc;
+        base = end;
+        ext = 0;
+      } else {
+        ext += (ts - lastTs) | 0;
+      }
+      lastTs = ts;
+      const pts = base + ext;
+      end = Math.max(end, pts + frame.payload.length);
+      packets++;
+      emit({
+        kind: "encoded",
+        codec: frame.codec ?? codec,
+        clockRate: frame.clockRate ?? clockRate,
+        payload: frame.payload,
+        pts,
+        type: "normal",
+      });
+    },
+    stats: () => ({ packets, ssrc_changes: streams, empty }),
+  };
+}

@@ -16,68 +16,55 @@
  *
  * @module
  */
-import { z } from "zod";
-import { definePlugin } from "../../core/stage.ts";
+import type { StageContext, TransformStage } from "../../core/stage.ts";
+import { silenceDetector, type SilenceDetectorOptions, silenceDetectorSchema } from "./stage_plugins.ts";
 
-/** Options of the `silence-detector` stage. */
-export const silenceDetectorOptions = z.strictObject({
-  seconds: z.number().min(0.1).max(3600).default(10).describe(
-    "Seconds of silent input before the warning, 0.1..3600 (default 10).",
-  ),
-  threshold_dbfs: z.number().min(-96).max(0).default(-60).describe(
-    "A sample is silent when its level is at or below this, in dB of full scale, -96..0 (default -60: |sample| <= 32).",
-  ),
-});
+export { silenceDetector, type SilenceDetectorOptions };
 
-/** The `silence-detector` plugin definition. */
-export const silenceDetector = definePlugin({
-  name: "silence-detector",
-  kind: "transform",
-  description: "Passes PCM through; warns once when the input stays silent for a number of seconds",
-  accepts: [{ kind: "pcm" }],
-  produces: { kind: "pcm" },
-  options: silenceDetectorOptions,
-  create(opts, sctx) {
-    const limit = Math.floor(32768 * 10 ** (opts.threshold_dbfs / 20));
-    let silentFrames = 0; // sample frames (per channel) of the current silent stretch
-    let warned = false;
-    let warnings = 0;
-    let rate = 0;
-    return {
-      negotiate: (input) => input,
-      process(frame, emit) {
-        if (frame.kind !== "pcm") return;
-        const s = frame.samples;
-        let loud = -1;
-        for (let i = s.length - 1; i >= 0; i--) {
-          if (s[i] > limit || s[i] < -limit) {
-            loud = i;
-            break;
-          }
+/** Options of the `silence-detector` stage (its zod schema; the plugin's `options`). */
+export const silenceDetectorOptions: ReturnType<typeof silenceDetectorSchema> = silenceDetectorSchema();
+
+/** Creates a `silence-detector` stage from validated options: the plugin's `create`, loaded when first used. */
+export function createSilenceDetector(opts: SilenceDetectorOptions, sctx: StageContext): TransformStage {
+  const limit = Math.floor(32768 * 10 ** (opts.threshold_dbfs / 20));
+  let silentFrames = 0; // sample frames (per channel) of the current silent stretch
+  let warned = false;
+  let warnings = 0;
+  let rate = 0;
+  return {
+    negotiate: (input) => input,
+    process(frame, emit) {
+      if (frame.kind !== "pcm") return;
+      const s = frame.samples;
+      let loud = -1;
+      for (let i = s.length - 1; i >= 0; i--) {
+        if (s[i] > limit || s[i] < -limit) {
+          loud = i;
+          break;
         }
-        const ch = frame.channels;
-        rate = frame.sampleRate;
-        if (loud < 0) {
-          silentFrames += s.length / ch;
-        } else {
-          if (warned) {
-            const silent = Math.round((silentFrames / frame.sampleRate) * 10) / 10;
-            sctx.log.info(`input has sound again after ${silent} s of silence`);
-            sctx.event("sound", { silent_s: silent });
-            warned = false;
-          }
-          // The stretch restarts after the last loud sample.
-          silentFrames = Math.floor((s.length - 1 - loud) / ch);
+      }
+      const ch = frame.channels;
+      rate = frame.sampleRate;
+      if (loud < 0) {
+        silentFrames += s.length / ch;
+      } else {
+        if (warned) {
+          const silent = Math.round((silentFrames / frame.sampleRate) * 10) / 10;
+          sctx.log.info(`input has sound again after ${silent} s of silence`);
+          sctx.event("sound", { silent_s: silent });
+          warned = false;
         }
-        if (!warned && silentFrames >= opts.seconds * frame.sampleRate) {
-          warned = true;
-          warnings++;
-          sctx.log.warn(`input silent for ${opts.seconds} s: is the microphone muted or unplugged?`);
-          sctx.event("silence", { seconds: opts.seconds });
-        }
-        emit(frame);
-      },
-      stats: () => ({ silent_s: rate ? Math.round((silentFrames / rate) * 10) / 10 : 0, warnings }),
-    };
-  },
-});
+        // The stretch restarts after the last loud sample.
+        silentFrames = Math.floor((s.length - 1 - loud) / ch);
+      }
+      if (!warned && silentFrames >= opts.seconds * frame.sampleRate) {
+        warned = true;
+        warnings++;
+        sctx.log.warn(`input silent for ${opts.seconds} s: is the microphone muted or unplugged?`);
+        sctx.event("silence", { seconds: opts.seconds });
+      }
+      emit(frame);
+    },
+    stats: () => ({ silent_s: rate ? Math.round((silentFrames / rate) * 10) / 10 : 0, warnings }),
+  };
+}
