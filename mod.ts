@@ -57,14 +57,9 @@ export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 export { builtinControls } from "./plugins/controls.ts";
 export { builtinServices } from "./plugins/services.ts";
 // DTMF (RFC 4733) for applications: send digits in a call's session; received ones are its `dtmf` events.
-export {
-  type DtmfSendOptions,
-  type DtmfSendResult,
-  type ReceivedDtmf,
-  type ReceivedTelephoneEvent,
-  sendDtmf,
-  type SentDtmf,
-} from "./plugins/rtp/mod.ts";
+// Straight from their modules, not the rtp family's mod.ts: starting the CLI does not load the whole family.
+export { type DtmfSendOptions, type DtmfSendResult, sendDtmf, type SentDtmf } from "./plugins/rtp/dtmf_sender.ts";
+export type { ReceivedDtmf, ReceivedTelephoneEvent } from "./plugins/rtp/telephone_event.ts";
 
 /** The voxpipe version. */
 export const VERSION = "0.1.0";

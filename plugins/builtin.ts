@@ -11,7 +11,7 @@ import { plugins as tone } from "./tone/mod.ts";
 import { plugins as nul } from "./null/mod.ts";
 import { plugins as resample } from "./resample/plugins.ts";
 import { codecs as g711Codecs, plugins as g711 } from "./g711/mod.ts";
-import { plugins as rtp } from "./rtp/mod.ts";
+import { plugins as rtp } from "./rtp/plugins.ts";
 import { plugins as udp } from "./udp/plugins.ts";
 import { plugins as device } from "./audio-device/plugins.ts";
 import { plugins as graph } from "./graph/mod.ts";

@@ -40,22 +40,23 @@
  *
  * @module
  */
-import { z } from "zod";
 import { payloadSamples } from "../../core/codec.ts";
 import type { Format, RtpFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import { ResourceKind, type Session } from "../../core/session.ts";
-import { definePlugin, type Emit } from "../../core/stage.ts";
+import type { Emit, StageContext, TransformStage } from "../../core/stage.ts";
 import { DTMF_DIGITS, dtmfCodes, encodeTelephoneEvent, isTelephoneEvent, TELEPHONE_EVENT } from "./telephone_event.ts";
+import {
+  DTMF_DEFAULT_DURATION_MS,
+  DTMF_DEFAULT_GAP_MS,
+  DTMF_DEFAULT_INTERVAL_MS,
+  DTMF_DEFAULT_VOLUME,
+  dtmfSender,
+  dtmfSenderSchema,
+  type DtmfSenderStageOptions,
+} from "./plugins.ts";
 
-/** Default tone duration of a digit (ms). */
-export const DTMF_DEFAULT_DURATION_MS = 160;
-/** Default pause between digits (ms). */
-export const DTMF_DEFAULT_GAP_MS = 100;
-/** Default update interval of an event's packets (ms; RFC 4733 suggests 50). */
-export const DTMF_DEFAULT_INTERVAL_MS = 50;
-/** Default volume, −dBm0. */
-export const DTMF_DEFAULT_VOLUME = 10;
+export { DTMF_DEFAULT_DURATION_MS, DTMF_DEFAULT_GAP_MS, DTMF_DEFAULT_INTERVAL_MS, DTMF_DEFAULT_VOLUME };
 /** How many packets with the E bit end an event (RFC 4733: the final packet is sent three times). */
 export const DTMF_END_PACKETS = 3;
 
@@ -458,114 +459,81 @@ export function sendDtmf(session: Session, digits: string, opts: DtmfSendOptions
   return slot.sender.send(digits, opts);
 }
 
-/** Options of the `dtmf-sender` stage. */
-export const dtmfSenderOptions = z.strictObject({
-  payload_type: z.number().int().min(0).max(127).default(0).describe(
-    "RTP payload type of telephone-event, as negotiated in SDP (the SIP control's ${dtmf.payloadType}), 0..127. " +
-      "0 (default): none was negotiated; frames pass unchanged and no digit is sent.",
-  ),
-  dtmf: z.string().regex(/^[0-9*#A-Da-d]*$/, "expected DTMF digits: 0-9, *, #, A-D").default("").describe(
-    'Digits to send, e.g. "1234#" (default none); more can be sent from the application (sendDtmf).',
-  ),
-  dtmf_at: z.number().min(0).max(86400).default(1).describe(
-    "When `dtmf` starts, in seconds into the stream (from its first audio packet), 0..86400 (default 1).",
-  ),
-  duration: z.number().int().min(40).max(8000).default(DTMF_DEFAULT_DURATION_MS).describe(
-    `Tone duration of each digit of \`dtmf\`, ms, 40..8000 (default ${DTMF_DEFAULT_DURATION_MS}).`,
-  ),
-  gap: z.number().int().min(0).max(10000).default(DTMF_DEFAULT_GAP_MS).describe(
-    `Pause after each digit of \`dtmf\`, ms, 0..10000 (default ${DTMF_DEFAULT_GAP_MS}).`,
-  ),
-  volume: z.number().int().min(0).max(63).default(DTMF_DEFAULT_VOLUME).describe(
-    `Volume of the digits of \`dtmf\`, in -dBm0, 0..63 (default ${DTMF_DEFAULT_VOLUME}).`,
-  ),
-  interval: z.number().int().min(10).max(1000).default(DTMF_DEFAULT_INTERVAL_MS).describe(
-    `How often an event's duration is updated, ms, 10..1000 (default ${DTMF_DEFAULT_INTERVAL_MS}, as RFC 4733 ` +
-      "suggests); at most one event packet goes with each audio packet.",
-  ),
-});
+export { dtmfSender, type DtmfSenderStageOptions };
 
-/** Validated options of the `dtmf-sender` stage. */
-export type DtmfSenderStageOptions = z.output<typeof dtmfSenderOptions>;
+/** Options of the `dtmf-sender` stage (its zod schema; the plugin's `options`). */
+export const dtmfSenderOptions: ReturnType<typeof dtmfSenderSchema> = dtmfSenderSchema();
 
 const NAME = "dtmf-sender";
 const ACCEPTS: Format[] = [{ kind: "rtp" }];
 
-/** The `dtmf-sender` plugin definition. */
-export const dtmfSender = definePlugin({
-  name: NAME,
-  kind: "transform",
-  description: "Sends DTMF digits as RFC 4733 telephone events in the RTP stream passing through",
-  accepts: ACCEPTS,
-  produces: { kind: "rtp" },
-  options: dtmfSenderOptions,
-  create(opts, sctx) {
-    const check: FormatCheck = {
-      stage: NAME,
-      ctx: sctx,
-      advice: () => "put it after the rtp-packetizer",
-    };
-    const slot = sctx.session.resource(DTMF_SENDER, "", () => new DtmfSenderSlot());
-    if (slot.sender) {
-      throw new Error(`${NAME}: session ${sctx.session.id} already has a dtmf-sender; use one per session`);
+/** Creates a `dtmf-sender` stage from validated options: the plugin's `create`, loaded when first used. */
+export function createDtmfSender(opts: DtmfSenderStageOptions, sctx: StageContext): TransformStage {
+  const check: FormatCheck = {
+    stage: NAME,
+    ctx: sctx,
+    advice: () => "put it after the rtp-packetizer",
+  };
+  const slot = sctx.session.resource(DTMF_SENDER, "", () => new DtmfSenderSlot());
+  if (slot.sender) {
+    throw new Error(`${NAME}: session ${sctx.session.id} already has a dtmf-sender; use one per session`);
+  }
+  const samplesOf = (f: RtpFrame) => {
+    const info = f.codec ? sctx.codecs.get(f.codec) : undefined;
+    return info ? payloadSamples(info, f.payload.length) : f.payload.length;
+  };
+  const sender = new DtmfSender({
+    payloadType: opts.payload_type,
+    interval: opts.interval,
+    samplesOf,
+    onSent(d) {
+      sctx.log.info(`DTMF ${d.digit} sent (${d.duration_ms} ms)`);
+      sctx.event("dtmf-sent", d);
+    },
+  });
+  slot.sender = sender;
+  slot.gone = undefined;
+  const release = (why: string) => {
+    if (slot.sender === sender) {
+      slot.sender = undefined;
+      slot.gone = why;
     }
-    const samplesOf = (f: RtpFrame) => {
-      const info = f.codec ? sctx.codecs.get(f.codec) : undefined;
-      return info ? payloadSamples(info, f.payload.length) : f.payload.length;
-    };
-    const sender = new DtmfSender({
-      payloadType: opts.payload_type,
-      interval: opts.interval,
-      samplesOf,
-      onSent(d) {
-        sctx.log.info(`DTMF ${d.digit} sent (${d.duration_ms} ms)`);
-        sctx.event("dtmf-sent", d);
-      },
-    });
-    slot.sender = sender;
-    slot.gone = undefined;
-    const release = (why: string) => {
-      if (slot.sender === sender) {
-        slot.sender = undefined;
-        slot.gone = why;
-      }
-    };
-    if (opts.dtmf) {
-      if (opts.payload_type === 0) {
-        sctx.log.warn(
-          `DTMF ${JSON.stringify(opts.dtmf)} will not be sent: the peer did not accept telephone-event (RFC 4733)`,
-        );
-      } else {
-        sender.send(opts.dtmf, {
-          atMs: opts.dtmf_at * 1000,
-          duration: opts.duration,
-          gap: opts.gap,
-          volume: opts.volume,
-        })
-          .catch((e) => sctx.log.warn(e instanceof Error ? e.message : String(e)));
-      }
+  };
+  if (opts.dtmf) {
+    if (opts.payload_type === 0) {
+      sctx.log.warn(
+        `DTMF ${JSON.stringify(opts.dtmf)} will not be sent: the peer did not accept telephone-event (RFC 4733)`,
+      );
+    } else {
+      sender.send(opts.dtmf, {
+        atMs: opts.dtmf_at * 1000,
+        duration: opts.duration,
+        gap: opts.gap,
+        volume: opts.volume,
+      })
+        .catch((e) => sctx.log.warn(e instanceof Error ? e.message : String(e)));
     }
-    return {
-      negotiate(input: Format | undefined): Format {
-        return expectFormat(input, ACCEPTS, check);
-      },
-      process(frame, emit) {
-        if (frame.kind !== "rtp") return emit(frame);
-        return sender.process(frame, emit);
-      },
-      flush(emit) {
-        release("the send chain has ended");
-        sender.finish(emit);
-      },
-      close() {
-        release("the send chain has ended");
-        sender.close("the send chain has ended");
-      },
-      stats() {
-        return sender.stats();
-      },
-    };
-  },
-});
+  }
+  return {
+    negotiate(input: Format | undefined): Format {
+      return expectFormat(input, ACCEPTS, check);
+    },
+    process(frame, emit) {
+      if (frame.kind !== "rtp") return emit(frame);
+      return sender.process(frame, emit);
+    },
+    flush(emit) {
+      release("the send chain has ended");
+      sender.finish(emit);
+    },
+    close() {
+      release("the send chain has ended");
+      sender.close("the send chain has ended");
+    },
+    stats() {
+      return sender.stats();
+    },
+  };
+}
 
 export default dtmfSender;

@@ -26,177 +26,148 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Format, Frame } from "../../core/frame.ts";
 import type { Timer } from "../../core/clock.ts";
-import { definePlugin, type Emit, FormatError, type RunContext } from "../../core/stage.ts";
+import { type Emit, FormatError, type RunContext, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { normalDeviate, randomUint32, seededRandom } from "../../core/random.ts";
+import { impair, type ImpairOptions, impairSchema } from "./plugins.ts";
 
-/** Options of the `impair` stage. */
-export const impairOptions = z.strictObject({
-  loss: z.number().min(0).max(1).default(0).describe("Probability of dropping a frame, 0..1 (default 0)."),
-  duplicate: z.number().min(0).max(1).default(0).describe(
-    "Probability of sending a frame twice, 0..1 (default 0).",
-  ),
-  reorder: z.number().min(0).max(1).default(0).describe(
-    "Probability of holding a frame back until after the next one, 0..1 (default 0).",
-  ),
-  delay_ms: z.number().min(0).max(10000).default(0).describe(
-    "Fixed delay added to every frame, 0..10000 ms (default 0).",
-  ),
-  jitter_ms: z.number().min(0).max(10000).default(0).describe(
-    "Maximum random extra delay, 0..10000 ms (default 0 = none).",
-  ),
-  jitter_distribution: z.enum(["uniform", "normal"]).default("uniform").describe(
-    "Distribution of the extra delay: uniform in [0, jitter_ms), or normal with mean jitter_ms/2 and " +
-      "standard deviation jitter_ms/4 clipped to [0, jitter_ms] (default uniform).",
-  ),
-  seed: z.number().int().min(0).max(0xffffffff).optional().describe(
-    "Seed of the pseudo-random generator, 0..4294967295, for reproducible runs. Default: random (see stats).",
-  ),
-});
+export { impair, type ImpairOptions };
 
-/** Validated options of the `impair` stage. */
-export type ImpairOptions = z.output<typeof impairOptions>;
+/** Options of the `impair` stage (its zod schema; the plugin's `options`). */
+export const impairOptions: ReturnType<typeof impairSchema> = impairSchema();
 
 /** How long a frame held for reordering waits for a successor before it is sent anyway. */
 const REORDER_HOLD_MS = 100;
 
-/** The `impair` plugin definition. */
-export const impair = definePlugin({
-  name: "impair",
-  kind: "transform",
-  description: "Simulates loss, delay/jitter, reordering and duplication with a seeded PRNG",
-  accepts: [{ kind: "packet" }, { kind: "rtp" }, { kind: "encoded" }, { kind: "pcm" }],
-  options: impairOptions,
-  create(opts, sctx) {
-    const seed = opts.seed ?? randomUint32();
-    const rnd = seededRandom(seed);
-    const clock = sctx.clock;
-    let ctx: RunContext | undefined;
-    const delayed = new Set<{ frame: Frame; timer: Timer }>();
-    let held: Frame | undefined;
-    let heldTimer: Timer | undefined;
-    let closed = false;
-    const n = { received: 0, dropped: 0, duplicated: 0, delayed: 0, reordered: 0, emitted: 0 };
+/** Creates an `impair` stage from validated options: the plugin's `create`, loaded when first used. */
+export function createImpair(opts: ImpairOptions, sctx: StageContext): TransformStage {
+  const seed = opts.seed ?? randomUint32();
+  const rnd = seededRandom(seed);
+  const clock = sctx.clock;
+  let ctx: RunContext | undefined;
+  const delayed = new Set<{ frame: Frame; timer: Timer }>();
+  let held: Frame | undefined;
+  let heldTimer: Timer | undefined;
+  let closed = false;
+  const n = { received: 0, dropped: 0, duplicated: 0, delayed: 0, reordered: 0, emitted: 0 };
 
-    const stamp = (f: Frame): Frame => {
-      if ((f.kind === "packet" || f.kind === "rtp") && f.arrival !== undefined) {
-        return { ...f, arrival: clock.now() };
+  const stamp = (f: Frame): Frame => {
+    if ((f.kind === "packet" || f.kind === "rtp") && f.arrival !== undefined) {
+      return { ...f, arrival: clock.now() };
+    }
+    return f;
+  };
+
+  const out = (f: Frame, emit: Emit) => {
+    n.emitted++;
+    emit(stamp(f));
+  };
+
+  /** Sends `f` now or after its delay; a held (reordered) frame follows the next one sent. */
+  const release = (f: Frame, emit: Emit) => {
+    out(f, emit);
+    if (held) {
+      const h = held;
+      held = undefined;
+      heldTimer?.cancel();
+      heldTimer = undefined;
+      out(h, emit);
+    }
+  };
+
+  const extraDelay = (): number => {
+    let d = opts.delay_ms;
+    if (opts.jitter_ms > 0) {
+      if (opts.jitter_distribution === "normal") {
+        const j = opts.jitter_ms / 2 + normalDeviate(rnd) * (opts.jitter_ms / 4);
+        d += Math.min(opts.jitter_ms, Math.max(0, j));
+      } else {
+        d += rnd() * opts.jitter_ms;
       }
-      return f;
-    };
+    }
+    return d;
+  };
 
-    const out = (f: Frame, emit: Emit) => {
-      n.emitted++;
-      emit(stamp(f));
+  const schedule = (f: Frame, emit: Emit) => {
+    const d = extraDelay();
+    if (d <= 0 || !ctx) {
+      release(f, emit);
+      return;
+    }
+    n.delayed++;
+    const entry = {
+      frame: f,
+      timer: clock.after(d, () => {
+        delayed.delete(entry);
+        if (!closed && ctx) release(f, ctx.emit);
+      }),
     };
+    delayed.add(entry);
+  };
 
-    /** Sends `f` now or after its delay; a held (reordered) frame follows the next one sent. */
-    const release = (f: Frame, emit: Emit) => {
-      out(f, emit);
-      if (held) {
-        const h = held;
-        held = undefined;
-        heldTimer?.cancel();
-        heldTimer = undefined;
-        out(h, emit);
-      }
-    };
-
-    const extraDelay = (): number => {
-      let d = opts.delay_ms;
-      if (opts.jitter_ms > 0) {
-        if (opts.jitter_distribution === "normal") {
-          const j = opts.jitter_ms / 2 + normalDeviate(rnd) * (opts.jitter_ms / 4);
-          d += Math.min(opts.jitter_ms, Math.max(0, j));
-        } else {
-          d += rnd() * opts.jitter_ms;
-        }
-      }
-      return d;
-    };
-
-    const schedule = (f: Frame, emit: Emit) => {
-      const d = extraDelay();
-      if (d <= 0 || !ctx) {
-        release(f, emit);
+  return {
+    negotiate(input: Format | undefined): Format {
+      if (!input) throw new FormatError("impair needs an upstream stage: it cannot be a source");
+      return input;
+    },
+    start(runCtx) {
+      ctx = runCtx;
+    },
+    process(frame, emit) {
+      n.received++;
+      if (opts.loss > 0 && rnd() < opts.loss) {
+        n.dropped++;
         return;
       }
-      n.delayed++;
-      const entry = {
-        frame: f,
-        timer: clock.after(d, () => {
-          delayed.delete(entry);
-          if (!closed && ctx) release(f, ctx.emit);
-        }),
-      };
-      delayed.add(entry);
-    };
-
-    return {
-      negotiate(input: Format | undefined): Format {
-        if (!input) throw new FormatError("impair needs an upstream stage: it cannot be a source");
-        return input;
-      },
-      start(runCtx) {
-        ctx = runCtx;
-      },
-      process(frame, emit) {
-        n.received++;
-        if (opts.loss > 0 && rnd() < opts.loss) {
-          n.dropped++;
-          return;
+      const dup = opts.duplicate > 0 && rnd() < opts.duplicate;
+      if (opts.reorder > 0 && !held && rnd() < opts.reorder) {
+        n.reordered++;
+        held = frame;
+        if (ctx) {
+          const c = ctx;
+          heldTimer = clock.after(REORDER_HOLD_MS, () => {
+            heldTimer = undefined;
+            if (held && !closed) {
+              const h = held;
+              held = undefined;
+              out(h, c.emit);
+            }
+          });
         }
-        const dup = opts.duplicate > 0 && rnd() < opts.duplicate;
-        if (opts.reorder > 0 && !held && rnd() < opts.reorder) {
-          n.reordered++;
-          held = frame;
-          if (ctx) {
-            const c = ctx;
-            heldTimer = clock.after(REORDER_HOLD_MS, () => {
-              heldTimer = undefined;
-              if (held && !closed) {
-                const h = held;
-                held = undefined;
-                out(h, c.emit);
-              }
-            });
-          }
-        } else {
-          schedule(frame, emit);
-        }
-        if (dup) {
-          n.duplicated++;
-          schedule(frame, emit);
-        }
-      },
-      flush(emit) {
-        // End of stream: what is still delayed goes out now, in due order.
-        const pending = [...delayed].sort((a, b) => a.timer.due - b.timer.due);
-        delayed.clear();
-        for (const e of pending) {
-          e.timer.cancel();
-          release(e.frame, emit);
-        }
-        if (held) {
-          heldTimer?.cancel();
-          const h = held;
-          held = undefined;
-          out(h, emit);
-        }
-      },
-      close() {
-        closed = true;
-        for (const e of delayed) e.timer.cancel();
-        delayed.clear();
+      } else {
+        schedule(frame, emit);
+      }
+      if (dup) {
+        n.duplicated++;
+        schedule(frame, emit);
+      }
+    },
+    flush(emit) {
+      // End of stream: what is still delayed goes out now, in due order.
+      const pending = [...delayed].sort((a, b) => a.timer.due - b.timer.due);
+      delayed.clear();
+      for (const e of pending) {
+        e.timer.cancel();
+        release(e.frame, emit);
+      }
+      if (held) {
         heldTimer?.cancel();
-      },
-      stats() {
-        return { ...n, pending: delayed.size + (held ? 1 : 0), seed };
-      },
-    };
-  },
-});
+        const h = held;
+        held = undefined;
+        out(h, emit);
+      }
+    },
+    close() {
+      closed = true;
+      for (const e of delayed) e.timer.cancel();
+      delayed.clear();
+      heldTimer?.cancel();
+    },
+    stats() {
+      return { ...n, pending: delayed.size + (held ? 1 : 0), seed };
+    },
+  };
+}
 
 export default impair;

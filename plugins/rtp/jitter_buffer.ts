@@ -136,15 +136,13 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
 import { type CodecInfo, type CodecRegistry, payloadSamples, type PcmTranscoder } from "../../core/codec.ts";
 import type { EncodedFrame, Format, FrameType, RtpFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
-import type { StageConfig } from "../../core/pipeline.ts";
 import { RecordBuffer } from "./record_buffer.ts";
 import { isTelephoneEvent } from "./telephone_event.ts";
-import { definePlugin, FormatError, type RunContext } from "../../core/stage.ts";
+import { FormatError, type RunContext, type StageContext, type TransformStage } from "../../core/stage.ts";
 import {
   accelerate,
   backwardExtension,
@@ -155,46 +153,12 @@ import {
   rms,
   stretchInput,
 } from "./time_stretch.ts";
-/** Options of the `jitter-buffer` stage. */
-export const jitterBufferOptions = z.strictObject({
-  min_delay: z.number().min(0).max(1000).default(20).describe(
-    "Smallest playout delay the adaptation may reach, 0..1000 ms (default 20).",
-  ),
-  max_delay: z.number().min(10).max(5000).default(500).describe(
-    "Largest playout delay the adaptation may reach, 10..5000 ms (default 500).",
-  ),
-  initial_delay: z.number().min(0).max(5000).optional().describe(
-    "Playout delay of the first packet, 0..5000 ms, within [min_delay, max_delay] " +
-      "(default 60, raised to min_delay or lowered to max_delay when outside).",
-  ),
-  ptime: z.number().int().min(10).max(60).optional().describe(
-    "Frame duration in ms, 10..60. Default: learned from the packets (until known: the codec's default, 20 ms for " +
-      "the built-in codecs).",
-  ),
-  max_conceal: z.number().min(0).max(2000).default(100).describe(
-    "How long missing audio is concealed (the recent audio repeated) before it fades into comfort noise, " +
-      "0..2000 ms (default 100).",
-  ),
-  mode: z.enum(["auto", "playout", "record"]).default("auto").describe(
-    '"playout": one frame per ptime on the media clock, the delay adapted by time-scaling the audio (for a ' +
-      'speaker, a network sink, a bridge; the codec must register a pcm transcoder). "record": frames on the sender\'s timeline, as soon as they are in order, whatever the timing ' +
-      '(nothing dropped or inserted but what the sequence numbers say was lost; for a file). Default "auto": ' +
-      "record when the chain ends in a sink that is not real-time (a file), playout otherwise.",
-  ),
-  reorder_ms: z.number().min(0).max(5000).default(300).describe(
-    "Record mode: how much of the sender's audio may arrive after a gap before the gap is declared lost and " +
-      "concealed, 0..5000 ms (default 300).",
-  ),
-}).refine((o) => o.min_delay <= o.max_delay, {
-  message: "expected min_delay <= max_delay",
-  path: ["max_delay"],
-}).refine(
-  (o) => o.initial_delay === undefined || (o.min_delay <= o.initial_delay && o.initial_delay <= o.max_delay),
-  { message: "expected min_delay <= initial_delay <= max_delay", path: ["initial_delay"] },
-);
+import { jitterBuffer, type JitterBufferOptions, jitterBufferSchema } from "./plugins.ts";
 
-/** Validated options of the `jitter-buffer` stage. */
-export type JitterBufferOptions = z.output<typeof jitterBufferOptions>;
+export { jitterBuffer, type JitterBufferOptions };
+
+/** Options of the `jitter-buffer` stage (its zod schema; the plugin's `options`). */
+export const jitterBufferOptions: ReturnType<typeof jitterBufferSchema> = jitterBufferSchema();
 
 /** The options the playout buffer ({@linkcode JitterBuffer}) uses. */
 export type PlayoutOptions = Pick<
@@ -1454,208 +1418,192 @@ const round1 = (v: number) => Math.round(v * 10) / 10;
 /** What the jitter buffer takes: RTP packets (of a codec registered in the stage's context). */
 const ACCEPTS: Format[] = [{ kind: "rtp" }];
 
-/** The `jitter-buffer` plugin definition. */
-export const jitterBuffer = definePlugin({
-  name: NAME,
-  kind: "transform",
-  description: "Reorders RTP packets of any duration and plays one frame per ptime on the media clock, with " +
-    "adaptive delay by time-scale modification (or records them on the sender's timeline)",
-  accepts: ACCEPTS,
-  produces: { kind: "encoded" },
-  realtime: true,
-  options: jitterBufferOptions,
-  /** Bridges rtp → encoded frames of the same codec. */
-  bridges(from: Format, to: Format): StageConfig | undefined {
-    if (from.kind !== "rtp" || to.kind !== "encoded") return undefined;
-    if (from.codec !== undefined && to.codec !== undefined && from.codec !== to.codec) return undefined;
-    return { use: NAME };
-  },
-  create(opts, sctx) {
-    const check: FormatCheck = { stage: NAME, ctx: sctx };
-    /**
-     * The playout buffer, made on first use: a chain in record mode (a file sink) never needs it, and a call's
-     * set-up need not allocate its queues.
-     */
-    let jbMade: JitterBuffer | undefined;
-    const playout = (): JitterBuffer => {
-      if (jbMade) return jbMade;
-      const made = new JitterBuffer(opts, { codecs: sctx.codecs, codec });
-      made.onGrid = arm;
-      return jbMade = made;
-    };
-    /** The codec once known (negotiated, or from the first packet): how many samples a payload holds. */
-    let codec: CodecInfo | undefined;
-    const samplesOf = (p: Uint8Array) => {
-      if (!codec) return p.length;
-      return payloadSamples(codec, p.length);
-    };
-    const rb = new RecordBuffer({ reorderMs: opts.reorder_ms, samplesOf });
-    let mode: "playout" | "record" = opts.mode === "record" ? "record" : "playout";
-    /** The mode for a chain: as the option says, or (`auto`) by the chain's sink. */
-    const modeFor = (realtimeSink: boolean): "playout" | "record" =>
-      opts.mode === "auto" ? (realtimeSink ? "playout" : "record") : opts.mode;
-    const modeText = (m: "playout" | "record") =>
-      m === "record"
-        ? `mode record${opts.mode === "auto" ? ": the chain ends in a file" : ""}, frames follow the sender's timeline`
-        : `mode playout${
-          opts.mode === "auto" ? ": the chain ends in a real-time sink" : ""
-        }, one frame per ptime on the media clock, adaptive delay by time-scaling`;
-    const clock = sctx.clock;
-    let ctx: RunContext | undefined;
-    let timer: Timer | undefined;
-    let stopped = false;
-    let summarized = false;
+/** Creates a `jitter-buffer` stage from validated options: the plugin's `create`, loaded when first used. */
+export function createJitterBuffer(opts: JitterBufferOptions, sctx: StageContext): TransformStage {
+  const check: FormatCheck = { stage: NAME, ctx: sctx };
+  /**
+   * The playout buffer, made on first use: a chain in record mode (a file sink) never needs it, and a call's
+   * set-up need not allocate its queues.
+   */
+  let jbMade: JitterBuffer | undefined;
+  const playout = (): JitterBuffer => {
+    if (jbMade) return jbMade;
+    const made = new JitterBuffer(opts, { codecs: sctx.codecs, codec });
+    made.onGrid = arm;
+    return jbMade = made;
+  };
+  /** The codec once known (negotiated, or from the first packet): how many samples a payload holds. */
+  let codec: CodecInfo | undefined;
+  const samplesOf = (p: Uint8Array) => {
+    if (!codec) return p.length;
+    return payloadSamples(codec, p.length);
+  };
+  const rb = new RecordBuffer({ reorderMs: opts.reorder_ms, samplesOf });
+  let mode: "playout" | "record" = opts.mode === "record" ? "record" : "playout";
+  /** The mode for a chain: as the option says, or (`auto`) by the chain's sink. */
+  const modeFor = (realtimeSink: boolean): "playout" | "record" =>
+    opts.mode === "auto" ? (realtimeSink ? "playout" : "record") : opts.mode;
+  const modeText = (m: "playout" | "record") =>
+    m === "record"
+      ? `mode record${opts.mode === "auto" ? ": the chain ends in a file" : ""}, frames follow the sender's timeline`
+      : `mode playout${
+        opts.mode === "auto" ? ": the chain ends in a real-time sink" : ""
+      }, one frame per ptime on the media clock, adaptive delay by time-scaling`;
+  const clock = sctx.clock;
+  let ctx: RunContext | undefined;
+  let timer: Timer | undefined;
+  let stopped = false;
+  let summarized = false;
 
-    const arm = () => {
-      timer?.cancel();
-      timer = undefined;
-      if (!ctx || stopped) return;
-      const due = playout().nextTickTime();
-      if (due === undefined) return;
-      timer = clock.at(due, onTick);
-    };
-    /** What playout has added to the session's counters so far: live updates and the summary add the difference. */
-    const added = { late: 0, concealed: 0, stretched: 0 };
-    let nextPublish = 0;
-    /** Playout's figures into the session's media statistics (each second while playing, and at the end). */
-    const publishPlayout = (s: JitterBufferStats) => {
+  const arm = () => {
+    timer?.cancel();
+    timer = undefined;
+    if (!ctx || stopped) return;
+    const due = playout().nextTickTime();
+    if (due === undefined) return;
+    timer = clock.at(due, onTick);
+  };
+  /** What playout has added to the session's counters so far: live updates and the summary add the difference. */
+  const added = { late: 0, concealed: 0, stretched: 0 };
+  let nextPublish = 0;
+  /** Playout's figures into the session's media statistics (each second while playing, and at the end). */
+  const publishPlayout = (s: JitterBufferStats) => {
+    const media = sctx.session.stats;
+    media.lost = Math.max(media.lost, s.lost);
+    media.late += s.late - added.late;
+    media.concealedFrames += s.concealed - added.concealed;
+    added.late = s.late;
+    added.concealed = s.concealed;
+    if (s.received === 0) return;
+    media.playoutDelayMs = { p50: s.delay_p50_ms, p95: s.delay_p95_ms, max: round1(s.delay_max_ms) };
+    const stretched = s.accelerated + s.preemptive_expanded;
+    media.timeStretchedFrames = (media.timeStretchedFrames ?? 0) + stretched - added.stretched;
+    added.stretched = stretched;
+  };
+  const onTick = () => {
+    timer = undefined;
+    if (stopped || !ctx) return;
+    const jb = playout();
+    const due = jb.nextTickTime()!;
+    const frame = jb.tick(due);
+    if (due >= nextPublish) {
+      nextPublish = due + 1000;
+      publishPlayout(jb.stats(due));
+    }
+    ctx.emit(frame);
+    if (!timer) arm(); // (emit may have re-armed through onGrid)
+  };
+  /** One line at the end of the stream: what was received and how it played. */
+  const summarize = () => {
+    if (summarized) return;
+    summarized = true;
+    if (mode === "record") {
+      const r = rb.stats();
       const media = sctx.session.stats;
-      media.lost = Math.max(media.lost, s.lost);
-      media.late += s.late - added.late;
-      media.concealedFrames += s.concealed - added.concealed;
-      added.late = s.late;
-      added.concealed = s.concealed;
-      if (s.received === 0) return;
-      media.playoutDelayMs = { p50: s.delay_p50_ms, p95: s.delay_p95_ms, max: round1(s.delay_max_ms) };
-      const stretched = s.accelerated + s.preemptive_expanded;
-      media.timeStretchedFrames = (media.timeStretchedFrames ?? 0) + stretched - added.stretched;
-      added.stretched = stretched;
-    };
-    const onTick = () => {
-      timer = undefined;
-      if (stopped || !ctx) return;
-      const jb = playout();
-      const due = jb.nextTickTime()!;
-      const frame = jb.tick(due);
-      if (due >= nextPublish) {
-        nextPublish = due + 1000;
-        publishPlayout(jb.stats(due));
+      media.lost = Math.max(media.lost, r.lost);
+      media.late += r.late;
+      media.concealedFrames += r.lost;
+      if (r.received > 0) sctx.log.info("record buffer summary", { ...r });
+      return;
+    }
+    const s = playout().stats(clock.now());
+    publishPlayout(s);
+    if (s.received === 0) return;
+    sctx.log.info("jitter buffer summary", {
+      received: s.received,
+      lost: s.lost,
+      late: s.late,
+      trimmed: s.trimmed,
+      recovered: s.recovered,
+      duplicate: s.duplicate,
+      invalid: s.invalid,
+      normal: s.normal,
+      concealed: s.concealed,
+      accelerated: s.accelerated,
+      preemptive_expanded: s.preemptive_expanded,
+      expanded: s.expanded,
+      comfort_noise: s.comfort_noise,
+      skipped_ms: round1(s.skipped_ms),
+      max_packet_ms: s.max_packet_ms,
+      ptime: s.ptime,
+      first_play_ms: round1(s.first_play_ms),
+      delay_p50_ms: s.delay_p50_ms,
+      delay_p95_ms: s.delay_p95_ms,
+      delay_max_ms: round1(s.delay_max_ms),
+      target_delay_ms: round1(s.target_delay_ms),
+      skew_ppm: s.skew_ppm,
+    });
+  };
+  /** Playout needs the codec's transcoder; says what to do when it has none. */
+  const requireTranscoder = (info: CodecInfo) => {
+    if (mode === "playout" && !info.pcm) {
+      throw new FormatError(
+        `${NAME} cannot play ${info.name} in real time: its registration has no "pcm" transcoder (decode, ` +
+          `encode) to time-scale the audio with; add one to the codec, or use "mode": "record" (a file)`,
+      );
+    }
+    if (mode === "playout" && info.channels !== 1) {
+      throw new FormatError(
+        `${NAME} plays mono codecs in real time, but ${info.name} has ${info.channels} channels; ` +
+          `use "mode": "record" (a file)`,
+      );
+    }
+  };
+
+  return {
+    negotiate(input: Format | undefined): Format {
+      const fmt = expectFormat(input, ACCEPTS, check);
+      if (fmt.codec === undefined) return { kind: "encoded" }; // learned from the packets
+      const info = sctx.codecs.get(fmt.codec);
+      if (!info) {
+        throw new FormatError(
+          `${NAME} cannot play ${fmt.codec}: no such codec is registered (known codecs: ${
+            sctx.codecs.names().join(", ") || "none"
+          })`,
+        );
       }
-      ctx.emit(frame);
-      if (!timer) arm(); // (emit may have re-armed through onGrid)
-    };
-    /** One line at the end of the stream: what was received and how it played. */
-    const summarize = () => {
-      if (summarized) return;
-      summarized = true;
+      if (opts.mode === "playout") requireTranscoder(info);
+      jbMade?.setCodec(info);
+      codec = info;
+      return { kind: "encoded", codec: info.name, clockRate: info.clockRate };
+    },
+    plan(chain) {
+      return modeText(modeFor(chain.realtimeSink));
+    },
+    start(runCtx) {
+      ctx = runCtx;
+      mode = modeFor(runCtx.realtimeSink);
+      if (mode === "playout" && codec) requireTranscoder(codec);
+      runCtx.log.info(modeText(mode));
+      if (mode === "playout") arm();
+    },
+    process(frame, emit) {
+      if (frame.kind !== "rtp" || stopped) return;
       if (mode === "record") {
-        const r = rb.stats();
-        const media = sctx.session.stats;
-        media.lost = Math.max(media.lost, r.lost);
-        media.late += r.late;
-        media.concealedFrames += r.lost;
-        if (r.received > 0) sctx.log.info("record buffer summary", { ...r });
+        if (!codec && frame.codec && !isTelephoneEvent(frame)) codec = sctx.codecs.get(frame.codec);
+        rb.insert(frame, emit);
         return;
       }
-      const s = playout().stats(clock.now());
-      publishPlayout(s);
-      if (s.received === 0) return;
-      sctx.log.info("jitter buffer summary", {
-        received: s.received,
-        lost: s.lost,
-        late: s.late,
-        trimmed: s.trimmed,
-        recovered: s.recovered,
-        duplicate: s.duplicate,
-        invalid: s.invalid,
-        normal: s.normal,
-        concealed: s.concealed,
-        accelerated: s.accelerated,
-        preemptive_expanded: s.preemptive_expanded,
-        expanded: s.expanded,
-        comfort_noise: s.comfort_noise,
-        skipped_ms: round1(s.skipped_ms),
-        max_packet_ms: s.max_packet_ms,
-        ptime: s.ptime,
-        first_play_ms: round1(s.first_play_ms),
-        delay_p50_ms: s.delay_p50_ms,
-        delay_p95_ms: s.delay_p95_ms,
-        delay_max_ms: round1(s.delay_max_ms),
-        target_delay_ms: round1(s.target_delay_ms),
-        skew_ppm: s.skew_ppm,
-      });
-    };
-    /** Playout needs the codec's transcoder; says what to do when it has none. */
-    const requireTranscoder = (info: CodecInfo) => {
-      if (mode === "playout" && !info.pcm) {
-        throw new FormatError(
-          `${NAME} cannot play ${info.name} in real time: its registration has no "pcm" transcoder (decode, ` +
-            `encode) to time-scale the audio with; add one to the codec, or use "mode": "record" (a file)`,
-        );
-      }
-      if (mode === "playout" && info.channels !== 1) {
-        throw new FormatError(
-          `${NAME} plays mono codecs in real time, but ${info.name} has ${info.channels} channels; ` +
-            `use "mode": "record" (a file)`,
-        );
-      }
-    };
-
-    return {
-      negotiate(input: Format | undefined): Format {
-        const fmt = expectFormat(input, ACCEPTS, check);
-        if (fmt.codec === undefined) return { kind: "encoded" }; // learned from the packets
-        const info = sctx.codecs.get(fmt.codec);
-        if (!info) {
-          throw new FormatError(
-            `${NAME} cannot play ${fmt.codec}: no such codec is registered (known codecs: ${
-              sctx.codecs.names().join(", ") || "none"
-            })`,
-          );
-        }
-        if (opts.mode === "playout") requireTranscoder(info);
-        jbMade?.setCodec(info);
-        codec = info;
-        return { kind: "encoded", codec: info.name, clockRate: info.clockRate };
-      },
-      plan(chain) {
-        return modeText(modeFor(chain.realtimeSink));
-      },
-      start(runCtx) {
-        ctx = runCtx;
-        mode = modeFor(runCtx.realtimeSink);
-        if (mode === "playout" && codec) requireTranscoder(codec);
-        runCtx.log.info(modeText(mode));
-        if (mode === "playout") arm();
-      },
-      process(frame, emit) {
-        if (frame.kind !== "rtp" || stopped) return;
-        if (mode === "record") {
-          if (!codec && frame.codec && !isTelephoneEvent(frame)) codec = sctx.codecs.get(frame.codec);
-          rb.insert(frame, emit);
-          return;
-        }
-        playout().insert(frame, frame.arrival ?? clock.now());
-      },
-      flush(emit) {
-        stopped = true;
-        timer?.cancel();
-        timer = undefined;
-        if (mode === "record") rb.flush(emit);
-        summarize();
-        if (mode === "playout") { for (const f of playout().drain()) emit(f); }
-      },
-      close() {
-        stopped = true;
-        timer?.cancel();
-        timer = undefined;
-        summarize();
-      },
-      stats() {
-        return mode === "record" ? { mode, ...rb.stats() } : { mode, ...playout().stats(clock.now()) };
-      },
-    };
-  },
-});
+      playout().insert(frame, frame.arrival ?? clock.now());
+    },
+    flush(emit) {
+      stopped = true;
+      timer?.cancel();
+      timer = undefined;
+      if (mode === "record") rb.flush(emit);
+      summarize();
+      if (mode === "playout") { for (const f of playout().drain()) emit(f); }
+    },
+    close() {
+      stopped = true;
+      timer?.cancel();
+      timer = undefined;
+      summarize();
+    },
+    stats() {
+      return mode === "record" ? { mode, ...rb.stats() } : { mode, ...playout().stats(clock.now()) };
+    },
+  };
+}
 
 export default jitterBuffer;

@@ -6,14 +6,6 @@
  *
  * @module
  */
-import type { AnyPlugin } from "../../core/stage.ts";
-import { rtpPacketizer } from "./rtp_packetizer.ts";
-import { rtpDepacketizer } from "./rtp_depacketizer.ts";
-import { jitterBuffer } from "./jitter_buffer.ts";
-import { impair } from "./impair.ts";
-import { rtcp } from "./rtcp.ts";
-import { dtmfSender } from "./dtmf_sender.ts";
-
 export { parseRtp, RTP_HEADER_SIZE, serializeRtp } from "./header.ts";
 export { JitterBuffer, type JitterBufferCodecs, type JitterBufferStats } from "./jitter_buffer.ts";
 export {
@@ -51,5 +43,5 @@ export {
 // Type only: the class (and rtp.js with it) loads when an rtcp stage starts; import it from ./rtcp_session.ts.
 export type { RtcpSession } from "./rtcp_session.ts";
 
-/** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [rtpPacketizer, rtpDepacketizer, jitterBuffer, impair, rtcp, dtmfSender];
+// The stage plugins of this family (declarations: each loads its stage module when a pipeline first builds one).
+export { plugins } from "./plugins.ts";

@@ -29,13 +29,13 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Format } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
-import { definePlugin, type RunContext } from "../../core/stage.ts";
+import type { RunContext, TransformStage } from "../../core/stage.ts";
 import { type HostPort, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import { type MediaStats, ResourceKind } from "../../core/session.ts";
 import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
+import { rtcp, type RtcpOptions, rtcpSchema } from "./plugins.ts";
 
 /**
  * The RTCP sessions of a media session, by the stage's `session` id: the send
@@ -44,54 +44,10 @@ import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
  */
 export const RTCP_SESSIONS: ResourceKind<RtcpSession> = new ResourceKind("RTCP session", (s) => s.close());
 
-/** Matches `host:port`, `[ipv6]:port`. */
-const REMOTE_PATTERN = /^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})$/;
+export { rtcp, type RtcpOptions };
 
-/** Options of the `rtcp` stage. */
-export const rtcpOptions = z.strictObject({
-  session: z.string().min(1).max(200).default("default").describe(
-    "RTCP session id within the stage's session: rtcp stages of one call (or one pipeline file) with the same " +
-      'id share one RTCP session. Default "default" (each call has its own session, so one id per call is ' +
-      "not needed).",
-  ),
-  local_port: z.number().int().min(0).max(65535).default(0).describe(
-    "Local UDP port of the RTCP socket, 0..65535, usually the RTP port + 1 (default 0 = ephemeral).",
-  ),
-  rtp_port: z.number().int().min(1).max(65534).optional().describe(
-    "The session's local RTP port, 1..65534: when local_port is 0, RTCP binds rtp_port + 1 (RFC 3550 " +
-      "section 11). Default: none.",
-  ),
-  bind: z.string().min(1).optional().describe(
-    "Local address to bind. Default: 0.0.0.0, or :: when `remote` is an IPv6 address.",
-  ),
-  remote: z.string().regex(REMOTE_PATTERN).optional().describe(
-    "The peer's RTCP address, host:port or [ipv6]:port. Default: none; reports go to the address the " +
-      "peer's RTCP comes from. Once the peer is known, RTCP from other addresses is ignored.",
-  ),
-  rtp_remote: z.string().regex(REMOTE_PATTERN).optional().describe(
-    "The peer's RTP address, host:port or [ipv6]:port: when `remote` is not set, reports go to its port + 1 " +
-      "(RFC 3550 section 11). Default: none.",
-  ),
-  interval: z.number().min(0.1).max(3600).default(5).describe(
-    "Minimum report interval in seconds, 0.1..3600 (default 5, RFC 3550; smaller values are a reduced " +
-      "minimum, RFC 3550 section 6.2). Each interval is randomized to 0.5–1.5 times; the first report " +
-      "comes after half the minimum.",
-  ),
-  cname: z.string().min(1).max(255).optional().describe(
-    "SDES CNAME. Default: a random 16-character identifier (RFC 7022).",
-  ),
-  bandwidth: z.number().min(1).max(100000).default(80).describe(
-    "Session bandwidth in kbit/s, RTCP taking 5 % of it, 1..100000 (default 80: G.711 at 20 ms with " +
-      "IP/UDP/RTP headers).",
-  ),
-  direction: z.enum(["auto", "send", "receive"]).default("auto").describe(
-    'Which path this stage observes: "send" (packets we send), "receive" (packets we receive), or ' +
-      '"auto": frames with an arrival time are received ones (default auto).',
-  ),
-});
-
-/** Validated options of the `rtcp` stage. */
-export type RtcpOptions = z.output<typeof rtcpOptions>;
+/** Options of the `rtcp` stage (its zod schema; the plugin's `options`). */
+export const rtcpOptions: ReturnType<typeof rtcpSchema> = rtcpSchema();
 
 /** A random RFC 7022 style CNAME: 96 random bits in base64. */
 function randomCname(): string {
@@ -136,86 +92,78 @@ const CHECK: FormatCheck = {
   advice: () => "put it after an rtp-packetizer (send) or an rtp-depacketizer (receive)",
 };
 
-/** The `rtcp` plugin definition. */
-export const rtcp = definePlugin({
-  name: "rtcp",
-  kind: "transform",
-  description: "RTCP sender/receiver reports for the RTP passing through (RFC 3550), one session per call",
-  accepts: ACCEPTS,
-  produces: { kind: "rtp" },
-  options: rtcpOptions,
-  create(opts) {
-    let session: RtcpSession | undefined;
-    let sessionCtx: RunContext | undefined;
-    let detach: (() => void) | undefined;
-    let inferred: "send" | "receive" | undefined = opts.direction === "auto" ? undefined : opts.direction;
-    const cname = opts.cname ?? randomCname();
+/** Creates an `rtcp` stage from validated options: the plugin's `create`, loaded when first used. */
+export function createRtcp(opts: RtcpOptions): TransformStage {
+  let session: RtcpSession | undefined;
+  let sessionCtx: RunContext | undefined;
+  let detach: (() => void) | undefined;
+  let inferred: "send" | "receive" | undefined = opts.direction === "auto" ? undefined : opts.direction;
+  const cname = opts.cname ?? randomCname();
 
-    return {
-      negotiate(input: Format | undefined): Format {
-        return expectFormat(input, ACCEPTS, CHECK);
-      },
-      async start(ctx: RunContext) {
-        sessionCtx = ctx;
-        let remote: HostPort | undefined = opts.remote ? parseHostPort(opts.remote) : undefined;
-        if (!remote && opts.rtp_remote) {
-          const rtp = parseHostPort(opts.rtp_remote);
-          if (rtp.port >= 65535) throw new Error(`rtp_remote: no port + 1 for RTCP after ${opts.rtp_remote}`);
-          remote = { hostname: rtp.hostname, port: rtp.port + 1 };
-        }
-        const localPort = opts.local_port || (opts.rtp_port ? opts.rtp_port + 1 : 0);
-        if (remote) remote.hostname = await resolveHost(remote.hostname);
-        const bind = opts.bind ?? (remote?.hostname.includes(":") ? "::" : "0.0.0.0");
-        // rtp.js (through rtcp_session.ts) is loaded here, by the first RTCP stage, not at start-up.
-        const { RtcpSession } = await import("./rtcp_session.ts");
-        const s = ctx.session.resource(RTCP_SESSIONS, opts.session, () =>
-          new RtcpSession({
-            clock: ctx.clock,
-            socket: ctx.session.socket(bind, localPort),
-            remote,
-            cname,
-            minInterval: opts.interval,
-            bandwidthKbps: opts.bandwidth,
-          }));
-        session = s;
-        if (localPort && s.localPort !== localPort) {
-          ctx.log.warn(`session ${opts.session} already bound to port ${s.localPort}; local_port ignored`);
-        }
-        if (remote && s.remote && (s.remote.hostname !== remote.hostname || s.remote.port !== remote.port)) {
-          ctx.log.warn(`session ${opts.session} already reports to ${s.remote.hostname}:${s.remote.port}`);
-        }
-        detach = s.attach({
-          get direction() {
-            return inferred ?? "send";
-          },
-          onReport(info) {
-            ctx.log.info(describeReport(info));
-            const stats = s.stats();
-            publishMedia(ctx.session.stats, stats);
-            ctx.event("rtcp", { ...info, stats });
-          },
-        });
-        s.start();
-      },
-      process(frame, emit) {
-        if (frame.kind === "rtp" && session) {
-          const dir = opts.direction === "auto" ? (frame.arrival !== undefined ? "receive" : "send") : opts.direction;
-          inferred = dir;
-          if (dir === "send") session.onSent(frame);
-          else session.onReceived(frame);
-        }
-        return emit(frame);
-      },
-      close() {
-        detach?.();
-        detach = undefined;
-        if (session && sessionCtx) publishMedia(sessionCtx.session.stats, session.stats());
-      },
-      stats() {
-        return { direction: inferred ?? opts.direction, session: opts.session, ...(session?.stats() ?? {}) };
-      },
-    };
-  },
-});
+  return {
+    negotiate(input: Format | undefined): Format {
+      return expectFormat(input, ACCEPTS, CHECK);
+    },
+    async start(ctx: RunContext) {
+      sessionCtx = ctx;
+      let remote: HostPort | undefined = opts.remote ? parseHostPort(opts.remote) : undefined;
+      if (!remote && opts.rtp_remote) {
+        const rtp = parseHostPort(opts.rtp_remote);
+        if (rtp.port >= 65535) throw new Error(`rtp_remote: no port + 1 for RTCP after ${opts.rtp_remote}`);
+        remote = { hostname: rtp.hostname, port: rtp.port + 1 };
+      }
+      const localPort = opts.local_port || (opts.rtp_port ? opts.rtp_port + 1 : 0);
+      if (remote) remote.hostname = await resolveHost(remote.hostname);
+      const bind = opts.bind ?? (remote?.hostname.includes(":") ? "::" : "0.0.0.0");
+      // rtp.js (through rtcp_session.ts) is loaded here, by the first RTCP stage, not at start-up.
+      const { RtcpSession } = await import("./rtcp_session.ts");
+      const s = ctx.session.resource(RTCP_SESSIONS, opts.session, () =>
+        new RtcpSession({
+          clock: ctx.clock,
+          socket: ctx.session.socket(bind, localPort),
+          remote,
+          cname,
+          minInterval: opts.interval,
+          bandwidthKbps: opts.bandwidth,
+        }));
+      session = s;
+      if (localPort && s.localPort !== localPort) {
+        ctx.log.warn(`session ${opts.session} already bound to port ${s.localPort}; local_port ignored`);
+      }
+      if (remote && s.remote && (s.remote.hostname !== remote.hostname || s.remote.port !== remote.port)) {
+        ctx.log.warn(`session ${opts.session} already reports to ${s.remote.hostname}:${s.remote.port}`);
+      }
+      detach = s.attach({
+        get direction() {
+          return inferred ?? "send";
+        },
+        onReport(info) {
+          ctx.log.info(describeReport(info));
+          const stats = s.stats();
+          publishMedia(ctx.session.stats, stats);
+          ctx.event("rtcp", { ...info, stats });
+        },
+      });
+      s.start();
+    },
+    process(frame, emit) {
+      if (frame.kind === "rtp" && session) {
+        const dir = opts.direction === "auto" ? (frame.arrival !== undefined ? "receive" : "send") : opts.direction;
+        inferred = dir;
+        if (dir === "send") session.onSent(frame);
+        else session.onReceived(frame);
+      }
+      return emit(frame);
+    },
+    close() {
+      detach?.();
+      detach = undefined;
+      if (session && sessionCtx) publishMedia(sessionCtx.session.stats, session.stats());
+    },
+    stats() {
+      return { direction: inferred ?? opts.direction, session: opts.session, ...(session?.stats() ?? {}) };
+    },
+  };
+}
 
 export default rtcp;

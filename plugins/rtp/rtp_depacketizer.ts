@@ -29,38 +29,19 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { CodecInfo } from "../../core/codec.ts";
 import type { Format } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
-import type { StageConfig } from "../../core/pipeline.ts";
 import type { Timer } from "../../core/clock.ts";
-import { definePlugin, type StageContext } from "../../core/stage.ts";
+import type { StageContext, TransformStage } from "../../core/stage.ts";
 import { parseRtp } from "./header.ts";
 import { DtmfReceiver, type ReceivedDtmf, type ReceivedTelephoneEvent, TELEPHONE_EVENT } from "./telephone_event.ts";
+import { rtpDepacketizer, type RtpDepacketizerOptions, rtpDepacketizerSchema } from "./plugins.ts";
 
-/** Options of the `rtp-depacketizer` stage. */
-export const rtpDepacketizerOptions = z.strictObject({
-  codec: z.string().min(1).optional().describe(
-    "Codec of the payload: the name of a registered codec (e.g. the SIP control's ${codec}); set on every frame. " +
-      "Default: the codec registered with `payload_type` as its static payload type, else the first registered codec.",
-  ),
-  payload_type: z.number().int().min(0).max(127).optional().describe(
-    "Only packets of this payload type pass, 0..127; others are dropped and counted. " +
-      "Default: the codec's static payload type (required for a codec with a dynamic one).",
-  ),
-  any_payload_type: z.boolean().default(false).describe(
-    "Let packets of every payload type pass (default false).",
-  ),
-  dtmf_payload_type: z.number().int().min(0).max(127).default(0).describe(
-    "Payload type of RFC 4733 telephone events (DTMF), as negotiated in SDP (the SIP control's " +
-      "${dtmf.payloadType}), 0..127: its packets are reported as `dtmf` events and logged, never played as " +
-      "audio. 0 (default): none.",
-  ),
-});
+export { rtpDepacketizer, type RtpDepacketizerOptions };
 
-/** Validated options of the `rtp-depacketizer` stage. */
-export type RtpDepacketizerOptions = z.output<typeof rtpDepacketizerOptions>;
+/** Options of the `rtp-depacketizer` stage (its zod schema; the plugin's `options`). */
+export const rtpDepacketizerOptions: ReturnType<typeof rtpDepacketizerSchema> = rtpDepacketizerSchema();
 
 const NAME = "rtp-depacketizer";
 /** What the depacketizer takes: datagrams. */
@@ -75,158 +56,145 @@ function codecFor(opts: RtpDepacketizerOptions, codecs: StageContext["codecs"]):
   return c;
 }
 
-/** The `rtp-depacketizer` plugin definition. */
-export const rtpDepacketizer = definePlugin({
-  name: NAME,
-  kind: "transform",
-  description: "Parses datagrams into RTP frames; drops and counts malformed ones and foreign payload types",
-  accepts: ACCEPTS,
-  produces: { kind: "rtp" },
-  options: rtpDepacketizerOptions,
-  /** Bridges datagrams → rtp (of the codec asked for). */
-  bridges(from: Format, to: Format): StageConfig | undefined {
-    if (from.kind !== "packet" || to.kind !== "rtp") return undefined;
-    return to.codec ? { use: NAME, codec: to.codec } : { use: NAME };
-  },
-  create(opts, sctx) {
-    const check: FormatCheck = {
-      stage: NAME,
-      ctx: sctx,
-      advice: (_input, field) =>
-        field === "kind" ? "put a udp-source (or another source of datagrams) before it" : undefined,
-    };
-    const info = codecFor(opts, sctx.codecs);
-    const codec = info.name;
-    const clockRate = info.clockRate;
-    if (!opts.any_payload_type && opts.payload_type === undefined && info.payloadType === "dynamic") {
-      throw new Error(
-        `codec ${codec} has a dynamic payload type: set "payload_type" (the one negotiated in SDP, 96..127), ` +
-          `or "any_payload_type": true`,
-      );
-    }
-    const wantPt = opts.any_payload_type ? -1 : opts.payload_type ?? (info.payloadType as number);
-    const dtmfPt = opts.dtmf_payload_type;
-    if (dtmfPt > 0 && dtmfPt === wantPt) {
-      throw new Error(
-        `dtmf_payload_type ${dtmfPt} is the audio's payload type: set it to the telephone-event type negotiated ` +
-          `in SDP (\${dtmf.payloadType}), or 0 for none`,
-      );
-    }
-    const malformed: Record<string, number> = {};
-    let received = 0, forwarded = 0, octets = 0, wrongPt = 0, rtcp = 0, ssrcChanges = 0, ignored = 0;
-    let ssrc: number | undefined;
-    let lastWrongPt: number | undefined;
-    const clock = sctx.clock;
-    let dtmfTimer: Timer | undefined;
-    const dtmf = dtmfPt > 0
-      ? new DtmfReceiver({
-        clockRate,
-        onEvent(e: ReceivedTelephoneEvent) {
-          if (e.digit !== undefined) {
-            sctx.log.info(`DTMF ${e.digit} received (${e.duration_ms} ms)`);
-            sctx.event("dtmf", e as ReceivedDtmf);
-          } else {
-            sctx.log.info(`telephone event ${e.code} received (${e.duration_ms} ms)`);
-            sctx.event("telephone-event", e);
-          }
-        },
-      })
-      : undefined;
-    /** Arms the timer that ends an event whose final packets were lost. */
-    const armDtmf = () => {
-      const due = dtmf?.deadline;
-      if (due === undefined) {
-        dtmfTimer?.cancel();
-        dtmfTimer = undefined;
-        return;
-      }
-      if (dtmfTimer) return; // it re-arms itself for a later deadline when it fires
-      dtmfTimer = clock.at(due, () => {
-        dtmfTimer = undefined;
-        dtmf!.expire(clock.now());
-        armDtmf();
-      });
-    };
-    const endDtmf = () => {
+/** Creates a `rtp-depacketizer` stage from validated options: the plugin's `create`, loaded when first used. */
+export function createRtpDepacketizer(opts: RtpDepacketizerOptions, sctx: StageContext): TransformStage {
+  const check: FormatCheck = {
+    stage: NAME,
+    ctx: sctx,
+    advice: (_input, field) =>
+      field === "kind" ? "put a udp-source (or another source of datagrams) before it" : undefined,
+  };
+  const info = codecFor(opts, sctx.codecs);
+  const codec = info.name;
+  const clockRate = info.clockRate;
+  if (!opts.any_payload_type && opts.payload_type === undefined && info.payloadType === "dynamic") {
+    throw new Error(
+      `codec ${codec} has a dynamic payload type: set "payload_type" (the one negotiated in SDP, 96..127), ` +
+        `or "any_payload_type": true`,
+    );
+  }
+  const wantPt = opts.any_payload_type ? -1 : opts.payload_type ?? (info.payloadType as number);
+  const dtmfPt = opts.dtmf_payload_type;
+  if (dtmfPt > 0 && dtmfPt === wantPt) {
+    throw new Error(
+      `dtmf_payload_type ${dtmfPt} is the audio's payload type: set it to the telephone-event type negotiated ` +
+        `in SDP (\${dtmf.payloadType}), or 0 for none`,
+    );
+  }
+  const malformed: Record<string, number> = {};
+  let received = 0, forwarded = 0, octets = 0, wrongPt = 0, rtcp = 0, ssrcChanges = 0, ignored = 0;
+  let ssrc: number | undefined;
+  let lastWrongPt: number | undefined;
+  const clock = sctx.clock;
+  let dtmfTimer: Timer | undefined;
+  const dtmf = dtmfPt > 0
+    ? new DtmfReceiver({
+      clockRate,
+      onEvent(e: ReceivedTelephoneEvent) {
+        if (e.digit !== undefined) {
+          sctx.log.info(`DTMF ${e.digit} received (${e.duration_ms} ms)`);
+          sctx.event("dtmf", e as ReceivedDtmf);
+        } else {
+          sctx.log.info(`telephone event ${e.code} received (${e.duration_ms} ms)`);
+          sctx.event("telephone-event", e);
+        }
+      },
+    })
+    : undefined;
+  /** Arms the timer that ends an event whose final packets were lost. */
+  const armDtmf = () => {
+    const due = dtmf?.deadline;
+    if (due === undefined) {
       dtmfTimer?.cancel();
       dtmfTimer = undefined;
-      dtmf?.finish();
-    };
+      return;
+    }
+    if (dtmfTimer) return; // it re-arms itself for a later deadline when it fires
+    dtmfTimer = clock.at(due, () => {
+      dtmfTimer = undefined;
+      dtmf!.expire(clock.now());
+      armDtmf();
+    });
+  };
+  const endDtmf = () => {
+    dtmfTimer?.cancel();
+    dtmfTimer = undefined;
+    dtmf?.finish();
+  };
 
-    return {
-      negotiate(input: Format | undefined): Format {
-        expectFormat(input, ACCEPTS, check);
-        return { kind: "rtp", codec, clockRate };
-      },
-      process(frame, emit) {
-        if (frame.kind !== "packet") {
-          ignored++;
-          return;
-        }
-        received++;
-        const data = frame.data;
-        // RTCP multiplexed on the RTP port (RFC 5761 section 4): packet types 192..223.
-        if (data.length >= 2 && data[1] >= 192 && data[1] <= 223 && data[0] >> 6 === 2) {
-          rtcp++;
-          return;
-        }
-        const r = parseRtp(data, frame.arrival ?? sctx.clock.now());
-        if (typeof r === "string") {
-          malformed[r] = (malformed[r] ?? 0) + 1;
-          return;
-        }
-        if (dtmf && r.payloadType === dtmfPt) {
-          dtmf.receive(r, r.arrival ?? clock.now());
-          armDtmf();
-          // On, tagged: RTCP counts it, the jitter buffer knows its sequence number carried no audio.
-          r.codec = TELEPHONE_EVENT;
-          r.clockRate = clockRate;
-          return emit(r);
-        }
-        if (wantPt >= 0 && r.payloadType !== wantPt) {
-          wrongPt++;
-          lastWrongPt = r.payloadType;
-          return;
-        }
-        if (ssrc !== r.ssrc) {
-          if (ssrc !== undefined) {
-            ssrcChanges++;
-            sctx.event("ssrc-change", { from: ssrc, to: r.ssrc });
-          }
-          ssrc = r.ssrc;
-        }
-        r.codec = codec;
+  return {
+    negotiate(input: Format | undefined): Format {
+      expectFormat(input, ACCEPTS, check);
+      return { kind: "rtp", codec, clockRate };
+    },
+    process(frame, emit) {
+      if (frame.kind !== "packet") {
+        ignored++;
+        return;
+      }
+      received++;
+      const data = frame.data;
+      // RTCP multiplexed on the RTP port (RFC 5761 section 4): packet types 192..223.
+      if (data.length >= 2 && data[1] >= 192 && data[1] <= 223 && data[0] >> 6 === 2) {
+        rtcp++;
+        return;
+      }
+      const r = parseRtp(data, frame.arrival ?? sctx.clock.now());
+      if (typeof r === "string") {
+        malformed[r] = (malformed[r] ?? 0) + 1;
+        return;
+      }
+      if (dtmf && r.payloadType === dtmfPt) {
+        dtmf.receive(r, r.arrival ?? clock.now());
+        armDtmf();
+        // On, tagged: RTCP counts it, the jitter buffer knows its sequence number carried no audio.
+        r.codec = TELEPHONE_EVENT;
         r.clockRate = clockRate;
-        forwarded++;
-        octets += r.payload.length;
         return emit(r);
-      },
-      flush() {
-        endDtmf();
-      },
-      close() {
-        endDtmf();
-      },
-      stats() {
-        let malformedTotal = 0;
-        for (const v of Object.values(malformed)) malformedTotal += v;
-        return {
-          received,
-          forwarded,
-          octets,
-          malformed: malformedTotal,
-          malformed_by_reason: { ...malformed },
-          wrong_payload_type: wrongPt,
-          last_wrong_payload_type: lastWrongPt,
-          rtcp,
-          ssrc,
-          ssrc_changes: ssrcChanges,
-          ignored,
-          ...(dtmf ? { dtmf: dtmf.stats() } : {}),
-        };
-      },
-    };
-  },
-});
+      }
+      if (wantPt >= 0 && r.payloadType !== wantPt) {
+        wrongPt++;
+        lastWrongPt = r.payloadType;
+        return;
+      }
+      if (ssrc !== r.ssrc) {
+        if (ssrc !== undefined) {
+          ssrcChanges++;
+          sctx.event("ssrc-change", { from: ssrc, to: r.ssrc });
+        }
+        ssrc = r.ssrc;
+      }
+      r.codec = codec;
+      r.clockRate = clockRate;
+      forwarded++;
+      octets += r.payload.length;
+      return emit(r);
+    },
+    flush() {
+      endDtmf();
+    },
+    close() {
+      endDtmf();
+    },
+    stats() {
+      let malformedTotal = 0;
+      for (const v of Object.values(malformed)) malformedTotal += v;
+      return {
+        received,
+        forwarded,
+        octets,
+        malformed: malformedTotal,
+        malformed_by_reason: { ...malformed },
+        wrong_payload_type: wrongPt,
+        last_wrong_payload_type: lastWrongPt,
+        rtcp,
+        ssrc,
+        ssrc_changes: ssrcChanges,
+        ignored,
+        ...(dtmf ? { dtmf: dtmf.stats() } : {}),
+      };
+    },
+  };
+}
 
 export default rtpDepacketizer;
