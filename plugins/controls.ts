@@ -6,6 +6,8 @@
  * pipeline file asks for it, so a pipeline without calls (a transcode) never loads it. The same
  * for `sip-relay` (b2bua/options.ts) and the relay family's `relay` and `relay-client`
  * (relay/control_options.ts: the relay server, its protocol and TCP streams load on first use).
+ * Their option schemas are built on first use too (`get options()`, by `lazySchema`): registering
+ * them builds none; `--describe`, `--schema` and a file that uses one do.
  *
  * @module
  */
@@ -14,11 +16,16 @@ import {
   RELAY_CLIENT_DESCRIPTION,
   RELAY_CLIENT_VARIABLES,
   RELAY_DESCRIPTION,
-  relayClientOptions,
-  relayOptions,
+  relayClientOptionsSchema,
+  relayOptionsSchema,
 } from "./relay/control_options.ts";
-import { SIP_RELAY_DESCRIPTION, sipRelayOptions } from "./b2bua/options.ts";
-import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptions, sipExampleCalls } from "./sip/control_options.ts";
+import { SIP_RELAY_DESCRIPTION, sipRelayOptionsSchema } from "./b2bua/options.ts";
+import {
+  SIP_CONTROL_DESCRIPTION,
+  SIP_VARIABLES,
+  sipControlOptionsSchema,
+  sipExampleCalls,
+} from "./sip/control_options.ts";
 
 /** The `sip` control plugin, loading its implementation (sip/control.ts) on first use. */
 const sip = defineControl({
@@ -26,7 +33,9 @@ const sip = defineControl({
   kind: "control",
   description: SIP_CONTROL_DESCRIPTION,
   variables: SIP_VARIABLES,
-  options: sipControlOptions,
+  get options() {
+    return sipControlOptionsSchema();
+  },
   exampleVariables: (o, ctx) => sipExampleCalls(o, ctx.codecs),
   create: async (options, ctx) => (await import("./sip/control.ts")).sipControl.create(options, ctx),
 });
@@ -37,7 +46,9 @@ const sipRelay = defineControl({
   kind: "control",
   description: SIP_RELAY_DESCRIPTION,
   variables: {},
-  options: sipRelayOptions,
+  get options() {
+    return sipRelayOptionsSchema();
+  },
   create: async (options, ctx) => (await import("./b2bua/control.ts")).sipRelayControl.create(options, ctx),
 });
 
@@ -47,7 +58,9 @@ const relay = defineControl({
   kind: "control",
   description: RELAY_DESCRIPTION,
   variables: {},
-  options: relayOptions,
+  get options() {
+    return relayOptionsSchema();
+  },
   create: async (options, ctx) => (await import("./relay/relay_control.ts")).relayControl.create(options, ctx),
 });
 
@@ -57,7 +70,9 @@ const relayClient = defineControl({
   kind: "control",
   description: RELAY_CLIENT_DESCRIPTION,
   variables: RELAY_CLIENT_VARIABLES,
-  options: relayClientOptions,
+  get options() {
+    return relayClientOptionsSchema();
+  },
   create: async (options, ctx) => (await import("./relay/client_control.ts")).relayClientControl.create(options, ctx),
 });
 

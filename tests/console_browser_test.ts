@@ -17,7 +17,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { mediaClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { startConsole } from "../plugins/console/service.ts";
-import { consoleOptions } from "../plugins/console/options.ts";
+import { consoleOptions } from "../plugins/console/mod.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { browserSkipReason, clickOn, launchBrowser, openPage, screenshotDir, waitFor } from "./console_browser_util.ts";
 import { repoPath } from "./util.ts";

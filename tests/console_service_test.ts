@@ -10,7 +10,7 @@ import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import type { Service } from "../core/control.ts";
-import { consoleOptions } from "../plugins/console/options.ts";
+import { consoleOptions } from "../plugins/console/mod.ts";
 import { isLoopback, startConsole } from "../plugins/console/service.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { repoPath } from "./util.ts";

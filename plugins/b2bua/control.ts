@@ -22,8 +22,11 @@ import {
 import { parsePortRange } from "../../core/net/ports.ts";
 import { DIGEST_ALGORITHMS, type DigestAlgorithm, formatTraceEvent } from "../sip/mod.ts";
 import { parseUsers } from "./digest_server.ts";
-import { SIP_RELAY_DESCRIPTION, type SipRelayControlOptions, sipRelayOptions } from "./options.ts";
+import { SIP_RELAY_DESCRIPTION, type SipRelayControlOptions, sipRelayOptionsSchema } from "./options.ts";
 import { SipRelay, type SipRelayStats } from "./sip_relay.ts";
+
+/** Options of the `sip-relay` control plugin: options.ts's schema, built when this module loads (same instance). */
+export const sipRelayOptions: ReturnType<typeof sipRelayOptionsSchema> = sipRelayOptionsSchema();
 
 class SipRelayController implements Controller {
   readonly #relay: SipRelay;

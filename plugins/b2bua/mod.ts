@@ -29,8 +29,8 @@
  *
  * @module
  */
-export { sipRelayControl } from "./control.ts";
-export { SIP_RELAY_DESCRIPTION, type SipRelayControlOptions, sipRelayOptions } from "./options.ts";
+export { sipRelayControl, sipRelayOptions } from "./control.ts";
+export { SIP_RELAY_DESCRIPTION, type SipRelayControlOptions, sipRelayOptionsSchema } from "./options.ts";
 export { type RelayedCallStats, SipRelay, type SipRelayOptions, type SipRelayStats } from "./sip_relay.ts";
 export { type Binding, Registrar, type RegistrarOptions, type RegistrarStats, userOf } from "./registrar.ts";
 export { DigestChallenger, type DigestChallengerOptions, type DigestCheck, parseUsers } from "./digest_server.ts";

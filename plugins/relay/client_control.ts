@@ -24,7 +24,6 @@
  *
  * @module
  */
-import type { z } from "zod";
 import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
@@ -32,13 +31,22 @@ import { formatHostPort, type HostPort, parseHostPort, resolveHost } from "../..
 import type { DatagramSocket } from "../../core/net/datagram.ts";
 import type { Pipeline, PipelineResult } from "../../core/pipeline.ts";
 import { Session } from "../../core/session.ts";
-import { RELAY_CLIENT_DESCRIPTION, RELAY_CLIENT_VARIABLES, relayClientOptions } from "./control_options.ts";
+import {
+  RELAY_CLIENT_DESCRIPTION,
+  RELAY_CLIENT_VARIABLES,
+  type RelayClientControlOptions as Options,
+  relayClientOptionsSchema,
+} from "./control_options.ts";
 import { RelayRegistration } from "./registration.ts";
 import { TcpStreamNetwork } from "./stream.ts";
 
-export { RELAY_CLIENT_VARIABLES, relayClientOptions } from "./control_options.ts";
+export { RELAY_CLIENT_VARIABLES } from "./control_options.ts";
 
-type Options = z.output<typeof relayClientOptions>;
+/**
+ * Options of the `relay-client` control plugin: control_options.ts's schema, built when this module loads (same
+ * instance).
+ */
+export const relayClientOptions: ReturnType<typeof relayClientOptionsSchema> = relayClientOptionsSchema();
 
 class RelayClientController implements Controller {
   readonly #o: Options;

@@ -7,11 +7,12 @@
  * @module
  */
 import { type Controller, type ControlResult, defineControl } from "../../core/control.ts";
-import { RELAY_DESCRIPTION, relayOptions } from "./control_options.ts";
+import { RELAY_DESCRIPTION, relayOptionsSchema } from "./control_options.ts";
 import { RelayServer, type RelayStats } from "./server.ts";
 import { TcpStreamNetwork } from "./stream.ts";
 
-export { relayOptions } from "./control_options.ts";
+/** Options of the `relay` control plugin: control_options.ts's schema, built when this module loads (same instance). */
+export const relayOptions: ReturnType<typeof relayOptionsSchema> = relayOptionsSchema();
 
 class RelayController implements Controller {
   readonly #server: RelayServer;

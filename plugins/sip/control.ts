@@ -66,14 +66,12 @@ import {
   uriOf,
 } from "./_call_service.ts";
 
-import {
-  SIP_CONTROL_DESCRIPTION,
-  SIP_VARIABLES,
-  sipControlOptions as options,
-  sipExampleCalls,
-} from "./control_options.ts";
+import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptionsSchema, sipExampleCalls } from "./control_options.ts";
 
-type Options = z.output<typeof options>;
+/** Options of the `sip` control plugin: control_options.ts's schema, built when this module loads (same instance). */
+export const sipControlOptions: ReturnType<typeof sipControlOptionsSchema> = sipControlOptionsSchema();
+
+type Options = z.output<typeof sipControlOptions>;
 
 /** Our RTP and RTCP ports. */
 interface Ports {
@@ -1305,7 +1303,7 @@ export const sipControl = defineControl({
   kind: "control",
   description: SIP_CONTROL_DESCRIPTION,
   variables: SIP_VARIABLES,
-  options,
+  options: sipControlOptions,
   exampleVariables: (o, ctx) => sipExampleCalls(o, ctx.codecs),
   create: (o, ctx) => new SipController(o, ctx),
 });

@@ -1,8 +1,9 @@
 /**
- * What the `sip` control plugin declares before any call: its options schema, the template
- * variables it provides and its description. Kept apart from the SIP stack (control.ts and what
- * it imports, sdp-transform included) so that registering the plugin at start-up does not load
- * that stack: plugins/controls.ts loads control.ts when a pipeline file uses `"control": {"use": "sip"}`.
+ * What the `sip` control plugin declares before any call: its options schema (built on first use,
+ * {@linkcode sipControlOptionsSchema}), the template variables it provides and its description. Kept
+ * apart from the SIP stack (control.ts and what it imports, sdp-transform included) so that registering
+ * the plugin at start-up does not load that stack: plugins/controls.ts loads control.ts when a pipeline
+ * file uses `"control": {"use": "sip"}`.
  *
  * @module
  */
@@ -11,6 +12,7 @@ import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
 import type { Variables } from "../../core/config.ts";
 import { formatHostPort } from "../../core/net/address.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
+import { lazySchema } from "../../core/options.ts";
 
 /** One line for `--list-plugins`. */
 export const SIP_CONTROL_DESCRIPTION =
@@ -19,100 +21,105 @@ export const SIP_CONTROL_DESCRIPTION =
 /** A comma-separated list of codec names (which names exist is checked against the registry). */
 const CODEC_LIST = /^\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*(,\s*[A-Za-z0-9][A-Za-z0-9._+-]*\s*)*$/;
 
-/** Options of the `sip` control plugin. */
-export const sipControlOptions = z.object({
-  role: z.enum(["caller", "callee", "server"]).describe(
-    "caller places one call to `to`; callee answers incoming calls; server answers incoming calls and places " +
-      "calls on request (the call service's dial)",
-  ),
-  to: z.string().default("").describe("caller: the SIP URI to call, e.g. sip:bob@127.0.0.1:5062"),
-  port: z.number().int().min(0).max(65535).default(5060).describe("local SIP port (0 = any free port)"),
-  bind: z.string().min(1).default("127.0.0.1").describe("local address for SIP and RTP (0.0.0.0 or :: for all)"),
-  user: z.string().regex(/^[A-Za-z0-9._~-]+$/).default("voxpipe").describe("user part of our SIP URI"),
-  codecs: z.string().regex(CODEC_LIST, "expected codec names separated by commas, e.g. PCMU,PCMA").optional()
-    .describe(
-      "codecs offered/accepted, in order of preference: names of registered codecs separated by commas " +
-        "(default: every registered codec, in registration order)",
+/**
+ * Options of the `sip` control plugin: the schema, built on the first call (the same instance every time;
+ * control.ts exports it as `sipControlOptions`).
+ */
+export const sipControlOptionsSchema = lazySchema(() =>
+  z.object({
+    role: z.enum(["caller", "callee", "server"]).describe(
+      "caller places one call to `to`; callee answers incoming calls; server answers incoming calls and places " +
+        "calls on request (the call service's dial)",
     ),
-  ptime: z.number().int().min(10).max(60).default(20).describe("packet time we ask to receive, in ms"),
-  dtmf: z.boolean().default(true).describe(
-    "offer and accept RFC 4733 telephone-event (DTMF 0-15) in SDP; the chains get its payload type as " +
-      "${dtmf.payloadType} (0 when the peer did not accept it, or with false)",
-  ),
-  ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
-    "caller, dial: seconds without an answer before CANCEL; callee, server: seconds an incoming call left ringing " +
-      "by its decider rings before 480 Temporarily Unavailable",
-  ),
-  answer_after: z.number().min(0).max(3600).default(0).describe(
-    "callee, server: seconds of ringing (180) before answering (when no decider is set)",
-  ),
-  calls: z.number().int().min(0).default(0).describe(
-    "callee, server: exit after this many answered incoming calls (0 = forever)",
-  ),
-  max_calls: z.number().int().min(1).max(10000).default(100).describe(
-    "callee, server: concurrent calls (both directions); more incoming ones get busy_status, more dials fail",
-  ),
-  busy_status: z.union([z.literal(486), z.literal(503)]).default(503).describe(
-    "callee, server: the answer to an INVITE beyond max_calls: 503 Service Unavailable with Retry-After " +
-      "(stateless), or 486 Busy Here",
-  ),
-  max_duration: z.number().min(0).max(86400).default(0).describe(
-    "seconds after which an answered call is hung up (BYE); 0 = no limit",
-  ),
-  stats_interval: z.number().min(0).max(3600).default(5).describe(
-    "seconds between `stats` call events of each answered call (call service); 0 = none",
-  ),
-  overload_lag_ms: z.number().min(1).max(60000).default(500).describe(
-    "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After, once two lag samples " +
-      "in a row (100 ms apart) ran that late: a single stall is not overload",
-  ),
-  max_transactions: z.number().int().min(10).max(1000000).default(10000).describe(
-    "SIP server transactions kept at once (about 4 KB each); at the cap new INVITEs get 503 and new requests outside a dialog are answered statelessly",
-  ),
-  resolve_names: z.boolean().default(false).describe(
-    "allow a host name as the caller's target (resolved by the system); names from the network are never resolved",
-  ),
-  keep_summaries: z.number().int().min(0).max(100000).default(100).describe(
-    "finished-call summaries kept for stats() (the oldest are dropped; every summary is logged)",
-  ),
-  rtp_ports: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
-    "range for local RTP/RTCP port pairs (min-max)",
-  ),
-  media_workers: z.number().int().min(0).max(64).optional().describe(
-    "callee, server, caller: run each call's media (port pair, sockets, RTCP, chains, recordings) in one of this " +
-      "many worker threads, the least busy first, with the SIP stack on the main thread (uses more cores); each " +
-      "worker binds its calls' ports in its own slice of rtp_ports and builds chains from this file's built-in " +
-      "and by-path plugins. 0 = on the main thread. With workers, sessions are not reachable from the main thread " +
-      "(a ws-bridge or a console audio tap needs 0). Default: the environment variable VOXPIPE_MEDIA_WORKERS, else 0",
-  ),
-  hangup_on: z.array(z.string()).default([]).describe(
-    "chains whose end of stream ends the call (caller: the send chain; callee: the receive chain, which ends on RTP timeout)",
-  ),
-  linger: z.number().min(0).max(64).default(1).describe(
-    "seconds to keep answering retransmissions after the last call before exiting (a lost 200 for BYE, a lost ACK)",
-  ),
-  t1_ms: z.number().int().min(10).max(10000).default(500).describe("SIP timer T1 (RTT estimate), ms"),
-  t2_ms: z.number().int().min(100).max(60000).default(4000).describe("SIP timer T2 (retransmit cap), ms"),
-  t4_ms: z.number().int().min(100).max(60000).default(5000).describe("SIP timer T4 (max message lifetime), ms"),
-  registrar: z.string().default("").describe(
-    "SIP URI of a registrar to register with before calling or answering, e.g. sip:pbx.example.com (empty: none)",
-  ),
-  aor: z.string().default("").describe(
-    "address-of-record to register and to put in From (default sip:<user>@<registrar host> with a registrar)",
-  ),
-  auth_user: z.string().default("").describe("user name for digest authentication (default: user)"),
-  password: z.string().default("").describe("password for digest authentication (prefer password_env)"),
-  password_env: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/).default("").describe(
-    "name of the environment variable holding the password, e.g. VOXPIPE_SIP_PASSWORD",
-  ),
-  realm: z.string().default("").describe("answer digest challenges of this realm only (default: any realm)"),
-  outbound_proxy: z.string().default("").describe(
-    "SIP URI of an outbound proxy: calls and REGISTERs go to it, with a Route header (loose routing)",
-  ),
-  register_expires: z.number().int().min(10).max(86400).default(600).describe(
-    "lifetime asked for the registration, s (refreshed at half the granted lifetime)",
-  ),
-});
+    to: z.string().default("").describe("caller: the SIP URI to call, e.g. sip:bob@127.0.0.1:5062"),
+    port: z.number().int().min(0).max(65535).default(5060).describe("local SIP port (0 = any free port)"),
+    bind: z.string().min(1).default("127.0.0.1").describe("local address for SIP and RTP (0.0.0.0 or :: for all)"),
+    user: z.string().regex(/^[A-Za-z0-9._~-]+$/).default("voxpipe").describe("user part of our SIP URI"),
+    codecs: z.string().regex(CODEC_LIST, "expected codec names separated by commas, e.g. PCMU,PCMA").optional()
+      .describe(
+        "codecs offered/accepted, in order of preference: names of registered codecs separated by commas " +
+          "(default: every registered codec, in registration order)",
+      ),
+    ptime: z.number().int().min(10).max(60).default(20).describe("packet time we ask to receive, in ms"),
+    dtmf: z.boolean().default(true).describe(
+      "offer and accept RFC 4733 telephone-event (DTMF 0-15) in SDP; the chains get its payload type as " +
+        "${dtmf.payloadType} (0 when the peer did not accept it, or with false)",
+    ),
+    ring_timeout: z.number().min(0.1).max(3600).default(30).describe(
+      "caller, dial: seconds without an answer before CANCEL; callee, server: seconds an incoming call left ringing " +
+        "by its decider rings before 480 Temporarily Unavailable",
+    ),
+    answer_after: z.number().min(0).max(3600).default(0).describe(
+      "callee, server: seconds of ringing (180) before answering (when no decider is set)",
+    ),
+    calls: z.number().int().min(0).default(0).describe(
+      "callee, server: exit after this many answered incoming calls (0 = forever)",
+    ),
+    max_calls: z.number().int().min(1).max(10000).default(100).describe(
+      "callee, server: concurrent calls (both directions); more incoming ones get busy_status, more dials fail",
+    ),
+    busy_status: z.union([z.literal(486), z.literal(503)]).default(503).describe(
+      "callee, server: the answer to an INVITE beyond max_calls: 503 Service Unavailable with Retry-After " +
+        "(stateless), or 486 Busy Here",
+    ),
+    max_duration: z.number().min(0).max(86400).default(0).describe(
+      "seconds after which an answered call is hung up (BYE); 0 = no limit",
+    ),
+    stats_interval: z.number().min(0).max(3600).default(5).describe(
+      "seconds between `stats` call events of each answered call (call service); 0 = none",
+    ),
+    overload_lag_ms: z.number().min(1).max(60000).default(500).describe(
+      "event-loop lag (ms) above which new INVITEs get 503 Service Unavailable with Retry-After, once two lag samples " +
+        "in a row (100 ms apart) ran that late: a single stall is not overload",
+    ),
+    max_transactions: z.number().int().min(10).max(1000000).default(10000).describe(
+      "SIP server transactions kept at once (about 4 KB each); at the cap new INVITEs get 503 and new requests outside a dialog are answered statelessly",
+    ),
+    resolve_names: z.boolean().default(false).describe(
+      "allow a host name as the caller's target (resolved by the system); names from the network are never resolved",
+    ),
+    keep_summaries: z.number().int().min(0).max(100000).default(100).describe(
+      "finished-call summaries kept for stats() (the oldest are dropped; every summary is logged)",
+    ),
+    rtp_ports: z.string().regex(/^\s*\d{1,5}\s*-\s*\d{1,5}\s*$/).default("10000-20000").describe(
+      "range for local RTP/RTCP port pairs (min-max)",
+    ),
+    media_workers: z.number().int().min(0).max(64).optional().describe(
+      "callee, server, caller: run each call's media (port pair, sockets, RTCP, chains, recordings) in one of this " +
+        "many worker threads, the least busy first, with the SIP stack on the main thread (uses more cores); each " +
+        "worker binds its calls' ports in its own slice of rtp_ports and builds chains from this file's built-in " +
+        "and by-path plugins. 0 = on the main thread. With workers, sessions are not reachable from the main thread " +
+        "(a ws-bridge or a console audio tap needs 0). Default: the environment variable VOXPIPE_MEDIA_WORKERS, else 0",
+    ),
+    hangup_on: z.array(z.string()).default([]).describe(
+      "chains whose end of stream ends the call (caller: the send chain; callee: the receive chain, which ends on RTP timeout)",
+    ),
+    linger: z.number().min(0).max(64).default(1).describe(
+      "seconds to keep answering retransmissions after the last call before exiting (a lost 200 for BYE, a lost ACK)",
+    ),
+    t1_ms: z.number().int().min(10).max(10000).default(500).describe("SIP timer T1 (RTT estimate), ms"),
+    t2_ms: z.number().int().min(100).max(60000).default(4000).describe("SIP timer T2 (retransmit cap), ms"),
+    t4_ms: z.number().int().min(100).max(60000).default(5000).describe("SIP timer T4 (max message lifetime), ms"),
+    registrar: z.string().default("").describe(
+      "SIP URI of a registrar to register with before calling or answering, e.g. sip:pbx.example.com (empty: none)",
+    ),
+    aor: z.string().default("").describe(
+      "address-of-record to register and to put in From (default sip:<user>@<registrar host> with a registrar)",
+    ),
+    auth_user: z.string().default("").describe("user name for digest authentication (default: user)"),
+    password: z.string().default("").describe("password for digest authentication (prefer password_env)"),
+    password_env: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/).default("").describe(
+      "name of the environment variable holding the password, e.g. VOXPIPE_SIP_PASSWORD",
+    ),
+    realm: z.string().default("").describe("answer digest challenges of this realm only (default: any realm)"),
+    outbound_proxy: z.string().default("").describe(
+      "SIP URI of an outbound proxy: calls and REGISTERs go to it, with a Route header (loose routing)",
+    ),
+    register_expires: z.number().int().min(10).max(86400).default(600).describe(
+      "lifetime asked for the registration, s (refreshed at half the granted lifetime)",
+    ),
+  })
+);
 
 /** Variables the plugin provides to chain templates. */
 export const SIP_VARIABLES: Record<string, string> = {
@@ -139,7 +146,7 @@ export const SIP_VARIABLES: Record<string, string> = {
 };
 
 /** Validated options of the `sip` control plugin. */
-export type SipControlOptions = z.output<typeof sipControlOptions>;
+export type SipControlOptions = z.output<ReturnType<typeof sipControlOptionsSchema>>;
 
 /**
  * What calls could fill the templates with under these options, for checking them when the file loads: one call

@@ -11,8 +11,10 @@
  * - `audio.ts`: the audio encodings (l16, µ-law) and base64.
  * - `protocol.ts`: the commands and notices both protocols share.
  *
- * The bridge is loaded when a pipeline file's `services` section uses it, so
- * registering the plugin costs nothing else.
+ * The plugin is declared in `options.ts` (plugins/services.ts registers it
+ * from there, without loading this module); the bridge is loaded when a
+ * pipeline file's `services` section uses it, so registering the plugin costs
+ * nothing else.
  *
  * @example Pipeline file
  * ```json
@@ -21,10 +23,9 @@
  *
  * @module
  */
-import { type AnyServicePlugin, defineService } from "../../core/control.ts";
-import { findToken, WS_BRIDGE_DESCRIPTION, wsBridgeOptions } from "./options.ts";
+import { wsBridgeOptionsSchema } from "./options.ts";
 
-export { type WsBridgeOptions, wsBridgeOptions } from "./options.ts";
+export { services, type WsBridgeOptions, wsBridgeOptionsSchema, wsBridgeService } from "./options.ts";
 export { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, MEDIA_TYPES, parseEncoding } from "./audio.ts";
 export { CallPlayer, type CallPlayerOptions, type CallPlayerStats, type PlayerFrame } from "./player.ts";
 export {
@@ -40,28 +41,8 @@ export { textProtocol } from "./text_protocol.ts";
 export { jsonProtocol, mediaFormat } from "./json_protocol.ts";
 export type { WsBridge, WsBridgeContext, WsBridgeStats } from "./bridge.ts";
 
-/** The `ws-bridge` service plugin (loads bridge.ts when started). */
-export const wsBridgeService = defineService({
-  name: "ws-bridge",
-  kind: "service",
-  description: WS_BRIDGE_DESCRIPTION,
-  options: wsBridgeOptions,
-  async create(options, ctx) {
-    if (options.optional && !findToken(options)) {
-      const where = options.token_env ? `the environment variable ${options.token_env} is unset` : "the token is empty";
-      ctx.log.child("WS").info(`ws-bridge off: ${where} (optional)`);
-      return { close: () => Promise.resolve() };
-    }
-    if (ctx.calls.noSessions) {
-      // The bridge reads and writes each call's buses: they must be on this thread.
-      throw new Error(`the bridge cannot reach the calls' audio: ${ctx.calls.noSessions}`);
-    }
-    const { WsBridge } = await import("./bridge.ts");
-    const bridge = new WsBridge(options, { calls: ctx.calls, clock: ctx.clock, log: ctx.log });
-    await bridge.start();
-    return bridge;
-  },
-});
-
-/** The service plugins of this family. */
-export const services: AnyServicePlugin[] = [wsBridgeService];
+/**
+ * Options of the `ws-bridge` service plugin: options.ts's schema, built when this module loads (the same instance as
+ * the plugin's `options`).
+ */
+export const wsBridgeOptions: ReturnType<typeof wsBridgeOptionsSchema> = wsBridgeOptionsSchema();
