@@ -7,14 +7,14 @@ import type { CodecInfo } from "../core/codec.ts";
 import type { AnyPlugin } from "../core/stage.ts";
 import { plugins as wav } from "./wav/mod.ts";
 import { plugins as file } from "./file/mod.ts";
-import { plugins as tone } from "./tone/mod.ts";
-import { plugins as nul } from "./null/mod.ts";
+import { plugins as tone } from "./tone/plugins.ts";
+import { plugins as nul } from "./null/plugins.ts";
 import { plugins as resample } from "./resample/plugins.ts";
 import { codecs as g711Codecs, plugins as g711 } from "./g711/mod.ts";
 import { plugins as rtp } from "./rtp/plugins.ts";
 import { plugins as udp } from "./udp/plugins.ts";
 import { plugins as device } from "./audio-device/plugins.ts";
-import { plugins as graph } from "./graph/mod.ts";
+import { plugins as graph } from "./graph/plugins.ts";
 // The relay family's stages by their declarations: relay/mod.ts also exports the relay server and client.
 import { rtpEndDetector, rtpEndMarker, rtpTimeline, silenceDetector } from "./relay/stage_plugins.ts";
 

@@ -2,7 +2,7 @@
  * Tests of `tone-source`: exact sample counts, framing, phase continuity, level,
  * sweep, silence, channels, run-until-stopped and backpressure.
  */
-import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { z } from "zod";
 import type { PcmFrame } from "../core/frame.ts";
 import type { RunContext, SourceStage } from "../core/stage.ts";
@@ -175,19 +175,19 @@ Deno.test("tone-source: honours backpressure", async () => {
   equal(violations, 0);
 });
 
-Deno.test("tone-source: a frequency at or above Nyquist is refused with a clear message", () => {
-  throws(
-    () => toneSource.create(toneSource.options.parse({ frequency: 4000 }), testContext().ctx),
+Deno.test("tone-source: a frequency at or above Nyquist is refused with a clear message", async () => {
+  await rejects(
+    async () => await toneSource.create(toneSource.options.parse({ frequency: 4000 }), testContext().ctx),
     /tone-source: frequency 4000 Hz must be below half the sample rate \(4000 Hz at sample_rate 8000\)/,
   );
-  throws(
-    () =>
-      toneSource.create(
+  await rejects(
+    async () =>
+      await toneSource.create(
         toneSource.options.parse({ waveform: "sweep", to_frequency: 5000 }),
         testContext().ctx,
       ),
     /to_frequency 5000 Hz/,
   );
   // Silence does not care.
-  toneSource.create(toneSource.options.parse({ waveform: "silence", frequency: 9000 }), testContext().ctx);
+  await toneSource.create(toneSource.options.parse({ waveform: "silence", frequency: 9000 }), testContext().ctx);
 });

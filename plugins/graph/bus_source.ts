@@ -3,33 +3,18 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Bus, BusSubscription } from "../../core/bus.ts";
 import { type Format, formatToString } from "../../core/frame.ts";
-import { definePlugin, FormatError, type RunContext, type SourceStage } from "../../core/stage.ts";
+import { FormatError, type RunContext, type SourceStage, type StageContext } from "../../core/stage.ts";
+import { busSource, type BusSourceOptions, busSourceSchema } from "./plugins.ts";
 import { mergeFormat, sameFormat } from "./_format.ts";
 
-/** Options of `bus-source`. */
-export const busSourceOptions = z.object({
-  bus: z.string().min(1).describe("Name of the session bus to read (published by a bus-sink, or bridged in)"),
-  kind: z.enum(["pcm", "encoded", "rtp", "packet"]).optional().describe(
-    "Kind of frames on the bus, when its publishing chain is built after this one (else taken from the bus)",
-  ),
-  rate: z.number().int().min(1000).max(384000).optional().describe(
-    "pcm: sample rate in Hz, when the publishing chain is built after this one",
-  ),
-  channels: z.number().int().min(1).max(32).optional().describe(
-    "pcm: channels, when the publishing chain is built after this one",
-  ),
-  codec: z.enum(["PCMU", "PCMA"]).optional().describe(
-    "encoded / rtp: codec, when the publishing chain is built after this one",
-  ),
-  high_water: z.number().int().min(1).max(10000).default(50).describe(
-    "Frames this reader may hold before the bus pushes back on its publishers (it holds at most 4× as many; the oldest are dropped beyond)",
-  ),
-});
+export { busSource, type BusSourceOptions };
 
-type Options = z.output<typeof busSourceOptions>;
+/** Options of `bus-source` (its zod schema; the plugin's `options`). */
+export const busSourceOptions: ReturnType<typeof busSourceSchema> = busSourceSchema();
+
+type Options = BusSourceOptions;
 
 /** The format the options declare, or undefined when they declare none. */
 function declaredFormat(o: Options): Format | undefined {
@@ -46,35 +31,15 @@ function declaredFormat(o: Options): Format | undefined {
 }
 
 /**
- * Emits every frame published on the session's bus `bus`, in order, until the bus's stream ends (every publisher
- * ended and nothing is left) or the pipeline stops.
- *
- * - It subscribes when it is built, so it misses nothing a chain started before it publishes. Several bus sources
- *   on one bus are a tee: each gets every frame (shared, not copied: nobody may modify them).
- * - Produced format: the bus's (`bus.format`, set by the bus-sink that publishes on it) when that chain was built
- *   first; else the format these options declare (`kind`, `rate`, `channels`, `codec`), checked against the bus's
- *   when the pipeline starts. With neither, the build fails saying to declare it.
- * - Backpressure: it holds up to `high_water` frames before the bus pushes back on the publishers; when its own
- *   downstream pushes back it stops reading, so the publishers slow down too. Stopping the chain unsubscribes it,
- *   so it never holds the others back.
- *
- * stats: `frames` emitted, `queued` (frames waiting), `dropped` (frames lost because this reader fell 4 × high_water
- * behind).
- *
- * @example Pipeline config
- * ```json
- * { "use": "bus-source", "bus": "caller", "rate": 8000, "channels": 1 }
- * ```
+ * Creates a `bus-source` stage from validated options: the plugin's `create`, loaded when first used. What the stage
+ * does is described on {@linkcode busSource}.
  */
-export default definePlugin({
-  name: "bus-source",
-  kind: "source",
-  description: "Reads frames from a named bus of the session (a tee when several read one bus)",
-  options: busSourceOptions,
-  create(options, ctx): SourceStage {
-    return new BusSource(ctx.session.bus(options.bus), options);
-  },
-});
+export function createBusSource(options: BusSourceOptions, ctx: StageContext): SourceStage {
+  return new BusSource(ctx.session.bus(options.bus), options);
+}
+
+/** The `bus-source` plugin definition (the same object as `plugins.ts`'s; module-path plugins load the default export). */
+export default busSource;
 
 class BusSource implements SourceStage {
   readonly #bus: Bus;

@@ -3,38 +3,19 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Bus, BusSubscription } from "../../core/bus.ts";
 import type { Timer } from "../../core/clock.ts";
 import { type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
-import { definePlugin, FormatError, type RunContext, type SourceStage } from "../../core/stage.ts";
+import { FormatError, type RunContext, type SourceStage, type StageContext } from "../../core/stage.ts";
+import { mixer, type MixerOptions, mixerSchema } from "./plugins.ts";
 import { frameSamples, yieldToEventLoop } from "../wav/pcm_stream.ts";
 
-/** Options of `mixer`. */
-export const mixerOptions = z.object({
-  buses: z.array(z.string().min(1)).min(1).max(32).describe(
-    "Session buses to mix (each published by a bus-sink, or bridged in); input i is buses[i]",
-  ),
-  mode: z.enum(["sum", "channels"]).default("sum").describe(
-    "sum: add the inputs into one mono channel, saturating at full scale; channels: input i becomes output channel i (e.g. a stereo recording, the caller left and us right)",
-  ),
-  rate: z.number().int().min(1000).max(384000).default(8000).describe(
-    "Sample rate in Hz of the inputs and the output (inputs must be pcm mono at this rate)",
-  ),
-  ptime: z.number().int().min(1).max(1000).default(20).describe("Duration of each output frame in ms"),
-  clocked: z.boolean().default(true).describe(
-    "true: one frame every ptime on the media clock, silence for an input that has nothing (live calls); false: a frame as soon as every input still running has a frame's worth (file to file, as fast as the inputs)",
-  ),
-  high_water: z.number().int().min(1).max(10000).default(50).describe(
-    "Frames the mixer may hold per input before that bus pushes back on its publishers",
-  ),
-  until: z.enum(["inputs_end", "stopped"]).default("inputs_end").describe(
-    "inputs_end: end once every input's stream has ended and been mixed; stopped (clocked only): keep emitting " +
-      "(silence once nothing is left) until the pipeline stops, e.g. what a call sends while its inputs come and go",
-  ),
-});
+export { mixer, type MixerOptions };
 
-type Options = z.output<typeof mixerOptions>;
+/** Options of `mixer` (its zod schema; the plugin's `options`). */
+export const mixerOptions: ReturnType<typeof mixerSchema> = mixerSchema();
+
+type Options = MixerOptions;
 
 /** Frames the unclocked loop mixes between two yields to the event loop. */
 const YIELD_EVERY = 32;
@@ -77,56 +58,25 @@ class Input {
 }
 
 /**
- * Mixes the frames of several buses of the session into one pcm stream at `rate`.
- *
- * - `mode: "sum"` adds every input into one mono channel, saturating at −32768..32767; `mode: "channels"` puts input
- *   i on output channel i (as many channels as buses).
- * - Inputs must be pcm mono at `rate`: a bus whose format is known when the mixer is built or started and is
- *   anything else is refused with a message saying which resampler to insert; a frame in another format fails the
- *   pipeline the same way.
- * - `clocked: true` (live): frame n is emitted at start + n × ptime on the media clock (drift-free), taking a frame's
- *   worth of samples from each input's queue; an input that has less (it started later, or its packets are late)
- *   is completed with silence, and the frame counts as an underrun of that input. An input whose stream ended gives
- *   silence without counting. Input pts are not used: each input's samples are played in arrival order.
- * - `clocked: false` (file to file): a frame is mixed as soon as every input still running has a frame's worth, as
- *   fast as the inputs come; inputs that ended give silence.
- * - A running input contributes a whole frame's worth or nothing (an underrun, counted): what arrived is never split
- *   around a gap of silence. An input whose stream ended gives what it has left.
- * - It ends when every input's stream has ended and every sample has been mixed; the last frame holds what is left
- *   (it may be shorter than ptime). With `until: "stopped"` it never ends by itself: once every input has ended it
- *   emits silence until the pipeline stops. pts counts output samples from 0.
- * - Backpressure: it holds at most `high_water` frames per input before that bus pushes back on its publishers.
- *
- * Per frame it allocates only the frame it emits; samples are mixed in plain loops.
- *
- * stats: `frames`, and per input (`inputs[i]`): `bus`, `samples` taken, `underruns`, `queued` frames, `dropped`
- * (frames lost because the input ran 4 × high_water ahead of the mixer).
- *
- * @example Pipeline config: the caller left, our side right, recorded as it happens
- * ```json
- * { "use": "mixer", "buses": ["caller", "callee"], "mode": "channels", "rate": 8000, "ptime": 20 }
- * ```
+ * Creates a `mixer` stage from validated options: the plugin's `create`, loaded when first used. What the stage does
+ * is described on {@linkcode mixer}. Throws when `until: "stopped"` is not clocked or a bus is listed twice.
  */
-export default definePlugin({
-  name: "mixer",
-  kind: "source",
-  description: "Mixes session buses into one pcm stream: summed to mono, or one input per channel",
-  produces: { kind: "pcm" },
-  options: mixerOptions,
-  create(options, ctx): SourceStage {
-    if (options.until === "stopped" && !options.clocked) {
-      throw new Error(
-        'mixer: until "stopped" needs clocked: true (an unclocked mixer would emit silence as fast as it can)',
-      );
-    }
-    const names = new Set<string>();
-    for (const b of options.buses) {
-      if (names.has(b)) throw new Error(`mixer: bus "${b}" is listed twice in "buses"; list each bus once`);
-      names.add(b);
-    }
-    return new Mixer(options.buses.map((b) => new Input(ctx.session.bus(b), options.high_water)), options);
-  },
-});
+export function createMixer(options: MixerOptions, ctx: StageContext): SourceStage {
+  if (options.until === "stopped" && !options.clocked) {
+    throw new Error(
+      'mixer: until "stopped" needs clocked: true (an unclocked mixer would emit silence as fast as it can)',
+    );
+  }
+  const names = new Set<string>();
+  for (const b of options.buses) {
+    if (names.has(b)) throw new Error(`mixer: bus "${b}" is listed twice in "buses"; list each bus once`);
+    names.add(b);
+  }
+  return new Mixer(options.buses.map((b) => new Input(ctx.session.bus(b), options.high_water)), options);
+}
+
+/** The `mixer` plugin definition (the same object as `plugins.ts`'s; module-path plugins load the default export). */
+export default mixer;
 
 /** What {@linkcode Mixer.mix} returns when every input has ended and nothing is left. */
 const END = null;

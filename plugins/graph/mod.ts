@@ -10,11 +10,4 @@
  *
  * @module
  */
-import type { AnyPlugin } from "../../core/stage.ts";
-import busSink from "./bus_sink.ts";
-import busSource from "./bus_source.ts";
-import mixer from "./mixer.ts";
-import sequence from "./sequence.ts";
-
-/** The stage plugins of this family, registered as built-ins. */
-export const plugins: AnyPlugin[] = [busSink, busSource, mixer, sequence];
+export { plugins } from "./plugins.ts";

@@ -3,77 +3,43 @@
  *
  * @module
  */
-import { z } from "zod";
 import { type Format, formatToString, type Frame, type PcmFrame } from "../../core/frame.ts";
-import { definePlugin, type RunContext, type SourceStage, type StageContext, type SubStage } from "../../core/stage.ts";
+import type { RunContext, SourceStage, StageContext, SubStage } from "../../core/stage.ts";
+import { sequence, type SequenceOptions, sequenceSchema } from "./plugins.ts";
 import { frameSamples } from "../wav/pcm_stream.ts";
 import { mergeFormat, sameFormat } from "./_format.ts";
 
-/** Options of `sequence`. */
-export const sequenceOptions = z.object({
-  items: z.array(
-    z.looseObject({
-      use: z.string().min(1).describe("Source plugin name, or path to a user plugin"),
-      name: z.string().optional().describe("Label for logs and stats"),
-    }).meta({ $ref: "#/$defs/sourceStage" }),
-  ).min(1).describe(
-    'Source stages to play in order, each a stage config like {"use": "file-source", "path": "greeting.wav"}; all must produce the same format',
-  ),
-  then: z.enum(["end", "silence"]).default("end").describe(
-    "After the last item: end the stream, or keep emitting silence frames (paced on the media clock) until the pipeline stops",
-  ),
-  frame_ms: z.number().int().min(1).max(1000).default(20).describe("Duration of each silence frame in ms"),
-});
+export { sequence, type SequenceOptions };
 
-type Options = z.output<typeof sequenceOptions>;
+/** Options of `sequence` (its zod schema; the plugin's `options`). */
+export const sequenceOptions: ReturnType<typeof sequenceSchema> = sequenceSchema();
+
+type Options = SequenceOptions;
 
 /**
- * Plays its `items`, source stages built from their configs through the registry like any stage of the chain, one
- * after the other as one continuous pcm stream: pts continue across items (an item's pts are shifted to start
- * where the previous item ended). Every item must produce the same format; a mismatch fails the build with a
- * message naming the item and both formats. Items are created when the pipeline is built (a missing file fails
- * the build), each is started just before it plays and closed when it ends.
- *
- * After the last item, `then: "end"` ends the stream; `then: "silence"` keeps emitting frames of zeros of
- * `frame_ms`, frame k at (end of the last item) + k × frame_ms on the media clock, until the pipeline stops.
- *
- * control: `skip` ends the item playing now and goes on with the next one.
- *
- * stats: `item` (index playing; `items.length` once in silence or ended), `samples` emitted (per channel),
- * `silence_frames`, and `items[i]`: each item's own stats.
- *
- * @example Pipeline config: a greeting, a beep, then silence until the call ends
- * ```json
- * { "use": "sequence", "then": "silence", "items": [
- *   { "use": "file-source", "path": "greeting.wav" },
- *   { "use": "tone-source", "frequency": 1000, "duration": 0.3, "sample_rate": 16000 }
- * ] }
- * ```
+ * Creates a `sequence` stage from validated options, building its items through `ctx.buildStage`: the plugin's
+ * `create`, loaded when first used. What the stage does is described on {@linkcode sequence}.
  */
-export default definePlugin({
-  name: "sequence",
-  kind: "source",
-  description: "Plays source stages one after the other as one stream (then ends, or emits silence)",
-  produces: { kind: "pcm" },
-  options: sequenceOptions,
-  async create(options, ctx): Promise<SourceStage> {
-    if (!ctx.buildStage) {
-      throw new Error(
-        "sequence: its items are built through the pipeline (ctx.buildStage); build it with buildPipeline",
-      );
+export async function createSequence(options: SequenceOptions, ctx: StageContext): Promise<SourceStage> {
+  if (!ctx.buildStage) {
+    throw new Error(
+      "sequence: its items are built through the pipeline (ctx.buildStage); build it with buildPipeline",
+    );
+  }
+  const items: SubStage[] = [];
+  try {
+    for (let i = 0; i < options.items.length; i++) {
+      items.push(await ctx.buildStage(options.items[i] as { use: string }, `.items[${i}]`, "source"));
     }
-    const items: SubStage[] = [];
-    try {
-      for (let i = 0; i < options.items.length; i++) {
-        items.push(await ctx.buildStage(options.items[i] as { use: string }, `.items[${i}]`, "source"));
-      }
-      return new Sequence(items, itemsFormat(items), options, ctx);
-    } catch (e) {
-      for (const it of items) await closeQuietly(it);
-      throw e;
-    }
-  },
-});
+    return new Sequence(items, itemsFormat(items), options, ctx);
+  } catch (e) {
+    for (const it of items) await closeQuietly(it);
+    throw e;
+  }
+}
+
+/** The `sequence` plugin definition (the same object as `plugins.ts`'s; module-path plugins load the default export). */
+export default sequence;
 
 async function closeQuietly(it: SubStage): Promise<void> {
   try {

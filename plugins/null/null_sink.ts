@@ -3,67 +3,54 @@
  *
  * @module
  */
-import { z } from "zod";
 import type { Frame, FrameKind } from "../../core/frame.ts";
-import { definePlugin, type SinkStage } from "../../core/stage.ts";
+import type { SinkStage, StageContext } from "../../core/stage.ts";
+import { nullSink, type NullSinkOptions, nullSinkSchema } from "./plugins.ts";
 
-/** Options of `null-sink` (none). */
-export const nullSinkOptions = z.object({});
+export { nullSink, type NullSinkOptions };
+
+/** Options of `null-sink` (none; its zod schema, the plugin's `options`). */
+export const nullSinkOptions: ReturnType<typeof nullSinkSchema> = nullSinkSchema();
 
 /**
- * Accepts frames of any kind and drops them, as fast as they come (never
- * applies backpressure). Useful to measure a chain's throughput or to terminate
- * a pipeline whose output is not needed.
- *
- * stats: `frames` (all kinds), `frames_by_kind`, `samples` (pcm: samples per
- * channel; encoded: codec samples, i.e. payload bytes for G.711), `bytes`
- * (payload bytes of encoded, rtp and packet frames; pcm sample bytes),
- * `duration_s` (pcm audio seen, at its own rate).
- *
- * @example Pipeline config
- * ```json
- * { "use": "null-sink" }
- * ```
+ * Creates a `null-sink` stage: the plugin's `create`, loaded when first used. What the stage does is described on
+ * {@linkcode nullSink}.
  */
-export default definePlugin({
-  name: "null-sink",
-  kind: "sink",
-  description: "Discards every frame (counts frames and samples)",
-  accepts: [{ kind: "pcm" }, { kind: "encoded" }, { kind: "rtp" }, { kind: "packet" }],
-  options: nullSinkOptions,
-  create(): SinkStage {
-    let frames = 0;
-    let samples = 0;
-    let bytes = 0;
-    let duration = 0;
-    const byKind: Record<FrameKind, number> = { pcm: 0, encoded: 0, rtp: 0, packet: 0 };
-    return {
-      negotiate: () => undefined,
-      write(frame: Frame): boolean {
-        frames++;
-        byKind[frame.kind]++;
-        switch (frame.kind) {
-          case "pcm": {
-            const n = frame.samples.length / frame.channels;
-            samples += n;
-            bytes += frame.samples.byteLength;
-            duration += n / frame.sampleRate;
-            break;
-          }
-          case "encoded":
-            samples += frame.payload.length;
-            bytes += frame.payload.length;
-            break;
-          case "rtp":
-            bytes += frame.payload.length;
-            break;
-          case "packet":
-            bytes += frame.data.length;
-            break;
+export function createNullSink(_options: NullSinkOptions, _ctx: StageContext): SinkStage {
+  let frames = 0;
+  let samples = 0;
+  let bytes = 0;
+  let duration = 0;
+  const byKind: Record<FrameKind, number> = { pcm: 0, encoded: 0, rtp: 0, packet: 0 };
+  return {
+    negotiate: () => undefined,
+    write(frame: Frame): boolean {
+      frames++;
+      byKind[frame.kind]++;
+      switch (frame.kind) {
+        case "pcm": {
+          const n = frame.samples.length / frame.channels;
+          samples += n;
+          bytes += frame.samples.byteLength;
+          duration += n / frame.sampleRate;
+          break;
         }
-        return true;
-      },
-      stats: () => ({ frames, frames_by_kind: { ...byKind }, samples, bytes, duration_s: duration }),
-    };
-  },
-});
+        case "encoded":
+          samples += frame.payload.length;
+          bytes += frame.payload.length;
+          break;
+        case "rtp":
+          bytes += frame.payload.length;
+          break;
+        case "packet":
+          bytes += frame.data.length;
+          break;
+      }
+      return true;
+    },
+    stats: () => ({ frames, frames_by_kind: { ...byKind }, samples, bytes, duration_s: duration }),
+  };
+}
+
+/** The `null-sink` plugin definition (the same object as `plugins.ts`'s; module-path plugins load the default export). */
+export default nullSink;
