@@ -464,7 +464,12 @@ Deno.test("through the pipeline runner: stopping a looping source finalizes a va
     path: dst,
   }], { registry, clock: new VirtualClock() });
   p.start();
-  setTimeout(() => p.stop(), 20);
+  // Stop once the sink has taken more than one pass of the 1 000-sample file (frames of 160), whatever the speed
+  // of the machine: a fixed delay could stop it before anything was written.
+  while ((p.stats().at(-1)?.framesIn ?? 0) < 10 && (p.state === "built" || p.state === "running")) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  p.stop();
   const result = await p.done;
   equal(result.reason, "stopped");
   const h = checkHeader(await Deno.readFile(dst), { tag: 1, bits: 16, rate: 8000, channels: 1 });
