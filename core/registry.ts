@@ -45,8 +45,12 @@ export function validatePluginShape(def: unknown): string | undefined {
     return `the definition's "kind" must be one of ${KINDS.join(", ")}, got ${JSON.stringify(d.kind)}`;
   }
   if (typeof d.create !== "function") return 'the definition has no "create" function';
-  const opts = d.options as { safeParse?: unknown } | undefined;
-  if (!opts || typeof opts.safeParse !== "function") return 'the definition\'s "options" is not a zod schema';
+  // An accessor (`get options()`, a schema built on first use: see `lazySchema`) is not read here, so registering
+  // the built-in plugins builds none of their schemas; it is read when a pipeline uses the plugin.
+  if (typeof Object.getOwnPropertyDescriptor(d, "options")?.get !== "function") {
+    const opts = d.options as { safeParse?: unknown } | undefined;
+    if (!opts || typeof opts.safeParse !== "function") return 'the definition\'s "options" is not a zod schema';
+  }
   if (d.codecs !== undefined && !Array.isArray(d.codecs)) return 'the definition\'s "codecs" is not an array';
   if (d.bridges !== undefined && typeof d.bridges !== "function") {
     return 'the definition\'s "bridges" is not a function';
