@@ -207,6 +207,28 @@ Deno.test("wav-sink: the header stays valid while recording (updated every heade
   deepEqual(samplesOf(h.data), all);
 });
 
+Deno.test("wav-sink: a recording that receives nothing holds no timer; the header ticks start with the first data, on the grid from start", async () => {
+  const path = nextPath();
+  const { sink, clock } = await openSink({ path }, { kind: "pcm", sampleRate: 8000, channels: 1 });
+  await sink.control!("sync");
+  equal(clock.pending, 0);
+  clock.advance(2500); // t = 2500 ms: nothing came, no tick ran
+  equal(clock.pending, 0);
+  const samples = ramp(160 * 5, 3);
+  for (let i = 0; i < 5; i++) sink.write(pcm(samples.slice(i * 160, (i + 1) * 160), i * 160));
+  equal(clock.pending, 1);
+  clock.advance(499); // t = 2999 ms: the next tick of the grid (start + k × 1000 ms) is at 3000 ms
+  await sink.control!("sync");
+  equal(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 }).dataSize, 0);
+  clock.advance(1); // t = 3000 ms: the tick writes the data and the header
+  await sink.control!("sync");
+  const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  equal(h.dataSize, 160 * 5 * 2);
+  deepEqual(samplesOf(h.data), samples);
+  await sink.end!();
+  equal(clock.pending, 0);
+});
+
 Deno.test("wav-sink: a recording process killed with SIGKILL leaves a playable file (real clock)", async () => {
   const path = nextPath();
   const child = join(dir, "recorder.ts");

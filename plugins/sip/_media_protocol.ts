@@ -72,9 +72,10 @@ export type FromWorker =
   | { t: "ready"; clock: string }
   | { t: "reply"; req: number; ok: true; value?: unknown }
   | { t: "reply"; req: number; ok: false; error: string }
-  | { t: "ended"; key: number; name: string; template: string; reason: "eos" | "stopped" | "error"; error?: string }
+  | ({ t: "ended"; key: number } & ChainEnded)
   | { t: "timeout"; key: number; name: string; template: string }
   | { t: "dtmf"; key: number; digit: string; durationMs: number }
+  /** The figures of the calls that changed since the last snapshot (a call not listed keeps its last figures). */
   | { t: "stats"; calls: [number, MediaStats][] }
   | { t: "log"; line: string; level: LogLevel };
 
@@ -86,10 +87,28 @@ export interface AllocReply {
   rtcpPort: number;
 }
 
+/** A chain's end, as the `ended` message or inside a {@linkcode StopReply} tells it. */
+export interface ChainEnded {
+  /** Pipeline name (`template#n`). */
+  name: string;
+  /** Template it was built from. */
+  template: string;
+  /** How it ended. */
+  reason: "eos" | "stopped" | "error";
+  /** The error message when reason is `error`. */
+  error?: string;
+}
+
 /** The reply to `stop`. */
 export interface StopReply {
   /** Each chain's result, in build order. */
   results: ChainResult[];
+  /**
+   * The chains that ended once the stop was asked, in the order they ended: told here rather than each by an
+   * `ended` message of its own (one message less per chain, on both threads, for every call). The front tells its
+   * hooks about them before the stop resolves, as it would have on those messages.
+   */
+  ended?: ChainEnded[];
   /** The session's final statistics (undefined when the worker had no such call). */
   stats?: MediaStats;
 }

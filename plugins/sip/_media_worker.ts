@@ -17,11 +17,11 @@ import { PortAllocator } from "../../core/net/ports.ts";
 import { udpNetwork } from "../../core/net/udp.ts";
 import { Registry } from "../../core/registry.ts";
 import { PipelineRunner } from "../../core/runner.ts";
-import { type MediaStats, Session } from "../../core/session.ts";
+import { type MediaStats, newMediaStats, Session } from "../../core/session.ts";
 import { builtinCodecs, builtinPlugins } from "../builtin.ts";
 import { builtinControls } from "../controls.ts";
 import { LocalCallMedia } from "./_call_media.ts";
-import type { FromWorker, StopReply, ToWorker, WorkerInit } from "./_media_protocol.ts";
+import type { ChainEnded, FromWorker, StopReply, ToWorker, WorkerInit } from "./_media_protocol.ts";
 
 function post(m: FromWorker): void {
   try {
@@ -36,13 +36,42 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** A call this worker runs. */
+interface Call {
+  media: LocalCallMedia;
+  /** Set once the front asked to stop it: the chain ends from then on, told with the stop's reply. */
+  ended?: ChainEnded[];
+  /** The figures the front was last sent (its copy starts as newMediaStats()). */
+  sent?: MediaStats;
+}
+
 interface Worker {
   index: number;
   clock: Clock;
   runner: PipelineRunner;
   ports: PortAllocator;
   log: Logger;
-  calls: Map<number, LocalCallMedia>;
+  calls: Map<number, Call>;
+}
+
+/** The zeroed figures the front's copy of a call's statistics starts from. */
+const ZERO = newMediaStats();
+
+/** Whether two statistics snapshots hold the same figures. */
+function sameStats(a: MediaStats, b: MediaStats): boolean {
+  for (const k in a) {
+    const x = a[k as keyof MediaStats], y = b[k as keyof MediaStats];
+    if (x === y) continue;
+    if (typeof x !== "object" || typeof y !== "object") return false;
+    if (x.p50 !== y.p50 || x.p95 !== y.p95 || x.max !== y.max) return false;
+  }
+  for (const k in b) if (!(k in a)) return false;
+  return true;
+}
+
+/** A copy of `s` that later changes to `s` do not reach. */
+function copyStats(s: MediaStats): MediaStats {
+  return s.playoutDelayMs ? { ...s, playoutDelayMs: { ...s.playoutDelayMs } } : { ...s };
 }
 
 let state: Worker | undefined;
@@ -71,10 +100,16 @@ async function init(m: WorkerInit): Promise<void> {
   state = { index: m.index, clock, runner, ports: new PortAllocator(net, m.range), log, calls: new Map() };
   const calls = state.calls;
   setInterval(() => {
-    if (calls.size === 0) return;
-    const list: [number, MediaStats][] = [];
-    for (const [key, c] of calls) list.push([key, c.session.stats]);
-    post({ t: "stats", calls: list });
+    // Only the calls whose figures changed since they were last sent: the front keeps the last ones it got (a call
+    // that receives nothing, like most of a set-up benchmark's, costs no snapshot at all).
+    let list: [number, MediaStats][] | undefined;
+    for (const [key, c] of calls) {
+      const now = c.media.session.stats;
+      if (sameStats(now, c.sent ?? ZERO)) continue;
+      c.sent = copyStats(now);
+      (list ??= []).push([key, c.sent]);
+    }
+    if (list) post({ t: "stats", calls: list });
   }, m.statsEveryMs);
   post({ t: "ready", clock: media.clock ? "MediaLoop (VOXPIPE_NET=fast)" : `real, scheduler ${schedulerMode()}` });
 }
@@ -88,42 +123,54 @@ async function handle(m: Exclude<ToWorker, WorkerInit | { t: "crash" }>): Promis
       const pair = w.ports.pair(m.bind);
       const session = new Session({ id: m.id, clock: w.clock, log: w.log, net: w.ports.net, ports: pair });
       const media = new LocalCallMedia(session, (t, vars, name, s) => w.runner.build(t, vars, name, s));
-      w.calls.set(m.key, media);
+      w.calls.set(m.key, { media });
       return { rtpPort: pair.rtpPort, rtcpPort: pair.rtcpPort };
     }
     case "start": {
-      const media = callOf(w, m.key);
+      const call = callOf(w, m.key);
       const key = m.key;
-      return await media.start(m.templates, m.vars, m.n, {
-        ended: (chain, reason, error) =>
-          post({ t: "ended", key, name: chain.name, template: chain.template, reason, ...(error ? { error } : {}) }),
+      return await call.media.start(m.templates, m.vars, m.n, {
+        ended: (chain, reason, error) => {
+          const e: ChainEnded = { name: chain.name, template: chain.template, reason, ...(error ? { error } : {}) };
+          if (call.ended) call.ended.push(e);
+          else post({ t: "ended", key, ...e });
+        },
         timeout: (chain) => post({ t: "timeout", key, name: chain.name, template: chain.template }),
         dtmf: (d) => post({ t: "dtmf", key, digit: d.digit, durationMs: d.durationMs }),
       });
     }
     case "stop": {
-      const media = w.calls.get(m.key);
-      if (!media) return { results: [], stats: undefined };
+      const call = w.calls.get(m.key);
+      if (!call) return { results: [], stats: undefined };
+      const ended = call.ended ??= [];
       try {
-        const results = await media.stop();
-        return { results, stats: { ...media.session.stats } } satisfies StopReply;
+        const results = await call.media.stop();
+        return {
+          results,
+          ...(ended.length ? { ended } : {}),
+          stats: { ...call.media.session.stats },
+        } satisfies StopReply;
+      } catch (e) {
+        // The reply is an error: the chain ends go as the messages they would have been.
+        for (const x of ended) post({ t: "ended", key: m.key, ...x });
+        throw e;
       } finally {
         w.calls.delete(m.key);
       }
     }
     case "dtmf":
-      await callOf(w, m.key).sendDtmf(m.digits, { durationMs: m.durationMs, gapMs: m.gapMs });
+      await callOf(w, m.key).media.sendDtmf(m.digits, { durationMs: m.durationMs, gapMs: m.gapMs });
       return undefined;
     case "close": {
       const all = [...w.calls.values()];
-      await Promise.allSettled(all.map((c) => c.stop()));
+      await Promise.allSettled(all.map((c) => c.media.stop()));
       w.calls.clear();
       return undefined;
     }
   }
 }
 
-function callOf(w: Worker, key: number): LocalCallMedia {
+function callOf(w: Worker, key: number): Call {
   const c = w.calls.get(key);
   if (!c) throw new Error(`media worker ${w.index} has no call ${key}`);
   return c;

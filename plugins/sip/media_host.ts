@@ -12,7 +12,8 @@
  *   never race for one port, and a port taken by another process is found before the SDP is sent.
  * - Everything else is plain data over postMessage (see `_media_protocol.ts`): the chain templates to build and
  *   the call's variables; back come chain ends, RTP timeouts, DTMF digits received, statistics snapshots (every
- *   second, and the final ones with `stop`'s reply) and log lines.
+ *   second, of the calls whose figures changed, and the final ones with `stop`'s reply) and log lines. A chain that
+ *   ends once its call's stop was asked is told with the stop's reply, not by a message of its own.
  * - A worker that fails (an `error` event) ends its calls with `media worker N failed: ...`; a worker that had
  *   started is restarted in its slot, so new calls keep using both cores.
  *
@@ -232,6 +233,8 @@ class WorkerCall implements CallMediaHandle {
       try {
         const r = await this.host.request(this.slot, { t: "stop", key: this.key }) as StopReply;
         if (r.stats) this.stats = r.stats;
+        // The chains that ended once the stop was asked come with its reply, not as `ended` messages.
+        for (const e of r.ended ?? []) this.hooks?.ended({ name: e.name, template: e.template }, e.reason, e.error);
         return r.results;
       } catch {
         return []; // its worker failed meanwhile: the call's reason says so

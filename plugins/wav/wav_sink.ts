@@ -177,6 +177,8 @@ class WavSink implements SinkStage {
    */
   #atEnd = false;
   #timer: Timer | undefined;
+  /** Due time of the first header tick (start + header_interval_ms); the ticks run once data has come. */
+  #firstTick = 0;
   #drainWaiters: (() => void)[] = [];
   #failed: unknown;
   #ending: Promise<void> | undefined;
@@ -276,7 +278,18 @@ class WavSink implements SinkStage {
     } else if (this.#opts.format === "g711" && this.#wantCodec) {
       this.#setSpec(this.#g711Spec(this.#wantCodec));
     }
-    this.#schedule(rc.clock.now() + this.#opts.header_interval_ms);
+    // The header ticks start with the first data (before it, a tick has nothing to write), on the grid they would
+    // have had from the start: a recording that receives nothing (a call without RTP) costs no timer.
+    this.#firstTick = rc.clock.now() + this.#opts.header_interval_ms;
+  }
+
+  /** Starts the header ticks at the first tick due from now on (see start()). */
+  #startTicks(): void {
+    const iv = this.#opts.header_interval_ms;
+    const now = this.#rc!.clock.now();
+    let due = this.#firstTick;
+    if (due < now) due += Math.ceil((now - due) / iv) * iv;
+    this.#schedule(due);
   }
 
   #schedule(due: number): void {
@@ -392,6 +405,7 @@ class WavSink implements SinkStage {
       this.#samples += bytes.length / bpf;
       this.#expectedPts = pts + bytes.length / bpf;
     }
+    if (this.#timer === undefined && this.#unwritten > 0) this.#startTicks();
     if (this.#chunks.length > 0) this.#kick(false);
     return this.#unwritten < HIGH_WATER;
   }
