@@ -138,7 +138,7 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
           return inferred ?? "send";
         },
         onReport(info) {
-          ctx.log.info(describeReport(info));
+          if (ctx.log.enabled("info")) ctx.log.info(describeReport(info)); // formatted only when it is written
           const stats = s.stats();
           publishMedia(ctx.session.stats, stats);
           ctx.event("rtcp", { ...info, stats });
