@@ -3,8 +3,7 @@
  *
  * @module
  */
-import { relative, SEP } from "./path.ts";
-import { fileUrlToPath } from "./path.ts";
+import { fileUrlToPath, relative, SEP } from "./path.ts";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
 

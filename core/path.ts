@@ -1,7 +1,7 @@
 /**
  * `resolve`, `dirname`, `isAbsolute`, `relative` and `SEP` as `node:path` has them, computed here on POSIX systems. The first call
  * of a `node:path` function makes Deno load its Node compatibility implementation (15-35 ms at start-up here,
- * measured in the CPU profile of a file transcode, where only these three are called); on Windows they are
+ * measured in the CPU profile of a file transcode, where only these are called); on Windows they are
  * `node:path`'s own (loaded then, through `process.getBuiltinModule`). A test holds them to `node:path`'s POSIX functions.
  *
  * And `file:` URL ↔ path conversions as `node:url`'s `fileURLToPath` and `pathToFileURL` do them (on POSIX and,
