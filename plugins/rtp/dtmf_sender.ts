@@ -464,8 +464,9 @@ export { dtmfSender, type DtmfSenderStageOptions };
 /** Options of the `dtmf-sender` stage (its zod schema; the plugin's `options`). */
 export const dtmfSenderOptions: ReturnType<typeof dtmfSenderSchema> = dtmfSenderSchema();
 
-const NAME = "dtmf-sender";
-const ACCEPTS: Format[] = [{ kind: "rtp" }];
+/** The stage's name and what it takes, as its declaration (plugins.ts) says. */
+const NAME = dtmfSender.name;
+const ACCEPTS: Format[] = dtmfSender.accepts!;
 
 /** Creates a `dtmf-sender` stage from validated options: the plugin's `create`, loaded when first used. */
 export function createDtmfSender(opts: DtmfSenderStageOptions, sctx: StageContext): TransformStage {

@@ -1413,10 +1413,10 @@ export class JitterBuffer {
   }
 }
 
-const NAME = "jitter-buffer";
+const NAME = jitterBuffer.name;
 const round1 = (v: number) => Math.round(v * 10) / 10;
-/** What the jitter buffer takes: RTP packets (of a codec registered in the stage's context). */
-const ACCEPTS: Format[] = [{ kind: "rtp" }];
+/** What the jitter buffer takes: RTP packets (of a codec registered in the stage's context), as declared. */
+const ACCEPTS: Format[] = jitterBuffer.accepts!;
 
 /** Creates a `jitter-buffer` stage from validated options: the plugin's `create`, loaded when first used. */
 export function createJitterBuffer(opts: JitterBufferOptions, sctx: StageContext): TransformStage {

@@ -85,8 +85,8 @@ export function describeReport(r: RtcpReportInfo): string {
   return `${what}: ${parts.join(", ")}`;
 }
 
-/** What the rtcp stage takes (and passes on): RTP packets. */
-const ACCEPTS: Format[] = [{ kind: "rtp" }];
+/** What the rtcp stage takes (and passes on): RTP packets, as declared. */
+const ACCEPTS: Format[] = rtcp.accepts!;
 const CHECK: FormatCheck = {
   stage: "rtcp",
   advice: () => "put it after an rtp-packetizer (send) or an rtp-depacketizer (receive)",

@@ -43,9 +43,9 @@ export { rtpDepacketizer, type RtpDepacketizerOptions };
 /** Options of the `rtp-depacketizer` stage (its zod schema; the plugin's `options`). */
 export const rtpDepacketizerOptions: ReturnType<typeof rtpDepacketizerSchema> = rtpDepacketizerSchema();
 
-const NAME = "rtp-depacketizer";
-/** What the depacketizer takes: datagrams. */
-const ACCEPTS: Format[] = [{ kind: "packet" }];
+const NAME = rtpDepacketizer.name;
+/** What the depacketizer takes: datagrams, as declared. */
+const ACCEPTS: Format[] = rtpDepacketizer.accepts!;
 
 /** The codec the options name (see their descriptions), looked up in the stage's registry. */
 function codecFor(opts: RtpDepacketizerOptions, codecs: StageContext["codecs"]): CodecInfo {

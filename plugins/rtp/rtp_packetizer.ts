@@ -31,9 +31,9 @@ export { rtpPacketizer, type RtpPacketizerOptions };
 /** Options of the `rtp-packetizer` stage (its zod schema; the plugin's `options`). */
 export const rtpPacketizerOptions: ReturnType<typeof rtpPacketizerSchema> = rtpPacketizerSchema();
 
-const NAME = "rtp-packetizer";
-/** What the packetizer takes: encoded frames (of a codec registered in the stage's context). */
-const ACCEPTS: Format[] = [{ kind: "encoded" }];
+const NAME = rtpPacketizer.name;
+/** What the packetizer takes: encoded frames (of a codec registered in the stage's context), as declared. */
+const ACCEPTS: Format[] = rtpPacketizer.accepts!;
 
 /** Creates a `rtp-packetizer` stage from validated options: the plugin's `create`, loaded when first used. */
 export function createRtpPacketizer(opts: RtpPacketizerOptions, sctx: StageContext): TransformStage {

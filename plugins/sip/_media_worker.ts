@@ -41,8 +41,8 @@ interface Call {
   media: LocalCallMedia;
   /** Set once the front asked to stop it: the chain ends from then on, told with the stop's reply. */
   ended?: ChainEnded[];
-  /** The figures the front was last sent (its copy starts as newMediaStats()). */
-  sent?: MediaStats;
+  /** The figures the front was last sent, as JSON (its copy starts as newMediaStats()). */
+  sent?: string;
 }
 
 interface Worker {
@@ -54,25 +54,8 @@ interface Worker {
   calls: Map<number, Call>;
 }
 
-/** The zeroed figures the front's copy of a call's statistics starts from. */
-const ZERO = newMediaStats();
-
-/** Whether two statistics snapshots hold the same figures. */
-function sameStats(a: MediaStats, b: MediaStats): boolean {
-  for (const k in a) {
-    const x = a[k as keyof MediaStats], y = b[k as keyof MediaStats];
-    if (x === y) continue;
-    if (typeof x !== "object" || typeof y !== "object") return false;
-    if (x.p50 !== y.p50 || x.p95 !== y.p95 || x.max !== y.max) return false;
-  }
-  for (const k in b) if (!(k in a)) return false;
-  return true;
-}
-
-/** A copy of `s` that later changes to `s` do not reach. */
-function copyStats(s: MediaStats): MediaStats {
-  return s.playoutDelayMs ? { ...s, playoutDelayMs: { ...s.playoutDelayMs } } : { ...s };
-}
+/** The zeroed figures the front's copy of a call's statistics starts from, as JSON. */
+const ZERO = JSON.stringify(newMediaStats());
 
 let state: Worker | undefined;
 let initializing: Promise<void> | undefined;
@@ -105,9 +88,10 @@ async function init(m: WorkerInit): Promise<void> {
     let list: [number, MediaStats][] | undefined;
     for (const [key, c] of calls) {
       const now = c.media.session.stats;
-      if (sameStats(now, c.sent ?? ZERO)) continue;
-      c.sent = copyStats(now);
-      (list ??= []).push([key, c.sent]);
+      const json = JSON.stringify(now);
+      if (json === (c.sent ?? ZERO)) continue;
+      c.sent = json;
+      (list ??= []).push([key, now]); // posting copies it
     }
     if (list) post({ t: "stats", calls: list });
   }, m.statsEveryMs);
