@@ -253,6 +253,10 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         ctx,
       });
     }
+    // A stage whose next stage borrows its input may reuse the memory of its frames (StageContext.reuseOutput).
+    for (let i = 0; i + 1 < slots.length; i++) {
+      if (slots[i + 1].plugin.borrowsInput === true) (slots[i].ctx as { reuseOutput?: boolean }).reuseOutput = true;
+    }
     negotiate(slots, name, opts.registry);
   } catch (e) {
     // Release what was created before the failure.

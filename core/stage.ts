@@ -105,6 +105,16 @@ export interface StageContext {
    * closes it. Set by pipelines (`core/pipeline.ts`); absent in contexts made by hand (tests).
    */
   readonly buildStage?: (config: SubStageConfig, path: string, kind?: StageKind) => Promise<SubStage>;
+  /**
+   * True when the next stage of the chain borrows its input (its plugin says {@linkcode PluginDefinition.borrowsInput}):
+   * this stage may then write the samples or payload of its next frame into the arrays of a frame it emitted, once
+   * `emit` has returned, instead of taking fresh memory for every frame. False or absent: every array a frame carries
+   * must stay as it was for as long as anyone holds the frame.
+   *
+   * The pipeline sets it once the whole chain is built, before formats are negotiated: read it in `negotiate`, `run`
+   * or `process`, not in `create`. Sub-stages ({@linkcode buildStage}) and contexts made by hand never have it.
+   */
+  readonly reuseOutput?: boolean;
 }
 
 /** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */
@@ -258,6 +268,14 @@ export interface PluginDefinition<
    * network sources): a pipeline containing one is real-time.
    */
   realtime?: boolean;
+  /**
+   * True for transforms and sinks that read a frame they are given only during that `process` or `write` call: they
+   * keep no reference to its arrays afterwards, and everything they emit from it in that call is theirs (copied), or
+   * is passed to a next stage that borrows too. The stage before such a stage may then reuse its frames' memory (see
+   * {@linkcode StageContext.reuseOutput}). A stage that queues frames (a network or device sink), keeps the last one,
+   * or passes the input's arrays on regardless of what comes next must leave this unset.
+   */
+  borrowsInput?: boolean;
   /** zod schema of the options, with defaults and `.describe()` texts. */
   options: S;
   /**

@@ -266,7 +266,7 @@ export default definePlugin({
         }`,
       async run(rc) {
         reader = wav
-          ? await WavStreamReader.open(wav, perFrame, options.loop, "file-source")
+          ? await WavStreamReader.open(wav, perFrame, options.loop, "file-source", rc.reuseOutput === true)
           : new MemoryPcmReader(mem!.samples, channels, perFrame, options.loop);
         try {
           await emitPcmFrames(rc, { sampleRate, channels }, reader, counters);

@@ -91,7 +91,7 @@ function formatCheck(ctx: Pick<StageContext, "suggestBridge"> | undefined): Form
  */
 export function createG711Decoder(
   options: G711DecoderOptions,
-  ctx: Pick<StageContext, "codecs" | "suggestBridge">,
+  ctx: Pick<StageContext, "codecs" | "suggestBridge" | "reuseOutput">,
   log?: Logger,
 ): TransformStage & { stats(): G711DecoderStats } {
   const override: G711Codec | undefined = options.codec;
@@ -107,6 +107,8 @@ export function createG711Decoder(
   const stats: G711DecoderStats = { frames: 0, decoded: 0, concealed: 0, concealed_samples: 0, silence: 0 };
   const slab = new Slab(); // samples are views of shared 64 KB buffers: no buffer of their own per frame
   let lastLength = DEFAULT_FRAME;
+  /** The samples decoded into again and again when the next stage borrows its input (`ctx.reuseOutput`). */
+  let reused = new Int16Array(0);
 
   return {
     negotiate(input) {
@@ -145,8 +147,9 @@ export function createG711Decoder(
       const type = frame.type ?? "normal";
       let samples: Int16Array;
       if (frame.decoded) {
-        // Decoded (time-scaled, concealed) upstream already: play it as it is.
-        samples = frame.decoded;
+        // Decoded (time-scaled, concealed) upstream already: play it as it is. This stage borrows its input (its
+        // plugin says so): the input's array goes on only to a next stage that borrows too, else a copy does.
+        samples = ctx.reuseOutput === true ? frame.decoded : frame.decoded.slice();
         if (type === "normal") {
           if (plc) plc.receive(samples.slice());
           lastLength = samples.length || lastLength;
@@ -162,7 +165,11 @@ export function createG711Decoder(
         if (!table) throw new Error(`${NAME} cannot decode codec ${frame.codec}: set "codec" in its options`);
         const p = frame.payload;
         const n = p.length;
-        samples = slab.int16(n);
+        if (ctx.reuseOutput !== true) samples = slab.int16(n);
+        else {
+          if (reused.length < n) reused = new Int16Array(n);
+          samples = reused.length === n ? reused : reused.subarray(0, n);
+        }
         for (let i = 0; i < n; i++) samples[i] = table[p[i]];
         if (plc) plc.receive(samples);
         lastLength = n || lastLength;
@@ -209,5 +216,7 @@ export default definePlugin({
     if (from.clockRate !== undefined && from.clockRate !== 8000) return undefined;
     return { use: NAME };
   },
+  /** Reads each frame only while processing it (see `PluginDefinition.borrowsInput`). */
+  borrowsInput: true,
   create: (options, ctx) => createG711Decoder(options, ctx, ctx.log),
 });

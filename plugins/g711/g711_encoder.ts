@@ -72,7 +72,7 @@ export interface G711EncoderStats {
  */
 export function createG711Encoder(
   options: G711EncoderOptions,
-  ctx: Pick<StageContext, "codecs" | "suggestBridge">,
+  ctx: Pick<StageContext, "codecs" | "suggestBridge" | "reuseOutput">,
 ): TransformStage & { stats(): G711EncoderStats } {
   const codec: G711Codec = options.codec;
   const info = ctx.codecs.require(codec, NAME);
@@ -80,6 +80,8 @@ export function createG711Encoder(
   const table = ENCODE_TABLES[codec];
   const check = formatCheck(ctx);
   const slab = new Slab(); // payloads are views of shared 64 KB buffers: no buffer of their own per frame
+  /** The payload handed out again and again when the next stage borrows its input (`ctx.reuseOutput`). */
+  let reused = new Uint8Array(0);
   let frames = 0;
   let samples = 0;
   return {
@@ -93,7 +95,12 @@ export function createG711Encoder(
       }
       const pcm = frame.samples;
       const n = pcm.length;
-      const payload = slab.uint8(n);
+      let payload: Uint8Array;
+      if (ctx.reuseOutput !== true) payload = slab.uint8(n);
+      else {
+        if (reused.length < n) reused = new Uint8Array(n);
+        payload = reused.length === n ? reused : reused.subarray(0, n);
+      }
       for (let i = 0; i < n; i++) payload[i] = table[pcm[i] & 0xffff];
       frames++;
       samples += n;
@@ -115,6 +122,8 @@ export default definePlugin({
   description: "Encodes pcm 8000 Hz mono to G.711 PCMU (μ-law) or PCMA (A-law)",
   accepts: ACCEPTS,
   produces: { kind: "encoded", clockRate: 8000 },
+  /** Reads each frame only while processing it (see `PluginDefinition.borrowsInput`). */
+  borrowsInput: true,
   options: g711EncoderOptions,
   codecs: G711_CODECS,
   /** Bridges pcm → encoded G.711 (any law, or the one asked for). */

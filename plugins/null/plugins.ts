@@ -35,6 +35,8 @@ export const nullSink = definePlugin({
   kind: "sink",
   description: "Discards every frame (counts frames and samples)",
   accepts: [{ kind: "pcm" }, { kind: "encoded" }, { kind: "rtp" }, { kind: "packet" }],
+  /** Keeps nothing of a frame (see `PluginDefinition.borrowsInput`). */
+  borrowsInput: true,
   get options() {
     return nullSinkSchema();
   },

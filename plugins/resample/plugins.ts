@@ -84,6 +84,8 @@ export const resampler = definePlugin({
     "Converts pcm to another sample rate (polyphase windowed sinc, WebAssembly SIMD) and optionally down-mixes to mono",
   accepts: ACCEPTS,
   produces: { kind: "pcm" },
+  /** Reads each frame only while processing it (see `PluginDefinition.borrowsInput`). */
+  borrowsInput: true,
   get options() {
     return resamplerSchema();
   },

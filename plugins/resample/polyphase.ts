@@ -101,6 +101,11 @@ export interface PolyphaseOptions {
   filter?: FilterSpec;
   /** `wasm` (SIMD; the default where available) or `js` (the JavaScript kernel). */
   kernel?: "wasm" | "js";
+  /**
+   * `process` returns its output in one array of the resampler's, overwritten by the next call, instead of a new
+   * array per call (for a stage whose next stage borrows its input). Default false.
+   */
+  reuseOutput?: boolean;
 }
 
 /** One filter stage of a plan. */
@@ -620,6 +625,11 @@ export class PolyphaseResampler {
   readonly #outPtr: number;
   #acc = new Int16Array(0);
   readonly #slab = new Slab();
+  /** `process` hands out views of `#reused` (see {@linkcode PolyphaseOptions.reuseOutput}). */
+  readonly #reuse: boolean;
+  #reused = new Int16Array(0);
+  /** The last view of `#reused` handed out (frames of one size get the same view). */
+  #view = new Int16Array(0);
   #i16: Int16Array;
   #i32: Int32Array;
   #f32: Float32Array;
@@ -650,6 +660,7 @@ export class PolyphaseResampler {
     this.#srcCh = outChannels === 1 || inChannels === 1 ? 1 : inChannels;
     this.plan = planResampler(inRate, outRate, options.filter ?? FILTER_SPECS.medium);
     this.#ratio = outRate / inRate;
+    this.#reuse = options.reuseOutput === true;
     const want = options.kernel ?? (wasmKernelAvailable() ? "wasm" : "js");
     this.kernel = want;
     this.#k = want === "wasm" ? wasmKernel() : jsKernel();
@@ -759,7 +770,7 @@ export class PolyphaseResampler {
 
   /**
    * Resamples interleaved samples (`inChannels` per frame); returns what is ready (interleaved,
-   * `outChannels` per frame), a new array the caller may keep.
+   * `outChannels` per frame), a new array the caller may keep (with `reuseOutput`: valid until the next call).
    */
   process(samples: Int16Array): Int16Array {
     const frames = samples.length / this.#inCh;
@@ -771,11 +782,11 @@ export class PolyphaseResampler {
     this.#fed += frames;
     const outPtr = this.#outPtr >> 1;
     if (frames <= CHUNK) {
-      // One pass (the usual case): the only allocation is the returned array (a view into a slab).
+      // One pass (the usual case): the only allocation is the returned array (a view into a slab, or none).
       this.#i16.set(samples, this.#inPtr >> 1);
       const produced = this.#pass(frames, false);
       this.#emitted += produced;
-      const out = this.#slab.int16(produced * this.#outCh);
+      const out = this.#output(produced * this.#outCh);
       out.set(this.#i16.subarray(outPtr, outPtr + out.length));
       return out;
     }
@@ -784,7 +795,7 @@ export class PolyphaseResampler {
     // ceil(fed × rate_out / rate_in) + 1 outputs in all).
     const outCh = this.#outCh;
     const bound = Math.max(0, Math.ceil(this.#fed * this.#ratio) + 2 - this.#emitted) * outCh;
-    let out = this.#slab.int16(bound);
+    let out = this.#output(bound);
     let total = 0;
     for (let at = 0; at < frames; at += CHUNK) {
       const n = Math.min(CHUNK, frames - at);
@@ -881,6 +892,14 @@ export class PolyphaseResampler {
       i32[s.st[c] >> 2] -= drop;
     }
     s.avail -= drop;
+  }
+
+  /** An array of `n` samples for `process` to return: a fresh slab view, or with `reuseOutput` a view of `#reused`. */
+  #output(n: number): Int16Array {
+    if (!this.#reuse) return this.#slab.int16(n);
+    if (this.#view.length === n && this.#view.buffer === this.#reused.buffer) return this.#view;
+    if (this.#reused.length < n) this.#reused = new Int16Array(Math.max(n, 2 * this.#reused.length));
+    return this.#view = this.#reused.subarray(0, n);
   }
 
   #result(frames: number): Int16Array {

@@ -106,7 +106,7 @@ function mapChannels(samples: Int16Array, l: Layout): Int16Array {
  */
 export async function createResampler(
   options: ResamplerOptions,
-  ctx?: Pick<StageContext, "suggestBridge">,
+  ctx?: Pick<StageContext, "suggestBridge" | "reuseOutput">,
 ): Promise<TransformStage & { stats(): ResamplerStats }> {
   const check: FormatCheck = { stage: NAME, ctx };
   const rate = options.rate;
@@ -157,6 +157,8 @@ export async function createResampler(
         inChannels: inCh,
         outChannels: outCh,
         filter: spec,
+        // The next stage borrows its input: one output array, overwritten frame after frame.
+        reuseOutput: ctx?.reuseOutput === true,
       });
     }
     stats.converter = converter?.describe ?? "";
@@ -213,7 +215,11 @@ export async function createResampler(
       }
       if (!converter) {
         // Same rate: pass through, timestamps unchanged.
-        const out: PcmFrame = { ...frame, samples: mapChannels(frame.samples, l), channels: l.outCh };
+        // This stage borrows its input (its plugin says so): the input's own array goes on only to a next stage
+        // that borrows too, else a copy does (the stage before may overwrite its array once this call returns).
+        let samples = mapChannels(frame.samples, l);
+        if (samples === frame.samples && ctx?.reuseOutput !== true) samples = samples.slice();
+        const out: PcmFrame = { ...frame, samples, channels: l.outCh };
         stats.frames_out++;
         stats.samples_out += n;
         return emit(out);

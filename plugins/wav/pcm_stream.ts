@@ -12,8 +12,9 @@ import type { RunContext } from "../../core/stage.ts";
 export interface PcmChunkReader {
   /**
    * Returns the next frame's interleaved samples (a fresh array the caller may
-   * keep), shorter than requested only at the end of the stream, or null at the
-   * end.
+   * keep, unless the reader was made to reuse its memory: then valid until the
+   * next call), shorter than requested only at the end of the stream, or null
+   * at the end.
    */
   next(): Int16Array | null | Promise<Int16Array | null>;
 }

@@ -12,7 +12,10 @@
  * synchronously while the current block holds it. While the frames of one
  * block are handed out, the next is being read (the read runs on Deno's I/O
  * thread pool), so `next()` waits only when the file is slower than the
- * pipeline. Blocks hold 16 frames, at least 256 KB and at most 1 MB (and never
+ * pipeline. A reader opened with `reuse` (its stage's next stage borrows its input: see
+ * `StageContext.reuseOutput`) takes no memory per frame: a 16-bit frame is a view of the block
+ * itself, others are converted into one array of the reader's, each valid until the next call to
+ * `next()`. Blocks hold 16 frames, at least 256 KB and at most 1 MB (and never
  * less than one frame): a real-time stream of 20 ms frames reads 256 KB at a
  * time, a transcode of 1 s frames 1 MB (fewer, larger reads; async reads of
  * 64 KB took 3× as long in all as 256 KB here).
@@ -49,6 +52,10 @@ export class WavStreamReader implements PcmChunkReader {
   readonly #frameBytes: number;
   readonly #loop: boolean;
   readonly #slab = new Slab();
+  /** Frames are handed out in the reader's own memory, valid until the next `next()` (see `open`). */
+  readonly #reuse: boolean;
+  /** The array frames are converted into when `#reuse` is set. */
+  #reused = new Int16Array(0);
   /** Bytes of one block (a whole number of frames). */
   readonly #blockBytes: number;
   #block: Uint8Array;
@@ -65,8 +72,9 @@ export class WavStreamReader implements PcmChunkReader {
   /** Data bytes read from the file so far. */
   bytesRead = 0;
 
-  private constructor(info: WavInfo, file: Deno.FsFile, frameSamples: number, loop: boolean) {
+  private constructor(info: WavInfo, file: Deno.FsFile, frameSamples: number, loop: boolean, reuse: boolean) {
     this.#info = info;
+    this.#reuse = reuse;
     this.#file = file;
     this.#frameBytes = frameSamples * info.blockAlign;
     this.#loop = loop && info.dataBytes > 0;
@@ -89,9 +97,17 @@ export class WavStreamReader implements PcmChunkReader {
    * @param frameSamples samples per channel per frame
    * @param loop restart at the beginning of the data when it ends (frames stay full-sized across the loop point)
    * @param who stage name for error messages
+   * @param reuse hand out each frame in memory of the reader's that the next call to `next()` may overwrite, instead
+   *   of a fresh array the caller may keep (for a stage whose next stage borrows its input)
    * @throws WavFormatError `<who>: <path>: cannot open: ...` when the file is gone
    */
-  static async open(info: WavInfo, frameSamples: number, loop: boolean, who = "wav"): Promise<WavStreamReader> {
+  static async open(
+    info: WavInfo,
+    frameSamples: number,
+    loop: boolean,
+    who = "wav",
+    reuse = false,
+  ): Promise<WavStreamReader> {
     let file: Deno.FsFile;
     try {
       file = await Deno.open(info.path, { read: true });
@@ -104,7 +120,7 @@ export class WavStreamReader implements PcmChunkReader {
       file.close();
       throw e;
     }
-    return new WavStreamReader(info, file, frameSamples, loop);
+    return new WavStreamReader(info, file, frameSamples, loop, reuse);
   }
 
   /** Reads the next block of data into `buf` (looping if enabled); the bytes read, 0 at the end. */
@@ -157,13 +173,27 @@ export class WavStreamReader implements PcmChunkReader {
     return true;
   }
 
-  /** `bytes` bytes of the block at the read position, converted (16-bit: copied) into a slab view. */
+  /**
+   * `bytes` bytes of the block at the read position, converted (16-bit: copied) into a slab view; with `#reuse`, a
+   * view of the block itself (16-bit) or converted into `#reused`.
+   */
   #frame(bytes: number): Int16Array {
     const info = this.#info;
     const count = bytes / info.bytesPerSample;
     const at = this.#blockPos;
     this.#blockPos += bytes;
-    return toInt16(info, this.#block.subarray(at, at + bytes), count, this.#slab.int16(count));
+    const src = this.#block.subarray(at, at + bytes);
+    if (this.#reuse && info.encoding === "pcm" && info.bitsPerSample === 16 && (src.byteOffset & 1) === 0) {
+      return new Int16Array(src.buffer, src.byteOffset, count);
+    }
+    return toInt16(info, src, count, this.#out(count));
+  }
+
+  /** Where a frame of `count` samples is converted to: a fresh slab view, or with `#reuse` the reader's own array. */
+  #out(count: number): Int16Array {
+    if (!this.#reuse) return this.#slab.int16(count);
+    if (this.#reused.length < count) this.#reused = new Int16Array(count);
+    return this.#reused.length === count ? this.#reused : this.#reused.subarray(0, count);
   }
 
   /**
@@ -196,7 +226,7 @@ export class WavStreamReader implements PcmChunkReader {
     }
     if (filled === 0) return null;
     const count = filled / info.bytesPerSample;
-    return toInt16(info, scratch.subarray(0, filled), count, this.#slab.int16(count));
+    return toInt16(info, scratch.subarray(0, filled), count, this.#out(count));
   }
 
   /** Closes the file (once a read ahead in flight has finished). Safe to call more than once. */

@@ -108,6 +108,8 @@ export default definePlugin({
   kind: "sink",
   description: "Records pcm (16-bit) or G.711 frames to a WAV file, kept playable while recording",
   accepts: [{ kind: "pcm" }, { kind: "encoded" }],
+  /** Copies each frame into its write buffers before `write` returns (see `PluginDefinition.borrowsInput`). */
+  borrowsInput: true,
   options: wavSinkOptions,
   create(options, ctx): SinkStage | Promise<SinkStage> {
     const path = resolve(ctx.baseDir, options.path);
