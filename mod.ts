@@ -51,6 +51,12 @@ import { didYouMean } from "./core/suggest.ts";
 import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 import { builtinControls } from "./plugins/controls.ts";
 import { builtinServices } from "./plugins/services.ts";
+import { lazyModule } from "./core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const audioDeviceModule = lazyModule<typeof import("./plugins/audio-device/mod.ts")>(
+  new URL("./plugins/audio-device/mod.ts", import.meta.url),
+);
 
 export * from "./core/mod.ts";
 export { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
@@ -225,7 +231,7 @@ export async function main(args: string[]): Promise<number> {
   }
   if (v["list-devices"]) {
     try {
-      const { formatDeviceList, listDevices } = await import("./plugins/audio-device/mod.ts");
+      const { formatDeviceList, listDevices } = await audioDeviceModule();
       for (const line of formatDeviceList(listDevices())) console.log(line);
       return 0;
     } catch (e) {

@@ -10,7 +10,8 @@
  *   `format_check.ts`: the one format check stages share;
  * - `stage.ts`: the stage and plugin API (`definePlugin`, source, transform and
  *   sink stages, `FormatError`, `PluginResolver`); `options.ts`: option schemas
- *   (`z`, `OptionsSchema`, `OptionsOf`);
+ *   (`z`, `OptionsSchema`, `OptionsOf`, `lazySchema`); `lazy.ts`: modules
+ *   loaded when first used (`lazyModule`);
  * - `pipeline.ts`: building, checking and running a chain (`buildPipeline`);
  *   `registry.ts`: plugins by name or module path; `config.ts`: pipeline files
  *   and their parameters; `runner.ts`: running a pipeline file
@@ -55,6 +56,7 @@ export * from "./codec.ts";
 export * from "./format_check.ts";
 export * from "./stage.ts";
 export * from "./options.ts";
+export * from "./lazy.ts";
 export * from "./clock.ts";
 export * from "./log.ts";
 export * from "./errors.ts";

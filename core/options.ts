@@ -89,7 +89,7 @@ export function pathOption(): PathOptionSchema {
  * const gain = definePlugin({
  *   name: "gain", kind: "transform", description: "…", accepts: [{ kind: "pcm" }],
  *   get options() { return gainOptions(); },
- *   create: async (o, ctx) => (await import("./gain_stage.ts")).createGain(o, ctx),
+ *   create: async (o, ctx) => (await gainStage()).createGain(o, ctx), // gainStage: see `lazyModule`
  * });
  * ```
  */

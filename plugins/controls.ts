@@ -26,6 +26,19 @@ import {
   sipControlOptionsSchema,
   sipExampleCalls,
 } from "./sip/control_options.ts";
+import { lazyModule } from "../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const sipControlModule = lazyModule<typeof import("./sip/control.ts")>(new URL("./sip/control.ts", import.meta.url));
+const b2buaControlModule = lazyModule<typeof import("./b2bua/control.ts")>(
+  new URL("./b2bua/control.ts", import.meta.url),
+);
+const relayControlModule = lazyModule<typeof import("./relay/relay_control.ts")>(
+  new URL("./relay/relay_control.ts", import.meta.url),
+);
+const clientControlModule = lazyModule<typeof import("./relay/client_control.ts")>(
+  new URL("./relay/client_control.ts", import.meta.url),
+);
 
 /** The `sip` control plugin, loading its implementation (sip/control.ts) on first use. */
 const sip = defineControl({
@@ -37,7 +50,7 @@ const sip = defineControl({
     return sipControlOptionsSchema();
   },
   exampleVariables: (o, ctx) => sipExampleCalls(o, ctx.codecs),
-  create: async (options, ctx) => (await import("./sip/control.ts")).sipControl.create(options, ctx),
+  create: async (options, ctx) => (await sipControlModule()).sipControl.create(options, ctx),
 });
 
 /** The `sip-relay` control plugin (registrar + B2BUA), loading its implementation (b2bua/control.ts) on first use. */
@@ -49,7 +62,7 @@ const sipRelay = defineControl({
   get options() {
     return sipRelayOptionsSchema();
   },
-  create: async (options, ctx) => (await import("./b2bua/control.ts")).sipRelayControl.create(options, ctx),
+  create: async (options, ctx) => (await b2buaControlModule()).sipRelayControl.create(options, ctx),
 });
 
 /** The `relay` control plugin (media relay), loading its implementation (relay/relay_control.ts) on first use. */
@@ -61,7 +74,7 @@ const relay = defineControl({
   get options() {
     return relayOptionsSchema();
   },
-  create: async (options, ctx) => (await import("./relay/relay_control.ts")).relayControl.create(options, ctx),
+  create: async (options, ctx) => (await relayControlModule()).relayControl.create(options, ctx),
 });
 
 /** The `relay-client` control plugin, loading its implementation (relay/client_control.ts) on first use. */
@@ -73,7 +86,7 @@ const relayClient = defineControl({
   get options() {
     return relayClientOptionsSchema();
   },
-  create: async (options, ctx) => (await import("./relay/client_control.ts")).relayClientControl.create(options, ctx),
+  create: async (options, ctx) => (await clientControlModule()).relayClientControl.create(options, ctx),
 });
 
 /** All built-in control plugins. */

@@ -9,6 +9,11 @@
 import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import { type AnyPlugin, definePlugin, type SinkStage, type SourceStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const speakerModule = lazyModule<typeof import("./speaker.ts")>(new URL("./speaker.ts", import.meta.url));
+const microphoneModule = lazyModule<typeof import("./microphone.ts")>(new URL("./microphone.ts", import.meta.url));
 
 /** The `device` option: a PortAudio id, or (part of) a device name (its zod schema, built on first use). */
 export const deviceOptionSchema = lazySchema(() =>
@@ -79,7 +84,7 @@ export const speaker = definePlugin({
   get options() {
     return speakerSchema();
   },
-  create: async (options, ctx): Promise<SinkStage> => (await import("./speaker.ts")).createSpeaker(options, ctx),
+  create: async (options, ctx): Promise<SinkStage> => (await speakerModule()).createSpeaker(options, ctx),
 });
 
 /**
@@ -95,8 +100,7 @@ export const microphone = definePlugin({
   get options() {
     return microphoneSchema();
   },
-  create: async (options, ctx): Promise<SourceStage> =>
-    (await import("./microphone.ts")).createMicrophone(options, ctx),
+  create: async (options, ctx): Promise<SourceStage> => (await microphoneModule()).createMicrophone(options, ctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

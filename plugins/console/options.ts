@@ -11,6 +11,10 @@
 import { z } from "zod";
 import { defineService } from "../../core/control.ts";
 import { lazySchema, pathOption } from "../../core/options.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const serviceModule = lazyModule<typeof import("./service.ts")>(new URL("./service.ts", import.meta.url));
 
 /** One line for `--list-plugins`. */
 export const CONSOLE_DESCRIPTION =
@@ -76,5 +80,5 @@ export const consoleService = defineService({
   get options() {
     return consoleOptionsSchema();
   },
-  create: async (options, ctx) => (await import("./service.ts")).startConsole(options, ctx),
+  create: async (options, ctx) => (await serviceModule()).startConsole(options, ctx),
 });

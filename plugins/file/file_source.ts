@@ -12,6 +12,10 @@ import { definePlugin, type SourceStage } from "../../core/stage.ts";
 import { emitPcmFrames, frameSamples, MemoryPcmReader, type PcmChunkReader } from "../wav/pcm_stream.ts";
 import { describeWav, readWavInfo, type WavInfo } from "../wav/wav_format.ts";
 import { WavStreamReader } from "../wav/wav_reader.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const audioDecodeModule = lazyModule<typeof import("audio-decode")>("audio-decode");
 
 /** Options of `file-source`. */
 export const fileSourceOptions = z.object({
@@ -112,7 +116,7 @@ export async function decodeAudioFile(path: string, who = "file-source"): Promis
   let data: { channelData: Float32Array[]; sampleRate: number };
   try {
     // Loaded on first use: a pipeline that reads WAV files never loads the decoders.
-    const { default: decode } = await import("audio-decode");
+    const { default: decode } = await audioDecodeModule();
     data = await decode(bytes);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

@@ -9,6 +9,13 @@
 import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import { type AnyPlugin, definePlugin, type SinkStage, type SourceStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const busSinkModule = lazyModule<typeof import("./bus_sink.ts")>(new URL("./bus_sink.ts", import.meta.url));
+const busSourceModule = lazyModule<typeof import("./bus_source.ts")>(new URL("./bus_source.ts", import.meta.url));
+const mixerModule = lazyModule<typeof import("./mixer.ts")>(new URL("./mixer.ts", import.meta.url));
+const sequenceModule = lazyModule<typeof import("./sequence.ts")>(new URL("./sequence.ts", import.meta.url));
 
 /** Options of `bus-sink` (its zod schema, built on first use). */
 export const busSinkSchema = lazySchema(() =>
@@ -125,7 +132,7 @@ export const busSink = definePlugin({
   get options() {
     return busSinkSchema();
   },
-  create: async (options, ctx): Promise<SinkStage> => (await import("./bus_sink.ts")).createBusSink(options, ctx),
+  create: async (options, ctx): Promise<SinkStage> => (await busSinkModule()).createBusSink(options, ctx),
 });
 
 /**
@@ -156,7 +163,7 @@ export const busSource = definePlugin({
   get options() {
     return busSourceSchema();
   },
-  create: async (options, ctx): Promise<SourceStage> => (await import("./bus_source.ts")).createBusSource(options, ctx),
+  create: async (options, ctx): Promise<SourceStage> => (await busSourceModule()).createBusSource(options, ctx),
 });
 
 /**
@@ -198,7 +205,7 @@ export const mixer = definePlugin({
   get options() {
     return mixerSchema();
   },
-  create: async (options, ctx): Promise<SourceStage> => (await import("./mixer.ts")).createMixer(options, ctx),
+  create: async (options, ctx): Promise<SourceStage> => (await mixerModule()).createMixer(options, ctx),
 });
 
 /**
@@ -232,7 +239,7 @@ export const sequence = definePlugin({
   get options() {
     return sequenceSchema();
   },
-  create: async (options, ctx): Promise<SourceStage> => (await import("./sequence.ts")).createSequence(options, ctx),
+  create: async (options, ctx): Promise<SourceStage> => (await sequenceModule()).createSequence(options, ctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

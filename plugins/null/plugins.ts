@@ -8,6 +8,10 @@
 import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import { type AnyPlugin, definePlugin, type SinkStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const nullSinkModule = lazyModule<typeof import("./null_sink.ts")>(new URL("./null_sink.ts", import.meta.url));
 
 /** Options of `null-sink` (none; its zod schema, built on first use). */
 export const nullSinkSchema = lazySchema(() => z.object({}));
@@ -40,7 +44,7 @@ export const nullSink = definePlugin({
   get options() {
     return nullSinkSchema();
   },
-  create: async (o, ctx): Promise<SinkStage> => (await import("./null_sink.ts")).createNullSink(o, ctx),
+  create: async (o, ctx): Promise<SinkStage> => (await nullSinkModule()).createNullSink(o, ctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

@@ -9,6 +9,14 @@
 import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import { type AnyPlugin, definePlugin, type TransformStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const endMarkerModule = lazyModule<typeof import("./end_marker.ts")>(new URL("./end_marker.ts", import.meta.url));
+const rtpTimelineModule = lazyModule<typeof import("./rtp_timeline.ts")>(new URL("./rtp_timeline.ts", import.meta.url));
+const silenceDetectorModule = lazyModule<typeof import("./silence_detector.ts")>(
+  new URL("./silence_detector.ts", import.meta.url),
+);
 
 /** Options of the `rtp-end-marker` stage: none (its zod schema, built on first use). */
 export const rtpEndMarkerSchema = lazySchema(() => z.strictObject({}));
@@ -44,7 +52,7 @@ export const rtpEndMarker = definePlugin({
   get options() {
     return rtpEndMarkerSchema();
   },
-  create: async (): Promise<TransformStage> => (await import("./end_marker.ts")).createRtpEndMarker(),
+  create: async (): Promise<TransformStage> => (await endMarkerModule()).createRtpEndMarker(),
 });
 
 /** The `rtp-end-detector` plugin definition (the stage: `end_marker.ts`). */
@@ -57,7 +65,7 @@ export const rtpEndDetector = definePlugin({
   get options() {
     return rtpEndDetectorSchema();
   },
-  create: async (_opts, sctx): Promise<TransformStage> => (await import("./end_marker.ts")).createRtpEndDetector(sctx),
+  create: async (_opts, sctx): Promise<TransformStage> => (await endMarkerModule()).createRtpEndDetector(sctx),
 });
 
 /** The `rtp-timeline` plugin definition (the stage: `rtp_timeline.ts`). */
@@ -70,7 +78,7 @@ export const rtpTimeline = definePlugin({
   get options() {
     return rtpTimelineSchema();
   },
-  create: async (): Promise<TransformStage> => (await import("./rtp_timeline.ts")).createRtpTimeline(),
+  create: async (): Promise<TransformStage> => (await rtpTimelineModule()).createRtpTimeline(),
 });
 
 /** The `silence-detector` plugin definition (the stage: `silence_detector.ts`). */
@@ -84,7 +92,7 @@ export const silenceDetector = definePlugin({
     return silenceDetectorSchema();
   },
   create: async (opts, sctx): Promise<TransformStage> =>
-    (await import("./silence_detector.ts")).createSilenceDetector(opts, sctx),
+    (await silenceDetectorModule()).createSilenceDetector(opts, sctx),
 });
 
 /** The relay family's stage plugins, registered as built-ins (in the order of the family's `plugins`). */

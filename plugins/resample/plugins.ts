@@ -9,6 +9,10 @@ import type { Format } from "../../core/frame.ts";
 import { lazySchema } from "../../core/options.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
 import { type AnyPlugin, definePlugin, type TransformStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const resamplerModule = lazyModule<typeof import("./resampler.ts")>(new URL("./resampler.ts", import.meta.url));
 
 /** Lowest rate the stage accepts, in Hz. */
 export const MIN_RATE = 1000;
@@ -101,8 +105,7 @@ export const resampler = definePlugin({
     if (to.channels !== undefined) config.channels = to.channels;
     return config;
   },
-  create: async (options, ctx): Promise<TransformStage> =>
-    (await import("./resampler.ts")).createResampler(options, ctx),
+  create: async (options, ctx): Promise<TransformStage> => (await resamplerModule()).createResampler(options, ctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

@@ -25,6 +25,10 @@ import {
 } from "./plugins.ts";
 import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const lsrModule = lazyModule<typeof import("./_lsr.ts")>(new URL("./_lsr.ts", import.meta.url));
 
 /** Statistics of a `resampler` stage. */
 export interface ResamplerStats {
@@ -114,7 +118,7 @@ export async function createResampler(
   const quality = options.quality;
   let lsrConverter: LsrConverter | undefined;
   if (quality.startsWith("lsr-")) {
-    const { LsrConverter } = await import("./_lsr.ts");
+    const { LsrConverter } = await lsrModule();
     lsrConverter = await LsrConverter.create(quality.slice(4) as LsrQuality, rate);
   }
   const spec = FILTER_SPECS[quality as keyof typeof FILTER_SPECS];

@@ -11,6 +11,21 @@ import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import type { Format } from "../../core/frame.ts";
 import { type AnyPlugin, definePlugin, type StageConfig, type TransformStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const rtpPacketizerModule = lazyModule<typeof import("./rtp_packetizer.ts")>(
+  new URL("./rtp_packetizer.ts", import.meta.url),
+);
+const rtpDepacketizerModule = lazyModule<typeof import("./rtp_depacketizer.ts")>(
+  new URL("./rtp_depacketizer.ts", import.meta.url),
+);
+const jitterBufferModule = lazyModule<typeof import("./jitter_buffer.ts")>(
+  new URL("./jitter_buffer.ts", import.meta.url),
+);
+const impairModule = lazyModule<typeof import("./impair.ts")>(new URL("./impair.ts", import.meta.url));
+const rtcpModule = lazyModule<typeof import("./rtcp.ts")>(new URL("./rtcp.ts", import.meta.url));
+const dtmfSenderModule = lazyModule<typeof import("./dtmf_sender.ts")>(new URL("./dtmf_sender.ts", import.meta.url));
 
 /** Default tone duration of a digit (ms). */
 export const DTMF_DEFAULT_DURATION_MS = 160;
@@ -243,8 +258,7 @@ export const rtpPacketizer = definePlugin({
     if (from.codec !== undefined && to.codec !== undefined && from.codec !== to.codec) return undefined;
     return { use: "rtp-packetizer" };
   },
-  create: async (opts, sctx): Promise<TransformStage> =>
-    (await import("./rtp_packetizer.ts")).createRtpPacketizer(opts, sctx),
+  create: async (opts, sctx): Promise<TransformStage> => (await rtpPacketizerModule()).createRtpPacketizer(opts, sctx),
 });
 
 /** The `rtp-depacketizer` plugin definition. */
@@ -263,7 +277,7 @@ export const rtpDepacketizer = definePlugin({
     return to.codec ? { use: "rtp-depacketizer", codec: to.codec } : { use: "rtp-depacketizer" };
   },
   create: async (opts, sctx): Promise<TransformStage> =>
-    (await import("./rtp_depacketizer.ts")).createRtpDepacketizer(opts, sctx),
+    (await rtpDepacketizerModule()).createRtpDepacketizer(opts, sctx),
 });
 
 /** The `jitter-buffer` plugin definition. */
@@ -284,8 +298,7 @@ export const jitterBuffer = definePlugin({
     if (from.codec !== undefined && to.codec !== undefined && from.codec !== to.codec) return undefined;
     return { use: "jitter-buffer" };
   },
-  create: async (opts, sctx): Promise<TransformStage> =>
-    (await import("./jitter_buffer.ts")).createJitterBuffer(opts, sctx),
+  create: async (opts, sctx): Promise<TransformStage> => (await jitterBufferModule()).createJitterBuffer(opts, sctx),
 });
 
 /** The `impair` plugin definition. */
@@ -297,7 +310,7 @@ export const impair = definePlugin({
   get options() {
     return impairSchema();
   },
-  create: async (opts, sctx): Promise<TransformStage> => (await import("./impair.ts")).createImpair(opts, sctx),
+  create: async (opts, sctx): Promise<TransformStage> => (await impairModule()).createImpair(opts, sctx),
 });
 
 /** The `rtcp` plugin definition. */
@@ -310,7 +323,7 @@ export const rtcp = definePlugin({
   get options() {
     return rtcpSchema();
   },
-  create: async (opts): Promise<TransformStage> => (await import("./rtcp.ts")).createRtcp(opts),
+  create: async (opts): Promise<TransformStage> => (await rtcpModule()).createRtcp(opts),
 });
 
 /** The `dtmf-sender` plugin definition. */
@@ -323,8 +336,7 @@ export const dtmfSender = definePlugin({
   get options() {
     return dtmfSenderSchema();
   },
-  create: async (opts, sctx): Promise<TransformStage> =>
-    (await import("./dtmf_sender.ts")).createDtmfSender(opts, sctx),
+  create: async (opts, sctx): Promise<TransformStage> => (await dtmfSenderModule()).createDtmfSender(opts, sctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

@@ -36,6 +36,10 @@ import { type HostPort, parseHostPort, resolveHost } from "../../core/net/addres
 import { type MediaStats, ResourceKind } from "../../core/session.ts";
 import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
 import { rtcp, type RtcpOptions, rtcpSchema } from "./plugins.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const rtcpSessionModule = lazyModule<typeof import("./rtcp_session.ts")>(new URL("./rtcp_session.ts", import.meta.url));
 
 /**
  * The RTCP sessions of a media session, by the stage's `session` id: the send
@@ -116,7 +120,7 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
       if (remote) remote.hostname = await resolveHost(remote.hostname);
       const bind = opts.bind ?? (remote?.hostname.includes(":") ? "::" : "0.0.0.0");
       // rtp.js (through rtcp_session.ts) is loaded here, by the first RTCP stage, not at start-up.
-      const { RtcpSession } = await import("./rtcp_session.ts");
+      const { RtcpSession } = await rtcpSessionModule();
       const s = ctx.session.resource(RTCP_SESSIONS, opts.session, () =>
         new RtcpSession({
           clock: ctx.clock,

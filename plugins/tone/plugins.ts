@@ -8,6 +8,10 @@
 import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import { type AnyPlugin, definePlugin, type SourceStage } from "../../core/stage.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const toneSourceModule = lazyModule<typeof import("./tone_source.ts")>(new URL("./tone_source.ts", import.meta.url));
 
 /** Options of `tone-source` (its zod schema, built on first use). */
 export const toneSourceSchema = lazySchema(() =>
@@ -61,7 +65,7 @@ export const toneSource = definePlugin({
   get options() {
     return toneSourceSchema();
   },
-  create: async (o, ctx): Promise<SourceStage> => (await import("./tone_source.ts")).createToneSource(o, ctx),
+  create: async (o, ctx): Promise<SourceStage> => (await toneSourceModule()).createToneSource(o, ctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

@@ -9,6 +9,11 @@ import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
 import { type AnyPlugin, definePlugin, type SinkStage, type SourceStage } from "../../core/stage.ts";
 import { hostPortProblem } from "../../core/net/address.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const udpSourceModule = lazyModule<typeof import("./udp_source.ts")>(new URL("./udp_source.ts", import.meta.url));
+const udpSinkModule = lazyModule<typeof import("./udp_sink.ts")>(new URL("./udp_sink.ts", import.meta.url));
 
 const hostPort = (what: string) =>
   z.string().superRefine((v, c) => {
@@ -118,7 +123,7 @@ export const udpSource = definePlugin({
   get options() {
     return udpSourceSchema();
   },
-  create: async (opts, sctx): Promise<SourceStage> => (await import("./udp_source.ts")).createUdpSource(opts, sctx),
+  create: async (opts, sctx): Promise<SourceStage> => (await udpSourceModule()).createUdpSource(opts, sctx),
 });
 
 /** The `udp-sink` plugin definition. */
@@ -131,7 +136,7 @@ export const udpSink = definePlugin({
   get options() {
     return udpSinkSchema();
   },
-  create: async (opts, sctx): Promise<SinkStage> => (await import("./udp_sink.ts")).createUdpSink(opts, sctx),
+  create: async (opts, sctx): Promise<SinkStage> => (await udpSinkModule()).createUdpSink(opts, sctx),
 });
 
 /** The stage plugins of this family, registered as built-ins. */

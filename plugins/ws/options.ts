@@ -13,6 +13,10 @@
 import { z } from "zod";
 import { type AnyServicePlugin, defineService } from "../../core/control.ts";
 import { lazySchema } from "../../core/options.ts";
+import { lazyModule } from "../../core/lazy.ts";
+
+/** Modules loaded when first used (see `lazyModule`). */
+const bridgeModule = lazyModule<typeof import("./bridge.ts")>(new URL("./bridge.ts", import.meta.url));
 
 /** One line for `--list-plugins`. */
 export const WS_BRIDGE_DESCRIPTION =
@@ -139,7 +143,7 @@ export const wsBridgeService = defineService({
       // The bridge reads and writes each call's buses: they must be on this thread.
       throw new Error(`the bridge cannot reach the calls' audio: ${ctx.calls.noSessions}`);
     }
-    const { WsBridge } = await import("./bridge.ts");
+    const { WsBridge } = await bridgeModule();
     const bridge = new WsBridge(options, { calls: ctx.calls, clock: ctx.clock, log: ctx.log });
     await bridge.start();
     return bridge;
