@@ -6,8 +6,8 @@
 
 /**
  * A loader of the module at `specifier` (a `URL` made with `new URL("./x.ts", import.meta.url)`, or a bare specifier
- * of the import map such as an npm package's name): the first call imports it, later calls return the same promise (a failed import stays failed: Deno keeps a module that
- * failed to load as failed for the life of the process).
+ * of the import map such as an npm package's name): the first call imports it, later calls return the same promise. A
+ * failed import stays failed: Deno keeps a module that failed to load as failed for the life of the process.
  *
  * Unlike `await import("./x.ts")` written out, the module's name here is not a string literal, so Deno does not read
  * the module and everything it imports when it loads the module that holds the loader (it reads every statically
