@@ -8,6 +8,9 @@
  * the frame it was taken for, for as long as anyone holds it (a slab is freed by the garbage
  * collector once none of its views is referenced), so a stage may emit them like fresh arrays.
  *
+ * A stage whose next stage borrows its input (`StageContext.reuseOutput`) takes its frames' arrays
+ * from {@linkcode ReusedArrays} instead: one buffer per element type, overwritten frame after frame.
+ *
  * @example
  * ```ts
  * const slab = new Slab();
@@ -53,5 +56,39 @@ export class Slab {
   uint8(length: number): Uint8Array {
     const [buf, at] = this.#take(length, 1);
     return new Uint8Array(buf, at, length);
+  }
+}
+
+/**
+ * Arrays handed out again and again, for a stage whose next stage borrows its input
+ * (`StageContext.reuseOutput`): one buffer per element type, grown when a longer array is asked
+ * for. An array is valid until the next call for the same type, and holds what the last frame
+ * left in it (not zeros). Asking for the same length as last time returns the same view.
+ *
+ * @example
+ * ```ts
+ * const reused = new ReusedArrays();
+ * const a = reused.int16(160);
+ * reused.int16(160) === a; // true: write the next frame into it once the last one was emitted
+ * ```
+ */
+export class ReusedArrays {
+  #i16 = new Int16Array(0);
+  #i16View = this.#i16;
+  #u8 = new Uint8Array(0);
+  #u8View = this.#u8;
+
+  /** An Int16Array of `length` samples, in this object's one Int16 buffer. */
+  int16(length: number): Int16Array {
+    if (this.#i16View.length === length) return this.#i16View;
+    if (this.#i16.length < length) this.#i16 = new Int16Array(Math.max(length, 2 * this.#i16.length));
+    return this.#i16View = this.#i16.subarray(0, length);
+  }
+
+  /** A Uint8Array of `length` bytes, in this object's one byte buffer. */
+  uint8(length: number): Uint8Array {
+    if (this.#u8View.length === length) return this.#u8View;
+    if (this.#u8.length < length) this.#u8 = new Uint8Array(Math.max(length, 2 * this.#u8.length));
+    return this.#u8View = this.#u8.subarray(0, length);
   }
 }

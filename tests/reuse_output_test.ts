@@ -13,6 +13,7 @@ import { definePlugin, type StageConfig } from "../core/stage.ts";
 import { createRegistry } from "../mod.ts";
 import { readWavInfo } from "../plugins/wav/wav_format.ts";
 import { WavStreamReader } from "../plugins/wav/wav_reader.ts";
+import { PolyphaseResampler } from "../plugins/resample/polyphase.ts";
 import { MULAW_TO_PCM16 } from "../plugins/wav/wav_format.ts";
 import { readWav, speechLikeSignal, writeWav } from "./media_util.ts";
 
@@ -188,6 +189,16 @@ Deno.test("a transcode that reuses its frames writes the same samples as stages 
     // Through a resampler that passes frames on (same rate): the source's arrays must not reach the keeper.
     await run([{ use: "file-source", path: wav }, { use: "resampler", rate: 44100 }, { use: "keep" }]);
     assertSameSamples(keptSamples(), input, "kept after a pass-through resampler");
+    // The resampler's frames kept: each its own array, the samples of the resampler run alone on the same frames.
+    await run([{ use: "file-source", path: wav }, { use: "resampler", rate: 8000 }, { use: "keep" }]);
+    assertEquals(new Set(kept.map((f) => (f as PcmFrame).samples)).size, kept.length, "one array per resampled frame");
+    const alone = new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1 });
+    const parts: Int16Array[] = [];
+    for (let at = 0; at < input.length; at += 882) parts.push(alone.process(input.subarray(at, at + 882)));
+    parts.push(alone.flush());
+    const expected = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (expected.set(p, at), at + p.length), 0);
+    assertSameSamples(keptSamples(), expected, "kept after the resampler");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

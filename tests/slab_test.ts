@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Slab } from "../core/slab.ts";
+import { ReusedArrays, Slab } from "../core/slab.ts";
 
 Deno.test("Slab hands out zeroed, aligned, disjoint views; a full slab is replaced, never reused", () => {
   const slab = new Slab();
@@ -28,4 +28,23 @@ Deno.test("Slab hands out zeroed, aligned, disjoint views; a full slab is replac
   assert.equal(big.length, 100_000);
   assert.equal(big.byteOffset, 0, "large arrays get a buffer of their own");
   assert.equal(slab.int16(0).length, 0);
+});
+
+Deno.test("ReusedArrays hands out one buffer per type, the same view for the same length, grown when asked for more", () => {
+  const r = new ReusedArrays();
+  const a = r.int16(160);
+  a.fill(7);
+  assert.equal(r.int16(160), a, "the same view again");
+  const b = r.int16(80);
+  assert.equal(b.buffer, a.buffer, "a shorter array is a view of the same buffer");
+  assert.ok(b.every((v) => v === 7), "it holds what the last frame left");
+  const c = r.int16(1000);
+  assert.equal(c.length, 1000);
+  assert.notEqual(c.buffer, a.buffer, "a longer one grows the buffer");
+  assert.equal(r.int16(1000), c);
+  const u = r.uint8(160);
+  assert.equal(u.length, 160);
+  assert.equal(r.uint8(160), u);
+  assert.notEqual(u.buffer, c.buffer, "one buffer per element type");
+  assert.equal(r.int16(0).length, 0);
 });

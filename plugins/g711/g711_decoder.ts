@@ -17,7 +17,7 @@ import type { Logger } from "../../core/log.ts";
 import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
-import { Slab } from "../../core/slab.ts";
+import { ReusedArrays, Slab } from "../../core/slab.ts";
 import { DECODE_TABLES } from "./tables.ts";
 
 /**
@@ -107,8 +107,7 @@ export function createG711Decoder(
   const stats: G711DecoderStats = { frames: 0, decoded: 0, concealed: 0, concealed_samples: 0, silence: 0 };
   const slab = new Slab(); // samples are views of shared 64 KB buffers: no buffer of their own per frame
   let lastLength = DEFAULT_FRAME;
-  /** The samples decoded into again and again when the next stage borrows its input (`ctx.reuseOutput`). */
-  let reused = new Int16Array(0);
+  const reused = new ReusedArrays(); // the samples, when the next stage borrows its input (`ctx.reuseOutput`)
 
   return {
     negotiate(input) {
@@ -165,11 +164,7 @@ export function createG711Decoder(
         if (!table) throw new Error(`${NAME} cannot decode codec ${frame.codec}: set "codec" in its options`);
         const p = frame.payload;
         const n = p.length;
-        if (ctx.reuseOutput !== true) samples = slab.int16(n);
-        else {
-          if (reused.length < n) reused = new Int16Array(n);
-          samples = reused.length === n ? reused : reused.subarray(0, n);
-        }
+        samples = ctx.reuseOutput === true ? reused.int16(n) : slab.int16(n);
         for (let i = 0; i < n; i++) samples[i] = table[p[i]];
         if (plc) plc.receive(samples);
         lastLength = n || lastLength;

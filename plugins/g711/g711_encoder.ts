@@ -14,7 +14,7 @@ import { expectFormat, type FormatCheck, frameRefusal, stageConfigText } from ".
 import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
-import { Slab } from "../../core/slab.ts";
+import { ReusedArrays, Slab } from "../../core/slab.ts";
 import { ENCODE_TABLES } from "./tables.ts";
 
 /**
@@ -80,8 +80,7 @@ export function createG711Encoder(
   const table = ENCODE_TABLES[codec];
   const check = formatCheck(ctx);
   const slab = new Slab(); // payloads are views of shared 64 KB buffers: no buffer of their own per frame
-  /** The payload handed out again and again when the next stage borrows its input (`ctx.reuseOutput`). */
-  let reused = new Uint8Array(0);
+  const reused = new ReusedArrays(); // the payloads, when the next stage borrows its input (`ctx.reuseOutput`)
   let frames = 0;
   let samples = 0;
   return {
@@ -95,12 +94,7 @@ export function createG711Encoder(
       }
       const pcm = frame.samples;
       const n = pcm.length;
-      let payload: Uint8Array;
-      if (ctx.reuseOutput !== true) payload = slab.uint8(n);
-      else {
-        if (reused.length < n) reused = new Uint8Array(n);
-        payload = reused.length === n ? reused : reused.subarray(0, n);
-      }
+      const payload = ctx.reuseOutput === true ? reused.uint8(n) : slab.uint8(n);
       for (let i = 0; i < n; i++) payload[i] = table[pcm[i] & 0xffff];
       frames++;
       samples += n;

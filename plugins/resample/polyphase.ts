@@ -45,7 +45,7 @@
  *
  * @module
  */
-import { Slab } from "../../core/slab.ts";
+import { ReusedArrays, Slab } from "../../core/slab.ts";
 import { wasmBytes } from "./_kernel_wasm.ts";
 
 /** Largest exact phase table (floats) before the interpolated table is used instead. */
@@ -627,9 +627,7 @@ export class PolyphaseResampler {
   readonly #slab = new Slab();
   /** `process` hands out views of `#reused` (see {@linkcode PolyphaseOptions.reuseOutput}). */
   readonly #reuse: boolean;
-  #reused = new Int16Array(0);
-  /** The last view of `#reused` handed out (frames of one size get the same view). */
-  #view = new Int16Array(0);
+  readonly #reused = new ReusedArrays();
   #i16: Int16Array;
   #i32: Int32Array;
   #f32: Float32Array;
@@ -896,10 +894,7 @@ export class PolyphaseResampler {
 
   /** An array of `n` samples for `process` to return: a fresh slab view, or with `reuseOutput` a view of `#reused`. */
   #output(n: number): Int16Array {
-    if (!this.#reuse) return this.#slab.int16(n);
-    if (this.#view.length === n && this.#view.buffer === this.#reused.buffer) return this.#view;
-    if (this.#reused.length < n) this.#reused = new Int16Array(Math.max(n, 2 * this.#reused.length));
-    return this.#view = this.#reused.subarray(0, n);
+    return this.#reuse ? this.#reused.int16(n) : this.#slab.int16(n);
   }
 
   #result(frames: number): Int16Array {

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { Slab } from "../../core/slab.ts";
+import { ReusedArrays, Slab } from "../../core/slab.ts";
 import type { PcmChunkReader } from "./pcm_stream.ts";
 import { toInt16, WavFormatError, type WavInfo } from "./wav_format.ts";
 
@@ -54,8 +54,8 @@ export class WavStreamReader implements PcmChunkReader {
   readonly #slab = new Slab();
   /** Frames are handed out in the reader's own memory, valid until the next `next()` (see `open`). */
   readonly #reuse: boolean;
-  /** The array frames are converted into when `#reuse` is set. */
-  #reused = new Int16Array(0);
+  /** Where frames are converted into when `#reuse` is set. */
+  readonly #reused = new ReusedArrays();
   /** Bytes of one block (a whole number of frames). */
   readonly #blockBytes: number;
   #block: Uint8Array;
@@ -191,9 +191,7 @@ export class WavStreamReader implements PcmChunkReader {
 
   /** Where a frame of `count` samples is converted to: a fresh slab view, or with `#reuse` the reader's own array. */
   #out(count: number): Int16Array {
-    if (!this.#reuse) return this.#slab.int16(count);
-    if (this.#reused.length < count) this.#reused = new Int16Array(count);
-    return this.#reused.length === count ? this.#reused : this.#reused.subarray(0, count);
+    return this.#reuse ? this.#reused.int16(count) : this.#slab.int16(count);
   }
 
   /**
