@@ -6,7 +6,7 @@
  *
  * ```sh
  * deno run -A bench/fastudp_bench.ts [--only throughput|pacing] [--seconds 3] [--rounds 2]
- *   [--sockets 1,100,1000] [--pacing-seconds 20] [--streams 1,200] [--pacing-workers 2]
+ *   [--sockets 1,100,1000] [--pacing-seconds 20] [--streams 1,200] [--pacing-workers 2] [--capture]
  * ```
  *
  * **Throughput** (packets per second per core of CPU time the measured
@@ -39,7 +39,11 @@
  * - `gstreamer`: one `gst-launch-1.0` with N branches `audiotestsrc ! mulawenc
  *   ! rtppcmupay ! udpsink sync=true` (random `ts-offset` phases, like the
  *   voxpipe streams), received by the same receiver,
- * in that order, then the ratios to GStreamer.
+ * in that order, then the ratios to GStreamer. With `--capture`, every run is
+ * also recorded with `dumpcap` on `lo`, and the same figures are printed from
+ * the kernel's timestamps, taken as each datagram is sent (`kernel` lines):
+ * each sender's pacing without the receiving process's own wake-up latency,
+ * which on this VM is of the same order as the senders' (see bench/README).
  *
  * @module
  */
@@ -49,6 +53,7 @@ import { setImmediate } from "node:timers";
 import type { DatagramSocket, Network } from "../core/net/datagram.ts";
 import { MediaLoop } from "../core/net/media_loop.ts";
 import { udpNetwork } from "../core/net/udp.ts";
+import { type PacingStats, startCapture } from "./_pacing_stats.ts";
 
 const args = parseArgs({
   options: {
@@ -64,6 +69,7 @@ const args = parseArgs({
     streams: { type: "string", default: "1,200" },
     "pacing-seconds": { type: "string", default: "20" },
     "pacing-workers": { type: "string", default: "2" },
+    capture: { type: "boolean", default: false },
   },
 });
 
@@ -316,18 +322,32 @@ interface Pacing {
   max: number;
   lost: number;
   cpu?: string;
+  /** The same run's figures from the kernel's timestamps (`--capture`). */
+  kernel?: Pick<PacingStats, "p50" | "p99" | "max" | "lost">;
 }
 
 function parsePacingLine(text: string): Pacing {
-  const line = text.split("\n").find((l) => l.startsWith("pacing "));
+  const find = (prefix: string) => text.split("\n").find((l) => l.startsWith(prefix));
+  const line = find("pacing ");
   if (!line) throw new Error(`no pacing line in:\n${text.slice(-2000)}`);
-  const ms = (k: string) => Number(new RegExp(` ${k}=([\\d.]+)ms`).exec(line)![1]);
+  const ms = (l: string, k: string) => Number(new RegExp(` ${k}=([\\d.]+)ms`).exec(l)![1]);
+  const cap = find("pacing-capture ");
   return {
-    p50: ms("p50"),
-    p99: ms("p99"),
-    max: ms("max"),
+    p50: ms(line, "p50"),
+    p99: ms(line, "p99"),
+    max: ms(line, "max"),
     lost: Number(/ lost=(\d+)/.exec(line)![1]),
     cpu: / cpu=([\d.]+%)/.exec(line)?.[1],
+    ...(cap
+      ? {
+        kernel: {
+          p50: ms(cap, "p50"),
+          p99: ms(cap, "p99"),
+          max: ms(cap, "max"),
+          lost: Number(/ lost=(\d+)/.exec(cap)![1]),
+        },
+      }
+      : {}),
   };
 }
 
@@ -343,6 +363,7 @@ async function pacingVoxpipe(streams: number, secs: number, fast: boolean, worke
       String(secs),
       ...(fast ? ["--net", "fast"] : []),
       ...(workers > 0 ? ["--workers", String(workers)] : []),
+      ...(args.values.capture ? ["--capture"] : []),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -370,6 +391,7 @@ async function pacingGStreamer(streams: number, secs: number): Promise<Pacing> {
   const out = lines(receiver.stdout);
   const port = (JSON.parse((await out.next()).value as string) as { ready: number }).ready;
   const buffers = Math.round(secs * 50);
+  const capture = args.values.capture ? await startCapture(port, streams, buffers) : undefined;
   const branches: string[] = [];
   for (let i = 0; i < streams; i++) {
     branches.push(
@@ -401,7 +423,8 @@ async function pacingGStreamer(streams: number, secs: number): Promise<Pacing> {
   end.close();
   const report = JSON.parse((await out.next()).value as string) as Pacing;
   await receiver.status;
-  return { ...report, cpu: `${(100 * cpu / secs).toFixed(1)}%` };
+  const kernel = await capture?.stop();
+  return { ...report, cpu: `${(100 * cpu / secs).toFixed(1)}%`, ...(kernel ? { kernel } : {}) };
 }
 
 /** CPU seconds of this process's waited-for children (getrusage RUSAGE_CHILDREN via /proc/self/stat cutime+cstime). */
@@ -437,6 +460,18 @@ async function pacing(): Promise<void> {
         (inWorkers ? `fast in ${workers} workers / gstreamer = ${(inWorkers.p99 / gst.p99).toFixed(2)}, ` : "") +
         `default / gstreamer = ${(def.p99 / gst.p99).toFixed(2)}`,
     );
+    if (gst.kernel) {
+      const k = (label: string, p: Pacing) =>
+        p.kernel && console.log(
+          `pacing ${String(n).padStart(3)} streams ${label.padEnd(10)} kernel p50 ${p.kernel.p50.toFixed(3)} ms  ` +
+            `p99 ${p.kernel.p99.toFixed(3)} ms  max ${p.kernel.max.toFixed(3)} ms  lost ${p.kernel.lost}` +
+            (label === "gstreamer" ? "" : `  p99 / gstreamer ${(p.kernel.p99 / gst.kernel!.p99).toFixed(2)}`),
+        );
+      k("fast", fast);
+      if (inWorkers) k(`fast ${workers}w`, inWorkers);
+      k("default", def);
+      k("gstreamer", gst);
+    }
   }
 }
 

@@ -21,11 +21,53 @@ export interface TimerEntry extends Timer {
 /** What a cancelled timer's callback becomes. */
 const NOOP = (): void => {};
 
+/**
+ * A timer of a {@linkcode TimerHeap}: one object per timer, its `cancel` a
+ * method (no closure per timer: a loop pacing 200 streams schedules 10 000 a
+ * second).
+ */
+class Entry implements TimerEntry {
+  due: number;
+  fn: () => void;
+  seq: number;
+  cancelled = false;
+  index = -1;
+  readonly #heap: TimerHeap;
+
+  constructor(heap: TimerHeap, due: number, fn: () => void, seq: number) {
+    this.#heap = heap;
+    this.due = due;
+    this.fn = fn;
+    this.seq = seq;
+  }
+
+  /** Marks it cancelled (it is discarded when it reaches the top); a no-op once cancelled or run. */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    // A cancelled entry stays in the heap until it reaches the top (lazy deletion): drop its callback now, or
+    // whatever that closes over (a call's whole pipeline, for a 10 s RTP timeout) would live until then.
+    this.fn = NOOP;
+    this.#heap.onCancel?.();
+  }
+}
+
 /** Binary min-heap of timers ordered by (due, seq): equal due times run in scheduling order. */
 export class TimerHeap {
   /** The heap array: `items[0]` is the earliest; entry `i`'s children are `2i+1` and `2i+2`. */
   items: TimerEntry[] = [];
+  /** Called when a timer neither cancelled nor run is cancelled (a clock counts its live timers with it). */
+  readonly onCancel: (() => void) | undefined;
   #seq = 0;
+
+  /**
+   * Creates an empty heap.
+   * @param onCancel called when a live timer is cancelled; a timer's owner marks it `cancelled` when it runs it,
+   *   so cancelling it afterwards calls nothing
+   */
+  constructor(onCancel?: () => void) {
+    this.onCancel = onCancel;
+  }
 
   /** Number of entries, cancelled ones included. */
   get size(): number {
@@ -34,19 +76,7 @@ export class TimerHeap {
 
   /** Adds a timer for `fn` at `due`; its `cancel()` marks it cancelled (it is discarded when it reaches the top). */
   add(due: number, fn: () => void): TimerEntry {
-    const e: TimerEntry = {
-      due,
-      fn,
-      seq: this.#seq++,
-      cancelled: false,
-      index: -1,
-      cancel: () => {
-        e.cancelled = true;
-        // A cancelled entry stays in the heap until it reaches the top (lazy deletion): drop its callback now, or
-        // whatever that closes over (a call's whole pipeline, for a 10 s RTP timeout) would live until then.
-        e.fn = NOOP;
-      },
-    };
+    const e = new Entry(this, due, fn, this.#seq++);
     this.#push(e);
     return e;
   }

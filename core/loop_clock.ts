@@ -41,7 +41,10 @@ export interface LoopClockHost {
  * ```
  */
 export class LoopClock implements Clock {
-  readonly #heap = new TimerHeap();
+  readonly #heap = new TimerHeap(() => {
+    if (--this.#live === 0) this.#heap.clear(); // only cancelled entries are left
+    this.#changed();
+  });
   readonly #host: LoopClockHost;
   #live = 0;
   #running = false;
@@ -65,13 +68,6 @@ export class LoopClock implements Clock {
     if (!Number.isFinite(due)) throw new RangeError(`timer due time must be a finite number of ms, got ${due}`);
     const t = this.#heap.add(due, fn);
     this.#live++;
-    const cancel = t.cancel;
-    t.cancel = () => {
-      if (t.cancelled) return; // already cancelled, or already run
-      cancel();
-      if (--this.#live === 0) this.#heap.clear(); // only cancelled entries are left
-      this.#changed();
-    };
     this.#changed();
     return t;
   }

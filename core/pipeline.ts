@@ -436,7 +436,15 @@ export class Pipeline {
   /** The session the stages run in. */
   readonly session: Session;
   readonly #ownsSession: boolean;
-  #drainWaiters: (() => void)[] = [];
+  // What #ready() returned while the sink is above its low water: one promise for every caller, settled when the
+  // sink's drained() resolves (or the pipeline fails, stops or ends). Its callbacks are made once, not per wait.
+  #readyWait: Promise<void> | undefined;
+  #readyResolve: (() => void) | undefined;
+  readonly #onDrained = (): void => {
+    this.#pressure = false;
+    this.#wakeDrainWaiters();
+  };
+  readonly #onDrainFailed = (e: unknown): void => this.#fail(this.#slots.length - 1, e);
 
   static {
     internals = {
@@ -621,9 +629,9 @@ export class Pipeline {
   }
 
   #wakeDrainWaiters(): void {
-    const w = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const f of w) f();
+    const resolve = this.#readyResolve;
+    this.#readyWait = this.#readyResolve = undefined;
+    resolve?.();
   }
 
   /** Builds the synchronous emit chain: emits[i] delivers a frame to stage i. */
@@ -686,14 +694,12 @@ export class Pipeline {
       this.#pressure = false;
       return Promise.resolve();
     }
-    return new Promise<void>((resolve) => {
-      this.#drainWaiters.push(resolve);
-      if (this.#drainWaiters.length > 1) return;
-      sink.drained!().then(() => {
-        this.#pressure = false;
-        this.#wakeDrainWaiters();
-      }, (e) => this.#fail(this.#slots.length - 1, e));
-    });
+    if (this.#readyWait) return this.#readyWait;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#readyWait = promise;
+    this.#readyResolve = resolve;
+    sink.drained().then(this.#onDrained, this.#onDrainFailed);
+    return promise;
   }
 
   /** Starts the pipeline; returns immediately. Await {@linkcode done} for the result. */

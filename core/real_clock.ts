@@ -118,7 +118,13 @@ export class RealClock implements Clock {
    */
   coalesceMs = 0.3;
 
-  readonly #heap = new TimerHeap();
+  // Cancelling a live timer (a run one is marked cancelled by #runDue, so cancelling it calls nothing).
+  readonly #heap = new TimerHeap(() => {
+    if (--this.#live === 0) {
+      this.#heap.clear(); // only cancelled entries are left
+      this.#arm();
+    }
+  });
   #live = 0; // timers neither run nor cancelled
   #reentry = 0; // inside at()
   readonly #host: WakerHost = {
@@ -180,15 +186,6 @@ export class RealClock implements Clock {
       this.#reentry--;
     }
     this.#live++;
-    const cancel = t.cancel;
-    t.cancel = () => {
-      if (t.cancelled) return; // already cancelled, or already run (#runDue marks it)
-      cancel();
-      if (--this.#live === 0) {
-        this.#heap.clear(); // only cancelled entries are left
-        this.#arm();
-      }
-    };
     return t;
   }
 

@@ -53,8 +53,12 @@ export const MSG_CTRUNC = 0x8, MSG_TRUNC = 0x20, MSG_DONTWAIT = 0x40, MSG_ERRQUE
 export const EPOLL_CLOEXEC = 0o2000000, EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10;
 /** `epoll_ctl` operations. */
 export const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
-/** Clocks and timerfd flags (`<time.h>`, `<sys/timerfd.h>`). */
-export const CLOCK_MONOTONIC = 1, TFD_NONBLOCK = 0o4000, TFD_CLOEXEC = 0o2000000, TFD_TIMER_ABSTIME = 1;
+/** Clocks, timerfd flags and the `prctl` option for timer slack (`<time.h>`, `<sys/timerfd.h>`, `<linux/prctl.h>`). */
+export const CLOCK_MONOTONIC = 1,
+  PR_SET_TIMERSLACK = 29,
+  TFD_NONBLOCK = 0o4000,
+  TFD_CLOEXEC = 0o2000000,
+  TFD_TIMER_ABSTIME = 1;
 /** `sock_extended_err.ee_origin` values (`<linux/errqueue.h>`). */
 export const SO_EE_ORIGIN_LOCAL = 1, SO_EE_ORIGIN_ICMP = 2, SO_EE_ORIGIN_ICMP6 = 3;
 
@@ -76,6 +80,7 @@ export const Errno = {
   ENOMEM: 12,
   EACCES: 13,
   EINVAL: 22,
+  ENOSYS: 38,
   ENFILE: 23,
   EMFILE: 24,
   EMSGSIZE: 90,
@@ -158,6 +163,13 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  /**
+   * `epoll_wait` with a `timespec` timeout (glibc 2.35, Linux 5.11): a fine wait in one call, where the `timerfd`
+   * takes three (arm, wait, read). Null when the C library lacks it; ENOSYS when the kernel does.
+   */
+  epoll_pwait2: { parameters: ["i32", "buffer", "i32", "buffer", "pointer"], result: "i32", optional: true },
+  /** `prctl`: the loop sets its thread's timer slack (`PR_SET_TIMERSLACK`), the lateness the kernel may add to a timed wait. */
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   timerfd_create: { parameters: ["i32", "i32"], result: "i32" },
   timerfd_settime: { parameters: ["i32", "i32", "buffer", "pointer"], result: "i32" },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },

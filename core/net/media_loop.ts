@@ -109,6 +109,7 @@ import {
   MSG_NAMELEN,
   MSG_TRUNC,
   MSGHDR_SIZE,
+  PR_SET_TIMERSLACK,
   setLength,
   setPointer,
   SO_EE_ORIGIN_ICMP,
@@ -127,6 +128,7 @@ import {
   TFD_TIMER_ABSTIME,
 } from "./_libc.ts";
 import { type IpBytes, parseIp, readSockaddr, writeSockaddr } from "./_sockaddr.ts";
+import { PacketQueue } from "./packet_queue.ts";
 
 export { LoopClock } from "../loop_clock.ts";
 
@@ -198,6 +200,32 @@ interface Held {
 }
 
 /** A socket's state, owned by its loop. */
+/** How the sends of one flush went: listener and result (bytes sent, or the error) pairs, kept for reuse. */
+class SendResults {
+  #listeners: (SendListener | undefined)[] = [];
+  #results: (number | Error | undefined)[] = [];
+  length = 0;
+
+  add(l: SendListener, r: number | Error): void {
+    this.#listeners[this.length] = l;
+    this.#results[this.length++] = r;
+  }
+
+  listener(i: number): SendListener {
+    return this.#listeners[i]!;
+  }
+
+  result(i: number): number | Error {
+    return this.#results[i]!;
+  }
+
+  /** Drops the references; the storage stays. */
+  clear(): void {
+    for (let i = 0; i < this.length; i++) this.#listeners[i] = this.#results[i] = undefined;
+    this.length = 0;
+  }
+}
+
 class Sock {
   readonly id: number;
   readonly fd: number;
@@ -212,8 +240,7 @@ class Sock {
   interest = 0;
   errors = 0;
   held: Held[] = [];
-  queue: (Uint8Array | HostPort | SendListener | undefined)[] = []; // flat triples: data, to, listener
-  head = 0;
+  readonly queue = new PacketQueue<SendListener | undefined>();
   lastTo: HostPort | undefined;
   lastHost = "";
   lastPort = -1;
@@ -227,7 +254,7 @@ class Sock {
   }
 
   get backlog(): number {
-    return (this.queue.length - this.head) / 3;
+    return this.queue.length;
   }
 }
 
@@ -255,8 +282,13 @@ class Core {
   #armedAt = Infinity;
   #busyUntil = 0;
   #monoOffsetMs = 0;
-  #dirty: Sock[] = [];
-  #spare: Sock[] = [];
+  // Sockets with datagrams posted since the last flush, and a second list to swap in while flushing: both keep
+  // their storage (an array emptied with length = 0 drops it), so a flush per paced packet allocates nothing.
+  #dirty: (Sock | undefined)[] = [];
+  #dirtyCount = 0;
+  #spare: (Sock | undefined)[] = [];
+  /** Results lists of `#send`, reused. */
+  readonly #sendResults: SendResults[] = [];
   #flushQueued = false;
   readonly stats: MediaLoopStats = {
     sockets: 0,
@@ -279,6 +311,8 @@ class Core {
   readonly #parkView: Deno.UnsafePointerView;
   readonly #itimer = cBuffer(32);
   readonly #timespec = cBuffer(16);
+  /** Fine waits use `epoll_pwait2` (until the kernel says ENOSYS). */
+  #pwait2 = true;
   readonly #u64 = cBuffer(8);
   readonly #ctl = cBuffer(EPOLL_EVENT_SIZE);
   readonly #int = cBuffer(4);
@@ -332,7 +366,7 @@ class Core {
       timersChanged: (due) => this.#timersChanged(due),
       // What a timer posted (a paced packet) leaves before the next timer runs, not after the whole batch.
       afterTimer: () => {
-        if (this.#dirty.length > 0) this.#flush();
+        if (this.#dirtyCount > 0) this.#flush();
       },
     });
 
@@ -394,6 +428,9 @@ class Core {
     this.#owned = { lib, ep, tfd, park: parked, fds: new Set() };
     forgotten.register(this, this.#owned, this);
     this.#ctlSet(EPOLL_CTL_ADD, tfd, TIMER_ID, EPOLLIN, "MediaLoop timerfd");
+    // The thread's timed waits end within 1 µs of their time instead of the default 50 µs of slack: the loop paces
+    // packets with them. Best effort: a refusal leaves the default.
+    lib.prctl(PR_SET_TIMERSLACK, 1000n, 0n, 0n, 0n);
     this.#calibrate();
   }
 
@@ -491,9 +528,8 @@ class Core {
       if (due !== undefined && due <= now) {
         n = this.#wait(0);
       } else if (due !== undefined && due - now <= this.fineWaitMs) {
-        this.#arm(due);
         this.stats.fineWaits++;
-        n = this.#wait(-1);
+        n = this.#waitUntil(due, now);
       } else {
         n = this.#wait(0);
         // Datagrams kept coming: the next one is likely near, so wait for it here (at most fineWaitMs, and never
@@ -544,6 +580,29 @@ class Core {
       throw new SysError("epoll_wait", e, "MediaLoop");
     }
     return n;
+  }
+
+  /**
+   * Blocks on this thread until `due` (performance.now() ms) or an event: one `epoll_pwait2` with the time left
+   * where the C library and the kernel have it, else the `timerfd` armed at `due` and `epoll_wait`.
+   */
+  #waitUntil(due: number, now: number): number {
+    const pwait2 = this.#pwait2 ? this.lib.epoll_pwait2 : null;
+    if (pwait2) {
+      const ns = Math.max(1, Math.ceil((due - now + ARM_SLACK_MS) * 1e6)); // < 50 ms: exact in a double
+      const v = this.#timespec.view;
+      const sec = Math.floor(ns / 1e9);
+      setLength(v, 0, sec);
+      setLength(v, 8, ns - sec * 1e9);
+      const n = pwait2(this.ep, this.#events.bytes, MAX_EVENTS, this.#timespec.bytes, null);
+      if (n >= 0) return n;
+      const e = errno();
+      if (e === Errno.EINTR) return 0;
+      if (e !== Errno.ENOSYS) throw new SysError("epoll_pwait2", e, "MediaLoop");
+      this.#pwait2 = false; // the kernel predates it (Linux < 5.11): the timerfd from now on
+    }
+    this.#arm(due);
+    return this.#wait(-1);
   }
 
   #park(due: number | undefined): void {
@@ -728,15 +787,12 @@ class Core {
     this.stats.sockets--;
     // What was posted and not sent fails, in order.
     const q = s.queue;
-    const failures: [SendListener, Error][] = [];
-    for (let h = s.head; h < q.length; h += 3) {
-      const l = q[h + 2] as SendListener | undefined;
-      if (l) {
-        failures.push([l, new Error(`UDP ${formatHostPort(s.local)}: socket closed before the datagram was sent`)]);
-      }
+    const failures = new SendResults();
+    for (let i = 0; i < q.length; i++) {
+      const l = q.extra(i);
+      if (l) failures.add(l, new Error(`UDP ${formatHostPort(s.local)}: socket closed before the datagram was sent`));
     }
-    s.queue = [];
-    s.head = 0;
+    q.clear();
     this.#notify(failures);
     this.#maybeIdle();
   }
@@ -930,7 +986,7 @@ class Core {
     s.queue.push(data, to, listener);
     if (s.dirty || s.waitingOut) return;
     s.dirty = true;
-    this.#dirty.push(s);
+    this.#dirty[this.#dirtyCount++] = s;
     if (this.#state !== "turn" && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#flushTask);
@@ -944,15 +1000,17 @@ class Core {
 
   /** Sends what every socket has queued. */
   #flush(): void {
-    while (this.#dirty.length > 0) {
-      const list = this.#dirty;
+    while (this.#dirtyCount > 0) {
+      const list = this.#dirty, n = this.#dirtyCount;
       this.#dirty = this.#spare;
-      for (const s of list) {
+      this.#dirtyCount = 0;
+      for (let i = 0; i < n; i++) {
+        const s = list[i]!;
+        list[i] = undefined;
         s.dirty = false;
         if (!s.closed && !s.waitingOut) this.#send(s);
         if (s.waitingOut) this.#updateInterest(s);
       }
-      list.length = 0;
       this.#spare = list;
     }
   }
@@ -991,14 +1049,16 @@ class Core {
     const msgs = this.#txMsgs.view;
     const iov = this.#txIov.view;
     const arena = this.#txData;
-    const done: [SendListener, number | Error][] = [];
+    // The results list is reused from turn to turn; a listener that posts (its send waits for the next flush)
+    // does not re-enter here, but if anything did, it gets a list of its own.
+    const done = this.#sendResults.length > 0 ? this.#sendResults.pop()! : new SendResults();
     let retried = false;
     const q = s.queue;
-    while (s.head < q.length && !s.closed) {
+    while (q.length > 0 && !s.closed) {
       // Fill the send slots from the head of the queue.
       let count = 0, used = 0, bad: Error | undefined;
-      for (let h = s.head; h < q.length && count < this.batch; h += 3) {
-        const data = q[h] as Uint8Array, to = q[h + 1] as HostPort;
+      for (let i = 0; i < q.length && count < this.batch; i++) {
+        const data = q.data(i), to = q.to(i);
         let len: number | Error;
         if (data.length > MAX_DATAGRAM) {
           len = new SysError("sendmmsg", Errno.EMSGSIZE, `cannot send ${data.length} bytes to ${formatHostPort(to)}`);
@@ -1018,10 +1078,9 @@ class Core {
         count++;
       }
       if (bad) {
-        const l = q[s.head + 2] as SendListener | undefined;
-        q[s.head] = q[s.head + 1] = q[s.head + 2] = undefined;
-        s.head += 3;
-        if (l) done.push([l, bad]);
+        const l = q.extra(0);
+        q.shift();
+        if (l) done.add(l, bad);
         continue;
       }
       const r = lib.sendmmsg(s.fd, this.#txMsgs.bytes, count, MSG_DONTWAIT);
@@ -1034,11 +1093,9 @@ class Core {
         this.stats.sendCalls++;
         this.stats.sent += r;
         for (let k = 0; k < r; k++) {
-          const h = s.head;
-          const l = q[h + 2] as SendListener | undefined;
-          if (l) done.push([l, (q[h] as Uint8Array).length]);
-          q[h] = q[h + 1] = q[h + 2] = undefined;
-          s.head = h + 3;
+          const l = q.extra(0);
+          if (l) done.add(l, q.data(0).length);
+          q.shift();
         }
         continue;
       }
@@ -1055,26 +1112,23 @@ class Core {
         continue;
       }
       retried = false;
-      const h = s.head;
-      const l = q[h + 2] as SendListener | undefined;
-      if (l) done.push([l, new SysError("sendmmsg", e, `send to ${formatHostPort(q[h + 1] as HostPort)}`)]);
-      q[h] = q[h + 1] = q[h + 2] = undefined;
-      s.head = h + 3;
+      const l = q.extra(0);
+      if (l) done.add(l, new SysError("sendmmsg", e, `send to ${formatHostPort(q.to(0))}`));
+      q.shift();
     }
-    if (s.head >= q.length) {
-      s.queue = [];
-      s.head = 0;
-    } else if (s.head > 3072 && s.head * 2 > q.length) {
-      s.queue = q.slice(s.head);
-      s.head = 0;
+    try {
+      this.#notify(done);
+    } finally {
+      done.clear();
+      this.#sendResults.push(done);
     }
-    this.#notify(done);
   }
 
   /** Tells send listeners how their datagrams went, after the socket's state is consistent. */
-  #notify(done: [SendListener, number | Error][]): void {
+  #notify(done: SendResults): void {
     let failure: { error: unknown } | undefined;
-    for (const [l, r] of done) {
+    for (let i = 0; i < done.length; i++) {
+      const l = done.listener(i), r = done.result(i);
       try {
         if (typeof r === "number") l.sent(r);
         else l.failed(r);

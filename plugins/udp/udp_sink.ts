@@ -44,6 +44,7 @@ import { serializeRtp } from "../rtp/header.ts";
 import { isTelephoneEvent } from "../rtp/telephone_event.ts";
 import { formatHostPort, type HostPort, ipVersion, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import type { DatagramSocket, SendListener } from "../../core/net/datagram.ts";
+import { PacketQueue } from "../../core/net/packet_queue.ts";
 
 /** Packets a sink queues at most, whatever upstream does (beyond: dropped and counted). */
 export const MAX_QUEUE_PACKETS = 10000;
@@ -58,12 +59,6 @@ export { udpSink, type UdpSinkOptions };
 
 /** Options of the `udp-sink` stage (its zod schema; the plugin's `options`). */
 export const udpSinkOptions: ReturnType<typeof udpSinkSchema> = udpSinkSchema();
-
-interface Queued {
-  data: Uint8Array;
-  due: number;
-  to: HostPort;
-}
 
 /** Creates a `udp-sink` stage from validated options: the plugin's `create`, loaded when first used. */
 export async function createUdpSink(opts: UdpSinkOptions, sctx: StageContext): Promise<SinkStage> {
@@ -93,11 +88,12 @@ export class UdpSinkStage implements SinkStage {
   readonly #to: HostPort;
   #ctx: RunContext | undefined;
 
-  // Queue: packets in order, a head index instead of shift().
-  #queue: Queued[] = [];
-  #head = 0;
+  // Queue: packets in order, with their due times (no allocation per packet once it has grown).
+  readonly #queue = new PacketQueue<undefined>();
   #timer: Timer | undefined;
-  #drainWaiters: (() => void)[] = [];
+  // What drained() returned while the queue is above low water: one promise for every caller.
+  #drainWait: Promise<void> | undefined;
+  #drainResolve: (() => void) | undefined;
   #endWaiter: (() => void) | undefined;
   #stopped = false;
 
@@ -178,7 +174,7 @@ export class UdpSinkStage implements SinkStage {
       this.#overflowDropped++;
       return false;
     }
-    this.#queue.push({ data, due, to });
+    this.#queue.push(data, to, undefined, due);
     this.#schedule();
     return this.#aheadMs(now) < this.#opts.queue_ms;
   }
@@ -188,7 +184,12 @@ export class UdpSinkStage implements SinkStage {
     if (this.#stopped || this.#belowLowWater()) {
       return this.#opts.pace ? Promise.resolve() : this.#waitFlight(MAX_IN_FLIGHT / 2);
     }
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    if (!this.#drainWait) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      this.#drainWait = promise;
+      this.#drainResolve = resolve;
+    }
+    return this.#drainWait;
   }
 
   /** End of stream: sends the queue on schedule, then resolves. After a stop: discards it and resolves. */
@@ -233,12 +234,12 @@ export class UdpSinkStage implements SinkStage {
   }
 
   get #queueLength(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue.length;
   }
 
   /** How far ahead of `now` the last queued packet is due (ms of queued media). */
   #aheadMs(now: number): number {
-    return this.#queueLength === 0 ? 0 : this.#queue[this.#queue.length - 1].due - now;
+    return this.#queueLength === 0 ? 0 : this.#queue.lastTime() - now;
   }
 
   #belowLowWater(): boolean {
@@ -296,13 +297,13 @@ export class UdpSinkStage implements SinkStage {
 
   #resync(now: number): void {
     this.#resyncs++;
-    this.#anchorTime = Math.max(now, this.#queueLength > 0 ? this.#queue[this.#queue.length - 1].due : -Infinity);
+    this.#anchorTime = Math.max(now, this.#queueLength > 0 ? this.#queue.lastTime() : -Infinity);
     this.#ctx?.log.debug("pacing timeline restarted (timestamp jump or stall)", { resyncs: this.#resyncs });
   }
 
   #schedule(): void {
     if (this.#timer || this.#queueLength === 0 || this.#stopped) return;
-    this.#timer = this.#ctx!.clock.at(this.#queue[this.#head].due, this.#tick);
+    this.#timer = this.#ctx!.clock.at(this.#queue.time(0), this.#tick);
   }
 
   /** Timer callback: sends every packet now due, re-arms for the next. */
@@ -311,20 +312,13 @@ export class UdpSinkStage implements SinkStage {
     if (this.#stopped) return;
     const now = this.#ctx!.clock.now();
     const q = this.#queue;
-    while (this.#head < q.length && q[this.#head].due <= now) {
-      const p = q[this.#head];
-      q[this.#head++] = undefined as unknown as Queued;
-      this.#send(p.data, p.to, p.due, now);
-    }
-    if (this.#head === q.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > q.length) {
-      this.#queue = q.slice(this.#head);
-      this.#head = 0;
+    while (q.length > 0 && q.time(0) <= now) {
+      const data = q.data(0), to = q.to(0), due = q.time(0);
+      q.shift();
+      this.#send(data, to, due, now);
     }
     this.#schedule();
-    if (this.#drainWaiters.length > 0 && this.#belowLowWater()) this.#wakeDrain();
+    if (this.#drainWait && this.#belowLowWater()) this.#wakeDrain();
     if (this.#queueLength === 0 && this.#endWaiter) {
       const w = this.#endWaiter;
       this.#endWaiter = undefined;
@@ -377,9 +371,9 @@ export class UdpSinkStage implements SinkStage {
   }
 
   #wakeDrain(): void {
-    const w = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const f of w) f();
+    const resolve = this.#drainResolve;
+    this.#drainWait = this.#drainResolve = undefined;
+    resolve?.();
   }
 
   #stop(): void {
@@ -388,8 +382,7 @@ export class UdpSinkStage implements SinkStage {
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#discarded += this.#queueLength;
-    this.#queue = [];
-    this.#head = 0;
+    this.#queue.clear();
     this.#wakeDrain();
     const w = this.#endWaiter;
     this.#endWaiter = undefined;
