@@ -19,6 +19,12 @@ export interface PacingStats {
   received: number;
   lost: number;
   streams: number;
+  /**
+   * p99 and max of the deviations after each stream's first second (its packets from the 51st on): steady-state
+   * pacing, without the start of the run, when every stream starts at once.
+   */
+  p99AfterFirstSecond: number;
+  maxAfterFirstSecond: number;
 }
 
 /** Arrival times of one stream, indexed by packet number n (from the RTP timestamp). */
@@ -68,6 +74,8 @@ export function analyze(
   packetsPerStream: number,
 ): PacingStats {
   const devs: number[] = [];
+  const later: number[] = [];
+  const firstSecond = 1000 / PTIME;
   const drifts: number[] = [];
   let lost = 0, received = 0;
   for (const s of streams.values()) {
@@ -79,13 +87,18 @@ export function analyze(
       }
       received++;
       offsets.push(s.t[n] - s.t[0] - n * PTIME);
-      if (n > 0 && s.seen[n - 1]) devs.push(Math.abs(s.t[n] - s.t[n - 1] - PTIME));
+      if (n > 0 && s.seen[n - 1]) {
+        const dev = Math.abs(s.t[n] - s.t[n - 1] - PTIME);
+        devs.push(dev);
+        if (n > firstSecond) later.push(dev);
+      }
     }
     const k = Math.min(50, offsets.length >> 1);
     if (k > 0) drifts.push(median(offsets.slice(-k)) - median(offsets.slice(0, k)));
   }
   lost += Math.max(0, expectStreams - streams.size) * packetsPerStream;
   const sorted = Float64Array.from(devs).sort();
+  const sortedLater = Float64Array.from(later).sort();
   return {
     p50: percentile(sorted, 0.5),
     p99: percentile(sorted, 0.99),
@@ -95,6 +108,8 @@ export function analyze(
     received,
     lost,
     streams: streams.size,
+    p99AfterFirstSecond: percentile(sortedLater, 0.99),
+    maxAfterFirstSecond: sortedLater.length ? sortedLater[sortedLater.length - 1] : NaN,
   };
 }
 

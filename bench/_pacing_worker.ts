@@ -1,7 +1,7 @@
 /**
  * A media worker of `bench/pacing.ts --net fast --workers K`: its own
  * `MediaLoop` paces the streams it is given (sockets, chains and timers all on
- * this worker's thread). Message in: `{ ssrcs, count, port }`; it posts
+ * this worker's thread). Message in: `{ ssrcs, count, port, file }`; it posts
  * `{ ready: true }` once its pipelines are built, runs them on `"go"`, and
  * posts the sinks' summary (`FeedResult`) with the loop's counters.
  *
@@ -25,8 +25,8 @@ self.onmessage = async (e: MessageEvent) => {
     self.postMessage({ result, stats });
     return;
   }
-  const { ssrcs, count, port } = e.data as { ssrcs: number[]; count: number; port: number };
+  const { ssrcs, count, port, file } = e.data as { ssrcs: number[]; count: number; port: number; file?: string };
   loop = new MediaLoop();
-  run = await buildStreams({ ssrcs, count, port, clock: loop.clock, net: loop.network });
+  run = await buildStreams({ ssrcs, count, port, clock: loop.clock, net: loop.network, file });
   self.postMessage({ ready: true });
 };

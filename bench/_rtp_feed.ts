@@ -1,6 +1,7 @@
 /**
  * Private to the benchmarks: the synthetic RTP source of `bench/pacing.ts`
- * and the `rtp-feed → udp-sink` streams it paces, shared by the main thread
+ * and the streams it paces (`rtp-feed → udp-sink`, or full `file-source →
+ * g711-encoder → rtp-packetizer → udp-sink` chains), shared by the main thread
  * and the media workers of `--workers` (`_pacing_worker.ts`).
  *
  * @module
@@ -14,6 +15,9 @@ import { Registry } from "../core/registry.ts";
 import { Session } from "../core/session.ts";
 import { definePlugin } from "../core/stage.ts";
 import { plugins as udpPlugins } from "../plugins/udp/mod.ts";
+import { plugins as filePlugins } from "../plugins/file/mod.ts";
+import { plugins as g711Plugins } from "../plugins/g711/mod.ts";
+import { plugins as rtpPlugins } from "../plugins/rtp/mod.ts";
 
 /** Packet time of the streams, ms. */
 export const PTIME = 20;
@@ -65,32 +69,75 @@ export interface FeedResult {
 }
 
 /**
- * Builds one `rtp-feed → udp-sink` pipeline per SSRC (to `127.0.0.1:port`,
- * random start phases within one packet time), on `clock`; with `net`, each in
- * a session of its own bound on that network. Returns a function that runs
- * them all and sums what the sinks saw.
+ * Writes `path`: a WAV file of `packets` × 20 ms of 8 kHz 16-bit mono noise,
+ * what the `file` chains of {@linkcode buildStreams} send.
+ */
+export async function writeChainWav(path: string, packets: number): Promise<void> {
+  const samples = packets * 160;
+  const b = new Uint8Array(44 + samples * 2);
+  const v = new DataView(b.buffer);
+  const ascii = (at: number, s: string) => [...s].forEach((c, i) => b[at + i] = c.charCodeAt(0));
+  ascii(0, "RIFF");
+  v.setUint32(4, 36 + samples * 2, true);
+  ascii(8, "WAVEfmt ");
+  v.setUint32(16, 16, true);
+  v.setUint16(20, 1, true); // PCM
+  v.setUint16(22, 1, true); // mono
+  v.setUint32(24, 8000, true);
+  v.setUint32(28, 16000, true);
+  v.setUint16(32, 2, true);
+  v.setUint16(34, 16, true);
+  ascii(36, "data");
+  v.setUint32(40, samples * 2, true);
+  for (let i = 0; i < samples; i++) v.setInt16(44 + 2 * i, (Math.random() * 2 - 1) * 8000, true);
+  await Deno.writeFile(path, b);
+}
+
+/**
+ * Builds one pipeline per SSRC sending to `127.0.0.1:port`, on `clock`; with
+ * `net`, each in a session of its own bound on that network. With `file` (a WAV
+ * of `count` packets, see {@linkcode writeChainWav}) each is the full chain
+ * `file-source → g711-encoder → rtp-packetizer → udp-sink`, else `rtp-feed →
+ * udp-sink`. Streams start at random phases within one packet time. Returns a
+ * function that runs them all and sums what the sinks saw.
  */
 export async function buildStreams(
-  opts: { ssrcs: number[]; count: number; port: number; clock: Clock; net?: Network },
+  opts: { ssrcs: number[]; count: number; port: number; clock: Clock; net?: Network; file?: string },
 ): Promise<() => Promise<FeedResult>> {
-  const registry = new Registry([rtpFeed, ...udpPlugins]);
-  const { clock, net } = opts;
+  const registry = new Registry([rtpFeed, ...udpPlugins, ...filePlugins, ...g711Plugins, ...rtpPlugins]);
+  const { clock, net, file } = opts;
   const pipelines: Pipeline[] = [];
+  const delays: number[] = [];
   for (const ssrc of opts.ssrcs) {
+    const delay = Math.random() * PTIME;
+    const sink = { use: "udp-sink", to: `127.0.0.1:${opts.port}`, bind: "127.0.0.1" };
+    const stages = file
+      ? [
+        { use: "file-source", path: file },
+        { use: "g711-encoder", codec: "PCMU" },
+        { use: "rtp-packetizer", ptime: PTIME, ssrc },
+        sink,
+      ]
+      : [{ use: "rtp-feed", ssrc, count: opts.count, delay_ms: delay }, sink];
+    delays.push(file ? delay : 0);
     pipelines.push(
-      await buildPipeline(`s${ssrc}`, [
-        { use: "rtp-feed", ssrc, count: opts.count, delay_ms: Math.random() * PTIME },
-        { use: "udp-sink", to: `127.0.0.1:${opts.port}`, bind: "127.0.0.1" },
-      ], { registry, clock, session: net && new Session({ id: `s${ssrc}`, clock, net }) }),
+      await buildPipeline(`s${ssrc}`, stages, {
+        registry,
+        clock,
+        session: net && new Session({ id: `s${ssrc}`, clock, net }),
+      }),
     );
   }
   return async () => {
-    const results = await Promise.all(pipelines.map((p) => p.run()));
+    const results = await Promise.all(pipelines.map(async (p, i) => {
+      if (delays[i] > 0) await clock.sleep(delays[i]);
+      return p.run();
+    }));
     if (net) { for (const p of pipelines) await p.session.close(); }
     const out: FeedResult = { late: 0, maxLate: 0, errors: 0, failures: [] };
     for (const r of results) {
       if (r.reason !== "eos") out.failures.push(`${r.reason} ${r.error?.message ?? ""}`);
-      const x = r.stats[1].extra!;
+      const x = r.stats[r.stats.length - 1].extra!;
       out.late += x.late_sends as number;
       out.maxLate = Math.max(out.maxLate, x.max_late_ms as number);
       out.errors += x.send_errors as number;

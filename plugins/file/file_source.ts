@@ -270,7 +270,14 @@ export default definePlugin({
         }`,
       async run(rc) {
         reader = wav
-          ? await WavStreamReader.open(wav, perFrame, options.loop, "file-source", rc.reuseOutput === true)
+          ? await WavStreamReader.open(
+            wav,
+            perFrame,
+            options.loop,
+            "file-source",
+            rc.reuseOutput === true,
+            rc.realtimeSink,
+          )
           : new MemoryPcmReader(mem!.samples, channels, perFrame, options.loop);
         try {
           await emitPcmFrames(rc, { sampleRate, channels }, reader, counters);

@@ -16,9 +16,13 @@
  * `StageContext.reuseOutput`) takes no memory per frame: a 16-bit frame is a view of the block
  * itself, others are converted into one array of the reader's, each valid until the next call to
  * `next()`. Blocks hold 16 frames, at least 256 KB and at most 1 MB (and never
- * less than one frame): a real-time stream of 20 ms frames reads 256 KB at a
- * time, a transcode of 1 s frames 1 MB (fewer, larger reads; async reads of
- * 64 KB took 3× as long in all as 256 KB here).
+ * less than one frame): a transcode of 1 s frames reads 1 MB at a time (fewer,
+ * larger reads; async reads of 64 KB took 3× as long in all as 256 KB here).
+ * A reader opened for a chain that ends in a real-time sink (`realtime`) reads
+ * 16 frames, at least 16 KB and at most 64 KB, instead: it needs a read only
+ * every second or so, and 200 streams started at once would otherwise zero
+ * 100 MB of blocks (2 × 256 KB each), which stalled the loop pacing them for
+ * ~100 ms.
  *
  * @module
  */
@@ -29,6 +33,9 @@ import { toInt16, WavFormatError, type WavInfo } from "./wav_format.ts";
 /** Smallest and largest target size of one file read (a block holds at least one frame). */
 const MIN_BLOCK_BYTES = 256 * 1024;
 const MAX_BLOCK_BYTES = 1024 * 1024;
+/** The same, for a reader whose frames are paced in real time. */
+const REALTIME_MIN_BLOCK_BYTES = 16 * 1024;
+const REALTIME_MAX_BLOCK_BYTES = 64 * 1024;
 /** Frames per block, within those bounds. */
 const BLOCK_FRAMES = 16;
 
@@ -72,13 +79,23 @@ export class WavStreamReader implements PcmChunkReader {
   /** Data bytes read from the file so far. */
   bytesRead = 0;
 
-  private constructor(info: WavInfo, file: Deno.FsFile, frameSamples: number, loop: boolean, reuse: boolean) {
+  private constructor(
+    info: WavInfo,
+    file: Deno.FsFile,
+    frameSamples: number,
+    loop: boolean,
+    reuse: boolean,
+    realtime: boolean,
+  ) {
     this.#info = info;
     this.#reuse = reuse;
     this.#file = file;
     this.#frameBytes = frameSamples * info.blockAlign;
     this.#loop = loop && info.dataBytes > 0;
-    const target = Math.min(MAX_BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, BLOCK_FRAMES * this.#frameBytes));
+    const [min, max] = realtime
+      ? [REALTIME_MIN_BLOCK_BYTES, REALTIME_MAX_BLOCK_BYTES]
+      : [MIN_BLOCK_BYTES, MAX_BLOCK_BYTES];
+    const target = Math.min(max, Math.max(min, BLOCK_FRAMES * this.#frameBytes));
     // Never more than the data holds (a short file gets a short buffer), never less than one frame.
     const want = Math.max(
       1,
@@ -99,6 +116,7 @@ export class WavStreamReader implements PcmChunkReader {
    * @param who stage name for error messages
    * @param reuse hand out each frame in memory of the reader's that the next call to `next()` may overwrite, instead
    *   of a fresh array the caller may keep (for a stage whose next stage borrows its input)
+   * @param realtime the frames are paced in real time (the chain ends in a real-time sink): read smaller blocks
    * @throws WavFormatError `<who>: <path>: cannot open: ...` when the file is gone
    */
   static async open(
@@ -107,6 +125,7 @@ export class WavStreamReader implements PcmChunkReader {
     loop: boolean,
     who = "wav",
     reuse = false,
+    realtime = false,
   ): Promise<WavStreamReader> {
     let file: Deno.FsFile;
     try {
@@ -120,7 +139,7 @@ export class WavStreamReader implements PcmChunkReader {
       file.close();
       throw e;
     }
-    return new WavStreamReader(info, file, frameSamples, loop, reuse);
+    return new WavStreamReader(info, file, frameSamples, loop, reuse, realtime);
   }
 
   /** Reads the next block of data into `buf` (looping if enabled); the bytes read, 0 at the end. */

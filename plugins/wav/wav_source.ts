@@ -65,7 +65,14 @@ export default definePlugin({
       negotiate: () => ({ kind: "pcm", sampleRate: info.sampleRate, channels: info.channels }),
       plan: () => `${path}: WAV ${describeWav(info)}${options.loop ? ", looped" : ""}`,
       async run(rc) {
-        reader = await WavStreamReader.open(info, perFrame, options.loop, "wav-source", rc.reuseOutput === true);
+        reader = await WavStreamReader.open(
+          info,
+          perFrame,
+          options.loop,
+          "wav-source",
+          rc.reuseOutput === true,
+          rc.realtimeSink,
+        );
         try {
           await emitPcmFrames(rc, info, reader, counters);
         } finally {
