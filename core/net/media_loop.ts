@@ -20,12 +20,13 @@
  * **How the loop waits.** When something is ready it runs a turn at once
  * (turns follow each other through `setImmediate`, so promise continuations
  * and other tasks run between them). When nothing is ready:
- * - if the next timer is due within `fineWaitMs` (default 2 ms), it blocks in
- *   a synchronous `epoll_wait` on its own thread: the `timerfd`, armed at the
- *   due time with nanosecond resolution, or any socket wakes it directly (one
- *   thread wake-up, like a GStreamer sink waiting on its clock). The thread's
- *   other tasks (Deno's own I/O, messages) wait meanwhile, at most
- *   `fineWaitMs`;
+ * - if the next timer is due within `fineWaitMs` (default 2 ms), it blocks on
+ *   its own thread in one `epoll_pwait2` whose timeout is the time left, to
+ *   the nanosecond (the `timerfd` armed at the due time and `epoll_wait` where
+ *   the C library or the kernel lacks it); the time or any socket wakes it
+ *   directly (one thread wake-up, like a GStreamer sink waiting on its clock).
+ *   The thread's other tasks (Deno's own I/O, messages) wait meanwhile, at
+ *   most `fineWaitMs`. The loop sets its thread's timer slack to 1 µs;
  * - if datagrams arrived within the last `fineWaitMs`, it also waits on its
  *   own thread, for at most `fineWaitMs` (under steady traffic the next one
  *   is near: this saves the park's op and its extra thread wake-up);
