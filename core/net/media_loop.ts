@@ -143,6 +143,12 @@ export interface MediaLoopOptions {
    * contention, but the thread's other tasks wait up to that long.
    */
   fineWaitMs?: number;
+  /**
+   * How a fine wait blocks: `"epoll_pwait2"` (default; one call with the time left as its timeout, where the C
+   * library and the kernel have it, else the `timerfd`) or `"timerfd"` (arm the loop's `timerfd` at the due time,
+   * `epoll_wait`, read the `timerfd`: three calls).
+   */
+  fineWaitWith?: "epoll_pwait2" | "timerfd";
   /** `SO_RCVBUF` of each socket in bytes (the kernel doubles it and caps it at `net.core.rmem_max`); default: the kernel's. */
   receiveBufferBytes?: number;
   /** `SO_SNDBUF` of each socket in bytes (capped at `net.core.wmem_max`); default: the kernel's. */
@@ -358,6 +364,10 @@ class Core {
         throw new RangeError(`MediaLoop ${name}: expected an integer 1024..2^30, got ${v}`);
       }
     }
+    if (opts.fineWaitWith !== undefined && opts.fineWaitWith !== "epoll_pwait2" && opts.fineWaitWith !== "timerfd") {
+      throw new RangeError(`MediaLoop fineWaitWith: expected "epoll_pwait2" or "timerfd", got ${opts.fineWaitWith}`);
+    }
+    this.#pwait2 = opts.fineWaitWith !== "timerfd";
     this.batch = batch;
     this.fineWaitMs = fine;
     this.maxBatches = maxBatches;
