@@ -262,6 +262,38 @@ Deno.test("fast udp: send errors are clear and per datagram; the rest still leav
   });
 });
 
+Deno.test("fast udp: closing a socket fails what it still had queued, in order; what was sent before arrives", async () => {
+  await withLoop(async (loop) => {
+    const tx = loop.network.bind("127.0.0.1", 0);
+    const rx = loop.network.bind("127.0.0.1", 0);
+    const got: number[] = [];
+    rx.listen((d) => void got.push(d[0]));
+    const results: string[] = [];
+    const l = (tag: number) => ({
+      sent: (n: number) => results.push(`${tag} sent ${n}`),
+      failed: (e: unknown) => results.push(`${tag} failed: ${(e as Error).message}`),
+    });
+    // Sent by the flush after this task: they all arrive and are reported in order.
+    for (let i = 0; i < 5; i++) tx.post(bytes(i, 1, 2), rx.local, l(i));
+    await until(() => results.length === 5, "five sends reported");
+    assertEquals(results, [0, 1, 2, 3, 4].map((i) => `${i} sent 3`));
+    await until(() => got.length === 5, "five datagrams");
+    // Queued, then the socket closed before any flush: each fails, in order, and none leaves.
+    for (let i = 10; i < 14; i++) tx.post(bytes(i), rx.local, l(i));
+    const closing = tx.close();
+    assertEquals(
+      results.slice(5),
+      [10, 11, 12, 13].map((i) => `${i} failed: UDP 127.0.0.1:${tx.port}: socket closed before the datagram was sent`),
+    );
+    await closing;
+    // A datagram from another socket still gets through (rx is fine): only the closed socket's queue was dropped.
+    const other = loop.network.bind("127.0.0.1", 0);
+    other.post(bytes(99), rx.local);
+    await until(() => got.includes(99), "a later datagram");
+    assertEquals(got, [0, 1, 2, 3, 4, 99]);
+  });
+});
+
 Deno.test("fast udp: a handler's promise pauses the socket; datagrams keep their order; unsubscribing stops delivery", async () => {
   await withLoop(async (loop) => {
     const rx = loop.network.bind("127.0.0.1", 0);
