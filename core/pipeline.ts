@@ -695,10 +695,11 @@ export class Pipeline {
       return Promise.resolve();
     }
     if (this.#readyWait) return this.#readyWait;
+    const drained = sink.drained(); // a sink that throws here leaves no wait behind
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#readyWait = promise;
     this.#readyResolve = resolve;
-    sink.drained().then(this.#onDrained, this.#onDrainFailed);
+    drained.then(this.#onDrained, this.#onDrainFailed);
     return promise;
   }
 
