@@ -18,6 +18,7 @@ import { plugins as udpPlugins } from "../plugins/udp/mod.ts";
 import { plugins as filePlugins } from "../plugins/file/mod.ts";
 import { plugins as g711Plugins } from "../plugins/g711/mod.ts";
 import { plugins as rtpPlugins } from "../plugins/rtp/mod.ts";
+import { wavHeader } from "../plugins/wav/wav_format.ts";
 
 /** Packet time of the streams, ms. */
 export const PTIME = 20;
@@ -74,22 +75,11 @@ export interface FeedResult {
  */
 export async function writeChainWav(path: string, packets: number): Promise<void> {
   const samples = packets * 160;
-  const b = new Uint8Array(44 + samples * 2);
+  const header = wavHeader({ encoding: "pcm16", sampleRate: 8000, channels: 1, dataBytes: samples * 2 });
+  const b = new Uint8Array(header.length + samples * 2);
+  b.set(header);
   const v = new DataView(b.buffer);
-  const ascii = (at: number, s: string) => [...s].forEach((c, i) => b[at + i] = c.charCodeAt(0));
-  ascii(0, "RIFF");
-  v.setUint32(4, 36 + samples * 2, true);
-  ascii(8, "WAVEfmt ");
-  v.setUint32(16, 16, true);
-  v.setUint16(20, 1, true); // PCM
-  v.setUint16(22, 1, true); // mono
-  v.setUint32(24, 8000, true);
-  v.setUint32(28, 16000, true);
-  v.setUint16(32, 2, true);
-  v.setUint16(34, 16, true);
-  ascii(36, "data");
-  v.setUint32(40, samples * 2, true);
-  for (let i = 0; i < samples; i++) v.setInt16(44 + 2 * i, (Math.random() * 2 - 1) * 8000, true);
+  for (let i = 0; i < samples; i++) v.setInt16(header.length + 2 * i, (Math.random() * 2 - 1) * 8000, true);
   await Deno.writeFile(path, b);
 }
 

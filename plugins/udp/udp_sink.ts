@@ -165,12 +165,12 @@ export class UdpSinkStage implements SinkStage {
     }
     const now = ctx.clock.now();
     const due = this.#dueTime(frame, now);
-    if (this.#queueLength === 0 && due <= now) {
+    if (this.#queue.length === 0 && due <= now) {
       // Nothing waiting and already due: send now, no timer round trip.
       this.#send(data, to, due, now);
       return true;
     }
-    if (this.#queueLength >= MAX_QUEUE_PACKETS) {
+    if (this.#queue.length >= MAX_QUEUE_PACKETS) {
       this.#overflowDropped++;
       return false;
     }
@@ -195,7 +195,7 @@ export class UdpSinkStage implements SinkStage {
   /** End of stream: sends the queue on schedule, then resolves. After a stop: discards it and resolves. */
   async end(): Promise<void> {
     if (this.#ctx?.signal.aborted) this.#stop();
-    if (!this.#stopped && this.#queueLength > 0) {
+    if (!this.#stopped && this.#queue.length > 0) {
       await new Promise<void>((resolve) => this.#endWaiter = resolve);
     }
     await this.#waitFlight(0);
@@ -225,7 +225,7 @@ export class UdpSinkStage implements SinkStage {
       ...(this.#lastError ? { last_error: this.#lastError } : {}),
       late_sends: this.#lateSends,
       max_late_ms: Math.round(this.#maxLateMs * 1000) / 1000,
-      queue_depth: this.#queueLength,
+      queue_depth: this.#queue.length,
       queue_ms: now === undefined ? 0 : Math.max(0, Math.round(this.#aheadMs(now) * 1000) / 1000),
       resyncs: this.#resyncs,
       discarded: this.#discarded,
@@ -233,13 +233,9 @@ export class UdpSinkStage implements SinkStage {
     };
   }
 
-  get #queueLength(): number {
-    return this.#queue.length;
-  }
-
   /** How far ahead of `now` the last queued packet is due (ms of queued media). */
   #aheadMs(now: number): number {
-    return this.#queueLength === 0 ? 0 : this.#queue.lastTime() - now;
+    return this.#queue.length === 0 ? 0 : this.#queue.lastTime() - now;
   }
 
   #belowLowWater(): boolean {
@@ -291,18 +287,18 @@ export class UdpSinkStage implements SinkStage {
 
   /** Starts a timeline: the first packet is due now, or right after the last one queued. */
   #anchor(now: number): void {
-    this.#anchorTime = Math.max(now, this.#queueLength > 0 ? this.#lastDue : -Infinity);
+    this.#anchorTime = Math.max(now, this.#queue.length > 0 ? this.#lastDue : -Infinity);
     this.#anchored = true;
   }
 
   #resync(now: number): void {
     this.#resyncs++;
-    this.#anchorTime = Math.max(now, this.#queueLength > 0 ? this.#queue.lastTime() : -Infinity);
+    this.#anchorTime = Math.max(now, this.#queue.length > 0 ? this.#queue.lastTime() : -Infinity);
     this.#ctx?.log.debug("pacing timeline restarted (timestamp jump or stall)", { resyncs: this.#resyncs });
   }
 
   #schedule(): void {
-    if (this.#timer || this.#queueLength === 0 || this.#stopped) return;
+    if (this.#timer || this.#queue.length === 0 || this.#stopped) return;
     this.#timer = this.#ctx!.clock.at(this.#queue.time(0), this.#tick);
   }
 
@@ -319,7 +315,7 @@ export class UdpSinkStage implements SinkStage {
     }
     this.#schedule();
     if (this.#drainWait && this.#belowLowWater()) this.#wakeDrain();
-    if (this.#queueLength === 0 && this.#endWaiter) {
+    if (this.#queue.length === 0 && this.#endWaiter) {
       const w = this.#endWaiter;
       this.#endWaiter = undefined;
       w();
@@ -381,7 +377,7 @@ export class UdpSinkStage implements SinkStage {
     this.#stopped = true;
     this.#timer?.cancel();
     this.#timer = undefined;
-    this.#discarded += this.#queueLength;
+    this.#discarded += this.#queue.length;
     this.#queue.clear();
     this.#wakeDrain();
     const w = this.#endWaiter;
