@@ -51,6 +51,90 @@ function sdp(codec: G711Codec, port: number): string {
   ].join("\r\n");
 }
 
+/** Whether an RTCP compound packet holds a BYE (packet type 203). */
+function hasBye(p: Uint8Array): boolean {
+  for (let at = 0; at + 4 <= p.length; at += 4 * (((p[at + 2] << 8) | p[at + 3]) + 1)) {
+    if (p[at + 1] === 203) return true;
+  }
+  return false;
+}
+
+/**
+ * A relay between our sender and ffmpeg, on an even port Q and Q + 1 of loopback: what arrives at Q (RTP) goes
+ * on to `rtpTo`, what arrives at Q + 1 (RTCP) to `rtpTo + 1`, except that RTCP packets holding a BYE wait until
+ * `releaseBye()`.
+ */
+function byeHoldingRelay(rtpTo: number) {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = freeUdpPortPair();
+    let rtp: Deno.DatagramConn, rtcp: Deno.DatagramConn;
+    try {
+      rtp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+    } catch {
+      continue;
+    }
+    try {
+      rtcp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: port + 1 });
+    } catch {
+      rtp.close();
+      continue;
+    }
+    const held: Uint8Array[] = [];
+    let released = false, forwarded = 0;
+    const rtpAddr: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: rtpTo };
+    const rtcpAddr: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: rtpTo + 1 };
+    (async () => {
+      for await (const [p] of rtp) {
+        await rtp.send(p, rtpAddr);
+        forwarded++;
+      }
+    })().catch(() => {});
+    (async () => {
+      for await (const [p] of rtcp) {
+        if (hasBye(p) && !released) held.push(p);
+        else await rtcp.send(p, rtcpAddr);
+      }
+    })().catch(() => {});
+    return {
+      port,
+      /** How many RTP packets went on. */
+      forwarded: () => forwarded,
+      /** How many BYEs arrived from the sender. */
+      byes: () => held.length,
+      /** Sends the held BYEs on, and any later one at once. */
+      releaseBye: async () => {
+        released = true;
+        for (const p of held) await rtcp.send(p, rtcpAddr);
+      },
+      close: () => {
+        rtp.close();
+        rtcp.close();
+      },
+    };
+  }
+  throw new Error("no free UDP port pair found for the relay");
+}
+
+/**
+ * The bytes waiting in the receive queue of the IPv4 UDP socket bound to `port` (Linux's `/proc/net/udp`), or
+ * undefined if no socket is bound to it.
+ */
+async function udpReceiveQueue(port: number): Promise<number | undefined> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const line of (await Deno.readTextFile("/proc/net/udp")).split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 4 && f[1].endsWith(`:${hexPort}`)) return parseInt(f[4].split(":")[1], 16);
+  }
+  return undefined;
+}
+
+/**
+ * Our `rtp-send` to ffmpeg reading an SDP file, through a relay in this test that holds back our RTCP BYE.
+ * ffmpeg ends on a BYE, and it reads a ready RTCP packet before a ready RTP one: on a busy machine it would
+ * end on our BYE with the last RTP packets unread. So the BYE goes on once every RTP packet has been relayed
+ * and ffmpeg's RTP socket is empty: ffmpeg has read them all, ends on the BYE and writes them (without a BYE
+ * it would wait ten seconds for more).
+ */
 async function oursToFfmpeg(codec: G711Codec): Promise<void> {
   await requireTool("ffmpeg", ["-hide_banner", "-version"]);
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-ffmpeg-" });
@@ -78,20 +162,33 @@ async function oursToFfmpeg(codec: G711Codec): Promise<void> {
       out,
     ], { timeoutMs: 60000, stopSignal: "SIGINT" });
     let sent;
+    let byes = 0;
+    const want = Math.floor((fx.reference.length / 8000) * 1e6);
+    const written = () => Math.max(0, ...[...ffmpeg.output().matchAll(/out_time_us=(\d+)/g)].map((m) => +m[1]));
     try {
       await waitForUdpPort(port, 15000);
-      sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec });
-      // Wait until ffmpeg has written the whole file's duration (its progress report says so; it may also end
-      // by itself on our RTCP BYE), however long a loaded machine takes, then stop it the way it finalizes the WAV.
-      const want = Math.floor((fx.reference.length / 8000) * 1e6);
-      const written = () => Math.max(0, ...[...ffmpeg.output().matchAll(/out_time_us=(\d+)/g)].map((m) => +m[1]));
-      for (let waited = 0; written() < want && !ffmpeg.ended && waited < 30_000; waited += 50) await sleep(50);
+      const relay = byeHoldingRelay(port);
+      try {
+        sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${relay.port}`, codec });
+        // However long a loaded machine takes: every packet relayed and read by ffmpeg, then the BYE, then its
+        // progress report says the whole duration is written, or it has ended.
+        const packets = Math.ceil(fx.reference.length / 160);
+        for (let waited = 0; relay.forwarded() < packets && waited < 30_000; waited += 20) await sleep(20);
+        for (let waited = 0; (await udpReceiveQueue(port)) !== 0 && waited < 30_000; waited += 20) await sleep(20);
+        for (let waited = 0; relay.byes() === 0 && waited < 5_000; waited += 20) await sleep(20);
+        byes = relay.byes();
+        await relay.releaseBye();
+        for (let waited = 0; written() < want && !ffmpeg.ended && waited < 30_000; waited += 20) await sleep(20);
+      } finally {
+        relay.close();
+      }
     } finally {
       ffmpeg.kill("SIGINT");
     }
     const r = await ffmpeg.result;
     assertEquals(sent.code, 0, `sender failed: ${outputTail(sent)}`);
     assert(!r.timedOut, `ffmpeg had to be killed: ${outputTail(r)}`);
+    assertEquals(byes, 1, "the sender's RTCP BYE, at port + 1");
     assertMatch(r.stderr, new RegExp(`Audio: ${FFMPEG_CODEC[codec]}, 8000 Hz, mono`));
     const wav = await readWav(out);
     assertEquals([wav.sampleRate, wav.channels, wav.finalized], [8000, 1, true], outputTail(r));
