@@ -25,13 +25,14 @@ const PUBLISHED = 8;
  * `i32[1]` 1 = exit, `i32[3]` 1 = forget what was fired, `i32[4]` count,
  * `i32[5]` 1 = a message is in flight (the thread posts at most one at a time);
  * `f64[4]` (byte 32) the due time the thread sleeps for; `f64[5]` the
- * coalescing gap in ms (no two wakes closer than that); `f64[6..]` the list.
+ * coalescing gap in ms (no two wakes closer than that); `f64[6..]` the list;
+ * after it, the thread's time when it last fired (written before it posts).
  */
 const TIMER_THREAD_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const N = ${PUBLISHED};
 const i32 = new Int32Array(workerData, 0, 8);
-const f64 = new Float64Array(workerData, 32, 2 + N);
+const f64 = new Float64Array(workerData, 32, 3 + N);
 const list = new Float64Array(N);
 let fired = 0, firedAt = 0;
 parentPort.postMessage(0);
@@ -52,6 +53,7 @@ for (;;) {
   const lead = Math.max(target, firedAt + gap) - now;
   if (lead <= 0) {
     fired = target; firedAt = now;
+    f64[2 + N] = now;
     // At most one message in flight: while the main thread has not handled the last one, it runs what
     // falls due meanwhile itself (it checks again after clearing the flag).
     if (Atomics.compareExchange(i32, 5, 0, 1) === 0) parentPort.postMessage(0);
@@ -82,7 +84,12 @@ export class ThreadWaker {
   readonly #host: ThreadWakerHost;
   #worker: Worker | undefined;
   #shared: Int32Array | undefined;
-  #times: Float64Array | undefined; // [0] what the thread sleeps for, [1] the gap, [2..] the published due times
+  // [0] what the thread sleeps for, [1] the gap, [2..] the published due times, [2 + PUBLISHED] when it last fired
+  #times: Float64Array | undefined;
+  // How far ahead of the clock the thread's time has been seen to be, ms. Its time is `performance.timeOrigin +
+  // performance.now()` as read in the thread, and threads disagree on it: a Deno Worker's timer thread was
+  // measured 0.064 ms ahead of the worker. Due times go out shifted by it, so that the thread does not fire early.
+  #ahead = 0;
   readonly #published: number[] = []; // the list last published, to skip identical rewrites
   #refed = false;
   #running = false; // inside runDue on a message from the thread
@@ -102,9 +109,9 @@ export class ThreadWaker {
   start(): void {
     this.#constructing = true;
     try {
-      const sab = new SharedArrayBuffer(32 + 8 * (2 + PUBLISHED));
+      const sab = new SharedArrayBuffer(32 + 8 * (3 + PUBLISHED));
       this.#shared = new Int32Array(sab, 0, 8);
-      this.#times = new Float64Array(sab, 32, 2 + PUBLISHED);
+      this.#times = new Float64Array(sab, 32, 3 + PUBLISHED);
       this.#times[0] = Infinity;
       this.#times[1] = this.#host.coalesceMs();
       // node:worker_threads is loaded here, on first use: a process that never starts the thread never pays for it.
@@ -157,10 +164,16 @@ export class ThreadWaker {
     let early = false;
     this.#running = true;
     try {
+      // The thread last fired at this time of its own, before we read ours: if ours is still earlier, the
+      // thread's clock is ahead of ours by at least the difference.
+      const firedAt = this.#times![2 + PUBLISHED] - performance.timeOrigin;
       let now = host.now();
+      if (firedAt - now > this.#ahead) this.#ahead = firedAt - now;
       const due = host.nextDue();
       if (due !== undefined && due <= now) host.runDue(now);
-      else if (due !== undefined && due < now + 0.05) early = true; // woken a hair early: have it fire again
+      // Woken with nothing due (early, or for a timer since cancelled): the thread has marked that time fired, so
+      // it must be told to forget it, or it would never fire for the earliest timer again.
+      else early = true;
       // Let the thread post again, then run whatever fell due while it could not.
       Atomics.store(this.#shared!, 5, 0);
       for (let i = 0; i < 100; i++) {
@@ -201,15 +214,14 @@ export class ThreadWaker {
     prev.length = list.length;
     for (let i = 0; i < list.length; i++) prev[i] = list[i];
     Atomics.add(shared, 0, 1); // odd: writing
-    for (let i = 0; i < list.length; i++) {
-      // +2 µs: the epoch-ms double has ~0.24 µs resolution; never wake before the due time.
-      times[2 + i] = performance.timeOrigin + list[i] + 0.002;
-    }
+    // +2 µs: the epoch-ms double has ~0.24 µs resolution; never wake before the due time.
+    const shift = performance.timeOrigin + 0.002 + this.#ahead;
+    for (let i = 0; i < list.length; i++) times[2 + i] = shift + list[i];
     Atomics.store(shared, 4, list.length);
     times[1] = this.#host.coalesceMs();
     if (reset) Atomics.store(shared, 3, 1);
     Atomics.add(shared, 0, 1); // even: done
     // Wake the thread only if it sleeps for something later than what is now first.
-    if (reset || (list.length > 0 && performance.timeOrigin + list[0] < times[0])) Atomics.notify(shared, 0);
+    if (reset || (list.length > 0 && shift + list[0] < times[0])) Atomics.notify(shared, 0);
   }
 }

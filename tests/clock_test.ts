@@ -258,3 +258,46 @@ Deno.test("RealClock: a far timer does not start the timer thread; prepare() or 
   await idle(clock, 10_000);
   await idle(other, 10_000);
 });
+
+/**
+ * A RealClock whose time runs `skewMs` behind `performance.now()`: to it, its timer thread (which reads
+ * `performance.timeOrigin + performance.now()`) is `skewMs` ahead. Threads disagree like that for real: in a
+ * Deno Worker, the timer thread it starts was measured 0.064 ms ahead of it.
+ */
+class SkewedClock extends RealClock {
+  constructor(readonly skewMs: number) {
+    super();
+  }
+  override now(): number {
+    return performance.now() - this.skewMs;
+  }
+}
+
+Deno.test("RealClock: a timer thread whose clock is ahead wakes it early; every timer still runs, never early", async () => {
+  for (const skew of [0.2, 30]) {
+    const clock = new SkewedClock(skew);
+    clock.prepare();
+    const t0 = performance.now();
+    while (clock.schedulerStats().mode !== "thread") {
+      if (performance.now() - t0 > 30_000) throw new Error("the timer thread did not start");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // A chain of timers, each set by the one before, as a pacing sink sets them: one lost wake-up stops it.
+    const ran: { due: number; at: number }[] = [];
+    const done = Promise.withResolvers<void>();
+    const next = () => {
+      const due = clock.now() + 2;
+      clock.at(due, () => {
+        ran.push({ due, at: clock.now() });
+        if (ran.length < 20) next();
+        else done.resolve();
+      });
+    };
+    next();
+    // A bound against hanging, not a timing assertion: 20 timers 2 ms apart, whatever the machine's load.
+    const guard = setTimeout(() => done.reject(new Error(`skew ${skew} ms: ${ran.length} of 20 timers ran`)), 30_000);
+    await done.promise.finally(() => clearTimeout(guard));
+    for (const r of ran) assert.ok(r.at >= r.due, `skew ${skew} ms: a timer ran ${r.due - r.at} ms early`);
+    await idle(clock, 10_000);
+  }
+});
