@@ -116,12 +116,14 @@ export function analyze(
 /**
  * Captures the datagrams to `port` on the loopback interface with `dumpcap`: the
  * kernel timestamps them as they are sent, so these figures are the sender's
- * pacing without the receiving process's wake-up latency.
+ * pacing without the receiving process's wake-up latency. `keep`: a path to
+ * copy the capture file to.
  */
 export async function startCapture(
   port: number,
   expectStreams: number,
   packetsPerStream: number,
+  keep?: string,
 ): Promise<{ stop(): Promise<PacingStats> }> {
   const file = await Deno.makeTempFile({ prefix: "pacing-", suffix: ".pcap" });
   const child = new Deno.Command("dumpcap", {
@@ -145,6 +147,7 @@ export async function startCapture(
       child.kill("SIGINT");
       await child.status;
       const bytes = await Deno.readFile(file);
+      if (keep) await Deno.writeFile(keep, bytes);
       await Deno.remove(file);
       return analyze(parsePcap(bytes, packetsPerStream), expectStreams, packetsPerStream);
     },

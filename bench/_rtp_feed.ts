@@ -88,7 +88,8 @@ export async function writeChainWav(path: string, packets: number): Promise<void
  * `net`, each in a session of its own bound on that network. With `file` (a WAV
  * of `count` packets, see {@linkcode writeChainWav}) each is the full chain
  * `file-source → g711-encoder → rtp-packetizer → udp-sink`, else `rtp-feed →
- * udp-sink`. Streams start at random phases within one packet time. Returns a
+ * udp-sink`. Streams start at random phases within one packet time (a file
+ * chain's sink has a random `offset_ms`, a feed waits a random delay). Returns a
  * function that runs them all and sums what the sinks saw.
  */
 export async function buildStreams(
@@ -97,10 +98,16 @@ export async function buildStreams(
   const registry = new Registry([rtpFeed, ...udpPlugins, ...filePlugins, ...g711Plugins, ...rtpPlugins]);
   const { clock, net, file } = opts;
   const pipelines: Pipeline[] = [];
-  const delays: number[] = [];
   for (const ssrc of opts.ssrcs) {
     const delay = Math.random() * PTIME;
-    const sink = { use: "udp-sink", to: `127.0.0.1:${opts.port}`, bind: "127.0.0.1" };
+    // A file chain's first packet reaches its sink when its file is open, and 200 opens complete in a few batches:
+    // its phase is set by the sink's offset (GStreamer's ts-offset), not by a delay before it starts.
+    const sink = {
+      use: "udp-sink",
+      to: `127.0.0.1:${opts.port}`,
+      bind: "127.0.0.1",
+      ...(file ? { offset_ms: delay } : {}),
+    };
     const stages = file
       ? [
         { use: "file-source", path: file },
@@ -109,7 +116,7 @@ export async function buildStreams(
         sink,
       ]
       : [{ use: "rtp-feed", ssrc, count: opts.count, delay_ms: delay }, sink];
-    delays.push(file ? delay : 0);
+
     pipelines.push(
       await buildPipeline(`s${ssrc}`, stages, {
         registry,
@@ -119,10 +126,7 @@ export async function buildStreams(
     );
   }
   return async () => {
-    const results = await Promise.all(pipelines.map(async (p, i) => {
-      if (delays[i] > 0) await clock.sleep(delays[i]);
-      return p.run();
-    }));
+    const results = await Promise.all(pipelines.map((p) => p.run()));
     if (net) { for (const p of pipelines) await p.session.close(); }
     const out: FeedResult = { late: 0, maxLate: 0, errors: 0, failures: [] };
     for (const r of results) {

@@ -5,7 +5,7 @@
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
  *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast [--workers K]]
- *   [--chain feed|file]
+ *   [--chain feed|file] [--keep-capture FILE]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -41,7 +41,8 @@
  *
  * `--capture` also records the datagrams with `dumpcap` on `lo` and prints a
  * `pacing-capture` line from the kernel's timestamps, taken as each datagram is
- * sent: the sender's pacing without the receiver's own wake-up latency.
+ * sent: the sender's pacing without the receiver's own wake-up latency;
+ * `--keep-capture FILE` keeps the capture (pcap) there.
  * `--coalesce-ms` sets the timer thread's `coalesceMs` (default 0.3).
  * `--main-thread`, `--spin-ms` and `--spin-budget` run the streams on a
  * `RealClock` in main-thread mode with those parameters instead of `mediaClock()`. `--nice=-10` raises the sender's scheduling priority (needs root), to see how
@@ -77,6 +78,7 @@ const args = parseArgs({
     "main-thread": { type: "boolean", default: false },
     "coalesce-ms": { type: "string" },
     capture: { type: "boolean", default: false },
+    "keep-capture": { type: "string" },
     nice: { type: "string" },
     net: { type: "string", default: "deno" },
     workers: { type: "string", default: "0" },
@@ -212,7 +214,9 @@ if (args.values.receiver === "inline") {
   ({ port, report } = await startReceiverProcess());
 }
 
-const capture = args.values.capture ? await startCapture(port, streams, packetsPerStream) : undefined;
+const capture = args.values.capture
+  ? await startCapture(port, streams, packetsPerStream, args.values["keep-capture"])
+  : undefined;
 if (args.values.chain !== "feed" && args.values.chain !== "file") throw new Error("--chain: expected feed or file");
 let file: string | undefined;
 if (args.values.chain === "file") {

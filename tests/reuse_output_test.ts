@@ -7,7 +7,10 @@ import { assert, assertEquals } from "./assert.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { VirtualClock } from "../core/clock.ts";
-import type { EncodedFrame, Frame, PcmFrame } from "../core/frame.ts";
+import type { EncodedFrame, Frame, PcmFrame, RtpFrame } from "../core/frame.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
+import { Session } from "../core/session.ts";
+import { parseRtp } from "../plugins/rtp/header.ts";
 import { buildPipeline } from "../core/pipeline.ts";
 import { definePlugin, type StageConfig } from "../core/stage.ts";
 import { createRegistry } from "../mod.ts";
@@ -15,7 +18,7 @@ import { readWavInfo } from "../plugins/wav/wav_format.ts";
 import { WavStreamReader } from "../plugins/wav/wav_reader.ts";
 import { PolyphaseResampler } from "../plugins/resample/polyphase.ts";
 import { MULAW_TO_PCM16 } from "../plugins/wav/wav_format.ts";
-import { readWav, speechLikeSignal, writeWav } from "./media_util.ts";
+import { g711RoundTrip, readWav, speechLikeSignal, writeWav } from "./media_util.ts";
 
 /** What the `keep` sink was given: every frame as it arrived, kept (not borrowed). */
 const kept: Frame[] = [];
@@ -25,7 +28,7 @@ const keep = definePlugin({
   name: "keep",
   kind: "sink",
   description: "keeps every frame",
-  accepts: [{ kind: "pcm" }, { kind: "encoded" }],
+  accepts: [{ kind: "pcm" }, { kind: "encoded" }, { kind: "rtp" }],
   options: z.object({}),
   create: () => ({ write: (f: Frame) => (kept.push(f), true) }),
 });
@@ -262,6 +265,47 @@ Deno.test("WavStreamReader with reuse yields the frames of a fresh-array reader,
       // Reused: the two read blocks and one conversion array at most; fresh: a 64 KiB slab per ~98 frames.
       assert(reused.buffers <= 3, `${path}: ${reused.buffers} buffers`);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a file → RTP chain: the encoder reuses its payload array; the packetizer copies it for a stage that keeps packets, and passes it to a udp-sink, which sends each packet's own bytes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // 3 s at 8 kHz, already G.711-representable: every packet's payload decodes back to its 160 samples.
+    const input = g711RoundTrip(speechLikeSignal({ seconds: 3, sampleRate: 8000 }), "PCMU");
+    const wav = join(dir, "in.wav");
+    await writeWav(wav, input, 8000);
+    const chain = [
+      { use: "file-source", path: wav },
+      { use: "g711-encoder", codec: "PCMU" },
+      { use: "rtp-packetizer", ptime: 20 },
+    ];
+    const decode = (payloads: Uint8Array[]) =>
+      Int16Array.from(payloads.flatMap((p) => [...p]), (c) => MULAW_TO_PCM16[c]);
+    // Packets kept: each must be the packetizer's own copy.
+    await run([...chain, { use: "keep" }]);
+    const payloads = kept.map((f) => (f as RtpFrame).payload);
+    assertEquals(payloads.length, 150);
+    assertEquals(new Set(payloads).size, payloads.length, "one payload per kept packet");
+    assertSameSamples(decode(payloads), input, "kept packets");
+    // Packets sent: the udp-sink serializes each as it takes it (paced: most wait in its queue before they go).
+    const clock = new VirtualClock(1000);
+    const net = new MemoryNetwork({ clock, latencyMs: 0 });
+    const got: Uint8Array[] = [];
+    net.bind("10.0.0.2", 4000).listen((d) => void got.push(d.slice()));
+    const p = await buildPipeline("send", [...chain, { use: "udp-sink", to: "10.0.0.2:4000", bind: "10.0.0.1" }], {
+      registry: registry(),
+      clock,
+      session: new Session({ id: "send", clock, net }),
+    });
+    const done = p.start();
+    await clock.advanceAsync(4000, 5);
+    assertEquals((await done).reason, "eos");
+    const sent = got.map((d) => (parseRtp(d) as RtpFrame).payload);
+    assertEquals(sent.length, 150);
+    assertSameSamples(decode(sent), input, "sent packets");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

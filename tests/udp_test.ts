@@ -480,6 +480,37 @@ Deno.test("udp-sink pacing: packet n sent at start + n × 20 ms exactly, with ba
   assert.equal(sink.stats().late_sends, 0);
 });
 
+Deno.test("udp-sink offset_ms: every packet that much after its due time, the timeline and resync unchanged", async () => {
+  const { clock, sent, sink, seqOf } = pacedSink({ offset_ms: 7, resync_ms: 100 });
+  // The last is due 107 ms from now: 100 ms after its offset, not beyond the 100 ms resync threshold.
+  for (let i = 0; i < 6; i++) sink.write(rtp(i, 5000 + i * 160));
+  assert.equal(sent.length, 0, "the first packet waits for its offset too");
+  await clock.advanceAsync(200);
+  // A timestamp jump of 1 s restarts the timeline at the packet, still 7 ms after it is written.
+  sink.write(rtp(6, 5000 + 6 * 160 + 8000));
+  await clock.advanceAsync(100);
+  assert.deepEqual(
+    sent.map((s) => [s.t - 1000, seqOf(s.data)]),
+    [[7, 0], [27, 1], [47, 2], [67, 3], [87, 4], [107, 5], [207, 6]],
+  );
+  assert.equal(sink.stats().resyncs, 1);
+});
+
+Deno.test("udp-sink borrows its input: packet frames written from one reused array go out each with its own bytes", async () => {
+  assert.equal(udpSink.borrowsInput, true);
+  const { clock, sent, sink } = pacedSink();
+  // What a stage before a borrowing sink may do (StageContext.reuseOutput): write every frame into one array.
+  const data = new Uint8Array(4);
+  for (let i = 0; i < 5; i++) {
+    data.fill(i);
+    sink.write({ kind: "packet", data });
+  }
+  data.fill(99);
+  await clock.advanceAsync(200);
+  // All but the first waited in the queue, paced 20 ms apart.
+  assert.deepEqual(sent.map((s) => [s.t - 1000, ...s.data]), [0, 1, 2, 3, 4].map((i) => [i * 20, i, i, i, i]));
+});
+
 Deno.test("udp-sink pacing: drift-free across a 32-bit timestamp wrap, by timestamps not arrival", async () => {
   const { clock, sent, sink } = pacedSink({ queue_ms: 1000 });
   const ts0 = 0xffffffff - 2 * 160 + 1;

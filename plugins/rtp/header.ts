@@ -35,6 +35,22 @@ function alloc(n: number): Uint8Array {
   return out;
 }
 
+/**
+ * A copy of `data` its holder may keep: a view on the same shared slabs as {@linkcode serializeRtp}'s packets (or
+ * its own buffer above 2 KB). For a sink that queues the bytes of a frame it only borrows.
+ *
+ * @example
+ * ```ts
+ * const kept = copyPacket(new Uint8Array([1, 2, 3]));
+ * kept.length; // 3
+ * ```
+ */
+export function copyPacket(data: Uint8Array): Uint8Array {
+  const out = alloc(data.length);
+  out.set(data);
+  return out;
+}
+
 /** Bytes {@linkcode serializeRtpInto} writes for `frame`: header, CSRCs, payload. */
 export function rtpSize(frame: RtpFrame): number {
   return RTP_HEADER_SIZE + (frame.csrc ? frame.csrc.length * 4 : 0) + frame.payload.length;

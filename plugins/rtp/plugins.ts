@@ -249,6 +249,8 @@ export const rtpPacketizer = definePlugin({
   description: "Packs encoded frames of any registered codec into RTP packets of ptime ms (RFC 3550)",
   accepts: [{ kind: "encoded" }],
   produces: { kind: "rtp" },
+  /** Passes an input payload on only to a next stage that borrows too; otherwise copies it (see the stage). */
+  borrowsInput: true,
   get options() {
     return rtpPacketizerSchema();
   },

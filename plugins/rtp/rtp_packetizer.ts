@@ -12,6 +12,12 @@
  * packet. Sequence numbers wrap at 16 bits and timestamps at 32 bits. At end of
  * stream the remainder is sent as a shorter packet.
  *
+ * It borrows its input (`borrowsInput`): a whole packet cut from an input frame
+ * goes on as a view of that frame's payload only when the next stage borrows too
+ * (`ctx.reuseOutput`: a `udp-sink`, which copies each packet as it takes it);
+ * otherwise it is copied into memory of its own, so the encoder before it may
+ * write its next frame into the same array.
+ *
  * @example Pipeline entry
  * ```json
  * { "use": "rtp-packetizer", "ptime": 20 }
@@ -24,6 +30,7 @@ import { type EncodedFrame, type Format, formatToString, type RtpFrame } from ".
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import { type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { randomUint32 } from "../../core/random.ts";
+import { Slab } from "../../core/slab.ts";
 import { rtpPacketizer, type RtpPacketizerOptions, rtpPacketizerSchema } from "./plugins.ts";
 
 export { rtpPacketizer, type RtpPacketizerOptions };
@@ -58,6 +65,7 @@ export function createRtpPacketizer(opts: RtpPacketizerOptions, sctx: StageConte
   let firstPts: number | undefined; // pts that maps to ts0
   let nextPts = 0; // pts expected next (end of what we have seen)
   let marker = true;
+  const slab = new Slab(); // the packets' payloads, when the next stage keeps them (no ctx.reuseOutput)
   let packets = 0, octets = 0, discontinuities = 0, ignored = 0;
 
   /** Takes the codec of the input (from negotiation or the first frame of a new codec) and sizes packets. */
@@ -108,9 +116,17 @@ export function createRtpPacketizer(opts: RtpPacketizerOptions, sctx: StageConte
     emit(frame);
   };
 
+  /** `data`, or a copy of it the next stage may keep (it borrows the input: the stage before reuses its arrays). */
+  const own = (data: Uint8Array): Uint8Array => {
+    if (sctx.reuseOutput === true) return data;
+    const copy = slab.uint8(data.length);
+    copy.set(data);
+    return copy;
+  };
+
   const flushPending = (emit: Emit) => {
     if (pendingLen === 0) return;
-    send(pending.slice(0, pendingLen), pendingPts, emit);
+    send(own(pending.subarray(0, pendingLen)), pendingPts, emit);
     pendingLen = 0;
   };
 
@@ -163,14 +179,15 @@ export function createRtpPacketizer(opts: RtpPacketizerOptions, sctx: StageConte
         pendingLen += n;
         off = n;
         if (pendingLen === packetBytes) {
-          send(pending.slice(), pendingPts, emit);
+          send(own(pending), pendingPts, emit);
           pendingLen = 0;
           pendingPts += samplesPerPacket;
         }
       }
-      // Whole packets straight from the input (no copy).
+      // Whole packets straight from the input (copied unless the next stage borrows: see own()).
       while (data.length - off >= packetBytes) {
-        send(data.subarray(off, off + packetBytes), f.pts + (off / frameBytes) * frameSamples, emit);
+        const packet = off === 0 && data.length === packetBytes ? data : data.subarray(off, off + packetBytes);
+        send(own(packet), f.pts + (off / frameBytes) * frameSamples, emit);
         off += packetBytes;
       }
       if (off < data.length) {

@@ -99,6 +99,10 @@ export const udpSinkSchema = lazySchema(() =>
       "High-water mark in ms of queued packets ahead of now, 10..10000: above it write() asks upstream to " +
         "wait; drained() resolves at half of it. Default 100.",
     ),
+    offset_ms: z.number().min(0).max(1000).default(0).describe(
+      "When pacing, send every packet this many ms after its due time, 0..1000 (like GStreamer's ts-offset): " +
+        "streams started at the same moment can be spread over a packet time. Default 0.",
+    ),
     resync_ms: z.number().min(100).max(600000).default(1000).describe(
       "When a packet falls due more than this many ms in the future or past (a timestamp jump, a stall), the " +
         "timeline restarts at that packet, 100..600000. Default 1000.",
@@ -133,6 +137,8 @@ export const udpSink = definePlugin({
   description: "Sends rtp or packet frames over UDP, paced in real time; shares the udp-source socket",
   accepts: [{ kind: "rtp" }, { kind: "packet" }],
   realtime: true,
+  /** Queues a copy of each packet (serialized, or a packet frame's bytes copied), never the frame's own arrays. */
+  borrowsInput: true,
   get options() {
     return udpSinkSchema();
   },

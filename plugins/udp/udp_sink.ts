@@ -10,6 +10,8 @@
  * process's media clock shared by all streams, never a timer per stream. A
  * timestamp jump or a stall of more than `resync_ms` restarts the timeline at
  * the current packet (counted in `resyncs`), and an SSRC change restarts it too.
+ * `offset_ms` sends every packet that much after its due time (GStreamer's
+ * `ts-offset`).
  * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
  * carries its event's start as timestamp: it goes out right after the packet
  * before it and leaves the timeline alone.
@@ -24,6 +26,10 @@
  * times, then resolves (draining). When the pipeline is stopped, stop means
  * stop: the queue is discarded (counted in `discarded`) and `end()` resolves at
  * once.
+ *
+ * **Memory.** It borrows its input (`borrowsInput`): what it queues is a copy
+ * (the serialized packet, or a copy of a packet frame's bytes), so the stage
+ * before it may reuse its frames' arrays.
  *
  * **Symmetric RTP.** With `local_port` (and `bind`) equal to a `udp-source`'s
  * in the same session, both use one socket (`ctx.session.socket`), so the peer
@@ -40,7 +46,7 @@ import type { Timer } from "../../core/clock.ts";
 import type { Frame, RtpFrame } from "../../core/frame.ts";
 import type { RunContext, SinkStage, StageContext } from "../../core/stage.ts";
 import { udpSink, type UdpSinkOptions, udpSinkSchema } from "./plugins.ts";
-import { serializeRtp } from "../rtp/header.ts";
+import { copyPacket, serializeRtp } from "../rtp/header.ts";
 import { isTelephoneEvent } from "../rtp/telephone_event.ts";
 import { formatHostPort, type HostPort, ipVersion, parseHostPort, resolveHost } from "../../core/net/address.ts";
 import type { DatagramSocket, SendListener } from "../../core/net/datagram.ts";
@@ -154,7 +160,7 @@ export class UdpSinkStage implements SinkStage {
     if (frame.kind === "rtp") {
       data = serializeRtp(frame);
     } else if (frame.kind === "packet") {
-      data = frame.data;
+      data = copyPacket(frame.data); // it borrows its input (see the plugin): the queue keeps a copy
       if (this.#opts.use_frame_remote && frame.remote) to = frame.remote;
     } else {
       throw new Error(`udp-sink cannot send ${frame.kind} frames: put an rtp-packetizer before it`);
@@ -262,7 +268,7 @@ export class UdpSinkStage implements SinkStage {
         this.#lastTs = ts;
       }
       due = this.#anchorTime + (this.#extTs * 1000) / this.#clockRate;
-      if (Math.abs(due - now) > this.#opts.resync_ms) {
+      if (Math.abs(due - this.#opts.offset_ms - now) > this.#opts.resync_ms) {
         this.#resync(now);
         this.#extTs = 0;
         due = this.#anchorTime;
@@ -275,7 +281,7 @@ export class UdpSinkStage implements SinkStage {
         this.#packetIndex++;
       }
       due = this.#anchorTime + this.#packetIndex * this.#opts.ptime;
-      if (Math.abs(due - now) > this.#opts.resync_ms) {
+      if (Math.abs(due - this.#opts.offset_ms - now) > this.#opts.resync_ms) {
         this.#resync(now);
         this.#packetIndex = 0;
         due = this.#anchorTime;
@@ -285,15 +291,18 @@ export class UdpSinkStage implements SinkStage {
     return due;
   }
 
-  /** Starts a timeline: the first packet is due now, or right after the last one queued. */
+  /** Starts a timeline: the first packet is due now (plus `offset_ms`), or right after the last one queued. */
   #anchor(now: number): void {
-    this.#anchorTime = Math.max(now, this.#queue.length > 0 ? this.#lastDue : -Infinity);
+    this.#anchorTime = Math.max(now + this.#opts.offset_ms, this.#queue.length > 0 ? this.#lastDue : -Infinity);
     this.#anchored = true;
   }
 
   #resync(now: number): void {
     this.#resyncs++;
-    this.#anchorTime = Math.max(now, this.#queue.length > 0 ? this.#queue.lastTime() : -Infinity);
+    this.#anchorTime = Math.max(
+      now + this.#opts.offset_ms,
+      this.#queue.length > 0 ? this.#queue.lastTime() : -Infinity,
+    );
     this.#ctx?.log.debug("pacing timeline restarted (timestamp jump or stall)", { resyncs: this.#resyncs });
   }
 
