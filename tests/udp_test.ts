@@ -496,6 +496,24 @@ Deno.test("udp-sink offset_ms: every packet that much after its due time, the ti
   assert.equal(sink.stats().resyncs, 1);
 });
 
+Deno.test("udp-sink offset_ms above queue_ms: a writer that waits on drained() is held back, never stalled", async () => {
+  const { clock, sent, sink, seqOf } = pacedSink({ offset_ms: 500 }); // queue_ms 100 (default)
+  let waits = 0;
+  const writer = (async () => {
+    for (let i = 0; i < 10; i++) {
+      if (!sink.write(rtp(i, 5000 + i * 160))) {
+        waits++;
+        await sink.drained();
+      }
+    }
+  })();
+  await clock.advanceAsync(1000, 5);
+  await writer;
+  assert.deepEqual(sent.map((s) => [s.t - 1000, seqOf(s.data)]), [...Array(10).keys()].map((i) => [500 + i * 20, i]));
+  assert.ok(waits > 0, "the offset counts toward queue_ms");
+  assert.equal(sink.stats().resyncs, 0);
+});
+
 Deno.test("udp-sink borrows its input: packet frames written from one reused array go out each with its own bytes", async () => {
   assert.equal(udpSink.borrowsInput, true);
   const { clock, sent, sink } = pacedSink();

@@ -101,7 +101,8 @@ export const udpSinkSchema = lazySchema(() =>
     ),
     offset_ms: z.number().min(0).max(1000).default(0).describe(
       "When pacing, send every packet this many ms after its due time, 0..1000 (like GStreamer's ts-offset): " +
-        "streams started at the same moment can be spread over a packet time. Default 0.",
+        "streams started at the same moment can be spread over a packet time. The delay counts toward " +
+        "queue_ms. Default 0.",
     ),
     resync_ms: z.number().min(100).max(600000).default(1000).describe(
       "When a packet falls due more than this many ms in the future or past (a timestamp jump, a stall), the " +
