@@ -174,7 +174,11 @@ async function oursToFfmpeg(codec: G711Codec): Promise<void> {
         // progress report says the whole duration is written, or it has ended.
         const packets = Math.ceil(fx.reference.length / 160);
         for (let waited = 0; relay.forwarded() < packets && waited < 30_000; waited += 20) await sleep(20);
-        for (let waited = 0; (await udpReceiveQueue(port)) !== 0 && waited < 30_000; waited += 20) await sleep(20);
+        for (let waited = 0; waited < 30_000; waited += 20) {
+          const queued = await udpReceiveQueue(port); // undefined: ffmpeg has closed its socket (it ended)
+          if (queued === 0 || queued === undefined || ffmpeg.ended) break;
+          await sleep(20);
+        }
         for (let waited = 0; relay.byes() === 0 && waited < 5_000; waited += 20) await sleep(20);
         byes = relay.byes();
         await relay.releaseBye();
