@@ -270,46 +270,58 @@ Deno.test("WavStreamReader with reuse yields the frames of a fresh-array reader,
   }
 });
 
-Deno.test("a file → RTP chain: the encoder reuses its payload array; the packetizer copies it for a stage that keeps packets, and passes it to a udp-sink, which sends each packet's own bytes", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    // 3 s at 8 kHz, already G.711-representable: every packet's payload decodes back to its 160 samples.
-    const input = g711RoundTrip(speechLikeSignal({ seconds: 3, sampleRate: 8000 }), "PCMU");
-    const wav = join(dir, "in.wav");
-    await writeWav(wav, input, 8000);
-    const chain = [
-      { use: "file-source", path: wav },
-      { use: "g711-encoder", codec: "PCMU" },
-      { use: "rtp-packetizer", ptime: 20 },
-    ];
-    const decode = (payloads: Uint8Array[]) =>
-      Int16Array.from(payloads.flatMap((p) => [...p]), (c) => MULAW_TO_PCM16[c]);
-    // Packets kept: each must be the packetizer's own copy.
-    await run([...chain, { use: "keep" }]);
-    const payloads = kept.map((f) => (f as RtpFrame).payload);
-    assertEquals(payloads.length, 150);
-    assertEquals(new Set(payloads).size, payloads.length, "one payload per kept packet");
-    assertSameSamples(decode(payloads), input, "kept packets");
-    // Packets sent: the udp-sink serializes each as it takes it (paced: most wait in its queue before they go).
-    const clock = new VirtualClock(1000);
-    const net = new MemoryNetwork({ clock, latencyMs: 0 });
-    const got: Uint8Array[] = [];
-    net.bind("10.0.0.2", 4000).listen((d) => void got.push(d.slice()));
-    const p = await buildPipeline("send", [...chain, { use: "udp-sink", to: "10.0.0.2:4000", bind: "10.0.0.1" }], {
-      registry: registry(),
-      clock,
-      session: new Session({ id: "send", clock, net }),
-    });
-    let finished = false;
-    const done = p.start().finally(() => finished = true);
-    // Virtual time moves on until the chain has ended, however long its file reads take (bound: 100 virtual s).
-    for (let i = 0; !finished && i < 1000; i++) await clock.advanceAsync(100, 5);
-    assert(finished, "the chain did not end within 100 virtual seconds");
-    assertEquals((await done).reason, "eos");
-    const sent = got.map((d) => (parseRtp(d) as RtpFrame).payload);
-    assertEquals(sent.length, 150);
-    assertSameSamples(decode(sent), input, "sent packets");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+/** The send chains after the packetizer: none, a caller's (`pipelines/caller.json`), a relay client's. */
+const AFTER_PACKETIZER: [string, StageConfig[]][] = [
+  ["packetizer alone", []],
+  ["dtmf-sender and rtcp", [{ use: "dtmf-sender", payload_type: 101 }, { use: "rtcp", session: "send" }]],
+  ["rtp-end-marker", [{ use: "rtp-end-marker" }]],
+];
+
+for (const [what, after] of AFTER_PACKETIZER) {
+  Deno.test(`a file → RTP chain (${what}): the encoder reuses its payload array; a stage that keeps packets gets copies, a udp-sink sends each packet's own bytes`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      // 3 s at 8 kHz, already G.711-representable: every packet's payload decodes back to its 160 samples.
+      const input = g711RoundTrip(speechLikeSignal({ seconds: 3, sampleRate: 8000 }), "PCMU");
+      const wav = join(dir, "in.wav");
+      await writeWav(wav, input, 8000);
+      const chain = [
+        { use: "file-source", path: wav },
+        { use: "g711-encoder", codec: "PCMU" },
+        { use: "rtp-packetizer", ptime: 20 },
+        ...after,
+      ];
+      // The audio packets (an end marker has no payload).
+      const audio = (payloads: Uint8Array[]) => payloads.filter((p) => p.length > 0);
+      const decode = (payloads: Uint8Array[]) =>
+        Int16Array.from(payloads.flatMap((p) => [...p]), (c) => MULAW_TO_PCM16[c]);
+      // Packets kept: each must be a copy of its own.
+      await run([...chain, { use: "keep" }]);
+      const payloads = audio(kept.map((f) => (f as RtpFrame).payload));
+      assertEquals(payloads.length, 150);
+      assertEquals(new Set(payloads).size, payloads.length, "one payload per kept packet");
+      assertSameSamples(decode(payloads), input, "kept packets");
+      // Packets sent: the udp-sink serializes each as it takes it (paced: most wait in its queue before they go).
+      const clock = new VirtualClock(1000);
+      const net = new MemoryNetwork({ clock, latencyMs: 0 });
+      const got: Uint8Array[] = [];
+      net.bind("10.0.0.2", 4000).listen((d) => void got.push(d.slice()));
+      const p = await buildPipeline("send", [...chain, { use: "udp-sink", to: "10.0.0.2:4000", bind: "10.0.0.1" }], {
+        registry: registry(),
+        clock,
+        session: new Session({ id: "send", clock, net }),
+      });
+      let finished = false;
+      const done = p.start().finally(() => finished = true);
+      // Virtual time moves on until the chain has ended, however long its file reads take (bound: 100 virtual s).
+      for (let i = 0; !finished && i < 1000; i++) await clock.advanceAsync(100, 5);
+      assert(finished, "the chain did not end within 100 virtual seconds");
+      assertEquals((await done).reason, "eos");
+      const sent = audio(got.map((d) => (parseRtp(d) as RtpFrame).payload));
+      assertEquals(sent.length, 150);
+      assertSameSamples(decode(sent), input, "sent packets");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

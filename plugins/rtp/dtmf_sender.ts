@@ -44,6 +44,7 @@ import { payloadSamples } from "../../core/codec.ts";
 import type { Format, RtpFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import { ResourceKind, type Session } from "../../core/session.ts";
+import { passOnRtp } from "./header.ts";
 import type { Emit, StageContext, TransformStage } from "../../core/stage.ts";
 import { DTMF_DIGITS, dtmfCodes, encodeTelephoneEvent, isTelephoneEvent, TELEPHONE_EVENT } from "./telephone_event.ts";
 import {
@@ -521,7 +522,8 @@ export function createDtmfSender(opts: DtmfSenderStageOptions, sctx: StageContex
     },
     process(frame, emit) {
       if (frame.kind !== "rtp") return emit(frame);
-      return sender.process(frame, emit);
+      // It borrows its input: what it passes on is the frame itself only for a next stage that borrows too.
+      return sender.process(passOnRtp(frame, sctx.reuseOutput === true), emit);
     },
     flush(emit) {
       release("the send chain has ended");
