@@ -125,6 +125,9 @@ Environment:
   VOXPIPE_NET=fast        opt in to the fast UDP path: FFI sockets read and written in batches by a
                           MediaLoop that also paces the media (x86_64 Linux; elsewhere, or without
                           FFI permission, it says why and keeps the default, Deno.listenDatagram)
+  VOXPIPE_SPIN_MS=M       with VOXPIPE_NET=fast: spin the last M ms (0..2) before each paced send
+                          instead of sleeping through them, using at most half a core: steadier
+                          pacing where an idle CPU wakes late (a busy virtual machine's host)
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
 130 when a call was interrupted (Ctrl-C).

@@ -1,13 +1,13 @@
 /**
  * A media worker of `bench/pacing.ts --net fast --workers K`: its own
  * `MediaLoop` paces the streams it is given (sockets, chains and timers all on
- * this worker's thread). Message in: `{ ssrcs, count, port, file }`; it posts
+ * this worker's thread). Message in: `{ ssrcs, count, port, file, loopOptions }`; it posts
  * `{ ready: true }` once its pipelines are built, runs them on `"go"`, and
  * posts the sinks' summary (`FeedResult`) with the loop's counters.
  *
  * @module
  */
-import { MediaLoop } from "../core/net/media_loop.ts";
+import { MediaLoop, type MediaLoopOptions } from "../core/net/media_loop.ts";
 import { buildStreams } from "./_rtp_feed.ts";
 
 const self = globalThis as unknown as {
@@ -25,8 +25,14 @@ self.onmessage = async (e: MessageEvent) => {
     self.postMessage({ result, stats });
     return;
   }
-  const { ssrcs, count, port, file } = e.data as { ssrcs: number[]; count: number; port: number; file?: string };
-  loop = new MediaLoop();
+  const { ssrcs, count, port, file, loopOptions } = e.data as {
+    ssrcs: number[];
+    count: number;
+    port: number;
+    file?: string;
+    loopOptions?: MediaLoopOptions;
+  };
+  loop = new MediaLoop(loopOptions);
   run = await buildStreams({ ssrcs, count, port, clock: loop.clock, net: loop.network, file });
   self.postMessage({ ready: true });
 };

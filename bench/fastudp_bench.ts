@@ -7,7 +7,7 @@
  * ```sh
  * deno run -A bench/fastudp_bench.ts [--only throughput|pacing] [--seconds 3] [--rounds 2]
  *   [--sockets 1,100,1000] [--pacing-seconds 20] [--streams 1,200] [--pacing-workers 2] [--capture]
- *   [--chain feed|file]
+ *   [--chain feed|file] [--pacing-spin-ms 0.3] [--pacing-rounds 1]
  * ```
  *
  * **Throughput** (packets per second per core of CPU time the measured
@@ -32,6 +32,8 @@
  * of 20 ms PCMU, from
  * - `fast`: `bench/pacing.ts --net fast` (udp-sink pipelines on a MediaLoop's
  *   clock and network, on the main thread),
+ * - `fast spin`: the same with `--spin-ms M` (`--pacing-spin-ms`, default 0.3; 0 leaves it out): the loop
+ *   spins the last M ms before each send instead of sleeping (at most half a core; `MediaLoopOptions.spinMs`),
  * - `fast Kw` (more than one stream): the same spread over K media workers
  *   (`--workers K`, default 2: one per core here), each with its own loop,
  *   all in one process,
@@ -40,7 +42,8 @@
  * - `gstreamer`: one `gst-launch-1.0` with N branches `audiotestsrc ! mulawenc
  *   ! rtppcmupay ! udpsink sync=true` (random `ts-offset` phases, like the
  *   voxpipe streams), received by the same receiver,
- * in that order, then the ratios to GStreamer. `--chain file` makes every
+ * in that order, `--pacing-rounds` times (alternating), then per sender the median p99 over the rounds and the
+ * median of its per-round ratios to GStreamer's p99. `--chain file` makes every
  * voxpipe stream a full `file-source → g711-encoder → rtp-packetizer →
  * udp-sink` chain and every GStreamer branch `filesrc ! wavparse ! mulawenc !
  * rtppcmupay ! udpsink` (the payloader cuts the 20 ms packets), both reading the same
@@ -75,6 +78,8 @@ const args = parseArgs({
     streams: { type: "string", default: "1,200" },
     "pacing-seconds": { type: "string", default: "20" },
     "pacing-workers": { type: "string", default: "2" },
+    "pacing-spin-ms": { type: "string", default: "0.3" },
+    "pacing-rounds": { type: "string", default: "1" },
     capture: { type: "boolean", default: false },
     chain: { type: "string", default: "feed" },
   },
@@ -297,11 +302,7 @@ async function throughput(): Promise<void> {
     }
   }
   console.log("# summary: median over rounds, packets/s per core (fast / deno = ratio)");
-  // A true median: with an even count (2 rounds, the default), the mean of the middle two, not the higher one.
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b), h = s.length >> 1;
-    return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
-  };
+  // A true median (see median): with 2 rounds, the default, the mean of the middle two, not the higher one.
   for (const what of ["receive flood", "receive 50k/s", "send flood"]) {
     for (const n of counts) {
       const f = results.get(`${what} ${n} sockets fast`)!, d = results.get(`${what} ${n} sockets deno`)!;
@@ -362,7 +363,7 @@ function parsePacingLine(text: string): Pacing {
   };
 }
 
-async function pacingVoxpipe(streams: number, secs: number, fast: boolean, workers = 0): Promise<Pacing> {
+async function pacingVoxpipe(streams: number, secs: number, extra: string[]): Promise<Pacing> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -372,8 +373,7 @@ async function pacingVoxpipe(streams: number, secs: number, fast: boolean, worke
       String(streams),
       "--seconds",
       String(secs),
-      ...(fast ? ["--net", "fast"] : []),
-      ...(workers > 0 ? ["--workers", String(workers)] : []),
+      ...extra,
       ...(args.values.capture ? ["--capture"] : []),
       "--chain",
       args.values.chain,
@@ -459,47 +459,72 @@ async function pacing(): Promise<void> {
   const secs = Number(args.values["pacing-seconds"]);
   const counts = args.values.streams.split(",").map(Number);
   const workers = Number(args.values["pacing-workers"]);
+  const spin = Number(args.values["pacing-spin-ms"]);
+  const rounds = Number(args.values["pacing-rounds"]);
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error("--pacing-rounds: a whole number, at least 1");
   console.log(`# pacing: ${secs} s per run; |inter-arrival − 20 ms| at bench/pacing.ts's receiver (another process)`);
   for (const n of counts) {
-    console.log(`# load at start: ${(await Deno.readTextFile("/proc/loadavg")).trim()}`);
-    const fast = await pacingVoxpipe(n, secs, true);
-    const inWorkers = n > 1 && workers > 0 ? await pacingVoxpipe(n, secs, true, workers) : undefined;
-    const def = await pacingVoxpipe(n, secs, false);
-    const gst = await pacingGStreamer(n, secs);
-    const show = (label: string, p: Pacing) =>
+    const senders: { label: string; run: () => Promise<Pacing> }[] = [
+      { label: "fast", run: () => pacingVoxpipe(n, secs, ["--net", "fast"]) },
+      ...(spin > 0
+        ? [{ label: "fast spin", run: () => pacingVoxpipe(n, secs, ["--net", "fast", "--spin-ms", String(spin)]) }]
+        : []),
+      ...(n > 1 && workers > 0
+        ? [{
+          label: `fast ${workers}w`,
+          run: () => pacingVoxpipe(n, secs, ["--net", "fast", "--workers", String(workers)]),
+        }]
+        : []),
+      { label: "default", run: () => pacingVoxpipe(n, secs, []) },
+      { label: "gstreamer", run: () => pacingGStreamer(n, secs) },
+    ];
+    const got = new Map<string, Pacing[]>(senders.map((x) => [x.label, []]));
+    for (let r = 1; r <= rounds; r++) {
       console.log(
-        `pacing ${String(n).padStart(3)} streams ${label.padEnd(10)} p50 ${p.p50.toFixed(3)} ms  p99 ${
-          p.p99.toFixed(3)
-        } ms  (after 1 s ${p.p99AfterFirstSecond.toFixed(3)} ms)  max ${p.max.toFixed(3)} ms  lost ${p.lost}${
-          p.cpu ? `  sender CPU ${p.cpu}` : ""
-        }`,
+        `# ${n} streams, round ${r} of ${rounds}; load at start: ${(await Deno.readTextFile("/proc/loadavg")).trim()}`,
       );
-    show("fast", fast);
-    if (inWorkers) show(`fast ${workers}w`, inWorkers);
-    show("default", def);
-    show("gstreamer", gst);
-    console.log(
-      `pacing ${String(n).padStart(3)} streams p99 ratio: fast / gstreamer = ${(fast.p99 / gst.p99).toFixed(2)}, ` +
-        (inWorkers ? `fast in ${workers} workers / gstreamer = ${(inWorkers.p99 / gst.p99).toFixed(2)}, ` : "") +
-        `default / gstreamer = ${(def.p99 / gst.p99).toFixed(2)}; after 1 s: fast ${
-          (fast.p99AfterFirstSecond / gst.p99AfterFirstSecond).toFixed(2)
-        }` +
-        (inWorkers ? `, fast ${workers}w ${(inWorkers.p99AfterFirstSecond / gst.p99AfterFirstSecond).toFixed(2)}` : ""),
-    );
-    if (gst.kernel) {
-      const k = (label: string, p: Pacing) =>
-        p.kernel && console.log(
-          `pacing ${String(n).padStart(3)} streams ${label.padEnd(10)} kernel p50 ${p.kernel.p50.toFixed(3)} ms  ` +
-            `p99 ${p.kernel.p99.toFixed(3)} ms  (after 1 s ${p.kernel.p99AfterFirstSecond.toFixed(3)} ms)  ` +
-            `max ${p.kernel.max.toFixed(3)} ms  lost ${p.kernel.lost}` +
-            (label === "gstreamer" ? "" : `  p99 / gstreamer ${(p.kernel.p99 / gst.kernel!.p99).toFixed(2)}`),
+      for (const x of senders) {
+        const p = await x.run();
+        got.get(x.label)!.push(p);
+        console.log(
+          `pacing ${String(n).padStart(3)} streams ${x.label.padEnd(10)} p50 ${p.p50.toFixed(3)} ms  p99 ${
+            p.p99.toFixed(3)
+          } ms  (after 1 s ${p.p99AfterFirstSecond.toFixed(3)} ms)  max ${p.max.toFixed(3)} ms  lost ${p.lost}${
+            p.cpu ? `  sender CPU ${p.cpu}` : ""
+          }` + (p.kernel
+            ? `  | kernel p50 ${p.kernel.p50.toFixed(3)} ms  p99 ${p.kernel.p99.toFixed(3)} ms  (after 1 s ${
+              p.kernel.p99AfterFirstSecond.toFixed(3)
+            } ms)  max ${p.kernel.max.toFixed(3)} ms  lost ${p.kernel.lost}`
+            : ""),
         );
-      k("fast", fast);
-      if (inWorkers) k(`fast ${workers}w`, inWorkers);
-      k("default", def);
-      k("gstreamer", gst);
+      }
+    }
+    // Per sender: the median p99 over the rounds, and the median of its per-round ratios to GStreamer's p99.
+    const gst = got.get("gstreamer")!;
+    const line = (what: string, pick: (p: Pacing) => number | undefined) => {
+      const parts = senders.filter((x) => x.label !== "gstreamer").map((x) => {
+        const ps = got.get(x.label)!;
+        const ratios = ps.map((p, i) => pick(p)! / pick(gst[i])!);
+        return `${x.label} ${median(ps.map((p) => pick(p)!)).toFixed(3)} ms (${median(ratios).toFixed(2)}×)`;
+      });
+      console.log(
+        `pacing ${String(n).padStart(3)} streams ${what}, median of ${rounds} round(s): ${parts.join(", ")}; ` +
+          `gstreamer ${median(gst.map((p) => pick(p)!)).toFixed(3)} ms`,
+      );
+    };
+    line("p99 at the receiver", (p) => p.p99);
+    line("p99 at the receiver after 1 s", (p) => p.p99AfterFirstSecond);
+    if (gst[0].kernel) {
+      line("p99 at the kernel", (p) => p.kernel?.p99);
+      line("p99 at the kernel after 1 s", (p) => p.kernel?.p99AfterFirstSecond);
     }
   }
+}
+
+/** The median; with an even count, the mean of the middle two. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b), h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 // ---- main --------------------------------------------------------------------------------------

@@ -49,7 +49,8 @@
  * much of the jitter is other processes taking the CPU. `--net fast` runs the streams on a `MediaLoop`
  * (`core/net/media_loop.ts`) instead: its clock paces them and each pipeline's session binds its socket on the
  * loop's network (FFI sockets); with `--workers K` the streams are spread over K media workers (Web Workers in
- * this process), each with its own `MediaLoop`.
+ * this process), each with its own `MediaLoop`; there `--spin-ms M` and `--spin-budget B` are the loops'
+ * `spinMs` and `spinBudget` (the last M ms before each send spun, at most B of a core).
  *
  * `--chain file` makes each stream the full chain `file-source → g711-encoder
  * → rtp-packetizer → udp-sink`, reading one generated 8 kHz WAV of the run's
@@ -193,7 +194,11 @@ const workers = Number(args.values.workers);
 if (!(Number.isInteger(workers) && workers >= 0) || (workers > 0 && args.values.net !== "fast")) {
   throw new Error("--workers: a whole number, with --net fast");
 }
-const fastLoop = args.values.net === "fast" && workers === 0 ? new MediaLoop() : undefined;
+// With --net fast, --spin-ms and --spin-budget are the MediaLoop's spinMs and spinBudget (in each worker too).
+const loopOptions = args.values.net === "fast"
+  ? { spinMs: Number(spin ?? 0), ...(budget !== undefined ? { spinBudget: Number(budget) } : {}) }
+  : undefined;
+const fastLoop = loopOptions && workers === 0 ? new MediaLoop(loopOptions) : undefined;
 const clock = fastLoop
   ? fastLoop.clock
   : spin === undefined && budget === undefined && !mainThread
@@ -246,7 +251,13 @@ if (workers > 0) {
     };
   });
   ws.forEach((w, k) =>
-    w.postMessage({ ssrcs: ssrcs.filter((_, i) => i % workers === k), count: packetsPerStream, port, file })
+    w.postMessage({
+      ssrcs: ssrcs.filter((_, i) => i % workers === k),
+      count: packetsPerStream,
+      port,
+      file,
+      loopOptions,
+    })
   );
   await Promise.all(replies.map((next) => next()));
   runStreams = async () => {

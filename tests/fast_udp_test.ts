@@ -14,7 +14,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "./assert.ts";
 import { canonicalHost, type HostPort } from "../core/net/address.ts";
 import { AddressInUseError, type DatagramSocket, PortUnreachableError } from "../core/net/datagram.ts";
 import { createFastNetwork, fastUdpPlatformProblem, fastUdpUnavailable, mediaFromEnv } from "../core/net/fast.ts";
-import { FastUdpSocket, MediaLoop } from "../core/net/media_loop.ts";
+import { FastUdpSocket, MediaLoop, SPIN_RESERVE_MS } from "../core/net/media_loop.ts";
 import { PortAllocator } from "../core/net/ports.ts";
 import { udpNetwork } from "../core/net/udp.ts";
 import { Session } from "../core/session.ts";
@@ -382,6 +382,46 @@ for (const fineWaitWith of ["epoll_pwait2", "timerfd"] as const) {
     }, { fineWaitWith });
   });
 }
+
+Deno.test("fast udp: spinMs: timers still run in due order and never early; the spinning stays within spinBudget", async () => {
+  assertThrows(() => new MediaLoop({ spinMs: 3 }), RangeError, "spinMs: expected 0..fineWaitMs (2) ms, got 3");
+  assertThrows(() => new MediaLoop({ spinMs: 1, fineWaitMs: 0.5 }), RangeError, "0..fineWaitMs (0.5) ms, got 1");
+  assertThrows(() => new MediaLoop({ spinMs: 1, spinBudget: 1.5 }), RangeError, "spinBudget: expected a share");
+  const budget = 0.05;
+  const start = performance.now();
+  await withLoop(async (loop) => {
+    const clock = loop.clock;
+    const ran: number[] = [];
+    // A chain of timers 3 ms apart, each set by the one before (as a pacing sink does): each is reached by a park
+    // and then a fine wait, whose last ms would be spun if the budget allowed it every time.
+    await new Promise<void>((done) => {
+      let due = clock.now() + 3;
+      const tick = () => {
+        ran.push(clock.now() - due);
+        if (ran.length === 60) return done();
+        due += 3;
+        clock.at(due, tick);
+      };
+      clock.at(due, tick);
+    });
+    const elapsed = performance.now() - start;
+    ran.forEach((late, i) => assert(late >= 0, `timer ${i} ran ${-late} ms early`));
+    const st = loop.stats();
+    if (st.fineWaits > 0) assert(st.spins > 0, "a fine wait with spinning time left spins");
+    // Earned at 5 % of the time, from a reserve of SPIN_RESERVE_MS; the last spin may overrun what was left.
+    const allowed = budget * elapsed + SPIN_RESERVE_MS + st.longestSpinMs;
+    assert(st.spunMs <= allowed, `spun ${st.spunMs.toFixed(2)} ms in ${elapsed.toFixed(0)} ms: over ${allowed} ms`);
+    assert(st.spunMs >= 0 && st.longestSpinMs <= st.spunMs);
+  }, { spinMs: 1, spinBudget: budget });
+  assertThrows(() => mediaFromEnv("fast", "2.5"), Error, 'VOXPIPE_SPIN_MS: expected a number of ms, 0..2, got "2.5"');
+  assertThrows(() => mediaFromEnv("fast", "soon"), Error, 'VOXPIPE_SPIN_MS: expected a number of ms, 0..2, got "soon"');
+  assertThrows(
+    () => mediaFromEnv("", "0.3"),
+    Error,
+    "VOXPIPE_SPIN_MS applies to the fast UDP path: set VOXPIPE_NET=fast",
+  );
+  assertEquals(mediaFromEnv("deno", " ").net, undefined);
+});
 
 Deno.test("fast udp: a MediaLoop inside a Web Worker answers a loop on the main thread", async () => {
   const worker = new Worker(new URL("./fast_udp_worker.ts", import.meta.url), { type: "module" });

@@ -120,7 +120,12 @@ export interface MediaChoice {
  * the process media clock). Anything else is an error saying what is
  * accepted. Without the `env` permission the defaults are kept.
  *
+ * `VOXPIPE_SPIN_MS` (0..2, default 0) sets the loop's `spinMs`: each fine wait spins the last that many ms before a
+ * send instead of sleeping through them, within the loop's default `spinBudget` (half a core). It applies to the fast
+ * path only; set without `VOXPIPE_NET=fast`, or not a number in range, it is an error saying so.
+ *
  * @param value the setting (default: `Deno.env.get("VOXPIPE_NET")`)
+ * @param spin the `VOXPIPE_SPIN_MS` setting (default: `Deno.env.get("VOXPIPE_SPIN_MS")`)
  *
  * @example
  * ```ts
@@ -128,17 +133,19 @@ export interface MediaChoice {
  * const runner = await PipelineRunner.load(file, { registry, net: media.net, clock: media.clock });
  * ```
  */
-export function mediaFromEnv(value?: string): MediaChoice {
-  let v = value;
-  if (v === undefined) {
-    try {
-      v = Deno.env.get("VOXPIPE_NET");
-    } catch {
-      v = undefined; // no env permission: the defaults
-    }
-  }
+export function mediaFromEnv(value?: string, spin?: string): MediaChoice {
+  const v = value ?? envOrUndefined("VOXPIPE_NET");
+  const s = spin ?? envOrUndefined("VOXPIPE_SPIN_MS");
   const setting = (v ?? "").trim().toLowerCase();
-  if (setting === "" || setting === "deno") return { description: "network: Deno.listenDatagram (default)" };
+  const spinSet = s !== undefined && s.trim() !== "";
+  const spinMs = spinSet ? Number(s.trim()) : 0;
+  if (spinSet && !(Number.isFinite(spinMs) && spinMs >= 0 && spinMs <= MAX_SPIN_MS)) {
+    throw new Error(`VOXPIPE_SPIN_MS: expected a number of ms, 0..${MAX_SPIN_MS}, got "${s}"`);
+  }
+  if (setting === "" || setting === "deno") {
+    if (spinSet) throw new Error("VOXPIPE_SPIN_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");
+    return { description: "network: Deno.listenDatagram (default)" };
+  }
   if (setting !== "fast") {
     throw new Error(`VOXPIPE_NET: expected "fast" or "deno", got "${v}"`);
   }
@@ -146,10 +153,22 @@ export function mediaFromEnv(value?: string): MediaChoice {
   if (why !== undefined) {
     return { description: `network: Deno.listenDatagram (VOXPIPE_NET=fast unavailable: ${why})`, fallback: why };
   }
-  const loop = defaultMediaLoop();
+  const loop = defaultMediaLoop(spinMs > 0 ? { spinMs } : undefined);
   return {
     net: loop.network,
     clock: loop.clock,
-    description: "network: FFI sockets and clock on this thread's MediaLoop (VOXPIPE_NET=fast)",
+    description: "network: FFI sockets and clock on this thread's MediaLoop (VOXPIPE_NET=fast" +
+      (spinMs > 0 ? `, VOXPIPE_SPIN_MS=${spinMs}` : "") + ")",
   };
+}
+
+/** The largest `VOXPIPE_SPIN_MS`: the loop's default `fineWaitMs`. */
+const MAX_SPIN_MS = 2;
+
+function envOrUndefined(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // no env permission: the defaults
+  }
 }

@@ -155,7 +155,23 @@ export interface MediaLoopOptions {
   sendBufferBytes?: number;
   /** `recvmmsg` calls per ready socket and turn, before the loop moves on to the others (default 4). */
   maxBatchesPerSocket?: number;
+  /**
+   * How long before a timer's due time a fine wait stops sleeping and spins on the clock instead, in ms,
+   * 0..`fineWaitMs` (default 0: never spins). A thread that sleeps lets its CPU idle, and on a virtual machine
+   * whose host is busy an idle virtual CPU can take milliseconds to run again: a spin keeps it running through the
+   * due time. Datagrams that arrive during a spin are read when it ends. Costs the CPU time spun, at most
+   * `spinBudget` of a core.
+   */
+  spinMs?: number;
+  /**
+   * The most CPU the spins may take, as a share of one core, 0..1 (default 0.5): spinning earns time at that rate
+   * (up to a reserve of {@linkcode SPIN_RESERVE_MS}) and a fine wait that finds none left sleeps to its due time.
+   */
+  spinBudget?: number;
 }
+
+/** How much unspent spinning time (ms) a {@linkcode MediaLoop} keeps, so its spinning is spread over time. */
+export const SPIN_RESERVE_MS = 5;
 
 /** Counters of a {@linkcode MediaLoop}, from {@linkcode MediaLoop.stats}. */
 export interface MediaLoopStats {
@@ -171,6 +187,12 @@ export interface MediaLoopStats {
   fineWaits: number;
   /** Times it waited on its own thread (at most `fineWaitMs`) because datagrams had just arrived. */
   busyWaits: number;
+  /** Fine waits that ended in a spin (`spinMs`). */
+  spins: number;
+  /** Time spent spinning, ms. */
+  spunMs: number;
+  /** The longest single spin, ms (a spin the thread was preempted in counts the preemption). */
+  longestSpinMs: number;
   /** Datagrams received (handed to listeners, dropped for want of one, or oversize). */
   received: number;
   /** `recvmmsg` calls that returned datagrams. */
@@ -273,6 +295,11 @@ class Core {
   readonly clock: LoopClock;
   readonly batch: number;
   readonly fineWaitMs: number;
+  readonly spinMs: number;
+  readonly spinBudget: number;
+  /** Spinning time earned and not spent, ms (negative: a spin overran it, to be earned back first). */
+  #spinCredit = SPIN_RESERVE_MS;
+  #spinEarnedAt = performance.now();
   readonly rcvbuf: number | undefined;
   readonly sndbuf: number | undefined;
   readonly maxBatches: number;
@@ -304,6 +331,9 @@ class Core {
     parks: 0,
     fineWaits: 0,
     busyWaits: 0,
+    spins: 0,
+    spunMs: 0,
+    longestSpinMs: 0,
     received: 0,
     receiveCalls: 0,
     sent: 0,
@@ -353,6 +383,14 @@ class Core {
     }
     const fine = opts.fineWaitMs ?? 2;
     if (!(fine >= 0 && fine <= 50)) throw new RangeError(`MediaLoop fineWaitMs: expected 0..50 ms, got ${fine}`);
+    const spin = opts.spinMs ?? 0;
+    if (!(spin >= 0 && spin <= fine)) {
+      throw new RangeError(`MediaLoop spinMs: expected 0..fineWaitMs (${fine}) ms, got ${spin}`);
+    }
+    const spinBudget = opts.spinBudget ?? 0.5;
+    if (!(spinBudget >= 0 && spinBudget <= 1)) {
+      throw new RangeError(`MediaLoop spinBudget: expected a share of one core, 0..1, got ${spinBudget}`);
+    }
     const maxBatches = opts.maxBatchesPerSocket ?? 4;
     if (!Number.isInteger(maxBatches) || maxBatches < 1) {
       throw new RangeError(`MediaLoop maxBatchesPerSocket: expected an integer >= 1, got ${maxBatches}`);
@@ -370,6 +408,8 @@ class Core {
     this.#pwait2 = opts.fineWaitWith !== "timerfd";
     this.batch = batch;
     this.fineWaitMs = fine;
+    this.spinMs = spin;
+    this.spinBudget = spinBudget;
     this.maxBatches = maxBatches;
     this.rcvbuf = opts.receiveBufferBytes;
     this.sndbuf = opts.sendBufferBytes;
@@ -594,10 +634,38 @@ class Core {
   }
 
   /**
+   * Waits on this thread until `due` (performance.now() ms) or an event: sleeps ({@linkcode Core.#sleepUntil}),
+   * and with `spinMs` sleeps only until that long before `due` and spins the rest, while the budget allows.
+   */
+  #waitUntil(due: number, now: number): number {
+    if (this.spinMs > 0) {
+      this.#spinCredit = Math.min(SPIN_RESERVE_MS, this.#spinCredit + (now - this.#spinEarnedAt) * this.spinBudget);
+      this.#spinEarnedAt = now;
+      if (this.#spinCredit > 0) {
+        const from = due - this.spinMs;
+        if (from > now) {
+          const n = this.#sleepUntil(from, now);
+          if (n !== 0) return n; // a datagram (or the timerfd): the turn handles it, the next one waits again
+        }
+        const start = performance.now();
+        let t = start;
+        while (t < due) t = performance.now();
+        const spun = t - start;
+        this.#spinCredit -= spun;
+        this.stats.spins++;
+        this.stats.spunMs += spun;
+        if (spun > this.stats.longestSpinMs) this.stats.longestSpinMs = spun;
+        return 0;
+      }
+    }
+    return this.#sleepUntil(due, now);
+  }
+
+  /**
    * Blocks on this thread until `due` (performance.now() ms) or an event: one `epoll_pwait2` with the time left
    * where the C library and the kernel have it, else the `timerfd` armed at `due` and `epoll_wait`.
    */
-  #waitUntil(due: number, now: number): number {
+  #sleepUntil(due: number, now: number): number {
     const pwait2 = this.#pwait2 ? this.lib.epoll_pwait2 : null;
     if (pwait2) {
       const ns = Math.max(1, Math.ceil((due - now + ARM_SLACK_MS) * 1e6)); // < 50 ms: exact in a double
