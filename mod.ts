@@ -126,7 +126,7 @@ Environment:
                           MediaLoop that also paces the media (x86_64 Linux; elsewhere, or without
                           FFI permission, it says why and keeps the default, Deno.listenDatagram)
   VOXPIPE_SPIN_MS=M       with VOXPIPE_NET=fast: spin the last M ms (0..2) before each paced send
-                          instead of sleeping through them, using at most half a core: steadier
+                          instead of sleeping through them, at most half a core per loop: steadier
                           pacing where an idle CPU wakes late (a busy virtual machine's host)
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
