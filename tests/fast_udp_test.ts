@@ -617,9 +617,10 @@ Deno.test("fast udp: rtp-send → rtp-receive (RTP + RTCP) through the runner on
   }
 });
 
-Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both sides: the recording is exact", async () => {
+Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both sides (the caller spinning, VOXPIPE_SPIN_MS): the recording is exact", async () => {
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-fastudp-call-" });
   const env = { VOXPIPE_NET: "fast" };
+  const spinning = { VOXPIPE_NET: "fast", VOXPIPE_SPIN_MS: "0.3" }; // its sends paced with a spin before each
   try {
     const ref = spawnCli(["--pipeline", "pipelines/transcode.json", "--set", `out=${dir}/ref.wav`], {
       timeoutMs: 30_000,
@@ -644,11 +645,12 @@ Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both si
       `to=sip:bob@127.0.0.1:${port}`,
       "--set",
       `file=${repoPath("examples/audio/hello.wav")}`,
-    ], { timeoutMs: 40_000, env });
+    ], { timeoutMs: 40_000, env: spinning });
     const [cr, ce] = await Promise.all([caller.result, callee.result]);
     assertEquals(cr.code, 0, `caller: ${cr.stderr.slice(-2000)}`);
     assertEquals(ce.code, 0, `callee: ${ce.stderr.slice(-2000)}`);
     for (const r of [cr, ce]) assertMatch(r.stderr, /network: FFI sockets and clock on this thread's MediaLoop/);
+    assertMatch(cr.stderr, /MediaLoop \(VOXPIPE_NET=fast, VOXPIPE_SPIN_MS=0\.3\)/);
     assertMatch(cr.stderr, /\[SIP\] BYE sent/);
     assertMatch(ce.stderr, /call summary: .* lost=0 \(0%\)/);
     const expected = await readWav(`${dir}/ref.wav`);
