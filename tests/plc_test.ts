@@ -32,13 +32,13 @@ function voiced(n: number): Int16Array {
   return x;
 }
 
-/** Plays `signal` in 20 ms frames through a concealer, losing frames [lostFrom, lostFrom + lostCount). */
-function playWithLoss(signal: Int16Array, lostFrom: number, lostCount: number): Int16Array {
+/** Plays `signal` in `frame`-sample frames (20 ms) through a concealer, losing frames [lostFrom, lostFrom + lostCount). */
+function playWithLoss(signal: Int16Array, lostFrom: number, lostCount: number, frame = FRAME): Int16Array {
   const plc = new PacketLossConcealer();
   const out = new Int16Array(signal.length);
-  for (let k = 0; k * FRAME < signal.length; k++) {
+  for (let k = 0; k * frame < signal.length; k++) {
     const lost = k >= lostFrom && k < lostFrom + lostCount;
-    out.set(lost ? plc.conceal(FRAME) : plc.receive(signal.slice(k * FRAME, (k + 1) * FRAME)), k * FRAME);
+    out.set(lost ? plc.conceal(frame) : plc.receive(signal.slice(k * frame, (k + 1) * frame)), k * frame);
   }
   return out;
 }
@@ -78,6 +78,17 @@ Deno.test("PLC continues a 200 Hz tone through a lost 20 ms frame with small err
   // Zero-fill would give 0 dB: the threshold above tells the two apart.
   assert.ok(snrDb(truth, new Int16Array(truth.length), from, to) < 0.1);
   // Frames outside the loss are untouched or only smoothed at the resume.
+  assert.deepEqual(out.subarray(0, from), truth.subarray(0, from));
+});
+
+Deno.test("PLC after 100 ms frames (longer than its history) continues from the end of the last frame", () => {
+  // 130 Hz harmonics: 800 samples are not a whole number of periods, so the start of a frame is not its end
+  // (here 17 dB; continuing from the start of the frame instead gives -4 dB).
+  const truth = voiced(10 * 800);
+  const out = playWithLoss(truth, 5, 1, 800);
+  const from = 5 * 800;
+  const snr = snrDb(truth, out, from, from + 80);
+  assert.ok(snr > 10, `SNR over the first 10 ms of the loss ${snr.toFixed(1)} dB`);
   assert.deepEqual(out.subarray(0, from), truth.subarray(0, from));
 });
 

@@ -272,12 +272,11 @@ export class PacketLossConcealer {
     const h = this.#hist;
     const n = samples.length;
     if (n >= h.length) {
-      for (let i = 0; i < h.length; i++) h[i] = samples[n - h.length + i];
+      h.set(samples.subarray(n - h.length)); // int16 → float32: exact
       return;
     }
     h.copyWithin(0, n);
-    const at = h.length - n;
-    for (let i = 0; i < n; i++) h[at + i] = samples[i];
+    h.set(samples, h.length - n);
   }
 }
 
