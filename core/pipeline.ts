@@ -253,9 +253,15 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         ctx,
       });
     }
-    // A stage whose next stage borrows its input may reuse the memory of its frames (StageContext.reuseOutput).
-    for (let i = 0; i + 1 < slots.length; i++) {
-      if (slots[i + 1].plugin.borrowsInput === true) (slots[i].ctx as { reuseOutput?: boolean }).reuseOutput = true;
+    // A stage whose next stage borrows its input, or passes it through to a stage that may reuse its own, may reuse
+    // the memory of its frames (StageContext.reuseOutput): decided from the sink back.
+    for (let i = slots.length - 2; i >= 0; i--) {
+      const next = slots[i + 1];
+      if (
+        next.plugin.borrowsInput === true || (next.plugin.passesInputThrough === true && next.ctx.reuseOutput === true)
+      ) {
+        (slots[i].ctx as { reuseOutput?: boolean }).reuseOutput = true;
+      }
     }
     negotiate(slots, name, opts.registry);
   } catch (e) {

@@ -52,8 +52,8 @@ export function validatePluginShape(def: unknown): string | undefined {
     if (!opts || typeof opts.safeParse !== "function") return 'the definition\'s "options" is not a zod schema';
   }
   if (d.codecs !== undefined && !Array.isArray(d.codecs)) return 'the definition\'s "codecs" is not an array';
-  if (d.borrowsInput !== undefined && typeof d.borrowsInput !== "boolean") {
-    return 'the definition\'s "borrowsInput" is not a boolean';
+  for (const key of ["borrowsInput", "passesInputThrough"] as const) {
+    if (d[key] !== undefined && typeof d[key] !== "boolean") return `the definition's "${key}" is not a boolean`;
   }
   if (d.bridges !== undefined && typeof d.bridges !== "function") {
     return 'the definition\'s "bridges" is not a function';

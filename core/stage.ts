@@ -106,7 +106,8 @@ export interface StageContext {
    */
   readonly buildStage?: (config: SubStageConfig, path: string, kind?: StageKind) => Promise<SubStage>;
   /**
-   * True when the next stage of the chain borrows its input (its plugin says {@linkcode PluginDefinition.borrowsInput}):
+   * True when the next stage of the chain borrows its input (its plugin says {@linkcode PluginDefinition.borrowsInput}),
+   * or passes it through ({@linkcode PluginDefinition.passesInputThrough}) to a stage that may reuse it in turn:
    * this stage may then write the samples or payload of its next frame into the arrays of a frame it emitted, once
    * `emit` has returned, instead of taking fresh memory for every frame. False or absent: every array a frame carries
    * must stay as it was for as long as anyone holds the frame.
@@ -276,6 +277,13 @@ export interface PluginDefinition<
    * or passes the input's arrays on regardless of what comes next must leave this unset.
    */
   borrowsInput?: boolean;
+  /**
+   * True for transforms that emit every frame they are given as it is (the same object, at once, in that call) and
+   * keep nothing of it that a reused array would change (`rtcp`, `dtmf-sender`, `rtp-end-marker`). They are
+   * transparent to frame memory: the stage before one may reuse its frames' memory exactly when this stage's next
+   * stage lets this stage do so ({@linkcode StageContext.reuseOutput}), so nothing is copied on their account.
+   */
+  passesInputThrough?: boolean;
   /** zod schema of the options, with defaults and `.describe()` texts. */
   options: S;
   /**

@@ -29,11 +29,6 @@ export interface TestContextOptions {
    * behave as in a call played out live; false: as in a chain recording to a file).
    */
   realtimeSink?: boolean;
-  /**
-   * Whether the stage's next stage borrows its input (`StageContext.reuseOutput`; default false: the stage must hand
-   * out frames its next stage may keep).
-   */
-  reuseOutput?: boolean;
   /** The session (default: a new one on the clock and `net`). */
   session?: Session;
   /** Network of the default session (default: real UDP). */
@@ -91,7 +86,6 @@ export function testContext(opts: TestContextOptions = {}): {
     ready: () => Promise.resolve(),
     fail: (e) => errors.push(e),
     realtimeSink: opts.realtimeSink ?? true,
-    ...(opts.reuseOutput ? { reuseOutput: true } : {}),
   };
   return { ctx, out, events, errors, abort, release: () => session.close() };
 }

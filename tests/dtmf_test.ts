@@ -125,9 +125,9 @@ Deno.test("DTMF event codes (RFC 4733 section 3.2): 0-9, * 10, # 11, A-D 12-15",
 // ---------------------------------------------------------------------------------------------------------------
 // Sender
 
-/** Runs audio frames through a dtmf-sender stage whose next stage borrows its input; returns what it emitted. */
+/** Runs audio frames through a dtmf-sender stage; returns what it emitted. */
 async function throughSender(options: Record<string, unknown>, frames: RtpFrame[]) {
-  const t = testContext({ reuseOutput: true });
+  const t = testContext();
   const st = await createStage<TransformStage>(dtmfSender, options, t.ctx);
   const out = runTransform(st, frames) as RtpFrame[];
   return { out, events: t.events, st };

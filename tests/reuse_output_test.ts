@@ -36,14 +36,14 @@ const keep = definePlugin({
 /** What each `probe-*` stage's context said about its output, by label. */
 const seen = new Map<string, boolean | undefined>();
 
-function probe(name: string, kind: "transform" | "sink", borrows: boolean) {
+function probe(name: string, kind: "transform" | "sink", borrows: boolean | "through") {
   return definePlugin({
     name,
     kind,
     description: "records ctx.reuseOutput",
     accepts: [{ kind: "pcm" }],
     ...(kind === "transform" ? { produces: { kind: "pcm" } as const } : {}),
-    ...(borrows ? { borrowsInput: true } : {}),
+    ...(borrows === "through" ? { passesInputThrough: true } : borrows ? { borrowsInput: true } : {}),
     options: z.object({}),
     create: (_o: Record<string, never>, ctx) =>
       kind === "transform"
@@ -104,6 +104,7 @@ function registry() {
       probeSource,
       probe("probe-a", "transform", true),
       probe("probe-b", "transform", false),
+      probe("probe-pass", "transform", "through"),
     ]
   ) {
     r.register(p);
@@ -135,7 +136,7 @@ function keptSamples(): Int16Array {
   return out;
 }
 
-Deno.test("a stage may reuse its output only when the next stage borrows its input", async () => {
+Deno.test("a stage may reuse its output only when the next stage borrows its input, or passes it through to one that may", async () => {
   seen.clear();
   await run([
     { use: "probe-source" },
@@ -154,6 +155,25 @@ Deno.test("a stage may reuse its output only when the next stage borrows its inp
   seen.clear();
   await run([{ use: "probe-source" }, { use: "probe-b" }, { use: "keep" }]);
   assertEquals(Object.fromEntries(seen), { "probe-source": false, "probe-b": false });
+  // A stage that passes its input through is transparent: what comes after it decides (rtcp, dtmf-sender).
+  seen.clear();
+  await run([
+    { use: "probe-source" },
+    { use: "probe-pass" },
+    { use: "probe-pass", name: "pass2" },
+    { use: "probe-a" },
+    { use: "probe-b" },
+    { use: "probe-pass", name: "pass3" },
+    { use: "keep" },
+  ]);
+  assertEquals(Object.fromEntries(seen), {
+    "probe-source": true,
+    "probe-pass": true,
+    pass2: true,
+    "probe-a": false,
+    "probe-b": false,
+    pass3: false,
+  });
 });
 
 Deno.test("a transcode that reuses its frames writes the same samples as stages that keep every frame", async () => {

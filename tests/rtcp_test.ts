@@ -346,11 +346,10 @@ Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+
   const clock = new VirtualClock(0);
   const lines = new MemoryOutput();
   const log = new Logger({ level: "info", outputs: [lines] }).child("RTCP");
-  // Side A: a send-path stage and a receive-path stage of one call's session (one RTCP session, one socket). Their
-  // next stages borrow their input, so the frames pass through as they are.
+  // Side A: a send-path stage and a receive-path stage of one call's session (one RTCP session, one socket).
   const sessionA = new Session({ id: "call-a", clock });
-  const aSend = testContext({ clock, session: sessionA, reuseOutput: true });
-  const aRecv = testContext({ clock, session: sessionA, reuseOutput: true });
+  const aSend = testContext({ clock, session: sessionA });
+  const aRecv = testContext({ clock, session: sessionA });
   const ctxAS = { ...aSend.ctx, log };
   const ctxAR = { ...aRecv.ctx, log };
   const sA = await createStage<TransformStage>(rtcp, { session: "t-call-a", interval: 0.5, cname: "a" }, ctxAS);
@@ -367,8 +366,8 @@ Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+
   assert.equal(rA.stats!().local_port, portA, "one socket for the session");
   // Side B: one stage in each direction too, reporting to A's port.
   const sessionB = new Session({ id: "call-b", clock });
-  const bSend = testContext({ clock, session: sessionB, reuseOutput: true });
-  const bRecv = testContext({ clock, session: sessionB, reuseOutput: true });
+  const bSend = testContext({ clock, session: sessionB });
+  const bRecv = testContext({ clock, session: sessionB });
   const optsB = { session: "t-call-b", interval: 0.5, cname: "b", remote: `127.0.0.1:${portA}` };
   const sB = await createStage<TransformStage>(rtcp, { ...optsB, direction: "send" }, bSend.ctx);
   const rB = await createStage<TransformStage>(rtcp, { ...optsB, direction: "receive" }, bRecv.ctx);

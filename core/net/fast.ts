@@ -12,6 +12,7 @@
  * @module
  */
 import type { Clock } from "../clock_types.ts";
+import { envVar } from "../env.ts";
 import type { Network } from "./datagram.ts";
 import { fastPathProblem, type PlatformFacts, platformProblem } from "./_libc.ts";
 import { MediaLoop, type MediaLoopOptions } from "./media_loop.ts";
@@ -134,8 +135,8 @@ export interface MediaChoice {
  * ```
  */
 export function mediaFromEnv(value?: string, spin?: string): MediaChoice {
-  const v = value ?? envOrUndefined("VOXPIPE_NET");
-  const s = spin ?? envOrUndefined("VOXPIPE_SPIN_MS");
+  const v = value ?? envVar("VOXPIPE_NET");
+  const s = spin ?? envVar("VOXPIPE_SPIN_MS");
   const setting = (v ?? "").trim().toLowerCase();
   const spinSet = s !== undefined && s.trim() !== "";
   const spinMs = spinSet ? Number(s.trim()) : 0;
@@ -164,11 +165,3 @@ export function mediaFromEnv(value?: string, spin?: string): MediaChoice {
 
 /** The largest `VOXPIPE_SPIN_MS`: the loop's default `fineWaitMs`. */
 const MAX_SPIN_MS = 2;
-
-function envOrUndefined(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no env permission: the defaults
-  }
-}

@@ -22,13 +22,7 @@
  * @module
  */
 
-const env = (name: string): string | undefined => {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-};
+import { envVar } from "../../core/env.ts";
 
 type Libc = Deno.DynamicLibrary<{
   dup: { parameters: ["i32"]; result: "i32" };
@@ -77,7 +71,7 @@ export function summarizeAlsaLines(lines: string[]): string | undefined {
  * Without FFI access to libc, or with `VOXPIPE_NATIVE_STDERR=keep`, runs `fn` as it is.
  */
 export function quietNative<T>(fn: () => T): T {
-  if (Deno.build.os !== "linux" || env("VOXPIPE_NATIVE_STDERR") === "keep") return fn();
+  if (Deno.build.os !== "linux" || envVar("VOXPIPE_NATIVE_STDERR") === "keep") return fn();
   const c = openLibc();
   if (!c) return fn();
   let tmp: string;
@@ -136,7 +130,7 @@ export function alsaConfigProblem(): string | undefined {
     return undefined; // libasound missing (loading the binding says so) or no FFI access
   }
   if (names === undefined || names.includes("default") || names.includes("dmix")) return undefined;
-  const path = env("ALSA_CONFIG_PATH");
+  const path = envVar("ALSA_CONFIG_PATH");
   configChecked = `the ALSA configuration${path ? ` (ALSA_CONFIG_PATH=${path})` : ""} defines no "default" PCM ` +
     `device${names.length ? ` (it defines ${names.join(", ")})` : " (it defines no PCM at all)"}, and PortAudio ` +
     `aborts the process listing the devices then: define pcm.!default in it (tests/fixtures/alsa/asound.conf.in ` +

@@ -43,6 +43,7 @@
  * @module
  */
 import { dirname, join, resolve } from "node:path";
+import { envVar } from "../../core/env.ts";
 import { fileUrlToPath } from "../../core/path.ts";
 import { alsaConfigProblem, quietNative } from "./_alsa.ts";
 
@@ -174,14 +175,6 @@ export interface LoadOptions {
 const SETUP_HINT = 'run "deno task setup" (needs python3, make, g++ and npm_config_nodedir=/usr)';
 const RELATIVE = join("node_modules", "naudiodon", "build", "Release", "naudiodon.node");
 
-function envGet(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no --allow-env: behave as if unset
-  }
-}
-
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);
@@ -204,7 +197,7 @@ function projectRoot(): string | undefined {
  */
 export function bindingPath(opts: LoadOptions = {}): { path: string; explicit: "option" | "env" | undefined } {
   if (opts.path) return { path: resolve(opts.path), explicit: "option" };
-  const env = envGet("VOXPIPE_NAUDIODON_PATH");
+  const env = envVar("VOXPIPE_NAUDIODON_PATH");
   if (env) return { path: resolve(env), explicit: "env" };
   const candidates: string[] = [];
   const root = projectRoot();
@@ -221,7 +214,7 @@ export function bindingPath(opts: LoadOptions = {}): { path: string; explicit: "
 }
 
 function which(cmd: string): boolean {
-  const path = envGet("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
+  const path = envVar("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
   return path.split(":").some((d) => d && exists(join(d, cmd)));
 }
 
@@ -235,7 +228,7 @@ export function missingBuildTools(): { tools: string[]; packages: string[] } {
       packages.push(pkg);
     }
   }
-  const nodedir = envGet("npm_config_nodedir") ?? "/usr";
+  const nodedir = envVar("npm_config_nodedir") ?? "/usr";
   if (!exists(join(nodedir, "include", "node", "node_api.h"))) {
     tools.push(`Node.js headers (${join(nodedir, "include", "node")})`);
     packages.push("nodejs (with headers) or libnode-dev");
@@ -333,7 +326,7 @@ let nativeStdoutDone = false;
 function redirectNativeStdout(): void {
   if (nativeStdoutDone) return;
   nativeStdoutDone = true;
-  const mode = envGet("VOXPIPE_NATIVE_STDOUT") ?? "stderr";
+  const mode = envVar("VOXPIPE_NATIVE_STDOUT") ?? "stderr";
   if ((mode !== "stderr" && mode !== "null") || Deno.build.os !== "linux") return;
   try {
     const libc = Deno.dlopen("libc.so.6", {

@@ -28,7 +28,6 @@
 import type { RtpFrame } from "../../core/frame.ts";
 import type { StageContext, TransformStage } from "../../core/stage.ts";
 import { rtpEndDetector, rtpEndMarker } from "./stage_plugins.ts";
-import { passOnRtp } from "../rtp/header.ts";
 
 export { rtpEndDetector, rtpEndMarker };
 
@@ -63,19 +62,19 @@ export function endMarkerAfter(last: RtpFrame): RtpFrame {
 }
 
 /**
- * Creates an `rtp-end-marker` stage: the plugin's `create`, loaded when first used. It borrows its input: it passes
- * each frame on as it is only to a next stage that borrows too (`sctx.reuseOutput`), and of the last one it keeps
- * reads only the header fields and the payload's length (which an array reused for the next payload keeps).
+ * Creates an `rtp-end-marker` stage: the plugin's `create`, loaded when first used. It passes each frame on as it is
+ * (`passesInputThrough`); of the last one it keeps it reads only the header fields and the payload's length (which an
+ * array reused for the next payload keeps).
  */
-export function createRtpEndMarker(sctx?: Pick<StageContext, "reuseOutput">): TransformStage {
+export function createRtpEndMarker(): TransformStage {
   let last: RtpFrame | undefined;
   let sent = false;
   return {
     negotiate: (input) => input,
     process(frame, emit) {
       if (frame.kind !== "rtp") return;
-      last = passOnRtp(frame, sctx?.reuseOutput === true);
-      emit(last);
+      last = frame;
+      emit(frame);
     },
     flush(emit) {
       if (!last || sent) return;

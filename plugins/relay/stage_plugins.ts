@@ -49,12 +49,12 @@ export const rtpEndMarker = definePlugin({
   description: "Passes RTP through and, at end of stream, sends the end-of-transmission marker (empty, marker bit)",
   accepts: [{ kind: "rtp" }],
   produces: { kind: "rtp" },
-  /** Passes each frame on (copied unless the next stage borrows too); of the last it reads only header fields. */
-  borrowsInput: true,
+  /** Passes each frame on as it is; of the last it reads only header fields and the payload's length. */
+  passesInputThrough: true,
   get options() {
     return rtpEndMarkerSchema();
   },
-  create: async (_opts, sctx): Promise<TransformStage> => (await endMarkerModule()).createRtpEndMarker(sctx),
+  create: async (): Promise<TransformStage> => (await endMarkerModule()).createRtpEndMarker(),
 });
 
 /** The `rtp-end-detector` plugin definition (the stage: `end_marker.ts`). */

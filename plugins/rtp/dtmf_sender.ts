@@ -44,7 +44,6 @@ import { payloadSamples } from "../../core/codec.ts";
 import type { Format, RtpFrame } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import { ResourceKind, type Session } from "../../core/session.ts";
-import { passOnRtp } from "./header.ts";
 import type { Emit, StageContext, TransformStage } from "../../core/stage.ts";
 import { DTMF_DIGITS, dtmfCodes, encodeTelephoneEvent, isTelephoneEvent, TELEPHONE_EVENT } from "./telephone_event.ts";
 import {
@@ -522,8 +521,7 @@ export function createDtmfSender(opts: DtmfSenderStageOptions, sctx: StageContex
     },
     process(frame, emit) {
       if (frame.kind !== "rtp") return emit(frame);
-      // It borrows its input: what it passes on is the frame itself only for a next stage that borrows too.
-      return sender.process(passOnRtp(frame, sctx.reuseOutput === true), emit);
+      return sender.process(frame, emit); // forwarded as it is (passesInputThrough)
     },
     flush(emit) {
       release("the send chain has ended");

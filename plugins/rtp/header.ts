@@ -51,23 +51,6 @@ export function copyPacket(data: Uint8Array): Uint8Array {
   return out;
 }
 
-/**
- * What a stage that borrows its input passes on of an RTP frame it was given: the frame itself when its next stage
- * borrows too (`reuseOutput`), else a copy whose payload is its own (the stage before may write its next payload into
- * the original's).
- *
- * @example
- * ```ts
- * const f = { kind: "rtp", payloadType: 0, sequence: 1, timestamp: 160, ssrc: 7, marker: false,
- *   payload: new Uint8Array(160) } as const;
- * passOnRtp(f, true) === f; // true
- * passOnRtp(f, false).payload === f.payload; // false: a copy
- * ```
- */
-export function passOnRtp(frame: RtpFrame, reuseOutput: boolean): RtpFrame {
-  return reuseOutput ? frame : { ...frame, payload: copyPacket(frame.payload) };
-}
-
 /** Bytes {@linkcode serializeRtpInto} writes for `frame`: header, CSRCs, payload. */
 export function rtpSize(frame: RtpFrame): number {
   return RTP_HEADER_SIZE + (frame.csrc ? frame.csrc.length * 4 : 0) + frame.payload.length;

@@ -322,8 +322,8 @@ export const rtcp = definePlugin({
   description: "RTCP sender/receiver reports for the RTP passing through (RFC 3550), one session per call",
   accepts: [{ kind: "rtp" }],
   produces: { kind: "rtp" },
-  /** Reads each frame while passing it on; copies it unless the next stage borrows too. */
-  borrowsInput: true,
+  /** Reads each frame (its header, the payload's length) while passing it on as it is. */
+  passesInputThrough: true,
   get options() {
     return rtcpSchema();
   },
@@ -337,8 +337,8 @@ export const dtmfSender = definePlugin({
   description: "Sends DTMF digits as RFC 4733 telephone events in the RTP stream passing through",
   accepts: [{ kind: "rtp" }],
   produces: { kind: "rtp" },
-  /** Reads each frame while passing it on; copies it unless the next stage borrows too. */
-  borrowsInput: true,
+  /** Reads each frame (its header, the payload's length) while passing it on as it is. */
+  passesInputThrough: true,
   get options() {
     return dtmfSenderSchema();
   },

@@ -36,7 +36,6 @@ import { type HostPort, parseHostPort, resolveHost } from "../../core/net/addres
 import { type MediaStats, ResourceKind } from "../../core/session.ts";
 import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
 import { rtcp, type RtcpOptions, rtcpSchema } from "./plugins.ts";
-import { passOnRtp } from "./header.ts";
 import { lazyModule } from "../../core/lazy.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
@@ -104,7 +103,6 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
   let detach: (() => void) | undefined;
   let inferred: "send" | "receive" | undefined = opts.direction === "auto" ? undefined : opts.direction;
   const cname = opts.cname ?? randomCname();
-  let reuseOutput = false; // the next stage borrows its input: pass frames on as they are (see passOnRtp)
 
   return {
     negotiate(input: Format | undefined): Format {
@@ -112,7 +110,6 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
     },
     async start(ctx: RunContext) {
       sessionCtx = ctx;
-      reuseOutput = ctx.reuseOutput === true;
       let remote: HostPort | undefined = opts.remote ? parseHostPort(opts.remote) : undefined;
       if (!remote && opts.rtp_remote) {
         const rtp = parseHostPort(opts.rtp_remote);
@@ -154,14 +151,13 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
       s.start();
     },
     process(frame, emit) {
-      if (frame.kind !== "rtp") return emit(frame);
-      if (session) {
+      if (frame.kind === "rtp" && session) {
         const dir = opts.direction === "auto" ? (frame.arrival !== undefined ? "receive" : "send") : opts.direction;
         inferred = dir;
         if (dir === "send") session.onSent(frame);
         else session.onReceived(frame);
       }
-      return emit(passOnRtp(frame, reuseOutput));
+      return emit(frame);
     },
     close() {
       detach?.();

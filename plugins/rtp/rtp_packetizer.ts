@@ -13,8 +13,9 @@
  * stream the remainder is sent as a shorter packet.
  *
  * It borrows its input (`borrowsInput`): a whole packet cut from an input frame
- * goes on as a view of that frame's payload only when the next stage borrows too
- * (`ctx.reuseOutput`: a `udp-sink`, which copies each packet as it takes it);
+ * goes on as a view of that frame's payload only when what comes next may let
+ * it be reused (`ctx.reuseOutput`: a `udp-sink`, which copies each packet as it
+ * takes it, directly or past `rtcp`, `dtmf-sender` or `rtp-end-marker`);
  * otherwise it is copied into memory of its own, so the encoder before it may
  * write its next frame into the same array.
  *
