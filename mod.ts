@@ -128,6 +128,12 @@ Environment:
   VOXPIPE_SPIN_MS=M       with VOXPIPE_NET=fast: spin the last M ms (0..2) before each paced send
                           instead of sleeping through them, at most half a core per loop: steadier
                           pacing where an idle CPU wakes late (a busy virtual machine's host)
+  VOXPIPE_PACER_LEAD_MS=L with VOXPIPE_NET=fast: udp-sink hands each paced packet L ms (0.5..50) early
+                          to a native thread (native/pacer.c, built by scripts/setup.sh) that sends it
+                          at its due time; the stream leaves L ms later. Steadiest pacing: what the
+                          JavaScript thread is doing at a due time no longer shows on the wire
+  VOXPIPE_PACER_SPIN_MS=M with VOXPIPE_PACER_LEAD_MS: that thread spins the last M ms (0..2, default 1)
+                          before each send, at most a quarter of a core
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
 130 when a call was interrupted (Ctrl-C).

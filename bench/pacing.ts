@@ -4,7 +4,8 @@
  *
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
- *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast [--workers K]]
+ *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast [--workers K]
+ *   [--pacer-lead-ms L]]
  *   [--chain feed|file] [--keep-capture FILE]
  * ```
  *
@@ -50,7 +51,9 @@
  * (`core/net/media_loop.ts`) instead: its clock paces them and each pipeline's session binds its socket on the
  * loop's network (FFI sockets); with `--workers K` the streams are spread over K media workers (Web Workers in
  * this process), each with its own `MediaLoop`; there `--spin-ms M` and `--spin-budget B` are the loops'
- * `spinMs` and `spinBudget` (the last M ms before each send spun, at most B of a core).
+ * `spinMs` and `spinBudget` (the last M ms before each send spun, at most B of a core). `--pacer-lead-ms L` (with
+ * `--net fast`) gives the loops the native pacer (`VOXPIPE_PACER_LEAD_MS`): each sink hands its packets to the
+ * pacer's thread L ms early, and the thread sends them at their due times.
  *
  * `--chain file` makes each stream the full chain `file-source → g711-encoder
  * → rtp-packetizer → udp-sink`, reading one generated 8 kHz WAV of the run's
@@ -63,6 +66,7 @@ import os from "node:os";
 import process from "node:process";
 import { mediaClock, RealClock } from "../core/clock.ts";
 import { MediaLoop } from "../core/net/media_loop.ts";
+import { PACER_SPIN_BUDGET, PACER_SPIN_MS } from "../core/net/fast.ts";
 import { buildStreams, type FeedResult, PTIME, writeChainWav } from "./_rtp_feed.ts";
 import { analyze, type Arrivals, type PacingStats, record, startCapture } from "./_pacing_stats.ts";
 
@@ -76,6 +80,7 @@ const args = parseArgs({
     role: { type: "string", default: "sender" },
     "spin-ms": { type: "string" },
     "spin-budget": { type: "string" },
+    "pacer-lead-ms": { type: "string" },
     "main-thread": { type: "boolean", default: false },
     "coalesce-ms": { type: "string" },
     capture: { type: "boolean", default: false },
@@ -195,8 +200,17 @@ if (!(Number.isInteger(workers) && workers >= 0) || (workers > 0 && args.values.
   throw new Error("--workers: a whole number, with --net fast");
 }
 // With --net fast, --spin-ms and --spin-budget are the MediaLoop's spinMs and spinBudget (in each worker too).
+// --pacer-lead-ms L: the loops' native pacer (MediaLoopOptions.pacer), with the CLI's spin and budget.
+const pacerLead = args.values["pacer-lead-ms"];
+if (pacerLead !== undefined && args.values.net !== "fast") throw new Error("--pacer-lead-ms: with --net fast");
 const loopOptions = args.values.net === "fast"
-  ? { spinMs: Number(spin ?? 0), ...(budget !== undefined ? { spinBudget: Number(budget) } : {}) }
+  ? {
+    spinMs: Number(spin ?? 0),
+    ...(budget !== undefined ? { spinBudget: Number(budget) } : {}),
+    ...(pacerLead !== undefined
+      ? { pacer: { leadMs: Number(pacerLead), spinMs: PACER_SPIN_MS, spinBudget: PACER_SPIN_BUDGET } }
+      : {}),
+  }
   : undefined;
 const fastLoop = loopOptions && workers === 0 ? new MediaLoop(loopOptions) : undefined;
 const clock = fastLoop
@@ -302,6 +316,7 @@ console.log(
     (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
     ` seconds=${seconds} chain=${args.values.chain} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
+    (pacerLead !== undefined ? ` pacer_lead_ms=${pacerLead} pacer=${JSON.stringify(fastLoop?.pacerStats())}` : "") +
     (coalesce !== undefined ? ` coalesce_ms=${coalesce}` : "") +
     (args.values.nice !== undefined ? ` nice=${args.values.nice}` : "") +
     (args.values.net === "fast"

@@ -4,13 +4,13 @@
  * literal sense, so that both senders meet the same moments of a noisy host, which alternating runs cannot promise.
  *
  * ```sh
- * deno run -A bench/pacing_together.ts [--seconds 20] [--rounds 3] [--spin-ms M]
+ * deno run -A bench/pacing_together.ts [--seconds 20] [--rounds 3] [--spin-ms M] [--pacer-lead-ms L]
  * ```
  *
  * Each round writes a WAV of noise (8 kHz, `--seconds` long), starts a socket that reads and drops what it gets and
  * the capture, then `gst-launch-1.0 filesrc ! wavparse ! mulawenc ! rtppcmupay ! udpsink sync=true` and
  * `deno run -A mod.ts --pipeline pipelines/rtp-send.json` with `VOXPIPE_NET=fast` (and `VOXPIPE_SPIN_MS` with
- * `--spin-ms`), which one first alternating from round to round. The streams are told apart by SSRC. Printed per
+ * `--spin-ms`, and `VOXPIPE_PACER_LEAD_MS` with `--pacer-lead-ms`: the native pacer), which one first alternating from round to round. The streams are told apart by SSRC. Printed per
  * round and sender: p50, p99, p99 after the first second and max of |inter-arrival − 20 ms|, and the sends more than
  * 0.5 ms off; then the medians over the rounds and the median of the per-round p99 ratios (voxpipe / GStreamer).
  *
@@ -25,6 +25,7 @@ const args = parseArgs({
     seconds: { type: "string", default: "20" },
     rounds: { type: "string", default: "3" },
     "spin-ms": { type: "string" },
+    "pacer-lead-ms": { type: "string" },
   },
 });
 const seconds = Number(args.values.seconds);
@@ -108,7 +109,11 @@ async function round(r: number): Promise<{ gst: Figures; vox: Figures }> {
         "--set",
         `to=127.0.0.1:${port}`,
       ],
-      env: { VOXPIPE_NET: "fast", ...(args.values["spin-ms"] ? { VOXPIPE_SPIN_MS: args.values["spin-ms"] } : {}) },
+      env: {
+        VOXPIPE_NET: "fast",
+        ...(args.values["spin-ms"] ? { VOXPIPE_SPIN_MS: args.values["spin-ms"] } : {}),
+        ...(args.values["pacer-lead-ms"] ? { VOXPIPE_PACER_LEAD_MS: args.values["pacer-lead-ms"] } : {}),
+      },
       stdout: "null",
       stderr: "piped",
       signal: AbortSignal.timeout((seconds + 60) * 1000),
@@ -138,7 +143,8 @@ const show = (f: Figures) =>
 
 console.log(
   `# one stream each from GStreamer and voxpipe (VOXPIPE_NET=fast${
-    args.values["spin-ms"] ? `, VOXPIPE_SPIN_MS=${args.values["spin-ms"]}` : ""
+    (args.values["spin-ms"] ? `, VOXPIPE_SPIN_MS=${args.values["spin-ms"]}` : "") +
+    (args.values["pacer-lead-ms"] ? `, VOXPIPE_PACER_LEAD_MS=${args.values["pacer-lead-ms"]}` : "")
   }) at the same time, ${seconds} s, kernel timestamps; load ${(await Deno.readTextFile("/proc/loadavg")).trim()}`,
 );
 const all: { gst: Figures; vox: Figures }[] = [];

@@ -41,18 +41,26 @@ class Entry implements TimerEntry {
     this.seq = seq;
   }
 
-  /** Marks it cancelled (it is discarded when it reaches the top); a no-op once cancelled or run. */
+  /** Marks it cancelled and takes it out of the heap; a no-op once cancelled or run. */
   cancel(): void {
     if (this.cancelled) return;
     this.cancelled = true;
-    // A cancelled entry stays in the heap until it reaches the top (lazy deletion): drop its callback now, or
-    // whatever that closes over (a call's whole pipeline, for a 10 s RTP timeout) would live until then.
+    // Drop the callback: whatever it closes over (a call's whole pipeline, for a 10 s RTP timeout) must not live on
+    // through a reference someone keeps to the timer.
     this.fn = NOOP;
+    // Removed at once (O(log n)) rather than left until it reaches the top: a SIP server cancels most of its timers
+    // (retransmissions answered, guards passed), and cancelled entries near the top made every walk of the earliest
+    // timers (TimerHeap.earliest, run for each timer scheduled) step over them: 6 % of a call's main-thread time.
+    if (this.index >= 0) this.#heap.remove(this);
     this.#heap.onCancel?.();
   }
 }
 
-/** Binary min-heap of timers ordered by (due, seq): equal due times run in scheduling order. */
+/**
+ * Binary min-heap of timers ordered by (due, seq): equal due times run in scheduling order. A cancelled timer leaves
+ * the heap at once; an entry marked `cancelled` by its owner without `cancel()` (a clock marks a timer it has popped to
+ * run) is skipped where it is found.
+ */
 export class TimerHeap {
   /** The heap array: `items[0]` is the earliest; entry `i`'s children are `2i+1` and `2i+2`. */
   items: TimerEntry[] = [];
@@ -69,12 +77,12 @@ export class TimerHeap {
     this.onCancel = onCancel;
   }
 
-  /** Number of entries, cancelled ones included. */
+  /** Number of entries (a timer cancelled through `cancel()` is no longer one). */
   get size(): number {
     return this.items.length;
   }
 
-  /** Adds a timer for `fn` at `due`; its `cancel()` marks it cancelled (it is discarded when it reaches the top). */
+  /** Adds a timer for `fn` at `due`; its `cancel()` marks it cancelled and removes it. */
   add(due: number, fn: () => void): TimerEntry {
     const e = new Entry(this, due, fn, this.#seq++);
     this.#push(e);
@@ -86,7 +94,7 @@ export class TimerHeap {
     return this.items[0];
   }
 
-  /** The earliest entry that is not cancelled, discarding cancelled ones above it. */
+  /** The earliest entry that is not cancelled, discarding entries marked cancelled above it. */
   peekLive(): TimerEntry | undefined {
     let e = this.items[0];
     while (e && e.cancelled) {
@@ -109,6 +117,20 @@ export class TimerHeap {
     }
     top.index = -1;
     return top;
+  }
+
+  /** Takes `e` out of the heap (it must be in it: `e.index >= 0`). */
+  remove(e: TimerEntry): void {
+    const a = this.items;
+    const i = e.index;
+    const last = a.pop()!;
+    e.index = -1;
+    if (last === e) return;
+    a[i] = last;
+    last.index = i;
+    // The entry moved in from the end may belong above or below position i.
+    if (i > 0 && this.#less(last, a[(i - 1) >> 1])) this.#up(i);
+    else this.#down(i);
   }
 
   /** Drops every entry. */
@@ -150,8 +172,12 @@ export class TimerHeap {
   #push(e: TimerEntry): void {
     const a = this.items;
     a.push(e);
-    let i = a.length - 1;
-    e.index = i;
+    e.index = a.length - 1;
+    this.#up(e.index);
+  }
+
+  #up(i: number): void {
+    const a = this.items;
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (!this.#less(a[i], a[p])) break;

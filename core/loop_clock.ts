@@ -42,7 +42,7 @@ export interface LoopClockHost {
  */
 export class LoopClock implements Clock {
   readonly #heap = new TimerHeap(() => {
-    if (--this.#live === 0) this.#heap.clear(); // only cancelled entries are left
+    if (--this.#live === 0) this.#heap.clear(); // empty by now: cancelled timers leave the heap
     this.#changed();
   });
   readonly #host: LoopClockHost;

@@ -121,7 +121,7 @@ export class RealClock implements Clock {
   // Cancelling a live timer (a run one is marked cancelled by #runDue, so cancelling it calls nothing).
   readonly #heap = new TimerHeap(() => {
     if (--this.#live === 0) {
-      this.#heap.clear(); // only cancelled entries are left
+      this.#heap.clear(); // empty by now: cancelled timers leave the heap
       this.#arm();
     }
   });
@@ -224,7 +224,7 @@ export class RealClock implements Clock {
     };
   }
 
-  /** Timers not yet run (including cancelled ones not yet discarded). */
+  /** Timers not yet run (a cancelled timer leaves at once). */
   get pending(): number {
     return this.#heap.size;
   }

@@ -9,6 +9,7 @@
 #    test audio, libasound2 and a compiler for the naudiodon binding.
 # 2. npm dependencies through Deno, building naudiodon's native binding
 #    (node-gyp against the local Node headers in /usr: no download).
+# 3. The native pacer, native/pacer.c → native/build/libvoxpacer.so (cc).
 #
 # Output: one line per step; a step's own output (apt, npm, node-gyp) goes to a
 # log file that is shown (its last lines) only when the step fails.
@@ -57,6 +58,7 @@ ls /usr/lib/*/libasound.so.2 >/dev/null 2>&1 || need+=(libasound2)
 ls /usr/lib/*/alsa-lib/libasound_module_pcm_file.so >/dev/null 2>&1 || true
 have make || need+=(make)
 have g++ || need+=(g++)
+have cc || need+=(gcc)
 have python3 || need+=(python3)
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -79,6 +81,11 @@ fi
 # (scripts/setup_audio.sh checks the build tools and that the binding was built).
 step "npm dependencies and the naudiodon binding (speaker, microphone)" bash scripts/setup_audio.sh || {
   echo "setup: the naudiodon binding was not built; everything but the speaker and microphone stages works" >&2
+  exit 1
+}
+# The native pacer (VOXPIPE_PACER_LEAD_MS): a small C library the fast network loads.
+step "native pacer (native/build/libvoxpacer.so)" bash scripts/build_native.sh || {
+  echo "setup: the native pacer was not built (a C compiler is needed: apt-get install gcc)" >&2
   exit 1
 }
 echo "setup: done"

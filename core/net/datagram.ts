@@ -77,6 +77,17 @@ export interface DatagramSocket {
   listen(handler: PacketHandler, opts?: ListenOptions): () => void;
   /** Closes the socket; resolves once the port is free again. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Where the socket can send at a given time (the fast network with its native pacer): how long before a
+   * datagram's due time to hand it to {@linkcode DatagramSocket.postAt}. Absent or 0: it cannot.
+   */
+  readonly timedLeadMs?: number;
+  /** Sends `data` at `due` (ms of `performance.now()`); `listener` hears `sent` once it is handed over. */
+  postAt?(data: Uint8Array, to: HostPort, due: number, listener?: SendListener): void;
+  /** Datagrams given to `postAt` that have not left yet. */
+  readonly timedPending?: number;
+  /** Drops the datagrams given to `postAt` that have not left; returns how many. */
+  forgetTimed?(): number;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { Clock } from "../clock_types.ts";
 import { envVar } from "../env.ts";
 import type { Network } from "./datagram.ts";
 import { fastPathProblem, type PlatformFacts, platformProblem } from "./_libc.ts";
+import { pacerProblem } from "./_pacer.ts";
 import { MediaLoop, type MediaLoopOptions } from "./media_loop.ts";
 import { udpNetwork } from "./udp.ts";
 
@@ -125,8 +126,16 @@ export interface MediaChoice {
  * send instead of sleeping through them, within the loop's default `spinBudget` (half a core). It applies to the fast
  * path only; set without `VOXPIPE_NET=fast`, or not a number in range, it is an error saying so.
  *
+ * `VOXPIPE_PACER_LEAD_MS` (0.5..50; unset or 0: off) turns on the loop's native pacer (see
+ * `MediaLoopOptions.pacer`): a paced `udp-sink` hands each packet to a thread of its own that many ms before the
+ * packet is due, and the thread sends it at its due time. `VOXPIPE_PACER_SPIN_MS` (0..2, default
+ * {@linkcode PACER_SPIN_MS}) is how long before a due time that thread spins instead of sleeping, within
+ * {@linkcode PACER_SPIN_BUDGET} of a core. Both need `VOXPIPE_NET=fast` and the library built by
+ * `scripts/setup.sh`; otherwise, or out of range, they are an error saying so.
+ *
  * @param value the setting (default: `Deno.env.get("VOXPIPE_NET")`)
  * @param spin the `VOXPIPE_SPIN_MS` setting (default: `Deno.env.get("VOXPIPE_SPIN_MS")`)
+ * @param pacer the `VOXPIPE_PACER_LEAD_MS` and `VOXPIPE_PACER_SPIN_MS` settings (default: from the environment)
  *
  * @example
  * ```ts
@@ -134,9 +143,27 @@ export interface MediaChoice {
  * const runner = await PipelineRunner.load(file, { registry, net: media.net, clock: media.clock });
  * ```
  */
-export function mediaFromEnv(value?: string, spin?: string): MediaChoice {
+export function mediaFromEnv(
+  value?: string,
+  spin?: string,
+  pacer?: { leadMs?: string; spinMs?: string },
+): MediaChoice {
   const v = value ?? envVar("VOXPIPE_NET");
   const s = spin ?? envVar("VOXPIPE_SPIN_MS");
+  const lead = numberSetting("VOXPIPE_PACER_LEAD_MS", pacer ? pacer.leadMs : envVar("VOXPIPE_PACER_LEAD_MS"), 0, 50);
+  const pacerSpin = numberSetting(
+    "VOXPIPE_PACER_SPIN_MS",
+    pacer ? pacer.spinMs : envVar("VOXPIPE_PACER_SPIN_MS"),
+    0,
+    2,
+  );
+  if (lead !== undefined && lead > 0 && lead < 0.5) {
+    throw new Error(`VOXPIPE_PACER_LEAD_MS: expected 0 (off) or 0.5..50 ms, got ${lead}`);
+  }
+  const pacing = lead !== undefined && lead > 0;
+  if (pacerSpin !== undefined && !pacing) {
+    throw new Error("VOXPIPE_PACER_SPIN_MS applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too");
+  }
   const setting = (v ?? "").trim().toLowerCase();
   const spinSet = s !== undefined && s.trim() !== "";
   const spinMs = spinSet ? Number(s.trim()) : 0;
@@ -145,6 +172,7 @@ export function mediaFromEnv(value?: string, spin?: string): MediaChoice {
   }
   if (setting === "" || setting === "deno") {
     if (spinSet) throw new Error("VOXPIPE_SPIN_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");
+    if (pacing) throw new Error("VOXPIPE_PACER_LEAD_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");
     return { description: "network: Deno.listenDatagram (default)" };
   }
   if (setting !== "fast") {
@@ -154,13 +182,36 @@ export function mediaFromEnv(value?: string, spin?: string): MediaChoice {
   if (why !== undefined) {
     return { description: `network: Deno.listenDatagram (VOXPIPE_NET=fast unavailable: ${why})`, fallback: why };
   }
-  const loop = defaultMediaLoop(spinMs > 0 ? { spinMs } : undefined);
+  if (pacing) {
+    const problem = pacerProblem();
+    if (problem !== undefined) throw new Error(`VOXPIPE_PACER_LEAD_MS: the native pacer cannot run: ${problem}`);
+  }
+  const opts: MediaLoopOptions = {};
+  if (spinMs > 0) opts.spinMs = spinMs;
+  if (pacing) opts.pacer = { leadMs: lead, spinMs: pacerSpin ?? PACER_SPIN_MS, spinBudget: PACER_SPIN_BUDGET };
+  const loop = defaultMediaLoop(spinMs > 0 || pacing ? opts : undefined);
   return {
     net: loop.network,
     clock: loop.clock,
     description: "network: FFI sockets and clock on this thread's MediaLoop (VOXPIPE_NET=fast" +
-      (spinMs > 0 ? `, VOXPIPE_SPIN_MS=${spinMs}` : "") + ")",
+      (spinMs > 0 ? `, VOXPIPE_SPIN_MS=${spinMs}` : "") +
+      (pacing ? `, native pacer: lead ${lead} ms, spin ${pacerSpin ?? PACER_SPIN_MS} ms` : "") + ")",
   };
+}
+
+/** The native pacer's default spin before a due time, ms (`VOXPIPE_PACER_SPIN_MS`). */
+export const PACER_SPIN_MS = 1;
+/** The share of a core the native pacer's spins may take. */
+export const PACER_SPIN_BUDGET = 0.25;
+
+/** An optional number setting in `min..max`, or an error naming it. */
+function numberSetting(name: string, raw: string | undefined, min: number, max: number): number | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const n = Number(raw.trim());
+  if (!(Number.isFinite(n) && n >= min && n <= max)) {
+    throw new Error(`${name}: expected a number of ms, ${min}..${max}, got "${raw}"`);
+  }
+  return n;
 }
 
 /** The largest `VOXPIPE_SPIN_MS`: the loop's default `fineWaitMs`. */

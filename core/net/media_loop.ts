@@ -130,6 +130,9 @@ import {
 } from "./_libc.ts";
 import { type IpBytes, parseIp, readSockaddr, writeSockaddr } from "./_sockaddr.ts";
 import { PacketQueue } from "./packet_queue.ts";
+import { NativePacer, type PacerSettings, type PacerStats } from "./_pacer.ts";
+
+export type { PacerSettings, PacerStats };
 
 export { LoopClock } from "../loop_clock.ts";
 
@@ -168,6 +171,13 @@ export interface MediaLoopOptions {
    * (up to a reserve of {@linkcode SPIN_RESERVE_MS}) and a fine wait that finds none left sleeps to its due time.
    */
   spinBudget?: number;
+  /**
+   * The native pacer (opt-in; `native/pacer.c`, built by `scripts/setup.sh`): a thread of its own that sends the
+   * datagrams a paced sink posts with `postAt`, at their due times, so that what this loop's thread is doing at
+   * a due time does not move the packet on the wire. The sink hands each packet over `leadMs` early. The loop
+   * throws when the library is not built (see {@linkcode FastUdpSocket.timedLeadMs}).
+   */
+  pacer?: PacerSettings;
 }
 
 /** How much unspent spinning time (ms) a {@linkcode MediaLoop} keeps, so its spinning is spread over time. */
@@ -297,6 +307,10 @@ class Core {
   readonly fineWaitMs: number;
   readonly spinMs: number;
   readonly spinBudget: number;
+  /** The native pacer thread, when asked for. */
+  pacer: NativePacer | undefined;
+  readonly #pacerAddr = new Uint8Array(NAME_SLOT);
+  readonly #pacerAddrView = new DataView(this.#pacerAddr.buffer);
   /** Spinning time earned and not spent, ms (negative: a spin overran it, to be earned back first). */
   #spinCredit = SPIN_RESERVE_MS;
   #spinEarnedAt = performance.now();
@@ -483,6 +497,14 @@ class Core {
     // packets with them. Best effort: a refusal leaves the default.
     lib.prctl(PR_SET_TIMERSLACK, 1000n, 0n, 0n, 0n);
     this.#calibrate();
+    if (opts.pacer) {
+      try {
+        this.pacer = new NativePacer(opts.pacer);
+      } catch (e) {
+        this.#release();
+        throw e;
+      }
+    }
   }
 
   get closed(): boolean {
@@ -860,6 +882,7 @@ class Core {
     }
     s.interest = 0;
     this.lib.epoll_ctl(this.ep, EPOLL_CTL_DEL, s.fd, this.#ctl.bytes);
+    this.pacer?.forget(s.fd); // the pacer holds nothing for the descriptor once this returns
     this.lib.close(s.fd);
     this.#owned.fds.delete(s.fd);
     this.sockets.delete(s.id);
@@ -1072,6 +1095,23 @@ class Core {
     }
   }
 
+  /**
+   * Hands one datagram to the native pacer, to leave at `due` (performance.now() ms); `listener` hears `sent` at
+   * once (the bytes are copied). Without a pacer, when it is full, or for a datagram it does not take, this is
+   * {@linkcode post}: the datagram leaves now.
+   */
+  postAt(s: Sock, data: Uint8Array, to: HostPort, due: number, listener: SendListener | undefined): void {
+    const p = this.pacer;
+    if (p && !s.closed) {
+      const len = this.#writeTo(s, to, this.#pacerAddrView, 0);
+      if (typeof len === "number" && p.post(s.fd, due, data, this.#pacerAddr, len)) {
+        listener?.sent(data.length);
+        return;
+      }
+    }
+    this.post(s, data, to, listener);
+  }
+
   #flushTask = (): void => {
     this.#flushQueued = false;
     this.#flush();
@@ -1096,6 +1136,11 @@ class Core {
 
   /** The destination of a queued datagram as a socket address in send slot `slot`: its length, or an error. */
   #encodeTo(s: Sock, to: HostPort, slot: number): number | Error {
+    return this.#writeTo(s, to, this.#txNames.view, slot * NAME_SLOT);
+  }
+
+  /** Writes `to` as a socket address at `view[at]`: its length, or an error (not an IP, bad port, wrong family). */
+  #writeTo(s: Sock, to: HostPort, view: DataView, at: number): number | Error {
     if (to !== s.lastTo || to.hostname !== s.lastHost || to.port !== s.lastPort || !s.lastIp) {
       const ip = parseIp(to.hostname);
       if (!ip) {
@@ -1111,7 +1156,7 @@ class Core {
       s.lastPort = to.port;
       s.lastIp = ip;
     }
-    const len = writeSockaddr(this.#txNames.view, slot * NAME_SLOT, s.lastIp, to.port, s.family);
+    const len = writeSockaddr(view, at, s.lastIp, to.port, s.family);
     if (len < 0) {
       return new SysError(
         "sendmmsg",
@@ -1233,6 +1278,7 @@ class Core {
     if (this.#closed) return;
     for (const s of [...this.sockets.values()]) this.closeSocket(s);
     this.#closed = true;
+    this.pacer?.close();
     if (this.#state === "parked") {
       const done = new Promise<void>((r) => this.#parkDone = r);
       this.#arm(performance.now() - 1); // ends the park
@@ -1337,6 +1383,11 @@ export class MediaLoop {
   /** The loop's counters (a snapshot). */
   stats(): MediaLoopStats {
     return { ...coreOf(this).stats };
+  }
+
+  /** The native pacer's counters, or undefined without one (see {@linkcode MediaLoopOptions.pacer}). */
+  pacerStats(): PacerStats | undefined {
+    return coreOf(this).pacer?.stats();
   }
 
   /**
@@ -1471,6 +1522,29 @@ export class FastUdpSocket implements DatagramSocket {
    */
   listen(handler: PacketHandler, opts: ListenOptions = {}): () => void {
     return this.#core.listen(this.#s, handler, opts);
+  }
+
+  /** How early a paced sink hands this socket a datagram for `postAt`: the loop's pacer lead, 0 without one. */
+  get timedLeadMs(): number {
+    return this.#core.pacer?.settings.leadMs ?? 0;
+  }
+
+  /**
+   * Sends one datagram at `due` (performance.now() ms) through the loop's native pacer; `listener` hears `sent` as
+   * soon as the pacer has the bytes (copied). Without a pacer (or when it is full), the same as `post`.
+   */
+  postAt(data: Uint8Array, to: HostPort, due: number, listener?: SendListener): void {
+    this.#core.postAt(this.#s, data, to, due, listener);
+  }
+
+  /** Datagrams handed to the pacer with `postAt` and not sent yet. */
+  get timedPending(): number {
+    return this.#s.closed ? 0 : this.#core.pacer?.pending(this.#s.fd) ?? 0;
+  }
+
+  /** Drops what waits in the pacer for this socket; returns how many. */
+  forgetTimed(): number {
+    return this.#s.closed ? 0 : this.#core.pacer?.forget(this.#s.fd) ?? 0;
   }
 
   /** Closes the socket: the port is free when this returns (the promise resolves at once). Idempotent. */

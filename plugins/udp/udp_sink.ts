@@ -11,7 +11,11 @@
  * timestamp jump or a stall of more than `resync_ms` restarts the timeline at
  * the current packet (counted in `resyncs`), and an SSRC change restarts it too.
  * `offset_ms` sends every packet that much after its due time (GStreamer's
- * `ts-offset`).
+ * `ts-offset`). On a socket of the fast network with the native pacer
+ * (`VOXPIPE_PACER_LEAD_MS`), each packet is handed to the pacer's thread that
+ * lead before its due time and leaves at its due time from that thread; the
+ * timeline starts one lead later, so that a packet that arrives on time is
+ * handed over at once and leaves one lead after it arrived.
  * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
  * carries its event's start as timestamp: it goes out right after the packet
  * before it and leaves the timeline alone.
@@ -113,6 +117,10 @@ export class UdpSinkStage implements SinkStage {
   #packetIndex = 0; // packet frames since the anchor
   #lastDue = -Infinity;
 
+  // The socket's native pacer lead (0: none): packets are handed to it this much before their due times.
+  readonly #lead: number;
+  readonly #delay: number; // offset_ms + lead: how long after its timeline time a packet is due
+
   // Sends in flight.
   #inFlight = 0;
   #flightWaiters: (() => void)[] = [];
@@ -139,6 +147,11 @@ export class UdpSinkStage implements SinkStage {
     this.#opts = opts;
     this.#sock = sock;
     this.#to = to;
+    this.#lead = sock.postAt && sock.timedLeadMs ? sock.timedLeadMs : 0;
+    // With a native pacer every packet is due one lead after the stream's timeline says (the first one a lead after
+    // it arrives): a packet arriving on time is handed over at once, a lead ahead of its due time, and how late this
+    // thread runs, up to the lead, does not show on the wire.
+    this.#delay = opts.offset_ms + this.#lead;
   }
 
   /** Starts: remembers the run context (clock, signal, logger). */
@@ -171,8 +184,8 @@ export class UdpSinkStage implements SinkStage {
     }
     const now = ctx.clock.now();
     const due = this.#dueTime(frame, now);
-    if (this.#queue.length === 0 && due <= now) {
-      // Nothing waiting and already due: send now, no timer round trip.
+    if (this.#queue.length === 0 && due - this.#lead <= now) {
+      // Nothing waiting and already due (or, with a native pacer, within its lead): send now, no timer round trip.
       this.#send(data, to, due, now);
       return true;
     }
@@ -205,6 +218,15 @@ export class UdpSinkStage implements SinkStage {
       await new Promise<void>((resolve) => this.#endWaiter = resolve);
     }
     await this.#waitFlight(0);
+    // With a native pacer, the last packets are still in its hands for up to the lead: wait until they have left
+    // (the socket may be closed next, which would drop them), checking every ms, for at most lead + 200 ms.
+    if (this.#lead > 0 && !this.#stopped) {
+      const clock = this.#ctx!.clock;
+      const limit = clock.now() + this.#lead + 200;
+      while ((this.#sock.timedPending ?? 0) > 0 && !this.#stopped && clock.now() < limit) {
+        await clock.sleep(1);
+      }
+    }
   }
 
   /** Cancels the timer and wakes every waiter. */
@@ -268,7 +290,7 @@ export class UdpSinkStage implements SinkStage {
         this.#lastTs = ts;
       }
       due = this.#anchorTime + (this.#extTs * 1000) / this.#clockRate;
-      if (Math.abs(due - this.#opts.offset_ms - now) > this.#opts.resync_ms) {
+      if (Math.abs(due - this.#delay - now) > this.#opts.resync_ms) {
         this.#resync(now);
         this.#extTs = 0;
         due = this.#anchorTime;
@@ -281,7 +303,7 @@ export class UdpSinkStage implements SinkStage {
         this.#packetIndex++;
       }
       due = this.#anchorTime + this.#packetIndex * this.#opts.ptime;
-      if (Math.abs(due - this.#opts.offset_ms - now) > this.#opts.resync_ms) {
+      if (Math.abs(due - this.#delay - now) > this.#opts.resync_ms) {
         this.#resync(now);
         this.#packetIndex = 0;
         due = this.#anchorTime;
@@ -291,16 +313,19 @@ export class UdpSinkStage implements SinkStage {
     return due;
   }
 
-  /** Starts a timeline: the first packet is due now (plus `offset_ms`), or right after the last one queued. */
+  /**
+   * Starts a timeline: the first packet is due now (plus `offset_ms`, plus the native pacer's lead), or right after
+   * the last one queued.
+   */
   #anchor(now: number): void {
-    this.#anchorTime = Math.max(now + this.#opts.offset_ms, this.#queue.length > 0 ? this.#lastDue : -Infinity);
+    this.#anchorTime = Math.max(now + this.#delay, this.#queue.length > 0 ? this.#lastDue : -Infinity);
     this.#anchored = true;
   }
 
   #resync(now: number): void {
     this.#resyncs++;
     this.#anchorTime = Math.max(
-      now + this.#opts.offset_ms,
+      now + this.#delay,
       this.#queue.length > 0 ? this.#queue.lastTime() : -Infinity,
     );
     this.#ctx?.log.debug("pacing timeline restarted (timestamp jump or stall)", { resyncs: this.#resyncs });
@@ -308,7 +333,7 @@ export class UdpSinkStage implements SinkStage {
 
   #schedule(): void {
     if (this.#timer || this.#queue.length === 0 || this.#stopped) return;
-    this.#timer = this.#ctx!.clock.at(this.#queue.time(0), this.#tick);
+    this.#timer = this.#ctx!.clock.at(this.#queue.time(0) - this.#lead, this.#tick);
   }
 
   /** Timer callback: sends every packet now due, re-arms for the next. */
@@ -317,7 +342,7 @@ export class UdpSinkStage implements SinkStage {
     if (this.#stopped) return;
     const now = this.#ctx!.clock.now();
     const q = this.#queue;
-    while (q.length > 0 && q.time(0) <= now) {
+    while (q.length > 0 && q.time(0) - this.#lead <= now) {
       const data = q.data(0), to = q.to(0), due = q.time(0);
       q.shift();
       this.#send(data, to, due, now);
@@ -338,7 +363,9 @@ export class UdpSinkStage implements SinkStage {
       if (late > this.#maxLateMs) this.#maxLateMs = late;
     }
     this.#inFlight++;
-    this.#sock.post(data, to, this.#listener);
+    // Handed to the native pacer ahead of its due time: it leaves at that time, whatever this thread does then.
+    if (this.#lead > 0 && due !== undefined && due > now) this.#sock.postAt!(data, to, due, this.#listener);
+    else this.#sock.post(data, to, this.#listener);
   }
 
   /** Told by the socket how each send went (one object per sink: no allocation per packet). */
@@ -388,6 +415,7 @@ export class UdpSinkStage implements SinkStage {
     this.#timer = undefined;
     this.#discarded += this.#queue.length;
     this.#queue.clear();
+    if (this.#lead > 0) this.#discarded += this.#sock.forgetTimed?.() ?? 0;
     this.#wakeDrain();
     const w = this.#endWaiter;
     this.#endWaiter = undefined;
