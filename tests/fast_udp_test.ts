@@ -617,10 +617,14 @@ Deno.test("fast udp: rtp-send → rtp-receive (RTP + RTCP) through the runner on
   }
 });
 
-Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both sides (the caller spinning, VOXPIPE_SPIN_MS): the recording is exact", async () => {
+/**
+ * A SIP call through the CLI with `VOXPIPE_NET=fast` on both sides, the caller's sends paced as `callerEnv` says
+ * (its log shows `says`): the recording is exact.
+ */
+async function fastCall(callerEnv: Record<string, string>, says: RegExp): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-fastudp-call-" });
   const env = { VOXPIPE_NET: "fast" };
-  const spinning = { VOXPIPE_NET: "fast", VOXPIPE_SPIN_MS: "0.3" }; // its sends paced with a spin before each
+  const spinning = { VOXPIPE_NET: "fast", ...callerEnv };
   try {
     const ref = spawnCli(["--pipeline", "pipelines/transcode.json", "--set", `out=${dir}/ref.wav`], {
       timeoutMs: 30_000,
@@ -650,7 +654,7 @@ Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both si
     assertEquals(cr.code, 0, `caller: ${cr.stderr.slice(-2000)}`);
     assertEquals(ce.code, 0, `callee: ${ce.stderr.slice(-2000)}`);
     for (const r of [cr, ce]) assertMatch(r.stderr, /network: FFI sockets and clock on this thread's MediaLoop/);
-    assertMatch(cr.stderr, /MediaLoop \(VOXPIPE_NET=fast, VOXPIPE_SPIN_MS=0\.3\)/);
+    assertMatch(cr.stderr, says);
     assertMatch(cr.stderr, /\[SIP\] BYE sent/);
     assertMatch(ce.stderr, /call summary: .* lost=0 \(0%\)/);
     const expected = await readWav(`${dir}/ref.wav`);
@@ -660,4 +664,14 @@ Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both si
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("fast udp: a SIP call through the CLI with VOXPIPE_NET=fast on both sides (the caller spinning, VOXPIPE_SPIN_MS): the recording is exact", async () => {
+  // The caller's sends paced with a spin before each.
+  await fastCall({ VOXPIPE_SPIN_MS: "0.3" }, /MediaLoop \(VOXPIPE_NET=fast, VOXPIPE_SPIN_MS=0\.3\)/);
+});
+
+Deno.test("fast udp: a SIP call through the CLI with the caller's packets sent by the native pacer (VOXPIPE_PACER_LEAD_MS): the recording is exact", async () => {
+  // Every packet handed to the pacer's thread 5 ms early; the last ones must have left before the caller hangs up.
+  await fastCall({ VOXPIPE_PACER_LEAD_MS: "5" }, /MediaLoop \(VOXPIPE_NET=fast, native pacer: lead 5 ms, spin 1 ms\)/);
 });
