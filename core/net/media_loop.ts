@@ -500,6 +500,7 @@ class Core {
     if (opts.pacer) {
       try {
         this.pacer = new NativePacer(opts.pacer);
+        this.#owned.pacer = this.pacer;
       } catch (e) {
         this.#release();
         throw e;
@@ -1307,6 +1308,8 @@ interface Owned {
   park: Deno.PointerObject;
   /** Open socket descriptors. */
   fds: Set<number>;
+  /** The native pacer, if any: stopped before the descriptors it may still send on are closed. */
+  pacer?: NativePacer;
 }
 
 /**
@@ -1315,6 +1318,7 @@ interface Owned {
  * close them then, so a forgotten loop does not keep its ports bound forever.
  */
 const forgotten = new FinalizationRegistry<Owned>((o) => {
+  o.pacer?.close();
   for (const fd of o.fds) o.lib.close(fd);
   o.lib.close(o.tfd);
   o.lib.close(o.ep);
