@@ -22,11 +22,12 @@ import { buildPipeline } from "../core/pipeline.ts";
 import { runPipelineFile } from "../core/runner.ts";
 import { Logger } from "../core/log.ts";
 import { definePlugin } from "../core/stage.ts";
-import type { Frame, RtpFrame } from "../core/frame.ts";
+import type { Frame } from "../core/frame.ts";
 import { z } from "zod";
 import { createRegistry } from "../mod.ts";
 import { assertSampleExact, freeUdpPortPair, readWav, spawnCli, writeFixture } from "./media_util.ts";
 import { freeUdpPort } from "./sip_util.ts";
+import { rtpBurst } from "./rtp_burst_util.ts";
 import { repoPath } from "./util.ts";
 
 /** Waits (bounded, real time) until `cond()` holds; the bound only turns a hang into a failure. */
@@ -492,33 +493,6 @@ Deno.test("fast udp: an idle loop lets its process exit (no close needed); a lis
   const r = await probe(["-A"], "idle-exit");
   assertEquals(r.received, [1, 2, 3]);
   assertEquals(r.timerRan, true);
-});
-
-/** A source of `count` RTP packets (160-byte PCMU payloads), as fast as the sink takes them. */
-const rtpBurst = definePlugin({
-  name: "rtp-burst",
-  kind: "source",
-  description: "test RTP packets",
-  produces: { kind: "rtp", codec: "PCMU", clockRate: 8000 },
-  options: z.object({ count: z.number().int() }),
-  create: (o) => ({
-    async run(ctx) {
-      for (let i = 0; i < o.count && !ctx.signal.aborted; i++) {
-        const f: RtpFrame = {
-          kind: "rtp",
-          payloadType: 0,
-          sequence: i,
-          timestamp: i * 160,
-          ssrc: 0x5eed,
-          marker: i === 0,
-          payload: new Uint8Array(160).fill(i & 0xff),
-          codec: "PCMU",
-          clockRate: 8000,
-        };
-        if (!ctx.emit(f)) await ctx.ready();
-      }
-    },
-  }),
 });
 
 /** A sink that keeps the packets it gets. */
