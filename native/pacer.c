@@ -285,7 +285,7 @@ uint32_t vp_pacer_forget(vp_pacer *p, int32_t fd) {
 }
 
 /*
- * Statistics into out[0..8]: sent, send errors, refused (queue full), spins, ms spun, the largest lateness of a send
+ * Statistics into out[0..8]: sent, send errors, refused (queue full), spin steps (<= 50 µs each), ms spun, the largest lateness of a send
  * (ms after its due time), the sum of lateness (ms), the last send errno, packets queued.
  */
 void vp_pacer_stats(vp_pacer *p, double *out) {

@@ -1,9 +1,10 @@
 /**
- * The timer heap the clocks share: order by (due, scheduling order), cancelled timers removed at once from anywhere
- * in the heap, and the walk of the earliest due times.
+ * The timer heap the clocks share (`core/_timer_heap.ts`), through the clocks: a cancelled timer leaves the heap at
+ * once, from anywhere in it, and the timers left run in order of due time, ties in scheduling order.
  */
 import assert from "node:assert/strict";
-import { type TimerEntry, TimerHeap } from "../core/_timer_heap.ts";
+import { VirtualClock } from "../core/virtual_clock.ts";
+import { RealClock } from "../core/real_clock.ts";
 
 /** A deterministic pseudo-random sequence (LCG), so that a failure replays. */
 function lcg(seed: number): () => number {
@@ -14,71 +15,55 @@ function lcg(seed: number): () => number {
   };
 }
 
-/** Checks the heap property and every entry's index. */
-function checkShape(h: TimerHeap): void {
-  const a = h.items;
-  for (let i = 0; i < a.length; i++) {
-    assert.equal(a[i].index, i, `entry at ${i} knows its place`);
-    if (i > 0) {
-      const p = a[(i - 1) >> 1];
-      assert.ok(p.due < a[i].due || (p.due === a[i].due && p.seq < a[i].seq), `heap order at ${i}`);
-    }
-  }
-}
-
-Deno.test("TimerHeap: cancelling removes a timer at once, from anywhere, and the rest run in order", () => {
+Deno.test("timer heap: timers cancelled anywhere in the heap leave it; the rest run in (due, scheduling) order", () => {
   for (const seed of [1, 2, 3, 4, 5]) {
     const rnd = lcg(seed);
-    const h = new TimerHeap();
-    const live = new Set<TimerEntry>();
-    const ran: TimerEntry[] = [];
+    const clock = new VirtualClock();
+    const ran: number[] = [];
+    const live = new Map<number, { due: number; cancel(): void }>();
+    let id = 0;
     for (let step = 0; step < 3000; step++) {
       const r = rnd();
       if (r < 0.55) {
         // Due times on a coarse grid, so that ties (run in scheduling order) are common.
-        const e = h.add(Math.floor(rnd() * 200), () => {});
-        live.add(e);
+        const me = id++;
+        const due = clock.now() + Math.floor(rnd() * 50);
+        const t = clock.at(due, () => {
+          ran.push(me);
+          live.delete(me);
+        });
+        live.set(me, { due, cancel: () => t.cancel() });
       } else if (r < 0.9 && live.size > 0) {
-        const victims = [...live];
-        const e = victims[Math.floor(rnd() * victims.length)];
-        e.cancel();
-        live.delete(e);
-        assert.equal(e.index, -1, "a cancelled timer is out of the heap");
+        const keys = [...live.keys()];
+        const victim = keys[Math.floor(rnd() * keys.length)];
+        live.get(victim)!.cancel();
+        live.delete(victim);
       } else {
-        const e = h.pop();
-        if (e) {
-          live.delete(e);
-          ran.push(e);
-        }
+        // Run what falls due in the next ms: exactly the live timers due by then, in order.
+        const until = clock.now() + 1;
+        const expected = [...live.entries()].filter(([, t]) => t.due <= until)
+          .sort(([a, x], [b, y]) => x.due - y.due || a - b).map(([k]) => k);
+        ran.length = 0;
+        clock.advance(1);
+        assert.deepEqual(ran, expected, `seed ${seed}, step ${step}`);
       }
-      assert.equal(h.size, live.size, "the heap holds exactly the live timers");
-      if (step % 97 === 0) checkShape(h);
+      assert.equal(clock.pending, live.size);
     }
-    checkShape(h);
-    // What is left comes out in (due, scheduling order).
-    const expected = [...live].sort((a, b) => a.due - b.due || a.seq - b.seq);
-    const out: TimerEntry[] = [];
-    for (let e = h.pop(); e; e = h.pop()) out.push(e);
-    assert.deepEqual(out.map((e) => e.seq), expected.map((e) => e.seq), `seed ${seed}`);
-    assert.ok(ran.length > 0);
+    const expected = [...live.entries()].sort(([a, x], [b, y]) => x.due - y.due || a - b).map(([k]) => k);
+    ran.length = 0;
+    clock.advance(1000);
+    assert.deepEqual(ran, expected, `seed ${seed}: the rest`);
   }
 });
 
-Deno.test("TimerHeap: earliest lists the first distinct due times of live timers", () => {
-  const rnd = lcg(42);
-  const h = new TimerHeap();
-  const all: TimerEntry[] = [];
-  for (let i = 0; i < 500; i++) all.push(h.add(Math.floor(rnd() * 1000), () => {}));
-  // Cancel most of the early ones, as a SIP server's answered retransmissions are.
-  for (const e of all) if (e.due < 600 && rnd() < 0.9) e.cancel();
-  const liveDues = [...new Set(all.filter((e) => !e.cancelled).map((e) => e.due))].sort((a, b) => a - b);
-  const out: number[] = [];
-  const frontier: TimerEntry[] = [];
-  assert.deepEqual(h.earliest(8, out, frontier), liveDues.slice(0, 8));
-  // A timer the owner marked cancelled without cancel() (a clock's popped-and-run timer) is skipped, not listed.
-  const top = h.peek()!;
-  top.cancelled = true;
-  const without = [...new Set(all.filter((e) => !e.cancelled).map((e) => e.due))].sort((a, b) => a - b);
-  assert.deepEqual(h.earliest(8, out, frontier), without.slice(0, 8));
-  checkShape(h);
+Deno.test("timer heap: a real clock's cancelled timers leave the heap at once", () => {
+  const clock = new RealClock();
+  const timers = Array.from({ length: 100 }, (_, i) => clock.after(60_000 + i, () => {}));
+  assert.equal(clock.pending, 100);
+  // Cancelled from the middle and the top, not only from the top: each leaves at once.
+  for (let i = 10; i < 100; i += 2) timers[i].cancel();
+  timers[0].cancel();
+  assert.equal(clock.pending, 54);
+  for (const t of timers) t.cancel();
+  assert.equal(clock.pending, 0);
 });

@@ -66,9 +66,9 @@ export interface PacerStats {
   errors: number;
   /** Datagrams refused because the pacer was full (the loop sent them at once instead). */
   refused: number;
-  /** Spins, and the time spun (ms). */
+  /** Steps spun (of at most 50 µs each: the thread looks at its queue again between steps). */
   spins: number;
-  /** See `spins`. */
+  /** Time spun, ms. */
   spunMs: number;
   /** The latest a send left after its due time, ms. */
   lateMaxMs: number;

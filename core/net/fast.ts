@@ -190,6 +190,10 @@ export function mediaFromEnv(
   if (spinMs > 0) opts.spinMs = spinMs;
   if (pacing) opts.pacer = { leadMs: lead, spinMs: pacerSpin ?? PACER_SPIN_MS, spinBudget: PACER_SPIN_BUDGET };
   const loop = defaultMediaLoop(spinMs > 0 || pacing ? opts : undefined);
+  if (pacing && loop.pacerStats() === undefined) {
+    // This thread's loop was made earlier, without the pacer: say so rather than claim a pacer that is not there.
+    throw new Error("VOXPIPE_PACER_LEAD_MS: this thread's MediaLoop already runs without the native pacer");
+  }
   return {
     net: loop.network,
     clock: loop.clock,
