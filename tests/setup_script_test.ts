@@ -7,13 +7,17 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { repoPath } from "./util.ts";
 
-const TOOLS = ["bash", "dirname", "ls", "id", "mktemp", "rm", "tail", "sed"];
+const TOOLS = ["bash", "dirname", "ls", "id", "mktemp", "rm", "tail", "sed", "mkdir", "mv", "touch"];
 
 /** A directory with the scripts, a bin/ of stand-ins and of the few real tools the scripts use. */
 async function sandbox(present: string[]): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-setup-" });
   await Deno.mkdir(`${dir}/scripts`);
-  for (const f of ["setup.sh", "setup_audio.sh"]) await Deno.copyFile(repoPath(`scripts/${f}`), `${dir}/scripts/${f}`);
+  for (const f of ["setup.sh", "setup_audio.sh", "build_native.sh"]) {
+    await Deno.copyFile(repoPath(`scripts/${f}`), `${dir}/scripts/${f}`);
+  }
+  await Deno.mkdir(`${dir}/native`);
+  await Deno.copyFile(repoPath("native/pacer.c"), `${dir}/native/pacer.c`);
   await Deno.mkdir(`${dir}/bin`);
   for (const t of TOOLS) {
     const which = new Deno.Command("bash", { args: ["-c", `command -v ${t}`], stdout: "piped" }).outputSync();
@@ -38,6 +42,12 @@ async function sandbox(present: string[]): Promise<string> {
       '[ -n "$STUB_DENO_FAIL" ] && { echo "gyp ERR! build error: $STUB_DENO_FAIL" >&2; exit 1; }\n' +
       "mkdir -p node_modules/naudiodon/build/Release 2>/dev/null || /bin/mkdir -p node_modules/naudiodon/build/Release\n" +
       ": > node_modules/naudiodon/build/Release/naudiodon.node; exit 0",
+  );
+  // cc: writes the file named after -o (STUB_CC_FAIL makes it fail like a compile error).
+  await stub(
+    "cc",
+    '[ -n "$STUB_CC_FAIL" ] && { echo "pacer.c:1: error: $STUB_CC_FAIL" >&2; exit 1; }\n' +
+      'while [ $# -gt 0 ]; do [ "$1" = -o ] && { touch "$2"; exit 0; }; shift; done; exit 1',
   );
   await Deno.mkdir(`${dir}/node/include/node`, { recursive: true });
   await Deno.writeTextFile(`${dir}/node/include/node/node_api.h`, "");
@@ -68,6 +78,7 @@ const ALL = [
   "chromium",
   "make",
   "g++",
+  "cc",
   "python3",
 ];
 const root = Deno.uid() === 0;
@@ -78,9 +89,11 @@ Deno.test("setup.sh: one line per step when everything goes well", async () => {
     const r = await setup(dir);
     assertEquals(r.code, 0, r.stdout + r.stderr);
     const lines = r.stdout.trim().split("\n");
-    // Debian packages (present, or installed in one line), the npm/binding step, done.
-    assert(lines.length <= 3, r.stdout);
+    // Debian packages (present, or installed in one line), the npm/binding step, the native pacer, done.
+    assert(lines.length <= 4, r.stdout);
     assertMatch(r.stdout, /^setup: npm dependencies and the naudiodon binding \(speaker, microphone\): ok$/m);
+    assertMatch(r.stdout, /^setup: native pacer \(native\/build\/libvoxpacer.so\): ok$/m);
+    assert((await Deno.stat(`${dir}/native/build/libvoxpacer.so`)).isFile);
     assertMatch(lines.at(-1)!, /^setup: done$/);
     assert(!/Download|gyp|Get:/.test(r.stdout + r.stderr), r.stdout + r.stderr);
   } finally {
@@ -106,6 +119,19 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("setup.sh: a native pacer that does not compile shows the compiler's lines and exits 1", async () => {
+  const dir = await sandbox(ALL);
+  try {
+    const r = await setup(dir, { STUB_CC_FAIL: "expected ';'" });
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, /setup: native pacer \(native\/build\/libvoxpacer.so\): FAILED/);
+    assertMatch(r.stderr, /\| pacer.c:1: error: expected ';'/);
+    assertMatch(r.stderr, /the native pacer was not built/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("setup.sh: a failing build shows its last lines and exits 1", async () => {
