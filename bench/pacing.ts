@@ -5,7 +5,7 @@
  * ```sh
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
  *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast [--workers K]
- *   [--pacer-lead-ms L [--pacer-spin-ms M]]]
+ *   [--pacer-lead-ms L [--pacer-spin-ms M] [--pacer-budget B]]]
  *   [--chain feed|file] [--keep-capture FILE]
  * ```
  *
@@ -53,7 +53,8 @@
  * this process), each with its own `MediaLoop`; there `--spin-ms M` and `--spin-budget B` are the loops'
  * `spinMs` and `spinBudget` (the last M ms before each send spun, at most B of a core). `--pacer-lead-ms L` (with
  * `--net fast`) gives the loops the native pacer (`VOXPIPE_PACER_LEAD_MS`): each sink hands its packets to the
- * pacer's thread L ms early, and the thread sends them at their due times (`--pacer-spin-ms M`: its spin, default 1).
+ * pacer's thread L ms early, and the thread sends them at their due times (`--pacer-spin-ms M`: its spin, default 1;
+ * `--pacer-budget B`: the share of a core it may spin, default 0.25).
  *
  * `--chain file` makes each stream the full chain `file-source → g711-encoder
  * → rtp-packetizer → udp-sink`, reading one generated 8 kHz WAV of the run's
@@ -82,6 +83,7 @@ const args = parseArgs({
     "spin-budget": { type: "string" },
     "pacer-lead-ms": { type: "string" },
     "pacer-spin-ms": { type: "string" },
+    "pacer-budget": { type: "string" },
     "main-thread": { type: "boolean", default: false },
     "coalesce-ms": { type: "string" },
     capture: { type: "boolean", default: false },
@@ -213,7 +215,7 @@ const loopOptions = args.values.net === "fast"
         pacer: {
           leadMs: Number(pacerLead),
           spinMs: Number(args.values["pacer-spin-ms"] ?? PACER_SPIN_MS),
-          spinBudget: PACER_SPIN_BUDGET,
+          spinBudget: Number(args.values["pacer-budget"] ?? PACER_SPIN_BUDGET),
         },
       }
       : {}),
