@@ -62,10 +62,6 @@ static int64_t vp_now_ns(void) {
   return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* CLOCK_MONOTONIC in ms (a double: JavaScript numbers, exact to well under a µs for centuries of uptime). */
-double vp_now_ms(void) {
-  return (double)vp_now_ns() / 1e6;
-}
 
 static int before(const vp_pacer *p, uint32_t a, uint32_t b) {
   const vp_packet *x = &p->slots[a], *y = &p->slots[b];
@@ -218,8 +214,9 @@ fail:
 }
 
 /*
- * Queues one datagram for `fd` at `due_ms` (CLOCK_MONOTONIC, ms; see vp_now_ms). Returns 0, or -1 when the queue is
- * full, -2 when the datagram or the address is too long (the caller sends those itself).
+ * Queues one datagram for `fd` at `due_ms` (CLOCK_MONOTONIC, in ms: a double, as JavaScript numbers are; exact to
+ * well under a µs for centuries of uptime). Returns 0, or -1 when the queue is full, -2 when the datagram or the
+ * address is too long (the caller sends those itself).
  */
 int32_t vp_pacer_post(vp_pacer *p, int32_t fd, double due_ms, const uint8_t *data, uint32_t len, const uint8_t *addr,
                       uint32_t alen) {

@@ -16,7 +16,6 @@ export const PACER_LIBRARY = new URL("../../native/build/libvoxpacer.so", import
 export const PACER_CAPACITY = 8192;
 
 const SYMBOLS = {
-  vp_now_ms: { parameters: [], result: "f64" },
   vp_pacer_new: { parameters: ["u32", "f64", "f64"], result: "pointer" },
   vp_pacer_post: { parameters: ["pointer", "i32", "f64", "buffer", "u32", "buffer", "u32"], result: "i32" },
   vp_pacer_pending: { parameters: ["pointer", "i32"], result: "u32" },
@@ -93,8 +92,10 @@ export class NativePacer {
    * Starts the thread. Throws when the library cannot load (see {@linkcode pacerProblem}) or the thread cannot start.
    *
    * @param settings lead, spin and budget
+   * @param monoOffsetMs CLOCK_MONOTONIC (ms) − `performance.now()` on the calling thread, as its loop calibrated it:
+   *   what turns the due times given to {@linkcode NativePacer.post} into the pacer's clock
    */
-  constructor(settings: PacerSettings) {
+  constructor(settings: PacerSettings, monoOffsetMs: number) {
     const why = pacerProblem();
     if (why !== undefined) throw new Error(`native pacer: ${why}`);
     const { leadMs, spinMs, spinBudget } = settings;
@@ -107,14 +108,7 @@ export class NativePacer {
     this.#lib = lib!;
     this.#p = this.#lib.vp_pacer_new(PACER_CAPACITY, spinMs, spinBudget);
     if (this.#p === null) throw new Error("native pacer: could not start its thread");
-    let best = Infinity, offset = 0;
-    for (let i = 0; i < 5; i++) {
-      const a = performance.now();
-      const m = this.#lib.vp_now_ms();
-      const b = performance.now();
-      if (b - a < best) best = b - a, offset = m - (a + b) / 2;
-    }
-    this.#offset = offset;
+    this.#offset = monoOffsetMs;
   }
 
   /**

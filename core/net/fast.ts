@@ -165,11 +165,9 @@ export function mediaFromEnv(
     throw new Error("VOXPIPE_PACER_SPIN_MS applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too");
   }
   const setting = (v ?? "").trim().toLowerCase();
-  const spinSet = s !== undefined && s.trim() !== "";
-  const spinMs = spinSet ? Number(s.trim()) : 0;
-  if (spinSet && !(Number.isFinite(spinMs) && spinMs >= 0 && spinMs <= MAX_SPIN_MS)) {
-    throw new Error(`VOXPIPE_SPIN_MS: expected a number of ms, 0..${MAX_SPIN_MS}, got "${s}"`);
-  }
+  const spinSetting = numberSetting("VOXPIPE_SPIN_MS", s, 0, MAX_SPIN_MS);
+  const spinSet = spinSetting !== undefined;
+  const spinMs = spinSetting ?? 0;
   if (setting === "" || setting === "deno") {
     if (spinSet) throw new Error("VOXPIPE_SPIN_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");
     if (pacing) throw new Error("VOXPIPE_PACER_LEAD_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");

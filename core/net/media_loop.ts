@@ -499,7 +499,7 @@ class Core {
     this.#calibrate();
     if (opts.pacer) {
       try {
-        this.pacer = new NativePacer(opts.pacer);
+        this.pacer = new NativePacer(opts.pacer, this.#monoOffsetMs);
         this.#owned.pacer = this.pacer;
       } catch (e) {
         this.#release();
