@@ -133,7 +133,10 @@ Environment:
                           at its due time; the stream leaves L ms later. Steadiest pacing: what the
                           JavaScript thread is doing at a due time no longer shows on the wire
   VOXPIPE_PACER_SPIN_MS=M with VOXPIPE_PACER_LEAD_MS: that thread spins the last M ms (0..2, default 1)
-                          before each send, at most a quarter of a core
+                          before each send, at most VOXPIPE_PACER_BUDGET of a core
+  VOXPIPE_PACER_BUDGET=B  with VOXPIPE_PACER_LEAD_MS: the share of a core (0.05..1, default 0.25) that
+                          thread may spin; 1 for hundreds of streams, whose packets are due a fraction
+                          of a ms apart (it then takes a whole core)
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
 130 when a call was interrupted (Ctrl-C).

@@ -7,7 +7,8 @@
  * ```sh
  * deno run -A bench/fastudp_bench.ts [--only throughput|pacing] [--seconds 3] [--rounds 2]
  *   [--sockets 1,100,1000] [--pacing-seconds 20] [--streams 1,200] [--pacing-workers 2] [--capture]
- *   [--chain feed|file] [--pacing-spin-ms 0.3] [--pacing-pacer-lead-ms 5] [--pacing-rounds 1]
+ *   [--chain feed|file] [--pacing-spin-ms 0.3] [--pacing-pacer-lead-ms 5] [--pacing-pacer-spin-ms 1]
+ *   [--pacing-pacer-budget 0.25] [--pacing-rounds 1]
  * ```
  *
  * **Throughput** (packets per second per core of CPU time the measured
@@ -35,7 +36,9 @@
  * - `fast spin`: the same with `--spin-ms M` (`--pacing-spin-ms`, default 0.3; 0 leaves it out): the loop
  *   spins the last M ms before each send instead of sleeping (at most half a core; `MediaLoopOptions.spinMs`),
  * - `fast pacer`: the same with `--pacer-lead-ms L` (`--pacing-pacer-lead-ms`, default 5; 0 leaves it out): the
- *   native pacer's thread sends each packet at its due time (`VOXPIPE_PACER_LEAD_MS`),
+ *   native pacer's thread sends each packet at its due time (`VOXPIPE_PACER_LEAD_MS`), spinning the last
+ *   `--pacing-pacer-spin-ms` before it within `--pacing-pacer-budget` of a core (`bench/pacing.ts`'s defaults
+ *   when not given),
  * - `fast Kw` (more than one stream): the same spread over K media workers
  *   (`--workers K`, default 2: one per core here), each with its own loop,
  *   all in one process,
@@ -82,6 +85,8 @@ const args = parseArgs({
     "pacing-workers": { type: "string", default: "2" },
     "pacing-spin-ms": { type: "string", default: "0.3" },
     "pacing-pacer-lead-ms": { type: "string", default: "5" },
+    "pacing-pacer-spin-ms": { type: "string" },
+    "pacing-pacer-budget": { type: "string" },
     "pacing-rounds": { type: "string", default: "1" },
     capture: { type: "boolean", default: false },
     chain: { type: "string", default: "feed" },
@@ -464,6 +469,13 @@ async function pacing(): Promise<void> {
   const workers = Number(args.values["pacing-workers"]);
   const spin = Number(args.values["pacing-spin-ms"]);
   const lead = Number(args.values["pacing-pacer-lead-ms"]);
+  const pacerSpin = args.values["pacing-pacer-spin-ms"], pacerBudget = args.values["pacing-pacer-budget"];
+  const pacerArgs = [
+    "--pacer-lead-ms",
+    String(lead),
+    ...(pacerSpin !== undefined ? ["--pacer-spin-ms", pacerSpin] : []),
+    ...(pacerBudget !== undefined ? ["--pacer-budget", pacerBudget] : []),
+  ];
   const rounds = Number(args.values["pacing-rounds"]);
   if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error("--pacing-rounds: a whole number, at least 1");
   console.log(`# pacing: ${secs} s per run; |inter-arrival − 20 ms| at bench/pacing.ts's receiver (another process)`);
@@ -476,7 +488,7 @@ async function pacing(): Promise<void> {
       ...(lead > 0
         ? [{
           label: "fast pacer",
-          run: () => pacingVoxpipe(n, secs, ["--net", "fast", "--pacer-lead-ms", String(lead)]),
+          run: () => pacingVoxpipe(n, secs, ["--net", "fast", ...pacerArgs]),
         }]
         : []),
       ...(n > 1 && workers > 0

@@ -172,14 +172,47 @@ Deno.test("native pacer: udp-sink hands its packets to the pacer, and its end wa
   });
 });
 
-Deno.test("native pacer: VOXPIPE_PACER_LEAD_MS and VOXPIPE_PACER_SPIN_MS are checked", () => {
-  const cases: [string, { leadMs?: string; spinMs?: string }, string][] = [
+Deno.test("native pacer: VOXPIPE_PACER_LEAD_MS, VOXPIPE_PACER_SPIN_MS and VOXPIPE_PACER_BUDGET are checked", () => {
+  const cases: [string, { leadMs?: string; spinMs?: string; budget?: string }, string][] = [
     ["deno", { leadMs: "5" }, "VOXPIPE_PACER_LEAD_MS applies to the fast UDP path: set VOXPIPE_NET=fast too"],
     ["fast", { leadMs: "80" }, 'VOXPIPE_PACER_LEAD_MS: expected a number of ms, 0..50, got "80"'],
     ["fast", { leadMs: "0.1" }, "VOXPIPE_PACER_LEAD_MS: expected 0 (off) or 0.5..50 ms, got 0.1"],
     ["fast", { spinMs: "1" }, "VOXPIPE_PACER_SPIN_MS applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too"],
     ["fast", { leadMs: "5", spinMs: "3" }, 'VOXPIPE_PACER_SPIN_MS: expected a number of ms, 0..2, got "3"'],
+    ["fast", { budget: "1" }, "VOXPIPE_PACER_BUDGET applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too"],
+    ["fast", { leadMs: "5", budget: "2" }, 'VOXPIPE_PACER_BUDGET: expected a share of one core, 0.05..1, got "2"'],
+    ["fast", { leadMs: "5", budget: "0" }, 'VOXPIPE_PACER_BUDGET: expected a share of one core, 0.05..1, got "0"'],
   ];
   for (const [net, pacer, message] of cases) assertThrows(() => mediaFromEnv(net, undefined, pacer), Error, message);
   assertEquals(mediaFromEnv("fast", undefined, { leadMs: "0" }).description.includes("native pacer"), false);
+});
+
+Deno.test({
+  name: "native pacer: the environment's lead, spin and budget reach the pacer of the thread's loop",
+  ignore: pacerProblem() !== undefined,
+  fn: async () => {
+    // A process of its own: this thread's loop may already exist without a pacer.
+    const fast = JSON.stringify(new URL("../core/net/fast.ts", import.meta.url).href);
+    const script = `
+      import { defaultMediaLoop, mediaFromEnv } from ${fast};
+      const media = mediaFromEnv();
+      console.log(JSON.stringify({ description: media.description, settings: defaultMediaLoop().pacerSettings() }));
+      await defaultMediaLoop().close();
+    `;
+    const run = async (env: Record<string, string>) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--unstable-net", script],
+        env: { VOXPIPE_NET: "fast", VOXPIPE_PACER_LEAD_MS: "5", ...env },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert(out.success, new TextDecoder().decode(out.stderr));
+      return JSON.parse(new TextDecoder().decode(out.stdout));
+    };
+    const set = await run({ VOXPIPE_PACER_SPIN_MS: "0.5", VOXPIPE_PACER_BUDGET: "1" });
+    assertEquals(set.settings, { leadMs: 5, spinMs: 0.5, spinBudget: 1 });
+    assert(set.description.includes("native pacer: lead 5 ms, spin 0.5 ms within 1 of a core"), set.description);
+    const defaults = await run({});
+    assertEquals(defaults.settings, { leadMs: 5, spinMs: 1, spinBudget: 0.25 });
+  },
 });

@@ -130,12 +130,13 @@ export interface MediaChoice {
  * `MediaLoopOptions.pacer`): a paced `udp-sink` hands each packet to a thread of its own that many ms before the
  * packet is due, and the thread sends it at its due time. `VOXPIPE_PACER_SPIN_MS` (0..2, default
  * {@linkcode PACER_SPIN_MS}) is how long before a due time that thread spins instead of sleeping, within
- * {@linkcode PACER_SPIN_BUDGET} of a core. Both need `VOXPIPE_NET=fast` and the library built by
- * `scripts/setup.sh`; otherwise, or out of range, they are an error saying so.
+ * `VOXPIPE_PACER_BUDGET` (0.05..1, default {@linkcode PACER_SPIN_BUDGET}) of a core. They need `VOXPIPE_NET=fast`
+ * and the library built by `scripts/setup.sh`; otherwise, or out of range, they are an error saying so.
  *
  * @param value the setting (default: `Deno.env.get("VOXPIPE_NET")`)
  * @param spin the `VOXPIPE_SPIN_MS` setting (default: `Deno.env.get("VOXPIPE_SPIN_MS")`)
- * @param pacer the `VOXPIPE_PACER_LEAD_MS` and `VOXPIPE_PACER_SPIN_MS` settings (default: from the environment)
+ * @param pacer the `VOXPIPE_PACER_LEAD_MS`, `VOXPIPE_PACER_SPIN_MS` and `VOXPIPE_PACER_BUDGET` settings (default: from
+ *   the environment)
  *
  * @example
  * ```ts
@@ -146,7 +147,7 @@ export interface MediaChoice {
 export function mediaFromEnv(
   value?: string,
   spin?: string,
-  pacer?: { leadMs?: string; spinMs?: string },
+  pacer?: { leadMs?: string; spinMs?: string; budget?: string },
 ): MediaChoice {
   const v = value ?? envVar("VOXPIPE_NET");
   const s = spin ?? envVar("VOXPIPE_SPIN_MS");
@@ -157,12 +158,22 @@ export function mediaFromEnv(
     0,
     2,
   );
+  const pacerBudget = numberSetting(
+    "VOXPIPE_PACER_BUDGET",
+    pacer ? pacer.budget : envVar("VOXPIPE_PACER_BUDGET"),
+    0.05,
+    1,
+    "share of one core",
+  );
   if (lead !== undefined && lead > 0 && lead < 0.5) {
     throw new Error(`VOXPIPE_PACER_LEAD_MS: expected 0 (off) or 0.5..50 ms, got ${lead}`);
   }
   const pacing = lead !== undefined && lead > 0;
   if (pacerSpin !== undefined && !pacing) {
     throw new Error("VOXPIPE_PACER_SPIN_MS applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too");
+  }
+  if (pacerBudget !== undefined && !pacing) {
+    throw new Error("VOXPIPE_PACER_BUDGET applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too");
   }
   const setting = (v ?? "").trim().toLowerCase();
   const spinSetting = numberSetting("VOXPIPE_SPIN_MS", s, 0, MAX_SPIN_MS);
@@ -186,7 +197,8 @@ export function mediaFromEnv(
   }
   const opts: MediaLoopOptions = {};
   if (spinMs > 0) opts.spinMs = spinMs;
-  if (pacing) opts.pacer = { leadMs: lead, spinMs: pacerSpin ?? PACER_SPIN_MS, spinBudget: PACER_SPIN_BUDGET };
+  const budget = pacerBudget ?? PACER_SPIN_BUDGET;
+  if (pacing) opts.pacer = { leadMs: lead, spinMs: pacerSpin ?? PACER_SPIN_MS, spinBudget: budget };
   const loop = defaultMediaLoop(spinMs > 0 || pacing ? opts : undefined);
   if (pacing && loop.pacerStats() === undefined) {
     // This thread's loop was made earlier, without the pacer: say so rather than claim a pacer that is not there.
@@ -197,21 +209,35 @@ export function mediaFromEnv(
     clock: loop.clock,
     description: "network: FFI sockets and clock on this thread's MediaLoop (VOXPIPE_NET=fast" +
       (spinMs > 0 ? `, VOXPIPE_SPIN_MS=${spinMs}` : "") +
-      (pacing ? `, native pacer: lead ${lead} ms, spin ${pacerSpin ?? PACER_SPIN_MS} ms` : "") + ")",
+      (pacing
+        ? `, native pacer: lead ${lead} ms, spin ${pacerSpin ?? PACER_SPIN_MS} ms` +
+          (pacerBudget !== undefined ? ` within ${budget} of a core` : "")
+        : "") +
+      ")",
   };
 }
 
 /** The native pacer's default spin before a due time, ms (`VOXPIPE_PACER_SPIN_MS`). */
 export const PACER_SPIN_MS = 1;
-/** The share of a core the native pacer's spins may take. */
+/**
+ * The share of a core the native pacer's spins may take by default (`VOXPIPE_PACER_BUDGET`). Enough for a few
+ * streams; a sender of hundreds of streams, whose due times are a fraction of a millisecond apart, needs 1 (the whole
+ * core) for its thread never to sleep between them (see bench/README).
+ */
 export const PACER_SPIN_BUDGET = 0.25;
 
-/** An optional number setting in `min..max`, or an error naming it. */
-function numberSetting(name: string, raw: string | undefined, min: number, max: number): number | undefined {
+/** An optional number setting in `min..max` (in `unit`), or an error naming it. */
+function numberSetting(
+  name: string,
+  raw: string | undefined,
+  min: number,
+  max: number,
+  unit = "number of ms",
+): number | undefined {
   if (raw === undefined || raw.trim() === "") return undefined;
   const n = Number(raw.trim());
   if (!(Number.isFinite(n) && n >= min && n <= max)) {
-    throw new Error(`${name}: expected a number of ms, ${min}..${max}, got "${raw}"`);
+    throw new Error(`${name}: expected a ${unit}, ${min}..${max}, got "${raw}"`);
   }
   return n;
 }

@@ -1394,6 +1394,11 @@ export class MediaLoop {
     return coreOf(this).pacer?.stats();
   }
 
+  /** The native pacer's lead, spin and budget, or undefined without one (see {@linkcode MediaLoopOptions.pacer}). */
+  pacerSettings(): Readonly<PacerSettings> | undefined {
+    return coreOf(this).pacer?.settings;
+  }
+
   /**
    * Closes every socket of the loop (queued sends fail), stops running its
    * timers, and releases the epoll instance and timerfd. Idempotent.
