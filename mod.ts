@@ -136,7 +136,8 @@ Environment:
                           before each send, at most VOXPIPE_PACER_BUDGET of a core
   VOXPIPE_PACER_BUDGET=B  with VOXPIPE_PACER_LEAD_MS: the share of a core (0.05..1, default 0.25) that
                           thread may spin; 1 for hundreds of streams, whose packets are due a fraction
-                          of a ms apart (it then takes a whole core)
+                          of a ms apart (it then takes a whole core). Each media worker
+                          (VOXPIPE_MEDIA_WORKERS) has a pacer thread of its own, with this budget
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
 130 when a call was interrupted (Ctrl-C).
