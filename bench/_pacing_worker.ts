@@ -1,7 +1,7 @@
 /**
  * A media worker of `bench/pacing.ts --net fast --workers K`: its own
  * `MediaLoop` paces the streams it is given (sockets, chains and timers all on
- * this worker's thread). Message in: `{ ssrcs, count, port, file, loopOptions }`; it posts
+ * this worker's thread). Message in: `{ ssrcs, count, port, file, gate, loopOptions }`; it posts
  * `{ ready: true }` once its pipelines are built, runs them on `"go"`, and
  * posts the sinks' summary (`FeedResult`) with the loop's counters.
  *
@@ -25,14 +25,15 @@ self.onmessage = async (e: MessageEvent) => {
     self.postMessage({ result, stats });
     return;
   }
-  const { ssrcs, count, port, file, loopOptions } = e.data as {
+  const { ssrcs, count, port, file, gate, loopOptions } = e.data as {
     ssrcs: number[];
     count: number;
     port: number;
     file?: string;
+    gate?: boolean;
     loopOptions?: MediaLoopOptions;
   };
   loop = new MediaLoop(loopOptions);
-  run = await buildStreams({ ssrcs, count, port, clock: loop.clock, net: loop.network, file });
+  run = await buildStreams({ ssrcs, count, port, clock: loop.clock, net: loop.network, file, gate });
   self.postMessage({ ready: true });
 };

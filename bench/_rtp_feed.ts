@@ -13,6 +13,7 @@ import type { Network } from "../core/net/datagram.ts";
 import { buildPipeline, type Pipeline } from "../core/pipeline.ts";
 import { Registry } from "../core/registry.ts";
 import { Session } from "../core/session.ts";
+import { StartGate } from "../core/start_gate.ts";
 import { definePlugin } from "../core/stage.ts";
 import { plugins as udpPlugins } from "../plugins/udp/mod.ts";
 import { plugins as filePlugins } from "../plugins/file/mod.ts";
@@ -90,10 +91,11 @@ export async function writeChainWav(path: string, packets: number): Promise<void
  * `file-source → g711-encoder → rtp-packetizer → udp-sink`, else `rtp-feed →
  * udp-sink`. Streams start at random phases within one packet time (a file
  * chain's sink has a random `offset_ms`, a feed waits a random delay). Returns a
- * function that runs them all and sums what the sinks saw.
+ * function that runs them all and sums what the sinks saw. File chains start together, as a pipeline file's chains
+ * do (a {@linkcode StartGate}: every sink fills its queue, then all start their timelines), unless `gate` is false.
  */
 export async function buildStreams(
-  opts: { ssrcs: number[]; count: number; port: number; clock: Clock; net?: Network; file?: string },
+  opts: { ssrcs: number[]; count: number; port: number; clock: Clock; net?: Network; file?: string; gate?: boolean },
 ): Promise<() => Promise<FeedResult>> {
   const registry = new Registry([rtpFeed, ...udpPlugins, ...filePlugins, ...g711Plugins, ...rtpPlugins]);
   const { clock, net, file } = opts;
@@ -126,7 +128,10 @@ export async function buildStreams(
     );
   }
   return async () => {
-    const results = await Promise.all(pipelines.map((p) => p.run()));
+    const gate = file && opts.gate !== false ? new StartGate(clock) : undefined;
+    const running = pipelines.map((p) => p.run(gate ? { gate } : {}));
+    gate?.seal();
+    const results = await Promise.all(running);
     if (net) { for (const p of pipelines) await p.session.close(); }
     const out: FeedResult = { late: 0, maxLate: 0, errors: 0, failures: [] };
     for (const r of results) {

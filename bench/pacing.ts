@@ -6,7 +6,7 @@
  * deno run -A bench/pacing.ts [--streams N] [--seconds S] [--receiver process|inline] [--capture]
  *   [--coalesce-ms C] [--main-thread] [--spin-ms M] [--spin-budget B] [--nice=N] [--net fast [--workers K]
  *   [--pacer-lead-ms L [--pacer-spin-ms M] [--pacer-budget B]]]
- *   [--chain feed|file] [--keep-capture FILE]
+ *   [--chain feed|file [--start-gate on|off]] [--keep-capture FILE]
  * ```
  *
  * Starts N pipelines `rtp-feed → udp-sink` through the real pipeline runner and
@@ -58,7 +58,10 @@
  *
  * `--chain file` makes each stream the full chain `file-source → g711-encoder
  * → rtp-packetizer → udp-sink`, reading one generated 8 kHz WAV of the run's
- * length (noise), instead of `rtp-feed → udp-sink`.
+ * length (noise), instead of `rtp-feed → udp-sink`. The file chains start
+ * together, as a pipeline file's chains do: each sink fills its queue, then all
+ * start their timelines when a `StartGate` opens; `--start-gate off` starts
+ * each sink's timeline at its first packet instead.
  *
  * @module
  */
@@ -92,6 +95,7 @@ const args = parseArgs({
     net: { type: "string", default: "deno" },
     workers: { type: "string", default: "0" },
     chain: { type: "string", default: "feed" },
+    "start-gate": { type: "string", default: "on" },
   },
 });
 
@@ -246,6 +250,10 @@ const capture = args.values.capture
   ? await startCapture(port, streams, packetsPerStream, args.values["keep-capture"])
   : undefined;
 if (args.values.chain !== "feed" && args.values.chain !== "file") throw new Error("--chain: expected feed or file");
+if (args.values["start-gate"] !== "on" && args.values["start-gate"] !== "off") {
+  throw new Error("--start-gate: expected on or off");
+}
+const gate = args.values["start-gate"] === "on";
 let file: string | undefined;
 if (args.values.chain === "file") {
   file = await Deno.makeTempFile({ prefix: "pacing-", suffix: ".wav" });
@@ -279,6 +287,7 @@ if (workers > 0) {
       count: packetsPerStream,
       port,
       file,
+      gate,
       loopOptions,
     })
   );
@@ -291,7 +300,15 @@ if (workers > 0) {
     return done.map((d) => d.result as FeedResult);
   };
 } else {
-  const run = await buildStreams({ ssrcs, count: packetsPerStream, port, clock, net: fastLoop?.network, file });
+  const run = await buildStreams({
+    ssrcs,
+    count: packetsPerStream,
+    port,
+    clock,
+    net: fastLoop?.network,
+    file,
+    gate,
+  });
   runStreams = async () => [await run()];
 }
 const cpu0 = process.cpuUsage();
@@ -323,7 +340,9 @@ console.log(
     `late=${late} max_late=${maxLate.toFixed(3)}ms send_errors=${errors} ` +
     `cpu=${((cpu.user + cpu.system) / 1000 / wall * 100).toFixed(1)}% receiver=${args.values.receiver}` +
     (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
-    ` seconds=${seconds} chain=${args.values.chain} load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
+    ` seconds=${seconds} chain=${args.values.chain}${
+      file ? ` start_gate=${args.values["start-gate"]}` : ""
+    } load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
     (pacerLead !== undefined ? ` pacer_lead_ms=${pacerLead} pacer=${JSON.stringify(fastLoop?.pacerStats())}` : "") +
     (coalesce !== undefined ? ` coalesce_ms=${coalesce}` : "") +

@@ -62,6 +62,7 @@ export * from "./log.ts";
 export * from "./errors.ts";
 export * from "./suggest.ts";
 export * from "./pipeline.ts";
+export * from "./start_gate.ts";
 export * from "./registry.ts";
 export * from "./config.ts";
 export * from "./control.ts";

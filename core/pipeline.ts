@@ -20,6 +20,7 @@ import { type Clock, mediaClock, type Timer } from "./clock.ts";
 import { type Format, formatMismatch, formatToString, type Frame } from "./frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Session } from "./session.ts";
+import type { StartGate } from "./start_gate.ts";
 import {
   type AnyPlugin,
   type Emit,
@@ -88,6 +89,15 @@ export interface StageStats {
   errors: number;
   /** Stage-specific statistics. */
   extra?: Record<string, unknown>;
+}
+
+/** Options of {@linkcode Pipeline.start} and {@linkcode Pipeline.run}. */
+export interface StartOptions {
+  /**
+   * Start together with the other chains started with this gate: the chain's paced sinks fill their queues, then
+   * start their timelines at the time the gate opens. Ignored by a chain fed by a live source.
+   */
+  gate?: StartGate;
 }
 
 /** How a pipeline run ended. */
@@ -439,6 +449,8 @@ export class Pipeline {
   #error: Error | undefined;
   #stopRequested = false;
   #done: Promise<PipelineResult> | undefined;
+  /** The start gate its paced sinks start their timelines at (`start({ gate })`, a chain not fed by a live source). */
+  #gate: StartGate | undefined;
   /** The session the stages run in. */
   readonly session: Session;
   readonly #ownsSession: boolean;
@@ -690,6 +702,7 @@ export class Pipeline {
       fail: (e) => this.#fail(idx, e),
       realtimeSink: this.#slots[this.#slots.length - 1].plugin.realtime === true,
       stopSignal: this.#abort.signal,
+      ...(this.#gate ? { startGate: this.#gate } : {}),
     };
   }
 
@@ -709,9 +722,15 @@ export class Pipeline {
     return promise;
   }
 
-  /** Starts the pipeline; returns immediately. Await {@linkcode done} for the result. */
-  start(): Promise<PipelineResult> {
+  /**
+   * Starts the pipeline; returns immediately. Await {@linkcode done} for the result. With `opts.gate`, a chain fed
+   * from a file (not a live source) starts its paced sinks' timelines when the gate opens (see {@linkcode StartGate}):
+   * start every chain with the same gate, then seal it.
+   */
+  start(opts: StartOptions = {}): Promise<PipelineResult> {
     if (this.#done) return this.#done;
+    // A chain fed by a live source sends what comes when it comes: it does not wait for a gate.
+    if (opts.gate && !this.liveSource) this.#gate = opts.gate;
     this.#done = this.#run();
     return this.#done;
   }
@@ -722,9 +741,9 @@ export class Pipeline {
     return this.#done;
   }
 
-  /** Starts the pipeline and waits until it ends. */
-  run(): Promise<PipelineResult> {
-    return this.start();
+  /** Starts the pipeline (see {@linkcode start}) and waits until it ends. */
+  run(opts: StartOptions = {}): Promise<PipelineResult> {
+    return this.start(opts);
   }
 
   /**

@@ -28,6 +28,7 @@ import { udpNetwork } from "./net/udp.ts";
 import { buildPipeline, type Pipeline, type PipelineResult, StageError, strictSchema } from "./pipeline.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
+import { StartGate } from "./start_gate.ts";
 import { type AnyPlugin, FormatError } from "./stage.ts";
 import { describeOptionErrors, pathOptionKeys } from "./_options_doc.ts";
 
@@ -566,10 +567,14 @@ export class PipelineRunner {
     this.#opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#opts.signal?.aborted) onAbort();
     try {
+      // Chains fed from files start their paced sinks' timelines together, once every one has filled its queue
+      // (StartGate): the first chain's first packets then do not wait for the other chains' start-up work.
+      const gate = pipelines.filter((p) => !p.liveSource).length >= 2 ? new StartGate(session.clock) : undefined;
       for (const p of pipelines) {
         log.info(`pipeline "${p.name}" started: ${p.labels.join(" → ")}`);
-        p.start();
+        p.start(gate ? { gate } : {});
       }
+      gate?.seal();
       const results: Record<string, PipelineResult> = {};
       for (const p of pipelines) {
         const r = await p.done;

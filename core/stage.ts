@@ -42,6 +42,7 @@ import type { Format, Frame } from "./frame.ts";
 import type { Logger } from "./log.ts";
 import type { OptionsOf, OptionsSchema } from "./options.ts";
 import type { Session } from "./session.ts";
+import type { StartGate } from "./start_gate.ts";
 
 /** Where a stage sits in a chain. */
 export type StageKind = "source" | "transform" | "sink";
@@ -174,6 +175,12 @@ export interface RunContext extends StageContext {
    * does not tell the two apart (then treat `signal` as a stop).
    */
   readonly stopSignal?: AbortSignal;
+  /**
+   * Present when the chain was started with a start gate (`Pipeline.start({ gate })`) and its source is not live: a
+   * paced sink joins it at start, queues its first packets without a timeline until its queue is full or its stream
+   * has ended, says it is ready, and starts its timeline at the time the gate opens (see {@linkcode StartGate}).
+   */
+  readonly startGate?: StartGate;
 }
 
 /** What a stage learns about its chain before it starts (see {@linkcode StageBase.plan}). */

@@ -78,6 +78,11 @@ export class PacketQueue<X> {
     return this.#time[this.#tail - 1];
   }
 
+  /** Adds `ms` to the number of every entry (due times moved onto another timeline). */
+  offsetTimes(ms: number): void {
+    for (let i = this.#head; i < this.#tail; i++) this.#time[i] += ms;
+  }
+
   /** Removes the head entry (the queue is not empty); drops the queue's references to it. */
   shift(): void {
     const h = this.#head;

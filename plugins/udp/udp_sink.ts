@@ -16,6 +16,10 @@
  * lead before its due time and leaves at its due time from that thread; the
  * timeline starts one lead later, so that a packet that arrives on time is
  * handed over at once and leaves one lead after it arrived.
+ * **Starting together.** A chain fed from a file and started with a start gate (`Pipeline.start({ gate })`; the
+ * runner does so for a file's chains when two or more are fed from files: see `StartGate`) queues its first packets
+ * without a timeline until `queue_ms` of them are queued (or its stream has ended), tells the gate, and starts its
+ * timeline at the time the gate opens, with every other chain of the gate: the chains' start-up work is done by then.
  * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
  * carries its event's start as timestamp: it goes out right after the packet
  * before it and leaves the timeline alone.
@@ -49,6 +53,7 @@
 import type { Timer } from "../../core/clock.ts";
 import type { Frame, RtpFrame } from "../../core/frame.ts";
 import type { RunContext, SinkStage, StageContext } from "../../core/stage.ts";
+import type { StartTicket } from "../../core/start_gate.ts";
 import { udpSink, type UdpSinkOptions, udpSinkSchema } from "./plugins.ts";
 import { copyPacket, serializeRtp } from "../rtp/header.ts";
 import { isTelephoneEvent } from "../rtp/telephone_event.ts";
@@ -121,6 +126,11 @@ export class UdpSinkStage implements SinkStage {
   readonly #lead: number;
   readonly #delay: number; // offset_ms + lead: how long after its timeline time a packet is due
 
+  // The start gate (RunContext.startGate) while it is shut: packets queue on a timeline that starts at 0, moved to
+  // the gate's start time when it opens.
+  #ticket: StartTicket | undefined;
+  #gateOpened: Promise<void> | undefined;
+
   // Sends in flight.
   #inFlight = 0;
   #flightWaiters: (() => void)[] = [];
@@ -154,9 +164,14 @@ export class UdpSinkStage implements SinkStage {
     this.#delay = opts.offset_ms + this.#lead;
   }
 
-  /** Starts: remembers the run context (clock, signal, logger). */
+  /** Starts: remembers the run context (clock, signal, logger), and joins the chain's start gate when there is one. */
   start(ctx: RunContext): void {
     this.#ctx = ctx;
+    const gate = ctx.startGate;
+    if (gate && this.#opts.pace && gate.openAt === undefined) {
+      this.#ticket = gate.join();
+      this.#gateOpened = gate.opened.then((at) => this.#release(at));
+    }
     ctx.signal.addEventListener("abort", () => this.#stop(), { once: true });
     if (ctx.signal.aborted) this.#stop();
   }
@@ -182,6 +197,7 @@ export class UdpSinkStage implements SinkStage {
       this.#send(data, to, undefined, 0);
       return this.#inFlight < MAX_IN_FLIGHT;
     }
+    if (this.#ticket) return this.#hold(frame, data, to);
     const now = ctx.clock.now();
     const due = this.#dueTime(frame, now);
     if (this.#queue.length === 0 && due - this.#lead <= now) {
@@ -198,8 +214,9 @@ export class UdpSinkStage implements SinkStage {
     return this.#aheadMs(now) < this.#opts.queue_ms;
   }
 
-  /** Resolves once the queue is at or below half of `queue_ms` (or the pipeline stops). */
+  /** Resolves once the queue is at or below half of `queue_ms` (or the pipeline stops); not before the gate opens. */
   drained(): Promise<void> {
+    if (this.#ticket && !this.#stopped) return this.#gateOpened!.then(() => this.drained());
     if (this.#stopped || this.#belowLowWater()) {
       return this.#opts.pace ? Promise.resolve() : this.#waitFlight(MAX_IN_FLIGHT / 2);
     }
@@ -214,6 +231,11 @@ export class UdpSinkStage implements SinkStage {
   /** End of stream: sends the queue on schedule, then resolves. After a stop: discards it and resolves. */
   async end(): Promise<void> {
     if (this.#ctx?.signal.aborted) this.#stop();
+    if (this.#ticket) {
+      // The stream has ended before the queue was full: all of it is queued; it starts with the others.
+      this.#ticket.ready();
+      await this.#gateOpened;
+    }
     if (!this.#stopped && this.#queue.length > 0) {
       await new Promise<void>((resolve) => this.#endWaiter = resolve);
     }
@@ -259,6 +281,36 @@ export class UdpSinkStage implements SinkStage {
       discarded: this.#discarded,
       overflow_dropped: this.#overflowDropped,
     };
+  }
+
+  /**
+   * Queues a packet while the start gate is shut, on a timeline that starts at 0; says the sink is ready once
+   * `queue_ms` of packets are queued (false: upstream waits for `drained()`, which waits for the gate).
+   */
+  #hold(frame: Frame, data: Uint8Array, to: HostPort): boolean {
+    // `now` follows the queued stream, so that only a jump of the stream's own timestamps restarts its timeline.
+    const now = this.#queue.length > 0 ? this.#queue.lastTime() - this.#delay : 0;
+    const due = this.#dueTime(frame, now);
+    if (this.#queue.length >= MAX_QUEUE_PACKETS) {
+      this.#overflowDropped++;
+      this.#ticket!.ready();
+      return false;
+    }
+    this.#queue.push(data, to, undefined, due);
+    const full = this.#queue.lastTime() - this.#queue.time(0) >= this.#opts.queue_ms;
+    if (full) this.#ticket!.ready();
+    return !full;
+  }
+
+  /** The gate has opened at `at`: the queued packets' timeline starts there (or now, if later). */
+  #release(at: number): void {
+    if (!this.#ticket) return; // stopped meanwhile
+    this.#ticket = undefined;
+    const shift = Math.max(at, this.#ctx!.clock.now());
+    this.#queue.offsetTimes(shift);
+    this.#anchorTime += shift;
+    this.#lastDue += shift;
+    this.#schedule();
   }
 
   /** How far ahead of `now` the last queued packet is due (ms of queued media). */
@@ -411,6 +463,8 @@ export class UdpSinkStage implements SinkStage {
   #stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#ticket?.leave();
+    this.#ticket = undefined;
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#discarded += this.#queue.length;
