@@ -40,6 +40,11 @@ export interface StartGateOptions {
 
 /** A member's hold on a {@linkcode StartGate}: say {@linkcode ready} once primed, or {@linkcode leave}. */
 export interface StartTicket {
+  /**
+   * The member's place among those that joined, from 0: members that fill a queue before they start use it to fill
+   * different amounts, so that their refills, which follow their fill levels, do not all come at the same moment.
+   */
+  readonly index: number;
   /** This member has queued what it needs before it starts (or has all its stream): it waits for the gate only. */
   ready(): void;
   /** This member will not start (its chain stopped): the gate no longer waits for it. */
@@ -51,7 +56,7 @@ export const START_GATE_TIMEOUT_MS = 2000;
 /** The default {@linkcode StartGateOptions.marginMs}. */
 export const START_GATE_MARGIN_MS = 20;
 
-const NO_TICKET: StartTicket = { ready() {}, leave() {} };
+const NO_TICKET: StartTicket = { index: 0, ready() {}, leave() {} };
 
 /** Lets paced sinks of several chains start their timelines together; see the module's documentation. */
 export class StartGate {
@@ -106,7 +111,7 @@ export class StartGate {
    */
   join(): StartTicket {
     if (this.#openAt !== undefined) return NO_TICKET;
-    this.#members++;
+    const index = this.#members++;
     this.#waiting++;
     this.#arm();
     let done = false;
@@ -116,7 +121,7 @@ export class StartGate {
       this.#waiting--;
       this.#check();
     };
-    return { ready: settle, leave: settle };
+    return { index, ready: settle, leave: settle };
   }
 
   /** No more members will join: the gate opens as soon as every member has said ready or left (at once if none). */

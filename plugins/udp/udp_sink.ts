@@ -18,7 +18,8 @@
  * handed over at once and leaves one lead after it arrived.
  * **Starting together.** A chain fed from a file and started with a start gate (`Pipeline.start({ gate })`; the
  * runner does so for a file's chains when two or more are fed from files: see `StartGate`) queues its first packets
- * without a timeline until `queue_ms` of them are queued (or its stream has ended), tells the gate, and starts its
+ * without a timeline until its queue is full (`queue_ms` for the gate's first member, between half and all of it for
+ * the others, so that their refills do not come in step) or its stream has ended, tells the gate, and starts its
  * timeline at the time the gate opens, with every other chain of the gate: the chains' start-up work is done by then.
  * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
  * carries its event's start as timestamp: it goes out right after the packet
@@ -130,6 +131,8 @@ export class UdpSinkStage implements SinkStage {
   // the gate's start time when it opens.
   #ticket: StartTicket | undefined;
   #gateOpened: Promise<void> | undefined;
+  /** How much it queues before the gate opens, ms (see #hold). */
+  #primeMs = 0;
 
   // Sends in flight.
   #inFlight = 0;
@@ -170,6 +173,10 @@ export class UdpSinkStage implements SinkStage {
     const gate = ctx.startGate;
     if (gate && this.#opts.pace && gate.openAt === undefined) {
       this.#ticket = gate.join();
+      // queue_ms at most, less a share of its low half that differs from member to member (the golden ratio's
+      // sequence spreads them evenly): each sink asks for more when its queue is down to half of queue_ms, so sinks
+      // that started with equal queues would refill in step, all in the same milliseconds of every cycle.
+      this.#primeMs = this.#opts.queue_ms * (1 - (((this.#ticket.index * 0.6180339887498949) % 1) / 2));
       this.#gateOpened = gate.opened.then((at) => this.#release(at));
     }
     ctx.signal.addEventListener("abort", () => this.#stop(), { once: true });
@@ -297,7 +304,7 @@ export class UdpSinkStage implements SinkStage {
       return false;
     }
     this.#queue.push(data, to, undefined, due);
-    const full = this.#queue.lastTime() - this.#queue.time(0) >= this.#opts.queue_ms;
+    const full = this.#queue.lastTime() - this.#queue.time(0) >= this.#primeMs;
     if (full) this.#ticket!.ready();
     return !full;
   }
