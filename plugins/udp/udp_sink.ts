@@ -16,14 +16,15 @@
  * lead before its due time and leaves at its due time from that thread; the
  * timeline starts one lead later, so that a packet that arrives on time is
  * handed over at once and leaves one lead after it arrived.
+ * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
+ * carries its event's start as timestamp: it goes out right after the packet
+ * before it and leaves the timeline alone.
+ *
  * **Starting together.** A chain fed from a file and started with a start gate (`Pipeline.start({ gate })`; the
  * runner does so for a file's chains when two or more are fed from files: see `StartGate`) queues its first packets
  * without a timeline until its queue is full (`queue_ms` for the gate's first member, between half and all of it for
  * the others, so that their refills do not come in step) or its stream has ended, tells the gate, and starts its
  * timeline at the time the gate opens, with every other chain of the gate: the chains' start-up work is done by then.
- * A telephone event (RFC 4733, tagged `telephone-event` by the `dtmf-sender`)
- * carries its event's start as timestamp: it goes out right after the packet
- * before it and leaves the timeline alone.
  *
  * **Backpressure.** The sink keeps a short queue: `write()` returns false once
  * the queue reaches `queue_ms` of packets ahead of now (high water), and
@@ -292,7 +293,7 @@ export class UdpSinkStage implements SinkStage {
 
   /**
    * Queues a packet while the start gate is shut, on a timeline that starts at 0; says the sink is ready once
-   * `queue_ms` of packets are queued (false: upstream waits for `drained()`, which waits for the gate).
+   * `#primeMs` of packets are queued (false: upstream waits for `drained()`, which waits for the gate).
    */
   #hold(frame: Frame, data: Uint8Array, to: HostPort): boolean {
     // `now` follows the queued stream, so that only a jump of the stream's own timestamps restarts its timeline.
