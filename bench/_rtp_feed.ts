@@ -91,8 +91,9 @@ export async function writeChainWav(path: string, packets: number): Promise<void
  * `file-source → g711-encoder → rtp-packetizer → udp-sink`, else `rtp-feed →
  * udp-sink`. Streams start at random phases within one packet time (a file
  * chain's sink has a random `offset_ms`, a feed waits a random delay). Returns a
- * function that runs them all and sums what the sinks saw. File chains start together, as a pipeline file's chains
- * do (a {@linkcode StartGate}: every sink fills its queue, then all start their timelines), unless `gate` is false.
+ * function that runs them all and sums what the sinks saw. Two or more file chains start together, as a pipeline
+ * file's chains do (a {@linkcode StartGate}: every sink fills its queue, then all start their timelines), unless `gate`
+ * is false.
  */
 export async function buildStreams(
   opts: { ssrcs: number[]; count: number; port: number; clock: Clock; net?: Network; file?: string; gate?: boolean },
@@ -128,7 +129,7 @@ export async function buildStreams(
     );
   }
   return async () => {
-    const gate = file && opts.gate !== false ? new StartGate(clock) : undefined;
+    const gate = file && opts.gate !== false && pipelines.length >= 2 ? new StartGate(clock) : undefined;
     const running = pipelines.map((p) => p.run(gate ? { gate } : {}));
     gate?.seal();
     const results = await Promise.all(running);
