@@ -58,10 +58,10 @@
  *
  * `--chain file` makes each stream the full chain `file-source → g711-encoder
  * → rtp-packetizer → udp-sink`, reading one generated 8 kHz WAV of the run's
- * length (noise), instead of `rtp-feed → udp-sink`. The file chains start
- * together, as a pipeline file's chains do: each sink fills its queue, then all
- * start their timelines when a `StartGate` opens; `--start-gate off` starts
- * each sink's timeline at its first packet instead.
+ * length (noise), instead of `rtp-feed → udp-sink`. Two or more file chains
+ * start together, as a pipeline file's chains do: each sink fills its queue,
+ * then all start their timelines when a `StartGate` opens; `--start-gate off`
+ * starts each sink's timeline at its first packet instead.
  *
  * @module
  */
@@ -341,7 +341,7 @@ console.log(
     `cpu=${((cpu.user + cpu.system) / 1000 / wall * 100).toFixed(1)}% receiver=${args.values.receiver}` +
     (args.values.receiver === "process" ? ` receiver_cpu=${r.cpuPct.toFixed(1)}%` : "") +
     ` seconds=${seconds} chain=${args.values.chain}${
-      file ? ` start_gate=${args.values["start-gate"]}` : ""
+      file && streams > 1 ? ` start_gate=${args.values["start-gate"]}` : ""
     } load=${load}` + (spin !== undefined ? ` spin_ms=${spin}` : "") +
     (budget !== undefined ? ` spin_budget=${budget}` : "") +
     (pacerLead !== undefined ? ` pacer_lead_ms=${pacerLead} pacer=${JSON.stringify(fastLoop?.pacerStats())}` : "") +
