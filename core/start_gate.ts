@@ -41,10 +41,11 @@ export interface StartGateOptions {
 /** A member's hold on a {@linkcode StartGate}: say {@linkcode ready} once primed, or {@linkcode leave}. */
 export interface StartTicket {
   /**
-   * The member's place among those that joined, from 0: members that fill a queue before they start use it to fill
-   * different amounts, so that their refills, which follow their fill levels, do not all come at the same moment.
+   * The share of its queue this member fills before the start, 0.5..1: 1 for the first member, and for the others
+   * shares spread evenly over that range (the golden ratio's sequence). A member asks for more when its queue is down
+   * to half, so members that started with equal queues would refill in step, in the same milliseconds of every cycle.
    */
-  readonly index: number;
+  readonly fill: number;
   /** This member has queued what it needs before it starts (or has all its stream): it waits for the gate only. */
   ready(): void;
   /** This member will not start (its chain stopped): the gate no longer waits for it. */
@@ -56,7 +57,10 @@ export const START_GATE_TIMEOUT_MS = 2000;
 /** The default {@linkcode StartGateOptions.marginMs}. */
 export const START_GATE_MARGIN_MS = 20;
 
-const NO_TICKET: StartTicket = { index: 0, ready() {}, leave() {} };
+const NO_TICKET: StartTicket = { fill: 1, ready() {}, leave() {} };
+
+/** The fractional part of the golden ratio: k × this, modulo 1, spreads k = 0, 1, 2, ... evenly over [0, 1). */
+const GOLDEN_FRACTION = 0.6180339887498949;
 
 /** Lets paced sinks of several chains start their timelines together; see the module's documentation. */
 export class StartGate {
@@ -111,7 +115,7 @@ export class StartGate {
    */
   join(): StartTicket {
     if (this.#openAt !== undefined) return NO_TICKET;
-    const index = this.#members++;
+    const fill = 1 - ((this.#members++ * GOLDEN_FRACTION) % 1) / 2;
     this.#waiting++;
     this.#arm();
     let done = false;
@@ -121,7 +125,7 @@ export class StartGate {
       this.#waiting--;
       this.#check();
     };
-    return { index, ready: settle, leave: settle };
+    return { fill, ready: settle, leave: settle };
   }
 
   /** No more members will join: the gate opens as soon as every member has said ready or left (at once if none). */

@@ -12,6 +12,13 @@
 /** Where `scripts/setup.sh` builds the library. */
 export const PACER_LIBRARY = new URL("../../native/build/libvoxpacer.so", import.meta.url);
 
+/** The shortest and longest lead a pacer takes, ms (`PacerSettings.leadMs`, `VOXPIPE_PACER_LEAD_MS`). */
+export const PACER_MIN_LEAD_MS = 0.5;
+/** See {@linkcode PACER_MIN_LEAD_MS}. */
+export const PACER_MAX_LEAD_MS = 50;
+/** The longest spin before a due time, ms (`PacerSettings.spinMs`, `VOXPIPE_PACER_SPIN_MS`). */
+export const PACER_MAX_SPIN_MS = 2;
+
 /** Packets one pacer holds at most (a packet beyond is sent by the loop at once instead). */
 export const PACER_CAPACITY = 8192;
 
@@ -99,8 +106,12 @@ export class NativePacer {
     const why = pacerProblem();
     if (why !== undefined) throw new Error(`native pacer: ${why}`);
     const { leadMs, spinMs, spinBudget } = settings;
-    if (!(leadMs >= 0.5 && leadMs <= 50)) throw new RangeError(`native pacer: leadMs must be 0.5..50, got ${leadMs}`);
-    if (!(spinMs >= 0 && spinMs <= 2)) throw new RangeError(`native pacer: spinMs must be 0..2, got ${spinMs}`);
+    if (!(leadMs >= PACER_MIN_LEAD_MS && leadMs <= PACER_MAX_LEAD_MS)) {
+      throw new RangeError(`native pacer: leadMs must be ${PACER_MIN_LEAD_MS}..${PACER_MAX_LEAD_MS}, got ${leadMs}`);
+    }
+    if (!(spinMs >= 0 && spinMs <= PACER_MAX_SPIN_MS)) {
+      throw new RangeError(`native pacer: spinMs must be 0..${PACER_MAX_SPIN_MS}, got ${spinMs}`);
+    }
     if (!(spinBudget >= 0 && spinBudget <= 1)) {
       throw new RangeError(`native pacer: spinBudget must be 0..1, got ${spinBudget}`);
     }
@@ -118,7 +129,7 @@ export class NativePacer {
    */
   post(fd: number, due: number, data: Uint8Array, addr: Uint8Array<ArrayBuffer>, addrLen: number): boolean {
     if (this.#p === null) return false;
-    return this.#lib.vp_pacer_post(
+    const refused = this.#lib.vp_pacer_post(
       this.#p,
       fd,
       due + this.#offset,
@@ -126,8 +137,8 @@ export class NativePacer {
       data.length,
       addr,
       addrLen,
-    ) ===
-      0;
+    );
+    return refused === 0;
   }
 
   /** Datagrams waiting (or being sent) for socket `fd`. */

@@ -15,7 +15,7 @@ import type { Clock } from "../clock_types.ts";
 import { envVar } from "../env.ts";
 import type { Network } from "./datagram.ts";
 import { fastPathProblem, type PlatformFacts, platformProblem } from "./_libc.ts";
-import { pacerProblem } from "./_pacer.ts";
+import { PACER_MAX_LEAD_MS, PACER_MAX_SPIN_MS, PACER_MIN_LEAD_MS, pacerProblem } from "./_pacer.ts";
 import { MediaLoop, type MediaLoopOptions } from "./media_loop.ts";
 import { udpNetwork } from "./udp.ts";
 
@@ -151,22 +151,25 @@ export function mediaFromEnv(
 ): MediaChoice {
   const v = value ?? envVar("VOXPIPE_NET");
   const s = spin ?? envVar("VOXPIPE_SPIN_MS");
-  const lead = numberSetting("VOXPIPE_PACER_LEAD_MS", pacer ? pacer.leadMs : envVar("VOXPIPE_PACER_LEAD_MS"), 0, 50);
+  const fromEnv = (key: "leadMs" | "spinMs" | "budget", name: string) => pacer ? pacer[key] : envVar(name);
+  const lead = numberSetting("VOXPIPE_PACER_LEAD_MS", fromEnv("leadMs", "VOXPIPE_PACER_LEAD_MS"), 0, PACER_MAX_LEAD_MS);
   const pacerSpin = numberSetting(
     "VOXPIPE_PACER_SPIN_MS",
-    pacer ? pacer.spinMs : envVar("VOXPIPE_PACER_SPIN_MS"),
+    fromEnv("spinMs", "VOXPIPE_PACER_SPIN_MS"),
     0,
-    2,
+    PACER_MAX_SPIN_MS,
   );
   const pacerBudget = numberSetting(
     "VOXPIPE_PACER_BUDGET",
-    pacer ? pacer.budget : envVar("VOXPIPE_PACER_BUDGET"),
+    fromEnv("budget", "VOXPIPE_PACER_BUDGET"),
     0.05,
     1,
     "share of one core",
   );
-  if (lead !== undefined && lead > 0 && lead < 0.5) {
-    throw new Error(`VOXPIPE_PACER_LEAD_MS: expected 0 (off) or 0.5..50 ms, got ${lead}`);
+  if (lead !== undefined && lead > 0 && lead < PACER_MIN_LEAD_MS) {
+    throw new Error(
+      `VOXPIPE_PACER_LEAD_MS: expected 0 (off) or ${PACER_MIN_LEAD_MS}..${PACER_MAX_LEAD_MS} ms, got ${lead}`,
+    );
   }
   const pacing = lead !== undefined && lead > 0;
   if (pacerSpin !== undefined && !pacing) {

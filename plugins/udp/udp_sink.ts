@@ -174,10 +174,7 @@ export class UdpSinkStage implements SinkStage {
     const gate = ctx.startGate;
     if (gate && this.#opts.pace && gate.openAt === undefined) {
       this.#ticket = gate.join();
-      // queue_ms at most, less a share of its low half that differs from member to member (the golden ratio's
-      // sequence spreads them evenly): each sink asks for more when its queue is down to half of queue_ms, so sinks
-      // that started with equal queues would refill in step, all in the same milliseconds of every cycle.
-      this.#primeMs = this.#opts.queue_ms * (1 - (((this.#ticket.index * 0.6180339887498949) % 1) / 2));
+      this.#primeMs = this.#opts.queue_ms * this.#ticket.fill; // members fill different amounts: see StartTicket.fill
       this.#gateOpened = gate.opened.then((at) => this.#release(at));
     }
     ctx.signal.addEventListener("abort", () => this.#stop(), { once: true });
