@@ -123,48 +123,63 @@ console.log(`test file: ${input} (${SECONDS} s, 44.1 kHz mono 16-bit, speech loo
 // 2. Whole processes, alternating.
 
 const deno = Deno.execPath();
-const tools: { name: string; cmd: string; out: string }[] = [];
+/** The first second of the test file: its run is (nearly) all fixed cost, start-up and exit. */
+const short = join(DIR, "speech-1s-44100.wav");
+{
+  const r = await sh(`sox '${input}' '${short}' trim 0 1`);
+  if (!r.ok) throw new Error(`sox failed: ${r.err}`);
+}
+const tools: { name: string; cmd: (file: string, out: string) => string; out: string }[] = [];
 const out = (name: string) => join(DIR, `out-${name}.wav`);
+const outShort = (name: string) => join(DIR, `out-${name}-1s.wav`);
 tools.push({
   name: "voxpipe",
   out: out("voxpipe"),
-  cmd: `'${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${input}' --set out='${
-    out("voxpipe")
-  }' --log-level warn`,
+  cmd: (file, o) =>
+    `'${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${file}' --set out='${o}' --log-level warn`,
 });
 if (await have("gst-launch-1.0")) {
   tools.push({
     name: "gstreamer",
     out: out("gstreamer"),
-    cmd: `gst-launch-1.0 -q filesrc location='${input}' ! wavparse ! audioconvert ! audioresample ! ` +
+    cmd: (file, o) =>
+      `gst-launch-1.0 -q filesrc location='${file}' ! wavparse ! audioconvert ! audioresample ! ` +
       `audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! ` +
-      `filesink location='${out("gstreamer")}'`,
+      `filesink location='${o}'`,
   });
 }
 if (await have("ffmpeg")) {
   tools.push({
     name: "ffmpeg",
     out: out("ffmpeg"),
-    cmd: `ffmpeg -v error -y -i '${input}' -ar 8000 -ac 1 -f mulaw - | ` +
-      `ffmpeg -v error -y -f mulaw -ar 8000 -ac 1 -i - -c:a pcm_s16le '${out("ffmpeg")}'`,
+    cmd: (file, o) =>
+      `ffmpeg -v error -y -i '${file}' -ar 8000 -ac 1 -f mulaw - | ` +
+      `ffmpeg -v error -y -f mulaw -ar 8000 -ac 1 -i - -c:a pcm_s16le '${o}'`,
   });
 }
 if (await have("sox")) {
   tools.push({
     name: "sox",
     out: out("sox"),
-    cmd: `sox '${input}' -r 8000 -c 1 -e mu-law -t wav - | sox -t wav - -e signed -b 16 '${out("sox")}'`,
+    cmd: (file, o) => `sox '${file}' -r 8000 -c 1 -e mu-law -t wav - | sox -t wav - -e signed -b 16 '${o}'`,
   });
 }
 
-console.log(`\nwhole processes, ${RUNS} alternating rounds after a warm-up (${pressure()}):`);
+console.log(
+  `\nwhole processes, ${RUNS} alternating rounds after a warm-up; each round runs every tool on the ${SECONDS} s ` +
+    `file, then on its first second (${pressure()}):`,
+);
 const times = new Map<string, number[]>(tools.map((t) => [t.name, []]));
 const cpus = new Map<string, number[]>(tools.map((t) => [t.name, []]));
+const shortTimes = new Map<string, number[]>(tools.map((t) => [t.name, []]));
+const shortCpus = new Map<string, number[]>(tools.map((t) => [t.name, []]));
 for (let round = 0; round <= RUNS; round++) {
-  for (const t of tools) {
-    const r = await timed(t.cmd);
-    if (!r.ok) throw new Error(`${t.name} failed: ${r.err}`);
-    if (round > 0) times.get(t.name)!.push(r.ms / 1000), cpus.get(t.name)!.push(r.cpu);
+  for (const [file, o, wall, cpu] of [[input, out, times, cpus], [short, outShort, shortTimes, shortCpus]] as const) {
+    for (const t of tools) {
+      const r = await timed(t.cmd(file, o(t.name)));
+      if (!r.ok) throw new Error(`${t.name} failed: ${r.err}`);
+      if (round > 0) wall.get(t.name)!.push(r.ms / 1000), cpu.get(t.name)!.push(r.cpu);
+    }
   }
 }
 const gst = times.get("gstreamer");
@@ -193,6 +208,33 @@ if (hasGnuTime) {
         gstCpu ? `${ratio.toFixed(2)}× GStreamer's CPU` : ""
       }` +
         `  (runs ${cs.map((v) => v.toFixed(2)).join(" ")} s)`,
+    );
+  }
+}
+
+// Fixed cost and audio throughput apart: the 1 s run is start-up, set-up and exit (plus 1 s of audio); the
+// difference between the two runs of a round is what the other SECONDS − 1 s of audio cost.
+{
+  const per = (long: number[], shortRun: number[]) => long.map((v, i) => (v - shortRun[i]) / (SECONDS - 1));
+  const gstPer = gst ? per(gst, shortTimes.get("gstreamer")!) : undefined;
+  const gstShort = shortTimes.get("gstreamer");
+  console.log(
+    `fixed cost and audio apart (1 s file = start-up, set-up and exit; audio = (${SECONDS} s run − 1 s run) / ` +
+      `${SECONDS - 1} s, per round; medians, ratios = median of the per-round ratios):`,
+  );
+  for (const t of tools) {
+    const s = shortTimes.get(t.name)!;
+    const a = per(times.get(t.name)!, s);
+    const cpuA = per(cpus.get(t.name)!, shortCpus.get(t.name)!);
+    const rShort = gstShort ? median(s.map((v, i) => v / gstShort[i])) : NaN;
+    const rAudio = gstPer ? median(a.map((v, i) => v / gstPer[i])) : NaN;
+    console.log(
+      `  ${t.name.padEnd(10)} 1 s file ${(median(s) * 1000).toFixed(0).padStart(4)} ms wall ` +
+        `${(median(shortCpus.get(t.name)!) * 1000).toFixed(0).padStart(4)} ms CPU` +
+        `${gstShort ? ` (${rShort.toFixed(2)}× GStreamer's)` : ""};  audio ${
+          (1 / median(a)).toFixed(0).padStart(5)
+        }× realtime wall, ${hasGnuTime ? `${(1 / median(cpuA)).toFixed(0)}× realtime per CPU` : ""}` +
+        `${gstPer ? ` (${rAudio.toFixed(2)}× GStreamer's time per audio second)` : ""}`,
     );
   }
 }
@@ -269,4 +311,9 @@ const l = await qualityFigures(async (x, a, b) => {
 });
 console.log(`  libsamplerate medium: ${formatFigures(l)}`);
 
-if (!values.keep) { for (const t of tools) await Deno.remove(t.out).catch(() => {}); }
+if (!values.keep) {
+  for (const t of tools) {
+    await Deno.remove(t.out).catch(() => {});
+    await Deno.remove(outShort(t.name)).catch(() => {});
+  }
+}
