@@ -30,6 +30,8 @@ class FilterTransport extends FilteredSocket {
 }
 
 interface Opts {
+  /** Bob's `trying` option. */
+  bobTrying?: "at-once" | "when-slow";
   lossRate?: number;
   seed?: number;
   wrapAlice?: (t: DatagramTransport) => DatagramTransport;
@@ -51,7 +53,13 @@ function setup(opts: Opts = {}) {
   if (opts.wrapAlice) ta = opts.wrapAlice(ta);
   if (opts.wrapBob) tb = opts.wrapBob(tb);
   const alice = new SipUserAgent({ transport: ta, clock, log: root.child("x", { ua: "alice" }), userName: "alice" });
-  const bob = new SipUserAgent({ transport: tb, clock, log: root.child("x", { ua: "bob" }), userName: "bob" });
+  const bob = new SipUserAgent({
+    transport: tb,
+    clock,
+    log: root.child("x", { ua: "bob" }),
+    userName: "bob",
+    trying: opts.bobTrying,
+  });
   const probe = net.bind("10.0.0.66", 5060);
   const probeGot: string[] = [];
   probe.listen((d) => void probeGot.push(td.decode(d)));
@@ -87,6 +95,45 @@ function ends(call: { on(e: "ended", fn: (i: CallEndInfo) => void): unknown }): 
   call.on("ended", (e) => list.push(e));
   return list;
 }
+
+Deno.test('UA: trying "when-slow": no 100 before an at-once 180; 100 from the 200 ms timer when the callee waits', async () => {
+  const { clock, alice, bob, close } = setup({ bobTrying: "when-slow" });
+  const waiting: IncomingCall[] = [];
+  let ringAtOnce = true;
+  bob.onInvite((call) => {
+    if (ringAtOnce) call.ringing();
+    else waiting.push(call); // decides later: rings at 500 ms
+  });
+  const progressOf = (call: OutgoingCall) => {
+    const seen: { status: number; at: number }[] = [];
+    call.on("progress", (p) => seen.push({ status: p.status, at: clock.now() }));
+    return seen;
+  };
+  const first = alice.invite("sip:bob@10.0.0.2", { sdp: OFFER });
+  const firstSeen = progressOf(first);
+  clock.advance(1000);
+  assert.deepEqual(firstSeen.map((p) => p.status), [180]);
+  ringAtOnce = false;
+  const t0 = clock.now();
+  const second = alice.invite("sip:bob@10.0.0.2", { sdp: OFFER });
+  const secondSeen = progressOf(second);
+  clock.advance(150);
+  assert.equal(secondSeen.length, 0, "nothing yet: 100 comes from the timer at 200 ms");
+  clock.advance(100);
+  assert.deepEqual(secondSeen.map((p) => p.status), [100]);
+  // 5 ms to bob, his transaction's 200 ms, 5 ms back: before alice's INVITE retransmission (500 ms).
+  assert.equal(secondSeen[0].at - t0, 210);
+  assert.equal(second.state, "proceeding");
+  clock.advance(250);
+  waiting[0].ringing();
+  clock.advance(50);
+  assert.deepEqual(secondSeen.map((p) => p.status), [100, 180]);
+  assert.equal(waiting.length, 1, "one INVITE reached bob's application: the retransmission was absorbed");
+  first.cancel();
+  second.cancel();
+  clock.advance(1000);
+  await close();
+});
 
 Deno.test("UA: INVITE / 100 / 180 / 200 / ACK / BYE between two user agents", async () => {
   const { clock, out, alice, bob, close } = setup();

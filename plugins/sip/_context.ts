@@ -69,6 +69,8 @@ export interface UaContextInit {
   resolveNames?: boolean;
   /** True when in-dialog requests go where the peer's dialog-forming message came from (peers behind NAT). */
   dialogToSource?: boolean;
+  /** False when a new INVITE gets 100 Trying only if nothing else went out within 200 ms (default true: at once). */
+  tryingAtOnce?: boolean;
 }
 
 /** The state one user agent's calls, clients, dispatcher and facade share. */
@@ -93,6 +95,8 @@ export class UaContext {
   readonly resolveNames: boolean;
   /** True when in-dialog requests go to the address the peer's dialog-forming message came from. */
   readonly dialogToSource: boolean;
+  /** True when a new INVITE gets 100 Trying as soon as it arrives; false: only from the transaction's 200 ms timer. */
+  readonly tryingAtOnce: boolean;
   /** True once the user agent is closing. */
   closed = false;
   readonly #extraMethods = new Set<string>();
@@ -113,6 +117,7 @@ export class UaContext {
     this.overload = init.overload;
     this.resolveNames = init.resolveNames ?? false;
     this.dialogToSource = init.dialogToSource ?? false;
+    this.tryingAtOnce = init.tryingAtOnce ?? true;
   }
 
   /**

@@ -222,7 +222,8 @@ export class Dispatcher {
 
   #newCall(req: SipRequest, tx: InviteServerTransaction, from: Address): void {
     const ctx = this.#ctx;
-    tx.respond(createResponse(req, 100));
+    // Otherwise the transaction sends it if no response went out within 200 ms (RFC 3261 §17.2.1).
+    if (ctx.tryingAtOnce) tx.respond(createResponse(req, 100));
     // Throws (a SipParseError for a From/To/Contact/Record-Route that parsed but cannot make a dialog):
     // the transaction layer then answers 400 with the reason.
     const call = new IncomingCall(ctx, req, tx, from);

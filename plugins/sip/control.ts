@@ -416,6 +416,8 @@ class SipController implements Controller {
           maxCalls: this.#o.role !== "caller" && this.#o.busy_status === 503 ? this.#o.max_calls : undefined,
         },
         onMessage: (e) => this.#onMessage(e),
+        // An incoming call rings (180) or is refused at once (see #answer): a 100 Trying before that says nothing.
+        trying: "when-slow",
       });
     } catch (e) {
       await this.#media.close();

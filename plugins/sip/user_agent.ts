@@ -130,6 +130,13 @@ export interface SipUserAgentOptions {
    */
   onMessage?: (e: SipMessageEvent) => void;
   /**
+   * When a new INVITE gets `100 Trying` (RFC 3261 §17.2.1): `"at-once"` (default), as soon as it arrives, for an
+   * application that may take a while to ring or answer (a B2BUA forwarding the call, say); `"when-slow"`, only when no
+   * other response went out within 200 ms (the transaction's own timer), for an application that rings or answers
+   * at once, like the `sip` control: one message fewer per call, each way.
+   */
+  trying?: "at-once" | "when-slow";
+  /**
    * Overload protection (default: on, with its defaults): above an event-loop
    * lag, a number of server transactions or of calls, new INVITEs get
    * `503 Service Unavailable` with `Retry-After`, sent statelessly (a refused
@@ -261,6 +268,7 @@ export class SipUserAgent {
       overload,
       resolveNames: opts.resolveNames,
       dialogToSource: opts.dialogToSource,
+      tryingAtOnce: opts.trying !== "when-slow",
     });
     if (outbound) this.#ctx.checkDestination(outbound.address); // an outbound proxy named by a host name
     this.#dispatcher = new Dispatcher(this.#ctx, (call) => {
