@@ -133,7 +133,7 @@ export interface SipUserAgentOptions {
    * When a new INVITE gets `100 Trying` (RFC 3261 §17.2.1): `"at-once"` (default), as soon as it arrives, for an
    * application that may take a while to ring or answer (a B2BUA forwarding the call, say); `"when-slow"`, only when no
    * other response went out within 200 ms (the transaction's own timer), for an application that rings or answers
-   * at once, like the `sip` control: one message fewer per call, each way.
+   * at once, like the `sip` control: one message fewer per call.
    */
   trying?: "at-once" | "when-slow";
   /**
