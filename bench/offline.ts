@@ -222,6 +222,9 @@ if (hasGnuTime) {
     `fixed cost and audio apart (1 s file = start-up, set-up and exit; audio = (${SECONDS} s run − 1 s run) / ` +
       `${SECONDS - 1} s, per round; medians, ratios = median of the per-round ratios):`,
   );
+  if (SECONDS < 60) {
+    console.log("  (a file this short leaves the audio within the noise of the runs: use --seconds 600)");
+  }
   for (const t of tools) {
     const s = shortTimes.get(t.name)!;
     const a = per(times.get(t.name)!, s);
@@ -229,8 +232,8 @@ if (hasGnuTime) {
     const rShort = gstShort ? median(s.map((v, i) => v / gstShort[i])) : NaN;
     const rAudio = gstPer ? median(a.map((v, i) => v / gstPer[i])) : NaN;
     console.log(
-      `  ${t.name.padEnd(10)} 1 s file ${(median(s) * 1000).toFixed(0).padStart(4)} ms wall ` +
-        `${(median(shortCpus.get(t.name)!) * 1000).toFixed(0).padStart(4)} ms CPU` +
+      `  ${t.name.padEnd(10)} 1 s file ${(median(s) * 1000).toFixed(0).padStart(4)} ms wall` +
+        `${hasGnuTime ? ` ${(median(shortCpus.get(t.name)!) * 1000).toFixed(0).padStart(4)} ms CPU` : ""}` +
         `${gstShort ? ` (${rShort.toFixed(2)}× GStreamer's)` : ""};  audio ${
           (1 / median(a)).toFixed(0).padStart(5)
         }× realtime wall, ${hasGnuTime ? `${(1 / median(cpuA)).toFixed(0)}× realtime per CPU` : ""}` +
