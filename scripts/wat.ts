@@ -193,6 +193,7 @@ type Imm =
   | "f64"
   | "v128"
   | "lane"
+  | "lanes16"
   | "zero";
 
 /** Instruction name → [opcode bytes, immediate kind, natural alignment log2 for memory ops]. */
@@ -265,6 +266,7 @@ def(
   [4, 3, 3, 3, 3, 3, 3, 0, 1, 2, 3, 4],
 );
 def("v128.const", 0x0c, "v128", 0xfd);
+def("i8x16.shuffle", 0x0d, "lanes16", 0xfd);
 def("i8x16.swizzle i8x16.splat i16x8.splat i32x4.splat i64x2.splat f32x4.splat f64x2.splat", 0x0e, "", 0xfd);
 def(
   "i8x16.extract_lane_s i8x16.extract_lane_u i8x16.replace_lane i16x8.extract_lane_s i16x8.extract_lane_u " +
@@ -407,6 +409,14 @@ class FuncEncoder {
         break;
       case "lane":
         this.code.u8(Number(parseInt64(next())));
+        break;
+      case "lanes16":
+        // i8x16.shuffle: 16 byte indices into the two operands' 32 bytes.
+        for (let k = 0; k < 16; k++) {
+          const lane = Number(parseInt64(next()));
+          if (!(lane >= 0 && lane < 32)) throw new WatError(`${name}: lane index ${lane} is not in 0..31`);
+          this.code.u8(lane);
+        }
         break;
       case "v128": {
         const shape = next();

@@ -88,7 +88,12 @@ Deno.test("wat: memory with offsets, globals, calls, SIMD lanes", () => {
     (func (export "widen") (param $src i32) (param $dst i32)
       (v128.store (local.get $dst) (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (v128.load (local.get $src))))))
     (func (export "splat") (result f32)
-      (f32x4.extract_lane 3 (f32x4.add (f32x4.splat (f32.const 1.5)) (v128.const f32x4 0 0 0 0.25)))))`);
+      (f32x4.extract_lane 3 (f32x4.add (f32x4.splat (f32.const 1.5)) (v128.const f32x4 0 0 0 0.25))))
+    (func (export "unzip") (param $src i32) (param $e i32) (param $o i32) (local $a v128) (local $b v128)
+      (local.set $a (v128.load (local.get $src)))
+      (local.set $b (v128.load offset=16 (local.get $src)))
+      (v128.store (local.get $e) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $a) (local.get $b)))
+      (v128.store (local.get $o) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $a) (local.get $b)))))`);
   const mem = m.memory!;
   const f = new Float32Array(mem.buffer);
   f[1] = 3.25;
@@ -105,6 +110,10 @@ Deno.test("wat: memory with offsets, globals, calls, SIMD lanes", () => {
   m.widen(192, 256);
   assert.deepEqual([...new Float32Array(mem.buffer, 256, 4)], [-5, 6, -32768, 32767]);
   assert.equal(m.splat(), 1.75);
+  // i8x16.shuffle picks bytes of both operands: here the even and the odd floats of eight.
+  new Float32Array(mem.buffer, 320, 8).set([0, 1, 2, 3, 4, 5, 6, 7]);
+  m.unzip(320, 352, 368);
+  assert.deepEqual([...new Float32Array(mem.buffer, 352, 8)], [0, 2, 4, 6, 1, 3, 5, 7]);
 });
 
 Deno.test("wat: errors say what is wrong", () => {
@@ -116,4 +125,11 @@ Deno.test("wat: errors say what is wrong", () => {
   assert.throws(() => assembleWat("(module (func (local.get $x)))"), /unknown local \$x/);
   assert.throws(() => assembleWat("(module (func)"), /missing '\)'/);
   assert.throws(() => assembleWat("(module (table 1 funcref))"), /unsupported module field \(table/);
+  assert.throws(
+    () =>
+      assembleWat(
+        "(module (func (param v128) (drop (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 32 (local.get 0) (local.get 0)))))",
+      ),
+    /i8x16.shuffle: lane index 32 is not in 0..31/,
+  );
 });

@@ -326,6 +326,124 @@
     (i32.store (local.get $st) (local.get $idx))
     (local.get $n))
 
+  ;; float32 → its even and its odd samples: e[i] = src[2i], o[i] = src[2i + 1], for n samples
+  ;; (when n is odd, the last one goes to e). Eight at a time: two loads, two shuffles.
+  (func (export "split") (param $src i32) (param $n i32) (param $e i32) (param $o i32)
+    (local $end i32) (local $a v128) (local $b v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+    (block $b8
+      (loop $l8
+        (br_if $b8 (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $a (v128.load align=4 (local.get $src)))
+        (local.set $b (v128.load offset=16 align=4 (local.get $src)))
+        (v128.store align=4 (local.get $e)
+          (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $a) (local.get $b)))
+        (v128.store align=4 (local.get $o)
+          (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $a) (local.get $b)))
+        (local.set $src (i32.add (local.get $src) (i32.const 32)))
+        (local.set $e (i32.add (local.get $e) (i32.const 16)))
+        (local.set $o (i32.add (local.get $o) (i32.const 16)))
+        (br $l8)))
+    (local.set $end (i32.add (local.get $end) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 2))))
+    (block $b1
+      (loop $l1
+        (br_if $b1 (i32.ge_u (local.get $src) (local.get $end)))
+        (f32.store (local.get $e) (f32.load (local.get $src)))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $e (i32.add (local.get $e) (i32.const 4)))
+        (br_if $b1 (i32.ge_u (local.get $src) (local.get $end)))
+        (f32.store (local.get $o) (f32.load (local.get $src)))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $o (i32.add (local.get $o) (i32.const 4)))
+        (br $l1))))
+
+  ;; The half-band decimator by 2, on the even (e) and odd (o) samples of its input. Output m
+  ;; (the state at $st) is centred on e[m]; the filter's taps at even offsets are zero, those at
+  ;; odd offsets ±(2i + 1) equal, so
+  ;;   y = c0 × e[m] + Σ_{i < P} c_{i+1} × (o[m + i] + o[m − 1 − i]),
+  ;; with the P + 1 coefficients at $coef, each splatted over 16 bytes (c0 first). Outputs are made
+  ;; while o[m + P − 1] is held (m ≤ no − P) and fewer than $max are made: eight neighbours at a
+  ;; time (two vectors of one lane each, sharing the coefficient loads, two independent sums; every
+  ;; load is contiguous because e and o are apart), then four, then one at a time, with the same
+  ;; operations in the same order, so an output is the same whichever loop made it.
+  (func (export "hb")
+    (param $st i32) (param $e i32) (param $o i32) (param $no i32) (param $coef i32) (param $p i32)
+    (param $out i32) (param $max i32) (result i32)
+    (local $m i32) (local $n i32) (local $lim i32) (local $a i32) (local $b i32) (local $c i32) (local $ce i32)
+    (local $acc v128) (local $acc2 v128) (local $h v128) (local $s f32) (local $q i32)
+    (local.set $m (i32.load (local.get $st)))
+    (local.set $lim (i32.sub (local.get $no) (local.get $p)))
+    (local.set $ce (i32.add (local.get $coef) (i32.shl (i32.add (local.get $p) (i32.const 1)) (i32.const 4))))
+    (block $b8
+      (loop $l8
+        (br_if $b8 (i32.gt_s (i32.add (local.get $n) (i32.const 8)) (local.get $max)))
+        (br_if $b8 (i32.gt_s (i32.add (local.get $m) (i32.const 7)) (local.get $lim)))
+        (local.set $q (i32.add (local.get $e) (i32.shl (local.get $m) (i32.const 2))))
+        (local.set $h (v128.load (local.get $coef)))
+        (local.set $acc (f32x4.mul (local.get $h) (v128.load align=4 (local.get $q))))
+        (local.set $acc2 (f32x4.mul (local.get $h) (v128.load offset=16 align=4 (local.get $q))))
+        (local.set $a (i32.add (local.get $o) (i32.shl (local.get $m) (i32.const 2))))
+        (local.set $b (i32.sub (local.get $a) (i32.const 4)))
+        (local.set $c (i32.add (local.get $coef) (i32.const 16)))
+        (loop $pairs8
+          (local.set $h (v128.load (local.get $c)))
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $h)
+            (f32x4.add (v128.load align=4 (local.get $a)) (v128.load align=4 (local.get $b))))))
+          (local.set $acc2 (f32x4.add (local.get $acc2) (f32x4.mul (local.get $h)
+            (f32x4.add (v128.load offset=16 align=4 (local.get $a)) (v128.load offset=16 align=4 (local.get $b))))))
+          (local.set $a (i32.add (local.get $a) (i32.const 4)))
+          (local.set $b (i32.sub (local.get $b) (i32.const 4)))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $pairs8 (i32.lt_u (local.get $c) (local.get $ce))))
+        (local.set $q (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2))))
+        (v128.store align=4 (local.get $q) (local.get $acc))
+        (v128.store offset=16 align=4 (local.get $q) (local.get $acc2))
+        (local.set $n (i32.add (local.get $n) (i32.const 8)))
+        (local.set $m (i32.add (local.get $m) (i32.const 8)))
+        (br $l8)))
+    (block $b4
+      (loop $l4
+        (br_if $b4 (i32.gt_s (i32.add (local.get $n) (i32.const 4)) (local.get $max)))
+        (br_if $b4 (i32.gt_s (i32.add (local.get $m) (i32.const 3)) (local.get $lim)))
+        (local.set $acc (f32x4.mul (v128.load (local.get $coef))
+          (v128.load align=4 (i32.add (local.get $e) (i32.shl (local.get $m) (i32.const 2))))))
+        (local.set $a (i32.add (local.get $o) (i32.shl (local.get $m) (i32.const 2))))
+        (local.set $b (i32.sub (local.get $a) (i32.const 4)))
+        (local.set $c (i32.add (local.get $coef) (i32.const 16)))
+        (loop $pairs4
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load (local.get $c))
+            (f32x4.add (v128.load align=4 (local.get $a)) (v128.load align=4 (local.get $b))))))
+          (local.set $a (i32.add (local.get $a) (i32.const 4)))
+          (local.set $b (i32.sub (local.get $b) (i32.const 4)))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $pairs4 (i32.lt_u (local.get $c) (local.get $ce))))
+        (v128.store align=4 (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2))) (local.get $acc))
+        (local.set $n (i32.add (local.get $n) (i32.const 4)))
+        (local.set $m (i32.add (local.get $m) (i32.const 4)))
+        (br $l4)))
+    (block $b1
+      (loop $l1
+        (br_if $b1 (i32.ge_s (local.get $n) (local.get $max)))
+        (br_if $b1 (i32.gt_s (local.get $m) (local.get $lim)))
+        (local.set $s (f32.mul (f32.load (local.get $coef))
+          (f32.load (i32.add (local.get $e) (i32.shl (local.get $m) (i32.const 2))))))
+        (local.set $a (i32.add (local.get $o) (i32.shl (local.get $m) (i32.const 2))))
+        (local.set $b (i32.sub (local.get $a) (i32.const 4)))
+        (local.set $c (i32.add (local.get $coef) (i32.const 16)))
+        (loop $pairs1
+          (local.set $s (f32.add (local.get $s) (f32.mul (f32.load (local.get $c))
+            (f32.add (f32.load (local.get $a)) (f32.load (local.get $b))))))
+          (local.set $a (i32.add (local.get $a) (i32.const 4)))
+          (local.set $b (i32.sub (local.get $b) (i32.const 4)))
+          (local.set $c (i32.add (local.get $c) (i32.const 16)))
+          (br_if $pairs1 (i32.lt_u (local.get $c) (local.get $ce))))
+        (f32.store (i32.add (local.get $out) (i32.shl (local.get $n) (i32.const 2))) (local.get $s))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (local.set $m (i32.add (local.get $m) (i32.const 1)))
+        (br $l1)))
+    (i32.store (local.get $st) (local.get $m))
+    (local.get $n))
+
   ;; A filter's prototype on its grid, float64 at $dst: for 0 <= j < span,
   ;;   dst[j] = ((c2 * sinc_j) * w_j) / i0b,
   ;; sinc_j = s_j / (th * j) (1 at j = 0), with s_j = sin(j * th) by the recurrence

@@ -21,10 +21,15 @@
  *   (unusual ratios such as 44 100 → 7 999), the table holds Q + 1 rows at fractions j/Q and each
  *   output interpolates linearly between the products with the two rows around its exact phase.
  * - **Cascade.** Down-sampling by a large factor costs N ∝ fs_in / Δf taps per output. When it is
- *   cheaper, an integer decimator by D runs first (its transition band is wide: it only has to
- *   remove what would fold into the final band at fs_in/D), then the sharp polyphase filter runs
- *   at fs_in/D. 44.1 kHz → 8 kHz runs as 44.1 → 11.025 kHz (80 taps) → 8 kHz (128 taps, 320 phases):
- *   276 multiply-adds per output sample instead of 496. The plan that costs least is chosen.
+ *   cheaper, the rate comes down first in steps whose transition bands are wide (each only has to
+ *   remove what would fold into the final band [0, stop]), and the sharp polyphase filter runs at
+ *   the lower rate: half-band decimators by 2 (transition band [stop, fs/2 − stop], centred on
+ *   fs/4, so every tap at an even offset from the centre is zero and the others come in equal
+ *   pairs: 4P − 1 taps cost P multiplies), then, if it helps, an integer decimator by D. 44.1 kHz →
+ *   8 kHz runs as 44.1 → 22.05 kHz (half-band, 23 taps) → 11.025 kHz (half-band, 51 taps) → 8 kHz
+ *   (128 taps, 320 phases). The plan that costs least is chosen. The half-band kernel takes its
+ *   input split into even and odd samples, so that it makes four or eight neighbouring outputs at
+ *   once from contiguous loads.
  * - **Alignment.** The filter is centred on each output's input time: output k of a stream is
  *   the band-limited input at time k / rate_out exactly (no group delay left in the output). The
  *   price is look-ahead: an output is made once the input `latency` seconds after it has arrived.
@@ -130,11 +135,17 @@ export interface StagePlan {
   rows: number;
   /** True when rows are interpolated (L too large for an exact table). */
   interpolated: boolean;
+  /**
+   * For a half-band decimator by 2 (L = 1, M = 2): P, its pairs of non-zero taps at odd offsets
+   * ±1, ±3 … ±(2P − 1) around the centre tap (`taps` is then the span 4P − 1, `half` 2P).
+   * Absent for the polyphase stages.
+   */
+  halfband?: number;
 }
 
 /** A resampling plan: the stages and what they cost. */
 export interface Plan {
-  /** Stages in order (one, or an integer decimator followed by the polyphase stage). */
+  /** Stages in order: half-band decimators by 2, if any, then an integer decimator, if any, then the polyphase stage. */
   stages: StagePlan[];
   /** Multiply-adds per output sample (per channel), counting a 16-tap step of overhead per stage output. */
   macsPerOutput: number;
@@ -205,11 +216,12 @@ function stage(inRate: number, outRate: number, taps: number, half: number, cuto
 
 /**
  * Plans the conversion from `inRate` to `outRate` with `spec`: a single polyphase stage, or,
- * when down-sampling and cheaper, an integer decimator by D followed by the polyphase stage.
+ * when down-sampling and cheaper, half-band decimators by 2 and/or an integer decimator by D
+ * followed by the polyphase stage.
  *
  * @example
  * ```ts
- * planResampler(44100, 8000).stages.map((s) => [s.inRate, s.outRate, s.taps]); // [[44100, 11025, 80], [11025, 8000, 128]]
+ * planResampler(44100, 8000).stages.map((s) => [s.outRate, s.taps, s.halfband ?? 0]); // [[22050, 23, 6], [11025, 51, 13], [8000, 128, 0]]
  * ```
  */
 export function planResampler(inRate: number, outRate: number, spec: FilterSpec = FILTER_SPECS.medium): Plan {
@@ -226,22 +238,87 @@ export function planResampler(inRate: number, outRate: number, spec: FilterSpec 
     return stage(fin, outRate, taps, taps / 2, (passHz + stopHz) / 2 / fin, beta);
   };
   const costOf = (stages: StagePlan[]) =>
-    stages.reduce((sum, s) => sum + ((s.taps + TAP_BLOCK) * (s.interpolated ? 1.5 : 1) * s.outRate) / outRate, 0);
-  let best = [single(inRate)];
+    stages.reduce(
+      (sum, s) =>
+        sum +
+        ((s.halfband
+            ? HALFBAND_COST * s.halfband + HALFBAND_EXTRA
+            : (s.taps + TAP_BLOCK) * (s.interpolated ? 1.5 : 1)) *
+            s.outRate) / outRate,
+      0,
+    );
+  // From `fin` on: the polyphase stage alone, or after an integer decimator by d when that costs less.
+  const tail = (fin: number): StagePlan[] => {
+    let best = [single(fin)];
+    let bestCost = costOf(best);
+    for (let d = 2; outRate < fin && fin / d > outRate; d++) {
+      const fi = fin / d;
+      // The decimator keeps the passband and removes what would fold into [0, stop] at fi.
+      const stop1 = fi - stopHz;
+      if (stop1 <= passHz) break;
+      const taps1 = kaiserTaps(a, (stop1 - passHz) / fin);
+      const s1 = stage(fin, fi, taps1, taps1 / 2, (passHz + stop1) / 2 / fin, beta);
+      const plan = [s1, single(fi)];
+      const cost = costOf(plan);
+      if (cost < bestCost) (best = plan, bestCost = cost);
+    }
+    return best;
+  };
+  let best = tail(inRate);
   let bestCost = costOf(best);
-  for (let d = 2; outRate < inRate && inRate / d > outRate; d++) {
-    const fi = inRate / d;
-    // The decimator keeps the passband and removes what would fold into [0, stop] at fi.
-    const stop1 = fi - stopHz;
-    if (stop1 <= passHz) break;
-    const taps1 = kaiserTaps(a, (stop1 - passHz) / inRate);
-    const s1 = stage(inRate, fi, taps1, taps1 / 2, (passHz + stop1) / 2 / inRate, beta);
-    const plan = [s1, single(fi)];
+  // Half-band decimators by 2 first, while one fits: its transition band [stop, fin/2 − stop] is centred on fin/4,
+  // so it folds nothing into [0, stop] and keeps the passband; its zero and equal taps make it cheap.
+  const halves: StagePlan[] = [];
+  for (let fin = inRate; outRate < inRate && stopHz < fin / 4 && fin / 2 >= outRate; fin /= 2) {
+    halves.push(halfbandStage(fin, a, (fin / 2 - 2 * stopHz) / fin, beta));
+    const plan = [...halves, ...tail(fin / 2)];
     const cost = costOf(plan);
     if (cost < bestCost) (best = plan, bestCost = cost);
   }
   const latency = best.reduce((sum, s) => sum + (s.taps - s.half) / s.inRate, 0);
   return { stages: best, macsPerOutput: bestCost, latency };
+}
+
+/**
+ * Cost of a half-band decimator per output, in the units of the polyphase stages' (one multiply-add of the
+ * dot-product loop): HALFBAND_COST per pair of taps (four outputs share a pair's loads, add, multiply and add:
+ * about 6 / 4) plus HALFBAND_EXTRA (the centre tap, the store and the split of its input into even and odd samples).
+ */
+const HALFBAND_COST = 2;
+/** See {@linkcode HALFBAND_COST}. */
+const HALFBAND_EXTRA = 5;
+
+/**
+ * A half-band decimator from `fin` to fin / 2 for attenuation `a` dB over a transition of `width` cycles per
+ * sample centred on 1/4: a Kaiser-windowed sinc cut at fin / 4, whose taps at even offsets from the centre are
+ * zero. Its span is 4P − 1 taps (P pairs at odd offsets), the smallest at least Kaiser's length.
+ */
+function halfbandStage(fin: number, a: number, width: number, beta: number): StagePlan {
+  const n = Math.ceil((a - 7.95) / (2.285 * 2 * Math.PI * width)) + 1;
+  const pairs = Math.max(1, Math.ceil((n + 1) / 4));
+  return { ...stage(fin, fin / 2, 4 * pairs - 1, 2 * pairs, 0.25, beta), halfband: pairs };
+}
+
+/**
+ * The coefficients of a half-band stage as the kernel reads them: c0 (the centre) then c1 … cP (the taps at
+ * offsets ±1, ±3 … ±(2P − 1)), each repeated in 4 lanes; normalised to a DC gain of exactly 1 (c0 + 2 Σ ci).
+ */
+export function halfbandTable(s: StagePlan): Float32Array {
+  const pairs = s.halfband ?? 0;
+  if (pairs < 1) throw new RangeError("halfbandTable: not a half-band stage");
+  const span = 2 * pairs; // the window's edge: offset 2P (an even offset, zero anyway)
+  const i0b = besselI0(s.beta);
+  const h = (j: number) => {
+    const u = j / span;
+    const w = besselI0(s.beta * Math.sqrt(1 - u * u)) / i0b;
+    return j === 0 ? 0.5 * w : (Math.sin((Math.PI * j) / 2) / (Math.PI * j)) * w;
+  };
+  const c = [h(0)];
+  for (let i = 0; i < pairs; i++) c.push(h(2 * i + 1));
+  const sum = c[0] + 2 * c.slice(1).reduce((x, y) => x + y, 0);
+  const t = new Float32Array((pairs + 1) * 4);
+  for (let i = 0; i <= pairs; i++) t.fill(c[i] / sum, 4 * i, 4 * i + 4);
+  return t;
 }
 
 /** Tables already computed in this process, by stage design. */
@@ -411,6 +488,8 @@ interface Kernel {
     max: number,
   ): number;
   fir1(st: number, x: number, avail: number, coef: number, taps: number, si: number, out: number, max: number): number;
+  split(src: number, n: number, e: number, o: number): void;
+  hb(st: number, e: number, o: number, no: number, coef: number, pairs: number, out: number, max: number): number;
   fir_interp(
     st: number,
     x: number,
@@ -582,6 +661,23 @@ function jsKernel(): Kernel {
     fir1: (st, x, avail, coef, taps, si, out, max) => firLoop(st, x, avail, coef, taps, 1, si, 0, 0, out, max),
     fir_interp: (st, x, avail, coef, taps, L, si, sf, scale, out, max) =>
       firLoop(st, x, avail, coef, taps, L, si, sf, scale, out, max),
+    split(src, n, e, o) {
+      views();
+      const s0 = src >> 2, e0 = e >> 2, o0 = o >> 2;
+      for (let i = 0; i < n; i++) f32[(i & 1 ? o0 : e0) + (i >> 1)] = f32[s0 + i];
+    },
+    hb(st, e, o, no, coef, pairs, out, max) {
+      views();
+      let m = i32[st >> 2], n = 0;
+      const lim = no - pairs, e0 = e >> 2, o0 = o >> 2, c0 = coef >> 2, out0 = out >> 2;
+      for (; n < max && m <= lim; n++, m++) {
+        let y = f32[c0] * f32[e0 + m];
+        for (let i = 0; i < pairs; i++) y += f32[c0 + 4 * (i + 1)] * (f32[o0 + m + i] + f32[o0 + m - 1 - i]);
+        f32[out0 + n] = y;
+      }
+      i32[st >> 2] = m;
+      return n;
+    },
   };
 }
 
@@ -599,6 +695,15 @@ interface StageRun {
   cap: number;
   /** Samples held in each channel's buffer (the same for every channel). */
   avail: number;
+  /**
+   * A half-band stage: byte offsets of each channel's even and odd samples (`buf` only stages its new input),
+   * how many of each are held, and their capacity.
+   */
+  e: number[];
+  o: number[];
+  ne: number;
+  no: number;
+  eoCap: number;
   si: number;
   sf: number;
   scale: number;
@@ -674,11 +779,13 @@ export class PolyphaseResampler {
     const tables: [number, Float32Array][] = [];
     let maxIn = CHUNK;
     this.#stages = this.plan.stages.map((plan) => {
-      const table = stageTable(plan);
+      const table = plan.halfband ? halfbandTable(plan) : stageTable(plan);
       const coef = take(table.length * 4 + 64);
       tables.push([coef, table]);
-      // Room for the filter span and one pass of input (plus the previous stage's rounding).
-      const cap = plan.taps + maxIn + 16;
+      // Room for the filter span and one pass of input (plus the previous stage's rounding); a half-band stage's
+      // buffer only stages one pass of input, its history is in its even and odd halves.
+      const cap = plan.halfband ? maxIn + 16 : plan.taps + maxIn + 16;
+      const eoCap = plan.halfband ? 2 * plan.halfband + Math.ceil(cap / 2) + 16 : 0;
       const run: StageRun = {
         plan,
         coef,
@@ -689,10 +796,16 @@ export class PolyphaseResampler {
         si: Math.floor(plan.M / plan.L),
         sf: plan.M % plan.L,
         scale: plan.interpolated ? (plan.rows - 1) / plan.L : 0,
+        e: [],
+        o: [],
+        ne: 0,
+        no: 0,
+        eoCap,
       };
       for (let c = 0; c < srcCh; c++) {
         run.st.push(take(8));
         run.buf.push(take(cap * 4));
+        if (plan.halfband) (run.e.push(take(eoCap * 4)), run.o.push(take(eoCap * 4)));
       }
       maxIn = Math.ceil((maxIn * plan.L) / plan.M) + 2;
       return run;
@@ -737,10 +850,13 @@ export class PolyphaseResampler {
     return this.plan.latency;
   }
 
-  /** What runs, for statistics: kernel and stages, e.g. `polyphase wasm-simd: 44100→11025 Hz 80 taps, →8000 Hz 128 taps × 320 phases`. */
+  /**
+   * What runs, for statistics: kernel and stages, e.g. `polyphase wasm-simd: 44100→22050 Hz half-band 23 taps,
+   * →11025 Hz half-band 47 taps, →8000 Hz 128 taps × 320 phases`.
+   */
   get describe(): string {
     const stages = this.plan.stages.map((s, i) =>
-      `${i === 0 ? `${s.inRate}` : ""}→${s.outRate} Hz ${s.taps} taps${
+      `${i === 0 ? `${s.inRate}` : ""}→${s.outRate} Hz ${s.halfband ? "half-band " : ""}${s.taps} taps${
         s.L > 1 ? ` × ${s.interpolated ? `${s.rows - 1} interpolated` : s.L} phases` : ""
       }`
     );
@@ -754,11 +870,18 @@ export class PolyphaseResampler {
   reset(): void {
     const i32 = this.#i32;
     for (const s of this.#stages) {
-      // The history starts with half − 1 zeros, so output 0 is centred on input 0.
-      s.avail = s.plan.half - 1;
+      // The history starts with half − 1 zeros, so output 0 is centred on input 0; a half-band stage's with P even
+      // and P odd zeros (inputs −2P … −1), output 0 being centred on e[P].
+      const pairs = s.plan.halfband ?? 0;
+      s.avail = pairs ? 0 : s.plan.half - 1;
+      s.ne = s.no = pairs;
       for (let c = 0; c < s.buf.length; c++) {
         this.#f32.fill(0, s.buf[c] >> 2, (s.buf[c] >> 2) + s.cap);
-        i32[s.st[c] >> 2] = 0;
+        if (pairs) {
+          this.#f32.fill(0, s.e[c] >> 2, (s.e[c] >> 2) + s.eoCap);
+          this.#f32.fill(0, s.o[c] >> 2, (s.o[c] >> 2) + s.eoCap);
+        }
+        i32[s.st[c] >> 2] = pairs;
         i32[(s.st[c] >> 2) + 1] = 0;
       }
     }
@@ -842,6 +965,11 @@ export class PolyphaseResampler {
       const s = this.#stages[si];
       const next = this.#stages[si + 1];
       const p = s.plan;
+      if (p.halfband) {
+        produced = this.#halfband(s, next);
+        if (next) next.avail += produced;
+        continue;
+      }
       for (let c = 0; c < this.#srcCh; c++) {
         const out = next ? next.buf[c] + next.avail * 4 : this.#outF[c];
         const max = next ? next.cap - next.avail : this.#outCap;
@@ -862,6 +990,46 @@ export class PolyphaseResampler {
           k.store_chan(this.#outF[this.#srcCh === 1 ? 0 : o], this.#outPtr + o * 2, produced, outCh);
         }
       }
+    }
+    return produced;
+  }
+
+  /**
+   * Runs a half-band stage: moves its staged input into the even and odd halves (the first sample to the odd half
+   * when an even one is waiting for its pair), makes what outputs it can into the next stage's buffer (or the
+   * output area), and drops the history no output needs any more. Returns the outputs made (per channel).
+   */
+  #halfband(s: StageRun, next: StageRun | undefined): number {
+    const k = this.#k;
+    const pairs = s.plan.halfband!;
+    const held = s.ne + s.no + s.avail;
+    let produced = 0;
+    for (let c = 0; c < s.buf.length; c++) {
+      const ne = s.ne;
+      let src = s.buf[c], n = s.avail, no = s.no;
+      if (n > 0 && ne > no) {
+        this.#f32[(s.o[c] >> 2) + no++] = this.#f32[src >> 2];
+        src += 4;
+        n--;
+      }
+      k.split(src, n, s.e[c] + ne * 4, s.o[c] + no * 4);
+      const out = next ? next.buf[c] + next.avail * 4 : this.#outF[c];
+      const max = next ? next.cap - next.avail : this.#outCap;
+      produced = k.hb(s.st[c], s.e[c], s.o[c], held >> 1, s.coef, pairs, out, max);
+    }
+    s.ne = (held + 1) >> 1;
+    s.no = held >> 1;
+    s.avail = 0;
+    const drop = this.#i32[s.st[0] >> 2] - pairs;
+    if (drop > 0) {
+      for (let c = 0; c < s.buf.length; c++) {
+        const e = s.e[c] >> 2, o = s.o[c] >> 2;
+        this.#f32.copyWithin(e, e + drop, e + s.ne);
+        this.#f32.copyWithin(o, o + drop, o + s.no);
+        this.#i32[s.st[c] >> 2] -= drop;
+      }
+      s.ne -= drop;
+      s.no -= drop;
     }
     return produced;
   }
