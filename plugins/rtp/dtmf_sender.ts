@@ -52,7 +52,6 @@ import {
   DTMF_DEFAULT_INTERVAL_MS,
   DTMF_DEFAULT_VOLUME,
   dtmfSender,
-  dtmfSenderSchema,
   type DtmfSenderStageOptions,
 } from "./plugins.ts";
 
@@ -460,9 +459,6 @@ export function sendDtmf(session: Session, digits: string, opts: DtmfSendOptions
 }
 
 export { dtmfSender, type DtmfSenderStageOptions };
-
-/** Options of the `dtmf-sender` stage (its zod schema; the plugin's `options`). */
-export const dtmfSenderOptions: ReturnType<typeof dtmfSenderSchema> = dtmfSenderSchema();
 
 /** The stage's name and what it takes, as its declaration (plugins.ts) says. */
 const NAME = dtmfSender.name;
