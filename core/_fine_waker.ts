@@ -4,7 +4,14 @@
  *
  * 1. *Sleep*: a `setTimeout` wakes it a margin before the earliest due time;
  *    the margin is `spinMs` or the largest recent `setTimeout` overshoot
- *    (2.2..6 ms, halving every 10 s) plus 0.25 ms.
+ *    (2.2..6 ms, halving every 10 s) plus 0.25 ms. A sleep longer than
+ *    `FAR_MS` first waits without `setTimeout`: `Atomics.waitAsync` with a
+ *    timeout, ending `FAR_SLACK_MS` early, while an open `MessagePort` keeps
+ *    the process alive as a pending `setTimeout` would; then it re-arms. Deno's
+ *    `setTimeout` loads its Node-compatible `node:timers` on first use (~9 ms),
+ *    and a process whose only timer is far ahead (a file conversion's WAV
+ *    header tick, due in a second, cancelled when the file ends) then never
+ *    pays for it.
  * 2. *Fine wait*: `Atomics.wait` slices of at most `sliceMs`, yielding to the
  *    event loop (`setImmediate`) between them; or, while the fine phase takes
  *    less than `spinBudget` of the wall time (default 0: never), a spin that
@@ -22,6 +29,10 @@ const LATE_CAP_MS = 6;
 const LATE_HALF_LIFE_MS = 10_000;
 /** Length of the window over which the fine-phase duty is measured, ms. */
 const DUTY_WINDOW_MS = 1000;
+/** Sleeps longer than this (ms) start with the far sleep (see the module documentation). */
+const FAR_MS = 100;
+/** The far sleep ends this long (ms) before the sleep phase must end; `setTimeout` takes the rest. */
+const FAR_SLACK_MS = 50;
 
 /** The tuning the fine waker reads from its clock on every use (the clock's public fields). */
 export interface FineWakerOptions {
@@ -39,7 +50,10 @@ export class FineWaker {
   readonly #opts: FineWakerOptions;
   readonly #rearm: () => void;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #armedFor = Infinity; // wake time the timer was armed for
+  #far: MessageChannel | undefined; // held open while a far sleep is pending (it keeps the process alive)
+  #farGen = 0; // a far sleep's wake-up counts only while this is the generation it was armed with
+  readonly #farCell = new Int32Array(new SharedArrayBuffer(4));
+  #armedFor = Infinity; // wake time the timer (or the far sleep) was armed for
   #armedAt = 0; // when it was armed
   #armedDelay = 0; // the delay requested
   #active = false; // the fine phase is running (a setImmediate is pending or we are inside it)
@@ -111,20 +125,55 @@ export class FineWaker {
       return;
     }
     const wake = due - margin;
-    if (this.#timer !== undefined && this.#armedFor <= wake) return;
+    if ((this.#timer !== undefined || this.#far !== undefined) && this.#armedFor <= wake) return;
     this.disarm();
     const delay = Math.floor(wake - now);
+    if (delay > FAR_MS) {
+      this.#sleepFar(wake - FAR_SLACK_MS, now);
+      return;
+    }
     this.#armedFor = wake;
     this.#armedAt = now;
     this.#armedDelay = delay;
     this.#timer = setTimeout(this.#onTimeout, delay);
   }
 
-  /** Cancels the pending `setTimeout`, if any. */
+  /** Cancels the pending `setTimeout` or far sleep, if any. */
   disarm(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#far !== undefined) {
+      this.#farGen++;
+      Atomics.notify(this.#farCell, 0);
+      this.#closeFar();
+    }
     this.#armedFor = Infinity;
+  }
+
+  #closeFar(): void {
+    this.#far?.port1.close();
+    this.#far?.port2.close();
+    this.#far = undefined;
+  }
+
+  /** Waits until `until` without `setTimeout`, then re-arms (see the module documentation). */
+  #sleepFar(until: number, now: number): void {
+    const gen = ++this.#farGen;
+    // A listening port of an open channel holds the event loop, as a pending setTimeout does (both ends must stay
+    // open: closing one releases the other).
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {};
+    this.#far = channel;
+    this.#armedFor = until;
+    const woke = () => {
+      if (gen !== this.#farGen) return; // cancelled, or replaced by another sleep
+      this.#closeFar();
+      this.#armedFor = Infinity;
+      this.arm();
+    };
+    const w = Atomics.waitAsync(this.#farCell, 0, 0, Math.max(1, until - now));
+    if (w.async) w.value.then(woke);
+    else queueMicrotask(woke);
   }
 
   /** Retires the waker (the timer thread took over): no timeout, and the fine phase stops at its next turn. */

@@ -80,7 +80,10 @@ export interface SchedulerStats {
  * **Main-thread mode** (fallback, or `useTimerThread = false` before first use):
  * 1. *Sleep*: a `setTimeout` wakes the scheduler a margin before the earliest
  *    due time; the margin is `spinMs` or the largest recent `setTimeout`
- *    overshoot (2.2..6 ms, halving every 10 s) plus 0.25 ms.
+ *    overshoot (2.2..6 ms, halving every 10 s) plus 0.25 ms. A sleep of more
+ *    than 100 ms waits without `setTimeout` until 50 ms before (so that a
+ *    process whose only timer is far ahead, such as a file conversion's WAV
+ *    header tick, does not load Deno's `node:timers`: ~9 ms at start-up).
  * 2. *Fine wait*: `Atomics.wait` slices of at most `sliceMs`, yielding to the
  *    event loop (`setImmediate`) between them; or, while the fine phase takes
  *    less than `spinBudget` of the wall time (default 0: never), a spin that

@@ -88,6 +88,29 @@ Deno.test("RealClock: the process exits when only cancelled timers remain", asyn
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "fired");
 });
 
+Deno.test("RealClock: a process whose only timer is far ahead calls no setTimeout until near it, stays alive, fires on time", async () => {
+  // Deno's setTimeout loads node:timers on first use (~9 ms); a file conversion's only timer (the WAV header tick, a
+  // second ahead) must not pay for it. The far sleep holds the process like a pending setTimeout.
+  const code = `
+    let timeouts = 0;
+    const st = globalThis.setTimeout;
+    globalThis.setTimeout = (...a) => (timeouts++, st(...a));
+    const { RealClock } = await import(${JSON.stringify(new URL("../core/clock.ts", import.meta.url).href)});
+    const c = new RealClock();
+    const due = c.now() + 400;
+    c.at(due, () => console.log(JSON.stringify({ armed, early: c.now() < due })));
+    const armed = timeouts;
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "inherit",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  assert.equal(out.code, 0);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), { armed: 0, early: false });
+});
+
 Deno.test("RealClock: equal due times run in scheduling order", async () => {
   const clock = new RealClock();
   const due = clock.now() + 3;
@@ -124,7 +147,7 @@ Deno.test("RealClock: cancel, past due times, timers set from callbacks, sleep a
   await idle(clock);
 });
 
-Deno.test("RealClock: a far timer sleeps on setTimeout and an earlier one re-arms it", async () => {
+Deno.test("RealClock: a far timer sleeps without setTimeout and an earlier one re-arms it", async () => {
   const clock = new RealClock();
   const seen: string[] = [];
   const far = clock.after(600_000, () => seen.push("far"));

@@ -34,6 +34,51 @@ export interface PcmEmitCounters {
  * `setImmediate` costs ~3 µs here; `setTimeout(0)` costs ~2 ms.
  */
 const YIELD_EVERY = 32;
+/**
+ * {@linkcode emitPcmFrames} yields at most this often (ms of wall time), checked every
+ * {@linkcode YIELD_EVERY} frames: a transcode of a long file takes ~20 turns a second instead of
+ * one per 32 frames, and `stop()` still waits at most about this long.
+ */
+const YIELD_MS = 10;
+
+/**
+ * Event-loop turns without Deno's `setImmediate`, whose first use loads its Node-compatible
+ * `node:timers` (~9 ms of a transcode's start-up): a message to itself over a channel held while
+ * a source runs (each message is a task of its own, after the I/O and timers already due), about
+ * 25 µs a turn. {@linkcode LoopTurns.close} when the run ends.
+ */
+class LoopTurns {
+  #channel: MessageChannel | undefined;
+  #resolve: (() => void) | undefined;
+
+  /** Resolves on a later turn of the event loop. */
+  next(): Promise<void> {
+    let ch = this.#channel;
+    if (!ch) {
+      ch = this.#channel = new MessageChannel();
+      ch.port1.onmessage = () => {
+        const r = this.#resolve;
+        this.#resolve = undefined;
+        r?.();
+      };
+    }
+    const port = ch.port2;
+    return new Promise<void>((resolve) => {
+      this.#resolve = resolve;
+      port.postMessage(null);
+    });
+  }
+
+  /** Closes the channel (an open one keeps the process alive). */
+  close(): void {
+    this.#channel?.port1.close();
+    this.#channel?.port2.close();
+    this.#channel = undefined;
+    const r = this.#resolve;
+    this.#resolve = undefined;
+    r?.();
+  }
+}
 
 /** Lets other tasks (timers, sockets, stop requests) run. */
 export function yieldToEventLoop(): Promise<void> {
@@ -73,22 +118,36 @@ export async function emitPcmFrames(
   const { sampleRate, channels } = format;
   let pts = 0;
   let sinceYield = 0;
-  while (!ctx.signal.aborted) {
-    let chunk = reader.next();
-    if (chunk instanceof Promise) chunk = await chunk;
-    if (!chunk || chunk.length === 0 || ctx.signal.aborted) return;
-    const n = chunk.length / channels;
-    const frame: PcmFrame = { kind: "pcm", samples: chunk, sampleRate, channels, pts };
-    pts += n;
-    counters.frames++;
-    counters.samples += n;
-    if (!ctx.emit(frame)) {
-      await ctx.ready();
-      sinceYield = 0;
-    } else if (++sinceYield >= YIELD_EVERY) {
-      sinceYield = 0;
-      await yieldToEventLoop();
+  let yielded = performance.now();
+  const turns = new LoopTurns();
+  try {
+    while (!ctx.signal.aborted) {
+      let chunk = reader.next();
+      if (chunk instanceof Promise) {
+        chunk = await chunk; // a read: the event loop had its turn
+        yielded = performance.now();
+      }
+      if (!chunk || chunk.length === 0 || ctx.signal.aborted) return;
+      const n = chunk.length / channels;
+      const frame: PcmFrame = { kind: "pcm", samples: chunk, sampleRate, channels, pts };
+      pts += n;
+      counters.frames++;
+      counters.samples += n;
+      if (!ctx.emit(frame)) {
+        await ctx.ready();
+        sinceYield = 0;
+        yielded = performance.now();
+      } else if (++sinceYield >= YIELD_EVERY) {
+        sinceYield = 0;
+        const now = performance.now();
+        if (now - yielded >= YIELD_MS) {
+          await turns.next();
+          yielded = performance.now();
+        }
+      }
     }
+  } finally {
+    turns.close();
   }
 }
 
