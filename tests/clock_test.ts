@@ -70,45 +70,46 @@ Deno.test("RealClock: cancelling the last timer leaves nothing pending", () => {
   assert.equal(clock.pending, 0);
 });
 
+/** Runs `code` in a fresh `deno eval` process (killed after 20 s); its exit code and standard output. */
+async function evalProcess(code: string): Promise<{ code: number; stdout: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "inherit",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+}
+
+const CLOCK_URL = JSON.stringify(new URL("../core/clock.ts", import.meta.url).href);
+
 Deno.test("RealClock: the process exits when only cancelled timers remain", async () => {
-  const code = `
-    import { RealClock } from ${JSON.stringify(new URL("../core/clock.ts", import.meta.url).href)};
+  const out = await evalProcess(`
+    import { RealClock } from ${CLOCK_URL};
     const c = new RealClock();
     c.after(20, () => console.log("fired"));
     const t = c.after(600_000, () => console.log("never"));
     c.after(40, () => t.cancel());
-  `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stdout: "piped",
-    stderr: "inherit",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
+  `);
   assert.equal(out.code, 0);
-  assert.equal(new TextDecoder().decode(out.stdout).trim(), "fired");
+  assert.equal(out.stdout.trim(), "fired");
 });
 
-Deno.test("RealClock: a process whose only timer is far ahead calls no setTimeout until near it, stays alive, fires on time", async () => {
+Deno.test("RealClock: a process whose only timer is far ahead calls no setTimeout to arm it, stays alive, fires on time", async () => {
   // Deno's setTimeout loads node:timers on first use (~9 ms); a file conversion's only timer (the WAV header tick, a
   // second ahead) must not pay for it. The far sleep holds the process like a pending setTimeout.
-  const code = `
+  const out = await evalProcess(`
     let timeouts = 0;
     const st = globalThis.setTimeout;
     globalThis.setTimeout = (...a) => (timeouts++, st(...a));
-    const { RealClock } = await import(${JSON.stringify(new URL("../core/clock.ts", import.meta.url).href)});
+    const { RealClock } = await import(${CLOCK_URL});
     const c = new RealClock();
     const due = c.now() + 400;
     c.at(due, () => console.log(JSON.stringify({ armed, early: c.now() < due })));
     const armed = timeouts;
-  `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stdout: "piped",
-    stderr: "inherit",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
+  `);
   assert.equal(out.code, 0);
-  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), { armed: 0, early: false });
+  assert.deepEqual(JSON.parse(out.stdout), { armed: 0, early: false });
 });
 
 Deno.test("RealClock: equal due times run in scheduling order", async () => {
