@@ -65,7 +65,7 @@ Deno.test("emitPcmFrames: its yields use neither setImmediate nor setTimeout", a
       {
         ...ctx,
         emit: () => {
-          // Long enough for several yields (one per 10 ms of wall time at most), then stop.
+          // Long enough for several yields (one per 2 ms of wall time at most), then stop.
           if (++frames % 1000 === 0 && performance.now() - started > 50) abort.abort(new Error("done"));
           return true;
         },
