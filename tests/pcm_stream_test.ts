@@ -8,9 +8,20 @@
  */
 import assert from "node:assert/strict";
 import { testContext } from "../core/testing.ts";
-import { emitPcmFrames, MemoryPcmReader } from "../plugins/wav/pcm_stream.ts";
+import { emitPcmFrames, MemoryPcmReader, type PcmChunkReader } from "../plugins/wav/pcm_stream.ts";
 
-Deno.test("emitPcmFrames: a source that never waits still yields, so a stop sent as a task ends it", async () => {
+/** A reader that hands out each chunk of `inner` as an already-resolved promise: awaiting it gives no event-loop turn. */
+function resolvedPromises(inner: PcmChunkReader): PcmChunkReader {
+  return { next: () => Promise.resolve(inner.next()) };
+}
+
+for (const [name, wrap] of [["sync", (r: PcmChunkReader) => r], ["resolved promises", resolvedPromises]] as const) {
+  Deno.test(`emitPcmFrames (${name}): a source that never waits still yields, so a stop sent as a task ends it`, async () => {
+    await stopsWhenAsked(wrap(new MemoryPcmReader(new Int16Array(1600), 1, 160, true)));
+  });
+}
+
+async function stopsWhenAsked(reader: PcmChunkReader): Promise<void> {
   const { ctx, abort } = testContext();
   // Frames from memory, looping forever, into a sink that always takes more: only the source's own yields let the
   // stop below (a message, delivered on a later turn of the event loop) run. The frame limit ends the loop if it
@@ -35,7 +46,7 @@ Deno.test("emitPcmFrames: a source that never waits still yields, so a stop sent
         },
       },
       { sampleRate: 8000, channels: 1 },
-      new MemoryPcmReader(new Int16Array(1600), 1, 160, true),
+      reader,
       counters,
     );
   } finally {
@@ -44,7 +55,7 @@ Deno.test("emitPcmFrames: a source that never waits still yields, so a stop sent
   }
   assert.equal(stoppedByLimit, false, `the stop request never ran: ${frames} frames went out without a yield`);
   assert.ok(counters.frames > 0 && counters.frames === frames);
-});
+}
 
 Deno.test("emitPcmFrames: its yields use neither setImmediate nor setTimeout", async () => {
   const g = globalThis as unknown as Record<string, unknown>;

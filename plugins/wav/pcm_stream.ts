@@ -123,10 +123,7 @@ export async function emitPcmFrames(
   try {
     while (!ctx.signal.aborted) {
       let chunk = reader.next();
-      if (chunk instanceof Promise) {
-        chunk = await chunk; // a read: the event loop had its turn
-        yielded = performance.now();
-      }
+      if (chunk instanceof Promise) chunk = await chunk;
       if (!chunk || chunk.length === 0 || ctx.signal.aborted) return;
       const n = chunk.length / channels;
       const frame: PcmFrame = { kind: "pcm", samples: chunk, sampleRate, channels, pts };
