@@ -853,7 +853,7 @@ export class PolyphaseResampler {
 
   /**
    * What runs, for statistics: kernel and stages, e.g. `polyphase wasm-simd: 44100→22050 Hz half-band 23 taps,
-   * →11025 Hz half-band 47 taps, →8000 Hz 128 taps × 320 phases`.
+   * →11025 Hz half-band 51 taps, →8000 Hz 128 taps × 320 phases`.
    */
   get describe(): string {
     const stages = this.plan.stages.map((s, i) =>
