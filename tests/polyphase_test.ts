@@ -16,6 +16,9 @@ import {
   MAX_TABLE_FLOATS,
   planResampler,
   PolyphaseResampler,
+  type StagePlan,
+  stageTable,
+  stageTableJs,
   wasmKernelAvailable,
 } from "../plugins/resample/polyphase.ts";
 
@@ -241,6 +244,69 @@ Deno.test("polyphase plans: half-bands and integer pre-decimation when cheaper, 
   assert.ok(last.rows * last.taps <= 2 * MAX_TABLE_FLOATS + last.taps);
   // Look-ahead of a few milliseconds.
   assert.ok(p.latency > 0.002 && p.latency < 0.01, `latency ${p.latency}`);
+});
+
+/**
+ * A windowed-sinc stage's table from its definition, every term of the I0 series summed (m = 0..40, by Horner's rule,
+ * as the kernels did before they learned to stop at the terms a point needs), with the kernels' sine recurrence and
+ * their order of operations: the tables must come out identical, bit for bit.
+ */
+function referenceTable(s: StagePlan): Float32Array {
+  const d = s.interpolated ? s.rows - 1 : s.L, span = s.half * d;
+  const terms: number[] = [];
+  for (let m = 0, f = 1; m <= 40; m++) (f *= m || 1, terms.push(1 / (f * f)));
+  const i0 = (a: number) => {
+    let w = terms[40];
+    for (let m = 39; m >= 0; m--) w = w * a + terms[m];
+    return w;
+  };
+  const th = (Math.PI * 2 * s.cutoff) / d, k2 = 2 * Math.cos(th), b2 = s.beta ** 2 / 4;
+  let i0b = 1, term = 1; // besselI0(β), as the kernels' callers compute it
+  for (let k = 1; k < 200; k++) {
+    term *= b2 / (k * k);
+    i0b += term;
+    if (term < i0b * 1e-17) break;
+  }
+  const proto = new Float64Array(span + 1);
+  let prev = 0, cur = 0;
+  for (let j = 0; j < span; j++) {
+    if (j === 1) cur = Math.sin(th);
+    if (j > 1) [prev, cur] = [cur, k2 * cur - prev];
+    const sinc = j > 0 ? cur / (th * j) : 1, u = j / span;
+    proto[j] = ((2 * s.cutoff * sinc) * i0(b2 * (1 - u * u))) / i0b;
+  }
+  const t = new Float32Array(s.rows * s.taps), row = new Float64Array(s.taps);
+  for (let r = 0; r < s.rows; r++) {
+    let sum = 0;
+    for (let k = 0; k < s.taps; k++) {
+      const j = Math.abs(r + (s.half - 1 - k) * d);
+      sum += row[k] = j < span ? proto[j] : 0;
+    }
+    for (let k = 0; k < s.taps; k++) t[r * s.taps + k] = row[k] / sum;
+  }
+  return t;
+}
+
+Deno.test("polyphase tables: both kernels give the table of the whole I0 series, bit for bit (fastest, medium, best)", () => {
+  let checked = 0;
+  for (const [inRate, outRate] of [[44100, 8000], [48000, 8000], [8000, 48000], [16000, 8000], [44100, 7999]]) {
+    for (const spec of [FILTER_SPECS.fastest, FILTER_SPECS.medium, FILTER_SPECS.best]) {
+      for (const s of planResampler(inRate, outRate, spec).stages) {
+        if (s.halfband || s.cutoff === 0) continue;
+        const want = referenceTable(s);
+        const js = stageTableJs(s);
+        const at = js.findIndex((v, i) => v !== want[i]);
+        assert.equal(at, -1, `${inRate} → ${outRate} Hz, β ${s.beta.toFixed(2)}: JavaScript table differs at ${at}`);
+        if (wasmKernelAvailable()) {
+          const wasm = stageTable(s);
+          const w = wasm.findIndex((v, i) => v !== want[i]);
+          assert.equal(w, -1, `${inRate} → ${outRate} Hz, β ${s.beta.toFixed(2)}: WebAssembly table differs at ${w}`);
+        }
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked >= 12, `${checked} tables`);
 });
 
 Deno.test("polyphase maps channels: stereo independent, down-mix averages, up-mix copies", () => {

@@ -449,7 +449,9 @@
   ;; sinc_j = s_j / (th * j) (1 at j = 0), with s_j = sin(j * th) by the recurrence
   ;; s_j = k2 * s_j-1 - s_j-2 (s_0 = 0, s_1 = sin1, k2 = 2 cos th), and the Kaiser window
   ;; w_j = the power series at $terms (nterms float64, highest power last) in a = b2 * (1 - u * u),
-  ;; u = j / span, summed by Horner's rule; dst[span] = 0 (the window's edge).
+  ;; u = j / span, summed by Horner's rule from the term n the point needs: the smallest n with
+  ;; a <= limit[n], the limits (nterms float64, increasing, the last infinite) following the terms;
+  ;; dst[span] = 0 (the window's edge).
   ;; The same operations in the same order as kaiserProto in polyphase.ts: the results are identical.
   ;; One call computes the points $from <= j < $to (and dst[span] when $to reaches span), the
   ;; recurrence's s_j-2, s_j-1 carried in float64 at $state (0, 0 before the first call): called on
@@ -461,8 +463,10 @@
     (param $c2 f64) (param $i0b f64) (param $b2 f64) (param $terms i32) (param $nterms i32)
     (param $from i32) (param $to i32) (param $state i32)
     (local $j i32) (local $prev f64) (local $cur f64) (local $next f64) (local $sinc f64) (local $u f64)
-    (local $a f64) (local $w f64) (local $m i32) (local $jf f64)
+    (local $a f64) (local $w f64) (local $m i32) (local $jf f64) (local $n i32) (local $lim i32)
     (local.set $j (local.get $from))
+    (local.set $n (i32.sub (local.get $nterms) (i32.const 1)))
+    (local.set $lim (i32.add (local.get $terms) (i32.shl (local.get $nterms) (i32.const 3))))
     (local.set $prev (f64.load (local.get $state)))
     (local.set $cur (f64.load offset=8 (local.get $state)))
     (block $done
@@ -481,7 +485,21 @@
           (then (local.set $sinc (f64.div (local.get $cur) (f64.mul (local.get $th) (local.get $jf))))))
         (local.set $u (f64.div (local.get $jf) (f64.convert_i32_s (local.get $span))))
         (local.set $a (f64.mul (local.get $b2) (f64.sub (f64.const 1) (f64.mul (local.get $u) (local.get $u)))))
-        (local.set $m (i32.sub (local.get $nterms) (i32.const 1)))
+        ;; n: down while the term below suffices, up while this one does not (a falls as j grows).
+        (block $dn
+          (loop $down
+            (br_if $dn (i32.le_s (local.get $n) (i32.const 0)))
+            (br_if $dn (f64.gt (local.get $a)
+              (f64.load (i32.add (local.get $lim) (i32.shl (i32.sub (local.get $n) (i32.const 1)) (i32.const 3))))))
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br $down)))
+        (block $up
+          (loop $upl
+            (br_if $up (i32.eqz (f64.gt (local.get $a)
+              (f64.load (i32.add (local.get $lim) (i32.shl (local.get $n) (i32.const 3)))))))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))
+            (br $upl)))
+        (local.set $m (local.get $n))
         (local.set $w (f64.load (i32.add (local.get $terms) (i32.shl (local.get $m) (i32.const 3)))))
         (block $h
           (loop $horner

@@ -185,6 +185,22 @@ const I0_TERMS: Float64Array = (() => {
   return c;
 })();
 
+/**
+ * Where the I0 series may stop: `I0_LIMITS[m]` is the largest a for which the terms after aᵐ / (m!)² add at most
+ * 2⁻⁶⁰ to the sum (which is at least 1): the first dropped term is at most 2⁻⁶¹ and, with a ≤ (m + 2)² / 2, each one
+ * after it at most half the one before. Increasing in m; the last is infinite (every term). A point of a Kaiser
+ * window then sums only the terms its a needs: 41 near the centre of a 120 dB window, a handful near its edges. The
+ * dropped terms are below the sum's own rounding, so the table comes out as with every term.
+ */
+const I0_LIMITS: Float64Array = (() => {
+  const t = new Float64Array(I0_TERMS.length);
+  for (let m = 0; m < t.length - 1; m++) {
+    t[m] = Math.min(Math.pow(2 ** -61 / I0_TERMS[m + 1], 1 / (m + 1)), (m + 2) ** 2 / 2);
+  }
+  t[t.length - 1] = Infinity;
+  return t;
+})();
+
 /** Kaiser's β for a stopband attenuation of `a` dB. */
 export function kaiserBeta(a: number): number {
   if (a > 50) return 0.1102 * (a - 8.7);
@@ -391,6 +407,7 @@ function kaiserProto(
 ): void {
   let prev = 0, cur = 0; // sin((j − 1)θ), sin(jθ)
   const top = I0_TERMS.length - 1;
+  let n = top; // the highest term the point needs (see I0_LIMITS); a only falls as j grows
   for (let j = 0; j < span; j++) {
     if (j === 1) cur = sin1;
     if (j > 1) {
@@ -400,10 +417,12 @@ function kaiserProto(
     }
     const sinc = j > 0 ? cur / (th * j) : 1;
     const u = j / span;
-    // I0(β√(1 − u²)) = Σ aᵐ / (m!)², a = β²(1 − u²)/4, by Horner over I0_TERMS.
+    // I0(β√(1 − u²)) = Σ aᵐ / (m!)², a = β²(1 − u²)/4, by Horner over the I0_TERMS it needs.
     const a = b2 * (1 - u * u);
-    let w = I0_TERMS[top];
-    for (let m = top - 1; m >= 0; m--) w = w * a + I0_TERMS[m];
+    while (n > 0 && a <= I0_LIMITS[n - 1]) n--;
+    while (a > I0_LIMITS[n]) n++;
+    let w = I0_TERMS[n];
+    for (let m = n - 1; m >= 0; m--) w = w * a + I0_TERMS[m];
     proto[j] = ((c2 * sinc) * w) / i0b;
   }
   proto[span] = 0;
@@ -443,9 +462,9 @@ function stageTableWasm(s: StagePlan): Float32Array {
   const k = tableBuilder ??= wasmKernel();
   const { d, span } = grid(s);
   const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
-  // Layout: the series terms, the recurrence state, the prototype, one row of scratch, the table.
+  // Layout: the series terms and their limits, the recurrence state, the prototype, one row of scratch, the table.
   const terms = 0;
-  const state = I0_TERMS.length * 8;
+  const state = I0_TERMS.length * 16;
   const proto = state + 16;
   const row = proto + (span + 1) * 8;
   const table = row + s.taps * 8;
@@ -453,6 +472,7 @@ function stageTableWasm(s: StagePlan): Float32Array {
   const pages = Math.ceil(end / 65536) - k.memory.buffer.byteLength / 65536;
   if (pages > 0) k.memory.grow(pages);
   new Float64Array(k.memory.buffer, terms, I0_TERMS.length).set(I0_TERMS);
+  new Float64Array(k.memory.buffer, terms + I0_TERMS.length * 8, I0_LIMITS.length).set(I0_LIMITS);
   new Float64Array(k.memory.buffer, state, 2).fill(0);
   // In ranges: the calls after the kernel's tier-up run optimized code (see kaiser_proto in kernel.wat).
   let from = 0;
