@@ -15,7 +15,8 @@
  *      mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! filesink`;
  *    - ffmpeg: `ffmpeg -i in.wav -ar 8000 -ac 1 -f mulaw - | ffmpeg -f mulaw -ar 8000 -ac 1 -i - out.wav`;
  *    - sox: `sox in.wav -r 8000 -e mu-law -t wav - | sox - -e signed -b 16 out.wav`;
- *    and prints per tool the median wall time, the realtime factor and the ratio to GStreamer
+ *    and, in the same rounds, Deno running an empty module and a module that only imports zod (the runtime's share of
+ *    voxpipe's fixed cost); and prints per tool the median wall time, the realtime factor and the ratio to GStreamer
  *    (median of the per-round ratios: each round's runs were seconds apart, so they saw the
  *    same load), with the CPU load of the machine before and after; then, measured by GNU time
  *    (`/usr/bin/time`, when installed) on the same runs, each tool's median CPU time (user + system
@@ -169,6 +170,15 @@ console.log(
   `\nwhole processes, ${RUNS} alternating rounds after a warm-up; each round runs every tool on the ${SECONDS} s ` +
     `file, then on its first second (${pressure()}):`,
 );
+// The runtime's own share of voxpipe's fixed cost, in the same rounds: Deno running an empty module, and a module that
+// only imports zod (the plugin API's option schemas; every CLI run loads it).
+const floors: { name: string; file: string }[] = [
+  { name: "deno, empty module", file: join(DIR, "floor-empty.ts") },
+  { name: "deno, zod imported", file: join(DIR, "floor-zod.ts") },
+];
+await Deno.writeTextFile(floors[0].file, "// nothing: Deno's own start-up and exit\n");
+await Deno.writeTextFile(floors[1].file, 'import "zod";\n');
+const floorTimes = new Map<string, number[]>(floors.map((f) => [f.name, []]));
 const times = new Map<string, number[]>(tools.map((t) => [t.name, []]));
 const cpus = new Map<string, number[]>(tools.map((t) => [t.name, []]));
 const shortTimes = new Map<string, number[]>(tools.map((t) => [t.name, []]));
@@ -180,6 +190,11 @@ for (let round = 0; round <= RUNS; round++) {
       if (!r.ok) throw new Error(`${t.name} failed: ${r.err}`);
       if (round > 0) wall.get(t.name)!.push(r.ms / 1000), cpu.get(t.name)!.push(r.cpu);
     }
+  }
+  for (const f of floors) {
+    const r = await sh(`'${deno}' run -A '${f.file}'`);
+    if (!r.ok) throw new Error(`${f.name} failed: ${r.err}`);
+    if (round > 0) floorTimes.get(f.name)!.push(r.ms / 1000);
   }
 }
 const gst = times.get("gstreamer");
@@ -240,6 +255,20 @@ if (hasGnuTime) {
         `${gstPer ? ` (${rAudio.toFixed(2)}× GStreamer's time per audio second)` : ""}`,
     );
   }
+}
+
+{
+  // What of voxpipe's 1 s run is the runtime's: medians of the same rounds.
+  const vox = shortTimes.get("voxpipe")!;
+  const empty = floorTimes.get(floors[0].name)!, zod = floorTimes.get(floors[1].name)!;
+  const ms = (xs: number[]) => `${(median(xs) * 1000).toFixed(0).padStart(4)} ms`;
+  console.log("the runtime's share of voxpipe's 1 s run (same rounds, wall, medians):");
+  console.log(`  ${floors[0].name.padEnd(20)} ${ms(empty)}`);
+  console.log(`  ${floors[1].name.padEnd(20)} ${ms(zod)}  (zod alone: ${ms(zod.map((v, i) => v - empty[i]))})`);
+  console.log(
+    `  voxpipe, 1 s file     ${ms(vox)}  (beyond Deno and zod: ${ms(vox.map((v, i) => v - zod[i]))}: its own ` +
+      `modules, the pipeline's set-up, 1 s of audio, exit)`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
