@@ -63,7 +63,7 @@ export class Slab {
  * Arrays handed out again and again, for a stage whose next stage borrows its input
  * (`StageContext.reuseOutput`): one buffer per element type, grown when a longer array is asked
  * for. An array is valid until the next call for the same type, and holds what the last frame
- * left in it (not zeros). Asking for the same length as last time returns the same view.
+ * left in it (not zeros). Asking for a length asked for lately returns the same view (no allocation).
  *
  * @example
  * ```ts
@@ -74,21 +74,40 @@ export class Slab {
  */
 export class ReusedArrays {
   #i16 = new Int16Array(0);
-  #i16View = this.#i16;
+  /** The views handed out lately, by length (a few: frames of a resampled stream alternate between lengths). */
+  #i16Views: Int16Array[] = [];
   #u8 = new Uint8Array(0);
-  #u8View = this.#u8;
+  #u8Views: Uint8Array[] = [];
 
   /** An Int16Array of `length` samples, in this object's one Int16 buffer. */
   int16(length: number): Int16Array {
-    if (this.#i16View.length === length) return this.#i16View;
-    if (this.#i16.length < length) this.#i16 = new Int16Array(Math.max(length, 2 * this.#i16.length));
-    return this.#i16View = this.#i16.subarray(0, length);
+    const views = this.#i16Views;
+    for (let i = 0; i < views.length; i++) if (views[i].length === length) return views[i];
+    if (this.#i16.length < length) {
+      this.#i16 = new Int16Array(Math.max(length, 2 * this.#i16.length));
+      views.length = 0;
+    }
+    return remember(views, this.#i16.subarray(0, length));
   }
 
   /** A Uint8Array of `length` bytes, in this object's one byte buffer. */
   uint8(length: number): Uint8Array {
-    if (this.#u8View.length === length) return this.#u8View;
-    if (this.#u8.length < length) this.#u8 = new Uint8Array(Math.max(length, 2 * this.#u8.length));
-    return this.#u8View = this.#u8.subarray(0, length);
+    const views = this.#u8Views;
+    for (let i = 0; i < views.length; i++) if (views[i].length === length) return views[i];
+    if (this.#u8.length < length) {
+      this.#u8 = new Uint8Array(Math.max(length, 2 * this.#u8.length));
+      views.length = 0;
+    }
+    return remember(views, this.#u8.subarray(0, length));
   }
+}
+
+/** Views a {@linkcode ReusedArrays} keeps per element type. */
+const KEPT_VIEWS = 4;
+
+/** Keeps `view` among the last KEPT_VIEWS views (the oldest goes); returns it. */
+function remember<T>(views: T[], view: T): T {
+  if (views.length === KEPT_VIEWS) views.shift();
+  views.push(view);
+  return view;
 }

@@ -48,3 +48,26 @@ Deno.test("ReusedArrays hands out one buffer per type, the same view for the sam
   assert.notEqual(u.buffer, c.buffer, "one buffer per element type");
   assert.equal(r.int16(0).length, 0);
 });
+
+Deno.test("ReusedArrays: lengths that alternate (a resampled stream's frames) get their views again, none of an old buffer", () => {
+  const r = new ReusedArrays();
+  r.int16(1024); // the buffer: longer arrays than this one would grow it
+  const [a, b, c] = [r.int16(800), r.int16(801), r.int16(799)];
+  for (let i = 0; i < 3; i++) {
+    assert.equal(r.int16(801), b);
+    assert.equal(r.int16(800), a);
+    assert.equal(r.int16(799), c);
+  }
+  const u = [r.uint8(161), r.uint8(160)];
+  assert.equal(r.uint8(161), u[0]);
+  assert.equal(r.uint8(160), u[1]);
+  // A longer array grows the buffer: the views of the old one are not handed out again.
+  const big = r.int16(5000);
+  const again = r.int16(800);
+  assert.notEqual(again, a);
+  assert.equal(again.buffer, big.buffer);
+  // Only a few are kept: the oldest of five lengths is made anew.
+  const v = [1, 2, 3, 4].map((n) => r.int16(n));
+  assert.equal(r.int16(4), v[3]);
+  assert.notEqual(r.int16(800), again, "800 was the oldest of five: dropped");
+});

@@ -757,6 +757,19 @@ export class PolyphaseResampler {
   #i16: Int16Array;
   #i32: Int32Array;
   #f32: Float32Array;
+  /** Bytes of the memory laid out; a long frame's staging areas go after them. */
+  #end: number;
+  /**
+   * A frame longer than one pass is staged whole (input at `#longIn`, room for `#longInCap` samples; its output
+   * gathered at `#longOut`, room for `#longOutCap` samples), so that it is copied in and out once, without a view per
+   * pass. Both are made by the first such frame and grown (doubled) by a longer one.
+   */
+  #longIn = 0;
+  #longInCap = 0;
+  #longOut = 0;
+  #longOutCap = 0;
+  /** Views of the memory handed to `set` lately (`#viewOf`), a few: output frames alternate between lengths. */
+  #views: Int16Array[] = [];
   #fed = 0;
   #emitted = 0;
   /** Output rate / input rate. */
@@ -836,12 +849,9 @@ export class PolyphaseResampler {
     for (let c = 0; c < srcCh; c++) this.#outF.push(take(maxIn * 4));
     this.#inPtr = take(CHUNK * inChannels * 2);
     this.#outPtr = take(maxIn * outChannels * 2);
-    const mem = this.#k.memory;
-    const need = Math.ceil(at / 65536) - mem.buffer.byteLength / 65536;
-    if (need > 0) mem.grow(need);
-    this.#f32 = new Float32Array(mem.buffer);
-    this.#i16 = new Int16Array(mem.buffer);
-    this.#i32 = new Int32Array(mem.buffer);
+    this.#end = at;
+    this.#f32 = this.#i16 = this.#i32 = undefined as never;
+    this.#growTo(at);
     for (const [p, t] of tables) this.#f32.set(t, p >> 2);
     this.reset();
   }
@@ -929,31 +939,72 @@ export class PolyphaseResampler {
       const produced = this.#pass(frames, false);
       this.#emitted += produced;
       const out = this.#output(produced * this.#outCh);
-      out.set(this.#i16.subarray(outPtr, outPtr + out.length));
+      out.set(this.#viewOf(outPtr, out.length));
       return out;
     }
     // Several passes (a long frame, e.g. a transcode's): each pass's output goes straight into the returned
     // array, sized for what can be due (output k needs the input up to time k / rate_out: at most
     // ceil(fed × rate_out / rate_in) + 1 outputs in all).
-    const outCh = this.#outCh;
+    // The whole frame is copied into the memory once; each pass's input and output move within the memory
+    // (copyWithin), and the output is copied out once: no view per pass.
+    const inCh = this.#inCh, outCh = this.#outCh;
     const bound = Math.max(0, Math.ceil(this.#fed * this.#ratio) + 2 - this.#emitted) * outCh;
-    let out = this.#output(bound);
+    this.#stageLong(samples.length, bound + this.#outCap * outCh);
+    const i16 = this.#i16, inAt = this.#longIn >> 1, outAt = this.#longOut >> 1;
+    i16.set(samples, inAt);
     let total = 0;
     for (let at = 0; at < frames; at += CHUNK) {
       const n = Math.min(CHUNK, frames - at);
-      this.#i16.set(samples.subarray(at * this.#inCh, (at + n) * this.#inCh), this.#inPtr >> 1);
+      i16.copyWithin(this.#inPtr >> 1, inAt + at * inCh, inAt + (at + n) * inCh);
       const produced = this.#pass(n, false) * outCh;
-      if (total + produced > out.length) {
-        // Never expected; kept so that an estimate off by one cannot lose samples.
-        const grown = new Int16Array(Math.max(total + produced, out.length * 2));
-        grown.set(out.subarray(0, total));
-        out = grown;
+      if (total + produced > this.#longOutCap) {
+        // Never expected (bound is an upper bound): kept so that an estimate off by one cannot lose samples.
+        throw new Error(`PolyphaseResampler: ${total + produced} output samples exceed the bound ${bound}`);
       }
-      out.set(this.#i16.subarray(outPtr, outPtr + produced), total);
+      i16.copyWithin(outAt + total, outPtr, outPtr + produced);
       total += produced;
     }
     this.#emitted += total / outCh;
-    return total === out.length ? out : out.subarray(0, total);
+    const out = this.#output(total);
+    out.set(this.#viewOf(outAt, total));
+    return out;
+  }
+
+  /** A view of `n` int16 samples of the memory at sample index `at` (one made lately, when there is one). */
+  #viewOf(at: number, n: number): Int16Array {
+    const views = this.#views, buf = this.#i16.buffer, offset = at * 2;
+    for (let i = 0; i < views.length; i++) {
+      const v = views[i];
+      if (v.length === n && v.byteOffset === offset && v.buffer === buf) return v;
+    }
+    if (views.length === 4) views.shift();
+    const v = this.#i16.subarray(at, at + n);
+    views.push(v);
+    return v;
+  }
+
+  /** Makes room to stage a frame of `inSamples` input samples and up to `outSamples` output samples whole. */
+  #stageLong(inSamples: number, outSamples: number): void {
+    if (inSamples <= this.#longInCap && outSamples <= this.#longOutCap) return;
+    const inCap = Math.max(inSamples, 2 * this.#longInCap), outCap = Math.max(outSamples, 2 * this.#longOutCap);
+    const at = this.#end;
+    this.#longIn = at;
+    this.#longOut = at + Math.ceil((inCap * 2) / 16) * 16;
+    this.#growTo(this.#longOut + outCap * 2);
+    this.#longInCap = inCap;
+    this.#longOutCap = outCap;
+  }
+
+  /** Grows the memory to at least `bytes` and renews the views of it. */
+  #growTo(bytes: number): void {
+    const mem = this.#k.memory;
+    const need = Math.ceil(bytes / 65536) - mem.buffer.byteLength / 65536;
+    if (need > 0) mem.grow(need);
+    if (this.#f32?.buffer !== mem.buffer) {
+      this.#f32 = new Float32Array(mem.buffer);
+      this.#i16 = new Int16Array(mem.buffer);
+      this.#i32 = new Int32Array(mem.buffer);
+    }
   }
 
   /** Ends the stream: returns the remaining output (the total is round(fed × outRate / inRate)), then resets. */

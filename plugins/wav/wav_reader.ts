@@ -201,11 +201,12 @@ export class WavStreamReader implements PcmChunkReader {
     const count = bytes / info.bytesPerSample;
     const at = this.#blockPos;
     this.#blockPos += bytes;
-    const src = this.#block.subarray(at, at + bytes);
-    if (this.#reuse && info.encoding === "pcm" && info.bitsPerSample === 16 && (src.byteOffset & 1) === 0) {
-      return new Int16Array(src.buffer, src.byteOffset, count);
+    const block = this.#block;
+    const offset = block.byteOffset + at;
+    if (this.#reuse && info.encoding === "pcm" && info.bitsPerSample === 16 && (offset & 1) === 0) {
+      return new Int16Array(block.buffer, offset, count); // the one allocation: no view of the block first
     }
-    return toInt16(info, src, count, this.#out(count));
+    return toInt16(info, block.subarray(at, at + bytes), count, this.#out(count));
   }
 
   /** Where a frame of `count` samples is converted to: a fresh slab view, or with `#reuse` the reader's own array. */
