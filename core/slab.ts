@@ -73,41 +73,44 @@ export class Slab {
  * ```
  */
 export class ReusedArrays {
-  #i16 = new Int16Array(0);
-  /** The views handed out lately, by length (a few: frames of a resampled stream alternate between lengths). */
-  #i16Views: Int16Array[] = [];
-  #u8 = new Uint8Array(0);
-  #u8Views: Uint8Array[] = [];
+  #i16 = new ReusedBuffer((n) => new Int16Array(n));
+  #u8 = new ReusedBuffer((n) => new Uint8Array(n));
 
   /** An Int16Array of `length` samples, in this object's one Int16 buffer. */
   int16(length: number): Int16Array {
-    const views = this.#i16Views;
-    for (let i = 0; i < views.length; i++) if (views[i].length === length) return views[i];
-    if (this.#i16.length < length) {
-      this.#i16 = new Int16Array(Math.max(length, 2 * this.#i16.length));
-      views.length = 0;
-    }
-    return remember(views, this.#i16.subarray(0, length));
+    return this.#i16.view(length);
   }
 
   /** A Uint8Array of `length` bytes, in this object's one byte buffer. */
   uint8(length: number): Uint8Array {
-    const views = this.#u8Views;
-    for (let i = 0; i < views.length; i++) if (views[i].length === length) return views[i];
-    if (this.#u8.length < length) {
-      this.#u8 = new Uint8Array(Math.max(length, 2 * this.#u8.length));
-      views.length = 0;
-    }
-    return remember(views, this.#u8.subarray(0, length));
+    return this.#u8.view(length);
   }
 }
 
 /** Views a {@linkcode ReusedArrays} keeps per element type. */
 const KEPT_VIEWS = 4;
 
-/** Keeps `view` among the last KEPT_VIEWS views (the oldest goes); returns it. */
-function remember<T>(views: T[], view: T): T {
-  if (views.length === KEPT_VIEWS) views.shift();
-  views.push(view);
-  return view;
+/** One growing buffer and the views of it handed out lately, by length (a few: a resampled stream's frames alternate). */
+class ReusedBuffer<T extends { readonly length: number; subarray(begin: number, end: number): T }> {
+  readonly #make: (length: number) => T;
+  #buf: T;
+  #views: T[] = [];
+
+  constructor(make: (length: number) => T) {
+    this.#make = make;
+    this.#buf = make(0);
+  }
+
+  view(length: number): T {
+    const views = this.#views;
+    for (let i = 0; i < views.length; i++) if (views[i].length === length) return views[i];
+    if (this.#buf.length < length) {
+      this.#buf = this.#make(Math.max(length, 2 * this.#buf.length));
+      views.length = 0; // views of the old buffer are not handed out again
+    }
+    if (views.length === KEPT_VIEWS) views.shift();
+    const v = this.#buf.subarray(0, length);
+    views.push(v);
+    return v;
+  }
 }
