@@ -59,6 +59,10 @@ export const MAX_TABLE_FLOATS = 1 << 18;
 const INTERP_ROWS = 4096;
 /** Input sample frames processed per pass (frames longer than this are processed in pieces). */
 const CHUNK = 4096;
+/** Input sample frames of a long frame staged in the memory at once (a longer array goes in blocks of this). */
+const STAGE_FRAMES = 4 * CHUNK;
+/** Views of the memory a resampler keeps for copying its output out (output frames alternate between lengths). */
+const VIEWS_KEPT = 4;
 /** Taps per SIMD loop step: every row is a multiple of this. */
 const TAP_BLOCK = 16;
 
@@ -942,32 +946,58 @@ export class PolyphaseResampler {
       out.set(this.#viewOf(outPtr, out.length));
       return out;
     }
-    // Several passes (a long frame, e.g. a transcode's): each pass's output goes straight into the returned
-    // array, sized for what can be due (output k needs the input up to time k / rate_out: at most
-    // ceil(fed × rate_out / rate_in) + 1 outputs in all).
-    // The whole frame is copied into the memory once; each pass's input and output move within the memory
-    // (copyWithin), and the output is copied out once: no view per pass.
+    // Several passes (a long frame, e.g. a transcode's): the frame is copied into the memory whole, each pass's input
+    // and output move within the memory (copyWithin), and the output is copied out once, into an array of its exact
+    // length: no view per pass. A very long array (a caller's whole file) goes in blocks, so that the memory the
+    // resampler keeps stays small.
     const inCh = this.#inCh, outCh = this.#outCh;
+    const block = Math.min(frames, STAGE_FRAMES);
+    this.#stageLong(block * inCh, (Math.ceil(block * this.#ratio) + 3 + this.#outCap) * outCh);
+    if (frames <= STAGE_FRAMES) {
+      this.#i16.set(samples, this.#longIn >> 1);
+      const total = this.#staged(frames);
+      this.#emitted += total / outCh;
+      const out = this.#output(total);
+      out.set(this.#viewOf(this.#longOut >> 1, total));
+      return out;
+    }
+    // Output k needs the input up to time k / rate_out: at most ceil(fed × rate_out / rate_in) + 2 outputs in all.
     const bound = Math.max(0, Math.ceil(this.#fed * this.#ratio) + 2 - this.#emitted) * outCh;
-    this.#stageLong(samples.length, bound + this.#outCap * outCh);
-    const i16 = this.#i16, inAt = this.#longIn >> 1, outAt = this.#longOut >> 1;
-    i16.set(samples, inAt);
+    const out = this.#output(bound);
+    let total = 0;
+    for (let at = 0; at < frames; at += STAGE_FRAMES) {
+      const m = Math.min(STAGE_FRAMES, frames - at);
+      this.#i16.set(samples.subarray(at * inCh, (at + m) * inCh), this.#longIn >> 1);
+      const n = this.#staged(m);
+      if (total + n > out.length) throw new Error(`PolyphaseResampler: ${total + n} output samples exceed ${bound}`);
+      out.set(this.#i16.subarray(this.#longOut >> 1, (this.#longOut >> 1) + n), total);
+      total += n;
+    }
+    this.#emitted += total / outCh;
+    return total === out.length ? out : out.subarray(0, total);
+  }
+
+  /**
+   * Runs the passes over `frames` frames staged at `#longIn`, gathering their output at `#longOut`; returns the
+   * output samples.
+   */
+  #staged(frames: number): number {
+    const i16 = this.#i16, inCh = this.#inCh, outCh = this.#outCh;
+    const inAt = this.#longIn >> 1, outAt = this.#longOut >> 1, outPtr = this.#outPtr >> 1;
     let total = 0;
     for (let at = 0; at < frames; at += CHUNK) {
       const n = Math.min(CHUNK, frames - at);
       i16.copyWithin(this.#inPtr >> 1, inAt + at * inCh, inAt + (at + n) * inCh);
       const produced = this.#pass(n, false) * outCh;
       if (total + produced > this.#longOutCap) {
-        // Never expected (bound is an upper bound): kept so that an estimate off by one cannot lose samples.
-        throw new Error(`PolyphaseResampler: ${total + produced} output samples exceed the bound ${bound}`);
+        // Cannot happen (the room is what a block can make plus one pass's output): checked so that a wrong bound
+        // fails loudly instead of writing past the staging area.
+        throw new Error(`PolyphaseResampler: ${total + produced} output samples exceed the staging area`);
       }
       i16.copyWithin(outAt + total, outPtr, outPtr + produced);
       total += produced;
     }
-    this.#emitted += total / outCh;
-    const out = this.#output(total);
-    out.set(this.#viewOf(outAt, total));
-    return out;
+    return total;
   }
 
   /** A view of `n` int16 samples of the memory at sample index `at` (one made lately, when there is one). */
@@ -977,7 +1007,7 @@ export class PolyphaseResampler {
       const v = views[i];
       if (v.length === n && v.byteOffset === offset && v.buffer === buf) return v;
     }
-    if (views.length === 4) views.shift();
+    if (views.length === VIEWS_KEPT) views.shift();
     const v = this.#i16.subarray(at, at + n);
     views.push(v);
     return v;
