@@ -13,7 +13,7 @@ import { VirtualClock } from "../core/clock.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import type { DatagramSocket, Network } from "../core/net/datagram.ts";
 import { alsaSandbox, skipAudio } from "./fixtures/alsa/run.ts";
-import { freeUdpPortPair, runBounded, spawnCli } from "./media_util.ts";
+import { holdUdpPortPair, runBounded, spawnCli } from "./media_util.ts";
 import { repoPath } from "./util.ts";
 
 /** A network that counts binds and refuses them all. */
@@ -165,26 +165,9 @@ Deno.test({
     const sandbox = await alsaSandbox();
     // Ports the files would bind, held here: a check that bound one would fail with "address in use". Each pair is
     // bound as soon as it is found (the second search cannot return the first pair, nor another process take it).
-    const held: Deno.DatagramConn[] = [];
-    const holdPair = (): number => {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const port = freeUdpPortPair();
-        const bound: Deno.DatagramConn[] = [];
-        try {
-          for (const p of [port, port + 1]) {
-            bound.push(Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: p }));
-          }
-          held.push(...bound);
-          return port;
-        } catch (e) {
-          for (const b of bound) b.close();
-          if (!(e instanceof Deno.errors.AddrInUse)) throw e;
-        }
-      }
-      throw new Error("no UDP port pair could be held");
-    };
-    const sip = holdPair();
-    const rtp = holdPair();
+    const sipPair = holdUdpPortPair(), rtpPair = holdUdpPortPair();
+    const held = [...sipPair.sockets, ...rtpPair.sockets];
+    const sip = sipPair.port, rtp = rtpPair.port;
     const out = await Deno.makeTempDir();
     try {
       const files = [...Deno.readDirSync(repoPath("pipelines"))].map((e) => e.name)

@@ -436,22 +436,32 @@ export function assertCallAudio(
  * A free even UDP port P on `hostname` whose P+1 is free too (RTP and RTCP),
  * found by binding port 0 and closing it again. Another process may take it in
  * between, but the kernel hands out ephemeral ports in a rotating order, so
- * parallel tests practically never collide.
+ * parallel tests practically never collide. To keep the pair from anyone else
+ * until it is used, hold it with {@linkcode holdUdpPortPair}.
  */
 export function freeUdpPortPair(hostname = "127.0.0.1"): number {
+  const { port, sockets } = holdUdpPortPair(hostname);
+  for (const s of sockets) s.close();
+  return port;
+}
+
+/**
+ * An even UDP port P on `hostname` and P+1, both bound (by the returned sockets,
+ * to close when done): a second search cannot return them, nor another process
+ * take them in the meantime.
+ */
+export function holdUdpPortPair(hostname = "127.0.0.1"): { port: number; sockets: Deno.DatagramConn[] } {
   for (let attempt = 0; attempt < 200; attempt++) {
     const a = Deno.listenDatagram({ transport: "udp", hostname, port: 0 });
     const port = (a.addr as Deno.NetAddr).port;
     a.close();
     if (port % 2 !== 0 || port >= 65535) continue;
+    const sockets: Deno.DatagramConn[] = [];
     try {
-      const x = Deno.listenDatagram({ transport: "udp", hostname, port });
-      const y = Deno.listenDatagram({ transport: "udp", hostname, port: port + 1 });
-      x.close();
-      y.close();
-      return port;
+      for (const p of [port, port + 1]) sockets.push(Deno.listenDatagram({ transport: "udp", hostname, port: p }));
+      return { port, sockets };
     } catch {
-      // One of them is taken: try another.
+      for (const s of sockets) s.close(); // one of them is taken: try another
     }
   }
   throw new Error("no free UDP port pair found");

@@ -758,9 +758,10 @@ export class PolyphaseResampler {
   /** `process` hands out views of `#reused` (see {@linkcode PolyphaseOptions.reuseOutput}). */
   readonly #reuse: boolean;
   readonly #reused = new ReusedArrays();
-  #i16: Int16Array;
-  #i32: Int32Array;
-  #f32: Float32Array;
+  /** Views of the kernel's memory, made again whenever it grows (`#growTo`, first called by the constructor). */
+  #i16!: Int16Array;
+  #i32!: Int32Array;
+  #f32!: Float32Array;
   /** Bytes of the memory laid out; a long frame's staging areas go after them. */
   #end: number;
   /**
@@ -854,7 +855,6 @@ export class PolyphaseResampler {
     this.#inPtr = take(CHUNK * inChannels * 2);
     this.#outPtr = take(maxIn * outChannels * 2);
     this.#end = at;
-    this.#f32 = this.#i16 = this.#i32 = undefined as never;
     this.#growTo(at);
     for (const [p, t] of tables) this.#f32.set(t, p >> 2);
     this.reset();
