@@ -19,7 +19,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import type { PcmFrame } from "../core/frame.ts";
 import type { SinkStage, SourceStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
@@ -172,7 +172,7 @@ function pct(xs: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ args: Deno.args, options: { seconds: { type: "string", default: "10" } } });
+  const { values } = benchArgs(import.meta.url, { seconds: { type: "string", default: "10" } });
   const seconds = Number(values.seconds);
   const sb = await alsaSandbox(noise(8000 * 20, 9));
   try {

@@ -60,7 +60,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import type { DatagramSocket, Network } from "../core/net/datagram.ts";
@@ -69,28 +69,26 @@ import { udpNetwork } from "../core/net/udp.ts";
 import { type PacingStats, startCapture } from "./_pacing_stats.ts";
 import { writeChainWav } from "./_rtp_feed.ts";
 
-const args = parseArgs({
-  options: {
-    role: { type: "string", default: "main" },
-    kind: { type: "string" },
-    sockets: { type: "string", default: "1,100,1000" },
-    seconds: { type: "string", default: "3" },
-    rounds: { type: "string", default: "2" },
-    rate: { type: "string" },
-    ports: { type: "string" },
-    to: { type: "string" },
-    only: { type: "string" },
-    streams: { type: "string", default: "1,200" },
-    "pacing-seconds": { type: "string", default: "20" },
-    "pacing-workers": { type: "string", default: "2" },
-    "pacing-spin-ms": { type: "string", default: "0.3" },
-    "pacing-pacer-lead-ms": { type: "string", default: "5" },
-    "pacing-pacer-spin-ms": { type: "string" },
-    "pacing-pacer-budget": { type: "string" },
-    "pacing-rounds": { type: "string", default: "1" },
-    capture: { type: "boolean", default: false },
-    chain: { type: "string", default: "feed" },
-  },
+const args = benchArgs(import.meta.url, {
+  role: { type: "string", default: "main" },
+  kind: { type: "string" },
+  sockets: { type: "string", default: "1,100,1000" },
+  seconds: { type: "string", default: "3" },
+  rounds: { type: "string", default: "2" },
+  rate: { type: "string" },
+  ports: { type: "string" },
+  to: { type: "string" },
+  only: { type: "string" },
+  streams: { type: "string", default: "1,200" },
+  "pacing-seconds": { type: "string", default: "20" },
+  "pacing-workers": { type: "string", default: "2" },
+  "pacing-spin-ms": { type: "string", default: "0.3" },
+  "pacing-pacer-lead-ms": { type: "string", default: "5" },
+  "pacing-pacer-spin-ms": { type: "string" },
+  "pacing-pacer-budget": { type: "string" },
+  "pacing-rounds": { type: "string", default: "1" },
+  capture: { type: "boolean", default: false },
+  chain: { type: "string", default: "feed" },
 });
 
 const SIZE = 172;

@@ -52,7 +52,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import {
   type BoundedProcess,
   freePortPair,
@@ -85,20 +85,18 @@ import {
   writeUacScenario,
 } from "./_sipp.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    steps: { type: "string", default: "100,200,400,800,1000" },
-    seconds: { type: "string", default: "60" },
-    cps: { type: "string", default: "50" },
-    only: { type: "string", default: "" },
-    net: { type: "string", default: "" },
-    "media-workers": { type: "string", default: "" },
-    "overload-lag-ms": { type: "string", default: "500" },
-    sender: { type: "string", default: "pcap" },
-    "rtp-ports": { type: "string", default: "10000-20000" },
-    json: { type: "string", default: "" },
-    keep: { type: "boolean", default: false },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  steps: { type: "string", default: "100,200,400,800,1000" },
+  seconds: { type: "string", default: "60" },
+  cps: { type: "string", default: "50" },
+  only: { type: "string", default: "" },
+  net: { type: "string", default: "" },
+  "media-workers": { type: "string", default: "" },
+  "overload-lag-ms": { type: "string", default: "500" },
+  sender: { type: "string", default: "pcap" },
+  "rtp-ports": { type: "string", default: "10000-20000" },
+  json: { type: "string", default: "" },
+  keep: { type: "boolean", default: false },
 });
 
 function fail(message: string): never {

@@ -13,19 +13,16 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import process from "node:process";
 import { FastUdpSocket, MediaLoop } from "../core/net/media_loop.ts";
 import { startCapture } from "./_pacing_stats.ts";
 import { freeUdpPort } from "../tests/sip_util.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    packets: { type: "string", default: "1000" },
-    "spin-ms": { type: "string", default: "0,0.3,1" },
-    budget: { type: "string", default: "0.25" },
-  },
+const { values } = benchArgs(import.meta.url, {
+  packets: { type: "string", default: "1000" },
+  "spin-ms": { type: "string", default: "0,0.3,1" },
+  budget: { type: "string", default: "0.25" },
 });
 const N = Number(values.packets);
 const budget = Number(values.budget);

@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LsrConverter } from "../plugins/resample/_lsr.ts";
@@ -38,13 +38,10 @@ import { PolyphaseResampler } from "../plugins/resample/polyphase.ts";
 import { formatFigures, qualityFigures } from "../tests/resample_quality.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    seconds: { type: "string", default: "600" },
-    runs: { type: "string", default: "5" },
-    keep: { type: "boolean", default: false },
-  },
+const { values } = benchArgs(import.meta.url, {
+  seconds: { type: "string", default: "600" },
+  runs: { type: "string", default: "5" },
+  keep: { type: "boolean", default: false },
 });
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);

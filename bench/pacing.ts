@@ -65,7 +65,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import os from "node:os";
 import process from "node:process";
 import { mediaClock, RealClock } from "../core/clock.ts";
@@ -76,27 +76,25 @@ import { analyze, type Arrivals, type PacingStats, record, startCapture } from "
 
 const END_MAGIC = 0x454e4421; // "END!"
 
-const args = parseArgs({
-  options: {
-    streams: { type: "string", default: "1" },
-    seconds: { type: "string", default: "30" },
-    receiver: { type: "string", default: "process" },
-    role: { type: "string", default: "sender" },
-    "spin-ms": { type: "string" },
-    "spin-budget": { type: "string" },
-    "pacer-lead-ms": { type: "string" },
-    "pacer-spin-ms": { type: "string" },
-    "pacer-budget": { type: "string" },
-    "main-thread": { type: "boolean", default: false },
-    "coalesce-ms": { type: "string" },
-    capture: { type: "boolean", default: false },
-    "keep-capture": { type: "string" },
-    nice: { type: "string" },
-    net: { type: "string", default: "deno" },
-    workers: { type: "string", default: "0" },
-    chain: { type: "string", default: "feed" },
-    "start-gate": { type: "string", default: "on" },
-  },
+const args = benchArgs(import.meta.url, {
+  streams: { type: "string", default: "1" },
+  seconds: { type: "string", default: "30" },
+  receiver: { type: "string", default: "process" },
+  role: { type: "string", default: "sender" },
+  "spin-ms": { type: "string" },
+  "spin-budget": { type: "string" },
+  "pacer-lead-ms": { type: "string" },
+  "pacer-spin-ms": { type: "string" },
+  "pacer-budget": { type: "string" },
+  "main-thread": { type: "boolean", default: false },
+  "coalesce-ms": { type: "string" },
+  capture: { type: "boolean", default: false },
+  "keep-capture": { type: "string" },
+  nice: { type: "string" },
+  net: { type: "string", default: "deno" },
+  workers: { type: "string", default: "0" },
+  chain: { type: "string", default: "feed" },
+  "start-gate": { type: "string", default: "on" },
 });
 
 const streams = Number(args.values.streams);

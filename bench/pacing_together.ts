@@ -16,17 +16,15 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { analyze, startCapture } from "./_pacing_stats.ts";
 import { PTIME, writeChainWav } from "./_rtp_feed.ts";
 
-const args = parseArgs({
-  options: {
-    seconds: { type: "string", default: "20" },
-    rounds: { type: "string", default: "3" },
-    "spin-ms": { type: "string" },
-    "pacer-lead-ms": { type: "string" },
-  },
+const args = benchArgs(import.meta.url, {
+  seconds: { type: "string", default: "20" },
+  rounds: { type: "string", default: "3" },
+  "spin-ms": { type: "string" },
+  "pacer-lead-ms": { type: "string" },
 });
 const seconds = Number(args.values.seconds);
 const rounds = Number(args.values.rounds);

@@ -54,7 +54,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { createInterface } from "node:readline";
 import process from "node:process";
 import { createRegistry } from "../mod.ts";
@@ -86,23 +86,21 @@ import {
   variantTable,
 } from "./_packet_cost.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    role: { type: "string", default: "main" },
-    calls: { type: "string", default: "200" },
-    seconds: { type: "string", default: "10" },
-    warmup: { type: "string", default: "2" },
-    rounds: { type: "string", default: "2" },
-    net: { type: "string", default: "deno,fast" },
-    variants: { type: "string", default: "all" },
-    json: { type: "string" },
-    // child roles
-    variant: { type: "string" },
-    peer: { type: "string" },
-    "peer-rtcp": { type: "string" },
-    dir: { type: "string" },
-    "bound-s": { type: "string" },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  role: { type: "string", default: "main" },
+  calls: { type: "string", default: "200" },
+  seconds: { type: "string", default: "10" },
+  warmup: { type: "string", default: "2" },
+  rounds: { type: "string", default: "2" },
+  net: { type: "string", default: "deno,fast" },
+  variants: { type: "string", default: "all" },
+  json: { type: "string" },
+  // child roles
+  variant: { type: "string" },
+  peer: { type: "string" },
+  "peer-rtcp": { type: "string" },
+  dir: { type: "string" },
+  "bound-s": { type: "string" },
 });
 
 function fail(message: string): never {

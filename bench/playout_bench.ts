@@ -22,20 +22,18 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import dgram from "node:dgram";
 import { serializeRtp } from "../plugins/rtp/header.ts";
 import { rtpSender, type RtpSenderOptions } from "../tests/rtp_sender.ts";
 import { largestStep, playout } from "../tests/playout_util.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    "no-gst": { type: "boolean", default: false },
-    "gst-seconds": { type: "string", default: "20" },
-    "gst-drift-seconds": { type: "string", default: "30" },
-    "seconds": { type: "string", default: "120" },
-    "drift-seconds": { type: "string", default: "600" },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  "no-gst": { type: "boolean", default: false },
+  "gst-seconds": { type: "string", default: "20" },
+  "gst-drift-seconds": { type: "string", default: "30" },
+  "seconds": { type: "string", default: "120" },
+  "drift-seconds": { type: "string", default: "600" },
 });
 
 interface Scenario {

@@ -49,7 +49,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { readWav, spawnCli, speechLikeSignal, writeWav } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
@@ -80,17 +80,15 @@ import {
 import { seededRandom } from "../core/random.ts";
 import { maxColumn } from "./_sipp.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    part: { type: "string", default: "all" },
-    seconds: { type: "string", default: "600" },
-    rate: { type: "string", default: "8000" },
-    calls: { type: "string", default: "200" },
-    "call-seconds": { type: "string", default: "20" },
-    cps: { type: "string", default: "25" },
-    "overload-lag-ms": { type: "string", default: "500" },
-    keep: { type: "boolean", default: false },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  part: { type: "string", default: "all" },
+  seconds: { type: "string", default: "600" },
+  rate: { type: "string", default: "8000" },
+  calls: { type: "string", default: "200" },
+  "call-seconds": { type: "string", default: "20" },
+  cps: { type: "string", default: "25" },
+  "overload-lag-ms": { type: "string", default: "500" },
+  keep: { type: "boolean", default: false },
 });
 
 function positive(name: string, v: string | undefined, max: number): number {

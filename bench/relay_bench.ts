@@ -30,16 +30,13 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { fromFileUrl } from "../tests/util.ts";
 
-const args = parseArgs({
-  args: Deno.args,
-  options: {
-    streams: { type: "string", default: "100,500" },
-    seconds: { type: "string", default: "10" },
-    "flood-seconds": { type: "string", default: "4" },
-  },
+const args = benchArgs(import.meta.url, {
+  streams: { type: "string", default: "100,500" },
+  seconds: { type: "string", default: "10" },
+  "flood-seconds": { type: "string", default: "4" },
 });
 const STREAMS = args.values.streams!.split(",").map(Number).filter((n) => n >= 2);
 const SECONDS = Number(args.values.seconds);

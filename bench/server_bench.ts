@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import {
   type BoundedProcess,
   freePortPair,
@@ -38,15 +38,13 @@ import {
 import { readWav, writeWav } from "../tests/media_util.ts";
 import { repoPath } from "../tests/util.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    calls: { type: "string", default: "200" },
-    seconds: { type: "string", default: "20" },
-    rate: { type: "string", default: "20" },
-    "record-mode": { type: "string", default: "caller" },
-    "media-workers": { type: "string", default: "0" },
-    keep: { type: "boolean", default: false },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  calls: { type: "string", default: "200" },
+  seconds: { type: "string", default: "20" },
+  rate: { type: "string", default: "20" },
+  "record-mode": { type: "string", default: "caller" },
+  "media-workers": { type: "string", default: "0" },
+  keep: { type: "boolean", default: false },
 });
 const CALLS = Number(args.calls);
 const SECONDS = Number(args.seconds);

@@ -32,7 +32,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import {
   type BoundedProcess,
   freeUdpPort,
@@ -45,22 +45,20 @@ import {
 } from "../tests/sip_util.ts";
 import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    rate: { type: "string", default: "200" },
-    calls: { type: "string", default: "4000" },
-    hold: { type: "string", default: "1000" },
-    profile: { type: "boolean", default: false },
-    heap: { type: "boolean", default: false },
-    linger: { type: "boolean", default: false },
-    snapshot: { type: "boolean", default: false },
-    top: { type: "string", default: "40" },
-    save: { type: "string" },
-    compare: { type: "string" },
-    rounds: { type: "string", default: "1" },
-    light: { type: "boolean", default: false },
-    interval: { type: "string", default: "200" },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  rate: { type: "string", default: "200" },
+  calls: { type: "string", default: "4000" },
+  hold: { type: "string", default: "1000" },
+  profile: { type: "boolean", default: false },
+  heap: { type: "boolean", default: false },
+  linger: { type: "boolean", default: false },
+  snapshot: { type: "boolean", default: false },
+  top: { type: "string", default: "40" },
+  save: { type: "string" },
+  compare: { type: "string" },
+  rounds: { type: "string", default: "1" },
+  light: { type: "boolean", default: false },
+  interval: { type: "string", default: "200" },
 });
 const RATE = Number(args.rate);
 const CALLS = Number(args.calls);

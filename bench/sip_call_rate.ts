@@ -41,7 +41,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { waitForUdpPort } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
@@ -55,18 +55,16 @@ import {
 } from "../tests/sip_util.ts";
 import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    duration: { type: "string", default: "10" },
-    hold: { type: "string", default: "1000" },
-    start: { type: "string", default: "100" },
-    max: { type: "string", default: "12800" },
-    refine: { type: "string", default: "3" },
-    light: { type: "boolean", default: false },
-    compare: { type: "string" },
-    only: { type: "string" },
-    "media-workers": { type: "string" },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  duration: { type: "string", default: "10" },
+  hold: { type: "string", default: "1000" },
+  start: { type: "string", default: "100" },
+  max: { type: "string", default: "12800" },
+  refine: { type: "string", default: "3" },
+  light: { type: "boolean", default: false },
+  compare: { type: "string" },
+  only: { type: "string" },
+  "media-workers": { type: "string" },
 });
 const WORKERS = args["media-workers"] === undefined ? 0 : Number(args["media-workers"]);
 if (!(Number.isInteger(WORKERS) && WORKERS >= 1 && WORKERS <= 64) && args["media-workers"] !== undefined) {

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import {
   type BoundedProcess,
   freeUdpPort,
@@ -36,14 +36,12 @@ import {
 } from "../tests/sip_util.ts";
 import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
-const { values: args } = parseArgs({
-  options: {
-    sustainable: { type: "string", default: "75" },
-    factor: { type: "string", default: "10" },
-    duration: { type: "string", default: "30" },
-    "options-rate": { type: "string", default: "5" },
-    hold: { type: "string", default: "1000" },
-  },
+const { values: args } = benchArgs(import.meta.url, {
+  sustainable: { type: "string", default: "75" },
+  factor: { type: "string", default: "10" },
+  duration: { type: "string", default: "30" },
+  "options-rate": { type: "string", default: "5" },
+  hold: { type: "string", default: "1000" },
 });
 const SUSTAINABLE = Number(args.sustainable);
 const RATE = Math.round(SUSTAINABLE * Number(args.factor));

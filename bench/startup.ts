@@ -14,15 +14,12 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { runs: { type: "string", default: "15" }, compare: { type: "string" } },
-});
+const { values } = benchArgs(import.meta.url, { runs: { type: "string", default: "15" }, compare: { type: "string" } });
 const RUNS = Number(values.runs);
 if (!(Number.isInteger(RUNS) && RUNS >= 1)) {
   console.error(`--runs: expected a whole number ≥ 1, got ${JSON.stringify(values.runs)}`);

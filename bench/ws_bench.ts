@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { benchArgs } from "./_args.ts";
 import { createRegistry } from "../mod.ts";
 import { fromFileUrl } from "../tests/util.ts";
 import { SipUserAgent } from "../plugins/sip/user_agent.ts";
@@ -37,14 +37,11 @@ import { createAnswer } from "../plugins/sip/sdp.ts";
 import type { IncomingCall } from "../plugins/sip/incoming_call.ts";
 import { parseRtp, serializeRtp } from "../plugins/rtp/header.ts";
 
-const args = parseArgs({
-  args: Deno.args,
-  options: {
-    calls: { type: "string", default: "50" },
-    seconds: { type: "string", default: "20" },
-    "jitter-ms": { type: "string", default: "60" },
-    pipeline: { type: "string", default: "tests/fixtures/ws/server_ws.json" },
-  },
+const args = benchArgs(import.meta.url, {
+  calls: { type: "string", default: "50" },
+  seconds: { type: "string", default: "20" },
+  "jitter-ms": { type: "string", default: "60" },
+  pipeline: { type: "string", default: "tests/fixtures/ws/server_ws.json" },
 });
 const CALLS = Number(args.values.calls);
 const SECONDS = Number(args.values.seconds);

@@ -1,0 +1,108 @@
+/**
+ * Command-line options of the `bench/` scripts: `node:util`'s `parseArgs` (strict, no positionals), with `--help`
+ * (`-h`) printing a usage made from the script's own options and the first paragraph of its module comment, and a
+ * bad option (unknown, or a value missing or given to a flag) printing what was wrong and that usage, exit code 2,
+ * instead of an uncaught error with a stack trace.
+ *
+ * ```ts
+ * const { values } = benchArgs(import.meta.url, { seconds: { type: "string", default: "600" } });
+ * ```
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { fileURLToPath } from "node:url";
+import { basename, dirname } from "node:path";
+
+/** What `parseArgs` returns for `options`, strict and without positionals. */
+export type BenchArgs<O extends ParseArgsOptionsConfig> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
+>;
+
+/** The script's name as the usage shows it (`bench/offline.ts`). */
+function scriptName(scriptUrl: string): string {
+  const path = fileURLToPath(scriptUrl);
+  return `${basename(dirname(path))}/${basename(path)}`;
+}
+
+/**
+ * The opening of the module comment (the `/** ... *\/` block the file opens with): its first paragraph, and the
+ * next ones while a paragraph has not ended a sentence (a paragraph ending in "for" or ":" introduces a list), at
+ * most {@linkcode SUMMARY_LINES} lines, as written; undefined when the file opens with no such comment.
+ */
+export function docSummary(source: string): string | undefined {
+  const m = /^\s*\/\*\*([\s\S]*?)\*\//.exec(source);
+  if (!m) return undefined;
+  const lines = m[1].split("\n").map((l) => l.replace(/^\s*\* ?/, "").trimEnd());
+  const out: string[] = [];
+  for (const l of lines) {
+    if (l.startsWith("@") || out.length >= SUMMARY_LINES) break;
+    if (l.trim() === "") {
+      if (out.length === 0) continue;
+      if (/[.!?)]$/.test(out[out.length - 1])) break;
+    }
+    out.push(l);
+  }
+  while (out.length && out[out.length - 1].trim() === "") out.pop();
+  return out.length ? out.join("\n") : undefined;
+}
+
+/** The most lines of the module comment a usage shows. */
+export const SUMMARY_LINES = 16;
+
+/**
+ * The usage text of a script with these options: `usage: deno run -A bench/NAME.ts [--OPT VALUE] ...`, the first
+ * paragraph of its module comment (`source`), and one line per option with its default.
+ */
+export function benchUsage(scriptUrl: string, options: ParseArgsOptionsConfig, source?: string): string {
+  const name = scriptName(scriptUrl);
+  const entries = Object.entries(options);
+  const shape = ([k, o]: [string, ParseArgsOptionsConfig[string]]) =>
+    o.type === "boolean" ? `--${k}` : `--${k} VALUE${o.multiple ? " ..." : ""}`;
+  const out = [`usage: deno run -A ${name}${entries.map((e) => ` [${shape(e)}]`).join("")}`];
+  const summary = source === undefined ? undefined : docSummary(source);
+  if (summary) out.push("", summary);
+  if (entries.length) {
+    out.push("", "options:");
+    const width = Math.max(...entries.map((e) => shape(e).length));
+    for (const e of entries) {
+      const d = e[1].default;
+      const text = Array.isArray(d) ? d.join(",") : d === undefined || d === false ? "" : String(d);
+      const def = text === "" ? "" : `  (default ${text})`;
+      out.push(`  ${def ? shape(e).padEnd(width) : shape(e)}${def}`);
+    }
+  }
+  out.push("", `What it measures and how: the comment at the top of ${name}, and bench/README.md.`);
+  return out.join("\n");
+}
+
+/**
+ * Parses `args` (default `Deno.args`) against `options`, strictly. `--help` or `-h` prints the usage
+ * ({@linkcode benchUsage}) and exits 0; an option `parseArgs` refuses prints its message and the usage on stderr and
+ * exits 2.
+ *
+ * @param scriptUrl the script's `import.meta.url` (its name and module comment make the usage)
+ */
+export function benchArgs<const O extends ParseArgsOptionsConfig>(
+  scriptUrl: string,
+  options: O,
+  args: string[] = Deno.args,
+): BenchArgs<O> {
+  const usage = () => {
+    let source: string | undefined;
+    try {
+      source = Deno.readTextFileSync(fileURLToPath(scriptUrl));
+    } catch { /* no summary then */ }
+    return benchUsage(scriptUrl, options, source);
+  };
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(usage());
+    Deno.exit(0);
+  }
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false });
+  } catch (e) {
+    console.error(`${scriptName(scriptUrl)}: ${e instanceof Error ? e.message : e}\n\n${usage()}`);
+    Deno.exit(2);
+  }
+}
