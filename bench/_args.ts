@@ -1,6 +1,6 @@
 /**
  * Command-line options of the `bench/` scripts: `node:util`'s `parseArgs` (strict, no positionals), with `--help`
- * (`-h`) printing a usage made from the script's own options and the first paragraph of its module comment, and a
+ * (`-h`) printing a usage made from the script's own options and the opening of its module comment, and a
  * bad option (unknown, or a value missing or given to a flag) printing what was wrong and that usage, exit code 2,
  * instead of an uncaught error with a stack trace.
  *
@@ -51,8 +51,8 @@ export function docSummary(source: string): string | undefined {
 export const SUMMARY_LINES = 16;
 
 /**
- * The usage text of a script with these options: `usage: deno run -A bench/NAME.ts [--OPT VALUE] ...`, the first
- * paragraph of its module comment (`source`), and one line per option with its default.
+ * The usage text of a script with these options: `usage: deno run -A bench/NAME.ts [--OPT VALUE] ...`, the opening
+ * of its module comment (`source`, see {@linkcode docSummary}), and one line per option with its default.
  */
 export function benchUsage(scriptUrl: string, options: ParseArgsOptionsConfig, source?: string): string {
   const name = scriptName(scriptUrl);
