@@ -1,7 +1,8 @@
 /**
  * The `bench/` scripts' command line (`bench/_args.ts`): the usage they print, made from their own options and
  * module comment, and, for every script that takes options, `--help` printing it (exit 0, nothing run) and a bad
- * option refused with what was wrong (exit 2, no stack trace). No timing is measured here.
+ * option refused with what was wrong (exit 2, no stack trace); and which files `deno bench` picks up (those that
+ * declare benchmarks, not the scripts named `*_bench.ts`). No timing is measured here.
  *
  * @module
  */
@@ -95,4 +96,22 @@ Deno.test("every bench script with options: --help prints its usage and exits 0;
   await Promise.all([worker(), worker(), worker()]);
   assertEquals(failures, []);
   assertMatch(scripts.join(" "), /offline\.ts/);
+});
+
+Deno.test("deno bench on bench/ selects exactly the files that declare Deno.bench, not the *_bench.ts scripts", async () => {
+  // Deno's bench files: names ending in _bench, .bench or named bench (.ts here), less deno.json's bench.exclude.
+  const config = JSON.parse(await Deno.readTextFile(repoPath("deno.json")));
+  const excluded = new Set<string>((config.bench?.exclude ?? []) as string[]);
+  const selected: string[] = [], declaring: string[] = [];
+  for await (const e of Deno.readDir(repoPath("bench"))) {
+    if (!e.isFile || !e.name.endsWith(".ts")) continue;
+    if ((await Deno.readTextFile(repoPath(`bench/${e.name}`))).includes("Deno.bench(")) declaring.push(e.name);
+    if (/(^|[_.])bench\.ts$/.test(e.name) && !excluded.has(`bench/${e.name}`)) selected.push(e.name);
+  }
+  for (const x of excluded) {
+    if (x.startsWith("bench/")) assert(await Deno.stat(repoPath(x)).catch(() => null), `deno.json excludes ${x}: gone`);
+  }
+  assert(declaring.length >= 5, `only ${declaring.length} files declare Deno.bench`);
+  // A script named *_bench.ts (run with deno run) must be excluded, or `deno task bench` runs it on import.
+  assertEquals(selected.sort(), declaring.sort(), "deno bench's files against those that declare Deno.bench");
 });
