@@ -1,8 +1,9 @@
 /**
- * Command-line options of the `bench/` scripts: `node:util`'s `parseArgs` (strict, no positionals), with `--help`
- * (`-h`) printing a usage made from the script's own options and the opening of its module comment, and a
- * bad option (unknown, or a value missing or given to a flag) printing what was wrong and that usage, exit code 2,
- * instead of an uncaught error with a stack trace.
+ * The command line of the `bench/` scripts: `node:util`'s `parseArgs`, strict (arguments after the options only where
+ * a script says it takes some). `--help` (`-h`) prints a usage made from the script's own options and the opening of
+ * its module comment. A bad option (unknown, or a value missing or given to a flag) prints what was wrong and that
+ * usage, exit code 2, instead of an uncaught error with a stack trace; `benchFail` does the same for what a script
+ * checks itself.
  *
  * ```ts
  * const { values } = benchArgs(import.meta.url, { seconds: { type: "string", default: "600" } });
@@ -14,10 +15,21 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { fileURLToPath } from "node:url";
 import { basename, dirname } from "node:path";
 
-/** What `parseArgs` returns for `options`, strict and without positionals. */
+/** What `parseArgs` returns for `options`, strict (`positionals` is empty unless the script takes some). */
 export type BenchArgs<O extends ParseArgsOptionsConfig> = ReturnType<
-  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: true }>
 >;
+
+/** The optional part of {@linkcode benchArgs}. */
+export interface BenchArgsOptions {
+  /**
+   * The script takes arguments after its options, shown so in the usage (e.g. `[FRAMES]`, `MODULE...`); without it, an
+   * argument that is not an option is refused.
+   */
+  positionals?: string;
+  /** The arguments (default `Deno.args`). */
+  args?: string[];
+}
 
 /** The script's name as the usage shows it (`bench/offline.ts`). */
 function scriptName(scriptUrl: string): string {
@@ -51,15 +63,23 @@ export function docSummary(source: string): string | undefined {
 export const SUMMARY_LINES = 16;
 
 /**
- * The usage text of a script with these options: `usage: deno run -A bench/NAME.ts [--OPT VALUE] ...`, the opening
+ * The usage text of a script with these options (and `positionals`, as {@linkcode BenchArgsOptions} has them):
+ * `usage: deno run -A bench/NAME.ts [--OPT VALUE] ... [POSITIONALS]`, the opening
  * of its module comment (`source`, see {@linkcode docSummary}), and one line per option with its default.
  */
-export function benchUsage(scriptUrl: string, options: ParseArgsOptionsConfig, source?: string): string {
+export function benchUsage(
+  scriptUrl: string,
+  options: ParseArgsOptionsConfig,
+  source?: string,
+  positionals?: string,
+): string {
   const name = scriptName(scriptUrl);
   const entries = Object.entries(options);
   const shape = ([k, o]: [string, ParseArgsOptionsConfig[string]]) =>
     o.type === "boolean" ? `--${k}` : `--${k} VALUE${o.multiple ? " ..." : ""}`;
-  const out = [`usage: deno run -A ${name}${entries.map((e) => ` [${shape(e)}]`).join("")}`];
+  const out = [
+    `usage: deno run -A ${name}${entries.map((e) => ` [${shape(e)}]`).join("")}${positionals ? ` ${positionals}` : ""}`,
+  ];
   const summary = source === undefined ? undefined : docSummary(source);
   if (summary) out.push("", summary);
   if (entries.length) {
@@ -77,32 +97,48 @@ export function benchUsage(scriptUrl: string, options: ParseArgsOptionsConfig, s
 }
 
 /**
- * Parses `args` (default `Deno.args`) against `options`, strictly. `--help` or `-h` prints the usage
- * ({@linkcode benchUsage}) and exits 0; an option `parseArgs` refuses prints its message and the usage on stderr and
- * exits 2.
+ * Parses the arguments (default `Deno.args`) against `options`, strictly. `--help` or `-h` prints the usage
+ * ({@linkcode benchUsage}) and exits 0; an argument `parseArgs` refuses prints its message and the usage on stderr and
+ * exits 2 (see {@linkcode benchFail}).
  *
  * @param scriptUrl the script's `import.meta.url` (its name and module comment make the usage)
  */
 export function benchArgs<const O extends ParseArgsOptionsConfig>(
   scriptUrl: string,
   options: O,
-  args: string[] = Deno.args,
+  opts: BenchArgsOptions = {},
 ): BenchArgs<O> {
-  const usage = () => {
-    let source: string | undefined;
-    try {
-      source = Deno.readTextFileSync(fileURLToPath(scriptUrl));
-    } catch { /* no summary then */ }
-    return benchUsage(scriptUrl, options, source);
-  };
+  const args = opts.args ?? Deno.args;
   if (args.includes("--help") || args.includes("-h")) {
-    console.log(usage());
+    console.log(usageOf(scriptUrl, options, opts.positionals));
     Deno.exit(0);
   }
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false });
+    return parseArgs({ args, options, strict: true, allowPositionals: opts.positionals !== undefined });
   } catch (e) {
-    console.error(`${scriptName(scriptUrl)}: ${e instanceof Error ? e.message : e}\n\n${usage()}`);
-    Deno.exit(2);
+    benchFail(scriptUrl, options, e instanceof Error ? e.message : String(e), opts.positionals);
   }
+}
+
+/**
+ * Refuses the command line: prints `bench/NAME.ts: MESSAGE`, then the usage, on stderr, and exits 2. For what
+ * `parseArgs` cannot check (a number out of range, a missing argument).
+ */
+export function benchFail(
+  scriptUrl: string,
+  options: ParseArgsOptionsConfig,
+  message: string,
+  positionals?: string,
+): never {
+  console.error(`${scriptName(scriptUrl)}: ${message}\n\n${usageOf(scriptUrl, options, positionals)}`);
+  Deno.exit(2);
+}
+
+/** The usage, with the summary of the script's own module comment when the file reads. */
+function usageOf(scriptUrl: string, options: ParseArgsOptionsConfig, positionals?: string): string {
+  let source: string | undefined;
+  try {
+    source = Deno.readTextFileSync(fileURLToPath(scriptUrl));
+  } catch { /* no summary then */ }
+  return benchUsage(scriptUrl, options, source, positionals);
 }

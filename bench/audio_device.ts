@@ -155,7 +155,7 @@ async function child(scenario: string, arg: string): Promise<void> {
 async function runChild(config: string, scenario: string, arg: string): Promise<Record<string, unknown>> {
   const self = fileURLToPath(import.meta.url);
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", self, "--child", scenario, arg],
+    args: ["run", "-A", self, "--child", scenario, "--child-arg", arg],
     env: { ALSA_CONFIG_PATH: config },
     stdout: "piped",
     stderr: "null",
@@ -171,8 +171,14 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
+const { values } = benchArgs(import.meta.url, {
+  seconds: { type: "string", default: "10" },
+  // Internal: this process runs one scenario (`runChild`), with its argument.
+  child: { type: "string" },
+  "child-arg": { type: "string" },
+});
+
 async function main(): Promise<void> {
-  const { values } = benchArgs(import.meta.url, { seconds: { type: "string", default: "10" } });
   const seconds = Number(values.seconds);
   const sb = await alsaSandbox(noise(8000 * 20, 9));
   try {
@@ -213,5 +219,5 @@ async function main(): Promise<void> {
   }
 }
 
-if (Deno.args[0] === "--child") await child(Deno.args[1], Deno.args[2]);
+if (values.child !== undefined) await child(values.child, values["child-arg"] ?? "");
 else await main();

@@ -6,9 +6,19 @@
  *
  * @module
  */
+import { benchArgs, benchFail } from "./_args.ts";
 import { runChain, STAGES } from "./chain.ts";
 
-const frames = Number(Deno.args[0] ?? 200_000);
+const { positionals } = benchArgs(import.meta.url, {}, { positionals: "[FRAMES]" });
+const frames = Number(positionals[0] ?? 200_000);
+if (!(Number.isInteger(frames) && frames >= 1) || positionals.length > 1) {
+  benchFail(
+    import.meta.url,
+    {},
+    `expected at most one argument, a whole number of frames ≥ 1; got ${positionals.join(" ")}`,
+    "[FRAMES]",
+  );
+}
 await runChain(20_000); // warm up the JIT
 const times: number[] = [];
 for (let i = 0; i < 5; i++) times.push(await runChain(frames));

@@ -15,6 +15,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { benchArgs, benchFail } from "./_args.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const moduleUrl = (path: string) => new URL(`../${path}`, import.meta.url).href;
@@ -61,21 +62,20 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-async function main(args: string[]): Promise<void> {
-  let runs = 10;
-  let base = "core/mod.ts";
-  let isChild = false;
-  const targets: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--runs") runs = Number(args[++i]);
-    else if (args[i] === "--base") base = args[++i];
-    else if (args[i] === "--child") isChild = true;
-    else targets.push(args[i]);
-  }
-  if (isChild) return await child(base, targets[0]);
-  if (targets.length === 0 || !(runs >= 1)) {
-    console.error("usage: deno run -A bench/import_cost.ts [--runs N] [--base MODULE] MODULE...");
-    Deno.exit(2);
+const OPTIONS = {
+  runs: { type: "string", default: "10" },
+  base: { type: "string", default: "core/mod.ts" },
+  /** Internal: this process is one sample (spawned by `sample`). */
+  child: { type: "boolean", default: false },
+} as const;
+
+async function main(): Promise<void> {
+  const { values, positionals: targets } = benchArgs(import.meta.url, OPTIONS, { positionals: "MODULE..." });
+  const runs = Number(values.runs), base = values.base;
+  if (values.child) return await child(base, targets[0]);
+  if (targets.length === 0) benchFail(import.meta.url, OPTIONS, "name at least one MODULE", "MODULE...");
+  if (!(Number.isInteger(runs) && runs >= 1)) {
+    benchFail(import.meta.url, OPTIONS, `--runs: expected a whole number ≥ 1, got ${values.runs}`, "MODULE...");
   }
   const samples = new Map<string, Sample[]>(targets.map((t) => [t, []]));
   for (let r = 0; r < runs; r++) {
@@ -92,4 +92,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-await main(Deno.args);
+await main();

@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { benchArgs } from "./_args.ts";
+import { benchArgs, benchFail } from "./_args.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LsrConverter } from "../plugins/resample/_lsr.ts";
@@ -38,16 +38,20 @@ import { PolyphaseResampler } from "../plugins/resample/polyphase.ts";
 import { formatFigures, qualityFigures } from "../tests/resample_quality.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const { values } = benchArgs(import.meta.url, {
+const OPTIONS = {
   seconds: { type: "string", default: "600" },
   runs: { type: "string", default: "5" },
   keep: { type: "boolean", default: false },
-});
+} as const;
+const { values } = benchArgs(import.meta.url, OPTIONS);
 const SECONDS = Number(values.seconds);
 const RUNS = Number(values.runs);
 if (!(SECONDS >= 1) || !(RUNS >= 1)) {
-  console.error("usage: deno run -A bench/offline.ts [--seconds N ≥ 1] [--runs N ≥ 1] [--keep]");
-  Deno.exit(2);
+  benchFail(
+    import.meta.url,
+    OPTIONS,
+    `--seconds and --runs take numbers ≥ 1; got ${values.seconds} and ${values.runs}`,
+  );
 }
 const DIR = join(ROOT, "out", "bench-offline");
 await Deno.mkdir(DIR, { recursive: true });

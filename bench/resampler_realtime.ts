@@ -10,10 +10,20 @@ import type { PcmFrame } from "../core/frame.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage } from "../core/testing.ts";
 import resampler from "../plugins/resample/resampler.ts";
+import { benchArgs, benchFail } from "./_args.ts";
 
 const IN_RATE = 44100;
 const FRAME = 882;
-const seconds = Number(Deno.args[0] ?? 30);
+const { positionals } = benchArgs(import.meta.url, {}, { positionals: "[SECONDS]" });
+const seconds = Number(positionals[0] ?? 30);
+if (!(seconds > 0) || positionals.length > 1) {
+  benchFail(
+    import.meta.url,
+    {},
+    `expected at most one argument, seconds of audio > 0; got ${positionals.join(" ")}`,
+    "[SECONDS]",
+  );
+}
 
 function makeFrames(secs: number): PcmFrame[] {
   const frames: PcmFrame[] = [];

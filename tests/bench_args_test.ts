@@ -48,14 +48,28 @@ Deno.test("benchUsage: the script's name, every option (flags bare, values with 
   assert(!text.includes("(default )") && !text.includes("(default false)"), text);
 });
 
-/** The bench scripts that take options (they import `_args.ts`). */
+Deno.test("benchUsage: arguments after the options are shown after them", () => {
+  const text = benchUsage(
+    "file:///repo/bench/cost.ts",
+    { runs: { type: "string", default: "10" } },
+    undefined,
+    "MODULE...",
+  );
+  assertEquals(text.split("\n")[0], "usage: deno run -A bench/cost.ts [--runs VALUE] MODULE...");
+});
+
+/** The bench scripts that read a command line (they import `_args.ts`). */
 async function scriptsWithOptions(): Promise<string[]> {
   const out: string[] = [];
   for await (const e of Deno.readDir(repoPath("bench"))) {
     if (!e.isFile || !e.name.endsWith(".ts") || e.name.startsWith("_")) continue;
     const src = await Deno.readTextFile(repoPath(`bench/${e.name}`));
-    // Every script reads its options through benchArgs, none through parseArgs directly (a typo would be a stack).
-    assert(!/\bparseArgs\b/.test(src), `bench/${e.name} calls parseArgs itself: use benchArgs from ./_args.ts`);
+    // Every script reads its command line through benchArgs, none by itself (a typo, or --help, would be a stack or
+    // be taken for a value).
+    assert(
+      !/\bparseArgs\b|\bDeno\.args\b|\bprocess\.argv\b/.test(src),
+      `bench/${e.name} reads its command line itself: use benchArgs from ./_args.ts`,
+    );
     if (src.includes('from "./_args.ts"')) out.push(e.name);
   }
   return out.sort();
@@ -76,7 +90,7 @@ async function run(script: string, arg: string): Promise<{ code: number; stdout:
 
 Deno.test("every bench script with options: --help prints its usage and exits 0; an unknown option exits 2 saying so", async () => {
   const scripts = await scriptsWithOptions();
-  assert(scripts.length >= 15, `only ${scripts.length} bench scripts read options through benchArgs`);
+  assert(scripts.length >= 20, `only ${scripts.length} bench scripts read options through benchArgs`);
   const queue = [...scripts];
   const failures: string[] = [];
   const worker = async () => {
@@ -95,7 +109,7 @@ Deno.test("every bench script with options: --help prints its usage and exits 0;
   };
   await Promise.all([worker(), worker(), worker()]);
   assertEquals(failures, []);
-  assertMatch(scripts.join(" "), /offline\.ts/);
+  for (const s of ["offline.ts", "core_chain.ts", "import_cost.ts"]) assertMatch(scripts.join(" "), new RegExp(s));
 });
 
 Deno.test("deno bench on bench/ selects exactly the files that declare Deno.bench, not the *_bench.ts scripts", async () => {
