@@ -293,6 +293,42 @@ Deno.test("session: reports exchanged on the interval; RR blocks; RTT from LSR/D
   assert.equal(clock.pending, 0, "report timers stopped");
 });
 
+Deno.test("session: no BYE from a session that never sent RTP or RTCP (RFC 3550, 6.3.7); BYE once it sent either", async () => {
+  const names = (d: Uint8Array) => parse(d).getPackets().map((p) => p.constructor.name);
+  // Closed before its first report, having sent no RTP: nothing at all goes out.
+  {
+    const { clock, net, a } = pair(15, 5);
+    a.start();
+    clock.advance(1000); // the first report is due no sooner than 1.25 s (half of 5 s, × 0.5)
+    assert.equal(a.stats().reports_sent, 0);
+    await a.close("done");
+    clock.advance(100);
+    assert.deepEqual(net.sent, [], "no datagram: a member the peer never heard of does not leave");
+  }
+  // One RTP packet sent, no report yet: BYE.
+  {
+    const { clock, net, a, run } = pair(15, 5);
+    a.start();
+    run(20);
+    await a.close("done");
+    clock.advance(100);
+    assert.equal(net.sent.length, 1);
+    assert.deepEqual(names(net.sent[0].data), ["ReceiverReportPacket", "SdesPacket", "ByePacket"]);
+  }
+  // No RTP, but a receiver report went out: BYE after it.
+  {
+    const { clock, net, a } = pair(15, 5);
+    a.start();
+    clock.advance(10_000);
+    assert.ok((a.stats().reports_sent as number) >= 1);
+    const reports = net.sent.length;
+    await a.close("done");
+    clock.advance(100);
+    assert.equal(net.sent.length, reports + 1);
+    assert.deepEqual(names(net.sent.at(-1)!.data), ["ReceiverReportPacket", "SdesPacket", "ByePacket"]);
+  }
+});
+
 Deno.test("session: first report after half the minimum, then 0.5–1.5 × the minimum (seeded)", () => {
   const { clock, net, a } = pair(15, 5);
   a.start();

@@ -441,6 +441,8 @@ export class RtcpSession {
 
   // Sender state
   #packetsSent = 0;
+  /** True once any RTP packet went out (`#packetsSent` wraps). */
+  #sentRtp = false;
   #octetsSent = 0;
   #lastSentTs = 0;
   #lastSentAt = 0;
@@ -495,6 +497,7 @@ export class RtcpSession {
   onSent(frame: RtpFrame): void {
     this.ssrc = frame.ssrc >>> 0;
     this.#packetsSent = (this.#packetsSent + 1) >>> 0;
+    this.#sentRtp = true;
     this.#octetsSent = (this.#octetsSent + frame.payload.length) >>> 0;
     if (isTelephoneEvent(frame)) return;
     this.#lastSentTs = frame.timestamp;
@@ -755,12 +758,15 @@ export class RtcpSession {
     };
   }
 
-  /** Stops the timer, sends BYE (RR + SDES + BYE) and stops listening (the socket stays its owner's). */
+  /**
+   * Stops the timer, sends BYE (RR + SDES + BYE) and stops listening (the socket stays its owner's). A session that
+   * never sent an RTP packet or an RTCP report sends no BYE (RFC 3550, 6.3.7): the peer never counted it a member.
+   */
   async close(reason?: string): Promise<void> {
     if (this.#closed) return;
     this.#timer?.cancel();
     this.#timer = undefined;
-    if (this.remote) {
+    if (this.remote && (this.#sentRtp || this.#n.reports_sent > 0)) {
       const compound = new CompoundPacket();
       const rr = new ReceiverReportPacket();
       rr.setSsrc(this.ssrc);
