@@ -2,7 +2,7 @@
  * Every built-in control plugin.
  *
  * The `sip` control is registered from its declaration alone (options, variables,
- * description: sip/control_options.ts); the SIP stack, sdp-transform with it, is loaded when a
+ * description: sip/control_options.ts); the SIP stack is loaded when a
  * pipeline file asks for it, so a pipeline without calls (a transcode) never loads it. The same
  * for `sip-relay` (b2bua/options.ts) and the relay family's `relay` and `relay-client`
  * (relay/control_options.ts: the relay server, its protocol and TCP streams load on first use).

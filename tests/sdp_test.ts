@@ -8,6 +8,9 @@ import {
   parseAnswer,
   SdpError,
 } from "../plugins/sip/sdp.ts";
+import { parseSdpText } from "../plugins/sip/sdp_text.ts";
+// @ts-types="@types/sdp-transform"
+import * as sdpTransform from "sdp-transform";
 import { codecs } from "./registry_util.ts";
 
 function sdp(lines: string[]): string {
@@ -217,4 +220,228 @@ Deno.test("agreedMedia: same codec on both sides, each side sends to the other's
     agreedMedia(multi, createOffer({ registry: codecs, address: "10.0.0.1", port: 1, codecs: ["PCMU"] })).codec,
     "PCMU",
   );
+});
+
+/** SDP bodies as peers write them: sipp's scenarios, baresip, linphone, a WebRTC-style offer, odd but legal forms. */
+const CORPUS: Record<string, string> = {
+  sipp: sdp([
+    "v=0",
+    "o=user1 53655765 2353687637 IN IP4 127.0.0.1",
+    "s=-",
+    "c=IN IP4 127.0.0.1",
+    "t=0 0",
+    "m=audio 6000 RTP/AVP 0",
+    "a=rtpmap:0 PCMU/8000",
+  ]),
+  baresip: sdp([
+    "v=0",
+    "o=- 1804289383 846930886 IN IP4 192.0.2.4",
+    "s=-",
+    "c=IN IP4 192.0.2.4",
+    "t=0 0",
+    "m=audio 10004 RTP/AVP 9 0 8 101",
+    "b=AS:64",
+    "a=rtpmap:9 G722/8000",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-15",
+    "a=sendrecv",
+    "a=label:1",
+    "a=ssrc:2030155434 cname:4f5b3c1d-0",
+    "a=rtcp-rsize",
+    "a=ptime:20",
+  ]),
+  linphone: sdp([
+    "v=0",
+    "o=alice 3466 1290 IN IP6 2001:db8::5",
+    "s=Talk",
+    "c=IN IP6 2001:db8::5",
+    "t=0 0",
+    "a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics",
+    "m=audio 7078 RTP/AVP 96 97 98 0 8 18 101 99 100",
+    "a=rtpmap:96 opus/48000/2",
+    "a=fmtp:96 useinbandfec=1",
+    "a=rtpmap:97 speex/16000",
+    "a=fmtp:97 vbr=on",
+    "a=rtpmap:98 speex/8000",
+    "a=fmtp:98 vbr=on",
+    "a=fmtp:18 annexb=yes",
+    "a=rtpmap:101 telephone-event/48000",
+    "a=rtpmap:99 telephone-event/16000",
+    "a=rtpmap:100 telephone-event/8000",
+    "a=rtcp:7079 IN IP6 2001:db8::5",
+    "a=rtcp-fb:* trr-int 1000",
+    "a=rtcp-fb:* ccm tmmbr",
+  ]),
+  webrtc: sdp([
+    "v=0",
+    "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+    "s=-",
+    "t=0 0",
+    "a=group:BUNDLE 0 1",
+    "a=msid-semantic: WMS",
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
+    "c=IN IP4 0.0.0.0",
+    "a=rtcp:9 IN IP4 0.0.0.0",
+    "a=ice-ufrag:8hhY",
+    "a=ice-pwd:asd88fgpdd777uzjYhagZg",
+    "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08",
+    "a=setup:actpass",
+    "a=mid:0",
+    "a=sendrecv",
+    "a=rtcp-mux",
+    "a=rtpmap:111 opus/48000/2",
+    "a=fmtp:111 minptime=10;useinbandfec=1",
+    "a=rtpmap:63 red/48000/2",
+    "a=fmtp:63 111/111",
+    "a=rtpmap:9 G722/8000",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:13 CN/8000",
+    "a=rtpmap:110 telephone-event/48000",
+    "a=rtpmap:126 telephone-event/8000",
+    "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+    "c=IN IP4 0.0.0.0",
+    "a=recvonly",
+    "a=rtpmap:96 VP8/90000",
+    "a=rtpmap:97 rtx/90000",
+    "a=fmtp:97 apt=96",
+  ]),
+  "two audio streams, media-level c=, session direction, ptime with a fraction": sdp([
+    "v=0",
+    "o=- 7 7 IN IP4 198.51.100.9",
+    "s= ",
+    "c=IN IP4 198.51.100.9",
+    "t=0 0",
+    "a=sendonly",
+    "m=audio 0 RTP/AVP 0",
+    "m=audio 49170 RTP/AVP 8 0",
+    "c=IN IP4 203.0.113.17/127",
+    "a=ptime:22.5",
+    "a=rtpmap:8 PCMA/8000/1",
+    "a=inactive",
+  ]),
+  "LF line ends, spaces after values": [
+    "v=0",
+    "o=- 1 1 IN IP4 192.0.2.1",
+    "s=-",
+    "c=IN IP4 192.0.2.1 ",
+    "t=0 0",
+    "m=audio 4000 RTP/AVP 0 101 ",
+    "a=rtpmap:101 telephone-event/8000 ",
+    "a=fmtp:101 0-16",
+    "a=recvonly ",
+    "",
+  ].join("\n"),
+};
+
+/** What offer/answer reads of a parsed SDP, from either parser. */
+function readOf(s: {
+  connection?: { version: number; ip: string };
+  direction?: string;
+  media: {
+    type: string;
+    port: number;
+    protocol: string;
+    payloads: number[] | string | undefined;
+    rtp: { payload: number; codec: string; rate?: number; encoding?: string | number }[];
+    fmtp: { payload: number; config: string }[];
+    ptime?: number;
+    direction?: string;
+    rtcp?: { port: number };
+    connection?: { version: number; ip: string };
+  }[];
+}) {
+  const conn = (c?: { version: number; ip: string }) => (c ? { version: Number(c.version), ip: c.ip } : undefined);
+  return {
+    connection: conn(s.connection),
+    direction: s.direction,
+    media: s.media.map((m) => ({
+      type: m.type,
+      port: m.port,
+      protocol: m.protocol,
+      payloads: Array.isArray(m.payloads)
+        ? m.payloads
+        : String(m.payloads ?? "").trim().split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number),
+      rtp: m.rtp.map((r) => ({
+        payload: r.payload,
+        codec: r.codec,
+        rate: r.rate,
+        encoding: r.encoding === undefined ? undefined : String(r.encoding),
+      })),
+      fmtp: m.fmtp.map((f) => ({ payload: f.payload, config: f.config.trim() })),
+      ptime: m.ptime,
+      direction: m.direction,
+      rtcp: m.rtcp ? { port: m.rtcp.port } : undefined,
+      connection: conn(m.connection),
+    })),
+  };
+}
+
+Deno.test("SDP text: what offer/answer reads agrees with sdp-transform's parse on peers' SDP", () => {
+  for (const [name, text] of Object.entries(CORPUS)) {
+    const ours = readOf(parseSdpText(text));
+    // sdp-transform (the parser this one replaced, kept as an independent reading) keeps trailing spaces in some values.
+    const theirs = readOf(sdpTransform.parse(text.replace(/ +(\r?\n)/g, "$1")) as Parameters<typeof readOf>[0]);
+    assert.deepEqual(ours, theirs, name);
+  }
+  // Spot checks, so that agreeing on nothing cannot pass.
+  const lin = parseSdpText(CORPUS.linphone);
+  assert.deepEqual(lin.connection, { version: 6, ip: "2001:db8::5" });
+  assert.deepEqual(lin.media[0].rtp[0], { payload: 96, codec: "opus", rate: 48000, encoding: "2" });
+  assert.deepEqual(lin.media[0].rtcp, { port: 7079 });
+  const two = parseSdpText(CORPUS["two audio streams, media-level c=, session direction, ptime with a fraction"]);
+  assert.equal(two.direction, "sendonly");
+  assert.deepEqual(two.media.map((m) => [m.port, m.direction, m.ptime]), [[0, undefined, undefined], [
+    49170,
+    "inactive",
+    22.5,
+  ]]);
+  assert.deepEqual(two.media[1].connection, { version: 4, ip: "203.0.113.17/127" });
+  // RFC 8866's <port>/<number of ports> (sdp-transform reads no m= line of that form).
+  assert.equal(parseSdpText(CORPUS.sipp.replace("m=audio 6000 ", "m=audio 6000/2 ")).media[0].port, 6000);
+  const lf = parseSdpText(CORPUS["LF line ends, spaces after values"]);
+  assert.deepEqual(lf.media[0].payloads, [0, 101]);
+  assert.equal(lf.media[0].direction, "recvonly");
+});
+
+Deno.test("SDP text: a broken m= line is a 400 naming the line; other broken lines are skipped", () => {
+  const offer = (m: string, extra: string[] = []) =>
+    sdp(["v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "c=IN IP4 192.0.2.1", "t=0 0", m, ...extra]);
+  const opts = { registry: codecs, address: "192.0.2.2", port: 4000 };
+  for (
+    const m of ["m=audio x RTP/AVP 0", "m=audio 70000 RTP/AVP 0", "m=audio 4000", "m=audio", "m=audio -1 RTP/AVP 0"]
+  ) {
+    assert.throws(
+      () => createAnswer(offer(m), opts),
+      (e: unknown) =>
+        e instanceof SdpError && e.status === 400 && e.message.startsWith("malformed SDP: m= line") &&
+        e.message.includes(JSON.stringify(m)),
+      m,
+    );
+  }
+  // Unparsable attributes and lines are skipped, as unknown ones are: PCMU (static 0) is still chosen.
+  const answer = createAnswer(
+    offer("m=audio 4000 RTP/AVP 0", [
+      "a=rtpmap:x PCMA/8000",
+      "a=rtpmap:0",
+      "a=fmtp:0",
+      "a=ptime:soon",
+      "a=rtcp:99999",
+      "garbage",
+      "c=IN IP9 nowhere",
+      "=",
+    ]),
+    opts,
+  );
+  assert.match(answer, /^m=audio 4000 RTP\/AVP 0\r\na=rtpmap:0 PCMU\/8000\r\na=ptime:20\r\na=sendrecv\r\n/m);
+  const n = negotiated(answer, { registry: codecs });
+  assert.deepEqual([n.remotePort, n.remoteRtcpPort], [4000, 4001]);
+  // A declined stream is answered with port 0 and its first format, its other lines not echoed.
+  const withVideo = createAnswer(
+    offer("m=audio 4000 RTP/AVP 0", ["m=video 5000 RTP/SAVPF 96 97", "a=ice-ufrag:x"]),
+    opts,
+  );
+  assert.ok(withVideo.endsWith("m=video 0 RTP/SAVPF 96\r\n"), withVideo);
 });

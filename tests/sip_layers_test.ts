@@ -25,6 +25,7 @@ const LAYERS: [name: string, tiers: string[][]][] = [
     "uri.ts",
     "via.ts",
     "message.ts",
+    "sdp_text.ts",
     "sdp.ts",
     "auth_header.ts",
   ]]],

@@ -1,7 +1,7 @@
 /**
  * What the `sip` control plugin declares before any call: its options schema (built on first use,
  * {@linkcode sipControlOptionsSchema}), the template variables it provides and its description. Kept
- * apart from the SIP stack (control.ts and what it imports, sdp-transform included) so that registering
+ * apart from the SIP stack (control.ts and what it imports) so that registering
  * the plugin at start-up does not load that stack: plugins/controls.ts loads control.ts when a pipeline
  * file uses `"control": {"use": "sip"}`.
  *

@@ -1,6 +1,5 @@
 /**
- * SDP offer/answer for one audio stream (RFC 3264, RFC 4566), on top of
- * `sdp-transform`, with the codecs of a {@linkcode CodecRegistry}: each codec's
+ * SDP offer/answer for one audio stream (RFC 3264, RFC 8866), with the codecs of a {@linkcode CodecRegistry}: each codec's
  * `a=rtpmap` (name, clock rate, channels) and `a=fmtp` come from its
  * registration; a codec with a static payload type (RFC 3551) is offered on it,
  * one with a dynamic type on the first free one of 96..127; an answer keeps the
@@ -22,13 +21,15 @@
  *
  * @module
  */
-// @ts-types="@types/sdp-transform"
-import * as sdpTransform from "sdp-transform";
 import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
 import { excerpt, isIpAddress } from "./syntax.ts";
-
-type SessionDescription = sdpTransform.SessionDescription;
-type MediaDescription = sdpTransform.MediaDescription;
+import {
+  parseSdpText,
+  type SdpMedia as MediaDescription,
+  type SdpSession as SessionDescription,
+  SdpSyntaxError,
+  writeSdpText,
+} from "./sdp_text.ts";
 
 /** The encoding name of RFC 4733 events (the SIP library imports no other plugin: named here too). */
 const TELEPHONE_EVENT = "telephone-event";
@@ -171,17 +172,14 @@ function ipVersion(address: string): 4 | 6 {
 function baseSession(opts: OfferOptions | AnswerOptions): SessionDescription {
   const ver = ipVersion(opts.address);
   return {
-    version: 0,
     origin: {
       username: opts.userName ?? "voxpipe",
       sessionId: opts.sessionId ?? randomSessionId(),
       sessionVersion: opts.sessionVersion ?? 1,
-      netType: "IN",
       ipVer: ver,
       address: opts.address,
     },
     name: "voxpipe",
-    timing: { start: 0, stop: 0 },
     connection: { version: ver, ip: opts.address },
     media: [],
   };
@@ -216,12 +214,12 @@ function audioMedia(opts: OfferOptions | AnswerOptions, codecs: Payload[]): Medi
     type: "audio",
     port: opts.port,
     protocol: "RTP/AVP",
-    payloads: codecs.map((c) => c.pt).join(" "),
+    payloads: codecs.map((c) => c.pt),
     rtp: codecs.map((c) => ({
       payload: c.pt,
       codec: c.name,
       rate: c.rate,
-      ...(c.channels > 1 ? { encoding: c.channels } : {}),
+      ...(c.channels > 1 ? { encoding: String(c.channels) } : {}),
     })),
     fmtp: codecs.filter((c) => c.fmtp).map((c) => ({ payload: c.pt, config: c.fmtp! })),
     ptime: opts.ptime ?? 20,
@@ -273,7 +271,7 @@ export function createOffer(opts: OfferOptions): string {
   if (codecs.length === 0) throw new SdpError("no codecs to offer");
   const s = baseSession(opts);
   s.media.push(audioMedia(opts, assignPayloadTypes(codecs, opts.telephoneEvent ?? false)));
-  return sdpTransform.write(s);
+  return writeSdpText(s);
 }
 
 /** How `m` describes payload type `pt`: its rtpmap, else what `fallback` knows (a static type, or our SDP's map). */
@@ -309,25 +307,19 @@ function knownOf(codecs: CodecInfo[]): Known[] {
   return codecs.map((info) => ({ name: info.name, rate: info.clockRate, channels: info.channels, info }));
 }
 
-function payloadList(m: MediaDescription): number[] {
-  return String(m.payloads ?? "").trim().split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
-}
-
 function parseSdp(text: string): SessionDescription {
   if (!/^\s*v=0/.test(text)) throw new SdpError("not an SDP body (no v=0 line)", 400);
-  let s: SessionDescription;
   try {
-    s = sdpTransform.parse(text);
+    return parseSdpText(text);
   } catch (e) {
-    throw new SdpError(`malformed SDP: ${e instanceof Error ? e.message : e}`, 400);
+    if (e instanceof SdpSyntaxError) throw new SdpError(`malformed SDP: ${e.message}`, 400);
+    throw e;
   }
-  if (!Array.isArray(s.media)) throw new SdpError("malformed SDP: no media", 400);
-  return s;
 }
 
 /** The payload type `m` maps to telephone-event at clock rate `rate` (not `except`), if any. */
 function telephoneEventPt(m: MediaDescription, rate: number, except?: number): number | undefined {
-  for (const pt of payloadList(m)) {
+  for (const pt of m.payloads) {
     if (pt === except) continue;
     const map = m.rtp?.find((r) => r.payload === pt);
     if (map && map.codec.toLowerCase() === TELEPHONE_EVENT && (map.rate ?? 8000) === rate) return pt;
@@ -341,7 +333,7 @@ function pick(
   known: Known[],
   fallback: (pt: number) => PayloadDesc | undefined,
 ): { codec: Known; pt: number } | undefined {
-  for (const pt of payloadList(m)) {
+  for (const pt of m.payloads) {
     const d = describePt(m, pt, fallback);
     const k = d && match(d, known);
     if (k) return { codec: k, pt };
@@ -353,7 +345,7 @@ function offeredNames(s: SessionDescription, fallback: (pt: number) => PayloadDe
   const out: string[] = [];
   for (const m of s.media) {
     if (m.type !== "audio") continue;
-    for (const pt of payloadList(m)) out.push(describePt(m, pt, fallback)?.name ?? String(pt));
+    for (const pt of m.payloads) out.push(describePt(m, pt, fallback)?.name ?? String(pt));
   }
   return out;
 }
@@ -399,7 +391,7 @@ export function createAnswer(offer: string, opts: AnswerOptions): string {
       const choice = pick(m, known, fallback);
       if (choice) {
         accepted = true;
-        const offered = (m.direction ?? o.direction ?? "sendrecv") as Direction;
+        const offered = m.direction ?? o.direction ?? "sendrecv";
         const payloads = [payloadOf(choice.codec.info!, choice.pt)];
         const te = opts.telephoneEvent ? telephoneEventPt(m, choice.codec.rate, choice.pt) : undefined;
         if (te !== undefined) payloads.push(telephoneEventPayload(choice.codec.rate, te));
@@ -407,14 +399,14 @@ export function createAnswer(offer: string, opts: AnswerOptions): string {
         continue;
       }
     }
-    const first = payloadList(m)[0] ?? 0;
-    s.media.push({ type: m.type, port: 0, protocol: m.protocol, payloads: String(first), rtp: [], fmtp: [] });
+    const first = m.payloads[0] ?? 0;
+    s.media.push({ type: m.type, port: 0, protocol: m.protocol, payloads: [first], rtp: [], fmtp: [] });
   }
   if (!accepted) {
     if (!sawAudio) throw new SdpError("offer has no usable RTP/AVP audio stream");
     throw new NoCommonCodecError(offeredNames(o, fallback), supported.map((c) => c.name));
   }
-  return sdpTransform.write(s);
+  return writeSdpText(s);
 }
 
 /** Options of {@linkcode negotiated}. */
@@ -460,7 +452,7 @@ function readAudio(
       clockRate: choice.codec.rate,
       channels: choice.codec.channels,
       ptime: m.ptime ?? 20,
-      direction: (m.direction ?? s.direction ?? "sendrecv") as Direction,
+      direction: m.direction ?? s.direction ?? "sendrecv",
       ipVersion: conn.version === 6 || address.includes(":") ? 6 : 4,
       ...(te !== undefined ? { dtmf: { payloadType: te, clockRate: rate } } : {}),
     };
@@ -529,7 +521,7 @@ export function agreedMedia(
   const teRates = new Set<number>(); // telephone-event clock rates our SDP lists
   const localFallback = staticTypes(registry);
   if (ours) {
-    for (const pt of payloadList(ours)) {
+    for (const pt of ours.payloads) {
       const d = describePt(ours, pt, localFallback);
       if (!d || d.rate === undefined || match(d, known)) continue;
       if (d.name.toLowerCase() === TELEPHONE_EVENT) {
