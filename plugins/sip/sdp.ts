@@ -1,6 +1,7 @@
 /**
- * SDP offer/answer for one audio stream (RFC 3264, RFC 8866), with the codecs of a {@linkcode CodecRegistry}: each codec's
- * `a=rtpmap` (name, clock rate, channels) and `a=fmtp` come from its
+ * SDP offer/answer for one audio stream (RFC 3264, RFC 8866; the text read
+ * and written by `sdp_text.ts`), with the codecs of a {@linkcode CodecRegistry}:
+ * each codec's `a=rtpmap` (name, clock rate, channels) and `a=fmtp` come from its
  * registration; a codec with a static payload type (RFC 3551) is offered on it,
  * one with a dynamic type on the first free one of 96..127; an answer keeps the
  * offer's payload types. A payload type without `a=rtpmap` is read as the
