@@ -281,7 +281,7 @@ function describePt(
   pt: number,
   fallback: (pt: number) => PayloadDesc | undefined,
 ): PayloadDesc | undefined {
-  const map = m.rtp?.find((r) => r.payload === pt);
+  const map = m.rtp.find((r) => r.payload === pt);
   if (map) {
     return { name: map.codec, rate: map.rate, channels: map.encoding ? Number(map.encoding) || 1 : 1 };
   }
@@ -322,7 +322,7 @@ function parseSdp(text: string): SessionDescription {
 function telephoneEventPt(m: MediaDescription, rate: number, except?: number): number | undefined {
   for (const pt of m.payloads) {
     if (pt === except) continue;
-    const map = m.rtp?.find((r) => r.payload === pt);
+    const map = m.rtp.find((r) => r.payload === pt);
     if (map && map.codec.toLowerCase() === TELEPHONE_EVENT && (map.rate ?? 8000) === rate) return pt;
   }
   return undefined;

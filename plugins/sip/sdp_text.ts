@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { excerpt } from "./syntax.ts";
 
 /** Media direction attribute (RFC 3264 section 5.1). */
 export type SdpDirection = "sendrecv" | "sendonly" | "recvonly" | "inactive";
@@ -116,10 +117,6 @@ const DECIMAL = /^\d{1,6}(?:\.\d{1,6})?$/;
 /** Longest excerpt of a bad line quoted in an error. */
 const QUOTE_MAX = 60;
 
-function quote(line: string): string {
-  return JSON.stringify(line.length > QUOTE_MAX ? `${line.slice(0, QUOTE_MAX)}…` : line);
-}
-
 /** The tokens of a field value: separated by spaces (RFC 8866 asks for one; tabs and runs are tolerated). */
 function tokens(value: string): string[] {
   return value.split(/[ \t]+/).filter((t) => t !== "");
@@ -135,10 +132,12 @@ function parseConnection(value: string): SdpConnection | undefined {
 
 function parseMedia(value: string, line: string): SdpMedia {
   const t = tokens(value);
-  if (t.length < 3) throw new SdpSyntaxError(`m= line without media, port and protocol: ${quote(line)}`);
+  if (t.length < 3) throw new SdpSyntaxError(`m= line without media, port and protocol: '${excerpt(line, QUOTE_MAX)}'`);
   const portText = t[1].split("/", 1)[0];
   const port = PORT.test(portText) ? Number(portText) : NaN;
-  if (!(port <= 65535)) throw new SdpSyntaxError(`m= line with a port that is not 0–65535: ${quote(line)}`);
+  if (!(port <= 65535)) {
+    throw new SdpSyntaxError(`m= line with a port that is not 0–65535: '${excerpt(line, QUOTE_MAX)}'`);
+  }
   const payloads: number[] = [];
   for (let i = 3; i < t.length; i++) if (DIGITS.test(t[i])) payloads.push(Number(t[i]));
   return { type: t[0], port, protocol: t[2], payloads, rtp: [], fmtp: [] };
