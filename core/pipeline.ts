@@ -273,6 +273,10 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         (slots[i].ctx as { reuseOutput?: boolean }).reuseOutput = true;
       }
     }
+    // A chain with a real-time stage moves at the clock's pace (StageContext.realtime).
+    if (slots.some((s) => s.plugin.realtime === true)) {
+      for (const s of slots) (s.ctx as { realtime?: boolean }).realtime = true;
+    }
     negotiate(slots, name, opts.registry);
   } catch (e) {
     // Release what was created before the failure.

@@ -117,6 +117,14 @@ export interface StageContext {
    * or `process`, not in `create`. Sub-stages ({@linkcode buildStage}) and contexts made by hand never have it.
    */
   readonly reuseOutput?: boolean;
+  /**
+   * True when a stage of the chain runs against real time (its plugin says {@linkcode PluginDefinition.realtime}: a
+   * network or device source or sink): the chain then moves at the pace of the clock, and a stage must not hold
+   * frames back for long. False or absent: the chain runs as fast as it can (a file to a file), and a stage may
+   * trade delay for throughput (the resampler's `threads`). Set like {@linkcode reuseOutput}, once the whole chain
+   * is built: read it in `negotiate`, `run` or `process`. Sub-stages and contexts made by hand never have it.
+   */
+  readonly realtime?: boolean;
 }
 
 /** One stage entry of a pipeline config: `use` names the plugin, the rest are its options. */

@@ -19,6 +19,9 @@ export const MIN_RATE = 1000;
 /** Highest rate the stage accepts, in Hz. */
 export const MAX_RATE = 192000;
 
+/** Most threads one resampler stage may use (`threads`). */
+export const MAX_THREADS = 8;
+
 /** The `quality` values. */
 export const QUALITIES = [
   "medium",
@@ -61,6 +64,14 @@ export const resamplerSchema = lazySchema(() =>
         'libsamplerate (WebAssembly, loaded on first use): "lsr-best" (~149 dB tone SNR, ~30x realtime), ' +
         '"lsr-medium" (~130 dB, ~60x realtime: the default before the polyphase kernel), ' +
         '"lsr-fastest" (cuts 3.4 kHz by 8.8 dB at 8 kHz output, UNFIT FOR TELEPHONY), "lsr-linear".',
+    ),
+    threads: z.number().int().min(1).max(MAX_THREADS).default(1).describe(
+      `Threads that resample one stream, 1..${MAX_THREADS}. Default 1. More than 1 is for chains that run faster ` +
+        "than real time (a file to a file) and is refused in a chain with a real-time stage: the stream is cut " +
+        "into blocks of 2 s, and N - 1 worker threads resample blocks while the chain's thread does the rest, " +
+        "with output identical, bit for bit, to one thread's; a block leaves once it, and every block before it, " +
+        "is done. Polyphase qualities only (medium, best, fastest, linear; lsr-* run on one thread), and rates " +
+        "whose phases repeat within a quarter of a second of input (every common pair; 44100 to 7999 Hz does not).",
     ),
   })
 );

@@ -24,6 +24,8 @@ import {
   resamplerSchema,
 } from "./plugins.ts";
 import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
+import { BlockResampler } from "./blocks.ts";
+import { Slab } from "../../core/slab.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
 import { lazyModule } from "../../core/lazy.ts";
 
@@ -46,8 +48,13 @@ export interface ResamplerStats {
   samples_out: number;
   /** What converts (kernel, stages, taps), once the input rate is known; "" for a pass-through. */
   converter: string;
-  /** Look-ahead of the converter in ms: how long after an input sample its output can be made (output pts are exact). */
+  /**
+   * Look-ahead of the converter in ms: how long after an input sample its output can be made (output pts are exact).
+   * With `threads` > 1, a block and its look-ahead.
+   */
   latency_ms: number;
+  /** With `threads` > 1: blocks resampled by the worker threads, and on the chain's thread. */
+  blocks?: { worker: number; local: number; stolen: number };
 }
 
 /** How the stage maps input channels to output channels. */
@@ -110,12 +117,15 @@ function mapChannels(samples: Int16Array, l: Layout): Int16Array {
  */
 export async function createResampler(
   options: ResamplerOptions,
-  ctx?: Pick<StageContext, "suggestBridge" | "reuseOutput">,
+  ctx?:
+    & Pick<StageContext, "suggestBridge">
+    & Partial<Pick<StageContext, "reuseOutput" | "realtime" | "checking" | "log">>,
 ): Promise<TransformStage & { stats(): ResamplerStats }> {
   const check: FormatCheck = { stage: NAME, ctx };
   const rate = options.rate;
   const want = options.channels;
   const quality = options.quality;
+  const threads = options.threads ?? 1;
   let lsrConverter: LsrConverter | undefined;
   if (quality.startsWith("lsr-")) {
     const { LsrConverter } = await lsrModule();
@@ -125,6 +135,12 @@ export async function createResampler(
 
   let layout: Layout | undefined;
   let converter: RateConverter | undefined;
+  /** With `threads` > 1 and a plan that can be cut into blocks: the block-parallel converter, instead of `converter`. */
+  let blocks: BlockResampler | undefined;
+  /** Output frames per emitted frame in block mode: the duration of the longest input frame of the stream. */
+  let piece = 1;
+  /** Arrays of the frames emitted in block mode when the next stage keeps them. */
+  const slab = new Slab();
   let closed = false;
   /** Output pts of the first sample of the current stream, in output samples. */
   let basePts = 0;
@@ -149,6 +165,9 @@ export async function createResampler(
     if (why) throw new FormatError(why);
     layout = { inRate, inCh, outCh };
     stats.input_rate = inRate;
+    blocks?.close();
+    blocks = undefined;
+    piece = 1;
     if (inRate === rate) {
       converter = undefined;
     } else if (lsrConverter) {
@@ -164,9 +183,24 @@ export async function createResampler(
         // The next stage borrows its input: one output array, overwritten frame after frame.
         reuseOutput: ctx?.reuseOutput === true,
       });
+      const conf = { inRate, outRate: rate, inChannels: inCh, outChannels: outCh, filter: spec };
+      if (threads > 1 && ctx?.checking !== true) {
+        if (BlockResampler.layoutFor(conf)) {
+          blocks = new BlockResampler({
+            ...conf,
+            workers: threads - 1,
+            onWorkerError: (m) => ctx?.log?.warn(`${m}: resampling the rest on the chain's thread`),
+          });
+        } else {
+          ctx?.log?.info(`${inRate} → ${rate} Hz cannot be cut into blocks (its phases repeat too seldom): one thread`);
+        }
+      }
     }
-    stats.converter = converter?.describe ?? "";
-    stats.latency_ms = (converter?.latency ?? 0) * 1000;
+    stats.converter = (converter?.describe ?? "") +
+      (blocks ? `, ${threads} threads (blocks of ${(blocks.layout.block / inRate).toFixed(2)} s)` : "");
+    stats.latency_ms = blocks
+      ? ((blocks.layout.block + blocks.layout.lookahead) / inRate) * 1000
+      : (converter?.latency ?? 0) * 1000;
     started = false;
     outFrames = 0;
   }
@@ -180,10 +214,31 @@ export async function createResampler(
     return emit(out);
   }
 
+  /**
+   * Emits a block converter's output (valid only during this call) in frames as long as the input's longest (`piece`):
+   * views of it when the next stage borrows its input, else copies. Returns the last emit's answer.
+   */
+  function sendBlocks(emit: Emit, samples: Int16Array, l: Layout): boolean {
+    let ok = true;
+    const step = piece * l.outCh;
+    for (let at = 0; at < samples.length; at += step) {
+      let s = samples.subarray(at, at + step);
+      if (ctx?.reuseOutput !== true) (s = slab.int16(s.length)).set(samples.subarray(at, at + step));
+      ok = send(emit, s, l);
+    }
+    return ok;
+  }
+
   /** Emits the converter's tail so the stream has round(in × rate / inRate) samples; the converter starts afresh. */
   function drain(emit: Emit): void {
     const l = layout;
     if (!l || !started || !converter) return;
+    if (blocks) {
+      blocks.flush((o) => sendBlocks(emit, o, l));
+      started = false;
+      outFrames = 0;
+      return;
+    }
     const tail = converter.flush();
     if (tail.length > 0) send(emit, tail, l);
     started = false;
@@ -193,6 +248,12 @@ export async function createResampler(
   return {
     negotiate(input) {
       expectFormat(input, ACCEPTS, check);
+      if (threads > 1 && ctx?.realtime === true) {
+        throw new Error(
+          `${NAME}: "threads": ${threads} is for chains that run faster than real time (a file to a file); this ` +
+            'chain has a real-time stage, which blocks of 2 s would starve: remove "threads"',
+        );
+      }
       const why = refusal(input!, want);
       if (why) throw new FormatError(why);
       if (input!.sampleRate !== undefined && input!.channels !== undefined) {
@@ -228,6 +289,12 @@ export async function createResampler(
         stats.samples_out += n;
         return emit(out);
       }
+      if (blocks) {
+        piece = Math.max(piece, Math.round((n * rate) / l.inRate));
+        let ok = true;
+        blocks.process(frame.samples, (o) => ok = sendBlocks(emit, o, l));
+        return ok;
+      }
       const res = converter.process(frame.samples);
       if (res.length === 0) return true;
       return send(emit, res, l);
@@ -239,12 +306,14 @@ export async function createResampler(
 
     close() {
       closed = true;
+      blocks?.close();
+      blocks = undefined;
       lsrConverter?.close();
       lsrConverter = undefined;
       converter = undefined;
     },
 
-    stats: () => ({ ...stats }),
+    stats: () => ({ ...stats, ...(blocks ? { blocks: { ...blocks.counts } } : {}) }),
   };
 }
 

@@ -1,0 +1,290 @@
+/**
+ * Tests of block-parallel resampling (`plugins/resample/blocks.ts`, the `resampler` stage's `threads`): the output is
+ * the single-thread resampler's, bit for bit, over rates, channel mappings, qualities, frame cuts and stream lengths,
+ * whether the workers do the blocks, fail them, or never start; and a chain with a real-time stage refuses it.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { z } from "zod";
+import type { Frame, PcmFrame } from "../core/frame.ts";
+import { VirtualClock } from "../core/clock.ts";
+import { buildPipeline } from "../core/pipeline.ts";
+import { Registry } from "../core/registry.ts";
+import { definePlugin, type TransformStage } from "../core/stage.ts";
+import { runTransform } from "../core/testing.ts";
+import { createStage } from "./registry_util.ts";
+import { plugins as resamplePlugins } from "../plugins/resample/mod.ts";
+import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
+import { blockLayout, BlockResampler } from "../plugins/resample/blocks.ts";
+import { FILTER_SPECS, type FilterSpec, planResampler, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+
+/** Speech-like test signal: a few tones and a deterministic noise, `channels` different channels, interleaved. */
+function signal(rate: number, frames: number, channels: number): Int16Array {
+  const x = new Int16Array(frames * channels);
+  let seed = 12345;
+  for (let i = 0; i < frames; i++) {
+    for (let c = 0; c < channels; c++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      const noise = ((seed >>> 16) / 65536 - 0.5) * 4000;
+      const v = 9000 * Math.sin((2 * Math.PI * (300 + 200 * c) * i) / rate) +
+        6000 * Math.sin((2 * Math.PI * 3100 * i) / rate) + 3000 * Math.sin((2 * Math.PI * 0.45 * rate * i) / rate) +
+        noise;
+      x[i * channels + c] = Math.max(-32768, Math.min(32767, Math.round(v)));
+    }
+  }
+  return x;
+}
+
+/** Cuts `x` into frames of the sizes given (cycled). */
+function cuts(x: Int16Array, channels: number, sizes: number[]): Int16Array[] {
+  const out: Int16Array[] = [];
+  for (let at = 0, k = 0; at < x.length / channels; k++) {
+    const n = Math.min(sizes[k % sizes.length], x.length / channels - at);
+    out.push(x.subarray(at * channels, (at + n) * channels));
+    at += n;
+  }
+  return out;
+}
+
+function concat(parts: Int16Array<ArrayBufferLike>[]): Int16Array {
+  const all = new Int16Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) (all.set(p, at), at += p.length);
+  return all;
+}
+
+interface Case {
+  inRate: number;
+  outRate: number;
+  inChannels: number;
+  outChannels: number;
+  filter: FilterSpec;
+}
+
+/** The single-thread resampler's output for `frames`. */
+function reference(c: Case, frames: Int16Array[]): Int16Array {
+  const r = new PolyphaseResampler(c);
+  const parts: Int16Array<ArrayBufferLike>[] = frames.map((f) => r.process(f).slice());
+  parts.push(r.flush());
+  return concat(parts);
+}
+
+/** A BlockResampler's output for `frames`, and its counts. */
+function blocked(c: Case, frames: Int16Array[], extra: Partial<ConstructorParameters<typeof BlockResampler>[0]>) {
+  const r = new BlockResampler({ ...c, workers: 1, blockSeconds: 0.05, ...extra });
+  const parts: Int16Array[] = [];
+  try {
+    for (const f of frames) r.process(f, (o) => parts.push(o.slice()));
+    r.flush((o) => parts.push(o.slice()));
+    return { out: concat(parts), counts: { ...r.counts }, layout: r.layout };
+  } finally {
+    r.close();
+  }
+}
+
+function assertSame(got: Int16Array, want: Int16Array, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] !== want[i]) assert.fail(`${what}: sample ${i} is ${got[i]}, the single thread's is ${want[i]}`);
+  }
+}
+
+Deno.test("blockLayout: whole periods at which every stage's phase repeats, or none for an unusual ratio", () => {
+  const l = blockLayout(planResampler(44100, 8000), 44100, 8000)!;
+  // Two half-bands (2, then 4 input frames) and 11 025 → 8 000 Hz (441 frames at 11 025 Hz, ×4): 1 764.
+  assert.equal(l.period, 1764);
+  assert.equal(l.prefix % l.period, 0);
+  assert.equal(l.block % l.period, 0);
+  assert.ok(l.prefix >= 23 + 2 * 51 + 4 * 128, "the prefix covers every stage's span");
+  assert.equal(l.block, 50 * 1764, "about 2 s");
+  assert.equal(blockLayout(planResampler(48000, 8000), 48000, 8000)!.period, 12);
+  assert.equal(blockLayout(planResampler(8000, 48000), 8000, 48000)!.period, 1);
+  // 44 100 → 7 999 Hz: phases repeat only after 44 100 × … frames: not cut.
+  assert.equal(blockLayout(planResampler(44100, 7999), 44100, 7999), undefined);
+  assert.equal(BlockResampler.layoutFor({ inRate: 44100, outRate: 7999, inChannels: 1, outChannels: 1 }), undefined);
+  assert.throws(
+    () => new BlockResampler({ inRate: 44100, outRate: 7999, inChannels: 1, outChannels: 1, workers: 1 }),
+    /cannot be cut into blocks/,
+  );
+});
+
+Deno.test("BlockResampler: bit for bit the single thread's output, over rates, channels, qualities and cuts", () => {
+  const cases: [number, number, number, number, keyof typeof FILTER_SPECS][] = [
+    [44100, 8000, 1, 1, "medium"],
+    [48000, 8000, 2, 1, "medium"],
+    [8000, 48000, 1, 2, "medium"],
+    [16000, 8000, 2, 2, "best"],
+    [44100, 48000, 1, 1, "fastest"],
+    [22050, 16000, 1, 1, "linear"],
+  ];
+  for (const [inRate, outRate, inChannels, outChannels, q] of cases) {
+    const c: Case = { inRate, outRate, inChannels, outChannels, filter: FILTER_SPECS[q] };
+    const x = signal(inRate, Math.round(inRate * 0.61), inChannels);
+    const frames = cuts(x, inChannels, [441, 37, 2000, 1, 9000]);
+    const want = reference(c, frames);
+    for (const steal of [false, true]) {
+      const what = `${inRate}→${outRate} ${inChannels}→${outChannels} ch ${q}, steal ${steal}`;
+      const got = blocked(c, frames, { steal });
+      assertSame(got.out, want, what);
+      assert.ok(got.counts.worker + got.counts.local + got.counts.stolen >= 10, `${what}: many blocks`);
+      // Not stealing, the worker does every block it is given: at least the first.
+      if (!steal) assert.ok(got.counts.worker >= 1, `${what}: the worker did blocks`);
+    }
+  }
+});
+
+Deno.test("BlockResampler: streams shorter than a block, at block edges, empty, and one after another", () => {
+  const c: Case = { inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1, filter: FILTER_SPECS.medium };
+  const layout = blockLayout(planResampler(44100, 8000, c.filter), 44100, 8000, 0.05)!;
+  const x = signal(44100, layout.block * 4 + layout.lookahead + 7, 1);
+  for (
+    const n of [
+      0,
+      1,
+      100,
+      layout.block - 1,
+      layout.block,
+      layout.block + layout.lookahead - 1,
+      layout.block + layout.lookahead,
+      layout.block + layout.lookahead + 1,
+      2 * layout.block,
+      x.length,
+    ]
+  ) {
+    const frames = cuts(x.subarray(0, n), 1, [882]);
+    assertSame(blocked(c, frames, { steal: false }).out, reference(c, frames), `${n} frames`);
+    assertSame(blocked(c, [x.subarray(0, n)], {}).out, reference(c, [x.subarray(0, n)]), `${n} frames in one`);
+  }
+  // Two streams through one resampler: the second starts afresh after the flush.
+  const r = new BlockResampler({ ...c, workers: 2, blockSeconds: 0.05 });
+  try {
+    for (const n of [x.length, 5000]) {
+      const parts: Int16Array[] = [];
+      const frames = cuts(x.subarray(0, n), 1, [4410]);
+      for (const f of frames) r.process(f, (o) => parts.push(o.slice()));
+      r.flush((o) => parts.push(o.slice()));
+      assertSame(concat(parts), reference(c, frames), `stream of ${n} after another`);
+    }
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("BlockResampler: a worker that fails every block, or cannot start, costs no output", async () => {
+  const c: Case = { inRate: 48000, outRate: 8000, inChannels: 1, outChannels: 1, filter: FILTER_SPECS.medium };
+  const frames = cuts(signal(48000, 48000, 1), 1, [960]);
+  const want = reference(c, frames);
+  for (const [name, file] of [["failing", "block_worker_failing.ts"], ["broken", "block_worker_broken.ts"]]) {
+    const errors: string[] = [];
+    const r = new BlockResampler({
+      ...c,
+      workers: 1,
+      blockSeconds: 0.05,
+      workerUrl: new URL(`./fixtures/${file}`, import.meta.url),
+      onWorkerError: (m) => errors.push(m),
+    });
+    try {
+      if (name === "failing") {
+        // Wait until it runs, so that it fails blocks rather than leaves them to be taken back.
+        while (r.workersReady === 0) await new Promise((ok) => setTimeout(ok, 5));
+      }
+      const parts: Int16Array[] = [];
+      for (const f of frames) r.process(f, (o) => parts.push(o.slice()));
+      r.flush((o) => parts.push(o.slice()));
+      assertSame(concat(parts), want, `${name} worker`);
+      assert.equal(r.counts.worker, 0, `${name}: no block done by the worker`);
+      assert.ok(r.counts.stolen >= 1, `${name}: its blocks taken back`);
+      // The failure is reported once: at once for a failed block, from the worker's error event for a broken one.
+      for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise((ok) => setTimeout(ok, 5));
+      assert.equal(errors.length, 1, `${name}: ${errors.join("; ")}`);
+      if (name === "broken") assert.match(errors[0], /broken on purpose/);
+    } finally {
+      r.close();
+    }
+  }
+});
+
+/** The `resampler` stage's output frames for `frames` (44.1 kHz mono → 8 kHz), with `threads`. */
+async function stageOutput(threads: number, input: PcmFrame[]) {
+  const stage = await createStage<TransformStage & { stats(): ResamplerStats }>(resampler, {
+    rate: 8000,
+    threads,
+  });
+  stage.negotiate!({ kind: "pcm", sampleRate: 44100, channels: 1 });
+  const out = runTransform(stage, input) as PcmFrame[];
+  const stats = stage.stats() as unknown as ResamplerStats;
+  await stage.close?.();
+  return { out, stats };
+}
+
+Deno.test("resampler threads: 2 gives the same frames as one thread, cut as the input was, pts contiguous", async () => {
+  const x = signal(44100, 44100 * 5 + 123, 1);
+  const input: PcmFrame[] = cuts(x, 1, [4410]).map((s, i) => ({
+    kind: "pcm",
+    samples: s.slice(),
+    sampleRate: 44100,
+    channels: 1,
+    pts: i * 4410,
+  }));
+  const one = await stageOutput(1, input);
+  const two = await stageOutput(2, input);
+  assertSame(concat(two.out.map((f) => f.samples)), concat(one.out.map((f) => f.samples)), "threads 2");
+  let next = 0;
+  for (const f of two.out) {
+    assert.equal(f.pts, next, "pts contiguous");
+    next += f.samples.length;
+  }
+  // Frames of the input's duration (100 ms: 800 samples), but the stream's last.
+  assert.ok(two.out.slice(0, -1).every((f) => f.samples.length === 800), "100 ms frames");
+  // The next stage does not borrow (no reuseOutput here): each frame has memory of its own, kept as it was.
+  for (let i = 1; i < two.out.length; i++) {
+    const a = two.out[i - 1].samples, b = two.out[i].samples;
+    assert.ok(
+      a.buffer !== b.buffer || a.byteOffset + a.byteLength <= b.byteOffset,
+      `frame ${i} overlaps the one before`,
+    );
+  }
+  assert.match(two.stats.converter, /2 threads/);
+  const b = two.stats.blocks!;
+  assert.equal(b.worker + b.local + b.stolen, 3, "5 s in blocks of ~2 s");
+  assert.equal(one.stats.blocks, undefined);
+});
+
+Deno.test("resampler threads: refused in a chain with a real-time stage, saying why", async () => {
+  const source = definePlugin({
+    name: "test-source",
+    kind: "source",
+    description: "44.1 kHz mono, one frame",
+    produces: { kind: "pcm", sampleRate: 44100, channels: 1 },
+    options: z.object({}),
+    create: () => ({
+      run(ctx) {
+        ctx.emit({ kind: "pcm", samples: new Int16Array(4410), sampleRate: 44100, channels: 1, pts: 0 });
+        return Promise.resolve();
+      },
+    }),
+  });
+  const sink = (realtime: boolean) =>
+    definePlugin({
+      name: realtime ? "test-realtime-sink" : "test-sink",
+      kind: "sink",
+      description: "collects",
+      accepts: [{ kind: "pcm" }],
+      ...(realtime ? { realtime: true } : {}),
+      options: z.object({}),
+      create: () => ({ write: (_f: Frame) => {} }),
+    });
+  const registry = new Registry([source, sink(true), sink(false), ...resamplePlugins]);
+  const chain = (s: string, threads: number) => [{ use: "test-source" }, { use: "resampler", threads }, { use: s }];
+  await assert.rejects(
+    buildPipeline("send", chain("test-realtime-sink", 2), { registry, clock: new VirtualClock() }),
+    /"threads": 2 is for chains that run faster than real time.*remove "threads"/,
+  );
+  // One thread in that chain, and two threads in a chain to a file-like sink, build and run.
+  for (const [s, threads] of [["test-realtime-sink", 1], ["test-sink", 2]] as const) {
+    const p = await buildPipeline("send", chain(s, threads), { registry, clock: new VirtualClock() });
+    const r = await p.start();
+    assert.equal(r.reason, "eos", `${s} ${threads}: ${r.error}`);
+  }
+});
