@@ -10,7 +10,8 @@
  *    16-bit and looped to `--seconds` (default 600), in `out/bench-offline/`.
  * 2. Runs, alternating (A B C D, A B C D, ...; one warm-up round first), each tool's
  *    44.1 kHz → 8 kHz µ-law → decode → 16-bit WAV transcode of that file:
- *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included);
+ *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included), and
+ *      `voxpipe-2t` the same with `--set threads=2` (the resampler on two threads);
  *    - GStreamer: `filesrc ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 !
  *      mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! filesink`;
  *    - ffmpeg: `ffmpeg -i in.wav -ar 8000 -ac 1 -f mulaw - | ffmpeg -f mulaw -ar 8000 -ac 1 -i - out.wav`;
@@ -139,6 +140,14 @@ tools.push({
   out: out("voxpipe"),
   cmd: (file, o) =>
     `'${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${file}' --set out='${o}' --log-level warn`,
+});
+// The same with the resampler on 2 threads (a worker thread resamples blocks; the output is the same, bit for bit).
+tools.push({
+  name: "voxpipe-2t",
+  out: out("voxpipe-2t"),
+  cmd: (file, o) =>
+    `'${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${file}' --set out='${o}' ` +
+    `--set threads=2 --log-level warn`,
 });
 if (await have("gst-launch-1.0")) {
   tools.push({

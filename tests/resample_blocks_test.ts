@@ -14,6 +14,8 @@ import { Registry } from "../core/registry.ts";
 import { definePlugin, type TransformStage } from "../core/stage.ts";
 import { runTransform } from "../core/testing.ts";
 import { createStage } from "./registry_util.ts";
+import { writeWav } from "./media_util.ts";
+import { repoPath } from "./util.ts";
 import { plugins as resamplePlugins } from "../plugins/resample/mod.ts";
 import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
 import { blockLayout, BlockResampler } from "../plugins/resample/blocks.ts";
@@ -175,20 +177,20 @@ Deno.test("BlockResampler: a worker that fails every block, or cannot start, cos
   const c: Case = { inRate: 48000, outRate: 8000, inChannels: 1, outChannels: 1, filter: FILTER_SPECS.medium };
   const frames = cuts(signal(48000, 48000, 1), 1, [960]);
   const want = reference(c, frames);
-  for (const [name, file] of [["failing", "block_worker_failing.ts"], ["broken", "block_worker_broken.ts"]]) {
+  // The failing worker runs: not stealing, the stream's thread waits for it to fail the first block, then does the
+  // rest itself. The broken one never runs: its blocks are taken back.
+  const workers = [["failing", "block_worker_failing.ts", false], ["broken", "block_worker_broken.ts", true]] as const;
+  for (const [name, file, steal] of workers) {
     const errors: string[] = [];
     const r = new BlockResampler({
       ...c,
       workers: 1,
       blockSeconds: 0.05,
+      steal,
       workerUrl: new URL(`./fixtures/${file}`, import.meta.url),
       onWorkerError: (m) => errors.push(m),
     });
     try {
-      if (name === "failing") {
-        // Wait until it runs, so that it fails blocks rather than leaves them to be taken back.
-        while (r.workersReady === 0) await new Promise((ok) => setTimeout(ok, 5));
-      }
       const parts: Int16Array[] = [];
       for (const f of frames) r.process(f, (o) => parts.push(o.slice()));
       r.flush((o) => parts.push(o.slice()));
@@ -286,5 +288,42 @@ Deno.test("resampler threads: refused in a chain with a real-time stage, saying 
     const p = await buildPipeline("send", chain(s, threads), { registry, clock: new VirtualClock() });
     const r = await p.start();
     assert.equal(r.reason, "eos", `${s} ${threads}: ${r.error}`);
+  }
+});
+
+Deno.test("transcode.json --set threads=2: the same WAV file, byte for byte, as one thread", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-blocks-" });
+  try {
+    // 7 s of 44.1 kHz stereo: three whole blocks and a tail, down-mixed to mono 8 kHz.
+    await writeWav(`${dir}/in.wav`, signal(44100, 44100 * 7 + 321, 2), 44100, 2);
+    const files: Uint8Array[] = [];
+    for (const threads of [1, 2]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          repoPath("mod.ts"),
+          "--pipeline",
+          repoPath("pipelines/transcode.json"),
+          "--set",
+          `file=${dir}/in.wav`,
+          "--set",
+          `out=${dir}/out-${threads}.wav`,
+          "--set",
+          `threads=${threads}`,
+          "--log-level",
+          "warn",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.equal(new TextDecoder().decode(out.stderr), "", "nothing logged");
+      files.push(await Deno.readFile(`${dir}/out-${threads}.wav`));
+    }
+    assert.equal(files[0].length, 44 + 2 * Math.round(((44100 * 7 + 321) * 8000) / 44100));
+    assert.deepEqual(files[1], files[0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -13,8 +13,8 @@
  *   fed from there is then in the very state the single one would be in, and computes the same floats in the same
  *   order. A plan whose period exceeds a quarter of a second of input (an unusual ratio such as 44 100 → 7 999 Hz,
  *   whose period is a second) is not cut: {@linkcode blockLayout} says so and the stage stays on one thread.
- * - **Threads.** Blocks go to worker threads (`_block_worker.ts`) through slots of one `SharedArrayBuffer`: the
- *   input is copied in, the worker writes the kept output beside it. A block that finds no free slot is resampled
+ * - **Threads.** Blocks go to worker threads (`_block_worker.ts`, started at the stream's first whole block) through
+ *   slots of one `SharedArrayBuffer`: the input is copied in, the worker writes the kept output beside it. A block that finds no free slot is resampled
  *   on the calling thread. Outputs leave in order. When too many blocks wait, the calling thread takes back
  *   (steals) submitted blocks no worker has started, from the newest, and only then waits for the one a worker is
  *   on; so a worker that is late, still starting, or gone costs time, never output. A worker that fails a block
@@ -255,6 +255,9 @@ export class BlockResampler {
   readonly #ctrl: Int32Array;
   readonly #slots: { input: Int16Array; output: Int16Array }[];
   readonly #workers: Worker[] = [];
+  readonly #init: BlockWorkerInit;
+  readonly #workerCount: number;
+  readonly #workerUrl: URL;
   /** Input held: frames from `#bufStart`, `#have` of them. */
   #buf: Int16Array;
   #have = 0;
@@ -318,7 +321,7 @@ export class BlockResampler {
       input: new Int16Array(sab, s.input, s.inFrames * this.#inCh),
       output: new Int16Array(sab, s.output, s.outFrames * this.#outCh),
     }));
-    const init: BlockWorkerInit = {
+    this.#init = {
       sab,
       slots,
       inRate: o.inRate,
@@ -327,13 +330,22 @@ export class BlockResampler {
       outChannels: o.outChannels,
       filter,
     };
-    for (let i = 0; i < o.workers; i++) {
-      const w = new Worker(o.workerUrl ?? new URL("./_block_worker.ts", import.meta.url), { type: "module" });
+    this.#workerCount = o.workers;
+    this.#workerUrl = o.workerUrl ?? new URL("./_block_worker.ts", import.meta.url);
+  }
+
+  /**
+   * Starts the workers: at the stream's first whole block, so that a stream shorter than a block (or a stage built
+   * and never run) costs no thread. Creating one holds this thread ~25 ms here (Deno makes its runtime meanwhile).
+   */
+  #startWorkers(): void {
+    for (let i = 0; i < this.#workerCount; i++) {
+      const w = new Worker(this.#workerUrl, { type: "module" });
       w.onerror = (e) => {
         e.preventDefault();
         this.#workerFailed(e.message ?? String(e));
       };
-      w.postMessage(init);
+      w.postMessage(this.#init);
       this.#workers.push(w);
     }
   }
@@ -418,7 +430,8 @@ export class BlockResampler {
     const ratio = this.layout.ratio;
     const outSkip = Math.round(skip * ratio), outCount = Math.round(count * ratio);
     const seq = this.#seq++;
-    const slot = this.#workersDead ? -1 : this.#freeSlot();
+    if (!last && this.#workers.length === 0 && !this.#workersDead) this.#startWorkers();
+    const slot = this.#workersDead || this.#workers.length === 0 ? -1 : this.#freeSlot();
     if (slot >= 0) {
       const c = this.#ctrl;
       this.#slots[slot].input.set(input);

@@ -24,13 +24,14 @@ import {
   resamplerSchema,
 } from "./plugins.ts";
 import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
-import { BlockResampler } from "./blocks.ts";
+import type { BlockResampler } from "./blocks.ts";
 import { Slab } from "../../core/slab.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
 import { lazyModule } from "../../core/lazy.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
 const lsrModule = lazyModule<typeof import("./_lsr.ts")>(new URL("./_lsr.ts", import.meta.url));
+const blocksModule = lazyModule<typeof import("./blocks.ts")>(new URL("./blocks.ts", import.meta.url));
 
 /** Statistics of a `resampler` stage. */
 export interface ResamplerStats {
@@ -132,6 +133,11 @@ export async function createResampler(
     lsrConverter = await LsrConverter.create(quality.slice(4) as LsrQuality, rate);
   }
   const spec = FILTER_SPECS[quality as keyof typeof FILTER_SPECS];
+  // Loaded here, where the stage may wait: `configure` (in negotiate, or at a frame) cannot.
+  const blockResampler = threads > 1 && !lsrConverter ? (await blocksModule()).BlockResampler : undefined;
+  if (threads > 1 && lsrConverter) {
+    ctx?.log?.info(`${quality} runs on one thread ("threads" is for the polyphase kernel)`);
+  }
 
   let layout: Layout | undefined;
   let converter: RateConverter | undefined;
@@ -184,9 +190,9 @@ export async function createResampler(
         reuseOutput: ctx?.reuseOutput === true,
       });
       const conf = { inRate, outRate: rate, inChannels: inCh, outChannels: outCh, filter: spec };
-      if (threads > 1 && ctx?.checking !== true) {
-        if (BlockResampler.layoutFor(conf)) {
-          blocks = new BlockResampler({
+      if (blockResampler && ctx?.checking !== true) {
+        if (blockResampler.layoutFor(conf)) {
+          blocks = new blockResampler({
             ...conf,
             workers: threads - 1,
             onWorkerError: (m) => ctx?.log?.warn(`${m}: resampling the rest on the chain's thread`),
