@@ -158,6 +158,12 @@ Deno.test("BlockResampler: streams shorter than a block, at block edges, empty, 
     assertSame(blocked(c, frames, { steal: false }).out, reference(c, frames), `${n} frames`);
     assertSame(blocked(c, [x.subarray(0, n)], {}).out, reference(c, [x.subarray(0, n)]), `${n} frames in one`);
   }
+  // Blocks asked shorter than the prefix (8 → 48 kHz: a period of 1 frame) are made as long as the prefix.
+  const up: Case = { inRate: 8000, outRate: 48000, inChannels: 1, outChannels: 1, filter: FILTER_SPECS.medium };
+  const upLayout = blockLayout(planResampler(8000, 48000, up.filter), 8000, 48000, 0.001)!;
+  assert.ok(upLayout.block >= upLayout.prefix && upLayout.prefix > 8, JSON.stringify(upLayout));
+  const upFrames = cuts(signal(8000, 4000, 1), 1, [160, 7]);
+  assertSame(blocked(up, upFrames, { blockSeconds: 0.001 }).out, reference(up, upFrames), "8 → 48 kHz, short blocks");
   // Two streams through one resampler: the second starts afresh after the flush.
   const r = new BlockResampler({ ...c, workers: 2, blockSeconds: 0.05 });
   try {

@@ -8,7 +8,7 @@
 /// <reference lib="deno.worker" />
 import {
   type BlockWorkerInit,
-  HEADER_WORDS,
+  controlWords,
   R_COUNT,
   R_IN,
   R_LAST,
@@ -16,7 +16,7 @@ import {
   R_SEQ,
   R_SKIP,
   R_STATE,
-  RECORD_WORDS,
+  recordIndex as rec,
   resampleBlock,
   S_DONE,
   S_FAILED,
@@ -31,8 +31,7 @@ import { PolyphaseResampler } from "./polyphase.ts";
 /** Runs the worker's loop until told to quit. */
 function run(init: BlockWorkerInit): void {
   const { sab, slots } = init;
-  const ctrl = new Int32Array(sab, 0, HEADER_WORDS + slots.length * RECORD_WORDS);
-  const rec = (slot: number, word: number) => HEADER_WORDS + slot * RECORD_WORDS + word;
+  const ctrl = controlWords(sab, slots.length);
   const views = slots.map((s) => ({
     input: new Int16Array(sab, s.input, s.inFrames * init.inChannels),
     output: new Int16Array(sab, s.output, s.outFrames * init.outChannels),

@@ -91,7 +91,8 @@ export function blockLayout(
   }
   const prefix = Math.ceil((history + 16) / period) * period;
   const lookahead = Math.ceil(plan.latency * inRate) + period + 16;
-  const block = Math.max(1, Math.round((blockSeconds * inRate) / period)) * period;
+  // At least the prefix: the input kept for the next block is then always within what is held.
+  const block = Math.max(1, Math.round((blockSeconds * inRate) / period), prefix / period) * period;
   return { period, prefix, lookahead, block, ratio: outRate / inRate };
 }
 
@@ -159,6 +160,16 @@ export const R_LAST = 5;
 export const R_MADE = 6;
 /** Words of a slot record. */
 export const RECORD_WORDS = 8;
+
+/** The index, in the control words, of word `word` (an R_ value) of slot `slot`'s record. */
+export function recordIndex(slot: number, word: number): number {
+  return HEADER_WORDS + slot * RECORD_WORDS + word;
+}
+
+/** The control words of a shared buffer with `slots` slots (they start it). */
+export function controlWords(sab: SharedArrayBuffer, slots: number): Int32Array {
+  return new Int32Array(sab, 0, HEADER_WORDS + slots * RECORD_WORDS);
+}
 
 /** Slot states. */
 export const S_FREE = 0, S_SUBMITTED = 1, S_WORKING = 2, S_DONE = 3, S_FAILED = 4, S_STOLEN = 5;
@@ -233,7 +244,7 @@ export interface BlockCounts {
 /** A block waiting to leave: in a slot, or made on the calling thread. */
 type Pending = { slot: number; seq: number } | { out: Int16Array; seq: number; buf: Int16Array };
 
-/** Spare words and slots per worker. */
+/** Slots per worker: one it works on, and blocks waiting for it. */
 const SLOTS_PER_WORKER = 3;
 /** How long the calling thread waits for a started block before resampling it itself, ms. */
 const STALL_MS = 10_000;
@@ -316,7 +327,7 @@ export class BlockResampler {
       slots.push({ input, inFrames, output, outFrames });
     }
     const sab = new SharedArrayBuffer(at);
-    this.#ctrl = new Int32Array(sab, 0, HEADER_WORDS + nSlots * RECORD_WORDS);
+    this.#ctrl = controlWords(sab, nSlots);
     this.#slots = slots.map((s) => ({
       input: new Int16Array(sab, s.input, s.inFrames * this.#inCh),
       output: new Int16Array(sab, s.output, s.outFrames * this.#outCh),
@@ -422,7 +433,7 @@ export class BlockResampler {
   }
 
   #rec(slot: number, word: number): number {
-    return HEADER_WORDS + slot * RECORD_WORDS + word;
+    return recordIndex(slot, word);
   }
 
   /** Sends a block to a free slot, or resamples it here; then sends out what is done. */
