@@ -287,7 +287,7 @@ Deno.test("resampler threads: refused in a chain with a real-time stage, saying 
   const chain = (s: string, threads: number) => [{ use: "test-source" }, { use: "resampler", threads }, { use: s }];
   await assert.rejects(
     buildPipeline("send", chain("test-realtime-sink", 2), { registry, clock: new VirtualClock() }),
-    /"threads": 2 is for chains that run faster than real time.*remove "threads"/,
+    /pipeline "send", stage 1 \(resampler\): "threads": 2 is for chains that run faster than real time.*remove "threads"/,
   );
   // One thread in that chain, and two threads in a chain to a file-like sink, build and run.
   for (const [s, threads] of [["test-realtime-sink", 1], ["test-sink", 2]] as const) {

@@ -120,7 +120,7 @@ export async function createResampler(
   options: ResamplerOptions,
   ctx?:
     & Pick<StageContext, "suggestBridge">
-    & Partial<Pick<StageContext, "reuseOutput" | "realtime" | "checking" | "log">>,
+    & Partial<Pick<StageContext, "reuseOutput" | "realtime" | "checking" | "log" | "pipeline" | "index" | "label">>,
 ): Promise<TransformStage & { stats(): ResamplerStats }> {
   const check: FormatCheck = { stage: NAME, ctx };
   const rate = options.rate;
@@ -255,9 +255,12 @@ export async function createResampler(
     negotiate(input) {
       expectFormat(input, ACCEPTS, check);
       if (threads > 1 && ctx?.realtime === true) {
+        const where = ctx.pipeline !== undefined
+          ? `pipeline "${ctx.pipeline}", stage ${ctx.index} (${ctx.label})`
+          : NAME;
         throw new Error(
-          `${NAME}: "threads": ${threads} is for chains that run faster than real time (a file to a file); this ` +
-            'chain has a real-time stage, which blocks of 2 s would starve: remove "threads"',
+          `${where}: "threads": ${threads} is for chains that run faster than real time (a file to a file); ` +
+            'this chain has a real-time stage, which blocks of 2 s would starve: remove "threads"',
         );
       }
       const why = refusal(input!, want);
