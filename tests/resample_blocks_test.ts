@@ -333,3 +333,18 @@ Deno.test("transcode.json --set threads=2: the same WAV file, byte for byte, as 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("resampler threads: --check's plan says how many threads resample, or why one does", async () => {
+  const plan = async (options: Record<string, unknown>, inRate = 44100) => {
+    const stage = await createStage<TransformStage>(resampler, options);
+    stage.negotiate!({ kind: "pcm", sampleRate: inRate, channels: 1 });
+    const p = stage.plan!({ realtimeSink: false });
+    await stage.close?.();
+    return p;
+  };
+  assert.equal(await plan({ rate: 8000 }), undefined, "one thread asked: nothing to say");
+  assert.match((await plan({ rate: 8000, threads: 2 }))!, /^2 threads \(blocks of 2\.00 s/);
+  assert.match((await plan({ rate: 7999, threads: 2 }))!, /one thread: 44100 → 7999 Hz cannot be cut into blocks/);
+  assert.match((await plan({ rate: 8000, threads: 2, quality: "lsr-linear" }))!, /lsr-linear: on one thread/);
+  assert.match((await plan({ rate: 8000, threads: 3 }, 8000))!, /same rate/);
+});

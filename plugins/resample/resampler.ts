@@ -323,6 +323,19 @@ export async function createResampler(
     },
 
     stats: () => ({ ...stats, ...(blocks ? { blocks: { ...blocks.counts } } : {}) }),
+
+    /** With `threads` > 1, for `--check`: how many threads resample, or why one does. */
+    plan() {
+      if (threads === 1) return undefined;
+      const l = layout;
+      if (!l || l.inRate === rate) return l ? "same rate: passes through, on one thread" : undefined;
+      if (!blockResampler) return `${quality}: on one thread ("threads" is for the polyphase kernel)`;
+      const conf = { inRate: l.inRate, outRate: rate, inChannels: l.inCh, outChannels: l.outCh, filter: spec };
+      const b = blockResampler.layoutFor(conf);
+      return b
+        ? `${threads} threads (blocks of ${(b.block / l.inRate).toFixed(2)} s; a worker starts at the first)`
+        : `on one thread: ${l.inRate} → ${rate} Hz cannot be cut into blocks`;
+    },
   };
 }
 
