@@ -14,11 +14,12 @@
  *   order. A plan whose period exceeds a quarter of a second of input (an unusual ratio such as 44 100 → 7 999 Hz,
  *   whose period is a second) is not cut: {@linkcode blockLayout} says so and the stage stays on one thread.
  * - **Threads.** Blocks go to worker threads (`_block_worker.ts`, started at the stream's first whole block) through
- *   slots of one `SharedArrayBuffer`: the input is copied in, the worker writes the kept output beside it. A block that finds no free slot is resampled
- *   on the calling thread. Outputs leave in order. When too many blocks wait, the calling thread takes back
- *   (steals) submitted blocks no worker has started, from the newest, and only then waits for the one a worker is
- *   on; so a worker that is late, still starting, or gone costs time, never output. A worker that fails a block
- *   marks it failed and the calling thread resamples it.
+ *   slots of one `SharedArrayBuffer`: the input is copied in, the worker writes the kept output beside it. A block
+ *   that finds no free slot is resampled on the calling thread. Outputs leave in order. When too many blocks wait,
+ *   the calling thread takes back (steals) the oldest if no worker has started it, else the newest no worker has
+ *   started (leaving the workers some), and only then waits for the one a worker is on. A block a worker fails, or
+ *   takes more than 10 s over, is resampled by the calling thread, and no more blocks go to the workers. So a worker
+ *   that is late, still starting, or gone costs time, never output.
  * - **Cost.** The prefix and look-ahead are resampled twice: ~2.5 % more work at 44.1 → 8 kHz with 2 s blocks. The
  *   output of a block leaves once the block and its look-ahead have arrived, and the blocks before it are done: this
  *   is for chains with no real-time stage, which the `resampler` stage checks.
