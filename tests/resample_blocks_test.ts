@@ -72,9 +72,12 @@ function reference(c: Case, frames: Int16Array[]): Int16Array {
   return concat(parts);
 }
 
-/** A BlockResampler's output for `frames`, and its counts. */
+/**
+ * A BlockResampler's output for `frames`, and its counts. A worker is never given up for being slow (`stallMs`): not
+ * stealing, the worker does every block it is given, however loaded the machine.
+ */
 function blocked(c: Case, frames: Int16Array[], extra: Partial<ConstructorParameters<typeof BlockResampler>[0]>) {
-  const r = new BlockResampler({ ...c, workers: 1, blockSeconds: 0.05, ...extra });
+  const r = new BlockResampler({ ...c, workers: 1, blockSeconds: 0.05, stallMs: 600_000, ...extra });
   const parts: Int16Array[] = [];
   try {
     for (const f of frames) r.process(f, (o) => parts.push(o.slice()));
@@ -188,13 +191,16 @@ Deno.test("BlockResampler: a worker that fails every block, or cannot start, cos
   const workers = [["failing", "block_worker_failing.ts", false], ["broken", "block_worker_broken.ts", true]] as const;
   for (const [name, file, steal] of workers) {
     const errors: string[] = [];
+    let reported = () => {};
+    const report = new Promise<void>((ok) => reported = ok);
     const r = new BlockResampler({
       ...c,
       workers: 1,
       blockSeconds: 0.05,
       steal,
+      stallMs: 600_000,
       workerUrl: new URL(`./fixtures/${file}`, import.meta.url),
-      onWorkerError: (m) => errors.push(m),
+      onWorkerError: (m) => (errors.push(m), reported()),
     });
     try {
       const parts: Int16Array[] = [];
@@ -203,10 +209,13 @@ Deno.test("BlockResampler: a worker that fails every block, or cannot start, cos
       assertSame(concat(parts), want, `${name} worker`);
       assert.equal(r.counts.worker, 0, `${name}: no block done by the worker`);
       assert.ok(r.counts.stolen >= 1, `${name}: its blocks taken back`);
-      // The failure is reported once: at once for a failed block, from the worker's error event for a broken one.
-      for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise((ok) => setTimeout(ok, 5));
+      // The failure is reported once: at once for a failed block, from the worker's error event for a broken one
+      // (delivered once this thread lets its event loop run; the bound only keeps a broken test from hanging).
+      const bound = setTimeout(reported, 60_000);
+      await report;
+      clearTimeout(bound);
       assert.equal(errors.length, 1, `${name}: ${errors.join("; ")}`);
-      if (name === "broken") assert.match(errors[0], /broken on purpose/);
+      assert.match(errors[0], name === "broken" ? /broken on purpose/ : /could not resample a block/);
     } finally {
       r.close();
     }

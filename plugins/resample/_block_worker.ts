@@ -23,7 +23,6 @@ import {
   S_SUBMITTED,
   S_WORKING,
   W_QUIT,
-  W_READY,
   W_WORK,
 } from "./blocks.ts";
 import { PolyphaseResampler } from "./polyphase.ts";
@@ -45,7 +44,6 @@ function run(init: BlockWorkerInit): void {
     // Copied into the slot at once: one array of its own, overwritten block after block, makes no garbage.
     reuseOutput: true,
   });
-  Atomics.add(ctrl, W_READY, 1);
   for (;;) {
     const seen = Atomics.load(ctrl, W_WORK);
     if (Atomics.load(ctrl, W_QUIT) === 1) return;

@@ -35,7 +35,7 @@
  *
  * @module
  */
-import { FILTER_SPECS, type FilterSpec, type Plan, planResampler, PolyphaseResampler } from "./polyphase.ts";
+import { FILTER_SPECS, type FilterSpec, gcd, type Plan, planResampler, PolyphaseResampler } from "./polyphase.ts";
 
 /** How a stream is cut into blocks (all in input frames). */
 export interface BlockLayout {
@@ -58,11 +58,6 @@ export interface BlockLayout {
 const MAX_PERIOD_SECONDS = 0.25;
 /** Block length aimed at, in seconds of input. */
 export const BLOCK_SECONDS = 2;
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b];
-  return a;
-}
 
 /**
  * The block layout for `plan` from `inRate` to `outRate`, or undefined when its period is longer than a quarter of
@@ -137,12 +132,10 @@ export function resampleBlock(
 }
 
 // The shared control words: a header, then one record per slot.
-/** Header: workers that have started (each adds one). */
-export const W_READY = 0;
 /** Header: set to 1 to make the workers leave. */
-export const W_QUIT = 1;
+export const W_QUIT = 0;
 /** Header: bumped at each submission; workers wait on it. */
-export const W_WORK = 2;
+export const W_WORK = 1;
 /** Words of the header. */
 export const HEADER_WORDS = 4;
 /** Slot record: state (one of the S_ values). */
@@ -228,6 +221,11 @@ export interface BlockResamplerOptions {
   steal?: boolean;
   /** Called once when a worker fails a block or cannot start (its error); the calling thread does its blocks. */
   onWorkerError?: (message: string) => void;
+  /**
+   * How long the calling thread waits for a block a worker has started before it gives the workers up and resamples
+   * the block itself, ms. Default 10 000. (Tests that make the worker do its blocks set it longer than any load.)
+   */
+  stallMs?: number;
   /** The workers' module: default `_block_worker.ts` (tests give one that fails, to see the blocks done anyway). */
   workerUrl?: URL;
 }
@@ -247,7 +245,7 @@ type Pending = { slot: number; seq: number } | { out: Int16Array; seq: number; b
 
 /** Slots per worker: one it works on, and blocks waiting for it. */
 const SLOTS_PER_WORKER = 3;
-/** How long the calling thread waits for a started block before resampling it itself, ms. */
+/** How long the calling thread waits for a started block before resampling it itself, ms (`stallMs`). */
 const STALL_MS = 10_000;
 
 /**
@@ -263,6 +261,7 @@ export class BlockResampler {
   readonly #outCh: number;
   readonly #local: PolyphaseResampler;
   readonly #steal: boolean;
+  readonly #stallMs: number;
   readonly #onWorkerError?: (message: string) => void;
   readonly #ctrl: Int32Array;
   readonly #slots: { input: Int16Array; output: Int16Array }[];
@@ -310,6 +309,7 @@ export class BlockResampler {
     this.#inCh = o.inChannels;
     this.#outCh = o.outChannels;
     this.#steal = o.steal !== false;
+    this.#stallMs = o.stallMs ?? STALL_MS;
     this.#onWorkerError = o.onWorkerError;
     const inFrames = layout.prefix + layout.block + layout.lookahead;
     const outFrames = Math.ceil(inFrames * layout.ratio) + 8;
@@ -367,9 +367,9 @@ export class BlockResampler {
     return this.#outCh;
   }
 
-  /** Workers that have started (loaded their module and made their resampler). */
-  get workersReady(): number {
-    return Atomics.load(this.#ctrl, W_READY);
+  /** What resamples: the kernel and its stages (see {@linkcode PolyphaseResampler.describe}). */
+  get describe(): string {
+    return this.#local.describe;
   }
 
   /**
@@ -433,10 +433,6 @@ export class BlockResampler {
     this.#onWorkerError?.(message);
   }
 
-  #rec(slot: number, word: number): number {
-    return recordIndex(slot, word);
-  }
-
   /** Sends a block to a free slot, or resamples it here; then sends out what is done. */
   #dispatch(input: Int16Array, skip: number, count: number, last: boolean, out: (s: Int16Array) => void): void {
     const ratio = this.layout.ratio;
@@ -447,12 +443,12 @@ export class BlockResampler {
     if (slot >= 0) {
       const c = this.#ctrl;
       this.#slots[slot].input.set(input);
-      c[this.#rec(slot, R_SEQ)] = seq;
-      c[this.#rec(slot, R_IN)] = input.length / this.#inCh;
-      c[this.#rec(slot, R_SKIP)] = outSkip;
-      c[this.#rec(slot, R_COUNT)] = outCount;
-      c[this.#rec(slot, R_LAST)] = last ? 1 : 0;
-      Atomics.store(c, this.#rec(slot, R_STATE), S_SUBMITTED);
+      c[recordIndex(slot, R_SEQ)] = seq;
+      c[recordIndex(slot, R_IN)] = input.length / this.#inCh;
+      c[recordIndex(slot, R_SKIP)] = outSkip;
+      c[recordIndex(slot, R_COUNT)] = outCount;
+      c[recordIndex(slot, R_LAST)] = last ? 1 : 0;
+      Atomics.store(c, recordIndex(slot, R_STATE), S_SUBMITTED);
       Atomics.add(c, W_WORK, 1);
       Atomics.notify(c, W_WORK, 1);
       this.#queue.push({ slot, seq });
@@ -473,7 +469,7 @@ export class BlockResampler {
 
   #freeSlot(): number {
     for (let i = 0; i < this.#slots.length; i++) {
-      if (Atomics.load(this.#ctrl, this.#rec(i, R_STATE)) === S_FREE) return i;
+      if (Atomics.load(this.#ctrl, recordIndex(i, R_STATE)) === S_FREE) return i;
     }
     return -1;
   }
@@ -490,14 +486,14 @@ export class BlockResampler {
   /** Resamples here the block in `slot` (a worker never started it, or failed it). */
   #takeBack(slot: number): { out: Int16Array; buf: Int16Array } {
     const c = this.#ctrl;
-    const inFrames = c[this.#rec(slot, R_IN)];
+    const inFrames = c[recordIndex(slot, R_IN)];
     const input = this.#slots[slot].input.subarray(0, inFrames * this.#inCh);
     this.counts.stolen++;
     return this.#resampleHere(
       input,
-      c[this.#rec(slot, R_SKIP)],
-      c[this.#rec(slot, R_COUNT)],
-      c[this.#rec(slot, R_LAST)] === 1,
+      c[recordIndex(slot, R_SKIP)],
+      c[recordIndex(slot, R_COUNT)],
+      c[recordIndex(slot, R_LAST)] === 1,
     );
   }
 
@@ -515,11 +511,11 @@ export class BlockResampler {
         this.#spare.push(head.buf);
         continue;
       }
-      const st = this.#rec(head.slot, R_STATE);
+      const st = recordIndex(head.slot, R_STATE);
       const state = Atomics.load(c, st);
       if (state === S_DONE) {
         this.#queue.shift();
-        const made = c[this.#rec(head.slot, R_MADE)];
+        const made = c[recordIndex(head.slot, R_MADE)];
         this.counts.worker++;
         // Copied out, so that the slot is free at once and `out` never sees shared memory (which some I/O refuses).
         const o = made > 0 ? this.#copyOut(this.#slots[head.slot].output.subarray(0, made * this.#outCh)) : undefined;
@@ -547,8 +543,8 @@ export class BlockResampler {
       // (at the end of the stream, any).
       if (this.#steal && this.#stealNewest(keep === 0 ? 1 : 2)) continue;
       // Wait; do it here if the worker stalls.
-      if (Atomics.wait(c, st, state, STALL_MS) === "timed-out" && Atomics.load(c, st) === state) {
-        this.#workerFailed(`a worker took more than ${STALL_MS / 1000} s over a block`);
+      if (Atomics.wait(c, st, state, this.#stallMs) === "timed-out" && Atomics.load(c, st) === state) {
+        this.#workerFailed(`a worker took more than ${this.#stallMs / 1000} s over a block`);
         // The worker may still write its output: the slot is left to it, never used again.
         this.#queue[0] = { ...this.#takeBack(head.slot), seq: head.seq };
       }
@@ -564,13 +560,13 @@ export class BlockResampler {
     let submitted = 0;
     for (let i = 1; i < this.#queue.length; i++) {
       const p = this.#queue[i];
-      if (!("out" in p) && Atomics.load(c, this.#rec(p.slot, R_STATE)) === S_SUBMITTED) submitted++;
+      if (!("out" in p) && Atomics.load(c, recordIndex(p.slot, R_STATE)) === S_SUBMITTED) submitted++;
     }
     if (submitted < least) return false;
     for (let i = this.#queue.length - 1; i > 0; i--) {
       const p = this.#queue[i];
       if ("out" in p) continue;
-      const st = this.#rec(p.slot, R_STATE);
+      const st = recordIndex(p.slot, R_STATE);
       if (Atomics.compareExchange(c, st, S_SUBMITTED, S_STOLEN) === S_SUBMITTED) {
         this.#queue[i] = { ...this.#takeBack(p.slot), seq: p.seq };
         Atomics.store(c, st, S_FREE);

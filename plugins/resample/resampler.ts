@@ -24,7 +24,7 @@ import {
   resamplerSchema,
 } from "./plugins.ts";
 import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
-import type { BlockResampler } from "./blocks.ts";
+import type { BlockCounts, BlockResampler } from "./blocks.ts";
 import { Slab } from "../../core/slab.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
 import { lazyModule } from "../../core/lazy.ts";
@@ -55,7 +55,7 @@ export interface ResamplerStats {
    */
   latency_ms: number;
   /** With `threads` > 1: blocks resampled by the worker threads, and on the chain's thread. */
-  blocks?: { worker: number; local: number; stolen: number };
+  blocks?: BlockCounts;
 }
 
 /** How the stage maps input channels to output channels. */
@@ -180,30 +180,29 @@ export async function createResampler(
       lsrConverter.configure(inRate, inCh, outCh);
       converter = lsrConverter;
     } else {
-      converter = new PolyphaseResampler({
-        inRate,
-        outRate: rate,
-        inChannels: inCh,
-        outChannels: outCh,
-        filter: spec,
-        // The next stage borrows its input: one output array, overwritten frame after frame.
-        reuseOutput: ctx?.reuseOutput === true,
-      });
       const conf = { inRate, outRate: rate, inChannels: inCh, outChannels: outCh, filter: spec };
-      if (blockResampler && ctx?.checking !== true) {
-        if (blockResampler.layoutFor(conf)) {
-          blocks = new blockResampler({
-            ...conf,
-            workers: threads - 1,
-            onWorkerError: (m) => ctx?.log?.warn(`${m}: resampling the rest on the chain's thread`),
-          });
-        } else {
+      const cut = blockResampler && ctx?.checking !== true ? blockResampler.layoutFor(conf) : undefined;
+      if (blockResampler && cut) {
+        converter = undefined;
+        blocks = new blockResampler({
+          ...conf,
+          workers: threads - 1,
+          onWorkerError: (m) => ctx?.log?.warn(`${m}: resampling the rest on the chain's thread`),
+        });
+      } else {
+        if (blockResampler && ctx?.checking !== true) {
           ctx?.log?.info(`${inRate} → ${rate} Hz cannot be cut into blocks (its phases repeat too seldom): one thread`);
         }
+        converter = new PolyphaseResampler({
+          ...conf,
+          // The next stage borrows its input: one output array, overwritten frame after frame.
+          reuseOutput: ctx?.reuseOutput === true,
+        });
       }
     }
-    stats.converter = (converter?.describe ?? "") +
-      (blocks ? `, ${threads} threads (blocks of ${(blocks.layout.block / inRate).toFixed(2)} s)` : "");
+    stats.converter = blocks
+      ? `${blocks.describe}, ${threads} threads (blocks of ${(blocks.layout.block / inRate).toFixed(2)} s)`
+      : converter?.describe ?? "";
     stats.latency_ms = blocks
       ? ((blocks.layout.block + blocks.layout.lookahead) / inRate) * 1000
       : (converter?.latency ?? 0) * 1000;
@@ -235,17 +234,24 @@ export async function createResampler(
     return ok;
   }
 
+  /** The emit of the `process` or `flush` call in progress, and the answer of its last emit (block mode). */
+  let blockEmit: Emit = () => true;
+  let blockOk = true;
+  /** What the block converter calls with each block's output: made once, not per frame. */
+  const onBlock = (o: Int16Array) => void (blockOk = sendBlocks(blockEmit, o, layout!));
+
   /** Emits the converter's tail so the stream has round(in × rate / inRate) samples; the converter starts afresh. */
   function drain(emit: Emit): void {
     const l = layout;
-    if (!l || !started || !converter) return;
+    if (!l || !started || (!converter && !blocks)) return;
     if (blocks) {
-      blocks.flush((o) => sendBlocks(emit, o, l));
+      blockEmit = emit;
+      blocks.flush(onBlock);
       started = false;
       outFrames = 0;
       return;
     }
-    const tail = converter.flush();
+    const tail = converter!.flush();
     if (tail.length > 0) send(emit, tail, l);
     started = false;
     outFrames = 0;
@@ -287,6 +293,13 @@ export async function createResampler(
         started = true;
         basePts = Math.round((frame.pts * rate) / l.inRate);
       }
+      if (blocks) {
+        piece = Math.max(piece, Math.round((n * rate) / l.inRate));
+        blockEmit = emit;
+        blockOk = true;
+        blocks.process(frame.samples, onBlock);
+        return blockOk;
+      }
       if (!converter) {
         // Same rate: pass through, timestamps unchanged.
         // This stage borrows its input (its plugin says so): the input's own array goes on only to a next stage
@@ -297,12 +310,6 @@ export async function createResampler(
         stats.frames_out++;
         stats.samples_out += n;
         return emit(out);
-      }
-      if (blocks) {
-        piece = Math.max(piece, Math.round((n * rate) / l.inRate));
-        let ok = true;
-        blocks.process(frame.samples, (o) => ok = sendBlocks(emit, o, l));
-        return ok;
       }
       const res = converter.process(frame.samples);
       if (res.length === 0) return true;
