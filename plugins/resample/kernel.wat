@@ -118,20 +118,91 @@
   ;; then phase += sf, idx += si, and once phase reaches L: phase −= L, idx += 1.
   ;; Stops before an output would read past x[avail − 1], or after $max outputs.
   ;; Returns the number of outputs written.
+  ;;
+  ;; Outputs n and n + L have the same phase, and the second reads the input M = si × L + sf
+  ;; samples later. So while 2L outputs fit (in $max and in the input), they are made as L pairs
+  ;; (j, j + L), each pair sharing its coefficient loads: a quarter fewer loads, which bound this
+  ;; loop. Each output keeps its own sums in the order of the single loop below, so every output
+  ;; is the same, bit for bit, whichever loop made it.
   (func (export "fir")
     (param $st i32) (param $x i32) (param $avail i32) (param $coef i32) (param $taps i32)
     (param $L i32) (param $si i32) (param $sf i32) (param $out i32) (param $max i32) (result i32)
     (local $idx i32) (local $ph i32) (local $n i32) (local $p i32) (local $c i32) (local $e i32)
     (local $row i32) (local $lim i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $q i32) (local $j i32) (local $o i32) (local $mb i32) (local $h v128)
+    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128)
     (local.set $idx (i32.load (local.get $st)))
     (local.set $ph (i32.load offset=4 (local.get $st)))
     (local.set $row (i32.shl (local.get $taps) (i32.const 2)))
     (local.set $lim (i32.sub (local.get $avail) (local.get $taps)))
+    ;; M in bytes of input.
+    (local.set $mb (i32.shl (i32.add (i32.mul (local.get $si) (local.get $L)) (local.get $sf)) (i32.const 2)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_s (local.get $n) (local.get $max)))
         (br_if $done (i32.gt_s (local.get $idx) (local.get $lim)))
+        ;; 2L outputs as L pairs, when they fit: every output of the block reads from below
+        ;; idx + 2M, so idx + 2M <= lim is enough.
+        (if (i32.and
+              (i32.le_s (i32.add (local.get $n) (i32.shl (local.get $L) (i32.const 1))) (local.get $max))
+              (i32.le_s (i32.add (local.get $idx) (i32.shr_u (local.get $mb) (i32.const 1))) (local.get $lim)))
+          (then
+            (local.set $j (i32.const 0))
+            (loop $pair
+              (local.set $p (i32.add (local.get $x) (i32.shl (local.get $idx) (i32.const 2))))
+              (local.set $q (i32.add (local.get $p) (local.get $mb)))
+              (local.set $c (i32.add (local.get $coef) (i32.mul (local.get $ph) (local.get $row))))
+              (local.set $e (i32.add (local.get $c) (local.get $row)))
+              (local.set $a0 (v128.const i32x4 0 0 0 0))
+              (local.set $a1 (v128.const i32x4 0 0 0 0))
+              (local.set $a2 (v128.const i32x4 0 0 0 0))
+              (local.set $a3 (v128.const i32x4 0 0 0 0))
+              (local.set $b0 (v128.const i32x4 0 0 0 0))
+              (local.set $b1 (v128.const i32x4 0 0 0 0))
+              (local.set $b2 (v128.const i32x4 0 0 0 0))
+              (local.set $b3 (v128.const i32x4 0 0 0 0))
+              (loop $dot2
+                (local.set $h (v128.load (local.get $c)))
+                (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load align=4 (local.get $p)) (local.get $h))))
+                (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load align=4 (local.get $q)) (local.get $h))))
+                (local.set $h (v128.load offset=16 (local.get $c)))
+                (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 align=4 (local.get $p)) (local.get $h))))
+                (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=16 align=4 (local.get $q)) (local.get $h))))
+                (local.set $h (v128.load offset=32 (local.get $c)))
+                (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 align=4 (local.get $p)) (local.get $h))))
+                (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=32 align=4 (local.get $q)) (local.get $h))))
+                (local.set $h (v128.load offset=48 (local.get $c)))
+                (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 align=4 (local.get $p)) (local.get $h))))
+                (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=48 align=4 (local.get $q)) (local.get $h))))
+                (local.set $p (i32.add (local.get $p) (i32.const 64)))
+                (local.set $q (i32.add (local.get $q) (i32.const 64)))
+                (local.set $c (i32.add (local.get $c) (i32.const 64)))
+                (br_if $dot2 (i32.lt_u (local.get $c) (local.get $e))))
+              (local.set $a0 (f32x4.add (f32x4.add (local.get $a0) (local.get $a1)) (f32x4.add (local.get $a2) (local.get $a3))))
+              (local.set $b0 (f32x4.add (f32x4.add (local.get $b0) (local.get $b1)) (f32x4.add (local.get $b2) (local.get $b3))))
+              (local.set $o (i32.add (local.get $out) (i32.shl (i32.add (local.get $n) (local.get $j)) (i32.const 2))))
+              (f32.store (local.get $o)
+                (f32.add
+                  (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
+                  (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+              (f32.store (i32.add (local.get $o) (i32.shl (local.get $L) (i32.const 2)))
+                (f32.add
+                  (f32.add (f32x4.extract_lane 0 (local.get $b0)) (f32x4.extract_lane 1 (local.get $b0)))
+                  (f32.add (f32x4.extract_lane 2 (local.get $b0)) (f32x4.extract_lane 3 (local.get $b0)))))
+              (local.set $idx (i32.add (local.get $idx) (local.get $si)))
+              (local.set $ph (i32.add (local.get $ph) (local.get $sf)))
+              (if (i32.ge_u (local.get $ph) (local.get $L))
+                (then
+                  (local.set $ph (i32.sub (local.get $ph) (local.get $L)))
+                  (local.set $idx (i32.add (local.get $idx) (i32.const 1)))))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_if $pair (i32.lt_u (local.get $j) (local.get $L))))
+            ;; L steps moved idx by M and brought the phase round; the second half's L outputs
+            ;; move it by M more.
+            (local.set $idx (i32.add (local.get $idx) (i32.shr_u (local.get $mb) (i32.const 2))))
+            (local.set $n (i32.add (local.get $n) (i32.shl (local.get $L) (i32.const 1))))
+            (br $next)))
         (local.set $p (i32.add (local.get $x) (i32.shl (local.get $idx) (i32.const 2))))
         (local.set $c (i32.add (local.get $coef) (i32.mul (local.get $ph) (local.get $row))))
         (local.set $e (i32.add (local.get $c) (local.get $row)))
