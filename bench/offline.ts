@@ -10,8 +10,9 @@
  *    16-bit and looped to `--seconds` (default 600), in `out/bench-offline/`.
  * 2. Runs, alternating (A B C D, A B C D, ...; one warm-up round first), each tool's
  *    44.1 kHz → 8 kHz µ-law → decode → 16-bit WAV transcode of that file:
- *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included), and
- *      `voxpipe-2t` the same with `--set threads=2` (the resampler on two threads);
+ *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included; as shipped, the
+ *      resampler chooses its threads: one below 20 minutes of audio, two from 20 minutes on a machine with 2 or more
+ *      cores), and `voxpipe-2t` the same with `--set threads=2` (the resampler on two threads whatever the length);
  *    - GStreamer: `filesrc ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 !
  *      mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! filesink`;
  *    - ffmpeg: `ffmpeg -i in.wav -ar 8000 -ac 1 -f mulaw - | ffmpeg -f mulaw -ar 8000 -ac 1 -i - out.wav`;

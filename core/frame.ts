@@ -125,6 +125,12 @@ export interface Format {
   codec?: Codec;
   /** encoded / rtp: clock rate in Hz. */
   clockRate?: number;
+  /**
+   * pcm: the stream's whole length in sample frames (per channel), when its source knows it before the first frame
+   * (a file read once; not a looped file, a device or the network). Informative: negotiation never compares it, and a
+   * stage that changes the rate or the length leaves it out of what it produces unless it says the new length.
+   */
+  frames?: number;
 }
 
 /**

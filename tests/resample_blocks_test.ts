@@ -2,6 +2,7 @@
  * Tests of block-parallel resampling (`plugins/resample/blocks.ts`, the `resampler` stage's `threads`): the output is
  * the single-thread resampler's, bit for bit, over rates, channel mappings, qualities, frame cuts and stream lengths,
  * whether the workers do the blocks, fail them, or never start; and a chain with a real-time stage refuses it.
+ * `threads: 0` (the default) chooses from the stream's length, which file sources say in their format.
  *
  * @module
  */
@@ -17,6 +18,10 @@ import { createStage } from "./registry_util.ts";
 import { writeWav } from "./media_util.ts";
 import { repoPath } from "./util.ts";
 import { plugins as resamplePlugins } from "../plugins/resample/mod.ts";
+import { AUTO_THREADS_MIN_SECONDS, autoThreads } from "../plugins/resample/plugins.ts";
+import fileSource from "../plugins/file/file_source.ts";
+import wavSource from "../plugins/wav/wav_source.ts";
+import type { SourceStage } from "../core/stage.ts";
 import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
 import { blockLayout, BlockResampler } from "../plugins/resample/blocks.ts";
 import { FILTER_SPECS, type FilterSpec, planResampler, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
@@ -351,9 +356,158 @@ Deno.test("resampler threads: --check's plan says how many threads resample, or 
     await stage.close?.();
     return p;
   };
-  assert.equal(await plan({ rate: 8000 }), undefined, "one thread asked: nothing to say");
+  assert.equal(await plan({ rate: 8000, threads: 1 }), undefined, "one thread asked: nothing to say");
+  assert.equal(await plan({ rate: 8000 }), undefined, "automatic, the stream's length unknown: one, nothing to say");
   assert.match((await plan({ rate: 8000, threads: 2 }))!, /^2 threads \(blocks of 2\.00 s/);
   assert.match((await plan({ rate: 7999, threads: 2 }))!, /one thread: 44100 → 7999 Hz cannot be cut into blocks/);
   assert.match((await plan({ rate: 8000, threads: 2, quality: "lsr-linear" }))!, /lsr-linear: on one thread/);
   assert.match((await plan({ rate: 8000, threads: 3 }, 8000))!, /same rate/);
+});
+
+Deno.test("autoThreads: 2 only for a stream known to last 20 minutes or more, faster than real time, on 2+ cores", () => {
+  const min = AUTO_THREADS_MIN_SECONDS;
+  assert.equal(min, 1200);
+  const at = (seconds: number, o: Partial<Parameters<typeof autoThreads>[0]> = {}) =>
+    autoThreads({ sampleRate: 44100, frames: Math.round(seconds * 44100), cores: 2, ...o });
+  assert.deepEqual(at(7200), { threads: 2, why: "a 7200 s stream, 2 cores" });
+  assert.equal(at(min).threads, 2, "from the limit on");
+  assert.deepEqual(at(min - 1), { threads: 1, why: `a ${min - 1} s stream: two from 20 minutes` });
+  assert.deepEqual(at(7200, { cores: 1 }), { threads: 1, why: "a 7200 s stream, but 1 core" });
+  assert.deepEqual(at(7200, { realtime: true }), { threads: 1, why: "a chain with a real-time stage" });
+  assert.deepEqual(at(7200, { frames: undefined }), {
+    threads: 1,
+    why: "the stream's length is not known in advance",
+  });
+  assert.equal(at(7200, { sampleRate: 8000 }).threads, 2, "the length in seconds of the input's rate: 39 690 s");
+});
+
+Deno.test("file-source and wav-source say a file's length in their format, and none when looped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-auto-" });
+  try {
+    await writeWav(`${dir}/a.wav`, signal(16000, 16000 * 3 + 7, 2), 16000, 2);
+    for (const plugin of [fileSource, wavSource]) {
+      for (const loop of [false, true]) {
+        const stage = await createStage<SourceStage>(plugin, { path: `${dir}/a.wav`, loop });
+        const fmt = stage.negotiate!(undefined);
+        const want = { kind: "pcm", sampleRate: 16000, channels: 2, ...(loop ? {} : { frames: 16000 * 3 + 7 }) };
+        assert.deepEqual(fmt, want, `${plugin.name}, loop ${loop}`);
+        await stage.close?.();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "resampler threads 0: two for a long stream in a file-to-file chain, one in a real-time chain",
+  ignore: (navigator.hardwareConcurrency ?? 1) < 2,
+  async fn() {
+    // A source that says its stream lasts an hour (it sends only 3 s: the choice is made from what it says).
+    const hour = 44100 * 3600;
+    const source = definePlugin({
+      name: "test-long-source",
+      kind: "source",
+      description: "44.1 kHz mono, said to last an hour",
+      produces: { kind: "pcm", sampleRate: 44100, channels: 1, frames: hour },
+      options: z.object({}),
+      create: () => ({
+        async run(ctx) {
+          const x = signal(44100, 44100 * 3, 1);
+          for (let at = 0; at < x.length; at += 4410) {
+            ctx.emit({ kind: "pcm", samples: x.slice(at, at + 4410), sampleRate: 44100, channels: 1, pts: at });
+            await Promise.resolve();
+          }
+        },
+      }),
+    });
+    const got: Int16Array[] = [];
+    const sink = (realtime: boolean) =>
+      definePlugin({
+        name: realtime ? "test-realtime-sink" : "test-sink",
+        kind: "sink",
+        description: "collects",
+        accepts: [{ kind: "pcm" }],
+        ...(realtime ? { realtime: true } : {}),
+        options: z.object({}),
+        create: () => ({ write: (f: Frame) => void got.push((f as PcmFrame).samples.slice()) }),
+      });
+    const registry = new Registry([source, sink(true), sink(false), ...resamplePlugins]);
+    const outputs: Int16Array[] = [];
+    for (const [s, want] of [["test-sink", /2 threads/], ["test-realtime-sink", /^polyphase/]] as const) {
+      got.length = 0;
+      const p = await buildPipeline("auto", [{ use: "test-long-source" }, { use: "resampler" }, { use: s }], {
+        registry,
+        clock: new VirtualClock(),
+      });
+      const r = await p.run();
+      assert.equal(r.reason, "eos", `${s}: ${r.error}`);
+      const converter = (p.stats()[1].extra as unknown as ResamplerStats).converter;
+      assert.match(converter, want, s);
+      assert.doesNotMatch(converter, s === "test-sink" ? /^$/ : /threads/, s);
+      outputs.push(concat(got));
+    }
+    assert.equal(outputs[0].length, Math.round((44100 * 3 * 8000) / 44100));
+    assertSame(outputs[0], outputs[1], "two threads and one give the same samples");
+  },
+});
+
+Deno.test("resampler threads 0: --check's plan says what was chosen for a stream of known length", async () => {
+  const plan = async (options: Record<string, unknown>, seconds: number | undefined) => {
+    const stage = await createStage<TransformStage>(resampler, options);
+    const frames = seconds === undefined ? {} : { frames: 44100 * seconds };
+    stage.negotiate!({ kind: "pcm", sampleRate: 44100, channels: 1, ...frames });
+    const p = stage.plan!({ realtimeSink: false });
+    await stage.close?.();
+    return p;
+  };
+  assert.equal(
+    await plan({ rate: 8000 }, 600),
+    "threads 0 (automatic): one thread (a 600 s stream: two from 20 minutes)",
+  );
+  assert.equal(await plan({ rate: 8000 }, undefined), undefined);
+  assert.equal(await plan({ rate: 8000, quality: "lsr-linear" }, 7200), undefined, "libsamplerate: one, always");
+  if ((navigator.hardwareConcurrency ?? 1) >= 2) {
+    assert.match(
+      (await plan({ rate: 8000 }, 7200))!,
+      /^threads 0 \(automatic\): 2 threads \(a 7200 s stream, \d+ cores; blocks of 2\.00 s; a worker starts at the first\)$/,
+    );
+  }
+});
+
+Deno.test("transcode.json --check: a WAV file of 30 minutes gets two threads by default", {
+  ignore: (navigator.hardwareConcurrency ?? 1) < 2,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-auto-" });
+  try {
+    // 30 minutes of 16 kHz mono silence: a WAV header and a sparse data chunk (--check reads only the header).
+    const frames = 16000 * 1800;
+    await writeWav(`${dir}/long.wav`, new Int16Array(0), 16000, 1);
+    const head = await Deno.readFile(`${dir}/long.wav`);
+    const v = new DataView(head.buffer);
+    v.setUint32(4, 36 + frames * 2, true);
+    v.setUint32(40, frames * 2, true);
+    await Deno.writeFile(`${dir}/long.wav`, head);
+    await Deno.truncate(`${dir}/long.wav`, 44 + frames * 2);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        repoPath("mod.ts"),
+        "--check",
+        repoPath("pipelines/transcode.json"),
+        "--set",
+        `file=${dir}/long.wav`,
+        "--set",
+        `out=${dir}/out.wav`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+    assert.match(text, /resampler .*threads 0 \(automatic\): 2 threads \(a 1800 s stream, \d+ cores;/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -130,7 +130,7 @@ Deno.test("wav-source: 16-bit mono round-trips exactly, 20 ms frames, pts in sam
   const samples = ramp(8000 + 50); // 1.00625 s at 8 kHz
   const path = await writeWavefile(1, 8000, "16", samples);
   const { frames, stage, format } = await readAll({ path });
-  deepEqual(format, { kind: "pcm", sampleRate: 8000, channels: 1 });
+  deepEqual(format, { kind: "pcm", sampleRate: 8000, channels: 1, frames: 8050 }); // its length: a file read once
   equal(frames.length, 51);
   for (let i = 0; i < 50; i++) {
     equal(frames[i].samples.length, 160);
@@ -151,7 +151,7 @@ Deno.test("wav-source: stereo 44.1 kHz keeps both channels interleaved; frame_ms
   const samples = ramp(2 * 44100 / 10, 7); // 100 ms stereo
   const path = await writeWavefile(2, 44100, "16", samples);
   const { frames, format } = await readAll({ path, frame_ms: 10 });
-  deepEqual(format, { kind: "pcm", sampleRate: 44100, channels: 2 });
+  deepEqual(format, { kind: "pcm", sampleRate: 44100, channels: 2, frames: 4410 });
   equal(frames.length, 10);
   for (const [i, f] of frames.entries()) {
     equal(f.samples.length, 441 * 2);
@@ -210,7 +210,7 @@ Deno.test({
     const v = new DataView(bytes.buffer);
     equal(v.getUint16(20, true), 0xfffe, "ffmpeg wrote WAVE_FORMAT_EXTENSIBLE");
     const { frames, format, stage } = await readAll({ path: ext });
-    deepEqual(format, { kind: "pcm", sampleRate: 16000, channels: 2 });
+    deepEqual(format, { kind: "pcm", sampleRate: 16000, channels: 2, frames: 1600 });
     deepEqual(Array.from(concat(frames)), samples);
     ok(String(stage.stats!().file_format).includes("32-bit float"));
   },
@@ -226,7 +226,7 @@ Deno.test({
     await run("ffmpeg", ["-loglevel", "error", "-y", "-i", src, "-c:a", "pcm_s24le", ext]);
     equal(new DataView((await Deno.readFile(ext)).buffer).getUint16(20, true), 0xfffe);
     const { frames, format } = await readAll({ path: ext });
-    deepEqual(format, { kind: "pcm", sampleRate: 8000, channels: 3 });
+    deepEqual(format, { kind: "pcm", sampleRate: 8000, channels: 3, frames: 800 });
     equal(frames[0].samples.length, 160 * 3);
     deepEqual(Array.from(concat(frames)), samples);
   },

@@ -263,7 +263,11 @@ export default definePlugin({
     const fileFrames = wav ? wav.frames : mem!.samples.length / channels;
     let reader: (PcmChunkReader & { loops: number; close?(): void }) | undefined;
     return {
-      negotiate: () => ({ kind: "pcm", sampleRate, channels }),
+      // A file read once says its length (a looped one has none): e.g. the resampler's automatic threads use it.
+      negotiate: () =>
+        options.loop
+          ? { kind: "pcm", sampleRate, channels }
+          : { kind: "pcm", sampleRate, channels, frames: fileFrames },
       plan: () =>
         `${path}: ${wav ? `WAV ${fileFormat}, streamed` : `${fileFormat}, decoded in memory`}${
           options.loop ? ", looped" : ""

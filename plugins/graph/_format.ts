@@ -10,7 +10,10 @@ export function sameFormat(a: Format, b: Format): boolean {
   return formatMismatch(a, b) === undefined;
 }
 
-/** `a` completed with the fields only `b` knows. */
+/**
+ * `a` completed with the fields only `b` knows. The result has no `frames`: a stream's length does not survive a
+ * bus or a sequence (publishers and items come and go, and a sequence plays several).
+ */
 export function mergeFormat(a: Format, b: Format): Format {
   const out: Format = { kind: a.kind };
   const sampleRate = a.sampleRate ?? b.sampleRate, channels = a.channels ?? b.channels;

@@ -46,7 +46,7 @@ class BusSink implements SinkStage {
           `resampler or codec before this bus-sink, or publish on another bus)`,
       );
     }
-    this.#bus.format = known ? mergeFormat(known, input) : { ...input };
+    this.#bus.format = known ? mergeFormat(known, input) : mergeFormat(input, input); // no length: see mergeFormat
     return undefined;
   }
 

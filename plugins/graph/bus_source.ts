@@ -58,7 +58,7 @@ class BusSource implements SourceStage {
     const declared = this.#declared;
     if (known) {
       if (declared && !sameFormat(known, declared)) throw this.#mismatch(known, declared);
-      return declared ? mergeFormat(known, declared) : { ...known };
+      return declared ? mergeFormat(known, declared) : mergeFormat(known, known);
     }
     if (declared) return declared;
     throw new FormatError(

@@ -72,7 +72,7 @@ function itemsFormat(items: SubStage[]): Format {
       );
     }
     if (!fmt) {
-      fmt = f;
+      fmt = mergeFormat(f, f); // the item's format without its length (see mergeFormat)
       from = i;
     } else if (!sameFormat(fmt, f)) {
       throw new Error(

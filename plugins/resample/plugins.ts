@@ -22,6 +22,47 @@ export const MAX_RATE = 192000;
 /** Most threads one resampler stage may use (`threads`). */
 export const MAX_THREADS = 8;
 
+/**
+ * Shortest stream, in seconds of input, for which `threads: 0` (automatic) takes a second thread. Starting a worker
+ * holds the chain's thread ~30 ms; on this project's 2-core machine two threads broke even at 15 minutes of 44.1 kHz
+ * audio to 8 kHz G.711 (`transcode.json`) and took 22 % less time at 30 minutes, 25 % at 2 hours.
+ */
+export const AUTO_THREADS_MIN_SECONDS = 1200;
+
+/** What {@linkcode autoThreads} is told about a stream and the machine. */
+export interface AutoThreadsInput {
+  /** The input's rate, Hz. */
+  sampleRate: number;
+  /** The stream's length in sample frames, when its source said it (`Format.frames`). */
+  frames?: number;
+  /** The chain has a real-time stage (`StageContext.realtime`). */
+  realtime?: boolean;
+  /** Cores this process may use (`navigator.hardwareConcurrency`). */
+  cores: number;
+}
+
+/**
+ * The resampler's automatic choice of threads (`threads: 0`): 2 for a stream whose length is known and at least
+ * {@linkcode AUTO_THREADS_MIN_SECONDS}, in a chain without a real-time stage, on a machine with 2 or more cores;
+ * else 1. `why` says which rule decided, for `--check`.
+ *
+ * @example
+ * ```ts
+ * autoThreads({ sampleRate: 44100, frames: 44100 * 7200, cores: 2 }).threads; // 2
+ * autoThreads({ sampleRate: 44100, frames: 44100 * 600, cores: 2 }).threads; // 1
+ * ```
+ */
+export function autoThreads(input: AutoThreadsInput): { threads: number; why: string } {
+  const minutes = AUTO_THREADS_MIN_SECONDS / 60;
+  if (input.realtime) return { threads: 1, why: "a chain with a real-time stage" };
+  if (input.frames === undefined) return { threads: 1, why: "the stream's length is not known in advance" };
+  const seconds = input.frames / input.sampleRate;
+  const length = `a ${Math.round(seconds)} s stream`;
+  if (seconds < AUTO_THREADS_MIN_SECONDS) return { threads: 1, why: `${length}: two from ${minutes} minutes` };
+  if (input.cores < 2) return { threads: 1, why: `${length}, but ${input.cores} core` };
+  return { threads: 2, why: `${length}, ${input.cores} cores` };
+}
+
 /** The `quality` values. */
 export const QUALITIES = [
   "medium",
@@ -65,15 +106,18 @@ export const resamplerSchema = lazySchema(() =>
         '"lsr-medium" (~130 dB, ~60x realtime: the default before the polyphase kernel), ' +
         '"lsr-fastest" (cuts 3.4 kHz by 8.8 dB at 8 kHz output, UNFIT FOR TELEPHONY), "lsr-linear".',
     ),
-    threads: z.number().int().min(1).max(MAX_THREADS).default(1).describe(
-      `Threads that resample one stream, 1..${MAX_THREADS}. Default 1. More than 1 is for chains that run faster ` +
-        "than real time (a file to a file) and is refused in a chain with a real-time stage: the stream is cut " +
-        "into blocks of 2 s, and N - 1 worker threads resample blocks while the chain's thread does the rest, " +
-        "with output identical, bit for bit, to one thread's; a block leaves once it, and every block before it, " +
-        "is done. Polyphase qualities only (medium, best, fastest, linear; lsr-* run on one thread), and rates " +
-        "whose phases repeat within a quarter of a second of input (every common pair; 44100 to 7999 Hz does not). " +
-        "Starting a worker costs ~27 ms: on a 2-core machine, 2 threads pay from streams of ~10 minutes " +
-        "(a 2-hour 44.1 kHz file to 8 kHz G.711: 25 % less time).",
+    threads: z.number().int().min(0).max(MAX_THREADS).default(0).describe(
+      `Threads that resample one stream: 0 (default) chooses, 1..${MAX_THREADS} says. ` +
+        `0 takes 2 for a stream whose source knows its length (a file read once, not looped) when it is at ` +
+        `least ${AUTO_THREADS_MIN_SECONDS / 60} minutes, in a chain without a real-time stage, on a machine ` +
+        "with 2 or more cores; 1 otherwise (starting a worker costs ~30 ms: on 2 cores, 2 threads break even " +
+        "at ~15 minutes of audio and take 25 % less time on a 2-hour 44.1 kHz file to 8 kHz G.711). " +
+        "More than 1 is for chains that run faster than real time (a file to a file), and asking for it is " +
+        "refused in a chain with a real-time stage: the stream is cut into blocks of 2 s, and N - 1 worker " +
+        "threads resample blocks while the chain's thread does the rest, with output identical, bit for bit, " +
+        "to one thread's; a block leaves once it, and every block before it, is done. Polyphase qualities " +
+        "only (medium, best, fastest, linear; lsr-* run on one thread), and rates whose phases repeat within " +
+        "a quarter of a second of input (every common pair; 44100 to 7999 Hz does not).",
     ),
   })
 );

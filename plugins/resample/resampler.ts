@@ -15,6 +15,7 @@ import { expectFormat, type FormatCheck, frameRefusal } from "../../core/format_
 import { type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
 import {
   ACCEPTS,
+  autoThreads,
   MAX_RATE,
   MIN_RATE,
   NAME,
@@ -126,16 +127,24 @@ export async function createResampler(
   const rate = options.rate;
   const want = options.channels;
   const quality = options.quality;
-  const threads = options.threads ?? 1;
+  /** `threads` as asked: 0 chooses (see `autoThreads`), once the input's format says the stream's length. */
+  const asked = options.threads ?? 0;
+  const auto = asked === 0;
+  /** Threads the current stream uses, and with `auto` why (for `--check`). */
+  let threads = auto ? 1 : asked;
+  let autoWhy: string | undefined;
+  /** With `auto`: the input said its length and the chain runs faster than real time, so the choice is worth a line. */
+  let autoShown = false;
   let lsrConverter: LsrConverter | undefined;
   if (quality.startsWith("lsr-")) {
     const { LsrConverter } = await lsrModule();
     lsrConverter = await LsrConverter.create(quality.slice(4) as LsrQuality, rate);
   }
   const spec = FILTER_SPECS[quality as keyof typeof FILTER_SPECS];
-  // Loaded here, where the stage may wait: `configure` (in negotiate, or at a frame) cannot.
-  const blockResampler = threads > 1 && !lsrConverter ? (await blocksModule()).BlockResampler : undefined;
-  if (threads > 1 && lsrConverter) {
+  // Loaded here, where the stage may wait: `configure` (in negotiate, or at a frame) cannot. With `auto` too:
+  // negotiate may choose two threads.
+  const blockResampler = (asked > 1 || auto) && !lsrConverter ? (await blocksModule()).BlockResampler : undefined;
+  if (asked > 1 && lsrConverter) {
     ctx?.log?.info(`${quality} runs on one thread ("threads" is for the polyphase kernel)`);
   }
 
@@ -181,7 +190,7 @@ export async function createResampler(
       converter = lsrConverter;
     } else {
       const conf = { inRate, outRate: rate, inChannels: inCh, outChannels: outCh, filter: spec };
-      const cut = blockResampler && ctx?.checking !== true ? blockResampler.layoutFor(conf) : undefined;
+      const cut = blockResampler && threads > 1 && ctx?.checking !== true ? blockResampler.layoutFor(conf) : undefined;
       if (blockResampler && cut) {
         converter = undefined;
         blocks = new blockResampler({
@@ -190,7 +199,7 @@ export async function createResampler(
           onWorkerError: (m) => ctx?.log?.warn(`${m}: resampling the rest on the chain's thread`),
         });
       } else {
-        if (blockResampler && ctx?.checking !== true) {
+        if (blockResampler && threads > 1 && ctx?.checking !== true) {
           ctx?.log?.info(`${inRate} → ${rate} Hz cannot be cut into blocks (its phases repeat too seldom): one thread`);
         }
         converter = new PolyphaseResampler({
@@ -260,7 +269,7 @@ export async function createResampler(
   return {
     negotiate(input) {
       expectFormat(input, ACCEPTS, check);
-      if (threads > 1 && ctx?.realtime === true) {
+      if (asked > 1 && ctx?.realtime === true) {
         const where = ctx.pipeline !== undefined
           ? `pipeline "${ctx.pipeline}", stage ${ctx.index} (${ctx.label})`
           : NAME;
@@ -271,6 +280,15 @@ export async function createResampler(
       }
       const why = refusal(input!, want);
       if (why) throw new FormatError(why);
+      if (auto) {
+        const realtime = ctx?.realtime === true;
+        const frames = input!.sampleRate !== undefined ? input!.frames : undefined;
+        const cores = navigator.hardwareConcurrency ?? 1;
+        const choice = autoThreads({ sampleRate: input!.sampleRate ?? 1, frames, realtime, cores });
+        threads = lsrConverter ? 1 : choice.threads;
+        autoWhy = choice.why;
+        autoShown = !realtime && frames !== undefined && !lsrConverter;
+      }
       if (input!.sampleRate !== undefined && input!.channels !== undefined) {
         configure(input!.sampleRate, input!.channels);
       }
@@ -331,17 +349,26 @@ export async function createResampler(
 
     stats: () => ({ ...stats, ...(blocks ? { blocks: { ...blocks.counts } } : {}) }),
 
-    /** With `threads` > 1, for `--check`: how many threads resample, or why one does. */
+    /**
+     * For `--check`, with `threads` > 1 or automatic: how many threads resample, or why one does (automatic: only
+     * when the input said its length in a chain without a real-time stage; one thread otherwise goes without saying).
+     */
     plan() {
-      if (threads === 1) return undefined;
+      if (auto) {
+        if (!autoShown) return undefined;
+        if (threads === 1) return `threads 0 (automatic): one thread (${autoWhy})`;
+      } else if (threads === 1) return undefined;
+      const head = auto ? `threads 0 (automatic): ` : "";
       const l = layout;
       if (!l || l.inRate === rate) return l ? "same rate: passes through, on one thread" : undefined;
       if (!blockResampler) return `${quality}: on one thread ("threads" is for the polyphase kernel)`;
       const conf = { inRate: l.inRate, outRate: rate, inChannels: l.inCh, outChannels: l.outCh, filter: spec };
       const b = blockResampler.layoutFor(conf);
       return b
-        ? `${threads} threads (blocks of ${(b.block / l.inRate).toFixed(2)} s; a worker starts at the first)`
-        : `on one thread: ${l.inRate} → ${rate} Hz cannot be cut into blocks`;
+        ? `${head}${threads} threads (${auto ? `${autoWhy}; ` : ""}blocks of ${
+          (b.block / l.inRate).toFixed(2)
+        } s; a worker starts at the first)`
+        : `${head}on one thread: ${l.inRate} → ${rate} Hz cannot be cut into blocks`;
     },
   };
 }

@@ -62,7 +62,11 @@ export default definePlugin({
     const counters = { frames: 0, samples: 0 };
     let reader: WavStreamReader | undefined;
     return {
-      negotiate: () => ({ kind: "pcm", sampleRate: info.sampleRate, channels: info.channels }),
+      // A file read once says its length (a looped one has none).
+      negotiate: () =>
+        options.loop
+          ? { kind: "pcm", sampleRate: info.sampleRate, channels: info.channels }
+          : { kind: "pcm", sampleRate: info.sampleRate, channels: info.channels, frames: info.frames },
       plan: () => `${path}: WAV ${describeWav(info)}${options.loop ? ", looped" : ""}`,
       async run(rc) {
         reader = await WavStreamReader.open(
