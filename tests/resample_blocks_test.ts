@@ -466,6 +466,7 @@ Deno.test("resampler threads 0: --check's plan says what was chosen for a stream
     "threads 0 (automatic): one thread (a 600 s stream: two from 20 minutes)",
   );
   assert.equal(await plan({ rate: 8000 }, undefined), undefined);
+  assert.equal(await plan({ rate: 44100 }, 7200), undefined, "the same rate: nothing to choose");
   assert.equal(await plan({ rate: 8000, quality: "lsr-linear" }, 7200), undefined, "libsamplerate: one, always");
   if ((navigator.hardwareConcurrency ?? 1) >= 2) {
     assert.match(

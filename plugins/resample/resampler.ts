@@ -354,12 +354,13 @@ export async function createResampler(
      * when the input said its length in a chain without a real-time stage; one thread otherwise goes without saying).
      */
     plan() {
+      const l = layout;
       if (auto) {
-        if (!autoShown) return undefined;
+        // Nothing to choose when the audio passes through.
+        if (!autoShown || (l && l.inRate === rate)) return undefined;
         if (threads === 1) return `threads 0 (automatic): one thread (${autoWhy})`;
       } else if (threads === 1) return undefined;
       const head = auto ? `threads 0 (automatic): ` : "";
-      const l = layout;
       if (!l || l.inRate === rate) return l ? "same rate: passes through, on one thread" : undefined;
       if (!blockResampler) return `${quality}: on one thread ("threads" is for the polyphase kernel)`;
       const conf = { inRate: l.inRate, outRate: rate, inChannels: l.inCh, outChannels: l.outCh, filter: spec };
