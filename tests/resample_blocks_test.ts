@@ -273,6 +273,22 @@ Deno.test("resampler threads: 2 gives the same frames as one thread, cut as the 
   assert.equal(one.stats.blocks, undefined);
 });
 
+/**
+ * A pcm sink for test chains: `test-realtime-sink` (a real-time stage, as a device or the network is) or `test-sink`
+ * (a file-like one); each frame goes to `onFrame`.
+ */
+function testSink(realtime: boolean, onFrame: (f: Frame) => void = () => {}) {
+  return definePlugin({
+    name: realtime ? "test-realtime-sink" : "test-sink",
+    kind: "sink",
+    description: "collects",
+    accepts: [{ kind: "pcm" }],
+    ...(realtime ? { realtime: true } : {}),
+    options: z.object({}),
+    create: () => ({ write: onFrame }),
+  });
+}
+
 Deno.test("resampler threads: refused in a chain with a real-time stage, saying why", async () => {
   const source = definePlugin({
     name: "test-source",
@@ -287,17 +303,7 @@ Deno.test("resampler threads: refused in a chain with a real-time stage, saying 
       },
     }),
   });
-  const sink = (realtime: boolean) =>
-    definePlugin({
-      name: realtime ? "test-realtime-sink" : "test-sink",
-      kind: "sink",
-      description: "collects",
-      accepts: [{ kind: "pcm" }],
-      ...(realtime ? { realtime: true } : {}),
-      options: z.object({}),
-      create: () => ({ write: (_f: Frame) => {} }),
-    });
-  const registry = new Registry([source, sink(true), sink(false), ...resamplePlugins]);
+  const registry = new Registry([source, testSink(true), testSink(false), ...resamplePlugins]);
   const chain = (s: string, threads: number) => [{ use: "test-source" }, { use: "resampler", threads }, { use: s }];
   await assert.rejects(
     buildPipeline("send", chain("test-realtime-sink", 2), { registry, clock: new VirtualClock() }),
@@ -422,17 +428,8 @@ Deno.test({
       }),
     });
     const got: Int16Array[] = [];
-    const sink = (realtime: boolean) =>
-      definePlugin({
-        name: realtime ? "test-realtime-sink" : "test-sink",
-        kind: "sink",
-        description: "collects",
-        accepts: [{ kind: "pcm" }],
-        ...(realtime ? { realtime: true } : {}),
-        options: z.object({}),
-        create: () => ({ write: (f: Frame) => void got.push((f as PcmFrame).samples.slice()) }),
-      });
-    const registry = new Registry([source, sink(true), sink(false), ...resamplePlugins]);
+    const collect = (f: Frame) => void got.push((f as PcmFrame).samples.slice());
+    const registry = new Registry([source, testSink(true, collect), testSink(false, collect), ...resamplePlugins]);
     const outputs: Int16Array[] = [];
     for (const [s, want] of [["test-sink", /2 threads/], ["test-realtime-sink", /^polyphase/]] as const) {
       got.length = 0;
