@@ -22,6 +22,7 @@ import { AUTO_THREADS_MIN_SECONDS, autoThreads } from "../plugins/resample/plugi
 import fileSource from "../plugins/file/file_source.ts";
 import wavSource from "../plugins/wav/wav_source.ts";
 import type { SourceStage } from "../core/stage.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
 import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
 import { blockLayout, BlockResampler } from "../plugins/resample/blocks.ts";
 import { FILTER_SPECS, type FilterSpec, planResampler, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
@@ -433,10 +434,18 @@ Deno.test({
     const outputs: Int16Array[] = [];
     for (const [s, want] of [["test-sink", /2 threads/], ["test-realtime-sink", /^polyphase/]] as const) {
       got.length = 0;
+      const lines = new MemoryOutput();
       const p = await buildPipeline("auto", [{ use: "test-long-source" }, { use: "resampler" }, { use: s }], {
         registry,
         clock: new VirtualClock(),
+        log: new Logger({ level: "info", outputs: [lines] }),
       });
+      // Taking a thread more than asked for is said once, at info level; staying on one is not.
+      const said = lines.lines.filter((l) => l.includes("resampling on"));
+      if (s === "test-sink") {
+        assert.equal(said.length, 1, lines.lines.join("\n"));
+        assert.match(said[0], /resampling on 2 threads \(a 3600 s stream, \d+ cores\); "threads": 1 keeps one/);
+      } else assert.deepEqual(said, []);
       const r = await p.run();
       assert.equal(r.reason, "eos", `${s}: ${r.error}`);
       const converter = (p.stats()[1].extra as unknown as ResamplerStats).converter;

@@ -288,6 +288,10 @@ export async function createResampler(
         threads = lsrConverter ? 1 : choice.threads;
         autoWhy = choice.why;
         autoShown = !realtime && frames !== undefined && !lsrConverter;
+        // Say it when the stage takes a thread more than asked for (a process using two cores should say why).
+        if (threads > 1 && ctx?.checking !== true && input!.sampleRate !== rate) {
+          ctx?.log?.info(`resampling on ${threads} threads (${autoWhy}); "threads": 1 keeps one`);
+        }
       }
       if (input!.sampleRate !== undefined && input!.channels !== undefined) {
         configure(input!.sampleRate, input!.channels);
