@@ -198,6 +198,8 @@ export async function createResampler(
           workers: threads - 1,
           onWorkerError: (m) => ctx?.log?.warn(`${m}: resampling the rest on the chain's thread`),
         });
+        // Chosen, not asked for: a process that takes a second core says why.
+        if (auto) ctx?.log?.info(`resampling on ${threads} threads (${autoWhy}); "threads": 1 keeps one`);
       } else {
         if (blockResampler && threads > 1 && ctx?.checking !== true) {
           ctx?.log?.info(`${inRate} → ${rate} Hz cannot be cut into blocks (its phases repeat too seldom): one thread`);
@@ -288,10 +290,6 @@ export async function createResampler(
         threads = lsrConverter ? 1 : choice.threads;
         autoWhy = choice.why;
         autoShown = !realtime && frames !== undefined && !lsrConverter;
-        // Say it when the stage takes a thread more than asked for (a process using two cores should say why).
-        if (threads > 1 && ctx?.checking !== true && input!.sampleRate !== rate) {
-          ctx?.log?.info(`resampling on ${threads} threads (${autoWhy}); "threads": 1 keeps one`);
-        }
       }
       if (input!.sampleRate !== undefined && input!.channels !== undefined) {
         configure(input!.sampleRate, input!.channels);
