@@ -455,6 +455,15 @@ Deno.test({
     }
     assert.equal(outputs[0].length, Math.round((44100 * 3 * 8000) / 44100));
     assertSame(outputs[0], outputs[1], "two threads and one give the same samples");
+
+    // A rate pair that cannot be cut into blocks stays on one thread, says why, and announces no second thread.
+    const lines = new MemoryOutput();
+    const p = await buildPipeline("odd", [{ use: "test-long-source" }, { use: "resampler", rate: 7999 }, {
+      use: "test-sink",
+    }], { registry, clock: new VirtualClock(), log: new Logger({ level: "info", outputs: [lines] }) });
+    assert.deepEqual(lines.lines.filter((l) => l.includes("resampling on")), []);
+    assert.ok(lines.lines.some((l) => l.includes("44100 → 7999 Hz cannot be cut into blocks")), lines.lines.join("\n"));
+    await p.stop();
   },
 });
 
