@@ -5,7 +5,8 @@
  * hands its packets over and its end waits until the last one has left; the environment settings and their errors.
  *
  * Nothing here depends on timing: "never early" holds however loaded the machine is (a datagram cannot arrive
- * before it was sent), waits are bounded, and only what arrived and in which order is checked. The library is
+ * before it was sent), waits are bounded, and only what arrived and in which order is checked; the pacer's counters
+ * are read once it has counted its sends (it counts each after `sendto` returns, maybe after the datagram arrived). The library is
  * built by `scripts/setup.sh`, which the test task runs first; without it these tests fail saying so.
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
@@ -51,6 +52,17 @@ async function withLoops(fn: (loop: MediaLoop, rxLoop: MediaLoop) => Promise<voi
   }
 }
 
+/**
+ * Waits (bounded) until the pacer has finished `n` sends, sent or failed: it counts a send after `sendto` returns, so
+ * on a loaded machine the receiver can have a datagram before the pacer's thread has counted it.
+ */
+function pacerFinished(loop: MediaLoop, n: number): Promise<void> {
+  return until(() => {
+    const st = loop.pacerStats()!;
+    return st.sent + st.errors >= n;
+  }, `the pacer to count ${n} sends`);
+}
+
 /** A receiving socket on a plain loop that records each datagram from `from` with its arrival time. */
 function receiver(rxLoop: MediaLoop, fromPort: number) {
   const got: { data: Uint8Array; at: number }[] = [];
@@ -86,6 +98,7 @@ Deno.test("native pacer: datagrams leave in due order, byte for byte, never befo
       // Received (on another thread, later still) no earlier than due: the pacer never sends early.
       assert(at >= due(i) - 0.05, `datagram ${i} arrived ${(due(i) - at).toFixed(3)} ms before its due time`);
     }
+    await pacerFinished(loop, N);
     const st = loop.pacerStats()!;
     assertEquals(st.sent, N);
     assertEquals(st.errors, 0);
@@ -114,6 +127,7 @@ Deno.test("native pacer: forgetTimed drops what waits; closing a socket with dat
     a.postAt(new Uint8Array([42]), rxA.sock.local, performance.now());
     await until(() => rxA.got.length === 1, "the datagram after the forgotten ones");
     assertEquals([...rxA.got[0].data], [42]);
+    await pacerFinished(loop, 1);
     assertEquals(loop.pacerStats()!.sent, 1);
     await a.close();
     await rxA.sock.close();
