@@ -11,6 +11,13 @@ export function sameFormat(a: Format, b: Format): boolean {
 }
 
 /**
+ * The fields of `f` that negotiation compares, without its length (`frames`): what a bus or a sequence carries on.
+ */
+export function withoutLength(f: Format): Format {
+  return mergeFormat(f, f);
+}
+
+/**
  * `a` completed with the fields only `b` knows. The result has no `frames`: a stream's length does not survive a
  * bus or a sequence (publishers and items come and go, and a sequence plays several).
  */

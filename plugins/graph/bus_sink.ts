@@ -7,7 +7,7 @@ import type { Bus } from "../../core/bus.ts";
 import { type Format, formatToString, type Frame } from "../../core/frame.ts";
 import { FormatError, type SinkStage, type StageContext } from "../../core/stage.ts";
 import { busSink, type BusSinkOptions, busSinkSchema } from "./plugins.ts";
-import { mergeFormat, sameFormat } from "./_format.ts";
+import { mergeFormat, sameFormat, withoutLength } from "./_format.ts";
 
 export { busSink, type BusSinkOptions };
 
@@ -46,7 +46,7 @@ class BusSink implements SinkStage {
           `resampler or codec before this bus-sink, or publish on another bus)`,
       );
     }
-    this.#bus.format = known ? mergeFormat(known, input) : mergeFormat(input, input); // no length: see mergeFormat
+    this.#bus.format = known ? mergeFormat(known, input) : withoutLength(input); // publishers come and go: no length
     return undefined;
   }
 

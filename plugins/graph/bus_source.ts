@@ -7,7 +7,7 @@ import type { Bus, BusSubscription } from "../../core/bus.ts";
 import { type Format, formatToString } from "../../core/frame.ts";
 import { FormatError, type RunContext, type SourceStage, type StageContext } from "../../core/stage.ts";
 import { busSource, type BusSourceOptions, busSourceSchema } from "./plugins.ts";
-import { mergeFormat, sameFormat } from "./_format.ts";
+import { mergeFormat, sameFormat, withoutLength } from "./_format.ts";
 
 export { busSource, type BusSourceOptions };
 
@@ -58,7 +58,7 @@ class BusSource implements SourceStage {
     const declared = this.#declared;
     if (known) {
       if (declared && !sameFormat(known, declared)) throw this.#mismatch(known, declared);
-      return declared ? mergeFormat(known, declared) : mergeFormat(known, known);
+      return declared ? mergeFormat(known, declared) : withoutLength(known);
     }
     if (declared) return declared;
     throw new FormatError(

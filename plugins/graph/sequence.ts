@@ -7,7 +7,7 @@ import { type Format, formatToString, type Frame, type PcmFrame } from "../../co
 import type { RunContext, SourceStage, StageContext, SubStage } from "../../core/stage.ts";
 import { sequence, type SequenceOptions, sequenceSchema } from "./plugins.ts";
 import { frameSamples } from "../wav/pcm_stream.ts";
-import { mergeFormat, sameFormat } from "./_format.ts";
+import { mergeFormat, sameFormat, withoutLength } from "./_format.ts";
 
 export { sequence, type SequenceOptions };
 
@@ -72,7 +72,7 @@ function itemsFormat(items: SubStage[]): Format {
       );
     }
     if (!fmt) {
-      fmt = mergeFormat(f, f); // the item's format without its length (see mergeFormat)
+      fmt = withoutLength(f); // a sequence plays several items: the first one's length is not its own
       from = i;
     } else if (!sameFormat(fmt, f)) {
       throw new Error(

@@ -348,7 +348,7 @@ export class BlockResampler {
 
   /**
    * Starts the workers: at the stream's first whole block, so that a stream shorter than a block (or a stage built
-   * and never run) costs no thread. Creating one holds this thread ~25 ms here (Deno makes its runtime meanwhile).
+   * and never run) costs no thread. Creating one holds this thread ~25–45 ms here (Deno makes its runtime meanwhile).
    */
   #startWorkers(): void {
     for (let i = 0; i < this.#workerCount; i++) {
