@@ -24,11 +24,14 @@
  * The profiler's sampling costs CPU itself: read CPU per call from a run
  * without `--profile`, and the profile for where it goes.
  *
+ * `--record-dir DIR` makes the run's folder (the recordings, sipp's statistics) in DIR instead of the system's
+ * temporary directory: where the WAVs go is part of what a call costs (see `checkRecordDir` in `_sipp.ts`).
+ *
  * `--compare DIR` runs the callee of another checkout first, then this one,
  * alternating `--rounds` times, and prints both (same load).
  *
  * Run: `deno run -A bench/sip_call_profile.ts [--rate 200] [--calls 4000] [--hold 1000] [--profile]
- * [--top 40] [--save FILE] [--compare DIR] [--rounds 1] [--light]`.
+ * [--top 40] [--save FILE] [--compare DIR] [--rounds 1] [--light] [--record-dir DIR]`.
  *
  * @module
  */
@@ -43,7 +46,7 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { checkRecordDir, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const { values: args } = benchArgs(import.meta.url, {
   rate: { type: "string", default: "200" },
@@ -59,7 +62,9 @@ const { values: args } = benchArgs(import.meta.url, {
   rounds: { type: "string", default: "1" },
   light: { type: "boolean", default: false },
   interval: { type: "string", default: "200" },
+  "record-dir": { type: "string" },
 });
+checkRecordDir(args["record-dir"]);
 const RATE = Number(args.rate);
 const CALLS = Number(args.calls);
 const HOLD_MS = Number(args.hold);
@@ -303,7 +308,7 @@ interface RunResult {
 }
 
 async function run(label: string, root: string | undefined, profile: boolean): Promise<RunResult> {
-  const dir = await Deno.makeTempDir({ prefix: "voxpipe-prof-" });
+  const dir = await Deno.makeTempDir({ dir: args["record-dir"], prefix: "voxpipe-prof-" });
   let callee: BoundedProcess | undefined;
   let inspector: Inspector | undefined;
   try {

@@ -33,9 +33,11 @@
  * with the machine's load average.
  *
  * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
- * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K]` (needs sipp:
+ * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K] [--record-dir DIR]` (needs sipp:
  * `bash scripts/setup.sh`). `--media-workers K` adds the same callee with its calls' media in K media workers
  * (`VOXPIPE_MEDIA_WORKERS=K`), searched in the same run.
+ * `--record-dir DIR` makes each trial's folder (the recordings, sipp's statistics) in DIR instead of the system's
+ * temporary directory: where the WAVs go is part of what a call costs (see `checkRecordDir` in `_sipp.ts`).
  * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
  * searched in the same run: before and after a change, under the same load.
  *
@@ -53,7 +55,7 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { checkRecordDir, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const { values: args } = benchArgs(import.meta.url, {
   duration: { type: "string", default: "10" },
@@ -65,7 +67,9 @@ const { values: args } = benchArgs(import.meta.url, {
   compare: { type: "string" },
   only: { type: "string" },
   "media-workers": { type: "string" },
+  "record-dir": { type: "string" },
 });
+checkRecordDir(args["record-dir"]);
 const WORKERS = args["media-workers"] === undefined ? 0 : Number(args["media-workers"]);
 if (!(Number.isInteger(WORKERS) && WORKERS >= 1 && WORKERS <= 64) && args["media-workers"] !== undefined) {
   console.error(`--media-workers: expected a whole number 1..64, got ${JSON.stringify(args["media-workers"])}`);
@@ -136,7 +140,7 @@ const sippUasTarget: Target = {
 };
 
 async function trial(target: Target, rate: number): Promise<Trial> {
-  const dir = await Deno.makeTempDir({ prefix: "voxpipe-cps-" });
+  const dir = await Deno.makeTempDir({ dir: args["record-dir"], prefix: "voxpipe-cps-" });
   const calls = Math.round(rate * DURATION);
   let callee: { proc: BoundedProcess; port: number } | undefined;
   try {
