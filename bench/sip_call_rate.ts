@@ -32,7 +32,8 @@
  * Prints, last: `call setup rate: voxpipe callee N cps (0 failed over 10 s); sipp -sn uas M cps; ratio R`,
  * with the machine's load average, then the same for the rates each kept up with: a trial passes with 0 failed calls
  * even when the callee fell behind and completed its calls late through retransmissions; "kept up with" also needs
- * sipp's cumulative rate at 90 % or more of what a callee answering at once gives.
+ * sipp's cumulative rate at 90 % or more of what a callee answering at once gives (bisected like the first, between
+ * the highest rate kept up with and the lowest one not: `--refine` trials more).
  *
  * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
  * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K] [--record-dir DIR]` (needs sipp:
@@ -231,8 +232,8 @@ function keptUp(t: Trial): boolean {
 }
 
 /**
- * Result of a search: the highest passing rate, the highest one that needed no SIP retransmission, and the highest
- * one kept up with (see {@linkcode keptUp}), among the rates tried.
+ * Result of a search: the highest passing rate, the highest one that needed no SIP retransmission (among the rates
+ * tried), and the highest one kept up with (see {@linkcode keptUp}; bisected too, `--refine` trials more).
  */
 interface Found {
   rate: number;
@@ -260,12 +261,21 @@ async function search(target: Target): Promise<Found> {
   let bad = 0;
   let clean = 0;
   let kept = 0;
+  let notKept = Infinity; // the lowest rate tried that was not kept up with
   const run = async (rate: number) => {
     const t = await oneAtATime(() => trial(target, rate));
     report(target.name, t);
     if (t.ok && t.retransmissions === 0) clean = Math.max(clean, rate);
     if (keptUp(t)) kept = Math.max(kept, rate);
+    else notKept = Math.min(notKept, rate);
     return t.ok;
+  };
+  // The rate kept up with, bisected in turn between the highest kept and the lowest not kept (the search for 0 failed
+  // calls leaves a gap there when the callee fell behind without failing: 400 kept, 800 passed late).
+  const refineKept = async () => {
+    for (let i = 0; i < REFINE && notKept - kept > 1 && Number.isFinite(notKept) && kept < notKept; i++) {
+      await run(Math.round((kept + notKept) / 2));
+    }
   };
   for (let rate = START; rate <= MAX; rate *= 2) {
     if (!(await run(rate))) {
@@ -276,6 +286,7 @@ async function search(target: Target): Promise<Found> {
   }
   if (bad === 0) {
     console.log(`  ${target.name}: no failure up to --max ${MAX} cps`);
+    await refineKept();
     return { rate: good, clean, kept, capped: true };
   }
   for (let i = 0; i < REFINE && bad - good > 1; i++) {
@@ -283,6 +294,7 @@ async function search(target: Target): Promise<Found> {
     if (await run(rate)) good = rate;
     else bad = rate;
   }
+  await refineKept();
   return { rate: good, clean, kept, capped: false };
 }
 
