@@ -20,7 +20,7 @@
  * for a minute). The searches run side by side, one trial at a time, their
  * trials alternating (voxpipe, sipp, voxpipe, ...), so that both see the same
  * load of a shared machine; each line gives the load average. A full run
- * (voxpipe and sipp) takes about 10 minutes.
+ * (voxpipe and sipp) takes about 15 minutes, 20 with `--media-workers 2`.
  *
  * `max_calls` (concurrent calls, 100 in callee.json's control section, not a
  * parameter) is raised to 10 000 in a temporary copy of the file, and
