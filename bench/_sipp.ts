@@ -73,21 +73,17 @@ export async function writeCalleeVariant(dir: string, o: CalleeVariantOptions): 
 }
 
 /**
- * Checks a `--record-dir` value: a directory that exists (each run makes its own folder in it, calls' WAVs included,
- * and removes it). Exits 2 with what was wrong otherwise. Where the recordings go changes what a call costs: on this
- * machine's `/tmp` (ext4 without a journal) creating a file took 10–250 µs of kernel time depending on which inodes
- * were freed before it (see bench/README.md); on a tmpfs (`/dev/shm`) ~10 µs.
+ * What is wrong with a `--record-dir` value, or undefined when it names a directory that exists (each run makes its
+ * own folder in it, calls' WAVs included, and removes it); a script refuses it with `benchFail`. Where the recordings
+ * go changes what a call costs: on this machine's `/tmp` (ext4 without a journal) creating a file took 10–250 µs of
+ * kernel time depending on which inodes were freed before it (see bench/README.md); on a tmpfs (`/dev/shm`) ~10 µs.
  */
-export function checkRecordDir(dir: string | undefined): void {
-  if (dir === undefined) return;
-  let ok = false;
+export function recordDirProblem(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
   try {
-    ok = Deno.statSync(dir).isDirectory;
-  } catch { /* reported below */ }
-  if (!ok) {
-    console.error(`--record-dir ${dir}: not a directory; give one that exists (e.g. /dev/shm)`);
-    Deno.exit(2);
-  }
+    if (Deno.statSync(dir).isDirectory) return undefined;
+  } catch { /* not there: said below */ }
+  return `--record-dir ${dir}: not a directory; give one that exists (e.g. /dev/shm)`;
 }
 
 /** Options of {@linkcode startCheckoutCallee}. */

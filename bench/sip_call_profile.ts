@@ -25,7 +25,7 @@
  * without `--profile`, and the profile for where it goes.
  *
  * `--record-dir DIR` makes the run's folder (the recordings, sipp's statistics) in DIR instead of the system's
- * temporary directory: where the WAVs go is part of what a call costs (see `checkRecordDir` in `_sipp.ts`).
+ * temporary directory: where the WAVs go is part of what a call costs (see `recordDirProblem` in `_sipp.ts`).
  *
  * `--compare DIR` runs the callee of another checkout first, then this one,
  * alternating `--rounds` times, and prints both (same load).
@@ -35,7 +35,7 @@
  *
  * @module
  */
-import { benchArgs } from "./_args.ts";
+import { benchArgs, benchFail } from "./_args.ts";
 import {
   type BoundedProcess,
   freeUdpPort,
@@ -46,9 +46,9 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { checkRecordDir, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
-const { values: args } = benchArgs(import.meta.url, {
+const OPTIONS = {
   rate: { type: "string", default: "200" },
   calls: { type: "string", default: "4000" },
   hold: { type: "string", default: "1000" },
@@ -63,8 +63,10 @@ const { values: args } = benchArgs(import.meta.url, {
   light: { type: "boolean", default: false },
   interval: { type: "string", default: "200" },
   "record-dir": { type: "string" },
-});
-checkRecordDir(args["record-dir"]);
+} as const;
+const { values: args } = benchArgs(import.meta.url, OPTIONS);
+const recordDir = recordDirProblem(args["record-dir"]);
+if (recordDir) benchFail(import.meta.url, OPTIONS, recordDir);
 const RATE = Number(args.rate);
 const CALLS = Number(args.calls);
 const HOLD_MS = Number(args.hold);

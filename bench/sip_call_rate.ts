@@ -40,13 +40,13 @@
  * `bash scripts/setup.sh`). `--media-workers K` adds the same callee with its calls' media in K media workers
  * (`VOXPIPE_MEDIA_WORKERS=K`), searched in the same run.
  * `--record-dir DIR` makes each trial's folder (the recordings, sipp's statistics) in DIR instead of the system's
- * temporary directory: where the WAVs go is part of what a call costs (see `checkRecordDir` in `_sipp.ts`).
+ * temporary directory: where the WAVs go is part of what a call costs (see `recordDirProblem` in `_sipp.ts`).
  * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
  * searched in the same run: before and after a change, under the same load.
  *
  * @module
  */
-import { benchArgs } from "./_args.ts";
+import { benchArgs, benchFail } from "./_args.ts";
 import { waitForUdpPort } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
@@ -58,9 +58,9 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { checkRecordDir, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
-const { values: args } = benchArgs(import.meta.url, {
+const OPTIONS = {
   duration: { type: "string", default: "10" },
   hold: { type: "string", default: "1000" },
   start: { type: "string", default: "100" },
@@ -71,12 +71,17 @@ const { values: args } = benchArgs(import.meta.url, {
   only: { type: "string" },
   "media-workers": { type: "string" },
   "record-dir": { type: "string" },
-});
-checkRecordDir(args["record-dir"]);
+} as const;
+const { values: args } = benchArgs(import.meta.url, OPTIONS);
+const recordDir = recordDirProblem(args["record-dir"]);
+if (recordDir) benchFail(import.meta.url, OPTIONS, recordDir);
 const WORKERS = args["media-workers"] === undefined ? 0 : Number(args["media-workers"]);
 if (!(Number.isInteger(WORKERS) && WORKERS >= 1 && WORKERS <= 64) && args["media-workers"] !== undefined) {
-  console.error(`--media-workers: expected a whole number 1..64, got ${JSON.stringify(args["media-workers"])}`);
-  Deno.exit(2);
+  benchFail(
+    import.meta.url,
+    OPTIONS,
+    `--media-workers: expected a whole number 1..64, got ${JSON.stringify(args["media-workers"])}`,
+  );
 }
 const DURATION = Number(args.duration);
 const HOLD_MS = Number(args.hold);
@@ -276,7 +281,7 @@ async function search(target: Target): Promise<Found> {
   // The rate kept up with, bisected in turn between the highest kept and the lowest not kept (the search for 0 failed
   // calls leaves a gap there when the callee fell behind without failing: 400 kept, 800 passed late).
   const refineKept = async () => {
-    for (let i = 0; i < REFINE && notKept - kept > 1 && Number.isFinite(notKept) && kept < notKept; i++) {
+    for (let i = 0; i < REFINE && Number.isFinite(notKept) && notKept - kept > 1; i++) {
       await run(Math.round((kept + notKept) / 2));
     }
   };

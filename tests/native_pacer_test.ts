@@ -6,8 +6,8 @@
  *
  * Nothing here depends on timing: "never early" holds however loaded the machine is (a datagram cannot arrive
  * before it was sent), waits are bounded, and only what arrived and in which order is checked; the pacer's counters
- * are read once it has counted its sends (it counts each after `sendto` returns, maybe after the datagram arrived). The library is
- * built by `scripts/setup.sh`, which the test task runs first; without it these tests fail saying so.
+ * are read once it has counted its sends (it counts each after `sendto` returns, maybe after the datagram arrived).
+ * The library is built by `scripts/setup.sh`, which the test task runs first; without it these tests fail saying so.
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { mediaFromEnv } from "../core/net/fast.ts";
