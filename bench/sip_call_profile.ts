@@ -18,7 +18,7 @@
  *   summed by constructor (self size and count per lingering call);
  * - with `--profile`: a V8 CPU profile of the main thread over the same span,
  *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
- *   by function (self and total time) and by file (self time). `--save FILE`
+ *   by function (self and total time), by file and by layer (self time: our modules, zod, Deno's JavaScript, its ops, GC, V8's compiler). `--save FILE`
  *   keeps the `.cpuprofile` (Chrome DevTools opens it).
  *
  * The profiler's sampling costs CPU itself: read CPU per call from a run
@@ -182,6 +182,7 @@ function summarize(profile: CpuProfile, calls: number): void {
   const self = new Map<string, number>();
   const total = new Map<string, number>();
   const files = new Map<string, number>();
+  const layers = new Map<string, number>();
   let sum = 0;
   let idle = 0;
   for (let i = 0; i < profile.samples.length; i++) {
@@ -196,6 +197,8 @@ function summarize(profile: CpuProfile, calls: number): void {
     self.set(k, (self.get(k) ?? 0) + dt);
     const f = fileOf(node);
     files.set(f, (files.get(f) ?? 0) + dt);
+    const layer = layerOf(node.callFrame);
+    layers.set(layer, (layers.get(layer) ?? 0) + dt);
     const seen = new Set<string>();
     for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
       const kk = key(byId.get(id)!);
@@ -217,6 +220,25 @@ function summarize(profile: CpuProfile, calls: number): void {
   table("self time by function", self);
   table("total time by function", total);
   table("self time by file", files);
+  table("self time by layer", layers);
+}
+
+/**
+ * Which layer a sample's function belongs to: voxpipe's own modules, zod, other npm packages, Deno's JavaScript (its
+ * `ext:` and `node:` modules: the glue around ops, events, promises), Deno's ops (the Rust side, system calls
+ * included), the garbage collector, V8's compiler and loader (`(program)`), or other native code (RegExp, ...).
+ */
+function layerOf(f: ProfileNode["callFrame"]): string {
+  const u = f.url;
+  if (!u) {
+    if (f.functionName.startsWith("op_")) return "Deno ops (Rust side, system calls included)";
+    if (f.functionName === "(garbage collector)") return "garbage collector (main thread part)";
+    if (f.functionName === "(program)") return "V8 compiler and loader ((program))";
+    return "other native code (RegExp, crypto, ...)";
+  }
+  if (u.includes("/node_modules/")) return u.includes("/zod@") ? "zod" : "other npm packages";
+  if (u.startsWith("ext:") || u.startsWith("node:")) return "Deno's JavaScript (ext:, node:)";
+  return "voxpipe's modules";
 }
 
 /** A node of V8's sampling heap profile. */
