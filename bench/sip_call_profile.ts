@@ -46,7 +46,7 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { cpuMs, recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const OPTIONS = {
   rate: { type: "string", default: "200" },
@@ -72,8 +72,6 @@ const CALLS = Number(args.calls);
 const HOLD_MS = Number(args.hold);
 const TOP = Number(args.top);
 
-const TICKS = 100; // USER_HZ on Linux
-
 /** CPU ms of each thread of a process, summed by thread name. */
 function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
@@ -85,15 +83,6 @@ function threadCpu(pid: number): Map<string, number> {
     } catch { /* gone */ }
   }
   return out;
-}
-
-/** utime + stime of a process (`task` undefined) or of one of its threads, in ms. */
-function cpuMs(pid: number, task?: number): number {
-  const path = task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`;
-  const stat = Deno.readTextFileSync(path);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // fields[0] is field 3 (state): utime is field 14, stime 15.
-  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS;
 }
 
 /** A node of a V8 `.cpuprofile`. */

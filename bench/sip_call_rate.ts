@@ -33,7 +33,10 @@
  * with the machine's load average, then the same for the rates each kept up with: a trial passes with 0 failed calls
  * even when the callee fell behind and completed its calls late through retransmissions; "kept up with" also needs
  * sipp's cumulative rate at 90 % or more of what a callee answering at once gives (bisected like the first, between
- * the highest rate kept up with and the lowest one not: `--refine` trials more).
+ * the highest rate kept up with and the lowest one not: `--refine` trials more). Each trial line also gives the
+ * callee's CPU time per call (user + system, all its threads, read from `/proc/PID/stat` while sipp ran), and the
+ * last line compares them at the highest rate each kept up with: sipp's UAS spends ~0.07–0.09 ms per call, so its
+ * ceiling is not its CPU; ours is.
  *
  * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
  * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K] [--record-dir DIR]` (needs sipp:
@@ -58,7 +61,7 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { cpuMs, recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 
 const OPTIONS = {
   duration: { type: "string", default: "10" },
@@ -104,6 +107,11 @@ interface Trial {
   retransmissions: number;
   /** sipp's cumulative call rate at the end (calls created / elapsed time, hold tail included). */
   achieved: number;
+  /**
+   * The callee's CPU time (user + system, all its threads) while sipp ran, per successful call, ms; undefined when no
+   * call succeeded or the callee was gone.
+   */
+  cpuPerCall?: number;
   note: string;
 }
 
@@ -153,6 +161,15 @@ async function trial(target: Target, rate: number): Promise<Trial> {
   let callee: { proc: BoundedProcess; port: number } | undefined;
   try {
     callee = await target.start(dir);
+    const pid = callee.proc.pid;
+    const cpu = () => {
+      try {
+        return cpuMs(pid);
+      } catch {
+        return NaN; // gone
+      }
+    };
+    const cpu0 = cpu();
     const sipp = spawnBounded(
       "sipp",
       sippArgs({
@@ -177,6 +194,7 @@ async function trial(target: Target, rate: number): Promise<Trial> {
       } catch { /* no statistics row yet */ }
     }, 1000);
     const r = await sipp.result;
+    const cpu1 = cpu();
     clearInterval(watch);
     const alive = await Promise.race([callee.proc.result.then(() => false), Promise.resolve(true)]);
     let successful = 0, failed = 0, retransmissions = 0, achieved = 0;
@@ -196,7 +214,9 @@ async function trial(target: Target, rate: number): Promise<Trial> {
       !alive ? "callee died" : "",
       successful !== calls ? `${successful}/${calls} successful` : "",
     ].filter(Boolean).join(", ");
-    return { rate, ok, successful, failed, retransmissions, achieved, note };
+    const used = cpu1 - cpu0;
+    const cpuPerCall = successful > 0 && Number.isFinite(used) ? used / successful : undefined;
+    return { rate, ok, successful, failed, retransmissions, achieved, cpuPerCall, note };
   } finally {
     if (callee) {
       callee.proc.kill("SIGTERM");
@@ -219,6 +239,7 @@ function report(name: string, t: Trial): void {
   console.log(
     `  ${name}: ${t.rate} cps × ${DURATION} s: ${t.ok ? "ok" : "FAILED"} — ${t.successful} successful, ` +
       `${t.failed} failed, ${t.retransmissions} retransmissions, sipp's cumulative rate ${t.achieved.toFixed(1)} cps` +
+      `${t.cpuPerCall !== undefined ? `, callee CPU ${t.cpuPerCall.toFixed(3)} ms per call` : ""}` +
       `${t.note ? ` (${t.note})` : ""} [load ${loadAverage()}]`,
   );
 }
@@ -245,6 +266,8 @@ interface Found {
   rate: number;
   clean: number;
   kept: number;
+  /** The callee's CPU ms per call in the trial at the `kept` rate (see {@linkcode Trial.cpuPerCall}). */
+  keptCpu?: number;
   capped: boolean;
 }
 
@@ -267,6 +290,7 @@ async function search(target: Target): Promise<Found> {
   let bad = 0;
   let clean = 0;
   let kept = 0;
+  let keptCpu: number | undefined;
   let notKept = Infinity; // the lowest rate tried that was not kept up with
   let passed = 0; // the highest rate tried that passed (the kept-up bisection may pass one above `good`)
   const run = async (rate: number) => {
@@ -274,8 +298,10 @@ async function search(target: Target): Promise<Found> {
     report(target.name, t);
     if (t.ok) passed = Math.max(passed, rate);
     if (t.ok && t.retransmissions === 0) clean = Math.max(clean, rate);
-    if (keptUp(t)) kept = Math.max(kept, rate);
-    else notKept = Math.min(notKept, rate);
+    if (keptUp(t) && rate >= kept) {
+      kept = rate;
+      keptCpu = t.cpuPerCall;
+    } else if (!keptUp(t)) notKept = Math.min(notKept, rate);
     return t.ok;
   };
   // The rate kept up with, bisected in turn between the highest kept and the lowest not kept (the search for 0 failed
@@ -295,7 +321,7 @@ async function search(target: Target): Promise<Found> {
   if (bad === 0) {
     console.log(`  ${target.name}: no failure up to --max ${MAX} cps`);
     await refineKept();
-    return { rate: Math.max(good, passed), clean, kept, capped: true };
+    return { rate: Math.max(good, passed), clean, kept, keptCpu, capped: true };
   }
   for (let i = 0; i < REFINE && bad - good > 1; i++) {
     const rate = Math.round((good + bad) / 2);
@@ -303,7 +329,7 @@ async function search(target: Target): Promise<Found> {
     else bad = rate;
   }
   await refineKept();
-  return { rate: Math.max(good, passed), clean, kept, capped: false };
+  return { rate: Math.max(good, passed), clean, kept, keptCpu, capped: false };
 }
 
 if (import.meta.main) {
@@ -372,5 +398,20 @@ if (import.meta.main) {
     ];
     if (w) kept.push(`with ${WORKERS} media workers ${w.kept} cps, ratio ${(w.kept / m.kept).toFixed(2)}`);
     console.log(`kept up with (calls made at the rate asked, 0 failed): ${kept.join("; ")}`);
+  }
+  // What a call costs each callee, at the highest rate it kept up with: what the rate ratio comes from.
+  const costs: string[] = [];
+  const cost = (name: string, f: Found | undefined) => {
+    if (f?.keptCpu !== undefined) costs.push(`${name} ${f.keptCpu.toFixed(3)} ms at ${f.kept} cps`);
+  };
+  cost("voxpipe callee", n);
+  cost(`with ${WORKERS} media workers`, w);
+  cost(`${args.compare}`, c);
+  cost("sipp -sn uas", m);
+  if (costs.length) {
+    const x = (f: Found | undefined) =>
+      f?.keptCpu !== undefined && m?.keptCpu ? ` ${(f.keptCpu / m.keptCpu).toFixed(1)}×` : "";
+    const times = m?.keptCpu ? `; voxpipe / sipp:${x(n)}${w ? `,${x(w)} with workers` : ""}` : "";
+    console.log(`CPU per call (the whole process, at the highest rate kept up with): ${costs.join("; ")}${times}`);
   }
 }
