@@ -279,8 +279,14 @@ const TICKS = 100;
 
 /** User + system CPU time of a process (all its threads; `task` undefined) or of one of its threads, in ms. */
 export function cpuMs(pid: number, task?: number): number {
-  const path = task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`;
-  const stat = Deno.readTextFileSync(path);
+  return statCpuMs(Deno.readTextFileSync(task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`));
+}
+
+/**
+ * User + system CPU time in a `/proc/.../stat` line, in ms. The command name (field 2, in parentheses) may hold spaces
+ * and parentheses itself, so the fields are counted from the last `)`.
+ */
+export function statCpuMs(stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // fields[0] is field 3 (state): utime is field 14, stime 15.
   return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS;

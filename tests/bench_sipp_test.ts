@@ -11,7 +11,7 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { requireTool, runBounded, SKIP_INTEROP } from "./media_util.ts";
 import { g711Audio, sippArgs } from "./sip_util.ts";
-import { rtpPcap, sippScreenCounters } from "../bench/_sipp.ts";
+import { cpuMs, rtpPcap, sippScreenCounters, statCpuMs } from "../bench/_sipp.ts";
 
 Deno.test("sippArgs: a UAC from a scenario file, all at once with statistics: every argument, in order", () => {
   const args = sippArgs({
@@ -153,4 +153,24 @@ Deno.test("sippScreenCounters: the last pcap-play and echo counts on sipp's dump
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("statCpuMs: utime + stime (fields 14 and 15, in 1/100 s) counted from the last ')', whatever the name holds", () => {
+  // pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime ...
+  const tail = "S 1 1 1 0 -1 4194560 100 0 0 0 250 37 5 6 20 0 1 0";
+  assertEquals(statCpuMs(`4242 (deno) ${tail}`), 2870);
+  assertEquals(statCpuMs(`4242 (worker) 1 (x) y) ${tail}`), 2870);
+});
+
+Deno.test("cpuMs: this process's CPU time grows while it computes; its main thread's is part of it", () => {
+  const before = cpuMs(Deno.pid);
+  assert(Number.isFinite(before) && before >= 0, `cpuMs gave ${before}`);
+  // Spin until the kernel has counted 30 ms more (its counters tick every 10 ms), however slow the machine; a counter
+  // that never moves fails after a minute instead of spinning for ever.
+  const giveUp = Date.now() + 60_000;
+  let x = 0;
+  for (let i = 0; cpuMs(Deno.pid) - before < 30 && Date.now() < giveUp; i++) x += Math.sqrt(i);
+  assert(cpuMs(Deno.pid) - before >= 30, `no CPU time counted in a minute of computing (x = ${x})`);
+  const main = cpuMs(Deno.pid, Deno.pid), all = cpuMs(Deno.pid);
+  assert(main > 0 && main <= all, `main thread ${main} ms, process ${all} ms`);
 });
