@@ -274,24 +274,6 @@ export function maxColumn(csv: string, name: string): number {
 // ---------------------------------------------------------------------------
 // /proc
 
-/** Clock ticks per second of `/proc/PID/stat`'s times (USER_HZ, 100 on Linux). */
-const TICKS = 100;
-
-/** User + system CPU time of a process (all its threads; `task` undefined) or of one of its threads, in ms. */
-export function cpuMs(pid: number, task?: number): number {
-  return statCpuMs(Deno.readTextFileSync(task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`));
-}
-
-/**
- * User + system CPU time in a `/proc/.../stat` line, in ms. The command name (field 2, in parentheses) may hold spaces
- * and parentheses itself, so the fields are counted from the last `)`.
- */
-export function statCpuMs(stat: string): number {
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // fields[0] is field 3 (state): utime is field 14, stime 15.
-  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS;
-}
-
 /** Resident memory of a process from `/proc/PID/status`, KiB: now (`VmRSS`) and its peak (`VmHWM`), threads. */
 export function memoryKb(pid: number): { rss: number; hwm: number; threads: number } | undefined {
   try {

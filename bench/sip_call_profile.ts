@@ -18,7 +18,8 @@
  *   summed by constructor (self size and count per lingering call);
  * - with `--profile`: a V8 CPU profile of the main thread over the same span,
  *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
- *   by function (self and total time), by file and by layer (self time: our modules, zod, Deno's JavaScript, its ops, GC, V8's compiler). `--save FILE`
+ *   by function (self and total time), by file and by layer (self time: our
+ *   modules, zod, Deno's JavaScript, its ops, GC, V8's compiler). `--save FILE`
  *   keeps the `.cpuprofile` (Chrome DevTools opens it).
  *
  * The profiler's sampling costs CPU itself: read CPU per call from a run
@@ -46,7 +47,8 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { cpuMs, recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
   rate: { type: "string", default: "200" },
@@ -72,6 +74,11 @@ const CALLS = Number(args.calls);
 const HOLD_MS = Number(args.hold);
 const TOP = Number(args.top);
 
+/** CPU ms of a process (all threads; `task` undefined) or of one of its threads; NaN once it is gone. */
+function cpuMs(pid: number, task?: number): number {
+  return (cpuSeconds(pid, task) ?? NaN) * 1000;
+}
+
 /** CPU ms of each thread of a process, summed by thread name. */
 function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
@@ -79,7 +86,9 @@ function threadCpu(pid: number): Map<string, number> {
     try {
       const tid = Number(e.name);
       const name = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/comm`).trim().replace(/[0-9]+$/, "#");
-      out.set(tid === pid ? "main" : name, (out.get(name) ?? 0) + cpuMs(pid, tid));
+      const ms = cpuMs(pid, tid);
+      if (Number.isNaN(ms)) continue; // gone
+      out.set(tid === pid ? "main" : name, (out.get(name) ?? 0) + ms);
     } catch { /* gone */ }
   }
   return out;

@@ -61,7 +61,8 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { cpuMs, recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
   duration: { type: "string", default: "10" },
@@ -162,13 +163,7 @@ async function trial(target: Target, rate: number): Promise<Trial> {
   try {
     callee = await target.start(dir);
     const pid = callee.proc.pid;
-    const cpu = () => {
-      try {
-        return cpuMs(pid);
-      } catch {
-        return NaN; // gone
-      }
-    };
+    const cpu = () => (cpuSeconds(pid) ?? NaN) * 1000; // ms; NaN once the callee is gone
     const cpu0 = cpu();
     const sipp = spawnBounded(
       "sipp",
@@ -298,10 +293,11 @@ async function search(target: Target): Promise<Found> {
     report(target.name, t);
     if (t.ok) passed = Math.max(passed, rate);
     if (t.ok && t.retransmissions === 0) clean = Math.max(clean, rate);
-    if (keptUp(t) && rate >= kept) {
+    if (!keptUp(t)) notKept = Math.min(notKept, rate);
+    else if (rate >= kept) {
       kept = rate;
       keptCpu = t.cpuPerCall;
-    } else if (!keptUp(t)) notKept = Math.min(notKept, rate);
+    }
     return t.ok;
   };
   // The rate kept up with, bisected in turn between the highest kept and the lowest not kept (the search for 0 failed
@@ -406,7 +402,7 @@ if (import.meta.main) {
   };
   cost("voxpipe callee", n);
   cost(`with ${WORKERS} media workers`, w);
-  cost(`${args.compare}`, c);
+  if (args.compare) cost(args.compare, c);
   cost("sipp -sn uas", m);
   if (costs.length) {
     const x = (f: Found | undefined) =>

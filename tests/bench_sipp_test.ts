@@ -11,7 +11,8 @@
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { requireTool, runBounded, SKIP_INTEROP } from "./media_util.ts";
 import { g711Audio, sippArgs } from "./sip_util.ts";
-import { cpuMs, rtpPcap, sippScreenCounters, statCpuMs } from "../bench/_sipp.ts";
+import { rtpPcap, sippScreenCounters } from "../bench/_sipp.ts";
+import { cpuSeconds, statCpuSeconds } from "./record_check.ts";
 
 Deno.test("sippArgs: a UAC from a scenario file, all at once with statistics: every argument, in order", () => {
   const args = sippArgs({
@@ -155,22 +156,24 @@ Deno.test("sippScreenCounters: the last pcap-play and echo counts on sipp's dump
   }
 });
 
-Deno.test("statCpuMs: utime + stime (fields 14 and 15, in 1/100 s) counted from the last ')', whatever the name holds", () => {
+Deno.test("statCpuSeconds: utime + stime (fields 14 and 15, in 1/100 s) counted from the last ')', whatever the name holds", () => {
   // pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime cutime ...
   const tail = "S 1 1 1 0 -1 4194560 100 0 0 0 250 37 5 6 20 0 1 0";
-  assertEquals(statCpuMs(`4242 (deno) ${tail}`), 2870);
-  assertEquals(statCpuMs(`4242 (worker) 1 (x) y) ${tail}`), 2870);
+  assertEquals(statCpuSeconds(`4242 (deno) ${tail}`), 2.87);
+  assertEquals(statCpuSeconds(`4242 (worker) 1 (x) y) ${tail}`), 2.87);
 });
 
-Deno.test("cpuMs: this process's CPU time grows while it computes; its main thread's is part of it", () => {
-  const before = cpuMs(Deno.pid);
-  assert(Number.isFinite(before) && before >= 0, `cpuMs gave ${before}`);
+Deno.test("cpuSeconds: this process's CPU time grows while it computes; its main thread's is part of it; none once gone", () => {
+  const cpu = () => cpuSeconds(Deno.pid)!;
+  const before = cpu();
+  assert(Number.isFinite(before) && before >= 0, `cpuSeconds gave ${before}`);
   // Spin until the kernel has counted 30 ms more (its counters tick every 10 ms), however slow the machine; a counter
   // that never moves fails after a minute instead of spinning for ever.
   const giveUp = Date.now() + 60_000;
   let x = 0;
-  for (let i = 0; cpuMs(Deno.pid) - before < 30 && Date.now() < giveUp; i++) x += Math.sqrt(i);
-  assert(cpuMs(Deno.pid) - before >= 30, `no CPU time counted in a minute of computing (x = ${x})`);
-  const main = cpuMs(Deno.pid, Deno.pid), all = cpuMs(Deno.pid);
-  assert(main > 0 && main <= all, `main thread ${main} ms, process ${all} ms`);
+  for (let i = 0; cpu() - before < 0.03 && Date.now() < giveUp; i++) x += Math.sqrt(i);
+  assert(cpu() - before >= 0.03, `no CPU time counted in a minute of computing (x = ${x})`);
+  const main = cpuSeconds(Deno.pid, Deno.pid)!, all = cpu();
+  assert(main > 0 && main <= all, `main thread ${main} s, process ${all} s`);
+  assertEquals(cpuSeconds(Deno.pid, 0x7ffffffe), undefined); // no such thread
 });

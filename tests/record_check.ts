@@ -235,16 +235,25 @@ export function recordBufferSummaries(log: string): Record<string, number>[] {
 /** Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`; 100 on Linux). */
 const CLK_TCK = 100;
 
-/** CPU seconds (user + system, all threads) a process has used, or undefined when it is gone. */
-export function cpuSeconds(pid: number): number | undefined {
+/**
+ * CPU seconds (user + system) a process has used, all its threads (`task` undefined) or only its thread `task`; undefined
+ * when it is gone.
+ */
+export function cpuSeconds(pid: number, task?: number): number | undefined {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // Fields after the command name (which may contain spaces, in parentheses): state is field 3.
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime: fields 14, 15
+    return statCpuSeconds(
+      Deno.readTextFileSync(task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`),
+    );
   } catch {
     return undefined;
   }
+}
+
+/** User + system CPU seconds in a `/proc/.../stat` line. */
+export function statCpuSeconds(stat: string): number {
+  // Fields after the command name (which may contain spaces and parentheses, in parentheses): state is field 3.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime: fields 14, 15
 }
 
 /** The `drops` column of `/proc/net/udp` and `udp6` by socket inode. */
