@@ -27,15 +27,13 @@ import speaker from "../plugins/audio-device/speaker.ts";
 import microphone from "../plugins/audio-device/microphone.ts";
 import { alsaSandbox } from "../tests/fixtures/alsa/run.ts";
 import { noise, tone } from "../tests/fixtures/alsa/signal.ts";
+import { liveCpuSeconds } from "../tests/record_check.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
-/** CPU time of this process (all threads) in ms, from /proc/self/stat. */
+/** CPU time of this process (all threads) in ms, from /proc. */
 function cpuMs(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
-  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  return Math.round(liveCpuSeconds(Deno.pid) * 1000);
 }
 
 function framesOf(samples: Int16Array, rate: number, channels: number, frameMs: number): PcmFrame[] {

@@ -32,6 +32,7 @@
  */
 import { benchArgs } from "./_args.ts";
 import { fromFileUrl } from "../tests/util.ts";
+import { liveCpuSeconds } from "../tests/record_check.ts";
 
 const args = benchArgs(import.meta.url, {
   streams: { type: "string", default: "100,500" },
@@ -61,13 +62,9 @@ function freeUdpPort(): number {
   return p;
 }
 
-const CLK_TCK = 100;
-
-/** CPU seconds (user + system, all threads) of a process, from /proc. */
+/** CPU seconds (user + system, all threads) of a process ("self": this one), from /proc. */
 function cpuSeconds(pid: number | "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  return liveCpuSeconds(pid === "self" ? Deno.pid : pid);
 }
 
 // ---- the relay process -------------------------------------------------------------------

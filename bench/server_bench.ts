@@ -37,6 +37,8 @@ import {
 } from "../tests/sip_util.ts";
 import { readWav, writeWav } from "../tests/media_util.ts";
 import { repoPath } from "../tests/util.ts";
+// utime + stime of a process (or of one of its threads), in seconds, from /proc.
+import { liveCpuSeconds as cpuSeconds } from "../tests/record_check.ts";
 
 const { values: args } = benchArgs(import.meta.url, {
   calls: { type: "string", default: "200" },
@@ -50,13 +52,6 @@ const CALLS = Number(args.calls);
 const SECONDS = Number(args.seconds);
 const RATE = Number(args.rate);
 const FRAMES_FOUND = "/work/shared/tools/frames_found.py";
-
-/** utime + stime of a process, in seconds (Linux /proc). */
-async function cpuSeconds(pid: number, thread?: number): Promise<number> {
-  const stat = await Deno.readTextFile(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks: USER_HZ is 100 on Linux
-}
 
 /** Peak resident memory of a process, MB. */
 async function peakRssMb(pid: number): Promise<number> {
@@ -239,8 +234,8 @@ async function main(): Promise<void> {
     });
     await server.waitForOutput(/\[SIP\] listening on udp/, 30_000);
     const pid = server.pid; // `deno run` runs the CLI in its own process
-    const cpu0 = await cpuSeconds(pid);
-    const main0 = await cpuSeconds(pid, pid); // the main thread (SIP, and the media without workers)
+    const cpu0 = cpuSeconds(pid);
+    const main0 = cpuSeconds(pid, pid); // the main thread (SIP, and the media without workers)
     const t0 = performance.now();
     console.log(
       `server up (pid ${pid}); ${CALLS} sipp calls at ${RATE}/s, ${SECONDS} s of PCMU each; ${await load()}`,
@@ -268,8 +263,8 @@ async function main(): Promise<void> {
     while (summaries(server.output()).length < CALLS && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
     }
-    const cpu1 = await cpuSeconds(pid);
-    const main1 = await cpuSeconds(pid, pid);
+    const cpu1 = cpuSeconds(pid);
+    const main1 = cpuSeconds(pid, pid);
     const rss = await peakRssMb(pid);
     const wall = (performance.now() - t0) / 1000;
     server.kill("SIGINT");

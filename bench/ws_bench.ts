@@ -32,6 +32,7 @@
 import { benchArgs } from "./_args.ts";
 import { createRegistry } from "../mod.ts";
 import { fromFileUrl } from "../tests/util.ts";
+import { liveCpuSeconds } from "../tests/record_check.ts";
 import { SipUserAgent } from "../plugins/sip/user_agent.ts";
 import { createAnswer } from "../plugins/sip/sdp.ts";
 import type { IncomingCall } from "../plugins/sip/incoming_call.ts";
@@ -92,11 +93,9 @@ function freePort(kind: "tcp" | "udp"): number {
   return p;
 }
 
-/** CPU seconds (user + system) of a process, from /proc. */
+/** CPU seconds (user + system) of a process ("self": this one), from /proc. */
 function cpuSeconds(pid: number | "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
+  return liveCpuSeconds(pid === "self" ? Deno.pid : pid);
 }
 
 function pct(xs: number[], p: number): number {

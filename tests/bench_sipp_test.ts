@@ -12,7 +12,7 @@ import { assert, assertEquals, assertThrows } from "./assert.ts";
 import { requireTool, runBounded, SKIP_INTEROP } from "./media_util.ts";
 import { g711Audio, sippArgs } from "./sip_util.ts";
 import { rtpPcap, sippScreenCounters } from "../bench/_sipp.ts";
-import { cpuSeconds, statCpuSeconds } from "./record_check.ts";
+import { cpuSeconds, liveCpuSeconds, statCpuSeconds } from "./record_check.ts";
 
 Deno.test("sippArgs: a UAC from a scenario file, all at once with statistics: every argument, in order", () => {
   const args = sippArgs({
@@ -176,4 +176,7 @@ Deno.test("cpuSeconds: this process's CPU time grows while it computes; its main
   const main = cpuSeconds(Deno.pid, Deno.pid)!, all = cpu();
   assert(main > 0 && main <= all, `main thread ${main} s, process ${all} s`);
   assertEquals(cpuSeconds(Deno.pid, 0x7ffffffe), undefined); // no such thread
+  // The benches' variant: the same figure for a live process, an error naming the process for one that is gone.
+  assert(liveCpuSeconds(Deno.pid) >= all);
+  assertThrows(() => liveCpuSeconds(Deno.pid, 0x7ffffffe), Error, `thread ${0x7ffffffe} of process ${Deno.pid}`);
 });

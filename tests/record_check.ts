@@ -249,6 +249,19 @@ export function cpuSeconds(pid: number, task?: number): number | undefined {
   }
 }
 
+/**
+ * {@linkcode cpuSeconds} for a process that must still be running (a bench's server, or this process: `Deno.pid`):
+ * throws, naming the process, when its `/proc` entry cannot be read.
+ */
+export function liveCpuSeconds(pid: number, task?: number): number {
+  const s = cpuSeconds(pid, task);
+  if (s === undefined) {
+    const what = task === undefined ? `process ${pid}` : `thread ${task} of process ${pid}`;
+    throw new Error(`cannot read the CPU time of ${what} from /proc: it has ended (or this is not Linux)`);
+  }
+  return s;
+}
+
 /** User + system CPU seconds in a `/proc/.../stat` line. */
 export function statCpuSeconds(stat: string): number {
   // Fields after the command name (which may contain spaces and parentheses, in parentheses): state is field 3.
