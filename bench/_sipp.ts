@@ -6,8 +6,9 @@
  * it, a pcap of RTP for sipp's `play_pcap_audio`, sipp's final screen counters
  * (RTP packets played, RTP packets echoed) and the peak of a statistics column,
  * a process's CPU time and memory sampled from `/proc` while it runs, and the
- * machine's load and CPU pressure. sipp's command lines come from `sippArgs`
- * in `tests/sip_util.ts`.
+ * machine's load and CPU pressure; the socket buffers the call benches give sipp
+ * (`SIPP_BUFFER_ARGS`). sipp's command lines come from `sippArgs` in
+ * `tests/sip_util.ts`.
  *
  * Private to `bench/`.
  *
@@ -19,6 +20,48 @@ import { scenarioPath } from "../tests/sip_util.ts";
 import { repoPath } from "../tests/util.ts";
 
 export { ProcessWatch };
+
+// ---------------------------------------------------------------------------
+// sipp's socket buffers
+
+/** The socket buffer size, in bytes, the call benches ask sipp for ({@linkcode SIPP_BUFFER_ARGS}). */
+export const SIPP_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * `-buff_size 4194304`: sipp's SIP socket buffers (send and receive) at 4 MB instead of its default 64 KB. With 64 KB,
+ * sipp against sipp (`-sn uas`, `uac_nomedia.xml`, 1 s calls) on this project's 2-core machine dropped datagrams at its
+ * receive buffers (`RcvbufErrors` in `/proc/net/snmp`) from ~1 500 calls a second and failed calls through them (2 000
+ * cps: 125 drops, 43 failed of 20 000; 3 000 cps: 49 and 14); with 4 MB, none at 2 000, 3 000 or 4 000 cps. So the
+ * reference's ceiling in `sip_call_rate.ts` was its buffers' (it moved between 1 488 and 3 450 cps from run to run), and
+ * the load generator could lose our callee's responses the same way. The kernel caps the size at
+ * `net.core.rmem_max` / `wmem_max` ({@linkcode sippBufferNote}).
+ */
+export const SIPP_BUFFER_ARGS: readonly string[] = ["-buff_size", String(SIPP_BUFFER_BYTES)];
+
+/**
+ * What the kernel lets sipp have of {@linkcode SIPP_BUFFER_BYTES}, for a bench's header: the `net.core.rmem_max` and
+ * `wmem_max` caps, and what to do when they are lower.
+ */
+export function sippBufferNote(): string {
+  const read = (name: string) => {
+    try {
+      return Number(Deno.readTextFileSync(`/proc/sys/net/core/${name}`).trim());
+    } catch {
+      return NaN;
+    }
+  };
+  const rmem = read("rmem_max"), wmem = read("wmem_max");
+  const mb = (b: number) => `${(b / 1048576).toFixed(b >= 1048576 ? 0 : 2)} MB`;
+  const caps = `net.core.rmem_max ${Number.isFinite(rmem) ? mb(rmem) : "unknown"}, wmem_max ${
+    Number.isFinite(wmem) ? mb(wmem) : "unknown"
+  }`;
+  if (rmem >= SIPP_BUFFER_BYTES && wmem >= SIPP_BUFFER_BYTES) {
+    return `sipp's socket buffers: ${mb(SIPP_BUFFER_BYTES)} (-buff_size; ${caps})`;
+  }
+  return `sipp's socket buffers: ${mb(SIPP_BUFFER_BYTES)} asked (-buff_size), capped by ${caps}: sipp may drop ` +
+    `datagrams at high rates; as root, sysctl -w net.core.rmem_max=${SIPP_BUFFER_BYTES} ` +
+    `net.core.wmem_max=${SIPP_BUFFER_BYTES} lifts the cap`;
+}
 
 // ---------------------------------------------------------------------------
 // The callee under load

@@ -47,7 +47,7 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { recordDirProblem, SIPP_BUFFER_ARGS, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
@@ -377,6 +377,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
         rate: RATE,
         pauseMs: HOLD_MS,
         stats: { file: "uac.csv", periodS: 1 },
+        extra: [...SIPP_BUFFER_ARGS],
         target: `127.0.0.1:${port}`,
       }),
       { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" },

@@ -61,7 +61,13 @@ import {
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
-import { recordDirProblem, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import {
+  recordDirProblem,
+  SIPP_BUFFER_ARGS,
+  sippBufferNote,
+  startCheckoutCallee,
+  writeCalleeVariant,
+} from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
@@ -146,11 +152,15 @@ const sippUasTarget: Target = {
   name: "sipp -sn uas",
   async start(dir) {
     const port = freeUdpPort();
-    const proc = spawnBounded("sipp", sippArgs({ builtin: "uas", port, stats: { file: "uas.csv" } }), {
-      cwd: dir,
-      timeoutMs: (DURATION + 120) * 1000,
-      stopSignal: "SIGINT",
-    });
+    const proc = spawnBounded(
+      "sipp",
+      sippArgs({ builtin: "uas", port, stats: { file: "uas.csv" }, extra: [...SIPP_BUFFER_ARGS] }),
+      {
+        cwd: dir,
+        timeoutMs: (DURATION + 120) * 1000,
+        stopSignal: "SIGINT",
+      },
+    );
     await waitForUdpPort(port, 10_000);
     return { proc, port };
   },
@@ -174,6 +184,7 @@ async function trial(target: Target, rate: number): Promise<Trial> {
         rate,
         pauseMs: HOLD_MS,
         stats: { file: "uac.csv", periodS: 1 },
+        extra: [...SIPP_BUFFER_ARGS],
         target: `127.0.0.1:${callee.port}`,
       }),
       { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" },
@@ -353,6 +364,7 @@ if (import.meta.main) {
     ]);
   }
   console.log(`load average at start: ${loadAverage()}`);
+  console.log(sippBufferNote());
   const results: Record<string, Found> = {};
   await Promise.all(
     targets.filter(([key]) =>

@@ -9,9 +9,17 @@
  * @module
  */
 import { assert, assertEquals, assertThrows } from "./assert.ts";
-import { requireTool, runBounded, SKIP_INTEROP } from "./media_util.ts";
-import { g711Audio, sippArgs } from "./sip_util.ts";
-import { rtpPcap, sippScreenCounters } from "../bench/_sipp.ts";
+import { requireTool, runBounded, SKIP_INTEROP, spawnBounded, waitForUdpPort } from "./media_util.ts";
+import {
+  freeUdpPort,
+  g711Audio,
+  readSippStats,
+  requireTool as requireSipTool,
+  scenarioPath,
+  sippArgs,
+  sippCounter,
+} from "./sip_util.ts";
+import { rtpPcap, SIPP_BUFFER_ARGS, SIPP_BUFFER_BYTES, sippBufferNote, sippScreenCounters } from "../bench/_sipp.ts";
 import { cpuSeconds, liveCpuSeconds, statCpuSeconds } from "./record_check.ts";
 
 Deno.test("sippArgs: a UAC from a scenario file, all at once with statistics: every argument, in order", () => {
@@ -130,6 +138,47 @@ Deno.test({
         assertEquals(f[5] ?? "", "", `packet ${i} malformed`);
       });
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "interop: sipp takes the call benches' socket buffers (-buff_size): its UAS answers its UAC's calls with them",
+  ignore: SKIP_INTEROP,
+  async fn() {
+    await requireSipTool("sipp");
+    assertEquals(SIPP_BUFFER_ARGS, ["-buff_size", String(SIPP_BUFFER_BYTES)]);
+    assert(sippBufferNote().startsWith("sipp's socket buffers: 4 MB"), sippBufferNote());
+    const dir = await Deno.makeTempDir({ prefix: "voxpipe-sipp-buff-" });
+    const port = freeUdpPort();
+    const uas = spawnBounded("sipp", sippArgs({ builtin: "uas", port, extra: [...SIPP_BUFFER_ARGS] }), {
+      cwd: dir,
+      timeoutMs: 60_000,
+      stopSignal: "SIGINT",
+    });
+    try {
+      await waitForUdpPort(port, 10_000);
+      const uac = await runBounded(
+        "sipp",
+        sippArgs({
+          scenario: scenarioPath("uac_nomedia.xml"),
+          service: "bob",
+          calls: 5,
+          rate: 50,
+          pauseMs: 0,
+          stats: { file: "uac.csv" },
+          extra: [...SIPP_BUFFER_ARGS],
+          target: `127.0.0.1:${port}`,
+        }),
+        { cwd: dir, timeoutMs: 60_000 },
+      );
+      assertEquals(uac.code, 0, uac.stderr);
+      const stats = await readSippStats(`${dir}/uac.csv`);
+      assertEquals([sippCounter(stats, "SuccessfulCall(C)"), sippCounter(stats, "FailedCall(C)")], [5, 0]);
+    } finally {
+      uas.kill("SIGINT");
+      await uas.result;
       await Deno.remove(dir, { recursive: true });
     }
   },
