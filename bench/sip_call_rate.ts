@@ -20,7 +20,11 @@
  * for a minute). The searches run side by side, one trial at a time, their
  * trials alternating (voxpipe, sipp, voxpipe, ...), so that both see the same
  * load of a shared machine; each line gives the load average. A full run
- * (voxpipe and sipp) takes about 15 minutes, 20 with `--media-workers 2`.
+ * (voxpipe and sipp) takes about 20 minutes, 25 with `--media-workers 2`: sipp's
+ * UAS goes to ~17 000 cps on a 2-core machine, and a failed trial at twice that
+ * can take its time limit (100 s) to end. Both sipp processes get 4 MB socket
+ * buffers (`SIPP_BUFFER_ARGS` in `_sipp.ts`): with sipp's default 64 KB the
+ * reference's ceiling was its buffers' (~1 500–3 500 cps), not its own.
  *
  * `max_calls` (concurrent calls, 100 in callee.json's control section, not a
  * parameter) is raised to 10 000 in a temporary copy of the file, and
@@ -35,10 +39,10 @@
  * sipp's cumulative rate at 90 % or more of what a callee answering at once gives (bisected like the first, between
  * the highest rate kept up with and the lowest one not: `--refine` trials more). Each trial line also gives the
  * callee's CPU time per call (user + system, all its threads, read from `/proc/PID/stat` while sipp ran), and the
- * last line compares them at the highest rate each kept up with: sipp's UAS spends ~0.07–0.09 ms per call, so its
- * ceiling is not its CPU; ours is.
+ * last line compares them at the highest rate each kept up with: sipp's UAS spends ~0.055–0.06 ms per call, ours
+ * 26–33 times that.
  *
- * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 12800]
+ * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 51200]
  * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K] [--record-dir DIR]` (needs sipp:
  * `bash scripts/setup.sh`). `--media-workers K` adds the same callee with its calls' media in K media workers
  * (`VOXPIPE_MEDIA_WORKERS=K`), searched in the same run.
@@ -74,7 +78,7 @@ const OPTIONS = {
   duration: { type: "string", default: "10" },
   hold: { type: "string", default: "1000" },
   start: { type: "string", default: "100" },
-  max: { type: "string", default: "12800" },
+  max: { type: "string", default: "51200" },
   refine: { type: "string", default: "3" },
   light: { type: "boolean", default: false },
   compare: { type: "string" },
@@ -419,7 +423,9 @@ if (import.meta.main) {
   if (costs.length) {
     const x = (f: Found | undefined) =>
       f?.keptCpu !== undefined && m?.keptCpu ? ` ${(f.keptCpu / m.keptCpu).toFixed(1)}×` : "";
-    const times = m?.keptCpu ? `; voxpipe / sipp:${x(n)}${w ? `,${x(w)} with workers` : ""}` : "";
+    // Only when a callee of ours was measured (not with --only sipp).
+    const ours = [x(n), x(w) && `${x(w)} with workers`].filter((s) => s !== "");
+    const times = m?.keptCpu && ours.length ? `; voxpipe / sipp:${ours.join(",")}` : "";
     console.log(`CPU per call (the whole process, at the highest rate kept up with): ${costs.join("; ")}${times}`);
   }
 }
