@@ -193,19 +193,24 @@ async function trial(target: Target, rate: number): Promise<Trial> {
       }),
       { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" },
     );
-    // Stop at the first failed call: the trial has failed.
+    // Stop at the first failed call: the trial has failed. SIGINT asks sipp to end its calls in progress, which an
+    // overloaded sipp takes up to its time limit to do (a minute and more of retransmissions): 5 s later, SIGKILL (its
+    // statistics then end with the last row it wrote, a second earlier at most).
     let stoppedEarly = false;
+    let hardStop: ReturnType<typeof setTimeout> | undefined;
     const watch = setInterval(async () => {
       try {
-        if (sippCounter(await readSippStats(`${dir}/uac.csv`), "FailedCall(C)") > 0 && !sipp.ended) {
+        if (!stoppedEarly && sippCounter(await readSippStats(`${dir}/uac.csv`), "FailedCall(C)") > 0 && !sipp.ended) {
           stoppedEarly = true;
           sipp.kill("SIGINT");
+          hardStop = setTimeout(() => sipp.ended || sipp.kill("SIGKILL"), 5000);
         }
       } catch { /* no statistics row yet */ }
     }, 1000);
     const r = await sipp.result;
     const cpu1 = cpu();
     clearInterval(watch);
+    clearTimeout(hardStop);
     const alive = await Promise.race([callee.proc.result.then(() => false), Promise.resolve(true)]);
     let successful = 0, failed = 0, retransmissions = 0, achieved = 0;
     try {
