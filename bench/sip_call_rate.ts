@@ -20,10 +20,10 @@
  * for a minute). The searches run side by side, one trial at a time, their
  * trials alternating (voxpipe, sipp, voxpipe, ...), so that both see the same
  * load of a shared machine; each line gives the load average. A full run
- * (voxpipe and sipp) takes about 20 minutes, 25 with `--media-workers 2`: sipp's
- * UAS goes to ~17 000 cps on a 2-core machine, and a failed trial at twice that
- * can take its time limit (100 s) to end. Both sipp processes get 4 MB socket
- * buffers (`SIPP_BUFFER_ARGS` in `_sipp.ts`): with sipp's default 64 KB the
+ * (voxpipe and sipp, `--media-workers 2`) takes about 15 minutes (13 here with
+ * `--max 12800`; sipp's UAS goes on to ~17 000 cps on a 2-core machine, a
+ * minute or two more). Both sipp processes get 4 MB socket buffers
+ * (`SIPP_BUFFER_ARGS` in `_sipp.ts`): with sipp's default 64 KB the
  * reference's ceiling was its buffers' (~1 500–3 500 cps), not its own.
  *
  * `max_calls` (concurrent calls, 100 in callee.json's control section, not a
