@@ -32,7 +32,8 @@
  */
 import { benchArgs } from "./_args.ts";
 import { fromFileUrl } from "../tests/util.ts";
-import { liveCpuSeconds } from "../tests/record_check.ts";
+// CPU seconds (user + system, all threads) of a process, from /proc.
+import { liveCpuSeconds as cpuSeconds } from "../tests/record_check.ts";
 
 const args = benchArgs(import.meta.url, {
   streams: { type: "string", default: "100,500" },
@@ -60,11 +61,6 @@ function freeUdpPort(): number {
   const p = (s.addr as Deno.NetAddr).port;
   s.close();
   return p;
-}
-
-/** CPU seconds (user + system, all threads) of a process ("self": this one), from /proc. */
-function cpuSeconds(pid: number | "self"): number {
-  return liveCpuSeconds(pid === "self" ? Deno.pid : pid);
 }
 
 // ---- the relay process -------------------------------------------------------------------
@@ -271,9 +267,9 @@ try {
     const d = await runAll(workers, "direct", (SECONDS / 2) * 1000);
     // Through the relay.
     const st0 = await relayStats();
-    const cpu0 = cpuSeconds(relay.pid), self0 = cpuSeconds("self"), t0 = performance.now();
+    const cpu0 = cpuSeconds(relay.pid), self0 = cpuSeconds(Deno.pid), t0 = performance.now();
     const r = await runAll(workers, "relay", SECONDS * 1000);
-    const cpu1 = cpuSeconds(relay.pid), self1 = cpuSeconds("self"), t1 = performance.now();
+    const cpu1 = cpuSeconds(relay.pid), self1 = cpuSeconds(Deno.pid), t1 = performance.now();
     const st1 = await relayStats();
     const fwd = st1.packets_out - st0.packets_out;
     const wall = (t1 - t0) / 1000;

@@ -32,7 +32,8 @@
 import { benchArgs } from "./_args.ts";
 import { createRegistry } from "../mod.ts";
 import { fromFileUrl } from "../tests/util.ts";
-import { liveCpuSeconds } from "../tests/record_check.ts";
+// CPU seconds (user + system, all threads) of a process, from /proc.
+import { liveCpuSeconds as cpuSeconds } from "../tests/record_check.ts";
 import { SipUserAgent } from "../plugins/sip/user_agent.ts";
 import { createAnswer } from "../plugins/sip/sdp.ts";
 import type { IncomingCall } from "../plugins/sip/incoming_call.ts";
@@ -91,11 +92,6 @@ function freePort(kind: "tcp" | "udp"): number {
   const p = (s.addr as Deno.NetAddr).port;
   s.close();
   return p;
-}
-
-/** CPU seconds (user + system) of a process ("self": this one), from /proc. */
-function cpuSeconds(pid: number | "self"): number {
-  return liveCpuSeconds(pid === "self" ? Deno.pid : pid);
 }
 
 function pct(xs: number[], p: number): number {
@@ -332,14 +328,14 @@ while (performance.now() < end) {
     matching = true;
     measuredFrom = performance.now();
     cpuMeasured0 = cpuSeconds(server.pid);
-    selfCpu0 = cpuSeconds("self");
+    selfCpu0 = cpuSeconds(Deno.pid);
   }
   sendSlot(n % SLOTS);
   n++;
 }
 const measuredMs = performance.now() - measuredFrom;
 const cpuUsed = cpuSeconds(server.pid) - cpuMeasured0;
-const selfUsed = cpuSeconds("self") - selfCpu0;
+const selfUsed = cpuSeconds(Deno.pid) - selfCpu0;
 measuring = false;
 await sleep(1000); // what is still queued or in flight
 matching = false;
