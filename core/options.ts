@@ -23,7 +23,7 @@ import { z as zod } from "zod";
 
 /**
  * The zod 4 namespace (`z` of the `zod` package, the version voxpipe pins in
- * its `deno.json`): build option schemas with it, e.g.
+ * `vendor/zod/zod.d.ts`, loaded from one bundled file, `vendor/zod/zod.js`): build option schemas with it, e.g.
  * `z.object({ rate: z.number().int().default(8000) })`. Its documentation is
  * zod's own: https://zod.dev/api. It is re-exported as a value: for types, use
  * {@linkcode OptionsOf} (zod's `z.infer`/`z.output`) and
