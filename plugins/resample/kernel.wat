@@ -523,26 +523,35 @@
   ;; u = j / span, summed by Horner's rule from the term n the point needs: the smallest n with
   ;; a <= limit[n], the limits (nterms float64, increasing, the last infinite) following the terms;
   ;; dst[span] = 0 (the window's edge).
-  ;; The same operations in the same order as kaiserProto in polyphase.ts: the results are identical.
+  ;; Every point gets the floats kaiserProto in polyphase.ts computes for it, by the same operations:
+  ;; the results are identical. Two passes: the first stores c2 * sinc_j in dst[j] (the recurrence
+  ;; runs from point to point); the second runs the Horner sums of four points at once, in two
+  ;; float64x2 vectors, as independent chains (one point's chain, up to 41 multiply-adds long, is
+  ;; latency-bound alone). A lane whose point needs fewer terms than the group's most adds +0 while
+  ;; m is above its n: its sum stays 0 until m = n, where it becomes 0 * a + T[n] = T[n] exactly,
+  ;; as the scalar sum starts (a >= 0). The last points of a range, fewer than four, are summed one
+  ;; by one.
   ;; One call computes the points $from <= j < $to (and dst[span] when $to reaches span), the
   ;; recurrence's s_j-2, s_j-1 carried in float64 at $state (0, 0 before the first call): called on
   ;; successive ranges, it gives exactly what one call over 0..span gives. The caller calls it in
-  ;; ranges because V8 runs a function's first call in its baseline code (~20x slower here) and only
-  ;; the calls after its tier-up in optimized code; one call over a whole table took ~17 ms.
+  ;; ranges because V8 runs a function's first call in its baseline code and only the calls after
+  ;; its tier-up in optimized code.
   (func (export "kaiser_proto")
     (param $dst i32) (param $span i32) (param $th f64) (param $sin1 f64) (param $k2 f64)
     (param $c2 f64) (param $i0b f64) (param $b2 f64) (param $terms i32) (param $nterms i32)
     (param $from i32) (param $to i32) (param $state i32)
-    (local $j i32) (local $prev f64) (local $cur f64) (local $next f64) (local $sinc f64) (local $u f64)
-    (local $a f64) (local $w f64) (local $m i32) (local $jf f64) (local $n i32) (local $lim i32)
-    (local.set $j (local.get $from))
-    (local.set $n (i32.sub (local.get $nterms) (i32.const 1)))
+    (local $j i32) (local $prev f64) (local $cur f64) (local $next f64) (local $jf f64)
+    (local $a f64) (local $w f64) (local $m i32) (local $n i32) (local $lim i32) (local $at i32)
+    (local $aA v128) (local $aB v128) (local $nA v128) (local $nB v128) (local $wA v128) (local $wB v128)
+    (local $t v128) (local $mv v128) (local $div v128)
     (local.set $lim (i32.add (local.get $terms) (i32.shl (local.get $nterms) (i32.const 3))))
+    ;; Pass 1: dst[j] = c2 * sinc_j.
     (local.set $prev (f64.load (local.get $state)))
     (local.set $cur (f64.load offset=8 (local.get $state)))
-    (block $done
-      (loop $each
-        (br_if $done (i32.ge_s (local.get $j) (local.get $to)))
+    (local.set $j (local.get $from))
+    (block $done1
+      (loop $each1
+        (br_if $done1 (i32.ge_s (local.get $j) (local.get $to)))
         (local.set $jf (f64.convert_i32_s (local.get $j)))
         (if (i32.eq (local.get $j) (i32.const 1))
           (then (local.set $cur (local.get $sin1))))
@@ -551,25 +560,71 @@
             (local.set $next (f64.sub (f64.mul (local.get $k2) (local.get $cur)) (local.get $prev)))
             (local.set $prev (local.get $cur))
             (local.set $cur (local.get $next))))
-        (local.set $sinc (f64.const 1))
-        (if (i32.gt_s (local.get $j) (i32.const 0))
-          (then (local.set $sinc (f64.div (local.get $cur) (f64.mul (local.get $th) (local.get $jf))))))
-        (local.set $u (f64.div (local.get $jf) (f64.convert_i32_s (local.get $span))))
-        (local.set $a (f64.mul (local.get $b2) (f64.sub (f64.const 1) (f64.mul (local.get $u) (local.get $u)))))
-        ;; n: down while the term below suffices, up while this one does not (a falls as j grows).
-        (block $dn
-          (loop $down
-            (br_if $dn (i32.le_s (local.get $n) (i32.const 0)))
-            (br_if $dn (f64.gt (local.get $a)
-              (f64.load (i32.add (local.get $lim) (i32.shl (i32.sub (local.get $n) (i32.const 1)) (i32.const 3))))))
-            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-            (br $down)))
-        (block $up
-          (loop $upl
-            (br_if $up (i32.eqz (f64.gt (local.get $a)
-              (f64.load (i32.add (local.get $lim) (i32.shl (local.get $n) (i32.const 3)))))))
-            (local.set $n (i32.add (local.get $n) (i32.const 1)))
-            (br $upl)))
+        (f64.store (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 3)))
+          (f64.mul (local.get $c2)
+            (if (result f64) (i32.gt_s (local.get $j) (i32.const 0))
+              (then (f64.div (local.get $cur) (f64.mul (local.get $th) (local.get $jf))))
+              (else (f64.const 1)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $each1)))
+    (f64.store (local.get $state) (local.get $prev))
+    (f64.store offset=8 (local.get $state) (local.get $cur))
+    ;; Pass 2: the windows, four points at a time; dst[j] = (dst[j] * w_j) / i0b.
+    (local.set $n (i32.sub (local.get $nterms) (i32.const 1)))
+    (local.set $div (f64x2.splat (local.get $i0b)))
+    (local.set $j (local.get $from))
+    (block $done4
+      (loop $each4
+        (br_if $done4 (i32.gt_s (i32.add (local.get $j) (i32.const 4)) (local.get $to)))
+        ;; a and n of the four points, in lanes: A = (j, j + 1), B = (j + 2, j + 3); m: the largest n.
+        (local.set $a (call $kaiser_a (local.get $j) (local.get $span) (local.get $b2)))
+        (local.set $n (call $kaiser_n (local.get $a) (local.get $n) (local.get $lim)))
+        (local.set $m (local.get $n))
+        (local.set $aA (f64x2.splat (local.get $a)))
+        (local.set $nA (f64x2.splat (f64.convert_i32_s (local.get $n))))
+        (local.set $a (call $kaiser_a (i32.add (local.get $j) (i32.const 1)) (local.get $span) (local.get $b2)))
+        (local.set $n (call $kaiser_n (local.get $a) (local.get $n) (local.get $lim)))
+        (if (i32.gt_s (local.get $n) (local.get $m)) (then (local.set $m (local.get $n))))
+        (local.set $aA (f64x2.replace_lane 1 (local.get $aA) (local.get $a)))
+        (local.set $nA (f64x2.replace_lane 1 (local.get $nA) (f64.convert_i32_s (local.get $n))))
+        (local.set $a (call $kaiser_a (i32.add (local.get $j) (i32.const 2)) (local.get $span) (local.get $b2)))
+        (local.set $n (call $kaiser_n (local.get $a) (local.get $n) (local.get $lim)))
+        (if (i32.gt_s (local.get $n) (local.get $m)) (then (local.set $m (local.get $n))))
+        (local.set $aB (f64x2.splat (local.get $a)))
+        (local.set $nB (f64x2.splat (f64.convert_i32_s (local.get $n))))
+        (local.set $a (call $kaiser_a (i32.add (local.get $j) (i32.const 3)) (local.get $span) (local.get $b2)))
+        (local.set $n (call $kaiser_n (local.get $a) (local.get $n) (local.get $lim)))
+        (if (i32.gt_s (local.get $n) (local.get $m)) (then (local.set $m (local.get $n))))
+        (local.set $aB (f64x2.replace_lane 1 (local.get $aB) (local.get $a)))
+        (local.set $nB (f64x2.replace_lane 1 (local.get $nB) (f64.convert_i32_s (local.get $n))))
+        ;; Horner from m down to 0; a lane adds T[k] only for k <= its n.
+        (local.set $wA (v128.const f64x2 0 0))
+        (local.set $wB (v128.const f64x2 0 0))
+        (local.set $mv (f64x2.splat (f64.convert_i32_s (local.get $m))))
+        (block $h4
+          (loop $horner4
+            (local.set $t (f64x2.splat (f64.load (i32.add (local.get $terms) (i32.shl (local.get $m) (i32.const 3))))))
+            (local.set $wA (f64x2.add (f64x2.mul (local.get $wA) (local.get $aA))
+              (v128.and (local.get $t) (f64x2.le (local.get $mv) (local.get $nA)))))
+            (local.set $wB (f64x2.add (f64x2.mul (local.get $wB) (local.get $aB))
+              (v128.and (local.get $t) (f64x2.le (local.get $mv) (local.get $nB)))))
+            (br_if $h4 (i32.le_s (local.get $m) (i32.const 0)))
+            (local.set $m (i32.sub (local.get $m) (i32.const 1)))
+            (local.set $mv (f64x2.sub (local.get $mv) (v128.const f64x2 1 1)))
+            (br $horner4)))
+        (local.set $at (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 3))))
+        (v128.store (local.get $at)
+          (f64x2.div (f64x2.mul (v128.load (local.get $at)) (local.get $wA)) (local.get $div)))
+        (v128.store offset=16 (local.get $at)
+          (f64x2.div (f64x2.mul (v128.load offset=16 (local.get $at)) (local.get $wB)) (local.get $div)))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $each4)))
+    ;; The last points of the range, one by one.
+    (block $done1b
+      (loop $each1b
+        (br_if $done1b (i32.ge_s (local.get $j) (local.get $to)))
+        (local.set $a (call $kaiser_a (local.get $j) (local.get $span) (local.get $b2)))
+        (local.set $n (call $kaiser_n (local.get $a) (local.get $n) (local.get $lim)))
         (local.set $m (local.get $n))
         (local.set $w (f64.load (i32.add (local.get $terms) (i32.shl (local.get $m) (i32.const 3)))))
         (block $h
@@ -579,14 +634,37 @@
             (local.set $w (f64.add (f64.mul (local.get $w) (local.get $a))
               (f64.load (i32.add (local.get $terms) (i32.shl (local.get $m) (i32.const 3))))))
             (br $horner)))
-        (f64.store (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 3)))
-          (f64.div (f64.mul (f64.mul (local.get $c2) (local.get $sinc)) (local.get $w)) (local.get $i0b)))
+        (local.set $at (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 3))))
+        (f64.store (local.get $at) (f64.div (f64.mul (f64.load (local.get $at)) (local.get $w)) (local.get $i0b)))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
-        (br $each)))
-    (f64.store (local.get $state) (local.get $prev))
-    (f64.store offset=8 (local.get $state) (local.get $cur))
+        (br $each1b)))
     (if (i32.ge_s (local.get $to) (local.get $span))
       (then (f64.store (i32.add (local.get $dst) (i32.shl (local.get $span) (i32.const 3))) (f64.const 0)))))
+
+  ;; a = b2 * (1 - u * u), u = j / span: the window's series variable at point j (see kaiser_proto).
+  (func $kaiser_a (param $j i32) (param $span i32) (param $b2 f64) (result f64)
+    (local $u f64)
+    (local.set $u (f64.div (f64.convert_i32_s (local.get $j)) (f64.convert_i32_s (local.get $span))))
+    (f64.mul (local.get $b2) (f64.sub (f64.const 1) (f64.mul (local.get $u) (local.get $u)))))
+
+  ;; The term a point with series variable $a needs: the smallest n with a <= limit[n] (the limits at
+  ;; $lim, increasing), searched from $n: down while the term below suffices, up while this one does
+  ;; not (a falls as j grows, so from the previous point's n it only steps down).
+  (func $kaiser_n (param $a f64) (param $n i32) (param $lim i32) (result i32)
+    (block $dn
+      (loop $down
+        (br_if $dn (i32.le_s (local.get $n) (i32.const 0)))
+        (br_if $dn (f64.gt (local.get $a)
+          (f64.load (i32.add (local.get $lim) (i32.shl (i32.sub (local.get $n) (i32.const 1)) (i32.const 3))))))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $down)))
+    (block $up
+      (loop $upl
+        (br_if $up (i32.eqz (f64.gt (local.get $a)
+          (f64.load (i32.add (local.get $lim) (i32.shl (local.get $n) (i32.const 3)))))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $upl)))
+    (local.get $n))
 
   ;; A stage's coefficient table from its prototype (float64 at $proto, span + 1 points): rows x taps
   ;; float32 at $dst, tap k of row r = h(|r + (half - 1 - k) * d|) (0 from span on), each row divided
