@@ -20,13 +20,13 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { fileUrlToPath, resolve } from "../core/path.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = fileUrlToPath(new URL("..", import.meta.url));
 /** The bundle's path. */
-export const ZOD_BUNDLE = join(ROOT, "vendor", "zod", "zod.js");
+export const ZOD_BUNDLE: string = resolve(ROOT, "vendor", "zod", "zod.js");
 /** The types' path, which also names the npm package the bundle is made from. */
-export const ZOD_TYPES = join(ROOT, "vendor", "zod", "zod.d.ts");
+export const ZOD_TYPES: string = resolve(ROOT, "vendor", "zod", "zod.d.ts");
 
 /** The npm specifier `vendor/zod/zod.d.ts` re-exports (e.g. `npm:zod@4.6.7`). */
 export function zodSpecifier(): string {
@@ -42,8 +42,8 @@ export async function bundleZod(): Promise<string> {
   // The entry lives in the repository, so that the bundler resolves the package as voxpipe does (deno.json, lock).
   const dir = Deno.makeTempDirSync({ dir: ROOT, prefix: ".vendor-zod-" });
   try {
-    const entry = join(dir, "entry.ts");
-    const out = join(dir, "zod.js");
+    const entry = resolve(dir, "entry.ts");
+    const out = resolve(dir, "zod.js");
     Deno.writeTextFileSync(entry, `export * from "${spec}";\nexport { default } from "${spec}";\n`);
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["bundle", "--platform", "deno", "--output", out, entry],
