@@ -9,7 +9,8 @@
 #    test audio, libasound2 and a compiler for the naudiodon binding.
 # 2. npm dependencies through Deno, building naudiodon's native binding
 #    (node-gyp against the local Node headers in /usr: no download).
-# 3. The native pacer, native/pacer.c → native/build/libvoxpacer.so (cc).
+# 3. The native libraries (cc): native/pacer.c → native/build/libvoxpacer.so, native/resample.c →
+#    native/build/libvoxresample.so.
 #
 # Output: one line per step; a step's own output (apt, npm, node-gyp) goes to a
 # log file that is shown (its last lines) only when the step fails.
@@ -83,9 +84,9 @@ step "npm dependencies and the naudiodon binding (speaker, microphone)" bash scr
   echo "setup: the naudiodon binding was not built; everything but the speaker and microphone stages works" >&2
   exit 1
 }
-# The native pacer (VOXPIPE_PACER_LEAD_MS): a small C library the fast network loads.
-step "native pacer (native/build/libvoxpacer.so)" bash scripts/build_native.sh || {
-  echo "setup: the native pacer was not built (a C compiler is needed: apt-get install gcc)" >&2
+# The native libraries: the pacer the fast network loads (VOXPIPE_PACER_LEAD_MS) and the resampler's loops.
+step "native libraries (native/build: libvoxpacer.so, libvoxresample.so)" bash scripts/build_native.sh || {
+  echo "setup: the native libraries were not built (a C compiler is needed: apt-get install gcc)" >&2
   exit 1
 }
 echo "setup: done"

@@ -17,7 +17,7 @@ async function sandbox(present: string[]): Promise<string> {
     await Deno.copyFile(repoPath(`scripts/${f}`), `${dir}/scripts/${f}`);
   }
   await Deno.mkdir(`${dir}/native`);
-  await Deno.copyFile(repoPath("native/pacer.c"), `${dir}/native/pacer.c`);
+  for (const f of ["pacer.c", "resample.c"]) await Deno.copyFile(repoPath(`native/${f}`), `${dir}/native/${f}`);
   await Deno.mkdir(`${dir}/bin`);
   for (const t of TOOLS) {
     const which = new Deno.Command("bash", { args: ["-c", `command -v ${t}`], stdout: "piped" }).outputSync();
@@ -89,11 +89,12 @@ Deno.test("setup.sh: one line per step when everything goes well", async () => {
     const r = await setup(dir);
     assertEquals(r.code, 0, r.stdout + r.stderr);
     const lines = r.stdout.trim().split("\n");
-    // Debian packages (present, or installed in one line), the npm/binding step, the native pacer, done.
+    // Debian packages (present, or installed in one line), the npm/binding step, the native libraries, done.
     assert(lines.length <= 4, r.stdout);
     assertMatch(r.stdout, /^setup: npm dependencies and the naudiodon binding \(speaker, microphone\): ok$/m);
-    assertMatch(r.stdout, /^setup: native pacer \(native\/build\/libvoxpacer.so\): ok$/m);
+    assertMatch(r.stdout, /^setup: native libraries \(native\/build: libvoxpacer.so, libvoxresample.so\): ok$/m);
     assert((await Deno.stat(`${dir}/native/build/libvoxpacer.so`)).isFile);
+    assert((await Deno.stat(`${dir}/native/build/libvoxresample.so`)).isFile);
     assertMatch(lines.at(-1)!, /^setup: done$/);
     assert(!/Download|gyp|Get:/.test(r.stdout + r.stderr), r.stdout + r.stderr);
   } finally {
@@ -121,14 +122,14 @@ Deno.test({
   },
 });
 
-Deno.test("setup.sh: a native pacer that does not compile shows the compiler's lines and exits 1", async () => {
+Deno.test("setup.sh: a native library that does not compile shows the compiler's lines and exits 1", async () => {
   const dir = await sandbox(ALL);
   try {
     const r = await setup(dir, { STUB_CC_FAIL: "expected ';'" });
     assertEquals(r.code, 1);
-    assertMatch(r.stderr, /setup: native pacer \(native\/build\/libvoxpacer.so\): FAILED/);
+    assertMatch(r.stderr, /setup: native libraries \(native\/build: libvoxpacer.so, libvoxresample.so\): FAILED/);
     assertMatch(r.stderr, /\| pacer.c:1: error: expected ';'/);
-    assertMatch(r.stderr, /the native pacer was not built/);
+    assertMatch(r.stderr, /the native libraries were not built/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -39,7 +39,11 @@
  *   saturation) run in WebAssembly with 128-bit SIMD (`kernel.wat`, assembled by
  *   `scripts/wat.ts`), called once per stage per frame, on float32 data in the module's memory.
  *   A JavaScript kernel with the same interface (Float32Array, float64 accumulation) is used where
- *   WebAssembly SIMD is unavailable, or when asked for (`kernel: "js"`).
+ *   WebAssembly SIMD is unavailable, or when asked for (`kernel: "js"`). Where the native library
+ *   is built (`native/resample.c`, by `scripts/setup.sh`) and FFI is allowed, the dot products and
+ *   the half-band loops run in C on the same memory instead (`kernel: "native"`, the default
+ *   there), 16 lanes at a time with AVX-512: the same floats as the WebAssembly loops, bit for bit.
+ *   `VOXPIPE_RESAMPLE_KERNEL=wasm` (or `js`, `native`) sets the default kernel.
  *
  * @example
  * ```ts
@@ -52,6 +56,7 @@
  */
 import { ReusedArrays, Slab } from "../../core/slab.ts";
 import { wasmBytes } from "./_kernel_wasm.ts";
+import { nativeIsa, nativeLoops, nativeLoopsProblem } from "./_native_kernel.ts";
 
 /** Largest exact phase table (floats) before the interpolated table is used instead. */
 export const MAX_TABLE_FLOATS = 1 << 18;
@@ -108,8 +113,12 @@ export interface PolyphaseOptions {
   outChannels: number;
   /** Filter specification; default {@linkcode FILTER_SPECS}.medium. */
   filter?: FilterSpec;
-  /** `wasm` (SIMD; the default where available) or `js` (the JavaScript kernel). */
-  kernel?: "wasm" | "js";
+  /**
+   * `native` (the WebAssembly kernel with its hot loops in C; the default where the library is built and FFI is
+   * allowed: the same output as `wasm`, bit for bit), `wasm` (SIMD; the default elsewhere) or `js` (the JavaScript
+   * kernel). `VOXPIPE_RESAMPLE_KERNEL` sets the default.
+   */
+  kernel?: ResamplerKernel;
   /**
    * `process` returns its output in one array of the resampler's, overwritten by the next call, instead of a new
    * array per call (for a stage whose next stage borrows its input). Default false.
@@ -580,6 +589,72 @@ export function wasmKernelAvailable(): boolean {
   return kernelModule() !== null;
 }
 
+/** Which loops resample: see {@linkcode PolyphaseOptions.kernel}. */
+export type ResamplerKernel = "native" | "wasm" | "js";
+
+const KERNELS: readonly ResamplerKernel[] = ["native", "wasm", "js"];
+
+/**
+ * The kernel a resampler uses when its options name none: `VOXPIPE_RESAMPLE_KERNEL` when set (native, wasm or js),
+ * else `native` where it runs, else `wasm` where WebAssembly SIMD runs, else `js`.
+ *
+ * @throws Error when `VOXPIPE_RESAMPLE_KERNEL` names no kernel
+ */
+export function defaultKernel(): ResamplerKernel {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("VOXPIPE_RESAMPLE_KERNEL");
+  } catch {
+    env = undefined; // no --allow-env: the default
+  }
+  if (env !== undefined && env !== "") {
+    if (!(KERNELS as readonly string[]).includes(env)) {
+      throw new Error(`VOXPIPE_RESAMPLE_KERNEL: expected one of ${KERNELS.join(", ")}, got "${env}"`);
+    }
+    return env as ResamplerKernel;
+  }
+  if (!wasmKernelAvailable()) return "js";
+  return nativeLoops() ? "native" : "wasm";
+}
+
+/**
+ * The WebAssembly kernel with fir, fir1, split and hb in C (see `_native_kernel.ts`), on the instance's memory.
+ *
+ * @throws Error when the native loops cannot run here (saying why)
+ */
+function nativeKernel(): Kernel & TableKernel {
+  const loops = nativeLoops();
+  if (!loops) throw new Error(`resampler: the native kernel cannot run here: ${nativeLoopsProblem()}`);
+  const w = wasmKernel();
+  let buf = w.memory.buffer;
+  let u8 = new Uint8Array(buf);
+  // The memory's bytes as the C functions take them (a new view when the memory has grown).
+  const mem = () => {
+    if (w.memory.buffer !== buf) {
+      buf = w.memory.buffer;
+      u8 = new Uint8Array(buf);
+    }
+    return u8;
+  };
+  const { vp_fir, vp_fir1, vp_split, vp_hb } = loops;
+  return {
+    memory: w.memory,
+    load_mono: w.load_mono,
+    load_chan: w.load_chan,
+    load_mix: w.load_mix,
+    store_mono: w.store_mono,
+    store_chan: w.store_chan,
+    fir_interp: w.fir_interp,
+    kaiser_proto: w.kaiser_proto,
+    kaiser_rows: w.kaiser_rows,
+    fir: (st, x, avail, coef, taps, L, si, sf, out, max) =>
+      vp_fir(mem(), st, x, avail, coef, taps, L, si, sf, out, max),
+    fir1: (st, x, avail, coef, taps, si, out, max) => vp_fir1(mem(), st, x, avail, coef, taps, si, out, max),
+    split: (src, n, e, o) => vp_split(mem(), src, n, e, o),
+    hb: (st, e, o, no, coef, pairs, out, max) => vp_hb(mem(), st, e, o, no, coef, pairs, out, max),
+  };
+}
+
 function wasmKernel(): Kernel & TableKernel {
   const m = kernelModule();
   if (!m) throw new Error("resampler: this engine cannot run the WebAssembly SIMD kernel; use the js kernel");
@@ -743,7 +818,7 @@ export class PolyphaseResampler {
   /** The plan in use. */
   readonly plan: Plan;
   /** Which kernel runs it. */
-  readonly kernel: "wasm" | "js";
+  readonly kernel: ResamplerKernel;
   readonly #k: Kernel;
   readonly #inCh: number;
   readonly #outCh: number;
@@ -804,9 +879,9 @@ export class PolyphaseResampler {
     this.plan = planResampler(inRate, outRate, options.filter ?? FILTER_SPECS.medium);
     this.#ratio = outRate / inRate;
     this.#reuse = options.reuseOutput === true;
-    const want = options.kernel ?? (wasmKernelAvailable() ? "wasm" : "js");
+    const want = options.kernel ?? defaultKernel();
     this.kernel = want;
-    this.#k = want === "wasm" ? wasmKernel() : jsKernel();
+    this.#k = want === "native" ? nativeKernel() : want === "wasm" ? wasmKernel() : jsKernel();
 
     // Memory layout (bytes, 16-aligned): states, tables, channel buffers, staging areas.
     let at = 0;
@@ -896,7 +971,8 @@ export class PolyphaseResampler {
         s.L > 1 ? ` × ${s.interpolated ? `${s.rows - 1} interpolated` : s.L} phases` : ""
       }`
     );
-    return `polyphase ${this.kernel === "wasm" ? "wasm-simd" : "js"}: ${stages.join(", ")}`;
+    const kernel = this.kernel === "native" ? `native-${nativeIsa()}` : this.kernel === "wasm" ? "wasm-simd" : "js";
+    return `polyphase ${kernel}: ${stages.join(", ")}`;
   }
 
   /** Nothing to free (the memory goes with the object); present for symmetry with other converters. */

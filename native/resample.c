@@ -1,0 +1,307 @@
+/*
+ * The polyphase resampler's hot loops in C, for plugins/resample/polyphase.ts (loaded through Deno FFI from
+ * native/build/libvoxresample.so, which scripts/build_native.sh builds).
+ *
+ * Each function does what the function of the same name in plugins/resample/kernel.wat does, on the same memory
+ * (the WebAssembly instance's, passed as `mem`; every other argument is the byte offset or count the WebAssembly
+ * function takes), and gives the same floats, bit for bit: every output is computed with the same multiplies and adds
+ * in the same order. Only how many outputs run side by side differs:
+ *
+ * - fir, fir1: an output is the dot product of `taps` inputs (a multiple of 16) with one row of coefficients. The
+ *   WebAssembly loop keeps four float32x4 sums, a0..a3, for taps 16i + 0..3, 4..7, 8..11, 12..15, and ends with
+ *   s = (a0 + a1) + (a2 + a3), out = (s0 + s1) + (s2 + s3). Here one 16-lane vector holds a0..a3 (lane 4q + l is
+ *   a_q's lane l), so each lane does the same multiply and add as before, on one AVX-512 register (or two AVX2, or
+ *   four SSE ones: `target_clones` picks the widest the CPU has, at load time), and the end is the same sums.
+ * - hb: the half-band decimator's outputs are independent; here sixteen are made at a time instead of eight, each
+ *   with the same operations in the same order.
+ * - split: copies.
+ *
+ * Built with -ffp-contract=off (never a fused multiply-add, whose single rounding would differ) and without
+ * -ffast-math (no reassociation, no flush-to-zero): the float semantics are WebAssembly's, IEEE 754 single precision
+ * rounded to nearest. tests/resample_native_test.ts compares the outputs with the WebAssembly kernel's.
+ */
+#include <stdint.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64)));
+
+/* The helpers below pass 16-lane vectors by value; they are always inlined into the functions that target_clones
+ * compiles for each instruction set, so no call ever uses the (per-ISA) vector calling convention GCC warns about. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define INLINE static inline __attribute__((always_inline))
+
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+INLINE v16 ld16(const float *p) {
+  v16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+INLINE void st16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+
+INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+
+/* kernel.wat's end of a dot product: s = (a0 + a1) + (a2 + a3) lane by lane, then (s0 + s1) + (s2 + s3). */
+INLINE float reduce(v16 a) {
+  float s0 = (a[0] + a[4]) + (a[8] + a[12]);
+  float s1 = (a[1] + a[5]) + (a[9] + a[13]);
+  float s2 = (a[2] + a[6]) + (a[10] + a[14]);
+  float s3 = (a[3] + a[7]) + (a[11] + a[15]);
+  return (s0 + s1) + (s2 + s3);
+}
+
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+/*
+ * reduce() of four sums at once, as vectors (the same additions: a float sum does not depend on the order of its two
+ * terms, only on which terms are added first). u = a + a's lanes four up gives a0 + a1 in lanes 0..3 and a2 + a3 in
+ * lanes 8..11; gathering those of the four sums and adding gives the four s vectors side by side; two more
+ * adds of neighbours give (s0 + s1) + (s2 + s3) in lanes 0, 4, 8, 12.
+ */
+INLINE void reduce4(v16 a, v16 b, v16 c, v16 d, float *oa, float *ob, float *oc, float *od) {
+  const v16i up4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
+  v16 ua = a + __builtin_shuffle(a, up4);
+  v16 ub = b + __builtin_shuffle(b, up4);
+  v16 uc = c + __builtin_shuffle(c, up4);
+  v16 ud = d + __builtin_shuffle(d, up4);
+  /* [ua 0..3, ua 8..11, ub 0..3, ub 8..11] and the same of uc, ud. */
+  const v16i pick = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  v16 ab = __builtin_shuffle(ua, ub, pick);
+  v16 cd = __builtin_shuffle(uc, ud, pick);
+  /* The a0 + a1 parts and the a2 + a3 parts of all four, then s = their sum. */
+  const v16i lo = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  const v16i hi = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  v16 sv = __builtin_shuffle(ab, cd, lo) + __builtin_shuffle(ab, cd, hi);
+  const v16i next1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+  v16 t = sv + __builtin_shuffle(sv, next1); /* s0 + s1 in lane 4k, s2 + s3 in lane 4k + 2 */
+  const v16i next2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+  v16 w = t + __builtin_shuffle(t, next2);
+  *oa = w[0];
+  *ob = w[4];
+  *oc = w[8];
+  *od = w[12];
+}
+
+/* Σ x[k] × h[k] for k < taps (a multiple of 16), summed as kernel.wat's fir sums it. */
+INLINE float dot(const float *x, const float *h, int32_t taps) {
+  v16 a = splat(0.0f);
+  for (int32_t k = 0; k < taps; k += 16) a += ld16(x + k) * ld16(h + k);
+  return reduce(a);
+}
+
+/* Two outputs that share their coefficients (one load of each for both). */
+INLINE void dot2(const float *x, const float *y, const float *h, int32_t taps, float *ox, float *oy) {
+  v16 a = splat(0.0f), b = splat(0.0f);
+  for (int32_t k = 0; k < taps; k += 16) {
+    v16 c = ld16(h + k);
+    a += ld16(x + k) * c;
+    b += ld16(y + k) * c;
+  }
+  *ox = reduce(a);
+  *oy = reduce(b);
+}
+
+/* Four outputs at once: x with h, y with g, u with f, v with e (four independent sums in flight). */
+INLINE void dot4(const float *x, const float *h, const float *y, const float *g, const float *u, const float *f,
+                 const float *v, const float *e, int32_t taps, float *ox, float *oy, float *ou, float *ov) {
+  v16 a = splat(0.0f), b = splat(0.0f), c = splat(0.0f), d = splat(0.0f);
+  for (int32_t k = 0; k < taps; k += 16) {
+    a += ld16(x + k) * ld16(h + k);
+    b += ld16(y + k) * ld16(g + k);
+    c += ld16(u + k) * ld16(f + k);
+    d += ld16(v + k) * ld16(e + k);
+  }
+  reduce4(a, b, c, d, ox, oy, ou, ov);
+}
+
+/* kernel.wat's fir: the polyphase filter, exact phases. State at st: input index, phase (int32 each). */
+CLONES int32_t vp_fir(uint8_t *mem, int32_t st, int32_t x, int32_t avail, int32_t coef, int32_t taps, int32_t L,
+                      int32_t si, int32_t sf, int32_t out, int32_t max) {
+  int32_t *state = (int32_t *)(mem + st);
+  int32_t idx = state[0], ph = state[1];
+  const float *in = (const float *)(mem + x);
+  const float *co = (const float *)(mem + coef);
+  float *o = (float *)(mem + out);
+  const int32_t lim = avail - taps;
+  const int32_t M = si * L + sf; /* input samples per L outputs */
+  int32_t n = 0;
+  while (n < max && idx <= lim) {
+    if (n + 2 * L <= max && idx + 2 * M <= lim) {
+      /* 2L outputs as L pairs (j, j + L): the same phase, M inputs apart; two pairs at a time. */
+      int32_t j = 0;
+      for (; j + 1 < L; j += 2) {
+        int32_t idx2 = idx + si, ph2 = ph + sf;
+        if (ph2 >= L) {
+          ph2 -= L;
+          idx2 += 1;
+        }
+        const float *h = co + (int64_t)ph * taps, *g = co + (int64_t)ph2 * taps;
+        dot4(in + idx, h, in + idx + M, h, in + idx2, g, in + idx2 + M, g, taps, o + n + j, o + n + j + L,
+             o + n + j + 1, o + n + j + 1 + L);
+        idx = idx2 + si;
+        ph = ph2 + sf;
+        if (ph >= L) {
+          ph -= L;
+          idx += 1;
+        }
+      }
+      if (j < L) {
+        dot2(in + idx, in + idx + M, co + (int64_t)ph * taps, taps, o + n + j, o + n + j + L);
+        idx += si;
+        ph += sf;
+        if (ph >= L) {
+          ph -= L;
+          idx += 1;
+        }
+      }
+      idx += M;
+      n += 2 * L;
+      continue;
+    }
+    if (n + 4 <= max) {
+      /* Four neighbours, each with its own phase's row, when the fourth's input is there. */
+      int32_t i[4], q[4];
+      i[0] = idx;
+      q[0] = ph;
+      for (int k = 1; k < 4; k++) {
+        i[k] = i[k - 1] + si;
+        q[k] = q[k - 1] + sf;
+        if (q[k] >= L) {
+          q[k] -= L;
+          i[k] += 1;
+        }
+      }
+      if (i[3] <= lim) {
+        dot4(in + i[0], co + (int64_t)q[0] * taps, in + i[1], co + (int64_t)q[1] * taps, in + i[2],
+             co + (int64_t)q[2] * taps, in + i[3], co + (int64_t)q[3] * taps, taps, o + n, o + n + 1, o + n + 2,
+             o + n + 3);
+        n += 4;
+        idx = i[3] + si;
+        ph = q[3] + sf;
+        if (ph >= L) {
+          ph -= L;
+          idx += 1;
+        }
+        continue;
+      }
+    }
+    o[n++] = dot(in + idx, co + (int64_t)ph * taps, taps);
+    idx += si;
+    ph += sf;
+    if (ph >= L) {
+      ph -= L;
+      idx += 1;
+    }
+  }
+  state[0] = idx;
+  state[1] = ph;
+  return n;
+}
+
+/* kernel.wat's fir1: one phase (L = 1). State at st: input index. */
+CLONES int32_t vp_fir1(uint8_t *mem, int32_t st, int32_t x, int32_t avail, int32_t coef, int32_t taps, int32_t si,
+                       int32_t out, int32_t max) {
+  int32_t *state = (int32_t *)(mem + st);
+  int32_t idx = state[0];
+  const float *in = (const float *)(mem + x);
+  const float *co = (const float *)(mem + coef);
+  float *o = (float *)(mem + out);
+  const int32_t lim = avail - taps;
+  int32_t n = 0;
+  while (n + 3 < max && idx + 3 * si <= lim) {
+    dot4(in + idx, co, in + idx + si, co, in + idx + 2 * si, co, in + idx + 3 * si, co, taps, o + n, o + n + 1,
+         o + n + 2, o + n + 3);
+    n += 4;
+    idx += 4 * si;
+  }
+  while (n + 1 < max && idx + si <= lim) {
+    dot2(in + idx, in + idx + si, co, taps, o + n, o + n + 1);
+    n += 2;
+    idx += 2 * si;
+  }
+  if (n < max && idx <= lim) {
+    o[n++] = dot(in + idx, co, taps);
+    idx += si;
+  }
+  state[0] = idx;
+  return n;
+}
+
+/* kernel.wat's split: e[i] = src[2i], o[i] = src[2i + 1] for n samples (an odd last one goes to e). */
+CLONES void vp_split(uint8_t *mem, int32_t src, int32_t n, int32_t e, int32_t o) {
+  const float *s = (const float *)(mem + src);
+  float *pe = (float *)(mem + e);
+  float *po = (float *)(mem + o);
+  int32_t i = 0;
+  const v16i even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  const v16i odd = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+  for (; 2 * i + 32 <= n; i += 16) {
+    v16 a = ld16(s + 2 * i), b = ld16(s + 2 * i + 16);
+    st16(pe + i, __builtin_shuffle(a, b, even));
+    st16(po + i, __builtin_shuffle(a, b, odd));
+  }
+  for (; 2 * i + 1 < n; i++) {
+    pe[i] = s[2 * i];
+    po[i] = s[2 * i + 1];
+  }
+  if (2 * i < n) pe[i] = s[2 * i];
+}
+
+/*
+ * kernel.wat's hb: the half-band decimator by 2, y = c0 × e[m] + Σ_{i < P} c_{i+1} × (o[m + i] + o[m − 1 − i]), the
+ * P + 1 coefficients at coef each splatted over 16 bytes. State at st: m.
+ */
+CLONES int32_t vp_hb(uint8_t *mem, int32_t st, int32_t e, int32_t o, int32_t no, int32_t coef, int32_t p, int32_t out,
+                     int32_t max) {
+  int32_t *state = (int32_t *)(mem + st);
+  int32_t m = state[0];
+  const float *pe = (const float *)(mem + e);
+  const float *po = (const float *)(mem + o);
+  const float *c = (const float *)(mem + coef);
+  float *y = (float *)(mem + out);
+  const int32_t lim = no - p;
+  int32_t n = 0;
+  while (n + 64 <= max && m + 63 <= lim) {
+    /* Four vectors of sixteen: four independent sums in flight. */
+    v16 c0 = splat(c[0]);
+    v16 a0 = c0 * ld16(pe + m), a1 = c0 * ld16(pe + m + 16), a2 = c0 * ld16(pe + m + 32), a3 = c0 * ld16(pe + m + 48);
+    for (int32_t i = 0; i < p; i++) {
+      v16 ci = splat(c[4 * (i + 1)]);
+      const float *f = po + m + i, *b = po + m - 1 - i;
+      a0 += ci * (ld16(f) + ld16(b));
+      a1 += ci * (ld16(f + 16) + ld16(b + 16));
+      a2 += ci * (ld16(f + 32) + ld16(b + 32));
+      a3 += ci * (ld16(f + 48) + ld16(b + 48));
+    }
+    st16(y + n, a0);
+    st16(y + n + 16, a1);
+    st16(y + n + 32, a2);
+    st16(y + n + 48, a3);
+    n += 64;
+    m += 64;
+  }
+  while (n + 16 <= max && m + 15 <= lim) {
+    v16 acc = splat(c[0]) * ld16(pe + m);
+    for (int32_t i = 0; i < p; i++) acc += splat(c[4 * (i + 1)]) * (ld16(po + m + i) + ld16(po + m - 1 - i));
+    st16(y + n, acc);
+    n += 16;
+    m += 16;
+  }
+  while (n < max && m <= lim) {
+    float s = c[0] * pe[m];
+    for (int32_t i = 0; i < p; i++) s += c[4 * (i + 1)] * (po[m + i] + po[m - 1 - i]);
+    y[n++] = s;
+    m++;
+  }
+  state[0] = m;
+  return n;
+}
+
+/* Which implementation target_clones chose: 3 AVX-512, 2 AVX2, 1 the baseline (SSE2). */
+int32_t vp_resample_isa(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 3;
+  if (__builtin_cpu_supports("avx2")) return 2;
+  return 1;
+}

@@ -1,0 +1,157 @@
+/**
+ * The resampler's native loops (native/resample.c, loaded by plugins/resample/_native_kernel.ts): they load here
+ * (scripts/setup.sh builds them), they are what a resampler uses by default, and they give the WebAssembly kernel's
+ * output bit for bit, over every kind of plan (half-band stages, exact phases, one phase, integer decimators), the
+ * three qualities, channel maps, frame cuts and full-scale input that saturates. And the choice of kernel:
+ * `VOXPIPE_RESAMPLE_KERNEL`, and the WebAssembly kernel when FFI is not allowed.
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { defaultKernel, FILTER_SPECS, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+import { nativeIsa, nativeLoopsProblem } from "../plugins/resample/_native_kernel.ts";
+import { repoPath } from "./util.ts";
+
+/** Deterministic test signal: noise, a sweep, and stretches at full scale and beyond what rounding keeps in range. */
+function signal(frames: number, channels: number, rate: number, seed: number): Int16Array {
+  const half = Math.round(rate / 400); // a 200 Hz square wave: its overshoot after any of the filters saturates
+  const x = new Int16Array(frames * channels);
+  let s = seed >>> 0;
+  for (let i = 0; i < frames; i++) {
+    for (let c = 0; c < channels; c++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const noise = ((s >>> 16) - 32768) / 4;
+      const sweep = 12000 * Math.sin((i * i * 1e-5 + c) * 0.7);
+      // Every 4 000 frames, 500 frames of a square wave at full scale: the outputs overshoot and saturate.
+      const square = (i % 4000) < 500 ? (Math.floor(i / half) & 1 ? 32767 : -32768) : 0;
+      const v = square !== 0 ? square : noise + sweep;
+      x[i * channels + c] = Math.max(-32768, Math.min(32767, Math.round(v)));
+    }
+  }
+  return x;
+}
+
+/** Resamples `x` in frames whose sizes cycle through `cuts`, then flushes; the whole output. */
+function resample(
+  x: Int16Array,
+  opts: ConstructorParameters<typeof PolyphaseResampler>[0],
+  cuts: number[],
+): { out: Int16Array; describe: string } {
+  const r = new PolyphaseResampler(opts);
+  const parts: Int16Array[] = [];
+  const ch = opts.inChannels;
+  for (let i = 0, k = 0; i < x.length / ch; k++) {
+    const n = Math.min(cuts[k % cuts.length], x.length / ch - i);
+    parts.push(r.process(x.subarray(i * ch, (i + n) * ch)).slice());
+    i += n;
+  }
+  parts.push(r.flush());
+  const out = new Int16Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return { out, describe: r.describe };
+}
+
+function firstDifference(a: Int16Array, b: Int16Array): string {
+  if (a.length !== b.length) return `lengths ${a.length} and ${b.length}`;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return `sample ${i}: ${a[i]} and ${b[i]}`;
+  return "none";
+}
+
+Deno.test("native resampler loops: the library loads here, and resamplers use it by default", () => {
+  const why = nativeLoopsProblem();
+  assert(why === undefined, `the native resampler loops cannot run: ${why}`);
+  assertEquals(defaultKernel(), "native");
+  const r = new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1 });
+  assertEquals(r.kernel, "native");
+  assertMatch(r.describe, new RegExp(`^polyphase native-${nativeIsa()}: 44100→22050 Hz half-band`));
+  assertMatch(nativeIsa()!, /^(avx512|avx2|sse2)$/);
+});
+
+Deno.test("native resampler loops: the WebAssembly kernel's output, bit for bit, over plans, qualities, channels and cuts", () => {
+  const cases: [number, number, number, number][] = [
+    [44100, 8000, 1, 1], // half-band, half-band, exact phases (L = 320)
+    [48000, 8000, 1, 1], // half-band, half-band, two phases
+    [32000, 8000, 1, 1], // half-band, then one phase (fir1)
+    [16000, 8000, 1, 1], // one phase, decimation by 2
+    [8000, 16000, 1, 1], // up-sampling, two phases
+    [8000, 44100, 1, 1], // up-sampling, 441 phases
+    [44100, 48000, 1, 1], // 160 phases
+    [96000, 8000, 1, 1], // three half-bands
+    [8000, 8000, 1, 1], // same rate: one phase, no decimation
+    [44100, 8000, 2, 1], // down-mix
+    [48000, 16000, 2, 2], // two channels filtered
+    [16000, 8000, 1, 2], // mono to two channels
+  ];
+  for (const [inRate, outRate, inChannels, outChannels] of cases) {
+    for (const quality of ["medium", "fastest", "best"] as const) {
+      const x = signal(Math.round(inRate * 0.9) + 37, inChannels, inRate, inRate + outRate + inChannels);
+      // Cuts: 20 ms frames, odd small ones, and one long frame (the long-frame path stages it whole).
+      for (const cuts of [[Math.round(inRate / 50)], [1, 7, 160, 3, 999], [x.length]]) {
+        const opts = { inRate, outRate, inChannels, outChannels, filter: FILTER_SPECS[quality] };
+        const wasm = resample(x, { ...opts, kernel: "wasm" }, cuts);
+        const native = resample(x, { ...opts, kernel: "native" }, cuts);
+        assertMatch(native.describe, /^polyphase native-/);
+        assertMatch(wasm.describe, /^polyphase wasm-simd/);
+        const what = `${inRate}→${outRate} Hz, ${inChannels}→${outChannels} ch, ${quality}, cuts ${cuts.join("/")}`;
+        assertEquals(firstDifference(native.out, wasm.out), "none", what);
+        assert(native.out.some((v) => v === 32767) && native.out.some((v) => v === -32768), `${what}: saturates`);
+      }
+    }
+  }
+});
+
+/** Runs a script with the given permissions and environment; its stdout and stderr. */
+async function run(code: string, perms: string[], env: Record<string, string> = {}) {
+  const file = await Deno.makeTempFile({ dir: repoPath("out"), suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(file, code);
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...perms, file],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { code: r.code, stdout: dec.decode(r.stdout).trim(), stderr: dec.decode(r.stderr) };
+  } finally {
+    await Deno.remove(file);
+  }
+}
+
+const PROBE = `
+import { defaultKernel, PolyphaseResampler } from ${JSON.stringify(repoPath("plugins/resample/polyphase.ts"))};
+import { nativeLoopsProblem } from ${JSON.stringify(repoPath("plugins/resample/_native_kernel.ts"))};
+try {
+  const r = new PolyphaseResampler({ inRate: 16000, outRate: 8000, inChannels: 1, outChannels: 1 });
+  console.log(defaultKernel() + " | " + r.describe.split(":")[0] + " | " + (nativeLoopsProblem() ?? "loads"));
+} catch (e) {
+  console.log("error: " + e.message);
+}
+`;
+
+Deno.test("native resampler loops: VOXPIPE_RESAMPLE_KERNEL chooses, a wrong value is refused, no FFI means WebAssembly", async () => {
+  await Deno.mkdir(repoPath("out"), { recursive: true });
+  const wasm = await run(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "wasm" });
+  assertEquals(wasm.stdout, "wasm | polyphase wasm-simd | loads", wasm.stderr);
+  const js = await run(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "js" });
+  assertEquals(js.stdout, "js | polyphase js | loads", js.stderr);
+  const wrong = await run(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "avx" });
+  assertEquals(
+    wrong.stdout,
+    'error: VOXPIPE_RESAMPLE_KERNEL: expected one of native, wasm, js, got "avx"',
+    wrong.stderr,
+  );
+  const noFfi = await run(PROBE, ["--allow-read", "--allow-env"], { VOXPIPE_RESAMPLE_KERNEL: "" });
+  assertEquals(noFfi.stdout, "wasm | polyphase wasm-simd | FFI is not allowed (--allow-ffi)", noFfi.stderr);
+  const asked = await run(
+    PROBE.replace("outChannels: 1 }", 'outChannels: 1, kernel: "native" }'),
+    ["--allow-read", "--allow-env"],
+  );
+  assertEquals(
+    asked.stdout,
+    "error: resampler: the native kernel cannot run here: FFI is not allowed (--allow-ffi)",
+    asked.stderr,
+  );
+});
