@@ -24,7 +24,7 @@ import {
   type ResamplerOptions,
   resamplerSchema,
 } from "./plugins.ts";
-import { FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
+import { defaultKernel, FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
 import type { BlockCounts, BlockResampler } from "./blocks.ts";
 import { Slab } from "../../core/slab.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
@@ -150,6 +150,8 @@ export async function createResampler(
 
   let layout: Layout | undefined;
   let converter: RateConverter | undefined;
+  /** The input stream's length in frames, when its format says it (the kernel: see `defaultKernel`). */
+  let streamFrames: number | undefined;
   /** With `threads` > 1 and a plan that can be cut into blocks: the block-parallel converter, instead of `converter`. */
   let blocks: BlockResampler | undefined;
   /** Output frames per emitted frame in block mode: the duration of the longest input frame of the stream. */
@@ -206,6 +208,7 @@ export async function createResampler(
         }
         converter = new PolyphaseResampler({
           ...conf,
+          kernel: defaultKernel(streamFrames !== undefined ? streamFrames / inRate : undefined),
           // The next stage borrows its input: one output array, overwritten frame after frame.
           reuseOutput: ctx?.reuseOutput === true,
         });
@@ -282,6 +285,7 @@ export async function createResampler(
       }
       const why = refusal(input!, want);
       if (why) throw new FormatError(why);
+      streamFrames = input!.sampleRate !== undefined ? input!.frames : undefined;
       if (auto) {
         const realtime = ctx?.realtime === true;
         const frames = input!.sampleRate !== undefined ? input!.frames : undefined;
