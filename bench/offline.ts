@@ -12,7 +12,9 @@
  *    44.1 kHz → 8 kHz µ-law → decode → 16-bit WAV transcode of that file:
  *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included; as shipped, the
  *      resampler chooses its threads: one below 20 minutes of audio, two from 20 minutes on a machine with 2 or more
- *      cores), and `voxpipe-2t` the same with `--set threads=2` (the resampler on two threads whatever the length);
+ *      cores; its kernel: the native loops where they load, with AVX-512, for streams of 2 minutes or more),
+ *      `voxpipe-wasm` the same with `VOXPIPE_RESAMPLE_KERNEL=wasm` (the WebAssembly kernel whatever the length), and
+ *      `voxpipe-2t` the same with `--set threads=2` (the resampler on two threads whatever the length);
  *    - GStreamer: `filesrc ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=8000,channels=1 !
  *      mulawenc ! rtppcmupay ! rtppcmudepay ! mulawdec ! wavenc ! filesink`;
  *    - ffmpeg: `ffmpeg -i in.wav -ar 8000 -ac 1 -f mulaw - | ffmpeg -f mulaw -ar 8000 -ac 1 -i - out.wav`;
@@ -25,8 +27,8 @@
  *    of the whole process tree) and its ratio to GStreamer's, which depends less on the load of a
  *    shared machine than wall time does.
  * 3. Prints the resampler's own throughput on (the first 60 s of) the test file, in-process
- *    (input samples per second, 20 ms frames, best of 3): the polyphase kernel in WebAssembly
- *    SIMD and in JavaScript, and libsamplerate `medium` (the old default).
+ *    (input samples per second, 20 ms frames, best of 3): the polyphase kernel with its native
+ *    loops, in WebAssembly SIMD and in JavaScript, and libsamplerate `medium` (the old default).
  * 4. Prints the quality figures of the polyphase kernel and of libsamplerate `medium` on the
  *    same signals (tests/resample_quality.ts).
  *
@@ -37,6 +39,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LsrConverter } from "../plugins/resample/_lsr.ts";
 import { PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+import { nativeIsa, nativeLoops, nativeLoopsProblem } from "../plugins/resample/_native_kernel.ts";
 import { formatFigures, qualityFigures } from "../tests/resample_quality.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -141,6 +144,15 @@ tools.push({
   out: out("voxpipe"),
   cmd: (file, o) =>
     `'${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${file}' --set out='${o}' --log-level warn`,
+});
+// The same with the resampler's WebAssembly kernel instead of its native loops (the default where they load, with
+// AVX-512, for streams of 2 minutes or more; the output is the same, bit for bit).
+tools.push({
+  name: "voxpipe-wasm",
+  out: out("voxpipe-wasm"),
+  cmd: (file, o) =>
+    `VOXPIPE_RESAMPLE_KERNEL=wasm '${deno}' run -A mod.ts --pipeline pipelines/transcode.json --set file='${file}' ` +
+    `--set out='${o}' --log-level warn`,
 });
 // The same with the resampler on 2 threads (a worker thread resamples blocks; the output is the same, bit for bit).
 tools.push({
@@ -313,9 +325,21 @@ async function throughput(
   );
 }
 console.log(`\nresampler throughput, 44.1 → 8 kHz mono, 20 ms frames, best of 3:`);
+if (nativeLoops()) {
+  await throughput(
+    `polyphase medium, native (${nativeIsa()})`,
+    () =>
+      Promise.resolve(
+        new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1, kernel: "native" }),
+      ),
+  );
+} else console.log(`  polyphase medium, native: does not run here (${nativeLoopsProblem()})`);
 await throughput(
   "polyphase medium, WebAssembly SIMD",
-  () => Promise.resolve(new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1 })),
+  () =>
+    Promise.resolve(
+      new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1, kernel: "wasm" }),
+    ),
 );
 await throughput(
   "polyphase medium, JavaScript",

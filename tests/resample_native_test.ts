@@ -3,10 +3,14 @@
  * (scripts/setup.sh builds them), they are what a resampler uses by default, and they give the WebAssembly kernel's
  * output bit for bit, over every kind of plan (half-band stages, exact phases, one phase, integer decimators), the
  * three qualities, channel maps, frame cuts and full-scale input that saturates. And the choice of kernel:
- * `VOXPIPE_RESAMPLE_KERNEL`, and the WebAssembly kernel when FFI is not allowed.
+ * `VOXPIPE_RESAMPLE_KERNEL`, the WebAssembly kernel when FFI is not allowed, and the resampler stage's choice by the
+ * stream's length.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { defaultKernel, FILTER_SPECS, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+import { defaultKernel, FILTER_SPECS, NATIVE_MIN_SECONDS, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
+import type { TransformStage } from "../core/stage.ts";
+import { createStage } from "./registry_util.ts";
 import { nativeIsa, nativeLoopsProblem } from "../plugins/resample/_native_kernel.ts";
 import { repoPath } from "./util.ts";
 
@@ -155,4 +159,27 @@ Deno.test("native resampler loops: VOXPIPE_RESAMPLE_KERNEL chooses, a wrong valu
     "error: resampler: the native kernel cannot run here: FFI is not allowed (--allow-ffi)",
     asked.stderr,
   );
+});
+
+Deno.test("resampler stage: the native kernel for streams of 2 minutes or more or of unknown length, WebAssembly below", async () => {
+  const native = nativeIsa() === "avx512"
+    ? /^polyphase native-avx512: 44100→22050/
+    : /^polyphase wasm-simd: 44100→22050/;
+  const cases: [number | undefined, RegExp][] = [
+    [44100 * 600, native],
+    [44100 * NATIVE_MIN_SECONDS, native],
+    [44100 * NATIVE_MIN_SECONDS - 1, /^polyphase wasm-simd: 44100→22050/],
+    [44100, /^polyphase wasm-simd: 44100→22050/],
+    [undefined, native],
+  ];
+  for (const [frames, want] of cases) {
+    const stage = await createStage<TransformStage>(resampler, { threads: 1 });
+    stage.negotiate!({ kind: "pcm", sampleRate: 44100, channels: 1, ...(frames !== undefined ? { frames } : {}) });
+    assertMatch(
+      (stage.stats!() as unknown as ResamplerStats).converter,
+      want,
+      `a stream of ${frames ?? "unknown"} frames`,
+    );
+    await stage.close?.();
+  }
 });
