@@ -11,9 +11,10 @@
  *   WebAssembly loop keeps four float32x4 sums, a0..a3, for taps 16i + 0..3, 4..7, 8..11, 12..15, and ends with
  *   s = (a0 + a1) + (a2 + a3), out = (s0 + s1) + (s2 + s3). Here one 16-lane vector holds a0..a3 (lane 4q + l is
  *   a_q's lane l), so each lane does the same multiply and add as before, on one AVX-512 register (or two AVX2, or
- *   four SSE ones: `target_clones` picks the widest the CPU has, at load time), and the end is the same sums.
- * - hb: the half-band decimator's outputs are independent; here sixteen are made at a time instead of eight, each
- *   with the same operations in the same order.
+ *   four SSE ones: `target_clones` picks the widest the CPU has, at load time), and the end is the same sums. Four
+ *   outputs are in flight at a time (two pairs sharing their coefficient rows, or four neighbours with their own).
+ * - hb: the half-band decimator's outputs are independent; here sixty-four are made at a time (four vectors), then
+ *   sixteen, then one by one, instead of eight, four and one, each with the same operations in the same order.
  * - split: copies.
  *
  * Built with -ffp-contract=off (never a fused multiply-add, whose single rounding would differ) and without
