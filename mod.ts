@@ -138,6 +138,11 @@ Environment:
                           thread may spin; 1 for hundreds of streams, whose packets are due a fraction
                           of a ms apart (it then takes a whole core). Each media worker
                           (VOXPIPE_MEDIA_WORKERS) has a pacer thread of its own, with this budget
+  VOXPIPE_RESAMPLE_KERNEL=K
+                          the resampler's loops: native (C, native/resample.c, built by
+                          scripts/setup.sh; the default with AVX-512 for streams of 2 minutes or
+                          more or of unknown length), wasm (the default elsewhere; the same output,
+                          bit for bit) or js (float64 sums, within 1 LSB)
 
 Exit status: 0 when the pipeline (or call) completed, 1 when it failed, 2 on a usage error,
 130 when a call was interrupted (Ctrl-C).

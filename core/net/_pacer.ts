@@ -9,6 +9,8 @@
  * @module
  */
 
+import { openNativeLibrary } from "../native.ts";
+
 /** Where `scripts/setup.sh` builds the library. */
 export const PACER_LIBRARY = new URL("../../native/build/libvoxpacer.so", import.meta.url);
 
@@ -40,18 +42,9 @@ let loadError: string | undefined;
 export function pacerProblem(): string | undefined {
   if (lib) return undefined;
   if (loadError !== undefined) return loadError;
-  const path = decodeURIComponent(PACER_LIBRARY.pathname);
-  try {
-    Deno.statSync(path);
-  } catch {
-    return loadError = `${path} is not built (run scripts/setup.sh, which needs a C compiler: apt-get install gcc)`;
-  }
-  try {
-    lib = Deno.dlopen(path, SYMBOLS).symbols;
-    return undefined;
-  } catch (e) {
-    return loadError = `cannot load ${path}: ${(e as Error).message}`;
-  }
+  const opened = openNativeLibrary(PACER_LIBRARY, SYMBOLS);
+  lib = opened.symbols;
+  return loadError = opened.problem;
 }
 
 /** Settings of a {@linkcode NativePacer}. */

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { openNativeLibrary } from "../../core/native.ts";
+
 /** Where `scripts/setup.sh` builds the library. */
 export const RESAMPLE_LIBRARY = new URL("../../native/build/libvoxresample.so", import.meta.url);
 
@@ -28,6 +30,7 @@ export type NativeLoops = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 let lib: NativeLoops | undefined;
 let problem: string | undefined;
+let isa: "avx512" | "avx2" | "sse2" | undefined;
 
 /**
  * The native loops, or undefined when they cannot run here: FFI not allowed (`--allow-ffi`, which `-A` gives), the
@@ -35,7 +38,9 @@ let problem: string | undefined;
  */
 export function nativeLoops(): NativeLoops | undefined {
   if (lib || problem !== undefined) return lib;
-  problem = findProblem();
+  const opened = openNativeLibrary(RESAMPLE_LIBRARY, SYMBOLS);
+  lib = opened.symbols;
+  problem = opened.problem;
   return lib;
 }
 
@@ -47,31 +52,9 @@ export function nativeLoopsProblem(): string | undefined {
 
 /** The instruction set the library runs on: "avx512", "avx2" or "sse2"; undefined when it does not load. */
 export function nativeIsa(): "avx512" | "avx2" | "sse2" | undefined {
+  if (isa) return isa;
   const l = nativeLoops();
   if (!l) return undefined;
-  const isa = l.vp_resample_isa();
-  return isa === 3 ? "avx512" : isa === 2 ? "avx2" : "sse2";
-}
-
-function findProblem(): string | undefined {
-  const path = decodeURIComponent(RESAMPLE_LIBRARY.pathname);
-  try {
-    // Asked first: a dlopen without the permission would prompt for it in a terminal.
-    if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
-      return "FFI is not allowed (--allow-ffi)";
-    }
-  } catch (e) {
-    return `FFI is not available: ${e instanceof Error ? e.message : e}`;
-  }
-  try {
-    // No stat first (it costs a millisecond at start-up): a missing file is told by dlopen's error.
-    lib = Deno.dlopen(path, SYMBOLS).symbols;
-    return undefined;
-  } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    if (/No such file/i.test(why)) {
-      return `${path} is not built (run scripts/setup.sh, which needs a C compiler: apt-get install gcc)`;
-    }
-    return `cannot load ${path}: ${why}`;
-  }
+  const n = l.vp_resample_isa();
+  return isa = n === 3 ? "avx512" : n === 2 ? "avx2" : "sse2";
 }

@@ -288,7 +288,7 @@ export async function createResampler(
       streamFrames = input!.sampleRate !== undefined ? input!.frames : undefined;
       if (auto) {
         const realtime = ctx?.realtime === true;
-        const frames = input!.sampleRate !== undefined ? input!.frames : undefined;
+        const frames = streamFrames;
         const cores = navigator.hardwareConcurrency ?? 1;
         const choice = autoThreads({ sampleRate: input!.sampleRate ?? 1, frames, realtime, cores });
         threads = lsrConverter ? 1 : choice.threads;
