@@ -36,8 +36,6 @@ export const wavSinkOptions = z.object({
 
 /** Bytes buffered before a write is started without waiting for the interval. */
 const FLUSH_BYTES = 64 * 1024;
-/** Written chunks kept for reuse. */
-const POOL_CHUNKS = 4;
 /** Directories this process made (or found) for its recordings, at most {@linkcode MADE_DIRS_MAX}. */
 const madeDirs = new Set<string>();
 const MADE_DIRS_MAX = 1024;
@@ -51,6 +49,14 @@ const NO_CHUNK = new Uint8Array(0);
 const HIGH_WATER = 1024 * 1024;
 /** ... and `drained()` resolves once fewer than this are left. */
 const LOW_WATER = 256 * 1024;
+/**
+ * Written chunks kept for reuse: as many as can be waiting at the high-water mark, plus the one being filled and one
+ * spare. A sink fed faster than the disk takes it (a file transcoded offline) cycles through that many; with fewer
+ * kept, it allocated a fresh zeroed 64 KB for most chunks, and a new page costs ~10 µs to map on a virtual machine
+ * like this one (a 600 s 44.1 kHz WAV copied through `file-source → wav-sink`: 0.29 s with 4 kept, 0.22 s with 18).
+ * A call's sink, written a little at a time, never holds more than a chunk or two, so it keeps no more.
+ */
+const POOL_CHUNKS = HIGH_WATER / FLUSH_BYTES + 2;
 
 /** Silence byte of each G.711 law (the code for linear 0). */
 const G711_SILENCE: Record<Codec, number> = { PCMU: 0xff, PCMA: 0xd5 };
