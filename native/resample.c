@@ -25,6 +25,7 @@
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
 
 /* The helpers below pass 16-lane vectors by value; they are always inlined into the functions that target_clones
  * compiles for each instruction set, so no call ever uses the (per-ISA) vector calling convention GCC warns about. */
@@ -41,7 +42,11 @@ INLINE v16 ld16(const float *p) {
 
 INLINE void st16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 
-INLINE v16 splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+/* x in every lane: one broadcast (a compound literal of sixteen x's became sixteen masked inserts per call). */
+INLINE v16 splat(float x) {
+  const v16 v = {x};
+  return __builtin_shuffle(v, (v16i){0});
+}
 
 /* kernel.wat's end of a dot product: s = (a0 + a1) + (a2 + a3) lane by lane, then (s0 + s1) + (s2 + s3). */
 INLINE float reduce(v16 a) {
@@ -51,8 +56,6 @@ INLINE float reduce(v16 a) {
   float s3 = (a[3] + a[7]) + (a[11] + a[15]);
   return (s0 + s1) + (s2 + s3);
 }
-
-typedef int32_t v16i __attribute__((vector_size(64)));
 
 /*
  * reduce() of four sums at once, as vectors (the same additions: a float sum does not depend on the order of its two
