@@ -54,9 +54,14 @@ const LOW_WATER = 256 * 1024;
  * spare. A sink fed faster than the disk takes it (a file transcoded offline) cycles through that many; with fewer
  * kept, it allocated a fresh zeroed 64 KB for most chunks, and a new page costs ~10 µs to map on a virtual machine
  * like this one (a 600 s 44.1 kHz WAV copied through `file-source → wav-sink`: 0.29 s with 4 kept, 0.22 s with 18).
- * A call's sink, written a little at a time, never holds more than a chunk or two, so it keeps no more.
+ * When the backlog has been below the low-water mark at two header ticks in a row (`header_interval_ms` apart), the
+ * pool goes back to {@linkcode CALM_POOL_CHUNKS}: a call's sink that buffered a megabyte while the disk stalled does not
+ * keep it for the rest of the call. (Trimmed at every flush instead, the pool went with each dip below the low-water
+ * mark of a sink fed faster than the disk, and the copy above took 0.30 s again.)
  */
 const POOL_CHUNKS = HIGH_WATER / FLUSH_BYTES + 2;
+/** Written chunks kept for reuse while the backlog is below the low-water mark (a call's sink uses one or two). */
+const CALM_POOL_CHUNKS = 4;
 
 /** Silence byte of each G.711 law (the code for linear 0). */
 const G711_SILENCE: Record<Codec, number> = { PCMU: 0xff, PCMA: 0xd5 };
@@ -102,7 +107,9 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  *
  * stats: `frames`, `samples` (per channel, from frames), `gap_samples`,
  * `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
- * `pending_bytes`, `duration_s` (of the data chunk), `header_updates`.
+ * `pending_bytes`, `buffer_bytes` (memory held for writing: the chunk being
+ * filled, those waiting and those kept for reuse), `duration_s` (of the data
+ * chunk), `header_updates`.
  *
  * @example Pipeline config
  * ```json
@@ -165,8 +172,10 @@ class WavSink implements SinkStage {
   /** The chunk being filled; {@linkcode NO_CHUNK} until the first bytes (a call that records nothing allocates none). */
   #cur: Uint8Array<ArrayBuffer> = NO_CHUNK;
   #curLen = 0;
-  /** Chunks already written, for reuse (at most POOL_CHUNKS): no buffer of its own per 64 KB of audio. */
+  /** Chunks already written, for reuse (see POOL_CHUNKS): no buffer of its own per 64 KB of audio. */
   #free: Uint8Array<ArrayBuffer>[] = [];
+  /** Header ticks in a row that found the backlog below the low-water mark. */
+  #calmTicks = 0;
   #unwritten = 0;
   #dataOnDisk = 0;
   #headerDataBytes = 0; // data size in the header on disk
@@ -305,6 +314,9 @@ class WavSink implements SinkStage {
     this.#timer = clock.at(due, () => {
       if (this.#ending) return;
       if (this.#unwritten > 0 || this.#dataOnDisk !== this.#headerDataBytes) this.#kick(true);
+      // Calm at this tick and the one before: the burst that filled the pool is over (see POOL_CHUNKS).
+      if (this.#unwritten >= LOW_WATER) this.#calmTicks = 0;
+      else if (++this.#calmTicks >= 2 && this.#free.length > CALM_POOL_CHUNKS) this.#free.length = CALM_POOL_CHUNKS;
       // Drift-free: the n-th tick is due at start + n × interval, whenever this one ran.
       this.#schedule(due + this.#opts.header_interval_ms);
     });
@@ -608,6 +620,8 @@ class WavSink implements SinkStage {
       discontinuities: this.#discontinuities,
       bytes_written: this.#dataOnDisk,
       pending_bytes: this.#unwritten,
+      buffer_bytes: this.#cur.length + this.#chunks.reduce((n, c) => n + c.length, 0) +
+        this.#free.reduce((n, c) => n + c.length, 0),
       duration_s: rate ? (this.#samples + this.#gapSamples) / rate : 0,
       header_updates: this.#headerUpdates,
     };
