@@ -2,7 +2,8 @@
  * The resampler's native loops (native/resample.c, loaded by plugins/resample/_native_kernel.ts): they load here
  * (scripts/setup.sh builds them), they are what a resampler uses by default, and they give the WebAssembly kernel's
  * output bit for bit, over every kind of plan (half-band stages, exact phases, one phase, integer decimators), the
- * three qualities, channel maps, frame cuts and full-scale input that saturates. And the choice of kernel:
+ * three qualities, channel maps, frame cuts and full-scale input that saturates; so do its AVX2 and SSE2 bodies, each
+ * built alone (`target_clones` runs only the widest one the CPU has). And the choice of kernel:
  * `VOXPIPE_RESAMPLE_KERNEL`, the WebAssembly kernel when FFI is not allowed, and the resampler stage's choice by the
  * stream's length.
  */
@@ -11,7 +12,7 @@ import { defaultKernel, FILTER_SPECS, NATIVE_MIN_SECONDS, PolyphaseResampler } f
 import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage } from "./registry_util.ts";
-import { nativeIsa, nativeLoopsProblem } from "../plugins/resample/_native_kernel.ts";
+import { nativeIsa, nativeLoopsProblem, useNativeLibrary } from "../plugins/resample/_native_kernel.ts";
 import { repoPath } from "./util.ts";
 
 /** Deterministic test signal: noise, a sweep, and stretches at full scale and beyond what rounding keeps in range. */
@@ -74,7 +75,11 @@ Deno.test("native resampler loops: the library loads here, and resamplers use it
   assertMatch(nativeIsa()!, /^(avx512|avx2|sse2)$/);
 });
 
-Deno.test("native resampler loops: the WebAssembly kernel's output, bit for bit, over plans, qualities, channels and cuts", () => {
+/**
+ * The native loops' output against the WebAssembly kernel's, over every kind of plan, the three qualities, channel
+ * maps and frame cuts, on input that saturates. `build` names the library in failure messages.
+ */
+function assertSameAsWasm(build: string): void {
   const cases: [number, number, number, number][] = [
     [44100, 8000, 1, 1], // half-band, half-band, exact phases (L = 320)
     [48000, 8000, 1, 1], // half-band, half-band, two phases
@@ -99,11 +104,66 @@ Deno.test("native resampler loops: the WebAssembly kernel's output, bit for bit,
         const native = resample(x, { ...opts, kernel: "native" }, cuts);
         assertMatch(native.describe, /^polyphase native-/);
         assertMatch(wasm.describe, /^polyphase wasm-simd/);
-        const what = `${inRate}→${outRate} Hz, ${inChannels}→${outChannels} ch, ${quality}, cuts ${cuts.join("/")}`;
+        const what = `${build}: ${inRate}→${outRate} Hz, ${inChannels}→${outChannels} ch, ${quality}, cuts ${
+          cuts.join("/")
+        }`;
         assertEquals(firstDifference(native.out, wasm.out), "none", what);
         assert(native.out.some((v) => v === 32767) && native.out.some((v) => v === -32768), `${what}: saturates`);
       }
     }
+  }
+}
+
+Deno.test("native resampler loops: the WebAssembly kernel's output, bit for bit, over plans, qualities, channels and cuts", () => {
+  assertSameAsWasm("the built library");
+});
+
+/** The CPU's flags, from /proc/cpuinfo (empty where it cannot be read). */
+function cpuFlags(): Set<string> {
+  try {
+    const line = Deno.readTextFileSync("/proc/cpuinfo").split("\n").find((l) => l.startsWith("flags"));
+    return new Set(line ? line.slice(line.indexOf(":") + 1).trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+Deno.test("native resampler loops: the AVX2 and SSE2 bodies too, each built alone, bit for bit", async () => {
+  // target_clones runs only the widest body the CPU has (AVX-512 here): built for one instruction set each, the other
+  // bodies run here too. They are not chosen by default (2-3x slower than WebAssembly SIMD), but kernel "native" runs
+  // them on a CPU without AVX-512.
+  const source = await Deno.readTextFile(repoPath("native/resample.c"));
+  const single = source.replace(/^#define CLONES __attribute__\(\(target_clones\([^)]*\)\)\)$/m, "#define CLONES");
+  assert(single !== source, "native/resample.c: its CLONES definition was not found");
+  await Deno.mkdir(repoPath("out"), { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: repoPath("out"), prefix: "resample-isa-" });
+  const flags = cpuFlags();
+  try {
+    const src = `${dir}/resample.c`;
+    await Deno.writeTextFile(src, single);
+    const builds: [string, string[]][] = [["sse2", []]];
+    if (flags.has("avx2")) builds.push(["avx2", ["-mavx2"]]);
+    for (const [isa, march] of builds) {
+      const lib = `${dir}/libvoxresample-${isa}.so`;
+      const cc = await new Deno.Command(Deno.env.get("CC") ?? "cc", {
+        args: ["-O2", "-shared", "-fPIC", "-ffp-contract=off", "-Wno-psabi", ...march, "-o", lib, src],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert(cc.success, `cc for ${isa}: ${new TextDecoder().decode(cc.stderr)}`);
+      // Each build is the body it names: the baseline one uses no 256-bit register, the AVX2 one no 512-bit one.
+      const dis = await new Deno.Command("objdump", { args: ["-d", lib], stdout: "piped", stderr: "piped" }).output();
+      assert(dis.success, `objdump -d ${lib}: ${new TextDecoder().decode(dis.stderr)}`);
+      const asm = new TextDecoder().decode(dis.stdout);
+      assert(!asm.includes("%zmm"), `${isa}: 512-bit registers in the build`);
+      assertEquals(asm.includes("%ymm"), isa === "avx2", `${isa}: 256-bit registers in the build`);
+      const problem = useNativeLibrary(new URL(`file://${lib}`));
+      assertEquals(problem, undefined, `${isa}: ${problem}`);
+      assertSameAsWasm(`built for ${isa} alone`);
+    }
+  } finally {
+    useNativeLibrary();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

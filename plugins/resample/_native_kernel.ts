@@ -44,6 +44,19 @@ export function nativeLoops(): NativeLoops | undefined {
   return lib;
 }
 
+/**
+ * Loads the loops from `url` from now on instead of the built library (`undefined`: the built library again), and
+ * says why they cannot run, or undefined when they can. For a test of a build for one instruction set:
+ * `target_clones` runs only the widest body the CPU has, so on an AVX-512 machine the AVX2 and SSE2 bodies run
+ * nowhere else. `nativeIsa()` still says what the CPU has.
+ */
+export function useNativeLibrary(url?: URL): string | undefined {
+  const opened = openNativeLibrary(url ?? RESAMPLE_LIBRARY, SYMBOLS);
+  lib = opened.symbols;
+  problem = opened.problem;
+  return problem;
+}
+
 /** Why the native loops do not run here, or undefined when they do. */
 export function nativeLoopsProblem(): string | undefined {
   nativeLoops();

@@ -623,9 +623,9 @@ export function defaultKernel(seconds?: number): ResamplerKernel {
   }
   if (!wasmKernelAvailable()) return "js";
   if (seconds !== undefined && seconds < NATIVE_MIN_SECONDS) return "wasm";
-  // The C loops pay with AVX-512 (16 lanes: on 44.1 -> 8 kHz 1.25x the WebAssembly kernel's speed in 100 ms frames,
-  // level in 20 ms ones; 1.5-2.9x on other plans); built for AVX2 they run slower than WebAssembly SIMD (the 16-lane
-  // shuffles split badly), so only AVX-512 chooses them.
+  // The C loops pay with AVX-512 (16 lanes: on 44.1 -> 8 kHz 1.5x the WebAssembly kernel's speed in 100 ms frames,
+  // 1.05-1.3x in 20 ms ones; 1.5-2.9x on other plans); built for AVX2 or SSE2 alone they take 3.1x and 2.1x its time
+  // (the 16-lane vectors split badly), so only AVX-512 chooses them.
   return nativeIsa() === "avx512" ? "native" : "wasm";
 }
 
