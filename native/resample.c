@@ -32,7 +32,13 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define INLINE static inline __attribute__((always_inline))
 
+/* One body per instruction set, chosen at load time; VOXPIPE_SINGLE_ISA builds one, for the flags given
+ * (scripts/build_native.sh --isa, for the test that runs every body). */
+#ifdef VOXPIPE_SINGLE_ISA
+#define CLONES
+#else
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 INLINE v16 ld16(const float *p) {
   v16 v;

@@ -3,6 +3,10 @@
 # source is newer than the library):
 #   native/pacer.c    → libvoxpacer.so     the native pacer the fast network loads for VOXPIPE_PACER_LEAD_MS
 #   native/resample.c → libvoxresample.so  the resampler's dot products and half-band loops (plugins/resample)
+#
+# scripts/build_native.sh --isa avx2|sse2 DIR: builds DIR/libvoxresample-ISA.so, the resampler's loops for that one
+# instruction set (no target_clones, which runs only the widest body the CPU has), with the same flags; for
+# tests/resample_native_test.ts, which checks every body against the WebAssembly kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cc=${CC:-cc}
@@ -19,7 +23,21 @@ build() { # build SOURCE LIBRARY FLAGS...
   mv "$out.tmp" "$out"
   echo "built $out"
 }
-build native/pacer.c native/build/libvoxpacer.so -pthread
 # -ffp-contract=off: never a fused multiply-add, so that the floats are the WebAssembly kernel's, bit for bit (see
 # the file); -Wno-psabi: the vector helpers are always inlined (no call passes a vector by value).
-build native/resample.c native/build/libvoxresample.so -ffp-contract=off -Wno-psabi
+resample_flags=(-ffp-contract=off -Wno-psabi)
+if [ "${1:-}" = "--isa" ]; then
+  [ $# -eq 3 ] || { echo "usage: scripts/build_native.sh --isa avx2|sse2 DIR" >&2; exit 2; }
+  case $2 in
+    avx2) march=(-mavx2) ;;
+    sse2) march=() ;; # x86-64's baseline
+    *) echo "--isa: expected avx2 or sse2, got \"$2\"" >&2; exit 2 ;;
+  esac
+  out="$3/libvoxresample-$2.so"
+  "$cc" -O2 -Wall -Wextra -Werror -shared -fPIC "${resample_flags[@]}" -DVOXPIPE_SINGLE_ISA "${march[@]}" \
+    -o "$out" native/resample.c
+  echo "built $out"
+  exit 0
+fi
+build native/pacer.c native/build/libvoxpacer.so -pthread
+build native/resample.c native/build/libvoxresample.so "${resample_flags[@]}"

@@ -132,25 +132,19 @@ Deno.test("native resampler loops: the AVX2 and SSE2 bodies too, each built alon
   // target_clones runs only the widest body the CPU has (AVX-512 here): built for one instruction set each, the other
   // bodies run here too. They are not chosen by default (2-3x slower than WebAssembly SIMD), but kernel "native" runs
   // them on a CPU without AVX-512.
-  const source = await Deno.readTextFile(repoPath("native/resample.c"));
-  const single = source.replace(/^#define CLONES __attribute__\(\(target_clones\([^)]*\)\)\)$/m, "#define CLONES");
-  assert(single !== source, "native/resample.c: its CLONES definition was not found");
   await Deno.mkdir(repoPath("out"), { recursive: true });
   const dir = await Deno.makeTempDir({ dir: repoPath("out"), prefix: "resample-isa-" });
   const flags = cpuFlags();
   try {
-    const src = `${dir}/resample.c`;
-    await Deno.writeTextFile(src, single);
-    const builds: [string, string[]][] = [["sse2", []]];
-    if (flags.has("avx2")) builds.push(["avx2", ["-mavx2"]]);
-    for (const [isa, march] of builds) {
-      const lib = `${dir}/libvoxresample-${isa}.so`;
-      const cc = await new Deno.Command(Deno.env.get("CC") ?? "cc", {
-        args: ["-O2", "-shared", "-fPIC", "-ffp-contract=off", "-Wno-psabi", ...march, "-o", lib, src],
+    const builds = flags.has("avx2") ? ["sse2", "avx2"] : ["sse2"];
+    for (const isa of builds) {
+      const built = await new Deno.Command("bash", {
+        args: [repoPath("scripts/build_native.sh"), "--isa", isa, dir],
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assert(cc.success, `cc for ${isa}: ${new TextDecoder().decode(cc.stderr)}`);
+      assert(built.success, `build_native.sh --isa ${isa}: ${new TextDecoder().decode(built.stderr)}`);
+      const lib = `${dir}/libvoxresample-${isa}.so`;
       // Each build is the body it names: the baseline one uses no 256-bit register, the AVX2 one no 512-bit one.
       const dis = await new Deno.Command("objdump", { args: ["-d", lib], stdout: "piped", stderr: "piped" }).output();
       assert(dis.success, `objdump -d ${lib}: ${new TextDecoder().decode(dis.stderr)}`);

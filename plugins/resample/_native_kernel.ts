@@ -38,9 +38,7 @@ let isa: "avx512" | "avx2" | "sse2" | undefined;
  */
 export function nativeLoops(): NativeLoops | undefined {
   if (lib || problem !== undefined) return lib;
-  const opened = openNativeLibrary(RESAMPLE_LIBRARY, SYMBOLS);
-  lib = opened.symbols;
-  problem = opened.problem;
+  useNativeLibrary();
   return lib;
 }
 

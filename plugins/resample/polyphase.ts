@@ -596,7 +596,7 @@ const KERNELS: readonly ResamplerKernel[] = ["native", "wasm", "js"];
 
 /**
  * Streams known to be shorter than this (seconds) get the WebAssembly kernel by default: loading the native library
- * costs ~3 ms (Deno's `dlopen`), and the native loops save ~0.04 ms per second of 44.1 kHz audio.
+ * costs 1.5–3 ms (Deno's `dlopen`), and the native loops save ~0.05 ms per second of 44.1 kHz audio.
  */
 export const NATIVE_MIN_SECONDS = 120;
 

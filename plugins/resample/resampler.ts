@@ -288,12 +288,11 @@ export async function createResampler(
       streamFrames = input!.sampleRate !== undefined ? input!.frames : undefined;
       if (auto) {
         const realtime = ctx?.realtime === true;
-        const frames = streamFrames;
         const cores = navigator.hardwareConcurrency ?? 1;
-        const choice = autoThreads({ sampleRate: input!.sampleRate ?? 1, frames, realtime, cores });
+        const choice = autoThreads({ sampleRate: input!.sampleRate ?? 1, frames: streamFrames, realtime, cores });
         threads = lsrConverter ? 1 : choice.threads;
         autoWhy = choice.why;
-        autoShown = !realtime && frames !== undefined && !lsrConverter;
+        autoShown = !realtime && streamFrames !== undefined && !lsrConverter;
       }
       if (input!.sampleRate !== undefined && input!.channels !== undefined) {
         configure(input!.sampleRate, input!.channels);
