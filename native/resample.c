@@ -12,7 +12,8 @@
  *   s = (a0 + a1) + (a2 + a3), out = (s0 + s1) + (s2 + s3). Here one 16-lane vector holds a0..a3 (lane 4q + l is
  *   a_q's lane l), so each lane does the same multiply and add as before, on one AVX-512 register (or two AVX2, or
  *   four SSE ones: `target_clones` picks the widest the CPU has, at load time), and the end is the same sums. Four
- *   outputs are in flight at a time (two pairs sharing their coefficient rows, or four neighbours with their own).
+ *   outputs are in flight at a time (four sharing one coefficient row when a call makes 4 L outputs or more, else two
+ *   pairs sharing theirs, or four neighbours with their own).
  * - hb: the half-band decimator's outputs are independent; here sixty-four are made at a time (four vectors), then
  *   sixteen, then one by one, instead of eight, four and one, each with the same operations in the same order.
  * - split: copies.
@@ -125,6 +126,20 @@ INLINE void dot4(const float *x, const float *h, const float *y, const float *g,
   reduce4(a, b, c, d, ox, oy, ou, ov);
 }
 
+/* Four outputs sharing one row of coefficients: x, x + step, x + 2 step, x + 3 step with h (one load of h for four). */
+INLINE void dot4s(const float *x, int32_t step, const float *h, int32_t taps, float *o0, float *o1, float *o2,
+                  float *o3) {
+  v16 a = splat(0.0f), b = splat(0.0f), c = splat(0.0f), d = splat(0.0f);
+  for (int32_t k = 0; k < taps; k += 16) {
+    v16 w = ld16(h + k);
+    a += ld16(x + k) * w;
+    b += ld16(x + step + k) * w;
+    c += ld16(x + 2 * step + k) * w;
+    d += ld16(x + 3 * step + k) * w;
+  }
+  reduce4(a, b, c, d, o0, o1, o2, o3);
+}
+
 /* kernel.wat's fir: the polyphase filter, exact phases. State at st: input index, phase (int32 each). */
 CLONES int32_t vp_fir(uint8_t *mem, int32_t st, int32_t x, int32_t avail, int32_t coef, int32_t taps, int32_t L,
                       int32_t si, int32_t sf, int32_t out, int32_t max) {
@@ -137,6 +152,23 @@ CLONES int32_t vp_fir(uint8_t *mem, int32_t st, int32_t x, int32_t avail, int32_
   const int32_t M = si * L + sf; /* input samples per L outputs */
   int32_t n = 0;
   while (n < max && idx <= lim) {
+    if (n + 4 * L <= max && idx + 4 * M <= lim) {
+      /* 4L outputs as L quadruples (j, j + L, j + 2L, j + 3L): the same phase, M inputs apart. A pass of
+       * OFFLINE_PASS_FRAMES gives 44.1 -> 8 kHz's last stage (L = 320) 2 972 outputs: two of these rounds. */
+      for (int32_t j = 0; j < L; j++) {
+        dot4s(in + idx, M, co + (int64_t)ph * taps, taps, o + n + j, o + n + j + L, o + n + j + 2 * L,
+              o + n + j + 3 * L);
+        idx += si;
+        ph += sf;
+        if (ph >= L) {
+          ph -= L;
+          idx += 1;
+        }
+      }
+      idx += 3 * M;
+      n += 4 * L;
+      continue;
+    }
     if (n + 2 * L <= max && idx + 2 * M <= lim) {
       /* 2L outputs as L pairs (j, j + L): the same phase, M inputs apart; two pairs at a time. */
       int32_t j = 0;

@@ -8,7 +8,13 @@
  * stream's length.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { defaultKernel, FILTER_SPECS, NATIVE_MIN_SECONDS, PolyphaseResampler } from "../plugins/resample/polyphase.ts";
+import {
+  defaultKernel,
+  FILTER_SPECS,
+  NATIVE_MIN_SECONDS,
+  OFFLINE_PASS_FRAMES,
+  PolyphaseResampler,
+} from "../plugins/resample/polyphase.ts";
 import resampler, { type ResamplerStats } from "../plugins/resample/resampler.ts";
 import type { TransformStage } from "../core/stage.ts";
 import { createStage } from "./registry_util.ts";
@@ -97,16 +103,25 @@ function assertSameAsWasm(build: string): void {
   for (const [inRate, outRate, inChannels, outChannels] of cases) {
     for (const quality of ["medium", "fastest", "best"] as const) {
       const x = signal(Math.round(inRate * 0.9) + 37, inChannels, inRate, inRate + outRate + inChannels);
-      // Cuts: 20 ms frames, odd small ones, and one long frame (the long-frame path stages it whole).
-      for (const cuts of [[Math.round(inRate / 50)], [1, 7, 160, 3, 999], [x.length]]) {
+      // Cuts: 20 ms frames, odd small ones, and one long frame (the long-frame path stages it whole); the long frame
+      // again with the native loops in offline passes (their fir loop then shares a row among four outputs where a
+      // pass makes 4 L of them, 44.1 -> 8 kHz's included) against the WebAssembly kernel in the default ones.
+      const long = [x.length];
+      const variants: [number[], number | undefined][] = [
+        [[Math.round(inRate / 50)], undefined],
+        [[1, 7, 160, 3, 999], undefined],
+        [long, undefined],
+        [long, OFFLINE_PASS_FRAMES],
+      ];
+      for (const [cuts, passFrames] of variants) {
         const opts = { inRate, outRate, inChannels, outChannels, filter: FILTER_SPECS[quality] };
         const wasm = resample(x, { ...opts, kernel: "wasm" }, cuts);
-        const native = resample(x, { ...opts, kernel: "native" }, cuts);
+        const native = resample(x, { ...opts, kernel: "native", passFrames }, cuts);
         assertMatch(native.describe, /^polyphase native-/);
         assertMatch(wasm.describe, /^polyphase wasm-simd/);
         const what = `${build}: ${inRate}→${outRate} Hz, ${inChannels}→${outChannels} ch, ${quality}, cuts ${
           cuts.join("/")
-        }`;
+        }${passFrames ? `, passes of ${passFrames}` : ""}`;
         assertEquals(firstDifference(native.out, wasm.out), "none", what);
         assert(native.out.some((v) => v === 32767) && native.out.some((v) => v === -32768), `${what}: saturates`);
       }

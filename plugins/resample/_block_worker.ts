@@ -25,7 +25,7 @@ import {
   W_QUIT,
   W_WORK,
 } from "./blocks.ts";
-import { PolyphaseResampler } from "./polyphase.ts";
+import { OFFLINE_PASS_FRAMES, PolyphaseResampler } from "./polyphase.ts";
 
 /** Runs the worker's loop until told to quit. */
 function run(init: BlockWorkerInit): void {
@@ -43,6 +43,7 @@ function run(init: BlockWorkerInit): void {
     filter: init.filter,
     // Copied into the slot at once: one array of its own, overwritten block after block, makes no garbage.
     reuseOutput: true,
+    passFrames: OFFLINE_PASS_FRAMES,
   });
   for (;;) {
     const seen = Atomics.load(ctrl, W_WORK);

@@ -35,7 +35,15 @@
  *
  * @module
  */
-import { FILTER_SPECS, type FilterSpec, gcd, type Plan, planResampler, PolyphaseResampler } from "./polyphase.ts";
+import {
+  FILTER_SPECS,
+  type FilterSpec,
+  gcd,
+  OFFLINE_PASS_FRAMES,
+  type Plan,
+  planResampler,
+  PolyphaseResampler,
+} from "./polyphase.ts";
 
 /** How a stream is cut into blocks (all in input frames). */
 export interface BlockLayout {
@@ -299,8 +307,9 @@ export class BlockResampler {
    */
   constructor(o: BlockResamplerOptions) {
     const filter = o.filter ?? FILTER_SPECS.medium;
-    // Its output is copied at once: one array of its own, overwritten call after call, makes no garbage.
-    this.#local = new PolyphaseResampler({ ...o, filter, reuseOutput: true });
+    // Its output is copied at once: one array of its own, overwritten call after call, makes no garbage. Blocks are
+    // for chains that run faster than real time: the larger passes.
+    this.#local = new PolyphaseResampler({ ...o, filter, reuseOutput: true, passFrames: OFFLINE_PASS_FRAMES });
     this.plan = this.#local.plan;
     const layout = blockLayout(this.plan, o.inRate, o.outRate, o.blockSeconds);
     if (!layout) throw new RangeError(`resampler: ${o.inRate} → ${o.outRate} Hz cannot be cut into blocks`);

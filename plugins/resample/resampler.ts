@@ -24,7 +24,7 @@ import {
   type ResamplerOptions,
   resamplerSchema,
 } from "./plugins.ts";
-import { defaultKernel, FILTER_SPECS, PolyphaseResampler } from "./polyphase.ts";
+import { defaultKernel, FILTER_SPECS, OFFLINE_PASS_FRAMES, PolyphaseResampler } from "./polyphase.ts";
 import type { BlockCounts, BlockResampler } from "./blocks.ts";
 import { Slab } from "../../core/slab.ts";
 import type { LsrConverter, LsrQuality } from "./_lsr.ts";
@@ -211,6 +211,8 @@ export async function createResampler(
           kernel: defaultKernel(streamFrames !== undefined ? streamFrames / inRate : undefined),
           // The next stage borrows its input: one output array, overwritten frame after frame.
           reuseOutput: ctx?.reuseOutput === true,
+          // A chain that runs faster than real time has one stream to convert, as fast as can be: larger passes.
+          passFrames: ctx?.realtime === true ? undefined : OFFLINE_PASS_FRAMES,
         });
       }
     }
