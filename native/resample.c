@@ -340,6 +340,101 @@ CLONES int32_t vp_hb(uint8_t *mem, int32_t st, int32_t e, int32_t o, int32_t no,
   return n;
 }
 
+/*
+ * A windowed-sinc stage's coefficient table: kernel.wat's kaiser_proto over the whole grid, then its kaiser_rows (the
+ * same float64 operations in the same order, so the same table, bit for bit; tests/resample_native_test.ts compares
+ * them). Compiled ahead, it takes well under a millisecond where the WebAssembly functions, run once at start-up in
+ * their baseline code, took several (~4.5-8 ms for 44.1 -> 8 kHz's 320 rows).
+ *
+ * Memory at `mem`: the I0 series' nterms terms (float64, highest power last) at `terms`, its nterms limits after them;
+ * the prototype, span + 1 float64, at `proto`; one row of scratch, taps float64, at `row`; the table, rows x taps
+ * float32, at `dst`. Point j of the prototype: c2 sinc_j w_j / i0b, sinc_j = s_j / (th j) (1 at j = 0) with s_j by
+ * the recurrence s_j = k2 s_j-1 - s_j-2 (s_0 = 0, s_1 = sin1), w_j the series in a = b2 (1 - u^2), u = j / span,
+ * summed by Horner's rule from the smallest n with a <= limit[n]. Row r, tap k: proto[|r + (half - 1 - k) d|] (0 from
+ * span on), divided by the row's sum and rounded to float32.
+ */
+/* a = b2 (1 - u^2), u = j / span: the window's series variable at point j. */
+static inline double kaiser_a(int32_t j, int32_t span, double b2) {
+  double u = (double)j / (double)span;
+  return b2 * (1.0 - u * u);
+}
+
+/* The term a point with series variable a needs: the smallest n with a <= limit[n] (the limits increasing), searched
+ * from the previous point's n (a falls as j grows). */
+static inline int32_t kaiser_n(double a, int32_t n, const double *limit) {
+  while (n > 0 && a <= limit[n - 1]) n--;
+  while (a > limit[n]) n++;
+  return n;
+}
+
+void vp_kaiser_table(uint8_t *mem, int32_t proto, int32_t span, double th, double sin1, double k2, double c2,
+                     double i0b, double b2, int32_t terms, int32_t nterms, int32_t rows, int32_t taps, int32_t half,
+                     int32_t d, int32_t row, int32_t dst) {
+  double *p = (double *)(mem + proto);
+  const double *t = (const double *)(mem + terms);
+  const double *limit = t + nterms;
+  /* c2 sinc_j, point by point (the recurrence runs from one to the next). */
+  double prev = 0.0, cur = 0.0;
+  for (int32_t j = 0; j < span; j++) {
+    if (j == 1) cur = sin1;
+    if (j > 1) {
+      double next = k2 * cur - prev;
+      prev = cur;
+      cur = next;
+    }
+    p[j] = c2 * (j > 0 ? cur / (th * (double)j) : 1.0);
+  }
+  /* The windows, four points at a time as four independent Horner chains (one chain, up to 41 multiply-adds long, is
+   * latency-bound alone), as kaiser_proto does: a point whose n is below the group's largest, m, adds +0 while m is
+   * above its n, so its sum stays +0 until m = n, where it becomes 0 a + T[n] = T[n] exactly (a >= 0): the sum the
+   * point alone would make. */
+  int32_t n = nterms - 1;
+  int32_t j = 0;
+  for (; j + 4 <= span; j += 4) {
+    double a[4];
+    int32_t nn[4], m = 0;
+    for (int q = 0; q < 4; q++) {
+      a[q] = kaiser_a(j + q, span, b2);
+      n = kaiser_n(a[q], n, limit);
+      nn[q] = n;
+      if (n > m) m = n;
+    }
+    double w0 = 0.0, w1 = 0.0, w2 = 0.0, w3 = 0.0;
+    for (; m >= 0; m--) {
+      const double tm = t[m];
+      w0 = w0 * a[0] + (m <= nn[0] ? tm : 0.0);
+      w1 = w1 * a[1] + (m <= nn[1] ? tm : 0.0);
+      w2 = w2 * a[2] + (m <= nn[2] ? tm : 0.0);
+      w3 = w3 * a[3] + (m <= nn[3] ? tm : 0.0);
+    }
+    p[j] = (p[j] * w0) / i0b;
+    p[j + 1] = (p[j + 1] * w1) / i0b;
+    p[j + 2] = (p[j + 2] * w2) / i0b;
+    p[j + 3] = (p[j + 3] * w3) / i0b;
+  }
+  for (; j < span; j++) {
+    double a = kaiser_a(j, span, b2);
+    n = kaiser_n(a, n, limit);
+    double w = t[n];
+    for (int32_t m = n - 1; m >= 0; m--) w = w * a + t[m];
+    p[j] = (p[j] * w) / i0b;
+  }
+  p[span] = 0.0;
+  double *scratch = (double *)(mem + row);
+  float *out = (float *)(mem + dst);
+  for (int32_t r = 0; r < rows; r++) {
+    double sum = 0.0;
+    for (int32_t k = 0; k < taps; k++) {
+      int32_t j = r + (half - 1 - k) * d;
+      if (j < 0) j = -j;
+      double v = j < span ? p[j] : 0.0;
+      scratch[k] = v;
+      sum += v;
+    }
+    for (int32_t k = 0; k < taps; k++) *out++ = (float)(scratch[k] / sum);
+  }
+}
+
 /* Which implementation target_clones chose: 3 AVX-512, 2 AVX2, 1 the baseline (SSE2). */
 int32_t vp_resample_isa(void) {
   __builtin_cpu_init();

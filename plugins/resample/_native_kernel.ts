@@ -22,6 +22,28 @@ const SYMBOLS = {
   vp_fir1: { parameters: ["buffer", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], result: "i32" },
   vp_split: { parameters: ["buffer", "i32", "i32", "i32", "i32"], result: "void" },
   vp_hb: { parameters: ["buffer", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], result: "i32" },
+  vp_kaiser_table: {
+    parameters: [
+      "buffer",
+      "i32",
+      "i32",
+      "f64",
+      "f64",
+      "f64",
+      "f64",
+      "f64",
+      "f64",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "void",
+  },
   vp_resample_isa: { parameters: [], result: "i32" },
 } as const;
 

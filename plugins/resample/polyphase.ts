@@ -377,16 +377,28 @@ const tableCache = new Map<string, Float32Array>();
  * the rows are gathered from there. The sines of the grid come from the recurrence
  * sin((j+1)θ) = 2 cos θ · sin(jθ) − sin((j−1)θ) (within 1e−12 of `Math.sin` over a whole grid).
  *
- * Computed once per design and process, by the WebAssembly kernel's `kaiser_proto` and
- * `kaiser_rows` where WebAssembly SIMD runs (else by {@linkcode stageTableJs}, the same
- * operations in the same order, so the two give identical tables): run once at start-up, the
- * JavaScript loops are still cold, and took 40–80 ms for the 320 rows of 11 025 → 8 000 Hz.
+ * Computed once per design and process, by the same operations in the same order wherever it
+ * runs, so every way gives the same table, bit for bit: with `native` (a resampler on the native
+ * loops) by the C library's `vp_kaiser_table` ({@linkcode stageTableNative}: ~0.5 ms for the 320
+ * rows of 11 025 → 8 000 Hz, where the WebAssembly functions, run once in their baseline code,
+ * take ~4.5–8), else by the WebAssembly kernel's `kaiser_proto` and `kaiser_rows` where
+ * WebAssembly SIMD runs ({@linkcode stageTableWasm}), else by {@linkcode stageTableJs} (run once
+ * at start-up, the JavaScript loops are still cold, and took 40–80 ms for those 320 rows).
+ *
+ * @param s the stage
+ * @param native compute it with the native library when it loads (the resampler runs on it anyway)
  */
-export function stageTable(s: StagePlan): Float32Array {
+export function stageTable(s: StagePlan, native = false): Float32Array {
   const key = `${s.L}/${s.rows}/${s.taps}/${s.half}/${s.cutoff}/${s.beta}`;
   let t = tableCache.get(key);
   if (!t) {
-    t = s.cutoff !== 0 && wasmKernelAvailable() ? stageTableWasm(s) : stageTableJs(s);
+    t = s.cutoff === 0
+      ? stageTableJs(s)
+      : native && nativeLoops()
+      ? stageTableNative(s)
+      : wasmKernelAvailable()
+      ? stageTableWasm(s)
+      : stageTableJs(s);
     tableCache.set(key, t);
   }
   return t;
@@ -485,8 +497,12 @@ const PROTO_RANGE = 1024;
 /** The instance the tables are computed in (its memory grows to the largest table asked for). */
 let tableBuilder: TableKernel | undefined;
 
-/** {@linkcode stageTable} of a windowed-sinc stage, computed by the WebAssembly kernel. */
-function stageTableWasm(s: StagePlan): Float32Array {
+/**
+ * {@linkcode stageTable} of a windowed-sinc stage, computed by the WebAssembly kernel (not cached).
+ *
+ * @throws Error where WebAssembly SIMD does not run
+ */
+export function stageTableWasm(s: StagePlan): Float32Array {
   const k = tableBuilder ??= wasmKernel();
   const { d, span } = grid(s);
   const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
@@ -511,6 +527,49 @@ function stageTableWasm(s: StagePlan): Float32Array {
   } while (from < span);
   k.kaiser_rows(proto, span, s.rows, s.taps, s.half, d, row, table);
   return new Float32Array(k.memory.buffer.slice(table, end));
+}
+
+/**
+ * {@linkcode stageTable} of a windowed-sinc stage, computed by the native library's `vp_kaiser_table` (not cached):
+ * the WebAssembly kernel's table, bit for bit.
+ *
+ * @throws Error when the native library cannot run here (saying why)
+ */
+export function stageTableNative(s: StagePlan): Float32Array {
+  const loops = nativeLoops();
+  if (!loops) throw new Error(`resampler: the native kernel cannot run here: ${nativeLoopsProblem()}`);
+  const { d, span } = grid(s);
+  const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
+  // Layout as stageTableWasm's, without the recurrence state: the series terms and limits, the prototype, one row of
+  // scratch, the table.
+  const terms = 0;
+  const proto = I0_TERMS.length * 16;
+  const row = proto + (span + 1) * 8;
+  const table = row + s.taps * 8;
+  const end = table + s.rows * s.taps * 4;
+  const mem = new Uint8Array(end);
+  new Float64Array(mem.buffer, terms, I0_TERMS.length).set(I0_TERMS);
+  new Float64Array(mem.buffer, terms + I0_TERMS.length * 8, I0_LIMITS.length).set(I0_LIMITS);
+  loops.vp_kaiser_table(
+    mem,
+    proto,
+    span,
+    th,
+    sin1,
+    k2,
+    c2,
+    i0b,
+    b2,
+    terms,
+    I0_TERMS.length,
+    s.rows,
+    s.taps,
+    s.half,
+    d,
+    row,
+    table,
+  );
+  return new Float32Array(mem.buffer.slice(table, end)); // the table alone is kept (cached), not the scratch
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,7 +989,7 @@ export class PolyphaseResampler {
     const tables: [number, Float32Array][] = [];
     let maxIn = pass;
     this.#stages = this.plan.stages.map((plan) => {
-      const table = plan.halfband ? halfbandTable(plan) : stageTable(plan);
+      const table = plan.halfband ? halfbandTable(plan) : stageTable(plan, want === "native");
       const coef = take(table.length * 4 + 64);
       tables.push([coef, table]);
       // Room for the filter span and one pass of input (plus the previous stage's rounding); a half-band stage's
