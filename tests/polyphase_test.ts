@@ -14,6 +14,7 @@ import {
   FILTER_SPECS,
   halfbandTable,
   MAX_TABLE_FLOATS,
+  OFFLINE_PASS_FRAMES,
   planResampler,
   PolyphaseResampler,
   type StagePlan,
@@ -150,6 +151,8 @@ Deno.test("polyphase output is identical however the input is cut (random frame 
     [22050, 44100, 1, 1, { filter: FILTER_SPECS.best }],
     [16000, 8000, 1, 1, { kernel: "js" }],
     [44100, 8000, 1, 1, { filter: FILTER_SPECS.linear }],
+    [44100, 8000, 2, 2, { passFrames: OFFLINE_PASS_FRAMES }], // stereo in offline passes (the whole input: two)
+    [48000, 8000, 2, 1, { passFrames: OFFLINE_PASS_FRAMES, kernel: "js" }],
   ];
   for (const [inRate, outRate, inCh, outCh, opts] of cases) {
     const x = new Int16Array(Math.round(inRate * 0.7) * inCh);
@@ -350,4 +353,13 @@ Deno.test("polyphase medium summary figures beside libsamplerate medium (the ben
   const l = await qualityFigures((x, a, b) => lsrMedium(x, a, b));
   console.log(`polyphase medium:     ${formatFigures(q)}\nlibsamplerate medium: ${formatFigures(l)}`);
   assert.ok(q.snrDb >= 90 && q.passbandDb <= 0.1 && q.alias6kDb <= -90 && q.alias10kDb <= -90 && q.imageDb <= -90);
+});
+
+Deno.test("polyphase passFrames: a size outside 1024..65536 is refused, saying what is allowed", () => {
+  for (const passFrames of [100, 4096.5, 100000]) {
+    assert.throws(
+      () => new PolyphaseResampler({ inRate: 44100, outRate: 8000, inChannels: 1, outChannels: 1, passFrames }),
+      new RegExp(`passFrames must be an integer in 1024\\.\\.65536, got ${passFrames}`),
+    );
+  }
 });

@@ -1156,13 +1156,13 @@ export class PolyphaseResampler {
    */
   #staged(frames: number): number {
     const i16 = this.#i16, inCh = this.#inCh, outCh = this.#outCh;
-    const inAt = this.#longIn >> 1, outAt = this.#longOut >> 1, outPtr = this.#outPtr >> 1;
+    const outAt = this.#longOut >> 1, outPtr = this.#outPtr >> 1;
     const pass = this.#passFrames;
     let total = 0;
     for (let at = 0; at < frames; at += pass) {
       const n = Math.min(pass, frames - at);
-      i16.copyWithin(this.#inPtr >> 1, inAt + at * inCh, inAt + (at + n) * inCh);
-      const produced = this.#pass(n, false) * outCh;
+      // Each pass loads its input from the staged frame itself (no copy to the pass's input area first).
+      const produced = this.#pass(n, false, this.#longIn + at * inCh * 2) * outCh;
       if (total + produced > this.#longOutCap) {
         // Cannot happen (the room is what a block can make plus one pass's output): checked so that a wrong bound
         // fails loudly instead of writing past the staging area.
@@ -1226,16 +1226,19 @@ export class PolyphaseResampler {
     return out;
   }
 
-  /** Loads n input frames (or zeros), runs every stage; returns the output frames, left as int16 at #outPtr. */
-  #pass(n: number, zeros: boolean): number {
+  /**
+   * Loads n input frames (from `src`, a byte offset in the memory: the pass input area by default; or zeros), runs
+   * every stage; returns the output frames, left as int16 at #outPtr.
+   */
+  #pass(n: number, zeros: boolean, src = this.#inPtr): number {
     const k = this.#k;
     const s0 = this.#stages[0];
     for (let c = 0; c < this.#srcCh; c++) {
       const dst = s0.buf[c] + s0.avail * 4;
       if (zeros) this.#f32.fill(0, dst >> 2, (dst >> 2) + n);
-      else if (this.#inCh === 1) k.load_mono(this.#inPtr, dst, n);
-      else if (this.#srcCh === 1) k.load_mix(this.#inPtr, dst, n, this.#inCh, 1 / this.#inCh);
-      else k.load_chan(this.#inPtr + c * 2, dst, n, this.#inCh);
+      else if (this.#inCh === 1) k.load_mono(src, dst, n);
+      else if (this.#srcCh === 1) k.load_mix(src, dst, n, this.#inCh, 1 / this.#inCh);
+      else k.load_chan(src + c * 2, dst, n, this.#inCh);
     }
     s0.avail += n;
     let produced = 0;
