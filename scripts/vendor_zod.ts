@@ -13,6 +13,13 @@
  * CLI's 1 s transcode ~3 % less time (`alternate`, 25 runs). zod's names in stack traces are shortened; its error
  * messages are not (they are strings).
  *
+ * What is left out: `z.fromJSONSchema` (JSON Schema → zod) and zod's translations of its messages into 63 languages
+ * (`z.locales` and `z.core.locales` hold English alone, `en`, the one zod uses unless told otherwise). Option schemas
+ * have no use for either (voxpipe words zod's issues itself, in `core/errors.ts`), and they were most of the bundle:
+ * without them it is 181 instead of 458 KB, and its import took 13 instead of 22 ms here (in-process, 11 fresh
+ * processes each). `vendor/zod/zod.d.ts` says so in the types. The rest of zod's API is all there, as the package
+ * exports it.
+ *
  * The output is the same on every machine (the bundler's comments that name source files are cut down to the path
  * inside the package), so `tests/vendor_zod_test.ts` can check that the committed file is what this script makes.
  *
@@ -41,15 +48,35 @@ export function zodSpecifier(): string {
   return m[1];
 }
 
+/** Names of zod's API left out of the bundle (see the module's documentation); `locales` and `core` are trimmed. */
+export const LEFT_OUT: readonly string[] = ["fromJSONSchema"];
+
 /** Bundles the package {@linkcode zodSpecifier} names and returns the text of `vendor/zod/zod.js`. */
 export async function bundleZod(): Promise<string> {
   const spec = zodSpecifier();
+  // Every name the package's `z` has, but those left out and the two namespaces rebuilt below.
+  const { z } = await import(spec) as { z: Record<string, unknown> };
+  const names = Object.keys(z).filter((n) => !LEFT_OUT.includes(n) && n !== "core" && n !== "locales").sort();
   // The entry lives in the repository, so that the bundler resolves the package as voxpipe does (deno.json, lock).
   const dir = Deno.makeTempDirSync({ dir: ROOT, prefix: ".vendor-zod-" });
   try {
     const entry = resolve(dir, "entry.ts");
     const out = resolve(dir, "zod.js");
-    Deno.writeTextFileSync(entry, `export * from "${spec}";\nexport { default } from "${spec}";\n`);
+    // zod's core, whose `locales` (shadowing the package's, which holds them all) is English alone.
+    Deno.writeTextFileSync(
+      resolve(dir, "core.ts"),
+      `export * from "${spec}/v4/core";\nimport en from "${spec}/v4/locales/en.js";\nexport const locales = { en };\n`,
+    );
+    // The API (what `z` holds), then the entry: the API, and `z` as a name and the default export, as the package's.
+    Deno.writeTextFileSync(
+      resolve(dir, "api.ts"),
+      `export { ${names.join(", ")} } from "${spec}";\n` +
+        `import * as core from "./core.ts";\nexport { core };\nexport const locales = { en: core.locales.en };\n`,
+    );
+    Deno.writeTextFileSync(
+      entry,
+      `export * from "./api.ts";\nimport * as z from "./api.ts";\nexport { z, z as default };\n`,
+    );
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["bundle", "--platform", "deno", "--minify", "--output", out, entry],
       cwd: ROOT,

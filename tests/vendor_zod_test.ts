@@ -4,7 +4,7 @@
  * that copy's, so that a plugin written with it and voxpipe's own schemas are recognised as one zod.
  */
 import assert from "node:assert/strict";
-import { bundleZod, ZOD_BUNDLE, zodSpecifier } from "../scripts/vendor_zod.ts";
+import { bundleZod, LEFT_OUT, ZOD_BUNDLE, zodSpecifier } from "../scripts/vendor_zod.ts";
 import { z } from "../mod.ts";
 
 Deno.test("vendor/zod/zod.js is exactly what scripts/vendor_zod.ts makes from the pinned zod (rerun it after a change)", async () => {
@@ -35,4 +35,20 @@ Deno.test("the import map's zod is the bundle, and mod.ts's z is its namespace",
     ["codec", "invalid_value"],
     ["rate", "invalid_type"],
   ]);
+});
+
+Deno.test("the bundle's z is the package's API but for what the script leaves out: fromJSONSchema, locales but en", async () => {
+  const pkg = (await import(zodSpecifier())).z as unknown as Record<string, unknown>;
+  const ours = z as unknown as Record<string, unknown>;
+  const missing = Object.keys(pkg).filter((k) => !(k in ours));
+  assert.deepEqual(missing, [...LEFT_OUT], "names of the package's z that the bundle lacks");
+  assert.deepEqual(Object.keys(ours).filter((k) => !(k in pkg)), [], "names the package's z lacks");
+  for (const k of Object.keys(pkg)) {
+    if (!LEFT_OUT.includes(k)) assert.equal(typeof ours[k], typeof pkg[k], `z.${k}`);
+  }
+  // English alone, in both places zod keeps its locales; it is what zod's messages use.
+  assert.deepEqual(Object.keys(z.locales), ["en"]);
+  assert.deepEqual(Object.keys(z.core.locales), ["en"]);
+  assert.equal(z.locales.en, z.core.locales.en);
+  assert.equal(z.number().min(3).safeParse(1).error?.issues[0].message, "Too small: expected number to be >=3");
 });
