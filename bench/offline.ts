@@ -11,7 +11,7 @@
  * 2. Runs, alternating (A B C D, A B C D, ...; one warm-up round first), each tool's
  *    44.1 kHz → 8 kHz µ-law → decode → 16-bit WAV transcode of that file:
  *    - voxpipe: `deno run -A mod.ts --pipeline pipelines/transcode.json` (the CLI, start-up included; as shipped, the
- *      resampler chooses its threads: one below 20 minutes of audio, two from 20 minutes on a machine with 2 or more
+ *      resampler chooses its threads: one below 60 minutes of audio, two from 60 minutes on a machine with 2 or more
  *      cores; its kernel: the native loops where they load, with AVX-512, for streams of 2 minutes or more),
  *      `voxpipe-wasm` the same with `VOXPIPE_RESAMPLE_KERNEL=wasm` (the WebAssembly kernel whatever the length), and
  *      `voxpipe-2t` the same with `--set threads=2` (the resampler on two threads whatever the length);

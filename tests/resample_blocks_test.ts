@@ -371,14 +371,14 @@ Deno.test("resampler threads: --check's plan says how many threads resample, or 
   assert.match((await plan({ rate: 8000, threads: 3 }, 8000))!, /same rate/);
 });
 
-Deno.test("autoThreads: 2 only for a stream known to last 20 minutes or more, faster than real time, on 2+ cores", () => {
+Deno.test("autoThreads: 2 only for a stream known to last 60 minutes or more, faster than real time, on 2+ cores", () => {
   const min = AUTO_THREADS_MIN_SECONDS;
-  assert.equal(min, 1200);
+  assert.equal(min, 3600);
   const at = (seconds: number, o: Partial<Parameters<typeof autoThreads>[0]> = {}) =>
     autoThreads({ sampleRate: 44100, frames: Math.round(seconds * 44100), cores: 2, ...o });
   assert.deepEqual(at(7200), { threads: 2, why: "a 7200 s stream, 2 cores" });
   assert.equal(at(min).threads, 2, "from the limit on");
-  assert.deepEqual(at(min - 1), { threads: 1, why: `a ${min - 1} s stream: two from 20 minutes` });
+  assert.deepEqual(at(min - 1), { threads: 1, why: `a ${min - 1} s stream: two from 60 minutes` });
   assert.deepEqual(at(7200, { cores: 1 }), { threads: 1, why: "a 7200 s stream, but 1 core" });
   assert.deepEqual(at(7200, { realtime: true }), { threads: 1, why: "a chain with a real-time stage" });
   assert.deepEqual(at(7200, { frames: undefined }), {
@@ -478,7 +478,7 @@ Deno.test("resampler threads 0: --check's plan says what was chosen for a stream
   };
   assert.equal(
     await plan({ rate: 8000 }, 600),
-    "threads 0 (automatic): one thread (a 600 s stream: two from 20 minutes)",
+    "threads 0 (automatic): one thread (a 600 s stream: two from 60 minutes)",
   );
   assert.equal(await plan({ rate: 8000 }, undefined), undefined);
   assert.equal(await plan({ rate: 44100 }, 7200), undefined, "the same rate: nothing to choose");
@@ -491,13 +491,13 @@ Deno.test("resampler threads 0: --check's plan says what was chosen for a stream
   }
 });
 
-Deno.test("transcode.json --check: a WAV file of 30 minutes gets two threads by default", {
+Deno.test("transcode.json --check: a WAV file of 60 minutes gets two threads by default", {
   ignore: (navigator.hardwareConcurrency ?? 1) < 2,
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-auto-" });
   try {
-    // 30 minutes of 16 kHz mono silence: a WAV header and a sparse data chunk (--check reads only the header).
-    const frames = 16000 * 1800;
+    // 60 minutes of 16 kHz mono silence: a WAV header and a sparse data chunk (--check reads only the header).
+    const frames = 16000 * 3600;
     await writeWav(`${dir}/long.wav`, new Int16Array(0), 16000, 1);
     const head = await Deno.readFile(`${dir}/long.wav`);
     const v = new DataView(head.buffer);
@@ -522,7 +522,7 @@ Deno.test("transcode.json --check: a WAV file of 30 minutes gets two threads by 
     }).output();
     const text = new TextDecoder().decode(out.stdout);
     assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
-    assert.match(text, /resampler .*threads 0 \(automatic\): 2 threads \(a 1800 s stream, \d+ cores;/);
+    assert.match(text, /resampler .*threads 0 \(automatic\): 2 threads \(a 3600 s stream, \d+ cores;/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -24,10 +24,12 @@ export const MAX_THREADS = 8;
 
 /**
  * Shortest stream, in seconds of input, for which `threads: 0` (automatic) takes a second thread. Starting a worker
- * holds the chain's thread ~30 ms; on this project's 2-core machine two threads broke even at 15 minutes of 44.1 kHz
- * audio to 8 kHz G.711 (`transcode.json`) and took 22 % less time at 30 minutes, 25 % at 2 hours.
+ * holds the chain's thread ~30 ms, and one thread has become fast enough (the native loops in 16 384-frame passes)
+ * that on this project's 2-core machine two threads took 10 % more time than one at 30 minutes of 44.1 kHz audio to
+ * 8 kHz G.711 (`transcode.json`), the same at 60 minutes, and 6 % less at 2 hours (`alternate.sh`, 5 runs each,
+ * 2026-12-04).
  */
-export const AUTO_THREADS_MIN_SECONDS = 1200;
+export const AUTO_THREADS_MIN_SECONDS = 3600;
 
 /** What {@linkcode autoThreads} is told about a stream and the machine. */
 export interface AutoThreadsInput {
@@ -111,7 +113,7 @@ export const resamplerSchema = lazySchema(() =>
         `0 takes 2 for a stream whose source knows its length (a file read once, not looped) when it is at ` +
         `least ${AUTO_THREADS_MIN_SECONDS / 60} minutes, in a chain without a real-time stage, on a machine ` +
         "with 2 or more cores; 1 otherwise (starting a worker costs ~30 ms: on 2 cores, 2 threads break even " +
-        "at ~15 minutes of audio and take 25 % less time on a 2-hour 44.1 kHz file to 8 kHz G.711). " +
+        "at ~60 minutes of audio and take ~6 % less time on a 2-hour 44.1 kHz file to 8 kHz G.711). " +
         "More than 1 is for chains that run faster than real time (a file to a file), and asking for it is " +
         "refused in a chain with a real-time stage: the stream is cut into blocks of 2 s, and N - 1 worker " +
         "threads resample blocks while the chain's thread does the rest, with output identical, bit for bit, " +
