@@ -379,9 +379,10 @@ const tableCache = new Map<string, Float32Array>();
  *
  * Computed once per design and process, by the same operations in the same order wherever it
  * runs, so every way gives the same table, bit for bit: with `native` (a resampler on the native
- * loops) by the C library's `vp_kaiser_table` ({@linkcode stageTableNative}: ~0.5 ms for the 320
- * rows of 11 025 → 8 000 Hz, where the WebAssembly functions, run once in their baseline code,
- * take ~4.5–8), else by the WebAssembly kernel's `kaiser_proto` and `kaiser_rows` where
+ * loops) by the C library's `vp_kaiser_table` ({@linkcode stageTableNative}: for the 320 rows of
+ * 11 025 → 8 000 Hz its loop takes ~0.6 ms, and the call 2.3–2.9 ms in a fresh process, its memory
+ * touched for the first time; the WebAssembly functions, run once in their baseline code there,
+ * took 6–13 ms), else by the WebAssembly kernel's `kaiser_proto` and `kaiser_rows` where
  * WebAssembly SIMD runs ({@linkcode stageTableWasm}), else by {@linkcode stageTableJs} (run once
  * at start-up, the JavaScript loops are still cold, and took 40–80 ms for those 320 rows).
  *
