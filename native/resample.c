@@ -340,20 +340,6 @@ CLONES int32_t vp_hb(uint8_t *mem, int32_t st, int32_t e, int32_t o, int32_t no,
   return n;
 }
 
-/*
- * A windowed-sinc stage's coefficient table: kernel.wat's kaiser_proto over the whole grid, then its kaiser_rows (the
- * same float64 operations in the same order, so the same table, bit for bit; tests/resample_native_test.ts compares
- * them). Compiled ahead, its loops take ~0.6 ms for 44.1 -> 8 kHz's 320 rows (the call 2.3-2.9 ms in a fresh process,
- * the memory touched for the first time), where the WebAssembly functions, run once at start-up in their baseline
- * code, took 6-13 ms.
- *
- * Memory at `mem`: the I0 series' nterms terms (float64, highest power last) at `terms`, its nterms limits after them;
- * the prototype, span + 1 float64, at `proto`; one row of scratch, taps float64, at `row`; the table, rows x taps
- * float32, at `dst`. Point j of the prototype: c2 sinc_j w_j / i0b, sinc_j = s_j / (th j) (1 at j = 0) with s_j by
- * the recurrence s_j = k2 s_j-1 - s_j-2 (s_0 = 0, s_1 = sin1), w_j the series in a = b2 (1 - u^2), u = j / span,
- * summed by Horner's rule from the smallest n with a <= limit[n]. Row r, tap k: proto[|r + (half - 1 - k) d|] (0 from
- * span on), divided by the row's sum and rounded to float32.
- */
 /* a = b2 (1 - u^2), u = j / span: the window's series variable at point j. */
 static inline double kaiser_a(int32_t j, int32_t span, double b2) {
   double u = (double)j / (double)span;
@@ -368,6 +354,20 @@ static inline int32_t kaiser_n(double a, int32_t n, const double *limit) {
   return n;
 }
 
+/*
+ * A windowed-sinc stage's coefficient table: kernel.wat's kaiser_proto over the whole grid, then its kaiser_rows (the
+ * same float64 operations in the same order, so the same table, bit for bit; tests/resample_native_test.ts compares
+ * them). Compiled ahead, its loops take ~0.6 ms for 44.1 -> 8 kHz's 320 rows (the call 2.3-2.9 ms in a fresh process,
+ * the memory touched for the first time), where the WebAssembly functions, run once at start-up in their baseline
+ * code, took 6-13 ms.
+ *
+ * Memory at `mem`: the I0 series' nterms terms (float64, highest power last) at `terms`, its nterms limits after them;
+ * the prototype, span + 1 float64, at `proto`; one row of scratch, taps float64, at `row`; the table, rows x taps
+ * float32, at `dst`. Point j of the prototype: c2 sinc_j w_j / i0b, sinc_j = s_j / (th j) (1 at j = 0) with s_j by
+ * the recurrence s_j = k2 s_j-1 - s_j-2 (s_0 = 0, s_1 = sin1), w_j the series in a = b2 (1 - u^2), u = j / span,
+ * summed by Horner's rule from the smallest n with a <= limit[n]. Row r, tap k: proto[|r + (half - 1 - k) d|] (0 from
+ * span on), divided by the row's sum and rounded to float32.
+ */
 void vp_kaiser_table(uint8_t *mem, int32_t proto, int32_t span, double th, double sin1, double k2, double c2,
                      double i0b, double b2, int32_t terms, int32_t nterms, int32_t rows, int32_t taps, int32_t half,
                      int32_t d, int32_t row, int32_t dst) {
