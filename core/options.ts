@@ -23,7 +23,7 @@ import { z as zod } from "zod";
 
 /**
  * The zod 4 namespace (`z` of the `zod` package, the version voxpipe pins in
- * `vendor/zod/zod.d.ts`, loaded from one bundled file, `vendor/zod/zod.js`): build option schemas with it, e.g.
+ * `vendor/zod/zod_api.d.ts`, loaded from one bundled file, `vendor/zod/zod.js`): build option schemas with it, e.g.
  * `z.object({ rate: z.number().int().default(8000) })`. Its documentation is
  * zod's own: https://zod.dev/api, but for two things the bundle leaves out (every start of the CLI loads it):
  * `z.fromJSONSchema`, and the translations of zod's messages (`z.locales` holds English alone). It is re-exported

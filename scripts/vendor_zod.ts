@@ -1,7 +1,8 @@
 /**
- * Makes `vendor/zod/zod.js`, the copy of zod that voxpipe loads: the npm package that `vendor/zod/zod.d.ts` names
- * (one place pins the version), bundled into one ES module by `deno bundle`. The import map of `deno.json` maps `zod`
- * to it, and the bundle's first line points type checking at `zod.d.ts`, which re-exports the npm package's own types.
+ * Makes `vendor/zod/zod.js`, the copy of zod that voxpipe loads: the npm package that `vendor/zod/zod_api.d.ts` names
+ * (one file pins the version), bundled into one ES module by `deno bundle`. The import map of `deno.json` maps `zod`
+ * to it, and the bundle's first line points type checking at `zod.d.ts`, which re-exports the npm package's own types
+ * (through `zod_api.d.ts`).
  *
  * Why one file: Deno loads zod's 106 modules from `node_modules` one by one, and that costs more than their code.
  * Importing zod and building a first schema took ~20 ms less from the bundle than from the package on this machine
@@ -17,7 +18,7 @@
  * (`z.locales` and `z.core.locales` hold English alone, `en`, the one zod uses unless told otherwise). Option schemas
  * have no use for either (voxpipe words zod's issues itself, in `core/errors.ts`), and they were most of the bundle:
  * without them it is 181 instead of 458 KB, and its import took 13 instead of 22 ms here (in-process, 11 fresh
- * processes each). `vendor/zod/zod.d.ts` says so in the types. The rest of zod's API is all there, as the package
+ * processes each). `vendor/zod/zod_api.d.ts` says so in the types. The rest of zod's API is all there, as the package
  * exports it.
  *
  * The output is the same on every machine (the bundler's comments that name source files are cut down to the path
@@ -28,7 +29,7 @@
  * deno run -A scripts/vendor_zod.ts --check   # exit 1 when vendor/zod/zod.js is not what it would write
  * ```
  *
- * To move to another zod version: change the version in `vendor/zod/zod.d.ts`, run this script, run the tests.
+ * To move to another zod version: change the version in `vendor/zod/zod_api.d.ts`, run this script, run the tests.
  *
  * @module
  */
@@ -37,15 +38,23 @@ import { fileUrlToPath, resolve } from "../core/path.ts";
 const ROOT = fileUrlToPath(new URL("..", import.meta.url));
 /** The bundle's path. */
 export const ZOD_BUNDLE: string = resolve(ROOT, "vendor", "zod", "zod.js");
-/** The types' path, which also names the npm package the bundle is made from. */
-export const ZOD_TYPES: string = resolve(ROOT, "vendor", "zod", "zod.d.ts");
+/** The path of the types of the bundle's API, which also name the npm package the bundle is made from. */
+export const ZOD_TYPES: string = resolve(ROOT, "vendor", "zod", "zod_api.d.ts");
 
-/** The npm specifier `vendor/zod/zod.d.ts` re-exports (e.g. `npm:zod@4.6.7`). */
+/**
+ * The npm specifier `vendor/zod/zod_api.d.ts` re-exports (e.g. `npm:zod@4.6.7`).
+ *
+ * @throws Error when the file names no exact version, or more than one
+ */
 export function zodSpecifier(): string {
   const text = Deno.readTextFileSync(ZOD_TYPES);
-  const m = text.match(/"(npm:zod@\d+\.\d+\.\d+)"/);
-  if (!m) throw new Error(`${ZOD_TYPES}: no "npm:zod@x.y.z" specifier found: it must re-export one exact version`);
-  return m[1];
+  const found = [...new Set([...text.matchAll(/"(npm:zod@[^"/]*)/g)].map((m) => m[1]))];
+  if (found.length !== 1 || !/^npm:zod@\d+\.\d+\.\d+$/.test(found[0])) {
+    throw new Error(
+      `${ZOD_TYPES}: expected one exact "npm:zod@x.y.z" throughout the file, found ${found.join(", ") || "none"}`,
+    );
+  }
+  return found[0];
 }
 
 /** Names of zod's API left out of the bundle (see the module's documentation); `locales` and `core` are trimmed. */

@@ -1,6 +1,6 @@
 /**
  * The copy of zod voxpipe loads (`vendor/zod/zod.js`, see scripts/vendor_zod.ts): it is what the script makes from
- * the version `vendor/zod/zod.d.ts` pins, the import map's `zod` is that file, and the `z` that `mod.ts` exports is
+ * the version `vendor/zod/zod_api.d.ts` pins, the import map's `zod` is that file, and the `z` that `mod.ts` exports is
  * that copy's, so that a plugin written with it and voxpipe's own schemas are recognised as one zod.
  */
 import assert from "node:assert/strict";

@@ -499,26 +499,41 @@ const PROTO_RANGE = 1024;
 let tableBuilder: TableKernel | undefined;
 
 /**
+ * Where the table builders work, in bytes (the WebAssembly kernel's memory, or the native one's scratch): the I0
+ * series' terms and their limits at `terms`, the recurrence state at `state` (two float64; the WebAssembly kernel's
+ * ranges carry it), the prototype (span + 1 float64) at `proto`, one row of scratch (taps float64) at `row`, the table
+ * (rows × taps float32) at `table`, `end` bytes in all.
+ */
+function tableLayout(s: StagePlan) {
+  const { d, span } = grid(s);
+  const terms = 0;
+  const state = I0_TERMS.length * 16;
+  const proto = state + 16;
+  const row = proto + (span + 1) * 8;
+  const table = row + s.taps * 8;
+  return { d, span, terms, state, proto, row, table, end: table + s.rows * s.taps * 4 };
+}
+
+/** Writes the I0 series' terms and limits, and a zero recurrence state, at the start of a builder's memory. */
+function writeSeries(buffer: ArrayBufferLike): void {
+  const f64 = new Float64Array(buffer, 0, I0_TERMS.length * 2 + 2);
+  f64.set(I0_TERMS);
+  f64.set(I0_LIMITS, I0_TERMS.length);
+  f64.fill(0, I0_TERMS.length * 2);
+}
+
+/**
  * {@linkcode stageTable} of a windowed-sinc stage, computed by the WebAssembly kernel (not cached).
  *
  * @throws Error where WebAssembly SIMD does not run
  */
 export function stageTableWasm(s: StagePlan): Float32Array {
   const k = tableBuilder ??= wasmKernel();
-  const { d, span } = grid(s);
+  const { d, span, terms, state, proto, row, table, end } = tableLayout(s);
   const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
-  // Layout: the series terms and their limits, the recurrence state, the prototype, one row of scratch, the table.
-  const terms = 0;
-  const state = I0_TERMS.length * 16;
-  const proto = state + 16;
-  const row = proto + (span + 1) * 8;
-  const table = row + s.taps * 8;
-  const end = table + s.rows * s.taps * 4;
   const pages = Math.ceil(end / 65536) - k.memory.buffer.byteLength / 65536;
   if (pages > 0) k.memory.grow(pages);
-  new Float64Array(k.memory.buffer, terms, I0_TERMS.length).set(I0_TERMS);
-  new Float64Array(k.memory.buffer, terms + I0_TERMS.length * 8, I0_LIMITS.length).set(I0_LIMITS);
-  new Float64Array(k.memory.buffer, state, 2).fill(0);
+  writeSeries(k.memory.buffer);
   // In ranges: the calls after the kernel's tier-up run optimized code (see kaiser_proto in kernel.wat).
   let from = 0;
   do {
@@ -539,18 +554,10 @@ export function stageTableWasm(s: StagePlan): Float32Array {
 export function stageTableNative(s: StagePlan): Float32Array {
   const loops = nativeLoops();
   if (!loops) throw new Error(`resampler: the native kernel cannot run here: ${nativeLoopsProblem()}`);
-  const { d, span } = grid(s);
+  const { d, span, terms, proto, row, table, end } = tableLayout(s);
   const { th, sin1, k2, c2, i0b, b2 } = protoParams(s, d);
-  // Layout as stageTableWasm's, without the recurrence state: the series terms and limits, the prototype, one row of
-  // scratch, the table.
-  const terms = 0;
-  const proto = I0_TERMS.length * 16;
-  const row = proto + (span + 1) * 8;
-  const table = row + s.taps * 8;
-  const end = table + s.rows * s.taps * 4;
   const mem = new Uint8Array(end);
-  new Float64Array(mem.buffer, terms, I0_TERMS.length).set(I0_TERMS);
-  new Float64Array(mem.buffer, terms + I0_TERMS.length * 8, I0_LIMITS.length).set(I0_LIMITS);
+  writeSeries(mem.buffer);
   loops.vp_kaiser_table(
     mem,
     proto,

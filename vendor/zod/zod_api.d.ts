@@ -1,5 +1,6 @@
 // What `z` holds in vendor/zod/zod.js (see zod.d.ts): the npm package's API but for what the bundle leaves out
-// (scripts/vendor_zod.ts): `fromJSONSchema`, and the locales other than English.
+// (scripts/vendor_zod.ts): `fromJSONSchema`, and the locales other than English. The one place that pins zod's version
+// (scripts/vendor_zod.ts reads it here): change the version of both specifiers below together, then rerun that script.
 import type * as zod from "npm:zod@4.6.7";
 export * from "npm:zod@4.6.7";
 /** Not in voxpipe's bundle of zod (JSON Schema to zod has no use in option schemas): import it from npm:zod. */
