@@ -10,7 +10,7 @@
 # 2. npm dependencies through Deno, building naudiodon's native binding
 #    (node-gyp against the local Node headers in /usr: no download).
 # 3. The native libraries (cc): native/pacer.c → native/build/libvoxpacer.so, native/resample.c →
-#    native/build/libvoxresample.so.
+#    native/build/libvoxresample.so, native/g711.c → native/build/libvoxg711.so.
 #
 # Output: one line per step; a step's own output (apt, npm, node-gyp) goes to a
 # log file that is shown (its last lines) only when the step fails.
@@ -84,8 +84,8 @@ step "npm dependencies and the naudiodon binding (speaker, microphone)" bash scr
   echo "setup: the naudiodon binding was not built; everything but the speaker and microphone stages works" >&2
   exit 1
 }
-# The native libraries: the pacer the fast network loads (VOXPIPE_PACER_LEAD_MS) and the resampler's loops.
-step "native libraries (native/build: libvoxpacer.so, libvoxresample.so)" bash scripts/build_native.sh || {
+# The native libraries: the pacer the fast network loads (VOXPIPE_PACER_LEAD_MS), the resampler's loops and G.711's.
+step "native libraries (native/build: libvoxpacer.so, libvoxresample.so, libvoxg711.so)" bash scripts/build_native.sh || {
   echo "setup: the native libraries were not built (a C compiler is needed: apt-get install gcc)" >&2
   exit 1
 }

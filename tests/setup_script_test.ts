@@ -17,7 +17,9 @@ async function sandbox(present: string[]): Promise<string> {
     await Deno.copyFile(repoPath(`scripts/${f}`), `${dir}/scripts/${f}`);
   }
   await Deno.mkdir(`${dir}/native`);
-  for (const f of ["pacer.c", "resample.c"]) await Deno.copyFile(repoPath(`native/${f}`), `${dir}/native/${f}`);
+  for (const f of ["pacer.c", "resample.c", "g711.c"]) {
+    await Deno.copyFile(repoPath(`native/${f}`), `${dir}/native/${f}`);
+  }
   await Deno.mkdir(`${dir}/bin`);
   for (const t of TOOLS) {
     const which = new Deno.Command("bash", { args: ["-c", `command -v ${t}`], stdout: "piped" }).outputSync();
@@ -92,9 +94,13 @@ Deno.test("setup.sh: one line per step when everything goes well", async () => {
     // Debian packages (present, or installed in one line), the npm/binding step, the native libraries, done.
     assert(lines.length <= 4, r.stdout);
     assertMatch(r.stdout, /^setup: npm dependencies and the naudiodon binding \(speaker, microphone\): ok$/m);
-    assertMatch(r.stdout, /^setup: native libraries \(native\/build: libvoxpacer.so, libvoxresample.so\): ok$/m);
+    assertMatch(
+      r.stdout,
+      /^setup: native libraries \(native\/build: libvoxpacer.so, libvoxresample.so, libvoxg711.so\): ok$/m,
+    );
     assert((await Deno.stat(`${dir}/native/build/libvoxpacer.so`)).isFile);
     assert((await Deno.stat(`${dir}/native/build/libvoxresample.so`)).isFile);
+    assert((await Deno.stat(`${dir}/native/build/libvoxg711.so`)).isFile);
     assertMatch(lines.at(-1)!, /^setup: done$/);
     assert(!/Download|gyp|Get:/.test(r.stdout + r.stderr), r.stdout + r.stderr);
   } finally {
@@ -127,7 +133,10 @@ Deno.test("setup.sh: a native library that does not compile shows the compiler's
   try {
     const r = await setup(dir, { STUB_CC_FAIL: "expected ';'" });
     assertEquals(r.code, 1);
-    assertMatch(r.stderr, /setup: native libraries \(native\/build: libvoxpacer.so, libvoxresample.so\): FAILED/);
+    assertMatch(
+      r.stderr,
+      /setup: native libraries \(native\/build: libvoxpacer.so, libvoxresample.so, libvoxg711.so\): FAILED/,
+    );
     assertMatch(r.stderr, /\| pacer.c:1: error: expected ';'/);
     assertMatch(r.stderr, /the native libraries were not built/);
   } finally {

@@ -17,7 +17,7 @@
  */
 import { type CodecInfo, defineCodec, type PcmTranscoder } from "../../core/codec.ts";
 import { PacketLossConcealer } from "./plc.ts";
-import { DECODE_TABLES, ENCODE_TABLES, SILENCE_CODE } from "./tables.ts";
+import { DECODE_TABLES, decodeWith, ENCODE_TABLES, encodeWith, SILENCE_CODE } from "./tables.ts";
 
 /** Names of the G.711 codecs. */
 export type G711Codec = "PCMU" | "PCMA";
@@ -40,12 +40,12 @@ function transcoder(name: G711Codec): PcmTranscoder {
   return {
     decode(payload) {
       const out = new Int16Array(payload.length);
-      for (let i = 0; i < payload.length; i++) out[i] = dec[payload[i]];
+      decodeWith(dec, payload, out, payload.length);
       return out;
     },
     encode(samples) {
       const out = new Uint8Array(samples.length);
-      for (let i = 0; i < samples.length; i++) out[i] = enc[samples[i] & 0xffff];
+      encodeWith(enc, samples, out, samples.length);
       return out;
     },
   };

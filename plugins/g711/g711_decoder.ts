@@ -18,7 +18,7 @@ import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, FormatError, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
 import { ReusedArrays, Slab } from "../../core/slab.ts";
-import { DECODE_TABLES } from "./tables.ts";
+import { DECODE_TABLES, decodeWith } from "./tables.ts";
 
 /**
  * Options of the `g711-decoder` stage.
@@ -165,7 +165,7 @@ export function createG711Decoder(
         const p = frame.payload;
         const n = p.length;
         samples = ctx.reuseOutput === true ? reused.int16(n) : slab.int16(n);
-        for (let i = 0; i < n; i++) samples[i] = table[p[i]];
+        decodeWith(table, p, samples, n);
         if (plc) plc.receive(samples);
         lastLength = n || lastLength;
         stats.decoded++;

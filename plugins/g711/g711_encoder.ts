@@ -15,7 +15,7 @@ import type { StageConfig } from "../../core/pipeline.ts";
 import { definePlugin, type Emit, type StageContext, type TransformStage } from "../../core/stage.ts";
 import { G711_CODECS, type G711Codec, isG711 } from "./codecs.ts";
 import { ReusedArrays, Slab } from "../../core/slab.ts";
-import { ENCODE_TABLES } from "./tables.ts";
+import { ENCODE_TABLES, encodeWith } from "./tables.ts";
 
 /**
  * Options of the `g711-encoder` stage.
@@ -95,7 +95,7 @@ export function createG711Encoder(
       const pcm = frame.samples;
       const n = pcm.length;
       const payload = ctx.reuseOutput === true ? reused.uint8(n) : slab.uint8(n);
-      for (let i = 0; i < n; i++) payload[i] = table[pcm[i] & 0xffff];
+      encodeWith(table, pcm, payload, n);
       frames++;
       samples += n;
       const out: EncodedFrame = { kind: "encoded", codec, clockRate, payload, pts: frame.pts };
