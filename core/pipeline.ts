@@ -240,6 +240,9 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   const slots: Slot[] = [];
   try {
     const env: BuildEnv = { pipeline, registry: opts.registry, baseDir, file: opts.file, checking: opts.checking };
+    // A chain with a real-time stage moves at the clock's pace (StageContext.realtime): known from the plugins'
+    // declarations before any stage is created, so that a stage may read it in `create`.
+    env.realtime = await declaresRealtime(config, env);
     for (let i = 0; i < config.length; i++) {
       const expected = i === 0 ? "source" : i === config.length - 1 ? "sink" : "transform";
       const pos = i === 0 ? "first" : i === config.length - 1 ? "last" : "middle";
@@ -273,10 +276,6 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
         (slots[i].ctx as { reuseOutput?: boolean }).reuseOutput = true;
       }
     }
-    // A chain with a real-time stage moves at the clock's pace (StageContext.realtime).
-    if (slots.some((s) => s.plugin.realtime === true)) {
-      for (const s of slots) (s.ctx as { realtime?: boolean }).realtime = true;
-    }
     negotiate(slots, name, opts.registry);
   } catch (e) {
     // Release what was created before the failure.
@@ -285,6 +284,21 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   }
   internals.init(pipeline, slots);
   return pipeline;
+}
+
+/**
+ * Whether a plugin of the chain `config` declares {@linkcode PluginDefinition.realtime}. An entry whose plugin does not
+ * resolve counts as not real-time here: building it fails next, with its own error, in its turn.
+ */
+async function declaresRealtime(config: unknown[], env: BuildEnv): Promise<boolean> {
+  for (const entry of config) {
+    const use = typeof entry === "object" && entry !== null ? (entry as { use?: unknown }).use : undefined;
+    if (typeof use !== "string" || use === "") continue;
+    try {
+      if ((await env.registry.resolve(use, env.baseDir, { file: env.file })).realtime === true) return true;
+    } catch { /* reported when the stage is built */ }
+  }
+  return false;
 }
 
 /** Config errors raised while building a sub-stage (they already name their location). */
@@ -299,6 +313,8 @@ interface BuildEnv {
   file?: string;
   /** Built only to be checked. */
   checking?: boolean;
+  /** The chain has a real-time stage (see `StageContext.realtime`); its own stages' contexts say so. */
+  realtime?: boolean;
 }
 
 /**
@@ -332,7 +348,8 @@ async function createStage(
     throw new ConfigError(describeOptionErrors(parsed.error, path, plugin), { file: env.file });
   }
   const label = labelPrefix + (typeof e.name === "string" && e.name ? e.name : plugin.name);
-  const ctx = internals.stageContext(env.pipeline, index, label, path, env);
+  // A sub-stage's context does not say `realtime` (see StageContext.realtime); the chain's own stages' do.
+  const ctx = internals.stageContext(env.pipeline, index, label, path, env, labelPrefix === "");
   let stage: Stage;
   try {
     stage = await plugin.create(parsed.data, ctx);
@@ -424,7 +441,14 @@ function negotiate(slots: Slot[], name: string, registry: PluginResolver): void 
 /** What {@linkcode buildPipeline} alone may do to a pipeline; set by the static block of {@linkcode Pipeline}. */
 let internals!: {
   create(name: string, clock: Clock, log: Logger, session: Session, ownsSession: boolean): Pipeline;
-  stageContext(pipeline: Pipeline, index: number, label: string, path: string, env: BuildEnv): StageContext;
+  stageContext(
+    pipeline: Pipeline,
+    index: number,
+    label: string,
+    path: string,
+    env: BuildEnv,
+    own: boolean,
+  ): StageContext;
   init(pipeline: Pipeline, slots: Slot[]): void;
   abandon(pipeline: Pipeline, slots: Slot[]): Promise<void>;
 };
@@ -471,7 +495,7 @@ export class Pipeline {
   static {
     internals = {
       create: (name, clock, log, session, ownsSession) => new Pipeline(name, clock, log, session, ownsSession),
-      stageContext: (pipeline, index, label, path, env) => pipeline.#stageContext(index, label, path, env),
+      stageContext: (pipeline, index, label, path, env, own) => pipeline.#stageContext(index, label, path, env, own),
       init: (pipeline, slots) => {
         pipeline.#slots = slots;
       },
@@ -549,7 +573,8 @@ export class Pipeline {
   }
 
   /** The context of stage `index` (or of a sub-stage of it), built from config at JSON path `path`. */
-  #stageContext(index: number, label: string, path: string, env: BuildEnv): StageContext {
+  /** The context of a stage of this chain (`own`) or of a sub-stage one of them builds. */
+  #stageContext(index: number, label: string, path: string, env: BuildEnv, own: boolean): StageContext {
     return {
       pipeline: this.name,
       index,
@@ -558,6 +583,7 @@ export class Pipeline {
       log: this.log.child(label.toUpperCase(), { pipeline: this.name }),
       baseDir: env.baseDir,
       ...(env.checking ? { checking: true } : {}),
+      ...(own && env.realtime ? { realtime: true } : {}),
       signal: index === 0 ? this.#sourceSignal : this.#abort.signal,
       session: this.session,
       codecs: env.registry.codecs,

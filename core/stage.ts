@@ -121,8 +121,9 @@ export interface StageContext {
    * True when a stage of the chain runs against real time (its plugin says {@linkcode PluginDefinition.realtime}: a
    * network or device source or sink): the chain then moves at the pace of the clock, and a stage must not hold
    * frames back for long. False or absent: the chain runs as fast as it can (a file to a file), and a stage may
-   * trade delay for throughput (the resampler's `threads`). Set like {@linkcode reuseOutput}, once the whole chain
-   * is built: read it in `negotiate`, `run` or `process`. Sub-stages and contexts made by hand never have it.
+   * trade delay for throughput (the resampler's `threads`), or use Deno's synchronous file calls (the file stages).
+   * Known from the plugins' declarations before the chain's stages are created: it may be read in `create`.
+   * Sub-stages and contexts made by hand never have it.
    */
   readonly realtime?: boolean;
 }

@@ -308,6 +308,53 @@ const devices: { frames: number; played: number; aborted: boolean }[] = [];
 const clock = new VirtualClock();
 const liveOpts = { registry: new Registry([live, hold, device]), clock };
 
+/** What `ctx.realtime` said to a `peek` stage in `create` and `negotiate`, and to the sub-stage it builds in `create`. */
+const peeks: { create?: boolean; negotiate?: boolean; sub?: boolean }[] = [];
+const peek = definePlugin({
+  name: "peek",
+  kind: "transform",
+  description: "records what its context says about real time",
+  accepts: [{ kind: "pcm" }],
+  produces: { kind: "pcm" },
+  options: z.object({ sub: z.boolean().default(false) }),
+  create: async ({ sub }, ctx) => {
+    const seen: (typeof peeks)[number] = { create: ctx.realtime };
+    peeks.push(seen);
+    if (sub) await ctx.buildStage!({ use: "peek" }, ".sub", "transform");
+    if (sub) seen.sub = peeks.pop()!.create;
+    return {
+      negotiate: (i) => {
+        seen.negotiate = ctx.realtime;
+        return i;
+      },
+      process: (f, emit) => emit(f),
+    };
+  },
+});
+
+Deno.test("StageContext.realtime: set from the plugins' declarations before create, for the chain's own stages only", async () => {
+  const reg = new Registry([live, counter, peek, device, collect]);
+  peeks.length = 0;
+  const rt = await buildPipeline("rt", [{ use: "live" }, { use: "peek", sub: true }, { use: "device" }], {
+    registry: reg,
+    clock,
+  });
+  assertEquals(peeks, [{ create: true, negotiate: true, sub: undefined }]);
+  await rt.stop();
+  peeks.length = 0;
+  const file = await buildPipeline("file", [{ use: "counter", count: 1 }, { use: "peek", sub: true }, {
+    use: "collect",
+  }], { registry: reg, clock });
+  assertEquals(peeks, [{ create: undefined, negotiate: undefined, sub: undefined }]);
+  await file.stop();
+  // An entry whose plugin is unknown is still refused with its own error.
+  await assertRejects(
+    () => buildPipeline("bad", [{ use: "live" }, { use: "peek" }, { use: "nope" }], { registry: reg, clock }),
+    ConfigError,
+    'unknown plugin "nope"',
+  );
+});
+
 Deno.test("end() drains a live chain: the source stops, transforms flush, the sink finishes unaborted", async () => {
   const p = await buildPipeline("rx", [{ use: "live" }, { use: "hold" }, { use: "device" }], liveOpts);
   assert(p.liveSource);

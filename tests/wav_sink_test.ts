@@ -41,15 +41,26 @@ function ramp(count: number, seed = 1): number[] {
   return out.slice(0, count);
 }
 
-/** Creates, negotiates and starts a sink. */
-async function openSink(options: Record<string, unknown>, input: Parameters<NonNullable<SinkStage["negotiate"]>>[0]) {
+/**
+ * Creates, negotiates and starts a sink; `realtime`: as in a real-time chain (the file made with Deno's asynchronous
+ * calls; else with the synchronous ones).
+ */
+async function openSink(
+  options: Record<string, unknown>,
+  input: Parameters<NonNullable<SinkStage["negotiate"]>>[0],
+  realtime = false,
+) {
   const clock = new VirtualClock();
   const t = testContext({ clock });
-  const sink = await createStage<SinkStage>(wavSink, options, t.ctx);
+  const ctx = realtime ? { ...t.ctx, realtime: true } : t.ctx;
+  const sink = await createStage<SinkStage>(wavSink, options, ctx);
   sink.negotiate?.(input);
-  await sink.start!(t.ctx);
+  await sink.start!(ctx);
   return { sink, clock, errors: t.errors };
 }
+
+/** The two ways a sink makes its file: as in a chain that runs as fast as it can, and as in a real-time one. */
+const MODES = [["file to file", false], ["real-time", true]] as const;
 
 /** Header fields read by hand (canonical layout) and checked against the file length. */
 function checkHeader(bytes: Uint8Array, expect: { tag: number; bits: number; rate: number; channels: number }) {
@@ -139,37 +150,52 @@ Deno.test("wav-sink: stereo 48 kHz, format taken from the first frame when negot
   deepEqual(Array.from(ch[1]).slice(0, 3), [all[1], all[3], all[5]]);
 });
 
-Deno.test("wav-sink: creates missing parent directories", async () => {
-  const path = join(dir, "a", "b", "c", "rec.wav");
-  const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 16000, channels: 1 });
-  sink.write(pcm([1, 2, 3], 0, 16000));
-  await sink.end!();
-  deepEqual(samplesOf(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 16000, channels: 1 }).data), [
-    1,
-    2,
-    3,
-  ]);
-});
-
-Deno.test("wav-sink: if_exists number never touches an existing file (NAME-2.wav, NAME-3.wav); replace replaces", async () => {
-  const path = join(dir, "numbered", "rec.wav");
-  await Deno.mkdir(join(dir, "numbered"), { recursive: true });
-  await Deno.writeTextFile(path, "not mine");
-  const fmt = { kind: "pcm", sampleRate: 8000, channels: 1 } as const;
-  for (const v of [[5], [6]]) {
-    const { sink } = await openSink({ path, if_exists: "number" }, fmt);
-    sink.write(pcm(v, 0, 8000));
+for (const [mode, realtime] of MODES) {
+  Deno.test(`wav-sink: creates missing parent directories (${mode})`, async () => {
+    const path = join(dir, mode, "a", "b", "c", "rec.wav");
+    const { sink } = await openSink({ path }, { kind: "pcm", sampleRate: 16000, channels: 1 }, realtime);
+    sink.write(pcm([1, 2, 3], 0, 16000));
     await sink.end!();
-  }
-  equal(await Deno.readTextFile(path), "not mine");
-  const rate = { tag: 1, bits: 16, rate: 8000, channels: 1 };
-  deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, "numbered", "rec-2.wav")), rate).data), [5]);
-  deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, "numbered", "rec-3.wav")), rate).data), [6]);
-  const { sink } = await openSink({ path }, fmt);
-  sink.write(pcm([7], 0, 8000));
-  await sink.end!();
-  deepEqual(samplesOf(checkHeader(await Deno.readFile(path), rate).data), [7]);
-});
+    deepEqual(samplesOf(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 16000, channels: 1 }).data), [
+      1,
+      2,
+      3,
+    ]);
+  });
+
+  Deno.test(`wav-sink: if_exists number never touches an existing file (NAME-2.wav, NAME-3.wav); replace replaces (${mode})`, async () => {
+    const path = join(dir, mode, "numbered", "rec.wav");
+    await Deno.mkdir(join(dir, mode, "numbered"), { recursive: true });
+    await Deno.writeTextFile(path, "not mine");
+    const fmt = { kind: "pcm", sampleRate: 8000, channels: 1 } as const;
+    for (const v of [[5], [6]]) {
+      const { sink } = await openSink({ path, if_exists: "number" }, fmt, realtime);
+      sink.write(pcm(v, 0, 8000));
+      await sink.end!();
+    }
+    equal(await Deno.readTextFile(path), "not mine");
+    const rate = { tag: 1, bits: 16, rate: 8000, channels: 1 };
+    deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, mode, "numbered", "rec-2.wav")), rate).data), [5]);
+    deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, mode, "numbered", "rec-3.wav")), rate).data), [6]);
+    const { sink } = await openSink({ path }, fmt, realtime);
+    sink.write(pcm([7], 0, 8000));
+    await sink.end!();
+    deepEqual(samplesOf(checkHeader(await Deno.readFile(path), rate).data), [7]);
+  });
+
+  Deno.test(`wav-sink: writing fails with the path when the directory cannot be created (${mode})`, async () => {
+    const blocker = join(dir, `blocker-${realtime}`);
+    await Deno.writeTextFile(blocker, "a file, not a directory");
+    const t = testContext();
+    const ctx = realtime ? { ...t.ctx, realtime: true } : t.ctx;
+    const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, ctx);
+    sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
+    await rejects(Promise.resolve(sink.start!(ctx)), (e: Error) => {
+      ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create: `), e.message);
+      return true;
+    });
+  });
+}
 
 Deno.test("wav-sink: the header stays valid while recording (updated every header_interval_ms of the media clock)", async () => {
   const path = nextPath();
@@ -460,18 +486,6 @@ Deno.test("wav-sink: end() with no frames leaves a valid empty WAV in the negoti
   equal(bytes.length, 44);
   checkHeader(bytes, { tag: 1, bits: 16, rate: 16000, channels: 2 });
   await rejects(Promise.resolve().then(() => sink.write(pcm([1], 0, 16000, 2))), /write after end/);
-});
-
-Deno.test("wav-sink: writing fails with the path when the directory cannot be created", async () => {
-  const blocker = join(dir, "blocker");
-  await Deno.writeTextFile(blocker, "a file, not a directory");
-  const t = testContext();
-  const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, t.ctx);
-  sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
-  await rejects(Promise.resolve(sink.start!(t.ctx)), (e: Error) => {
-    ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create: `), e.message);
-    return true;
-  });
 });
 
 Deno.test("through the pipeline runner: wav-source → wav-sink copies a file exactly; tone-source → wav-sink", async () => {

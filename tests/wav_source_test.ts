@@ -13,7 +13,7 @@ import type { RunContext, SourceStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { plugins } from "../plugins/wav/mod.ts";
 import wavSource from "../plugins/wav/wav_source.ts";
-import { wavHeader } from "../plugins/wav/wav_format.ts";
+import { readWavInfo, wavHeader } from "../plugins/wav/wav_format.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "voxpipe_wav_source_" });
 const HAVE_FFMPEG = await hasTool("ffmpeg");
@@ -408,6 +408,22 @@ Deno.test("wav-source: an empty data chunk ends at once, even with loop", async 
   const path = await writeBytes(riff([["fmt ", fmtChunk(1, 1, 8000, 16)], ["data", new Uint8Array(0)]]));
   equal((await readAll({ path })).frames.length, 0);
   equal((await readAll({ path, loop: true })).frames.length, 0);
+});
+
+Deno.test("readWavInfo: the synchronous calls (a chain that is not real-time) read and refuse what the asynchronous do", async () => {
+  // Every file the tests above wrote: good ones of each encoding, cut, truncated, empty, unsupported, not WAV.
+  let files = 0;
+  const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: v }), (e: Error) => ({ error: e.message }));
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    const sync = await outcome(readWavInfo(path, "wav-source", true));
+    deepEqual(sync, await outcome(readWavInfo(path, "wav-source", false)), path);
+    files++;
+  }
+  ok(files >= 20, `only ${files} files to compare`);
+  // A chain that is not real-time reads with them, a real-time one without; both give the same frames.
+  const path = await writeWavefile(1, 8000, "16", ramp(500));
+  deepEqual(concat((await readAll({ path })).frames), concat((await readAll({ path }, { realtime: true })).frames));
 });
 
 Deno.test("wav-source: cleanup", async () => {

@@ -222,11 +222,13 @@ export default definePlugin({
   options: fileSourceOptions,
   async create(options, ctx): Promise<SourceStage> {
     const path = resolve(ctx.baseDir, options.path);
+    // A chain that runs as fast as it can opens and reads with the synchronous calls (see readWavInfo).
+    const sync = ctx.realtime !== true;
     let head: Uint8Array;
     try {
-      using f = await Deno.open(path, { read: true });
+      using f = sync ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });
       head = new Uint8Array(12);
-      const n = (await f.read(head)) ?? 0;
+      const n = (sync ? f.readSync(head) : await f.read(head)) ?? 0;
       head = head.subarray(0, n);
     } catch (e) {
       throw new Error(`file-source: ${path}: cannot open: ${e instanceof Error ? e.message : e}`);
@@ -245,7 +247,7 @@ export default definePlugin({
       };
     }
     if (type === "WAV") {
-      wav = await readWavInfo(path, "file-source");
+      wav = await readWavInfo(path, "file-source", sync);
       if (wav.truncated) {
         ctx.log.warn(
           `file-source: ${path}: data chunk declares ${wav.declaredDataBytes} bytes but the file holds ${wav.dataBytes}; playing what exists`,
@@ -281,6 +283,7 @@ export default definePlugin({
             "file-source",
             rc.reuseOutput === true,
             rc.realtimeSink,
+            sync,
           )
           : new MemoryPcmReader(mem!.samples, channels, perFrame, options.loop);
         try {

@@ -117,6 +117,7 @@ export class WavStreamReader implements PcmChunkReader {
    * @param reuse hand out each frame in memory of the reader's that the next call to `next()` may overwrite, instead
    *   of a fresh array the caller may keep (for a stage whose next stage borrows its input)
    * @param realtime the frames are paced in real time (the chain ends in a real-time sink): read smaller blocks
+   * @param sync open and position the file with the synchronous calls (see `readWavInfo`)
    * @throws WavFormatError `<who>: <path>: cannot open: ...` when the file is gone
    */
   static async open(
@@ -126,15 +127,17 @@ export class WavStreamReader implements PcmChunkReader {
     who = "wav",
     reuse = false,
     realtime = false,
+    sync = false,
   ): Promise<WavStreamReader> {
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(info.path, { read: true });
+      file = sync ? Deno.openSync(info.path, { read: true }) : await Deno.open(info.path, { read: true });
     } catch (e) {
       throw new WavFormatError(who, info.path, `cannot open: ${e instanceof Error ? e.message : e}`);
     }
     try {
-      await file.seek(info.dataOffset, Deno.SeekMode.Start);
+      if (sync) file.seekSync(info.dataOffset, Deno.SeekMode.Start);
+      else await file.seek(info.dataOffset, Deno.SeekMode.Start);
     } catch (e) {
       file.close();
       throw e;

@@ -244,7 +244,7 @@ class WavSink implements SinkStage {
    * Creates the path, or NAME-2.ext, NAME-3.ext ... when it exists (exclusive creation: two sinks starting at once
    * never share a file), and remembers the name taken.
    */
-  async #openNumbered(): Promise<Deno.FsFile> {
+  async #openNumbered(sync: boolean): Promise<Deno.FsFile> {
     const base = this.#path;
     const dot = base.lastIndexOf(".");
     const stem = dot > base.lastIndexOf("/") ? base.slice(0, dot) : base;
@@ -252,7 +252,9 @@ class WavSink implements SinkStage {
     for (let k = 1; k <= 10_000; k++) {
       const path = k === 1 ? base : `${stem}-${k}${ext}`;
       try {
-        const file = await Deno.open(path, { write: true, createNew: true });
+        const file = sync
+          ? Deno.openSync(path, { write: true, createNew: true })
+          : await Deno.open(path, { write: true, createNew: true });
         if (k > 1) this.#log.info(`wav-sink: ${base} exists: recording to ${path}`);
         this.#path = path;
         return file;
@@ -265,16 +267,25 @@ class WavSink implements SinkStage {
 
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
+    // A chain that runs as fast as it can (a file to a file) creates the file with the synchronous calls: each
+    // asynchronous one hops to Deno's I/O threads and back (0.1-1 ms here) while the chain waits. A call's recording
+    // (a real-time chain) leaves the event loop to the other calls meanwhile. The writes stay asynchronous: they go on
+    // while the chain computes.
+    const sync = rc.realtime !== true;
     const open = () =>
       this.#opts.if_exists === "replace"
-        ? Deno.open(this.#path, { write: true, create: true, truncate: true })
-        : this.#openNumbered();
+        ? sync
+          ? Deno.openSync(this.#path, { write: true, create: true, truncate: true })
+          : Deno.open(this.#path, { write: true, create: true, truncate: true })
+        : this.#openNumbered(sync);
+    const mkdir = (dir: string) =>
+      sync ? Deno.mkdirSync(dir, { recursive: true }) : Deno.mkdir(dir, { recursive: true });
     try {
       // The directory is made once per process (a call per second to the same directory need not ask again),
       // and again when it has gone since.
       const dir = dirname(this.#path);
       if (!madeDirs.has(dir)) {
-        await Deno.mkdir(dir, { recursive: true });
+        await mkdir(dir);
         rememberDir(dir);
       }
       try {
@@ -282,7 +293,7 @@ class WavSink implements SinkStage {
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
         madeDirs.delete(dir);
-        await Deno.mkdir(dir, { recursive: true });
+        await mkdir(dir);
         rememberDir(dir);
         this.#file = await open();
       }

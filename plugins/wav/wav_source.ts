@@ -52,7 +52,9 @@ export default definePlugin({
   options: wavSourceOptions,
   async create(options, ctx): Promise<SourceStage> {
     const path = resolve(ctx.baseDir, options.path);
-    const info = await readWavInfo(path, "wav-source");
+    // A chain that runs as fast as it can opens and reads with the synchronous calls (see readWavInfo).
+    const sync = ctx.realtime !== true;
+    const info = await readWavInfo(path, "wav-source", sync);
     if (info.truncated) {
       ctx.log.warn(
         `wav-source: ${path}: data chunk declares ${info.declaredDataBytes} bytes but the file holds ${info.dataBytes}; playing what exists`,
@@ -76,6 +78,7 @@ export default definePlugin({
           "wav-source",
           rc.reuseOutput === true,
           rc.realtimeSink,
+          sync,
         );
         try {
           await emitPcmFrames(rc, info, reader, counters);
