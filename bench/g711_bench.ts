@@ -1,6 +1,6 @@
 /**
- * G.711 benchmarks: table encode/decode throughput per codec, the encoder and decoder
- * stages per 20 ms frame, and packet loss concealment per 20 ms frame.
+ * G.711 benchmarks: encode/decode throughput per codec (the C loops and the JavaScript table loop), the encoder and
+ * decoder stages per 20 ms frame, and packet loss concealment per 20 ms frame.
  *
  * Run with `deno bench -A bench/g711_bench.ts`. Bench names say the work per iteration:
  * for the "1M samples/iter" benches, samples/s = 1e15 ÷ (ns/iter).
@@ -30,12 +30,22 @@ const ctx = testContext({ registry: createRegistry() }).ctx;
 for (const codec of ["PCMU", "PCMA"] as G711Codec[]) {
   const payload = encode(codec, samples);
 
-  Deno.bench(`${codec} table encode, 1M samples/iter`, { group: "table", baseline: codec === "PCMU" }, () => {
+  // One call of 1M samples goes to the C loops (native/g711.c) where they load; calls of 1 000 (below
+  // NATIVE_MIN_SAMPLES) stay in the JavaScript table loop.
+  Deno.bench(`${codec} encode, 1M samples/iter in one call (C)`, { group: "table", baseline: codec === "PCMU" }, () => {
     encode(codec, samples, bytes);
   });
 
-  Deno.bench(`${codec} table decode, 1M samples/iter`, { group: "table" }, () => {
+  Deno.bench(`${codec} encode, 1M samples/iter in calls of 1 000 (JavaScript table)`, { group: "table" }, () => {
+    for (let i = 0; i < N; i += 1000) encode(codec, samples.subarray(i, i + 1000), bytes.subarray(i, i + 1000));
+  });
+
+  Deno.bench(`${codec} decode, 1M samples/iter in one call (C)`, { group: "table" }, () => {
     decode(codec, payload, pcmOut);
+  });
+
+  Deno.bench(`${codec} decode, 1M samples/iter in calls of 1 000 (JavaScript table)`, { group: "table" }, () => {
+    for (let i = 0; i < N; i += 1000) decode(codec, payload.subarray(i, i + 1000), pcmOut.subarray(i, i + 1000));
   });
 
   const encoder = await createStage<TransformStage>(g711Encoder, { codec }, ctx);
