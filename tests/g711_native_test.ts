@@ -1,8 +1,9 @@
 /**
  * The G.711 loops in C (native/g711.c, loaded by plugins/g711/_native_g711.ts): they load here (scripts/setup.sh
  * builds them), they give the tables' bytes for every sample and every code (in the shipped build and in one built
- * for each narrower instruction set), long runs go to them and a call's 20 ms frames do not (the library is not even
- * loaded for those), and without FFI the JavaScript loops give the same bytes.
+ * for each narrower instruction set), long runs go to them once they add up to two minutes of audio and a call's 20 ms
+ * frames never do (the library is not even loaded for those), and without FFI the JavaScript loops give the same
+ * bytes.
  *
  * @module
  */
@@ -44,10 +45,10 @@ function assertSameAsTables(build: string): void {
   assert(c, `${build}: ${g711LoopsProblem()}`);
   const samples = everySample();
   for (
-    const [name, table, encodeC] of [["PCMU", MULAW_ENCODE, c.vp_mulaw_encode], [
+    const [name, table, encodeC] of [["PCMU", MULAW_ENCODE, c.mulawEncode], [
       "PCMA",
       ALAW_ENCODE,
-      c.vp_alaw_encode,
+      c.alawEncode,
     ]] as const
   ) {
     const want = new Uint8Array(samples.length);
@@ -73,7 +74,7 @@ function assertSameAsTables(build: string): void {
   const codes = everyCode();
   for (const [name, table] of [["PCMU", MULAW_DECODE], ["PCMA", ALAW_DECODE]] as const) {
     const got = new Int16Array(codes.length + 1).fill(12345);
-    c.vp_g711_decode(codes.subarray(1), got.subarray(1), codes.length - 1, table);
+    c.decode(codes.subarray(1), got.subarray(1), codes.length - 1, table);
     const want = Array.from(codes.subarray(1), (b) => table[b]);
     assertEquals(
       firstDifference(got.subarray(1, codes.length), want, (i) => `${build}: ${name} code ${codes[i + 1]}`),
@@ -155,12 +156,12 @@ async function run(code: string, perms: string[]) {
   }
 }
 
-// Encodes a 20 ms frame, then a one-second one, saying each time whether the library is mapped into the process and
-// whether the codes are the table's (reading /proc/self/maps needs --allow-all); then why the C loops do not run, if
-// they do not.
+// Encodes a 20 ms frame, one-second frames up to one short of NATIVE_AFTER_SAMPLES, then one more, saying each time
+// whether the library is mapped into the process (reading /proc/self/maps needs --allow-all) and whether the codes
+// are the table's; then why the C loops do not run, if they do not.
 const PROBE = `
 import { encodeWith, MULAW_ENCODE } from ${JSON.stringify(repoPath("plugins/g711/tables.ts"))};
-import { g711LoopsProblem } from ${JSON.stringify(repoPath("plugins/g711/_native_g711.ts"))};
+import { g711LoopsProblem, NATIVE_AFTER_SAMPLES } from ${JSON.stringify(repoPath("plugins/g711/_native_g711.ts"))};
 const mapped = () => {
   try {
     return Deno.readTextFileSync("/proc/self/maps").includes("libvoxg711") ? "mapped" : "not mapped";
@@ -168,26 +169,33 @@ const mapped = () => {
     return "maps unreadable"; // without --allow-all
   }
 };
-const out = [];
-for (const n of [160, 8000]) {
+const encode = (n) => {
   const x = new Int16Array(n).map((_, i) => Math.round(30000 * Math.sin(i / 5)));
   const codes = new Uint8Array(n);
   encodeWith(MULAW_ENCODE, x, codes, n);
-  const right = codes.every((c, i) => c === MULAW_ENCODE[x[i] & 0xffff]);
-  out.push(n + " " + mapped() + " " + (right ? "right" : "wrong"));
-}
+  return codes.every((c, i) => c === MULAW_ENCODE[x[i] & 0xffff]);
+};
+const out = [];
+const first = encode(160) ? "right" : "wrong";
+out.push("160 " + mapped() + " " + first);
+let right = true;
+const before = Math.ceil(NATIVE_AFTER_SAMPLES / 8000) - 1;
+for (let i = 0; i < before; i++) right = encode(8000) && right;
+out.push(before + " s " + mapped() + " " + (right ? "right" : "wrong"));
+const last = encode(8000) ? "right" : "wrong";
+out.push("1 s more " + mapped() + " " + last);
 out.push(g711LoopsProblem() ?? "loads");
 console.log(out.join(" | "));
 `;
 
-Deno.test("native G.711 loops: loaded at the first long run, never for a call's frames; without FFI, JavaScript", async () => {
+Deno.test("native G.711 loops: loaded once long runs add up to two minutes, never for a call's frames; without FFI, JavaScript", async () => {
   await Deno.mkdir(repoPath("out"), { recursive: true });
   const all = await run(PROBE, ["-A"]);
-  assertEquals(all.stdout, "160 not mapped right | 8000 mapped right | loads", all.stderr);
+  assertEquals(all.stdout, "160 not mapped right | 119 s not mapped right | 1 s more mapped right | loads", all.stderr);
   const noFfi = await run(PROBE, ["--allow-read"]);
   assertEquals(
     noFfi.stdout,
-    "160 maps unreadable right | 8000 maps unreadable right | FFI is not allowed (--allow-ffi)",
+    "160 maps unreadable right | 119 s maps unreadable right | 1 s more maps unreadable right | FFI is not allowed (--allow-ffi)",
     noFfi.stderr,
   );
 });

@@ -19,7 +19,7 @@
  * @module
  */
 import type { Codec } from "../../core/frame.ts";
-import { g711Loops, NATIVE_MIN_SAMPLES } from "./_native_g711.ts";
+import { g711LoopsFor, NATIVE_MIN_SAMPLES } from "./_native_g711.ts";
 
 function mulawDecodeSample(code: number): number {
   const c = ~code & 0xff;
@@ -213,15 +213,16 @@ export function decode(
  * of a 600 s transcode ran most of their loop in the interpreter. A function with only the loop has no such literal.
  *
  * A long frame (NATIVE_MIN_SAMPLES or more, e.g. a transcode's one-second frames) goes to the C loops of
- * native/g711.c where the library loads, which give the same bytes: 4.8 million samples of a 600 s transcode took
- * ~7 ms to encode and as many to decode here, ~1 and ~2 ms there.
+ * native/g711.c where the library loads, once long frames have added up to 960 000 samples, encoded or decoded
+ * (NATIVE_AFTER_SAMPLES: loading the library costs what they save on about that much). They give the same bytes:
+ * 4.8 million samples of a 600 s transcode took ~7 ms to encode and as many to decode here, ~1 and ~2 ms there.
  */
 
 /**
  * Encodes `n` samples with an encode table ({@linkcode ENCODE_TABLES}): `out[i] = table[samples[i] & 0xffff]`.
  * {@linkcode encode} with the table chosen: for callers that encode many frames of one law. A long run (1 024
- * samples or more) of either law's table is encoded by the C loops where `native/build/libvoxg711.so` loads (the same
- * bytes).
+ * samples or more) of either law's table is encoded by the C loops where `native/build/libvoxg711.so` loads, once the
+ * process's long runs have added up to 960 000 samples, encoded or decoded (the same bytes).
  *
  * @example
  * ```ts
@@ -231,9 +232,9 @@ export function decode(
  */
 export function encodeWith(table: Uint8Array, samples: Int16Array, out: Uint8Array, n: number): void {
   if (n >= NATIVE_MIN_SAMPLES && (n | 0) === n && samples.length >= n && out.length >= n) {
-    const c = g711Loops();
-    if (c && table === MULAW_ENCODE) return c.vp_mulaw_encode(samples, out, n);
-    if (c && table === ALAW_ENCODE) return c.vp_alaw_encode(samples, out, n);
+    const c = g711LoopsFor(n);
+    if (c && table === MULAW_ENCODE) return c.mulawEncode(samples, out, n);
+    if (c && table === ALAW_ENCODE) return c.alawEncode(samples, out, n);
   }
   for (let i = 0; i < n; i++) out[i] = table[samples[i] & 0xffff];
 }
@@ -241,7 +242,8 @@ export function encodeWith(table: Uint8Array, samples: Int16Array, out: Uint8Arr
 /**
  * Decodes `n` code bytes with a decode table ({@linkcode DECODE_TABLES}): `out[i] = table[payload[i]]`.
  * {@linkcode decode} with the table chosen: for callers that decode many frames of one law. A long run (1 024
- * codes or more) is decoded by the C loop where `native/build/libvoxg711.so` loads (with the same table).
+ * codes or more) is decoded by the C loop where `native/build/libvoxg711.so` loads, once the process's long runs have
+ * added up to 960 000 samples, encoded or decoded (with the same table).
  *
  * @example
  * ```ts
@@ -251,8 +253,8 @@ export function encodeWith(table: Uint8Array, samples: Int16Array, out: Uint8Arr
  */
 export function decodeWith(table: Int16Array, payload: Uint8Array, out: Int16Array, n: number): void {
   if (n >= NATIVE_MIN_SAMPLES && (n | 0) === n && payload.length >= n && out.length >= n && table.length === 256) {
-    const c = g711Loops();
-    if (c) return c.vp_g711_decode(payload, out, n, table);
+    const c = g711LoopsFor(n);
+    if (c) return c.decode(payload, out, n, table);
   }
   for (let i = 0; i < n; i++) out[i] = table[payload[i]];
 }
