@@ -71,6 +71,13 @@ export interface BuildOptions {
    * in-memory network (a `MemoryNetwork`), so that what its stages bind is not a real socket.
    */
   checking?: boolean;
+  /**
+   * The chain runs at the pace of real time whatever its plugins declare: a chain of a call, fed by or feeding the
+   * call's real-time chains through a bus (a greeting, a recording). Its stages' contexts then say so
+   * (`StageContext.realtime`). A pipeline file's runner passes it for the chains of a file with a control section.
+   * Default: a chain is real-time when one of its plugins declares `realtime`.
+   */
+  realtime?: boolean;
 }
 
 /** Counters the runner keeps for every stage. */
@@ -241,8 +248,8 @@ export async function buildPipeline(name: string, config: StageConfig[], opts: B
   try {
     const env: BuildEnv = { pipeline, registry: opts.registry, baseDir, file: opts.file, checking: opts.checking };
     // A chain with a real-time stage moves at the clock's pace (StageContext.realtime): known from the plugins'
-    // declarations before any stage is created, so that a stage may read it in `create`.
-    env.realtime = await declaresRealtime(config, env);
+    // declarations (or the caller's word) before any stage is created, so that a stage may read it in `create`.
+    env.realtime = opts.realtime === true || await declaresRealtime(config, env);
     for (let i = 0; i < config.length; i++) {
       const expected = i === 0 ? "source" : i === config.length - 1 ? "sink" : "transform";
       const pos = i === 0 ? "first" : i === config.length - 1 ? "last" : "middle";

@@ -200,6 +200,9 @@ export class PipelineRunner {
       file: this.file.path,
       jsonPath,
       checking,
+      // A file with a control section builds its chains for calls: each runs at its call's pace, its greetings and
+      // recordings (fed through a bus) included, and shares the event loop with the other calls.
+      ...(this.file.control ? { realtime: true } : {}),
     });
   }
 

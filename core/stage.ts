@@ -119,7 +119,8 @@ export interface StageContext {
   readonly reuseOutput?: boolean;
   /**
    * True when a stage of the chain runs against real time (its plugin says {@linkcode PluginDefinition.realtime}: a
-   * network or device source or sink): the chain then moves at the pace of the clock, and a stage must not hold
+   * network or device source or sink), or the chain was built for a call (`BuildOptions.realtime`: the chains of a
+   * pipeline file with a control section): the chain then moves at the pace of the clock, and a stage must not hold
    * frames back for long. False or absent: the chain runs as fast as it can (a file to a file), and a stage may
    * trade delay for throughput (the resampler's `threads`), or use Deno's synchronous file calls (the file stages).
    * Known from the plugins' declarations before the chain's stages are created: it may be read in `create`.

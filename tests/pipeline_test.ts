@@ -332,7 +332,7 @@ const peek = definePlugin({
   },
 });
 
-Deno.test("StageContext.realtime: set from the plugins' declarations before create, for the chain's own stages only", async () => {
+Deno.test("StageContext.realtime: from the plugins' declarations or BuildOptions.realtime, before create, for the chain's own stages only", async () => {
   const reg = new Registry([live, counter, peek, device, collect]);
   peeks.length = 0;
   const rt = await buildPipeline("rt", [{ use: "live" }, { use: "peek", sub: true }, { use: "device" }], {
@@ -347,12 +347,47 @@ Deno.test("StageContext.realtime: set from the plugins' declarations before crea
   }], { registry: reg, clock });
   assertEquals(peeks, [{ create: undefined, negotiate: undefined, sub: undefined }]);
   await file.stop();
+  // A chain built for a call (BuildOptions.realtime) is real-time whatever its plugins declare.
+  peeks.length = 0;
+  const call = await buildPipeline("greeting", [{ use: "counter", count: 1 }, { use: "peek" }, { use: "collect" }], {
+    registry: reg,
+    clock,
+    realtime: true,
+  });
+  assertEquals(peeks, [{ create: true, negotiate: true }]);
+  await call.stop();
   // An entry whose plugin is unknown is still refused with its own error.
   await assertRejects(
     () => buildPipeline("bad", [{ use: "live" }, { use: "peek" }, { use: "nope" }], { registry: reg, clock }),
     ConfigError,
     'unknown plugin "nope"',
   );
+});
+
+Deno.test("StageContext.realtime: every chain of a pipeline file with a control section is real-time, others not", async () => {
+  const { PipelineRunner } = await import("../core/runner.ts");
+  const { parsePipelineConfig } = await import("../core/config.ts");
+  const { defineControl } = await import("../core/control.ts");
+  const control = defineControl({
+    name: "fake",
+    kind: "control",
+    description: "",
+    variables: {},
+    options: z.object({}),
+    create: () => ({ run: () => Promise.resolve({ code: 0 }) }),
+  });
+  const reg = new Registry([counter, peek, collect], [control]);
+  const chain = [{ use: "counter", count: 1 }, { use: "peek" }, { use: "collect" }];
+  for (const [withControl, want] of [[true, true], [false, undefined]] as const) {
+    const file = parsePipelineConfig(
+      { ...(withControl ? { control: { use: "fake" } } : {}), pipelines: { greeting: chain } },
+      "/p/f.json",
+    );
+    peeks.length = 0;
+    const p = await new PipelineRunner(file, { registry: reg, clock }).build("greeting");
+    assertEquals(peeks.map((x) => x.create), [want], withControl ? "with a control section" : "without");
+    await p.stop();
+  }
 });
 
 Deno.test("end() drains a live chain: the source stops, transforms flush, the sink finishes unaborted", async () => {

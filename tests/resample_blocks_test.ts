@@ -380,7 +380,7 @@ Deno.test("autoThreads: 2 only for a stream known to last 60 minutes or more, fa
   assert.equal(at(min).threads, 2, "from the limit on");
   assert.deepEqual(at(min - 1), { threads: 1, why: `a ${min - 1} s stream: two from 60 minutes` });
   assert.deepEqual(at(7200, { cores: 1 }), { threads: 1, why: "a 7200 s stream, but 1 core" });
-  assert.deepEqual(at(7200, { realtime: true }), { threads: 1, why: "a chain with a real-time stage" });
+  assert.deepEqual(at(7200, { realtime: true }), { threads: 1, why: "a real-time chain" });
   assert.deepEqual(at(7200, { frames: undefined }), {
     threads: 1,
     why: "the stream's length is not known in advance",

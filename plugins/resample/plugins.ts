@@ -37,7 +37,7 @@ export interface AutoThreadsInput {
   sampleRate: number;
   /** The stream's length in sample frames, when its source said it (`Format.frames`). */
   frames?: number;
-  /** The chain has a real-time stage (`StageContext.realtime`). */
+  /** The chain runs in real time: a real-time stage, or a chain of a call (`StageContext.realtime`). */
   realtime?: boolean;
   /** Cores this process may use (`navigator.hardwareConcurrency`). */
   cores: number;
@@ -45,7 +45,7 @@ export interface AutoThreadsInput {
 
 /**
  * The resampler's automatic choice of threads (`threads: 0`): 2 for a stream whose length is known and at least
- * {@linkcode AUTO_THREADS_MIN_SECONDS}, in a chain without a real-time stage, on a machine with 2 or more cores;
+ * {@linkcode AUTO_THREADS_MIN_SECONDS}, in a chain that is not real-time, on a machine with 2 or more cores;
  * else 1. `why` says which rule decided, for `--check`.
  *
  * @example
@@ -56,7 +56,7 @@ export interface AutoThreadsInput {
  */
 export function autoThreads(input: AutoThreadsInput): { threads: number; why: string } {
   const minutes = AUTO_THREADS_MIN_SECONDS / 60;
-  if (input.realtime) return { threads: 1, why: "a chain with a real-time stage" };
+  if (input.realtime) return { threads: 1, why: "a real-time chain" };
   if (input.frames === undefined) return { threads: 1, why: "the stream's length is not known in advance" };
   const seconds = input.frames / input.sampleRate;
   const length = `a ${Math.round(seconds)} s stream`;
@@ -111,11 +111,12 @@ export const resamplerSchema = lazySchema(() =>
     threads: z.number().int().min(0).max(MAX_THREADS).default(0).describe(
       `Threads that resample one stream: 0 (default) chooses, 1..${MAX_THREADS} says. ` +
         `0 takes 2 for a stream whose source knows its length (a file read once, not looped) when it is at ` +
-        `least ${AUTO_THREADS_MIN_SECONDS / 60} minutes, in a chain without a real-time stage, on a machine ` +
+        `least ${AUTO_THREADS_MIN_SECONDS / 60} minutes, in a chain that is not real-time (no real-time stage, not ` +
+        "a chain of a call), on a machine " +
         "with 2 or more cores; 1 otherwise (starting a worker costs ~30 ms: on 2 cores, 2 threads break even " +
         "at ~60 minutes of audio and take ~6 % less time on a 2-hour 44.1 kHz file to 8 kHz G.711). " +
         "More than 1 is for chains that run faster than real time (a file to a file), and asking for it is " +
-        "refused in a chain with a real-time stage: the stream is cut into blocks of 2 s, and N - 1 worker " +
+        "refused in a real-time chain: the stream is cut into blocks of 2 s, and N - 1 worker " +
         "threads resample blocks while the chain's thread does the rest, with output identical, bit for bit, " +
         "to one thread's; a block leaves once it, and every block before it, is done. Polyphase qualities " +
         "only (medium, best, fastest, linear; lsr-* run on one thread), and rates whose phases repeat within " +

@@ -282,7 +282,8 @@ export async function createResampler(
           : NAME;
         throw new Error(
           `${where}: "threads": ${threads} is for chains that run faster than real time (a file to a file); ` +
-            'this chain has a real-time stage, which blocks of 2 s would starve: remove "threads"',
+            "this chain runs in real time (a real-time stage, or a chain of a call), which blocks of 2 s would starve: " +
+            'remove "threads"',
         );
       }
       const why = refusal(input!, want);
