@@ -435,31 +435,35 @@ Deno.test("wav-sink: g711 gaps (and empty concealment requests) are filled with 
   equal(sink.stats!().gap_samples, 160);
 });
 
-Deno.test("wav-sink: a burst's write buffers are kept for reuse, and given back after two calm header ticks", async () => {
-  const path = nextPath();
-  const { sink, clock } = await openSink({ path }, { kind: "pcm", sampleRate: 48000, channels: 2 });
-  const frame = ramp(96000, 2); // 1 s of 48 kHz stereo = 192 000 bytes
-  // 1.15 MB at once, faster than any disk: eighteen 64 KB chunks wait, then are written.
-  for (let i = 0; i < 6; i++) sink.write(pcm(frame, i * 48000, 48000, 2));
-  await sink.control!("sync");
-  const CHUNK = 64 * 1024;
-  const held = () => sink.stats!().buffer_bytes as number;
-  equal(sink.stats!().pending_bytes, 0);
-  // Kept for the next burst (a sink fed faster than the disk cycles through them instead of allocating new ones).
-  ok(held() >= 16 * CHUNK, `buffer_bytes ${held()}`);
-  clock.advance(1000); // the first header tick: calm once
-  await sink.control!("sync");
-  ok(held() >= 16 * CHUNK, `buffer_bytes ${held()} after one calm tick`);
-  clock.advance(1000); // the second: the burst is over, the pool shrinks to four
-  await sink.control!("sync");
-  ok(held() <= 5 * CHUNK, `buffer_bytes ${held()} after two calm ticks`);
-  // Recording goes on, into the kept chunks.
-  sink.write(pcm(frame, 6 * 48000, 48000, 2));
-  await sink.end!();
-  const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 48000, channels: 2 });
-  equal(h.dataSize, 7 * 192000);
-  deepEqual(samplesOf(h.data.subarray(6 * 192000)), frame);
-});
+for (const [mode, realtime] of MODES) {
+  Deno.test(`wav-sink: a burst's write buffers are kept for reuse, and given back after two calm header ticks (${mode})`, async () => {
+    const path = nextPath();
+    const { sink, clock } = await openSink({ path }, { kind: "pcm", sampleRate: 48000, channels: 2 }, realtime);
+    const frame = ramp(96000, 2); // 1 s of 48 kHz stereo = 192 000 bytes
+    // 1.15 MB at once, faster than any disk: chunks (eighteen of 64 KB in a real-time chain, five of 256 KB in a file
+    // to file one) wait, then are written.
+    const held = () => sink.stats!().buffer_bytes as number;
+    sink.write(pcm(frame, 0, 48000, 2));
+    equal(held(), realtime ? 3 * 64 * 1024 : 256 * 1024, "the first second's chunks");
+    for (let i = 1; i < 6; i++) sink.write(pcm(frame, i * 48000, 48000, 2));
+    await sink.control!("sync");
+    equal(sink.stats!().pending_bytes, 0);
+    // Kept for the next burst (a sink fed faster than the disk cycles through them instead of allocating new ones).
+    ok(held() >= 1024 * 1024, `buffer_bytes ${held()}`);
+    clock.advance(1000); // the first header tick: calm once
+    await sink.control!("sync");
+    ok(held() >= 1024 * 1024, `buffer_bytes ${held()} after one calm tick`);
+    clock.advance(1000); // the second: the burst is over, the pool shrinks to 256 KB (one chunk being filled aside)
+    await sink.control!("sync");
+    ok(held() <= (realtime ? 5 * 64 : 2 * 256) * 1024, `buffer_bytes ${held()} after two calm ticks`);
+    // Recording goes on, into the kept chunks.
+    sink.write(pcm(frame, 6 * 48000, 48000, 2));
+    await sink.end!();
+    const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 48000, channels: 2 });
+    equal(h.dataSize, 7 * 192000);
+    deepEqual(samplesOf(h.data.subarray(6 * 192000)), frame);
+  });
+}
 
 Deno.test("wav-sink: backpressure: write returns false above 1 MB unwritten, drained() resolves, end() writes all", async () => {
   const path = nextPath();

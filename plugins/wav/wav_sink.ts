@@ -34,8 +34,17 @@ export const wavSinkOptions = z.object({
   ),
 });
 
-/** Bytes buffered before a write is started without waiting for the interval. */
+/**
+ * Bytes buffered before a write is started without waiting for the interval: one write per chunk of this size, in a
+ * real-time chain (a call's recording: a 64 KB chunk is 4 s of 8 kHz audio).
+ */
 const FLUSH_BYTES = 64 * 1024;
+/**
+ * The chunk of a sink in a chain that is not real-time (a file transcoded offline): each asynchronous write costs the
+ * chain's thread ~40 µs to hand over and complete, so fewer, larger writes (a 600 s transcode's 9.6 MB in 37 writes
+ * instead of 147) take ~4-8 ms less.
+ */
+const OFFLINE_FLUSH_BYTES = 256 * 1024;
 /** Directories this process made (or found) for its recordings, at most {@linkcode MADE_DIRS_MAX}. */
 const madeDirs = new Set<string>();
 const MADE_DIRS_MAX = 1024;
@@ -51,17 +60,18 @@ const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
 /**
  * Written chunks kept for reuse: as many as can be waiting at the high-water mark, plus the one being filled and one
- * spare. A sink fed faster than the disk takes it (a file transcoded offline) cycles through that many; with fewer
- * kept, it allocated a fresh zeroed 64 KB for most chunks, and a new page costs ~10 µs to map on a virtual machine
- * like this one (a 600 s 44.1 kHz WAV copied through `file-source → wav-sink`: 0.29 s with 4 kept, 0.22 s with 18).
- * When the backlog has been below the low-water mark at two header ticks in a row (`header_interval_ms` apart), the
- * pool goes back to {@linkcode CALM_POOL_CHUNKS}: a call's sink that buffered a megabyte while the disk stalled does not
- * keep it for the rest of the call. (Trimmed at every flush instead, the pool went with each dip below the low-water
- * mark of a sink fed faster than the disk, and the copy above took 0.30 s again.)
+ * spare (`HIGH_WATER / chunk + 2`). A sink fed faster than the disk takes it (a file transcoded offline) cycles
+ * through that many; with fewer kept, it allocated a fresh zeroed 64 KB for most chunks, and a new page costs ~10 µs
+ * to map on a virtual machine like this one (a 600 s 44.1 kHz WAV copied through `file-source → wav-sink`: 0.29 s with
+ * 4 kept, 0.22 s with 18). When the backlog has been below the low-water mark at two header ticks in a row
+ * (`header_interval_ms` apart), the pool goes back to {@linkcode CALM_POOL_BYTES}: a call's sink that buffered a
+ * megabyte while the disk stalled does not keep it for the rest of the call. (Trimmed at every flush instead, the pool
+ * went with each dip below the low-water mark of a sink fed faster than the disk, and the copy above took 0.30 s
+ * again.)
  */
-const POOL_CHUNKS = HIGH_WATER / FLUSH_BYTES + 2;
-/** Written chunks kept for reuse while the backlog is below the low-water mark (a call's sink uses one or two). */
-const CALM_POOL_CHUNKS = 4;
+const poolChunks = (chunk: number) => HIGH_WATER / chunk + 2;
+/** Written chunks' bytes kept for reuse while the backlog is below the low-water mark (a call's sink uses a chunk or two). */
+const CALM_POOL_BYTES = 4 * FLUSH_BYTES;
 
 /** Silence byte of each G.711 law (the code for linear 0). */
 const G711_SILENCE: Record<Codec, number> = { PCMU: 0xff, PCMA: 0xd5 };
@@ -167,12 +177,14 @@ class WavSink implements SinkStage {
   // Timeline.
   #expectedPts: number | undefined;
   // Buffers.
-  /** Full chunks waiting to be written (each FLUSH_BYTES, all bytes used). */
+  /** Bytes of a chunk: FLUSH_BYTES, or OFFLINE_FLUSH_BYTES in a chain that is not real-time (set at start). */
+  #chunkBytes = FLUSH_BYTES;
+  /** Full chunks waiting to be written (each `#chunkBytes`, all bytes used). */
   #chunks: Uint8Array<ArrayBuffer>[] = [];
   /** The chunk being filled; {@linkcode NO_CHUNK} until the first bytes (a call that records nothing allocates none). */
   #cur: Uint8Array<ArrayBuffer> = NO_CHUNK;
   #curLen = 0;
-  /** Chunks already written, for reuse (see POOL_CHUNKS): no buffer of its own per 64 KB of audio. */
+  /** Chunks already written, for reuse (see poolChunks): no buffer of its own per chunk of audio. */
   #free: Uint8Array<ArrayBuffer>[] = [];
   /** Header ticks in a row that found the backlog below the low-water mark. */
   #calmTicks = 0;
@@ -272,6 +284,7 @@ class WavSink implements SinkStage {
     // (a real-time chain) leaves the event loop to the other calls meanwhile. The writes stay asynchronous: they go on
     // while the chain computes.
     const sync = rc.realtime !== true;
+    if (sync) this.#chunkBytes = OFFLINE_FLUSH_BYTES;
     const open = () =>
       this.#opts.if_exists === "replace"
         ? sync
@@ -325,9 +338,12 @@ class WavSink implements SinkStage {
     this.#timer = clock.at(due, () => {
       if (this.#ending) return;
       if (this.#unwritten > 0 || this.#dataOnDisk !== this.#headerDataBytes) this.#kick(true);
-      // Calm at this tick and the one before: the burst that filled the pool is over (see POOL_CHUNKS).
+      // Calm at this tick and the one before: the burst that filled the pool is over (see poolChunks).
       if (this.#unwritten >= LOW_WATER) this.#calmTicks = 0;
-      else if (++this.#calmTicks >= 2 && this.#free.length > CALM_POOL_CHUNKS) this.#free.length = CALM_POOL_CHUNKS;
+      else if (++this.#calmTicks >= 2) {
+        const keep = Math.max(1, CALM_POOL_BYTES / this.#chunkBytes);
+        if (this.#free.length > keep) this.#free.length = keep;
+      }
       // Drift-free: the n-th tick is due at start + n × interval, whenever this one ran.
       this.#schedule(due + this.#opts.header_interval_ms);
     });
@@ -450,7 +466,7 @@ class WavSink implements SinkStage {
       this.#unwritten += bytes.length;
       return;
     }
-    if (this.#cur.length === 0) this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
+    if (this.#cur.length === 0) this.#cur = this.#free.pop() ?? new Uint8Array(this.#chunkBytes);
     let off = 0;
     while (off < bytes.length) {
       const take = Math.min(bytes.length - off, this.#cur.length - this.#curLen);
@@ -464,7 +480,7 @@ class WavSink implements SinkStage {
 
   /** Appends `count` bytes of silence. */
   #fill(count: number): void {
-    if (count > 0 && this.#cur.length === 0) this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
+    if (count > 0 && this.#cur.length === 0) this.#cur = this.#free.pop() ?? new Uint8Array(this.#chunkBytes);
     let left = count;
     while (left > 0) {
       const take = Math.min(left, this.#cur.length - this.#curLen);
@@ -478,7 +494,7 @@ class WavSink implements SinkStage {
 
   #rotate(): void {
     this.#chunks.push(this.#cur);
-    this.#cur = this.#free.pop() ?? new Uint8Array(FLUSH_BYTES);
+    this.#cur = this.#free.pop() ?? new Uint8Array(this.#chunkBytes);
     this.#curLen = 0;
   }
 
@@ -528,7 +544,7 @@ class WavSink implements SinkStage {
       }
       for (let i = 0; i < parts.length; i++) {
         await writeAll(this.#file!, lens[i] === parts[i].length ? parts[i] : parts[i].subarray(0, lens[i]));
-        if (this.#free.length < POOL_CHUNKS) this.#free.push(parts[i]); // written: reusable
+        if (this.#free.length < poolChunks(this.#chunkBytes)) this.#free.push(parts[i]); // written: reusable
       }
       this.#dataOnDisk += total;
       this.#unwritten -= total;
