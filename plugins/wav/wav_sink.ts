@@ -70,7 +70,10 @@ const LOW_WATER = 256 * 1024;
  * again.)
  */
 const poolChunks = (chunk: number) => HIGH_WATER / chunk + 2;
-/** Written chunks' bytes kept for reuse while the backlog is below the low-water mark (a call's sink uses a chunk or two). */
+/**
+ * Bytes of written chunks kept for reuse while the backlog is below the low-water mark (a call's sink uses a chunk or
+ * two).
+ */
 const CALM_POOL_BYTES = 4 * FLUSH_BYTES;
 
 /** Silence byte of each G.711 law (the code for linear 0). */
