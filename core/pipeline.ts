@@ -320,7 +320,7 @@ interface BuildEnv {
   file?: string;
   /** Built only to be checked. */
   checking?: boolean;
-  /** The chain has a real-time stage (see `StageContext.realtime`); its own stages' contexts say so. */
+  /** The chain is real-time: a stage of it, or the caller, says so (see `StageContext.realtime`). */
   realtime?: boolean;
 }
 
@@ -579,8 +579,10 @@ export class Pipeline {
     return this.#abort.signal;
   }
 
-  /** The context of stage `index` (or of a sub-stage of it), built from config at JSON path `path`. */
-  /** The context of a stage of this chain (`own`) or of a sub-stage one of them builds. */
+  /**
+   * The context of stage `index` (`own`), or of a sub-stage it builds, from config at JSON path `path`: only the
+   * chain's own stages' contexts say `realtime`.
+   */
   #stageContext(index: number, label: string, path: string, env: BuildEnv, own: boolean): StageContext {
     return {
       pipeline: this.name,
