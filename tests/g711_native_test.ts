@@ -18,6 +18,7 @@ import {
 } from "../plugins/g711/tables.ts";
 import { g711Loops, g711LoopsProblem, NATIVE_MIN_SAMPLES, useG711Library } from "../plugins/g711/_native_g711.ts";
 import { repoPath } from "./util.ts";
+import { disassemble, forEachIsaBuild, runScript } from "./native_util.ts";
 
 /** Every 16-bit sample, −32 768 to 32 767. */
 function everySample(): Int16Array {
@@ -111,50 +112,18 @@ Deno.test("native G.711 loops: encodeWith and decodeWith give the tables' bytes 
 });
 
 Deno.test("native G.711 loops: the AVX2 and baseline bodies too, each built alone", async () => {
-  // target_clones runs only the widest body the CPU has: built for one instruction set each, the others run here too.
-  await Deno.mkdir(repoPath("out"), { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: repoPath("out"), prefix: "g711-isa-" });
   try {
-    const flags = Deno.readTextFileSync("/proc/cpuinfo");
-    const builds = / avx2( |$)/m.test(flags) ? ["sse2", "avx2"] : ["sse2"];
-    for (const isa of builds) {
-      const built = await new Deno.Command("bash", {
-        args: [repoPath("scripts/build_native.sh"), "--isa", isa, dir],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert(built.success, `build_native.sh --isa ${isa}: ${new TextDecoder().decode(built.stderr)}`);
+    await forEachIsaBuild("g711-isa-", async (isa, dir) => {
       const lib = `${dir}/libvoxg711-${isa}.so`;
-      const dis = await new Deno.Command("objdump", { args: ["-d", lib], stdout: "piped", stderr: "piped" }).output();
-      assert(dis.success, `objdump -d ${lib}: ${new TextDecoder().decode(dis.stderr)}`);
-      assert(!new TextDecoder().decode(dis.stdout).includes("%zmm"), `${isa}: 512-bit registers in the build`);
+      assert(!(await disassemble(lib)).includes("%zmm"), `${isa}: 512-bit registers in the build`);
       const problem = useG711Library(new URL(`file://${lib}`));
       assertEquals(problem, undefined, `${isa}: ${problem}`);
       assertSameAsTables(`built for ${isa} alone`);
-    }
+    });
   } finally {
     useG711Library();
-    await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** Runs a script with the given permissions; its stdout and stderr. */
-async function run(code: string, perms: string[]) {
-  const file = await Deno.makeTempFile({ dir: repoPath("out"), suffix: ".ts" });
-  try {
-    await Deno.writeTextFile(file, code);
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...perms, file],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    const dec = new TextDecoder();
-    return { stdout: dec.decode(r.stdout).trim(), stderr: dec.decode(r.stderr) };
-  } finally {
-    await Deno.remove(file);
-  }
-}
 
 // Encodes a 20 ms frame, one-second frames up to one short of NATIVE_AFTER_SAMPLES, then one more, saying each time
 // whether the library is mapped into the process (reading /proc/self/maps needs --allow-all) and whether the codes
@@ -189,10 +158,9 @@ console.log(out.join(" | "));
 `;
 
 Deno.test("native G.711 loops: loaded once long runs add up to two minutes, never for a call's frames; without FFI, JavaScript", async () => {
-  await Deno.mkdir(repoPath("out"), { recursive: true });
-  const all = await run(PROBE, ["-A"]);
+  const all = await runScript(PROBE, ["-A"]);
   assertEquals(all.stdout, "160 not mapped right | 119 s not mapped right | 1 s more mapped right | loads", all.stderr);
-  const noFfi = await run(PROBE, ["--allow-read"]);
+  const noFfi = await runScript(PROBE, ["--allow-read"]);
   assertEquals(
     noFfi.stdout,
     "160 maps unreadable right | 119 s maps unreadable right | 1 s more maps unreadable right | FFI is not allowed (--allow-ffi)",

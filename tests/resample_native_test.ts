@@ -23,6 +23,7 @@ import type { TransformStage } from "../core/stage.ts";
 import { createStage } from "./registry_util.ts";
 import { nativeIsa, nativeLoopsProblem, useNativeLibrary } from "../plugins/resample/_native_kernel.ts";
 import { repoPath } from "./util.ts";
+import { disassemble, forEachIsaBuild, runScript } from "./native_util.ts";
 
 /** Deterministic test signal: noise, a sweep, and stretches at full scale and beyond what rounding keeps in range. */
 function signal(frames: number, channels: number, rate: number, seed: number): Int16Array {
@@ -155,66 +156,25 @@ Deno.test("native resampler loops: the WebAssembly kernel's output, bit for bit,
   assertSameAsWasm("the built library");
 });
 
-/** The CPU's flags, from /proc/cpuinfo (empty where it cannot be read). */
-function cpuFlags(): Set<string> {
-  try {
-    const line = Deno.readTextFileSync("/proc/cpuinfo").split("\n").find((l) => l.startsWith("flags"));
-    return new Set(line ? line.slice(line.indexOf(":") + 1).trim().split(/\s+/) : []);
-  } catch {
-    return new Set();
-  }
-}
-
 Deno.test("native resampler loops: the AVX2 and SSE2 bodies too, each built alone, bit for bit", async () => {
   // target_clones runs only the widest body the CPU has (AVX-512 here): built for one instruction set each, the other
   // bodies run here too. They are not chosen by default (2-3x slower than WebAssembly SIMD), but kernel "native" runs
   // them on a CPU without AVX-512.
-  await Deno.mkdir(repoPath("out"), { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: repoPath("out"), prefix: "resample-isa-" });
-  const flags = cpuFlags();
   try {
-    const builds = flags.has("avx2") ? ["sse2", "avx2"] : ["sse2"];
-    for (const isa of builds) {
-      const built = await new Deno.Command("bash", {
-        args: [repoPath("scripts/build_native.sh"), "--isa", isa, dir],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert(built.success, `build_native.sh --isa ${isa}: ${new TextDecoder().decode(built.stderr)}`);
+    await forEachIsaBuild("resample-isa-", async (isa, dir) => {
       const lib = `${dir}/libvoxresample-${isa}.so`;
       // Each build is the body it names: the baseline one uses no 256-bit register, the AVX2 one no 512-bit one.
-      const dis = await new Deno.Command("objdump", { args: ["-d", lib], stdout: "piped", stderr: "piped" }).output();
-      assert(dis.success, `objdump -d ${lib}: ${new TextDecoder().decode(dis.stderr)}`);
-      const asm = new TextDecoder().decode(dis.stdout);
+      const asm = await disassemble(lib);
       assert(!asm.includes("%zmm"), `${isa}: 512-bit registers in the build`);
       assertEquals(asm.includes("%ymm"), isa === "avx2", `${isa}: 256-bit registers in the build`);
       const problem = useNativeLibrary(new URL(`file://${lib}`));
       assertEquals(problem, undefined, `${isa}: ${problem}`);
       assertSameAsWasm(`built for ${isa} alone`);
-    }
+    });
   } finally {
     useNativeLibrary();
-    await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** Runs a script with the given permissions and environment; its stdout and stderr. */
-async function run(code: string, perms: string[], env: Record<string, string> = {}) {
-  const file = await Deno.makeTempFile({ dir: repoPath("out"), suffix: ".ts" });
-  try {
-    await Deno.writeTextFile(file, code);
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...perms, file],
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dec = new TextDecoder();
-    return { code: r.code, stdout: dec.decode(r.stdout).trim(), stderr: dec.decode(r.stderr) };
-  } finally {
-    await Deno.remove(file);
-  }
-}
 
 const PROBE = `
 import { defaultKernel, PolyphaseResampler } from ${JSON.stringify(repoPath("plugins/resample/polyphase.ts"))};
@@ -228,20 +188,19 @@ try {
 `;
 
 Deno.test("native resampler loops: VOXPIPE_RESAMPLE_KERNEL chooses, a wrong value is refused, no FFI means WebAssembly", async () => {
-  await Deno.mkdir(repoPath("out"), { recursive: true });
-  const wasm = await run(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "wasm" });
+  const wasm = await runScript(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "wasm" });
   assertEquals(wasm.stdout, "wasm | polyphase wasm-simd | loads", wasm.stderr);
-  const js = await run(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "js" });
+  const js = await runScript(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "js" });
   assertEquals(js.stdout, "js | polyphase js | loads", js.stderr);
-  const wrong = await run(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "avx" });
+  const wrong = await runScript(PROBE, ["-A"], { VOXPIPE_RESAMPLE_KERNEL: "avx" });
   assertEquals(
     wrong.stdout,
     'error: VOXPIPE_RESAMPLE_KERNEL: expected one of native, wasm, js, got "avx"',
     wrong.stderr,
   );
-  const noFfi = await run(PROBE, ["--allow-read", "--allow-env"], { VOXPIPE_RESAMPLE_KERNEL: "" });
+  const noFfi = await runScript(PROBE, ["--allow-read", "--allow-env"], { VOXPIPE_RESAMPLE_KERNEL: "" });
   assertEquals(noFfi.stdout, "wasm | polyphase wasm-simd | FFI is not allowed (--allow-ffi)", noFfi.stderr);
-  const asked = await run(
+  const asked = await runScript(
     PROBE.replace("outChannels: 1 }", 'outChannels: 1, kernel: "native" }'),
     ["--allow-read", "--allow-env"],
   );
