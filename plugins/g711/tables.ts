@@ -231,10 +231,10 @@ export function decode(
  * ```
  */
 export function encodeWith(table: Uint8Array, samples: Int16Array, out: Uint8Array, n: number): void {
-  if (n >= NATIVE_MIN_SAMPLES && (n | 0) === n && samples.length >= n && out.length >= n) {
+  const law = table === MULAW_ENCODE || table === ALAW_ENCODE;
+  if (law && n >= NATIVE_MIN_SAMPLES && (n | 0) === n && samples.length >= n && out.length >= n) {
     const c = g711LoopsFor(n);
-    if (c && table === MULAW_ENCODE) return c.mulawEncode(samples, out, n);
-    if (c && table === ALAW_ENCODE) return c.alawEncode(samples, out, n);
+    if (c) return table === MULAW_ENCODE ? c.mulawEncode(samples, out, n) : c.alawEncode(samples, out, n);
   }
   for (let i = 0; i < n; i++) out[i] = table[samples[i] & 0xffff];
 }
