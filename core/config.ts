@@ -97,13 +97,22 @@ const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_.]*)\}/g;
 const WHOLE_RE = /^\$\{([A-Za-z_][A-Za-z0-9_.]*)\}$/;
 
-/** Reads and validates a pipeline file. Errors name the file, the JSON path and the problem. */
-export async function loadPipelineFile(path: string): Promise<PipelineFile> {
+/**
+ * Reads and validates a pipeline file. Errors name the file, the JSON path and the problem (a rejection, never a throw).
+ */
+export function loadPipelineFile(path: string): Promise<PipelineFile> {
+  // The Promise constructor turns what readPipelineFile throws into the rejection.
+  return new Promise((done) => done(readPipelineFile(path)));
+}
+
+/**
+ * {@linkcode loadPipelineFile}'s work. The file is read once, at start-up, before anything runs: the synchronous call
+ * saves the asynchronous one's hop to Deno's I/O threads and back (the process's first: ~1.5 ms here).
+ */
+function readPipelineFile(path: string): PipelineFile {
   const abs = resolve(path);
   let text: string;
   try {
-    // Read once, at start-up, before anything runs: the synchronous call saves the asynchronous one's hop to Deno's
-    // I/O threads and back (the process's first: ~1.5 ms here).
     text = Deno.readTextFileSync(abs);
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "no such file" : e instanceof Error ? e.message : String(e);
