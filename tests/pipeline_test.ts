@@ -320,8 +320,10 @@ const peek = definePlugin({
   create: async ({ sub }, ctx) => {
     const seen: (typeof peeks)[number] = { create: ctx.realtime };
     peeks.push(seen);
-    if (sub) await ctx.buildStage!({ use: "peek" }, ".sub", "transform");
-    if (sub) seen.sub = peeks.pop()!.create;
+    if (sub) {
+      await ctx.buildStage!({ use: "peek" }, ".sub", "transform");
+      seen.sub = peeks.pop()!.create;
+    }
     return {
       negotiate: (i) => {
         seen.negotiate = ctx.realtime;
