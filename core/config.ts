@@ -372,31 +372,97 @@ export function findVariables(value: unknown, path = ""): { name: string; path: 
  * variables are an error naming the file and JSON path.
  */
 export function substitute<T>(value: T, vars: Variables, where: { file?: string; path: string }): T {
-  const walk = (v: unknown, p: string): unknown => {
-    if (typeof v === "string") {
-      const whole = v.match(WHOLE_RE);
-      if (whole) return lookup(whole[1], p);
-      if (!v.includes("${")) return v;
-      const parts = v.split("$${");
-      return parts.map((part) => part.replace(VAR_RE, (_, name) => String(lookup(name, p)))).join("${");
-    }
-    if (Array.isArray(v)) return v.map((x, i) => walk(x, `${p}[${i}]`));
-    if (v && typeof v === "object") {
+  return compileTemplate(value, where.path)(lookupIn(vars, where.file));
+}
+
+/**
+ * Gives the value of variable `name`, referenced at JSON path `path` of a template, or throws a
+ * {@linkcode ConfigError} (see {@linkcode unknownVariable}).
+ */
+export type VariableLookup = (name: string, path: string) => string | number | boolean;
+
+/**
+ * A JSON value with `${name}` references, compiled by {@linkcode compileTemplate}: each call returns a fresh copy
+ * with the references filled from `lookup`, as {@linkcode substitute} would.
+ */
+export type CompiledTemplate<T> = (lookup: VariableLookup) => T;
+
+/**
+ * Compiles a JSON value with `${name}` references once, for filling it many times (a call's chains): the text is
+ * scanned here, so that a fill only copies the value and looks up its references, left to right. A string that is one
+ * reference alone takes the variable's value as it is (a number stays a number); a reference inside text is written
+ * as text; `$${` is a literal `${`. `path` is the value's JSON path, for errors.
+ */
+export function compileTemplate<T>(value: T, path: string): CompiledTemplate<T> {
+  return compileNode(value, path) as CompiledTemplate<T>;
+}
+
+/** A lookup in `vars`, whose error lists them (see {@linkcode unknownVariable}). */
+export function lookupIn(vars: Variables, file?: string): VariableLookup {
+  return (name, path) => {
+    if (Object.hasOwn(vars, name)) return vars[name];
+    throw unknownVariable(name, Object.keys(vars), { file, path });
+  };
+}
+
+/** The error of a reference to `name`, which none of the variables `known` is. */
+export function unknownVariable(
+  name: string,
+  known: Iterable<string>,
+  where: { file?: string; path: string },
+): ConfigError {
+  const list = [...known].sort().join(", ");
+  return new ConfigError(
+    `unknown variable \${${name}}: declare it under "parameters" (known here: ${list || "none"})`,
+    where,
+  );
+}
+
+function compileNode(v: unknown, p: string): (lookup: VariableLookup) => unknown {
+  if (typeof v === "string") return compileText(v, p);
+  if (Array.isArray(v)) {
+    const items = v.map((x, i) => compileNode(x, `${p}[${i}]`));
+    return (lookup) => items.map((item) => item(lookup));
+  }
+  if (v && typeof v === "object") {
+    const keys = Object.keys(v);
+    const values = keys.map((k) => compileNode((v as Record<string, unknown>)[k], p ? `${p}.${k}` : k));
+    return (lookup) => {
       const o: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) o[k] = walk(x, p ? `${p}.${k}` : k);
+      for (let i = 0; i < keys.length; i++) o[keys[i]] = values[i](lookup);
       return o;
+    };
+  }
+  return () => v;
+}
+
+function compileText(v: string, p: string): (lookup: VariableLookup) => unknown {
+  const whole = v.match(WHOLE_RE);
+  if (whole) {
+    const name = whole[1];
+    return (lookup) => lookup(name, p);
+  }
+  if (!v.includes("${")) return () => v;
+  // Literal pieces and the names referenced between them, in order; `$${` (split on) is a literal `${`.
+  const pieces: string[] = [];
+  const names: string[] = [];
+  let text = "";
+  v.split("$${").forEach((part, i) => {
+    if (i > 0) text += "${";
+    let at = 0;
+    for (const m of part.matchAll(VAR_RE)) {
+      pieces.push(text + part.slice(at, m.index));
+      names.push(m[1]);
+      text = "";
+      at = m.index + m[0].length;
     }
-    return v;
+    text += part.slice(at);
+  });
+  return (lookup) => {
+    let out = "";
+    for (let i = 0; i < names.length; i++) out += pieces[i] + String(lookup(names[i], p));
+    return out + text;
   };
-  const lookup = (name: string, p: string) => {
-    if (name in vars) return vars[name];
-    const known = Object.keys(vars).sort().join(", ");
-    throw new ConfigError(
-      `unknown variable \${${name}}: declare it under "parameters" (known here: ${known || "none"})`,
-      { file: where.file, path: p },
-    );
-  };
-  return walk(value, where.path) as T;
 }
 
 /** Built-in variables available in every pipeline file. */

@@ -10,11 +10,16 @@ import { type Clock, mediaClock, VirtualClock } from "./clock.ts";
 import {
   builtinVariables,
   checkVariables,
+  type CompiledTemplate,
+  compileTemplate,
   conditionHolds,
   loadPipelineFile,
+  lookupIn,
   type PipelineFile,
   resolveParameters,
   substitute,
+  unknownVariable,
+  type VariableLookup,
   type Variables,
 } from "./config.ts";
 import type { CallService } from "./calls.ts";
@@ -25,7 +30,14 @@ import type { Network } from "./net/datagram.ts";
 import type { OptionsSchema } from "./options.ts";
 import { MemoryNetwork } from "./net/memory.ts";
 import { udpNetwork } from "./net/udp.ts";
-import { buildPipeline, type Pipeline, type PipelineResult, StageError, strictSchema } from "./pipeline.ts";
+import {
+  buildPipeline,
+  type Pipeline,
+  type PipelineResult,
+  type StageConfig,
+  StageError,
+  strictSchema,
+} from "./pipeline.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
 import { StartGate } from "./start_gate.ts";
@@ -76,6 +88,10 @@ export class PipelineRunner {
   readonly #modules = new Map<string, AnyPlugin>();
   /** The control plugin's calls, once {@linkcode run} created it. */
   readonly #calls = Promise.withResolvers<CallService>();
+  /** The file's chains compiled for filling with a call's variables, by template name. */
+  readonly #templates = new Map<string, CompiledTemplate<StageConfig[]>>();
+  /** Parameters whose values reference variables, compiled (with the text compiled), by name. */
+  readonly #parameterTemplates = new Map<string, { text: string; fill: CompiledTemplate<string> }>();
 
   /**
    * Resolves the parameters of a loaded file and checks its variables.
@@ -115,6 +131,37 @@ export class PipelineRunner {
       } else out[k] = v;
     }
     return { ...out, ...vars };
+  }
+
+  /**
+   * Looks a variable up as {@linkcode variables} would give it, without making them all: `vars` first, then the
+   * parameters, a parameter that references variables expanded (once per lookup function) when a chain names it.
+   */
+  #lookup(vars: Variables): VariableLookup {
+    let inner: VariableLookup | undefined;
+    let expanded: Map<string, string | number | boolean> | undefined;
+    return (name, path) => {
+      if (Object.hasOwn(vars, name)) return vars[name];
+      if (!Object.hasOwn(this.params, name)) {
+        throw unknownVariable(name, new Set([...Object.keys(this.params), ...Object.keys(vars)]), {
+          file: this.file.path,
+          path,
+        });
+      }
+      const v = this.params[name];
+      if (typeof v !== "string" || !v.includes("${")) return v;
+      const done = expanded?.get(name);
+      if (done !== undefined) return done;
+      inner ??= lookupIn(this.#innerVariables(vars), this.file.path);
+      let compiled = this.#parameterTemplates.get(name);
+      if (compiled?.text !== v) {
+        compiled = { text: v, fill: compileTemplate(v, `parameters.${name}`) };
+        this.#parameterTemplates.set(name, compiled);
+      }
+      const value = compiled.fill(inner);
+      (expanded ??= new Map()).set(name, value);
+      return value;
+    };
   }
 
   /**
@@ -190,7 +237,12 @@ export class PipelineRunner {
       );
     }
     const jsonPath = `pipelines.${template}`;
-    const resolved = substitute(chain, this.variables(vars), { file: this.file.path, path: jsonPath });
+    let compiled = this.#templates.get(template);
+    if (!compiled) {
+      compiled = compileTemplate(chain, jsonPath);
+      this.#templates.set(template, compiled);
+    }
+    const resolved = compiled(this.#lookup(vars));
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
       session,

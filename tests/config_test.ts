@@ -1,6 +1,7 @@
 import { assertEquals, assertMatch, assertRejects, assertThrows } from "./assert.ts";
 import {
   checkVariables,
+  compileTemplate,
   loadPipelineFile,
   parsePipelineConfig,
   resolveParameters,
@@ -51,6 +52,32 @@ Deno.test("substitution keeps types for whole references and interpolates inside
     e.message.split(" (known")[0],
     'f.json: pipelines.main[1].ptime: unknown variable ${ptime}: declare it under "parameters"',
   );
+});
+
+Deno.test("a compiled template fills like substitute, left to right, with the path of each reference", () => {
+  const value = {
+    a: ["${x}", "at ${x}-${y} ms", "$${x} ${y} $${z}$${", 7, null, true],
+    b: { c: "${y}", d: "plain" },
+  };
+  const fill = compileTemplate(value, "pipelines.p");
+  const asked: string[] = [];
+  const lookup = (name: string, path: string) => {
+    asked.push(`${name}@${path}`);
+    return name === "x" ? 5 : "why";
+  };
+  const out = fill(lookup);
+  assertEquals(out, { a: [5, "at 5-why ms", "${x} why ${z}${", 7, null, true], b: { c: "why", d: "plain" } });
+  assertEquals(out, substitute(value, { x: 5, y: "why" }, { path: "pipelines.p" }));
+  assertEquals(asked, [
+    "x@pipelines.p.a[0]",
+    "x@pipelines.p.a[1]",
+    "y@pipelines.p.a[1]",
+    "y@pipelines.p.a[2]",
+    "y@pipelines.p.b.c",
+  ]);
+  const again = fill(lookup);
+  assertEquals(again, out);
+  assertEquals(again.a !== out.a && again.b !== out.b, true, "each fill is a fresh copy");
 });
 
 Deno.test("config errors name the file, the JSON path and the problem", () => {

@@ -392,6 +392,91 @@ Deno.test("StageContext.realtime: every chain of a pipeline file with a control 
   }
 });
 
+Deno.test("a runner fills its compiled chains per build: call variables, expanded parameters, fresh options", async () => {
+  const { PipelineRunner } = await import("../core/runner.ts");
+  const { parsePipelineConfig } = await import("../core/config.ts");
+  const { defineControl } = await import("../core/control.ts");
+  const control = defineControl({
+    name: "fake",
+    kind: "control",
+    description: "",
+    variables: { "call.id": "id", "remote.user": "user", n: "a number" },
+    options: z.object({}),
+    create: () => ({ run: () => Promise.resolve({ code: 0 }) }),
+  });
+  const seen: { label: string; n: number; who: string; list: string[]; fixed: string[] }[] = [];
+  const tag = definePlugin({
+    name: "tag",
+    kind: "transform",
+    description: "records its options, then changes them",
+    accepts: [{ kind: "pcm" }],
+    produces: { kind: "pcm" },
+    options: z.object({
+      label: z.string(),
+      n: z.number(),
+      who: z.string(),
+      list: z.array(z.string()),
+      fixed: z.array(z.string()),
+    }),
+    create: (o) => {
+      seen.push(structuredClone(o));
+      o.list.push("changed by a stage");
+      o.fixed.push("changed by a stage");
+      o.label = "changed";
+      return { process: (f, emit) => emit(f) };
+    },
+  });
+  const file = parsePipelineConfig({
+    parameters: { record: { default: "out/call-${call.id}.wav" }, level: { default: 3 } },
+    control: { use: "fake" },
+    pipelines: {
+      rx: [
+        { use: "counter", count: 1 },
+        {
+          use: "tag",
+          label: "$${kept} ${record} at ${level}",
+          n: "${n}",
+          who: "${remote.user}",
+          list: ["${call.id}", "fixed"],
+          fixed: ["no variable here"],
+        },
+        { use: "collect" },
+      ],
+    },
+  }, "/p/f.json");
+  const reg = new Registry([counter, tag, collect], [control]);
+  const runner = new PipelineRunner(file, { registry: reg, clock });
+  for (const [id, n] of [["a1", 1], ["b2", 2]] as const) {
+    // A value from the network is never expanded, even when it looks like a reference.
+    const p = await runner.build("rx", { "call.id": id, "remote.user": "${record}", n }, `rx#${id}`);
+    await p.stop();
+  }
+  assertEquals(seen, [
+    // What a stage did to its options is not seen by the next build (a chain without variables is copied too).
+    {
+      label: "${kept} out/call-a1.wav at 3",
+      n: 1,
+      who: "${record}",
+      list: ["a1", "fixed"],
+      fixed: ["no variable here"],
+    },
+    {
+      label: "${kept} out/call-b2.wav at 3",
+      n: 2,
+      who: "${record}",
+      list: ["b2", "fixed"],
+      fixed: ["no variable here"],
+    },
+  ]);
+  // A variable the call does not give is refused with the chain's JSON path and what is known.
+  const e = await assertRejects(() => runner.build("rx", { "call.id": "c3", n: 3 }), ConfigError);
+  assertEquals(
+    e.message.split(" (known")[0],
+    '/p/f.json: pipelines.rx[1].who: unknown variable ${remote.user}: declare it under "parameters"',
+  );
+  assertMatch(e.message, /known here: call\.id, cwd, level, n, pipeline\.dir, record\)/);
+});
+
 Deno.test("end() drains a live chain: the source stops, transforms flush, the sink finishes unaborted", async () => {
   const p = await buildPipeline("rx", [{ use: "live" }, { use: "hold" }, { use: "device" }], liveOpts);
   assert(p.liveSource);
