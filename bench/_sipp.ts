@@ -1,7 +1,7 @@
 /**
  * Helpers for the benches that load a server with sipp (`bench/ladder.ts`,
  * `bench/record_exact.ts`, `bench/sip_call_rate.ts`, `bench/sip_call_profile.ts`,
- * `bench/sip_flood.ts`): a variant of `pipelines/callee.json` (raised limits, a
+ * `bench/call_floor.ts`, `bench/sip_flood.ts`): the call set-up load and `sipp -sn uas` as those benches run them, a variant of `pipelines/callee.json` (raised limits, a
  * light receive chain) and the callee of this checkout or another started on
  * it, a pcap of RTP for sipp's `play_pcap_audio`, sipp's final screen counters
  * (RTP packets played, RTP packets echoed) and the peak of a statistics column,
@@ -16,7 +16,7 @@
  */
 import { type BoundedProcess, readyOrKilled, spawnBounded, waitForUdpPort } from "../tests/media_util.ts";
 import { ProcessWatch } from "../tests/record_check.ts";
-import { scenarioPath } from "../tests/sip_util.ts";
+import { freeUdpPort, readSippStats, scenarioPath, sippArgs, sippCounter } from "../tests/sip_util.ts";
 import { repoPath } from "../tests/util.ts";
 
 export { ProcessWatch };
@@ -167,6 +167,64 @@ export async function startCheckoutCallee(o: CheckoutCalleeOptions): Promise<Bou
     ...sets.flatMap((s) => ["--set", s]),
   ], { cwd: checkoutPath(o.root, "."), timeoutMs: o.timeoutMs, ...(o.env ? { env: o.env } : {}) });
   return await readyOrKilled(proc, () => waitForUdpPort(o.port, 30_000));
+}
+
+// ---------------------------------------------------------------------------
+// the call set-up load
+
+/** What {@linkcode setupLoadArgs} loads. */
+export interface SetupLoadOptions {
+  /** Calls in all (`-m`). */
+  calls: number;
+  /** Calls per second (`-r`). */
+  rate: number;
+  /** How long each call lasts between its ACK and its BYE, ms. */
+  holdMs: number;
+  /** The callee's SIP port on 127.0.0.1. */
+  port: number;
+}
+
+/**
+ * sipp's arguments for the call set-up load of `sip_call_rate.ts`, `sip_call_profile.ts` and `call_floor.ts`:
+ * `tests/fixtures/sipp/uac_nomedia.xml` (INVITE with SDP / 180 / 200 / ACK / pause / BYE / 200, no RTP), statistics
+ * each second in `uac.csv` of sipp's working directory, 4 MB socket buffers.
+ */
+export function setupLoadArgs(o: SetupLoadOptions): string[] {
+  return sippArgs({
+    scenario: scenarioPath("uac_nomedia.xml"),
+    service: "bob",
+    calls: o.calls,
+    rate: o.rate,
+    pauseMs: o.holdMs,
+    stats: { file: "uac.csv", periodS: 1 },
+    extra: [...SIPP_BUFFER_ARGS],
+    target: `127.0.0.1:${o.port}`,
+  });
+}
+
+/** The calls the load of {@linkcode setupLoadArgs} run in `dir` completed and failed (none of either without statistics). */
+export async function setupLoadCounts(dir: string): Promise<{ calls: number; failed: number }> {
+  try {
+    const stats = await readSippStats(`${dir}/uac.csv`);
+    return { calls: sippCounter(stats, "SuccessfulCall(C)"), failed: sippCounter(stats, "FailedCall(C)") };
+  } catch {
+    return { calls: 0, failed: 0 };
+  }
+}
+
+/**
+ * Starts `sipp -sn uas`, the reference of the call set-up benches, on a free port with 4 MB socket buffers and its
+ * statistics in `dir/uas.csv`; resolves once it listens. Stopped with SIGINT after `timeoutMs`.
+ */
+export async function startSippUas(dir: string, timeoutMs: number): Promise<{ proc: BoundedProcess; port: number }> {
+  const port = freeUdpPort();
+  const proc = spawnBounded(
+    "sipp",
+    sippArgs({ builtin: "uas", port, stats: { file: "uas.csv" }, extra: [...SIPP_BUFFER_ARGS] }),
+    { cwd: dir, timeoutMs, stopSignal: "SIGINT" },
+  );
+  await waitForUdpPort(port, 10_000);
+  return { proc, port };
 }
 
 // ---------------------------------------------------------------------------

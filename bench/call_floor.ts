@@ -32,17 +32,15 @@
  */
 import { benchArgs, benchFail } from "./_args.ts";
 import { waitForUdpPort } from "../tests/media_util.ts";
+import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
 import {
-  type BoundedProcess,
-  freeUdpPort,
-  readSippStats,
-  requireTool,
-  scenarioPath,
-  sippArgs,
-  sippCounter,
-  spawnBounded,
-} from "../tests/sip_util.ts";
-import { recordDirProblem, SIPP_BUFFER_ARGS, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+  recordDirProblem,
+  setupLoadArgs,
+  setupLoadCounts,
+  startCheckoutCallee,
+  startSippUas,
+  writeCalleeVariant,
+} from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
@@ -119,19 +117,7 @@ function voxpipe(fast: boolean): Target {
 }
 
 const targets: Target[] = [
-  {
-    name: "sipp -sn uas",
-    async start(dir) {
-      const port = freeUdpPort();
-      const proc = spawnBounded(
-        "sipp",
-        sippArgs({ builtin: "uas", port, stats: { file: "uas.csv" }, extra: [...SIPP_BUFFER_ARGS] }),
-        { cwd: dir, timeoutMs, stopSignal: "SIGINT" },
-      );
-      await waitForUdpPort(port, 10_000);
-      return { proc, port };
-    },
-  },
+  { name: "sipp -sn uas", start: (dir) => startSippUas(dir, timeoutMs) },
   floor("sip"),
   floor("sockets"),
   floor("wav"),
@@ -159,26 +145,12 @@ async function runOnce(target: Target): Promise<number | undefined> {
     const cpu0 = cpuSeconds(pid) ?? NaN;
     const sipp = spawnBounded(
       "sipp",
-      sippArgs({
-        scenario: scenarioPath("uac_nomedia.xml"),
-        service: "bob",
-        calls: CALLS,
-        rate: RATE,
-        pauseMs: HOLD_MS,
-        stats: { file: "uac.csv", periodS: 1 },
-        extra: [...SIPP_BUFFER_ARGS],
-        target: `127.0.0.1:${callee.port}`,
-      }),
+      setupLoadArgs({ calls: CALLS, rate: RATE, holdMs: HOLD_MS, port: callee.port }),
       { cwd: dir, timeoutMs, stopSignal: "SIGINT" },
     );
     await sipp.result;
     const ms = ((cpuSeconds(pid) ?? NaN) - cpu0) * 1000;
-    let calls = 0, failed = 0;
-    try {
-      const stats = await readSippStats(`${dir}/uac.csv`);
-      calls = sippCounter(stats, "SuccessfulCall(C)");
-      failed = sippCounter(stats, "FailedCall(C)");
-    } catch { /* no statistics: counted as failed below */ }
+    const { calls, failed } = await setupLoadCounts(dir); // no statistics: 0 calls, not counted below
     const perCall = ms / Math.max(1, calls);
     const ok = failed === 0 && calls === CALLS && Number.isFinite(perCall);
     console.log(

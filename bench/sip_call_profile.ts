@@ -37,17 +37,8 @@
  * @module
  */
 import { benchArgs, benchFail } from "./_args.ts";
-import {
-  type BoundedProcess,
-  freeUdpPort,
-  readSippStats,
-  requireTool,
-  scenarioPath,
-  sippArgs,
-  sippCounter,
-  spawnBounded,
-} from "../tests/sip_util.ts";
-import { recordDirProblem, SIPP_BUFFER_ARGS, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
+import { recordDirProblem, setupLoadArgs, setupLoadCounts, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
@@ -370,16 +361,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
     const t0 = performance.now();
     const sipp = spawnBounded(
       "sipp",
-      sippArgs({
-        scenario: scenarioPath("uac_nomedia.xml"),
-        service: "bob",
-        calls: CALLS,
-        rate: RATE,
-        pauseMs: HOLD_MS,
-        stats: { file: "uac.csv", periodS: 1 },
-        extra: [...SIPP_BUFFER_ARGS],
-        target: `127.0.0.1:${port}`,
-      }),
+      setupLoadArgs({ calls: CALLS, rate: RATE, holdMs: HOLD_MS, port }),
       { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" },
     );
     await sipp.result;
@@ -387,12 +369,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
     const mainMs = cpuMs(pid, pid) - main0, procMs = cpuMs(pid) - proc0;
     const threads = [...threadCpu(pid)].map(([k, v]) => [k, v - (threads0.get(k) ?? 0)] as const)
       .filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
-    let calls = 0, failed = 0;
-    try {
-      const stats = await readSippStats(`${dir}/uac.csv`);
-      calls = sippCounter(stats, "SuccessfulCall(C)");
-      failed = sippCounter(stats, "FailedCall(C)");
-    } catch { /* no statistics */ }
+    const { calls, failed } = await setupLoadCounts(dir);
     console.log(
       `${label}: ${calls} calls (${failed} failed) at ${RATE} cps in ${seconds.toFixed(1)} s: ` +
         `main thread ${(mainMs / Math.max(1, calls)).toFixed(2)} ms CPU per call, ` +

@@ -54,22 +54,20 @@
  * @module
  */
 import { benchArgs, benchFail } from "./_args.ts";
-import { waitForUdpPort } from "../tests/media_util.ts";
 import {
   type BoundedProcess,
   freeUdpPort,
   readSippStats,
   requireTool,
-  scenarioPath,
-  sippArgs,
   sippCounter,
   spawnBounded,
 } from "../tests/sip_util.ts";
 import {
   recordDirProblem,
-  SIPP_BUFFER_ARGS,
+  setupLoadArgs,
   sippBufferNote,
   startCheckoutCallee,
+  startSippUas,
   writeCalleeVariant,
 } from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
@@ -154,20 +152,7 @@ function voxpipeTarget(name: string, light: boolean, root?: string, workers = 0)
 
 const sippUasTarget: Target = {
   name: "sipp -sn uas",
-  async start(dir) {
-    const port = freeUdpPort();
-    const proc = spawnBounded(
-      "sipp",
-      sippArgs({ builtin: "uas", port, stats: { file: "uas.csv" }, extra: [...SIPP_BUFFER_ARGS] }),
-      {
-        cwd: dir,
-        timeoutMs: (DURATION + 120) * 1000,
-        stopSignal: "SIGINT",
-      },
-    );
-    await waitForUdpPort(port, 10_000);
-    return { proc, port };
-  },
+  start: (dir) => startSippUas(dir, (DURATION + 120) * 1000),
 };
 
 async function trial(target: Target, rate: number): Promise<Trial> {
@@ -181,16 +166,7 @@ async function trial(target: Target, rate: number): Promise<Trial> {
     const cpu0 = cpu();
     const sipp = spawnBounded(
       "sipp",
-      sippArgs({
-        scenario: scenarioPath("uac_nomedia.xml"),
-        service: "bob",
-        calls,
-        rate,
-        pauseMs: HOLD_MS,
-        stats: { file: "uac.csv", periodS: 1 },
-        extra: [...SIPP_BUFFER_ARGS],
-        target: `127.0.0.1:${callee.port}`,
-      }),
+      setupLoadArgs({ calls, rate, holdMs: HOLD_MS, port: callee.port }),
       { cwd: dir, timeoutMs: (DURATION + 90) * 1000, stopSignal: "SIGINT" },
     );
     // Stop at the first failed call: the trial has failed. SIGINT asks sipp to end its calls in progress, which an

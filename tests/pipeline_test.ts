@@ -366,18 +366,23 @@ Deno.test("StageContext.realtime: from the plugins' declarations or BuildOptions
   );
 });
 
-Deno.test("StageContext.realtime: every chain of a pipeline file with a control section is real-time, others not", async () => {
-  const { PipelineRunner } = await import("../core/runner.ts");
-  const { parsePipelineConfig } = await import("../core/config.ts");
+/** A control plugin that runs nothing and offers `variables` to the chains: for a runner with a control section. */
+async function fakeControl(variables: Record<string, string> = {}) {
   const { defineControl } = await import("../core/control.ts");
-  const control = defineControl({
+  return defineControl({
     name: "fake",
     kind: "control",
     description: "",
-    variables: {},
+    variables,
     options: z.object({}),
     create: () => ({ run: () => Promise.resolve({ code: 0 }) }),
   });
+}
+
+Deno.test("StageContext.realtime: every chain of a pipeline file with a control section is real-time, others not", async () => {
+  const { PipelineRunner } = await import("../core/runner.ts");
+  const { parsePipelineConfig } = await import("../core/config.ts");
+  const control = await fakeControl();
   const reg = new Registry([counter, peek, collect], [control]);
   const chain = [{ use: "counter", count: 1 }, { use: "peek" }, { use: "collect" }];
   for (const [withControl, want] of [[true, true], [false, undefined]] as const) {
@@ -395,15 +400,7 @@ Deno.test("StageContext.realtime: every chain of a pipeline file with a control 
 Deno.test("a runner fills its compiled chains per build: call variables, expanded parameters, fresh options", async () => {
   const { PipelineRunner } = await import("../core/runner.ts");
   const { parsePipelineConfig } = await import("../core/config.ts");
-  const { defineControl } = await import("../core/control.ts");
-  const control = defineControl({
-    name: "fake",
-    kind: "control",
-    description: "",
-    variables: { "call.id": "id", "remote.user": "user", n: "a number" },
-    options: z.object({}),
-    create: () => ({ run: () => Promise.resolve({ code: 0 }) }),
-  });
+  const control = await fakeControl({ "call.id": "id", "remote.user": "user", n: "a number" });
   const seen: { label: string; n: number; who: string; list: string[]; fixed: string[] }[] = [];
   const tag = definePlugin({
     name: "tag",
