@@ -88,8 +88,11 @@ export class PipelineRunner {
   readonly #modules = new Map<string, AnyPlugin>();
   /** The control plugin's calls, once {@linkcode run} created it. */
   readonly #calls = Promise.withResolvers<CallService>();
-  /** The file's chains compiled for filling with a call's variables, by template name. */
-  readonly #templates = new Map<string, CompiledTemplate<StageConfig[]>>();
+  /**
+   * The file's chains compiled for filling with a call's variables, by template name, with the chain compiled: a
+   * chain replaced in `file.pipelines` is compiled again (a chain is not expected to change in place).
+   */
+  readonly #templates = new Map<string, { chain: StageConfig[]; fill: CompiledTemplate<StageConfig[]> }>();
   /** Parameters whose values reference variables, compiled (with the text compiled), by name. */
   readonly #parameterTemplates = new Map<string, { text: string; fill: CompiledTemplate<string> }>();
 
@@ -238,11 +241,11 @@ export class PipelineRunner {
     }
     const jsonPath = `pipelines.${template}`;
     let compiled = this.#templates.get(template);
-    if (!compiled) {
-      compiled = compileTemplate(chain, jsonPath);
+    if (compiled?.chain !== chain) {
+      compiled = { chain, fill: compileTemplate(chain, jsonPath) };
       this.#templates.set(template, compiled);
     }
-    const resolved = compiled(this.#lookup(vars));
+    const resolved = compiled.fill(this.#lookup(vars));
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
       session,

@@ -472,6 +472,11 @@ Deno.test("a runner fills its compiled chains per build: call variables, expande
     '/p/f.json: pipelines.rx[1].who: unknown variable ${remote.user}: declare it under "parameters"',
   );
   assertMatch(e.message, /known here: call\.id, cwd, level, n, pipeline\.dir, record\)/);
+  // A chain replaced in the file is compiled again.
+  const chain = file.pipelines.rx;
+  file.pipelines.rx = [chain[0], { ...chain[1], label: "now ${level}" }, chain[2]];
+  await (await runner.build("rx", { "call.id": "d4", "remote.user": "u", n: 4 })).stop();
+  assertEquals(seen.at(-1)?.label, "now 3");
 });
 
 Deno.test("end() drains a live chain: the source stops, transforms flush, the sink finishes unaborted", async () => {
