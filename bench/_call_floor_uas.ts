@@ -122,48 +122,66 @@ function ffiBind(port: number): number {
   return fd;
 }
 
-function ffiPair(): { rtp: number; rtcp: number; port: number } {
+/**
+ * The first pair of the range, from where the last search stopped, that `bind` binds: `bind(port)` gives the RTP
+ * and RTCP sockets bound on `port` and `port + 1`, or undefined when either is taken (having closed the other).
+ */
+function findPair<T>(bind: (port: number) => T | undefined): T & { port: number } {
   for (let i = 0; i < (PORT_MAX - PORT_MIN) / 2; i++) {
     const port = nextPort;
     nextPort = nextPort + 2 > PORT_MAX - 1 ? PORT_MIN : nextPort + 2;
-    const rtp = ffiBind(port);
-    if (rtp < 0) continue;
-    const rtcp = ffiBind(port + 1);
-    if (rtcp >= 0) return { rtp, rtcp, port };
-    libc!.close(rtp);
+    const pair = bind(port);
+    if (pair) return { ...pair, port };
   }
   throw new Error("no free port pair");
 }
 
-function header(text: string, name: string): string[] {
-  const out: string[] = [];
-  const want = name.toLowerCase() + ":";
-  for (const line of text.split("\r\n")) {
-    if (line === "") break;
-    if (line.toLowerCase().startsWith(want)) out.push(line);
-  }
-  return out;
+function ffiPair(port: number): { rtp: number; rtcp: number } | undefined {
+  const rtp = ffiBind(port);
+  if (rtp < 0) return undefined;
+  const rtcp = ffiBind(port + 1);
+  if (rtcp >= 0) return { rtp, rtcp };
+  libc!.close(rtp);
+  return undefined;
 }
 
-function respond(text: string, status: string, to: Deno.NetAddr, toTag: string, body = ""): Promise<number> {
-  const lines = [`SIP/2.0 ${status}`, ...header(text, "Via"), ...header(text, "From")];
-  const toLine = header(text, "To")[0];
+function denoPair(port: number): { rtp: Deno.DatagramConn; rtcp: Deno.DatagramConn } | undefined {
+  let rtp: Deno.DatagramConn | undefined;
+  try {
+    rtp = Deno.listenDatagram({ hostname: HOST, port, transport: "udp" });
+    return { rtp, rtcp: Deno.listenDatagram({ hostname: HOST, port: port + 1, transport: "udp" }) };
+  } catch {
+    rtp?.close();
+    return undefined;
+  }
+}
+
+/** A received message, its header lines split once. */
+interface Message {
+  text: string;
+  /** The header lines (without the start line), up to the empty line. */
+  headers: string[];
+}
+
+function parse(text: string): Message {
+  const end = text.indexOf("\r\n\r\n");
+  return { text, headers: text.slice(text.indexOf("\r\n") + 2, end < 0 ? text.length : end).split("\r\n") };
+}
+
+/** The lines of header `name` (long form only, as sipp writes them). */
+function header(msg: Message, name: string): string[] {
+  const want = name.toLowerCase() + ":";
+  return msg.headers.filter((line) => line.toLowerCase().startsWith(want));
+}
+
+function respond(msg: Message, status: string, to: Deno.NetAddr, toTag: string, body = ""): Promise<number> {
+  const lines = [`SIP/2.0 ${status}`, ...header(msg, "Via"), ...header(msg, "From")];
+  const toLine = header(msg, "To")[0];
   lines.push(toLine.includes(";tag=") ? toLine : `${toLine};tag=${toTag}`);
-  lines.push(...header(text, "Call-ID"), ...header(text, "CSeq"), `Contact: <sip:floor@${HOST}:${args.port}>`);
+  lines.push(...header(msg, "Call-ID"), ...header(msg, "CSeq"), `Contact: <sip:floor@${HOST}:${args.port}>`);
   if (body) lines.push("Content-Type: application/sdp");
   lines.push(`Content-Length: ${encoder.encode(body).length}`, "", body);
   return sendSip(encoder.encode(lines.join("\r\n")), to);
-}
-
-function bindPort(): Deno.DatagramConn {
-  for (let i = 0; i < (PORT_MAX - PORT_MIN) / 2; i++) {
-    const port = nextPort;
-    nextPort = nextPort + 2 > PORT_MAX - 1 ? PORT_MIN : nextPort + 2;
-    try {
-      return Deno.listenDatagram({ hostname: HOST, port, transport: "udp" });
-    } catch { /* taken: the next */ }
-  }
-  throw new Error("no free port");
 }
 
 /** A receive pending on `conn` until it closes, as a chain's source keeps one. */
@@ -171,47 +189,43 @@ function listen(conn: Deno.DatagramConn): void {
   conn.receive().then(() => listen(conn), () => {});
 }
 
-async function invite(text: string, from: Deno.NetAddr, callId: string): Promise<void> {
+async function invite(msg: Message, from: Deno.NetAddr, callId: string): Promise<void> {
   // A retransmitted INVITE (the floor fell behind): ignored, the run fails its calls and is not counted.
   if (calls.has(callId)) return;
   const call: Call = {};
   calls.set(callId, call);
   const tag = `f${(++tagCounter).toString(36)}`;
+  const rtcpPort = Number(/m=audio (\d+)/.exec(msg.text)?.[1] ?? 9) + 1;
+  const wavPath = `${args.dir}/call-${callId.replace(/[^A-Za-z0-9._-]/g, "_")}.wav`;
   let rtpPort = 9;
   if (FFI_MEDIA) {
-    const pair = ffiPair();
+    const pair = findPair(ffiPair);
     rtpPort = pair.port;
-    const m = /m=audio (\d+)/.exec(text);
-    const path = encoder.encode(`${args.dir}/call-${callId.replace(/[^A-Za-z0-9._-]/g, "_")}.wav\0`);
-    const wav = libc!.open(path, 1 | 0o100 | 0o200 | 0o2000000, 0o644);
+    const wav = libc!.open(encoder.encode(`${wavPath}\0`), 1 | 0o100 | 0o200 | 0o2000000, 0o644);
     if (wav < 0) throw new Error("open failed");
     libc!.write(wav, HEADER, 44n);
-    call.fds = { rtp: pair.rtp, rtcp: pair.rtcp, rtcpPort: Number(m?.[1] ?? 9) + 1, wav };
+    call.fds = { rtp: pair.rtp, rtcp: pair.rtcp, rtcpPort, wav };
   } else if (MODE !== "sip") {
-    call.rtp = bindPort();
-    const port = (call.rtp.addr as Deno.NetAddr).port;
-    call.rtcp = Deno.listenDatagram({ hostname: HOST, port: port + 1, transport: "udp" });
+    const pair = findPair(denoPair);
+    rtpPort = pair.port;
+    call.rtp = pair.rtp;
+    call.rtcp = pair.rtcp;
     listen(call.rtp);
     listen(call.rtcp);
-    rtpPort = port;
-    const m = /m=audio (\d+)/.exec(text);
-    call.rtcpTo = { transport: "udp", hostname: HOST, port: Number(m?.[1] ?? 9) + 1 };
+    call.rtcpTo = { transport: "udp", hostname: HOST, port: rtcpPort };
   }
   if (MODE === "wav") {
-    call.wav = await Deno.open(`${args.dir}/call-${callId.replace(/[^A-Za-z0-9._-]/g, "_")}.wav`, {
-      write: true,
-      createNew: true,
-    });
+    call.wav = await Deno.open(wavPath, { write: true, createNew: true });
     await call.wav.write(HEADER);
   }
-  await respond(text, "180 Ringing", from, tag);
+  await respond(msg, "180 Ringing", from, tag);
   const sdp = `v=0\r\no=- 1 1 IN IP4 ${HOST}\r\ns=-\r\nc=IN IP4 ${HOST}\r\nt=0 0\r\nm=audio ${rtpPort} RTP/AVP 0\r\n` +
     `a=rtpmap:0 PCMU/8000\r\n`;
-  await respond(text, "200 OK", from, tag, sdp);
+  await respond(msg, "200 OK", from, tag, sdp);
 }
 
-async function bye(text: string, from: Deno.NetAddr, callId: string): Promise<void> {
-  await respond(text, "200 OK", from, "");
+async function bye(msg: Message, from: Deno.NetAddr, callId: string): Promise<void> {
+  await respond(msg, "200 OK", from, "");
   const call = calls.get(callId);
   if (!call) return;
   calls.delete(callId);
@@ -233,10 +247,11 @@ async function bye(text: string, from: Deno.NetAddr, callId: string): Promise<vo
 }
 
 function handle(text: string, from: Deno.NetAddr): void {
+  const msg = parse(text);
   const method = text.slice(0, text.indexOf(" "));
-  const callId = header(text, "Call-ID")[0]?.slice(8).trim() ?? "";
-  if (method === "INVITE") invite(text, from, callId).catch((e) => console.error(`INVITE: ${e}`));
-  else if (method === "BYE") bye(text, from, callId).catch((e) => console.error(`BYE: ${e}`));
+  const callId = header(msg, "Call-ID")[0]?.slice(8).trim() ?? "";
+  if (method === "INVITE") invite(msg, from, callId).catch((e) => console.error(`INVITE: ${e}`));
+  else if (method === "BYE") bye(msg, from, callId).catch((e) => console.error(`BYE: ${e}`));
 }
 
 let sendSip: (data: Uint8Array, to: Deno.NetAddr) => Promise<number>;

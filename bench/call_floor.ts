@@ -42,6 +42,7 @@ import {
   writeCalleeVariant,
 } from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
+import { median } from "./_packet_cost.ts";
 
 const OPTIONS = {
   rate: { type: "string", default: "300" },
@@ -179,10 +180,6 @@ for (let r = 0; r < ROUNDS; r++) {
     if (ms !== undefined) results.get(t.name)!.push(ms);
   }
 }
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const ref = median(results.get("sipp -sn uas")!);
 console.log("\nmedian CPU ms per call (runs counted), ratio to sipp -sn uas:");
 for (const [name, xs] of results) {

@@ -124,21 +124,15 @@ export class PipelineRunner {
    * expanded themselves.
    */
   variables(vars: Variables = {}): Variables {
-    let inner: Variables | undefined;
-    const out: Variables = { ...vars };
-    for (const [k, v] of Object.entries(this.params)) {
-      if (typeof v === "string" && v.includes("${")) {
-        // The built-ins are made only when a parameter needs expanding.
-        inner ??= this.#innerVariables(vars);
-        out[k] = substitute(v, inner, { file: this.file.path, path: `parameters.${k}` });
-      } else out[k] = v;
-    }
+    const lookup = this.#lookup(vars);
+    const out: Variables = {};
+    for (const k of Object.keys(this.params)) out[k] = lookup(k, `parameters.${k}`);
     return { ...out, ...vars };
   }
 
   /**
-   * Looks a variable up as {@linkcode variables} would give it, without making them all: `vars` first, then the
-   * parameters, a parameter that references variables expanded (once per lookup function) when a chain names it.
+   * Looks a variable up without making them all ({@linkcode variables} makes them all with it): `vars` first, then the
+   * parameters, a parameter that references variables expanded (once per lookup function) when it is looked up.
    */
   #lookup(vars: Variables): VariableLookup {
     let inner: VariableLookup | undefined;
