@@ -116,19 +116,22 @@ Options:
                           ([LEVEL] - local time - message, as Python's logging writes it)
       --sip-trace[=FILE]  print every SIP message sent and received (time, direction, addresses) to
                           stderr, or append it to FILE; digest responses are masked
-      --scheduler MODE    media clock wake-ups: thread (default; best for calls, which also receive)
-                          or main (tighter pacing for a process that only sends many streams)
+      --scheduler MODE    with VOXPIPE_NET=deno: media clock wake-ups: thread (default; best for calls,
+                          which also receive) or main (tighter pacing for a process that only sends
+                          many streams); the default fast UDP path paces on its MediaLoop instead
   -h, --help              show this help
   -V, --version           print the version
 
 Environment:
-  VOXPIPE_NET=fast        opt in to the fast UDP path: FFI sockets read and written in batches by a
-                          MediaLoop that also paces the media (x86_64 Linux; elsewhere, or without
-                          FFI permission, it says why and keeps the default, Deno.listenDatagram)
-  VOXPIPE_SPIN_MS=M       with VOXPIPE_NET=fast: spin the last M ms (0..2) before each paced send
+  VOXPIPE_NET=fast|deno   the datagram path. Unset (the default): the fast UDP path where it can run,
+                          FFI sockets read and written in batches by a MediaLoop that also paces the
+                          media (x86_64 Linux with FFI permission; elsewhere Deno.listenDatagram, and
+                          the info line at start says why). fast: the same, with a warning when it
+                          cannot run. deno: Deno.listenDatagram and the process media clock
+  VOXPIPE_SPIN_MS=M       on the fast path: spin the last M ms (0..2) before each paced send
                           instead of sleeping through them, at most half a core per loop: steadier
                           pacing where an idle CPU wakes late (a busy virtual machine's host)
-  VOXPIPE_PACER_LEAD_MS=L with VOXPIPE_NET=fast: udp-sink hands each paced packet L ms (0.5..50) early
+  VOXPIPE_PACER_LEAD_MS=L on the fast path: udp-sink hands each paced packet L ms (0.5..50) early
                           to a native thread (native/pacer.c, built by scripts/setup.sh) that sends it
                           at its due time; the stream leaves L ms later. Steadiest pacing: what the
                           JavaScript thread is doing at a due time no longer shows on the wire
@@ -307,9 +310,12 @@ export async function main(args: string[]): Promise<number> {
     return fail(e instanceof Error ? e.message : String(e), 2);
   }
   if (media.fallback) log.warn(media.description);
-  else if (media.net) log.info(media.description);
+  else log.info(media.description);
   if (media.clock && v.scheduler !== undefined) {
-    log.warn(`--scheduler ${v.scheduler} has no effect: VOXPIPE_NET=fast paces on the MediaLoop`);
+    log.warn(
+      `--scheduler ${v.scheduler} has no effect: the fast UDP path paces on its MediaLoop (VOXPIPE_NET=deno for the ` +
+        "process media clock and its schedulers)",
+    );
   }
   const abort = new AbortController();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];

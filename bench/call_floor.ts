@@ -16,8 +16,9 @@
  *   calls, the sockets watched by an epoll set), SIP still on `Deno.listenDatagram`;
  * - `floor ffi-all`: the same with SIP through the C library too (`recvfrom` until empty after an `epoll_wait` on
  *   another thread, `sendto`): no asynchronous operation of Deno per message;
- * - `voxpipe callee.json` (as `bench/sip_call_rate.ts` runs it: a WAV per call, limits raised), and the same with
- *   `VOXPIPE_NET=fast` (`voxpipe-fast`: the calls' port pairs are FFI sockets on the thread's MediaLoop).
+ * - `voxpipe callee.json` (as `bench/sip_call_rate.ts` runs it: a WAV per call, limits raised; by default SIP and the
+ *   calls' port pairs are FFI sockets on the thread's MediaLoop), and the same with `VOXPIPE_NET=deno`
+ *   (`voxpipe-deno`: `Deno.listenDatagram` and the process media clock).
  *
  * Prints each run, then per process the median CPU ms per call and its ratio to sipp's UAS, and the budget the
  * target leaves: half of sipp's ceiling (`--sipp-cps`, the call-rate bench's figure) on what of the two cores the
@@ -25,7 +26,7 @@
  * temporary directory; see `recordDirProblem` in `_sipp.ts` for why it matters).
  *
  * Run: `deno run -A bench/call_floor.ts [--rate 300] [--calls 3000] [--hold 1000] [--rounds 3] [--sipp-cps 17400]
- * [--record-dir DIR] [--only sip,sockets,wav,ffi,ffi-all,voxpipe,voxpipe-fast]` (needs sipp; `--only` picks the processes measured
+ * [--record-dir DIR] [--only sip,sockets,wav,ffi,ffi-all,voxpipe,voxpipe-deno]` (needs sipp; `--only` picks the processes measured
  * besides sipp's UAS, which is always measured: a higher rate than voxpipe's callee keeps up with, for the floors).
  *
  * @module
@@ -98,10 +99,10 @@ function floor(mode: "sip" | "sockets" | "wav" | "ffi" | "ffi-all"): Target {
   };
 }
 
-/** Our callee as the call-rate bench runs it; `fast`: with `VOXPIPE_NET=fast` (the port pairs are FFI sockets). */
-function voxpipe(fast: boolean): Target {
+/** Our callee as the call-rate bench runs it (the default fast UDP path); `deno`: with `VOXPIPE_NET=deno`. */
+function voxpipe(deno: boolean): Target {
   return {
-    name: `voxpipe callee.json${fast ? " fast" : ""}`,
+    name: `voxpipe callee.json${deno ? " VOXPIPE_NET=deno" : ""}`,
     async start(dir) {
       const pipeline = await writeCalleeVariant(dir, { name: "callee.json", raiseLimits: true });
       const port = freeUdpPort();
@@ -110,7 +111,7 @@ function voxpipe(fast: boolean): Target {
         port,
         set: { calls: 0, rtp_timeout: 30, record: `${dir}/call-\${call.id}.wav` },
         timeoutMs,
-        ...(fast ? { env: { VOXPIPE_NET: "fast" } } : {}),
+        ...(deno ? { env: { VOXPIPE_NET: "deno" } } : {}),
       });
       return { proc, port };
     },
@@ -128,7 +129,7 @@ const targets: Target[] = [
   voxpipe(true),
 ];
 
-const NAMES = ["sipp", "sip", "sockets", "wav", "ffi", "ffi-all", "voxpipe", "voxpipe-fast"];
+const NAMES = ["sipp", "sip", "sockets", "wav", "ffi", "ffi-all", "voxpipe", "voxpipe-deno"];
 const only = args.only?.split(",").map((s) => s.trim());
 const unknown = only?.find((n) => !NAMES.includes(n));
 if (unknown !== undefined) {

@@ -3,7 +3,8 @@
  * JSON line.
  *
  * - `fallback` (run without `--allow-ffi`): what the fast path says and does
- *   when FFI is refused, and that the fallback network works.
+ *   when FFI is refused (asked for, and as the default), and that the
+ *   fallback network works.
  * - `forgotten` (run with `-A --v8-flags=--expose-gc`): a loop and its socket
  *   dropped without being closed; after garbage collection the port is free.
  * - `idle-exit` (run with `-A`): receives three datagrams and runs a timer on
@@ -27,6 +28,13 @@ if (mode === "fallback") {
   let told = "";
   const net = createFastNetwork({ onFallback: (why) => told = why });
   const env = mediaFromEnv("fast");
+  const byDefault = mediaFromEnv("");
+  let spinError = "";
+  try {
+    mediaFromEnv("", "0.3");
+  } catch (e) {
+    spinError = (e as Error).message;
+  }
   const a = net.bind("127.0.0.1", 0), b = net.bind("127.0.0.1", 0);
   const echoed: number[] = [];
   const done = Promise.withResolvers<void>();
@@ -45,6 +53,10 @@ if (mode === "fallback") {
     onFallback: told,
     envNet: env.net !== undefined,
     envDescription: env.description,
+    defaultNet: byDefault.net !== undefined,
+    defaultFallback: byDefault.fallback,
+    defaultDescription: byDefault.description,
+    spinError,
     echoed,
   }));
 } else if (mode === "forgotten") {

@@ -417,9 +417,9 @@ Deno.test("fast udp: spinMs: timers still run in due order and never early; the 
   assertThrows(() => mediaFromEnv("fast", "2.5"), Error, 'VOXPIPE_SPIN_MS: expected a number of ms, 0..2, got "2.5"');
   assertThrows(() => mediaFromEnv("fast", "soon"), Error, 'VOXPIPE_SPIN_MS: expected a number of ms, 0..2, got "soon"');
   assertThrows(
-    () => mediaFromEnv("", "0.3"),
+    () => mediaFromEnv("deno", "0.3"),
     Error,
-    "VOXPIPE_SPIN_MS applies to the fast UDP path: set VOXPIPE_NET=fast",
+    "VOXPIPE_SPIN_MS applies to the fast UDP path, which VOXPIPE_NET=deno turns off",
   );
   assertEquals(mediaFromEnv("deno", " ").net, undefined);
 });
@@ -471,6 +471,15 @@ Deno.test("fast udp: without the ffi permission, MediaLoop refuses clearly and t
   assertMatch(r.onFallback as string, /ffi permission/);
   assertEquals(r.envNet, false);
   assertMatch(r.envDescription as string, /VOXPIPE_NET=fast unavailable/);
+  // The default keeps Deno's network where FFI is refused: no warning (no fallback), the reason in its description;
+  // a setting only the fast path has is refused with that reason rather than dropped.
+  assertEquals(r.defaultNet, false);
+  assertEquals(r.defaultFallback, undefined);
+  assertMatch(
+    r.defaultDescription as string,
+    /^network: Deno\.listenDatagram \(the fast UDP path cannot run here: .*ffi/,
+  );
+  assertMatch(r.spinError as string, /^VOXPIPE_SPIN_MS applies to the fast UDP path, which cannot run here: .*ffi/);
   assertEquals(r.echoed, [7, 8]); // and the fallback network works
   // Other platforms are refused by name.
   assertMatch(fastUdpPlatformProblem({ os: "linux", arch: "aarch64" })!, /x86_64 Linux only.*aarch64 linux/);
@@ -480,8 +489,12 @@ Deno.test("fast udp: without the ffi permission, MediaLoop refuses clearly and t
   assertEquals(fastUdpUnavailable(), undefined);
   assert(createFastNetwork() !== udpNetwork);
   assertThrows(() => mediaFromEnv("turbo"), Error, 'VOXPIPE_NET: expected "fast" or "deno"');
-  assertEquals(mediaFromEnv("deno").net, undefined);
-  assertEquals(mediaFromEnv("").clock, undefined);
+  const deno = mediaFromEnv("deno");
+  assertEquals([deno.net, deno.clock, deno.description], [
+    undefined,
+    undefined,
+    "network: Deno.listenDatagram (VOXPIPE_NET=deno)",
+  ]);
 });
 
 Deno.test("fast udp: a loop dropped without close() releases its sockets once collected", async () => {

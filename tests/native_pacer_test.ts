@@ -188,7 +188,7 @@ Deno.test("native pacer: udp-sink hands its packets to the pacer, and its end wa
 
 Deno.test("native pacer: VOXPIPE_PACER_LEAD_MS, VOXPIPE_PACER_SPIN_MS and VOXPIPE_PACER_BUDGET are checked", () => {
   const cases: [string, { leadMs?: string; spinMs?: string; budget?: string }, string][] = [
-    ["deno", { leadMs: "5" }, "VOXPIPE_PACER_LEAD_MS applies to the fast UDP path: set VOXPIPE_NET=fast too"],
+    ["deno", { leadMs: "5" }, "VOXPIPE_PACER_LEAD_MS applies to the fast UDP path, which VOXPIPE_NET=deno turns off"],
     ["fast", { leadMs: "80" }, 'VOXPIPE_PACER_LEAD_MS: expected a number of ms, 0..50, got "80"'],
     ["fast", { leadMs: "0.1" }, "VOXPIPE_PACER_LEAD_MS: expected 0 (off) or 0.5..50 ms, got 0.1"],
     ["fast", { spinMs: "1" }, "VOXPIPE_PACER_SPIN_MS applies to the native pacer: set VOXPIPE_PACER_LEAD_MS too"],

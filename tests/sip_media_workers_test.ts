@@ -336,8 +336,8 @@ Deno.test("media_workers on a virtual clock: an explicit option is refused; VOXP
   }
 });
 
-Deno.test("media_workers: the workers' real clocks wake up as --scheduler says (thread by default, main when asked)", async () => {
-  for (const mode of [undefined, "main"]) {
+Deno.test("media_workers: a worker's clock is its MediaLoop by default; with VOXPIPE_NET=deno, a real clock that wakes up as --scheduler says (thread by default, main when asked)", async () => {
+  for (const mode of ["loop", undefined, "main"]) {
     const p = spawnCli([
       "--pipeline",
       "pipelines/callee.json",
@@ -345,9 +345,14 @@ Deno.test("media_workers: the workers' real clocks wake up as --scheduler says (
       "port=0",
       "--log-level",
       "debug",
-      ...(mode ? ["--scheduler", mode] : []),
-    ], { timeoutMs: 90_000, env: { VOXPIPE_MEDIA_WORKERS: "1" } });
+      ...(mode && mode !== "loop" ? ["--scheduler", mode] : []),
+    ], { timeoutMs: 90_000, env: { VOXPIPE_MEDIA_WORKERS: "1", ...(mode === "loop" ? {} : { VOXPIPE_NET: "deno" }) } });
     try {
+      if (mode === "loop") {
+        await p.waitForOutput(/media worker 1 ready \(RTP ports \d+-\d+, clock: [^)]*\)+/, 60_000);
+        assertMatch(p.output(), /media worker 1 ready \(RTP ports \d+-\d+, clock: MediaLoop \(fast UDP path\)\)/);
+        continue;
+      }
       // The worker reports the mode its own clock runs in: a worker that ignored the front's would say thread.
       await p.waitForOutput(/media worker 1 ready \(RTP ports \d+-\d+, clock: real, scheduler \w+\)/, 60_000);
       assertMatch(p.output(), new RegExp(`media worker 1 ready .*clock: real, scheduler ${mode ?? "thread"}\\)`));

@@ -304,23 +304,39 @@ Deno.test({
 
 Deno.test({
   name:
-    "caller to a port where nothing listens: exit 1 'no SIP response from 127.0.0.1:P within 2 s', within the ring timeout",
+    "caller to a port where nothing listens: exit 1 at once on the ICMP port unreachable (the default fast UDP path), or 'no SIP response from 127.0.0.1:P within 2 s' (VOXPIPE_NET=deno)",
   ...opts,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-neg-" });
     const procs = new ProcessGroup();
     try {
-      // Real UDP: the ICMP port unreachable is not reported to an unconnected socket, so only the ring timeout
-      // can end this call; it must say what happened.
-      const port = freeUdpPort();
+      const file = await callerFile(dir);
+      // The default (fast) path reads the socket's error queue: the ICMP port unreachable ends the call. The ring
+      // timeout is long, so a caller that missed the ICMP would fail with a different reason.
+      let port = freeUdpPort();
+      const fast = procs.add(
+        spawnCaller({ to: `sip:bob@127.0.0.1:${port}`, file, ringTimeout: 20, timeoutMs: 30_000 }),
+      );
+      const f = await fast.result;
+      assertEquals(f.code, 1, outputTail(f));
+      assertMatch(f.stderr, /INFO .*network: FFI sockets and clock on this thread's MediaLoop \(default\)/);
+      assertEquals(
+        failureLine(f.stderr),
+        `voxpipe: call failed: 127.0.0.1:${port} unreachable (ICMP port unreachable)`,
+      );
+      // Deno.listenDatagram: the ICMP port unreachable is not reported to an unconnected socket, so only the ring
+      // timeout can end this call; it must say what happened.
+      port = freeUdpPort();
       const caller = procs.add(spawnCaller({
         to: `sip:bob@127.0.0.1:${port}`,
-        file: await callerFile(dir),
+        file,
         ringTimeout: 2,
         timeoutMs: 30_000,
+        env: { VOXPIPE_NET: "deno" },
       }));
       const r = await caller.result;
       assertEquals(r.code, 1, outputTail(r));
+      assertMatch(r.stderr, /INFO .*network: Deno\.listenDatagram \(VOXPIPE_NET=deno\)/);
       assertEquals(failureLine(r.stderr), `voxpipe: no SIP response from 127.0.0.1:${port} within 2 s`);
     } finally {
       await procs.stop();

@@ -1,12 +1,12 @@
 /**
- * Opting in to the fast datagram path (`media_loop.ts`): the thread's
+ * Choosing the fast datagram path (`media_loop.ts`): the thread's
  * {@linkcode MediaLoop}, a network that falls back to `Deno.listenDatagram`
  * ({@linkcode udpNetwork}) where FFI cannot run, and the `VOXPIPE_NET`
- * environment variable the CLI reads.
+ * environment variable the CLI reads (unset: the fast path where it can run).
  *
  * ```ts
  * const net = createFastNetwork(); // FFI sockets on this thread's MediaLoop, or udpNetwork with a warning
- * const { net, clock } = mediaFromEnv(); // VOXPIPE_NET=fast: the loop's network and clock; unset: the defaults
+ * const { net, clock } = mediaFromEnv(); // the loop's network and clock where FFI runs; VOXPIPE_NET=deno: Deno's
  * ```
  *
  * @module
@@ -115,23 +115,27 @@ export interface MediaChoice {
 }
 
 /**
- * Reads the `VOXPIPE_NET` environment variable: `fast` selects this thread's
- * {@linkcode MediaLoop} (its network and its clock: sockets, chains and pacing
- * on one loop), falling back to the defaults with a reason where it cannot
- * run; unset, empty or `deno` keeps the defaults (`Deno.listenDatagram` and
- * the process media clock). Anything else is an error saying what is
- * accepted. Without the `env` permission the defaults are kept.
+ * Reads the `VOXPIPE_NET` environment variable. Unset or empty (the default)
+ * selects this thread's {@linkcode MediaLoop} (its network and its clock:
+ * sockets, chains and pacing on one loop) where the fast path can run, and
+ * otherwise `Deno.listenDatagram` and the process media clock, its
+ * description saying why. `fast` asks for the loop: where it cannot run, the
+ * result's `fallback` gives the reason (the CLI warns). `deno` keeps
+ * `Deno.listenDatagram` and the process media clock. Anything else is an
+ * error saying what is accepted. Without the `env` permission it is unset.
  *
  * `VOXPIPE_SPIN_MS` (0..2, default 0) sets the loop's `spinMs`: each fine wait spins the last that many ms before a
  * send instead of sleeping through them, within the loop's default `spinBudget` (half a core). It applies to the fast
- * path only; set without `VOXPIPE_NET=fast`, or not a number in range, it is an error saying so.
+ * path only; set with `VOXPIPE_NET=deno`, unset where the fast path cannot run, or not a number in range, it is an
+ * error saying so.
  *
  * `VOXPIPE_PACER_LEAD_MS` (0.5..50; unset or 0: off) turns on the loop's native pacer (see
  * `MediaLoopOptions.pacer`): a paced `udp-sink` hands each packet to a thread of its own that many ms before the
  * packet is due, and the thread sends it at its due time. `VOXPIPE_PACER_SPIN_MS` (0..2, default
  * {@linkcode PACER_SPIN_MS}) is how long before a due time that thread spins instead of sleeping, within
- * `VOXPIPE_PACER_BUDGET` (0.05..1, default {@linkcode PACER_SPIN_BUDGET}) of a core. They need `VOXPIPE_NET=fast`
- * and the library built by `scripts/setup.sh`; otherwise, or out of range, they are an error saying so.
+ * `VOXPIPE_PACER_BUDGET` (0.05..1, default {@linkcode PACER_SPIN_BUDGET}) of a core. They need the fast path (not
+ * `VOXPIPE_NET=deno`) and the library built by `scripts/setup.sh`; otherwise, or out of range, they are an error
+ * saying so.
  *
  * @param value the setting (default: `Deno.env.get("VOXPIPE_NET")`)
  * @param spin the `VOXPIPE_SPIN_MS` setting (default: `Deno.env.get("VOXPIPE_SPIN_MS")`)
@@ -140,7 +144,7 @@ export interface MediaChoice {
  *
  * @example
  * ```ts
- * const media = mediaFromEnv(); // VOXPIPE_NET=fast deno run -A mod.ts --pipeline ...
+ * const media = mediaFromEnv(); // deno run -A mod.ts --pipeline ... (VOXPIPE_NET=deno for Deno.listenDatagram)
  * const runner = await PipelineRunner.load(file, { registry, net: media.net, clock: media.clock });
  * ```
  */
@@ -182,17 +186,24 @@ export function mediaFromEnv(
   const spinSetting = numberSetting("VOXPIPE_SPIN_MS", s, 0, MAX_SPIN_MS);
   const spinSet = spinSetting !== undefined;
   const spinMs = spinSetting ?? 0;
-  if (setting === "" || setting === "deno") {
-    if (spinSet) throw new Error("VOXPIPE_SPIN_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");
-    if (pacing) throw new Error("VOXPIPE_PACER_LEAD_MS applies to the fast UDP path: set VOXPIPE_NET=fast too");
-    return { description: "network: Deno.listenDatagram (default)" };
+  if (setting === "deno") {
+    if (spinSet) throw new Error("VOXPIPE_SPIN_MS applies to the fast UDP path, which VOXPIPE_NET=deno turns off");
+    if (pacing) throw new Error("VOXPIPE_PACER_LEAD_MS applies to the fast UDP path, which VOXPIPE_NET=deno turns off");
+    return { description: "network: Deno.listenDatagram (VOXPIPE_NET=deno)" };
   }
-  if (setting !== "fast") {
-    throw new Error(`VOXPIPE_NET: expected "fast" or "deno", got "${v}"`);
+  if (setting !== "" && setting !== "fast") {
+    throw new Error(`VOXPIPE_NET: expected "fast" or "deno" (unset: fast where it can run), got "${v}"`);
   }
+  const asked = setting === "fast";
   const why = fastPathProblem();
   if (why !== undefined) {
-    return { description: `network: Deno.listenDatagram (VOXPIPE_NET=fast unavailable: ${why})`, fallback: why };
+    if (asked) {
+      return { description: `network: Deno.listenDatagram (VOXPIPE_NET=fast unavailable: ${why})`, fallback: why };
+    }
+    // The default where the fast path cannot run: settings that only it has are an error, not silently dropped.
+    if (spinSet) throw new Error(`VOXPIPE_SPIN_MS applies to the fast UDP path, which cannot run here: ${why}`);
+    if (pacing) throw new Error(`VOXPIPE_PACER_LEAD_MS applies to the fast UDP path, which cannot run here: ${why}`);
+    return { description: `network: Deno.listenDatagram (the fast UDP path cannot run here: ${why})` };
   }
   if (pacing) {
     const problem = pacerProblem();
@@ -210,7 +221,8 @@ export function mediaFromEnv(
   return {
     net: loop.network,
     clock: loop.clock,
-    description: "network: FFI sockets and clock on this thread's MediaLoop (VOXPIPE_NET=fast" +
+    description:
+      `network: FFI sockets and clock on this thread's MediaLoop (${asked ? "VOXPIPE_NET=fast" : "default"}` +
       (spinMs > 0 ? `, VOXPIPE_SPIN_MS=${spinMs}` : "") +
       (pacing
         ? `, native pacer: lead ${lead} ms, spin ${pacerSpin ?? PACER_SPIN_MS} ms` +

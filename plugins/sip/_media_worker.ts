@@ -1,9 +1,10 @@
 /**
  * A media worker of the SIP control (`media_workers` > 0): a Web Worker that runs the media of the calls the front
- * gives it. It owns its clock and network (with `VOXPIPE_NET=fast`, this thread's MediaLoop; else the real clock
- * and `Deno.listenDatagram`), binds its calls' RTP/RTCP pairs in its slice of `rtp_ports`, builds each call's
- * chains from the same pipeline file and parameters as the front (built-in plugins, and plugins the file names by
- * path), and posts back chain ends, RTP timeouts, DTMF digits received, statistics snapshots and its log lines.
+ * gives it. It owns its clock and network (by default, this thread's MediaLoop; with `VOXPIPE_NET=deno`, or where
+ * FFI cannot run, the real clock and `Deno.listenDatagram`), binds its calls' RTP/RTCP pairs in its slice of
+ * `rtp_ports`, builds each call's chains from the same pipeline file and parameters as the front (built-in plugins,
+ * and plugins the file names by path), and posts back chain ends, RTP timeouts, DTMF digits received, statistics
+ * snapshots and its log lines.
  * The messages are those of `_media_protocol.ts`. Private to the folder.
  *
  * @module
@@ -95,7 +96,7 @@ async function init(m: WorkerInit): Promise<void> {
     }
     if (list) post({ t: "stats", calls: list });
   }, m.statsEveryMs);
-  post({ t: "ready", clock: media.clock ? "MediaLoop (VOXPIPE_NET=fast)" : `real, scheduler ${schedulerMode()}` });
+  post({ t: "ready", clock: media.clock ? "MediaLoop (fast UDP path)" : `real, scheduler ${schedulerMode()}` });
 }
 
 async function handle(m: Exclude<ToWorker, WorkerInit | { t: "crash" }>): Promise<unknown> {
