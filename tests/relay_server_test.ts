@@ -218,6 +218,58 @@ Deno.test("relay: spoofed or unregistered UDP sources are dropped and counted, n
   await w.relay.close();
 });
 
+Deno.test("relay: a datagram read after its source's DISCONNECT is still forwarded for 2 s, then dropped; at most max_clients linger", async () => {
+  const w = world({ maxClients: 2 });
+  await w.relay.start();
+  const ua = new Endpoint(w, "10.0.0.1", 40000), ub = new Endpoint(w, "10.0.0.2", 40002);
+  const a = await LineClient.open(w, "10.0.0.1"), b = await LineClient.open(w, "10.0.0.2");
+  a.send(w, "HELLO 40000 10.0.0.2 40002");
+  b.send(w, "HELLO 40002 10.0.0.1 40000");
+  w.clock.advance(5);
+  a.take();
+  b.take();
+  // A sent its last datagram, then DISCONNECT; the relay reads the DISCONNECT first.
+  a.send(w, "DISCONNECT");
+  assertEquals(a.take(), ["BYE"]);
+  w.clock.advance(5);
+  assertEquals(b.take(), ["TARGET DOWN"]);
+  assertEquals(w.relay.clientCount, 1);
+  const last = new Uint8Array([0xee, 1, 2]);
+  ua.sendToRelay(last);
+  // B's datagrams to A are not forwarded: A is no target any more.
+  ub.sendToRelay(new Uint8Array([7]));
+  w.clock.advance(5);
+  assertEquals(ub.got.map((g) => g.data), [last]);
+  assertEquals(ua.got.length, 0);
+  let s = w.relay.stats();
+  assertEquals([s.packets_out, s.dropped.unregistered, s.dropped.target_down], [1, 0, 1]);
+  // Once the 2 s have passed, A's address is unregistered again.
+  w.clock.advance(2000);
+  ua.sendToRelay(new Uint8Array([0xee, 3]));
+  w.clock.advance(5);
+  assertEquals(ub.got.length, 1);
+  s = w.relay.stats();
+  assertEquals([s.packets_out, s.dropped.unregistered], [1, 1]);
+
+  // Registrations and disconnects in a row: at most max_clients (2) linger at a time, so memory stays bounded.
+  const sources = ["10.0.0.3", "10.0.0.4", "10.0.0.5"];
+  for (const ip of sources) {
+    const c = await LineClient.open(w, ip);
+    c.send(w, `HELLO 40000 10.0.0.2 40002`);
+    w.clock.advance(5);
+    assertEquals(c.take()[0], "OK 9999 120 " + ip);
+    c.send(w, "DISCONNECT");
+    w.clock.advance(5);
+  }
+  for (const ip of sources) new Endpoint(w, ip, 40000).sendToRelay(new Uint8Array([ip.length, 9]));
+  w.clock.advance(5);
+  // The first two still forward; the third found the lingering set full and is unregistered at once.
+  assertEquals(ub.got.length, 3);
+  s = w.relay.stats();
+  assertEquals([s.packets_out, s.dropped.unregistered, s.clients], [3, 2, 1]);
+  await w.relay.close();
+});
+
 Deno.test("relay: a client that stops heartbeating is removed at the first check 120 s after its last heartbeat", async () => {
   const w = world();
   await w.relay.start(); // checks at 10 s, 20 s, ...

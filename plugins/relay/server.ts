@@ -166,6 +166,20 @@ export interface RelayStats {
   per_client: RelayClientStats[];
 }
 
+/**
+ * How long a registration removed by DISCONNECT still forwards its source's datagrams (ms). A client sends its last
+ * datagram (the end-of-transmission marker) and then DISCONNECT on its TCP connection; the two reach the relay
+ * together, on two sockets, and which one the relay reads first is not the order they were sent in. Without this
+ * grace, a last datagram read after the DISCONNECT was dropped as unregistered, and the peer never heard the end.
+ */
+export const DISCONNECT_LINGER_MS = 2000;
+
+/** A registration removed by DISCONNECT, still forwarding until `until` (see {@linkcode DISCONNECT_LINGER_MS}). */
+interface Leaving {
+  client: Client;
+  until: number;
+}
+
 /** Forwarding totals, shared by the server and its clients' send listeners. */
 class Totals {
   packetsOut = 0;
@@ -244,6 +258,9 @@ export class RelayServer {
   /** Registrations by source IP, then listen port (lookups allocate nothing). */
   readonly #bySource = new Map<string, Map<number, Client>>();
   #clientCount = 0;
+  /** Registrations removed by DISCONNECT in the last {@linkcode DISCONNECT_LINGER_MS}, by source IP and port. */
+  readonly #leaving = new Map<string, Map<number, Leaving>>();
+  #leavingCount = 0;
   readonly #conns = new Set<Conn>();
   readonly #perIp = new Map<string, number>();
   #sock: DatagramSocket | undefined;
@@ -457,6 +474,7 @@ export class RelayServer {
           this.#disconnects++;
           this.#log.info(`disconnect ${formatHostPort(client.source)}`, this.#figures(client));
           this.#remove(client);
+          this.#linger(client, now);
         }
         this.#send(c, { type: "BYE", reason: "" });
         return this.#drop(c);
@@ -524,6 +542,7 @@ export class RelayServer {
         return this.#send(c, { type: "FULL" });
       }
       client = new Client({ hostname: c.ip, port: r.listenPort }, target, now, this.#totals);
+      this.#unlinger(c.ip, r.listenPort); // registered again: the new registration forwards from now on
       client.conn = c;
       c.client = client;
       let ports = this.#bySource.get(c.ip);
@@ -561,6 +580,43 @@ export class RelayServer {
     if (client.conn) client.conn.client = undefined;
     client.conn = undefined;
     this.#notifyAround(client);
+  }
+
+  /**
+   * Keeps forwarding the datagrams of `client`, just removed by DISCONNECT, for {@linkcode DISCONNECT_LINGER_MS}.
+   * At most `maxClients` are kept: beyond that (a flood of registrations and disconnects), the expired ones are
+   * dropped first, and a new one is not kept while none has expired.
+   */
+  #linger(client: Client, now: number): void {
+    if (this.#leavingCount >= this.#o.maxClients) this.#purgeLeaving(now);
+    if (this.#leavingCount >= this.#o.maxClients) return;
+    const { hostname, port } = client.source;
+    let ports = this.#leaving.get(hostname);
+    if (!ports) this.#leaving.set(hostname, ports = new Map());
+    if (!ports.has(port)) this.#leavingCount++;
+    ports.set(port, { client, until: now + DISCONNECT_LINGER_MS });
+  }
+
+  #unlinger(ip: string, port: number): void {
+    const ports = this.#leaving.get(ip);
+    if (!ports?.delete(port)) return;
+    this.#leavingCount--;
+    if (ports.size === 0) this.#leaving.delete(ip);
+  }
+
+  /** The registration removed by DISCONNECT that still forwards `from`'s datagrams, if any. */
+  #lingering(from: HostPort): Client | undefined {
+    const l = this.#leaving.get(from.hostname)?.get(from.port);
+    if (l === undefined) return undefined;
+    if (this.#clock.now() < l.until) return l.client;
+    this.#unlinger(from.hostname, from.port);
+    return undefined;
+  }
+
+  #purgeLeaving(now: number): void {
+    for (const [ip, ports] of this.#leaving) {
+      for (const [port, l] of ports) if (now >= l.until) this.#unlinger(ip, port);
+    }
   }
 
   /** Tells `client` and every client targeting it whether their target is registered, when that changed. */
@@ -619,6 +675,7 @@ export class RelayServer {
       this.#send(c, { type: "TIMEOUT" });
       this.#drop(c);
     }
+    this.#purgeLeaving(now);
     this.#summarize();
     this.#nextCheck += o.checkInterval * 1000;
     if (this.#nextCheck <= now) this.#nextCheck = now + o.checkInterval * 1000;
@@ -657,7 +714,8 @@ export class RelayServer {
   // ---- UDP (hot path) --------------------------------------------------------------------
 
   #onDatagram = (data: Uint8Array, from: HostPort): void => {
-    const client = this.#bySource.get(from.hostname)?.get(from.port);
+    let client = this.#bySource.get(from.hostname)?.get(from.port);
+    if (client === undefined && this.#leavingCount > 0) client = this.#lingering(from);
     if (client === undefined) {
       this.#dropUnregistered++;
       this.#lastUnregistered = from;
