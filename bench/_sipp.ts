@@ -14,6 +14,8 @@
  *
  * @module
  */
+import type { ParseArgsOptionsConfig } from "node:util";
+import { benchFail } from "./_args.ts";
 import { type BoundedProcess, readyOrKilled, spawnBounded, waitForUdpPort } from "../tests/media_util.ts";
 import { ProcessWatch } from "../tests/record_check.ts";
 import { freeUdpPort, readSippStats, scenarioPath, sippArgs, sippCounter } from "../tests/sip_util.ts";
@@ -200,6 +202,36 @@ export function setupLoadArgs(o: SetupLoadOptions): string[] {
     extra: [...SIPP_BUFFER_ARGS],
     target: `127.0.0.1:${o.port}`,
   });
+}
+
+/** The set-up load's settings, as {@linkcode setupLoadSettings} reads them. */
+export interface SetupLoadSettings {
+  /** Calls per second. */
+  rate: number;
+  /** Calls in all. */
+  calls: number;
+  /** How long each call lasts, ms. */
+  holdMs: number;
+}
+
+/**
+ * Reads the options the call set-up benches share, `--rate`, `--calls`, `--hold` and `--record-dir`, and ends the
+ * script with its usage (`benchFail`) when one is wrong: a rate or call count that is not a positive integer, a hold
+ * below 0 ms, a record directory that is not one (see {@linkcode recordDirProblem}).
+ */
+export function setupLoadSettings(
+  scriptUrl: string,
+  options: ParseArgsOptionsConfig,
+  args: { rate?: string; calls?: string; hold?: string; "record-dir"?: string },
+): SetupLoadSettings {
+  const problem = recordDirProblem(args["record-dir"]);
+  if (problem) benchFail(scriptUrl, options, problem);
+  const rate = Number(args.rate), calls = Number(args.calls), holdMs = Number(args.hold);
+  for (const [k, v] of [["rate", rate], ["calls", calls]] as const) {
+    if (!(Number.isInteger(v) && v > 0)) benchFail(scriptUrl, options, `--${k}: expected a positive integer`);
+  }
+  if (!(Number.isFinite(holdMs) && holdMs >= 0)) benchFail(scriptUrl, options, "--hold: expected ms >= 0");
+  return { rate, calls, holdMs };
 }
 
 /** The calls the load of {@linkcode setupLoadArgs} run in `dir` completed and failed (none of either without statistics). */

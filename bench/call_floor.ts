@@ -35,9 +35,9 @@ import { benchArgs, benchFail } from "./_args.ts";
 import { waitForUdpPort } from "../tests/media_util.ts";
 import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
 import {
-  recordDirProblem,
   setupLoadArgs,
   setupLoadCounts,
+  setupLoadSettings,
   startCheckoutCallee,
   startSippUas,
   writeCalleeVariant,
@@ -55,19 +55,14 @@ const OPTIONS = {
   only: { type: "string" },
 } as const;
 const { values: args } = benchArgs(import.meta.url, OPTIONS);
-const recordDir = recordDirProblem(args["record-dir"]);
-if (recordDir) benchFail(import.meta.url, OPTIONS, recordDir);
-const RATE = Number(args.rate);
-const CALLS = Number(args.calls);
-const HOLD_MS = Number(args.hold);
+const { rate: RATE, calls: CALLS, holdMs: HOLD_MS } = setupLoadSettings(import.meta.url, OPTIONS, args);
 const ROUNDS = Number(args.rounds);
 const SIPP_CPS = Number(args["sipp-cps"]);
 /** CPU ms per call of sipp's UAC (see the budget at the end). */
 const UAC_MS = 0.06;
-for (const [k, v] of [["rate", RATE], ["calls", CALLS], ["rounds", ROUNDS], ["sipp-cps", SIPP_CPS]] as const) {
+for (const [k, v] of [["rounds", ROUNDS], ["sipp-cps", SIPP_CPS]] as const) {
   if (!(Number.isInteger(v) && v > 0)) benchFail(import.meta.url, OPTIONS, `--${k}: expected a positive integer`);
 }
-if (!(Number.isFinite(HOLD_MS) && HOLD_MS >= 0)) benchFail(import.meta.url, OPTIONS, "--hold: expected ms >= 0");
 await requireTool("sipp");
 
 interface Target {

@@ -36,9 +36,9 @@
  *
  * @module
  */
-import { benchArgs, benchFail } from "./_args.ts";
+import { benchArgs } from "./_args.ts";
 import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
-import { recordDirProblem, setupLoadArgs, setupLoadCounts, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import { setupLoadArgs, setupLoadCounts, setupLoadSettings, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
@@ -58,11 +58,7 @@ const OPTIONS = {
   "record-dir": { type: "string" },
 } as const;
 const { values: args } = benchArgs(import.meta.url, OPTIONS);
-const recordDir = recordDirProblem(args["record-dir"]);
-if (recordDir) benchFail(import.meta.url, OPTIONS, recordDir);
-const RATE = Number(args.rate);
-const CALLS = Number(args.calls);
-const HOLD_MS = Number(args.hold);
+const { rate: RATE, calls: CALLS, holdMs: HOLD_MS } = setupLoadSettings(import.meta.url, OPTIONS, args);
 const TOP = Number(args.top);
 
 /** CPU ms of a process (all threads; `task` undefined) or of one of its threads; NaN once it is gone. */

@@ -72,6 +72,25 @@ export interface RunResult {
   reason?: string;
 }
 
+/** A value compiled for filling, kept with the value it was compiled from. */
+interface Compiled<T> {
+  source: T;
+  fill: CompiledTemplate<T>;
+}
+
+/**
+ * The compiled form of `source`, kept in `cache` under `key`: compiled again when the value there was compiled from
+ * another source (a chain or parameter replaced since; one is not expected to change in place).
+ */
+function compiledIn<T>(cache: Map<string, Compiled<T>>, key: string, source: T, path: string): CompiledTemplate<T> {
+  let c = cache.get(key);
+  if (c?.source !== source) {
+    c = { source, fill: compileTemplate(source, path) };
+    cache.set(key, c);
+  }
+  return c.fill;
+}
+
 /** A loaded pipeline file ready to build chains from, with its parameters resolved. */
 export class PipelineRunner {
   /** The file. */
@@ -88,13 +107,10 @@ export class PipelineRunner {
   readonly #modules = new Map<string, AnyPlugin>();
   /** The control plugin's calls, once {@linkcode run} created it. */
   readonly #calls = Promise.withResolvers<CallService>();
-  /**
-   * The file's chains compiled for filling with a call's variables, by template name, with the chain compiled: a
-   * chain replaced in `file.pipelines` is compiled again (a chain is not expected to change in place).
-   */
-  readonly #templates = new Map<string, { chain: StageConfig[]; fill: CompiledTemplate<StageConfig[]> }>();
-  /** Parameters whose values reference variables, compiled (with the text compiled), by name. */
-  readonly #parameterTemplates = new Map<string, { text: string; fill: CompiledTemplate<string> }>();
+  /** The file's chains compiled for filling with a call's variables, by template name (see `compiledIn`). */
+  readonly #templates = new Map<string, Compiled<StageConfig[]>>();
+  /** Parameters whose values reference variables, compiled, by name (see `compiledIn`). */
+  readonly #parameterTemplates = new Map<string, Compiled<string>>();
 
   /**
    * Resolves the parameters of a loaded file and checks its variables.
@@ -150,12 +166,7 @@ export class PipelineRunner {
       const done = expanded?.get(name);
       if (done !== undefined) return done;
       inner ??= lookupIn(this.#innerVariables(vars), this.file.path);
-      let compiled = this.#parameterTemplates.get(name);
-      if (compiled?.text !== v) {
-        compiled = { text: v, fill: compileTemplate(v, `parameters.${name}`) };
-        this.#parameterTemplates.set(name, compiled);
-      }
-      const value = compiled.fill(inner);
+      const value = compiledIn(this.#parameterTemplates, name, v, `parameters.${name}`)(inner);
       (expanded ??= new Map()).set(name, value);
       return value;
     };
@@ -234,12 +245,7 @@ export class PipelineRunner {
       );
     }
     const jsonPath = `pipelines.${template}`;
-    let compiled = this.#templates.get(template);
-    if (compiled?.chain !== chain) {
-      compiled = { chain, fill: compileTemplate(chain, jsonPath) };
-      this.#templates.set(template, compiled);
-    }
-    const resolved = compiled.fill(this.#lookup(vars));
+    const resolved = compiledIn(this.#templates, template, chain, jsonPath)(this.#lookup(vars));
     return buildPipeline(name, resolved, {
       registry: this.#opts.registry,
       session,
