@@ -81,6 +81,32 @@ Deno.test("fast udp: IPv4, IPv6 and dual-stack loopback: the bytes, the sender, 
   });
 });
 
+Deno.test("fast udp: an explicit port: the bound address as given; a socket that listens late gets what waited", async () => {
+  await withLoop(async (loop) => {
+    for (const [bind, senderBind] of [["127.0.0.1", "127.0.0.1"], ["::", "127.0.0.1"], ["::1", "::1"]]) {
+      const port = freeUdpPort(bind);
+      const rx = loop.network.bind(bind, port);
+      assertEquals([rx.hostname, rx.port], [canonicalHost(bind), port]);
+      const tx = loop.network.bind(senderBind, 0);
+      const to = { hostname: senderBind, port };
+      // Sent before rx listens (it is not in the loop's epoll set yet): queued by the kernel, delivered at listen.
+      assertEquals(await tx.send(bytes(9, 8), to), 2);
+      const got: number[][] = [];
+      rx.listen((data, from) => {
+        if (from.port === tx.port) got.push([...data]);
+      });
+      assertEquals(await tx.send(bytes(7), to), 1);
+      await until(() => got.length === 2, `both datagrams on ${bind}:${port}`);
+      assertEquals(got, [[9, 8], [7]]);
+      await rx.close();
+      await tx.close();
+      // Closed without being taken out of the epoll set first: the port is free, and the loop goes on.
+      loop.network.bind(bind, port).close();
+    }
+    assertEquals(loop.stats().sockets, 0);
+  });
+});
+
 /**
  * The bytes the kernel holds queued for the IPv4 UDP socket bound to `port` (the `rx_queue` of /proc/net/udp: the sum
  * of the queued datagrams' buffer sizes), read without touching the socket.

@@ -79,7 +79,6 @@ import {
   CLOCK_MONOTONIC,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
-  EPOLL_CTL_DEL,
   EPOLL_CTL_MOD,
   EPOLL_EVENT_SIZE,
   EPOLLERR,
@@ -277,6 +276,8 @@ class Sock {
   waitingOut = false;
   dirty = false;
   interest = 0;
+  /** In the loop's epoll set (added at its first interest). */
+  registered = false;
   errors = 0;
   held: Held[] = [];
   readonly queue = new PacketQueue<SendListener | undefined>();
@@ -817,14 +818,19 @@ class Core {
         }
         throw new SysError("bind", e, what);
       }
-      this.#len.view.setUint32(0, NAME_SLOT, true);
-      this.#addr.bytes.fill(0);
-      if (lib.getsockname(fd, this.#addr.bytes, this.#len.bytes) < 0) throw new SysError("getsockname", errno(), what);
+      // The address bound is the one given, unless the kernel chose the port (0): only then ask it.
+      if (port === 0) {
+        this.#len.view.setUint32(0, NAME_SLOT, true);
+        this.#addr.bytes.fill(0);
+        if (lib.getsockname(fd, this.#addr.bytes, this.#len.bytes) < 0) {
+          throw new SysError("getsockname", errno(), what);
+        }
+      }
       const local = readSockaddr(this.#addr.view, 0);
       if (!local) throw new Error(`${what}: getsockname() returned an unexpected address family`);
-      const id = this.#nextId++;
-      sock = new Sock(id, fd, family, local);
-      this.#ctlSet(EPOLL_CTL_ADD, fd, id, 0, what);
+      // Registered with the epoll set at its first interest (#updateInterest): a socket that never listens nor waits
+      // to send costs no epoll_ctl.
+      sock = new Sock(this.#nextId++, fd, family, local);
     } catch (e) {
       lib.close(fd);
       throw e;
@@ -859,7 +865,8 @@ class Core {
     if (s.closed) return;
     const want = (s.listener && !s.paused && !s.failed ? EPOLLIN : 0) | (s.waitingOut ? EPOLLOUT : 0);
     if (want === s.interest) return;
-    this.#ctlSet(EPOLL_CTL_MOD, s.fd, s.id, want, `UDP ${formatHostPort(s.local)}`);
+    this.#ctlSet(s.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s.fd, s.id, want, `UDP ${formatHostPort(s.local)}`);
+    s.registered = true;
     const was = s.interest;
     s.interest = want;
     if (was === 0) {
@@ -882,7 +889,9 @@ class Core {
       this.stats.active = this.#active;
     }
     s.interest = 0;
-    this.lib.epoll_ctl(this.ep, EPOLL_CTL_DEL, s.fd, this.#ctl.bytes);
+    // No EPOLL_CTL_DEL: closing the descriptor takes it out of the epoll set (nothing else holds it). A child process
+    // forked at this moment holds it until its exec (CLOEXEC), and an event meanwhile names an id no longer in
+    // `sockets` (ids are never reused): #dispatch skips it.
     this.pacer?.forget(s.fd); // the pacer holds nothing for the descriptor once this returns
     this.lib.close(s.fd);
     this.#owned.fds.delete(s.fd);
