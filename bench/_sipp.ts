@@ -120,7 +120,7 @@ export async function writeCalleeVariant(dir: string, o: CalleeVariantOptions): 
 /**
  * What is wrong with a `--record-dir` value, or undefined when it names a directory that exists (each run makes its
  * own folder in it, calls' WAVs included, and removes it); a script refuses it with `benchFail`. Where the recordings
- * go changes what a call costs: on this machine's `/tmp` (ext4 without a journal) creating a file took 10–250 µs of
+ * go changes what a call costs: on this machine's `/tmp` (ext4 without a journal) creating a file took 10–800 µs of
  * kernel time depending on which inodes were freed before it (see bench/README.md); on a tmpfs (`/dev/shm`) ~10 µs.
  */
 export function recordDirProblem(dir: string | undefined): string | undefined {
@@ -129,6 +129,51 @@ export function recordDirProblem(dir: string | undefined): string | undefined {
     if (Deno.statSync(dir).isDirectory) return undefined;
   } catch { /* not there: said below */ }
   return `--record-dir ${dir}: not a directory; give one that exists (e.g. /dev/shm)`;
+}
+
+/** The file system a path is on (`ext4`, `tmpfs`...), from the longest mount point above it; "unknown" without one. */
+export function fileSystemOf(path: string): string {
+  let best = "", type = "unknown";
+  try {
+    for (const line of Deno.readTextFileSync("/proc/self/mounts").split("\n")) {
+      const [, mount, fs] = line.split(" ");
+      if (!mount || !fs) continue;
+      const inside = mount === "/" || path === mount || path.startsWith(`${mount}/`);
+      if (inside && mount.length >= best.length) [best, type] = [mount, fs];
+    }
+  } catch { /* no /proc: unknown */ }
+  return type;
+}
+
+/**
+ * What creating a recording costs in `dir`: `count` files made there as a callee makes its WAVs (exclusive create, a
+ * 44-byte header, close; synchronously, so the figure is the file system's and not Deno's thread hops), in a folder
+ * of their own removed afterwards unless `remove` is false (a trial's folder, removed with it: deleting files just
+ * before a callee creates its own would make those dearer on ext4).
+ * Returns the median of the per-file times in µs and the file system's type. On this machine's ext4 it ranged from
+ * ~25 µs to ~800 µs per file depending on what was deleted there before (see `recordDirProblem`), on tmpfs ~10 µs:
+ * printed beside a call-rate figure, it says how much of that rate is the disk's.
+ */
+export function fileCreateCost(dir: string, count = 200, remove = true): { micros: number; fs: string } {
+  const probe = Deno.makeTempDirSync({ dir, prefix: "create-cost-" });
+  const header = new Uint8Array(44);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
+      const f = Deno.openSync(`${probe}/probe-${i}.wav`, { write: true, createNew: true });
+      try {
+        f.writeSync(header);
+      } finally {
+        f.close();
+      }
+      times.push((performance.now() - t0) * 1000);
+    }
+  } finally {
+    if (remove) Deno.removeSync(probe, { recursive: true });
+  }
+  times.sort((a, b) => a - b);
+  return { micros: times[Math.floor(times.length / 2)], fs: fileSystemOf(Deno.realPathSync(dir)) };
 }
 
 /** Options of {@linkcode startCheckoutCallee}. */

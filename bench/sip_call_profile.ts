@@ -38,7 +38,14 @@
  */
 import { benchArgs } from "./_args.ts";
 import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
-import { setupLoadArgs, setupLoadCounts, setupLoadSettings, startCheckoutCallee, writeCalleeVariant } from "./_sipp.ts";
+import {
+  fileCreateCost,
+  setupLoadArgs,
+  setupLoadCounts,
+  setupLoadSettings,
+  startCheckoutCallee,
+  writeCalleeVariant,
+} from "./_sipp.ts";
 import { cpuSeconds } from "../tests/record_check.ts";
 
 const OPTIONS = {
@@ -321,6 +328,8 @@ async function run(label: string, root: string | undefined, profile: boolean): P
   let callee: BoundedProcess | undefined;
   let inspector: Inspector | undefined;
   try {
+    // What creating a file costs in the folder (left there, removed with it: see fileCreateCost).
+    const create = args.light ? undefined : fileCreateCost(dir, 200, false);
     const pipeline = await writeCalleeVariant(dir, { name: "callee.json", root, raiseLimits: true, light: args.light });
     const port = freeUdpPort();
     const inspectPort = freeUdpPort();
@@ -369,7 +378,8 @@ async function run(label: string, root: string | undefined, profile: boolean): P
     console.log(
       `${label}: ${calls} calls (${failed} failed) at ${RATE} cps in ${seconds.toFixed(1)} s: ` +
         `main thread ${(mainMs / Math.max(1, calls)).toFixed(2)} ms CPU per call, ` +
-        `process ${(procMs / Math.max(1, calls)).toFixed(2)} ms per call ` +
+        `process ${(procMs / Math.max(1, calls)).toFixed(2)} ms per call` +
+        `${create ? ` (creating a file in the run's folder, ${create.fs}: ${create.micros.toFixed(0)} µs)` : ""} ` +
         `[load ${Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ")}; cpu pressure ${
           Deno.readTextFileSync("/proc/pressure/cpu").split("\n")[0].split(" ").slice(1, 3).join(" ")
         }]`,

@@ -63,6 +63,7 @@ import {
   spawnBounded,
 } from "../tests/sip_util.ts";
 import {
+  fileCreateCost,
   recordDirProblem,
   setupLoadArgs,
   sippBufferNote,
@@ -104,6 +105,8 @@ const REFINE = Number(args.refine);
 /** A callee under test, started fresh for each trial. */
 interface Target {
   name: string;
+  /** It records each call to a WAV in the trial's folder (the trial then measures what creating a file costs there). */
+  records?: boolean;
   start(dir: string): Promise<{ proc: BoundedProcess; port: number }>;
 }
 
@@ -121,12 +124,15 @@ interface Trial {
    * call succeeded or the callee was gone.
    */
   cpuPerCall?: number;
+  /** What creating a file cost in the trial's folder just before it, µs (median; see `fileCreateCost`). */
+  createMicros?: number;
   note: string;
 }
 
 function voxpipeTarget(name: string, light: boolean, root?: string, workers = 0): Target {
   return {
     name,
+    records: !light,
     async start(dir) {
       const pipeline = await writeCalleeVariant(dir, {
         name: `callee-${light ? "light" : "stock"}.json`,
@@ -160,6 +166,8 @@ async function trial(target: Target, rate: number): Promise<Trial> {
   const calls = Math.round(rate * DURATION);
   let callee: { proc: BoundedProcess; port: number } | undefined;
   try {
+    // Left in the folder, removed with it: see fileCreateCost.
+    const createMicros = target.records ? fileCreateCost(dir, 200, false).micros : undefined;
     callee = await target.start(dir);
     const pid = callee.proc.pid;
     const cpu = () => (cpuSeconds(pid) ?? NaN) * 1000; // ms; NaN once the callee is gone
@@ -196,7 +204,16 @@ async function trial(target: Target, rate: number): Promise<Trial> {
       retransmissions = sippCounter(stats, "Retransmissions(C)");
       achieved = sippCounter(stats, "CallRate(C)");
     } catch (e) {
-      return { rate, ok: false, successful, failed, retransmissions, achieved, note: `no sipp statistics: ${e}` };
+      return {
+        rate,
+        ok: false,
+        successful,
+        failed,
+        retransmissions,
+        achieved,
+        createMicros,
+        note: `no sipp statistics: ${e}`,
+      };
     }
     const ok = r.code === 0 && !r.timedOut && failed === 0 && successful === calls && alive;
     const note = ok ? "" : [
@@ -207,7 +224,7 @@ async function trial(target: Target, rate: number): Promise<Trial> {
     ].filter(Boolean).join(", ");
     const used = cpu1 - cpu0;
     const cpuPerCall = successful > 0 && Number.isFinite(used) ? used / successful : undefined;
-    return { rate, ok, successful, failed, retransmissions, achieved, cpuPerCall, note };
+    return { rate, ok, successful, failed, retransmissions, achieved, cpuPerCall, createMicros, note };
   } finally {
     if (callee) {
       callee.proc.kill("SIGTERM");
@@ -231,6 +248,7 @@ function report(name: string, t: Trial): void {
     `  ${name}: ${t.rate} cps × ${DURATION} s: ${t.ok ? "ok" : "FAILED"} — ${t.successful} successful, ` +
       `${t.failed} failed, ${t.retransmissions} retransmissions, sipp's cumulative rate ${t.achieved.toFixed(1)} cps` +
       `${t.cpuPerCall !== undefined ? `, callee CPU ${t.cpuPerCall.toFixed(3)} ms per call` : ""}` +
+      `${t.createMicros !== undefined ? `, creating a file there ${t.createMicros.toFixed(0)} µs` : ""}` +
       `${t.note ? ` (${t.note})` : ""} [load ${loadAverage()}]`,
   );
 }
@@ -350,6 +368,15 @@ if (import.meta.main) {
   }
   console.log(`load average at start: ${loadAverage()}`);
   console.log(sippBufferNote());
+  if (targets.some(([, t]) => t.records)) {
+    const where = args["record-dir"] ?? (Deno.env.get("TMPDIR") || "/tmp");
+    const c = fileCreateCost(where);
+    console.log(
+      `recordings in ${where} (${c.fs}): creating a file there (exclusive create, 44-byte header, close) takes ` +
+        `${c.micros.toFixed(0)} µs (median of 200; each trial measures its own folder again, as "creating a file ` +
+        `there"): a callee creates one per call`,
+    );
+  }
   const results: Record<string, Found> = {};
   await Promise.all(
     targets.filter(([key]) =>
