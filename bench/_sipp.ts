@@ -20,6 +20,7 @@ import { type BoundedProcess, readyOrKilled, spawnBounded, waitForUdpPort } from
 import { ProcessWatch } from "../tests/record_check.ts";
 import { freeUdpPort, readSippStats, scenarioPath, sippArgs, sippCounter } from "../tests/sip_util.ts";
 import { repoPath } from "../tests/util.ts";
+import { fileSystemType } from "../core/paths.ts";
 
 export { ProcessWatch };
 
@@ -131,20 +132,6 @@ export function recordDirProblem(dir: string | undefined): string | undefined {
   return `--record-dir ${dir}: not a directory; give one that exists (e.g. /dev/shm)`;
 }
 
-/** The file system a path is on (`ext4`, `tmpfs`...), from the longest mount point above it; "unknown" without one. */
-export function fileSystemOf(path: string): string {
-  let best = "", type = "unknown";
-  try {
-    for (const line of Deno.readTextFileSync("/proc/self/mounts").split("\n")) {
-      const [, mount, fs] = line.split(" ");
-      if (!mount || !fs) continue;
-      const inside = mount === "/" || path === mount || path.startsWith(`${mount}/`);
-      if (inside && mount.length >= best.length) [best, type] = [mount, fs];
-    }
-  } catch { /* no /proc: unknown */ }
-  return type;
-}
-
 /**
  * What creating a recording costs in `dir`: `count` files made there as a callee makes its WAVs (exclusive create, a
  * 44-byte header, close; synchronously, so the figure is the file system's and not Deno's thread hops), in a folder
@@ -173,7 +160,7 @@ export function fileCreateCost(dir: string, count = 200, remove = true): { micro
     if (remove) Deno.removeSync(probe, { recursive: true });
   }
   times.sort((a, b) => a - b);
-  return { micros: times[Math.floor(times.length / 2)], fs: fileSystemOf(Deno.realPathSync(dir)) };
+  return { micros: times[Math.floor(times.length / 2)], fs: fileSystemType(Deno.realPathSync(dir)) ?? "unknown" };
 }
 
 /** Options of {@linkcode startCheckoutCallee}. */

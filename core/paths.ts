@@ -46,3 +46,71 @@ function fnv1a(s: string): number {
   }
   return h >>> 0;
 }
+
+/** File systems whose files live in memory: creating or writing one waits for no disk. */
+const MEMORY_FILE_SYSTEMS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
+
+/**
+ * The type of the file system that `path` is on (`ext4`, `tmpfs`, ...), read from the mount table
+ * (`/proc/self/mounts`: the last-mounted of the longest mount points containing `path`), or undefined where there is
+ * none to read (not Linux, or no read permission for it). `path` should be absolute with no symbolic link in it (see
+ * `Deno.realPathSync`).
+ *
+ * @example
+ * ```ts
+ * fileSystemType("/dev/shm/calls"); // "tmpfs" on most Linux systems
+ * ```
+ */
+export function fileSystemType(path: string): string | undefined {
+  let table: string;
+  try {
+    table = Deno.readTextFileSync("/proc/self/mounts");
+  } catch {
+    return undefined;
+  }
+  let longest = -1;
+  let type: string | undefined;
+  for (const line of table.split("\n")) {
+    const fields = line.split(" ");
+    if (fields.length < 3) continue;
+    // Spaces and the like are octal escapes there (`\040`).
+    const mount = fields[1].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const inside = mount === "/" || path === mount || path.startsWith(`${mount}/`);
+    if (inside && mount.length >= longest) {
+      longest = mount.length;
+      type = fields[2];
+    }
+  }
+  return type;
+}
+
+/** Answers of {@linkcode onMemoryFileSystem}, by directory as given; emptied when full. */
+const memoryDirs = new Map<string, boolean>();
+const MEMORY_DIRS_MAX = 256;
+
+/**
+ * Whether the existing directory `dir` is on a memory file system (tmpfs, ramfs), where a synchronous file operation
+ * costs only CPU time: there is no disk to wait for (short of a tmpfs page swapped out). Follows symbolic links;
+ * answered once per existing directory; false when it cannot be told (no such directory, no `/proc`, no permission).
+ *
+ * @example
+ * ```ts
+ * if (onMemoryFileSystem("/dev/shm")) Deno.openSync("/dev/shm/x.wav", { write: true, createNew: true });
+ * ```
+ */
+export function onMemoryFileSystem(dir: string): boolean {
+  let answer = memoryDirs.get(dir);
+  if (answer === undefined) {
+    let real: string;
+    try {
+      real = Deno.realPathSync(dir);
+    } catch {
+      return false; // not there (yet), or not readable: asked again next time
+    }
+    const type = fileSystemType(real);
+    answer = type !== undefined && MEMORY_FILE_SYSTEMS.has(type);
+    if (memoryDirs.size >= MEMORY_DIRS_MAX) memoryDirs.clear();
+    memoryDirs.set(dir, answer);
+  }
+  return answer;
+}

@@ -9,6 +9,7 @@ import wf from "wavefile";
 import alawmulaw from "alawmulaw";
 import { z } from "zod";
 import { VirtualClock } from "../core/clock.ts";
+import { fileSystemType, onMemoryFileSystem } from "../core/paths.ts";
 import type { EncodedFrame, PcmFrame } from "../core/frame.ts";
 import { FormatError, type SinkStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
@@ -196,6 +197,85 @@ for (const [mode, realtime] of MODES) {
     });
   });
 }
+
+Deno.test("paths: the file system of a path from the mount table; a memory one is told from a disk", () => {
+  equal(typeof fileSystemType("/"), "string");
+  equal(fileSystemType("/proc/self"), "proc");
+  const shm = fileSystemType("/dev/shm");
+  equal(onMemoryFileSystem("/dev/shm"), shm === "tmpfs" || shm === "ramfs");
+  equal(onMemoryFileSystem("/proc"), false);
+  equal(onMemoryFileSystem(join(dir, "not-made-yet")), false); // not there: not a memory file system, asked again
+});
+
+/** `Deno.open` and `FsFile.write` counted (and refused when `refuse`) while `fn` runs: which calls the sink makes. */
+async function withAsyncFileCalls<T>(
+  refuse: boolean,
+  fn: () => Promise<T>,
+): Promise<{ opens: number; writes: number; result: T }> {
+  const open = Deno.open, write = Deno.FsFile.prototype.write;
+  let opens = 0, writes = 0;
+  Deno.open = (...a: Parameters<typeof Deno.open>) => {
+    opens++;
+    return refuse ? Promise.reject(new Error("asynchronous open")) : open(...a);
+  };
+  Deno.FsFile.prototype.write = function (this: Deno.FsFile, p: Uint8Array) {
+    writes++;
+    return refuse ? Promise.reject(new Error("asynchronous write")) : write.call(this, p);
+  };
+  try {
+    const result = await fn();
+    return { opens, writes, result };
+  } finally {
+    Deno.open = open;
+    Deno.FsFile.prototype.write = write;
+  }
+}
+
+Deno.test({
+  name: "wav-sink: on a memory file system a real-time recording is created and given its header synchronously",
+  ignore: !onMemoryFileSystem("/dev/shm"),
+  fn: async () => {
+    const base = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "voxpipe_wav_sink_mem_" });
+    try {
+      const path = join(base, "calls", "rec.wav");
+      await Deno.mkdir(join(base, "calls"));
+      const fmt = { kind: "pcm", sampleRate: 8000, channels: 1 } as const;
+      // No asynchronous open or write while it starts (both refused): the file and its header exist once start() ends.
+      const { result: { sink } } = await withAsyncFileCalls(true, () => openSink({ path }, fmt, true));
+      const bytes = Deno.readFileSync(path);
+      equal(bytes.length, 44);
+      equal(checkHeader(bytes, { tag: 1, bits: 16, rate: 8000, channels: 1 }).dataSize, 0);
+      // The audio is written as anywhere else (asynchronously), after the header.
+      sink.write(pcm([1, -2, 3], 0));
+      await sink.end!();
+      deepEqual(samplesOf(checkHeader(Deno.readFileSync(path), { tag: 1, bits: 16, rate: 8000, channels: 1 }).data), [
+        1,
+        -2,
+        3,
+      ]);
+      // A second recording in the same directory is numbered, still without an asynchronous open.
+      const second = await withAsyncFileCalls(true, () => openSink({ path, if_exists: "number" }, fmt, true));
+      await second.result.sink.end!();
+      equal(Deno.readFileSync(join(base, "calls", "rec-2.wav")).length, 44);
+    } finally {
+      await Deno.remove(base, { recursive: true });
+    }
+  },
+});
+
+Deno.test("wav-sink: elsewhere a real-time recording is created with the asynchronous calls (one open, the header queued)", async () => {
+  const sub = join(dir, "disk-calls");
+  await Deno.mkdir(sub, { recursive: true });
+  const path = join(sub, "rec.wav");
+  const { opens, result: { sink } } = await withAsyncFileCalls(
+    false,
+    () => openSink({ path }, { kind: "pcm", sampleRate: 8000, channels: 1 }, true),
+  );
+  // On a disk the open went to Deno's I/O threads; where the test's temporary directory is a tmpfs, it did not.
+  equal(opens, onMemoryFileSystem(sub) ? 0 : 1);
+  await sink.end!();
+  equal(Deno.readFileSync(path).length, 44);
+});
 
 Deno.test("wav-sink: the header stays valid while recording (updated every header_interval_ms of the media clock)", async () => {
   const path = nextPath();

@@ -5,6 +5,7 @@
  * @module
  */
 import { dirname, resolve } from "../../core/path.ts";
+import { onMemoryFileSystem } from "../../core/paths.ts";
 import { z } from "zod";
 import type { Timer } from "../../core/clock.ts";
 import { type Codec, type Format, formatToString, type Frame } from "../../core/frame.ts";
@@ -103,6 +104,12 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * Frames of type `concealed` or `silence` are written like any other: they are
  * real output. An encoded frame with an empty payload (a concealment request)
  * writes nothing itself; the gap it leaves is filled with silence.
+ *
+ * In a real-time chain the file is created with Deno's asynchronous calls (on its
+ * I/O threads), except in a directory on a memory file system (tmpfs), where it
+ * is created and given its header synchronously: no disk to wait for there, and
+ * two thread hops fewer per recording. A chain that is not real-time creates it
+ * synchronously.
  *
  * Writing never blocks the chain: `write` copies the samples into 64 KB memory
  * chunks and file writes run asynchronously, one at a time, when 64 KB are
@@ -284,10 +291,15 @@ class WavSink implements SinkStage {
     this.#rc = rc;
     // A chain that runs as fast as it can (a file to a file) creates the file with the synchronous calls: each
     // asynchronous one hops to Deno's I/O threads and back (0.1-1 ms here) while the chain waits. A call's recording
-    // (a real-time chain) leaves the event loop to the other calls meanwhile. The writes stay asynchronous: they go on
-    // while the chain computes.
-    const sync = rc.realtime !== true;
-    if (sync) this.#chunkBytes = OFFLINE_FLUSH_BYTES;
+    // (a real-time chain) leaves the event loop to the other calls meanwhile, unless the directory is on a memory
+    // file system (tmpfs), where the synchronous calls wait for no disk and cost a call ~10 µs where the two hops
+    // (open, then the header) cost ~60: there it creates the file and writes its header synchronously too. The
+    // writes stay asynchronous either way: they go on while the chain computes, or the calls run.
+    const dir = dirname(this.#path);
+    const offline = rc.realtime !== true;
+    const memory = !offline && onMemoryFileSystem(dir);
+    const sync = offline || memory;
+    if (offline) this.#chunkBytes = OFFLINE_FLUSH_BYTES;
     const open = () =>
       this.#opts.if_exists === "replace"
         ? sync
@@ -299,7 +311,6 @@ class WavSink implements SinkStage {
     try {
       // The directory is made once per process (a call per second to the same directory need not ask again),
       // and again when it has gone since.
-      const dir = dirname(this.#path);
       if (!madeDirs.has(dir)) {
         await mkdir(dir);
         rememberDir(dir);
@@ -318,9 +329,9 @@ class WavSink implements SinkStage {
     }
     // A fully known format gives a valid (empty) WAV at once.
     if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
-      this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels });
+      this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels }, memory);
     } else if (this.#opts.format === "g711" && this.#wantCodec) {
-      this.#setSpec(this.#g711Spec(this.#wantCodec));
+      this.#setSpec(this.#g711Spec(this.#wantCodec), memory);
     }
     // The header ticks start with the first data (before it, a tick has nothing to write), on the grid they would
     // have had from the start: a recording that receives nothing (a call without RTP) costs no timer.
@@ -356,7 +367,11 @@ class WavSink implements SinkStage {
     return { encoding: codec === "PCMU" ? "mulaw" : "alaw", sampleRate: 8000, channels: 1 };
   }
 
-  #setSpec(spec: Omit<WavHeaderSpec, "dataBytes">): void {
+  /**
+   * Fixes the format and writes the header for it: queued after the file operations before it, or at once with
+   * `now` (start() on a memory file system, when the file is new and nothing is queued: see start()).
+   */
+  #setSpec(spec: Omit<WavHeaderSpec, "dataBytes">, now = false): void {
     this.#spec = spec;
     this.#bytesPerFrame = (spec.encoding === "pcm16" ? 2 : 1) * spec.channels;
     this.#silenceByte = spec.encoding === "mulaw"
@@ -365,6 +380,18 @@ class WavSink implements SinkStage {
       ? G711_SILENCE.PCMA
       : 0;
     const header = wavHeader({ ...spec, dataBytes: 0 });
+    if (now && !this.#wroteAny) {
+      try {
+        let off = 0;
+        while (off < header.length) off += this.#file!.writeSync(header.subarray(off));
+      } catch (e) {
+        throw new Error(`wav-sink: ${this.#path}: cannot write the header: ${e instanceof Error ? e.message : e}`);
+      }
+      this.#wroteAny = true;
+      this.#atEnd = true; // the header is all the new file holds
+      this.#headerOnDisk = true;
+      return;
+    }
     this.#enqueue(async () => {
       // A file nothing was written to yet is at offset 0 already.
       const rewrite = this.#wroteAny;
