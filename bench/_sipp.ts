@@ -163,6 +163,24 @@ export function fileCreateCost(dir: string, count = 200, remove = true): { micro
   return { micros: times[Math.floor(times.length / 2)], fs: fileSystemType(Deno.realPathSync(dir)) ?? "unknown" };
 }
 
+/**
+ * Folders of recording runs, removed when the script is done ({@linkcode removeDeferred}) rather than after each run:
+ * on ext4 without a journal (this machine's `/tmp`), files created right after thousands were deleted there cost up
+ * to ~0.8 ms each (the allocator skips the inodes freed recently, reading each), so each run's callee would pay for
+ * the clean-up of the one before it.
+ */
+const deferred: string[] = [];
+
+/** Removes `dir` (recursively) when {@linkcode removeDeferred} runs. */
+export function removeLater(dir: string): void {
+  deferred.push(dir);
+}
+
+/** Removes every folder given to {@linkcode removeLater} so far; failures are ignored (already gone). */
+export async function removeDeferred(): Promise<void> {
+  for (const dir of deferred.splice(0)) await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
 /** Options of {@linkcode startCheckoutCallee}. */
 export interface CheckoutCalleeOptions {
   /** The pipeline file (e.g. from {@linkcode writeCalleeVariant}). */

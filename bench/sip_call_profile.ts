@@ -40,6 +40,8 @@ import { benchArgs } from "./_args.ts";
 import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
 import {
   fileCreateCost,
+  removeDeferred,
+  removeLater,
   setupLoadArgs,
   setupLoadCounts,
   setupLoadSettings,
@@ -323,13 +325,6 @@ interface RunResult {
   seconds: number;
 }
 
-/**
- * The runs' folders (recordings included), removed once every run is done rather than after each: on ext4 without a
- * journal, files created right after thousands were deleted there cost up to ~0.8 ms each, so with `--compare` each
- * run would pay for the clean-up of the one before it (see `laterRemovals` in `sip_call_rate.ts`).
- */
-const laterRemovals: string[] = [];
-
 async function run(label: string, root: string | undefined, profile: boolean): Promise<RunResult> {
   const dir = await Deno.makeTempDir({ dir: args["record-dir"], prefix: "voxpipe-prof-" });
   let callee: BoundedProcess | undefined;
@@ -427,7 +422,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
       callee.kill("SIGTERM");
       await callee.result;
     }
-    laterRemovals.push(dir); // removed at the end: see laterRemovals
+    removeLater(dir); // at the end of the script: see removeLater
   }
 }
 
@@ -441,7 +436,7 @@ if (import.meta.main) {
       results.after.push(await run("this checkout", undefined, args.profile));
     }
   } finally {
-    for (const dir of laterRemovals.splice(0)) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await removeDeferred();
   }
   if (rounds > 1 || args.compare) {
     const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -49,7 +49,7 @@
  * `--record-dir DIR` makes each trial's folder (the recordings, sipp's statistics) in DIR instead of the system's
  * temporary directory: where the WAVs go is part of what a call costs (see `recordDirProblem` in `_sipp.ts`). The
  * run prints what creating a file costs there, and each trial line what it cost in that trial's folder. The folders of
- * recording trials are removed at the end of the run, not after each trial (see `laterRemovals`): a full run keeps up
+ * recording trials are removed at the end of the run, not after each trial (see `removeLater` in `_sipp.ts`): a full run keeps up
  * to ~400 000 small WAVs meanwhile (~1.6 GB in 4 KB blocks, or of memory on a tmpfs).
  * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
  * searched in the same run: before and after a change, under the same load.
@@ -68,6 +68,8 @@ import {
 import {
   fileCreateCost,
   recordDirProblem,
+  removeDeferred,
+  removeLater,
   setupLoadArgs,
   sippBufferNote,
   startCheckoutCallee,
@@ -233,22 +235,10 @@ async function trial(target: Target, rate: number): Promise<Trial> {
       callee.proc.kill("SIGTERM");
       await callee.proc.result;
     }
-    // A recording callee's folder stays until the end of the run (see `laterRemovals`); sipp's goes now.
-    if (target.records) laterRemovals.push(dir);
+    // A recording callee's folder stays until the end of the run (see `removeLater`); sipp's goes now.
+    if (target.records) removeLater(dir);
     else await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-}
-
-/**
- * Trial folders holding recordings, removed at the end of the run rather than after each trial: on ext4 without a
- * journal (this machine's `/tmp`), creating files right after thousands were deleted there costs up to ~0.8 ms each
- * (the allocator skips the inodes freed recently, reading each), so the next trial's callee would pay for the last
- * one's clean-up. Removed at the end (or on an error), whatever happened.
- */
-const laterRemovals: string[] = [];
-
-async function removeTrialFolders(): Promise<void> {
-  for (const dir of laterRemovals.splice(0)) await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
 /** The 1, 5 and 15 minute load averages (the machine is shared: figures depend on it). */
@@ -406,7 +396,7 @@ if (import.meta.main) {
       ),
     );
   } finally {
-    await removeTrialFolders();
+    await removeDeferred();
   }
   console.log("");
   const fmt = (f: Found) => `${f.capped ? "≥ " : ""}${f.rate} cps`;
