@@ -321,6 +321,45 @@ Deno.test("fast udp: closing a socket fails what it still had queued, in order; 
   });
 });
 
+Deno.test("fast udp: a socket that stops listening keeps what arrives for its next listener; stopping and closing change nothing in the epoll set", async () => {
+  await withLoop(async (loop) => {
+    // A call's sockets listen, stop and close in one go: one epoll_ctl (the add), none to take them out.
+    const once = loop.network.bind("127.0.0.1", 0);
+    const before = loop.stats().epollChanges;
+    const stopOnce = once.listen(() => {});
+    stopOnce();
+    await once.close();
+    assertEquals(loop.stats().epollChanges - before, 1);
+
+    const rx = loop.network.bind("127.0.0.1", 0);
+    const tx = loop.network.bind("127.0.0.1", 0);
+    tx.listen(() => {}); // keeps the loop waiting on its epoll set while rx does not listen
+    const got: number[] = [];
+    const stop = rx.listen((d, from) => {
+      if (from.port === tx.port) got.push(d[0]);
+    });
+    tx.post(bytes(1), rx.local);
+    await until(() => got.length === 1, "the first datagram");
+    const listening = loop.stats().epollChanges;
+    stop();
+    assertEquals(loop.stats().epollChanges, listening); // still watched for input: nothing told the kernel
+    tx.post(bytes(5), rx.local);
+    // The loop sees it readable, narrows what it watches rx for, and leaves the datagram where it is.
+    await until(() => loop.stats().epollChanges === listening + 1, "rx no longer watched for input");
+    assert(kernelQueuedBytes(rx.port) > 0, "the datagram is still queued in the kernel");
+    assertEquals(got, [1]);
+    const later: number[] = [];
+    rx.listen((d, from) => {
+      if (from.port === tx.port) later.push(d[0]);
+    });
+    await until(() => later.length === 1, "the queued datagram, at the next listen");
+    assertEquals([got, later], [[1], [5]]);
+    await rx.close();
+    await tx.close();
+    assertEquals(loop.stats().sockets, 0);
+  });
+});
+
 Deno.test("fast udp: a handler's promise pauses the socket; datagrams keep their order; unsubscribing stops delivery", async () => {
   await withLoop(async (loop) => {
     const rx = loop.network.bind("127.0.0.1", 0);

@@ -30,13 +30,30 @@ export function ipVersion(host: string): 0 | 4 | 6 {
   return isIPv4(h) ? 4 : isIPv6(h) ? 6 : 0;
 }
 
-const V4_PART = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])$/;
 const V6_GROUP = /^[0-9a-fA-F]{1,4}$/;
 const ZONE = /^[0-9a-zA-Z.:-]+$/;
 
+/** Dotted-quad IPv4: four decimal parts 0..255, no leading zeros (scanned: it runs for every address of a call). */
 function isIPv4(s: string): boolean {
-  const parts = s.split(".");
-  return parts.length === 4 && parts.every((p) => V4_PART.test(p));
+  let parts = 0;
+  let i = 0;
+  while (i <= s.length) {
+    const start = i;
+    let value = 0;
+    while (i < s.length) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      value = value * 10 + c - 48;
+      i++;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 3 || value > 255 || (digits > 1 && s.charCodeAt(start) === 48)) return false;
+    parts++;
+    if (i === s.length) return parts === 4;
+    if (s.charCodeAt(i) !== 46 || parts === 4) return false;
+    i++;
+  }
+  return false;
 }
 
 function isIPv6(text: string): boolean {

@@ -214,6 +214,8 @@ export interface MediaLoopStats {
   timers: number;
   /** Errors read from the sockets' error queues (ICMP and local). */
   queuedErrors: number;
+  /** `epoll_ctl` calls: its timer added to its epoll set, a socket added, or the events a socket is watched for changed. */
+  epollChanges: number;
 }
 
 const TIMER_ID = 1;
@@ -278,6 +280,12 @@ class Sock {
   interest = 0;
   /** In the loop's epoll set (added at its first interest). */
   registered = false;
+  /**
+   * The events the epoll set watches for it: `interest` or more. Dropping interest changes nothing in the kernel
+   * until an event it no longer wants arrives (#dispatch then narrows it): a call's sockets stop listening and close
+   * at once, and closing takes them out of the set.
+   */
+  armed = 0;
   errors = 0;
   held: Held[] = [];
   readonly queue = new PacketQueue<SendListener | undefined>();
@@ -355,6 +363,7 @@ class Core {
     sendCalls: 0,
     timers: 0,
     queuedErrors: 0,
+    epollChanges: 0,
   };
 
   // Buffers handed to the C library (see the module comment). All allocated here, kept for the loop's life.
@@ -753,8 +762,13 @@ class Core {
       const s = this.sockets.get(id);
       if (!s) continue; // closed since
       busy = true;
+      if (ev & ~s.interest & (EPOLLIN | EPOLLOUT)) {
+        // Armed for more than it wants now (see Sock.armed): narrowed, and what it no longer wants stays queued.
+        this.#ctlSet(EPOLL_CTL_MOD, s.fd, s.id, s.interest, s);
+        s.armed = s.interest;
+      }
       if (ev & EPOLLERR) this.#drainErrors(s);
-      if ((ev & EPOLLIN) && !s.closed) this.#receive(s);
+      if ((ev & EPOLLIN) && (s.interest & EPOLLIN) && !s.closed) this.#receive(s);
       if ((ev & EPOLLOUT) && !s.closed && s.waitingOut) {
         s.waitingOut = false;
         this.#send(s);
@@ -766,12 +780,15 @@ class Core {
 
   // ---- sockets -------------------------------------------------------------------------------
 
-  #ctlSet(op: number, fd: number, id: number, events: number, what: string): void {
+  #ctlSet(op: number, fd: number, id: number, events: number, what: string | Sock): void {
     const v = this.#ctl.view;
     v.setUint32(EV_EVENTS, events, true);
     v.setUint32(EV_DATA, id, true);
     v.setUint32(EV_DATA + 4, 0, true);
-    if (this.lib.epoll_ctl(this.ep, op, fd, this.#ctl.bytes) < 0) throw new SysError("epoll_ctl", errno(), what);
+    this.stats.epollChanges++;
+    if (this.lib.epoll_ctl(this.ep, op, fd, this.#ctl.bytes) < 0) {
+      throw new SysError("epoll_ctl", errno(), typeof what === "string" ? what : `UDP ${formatHostPort(what.local)}`);
+    }
   }
 
   #setInt(fd: number, level: number, name: number, value: number, what: string): void {
@@ -865,8 +882,12 @@ class Core {
     if (s.closed) return;
     const want = (s.listener && !s.paused && !s.failed ? EPOLLIN : 0) | (s.waitingOut ? EPOLLOUT : 0);
     if (want === s.interest) return;
-    this.#ctlSet(s.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s.fd, s.id, want, `UDP ${formatHostPort(s.local)}`);
-    s.registered = true;
+    if (want & ~s.armed) {
+      // More than the set watches for it (or not in the set yet): the kernel must know now. Less waits (Sock.armed).
+      this.#ctlSet(s.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s.fd, s.id, want, s);
+      s.registered = true;
+      s.armed = want;
+    }
     const was = s.interest;
     s.interest = want;
     if (was === 0) {
