@@ -16,14 +16,27 @@
  *   calls of the last 32 s is what a recently ended call keeps;
  * - with `--linger --snapshot`: also a heap snapshot after the last call,
  *   summed by constructor (self size and count per lingering call);
+ * - with `--gc`: V8's own account of its collections on the main thread over
+ *   the same span (`--trace-gc`): scavenges (the young generation, every few
+ *   tens of ms under load) and mark-compacts, their count and pause time per
+ *   call;
+ * - with `--inflight`: the live heap per call in flight, with `--hold` longer
+ *   than the load lasts (e.g. `--rate 300 --calls 1500 --hold 60000`): after a
+ *   full GC once half the calls were answered and again once all were, the
+ *   difference over the calls answered in between (counted by their WAVs), in
+ *   all and by constructor. A call's objects live as long as it does, so every
+ *   scavenge while it lasts copies them, and the old generation marks them:
+ *   this is what the garbage collector's share of a call's CPU follows;
  * - with `--profile`: a V8 CPU profile of the main thread over the same span,
  *   taken through the inspector (`--inspect`, `Profiler.start`/`stop`), summed
  *   by function (self and total time), by file and by layer (self time: our
  *   modules, zod, Deno's JavaScript, its ops, GC, V8's compiler). `--save FILE`
  *   keeps the `.cpuprofile` (Chrome DevTools opens it).
  *
- * The profiler's sampling costs CPU itself: read CPU per call from a run
- * without `--profile`, and the profile for where it goes.
+ * The profiler's sampling costs CPU itself, and so do the heap snapshots of
+ * `--inflight` and `--linger`: read CPU per call from a run without them (or
+ * with `--gc` only, which costs a line per collection), and theirs for where it
+ * goes.
  *
  * `--record-dir DIR` makes the run's folder (the recordings, sipp's statistics) in DIR instead of the system's
  * temporary directory: where the WAVs go is part of what a call costs (see `recordDirProblem` in `_sipp.ts`).
@@ -31,8 +44,9 @@
  * `--compare DIR` runs the callee of another checkout first, then this one,
  * alternating `--rounds` times, and prints both (same load).
  *
- * Run: `deno run -A bench/sip_call_profile.ts [--rate 200] [--calls 4000] [--hold 1000] [--profile]
- * [--top 40] [--save FILE] [--compare DIR] [--rounds 1] [--light] [--record-dir DIR]`.
+ * Run: `deno run -A bench/sip_call_profile.ts [--rate 200] [--calls 4000] [--hold 1000] [--profile | --heap |
+ * --linger [--snapshot] | --gc | --inflight] [--top 40] [--save FILE] [--compare DIR] [--rounds 1] [--light]
+ * [--record-dir DIR]`.
  *
  * @module
  */
@@ -58,6 +72,8 @@ const OPTIONS = {
   heap: { type: "boolean", default: false },
   linger: { type: "boolean", default: false },
   snapshot: { type: "boolean", default: false },
+  gc: { type: "boolean", default: false },
+  inflight: { type: "boolean", default: false },
   top: { type: "string", default: "40" },
   save: { type: "string" },
   compare: { type: "string" },
@@ -69,6 +85,14 @@ const OPTIONS = {
 const { values: args } = benchArgs(import.meta.url, OPTIONS);
 const { rate: RATE, calls: CALLS, holdMs: HOLD_MS } = setupLoadSettings(import.meta.url, OPTIONS, args);
 const TOP = Number(args.top);
+if (args.inflight && (args.light || HOLD_MS < (CALLS / RATE) * 1000 + 5000)) {
+  console.error(
+    "--inflight measures calls in flight, counted by their WAVs: give a --hold at least 5 s longer than the load " +
+      `lasts (--calls / --rate = ${(CALLS / RATE).toFixed(1)} s here; e.g. --rate 300 --calls 1500 --hold 60000), ` +
+      "without --light",
+  );
+  Deno.exit(2);
+}
 
 /** CPU ms of a process (all threads; `task` undefined) or of one of its threads; NaN once it is gone. */
 function cpuMs(pid: number, task?: number): number {
@@ -281,6 +305,17 @@ function summarizeHeap(profile: HeapProfile, calls: number): void {
 
 /** Takes a heap snapshot through the inspector and prints what it holds by constructor, per lingering call. */
 async function snapshotSummary(inspector: Inspector, calls: number): Promise<void> {
+  const { total, by } = await heapByConstructor(inspector);
+  console.log(`  heap snapshot: ${(total / 1e6).toFixed(1)} MB; by constructor, per lingering call (bytes, count):`);
+  for (const [k, e] of [...by].sort((a, b) => b[1].size - a[1].size).slice(0, TOP)) {
+    console.log(`    ${(e.size / calls).toFixed(0).padStart(7)} ${(e.count / calls).toFixed(2).padStart(7)}  ${k}`);
+  }
+}
+
+/** What a heap snapshot holds: its size, and self size and count by constructor (or node type). */
+async function heapByConstructor(
+  inspector: Inspector,
+): Promise<{ total: number; by: Map<string, { size: number; count: number }> }> {
   const chunks: string[] = [];
   inspector.onEvent = (m) => {
     if (m.method === "HeapProfiler.addHeapSnapshotChunk") chunks.push((m.params as { chunk: string }).chunk);
@@ -311,10 +346,72 @@ async function snapshotSummary(inspector: Inspector, calls: number): Promise<voi
     e.count++;
     by.set(k, e);
   }
-  console.log(`  heap snapshot: ${(total / 1e6).toFixed(1)} MB; by constructor, per lingering call (bytes, count):`);
-  for (const [k, e] of [...by].sort((a, b) => b[1].size - a[1].size).slice(0, TOP)) {
-    console.log(`    ${(e.size / calls).toFixed(0).padStart(7)} ${(e.count / calls).toFixed(2).padStart(7)}  ${k}`);
+  return { total, by };
+}
+
+/**
+ * `--inflight`: the live heap (after a full GC) and what it holds by constructor once half the calls were answered
+ * and again once all were; prints the difference per call answered in between.
+ */
+async function inflightSummary(inspector: Inspector, dir: string, sipp: BoundedProcess): Promise<void> {
+  const answered = () => {
+    let n = 0;
+    for (const e of Deno.readDirSync(dir)) if (e.name.startsWith("call-") && e.name.endsWith(".wav")) n++;
+    return n;
+  };
+  const measure = async (n: number) => {
+    while (answered() < n && !sipp.ended) await new Promise((r) => setTimeout(r, 50));
+    await inspector.send("HeapProfiler.collectGarbage");
+    await inspector.send("HeapProfiler.collectGarbage");
+    const used = (await inspector.send("Runtime.getHeapUsage") as { usedSize: number }).usedSize;
+    const calls = answered();
+    return { used, calls, ...(await heapByConstructor(inspector)) };
+  };
+  const a = await measure(Math.floor(CALLS / 2));
+  const b = await measure(CALLS);
+  const n = b.calls - a.calls;
+  if (n <= 0 || sipp.ended) {
+    console.log(`  in flight: no measure (${a.calls} then ${b.calls} calls answered; sipp ended: ${sipp.ended})`);
+    return;
   }
+  console.log(
+    `  live heap with ${a.calls} calls in flight ${(a.used / 1e6).toFixed(1)} MB, with ${b.calls} ` +
+      `${(b.used / 1e6).toFixed(1)} MB: ${((b.used - a.used) / n / 1024).toFixed(1)} KB per call in flight; ` +
+      "by constructor (bytes, count per call):",
+  );
+  const rows = [...b.by].map(([k, e]) => {
+    const was = a.by.get(k) ?? { size: 0, count: 0 };
+    return [k, (e.size - was.size) / n, (e.count - was.count) / n] as const;
+  });
+  for (const [k, size, count] of rows.sort((x, y) => y[1] - x[1]).slice(0, TOP)) {
+    console.log(`    ${size.toFixed(0).padStart(7)} ${count.toFixed(2).padStart(7)}  ${k}`);
+  }
+}
+
+/** `--gc`: sums the `--trace-gc` lines (V8's collections on the main thread) in `text`, per call. */
+function gcSummary(text: string, calls: number): void {
+  const kinds = new Map<string, { n: number; ms: number; steps: number }>();
+  for (const line of text.split("\n")) {
+    const m =
+      /\d+ ms: (Scavenge|Minor Mark-Sweep|Mark-Compact|Incremental Mark-Compact|Mark-Compact \(reduce\))\b.*?MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms(?: \(\+ ([\d.]+) ms in)?/
+        .exec(line);
+    if (!m) continue;
+    const kind = m[1].startsWith("Scavenge") || m[1].startsWith("Minor") ? m[1] : "Mark-Compact";
+    const k = kinds.get(kind) ?? { n: 0, ms: 0, steps: 0 };
+    k.n++;
+    k.ms += Number(m[2]);
+    k.steps += Number(m[3] ?? 0);
+    kinds.set(kind, k);
+  }
+  if (kinds.size === 0) {
+    console.log("  garbage collection: no --trace-gc line read from the callee");
+    return;
+  }
+  const parts = [...kinds].map(([kind, k]) =>
+    `${k.n} ${kind} (${k.ms.toFixed(0)} ms paused${k.steps ? ` + ${k.steps.toFixed(0)} ms of incremental steps` : ""}` +
+    `, ${((k.ms + k.steps) / Math.max(1, calls)).toFixed(3)} ms per call)`
+  );
+  console.log(`  garbage collection on the main thread (V8 --trace-gc): ${parts.join(", ")}`);
 }
 
 interface RunResult {
@@ -342,7 +439,10 @@ async function run(label: string, root: string | undefined, profile: boolean): P
       port,
       set,
       root,
-      denoFlags: profile || args.heap || args.linger ? [`--inspect=127.0.0.1:${inspectPort}`] : [],
+      denoFlags: [
+        ...(profile || args.heap || args.linger || args.inflight ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
+        ...(args.gc ? ["--v8-flags=--trace-gc"] : []),
+      ],
       timeoutMs: (CALLS / RATE + 180) * 1000,
     });
     if (args.heap) {
@@ -353,7 +453,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
         includeObjectsCollectedByMajorGC: true,
         includeObjectsCollectedByMinorGC: true,
       });
-    } else if (args.linger) {
+    } else if (args.linger || args.inflight) {
       inspector = await Inspector.connect(inspectPort);
       await inspector.send("HeapProfiler.enable");
     } else if (profile) {
@@ -366,12 +466,15 @@ async function run(label: string, root: string | undefined, profile: boolean): P
     const main0 = cpuMs(pid, pid), proc0 = cpuMs(pid);
     const threads0 = threadCpu(pid);
     const t0 = performance.now();
+    const gcFrom = callee.output().length;
     const sipp = spawnBounded(
       "sipp",
       setupLoadArgs({ calls: CALLS, rate: RATE, holdMs: HOLD_MS, port }),
-      { cwd: dir, timeoutMs: (CALLS / RATE + 120) * 1000, stopSignal: "SIGINT" },
+      { cwd: dir, timeoutMs: (CALLS / RATE + HOLD_MS / 1000 + 120) * 1000, stopSignal: "SIGINT" },
     );
+    if (inspector && args.inflight) await inflightSummary(inspector, dir, sipp);
     await sipp.result;
+    const gcText = callee.output().slice(gcFrom);
     const seconds = (performance.now() - t0) / 1000;
     const mainMs = cpuMs(pid, pid) - main0, procMs = cpuMs(pid) - proc0;
     const threads = [...threadCpu(pid)].map(([k, v]) => [k, v - (threads0.get(k) ?? 0)] as const)
@@ -391,6 +494,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
         threads.map(([k, v]) => `${k} ${(v / Math.max(1, calls)).toFixed(3)}`).join(", ")
       }`,
     );
+    if (args.gc) gcSummary(gcText, calls);
     if (inspector && args.linger) {
       const live = async () => {
         await inspector!.send("HeapProfiler.collectGarbage");
@@ -410,7 +514,7 @@ async function run(label: string, root: string | undefined, profile: boolean): P
       const r = await inspector.send("HeapProfiler.stopSampling") as { profile: HeapProfile };
       if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
       summarizeHeap(r.profile, Math.max(1, calls));
-    } else if (inspector) {
+    } else if (inspector && profile) {
       const r = await inspector.send("Profiler.stop") as { profile: CpuProfile };
       if (args.save) await Deno.writeTextFile(args.save, JSON.stringify(r.profile));
       summarize(r.profile, Math.max(1, calls));
