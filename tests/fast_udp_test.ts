@@ -345,7 +345,7 @@ Deno.test("fast udp: a socket that stops listening keeps what arrives for its ne
     assertEquals(loop.stats().epollChanges, listening); // still watched for input: nothing told the kernel
     tx.post(bytes(5), rx.local);
     // The loop sees it readable, narrows what it watches rx for, and leaves the datagram where it is.
-    await until(() => loop.stats().epollChanges === listening + 1, "rx no longer watched for input");
+    await until(() => loop.stats().epollChanges > listening, "rx no longer watched for input");
     assert(kernelQueuedBytes(rx.port) > 0, "the datagram is still queued in the kernel");
     assertEquals(got, [1]);
     const later: number[] = [];
