@@ -294,6 +294,32 @@ export async function setupLoadCounts(dir: string): Promise<{ calls: number; fai
   }
 }
 
+/** The soft limit on open files this process (and what it starts) has, from `/proc/self/limits`; NaN when unread. */
+export function openFilesLimit(): number {
+  try {
+    return Number(/Max open files\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/limits"))?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * What the open-files limit allows a recording callee, as a line for the call set-up benches: each call in flight
+ * holds three descriptors (its RTP and RTCP sockets and its WAV), so at most (limit − 100) / 3 calls can be in flight,
+ * and with calls of `holdMs` at most that many per hold time start each second. `sippRate` (sipp's UAS rate, measured
+ * in the same run or given) gives the ratio that caps. On this machine (limit 20 000) the bare floor of `call_floor.ts` failed
+ * with `EMFILE` at 8 000 cps of 1 s calls and passed at 6 000 (bench/README.md).
+ */
+export function descriptorCeilingLine(holdMs: number, sippRate?: number): string | undefined {
+  const limit = openFilesLimit();
+  if (!(limit > 100) || !(holdMs > 0)) return undefined;
+  const inFlight = Math.floor((limit - 100) / 3);
+  const cps = Math.floor(inFlight / (holdMs / 1000));
+  const ratio = sippRate ? ` (${(cps / sippRate).toFixed(2)}× sipp's UAS at ${sippRate} cps)` : "";
+  return `descriptor ceiling: open files limit ${limit}, 3 per recorded call in flight (RTP, RTCP, WAV): at most ` +
+    `~${inFlight} calls in flight, ~${cps} cps with ${holdMs} ms calls${ratio}, whatever the callee's code`;
+}
+
 /**
  * Starts `sipp -sn uas`, the reference of the call set-up benches, on a free port with 4 MB socket buffers and its
  * statistics in `dir/uas.csv`; resolves once it listens. Stopped with SIGINT after `timeoutMs`.

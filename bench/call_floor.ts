@@ -35,6 +35,7 @@ import { benchArgs, benchFail } from "./_args.ts";
 import { waitForUdpPort } from "../tests/media_util.ts";
 import { type BoundedProcess, freeUdpPort, requireTool, spawnBounded } from "../tests/sip_util.ts";
 import {
+  descriptorCeilingLine,
   setupLoadArgs,
   setupLoadCounts,
   setupLoadSettings,
@@ -190,3 +191,5 @@ console.log(
   `budget of target 4: ${target} cps (0.5 × ${SIPP_CPS}) on the 2 cores less sipp's UAC at that rate: ` +
     `${budget.toFixed(3)} ms CPU per call`,
 );
+const ceiling = descriptorCeilingLine(HOLD_MS, SIPP_CPS);
+if (ceiling) console.log(ceiling);

@@ -77,6 +77,7 @@ import {
   type MachineLoad,
   machineLoad,
   maxColumn,
+  openFilesLimit,
   pressureBetween,
   ResourceWatch,
   sippScreenCounters,
@@ -613,8 +614,7 @@ let ok = true;
 try {
   await requireTool("sipp");
   if (Deno.uid?.() !== 0) console.log("ladder: not root: sipp's pcap play needs a raw socket; calls will send no RTP");
-  const limits = await Deno.readTextFile("/proc/self/limits").catch(() => "");
-  const nofile = Number(/Max open files\s+(\d+)/.exec(limits)?.[1] ?? NaN);
+  const nofile = openFilesLimit();
   const biggest = Math.max(...STEPS);
   if (nofile < 4 * biggest + 200) {
     console.log(

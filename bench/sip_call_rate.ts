@@ -66,6 +66,7 @@ import {
   spawnBounded,
 } from "../tests/sip_util.ts";
 import {
+  descriptorCeilingLine,
   fileCreateCost,
   recordDirProblem,
   removeDeferred,
@@ -447,4 +448,6 @@ if (import.meta.main) {
     const times = m?.keptCpu && ours.length ? `; voxpipe / sipp:${ours.join(",")}` : "";
     console.log(`CPU per call (the whole process, at the highest rate kept up with): ${costs.join("; ")}${times}`);
   }
+  const ceiling = (n || w) ? descriptorCeilingLine(HOLD_MS, m?.rate) : undefined;
+  if (ceiling) console.log(ceiling);
 }
