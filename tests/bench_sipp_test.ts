@@ -19,7 +19,15 @@ import {
   sippArgs,
   sippCounter,
 } from "./sip_util.ts";
-import { rtpPcap, SIPP_BUFFER_ARGS, SIPP_BUFFER_BYTES, sippBufferNote, sippScreenCounters } from "../bench/_sipp.ts";
+import {
+  descriptorCeilingLine,
+  openFilesLimit,
+  rtpPcap,
+  SIPP_BUFFER_ARGS,
+  SIPP_BUFFER_BYTES,
+  sippBufferNote,
+  sippScreenCounters,
+} from "../bench/_sipp.ts";
 import { cpuSeconds, liveCpuSeconds, statCpuSeconds } from "./record_check.ts";
 
 Deno.test("sippArgs: a UAC from a scenario file, all at once with statistics: every argument, in order", () => {
@@ -203,6 +211,21 @@ Deno.test("sippScreenCounters: the last pcap-play and echo counts on sipp's dump
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("descriptorCeilingLine: (open files - 100) / 3 calls in flight, as many per hold time; the ratio to sipp's rate", () => {
+  const limit = openFilesLimit();
+  const soft = /Max open files\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/limits"))![1];
+  assertEquals(limit, Number(soft));
+  const inFlight = Math.floor((limit - 100) / 3);
+  assertEquals(
+    descriptorCeilingLine(1000, 25600),
+    `descriptor ceiling: open files limit ${limit}, 3 per recorded call in flight (RTP, RTCP, WAV): at most ` +
+      `~${inFlight} calls in flight, ~${inFlight} cps with 1000 ms calls ` +
+      `(${(inFlight / 25600).toFixed(2)}× sipp's UAS at 25600 cps), whatever the callee's code`,
+  );
+  assert(descriptorCeilingLine(500)!.includes(`~${inFlight * 2} cps with 500 ms calls, whatever`));
+  assertEquals(descriptorCeilingLine(0), undefined); // no hold: no ceiling to give
 });
 
 Deno.test("statCpuSeconds: utime + stime (fields 14 and 15, in 1/100 s) counted from the last ')', whatever the name holds", () => {
