@@ -305,10 +305,10 @@ export function openFilesLimit(): number {
 
 /**
  * What the open-files limit allows a recording callee, as a line for the call set-up benches: each call in flight
- * holds three descriptors (its RTP and RTCP sockets and its WAV), so at most (limit − 100) / 3 calls can be in flight,
- * and with calls of `holdMs` at most that many per hold time start each second. `sippRate` (sipp's UAS rate, measured
- * in the same run or given) gives the ratio that caps. On this machine (limit 20 000) the bare floor of `call_floor.ts` failed
- * with `EMFILE` at 8 000 cps of 1 s calls and passed at 6 000 (bench/README.md).
+ * holds three descriptors (its RTP and RTCP sockets and its WAV), so at most (limit − 100) / 3 calls can be in
+ * flight, and with calls of `holdMs` at most that many per hold time start each second. `sippRate` (sipp's UAS rate,
+ * measured in the same run or given) gives the ratio that caps. On this machine (limit 20 000) the bare floor of
+ * `call_floor.ts` failed with `EMFILE` at 8 000 cps of 1 s calls and passed at 6 000 (bench/README.md).
  */
 export function descriptorCeilingLine(holdMs: number, sippRate?: number): string | undefined {
   const limit = openFilesLimit();

@@ -39,8 +39,9 @@
  * sipp's cumulative rate at 90 % or more of what a callee answering at once gives (bisected like the first, between
  * the highest rate kept up with and the lowest one not: `--refine` trials more). Each trial line also gives the
  * callee's CPU time per call (user + system, all its threads, read from `/proc/PID/stat` while sipp ran), and the
- * last line compares them at the highest rate each kept up with: sipp's UAS spends ~0.055–0.06 ms per call, ours
- * 26–33 times that.
+ * next line compares them at the highest rate each kept up with: sipp's UAS spends ~0.04–0.06 ms per call, ours
+ * 13–33 times that. The last line gives the descriptor ceiling of the host (`descriptorCeilingLine` in `_sipp.ts`):
+ * how many recorded calls its open-files limit lets a callee hold, and the rate that allows.
  *
  * Run: `deno run -A bench/sip_call_rate.ts [--duration 10] [--hold 1000] [--start 100] [--max 51200]
  * [--refine 3] [--light] [--only voxpipe|light|sipp] [--compare DIR] [--media-workers K] [--record-dir DIR]` (needs sipp:
@@ -49,8 +50,8 @@
  * `--record-dir DIR` makes each trial's folder (the recordings, sipp's statistics) in DIR instead of the system's
  * temporary directory: where the WAVs go is part of what a call costs (see `recordDirProblem` in `_sipp.ts`). The
  * run prints what creating a file costs there, and each trial line what it cost in that trial's folder. The folders of
- * recording trials are removed at the end of the run, not after each trial (see `removeLater` in `_sipp.ts`): a full run keeps up
- * to ~400 000 small WAVs meanwhile (~1.6 GB in 4 KB blocks, or of memory on a tmpfs).
+ * recording trials are removed at the end of the run, not after each trial (see `removeLater` in `_sipp.ts`): a full
+ * run keeps up to ~400 000 small WAVs meanwhile (~1.6 GB in 4 KB blocks, or of memory on a tmpfs).
  * `--compare DIR` adds the callee of another checkout (e.g. an export of an older commit, with a `node_modules`),
  * searched in the same run: before and after a change, under the same load.
  *

@@ -214,7 +214,10 @@ export interface MediaLoopStats {
   timers: number;
   /** Errors read from the sockets' error queues (ICMP and local). */
   queuedErrors: number;
-  /** `epoll_ctl` calls: its timer added to its epoll set, a socket added, or the events a socket is watched for changed. */
+  /**
+   * `epoll_ctl` calls: its timer added to its epoll set, a socket added, or the events a socket is watched for
+   * changed.
+   */
   epollChanges: number;
 }
 
