@@ -37,6 +37,12 @@ interface Harness {
   peer(host: string, user?: string): SipUserAgent;
   /** Lets virtual time pass in 10 ms steps. */
   advance(ms: number): Promise<void>;
+  /**
+   * Waits until `done()` holds while the clock moves no faster than real time (10 ms of each in turn, at most
+   * `maxMs` of virtual time, then real time only, at most 30 s): for what needs real work, such as a recording
+   * finalized before its call's `ended` event.
+   */
+  until(done: () => boolean, maxMs?: number): Promise<void>;
   /** Stops the controller, closes the peers, removes the directory; returns the run's result. */
   close(): Promise<ControlResult>;
 }
@@ -113,6 +119,14 @@ async function start(
       return ua;
     },
     advance,
+    async until(done, maxMs = 2000) {
+      for (let t = 0; t < maxMs && !done(); t += 10) {
+        await advance(10);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      for (let i = 0; i < 3000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+      assert(done(), `not done within ${maxMs} ms of virtual time and 30 s of real time`);
+    },
     async close() {
       abort.abort();
       let done = false;
@@ -593,7 +607,8 @@ Deno.test("call service: calls with the same Call-ID, one after the other and at
     assertEquals([c3.state, c4.state], ["established", "established"]);
     void c3.hangup();
     void c4.hangup();
-    await h.advance(300);
+    // Each call's ended event follows its recording's finalization (real file operations).
+    await h.until(() => h.events.filter((e) => e.type === "ended").length >= 4);
     assertEquals(h.events.filter((e) => e.type === "ended").length, 4);
     const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav")).sort();
     assertEquals(files.length, 4, `four recordings, none overwritten: ${files.join(", ")}`);
