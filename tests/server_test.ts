@@ -669,11 +669,12 @@ Deno.test("server.json dials through the library (runner.callService): the calle
     await hung;
     await advanceUntil(w, callee.done, 10_000);
     assertEquals((await callee.result).code, 0);
+    // The ended event and the summary follow the server's recording, finalized (real file operations).
+    await settleUntil(w, () => summaries(out.lines).length >= 1 && events.includes("ended ended"));
     assertEquals(events, ["dialing dialing", "progress ringing", "answered answered", "ended ended"]);
     // The callee recorded the greeting, sample-exact through G.711, then silence.
     const heard = await readWav(`${w.dir}/callee-heard.wav`);
     assertSampleExact(greeting, heard.samples, { maxHeadPeak: 0, concealTail: 0 });
-    await settleUntil(w, () => summaries(out.lines).length >= 1);
     const [sum] = summaries(out.lines);
     assertEquals(sum.endedBy, "local: hung up by the application");
     assertMatch(sum.recording!, new RegExp(`/rec/out-${info.id}\\.wav$`));

@@ -22,6 +22,8 @@ import { sipControl } from "../plugins/sip/control.ts";
 
 const SERVER = { hostname: "10.0.0.2", port: 5062 };
 const SERVER_URI = "sip:voxpipe@10.0.0.2:5062";
+/** A sink whose end takes clock time (a recording finalized on a slow disk). */
+const SLOW_END_SINK = new URL("./fixtures/plugins/slow_end_sink.ts", import.meta.url).pathname;
 
 interface Harness {
   clock: VirtualClock;
@@ -574,6 +576,37 @@ Deno.test("call service: call ids are the file-safe Call-ID; ${date} ${time} ${c
     const start = `${date.replaceAll("-", "")}-${time.replaceAll("-", "")}`;
     const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav"));
     assertEquals(files, [`${date}_${time}_${start}_in_${id1}.wav`]);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: a call's duration and end time leave out its media's teardown (a sink that takes 800 ms to end)", async () => {
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: SLOW_END_SINK, end_ms: 800 },
+    ],
+  });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const call = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    assertEquals(call.state, "established");
+    const id = h.calls.calls()[0].id;
+    await h.advance(3000);
+    void call.hangup();
+    const byeAt = h.clock.now();
+    await h.until(() => h.events.some((e) => e.type === "ended"), 3000);
+    const ended = h.events.find((e) => e.type === "ended")!;
+    // The ended event came once the sink had ended, 800 ms after the BYE; the call ended with the BYE.
+    assert(h.clock.now() - byeAt >= 800, `${h.clock.now() - byeAt} ms from the BYE to the ended event`);
+    const info = h.calls.call(id)!;
+    const lasted = info.endedAt! - info.answeredAt!;
+    assert(lasted >= 3000 && lasted <= 3150, `the call lasted ${lasted} ms`);
+    const summary = ended.detail!.summary as { duration: number };
+    assertEquals(summary.duration, Math.round(lasted / 100) / 10);
+    assert(h.out.lines.some((l) => l.includes(`call summary: duration=${summary.duration}s `)), h.out.lines.join("\n"));
   } finally {
     await h.close();
   }

@@ -89,7 +89,7 @@ export interface CallSummary {
   endedBy: string;
   /** Reason text. */
   reason: string;
-  /** Seconds from answer to end (0 when never answered). */
+  /** Seconds from answer to end (the BYE sent or received), without the media's teardown; 0 when never answered. */
   duration: number;
   /** RTP packets sent. */
   packetsSent: number;
@@ -910,18 +910,22 @@ class SipController implements Controller {
   /** Waits for the call to end, stops its media, logs and records the summary, tells the call service's listeners. */
   async #finish(call: Call, s: CallState): Promise<CallSummary> {
     const info = await call.ended;
+    // The call's duration and end time are taken now: its media's teardown (a recording finalized on a slow disk, a
+    // sink playing its queue out) is not part of the call.
+    const endedAt = this.#clock.now();
     s.limit?.cancel();
     s.decide?.({ action: "reject" }); // nobody waits for a decision any more
     s.accepted?.reject(new Error(`call ${s.id} ended (${info.by}: ${info.reason}) before it was answered`));
     // For the service at once, with its reason (a view taken while the media stops must not show an ended call
     // without one); the ended event follows once the media has stopped.
     s.info.state = "ended";
+    s.info.endedAt = this.#wall();
     s.info.reason = `${info.by}: ${s.why && info.by === "local" ? s.why : info.reason}`;
     if (info.status !== undefined) s.info.status = info.status;
     await s.starting;
     const results = s.media ? await s.media.stop() : [];
     this.#active.delete(call);
-    const duration = s.answeredAt !== undefined ? (this.#clock.now() - s.answeredAt) / 1000 : 0;
+    const duration = s.answeredAt !== undefined ? (endedAt - s.answeredAt) / 1000 : 0;
     const why = s.why;
     const summary: CallSummary = {
       callId: call.callId,
@@ -963,7 +967,6 @@ class SipController implements Controller {
         files,
       { call: call.callId },
     );
-    s.info.endedAt = this.#wall();
     s.info.reason = `${info.by}: ${summary.reason}`;
     if (info.status !== undefined) s.info.status = info.status;
     if (s.media) s.info.stats = { ...s.media.stats };
