@@ -19,11 +19,12 @@ import { serializeRtp } from "../plugins/rtp/header.ts";
 import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
 import { createAnswer, createOffer, type IncomingCall, type SipRequest, SipUserAgent } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
+import { repoPath } from "./util.ts";
 
 const SERVER = { hostname: "10.0.0.2", port: 5062 };
 const SERVER_URI = "sip:voxpipe@10.0.0.2:5062";
 /** A sink whose end takes clock time (a recording finalized on a slow disk). */
-const SLOW_END_SINK = new URL("./fixtures/plugins/slow_end_sink.ts", import.meta.url).pathname;
+const SLOW_END_SINK = repoPath("tests/fixtures/plugins/slow_end_sink.ts");
 
 interface Harness {
   clock: VirtualClock;
