@@ -11,7 +11,7 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import { createRegistry, PipelineRunner } from "../mod.ts";
 import { createOffer, type OutgoingCall, SipUserAgent } from "../plugins/sip/mod.ts";
-import { repoPath } from "./util.ts";
+import { repoPath, settleUntil } from "./util.ts";
 
 const BATCHES = 8;
 const PER_BATCH = 5;
@@ -62,7 +62,7 @@ Deno.test("callee.json: BYE right after the ACK: every answered call leaves a va
       // most 30 s): a port held on the clock's account still leaves the next batch without a free pair.
       const finished = () => out.lines.filter((l) => l.includes("call summary:")).length;
       const want = (b + 1) * PER_BATCH;
-      for (let i = 0; i < 3000 && finished() < want; i++) await new Promise((r) => setTimeout(r, 10));
+      await settleUntil(clock, () => finished() >= want, `batch ${b}: calls finished`, 0);
       assertEquals(finished(), want, `batch ${b}: calls finished (recordings finalized, ports released)`);
     }
     for (let t = 0; t < 10_000 && !ended; t += 100) await clock.advanceAsync(100, 10);

@@ -24,7 +24,7 @@ import {
   writeFixture,
 } from "./media_util.ts";
 import { freeUdpPort } from "./sip_util.ts";
-import { repoPath } from "./util.ts";
+import { repoPath, settleUntil } from "./util.ts";
 
 const SERVER_JSON = repoPath("pipelines/server.json");
 const HELLO = repoPath("examples/audio/hello.wav");
@@ -73,33 +73,12 @@ async function runFile(w: World, file: string, set: string[]): Promise<Run> {
  */
 async function advanceUntil(w: World, until: () => boolean, maxMs: number): Promise<void> {
   for (let t = 0; t < maxMs && !until(); t += 100) await w.clock.advanceAsync(100, 10);
-  await realTimeUntil(until);
-  assert(until(), `not done within ${maxMs} ms of virtual time and 30 s of real time`);
-}
-
-/**
- * Waits until `until()` holds while the clock moves no faster than real time: 10 ms of virtual time, then 10 ms of
- * real time, at most `maxMs` of virtual time; then real time only (at most 30 s). For what follows the end of a
- * call (its recording finalized, its summary logged) or a call's set-up (its chains built): real work, which the
- * virtual clock must not outrun however busy the machine is (a recorder's grace period runs on that clock).
- */
-async function settleUntil(w: World, until: () => boolean, maxMs = 2000): Promise<void> {
-  for (let t = 0; t < maxMs && !until(); t += 10) {
-    await w.clock.advanceAsync(10, 10);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  await realTimeUntil(until);
-  assert(until(), `not done within ${maxMs} ms of virtual time and 30 s of real time`);
-}
-
-/** Polls `until()` in real time, without moving the clock, for at most 30 s. */
-async function realTimeUntil(until: () => boolean): Promise<void> {
-  for (let i = 0; i < 3000 && !until(); i++) await new Promise((r) => setTimeout(r, 10));
+  await settleUntil(w.clock, until, `after ${maxMs} ms of virtual time`, 0);
 }
 
 /** Waits until the server has logged `n` call summaries: their calls' media stopped, their recordings finalized. */
 async function untilSummaries(w: World, srv: Run, n: number): Promise<void> {
-  await settleUntil(w, () => summaries(srv.out.lines).length >= n);
+  await settleUntil(w.clock, () => summaries(srv.out.lines).length >= n, `${n} call summaries`);
 }
 
 /** The server on 127.0.0.1:5060 of the world, with `set` on top of the test's defaults; resolves once it listens. */
@@ -516,10 +495,11 @@ Deno.test("server.json: shutdown: BYE to every answered call (incoming and diale
     const ringing = await calls.dial("sip:carol@127.0.0.4:5062");
     const states = () => calls.calls().filter((c) => c.direction === "in").map((c) => c.state).join();
     await settleUntil(
-      w,
+      w.clock,
       () =>
         calls.call(answered.id)?.state === "answered" && calls.call(ringing.id)?.state === "ringing" &&
         states() === "answered,answered,ringing",
+      "two calls answered and one ringing each way",
       3000,
     );
     // Media flows for a while before the shutdown.
@@ -659,7 +639,7 @@ Deno.test("server.json dials through the library (runner.callService): the calle
     const events: string[] = [];
     calls.onEvent((e) => e.type !== "message" && e.type !== "stats" && events.push(`${e.type} ${e.call.state}`));
     const info = await calls.dial("sip:bob@127.0.0.3:5062");
-    await settleUntil(w, () => calls.call(info.id)?.state === "answered", 7000);
+    await settleUntil(w.clock, () => calls.call(info.id)?.state === "answered", "the dialed call answered", 7000);
     // The greeting plays to its end.
     await w.clock.advanceAsync(7000, 10);
     assertEquals(calls.call(info.id)!.state, "answered");
@@ -670,7 +650,11 @@ Deno.test("server.json dials through the library (runner.callService): the calle
     await advanceUntil(w, callee.done, 10_000);
     assertEquals((await callee.result).code, 0);
     // The ended event and the summary follow the server's recording, finalized (real file operations).
-    await settleUntil(w, () => summaries(out.lines).length >= 1 && events.includes("ended ended"));
+    await settleUntil(
+      w.clock,
+      () => summaries(out.lines).length >= 1 && events.includes("ended ended"),
+      "the call's summary and ended event",
+    );
     assertEquals(events, ["dialing dialing", "progress ringing", "answered answered", "ended ended"]);
     // The callee recorded the greeting, sample-exact through G.711, then silence.
     const heard = await readWav(`${w.dir}/callee-heard.wav`);

@@ -19,7 +19,7 @@ import { serializeRtp } from "../plugins/rtp/header.ts";
 import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
 import { createAnswer, createOffer, type IncomingCall, type SipRequest, SipUserAgent } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
-import { repoPath } from "./util.ts";
+import { repoPath, settleUntil } from "./util.ts";
 
 const SERVER = { hostname: "10.0.0.2", port: 5062 };
 const SERVER_URI = "sip:voxpipe@10.0.0.2:5062";
@@ -40,12 +40,6 @@ interface Harness {
   peer(host: string, user?: string): SipUserAgent;
   /** Lets virtual time pass in 10 ms steps. */
   advance(ms: number): Promise<void>;
-  /**
-   * Waits until `done()` holds while the clock moves no faster than real time (10 ms of each in turn, at most
-   * `maxMs` of virtual time, then real time only, at most 30 s): for what needs real work, such as a recording
-   * finalized before its call's `ended` event.
-   */
-  until(done: () => boolean, maxMs?: number): Promise<void>;
   /** Stops the controller, closes the peers, removes the directory; returns the run's result. */
   close(): Promise<ControlResult>;
 }
@@ -122,14 +116,6 @@ async function start(
       return ua;
     },
     advance,
-    async until(done, maxMs = 2000) {
-      for (let t = 0; t < maxMs && !done(); t += 10) {
-        await advance(10);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      for (let i = 0; i < 3000 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
-      assert(done(), `not done within ${maxMs} ms of virtual time and 30 s of real time`);
-    },
     async close() {
       abort.abort();
       let done = false;
@@ -598,7 +584,7 @@ Deno.test("call service: a call's duration and end time leave out its media's te
     await h.advance(3000);
     void call.hangup();
     const byeAt = h.clock.now();
-    await h.until(() => h.events.some((e) => e.type === "ended"), 3000);
+    await settleUntil(h.clock, () => h.events.some((e) => e.type === "ended"), "the ended event", 3000);
     const ended = h.events.find((e) => e.type === "ended")!;
     // The ended event came once the sink had ended, 800 ms after the BYE; the call ended with the BYE.
     assert(h.clock.now() - byeAt >= 800, `${h.clock.now() - byeAt} ms from the BYE to the ended event`);
@@ -642,7 +628,7 @@ Deno.test("call service: calls with the same Call-ID, one after the other and at
     void c3.hangup();
     void c4.hangup();
     // Each call's ended event follows its recording's finalization (real file operations).
-    await h.until(() => h.events.filter((e) => e.type === "ended").length >= 4);
+    await settleUntil(h.clock, () => h.events.filter((e) => e.type === "ended").length >= 4, "four ended events");
     assertEquals(h.events.filter((e) => e.type === "ended").length, 4);
     const files = [...Deno.readDirSync(h.dir)].map((e) => e.name).filter((n) => n.endsWith(".wav")).sort();
     assertEquals(files.length, 4, `four recordings, none overwritten: ${files.join(", ")}`);
