@@ -23,12 +23,14 @@
  * Prints each run, then per process the median CPU ms per call and its ratio to sipp's UAS, and the budget the
  * target leaves: half of sipp's ceiling (`--sipp-cps`, the call-rate bench's figure) on what of the two cores the
  * load generator leaves; last, the host's descriptor ceiling (`descriptorCeilingLine` in `_sipp.ts`: the rate its
- * open-files limit allows a recording callee, against `--sipp-cps`). The WAVs go to a fresh folder of each run in `--record-dir` (default: the system's
- * temporary directory; see `recordDirProblem` in `_sipp.ts` for why it matters).
+ * open-files limit allows a recording callee, against `--sipp-cps`). The WAVs go to a fresh folder of each run in
+ * `--record-dir` (default: the system's temporary directory; see `recordDirProblem` in `_sipp.ts` for why it
+ * matters).
  *
  * Run: `deno run -A bench/call_floor.ts [--rate 300] [--calls 3000] [--hold 1000] [--rounds 3] [--sipp-cps 17400]
- * [--record-dir DIR] [--only sip,sockets,wav,ffi,ffi-all,voxpipe,voxpipe-deno]` (needs sipp; `--only` picks the processes measured
- * besides sipp's UAS, which is always measured: a higher rate than voxpipe's callee keeps up with, for the floors).
+ * [--record-dir DIR] [--only sip,sockets,wav,ffi,ffi-all,voxpipe,voxpipe-deno]` (needs sipp; `--only` picks the
+ * processes measured besides sipp's UAS, which is always measured: a higher rate than voxpipe's callee keeps up with,
+ * for the floors).
  *
  * @module
  */
