@@ -197,7 +197,7 @@ Deno.test("auth: REGISTER is challenged (401) and accepted with the right passwo
     assertEquals(ch.length, 1);
     assertMatch(
       ch[0].headers.get("WWW-Authenticate")!,
-      /^Digest realm="relay\.test", nonce="[0-9a-z]+\.[0-9a-f]{32}", qop="auth", algorithm=MD5$/,
+      /^Digest realm="relay\.test", nonce="[0-9a-z]+\.[0-9a-f]{16}\.[0-9a-f]{32}", qop="auth", algorithm=MD5$/,
     );
     assertEquals(w.relay.registrar.lookup("alice")?.source.hostname, "10.0.0.1");
 
@@ -265,6 +265,44 @@ Deno.test("auth: stale nonce → stale=true; a nonce count used twice is a repla
   assertEquals(stale, { ok: false, stale: true, user: "alice", reason: "nonce expired" });
   // bob's password was given with a space after the colon: trimmed.
   assert(auth.hasUser("bob"));
+});
+
+Deno.test("auth: two clients challenged in the same millisecond get distinct nonces; each one's nc=1 is accepted", () => {
+  const clock = new VirtualClock(); // the clock stands still: both challenges are issued at the same instant
+  const auth = new DigestChallenger({ realm: "r", users: parseUsers("alice:pw-a\nbob:pw-b\n"), clock });
+  const signedBy = (user: string, password: string) => {
+    const req: SipRequest = createRequest({
+      method: "REGISTER",
+      uri: "sip:10.0.0.9",
+      headers: [["Call-ID", user], ["CSeq", "1 REGISTER"], ["From", `<sip:${user}@r>;tag=1`], [
+        "To",
+        `<sip:${user}@r>`,
+      ]],
+    });
+    const ch = auth.challenge("WWW-Authenticate");
+    const answer = digestAuthenticator({ username: user, password }, { cnonce: () => "c1" });
+    const response = { ...req, kind: "response" as const, status: 401, reason: "", headers: headersOf(ch) };
+    const creds = answer(response as never, req)!;
+    return {
+      nonce: /nonce="([^"]+)"/.exec(ch[0][1])![1],
+      req: { ...req, headers: headersOf([...req.headers, creds]) },
+    };
+  };
+  const a = signedBy("alice", "pw-a");
+  const b = signedBy("bob", "pw-b");
+  assert(a.nonce !== b.nonce, `the same nonce twice: ${a.nonce}`);
+  assertEquals(auth.check(a.req, "Authorization"), { ok: true, user: "alice" });
+  assertEquals(auth.check(b.req, "Authorization"), { ok: true, user: "bob" });
+  // A nonce whose random part was changed is not one this server issued.
+  const [issued, , mac] = a.nonce.split(".");
+  const forged = createRequest({
+    method: "REGISTER",
+    uri: "sip:10.0.0.9",
+    headers: [...a.req.headers].map(([k, v]) =>
+      [k, k === "Authorization" ? v.replace(a.nonce, `${issued}.0000000000000000.${mac}`) : v] as [string, string]
+    ),
+  });
+  assertMatch((auth.check(forged, "Authorization") as { reason: string }).reason, /did not issue/);
 });
 
 function headersOf(hs: [string, string][]) {

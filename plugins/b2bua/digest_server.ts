@@ -6,8 +6,10 @@
  * users and passwords. The response itself is computed by the SIP library's
  * `digestResponse`, the same code its clients answer with.
  *
- * - **Nonces carry their own proof**: `<issued-ms in base 36>.<HMAC>` under a
- *   per-process random key, so a nonce needs no table to be recognised; it is
+ * - **Nonces carry their own proof**: `<issued-ms in base 36>.<16 random hex
+ *   digits>.<HMAC>` under a per-process random key, so a nonce needs no table
+ *   to be recognised, and two challenges never share one (not even in the
+ *   same millisecond: the nonce count is kept per nonce); it is
  *   accepted for `nonceLifetime` seconds, after which correct credentials get
  *   a new challenge with `stale=true` (the client answers it without asking
  *   its user).
@@ -58,7 +60,7 @@ export type DigestCheck =
    */
   | { ok: false; stale: boolean; user?: string; reason: string };
 
-const NONCE_RE = /^([0-9a-z]{1,12})\.([0-9a-f]{32})$/;
+const NONCE_RE = /^([0-9a-z]{1,12})\.([0-9a-f]{16})\.([0-9a-f]{32})$/;
 
 /**
  * Makes digest challenges and checks credentials.
@@ -118,14 +120,17 @@ export class DigestChallenger {
     return this.#users.has(user);
   }
 
-  #mac(issued: string): string {
-    return createHmac("sha256", this.#key).update(`${issued}:${this.realm}`).digest("hex").slice(0, 32);
+  #mac(issued: string, salt: string): string {
+    return createHmac("sha256", this.#key).update(`${issued}:${salt}:${this.realm}`).digest("hex").slice(0, 32);
   }
 
-  /** A fresh nonce. */
+  /** A fresh nonce, never issued before: its issue time, a random part, and their HMAC. */
   #nonce(): string {
     const issued = Math.max(0, Math.floor(this.#clock.now())).toString(36);
-    return `${issued}.${this.#mac(issued)}`;
+    const salt = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join(
+      "",
+    );
+    return `${issued}.${salt}.${this.#mac(issued, salt)}`;
   }
 
   /**
@@ -177,7 +182,7 @@ export class DigestChallenger {
       return fail("incomplete credentials (nonce, cnonce, nc, uri, response)");
     }
     const m = NONCE_RE.exec(nonce);
-    if (!m || !equal(m[2], this.#mac(m[1]))) return fail("a nonce this server did not issue");
+    if (!m || !equal(m[3], this.#mac(m[1], m[2]))) return fail("a nonce this server did not issue");
     if (!sameUri(uri, req.uri)) return fail(`uri ${JSON.stringify(uri)} is not the Request-URI`);
     const expected = digestResponse({
       algorithm,
