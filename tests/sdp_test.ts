@@ -445,3 +445,20 @@ Deno.test("SDP text: a broken m= line is a 400 naming the line; other broken lin
   );
   assert.ok(withVideo.endsWith("m=video 0 RTP/SAVPF 96\r\n"), withVideo);
 });
+
+Deno.test("SDP: negotiated reads only RTP/AVP audio streams, as createAnswer answers; a secure profile alone is 488", () => {
+  const head = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n";
+  const secure = `${head}m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abcd\r\n`;
+  assert.throws(
+    () => negotiated(secure, { registry: codecs }),
+    (e) => e instanceof SdpError && e.status === 488 && /profile RTP\/SAVP: only RTP\/AVP/.test(e.message),
+  );
+  assert.throws(() => createAnswer(secure, { address: "10.0.0.2", port: 5000, registry: codecs }), SdpError);
+  // With a plain stream after the secure one, both read the plain one.
+  const both = `${head}m=audio 4000 RTP/SAVP 0\r\nm=audio 4002 RTP/AVP 8\r\n`;
+  assert.equal(negotiated(both, { registry: codecs }).remotePort, 4002);
+  assert.match(
+    createAnswer(both, { address: "10.0.0.2", port: 5000, registry: codecs }),
+    /m=audio 5000 RTP\/AVP 8\r\n/,
+  );
+});

@@ -630,6 +630,27 @@ Deno.test("b2bua: codec negotiation: the callee is offered the caller's codecs t
     await run(w, 20);
     assertEquals(odd.endInfo?.status, 488);
     assertEquals(bob.incoming.length, 1);
+    // A secure profile (RTP/SAVP) the relay cannot answer: 488 at once, before bob's phone rings.
+    const secure = alice.ua.invite(`sip:bob@${RELAY_IP}:5060`, {
+      sdp: "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" +
+        "m=audio 30000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+    });
+    await run(w, 20);
+    assertEquals(secure.endInfo?.status, 488);
+    assertEquals(bob.incoming.length, 1, "bob was called for an offer the relay cannot answer");
+    // Bob answers with a codec he was not offered: the caller gets 488 (not 480), bob's leg is hung up.
+    const bad = alice.call("bob");
+    await run(w, 20);
+    assertEquals(bob.incoming.length, 2);
+    const b2 = bob.incoming[1];
+    b2.accept(
+      "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n" +
+        "m=audio 32000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n",
+    );
+    await run(w, 50);
+    assertEquals(bad.endInfo?.status, 488, `the caller got ${bad.endInfo?.reason}`);
+    assertEquals(b2.state, "ended");
+    assertMatch(w.relay.stats().finished.at(-1)!.ended!, /^488 \(/);
   } finally {
     await alice.close();
     await bob.close();
@@ -691,10 +712,13 @@ Deno.test("b2bua: DTMF: telephone-event offered through the relay; its packets r
   }
 });
 
-Deno.test("b2bua: media_timeout hangs up both legs of a call where nobody sends media", async () => {
+Deno.test("b2bua: media_timeout hangs up both legs of a call where nobody sends media, on time", async () => {
   const { w, alice, bob, a, b } = await establishedCall({ mediaTimeout: 10 });
   try {
-    await run(w, 16_000, 500);
+    // The call was answered less than 100 ms ago: still up just short of 10 s, over well within a second after.
+    await run(w, 9_800, 100);
+    assertEquals(a.state, "established");
+    await run(w, 1_000, 100);
     assertEquals(a.state, "ended");
     assertEquals(b.state, "ended");
     assertMatch(w.relay.stats().finished[0].ended!, /no media for 10 s/);

@@ -480,8 +480,8 @@ export class SipRelay {
       if (c.state !== "ringing") return;
       this.#log.info(`call ${n}: no answer within ${o.ringTimeout} s`, fields);
       c.ended = `no answer within ${o.ringTimeout} s`;
+      a.reject(408, "Request Timeout (no answer)"); // before the callee's leg ends (see #agree)
       this.#hangup(c.b);
-      a.reject(408, "Request Timeout (no answer)");
     });
   }
 
@@ -519,8 +519,9 @@ export class SipRelay {
     } catch (e) {
       this.#log.info(`call ${c.n}: unusable SDP from ${c.to}: ${errText(e)}`, { call: c.n });
       c.ended = `488 (${errText(e)})`;
-      this.#hangup(c.b);
+      // The caller first: hanging up an answered callee ends its leg at once, and that would answer the caller 480.
       c.a.reject(488, "Not Acceptable Here");
+      this.#hangup(c.b);
       return false;
     }
     c.agreement = ag;
@@ -551,8 +552,8 @@ export class SipRelay {
     if (sdp === undefined && !c.agreement) {
       this.#log.info(`call ${c.n}: ${c.to} answered without SDP`, { call: c.n });
       c.ended = "488 (answer without SDP)";
+      a.reject(488, "Not Acceptable Here"); // before the callee's leg ends (see #agree)
       this.#hangup(c.b);
-      a.reject(488, "Not Acceptable Here");
       return;
     }
     if (!c.agreement && !this.#agree(c, sdp!)) return;
@@ -647,24 +648,31 @@ export class SipRelay {
     return out;
   }
 
-  /** Hangs up answered calls where neither phone sent media for `media_timeout`. */
-  #armCheck(): void {
-    const every = Math.min(5, this.#o.mediaTimeout) * 1000;
-    this.#check = this.#clock.after(every, () => {
+  /**
+   * Hangs up answered calls where neither phone sent media for `media_timeout`. It wakes when the first of them
+   * is due (media heard since only puts that later) or, with no call answered, `media_timeout` from now: no call
+   * answered later can be due before that.
+   */
+  #armCheck(after = this.#o.mediaTimeout * 1000): void {
+    this.#check = this.#clock.after(after, () => {
       if (this.#closed) return;
       const now = this.#clock.now();
       const limit = this.#o.mediaTimeout * 1000;
+      let next = now + limit;
       for (const c of [...this.#calls]) {
         if (c.state !== "answered") continue;
         const heard = Math.max(c.legA.lastHeard, c.legB.lastHeard, c.answeredAt!);
-        if (now - heard < limit) continue;
+        if (now - heard < limit) {
+          next = Math.min(next, heard + limit);
+          continue;
+        }
         this.#log.info(`call ${c.n}: no media from either phone for ${this.#o.mediaTimeout} s, hanging up`, {
           call: c.n,
         });
         this.#hangupBoth(c, `no media for ${this.#o.mediaTimeout} s`);
         void this.#finish(c, c.ended!);
       }
-      this.#armCheck();
+      this.#armCheck(Math.max(1, next - now));
     });
   }
 

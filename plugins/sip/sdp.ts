@@ -427,8 +427,13 @@ function readAudio(
 ): NegotiatedAudio {
   const audio = s.media.filter((m) => m.type === "audio");
   if (audio.length === 0) throw new SdpError("no audio stream in SDP");
-  const live = audio.filter((m) => m.port !== 0);
-  if (live.length === 0) throw new SdpError("audio stream rejected (port 0)");
+  const open = audio.filter((m) => m.port !== 0);
+  if (open.length === 0) throw new SdpError("audio stream rejected (port 0)");
+  // Only plain RTP/AVP is spoken (as createAnswer answers): a secure or feedback profile is refused here, up front.
+  const live = open.filter((m) => /^RTP\/AVP$/i.test(m.protocol));
+  if (live.length === 0) {
+    throw new SdpError(`audio stream in profile ${excerpt(open[0].protocol)}: only RTP/AVP is supported`);
+  }
   for (const m of live) {
     const choice = pick(m, known, fallback);
     if (!choice) continue;
