@@ -386,10 +386,12 @@ Deno.test("b2bua: RTP and RTCP relayed packet for packet, latched to a NATed sou
     const relayB = negotiated(b.offer!, { registry: codecs }); // where bob sends
     const toA = { hostname: RELAY_IP, port: relayA.remotePort };
     const toB = { hostname: RELAY_IP, port: relayB.remotePort };
-    // Bob talks first: the relay sends to alice's SDP address (private, unreachable) until she is heard.
+    // Bob talks first: alice's SDP names another IP (private) than her SIP messages', so nothing goes to it
+    // until she is heard.
     bob.rtp.post(rtpPacket(0, 1, 0xb0b), toB);
     await run(w, 10);
     assertEquals(alice.gotRtp.length, 0);
+    assertEquals(w.net.undeliverable, 0, "a packet went to alice's SDP address");
     // Alice talks from 203.0.113.5:40002 (SDP said 192.168.1.10:30000): the relay latches to it.
     const sentA: Uint8Array[] = [], sentB: Uint8Array[] = [];
     for (let i = 0; i < 50; i++) {
@@ -411,7 +413,7 @@ Deno.test("b2bua: RTP and RTCP relayed packet for packet, latched to a NATed sou
     // Bob got all of alice's packets, byte for byte, in order, from his leg's relay port.
     assertEquals(bob.gotRtp.map((g) => [...g.data]), sentA.map((p) => [...p]));
     assert(bob.gotRtp.every((g) => g.from.hostname === RELAY_IP && g.from.port === relayB.remotePort));
-    // Alice got bob's packets sent after she was heard (the first went to her private SDP address).
+    // Alice got bob's packets sent after she was heard (the first one was not sent).
     assertEquals(alice.gotRtp.map((g) => [...g.data]), sentB.map((p) => [...p]));
     assert(alice.gotRtp.every((g) => g.from.hostname === RELAY_IP && g.from.port === relayA.remotePort));
     assertEquals(alice.gotRtcp.length, 1);
@@ -423,14 +425,13 @@ Deno.test("b2bua: RTP and RTCP relayed packet for packet, latched to a NATed sou
     assertEquals(c.legs.a.latched_rtp, "203.0.113.5:40002");
     assertEquals(c.legs.a.latched_rtcp, "203.0.113.5:40003");
     assertEquals(c.legs.b.latched_rtp, "10.0.0.2:32000");
-    // Leg a sent 51: bob's first packet went to alice's SDP address before she was heard.
-    assertEquals(c.legs.a.rtp, { packets_in: 50, bytes_in: 50 * 172, packets_out: 51, bytes_out: 51 * 172 });
+    assertEquals(c.legs.a.rtp, { packets_in: 50, bytes_in: 50 * 172, packets_out: 50, bytes_out: 50 * 172 });
     assertEquals(c.legs.b.rtp, { packets_in: 51, bytes_in: 51 * 172, packets_out: 50, bytes_out: 50 * 172 });
     assertEquals(c.legs.a.rtcp.packets_in, 1);
     assertEquals(c.legs.a.dropped.foreign, 2);
     assertEquals(c.legs.b.dropped.foreign, 0);
-    // Bob's first packet was sent to alice's SDP address, which nobody holds on this network.
-    assertEquals(w.net.undeliverable >= 1, true);
+    assertEquals(c.legs.b.dropped.not_ready, 1, "bob's first packet, before alice was heard");
+    assertEquals(w.net.undeliverable, 0);
     assert(
       w.logs.lines.some((l) => /leg a RTP latched to 203\.0\.113\.5:40002 \(SDP said 192\.168\.1\.10:30000\)/.test(l)),
     );
@@ -442,6 +443,65 @@ Deno.test("b2bua: RTP and RTCP relayed packet for packet, latched to a NATed sou
     await alice.close();
     await bob.close();
     await w.relay.close();
+  }
+});
+
+Deno.test("b2bua: an SDP naming another host than the phone's (the relay's loopback, a third party) gets nothing before the phone is heard", async () => {
+  for (const named of ["127.0.0.1", "10.9.9.9", "0.0.0.0", "224.0.0.1"]) {
+    const w = relayWorld({});
+    const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+    const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", rtpPort: 32000 });
+    // A service at the address bob's answer names, e.g. on the relay's own host.
+    const victim = w.net.bind(named === "0.0.0.0" || named === "224.0.0.1" ? "10.9.9.8" : named, 9999);
+    const hit: Uint8Array[] = [];
+    victim.listen((d) => void hit.push(d));
+    try {
+      for (const p of [alice, bob]) {
+        const r = p.register();
+        await run(w, 20);
+        await r;
+      }
+      const a = alice.call("bob");
+      await run(w, 20);
+      const b = bob.incoming[0];
+      b.accept(
+        bob.answer(b.offer!).replace(/c=IN IP4 10\.0\.0\.2/, `c=IN IP4 ${named}`).replace(
+          /m=audio 32000 /,
+          "m=audio 9999 ",
+        ),
+      );
+      await run(w, 30);
+      assertEquals(a.state, "established", `${named}: ${w.logs.lines.join("\n")}`);
+      const toA = { hostname: RELAY_IP, port: negotiated(a.remoteSdp!, { registry: codecs }).remotePort };
+      const toB = { hostname: RELAY_IP, port: negotiated(b.offer!, { registry: codecs }).remotePort };
+      for (let i = 0; i < 5; i++) alice.rtp.post(rtpPacket(0, i, 0xa11ce), toA);
+      // A service on the relay's loopback sends to bob's leg: bob does not signal from loopback, so the leg does
+      // not latch to it.
+      if (named === "127.0.0.1") victim.post(rtpPacket(0, 1, 0xbad), toB);
+      await run(w, 20);
+      assertEquals(hit.length, 0, `${named}: the relay sent to the address bob's SDP named`);
+      assertEquals(w.net.undeliverable, 0, `${named}: the relay sent to the address bob's SDP named`);
+      let [c] = w.relay.stats().active;
+      assertEquals(c.legs.b.latched_rtp, undefined, named);
+      assertEquals(c.legs.a.dropped.not_ready, 5, named);
+      assertEquals(c.legs.b.dropped.foreign, named === "127.0.0.1" ? 1 : 0, named);
+      // Once bob is heard (from his signalling IP), his leg latches and alice's packets reach him.
+      bob.rtp.post(rtpPacket(0, 1, 0xb0b), toB);
+      await run(w, 20);
+      alice.rtp.post(rtpPacket(0, 9, 0xa11ce), toA);
+      await run(w, 20);
+      [c] = w.relay.stats().active;
+      assertEquals(c.legs.b.latched_rtp, "10.0.0.2:32000", named);
+      assertEquals(bob.gotRtp.length, 1, named);
+      assertEquals(hit.length, 0, named);
+    } finally {
+      for (const call of [...alice.ua.calls]) void call.hangup().catch(() => {});
+      await run(w, 50);
+      await victim.close();
+      await alice.close();
+      await bob.close();
+      await w.relay.close();
+    }
   }
 });
 

@@ -9,15 +9,21 @@
  * in its SDP, but its packets arrive from the NAT's public address and port.
  * So each leg sends to where its phone's packets come from: the first valid
  * RTP (and, separately, RTCP) packet from an acceptable source latches the
- * leg to that source; until then the leg sends to the SDP address. With
- * `latch: "signalling"` (the default) an acceptable source has the IP of the
- * leg's SIP messages or of its SDP; with `"any"`, any source. Packets from
+ * leg to that source. Until then the leg sends to the SDP address only when
+ * it has the IP of the leg's SIP messages (an SDP names any address it likes:
+ * the relay's own loopback, `0.0.0.0`, a multicast group, a third party), and
+ * else sends nothing. With `latch: "signalling"` (the default) an acceptable
+ * source has the IP of the leg's SIP messages or of its SDP (the SDP's only
+ * when it is an ordinary unicast address: not unspecified, multicast,
+ * broadcast, nor loopback unless the SIP messages come from loopback too);
+ * with `"any"`, any source. Packets from
  * another source than the latched one are dropped and counted, unless the
  * latched source has been silent for {@linkcode RELATCH_AFTER_MS} (a NAT that
  * changed its mapping): then the new acceptable source takes over.
  *
  * **No amplification.** One datagram in, at most one out, never larger; only
- * to the other leg's latched or SDP address; nothing is sent back to a
+ * to the other leg's latched address, or its SDP address when that is the
+ * IP its SIP messages come from; nothing is sent back to a
  * source; datagrams that are not RTP/RTCP version 2 are dropped; sends
  * waiting on a socket are bounded.
  *
@@ -72,7 +78,10 @@ export interface LegStats {
     foreign: number;
     /** Not RTP/RTCP version 2, or too short. */
     invalid: number;
-    /** The other leg could not take it yet (its SDP not known, the call not bridged). */
+    /**
+     * The other leg could not take it yet: its SDP not known, the call not bridged, or its phone not heard yet
+     * while its SDP names another IP than its SIP messages'.
+     */
     not_ready: number;
     /** Larger than the relay's `max_packet`. */
     oversize: number;
@@ -101,6 +110,13 @@ class Path {
         leg.drops.send_errors++;
       },
     };
+  }
+
+  /** Where datagrams to the phone go: the latched source, else the SDP address when it is the signalling IP. */
+  get destination(): HostPort | undefined {
+    if (this.latched) return this.latched;
+    const sdp = this.sdp;
+    return sdp !== undefined && sdp.hostname === this.leg.signalIp ? sdp : undefined;
   }
 
   get stats(): PathStats {
@@ -171,9 +187,12 @@ export class MediaLeg {
     return Math.max(this.rtp.lastIn, this.rtcp.lastIn);
   }
 
-  /** Where RTP to the phone goes now: the latched source, else the SDP address. */
+  /**
+   * Where RTP to the phone goes now: the latched source, else the SDP address when it has the IP of the phone's SIP
+   * messages, else nowhere yet.
+   */
   get rtpDestination(): HostPort | undefined {
-    return this.rtp.latched ?? this.rtp.sdp;
+    return this.rtp.destination;
   }
 
   /** Counters and addresses. */
@@ -306,7 +325,7 @@ export class MediaBridge {
       leg.session.stats.packetsReceived++;
       leg.session.stats.bytesReceived += n;
     }
-    const to = dst.latched ?? dst.sdp;
+    const to = dst.destination;
     if (!this.#connected || to === undefined) {
       leg.drops.not_ready++;
       return;
@@ -336,7 +355,9 @@ export class MediaBridge {
     const ip = canonicalHost(remote.hostname);
     const old = path.latched;
     if (old !== undefined && now - path.lastIn < RELATCH_AFTER_MS) return false;
-    if (this.#o.latch === "signalling" && ip !== path.leg.signalIp && ip !== path.sdp?.hostname) return false;
+    if (this.#o.latch === "signalling" && ip !== path.leg.signalIp) {
+      if (ip !== path.sdp?.hostname || !ordinaryUnicast(ip, path.leg.signalIp)) return false;
+    }
     const to = { hostname: ip, port: remote.port };
     path.latched = to;
     const leg = path.leg;
@@ -345,4 +366,15 @@ export class MediaBridge {
     leg.session.emit({ type: "latched", detail: { kind: path.kind, address: formatHostPort(to) } });
     return true;
   }
+}
+
+/**
+ * True when an SDP's `ip` (canonical) may stand for a phone whose SIP messages come from `signalIp`: not
+ * unspecified, multicast or broadcast, and not loopback unless the phone signals from loopback too.
+ */
+function ordinaryUnicast(ip: string, signalIp: string): boolean {
+  const loopback = (a: string) => a === "::1" || a.startsWith("127.");
+  if (ip === "0.0.0.0" || ip === "::" || ip === "255.255.255.255") return false;
+  if (ip.includes(":") ? ip.startsWith("ff") : Number(ip.split(".")[0]) >= 224) return false;
+  return !loopback(ip) || loopback(signalIp);
 }
