@@ -181,3 +181,66 @@ Deno.test("relay client: a heartbeat left unanswered counts as a lost relay", as
   assert(w.logs.lines.some((l) => /lost the relay/.test(l)), w.logs.lines.join("\n"));
   reg.close();
 });
+
+/** A scripted relay on the world's streams: `answer` gives the reply to each line (none: no reply); never closes. */
+async function fakeRelay(w: World, answer: (line: string, conn: number) => string | undefined) {
+  const conns: { lines: { at: number; line: string }[]; ended: boolean; conn: StreamConn }[] = [];
+  await w.streams.listen(RELAY_IP, 9998, (conn) => {
+    const c = { lines: [] as { at: number; line: string }[], ended: false, conn };
+    const n = conns.push(c) - 1;
+    let partial = "";
+    conn.start({
+      data: (d) => {
+        const parts = (partial + new TextDecoder().decode(d)).split("\n");
+        partial = parts.pop()!;
+        for (const line of parts) {
+          c.lines.push({ at: w.clock.now(), line });
+          const reply = answer(line, n);
+          if (reply !== undefined) conn.write(new TextEncoder().encode(reply + "\n"));
+        }
+      },
+      end: () => c.ended = true,
+    });
+  });
+  return conns;
+}
+
+Deno.test("relay client: every failed registration attempt closes its connection (BUSY, FULL, INVALID, odd or no reply, no UDP socket, stopped)", async () => {
+  const cases: { reply: string | undefined; attempts: number; error: RegExp; listenPortFails?: boolean }[] = [
+    { reply: "BUSY too many connections (test)", attempts: 3, error: /after 3 attempts: BUSY too many connections/ },
+    { reply: "FULL", attempts: 3, error: /after 3 attempts: the relay is full \(FULL\)/ },
+    { reply: "INVALID no", attempts: 1, error: /refused the registration: INVALID no$/ },
+    { reply: "OK", attempts: 3, error: /after 3 attempts: unexpected reply to HELLO: OK$/ },
+    { reply: "TIMEOUT", attempts: 3, error: /after 3 attempts: unexpected reply to HELLO: TIMEOUT$/ },
+    { reply: "BYE later", attempts: 3, error: /after 3 attempts: unexpected reply to HELLO: BYE$/ },
+    { reply: "nonsense", attempts: 3, error: /after 3 attempts: no reply to HELLO within 5 s$/ },
+    { reply: undefined, attempts: 3, error: /after 3 attempts: no reply to HELLO within 5 s$/ },
+    { reply: undefined, attempts: 1, error: /cannot open the local UDP socket: no port$/, listenPortFails: true },
+  ];
+  for (const c of cases) {
+    const w = world();
+    const conns = await fakeRelay(w, () => c.reply);
+    const reg = registration(w, "10.0.0.1", 40000, 40002, {
+      listenPort: () => {
+        if (c.listenPortFails) throw new Error("no port");
+        return 40000;
+      },
+    });
+    const err = await assertRejects(() => drive(w, reg.register(), 30_000), RegistrationError);
+    assertMatch(err.message, c.error);
+    await w.clock.advanceAsync(10);
+    assertEquals(conns.length, c.attempts, c.reply);
+    assertEquals(conns.map((x) => x.ended), Array(c.attempts).fill(true), `${c.reply}: every connection closed`);
+  }
+  // Stopped while waiting for the reply to HELLO.
+  const w = world();
+  const conns = await fakeRelay(w, () => undefined);
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  const p = reg.register();
+  await w.clock.advanceAsync(100);
+  reg.close();
+  const err = await assertRejects(() => drive(w, p, 100), RegistrationError);
+  assertEquals(err.message, "stopped");
+  await w.clock.advanceAsync(10);
+  assertEquals(conns.map((x) => x.ended), [true]);
+});

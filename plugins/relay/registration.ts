@@ -236,14 +236,23 @@ export class RelayRegistration {
     for (const e of [...this.#events]) e.registered?.(r, again);
   }
 
-  /** One try: connect, HELLO, the reply. */
+  /** One try: connect, HELLO, the reply. The connection is closed unless it ends registered. */
   async #attempt(): Promise<Registered> {
     this.attemptsMade++;
     const conn = await this.#o.streams.connect(this.#o.relay, this.#o.replyTimeoutMs);
-    if (this.#closed) {
-      conn.close();
-      throw new RegistrationError("stopped");
+    let registered = false;
+    try {
+      const r = await this.#hello(conn);
+      registered = true;
+      return r;
+    } finally {
+      if (!registered) conn.close();
     }
+  }
+
+  /** HELLO on a new connection; throws on any other outcome than OK (the caller closes the connection). */
+  async #hello(conn: StreamConn): Promise<Registered> {
+    if (this.#closed) throw new RegistrationError("stopped");
     this.#conn = conn;
     this.#lastBye = "";
     const splitter = new LineSplitter(65536);
@@ -259,7 +268,6 @@ export class RelayRegistration {
     try {
       listenPort = await this.#o.listenPort(conn);
     } catch (e) {
-      conn.close();
       throw new RegistrationError(`cannot open the local UDP socket: ${errText(e)}`, true);
     }
     const { hostname: targetIp, port: targetPort } = this.#o.target;
@@ -275,15 +283,12 @@ export class RelayRegistration {
           listenPort,
         };
       case "FULL":
-        conn.close();
         throw new RegistrationError("the relay is full (FULL)");
       case "INVALID":
-        conn.close();
         throw new RegistrationError(`INVALID ${reply.reason}`, true);
       case "BUSY":
         throw new RegistrationError(`BUSY ${reply.reason}`);
     }
-    conn.close();
     throw new RegistrationError(`unexpected reply to HELLO: ${reply.type}`);
   }
 
