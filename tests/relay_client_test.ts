@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { Endpoint, RELAY_IP, type World, world } from "./relay_util.ts";
-import { RegistrationError, RelayRegistration } from "../plugins/relay/registration.ts";
+import { heartbeatInterval, RegistrationError, RelayRegistration } from "../plugins/relay/registration.ts";
 import { RelayServer } from "../plugins/relay/server.ts";
 import type { StreamConn } from "../plugins/relay/stream.ts";
 
@@ -204,6 +204,60 @@ async function fakeRelay(w: World, answer: (line: string, conn: number) => strin
   });
   return conns;
 }
+
+Deno.test("relay client: heartbeats within the relay's announced timeout: a third of it, not below 0.25 s, nor above the configured interval", () => {
+  assertEquals(heartbeatInterval(30_000, 120), 30_000);
+  assertEquals(heartbeatInterval(30_000, 90), 30_000);
+  assertEquals(heartbeatInterval(30_000, 60), 20_000);
+  assertEquals(heartbeatInterval(30_000, 4), 1333);
+  assertEquals(heartbeatInterval(30_000, 1), 333);
+  assertEquals(heartbeatInterval(30_000, 0.1), 250);
+  assertEquals(heartbeatInterval(30_000, 0.001), 250);
+  assertEquals(heartbeatInterval(100, 0.1), 100);
+  assertEquals(heartbeatInterval(5000, 4), 1333);
+});
+
+Deno.test("relay client: a relay announcing a 4 s heartbeat timeout gets a HEARTBEAT every 1.333 s, logged once", async () => {
+  const w = world();
+  const conns = await fakeRelay(w, (line) => line.startsWith("HELLO") ? "OK 9999 4 10.0.0.1" : "OK");
+  const reg = registration(w, "10.0.0.1", 40000, 40002); // heartbeat 30 s configured (the default)
+  const r = await drive(w, reg.register(), 100);
+  await w.clock.advanceAsync(10_000);
+  const hello = conns[0].lines[0];
+  assertEquals(hello.line, "HELLO 40000 10.0.0.2 40002");
+  const beats = conns[0].lines.slice(1);
+  assert(beats.every((b) => b.line === "HEARTBEAT"), JSON.stringify(beats));
+  // HELLO reached the relay at t, OK came back at t + 1; each HEARTBEAT takes 1 ms to arrive.
+  const gaps = beats.map((b, i) => b.at - (i === 0 ? hello.at + 1 : beats[i - 1].at));
+  assertEquals(gaps[0], 1 + 1333);
+  assertEquals(gaps.slice(1), Array(beats.length - 1).fill(1333));
+  assertEquals(beats.length, 7);
+  assertEquals(reg.heartbeats, 7);
+  assertEquals(r.heartbeatMs, 1333);
+  // Registered again (the relay closed the connection): still 1.333 s, and the log said it only once.
+  conns[0].conn.close();
+  await w.clock.advanceAsync(3000);
+  assertEquals(reg.registrations, 2);
+  assertEquals(conns[1].lines.map((l) => l.line), ["HELLO 40000 10.0.0.2 40002", "HEARTBEAT"]);
+  const said = w.logs.lines.filter((l) => l.includes("heartbeating every"));
+  assertEquals(said.length, 1, said.join("\n"));
+  assertMatch(said[0], /the relay expires registrations after 4 s: heartbeating every 1\.333 s instead of 30 s/);
+  reg.close();
+});
+
+Deno.test("relay client: a relay with a 4 s heartbeat timeout keeps the registration for 2 minutes", async () => {
+  const w = world({ heartbeatTimeout: 4, checkInterval: 1 });
+  await w.relay.start();
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  await drive(w, reg.register(), 100);
+  await w.clock.advanceAsync(120_000);
+  assertEquals(w.relay.stats().expired, 0);
+  assertEquals(w.relay.stats().registrations, 1);
+  assertEquals(reg.registrations, 1);
+  assertEquals(reg.heartbeats, 90); // 120 s / 1.333 s
+  await w.relay.close();
+  reg.close();
+});
 
 Deno.test("relay client: every failed registration attempt closes its connection (BUSY, FULL, INVALID, odd or no reply, no UDP socket, stopped)", async () => {
   const cases: { reply: string | undefined; attempts: number; error: RegExp; listenPortFails?: boolean }[] = [
