@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { Endpoint, RELAY_IP, type World, world } from "./relay_util.ts";
-import { RegistrationError, RelayRegistration } from "../plugins/relay/registration.ts";
+import { heartbeatInterval, RegistrationError, RelayRegistration } from "../plugins/relay/registration.ts";
 import { RelayServer } from "../plugins/relay/server.ts";
 import type { StreamConn } from "../plugins/relay/stream.ts";
 
@@ -180,4 +180,121 @@ Deno.test("relay client: a heartbeat left unanswered counts as a lost relay", as
   assertEquals(reg.registrations, 2);
   assert(w.logs.lines.some((l) => /lost the relay/.test(l)), w.logs.lines.join("\n"));
   reg.close();
+});
+
+/** A scripted relay on the world's streams: `answer` gives the reply to each line (none: no reply); never closes. */
+async function fakeRelay(w: World, answer: (line: string, conn: number) => string | undefined) {
+  const conns: { lines: { at: number; line: string }[]; ended: boolean; conn: StreamConn }[] = [];
+  await w.streams.listen(RELAY_IP, 9998, (conn) => {
+    const c = { lines: [] as { at: number; line: string }[], ended: false, conn };
+    const n = conns.push(c) - 1;
+    let partial = "";
+    conn.start({
+      data: (d) => {
+        const parts = (partial + new TextDecoder().decode(d)).split("\n");
+        partial = parts.pop()!;
+        for (const line of parts) {
+          c.lines.push({ at: w.clock.now(), line });
+          const reply = answer(line, n);
+          if (reply !== undefined) conn.write(new TextEncoder().encode(reply + "\n"));
+        }
+      },
+      end: () => c.ended = true,
+    });
+  });
+  return conns;
+}
+
+Deno.test("relay client: heartbeats within the relay's announced timeout: a third of it, not below 0.25 s, nor above the configured interval", () => {
+  assertEquals(heartbeatInterval(30_000, 120), 30_000);
+  assertEquals(heartbeatInterval(30_000, 90), 30_000);
+  assertEquals(heartbeatInterval(30_000, 60), 20_000);
+  assertEquals(heartbeatInterval(30_000, 4), 1333);
+  assertEquals(heartbeatInterval(30_000, 1), 333);
+  assertEquals(heartbeatInterval(30_000, 0.1), 250);
+  assertEquals(heartbeatInterval(30_000, 0.001), 250);
+  assertEquals(heartbeatInterval(100, 0.1), 100);
+  assertEquals(heartbeatInterval(5000, 4), 1333);
+});
+
+Deno.test("relay client: a relay announcing a 4 s heartbeat timeout gets a HEARTBEAT every 1.333 s, logged once", async () => {
+  const w = world();
+  const conns = await fakeRelay(w, (line) => line.startsWith("HELLO") ? "OK 9999 4 10.0.0.1" : "OK");
+  const reg = registration(w, "10.0.0.1", 40000, 40002); // heartbeat 30 s configured (the default)
+  const r = await drive(w, reg.register(), 100);
+  await w.clock.advanceAsync(10_000);
+  const hello = conns[0].lines[0];
+  assertEquals(hello.line, "HELLO 40000 10.0.0.2 40002");
+  const beats = conns[0].lines.slice(1);
+  assert(beats.every((b) => b.line === "HEARTBEAT"), JSON.stringify(beats));
+  // HELLO reached the relay at t, OK came back at t + 1; each HEARTBEAT takes 1 ms to arrive.
+  const gaps = beats.map((b, i) => b.at - (i === 0 ? hello.at + 1 : beats[i - 1].at));
+  assertEquals(gaps[0], 1 + 1333);
+  assertEquals(gaps.slice(1), Array(beats.length - 1).fill(1333));
+  assertEquals(beats.length, 7);
+  assertEquals(reg.heartbeats, 7);
+  assertEquals(r.heartbeatMs, 1333);
+  // Registered again (the relay closed the connection): still 1.333 s, and the log said it only once.
+  conns[0].conn.close();
+  await w.clock.advanceAsync(3000);
+  assertEquals(reg.registrations, 2);
+  assertEquals(conns[1].lines.map((l) => l.line), ["HELLO 40000 10.0.0.2 40002", "HEARTBEAT"]);
+  const said = w.logs.lines.filter((l) => l.includes("heartbeating every"));
+  assertEquals(said.length, 1, said.join("\n"));
+  assertMatch(said[0], /the relay expires registrations after 4 s: heartbeating every 1\.333 s instead of 30 s/);
+  reg.close();
+});
+
+Deno.test("relay client: a relay with a 4 s heartbeat timeout keeps the registration for 2 minutes", async () => {
+  const w = world({ heartbeatTimeout: 4, checkInterval: 1 });
+  await w.relay.start();
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  await drive(w, reg.register(), 100);
+  await w.clock.advanceAsync(120_000);
+  assertEquals(w.relay.stats().expired, 0);
+  assertEquals(w.relay.stats().registrations, 1);
+  assertEquals(reg.registrations, 1);
+  assertEquals(reg.heartbeats, 90); // 120 s / 1.333 s
+  await w.relay.close();
+  reg.close();
+});
+
+Deno.test("relay client: every failed registration attempt closes its connection (BUSY, FULL, INVALID, odd or no reply, no UDP socket, stopped)", async () => {
+  const cases: { reply: string | undefined; attempts: number; error: RegExp; listenPortFails?: boolean }[] = [
+    { reply: "BUSY too many connections (test)", attempts: 3, error: /after 3 attempts: BUSY too many connections/ },
+    { reply: "FULL", attempts: 3, error: /after 3 attempts: the relay is full \(FULL\)/ },
+    { reply: "INVALID no", attempts: 1, error: /refused the registration: INVALID no$/ },
+    { reply: "OK", attempts: 3, error: /after 3 attempts: unexpected reply to HELLO: OK$/ },
+    { reply: "TIMEOUT", attempts: 3, error: /after 3 attempts: unexpected reply to HELLO: TIMEOUT$/ },
+    { reply: "BYE later", attempts: 3, error: /after 3 attempts: unexpected reply to HELLO: BYE$/ },
+    { reply: "nonsense", attempts: 3, error: /after 3 attempts: no reply to HELLO within 5 s$/ },
+    { reply: undefined, attempts: 3, error: /after 3 attempts: no reply to HELLO within 5 s$/ },
+    { reply: undefined, attempts: 1, error: /cannot open the local UDP socket: no port$/, listenPortFails: true },
+  ];
+  for (const c of cases) {
+    const w = world();
+    const conns = await fakeRelay(w, () => c.reply);
+    const reg = registration(w, "10.0.0.1", 40000, 40002, {
+      listenPort: () => {
+        if (c.listenPortFails) throw new Error("no port");
+        return 40000;
+      },
+    });
+    const err = await assertRejects(() => drive(w, reg.register(), 30_000), RegistrationError);
+    assertMatch(err.message, c.error);
+    await w.clock.advanceAsync(10);
+    assertEquals(conns.length, c.attempts, c.reply);
+    assertEquals(conns.map((x) => x.ended), Array(c.attempts).fill(true), `${c.reply}: every connection closed`);
+  }
+  // Stopped while waiting for the reply to HELLO.
+  const w = world();
+  const conns = await fakeRelay(w, () => undefined);
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  const p = reg.register();
+  await w.clock.advanceAsync(100);
+  reg.close();
+  const err = await assertRejects(() => drive(w, p, 100), RegistrationError);
+  assertEquals(err.message, "stopped");
+  await w.clock.advanceAsync(10);
+  assertEquals(conns.map((x) => x.ended), [true]);
 });

@@ -138,7 +138,14 @@ for (const codec of ["PCMU", "PCMA"] as const) {
         assertEquals(stats.packets_in, pa + pb);
         assertEquals(stats.packets_out, pa + pb);
         assertEquals(stats.bytes_out, (pa + pb) * 12 + a.samples.length + b.samples.length);
-        assertEquals(stats.dropped, { unregistered: 0, oversize: 0, target_down: 0, backlog: 0, send_errors: 0 });
+        assertEquals(stats.dropped, {
+          unregistered: 0,
+          oversize: 0,
+          target_down: 0,
+          backlog: 0,
+          send_errors: 0,
+          to_source: 0,
+        });
         relay.kill("SIGINT");
         const rr = await relay.result;
         assertEquals(rr.code, 0, rr.stderr.slice(-2000));

@@ -382,3 +382,39 @@ Deno.test("relay: targets 'any' forwards to a target that never registered; STAT
   assertEquals(a.take(), ["INVALID the target is this relay's own UDP address"]);
   await w.relay.close();
 });
+
+Deno.test("relay: a client naming its own address as target gets INVALID and nothing comes back to it", async () => {
+  for (const targets of ["clients", "any"] as const) {
+    const w = world({ targets });
+    await w.relay.start();
+    const ua = new Endpoint(w, "10.0.0.1", 40000);
+    const a = await LineClient.open(w, "10.0.0.1");
+    // Its own address, in any spelling: refused, nothing stored.
+    for (const self of ["10.0.0.1", "::ffff:10.0.0.1"]) {
+      a.send(w, `HELLO 40000 ${self} 40000`);
+      assertEquals(a.take(), ["INVALID the target is your own address 10.0.0.1:40000"], `${targets}, ${self}`);
+      w.clock.advance(200); // stay under the rate limit
+    }
+    assertEquals(w.relay.clientCount, 0);
+    ua.sendToRelay(new Uint8Array([1]));
+    w.clock.advance(5);
+    assertEquals(ua.got.length, 0, `${targets}: nothing sent back to the source`);
+    assertEquals(w.relay.stats().dropped.unregistered, 1);
+    // The connection stays usable; another port of the same host is a valid target.
+    a.send(w, "HELLO 40000 10.0.0.1 40001");
+    assertMatch(a.take()[0], /^OK 9999 120 10\.0\.0\.1$/);
+    w.clock.advance(200);
+    // A registered client cannot move its target onto itself either: its registration keeps the old target.
+    a.send(w, "HELLO 40000 10.0.0.1 40000");
+    assertEquals(a.take(), ["INVALID the target is your own address 10.0.0.1:40000"]);
+    assertEquals(w.relay.stats().per_client.map((c) => c.target), ["10.0.0.1:40001"]);
+    ua.sendToRelay(new Uint8Array([2]));
+    w.clock.advance(5);
+    assertEquals(ua.got.length, 0, `${targets}: nothing sent back to the source`);
+    // It went to 10.0.0.1:40001 (targets=any; nobody listens there) or was dropped as its target is not a client.
+    const s = w.relay.stats();
+    assertEquals([s.packets_out, s.dropped.target_down], targets === "any" ? [1, 0] : [0, 1]);
+    assertEquals(s.dropped.to_source, 0);
+    await w.relay.close();
+  }
+});

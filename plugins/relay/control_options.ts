@@ -52,7 +52,7 @@ export const relayClientOptionsSchema = lazySchema(() =>
       "seconds allowed for connecting and for each reply",
     ),
     heartbeat: z.number().min(0.1).max(3600).default(RELAY_DEFAULTS.heartbeatInterval).describe(
-      `seconds between heartbeats`,
+      `seconds between heartbeats at most (a relay announcing a shorter timeout gets one every third of it, ≥ 0.25 s)`,
     ),
     wait_for_target: z.boolean().default(false).describe(
       "start the send chains only once the relay says the target has registered",

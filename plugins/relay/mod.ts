@@ -36,6 +36,8 @@ export {
   type RelayRequest,
 } from "./protocol.ts";
 export {
+  heartbeatInterval,
+  MIN_HEARTBEAT_MS,
   type Registered,
   RegistrationError,
   type RegistrationEvents,

@@ -1,8 +1,9 @@
 /**
  * A relay client's registration: the TCP side of `relay-client` (see
  * `protocol.ts` for the lines). It connects, registers with `HELLO`, sends
- * `HEARTBEAT` every `heartbeatMs` on the injected clock, follows `TARGET
- * UP/DOWN`, and leaves with `DISCONNECT`.
+ * `HEARTBEAT` every `heartbeatMs` on the injected clock (or more often when
+ * the relay's announced timeout needs it: {@linkcode heartbeatInterval}),
+ * follows `TARGET UP/DOWN`, and leaves with `DISCONNECT`.
  *
  * The first registration makes `attempts` tries, `retryDelayMs` apart and
  * doubling (capped at `retryMaxMs`), and then fails; an `INVALID` reply fails at
@@ -45,7 +46,11 @@ export interface RegistrationOptions {
   retryMaxMs?: number;
   /** Time allowed for connecting and for each reply, ms (default 5000). */
   replyTimeoutMs?: number;
-  /** Interval of heartbeats, ms (default 30000). */
+  /**
+   * Interval of heartbeats, ms (default 30000): the longest; a relay that
+   * announces a shorter timeout gets them more often (see
+   * {@linkcode heartbeatInterval}).
+   */
   heartbeatMs?: number;
   /** Stops everything when aborted. */
   signal?: AbortSignal;
@@ -63,6 +68,29 @@ export interface Registered {
   local: HostPort;
   /** The UDP port registered. */
   listenPort: number;
+  /** Our interval of heartbeats for this registration, ms ({@linkcode heartbeatInterval}). */
+  heartbeatMs: number;
+}
+
+/** The shortest interval of heartbeats a relay's announced timeout can impose, ms (a tiny timeout is not a flood). */
+export const MIN_HEARTBEAT_MS = 250;
+
+/**
+ * The interval of heartbeats for a relay that expires registrations after
+ * `timeoutS` seconds: the configured `configuredMs`, or a third of the timeout
+ * when that is shorter (so two heartbeats may be late or lost before the
+ * relay gives up on us), but not below {@linkcode MIN_HEARTBEAT_MS} (unless
+ * `configuredMs` itself is).
+ *
+ * @example
+ * ```ts
+ * heartbeatInterval(30000, 120); // 30000: a third of 120 s is 40 s
+ * heartbeatInterval(30000, 4); // 1333
+ * heartbeatInterval(30000, 0.1); // 250
+ * ```
+ */
+export function heartbeatInterval(configuredMs: number, timeoutS: number): number {
+  return Math.min(configuredMs, Math.max(MIN_HEARTBEAT_MS, Math.floor(timeoutS * 1000 / 3)));
 }
 
 /** Why a registration failed. */
@@ -117,6 +145,8 @@ export class RelayRegistration {
   #closed = false;
   #reconnecting = false;
   #lastBye = "";
+  /** The shortened heartbeat interval last logged (logged once, not at each re-registration). */
+  #loggedHeartbeatMs: number | undefined;
   readonly #stop = new AbortController();
   /** True while the relay says our target is registered. */
   targetUp = false;
@@ -232,18 +262,40 @@ export class RelayRegistration {
           "its forwarding works only if our datagrams leave from that address and port",
       );
     }
-    this.#startHeartbeat();
+    if (r.heartbeatMs < this.#o.heartbeatMs && r.heartbeatMs !== this.#loggedHeartbeatMs) {
+      this.#loggedHeartbeatMs = r.heartbeatMs;
+      this.#log.info(
+        `the relay expires registrations after ${r.heartbeatTimeout} s: heartbeating every ${r.heartbeatMs / 1000} s ` +
+          `instead of ${this.#o.heartbeatMs / 1000} s`,
+      );
+      if (r.heartbeatMs >= r.heartbeatTimeout * 1000) {
+        this.#log.warn(
+          `the relay's heartbeat timeout (${r.heartbeatTimeout} s) is shorter than our shortest heartbeat interval: ` +
+            "it will expire us",
+        );
+      }
+    }
+    this.#startHeartbeat(r.heartbeatMs);
     for (const e of [...this.#events]) e.registered?.(r, again);
   }
 
-  /** One try: connect, HELLO, the reply. */
+  /** One try: connect, HELLO, the reply. The connection is closed unless it ends registered. */
   async #attempt(): Promise<Registered> {
     this.attemptsMade++;
     const conn = await this.#o.streams.connect(this.#o.relay, this.#o.replyTimeoutMs);
-    if (this.#closed) {
-      conn.close();
-      throw new RegistrationError("stopped");
+    let registered = false;
+    try {
+      const r = await this.#hello(conn);
+      registered = true;
+      return r;
+    } finally {
+      if (!registered) conn.close();
     }
+  }
+
+  /** HELLO on a new connection; throws on any other outcome than OK (the caller closes the connection). */
+  async #hello(conn: StreamConn): Promise<Registered> {
+    if (this.#closed) throw new RegistrationError("stopped");
     this.#conn = conn;
     this.#lastBye = "";
     const splitter = new LineSplitter(65536);
@@ -259,7 +311,6 @@ export class RelayRegistration {
     try {
       listenPort = await this.#o.listenPort(conn);
     } catch (e) {
-      conn.close();
       throw new RegistrationError(`cannot open the local UDP socket: ${errText(e)}`, true);
     }
     const { hostname: targetIp, port: targetPort } = this.#o.target;
@@ -273,17 +324,15 @@ export class RelayRegistration {
           observedIp: reply.observedIp!,
           local: conn.local,
           listenPort,
+          heartbeatMs: heartbeatInterval(this.#o.heartbeatMs, reply.heartbeatTimeout!),
         };
       case "FULL":
-        conn.close();
         throw new RegistrationError("the relay is full (FULL)");
       case "INVALID":
-        conn.close();
         throw new RegistrationError(`INVALID ${reply.reason}`, true);
       case "BUSY":
         throw new RegistrationError(`BUSY ${reply.reason}`);
     }
-    conn.close();
     throw new RegistrationError(`unexpected reply to HELLO: ${reply.type}`);
   }
 
@@ -381,14 +430,14 @@ export class RelayRegistration {
     }
   }
 
-  #startHeartbeat(): void {
+  #startHeartbeat(intervalMs: number): void {
     this.#stopHeartbeat();
-    let due = this.#clock.now() + this.#o.heartbeatMs;
+    let due = this.#clock.now() + intervalMs;
     const beat = async () => {
       this.#heartbeat = undefined;
       const conn = this.#conn;
       if (this.#closed || !conn || !this.#registered) return;
-      due += this.#o.heartbeatMs;
+      due += intervalMs;
       this.#heartbeat = this.#clock.at(due, beat);
       try {
         const r = await this.#request({ type: "HEARTBEAT" });
