@@ -144,7 +144,6 @@ for (const codec of ["PCMU", "PCMA"] as const) {
           target_down: 0,
           backlog: 0,
           send_errors: 0,
-          to_source: 0,
         });
         relay.kill("SIGINT");
         const rr = await relay.result;

@@ -414,7 +414,6 @@ Deno.test("relay: a client naming its own address as target gets INVALID and not
     // It went to 10.0.0.1:40001 (targets=any; nobody listens there) or was dropped as its target is not a client.
     const s = w.relay.stats();
     assertEquals([s.packets_out, s.dropped.target_down], targets === "any" ? [1, 0] : [0, 1]);
-    assertEquals(s.dropped.to_source, 0);
     await w.relay.close();
   }
 });

@@ -109,7 +109,7 @@ export interface RelayClientStats {
   packets_out: number;
   /** Bytes of those. */
   bytes_out: number;
-  /** Its datagrams not forwarded (oversize, target down, send backlog, send error, target is its source). */
+  /** Its datagrams not forwarded (oversize, target down, send backlog, send error). */
   drops: number;
 }
 
@@ -161,8 +161,6 @@ export interface RelayStats {
     backlog: number;
     /** The send failed. */
     send_errors: number;
-    /** The target was the datagram's own source (never sent back; HELLO refuses such a target). */
-    to_source: number;
   };
   /** Each registration. */
   per_client: RelayClientStats[];
@@ -287,7 +285,6 @@ export class RelayServer {
   #dropOversize = 0;
   #dropTargetDown = 0;
   #dropBacklog = 0;
-  #dropToSource = 0;
   readonly #totals = new Totals();
   /** Counters as of the last check, for the suppressed-events summary. */
   #reported = { full: 0, invalid: 0, busy: 0, unregistered: 0, rate: 0, oversize: 0, sendErrors: 0 };
@@ -737,12 +734,6 @@ export class RelayServer {
     this.#packetsIn++;
     this.#bytesIn += n;
     const target = client.target;
-    // Never back to where it came from (HELLO refuses such a target; this keeps the rule whatever the table holds).
-    if (target.port === from.port && target.hostname === from.hostname) {
-      client.drops++;
-      this.#dropToSource++;
-      return;
-    }
     if (this.#o.targets === "clients" && this.#bySource.get(target.hostname)?.get(target.port) === undefined) {
       client.drops++;
       this.#dropTargetDown++;
@@ -816,7 +807,6 @@ export class RelayServer {
         target_down: this.#dropTargetDown,
         backlog: this.#dropBacklog,
         send_errors: this.#totals.sendErrors,
-        to_source: this.#dropToSource,
       },
       per_client: per,
     };
