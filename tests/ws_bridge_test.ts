@@ -28,6 +28,7 @@ import {
   waitFor,
   WsClient,
 } from "./ws_util.ts";
+import { MAX_MARKS } from "../plugins/ws/player.ts";
 
 const TOKEN = "s3cret-token";
 
@@ -866,6 +867,33 @@ Deno.test("ws-bridge: a message longer than max_message_bytes is answered from i
         c.close();
       } catch { /* closed */ }
     }
+    await r.close();
+  }
+});
+
+Deno.test(`ws-bridge: marks waiting per call are bounded (${MAX_MARKS}); beyond, an error and the mark ignored`, async () => {
+  const r = await rig();
+  try {
+    const c = await r.connect(`token=${TOKEN}&protocol=text`);
+    c.send("CALL:sip:m@h");
+    await c.next();
+    r.calls.answerRemote("out-1");
+    await c.next();
+    for (let i = 0; i < MAX_MARKS + 2; i++) c.send(`MARK:out-1##m${i}`);
+    const before = await c.sync();
+    assertEquals(before.length, 2);
+    assertMatch(
+      before[0],
+      new RegExp(
+        `^ERROR:call out-1: ${MAX_MARKS} marks wait for their audio already \\(at most ${MAX_MARKS} per call\\)`,
+      ),
+    );
+    r.clock.advance(20);
+    const echoed = (await c.until((m) => m === `MARK:out-1##m${MAX_MARKS - 1}`)).skipped.length + 1;
+    assertEquals(echoed, MAX_MARKS);
+    c.send("MARK:out-1##again");
+    assertEquals(await c.sync(), []);
+  } finally {
     await r.close();
   }
 });

@@ -48,6 +48,7 @@ import {
 } from "./protocol.ts";
 import { textProtocol } from "./text_protocol.ts";
 import { Ticker } from "./_ticker.ts";
+import { MAX_MARKS } from "./player.ts";
 import { type ServerWebSocket, type UpgradeAnswer, type UpgradeRequest, WebSocketServer } from "./_websocket.ts";
 
 /** WebSocket close codes the bridge uses. */
@@ -558,7 +559,14 @@ export class WsBridge implements CallLinkHost {
       case "media":
         return this.#media(client, link, cmd.payload);
       case "mark":
-        link.player.mark(cmd.name);
+        if (!link.player.mark(cmd.name)) {
+          this.#error(
+            client,
+            `call ${link.id}: ${link.player.marks} marks wait for their audio already (at most ${MAX_MARKS} per ` +
+              `call): mark ${JSON.stringify(cmd.name.slice(0, 40))} ignored`,
+            link.id,
+          );
+        }
         return;
       case "clear":
         for (const name of link.player.clear()) this.#send(client, { type: "mark", callId: link.id, name });
