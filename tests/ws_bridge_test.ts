@@ -897,3 +897,27 @@ Deno.test(`ws-bridge: marks waiting per call are bounded (${MAX_MARKS}); beyond,
     await r.close();
   }
 });
+
+Deno.test("ws-bridge: a call's summary says how much of the client's audio was played, not queued", async () => {
+  const r = await rig();
+  try {
+    const c = await r.connect(`token=${TOKEN}&protocol=text`);
+    c.send("CALL:sip:s@h");
+    await c.next();
+    r.calls.answerRemote("out-1");
+    await c.next();
+    c.send(`RTP:out-1##${encodeAudio(new Int16Array(8000 * 5).fill(100), "l16")}`); // 5 s
+    await c.sync();
+    r.clock.advance(400); // 20 frames
+    c.send("HANGUP:out-1");
+    await c.until((m) => m === "BYE:out-1");
+    const line = r.logs.lines.find((l) => l.includes("call out-1 ended"))!;
+    const m = /from client (\d+\.\d+) s played over (\d+) frames/.exec(line);
+    assert(m, line);
+    const secs = Number(m[1]);
+    const frames = Number(m[2]);
+    assert(secs > 0 && secs <= frames * 0.02, `${secs} s played over ${frames} frames of 20 ms: ${line}`);
+  } finally {
+    await r.close();
+  }
+});

@@ -877,7 +877,7 @@ export class WsBridge implements CallLinkHost {
     this.#log.info(
       `call ${link.id} ended (${why}): to client ${link.framesToClient} frames` +
         (link.framesToClientDropped ? ` (${link.framesToClientDropped} dropped: socket full)` : "") +
-        `, from client ${(p.queuedSamples / 8000).toFixed(2)} s played over ${p.frames} frames, ` +
+        `, from client ${(p.playedSamples / 8000).toFixed(2)} s played over ${p.frames} frames, ` +
         `ran dry ${p.ranDry}×` + (p.droppedSamples ? `, ${p.droppedSamples} samples dropped (queue full)` : ""),
     );
     if (this.#links.size === 0 && this.#offTick) {
