@@ -439,7 +439,7 @@ Deno.test("websocket: Deno's own WebSocket client talks to it", async () => {
     await new Promise((res) => ws.onopen = res);
     assertEquals(ws.protocol, "chat");
     ws.send("echo");
-    ws.send("x".repeat(70000).slice(0, 1000));
+    ws.send("x".repeat(1000)); // within the bound: taken, not answered
     await waitFor(() => msgs.length === 1, "the echo");
     assertEquals(msgs, ["echo!"]);
     ws.send("bye");

@@ -330,7 +330,12 @@ export class WebSocketServer {
     const socket = new ServerWebSocket(conn, remote, answer.protocol ?? "", this.#o);
     this.#sockets.add(socket);
     try {
-      answer.accept(socket);
+      try {
+        answer.accept(socket);
+      } catch (e) {
+        closeQuietly(conn);
+        throw e;
+      }
       await socket._run(new TextEncoder().encode(h + "\r\n"), (head as { rest: Uint8Array }).rest);
     } finally {
       this.#sockets.delete(socket);
