@@ -18,7 +18,17 @@ import { createRegistry } from "../mod.ts";
 import { MULAW_DECODE, MULAW_ENCODE } from "../plugins/g711/tables.ts";
 import { decodeAudio, encodeAudio, type WsBridgeOptions, wsBridgeOptions } from "../plugins/ws/mod.ts";
 import { WsBridge } from "../plugins/ws/bridge.ts";
-import { FakeCalls, mulawExactSamples, sendRawText, stuckClient, waitFor, WsClient } from "./ws_util.ts";
+import {
+  FakeCalls,
+  mulawExactSamples,
+  RawFrames,
+  rawHeader,
+  sendRawText,
+  stuckClient,
+  waitFor,
+  WsClient,
+} from "./ws_util.ts";
+import { MAX_MARKS } from "../plugins/ws/player.ts";
 
 const TOKEN = "s3cret-token";
 
@@ -471,7 +481,7 @@ Deno.test("ws-bridge: malformed messages get an error back and affect nothing el
       ["hello", /^ERROR:expected COMMAND:ARGUMENTS/],
       ["FOO:bar", /^ERROR:unknown command "FOO"/],
       [new Uint8Array([1, 2, 3]), /^ERROR:binary messages are not part of the protocol/],
-      [`RTP:out-2##${"A".repeat(5000)}`, /^ERROR:message of 5011 characters is longer than 4096: ignored$/],
+      [`RTP:out-2##${"A".repeat(5000)}`, /^ERROR:message of 5011 bytes is longer than 4096: ignored$/],
       ["RTP:out-2##%%%%", /^ERROR:call out-2: the audio payload is not valid base64$/],
       ["RTP:out-2##AA==", /^ERROR:call out-2: l16 audio has 2 bytes per sample, got 1 bytes/],
       ["DTMF:out-2##xyz", /^ERROR:DTMF: DTMF digits are/],
@@ -763,6 +773,150 @@ Deno.test("ws-bridge: commands under way are bounded per client (64); more get a
     c.send("DTMF:out-1##2");
     assertEquals(await c.sync(), []);
     assertEquals(r.calls.log.at(-1), "dtmf out-1 2");
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("ws-bridge: refused connections free their max_clients slot at once; a peer that never answers the close has its TCP connection closed", async () => {
+  const r = await rig({ max_clients: 2, auth_timeout: 5 });
+  const raws: Deno.Conn[] = [];
+  try {
+    // Two connections without a token that never read past the handshake nor answer a close frame.
+    for (let i = 0; i < 2; i++) raws.push(await stuckClient(r.bridge.port, ""));
+    await waitFor(() => r.logs.lines.filter((l) => l.includes("connected, protocol")).length === 2, "both open");
+    let full = "";
+    try {
+      raws.push(await stuckClient(r.bridge.port, `token=${TOKEN}`));
+    } catch (e) {
+      full = (e as Error).message;
+    }
+    assertMatch(full, /handshake refused: HTTP\/1\.1 503/, "max_clients are open");
+    r.clock.advance(5000); // auth_timeout: both refused (1008)
+    await waitFor(() => r.bridge.stats().authFailures === 2, "both refused");
+    assertEquals(r.bridge.stats().connections, 0, "refused connections no longer count");
+
+    // A client with the token gets in at once, while the refused peers still hold their TCP connections.
+    const ok = await r.connect(`token=${TOKEN}&protocol=text`);
+    assertEquals(await ok.sync(), []);
+
+    // The refused peers got the close frame, then their TCP connections were closed by the bridge.
+    for (const c of raws) {
+      const f = new RawFrames(c);
+      const close = await f.next();
+      assertEquals(close && { code: close.code, reason: close.text }, { code: 1008, reason: "no token within 5 s" });
+      await f.untilEnd();
+      assert(f.ended);
+    }
+    await waitFor(() => r.bridge.stats().clientList.length === 1, "the refused connections forgotten");
+  } finally {
+    for (const c of raws) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await r.close();
+  }
+});
+
+Deno.test("ws-bridge: a message longer than max_message_bytes is answered from its header, never held; bad frames closed 1002 / 1007", async () => {
+  const r = await rig();
+  const raws: Deno.Conn[] = [];
+  try {
+    // Authenticated: the error comes back before the payload is sent; the payload is then dropped as it comes.
+    const c = await stuckClient(r.bridge.port, `token=${TOKEN}&protocol=text`);
+    raws.push(c);
+    const f = new RawFrames(c);
+    await c.write(rawHeader(1, 60_000_000));
+    assertEquals(await f.next(), {
+      op: 1,
+      text: `ERROR:message of 60000000 bytes is longer than ${256 * 1024}: ignored`,
+    });
+    const chunk = new Uint8Array(1 << 20).fill(0x41);
+    for (let sent = 0; sent < 60_000_000;) {
+      sent += await c.write(chunk.subarray(0, Math.min(chunk.length, 60_000_000 - sent)));
+    }
+    await sendRawText(c, "PING");
+    assertEquals(await f.next(), { op: 1, text: "PONG" });
+    assertEquals(r.bridge.stats().errors, 1);
+
+    // Without a token: refused at once (1008), its connection closed.
+    const u = await stuckClient(r.bridge.port, "");
+    raws.push(u);
+    const uf = new RawFrames(u);
+    await u.write(rawHeader(1, 60_000_000));
+    const close = await uf.next();
+    assertEquals(close && [close.code, close.text], [1008, "token required (first message too long)"]);
+    await uf.untilEnd();
+
+    // An unmasked frame: 1002; a text message that is not UTF-8: 1007.
+    const m = await stuckClient(r.bridge.port, `token=${TOKEN}&protocol=text`);
+    raws.push(m);
+    await m.write(new Uint8Array([0x81, 0x04, 0x50, 0x49, 0x4e, 0x47]));
+    const mc = await new RawFrames(m).next();
+    assertEquals(mc?.code, 1002);
+    const x = await stuckClient(r.bridge.port, `token=${TOKEN}&protocol=text`);
+    raws.push(x);
+    await x.write(new Uint8Array([0x81, 0x83, 0, 0, 0, 0, 0x50, 0xff, 0xfe]));
+    const xc = await new RawFrames(x).next();
+    assertEquals(xc?.code, 1007);
+    await waitFor(() => r.bridge.stats().connections === 1, "the two closed");
+  } finally {
+    for (const c of raws) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await r.close();
+  }
+});
+
+Deno.test(`ws-bridge: marks waiting per call are bounded (${MAX_MARKS}); beyond, an error and the mark ignored`, async () => {
+  const r = await rig();
+  try {
+    const c = await r.connect(`token=${TOKEN}&protocol=text`);
+    c.send("CALL:sip:m@h");
+    await c.next();
+    r.calls.answerRemote("out-1");
+    await c.next();
+    for (let i = 0; i < MAX_MARKS + 2; i++) c.send(`MARK:out-1##m${i}`);
+    const before = await c.sync();
+    assertEquals(before.length, 2);
+    assertMatch(
+      before[0],
+      new RegExp(
+        `^ERROR:call out-1: ${MAX_MARKS} marks wait for their audio already \\(at most ${MAX_MARKS} per call\\)`,
+      ),
+    );
+    r.clock.advance(20);
+    const echoed = (await c.until((m) => m === `MARK:out-1##m${MAX_MARKS - 1}`)).skipped.length + 1;
+    assertEquals(echoed, MAX_MARKS);
+    c.send("MARK:out-1##again");
+    assertEquals(await c.sync(), []);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("ws-bridge: a call's summary says how much of the client's audio was played, not queued", async () => {
+  const r = await rig();
+  try {
+    const c = await r.connect(`token=${TOKEN}&protocol=text`);
+    c.send("CALL:sip:s@h");
+    await c.next();
+    r.calls.answerRemote("out-1");
+    await c.next();
+    c.send(`RTP:out-1##${encodeAudio(new Int16Array(8000 * 5).fill(100), "l16")}`); // 5 s
+    await c.sync();
+    r.clock.advance(400); // 20 frames
+    c.send("HANGUP:out-1");
+    await c.until((m) => m === "BYE:out-1");
+    const line = r.logs.lines.find((l) => l.includes("call out-1 ended"))!;
+    const m = /from client (\d+\.\d+) s played over (\d+) frames/.exec(line);
+    assert(m, line);
+    const secs = Number(m[1]);
+    const frames = Number(m[2]);
+    assert(secs > 0 && secs <= frames * 0.02, `${secs} s played over ${frames} frames of 20 ms: ${line}`);
   } finally {
     await r.close();
   }

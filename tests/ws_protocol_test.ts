@@ -349,6 +349,15 @@ Deno.test("player: the queue is bounded (the excess dropped and counted); marks 
   assertEquals(p.stats().clearedSamples, 640);
 });
 
+Deno.test("player: marks waiting are bounded (maxMarks): one beyond is refused; released ones make room", () => {
+  const p = new CallPlayer({ ...playerOpts, maxMarks: 3 });
+  p.enqueue(new Int16Array(800), 0);
+  assertEquals([p.mark("a"), p.mark("b"), p.mark("c"), p.mark("d")], [true, true, true, false]);
+  assertEquals(p.marks, 3);
+  assertEquals(p.clear(), ["a", "b", "c"]);
+  assertEquals(p.mark("e"), true);
+});
+
 Deno.test("ticker: drift-free ticks on the clock; late ticks caught up; after a long stall skipped, numbers on time", () => {
   const clock = new VirtualClock();
   const t = new Ticker(clock, 20, 5);

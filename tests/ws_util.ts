@@ -425,3 +425,86 @@ export async function waitFor(cond: () => boolean, what: string, guardMs = 10000
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** Reads a raw client's connection: the server's frames, or its end. */
+export class RawFrames {
+  #buf = new Uint8Array(0);
+  /** True once the server closed the connection. */
+  ended = false;
+
+  /**
+   * Reads from `conn`.
+   * @param conn a connection past its handshake (stuckClient's)
+   */
+  constructor(readonly conn: Deno.Conn) {}
+
+  async #more(guardMs: number): Promise<boolean> {
+    const chunk = new Uint8Array(65536);
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const guard = new Promise<"guard">((r) => t = setTimeout(() => r("guard"), guardMs));
+    let n: number | null | "guard";
+    try {
+      n = await Promise.race([this.conn.read(chunk), guard]);
+    } catch {
+      n = null; // reset
+    } finally {
+      clearTimeout(t);
+    }
+    if (n === "guard") throw new Error("nothing arrived within the guard time");
+    if (n === null) {
+      this.ended = true;
+      return false;
+    }
+    const b = new Uint8Array(this.#buf.length + n);
+    b.set(this.#buf);
+    b.set(chunk.subarray(0, n), this.#buf.length);
+    this.#buf = b;
+    return true;
+  }
+
+  /**
+   * The next frame (a close frame's payload as `code` and `reason`), or null when the connection ended. Throws after
+   * `guardMs` of real time without bytes: only a guard against a hung test.
+   */
+  async next(guardMs = 10000): Promise<{ op: number; text: string; code?: number } | null> {
+    for (;;) {
+      const b = this.#buf;
+      if (b.length >= 2) {
+        const l7 = b[1] & 0x7f;
+        const at = l7 === 126 ? 4 : l7 === 127 ? 10 : 2;
+        if (b.length >= at) {
+          const len = l7 === 126
+            ? (b[2] << 8) | b[3]
+            : l7 === 127
+            ? Number(new DataView(b.buffer, b.byteOffset).getBigUint64(2))
+            : l7;
+          if (b.length >= at + len) {
+            this.#buf = b.slice(at + len);
+            const p = b.subarray(at, at + len);
+            const op = b[0] & 0x0f;
+            if (op === 8) {
+              return { op, code: (p[0] << 8) | p[1], text: new TextDecoder().decode(p.subarray(2)) };
+            }
+            return { op, text: new TextDecoder().decode(p) };
+          }
+        }
+      }
+      if (!await this.#more(guardMs)) return null;
+    }
+  }
+
+  /** Reads (dropping frames) until the server closes the connection. */
+  async untilEnd(guardMs = 10000): Promise<void> {
+    while (await this.next(guardMs) !== null) { /* dropped */ }
+  }
+}
+
+/** The header of a masked client frame declaring `length` payload bytes (the payload is for the caller to send). */
+export function rawHeader(op: number, length: number): Uint8Array {
+  const h = new Uint8Array(14);
+  h[0] = 0x80 | op;
+  h[1] = 0x80 | 127;
+  new DataView(h.buffer).setBigUint64(2, BigInt(length));
+  // mask key 0: the payload goes as it is
+  return h;
+}

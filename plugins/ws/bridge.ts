@@ -1,7 +1,8 @@
 /**
- * The WebSocket bridge: a WebSocket server (`Deno.serve` +
- * `Deno.upgradeWebSocket`) through which applications drive the calls of a
- * control plugin's {@linkcode CallService} and exchange their audio.
+ * The WebSocket bridge: a WebSocket server (its own RFC 6455 server over
+ * TCP, `_websocket.ts`, every resource bounded) through which applications
+ * drive the calls of a control plugin's {@linkcode CallService} and exchange
+ * their audio.
  *
  * - **Connecting.** `ws://HOST:PORT/?token=TOKEN` (or the token as the first
  *   message); the protocol is the subprotocol `voxpipe-text` /
@@ -47,6 +48,8 @@ import {
 } from "./protocol.ts";
 import { textProtocol } from "./text_protocol.ts";
 import { Ticker } from "./_ticker.ts";
+import { MAX_MARKS } from "./player.ts";
+import { type ServerWebSocket, type UpgradeAnswer, type UpgradeRequest, WebSocketServer } from "./_websocket.ts";
 
 /** WebSocket close codes the bridge uses. */
 export const CLOSE_CODES = {
@@ -61,6 +64,15 @@ const PROTOCOLS: Record<ProtocolName, WireProtocol> = { text: textProtocol, json
 /** Commands of one client under way at once (dials, answers, hang-ups, DTMF). */
 const MAX_PENDING = 64;
 
+/** Connections still sending their HTTP request head at once (more are closed at once). */
+export const MAX_HANDSHAKES = 64;
+
+/** Time a connection has to send its HTTP request head, ms. */
+export const HEAD_TIMEOUT_MS = 5000;
+
+/** Time a client has to answer the bridge's close frame before its TCP connection is closed, ms. */
+export const CLOSE_TIMEOUT_MS = 2000;
+
 /** What the bridge needs around it. */
 export interface WsBridgeContext {
   /** The calls it drives. */
@@ -73,7 +85,7 @@ export interface WsBridgeContext {
 
 /** Counters of a {@linkcode WsBridge}. */
 export interface WsBridgeStats {
-  /** WebSocket connections open now (authenticated or not). */
+  /** WebSocket connections open now (authenticated or not; not those the bridge has closed). */
   connections: number;
   /** Authenticated clients now. */
   clients: number;
@@ -123,7 +135,7 @@ export interface WsClientStats {
 class Client {
   readonly id: number;
   readonly remote: string;
-  readonly ws: WebSocket;
+  readonly ws: ServerWebSocket;
   protocol: WireProtocol | undefined;
   authed = false;
   encoding: AudioEncoding;
@@ -144,7 +156,7 @@ class Client {
   errors = 0;
   framesDropped = 0;
 
-  constructor(id: number, remote: string, ws: WebSocket, encoding: AudioEncoding, incoming: boolean) {
+  constructor(id: number, remote: string, ws: ServerWebSocket, encoding: AudioEncoding, incoming: boolean) {
     this.id = id;
     this.remote = remote;
     this.ws = ws;
@@ -201,7 +213,7 @@ export class WsBridge implements CallLinkHost {
   readonly #links = new Map<string, CallLink>();
   readonly #owners = new Map<string, Client>();
   readonly #offers = new Map<string, Offer>();
-  #server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  #server: WebSocketServer | undefined;
   #port = 0;
   #nextClient = 1;
   #offEvents: (() => void) | undefined;
@@ -236,30 +248,29 @@ export class WsBridge implements CallLinkHost {
   start(): Promise<void> {
     const o = this.#o;
     this.#offEvents = this.calls.onEvent((e) => this.#onEvent(e));
-    return new Promise((resolve, reject) => {
-      try {
-        this.#server = Deno.serve({
-          hostname: o.bind,
-          port: o.port,
-          onListen: (addr) => {
-            this.#port = addr.port;
-            resolve();
-          },
-          onError: (e) => {
-            this.#log.warn(`HTTP error: ${message(e)}`);
-            return new Response("internal error\n", { status: 500 });
-          },
-        }, (req, info) => this.#handle(req, info));
-      } catch (e) {
-        this.#offEvents?.();
-        reject(
-          new Error(
-            `cannot listen on ${formatHostPort({ hostname: o.bind, port: o.port })}: ${message(e)}` +
-              (e instanceof Deno.errors.AddrInUse ? ' (another process uses the port: choose another "port")' : ""),
-          ),
-        );
-      }
-    });
+    const server = new WebSocketServer({
+      hostname: o.bind,
+      port: o.port,
+      maxMessageBytes: o.max_message_bytes,
+      tooLong: "skip",
+      maxHandshakes: MAX_HANDSHAKES,
+      headTimeoutMs: HEAD_TIMEOUT_MS,
+      closeTimeoutMs: CLOSE_TIMEOUT_MS,
+      onError: (e) => this.#log.error(`connection failed: ${message(e)}`),
+    }, (req) => this.#handle(req));
+    try {
+      this.#port = server.listen().port;
+    } catch (e) {
+      this.#offEvents?.();
+      return Promise.reject(
+        new Error(
+          `cannot listen on ${formatHostPort({ hostname: o.bind, port: o.port })}: ${message(e)}` +
+            (e instanceof Deno.errors.AddrInUse ? ' (another process uses the port: choose another "port")' : ""),
+        ),
+      );
+    }
+    this.#server = server;
+    return Promise.resolve();
   }
 
   /** The port it listens on. */
@@ -278,7 +289,7 @@ export class WsBridge implements CallLinkHost {
     for (const c of this.#sockets) if (c.active && c.authed) clients++;
     return {
       ...this.#stats,
-      connections: this.#sockets.size,
+      connections: this.#live(),
       clients,
       skippedTicks: this.#ticker.skipped,
       clientList: [...this.#sockets].map((c) => ({
@@ -314,33 +325,37 @@ export class WsBridge implements CallLinkHost {
       this.#offTick?.();
       this.#ticker.stop();
       await Promise.allSettled(hangups);
-      const server = this.#server;
-      if (server) {
-        // A peer that reads nothing keeps its connection (Deno cannot abort it): do not wait for it forever.
-        let t: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([server.shutdown(), new Promise((r) => t = setTimeout(r, 2000))]);
-        clearTimeout(t);
-      }
+      // Every connection is closed: a peer that does not answer the close frame within CLOSE_TIMEOUT_MS (or reads
+      // nothing) has its TCP connection closed then.
+      await this.#server?.close();
     })();
     return this.#closing;
   }
 
   // ---- connections ----
 
-  #handle(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
-    if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
-      return new Response("voxpipe ws-bridge: connect with a WebSocket (ws://HOST:PORT/?token=...)\n", {
+  /** Connections the bridge serves (a connection it has closed no longer counts, while its peer answers). */
+  #live(): number {
+    let n = 0;
+    for (const c of this.#sockets) if (c.active) n++;
+    return n;
+  }
+
+  #handle(req: UpgradeRequest): UpgradeAnswer {
+    if (!req.upgrade) {
+      return {
         status: 426,
+        body: "voxpipe ws-bridge: connect with a WebSocket (ws://HOST:PORT/?token=...)\n",
         headers: { upgrade: "websocket" },
-      });
+      };
     }
-    const remote = formatHostPort({ hostname: info.remoteAddr.hostname, port: info.remoteAddr.port });
-    if (this.#sockets.size >= this.#o.max_clients || this.#closing) {
+    const remote = formatHostPort({ hostname: req.remote.hostname, port: req.remote.port });
+    if (this.#live() >= this.#o.max_clients || this.#closing) {
       this.#stats.refusedFull++;
       this.#log.warn(`connection from ${remote} refused: ${this.#o.max_clients} connections open (max_clients)`);
-      return new Response("too many connections\n", { status: 503, headers: { "retry-after": "5" } });
+      return { status: 503, body: "too many connections\n", headers: { "retry-after": "5" } };
     }
-    const url = new URL(req.url);
+    const url = req.url;
     const problems: string[] = [];
     // The protocol: a subprotocol the client offers, else ?protocol=, else its first message.
     const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -368,21 +383,24 @@ export class WsBridge implements CallLinkHost {
     const incoming = qi === null || !["0", "false", "no"].includes(qi);
     const token = url.searchParams.get("token");
 
-    const { socket, response } = Deno.upgradeWebSocket(req, subprotocol ? { protocol: subprotocol } : {});
-    const client = new Client(this.#nextClient++, remote, socket, encoding, incoming);
-    client.protocol = protocol ? PROTOCOLS[protocol] : undefined;
-    // Without an explicit protocol, a JSON client is found by its first message; audio defaults follow it.
-    const explicitEncoding = qe !== null;
-    this.#sockets.add(client);
-    this.#stats.accepted++;
-    socket.onopen = () => this.#opened(client, problems, token);
-    socket.onmessage = (e) => this.#message(client, e.data, explicitEncoding);
-    socket.onclose = () => {
-      this.#sockets.delete(client);
-      if (client.active) this.#drop(client, "disconnected");
+    return {
+      protocol: subprotocol,
+      accept: (socket) => {
+        const client = new Client(this.#nextClient++, remote, socket, encoding, incoming);
+        client.protocol = protocol ? PROTOCOLS[protocol] : undefined;
+        // Without an explicit protocol, a JSON client is found by its first message; audio defaults follow it.
+        const explicitEncoding = qe !== null;
+        this.#sockets.add(client);
+        this.#stats.accepted++;
+        socket.onopen = () => this.#opened(client, problems, token);
+        socket.onmessage = (data) => this.#message(client, data, explicitEncoding);
+        socket.ontoolong = (bytes) => this.#tooLong(client, bytes);
+        socket.onclose = () => {
+          this.#sockets.delete(client);
+          if (client.active) this.#drop(client, "disconnected");
+        };
+      },
     };
-    socket.onerror = () => {}; // onclose follows
-    return response;
   }
 
   #opened(client: Client, problems: string[], token: string | null): void {
@@ -468,11 +486,6 @@ export class WsBridge implements CallLinkHost {
       if (!client.authed) this.#refuse(client, "token required (first message was binary)");
       return;
     }
-    if (data.length > this.#o.max_message_bytes) {
-      if (!client.authed) return this.#refuse(client, "token required (first message too long)");
-      this.#error(client, `message of ${data.length} characters is longer than ${this.#o.max_message_bytes}: ignored`);
-      return;
-    }
     if (!client.protocol) {
       client.protocol = /^\s*\{/.test(data) ? jsonProtocol : textProtocol;
       if (client.protocol === jsonProtocol && !explicitEncoding) client.encoding = "mulaw";
@@ -495,6 +508,13 @@ export class WsBridge implements CallLinkHost {
       return;
     }
     this.#command(client, cmd);
+  }
+
+  /** A message longer than max_message_bytes: its payload was dropped as it came (never held whole). */
+  #tooLong(client: Client, bytes: number): void {
+    if (!client.active) return;
+    if (!client.authed) return this.#refuse(client, "token required (first message too long)");
+    this.#error(client, `message of ${bytes} bytes is longer than ${this.#o.max_message_bytes}: ignored`);
   }
 
   #command(client: Client, cmd: Command): void {
@@ -539,7 +559,14 @@ export class WsBridge implements CallLinkHost {
       case "media":
         return this.#media(client, link, cmd.payload);
       case "mark":
-        link.player.mark(cmd.name);
+        if (!link.player.mark(cmd.name)) {
+          this.#error(
+            client,
+            `call ${link.id}: ${link.player.marks} marks wait for their audio already (at most ${MAX_MARKS} per ` +
+              `call): mark ${JSON.stringify(cmd.name.slice(0, 40))} ignored`,
+            link.id,
+          );
+        }
         return;
       case "clear":
         for (const name of link.player.clear()) this.#send(client, { type: "mark", callId: link.id, name });
@@ -850,7 +877,7 @@ export class WsBridge implements CallLinkHost {
     this.#log.info(
       `call ${link.id} ended (${why}): to client ${link.framesToClient} frames` +
         (link.framesToClientDropped ? ` (${link.framesToClientDropped} dropped: socket full)` : "") +
-        `, from client ${(p.queuedSamples / 8000).toFixed(2)} s played over ${p.frames} frames, ` +
+        `, from client ${(p.playedSamples / 8000).toFixed(2)} s played over ${p.frames} frames, ` +
         `ran dry ${p.ranDry}×` + (p.droppedSamples ? `, ${p.droppedSamples} samples dropped (queue full)` : ""),
     );
     if (this.#links.size === 0 && this.#offTick) {

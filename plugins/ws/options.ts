@@ -44,7 +44,8 @@ export const wsBridgeOptionsSchema = lazySchema(() =>
           "out of --check)",
       ),
     max_clients: z.number().int().min(1).max(100000).default(100).describe(
-      "WebSocket connections at once (more are refused with HTTP 503 before the upgrade)",
+      "WebSocket connections at once (more are refused with HTTP 503 before the upgrade; one the bridge has closed " +
+        "no longer counts)",
     ),
     max_calls_per_client: z.number().int().min(1).max(100000).default(100).describe(
       "calls one client may own at once (dialed or answered); a dial beyond is refused",
@@ -74,7 +75,8 @@ export const wsBridgeOptionsSchema = lazySchema(() =>
       "seconds a connection without ?token= has to send its token (AUTH:...) before it is closed (1008)",
     ),
     max_message_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe(
-      "longest message a client may send (longer: an error message back, the message ignored)",
+      "longest message a client may send (longer: an error message back as soon as its header says so, the message " +
+        "dropped as it arrives, never held)",
     ),
     from_bus: z.string().min(1).default("from-call").describe(
       "session bus carrying the peer's decoded audio (pcm 8000 Hz mono) that is sent to the client",

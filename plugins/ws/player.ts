@@ -17,7 +17,8 @@
  *
  * **Marks.** A mark is placed after the audio queued so far, and released
  * when that audio has been played (handed to the call), or at once when the
- * queue is cleared.
+ * queue is cleared. At most `maxMarks` (default {@linkcode MAX_MARKS}) wait:
+ * a mark beyond is refused (`mark` returns false).
  *
  * @example
  * ```ts
@@ -29,6 +30,9 @@
  * @module
  */
 
+/** Marks waiting for their audio per call, by default. */
+export const MAX_MARKS = 1000;
+
 /** Options of a {@linkcode CallPlayer} (in samples, but `jitterMs`). */
 export interface CallPlayerOptions {
   /** Samples per frame (one frame per tick). */
@@ -39,6 +43,8 @@ export interface CallPlayerOptions {
   jitterMs: number;
   /** Samples queued at most. */
   maxQueue: number;
+  /** Marks waiting at most (default {@linkcode MAX_MARKS}). */
+  maxMarks?: number;
 }
 
 /** One frame the player hands to the call. */
@@ -133,9 +139,16 @@ export class CallPlayer {
     return dropped;
   }
 
-  /** Places a mark after the audio queued so far. */
-  mark(name: string): void {
+  /** Marks waiting for their audio now. */
+  get marks(): number {
+    return this.#marks.length;
+  }
+
+  /** Places a mark after the audio queued so far; false (refused) when `maxMarks` wait already. */
+  mark(name: string): boolean {
+    if (this.#marks.length >= (this.#o.maxMarks ?? MAX_MARKS)) return false;
     this.#marks.push({ name, at: this.#enqueued });
+    return true;
   }
 
   /**

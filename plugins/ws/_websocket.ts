@@ -1,0 +1,824 @@
+/**
+ * The server side of the WebSocket protocol (RFC 6455), over Deno's TCP
+ * connections, with every resource bounded: what the bridge needs and nothing
+ * more (no extensions, no TLS: put TLS termination in front).
+ *
+ * - **Handshake.** An HTTP/1.1 request head of at most `maxHeadBytes` (else
+ *   431), within `headTimeoutMs` (else the connection is closed); at most
+ *   `maxHandshakes` connections in that phase at once (more are closed at
+ *   once). A request asking for a WebSocket without what §4.2.1 requires
+ *   (GET, HTTP/1.1, Host, Connection: Upgrade, a 16-byte Sec-WebSocket-Key)
+ *   gets 400, a Sec-WebSocket-Version other than 13 gets 426; every other
+ *   request, upgrade or not, goes to the handler, which answers it with a
+ *   status or accepts it (choosing a subprotocol).
+ * - **Frames.** A client's frames must be masked, with no reserved bit and a
+ *   known opcode (else close 1002); control frames at most 125 bytes and
+ *   unfragmented. A message longer than `maxMessageBytes` (the declared
+ *   length of its frames is enough to know) is refused before any of it is
+ *   kept: closed 1009, or, with `tooLong: "skip"`, its payload read and
+ *   dropped as it comes and the application told its size. Fragments are
+ *   reassembled within the same bound; a text message that is not UTF-8 is
+ *   closed 1007. Pings are answered (one pong waiting at most).
+ * - **Closing.** After a close frame is sent, the peer has `closeTimeoutMs`
+ *   to answer it (or to go), then the TCP connection is closed by the server;
+ *   a socket whose peer reads nothing is closed the same way. `onclose` is
+ *   called once, when the TCP connection is closed.
+ *
+ * @module
+ */
+
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/** The `Sec-WebSocket-Accept` value of a `Sec-WebSocket-Key`: base64 of SHA-1(key + the RFC 6455 GUID). */
+export async function acceptValue(key: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-1", new TextEncoder().encode(key + GUID)));
+  return btoa(String.fromCharCode(...d));
+}
+
+/** A request head as the handler sees it. */
+export interface UpgradeRequest {
+  /** The method (`GET`). */
+  method: string;
+  /** The request target as sent (`/?token=...`). */
+  target: string;
+  /** The target as a URL (host `localhost`: only its path and query mean anything). */
+  url: URL;
+  /** The header fields. */
+  headers: Headers;
+  /** The peer's address. */
+  remote: Deno.NetAddr;
+  /** True when it asks for a WebSocket (`Upgrade: websocket`, checked valid). */
+  upgrade: boolean;
+}
+
+/** The handler's answer: a plain HTTP response (the connection is then closed), or the upgrade accepted. */
+export type UpgradeAnswer =
+  | { status: number; body: string; headers?: Record<string, string> }
+  | {
+    /** Called with the new socket before it opens: set its callbacks here. */
+    accept: (socket: ServerWebSocket) => void;
+    /** The subprotocol chosen (one the client offered), if any. */
+    protocol?: string;
+  };
+
+/** Options of a {@linkcode WebSocketServer}. */
+export interface WebSocketServerOptions {
+  /** Local address to listen on. */
+  hostname: string;
+  /** TCP port (0: any free one). */
+  port: number;
+  /** Longest message (payload bytes, fragments together). */
+  maxMessageBytes: number;
+  /** A longer message: `close` (1009, the default) or `skip` (dropped as it comes, `ontoolong` told). */
+  tooLong?: "close" | "skip";
+  /** Connections still sending their request head at once (default 64). */
+  maxHandshakes?: number;
+  /** Longest request head, bytes (default 8192). */
+  maxHeadBytes?: number;
+  /** Time a connection has to send its request head, ms (default 5000). */
+  headTimeoutMs?: number;
+  /** Time a peer has to answer a close frame (or to read what was sent before it), ms (default 2000). */
+  closeTimeoutMs?: number;
+  /** Errors thrown by the handler or a socket callback (default: reported as uncaught). */
+  onError?: (e: unknown) => void;
+}
+
+type Settings = Required<Omit<WebSocketServerOptions, "hostname" | "port">>;
+
+/** A request head that cannot be served: answered with `status`. */
+class HeadError extends Error {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  408: "Request Timeout",
+  426: "Upgrade Required",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+function response(status: number, body: string, headers: Record<string, string> = {}): Uint8Array {
+  const b = new TextEncoder().encode(body);
+  let h = `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+    `content-length: ${b.length}\r\nconnection: close\r\n`;
+  for (const [k, v] of Object.entries(headers)) h += `${k}: ${v}\r\n`;
+  const head = new TextEncoder().encode(h + "\r\n");
+  const out = new Uint8Array(head.length + b.length);
+  out.set(head);
+  out.set(b, head.length);
+  return out;
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** True when a comma-separated header value lists `token` (case-insensitive). */
+function lists(value: string | null, token: string): boolean {
+  return (value ?? "").split(",").some((s) => s.trim().toLowerCase() === token);
+}
+
+/** Parses a request head (its bytes without the blank line). */
+function parseHead(bytes: Uint8Array, remote: Deno.NetAddr): UpgradeRequest {
+  const text = String.fromCharCode(...bytes); // latin1: any byte is one character
+  const lines = text.split("\r\n");
+  const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(lines[0]);
+  if (!m || !TOKEN.test(m[1])) throw new HeadError(400, "malformed request line");
+  const [, method, target, major, minor] = m;
+  if (major !== "1") throw new HeadError(400, "HTTP/1.x only");
+  if (!target.startsWith("/")) throw new HeadError(400, "the request target must be a path");
+  const headers = new Headers();
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(":");
+    const name = line.slice(0, i);
+    const value = line.slice(i + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    // deno-lint-ignore no-control-regex
+    if (i <= 0 || !TOKEN.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+      throw new HeadError(400, "malformed header field");
+    }
+    try {
+      headers.append(name, value);
+    } catch {
+      throw new HeadError(400, "malformed header field");
+    }
+  }
+  let url: URL;
+  try {
+    url = new URL(target, "http://localhost");
+  } catch {
+    throw new HeadError(400, "malformed request target");
+  }
+  const upgrade = lists(headers.get("upgrade"), "websocket");
+  if (upgrade) {
+    if (method !== "GET") throw new HeadError(400, "a WebSocket upgrade is a GET");
+    if (minor === "0") throw new HeadError(400, "a WebSocket upgrade needs HTTP/1.1");
+    if (!headers.has("host")) throw new HeadError(400, "no Host");
+    if (!lists(headers.get("connection"), "upgrade")) throw new HeadError(400, "Connection: Upgrade is missing");
+    const version = headers.get("sec-websocket-version");
+    if (version !== "13") {
+      throw new HeadError(426, "Sec-WebSocket-Version 13 only", { "sec-websocket-version": "13" });
+    }
+    const key = headers.get("sec-websocket-key") ?? "";
+    let ok = false;
+    try {
+      ok = /^[A-Za-z0-9+/]{22}==$/.test(key) && atob(key).length === 16;
+    } catch { /* not base64 */ }
+    if (!ok) throw new HeadError(400, "Sec-WebSocket-Key is not 16 bytes in base64");
+  }
+  return { method, target, url, headers, remote, upgrade };
+}
+
+/** Writes all of `b`. */
+async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < b.length) off += await conn.write(b.subarray(off));
+}
+
+/** Reads until `ms` pass or the peer's end (what it sends is dropped), then resolves. */
+async function drain(conn: Deno.Conn, ms: number): Promise<void> {
+  const buf = new Uint8Array(4096);
+  const t = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, ms);
+  try {
+    while ((await conn.read(buf)) !== null) { /* dropped */ }
+  } catch {
+    /* closed */
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+/** A WebSocket server: listens, runs the handshakes, and hands each accepted connection to its handler. */
+export class WebSocketServer {
+  readonly #o: Settings;
+  readonly #hostname: string;
+  readonly #port: number;
+  readonly #handler: (req: UpgradeRequest) => UpgradeAnswer;
+  #listener: Deno.TcpListener | undefined;
+  #accepting: Promise<void> | undefined;
+  readonly #heads = new Set<Deno.Conn>();
+  readonly #sockets = new Set<ServerWebSocket>();
+  readonly #tasks = new Set<Promise<void>>();
+  #closed = false;
+
+  /**
+   * Creates a server (not listening yet: {@linkcode listen}).
+   * @param options address, bounds
+   * @param handler answers each request (a plain response, or the upgrade accepted)
+   */
+  constructor(options: WebSocketServerOptions, handler: (req: UpgradeRequest) => UpgradeAnswer) {
+    this.#hostname = options.hostname;
+    this.#port = options.port;
+    this.#handler = handler;
+    this.#o = {
+      maxMessageBytes: options.maxMessageBytes,
+      tooLong: options.tooLong ?? "close",
+      maxHandshakes: options.maxHandshakes ?? 64,
+      maxHeadBytes: options.maxHeadBytes ?? 8192,
+      headTimeoutMs: options.headTimeoutMs ?? 5000,
+      closeTimeoutMs: options.closeTimeoutMs ?? 2000,
+      onError: options.onError ?? ((e) => reportError(e)),
+    };
+  }
+
+  /** Starts listening (throws as `Deno.listen` does); returns the address. */
+  listen(): Deno.NetAddr {
+    const l = Deno.listen({ hostname: this.#hostname, port: this.#port, transport: "tcp" });
+    this.#listener = l;
+    this.#accepting = this.#accept(l);
+    return l.addr;
+  }
+
+  /** Connections still in their handshake now. */
+  get handshakes(): number {
+    return this.#heads.size;
+  }
+
+  /** WebSocket connections whose TCP connection is open now (open or closing). */
+  get sockets(): number {
+    return this.#sockets.size;
+  }
+
+  /**
+   * Stops: no new connections, those in their handshake closed, open sockets closed with 1001 (the peer has
+   * `closeTimeoutMs` to answer). Resolves when every connection is closed. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.#listener?.close();
+      } catch { /* closed */ }
+      for (const c of this.#heads) closeQuietly(c);
+      for (const s of this.#sockets) s.close(1001, "the server is shutting down");
+    }
+    await this.#accepting;
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  async #accept(l: Deno.TcpListener): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await l.accept();
+      } catch (e) {
+        if (this.#closed) return;
+        if (e instanceof Deno.errors.BadResource) return;
+        // A transient failure (e.g. out of descriptors): go on after a breath.
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      if (this.#closed || this.#heads.size >= this.#o.maxHandshakes) {
+        closeQuietly(conn);
+        continue;
+      }
+      const task = this.#serve(conn).catch((e) => this.#o.onError(e)).finally(() => this.#tasks.delete(task));
+      this.#tasks.add(task);
+    }
+  }
+
+  async #serve(conn: Deno.TcpConn): Promise<void> {
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    this.#heads.add(conn);
+    let head: { head: Uint8Array; rest: Uint8Array } | null | HeadError;
+    const timer = setTimeout(() => closeQuietly(conn), this.#o.headTimeoutMs);
+    try {
+      head = await this.#readHead(conn);
+    } catch (e) {
+      head = e instanceof HeadError ? e : null;
+    } finally {
+      clearTimeout(timer);
+      this.#heads.delete(conn);
+    }
+    if (head === null) return closeQuietly(conn);
+    let req: UpgradeRequest | undefined;
+    try {
+      if (!(head instanceof HeadError)) req = parseHead(head.head, remote);
+    } catch (e) {
+      if (!(e instanceof HeadError)) throw e;
+      head = e;
+    }
+    if (head instanceof HeadError || !req || this.#closed) {
+      const e = head instanceof HeadError ? head : new HeadError(503, "shutting down");
+      return await this.#refuse(conn, e.status, `${e.message}\n`, e.headers);
+    }
+    // Computed first: between the handler's decision and the socket's accept nothing else runs.
+    const accept = req.upgrade ? await acceptValue(req.headers.get("sec-websocket-key")!) : "";
+    let answer: UpgradeAnswer;
+    try {
+      answer = this.#handler(req);
+    } catch (e) {
+      this.#o.onError(e);
+      return await this.#refuse(conn, 500, "internal error\n");
+    }
+    if (!("accept" in answer)) return await this.#refuse(conn, answer.status, answer.body, answer.headers);
+    if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n");
+    let h = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
+      `sec-websocket-accept: ${accept}\r\n`;
+    if (answer.protocol) h += `sec-websocket-protocol: ${answer.protocol}\r\n`;
+    const socket = new ServerWebSocket(conn, remote, answer.protocol ?? "", this.#o);
+    this.#sockets.add(socket);
+    try {
+      try {
+        answer.accept(socket);
+      } catch (e) {
+        closeQuietly(conn);
+        throw e;
+      }
+      await socket._run(new TextEncoder().encode(h + "\r\n"), (head as { rest: Uint8Array }).rest);
+    } finally {
+      this.#sockets.delete(socket);
+    }
+  }
+
+  /** Reads a request head; null when the peer went (or took too long) before sending one. */
+  async #readHead(conn: Deno.Conn): Promise<{ head: Uint8Array; rest: Uint8Array } | null> {
+    const max = this.#o.maxHeadBytes;
+    const buf = new Uint8Array(max + 4);
+    let n = 0;
+    for (;;) {
+      // The blank line: CR LF CR LF (searched from just before the new bytes).
+      const got = await conn.read(buf.subarray(n));
+      if (got === null) return null;
+      const from = Math.max(0, n - 3);
+      n += got;
+      for (let i = from; i + 3 < n; i++) {
+        if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
+          if (i > max) throw new HeadError(431, `request head longer than ${max} bytes`);
+          return { head: buf.slice(0, i), rest: buf.slice(i + 4, n) };
+        }
+      }
+      if (n >= max + 4) throw new HeadError(431, `request head longer than ${max} bytes`);
+    }
+  }
+
+  /** Answers with a plain response and closes (the peer has closeTimeoutMs to read it). */
+  async #refuse(conn: Deno.TcpConn, status: number, body: string, headers?: Record<string, string>): Promise<void> {
+    try {
+      const t = setTimeout(() => closeQuietly(conn), this.#o.closeTimeoutMs);
+      try {
+        await writeAll(conn, response(status, body, headers));
+      } finally {
+        clearTimeout(t);
+      }
+      await conn.closeWrite();
+      await drain(conn, this.#o.closeTimeoutMs);
+    } catch { /* the peer went */ }
+    closeQuietly(conn);
+  }
+}
+
+/** Close codes a peer may send (RFC 6455 §7.4: the defined ones but 1004-1006 and 1015; 3000-4999). */
+function validCloseCode(c: number): boolean {
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** One queued write. */
+interface Out {
+  bytes: Uint8Array;
+  pong?: boolean;
+}
+
+/**
+ * One accepted WebSocket connection, with the part of the browser `WebSocket` API the bridge uses: callbacks
+ * (`onopen`, `onmessage`, `ontoolong`, `onclose`), `send`, `close`, `bufferedAmount`, `readyState`.
+ */
+export class ServerWebSocket {
+  /** Called once the handshake's answer is written. */
+  onopen: (() => void) | undefined;
+  /** A message: a string (text) or bytes (binary). */
+  onmessage: ((data: string | Uint8Array) => void) | undefined;
+  /** With `tooLong: "skip"`: a message of `bytes` was longer than the bound and dropped. */
+  ontoolong: ((bytes: number) => void) | undefined;
+  /** Called once when the TCP connection is closed: the peer's close code (1005 none, 1006 no close frame). */
+  onclose: ((code: number, reason: string) => void) | undefined;
+  /** The peer's address. */
+  readonly remote: Deno.NetAddr;
+  /** The subprotocol chosen ("" for none). */
+  readonly protocol: string;
+
+  readonly #conn: Deno.TcpConn;
+  readonly #o: Settings;
+  #state: "connecting" | "open" | "closing" | "closed" = "connecting";
+  readonly #queue: Out[] = [];
+  #queued = 0;
+  #writing = false;
+  #drained: (() => void) | undefined;
+  #closeSent = false;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Input no longer trusted (a protocol error): read and dropped until the end. */
+  #discard = false;
+  #peerCode = 1006;
+  #peerReason = "";
+  #ended = false;
+  #end: (() => void) | undefined;
+
+  // Frame parser state.
+  readonly #hdr = new Uint8Array(14);
+  #hdrLen = 0;
+  #op = 0;
+  #fin = false;
+  #mask = new Uint8Array(4);
+  #left = 0; // payload bytes of the current frame still to come
+  #pos = 0; // payload bytes of the current frame seen
+  #skip = false; // the current frame's payload is dropped
+  #payload: Uint8Array | undefined; // where it goes
+  // Message state (data frames).
+  #msgOp = 0; // 0: none under way
+  #parts: Uint8Array[] = [];
+  #msgBytes = 0;
+  #msgSkip = false;
+  #msgTooLong = false;
+
+  /** Made by {@linkcode WebSocketServer} only. */
+  constructor(conn: Deno.TcpConn, remote: Deno.NetAddr, protocol: string, o: Settings) {
+    this.#conn = conn;
+    this.remote = remote;
+    this.protocol = protocol;
+    this.#o = o;
+  }
+
+  /** `connecting`, `open`, `closing` (a close frame sent or received) or `closed`. */
+  get readyState(): "connecting" | "open" | "closing" | "closed" {
+    return this.#state;
+  }
+
+  /** Bytes queued and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#queued;
+  }
+
+  /** Sends a text (string) or binary message; ignored unless open. */
+  send(data: string | Uint8Array): void {
+    if (this.#state !== "open") return;
+    const payload = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    this.#push({ bytes: frame(typeof data === "string" ? 1 : 2, payload) });
+  }
+
+  /** Starts the closing handshake with `code` and `reason` (at most 123 bytes); the peer has closeTimeoutMs. */
+  close(code = 1000, reason = ""): void {
+    if (this.#state === "closed" || this.#closeSent) return;
+    if (this.#state === "connecting") {
+      this.#state = "closing";
+      return this.#abort();
+    }
+    this.#sendClose(code, reason);
+  }
+
+  // ---- internals ----
+
+  #sendClose(code: number, reason: string): void {
+    this.#closeSent = true;
+    this.#state = "closing";
+    const r = new TextEncoder().encode(reason).subarray(0, 123);
+    const p = code === 1005 ? new Uint8Array(0) : new Uint8Array(2 + r.length);
+    if (p.length) {
+      p[0] = code >> 8;
+      p[1] = code & 0xff;
+      p.set(r, 2);
+    }
+    // Nothing is sent after it: a pong waiting is dropped.
+    for (let i = this.#queue.length - 1; i > 0; i--) if (this.#queue[i].pong) this.#unqueue(i);
+    this.#push({ bytes: frame(8, p) });
+    this.#closeTimer ??= setTimeout(() => this.#abort(), this.#o.closeTimeoutMs);
+  }
+
+  #unqueue(i: number): void {
+    this.#queued -= this.#queue[i].bytes.length;
+    this.#queue.splice(i, 1);
+  }
+
+  /** Fails the connection (RFC 6455 §7.1.7): a close frame with `code`, then the input is dropped. */
+  #fail(code: number, reason: string): void {
+    this.#discard = true;
+    if (this.#closeSent) return;
+    this.#sendClose(code, reason);
+    // Then our end of the TCP connection (the peer need not answer a stream it broke), the rest read and dropped.
+    this.#whenDrained().then(() => this.#conn.closeWrite()).catch(() => {});
+  }
+
+  /** Closes the TCP connection now. */
+  #abort(): void {
+    this.#state = "closing";
+    closeQuietly(this.#conn);
+    this.#end?.();
+  }
+
+  #push(o: Out): void {
+    this.#queue.push(o);
+    this.#queued += o.bytes.length;
+    if (!this.#writing) this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const o = this.#queue[0];
+        let off = 0;
+        while (off < o.bytes.length) {
+          const n = await this.#conn.write(off ? o.bytes.subarray(off) : o.bytes);
+          off += n;
+        }
+        this.#queue.shift();
+        this.#queued -= o.bytes.length;
+      }
+    } catch {
+      // The connection is gone (or aborted): what is queued will never be sent.
+      this.#queue.length = 0;
+      this.#queued = 0;
+      this.#abort();
+    } finally {
+      this.#writing = false;
+    }
+    const d = this.#drained;
+    this.#drained = undefined;
+    d?.();
+  }
+
+  /** Resolves when the write queue is empty (or the connection gone). */
+  #whenDrained(): Promise<void> {
+    if (!this.#writing && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((r) => {
+      const prev = this.#drained;
+      this.#drained = () => {
+        prev?.();
+        r();
+      };
+    });
+  }
+
+  /** Runs the connection: writes the handshake's answer, then reads until the end. @internal */
+  async _run(answer: Uint8Array, rest: Uint8Array): Promise<void> {
+    const ended = new Promise<void>((r) => this.#end = r);
+    this.#push({ bytes: answer });
+    if (this.#state === "connecting") {
+      this.#state = "open";
+      this.#call(() => this.onopen?.());
+    }
+    const reading = this.#read(rest);
+    await Promise.race([reading, ended]);
+    if (this.#closeSent || this.#state === "closing") {
+      // The close frame (and what came before it) is written, bounded by the close timer.
+      await Promise.race([this.#whenDrained(), ended]);
+    }
+    clearTimeout(this.#closeTimer);
+    closeQuietly(this.#conn);
+    await reading;
+    if (this.#writing) await this.#whenDrained();
+    this.#state = "closed";
+    this.#queue.length = 0;
+    this.#queued = 0;
+    this.#call(() => this.onclose?.(this.#peerCode, this.#peerReason));
+  }
+
+  #call(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.#o.onError(e);
+    }
+  }
+
+  async #read(rest: Uint8Array): Promise<void> {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      if (rest.length && this.#consume(rest)) return;
+      for (;;) {
+        const n = await this.#conn.read(buf);
+        if (n === null) return;
+        if (this.#consume(buf.subarray(0, n))) return;
+      }
+    } catch { /* closed (by us, or reset) */ }
+  }
+
+  /** Parses bytes; true once the connection is done (a close answered). */
+  #consume(b: Uint8Array): boolean {
+    let i = 0;
+    while (i < b.length) {
+      if (this.#discard) return false;
+      if (this.#left === 0) {
+        // Header.
+        this.#hdr[this.#hdrLen++] = b[i++];
+        if (this.#hdrLen < 2) continue;
+        const b1 = this.#hdr[1];
+        const need = 2 + ((b1 & 0x7f) === 126 ? 2 : (b1 & 0x7f) === 127 ? 8 : 0) + (b1 & 0x80 ? 4 : 0);
+        if (this.#hdrLen === 2 && !this.#checkStart()) return false;
+        if (this.#hdrLen < need) continue;
+        this.#hdrLen = 0;
+        if (this.#header()) return true;
+        continue;
+      }
+      // Payload.
+      const k = Math.min(this.#left, b.length - i);
+      if (!this.#skip && this.#payload) {
+        const p = this.#payload;
+        const m = this.#mask;
+        for (let j = 0; j < k; j++) p[this.#pos + j] = b[i + j] ^ m[(this.#pos + j) & 3];
+      }
+      this.#pos += k;
+      this.#left -= k;
+      i += k;
+      if (this.#left === 0 && this.#frameDone()) return true;
+    }
+    return false;
+  }
+
+  /** Checks the first two header bytes; false after failing the connection. */
+  #checkStart(): boolean {
+    const b0 = this.#hdr[0];
+    const b1 = this.#hdr[1];
+    const op = b0 & 0x0f;
+    if (b0 & 0x70) return this.#failed(1002, "reserved bits set (no extension was negotiated)");
+    if (![0, 1, 2, 8, 9, 10].includes(op)) return this.#failed(1002, `unknown opcode ${op}`);
+    if (!(b1 & 0x80)) return this.#failed(1002, "a client's frames must be masked");
+    if (op >= 8 && (!(b0 & 0x80) || (b1 & 0x7f) > 125)) {
+      return this.#failed(1002, "a control frame is unfragmented and at most 125 bytes");
+    }
+    if (op === 0 && this.#msgOp === 0) return this.#failed(1002, "a continuation frame without a message");
+    if ((op === 1 || op === 2) && this.#msgOp !== 0) return this.#failed(1002, "a new message inside a fragmented one");
+    return true;
+  }
+
+  #failed(code: number, reason: string): false {
+    this.#fail(code, reason);
+    return false;
+  }
+
+  /** A whole header is in #hdr (`n` bytes): sets up its payload. True when the connection is done. */
+  #header(): boolean {
+    const h = this.#hdr;
+    this.#fin = (h[0] & 0x80) !== 0;
+    this.#op = h[0] & 0x0f;
+    let len = h[1] & 0x7f;
+    let at = 2;
+    if (len === 126) {
+      len = (h[2] << 8) | h[3];
+      at = 4;
+    } else if (len === 127) {
+      if (h[2] & 0x80) return this.#failed(1002, "a frame length's top bit must be 0");
+      len = (((h[2] << 24) >>> 0) + (h[3] << 16) + (h[4] << 8) + h[5]) * 2 ** 32 +
+        (((h[6] << 24) >>> 0) + (h[7] << 16) + (h[8] << 8) + h[9]);
+      at = 10;
+    }
+    this.#mask = h.slice(at, at + 4);
+    this.#left = len;
+    this.#pos = 0;
+    this.#skip = false;
+    this.#payload = undefined;
+    if (this.#op >= 8) {
+      this.#payload = new Uint8Array(len);
+    } else {
+      if (this.#op !== 0) {
+        this.#msgOp = this.#op;
+        this.#msgBytes = 0;
+        this.#msgSkip = false;
+        this.#msgTooLong = false;
+        this.#parts = [];
+      }
+      this.#msgBytes += len;
+      if (this.#state !== "open") {
+        this.#msgSkip = true; // closing: messages are no longer delivered
+      } else if (this.#msgBytes > this.#o.maxMessageBytes && !this.#msgSkip) {
+        if (this.#o.tooLong === "close") {
+          return this.#failed(1009, `message longer than ${this.#o.maxMessageBytes} bytes`);
+        }
+        this.#msgSkip = true;
+        this.#msgTooLong = true;
+        this.#parts = [];
+      }
+      if (this.#msgSkip) this.#skip = true;
+      else this.#payload = new Uint8Array(len);
+      // Its last frame's header gives the whole size: told now, before its payload comes.
+      if (this.#msgTooLong && this.#fin && this.#state === "open") {
+        const bytes = this.#msgBytes;
+        this.#call(() => this.ontoolong?.(bytes));
+      }
+    }
+    if (len === 0) return this.#frameDone();
+    return false;
+  }
+
+  /** The current frame's payload is complete. True when the connection is done. */
+  #frameDone(): boolean {
+    const op = this.#op;
+    const p = this.#payload ?? new Uint8Array(0);
+    this.#payload = undefined;
+    this.#skip = false;
+    if (op === 8) return this.#onClose(p);
+    if (op === 9) {
+      if (this.#state === "open") this.#pong(p);
+      return false;
+    }
+    if (op === 10) return false;
+    if (!this.#msgSkip) this.#parts.push(p);
+    if (!this.#fin) return false;
+    const msgOp = this.#msgOp;
+    const bytes = this.#msgBytes;
+    const parts = this.#parts;
+    const skipped = this.#msgSkip;
+    this.#msgOp = 0;
+    this.#parts = [];
+    this.#msgBytes = 0;
+    this.#msgSkip = false;
+    this.#msgTooLong = false;
+    if (this.#state !== "open" || skipped) return false;
+    const data = parts.length === 1 ? parts[0] : concat(parts, bytes);
+    if (msgOp === 1) {
+      let text: string;
+      try {
+        text = utf8.decode(data);
+      } catch {
+        this.#fail(1007, "a text message must be UTF-8");
+        return false;
+      }
+      this.#call(() => this.onmessage?.(text));
+    } else {
+      this.#call(() => this.onmessage?.(data));
+    }
+    return false;
+  }
+
+  /** Answers a ping: one pong waits at most (a newer ping's payload replaces it, RFC 6455 §5.5.3). */
+  #pong(p: Uint8Array): void {
+    const bytes = frame(10, p);
+    const last = this.#queue.length - 1;
+    if (last > 0 && this.#queue[last].pong) {
+      this.#queued += bytes.length - this.#queue[last].bytes.length;
+      this.#queue[last].bytes = bytes;
+      return;
+    }
+    this.#push({ bytes, pong: true });
+  }
+
+  /** The peer's close frame. True: the connection is done (ours answered or already sent). */
+  #onClose(p: Uint8Array): boolean {
+    let code = 1005;
+    let reason = "";
+    if (p.length === 1) {
+      this.#fail(1002, "a close frame's payload is empty or a 2-byte code");
+      return false;
+    }
+    if (p.length >= 2) {
+      code = (p[0] << 8) | p[1];
+      if (!validCloseCode(code)) {
+        this.#fail(1002, `close code ${code} is not one a peer may send`);
+        return false;
+      }
+      try {
+        reason = utf8.decode(p.subarray(2));
+      } catch {
+        this.#fail(1007, "a close reason must be UTF-8");
+        return false;
+      }
+    }
+    this.#peerCode = code;
+    this.#peerReason = reason;
+    if (!this.#closeSent) this.#sendClose(code, reason);
+    return true;
+  }
+}
+
+/** A server's frame (unmasked, FIN). */
+function frame(op: number, payload: Uint8Array): Uint8Array {
+  const n = payload.length;
+  const h = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = new Uint8Array(h + n);
+  out[0] = 0x80 | op;
+  if (n < 126) out[1] = n;
+  else if (n < 65536) {
+    out[1] = 126;
+    out[2] = n >> 8;
+    out[3] = n & 0xff;
+  } else {
+    out[1] = 127;
+    const hi = Math.floor(n / 2 ** 32);
+    new DataView(out.buffer).setUint32(2, hi);
+    new DataView(out.buffer).setUint32(6, n >>> 0);
+  }
+  out.set(payload, h);
+  return out;
+}
+
+function concat(parts: Uint8Array[], n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

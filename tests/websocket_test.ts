@@ -1,0 +1,452 @@
+/**
+ * The bridge's WebSocket server (plugins/ws/_websocket.ts) byte by byte: a
+ * raw TCP client on loopback writes the handshake and frames as RFC 6455
+ * spells them and reads what comes back. Real time is only waited on for
+ * bytes to arrive, under guards that never decide a result; the close timeout
+ * under test is the one thing whose passing a test needs (a peer that never
+ * answers), and it is asserted as "closed eventually", never as a duration.
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { acceptValue, type ServerWebSocket, WebSocketServer } from "../plugins/ws/_websocket.ts";
+
+/** A raw TCP client: writes bytes, reads with a buffer. */
+class Raw {
+  buf = new Uint8Array(0);
+  eof = false;
+  constructor(readonly conn: Deno.TcpConn) {}
+
+  static async open(port: number): Promise<Raw> {
+    return new Raw(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  write(b: Uint8Array | string): Promise<number> {
+    return this.conn.write(typeof b === "string" ? new TextEncoder().encode(b) : b);
+  }
+
+  /** Reads more (false at the end). Guarded: a hung test fails, the guard decides nothing else. */
+  async more(guardMs = 10000): Promise<boolean> {
+    const chunk = new Uint8Array(65536);
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const guard = new Promise<"guard">((r) => t = setTimeout(() => r("guard"), guardMs));
+    let n: number | null | "guard";
+    try {
+      n = await Promise.race([this.conn.read(chunk), guard]);
+    } catch {
+      n = null; // reset
+    } finally {
+      clearTimeout(t);
+    }
+    if (n === "guard") throw new Error("nothing arrived within the guard time");
+    if (n === null) {
+      this.eof = true;
+      return false;
+    }
+    const b = new Uint8Array(this.buf.length + n);
+    b.set(this.buf);
+    b.set(chunk.subarray(0, n), this.buf.length);
+    this.buf = b;
+    return true;
+  }
+
+  /** The HTTP response head (its text), the bytes after it kept. */
+  async head(): Promise<string> {
+    for (;;) {
+      const s = new TextDecoder().decode(this.buf);
+      const i = s.indexOf("\r\n\r\n");
+      if (i >= 0) {
+        this.buf = this.buf.slice(i + 4);
+        return s.slice(0, i);
+      }
+      if (!await this.more()) throw new Error(`closed during the response head: ${s}`);
+    }
+  }
+
+  /** The next frame from the server: opcode, payload; null at the end. */
+  async frame(): Promise<{ fin: boolean; op: number; masked: boolean; payload: Uint8Array } | null> {
+    for (;;) {
+      const b = this.buf;
+      if (b.length >= 2) {
+        let len = b[1] & 0x7f;
+        let at = 2;
+        if (len === 126 && b.length >= 4) {
+          len = (b[2] << 8) | b[3];
+          at = 4;
+        } else if (len === 127 && b.length >= 10) {
+          len = Number(new DataView(b.buffer, b.byteOffset).getBigUint64(2));
+          at = 10;
+        }
+        const masked = (b[1] & 0x80) !== 0;
+        if ((b[1] & 0x7f) < 126 || at > 2) {
+          if (b.length >= at + len) {
+            this.buf = b.slice(at + len);
+            return { fin: (b[0] & 0x80) !== 0, op: b[0] & 0x0f, masked, payload: b.slice(at, at + len) };
+          }
+        }
+      }
+      if (!await this.more()) return null;
+    }
+  }
+
+  /** Reads until the end of the connection (what comes is kept in buf); true when it came. */
+  async end(): Promise<boolean> {
+    while (await this.more()) { /* kept */ }
+    return this.eof;
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+const KEY = "dGhlIHNhbXBsZSBub25jZQ=="; // RFC 6455 §1.3's example key
+
+function upgrade(path = "/", extra = ""): string {
+  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+}
+
+/** A client frame: masked unless told, FIN unless told. */
+function frame(op: number, payload: Uint8Array | string, o: { fin?: boolean; mask?: boolean; rsv?: number } = {}) {
+  const p = typeof payload === "string" ? new TextEncoder().encode(payload) : payload;
+  const mask = o.mask ?? true;
+  const n = p.length;
+  const h = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = new Uint8Array(h + (mask ? 4 : 0) + n);
+  out[0] = ((o.fin ?? true) ? 0x80 : 0) | ((o.rsv ?? 0) << 4) | op;
+  const mbit = mask ? 0x80 : 0;
+  if (n < 126) out[1] = mbit | n;
+  else if (n < 65536) {
+    out[1] = mbit | 126;
+    out[2] = n >> 8;
+    out[3] = n & 0xff;
+  } else {
+    out[1] = mbit | 127;
+    new DataView(out.buffer).setBigUint64(2, BigInt(n));
+  }
+  const key = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
+  if (mask) out.set(key, h);
+  const at = h + (mask ? 4 : 0);
+  for (let i = 0; i < n; i++) out[at + i] = mask ? p[i] ^ key[i & 3] : p[i];
+  return out;
+}
+
+/** The close code and reason of a close frame's payload. */
+function closeOf(p: Uint8Array): { code: number; reason: string } {
+  return { code: (p[0] << 8) | p[1], reason: new TextDecoder().decode(p.subarray(2)) };
+}
+
+interface Rig {
+  server: WebSocketServer;
+  port: number;
+  sockets: ServerWebSocket[];
+  received: (string | Uint8Array)[];
+  tooLong: number[];
+  closed: { code: number; reason: string }[];
+  raws: Raw[];
+  open(path?: string, extra?: string): Promise<Raw>;
+  close(): Promise<void>;
+}
+
+function rig(o: { maxMessageBytes?: number; tooLong?: "close" | "skip"; maxHandshakes?: number } = {}): Rig {
+  const r = {
+    sockets: [] as ServerWebSocket[],
+    received: [] as (string | Uint8Array)[],
+    tooLong: [] as number[],
+    closed: [] as { code: number; reason: string }[],
+    raws: [] as Raw[],
+  };
+  const server = new WebSocketServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxMessageBytes: o.maxMessageBytes ?? 1024,
+    tooLong: o.tooLong,
+    maxHandshakes: o.maxHandshakes,
+    closeTimeoutMs: 300,
+    headTimeoutMs: 300,
+  }, (req) => {
+    if (!req.upgrade) return { status: 426, body: "WebSocket only\n", headers: { upgrade: "websocket" } };
+    if (req.url.searchParams.get("full") === "1") return { status: 503, body: "full\n" };
+    const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
+    return {
+      protocol: offered.includes("chat") ? "chat" : undefined,
+      accept: (ws) => {
+        r.sockets.push(ws);
+        ws.onmessage = (d) => {
+          r.received.push(d);
+          if (d === "echo") ws.send("echo!");
+          if (d === "bye") ws.close(4000, "bye now");
+        };
+        ws.ontoolong = (n) => r.tooLong.push(n);
+        ws.onclose = (code, reason) => r.closed.push({ code, reason });
+      },
+    };
+  });
+  const port = server.listen().port;
+  return {
+    ...r,
+    server,
+    port,
+    async open(path, extra) {
+      const c = await Raw.open(port);
+      r.raws.push(c);
+      await c.write(upgrade(path, extra));
+      return c;
+    },
+    async close() {
+      for (const c of r.raws) c.close();
+      await server.close();
+    },
+  };
+}
+
+async function waitFor(cond: () => boolean, what: string, guardMs = 10000): Promise<void> {
+  const end = Date.now() + guardMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("websocket: Sec-WebSocket-Accept of RFC 6455's example key", async () => {
+  assertEquals(await acceptValue(KEY), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+});
+
+Deno.test("websocket: the handshake: 101 with the accept value and the subprotocol; 426, 400, 503, 431 otherwise", async () => {
+  const r = rig();
+  try {
+    const c = await r.open("/?a=1", "Sec-WebSocket-Protocol: x, chat\r\n");
+    const head = await c.head();
+    assertMatch(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assertMatch(head, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=(\r\n|$)/i);
+    assertMatch(head, /\r\nsec-websocket-protocol: chat(\r\n|$)/i);
+
+    const plain = await Raw.open(r.port);
+    r.raws.push(plain);
+    await plain.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assertMatch(await plain.head(), /^HTTP\/1\.1 426 /);
+    assert(await plain.end());
+    assertEquals(new TextDecoder().decode(plain.buf), "WebSocket only\n");
+
+    const bad: [string, RegExp][] = [
+      [upgrade().replace(`Sec-WebSocket-Key: ${KEY}`, "Sec-WebSocket-Key: short"), /^HTTP\/1\.1 400 /],
+      [upgrade().replace("Version: 13", "Version: 8"), /^HTTP\/1\.1 426 [^]*sec-websocket-version: 13/i],
+      [upgrade().replace("GET", "POST"), /^HTTP\/1\.1 400 /],
+      ["NONSENSE\r\n\r\n", /^HTTP\/1\.1 400 /],
+      [upgrade("/?full=1"), /^HTTP\/1\.1 503 /],
+      [`GET / HTTP/1.1\r\nX: ${"a".repeat(9000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
+    ];
+    for (const [req, re] of bad) {
+      const b = await Raw.open(r.port);
+      r.raws.push(b);
+      await b.write(req);
+      assertMatch(await b.head(), re);
+      assert(await b.end(), "closed after the answer");
+    }
+    assertEquals(r.sockets.length, 1);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: a connection that sends no request head in time is closed; handshakes at once are bounded", async () => {
+  const r = rig({ maxHandshakes: 2 });
+  try {
+    const a = await Raw.open(r.port);
+    const b = await Raw.open(r.port);
+    r.raws.push(a, b);
+    await a.write("GET / HT");
+    await waitFor(() => r.server.handshakes === 2, "two handshakes under way");
+    const c = await Raw.open(r.port); // a third: closed at once
+    r.raws.push(c);
+    assert(await c.end());
+    assertEquals(c.buf.length, 0);
+    assert(await a.end(), "closed after the head timeout");
+    assert(await b.end());
+    const d = await r.open();
+    assertMatch(await d.head(), /^HTTP\/1\.1 101 /);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: masked text and binary messages, fragmented ones with a ping between, answered pings", async () => {
+  const r = rig();
+  try {
+    const c = await r.open();
+    await c.head();
+    await c.write(frame(1, "héllo"));
+    await c.write(frame(2, new Uint8Array([1, 2, 3])));
+    await c.write(frame(1, "fra", { fin: false }));
+    await c.write(frame(9, "are you there"));
+    await c.write(frame(0, "gm", { fin: false }));
+    await c.write(frame(0, "ents"));
+    await c.write(frame(1, "echo"));
+    const pong = await c.frame();
+    assertEquals(pong && { op: pong.op, fin: pong.fin, masked: pong.masked }, { op: 10, fin: true, masked: false });
+    assertEquals(new TextDecoder().decode(pong!.payload), "are you there");
+    const echo = await c.frame();
+    assertEquals(echo && [echo.op, new TextDecoder().decode(echo.payload)], [1, "echo!"]);
+    assertEquals(r.received, ["héllo", new Uint8Array([1, 2, 3]), "fragments", "echo"]);
+    // A long message (2-byte length) from the server.
+    r.sockets[0].send("x".repeat(300));
+    const long = await c.frame();
+    assertEquals(long!.payload.length, 300);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: protocol errors: unmasked 1002, reserved bits 1002, stray continuation 1002, bad UTF-8 1007; TCP closed", async () => {
+  const r = rig();
+  try {
+    const cases: [Uint8Array, number][] = [
+      [frame(1, "PING", { mask: false }), 1002],
+      [frame(1, "PING", { rsv: 4 }), 1002],
+      [frame(0, "PING"), 1002],
+      [frame(3, "PING"), 1002],
+      [frame(9, "x".repeat(126)), 1002],
+      [frame(1, new Uint8Array([0x50, 0xff, 0xfe])), 1007],
+    ];
+    for (const [f, code] of cases) {
+      const c = await r.open();
+      await c.head();
+      await c.write(f);
+      const got = await c.frame();
+      assert(got, "a close frame");
+      assertEquals(got.op, 8);
+      assertEquals(closeOf(got.payload).code, code);
+      assert(await c.end(), "the server closes the TCP connection");
+    }
+    assertEquals(r.received, []);
+    await waitFor(() => r.closed.length === cases.length, "every onclose");
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: a declared length over the bound is refused (1009) before any payload is sent; fragments count together", async () => {
+  const r = rig({ maxMessageBytes: 1024 });
+  try {
+    const c = await r.open();
+    await c.head();
+    // Only the header of a 1 GiB frame: the answer comes without the payload ever being sent.
+    const h = new Uint8Array(14);
+    h[0] = 0x82;
+    h[1] = 0x80 | 127;
+    new DataView(h.buffer).setBigUint64(2, 1n << 30n);
+    await c.write(h);
+    const got = await c.frame();
+    assertEquals(got && [got.op, closeOf(got.payload).code], [8, 1009]);
+    assert(await c.end());
+
+    const f = await r.open();
+    await f.head();
+    await f.write(frame(1, "a".repeat(600), { fin: false }));
+    await f.write(frame(0, "a".repeat(600)));
+    const g = await f.frame();
+    assertEquals(g && [g.op, closeOf(g.payload).code], [8, 1009]);
+    assertEquals(r.received, []);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: tooLong skip: a longer message is dropped as it comes, its size told; the connection goes on", async () => {
+  const r = rig({ maxMessageBytes: 1024, tooLong: "skip" });
+  try {
+    const c = await r.open();
+    await c.head();
+    const h = new Uint8Array(14);
+    h[0] = 0x81;
+    h[1] = 0x80 | 127;
+    new DataView(h.buffer).setBigUint64(2, 5000n);
+    await c.write(h);
+    await waitFor(() => r.tooLong.length === 1, "told at the header, before the payload");
+    assertEquals(r.tooLong, [5000]);
+    await c.write(new Uint8Array(5000)); // the payload, dropped
+    await c.write(frame(1, "echo"));
+    const e = await c.frame();
+    assertEquals(e && new TextDecoder().decode(e.payload), "echo!");
+    assertEquals(r.received, ["echo"]);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: close handshake both ways; a peer that never answers the close has its TCP connection closed", async () => {
+  const r = rig();
+  try {
+    // The client closes: the server answers with the same code, then closes TCP.
+    const a = await r.open();
+    await a.head();
+    await a.write(frame(8, new Uint8Array([0x03, 0xe8, 0x6f, 0x6b])));
+    const ca = await a.frame();
+    assertEquals(ca && [ca.op, closeOf(ca.payload).code], [8, 1000]);
+    assert(await a.end());
+    await waitFor(() => r.closed.length === 1, "onclose");
+    assertEquals(r.closed[0], { code: 1000, reason: "ok" });
+
+    // The server closes, the client answers: TCP closed.
+    const b = await r.open();
+    await b.head();
+    await b.write(frame(1, "bye"));
+    const cb = await b.frame();
+    assertEquals(cb && closeOf(cb.payload), { code: 4000, reason: "bye now" });
+    await b.write(frame(8, new Uint8Array([0x0f, 0xa0])));
+    assert(await b.end());
+
+    // The server closes, the client never answers (nor reads past the close frame): TCP closed by the server.
+    const c = await r.open();
+    await c.head();
+    await c.write(frame(1, "bye"));
+    const cc = await c.frame();
+    assertEquals(cc?.op, 8);
+    assert(await c.end(), "closed by the server after its close timeout");
+    await waitFor(() => r.closed.length === 3, "onclose of all three");
+    assertEquals(r.closed[2].code, 1006);
+    assertEquals(r.server.sockets, 0);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("websocket: close() of the server closes open sockets (1001) and resolves once every connection is gone", async () => {
+  const r = rig();
+  const c = await r.open();
+  await c.head();
+  const half = await Raw.open(r.port); // in its handshake
+  r.raws.push(half);
+  await half.write("GET /");
+  await waitFor(() => r.server.handshakes === 1, "the handshake under way");
+  await r.server.close();
+  const f = await c.frame();
+  assertEquals(f && [f.op, closeOf(f.payload).code], [8, 1001]);
+  assert(await c.end());
+  assert(await half.end());
+  assertEquals(r.server.sockets, 0);
+  await r.close();
+});
+
+Deno.test("websocket: Deno's own WebSocket client talks to it", async () => {
+  const r = rig();
+  try {
+    const ws = new WebSocket(`ws://127.0.0.1:${r.port}/`, "chat");
+    const msgs: string[] = [];
+    const closed = new Promise<CloseEvent>((res) => ws.onclose = res);
+    ws.onmessage = (e) => msgs.push(e.data);
+    await new Promise((res) => ws.onopen = res);
+    assertEquals(ws.protocol, "chat");
+    ws.send("echo");
+    ws.send("x".repeat(1000)); // within the bound: taken, not answered
+    await waitFor(() => msgs.length === 1, "the echo");
+    assertEquals(msgs, ["echo!"]);
+    ws.send("bye");
+    const e = await closed;
+    assertEquals([e.code, e.reason], [4000, "bye now"]);
+    await waitFor(() => r.closed.length === 1, "onclose");
+  } finally {
+    await r.close();
+  }
+});
