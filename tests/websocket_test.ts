@@ -149,6 +149,10 @@ interface Rig {
   close(): Promise<void>;
 }
 
+/**
+ * A server on an ephemeral port. Its head and close timeouts are 2 s: long enough that a loaded machine does not
+ * reach them where a test does not mean to (a test that needs one to pass waits for it, never for a duration).
+ */
 function rig(o: { maxMessageBytes?: number; tooLong?: "close" | "skip"; maxHandshakes?: number } = {}): Rig {
   const r = {
     sockets: [] as ServerWebSocket[],
@@ -163,8 +167,8 @@ function rig(o: { maxMessageBytes?: number; tooLong?: "close" | "skip"; maxHands
     maxMessageBytes: o.maxMessageBytes ?? 1024,
     tooLong: o.tooLong,
     maxHandshakes: o.maxHandshakes,
-    closeTimeoutMs: 300,
-    headTimeoutMs: 300,
+    closeTimeoutMs: 2000,
+    headTimeoutMs: 2000,
   }, (req) => {
     if (!req.upgrade) return { status: 426, body: "WebSocket only\n", headers: { upgrade: "websocket" } };
     if (req.url.searchParams.get("full") === "1") return { status: 503, body: "full\n" };
