@@ -280,6 +280,42 @@ Deno.test("udp-source and udp-sink share one socket: the peer sees packets from 
   }
 });
 
+Deno.test("udp-sink wait_for_peer: nothing is sent until the session's udp-source has heard its peer (a stranger does not count)", async () => {
+  const peer = rawSocket();
+  const stranger = rawSocket();
+  const src = await startSource({ bind: "127.0.0.1", port: 0, peer: `127.0.0.1:${portOf(peer)}` });
+  try {
+    const t = testContext({ session: src.ctx.session });
+    const sink = await createStage<SinkStage>(
+      udpSink,
+      { to: `127.0.0.1:${portOf(peer)}`, bind: "127.0.0.1", local_port: src.port, pace: false, wait_for_peer: true },
+      t.ctx,
+    );
+    await sink.start!(t.ctx);
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: src.port };
+    sink.write({ kind: "packet", data: new Uint8Array([1]) });
+    // A stranger is dropped by the source: it does not make the peer heard.
+    await stranger.send(new Uint8Array([66]), to);
+    await until(() => src.stage.stats!().foreign_dropped === 1, "the stranger's datagram dropped");
+    sink.write({ kind: "packet", data: new Uint8Array([2]) });
+    assert.equal(sink.stats!().unheard_dropped, 2);
+    assert.equal(sink.stats!().packets_sent, 0);
+    // The peer is heard: from then on packets go to it.
+    await peer.send(new Uint8Array([10]), to);
+    await until(() => src.out.length === 1, "the peer's datagram");
+    sink.write({ kind: "packet", data: new Uint8Array([3]) });
+    const [data] = await peer.receive(new Uint8Array(64));
+    assert.deepEqual([...data], [3], "the first packet the peer gets is the first one written after it was heard");
+    assert.equal(sink.stats!().unheard_dropped, 2);
+    await sink.end!();
+    await sink.close?.();
+  } finally {
+    peer.close();
+    stranger.close();
+    await src.stop();
+  }
+});
+
 Deno.test("PortAllocator: even RTP port and odd RTCP port, both held, freed on close", async () => {
   const pair = new PortAllocator(udpNetwork, parsePortRange(TEST_RANGE)).pair("127.0.0.1");
   try {

@@ -108,6 +108,12 @@ export const udpSinkSchema = lazySchema(() =>
       "When a packet falls due more than this many ms in the future or past (a timestamp jump, a stall), the " +
         "timeline restarts at that packet, 100..600000. Default 1000.",
     ),
+    wait_for_peer: z.boolean().default(false).describe(
+      "Send nothing until the session has received a datagram from its peer (through a udp-source of the same " +
+        "session, which drops other senders): packets due before are dropped and counted (unheard_dropped). For RTP " +
+        "to an address that came from the network (an incoming call's SDP): nothing goes there on its word alone. " +
+        "Default false.",
+    ),
     use_frame_remote: z.boolean().default(false).describe(
       "Send packet frames to their own `remote` address when they carry one. Default false: always `to` " +
         "(frames straight from a udp-source carry their sender's address).",

@@ -45,6 +45,12 @@
  * in the same session, both use one socket (`ctx.session.socket`), so the peer
  * sees our packets come from the port it sends to.
  *
+ * **Nothing on an address's word** (`wait_for_peer`). An incoming call's SDP
+ * may name any host. With `wait_for_peer`, a packet is sent only once the
+ * session has received a datagram from its peer (its `udp-source` counts only
+ * its peer's, in `session.stats.packetsReceived`); until then packets are
+ * dropped when due and counted (`unheard_dropped`).
+ *
  * @example Pipeline entry
  * ```json
  * { "use": "udp-sink", "to": "192.0.2.7:4000", "local_port": 10000 }
@@ -148,6 +154,7 @@ export class UdpSinkStage implements SinkStage {
   #resyncs = 0;
   #discarded = 0;
   #overflowDropped = 0;
+  #unheardDropped = 0;
   #lastError: string | undefined;
 
   /**
@@ -285,6 +292,7 @@ export class UdpSinkStage implements SinkStage {
       resyncs: this.#resyncs,
       discarded: this.#discarded,
       overflow_dropped: this.#overflowDropped,
+      ...(this.#opts.wait_for_peer ? { unheard_dropped: this.#unheardDropped } : {}),
     };
   }
 
@@ -414,6 +422,10 @@ export class UdpSinkStage implements SinkStage {
   };
 
   #send(data: Uint8Array, to: HostPort, due: number | undefined, now: number): void {
+    if (this.#opts.wait_for_peer && this.#ctx!.session.stats.packetsReceived === 0) {
+      this.#unheardDropped++; // the peer has not been heard from: nothing goes to it on its SDP's word
+      return;
+    }
     if (due !== undefined) {
       const late = now - due;
       if (late > LATE_MS) this.#lateSends++;
