@@ -17,7 +17,17 @@ import { sanitizeFileComponent } from "../core/paths.ts";
 import { createRegistry, PipelineRunner } from "../mod.ts";
 import { serializeRtp } from "../plugins/rtp/header.ts";
 import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
-import { createAnswer, createOffer, type IncomingCall, type SipRequest, SipUserAgent } from "../plugins/sip/mod.ts";
+import {
+  createAnswer,
+  createOffer,
+  getCallId,
+  getCSeq,
+  type IncomingCall,
+  parseMessage,
+  type SipRequest,
+  type SipResponse,
+  SipUserAgent,
+} from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
@@ -743,6 +753,102 @@ Deno.test("call service: DTMF received in a call's RTP (RFC 4733) is a dtmf even
     void call.hangup();
     await h.advance(200);
     assertEquals(phases(h.events, id), ["incoming", "answered", "dtmf", "ended"]);
+  } finally {
+    await h.close();
+  }
+});
+
+// ---- a scripted peer that writes its requests by hand (what a real phone may send) --------------------------------
+
+/** A SIP peer at host:5060 that sends hand-written requests and keeps every message it gets, parsed. */
+function rawPeer(h: Harness, host = "10.0.0.1") {
+  const sock = h.net.bind(host, 5060);
+  const got: SipResponse[] = [];
+  const requests: SipRequest[] = [];
+  sock.listen((d) => {
+    const m = parseMessage(d);
+    if (m.kind === "response") got.push(m);
+    else requests.push(m);
+  });
+  let n = 0;
+  return {
+    got,
+    requests,
+    /** Responses to the request with this Call-ID, CSeq number and method, as `status reason`. */
+    answers(callId: string, seq: number, method: string): string[] {
+      return got.filter((r) => getCallId(r) === callId && getCSeq(r).seq === seq && getCSeq(r).method === method)
+        .map((r) => `${r.status} ${r.reason}`);
+    },
+    /** The To tag of the first response with one to this Call-ID. */
+    toTag(callId: string): string {
+      const r = got.find((r) => getCallId(r) === callId && /;tag=/.test(r.headers.get("To")!))!;
+      return /;tag=([^;\s]+)/.exec(r.headers.get("To")!)![1];
+    },
+    /** Sends a request; returns its text. `toTag` makes it in-dialog. */
+    send(o: {
+      method: string;
+      callId: string;
+      seq: number;
+      toTag?: string;
+      branch?: string;
+      sdp?: string;
+      extra?: string[];
+    }): string {
+      const body = o.sdp ?? "";
+      const text = [
+        `${o.method} ${SERVER_URI} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${host}:5060;branch=${o.branch ?? `z9hG4bK-raw-${++n}`};rport`,
+        "Max-Forwards: 70",
+        `From: <sip:alice@${host}>;tag=raw-${o.callId}`,
+        `To: <${SERVER_URI}>${o.toTag ? `;tag=${o.toTag}` : ""}`,
+        `Call-ID: ${o.callId}`,
+        `CSeq: ${o.seq} ${o.method}`,
+        `Contact: <sip:alice@${host}:5060>`,
+        ...(o.extra ?? []),
+        ...(body ? ["Content-Type: application/sdp"] : []),
+        `Content-Length: ${new TextEncoder().encode(body).length}`,
+        "",
+        body,
+      ].join("\r\n");
+      void sock.send(new TextEncoder().encode(text), SERVER);
+      return text;
+    },
+    resend(text: string) {
+      void sock.send(new TextEncoder().encode(text), SERVER);
+    },
+  };
+}
+
+Deno.test("call service: a BYE in the early dialog (after 180, before the answer): 200 to the BYE, 487 to the INVITE; the call ends, never answered", async () => {
+  const h = await start({ answer_after: 5 });
+  try {
+    const peer = rawPeer(h);
+    const inv = peer.send({ method: "INVITE", callId: "early-bye", seq: 1, branch: "z9hG4bK-early-inv", sdp: offer() });
+    await h.advance(100);
+    assertEquals(peer.answers("early-bye", 1, "INVITE"), ["180 Ringing"]);
+    const tag = peer.toTag("early-bye");
+    peer.send({ method: "BYE", callId: "early-bye", seq: 2, toTag: tag });
+    await h.advance(100);
+    assertEquals(peer.answers("early-bye", 2, "BYE"), ["200 OK"]);
+    assertEquals(peer.answers("early-bye", 1, "INVITE"), ["180 Ringing", "487 Request Terminated"]);
+    // The INVITE's transaction completed: a retransmission of the INVITE gets the 487 again, not a 180.
+    peer.resend(inv);
+    await h.advance(100);
+    assertEquals(peer.answers("early-bye", 1, "INVITE").slice(2), ["487 Request Terminated"]);
+    peer.send({ method: "ACK", callId: "early-bye", seq: 1, toTag: tag, branch: "z9hG4bK-early-inv" });
+    await settleUntil(h.clock, () => h.events.some((e) => e.type === "ended"), "the call's ended event");
+    const id = h.events[0].call.id;
+    assertEquals(phases(h.events, id), ["incoming", "ended"]);
+    const ended = h.events.find((e) => e.type === "ended")!;
+    assertEquals(ended.call.reason, "remote: BYE");
+    const summary = ended.detail!.summary as { answered: boolean; packetsSent: number; endedBy: string };
+    assertEquals([summary.answered, summary.packetsSent, summary.endedBy], [false, 0, "remote"]);
+    assertEquals(h.calls.call(id)!.state, "ended");
+    // answer_after passes: nothing is answered, no media starts.
+    await h.advance(6000);
+    assertEquals(peer.answers("early-bye", 1, "INVITE").filter((s) => s.startsWith("2")), []);
+    assert(!h.out.lines.some((l) => l.includes("media:")), "no media started");
+    assert(!h.out.lines.some((l) => l.includes("ERROR")), h.out.lines.filter((l) => l.includes("ERROR")).join("\n"));
   } finally {
     await h.close();
   }

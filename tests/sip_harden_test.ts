@@ -283,6 +283,39 @@ Deno.test("a handler that never answers a non-INVITE request does not hold its t
   await peer.close();
 });
 
+Deno.test("a BYE in the early dialog: 200, the INVITE gets 487, and both transactions end on their timers (RFC 3261 §15.1.2)", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => c.ringing()); // rings, never answers
+  await peer.send(invite(1, { callId: "early" }), bob.localAddress);
+  clock.advance(10);
+  const ringing = peer.got.find((g) => g.res?.status === 180)!.res!;
+  const toTag = /tag=([^;\s]+)/.exec(ringing.headers.get("To")!)![1];
+  const inDialog = (method: string, cseq: number, branch: string) =>
+    [
+      `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
+      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
+      "Max-Forwards: 70",
+      "From: <sip:alice@10.0.0.1>;tag=f1",
+      `To: <sip:bob@10.0.0.2>;tag=${toTag}`,
+      "Call-ID: early",
+      `CSeq: ${cseq} ${method}`,
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+  await peer.send(inDialog("BYE", 2, "z9hG4bKearlybye"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual([...finals(peer.got).get("early")!], ["200 OK", "487 Request Terminated"]);
+  assert.equal(bob.usage.liveCalls, 0);
+  await peer.send(inDialog("ACK", 1, "z9hG4bK-early"), bob.localAddress); // the ACK for the 487
+  clock.advance(64 * T1 + 1000);
+  assert.equal(bob.usage.serverTransactions, 0, "no transaction left");
+  assert.equal(bob.usage.inviteServerTransactions, 0);
+  await bob.close();
+  await peer.close();
+});
+
 // ------------------------------------------------------------------ 7. linger
 
 Deno.test("an ended call stays findable for 64·T1 (late retransmissions answered), then nothing of it is kept", async () => {
