@@ -377,10 +377,10 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
 const RFC4475_ANSWERS: Record<string, [plain: string, registrar: string]> = {
   // 3.1.1 valid messages
   wsinv: ["481", "481"], // a To tag that matches no dialog
-  intmeth: ["405", "405"], // a method we do not implement
+  intmeth: ["501", "501"], // a method SIP does not define: 501 Not Implemented
   esc01: ["486", "486"],
   escnull: ["405", "200"],
-  esc02: ["405", "405"], // RE%47IST%45R is not REGISTER
+  esc02: ["501", "501"], // RE%47IST%45R is not REGISTER (nor any method SIP defines)
   lwsdisp: ["200", "200"],
   longreq: ["486", "486"],
   dblreq: ["405", "200"], // the INVITE after Content-Length is ignored

@@ -3,7 +3,7 @@
  * new requests and ACKs for 2xx to the calls whose dialogs they belong to (or
  * to a new {@linkcode IncomingCall}, or to the registrar handler), stray 2xx
  * responses to the outgoing call that sent the INVITE — and answers whatever
- * nobody handles: 405 with `Allow` first, then what `checkRequestSemantics`
+ * nobody handles: 405 with `Allow` first (501 for a method SIP does not define), then what `checkRequestSemantics`
  * finds (400, 406, 415 with `Accept`, 416, 420 with `Unsupported`), then 481
  * and 200 to OPTIONS (through `screenRequest`), 500 for an out-of-order CSeq,
  * 501, 503 while closing — and, before any transaction exists (`refuse`),
@@ -158,7 +158,7 @@ export class Dispatcher {
         hasDialog: (r) => this.#callFor(r) !== undefined,
         headers: [server],
       });
-    // RFC 3261 §8.2.1: the method first (405 with Allow).
+    // RFC 3261 §8.2.1: the method first (405 with Allow; 501 for a method SIP does not define).
     if (!ctx.allowed.includes(req.method)) {
       const res = screen()!;
       ctx.log.info(`${res.status} ${res.reason} sent for ${req.method}`, { call: getCallId(req) });
