@@ -351,12 +351,23 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
   assert.equal(incoming!.state, "ended");
   assert.equal(bob.usage.liveCalls, 0);
   assert.equal(bob.usage.calls, 1, "lingering");
-  // A late BYE retransmission with a new branch (a new transaction) still finds the dialog: 200, not 481.
-  clock.advance(64 * T1 - 1000);
-  await peer.send(inDialog("BYE", 3, "z9hG4bKbye2"), bob.localAddress);
+  // The BYE retransmitted (same branch): its transaction answers 200 again.
+  await peer.send(inDialog("BYE", 2, "z9hG4bKbye1"), bob.localAddress);
   clock.advance(10);
-  const byeAnswers = peer.got.filter((g) => g.res && getCSeq(g.res).seq === 3).map((g) => g.res!.status);
-  assert.deepEqual(byeAnswers, [200]);
+  const answers = (seq: number, method: string) =>
+    peer.got.filter((g) => g.res && getCSeq(g.res).seq === seq && getCSeq(g.res).method === method)
+      .map((g) => g.res!.status);
+  assert.deepEqual(answers(2, "BYE"), [200, 200]);
+  // Late, a copy of that BYE on a new branch (a new transaction) still finds the call: 200 as well. A new request
+  // in the dialog that has ended, a second BYE or a re-INVITE, gets 481 (RFC 3261 §12.2.2).
+  clock.advance(64 * T1 - 1000);
+  await peer.send(inDialog("BYE", 2, "z9hG4bKbye2"), bob.localAddress);
+  await peer.send(inDialog("BYE", 3, "z9hG4bKbye3"), bob.localAddress);
+  await peer.send(inDialog("INVITE", 4, "z9hG4bKreinv"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(answers(2, "BYE"), [200, 200, 200]);
+  assert.deepEqual(answers(3, "BYE"), [481]);
+  assert.deepEqual(answers(4, "INVITE"), [481]);
   clock.advance(1000);
   assert.equal(bob.usage.calls, 0, "forgotten after 64·T1");
   clock.advance(64 * T1);

@@ -10,7 +10,8 @@
  * `503` with `Retry-After` to a new INVITE while the user agent is
  * overloaded. Every final answer to a request outside a dialog carries a To
  * tag. It also keeps the table of calls by Call-ID and local tag, where an
- * ended call lingers 64·T1 so late retransmissions are still answered.
+ * ended call lingers 64·T1 so late retransmissions are still answered (a new BYE or re-INVITE in its dialog gets
+ * 481).
  *
  * Layer: user agent (imports calls, register, context, dialog, transaction, message).
  *
@@ -181,6 +182,13 @@ export class Dispatcher {
       return;
     }
     const call = this.#callFor(req);
+    if (call?.state === "ended" && (req.method === "BYE" || req.method === "INVITE")) {
+      // The call is kept only for late retransmissions: its dialog is over (RFC 3261 §12.2.2).
+      const res = afterEnd(call, req);
+      ctx.log.info(`${res} sent for ${req.method} in a dialog that has ended`, { call: call.callId });
+      tx.respond(createResponse(req, res, undefined, { headers: [server] }));
+      return;
+    }
     switch (req.method) {
       case "CANCEL": {
         const ist = ctx.layer.matchCancel(req);
@@ -299,6 +307,19 @@ export class Dispatcher {
     }
     this.#ctx.log.debug(`stray response ${res.status} ${res.reason} (${cseq.method}) ignored`);
   }
+}
+
+/**
+ * The status for a BYE or re-INVITE in the dialog of `call`, which has ended: 481 (RFC 3261 §12.2.2), except 200 to
+ * a BYE that crosses ours (we ended the call with a BYE) and to a copy, on a new branch, of the BYE that ended it
+ * (same CSeq). A retransmission of that BYE (same branch) never gets here: its transaction answers it.
+ */
+function afterEnd(call: Call, req: SipRequest): 200 | 481 {
+  if (req.method !== "BYE") return 481;
+  const end = call.endInfo;
+  if (end?.reason !== "BYE") return 481;
+  if (end.by === "local") return 200;
+  return end.by === "remote" && getCSeq(req).seq === call.dialog?.remoteSeq ? 200 : 481;
 }
 
 function callKey(callId: string, localTag: string): string {
