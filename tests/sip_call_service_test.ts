@@ -853,3 +853,55 @@ Deno.test("call service: a BYE in the early dialog (after 180, before the answer
     await h.close();
   }
 });
+
+Deno.test("call service: an offer the call's media cannot use is refused before answering (488 or 400, naming the problem in a Warning), never answered then hung up", async () => {
+  const h = await start();
+  try {
+    const peer = rawPeer(h);
+    const rtp: Uint8Array[] = [];
+    h.net.bind("10.0.0.1", 40000).listen((d) => void rtp.push(d));
+    const o = (lines: { c?: string; m?: string; extra?: string[] }) =>
+      [
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.1",
+        "s=-",
+        ...(lines.c === "" ? [] : [lines.c ?? "c=IN IP4 10.0.0.1"]),
+        "t=0 0",
+        lines.m ?? "m=audio 40000 RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        ...(lines.extra ?? []),
+        "",
+      ].join("\r\n");
+    const cases: [string, string, number, RegExp][] = [
+      ["no-c", o({ c: "" }), 400, /no connection address/],
+      ["dnsname", o({ c: "c=IN IP4 rtp.example.com" }), 488, /not an IP address/],
+      ["ipv6", o({ c: "c=IN IP6 2001:db8::1" }), 488, /IPv6, RTP is bound to 10\.0\.0\.2 \(IPv4\)/],
+      ["ptime0", o({ extra: ["a=ptime:0"] }), 488, /a=ptime:0/],
+      ["ptime2.5", o({ extra: ["a=ptime:2.5"] }), 488, /a=ptime:2\.5: the packet time must be a whole 10-60 ms/],
+      ["ptime1000", o({ extra: ["a=ptime:1000"] }), 488, /a=ptime:1000/],
+      ["pt200", o({ m: "m=audio 40000 RTP/AVP 200", extra: ["a=rtpmap:200 PCMU/8000"] }), 488, /payload type 200/],
+      ["port65535", o({ m: "m=audio 65535 RTP/AVP 0" }), 488, /RTCP port 65536/],
+    ];
+    for (const [name, sdp] of cases) peer.send({ method: "INVITE", callId: `bad-${name}`, seq: 1, sdp });
+    await h.advance(500);
+    for (const [name, , status, why] of cases) {
+      const finals = peer.got.filter((r) => getCallId(r) === `bad-${name}` && r.status >= 200);
+      assertEquals(finals.map((r) => r.status), [status], name);
+      assertMatch(finals[0].headers.get("Warning") ?? "", why, name);
+      assertMatch(finals[0].reason, status === 400 ? /^Bad Request \(/ : /^Not Acceptable Here \(/, name);
+    }
+    await h.advance(2000);
+    assertEquals(peer.requests.filter((r) => r.method === "BYE").length, 0, "no BYE");
+    assertEquals(h.events.filter((e) => e.type === "answered").length, 0, "nothing answered");
+    assertEquals(rtp.length, 0, "nothing sent to the offer's media address");
+    const errors = h.out.lines.filter((l) => l.includes("ERROR"));
+    assertEquals(errors, [], "no ERROR line");
+    // A usable offer is still answered.
+    peer.send({ method: "INVITE", callId: "good", seq: 1, sdp: o({}) });
+    await h.advance(200);
+    assertEquals(peer.answers("good", 1, "INVITE").at(-1), "200 OK");
+  } finally {
+    await h.close();
+  }
+});

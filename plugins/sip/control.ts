@@ -26,7 +26,7 @@ import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
-import { formatHostPort } from "../../core/net/address.ts";
+import { formatHostPort, ipVersion, isWildcard } from "../../core/net/address.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
 import { MemoryNetwork } from "../../core/net/memory.ts";
 import { VirtualClock } from "../../core/virtual_clock.ts";
@@ -38,7 +38,8 @@ import {
   type MediaWorkerStats,
   WorkerMediaHost,
 } from "./media_host.ts";
-import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
+import { quote } from "./syntax.ts";
+import { agreedMedia, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import {
   type Authenticator,
   type Call,
@@ -1225,11 +1226,17 @@ class SipController implements Controller {
         ptime: o.ptime,
         telephoneEvent: o.dtmf,
       });
+      // What the call's media will read once answered, read now: an offer it cannot use is refused, not answered
+      // and then hung up.
+      this.#checkMedia(agreedMedia(call.offer!, answer, { registry: this.#ctx.codecs }));
     } catch (e) {
       await alloc.media.stop();
       const status = e instanceof SdpError ? e.status : 488;
-      this.#log.info(`cannot answer the offer: ${errText(e)}`, { call: call.callId });
-      call.reject(status, status === 488 ? "Not Acceptable Here" : undefined);
+      const detail = errText(e);
+      this.#log.info(`cannot answer the offer: ${status} (${detail})`, { call: call.callId });
+      call.reject(status, `${status === 400 ? "Bad Request" : "Not Acceptable Here"} (${detail})`, [
+        ["Warning", `399 voxpipe ${quote(detail)}`],
+      ]);
       return;
     }
     const media = alloc.media;
@@ -1239,6 +1246,24 @@ class SipController implements Controller {
     state.accepted?.resolve();
     state.starting = this.#startCallMedia(call, media, alloc, n);
     await state.starting;
+  }
+
+  /**
+   * Throws an {@linkcode SdpError} (488) when the call's chains could not take what was negotiated: a packet time
+   * other than a whole 10-60 ms (the RTP stages' range), or a peer's address of the other family than the address
+   * our RTP sockets are bound to (`bind`; an IPv6 `bind` other than `::` takes IPv6 peers only).
+   */
+  #checkMedia(m: NegotiatedAudio): void {
+    if (!Number.isInteger(m.ptime) || m.ptime < 10 || m.ptime > 60) {
+      throw new SdpError(`a=ptime:${m.ptime}: the packet time must be a whole 10-60 ms`, 488);
+    }
+    const bound = ipVersion(this.#o.bind);
+    if ((bound === 4 && m.ipVersion === 6) || (bound === 6 && m.ipVersion === 4 && !isWildcard(this.#o.bind))) {
+      throw new SdpError(
+        `the media address ${m.remoteAddress} is IPv${m.ipVersion}, RTP is bound to ${this.#o.bind} (IPv${bound})`,
+        488,
+      );
+    }
   }
 
   /** Builds and starts the call's chains; on failure logs it and hangs up. Never rejects. */

@@ -449,10 +449,23 @@ function readAudio(
     }
     const rate = choice.codec.rate;
     const te = !teRates || teRates.has(rate) ? telephoneEventPt(m, rate, choice.pt) : undefined;
+    for (const [what, pt] of [[choice.codec.name, choice.pt], [TELEPHONE_EVENT, te]] as const) {
+      if (pt !== undefined && pt > DYNAMIC_PT_LAST) {
+        throw new SdpError(`${what} on payload type ${pt}: an RTP payload type is 0-127`, 488);
+      }
+    }
+    const rtcpPort = m.rtcp?.port ?? m.port + 1;
+    if (rtcpPort < 1 || rtcpPort > 65535) {
+      throw new SdpError(
+        `RTCP port ${rtcpPort} (${m.rtcp ? "a=rtcp" : `RTP port ${m.port} + 1`}) is not a port (1-65535)`,
+        488,
+      );
+    }
+    if (m.ptime !== undefined && !(m.ptime > 0)) throw new SdpError(`a=ptime:${m.ptime}: not a packet time`, 488);
     return {
       remoteAddress: address,
       remotePort: m.port,
-      remoteRtcpPort: m.rtcp?.port ?? m.port + 1,
+      remoteRtcpPort: rtcpPort,
       codec: choice.codec.name,
       payloadType: choice.pt,
       clockRate: choice.codec.rate,
@@ -471,8 +484,9 @@ function readAudio(
  * its audio stream: the first audio m-line with a non-zero port and a codec we
  * support. Media-level `c=` wins over session-level. Throws {@linkcode SdpError}
  * when the stream was rejected (port 0) or unusable — a connection address
- * that is a host name too (488: it is never resolved) —, {@linkcode NoCommonCodecError}
- * when its codecs are not ours.
+ * that is a host name too (488: it is never resolved), a payload type above 127 for the codec or telephone-event, an RTCP port that
+ * is not 1-65535 (RTP port 65535 without `a=rtcp`), `a=ptime` 0 —,
+ * {@linkcode NoCommonCodecError} when its codecs are not ours.
  *
  * @example
  * ```ts
