@@ -463,7 +463,7 @@ Deno.test("SDP: negotiated reads only RTP/AVP audio streams, as createAnswer ans
   );
 });
 
-Deno.test("negotiated / agreedMedia: a payload type above 127, an RTCP port beyond 65535, ptime 0: 488 naming it", () => {
+Deno.test("negotiated / agreedMedia: an address that is never a destination, a payload type above 127, an RTCP port beyond 65535, ptime 0: 488 naming it", () => {
   const offer = (o: { c?: string; m?: string; extra?: string[] }) =>
     sdp([
       "v=0",
@@ -477,6 +477,13 @@ Deno.test("negotiated / agreedMedia: a payload type above 127, an RTCP port beyo
       ...(o.extra ?? []),
     ]);
   const cases: [string, string, RegExp][] = [
+    ["c=0.0.0.0", offer({ c: "c=IN IP4 0.0.0.0" }), /0\.0\.0\.0 is the unspecified address .*never a destination/],
+    ["c=0.1.2.3", offer({ c: "c=IN IP4 0.1.2.3" }), /unspecified address \(0\.0\.0\.0\/8\)/],
+    ["c=::", offer({ c: "c=IN IP6 ::" }), /:: is the unspecified address \(::\)/],
+    ["c=::ffff:0.0.0.0", offer({ c: "c=IN IP6 ::ffff:0.0.0.0" }), /unspecified address/],
+    ["c=multicast", offer({ c: "c=IN IP4 224.2.1.1/127" }), /224\.2\.1\.1 is a multicast address/],
+    ["c=ff02::1", offer({ c: "c=IN IP6 ff02::1" }), /ff02::1 is a multicast address/],
+    ["c=broadcast", offer({ c: "c=IN IP4 255.255.255.255" }), /is the broadcast address/],
     [
       "PT 200",
       offer({ m: "m=audio 30000 RTP/AVP 200", extra: ["a=rtpmap:200 PCMU/8000"] }),

@@ -876,6 +876,8 @@ Deno.test("call service: an offer the call's media cannot use is refused before 
     const cases: [string, string, number, RegExp][] = [
       ["no-c", o({ c: "" }), 400, /no connection address/],
       ["dnsname", o({ c: "c=IN IP4 rtp.example.com" }), 488, /not an IP address/],
+      ["c0000", o({ c: "c=IN IP4 0.0.0.0" }), 488, /0\.0\.0\.0 is the unspecified address/],
+      ["multicast", o({ c: "c=IN IP4 239.1.1.1" }), 488, /multicast/],
       ["ipv6", o({ c: "c=IN IP6 2001:db8::1" }), 488, /IPv6, RTP is bound to 10\.0\.0\.2 \(IPv4\)/],
       ["ptime0", o({ extra: ["a=ptime:0"] }), 488, /a=ptime:0/],
       ["ptime2.5", o({ extra: ["a=ptime:2.5"] }), 488, /a=ptime:2\.5: the packet time must be a whole 10-60 ms/],
