@@ -20,10 +20,12 @@ import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
 import {
   createAnswer,
   createOffer,
+  createResponse,
   getCallId,
   getCSeq,
   type IncomingCall,
   parseMessage,
+  serializeMessage,
   type SipRequest,
   type SipResponse,
   SipUserAgent,
@@ -768,7 +770,11 @@ function rawPeer(h: Harness, host = "10.0.0.1") {
   sock.listen((d) => {
     const m = parseMessage(d);
     if (m.kind === "response") got.push(m);
-    else requests.push(m);
+    else {
+      requests.push(m);
+      // A BYE gets its 200 (the controller waits for its BYEs' transactions when it stops).
+      if (m.method === "BYE") void sock.send(serializeMessage(createResponse(m, 200)), SERVER);
+    }
   });
   let n = 0;
   return {
@@ -903,6 +909,75 @@ Deno.test("call service: an offer the call's media cannot use is refused before 
     peer.send({ method: "INVITE", callId: "good", seq: 1, sdp: o({}) });
     await h.advance(200);
     assertEquals(peer.answers("good", 1, "INVITE").at(-1), "200 OK");
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: a re-INVITE that would change the media gets 488 and the call goes on unchanged; a session refresh or no offer gets 200 with our SDP", async () => {
+  const h = await start();
+  try {
+    const peer = rawPeer(h);
+    const sdp = (o: { port?: number; version?: number; m?: string[]; dir?: string } = {}) =>
+      [
+        "v=0",
+        `o=- 1 ${o.version ?? 1} IN IP4 10.0.0.1`,
+        "s=-",
+        "c=IN IP4 10.0.0.1",
+        "t=0 0",
+        ...(o.m ?? [`m=audio ${o.port ?? 40000} RTP/AVP 0 8`, "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000"]),
+        `a=${o.dir ?? "sendrecv"}`,
+        "",
+      ].join("\r\n");
+    peer.send({ method: "INVITE", callId: "re", seq: 1, sdp: sdp() });
+    await h.advance(100);
+    const ok = peer.got.find((r) => getCallId(r) === "re" && r.status === 200)!;
+    const ours = new TextDecoder().decode(ok.body);
+    const tag = peer.toTag("re");
+    peer.send({ method: "ACK", callId: "re", seq: 1, toTag: tag });
+    await h.advance(100);
+    const id = h.calls.calls()[0].id;
+    assertEquals(h.calls.call(id)!.state, "answered");
+    const cases: [string, string, number, RegExp][] = [
+      ["new port", sdp({ port: 40002, version: 2 }), 488, /RTP port 40000 -> 40002/],
+      ["hold", sdp({ version: 2, dir: "sendonly" }), 488, /direction sendrecv -> sendonly/],
+      [
+        "two streams",
+        sdp({ version: 2, m: ["m=audio 40000 RTP/AVP 0", "m=video 40010 RTP/AVP 96", "a=rtpmap:96 H264/90000"] }),
+        488,
+        /2 media streams offered, the call has 1/,
+      ],
+      ["no common codec", sdp({ version: 2, m: ["m=audio 40000 RTP/AVP 18", "a=rtpmap:18 G729/8000"] }), 488, /no/],
+      ["port 0", sdp({ version: 2, port: 0 }), 488, /port 0/],
+      ["other codec", sdp({ version: 2, m: ["m=audio 40000 RTP/AVP 8", "a=rtpmap:8 PCMA/8000"] }), 488, /codec/],
+    ];
+    let seq = 2;
+    for (const [name, offer, status, why] of cases) {
+      const n = seq++;
+      const text = peer.send({ method: "INVITE", callId: "re", seq: n, toTag: tag, sdp: offer });
+      await h.advance(100);
+      const finals = peer.got.filter((r) => getCallId(r) === "re" && getCSeq(r).seq === n && r.status >= 200);
+      assertEquals(finals.map((r) => r.status).slice(0, 1), [status], name);
+      assertMatch(finals[0].headers.get("Warning") ?? "", why, name);
+      const branch = /branch=([^;\r\n]+)/.exec(text)![1];
+      peer.send({ method: "ACK", callId: "re", seq: n, toTag: tag, branch });
+      await h.advance(100);
+      assertEquals(h.calls.call(id)!.state, "answered", `${name}: the call goes on`);
+    }
+    // A session refresh (the same media, a new o= version) and a re-INVITE without an offer: 200 with our SDP,
+    // unchanged (nothing changed: the same version).
+    for (const offer of [sdp({ version: 3 }), undefined]) {
+      const n = seq++;
+      peer.send({ method: "INVITE", callId: "re", seq: n, toTag: tag, ...(offer ? { sdp: offer } : {}) });
+      await h.advance(100);
+      const res = peer.got.find((r) => getCallId(r) === "re" && getCSeq(r).seq === n && r.status >= 200)!;
+      assertEquals(res.status, 200);
+      assertEquals(new TextDecoder().decode(res.body), ours);
+      peer.send({ method: "ACK", callId: "re", seq: n, toTag: tag, ...(offer ? {} : { sdp: sdp() }) });
+      await h.advance(100);
+    }
+    assertEquals(phases(h.events, id), ["incoming", "answered"]);
+    assertEquals(h.out.lines.filter((l) => l.includes("ERROR")), []);
   } finally {
     await h.close();
   }
