@@ -982,3 +982,39 @@ Deno.test("call service: a re-INVITE that would change the media gets 488 and th
     await h.close();
   }
 });
+
+Deno.test("call service: max_calls counts calls not ended: a call while the last one's media still stop is answered; beyond it busy_status (503 with Retry-After, or 486)", async () => {
+  for (const busy of [503, 486]) {
+    const h = await start({ max_calls: 1, busy_status: busy }, {
+      receive: [
+        { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+        { use: SLOW_END_SINK, end_ms: 800 },
+      ],
+    });
+    try {
+      const alice = h.peer("10.0.0.1");
+      const a = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(a.state, "established");
+      // Beyond max_calls while A is up: refused by the user agent's check or the control's, with busy_status.
+      const b = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(b.endInfo?.status, busy);
+      void a.hangup();
+      await h.advance(50); // A has ended (BYE answered); its sink takes 800 ms to end
+      assertEquals(h.calls.calls()[0].state, "ended");
+      assert(!h.events.some((e) => e.type === "ended"), "A's media are still stopping");
+      const c = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(c.state, "established", `a call right after the last one ended is answered (${c.endInfo?.reason})`);
+      // And beyond max_calls again, the answer is busy_status, from whichever layer refuses it.
+      const d = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(d.endInfo?.status, busy);
+      void c.hangup();
+      await settleUntil(h.clock, () => h.events.filter((e) => e.type === "ended").length === 2, "both ended", 5000);
+    } finally {
+      await h.close();
+    }
+  }
+});

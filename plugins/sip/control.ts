@@ -74,6 +74,9 @@ export const sipControlOptions: ReturnType<typeof sipControlOptionsSchema> = sip
 
 type Options = z.output<typeof sipControlOptions>;
 
+/** The `Retry-After` of a 503 at `max_calls`: the user agent's default for its stateless 503s. */
+const RETRY_AFTER_S = 5;
+
 /** Our RTP and RTCP ports. */
 interface Ports {
   rtpPort: number;
@@ -181,6 +184,11 @@ class SipController implements Controller {
   #callN = 0;
   #sessions = 0;
   #active = new Map<Call, CallState>();
+  /**
+   * Calls not ended (what `max_calls` counts): one less as soon as a call ends, while `#active` keeps it until its
+   * media have stopped.
+   */
+  #live = 0;
   /** Calls by service id: those not ended and the last `keep_summaries` ended ones. */
   readonly #byId = new Map<string, CallState>();
   /** The calls listed, by Call-ID as on the wire (for `message` events, late ones included). */
@@ -528,6 +536,8 @@ class SipController implements Controller {
       state.accepted.promise.catch(() => {});
     }
     this.#active.set(call, state);
+    this.#live++;
+    void call.ended.then(() => this.#live--);
     this.#byId.set(id, state);
     this.#byCallId.set(call.callId, state);
     const u = this.#unclaimed;
@@ -763,8 +773,8 @@ class SipController implements Controller {
     if (this.#stopped) throw new Error("dial: the sip control is not running");
     await this.#ready.promise;
     if (this.#stopped || this.#ctx.signal.aborted) throw new Error("dial: the sip control is stopping");
-    if (this.#active.size >= o.max_calls) {
-      throw new Error(`dial: ${this.#active.size} calls in progress, max_calls is ${o.max_calls}: try again later`);
+    if (this.#live >= o.max_calls) {
+      throw new Error(`dial: ${this.#live} calls in progress, max_calls is ${o.max_calls}: try again later`);
     }
     const uri = dialTarget(target, {
       registrar: o.registrar ? hostPortOf(o.registrar) : undefined,
@@ -1109,11 +1119,14 @@ class SipController implements Controller {
         call.reject(488, "Not Acceptable Here");
         return;
       }
-      if (this.#active.size >= o.max_calls) {
-        // With busy_status 503 the user agent refuses these before they get here, statelessly.
+      if (this.#live >= o.max_calls) {
+        // With busy_status 503 the user agent refuses most of these before they get here, statelessly; the ones it
+        // lets through (its count and ours differ for a moment) get the same answer.
         refused++;
-        this.#log.info(`${this.#active.size} calls in progress (max_calls): 486 Busy Here`, { call: call.callId });
-        call.reject(486, "Busy Here");
+        const busy = o.busy_status;
+        this.#log.info(`${this.#live} calls in progress (max_calls): ${busy}`, { call: call.callId });
+        if (busy === 503) call.reject(503, "Service Unavailable", [["Retry-After", String(RETRY_AFTER_S)]]);
+        else call.reject(486, "Busy Here");
         return;
       }
       const n = ++this.#callN;
