@@ -1018,3 +1018,32 @@ Deno.test("call service: max_calls counts calls not ended: a call while the last
     }
   }
 });
+
+Deno.test("call service: calls=1 counts answered calls only: a refused (488) and a cancelled INVITE do not use it up; the run ends once the answered call has finished", async () => {
+  const h = await start({ role: "callee", calls: 1, answer_after: 1 });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const g729 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" +
+      "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    const refused = alice.invite(SERVER_URI, { sdp: g729 });
+    await h.advance(1500);
+    assertEquals(refused.endInfo?.status, 488);
+    const cancelled = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    cancelled.cancel();
+    await h.advance(100);
+    assertEquals(cancelled.endInfo?.status, 487);
+    const answered = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(1500);
+    assertEquals(answered.state, "established", `the first answered call (${answered.endInfo?.reason})`);
+    let done = false;
+    h.run.finally(() => done = true);
+    await h.advance(500);
+    assert(!done, "still running while the answered call is up");
+    void answered.hangup();
+    await settleUntil(h.clock, () => done, "the run's end after the answered call");
+    assertEquals((await h.run).code, 0);
+  } finally {
+    await h.close();
+  }
+});

@@ -1095,8 +1095,9 @@ class SipController implements Controller {
 
   async #runCallee(): Promise<ControlResult> {
     const o = this.#o;
-    let answered = 0;
+    let incoming = 0;
     let failures = 0;
+    /** Answered incoming calls that have finished (`calls` counts these). */
     let finishedCalls = 0;
     let refused = 0;
     const { promise: done, resolve: finish } = Promise.withResolvers<void>();
@@ -1111,7 +1112,8 @@ class SipController implements Controller {
     this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
     if (this.#ctx.signal.aborted) onAbort();
     this.#ua.onInvite((call) => {
-      if (o.calls > 0 && answered >= o.calls) {
+      // `calls`: only answered calls count (a refused or cancelled INVITE does not).
+      if (o.calls > 0 && this.#counts.in >= o.calls) {
         call.reject(486, "Busy Here");
         return;
       }
@@ -1130,12 +1132,12 @@ class SipController implements Controller {
         return;
       }
       const n = ++this.#callN;
-      answered++;
+      incoming++;
       const state = this.#track(call, {});
       const p = this.#answer(call, state, n).then(async () => {
         const summary = await state.finished!;
         if (summary.error) failures++;
-        finishedCalls++;
+        if (summary.answered) finishedCalls++;
         if (o.calls > 0 && finishedCalls >= o.calls) finish();
       }).catch((e) => {
         failures++;
@@ -1152,7 +1154,7 @@ class SipController implements Controller {
       if (o.role === "server") {
         const c = this.#counts;
         this.#log.info(
-          `server stopped: ${answered} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
+          `server stopped: ${incoming} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
             `${c.dialed} dialed (${c.out} answered), ${failures} failed`,
         );
       }
