@@ -462,3 +462,55 @@ Deno.test("SDP: negotiated reads only RTP/AVP audio streams, as createAnswer ans
     /m=audio 5000 RTP\/AVP 8\r\n/,
   );
 });
+
+Deno.test("negotiated / agreedMedia: an address that is never a destination, a payload type above 127, an RTCP port beyond 65535, ptime 0: 488 naming it", () => {
+  const offer = (o: { c?: string; m?: string; extra?: string[] }) =>
+    sdp([
+      "v=0",
+      "o=- 1 1 IN IP4 198.51.100.1",
+      "s=-",
+      o.c ?? "c=IN IP4 198.51.100.1",
+      "t=0 0",
+      o.m ?? "m=audio 30000 RTP/AVP 0 101",
+      "a=rtpmap:0 PCMU/8000",
+      "a=rtpmap:101 telephone-event/8000",
+      ...(o.extra ?? []),
+    ]);
+  const cases: [string, string, RegExp][] = [
+    ["c=0.0.0.0", offer({ c: "c=IN IP4 0.0.0.0" }), /0\.0\.0\.0 is the unspecified address .*never a destination/],
+    ["c=0.1.2.3", offer({ c: "c=IN IP4 0.1.2.3" }), /unspecified address \(0\.0\.0\.0\/8\)/],
+    ["c=::", offer({ c: "c=IN IP6 ::" }), /:: is the unspecified address \(::\)/],
+    ["c=::ffff:0.0.0.0", offer({ c: "c=IN IP6 ::ffff:0.0.0.0" }), /unspecified address/],
+    ["c=multicast", offer({ c: "c=IN IP4 224.2.1.1/127" }), /224\.2\.1\.1 is a multicast address/],
+    ["c=ff02::1", offer({ c: "c=IN IP6 ff02::1" }), /ff02::1 is a multicast address/],
+    ["c=broadcast", offer({ c: "c=IN IP4 255.255.255.255" }), /is the broadcast address/],
+    [
+      "PT 200",
+      offer({ m: "m=audio 30000 RTP/AVP 200", extra: ["a=rtpmap:200 PCMU/8000"] }),
+      /PCMU on payload type 200/,
+    ],
+    ["port 65535", offer({ m: "m=audio 65535 RTP/AVP 0" }), /RTCP port 65536 \(RTP port 65535 \+ 1\)/],
+    ["a=rtcp:0", offer({ extra: ["a=rtcp:0"] }), /RTCP port 0 \(a=rtcp\)/],
+    ["a=ptime:0", offer({ extra: ["a=ptime:0"] }), /a=ptime:0/],
+  ];
+  for (const [name, text, why] of cases) {
+    assert.throws(
+      () => negotiated(text, { registry: codecs }),
+      (e) => e instanceof SdpError && e.status === 488 && why.test(e.message),
+      name,
+    );
+  }
+  // telephone-event on a payload type above 127: refused when our SDP takes telephone-event.
+  const te300 = offer({ m: "m=audio 30000 RTP/AVP 0 300", extra: ["a=rtpmap:300 telephone-event/8000"] });
+  const answer = createAnswer(offer({}), {
+    registry: codecs,
+    address: "203.0.113.5",
+    port: 41000,
+    telephoneEvent: true,
+  });
+  assert.throws(() => agreedMedia(te300, answer, { registry: codecs }), /telephone-event on payload type 300/);
+  // A usable address of each kind still passes.
+  for (const c of ["c=IN IP4 198.51.100.1", "c=IN IP6 2001:db8::1", "c=IN IP4 10.0.0.255"]) {
+    assert.equal(negotiated(offer({ c }), { registry: codecs }).remotePort, 30000, c);
+  }
+});

@@ -17,7 +17,19 @@ import { sanitizeFileComponent } from "../core/paths.ts";
 import { createRegistry, PipelineRunner } from "../mod.ts";
 import { serializeRtp } from "../plugins/rtp/header.ts";
 import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
-import { createAnswer, createOffer, type IncomingCall, type SipRequest, SipUserAgent } from "../plugins/sip/mod.ts";
+import {
+  createAnswer,
+  createOffer,
+  createResponse,
+  getCallId,
+  getCSeq,
+  type IncomingCall,
+  parseMessage,
+  serializeMessage,
+  type SipRequest,
+  type SipResponse,
+  SipUserAgent,
+} from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
@@ -743,6 +755,294 @@ Deno.test("call service: DTMF received in a call's RTP (RFC 4733) is a dtmf even
     void call.hangup();
     await h.advance(200);
     assertEquals(phases(h.events, id), ["incoming", "answered", "dtmf", "ended"]);
+  } finally {
+    await h.close();
+  }
+});
+
+// ---- a scripted peer that writes its requests by hand (what a real phone may send) --------------------------------
+
+/** A SIP peer at host:5060 that sends hand-written requests and keeps every message it gets, parsed. */
+function rawPeer(h: Harness, host = "10.0.0.1") {
+  const sock = h.net.bind(host, 5060);
+  const got: SipResponse[] = [];
+  const requests: SipRequest[] = [];
+  sock.listen((d) => {
+    const m = parseMessage(d);
+    if (m.kind === "response") got.push(m);
+    else {
+      requests.push(m);
+      // A BYE gets its 200 (the controller waits for its BYEs' transactions when it stops).
+      if (m.method === "BYE") void sock.send(serializeMessage(createResponse(m, 200)), SERVER);
+    }
+  });
+  let n = 0;
+  return {
+    got,
+    requests,
+    /** Responses to the request with this Call-ID, CSeq number and method, as `status reason`. */
+    answers(callId: string, seq: number, method: string): string[] {
+      return got.filter((r) => getCallId(r) === callId && getCSeq(r).seq === seq && getCSeq(r).method === method)
+        .map((r) => `${r.status} ${r.reason}`);
+    },
+    /** The To tag of the first response with one to this Call-ID. */
+    toTag(callId: string): string {
+      const r = got.find((r) => getCallId(r) === callId && /;tag=/.test(r.headers.get("To")!))!;
+      return /;tag=([^;\s]+)/.exec(r.headers.get("To")!)![1];
+    },
+    /** Sends a request; returns its text. `toTag` makes it in-dialog. */
+    send(o: {
+      method: string;
+      callId: string;
+      seq: number;
+      toTag?: string;
+      branch?: string;
+      sdp?: string;
+      extra?: string[];
+    }): string {
+      const body = o.sdp ?? "";
+      const text = [
+        `${o.method} ${SERVER_URI} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${host}:5060;branch=${o.branch ?? `z9hG4bK-raw-${++n}`};rport`,
+        "Max-Forwards: 70",
+        `From: <sip:alice@${host}>;tag=raw-${o.callId}`,
+        `To: <${SERVER_URI}>${o.toTag ? `;tag=${o.toTag}` : ""}`,
+        `Call-ID: ${o.callId}`,
+        `CSeq: ${o.seq} ${o.method}`,
+        `Contact: <sip:alice@${host}:5060>`,
+        ...(o.extra ?? []),
+        ...(body ? ["Content-Type: application/sdp"] : []),
+        `Content-Length: ${new TextEncoder().encode(body).length}`,
+        "",
+        body,
+      ].join("\r\n");
+      void sock.send(new TextEncoder().encode(text), SERVER);
+      return text;
+    },
+    resend(text: string) {
+      void sock.send(new TextEncoder().encode(text), SERVER);
+    },
+  };
+}
+
+Deno.test("call service: a BYE in the early dialog (after 180, before the answer): 200 to the BYE, 487 to the INVITE; the call ends, never answered", async () => {
+  const h = await start({ answer_after: 5 });
+  try {
+    const peer = rawPeer(h);
+    const inv = peer.send({ method: "INVITE", callId: "early-bye", seq: 1, branch: "z9hG4bK-early-inv", sdp: offer() });
+    await h.advance(100);
+    assertEquals(peer.answers("early-bye", 1, "INVITE"), ["180 Ringing"]);
+    const tag = peer.toTag("early-bye");
+    peer.send({ method: "BYE", callId: "early-bye", seq: 2, toTag: tag });
+    await h.advance(100);
+    assertEquals(peer.answers("early-bye", 2, "BYE"), ["200 OK"]);
+    assertEquals(peer.answers("early-bye", 1, "INVITE"), ["180 Ringing", "487 Request Terminated"]);
+    // The INVITE's transaction completed: a retransmission of the INVITE gets the 487 again, not a 180.
+    peer.resend(inv);
+    await h.advance(100);
+    assertEquals(peer.answers("early-bye", 1, "INVITE").slice(2), ["487 Request Terminated"]);
+    peer.send({ method: "ACK", callId: "early-bye", seq: 1, toTag: tag, branch: "z9hG4bK-early-inv" });
+    await settleUntil(h.clock, () => h.events.some((e) => e.type === "ended"), "the call's ended event");
+    const id = h.events[0].call.id;
+    assertEquals(phases(h.events, id), ["incoming", "ended"]);
+    const ended = h.events.find((e) => e.type === "ended")!;
+    assertEquals(ended.call.reason, "remote: BYE");
+    const summary = ended.detail!.summary as { answered: boolean; packetsSent: number; endedBy: string };
+    assertEquals([summary.answered, summary.packetsSent, summary.endedBy], [false, 0, "remote"]);
+    assertEquals(h.calls.call(id)!.state, "ended");
+    // answer_after passes: nothing is answered, no media starts.
+    await h.advance(6000);
+    assertEquals(peer.answers("early-bye", 1, "INVITE").filter((s) => s.startsWith("2")), []);
+    assert(!h.out.lines.some((l) => l.includes("media:")), "no media started");
+    assert(!h.out.lines.some((l) => l.includes("ERROR")), h.out.lines.filter((l) => l.includes("ERROR")).join("\n"));
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: an offer the call's media cannot use is refused before answering (488 or 400, naming the problem in a Warning), never answered then hung up", async () => {
+  const h = await start();
+  try {
+    const peer = rawPeer(h);
+    const rtp: Uint8Array[] = [];
+    h.net.bind("10.0.0.1", 40000).listen((d) => void rtp.push(d));
+    const o = (lines: { c?: string; m?: string; extra?: string[] }) =>
+      [
+        "v=0",
+        "o=- 1 1 IN IP4 10.0.0.1",
+        "s=-",
+        ...(lines.c === "" ? [] : [lines.c ?? "c=IN IP4 10.0.0.1"]),
+        "t=0 0",
+        lines.m ?? "m=audio 40000 RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        ...(lines.extra ?? []),
+        "",
+      ].join("\r\n");
+    const cases: [string, string, number, RegExp][] = [
+      ["no-c", o({ c: "" }), 400, /no connection address/],
+      ["dnsname", o({ c: "c=IN IP4 rtp.example.com" }), 488, /not an IP address/],
+      ["c0000", o({ c: "c=IN IP4 0.0.0.0" }), 488, /0\.0\.0\.0 is the unspecified address/],
+      ["multicast", o({ c: "c=IN IP4 239.1.1.1" }), 488, /multicast/],
+      ["ipv6", o({ c: "c=IN IP6 2001:db8::1" }), 488, /IPv6, RTP is bound to 10\.0\.0\.2 \(IPv4\)/],
+      ["ptime0", o({ extra: ["a=ptime:0"] }), 488, /a=ptime:0/],
+      ["ptime2.5", o({ extra: ["a=ptime:2.5"] }), 488, /a=ptime:2\.5: the packet time must be a whole 10-60 ms/],
+      ["ptime1000", o({ extra: ["a=ptime:1000"] }), 488, /a=ptime:1000/],
+      ["pt200", o({ m: "m=audio 40000 RTP/AVP 200", extra: ["a=rtpmap:200 PCMU/8000"] }), 488, /payload type 200/],
+      ["port65535", o({ m: "m=audio 65535 RTP/AVP 0" }), 488, /RTCP port 65536/],
+    ];
+    for (const [name, sdp] of cases) peer.send({ method: "INVITE", callId: `bad-${name}`, seq: 1, sdp });
+    await h.advance(500);
+    for (const [name, , status, why] of cases) {
+      const finals = peer.got.filter((r) => getCallId(r) === `bad-${name}` && r.status >= 200);
+      assertEquals(finals.map((r) => r.status), [status], name);
+      assertMatch(finals[0].headers.get("Warning") ?? "", why, name);
+      assertMatch(finals[0].reason, status === 400 ? /^Bad Request \(/ : /^Not Acceptable Here \(/, name);
+    }
+    await h.advance(2000);
+    assertEquals(peer.requests.filter((r) => r.method === "BYE").length, 0, "no BYE");
+    assertEquals(h.events.filter((e) => e.type === "answered").length, 0, "nothing answered");
+    assertEquals(rtp.length, 0, "nothing sent to the offer's media address");
+    const errors = h.out.lines.filter((l) => l.includes("ERROR"));
+    assertEquals(errors, [], "no ERROR line");
+    // A usable offer is still answered.
+    peer.send({ method: "INVITE", callId: "good", seq: 1, sdp: o({}) });
+    await h.advance(200);
+    assertEquals(peer.answers("good", 1, "INVITE").at(-1), "200 OK");
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: a re-INVITE that would change the media gets 488 and the call goes on unchanged; a session refresh or no offer gets 200 with our SDP", async () => {
+  const h = await start();
+  try {
+    const peer = rawPeer(h);
+    const sdp = (o: { port?: number; version?: number; m?: string[]; dir?: string } = {}) =>
+      [
+        "v=0",
+        `o=- 1 ${o.version ?? 1} IN IP4 10.0.0.1`,
+        "s=-",
+        "c=IN IP4 10.0.0.1",
+        "t=0 0",
+        ...(o.m ?? [`m=audio ${o.port ?? 40000} RTP/AVP 0 8`, "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000"]),
+        `a=${o.dir ?? "sendrecv"}`,
+        "",
+      ].join("\r\n");
+    peer.send({ method: "INVITE", callId: "re", seq: 1, sdp: sdp() });
+    await h.advance(100);
+    const ok = peer.got.find((r) => getCallId(r) === "re" && r.status === 200)!;
+    const ours = new TextDecoder().decode(ok.body);
+    const tag = peer.toTag("re");
+    peer.send({ method: "ACK", callId: "re", seq: 1, toTag: tag });
+    await h.advance(100);
+    const id = h.calls.calls()[0].id;
+    assertEquals(h.calls.call(id)!.state, "answered");
+    const cases: [string, string, number, RegExp][] = [
+      ["new port", sdp({ port: 40002, version: 2 }), 488, /RTP port 40000 -> 40002/],
+      ["hold", sdp({ version: 2, dir: "sendonly" }), 488, /direction sendrecv -> sendonly/],
+      [
+        "two streams",
+        sdp({ version: 2, m: ["m=audio 40000 RTP/AVP 0", "m=video 40010 RTP/AVP 96", "a=rtpmap:96 H264/90000"] }),
+        488,
+        /2 media streams offered, the call has 1/,
+      ],
+      ["no common codec", sdp({ version: 2, m: ["m=audio 40000 RTP/AVP 18", "a=rtpmap:18 G729/8000"] }), 488, /no/],
+      ["port 0", sdp({ version: 2, port: 0 }), 488, /port 0/],
+      ["other codec", sdp({ version: 2, m: ["m=audio 40000 RTP/AVP 8", "a=rtpmap:8 PCMA/8000"] }), 488, /codec/],
+    ];
+    let seq = 2;
+    for (const [name, offer, status, why] of cases) {
+      const n = seq++;
+      const text = peer.send({ method: "INVITE", callId: "re", seq: n, toTag: tag, sdp: offer });
+      await h.advance(100);
+      const finals = peer.got.filter((r) => getCallId(r) === "re" && getCSeq(r).seq === n && r.status >= 200);
+      assertEquals(finals.map((r) => r.status).slice(0, 1), [status], name);
+      assertMatch(finals[0].headers.get("Warning") ?? "", why, name);
+      const branch = /branch=([^;\r\n]+)/.exec(text)![1];
+      peer.send({ method: "ACK", callId: "re", seq: n, toTag: tag, branch });
+      await h.advance(100);
+      assertEquals(h.calls.call(id)!.state, "answered", `${name}: the call goes on`);
+    }
+    // A session refresh (the same media, a new o= version) and a re-INVITE without an offer: 200 with our SDP,
+    // unchanged (nothing changed: the same version).
+    for (const offer of [sdp({ version: 3 }), undefined]) {
+      const n = seq++;
+      peer.send({ method: "INVITE", callId: "re", seq: n, toTag: tag, ...(offer ? { sdp: offer } : {}) });
+      await h.advance(100);
+      const res = peer.got.find((r) => getCallId(r) === "re" && getCSeq(r).seq === n && r.status >= 200)!;
+      assertEquals(res.status, 200);
+      assertEquals(new TextDecoder().decode(res.body), ours);
+      peer.send({ method: "ACK", callId: "re", seq: n, toTag: tag, ...(offer ? {} : { sdp: sdp() }) });
+      await h.advance(100);
+    }
+    assertEquals(phases(h.events, id), ["incoming", "answered"]);
+    assertEquals(h.out.lines.filter((l) => l.includes("ERROR")), []);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("call service: max_calls counts calls not ended: a call while the last one's media still stop is answered; beyond it busy_status (503 with Retry-After, or 486)", async () => {
+  for (const busy of [503, 486]) {
+    const h = await start({ max_calls: 1, busy_status: busy }, {
+      receive: [
+        { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+        { use: SLOW_END_SINK, end_ms: 800 },
+      ],
+    });
+    try {
+      const alice = h.peer("10.0.0.1");
+      const a = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(a.state, "established");
+      // Beyond max_calls while A is up: refused by the user agent's check or the control's, with busy_status.
+      const b = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(b.endInfo?.status, busy);
+      void a.hangup();
+      await h.advance(50); // A has ended (BYE answered); its sink takes 800 ms to end
+      assertEquals(h.calls.calls()[0].state, "ended");
+      assert(!h.events.some((e) => e.type === "ended"), "A's media are still stopping");
+      const c = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(c.state, "established", `a call right after the last one ended is answered (${c.endInfo?.reason})`);
+      // And beyond max_calls again, the answer is busy_status, from whichever layer refuses it.
+      const d = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(d.endInfo?.status, busy);
+      void c.hangup();
+      await settleUntil(h.clock, () => h.events.filter((e) => e.type === "ended").length === 2, "both ended", 5000);
+    } finally {
+      await h.close();
+    }
+  }
+});
+
+Deno.test("call service: calls=1 counts answered calls only: a refused (488) and a cancelled INVITE do not use it up; the run ends once the answered call has finished", async () => {
+  const h = await start({ role: "callee", calls: 1, answer_after: 1 });
+  try {
+    const alice = h.peer("10.0.0.1");
+    const g729 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" +
+      "m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    const refused = alice.invite(SERVER_URI, { sdp: g729 });
+    await h.advance(1500);
+    assertEquals(refused.endInfo?.status, 488);
+    const cancelled = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(100);
+    cancelled.cancel();
+    await h.advance(100);
+    assertEquals(cancelled.endInfo?.status, 487);
+    const answered = alice.invite(SERVER_URI, { sdp: offer() });
+    await h.advance(1500);
+    assertEquals(answered.state, "established", `the first answered call (${answered.endInfo?.reason})`);
+    let done = false;
+    h.run.finally(() => done = true);
+    await h.advance(500);
+    assert(!done, "still running while the answered call is up");
+    void answered.hangup();
+    await settleUntil(h.clock, () => done, "the run's end after the answered call");
+    assertEquals((await h.run).code, 0);
   } finally {
     await h.close();
   }

@@ -122,6 +122,14 @@ Deno.test("screenRequest: 405 with Allow for unsupported methods", () => {
   }
 });
 
+Deno.test("screenRequest: 501 Not Implemented for a method SIP does not define (405 is for known ones)", () => {
+  for (const m of ["FOO", "INVITEX", "!interesting-Method0123456789_*+`.%indeed'~"]) {
+    const res = screenRequest(req(m), { allow: POLICY_ALLOW, hasDialog: () => false })!;
+    assert.equal(`${res.status} ${res.reason}`, "501 Not Implemented", m);
+    assert.ok(getTo(res).params.tag, "final response outside a dialog gets a To tag");
+  }
+});
+
 Deno.test("screenRequest: 481 for in-dialog requests matching no dialog and BYE outside a dialog", () => {
   const known = new Set(["screen;mine;a"]);
   const policy = { allow: POLICY_ALLOW, hasDialog: (r: SipRequest) => known.has(dialogIdOfRequest(r)!) };

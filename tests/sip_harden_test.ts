@@ -283,6 +283,39 @@ Deno.test("a handler that never answers a non-INVITE request does not hold its t
   await peer.close();
 });
 
+Deno.test("a BYE in the early dialog: 200, the INVITE gets 487, and both transactions end on their timers (RFC 3261 §15.1.2)", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => c.ringing()); // rings, never answers
+  await peer.send(invite(1, { callId: "early" }), bob.localAddress);
+  clock.advance(10);
+  const ringing = peer.got.find((g) => g.res?.status === 180)!.res!;
+  const toTag = /tag=([^;\s]+)/.exec(ringing.headers.get("To")!)![1];
+  const inDialog = (method: string, cseq: number, branch: string) =>
+    [
+      `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
+      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
+      "Max-Forwards: 70",
+      "From: <sip:alice@10.0.0.1>;tag=f1",
+      `To: <sip:bob@10.0.0.2>;tag=${toTag}`,
+      "Call-ID: early",
+      `CSeq: ${cseq} ${method}`,
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+  await peer.send(inDialog("BYE", 2, "z9hG4bKearlybye"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual([...finals(peer.got).get("early")!], ["200 OK", "487 Request Terminated"]);
+  assert.equal(bob.usage.liveCalls, 0);
+  await peer.send(inDialog("ACK", 1, "z9hG4bK-early"), bob.localAddress); // the ACK for the 487
+  clock.advance(64 * T1 + 1000);
+  assert.equal(bob.usage.serverTransactions, 0, "no transaction left");
+  assert.equal(bob.usage.inviteServerTransactions, 0);
+  await bob.close();
+  await peer.close();
+});
+
 // ------------------------------------------------------------------ 7. linger
 
 Deno.test("an ended call stays findable for 64·T1 (late retransmissions answered), then nothing of it is kept", async () => {
@@ -318,12 +351,23 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
   assert.equal(incoming!.state, "ended");
   assert.equal(bob.usage.liveCalls, 0);
   assert.equal(bob.usage.calls, 1, "lingering");
-  // A late BYE retransmission with a new branch (a new transaction) still finds the dialog: 200, not 481.
-  clock.advance(64 * T1 - 1000);
-  await peer.send(inDialog("BYE", 3, "z9hG4bKbye2"), bob.localAddress);
+  // The BYE retransmitted (same branch): its transaction answers 200 again.
+  await peer.send(inDialog("BYE", 2, "z9hG4bKbye1"), bob.localAddress);
   clock.advance(10);
-  const byeAnswers = peer.got.filter((g) => g.res && getCSeq(g.res).seq === 3).map((g) => g.res!.status);
-  assert.deepEqual(byeAnswers, [200]);
+  const answers = (seq: number, method: string) =>
+    peer.got.filter((g) => g.res && getCSeq(g.res).seq === seq && getCSeq(g.res).method === method)
+      .map((g) => g.res!.status);
+  assert.deepEqual(answers(2, "BYE"), [200, 200]);
+  // Late, a copy of that BYE on a new branch (a new transaction) still finds the call: 200 as well. A new request
+  // in the dialog that has ended, a second BYE or a re-INVITE, gets 481 (RFC 3261 §12.2.2).
+  clock.advance(64 * T1 - 1000);
+  await peer.send(inDialog("BYE", 2, "z9hG4bKbye2"), bob.localAddress);
+  await peer.send(inDialog("BYE", 3, "z9hG4bKbye3"), bob.localAddress);
+  await peer.send(inDialog("INVITE", 4, "z9hG4bKreinv"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(answers(2, "BYE"), [200, 200, 200]);
+  assert.deepEqual(answers(3, "BYE"), [481]);
+  assert.deepEqual(answers(4, "INVITE"), [481]);
   clock.advance(1000);
   assert.equal(bob.usage.calls, 0, "forgotten after 64·T1");
   clock.advance(64 * T1);
@@ -344,10 +388,10 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
 const RFC4475_ANSWERS: Record<string, [plain: string, registrar: string]> = {
   // 3.1.1 valid messages
   wsinv: ["481", "481"], // a To tag that matches no dialog
-  intmeth: ["405", "405"], // a method we do not implement
+  intmeth: ["501", "501"], // a method SIP does not define: 501 Not Implemented
   esc01: ["486", "486"],
   escnull: ["405", "200"],
-  esc02: ["405", "405"], // RE%47IST%45R is not REGISTER
+  esc02: ["501", "501"], // RE%47IST%45R is not REGISTER (nor any method SIP defines)
   lwsdisp: ["200", "200"],
   longreq: ["486", "486"],
   dblreq: ["405", "200"], // the INVITE after Content-Length is ignored

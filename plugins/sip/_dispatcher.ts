@@ -3,14 +3,15 @@
  * new requests and ACKs for 2xx to the calls whose dialogs they belong to (or
  * to a new {@linkcode IncomingCall}, or to the registrar handler), stray 2xx
  * responses to the outgoing call that sent the INVITE — and answers whatever
- * nobody handles: 405 with `Allow` first, then what `checkRequestSemantics`
+ * nobody handles: 405 with `Allow` first (501 for a method SIP does not define), then what `checkRequestSemantics`
  * finds (400, 406, 415 with `Accept`, 416, 420 with `Unsupported`), then 481
  * and 200 to OPTIONS (through `screenRequest`), 500 for an out-of-order CSeq,
  * 501, 503 while closing — and, before any transaction exists (`refuse`),
  * `503` with `Retry-After` to a new INVITE while the user agent is
  * overloaded. Every final answer to a request outside a dialog carries a To
  * tag. It also keeps the table of calls by Call-ID and local tag, where an
- * ended call lingers 64·T1 so late retransmissions are still answered.
+ * ended call lingers 64·T1 so late retransmissions are still answered (a new BYE or re-INVITE in its dialog gets
+ * 481).
  *
  * Layer: user agent (imports calls, register, context, dialog, transaction, message).
  *
@@ -158,7 +159,7 @@ export class Dispatcher {
         hasDialog: (r) => this.#callFor(r) !== undefined,
         headers: [server],
       });
-    // RFC 3261 §8.2.1: the method first (405 with Allow).
+    // RFC 3261 §8.2.1: the method first (405 with Allow; 501 for a method SIP does not define).
     if (!ctx.allowed.includes(req.method)) {
       const res = screen()!;
       ctx.log.info(`${res.status} ${res.reason} sent for ${req.method}`, { call: getCallId(req) });
@@ -181,6 +182,13 @@ export class Dispatcher {
       return;
     }
     const call = this.#callFor(req);
+    if (call?.state === "ended" && (req.method === "BYE" || req.method === "INVITE")) {
+      // The call is kept only for late retransmissions: its dialog is over (RFC 3261 §12.2.2).
+      const res = afterEnd(call, req);
+      ctx.log.info(`${res} sent for ${req.method} in a dialog that has ended`, { call: call.callId });
+      tx.respond(createResponse(req, res, undefined, { headers: [server] }));
+      return;
+    }
     switch (req.method) {
       case "CANCEL": {
         const ist = ctx.layer.matchCancel(req);
@@ -299,6 +307,19 @@ export class Dispatcher {
     }
     this.#ctx.log.debug(`stray response ${res.status} ${res.reason} (${cseq.method}) ignored`);
   }
+}
+
+/**
+ * The status for a BYE or re-INVITE in the dialog of `call`, which has ended: 481 (RFC 3261 §12.2.2), except 200 to
+ * a BYE that crosses ours (we ended the call with a BYE) and to a copy, on a new branch, of the BYE that ended it
+ * (same CSeq). A retransmission of that BYE (same branch) never gets here: its transaction answers it.
+ */
+function afterEnd(call: Call, req: SipRequest): 200 | 481 {
+  if (req.method !== "BYE") return 481;
+  const end = call.endInfo;
+  if (end?.reason !== "BYE") return 481;
+  if (end.by === "local") return 200;
+  return end.by === "remote" && getCSeq(req).seq === call.dialog?.remoteSeq ? 200 : 481;
 }
 
 function callKey(callId: string, localTag: string): string {

@@ -18,7 +18,9 @@ import type { CodecRegistry } from "../../core/codec.ts";
 import type { Timer } from "../../core/clock.ts";
 import type { Dialog } from "./dialog.ts";
 import { Emitter } from "./emitter.ts";
-import { createResponse, type SipRequest, type SipResponse } from "./message.ts";
+import { canonicalHost } from "../../core/net/address.ts";
+import { bodyText, createResponse, type SipRequest, type SipResponse } from "./message.ts";
+import { quote } from "./syntax.ts";
 import { agreedMedia, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import type { ServerTransaction } from "./transaction.ts";
 import type { Address } from "./transport.ts";
@@ -376,14 +378,26 @@ export abstract class Call {
   protected onRemoteBye(): void {}
 
   /**
-   * A re-INVITE in the dialog: a target refresh (the dialog takes its Contact
-   * as remote target), answered with our current SDP (no media change); 491
-   * before the call is established.
+   * A re-INVITE in the dialog (RFC 3261 §14.2): the call does not change its media mid-call, so an offer that
+   * would change them (the peer's address or ports, codec, payload type, ptime, direction, telephone-event, the
+   * number of streams) or that the call cannot use gets `488` (`400` when malformed) with a `Warning`, and the
+   * session goes on unchanged; an offer that changes none of that (a session refresh) and a re-INVITE without an
+   * offer are answered `200` with our current SDP (the same, version included: nothing changed, RFC 3264 §8),
+   * and the dialog takes the re-INVITE's Contact as its remote target. `491` before the call is established.
    */
   protected onReinvite(req: SipRequest, tx: ServerTransaction, from: Address): void {
     const server: [string, string] = ["Server", this.#ctx.build.userAgent];
     if (this.#state !== "established" || !this.#localSdp || !this.#dialog) {
       tx.respond(createResponse(req, 491, undefined, { headers: [server] }));
+      return;
+    }
+    const problem = req.body.length ? this.#reofferProblem(bodyText(req), this.#localSdp) : undefined;
+    if (problem) {
+      this.#ctx.log.info(`re-INVITE refused: ${problem.status} (${problem.detail})`, this.fields);
+      const phrase = problem.status === 400 ? "Bad Request" : "Not Acceptable Here";
+      tx.respond(createResponse(req, problem.status, `${phrase} (${problem.detail})`, {
+        headers: [["Warning", `399 voxpipe ${quote(problem.detail)}`], server],
+      }));
       return;
     }
     try {
@@ -404,6 +418,46 @@ export abstract class Call {
       ],
       body: this.#localSdp,
     }));
+  }
+
+  /**
+   * Why the peer's new `offer` cannot be answered with our current SDP `local` (the status and what is wrong), or
+   * undefined when it asks for exactly the media the call has: the same streams, and the same agreed audio read the
+   * same way ({@linkcode agreedMedia} on the SDPs of the call and on the offer with our SDP).
+   */
+  #reofferProblem(offer: string, local: string): { status: number; detail: string } | undefined {
+    let next: NegotiatedAudio;
+    try {
+      next = agreedMedia(offer, local);
+    } catch (e) {
+      return { status: e instanceof SdpError ? e.status : 488, detail: errText(e) };
+    }
+    let now: NegotiatedAudio;
+    try {
+      now = agreedMedia(this.#remoteSdp ?? "", local);
+    } catch (e) {
+      return { status: 488, detail: `the call's media cannot be read (${errText(e)})` };
+    }
+    const streams = (sdp: string) => sdp.match(/^m=/gm)?.length ?? 0;
+    if (streams(offer) !== streams(local)) {
+      return { status: 488, detail: `${streams(offer)} media streams offered, the call has ${streams(local)}` };
+    }
+    const changed: string[] = [];
+    if (canonicalHost(next.remoteAddress) !== canonicalHost(now.remoteAddress)) {
+      changed.push(`address ${now.remoteAddress} -> ${next.remoteAddress}`);
+    }
+    if (next.remotePort !== now.remotePort) changed.push(`RTP port ${now.remotePort} -> ${next.remotePort}`);
+    if (next.remoteRtcpPort !== now.remoteRtcpPort) {
+      changed.push(`RTCP port ${now.remoteRtcpPort} -> ${next.remoteRtcpPort}`);
+    }
+    if (next.codec !== now.codec || next.payloadType !== now.payloadType) {
+      changed.push(`codec ${now.codec}/${now.payloadType} -> ${next.codec}/${next.payloadType}`);
+    }
+    if (next.ptime !== now.ptime) changed.push(`ptime ${now.ptime} -> ${next.ptime}`);
+    if (next.direction !== now.direction) changed.push(`direction ${now.direction} -> ${next.direction}`);
+    if (next.dtmf?.payloadType !== now.dtmf?.payloadType) changed.push("telephone-event");
+    if (changed.length === 0) return undefined;
+    return { status: 488, detail: `media changes mid-call are not supported: ${changed.join(", ")}` };
   }
 
   /** A CANCEL for this call's INVITE (incoming calls override). */

@@ -26,7 +26,7 @@ import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
-import { formatHostPort } from "../../core/net/address.ts";
+import { formatHostPort, ipVersion, isWildcard } from "../../core/net/address.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
 import { MemoryNetwork } from "../../core/net/memory.ts";
 import { VirtualClock } from "../../core/virtual_clock.ts";
@@ -38,7 +38,8 @@ import {
   type MediaWorkerStats,
   WorkerMediaHost,
 } from "./media_host.ts";
-import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
+import { quote } from "./syntax.ts";
+import { agreedMedia, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import {
   type Authenticator,
   type Call,
@@ -72,6 +73,9 @@ import { SIP_CONTROL_DESCRIPTION, SIP_VARIABLES, sipControlOptionsSchema, sipExa
 export const sipControlOptions: ReturnType<typeof sipControlOptionsSchema> = sipControlOptionsSchema();
 
 type Options = z.output<typeof sipControlOptions>;
+
+/** The `Retry-After` of a 503 at `max_calls`: the user agent's default for its stateless 503s. */
+const RETRY_AFTER_S = 5;
 
 /** Our RTP and RTCP ports. */
 interface Ports {
@@ -180,6 +184,11 @@ class SipController implements Controller {
   #callN = 0;
   #sessions = 0;
   #active = new Map<Call, CallState>();
+  /**
+   * Calls not ended (what `max_calls` counts): one less as soon as a call ends, while `#active` keeps it until its
+   * media have stopped.
+   */
+  #live = 0;
   /** Calls by service id: those not ended and the last `keep_summaries` ended ones. */
   readonly #byId = new Map<string, CallState>();
   /** The calls listed, by Call-ID as on the wire (for `message` events, late ones included). */
@@ -527,6 +536,8 @@ class SipController implements Controller {
       state.accepted.promise.catch(() => {});
     }
     this.#active.set(call, state);
+    this.#live++;
+    void call.ended.then(() => this.#live--);
     this.#byId.set(id, state);
     this.#byCallId.set(call.callId, state);
     const u = this.#unclaimed;
@@ -762,8 +773,8 @@ class SipController implements Controller {
     if (this.#stopped) throw new Error("dial: the sip control is not running");
     await this.#ready.promise;
     if (this.#stopped || this.#ctx.signal.aborted) throw new Error("dial: the sip control is stopping");
-    if (this.#active.size >= o.max_calls) {
-      throw new Error(`dial: ${this.#active.size} calls in progress, max_calls is ${o.max_calls}: try again later`);
+    if (this.#live >= o.max_calls) {
+      throw new Error(`dial: ${this.#live} calls in progress, max_calls is ${o.max_calls}: try again later`);
     }
     const uri = dialTarget(target, {
       registrar: o.registrar ? hostPortOf(o.registrar) : undefined,
@@ -1084,8 +1095,9 @@ class SipController implements Controller {
 
   async #runCallee(): Promise<ControlResult> {
     const o = this.#o;
-    let answered = 0;
+    let incoming = 0;
     let failures = 0;
+    /** Answered incoming calls that have finished (`calls` counts these). */
     let finishedCalls = 0;
     let refused = 0;
     const { promise: done, resolve: finish } = Promise.withResolvers<void>();
@@ -1100,7 +1112,8 @@ class SipController implements Controller {
     this.#ctx.signal.addEventListener("abort", onAbort, { once: true });
     if (this.#ctx.signal.aborted) onAbort();
     this.#ua.onInvite((call) => {
-      if (o.calls > 0 && answered >= o.calls) {
+      // `calls`: only answered calls count (a refused or cancelled INVITE does not).
+      if (o.calls > 0 && this.#counts.in >= o.calls) {
         call.reject(486, "Busy Here");
         return;
       }
@@ -1108,20 +1121,23 @@ class SipController implements Controller {
         call.reject(488, "Not Acceptable Here");
         return;
       }
-      if (this.#active.size >= o.max_calls) {
-        // With busy_status 503 the user agent refuses these before they get here, statelessly.
+      if (this.#live >= o.max_calls) {
+        // With busy_status 503 the user agent refuses most of these before they get here, statelessly; the ones it
+        // lets through (its count and ours differ for a moment) get the same answer.
         refused++;
-        this.#log.info(`${this.#active.size} calls in progress (max_calls): 486 Busy Here`, { call: call.callId });
-        call.reject(486, "Busy Here");
+        const busy = o.busy_status;
+        this.#log.info(`${this.#live} calls in progress (max_calls): ${busy}`, { call: call.callId });
+        if (busy === 503) call.reject(503, "Service Unavailable", [["Retry-After", String(RETRY_AFTER_S)]]);
+        else call.reject(486, "Busy Here");
         return;
       }
       const n = ++this.#callN;
-      answered++;
+      incoming++;
       const state = this.#track(call, {});
       const p = this.#answer(call, state, n).then(async () => {
         const summary = await state.finished!;
         if (summary.error) failures++;
-        finishedCalls++;
+        if (summary.answered) finishedCalls++;
         if (o.calls > 0 && finishedCalls >= o.calls) finish();
       }).catch((e) => {
         failures++;
@@ -1138,7 +1154,7 @@ class SipController implements Controller {
       if (o.role === "server") {
         const c = this.#counts;
         this.#log.info(
-          `server stopped: ${answered} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
+          `server stopped: ${incoming} incoming calls (${c.in} answered), ${refused} refused at max_calls, ` +
             `${c.dialed} dialed (${c.out} answered), ${failures} failed`,
         );
       }
@@ -1225,11 +1241,17 @@ class SipController implements Controller {
         ptime: o.ptime,
         telephoneEvent: o.dtmf,
       });
+      // What the call's media will read once answered, read now: an offer it cannot use is refused, not answered
+      // and then hung up.
+      this.#checkMedia(agreedMedia(call.offer!, answer, { registry: this.#ctx.codecs }));
     } catch (e) {
       await alloc.media.stop();
       const status = e instanceof SdpError ? e.status : 488;
-      this.#log.info(`cannot answer the offer: ${errText(e)}`, { call: call.callId });
-      call.reject(status, status === 488 ? "Not Acceptable Here" : undefined);
+      const detail = errText(e);
+      this.#log.info(`cannot answer the offer: ${status} (${detail})`, { call: call.callId });
+      call.reject(status, `${status === 400 ? "Bad Request" : "Not Acceptable Here"} (${detail})`, [
+        ["Warning", `399 voxpipe ${quote(detail)}`],
+      ]);
       return;
     }
     const media = alloc.media;
@@ -1239,6 +1261,24 @@ class SipController implements Controller {
     state.accepted?.resolve();
     state.starting = this.#startCallMedia(call, media, alloc, n);
     await state.starting;
+  }
+
+  /**
+   * Throws an {@linkcode SdpError} (488) when the call's chains could not take what was negotiated: a packet time
+   * other than a whole 10-60 ms (the RTP stages' range), or a peer's address of the other family than the address
+   * our RTP sockets are bound to (`bind`; an IPv6 `bind` other than `::` takes IPv6 peers only).
+   */
+  #checkMedia(m: NegotiatedAudio): void {
+    if (!Number.isInteger(m.ptime) || m.ptime < 10 || m.ptime > 60) {
+      throw new SdpError(`a=ptime:${m.ptime}: the packet time must be a whole 10-60 ms`, 488);
+    }
+    const bound = ipVersion(this.#o.bind);
+    if ((bound === 4 && m.ipVersion === 6) || (bound === 6 && m.ipVersion === 4 && !isWildcard(this.#o.bind))) {
+      throw new SdpError(
+        `the media address ${m.remoteAddress} is IPv${m.ipVersion}, RTP is bound to ${this.#o.bind} (IPv${bound})`,
+        488,
+      );
+    }
   }
 
   /** Builds and starts the call's chains; on failure logs it and hangs up. Never rejects. */

@@ -424,6 +424,27 @@ export function dialogIdOfRequest(req: SipRequest): string | undefined {
   return dialogId(getCallId(req), local, getFrom(req).params.tag ?? "");
 }
 
+/**
+ * The methods SIP defines (RFC 3261 and its extensions): one of these that a UAS does not support gets 405, any
+ * other method 501 (RFC 3261 §8.2.1).
+ */
+const KNOWN_METHODS = new Set([
+  "INVITE",
+  "ACK",
+  "BYE",
+  "CANCEL",
+  "OPTIONS",
+  "REGISTER", // RFC 3261
+  "PRACK", // RFC 3262
+  "SUBSCRIBE",
+  "NOTIFY", // RFC 6665
+  "PUBLISH", // RFC 3903
+  "INFO", // RFC 6086
+  "REFER", // RFC 3515
+  "MESSAGE", // RFC 3428
+  "UPDATE", // RFC 3311
+]);
+
 /** What {@linkcode screenRequest} needs to know about the UAS. */
 export interface UasPolicy {
   /** Methods we implement (for 405 and `Allow`). */
@@ -443,7 +464,8 @@ export interface UasPolicy {
  * §12.2.2, §11.2). Returns the response to send, or undefined when the request
  * should go on to the application. ACK never gets a response.
  *
- * - unsupported method → `405 Method Not Allowed` with `Allow`
+ * - a method SIP defines that we do not support → `405 Method Not Allowed` with `Allow`; a method we do not know
+ *   at all → `501 Not Implemented` (RFC 3261 §8.2.1), with `Allow` too
  * - non-SIP Request-URI → `416 Unsupported URI Scheme`
  * - `Require` with an unknown option → `420 Bad Extension` with `Unsupported`
  * - To tag that matches no dialog, or BYE outside a dialog → `481 Call/Transaction Does Not Exist`
@@ -462,7 +484,7 @@ export function screenRequest(req: SipRequest, policy: UasPolicy): SipResponse |
   const respond = (status: number, headers: [string, string][] = []) =>
     createResponse(req, status, undefined, { toTag: tag, headers: [...headers, ...extra] });
   const allow: [string, string] = ["Allow", policy.allow.join(", ")];
-  if (!policy.allow.includes(req.method)) return respond(405, [allow]);
+  if (!policy.allow.includes(req.method)) return respond(KNOWN_METHODS.has(req.method) ? 405 : 501, [allow]);
   if (!/^sips?:/i.test(req.uri)) return respond(416);
   if (req.method !== "CANCEL") {
     const supported = policy.supported ?? [];

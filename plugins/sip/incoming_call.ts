@@ -138,8 +138,16 @@ export class IncomingCall extends Call {
     }
   }
 
-  /** Stops 2xx retransmission when a BYE overtakes the ACK. */
+  /**
+   * A BYE in the dialog: stops 2xx retransmission when it overtakes the ACK; in the early dialog (the INVITE not
+   * answered yet) the INVITE gets `487 Request Terminated`, so its transaction completes (RFC 3261 §15.1.2).
+   */
   protected override onRemoteBye(): void {
+    if (!this.#tx.finalSent && (this.state === "incoming" || this.state === "ringing")) {
+      this.#respond(487);
+      this.#ctx.log.info("487 Request Terminated sent for the INVITE (BYE in the early dialog)", this.fields);
+      return;
+    }
     this.#tx.stopRetransmitting();
   }
 

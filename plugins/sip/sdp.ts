@@ -23,6 +23,7 @@
  * @module
  */
 import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
+import { canonicalHost } from "../../core/net/address.ts";
 import { excerpt, isIpAddress } from "./syntax.ts";
 import {
   parseSdpText,
@@ -447,12 +448,29 @@ function readAudio(
         488,
       );
     }
+    const never = neverADestination(address);
+    if (never) {
+      throw new SdpError(`connection address ${excerpt(address)} is ${never}: never a destination for RTP`, 488);
+    }
     const rate = choice.codec.rate;
     const te = !teRates || teRates.has(rate) ? telephoneEventPt(m, rate, choice.pt) : undefined;
+    for (const [what, pt] of [[choice.codec.name, choice.pt], [TELEPHONE_EVENT, te]] as const) {
+      if (pt !== undefined && pt > DYNAMIC_PT_LAST) {
+        throw new SdpError(`${what} on payload type ${pt}: an RTP payload type is 0-127`, 488);
+      }
+    }
+    const rtcpPort = m.rtcp?.port ?? m.port + 1;
+    if (rtcpPort < 1 || rtcpPort > 65535) {
+      throw new SdpError(
+        `RTCP port ${rtcpPort} (${m.rtcp ? "a=rtcp" : `RTP port ${m.port} + 1`}) is not a port (1-65535)`,
+        488,
+      );
+    }
+    if (m.ptime !== undefined && !(m.ptime > 0)) throw new SdpError(`a=ptime:${m.ptime}: not a packet time`, 488);
     return {
       remoteAddress: address,
       remotePort: m.port,
-      remoteRtcpPort: m.rtcp?.port ?? m.port + 1,
+      remoteRtcpPort: rtcpPort,
       codec: choice.codec.name,
       payloadType: choice.pt,
       clockRate: choice.codec.rate,
@@ -467,12 +485,35 @@ function readAudio(
 }
 
 /**
+ * Why `address` (an IP literal) can never be where RTP goes, or undefined: the unspecified address (`0.0.0.0/8`,
+ * `::`; RFC 1122 §3.2.1.3: never a destination, and Linux delivers it to the host itself), multicast (`224.0.0.0/4`,
+ * `ff00::/8`), the limited broadcast and the rest of `240.0.0.0/4`. IPv4-mapped IPv6 addresses are read as IPv4.
+ */
+function neverADestination(address: string): string | undefined {
+  const h = canonicalHost(address);
+  const v4 = /^(\d+)\.\d+\.\d+\.\d+$/.exec(h);
+  if (v4) {
+    const a = Number(v4[1]);
+    if (a === 0) return "the unspecified address (0.0.0.0/8)";
+    if (a >= 224 && a <= 239) return "a multicast address";
+    if (a >= 240) return h === "255.255.255.255" ? "the broadcast address" : "a reserved address (240.0.0.0/4)";
+    return undefined;
+  }
+  if (h === "::") return "the unspecified address (::)";
+  if (/^ff[0-9a-f]{2}:/.test(h)) return "a multicast address";
+  return undefined;
+}
+
+/**
  * Reads what an SDP (an answer, or an offer from the callee's side) says about
  * its audio stream: the first audio m-line with a non-zero port and a codec we
  * support. Media-level `c=` wins over session-level. Throws {@linkcode SdpError}
  * when the stream was rejected (port 0) or unusable — a connection address
- * that is a host name too (488: it is never resolved) —, {@linkcode NoCommonCodecError}
- * when its codecs are not ours.
+ * that is a host name too (488: it is never resolved), or one that is never a
+ * destination (488: unspecified `0.0.0.0` or `::`, multicast, broadcast), a
+ * payload type above 127 for the codec or telephone-event, an RTCP port that
+ * is not 1-65535 (RTP port 65535 without `a=rtcp`), `a=ptime` 0 —,
+ * {@linkcode NoCommonCodecError} when its codecs are not ours.
  *
  * @example
  * ```ts
