@@ -25,6 +25,7 @@ import {
 } from "./media_util.ts";
 import { freeUdpPort } from "./sip_util.ts";
 import { repoPath, settleUntil } from "./util.ts";
+import { createOffer, negotiated, SipUserAgent } from "../plugins/sip/mod.ts";
 
 const SERVER_JSON = repoPath("pipelines/server.json");
 const HELLO = repoPath("examples/audio/hello.wav");
@@ -282,6 +283,63 @@ for (const codec of ["PCMU", "PCMA"] as const) {
       await Deno.remove(w.dir, { recursive: true });
     }
   });
+}
+
+Deno.test("server.json: an INVITE whose SDP names another host gets no RTP sent there; a caller heard from its SDP address gets the greeting", async () => {
+  const w = await world();
+  const ua = new SipUserAgent({ transport: w.net.bind("127.0.0.7", 5070), clock: w.clock, overload: false });
+  // The "victim" the forged SDP names, and the caller's own RTP socket.
+  const victim = w.net.bind("127.0.0.9", 4000);
+  const own = w.net.bind("127.0.0.7", 30000);
+  const hitVictim: Uint8Array[] = [], hitOwn: Uint8Array[] = [];
+  victim.listen((d) => void hitVictim.push(d));
+  own.listen((d) => void hitOwn.push(d));
+  const offer = (ip: string, port: number) =>
+    createOffer({ address: ip, port, registry: createRegistry().codecs, codecs: ["PCMU"] });
+  try {
+    const srv = await server(w, [`greeting=${HELLO}`, "rtp_timeout=3"]);
+    await w.clock.advanceAsync(50, 10);
+    const forged = ua.invite("sip:voxpipe@127.0.0.1:5060", { sdp: offer("127.0.0.9", 4000) });
+    await advanceUntil(w, () => forged.state === "established", 5_000);
+    // The greeting plays to nobody: the address the SDP named is never heard from, so nothing goes there.
+    await advanceUntil(w, () => forged.state === "ended", 10_000);
+    assertEquals(forged.endInfo?.by, "remote", "hung up by the server after rtp_timeout");
+    assertEquals(hitVictim.length, 0, "the server sent RTP to the host the SDP named");
+    // A caller whose SDP names its own socket, and who sends from it: it hears the greeting.
+    const real = ua.invite("sip:voxpipe@127.0.0.1:5060", { sdp: offer("127.0.0.7", 30000) });
+    await advanceUntil(w, () => real.state === "established", 5_000);
+    const to = {
+      hostname: "127.0.0.1",
+      port: negotiated(real.remoteSdp!, { registry: createRegistry().codecs }).remotePort,
+    };
+    for (let i = 0; i < 10; i++) {
+      own.post(rtpPacket(i), to);
+      await w.clock.advanceAsync(20, 10);
+    }
+    await advanceUntil(w, () => hitOwn.length >= 20, 5_000);
+    assert(hitOwn.length >= 20, `${hitOwn.length} packets of the greeting`);
+    assertEquals(hitVictim.length, 0);
+    void real.hangup();
+    await advanceUntil(w, () => real.state === "ended", 5_000);
+    await untilSummaries(w, srv, 2);
+    assertEquals(await stopServer(w, srv), { code: 0 });
+  } finally {
+    await ua.close();
+    await victim.close();
+    await own.close();
+    await Deno.remove(w.dir, { recursive: true });
+  }
+});
+
+/** A minimal RTP packet (PCMU, 160 bytes of µ-law silence). */
+function rtpPacket(seq: number): Uint8Array {
+  const p = new Uint8Array(172).fill(0xff);
+  p[0] = 0x80;
+  p[2] = seq >> 8;
+  p[3] = seq & 0xff;
+  new DataView(p.buffer).setUint32(4, seq * 160);
+  new DataView(p.buffer).setUint32(8, 0x5eed);
+  return p;
 }
 
 Deno.test("server.json: concurrent calls, one recording each, named from the template (call.n, call.direction, date, call.id)", async () => {

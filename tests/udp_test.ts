@@ -493,7 +493,7 @@ function pacedSink(options: Partial<UdpSinkOptions> = {}) {
   const t = testContext({ clock });
   sink.start(t.ctx);
   const seqOf = (d: Uint8Array) => (d[2] << 8) | d[3];
-  return { clock, sent, sink, abort: t.abort, seqOf };
+  return { clock, sent, sink, abort: t.abort, seqOf, session: t.ctx.session };
 }
 
 Deno.test("udp-sink pacing: packet n sent at start + n × 20 ms exactly, with backpressure", async () => {
@@ -514,6 +514,42 @@ Deno.test("udp-sink pacing: packet n sent at start + n × 20 ms exactly, with ba
   assert.deepEqual(sent.map((s) => s.t), [1000, 1020, 1040, 1060, 1080, 1100, 1120, 1140]);
   assert.deepEqual(sent.map((s) => seqOf(s.data)), [0, 1, 2, 3, 4, 5, 6, 7]);
   assert.equal(sink.stats().late_sends, 0);
+});
+
+Deno.test("udp-sink wait_for_peer, paced: the stream is held, not lost, until the peer is heard; then paced from there", async () => {
+  const { clock, sent, sink, seqOf, session } = pacedSink({ wait_for_peer: true });
+  const accepted: boolean[] = [];
+  for (let i = 0; i < 8; i++) accepted.push(sink.write(rtp(i, 5000 + i * 160)));
+  // Held like behind a shut gate: up to queue_ms (100 ms) queued, then upstream is asked to wait.
+  assert.deepEqual(accepted, [true, true, true, true, true, false, false, false]);
+  let drained = false;
+  sink.drained().then(() => drained = true);
+  await clock.advanceAsync(500);
+  assert.equal(sent.length, 0, "nothing is sent before the peer is heard");
+  assert.equal(drained, false);
+  // The peer is heard at t = 1500 (its udp-source counts its datagrams on the session).
+  session.stats.packetsReceived++;
+  await clock.advanceAsync(200);
+  // Every packet, in order, paced 20 ms apart from the check that saw the peer (every 10 ms: at 1500 or 1510).
+  assert.deepEqual(sent.map((s) => seqOf(s.data)), [0, 1, 2, 3, 4, 5, 6, 7]);
+  const t0 = sent[0].t;
+  assert(t0 >= 1500 && t0 <= 1510, `first packet at ${t0}`);
+  assert.deepEqual(sent.map((s) => s.t - t0), [0, 20, 40, 60, 80, 100, 120, 140]);
+  assert.equal(drained, true);
+  assert.equal(sink.stats().unheard_dropped, 0);
+  assert.equal(sink.stats().late_sends, 0);
+});
+
+Deno.test("udp-sink wait_for_peer, paced: a stream that ends unheard sends nothing, counts what it held, and end() resolves", async () => {
+  const { clock, sent, sink } = pacedSink({ wait_for_peer: true });
+  for (let i = 0; i < 3; i++) sink.write(rtp(i, i * 160));
+  await clock.advanceAsync(1000);
+  await sink.end();
+  await clock.advanceAsync(100);
+  assert.equal(sent.length, 0);
+  assert.equal(sink.stats().unheard_dropped, 3);
+  assert.equal(sink.stats().queue_depth, 0);
+  sink.close();
 });
 
 Deno.test("udp-sink offset_ms: every packet that much after its due time, the timeline and resync unchanged", async () => {

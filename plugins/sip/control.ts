@@ -845,6 +845,7 @@ class SipController implements Controller {
       ...state?.extra,
       ...callTimeVariables(started),
       "call.direction": call.direction === "incoming" ? "in" : "out",
+      "call.incoming": call.direction === "incoming",
       "call.id": state?.id ?? sanitizeFileComponent(call.callId),
       "call.n": n,
       "call.from": sanitizeFileComponent(from),

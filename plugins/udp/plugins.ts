@@ -110,9 +110,10 @@ export const udpSinkSchema = lazySchema(() =>
     ),
     wait_for_peer: z.boolean().default(false).describe(
       "Send nothing until the session has received a datagram from its peer (through a udp-source of the same " +
-        "session, which drops other senders): packets due before are dropped and counted (unheard_dropped). For RTP " +
-        "to an address that came from the network (an incoming call's SDP): nothing goes there on its word alone. " +
-        "Default false.",
+        "session, which drops other senders). Paced, the stream is held meanwhile (queue_ms of it, upstream waits) " +
+        "and its timeline starts when the peer is heard; what is held when it ends unheard is counted " +
+        "(unheard_dropped). Unpaced, packets are dropped until then. For RTP to an address that came from the " +
+        "network (an incoming call's SDP): nothing goes there on its word alone. Default false.",
     ),
     use_frame_remote: z.boolean().default(false).describe(
       "Send packet frames to their own `remote` address when they carry one. Default false: always `to` " +

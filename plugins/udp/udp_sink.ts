@@ -46,10 +46,14 @@
  * sees our packets come from the port it sends to.
  *
  * **Nothing on an address's word** (`wait_for_peer`). An incoming call's SDP
- * may name any host. With `wait_for_peer`, a packet is sent only once the
- * session has received a datagram from its peer (its `udp-source` counts only
- * its peer's, in `session.stats.packetsReceived`); until then packets are
- * dropped when due and counted (`unheard_dropped`).
+ * may name any host. With `wait_for_peer`, nothing is sent until the session
+ * has received a datagram from its peer (its `udp-source` counts only its
+ * peer's, in `session.stats.packetsReceived`; checked every 10 ms of the
+ * clock). Until then a paced sink holds its stream as a shut start gate
+ * would: it queues up to `queue_ms` on a timeline that starts when the peer
+ * is heard (upstream waits meanwhile), so nothing of the stream is lost to
+ * the wait; what is held when the stream ends or stops unheard is dropped
+ * and counted (`unheard_dropped`). Unpaced, packets are dropped until then.
  *
  * @example Pipeline entry
  * ```json
@@ -74,6 +78,12 @@ export const MAX_QUEUE_PACKETS = 10000;
 
 /** Sends in flight (unpaced mode) above which `write()` asks upstream to wait. */
 const MAX_IN_FLIGHT = 64;
+
+/** How often a `wait_for_peer` sink checks whether its peer has been heard, clock ms. */
+const HEARD_CHECK_MS = 10;
+
+/** The ticket of a `wait_for_peer` sink's own gate, shut until the peer is heard. */
+const UNHEARD: StartTicket = { fill: 1, ready() {}, leave() {} };
 
 /** A packet sent more than this many ms after its due time counts as a late send. */
 export const LATE_MS = 1;
@@ -137,6 +147,10 @@ export class UdpSinkStage implements SinkStage {
   // The start gate (RunContext.startGate) while it is shut: packets queue on a timeline that starts at 0, moved to
   // the gate's start time when it opens.
   #ticket: StartTicket | undefined;
+  /** The `wait_for_peer` check's timer while the peer is not heard. */
+  #heardTimer: Timer | undefined;
+  /** Opens a `wait_for_peer` sink's own gate (with the time). */
+  #heardResolve: ((at: number) => void) | undefined;
   #gateOpened: Promise<void> | undefined;
   /** How much it queues before the gate opens, ms (see #hold). */
   #primeMs = 0;
@@ -183,6 +197,11 @@ export class UdpSinkStage implements SinkStage {
       this.#ticket = gate.join();
       this.#primeMs = this.#opts.queue_ms * this.#ticket.fill; // members fill different amounts: see StartTicket.fill
       this.#gateOpened = gate.opened.then((at) => this.#release(at));
+    } else if (this.#opts.wait_for_peer && this.#opts.pace && !this.#heard()) {
+      // Held as behind a shut gate of its own, which opens when the peer is heard.
+      this.#ticket = UNHEARD;
+      this.#primeMs = this.#opts.queue_ms;
+      this.#gateOpened = this.#whenHeard(ctx).then((at) => this.#release(at));
     }
     ctx.signal.addEventListener("abort", () => this.#stop(), { once: true });
     if (ctx.signal.aborted) this.#stop();
@@ -243,6 +262,8 @@ export class UdpSinkStage implements SinkStage {
   /** End of stream: sends the queue on schedule, then resolves. After a stop: discards it and resolves. */
   async end(): Promise<void> {
     if (this.#ctx?.signal.aborted) this.#stop();
+    // The stream ended before the peer was heard: what is held is never sent.
+    this.#stopWaitingForPeer();
     if (this.#ticket) {
       // The stream has ended before the queue was full: all of it is queued; it starts with the others.
       this.#ticket.ready();
@@ -421,9 +442,41 @@ export class UdpSinkStage implements SinkStage {
     }
   };
 
+  /** True once the session has received a datagram from its peer (what `wait_for_peer` waits for). */
+  #heard(): boolean {
+    return (this.#ctx?.session.stats.packetsReceived ?? 0) > 0;
+  }
+
+  /**
+   * Resolves with the time the peer was heard (checked every 10 ms of the clock), or when the sink stops waiting
+   * for it (stopped, or its stream ended unheard: {@linkcode #stopWaitingForPeer}).
+   */
+  #whenHeard(ctx: RunContext): Promise<number> {
+    const { promise, resolve } = Promise.withResolvers<number>();
+    this.#heardResolve = resolve;
+    const check = () => {
+      this.#heardTimer = undefined;
+      if (this.#heard()) resolve(ctx.clock.now());
+      else this.#heardTimer = ctx.clock.after(HEARD_CHECK_MS, check);
+    };
+    check();
+    return promise;
+  }
+
+  /** A `wait_for_peer` sink gives up waiting: what it holds is dropped (counted), its waiters woken. */
+  #stopWaitingForPeer(): void {
+    if (this.#ticket !== UNHEARD) return;
+    this.#heardTimer?.cancel();
+    this.#heardTimer = undefined;
+    this.#unheardDropped += this.#queue.length;
+    this.#queue.clear();
+    this.#ticket = undefined;
+    this.#heardResolve?.(this.#ctx!.clock.now());
+  }
+
   #send(data: Uint8Array, to: HostPort, due: number | undefined, now: number): void {
-    if (this.#opts.wait_for_peer && this.#ctx!.session.stats.packetsReceived === 0) {
-      this.#unheardDropped++; // the peer has not been heard from: nothing goes to it on its SDP's word
+    if (this.#opts.wait_for_peer && !this.#heard()) {
+      this.#unheardDropped++; // unpaced: the peer has not been heard from, nothing goes to it on its SDP's word
       return;
     }
     if (due !== undefined) {
@@ -480,6 +533,7 @@ export class UdpSinkStage implements SinkStage {
   #stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#stopWaitingForPeer();
     this.#ticket?.leave();
     this.#ticket = undefined;
     this.#timer?.cancel();
