@@ -175,6 +175,43 @@ Deno.test("console service: the WebSocket says hello; a page of another origin i
   }
 });
 
+Deno.test("console service: Origin null (a sandboxed frame) and any origin but the console's own are refused on the WebSocket and the API", async () => {
+  const s = await start();
+  try {
+    const host = new URL(s.base).host;
+    const upgrade = { upgrade: "websocket", connection: "Upgrade" };
+    for (const origin of ["null", `https://${host}`, `http://${host}.evil.example`, `http://${host}/x`]) {
+      const ws = await fetch(`${s.base}ws`, { headers: { origin, ...upgrade } });
+      assertEquals(ws.status, 403, `WebSocket from ${origin}`);
+      assertMatch((await ws.json()).error, /^requests from .* are refused: open the console itself$/);
+      const up = await fetch(`${s.base}api/upload?name=a.mp3`, { method: "POST", headers: { origin }, body: "x" });
+      assertEquals(up.status, 403, `upload from ${origin}`);
+      await up.body?.cancel();
+      const files = await fetch(`${s.base}api/files`, { headers: { origin } });
+      assertEquals(files.status, 403, `files from ${origin}`);
+      await files.body?.cancel();
+      const post = await fetch(s.base, { method: "POST", headers: { origin }, body: "x" });
+      assertEquals(post.status, 403, `POST / from ${origin}`);
+      await post.body?.cancel();
+    }
+    const nul = await fetch(`${s.base}ws`, { headers: { origin: "null", ...upgrade } });
+    assertMatch((await nul.json()).error, /requests from a page of origin null \(a sandboxed frame/);
+    const listed = await fetch(`${s.base}api/files`);
+    assertEquals(listed.status, 200, "no Origin: not a browser page, allowed");
+    assertEquals(Array.isArray((await listed.json()).files), true);
+    assertEquals((await hello(s.base.replace(/^http/, "ws") + "ws", { origin: `http://${host}` })).type, "hello");
+    const own = await fetch(`${s.base}api/upload?name=notes.wav`, {
+      method: "POST",
+      headers: { origin: `http://${host}` },
+      body: "not audio",
+    });
+    assertEquals(own.status, 400, "the console's own page may upload (this file is refused for what it is)");
+    await own.body?.cancel();
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("console service: a non-loopback bind needs a token; a token is checked", async () => {
   assert(isLoopback("127.0.0.1") && isLoopback("::1") && isLoopback("localhost") && isLoopback("127.1.2.3"));
   assert(!isLoopback("0.0.0.0") && !isLoopback("192.0.2.1") && !isLoopback("::"));

@@ -12,8 +12,9 @@
  * - `POST /api/upload?name=<file name>` with the file as the body: stored and checked like `file-source` reads it;
  *   `200 { file }`, or `400 { error }` saying why it cannot be played (the file is then deleted).
  *
- * With a `token`, `/ws` and `/api/*` need `?token=`; requests from a page of another origin are refused (a
- * loopback service is reachable from any site a browser visits).
+ * With a `token`, `/ws` and `/api/*` need `?token=`. `/ws`, `/api/*` and every method but GET and HEAD refuse a
+ * request whose `Origin` is not the console's own, `Origin: null` included (a loopback service is reachable from any
+ * site a browser visits, sandboxed frames included); see {@linkcode originRefused}.
  *
  * @module
  */
@@ -120,17 +121,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     if (o.token && url.searchParams.get("token") !== o.token) {
       return json({ error: "missing or wrong token: open the console with ?token=..." }, 401);
     }
-    const origin = req.headers.get("origin");
-    if (origin && origin !== "null") {
-      let host = "";
-      try {
-        host = new URL(origin).host;
-      } catch { /* refused below */ }
-      if (host !== req.headers.get("host")) {
-        return json({ error: `requests from ${origin} are refused: open the console itself` }, 403);
-      }
-    }
-    return undefined;
+    return originRefused(req);
   };
 
   const handler = async (req: Request): Promise<Response> => {
@@ -157,7 +148,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       }
       return json({ error: `no API ${path}` }, 404);
     }
-    if (req.method !== "GET" && req.method !== "HEAD") return json({ error: `${req.method} not allowed` }, 405);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return originRefused(req) ?? json({ error: `${req.method} not allowed` }, 405);
+    }
     const f = files.get(path);
     if (!f) return new Response("not found", { status: 404, headers: { "content-type": "text/plain" } });
     return new Response(req.method === "HEAD" ? null : f.body, {
@@ -277,6 +270,28 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     })();
   ctx.signal.addEventListener("abort", () => close(), { once: true });
   return { address, close };
+}
+
+/**
+ * The answer refusing a request sent by a page of another origin, or undefined when it may go on. A browser names
+ * the page that sends a request in `Origin` (always on a WebSocket and on a POST): only the console's own page,
+ * `http://` + the request's Host, may. `Origin: null` (a sandboxed frame, a `file:` page, a redirect across origins)
+ * names no page that could be the console's, so it is refused too. A request without `Origin` comes from no page
+ * (curl, scripts): allowed, since anything that can send it can also send a forged Origin.
+ */
+function originRefused(req: Request): Response | undefined {
+  const origin = req.headers.get("origin");
+  if (origin === null) return undefined;
+  let own = false;
+  try {
+    const page = new URL(origin);
+    const host = req.headers.get("host");
+    own = page.protocol === "http:" && host !== null && page.origin === origin &&
+      page.host === new URL(`http://${host}`).host;
+  } catch { /* not a URL (e.g. "null"): refused */ }
+  if (own) return undefined;
+  const who = origin === "null" ? "a page of origin null (a sandboxed frame, a local file)" : origin;
+  return json({ error: `requests from ${who} are refused: open the console itself` }, 403);
 }
 
 function json(body: unknown, status = 200): Response {
