@@ -11,7 +11,7 @@ import { Logger, MemoryOutput } from "../core/log.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import type { Service } from "../core/control.ts";
 import { consoleOptions } from "../plugins/console/mod.ts";
-import { isLoopback, startConsole } from "../plugins/console/service.ts";
+import { hostAllowedBy, isLoopback, startConsole } from "../plugins/console/service.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { repoPath } from "./util.ts";
 
@@ -65,6 +65,30 @@ function hello(url: string, headers?: Record<string, string>): Promise<Record<st
       reject(new Error((e as ErrorEvent).message ?? "websocket error"));
     };
   });
+}
+
+/** Sends one HTTP/1.1 request over TCP with the given head lines (a Host a fetch cannot forge); returns the status line and body. */
+async function raw(base: string, lines: string[]): Promise<{ status: number; body: string }> {
+  const u = new URL(base);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  try {
+    await conn.write(new TextEncoder().encode([...lines, "Connection: close", "", ""].join("\r\n")));
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+      // A 101 keeps the connection open: the head is all there is to read.
+      if (/^HTTP\/1\.1 101/.test(text) && text.includes("\r\n\r\n")) break;
+    }
+    const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
+    return { status, body: text.slice(text.indexOf("\r\n\r\n") + 4) };
+  } finally {
+    conn.close();
+  }
 }
 
 Deno.test("console service: the page, its files and uPlot are served from the process, with a strict content policy", async () => {
@@ -180,7 +204,15 @@ Deno.test("console service: Origin null (a sandboxed frame) and any origin but t
   try {
     const host = new URL(s.base).host;
     const upgrade = { upgrade: "websocket", connection: "Upgrade" };
-    for (const origin of ["null", `https://${host}`, `http://${host}.evil.example`, `http://${host}/x`]) {
+    for (
+      const origin of [
+        "null",
+        `http://localhost:${new URL(s.base).port}`,
+        `ftp://${host}`,
+        `http://${host}.evil.example`,
+        `http://${host}/x`,
+      ]
+    ) {
       const ws = await fetch(`${s.base}ws`, { headers: { origin, ...upgrade } });
       assertEquals(ws.status, 403, `WebSocket from ${origin}`);
       assertMatch((await ws.json()).error, /^requests from .* are refused: open the console itself$/);
@@ -212,9 +244,52 @@ Deno.test("console service: Origin null (a sandboxed frame) and any origin but t
   }
 });
 
+Deno.test("console service: a Host that is not the console's address (DNS rebinding) is refused, on the WebSocket, the API and the page", async () => {
+  const s = await start({ allowed_hosts: "console.example, Other.Example" });
+  try {
+    const port = new URL(s.base).port;
+    const ws = (host: string, origin = `http://${host}`) => [
+      "GET /ws HTTP/1.1",
+      `Host: ${host}`,
+      `Origin: ${origin}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+    ];
+    for (const host of [`evil.example:${port}`, `127.0.0.1.evil.example:${port}`, `localhost.:${port}`, "evil/x"]) {
+      const r = await raw(s.base, ws(host));
+      assertEquals(r.status, 403, `WebSocket with Host ${host}`);
+      assertMatch(JSON.parse(r.body).error, /is not an address of this console .*allowed_hosts/);
+      for (const path of ["/api/files", "/"]) {
+        const g = await raw(s.base, [`GET ${path} HTTP/1.1`, `Host: ${host}`]);
+        assertEquals(g.status, 403, `GET ${path} with Host ${host}`);
+      }
+    }
+    assertEquals((await raw(s.base, ["GET /api/files HTTP/1.0"])).status, 403, "no Host at all");
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `127.0.0.2:${port}`, `[::1]:${port}`]) {
+      assertEquals((await raw(s.base, ws(host))).status, 101, `WebSocket with Host ${host}`);
+    }
+    assertEquals((await raw(s.base, ws(`console.example:${port}`))).status, 101, "a name of allowed_hosts");
+    assertEquals((await raw(s.base, ws("other.example"))).status, 101, "names compare without case");
+    assertEquals((await raw(s.base, ["GET /api/files HTTP/1.1", `Host: localhost:${port}`])).status, 200);
+  } finally {
+    await s.close();
+  }
+  const loop = hostAllowedBy("127.0.0.1", []);
+  assert(loop("127.0.0.1:8090") && loop("localhost") && loop("[::1]:8090") && loop("127.9.9.9"));
+  assert(!loop("192.0.2.1:8090") && !loop("127.0.0.1.nip.io") && !loop("::1") && !loop("") && !loop(null));
+  const lan = hostAllowedBy("192.0.2.7", ["pbx.lan"]);
+  assert(lan("192.0.2.7:8090") && lan("pbx.lan:8090") && lan("PBX.LAN"));
+  assert(!lan("127.0.0.1:8090") && !lan("localhost") && !lan("192.0.2.8") && !lan("evil.example"));
+  const any = hostAllowedBy("0.0.0.0", []);
+  assert(any("192.0.2.7:8090") && any("[2001:db8::1]:8090") && any("localhost:8090") && any("127.0.0.1"));
+  assert(!any("evil.example:8090") && !any("pbx.lan"));
+});
+
 Deno.test("console service: a non-loopback bind needs a token; a token is checked", async () => {
   assert(isLoopback("127.0.0.1") && isLoopback("::1") && isLoopback("localhost") && isLoopback("127.1.2.3"));
-  assert(!isLoopback("0.0.0.0") && !isLoopback("192.0.2.1") && !isLoopback("::"));
+  assert(!isLoopback("0.0.0.0") && !isLoopback("192.0.2.1") && !isLoopback("::") && !isLoopback("127.0.0.1.nip.io"));
   const e = await assertRejects(() => start({ bind: "0.0.0.0" }), Error);
   assertMatch((e as Error).message, /bind 0\.0\.0\.0 lets anyone who reaches it place and hear calls: set a token/);
   const s = await start({ token: "s3cret" });

@@ -33,6 +33,10 @@ export const consoleOptionsSchema = lazySchema(() =>
     token: z.string().default("").describe(
       "secret the page must give (open http://HOST:PORT/?token=...); required when bind is not a loopback address",
     ),
+    allowed_hosts: z.string().default("").describe(
+      "host names, separated by commas, that the console also answers to (a name in front of it, e.g. a proxy); " +
+        "else only its own address, and on loopback or a wildcard bind 127.x, ::1 and localhost",
+    ),
     library: pathOption().optional().describe(
       "folder of audio files the caller may choose from (read only); relative to the pipeline file; default none",
     ),

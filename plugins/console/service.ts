@@ -12,7 +12,8 @@
  * - `POST /api/upload?name=<file name>` with the file as the body: stored and checked like `file-source` reads it;
  *   `200 { file }`, or `400 { error }` saying why it cannot be played (the file is then deleted).
  *
- * With a `token`, `/ws` and `/api/*` need `?token=`. `/ws`, `/api/*` and every method but GET and HEAD refuse a
+ * Every request must name in its Host header an address the console serves (see {@linkcode hostAllowedBy}), else
+ * 403. With a `token`, `/ws` and `/api/*` need `?token=`. `/ws`, `/api/*` and every method but GET and HEAD refuse a
  * request whose `Origin` is not the console's own, `Origin: null` included (a loopback service is reachable from any
  * site a browser visits, sandboxed frames included); see {@linkcode originRefused}.
  *
@@ -21,7 +22,7 @@
 import { dirname, extname, join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import type { Service, ServiceContext } from "../../core/control.ts";
-import { canonicalHost, formatHostPort } from "../../core/net/address.ts";
+import { canonicalHost, formatHostPort, ipVersion, isWildcard, parseHostPort } from "../../core/net/address.ts";
 import { AudioLibrary } from "./files.ts";
 import { ConsoleHub } from "./hub.ts";
 import type { ConsoleOptions } from "./options.ts";
@@ -41,7 +42,35 @@ const AUDIO_BACKLOG = 256 * 1024;
 /** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
   const h = canonicalHost(host);
-  return h === "localhost" || h === "::1" || /^127\./.test(h);
+  return h === "localhost" || h === "::1" || (ipVersion(h) === 4 && h.startsWith("127."));
+}
+
+/**
+ * A test of the request's Host header: true when it names an address this console serves, so that a page that
+ * reached the console through a name of its own (DNS rebinding: an attacker's name resolved to 127.0.0.1) is refused.
+ * Allowed: a name of `allowed`; the bound address; on a loopback bind, any loopback literal and `localhost`; on a
+ * wildcard bind, those and any IP literal (a browser sends an IP literal only when it was told that address, so the
+ * page's origin is that address: no name was rebound).
+ */
+export function hostAllowedBy(bind: string, allowed: readonly string[]): (host: string | null) => boolean {
+  const own = canonicalHost(bind);
+  const names = new Set(allowed.map((h) => canonicalHost(h.trim())).filter((h) => h !== ""));
+  const wildcard = isWildcard(bind);
+  const loopback = wildcard || isLoopback(bind);
+  return (host) => {
+    if (host === null) return false;
+    let name: string;
+    try {
+      name = parseHostPort(host, 80).hostname;
+    } catch {
+      return false;
+    }
+    if (ipVersion(name) === 6 && !host.trim().startsWith("[")) return false;
+    const h = canonicalHost(name);
+    if (h === own || names.has(h)) return true;
+    if (loopback && isLoopback(h)) return true;
+    return wildcard && ipVersion(h) !== 0;
+  };
 }
 
 /** The static files of the page, and uPlot's, by URL path: read once at start. */
@@ -116,6 +145,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   hub.start();
   const sockets = new Set<WebSocket>();
   const maxUpload = Math.round(o.max_upload_mb * 1024 * 1024);
+  const hostAllowed = hostAllowedBy(o.bind, o.allowed_hosts.split(","));
 
   const authorized = (req: Request, url: URL): Response | undefined => {
     if (o.token && url.searchParams.get("token") !== o.token) {
@@ -125,6 +155,14 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   };
 
   const handler = async (req: Request): Promise<Response> => {
+    const host = req.headers.get("host");
+    if (!hostAllowed(host)) {
+      return json({
+        error: `Host ${host === null ? "(none)" : JSON.stringify(host)} is not an address of this console ` +
+          `(a name that resolves here, as in DNS rebinding, is refused): open the address it prints, or add ` +
+          `the name to the console's allowed_hosts`,
+      }, 403);
+    }
     const url = new URL(req.url);
     const path = url.pathname;
     if (path === "/ws") {
@@ -275,7 +313,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
 /**
  * The answer refusing a request sent by a page of another origin, or undefined when it may go on. A browser names
  * the page that sends a request in `Origin` (always on a WebSocket and on a POST): only the console's own page,
- * `http://` + the request's Host, may. `Origin: null` (a sandboxed frame, a `file:` page, a redirect across origins)
+ * `http://` (or `https://`, behind a TLS proxy) + the request's Host, may. `Origin: null` (a sandboxed frame, a `file:` page, a redirect across origins)
  * names no page that could be the console's, so it is refused too. A request without `Origin` comes from no page
  * (curl, scripts): allowed, since anything that can send it can also send a forged Origin.
  */
@@ -286,7 +324,7 @@ function originRefused(req: Request): Response | undefined {
   try {
     const page = new URL(origin);
     const host = req.headers.get("host");
-    own = page.protocol === "http:" && host !== null && page.origin === origin &&
+    own = (page.protocol === "http:" || page.protocol === "https:") && host !== null && page.origin === origin &&
       page.host === new URL(`http://${host}`).host;
   } catch { /* not a URL (e.g. "null"): refused */ }
   if (own) return undefined;
