@@ -9,9 +9,9 @@ import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
-import type { Service } from "../core/control.ts";
 import { consoleOptions } from "../plugins/console/mod.ts";
-import { hostAllowedBy, isLoopback, startConsole } from "../plugins/console/service.ts";
+import { AudioLibrary } from "../plugins/console/files.ts";
+import { type ConsoleService, hostAllowedBy, isLoopback, startConsole } from "../plugins/console/service.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { repoPath } from "./util.ts";
 
@@ -22,7 +22,7 @@ async function start(extra: Record<string, unknown> = {}) {
   const calls = new FakeCalls({ clock, log });
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-console-svc-" });
   const ac = new AbortController();
-  const service: Service = await startConsole(
+  const service: ConsoleService = await startConsole(
     consoleOptions.parse({ port: 0, library: repoPath("examples/audio"), uploads: "up", record_dir: "rec", ...extra }),
     {
       log,
@@ -64,6 +64,32 @@ function hello(url: string, headers?: Record<string, string>): Promise<Record<st
       clearTimeout(timer);
       reject(new Error((e as ErrorEvent).message ?? "websocket error"));
     };
+  });
+}
+
+/** Waits for a condition, checked every 10 ms, for at most `ms` (a bound, not a duration the test relies on). */
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Opens a WebSocket and resolves once it is open (rejects if it is refused). */
+function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error("websocket refused"));
+  });
+}
+
+/** Closes a WebSocket and resolves once the closing handshake is done. */
+function shut(ws: WebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    ws.onclose = () => resolve();
+    ws.close();
   });
 }
 
@@ -285,6 +311,53 @@ Deno.test("console service: a Host that is not the console's address (DNS rebind
   const any = hostAllowedBy("0.0.0.0", []);
   assert(any("192.0.2.7:8090") && any("[2001:db8::1]:8090") && any("localhost:8090") && any("127.0.0.1"));
   assert(!any("evil.example:8090") && !any("pbx.lan"));
+});
+
+Deno.test("console service: a page that leaves while the hub prepares its hello is forgotten", async () => {
+  const s = await start();
+  const list = AudioLibrary.prototype.list;
+  const gate = Promise.withResolvers<void>();
+  // The hub reads the file list for the hello: hold it until the page has left.
+  AudioLibrary.prototype.list = async function (this: AudioLibrary) {
+    await gate.promise;
+    return await list.call(this);
+  };
+  try {
+    const url = s.base.replace(/^http/, "ws") + "ws";
+    const pages = [];
+    for (let i = 0; i < 5; i++) pages.push(await open(url));
+    await until(() => s.service.pages === 5, "the hub to add the pages");
+    for (const ws of pages) await shut(ws);
+    await until(() => s.service.sockets === 0, "the service to see the pages leave");
+    gate.resolve();
+    AudioLibrary.prototype.list = list;
+    await until(() => s.service.pages === 0, `the hub to forget the pages (it serves ${s.service.pages})`);
+    assertEquals((await hello(url)).type, "hello", "a page after them is served");
+  } finally {
+    gate.resolve();
+    AudioLibrary.prototype.list = list;
+    await s.close();
+  }
+});
+
+Deno.test("console service: beyond max_clients a page gets 503 before the upgrade; a page that leaves frees its place", async () => {
+  const s = await start({ max_clients: 2 });
+  try {
+    const url = s.base.replace(/^http/, "ws") + "ws";
+    const a = await open(url), b = await open(url);
+    const full = await fetch(`${s.base}ws`, {
+      headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+    });
+    assertEquals(full.status, 503);
+    assertMatch((await full.json()).error, /serves 2 pages at most \(max_clients\)/);
+    await assertRejects(() => open(url), Error);
+    await shut(a);
+    await until(() => s.service.sockets === 1, "the service to see a page leave");
+    assertEquals((await hello(url)).type, "hello");
+    await shut(b);
+  } finally {
+    await s.close();
+  }
 });
 
 Deno.test("console service: a non-loopback bind needs a token; a token is checked", async () => {

@@ -46,6 +46,9 @@ export const consoleOptionsSchema = lazySchema(() =>
     record_dir: pathOption().default("out/console").describe(
       "folder of the recordings made from the console (Record); relative to the pipeline file",
     ),
+    max_clients: z.number().int().min(1).max(10000).default(32).describe(
+      "console pages (WebSockets) served at once; beyond, a page gets HTTP 503",
+    ),
     max_upload_mb: z.number().min(0.1).max(2048).default(50).describe("largest upload accepted, MB"),
     auto_answer: z.boolean().default(false).describe(
       "answer incoming calls at once (else they ring in the console until Answer or Reject; the page can change it)",

@@ -112,8 +112,16 @@ function uplotDir(): string {
   );
 }
 
+/** The running console service: a {@linkcode Service} that also says how many pages it serves. */
+export interface ConsoleService extends Service {
+  /** WebSockets open now (at most `max_clients`). */
+  readonly sockets: number;
+  /** Pages the hub serves now (a WebSocket that closed is no longer one, whenever it closed). */
+  readonly pages: number;
+}
+
 /** Starts the console service (see the module documentation). */
-export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Promise<Service> {
+export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Promise<ConsoleService> {
   if (!isLoopback(o.bind) && !o.token) {
     throw new Error(
       `bind ${o.bind} lets anyone who reaches it place and hear calls: set a token (token: "...", then open ` +
@@ -170,6 +178,11 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       if (denied) return denied;
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return json({ error: "this is the console's WebSocket: connect with a WebSocket client" }, 426);
+      }
+      if (sockets.size >= o.max_clients) {
+        return json({
+          error: `the console serves ${o.max_clients} pages at most (max_clients): close another console tab`,
+        }, 503);
       }
       const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 60 });
       socket.binaryType = "arraybuffer";
@@ -239,9 +252,10 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   const attach = (socket: WebSocket) => {
     sockets.add(socket);
     let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
+    let gone = false;
     const queue: string[] = [];
     socket.onopen = async () => {
-      conn = await hub.connect({
+      const c = await hub.connect({
         send: (m) => {
           if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(m));
         },
@@ -251,6 +265,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
           return true;
         },
       });
+      // The page may have left while the hub was preparing its hello: forget it now.
+      if (gone) return c.close();
+      conn = c;
       for (const t of queue.splice(0)) await conn.receive(t);
     };
     socket.onmessage = (e) => {
@@ -259,6 +276,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       else queue.push(e.data);
     };
     const done = () => {
+      gone = true;
       sockets.delete(socket);
       conn?.close();
     };
@@ -307,7 +325,16 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       await server.finished;
     })();
   ctx.signal.addEventListener("abort", () => close(), { once: true });
-  return { address, close };
+  return {
+    address,
+    close,
+    get sockets() {
+      return sockets.size;
+    },
+    get pages() {
+      return hub.clients;
+    },
+  };
 }
 
 /**
