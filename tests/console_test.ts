@@ -331,6 +331,37 @@ Deno.test("console: Record writes the call's audio to a WAV file on the server",
   }
 });
 
+Deno.test("console: two recordings of a call started in the same second get two files; neither overwrites the other", async () => {
+  const { clock, page, dir, done } = await setup();
+  try {
+    const r = await page.op("dial", { target: "sip:bob@127.0.0.1:5062", file: "library/hello.wav" });
+    const id = (r.result as { call: { id: string } }).call.id;
+    await clock.advanceAsync(400);
+    const paths: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      // Wall clock (virtual) 0.4 s, 0.6 s, 0.8 s into the same second: one time stamp for the three.
+      const on = await page.op("record", { id, on: true });
+      assertEquals(on.ok, true, String(on.error));
+      paths.push((on.result as { path: string }).path);
+      await clock.advanceAsync(200);
+      await page.op("record", { id, on: false });
+    }
+    assertEquals(new Set(paths).size, 3, paths.join(", "));
+    assertMatch(paths[1], /-2\.wav$/);
+    assertMatch(paths[2], /-3\.wav$/);
+    const first = await Deno.readFile(paths[0]);
+    const dataBytes = new DataView(first.buffer).getUint32(40, true);
+    assert(dataBytes >= 8 * 320, `the first recording is whole: ${dataBytes} data bytes`);
+    assertEquals(dataBytes, first.length - 44);
+    for (const p of paths.slice(1)) {
+      assertEquals(new TextDecoder().decode((await Deno.readFile(p)).subarray(0, 4)), "RIFF");
+    }
+    assertEquals((await Array.fromAsync(Deno.readDir(`${dir}/rec`))).length, 3);
+  } finally {
+    await done();
+  }
+});
+
 Deno.test("console: Record into a folder that cannot be written is an error naming the file and why; nothing records", async () => {
   const { clock, page, dir, done } = await setup();
   try {

@@ -109,7 +109,7 @@ export interface RecorderFile {
 export interface WavRecorderOptions {
   /** Told once when a write fails: the recorder has then stopped (its buffer dropped, its file closed). */
   onError?: (e: Error) => void;
-  /** Creates the file (its folder exists); default: `Deno.open` with create and truncate. */
+  /** Creates the file (its folder exists); default: `Deno.open` with createNew (`Deno.errors.AlreadyExists` if it is there). */
   openFile?: (path: string) => Promise<RecorderFile>;
 }
 
@@ -162,12 +162,15 @@ export class WavRecorder {
     return this.#failed;
   }
 
-  /** Creates the folder and the file; rejects saying why it cannot (the recorder is then closed). Idempotent. */
+  /**
+   * Creates the folder and the file, never over an existing file; rejects saying why it cannot (the recorder is
+   * then closed; `Deno.errors.AlreadyExists` when the file is there). Idempotent.
+   */
   open(): Promise<void> {
     this.#opened ??= (async () => {
       try {
         await Deno.mkdir(dirname(this.path), { recursive: true });
-        this.#file = await (this.#o.openFile ?? openTruncated)(this.path);
+        this.#file = await (this.#o.openFile ?? openNew)(this.path);
       } catch (e) {
         this.#closed = true;
         this.#pending = [];
@@ -254,8 +257,8 @@ export class WavRecorder {
   }
 }
 
-function openTruncated(path: string): Promise<RecorderFile> {
-  return Deno.open(path, { write: true, create: true, truncate: true });
+function openNew(path: string): Promise<RecorderFile> {
+  return Deno.open(path, { write: true, createNew: true });
 }
 
 async function writeAll(file: RecorderFile, bytes: Uint8Array): Promise<void> {

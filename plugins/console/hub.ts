@@ -581,15 +581,23 @@ export class ConsoleHub {
     if (t0.recorder) return { recording: true, path: t0.recorder.rec.path };
     const { t, tap } = this.#tapOf(id);
     const stamp = new Date(this.#wall()).toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
-    const rec = new WavRecorder(join(this.#o.recordDir, `console-${sanitizeFileComponent(id)}-${stamp}.wav`), {
-      onError: (e) => this.#recordingFailed(t, rec, e),
-      openFile: this.#o.openRecording,
-    });
-    try {
-      await rec.open();
-    } catch (e) {
-      this.#log.warn(`cannot record to ${rec.path}: ${errText(e)}`, { call: id });
-      throw new Error(`record: cannot write ${rec.path}: ${errText(e)}`);
+    const base = join(this.#o.recordDir, `console-${sanitizeFileComponent(id)}-${stamp}`);
+    let rec: WavRecorder;
+    // Never over another recording: one of this call started in the same second gets -2, -3, ...
+    for (let n = 1;; n++) {
+      const r = new WavRecorder(`${base}${n > 1 ? `-${n}` : ""}.wav`, {
+        onError: (e) => this.#recordingFailed(t, r, e),
+        openFile: this.#o.openRecording,
+      });
+      try {
+        await r.open();
+        rec = r;
+        break;
+      } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists && n < 1000) continue;
+        this.#log.warn(`cannot record to ${r.path}: ${errText(e)}`, { call: id });
+        throw new Error(`record: cannot write ${r.path}: ${errText(e)}`);
+      }
     }
     if (t.recorder || tap.ended || this.#closed) {
       // Another Record of this call, or the call's end, came while the file was created: that one stands.
