@@ -9,9 +9,9 @@ import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
-import type { Service } from "../core/control.ts";
 import { consoleOptions } from "../plugins/console/mod.ts";
-import { isLoopback, startConsole } from "../plugins/console/service.ts";
+import { AudioLibrary } from "../plugins/console/files.ts";
+import { type ConsoleService, hostAllowedBy, isLoopback, startConsole } from "../plugins/console/service.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { repoPath } from "./util.ts";
 
@@ -22,7 +22,7 @@ async function start(extra: Record<string, unknown> = {}) {
   const calls = new FakeCalls({ clock, log });
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-console-svc-" });
   const ac = new AbortController();
-  const service: Service = await startConsole(
+  const service: ConsoleService = await startConsole(
     consoleOptions.parse({ port: 0, library: repoPath("examples/audio"), uploads: "up", record_dir: "rec", ...extra }),
     {
       log,
@@ -65,6 +65,56 @@ function hello(url: string, headers?: Record<string, string>): Promise<Record<st
       reject(new Error((e as ErrorEvent).message ?? "websocket error"));
     };
   });
+}
+
+/** Waits for a condition, checked every 10 ms, for at most `ms` (a bound, not a duration the test relies on). */
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Opens a WebSocket and resolves once it is open (rejects if it is refused). */
+function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error("websocket refused"));
+  });
+}
+
+/** Closes a WebSocket and resolves once the closing handshake is done. */
+function shut(ws: WebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    ws.onclose = () => resolve();
+    ws.close();
+  });
+}
+
+/** Sends one HTTP/1.1 request over TCP with the given head lines (a Host a fetch cannot forge); returns the status line and body. */
+async function raw(base: string, lines: string[]): Promise<{ status: number; body: string }> {
+  const u = new URL(base);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  try {
+    await conn.write(new TextEncoder().encode([...lines, "Connection: close", "", ""].join("\r\n")));
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+      // A 101 keeps the connection open: the head is all there is to read.
+      if (/^HTTP\/1\.1 101/.test(text) && text.includes("\r\n\r\n")) break;
+    }
+    const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
+    return { status, body: text.slice(text.indexOf("\r\n\r\n") + 4) };
+  } finally {
+    conn.close();
+  }
 }
 
 Deno.test("console service: the page, its files and uPlot are served from the process, with a strict content policy", async () => {
@@ -175,9 +225,144 @@ Deno.test("console service: the WebSocket says hello; a page of another origin i
   }
 });
 
+Deno.test("console service: Origin null (a sandboxed frame) and any origin but the console's own are refused on the WebSocket and the API", async () => {
+  const s = await start();
+  try {
+    const host = new URL(s.base).host;
+    const upgrade = { upgrade: "websocket", connection: "Upgrade" };
+    for (
+      const origin of [
+        "null",
+        `http://localhost:${new URL(s.base).port}`,
+        `ftp://${host}`,
+        `http://${host}.evil.example`,
+        `http://${host}/x`,
+      ]
+    ) {
+      const ws = await fetch(`${s.base}ws`, { headers: { origin, ...upgrade } });
+      assertEquals(ws.status, 403, `WebSocket from ${origin}`);
+      assertMatch((await ws.json()).error, /^requests from .* are refused: open the console itself$/);
+      const up = await fetch(`${s.base}api/upload?name=a.mp3`, { method: "POST", headers: { origin }, body: "x" });
+      assertEquals(up.status, 403, `upload from ${origin}`);
+      await up.body?.cancel();
+      const files = await fetch(`${s.base}api/files`, { headers: { origin } });
+      assertEquals(files.status, 403, `files from ${origin}`);
+      await files.body?.cancel();
+      const post = await fetch(s.base, { method: "POST", headers: { origin }, body: "x" });
+      assertEquals(post.status, 403, `POST / from ${origin}`);
+      await post.body?.cancel();
+    }
+    const nul = await fetch(`${s.base}ws`, { headers: { origin: "null", ...upgrade } });
+    assertMatch((await nul.json()).error, /requests from a page of origin null \(a sandboxed frame/);
+    const listed = await fetch(`${s.base}api/files`);
+    assertEquals(listed.status, 200, "no Origin: not a browser page, allowed");
+    assertEquals(Array.isArray((await listed.json()).files), true);
+    assertEquals((await hello(s.base.replace(/^http/, "ws") + "ws", { origin: `http://${host}` })).type, "hello");
+    const own = await fetch(`${s.base}api/upload?name=notes.wav`, {
+      method: "POST",
+      headers: { origin: `http://${host}` },
+      body: "not audio",
+    });
+    assertEquals(own.status, 400, "the console's own page may upload (this file is refused for what it is)");
+    await own.body?.cancel();
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: a Host that is not the console's address (DNS rebinding) is refused, on the WebSocket, the API and the page", async () => {
+  const s = await start({ allowed_hosts: "console.example, Other.Example" });
+  try {
+    const port = new URL(s.base).port;
+    const ws = (host: string, origin = `http://${host}`) => [
+      "GET /ws HTTP/1.1",
+      `Host: ${host}`,
+      `Origin: ${origin}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+    ];
+    for (const host of [`evil.example:${port}`, `127.0.0.1.evil.example:${port}`, `localhost.:${port}`, "evil/x"]) {
+      const r = await raw(s.base, ws(host));
+      assertEquals(r.status, 403, `WebSocket with Host ${host}`);
+      assertMatch(JSON.parse(r.body).error, /is not an address of this console .*allowed_hosts/);
+      for (const path of ["/api/files", "/"]) {
+        const g = await raw(s.base, [`GET ${path} HTTP/1.1`, `Host: ${host}`]);
+        assertEquals(g.status, 403, `GET ${path} with Host ${host}`);
+      }
+    }
+    assertEquals((await raw(s.base, ["GET /api/files HTTP/1.0"])).status, 403, "no Host at all");
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `127.0.0.2:${port}`, `[::1]:${port}`]) {
+      assertEquals((await raw(s.base, ws(host))).status, 101, `WebSocket with Host ${host}`);
+    }
+    assertEquals((await raw(s.base, ws(`console.example:${port}`))).status, 101, "a name of allowed_hosts");
+    assertEquals((await raw(s.base, ws("other.example"))).status, 101, "names compare without case");
+    assertEquals((await raw(s.base, ["GET /api/files HTTP/1.1", `Host: localhost:${port}`])).status, 200);
+  } finally {
+    await s.close();
+  }
+  const loop = hostAllowedBy("127.0.0.1", []);
+  assert(loop("127.0.0.1:8090") && loop("localhost") && loop("[::1]:8090") && loop("127.9.9.9"));
+  assert(!loop("192.0.2.1:8090") && !loop("127.0.0.1.nip.io") && !loop("::1") && !loop("") && !loop(null));
+  const lan = hostAllowedBy("192.0.2.7", ["pbx.lan"]);
+  assert(lan("192.0.2.7:8090") && lan("pbx.lan:8090") && lan("PBX.LAN"));
+  assert(!lan("127.0.0.1:8090") && !lan("localhost") && !lan("192.0.2.8") && !lan("evil.example"));
+  const any = hostAllowedBy("0.0.0.0", []);
+  assert(any("192.0.2.7:8090") && any("[2001:db8::1]:8090") && any("localhost:8090") && any("127.0.0.1"));
+  assert(!any("evil.example:8090") && !any("pbx.lan"));
+});
+
+Deno.test("console service: a page that leaves while the hub prepares its hello is forgotten", async () => {
+  const s = await start();
+  const list = AudioLibrary.prototype.list;
+  const gate = Promise.withResolvers<void>();
+  // The hub reads the file list for the hello: hold it until the page has left.
+  AudioLibrary.prototype.list = async function (this: AudioLibrary) {
+    await gate.promise;
+    return await list.call(this);
+  };
+  try {
+    const url = s.base.replace(/^http/, "ws") + "ws";
+    const pages = [];
+    for (let i = 0; i < 5; i++) pages.push(await open(url));
+    await until(() => s.service.pages === 5, "the hub to add the pages");
+    for (const ws of pages) await shut(ws);
+    await until(() => s.service.sockets === 0, "the service to see the pages leave");
+    gate.resolve();
+    AudioLibrary.prototype.list = list;
+    await until(() => s.service.pages === 0, `the hub to forget the pages (it serves ${s.service.pages})`);
+    assertEquals((await hello(url)).type, "hello", "a page after them is served");
+  } finally {
+    gate.resolve();
+    AudioLibrary.prototype.list = list;
+    await s.close();
+  }
+});
+
+Deno.test("console service: beyond max_clients a page gets 503 before the upgrade; a page that leaves frees its place", async () => {
+  const s = await start({ max_clients: 2 });
+  try {
+    const url = s.base.replace(/^http/, "ws") + "ws";
+    const a = await open(url), b = await open(url);
+    const full = await fetch(`${s.base}ws`, {
+      headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+    });
+    assertEquals(full.status, 503);
+    assertMatch((await full.json()).error, /serves 2 pages at most \(max_clients\)/);
+    await assertRejects(() => open(url), Error);
+    await shut(a);
+    await until(() => s.service.sockets === 1, "the service to see a page leave");
+    assertEquals((await hello(url)).type, "hello");
+    await shut(b);
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("console service: a non-loopback bind needs a token; a token is checked", async () => {
   assert(isLoopback("127.0.0.1") && isLoopback("::1") && isLoopback("localhost") && isLoopback("127.1.2.3"));
-  assert(!isLoopback("0.0.0.0") && !isLoopback("192.0.2.1") && !isLoopback("::"));
+  assert(!isLoopback("0.0.0.0") && !isLoopback("192.0.2.1") && !isLoopback("::") && !isLoopback("127.0.0.1.nip.io"));
   const e = await assertRejects(() => start({ bind: "0.0.0.0" }), Error);
   assertMatch((e as Error).message, /bind 0\.0\.0\.0 lets anyone who reaches it place and hear calls: set a token/);
   const s = await start({ token: "s3cret" });

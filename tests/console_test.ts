@@ -9,7 +9,12 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { VirtualClock } from "../core/clock.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { AudioLibrary } from "../plugins/console/files.ts";
-import { CONSOLE_HUB_DEFAULTS, type ConsoleConnection, ConsoleHub } from "../plugins/console/hub.ts";
+import {
+  CONSOLE_HUB_DEFAULTS,
+  type ConsoleConnection,
+  ConsoleHub,
+  type ConsoleHubOptions,
+} from "../plugins/console/hub.ts";
 import { callFieldOf, logKeyMatches } from "../plugins/console/log_tap.ts";
 import { decodeAudio, encodeAudio, type StatsSample, statsSample } from "../plugins/console/protocol.ts";
 import { newMediaStats } from "../core/session.ts";
@@ -58,7 +63,12 @@ class Page {
   }
 }
 
-async function setup(opts: Partial<typeof CONSOLE_HUB_DEFAULTS> & { answerAfterMs?: number } = {}) {
+async function setup(
+  opts: Partial<typeof CONSOLE_HUB_DEFAULTS> & {
+    answerAfterMs?: number;
+    openRecording?: ConsoleHubOptions["openRecording"];
+  } = {},
+) {
   const clock = new VirtualClock();
   const out = new MemoryOutput();
   const log = new Logger({ level: "info", outputs: [out] });
@@ -316,6 +326,103 @@ Deno.test("console: Record writes the call's audio to a WAV file on the server",
     // 1 s of 20 ms frames, give or take the frames in flight when it started and stopped.
     assert(dataBytes >= 45 * 320 && dataBytes <= 55 * 320, `data bytes ${dataBytes}`);
     assert(v.getInt16(44 + 2 * 20, true) !== 0 || v.getInt16(44 + 2 * 21, true) !== 0, "the tone");
+  } finally {
+    await done();
+  }
+});
+
+Deno.test("console: two recordings of a call started in the same second get two files; neither overwrites the other", async () => {
+  const { clock, page, dir, done } = await setup();
+  try {
+    const r = await page.op("dial", { target: "sip:bob@127.0.0.1:5062", file: "library/hello.wav" });
+    const id = (r.result as { call: { id: string } }).call.id;
+    await clock.advanceAsync(400);
+    const paths: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      // Wall clock (virtual) 0.4 s, 0.6 s, 0.8 s into the same second: one time stamp for the three.
+      const on = await page.op("record", { id, on: true });
+      assertEquals(on.ok, true, String(on.error));
+      paths.push((on.result as { path: string }).path);
+      await clock.advanceAsync(200);
+      await page.op("record", { id, on: false });
+    }
+    assertEquals(new Set(paths).size, 3, paths.join(", "));
+    assertMatch(paths[1], /-2\.wav$/);
+    assertMatch(paths[2], /-3\.wav$/);
+    const first = await Deno.readFile(paths[0]);
+    const dataBytes = new DataView(first.buffer).getUint32(40, true);
+    assert(dataBytes >= 8 * 320, `the first recording is whole: ${dataBytes} data bytes`);
+    assertEquals(dataBytes, first.length - 44);
+    for (const p of paths.slice(1)) {
+      assertEquals(new TextDecoder().decode((await Deno.readFile(p)).subarray(0, 4)), "RIFF");
+    }
+    assertEquals((await Array.fromAsync(Deno.readDir(`${dir}/rec`))).length, 3);
+  } finally {
+    await done();
+  }
+});
+
+Deno.test("console: Record into a folder that cannot be written is an error naming the file and why; nothing records", async () => {
+  const { clock, page, dir, done } = await setup();
+  try {
+    await Deno.writeTextFile(`${dir}/rec`, "a file where the recording folder should be");
+    const r = await page.op("dial", { target: "sip:bob@127.0.0.1:5062", file: "library/hello.wav" });
+    const id = (r.result as { call: { id: string } }).call.id;
+    await clock.advanceAsync(400);
+    const on = await page.op("record", { id, on: true });
+    assertEquals(on.ok, false, "no success for a recording that cannot be written");
+    assertMatch(
+      String(on.error),
+      new RegExp(`^record: cannot write ${dir}/rec/console-.*\\.wav: .*(Not a directory|exists)`),
+    );
+    await clock.advanceAsync(1000);
+    assert(!(page.last("calls").rows as { recording?: boolean }[])[0].recording, "the row does not say recording");
+    assertEquals((await page.op("record", { id, on: false })).result, { recording: false });
+  } finally {
+    await done();
+  }
+});
+
+Deno.test("console: a recording whose writes fail stops, drops its audio and says so once, to the log and the page", async () => {
+  let failing = false;
+  let writes = 0;
+  const { clock, page, out, done } = await setup({
+    openRecording: () =>
+      Promise.resolve({
+        write: (p: Uint8Array) => {
+          writes++;
+          return failing
+            ? Promise.reject(new Error("No space left on device (os error 28)"))
+            : Promise.resolve(p.length);
+        },
+        seek: () => Promise.resolve(0),
+        close: () => {},
+      }),
+  });
+  try {
+    const r = await page.op("dial", { target: "sip:bob@127.0.0.1:5062", file: "library/hello.wav" });
+    const id = (r.result as { call: { id: string } }).call.id;
+    await clock.advanceAsync(400);
+    const on = await page.op("record", { id, on: true });
+    assertEquals(on.ok, true, String(on.error));
+    const path = (on.result as { path: string }).path;
+    await clock.advanceAsync(1000);
+    assert(writes > 0, "written once a second");
+    failing = true;
+    await clock.advanceAsync(3000);
+    const told = page.of("record");
+    assertEquals(told.length, 1, JSON.stringify(told));
+    assertEquals(told[0].id, id);
+    assertEquals(told[0].recording, false);
+    assertEquals(told[0].error, `recording to ${path} stopped: No space left on device (os error 28)`);
+    const warned = out.lines.filter((l) => l.includes("stopped: No space left"));
+    assertEquals(warned.length, 1, warned.join("\n"));
+    const n = writes;
+    await clock.advanceAsync(3000);
+    assertEquals(writes, n, "no more writes");
+    assertEquals(page.of("record").length, 1, "said once");
+    assert(!(page.last("calls").rows as { recording?: boolean }[])[0].recording, "the row no longer says recording");
+    assertEquals((await page.op("record", { id, on: false })).result, { recording: false });
   } finally {
     await done();
   }

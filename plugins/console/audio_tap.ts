@@ -95,30 +95,60 @@ export class AudioTap {
   }
 }
 
+/** The file a {@linkcode WavRecorder} writes: what it needs of a `Deno.FsFile`. */
+export interface RecorderFile {
+  /** Writes some of `p`; returns how many bytes. */
+  write(p: Uint8Array): Promise<number>;
+  /** Moves the file position. */
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /** Closes the file. */
+  close(): void;
+}
+
+/** Options of a {@linkcode WavRecorder}. */
+export interface WavRecorderOptions {
+  /** Told once when a write fails: the recorder has then stopped (its buffer dropped, its file closed). */
+  onError?: (e: Error) => void;
+  /** Creates the file (its folder exists); default: `Deno.open` with createNew (`Deno.errors.AlreadyExists` if it is there). */
+  openFile?: (path: string) => Promise<RecorderFile>;
+}
+
+/** The format written in the header of a recording that got no audio. */
+const EMPTY_FORMAT = { sampleRate: 8000, channels: 1 };
+
 /**
  * Records pcm frames to a 16-bit WAV file: the header is written first and
  * its sizes updated at each flush (once a second and at the end), so the file
- * is playable while it grows.
+ * is playable while it grows. {@linkcode WavRecorder.open} creates the file, so
+ * that a folder that cannot be written is an error at once; a write that fails
+ * later stops the recording (see {@linkcode WavRecorderOptions.onError}).
  */
 export class WavRecorder {
   /** The file written. */
   readonly path: string;
-  #file?: Deno.FsFile;
+  readonly #o: WavRecorderOptions;
+  #file?: RecorderFile;
+  #opened?: Promise<void>;
   #format?: { sampleRate: number; channels: number };
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #dataBytes = 0;
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  #failed?: Error;
+  /** True once the header is in the file (the data follows it). */
+  #headed = false;
   /** Frames of another format than the first (not written). */
   skipped = 0;
 
   /**
-   * Creates a recorder; the file is created with the first frame.
+   * Creates a recorder; {@linkcode open} creates the file (else the first flush does).
    * @param path the WAV file (its folder is created)
+   * @param o what to do when a write fails; how to create the file
    */
-  constructor(path: string) {
+  constructor(path: string, o: WavRecorderOptions = {}) {
     this.path = path;
+    this.#o = o;
   }
 
   /** Seconds written so far. */
@@ -127,9 +157,33 @@ export class WavRecorder {
     return f ? (this.#dataBytes + this.#pendingBytes) / 2 / f.channels / f.sampleRate : 0;
   }
 
+  /** Why the recording stopped, once a write failed. */
+  get error(): Error | undefined {
+    return this.#failed;
+  }
+
+  /**
+   * Creates the folder and the file, never over an existing file; rejects saying why it cannot (the recorder is
+   * then closed; `Deno.errors.AlreadyExists` when the file is there). Idempotent.
+   */
+  open(): Promise<void> {
+    this.#opened ??= (async () => {
+      try {
+        await Deno.mkdir(dirname(this.path), { recursive: true });
+        this.#file = await (this.#o.openFile ?? openNew)(this.path);
+      } catch (e) {
+        this.#closed = true;
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        throw e;
+      }
+    })();
+    return this.#opened;
+  }
+
   /** Takes a frame (buffered; written at the next flush). */
   write(frame: PcmFrame): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#failed) return;
     const f = this.#format ??= { sampleRate: frame.sampleRate, channels: frame.channels };
     if (f.sampleRate !== frame.sampleRate || f.channels !== frame.channels) {
       this.skipped++;
@@ -142,21 +196,22 @@ export class WavRecorder {
     this.#pendingBytes += bytes.length;
   }
 
-  /** Writes what is buffered and updates the header. */
+  /** Writes what is buffered and updates the header; a failure stops the recording (never rejects). */
   flush(): Promise<void> {
-    this.#chain = this.#chain.then(() => this.#flush());
+    this.#chain = this.#chain.then(() => this.#flush()).catch((e) => this.#fail(e));
     return this.#chain;
   }
 
   async #flush(): Promise<void> {
+    if (this.#failed) return;
     const fmt = this.#format;
     if (!fmt) return;
-    if (!this.#file) {
-      await Deno.mkdir(dirname(this.path), { recursive: true });
-      this.#file = await Deno.open(this.path, { write: true, create: true, truncate: true });
-      await writeAll(this.#file, wavHeader({ encoding: "pcm16", ...fmt, dataBytes: 0 }));
+    await this.open();
+    const file = this.#file!;
+    if (!this.#headed) {
+      await writeAll(file, wavHeader({ encoding: "pcm16", ...fmt, dataBytes: 0 }));
+      this.#headed = true;
     }
-    const file = this.#file;
     const chunks = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
@@ -169,17 +224,44 @@ export class WavRecorder {
     await writeAll(file, wavHeader({ encoding: "pcm16", ...fmt, dataBytes: this.#dataBytes }));
   }
 
-  /** Writes the rest and closes the file; the recorder takes no more frames. Idempotent. */
+  #fail(e: unknown): void {
+    if (this.#failed) return;
+    this.#failed = e instanceof Error ? e : new Error(String(e));
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    try {
+      this.#file?.close();
+    } catch { /* already closed */ }
+    this.#file = undefined;
+    this.#o.onError?.(this.#failed);
+  }
+
+  /** Writes the rest and closes the file; the recorder takes no more frames. Idempotent; never rejects. */
   async close(): Promise<void> {
     if (this.#closed) return await this.#chain;
     this.#closed = true;
     await this.flush();
-    this.#file?.close();
+    if (this.#file && !this.#format && !this.#failed) {
+      // No audio came: still a valid (empty) WAV file.
+      const file = this.#file;
+      this.#chain = this.#chain.then(() =>
+        writeAll(file, wavHeader({ encoding: "pcm16", ...EMPTY_FORMAT, dataBytes: 0 }))
+      )
+        .catch((e) => this.#fail(e));
+      await this.#chain;
+    }
+    try {
+      this.#file?.close();
+    } catch { /* closed after a failure */ }
     this.#file = undefined;
   }
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+function openNew(path: string): Promise<RecorderFile> {
+  return Deno.open(path, { write: true, createNew: true });
+}
+
+async function writeAll(file: RecorderFile, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }

@@ -21,7 +21,7 @@ import type { Clock, Timer } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
 import type { MediaStats } from "../../core/session.ts";
-import { AudioTap, WavRecorder } from "./audio_tap.ts";
+import { AudioTap, type RecorderFile, WavRecorder } from "./audio_tap.ts";
 import type { AudioLibrary } from "./files.ts";
 import { CallLogTap, logKeyMatches } from "./log_tap.ts";
 import {
@@ -81,10 +81,15 @@ export interface ConsoleHubOptions {
   ladderMax: number;
   /** Log lines kept per call. */
   logLinesMax: number;
+  /** Creates a recording's file (default: `Deno.open`); tests give one whose writes fail. */
+  openRecording?: (path: string) => Promise<RecorderFile>;
 }
 
 /** Defaults of the tunable {@linkcode ConsoleHubOptions}. */
-export const CONSOLE_HUB_DEFAULTS: Omit<ConsoleHubOptions, "calls" | "clock" | "log" | "library" | "wallNow"> = {
+export const CONSOLE_HUB_DEFAULTS: Omit<
+  ConsoleHubOptions,
+  "calls" | "clock" | "log" | "library" | "wallNow" | "openRecording"
+> = {
   autoAnswer: false,
   decideIncoming: true,
   historySeconds: 300,
@@ -576,12 +581,49 @@ export class ConsoleHub {
     if (t0.recorder) return { recording: true, path: t0.recorder.rec.path };
     const { t, tap } = this.#tapOf(id);
     const stamp = new Date(this.#wall()).toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
-    const rec = new WavRecorder(join(this.#o.recordDir, `console-${sanitizeFileComponent(id)}-${stamp}.wav`));
+    const base = join(this.#o.recordDir, `console-${sanitizeFileComponent(id)}-${stamp}`);
+    let rec: WavRecorder;
+    // Never over another recording: one of this call started in the same second gets -2, -3, ...
+    for (let n = 1;; n++) {
+      const r = new WavRecorder(`${base}${n > 1 ? `-${n}` : ""}.wav`, {
+        onError: (e) => this.#recordingFailed(t, r, e),
+        openFile: this.#o.openRecording,
+      });
+      try {
+        await r.open();
+        rec = r;
+        break;
+      } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists && n < 1000) continue;
+        this.#log.warn(`cannot record to ${r.path}: ${errText(e)}`, { call: id });
+        throw new Error(`record: cannot write ${r.path}: ${errText(e)}`);
+      }
+    }
+    if (t.recorder || tap.ended || this.#closed) {
+      // Another Record of this call, or the call's end, came while the file was created: that one stands.
+      await rec.close();
+      await Deno.remove(rec.path).catch(() => {});
+      if (t.recorder) return { recording: true, path: t.recorder.rec.path };
+      throw new Error(`record: call ${id}: its audio has ended`);
+    }
     const off = tap.add((f) => rec.write(f));
     t.recorder = { rec, off };
     this.#dirty();
     this.#log.info(`recording to ${rec.path}`, { call: id });
     return { recording: true, path: rec.path };
+  }
+
+  /** A recording's write failed: it has stopped; say so once, in the log and to the pages. */
+  #recordingFailed(t: Tracked, rec: WavRecorder, e: Error): void {
+    if (t.recorder?.rec !== rec) return;
+    t.recorder.off();
+    t.recorder = undefined;
+    const error = `recording to ${rec.path} stopped: ${errText(e)}`;
+    this.#log.warn(error, { call: t.info.id });
+    for (const c of this.#clients) {
+      safeSend(c, { type: "record", id: t.info.id, recording: false, path: rec.path, error });
+    }
+    this.#dirty();
   }
 
   async #stopRecording(t: Tracked): Promise<void> {

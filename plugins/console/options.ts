@@ -33,6 +33,10 @@ export const consoleOptionsSchema = lazySchema(() =>
     token: z.string().default("").describe(
       "secret the page must give (open http://HOST:PORT/?token=...); required when bind is not a loopback address",
     ),
+    allowed_hosts: z.string().default("").describe(
+      "host names, separated by commas, that the console also answers to (a name in front of it, e.g. a proxy); " +
+        "else only its own address, and on loopback or a wildcard bind 127.x, ::1 and localhost",
+    ),
     library: pathOption().optional().describe(
       "folder of audio files the caller may choose from (read only); relative to the pipeline file; default none",
     ),
@@ -41,6 +45,9 @@ export const consoleOptionsSchema = lazySchema(() =>
     ),
     record_dir: pathOption().default("out/console").describe(
       "folder of the recordings made from the console (Record); relative to the pipeline file",
+    ),
+    max_clients: z.number().int().min(1).max(10000).default(32).describe(
+      "console pages (WebSockets) served at once; beyond, a page gets HTTP 503",
     ),
     max_upload_mb: z.number().min(0.1).max(2048).default(50).describe("largest upload accepted, MB"),
     auto_answer: z.boolean().default(false).describe(

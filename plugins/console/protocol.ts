@@ -25,7 +25,8 @@
  * calls not ended), `event` (a call event of a call the page placed or follows), `selected` (the selected call
  * with its chart history, ladder and log lines), `sample` (one chart sample of the selected call, each second),
  * `ladder` (a SIP message of the selected call), `log` (log lines of the selected call), `audio` (the playing
- * call's audio started, paused, ended), `record`, `settings`, `files`.
+ * call's audio started, paused, ended), `record` (`{ id, recording: false, path, error }`: a recording stopped
+ * because its file could not be written), `settings`, `files`.
  *
  * Service → page (binary): audio of the call the page plays, one frame per message (see {@linkcode encodeAudio}).
  *

@@ -12,15 +12,17 @@
  * - `POST /api/upload?name=<file name>` with the file as the body: stored and checked like `file-source` reads it;
  *   `200 { file }`, or `400 { error }` saying why it cannot be played (the file is then deleted).
  *
- * With a `token`, `/ws` and `/api/*` need `?token=`; requests from a page of another origin are refused (a
- * loopback service is reachable from any site a browser visits).
+ * Every request must name in its Host header an address the console serves (see {@linkcode hostAllowedBy}), else
+ * 403. With a `token`, `/ws` and `/api/*` need `?token=`. `/ws`, `/api/*` and every method but GET and HEAD refuse a
+ * request whose `Origin` is not the console's own, `Origin: null` included (a loopback service is reachable from any
+ * site a browser visits, sandboxed frames included); see {@linkcode originRefused}.
  *
  * @module
  */
 import { dirname, extname, join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import type { Service, ServiceContext } from "../../core/control.ts";
-import { canonicalHost, formatHostPort } from "../../core/net/address.ts";
+import { canonicalHost, formatHostPort, ipVersion, isWildcard, parseHostPort } from "../../core/net/address.ts";
 import { AudioLibrary } from "./files.ts";
 import { ConsoleHub } from "./hub.ts";
 import type { ConsoleOptions } from "./options.ts";
@@ -40,7 +42,35 @@ const AUDIO_BACKLOG = 256 * 1024;
 /** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
   const h = canonicalHost(host);
-  return h === "localhost" || h === "::1" || /^127\./.test(h);
+  return h === "localhost" || h === "::1" || (ipVersion(h) === 4 && h.startsWith("127."));
+}
+
+/**
+ * A test of the request's Host header: true when it names an address this console serves, so that a page that
+ * reached the console through a name of its own (DNS rebinding: an attacker's name resolved to 127.0.0.1) is refused.
+ * Allowed: a name of `allowed`; the bound address; on a loopback bind, any loopback literal and `localhost`; on a
+ * wildcard bind, those and any IP literal (a browser sends an IP literal only when it was told that address, so the
+ * page's origin is that address: no name was rebound).
+ */
+export function hostAllowedBy(bind: string, allowed: readonly string[]): (host: string | null) => boolean {
+  const own = canonicalHost(bind);
+  const names = new Set(allowed.map((h) => canonicalHost(h.trim())).filter((h) => h !== ""));
+  const wildcard = isWildcard(bind);
+  const loopback = wildcard || isLoopback(bind);
+  return (host) => {
+    if (host === null) return false;
+    let name: string;
+    try {
+      name = parseHostPort(host, 80).hostname;
+    } catch {
+      return false;
+    }
+    if (ipVersion(name) === 6 && !host.trim().startsWith("[")) return false;
+    const h = canonicalHost(name);
+    if (h === own || names.has(h)) return true;
+    if (loopback && isLoopback(h)) return true;
+    return wildcard && ipVersion(h) !== 0;
+  };
 }
 
 /** The static files of the page, and uPlot's, by URL path: read once at start. */
@@ -82,8 +112,16 @@ function uplotDir(): string {
   );
 }
 
+/** The running console service: a {@linkcode Service} that also says how many pages it serves. */
+export interface ConsoleService extends Service {
+  /** WebSockets open now (at most `max_clients`). */
+  readonly sockets: number;
+  /** Pages the hub serves now (a WebSocket that closed is no longer one, whenever it closed). */
+  readonly pages: number;
+}
+
 /** Starts the console service (see the module documentation). */
-export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Promise<Service> {
+export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Promise<ConsoleService> {
   if (!isLoopback(o.bind) && !o.token) {
     throw new Error(
       `bind ${o.bind} lets anyone who reaches it place and hear calls: set a token (token: "...", then open ` +
@@ -115,25 +153,24 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   hub.start();
   const sockets = new Set<WebSocket>();
   const maxUpload = Math.round(o.max_upload_mb * 1024 * 1024);
+  const hostAllowed = hostAllowedBy(o.bind, o.allowed_hosts.split(","));
 
   const authorized = (req: Request, url: URL): Response | undefined => {
     if (o.token && url.searchParams.get("token") !== o.token) {
       return json({ error: "missing or wrong token: open the console with ?token=..." }, 401);
     }
-    const origin = req.headers.get("origin");
-    if (origin && origin !== "null") {
-      let host = "";
-      try {
-        host = new URL(origin).host;
-      } catch { /* refused below */ }
-      if (host !== req.headers.get("host")) {
-        return json({ error: `requests from ${origin} are refused: open the console itself` }, 403);
-      }
-    }
-    return undefined;
+    return originRefused(req);
   };
 
   const handler = async (req: Request): Promise<Response> => {
+    const host = req.headers.get("host");
+    if (!hostAllowed(host)) {
+      return json({
+        error: `Host ${host === null ? "(none)" : JSON.stringify(host)} is not an address of this console ` +
+          `(a name that resolves here, as in DNS rebinding, is refused): open the address it prints, or add ` +
+          `the name to the console's allowed_hosts`,
+      }, 403);
+    }
     const url = new URL(req.url);
     const path = url.pathname;
     if (path === "/ws") {
@@ -141,6 +178,11 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       if (denied) return denied;
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return json({ error: "this is the console's WebSocket: connect with a WebSocket client" }, 426);
+      }
+      if (sockets.size >= o.max_clients) {
+        return json({
+          error: `the console serves ${o.max_clients} pages at most (max_clients): close another console tab`,
+        }, 503);
       }
       const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 60 });
       socket.binaryType = "arraybuffer";
@@ -157,7 +199,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       }
       return json({ error: `no API ${path}` }, 404);
     }
-    if (req.method !== "GET" && req.method !== "HEAD") return json({ error: `${req.method} not allowed` }, 405);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return originRefused(req) ?? json({ error: `${req.method} not allowed` }, 405);
+    }
     const f = files.get(path);
     if (!f) return new Response("not found", { status: 404, headers: { "content-type": "text/plain" } });
     return new Response(req.method === "HEAD" ? null : f.body, {
@@ -208,9 +252,10 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   const attach = (socket: WebSocket) => {
     sockets.add(socket);
     let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
+    let gone = false;
     const queue: string[] = [];
     socket.onopen = async () => {
-      conn = await hub.connect({
+      const c = await hub.connect({
         send: (m) => {
           if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(m));
         },
@@ -220,6 +265,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
           return true;
         },
       });
+      // The page may have left while the hub was preparing its hello: forget it now.
+      if (gone) return c.close();
+      conn = c;
       for (const t of queue.splice(0)) await conn.receive(t);
     };
     socket.onmessage = (e) => {
@@ -228,6 +276,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       else queue.push(e.data);
     };
     const done = () => {
+      gone = true;
       sockets.delete(socket);
       conn?.close();
     };
@@ -276,7 +325,38 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       await server.finished;
     })();
   ctx.signal.addEventListener("abort", () => close(), { once: true });
-  return { address, close };
+  return {
+    address,
+    close,
+    get sockets() {
+      return sockets.size;
+    },
+    get pages() {
+      return hub.clients;
+    },
+  };
+}
+
+/**
+ * The answer refusing a request sent by a page of another origin, or undefined when it may go on. A browser names
+ * the page that sends a request in `Origin` (always on a WebSocket and on a POST): only the console's own page,
+ * `http://` (or `https://`, behind a TLS proxy) + the request's Host, may. `Origin: null` (a sandboxed frame, a `file:` page, a redirect across origins)
+ * names no page that could be the console's, so it is refused too. A request without `Origin` comes from no page
+ * (curl, scripts): allowed, since anything that can send it can also send a forged Origin.
+ */
+function originRefused(req: Request): Response | undefined {
+  const origin = req.headers.get("origin");
+  if (origin === null) return undefined;
+  let own = false;
+  try {
+    const page = new URL(origin);
+    const host = req.headers.get("host");
+    own = (page.protocol === "http:" || page.protocol === "https:") && host !== null && page.origin === origin &&
+      page.host === new URL(`http://${host}`).host;
+  } catch { /* not a URL (e.g. "null"): refused */ }
+  if (own) return undefined;
+  const who = origin === "null" ? "a page of origin null (a sandboxed frame, a local file)" : origin;
+  return json({ error: `requests from ${who} are refused: open the console itself` }, 403);
 }
 
 function json(body: unknown, status = 200): Response {

@@ -92,6 +92,9 @@ function onMessage(m) {
     case "settings":
       $("#auto-answer").checked = m.autoAnswer;
       break;
+    case "record":
+      if (m.error && m.id === selectedId) alertBox(new Error(m.error));
+      break;
   }
 }
 
