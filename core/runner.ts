@@ -40,6 +40,7 @@ import {
 } from "./pipeline.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
+import { checkBusGraph } from "./bus_graph.ts";
 import { StartGate } from "./start_gate.ts";
 import { type AnyPlugin, FormatError } from "./stage.ts";
 import { describeOptionErrors, pathOptionKeys } from "./_options_doc.ts";
@@ -261,6 +262,37 @@ export class PipelineRunner {
     });
   }
 
+  /** The chains `names` with the parameters plus `vars` filled in. */
+  #resolvedChains(names: string[], vars: Variables): { name: string; stages: StageConfig[] }[] {
+    const lookup = this.#lookup(vars);
+    return names.map((name) => ({
+      name,
+      stages: compiledIn(this.#templates, name, this.file.pipelines[name], `pipelines.${name}`)(lookup),
+    }));
+  }
+
+  /**
+   * Refuses, before anything is built, what would leave the chains of a file without a control section waiting
+   * forever: a bus read but never published on, or chains feeding each other in a circle (see `checkBusGraph`).
+   * Not for a file with a control section (its calls' buses are published by the control plugin and services too),
+   * nor when a stage is a plugin loaded from a module (it may publish on a bus itself).
+   */
+  #checkGraph(names: string[], vars: Variables): void {
+    if (this.file.control) return;
+    const chains = this.#resolvedChains(names, vars);
+    let userPlugin = false;
+    const walk = (v: unknown) => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object") {
+        const use = (v as Record<string, unknown>).use;
+        if (typeof use === "string" && isModuleReference(use)) userPlugin = true;
+        Object.values(v).forEach(walk);
+      }
+    };
+    for (const c of chains) walk(c.stages);
+    if (!userPlugin) checkBusGraph(chains, this.file.path);
+  }
+
   /** Runs the file to completion. */
   async run(): Promise<RunResult> {
     try {
@@ -427,6 +459,7 @@ export class PipelineRunner {
     const session = new Session({ id: `check ${this.file.path}`, clock, net, log: silentLogger });
     const built: Pipeline[] = [];
     try {
+      this.#checkGraph(this.chainsFor(vars), vars);
       for (const name of this.chainsFor(vars)) {
         try {
           built.push(await this.#build(name, vars, name, session, true));
@@ -615,6 +648,7 @@ export class PipelineRunner {
     });
     const pipelines: Pipeline[] = [];
     try {
+      this.#checkGraph(this.chainsFor(), {});
       for (const name of this.chainsFor()) pipelines.push(await this.build(name, {}, name, session));
     } catch (e) {
       for (const p of pipelines) await p.stop();
