@@ -443,6 +443,30 @@ Deno.test("readWavInfo: the synchronous calls (a chain that is not real-time) re
   deepEqual(concat((await readAll({ path })).frames), concat((await readAll({ path }, { realtime: true })).frames));
 });
 
+Deno.test("wav-source: a directory, a FIFO and a device are refused with the path before they are opened (no hang)", async () => {
+  const sub = join(dir, "a-directory.wav");
+  await Deno.mkdir(sub);
+  const fifo = join(dir, "a-fifo.wav");
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output().then((r) => r.success, () => false);
+  const cases: [string, string][] = [[sub, "a directory"], ["/dev/zero", "a character device"]];
+  if (made) cases.push([fifo, "a FIFO \\(named pipe\\)"]);
+  else console.warn("wav_source_test: mkfifo not found: the FIFO case is skipped");
+  for (const [path, kind] of cases) {
+    for (const realtime of [false, true]) {
+      // Without the check, the FIFO's synchronous open (realtime: false) blocked the thread for good: no timer, no
+      // signal could end the test.
+      await rejects(
+        createStage(wavSource, { path }, { ...testContext().ctx, realtime }),
+        new RegExp(`wav-source: ${path}: ${kind}, not a regular file`),
+      );
+      await rejects(
+        readWavInfo(path, "wav-source", !realtime),
+        new RegExp(`wav-source: ${path}: ${kind}, not a regular`),
+      );
+    }
+  }
+});
+
 Deno.test("wav-source: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
 });

@@ -123,6 +123,49 @@ async function readAt(file: Deno.FsFile, offset: number, length: number, sync: b
   return buf.subarray(0, got);
 }
 
+/** What a file that is not a regular one is, for messages. */
+function fileKind(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a directory";
+  if (info.isFifo) return "a FIFO (named pipe)";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
+}
+
+/**
+ * Stats `path` (following symbolic links) and refuses anything but a regular file with a {@linkcode WavFormatError}
+ * `<who>: <path>: <reason>`: a directory, a FIFO (opening one for reading would wait for a writer, and a synchronous
+ * open blocks the whole process, signals included), a device (`/dev/zero` never ends), a socket. Sources that read a
+ * file (`wav-source`, `file-source`) call it before they open it.
+ *
+ * @param path the file
+ * @param who stage name used in error messages
+ * @param sync with the synchronous call (see {@linkcode readWavInfo})
+ * @returns the file's information (its size, for a caller that reads it whole)
+ * @example
+ * ```ts
+ * await statRegularFile("/dev/zero", "file-source"); // throws: file-source: /dev/zero: a character device, not a regular file ...
+ * ```
+ */
+export async function statRegularFile(path: string, who: string, sync = false): Promise<Deno.FileInfo> {
+  let info: Deno.FileInfo;
+  try {
+    info = sync ? Deno.statSync(path) : await Deno.stat(path);
+  } catch (e) {
+    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}`);
+  }
+  if (!info.isFile) {
+    throw new WavFormatError(
+      who,
+      path,
+      `${fileKind(info)}, not a regular file: ${who} reads only regular files (a device, FIFO or socket could ` +
+        "block or never end)",
+    );
+  }
+  return info;
+}
+
 /**
  * Reads and validates the header of a WAV file without reading its audio: scans
  * the RIFF chunks, decodes the fmt chunk (including WAVE_FORMAT_EXTENSIBLE and
@@ -145,6 +188,7 @@ async function readAt(file: Deno.FsFile, offset: number, length: number, sync: b
  * ```
  */
 export async function readWavInfo(path: string, who = "wav", sync = false): Promise<WavInfo> {
+  await statRegularFile(path, who, sync);
   let file: Deno.FsFile;
   try {
     file = sync ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });
