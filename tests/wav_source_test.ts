@@ -467,6 +467,21 @@ Deno.test("wav-source: a directory, a FIFO and a device are refused with the pat
   }
 });
 
+Deno.test({
+  name:
+    "wav-source: an error while reading the header names the file (/proc/self/mem: a regular file that fails with EIO)",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const path = "/proc/self/mem";
+    for (const realtime of [false, true]) {
+      await rejects(
+        createStage(wavSource, { path }, { ...testContext().ctx, realtime }),
+        new RegExp(`wav-source: ${path}: cannot read: `),
+      );
+    }
+  },
+});
+
 Deno.test("wav-source: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
 });

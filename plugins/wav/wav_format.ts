@@ -197,6 +197,10 @@ export async function readWavInfo(path: string, who = "wav", sync = false): Prom
   }
   try {
     return await scan(file, path, who, sync);
+  } catch (e) {
+    // Every error names the file: one from reading it (an I/O error) too.
+    if (e instanceof WavFormatError) throw e;
+    throw new WavFormatError(who, path, `cannot read: ${e instanceof Error ? e.message : e}`);
   } finally {
     file.close();
   }
