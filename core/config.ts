@@ -118,6 +118,8 @@ function readPipelineFile(path: string): PipelineFile {
     const why = e instanceof Deno.errors.NotFound ? "no such file" : e instanceof Error ? e.message : String(e);
     throw new ConfigError(`cannot read pipeline file: ${why}`, { file: path });
   }
+  // A byte order mark (some Windows editors write one) is not JSON: JSON.parse refuses it without saying where.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -132,6 +132,22 @@ Deno.test("loading a file: missing file and bad JSON give the path and the reaso
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("loading a file: a leading UTF-8 byte order mark is skipped; an error after it still has line and column", async () => {
+  const dir = await Deno.makeTempDir();
+  const bom = [0xef, 0xbb, 0xbf];
+  const bytes = (text: string) => new Uint8Array([...bom, ...new TextEncoder().encode(text)]);
+  await Deno.writeFile(
+    `${dir}/bom.json`,
+    bytes('{"pipelines": {"a": [{"use": "tone-source"}, {"use": "null-sink"}]}}'),
+  );
+  const f = await loadPipelineFile(`${dir}/bom.json`);
+  assertEquals(Object.keys(f.pipelines), ["a"]);
+  await Deno.writeFile(`${dir}/bom.json`, bytes('{\n  "pipelines": {,}\n}'));
+  const e = await assertRejects(() => loadPipelineFile(`${dir}/bom.json`), ConfigError);
+  assertMatch(e.message, /bom\.json: not valid JSON at line 2, column 17: unexpected ','/);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("logger: levels, tags, fields, one line per event", () => {
   const out = new MemoryOutput();
   const log = new Logger({ level: "info", outputs: [out] });
