@@ -482,6 +482,33 @@ Deno.test({
   },
 });
 
+Deno.test("wav-source: absurd fmt values are refused with the path and the field (no allocation failure)", async () => {
+  const withByteRate = (fmt: Uint8Array, byteRate: number) => {
+    new DataView(fmt.buffer).setUint32(8, byteRate, true);
+    return fmt;
+  };
+  const cases: [Uint8Array, RegExp][] = [
+    // The review's huge_rate_ch.wav: 4294967295 Hz, 32767 channels ("Array buffer allocation failed", no path).
+    [withByteRate(fmtChunk(1, 32767, 4294967295, 16), 4294901762), /sample rate 4294967295 Hz is out of range/],
+    // huge_rate.wav: it played, and the copy's byte rate wrapped.
+    [withByteRate(fmtChunk(1, 1, 4294967295, 16), 4294967294), /sample rate 4294967295 Hz is out of range/],
+    [fmtChunk(1, 1, 1, 16), /sample rate 1 Hz is out of range \(1000\.\.768000\)/],
+    [fmtChunk(7, 65535, 8000, 8), /65535 channels is out of range \(1\.\.256\)/],
+    [
+      withByteRate(fmtChunk(1, 1, 8000, 16), 12345),
+      /inconsistent fmt chunk: byte rate 12345 but 8000 Hz × block align 2/,
+    ],
+  ];
+  for (const [fmt, re] of cases) {
+    const path = await writeBytes(riff([["fmt ", fmt], ["data", le16(ramp(100))]]));
+    await rejects(createStage(wavSource, { path }), (e: Error) => {
+      ok(e.message.startsWith(`wav-source: ${path}: `), e.message);
+      ok(re.test(e.message), e.message);
+      return true;
+    });
+  }
+});
+
 Deno.test("wav-source: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
 });

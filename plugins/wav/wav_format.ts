@@ -123,6 +123,13 @@ async function readAt(file: Deno.FsFile, offset: number, length: number, sync: b
   return buf.subarray(0, got);
 }
 
+/** The lowest sample rate a WAV file may declare to be read (Hz). */
+export const MIN_WAV_RATE = 1000;
+/** The highest sample rate a WAV file may declare to be read (Hz). */
+export const MAX_WAV_RATE = 768000;
+/** The most channels a WAV file may declare to be read. */
+export const MAX_WAV_CHANNELS = 256;
+
 /** What a file that is not a regular one is, for messages. */
 function fileKind(info: Deno.FileInfo): string {
   if (info.isDirectory) return "a directory";
@@ -301,6 +308,14 @@ function decodeFmt(fmt: Uint8Array, fail: (reason: string) => Error): FmtInfo {
   }
   if (channels === 0) throw fail("invalid channel count 0");
   if (sampleRate === 0) throw fail("invalid sample rate 0");
+  // Absurd values (a damaged or hostile header) are refused here, naming the field, rather than failing later with
+  // an allocation error or producing a file whose own header no longer fits its 32-bit fields.
+  if (sampleRate < MIN_WAV_RATE || sampleRate > MAX_WAV_RATE) {
+    throw fail(`fmt chunk: sample rate ${sampleRate} Hz is out of range (${MIN_WAV_RATE}..${MAX_WAV_RATE})`);
+  }
+  if (channels > MAX_WAV_CHANNELS) {
+    throw fail(`fmt chunk: ${channels} channels is out of range (1..${MAX_WAV_CHANNELS})`);
+  }
   let encoding: WavEncoding;
   switch (formatCode) {
     case WAVE_FORMAT.PCM:
@@ -331,6 +346,13 @@ function decodeFmt(fmt: Uint8Array, fail: (reason: string) => Error): FmtInfo {
   if (blockAlign !== bytesPerSample * channels) {
     throw fail(
       `inconsistent fmt chunk: block align ${blockAlign} but ${channels} channel(s) of ${bitsPerSample} bits`,
+    );
+  }
+  const byteRate = v.getUint32(8, true);
+  if (byteRate !== sampleRate * blockAlign) {
+    throw fail(
+      `inconsistent fmt chunk: byte rate ${byteRate} but ${sampleRate} Hz × block align ${blockAlign} is ` +
+        `${sampleRate * blockAlign}`,
     );
   }
   return { encoding, formatTag, formatCode, bitsPerSample, bytesPerSample, channels, sampleRate, blockAlign };
@@ -478,6 +500,32 @@ export interface WavHeaderSpec {
 }
 
 /**
+ * Why a WAV header cannot hold this format, or undefined when it can: the fmt chunk stores the channel count in 16
+ * bits and the sample rate and the byte rate (rate × bytes per sample × channels) in 32, and a value past them would
+ * wrap (a file other programs refuse).
+ *
+ * @example
+ * ```ts
+ * wavHeaderProblem({ encoding: "pcm16", sampleRate: 384000, channels: 6000 }); // "byte rate 4608000000 ... does not fit"
+ * ```
+ */
+export function wavHeaderProblem(spec: Omit<WavHeaderSpec, "dataBytes">): string | undefined {
+  const bytesPerSample = spec.encoding === "pcm16" ? 2 : 1;
+  if (!Number.isInteger(spec.channels) || spec.channels < 1 || spec.channels > 0xffff) {
+    return `${spec.channels} channels cannot be written in a WAV header (1..65535)`;
+  }
+  if (!Number.isInteger(spec.sampleRate) || spec.sampleRate < 1 || spec.sampleRate > 0xffffffff) {
+    return `sample rate ${spec.sampleRate} Hz cannot be written in a WAV header (1..4294967295)`;
+  }
+  const byteRate = spec.sampleRate * bytesPerSample * spec.channels;
+  if (byteRate > 0xffffffff) {
+    return `byte rate ${byteRate} (${spec.sampleRate} Hz × ${spec.channels} channels × ${bytesPerSample} bytes) does ` +
+      "not fit the WAV header's 32-bit field: lower the rate or the channel count";
+  }
+  return undefined;
+}
+
+/**
  * Builds a canonical WAV header for `dataBytes` of data: 44 bytes for PCM,
  * 58 bytes for G.711 (with a `fact` chunk). With `padded`, the RIFF
  * size includes the pad byte an odd-sized data chunk needs at the end of a file.
@@ -487,8 +535,11 @@ export interface WavHeaderSpec {
  * const h = wavHeader({ encoding: "pcm16", sampleRate: 8000, channels: 1, dataBytes: 320 });
  * // h.length === 44
  * ```
+ * @throws RangeError when the format does not fit a WAV header (see {@linkcode wavHeaderProblem})
  */
 export function wavHeader(spec: WavHeaderSpec): Uint8Array {
+  const problem = wavHeaderProblem(spec);
+  if (problem) throw new RangeError(problem);
   // PCM: 44 bytes (16-byte fmt chunk). G.711: 58 bytes (18-byte fmt chunk plus
   // the `fact` chunk non-PCM formats require).
   const headerBytes = spec.encoding === "pcm16" ? 44 : 58;
