@@ -281,6 +281,9 @@ export async function main(args: string[]): Promise<number> {
       2,
     );
   }
+  // A --set without "=" is a usage error (exit 2), found before the file is read.
+  const badSet = (v.set ?? []).find((s) => s.indexOf("=") <= 0);
+  if (badSet !== undefined) return fail(`--set ${badSet}: expected name=value\nTry --help.`, 2);
   const outputs: LogOutput[] = [stderrOutput];
   let fileOut: FileOutput | undefined;
   if (v["log-file"]) {
