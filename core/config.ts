@@ -211,7 +211,13 @@ export function parsePipelineConfig(json: unknown, path: string, label = path): 
         throw err('expected a stage object like {"use": "wav-source", ...}', `${p}[${i}]`);
       }
       const use = (st as Record<string, unknown>).use;
-      if (typeof use !== "string" || !use) throw err('missing "use": name the plugin of this stage', `${p}[${i}]`);
+      if (use === undefined) throw err('missing "use": name the plugin of this stage', `${p}[${i}]`);
+      if (typeof use !== "string" || !use) {
+        throw err(
+          `"use" must be a plugin name or module path (a non-empty string), got ${JSON.stringify(use)}`,
+          `${p}[${i}].use`,
+        );
+      }
     });
     pipelines[name] = chain as StageConfig[];
   }

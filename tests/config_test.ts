@@ -85,6 +85,10 @@ Deno.test("config errors name the file, the JSON path and the problem", () => {
     [[], /^f\.json: expected a JSON object/],
     [{ pipelines: { main: [] } }, /^f\.json: pipelines\.main: expected a non-empty array of stages/],
     [{ pipelines: { main: [{ path: "x" }] } }, /^f\.json: pipelines\.main\[0\]: missing "use"/],
+    [
+      { pipelines: { main: [{ use: 5 }] } },
+      /^f\.json: pipelines\.main\[0\]\.use: "use" must be .*a non-empty string\), got 5/,
+    ],
     [{ pipeline: {} }, /^f\.json: pipeline: unknown top-level key "pipeline"/],
     [
       { parameters: { a: { default: [1] } }, pipelines: { m: [{ use: "x" }] } },
