@@ -152,6 +152,24 @@ Deno.test("loading a file: a leading UTF-8 byte order mark is skipped; an error 
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("loading a file: a chain name given twice is refused with the line and column of both (JSON keeps the last)", async () => {
+  const dir = await Deno.makeTempDir();
+  const chain = '[{"use": "tone-source"}, {"use": "null-sink"}]';
+  await Deno.writeTextFile(
+    `${dir}/dup.json`,
+    `{\n  "pipelines": {\n    "a": ${chain},\n    "b": ${chain},\n    "a": ${chain}\n  }\n}\n`,
+  );
+  const e = await assertRejects(() => loadPipelineFile(`${dir}/dup.json`), ConfigError);
+  assertMatch(e.message, /dup\.json: line 5, column 5: chain name "a" appears twice \(first at line 3\)/);
+  // The same key elsewhere (two stages with one option each, a chain name in "when") is not a chain name.
+  await Deno.writeTextFile(
+    `${dir}/ok.json`,
+    `{"pipelines": {"a": ${chain}, "b": [{"use": "tone-source", "a": 1}, {"use": "null-sink"}]}, "when": {"a": "1"}}`,
+  );
+  assertEquals(Object.keys((await loadPipelineFile(`${dir}/ok.json`)).pipelines), ["a", "b"]);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("logger: levels, tags, fields, one line per event", () => {
   const out = new MemoryOutput();
   const log = new Logger({ level: "info", outputs: [out] });
