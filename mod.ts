@@ -281,6 +281,9 @@ export async function main(args: string[]): Promise<number> {
       2,
     );
   }
+  // A --set without "=" is a usage error (exit 2), found before the file is read.
+  const badSet = (v.set ?? []).find((s) => s.indexOf("=") <= 0);
+  if (badSet !== undefined) return fail(`--set ${badSet}: expected name=value\nTry --help.`, 2);
   const outputs: LogOutput[] = [stderrOutput];
   let fileOut: FileOutput | undefined;
   if (v["log-file"]) {
@@ -374,9 +377,25 @@ export async function main(args: string[]): Promise<number> {
 // No top-level await: a user plugin that imports this module while the CLI loads it must find it evaluated (with
 // `await` here, the plugin's import would wait for main(), which waits for the plugin: a deadlock).
 if (import.meta.main) {
+  let settled = false;
+  // Safety net: when nothing is left to run (no timer, socket, file read or thread) but main() has not finished,
+  // the pipeline waits for something that can never come (a bus nothing publishes on, behind a plugin the start-up
+  // checks cannot see into). Deno would exit 0 there, as if it had completed: say so and fail instead.
+  globalThis.addEventListener("beforeunload", () => {
+    if (settled) return;
+    console.error(
+      "voxpipe: the pipeline stalled: it waits for something nothing will ever produce (e.g. a bus-source or mixer " +
+        "reading a bus that no chain publishes on) and nothing else is left to run",
+    );
+    Deno.exit(1);
+  });
   main(Deno.args).then(
-    (code) => Deno.exit(code),
+    (code) => {
+      settled = true;
+      Deno.exit(code);
+    },
     (e) => {
+      settled = true;
       console.error(`voxpipe: ${e instanceof Error ? e.stack ?? e.message : e}`);
       Deno.exit(1);
     },

@@ -16,6 +16,17 @@ export interface JsonProblem {
   problem: string;
 }
 
+/** Options of {@linkcode locateJsonError}. */
+export interface JsonScanOptions {
+  /**
+   * Also report a key that appears twice in the object at this path of keys (`["pipelines"]`: the chains of a
+   * pipeline file), which `JSON.parse` silently resolves to the last one.
+   */
+  uniqueKeysAt?: readonly string[];
+  /** What such a key is, for the message (default `key`), e.g. `chain name`. */
+  what?: string;
+}
+
 const MAX_DEPTH = 1000;
 
 class Broken extends Error {
@@ -26,15 +37,21 @@ class Broken extends Error {
 
 /**
  * Scans `text` as JSON (RFC 8259) and returns the first problem, or undefined
- * when it is valid.
+ * when it is valid (and, with `opts.uniqueKeysAt`, has no key twice in that object).
  *
  * @example
  * ```ts
  * locateJsonError('{\n  "a": [1, 2,]\n}'); // { line: 2, column: 14, problem: "trailing comma before ]: remove it" }
  * ```
  */
-export function locateJsonError(text: string): JsonProblem | undefined {
+export function locateJsonError(text: string, opts: JsonScanOptions = {}): JsonProblem | undefined {
   let i = 0;
+  // The keys of the objects being scanned, outermost first (for uniqueKeysAt).
+  const keyPath: string[] = [];
+  const unique = opts.uniqueKeysAt;
+  const atUnique = () =>
+    unique !== undefined && unique.length === keyPath.length && unique.every((k, j) => keyPath[j] === k);
+  const lineOf = (at: number) => text.slice(0, at).split("\n").length;
   const ws = () => {
     for (;;) {
       const c = text.charCodeAt(i);
@@ -106,17 +123,34 @@ export function locateJsonError(text: string): JsonProblem | undefined {
       i++;
       return;
     }
+    const checkUnique = atUnique();
+    const seen = new Map<string, number>();
     for (;;) {
       ws();
       if (text[i] !== '"') {
         if (text[i] === "}") throw new Broken(i, "trailing comma before }: remove it");
         throw new Broken(i, `unexpected ${what(i)}: expected a property name in double quotes`);
       }
+      const keyAt = i;
       string();
+      const key = JSON.parse(text.slice(keyAt, i)) as string;
+      if (checkUnique) {
+        const first = seen.get(key);
+        if (first !== undefined) {
+          throw new Broken(
+            keyAt,
+            `${opts.what ?? "key"} "${key}" appears twice (first at line ${lineOf(first)}): JSON would keep only the ` +
+              "last one; rename or remove one",
+          );
+        }
+        seen.set(key, keyAt);
+      }
       ws();
       if (text[i] !== ":") throw new Broken(i, `unexpected ${what(i)}: expected ':' after the property name`);
       i++;
+      keyPath.push(key);
       value(depth + 1);
+      keyPath.pop();
       ws();
       if (text[i] === ",") {
         i++;

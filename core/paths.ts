@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { pathToFileUrl } from "./path.ts";
+import { dirname, pathToFileUrl, resolve } from "./path.ts";
 
 /**
  * Converts an absolute path to a `file:` URL string.
@@ -113,4 +113,36 @@ export function onMemoryFileSystem(dir: string): boolean {
     memoryDirs.set(dir, answer);
   }
   return answer;
+}
+
+/**
+ * True when `a` and `b` name the same file: the same path once symbolic links are followed (for a file that does not
+ * exist yet, its directory's), or, when both exist, the same device and inode (a hard link).
+ *
+ * @example
+ * ```ts
+ * sameFile("out/a.wav", "./out/../out/a.wav"); // true
+ * ```
+ */
+export function sameFile(a: string, b: string): boolean {
+  const real = (p: string) => {
+    const abs = resolve(p);
+    try {
+      return Deno.realPathSync(abs);
+    } catch {
+      try {
+        return resolve(Deno.realPathSync(dirname(abs)), abs.slice(dirname(abs).length + 1));
+      } catch {
+        return abs;
+      }
+    }
+  };
+  if (real(a) === real(b)) return true;
+  try {
+    const sa = Deno.statSync(a);
+    const sb = Deno.statSync(b);
+    return sa.dev === sb.dev && sa.ino !== null && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
 }

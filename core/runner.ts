@@ -40,6 +40,8 @@ import {
 } from "./pipeline.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
+import { checkBusGraph } from "./bus_graph.ts";
+import { sameFile } from "./paths.ts";
 import { StartGate } from "./start_gate.ts";
 import { type AnyPlugin, FormatError } from "./stage.ts";
 import { describeOptionErrors, pathOptionKeys } from "./_options_doc.ts";
@@ -261,6 +263,78 @@ export class PipelineRunner {
     });
   }
 
+  /** The chains `names` with the parameters plus `vars` filled in. */
+  #resolvedChains(names: string[], vars: Variables): { name: string; stages: StageConfig[] }[] {
+    const lookup = this.#lookup(vars);
+    return names.map((name) => ({
+      name,
+      stages: compiledIn(this.#templates, name, this.file.pipelines[name], `pipelines.${name}`)(lookup),
+    }));
+  }
+
+  /**
+   * Refuses, before anything is built, what would leave the chains of a file without a control section waiting
+   * forever: a bus read but never published on, or chains feeding each other in a circle (see `checkBusGraph`).
+   * Not for a file with a control section (its calls' buses are published by the control plugin and services too),
+   * nor when a stage is a plugin loaded from a module (it may publish on a bus itself).
+   */
+  #checkGraph(names: string[], vars: Variables): void {
+    if (this.file.control) return;
+    const chains = this.#resolvedChains(names, vars);
+    let userPlugin = false;
+    const walk = (v: unknown) => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === "object") {
+        const use = (v as Record<string, unknown>).use;
+        if (typeof use === "string" && isModuleReference(use)) userPlugin = true;
+        Object.values(v).forEach(walk);
+      }
+    };
+    for (const c of chains) walk(c.stages);
+    if (!userPlugin) checkBusGraph(chains, this.file.path);
+  }
+
+  /**
+   * Refuses a sink that would write the file a source of the same chains reads (`--set file=x.wav --set out=x.wav`):
+   * a sink opens its file for writing before the source has read it, so the input would be destroyed. Paths are
+   * compared once resolved (symbolic links followed; an existing file also by device and inode).
+   */
+  #checkSameFiles(chains: { name: string; stages: StageConfig[] }[]): void {
+    const files: { role: "source" | "sink"; use: string; file: string; path: string }[] = [];
+    const walk = (v: unknown, p: string) => {
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${p}[${i}]`));
+      else if (v && typeof v === "object") {
+        const o = v as Record<string, unknown>;
+        const plugin = typeof o.use === "string"
+          ? this.#modules.get(o.use) ?? this.#opts.registry.get(o.use)
+          : undefined;
+        if (plugin && (plugin.kind === "source" || plugin.kind === "sink")) {
+          for (const key of pathOptionKeys(plugin.options)) {
+            const value = o[key];
+            if (typeof value !== "string" || !value || /^[A-Za-z][A-Za-z0-9+.-]+:/.test(value)) continue;
+            files.push({
+              role: plugin.kind,
+              use: plugin.name,
+              file: resolvePath(this.file.dir, value),
+              path: `${p}.${key}`,
+            });
+          }
+        }
+        for (const [k, x] of Object.entries(o)) walk(x, `${p}.${k}`);
+      }
+    };
+    for (const c of chains) walk(c.stages, `pipelines.${c.name}`);
+    for (const sink of files.filter((f) => f.role === "sink")) {
+      const source = files.find((f) => f.role === "source" && sameFile(f.file, sink.file));
+      if (!source) continue;
+      throw new ConfigError(
+        `${sink.use} would write ${sink.file}, the file ${source.use} reads (${source.path}: ${source.file}): ` +
+          "writing it would destroy the input. Write the output to another file",
+        { file: this.file.path, path: sink.path },
+      );
+    }
+  }
+
   /** Runs the file to completion. */
   async run(): Promise<RunResult> {
     try {
@@ -427,6 +501,8 @@ export class PipelineRunner {
     const session = new Session({ id: `check ${this.file.path}`, clock, net, log: silentLogger });
     const built: Pipeline[] = [];
     try {
+      this.#checkGraph(this.chainsFor(vars), vars);
+      this.#checkSameFiles(this.#resolvedChains(this.chainsFor(vars), vars));
       for (const name of this.chainsFor(vars)) {
         try {
           built.push(await this.#build(name, vars, name, session, true));
@@ -615,6 +691,8 @@ export class PipelineRunner {
     });
     const pipelines: Pipeline[] = [];
     try {
+      this.#checkGraph(this.chainsFor(), {});
+      this.#checkSameFiles(this.#resolvedChains(this.chainsFor(), {}));
       for (const name of this.chainsFor()) pipelines.push(await this.build(name, {}, name, session));
     } catch (e) {
       for (const p of pipelines) await p.stop();

@@ -73,6 +73,9 @@ Deno.test("usage errors exit 2 with a one-line reason", async () => {
   const r4 = await cli(["--pipeline", "pipelines/transcode.json", "--scheduler", "fast"]);
   assertEquals(r4.code, 2);
   assertMatch(r4.stderr, /--scheduler: expected thread or main, got "fast"/);
+  const r5 = await cli(["--pipeline", "pipelines/transcode.json", "--set", "nope"]);
+  assertEquals(r5.code, 2, r5.stderr);
+  assertMatch(r5.stderr, /^voxpipe: --set nope: expected name=value/);
 });
 
 Deno.test("a broken pipeline file fails with exit 1 and the file, JSON path and problem", async () => {

@@ -85,6 +85,10 @@ Deno.test("config errors name the file, the JSON path and the problem", () => {
     [[], /^f\.json: expected a JSON object/],
     [{ pipelines: { main: [] } }, /^f\.json: pipelines\.main: expected a non-empty array of stages/],
     [{ pipelines: { main: [{ path: "x" }] } }, /^f\.json: pipelines\.main\[0\]: missing "use"/],
+    [
+      { pipelines: { main: [{ use: 5 }] } },
+      /^f\.json: pipelines\.main\[0\]\.use: "use" must be .*a non-empty string\), got 5/,
+    ],
     [{ pipeline: {} }, /^f\.json: pipeline: unknown top-level key "pipeline"/],
     [
       { parameters: { a: { default: [1] } }, pipelines: { m: [{ use: "x" }] } },
@@ -129,6 +133,40 @@ Deno.test("loading a file: missing file and bad JSON give the path and the reaso
     const err = await assertRejects(() => loadPipelineFile(`${dir}/bad.json`), ConfigError);
     assertMatch(err.message, re, text);
   }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("loading a file: a leading UTF-8 byte order mark is skipped; an error after it still has line and column", async () => {
+  const dir = await Deno.makeTempDir();
+  const bom = [0xef, 0xbb, 0xbf];
+  const bytes = (text: string) => new Uint8Array([...bom, ...new TextEncoder().encode(text)]);
+  await Deno.writeFile(
+    `${dir}/bom.json`,
+    bytes('{"pipelines": {"a": [{"use": "tone-source"}, {"use": "null-sink"}]}}'),
+  );
+  const f = await loadPipelineFile(`${dir}/bom.json`);
+  assertEquals(Object.keys(f.pipelines), ["a"]);
+  await Deno.writeFile(`${dir}/bom.json`, bytes('{\n  "pipelines": {,}\n}'));
+  const e = await assertRejects(() => loadPipelineFile(`${dir}/bom.json`), ConfigError);
+  assertMatch(e.message, /bom\.json: not valid JSON at line 2, column 17: unexpected ','/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("loading a file: a chain name given twice is refused with the line and column of both (JSON keeps the last)", async () => {
+  const dir = await Deno.makeTempDir();
+  const chain = '[{"use": "tone-source"}, {"use": "null-sink"}]';
+  await Deno.writeTextFile(
+    `${dir}/dup.json`,
+    `{\n  "pipelines": {\n    "a": ${chain},\n    "b": ${chain},\n    "a": ${chain}\n  }\n}\n`,
+  );
+  const e = await assertRejects(() => loadPipelineFile(`${dir}/dup.json`), ConfigError);
+  assertMatch(e.message, /dup\.json: line 5, column 5: chain name "a" appears twice \(first at line 3\)/);
+  // The same key elsewhere (two stages with one option each, a chain name in "when") is not a chain name.
+  await Deno.writeTextFile(
+    `${dir}/ok.json`,
+    `{"pipelines": {"a": ${chain}, "b": [{"use": "tone-source", "a": 1}, {"use": "null-sink"}]}, "when": {"a": "1"}}`,
+  );
+  assertEquals(Object.keys((await loadPipelineFile(`${dir}/ok.json`)).pipelines), ["a", "b"]);
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -11,7 +11,7 @@ import type { PcmFrame } from "../core/frame.ts";
 import type { RunContext, SourceStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { plugins } from "../plugins/file/mod.ts";
-import fileSource from "../plugins/file/file_source.ts";
+import fileSource, { decodeAudioFile, MAX_DECODED_FILE_BYTES, probeAudioFile } from "../plugins/file/file_source.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "voxpipe_file_source_" });
 const HAVE_FFMPEG = await new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "null" }).output()
@@ -243,6 +243,37 @@ Deno.test("file-source: unknown, corrupt, empty and missing files fail with the 
   const badWav = join(dir, "bad.wav");
   await Deno.writeFile(badWav, new TextEncoder().encode("RIFF\x04\x00\x00\x00WAVE"));
   await rejects(createStage(fileSource, { path: badWav }), new RegExp(`file-source: ${badWav}: no fmt chunk`));
+});
+
+Deno.test("file-source: a directory, a FIFO and a device (/dev/zero, which never ends) are refused with the path", async () => {
+  const sub = join(dir, "a-directory.mp3");
+  await Deno.mkdir(sub);
+  const fifo = join(dir, "a-fifo.mp3");
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output().then((r) => r.success, () => false);
+  const cases: [string, string][] = [[sub, "a directory"], ["/dev/zero", "a character device"]];
+  if (made) cases.push([fifo, "a FIFO \\(named pipe\\)"]);
+  else console.warn("file_source_test: mkfifo not found: the FIFO case is skipped");
+  for (const [path, kind] of cases) {
+    const re = new RegExp(`file-source: ${path}: ${kind}, not a regular file`);
+    for (const realtime of [false, true]) {
+      await rejects(createStage(fileSource, { path }, { ...testContext().ctx, realtime }), re);
+    }
+    await rejects(decodeAudioFile(path), re);
+    await rejects(probeAudioFile(path), re);
+  }
+});
+
+Deno.test("file-source: a file to decode in memory larger than MAX_DECODED_FILE_BYTES is refused with its size", async () => {
+  const big = join(dir, "big.mp3");
+  // A sparse file: its size without its bytes.
+  using f = await Deno.open(big, { write: true, create: true });
+  await f.truncate(MAX_DECODED_FILE_BYTES + 1);
+  await rejects(
+    createStage(fileSource, { path: big }),
+    new RegExp(
+      `file-source: ${big}: ${MAX_DECODED_FILE_BYTES + 1} bytes, more than the ${MAX_DECODED_FILE_BYTES} bytes`,
+    ),
+  );
 });
 
 Deno.test("file-source: cleanup", async () => {

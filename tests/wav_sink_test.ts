@@ -15,6 +15,7 @@ import { FormatError, type SinkStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
 import { plugins } from "../plugins/wav/mod.ts";
 import wavSink from "../plugins/wav/wav_sink.ts";
+import { wavHeader, wavHeaderProblem } from "../plugins/wav/wav_format.ts";
 import wavSource from "../plugins/wav/wav_source.ts";
 import toneSource from "../plugins/tone/tone_source.ts";
 import nullSink from "../plugins/null/null_sink.ts";
@@ -634,6 +635,25 @@ Deno.test("through the pipeline runner: the g711 refusal names both stages and s
       return true;
     },
   );
+});
+
+Deno.test("wav-sink: refuses a format whose byte rate does not fit the header's 32 bits (it wrapped), naming the file", async () => {
+  const path = nextPath();
+  const sink = await createStage<SinkStage>(wavSink, { path }, testContext().ctx);
+  throws(
+    () => sink.negotiate!({ kind: "pcm", sampleRate: 384000, channels: 6000 }),
+    (e: Error) => {
+      ok(e instanceof FormatError);
+      ok(e.message.startsWith(`wav-sink: ${path}: byte rate 4608000000 `), e.message);
+      return true;
+    },
+  );
+  // A format known only from the first frame is refused there.
+  const { sink: open } = await openSink({ path: nextPath() }, undefined);
+  throws(() => open.write(pcm(new Array(70000).fill(0), 0, 40000, 70000)), /70000 channels cannot be written/);
+  await open.close?.();
+  throws(() => wavHeader({ encoding: "pcm16", sampleRate: 4294967295, channels: 1, dataBytes: 0 }), RangeError);
+  equal(wavHeaderProblem({ encoding: "pcm16", sampleRate: 48000, channels: 2 }), undefined);
 });
 
 Deno.test("wav-sink: cleanup", async () => {

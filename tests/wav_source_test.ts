@@ -443,6 +443,72 @@ Deno.test("readWavInfo: the synchronous calls (a chain that is not real-time) re
   deepEqual(concat((await readAll({ path })).frames), concat((await readAll({ path }, { realtime: true })).frames));
 });
 
+Deno.test("wav-source: a directory, a FIFO and a device are refused with the path before they are opened (no hang)", async () => {
+  const sub = join(dir, "a-directory.wav");
+  await Deno.mkdir(sub);
+  const fifo = join(dir, "a-fifo.wav");
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output().then((r) => r.success, () => false);
+  const cases: [string, string][] = [[sub, "a directory"], ["/dev/zero", "a character device"]];
+  if (made) cases.push([fifo, "a FIFO \\(named pipe\\)"]);
+  else console.warn("wav_source_test: mkfifo not found: the FIFO case is skipped");
+  for (const [path, kind] of cases) {
+    for (const realtime of [false, true]) {
+      // Without the check, the FIFO's synchronous open (realtime: false) blocked the thread for good: no timer, no
+      // signal could end the test.
+      await rejects(
+        createStage(wavSource, { path }, { ...testContext().ctx, realtime }),
+        new RegExp(`wav-source: ${path}: ${kind}, not a regular file`),
+      );
+      await rejects(
+        readWavInfo(path, "wav-source", !realtime),
+        new RegExp(`wav-source: ${path}: ${kind}, not a regular`),
+      );
+    }
+  }
+});
+
+Deno.test({
+  name:
+    "wav-source: an error while reading the header names the file (/proc/self/mem: a regular file that fails with EIO)",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const path = "/proc/self/mem";
+    for (const realtime of [false, true]) {
+      await rejects(
+        createStage(wavSource, { path }, { ...testContext().ctx, realtime }),
+        new RegExp(`wav-source: ${path}: cannot read: `),
+      );
+    }
+  },
+});
+
+Deno.test("wav-source: absurd fmt values are refused with the path and the field (no allocation failure)", async () => {
+  const withByteRate = (fmt: Uint8Array, byteRate: number) => {
+    new DataView(fmt.buffer).setUint32(8, byteRate, true);
+    return fmt;
+  };
+  const cases: [Uint8Array, RegExp][] = [
+    // The review's huge_rate_ch.wav: 4294967295 Hz, 32767 channels ("Array buffer allocation failed", no path).
+    [withByteRate(fmtChunk(1, 32767, 4294967295, 16), 4294901762), /sample rate 4294967295 Hz is out of range/],
+    // huge_rate.wav: it played, and the copy's byte rate wrapped.
+    [withByteRate(fmtChunk(1, 1, 4294967295, 16), 4294967294), /sample rate 4294967295 Hz is out of range/],
+    [fmtChunk(1, 1, 1, 16), /sample rate 1 Hz is out of range \(1000\.\.768000\)/],
+    [fmtChunk(7, 65535, 8000, 8), /65535 channels is out of range \(1\.\.256\)/],
+    [
+      withByteRate(fmtChunk(1, 1, 8000, 16), 12345),
+      /inconsistent fmt chunk: byte rate 12345 but 8000 Hz × block align 2/,
+    ],
+  ];
+  for (const [fmt, re] of cases) {
+    const path = await writeBytes(riff([["fmt ", fmt], ["data", le16(ramp(100))]]));
+    await rejects(createStage(wavSource, { path }), (e: Error) => {
+      ok(e.message.startsWith(`wav-source: ${path}: `), e.message);
+      ok(re.test(e.message), e.message);
+      return true;
+    });
+  }
+});
+
 Deno.test("wav-source: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
 });

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { pathOption } from "../../core/options.ts";
 import { definePlugin, type SourceStage } from "../../core/stage.ts";
 import { emitPcmFrames, frameSamples, MemoryPcmReader, type PcmChunkReader } from "../wav/pcm_stream.ts";
-import { describeWav, readWavInfo, type WavInfo } from "../wav/wav_format.ts";
+import { describeWav, readWavInfo, statRegularFile, type WavInfo } from "../wav/wav_format.ts";
 import { WavStreamReader } from "../wav/wav_reader.ts";
 import { lazyModule } from "../../core/lazy.ts";
 
@@ -92,12 +92,20 @@ function interleave(channels: Float32Array[], flacBits: number | undefined): Int
 }
 
 /**
+ * The largest file `file-source` decodes whole in memory (256 MiB): a compressed file decodes to many times its size
+ * (an MP3 at 128 kb/s to 44 times as many bytes of float samples), so a larger one is refused with its path and size
+ * instead of filling the memory. WAV files are streamed and have no such limit.
+ */
+export const MAX_DECODED_FILE_BYTES = 256 * 1024 * 1024;
+
+/**
  * Decodes a whole audio file to interleaved 16-bit PCM in memory with
  * `audio-decode`. The first call takes 50–100 ms (WebAssembly set-up).
  *
  * @param path file to decode
  * @param who stage name for error messages
- * @throws Error `<who>: <path>: <reason>` for unreadable, unknown, corrupt or empty files
+ * @throws Error `<who>: <path>: <reason>` for unreadable, unknown, corrupt or empty files, what is not a regular
+ *   file (a directory, FIFO, device, socket) and files larger than {@linkcode MAX_DECODED_FILE_BYTES}
  * @example
  * ```ts
  * const { samples, sampleRate, channels } = await decodeAudioFile("examples/audio/hello.mp3");
@@ -105,6 +113,13 @@ function interleave(channels: Float32Array[], flacBits: number | undefined): Int
  */
 export async function decodeAudioFile(path: string, who = "file-source"): Promise<DecodedAudio> {
   const fail = (reason: string) => new Error(`${who}: ${path}: ${reason}`);
+  const info = await statRegularFile(path, who);
+  if (info.size > MAX_DECODED_FILE_BYTES) {
+    throw fail(
+      `${info.size} bytes, more than the ${MAX_DECODED_FILE_BYTES} bytes (256 MiB) ${who} decodes in memory: ` +
+        "convert it to WAV, which is streamed",
+    );
+  }
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -166,6 +181,7 @@ export interface AudioFileInfo {
  * ```
  */
 export async function probeAudioFile(path: string): Promise<AudioFileInfo> {
+  await statRegularFile(path, "file-source");
   let head: Uint8Array;
   try {
     using f = await Deno.open(path, { read: true });
@@ -207,7 +223,9 @@ export async function probeAudioFile(path: string): Promise<AudioFileInfo> {
  * of 44.1 kHz stereo), so the produced format is known before audio flows and a
  * bad file fails the build with `file-source: <path>: <reason>`. The channel
  * count is what the decoder returns, which can differ from the file's (a
- * dual-mono MP3 decodes to mono).
+ * dual-mono MP3 decodes to mono). Such a file larger than {@linkcode MAX_DECODED_FILE_BYTES} (256 MiB) is refused
+ * (convert it to WAV). Only regular files are read: a directory, a FIFO, a device (`/dev/zero`) or a socket is
+ * refused when the pipeline is built, before it is opened.
  *
  * @example Pipeline config
  * ```json
@@ -224,6 +242,8 @@ export default definePlugin({
     const path = resolve(ctx.baseDir, options.path);
     // A chain that runs as fast as it can opens and reads with the synchronous calls (see readWavInfo).
     const sync = ctx.realtime !== true;
+    // A directory, a FIFO or a device is refused before it is opened (a FIFO's open would block).
+    await statRegularFile(path, "file-source", sync);
     let head: Uint8Array;
     try {
       using f = sync ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });

@@ -123,6 +123,56 @@ async function readAt(file: Deno.FsFile, offset: number, length: number, sync: b
   return buf.subarray(0, got);
 }
 
+/** The lowest sample rate a WAV file may declare to be read (Hz). */
+export const MIN_WAV_RATE = 1000;
+/** The highest sample rate a WAV file may declare to be read (Hz). */
+export const MAX_WAV_RATE = 768000;
+/** The most channels a WAV file may declare to be read. */
+export const MAX_WAV_CHANNELS = 256;
+
+/** What a file that is not a regular one is, for messages. */
+function fileKind(info: Deno.FileInfo): string {
+  if (info.isDirectory) return "a directory";
+  if (info.isFifo) return "a FIFO (named pipe)";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
+}
+
+/**
+ * Stats `path` (following symbolic links) and refuses anything but a regular file with a {@linkcode WavFormatError}
+ * `<who>: <path>: <reason>`: a directory, a FIFO (opening one for reading would wait for a writer, and a synchronous
+ * open blocks the whole process, signals included), a device (`/dev/zero` never ends), a socket. Sources that read a
+ * file (`wav-source`, `file-source`) call it before they open it.
+ *
+ * @param path the file
+ * @param who stage name used in error messages
+ * @param sync with the synchronous call (see {@linkcode readWavInfo})
+ * @returns the file's information (its size, for a caller that reads it whole)
+ * @example
+ * ```ts
+ * await statRegularFile("/dev/zero", "file-source"); // throws: file-source: /dev/zero: a character device, not a regular file ...
+ * ```
+ */
+export async function statRegularFile(path: string, who: string, sync = false): Promise<Deno.FileInfo> {
+  let info: Deno.FileInfo;
+  try {
+    info = sync ? Deno.statSync(path) : await Deno.stat(path);
+  } catch (e) {
+    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}`);
+  }
+  if (!info.isFile) {
+    throw new WavFormatError(
+      who,
+      path,
+      `${fileKind(info)}, not a regular file: ${who} reads only regular files (a device, FIFO or socket could ` +
+        "block or never end)",
+    );
+  }
+  return info;
+}
+
 /**
  * Reads and validates the header of a WAV file without reading its audio: scans
  * the RIFF chunks, decodes the fmt chunk (including WAVE_FORMAT_EXTENSIBLE and
@@ -145,6 +195,7 @@ async function readAt(file: Deno.FsFile, offset: number, length: number, sync: b
  * ```
  */
 export async function readWavInfo(path: string, who = "wav", sync = false): Promise<WavInfo> {
+  await statRegularFile(path, who, sync);
   let file: Deno.FsFile;
   try {
     file = sync ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });
@@ -153,6 +204,10 @@ export async function readWavInfo(path: string, who = "wav", sync = false): Prom
   }
   try {
     return await scan(file, path, who, sync);
+  } catch (e) {
+    // Every error names the file: one from reading it (an I/O error) too.
+    if (e instanceof WavFormatError) throw e;
+    throw new WavFormatError(who, path, `cannot read: ${e instanceof Error ? e.message : e}`);
   } finally {
     file.close();
   }
@@ -253,6 +308,14 @@ function decodeFmt(fmt: Uint8Array, fail: (reason: string) => Error): FmtInfo {
   }
   if (channels === 0) throw fail("invalid channel count 0");
   if (sampleRate === 0) throw fail("invalid sample rate 0");
+  // Absurd values (a damaged or hostile header) are refused here, naming the field, rather than failing later with
+  // an allocation error or producing a file whose own header no longer fits its 32-bit fields.
+  if (sampleRate < MIN_WAV_RATE || sampleRate > MAX_WAV_RATE) {
+    throw fail(`fmt chunk: sample rate ${sampleRate} Hz is out of range (${MIN_WAV_RATE}..${MAX_WAV_RATE})`);
+  }
+  if (channels > MAX_WAV_CHANNELS) {
+    throw fail(`fmt chunk: ${channels} channels is out of range (1..${MAX_WAV_CHANNELS})`);
+  }
   let encoding: WavEncoding;
   switch (formatCode) {
     case WAVE_FORMAT.PCM:
@@ -283,6 +346,13 @@ function decodeFmt(fmt: Uint8Array, fail: (reason: string) => Error): FmtInfo {
   if (blockAlign !== bytesPerSample * channels) {
     throw fail(
       `inconsistent fmt chunk: block align ${blockAlign} but ${channels} channel(s) of ${bitsPerSample} bits`,
+    );
+  }
+  const byteRate = v.getUint32(8, true);
+  if (byteRate !== sampleRate * blockAlign) {
+    throw fail(
+      `inconsistent fmt chunk: byte rate ${byteRate} but ${sampleRate} Hz × block align ${blockAlign} is ` +
+        `${sampleRate * blockAlign}`,
     );
   }
   return { encoding, formatTag, formatCode, bitsPerSample, bytesPerSample, channels, sampleRate, blockAlign };
@@ -430,6 +500,32 @@ export interface WavHeaderSpec {
 }
 
 /**
+ * Why a WAV header cannot hold this format, or undefined when it can: the fmt chunk stores the channel count in 16
+ * bits and the sample rate and the byte rate (rate × bytes per sample × channels) in 32, and a value past them would
+ * wrap (a file other programs refuse).
+ *
+ * @example
+ * ```ts
+ * wavHeaderProblem({ encoding: "pcm16", sampleRate: 384000, channels: 6000 }); // "byte rate 4608000000 ... does not fit"
+ * ```
+ */
+export function wavHeaderProblem(spec: Omit<WavHeaderSpec, "dataBytes">): string | undefined {
+  const bytesPerSample = spec.encoding === "pcm16" ? 2 : 1;
+  if (!Number.isInteger(spec.channels) || spec.channels < 1 || spec.channels > 0xffff) {
+    return `${spec.channels} channels cannot be written in a WAV header (1..65535)`;
+  }
+  if (!Number.isInteger(spec.sampleRate) || spec.sampleRate < 1 || spec.sampleRate > 0xffffffff) {
+    return `sample rate ${spec.sampleRate} Hz cannot be written in a WAV header (1..4294967295)`;
+  }
+  const byteRate = spec.sampleRate * bytesPerSample * spec.channels;
+  if (byteRate > 0xffffffff) {
+    return `byte rate ${byteRate} (${spec.sampleRate} Hz × ${spec.channels} channels × ${bytesPerSample} bytes) does ` +
+      "not fit the WAV header's 32-bit field: lower the rate or the channel count";
+  }
+  return undefined;
+}
+
+/**
  * Builds a canonical WAV header for `dataBytes` of data: 44 bytes for PCM,
  * 58 bytes for G.711 (with a `fact` chunk). With `padded`, the RIFF
  * size includes the pad byte an odd-sized data chunk needs at the end of a file.
@@ -439,8 +535,11 @@ export interface WavHeaderSpec {
  * const h = wavHeader({ encoding: "pcm16", sampleRate: 8000, channels: 1, dataBytes: 320 });
  * // h.length === 44
  * ```
+ * @throws RangeError when the format does not fit a WAV header (see {@linkcode wavHeaderProblem})
  */
 export function wavHeader(spec: WavHeaderSpec): Uint8Array {
+  const problem = wavHeaderProblem(spec);
+  if (problem) throw new RangeError(problem);
   // PCM: 44 bytes (16-byte fmt chunk). G.711: 58 bytes (18-byte fmt chunk plus
   // the `fact` chunk non-PCM formats require).
   const headerBytes = spec.encoding === "pcm16" ? 44 : 58;

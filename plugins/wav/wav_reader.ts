@@ -54,6 +54,8 @@ const BLOCK_FRAMES = 16;
  * ```
  */
 export class WavStreamReader implements PcmChunkReader {
+  /** The stage name, for error messages. */
+  readonly #who: string;
   readonly #info: WavInfo;
   readonly #file: Deno.FsFile;
   readonly #frameBytes: number;
@@ -86,7 +88,9 @@ export class WavStreamReader implements PcmChunkReader {
     loop: boolean,
     reuse: boolean,
     realtime: boolean,
+    who: string,
   ) {
+    this.#who = who;
     this.#info = info;
     this.#reuse = reuse;
     this.#file = file;
@@ -140,13 +144,23 @@ export class WavStreamReader implements PcmChunkReader {
       else await file.seek(info.dataOffset, Deno.SeekMode.Start);
     } catch (e) {
       file.close();
-      throw e;
+      throw new WavFormatError(who, info.path, `cannot read: ${e instanceof Error ? e.message : e}`);
     }
-    return new WavStreamReader(info, file, frameSamples, loop, reuse, realtime);
+    return new WavStreamReader(info, file, frameSamples, loop, reuse, realtime, who);
   }
 
   /** Reads the next block of data into `buf` (looping if enabled); the bytes read, 0 at the end. */
   async #read(buf: Uint8Array): Promise<number> {
+    try {
+      return await this.#readBlock(buf);
+    } catch (e) {
+      // A read that fails (an I/O error, the file replaced by a directory) names the file.
+      throw new WavFormatError(this.#who, this.#info.path, `cannot read: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  /** {@linkcode #read}'s work. */
+  async #readBlock(buf: Uint8Array): Promise<number> {
     // Two attempts: in loop mode, a read that finds nothing (the file shrank since
     // its header was read) goes back to the start once before giving up.
     for (let attempt = 0; attempt < 2; attempt++) {

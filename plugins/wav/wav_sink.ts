@@ -12,7 +12,7 @@ import { type Codec, type Format, formatToString, type Frame } from "../../core/
 import type { Logger } from "../../core/log.ts";
 import { pathOption } from "../../core/options.ts";
 import { definePlugin, FormatError, type RunContext, type SinkStage } from "../../core/stage.ts";
-import { MAX_RIFF_SIZE, wavHeader, type WavHeaderSpec } from "./wav_format.ts";
+import { MAX_RIFF_SIZE, wavHeader, wavHeaderProblem, type WavHeaderSpec } from "./wav_format.ts";
 
 /** Options of `wav-sink`. */
 export const wavSinkOptions = z.object({
@@ -247,6 +247,10 @@ class WavSink implements SinkStage {
       }
       this.#wantRate = input.sampleRate;
       this.#wantChannels = input.channels;
+      if (input.sampleRate !== undefined && input.channels !== undefined) {
+        const problem = wavHeaderProblem({ encoding: "pcm16", sampleRate: input.sampleRate, channels: input.channels });
+        if (problem) throw new FormatError(`wav-sink: ${this.#path}: ${problem}`);
+      }
     } else {
       if (input.kind !== "encoded") {
         throw new FormatError(
@@ -372,6 +376,8 @@ class WavSink implements SinkStage {
    * `now` (start() on a memory file system, when the file is new and nothing is queued: see start()).
    */
   #setSpec(spec: Omit<WavHeaderSpec, "dataBytes">, now = false): void {
+    const problem = wavHeaderProblem(spec);
+    if (problem) throw new Error(`wav-sink: ${this.#path}: ${problem}`);
     this.#spec = spec;
     this.#bytesPerFrame = (spec.encoding === "pcm16" ? 2 : 1) * spec.channels;
     this.#silenceByte = spec.encoding === "mulaw"

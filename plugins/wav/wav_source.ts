@@ -35,7 +35,8 @@ export const wavSourceOptions = z.object({
  * and clamped.
  *
  * The header is read when the pipeline is built, so the produced format is known
- * then and a bad file fails the build with `wav-source: <path>: <reason>`. The
+ * then and a bad file fails the build with `wav-source: <path>: <reason>`; so does what is not a regular file (a
+ * directory, a FIFO, a device, a socket), refused before it is opened. The
  * data chunk is streamed in 64 KB reads. A file holding less data than its header
  * declares plays what exists, with a warning.
  *
