@@ -348,13 +348,7 @@ function decodeFmt(fmt: Uint8Array, fail: (reason: string) => Error): FmtInfo {
       `inconsistent fmt chunk: block align ${blockAlign} but ${channels} channel(s) of ${bitsPerSample} bits`,
     );
   }
-  const byteRate = v.getUint32(8, true);
-  if (byteRate !== sampleRate * blockAlign) {
-    throw fail(
-      `inconsistent fmt chunk: byte rate ${byteRate} but ${sampleRate} Hz × block align ${blockAlign} is ` +
-        `${sampleRate * blockAlign}`,
-    );
-  }
+  // The byte rate field is not read: it only repeats rate × block align, and files whose writer got it wrong play.
   return { encoding, formatTag, formatCode, bitsPerSample, bytesPerSample, channels, sampleRate, blockAlign };
 }
 
