@@ -1047,3 +1047,45 @@ Deno.test("call service: calls=1 counts answered calls only: a refused (488) and
     await h.close();
   }
 });
+
+Deno.test("call service: with its media ports used up, a call gets 503 with Retry-After; the warning is logged at most once per 10 s, with a count", async () => {
+  const h = await start({ rtp_ports: "30000-30001" }); // one RTP/RTCP pair
+  try {
+    const responses: SipResponse[] = [];
+    const alice = new SipUserAgent({
+      transport: h.net.bind("10.0.0.1", 5060),
+      clock: h.clock,
+      userName: "alice",
+      trace: (e) => {
+        if (e.direction !== "received") return;
+        const m = parseMessage(e.data);
+        if (m.kind === "response" && m.status === 503) responses.push(m);
+      },
+    });
+    try {
+      const c1 = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(c1.state, "established"); // it holds the only pair
+      const c2 = alice.invite(SERVER_URI, { sdp: offer() });
+      const c3 = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals([c2.endInfo?.status, c3.endInfo?.status], [503, 503]);
+      assertEquals(responses.map((r) => r.headers.get("Retry-After")), ["5", "5"]);
+      const warnings = () => h.out.lines.filter((l) => l.includes("no media for the call"));
+      assertEquals(warnings().length, 1, h.out.lines.join("\n"));
+      await h.advance(10_000);
+      const c4 = alice.invite(SERVER_URI, { sdp: offer() });
+      await h.advance(100);
+      assertEquals(c4.endInfo?.status, 503);
+      assertEquals(warnings().length, 2);
+      assertMatch(warnings()[1], /\(2 calls refused for this since the last such line\)/);
+      assert(!h.out.lines.some((l) => l.includes("ERROR")), "no ERROR line");
+      void c1.hangup();
+      await h.advance(100);
+    } finally {
+      await alice.close();
+    }
+  } finally {
+    await h.close();
+  }
+});

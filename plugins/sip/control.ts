@@ -74,8 +74,11 @@ export const sipControlOptions: ReturnType<typeof sipControlOptionsSchema> = sip
 
 type Options = z.output<typeof sipControlOptions>;
 
-/** The `Retry-After` of a 503 at `max_calls`: the user agent's default for its stateless 503s. */
+/** The `Retry-After` of a 503 at `max_calls` or without media ports: the user agent's default for its stateless 503s. */
 const RETRY_AFTER_S = 5;
+
+/** At most one warning per this many clock ms about calls refused for want of media ports. */
+const NO_MEDIA_LOG_MS = 10_000;
 
 /** Our RTP and RTCP ports. */
 interface Ports {
@@ -189,6 +192,9 @@ class SipController implements Controller {
    * media have stopped.
    */
   #live = 0;
+  /** Calls refused for want of media since the last line saying so, and when that line was logged. */
+  #noMediaCount = 0;
+  #noMediaLoggedAt = -Infinity;
   /** Calls by service id: those not ended and the last `keep_summaries` ended ones. */
   readonly #byId = new Map<string, CallState>();
   /** The calls listed, by Call-ID as on the wire (for `message` events, late ones included). */
@@ -836,6 +842,21 @@ class SipController implements Controller {
     return { media, pair: { rtpPort: media.rtpPort, rtcpPort: media.rtcpPort }, address };
   }
 
+  /**
+   * A call that got no media (its port pair could not be bound: the range is used up, or the system refused): a
+   * warning, at most one line per {@linkcode NO_MEDIA_LOG_MS} with the count of those not logged, so that a flood
+   * of INVITEs cannot flood the log.
+   */
+  #noMedia(why: string, callId: string): void {
+    this.#noMediaCount++;
+    const now = this.#clock.now();
+    if (now - this.#noMediaLoggedAt < NO_MEDIA_LOG_MS) return;
+    const more = this.#noMediaCount > 1 ? ` (${this.#noMediaCount} calls refused for this since the last such line)` : "";
+    this.#log.warn(`503 Service Unavailable: no media for the call: ${why}${more}`, { call: callId });
+    this.#noMediaLoggedAt = now;
+    this.#noMediaCount = 0;
+  }
+
   #variables(call: Call, pair: Ports, address: string, m: NegotiatedAudio, n: number): Variables {
     const remoteHost = m.remoteAddress;
     const from = /sips?:([^@;>:]+)@/i.exec(call.remoteUri)?.[1] ?? "anonymous";
@@ -1223,8 +1244,10 @@ class SipController implements Controller {
     try {
       alloc = await this.#allocate(call.source.hostname);
     } catch (e) {
-      this.#log.error(errText(e), { call: call.callId });
-      if (!ended(call)) call.reject(503, "Service Unavailable");
+      this.#noMedia(errText(e), call.callId);
+      if (!ended(call)) {
+        call.reject(503, "Service Unavailable (no media ports)", [["Retry-After", String(RETRY_AFTER_S)]]);
+      }
       return;
     }
     if (ended(call)) {
