@@ -446,7 +446,7 @@ Deno.test("b2bua: RTP and RTCP relayed packet for packet, latched to a NATed sou
   }
 });
 
-Deno.test("b2bua: an SDP naming another host than the phone's (the relay's loopback, a third party) gets nothing before the phone is heard", async () => {
+Deno.test("b2bua: an SDP naming another host than the phone's (the relay's loopback, a third party) gets nothing before the phone is heard; 0.0.0.0 or multicast: 488", async () => {
   for (const named of ["127.0.0.1", "10.9.9.9", "0.0.0.0", "224.0.0.1"]) {
     const w = relayWorld({});
     const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
@@ -471,6 +471,13 @@ Deno.test("b2bua: an SDP naming another host than the phone's (the relay's loopb
         ),
       );
       await run(w, 30);
+      if (named === "0.0.0.0" || named === "224.0.0.1") {
+        // Never a destination: the answer itself is refused (488 to alice, bob's leg hung up), nothing sent.
+        assertEquals(a.endInfo?.status, 488, `${named}: ${w.logs.lines.join("\n")}`);
+        assertEquals(b.state, "ended");
+        assertEquals([hit.length, w.net.undeliverable], [0, 0]);
+        continue;
+      }
       assertEquals(a.state, "established", `${named}: ${w.logs.lines.join("\n")}`);
       const toA = { hostname: RELAY_IP, port: negotiated(a.remoteSdp!, { registry: codecs }).remotePort };
       const toB = { hostname: RELAY_IP, port: negotiated(b.offer!, { registry: codecs }).remotePort };
