@@ -8,6 +8,7 @@
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { acceptValue, type ServerWebSocket, WebSocketServer } from "../plugins/ws/_websocket.ts";
+import { readGuarded, waitFor } from "./ws_util.ts";
 
 /** A raw TCP client: writes bytes, reads with a buffer. */
 class Raw {
@@ -25,25 +26,14 @@ class Raw {
 
   /** Reads more (false at the end). Guarded: a hung test fails, the guard decides nothing else. */
   async more(guardMs = 10000): Promise<boolean> {
-    const chunk = new Uint8Array(65536);
-    let t: ReturnType<typeof setTimeout> | undefined;
-    const guard = new Promise<"guard">((r) => t = setTimeout(() => r("guard"), guardMs));
-    let n: number | null | "guard";
-    try {
-      n = await Promise.race([this.conn.read(chunk), guard]);
-    } catch {
-      n = null; // reset
-    } finally {
-      clearTimeout(t);
-    }
-    if (n === "guard") throw new Error("nothing arrived within the guard time");
-    if (n === null) {
+    const got = await readGuarded(this.conn, guardMs);
+    if (got === null) {
       this.eof = true;
       return false;
     }
-    const b = new Uint8Array(this.buf.length + n);
+    const b = new Uint8Array(this.buf.length + got.length);
     b.set(this.buf);
-    b.set(chunk.subarray(0, n), this.buf.length);
+    b.set(got, this.buf.length);
     this.buf = b;
     return true;
   }
@@ -203,14 +193,6 @@ function rig(o: { maxMessageBytes?: number; tooLong?: "close" | "skip"; maxHands
       await server.close();
     },
   };
-}
-
-async function waitFor(cond: () => boolean, what: string, guardMs = 10000): Promise<void> {
-  const end = Date.now() + guardMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 Deno.test("websocket: Sec-WebSocket-Accept of RFC 6455's example key", async () => {

@@ -426,6 +426,26 @@ export async function waitFor(cond: () => boolean, what: string, guardMs = 10000
   }
 }
 
+/**
+ * One read from `conn`: the bytes, or null at its end (or a reset). Throws after `guardMs` of real time without
+ * bytes: only a guard against a hung test, it decides nothing else.
+ */
+export async function readGuarded(conn: Deno.Conn, guardMs = 10000): Promise<Uint8Array | null> {
+  const chunk = new Uint8Array(65536);
+  let t: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<"guard">((r) => t = setTimeout(() => r("guard"), guardMs));
+  let n: number | null | "guard";
+  try {
+    n = await Promise.race([conn.read(chunk), guard]);
+  } catch {
+    n = null; // reset
+  } finally {
+    clearTimeout(t);
+  }
+  if (n === "guard") throw new Error("nothing arrived within the guard time");
+  return n === null ? null : chunk.subarray(0, n);
+}
+
 /** Reads a raw client's connection: the server's frames, or its end. */
 export class RawFrames {
   #buf = new Uint8Array(0);
@@ -439,25 +459,14 @@ export class RawFrames {
   constructor(readonly conn: Deno.Conn) {}
 
   async #more(guardMs: number): Promise<boolean> {
-    const chunk = new Uint8Array(65536);
-    let t: ReturnType<typeof setTimeout> | undefined;
-    const guard = new Promise<"guard">((r) => t = setTimeout(() => r("guard"), guardMs));
-    let n: number | null | "guard";
-    try {
-      n = await Promise.race([this.conn.read(chunk), guard]);
-    } catch {
-      n = null; // reset
-    } finally {
-      clearTimeout(t);
-    }
-    if (n === "guard") throw new Error("nothing arrived within the guard time");
-    if (n === null) {
+    const got = await readGuarded(this.conn, guardMs);
+    if (got === null) {
       this.ended = true;
       return false;
     }
-    const b = new Uint8Array(this.#buf.length + n);
+    const b = new Uint8Array(this.#buf.length + got.length);
     b.set(this.#buf);
-    b.set(chunk.subarray(0, n), this.#buf.length);
+    b.set(got, this.#buf.length);
     this.#buf = b;
     return true;
   }
