@@ -283,6 +283,23 @@ Deno.test("a handler that never answers a non-INVITE request does not hold its t
   await peer.close();
 });
 
+/** Builds requests from alice (10.0.0.1, tag f1) to bob in the dialog `callId` with bob's tag `toTag`. */
+function inDialogFrom(callId: string, toTag: string): (method: string, cseq: number, branch: string) => string {
+  return (method, cseq, branch) =>
+    [
+      `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
+      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
+      "Max-Forwards: 70",
+      "From: <sip:alice@10.0.0.1>;tag=f1",
+      `To: <sip:bob@10.0.0.2>;tag=${toTag}`,
+      `Call-ID: ${callId}`,
+      `CSeq: ${cseq} ${method}`,
+      "Content-Length: 0",
+      "",
+      "",
+    ].join("\r\n");
+}
+
 Deno.test("a BYE in the early dialog: 200, the INVITE gets 487, and both transactions end on their timers (RFC 3261 §15.1.2)", async () => {
   const { clock, net, bob } = setup({ overload: false });
   const peer = rawPeer(net, "10.0.0.1");
@@ -291,19 +308,7 @@ Deno.test("a BYE in the early dialog: 200, the INVITE gets 487, and both transac
   clock.advance(10);
   const ringing = peer.got.find((g) => g.res?.status === 180)!.res!;
   const toTag = /tag=([^;\s]+)/.exec(ringing.headers.get("To")!)![1];
-  const inDialog = (method: string, cseq: number, branch: string) =>
-    [
-      `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
-      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
-      "Max-Forwards: 70",
-      "From: <sip:alice@10.0.0.1>;tag=f1",
-      `To: <sip:bob@10.0.0.2>;tag=${toTag}`,
-      "Call-ID: early",
-      `CSeq: ${cseq} ${method}`,
-      "Content-Length: 0",
-      "",
-      "",
-    ].join("\r\n");
+  const inDialog = inDialogFrom("early", toTag);
   await peer.send(inDialog("BYE", 2, "z9hG4bKearlybye"), bob.localAddress);
   clock.advance(10);
   assert.deepEqual([...finals(peer.got).get("early")!], ["200 OK", "487 Request Terminated"]);
@@ -330,19 +335,7 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
   clock.advance(10);
   const ok = peer.got.find((g) => g.res?.status === 200)!.res!;
   const toTag = /tag=([^;\s]+)/.exec(ok.headers.get("To")!)![1];
-  const inDialog = (method: string, cseq: number, branch: string) =>
-    [
-      `${method} sip:bob@10.0.0.2:5060 SIP/2.0`,
-      `Via: SIP/2.0/UDP 10.0.0.1:5060;branch=${branch};rport`,
-      "Max-Forwards: 70",
-      "From: <sip:alice@10.0.0.1>;tag=f1",
-      `To: <sip:bob@10.0.0.2>;tag=${toTag}`,
-      "Call-ID: linger",
-      `CSeq: ${cseq} ${method}`,
-      "Content-Length: 0",
-      "",
-      "",
-    ].join("\r\n");
+  const inDialog = inDialogFrom("linger", toTag);
   await peer.send(inDialog("ACK", 1, "z9hG4bKack1"), bob.localAddress);
   clock.advance(10);
   assert.equal(incoming!.state, "established");
