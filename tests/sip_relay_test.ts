@@ -18,7 +18,7 @@
  *   with their status passed back, ring timeout, call limit.
  */
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { Phone, RELAY_IP, relayWorld, rtcpPacket, rtpPacket, run } from "./sip_relay_util.ts";
+import { Phone, registerAll, RELAY_IP, relayWorld, rtcpPacket, rtpPacket, run } from "./sip_relay_util.ts";
 import { DigestChallenger, parseUsers, Registrar } from "../plugins/b2bua/mod.ts";
 import { VirtualClock } from "../core/clock.ts";
 import {
@@ -325,11 +325,7 @@ async function establishedCall(over: Parameters<typeof relayWorld>[0] = {}) {
     sdpPort: 30000,
   });
   const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", password: "bob-pw-2", rtpPort: 32000 });
-  for (const p of [alice, bob]) {
-    const r = p.register();
-    await run(w, 20);
-    await r;
-  }
+  await registerAll(w, alice, bob);
   const a = alice.call("bob");
   await run(w, 20);
   assertEquals(bob.incoming.length, 1, w.logs.lines.join("\n"));
@@ -456,11 +452,7 @@ Deno.test("b2bua: an SDP naming another host than the phone's (the relay's loopb
     const hit: Uint8Array[] = [];
     victim.listen((d) => void hit.push(d));
     try {
-      for (const p of [alice, bob]) {
-        const r = p.register();
-        await run(w, 20);
-        await r;
-      }
+      await registerAll(w, alice, bob);
       const a = alice.call("bob");
       await run(w, 20);
       const b = bob.incoming[0];
@@ -557,11 +549,7 @@ async function ringingCall(over: Parameters<typeof relayWorld>[0] = {}) {
   const w = relayWorld(over);
   const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
   const bob = new Phone(w, { user: "bob", ip: "10.0.0.2" });
-  for (const p of [alice, bob]) {
-    const r = p.register();
-    await run(w, 20);
-    await r;
-  }
+  await registerAll(w, alice, bob);
   const a = alice.call("bob");
   await run(w, 20);
   assertEquals(bob.incoming.length, 1, w.logs.lines.join("\n"));
@@ -674,11 +662,7 @@ Deno.test("b2bua: codec negotiation: the callee is offered the caller's codecs t
   const alice = new Phone(w, { user: "alice", ip: "10.0.0.1", codecs: ["PCMA", "PCMU"] });
   const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", codecs: ["PCMU"] });
   try {
-    for (const p of [alice, bob]) {
-      const r = p.register();
-      await run(w, 20);
-      await r;
-    }
+    await registerAll(w, alice, bob);
     const a = alice.call("bob");
     await run(w, 20);
     const b = bob.incoming[0];
@@ -730,11 +714,7 @@ Deno.test("b2bua: DTMF: telephone-event offered through the relay; its packets r
   const alice = new Phone(w, { user: "alice", ip: "10.0.0.1", password: "alice-pw-1" });
   const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", password: "bob-pw-2", rtpPort: 32000 });
   try {
-    for (const p of [alice, bob]) {
-      const r = p.register();
-      await run(w, 20);
-      await r;
-    }
+    await registerAll(w, alice, bob);
     // Alice offers PCMU and telephone-event on payload type 120.
     const plain = createOffer({
       address: "10.0.0.1",
@@ -866,11 +846,7 @@ Deno.test("b2bua: early media: the callee's 183 with SDP gives the caller a 183 
   const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
   const bob = new Phone(w, { user: "bob", ip: "10.0.0.2", rtpPort: 32000 });
   try {
-    for (const p of [alice, bob]) {
-      const r = p.register();
-      await run(w, 20);
-      await r;
-    }
+    await registerAll(w, alice, bob);
     const a = alice.call("bob");
     const early: string[] = [];
     a.on("progress", (p) => p.sdp && early.push(p.sdp));

@@ -237,6 +237,15 @@ export function rtcpPacket(ssrc: number): Uint8Array {
   return p;
 }
 
+/** Registers each phone in turn, each REGISTER answered before the next. */
+export async function registerAll(world: RelayWorld, ...phones: Phone[]): Promise<void> {
+  for (const p of phones) {
+    const r = p.register();
+    await run(world, 20);
+    await r;
+  }
+}
+
 /** Advances virtual time by `ms`, letting promises settle every `step` ms. */
 export function run(world: RelayWorld, ms: number, step = 10): Promise<void> {
   return world.clock.advanceAsync(ms, step);
