@@ -851,7 +851,9 @@ class SipController implements Controller {
     this.#noMediaCount++;
     const now = this.#clock.now();
     if (now - this.#noMediaLoggedAt < NO_MEDIA_LOG_MS) return;
-    const more = this.#noMediaCount > 1 ? ` (${this.#noMediaCount} calls refused for this since the last such line)` : "";
+    const more = this.#noMediaCount > 1
+      ? ` (${this.#noMediaCount} calls refused for this since the last such line)`
+      : "";
     this.#log.warn(`503 Service Unavailable: no media for the call: ${why}${more}`, { call: callId });
     this.#noMediaLoggedAt = now;
     this.#noMediaCount = 0;
