@@ -43,6 +43,16 @@ interface Rig {
   close(): Promise<void>;
 }
 
+/** A text client (with the token) whose dial of `to` the far end has answered: its call is out-1. */
+async function answeredCall(r: Rig, to: string) {
+  const c = await r.connect(`token=${TOKEN}&protocol=text`);
+  c.send(`CALL:${to}`);
+  await c.next();
+  r.calls.answerRemote("out-1");
+  await c.next();
+  return c;
+}
+
 async function rig(opts: Partial<WsBridgeOptions> = {}): Promise<Rig> {
   const clock = new VirtualClock();
   const calls = new FakeCalls(clock);
@@ -753,11 +763,7 @@ Deno.test("ws-bridge: the client's audio starts once the call's chains have star
 Deno.test("ws-bridge: commands under way are bounded per client (64); more get an error until they complete", async () => {
   const r = await rig();
   try {
-    const c = await r.connect(`token=${TOKEN}&protocol=text`);
-    c.send("CALL:sip:x@h");
-    await c.next();
-    r.calls.answerRemote("out-1");
-    await c.next();
+    const c = await answeredCall(r, "sip:x@h");
     const hold = Promise.withResolvers<void>();
     r.calls.dtmfHold = hold.promise;
     for (let i = 0; i < 70; i++) c.send("DTMF:out-1##1");
@@ -874,11 +880,7 @@ Deno.test("ws-bridge: a message longer than max_message_bytes is answered from i
 Deno.test(`ws-bridge: marks waiting per call are bounded (${MAX_MARKS}); beyond, an error and the mark ignored`, async () => {
   const r = await rig();
   try {
-    const c = await r.connect(`token=${TOKEN}&protocol=text`);
-    c.send("CALL:sip:m@h");
-    await c.next();
-    r.calls.answerRemote("out-1");
-    await c.next();
+    const c = await answeredCall(r, "sip:m@h");
     for (let i = 0; i < MAX_MARKS + 2; i++) c.send(`MARK:out-1##m${i}`);
     const before = await c.sync();
     assertEquals(before.length, 2);
@@ -901,11 +903,7 @@ Deno.test(`ws-bridge: marks waiting per call are bounded (${MAX_MARKS}); beyond,
 Deno.test("ws-bridge: a call's summary says how much of the client's audio was played, not queued", async () => {
   const r = await rig();
   try {
-    const c = await r.connect(`token=${TOKEN}&protocol=text`);
-    c.send("CALL:sip:s@h");
-    await c.next();
-    r.calls.answerRemote("out-1");
-    await c.next();
+    const c = await answeredCall(r, "sip:s@h");
     c.send(`RTP:out-1##${encodeAudio(new Int16Array(8000 * 5).fill(100), "l16")}`); // 5 s
     await c.sync();
     r.clock.advance(400); // 20 frames
