@@ -11,7 +11,7 @@ import { buildPipeline } from "../core/pipeline.ts";
 import { Registry } from "../core/registry.ts";
 import { definePlugin, type SinkStage, type SourceStage } from "../core/stage.ts";
 import { createStage, testContext } from "../core/testing.ts";
-import { canonicalHost, formatHostPort, parseHostPort, sameAddress } from "../core/net/address.ts";
+import { canonicalHost, formatHostPort, isLoopbackAddress, parseHostPort, sameAddress } from "../core/net/address.ts";
 import type { DatagramSocket, SendListener } from "../core/net/datagram.ts";
 import { parsePortRange, PortAllocator } from "../core/net/ports.ts";
 import { udpNetwork } from "../core/net/udp.ts";
@@ -90,6 +90,12 @@ Deno.test("address: host:port parsing, IPv6 brackets, canonical comparison", () 
   assert.equal(canonicalHost("0:0:0:0:0:0:0:1"), "::1");
   assert.ok(sameAddress({ hostname: "::ffff:10.0.0.1", port: 1 }, { hostname: "10.0.0.1", port: 1 }));
   assert.ok(!sameAddress({ hostname: "10.0.0.1", port: 1 }, { hostname: "10.0.0.1", port: 2 }));
+  for (const h of ["127.0.0.1", "127.9.8.7", "::1", canonicalHost("::ffff:127.0.0.2")]) {
+    assert.ok(isLoopbackAddress(h), h);
+  }
+  for (const h of ["localhost", "127.0.0.1.nip.io", "10.0.0.1", "::2", "1.127.0.0"]) {
+    assert.ok(!isLoopbackAddress(h), h);
+  }
 });
 
 Deno.test("options: defaults, descriptions, JSON Schema, and clear errors", async () => {

@@ -236,6 +236,20 @@ export function sameAddress(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && canonicalHost(a.hostname) === canonicalHost(b.hostname);
 }
 
+/**
+ * True for a loopback address: `127.0.0.0/8` or `::1`, in canonical form (see {@linkcode canonicalHost}). A name is
+ * not an address: `localhost` is false here.
+ *
+ * @example
+ * ```ts
+ * isLoopbackAddress("127.0.0.2"); // true
+ * isLoopbackAddress("127.0.0.1.nip.io"); // false
+ * ```
+ */
+export function isLoopbackAddress(host: string): boolean {
+  return host === "::1" || (host.startsWith("127.") && ipVersion(host) === 4);
+}
+
 /** True for the wildcard bind addresses `0.0.0.0` and `::`. */
 export function isWildcard(host: string): boolean {
   const h = canonicalHost(host);

@@ -13,10 +13,10 @@
  * it has the IP of the leg's SIP messages (an SDP names any address it likes:
  * the relay's own loopback, `0.0.0.0`, a multicast group, a third party), and
  * else sends nothing. With `latch: "signalling"` (the default) an acceptable
- * source has the IP of the leg's SIP messages or of its SDP (the SDP's only
- * when it is an ordinary unicast address: not unspecified, multicast,
- * broadcast, nor loopback unless the SIP messages come from loopback too);
- * with `"any"`, any source. Packets from
+ * source has the IP of the leg's SIP messages or of its SDP (the SDP's not
+ * when it is loopback and the SIP messages do not come from loopback; an SDP
+ * naming an unspecified, multicast or broadcast address never gets here:
+ * `readAudio` refuses it); with `"any"`, any source. Packets from
  * another source than the latched one are dropped and counted, unless the
  * latched source has been silent for {@linkcode RELATCH_AFTER_MS} (a NAT that
  * changed its mapping): then the new acceptable source takes over.
@@ -34,7 +34,7 @@
  *
  * @module
  */
-import { canonicalHost, formatHostPort, type HostPort } from "../../core/net/address.ts";
+import { canonicalHost, formatHostPort, type HostPort, isLoopbackAddress } from "../../core/net/address.ts";
 import type { DatagramSocket, SendListener } from "../../core/net/datagram.ts";
 import type { PortPair } from "../../core/net/ports.ts";
 import type { Logger } from "../../core/log.ts";
@@ -356,7 +356,8 @@ export class MediaBridge {
     const old = path.latched;
     if (old !== undefined && now - path.lastIn < RELATCH_AFTER_MS) return false;
     if (this.#o.latch === "signalling" && ip !== path.leg.signalIp) {
-      if (ip !== path.sdp?.hostname || !ordinaryUnicast(ip, path.leg.signalIp)) return false;
+      // The SDP's IP, but not a loopback one for a phone that does not signal from loopback (the relay's own host).
+      if (ip !== path.sdp?.hostname || (isLoopbackAddress(ip) && !isLoopbackAddress(path.leg.signalIp))) return false;
     }
     const to = { hostname: ip, port: remote.port };
     path.latched = to;
@@ -366,15 +367,4 @@ export class MediaBridge {
     leg.session.emit({ type: "latched", detail: { kind: path.kind, address: formatHostPort(to) } });
     return true;
   }
-}
-
-/**
- * True when an SDP's `ip` (canonical) may stand for a phone whose SIP messages come from `signalIp`: not
- * unspecified, multicast or broadcast, and not loopback unless the phone signals from loopback too.
- */
-function ordinaryUnicast(ip: string, signalIp: string): boolean {
-  const loopback = (a: string) => a === "::1" || a.startsWith("127.");
-  if (ip === "0.0.0.0" || ip === "::" || ip === "255.255.255.255") return false;
-  if (ip.includes(":") ? ip.startsWith("ff") : Number(ip.split(".")[0]) >= 224) return false;
-  return !loopback(ip) || loopback(signalIp);
 }

@@ -22,7 +22,14 @@
 import { dirname, extname, join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import type { Service, ServiceContext } from "../../core/control.ts";
-import { canonicalHost, formatHostPort, ipVersion, isWildcard, parseHostPort } from "../../core/net/address.ts";
+import {
+  canonicalHost,
+  formatHostPort,
+  ipVersion,
+  isLoopbackAddress,
+  isWildcard,
+  parseHostPort,
+} from "../../core/net/address.ts";
 import { AudioLibrary } from "./files.ts";
 import { ConsoleHub } from "./hub.ts";
 import type { ConsoleOptions } from "./options.ts";
@@ -42,7 +49,7 @@ const AUDIO_BACKLOG = 256 * 1024;
 /** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
   const h = canonicalHost(host);
-  return h === "localhost" || h === "::1" || (ipVersion(h) === 4 && h.startsWith("127."));
+  return h === "localhost" || isLoopbackAddress(h);
 }
 
 /**

@@ -40,7 +40,7 @@
  */
 import type { Clock, Timer } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
-import { canonicalHost, formatHostPort, type HostPort, isWildcard } from "../../core/net/address.ts";
+import { canonicalHost, formatHostPort, type HostPort, isLoopbackAddress, isWildcard } from "../../core/net/address.ts";
 import type { DatagramSocket, Network, SendListener } from "../../core/net/datagram.ts";
 import { formatReply, LineSplitter, parseRequest, type RelayReply, type RelayRequest } from "./protocol.ts";
 import type { StreamConn, StreamListener, StreamNetwork } from "./stream.ts";
@@ -233,10 +233,6 @@ class Conn {
 }
 
 const encoder = new TextEncoder();
-
-function isLoopback(ip: string): boolean {
-  return ip === "::1" || ip.startsWith("127.");
-}
 
 /**
  * The relay: registration protocol, expiry, and UDP forwarding.
@@ -482,7 +478,9 @@ export class RelayServer {
       case "STATS": {
         const mode = this.#o.stats;
         if (mode === "off") return this.#invalid_(c, "STATS is disabled on this relay");
-        if (mode === "loopback" && !isLoopback(c.ip)) return this.#invalid_(c, "STATS is answered on loopback only");
+        if (mode === "loopback" && !isLoopbackAddress(c.ip)) {
+          return this.#invalid_(c, "STATS is answered on loopback only");
+        }
         return this.#send(c, { type: "STATS", json: JSON.stringify(this.stats()) });
       }
     }
@@ -571,7 +569,7 @@ export class RelayServer {
     const bound = canonicalHost(this.#udpLocal.hostname);
     // (With a wildcard bind, our non-loopback addresses are not known here: a datagram forwarded to ourselves
     // would arrive from our own address, which is never registered, and be dropped.)
-    return ip === bound || (isLoopback(ip) && (isWildcard(bound) || isLoopback(bound)));
+    return ip === bound || (isLoopbackAddress(ip) && (isWildcard(bound) || isLoopbackAddress(bound)));
   }
 
   #find(ip: string, port: number): Client | undefined {

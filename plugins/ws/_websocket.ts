@@ -29,9 +29,14 @@
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+const encoder = new TextEncoder();
+
+/** The opcodes RFC 6455 defines: continuation, text, binary, close, ping, pong. */
+const OPCODES = new Set([0, 1, 2, 8, 9, 10]);
+
 /** The `Sec-WebSocket-Accept` value of a `Sec-WebSocket-Key`: base64 of SHA-1(key + the RFC 6455 GUID). */
 export async function acceptValue(key: string): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-1", new TextEncoder().encode(key + GUID)));
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID)));
   return btoa(String.fromCharCode(...d));
 }
 
@@ -102,11 +107,11 @@ const REASONS: Record<number, string> = {
 };
 
 function response(status: number, body: string, headers: Record<string, string> = {}): Uint8Array {
-  const b = new TextEncoder().encode(body);
+  const b = encoder.encode(body);
   let h = `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
     `content-length: ${b.length}\r\nconnection: close\r\n`;
   for (const [k, v] of Object.entries(headers)) h += `${k}: ${v}\r\n`;
-  const head = new TextEncoder().encode(h + "\r\n");
+  const head = encoder.encode(h + "\r\n");
   const out = new Uint8Array(head.length + b.length);
   out.set(head);
   out.set(b, head.length);
@@ -336,7 +341,7 @@ export class WebSocketServer {
         closeQuietly(conn);
         throw e;
       }
-      await socket._run(new TextEncoder().encode(h + "\r\n"), (head as { rest: Uint8Array }).rest);
+      await socket._run(encoder.encode(h + "\r\n"), (head as { rest: Uint8Array }).rest);
     } finally {
       this.#sockets.delete(socket);
     }
@@ -464,7 +469,7 @@ export class ServerWebSocket {
   /** Sends a text (string) or binary message; ignored unless open. */
   send(data: string | Uint8Array): void {
     if (this.#state !== "open") return;
-    const payload = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    const payload = typeof data === "string" ? encoder.encode(data) : data;
     this.#push({ bytes: frame(typeof data === "string" ? 1 : 2, payload) });
   }
 
@@ -483,7 +488,7 @@ export class ServerWebSocket {
   #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
     this.#state = "closing";
-    const r = new TextEncoder().encode(reason).subarray(0, 123);
+    const r = encoder.encode(reason).subarray(0, 123);
     const p = code === 1005 ? new Uint8Array(0) : new Uint8Array(2 + r.length);
     if (p.length) {
       p[0] = code >> 8;
@@ -643,7 +648,7 @@ export class ServerWebSocket {
     const b1 = this.#hdr[1];
     const op = b0 & 0x0f;
     if (b0 & 0x70) return this.#failed(1002, "reserved bits set (no extension was negotiated)");
-    if (![0, 1, 2, 8, 9, 10].includes(op)) return this.#failed(1002, `unknown opcode ${op}`);
+    if (!OPCODES.has(op)) return this.#failed(1002, `unknown opcode ${op}`);
     if (!(b1 & 0x80)) return this.#failed(1002, "a client's frames must be masked");
     if (op >= 8 && (!(b0 & 0x80) || (b1 & 0x7f) > 125)) {
       return this.#failed(1002, "a control frame is unfragmented and at most 125 bytes");
