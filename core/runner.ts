@@ -40,7 +40,7 @@ import {
 } from "./pipeline.ts";
 import { isModuleReference, type Registry } from "./registry.ts";
 import { Session } from "./session.ts";
-import { checkBusGraph } from "./bus_graph.ts";
+import { type ChainConfig, checkBusGraph } from "./bus_graph.ts";
 import { sameFile } from "./paths.ts";
 import { StartGate } from "./start_gate.ts";
 import { type AnyPlugin, FormatError } from "./stage.ts";
@@ -263,8 +263,14 @@ export class PipelineRunner {
     });
   }
 
+  /** What is refused before anything is built: a bus graph that would wait forever, a sink over a source's file. */
+  #refuseBeforeBuild(chains: ChainConfig[]): void {
+    this.#checkGraph(chains);
+    this.#checkSameFiles(chains);
+  }
+
   /** The chains `names` with the parameters plus `vars` filled in. */
-  #resolvedChains(names: string[], vars: Variables): { name: string; stages: StageConfig[] }[] {
+  #resolvedChains(names: string[], vars: Variables): ChainConfig[] {
     const lookup = this.#lookup(vars);
     return names.map((name) => ({
       name,
@@ -278,9 +284,8 @@ export class PipelineRunner {
    * Not for a file with a control section (its calls' buses are published by the control plugin and services too),
    * nor when a stage is a plugin loaded from a module (it may publish on a bus itself).
    */
-  #checkGraph(names: string[], vars: Variables): void {
+  #checkGraph(chains: ChainConfig[]): void {
     if (this.file.control) return;
-    const chains = this.#resolvedChains(names, vars);
     let userPlugin = false;
     const walk = (v: unknown) => {
       if (Array.isArray(v)) v.forEach(walk);
@@ -299,7 +304,7 @@ export class PipelineRunner {
    * a sink opens its file for writing before the source has read it, so the input would be destroyed. Paths are
    * compared once resolved (symbolic links followed; an existing file also by device and inode).
    */
-  #checkSameFiles(chains: { name: string; stages: StageConfig[] }[]): void {
+  #checkSameFiles(chains: ChainConfig[]): void {
     const files: { role: "source" | "sink"; use: string; file: string; path: string }[] = [];
     const walk = (v: unknown, p: string) => {
       if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${p}[${i}]`));
@@ -501,8 +506,7 @@ export class PipelineRunner {
     const session = new Session({ id: `check ${this.file.path}`, clock, net, log: silentLogger });
     const built: Pipeline[] = [];
     try {
-      this.#checkGraph(this.chainsFor(vars), vars);
-      this.#checkSameFiles(this.#resolvedChains(this.chainsFor(vars), vars));
+      this.#refuseBeforeBuild(this.#resolvedChains(this.chainsFor(vars), vars));
       for (const name of this.chainsFor(vars)) {
         try {
           built.push(await this.#build(name, vars, name, session, true));
@@ -691,8 +695,7 @@ export class PipelineRunner {
     });
     const pipelines: Pipeline[] = [];
     try {
-      this.#checkGraph(this.chainsFor(), {});
-      this.#checkSameFiles(this.#resolvedChains(this.chainsFor(), {}));
+      this.#refuseBeforeBuild(this.#resolvedChains(this.chainsFor(), {}));
       for (const name of this.chainsFor()) pipelines.push(await this.build(name, {}, name, session));
     } catch (e) {
       for (const p of pipelines) await p.stop();
