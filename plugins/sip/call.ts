@@ -235,13 +235,29 @@ export abstract class Call {
         `SDP not negotiated yet (${this.#remoteSdp === undefined ? "no remote SDP" : "no local SDP"})`,
       );
     }
-    // Negotiated once per pair of SDPs (a call asks several times while it starts); each caller gets its own copy.
+    return this.#agree(this.#remoteSdp, this.#localSdp, registry);
+  }
+
+  /**
+   * What {@linkcode media} will return once `localSdp` is our SDP (an answer not sent yet), read now: an incoming
+   * call's answer can be refused before it is sent. Throws as `media` does; without the peer's SDP, `SdpError`.
+   *
+   * @param localSdp the SDP we would send
+   * @param registry as for {@linkcode media}
+   */
+  mediaWith(localSdp: string, registry?: CodecRegistry): NegotiatedAudio {
+    if (this.#remoteSdp === undefined) throw new SdpError("SDP not negotiated yet (no remote SDP)");
+    return this.#agree(this.#remoteSdp, localSdp, registry);
+  }
+
+  /** The audio two SDPs agree on, read once per pair (a call asks several times while it starts); a copy each time. */
+  #agree(remote: string, local: string, registry: CodecRegistry | undefined): NegotiatedAudio {
     const a = this.#agreed;
     let media: NegotiatedAudio;
-    if (a && a.remote === this.#remoteSdp && a.local === this.#localSdp && a.registry === registry) media = a.media;
+    if (a && a.remote === remote && a.local === local && a.registry === registry) media = a.media;
     else {
-      media = agreedMedia(this.#remoteSdp, this.#localSdp, { registry });
-      this.#agreed = { remote: this.#remoteSdp, local: this.#localSdp, registry, media };
+      media = agreedMedia(remote, local, { registry });
+      this.#agreed = { remote, local, registry, media };
     }
     return media.dtmf ? { ...media, dtmf: { ...media.dtmf } } : { ...media };
   }

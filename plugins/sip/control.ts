@@ -39,7 +39,7 @@ import {
   WorkerMediaHost,
 } from "./media_host.ts";
 import { quote } from "./syntax.ts";
-import { agreedMedia, createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
+import { createAnswer, createOffer, type NegotiatedAudio, SdpError } from "./sdp.ts";
 import {
   type Authenticator,
   type Call,
@@ -1269,7 +1269,7 @@ class SipController implements Controller {
       });
       // What the call's media will read once answered, read now: an offer it cannot use is refused, not answered
       // and then hung up.
-      this.#checkMedia(agreedMedia(call.offer!, answer, { registry: this.#ctx.codecs }));
+      this.#checkMedia(call.mediaWith(answer, this.#ctx.codecs));
     } catch (e) {
       await alloc.media.stop();
       const status = e instanceof SdpError ? e.status : 488;
