@@ -2,7 +2,8 @@
  * The main job: a real SIP call on this machine. Starts the callee
  * (pipelines/callee.json, answers one call and records it), then the caller
  * (pipelines/caller.json, streams a file and hangs up when it has been sent),
- * shows both logs, and prints the recording's path.
+ * shows both logs, and prints the path of the recording the call wrote (the
+ * callee numbers it, demo-call-2.wav, ..., when the --out file exists).
  *
  * Usage: `deno run -A examples/call_demo.ts [--file F] [--out WAV] [--port N] [--codec PCMU|PCMA]`
  * (`deno task demo` runs it with the defaults: the callee takes a free SIP port,
@@ -35,6 +36,10 @@ if (values.help) {
 }
 const out = resolve(values.out!);
 
+/** The recordings the callee's call summaries name, in order (the callee numbers the file when `--out` exists). */
+const recorded: string[] = [];
+const RECORDING = / recording=(.+?) \(\d+(?:\.\d+)? s\)/g;
+
 function start(
   name: string,
   args: string[],
@@ -57,6 +62,9 @@ function start(
         console.log(`${name} | ${line}`);
         const m = readyLine?.exec(line);
         if (m) setReady(m);
+        if (name === "callee" && line.includes("call summary")) {
+          for (const r of line.matchAll(RECORDING)) recorded.push(r[1]);
+        }
         buf = buf.slice(nl + 1);
       }
     }
@@ -102,5 +110,12 @@ if (callerCode !== 0 || calleeCode !== 0) {
   console.error(`demo failed: caller exit ${callerCode}, callee exit ${calleeCode}`);
   Deno.exit(1);
 }
-const size = (await Deno.stat(out)).size;
-console.log(`\nrecording: ${out} (${size} bytes) — play it with: ffplay ${out}  (or aplay, or sox's play)`);
+// The callee records to --out, or to a numbered name beside it (demo-call-2.wav, ...) when that file exists: report
+// the file this call wrote, as its summary line names it, not a recording left by an earlier run.
+const path = recorded.at(-1);
+if (path === undefined) {
+  console.error(`demo failed: the callee's call summary names no recording (expected one at ${out})`);
+  Deno.exit(1);
+}
+const size = (await Deno.stat(path)).size;
+console.log(`\nrecording: ${path} (${size} bytes) — play it with: ffplay ${path}  (or aplay, or sox's play)`);
