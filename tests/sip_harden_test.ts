@@ -17,7 +17,8 @@
  *   OPTIONS and calls in progress are served; a bounded transaction table;
  * - an ended call lingers 64·T1, then nothing of it is kept;
  * - a merged INVITE (a copy of one already here, on another branch) gets 482, not a second call, for as long as the
- *   first call is kept.
+ *   first call is kept;
+ * - an ACK whose CSeq is not the INVITE's does not establish the call (the 200 goes on until the real ACK).
  *
  * No assertion depends on time or machine speed.
  */
@@ -372,7 +373,7 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
   await peer.close();
 });
 
-// ------------------------------------------------------------------ 8. merged requests
+// ------------------------------------------------------------------ 8. merged requests, ACK of the 2xx
 
 /** The To tag of a response. */
 function toTagOf(res: SipResponse): string {
@@ -458,6 +459,48 @@ Deno.test("not merged: the INVITE sent again with the next CSeq after a 407, and
   clock.advance(10);
   assert.equal(offered.length, 3);
   assert.deepEqual(peer.got.filter((g) => g.res?.status === 482), []);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("an ACK whose CSeq is not the INVITE's is not the ACK of the 200: the 200 is retransmitted until the real ACK, or the call times out after 64·T1 with a BYE (RFC 3261 §13.2.2.4, §17.1.1.3)", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  const calls: IncomingCall[] = [];
+  bob.onInvite((c) => {
+    calls.push(c);
+    c.accept(createAnswer(c.offer!, { registry: codecs, address: "10.0.0.2", port: 41000 }));
+  });
+  const oks = (callId: string) => peer.got.filter((g) => g.res?.status === 200 && getCallId(g.res) === callId).length;
+  // 1. A wrong ACK, then the right one.
+  await peer.send(invite(1, { callId: "wrong-ack" }), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[0].state, "accepting");
+  const inDialog = inDialogFrom("wrong-ack", calls[0].localTag);
+  await peer.send(inDialog("ACK", 2, "z9hG4bKwrongack1"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[0].state, "accepting", "not established by an ACK of another CSeq");
+  const before = oks("wrong-ack");
+  clock.advance(4 * T1);
+  assert(oks("wrong-ack") > before, "the 200 is still retransmitted");
+  await peer.send(inDialog("ACK", 1, "z9hG4bKrightack"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[0].state, "established");
+  const acked = oks("wrong-ack");
+  clock.advance(8 * T1);
+  assert.equal(oks("wrong-ack"), acked, "no retransmission after the real ACK");
+  // 2. Only wrong ACKs: no ACK for the 200 within 64·T1: the call ends by timeout and gets a BYE.
+  await peer.send(invite(2, { callId: "only-wrong" }), bob.localAddress);
+  clock.advance(10);
+  const wrong = inDialogFrom("only-wrong", calls[1].localTag);
+  // From tag f1 in inDialogFrom, f2 in the INVITE: rewrite it so the ACK matches the dialog but for its CSeq.
+  await peer.send(wrong("ACK", 7, "z9hG4bKonlywrong").replace(";tag=f1", ";tag=f2"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[1].state, "accepting");
+  clock.advance(64 * T1);
+  assert.equal(calls[1].state, "ended");
+  assert.equal(calls[1].endInfo?.by, "timeout");
+  assert(peer.got.some((g) => g.text.startsWith("BYE ") && g.text.includes("Call-ID: only-wrong")), "a BYE is sent");
   await bob.close();
   await peer.close();
 });
