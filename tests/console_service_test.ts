@@ -340,6 +340,65 @@ Deno.test("console service: a page that leaves while the hub prepares its hello 
   }
 });
 
+Deno.test("console service: what a page sends before its hello is ready is bounded: beyond 64 messages or 256 KiB it is closed (1008, saying why); within them, answered after the hello", async () => {
+  const s = await start();
+  const list = AudioLibrary.prototype.list;
+  const gate = Promise.withResolvers<void>();
+  // The hub reads the file list for the hello: hold it while the pages send.
+  AudioLibrary.prototype.list = async function (this: AudioLibrary) {
+    await gate.promise;
+    return await list.call(this);
+  };
+  /** Resolves with the close code and reason of `ws`, or rejects after 10 s (a bound: the close comes at once). */
+  const closed = (ws: WebSocket) =>
+    new Promise<{ code: number; reason: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("the page was not closed within 10 s")), 10_000);
+      ws.onclose = (e) => {
+        clearTimeout(timer);
+        resolve({ code: e.code, reason: e.reason });
+      };
+    });
+  const pages: WebSocket[] = [];
+  try {
+    const url = s.base.replace(/^http/, "ws") + "ws";
+    // 1. Many small messages.
+    const many = await open(url);
+    pages.push(many);
+    await until(() => s.service.pages === 1, "the hub to add the page");
+    const manyClosed = closed(many);
+    for (let i = 0; i < 65; i++) many.send(JSON.stringify({ op: "nope", req: i }));
+    const a = await manyClosed;
+    assertEquals(a.code, 1008);
+    assertMatch(a.reason, /more than 64 messages or 262144 bytes sent before the hello/);
+    // 2. A few large ones.
+    const big = await open(url);
+    pages.push(big);
+    const bigClosed = closed(big);
+    const filler = "x".repeat(100 * 1024);
+    for (let i = 0; i < 3; i++) big.send(JSON.stringify({ op: "nope", req: i, filler }));
+    assertEquals((await bigClosed).code, 1008);
+    // 3. Within the bounds: queued, then answered in order once the hello is out.
+    const fine = await open(url);
+    pages.push(fine);
+    const got: Record<string, unknown>[] = [];
+    fine.onmessage = (e) => void got.push(JSON.parse(e.data));
+    for (let i = 0; i < 3; i++) fine.send(JSON.stringify({ op: "nope", req: i }));
+    await until(() => s.service.sockets === 1, "the closed pages to leave");
+    gate.resolve();
+    AudioLibrary.prototype.list = list;
+    await until(() => got.filter((m) => m.type === "reply").length === 3, "the replies to the queued messages");
+    assertEquals(got[0].type, "hello");
+    assertEquals(got.filter((m) => m.type === "reply").map((m) => [m.req, m.ok]), [[0, false], [1, false], [2, false]]);
+    assert(s.out.lines.some((l) => /a page sent 65 messages .* before its hello was ready/.test(l)), "logged");
+    await until(() => s.service.pages === 1, `the hub to forget the closed pages (it serves ${s.service.pages})`);
+  } finally {
+    gate.resolve();
+    AudioLibrary.prototype.list = list;
+    for (const ws of pages) if (ws.readyState !== WebSocket.CLOSED) await shut(ws);
+    await s.close();
+  }
+});
+
 Deno.test("console service: beyond max_clients a page gets 503 before the upgrade; a page that leaves frees its place", async () => {
   const s = await start({ max_clients: 2 });
   try {

@@ -799,6 +799,8 @@ function rawPeer(h: Harness, host = "10.0.0.1") {
       branch?: string;
       sdp?: string;
       extra?: string[];
+      /** The Contact URI (default `sip:alice@<host>:5060`, where the peer is). */
+      contact?: string;
     }): string {
       const body = o.sdp ?? "";
       const text = [
@@ -809,7 +811,7 @@ function rawPeer(h: Harness, host = "10.0.0.1") {
         `To: <${SERVER_URI}>${o.toTag ? `;tag=${o.toTag}` : ""}`,
         `Call-ID: ${o.callId}`,
         `CSeq: ${o.seq} ${o.method}`,
-        `Contact: <sip:alice@${host}:5060>`,
+        `Contact: <${o.contact ?? `sip:alice@${host}:5060`}>`,
         ...(o.extra ?? []),
         ...(body ? ["Content-Type: application/sdp"] : []),
         `Content-Length: ${new TextEncoder().encode(body).length}`,
@@ -857,6 +859,45 @@ Deno.test("call service: a BYE in the early dialog (after 180, before the answer
     assert(!h.out.lines.some((l) => l.includes("ERROR")), h.out.lines.filter((l) => l.includes("ERROR")).join("\n"));
   } finally {
     await h.close();
+  }
+});
+
+Deno.test("call service: dialog_to_source (default): the BYE for a call we answered goes where its INVITE came from, never to a third host its Contact names; false: to the Contact", async () => {
+  for (const toSource of [true, false]) {
+    const h = await start(toSource ? {} : { dialog_to_source: false });
+    try {
+      const peer = rawPeer(h);
+      // The "third party" the caller's Contact names: another port, where the caller does not listen.
+      const third = h.net.bind("10.0.0.1", 5099);
+      const thirdGot: SipRequest[] = [];
+      third.listen((d) => {
+        const m = parseMessage(d);
+        if (m.kind !== "request") return;
+        thirdGot.push(m);
+        if (m.method === "BYE") void third.send(serializeMessage(createResponse(m, 200)), SERVER);
+      });
+      peer.send({ method: "INVITE", callId: "contact", seq: 1, sdp: offer(), contact: "sip:alice@10.0.0.1:5099" });
+      await h.advance(100);
+      assertEquals(peer.answers("contact", 1, "INVITE").at(-1), "200 OK");
+      peer.send({ method: "ACK", callId: "contact", seq: 1, toTag: peer.toTag("contact") });
+      await h.advance(100);
+      const id = h.calls.calls()[0].id;
+      assertEquals(h.calls.call(id)!.state, "answered");
+      const hung = h.calls.hangup(id);
+      await h.advance(100);
+      await hung;
+      const byes = (got: SipRequest[]) => got.filter((r) => r.method === "BYE" && getCallId(r) === "contact").length;
+      if (toSource) {
+        assert(byes(peer.requests) >= 1, "the BYE reached the caller, where its INVITE came from");
+        assertEquals(thirdGot.length, 0, "nothing was sent to the host the Contact names");
+      } else {
+        assert(byes(thirdGot) >= 1, "dialog_to_source false: the BYE went to the Contact");
+        assertEquals(byes(peer.requests), 0);
+      }
+      assertEquals(h.calls.call(id)!.state, "ended");
+    } finally {
+      await h.close();
+    }
   }
 });
 

@@ -15,7 +15,10 @@
  * - an ICMP port unreachable (simulated) ends an INVITE at once;
  * - overload: 503 with Retry-After above the lag or transaction limits while
  *   OPTIONS and calls in progress are served; a bounded transaction table;
- * - an ended call lingers 64·T1, then nothing of it is kept.
+ * - an ended call lingers 64·T1, then nothing of it is kept;
+ * - a merged INVITE (a copy of one already here, on another branch) gets 482, not a second call, for as long as the
+ *   first call is kept;
+ * - an ACK whose CSeq is not the INVITE's does not establish the call (the 200 goes on until the real ACK).
  *
  * No assertion depends on time or machine speed.
  */
@@ -366,6 +369,138 @@ Deno.test("an ended call stays findable for 64·T1 (late retransmissions answere
   clock.advance(64 * T1);
   assert.equal(bob.usage.serverTransactions, 0);
   assert.equal(clock.pending, 0);
+  await bob.close();
+  await peer.close();
+});
+
+// ------------------------------------------------------------------ 8. merged requests, ACK of the 2xx
+
+/** The To tag of a response. */
+function toTagOf(res: SipResponse): string {
+  return /tag=([^;\s]+)/.exec(res.headers.get("To")!)![1];
+}
+
+Deno.test("a merged INVITE (same Call-ID, From tag and CSeq, another branch) gets 482 while the first rings, once answered and while the call lingers, then is forgotten (RFC 3261 §8.2.2.2)", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  const offered: IncomingCall[] = [];
+  bob.onInvite((c) => {
+    offered.push(c);
+    c.ringing();
+  });
+  const first = invite(1, { callId: "fork" });
+  const copy = (branch: string) => first.replace("branch=z9hG4bK-fork;", `branch=${branch};`);
+  const statuses = (branch: string) =>
+    peer.got.filter((g) => g.res && g.res.status > 100 && g.res.headers.get("Via")!.includes(`branch=${branch};`))
+      .map((g) => g.res!.status);
+  await peer.send(first, bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statuses("z9hG4bK-fork"), [180]);
+  // The same INVITE forked upstream arrives again on another branch: 482, no second call.
+  await peer.send(copy("z9hG4bK-fork-2"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statuses("z9hG4bK-fork-2"), [482]);
+  const loop = peer.got.find((g) => g.res?.status === 482)!.res!;
+  assert.notEqual(toTagOf(loop), offered[0].localTag, "the 482 has a To tag of its own");
+  assert.equal(offered.length, 1);
+  assert.equal(bob.usage.liveCalls, 1);
+  // Its retransmission (same branch) is answered by its transaction: 482 again.
+  await peer.send(copy("z9hG4bK-fork-2"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statuses("z9hG4bK-fork-2"), [482, 482]);
+  // Answered and acknowledged: a copy is still merged.
+  offered[0].accept(createAnswer(offered[0].offer!, { registry: codecs, address: "10.0.0.2", port: 41000 }));
+  clock.advance(10);
+  const inDialog = inDialogFrom("fork", offered[0].localTag);
+  await peer.send(inDialog("ACK", 1, "z9hG4bKforkack"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(offered[0].state, "established");
+  await peer.send(copy("z9hG4bK-fork-3"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statuses("z9hG4bK-fork-3"), [482]);
+  assert.equal(offered.length, 1);
+  assert.equal(bob.usage.liveCalls, 1);
+  // Ended, the call lingers 64·T1: a copy then is merged too; once the call is forgotten, so is its INVITE.
+  await peer.send(inDialog("BYE", 2, "z9hG4bKforkbye"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(offered[0].state, "ended");
+  await peer.send(copy("z9hG4bK-fork-4"), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statuses("z9hG4bK-fork-4"), [482]);
+  clock.advance(64 * T1);
+  assert.equal(bob.usage.calls, 0, "the call is forgotten");
+  await peer.send(copy("z9hG4bK-fork-5"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(offered.length, 2, "nothing of the first INVITE is kept: this one is a new call");
+  assert.deepEqual(statuses("z9hG4bK-fork-5"), [180]);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("not merged: the INVITE sent again with the next CSeq after a 407, and one with another From tag, are new calls", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  const offered: IncomingCall[] = [];
+  bob.onInvite((c) => {
+    offered.push(c);
+    if (offered.length === 1) c.reject(407, undefined, [["Proxy-Authenticate", 'Digest realm="x", nonce="n"']]);
+    else c.ringing();
+  });
+  const first = invite(1, { callId: "auth" });
+  await peer.send(first, bob.localAddress);
+  clock.advance(10);
+  const again = first.replace("branch=z9hG4bK-auth;", "branch=z9hG4bK-auth-2;").replace(
+    "CSeq: 1 INVITE",
+    "CSeq: 2 INVITE",
+  );
+  await peer.send(again, bob.localAddress);
+  const other = first.replace("branch=z9hG4bK-auth;", "branch=z9hG4bK-auth-3;").replace(";tag=f1", ";tag=f9");
+  await peer.send(other, bob.localAddress);
+  clock.advance(10);
+  assert.equal(offered.length, 3);
+  assert.deepEqual(peer.got.filter((g) => g.res?.status === 482), []);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("an ACK whose CSeq is not the INVITE's is not the ACK of the 200: the 200 is retransmitted until the real ACK, or the call times out after 64·T1 with a BYE (RFC 3261 §13.2.2.4, §17.1.1.3)", async () => {
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  const calls: IncomingCall[] = [];
+  bob.onInvite((c) => {
+    calls.push(c);
+    c.accept(createAnswer(c.offer!, { registry: codecs, address: "10.0.0.2", port: 41000 }));
+  });
+  const oks = (callId: string) => peer.got.filter((g) => g.res?.status === 200 && getCallId(g.res) === callId).length;
+  // 1. A wrong ACK, then the right one.
+  await peer.send(invite(1, { callId: "wrong-ack" }), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[0].state, "accepting");
+  const inDialog = inDialogFrom("wrong-ack", calls[0].localTag);
+  await peer.send(inDialog("ACK", 2, "z9hG4bKwrongack1"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[0].state, "accepting", "not established by an ACK of another CSeq");
+  const before = oks("wrong-ack");
+  clock.advance(4 * T1);
+  assert(oks("wrong-ack") > before, "the 200 is still retransmitted");
+  await peer.send(inDialog("ACK", 1, "z9hG4bKrightack"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[0].state, "established");
+  const acked = oks("wrong-ack");
+  clock.advance(8 * T1);
+  assert.equal(oks("wrong-ack"), acked, "no retransmission after the real ACK");
+  // 2. Only wrong ACKs: no ACK for the 200 within 64·T1: the call ends by timeout and gets a BYE.
+  await peer.send(invite(2, { callId: "only-wrong" }), bob.localAddress);
+  clock.advance(10);
+  const wrong = inDialogFrom("only-wrong", calls[1].localTag);
+  // From tag f1 in inDialogFrom, f2 in the INVITE: rewrite it so the ACK matches the dialog but for its CSeq.
+  await peer.send(wrong("ACK", 7, "z9hG4bKonlywrong").replace(";tag=f1", ";tag=f2"), bob.localAddress);
+  clock.advance(10);
+  assert.equal(calls[1].state, "accepting");
+  clock.advance(64 * T1);
+  assert.equal(calls[1].state, "ended");
+  assert.equal(calls[1].endInfo?.by, "timeout");
+  assert(peer.got.some((g) => g.text.startsWith("BYE ") && g.text.includes("Call-ID: only-wrong")), "a BYE is sent");
   await bob.close();
   await peer.close();
 });

@@ -46,6 +46,17 @@ const TYPES: Record<string, string> = {
 /** A page's WebSocket stops getting audio while this much is queued to it (bytes). */
 const AUDIO_BACKLOG = 256 * 1024;
 
+/**
+ * Most messages a page may send before the hub has its hello ready (they wait in a queue until then), and most bytes
+ * (UTF-8) of them: beyond either, the page is closed with {@linkcode PRE_HELLO_CLOSE}. The page itself sends nothing
+ * before its hello; these leave room for a page that sends a few requests at once.
+ */
+const PRE_HELLO_MESSAGES = 64;
+const PRE_HELLO_BYTES = 256 * 1024;
+
+/** The close code for a page that sent too much before its hello: 1008, Policy Violation (RFC 6455 §7.4.1). */
+const PRE_HELLO_CLOSE = 1008;
+
 /** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
   const h = canonicalHost(host);
@@ -261,6 +272,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
     let gone = false;
     const queue: string[] = [];
+    let queuedBytes = 0;
     socket.onopen = async () => {
       const c = await hub.connect({
         send: (m) => {
@@ -278,9 +290,29 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       for (const t of queue.splice(0)) await conn.receive(t);
     };
     socket.onmessage = (e) => {
-      if (typeof e.data !== "string") return;
-      if (conn) conn.receive(e.data);
-      else queue.push(e.data);
+      if (typeof e.data !== "string" || gone) return;
+      if (conn) {
+        conn.receive(e.data);
+        return;
+      }
+      queuedBytes += utf8Length(e.data);
+      if (queue.length < PRE_HELLO_MESSAGES && queuedBytes <= PRE_HELLO_BYTES) {
+        queue.push(e.data);
+        return;
+      }
+      // The hub is still preparing the hello: a page that sends this much meanwhile is closed, not queued.
+      log.warn(
+        `a page sent ${queue.length + 1} messages (${queuedBytes} bytes) before its hello was ready, more than ` +
+          `${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes: closed`,
+      );
+      queue.length = 0;
+      gone = true;
+      try {
+        socket.close(
+          PRE_HELLO_CLOSE,
+          `more than ${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes sent before the hello`,
+        );
+      } catch { /* already closing */ }
     };
     const done = () => {
       gone = true;
@@ -364,6 +396,16 @@ function originRefused(req: Request): Response | undefined {
   if (own) return undefined;
   const who = origin === "null" ? "a page of origin null (a sandboxed frame, a local file)" : origin;
   return json({ error: `requests from ${who} are refused: open the console itself` }, 403);
+}
+
+/** The length of `s` in UTF-8, in bytes (a lone surrogate counts 2, not the 3 of the U+FFFD it is sent as). */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) n += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return n;
 }
 
 function json(body: unknown, status = 200): Response {

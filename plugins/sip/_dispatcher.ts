@@ -11,7 +11,9 @@
  * overloaded. Every final answer to a request outside a dialog carries a To
  * tag. It also keeps the table of calls by Call-ID and local tag, where an
  * ended call lingers 64·T1 so late retransmissions are still answered (a new BYE or re-INVITE in its dialog gets
- * 481).
+ * 481), and, for as long as an incoming call is in that table, the Call-ID, From tag and CSeq of its INVITE: a copy
+ * of that INVITE on another branch (it forked and arrived twice) is a merged request and gets `482 Loop Detected`
+ * (RFC 3261 §8.2.2.2), not a second call.
  *
  * Layer: user agent (imports calls, register, context, dialog, transaction, message).
  *
@@ -31,6 +33,7 @@ import {
   type SipRequest,
   type SipResponse,
   tagOf,
+  topVia,
 } from "./message.ts";
 import { OutgoingCall } from "./outgoing_call.ts";
 import { parseRegisterRequest, type RegistrarHandler, type RegistrarReply } from "./register.ts";
@@ -47,6 +50,8 @@ export class Dispatcher {
   readonly #lingering = new Set<Timer>();
   #live = 0;
   readonly #incoming = new WeakMap<ServerTransaction, IncomingCall>();
+  /** The incoming calls of the table of calls, by their INVITE's Call-ID, From tag and CSeq (see `inviteKey`). */
+  readonly #byInvite = new Map<string, IncomingCall>();
   #registrar?: RegistrarHandler;
 
   /**
@@ -96,6 +101,8 @@ export class Dispatcher {
       const t = this.#ctx.clock.after(64 * this.#ctx.layer.timers.T1, () => {
         this.#lingering.delete(t);
         if (this.#calls.get(key) === call) this.#calls.delete(key);
+        const invite = call instanceof IncomingCall ? inviteKey(call.request) : undefined;
+        if (invite !== undefined && this.#byInvite.get(invite) === call) this.#byInvite.delete(invite);
       });
       this.#lingering.add(t);
     });
@@ -106,6 +113,7 @@ export class Dispatcher {
     for (const t of this.#lingering) t.cancel();
     this.#lingering.clear();
     this.#calls.clear();
+    this.#byInvite.clear();
     this.#live = 0;
   }
 
@@ -215,6 +223,8 @@ export class Dispatcher {
             return;
           }
           ctx.handleOf(call).receiveReinvite(req, tx, from);
+        } else if (this.#merged(req)) {
+          tx.respond(createResponse(req, 482, undefined, { toTag: newTag(), headers: [server] }));
         } else if (tx.stateless) {
           // No room for its transaction (the table is full): refused like any overload.
           tx.respond(createResponse(req, 503, undefined, { toTag: newTag(), headers: [server] }));
@@ -237,6 +247,8 @@ export class Dispatcher {
     const call = new IncomingCall(ctx, req, tx, from);
     this.track(call);
     this.#incoming.set(tx, call);
+    const invite = inviteKey(req);
+    if (invite !== undefined) this.#byInvite.set(invite, call);
     if (ctx.log.enabled("info")) {
       ctx.log.info(`INVITE received from ${formatUri(getFrom(req).uri)}`, { call: call.callId });
     }
@@ -247,6 +259,24 @@ export class Dispatcher {
       ctx.log.error("invite handler failed before answering: 500 sent", { call: call.callId });
       call.reject(500);
     }
+  }
+
+  /**
+   * True when `req`, an INVITE outside any dialog that matched no transaction, has the Call-ID, From tag and CSeq of
+   * the INVITE of a call in the table (ringing, answered, or ended and lingering): the same request, forked upstream,
+   * arriving again on another branch — a merged request (RFC 3261 §8.2.2.2), which gets `482 Loop Detected`.
+   */
+  #merged(req: SipRequest): boolean {
+    if (tagOf(req.headers.get("To")) !== undefined) return false; // in a dialog: a re-INVITE
+    const key = inviteKey(req);
+    const first = key === undefined ? undefined : this.#byInvite.get(key);
+    if (!first) return false;
+    this.#ctx.log.info(
+      `482 Loop Detected sent for INVITE: a copy, on branch ${topVia(req).params.branch ?? "(none)"}, of the INVITE ` +
+        `of a call already here (branch ${topVia(first.request).params.branch ?? "(none)"})`,
+      { call: first.callId },
+    );
+    return true;
   }
 
   /** REGISTER to the registrar handler: 400 when unreadable, the handler's reply, 500 when it fails. */
@@ -320,6 +350,16 @@ function afterEnd(call: Call, req: SipRequest): 200 | 481 {
   if (end?.reason !== "BYE") return 481;
   if (end.by === "local") return 200;
   return end.by === "remote" && getCSeq(req).seq === call.dialog?.remoteSeq ? 200 : 481;
+}
+
+/**
+ * What a merged request shares with the INVITE it copies (RFC 3261 §8.2.2.2): Call-ID, From tag and CSeq number (the
+ * method is INVITE). Undefined without a From tag (an RFC 2543 peer): nothing is matched then.
+ */
+function inviteKey(req: SipRequest): string | undefined {
+  const fromTag = tagOf(req.headers.get("From"));
+  if (fromTag === undefined) return undefined;
+  return `${getCallId(req)}|${fromTag}|${getCSeq(req).seq}`;
 }
 
 function callKey(callId: string, localTag: string): string {

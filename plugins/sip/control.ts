@@ -425,6 +425,7 @@ class SipController implements Controller {
         timers: { T1: this.#o.t1_ms, T2: this.#o.t2_ms, T4: this.#o.t4_ms },
         ...this.#sipIdentity(),
         resolveNames: this.#o.resolve_names,
+        dialogToSource: this.#o.dialog_to_source,
         overload: {
           lagMs: this.#o.overload_lag_ms,
           maxTransactions: this.#o.max_transactions,

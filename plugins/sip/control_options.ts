@@ -78,6 +78,12 @@ export const sipControlOptionsSchema = lazySchema(() =>
     resolve_names: z.boolean().default(false).describe(
       "allow a host name as the caller's target (resolved by the system); names from the network are never resolved",
     ),
+    dialog_to_source: z.boolean().default(true).describe(
+      "send in-dialog requests (BYE, the ACK of a 2xx) to the address the peer's INVITE (or its 2xx to " +
+        "ours) came from, not to the Contact or Record-Route it names: those are the peer's choice and may name a " +
+        "third host, or a private address behind NAT. false: to the Contact / route set (RFC 3261 §12.2.1.1), e.g. " +
+        "behind a proxy that does not Record-Route yet relays the INVITEs",
+    ),
     keep_summaries: z.number().int().min(0).max(100000).default(100).describe(
       "finished-call summaries kept for stats() (the oldest are dropped; every summary is logged)",
     ),

@@ -12,7 +12,7 @@
 import { Call } from "./call.ts";
 import { Dialog } from "./dialog.ts";
 import { newTag } from "./ids.ts";
-import { bodyText, createResponse, type SipRequest } from "./message.ts";
+import { bodyText, createResponse, getCSeq, type SipRequest } from "./message.ts";
 import type { InviteServerTransaction, ServerTransaction } from "./transaction.ts";
 import type { Address } from "./transport.ts";
 import { errText, type UaContext } from "./_context.ts";
@@ -112,8 +112,23 @@ export class IncomingCall extends Call {
     this.end({ by: "local", reason: `${status} ${phrase}`, status });
   }
 
-  /** The ACK for our 2xx: the call is established (the dialog confirmed); a deferred BYE goes out now. */
+  /**
+   * An ACK in the dialog. The ACK for our 2xx carries the INVITE's CSeq number (RFC 3261 §13.2.2.4, §17.1.1.3): it
+   * establishes the call (the dialog confirmed), or sends a deferred BYE now. An ACK with another CSeq number is not
+   * that ACK (the one for a re-INVITE's 2xx, or a wrong one): ignored here, while the 200 is still retransmitted
+   * until the real ACK, or the call ends after 64·T1 without one (Timer H).
+   */
   protected override onAck(ack: SipRequest): void {
+    const seq = getCSeq(ack).seq;
+    if (seq !== getCSeq(this.request).seq) {
+      if (this.state === "accepting" || this.#byeAfterAck) {
+        this.#ctx.log.info(
+          `ACK with CSeq ${seq} ignored: the INVITE's CSeq is ${getCSeq(this.request).seq}`,
+          this.fields,
+        );
+      }
+      return;
+    }
     if (this.state === "accepting") {
       let sdp = this.offer;
       if (sdp === undefined && ack.body.length) {

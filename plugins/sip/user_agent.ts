@@ -202,7 +202,8 @@ export interface UserAgentEvents {
  * announces incoming ones through {@linkcode SipUserAgent.onInvite}, answers
  * OPTIONS, registers with {@linkcode SipUserAgent.register}, passes REGISTER
  * requests to a handler set with {@linkcode SipUserAgent.onRegister}, and
- * rejects what it does not support (405, 481, 415, 420, 480).
+ * rejects what it does not support (405, 481, 415, 420, 480) and merged
+ * requests (482 to a copy of an INVITE on another branch, RFC 3261 §8.2.2.2).
  *
  * @example
  * ```ts
