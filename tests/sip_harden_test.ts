@@ -744,6 +744,45 @@ Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still g
   }
 });
 
+Deno.test("2xx from other forks: each is ACKed and hung up once, its retransmissions ACKed again; at most 16 forks per call", async () => {
+  const { clock, net, out, bob: alice } = setup({ overload: false });
+  const carol = rawPeer(net, "10.0.0.3");
+  // Where the forks' Contact points: another host, which the flood would otherwise make us send to.
+  const victim = rawPeer(net, "10.0.0.9", [5070]);
+  const call = alice.invite("sip:carol@10.0.0.3", { sdp: SDP });
+  clock.advance(5);
+  const invite = parseMessage(carol.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+  const answer = createAnswer(SDP, { registry: codecs, address: "10.0.0.3", port: 42000 });
+  const ok = (toTag: string, contact: string) =>
+    serializeMessage(createResponse(invite, 200, undefined, {
+      toTag,
+      headers: [["Contact", contact], ["Content-Type", "application/sdp"]],
+      body: answer,
+    }));
+  await carol.send(ok("carol1", "<sip:carol@10.0.0.3>"), alice.localAddress);
+  clock.advance(5);
+  assert.equal(call.state, "established");
+  // One fork answers, and its 2xx is retransmitted twice (it did not see our ACK yet).
+  for (let i = 0; i < 3; i++) await carol.send(ok("fork1", "<sip:x@10.0.0.9:5070>"), alice.localAddress);
+  clock.advance(5);
+  const methods = () => victim.got.map((g) => g.text.split(" ")[0]);
+  assert.deepEqual(methods().sort(), ["ACK", "ACK", "ACK", "BYE"], "one BYE, an ACK for each 2xx");
+  const acks = victim.got.filter((g) => g.text.startsWith("ACK "));
+  assert.equal(new Set(acks.map((g) => g.text)).size, 1, "the same ACK again");
+  assert.match(acks[0].text, /\r\nTo: <sip:carol@10\.0\.0\.3>;tag=fork1\r\n/);
+  // A flood of 2xx with new To tags: 15 more forks are hung up, the rest ignored (one warning).
+  for (let i = 0; i < 200; i++) await carol.send(ok(`flood${i}`, "<sip:x@10.0.0.9:5070>"), alice.localAddress);
+  clock.advance(5);
+  assert.equal(methods().filter((m) => m === "BYE").length, 16);
+  assert.equal(methods().filter((m) => m === "ACK").length, 3 + 15);
+  assert.equal(alice.usage.clientTransactions, 1 + 16, "the INVITE's, and one BYE per fork");
+  assert.equal(out.lines.filter((l) => l.includes("other forks: ignored")).length, 1);
+  assert.equal(call.state, "established", "the call itself goes on");
+  await alice.close();
+  await carol.close();
+  await victim.close();
+});
+
 // ------------------------------------------------------------------ 6. overload
 
 /**
