@@ -99,14 +99,14 @@ function rawPeer(net: MemoryNetwork, hostname: string, ports = [5060]) {
   };
 }
 
-function setup<C extends Clock = VirtualClock>(opts: Partial<SipUserAgentOptions> = {}, clockIn?: C) {
+function setup<C extends Clock = VirtualClock>(opts: Partial<SipUserAgentOptions> = {}, clockIn?: C, ip = "10.0.0.2") {
   const clock = (clockIn ?? new VirtualClock()) as C;
   const net = new MemoryNetwork({ clock, latencyMs: 1 });
   const out = new MemoryOutput();
   const log = new Logger({ level: "debug", outputs: [out] });
   const dests: string[] = [];
   const bob = new SipUserAgent({
-    transport: spy(net.bind("10.0.0.2", 5060), dests),
+    transport: spy(net.bind(ip, 5060), dests),
     clock,
     log,
     userName: "bob",
@@ -604,6 +604,67 @@ Deno.test("in-dialog requests: a host name in Contact or Record-Route is never r
     await alice.close();
     await carol.close();
   }
+});
+
+Deno.test("in-dialog requests: a next hop that is never a destination (0.0.0.0, multicast, broadcast) or loopback named by a remote peer is not used — the peer's source is", async () => {
+  const hops = [
+    "<sip:carol@0.0.0.0:5070>",
+    "<sip:carol@[::]:5070>",
+    "<sip:carol@224.0.0.1:5070>",
+    "<sip:carol@255.255.255.255:5070>",
+    "<sip:carol@127.0.0.1:5070>",
+    "<sip:carol@[::ffff:127.0.0.1]:5070>",
+    "<sip:carol@carol.example.com;maddr=0.0.0.0>",
+  ];
+  for (const contact of hops) {
+    for (const recordRoute of [false, true]) {
+      const { clock, net, bob: alice, dests } = setup({ overload: false });
+      const carol = rawPeer(net, "10.0.0.3");
+      const call = alice.invite("sip:carol@10.0.0.3", { sdp: SDP });
+      clock.advance(5);
+      const invite = parseMessage(carol.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+      const route = contact.replace(/^<sip:carol@/, "<sip:").replace(/>$/, ";lr>");
+      const headers: [string, string][] = recordRoute
+        ? [["Contact", "<sip:carol@10.0.0.3>"], ["Record-Route", route]]
+        : [["Contact", contact]];
+      const ok = createResponse(invite, 200, undefined, {
+        toTag: "carol1",
+        headers: [...headers, ["Content-Type", "application/sdp"]],
+        body: createAnswer(SDP, { registry: codecs, address: "10.0.0.3", port: 42000 }),
+      });
+      await carol.send(serializeMessage(ok), alice.localAddress);
+      clock.advance(5);
+      assert.equal(call.state, "established");
+      void call.hangup();
+      clock.advance(5);
+      const what = recordRoute ? `Record-Route ${route}` : `Contact ${contact}`;
+      const methods = carol.got.map((g) => g.text.split(" ")[0]);
+      assert.ok(methods.includes("ACK") && methods.includes("BYE"), `${what}: ACK and BYE reached the 2xx's source`);
+      assert.deepEqual([...new Set(dests)], ["10.0.0.3"], what);
+      await alice.close();
+      await carol.close();
+    }
+  }
+  // A loopback next hop is used when the peer is on loopback too (everything on one host).
+  const { clock, net, bob: alice, dests } = setup({ overload: false }, new VirtualClock(), "127.0.0.1");
+  const carol = rawPeer(net, "127.0.0.1", [5062, 5070]);
+  const call = alice.invite("sip:carol@127.0.0.1:5062", { sdp: SDP });
+  clock.advance(5);
+  const invite = parseMessage(carol.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+  const ok = createResponse(invite, 200, undefined, {
+    toTag: "carol1",
+    headers: [["Contact", "<sip:carol@127.0.0.1:5070>"], ["Content-Type", "application/sdp"]],
+    body: createAnswer(SDP, { registry: codecs, address: "127.0.0.1", port: 42000 }),
+  });
+  await carol.send(serializeMessage(ok), alice.localAddress);
+  clock.advance(5);
+  assert.equal(call.state, "established");
+  void call.hangup();
+  clock.advance(5);
+  assert.deepEqual(carol.got.filter((g) => g.to === 5070).map((g) => g.text.split(" ")[0]).sort(), ["ACK", "BYE"]);
+  assert.ok(dests.every((d) => d === "127.0.0.1"));
+  await alice.close();
+  await carol.close();
 });
 
 Deno.test("the application's own targets: a host name is refused with a clear error unless resolveNames; SDP names are refused (488)", async () => {
