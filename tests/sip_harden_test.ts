@@ -780,6 +780,39 @@ Deno.test("caller (the sip control) on a memory network: unreachable → exit 1 
   );
 });
 
+Deno.test("caller (the sip control): a remote callee's answer naming a loopback address gets no RTP — the call is hung up with the reason", async () => {
+  let rtp = 0;
+  let byes = 0;
+  const run = await runOnMemory("pipelines/caller.json", ["to=sip:bob@10.0.0.2", "bind=10.0.0.1"], (net) => {
+    const callee = net.bind("10.0.0.2", 5060);
+    net.bind("127.0.0.1", 9999).listen(() => void rtp++);
+    callee.listen((d, from) => {
+      const m = parseMessage(d);
+      if (m.kind !== "request") return;
+      let res: SipResponse | undefined;
+      if (m.method === "INVITE") {
+        res = createResponse(m, 200, undefined, {
+          toTag: "bob1",
+          headers: [["Contact", "<sip:bob@10.0.0.2>"], ["Content-Type", "application/sdp"]],
+          body: createAnswer(SDP, { registry: codecs, address: "127.0.0.1", port: 9999 }),
+        });
+      } else if (m.method === "BYE") {
+        byes++;
+        res = createResponse(m, 200);
+      }
+      if (res) void callee.send(serializeMessage(res), from);
+    });
+  });
+  assert.deepEqual(run.result, {
+    code: 1,
+    reason:
+      "call ended on a media failure: the media address 127.0.0.1 is a loopback address, the peer 10.0.0.2:5060 " +
+      "is not",
+  });
+  assert.equal(rtp, 0, "nothing was sent to 127.0.0.1:9999");
+  assert.equal(byes, 1);
+});
+
 Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still gets its CANCEL, a late 200 its ACK and BYE", async () => {
   for (const late of [180, 200]) {
     const { clock, net, bob: alice } = setup({ overload: false });
