@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { isIP } from "node:net";
-import { ipVersion, resolveHost } from "../core/net/address.ts";
+import { ipVersion, neverADestination, resolveHost } from "../core/net/address.ts";
 
 const CASES = [
   ...[
@@ -62,4 +62,15 @@ Deno.test("resolveHost returns literals unchanged and resolves localhost", async
   assert.equal(await resolveHost("[::1]"), "::1");
   assert.equal(await resolveHost("10.1.2.3"), "10.1.2.3");
   assert.equal(await resolveHost("localhost", 4), "127.0.0.1");
+});
+
+Deno.test("neverADestination: unspecified, multicast, broadcast and reserved addresses, IPv4-mapped too; others pass", () => {
+  for (const a of ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0", "224.0.0.1", "239.255.255.255", "ff02::1"]) {
+    assert.ok(neverADestination(a), a);
+  }
+  assert.equal(neverADestination("255.255.255.255"), "the broadcast address");
+  assert.equal(neverADestination("240.0.0.1"), "a reserved address (240.0.0.0/4)");
+  for (const a of ["127.0.0.1", "10.0.0.1", "192.0.2.10", "223.255.255.255", "::1", "2001:db8::1", "fe80::1"]) {
+    assert.equal(neverADestination(a), undefined, a);
+  }
 });

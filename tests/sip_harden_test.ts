@@ -102,14 +102,14 @@ function rawPeer(net: MemoryNetwork, hostname: string, ports = [5060]) {
   };
 }
 
-function setup<C extends Clock = VirtualClock>(opts: Partial<SipUserAgentOptions> = {}, clockIn?: C) {
+function setup<C extends Clock = VirtualClock>(opts: Partial<SipUserAgentOptions> = {}, clockIn?: C, ip = "10.0.0.2") {
   const clock = (clockIn ?? new VirtualClock()) as C;
   const net = new MemoryNetwork({ clock, latencyMs: 1 });
   const out = new MemoryOutput();
   const log = new Logger({ level: "debug", outputs: [out] });
   const dests: string[] = [];
   const bob = new SipUserAgent({
-    transport: spy(net.bind("10.0.0.2", 5060), dests),
+    transport: spy(net.bind(ip, 5060), dests),
     clock,
     log,
     userName: "bob",
@@ -741,6 +741,67 @@ Deno.test("in-dialog requests: a host name in Contact or Record-Route is never r
   }
 });
 
+Deno.test("in-dialog requests: a next hop that is never a destination (0.0.0.0, multicast, broadcast) or loopback named by a remote peer is not used — the peer's source is", async () => {
+  const hops = [
+    "<sip:carol@0.0.0.0:5070>",
+    "<sip:carol@[::]:5070>",
+    "<sip:carol@224.0.0.1:5070>",
+    "<sip:carol@255.255.255.255:5070>",
+    "<sip:carol@127.0.0.1:5070>",
+    "<sip:carol@[::ffff:127.0.0.1]:5070>",
+    "<sip:carol@carol.example.com;maddr=0.0.0.0>",
+  ];
+  for (const contact of hops) {
+    for (const recordRoute of [false, true]) {
+      const { clock, net, bob: alice, dests } = setup({ overload: false });
+      const carol = rawPeer(net, "10.0.0.3");
+      const call = alice.invite("sip:carol@10.0.0.3", { sdp: SDP });
+      clock.advance(5);
+      const invite = parseMessage(carol.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+      const route = contact.replace(/^<sip:carol@/, "<sip:").replace(/>$/, ";lr>");
+      const headers: [string, string][] = recordRoute
+        ? [["Contact", "<sip:carol@10.0.0.3>"], ["Record-Route", route]]
+        : [["Contact", contact]];
+      const ok = createResponse(invite, 200, undefined, {
+        toTag: "carol1",
+        headers: [...headers, ["Content-Type", "application/sdp"]],
+        body: createAnswer(SDP, { registry: codecs, address: "10.0.0.3", port: 42000 }),
+      });
+      await carol.send(serializeMessage(ok), alice.localAddress);
+      clock.advance(5);
+      assert.equal(call.state, "established");
+      void call.hangup();
+      clock.advance(5);
+      const what = recordRoute ? `Record-Route ${route}` : `Contact ${contact}`;
+      const methods = carol.got.map((g) => g.text.split(" ")[0]);
+      assert.ok(methods.includes("ACK") && methods.includes("BYE"), `${what}: ACK and BYE reached the 2xx's source`);
+      assert.deepEqual([...new Set(dests)], ["10.0.0.3"], what);
+      await alice.close();
+      await carol.close();
+    }
+  }
+  // A loopback next hop is used when the peer is on loopback too (everything on one host).
+  const { clock, net, bob: alice, dests } = setup({ overload: false }, new VirtualClock(), "127.0.0.1");
+  const carol = rawPeer(net, "127.0.0.1", [5062, 5070]);
+  const call = alice.invite("sip:carol@127.0.0.1:5062", { sdp: SDP });
+  clock.advance(5);
+  const invite = parseMessage(carol.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+  const ok = createResponse(invite, 200, undefined, {
+    toTag: "carol1",
+    headers: [["Contact", "<sip:carol@127.0.0.1:5070>"], ["Content-Type", "application/sdp"]],
+    body: createAnswer(SDP, { registry: codecs, address: "127.0.0.1", port: 42000 }),
+  });
+  await carol.send(serializeMessage(ok), alice.localAddress);
+  clock.advance(5);
+  assert.equal(call.state, "established");
+  void call.hangup();
+  clock.advance(5);
+  assert.deepEqual(carol.got.filter((g) => g.to === 5070).map((g) => g.text.split(" ")[0]).sort(), ["ACK", "BYE"]);
+  assert.ok(dests.every((d) => d === "127.0.0.1"));
+  await alice.close();
+  await carol.close();
+});
+
 Deno.test("the application's own targets: a host name is refused with a clear error unless resolveNames; SDP names are refused (488)", async () => {
   const { clock, net, bob: alice, dests } = setup({ overload: false });
   assert.throws(
@@ -854,6 +915,39 @@ Deno.test("caller (the sip control) on a memory network: unreachable → exit 1 
   );
 });
 
+Deno.test("caller (the sip control): a remote callee's answer naming a loopback address gets no RTP — the call is hung up with the reason", async () => {
+  let rtp = 0;
+  let byes = 0;
+  const run = await runOnMemory("pipelines/caller.json", ["to=sip:bob@10.0.0.2", "bind=10.0.0.1"], (net) => {
+    const callee = net.bind("10.0.0.2", 5060);
+    net.bind("127.0.0.1", 9999).listen(() => void rtp++);
+    callee.listen((d, from) => {
+      const m = parseMessage(d);
+      if (m.kind !== "request") return;
+      let res: SipResponse | undefined;
+      if (m.method === "INVITE") {
+        res = createResponse(m, 200, undefined, {
+          toTag: "bob1",
+          headers: [["Contact", "<sip:bob@10.0.0.2>"], ["Content-Type", "application/sdp"]],
+          body: createAnswer(SDP, { registry: codecs, address: "127.0.0.1", port: 9999 }),
+        });
+      } else if (m.method === "BYE") {
+        byes++;
+        res = createResponse(m, 200);
+      }
+      if (res) void callee.send(serializeMessage(res), from);
+    });
+  });
+  assert.deepEqual(run.result, {
+    code: 1,
+    reason:
+      "call ended on a media failure: the media address 127.0.0.1 is a loopback address, the peer 10.0.0.2:5060 " +
+      "is not",
+  });
+  assert.equal(rtp, 0, "nothing was sent to 127.0.0.1:9999");
+  assert.equal(byes, 1);
+});
+
 Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still gets its CANCEL, a late 200 its ACK and BYE", async () => {
   for (const late of [180, 200]) {
     const { clock, net, bob: alice } = setup({ overload: false });
@@ -877,6 +971,45 @@ Deno.test("OutgoingCall.giveUp before any response: ends now; a late 180 still g
     await alice.close();
     await peer.close();
   }
+});
+
+Deno.test("2xx from other forks: each is ACKed and hung up once, its retransmissions ACKed again; at most 16 forks per call", async () => {
+  const { clock, net, out, bob: alice } = setup({ overload: false });
+  const carol = rawPeer(net, "10.0.0.3");
+  // Where the forks' Contact points: another host, which the flood would otherwise make us send to.
+  const victim = rawPeer(net, "10.0.0.9", [5070]);
+  const call = alice.invite("sip:carol@10.0.0.3", { sdp: SDP });
+  clock.advance(5);
+  const invite = parseMessage(carol.got.find((g) => g.text.startsWith("INVITE "))!.text) as SipRequest;
+  const answer = createAnswer(SDP, { registry: codecs, address: "10.0.0.3", port: 42000 });
+  const ok = (toTag: string, contact: string) =>
+    serializeMessage(createResponse(invite, 200, undefined, {
+      toTag,
+      headers: [["Contact", contact], ["Content-Type", "application/sdp"]],
+      body: answer,
+    }));
+  await carol.send(ok("carol1", "<sip:carol@10.0.0.3>"), alice.localAddress);
+  clock.advance(5);
+  assert.equal(call.state, "established");
+  // One fork answers, and its 2xx is retransmitted twice (it did not see our ACK yet).
+  for (let i = 0; i < 3; i++) await carol.send(ok("fork1", "<sip:x@10.0.0.9:5070>"), alice.localAddress);
+  clock.advance(5);
+  const methods = () => victim.got.map((g) => g.text.split(" ")[0]);
+  assert.deepEqual(methods().sort(), ["ACK", "ACK", "ACK", "BYE"], "one BYE, an ACK for each 2xx");
+  const acks = victim.got.filter((g) => g.text.startsWith("ACK "));
+  assert.equal(new Set(acks.map((g) => g.text)).size, 1, "the same ACK again");
+  assert.match(acks[0].text, /\r\nTo: <sip:carol@10\.0\.0\.3>;tag=fork1\r\n/);
+  // A flood of 2xx with new To tags: 15 more forks are hung up, the rest ignored (one warning).
+  for (let i = 0; i < 200; i++) await carol.send(ok(`flood${i}`, "<sip:x@10.0.0.9:5070>"), alice.localAddress);
+  clock.advance(5);
+  assert.equal(methods().filter((m) => m === "BYE").length, 16);
+  assert.equal(methods().filter((m) => m === "ACK").length, 3 + 15);
+  assert.equal(alice.usage.clientTransactions, 1 + 16, "the INVITE's, and one BYE per fork");
+  assert.equal(out.lines.filter((l) => l.includes("other forks: ignored")).length, 1);
+  assert.equal(call.state, "established", "the call itself goes on");
+  await alice.close();
+  await carol.close();
+  await victim.close();
 });
 
 // ------------------------------------------------------------------ 6. overload

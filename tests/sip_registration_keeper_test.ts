@@ -212,6 +212,21 @@ Deno.test("keeper: failures → ready rejects, then registers again after 5, 10,
   await close();
 });
 
+Deno.test("keeper: a 2xx that grants no lifetime (expires=0) is a failure whose backoff doubles like the others", async () => {
+  const { clock, alice, seen, setReply, close } = setup();
+  setReply((r) => ({ status: 200, contacts: r.contacts.map((c) => ({ uri: c.uri, expires: 0 })) }));
+  const failures: KeeperFailure[] = [];
+  const keeper = alice.keepRegistered({ registrar: "sip:10.0.0.2", aor: "sip:alice@example.com" });
+  keeper.on("failed", (f) => failures.push(f));
+  await run(clock, 40_000, 100);
+  assert.deepEqual(failures.map((f) => [f.attempt, f.retryInMs]), [[1, 5000], [2, 10_000], [3, 20_000], [4, 40_000]]);
+  assert.match(failures[0].error.message, /no lifetime \(expires 0\)/);
+  assert.equal(seen.length, 4, "REGISTERs at 0, 5, 15 and 35 s");
+  assert.equal(keeper.state, "retrying");
+  await keeper.stop({ unregister: false });
+  await close();
+});
+
 Deno.test("keeper: digest challenges on the first REGISTER and on each refresh", async () => {
   const password = "refresh-secret";
   const authenticator = digestAuthenticator({ username: "alice", password });

@@ -250,6 +250,33 @@ export function isLoopbackAddress(host: string): boolean {
   return host === "::1" || (host.startsWith("127.") && ipVersion(host) === 4);
 }
 
+/**
+ * Why `address` (an IP literal) can never be where a datagram is sent, or undefined: the unspecified address
+ * (`0.0.0.0/8`, `::`; RFC 1122 §3.2.1.3: never a destination, and Linux delivers it to the host itself), multicast
+ * (`224.0.0.0/4`, `ff00::/8`), the limited broadcast and the rest of `240.0.0.0/4`. IPv4-mapped IPv6 addresses are
+ * read as IPv4. An address taken from the network (an SDP's `c=`, a SIP Contact) that is one of these is refused.
+ *
+ * @example
+ * ```ts
+ * neverADestination("0.0.0.0"); // "the unspecified address (0.0.0.0/8)"
+ * neverADestination("192.0.2.10"); // undefined
+ * ```
+ */
+export function neverADestination(address: string): string | undefined {
+  const h = canonicalHost(address);
+  const v4 = /^(\d+)\.\d+\.\d+\.\d+$/.exec(h);
+  if (v4) {
+    const a = Number(v4[1]);
+    if (a === 0) return "the unspecified address (0.0.0.0/8)";
+    if (a >= 224 && a <= 239) return "a multicast address";
+    if (a >= 240) return h === "255.255.255.255" ? "the broadcast address" : "a reserved address (240.0.0.0/4)";
+    return undefined;
+  }
+  if (h === "::") return "the unspecified address (::)";
+  if (/^ff[0-9a-f]{2}:/.test(h)) return "a multicast address";
+  return undefined;
+}
+
 /** True for the wildcard bind addresses `0.0.0.0` and `::`. */
 export function isWildcard(host: string): boolean {
   const h = canonicalHost(host);

@@ -10,6 +10,7 @@
  */
 import type { Clock } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
+import { canonicalHost, isLoopbackAddress, neverADestination } from "../../core/net/address.ts";
 import type { Authenticator } from "./auth.ts";
 import type { SipRequest, SipResponse } from "./message.ts";
 import type { OverloadMonitor } from "./_overload.ts";
@@ -151,9 +152,13 @@ export class UaContext {
    * the next hop's `maddr` or host when it is an IP address, at its port
    * (default 5060). A host name there came from the network (Contact,
    * Record-Route) and is never resolved: the request goes to `fallback`, the
-   * address the peer's dialog-forming message came from. An unreadable next
-   * hop goes there too. With `dialogToSource`, every in-dialog request goes
-   * to `fallback` (a peer behind NAT advertises a private Contact).
+   * address the peer's dialog-forming message came from. So does an address
+   * that is never a destination (unspecified, multicast, broadcast: see
+   * `neverADestination`), and a loopback address unless `fallback` is one too
+   * (a remote peer naming 127.0.0.1 would have us send to this host's own
+   * services). An unreadable next hop goes there too. With `dialogToSource`,
+   * every in-dialog request goes to `fallback` (a peer behind NAT advertises a
+   * private Contact).
    */
   hopAddress(nextHop: () => SipUri, fallback: Address): Address {
     if (this.dialogToSource) return fallback;
@@ -164,7 +169,8 @@ export class UaContext {
       return fallback;
     }
     const host = (uri.params.maddr ?? uri.host).replace(/^\[|\]$/g, "");
-    if (!isIpAddress(host)) return fallback;
+    if (!isIpAddress(host) || neverADestination(host) !== undefined) return fallback;
+    if (isLoopbackAddress(canonicalHost(host)) && !isLoopbackAddress(canonicalHost(fallback.hostname))) return fallback;
     return { hostname: host, port: uri.port ?? 5060 };
   }
 

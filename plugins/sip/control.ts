@@ -26,7 +26,7 @@ import type { Variables } from "../../core/config.ts";
 import { type ControlContext, type Controller, type ControlResult, defineControl } from "../../core/control.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
-import { formatHostPort, ipVersion, isWildcard } from "../../core/net/address.ts";
+import { canonicalHost, formatHostPort, ipVersion, isLoopbackAddress, isWildcard } from "../../core/net/address.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
 import { MemoryNetwork } from "../../core/net/memory.ts";
 import { VirtualClock } from "../../core/virtual_clock.ts";
@@ -1270,7 +1270,7 @@ class SipController implements Controller {
       });
       // What the call's media will read once answered, read now: an offer it cannot use is refused, not answered
       // and then hung up.
-      this.#checkMedia(call.mediaWith(answer, this.#ctx.codecs));
+      this.#checkMedia(call.mediaWith(answer, this.#ctx.codecs), call);
     } catch (e) {
       await alloc.media.stop();
       const status = e instanceof SdpError ? e.status : 488;
@@ -1292,10 +1292,19 @@ class SipController implements Controller {
 
   /**
    * Throws an {@linkcode SdpError} (488) when the call's chains could not take what was negotiated: a packet time
-   * other than a whole 10-60 ms (the RTP stages' range), or a peer's address of the other family than the address
-   * our RTP sockets are bound to (`bind`; an IPv6 `bind` other than `::` takes IPv6 peers only).
+   * other than a whole 10-60 ms (the RTP stages' range), a peer's address of the other family than the address
+   * our RTP sockets are bound to (`bind`; an IPv6 `bind` other than `::` takes IPv6 peers only), or a loopback
+   * address from a peer that is not on loopback (where its INVITE came from, or where ours went): our RTP would go to
+   * this host's own services.
    */
-  #checkMedia(m: NegotiatedAudio): void {
+  #checkMedia(m: NegotiatedAudio, call: Call): void {
+    const peer = call instanceof OutgoingCall ? call.destination : (call as IncomingCall).source;
+    if (isLoopbackAddress(canonicalHost(m.remoteAddress)) && !isLoopbackAddress(canonicalHost(peer.hostname))) {
+      throw new SdpError(
+        `the media address ${m.remoteAddress} is a loopback address, the peer ${formatHostPort(peer)} is not`,
+        488,
+      );
+    }
     if (!Number.isInteger(m.ptime) || m.ptime < 10 || m.ptime > 60) {
       throw new SdpError(`a=ptime:${m.ptime}: the packet time must be a whole 10-60 ms`, 488);
     }
@@ -1311,7 +1320,9 @@ class SipController implements Controller {
   /** Builds and starts the call's chains; on failure logs it and hangs up. Never rejects. */
   async #startCallMedia(call: Call, media: CallMediaHandle, alloc: { pair: Ports; address: string }, n: number) {
     try {
-      const vars = this.#variables(call, alloc.pair, alloc.address, call.media(this.#ctx.codecs), n);
+      const agreed = call.media(this.#ctx.codecs);
+      if (call instanceof OutgoingCall) this.#checkMedia(agreed, call); // an incoming call's offer was checked before
+      const vars = this.#variables(call, alloc.pair, alloc.address, agreed, n);
       await this.#startMedia(call, media, vars);
     } catch (e) {
       this.#log.error(`cannot start media: ${errText(e)}`, { call: call.callId });

@@ -3,7 +3,8 @@
  * `SipUserAgent.invite`. It sends the INVITE (built by the request builder) in
  * an INVITE client transaction, reports provisional responses, creates the
  * dialog from the 2xx and ACKs it (again for each retransmission; ACK + BYE for
- * a second fork), cancels (CANCEL once a provisional response arrived), and
+ * another fork, once per fork and for at most 16 of them, whose retransmissions
+ * are ACKed again), cancels (CANCEL once a provisional response arrived), and
  * answers a 401/407 through the authenticator by re-sending the INVITE with
  * CSeq + 1 and the credentials — the same call object goes on.
  *
@@ -19,6 +20,13 @@ import type { Address } from "./transport.ts";
 import type { SipUri } from "./uri.ts";
 import { errText, type UaContext } from "./_context.ts";
 import { answerChallenge, sendRequest } from "./_client.ts";
+
+/**
+ * Most other forks whose 2xx one call ACKs and hangs up (RFC 3261 §13.2.2.4). A 2xx from a fork beyond them is
+ * ignored: each new To tag would otherwise cost an ACK and a BYE transaction (retransmitted for 64·T1) to whatever
+ * its Contact names.
+ */
+const MAX_FORKS = 16;
 
 /** Options of `SipUserAgent.invite`. */
 export interface InviteOptions {
@@ -59,6 +67,9 @@ export class OutgoingCall extends Call {
   #gotProvisional = false;
   #cancel: "none" | "pending" | "sent" = "none";
   #authRounds = 0;
+  /** The other forks that answered 2xx, by To tag: the ACK sent to each (again for its retransmissions) and where. */
+  readonly #forks = new Map<string, { ack: SipRequest; dest: Address }>();
+  #forksFull = false;
   readonly #ackSdp?: (offer: string) => string;
 
   /**
@@ -188,6 +199,18 @@ export class OutgoingCall extends Call {
           this.#ctx.sendDirect(this.#ack, this.#ackDest);
         }
       } else {
+        const fork = tag ? this.#forks.get(tag) : undefined;
+        if (fork) {
+          // Retransmitted 2xx of a fork already hung up: its ACK again, no second BYE.
+          this.#ctx.sendDirect(fork.ack, fork.dest);
+          return;
+        }
+        if (this.#forks.size >= MAX_FORKS) {
+          // Logged once: the rest would be a line per datagram the peer sends.
+          if (!this.#forksFull) this.#ctx.log.warn(`2xx from more than ${MAX_FORKS} other forks: ignored`, this.fields);
+          this.#forksFull = true;
+          return;
+        }
         // A second fork answered: ACK and hang it up (RFC 3261 §13.2.2.4).
         let other: Dialog;
         try {
@@ -198,7 +221,9 @@ export class OutgoingCall extends Call {
         }
         this.#ctx.log.info("2xx from another fork, sending ACK and BYE", this.fields);
         const dest = this.hopOf(other, from);
-        this.#ctx.sendDirect(other.createAck(getCSeq(res).seq, { via: this.#ctx.build.via(dest) }).request, dest);
+        const ack = other.createAck(getCSeq(res).seq, { via: this.#ctx.build.via(dest) }).request;
+        this.#forks.set(other.remoteTag, { ack, dest });
+        this.#ctx.sendDirect(ack, dest);
         const bye = other.createRequest("BYE", { via: this.#ctx.build.via(dest) });
         void sendRequest(this.#ctx, bye.request, dest, { nextCSeq: () => other.nextLocalSeq() });
       }

@@ -163,11 +163,12 @@ export class RegistrationKeeper {
       return;
     }
     this.#current = reg;
-    this.#failures = 0;
     if (reg.expires <= 0) {
+      // A failure like any other: the backoff goes on doubling.
       this.#failed(new RegistrationError(`registrar granted ${reg.aor} no lifetime (expires 0)`, reg.response));
       return;
     }
+    this.#failures = 0;
     this.#state = "registered";
     this.#events.emit("registered", reg);
     const delay = refreshDelay(reg.expires);

@@ -23,7 +23,7 @@
  * @module
  */
 import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
-import { canonicalHost } from "../../core/net/address.ts";
+import { neverADestination } from "../../core/net/address.ts";
 import { excerpt, isIpAddress } from "./syntax.ts";
 import {
   parseSdpText,
@@ -482,26 +482,6 @@ function readAudio(
     };
   }
   throw new NoCommonCodecError(offeredNames(s, fallback), known.map((k) => k.name));
-}
-
-/**
- * Why `address` (an IP literal) can never be where RTP goes, or undefined: the unspecified address (`0.0.0.0/8`,
- * `::`; RFC 1122 §3.2.1.3: never a destination, and Linux delivers it to the host itself), multicast (`224.0.0.0/4`,
- * `ff00::/8`), the limited broadcast and the rest of `240.0.0.0/4`. IPv4-mapped IPv6 addresses are read as IPv4.
- */
-function neverADestination(address: string): string | undefined {
-  const h = canonicalHost(address);
-  const v4 = /^(\d+)\.\d+\.\d+\.\d+$/.exec(h);
-  if (v4) {
-    const a = Number(v4[1]);
-    if (a === 0) return "the unspecified address (0.0.0.0/8)";
-    if (a >= 224 && a <= 239) return "a multicast address";
-    if (a >= 240) return h === "255.255.255.255" ? "the broadcast address" : "a reserved address (240.0.0.0/4)";
-    return undefined;
-  }
-  if (h === "::") return "the unspecified address (::)";
-  if (/^ff[0-9a-f]{2}:/.test(h)) return "a multicast address";
-  return undefined;
 }
 
 /**
