@@ -384,6 +384,8 @@ Deno.test("console service: what a page sends before its hello is ready is bound
     fine.onmessage = (e) => void got.push(JSON.parse(e.data));
     for (let i = 0; i < 3; i++) fine.send(JSON.stringify({ op: "nope", req: i }));
     await until(() => s.service.sockets === 1, "the closed pages to leave");
+    // Only these three wait: the closed pages' queues went with them.
+    await until(() => s.service.waiting === 3, `the three requests to wait for the hello (${s.service.waiting} wait)`);
     gate.resolve();
     AudioLibrary.prototype.list = list;
     await until(() => got.filter((m) => m.type === "reply").length === 3, "the replies to the queued messages");
@@ -395,6 +397,45 @@ Deno.test("console service: what a page sends before its hello is ready is bound
     gate.resolve();
     AudioLibrary.prototype.list = list;
     for (const ws of pages) if (ws.readyState !== WebSocket.CLOSED) await shut(ws);
+    await s.close();
+  }
+});
+
+Deno.test("console service: a message sent while those queued before the hello are handled waits behind them: replies in the order sent", async () => {
+  const s = await start();
+  const list = AudioLibrary.prototype.list;
+  const helloGate = Promise.withResolvers<void>();
+  const filesGate = Promise.withResolvers<void>();
+  let calls = 0;
+  // The first listing is the hello's, held until the page has queued a request; the next is that request's ("files"),
+  // held while the page sends another.
+  AudioLibrary.prototype.list = async function (this: AudioLibrary) {
+    await (++calls === 1 ? helloGate.promise : filesGate.promise);
+    return await list.call(this);
+  };
+  let page: WebSocket | undefined;
+  try {
+    page = await open(s.base.replace(/^http/, "ws") + "ws");
+    const got: Record<string, unknown>[] = [];
+    page.onmessage = (e) => void got.push(JSON.parse(e.data));
+    await until(() => s.service.pages === 1, "the hub to add the page");
+    page.send(JSON.stringify({ op: "files", req: 0 }));
+    await until(() => s.service.waiting === 1, "the request to wait for the hello");
+    helloGate.resolve();
+    await until(() => got.some((m) => m.type === "hello") && calls === 2, "the hello, then the queued request");
+    page.send(JSON.stringify({ op: "nope", req: 1 }));
+    // Give the second message time to be handled out of turn, were it (the order below holds however long this is).
+    const deadline = Date.now() + 500;
+    await until(() => got.some((m) => m.req === 1) || Date.now() > deadline, "the second request or 500 ms");
+    filesGate.resolve();
+    await until(() => got.filter((m) => m.type === "reply").length === 2, "both replies");
+    assertEquals(got.filter((m) => m.type === "reply").map((m) => m.req), [0, 1]);
+    assertEquals(s.service.waiting, 0);
+  } finally {
+    helloGate.resolve();
+    filesGate.resolve();
+    AudioLibrary.prototype.list = list;
+    if (page && page.readyState !== WebSocket.CLOSED) await shut(page);
     await s.close();
   }
 });

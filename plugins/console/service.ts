@@ -136,6 +136,8 @@ export interface ConsoleService extends Service {
   readonly sockets: number;
   /** Pages the hub serves now (a WebSocket that closed is no longer one, whenever it closed). */
   readonly pages: number;
+  /** Messages the pages sent before the hub was ready for them, waiting in their queues now (all pages together). */
+  readonly waiting: number;
 }
 
 /** Starts the console service (see the module documentation). */
@@ -267,6 +269,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     }
   };
 
+  let waiting = 0;
   const attach = (socket: WebSocket) => {
     sockets.add(socket);
     let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
@@ -286,8 +289,16 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       });
       // The page may have left while the hub was preparing its hello: forget it now.
       if (gone) return c.close();
+      // What the page sent meanwhile goes first, in order: a message arriving while these are handled joins the
+      // queue behind them (`conn` is set only once it is empty), so the hub sees them all in the order sent.
+      while (queue.length > 0) {
+        const t = queue.shift()!;
+        waiting--;
+        queuedBytes -= utf8Length(t);
+        await c.receive(t);
+        if (gone) return c.close();
+      }
       conn = c;
-      for (const t of queue.splice(0)) await conn.receive(t);
     };
     socket.onmessage = (e) => {
       if (typeof e.data !== "string" || gone) return;
@@ -298,6 +309,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       queuedBytes += utf8Length(e.data);
       if (queue.length < PRE_HELLO_MESSAGES && queuedBytes <= PRE_HELLO_BYTES) {
         queue.push(e.data);
+        waiting++;
         return;
       }
       // The hub is still preparing the hello: a page that sends this much meanwhile is closed, not queued.
@@ -305,6 +317,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         `a page sent ${queue.length + 1} messages (${queuedBytes} bytes) before its hello was ready, more than ` +
           `${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes: closed`,
       );
+      waiting -= queue.length;
       queue.length = 0;
       gone = true;
       try {
@@ -372,6 +385,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     },
     get pages() {
       return hub.clients;
+    },
+    get waiting() {
+      return waiting;
     },
   };
 }
