@@ -159,6 +159,21 @@ Deno.test("register: expires and contact are passed through; the grant comes fro
   await close();
 });
 
+Deno.test("register: a grant of more seconds than delta-seconds holds (2^32-1) is read as 2^32-1, not Infinity", async () => {
+  const { clock, alice, registrar, close } = setup();
+  registrar.onRegister(() => ({
+    status: 200,
+    headers: [["Expires", "9".repeat(400)]],
+    contacts: [{ uri: "sip:b@192.0.2.9:5099", expires: 60 }],
+  }));
+  const reg = await settle(
+    clock,
+    alice.register({ registrar: "10.0.0.2", aor: "alice@example.com", expires: 300, contact: "sip:a@192.0.2.9:5099" }),
+  );
+  assert.equal(reg.expires, 4294967295);
+  await close();
+});
+
 Deno.test("register: without a registrar handler REGISTER gets 405 with Allow, as before; with one, Allow lists REGISTER", async () => {
   const { clock, alice, registrar, close } = setup();
   const err = await settle(clock, alice.register({ registrar: "sip:10.0.0.2", aor: "sip:alice@example.com" }))

@@ -224,7 +224,7 @@ function minExpires(res: SipResponse): number | undefined {
 /**
  * The lifetime a registrar granted our `contact` (RFC 3261 §10.2.4): the
  * `expires` parameter of the matching Contact in its 2xx, else its `Expires`
- * header, else what we asked.
+ * header, else what we asked; at most 2³²−1 s.
  */
 function grantedExpires(res: SipResponse, contact: string, asked: number): number {
   const ours = parseUri(contact);
@@ -239,8 +239,13 @@ function grantedExpires(res: SipResponse, contact: string, asked: number): numbe
     const same = u.scheme === ours.scheme && u.user === ours.user && u.host.toLowerCase() === ours.host.toLowerCase() &&
       (u.port ?? 5060) === (ours.port ?? 5060);
     const exp = na.params.expires;
-    if (same && exp !== undefined && exp !== null && /^\d+$/.test(exp.trim())) return Number(exp.trim());
+    if (same && exp !== undefined && exp !== null && /^\d+$/.test(exp.trim())) return deltaSeconds(exp.trim());
   }
   const header = res.headers.get("Expires")?.trim();
-  return header !== undefined && /^\d+$/.test(header) ? Number(header) : asked;
+  return header !== undefined && /^\d+$/.test(header) ? deltaSeconds(header) : asked;
+}
+
+/** Digits of delta-seconds as a number, at most 2³²−1 (RFC 3261 §25.1): a longer run of digits is not Infinity. */
+function deltaSeconds(digits: string): number {
+  return Math.min(Number(digits), 4294967295);
 }
