@@ -31,7 +31,7 @@ import {
 import { dtmfSender, sendDtmf } from "../plugins/rtp/dtmf_sender.ts";
 import rtpDepacketizer from "../plugins/rtp/rtp_depacketizer.ts";
 import { JitterBuffer, jitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
-import { RecordBuffer } from "../plugins/rtp/record_buffer.ts";
+import { MAX_EVENT_RUNS, RecordBuffer } from "../plugins/rtp/record_buffer.ts";
 import { ReceptionStats } from "../plugins/rtp/rtcp_session.ts";
 import { agreedMedia, createAnswer, createOffer, negotiated } from "../plugins/sip/sdp.ts";
 
@@ -519,6 +519,37 @@ Deno.test("record buffer: audio muted during an event leaves the sender's silenc
   for (const f of stream.filter((f) => f.codec !== TELEPHONE_EVENT)) blind.insert(f, () => {});
   blind.flush(() => {});
   assertEquals(blind.stats().lost, 8);
+});
+
+Deno.test("record buffer: what it remembers of event packets stays bounded, however many come", () => {
+  const rb = new RecordBuffer({ reorderMs: 100 });
+  const out: EncodedFrame[] = [];
+  const put = (f: RtpFrame) => rb.insert(f, (x) => out.push(x));
+  const frames = audio(40);
+  for (const f of frames.slice(0, 10)) put(f);
+  // A key held 6 s with the audio muted: 300 event packets in sequence are one run of sequence numbers.
+  for (let i = 0; i < 300; i++) {
+    put({ ...ev(1010 + i, 8000 + 1600, 5, 160 * (i + 1), false), codec: TELEPHONE_EVENT });
+  }
+  assertEquals(rb.stats().event_runs, 1);
+  // The audio resumes after them: the 6 s were the sender's silence, not 300 lost packets.
+  for (const [i, f] of frames.slice(10, 20).entries()) {
+    put({ ...f, sequence: 1310 + i, timestamp: f.timestamp + 300 * 160 });
+  }
+  let s = rb.stats();
+  assertEquals([s.lost, s.concealed_samples, s.silence_samples], [0, 0, 300 * 160]);
+  // A flood of event packets a sequence number apart (each its own run): the oldest runs are forgotten.
+  for (let i = 0; i < 5000; i++) {
+    put({ ...ev(1320 + 2 * i, 8000 + 20 * 160 + 300 * 160, 7, 160), codec: TELEPHONE_EVENT });
+  }
+  s = rb.stats();
+  assertEquals(s.event_runs, MAX_EVENT_RUNS);
+  // The audio that follows still plays.
+  for (const [i, f] of frames.slice(20).entries()) {
+    put({ ...f, sequence: (1320 + 10_000 + i) & 0xffff, timestamp: f.timestamp + 300 * 160 });
+  }
+  rb.flush((x) => out.push(x));
+  assertEquals(out.filter((f) => f.type === "normal").reduce((n, f) => n + f.payload.length, 0), 40 * 160);
 });
 
 Deno.test("jitter buffer (playout) and RTCP: event packets are not losses and do not move the jitter", async () => {

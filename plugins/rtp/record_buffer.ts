@@ -33,8 +33,8 @@
  *   (confirmed SSRC change, resynchronized sender) continues the output
  *   timeline where the old one ended, so a recording never jumps back.
  *
- * Memory is bounded by `reorderMs` of held audio plus one packet, and the
- * probation slots.
+ * Memory is bounded by `reorderMs` of held audio plus one packet, the
+ * probation slots, and {@linkcode MAX_EVENT_RUNS} runs of event sequence numbers.
  *
  * @module
  */
@@ -45,6 +45,12 @@ import { isTelephoneEvent } from "./telephone_event.ts";
 export const MAX_DROPOUT = 3000;
 /** RFC 3550 A.1: packets this far behind the highest are old (duplicates or stale). */
 export const MAX_MISORDER = 100;
+/**
+ * Runs of consecutive telephone-event sequence numbers a buffer remembers at most: a stream of events (however long)
+ * is one run, so only packets forged to leave holes between them fill this; beyond it the oldest run is forgotten
+ * (its sequence numbers would count as lost, were audio still to come before them).
+ */
+export const MAX_EVENT_RUNS = 4 * MAX_MISORDER;
 /** A source on probation counts packets whose sequence numbers lie this close together (reordering allowed). */
 const PROBATION_SPREAD = 4;
 
@@ -100,6 +106,11 @@ export interface RecordBufferStats {
   max_packet_ms: number;
   /** Telephone-event packets (no audio; their sequence numbers are not losses). */
   events: number;
+  /**
+   * Runs of consecutive telephone-event sequence numbers remembered now (those the output has not passed), at most
+   * {@linkcode MAX_EVENT_RUNS}.
+   */
+  event_runs: number;
 }
 
 interface Held {
@@ -118,6 +129,70 @@ interface Candidate {
   packets: RtpFrame[];
   /** Packets of the current source when this candidate began: one more since then resets it. */
   mark: number;
+}
+
+/**
+ * A set of sequence numbers kept as sorted runs `[from, to)` of consecutive ones, at most `max` runs: adding and
+ * counting cost the number of runs at worst, and a stream of consecutive numbers costs one run however long.
+ */
+class SeqRuns {
+  /** Starts and ends (exclusive) of the runs, sorted, disjoint and never adjacent. */
+  #from: number[] = [];
+  #to: number[] = [];
+
+  constructor(readonly max: number) {}
+
+  /** Runs held. */
+  get size(): number {
+    return this.#from.length;
+  }
+
+  /** Adds `seq`; forgets the runs wholly below `floor` first when full, then the oldest. */
+  add(seq: number, floor: number): void {
+    const from = this.#from, to = this.#to;
+    // The last run starting at or before seq (most numbers come in order: at the end).
+    let i = from.length - 1;
+    while (i >= 0 && from[i] > seq) i--;
+    if (i >= 0 && seq < to[i]) return; // held already
+    if (i >= 0 && seq === to[i]) {
+      to[i]++;
+      if (i + 1 < from.length && from[i + 1] === to[i]) {
+        to[i] = to[i + 1];
+        from.splice(i + 1, 1);
+        to.splice(i + 1, 1);
+      }
+      return;
+    }
+    if (i + 1 < from.length && from[i + 1] === seq + 1) {
+      from[i + 1] = seq;
+      return;
+    }
+    from.splice(i + 1, 0, seq);
+    to.splice(i + 1, 0, seq + 1);
+    if (from.length > this.max) {
+      let k = 0;
+      while (k < from.length && to[k] <= floor) k++;
+      const drop = Math.max(k, 1);
+      from.splice(0, drop);
+      to.splice(0, drop);
+    }
+  }
+
+  /** How many of `[a, b)` are held. */
+  count(a: number, b: number): number {
+    let n = 0;
+    for (let i = 0; i < this.#from.length; i++) {
+      const lo = Math.max(a, this.#from[i]), hi = Math.min(b, this.#to[i]);
+      if (hi > lo) n += hi - lo;
+    }
+    return n;
+  }
+
+  /** Forgets every number. */
+  clear(): void {
+    this.#from.length = 0;
+    this.#to.length = 0;
+  }
 }
 
 type Emit = (f: EncodedFrame) => void;
@@ -174,9 +249,10 @@ export class RecordBuffer {
     max_held: 0,
     max_packet_ms: 0,
     events: 0,
+    event_runs: 0,
   };
   /** Extended sequence numbers of the current stream's telephone-event packets not yet passed by the output. */
-  #eventSeqs = new Set<number>();
+  #eventSeqs = new SeqRuns(MAX_EVENT_RUNS);
 
   /**
    * Creates a buffer.
@@ -192,7 +268,7 @@ export class RecordBuffer {
 
   /** Counters. */
   stats(): RecordBufferStats {
-    return { ...this.#n, held: this.#held.length };
+    return { ...this.#n, held: this.#held.length, event_runs: this.#eventSeqs.size };
   }
 
   /** Takes a received packet; emits whatever is now in order. */
@@ -229,21 +305,14 @@ export class RecordBuffer {
     if (dSeq > MAX_DROPOUT || dSeq < -MAX_MISORDER) return;
     const seq = this.#maxSeq + dSeq;
     if (seq < this.#nextSeq) return;
-    this.#eventSeqs.add(seq);
+    this.#eventSeqs.add(seq, this.#nextSeq);
     // The next audio packet follows it: its sequence step is one, its timestamp step one packet.
     if (dSeq > 0) this.#maxSeq = seq;
-    if (this.#eventSeqs.size > 4 * MAX_MISORDER) {
-      for (const s of this.#eventSeqs) if (s < this.#nextSeq) this.#eventSeqs.delete(s);
-    }
   }
 
   /** Telephone-event packets among the sequence numbers `[from, to)`. */
   #eventsIn(from: number, to: number): number {
-    let n = 0;
-    for (const s of this.#eventSeqs) {
-      if (s >= from && s < to) n++;
-    }
-    return n;
+    return this.#eventSeqs.count(from, to);
   }
 
   /** End of stream: whatever is missing before the held packets is declared lost; everything held is emitted. */
