@@ -9,6 +9,7 @@ import { seededRandom } from "../core/random.ts";
 import rtcp, { describeReport } from "../plugins/rtp/rtcp.ts";
 import {
   checkRtcp,
+  MAX_RTCP_SOURCES,
   ntpMiddle,
   ReceptionStats,
   rtcpInterval,
@@ -368,6 +369,31 @@ Deno.test("session: RTCP from anyone but the peer, and invalid RTCP, are dropped
   const s = b.stats() as Record<string, number>;
   assert.equal(s.rtcp_dropped, 2);
   assert.equal(s.reports_received, n);
+});
+
+Deno.test("session: RTP of ever new SSRCs keeps at most MAX_RTCP_SOURCES sources; the stream that flows keeps its statistics", () => {
+  const { clock, a } = pair();
+  const rand = seededRandom(3);
+  for (let i = 0; i < 200; i++) {
+    const arrival = i * 20;
+    // Packet 50 of the real stream is lost.
+    if (i !== 50) a.onReceived(rtpFrame(1000 + i, 160 * i, 0xaaaa, arrival));
+    for (let k = 0; k < 50; k++) {
+      a.onReceived(
+        rtpFrame(Math.floor(rand() * 65536), Math.floor(rand() * 2 ** 32), Math.floor(rand() * 2 ** 32), arrival),
+      );
+    }
+  }
+  clock.advance(4000);
+  const s = a.stats() as Record<string, number>;
+  assert.equal(s.packets_received, 199 + 200 * 50);
+  assert.ok(s.sources <= MAX_RTCP_SOURCES, `${s.sources} sources`);
+  assert.equal(s.remote_ssrc, 0xaaaa);
+  assert.equal(s.lost, 1);
+  assert.equal(s.jitter_ms, 0);
+  // Its report block is in the next report.
+  const blocks = parse(a.buildReport().data).getPackets()[0] as InstanceType<typeof ReceiverReportPacket>;
+  assert.ok(blocks.getReports().some((r) => r.getSsrc() === 0xaaaa && r.getTotalLost() === 1));
 });
 
 // ---------------------------------------------------------------------------
