@@ -3,6 +3,8 @@
  * timeline, for a receive chain that ends in a file. Nothing here looks at the
  * clock: a recording depends only on the packets (which arrived, in which
  * order), never on how promptly the sender or the receiver was scheduled.
+ * Their arrival times serve one bound only: no sender's timeline outruns real
+ * time (below).
  *
  * - Packets are put in order by extended RTP timestamp and played out as soon
  *   as the samples before them are there; `pts` is the position on the sender's
@@ -28,6 +30,13 @@
  *   leaps more than `maxGapMs` beyond what the sequence numbers explain must be
  *   confirmed by the next packet (a resynchronized sender) and otherwise is
  *   dropped (its place is concealed like a loss).
+ * - A gap (a loss, or the sender's silence) is filled only as far as real time
+ *   allows: the recording's end may run ahead of the packets' arrival times
+ *   (from the first packet on, plus {@linkcode MAX_SENDER_SKEW} for a fast
+ *   clock) by at most `maxGapMs`, and the rest of a longer gap is cut (counted
+ *   in `cut_samples`). No real sender gets there; a peer whose sequence numbers
+ *   or timestamps leap ahead on every packet made a 10 s call a recording of
+ *   8 hours (480 MB). Audio received is never cut.
  * - A stream's start waits for one reorder window of audio, so packets that
  *   came reordered at the very start still play in order; a new stream
  *   (confirmed SSRC change, resynchronized sender) continues the output
@@ -51,6 +60,8 @@ export const MAX_MISORDER = 100;
  * (its sequence numbers would count as lost, were audio still to come before them).
  */
 export const MAX_EVENT_RUNS = 4 * MAX_MISORDER;
+/** The sender's clock may run this much faster than ours (5 %) before its gaps are cut (see the module doc). */
+export const MAX_SENDER_SKEW = 0.05;
 /** A source on probation counts packets whose sequence numbers lie this close together (reordering allowed). */
 const PROBATION_SPREAD = 4;
 
@@ -73,7 +84,8 @@ export interface RecordBufferOptions {
    * Largest forward leap of the timestamp, in ms beyond what the sequence
    * numbers explain, taken as the sender's silence (default 10 000); a larger
    * one, or any leap back, must be confirmed by the next packet and then
-   * starts a new timeline where the recording ended.
+   * starts a new timeline where the recording ended. Also how far the
+   * recording may run ahead of the packets' arrival times before gaps are cut.
    */
   maxGapMs?: number;
 }
@@ -98,6 +110,8 @@ export interface RecordBufferStats {
   streams: number;
   /** Samples of sender silence (timestamp gaps without missing packets). */
   silence_samples: number;
+  /** Samples of gaps (losses, silence) not filled: the sender's timeline ran ahead of real time. */
+  cut_samples: number;
   /** Packets held waiting for a gap right now. */
   held: number;
   /** Most packets held at once. */
@@ -235,6 +249,9 @@ export class RecordBuffer {
   #heldSamples = 0;
   #outEnd = 0; // pts after the last sample emitted
   #concealedSeqs = new Set<number>(); // sequence numbers declared lost recently (to count late ones)
+  /** Arrival of the first packet and the latest arrival (ms), when packets carry them. */
+  #firstArrival: number | undefined;
+  #lastArrival = 0;
   readonly #n: RecordBufferStats = {
     received: 0,
     lost: 0,
@@ -245,6 +262,7 @@ export class RecordBuffer {
     jumps: 0,
     streams: 0,
     silence_samples: 0,
+    cut_samples: 0,
     held: 0,
     max_held: 0,
     max_packet_ms: 0,
@@ -279,6 +297,10 @@ export class RecordBuffer {
     }
     if (frame.codec) this.#codec = frame.codec;
     if (frame.clockRate) this.#clockRate = frame.clockRate;
+    if (frame.arrival !== undefined) {
+      this.#firstArrival ??= frame.arrival;
+      if (frame.arrival > this.#lastArrival) this.#lastArrival = frame.arrival;
+    }
     if (this.#samplesOf(frame.payload) <= 0) return;
     if (frame.ssrc !== this.#ssrc) {
       const accepted = this.#probe(frame);
@@ -451,7 +473,10 @@ export class RecordBuffer {
         // within the window), or the sender's silence (nothing is missing: go on at once).
         const missing = h.seq - this.#nextSeq - this.#eventsIn(this.#nextSeq, h.seq);
         if (missing > 0 && !force && this.#heldSamples < window) return;
-        const gap = h.ts - this.#nextTs;
+        let gap = h.ts - this.#nextTs;
+        // Filled only as far as real time allows (see the module doc); the rest is cut after the part filled.
+        const cut = Math.max(0, gap - this.#room());
+        gap -= cut;
         if (missing > 0) {
           this.#n.lost += missing;
           this.#n.concealed_samples += gap;
@@ -459,10 +484,12 @@ export class RecordBuffer {
           if (this.#concealedSeqs.size > 4 * MAX_MISORDER) {
             this.#concealedSeqs = new Set([...this.#concealedSeqs].slice(-2 * MAX_MISORDER));
           }
-          emit(this.#frame(new Uint8Array(gap), gap, this.#nextTs, "concealed"));
+          if (gap > 0) emit(this.#frame(new Uint8Array(gap), gap, this.#nextTs, "concealed"));
         } else {
           this.#n.silence_samples += gap; // sender silence: the sink fills it from the pts gap
         }
+        this.#tsBase += cut;
+        this.#n.cut_samples += cut;
         this.#nextTs = h.ts;
         this.#nextSeq = h.seq;
       }
@@ -475,6 +502,16 @@ export class RecordBuffer {
       this.#nextTs = h.ts + h.n;
       this.#nextSeq = Math.max(this.#nextSeq, h.seq + 1);
     }
+  }
+
+  /**
+   * Samples a gap at the output's end may fill: how far the recording may still run ahead of the latest arrival
+   * (`maxGapMs`, with {@linkcode MAX_SENDER_SKEW}); unbounded for packets without arrival times.
+   */
+  #room(): number {
+    if (this.#firstArrival === undefined) return Infinity;
+    const aheadMs = (this.#lastArrival - this.#firstArrival) * (1 + MAX_SENDER_SKEW) + this.#maxGapMs;
+    return Math.max(0, Math.floor((aheadMs * this.#clockRate) / 1000) - (this.#nextTs - this.#tsBase));
   }
 
   #frame(payload: Uint8Array, samples: number, ts: number, type: "normal" | "concealed"): EncodedFrame {
