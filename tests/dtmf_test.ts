@@ -352,7 +352,7 @@ Deno.test("DtmfReceiver: one report per event, whatever the updates, redundant e
   ]);
   assertEquals(got[1].volume, 12);
   assertEquals(got[0].ssrc, SSRC);
-  assertEquals(rx.stats(), { packets: 12, events: 2, duplicates: 5, malformed: 0 });
+  assertEquals(rx.stats(), { packets: 12, events: 2, duplicates: 5, malformed: 0, segments: 0 });
   assertEquals(rx.deadline, undefined, "nothing under way");
 });
 
@@ -405,6 +405,20 @@ Deno.test("DtmfReceiver: events of another SSRC, several events in one packet, a
   assertEquals(got.at(-1)!.code, 16);
   assertEquals(rx.receive({ ssrc: 4, timestamp: 1, payload: new Uint8Array(3) }, 600), false);
   assertEquals(rx.stats().malformed, 1);
+});
+
+Deno.test("DtmfReceiver: an event of ever more segments keeps only the last ones; their late packets are still absorbed", () => {
+  const { rx, got } = receiver();
+  // 10 000 segments of 0x8000 units (a key "held" for 11 hours, or a peer's flood), one packet each.
+  for (let i = 0; i < 10_000; i++) rx.receive(ev(i, i * 0x8000, 5, 0x8000), i);
+  assertEquals(rx.stats().segments, 32);
+  rx.receive(ev(10_000, 9999 * 0x8000, 5, 0x8000, true), 10_000);
+  assertEquals(got.map((e) => [e.digit, e.duration, e.timestamp]), [["5", 10_000 * 0x8000, 0]]);
+  assertEquals(rx.stats().segments, 0);
+  // A late packet of one of its last segments is a duplicate, not a new event.
+  rx.receive(ev(9990, 9990 * 0x8000, 5, 0x8000), 10_001);
+  assertEquals(got.length, 1);
+  assertEquals(rx.stats().duplicates, 1);
 });
 
 Deno.test("rtp-depacketizer with dtmf_payload_type: dtmf events and log lines, frames tagged, a lost end timed out", async () => {

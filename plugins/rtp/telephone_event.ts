@@ -201,6 +201,8 @@ export interface DtmfReceiverStats {
   duplicates: number;
   /** Packets whose payload is not telephone events. */
   malformed: number;
+  /** Segments of the event under way remembered to absorb their packets once it is reported (at most 32). */
+  segments: number;
 }
 
 interface Current {
@@ -212,7 +214,10 @@ interface Current {
   duration: number;
   /** Durations of the segments before it (long events). */
   base: number;
-  /** Timestamps of its segments (each one's packets are duplicates once it is reported). */
+  /**
+   * Timestamps of its last {@linkcode DONE_RING} segments (each one's packets are duplicates once it is reported;
+   * the ring of reported events keeps no more).
+   */
   starts: number[];
   /** Timestamp of the first segment. */
   first: number;
@@ -246,7 +251,7 @@ export class DtmfReceiver {
   readonly #timeoutMs: number;
   #cur: Current | undefined;
   readonly #done: string[] = [];
-  readonly #n: DtmfReceiverStats = { packets: 0, events: 0, duplicates: 0, malformed: 0 };
+  readonly #n: Omit<DtmfReceiverStats, "segments"> = { packets: 0, events: 0, duplicates: 0, malformed: 0 };
 
   /**
    * Creates a receiver.
@@ -261,7 +266,7 @@ export class DtmfReceiver {
 
   /** Counters. */
   stats(): DtmfReceiverStats {
-    return { ...this.#n };
+    return { ...this.#n, segments: this.#cur?.starts.length ?? 0 };
   }
 
   /** When the event under way times out (media-clock ms), or undefined when none is. */
@@ -317,6 +322,7 @@ export class DtmfReceiver {
           c.ts = ts;
           c.duration = 0;
           c.starts.push(ts);
+          if (c.starts.length > DONE_RING) c.starts.shift();
         }
         c.duration = Math.max(c.duration, e.duration);
         c.volume = e.volume;
