@@ -25,6 +25,7 @@ import {
   dtmfDigit,
   DtmfReceiver,
   encodeTelephoneEvent,
+  MAX_EVENTS_PER_PACKET,
   type ReceivedTelephoneEvent,
   TELEPHONE_EVENT,
 } from "../plugins/rtp/telephone_event.ts";
@@ -352,7 +353,7 @@ Deno.test("DtmfReceiver: one report per event, whatever the updates, redundant e
   ]);
   assertEquals(got[1].volume, 12);
   assertEquals(got[0].ssrc, SSRC);
-  assertEquals(rx.stats(), { packets: 12, events: 2, duplicates: 5, malformed: 0, segments: 0 });
+  assertEquals(rx.stats(), { packets: 12, events: 2, duplicates: 5, malformed: 0, ignored: 0, segments: 0 });
   assertEquals(rx.deadline, undefined, "nothing under way");
 });
 
@@ -419,6 +420,24 @@ Deno.test("DtmfReceiver: an event of ever more segments keeps only the last ones
   rx.receive(ev(9990, 9990 * 0x8000, 5, 0x8000), 10_001);
   assertEquals(got.length, 1);
   assertEquals(rx.stats().duplicates, 1);
+});
+
+Deno.test("DtmfReceiver: a packet packed with events is read for its last MAX_EVENTS_PER_PACKET only", () => {
+  const { rx, got } = receiver();
+  // 350 ended events of 20 ms, "1" and "2" in turn, in one 1400-byte packet: before, 350 reports (and log lines).
+  const payload = new Uint8Array(350 * 4);
+  for (let i = 0; i < 350; i++) {
+    encodeTelephoneEvent({ event: 1 + (i & 1), end: true, volume: 10, duration: 160 }, payload, 4 * i);
+  }
+  rx.receive({ ssrc: SSRC, timestamp: 1000, payload }, 0);
+  assertEquals(
+    got.map((e) => [e.digit, e.timestamp]),
+    Array.from({ length: MAX_EVENTS_PER_PACKET }, (_, k) => {
+      const i = 350 - MAX_EVENTS_PER_PACKET + k;
+      return [String(1 + (i & 1)), 1000 + 160 * i];
+    }),
+  );
+  assertEquals(rx.stats().ignored, 350 - MAX_EVENTS_PER_PACKET);
 });
 
 Deno.test("rtp-depacketizer with dtmf_payload_type: dtmf events and log lines, frames tagged, a lost end timed out", async () => {
