@@ -688,11 +688,16 @@ export class RtcpSession {
     this.remote ??= { hostname: canonicalHost(from.hostname), port: from.port };
     const now = this.#clock.now();
     const hasBye = parsed.some((p) => p instanceof ByePacket);
+    // One compound is one report (RFC 3550 6.1: an SR or RR first; further RRs only carry more report blocks) and at
+    // most one BYE: only the first of each is published (logged, sent to the stages' listeners), however many
+    // packets a peer packs into it.
+    let published = hasBye, byePublished = false;
     for (const p of parsed) {
       if (p instanceof SenderReportPacket || p instanceof ReceiverReportPacket) {
         // The report that leads a BYE compound is not published: the BYE is.
         const info = this.#onReport(p, now);
-        if (!hasBye) this.#publish("receive", info);
+        if (!published) this.#publish("receive", info);
+        published = true;
       } else if (p instanceof SdesPacket) {
         for (const c of p.getChunks()) {
           const cname = c.getItems().find((i) => i.type === 1);
@@ -706,6 +711,8 @@ export class RtcpSession {
           if (gone && (!this.#departed || gone.packets > this.#departed.packets)) this.#departed = gone;
           this.#sources.delete(ssrc);
         }
+        if (byePublished) continue;
+        byePublished = true;
         this.#publish("receive", {
           direction: "received",
           type: "BYE",
