@@ -25,13 +25,14 @@ import {
   dtmfDigit,
   DtmfReceiver,
   encodeTelephoneEvent,
+  MAX_EVENTS_PER_PACKET,
   type ReceivedTelephoneEvent,
   TELEPHONE_EVENT,
 } from "../plugins/rtp/telephone_event.ts";
 import { dtmfSender, sendDtmf } from "../plugins/rtp/dtmf_sender.ts";
 import rtpDepacketizer from "../plugins/rtp/rtp_depacketizer.ts";
 import { JitterBuffer, jitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
-import { RecordBuffer } from "../plugins/rtp/record_buffer.ts";
+import { MAX_EVENT_RUNS, RecordBuffer } from "../plugins/rtp/record_buffer.ts";
 import { ReceptionStats } from "../plugins/rtp/rtcp_session.ts";
 import { agreedMedia, createAnswer, createOffer, negotiated } from "../plugins/sip/sdp.ts";
 
@@ -352,7 +353,7 @@ Deno.test("DtmfReceiver: one report per event, whatever the updates, redundant e
   ]);
   assertEquals(got[1].volume, 12);
   assertEquals(got[0].ssrc, SSRC);
-  assertEquals(rx.stats(), { packets: 12, events: 2, duplicates: 5, malformed: 0 });
+  assertEquals(rx.stats(), { packets: 12, events: 2, duplicates: 5, malformed: 0, ignored: 0, segments: 0 });
   assertEquals(rx.deadline, undefined, "nothing under way");
 });
 
@@ -405,6 +406,38 @@ Deno.test("DtmfReceiver: events of another SSRC, several events in one packet, a
   assertEquals(got.at(-1)!.code, 16);
   assertEquals(rx.receive({ ssrc: 4, timestamp: 1, payload: new Uint8Array(3) }, 600), false);
   assertEquals(rx.stats().malformed, 1);
+});
+
+Deno.test("DtmfReceiver: an event of ever more segments keeps only the last ones; their late packets are still absorbed", () => {
+  const { rx, got } = receiver();
+  // 10 000 segments of 0x8000 units (a key "held" for 11 hours, or a peer's flood), one packet each.
+  for (let i = 0; i < 10_000; i++) rx.receive(ev(i, i * 0x8000, 5, 0x8000), i);
+  assertEquals(rx.stats().segments, 32);
+  rx.receive(ev(10_000, 9999 * 0x8000, 5, 0x8000, true), 10_000);
+  assertEquals(got.map((e) => [e.digit, e.duration, e.timestamp]), [["5", 10_000 * 0x8000, 0]]);
+  assertEquals(rx.stats().segments, 0);
+  // A late packet of one of its last segments is a duplicate, not a new event.
+  rx.receive(ev(9990, 9990 * 0x8000, 5, 0x8000), 10_001);
+  assertEquals(got.length, 1);
+  assertEquals(rx.stats().duplicates, 1);
+});
+
+Deno.test("DtmfReceiver: a packet packed with events is read for its last MAX_EVENTS_PER_PACKET only", () => {
+  const { rx, got } = receiver();
+  // 350 ended events of 20 ms, "1" and "2" in turn, in one 1400-byte packet: before, 350 reports (and log lines).
+  const payload = new Uint8Array(350 * 4);
+  for (let i = 0; i < 350; i++) {
+    encodeTelephoneEvent({ event: 1 + (i & 1), end: true, volume: 10, duration: 160 }, payload, 4 * i);
+  }
+  rx.receive({ ssrc: SSRC, timestamp: 1000, payload }, 0);
+  assertEquals(
+    got.map((e) => [e.digit, e.timestamp]),
+    Array.from({ length: MAX_EVENTS_PER_PACKET }, (_, k) => {
+      const i = 350 - MAX_EVENTS_PER_PACKET + k;
+      return [String(1 + (i & 1)), 1000 + 160 * i];
+    }),
+  );
+  assertEquals(rx.stats().ignored, 350 - MAX_EVENTS_PER_PACKET);
 });
 
 Deno.test("rtp-depacketizer with dtmf_payload_type: dtmf events and log lines, frames tagged, a lost end timed out", async () => {
@@ -519,6 +552,37 @@ Deno.test("record buffer: audio muted during an event leaves the sender's silenc
   for (const f of stream.filter((f) => f.codec !== TELEPHONE_EVENT)) blind.insert(f, () => {});
   blind.flush(() => {});
   assertEquals(blind.stats().lost, 8);
+});
+
+Deno.test("record buffer: what it remembers of event packets stays bounded, however many come", () => {
+  const rb = new RecordBuffer({ reorderMs: 100 });
+  const out: EncodedFrame[] = [];
+  const put = (f: RtpFrame) => rb.insert(f, (x) => out.push(x));
+  const frames = audio(40);
+  for (const f of frames.slice(0, 10)) put(f);
+  // A key held 6 s with the audio muted: 300 event packets in sequence are one run of sequence numbers.
+  for (let i = 0; i < 300; i++) {
+    put({ ...ev(1010 + i, 8000 + 1600, 5, 160 * (i + 1), false), codec: TELEPHONE_EVENT });
+  }
+  assertEquals(rb.stats().event_runs, 1);
+  // The audio resumes after them: the 6 s were the sender's silence, not 300 lost packets.
+  for (const [i, f] of frames.slice(10, 20).entries()) {
+    put({ ...f, sequence: 1310 + i, timestamp: f.timestamp + 300 * 160 });
+  }
+  let s = rb.stats();
+  assertEquals([s.lost, s.concealed_samples, s.silence_samples], [0, 0, 300 * 160]);
+  // A flood of event packets a sequence number apart (each its own run): the oldest runs are forgotten.
+  for (let i = 0; i < 5000; i++) {
+    put({ ...ev(1320 + 2 * i, 8000 + 20 * 160 + 300 * 160, 7, 160), codec: TELEPHONE_EVENT });
+  }
+  s = rb.stats();
+  assertEquals(s.event_runs, MAX_EVENT_RUNS);
+  // The audio that follows still plays.
+  for (const [i, f] of frames.slice(20).entries()) {
+    put({ ...f, sequence: (1320 + 10_000 + i) & 0xffff, timestamp: f.timestamp + 300 * 160 });
+  }
+  rb.flush((x) => out.push(x));
+  assertEquals(out.filter((f) => f.type === "normal").reduce((n, f) => n + f.payload.length, 0), 40 * 160);
 });
 
 Deno.test("jitter buffer (playout) and RTCP: event packets are not losses and do not move the jitter", async () => {

@@ -273,6 +273,24 @@ Deno.test("jitter-buffer: resets cleanly on an SSRC change", async () => {
   await h.st.close!();
 });
 
+Deno.test("jitter-buffer: a peer that starts a new stream with every packet cannot delay the playout beyond max_delay", async () => {
+  const h = await harness({ initial_delay: 40, max_delay: 300 });
+  // 20 s of two packets every 20 ms from two SSRCs in turn: every packet starts a new stream, after what the old one
+  // still has buffered.
+  for (let i = 0; i < 2000; i++) {
+    h.send(i * 10, { sequence: i & 0xffff, timestamp: (i * 160) >>> 0, ssrc: 1 + (i & 1) });
+  }
+  assert.ok(h.stats().buffered <= 2 * (300 / 20) + 2, `${h.stats().buffered} packets buffered`);
+  // Once they stop, what is buffered plays within max_delay (before: the 20 s of audio received twice as fast as it
+  // plays had piled up, 10 s of it still to play).
+  const before = h.got.length;
+  h.until(20_000 + 2000);
+  const left = h.got.slice(before).filter(({ f }) => f.type === "normal").length;
+  assert.ok(left <= 300 / 20 + 2, `${left} frames of received audio played after the last packet`);
+  assert.ok(h.stats().late + h.stats().trimmed > 0);
+  await h.st.close!();
+});
+
 Deno.test("jitter-buffer: a sequence jump resets after confirmation; a stray packet is discarded", async () => {
   const h = await harness({ initial_delay: 40 });
   stream(h, 5);

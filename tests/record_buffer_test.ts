@@ -190,3 +190,47 @@ Deno.test("record buffer: duplicates and packets of any size (ffmpeg's 1460 + 58
   assert(all.every((v, i) => v === (i & 0xff)));
   assertEquals(rb.stats().duplicate, 2);
 });
+
+Deno.test("record buffer: gaps are filled only as far as real time allows; a sender that leaps ahead on every packet cannot make the recording outrun it", () => {
+  // 500 packets 20 ms apart (10 s), each claiming 2 998 packets lost before it (its timestamp consistent with that),
+  // or 10 s of silence.
+  for (const leap of ["loss", "silence"] as const) {
+    const ps = Array.from({ length: 500 }, (_, i) => {
+      const p = i < 20 ? packet(i) : packet(20 + (i - 20) * (leap === "loss" ? 2999 : 1));
+      if (leap === "silence" && i >= 20) p.timestamp = (p.timestamp + (i - 19) * 79_000) >>> 0;
+      p.arrival = 1000 + i * 20;
+      return p;
+    });
+    const { frames, rb } = run(ps);
+    const end = frames.at(-1)!.pts + frames.at(-1)!.payload.length;
+    // Before: 8.3 hours of concealment, or 2.7 hours of silence. Now at most 10 s × 1.05 + 10 s of timeline, and the
+    // audio received after the last gap was filled (the 300 ms reorder window and one packet).
+    assert(end <= 8000 * (10 * 1.05 + 10 + 0.3) + 160, `${leap}: the recording ends at ${end / 8000} s`);
+    assert(end > 8000 * 20, `${leap}: what real time allows is filled (${end / 8000} s)`);
+    // Every packet's audio is there, in order, never cut.
+    const normal = frames.filter((f) => f.type === "normal");
+    assertEquals(normal.length, 500);
+    assert(normal.every((f, i) => i === 0 || f.pts >= normal[i - 1].pts + 160));
+    const s = rb.stats();
+    assertEquals(s.received, 500);
+    assert(s.cut_samples > 8000 * 3600, `${leap}: ${s.cut_samples} samples cut`);
+  }
+});
+
+Deno.test("record buffer: a real stream with arrival times (a loss, 5 s of the sender's silence) is recorded as without them", () => {
+  const ps: RtpFrame[] = [];
+  for (let i = 0; i < 600; i++) {
+    if (i === 100) continue; // lost
+    const p = packet(i);
+    // The sender pauses 5 s after packet 300 (timestamps leap, the sequence goes on); arrivals follow.
+    const silence = i > 300 ? 40_000 : 0;
+    p.timestamp = (p.timestamp + silence) >>> 0;
+    p.arrival = 1000 + i * 20 + silence / 8;
+    ps.push(p);
+  }
+  const timed = run(ps);
+  const untimed = run(ps.map(({ arrival: _, ...p }) => p));
+  assertEquals(shape(timed.frames), shape(untimed.frames));
+  const s = timed.rb.stats();
+  assertEquals([s.lost, s.concealed_samples, s.silence_samples, s.cut_samples], [1, 160, 40_000, 0]);
+});

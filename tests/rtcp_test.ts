@@ -9,6 +9,7 @@ import { seededRandom } from "../core/random.ts";
 import rtcp, { describeReport } from "../plugins/rtp/rtcp.ts";
 import {
   checkRtcp,
+  MAX_RTCP_SOURCES,
   ntpMiddle,
   ReceptionStats,
   rtcpInterval,
@@ -368,6 +369,68 @@ Deno.test("session: RTCP from anyone but the peer, and invalid RTCP, are dropped
   const s = b.stats() as Record<string, number>;
   assert.equal(s.rtcp_dropped, 2);
   assert.equal(s.reports_received, n);
+});
+
+Deno.test("session: RTP of ever new SSRCs keeps at most MAX_RTCP_SOURCES sources; the stream that flows keeps its statistics", () => {
+  const { clock, a } = pair();
+  const rand = seededRandom(3);
+  for (let i = 0; i < 200; i++) {
+    const arrival = i * 20;
+    // Packet 50 of the real stream is lost.
+    if (i !== 50) a.onReceived(rtpFrame(1000 + i, 160 * i, 0xaaaa, arrival));
+    for (let k = 0; k < 50; k++) {
+      a.onReceived(
+        rtpFrame(Math.floor(rand() * 65536), Math.floor(rand() * 2 ** 32), Math.floor(rand() * 2 ** 32), arrival),
+      );
+    }
+  }
+  clock.advance(4000);
+  const s = a.stats() as Record<string, number>;
+  assert.equal(s.packets_received, 199 + 200 * 50);
+  assert.ok(s.sources <= MAX_RTCP_SOURCES, `${s.sources} sources`);
+  assert.equal(s.remote_ssrc, 0xaaaa);
+  assert.equal(s.lost, 1);
+  assert.equal(s.jitter_ms, 0);
+  // Its report block is in the next report.
+  const blocks = parse(a.buildReport().data).getPackets()[0] as InstanceType<typeof ReceiverReportPacket>;
+  assert.ok(blocks.getReports().some((r) => r.getSsrc() === 0xaaaa && r.getTotalLost() === 1));
+});
+
+Deno.test("session: a compound packed with reports or BYEs is published once (one log line, one event)", () => {
+  const clock = new VirtualClock(0);
+  const net = new FakeNet(clock, 0);
+  const s = new RtcpSession({ clock, socket: net.transport(5001), cname: "me", minInterval: 5, bandwidthKbps: 80 });
+  const got: string[] = [];
+  s.attach({ direction: "receive", onReport: (r) => got.push(`${r.type} ${r.ssrc}`) });
+  const bytes = (c: InstanceType<typeof CompoundPacket>) => {
+    const v = c.getView();
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  };
+  const from = { hostname: "127.0.0.1", port: 7001 };
+  // 180 RRs in one 1440-byte datagram: before, 180 reports published.
+  const reports = new CompoundPacket();
+  for (let i = 0; i < 180; i++) {
+    const rr = new ReceiverReportPacket();
+    rr.setSsrc(0x5000 + i);
+    reports.addPacket(rr);
+  }
+  s.receive(bytes(reports), from);
+  assert.deepEqual(got, [`RR ${0x5000}`]);
+  // An RR and 100 BYEs: the BYE is published once; every source they name has left.
+  const byes = new CompoundPacket();
+  const rr = new ReceiverReportPacket();
+  rr.setSsrc(0x6000);
+  byes.addPacket(rr);
+  for (let i = 0; i < 100; i++) {
+    const bye = new ByePacket();
+    bye.addSsrc(0x6000 + i);
+    byes.addPacket(bye);
+  }
+  s.receive(bytes(byes), from);
+  assert.deepEqual(got, [`RR ${0x5000}`, `BYE ${0x6000}`]);
+  const st = s.stats() as Record<string, number>;
+  assert.equal(st.reports_received, 181);
+  assert.equal(st.bye_received, 100);
 });
 
 // ---------------------------------------------------------------------------

@@ -492,6 +492,30 @@ Deno.test("wav-sink: pts gaps are filled with silence, overlaps dropped, big jum
   equal(st.frames, 6);
 });
 
+Deno.test("wav-sink: in a real-time chain, gaps are filled only as far as the time elapsed allows", async () => {
+  // A peer whose timestamps leap ~10 s ahead on every 20 ms packet (rtp-timeline passes them on as pts): before, 10 s
+  // of silence were written per packet (500 packets: 5 000 s, 80 MB).
+  const path = nextPath();
+  const { sink, clock } = await openSink({ path }, { kind: "pcm", sampleRate: 8000, channels: 1 }, true);
+  const a = Array(160).fill(100);
+  for (let i = 0; i < 500; i++) {
+    sink.write(pcm(a, i * 80_000));
+    clock.advance(20);
+  }
+  await sink.end!();
+  const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+  const st = sink.stats!() as Record<string, number>;
+  // At most 10 s (max_gap_ms) + 5 % of the 10 s elapsed ahead of it, and every frame's audio.
+  const samples = h.data.length / 2;
+  ok(samples <= 8000 * (10 * 1.05 + 10) + 500 * 160, `${samples / 8000} s written`);
+  equal(st.samples, 500 * 160);
+  equal(samples, st.samples + st.gap_samples);
+  equal(st.gap_samples + st.cut_samples, 499 * (80_000 - 160));
+  // The file keeps the audio of every frame, in order.
+  const got = samplesOf(h.data);
+  equal(got.filter((v) => v === 100).length, 500 * 160);
+});
+
 Deno.test("wav-sink: g711 gaps (and empty concealment requests) are filled with the codec's silence byte", async () => {
   const path = nextPath();
   const { sink } = await openSink({ path, format: "g711" }, { kind: "encoded", codec: "PCMU", clockRate: 8000 });

@@ -114,8 +114,9 @@
  * wrap-around. Duplicates are dropped (by extended sequence number, or when
  * every sample is already held); a packet whose samples were all passed is
  * dropped as late (`late`; only its head: `trimmed`). The buffer resets (the
- * old stream's buffered samples still play, then the new stream starts at the
- * current target, on the same tick grid) on an SSRC change, on a sequence jump
+ * old stream's buffered samples still play, as far as they play within
+ * `max_delay` of the new stream's first packet, then the new stream starts at
+ * the current target, on the same tick grid) on an SSRC change, on a sequence jump
  * of more than 3000 confirmed by a second consecutive packet (RFC 3550 A.1),
  * and on a timestamp jump (a packet due more than 2 s late with a newer
  * sequence number, or more than `max_delay` + 2 s early). A packet that would
@@ -208,7 +209,10 @@ export interface JitterBufferStats {
   lost: number;
   /** Packets dropped because all their samples arrived after their playout time (or beyond `max_delay`). */
   late: number;
-  /** Packets whose head arrived after its playout time: the head was dropped, the rest played. */
+  /**
+   * Packets of which a part was dropped, the rest played: their head arrived after its playout time, or their tail
+   * could only have played beyond `max_delay` (a new stream began behind it).
+   */
   trimmed: number;
   /** Packets that arrived while their place was being concealed, and played (the concealment grew the delay). */
   recovered: number;
@@ -806,6 +810,21 @@ export class JitterBuffer {
     if (k > 0) a.splice(0, k);
   }
 
+  /** Forgets the received samples from `at` on (counted as late: they could only be played beyond max_delay). */
+  #truncate(at: number): void {
+    const a = this.#ranges;
+    while (a.length > 0 && a[a.length - 1].start >= at) {
+      a.pop();
+      this.#n.late++;
+    }
+    const r = a[a.length - 1];
+    if (r && r.end > at) {
+      r.payload = r.payload.subarray(0, this.#bytes(at - r.start));
+      r.end = at;
+      this.#n.trimmed++;
+    }
+  }
+
   /** Learns ptime from consecutive packets whose size and timestamp step agree. */
   #learn(samples: number, tsStep: number): void {
     if (this.#ptimeFixed) return;
@@ -854,12 +873,19 @@ export class JitterBuffer {
       this.onGrid?.();
     } else {
       // Play its first sample at arrival + the current target, and after what the previous stream still has
-      // buffered; the expansion in progress (if any) fills the wait from now on.
+      // buffered, as far as that plays within max_delay of this arrival (the rest of it is dropped as late: a
+      // peer that starts a new stream with every packet cannot make the buffer grow); the expansion in progress
+      // (if any) fills the wait from now on.
       const last = this.#ranges[this.#ranges.length - 1];
-      const tail = last && last.end > this.#pos ? last.end - this.#pos : 0;
-      const byTime = Math.ceil(((arrival + this.#target - this.nextTickTime()!) * this.#clockRate) / 1000) -
-        this.#q.length;
-      p0 = this.#pos + this.#whole(Math.max(0, tail, byTime), true);
+      let tail = last && last.end > this.#pos ? last.end - this.#pos : 0;
+      const samplesBy = (ms: number) =>
+        Math.ceil(((arrival + ms - this.nextTickTime()!) * this.#clockRate) / 1000) - this.#q.length;
+      const keep = this.#whole(Math.max(0, samplesBy(this.options.max_delay)));
+      if (tail > keep) {
+        this.#truncate(this.#pos + keep);
+        tail = keep;
+      }
+      p0 = this.#pos + this.#whole(Math.max(0, tail, samplesBy(this.#target)), true);
       if (this.#expanding) this.#gapBase = this.#expander!.generated;
     }
     const ext = frame.sequence + 16 * 65536;

@@ -3,6 +3,8 @@
  * timeline, for a receive chain that ends in a file. Nothing here looks at the
  * clock: a recording depends only on the packets (which arrived, in which
  * order), never on how promptly the sender or the receiver was scheduled.
+ * Their arrival times serve one bound only: no sender's timeline outruns real
+ * time (below).
  *
  * - Packets are put in order by extended RTP timestamp and played out as soon
  *   as the samples before them are there; `pts` is the position on the sender's
@@ -28,13 +30,20 @@
  *   leaps more than `maxGapMs` beyond what the sequence numbers explain must be
  *   confirmed by the next packet (a resynchronized sender) and otherwise is
  *   dropped (its place is concealed like a loss).
+ * - A gap (a loss, or the sender's silence) is filled only as far as real time
+ *   allows: the recording's end may run ahead of the packets' arrival times
+ *   (from the first packet on, plus {@linkcode MAX_SENDER_SKEW} for a fast
+ *   clock) by at most `maxGapMs`, and the rest of a longer gap is cut (counted
+ *   in `cut_samples`). No real sender gets there; a peer whose sequence numbers
+ *   or timestamps leap ahead on every packet made a 10 s call a recording of
+ *   8 hours (480 MB). Audio received is never cut.
  * - A stream's start waits for one reorder window of audio, so packets that
  *   came reordered at the very start still play in order; a new stream
  *   (confirmed SSRC change, resynchronized sender) continues the output
  *   timeline where the old one ended, so a recording never jumps back.
  *
- * Memory is bounded by `reorderMs` of held audio plus one packet, and the
- * probation slots.
+ * Memory is bounded by `reorderMs` of held audio plus one packet, the
+ * probation slots, and {@linkcode MAX_EVENT_RUNS} runs of event sequence numbers.
  *
  * @module
  */
@@ -45,6 +54,14 @@ import { isTelephoneEvent } from "./telephone_event.ts";
 export const MAX_DROPOUT = 3000;
 /** RFC 3550 A.1: packets this far behind the highest are old (duplicates or stale). */
 export const MAX_MISORDER = 100;
+/**
+ * Runs of consecutive telephone-event sequence numbers a buffer remembers at most: a stream of events (however long)
+ * is one run, so only packets forged to leave holes between them fill this; beyond it the oldest run is forgotten
+ * (its sequence numbers would count as lost, were audio still to come before them).
+ */
+export const MAX_EVENT_RUNS = 4 * MAX_MISORDER;
+/** The sender's clock may run this much faster than ours (5 %) before its gaps are cut (see the module doc). */
+export const MAX_SENDER_SKEW = 0.05;
 /** A source on probation counts packets whose sequence numbers lie this close together (reordering allowed). */
 const PROBATION_SPREAD = 4;
 
@@ -67,7 +84,8 @@ export interface RecordBufferOptions {
    * Largest forward leap of the timestamp, in ms beyond what the sequence
    * numbers explain, taken as the sender's silence (default 10 000); a larger
    * one, or any leap back, must be confirmed by the next packet and then
-   * starts a new timeline where the recording ended.
+   * starts a new timeline where the recording ended. Also how far the
+   * recording may run ahead of the packets' arrival times before gaps are cut.
    */
   maxGapMs?: number;
 }
@@ -92,6 +110,8 @@ export interface RecordBufferStats {
   streams: number;
   /** Samples of sender silence (timestamp gaps without missing packets). */
   silence_samples: number;
+  /** Samples of gaps (losses, silence) not filled: the sender's timeline ran ahead of real time. */
+  cut_samples: number;
   /** Packets held waiting for a gap right now. */
   held: number;
   /** Most packets held at once. */
@@ -100,6 +120,11 @@ export interface RecordBufferStats {
   max_packet_ms: number;
   /** Telephone-event packets (no audio; their sequence numbers are not losses). */
   events: number;
+  /**
+   * Runs of consecutive telephone-event sequence numbers remembered now (those the output has not passed), at most
+   * {@linkcode MAX_EVENT_RUNS}.
+   */
+  event_runs: number;
 }
 
 interface Held {
@@ -118,6 +143,70 @@ interface Candidate {
   packets: RtpFrame[];
   /** Packets of the current source when this candidate began: one more since then resets it. */
   mark: number;
+}
+
+/**
+ * A set of sequence numbers kept as sorted runs `[from, to)` of consecutive ones, at most `max` runs: adding and
+ * counting cost the number of runs at worst, and a stream of consecutive numbers costs one run however long.
+ */
+class SeqRuns {
+  /** Starts and ends (exclusive) of the runs, sorted, disjoint and never adjacent. */
+  #from: number[] = [];
+  #to: number[] = [];
+
+  constructor(readonly max: number) {}
+
+  /** Runs held. */
+  get size(): number {
+    return this.#from.length;
+  }
+
+  /** Adds `seq`; forgets the runs wholly below `floor` first when full, then the oldest. */
+  add(seq: number, floor: number): void {
+    const from = this.#from, to = this.#to;
+    // The last run starting at or before seq (most numbers come in order: at the end).
+    let i = from.length - 1;
+    while (i >= 0 && from[i] > seq) i--;
+    if (i >= 0 && seq < to[i]) return; // held already
+    if (i >= 0 && seq === to[i]) {
+      to[i]++;
+      if (i + 1 < from.length && from[i + 1] === to[i]) {
+        to[i] = to[i + 1];
+        from.splice(i + 1, 1);
+        to.splice(i + 1, 1);
+      }
+      return;
+    }
+    if (i + 1 < from.length && from[i + 1] === seq + 1) {
+      from[i + 1] = seq;
+      return;
+    }
+    from.splice(i + 1, 0, seq);
+    to.splice(i + 1, 0, seq + 1);
+    if (from.length > this.max) {
+      let k = 0;
+      while (k < from.length && to[k] <= floor) k++;
+      const drop = Math.max(k, 1);
+      from.splice(0, drop);
+      to.splice(0, drop);
+    }
+  }
+
+  /** How many of `[a, b)` are held. */
+  count(a: number, b: number): number {
+    let n = 0;
+    for (let i = 0; i < this.#from.length; i++) {
+      const lo = Math.max(a, this.#from[i]), hi = Math.min(b, this.#to[i]);
+      if (hi > lo) n += hi - lo;
+    }
+    return n;
+  }
+
+  /** Forgets every number. */
+  clear(): void {
+    this.#from.length = 0;
+    this.#to.length = 0;
+  }
 }
 
 type Emit = (f: EncodedFrame) => void;
@@ -160,6 +249,9 @@ export class RecordBuffer {
   #heldSamples = 0;
   #outEnd = 0; // pts after the last sample emitted
   #concealedSeqs = new Set<number>(); // sequence numbers declared lost recently (to count late ones)
+  /** Arrival of the first packet and the latest arrival (ms), when packets carry them. */
+  #firstArrival: number | undefined;
+  #lastArrival = 0;
   readonly #n: RecordBufferStats = {
     received: 0,
     lost: 0,
@@ -170,13 +262,15 @@ export class RecordBuffer {
     jumps: 0,
     streams: 0,
     silence_samples: 0,
+    cut_samples: 0,
     held: 0,
     max_held: 0,
     max_packet_ms: 0,
     events: 0,
+    event_runs: 0,
   };
   /** Extended sequence numbers of the current stream's telephone-event packets not yet passed by the output. */
-  #eventSeqs = new Set<number>();
+  #eventSeqs = new SeqRuns(MAX_EVENT_RUNS);
 
   /**
    * Creates a buffer.
@@ -192,7 +286,7 @@ export class RecordBuffer {
 
   /** Counters. */
   stats(): RecordBufferStats {
-    return { ...this.#n, held: this.#held.length };
+    return { ...this.#n, held: this.#held.length, event_runs: this.#eventSeqs.size };
   }
 
   /** Takes a received packet; emits whatever is now in order. */
@@ -203,6 +297,10 @@ export class RecordBuffer {
     }
     if (frame.codec) this.#codec = frame.codec;
     if (frame.clockRate) this.#clockRate = frame.clockRate;
+    if (frame.arrival !== undefined) {
+      this.#firstArrival ??= frame.arrival;
+      if (frame.arrival > this.#lastArrival) this.#lastArrival = frame.arrival;
+    }
     if (this.#samplesOf(frame.payload) <= 0) return;
     if (frame.ssrc !== this.#ssrc) {
       const accepted = this.#probe(frame);
@@ -229,21 +327,14 @@ export class RecordBuffer {
     if (dSeq > MAX_DROPOUT || dSeq < -MAX_MISORDER) return;
     const seq = this.#maxSeq + dSeq;
     if (seq < this.#nextSeq) return;
-    this.#eventSeqs.add(seq);
+    this.#eventSeqs.add(seq, this.#nextSeq);
     // The next audio packet follows it: its sequence step is one, its timestamp step one packet.
     if (dSeq > 0) this.#maxSeq = seq;
-    if (this.#eventSeqs.size > 4 * MAX_MISORDER) {
-      for (const s of this.#eventSeqs) if (s < this.#nextSeq) this.#eventSeqs.delete(s);
-    }
   }
 
   /** Telephone-event packets among the sequence numbers `[from, to)`. */
   #eventsIn(from: number, to: number): number {
-    let n = 0;
-    for (const s of this.#eventSeqs) {
-      if (s >= from && s < to) n++;
-    }
-    return n;
+    return this.#eventSeqs.count(from, to);
   }
 
   /** End of stream: whatever is missing before the held packets is declared lost; everything held is emitted. */
@@ -382,7 +473,10 @@ export class RecordBuffer {
         // within the window), or the sender's silence (nothing is missing: go on at once).
         const missing = h.seq - this.#nextSeq - this.#eventsIn(this.#nextSeq, h.seq);
         if (missing > 0 && !force && this.#heldSamples < window) return;
-        const gap = h.ts - this.#nextTs;
+        let gap = h.ts - this.#nextTs;
+        // Filled only as far as real time allows (see the module doc); the rest is cut after the part filled.
+        const cut = Math.max(0, gap - this.#room());
+        gap -= cut;
         if (missing > 0) {
           this.#n.lost += missing;
           this.#n.concealed_samples += gap;
@@ -390,10 +484,12 @@ export class RecordBuffer {
           if (this.#concealedSeqs.size > 4 * MAX_MISORDER) {
             this.#concealedSeqs = new Set([...this.#concealedSeqs].slice(-2 * MAX_MISORDER));
           }
-          emit(this.#frame(new Uint8Array(gap), gap, this.#nextTs, "concealed"));
+          if (gap > 0) emit(this.#frame(new Uint8Array(gap), gap, this.#nextTs, "concealed"));
         } else {
           this.#n.silence_samples += gap; // sender silence: the sink fills it from the pts gap
         }
+        this.#tsBase += cut;
+        this.#n.cut_samples += cut;
         this.#nextTs = h.ts;
         this.#nextSeq = h.seq;
       }
@@ -406,6 +502,16 @@ export class RecordBuffer {
       this.#nextTs = h.ts + h.n;
       this.#nextSeq = Math.max(this.#nextSeq, h.seq + 1);
     }
+  }
+
+  /**
+   * Samples a gap at the output's end may fill: how far the recording may still run ahead of the latest arrival
+   * (`maxGapMs`, with {@linkcode MAX_SENDER_SKEW}); unbounded for packets without arrival times.
+   */
+  #room(): number {
+    if (this.#firstArrival === undefined) return Infinity;
+    const aheadMs = (this.#lastArrival - this.#firstArrival) * (1 + MAX_SENDER_SKEW) + this.#maxGapMs;
+    return Math.max(0, Math.floor((aheadMs * this.#clockRate) / 1000) - (this.#nextTs - this.#tsBase));
   }
 
   #frame(payload: Uint8Array, samples: number, ts: number, type: "normal" | "concealed"): EncodedFrame {

@@ -20,7 +20,8 @@
  * Every report sent or received is logged on one line (`SR sent: packets=…, octets=…`,
  * `RR received: loss=…%, jitter=… ms, rtt=… ms`) and published as the event `rtcp`
  * with the report's fields and the session's statistics; a BYE from the peer is
- * published as `rtcp` with `type: "BYE"`.
+ * published as `rtcp` with `type: "BYE"`. A compound packet received is one
+ * report: only its first SR or RR (or its first BYE) is logged and published.
  *
  * @example Send and receive pipelines of one call
  * ```json

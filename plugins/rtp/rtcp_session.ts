@@ -385,6 +385,13 @@ export interface RtcpSessionOptions {
   ssrc?: number;
 }
 
+/**
+ * Remote sources a session keeps reception statistics for at most: a new one beyond this replaces the one that sent
+ * the fewest packets (a peer that changes its SSRC on every packet cannot make the session grow; the stream that
+ * flows keeps its statistics).
+ */
+export const MAX_RTCP_SOURCES = 64;
+
 /** Lower-layer (IPv4 + UDP) header octets counted in the average RTCP size. */
 const LOWER_HEADERS = 28;
 
@@ -512,13 +519,21 @@ export class RtcpSession {
   onReceived(frame: RtpFrame): void {
     this.#n.packets_received++;
     let s = this.#sources.get(frame.ssrc);
-    if (!s) {
-      s = new ReceptionStats(frame.ssrc, frame.clockRate ?? 8000);
-      this.#sources.set(frame.ssrc, s);
-    } else if (frame.clockRate) {
-      s.clockRate = frame.clockRate;
-    }
+    if (!s) s = this.#addSource(frame.ssrc, frame.clockRate ?? 8000);
+    else if (frame.clockRate) s.clockRate = frame.clockRate;
     s.onPacket(frame.sequence, frame.timestamp, frame.arrival ?? this.#clock.now(), !isTelephoneEvent(frame));
+  }
+
+  /** Starts the statistics of a new remote source, in place of the one with the fewest packets when full. */
+  #addSource(ssrc: number, clockRate: number): ReceptionStats {
+    if (this.#sources.size >= MAX_RTCP_SOURCES) {
+      let least: ReceptionStats | undefined;
+      for (const s of this.#sources.values()) if (!least || s.packets < least.packets) least = s;
+      this.#sources.delete(least!.ssrc);
+    }
+    const s = new ReceptionStats(ssrc, clockRate);
+    this.#sources.set(ssrc, s);
+    return s;
   }
 
   /** The NTP time of media-clock time `now`. */
@@ -673,11 +688,16 @@ export class RtcpSession {
     this.remote ??= { hostname: canonicalHost(from.hostname), port: from.port };
     const now = this.#clock.now();
     const hasBye = parsed.some((p) => p instanceof ByePacket);
+    // One compound is one report (RFC 3550 6.1: an SR or RR first; further RRs only carry more report blocks) and at
+    // most one BYE: only the first of each is published (logged, sent to the stages' listeners), however many
+    // packets a peer packs into it.
+    let published = hasBye, byePublished = false;
     for (const p of parsed) {
       if (p instanceof SenderReportPacket || p instanceof ReceiverReportPacket) {
         // The report that leads a BYE compound is not published: the BYE is.
         const info = this.#onReport(p, now);
-        if (!hasBye) this.#publish("receive", info);
+        if (!published) this.#publish("receive", info);
+        published = true;
       } else if (p instanceof SdesPacket) {
         for (const c of p.getChunks()) {
           const cname = c.getItems().find((i) => i.type === 1);
@@ -691,6 +711,8 @@ export class RtcpSession {
           if (gone && (!this.#departed || gone.packets > this.#departed.packets)) this.#departed = gone;
           this.#sources.delete(ssrc);
         }
+        if (byePublished) continue;
+        byePublished = true;
         this.#publish("receive", {
           direction: "received",
           type: "BYE",
@@ -713,11 +735,7 @@ export class RtcpSession {
       info.type = "SR";
       info.packets = this.#remote.packets = p.getPacketCount();
       info.octets = this.#remote.octets = p.getOctetCount();
-      let s = this.#sources.get(ssrc);
-      if (!s) {
-        s = new ReceptionStats(ssrc, 8000);
-        this.#sources.set(ssrc, s);
-      }
+      const s = this.#sources.get(ssrc) ?? this.#addSource(ssrc, 8000);
       s.lsr = ntpMiddle({ seconds: p.getNtpSeconds(), fraction: p.getNtpFraction() });
       s.lsrTime = now;
     }
@@ -745,6 +763,7 @@ export class RtcpSession {
       packets_sent: this.#packetsSent,
       octets_sent: this.#octetsSent,
       ...this.#n,
+      sources: this.#sources.size,
       remote_ssrc: src?.ssrc ?? this.#remote.ssrc,
       remote_cname: this.#remote.cname,
       lost: src ? Math.max(0, src.lost) : 0,

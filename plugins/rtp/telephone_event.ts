@@ -188,6 +188,13 @@ export interface DtmfReceiverOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Events of one packet a receiver reads at most: the last ones (RFC 4733 section 2.5.1.5: a packet may repeat the
+ * events before the current one, which comes last). A real sender packs a few; a peer that packed 350 distinct events
+ * into each packet made the receiver report (and log) 350 events per packet.
+ */
+export const MAX_EVENTS_PER_PACKET = 8;
+
 /** Default time without a packet of an event after which a receiver ends it (ms). */
 export const DTMF_END_TIMEOUT_MS = 500;
 
@@ -201,6 +208,10 @@ export interface DtmfReceiverStats {
   duplicates: number;
   /** Packets whose payload is not telephone events. */
   malformed: number;
+  /** Events not read: those before the last {@linkcode MAX_EVENTS_PER_PACKET} of a packet. */
+  ignored: number;
+  /** Segments of the event under way remembered to absorb their packets once it is reported (at most 32). */
+  segments: number;
 }
 
 interface Current {
@@ -212,7 +223,10 @@ interface Current {
   duration: number;
   /** Durations of the segments before it (long events). */
   base: number;
-  /** Timestamps of its segments (each one's packets are duplicates once it is reported). */
+  /**
+   * Timestamps of its last {@linkcode DONE_RING} segments (each one's packets are duplicates once it is reported;
+   * the ring of reported events keeps no more).
+   */
   starts: number[];
   /** Timestamp of the first segment. */
   first: number;
@@ -232,7 +246,8 @@ const DONE_RING = 32;
  * {@linkcode expire} at {@linkcode deadline}), or at the end of the stream
  * ({@linkcode finish}). An event is identified by its SSRC, RTP timestamp and
  * code; a long event sent as several segments (RFC 4733 section 2.5.1.3) is
- * reported once, with their total duration.
+ * reported once, with their total duration. Of a packet that carries several
+ * events, the last {@linkcode MAX_EVENTS_PER_PACKET} are read.
  *
  * @example
  * ```ts
@@ -246,7 +261,13 @@ export class DtmfReceiver {
   readonly #timeoutMs: number;
   #cur: Current | undefined;
   readonly #done: string[] = [];
-  readonly #n: DtmfReceiverStats = { packets: 0, events: 0, duplicates: 0, malformed: 0 };
+  readonly #n: Omit<DtmfReceiverStats, "segments"> = {
+    packets: 0,
+    events: 0,
+    duplicates: 0,
+    malformed: 0,
+    ignored: 0,
+  };
 
   /**
    * Creates a receiver.
@@ -261,7 +282,7 @@ export class DtmfReceiver {
 
   /** Counters. */
   stats(): DtmfReceiverStats {
-    return { ...this.#n };
+    return { ...this.#n, segments: this.#cur?.starts.length ?? 0 };
   }
 
   /** When the event under way times out (media-clock ms), or undefined when none is. */
@@ -280,10 +301,14 @@ export class DtmfReceiver {
       return false;
     }
     this.#n.packets++;
-    // Several events in one packet follow each other: each starts where the previous one ended.
+    // Several events in one packet follow each other: each starts where the previous one ended. Only the last
+    // MAX_EVENTS_PER_PACKET are read.
+    const skip = Math.max(0, events.length - MAX_EVENTS_PER_PACKET);
+    this.#n.ignored += skip;
     let start = frame.timestamp >>> 0;
-    for (const e of events) {
-      this.#take(frame.ssrc >>> 0, start, e, now);
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i];
+      if (i >= skip) this.#take(frame.ssrc >>> 0, start, e, now);
       start = (start + e.duration) >>> 0;
     }
     return true;
@@ -317,6 +342,7 @@ export class DtmfReceiver {
           c.ts = ts;
           c.duration = 0;
           c.starts.push(ts);
+          if (c.starts.length > DONE_RING) c.starts.shift();
         }
         c.duration = Math.max(c.duration, e.duration);
         c.volume = e.volume;

@@ -31,7 +31,7 @@ export const wavSinkOptions = z.object({
       "touching an existing file (call recordings: two calls with the same Call-ID get two files)",
   ),
   max_gap_ms: z.number().int().min(0).max(3_600_000).default(10000).describe(
-    "A forward jump in pts up to this long is filled with silence; a larger jump either way starts a new timeline written back to back (ms; 0 = never fill)",
+    "A forward jump in pts up to this long is filled with silence; a larger jump either way starts a new timeline written back to back (ms; 0 = never fill). In a real-time chain, also how far the file may run ahead of the time since the chain started (+5 %) before gaps are no longer filled",
   ),
 });
 
@@ -100,7 +100,11 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * written as silence and counted in `gap_samples`; samples that overlap what was
  * already written (a late or duplicate frame) are dropped and counted in
  * `dropped_samples`; a jump larger than `max_gap_ms` either way (an RTP timestamp
- * reset, say) is counted in `discontinuities` and written back to back.
+ * reset, say) is counted in `discontinuities` and written back to back. In a
+ * real-time chain a gap is filled only as far as the file stays within
+ * `max_gap_ms` (+5 % of the time elapsed) of the time since the chain started;
+ * the rest is counted in `cut_samples` (a peer whose timestamps leap ahead on
+ * every packet would otherwise add up to `max_gap_ms` of silence per packet).
  * Frames of type `concealed` or `silence` are written like any other: they are
  * real output. An encoded frame with an empty payload (a concealment request)
  * writes nothing itself; the gap it leaves is filled with silence.
@@ -126,7 +130,7 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * everything, the pad byte of an odd-sized data chunk and the final header.
  *
  * stats: `frames`, `samples` (per channel, from frames), `gap_samples`,
- * `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
+ * `cut_samples`, `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
  * `pending_bytes`, `buffer_bytes` (memory held for writing: the chunk being
  * filled, those waiting and those kept for reuse), `duration_s` (of the data
  * chunk), `header_updates`.
@@ -227,6 +231,9 @@ class WavSink implements SinkStage {
   #gapSamples = 0;
   #droppedSamples = 0;
   #discontinuities = 0;
+  #cutSamples = 0;
+  /** Clock time the chain started, when it is real-time (gaps are filled only as far as it allows); else undefined. */
+  #realtimeStart: number | undefined;
   #headerUpdates = 0;
   #warnedSize = false;
 
@@ -293,6 +300,7 @@ class WavSink implements SinkStage {
 
   async start(rc: RunContext): Promise<void> {
     this.#rc = rc;
+    if (rc.realtime === true) this.#realtimeStart = rc.clock.now();
     // A chain that runs as fast as it can (a file to a file) creates the file with the synchronous calls: each
     // asynchronous one hops to Deno's I/O threads and back (0.1-1 ms here) while the chain waits. A call's recording
     // (a real-time chain) leaves the event loop to the other calls meanwhile, unless the directory is on a memory
@@ -470,8 +478,16 @@ class WavSink implements SinkStage {
     const delta = pts - this.#expectedPts;
     const maxGap = Math.round((this.#opts.max_gap_ms * rate) / 1000);
     if (delta > 0 && delta <= maxGap) {
-      this.#fill(delta * bpf);
-      this.#gapSamples += delta;
+      // In a real-time chain, filled only as far as the file stays within max_gap_ms (+5 %) of the time elapsed.
+      let fill = delta;
+      if (this.#realtimeStart !== undefined) {
+        const aheadMs = (this.#rc!.clock.now() - this.#realtimeStart) * 1.05 + this.#opts.max_gap_ms;
+        const room = Math.floor((aheadMs * rate) / 1000) - (this.#samples + this.#gapSamples);
+        fill = Math.max(0, Math.min(delta, room));
+        this.#cutSamples += delta - fill;
+      }
+      this.#fill(fill * bpf);
+      this.#gapSamples += fill;
     } else if (delta < 0 && -delta <= maxGap) {
       const skip = Math.min(-delta, n);
       this.#droppedSamples += skip;
@@ -679,6 +695,7 @@ class WavSink implements SinkStage {
       frames: this.#frames,
       samples: this.#samples,
       gap_samples: this.#gapSamples,
+      cut_samples: this.#cutSamples,
       dropped_samples: this.#droppedSamples,
       discontinuities: this.#discontinuities,
       bytes_written: this.#dataOnDisk,
