@@ -199,6 +199,31 @@ for (const [mode, realtime] of MODES) {
   });
 }
 
+Deno.test("wav-sink: if_exists number: many recordings of one path each open one name, not every name taken before", async () => {
+  const path = join(dir, "many-of-one", "rec.wav");
+  const fmt = { kind: "pcm", sampleRate: 8000, channels: 1 } as const;
+  const openSync = Deno.openSync;
+  let opens = 0;
+  Deno.openSync = (...a: Parameters<typeof Deno.openSync>) => {
+    if (a[1]?.createNew) opens++;
+    return openSync(...a);
+  };
+  try {
+    for (let i = 0; i < 30; i++) {
+      const { sink } = await openSink({ path, if_exists: "number" }, fmt, false);
+      sink.write(pcm([i], 0, 8000));
+      await sink.end!();
+    }
+  } finally {
+    Deno.openSync = openSync;
+  }
+  // One exclusive open each (trying NAME, NAME-2, ... from the start each time took 1 + 2 + ... + 30 = 465).
+  equal(opens, 30);
+  const rate = { tag: 1, bits: 16, rate: 8000, channels: 1 };
+  deepEqual(samplesOf(checkHeader(await Deno.readFile(path), rate).data), [0]);
+  deepEqual(samplesOf(checkHeader(await Deno.readFile(join(dir, "many-of-one", "rec-30.wav")), rate).data), [29]);
+});
+
 Deno.test("paths: the file system of a path from the mount table; a memory one is told from a disk", () => {
   equal(typeof fileSystemType("/"), "string");
   equal(fileSystemType("/proc/self"), "proc");

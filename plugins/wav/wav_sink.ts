@@ -53,6 +53,16 @@ function rememberDir(dir: string): void {
   if (madeDirs.size >= MADE_DIRS_MAX) madeDirs.clear();
   madeDirs.add(dir);
 }
+/**
+ * For `if_exists: "number"`: the number after the last one this process took, per path. A path that many recordings
+ * share (calls with the same Call-ID, a peer's choice) would otherwise have each new one try every name taken before
+ * it, one exclusive open each: the calls of one name together cost the square of their number. At most
+ * {@linkcode NEXT_NUMBER_MAX} paths are remembered (the oldest is forgotten: its next recording starts over at 1).
+ */
+const nextNumber = new Map<string, number>();
+const NEXT_NUMBER_MAX = 4096;
+/** Highest number `if_exists: "number"` gives a path (NAME-10000.ext). */
+const NUMBER_MAX = 10_000;
 /** The empty chunk a sink starts with: the first bytes bring a real one. */
 const NO_CHUNK = new Uint8Array(0);
 /** `write` returns false (backpressure) above this many unwritten bytes ... */
@@ -282,7 +292,7 @@ class WavSink implements SinkStage {
     const dot = base.lastIndexOf(".");
     const stem = dot > base.lastIndexOf("/") ? base.slice(0, dot) : base;
     const ext = dot > base.lastIndexOf("/") ? base.slice(dot) : "";
-    for (let k = 1; k <= 10_000; k++) {
+    for (let k = nextNumber.get(base) ?? 1; k <= NUMBER_MAX; k++) {
       const path = k === 1 ? base : `${stem}-${k}${ext}`;
       try {
         const file = sync
@@ -290,6 +300,9 @@ class WavSink implements SinkStage {
           : await Deno.open(path, { write: true, createNew: true });
         if (k > 1) this.#log.info(`wav-sink: ${base} exists: recording to ${path}`);
         this.#path = path;
+        nextNumber.delete(base);
+        if (nextNumber.size >= NEXT_NUMBER_MAX) nextNumber.delete(nextNumber.keys().next().value!);
+        nextNumber.set(base, k + 1);
         return file;
       } catch (e) {
         if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
