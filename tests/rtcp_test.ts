@@ -527,6 +527,50 @@ Deno.test("rtcp stage: two calls' sessions exchange reports over loopback; send+
   await bRecv.release();
 });
 
+Deno.test("rtcp stage: a flood of RTCP from the peer writes at most 10 report lines per 10 s, then says how many it left out", async () => {
+  const clock = new VirtualClock(0);
+  const lines = new MemoryOutput();
+  const log = new Logger({ level: "info", outputs: [lines] }).child("RTCP");
+  const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const peerPort = (peer.addr as Deno.NetAddr).port;
+  const t = testContext({ clock, session: new Session({ id: "flood", clock }) });
+  const ctx = { ...t.ctx, log };
+  const st = await createStage<TransformStage>(
+    rtcp,
+    { session: "t-flood", interval: 5, cname: "me", remote: `127.0.0.1:${peerPort}`, direction: "receive" },
+    ctx,
+  );
+  try {
+    await st.start!(ctx);
+    const port = st.stats!().local_port as number;
+    const rr = new CompoundPacket();
+    const r = new ReceiverReportPacket();
+    r.setSsrc(0x1234);
+    rr.addPacket(r);
+    const v = rr.getView();
+    const datagram = new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+    const flood = async (n: number, total: number) => {
+      for (let i = 0; i < n; i++) await peer.send(datagram, { transport: "udp", hostname: "127.0.0.1", port });
+      await waitFor(() => st.stats!().reports_received === total, `${total} reports received`);
+    };
+    const reportLines = () => lines.lines.filter((l) => / RR received: /.test(l)).length;
+    await flood(50, 50);
+    assert.equal(reportLines(), 10);
+    // The next window: its first report is logged, after the count of those left out.
+    clock.advance(10_000);
+    await flood(1, 51);
+    assert.equal(reportLines(), 11);
+    assert.ok(
+      lines.lines.some((l) => /WARN .*40 more RTCP packets received were not logged/.test(l)),
+      lines.lines.join("\n"),
+    );
+  } finally {
+    await st.close!();
+    await t.release();
+    peer.close();
+  }
+});
+
 Deno.test("rtcp stage: negotiation and options", async () => {
   const st = await createStage<TransformStage>(rtcp, {});
   assert.throws(() => st.negotiate!({ kind: "packet" }), /rtp-packetizer.*rtp-depacketizer/);

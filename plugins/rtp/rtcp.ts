@@ -22,6 +22,9 @@
  * with the report's fields and the session's statistics; a BYE from the peer is
  * published as `rtcp` with `type: "BYE"`. A compound packet received is one
  * report: only its first SR or RR (or its first BYE) is logged and published.
+ * Received reports get at most 10 lines per 10 s (a peer reports every few
+ * seconds; a flood would write a line per datagram): beyond, they are counted,
+ * and the count is logged as a warning when the next 10 s begin.
  *
  * @example Send and receive pipelines of one call
  * ```json
@@ -90,6 +93,45 @@ export function describeReport(r: RtcpReportInfo): string {
   return `${what}: ${parts.join(", ")}`;
 }
 
+/** Lines for received reports (and BYEs) one stage logs per {@linkcode REPORT_LOG_WINDOW_MS} at most. */
+const REPORT_LOG_LINES = 10;
+const REPORT_LOG_WINDOW_MS = 10_000;
+
+/**
+ * Rations the log lines of received reports: a peer sends a report every few seconds (RFC 3550 §6.2: 5 s at least on
+ * average), but a flood of RTCP datagrams would write a line each. Beyond {@linkcode REPORT_LOG_LINES} in a window of
+ * {@linkcode REPORT_LOG_WINDOW_MS}, they are counted, and the count is logged once the next window begins. Reports we
+ * send are ours and always logged.
+ */
+class ReceivedReportLines {
+  #windowStart = -Infinity;
+  #lines = 0;
+  #suppressed = 0;
+
+  /** True when a line for a report in `direction` may be written now. */
+  allow(direction: "sent" | "received", ctx: RunContext): boolean {
+    if (direction === "sent") return true;
+    const now = ctx.clock.now();
+    if (now - this.#windowStart >= REPORT_LOG_WINDOW_MS) {
+      if (this.#suppressed > 0) {
+        ctx.log.warn(
+          `${this.#suppressed} more RTCP packets received were not logged (more than ${REPORT_LOG_LINES} in ` +
+            `${REPORT_LOG_WINDOW_MS / 1000} s: a peer reports every few seconds)`,
+        );
+      }
+      this.#windowStart = now;
+      this.#lines = 0;
+      this.#suppressed = 0;
+    }
+    if (this.#lines < REPORT_LOG_LINES) {
+      this.#lines++;
+      return true;
+    }
+    this.#suppressed++;
+    return false;
+  }
+}
+
 /** What the rtcp stage takes (and passes on): RTP packets, as declared. */
 const ACCEPTS: Format[] = rtcp.accepts!;
 const CHECK: FormatCheck = {
@@ -104,6 +146,7 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
   let detach: (() => void) | undefined;
   let inferred: "send" | "receive" | undefined = opts.direction === "auto" ? undefined : opts.direction;
   const cname = opts.cname ?? randomCname();
+  const logged = new ReceivedReportLines();
 
   return {
     negotiate(input: Format | undefined): Format {
@@ -143,7 +186,9 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
           return inferred ?? "send";
         },
         onReport(info) {
-          if (ctx.log.enabled("info")) ctx.log.info(describeReport(info)); // formatted only when it is written
+          if (ctx.log.enabled("info") && logged.allow(info.direction, ctx)) {
+            ctx.log.info(describeReport(info)); // formatted only when it is written
+          }
           const stats = s.stats();
           publishMedia(ctx.session.stats, stats);
           ctx.event("rtcp", { ...info, stats });
