@@ -9,6 +9,7 @@ import wf from "wavefile";
 import alawmulaw from "alawmulaw";
 import { z } from "zod";
 import { VirtualClock } from "../core/clock.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
 import { fileSystemType, onMemoryFileSystem } from "../core/paths.ts";
 import type { EncodedFrame, PcmFrame } from "../core/frame.ts";
 import { FormatError, type SinkStage } from "../core/stage.ts";
@@ -515,6 +516,24 @@ Deno.test("wav-sink: pts gaps are filled with silence, overlaps dropped, big jum
   equal(st.dropped_samples, 160 + 60);
   equal(st.discontinuities, 1);
   equal(st.frames, 6);
+});
+
+Deno.test("wav-sink: pts jumps beyond max_gap_ms are logged for the first 3 only, all counted", async () => {
+  const path = nextPath();
+  const lines = new MemoryOutput();
+  const t = testContext();
+  const ctx = { ...t.ctx, log: new Logger({ level: "info", outputs: [lines] }) };
+  const sink = await createStage<SinkStage>(wavSink, { path, max_gap_ms: 1000 }, ctx);
+  sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
+  await sink.start!(ctx);
+  // A peer whose timestamps leap 2 s on every packet: a jump each time.
+  for (let i = 0; i < 50; i++) sink.write(pcm(Array(160).fill(i), i * 16000));
+  await sink.end!();
+  equal(sink.stats!().discontinuities, 49);
+  const jumps = lines.lines.filter((l) => l.includes("pts jumped"));
+  equal(jumps.length, 3);
+  ok(jumps[2].includes("further jumps are only counted"), jumps[2]);
+  equal(checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 }).dataSize, 50 * 320);
 });
 
 Deno.test("wav-sink: in a real-time chain, gaps are filled only as far as the time elapsed allows", async () => {

@@ -61,6 +61,8 @@ function rememberDir(dir: string): void {
  */
 const nextNumber = new Map<string, number>();
 const NEXT_NUMBER_MAX = 4096;
+/** Discontinuities (pts jumps beyond max_gap_ms) a sink logs; the rest are counted in its stats. */
+const DISCONTINUITIES_LOGGED = 3;
 /** Highest number `if_exists: "number"` gives a path (NAME-10000.ext). */
 const NUMBER_MAX = 10_000;
 /** The empty chunk a sink starts with: the first bytes bring a real one. */
@@ -110,7 +112,7 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * written as silence and counted in `gap_samples`; samples that overlap what was
  * already written (a late or duplicate frame) are dropped and counted in
  * `dropped_samples`; a jump larger than `max_gap_ms` either way (an RTP timestamp
- * reset, say) is counted in `discontinuities` and written back to back. In a
+ * reset, say) is counted in `discontinuities` (logged for the first three) and written back to back. In a
  * real-time chain a gap is filled only as far as the file stays within
  * `max_gap_ms` (+5 % of the time elapsed) of the time since the chain started;
  * the rest is counted in `cut_samples` (a peer whose timestamps leap ahead on
@@ -507,10 +509,17 @@ class WavSink implements SinkStage {
       bytes = bytes.subarray(skip * bpf);
       pts += skip;
     } else if (delta !== 0) {
-      this.#discontinuities++;
-      this.#log.warn(
-        `wav-sink: ${this.#path}: pts jumped by ${delta} samples (more than max_gap_ms ${this.#opts.max_gap_ms}); continuing without filling`,
-      );
+      // Logged for the first few only: a peer whose timestamps leap on every packet would write a line per packet.
+      if (++this.#discontinuities <= DISCONTINUITIES_LOGGED) {
+        this.#log.warn(
+          `wav-sink: ${this.#path}: pts jumped by ${delta} samples (more than max_gap_ms ${this.#opts.max_gap_ms}); ` +
+            `continuing without filling${
+              this.#discontinuities === DISCONTINUITIES_LOGGED
+                ? " (further jumps are only counted: discontinuities)"
+                : ""
+            }`,
+        );
+      }
     }
     if (bytes.length > 0) {
       this.#append(bytes);
