@@ -3,7 +3,10 @@
  * configuration shipped in deploy/kamailio/ (only the listen address and the
  * list of servers filled in), on loopback. Calls to Kamailio's one address are
  * spread over both servers; once a server is stopped, calls still succeed on
- * the other (Kamailio fails them over and marks the dead one inactive).
+ * the other (Kamailio fails them over and marks the dead one inactive). And it is
+ * no open relay: in-dialog requests from outside aimed at a third socket (by the
+ * Request-URI, a second Route, a host name) and a stray response are refused or
+ * dropped, while in-dialog requests between a caller and a server still pass.
  *
  * Skipped with a message when Kamailio is not installed (or VOXPIPE_SKIP_INTEROP=1).
  */
@@ -21,8 +24,16 @@ if (!BIN && !SKIP_INTEROP) {
   );
 }
 
+/** A running Kamailio: its SIP port, its log so far (stderr), and how to stop it. */
+interface Dispatcher {
+  port: number;
+  /** Resolves once Kamailio's log matches `re` (rejects after `timeoutMs` or when it exits). */
+  waitForLog(re: RegExp, timeoutMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /** Starts Kamailio with the shipped dispatcher configuration in front of `servers` (SIP ports on 127.0.0.1). */
-async function startDispatcher(servers: number[]): Promise<{ port: number; stop(): Promise<void> }> {
+async function startDispatcher(servers: number[]): Promise<Dispatcher> {
   const dir = await Deno.makeTempDir({ prefix: "voxpipe-dispatcher-" });
   const port = freeUdpPort();
   const list = servers.map((p) => `1 sip:127.0.0.1:${p}`).join("\n") + "\n";
@@ -63,7 +74,7 @@ async function startDispatcher(servers: number[]): Promise<{ port: number; stop(
     await stop();
     throw e;
   }
-  return { port, stop };
+  return { port, waitForLog: (re, timeoutMs) => proc.waitForOutput(re, timeoutMs), stop };
 }
 
 /** How many calls a server answered so far (its log says "200 OK sent" once per answered call). */
@@ -79,7 +90,7 @@ Deno.test({
   async fn() {
     const procs = new ProcessGroup();
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-scaleout-" });
-    let kam: { port: number; stop(): Promise<void> } | undefined;
+    let kam: Dispatcher | undefined;
     try {
       await writeG711Wav(`${dir}/source.wav`, g711Audio("PCMU", 0.6, 3));
       const a = procs.trackCallee(
@@ -116,6 +127,162 @@ Deno.test({
       await kam?.stop();
       await procs.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+/** A UDP socket on 127.0.0.1 that keeps every datagram it receives, as text, and can wait for one. */
+class Peer {
+  readonly conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  readonly port = (this.conn.addr as Deno.NetAddr).port;
+  readonly received: string[] = [];
+  #wake: (() => void) | undefined;
+  readonly #reading: Promise<void>;
+
+  constructor() {
+    this.#reading = (async () => {
+      try {
+        for await (const [data] of this.conn) {
+          this.received.push(new TextDecoder().decode(data));
+          this.#wake?.();
+        }
+      } catch {
+        // closed
+      }
+    })();
+  }
+
+  send(text: string, port: number): Promise<number> {
+    return this.conn.send(new TextEncoder().encode(text), { transport: "udp", hostname: "127.0.0.1", port });
+  }
+
+  /** The first datagram received (so far or later) that matches `pred`; throws after `timeoutMs`. */
+  async next(pred: (msg: string) => boolean, what: string, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.received.find(pred);
+      if (hit !== undefined) return hit;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`${what}: nothing within ${timeoutMs} ms; received: ${JSON.stringify(this.received)}`);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.conn.close();
+    await this.#reading;
+  }
+}
+
+/** An in-dialog request (it has a To tag) from `from`, with the given Request-URI and Route header (if any). */
+function inDialog(method: string, ruri: string, route: string | undefined, from: Peer, callId: string): string {
+  return [
+    `${method} ${ruri} SIP/2.0`,
+    `Via: SIP/2.0/UDP 127.0.0.1:${from.port};rport;branch=z9hG4bK${callId}`,
+    "Max-Forwards: 70",
+    `From: <sip:someone@127.0.0.1:${from.port}>;tag=f${callId}`,
+    `To: <sip:service@127.0.0.1>;tag=t${callId}`,
+    `Call-ID: ${callId}`,
+    `CSeq: 2 ${method}`,
+    ...(route ? [`Route: ${route}`] : []),
+    `Contact: <sip:someone@127.0.0.1:${from.port}>`,
+    "Content-Length: 0",
+    "",
+    "",
+  ].join("\r\n");
+}
+
+/** Whether `msg` is a response (or, with `method`, a request of that method) whose Call-ID is `callId`. */
+function isFor(msg: string, callId: string, method?: string): boolean {
+  const first = msg.slice(0, msg.indexOf("\r\n"));
+  if (method ? !first.startsWith(`${method} `) : !first.startsWith("SIP/2.0 ")) return false;
+  return new RegExp(`^Call-ID:[ \\t]*${callId}\\r?$`, "im").test(msg);
+}
+
+Deno.test({
+  name: "scale-out: Kamailio relays in-dialog requests from outside only to the voxpipe servers, never to a third host",
+  ignore: SKIP_INTEROP || !BIN,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // Two "servers" (set 1), a caller, an attacker and a third party, all plain sockets: no call is needed to
+    // craft in-dialog requests, and the servers need not answer the probes (a BYE may go to an inactive server).
+    const [s1, s2, caller, attacker, third] = [new Peer(), new Peer(), new Peer(), new Peer(), new Peer()];
+    let kam: Dispatcher | undefined;
+    // Generous: only reached when something is wrong; a pass never waits for it.
+    const BOUND = 20_000;
+    try {
+      kam = await startDispatcher([s1.port, s2.port]);
+      const K = `127.0.0.1:${kam.port}`;
+      const T = `127.0.0.1:${third.port}`;
+      /** Sends a crafted request from the attacker; returns Kamailio's final response to it (its first line). */
+      const refused = async (method: string, ruri: string, route: string, callId: string) => {
+        await attacker.send(inDialog(method, ruri, route, attacker, callId), kam!.port);
+        const r = await attacker.next(
+          (m) => isFor(m, callId) && !m.startsWith("SIP/2.0 1"),
+          `Kamailio's answer to ${method} ${ruri} (Route: ${route})`,
+          BOUND,
+        );
+        return r.slice(0, r.indexOf("\r\n"));
+      };
+
+      const seen = () => `the third party received: ${JSON.stringify(third.received.map((m) => m.split("\r\n")[0]))}`;
+      // Loosely routed to the third party by the Request-URI, by a second Route, and a name to resolve.
+      assertEquals(
+        await refused("BYE", `sip:victim@${T}`, `<sip:${K};lr>`, "relay1"),
+        "SIP/2.0 403 Next Hop Not A Voxpipe Server",
+        seen(),
+      );
+      assertEquals(
+        await refused("INVITE", `sip:x@127.0.0.1:${s1.port}`, `<sip:${K};lr>, <sip:${T};lr>`, "relay2"),
+        "SIP/2.0 403 Next Hop Not A Voxpipe Server",
+        seen(),
+      );
+      assertEquals(
+        await refused("MESSAGE", "sip:victim@relay-target.invalid", `<sip:${K};lr>`, "relay3"),
+        "SIP/2.0 403 Next Hop Not An IP Address",
+        seen(),
+      );
+      // An ACK gets no answer: Kamailio's log says it decided. So does a response matching no transaction,
+      // whose second Via names the third party.
+      await attacker.send(inDialog("ACK", `sip:victim@${T}`, `<sip:${K};lr>`, attacker, "relay4"), kam.port);
+      await kam.waitForLog(/refused ACK relay4 .*not a voxpipe server/, BOUND);
+      await attacker.send(
+        [
+          "SIP/2.0 200 OK",
+          `Via: SIP/2.0/UDP ${K};branch=z9hG4bKnosuchtransaction`,
+          `Via: SIP/2.0/UDP ${T};branch=z9hG4bKrelay5`,
+          "From: <sip:a@127.0.0.1>;tag=a",
+          "To: <sip:b@127.0.0.1>;tag=b",
+          "Call-ID: relay5",
+          "CSeq: 1 INVITE",
+          "Content-Length: 0",
+          "",
+          "",
+        ].join("\r\n"),
+        kam.port,
+      );
+      await kam.waitForLog(/dropped a 200 response relay5 .*matches no transaction/, BOUND);
+
+      // Still relayed: from outside to a server (the caller's BYE), and from a server along its Request-URI
+      // (the server's BYE to the caller's Contact).
+      await caller.send(inDialog("BYE", `sip:x@127.0.0.1:${s1.port}`, `<sip:${K};lr>`, caller, "legit1"), kam.port);
+      await s1.next((m) => isFor(m, "legit1", "BYE"), "the caller's BYE at server 1", BOUND);
+      await s2.send(inDialog("BYE", `sip:someone@127.0.0.1:${caller.port}`, `<sip:${K};lr>`, s2, "legit2"), kam.port);
+      await caller.next((m) => isFor(m, "legit2", "BYE"), "server 2's BYE at the caller", BOUND);
+
+      // Kamailio answered or logged every crafted message before this point: none of them reached the third party.
+      assertEquals(third.received, [], "nothing reached the third party");
+    } finally {
+      await kam?.stop();
+      for (const p of [s1, s2, caller, attacker, third]) await p.close();
     }
   },
 });
