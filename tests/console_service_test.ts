@@ -313,15 +313,25 @@ Deno.test("console service: a Host that is not the console's address (DNS rebind
   assert(!any("evil.example:8090") && !any("pbx.lan"));
 });
 
-Deno.test("console service: a page that leaves while the hub prepares its hello is forgotten", async () => {
-  const s = await start();
+/**
+ * Holds the console's file listings (the hub reads one for each page's hello, and for a "files" request): the n-th
+ * listing (from 1) waits for `wait(n)` first. `restore()` puts the plain listing back.
+ */
+function holdListings(wait: (n: number) => Promise<void>): { calls: () => number; restore: () => void } {
   const list = AudioLibrary.prototype.list;
-  const gate = Promise.withResolvers<void>();
-  // The hub reads the file list for the hello: hold it until the page has left.
+  let n = 0;
   AudioLibrary.prototype.list = async function (this: AudioLibrary) {
-    await gate.promise;
+    await wait(++n);
     return await list.call(this);
   };
+  return { calls: () => n, restore: () => void (AudioLibrary.prototype.list = list) };
+}
+
+Deno.test("console service: a page that leaves while the hub prepares its hello is forgotten", async () => {
+  const s = await start();
+  const gate = Promise.withResolvers<void>();
+  // The hub reads the file list for the hello: hold it until the page has left.
+  const held = holdListings(() => gate.promise);
   try {
     const url = s.base.replace(/^http/, "ws") + "ws";
     const pages = [];
@@ -330,25 +340,21 @@ Deno.test("console service: a page that leaves while the hub prepares its hello 
     for (const ws of pages) await shut(ws);
     await until(() => s.service.sockets === 0, "the service to see the pages leave");
     gate.resolve();
-    AudioLibrary.prototype.list = list;
+    held.restore();
     await until(() => s.service.pages === 0, `the hub to forget the pages (it serves ${s.service.pages})`);
     assertEquals((await hello(url)).type, "hello", "a page after them is served");
   } finally {
     gate.resolve();
-    AudioLibrary.prototype.list = list;
+    held.restore();
     await s.close();
   }
 });
 
 Deno.test("console service: what a page sends before its hello is ready is bounded: beyond 64 messages or 256 KiB it is closed (1008, saying why); within them, answered after the hello", async () => {
   const s = await start();
-  const list = AudioLibrary.prototype.list;
   const gate = Promise.withResolvers<void>();
   // The hub reads the file list for the hello: hold it while the pages send.
-  AudioLibrary.prototype.list = async function (this: AudioLibrary) {
-    await gate.promise;
-    return await list.call(this);
-  };
+  const held = holdListings(() => gate.promise);
   /** Resolves with the close code and reason of `ws`, or rejects after 10 s (a bound: the close comes at once). */
   const closed = (ws: WebSocket) =>
     new Promise<{ code: number; reason: string }>((resolve, reject) => {
@@ -387,7 +393,7 @@ Deno.test("console service: what a page sends before its hello is ready is bound
     // Only these three wait: the closed pages' queues went with them.
     await until(() => s.service.waiting === 3, `the three requests to wait for the hello (${s.service.waiting} wait)`);
     gate.resolve();
-    AudioLibrary.prototype.list = list;
+    held.restore();
     await until(() => got.filter((m) => m.type === "reply").length === 3, "the replies to the queued messages");
     assertEquals(got[0].type, "hello");
     assertEquals(got.filter((m) => m.type === "reply").map((m) => [m.req, m.ok]), [[0, false], [1, false], [2, false]]);
@@ -395,7 +401,7 @@ Deno.test("console service: what a page sends before its hello is ready is bound
     await until(() => s.service.pages === 1, `the hub to forget the closed pages (it serves ${s.service.pages})`);
   } finally {
     gate.resolve();
-    AudioLibrary.prototype.list = list;
+    held.restore();
     for (const ws of pages) if (ws.readyState !== WebSocket.CLOSED) await shut(ws);
     await s.close();
   }
@@ -403,16 +409,11 @@ Deno.test("console service: what a page sends before its hello is ready is bound
 
 Deno.test("console service: a message sent while those queued before the hello are handled waits behind them: replies in the order sent", async () => {
   const s = await start();
-  const list = AudioLibrary.prototype.list;
   const helloGate = Promise.withResolvers<void>();
   const filesGate = Promise.withResolvers<void>();
-  let calls = 0;
   // The first listing is the hello's, held until the page has queued a request; the next is that request's ("files"),
   // held while the page sends another.
-  AudioLibrary.prototype.list = async function (this: AudioLibrary) {
-    await (++calls === 1 ? helloGate.promise : filesGate.promise);
-    return await list.call(this);
-  };
+  const held = holdListings((n) => n === 1 ? helloGate.promise : filesGate.promise);
   let page: WebSocket | undefined;
   try {
     page = await open(s.base.replace(/^http/, "ws") + "ws");
@@ -422,7 +423,7 @@ Deno.test("console service: a message sent while those queued before the hello a
     page.send(JSON.stringify({ op: "files", req: 0 }));
     await until(() => s.service.waiting === 1, "the request to wait for the hello");
     helloGate.resolve();
-    await until(() => got.some((m) => m.type === "hello") && calls === 2, "the hello, then the queued request");
+    await until(() => got.some((m) => m.type === "hello") && held.calls() === 2, "the hello, then the queued request");
     page.send(JSON.stringify({ op: "nope", req: 1 }));
     // Give the second message time to be handled out of turn, were it (the order below holds however long this is).
     const deadline = Date.now() + 500;
@@ -434,7 +435,7 @@ Deno.test("console service: a message sent while those queued before the hello a
   } finally {
     helloGate.resolve();
     filesGate.resolve();
-    AudioLibrary.prototype.list = list;
+    held.restore();
     if (page && page.readyState !== WebSocket.CLOSED) await shut(page);
     await s.close();
   }
