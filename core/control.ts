@@ -101,6 +101,11 @@ export interface ServiceContext {
 export interface Service {
   /** Where it serves, for the start log line and tests (e.g. `http://127.0.0.1:8080/`). */
   readonly address?: string;
+  /**
+   * True when the service chose not to run (an optional one without what it needs, e.g. the ws-bridge without a
+   * token): it has logged why, and the runner logs no "started" line for it.
+   */
+  readonly off?: boolean;
   /** Stops serving and releases what it holds (sockets, clients). Idempotent. */
   close(): Promise<void>;
 }

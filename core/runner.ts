@@ -589,7 +589,9 @@ export class PipelineRunner {
           throw new ConfigError(`${def.name}: ${e instanceof Error ? e.message : e}`, { file: file.path, path }, e);
         }
         started.push(service);
-        log.child("SERVICE").info(`${def.name} started${service.address ? ` at ${service.address}` : ""}`);
+        if (!service.off) {
+          log.child("SERVICE").info(`${def.name} started${service.address ? ` at ${service.address}` : ""}`);
+        }
       }
     } catch (e) {
       await Promise.allSettled(started.map((s) => s.close()));

@@ -39,6 +39,34 @@ Deno.test("a shipped pipeline runs from another directory: its default input is 
   }
 });
 
+Deno.test("every shipped pipeline's default input is found next to it, and its default outputs go under ${cwd}/out", async () => {
+  // Parameters that name a file or folder to read, and ones that name where to write.
+  const inputs = new Set(["file", "greeting", "library", "users_file"]);
+  const outputs = new Set(["out", "record", "out_dir"]);
+  let checked = 0;
+  for (const dir of ["pipelines", "examples"]) {
+    for (const entry of Deno.readDirSync(repoPath(dir))) {
+      if (!entry.isFile || !entry.name.endsWith(".json") || entry.name === "schema.json") continue;
+      const file = `${dir}/${entry.name}`;
+      const params: Record<string, { default?: unknown }> =
+        JSON.parse(await Deno.readTextFile(repoPath(file))).parameters ?? {};
+      for (const [name, p] of Object.entries(params)) {
+        if (typeof p.default !== "string" || p.default === "") continue;
+        if (inputs.has(name)) {
+          // A relative default written in the file is relative to the file's directory.
+          assert(await exists(repoPath(`${dir}/${p.default}`)), `${file}: ${name} default ${p.default} does not exist`);
+          checked++;
+        }
+        if (outputs.has(name)) {
+          assert(p.default.startsWith("${cwd}/out/") || p.default === "${cwd}/out", `${file}: ${name} = ${p.default}`);
+          checked++;
+        }
+      }
+    }
+  }
+  assert(checked >= 12, `only ${checked} defaults checked`);
+});
+
 Deno.test("--set paths are relative to the working directory", async () => {
   const cwd = await Deno.makeTempDir();
   try {

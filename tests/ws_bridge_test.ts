@@ -683,6 +683,8 @@ Deno.test("ws-bridge: a pipeline file's services section starts it on the contro
     finish();
     assertEquals((await run3).code, 0);
     assertMatch(quiet.lines.join("\n"), /INFO {2}\[WS\] ws-bridge off: the token is empty \(optional\)/);
+    // One line says it is off; no "started" line contradicts it.
+    assertEquals(quiet.lines.filter((l) => l.includes("ws-bridge started")), []);
 
     // An empty token is refused at start, saying what to set.
     const runner2 = await PipelineRunner.load(path, { registry, clock, log: new Logger({ level: "silent" }) });

@@ -139,7 +139,7 @@ export const wsBridgeService = defineService({
     if (options.optional && !findToken(options)) {
       const where = options.token_env ? `the environment variable ${options.token_env} is unset` : "the token is empty";
       ctx.log.child("WS").info(`ws-bridge off: ${where} (optional)`);
-      return { close: () => Promise.resolve() };
+      return { off: true, close: () => Promise.resolve() };
     }
     if (ctx.calls.noSessions) {
       // The bridge reads and writes each call's buses: they must be on this thread.
