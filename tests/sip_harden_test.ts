@@ -50,6 +50,7 @@ import {
   TransactionLayer,
 } from "../plugins/sip/mod.ts";
 import { loadRfc4475, rfc4475Names } from "./rfc4475.ts";
+import { processOpenFiles } from "../plugins/sip/open_files.ts";
 import { repoPath } from "./util.ts";
 
 const te = new TextEncoder();
@@ -1129,6 +1130,65 @@ Deno.test("overload: event-loop lag above the limit → new INVITEs get 503 + Re
   await bob.close();
   await peer.close();
   assert.equal(clock.pending, 0, "close() stops the sampler");
+});
+
+Deno.test("overload: near the open-file limit new INVITEs get 503 saying so (the calls in progress keep their descriptors, the process does not run out); it recovers", async () => {
+  // The process's open files as the probe reports them: 300 allowed.
+  let open = 100;
+  let counts = 0;
+  const { clock, net, bob, out } = setup({
+    overload: { lagMs: Infinity, openFiles: () => (counts++, { open, limit: 300 }) },
+  });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => c.accept(createAnswer(c.offer!, { registry: codecs, address: "10.0.0.2", port: 41000 })));
+  await peer.send(invite(1, { callId: "room" }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "room"), [200]);
+  // The descriptors fill up (calls, recordings): fewer than the 64 kept free are left.
+  open = 240;
+  clock.advance(1000); // the count is at most a second old
+  await peer.send(invite(2, { callId: "full" }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "full"), [503]);
+  assert.match(
+    bob.usage.overloaded ?? "",
+    /240 of the 300 open files allowed are in use.*raise the limit \(ulimit -n\)/,
+  );
+  assert.ok(out.lines.some((l) => /WARN .*overloaded \(240 of the 300 open files .*\): new INVITEs get 503/.test(l)));
+  // A burst that comes at once is counted as it is let in (each call will open its sockets and recording), not only
+  // at the next count.
+  open = 150;
+  clock.advance(1000);
+  const burst = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+  for (const [i, id] of burst.entries()) await peer.send(invite(10 + i, { callId: id }), bob.localAddress);
+  clock.advance(10);
+  const statuses = burst.map((id) => statusesOf(peer.got, id)[0]);
+  assert.ok(statuses.filter((s) => s === 200).length <= (300 - 64 - 150) / 4 + 1, statuses.join(" "));
+  assert.ok(statuses.includes(503), "the burst is cut before the reserve is used up");
+  // Calls end, descriptors come back: INVITEs are accepted again.
+  open = 100;
+  clock.advance(1000);
+  await peer.send(invite(99, { callId: "again" }), bob.localAddress);
+  clock.advance(10);
+  assert.deepEqual(statusesOf(peer.got, "again"), [200]);
+  assert.ok(counts < 200, `counted ${counts} times`);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test({
+  name: "overload: the process's open files are counted from /proc/self (each file opened counts one)",
+  ignore: Deno.build.os !== "linux",
+  fn: () => {
+    const before = processOpenFiles()!;
+    assert.ok(before.limit > 0 && before.open > 0 && before.open <= before.limit, JSON.stringify(before));
+    const files = Array.from({ length: 10 }, () => Deno.openSync("/dev/null"));
+    try {
+      assert.equal(processOpenFiles()!.open, before.open + 10);
+    } finally {
+      for (const f of files) f.close();
+    }
+  },
 });
 
 Deno.test("overload: max_transactions caps the table — beyond it INVITEs get a 503 and OPTIONS a 200, both stateless; in-dialog requests still get a transaction", async () => {

@@ -765,3 +765,111 @@ Deno.test("wav-sink: a recording directory removed between calls is made again; 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+/**
+ * While `fn` runs, the files written through `Deno.FsFile` share `room` bytes of disk, as a full file system would: a
+ * write takes what fits and the next one fails with ENOSPC, the error Deno gives (`code` "ENOSPC"). Overwriting bytes
+ * a file already has takes no room, as on a disk.
+ */
+async function withDiskRoom<T>(room: number, fn: (grow: (bytes: number) => void) => Promise<T>): Promise<T> {
+  const write = Deno.FsFile.prototype.write, writeSync = Deno.FsFile.prototype.writeSync;
+  const full = () => Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+  /** How many bytes of `length` written at `pos` in a file of `size` fit. */
+  const fits = (pos: number, size: number, length: number) => {
+    const n = Math.min(length, Math.max(0, size - pos) + room);
+    room -= Math.max(0, pos + n - size);
+    return n;
+  };
+  Deno.FsFile.prototype.write = async function (this: Deno.FsFile, p: Uint8Array) {
+    const pos = await this.seek(0, Deno.SeekMode.Current);
+    const n = fits(pos, (await this.stat()).size, p.length);
+    if (n === 0 && p.length > 0) throw full();
+    return write.call(this, p.subarray(0, n));
+  };
+  Deno.FsFile.prototype.writeSync = function (this: Deno.FsFile, p: Uint8Array) {
+    const n = fits(this.seekSync(0, Deno.SeekMode.Current), this.statSync().size, p.length);
+    if (n === 0 && p.length > 0) throw full();
+    return writeSync.call(this, p.subarray(0, n));
+  };
+  try {
+    return await fn((bytes) => room += bytes);
+  } finally {
+    Deno.FsFile.prototype.write = write;
+    Deno.FsFile.prototype.writeSync = writeSync;
+  }
+}
+
+for (const [mode, realtime] of MODES) {
+  Deno.test(`wav-sink: a full disk mid-recording: one error naming the file, the file a valid WAV of what reached it, the buffers dropped (${mode})`, async () => {
+    const root = await Deno.makeTempDir({ prefix: "voxpipe-wavfull-" });
+    try {
+      const path = join(root, "call.wav");
+      const fmt = { kind: "pcm" as const, sampleRate: 8000, channels: 1 };
+      // Room for the header and 10 001 bytes of audio: the disk fills in the middle of a sample.
+      await withDiskRoom(44 + 10_001, async () => {
+        const { sink, clock, errors } = await openSink({ path }, fmt, realtime);
+        const all = ramp(8000 * 2, 7);
+        for (let pts = 0; pts < 8000; pts += 160) sink.write(pcm(all.slice(pts, pts + 160), pts));
+        clock.advance(1000); // the header tick writes the second of audio: 16 000 bytes, only 10 001 fit
+        await sink.control!("sync");
+        equal(errors.length, 1, "the chain is failed once");
+        const message = (errors[0] as Error).message;
+        ok(message.includes(path), `the error names the file: ${message}`);
+        ok(message.includes("No space left on device"), message);
+        ok(message.includes("free space there"), `the error says what to do: ${message}`);
+        ok(message.includes("0.63 s of audio kept"), message);
+        // The file is a valid WAV of the whole samples that reached it: sizes in the header equal to the file's.
+        const h = checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+        equal(h.dataSize, 10_000);
+        deepEqual(samplesOf(h.data), all.slice(0, 5000));
+        // Nothing more is buffered: the audio that will never be written is not kept.
+        equal(sink.stats!().pending_bytes, 0);
+        equal(sink.stats!().buffer_bytes, 0);
+        throws(() => sink.write(pcm(all.slice(8000, 8160), 8000)), (e) => e === errors[0]);
+        await rejects(async () => await sink.end!(), (e: unknown) => e === errors[0]);
+        equal(errors.length, 1);
+        checkHeader(await Deno.readFile(path), { tag: 1, bits: 16, rate: 8000, channels: 1 });
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+
+  Deno.test(`wav-sink: a disk already full: the recording fails naming the file and leaves no empty file behind; with room again the next one records (${mode})`, async () => {
+    const root = await Deno.makeTempDir({ prefix: "voxpipe-wavfull-" });
+    try {
+      const path = join(root, "call.wav");
+      const fmt = { kind: "pcm" as const, sampleRate: 8000, channels: 1 };
+      await withDiskRoom(0, async (grow) => {
+        let failure: unknown;
+        try {
+          const { sink, errors } = await openSink({ path, if_exists: "number" }, fmt, realtime);
+          await sink.control!("sync");
+          failure = errors[0];
+          await Promise.resolve(sink.end!()).catch(() => {});
+        } catch (e) {
+          failure = e; // where the header is written synchronously (a memory file system), start() fails
+        }
+        ok(failure instanceof Error, "the recording failed");
+        ok(failure.message.includes(path), failure.message);
+        ok(failure.message.includes("No space left on device"), failure.message);
+        deepEqual([...Deno.readDirSync(root)], [], "no empty, invalid WAV left behind");
+        grow(1 << 20);
+        const { sink } = await openSink({ path, if_exists: "number" }, fmt, realtime);
+        sink.write(pcm([1, 2, 3], 0));
+        await sink.end!();
+        const written = sink.stats!().path as string;
+        deepEqual(
+          samplesOf(checkHeader(await Deno.readFile(written), { tag: 1, bits: 16, rate: 8000, channels: 1 }).data),
+          [
+            1,
+            2,
+            3,
+          ],
+        );
+      });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}

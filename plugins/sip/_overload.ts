@@ -13,6 +13,7 @@
  */
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
+import { type OpenFiles, processOpenFiles } from "./open_files.ts";
 
 /** While overloaded, a warning line says how many INVITEs were refused every this many ms. */
 const REPORT_MS = 10_000;
@@ -22,6 +23,16 @@ const REPORT_MS = 10_000;
  * up stays late sample after sample.
  */
 const SUSTAINED_SAMPLES = 2;
+
+/**
+ * Descriptors a new call is counted to take until the next count (RTP, RTCP, its recording and one spare): INVITEs
+ * that come together are all admitted before any of them opens anything.
+ */
+const FILES_PER_CALL = 4;
+/** Open files are counted again at least this often (ms), and at every INVITE once the limit is near. */
+const FILES_RECOUNT_MS = 1000;
+
+export type { OpenFiles } from "./open_files.ts";
 
 /** Limits of the overload protection (`SipUserAgentOptions.overload`). */
 export interface OverloadOptions {
@@ -48,6 +59,15 @@ export interface OverloadOptions {
   retryAfter?: number;
   /** Lag sampling period in ms (default 100). */
   sampleMs?: number;
+  /**
+   * File descriptors kept free (default 64): new INVITEs get 503 once fewer than this many are left under the
+   * process's limit (`ulimit -n`), so that the calls in progress, the SIP socket, and the runtime itself still have
+   * some (a call needs two sockets and its recording). Where the open files cannot be counted (not Linux, no read
+   * permission on `/proc`), there is no such check.
+   */
+  minFreeFiles?: number;
+  /** Counts the open files and their limit (default: from `/proc/self`; for tests). */
+  openFiles?: () => OpenFiles | undefined;
 }
 
 /** What the monitor reads from the user agent. */
@@ -70,6 +90,8 @@ export interface OverloadLimits {
   retryAfter: number;
   /** See {@linkcode OverloadOptions.sampleMs}. */
   sampleMs: number;
+  /** See {@linkcode OverloadOptions.minFreeFiles}. */
+  minFreeFiles: number;
 }
 
 /** Fills in the defaults; throws a RangeError naming a bad value. */
@@ -80,6 +102,7 @@ export function overloadLimits(o: OverloadOptions = {}): OverloadLimits {
     maxCalls: o.maxCalls ?? Infinity,
     retryAfter: o.retryAfter ?? 5,
     sampleMs: o.sampleMs ?? 100,
+    minFreeFiles: o.minFreeFiles ?? 64,
   };
   for (const [k, v] of Object.entries(limits)) {
     if (typeof v !== "number" || Number.isNaN(v) || v <= 0) {
@@ -108,6 +131,11 @@ export class OverloadMonitor {
   #why?: string;
   #refusedSinceReport = 0;
   #reportedAt = 0;
+  readonly #openFiles: () => OpenFiles | undefined;
+  /** The last count of open files (undefined: none yet, or they cannot be counted), when, and INVITEs let in since. */
+  #files?: OpenFiles;
+  #filesAt = -Infinity;
+  #admittedSince = 0;
 
   /**
    * Creates the monitor (stopped).
@@ -115,12 +143,20 @@ export class OverloadMonitor {
    * @param log logger
    * @param probes the transaction table and the calls
    * @param limits the limits
+   * @param openFiles counts the process's open files (default: from `/proc/self`)
    */
-  constructor(clock: Clock, log: Logger, probes: OverloadProbes, limits: OverloadLimits) {
+  constructor(
+    clock: Clock,
+    log: Logger,
+    probes: OverloadProbes,
+    limits: OverloadLimits,
+    openFiles: () => OpenFiles | undefined = processOpenFiles,
+  ) {
     this.#clock = clock;
     this.#log = log;
     this.#probes = probes;
     this.limits = limits;
+    this.#openFiles = openFiles;
   }
 
   /** The current lag estimate in ms (the last sample, or half the previous estimate if larger). */
@@ -170,7 +206,10 @@ export class OverloadMonitor {
    */
   admit(): string | undefined {
     const why = this.#evaluate();
-    if (why === undefined) return undefined;
+    if (why === undefined) {
+      this.#admittedSince++;
+      return undefined;
+    }
     this.refused++;
     this.#refusedSinceReport++;
     return why;
@@ -185,7 +224,7 @@ export class OverloadMonitor {
     else if (this.#probes.tableFull()) why = `transaction table full (max_transactions ${l.maxTransactions})`;
     else if (this.#probes.liveCalls() >= l.maxCalls) {
       why = `${this.#probes.liveCalls()} calls in progress (max_calls ${l.maxCalls})`;
-    }
+    } else why = this.#filesShort();
     if (why !== undefined && this.#why === undefined) this.#enter(why);
     else if (why === undefined && this.#why !== undefined) {
       this.#log.warn(`no longer overloaded: ${this.#refusedSinceReport} new INVITE(s) got 503 meanwhile`);
@@ -193,6 +232,27 @@ export class OverloadMonitor {
       this.#refusedSinceReport = 0;
     }
     return why;
+  }
+
+  /**
+   * Why a new call would leave fewer than `minFreeFiles` descriptors, or undefined. Counted every
+   * {@linkcode FILES_RECOUNT_MS}, and at each INVITE once the estimate (the count, less what the calls let in since
+   * will open) comes within twice the reserve of the limit; the calls let in are forgotten only at the periodic count
+   * (a call counted twice within that second, once opened and once let in, errs on the side of the reserve).
+   */
+  #filesShort(): string | undefined {
+    const reserve = this.limits.minFreeFiles;
+    const now = this.#clock.now();
+    const left = () => this.#files!.limit - this.#files!.open - FILES_PER_CALL * this.#admittedSince;
+    if (now - this.#filesAt >= FILES_RECOUNT_MS) {
+      this.#files = this.#openFiles();
+      this.#filesAt = now;
+      this.#admittedSince = 0;
+    } else if (this.#files !== undefined && left() < 2 * reserve) this.#files = this.#openFiles();
+    if (this.#files === undefined || left() >= reserve) return undefined;
+    const { open, limit } = this.#files;
+    return `${Number.isFinite(open) ? open : "all"} of the ${limit} open files allowed are in use, ${reserve} are ` +
+      `kept free for the calls in progress: raise the limit (ulimit -n)`;
   }
 
   #enter(why: string): void {

@@ -254,10 +254,16 @@ export class SipUserAgent {
       localAddress: () => transport.localAddress,
     });
     const overload = limits
-      ? new OverloadMonitor(clock, log, {
-        tableFull: () => layer.serverCount >= layer.maxServerTransactions,
-        liveCalls: () => this.#dispatcher.liveCount,
-      }, limits)
+      ? new OverloadMonitor(
+        clock,
+        log,
+        {
+          tableFull: () => layer.serverCount >= layer.maxServerTransactions,
+          liveCalls: () => this.#dispatcher.liveCount,
+        },
+        limits,
+        opts.overload ? opts.overload.openFiles : undefined,
+      )
       : undefined;
     this.#ctx = new UaContext({
       transport,

@@ -97,6 +97,24 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }
 
+/** What to do about a file error, by its `code` (empty when there is nothing more to say than its message). */
+function fileErrorHint(e: unknown): string {
+  switch ((e as { code?: unknown } | null)?.code) {
+    case "ENOSPC":
+      return " (the file system is full: free space there; new recordings start again once there is room)";
+    case "EDQUOT":
+      return " (the disk quota is used up: free space or raise the quota)";
+    case "EROFS":
+      return " (the file system is read-only)";
+    default:
+      return "";
+  }
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /**
  * Records to a WAV file.
  *
@@ -140,6 +158,13 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * it to about one write per second for an 8 kHz call. `write` returns false above
  * 1 MB of unwritten audio and `drained()` resolves below 256 KB. `end()` writes
  * everything, the pad byte of an odd-sized data chunk and the final header.
+ *
+ * A write that fails (a full disk) ends the recording, once, with an error that
+ * names the file, says what to do and how much audio the file kept: the audio
+ * still buffered is dropped, and the file is left a valid WAV of the samples that
+ * reached it (its header rewritten with their sizes and the file cut after them,
+ * which needs no room on a full disk), or removed when not even its header could
+ * be written.
  *
  * stats: `frames`, `samples` (per channel, from frames), `gap_samples`,
  * `cut_samples`, `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
@@ -352,7 +377,7 @@ class WavSink implements SinkStage {
         this.#file = await open();
       }
     } catch (e) {
-      throw new Error(`wav-sink: ${this.#path}: cannot create: ${e instanceof Error ? e.message : e}`);
+      throw new Error(`wav-sink: ${this.#path}: cannot create: ${errorMessage(e)}${fileErrorHint(e)}`);
     }
     // A fully known format gives a valid (empty) WAV at once.
     if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
@@ -414,7 +439,14 @@ class WavSink implements SinkStage {
         let off = 0;
         while (off < header.length) off += this.#file!.writeSync(header.subarray(off));
       } catch (e) {
-        throw new Error(`wav-sink: ${this.#path}: cannot write the header: ${e instanceof Error ? e.message : e}`);
+        // Nothing valid in it: the empty (or cut) file is removed rather than left behind as a broken WAV.
+        this.#failed = new Error(
+          `wav-sink: ${this.#path}: cannot write the header: ${errorMessage(e)}${
+            fileErrorHint(e)
+          }; the empty file is removed`,
+        );
+        this.#discard();
+        throw this.#failed;
       }
       this.#wroteAny = true;
       this.#atEnd = true; // the header is all the new file holds
@@ -579,12 +611,69 @@ class WavSink implements SinkStage {
       try {
         await step();
       } catch (e) {
-        this.#failed = e instanceof Error ? e : new Error(String(e));
+        this.#failed = this.#writeError(e);
+        await this.#salvage();
         this.#rc?.fail(this.#failed);
         this.#wakeDrainWaiters();
       }
     });
     return this.#chain;
+  }
+
+  /** The error a failed file operation ends the recording with: the file, what failed, what was kept, what to do. */
+  #writeError(e: unknown): Error {
+    const rate = this.#spec?.sampleRate;
+    const kept = !this.#headerOnDisk
+      ? "the file is removed: it held no valid WAV yet"
+      : `${rate ? (Math.floor(this.#dataOnDisk / this.#bytesPerFrame) / rate).toFixed(2) : 0} s of audio kept in it`;
+    return new Error(
+      `wav-sink: ${this.#path}: cannot write: ${errorMessage(e)}${
+        fileErrorHint(e)
+      }; the recording stops here (${kept})`,
+    );
+  }
+
+  /**
+   * After a failed write: the audio still buffered is dropped (nothing will write it), and the file is left a valid
+   * WAV of what reached it (its header rewritten with those sizes, the file cut after them: neither needs room on a
+   * full disk), or removed when it never held a header. Best effort: a failure here is ignored (the write's error is
+   * the one reported).
+   */
+  async #salvage(): Promise<void> {
+    this.#chunks = [];
+    this.#cur = NO_CHUNK;
+    this.#curLen = 0;
+    this.#free = [];
+    this.#unwritten = 0;
+    const file = this.#file;
+    if (!file) return;
+    if (!this.#spec || !this.#headerOnDisk) {
+      this.#discard();
+      return;
+    }
+    try {
+      const data = this.#dataOnDisk - (this.#dataOnDisk % this.#bytesPerFrame);
+      const h = wavHeader({ ...this.#spec, dataBytes: data });
+      this.#atEnd = false;
+      await file.seek(0, Deno.SeekMode.Start);
+      await writeAll(file, h);
+      await file.truncate(h.length + data);
+      this.#dataOnDisk = this.#headerDataBytes = data;
+      this.#headerUpdates++;
+    } catch { /* the write's error is reported */ }
+  }
+
+  /** Closes and removes a file that holds no valid WAV (its header could not be written). */
+  #discard(): void {
+    const file = this.#file;
+    this.#file = undefined;
+    if (!file) return;
+    try {
+      file.close();
+    } catch { /* already closed */ }
+    try {
+      Deno.removeSync(this.#path);
+    } catch { /* gone already, or not ours to remove */ }
   }
 
   /** Queues one flush of everything buffered (plus a header update when asked), unless one is already queued. */
@@ -617,11 +706,16 @@ class WavSink implements SinkStage {
         this.#atEnd = true;
       }
       for (let i = 0; i < parts.length; i++) {
-        await writeAll(this.#file!, lens[i] === parts[i].length ? parts[i] : parts[i].subarray(0, lens[i]));
+        // Counted as each write returns: a write that fails part-way (a full disk) leaves the bytes before it counted,
+        // and the header then written by #salvage() covers exactly what reached the file.
+        for (let off = 0; off < lens[i];) {
+          const n = await this.#file!.write(parts[i].subarray(off, lens[i]));
+          off += n;
+          this.#dataOnDisk += n;
+          this.#unwritten -= n;
+        }
         if (this.#free.length < poolChunks(this.#chunkBytes)) this.#free.push(parts[i]); // written: reusable
       }
-      this.#dataOnDisk += total;
-      this.#unwritten -= total;
     }
     if (header) await this.#writeHeader(false);
     if (this.#unwritten < LOW_WATER) this.#wakeDrainWaiters();
