@@ -1176,6 +1176,37 @@ Deno.test("overload: near the open-file limit new INVITEs get 503 saying so (the
   await peer.close();
 });
 
+Deno.test("overload: a steady stream of calls up to the open-file reserve: a call is not counted twice once its descriptors are open, and the count is not re-read at every INVITE near the limit", async () => {
+  // Each call answered opens 3 descriptors (RTP, RTCP, recording), seen at the next count: 1 000 allowed, 100 open.
+  let answered = 0;
+  let counts = 0;
+  const { clock, net, bob } = setup({
+    overload: {
+      lagMs: Infinity,
+      maxTransactions: 10_000,
+      openFiles: () => (counts++, { open: 100 + 3 * answered, limit: 1000 }),
+    },
+  });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => {
+    answered++;
+    c.accept(createAnswer(c.offer!, { registry: codecs, address: "10.0.0.2", port: 41000 }));
+  });
+  // 400 INVITEs, one per ms: room for 279 calls (each let in while 64 or more are left: 1000 - 100 - 3 * 278 = 66).
+  for (let i = 0; i < 400; i++) {
+    await peer.send(invite(1 + i, { callId: `steady-${i}` }), bob.localAddress);
+    clock.advance(1);
+  }
+  clock.advance(10);
+  const ok = Array.from({ length: 400 }, (_, i) => statusesOf(peer.got, `steady-${i}`)[0]).filter((s) => s === 200);
+  // Counting a call both as open and as let in until the next periodic count refused from ~119 calls on.
+  assert.ok(ok.length >= 260 && ok.length <= 279, `${ok.length} calls answered`);
+  // Near the limit the count is re-read at most every 20 ms (400 ms: about 20 counts), not at every INVITE.
+  assert.ok(counts <= 30, `counted ${counts} times`);
+  await bob.close();
+  await peer.close();
+});
+
 Deno.test({
   name: "overload: the process's open files are counted from /proc/self (each file opened counts one)",
   ignore: Deno.build.os !== "linux",

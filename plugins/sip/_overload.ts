@@ -29,8 +29,13 @@ const SUSTAINED_SAMPLES = 2;
  * that come together are all admitted before any of them opens anything.
  */
 const FILES_PER_CALL = 4;
-/** Open files are counted again at least this often (ms), and at every INVITE once the limit is near. */
+/** Open files are counted again at least this often (ms) ... */
 const FILES_RECOUNT_MS = 1000;
+/**
+ * ... and, once the estimate comes near the limit, at an INVITE at most this often (ms): a count reads the whole of
+ * `/proc/self/fd` (some ms at 20 000 descriptors), which a flood of INVITEs must not get once per INVITE.
+ */
+const FILES_NEAR_RECOUNT_MS = 20;
 
 export type { OpenFiles } from "./open_files.ts";
 
@@ -235,20 +240,22 @@ export class OverloadMonitor {
   }
 
   /**
-   * Why a new call would leave fewer than `minFreeFiles` descriptors, or undefined. Counted every
-   * {@linkcode FILES_RECOUNT_MS}, and at each INVITE once the estimate (the count, less what the calls let in since
-   * will open) comes within twice the reserve of the limit; the calls let in are forgotten only at the periodic count
-   * (a call counted twice within that second, once opened and once let in, errs on the side of the reserve).
+   * Why a new call would leave fewer than `minFreeFiles` descriptors, or undefined. The estimate is the last count
+   * less what the calls let in since will open ({@linkcode FILES_PER_CALL} each). Counted every
+   * {@linkcode FILES_RECOUNT_MS}, and at an INVITE once the estimate comes within twice the reserve of the limit (at
+   * most every {@linkcode FILES_NEAR_RECOUNT_MS}); each count starts the calls let in over (those let in just before
+   * it and not yet opened are few: a call opens its sockets as it is set up).
    */
   #filesShort(): string | undefined {
     const reserve = this.limits.minFreeFiles;
     const now = this.#clock.now();
     const left = () => this.#files!.limit - this.#files!.open - FILES_PER_CALL * this.#admittedSince;
-    if (now - this.#filesAt >= FILES_RECOUNT_MS) {
+    const near = this.#files !== undefined && left() < 2 * reserve;
+    if (now - this.#filesAt >= (near ? FILES_NEAR_RECOUNT_MS : FILES_RECOUNT_MS)) {
       this.#files = this.#openFiles();
       this.#filesAt = now;
       this.#admittedSince = 0;
-    } else if (this.#files !== undefined && left() < 2 * reserve) this.#files = this.#openFiles();
+    }
     if (this.#files === undefined || left() >= reserve) return undefined;
     const { open, limit } = this.#files;
     return `${Number.isFinite(open) ? open : "all"} of the ${limit} open files allowed are in use, ${reserve} are ` +
