@@ -1207,6 +1207,22 @@ Deno.test("overload: a steady stream of calls up to the open-file reserve: a cal
   await peer.close();
 });
 
+Deno.test("overload: calls that end between two counts give their descriptors back: a busy server near its file limit is not refused for calls already gone", async () => {
+  // 1 000 allowed, 800 open: room for 34 more calls at once (4 each, 64 kept free), but every call here ends at once.
+  const { clock, net, bob } = setup({
+    overload: { lagMs: Infinity, maxTransactions: 10_000, openFiles: () => ({ open: 800, limit: 1000 }) },
+  });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => c.reject(486));
+  // All within one instant: no count is taken between them.
+  for (let i = 0; i < 100; i++) await peer.send(invite(1 + i, { callId: `brief-${i}` }), bob.localAddress);
+  clock.advance(10);
+  const statuses = Array.from({ length: 100 }, (_, i) => statusesOf(peer.got, `brief-${i}`).at(-1));
+  assert.deepEqual(statuses.filter((s) => s !== 486), [], "every call got its own answer, none a 503");
+  await bob.close();
+  await peer.close();
+});
+
 Deno.test({
   name: "overload: the process's open files are counted from /proc/self (each file opened counts one)",
   ignore: Deno.build.os !== "linux",

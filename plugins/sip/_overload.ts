@@ -25,17 +25,18 @@ const REPORT_MS = 10_000;
 const SUSTAINED_SAMPLES = 2;
 
 /**
- * Descriptors a new call is counted to take until the next count (RTP, RTCP, its recording and one spare): INVITEs
- * that come together are all admitted before any of them opens anything.
+ * Descriptors each call more than at the last count is taken to hold until the next count (RTP, RTCP, its recording
+ * and one spare): INVITEs that come together are all admitted before any of them opens anything.
  */
 const FILES_PER_CALL = 4;
 /** Open files are counted again at least this often (ms) ... */
 const FILES_RECOUNT_MS = 1000;
 /**
- * ... and, once the estimate comes near the limit, at an INVITE at most this often (ms): a count reads the whole of
- * `/proc/self/fd` (some ms at 20 000 descriptors), which a flood of INVITEs must not get once per INVITE.
+ * ... and, once the estimate comes near the limit, at an INVITE at most this often (ms): where the kernel does not
+ * give the count at once (before Linux 6.2), a count reads the whole of `/proc/self/fd` (~15 ms at 10 000
+ * descriptors), which a flood of INVITEs must not get once per INVITE.
  */
-const FILES_NEAR_RECOUNT_MS = 20;
+const FILES_NEAR_RECOUNT_MS = 100;
 
 export type { OpenFiles } from "./open_files.ts";
 
@@ -137,10 +138,10 @@ export class OverloadMonitor {
   #refusedSinceReport = 0;
   #reportedAt = 0;
   readonly #openFiles: () => OpenFiles | undefined;
-  /** The last count of open files (undefined: none yet, or they cannot be counted), when, and INVITEs let in since. */
+  /** The last count of open files (undefined: none yet, or they cannot be counted), when, and the live calls then. */
   #files?: OpenFiles;
   #filesAt = -Infinity;
-  #admittedSince = 0;
+  #liveAtCount = 0;
 
   /**
    * Creates the monitor (stopped).
@@ -211,10 +212,7 @@ export class OverloadMonitor {
    */
   admit(): string | undefined {
     const why = this.#evaluate();
-    if (why === undefined) {
-      this.#admittedSince++;
-      return undefined;
-    }
+    if (why === undefined) return undefined;
     this.refused++;
     this.#refusedSinceReport++;
     return why;
@@ -241,20 +239,22 @@ export class OverloadMonitor {
 
   /**
    * Why a new call would leave fewer than `minFreeFiles` descriptors, or undefined. The estimate is the last count
-   * less what the calls let in since will open ({@linkcode FILES_PER_CALL} each). Counted every
+   * plus {@linkcode FILES_PER_CALL} for each call live now beyond those live at that count (calls let in since open
+   * their sockets and recordings as they are set up; calls ended since give theirs back). Counted every
    * {@linkcode FILES_RECOUNT_MS}, and at an INVITE once the estimate comes within twice the reserve of the limit (at
-   * most every {@linkcode FILES_NEAR_RECOUNT_MS}); each count starts the calls let in over (those let in just before
-   * it and not yet opened are few: a call opens its sockets as it is set up).
+   * most every {@linkcode FILES_NEAR_RECOUNT_MS}).
    */
   #filesShort(): string | undefined {
     const reserve = this.limits.minFreeFiles;
     const now = this.#clock.now();
-    const left = () => this.#files!.limit - this.#files!.open - FILES_PER_CALL * this.#admittedSince;
+    const left = () =>
+      this.#files!.limit - this.#files!.open -
+      FILES_PER_CALL * Math.max(0, this.#probes.liveCalls() - this.#liveAtCount);
     const near = this.#files !== undefined && left() < 2 * reserve;
     if (now - this.#filesAt >= (near ? FILES_NEAR_RECOUNT_MS : FILES_RECOUNT_MS)) {
       this.#files = this.#openFiles();
       this.#filesAt = now;
-      this.#admittedSince = 0;
+      this.#liveAtCount = this.#probes.liveCalls();
     }
     if (this.#files === undefined || left() >= reserve) return undefined;
     const { open, limit } = this.#files;

@@ -20,7 +20,8 @@ export interface OpenFiles {
 
 /**
  * Counts this process's open descriptors (`/proc/self/fd`) and reads its soft limit (`/proc/self/limits`); undefined
- * where that cannot be told (not Linux, no `/proc`, no read permission, no limit). About 30 µs for 300 descriptors.
+ * where that cannot be told (not Linux, no `/proc`, no read permission, no limit). ~20 µs on Linux 6.2 and later
+ * (the directory's size is the count); before, the directory is read (~15 ms at 10 000 descriptors).
  */
 export function processOpenFiles(): OpenFiles | undefined {
   if (Deno.build.os !== "linux") return undefined;
@@ -34,6 +35,10 @@ export function processOpenFiles(): OpenFiles | undefined {
     return (e as { code?: unknown }).code === "EMFILE" ? { open: Infinity, limit: 0 } : undefined;
   }
   try {
+    // Linux 6.2 and later give the count as the directory's size (a few µs); before, it is 0 and the entries are
+    // counted (~15 ms at 10 000 descriptors).
+    const size = Deno.statSync("/proc/self/fd").size;
+    if (size > 0) return { open: size, limit };
     let open = -1; // the directory being read holds one while it is read
     for (const _ of Deno.readDirSync("/proc/self/fd")) open++;
     return { open, limit };
