@@ -238,3 +238,44 @@ export class FileOutput implements LogOutput {
 
 /** A logger that writes nothing (default for library use and tests). */
 export const silentLogger: Logger = new Logger({ level: "silent", outputs: [] });
+
+/**
+ * Rations the lines one source of events may write: at most `lines` per window of `windowMs` (on the clock the caller
+ * passes); beyond, the events are counted, and when the next window begins the count is logged once as a warning.
+ * For events a peer controls the rate of (RTCP reports, DTMF digits): a flood would otherwise write a line each.
+ *
+ * @example
+ * ```ts
+ * const log = new Logger({ level: "info" }).child("RTP");
+ * const ration = new LogRation(10, 10_000, (n) => `${n} more DTMF digits received were not logged`);
+ * if (ration.allow(Date.now(), log)) log.info("DTMF 5 received");
+ * ```
+ */
+export class LogRation {
+  #windowStart = -Infinity;
+  #lines = 0;
+  #suppressed = 0;
+
+  /**
+   * @param lines lines allowed per window
+   * @param windowMs the window's length, in ms of the clock passed to {@linkcode LogRation.allow}
+   * @param summary the warning written for `n` events not logged in a window
+   */
+  constructor(readonly lines: number, readonly windowMs: number, readonly summary: (n: number) => string) {}
+
+  /** True when a line may be written now (`now` in ms); otherwise the event is counted. */
+  allow(now: number, log: Logger): boolean {
+    if (now - this.#windowStart >= this.windowMs) {
+      if (this.#suppressed > 0) log.warn(this.summary(this.#suppressed));
+      this.#windowStart = now;
+      this.#lines = 0;
+      this.#suppressed = 0;
+    }
+    if (this.#lines < this.lines) {
+      this.#lines++;
+      return true;
+    }
+    this.#suppressed++;
+    return false;
+  }
+}

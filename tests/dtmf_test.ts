@@ -492,6 +492,35 @@ Deno.test("rtp-depacketizer with dtmf_payload_type: dtmf events and log lines, f
   );
 });
 
+Deno.test("rtp-depacketizer: a flood of telephone events writes 20 log lines per 10 s and a count; every event is still published", async () => {
+  const clock = new VirtualClock(0);
+  const t = testContext({ clock });
+  const lines: string[] = [];
+  const log = new Logger({ level: "info", outputs: [{ write: (line) => void lines.push(line) }] });
+  const st = await createStage<TransformStage>(rtpDepacketizer, { codec: "PCMU", dtmf_payload_type: 101 }, {
+    ...t.ctx,
+    log,
+  });
+  const emit = () => true;
+  // 1 000 events, one packet each (start and end), 1 ms apart: the whole flood within one second.
+  for (let k = 0; k < 1000; k++) {
+    const f = ev(2000 + k, 8000 + 160 * k, k % 10, 160, true, { marker: true });
+    st.process({ kind: "packet", data: serializeRtp(f), arrival: k }, emit);
+    clock.advance(1);
+  }
+  assertEquals(t.events.filter((e) => e.type === "dtmf").length, 1000);
+  assertEquals(lines.filter((l) => / DTMF \d received/.test(l)).length, 20);
+  // The next window's first event brings the count of the lines not written.
+  clock.advance(10_000);
+  st.process(
+    { kind: "packet", data: serializeRtp(ev(3000, 900_000, 1, 160, true, { marker: true })), arrival: 11_000 },
+    emit,
+  );
+  assertEquals(t.events.filter((e) => e.type === "dtmf").length, 1001);
+  assertMatch(lines.find((l) => l.includes("WARN"))!, /980 more telephone events received were not logged/);
+  assertMatch(lines.at(-1)!, /DTMF 1 received/);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // The audio timeline around event packets
 

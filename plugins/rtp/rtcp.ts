@@ -41,6 +41,7 @@ import { type MediaStats, ResourceKind } from "../../core/session.ts";
 import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
 import { rtcp, type RtcpOptions, rtcpSchema } from "./plugins.ts";
 import { lazyModule } from "../../core/lazy.ts";
+import { LogRation } from "../../core/log.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
 const rtcpSessionModule = lazyModule<typeof import("./rtcp_session.ts")>(new URL("./rtcp_session.ts", import.meta.url));
@@ -99,38 +100,16 @@ const REPORT_LOG_WINDOW_MS = 10_000;
 
 /**
  * Rations the log lines of received reports: a peer sends a report every few seconds (RFC 3550 §6.2: 5 s at least on
- * average), but a flood of RTCP datagrams would write a line each. Beyond {@linkcode REPORT_LOG_LINES} in a window of
- * {@linkcode REPORT_LOG_WINDOW_MS}, they are counted, and the count is logged once the next window begins. Reports we
- * send are ours and always logged.
+ * average), but a flood of RTCP datagrams would write a line each. Reports we send are ours and always logged.
  */
-class ReceivedReportLines {
-  #windowStart = -Infinity;
-  #lines = 0;
-  #suppressed = 0;
-
-  /** True when a line for a report in `direction` may be written now. */
-  allow(direction: "sent" | "received", ctx: RunContext): boolean {
-    if (direction === "sent") return true;
-    const now = ctx.clock.now();
-    if (now - this.#windowStart >= REPORT_LOG_WINDOW_MS) {
-      if (this.#suppressed > 0) {
-        ctx.log.warn(
-          `${this.#suppressed} more RTCP packets received were not logged (more than ${REPORT_LOG_LINES} in ` +
-            `${REPORT_LOG_WINDOW_MS / 1000} s: a peer reports every few seconds)`,
-        );
-      }
-      this.#windowStart = now;
-      this.#lines = 0;
-      this.#suppressed = 0;
-    }
-    if (this.#lines < REPORT_LOG_LINES) {
-      this.#lines++;
-      return true;
-    }
-    this.#suppressed++;
-    return false;
-  }
-}
+const reportLines = (): LogRation =>
+  new LogRation(
+    REPORT_LOG_LINES,
+    REPORT_LOG_WINDOW_MS,
+    (n) =>
+      `${n} more RTCP packets received were not logged (more than ${REPORT_LOG_LINES} in ` +
+      `${REPORT_LOG_WINDOW_MS / 1000} s: a peer reports every few seconds)`,
+  );
 
 /** What the rtcp stage takes (and passes on): RTP packets, as declared. */
 const ACCEPTS: Format[] = rtcp.accepts!;
@@ -146,7 +125,7 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
   let detach: (() => void) | undefined;
   let inferred: "send" | "receive" | undefined = opts.direction === "auto" ? undefined : opts.direction;
   const cname = opts.cname ?? randomCname();
-  const logged = new ReceivedReportLines();
+  const logged = reportLines();
 
   return {
     negotiate(input: Format | undefined): Format {
@@ -186,7 +165,7 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
           return inferred ?? "send";
         },
         onReport(info) {
-          if (ctx.log.enabled("info") && logged.allow(info.direction, ctx)) {
+          if (ctx.log.enabled("info") && (info.direction === "sent" || logged.allow(ctx.clock.now(), ctx.log))) {
             ctx.log.info(describeReport(info)); // formatted only when it is written
           }
           const stats = s.stats();

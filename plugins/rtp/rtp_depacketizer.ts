@@ -16,7 +16,9 @@
  * however many updates and redundant final packets carried it, published as
  * the stage event `dtmf` (which reaches the session's listeners: `detail` is a
  * {@linkcode ReceivedDtmf}: `digit`, `duration_ms`, `volume`, ...; other event
- * codes as `telephone-event`) with one log line, `DTMF 5 received (160 ms)`.
+ * codes as `telephone-event`) with one log line, `DTMF 5 received (160 ms)`
+ * (at most 20 lines per 10 s; beyond, a count is logged when the next 10 s
+ * begin: a peer can send an event per packet; every event is still published).
  * The packets then go on tagged with the codec `telephone-event`, so that RTCP
  * counts them and the jitter buffer knows their sequence numbers were not
  * audio; nothing plays or records them.
@@ -34,6 +36,7 @@ import type { Format } from "../../core/frame.ts";
 import { expectFormat, type FormatCheck } from "../../core/format_check.ts";
 import type { Timer } from "../../core/clock.ts";
 import type { StageContext, TransformStage } from "../../core/stage.ts";
+import { LogRation } from "../../core/log.ts";
 import { parseRtp } from "./header.ts";
 import { DtmfReceiver, type ReceivedDtmf, type ReceivedTelephoneEvent, TELEPHONE_EVENT } from "./telephone_event.ts";
 import { rtpDepacketizer, type RtpDepacketizerOptions, rtpDepacketizerSchema } from "./plugins.ts";
@@ -55,6 +58,13 @@ function codecFor(opts: RtpDepacketizerOptions, codecs: StageContext["codecs"]):
   if (!c) throw new Error(`${NAME}: no codec is registered; register the codec plugin and set "codec"`);
   return c;
 }
+
+/**
+ * Log lines for received DTMF digits and telephone events per {@linkcode DTMF_LOG_WINDOW_MS} at most: a person dials a
+ * few digits a second, but a peer can send an event per packet.
+ */
+const DTMF_LOG_LINES = 20;
+const DTMF_LOG_WINDOW_MS = 10_000;
 
 /** Creates a `rtp-depacketizer` stage from validated options: the plugin's `create`, loaded when first used. */
 export function createRtpDepacketizer(opts: RtpDepacketizerOptions, sctx: StageContext): TransformStage {
@@ -87,15 +97,23 @@ export function createRtpDepacketizer(opts: RtpDepacketizerOptions, sctx: StageC
   let lastWrongPt: number | undefined;
   const clock = sctx.clock;
   let dtmfTimer: Timer | undefined;
+  const dtmfLines = new LogRation(
+    DTMF_LOG_LINES,
+    DTMF_LOG_WINDOW_MS,
+    (n) =>
+      `${n} more telephone events received were not logged (more than ${DTMF_LOG_LINES} in ` +
+      `${DTMF_LOG_WINDOW_MS / 1000} s); each is still published as an event`,
+  );
   const dtmf = dtmfPt > 0
     ? new DtmfReceiver({
       clockRate,
       onEvent(e: ReceivedTelephoneEvent) {
+        const line = sctx.log.enabled("info") && dtmfLines.allow(clock.now(), sctx.log);
         if (e.digit !== undefined) {
-          sctx.log.info(`DTMF ${e.digit} received (${e.duration_ms} ms)`);
+          if (line) sctx.log.info(`DTMF ${e.digit} received (${e.duration_ms} ms)`);
           sctx.event("dtmf", e as ReceivedDtmf);
         } else {
-          sctx.log.info(`telephone event ${e.code} received (${e.duration_ms} ms)`);
+          if (line) sctx.log.info(`telephone event ${e.code} received (${e.duration_ms} ms)`);
           sctx.event("telephone-event", e);
         }
       },
