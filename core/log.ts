@@ -256,12 +256,24 @@ export class LogRation {
   #lines = 0;
   #suppressed = 0;
 
+  /** Lines allowed per window. */
+  readonly lines: number;
+  /** The window's length, in ms of the clock passed to {@linkcode LogRation.allow}. */
+  readonly windowMs: number;
+  /** The warning written for `n` events not logged in a window. */
+  readonly summary: (n: number) => string;
+
   /**
+   * Creates a ration of `lines` per `windowMs`.
    * @param lines lines allowed per window
    * @param windowMs the window's length, in ms of the clock passed to {@linkcode LogRation.allow}
    * @param summary the warning written for `n` events not logged in a window
    */
-  constructor(readonly lines: number, readonly windowMs: number, readonly summary: (n: number) => string) {}
+  constructor(lines: number, windowMs: number, summary: (n: number) => string) {
+    this.lines = lines;
+    this.windowMs = windowMs;
+    this.summary = summary;
+  }
 
   /** True when a line may be written now (`now` in ms); otherwise the event is counted. */
   allow(now: number, log: Logger): boolean {
