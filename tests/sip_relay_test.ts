@@ -226,6 +226,122 @@ Deno.test("auth: REGISTER is challenged (401) and accepted with the right passwo
   }
 });
 
+Deno.test("auth: an address that fails 10 times in 60 s is refused (403) for 300 s, right password or not; others are not", async () => {
+  const w = relayWorld({ users: USERS, realm: "relay.test" });
+  const phones: Phone[] = [];
+  const phone = (ip: string, password: string, sipPort = 5060) => {
+    const p = new Phone(w, { user: "alice", ip, sipPort, rtpPort: 30000 + 2 * phones.length, password });
+    phones.push(p);
+    return p;
+  };
+  try {
+    // Ten guesses from one address, each from a new port (a new phone): challenged, then refused, ten times; the
+    // tenth failure starts the block and gets 403 instead of a challenge.
+    const statuses: number[] = [];
+    for (let k = 0; k < 10; k++) {
+      const bad = failure(phone("10.0.0.66", `guess-${k}`, 5100 + k).register());
+      await run(w, 20);
+      statuses.push((await bad).status ?? 0);
+    }
+    assertEquals(statuses, [401, 401, 401, 401, 401, 401, 401, 401, 401, 403]);
+    // The right password from that address is refused too, without a challenge; from another address it works.
+    const right = phone("10.0.0.66", "alice-pw-1", 5200);
+    const refused = failure(right.register());
+    await run(w, 20);
+    const e = await refused;
+    assertEquals(e.status, 403);
+    assertMatch(e.message, /too many failed authentications from this address; retry in \d+ s/);
+    assertEquals(right.responses("REGISTER", 401).length, 0);
+    const elsewhere = phone("10.0.0.1", "alice-pw-1");
+    const ok = elsewhere.register();
+    await run(w, 20);
+    await ok;
+    assertEquals(w.relay.registrar.lookup("alice")?.source.hostname, "10.0.0.1");
+    // An INVITE from the blocked address gets 403 too, not a challenge.
+    const caller = phone("10.0.0.66", "alice-pw-1", 5202);
+    const call = caller.call("alice");
+    await run(w, 20);
+    assertEquals(call.state, "ended");
+    assertEquals(caller.responses("INVITE", 403).length, 1);
+    assertEquals(caller.responses("INVITE", 407).length, 0);
+    const st = w.relay.stats();
+    assertEquals(st.calls.auth_failures, 10);
+    assertEquals(st.calls.auth_blocked, 3); // the tenth failure, the right password after it, the INVITE
+    assertEquals(w.logs.lines.filter((l) => l.includes("its requests are refused (403) for 300 s")).length, 1);
+    // After the block's 300 s, the right password registers from that address.
+    w.clock.advance(300_000);
+    const later = phone("10.0.0.66", "alice-pw-1", 5201);
+    const ok2 = later.register();
+    await run(w, 20);
+    await ok2;
+    assertEquals(w.relay.registrar.bindingsOf("alice").map((b) => b.source.hostname).sort(), ["10.0.0.1", "10.0.0.66"]);
+  } finally {
+    for (const p of phones) await p.close();
+    await w.relay.close();
+  }
+});
+
+Deno.test("auth: failures are counted per address over a window; no credentials and expired nonces are not failures; tables bounded", () => {
+  const clock = new VirtualClock();
+  const auth = new DigestChallenger({
+    realm: "r",
+    users: parseUsers("alice:pw-a"),
+    clock,
+    nonceLifetime: 60,
+    maxFailures: 3,
+    failureWindow: 10,
+    blockTime: 30,
+    maxSources: 4,
+  });
+  const req: SipRequest = createRequest({
+    method: "REGISTER",
+    uri: "sip:10.0.0.9",
+    headers: [["Call-ID", "x"], ["CSeq", "1 REGISTER"], ["From", "<sip:alice@r>;tag=1"], ["To", "<sip:alice@r>"]],
+  });
+  const signed = (password: string) => {
+    const ch = auth.challenge("WWW-Authenticate");
+    const answer = digestAuthenticator({ username: "alice", password }, { cnonce: () => "c1" });
+    const creds = answer({ ...req, kind: "response", status: 401, reason: "", headers: headersOf(ch) } as never, req)!;
+    return createRequest({ method: "REGISTER", uri: "sip:10.0.0.9", headers: [...req.headers, creds] });
+  };
+  // Two failures, then the window passes: two more do not block (the count started again).
+  auth.check(signed("x"), "Authorization", "1.1.1.1");
+  auth.check(signed("x"), "Authorization", "1.1.1.1");
+  clock.advance(10_000);
+  auth.check(signed("x"), "Authorization", "1.1.1.1");
+  const second = auth.check(signed("x"), "Authorization", "1.1.1.1");
+  assertEquals(second.ok || second.blocked, undefined);
+  // Requests without credentials, and right answers to an expired nonce, are no failures.
+  for (let k = 0; k < 5; k++) assertEquals(auth.check(req, "Authorization", "1.1.1.1").ok, false);
+  const old = signed("pw-a");
+  clock.advance(60_001);
+  assertEquals(auth.check(old, "Authorization", "1.1.1.1"), {
+    ok: false,
+    stale: true,
+    user: "alice",
+    reason: "nonce expired",
+  });
+  assertEquals(auth.check(signed("pw-a"), "Authorization", "1.1.1.1"), { ok: true, user: "alice" });
+  // Three failures within the window block for 30 s; the third says so once.
+  for (const [k, want] of [[1, undefined], [2, undefined], [3, 30]] as const) {
+    const r = auth.check(signed("x"), "Authorization", "2.2.2.2");
+    assertEquals(r.ok ? "ok" : r.blocked, want, `failure ${k}`);
+    if (k === 3) assertEquals(!r.ok && r.blockStarted, true);
+  }
+  clock.advance(29_000);
+  const still = auth.check(signed("pw-a"), "Authorization", "2.2.2.2");
+  assertEquals(still.ok ? 0 : still.blocked, 1);
+  assertEquals(!still.ok && still.blockStarted, undefined);
+  clock.advance(1_000);
+  assertEquals(auth.check(signed("pw-a"), "Authorization", "2.2.2.2").ok, true);
+  // Without a source nothing is counted; blocked sources are kept at most maxSources (4).
+  for (let k = 0; k < 5; k++) assertEquals(auth.check(signed("x"), "Authorization").ok, false);
+  for (let a = 0; a < 6; a++) for (let k = 0; k < 3; k++) auth.check(signed("x"), "Authorization", `3.3.3.${a}`);
+  assertEquals(auth.blocking.sources, 4);
+  assertEquals(auth.check(signed("pw-a"), "Authorization", "3.3.3.5").ok, false);
+  assertEquals(auth.check(signed("pw-a"), "Authorization", "3.3.3.0").ok, true); // forgotten first
+});
+
 Deno.test("auth: stale nonce → stale=true; a nonce count used twice is a replay; SHA-256 offered first", () => {
   const clock = new VirtualClock();
   const auth = new DigestChallenger({

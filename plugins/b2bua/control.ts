@@ -124,6 +124,11 @@ export const sipRelayControl: ControlPluginDefinition<typeof sipRelayOptions> = 
       realm: o.realm,
       algorithms: algorithmsOf(o.auth_algorithms),
       nonceLifetime: o.nonce_lifetime,
+      authLimits: {
+        maxFailures: o.auth_max_failures,
+        failureWindow: o.auth_failure_window,
+        blockTime: o.auth_block_time,
+      },
       maxClients: o.max_clients,
       maxContacts: o.max_contacts,
       minExpires: o.min_expires,

@@ -18,6 +18,16 @@
  *   first; a forgotten nonce still ends at its lifetime).
  * - **Secrets**: passwords stay in the table; a result names the user and why
  *   a check failed, never a password or a digest.
+ * - **Guessing**: a source address (IP, any port) whose credentials fail
+ *   `maxFailures` times within `failureWindow` seconds is refused for
+ *   `blockTime` seconds: its requests are answered {@linkcode DigestCheck}
+ *   `blocked` without their credentials being looked at, so a password cannot
+ *   be guessed at the rate datagrams arrive. Requests without credentials (a
+ *   client's first) and expired nonces are not failures. The sources counted
+ *   and the sources refused are two tables of `maxSources` each, oldest
+ *   forgotten first: a flood of new addresses can make the counting table
+ *   forget, but not lift a block before its time unless it blocks
+ *   `maxSources` addresses itself.
  *
  * @module
  */
@@ -48,6 +58,14 @@ export interface DigestChallengerOptions {
   maxNonces?: number;
   /** Key of the nonces' HMAC (default: 32 random bytes). Tests may fix it. */
   key?: Uint8Array;
+  /** Failed credentials from one source address within `failureWindow` that get it refused (default 10). */
+  maxFailures?: number;
+  /** Seconds over which a source's failures are counted (default 60). */
+  failureWindow?: number;
+  /** Seconds a source is refused for once it failed `maxFailures` times (default 300). */
+  blockTime?: number;
+  /** Source addresses counted (and, apart, refused) at most (default 10 000 each). */
+  maxSources?: number;
 }
 
 /** The outcome of {@linkcode DigestChallenger.check}. */
@@ -58,7 +76,20 @@ export type DigestCheck =
    * No usable credentials: send a new challenge (`stale` when they were right but the nonce is too old).
    * `user` is the claimed user name when there was one; `reason` says why, for the log (no secret in it).
    */
-  | { ok: false; stale: boolean; user?: string; reason: string };
+  | {
+    ok: false;
+    stale: boolean;
+    user?: string;
+    reason: string;
+    /**
+     * Set when the source is refused for failing too often: the seconds left (at least 1). Answer 403 (a challenge
+     * would invite the next guess); `blockStarted` is true on the request whose failure started the block, the one
+     * to log.
+     */
+    blocked?: number;
+    /** True on the failure that started the block (see `blocked`). */
+    blockStarted?: boolean;
+  };
 
 const NONCE_RE = /^([0-9a-z]{1,12})\.([0-9a-f]{16})\.([0-9a-f]{32})$/;
 
@@ -83,6 +114,16 @@ export class DigestChallenger {
   readonly #key: Uint8Array;
   /** Highest nonce count seen per nonce (insertion order = age, for forgetting the oldest). */
   readonly #counts = new Map<string, number>();
+  readonly #maxFailures: number;
+  readonly #windowMs: number;
+  readonly #blockMs: number;
+  readonly #maxSources: number;
+  /** Failures per source address in its current window (insertion order = last failure, oldest first). */
+  readonly #failing = new Map<string, { since: number; count: number }>();
+  /** Sources refused, until when (insertion order = age). */
+  readonly #blocked = new Map<string, number>();
+  /** Requests refused because their source was blocked. */
+  #refused = 0;
 
   /**
    * Creates the challenger.
@@ -108,6 +149,23 @@ export class DigestChallenger {
     this.#lifetimeMs = (opts.nonceLifetime ?? 300) * 1000;
     this.#maxNonces = opts.maxNonces ?? 10_000;
     this.#key = opts.key ?? crypto.getRandomValues(new Uint8Array(32));
+    this.#maxFailures = opts.maxFailures ?? 10;
+    this.#windowMs = (opts.failureWindow ?? 60) * 1000;
+    this.#blockMs = (opts.blockTime ?? 300) * 1000;
+    this.#maxSources = opts.maxSources ?? 10_000;
+    if (!(this.#maxFailures >= 1) || !(this.#windowMs > 0) || !(this.#blockMs >= 0) || !(this.#maxSources >= 1)) {
+      throw new TypeError(
+        "digest failure limits must be positive (maxFailures, failureWindow, maxSources; blockTime ≥ 0)",
+      );
+    }
+  }
+
+  /** Requests refused so far because their source had failed too often; and the sources refused now. */
+  get blocking(): { refused: number; sources: number } {
+    const now = this.#clock.now();
+    let sources = 0;
+    for (const until of this.#blocked.values()) if (until > now) sources++;
+    return { refused: this.#refused, sources };
   }
 
   /** Users in the table. */
@@ -150,9 +208,47 @@ export class DigestChallenger {
 
   /**
    * Checks the credentials `req` carries in `header` (`Authorization` for a
-   * registrar, `Proxy-Authorization` for a proxy) for this realm.
+   * registrar, `Proxy-Authorization` for a proxy) for this realm. With
+   * `source` (the address the request came from, without port), failures are
+   * counted per source, and a source that failed too often is refused
+   * (`blocked`) without its credentials being checked.
    */
-  check(req: SipRequest, header: "Authorization" | "Proxy-Authorization"): DigestCheck {
+  check(req: SipRequest, header: "Authorization" | "Proxy-Authorization", source?: string): DigestCheck {
+    if (source === undefined) return this.#verify(req, header);
+    const now = this.#clock.now();
+    const until = this.#blocked.get(source);
+    if (until !== undefined) {
+      if (until > now) {
+        this.#refused++;
+        return {
+          ok: false,
+          stale: false,
+          reason: "too many failed authentications from this address",
+          blocked: Math.max(1, Math.ceil((until - now) / 1000)),
+        };
+      }
+      this.#blocked.delete(source);
+    }
+    const result = this.#verify(req, header);
+    if (result.ok || result.stale || result.user === undefined) return result;
+    let f = this.#failing.get(source);
+    if (f && now - f.since >= this.#windowMs) f = undefined;
+    f ??= { since: now, count: 0 };
+    f.count++;
+    this.#failing.delete(source);
+    if (f.count < this.#maxFailures) {
+      this.#failing.set(source, f);
+      while (this.#failing.size > this.#maxSources) this.#failing.delete(this.#failing.keys().next().value!);
+      return result;
+    }
+    if (this.#blockMs === 0) return result;
+    this.#blocked.set(source, now + this.#blockMs);
+    while (this.#blocked.size > this.#maxSources) this.#blocked.delete(this.#blocked.keys().next().value!);
+    return { ...result, blocked: Math.ceil(this.#blockMs / 1000), blockStarted: true };
+  }
+
+  /** {@linkcode DigestChallenger.check} without the failure count. */
+  #verify(req: SipRequest, header: "Authorization" | "Proxy-Authorization"): DigestCheck {
     const values = req.headers.getAll(header);
     if (values.length === 0) return { ok: false, stale: false, reason: `no ${header}` };
     let params: Record<string, string> | undefined;

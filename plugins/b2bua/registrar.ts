@@ -96,6 +96,8 @@ export interface RegistrarStats {
   refused_full: number;
   /** REGISTERs challenged or refused for their credentials. */
   auth_failures: number;
+  /** REGISTERs refused (403) because their source address failed authentication too often. */
+  auth_blocked: number;
   /** Each binding: user, contact, source, seconds left. */
   per_binding: { user: string; contact: string; source: string; expires_in_s: number }[];
 }
@@ -137,6 +139,7 @@ export class Registrar {
     replaced: 0,
     refusedFull: 0,
     authFailures: 0,
+    authBlocked: 0,
   };
 
   /**
@@ -183,12 +186,21 @@ export class Registrar {
       return { status: 404, reason: "Not Found (no user in the address-of-record)" };
     }
     if (o.auth) {
-      const check = o.auth.check(r.request, "Authorization");
+      const check = o.auth.check(r.request, "Authorization", r.source.hostname);
       if (!check.ok) {
+        if (check.blocked !== undefined && !check.blockStarted) {
+          this.#counts.authBlocked++;
+          return blockedReply(check.blocked);
+        }
         // The first REGISTER of a client carries no credentials: that is the normal challenge, not a failure.
         if (check.user !== undefined) {
           this.#counts.authFailures++;
           this.#log.info(`REGISTER for ${user} from ${from}: credentials of ${check.user} refused (${check.reason})`);
+        }
+        if (check.blocked !== undefined) {
+          this.#counts.authBlocked++;
+          this.#log.warn(blockedLine(r.source.hostname, check.blocked));
+          return blockedReply(check.blocked);
         }
         return { status: 401, headers: o.auth.challenge("WWW-Authenticate", check.stale) };
       }
@@ -362,9 +374,23 @@ export class Registrar {
       replaced: c.replaced,
       refused_full: c.refusedFull,
       auth_failures: c.authFailures,
+      auth_blocked: c.authBlocked,
       per_binding: per,
     };
   }
+}
+
+/** The 403 a source refused for failing authentication too often gets (no challenge: it would invite a guess). */
+export function blockedReply(seconds: number): { status: 403; reason: string } {
+  return {
+    status: 403,
+    reason: `Forbidden (too many failed authentications from this address; retry in ${seconds} s)`,
+  };
+}
+
+/** The log line of a source starting to be refused for failing authentication too often. */
+export function blockedLine(address: string, seconds: number): string {
+  return `${address}: too many failed authentications: its requests are refused (403) for ${seconds} s`;
 }
 
 function outOfOrder(): RegistrarReply {

@@ -58,9 +58,9 @@ import {
   SipUserAgent,
   type TimerSettings,
 } from "../sip/mod.ts";
-import { DigestChallenger } from "./digest_server.ts";
+import { DigestChallenger, type DigestChallengerOptions } from "./digest_server.ts";
 import { type LatchPolicy, type LegStats, MediaBridge, MediaLeg } from "./media.ts";
-import { Registrar, type RegistrarStats } from "./registrar.ts";
+import { blockedLine, blockedReply, Registrar, type RegistrarStats } from "./registrar.ts";
 import { type Agreement, calleeOffer, callerAnswer, offeredCodecs } from "./sdp_relay.ts";
 
 /** Options of a {@linkcode SipRelay} (times in seconds). */
@@ -91,6 +91,8 @@ export interface SipRelayOptions {
   algorithms?: readonly DigestAlgorithm[];
   /** Seconds a nonce is accepted (default 300). */
   nonceLifetime?: number;
+  /** Failed credentials per source address before it is refused, over what window, and for how long (s). */
+  authLimits?: Pick<DigestChallengerOptions, "maxFailures" | "failureWindow" | "blockTime">;
   /** Users registered at once, at most. */
   maxClients: number;
   /** Contacts per user, at most. */
@@ -167,8 +169,10 @@ export interface SipRelayStats {
     refused: number;
     /** Of which with 503 for the call limit. */
     refused_busy: number;
-    /** INVITEs challenged or refused for their credentials. */
+    /** INVITEs (and REGISTERs) challenged or refused for their credentials. */
     auth_failures: number;
+    /** INVITEs (and REGISTERs) refused (403) because their source address failed authentication too often. */
+    auth_blocked: number;
   };
   /** Calls in progress. */
   active: RelayedCallStats[];
@@ -231,7 +235,7 @@ export class SipRelay {
   #n = 0;
   #check: Timer | undefined;
   #closed = false;
-  readonly #counts = { relayed: 0, answered: 0, refused: 0, refusedBusy: 0, authFailures: 0 };
+  readonly #counts = { relayed: 0, answered: 0, refused: 0, refusedBusy: 0, authFailures: 0, authBlocked: 0 };
 
   /**
    * Creates the relay (nothing is bound until {@linkcode SipRelay.start}). Throws on options that cannot work.
@@ -253,6 +257,7 @@ export class SipRelay {
         algorithms: opts.algorithms,
         clock: opts.clock,
         nonceLifetime: opts.nonceLifetime,
+        ...opts.authLimits,
       });
     }
     this.registrar = new Registrar({
@@ -352,14 +357,27 @@ export class SipRelay {
     }
     const fromUser = fromUri.user ?? "";
     if (this.#auth) {
-      const check = this.#auth.check(a.request, "Proxy-Authorization");
+      const check = this.#auth.check(a.request, "Proxy-Authorization", a.source.hostname);
       if (!check.ok) {
+        if (check.blocked !== undefined && !check.blockStarted) {
+          this.#counts.authBlocked++;
+          const b = blockedReply(check.blocked);
+          a.reject(b.status, b.reason);
+          return;
+        }
         if (check.user !== undefined) {
           this.#counts.authFailures++;
           this.#log.info(
             `INVITE from ${fromUser || "?"} at ${formatHostPort(a.source)}: credentials of ${check.user} refused ` +
               `(${check.reason})`,
           );
+        }
+        if (check.blocked !== undefined) {
+          this.#counts.authBlocked++;
+          this.#log.warn(blockedLine(a.source.hostname, check.blocked));
+          const b = blockedReply(check.blocked);
+          a.reject(b.status, b.reason);
+          return;
         }
         a.reject(407, undefined, this.#auth.challenge("Proxy-Authenticate", check.stale));
         return;
@@ -692,6 +710,7 @@ export class SipRelay {
         refused: c.refused,
         refused_busy: c.refusedBusy,
         auth_failures: c.authFailures + this.registrar.stats().auth_failures,
+        auth_blocked: c.authBlocked + this.registrar.stats().auth_blocked,
       },
       active: [...this.#calls].map((x) => this.#callStats(x)),
       finished: [...this.#finished],
