@@ -41,6 +41,7 @@ async function start(extra: Record<string, unknown> = {}) {
     service,
     dir,
     out,
+    clock,
     async close() {
       ac.abort();
       await service.close();
@@ -481,6 +482,30 @@ Deno.test("console service: a non-loopback bind needs a token; a token is checke
     const ws = s.base.replace(/^http/, "ws") + "ws";
     await assertRejects(() => hello(ws), Error);
     assertEquals((await hello(`${ws}?token=s3cret`)).type, "hello");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: an address that gives 3 wrong tokens in 60 s is refused (403) for 60 s, right token or not", async () => {
+  const s = await start({ token: "s3cret", auth_max_failures: 3, auth_failure_window: 60, auth_block_time: 60 });
+  const status = async (query: string) => {
+    const r = await fetch(`${s.base}api/files${query}`);
+    await r.body?.cancel();
+    return r.status;
+  };
+  try {
+    // No token is not a guess; three wrong ones are, the third starts the block.
+    assertEquals([await status(""), await status("")], [401, 401]);
+    assertEquals([await status("?token=a"), await status("?token=b"), await status("?token=c")], [401, 401, 401]);
+    assertEquals(s.out.lines.filter((l) => l.includes("its requests are refused (403) for 60 s")).length, 1);
+    // Now the right token is refused too, the WebSocket as well, until the 60 s have passed (the service's clock).
+    const blocked = await fetch(`${s.base}api/files?token=s3cret`);
+    assertEquals(blocked.status, 403);
+    assertMatch((await blocked.json()).error, /too many wrong tokens from this address: retry in 60 s/);
+    await assertRejects(() => hello(`${s.base.replace(/^http/, "ws")}ws?token=s3cret`), Error);
+    s.clock.advance(60_000);
+    assertEquals(await status("?token=s3cret"), 200);
   } finally {
     await s.close();
   }

@@ -102,6 +102,41 @@ function played(frames: PcmFrame[], n: number): Int16Array {
 
 const AUDIO = mulawExactSamples(1600, 5, MULAW_DECODE); // 200 ms that survive G.711 µ-law exactly
 
+Deno.test("ws-bridge: an address that gives 3 wrong tokens in 60 s is refused (HTTP 403) for 60 s, right token or not", async () => {
+  const r = await rig({ auth_max_failures: 3, auth_failure_window: 60, auth_block_time: 60 });
+  const refusal = async (query: string) => {
+    try {
+      (await stuckClient(r.bridge.port, query)).close();
+      return "101";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  try {
+    // A missing token is not a guess: it does not count.
+    const silent = await r.connect("");
+    silent.send("CALL:1");
+    assertEquals((await silent.closed).code, 1008);
+    for (const token of ["a", "b"]) {
+      const c = await r.connect(`token=${token}&protocol=text`);
+      assertEquals(await c.closed, { code: 1008, reason: "wrong token" });
+    }
+    const third = await r.connect("protocol=text");
+    third.send("AUTH:c");
+    assertEquals(await third.closed, { code: 1008, reason: "wrong token" });
+    await waitFor(() => r.logs.lines.some((l) => l.includes("its connections are refused (403) for 60 s")), "block");
+    // Now even the right token is refused before the handshake.
+    assertMatch(await refusal(`token=${TOKEN}&protocol=text`), /handshake refused: HTTP\/1\.1 403/);
+    assertEquals(r.bridge.stats().authBlocked, 1);
+    assertEquals(r.bridge.stats().authFailures, 4);
+    // Once the 60 s have passed, the right token gets in.
+    r.clock.advance(60_000);
+    assertEquals(await refusal(`token=${TOKEN}&protocol=text`), "101");
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("ws-bridge: the token is required, in the URL or the first message; wrong or missing closes with 1008", async () => {
   const r = await rig({ auth_timeout: 5 });
   try {

@@ -11,6 +11,7 @@
  */
 export * from "./address.ts";
 export * from "./datagram.ts";
+export * from "./failure_limit.ts";
 export * from "./fast.ts";
 export * from "./filtered.ts";
 export * from "./media_loop.ts";

@@ -20,19 +20,17 @@
  *   a check failed, never a password or a digest.
  * - **Guessing**: a source address (IP, any port) whose credentials fail
  *   `maxFailures` times within `failureWindow` seconds is refused for
- *   `blockTime` seconds: its requests are answered {@linkcode DigestCheck}
- *   `blocked` without their credentials being looked at, so a password cannot
- *   be guessed at the rate datagrams arrive. Requests without credentials (a
- *   client's first) and expired nonces are not failures. The sources counted
- *   and the sources refused are two tables of `maxSources` each, oldest
- *   forgotten first: a flood of new addresses can make the counting table
- *   forget, but not lift a block before its time unless it blocks
- *   `maxSources` addresses itself.
+ *   `blockTime` seconds (a {@linkcode FailureLimiter}): its requests are
+ *   answered {@linkcode DigestCheck} `blocked` without their credentials being
+ *   looked at, so a password cannot be guessed at the rate datagrams arrive.
+ *   Requests without credentials (a client's first) and expired nonces are
+ *   not failures.
  *
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Clock } from "../../core/clock.ts";
+import { FailureLimiter } from "../../core/net/failure_limit.ts";
 import {
   DIGEST_ALGORITHMS,
   type DigestAlgorithm,
@@ -114,16 +112,8 @@ export class DigestChallenger {
   readonly #key: Uint8Array;
   /** Highest nonce count seen per nonce (insertion order = age, for forgetting the oldest). */
   readonly #counts = new Map<string, number>();
-  readonly #maxFailures: number;
-  readonly #windowMs: number;
-  readonly #blockMs: number;
-  readonly #maxSources: number;
-  /** Failures per source address in its current window (insertion order = last failure, oldest first). */
-  readonly #failing = new Map<string, { since: number; count: number }>();
-  /** Sources refused, until when (insertion order = age). */
-  readonly #blocked = new Map<string, number>();
-  /** Requests refused because their source was blocked. */
-  #refused = 0;
+  /** Failed credentials per source address. */
+  readonly #failures: FailureLimiter;
 
   /**
    * Creates the challenger.
@@ -149,23 +139,17 @@ export class DigestChallenger {
     this.#lifetimeMs = (opts.nonceLifetime ?? 300) * 1000;
     this.#maxNonces = opts.maxNonces ?? 10_000;
     this.#key = opts.key ?? crypto.getRandomValues(new Uint8Array(32));
-    this.#maxFailures = opts.maxFailures ?? 10;
-    this.#windowMs = (opts.failureWindow ?? 60) * 1000;
-    this.#blockMs = (opts.blockTime ?? 300) * 1000;
-    this.#maxSources = opts.maxSources ?? 10_000;
-    if (!(this.#maxFailures >= 1) || !(this.#windowMs > 0) || !(this.#blockMs >= 0) || !(this.#maxSources >= 1)) {
-      throw new TypeError(
-        "digest failure limits must be positive (maxFailures, failureWindow, maxSources; blockTime ≥ 0)",
-      );
-    }
+    this.#failures = new FailureLimiter({
+      maxFailures: opts.maxFailures ?? 10,
+      windowMs: (opts.failureWindow ?? 60) * 1000,
+      blockMs: (opts.blockTime ?? 300) * 1000,
+      maxSources: opts.maxSources,
+    });
   }
 
   /** Requests refused so far because their source had failed too often; and the sources refused now. */
   get blocking(): { refused: number; sources: number } {
-    const now = this.#clock.now();
-    let sources = 0;
-    for (const until of this.#blocked.values()) if (until > now) sources++;
-    return { refused: this.#refused, sources };
+    return this.#failures.counts(this.#clock.now());
   }
 
   /** Users in the table. */
@@ -216,35 +200,19 @@ export class DigestChallenger {
   check(req: SipRequest, header: "Authorization" | "Proxy-Authorization", source?: string): DigestCheck {
     if (source === undefined) return this.#verify(req, header);
     const now = this.#clock.now();
-    const until = this.#blocked.get(source);
-    if (until !== undefined) {
-      if (until > now) {
-        this.#refused++;
-        return {
-          ok: false,
-          stale: false,
-          reason: "too many failed authentications from this address",
-          blocked: Math.max(1, Math.ceil((until - now) / 1000)),
-        };
-      }
-      this.#blocked.delete(source);
+    const left = this.#failures.blocked(source, now);
+    if (left !== undefined) {
+      return {
+        ok: false,
+        stale: false,
+        reason: "too many failed authentications from this address",
+        blocked: Math.max(1, Math.ceil(left / 1000)),
+      };
     }
     const result = this.#verify(req, header);
     if (result.ok || result.stale || result.user === undefined) return result;
-    let f = this.#failing.get(source);
-    if (f && now - f.since >= this.#windowMs) f = undefined;
-    f ??= { since: now, count: 0 };
-    f.count++;
-    this.#failing.delete(source);
-    if (f.count < this.#maxFailures) {
-      this.#failing.set(source, f);
-      while (this.#failing.size > this.#maxSources) this.#failing.delete(this.#failing.keys().next().value!);
-      return result;
-    }
-    if (this.#blockMs === 0) return result;
-    this.#blocked.set(source, now + this.#blockMs);
-    while (this.#blocked.size > this.#maxSources) this.#blocked.delete(this.#blocked.keys().next().value!);
-    return { ...result, blocked: Math.ceil(this.#blockMs / 1000), blockStarted: true };
+    const block = this.#failures.fail(source, now);
+    return block === undefined ? result : { ...result, blocked: Math.ceil(block / 1000), blockStarted: true };
   }
 
   /** {@linkcode DigestChallenger.check} without the failure count. */

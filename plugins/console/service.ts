@@ -30,6 +30,8 @@ import {
   isWildcard,
   parseHostPort,
 } from "../../core/net/address.ts";
+import { FailureLimiter, sameSecret } from "../../core/net/failure_limit.ts";
+import { LogRation } from "../../core/log.ts";
 import { AudioLibrary } from "./files.ts";
 import { ConsoleHub } from "./hub.ts";
 import type { ConsoleOptions } from "./options.ts";
@@ -175,14 +177,44 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   const maxUpload = Math.round(o.max_upload_mb * 1024 * 1024);
   const hostAllowed = hostAllowedBy(o.bind, o.allowed_hosts.split(","));
 
-  const authorized = (req: Request, url: URL): Response | undefined => {
-    if (o.token && url.searchParams.get("token") !== o.token) {
-      return json({ error: "missing or wrong token: open the console with ?token=..." }, 401);
+  const guesses = new FailureLimiter({
+    maxFailures: o.auth_max_failures,
+    windowMs: o.auth_failure_window * 1000,
+    blockMs: o.auth_block_time * 1000,
+  });
+  const blockedLines = new LogRation(
+    10,
+    10_000,
+    (n) => `${n} more requests from addresses refused for wrong tokens were not logged`,
+  );
+  /** The token check (a wrong one counted against the address; an address that guessed too often refused). */
+  const authorized = (req: Request, url: URL, address: string): Response | undefined => {
+    if (o.token) {
+      const now = ctx.clock.now();
+      const left = guesses.blocked(address, now);
+      if (left !== undefined) {
+        const secs = Math.max(1, Math.ceil(left / 1000));
+        if (blockedLines.allow(now, log)) log.warn(`${address}: refused (403), too many wrong tokens (${secs} s left)`);
+        return json({ error: `too many wrong tokens from this address: retry in ${secs} s` }, 403);
+      }
+      const given = url.searchParams.get("token");
+      if (given === null || !sameSecret(given, o.token)) {
+        // A missing token is a page opened without it, not a guess.
+        const block = given === null ? undefined : guesses.fail(address, now);
+        if (block !== undefined) {
+          log.warn(
+            `${address}: ${o.auth_max_failures} wrong tokens within ${o.auth_failure_window} s: its requests are ` +
+              `refused (403) for ${block / 1000} s`,
+          );
+        }
+        return json({ error: "missing or wrong token: open the console with ?token=..." }, 401);
+      }
     }
     return originRefused(req);
   };
 
-  const handler = async (req: Request): Promise<Response> => {
+  const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> => {
+    const address = info.remoteAddr.hostname;
     const host = req.headers.get("host");
     if (!hostAllowed(host)) {
       return json({
@@ -194,7 +226,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     const url = new URL(req.url);
     const path = url.pathname;
     if (path === "/ws") {
-      const denied = authorized(req, url);
+      const denied = authorized(req, url, address);
       if (denied) return denied;
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return json({ error: "this is the console's WebSocket: connect with a WebSocket client" }, 426);
@@ -210,7 +242,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       return response;
     }
     if (path.startsWith("/api/")) {
-      const denied = authorized(req, url);
+      const denied = authorized(req, url, address);
       if (denied) return denied;
       if (path === "/api/files" && req.method === "GET") return json({ files: await library.list() });
       if (path === "/api/upload") {

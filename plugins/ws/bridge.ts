@@ -32,8 +32,9 @@
 import type { CallEvent, CallInfo, CallService, IncomingDecision } from "../../core/calls.ts";
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Frame } from "../../core/frame.ts";
-import { type Logger, silentLogger } from "../../core/log.ts";
+import { type Logger, LogRation, silentLogger } from "../../core/log.ts";
 import { formatHostPort } from "../../core/net/address.ts";
+import { FailureLimiter, sameSecret } from "../../core/net/failure_limit.ts";
 import { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, parseEncoding } from "./audio.ts";
 import { CallLink, type CallLinkHost, type CallLinkStats } from "./_call_link.ts";
 import { jsonProtocol } from "./json_protocol.ts";
@@ -95,6 +96,8 @@ export interface WsBridgeStats {
   refusedFull: number;
   /** Connections closed for a wrong or missing token. */
   authFailures: number;
+  /** Connections refused (HTTP 403) because their address gave a wrong token too often. */
+  authBlocked: number;
   /** Messages answered with an error. */
   errors: number;
   /** Clients disconnected for being too slow. */
@@ -134,7 +137,10 @@ export interface WsClientStats {
 /** One WebSocket connection. */
 class Client {
   readonly id: number;
+  /** Its address and port, as logged. */
   readonly remote: string;
+  /** Its IP address (what wrong tokens are counted against). */
+  readonly address: string;
   readonly ws: ServerWebSocket;
   protocol: WireProtocol | undefined;
   authed = false;
@@ -156,9 +162,17 @@ class Client {
   errors = 0;
   framesDropped = 0;
 
-  constructor(id: number, remote: string, ws: ServerWebSocket, encoding: AudioEncoding, incoming: boolean) {
+  constructor(
+    id: number,
+    remote: string,
+    address: string,
+    ws: ServerWebSocket,
+    encoding: AudioEncoding,
+    incoming: boolean,
+  ) {
     this.id = id;
     this.remote = remote;
+    this.address = address;
     this.ws = ws;
     this.encoding = encoding;
     this.incoming = incoming;
@@ -179,13 +193,6 @@ interface Offer {
   call: CallInfo;
   clients: Set<Client>;
   timer: Timer;
-}
-
-/** Compares two strings in time that depends only on the expected one's length. */
-function sameToken(given: string, expected: string): boolean {
-  let d = given.length ^ expected.length;
-  for (let i = 0; i < expected.length; i++) d |= (given.charCodeAt(i) | 0) ^ expected.charCodeAt(i);
-  return d === 0;
 }
 
 function message(e: unknown): string {
@@ -220,7 +227,15 @@ export class WsBridge implements CallLinkHost {
   #offDecider: (() => void) | undefined;
   #offTick: (() => void) | undefined;
   #closing: Promise<void> | undefined;
-  #stats = { accepted: 0, refusedFull: 0, authFailures: 0, errors: 0, slowDisconnects: 0, offered: 0 };
+  #stats = { accepted: 0, refusedFull: 0, authFailures: 0, authBlocked: 0, errors: 0, slowDisconnects: 0, offered: 0 };
+  /** Wrong tokens per client address. */
+  readonly #guesses: FailureLimiter;
+  /** Lines for connections refused while their address is blocked. */
+  readonly #blockedLines = new LogRation(
+    10,
+    10_000,
+    (n) => `${n} more connections from addresses refused for wrong tokens were not logged`,
+  );
   #totals = { calls: 0, framesToClient: 0, framesToClientDropped: 0, samplesDropped: 0 };
 
   /**
@@ -234,6 +249,11 @@ export class WsBridge implements CallLinkHost {
     this.calls = ctx.calls;
     this.#clock = ctx.clock;
     this.#log = (ctx.log ?? silentLogger).child("WS");
+    this.#guesses = new FailureLimiter({
+      maxFailures: options.auth_max_failures,
+      windowMs: options.auth_failure_window * 1000,
+      blockMs: options.auth_block_time * 1000,
+    });
     this.fromBus = options.from_bus;
     this.toBus = options.to_bus;
     this.#frame = Math.round(8000 * options.ptime / 1000);
@@ -350,6 +370,18 @@ export class WsBridge implements CallLinkHost {
       };
     }
     const remote = formatHostPort({ hostname: req.remote.hostname, port: req.remote.port });
+    const now = this.#clock.now();
+    const left = this.#guesses.blocked(req.remote.hostname, now);
+    if (left !== undefined) {
+      this.#stats.authBlocked++;
+      const secs = Math.max(1, Math.ceil(left / 1000));
+      if (this.#blockedLines.allow(now, this.#log)) {
+        this.#log.warn(
+          `connection from ${remote} refused (403): its address gave too many wrong tokens (${secs} s left)`,
+        );
+      }
+      return { status: 403, body: `too many wrong tokens from this address: retry in ${secs} s\n` };
+    }
     if (this.#live() >= this.#o.max_clients || this.#closing) {
       this.#stats.refusedFull++;
       this.#log.warn(`connection from ${remote} refused: ${this.#o.max_clients} connections open (max_clients)`);
@@ -386,7 +418,7 @@ export class WsBridge implements CallLinkHost {
     return {
       protocol: subprotocol,
       accept: (socket) => {
-        const client = new Client(this.#nextClient++, remote, socket, encoding, incoming);
+        const client = new Client(this.#nextClient++, remote, req.remote.hostname, socket, encoding, incoming);
         client.protocol = protocol ? PROTOCOLS[protocol] : undefined;
         // Without an explicit protocol, a JSON client is found by its first message; audio defaults follow it.
         const explicitEncoding = qe !== null;
@@ -413,7 +445,7 @@ export class WsBridge implements CallLinkHost {
       return;
     }
     if (token !== null) {
-      if (!sameToken(token, this.#token)) return this.#refuse(client, "wrong token");
+      if (!sameSecret(token, this.#token)) return this.#refuse(client, "wrong token", true);
       this.#authenticated(client);
       return;
     }
@@ -422,10 +454,19 @@ export class WsBridge implements CallLinkHost {
     });
   }
 
-  #refuse(client: Client, why: string): void {
+  /** Closes a client that did not authenticate; `guess`: it gave a wrong token, counted against its address. */
+  #refuse(client: Client, why: string, guess = false): void {
     this.#stats.authFailures++;
     this.#log.warn(`${client.label}: ${why}: closed (1008)`);
     this.#drop(client, why, CLOSE_CODES.policy);
+    if (!guess) return;
+    const block = this.#guesses.fail(client.address, this.#clock.now());
+    if (block !== undefined) {
+      this.#log.warn(
+        `${client.address}: ${this.#o.auth_max_failures} wrong tokens within ${this.#o.auth_failure_window} s: ` +
+          `its connections are refused (403) for ${block / 1000} s`,
+      );
+    }
   }
 
   #authenticated(client: Client): void {
@@ -502,7 +543,7 @@ export class WsBridge implements CallLinkHost {
     }
     if (!client.authed) {
       if (cmd.type !== "auth") return this.#refuse(client, "token required");
-      if (!sameToken(cmd.token, this.#token)) return this.#refuse(client, "wrong token");
+      if (!sameSecret(cmd.token, this.#token)) return this.#refuse(client, "wrong token", true);
       this.#authenticated(client);
       this.#send(client, { type: "authOk" });
       return;
