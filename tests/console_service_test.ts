@@ -488,7 +488,13 @@ Deno.test("console service: a non-loopback bind needs a token; a token is checke
 });
 
 Deno.test("console service: an address that gives 3 wrong tokens in 60 s is refused (403) for 60 s, right token or not", async () => {
-  const s = await start({ token: "s3cret", auth_max_failures: 3, auth_failure_window: 60, auth_block_time: 60 });
+  const s = await start({
+    token: "s3cret",
+    auth_max_failures: 3,
+    auth_failure_window: 60,
+    auth_block_time: 60,
+    auth_limit_loopback: true,
+  });
   const status = async (query: string) => {
     const r = await fetch(`${s.base}api/files${query}`);
     await r.body?.cancel();
@@ -508,6 +514,20 @@ Deno.test("console service: an address that gives 3 wrong tokens in 60 s is refu
     assertEquals(await status("?token=s3cret"), 200);
   } finally {
     await s.close();
+  }
+  // By default a loopback address is never refused (a local page with an old token cannot lock out the others).
+  const d = await start({ token: "s3cret", auth_max_failures: 3 });
+  try {
+    for (let k = 0; k < 5; k++) {
+      const r = await fetch(`${d.base}api/files?token=guess-${k}`);
+      await r.body?.cancel();
+      assertEquals(r.status, 401);
+    }
+    const r = await fetch(`${d.base}api/files?token=s3cret`);
+    await r.body?.cancel();
+    assertEquals(r.status, 200);
+  } finally {
+    await d.close();
   }
 });
 

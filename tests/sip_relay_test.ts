@@ -298,8 +298,8 @@ Deno.test("auth: failures are counted per address over a window; no credentials 
     uri: "sip:10.0.0.9",
     headers: [["Call-ID", "x"], ["CSeq", "1 REGISTER"], ["From", "<sip:alice@r>;tag=1"], ["To", "<sip:alice@r>"]],
   });
-  const signed = (password: string) => {
-    const ch = auth.challenge("WWW-Authenticate");
+  const signed = (password: string, by = auth) => {
+    const ch = by.challenge("WWW-Authenticate");
     const answer = digestAuthenticator({ username: "alice", password }, { cnonce: () => "c1" });
     const creds = answer({ ...req, kind: "response", status: 401, reason: "", headers: headersOf(ch) } as never, req)!;
     return createRequest({ method: "REGISTER", uri: "sip:10.0.0.9", headers: [...req.headers, creds] });
@@ -340,6 +340,20 @@ Deno.test("auth: failures are counted per address over a window; no credentials 
   assertEquals(auth.blocking.sources, 4);
   assertEquals(auth.check(signed("pw-a"), "Authorization", "3.3.3.5").ok, false);
   assertEquals(auth.check(signed("pw-a"), "Authorization", "3.3.3.0").ok, true); // forgotten first
+  // Loopback sources are never counted unless limitLoopback; an IPv4-mapped address is its IPv4 address.
+  for (let k = 0; k < 5; k++) auth.check(signed("x"), "Authorization", "127.0.0.1");
+  assertEquals(auth.check(signed("pw-a"), "Authorization", "::ffff:127.0.0.1").ok, true);
+  for (let k = 0; k < 3; k++) auth.check(signed("x"), "Authorization", "::ffff:4.4.4.4");
+  assertEquals(auth.check(signed("pw-a"), "Authorization", "4.4.4.4").ok, false);
+  const strict = new DigestChallenger({
+    realm: "r",
+    users: parseUsers("alice:pw-a"),
+    clock,
+    maxFailures: 3,
+    limitLoopback: true,
+  });
+  for (let k = 0; k < 3; k++) strict.check(signed("x", strict), "Authorization", "127.0.0.1");
+  assertEquals(strict.check(signed("pw-a", strict), "Authorization", "127.0.0.1").ok, false);
 });
 
 Deno.test("auth: stale nonce → stale=true; a nonce count used twice is a replay; SHA-256 offered first", () => {

@@ -103,7 +103,12 @@ function played(frames: PcmFrame[], n: number): Int16Array {
 const AUDIO = mulawExactSamples(1600, 5, MULAW_DECODE); // 200 ms that survive G.711 µ-law exactly
 
 Deno.test("ws-bridge: an address that gives 3 wrong tokens in 60 s is refused (HTTP 403) for 60 s, right token or not", async () => {
-  const r = await rig({ auth_max_failures: 3, auth_failure_window: 60, auth_block_time: 60 });
+  const r = await rig({
+    auth_max_failures: 3,
+    auth_failure_window: 60,
+    auth_block_time: 60,
+    auth_limit_loopback: true,
+  });
   const refusal = async (query: string) => {
     try {
       (await stuckClient(r.bridge.port, query)).close();
@@ -134,6 +139,19 @@ Deno.test("ws-bridge: an address that gives 3 wrong tokens in 60 s is refused (H
     assertEquals(await refusal(`token=${TOKEN}&protocol=text`), "101");
   } finally {
     await r.close();
+  }
+  // By default a loopback address is never refused: a local process with an old token cannot lock out the others.
+  const d = await rig({ auth_max_failures: 3 });
+  try {
+    for (let k = 0; k < 5; k++) {
+      const c = await d.connect(`token=guess-${k}&protocol=text`);
+      assertEquals(await c.closed, { code: 1008, reason: "wrong token" });
+    }
+    const ok = await d.connect(`token=${TOKEN}&protocol=text`);
+    assertEquals(await ok.sync(), []);
+    assertEquals(d.bridge.stats().authBlocked, 0);
+  } finally {
+    await d.close();
   }
 });
 

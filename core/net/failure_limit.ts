@@ -3,7 +3,8 @@
  * to (a Digest password, a bridge's or console's token): a source that fails
  * `maxFailures` times within a window is refused for a while, so a secret
  * cannot be guessed at the rate requests arrive. The sources being counted
- * and the sources refused are two tables of `maxSources` each, oldest
+ * (keyed as given: pass the `canonicalHost` of an address) and the
+ * sources refused are two tables of `maxSources` each, oldest
  * forgotten first: memory is bounded, and a flood of new addresses can make
  * the counting table forget but cannot lift a block early unless it gets
  * `maxSources` addresses blocked itself.
@@ -21,6 +22,11 @@ export interface FailureLimits {
   blockMs?: number;
   /** Sources counted, and apart sources refused, at most (default 10 000 each). */
   maxSources?: number;
+  /**
+   * Sources never counted nor refused (default none); e.g. `isLoopbackAddress`: a process on the same host
+   * retrying with an old secret must not lock out the others there, as fail2ban ignores 127.0.0.1 by default.
+   */
+  exempt?: (source: string) => boolean;
 }
 
 /**
@@ -48,6 +54,7 @@ export class FailureLimiter {
   /** Sources refused, until when (insertion order = age). */
   readonly #blocked = new Map<string, number>();
   #refused = 0;
+  readonly #exempt: (source: string) => boolean;
 
   /**
    * Creates a limiter; throws on limits that cannot work.
@@ -58,6 +65,7 @@ export class FailureLimiter {
     this.#windowMs = limits.windowMs ?? 60_000;
     this.#blockMs = limits.blockMs ?? 300_000;
     this.#maxSources = limits.maxSources ?? 10_000;
+    this.#exempt = limits.exempt ?? (() => false);
     if (!(this.#max >= 1) || !(this.#windowMs > 0) || !(this.#blockMs >= 0) || !(this.#maxSources >= 1)) {
       throw new TypeError(
         "failure limits: maxFailures, windowMs and maxSources must be positive, blockMs 0 or more",
@@ -81,6 +89,7 @@ export class FailureLimiter {
 
   /** Counts a failure of `source` at `now`; returns the block's length in ms when this failure started one. */
   fail(source: string, now: number): number | undefined {
+    if (this.#exempt(source)) return undefined;
     let f = this.#failing.get(source);
     if (f && now - f.since >= this.#windowMs) f = undefined;
     f ??= { since: now, count: 0 };

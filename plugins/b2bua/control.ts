@@ -128,6 +128,7 @@ export const sipRelayControl: ControlPluginDefinition<typeof sipRelayOptions> = 
         maxFailures: o.auth_max_failures,
         failureWindow: o.auth_failure_window,
         blockTime: o.auth_block_time,
+        limitLoopback: o.auth_limit_loopback,
       },
       maxClients: o.max_clients,
       maxContacts: o.max_contacts,

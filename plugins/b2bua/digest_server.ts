@@ -31,6 +31,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Clock } from "../../core/clock.ts";
 import { FailureLimiter } from "../../core/net/failure_limit.ts";
+import { canonicalHost, isLoopbackAddress } from "../../core/net/address.ts";
 import {
   DIGEST_ALGORITHMS,
   type DigestAlgorithm,
@@ -64,6 +65,8 @@ export interface DigestChallengerOptions {
   blockTime?: number;
   /** Source addresses counted (and, apart, refused) at most (default 10 000 each). */
   maxSources?: number;
+  /** Count failures from loopback addresses too (default false: a process on this host is never refused). */
+  limitLoopback?: boolean;
 }
 
 /** The outcome of {@linkcode DigestChallenger.check}. */
@@ -144,6 +147,7 @@ export class DigestChallenger {
       windowMs: (opts.failureWindow ?? 60) * 1000,
       blockMs: (opts.blockTime ?? 300) * 1000,
       maxSources: opts.maxSources,
+      exempt: opts.limitLoopback ? undefined : isLoopbackAddress,
     });
   }
 
@@ -200,6 +204,7 @@ export class DigestChallenger {
   check(req: SipRequest, header: "Authorization" | "Proxy-Authorization", source?: string): DigestCheck {
     if (source === undefined) return this.#verify(req, header);
     const now = this.#clock.now();
+    source = canonicalHost(source);
     const left = this.#failures.blocked(source, now);
     if (left !== undefined) {
       return {

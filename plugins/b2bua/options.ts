@@ -54,6 +54,10 @@ export const sipRelayOptionsSchema = lazySchema(() =>
     auth_block_time: z.number().int().min(0).max(86400).default(300).describe(
       "seconds an address that failed auth_max_failures times is refused (0 = never refused)",
     ),
+    auth_limit_loopback: z.boolean().default(false).describe(
+      "count wrong credentials from loopback addresses too (default: a process on this host is never refused, so one " +
+        "retrying with an old secret cannot lock out the others)",
+    ),
     max_clients: z.number().int().min(1).max(100000).default(100).describe(
       "users registered at once; a new one beyond gets 503 with Retry-After",
     ),

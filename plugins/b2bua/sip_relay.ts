@@ -92,7 +92,7 @@ export interface SipRelayOptions {
   /** Seconds a nonce is accepted (default 300). */
   nonceLifetime?: number;
   /** Failed credentials per source address before it is refused, over what window, and for how long (s). */
-  authLimits?: Pick<DigestChallengerOptions, "maxFailures" | "failureWindow" | "blockTime">;
+  authLimits?: Pick<DigestChallengerOptions, "maxFailures" | "failureWindow" | "blockTime" | "limitLoopback">;
   /** Users registered at once, at most. */
   maxClients: number;
   /** Contacts per user, at most. */

@@ -43,6 +43,10 @@ export const consoleOptionsSchema = lazySchema(() =>
     auth_block_time: z.number().int().min(0).max(86400).default(300).describe(
       "seconds an address that gave auth_max_failures wrong tokens is refused (0 = never refused)",
     ),
+    auth_limit_loopback: z.boolean().default(false).describe(
+      "count wrong tokens from loopback addresses too (default: a process on this host is never refused, so one " +
+        "retrying with an old secret cannot lock out the others)",
+    ),
     allowed_hosts: z.string().default("").describe(
       "host names, separated by commas, that the console also answers to (a name in front of it, e.g. a proxy); " +
         "else only its own address, and on loopback or a wildcard bind 127.x, ::1 and localhost",

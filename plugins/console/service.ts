@@ -181,6 +181,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     maxFailures: o.auth_max_failures,
     windowMs: o.auth_failure_window * 1000,
     blockMs: o.auth_block_time * 1000,
+    exempt: o.auth_limit_loopback ? undefined : isLoopbackAddress,
   });
   const blockedLines = new LogRation(
     10,
@@ -214,7 +215,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   };
 
   const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> => {
-    const address = info.remoteAddr.hostname;
+    const address = canonicalHost(info.remoteAddr.hostname);
     const host = req.headers.get("host");
     if (!hostAllowed(host)) {
       return json({

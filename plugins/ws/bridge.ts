@@ -33,7 +33,7 @@ import type { CallEvent, CallInfo, CallService, IncomingDecision } from "../../c
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Frame } from "../../core/frame.ts";
 import { type Logger, LogRation, silentLogger } from "../../core/log.ts";
-import { formatHostPort } from "../../core/net/address.ts";
+import { canonicalHost, formatHostPort, isLoopbackAddress } from "../../core/net/address.ts";
 import { FailureLimiter, sameSecret } from "../../core/net/failure_limit.ts";
 import { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, parseEncoding } from "./audio.ts";
 import { CallLink, type CallLinkHost, type CallLinkStats } from "./_call_link.ts";
@@ -253,6 +253,7 @@ export class WsBridge implements CallLinkHost {
       maxFailures: options.auth_max_failures,
       windowMs: options.auth_failure_window * 1000,
       blockMs: options.auth_block_time * 1000,
+      exempt: options.auth_limit_loopback ? undefined : isLoopbackAddress,
     });
     this.fromBus = options.from_bus;
     this.toBus = options.to_bus;
@@ -371,7 +372,7 @@ export class WsBridge implements CallLinkHost {
     }
     const remote = formatHostPort({ hostname: req.remote.hostname, port: req.remote.port });
     const now = this.#clock.now();
-    const left = this.#guesses.blocked(req.remote.hostname, now);
+    const left = this.#guesses.blocked(canonicalHost(req.remote.hostname), now);
     if (left !== undefined) {
       this.#stats.authBlocked++;
       const secs = Math.max(1, Math.ceil(left / 1000));
@@ -418,7 +419,14 @@ export class WsBridge implements CallLinkHost {
     return {
       protocol: subprotocol,
       accept: (socket) => {
-        const client = new Client(this.#nextClient++, remote, req.remote.hostname, socket, encoding, incoming);
+        const client = new Client(
+          this.#nextClient++,
+          remote,
+          canonicalHost(req.remote.hostname),
+          socket,
+          encoding,
+          incoming,
+        );
         client.protocol = protocol ? PROTOCOLS[protocol] : undefined;
         // Without an explicit protocol, a JSON client is found by its first message; audio defaults follow it.
         const explicitEncoding = qe !== null;

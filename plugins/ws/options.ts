@@ -84,6 +84,10 @@ export const wsBridgeOptionsSchema = lazySchema(() =>
     auth_block_time: z.number().int().min(0).max(86400).default(300).describe(
       "seconds an address that gave auth_max_failures wrong tokens is refused (0 = never refused)",
     ),
+    auth_limit_loopback: z.boolean().default(false).describe(
+      "count wrong tokens from loopback addresses too (default: a process on this host is never refused, so one " +
+        "retrying with an old secret cannot lock out the others)",
+    ),
     max_message_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe(
       "longest message a client may send (longer: an error message back as soon as its header says so, the message " +
         "dropped as it arrives, never held)",
