@@ -10,6 +10,7 @@
  */
 import { z } from "zod";
 import { lazySchema } from "../../core/options.ts";
+import { failureLimitOptions } from "../_failure_limit_options.ts";
 
 /** One line for `--list-plugins`. */
 export const SIP_RELAY_DESCRIPTION =
@@ -44,20 +45,7 @@ export const sipRelayOptionsSchema = lazySchema(() =>
       "Digest algorithms challenged with, preferred first, separated by commas (MD5, SHA-256, SHA-512-256)",
     ),
     nonce_lifetime: z.number().int().min(10).max(86400).default(300).describe("seconds a Digest nonce is accepted"),
-    auth_max_failures: z.number().int().min(1).max(100000).default(10).describe(
-      "failed credentials from one IP address within auth_failure_window that get its REGISTERs and INVITEs " +
-        "refused (403) for auth_block_time",
-    ),
-    auth_failure_window: z.number().int().min(1).max(86400).default(60).describe(
-      "seconds over which an address's failed credentials are counted",
-    ),
-    auth_block_time: z.number().int().min(0).max(86400).default(300).describe(
-      "seconds an address that failed auth_max_failures times is refused (0 = never refused)",
-    ),
-    auth_limit_loopback: z.boolean().default(false).describe(
-      "count wrong credentials from loopback addresses too (default: a process on this host is never refused, so one " +
-        "retrying with an old secret cannot lock out the others)",
-    ),
+    ...failureLimitOptions("failed credentials", "its REGISTERs and INVITEs refused (403)"),
     max_clients: z.number().int().min(1).max(100000).default(100).describe(
       "users registered at once; a new one beyond gets 503 with Retry-After",
     ),

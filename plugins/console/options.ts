@@ -11,6 +11,7 @@
 import { z } from "zod";
 import { defineService } from "../../core/control.ts";
 import { lazySchema, pathOption } from "../../core/options.ts";
+import { failureLimitOptions } from "../_failure_limit_options.ts";
 import { lazyModule } from "../../core/lazy.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
@@ -33,20 +34,7 @@ export const consoleOptionsSchema = lazySchema(() =>
     token: z.string().default("").describe(
       "secret the page must give (open http://HOST:PORT/?token=...); required when bind is not a loopback address",
     ),
-    auth_max_failures: z.number().int().min(1).max(100000).default(10).describe(
-      "wrong tokens from one IP address within auth_failure_window that get its requests refused (HTTP 403) for " +
-        "auth_block_time",
-    ),
-    auth_failure_window: z.number().int().min(1).max(86400).default(60).describe(
-      "seconds over which an address's wrong tokens are counted",
-    ),
-    auth_block_time: z.number().int().min(0).max(86400).default(300).describe(
-      "seconds an address that gave auth_max_failures wrong tokens is refused (0 = never refused)",
-    ),
-    auth_limit_loopback: z.boolean().default(false).describe(
-      "count wrong tokens from loopback addresses too (default: a process on this host is never refused, so one " +
-        "retrying with an old secret cannot lock out the others)",
-    ),
+    ...failureLimitOptions("wrong tokens", "its requests refused (HTTP 403)"),
     allowed_hosts: z.string().default("").describe(
       "host names, separated by commas, that the console also answers to (a name in front of it, e.g. a proxy); " +
         "else only its own address, and on loopback or a wildcard bind 127.x, ::1 and localhost",

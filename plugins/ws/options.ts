@@ -13,6 +13,7 @@
 import { z } from "zod";
 import { type AnyServicePlugin, defineService } from "../../core/control.ts";
 import { lazySchema } from "../../core/options.ts";
+import { failureLimitOptions } from "../_failure_limit_options.ts";
 import { lazyModule } from "../../core/lazy.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
@@ -74,20 +75,7 @@ export const wsBridgeOptionsSchema = lazySchema(() =>
     auth_timeout: z.number().min(0.1).max(3600).default(5).describe(
       "seconds a connection without ?token= has to send its token (AUTH:...) before it is closed (1008)",
     ),
-    auth_max_failures: z.number().int().min(1).max(100000).default(10).describe(
-      "wrong tokens from one IP address within auth_failure_window that get its connections refused (HTTP 403) " +
-        "for auth_block_time",
-    ),
-    auth_failure_window: z.number().int().min(1).max(86400).default(60).describe(
-      "seconds over which an address's wrong tokens are counted",
-    ),
-    auth_block_time: z.number().int().min(0).max(86400).default(300).describe(
-      "seconds an address that gave auth_max_failures wrong tokens is refused (0 = never refused)",
-    ),
-    auth_limit_loopback: z.boolean().default(false).describe(
-      "count wrong tokens from loopback addresses too (default: a process on this host is never refused, so one " +
-        "retrying with an old secret cannot lock out the others)",
-    ),
+    ...failureLimitOptions("wrong tokens", "its connections refused (HTTP 403)"),
     max_message_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe(
       "longest message a client may send (longer: an error message back as soon as its header says so, the message " +
         "dropped as it arrives, never held)",
