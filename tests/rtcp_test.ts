@@ -22,8 +22,9 @@ import { MemoryNetwork, type MemorySocket } from "../core/net/memory.ts";
 import { PortAllocator } from "../core/net/ports.ts";
 import { udpNetwork } from "../core/net/udp.ts";
 import { Session } from "../core/session.ts";
+import { repoPath } from "./util.ts";
 
-const { CompoundPacket, SenderReportPacket, ReceiverReportPacket, SdesPacket, ByePacket } = packets;
+const { CompoundPacket, SenderReportPacket, ReceiverReportPacket, ReceptionReport, SdesPacket, ByePacket } = packets;
 
 /** An in-memory network on a VirtualClock that records what is sent: datagrams arrive `delay` ms later. */
 class FakeNet {
@@ -351,10 +352,10 @@ Deno.test("session: first report after half the minimum, then 0.5–1.5 × the m
 });
 
 Deno.test("session: RTCP from anyone but the peer, and invalid RTCP, are dropped", () => {
-  const { clock, net, a, b } = pair();
+  const { clock, net, a, b, run } = pair();
   a.start();
   b.start();
-  clock.advance(3000);
+  run(3000); // A's RTP reaches B, so A's reports latch B's RTCP to A
   const n = (b.stats() as Record<string, number>).reports_received;
   assert.ok(n >= 1);
   // B knows A now: a valid RR from another port is ignored.
@@ -369,6 +370,113 @@ Deno.test("session: RTCP from anyone but the peer, and invalid RTCP, are dropped
   const s = b.stats() as Record<string, number>;
   assert.equal(s.rtcp_dropped, 2);
   assert.equal(s.reports_received, n);
+});
+
+Deno.test("session without a remote: a stranger's RTCP sent first does not become the peer; the RTP peer's reports do", () => {
+  const clock = new VirtualClock(0);
+  const net = new FakeNet(clock, 1);
+  // The receiving side of rtp-receive.json: no remote; it reports to whoever it latches to.
+  const s = new RtcpSession({
+    clock,
+    socket: net.transport(5005),
+    cname: "me",
+    minInterval: 1,
+    bandwidthKbps: 80,
+    random: seededRandom(4),
+  });
+  const got: string[] = [];
+  s.attach({ direction: "receive", onReport: (r) => r.direction === "received" && got.push(`${r.type} ${r.ssrc}`) });
+  s.start();
+  const report = (ssrc: number, sr: boolean) => {
+    const p = sr ? new SenderReportPacket() : new ReceiverReportPacket();
+    p.setSsrc(ssrc);
+    const c = new CompoundPacket();
+    c.addPacket(p);
+    const v = c.getView();
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  };
+  const stranger = net.transport(7001);
+  const peer = net.transport(5003); // the RTP peer's RTCP port (its RTP: 5002, SSRC 0xfeed)
+  // The stranger reports first, before any RTP, and again once the peer's RTP flows (with its own SSRC).
+  stranger.send(report(0x5742, true), { hostname: "127.0.0.1", port: 5005 });
+  clock.advance(10);
+  for (let i = 0; i < 50; i++) {
+    s.onReceived(rtpFrame(100 + i, 160 * i, 0xfeed, clock.now()));
+    clock.advance(20);
+  }
+  stranger.send(report(0x5742, true), { hostname: "127.0.0.1", port: 5005 });
+  clock.advance(10);
+  assert.equal(s.remote, undefined, "not latched to the stranger");
+  assert.deepEqual(got, []);
+  // The peer's SR (its RTP stream's SSRC) latches; from then on the stranger is dropped even with the peer's SSRC.
+  peer.send(report(0xfeed, true), { hostname: "127.0.0.1", port: 5005 });
+  clock.advance(10);
+  assert.deepEqual(s.remote, { hostname: "127.0.0.1", port: 5003 });
+  stranger.send(report(0xfeed, true), { hostname: "127.0.0.1", port: 5005 });
+  clock.advance(3000);
+  assert.deepEqual(got, [`SR ${0xfeed}`]);
+  const st = s.stats() as Record<string, number>;
+  assert.deepEqual([st.reports_received, st.rtcp_dropped], [1, 3]);
+  // Our reports go to the peer only.
+  const to = net.sent.filter((p) => p.from === 5005).map((p) => p.to.port);
+  assert.ok(to.length >= 1 && to.every((p) => p === 5003), `reports sent to ${to}`);
+});
+
+Deno.test("session without a remote: the peer's report that comes before its first RTP packet (as ffmpeg's first SR) is taken when that RTP arrives; strangers' are not", () => {
+  const clock = new VirtualClock(0);
+  const net = new FakeNet(clock, 1);
+  const s = new RtcpSession({ clock, socket: net.transport(5005), cname: "me", minInterval: 5, bandwidthKbps: 80 });
+  const got: string[] = [];
+  s.attach({ direction: "receive", onReport: (r) => r.direction === "received" && got.push(`${r.type} ${r.ssrc}`) });
+  const sr = (ssrc: number) => {
+    const p = new SenderReportPacket();
+    p.setSsrc(ssrc);
+    const v = p.getView();
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  };
+  const to = { hostname: "127.0.0.1", port: 5005 };
+  net.transport(7001).send(sr(0x5742), to);
+  net.transport(5003).send(sr(0xfeed), to);
+  net.transport(7002).send(sr(0x1111), to);
+  clock.advance(10);
+  assert.equal(s.remote, undefined);
+  assert.deepEqual(got, []);
+  s.onReceived(rtpFrame(1, 160, 0x1234, clock.now())); // RTP of another SSRC: nothing
+  assert.equal(s.remote, undefined);
+  s.onReceived(rtpFrame(1, 160, 0xfeed, clock.now()));
+  assert.deepEqual(s.remote, { hostname: "127.0.0.1", port: 5003 });
+  assert.deepEqual(got, [`SR ${0xfeed}`]);
+  const st = s.stats() as Record<string, number>;
+  assert.deepEqual([st.reports_received, st.rtcp_dropped], [1, 2]);
+  // At most MAX_HELD_RTCP are held: a flood of SSRCs does not make the session grow.
+  const t = new RtcpSession({ clock, socket: net.transport(5007), cname: "me", minInterval: 5, bandwidthKbps: 80 });
+  for (let i = 0; i < 100; i++) net.transport(8000 + i).send(sr(0x9000 + i), { hostname: "127.0.0.1", port: 5007 });
+  clock.advance(10);
+  t.onReceived(rtpFrame(1, 160, 0x9000 + 99, clock.now())); // the last one is still held
+  assert.deepEqual(t.remote, { hostname: "127.0.0.1", port: 8099 });
+  assert.equal((t.stats() as Record<string, number>).rtcp_dropped, 99);
+});
+
+Deno.test("session without a remote that sends RTP: a report about our SSRC latches it (a peer that only receives)", () => {
+  const clock = new VirtualClock(0);
+  const net = new FakeNet(clock, 1);
+  const s = new RtcpSession({ clock, socket: net.transport(5005), cname: "me", minInterval: 5, bandwidthKbps: 80 });
+  s.onSent(rtpFrame(1, 160, 0xabc));
+  const rr = (about: number) => {
+    const p = new ReceiverReportPacket();
+    p.setSsrc(0x77);
+    const block = new ReceptionReport();
+    block.setSsrc(about);
+    p.addReport(block);
+    const v = p.getView();
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+  };
+  net.transport(7001).send(rr(0x123), { hostname: "127.0.0.1", port: 5005 });
+  clock.advance(10);
+  assert.equal(s.remote, undefined);
+  net.transport(5003).send(rr(0xabc), { hostname: "127.0.0.1", port: 5005 });
+  clock.advance(10);
+  assert.deepEqual(s.remote, { hostname: "127.0.0.1", port: 5003 });
 });
 
 Deno.test("session: RTP of ever new SSRCs keeps at most MAX_RTCP_SOURCES sources; the stream that flows keeps its statistics", () => {
@@ -407,6 +515,7 @@ Deno.test("session: a compound packed with reports or BYEs is published once (on
     return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
   };
   const from = { hostname: "127.0.0.1", port: 7001 };
+  s.onReceived(rtpFrame(1, 160, 0x5000, 0)); // the peer's RTP: its reports latch the session to it
   // 180 RRs in one 1440-byte datagram: before, 180 reports published.
   const reports = new CompoundPacket();
   for (let i = 0; i < 180; i++) {
@@ -617,4 +726,73 @@ Deno.test("rtcp stage: rtp_port / rtp_remote give the RTCP ports as RTP port + 1
   assert.equal(st.stats!().remote, "127.0.0.1:6001");
   await st.close!();
   await t.release();
+});
+
+Deno.test("rtp-receive.json (no remote): a stranger's RTCP sent before the RTP does not become the RTCP peer; the RTP sender's does", async () => {
+  const { createRegistry, runPipelineFile } = await import("../mod.ts");
+  const { serializeRtp } = await import("../plugins/rtp/header.ts");
+  const dir = await Deno.makeTempDir({ prefix: "voxpipe-rtcp-latch-" });
+  try {
+    const clock = new VirtualClock(0);
+    const net = new MemoryNetwork({ clock, latencyMs: 1 });
+    const to = { hostname: "127.0.0.1", port: 5004 };
+    const rtcpTo = { hostname: "127.0.0.1", port: 5005 };
+    const stranger = net.bind("127.0.0.9", 7001);
+    const peerRtp = net.bind("127.0.0.1", 6000);
+    const peerRtcp = net.bind("127.0.0.1", 6001);
+    const toStranger: Uint8Array[] = [], toPeer: Uint8Array[] = [];
+    stranger.listen((d) => void toStranger.push(d));
+    peerRtcp.listen((d) => void toPeer.push(d));
+    const sr = (ssrc: number, packets = ssrc === 0xfeed ? 40 : 999) => {
+      const p = new SenderReportPacket();
+      p.setSsrc(ssrc);
+      p.setPacketCount(packets);
+      const v = p.getView();
+      return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
+    };
+    // The stranger reports first (before any RTP), and again while the RTP flows; the sender's first SR comes just
+    // before its first RTP packet (as ffmpeg's does).
+    clock.after(50, () => void stranger.send(sr(0x5742), rtcpTo));
+    clock.after(80, () => void peerRtcp.send(sr(0xfeed, 0), rtcpTo));
+    for (let i = 0; i < 40; i++) {
+      clock.after(100 + 20 * i, () =>
+        void peerRtp.send(
+          serializeRtp({
+            kind: "rtp",
+            payloadType: 0,
+            sequence: 100 + i,
+            timestamp: 160 * i,
+            ssrc: 0xfeed,
+            marker: i === 0,
+            payload: new Uint8Array(160).fill(0xff),
+          }),
+          to,
+        ));
+    }
+    clock.after(600, () => void stranger.send(sr(0x5742), rtcpTo));
+    clock.after(700, () => void peerRtcp.send(sr(0xfeed), rtcpTo));
+    clock.after(800, () => void stranger.send(sr(0xfeed), rtcpTo)); // even with the peer's SSRC, once latched
+    const out = new MemoryOutput();
+    let done = false;
+    const run = runPipelineFile(repoPath("pipelines/rtp-receive.json"), {
+      registry: createRegistry(),
+      set: ["bind=127.0.0.1", "port=5004", `out=${dir}/r.wav`, "timeout=2", "rtcp_interval=1"],
+      clock,
+      net,
+      log: new Logger({ level: "info", outputs: [out] }),
+    }).finally(() => done = true);
+    for (let i = 0; i < 200 && !done; i++) await clock.advanceAsync(100);
+    assert.ok(done, "the receiver ended on its timeout");
+    assert.equal((await run).code, 0);
+    const received = out.lines.filter((l) => /S?R received|BYE received/.test(l));
+    assert.deepEqual(received.map((l) => /(SR received: packets=\d+)/.exec(l)?.[1]), [
+      "SR received: packets=0",
+      "SR received: packets=40",
+    ]);
+    assert.equal(toStranger.length, 0, "no report went to the stranger");
+    assert.ok(toPeer.length >= 1, "our reports (and BYE) went to the RTP sender's RTCP port");
+    await Promise.all([stranger.close(), peerRtp.close(), peerRtcp.close()]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

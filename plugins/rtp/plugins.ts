@@ -182,7 +182,10 @@ export const rtcpSchema = lazySchema(() =>
     ),
     remote: z.string().regex(REMOTE_PATTERN).optional().describe(
       "The peer's RTCP address, host:port or [ipv6]:port. Default: none; reports go to the address the " +
-        "peer's RTCP comes from. Once the peer is known, RTCP from other addresses is ignored.",
+        "peer's RTCP comes from, taken from the first report whose SSRC is that of the RTP this session received " +
+        "(held until that RTP arrives when it comes first; or, once we sent RTP, a report on our SSRC): RTCP from " +
+        "anyone else, sent first or not, is dropped. " +
+        "Once the peer is known, RTCP from other addresses is ignored.",
     ),
     rtp_remote: z.string().regex(REMOTE_PATTERN).optional().describe(
       "The peer's RTP address, host:port or [ipv6]:port: when `remote` is not set, reports go to its port + 1 " +

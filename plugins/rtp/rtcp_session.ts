@@ -369,7 +369,13 @@ export interface RtcpSessionOptions {
    * session, does).
    */
   socket: DatagramSocket;
-  /** Where to send reports; without it, to where the peer's RTCP comes from. */
+  /**
+   * Where to send reports. Without it, to where the peer's RTCP comes from: the session latches to the source of the
+   * first valid compound whose report (its first packet, an SR or RR) carries the SSRC of an RTP stream the session
+   * has received (`onReceived`), or, once it sent RTP, has a report block about our SSRC; RTCP from anyone else is
+   * dropped (counted in `rtcp_dropped`). A report that comes before the RTP of its SSRC is held (the last one of each
+   * SSRC, {@linkcode MAX_HELD_RTCP} at most) and taken when that RTP arrives.
+   */
   remote?: RtcpAddress;
   /** SDES CNAME. */
   cname: string;
@@ -391,6 +397,12 @@ export interface RtcpSessionOptions {
  * flows keeps its statistics).
  */
 export const MAX_RTCP_SOURCES = 64;
+
+/**
+ * Compounds a session without a known peer holds at most (the last one of each SSRC) until RTP of that SSRC arrives:
+ * a sender's first report may come before its first RTP packet. A new one beyond this replaces the oldest (dropped).
+ */
+export const MAX_HELD_RTCP = 4;
 
 /** Lower-layer (IPv4 + UDP) header octets counted in the average RTCP size. */
 const LOWER_HEADERS = 28;
@@ -468,6 +480,8 @@ export class RtcpSession {
     octets: undefined as number | undefined,
   };
   #n = { reports_sent: 0, reports_received: 0, rtcp_dropped: 0, bye_received: 0, packets_received: 0 };
+  /** Before the peer is known: the last compound of each SSRC not (yet) seen in RTP, oldest first. */
+  #held = new Map<number, { data: Uint8Array; from: RtcpAddress; at: number }>();
 
   /** @param options session options */
   constructor(options: RtcpSessionOptions) {
@@ -522,6 +536,16 @@ export class RtcpSession {
     if (!s) s = this.#addSource(frame.ssrc, frame.clockRate ?? 8000);
     else if (frame.clockRate) s.clockRate = frame.clockRate;
     s.onPacket(frame.sequence, frame.timestamp, frame.arrival ?? this.#clock.now(), !isTelephoneEvent(frame));
+    if (!this.remote && this.#held.size > 0) {
+      // A report held before this stream's RTP arrived: its sender is the RTP peer.
+      const held = this.#held.get(frame.ssrc >>> 0);
+      if (held) {
+        this.#held.delete(frame.ssrc >>> 0);
+        this.#latch(held.from);
+        const v = new DataView(held.data.buffer, held.data.byteOffset, held.data.byteLength);
+        this.#process(new CompoundPacket(v).getPackets(), held.at);
+      }
+    }
   }
 
   /** Starts the statistics of a new remote source, in place of the one with the fewest packets when full. */
@@ -685,8 +709,43 @@ export class RtcpSession {
       this.#n.rtcp_dropped++;
       return;
     }
-    this.remote ??= { hostname: canonicalHost(from.hostname), port: from.port };
     const now = this.#clock.now();
+    if (!this.remote) {
+      // Latch only to the RTP peer (see #fromRtpPeer). A report that cannot be told yet (a sender's first SR often
+      // comes before its first RTP packet: ffmpeg's does) is held, by its SSRC, until RTP of that SSRC arrives.
+      if (!this.#fromRtpPeer(parsed[0])) {
+        this.#hold(parsed[0], data, from, now);
+        return;
+      }
+      this.#latch(from);
+    }
+    this.#process(parsed, now);
+  }
+
+  /** Holds a compound from a source not known yet (see {@linkcode MAX_HELD_RTCP}); what it replaces is dropped. */
+  #hold(first: unknown, data: Uint8Array, from: RtcpAddress, at: number): void {
+    if (!(first instanceof SenderReportPacket || first instanceof ReceiverReportPacket)) {
+      this.#n.rtcp_dropped++;
+      return;
+    }
+    const ssrc = first.getSsrc() >>> 0;
+    if (this.#held.delete(ssrc)) this.#n.rtcp_dropped++;
+    else if (this.#held.size >= MAX_HELD_RTCP) {
+      this.#held.delete(this.#held.keys().next().value!);
+      this.#n.rtcp_dropped++;
+    }
+    this.#held.set(ssrc, { data: data.slice(), from: { hostname: from.hostname, port: from.port }, at });
+  }
+
+  /** Takes `from` as the peer: reports go there, RTCP from elsewhere is dropped; what is still held is dropped. */
+  #latch(from: RtcpAddress): void {
+    this.remote = { hostname: canonicalHost(from.hostname), port: from.port };
+    this.#n.rtcp_dropped += this.#held.size;
+    this.#held.clear();
+  }
+
+  /** Handles the packets of a valid compound from the peer, received at `now`. */
+  #process(parsed: ReturnType<InstanceType<typeof CompoundPacket>["getPackets"]>, now: number): void {
     const hasBye = parsed.some((p) => p instanceof ByePacket);
     // One compound is one report (RFC 3550 6.1: an SR or RR first; further RRs only carry more report blocks) and at
     // most one BYE: only the first of each is published (logged, sent to the stages' listeners), however many
@@ -721,6 +780,18 @@ export class RtcpSession {
         });
       }
     }
+  }
+
+  /**
+   * True when the report that leads a compound (`first`, an SR or RR) comes from the RTP peer: its SSRC is that of
+   * an RTP stream that reached the session (through the RTP side's own source filter), or, once we sent RTP, one of
+   * its report blocks is about our SSRC (the peer receives our stream). Both are 32 random bits that only someone who
+   * sees the RTP knows.
+   */
+  #fromRtpPeer(first: unknown): boolean {
+    if (!(first instanceof SenderReportPacket || first instanceof ReceiverReportPacket)) return false;
+    if ((this.#sources.get(first.getSsrc() >>> 0)?.packets ?? 0) > 0) return true;
+    return this.#sentRtp && first.getReports().some((r) => r.getSsrc() >>> 0 === this.ssrc >>> 0);
   }
 
   #onReport(
@@ -785,6 +856,7 @@ export class RtcpSession {
     if (this.#closed) return;
     this.#timer?.cancel();
     this.#timer = undefined;
+    this.#held.clear();
     if (this.remote && (this.#sentRtp || this.#n.reports_sent > 0)) {
       const compound = new CompoundPacket();
       const rr = new ReceiverReportPacket();

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { type CredentialsHeader, isChallenge, MAX_AUTH_ROUNDS } from "./auth.ts";
+import { type ChallengeContext, type CredentialsHeader, isChallenge, MAX_AUTH_ROUNDS } from "./auth.ts";
 import { errText, type UaContext } from "./_context.ts";
 import { splitHeaderValue } from "./headers.ts";
 import { newCallId, newTag } from "./ids.ts";
@@ -18,37 +18,56 @@ import { type RegisterOptions, Registration, RegistrationError } from "./registe
 import type { Address } from "./transport.ts";
 import { formatUri, parseNameAddr, parseUri, type SipUri } from "./uri.ts";
 
+/** What {@linkcode answerChallenge} decided: the credentials to re-send with, or why not (when it was said). */
+export interface ChallengeAnswer {
+  /** The credentials header to re-send the request with. */
+  credentials?: CredentialsHeader;
+  /** Why the authenticator declined (its `decline` reason), when it gave one. */
+  declined?: string;
+}
+
 /**
- * Offers a 401/407 to the user agent's authenticator. Returns the credentials
- * header to re-send `request` with, or undefined when there is no
- * authenticator, it gives up (or throws, or returns something else than a
- * credentials header), or `round` (re-sends so far) reached
- * {@linkcode MAX_AUTH_ROUNDS}.
+ * Offers a 401/407 to the user agent's authenticator, with where the request
+ * went (`destination`: the re-sent request goes there too) and where the
+ * challenge came from (`source`). Returns the credentials header to re-send
+ * `request` with, or none when there is no authenticator, it gives up (or
+ * throws, or returns something else than a credentials header), or `round`
+ * (re-sends so far) reached {@linkcode MAX_AUTH_ROUNDS}; with the reason it
+ * gave when it declined.
  */
 export function answerChallenge(
   ctx: UaContext,
   challenge: SipResponse,
   request: SipRequest,
   round: number,
-): CredentialsHeader | undefined {
+  hop: { destination: Address; source: Address },
+): ChallengeAnswer {
   const auth = ctx.authenticator;
-  if (!auth || !isChallenge(challenge)) return undefined;
+  if (!auth || !isChallenge(challenge)) return {};
   const fields = { call: getCallId(request) };
   if (round >= MAX_AUTH_ROUNDS) {
     ctx.log.warn(
       `${challenge.status} ${challenge.reason} again after ${round} rounds of credentials: giving up`,
       fields,
     );
-    return undefined;
+    return {};
   }
   let answer: unknown;
+  let declined: string | undefined;
+  const context: ChallengeContext = {
+    destination: { ...hop.destination },
+    source: { ...hop.source },
+    decline: (reason) => {
+      declined ??= String(reason).replace(/[\r\n]+/g, " ");
+    },
+  };
   try {
-    answer = auth(challenge, request);
+    answer = auth(challenge, request, context);
   } catch (e) {
     ctx.log.error(`authenticator failed: ${e instanceof Error ? e.message : e}`, fields);
-    return undefined;
+    return {};
   }
-  if (answer === undefined) return undefined;
+  if (answer === undefined) return declined === undefined ? {} : { declined };
   if (
     !Array.isArray(answer) || answer.length !== 2 ||
     (answer[0] !== "Authorization" && answer[0] !== "Proxy-Authorization") ||
@@ -59,10 +78,10 @@ export function answerChallenge(
         "a one-line value] or undefined",
       fields,
     );
-    return undefined;
+    return {};
   }
   ctx.log.info(`${challenge.status} ${challenge.reason}: re-sending ${request.method} with ${answer[0]}`, fields);
-  return [answer[0], answer[1]];
+  return { credentials: [answer[0], answer[1]] };
 }
 
 /** Options of {@linkcode sendRequest}. */
@@ -74,6 +93,8 @@ export interface SendOptions {
   nextCSeq?: () => number;
   /** False for CANCEL, which is never re-sent (RFC 3261 §22.1). */
   authenticate?: boolean;
+  /** Told why the authenticator declined the final 401/407, when it said. */
+  onDeclined?: (reason: string) => void;
 }
 
 /**
@@ -99,13 +120,17 @@ export function sendRequest(
       if (ctx.closed) return settle(undefined);
       let live = true; // false once this transaction's final response was handled
       ctx.layer.sendRequest(request, dest, {
-        onResponse: (res) => {
+        onResponse: (res, _tx, from) => {
           if (res.status < 200 || !live) return;
           live = false;
-          const credentials = opts.authenticate === false || ctx.closed
-            ? undefined
-            : answerChallenge(ctx, res, request, round);
-          if (!credentials) return settle(res);
+          const answer = opts.authenticate === false || ctx.closed
+            ? {}
+            : answerChallenge(ctx, res, request, round, { destination: dest, source: from });
+          const credentials = answer.credentials;
+          if (!credentials) {
+            if (answer.declined !== undefined) opts.onDeclined?.(answer.declined);
+            return settle(res);
+          }
           const cseq = opts.nextCSeq?.() ?? getCSeq(request).seq + 1;
           attempt(ctx.build.retry(request, dest, credentials, cseq), round + 1);
         },
@@ -171,10 +196,12 @@ export async function register(ctx: UaContext, opts: RegisterOptions): Promise<R
     });
     const what = lifetime === 0 ? "unregistering" : "registering";
     ctx.log.info(`REGISTER sent to ${registrar} for ${aor} (expires ${lifetime})`, fields);
-    const res = await sendRequest(ctx, req, dest, { nextCSeq: () => ++cseq });
+    let declined: string | undefined;
+    const res = await sendRequest(ctx, req, dest, { nextCSeq: () => ++cseq, onDeclined: (why) => declined = why });
     if (!res) throw new RegistrationError(`${what} ${aor} at ${registrar}: no response`);
     if (res.status >= 300) {
-      throw new RegistrationError(`${what} ${aor} at ${registrar}: ${res.status} ${res.reason}`, res);
+      const why = declined !== undefined ? ` (${declined})` : "";
+      throw new RegistrationError(`${what} ${aor} at ${registrar}: ${res.status} ${res.reason}${why}`, res, declined);
     }
     return res;
   };

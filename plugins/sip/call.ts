@@ -35,6 +35,11 @@ export interface CallEndInfo {
   reason: string;
   /** SIP status involved, when there is one. */
   status?: number;
+  /**
+   * Why a final 401/407 was not answered with credentials, when the
+   * authenticator said (see `ChallengeContext.decline`); also in `reason`.
+   */
+  declined?: string;
 }
 
 /** A provisional response to our INVITE. */

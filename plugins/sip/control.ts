@@ -50,6 +50,7 @@ import {
   type IncomingCall,
   localAddressFacing,
   OutgoingCall,
+  parseNameAddr,
   parseUri,
   RegistrationError,
   type RegistrationKeeper,
@@ -282,8 +283,31 @@ class SipController implements Controller {
     return this.#o.auth_user || this.#o.user;
   }
 
-  /** A hint for a 401/403/407 that ended a registration or a call. */
-  #authHint(status: number | undefined): string {
+  /**
+   * The servers the credentials are for (see `DigestCredentials.servers`): the outbound proxy and the registrar; a
+   * caller with neither calls its server directly, so the host of `to`. Only entries that parse: a bad one is
+   * reported by the option's own check.
+   */
+  #authServers(): string[] {
+    const o = this.#o;
+    const named = [o.outbound_proxy, o.registrar, o.registrar ? hostPortOf(o.registrar) ?? "" : ""];
+    if (o.role === "caller" && !o.outbound_proxy && !o.registrar) named.push(o.to);
+    return named.filter((t) => {
+      const v = t.trim();
+      if (!v) return false;
+      try {
+        if (v.includes("<")) parseNameAddr(v);
+        else parseUri(/^sips?:/i.test(v) ? v : `sip:${v}`);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  /** A hint for a 401/403/407 that ended a registration or a call (none when the credentials were not sent). */
+  #authHint(status: number | undefined, declined?: string): string {
+    if (declined !== undefined) return "";
     if (status !== 401 && status !== 403 && status !== 407) return "";
     if (!this.#password) {
       const where = this.#o.password_env
@@ -324,7 +348,9 @@ class SipController implements Controller {
       if (e instanceof RegistrationError && e.status !== undefined) {
         return {
           code: 1,
-          reason: `registration failed: ${e.status} ${e.response!.reason}${this.#authHint(e.status)}`,
+          reason: `registration failed: ${e.status} ${e.response!.reason}${
+            e.declined !== undefined ? ` (${e.declined})` : this.#authHint(e.status)
+          }`,
         };
       }
       const why = e instanceof RegistrationError ? "no response" : errText(e);
@@ -487,8 +513,20 @@ class SipController implements Controller {
       ...(this.#password !== undefined
         ? {
           authenticator: digestAuthenticator(
-            { username: this.#authUser, password: this.#password, ...(o.realm ? { realm: o.realm } : {}) },
-            { log: this.#ctx.log.child("SIP") },
+            {
+              username: this.#authUser,
+              password: this.#password,
+              ...(o.realm ? { realm: o.realm } : {}),
+              servers: this.#authServers(),
+            },
+            {
+              log: this.#ctx.log.child("SIP"),
+              serversHint: o.role === "caller"
+                ? "they go only to the outbound_proxy or the registrar (without either, to the host of `to`): " +
+                  "if this next hop is the server of the account, set outbound_proxy or registrar to it"
+                : "they go only to the outbound_proxy or the registrar: if this next hop is the server of the " +
+                  "account, set outbound_proxy or registrar to it (a number dialed goes to the registrar)",
+            },
           ),
         }
         : {}),
@@ -1085,7 +1123,9 @@ class SipController implements Controller {
           const detail = status === 487 ? "CANCEL sent, 487 Request Terminated" : e.info.reason;
           return {
             code: 1,
-            reason: why ? `${why} (${detail})` : `call failed: ${summary.reason}${this.#authHint(status)}`,
+            reason: why
+              ? `${why} (${detail})`
+              : `call failed: ${summary.reason}${this.#authHint(status, call.endInfo?.declined)}`,
           };
         }
         throw e;

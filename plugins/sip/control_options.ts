@@ -107,19 +107,30 @@ export const sipControlOptionsSchema = lazySchema(() =>
     t2_ms: z.number().int().min(100).max(60000).default(4000).describe("SIP timer T2 (retransmit cap), ms"),
     t4_ms: z.number().int().min(100).max(60000).default(5000).describe("SIP timer T4 (max message lifetime), ms"),
     registrar: z.string().default("").describe(
-      "SIP URI of a registrar to register with before calling or answering, e.g. sip:pbx.example.com (empty: none)",
+      "SIP URI of a registrar to register with before calling or answering, e.g. sip:pbx.example.com (empty: none); " +
+        "requests sent to its host:port may be challenged (the credentials are for it and the outbound proxy)",
     ),
     aor: z.string().default("").describe(
       "address-of-record to register and to put in From (default sip:<user>@<registrar host> with a registrar)",
     ),
     auth_user: z.string().default("").describe("user name for digest authentication (default: user)"),
-    password: z.string().default("").describe("password for digest authentication (prefer password_env)"),
+    password: z.string().default("").describe(
+      "password for digest authentication (prefer password_env). A 401/407 is answered only when the challenged " +
+        "request went to a server of the account: the outbound_proxy or the registrar (a caller with neither: the " +
+        "host of `to`), compared as written, never resolved; a callee called directly, or any other host, gets " +
+        "neither a digest response nor our user name, and the call fails saying so",
+    ),
     password_env: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/).default("").describe(
       "name of the environment variable holding the password, e.g. VOXPIPE_SIP_PASSWORD",
     ),
-    realm: z.string().default("").describe("answer digest challenges of this realm only (default: any realm)"),
+    realm: z.string().default("").describe(
+      "answer digest challenges of this realm only (default: any realm the account's servers use). The realm is no " +
+        "secret (a callee reads our domain in From): it does not make a host trusted; credentials still go only to " +
+        "the account's servers (see password)",
+    ),
     outbound_proxy: z.string().default("").describe(
-      "SIP URI of an outbound proxy: calls and REGISTERs go to it, with a Route header (loose routing)",
+      "SIP URI of an outbound proxy: calls and REGISTERs go to it, with a Route header (loose routing); it may " +
+        "challenge them (the credentials are for it and the registrar)",
     ),
     register_expires: z.number().int().min(10).max(86400).default(600).describe(
       "lifetime asked for the registration, s (refreshed at half the granted lifetime)",

@@ -13,6 +13,13 @@
  *   the strongest algorithm (SHA-512-256, then SHA-256, then MD5; `-sess`
  *   after its plain form): RFC 8760 §2.4 lets the UAC's local policy choose;
  * - counts `nc` per nonce and makes a new `cnonce` for each answer;
+ * - answers only for the servers its credentials are for
+ *   ({@linkcode DigestCredentials.servers}): the request's next hop (where
+ *   it went, and where the answer would go) must be one of them, so a callee
+ *   called directly, or anyone else the user agent sends a request to, gets no
+ *   digest response computed from the password (offline dictionary attack
+ *   material) and not even the user name; the refusal is logged and given to
+ *   the user agent as the reason the request failed;
  * - gives up on a realm whose credentials were just rejected (the request
  *   already carried ours for that realm and the new challenge is not
  *   `stale=true`), so a wrong password fails at once with the 401/407
@@ -21,15 +28,17 @@
  * - never logs or returns the password; its log lines name the user, realm,
  *   algorithm and qop only.
  *
- * Layer: user agent, tier 1 (imports auth, auth_header, message; node:crypto).
+ * Layer: user agent, tier 1 (imports auth, auth_header, message, uri; core/net/address; node:crypto).
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import type { Logger } from "../../core/log.ts";
-import { type Authenticator, type CredentialsHeader, credentialsHeaderName } from "./auth.ts";
+import { canonicalHost, formatHostPort, type HostPort, sameAddress } from "../../core/net/address.ts";
+import { type Authenticator, type ChallengeContext, type CredentialsHeader, credentialsHeaderName } from "./auth.ts";
 import { type AuthParams, formatCredentials, parseChallenges, parseCredentials } from "./auth_header.ts";
 import type { SipRequest, SipResponse } from "./message.ts";
+import { parseNameAddr, parseUri, type SipUri } from "./uri.ts";
 
 /** The digest algorithms this module computes (RFC 7616 §6.1's registry; RFC 8760 for SIP). */
 export type DigestAlgorithm = "MD5" | "MD5-sess" | "SHA-256" | "SHA-256-sess" | "SHA-512-256" | "SHA-512-256-sess";
@@ -131,9 +140,26 @@ export interface DigestCredentials {
   password: string;
   /**
    * Answer only challenges of this realm (exact match). Without it the
-   * credentials answer any realm that no other entry names.
+   * credentials answer any realm that no other entry names. A realm is no
+   * secret (it is usually the domain, which a callee reads in our From): it
+   * chooses between credentials, it does not make a peer trustworthy; that is
+   * what `servers` is for.
    */
   realm?: string;
+  /**
+   * The servers these credentials are for: SIP URIs (`sip:pbx.example.com`,
+   * `sip:10.0.0.5:5070`) or `host[:port]` (port 5060 by default; a URI's
+   * `maddr` counts as its host). A challenge is answered only when the
+   * challenged request was sent to one of them as its next hop (the
+   * {@linkcode ChallengeContext.destination} the user agent gives: an outbound
+   * proxy, a registrar, a target's host:port). Addresses are compared as
+   * written, never resolved: a server given by name matches requests sent to
+   * that name. Without `servers`, the credentials answer whoever the request
+   * went to, including a callee that was called directly: give them whenever
+   * the user agent sends requests to hosts that should not get them (calls to
+   * targets chosen by others). An empty list: they answer no challenge.
+   */
+  servers?: readonly string[];
 }
 
 /** Options of {@linkcode digestAuthenticator}. */
@@ -144,6 +170,32 @@ export interface DigestAuthenticatorOptions {
   cnonce?: () => string;
   /** Logger for what it decides (user, realm, algorithm; never the password or the response). */
   log?: Logger;
+  /**
+   * What to do when a challenge is refused because its request did not go to
+   * one of the credentials' `servers`: appended to the reason (e.g. which
+   * option names the servers).
+   */
+  serversHint?: string;
+}
+
+/**
+ * The next-hop address a `servers` entry names (see {@linkcode DigestCredentials.servers}), host canonical; throws
+ * a TypeError naming the entry.
+ */
+function serverAddress(text: string, user: string): HostPort {
+  const t = text.trim();
+  let uri: SipUri;
+  try {
+    if (t.includes("<")) uri = parseNameAddr(t).uri;
+    else uri = parseUri(/^sips?:/i.test(t) ? t : `sip:${t}`);
+  } catch (e) {
+    throw new TypeError(
+      `digestAuthenticator: servers entry ${JSON.stringify(text)} of ${user} is not a SIP URI or host[:port] ` +
+        `(${e instanceof Error ? e.message : e}): use e.g. sip:pbx.example.com or 192.0.2.5:5060`,
+    );
+  }
+  const host = (uri.params.maddr ?? uri.host).replace(/^\[|\]$/g, "");
+  return { hostname: canonicalHost(host), port: uri.port ?? 5060 };
 }
 
 /** A Digest challenge we can answer, read from a 401/407. */
@@ -191,7 +243,12 @@ function qopOf(params: Record<string, string>): DigestQop | undefined | null {
  *
  * @example
  * ```ts
- * const authenticator = digestAuthenticator({ username: "alice", password: Deno.env.get("SIP_PASSWORD")! });
+ * // Answered only for requests sent to the PBX: a callee called directly gets nothing.
+ * const authenticator = digestAuthenticator({
+ *   username: "alice",
+ *   password: Deno.env.get("SIP_PASSWORD")!,
+ *   servers: ["sip:pbx.example.com"],
+ * });
  * const ua = new SipUserAgent({ port: 0, userName: "alice", authenticator });
  * await ua.register({ registrar: "sip:pbx.example.com", aor: "sip:alice@pbx.example.com" });
  * ```
@@ -209,7 +266,15 @@ export function digestAuthenticator(
     if (typeof c.password !== "string") {
       throw new TypeError(`digestAuthenticator: the password of ${c.username} must be a string`);
     }
+    if (c.servers !== undefined && !Array.isArray(c.servers)) {
+      throw new TypeError(
+        `digestAuthenticator: servers of ${c.username} must be a list (leave it out to answer any next hop)`,
+      );
+    }
   }
+  /** Each entry's servers, parsed once (undefined: not bound to servers). */
+  const bound = new Map<DigestCredentials, HostPort[]>();
+  for (const c of list) if (c.servers) bound.set(c, c.servers.map((t: string) => serverAddress(t, c.username)));
   const preference = opts.algorithms ?? DIGEST_ALGORITHMS;
   if (preference.length === 0) throw new TypeError("digestAuthenticator: algorithms must not be empty");
   for (const a of preference) {
@@ -221,9 +286,13 @@ export function digestAuthenticator(
   const log = opts.log;
   const counts = new Map<string, number>();
 
-  const credentialsFor = (realm: string): DigestCredentials | undefined =>
-    list.find((c) => c.realm === realm) ??
-      list.find((c) => c.realm === undefined && !list.some((o) => o.realm === realm));
+  /** The entries that may answer a request sent to `context.destination` (all unbound ones; without context, only those). */
+  const entriesFor = (context: ChallengeContext | undefined): DigestCredentials[] =>
+    list.filter((c) => {
+      const servers = bound.get(c);
+      return servers === undefined ||
+        (context !== undefined && servers.some((a) => sameAddress(a, context.destination)));
+    });
 
   const nextCount = (realm: string, nonce: string): number => {
     const key = `${realm}\u0000${nonce}`;
@@ -248,10 +317,29 @@ export function digestAuthenticator(
     return out;
   };
 
-  return (challenge: SipResponse, request: SipRequest): CredentialsHeader | undefined => {
+  return (challenge: SipResponse, request: SipRequest, context?: ChallengeContext): CredentialsHeader | undefined => {
     const headerName = challenge.status === 407 ? "Proxy-Authenticate" : "WWW-Authenticate";
     const call = challenge.headers.get("Call-ID");
     const fields = call ? { call } : undefined;
+    const entries = entriesFor(context);
+    if (entries.length === 0) {
+      // Every entry is bound to servers, and this request did not go to any of them: nothing is computed or sent.
+      const servers = [...new Set([...bound.values()].flat().map((a) => formatHostPort(a)))].join(", ");
+      const users = [...new Set(list.map((c) => c.username))].join(", ");
+      const where = context
+        ? `this ${request.method} went to ${formatHostPort(context.destination)}`
+        : "its next hop is unknown";
+      const forWhom = servers ? `for ${servers} only` : "for no server (none configured)";
+      const reason = `credentials not sent: those of ${users} are ${forWhom}, and ${where}` +
+        (opts.serversHint ? `; ${opts.serversHint}` : "");
+      const from = context ? ` from ${formatHostPort(context.source)}` : "";
+      log?.warn(`${challenge.status} ${challenge.reason}${from} not answered: ${reason}`, fields);
+      context?.decline(reason);
+      return undefined;
+    }
+    const credentialsFor = (realm: string): DigestCredentials | undefined =>
+      entries.find((c) => c.realm === realm) ??
+        entries.find((c) => c.realm === undefined && !entries.some((o) => o.realm === realm));
     const values = challenge.headers.getAll(headerName);
     if (values.length === 0) {
       log?.warn(`${challenge.status} ${challenge.reason} without ${headerName}: nothing to answer`, fields);
@@ -306,9 +394,10 @@ export function digestAuthenticator(
       if (rejected.size === 0) {
         const realms = [...new Set(candidates.map((c) => `"${c.realm}"`))].join(", ");
         const why = candidates.length > 0
-          ? `no credentials for realm ${realms} (configured: ${list.map((c) => c.realm ?? "any realm").join(", ")})`
+          ? `no credentials for realm ${realms} (configured: ${entries.map((c) => c.realm ?? "any realm").join(", ")})`
           : `no challenge we can answer${skipped.length ? ` (${skipped.join("; ")})` : ""}`;
         log?.warn(`${challenge.status} ${challenge.reason}: ${why}`, fields);
+        context?.decline(why);
       }
       return undefined;
     }

@@ -133,6 +133,7 @@ export {
 // 5. user agent
 export {
   type Authenticator,
+  type ChallengeContext,
   type CredentialsHeader,
   type CredentialsHeaderName,
   credentialsHeaderName,

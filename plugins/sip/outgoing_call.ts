@@ -6,7 +6,8 @@
  * another fork, once per fork and for at most 16 of them, whose retransmissions
  * are ACKed again), cancels (CANCEL once a provisional response arrived), and
  * answers a 401/407 through the authenticator by re-sending the INVITE with
- * CSeq + 1 and the credentials — the same call object goes on.
+ * CSeq + 1 and the credentials — the same call object goes on; when the
+ * authenticator declines and says why, the call ends with that reason.
  *
  * Layer: user agent (imports call, client, context, request builder, dialog, message).
  *
@@ -162,8 +163,14 @@ export class OutgoingCall extends Call {
       return;
     }
     this.#ctx.log.info(`${s} ${res.reason}`, this.fields);
+    let declined: string | undefined;
     if (this.#cancel === "none" && this.state !== "ended" && !this.#ctx.closed) {
-      const credentials = answerChallenge(this.#ctx, res, this.#invite, this.#authRounds);
+      const answer = answerChallenge(this.#ctx, res, this.#invite, this.#authRounds, {
+        destination: this.destination,
+        source: from,
+      });
+      const credentials = answer.credentials;
+      declined = answer.declined;
       if (credentials) {
         // RFC 3261 §22.2: the same call (Call-ID, From tag), a new transaction with CSeq + 1.
         this.#authRounds++;
@@ -180,7 +187,9 @@ export class OutgoingCall extends Call {
       }
     }
     if (this.#cancel !== "none" && s === 487) this.end({ by: "local", reason: "cancelled", status: s });
-    else this.end({ by: "remote", reason: `${s} ${res.reason}`, status: s });
+    else if (declined !== undefined) {
+      this.end({ by: "remote", reason: `${s} ${res.reason} (${declined})`, status: s, declined });
+    } else this.end({ by: "remote", reason: `${s} ${res.reason}`, status: s });
   }
 
   /**

@@ -131,17 +131,21 @@ export class RegistrationError extends Error {
   readonly response?: SipResponse;
   /** Its status (undefined when nothing answered). */
   readonly status?: number;
+  /** Why a final 401/407 was not answered with credentials, when the authenticator said (see `ChallengeContext.decline`). */
+  readonly declined?: string;
 
   /**
    * Creates the error.
    * @param message what failed and why
    * @param response the final response, if any
+   * @param declined why its 401/407 was not answered, when known
    */
-  constructor(message: string, response?: SipResponse) {
+  constructor(message: string, response?: SipResponse, declined?: string) {
     super(message);
     this.name = "RegistrationError";
     this.response = response;
     this.status = response?.status;
+    if (declined !== undefined) this.declined = declined;
   }
 }
 

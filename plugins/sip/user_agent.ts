@@ -103,7 +103,8 @@ export interface SipUserAgentOptions {
   /**
    * Answers 401/407 challenges to any request we send (INVITE, BYE, OPTIONS,
    * REGISTER; not CANCEL): when it returns a credentials header, the request is
-   * re-sent with CSeq + 1 and that header. Without it, a 401/407 is final.
+   * re-sent with CSeq + 1 and that header, to the same next hop (which it is
+   * told: `ChallengeContext`). Without it, a 401/407 is final.
    */
   authenticator?: Authenticator;
   /**
