@@ -50,7 +50,7 @@ import {
   TransactionLayer,
 } from "../plugins/sip/mod.ts";
 import { loadRfc4475, rfc4475Names } from "./rfc4475.ts";
-import { processOpenFiles } from "../plugins/sip/open_files.ts";
+import { processOpenFiles } from "../core/open_files.ts";
 import { repoPath } from "./util.ts";
 
 const te = new TextEncoder();
