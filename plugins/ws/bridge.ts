@@ -257,6 +257,8 @@ export class WsBridge implements CallLinkHost {
       headTimeoutMs: HEAD_TIMEOUT_MS,
       closeTimeoutMs: CLOSE_TIMEOUT_MS,
       onError: (e) => this.#log.error(`connection failed: ${message(e)}`),
+      log: this.#log,
+      clock: this.#clock,
     }, (req) => this.#handle(req));
     try {
       this.#port = server.listen().port;
