@@ -137,6 +137,9 @@ export class OverloadMonitor {
   #why?: string;
   #refusedSinceReport = 0;
   #reportedAt = 0;
+  /** When the last "overloaded" line was written, and whether the present spell of overload had one. */
+  #enteredAt = -Infinity;
+  #spellReported = false;
   /** Descriptors left under the process's limit (the estimate every server side shares). */
   readonly #files: FileReserve;
 
@@ -235,8 +238,12 @@ export class OverloadMonitor {
     } else why = this.#filesShort();
     if (why !== undefined && this.#why === undefined) this.#enter(why);
     else if (why === undefined && this.#why !== undefined) {
-      this.#log.warn(`no longer overloaded: ${this.#refusedSinceReport} new INVITE(s) got 503 meanwhile`);
       this.#why = undefined;
+      // A spell that had no line of its own (it began within 10 s of the last one) ends without one either: near a
+      // limit the state may flip every few ms, and the log must not get two lines each time.
+      if (!this.#spellReported) return why;
+      this.#spellReported = false;
+      this.#log.warn(`no longer overloaded: ${this.#refusedSinceReport} new INVITE(s) got 503 meanwhile`);
       this.#refusedSinceReport = 0;
     }
     return why;
@@ -253,11 +260,19 @@ export class OverloadMonitor {
     return this.#files.short();
   }
 
+  /** Overload begins: one line, unless the last one was written less than {@linkcode REPORT_MS} ago. */
   #enter(why: string): void {
     this.#why = why;
-    this.#reportedAt = this.#clock.now();
+    const now = this.#clock.now();
+    if (now - this.#enteredAt < REPORT_MS) return;
+    const before = this.#refusedSinceReport > 0
+      ? ` (${this.#refusedSinceReport} got 503 in short spells since the last line)`
+      : "";
+    this.#enteredAt = this.#reportedAt = now;
+    this.#spellReported = true;
+    this.#refusedSinceReport = 0;
     this.#log.warn(
-      `overloaded (${why}): new INVITEs get 503 Service Unavailable, Retry-After ${this.limits.retryAfter}`,
+      `overloaded (${why}): new INVITEs get 503 Service Unavailable, Retry-After ${this.limits.retryAfter}${before}`,
     );
   }
 }
