@@ -33,6 +33,7 @@ import type { CallEvent, CallInfo, CallService, IncomingDecision } from "../../c
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Frame } from "../../core/frame.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
+import { RefusalLog } from "../../core/net/accept.ts";
 import { formatHostPort } from "../../core/net/address.ts";
 import { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, parseEncoding } from "./audio.ts";
 import { CallLink, type CallLinkHost, type CallLinkStats } from "./_call_link.ts";
@@ -221,6 +222,8 @@ export class WsBridge implements CallLinkHost {
   #offTick: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #stats = { accepted: 0, refusedFull: 0, authFailures: 0, errors: 0, slowDisconnects: 0, offered: 0 };
+  /** Connections refused at max_clients: a line when it starts, one per 10 s while it lasts, one when it ends. */
+  #fullRefusals?: RefusalLog;
   #totals = { calls: 0, framesToClient: 0, framesToClientDropped: 0, samplesDropped: 0 };
 
   /**
@@ -354,7 +357,12 @@ export class WsBridge implements CallLinkHost {
     const remote = formatHostPort({ hostname: req.remote.hostname, port: req.remote.port });
     if (this.#live() >= this.#o.max_clients || this.#closing) {
       this.#stats.refusedFull++;
-      this.#log.warn(`connection from ${remote} refused: ${this.#o.max_clients} connections open (max_clients)`);
+      this.#fullRefusals ??= new RefusalLog(this.#clock, this.#log, "new connections");
+      this.#fullRefusals.refused(
+        this.#closing
+          ? `shutting down (last from ${remote})`
+          : `${this.#o.max_clients} connections open (max_clients; last from ${remote})`,
+      );
       return { status: 503, body: "too many connections\n", headers: { "retry-after": "5" } };
     }
     const url = req.url;
@@ -388,6 +396,7 @@ export class WsBridge implements CallLinkHost {
     return {
       protocol: subprotocol,
       accept: (socket) => {
+        this.#fullRefusals?.admitted();
         const client = new Client(this.#nextClient++, remote, socket, encoding, incoming);
         client.protocol = protocol ? PROTOCOLS[protocol] : undefined;
         // Without an explicit protocol, a JSON client is found by its first message; audio defaults follow it.
