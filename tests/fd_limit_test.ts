@@ -158,7 +158,10 @@ Deno.test({
       assertEquals(f.counts["<none>"], undefined, JSON.stringify(f.counts));
       assert((f.counts["BUSY"] ?? 0) > 0, JSON.stringify(f.counts));
       assert((f.counts["OK"] ?? 0) > 0, JSON.stringify(f.counts));
-      const warned = lines(p, /WARN .*refusing new connections on TCP .*open files allowed are in use.*ulimit -n/);
+      const warned = lines(
+        p,
+        /WARN +\[\w+\] refusing new connections on TCP .*open files allowed are in use.*ulimit -n/,
+      );
       assertEquals(warned.length, 1, p.output().slice(-3000));
       // The client registered before still has its relay.
       await old.write(new TextEncoder().encode("HEARTBEAT\n"));
@@ -220,7 +223,10 @@ Deno.test({
       const f = await flood(port, FLOOD, request);
       assertEquals(f.counts["<none>"], undefined, JSON.stringify(f.counts));
       assert((f.counts["HTTP/1.1 503"] ?? 0) > 0, JSON.stringify(f.counts));
-      const warned = lines(p, /WARN .*refusing new connections on TCP .*open files allowed are in use.*ulimit -n/);
+      const warned = lines(
+        p,
+        /WARN +\[\w+\] refusing new connections on TCP .*open files allowed are in use.*ulimit -n/,
+      );
       assertEquals(warned.length, 1, p.output().slice(-3000));
       // The client connected before the flood is served.
       await pong();
