@@ -282,3 +282,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "fd limit: calls placed through the WebSocket bridge are refused near the descriptor limit, saying so, " +
+    "before they bind their sockets (they went on until EMFILE)",
+  ...opts,
+  fn: async () => {
+    // A peer that never answers: each call placed keeps ringing, its RTP/RTCP sockets bound.
+    const silent = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+    const peer = (silent.addr as Deno.NetAddr).port;
+    const p = startCli("server.json", ["port=0", "ws_port=0", "record="], { VOXPIPE_WS_TOKEN: "fd-secret" });
+    try {
+      const port = await portOf(p, /ws-bridge started at ws:\/\/127\.0\.0\.1:(\d+)\//);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/?token=fd-secret&protocol=text&incoming=0`);
+      const failed: string[] = [];
+      let rung = 0;
+      ws.onmessage = (e) => {
+        const m = String(e.data);
+        if (m.startsWith("RING_ANS:")) rung++;
+        else if (m.startsWith("CALL_FAILED:")) failed.push(m);
+      };
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = reject;
+      });
+      // More calls than the limit leaves room for (two sockets each).
+      const calls = Math.ceil(LIMIT / 2);
+      for (let i = 0; i < calls; i++) ws.send(`CALL:sip:silent@127.0.0.1:${peer}`);
+      const deadline = Date.now() + 60_000; // hang guard
+      while (rung + failed.length < calls && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assertEquals(rung + failed.length, calls, `${rung} ringing, ${failed.length} failed`);
+      assert(failed.length > 0 && rung > 0, `${rung} ringing, ${failed.length} failed`);
+      // Each refused with the reason, none by running out.
+      for (const f of failed) assertMatch(f, /open files allowed are in use.*raise the limit \(ulimit -n\)/);
+      assert(!/EMFILE|Too many open files/.test(p.output()), p.output().slice(-3000));
+      assert(!p.ended, "the server is still running");
+      ws.close();
+    } finally {
+      await stop(p);
+      silent.close();
+    }
+  },
+});

@@ -142,6 +142,8 @@ export class OverloadMonitor {
   #spellReported = false;
   /** Descriptors left under the process's limit (the estimate every server side shares). */
   readonly #files: FileReserve;
+  /** Calls being placed that are not calls of the user agent yet (see {@linkcode placeCall}). */
+  #placing = 0;
 
   /**
    * Creates the monitor (stopped).
@@ -165,7 +167,7 @@ export class OverloadMonitor {
     this.#files = new FileReserve(clock, {
       reserve: limits.minFreeFiles,
       keptFor: "the calls in progress",
-      units: () => probes.liveCalls(),
+      units: () => probes.liveCalls() + this.#placing,
       perUnit: FILES_PER_CALL,
       openFiles,
       recountMs: FILES_RECOUNT_MS,
@@ -250,7 +252,8 @@ export class OverloadMonitor {
   }
 
   /**
-   * Why a new call would leave fewer than `minFreeFiles` descriptors, or undefined: the shared estimate
+   * Why a new call (incoming, or one placed: {@linkcode placeCall}) would leave fewer than `minFreeFiles`
+   * descriptors, or undefined: the shared estimate
    * ({@linkcode FileReserve}), the last count plus {@linkcode FILES_PER_CALL} for each call live now beyond those live
    * at that count (calls let in since open their sockets and recordings as they are set up; calls ended since give
    * theirs back). Counted every {@linkcode FILES_RECOUNT_MS}, and at an INVITE once the estimate comes within twice the
@@ -258,6 +261,24 @@ export class OverloadMonitor {
    */
   #filesShort(): string | undefined {
     return this.#files.short();
+  }
+
+  /**
+   * Room for a call about to be placed (dialled from here): the reason to refuse it (too few descriptors would be
+   * left, as for an INVITE coming in), or a function to call once it is a call of the user agent or has failed.
+   * Until then it counts as a live call in the estimate, so that calls placed together, each still binding its
+   * sockets, are counted before any of them shows in `/proc/self/fd`.
+   */
+  placeCall(): string | (() => void) {
+    const why = this.#filesShort();
+    if (why !== undefined) return why;
+    this.#placing++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#placing--;
+    };
   }
 
   /** Overload begins: one line, unless the last one was written less than {@linkcode REPORT_MS} ago. */
