@@ -324,3 +324,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "fd limit: a pipeline whose file cannot be opened for want of descriptors ends with the error, not a Deno " +
+    "panic (its stack is not mapped)",
+  ...opts,
+  fn: async () => {
+    const out = await Deno.makeTempDir();
+    try {
+      // From too few descriptors for the runtime itself (it panics inside Deno, before any of voxpipe runs) to
+      // enough: wherever the pipeline starts and then cannot open its files, it must end with the error.
+      let started = 0;
+      for (let limit = 20; limit <= 40; limit++) {
+        const p = startCli("transcode.json", [`out=${out}/t.wav`], {}, limit);
+        const r = await p.result;
+        const text = r.stdout + r.stderr;
+        if (!/pipeline "main" started/.test(text)) continue;
+        started++;
+        assert(!/Deno has panicked/.test(text), `limit ${limit}: ${text.slice(0, 3000)}`);
+        assert(
+          r.code === 0 || /Too many open files/.test(text),
+          `limit ${limit}: exit ${r.code}: ${text.slice(-2000)}`,
+        );
+      }
+      assert(started > 0, "the pipeline started at some limit");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
