@@ -4,6 +4,7 @@
  * @module
  */
 import { fileUrlToPath, relative, SEP } from "./path.ts";
+import { isOutOfFiles } from "./open_files.ts";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
 
@@ -147,7 +148,11 @@ const FRAME_RE = /((?:file|https?):\/\/[^\s()]+?):(\d+):(\d+)\)?\s*$/;
  */
 export function stackLocation(error: unknown, options: { outside?: "core" | "voxpipe" } = {}): string | undefined {
   const outside = options.outside ?? "core";
-  for (const e of causeChain(error)) {
+  const chain = causeChain(error);
+  // Out of descriptors: reading a stack makes Deno map it, which may need to read a module again, and with no
+  // descriptor left Deno 2.9 panics doing so (stacker, lib.rs:416), ending the process. The place is not worth it.
+  if (chain.some(isOutOfFiles)) return undefined;
+  for (const e of chain) {
     for (const line of (e.stack ?? "").split("\n").slice(1)) {
       const m = FRAME_RE.exec(line.trim());
       if (!m) continue;

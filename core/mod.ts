@@ -32,7 +32,8 @@
  *   real and in-memory, port pairs; its own `mod.ts`);
  * - `log.ts`: leveled, tagged logging; `errors.ts`: configuration errors with
  *   file and JSON path, and where an exception was thrown; `suggest.ts`: "did
- *   you mean" for misspelt names; `streams.ts`: Web Streams adapters at the edges of a
+ *   you mean" for misspelt names; `open_files.ts`: the file descriptors open against the
+ *   process's limit, and the reserve servers keep free (`FileReserve`); `streams.ts`: Web Streams adapters at the edges of a
  *   chain; `testing.ts`: running one stage in a test; `paths.ts`: file names
  *   made safe.
  *
@@ -74,5 +75,6 @@ export * from "./testing.ts";
 export * from "./session.ts";
 export * from "./calls.ts";
 export * from "./bus.ts";
+export * from "./open_files.ts";
 export * from "./net/mod.ts";
 export { sanitizeFileComponent } from "./paths.ts";

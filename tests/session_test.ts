@@ -245,3 +245,27 @@ Deno.test("Bus: connect bridges a bus of one session into another's; disconnecti
   await a.close();
   await b.close();
 });
+
+Deno.test("PortAllocator: a pair whose RTCP bind fails (out of descriptors) throws that error and keeps no RTP socket open", () => {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock });
+  const opened: { port: number; closed: boolean }[] = [];
+  let failAt = 2; // the second bind: the first pair's RTCP port
+  const failing = {
+    bind(hostname: string, port: number) {
+      if (--failAt === 0) {
+        throw Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+      }
+      const s = net.bind(hostname, port);
+      opened.push(s);
+      return s;
+    },
+  } as unknown as MemoryNetwork;
+  const ports = new PortAllocator(failing, [20000, 20001]);
+  assertThrows(() => ports.pair("10.0.0.1"), Error, "Too many open files");
+  assertEquals(opened.length, 1);
+  assert(opened[0].closed, "the RTP socket bound before the failure is closed");
+  // Descriptors back: the same pair binds.
+  const pair = ports.pair("10.0.0.1");
+  assertEquals(pair.rtpPort, 20000);
+});

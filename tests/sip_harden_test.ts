@@ -50,7 +50,7 @@ import {
   TransactionLayer,
 } from "../plugins/sip/mod.ts";
 import { loadRfc4475, rfc4475Names } from "./rfc4475.ts";
-import { processOpenFiles } from "../plugins/sip/open_files.ts";
+import { processOpenFiles } from "../core/open_files.ts";
 import { repoPath } from "./util.ts";
 
 const te = new TextEncoder();
@@ -1172,6 +1172,38 @@ Deno.test("overload: near the open-file limit new INVITEs get 503 saying so (the
   clock.advance(10);
   assert.deepEqual(statusesOf(peer.got, "again"), [200]);
   assert.ok(counts < 200, `counted ${counts} times`);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("overload: near the open-file limit the state flips at each count, but the log gets one line per 10 s, not two per flip", async () => {
+  // Each count finds the process just over, then just under, the line (calls setting up and ending around it).
+  let counts = 0;
+  const { clock, net, bob, out } = setup({
+    overload: { lagMs: Infinity, openFiles: () => ({ open: counts++ % 2 === 0 ? 240 : 100, limit: 300 }) },
+  });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((c) => c.reject(486));
+  // 5 s of INVITEs, one per 10 ms: the count is taken again every 100 ms near the limit, every second away from it.
+  for (let i = 0; i < 500; i++) {
+    await peer.send(invite(1 + i, { callId: `flip-${i}` }), bob.localAddress);
+    clock.advance(10);
+  }
+  const statuses = Array.from({ length: 500 }, (_, i) => statusesOf(peer.got, `flip-${i}`).at(-1));
+  const flips = statuses.filter((s, i) => i > 0 && (s === 503) !== (statuses[i - 1] === 503)).length;
+  assert.ok(flips >= 6, `${flips} flips between 503 and 486 (${counts} counts)`);
+  const lines = out.lines.filter((l) => /overloaded/.test(l));
+  // One "overloaded" and one "no longer overloaded", for the first spell; the later ones are counted, not logged.
+  assert.ok(lines.length <= 2, lines.join("\n"));
+  // 10 s on, a new spell gets its line again, with the 503s of the spells between.
+  clock.advance(10_000);
+  for (let i = 0; i < 30; i++) {
+    await peer.send(invite(300 + i, { callId: `later-${i}` }), bob.localAddress);
+    clock.advance(10);
+  }
+  const later = out.lines.filter((l) => /WARN .*\] overloaded \(240 of the 300 open files/.test(l));
+  assert.equal(later.length, 2, out.lines.join("\n"));
+  assert.match(later[1], /\(\d+ got 503 in short spells since the last line\)/);
   await bob.close();
   await peer.close();
 });

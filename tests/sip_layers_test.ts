@@ -33,7 +33,7 @@ const LAYERS: [name: string, tiers: string[][]][] = [
   ["transaction", [["transaction.ts"]]],
   ["dialog", [["dialog.ts"]]],
   ["user agent", [
-    ["emitter.ts", "auth.ts", "digest.ts", "register.ts", "registration_keeper.ts", "open_files.ts", "_overload.ts"],
+    ["emitter.ts", "auth.ts", "digest.ts", "register.ts", "registration_keeper.ts", "_overload.ts"],
     ["_request_builder.ts"],
     ["_context.ts"],
     ["_client.ts"],

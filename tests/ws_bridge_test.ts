@@ -974,3 +974,26 @@ Deno.test("ws-bridge: a call's summary says how much of the client's audio was p
     await r.close();
   }
 });
+
+Deno.test("ws-bridge: a flood of connections beyond max_clients gets 503 each, and the log one line, not one per connection", async () => {
+  const r = await rig({ max_clients: 1 });
+  try {
+    const first = await r.connect(`token=${TOKEN}&protocol=text`);
+    assertEquals(await first.sync(), []);
+    let refused = 0;
+    for (let i = 0; i < 30; i++) {
+      try {
+        (await stuckClient(r.bridge.port, `token=${TOKEN}`)).close();
+      } catch (e) {
+        if (/handshake refused: HTTP\/1\.1 503/.test((e as Error).message)) refused++;
+      }
+    }
+    assertEquals(refused, 30);
+    assertEquals(r.bridge.stats().refusedFull, 30);
+    const lines = r.logs.lines.filter((l) => /WARN .*refus/.test(l));
+    assertEquals(lines.length, 1, lines.join("\n"));
+    assertMatch(lines[0], /refusing new connections: 1 connections open \(max_clients; last from 127\.0\.0\.1:\d+\)/);
+  } finally {
+    await r.close();
+  }
+});

@@ -86,7 +86,10 @@ export class PortAllocator {
     this.#random = random;
   }
 
-  /** Binds a free pair on `bind`. Throws when every pair of the range is taken. */
+  /**
+   * Binds a free pair on `bind`. Throws when every pair of the range is taken, or with the bind's error when it fails
+   * otherwise (the process out of descriptors), binding nothing.
+   */
   pair(bind: string): PortPair {
     const [min, max] = this.range;
     const first = min % 2 === 0 ? min : min + 1;
@@ -97,7 +100,14 @@ export class PortAllocator {
       if (this.#held.has(port)) continue;
       const rtp = this.#tryBind(bind, port);
       if (!rtp) continue;
-      const rtcp = this.#tryBind(bind, port + 1);
+      let rtcp: DatagramSocket | undefined;
+      try {
+        rtcp = this.#tryBind(bind, port + 1);
+      } catch (e) {
+        // Out of descriptors (EMFILE) between the two: the RTP socket is not kept (it leaked, one per call refused).
+        void rtp.close();
+        throw e;
+      }
       if (!rtcp) {
         void rtp.close();
         continue;

@@ -17,11 +17,19 @@
  * request whose `Origin` is not the console's own, `Origin: null` included (a loopback service is reachable from any
  * site a browser visits, sandboxed frames included); see {@linkcode originRefused}.
  *
+ * File descriptors: once fewer than 64 would be left under the process's limit (`ulimit -n`), every request gets
+ * `503` with `connection: close` (a new page's WebSocket included), so that the calls and pages open keep theirs; a
+ * warning names the limit (then one line per 10 s while it lasts). `Deno.serve` accepts connections itself, and at
+ * `EMFILE` its accept loop ends (its `finished` rejects, which uncaught ended the process): the service then serves
+ * again on the same port, after a wait growing from 1 s to 30 s, while the pages open stay connected.
+ *
  * @module
  */
 import { dirname, extname, join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import type { Service, ServiceContext } from "../../core/control.ts";
+import { RefusalLog } from "../../core/net/accept.ts";
+import { FileReserve } from "../../core/open_files.ts";
 import {
   canonicalHost,
   formatHostPort,
@@ -58,6 +66,13 @@ const PRE_HELLO_BYTES = 256 * 1024;
 
 /** The close code for a page that sent too much before its hello: 1008, Policy Violation (RFC 6455 §7.4.1). */
 const PRE_HELLO_CLOSE = 1008;
+
+/** Waits before serving again after `Deno.serve` stopped on an error: from this (ms) ... */
+const RESTART_MIN_MS = 1000;
+/** ... doubling up to this. */
+const RESTART_MAX_MS = 30_000;
+/** File descriptors kept free: below, every request gets 503. */
+const MIN_FREE_FILES = 64;
 
 /** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
@@ -214,7 +229,28 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     return originRefused(req);
   };
 
+  const reserve = new FileReserve(ctx.clock, {
+    reserve: MIN_FREE_FILES,
+    keptFor: "the calls and pages open",
+    units: () => sockets.size,
+  });
+  const refusals = new RefusalLog(
+    ctx.clock,
+    log,
+    `requests on HTTP ${formatHostPort({ hostname: o.bind, port: o.port })}`,
+  );
+
   const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> => {
+    const short = reserve.short();
+    if (short !== undefined) {
+      // Out of descriptors soon: nothing new (a page, an upload); the connection is closed once answered.
+      refusals.refused(short);
+      return json({ error: "the console is out of file descriptors: try again later" }, 503, {
+        "connection": "close",
+        "retry-after": "5",
+      });
+    }
+    refusals.admitted();
     const address = canonicalHost(info.remoteAddr.hostname);
     const host = req.headers.get("host");
     if (!hostAllowed(host)) {
@@ -370,12 +406,11 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   };
 
   const ac = new AbortController();
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
+  const serve = (port: number) => {
+    const listening = Promise.withResolvers<Deno.NetAddr>();
+    const server = Deno.serve({
       hostname: o.bind,
-      port: o.port,
+      port,
       signal: ac.signal,
       onListen: (addr) => listening.resolve(addr),
       onError: (e) => {
@@ -383,6 +418,11 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         return json({ error: "internal error" }, 500);
       },
     }, handler);
+    return { server, listening: listening.promise };
+  };
+  let first: ReturnType<typeof serve>;
+  try {
+    first = serve(o.port);
   } catch (e) {
     untap();
     await hub.close();
@@ -392,7 +432,55 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         (e instanceof Deno.errors.AddrInUse ? " (another console runs? set the console's port, or 0 for any)" : ""),
     );
   }
-  const addr = await listening.promise;
+  const addr = await first.listening;
+  const where = formatHostPort({ hostname: o.bind, port: addr.port });
+  // Deno.serve runs its own accept loop; an error there (EMFILE) ends it and rejects `finished`. Uncaught, that ended
+  // the process, every call in it included; now the service serves again on the same port after a wait.
+  let server = first.server;
+  let stopping = false;
+  let wait = 0;
+  let lastLine = -Infinity;
+  const supervised = (async () => {
+    for (;;) {
+      try {
+        await server.finished;
+        return; // stopped by close()
+      } catch (e) {
+        if (stopping) return;
+        wait = Math.min(RESTART_MAX_MS, wait === 0 ? RESTART_MIN_MS : wait * 2);
+        const now = ctx.clock.now();
+        if (now - lastLine >= 10_000) {
+          lastLine = now;
+          // Only the message: formatting an error's stack may need a descriptor, and there are none.
+          log.error(
+            `the HTTP server on ${where} stopped: ${e instanceof Error ? e.message : String(e)}` +
+              (/\(os error 2[34]\)/.test(String(e instanceof Error ? e.message : e))
+                ? ` (the process is out of file descriptors: raise the limit, ulimit -n)`
+                : "") +
+              `; the pages open stay connected, serving again in ${wait / 1000} s`,
+          );
+        }
+      }
+      for (;;) {
+        await ctx.clock.sleep(wait, ac.signal).catch(() => {});
+        if (stopping) return;
+        try {
+          server = serve(addr.port).server;
+          log.warn(`serving ${where} again`);
+          break;
+        } catch (e) {
+          wait = Math.min(RESTART_MAX_MS, wait * 2);
+          const now = ctx.clock.now();
+          if (now - lastLine >= 10_000) {
+            lastLine = now;
+            log.error(
+              `cannot serve ${where} again: ${e instanceof Error ? e.message : e}; next try in ${wait / 1000} s`,
+            );
+          }
+        }
+      }
+    }
+  })();
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const address = `http://${host}:${addr.port}/${o.token ? `?token=${encodeURIComponent(o.token)}` : ""}`;
   log.info(`open ${address} in a browser`);
@@ -406,8 +494,10 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
           s.close(1001, "the console is stopping");
         } catch { /* already closed */ }
       }
+      stopping = true;
       ac.abort();
-      await server.finished;
+      await server.finished.catch(() => {});
+      await supervised;
     })();
   ctx.signal.addEventListener("abort", () => close(), { once: true });
   return {
@@ -457,9 +547,9 @@ function utf8Length(s: string): number {
   return n;
 }
 
-function json(body: unknown, status = 200): Response {
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
   });
 }

@@ -54,7 +54,7 @@ export const relayControl = defineControl({
       clock: ctx.clock,
       log: ctx.log,
       net: ctx.net,
-      streams: new TcpStreamNetwork(ctx.clock),
+      streams: new TcpStreamNetwork(ctx.clock, ctx.log.child("RELAY")),
       bind: o.bind,
       port: o.port,
       udpPort: o.udp_port,

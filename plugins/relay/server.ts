@@ -34,14 +34,20 @@
  * connection (more: dropped, one `INVALID` per second); replies queued for a
  * peer that does not read ≤ 64 KB (beyond: closed); datagrams ≤ `max_packet`
  * bytes; sends waiting on the UDP socket ≤ `max_send_backlog` (beyond: dropped
- * and counted).
+ * and counted). Once fewer than 64 file descriptors would be left under the
+ * process's limit (`ulimit -n`), new connections get `BUSY` and are closed at
+ * once (a warning names the limit, then one line per 10 s while it lasts), so
+ * that the connections open keep working; a failed accept (out of descriptors
+ * all the same) is retried after a wait, never at once.
  *
  * @module
  */
 import type { Clock, Timer } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
 import { canonicalHost, formatHostPort, type HostPort, isLoopbackAddress, isWildcard } from "../../core/net/address.ts";
+import { RefusalLog } from "../../core/net/accept.ts";
 import type { DatagramSocket, Network, SendListener } from "../../core/net/datagram.ts";
+import { FileReserve, type OpenFiles } from "../../core/open_files.ts";
 import { formatReply, LineSplitter, parseRequest, type RelayReply, type RelayRequest } from "./protocol.ts";
 import type { StreamConn, StreamListener, StreamNetwork } from "./stream.ts";
 
@@ -85,6 +91,14 @@ export interface RelayServerOptions {
   stats: "loopback" | "any" | "off";
   /** Datagrams waiting on the UDP socket at most (default 4096). */
   maxSendBacklog?: number;
+  /**
+   * File descriptors kept free (default 64): once fewer would be left under the process's limit (`ulimit -n`), new
+   * connections get `BUSY` saying so and are closed, so that the connections open, the UDP socket and the runtime
+   * keep some (a process with none left cannot recover).
+   */
+  minFreeFiles?: number;
+  /** Counts the process's open files and their limit (default: from `/proc/self`; for tests). */
+  openFiles?: () => OpenFiles | undefined;
 }
 
 /** Per-client figures in {@linkcode RelayStats}. */
@@ -174,6 +188,12 @@ export interface RelayStats {
  */
 export const DISCONNECT_LINGER_MS = 2000;
 
+/**
+ * Refused connections whose `BUSY` is still being sent, at most: beyond, a new connection refused is closed at once,
+ * unanswered (each one waiting holds a descriptor, and a flood must not use up those kept free).
+ */
+const MAX_REFUSED_OPEN = 32;
+
 /** A registration removed by DISCONNECT, still forwarding until `until` (see {@linkcode DISCONNECT_LINGER_MS}). */
 interface Leaving {
   client: Client;
@@ -248,7 +268,7 @@ const encoder = new TextEncoder();
  * ```
  */
 export class RelayServer {
-  readonly #o: Required<RelayServerOptions>;
+  readonly #o: Required<Omit<RelayServerOptions, "openFiles">>;
   readonly #clock: Clock;
   readonly #log: Logger;
   /** Registrations by source IP, then listen port (lookups allocate nothing). */
@@ -285,15 +305,29 @@ export class RelayServer {
   /** Counters as of the last check, for the suppressed-events summary. */
   #reported = { full: 0, invalid: 0, busy: 0, unregistered: 0, rate: 0, oversize: 0, sendErrors: 0 };
   #lastUnregistered: HostPort | undefined;
+  /** Descriptors left under the process's limit. */
+  readonly #files: FileReserve;
+  /** Connections refused (BUSY) whose socket is not closed yet: they hold a descriptor too. */
+  #refusedOpen = 0;
+  /** Connections refused for want of descriptors, reported a few lines at a time. */
+  readonly #refusals: RefusalLog;
 
   /**
    * Creates the relay (nothing is bound until {@linkcode start}).
    * @param opts options
    */
   constructor(opts: RelayServerOptions) {
-    this.#o = { log: silentLogger, maxSendBacklog: 4096, ...opts };
+    const { openFiles, ...rest } = opts;
+    this.#o = { log: silentLogger, maxSendBacklog: 4096, minFreeFiles: 64, ...rest };
     this.#clock = opts.clock;
     this.#log = (opts.log ?? silentLogger).child("RELAY");
+    this.#files = new FileReserve(opts.clock, {
+      reserve: this.#o.minFreeFiles,
+      keptFor: "the connections open",
+      units: () => this.#conns.size + this.#refusedOpen,
+      ...(openFiles ? { openFiles } : {}),
+    });
+    this.#refusals = new RefusalLog(opts.clock, this.#log, `new connections on TCP ${opts.bind}:${opts.port}`);
   }
 
   /** The TCP address (after start). */
@@ -366,17 +400,31 @@ export class RelayServer {
     const o = this.#o;
     const ip = canonicalHost(stream.remote.hostname);
     const fromIp = this.#perIp.get(ip) ?? 0;
-    if (this.#closed || this.#conns.size >= o.maxConnections || fromIp >= o.maxConnectionsPerIp) {
+    const short = this.#closed ? undefined : this.#files.short();
+    if (
+      this.#closed || short !== undefined || this.#conns.size >= o.maxConnections || fromIp >= o.maxConnectionsPerIp
+    ) {
       this.#busy++;
       const reason = this.#closed
         ? "shutting down"
+        : short !== undefined
+        ? "the relay is out of file descriptors, try again later"
         : this.#conns.size >= o.maxConnections
         ? `too many connections (${o.maxConnections})`
         : `too many connections from ${ip} (${o.maxConnectionsPerIp})`;
+      if (short !== undefined) this.#refusals.refused(short);
+      if (this.#refusedOpen >= MAX_REFUSED_OPEN) {
+        // A flood: the BUSY replies already on their way hold descriptors until sent; this one is closed unanswered.
+        stream.close();
+        return;
+      }
+      this.#refusedOpen++;
+      stream.start({ data: () => {}, end: () => this.#refusedOpen-- });
       stream.write(encoder.encode(formatReply({ type: "BUSY", reason }) + "\n"));
       stream.close();
       return;
     }
+    this.#refusals.admitted();
     const c = new Conn(stream, ip, o.maxLine, this.#clock.now());
     this.#conns.add(c);
     this.#perIp.set(ip, fromIp + 1);

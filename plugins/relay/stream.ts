@@ -12,6 +12,8 @@
  * @module
  */
 import type { Clock, Timer } from "../../core/clock.ts";
+import { type Logger, silentLogger } from "../../core/log.ts";
+import { acceptLoop } from "../../core/net/accept.ts";
 import { canonicalHost, formatHostPort, type HostPort, isWildcard } from "../../core/net/address.ts";
 
 /** What a connection tells its owner. */
@@ -199,16 +201,22 @@ class TcpConn implements StreamConn {
  */
 export class TcpStreamNetwork implements StreamNetwork {
   readonly #clock: Clock;
+  readonly #log: Logger;
 
   /**
    * Creates the network.
-   * @param clock the clock of connect timeouts and close lingering
+   * @param clock the clock of connect timeouts, close lingering and the waits after a failed accept
+   * @param log where a listener's failed accepts are reported (default silent)
    */
-  constructor(clock: Clock) {
+  constructor(clock: Clock, log: Logger = silentLogger) {
     this.#clock = clock;
+    this.#log = log;
   }
 
-  /** Listens with `Deno.listen`; throws an error naming the address when it cannot bind. */
+  /**
+   * Listens with `Deno.listen`; throws an error naming the address when it cannot bind. A failed accept (the process
+   * out of descriptors) is retried after a wait growing from 50 ms to 1 s, with a warning naming the limit.
+   */
   listen(hostname: string, port: number, accept: (conn: StreamConn) => void): Promise<StreamListener> {
     let l: Deno.TcpListener;
     try {
@@ -224,18 +232,14 @@ export class TcpStreamNetwork implements StreamNetwork {
     }
     const addr = l.addr as Deno.NetAddr;
     let closed = false;
-    const loop = (async () => {
-      for (;;) {
-        let c: Deno.Conn;
-        try {
-          c = await l.accept();
-        } catch (e) {
-          if (closed || e instanceof Deno.errors.BadResource) return;
-          continue; // e.g. too many open files: keep listening
-        }
-        accept(new TcpConn(c, this.#clock));
-      }
-    })();
+    // A failed accept (out of descriptors: the connection stays in the backlog) is retried after a wait, not at once.
+    const loop = acceptLoop(l, {
+      clock: this.#clock,
+      log: this.#log,
+      where: `TCP ${formatHostPort(addr)}`,
+      closed: () => closed,
+      handle: (c) => accept(new TcpConn(c, this.#clock)),
+    });
     return Promise.resolve({
       local: { hostname: addr.hostname, port: addr.port },
       close: async () => {

@@ -7,13 +7,13 @@
  * §21.5.4) instead of becoming a call. Calls in progress, OPTIONS and
  * in-dialog requests are never refused here.
  *
- * Layer: user agent, lowest tier (imports only the clock and logger types).
+ * Layer: user agent, lowest tier (imports only the clock and logger types, and the open-files estimate of core/).
  *
  * @module
  */
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
-import { type OpenFiles, processOpenFiles } from "./open_files.ts";
+import { FileReserve, type OpenFiles, processOpenFiles } from "../../core/open_files.ts";
 
 /** While overloaded, a warning line says how many INVITEs were refused every this many ms. */
 const REPORT_MS = 10_000;
@@ -38,7 +38,7 @@ const FILES_RECOUNT_MS = 1000;
  */
 const FILES_NEAR_RECOUNT_MS = 100;
 
-export type { OpenFiles } from "./open_files.ts";
+export type { OpenFiles } from "../../core/open_files.ts";
 
 /** Limits of the overload protection (`SipUserAgentOptions.overload`). */
 export interface OverloadOptions {
@@ -137,11 +137,13 @@ export class OverloadMonitor {
   #why?: string;
   #refusedSinceReport = 0;
   #reportedAt = 0;
-  readonly #openFiles: () => OpenFiles | undefined;
-  /** The last count of open files (undefined: none yet, or they cannot be counted), when, and the live calls then. */
-  #files?: OpenFiles;
-  #filesAt = -Infinity;
-  #liveAtCount = 0;
+  /** When the last "overloaded" line was written, and whether the present spell of overload had one. */
+  #enteredAt = -Infinity;
+  #spellReported = false;
+  /** Descriptors left under the process's limit (the estimate every server side shares). */
+  readonly #files: FileReserve;
+  /** Calls being placed that are not calls of the user agent yet (see {@linkcode placeCall}). */
+  #placing = 0;
 
   /**
    * Creates the monitor (stopped).
@@ -162,7 +164,15 @@ export class OverloadMonitor {
     this.#log = log;
     this.#probes = probes;
     this.limits = limits;
-    this.#openFiles = openFiles;
+    this.#files = new FileReserve(clock, {
+      reserve: limits.minFreeFiles,
+      keptFor: "the calls in progress",
+      units: () => probes.liveCalls() + this.#placing,
+      perUnit: FILES_PER_CALL,
+      openFiles,
+      recountMs: FILES_RECOUNT_MS,
+      nearRecountMs: FILES_NEAR_RECOUNT_MS,
+    });
   }
 
   /** The current lag estimate in ms (the last sample, or half the previous estimate if larger). */
@@ -230,43 +240,60 @@ export class OverloadMonitor {
     } else why = this.#filesShort();
     if (why !== undefined && this.#why === undefined) this.#enter(why);
     else if (why === undefined && this.#why !== undefined) {
-      this.#log.warn(`no longer overloaded: ${this.#refusedSinceReport} new INVITE(s) got 503 meanwhile`);
       this.#why = undefined;
+      // A spell that had no line of its own (it began within 10 s of the last one) ends without one either: near a
+      // limit the state may flip every few ms, and the log must not get two lines each time.
+      if (!this.#spellReported) return why;
+      this.#spellReported = false;
+      this.#log.warn(`no longer overloaded: ${this.#refusedSinceReport} new INVITE(s) got 503 meanwhile`);
       this.#refusedSinceReport = 0;
     }
     return why;
   }
 
   /**
-   * Why a new call would leave fewer than `minFreeFiles` descriptors, or undefined. The estimate is the last count
-   * plus {@linkcode FILES_PER_CALL} for each call live now beyond those live at that count (calls let in since open
-   * their sockets and recordings as they are set up; calls ended since give theirs back). Counted every
-   * {@linkcode FILES_RECOUNT_MS}, and at an INVITE once the estimate comes within twice the reserve of the limit (at
-   * most every {@linkcode FILES_NEAR_RECOUNT_MS}).
+   * Why a new call (incoming, or one placed: {@linkcode placeCall}) would leave fewer than `minFreeFiles`
+   * descriptors, or undefined: the shared estimate
+   * ({@linkcode FileReserve}), the last count plus {@linkcode FILES_PER_CALL} for each call live now beyond those live
+   * at that count (calls let in since open their sockets and recordings as they are set up; calls ended since give
+   * theirs back). Counted every {@linkcode FILES_RECOUNT_MS}, and at an INVITE once the estimate comes within twice the
+   * reserve of the limit (at most every {@linkcode FILES_NEAR_RECOUNT_MS}).
    */
   #filesShort(): string | undefined {
-    const reserve = this.limits.minFreeFiles;
-    const now = this.#clock.now();
-    const left = () =>
-      this.#files!.limit - this.#files!.open -
-      FILES_PER_CALL * Math.max(0, this.#probes.liveCalls() - this.#liveAtCount);
-    const near = this.#files !== undefined && left() < 2 * reserve;
-    if (now - this.#filesAt >= (near ? FILES_NEAR_RECOUNT_MS : FILES_RECOUNT_MS)) {
-      this.#files = this.#openFiles();
-      this.#filesAt = now;
-      this.#liveAtCount = this.#probes.liveCalls();
-    }
-    if (this.#files === undefined || left() >= reserve) return undefined;
-    const { open, limit } = this.#files;
-    return `${Number.isFinite(open) ? open : "all"} of the ${limit} open files allowed are in use, ${reserve} are ` +
-      `kept free for the calls in progress: raise the limit (ulimit -n)`;
+    return this.#files.short();
   }
 
+  /**
+   * Room for a call about to be placed (dialled from here): the reason to refuse it (too few descriptors would be
+   * left, as for an INVITE coming in), or a function to call once it is a call of the user agent or has failed.
+   * Until then it counts as a live call in the estimate, so that calls placed together, each still binding its
+   * sockets, are counted before any of them shows in `/proc/self/fd`.
+   */
+  placeCall(): string | (() => void) {
+    const why = this.#filesShort();
+    if (why !== undefined) return why;
+    this.#placing++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#placing--;
+    };
+  }
+
+  /** Overload begins: one line, unless the last one was written less than {@linkcode REPORT_MS} ago. */
   #enter(why: string): void {
     this.#why = why;
-    this.#reportedAt = this.#clock.now();
+    const now = this.#clock.now();
+    if (now - this.#enteredAt < REPORT_MS) return;
+    const before = this.#refusedSinceReport > 0
+      ? ` (${this.#refusedSinceReport} got 503 in short spells since the last line)`
+      : "";
+    this.#enteredAt = this.#reportedAt = now;
+    this.#spellReported = true;
+    this.#refusedSinceReport = 0;
     this.#log.warn(
-      `overloaded (${why}): new INVITEs get 503 Service Unavailable, Retry-After ${this.limits.retryAfter}`,
+      `overloaded (${why}): new INVITEs get 503 Service Unavailable, Retry-After ${this.limits.retryAfter}${before}`,
     );
   }
 }

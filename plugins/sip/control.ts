@@ -827,23 +827,33 @@ class SipController implements Controller {
     });
     const peerHost = this.#peerHost(uri);
     if (peerHost === undefined) throw new Error(`dial: invalid SIP URI "${uri}": expected sip:user@host[:port]`);
-    const alloc = await this.#allocate(peerHost);
-    const media = alloc.media;
-    const offer = createOffer({
-      address: alloc.address,
-      port: alloc.pair.rtpPort,
-      registry: this.#ctx.codecs,
-      codecs: this.#codecs,
-      ptime: o.ptime,
-      telephoneEvent: o.dtmf,
-    });
+    // Like an INVITE coming in, a call placed is refused before it opens its sockets and recording when the process
+    // is near its file-descriptor limit (at EMFILE, Deno can panic and end every call); until it is a call of the user
+    // agent it counts in the estimate, so that calls placed together are all counted.
+    const slot = this.#ua.placeCall();
+    if (typeof slot === "string") throw new Error(`dial: ${slot}`);
     let call: OutgoingCall;
+    let alloc: { media: CallMediaHandle; pair: Ports; address: string };
     try {
-      call = this.#ua.invite(uri, { sdp: offer });
-    } catch (e) {
-      await media.stop();
-      throw new Error(`dial: cannot call ${uri}: ${errText(e)}`);
+      alloc = await this.#allocate(peerHost);
+      const offer = createOffer({
+        address: alloc.address,
+        port: alloc.pair.rtpPort,
+        registry: this.#ctx.codecs,
+        codecs: this.#codecs,
+        ptime: o.ptime,
+        telephoneEvent: o.dtmf,
+      });
+      try {
+        call = this.#ua.invite(uri, { sdp: offer });
+      } catch (e) {
+        await alloc.media.stop();
+        throw new Error(`dial: cannot call ${uri}: ${errText(e)}`);
+      }
+    } finally {
+      slot(); // a call of the user agent now (counted as such), or failed
     }
+    const media = alloc.media;
     const state = this.#track(call, { media, extra });
     this.#counts.dialed++;
     let ring: Timer | undefined = this.#clock.after(ringTimeout * 1000, () => {

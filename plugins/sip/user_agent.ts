@@ -314,6 +314,28 @@ export class SipUserAgent {
   }
 
   /**
+   * Room for a call about to be placed with {@linkcode invite}, before it binds its sockets and opens its recording:
+   * the reason to refuse it when it would leave fewer file descriptors than the overload protection keeps free
+   * (`overload.minFreeFiles`, 64; the reason says the figures and `raise the limit (ulimit -n)`), as an INVITE coming
+   * in gets 503 then; else a function to call once the call is placed (or has failed). Until then it counts in the
+   * estimate, so that calls placed together are counted before their sockets exist.
+   *
+   * @example
+   * ```ts
+   * const slot = ua.placeCall();
+   * if (typeof slot === "string") throw new Error(`cannot call now: ${slot}`);
+   * try {
+   *   ua.invite("sip:bob@127.0.0.1:5062", { sdp: offer });
+   * } finally {
+   *   slot();
+   * }
+   * ```
+   */
+  placeCall(): string | (() => void) {
+    return this.#ctx.overload?.placeCall() ?? (() => {});
+  }
+
+  /**
    * What the user agent holds now — transactions, calls, dialogs — and its
    * load (lag, overload), for diagnostics and for tests that check nothing is
    * kept after a flood.

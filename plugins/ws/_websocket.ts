@@ -19,6 +19,12 @@
  *   dropped as it comes and the application told its size. Fragments are
  *   reassembled within the same bound; a text message that is not UTF-8 is
  *   closed 1007. Pings are answered (one pong waiting at most).
+ * - **Descriptors.** Once fewer than `minFreeFiles` (64) file descriptors
+ *   would be left under the process's limit (`ulimit -n`), a new connection
+ *   gets `503` at once and is closed (a warning names the limit, then a line
+ *   per 10 s while it lasts), so the sockets open keep working; a failed
+ *   accept (out of descriptors all the same) is retried after a wait, never at
+ *   once.
  * - **Closing.** After a close frame is sent, the peer has `closeTimeoutMs`
  *   to answer it (or to go), then the TCP connection is closed by the server;
  *   a socket whose peer reads nothing is closed the same way. `onclose` is
@@ -26,6 +32,12 @@
  *
  * @module
  */
+
+import type { Clock } from "../../core/clock.ts";
+import { type Logger, silentLogger } from "../../core/log.ts";
+import { acceptLoop, RefusalLog } from "../../core/net/accept.ts";
+import { formatHostPort } from "../../core/net/address.ts";
+import { FileReserve, type OpenFiles } from "../../core/open_files.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -86,9 +98,33 @@ export interface WebSocketServerOptions {
   closeTimeoutMs?: number;
   /** Errors thrown by the handler or a socket callback (default: reported as uncaught). */
   onError?: (e: unknown) => void;
+  /**
+   * File descriptors kept free (default 64): once fewer would be left under the process's limit (`ulimit -n`), new
+   * connections get `503` and are closed at once.
+   */
+  minFreeFiles?: number;
+  /** Counts the process's open files and their limit (default: from `/proc/self`; for tests). */
+  openFiles?: () => OpenFiles | undefined;
+  /** Where refusals for want of descriptors and failed accepts are reported (default silent). */
+  log?: Logger;
+  /** Times the waits after a failed accept and the refusal reports (default: `performance.now` and `setTimeout`). */
+  clock?: Pick<Clock, "now" | "sleep">;
 }
 
-type Settings = Required<Omit<WebSocketServerOptions, "hostname" | "port">>;
+type Settings = Required<
+  Omit<WebSocketServerOptions, "hostname" | "port" | "minFreeFiles" | "openFiles" | "log" | "clock">
+>;
+
+/**
+ * Connections refused for want of descriptors whose `503` is still being sent, at most: beyond, a new one is closed
+ * at once, unanswered (each one waiting holds a descriptor, and a flood must not use up those kept free).
+ */
+const MAX_REFUSED_OPEN = 32;
+
+const timeoutClock: Pick<Clock, "now" | "sleep"> = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
 
 /** A request head that cannot be served: answered with `status`. */
 class HeadError extends Error {
@@ -216,6 +252,12 @@ export class WebSocketServer {
   readonly #sockets = new Set<ServerWebSocket>();
   readonly #tasks = new Set<Promise<void>>();
   #closed = false;
+  readonly #log: Logger;
+  readonly #clock: Pick<Clock, "now" | "sleep">;
+  readonly #files: FileReserve;
+  #refusals: RefusalLog;
+  /** Connections refused for want of descriptors whose socket is not closed yet. */
+  #refusedOpen = 0;
 
   /**
    * Creates a server (not listening yet: {@linkcode listen}).
@@ -235,13 +277,34 @@ export class WebSocketServer {
       closeTimeoutMs: options.closeTimeoutMs ?? 2000,
       onError: options.onError ?? ((e) => reportError(e)),
     };
+    this.#log = options.log ?? silentLogger;
+    this.#clock = options.clock ?? timeoutClock;
+    this.#files = new FileReserve(this.#clock, {
+      reserve: options.minFreeFiles ?? 64,
+      keptFor: "the connections open",
+      units: () => this.#heads.size + this.#sockets.size + this.#refusedOpen,
+      ...(options.openFiles ? { openFiles: options.openFiles } : {}),
+    });
+    this.#refusals = this.#refusalLog(options.port);
+  }
+
+  #refusalLog(port: number): RefusalLog {
+    const where = formatHostPort({ hostname: this.#hostname, port });
+    return new RefusalLog(this.#clock, this.#log, `new connections on TCP ${where}`);
   }
 
   /** Starts listening (throws as `Deno.listen` does); returns the address. */
   listen(): Deno.NetAddr {
     const l = Deno.listen({ hostname: this.#hostname, port: this.#port, transport: "tcp" });
     this.#listener = l;
-    this.#accepting = this.#accept(l);
+    this.#refusals = this.#refusalLog(l.addr.port);
+    this.#accepting = acceptLoop(l, {
+      clock: this.#clock,
+      log: this.#log,
+      where: `TCP ${formatHostPort(l.addr)}`,
+      closed: () => this.#closed,
+      handle: (conn) => this.#accepted(conn),
+    });
     return l.addr;
   }
 
@@ -272,25 +335,27 @@ export class WebSocketServer {
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }
 
-  async #accept(l: Deno.TcpListener): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await l.accept();
-      } catch (e) {
-        if (this.#closed) return;
-        if (e instanceof Deno.errors.BadResource) return;
-        // A transient failure (e.g. out of descriptors): go on after a breath.
-        await new Promise((r) => setTimeout(r, 50));
-        continue;
-      }
-      if (this.#closed || this.#heads.size >= this.#o.maxHandshakes) {
-        closeQuietly(conn);
-        continue;
-      }
-      const task = this.#serve(conn).catch((e) => this.#o.onError(e)).finally(() => this.#tasks.delete(task));
-      this.#tasks.add(task);
-    }
+  #accepted(conn: Deno.TcpConn): void {
+    if (this.#closed || this.#heads.size >= this.#o.maxHandshakes) return closeQuietly(conn);
+    const short = this.#files.short();
+    if (short !== undefined) return this.#refuseForFiles(conn, short);
+    this.#refusals.admitted();
+    const task = this.#serve(conn).catch((e) => this.#o.onError(e)).finally(() => this.#tasks.delete(task));
+    this.#tasks.add(task);
+  }
+
+  /** Answers 503 without reading the request, and closes as soon as that is sent (at once in a flood). */
+  #refuseForFiles(conn: Deno.TcpConn, why: string): void {
+    this.#refusals.refused(why);
+    if (this.#refusedOpen >= MAX_REFUSED_OPEN) return closeQuietly(conn);
+    this.#refusedOpen++;
+    const bytes = response(503, "the server is out of file descriptors, try again later\n", { "retry-after": "5" });
+    const task = conn.write(bytes).then(() => {}, () => {}).finally(() => {
+      closeQuietly(conn);
+      this.#refusedOpen--;
+      this.#tasks.delete(task);
+    });
+    this.#tasks.add(task);
   }
 
   async #serve(conn: Deno.TcpConn): Promise<void> {

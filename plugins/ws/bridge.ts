@@ -33,6 +33,7 @@ import type { CallEvent, CallInfo, CallService, IncomingDecision } from "../../c
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Frame } from "../../core/frame.ts";
 import { type Logger, LogRation, silentLogger } from "../../core/log.ts";
+import { RefusalLog } from "../../core/net/accept.ts";
 import { canonicalHost, formatHostPort, isLoopbackAddress } from "../../core/net/address.ts";
 import { FailureLimiter, sameSecret } from "../../core/net/failure_limit.ts";
 import { type AudioEncoding, AudioFormatError, decodeAudio, encodeAudio, parseEncoding } from "./audio.ts";
@@ -236,6 +237,8 @@ export class WsBridge implements CallLinkHost {
     10_000,
     (n) => `${n} more connections from addresses refused for wrong tokens were not logged`,
   );
+  /** Connections refused at max_clients: a line when it starts, one per 10 s while it lasts, one when it ends. */
+  #fullRefusals?: RefusalLog;
   #totals = { calls: 0, framesToClient: 0, framesToClientDropped: 0, samplesDropped: 0 };
 
   /**
@@ -278,6 +281,8 @@ export class WsBridge implements CallLinkHost {
       headTimeoutMs: HEAD_TIMEOUT_MS,
       closeTimeoutMs: CLOSE_TIMEOUT_MS,
       onError: (e) => this.#log.error(`connection failed: ${message(e)}`),
+      log: this.#log,
+      clock: this.#clock,
     }, (req) => this.#handle(req));
     try {
       this.#port = server.listen().port;
@@ -385,7 +390,12 @@ export class WsBridge implements CallLinkHost {
     }
     if (this.#live() >= this.#o.max_clients || this.#closing) {
       this.#stats.refusedFull++;
-      this.#log.warn(`connection from ${remote} refused: ${this.#o.max_clients} connections open (max_clients)`);
+      this.#fullRefusals ??= new RefusalLog(this.#clock, this.#log, "new connections");
+      this.#fullRefusals.refused(
+        this.#closing
+          ? `shutting down (last from ${remote})`
+          : `${this.#o.max_clients} connections open (max_clients; last from ${remote})`,
+      );
       return { status: 503, body: "too many connections\n", headers: { "retry-after": "5" } };
     }
     const url = req.url;
@@ -419,6 +429,7 @@ export class WsBridge implements CallLinkHost {
     return {
       protocol: subprotocol,
       accept: (socket) => {
+        this.#fullRefusals?.admitted();
         const client = new Client(
           this.#nextClient++,
           remote,
