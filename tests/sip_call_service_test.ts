@@ -31,6 +31,7 @@ import {
   SipUserAgent,
 } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
+import { mediaFailureResponse } from "../plugins/sip/_call_service.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
 const SERVER = { hostname: "10.0.0.2", port: 5062 };
@@ -955,6 +956,55 @@ Deno.test("call service: an offer the call's media cannot use is refused before 
   }
 });
 
+Deno.test("call service: a call whose recording cannot be created is refused before answering (500 with a Warning saying why, no 200, no BYE); other calls are answered and recorded", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-norec-" });
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: `${root}/\${call.id}/rec.wav` },
+    ],
+  });
+  try {
+    const peer = rawPeer(h);
+    const sdp = offer();
+    // A directory where the file goes; a file where its directory goes.
+    await Deno.mkdir(`${root}/${sanitizeFileComponent("dir-in-place")}/rec.wav`, { recursive: true });
+    await Deno.writeTextFile(`${root}/${sanitizeFileComponent("file-in-place")}`, "not a directory");
+    for (const callId of ["dir-in-place", "file-in-place", "fine"]) {
+      peer.send({ method: "INVITE", callId, seq: 1, sdp });
+    }
+    const final = (callId: string) => peer.got.find((r) => getCallId(r) === callId && r.status >= 200);
+    await settleUntil(h.clock, () => ["dir-in-place", "file-in-place", "fine"].every(final), "final responses");
+    const cases: [string, RegExp][] = [
+      ["dir-in-place", /a directory is in the file's place/],
+      ["file-in-place", /exists but is not a directory/],
+    ];
+    for (const [callId, why] of cases) {
+      assertEquals(peer.answers(callId, 1, "INVITE").filter((a) => !a.startsWith("1")), [
+        "500 Server Internal Error (the recording could not be created)",
+      ], callId);
+      const warning = final(callId)!.headers.get("Warning") ?? "";
+      assertMatch(warning, /^399 voxpipe "the recording could not be created: /, callId);
+      assertMatch(warning, why, callId);
+      assert(!warning.includes(root), `the peer is not told where our files are: ${warning}`);
+    }
+    assertEquals(peer.answers("fine", 1, "INVITE").at(-1), "200 OK");
+    await h.advance(2000);
+    assertEquals(peer.requests.filter((r) => r.method === "BYE").length, 0, "no BYE");
+    assertEquals(h.events.filter((e) => e.type === "answered").map((e) => e.call.id), [sanitizeFileComponent("fine")]);
+    const errors = h.out.lines.filter((l) => l.includes("ERROR"));
+    assertEquals(errors.length, 2, errors.join("\n"));
+    assert(errors.every((l) => l.includes(root)), "the log names the file");
+    assert((await Deno.stat(`${root}/${sanitizeFileComponent("fine")}/rec.wav`)).isFile, "the good call records");
+  } finally {
+    await h.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("call service: a re-INVITE that would change the media gets 488 and the call goes on unchanged; a session refresh or no offer gets 200 with our SDP", async () => {
   const h = await start();
   try {
@@ -1129,4 +1179,28 @@ Deno.test("call service: with its media ports used up, a call gets 503 with Retr
   } finally {
     await h.close();
   }
+});
+
+Deno.test("call service: the response refusing a call whose media could not start: 503 + Retry-After on a full disk, else 500; a Warning without our directories", () => {
+  const full = mediaFailureResponse(
+    'pipeline "receive#1", stage 3 (wav-sink): wav-sink: /srv/rec/2026/a b/call-1.wav: cannot create the recording: ' +
+      "No space left on device (os error 28): open '/srv/rec/2026/call-1.wav' (the file system is full: free space)",
+  );
+  assertEquals(full.status, 503);
+  assertEquals(full.reason, "Service Unavailable (the recording could not be created)");
+  assertEquals(full.headers.find(([k]) => k === "Retry-After")?.[1], "60");
+  const warning = full.headers.find(([k]) => k === "Warning")![1];
+  assertMatch(warning, /^399 voxpipe "the recording could not be created: No space left on device \(os error 28\)/);
+  assert(!warning.includes("/srv"), warning);
+  const other = mediaFailureResponse(
+    `pipeline "send#1", stage 0 (file-source): ${"/x".repeat(50)}/y: ${"z".repeat(400)}`,
+  );
+  assertEquals(other.status, 500);
+  assertEquals(other.reason, "Server Internal Error (media could not start)");
+  assertEquals(other.headers.map(([k]) => k), ["Warning"]);
+  assert(other.headers[0][1].length < 260, "bounded");
+  assertMatch(
+    other.headers[0][1],
+    /^399 voxpipe "media could not start: pipeline \\"send#1\\", stage 0 \(file-source\): y: z+\.\.\."$/,
+  );
 });

@@ -194,7 +194,9 @@ for (const [mode, realtime] of MODES) {
     const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, ctx);
     sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
     await rejects(Promise.resolve(sink.start!(ctx)), (e: Error) => {
-      ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create: `), e.message);
+      ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create the recording: `), e.message);
+      // What is wrong, in words: not mkdir's "File exists".
+      ok(e.message.includes(`${blocker} exists but is not a directory`), e.message);
       return true;
     });
   });

@@ -106,6 +106,13 @@ function fileErrorHint(e: unknown): string {
       return " (the disk quota is used up: free space or raise the quota)";
     case "EROFS":
       return " (the file system is read-only)";
+    case "EACCES":
+    case "EPERM":
+      return " (permission denied: let the user voxpipe runs as write there, or record elsewhere)";
+    case "EISDIR":
+      return " (a directory is in the file's place: remove it, or name another file)";
+    case "ENOTDIR":
+      return " (a file is in the place of one of its directories: remove it, or record elsewhere)";
     default:
       return "";
   }
@@ -166,7 +173,8 @@ function errorMessage(e: unknown): string {
  * which needs no room on a full disk), or removed when not even its header could
  * be written.
  *
- * stats: `frames`, `samples` (per channel, from frames), `gap_samples`,
+ * stats: `path`, `created` (the file exists: false before the start, when it could not be created, or when it was
+ * removed holding no valid WAV), `frames`, `samples` (per channel, from frames), `gap_samples`,
  * `cut_samples`, `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
  * `pending_bytes`, `buffer_bytes` (memory held for writing: the chunk being
  * filled, those waiting and those kept for reuse), `duration_s` (of the data
@@ -273,6 +281,8 @@ class WavSink implements SinkStage {
   #realtimeStart: number | undefined;
   #headerUpdates = 0;
   #warnedSize = false;
+  /** True while the file exists: created by start(), until removed as holding no valid WAV. */
+  #created = false;
 
   constructor(path: string, opts: Options, log: Logger) {
     this.#path = path;
@@ -358,8 +368,16 @@ class WavSink implements SinkStage {
           ? Deno.openSync(this.#path, { write: true, create: true, truncate: true })
           : Deno.open(this.#path, { write: true, create: true, truncate: true })
         : this.#openNumbered(sync);
-    const mkdir = (dir: string) =>
-      sync ? Deno.mkdirSync(dir, { recursive: true }) : Deno.mkdir(dir, { recursive: true });
+    const mkdir = async (dir: string) => {
+      try {
+        if (sync) Deno.mkdirSync(dir, { recursive: true });
+        else await Deno.mkdir(dir, { recursive: true });
+      } catch (e) {
+        // mkdir says "File exists" when a file is where the directory goes.
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        throw Object.assign(new Error(`${dir} exists but is not a directory`), { code: "ENOTDIR" });
+      }
+    };
     try {
       // The directory is made once per process (a call per second to the same directory need not ask again),
       // and again when it has gone since.
@@ -376,8 +394,9 @@ class WavSink implements SinkStage {
         rememberDir(dir);
         this.#file = await open();
       }
+      this.#created = true;
     } catch (e) {
-      throw new Error(`wav-sink: ${this.#path}: cannot create: ${errorMessage(e)}${fileErrorHint(e)}`);
+      throw new Error(`wav-sink: ${this.#path}: cannot create the recording: ${errorMessage(e)}${fileErrorHint(e)}`);
     }
     // A fully known format gives a valid (empty) WAV at once.
     if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
@@ -673,6 +692,7 @@ class WavSink implements SinkStage {
     } catch { /* already closed */ }
     try {
       Deno.removeSync(this.#path);
+      this.#created = false;
     } catch { /* gone already, or not ours to remove */ }
   }
 
@@ -805,6 +825,7 @@ class WavSink implements SinkStage {
     const rate = this.#spec?.sampleRate;
     return {
       path: this.#path,
+      created: this.#created,
       format: this.#spec
         ? `${this.#spec.encoding} ${this.#spec.sampleRate} Hz ${this.#spec.channels} ch`
         : "not yet known",
