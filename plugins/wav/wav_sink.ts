@@ -97,6 +97,9 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }
 
+/** The file being written is in no directory any more (nlink 0): thrown by a header tick, reported by #writeError. */
+class FileRemoved extends Error {}
+
 /** What to do about a file error, by its `code` (empty when there is nothing more to say than its message). */
 function fileErrorHint(e: unknown): string {
   switch ((e as { code?: unknown } | null)?.code) {
@@ -171,7 +174,10 @@ function errorMessage(e: unknown): string {
  * still buffered is dropped, and the file is left a valid WAV of the samples that
  * reached it (its header rewritten with their sizes and the file cut after them,
  * which needs no room on a full disk), or removed when not even its header could
- * be written.
+ * be written. A file removed while recording (it, or its directory, deleted: what
+ * is written to it would be lost when it is closed) is found at the next header
+ * tick (one `fstat`) and ends the recording the same way, with an error saying
+ * so; a recording started after that creates the directory again.
  *
  * stats: `path`, `created` (the file exists: false before the start, when it could not be created, or when it was
  * removed holding no valid WAV), `frames`, `samples` (per channel, from frames), `gap_samples`,
@@ -281,8 +287,10 @@ class WavSink implements SinkStage {
   #realtimeStart: number | undefined;
   #headerUpdates = 0;
   #warnedSize = false;
-  /** True while the file exists: created by start(), until removed as holding no valid WAV. */
+  /** True while the file exists: created by start(), until removed as holding no valid WAV (or by someone else). */
   #created = false;
+  /** The file was found removed while recording (see #checkLinked). */
+  #removed = false;
 
   constructor(path: string, opts: Options, log: Logger) {
     this.#path = path;
@@ -630,6 +638,10 @@ class WavSink implements SinkStage {
       try {
         await step();
       } catch (e) {
+        if (e instanceof FileRemoved) {
+          this.#removed = true;
+          this.#created = false;
+        }
         this.#failed = this.#writeError(e);
         await this.#salvage();
         this.#rc?.fail(this.#failed);
@@ -639,8 +651,32 @@ class WavSink implements SinkStage {
     return this.#chain;
   }
 
+  /**
+   * Throws {@linkcode FileRemoved} when the file is no longer in any directory (removed, or its directory removed,
+   * while recording): what is written to it would be lost when it is closed. One `fstat` (~1 µs) at each header tick
+   * and at the end.
+   */
+  #checkLinked(): void {
+    let nlink: number | null | undefined;
+    try {
+      nlink = this.#file?.statSync().nlink;
+    } catch {
+      return; // the writes that follow report a file that cannot be used
+    }
+    if (nlink === 0) throw new FileRemoved();
+  }
+
   /** The error a failed file operation ends the recording with: the file, what failed, what was kept, what to do. */
   #writeError(e: unknown): Error {
+    if (e instanceof FileRemoved) {
+      const rate = this.#spec?.sampleRate;
+      const s = rate ? (Math.floor(this.#dataOnDisk / this.#bytesPerFrame) / rate).toFixed(2) : "0";
+      return new Error(
+        `wav-sink: ${this.#path}: the file was removed while recording (it, or its directory, was deleted): the ` +
+          `${s} s written to it are lost; the recording stops here (keep the recording directory in place while ` +
+          "calls record)",
+      );
+    }
     const rate = this.#spec?.sampleRate;
     const kept = !this.#headerOnDisk
       ? "the file is removed: it held no valid WAV yet"
@@ -659,13 +695,14 @@ class WavSink implements SinkStage {
    * the one reported).
    */
   async #salvage(): Promise<void> {
+    const removed = this.#removed;
     this.#chunks = [];
     this.#cur = NO_CHUNK;
     this.#curLen = 0;
     this.#free = [];
     this.#unwritten = 0;
     const file = this.#file;
-    if (!file) return;
+    if (!file || removed) return; // a removed file holds nothing anybody can read: no header to fix
     if (!this.#spec || !this.#headerOnDisk) {
       this.#discard();
       return;
@@ -708,6 +745,7 @@ class WavSink implements SinkStage {
     this.#flushQueued = false;
     const header = this.#headerDue;
     this.#headerDue = false;
+    if (header) this.#checkLinked(); // before writing more into a file nobody can open
     const parts = this.#chunks;
     const lens = parts.map((p) => p.length);
     if (this.#curLen > 0) {
@@ -791,6 +829,7 @@ class WavSink implements SinkStage {
     }
     this.#flushQueued = true; // no more kicks: this is the last flush
     await this.#enqueue(async () => {
+      this.#checkLinked();
       await this.#flushNow();
       if (this.#dataOnDisk & 1) await writeAll(this.#file!, new Uint8Array(1)); // RIFF pad byte
       await this.#writeHeader(true);
