@@ -32,6 +32,7 @@ import {
 } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
 import { mediaFailureResponse } from "../plugins/sip/_call_service.ts";
+import { wavHeader } from "../plugins/wav/wav_format.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
 const SERVER = { hostname: "10.0.0.2", port: 5062 };
@@ -1203,4 +1204,63 @@ Deno.test("call service: the response refusing a call whose media could not star
     other.headers[0][1],
     /^399 voxpipe "media could not start: pipeline \\"send#1\\", stage 0 \(file-source\): y: z+\.\.\."$/,
   );
+});
+
+Deno.test("call service: a greeting file emptied, replaced by garbage or removed between calls refuses each new call (500, the Warning naming the file and what is wrong); truncated, it plays what is there; restored, calls are answered again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-greeting-" });
+  const greeting = `${root}/greeting.wav`;
+  const samples = new Uint8Array(16000); // 1 s of 8 kHz 16-bit silence
+  const good = new Uint8Array([
+    ...wavHeader({ encoding: "pcm16", sampleRate: 8000, channels: 1, dataBytes: 16000 }),
+    ...samples,
+  ]);
+  await Deno.writeFile(greeting, good);
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "null-sink" },
+    ],
+    greeting: [{ use: "file-source", path: greeting }, { use: "null-sink" }],
+  });
+  try {
+    const peer = rawPeer(h);
+    const sdp = offer();
+    const cases: [string, Uint8Array | undefined, string, RegExp | undefined][] = [
+      ["good", good, "200 OK", undefined],
+      ["emptied", new Uint8Array(0), "500 Server Internal Error (media could not start)", /greeting\.wav: empty file/],
+      [
+        "garbage",
+        new Uint8Array(4000).map((_, i) => (i * 7919) & 0xff),
+        "500 Server Internal Error (media could not start)",
+        /greeting\.wav: unrecognized audio format/,
+      ],
+      ["removed", undefined, "500 Server Internal Error (media could not start)", /greeting\.wav: cannot open/],
+      ["truncated", good.subarray(0, 44 + 1000), "200 OK", undefined],
+      ["restored", good, "200 OK", undefined],
+    ];
+    for (const [callId, bytes, answer, why] of cases) {
+      if (bytes) await Deno.writeFile(greeting, bytes);
+      else await Deno.remove(greeting);
+      peer.send({ method: "INVITE", callId, seq: 1, sdp });
+      const final = () => peer.got.find((r) => getCallId(r) === callId && r.status >= 200);
+      await settleUntil(h.clock, () => final() !== undefined, `the final response to ${callId}`);
+      assertEquals(peer.answers(callId, 1, "INVITE").filter((a) => !a.startsWith("1")), [answer], callId);
+      if (why) {
+        const warning = final()!.headers.get("Warning") ?? "";
+        assertMatch(warning, why, callId);
+        assert(!warning.includes(root), `the peer is not told where our files are: ${warning}`);
+      }
+    }
+    await h.advance(500);
+    assertEquals(peer.requests.filter((r) => r.method === "BYE").length, 0, "no call answered then hung up");
+    const errors = h.out.lines.filter((l) => l.includes("ERROR"));
+    assertEquals(errors.length, 3, errors.join("\n"));
+    assert(errors.every((l) => l.includes(greeting)), "the log names the file");
+    assert(
+      h.out.lines.some((l) => /WARN .*greeting\.wav: data chunk declares 16000 bytes but the file holds 1000/.test(l)),
+    );
+  } finally {
+    await h.close();
+    await Deno.remove(root, { recursive: true });
+  }
 });
