@@ -31,7 +31,6 @@ import {
   SipUserAgent,
 } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
-import { mediaFailureResponse } from "../plugins/sip/_call_service.ts";
 import { wavHeader } from "../plugins/wav/wav_format.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
@@ -1182,28 +1181,46 @@ Deno.test("call service: with its media ports used up, a call gets 503 with Retr
   }
 });
 
-Deno.test("call service: the response refusing a call whose media could not start: 503 + Retry-After on a full disk, else 500; a Warning without our directories", () => {
-  const full = mediaFailureResponse(
-    'pipeline "receive#1", stage 3 (wav-sink): wav-sink: /srv/rec/2026/a b/call-1.wav: cannot create the recording: ' +
-      "No space left on device (os error 28): open '/srv/rec/2026/call-1.wav' (the file system is full: free space)",
-  );
-  assertEquals(full.status, 503);
-  assertEquals(full.reason, "Service Unavailable (the recording could not be created)");
-  assertEquals(full.headers.find(([k]) => k === "Retry-After")?.[1], "60");
-  const warning = full.headers.find(([k]) => k === "Warning")![1];
-  assertMatch(warning, /^399 voxpipe "the recording could not be created: No space left on device \(os error 28\)/);
-  assert(!warning.includes("/srv"), warning);
-  const other = mediaFailureResponse(
-    `pipeline "send#1", stage 0 (file-source): ${"/x".repeat(50)}/y: ${"z".repeat(400)}`,
-  );
-  assertEquals(other.status, 500);
-  assertEquals(other.reason, "Server Internal Error (media could not start)");
-  assertEquals(other.headers.map(([k]) => k), ["Warning"]);
-  assert(other.headers[0][1].length < 260, "bounded");
-  assertMatch(
-    other.headers[0][1],
-    /^399 voxpipe "media could not start: pipeline \\"send#1\\", stage 0 \(file-source\): y: z+\.\.\."$/,
-  );
+Deno.test("call service: a call whose recording cannot hold even its header (a full disk) is refused with 503 and Retry-After, not answered", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-fullrec-" });
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: `${root}/rec/\${call.id}.wav` },
+    ],
+  });
+  // Every file write fails as on a full disk (creating the file itself takes no data block).
+  const write = Deno.FsFile.prototype.write, writeSync = Deno.FsFile.prototype.writeSync;
+  const full = () => Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+  Deno.FsFile.prototype.write = () => Promise.reject(full());
+  Deno.FsFile.prototype.writeSync = () => {
+    throw full();
+  };
+  try {
+    const peer = rawPeer(h);
+    peer.send({ method: "INVITE", callId: "full", seq: 1, sdp: offer() });
+    const final = () => peer.got.find((r) => getCallId(r) === "full" && r.status >= 200);
+    await settleUntil(h.clock, () => final() !== undefined, "the final response");
+    assertEquals(peer.answers("full", 1, "INVITE").filter((a) => !a.startsWith("1")), [
+      "503 Service Unavailable (the recording could not be created)",
+    ]);
+    assertEquals(final()!.headers.get("Retry-After"), "60");
+    const warning = final()!.headers.get("Warning") ?? "";
+    assertMatch(
+      warning,
+      /^399 voxpipe "the recording could not be created: cannot write its header: No space left on device/,
+    );
+    assert(!warning.includes(root), `the peer is not told where our files are: ${warning}`);
+    assertEquals([...Deno.readDirSync(`${root}/rec`)], [], "no empty, invalid WAV left behind");
+  } finally {
+    Deno.FsFile.prototype.write = write;
+    Deno.FsFile.prototype.writeSync = writeSync;
+    await h.close();
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 Deno.test("call service: a greeting file emptied, replaced by garbage or removed between calls refuses each new call (500, the Warning naming the file and what is wrong); truncated, it plays what is there; restored, calls are answered again", async () => {

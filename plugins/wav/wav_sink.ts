@@ -275,6 +275,10 @@ class WavSink implements SinkStage {
   #firstTick = 0;
   #drainWaiters: (() => void)[] = [];
   #failed: unknown;
+  /** What made a file operation fail (the error #failed was made from). */
+  #failedCause: unknown;
+  /** True while start() waits for the header's write. */
+  #starting = false;
   #ending: Promise<void> | undefined;
   // Counters.
   #frames = 0;
@@ -412,6 +416,24 @@ class WavSink implements SinkStage {
     } else if (this.#opts.format === "g711" && this.#wantCodec) {
       this.#setSpec(this.#g711Spec(this.#wantCodec), memory);
     }
+    if (this.#spec && !this.#headerOnDisk) {
+      // The header queued (a file on disk): its write is part of the start, so that a file that cannot hold even its
+      // header (a full disk) fails the start, and a call is refused rather than answered and hung up.
+      this.#starting = true;
+      try {
+        await this.#chain;
+      } finally {
+        this.#starting = false;
+      }
+      const e = this.#failedCause;
+      if (this.#failed) {
+        throw new Error(
+          `wav-sink: ${this.#path}: cannot create the recording: cannot write its header: ${errorMessage(e)}${
+            fileErrorHint(e)
+          }; the empty file is removed`,
+        );
+      }
+    }
     // The header ticks start with the first data (before it, a tick has nothing to write), on the grid they would
     // have had from the start: a recording that receives nothing (a call without RTP) costs no timer.
     this.#firstTick = rc.clock.now() + this.#opts.header_interval_ms;
@@ -468,7 +490,7 @@ class WavSink implements SinkStage {
       } catch (e) {
         // Nothing valid in it: the empty (or cut) file is removed rather than left behind as a broken WAV.
         this.#failed = new Error(
-          `wav-sink: ${this.#path}: cannot write the header: ${errorMessage(e)}${
+          `wav-sink: ${this.#path}: cannot create the recording: cannot write its header: ${errorMessage(e)}${
             fileErrorHint(e)
           }; the empty file is removed`,
         );
@@ -638,13 +660,14 @@ class WavSink implements SinkStage {
       try {
         await step();
       } catch (e) {
+        this.#failedCause = e;
         if (e instanceof FileRemoved) {
           this.#removed = true;
           this.#created = false;
         }
         this.#failed = this.#writeError(e);
         await this.#salvage();
-        this.#rc?.fail(this.#failed);
+        if (!this.#starting) this.#rc?.fail(this.#failed); // a failure in start() is start()'s error
         this.#wakeDrainWaiters();
       }
     });
