@@ -153,7 +153,11 @@ function errorMessage(e: unknown): string {
  * I/O threads), except in a directory on a memory file system (tmpfs), where it
  * is created and given its header synchronously: no disk to wait for there, and
  * two thread hops fewer per recording. A chain that is not real-time creates it
- * synchronously.
+ * synchronously. Either way `start()` resolves once the file holds its header
+ * (when the format is known by then), and rejects with `cannot create the
+ * recording` and the reason when it cannot be created or cannot hold its header
+ * (a full disk): a call's chains start before it is answered, so such a call is
+ * refused rather than answered and hung up.
  *
  * Writing never blocks the chain: `write` copies the samples into 64 KB memory
  * chunks and file writes run asynchronously, one at a time, when 64 KB are
