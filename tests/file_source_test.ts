@@ -276,6 +276,42 @@ Deno.test("file-source: a file to decode in memory larger than MAX_DECODED_FILE_
   );
 });
 
+Deno.test({
+  name:
+    "file-source: a file decoded once is not decoded again while unchanged (a greeting per call); changed, emptied or replaced by garbage it is read afresh, with its error",
+  ignore: !HAVE_FFMPEG,
+  async fn() {
+    const s = noise(8000, 5);
+    const aiff = await encode(await wavOf(1, 8000, s), "aiff");
+    const path = join(dir, "greeting.aiff");
+    await Deno.copyFile(aiff, path);
+    const first = await decodeAudioFile(path);
+    const again = await decodeAudioFile(path);
+    ok(again.samples === first.samples, "the same samples: not decoded again");
+    // Two chains play the shared samples: what one's consumer does to its frames does not reach the other.
+    const t = testContext();
+    t.ctx.emit = (f) => {
+      (f as PcmFrame).samples.fill(0);
+      return true;
+    };
+    const one = await createStage<SourceStage>(fileSource, { path }, t.ctx);
+    one.negotiate!(undefined);
+    await one.run(t.ctx);
+    deepEqual(Array.from((await readAll({ path })).samples), Array.from(s));
+    deepEqual(Array.from((await decodeAudioFile(path)).samples), Array.from(s));
+    // Changed between two calls: decoded afresh.
+    const shorter = await encode(await wavOf(1, 8000, s.subarray(0, 4000)), "aiff");
+    await Deno.copyFile(shorter, path);
+    deepEqual(Array.from((await readAll({ path })).samples), Array.from(s.subarray(0, 4000)));
+    await Deno.writeFile(path, new Uint8Array(0));
+    await rejects(readAll({ path }), /greeting\.aiff: empty file/);
+    await Deno.writeFile(path, new Uint8Array(3000).map((_, i) => (i * 7919) & 0xff));
+    await rejects(readAll({ path }), /greeting\.aiff: unrecognized audio format/);
+    await Deno.copyFile(aiff, path);
+    deepEqual(Array.from((await readAll({ path })).samples), Array.from(s));
+  },
+});
+
 Deno.test("file-source: cleanup", async () => {
   await Deno.remove(dir, { recursive: true });
 });

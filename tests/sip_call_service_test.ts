@@ -31,6 +31,7 @@ import {
   SipUserAgent,
 } from "../plugins/sip/mod.ts";
 import { sipControl } from "../plugins/sip/control.ts";
+import { wavHeader } from "../plugins/wav/wav_format.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
 const SERVER = { hostname: "10.0.0.2", port: 5062 };
@@ -955,6 +956,55 @@ Deno.test("call service: an offer the call's media cannot use is refused before 
   }
 });
 
+Deno.test("call service: a call whose recording cannot be created is refused before answering (500 with a Warning saying why, no 200, no BYE); other calls are answered and recorded", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-norec-" });
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: `${root}/\${call.id}/rec.wav` },
+    ],
+  });
+  try {
+    const peer = rawPeer(h);
+    const sdp = offer();
+    // A directory where the file goes; a file where its directory goes.
+    await Deno.mkdir(`${root}/${sanitizeFileComponent("dir-in-place")}/rec.wav`, { recursive: true });
+    await Deno.writeTextFile(`${root}/${sanitizeFileComponent("file-in-place")}`, "not a directory");
+    for (const callId of ["dir-in-place", "file-in-place", "fine"]) {
+      peer.send({ method: "INVITE", callId, seq: 1, sdp });
+    }
+    const final = (callId: string) => peer.got.find((r) => getCallId(r) === callId && r.status >= 200);
+    await settleUntil(h.clock, () => ["dir-in-place", "file-in-place", "fine"].every(final), "final responses");
+    const cases: [string, RegExp][] = [
+      ["dir-in-place", /a directory is in the file's place/],
+      ["file-in-place", /exists but is not a directory/],
+    ];
+    for (const [callId, why] of cases) {
+      assertEquals(peer.answers(callId, 1, "INVITE").filter((a) => !a.startsWith("1")), [
+        "500 Server Internal Error (the recording could not be created)",
+      ], callId);
+      const warning = final(callId)!.headers.get("Warning") ?? "";
+      assertMatch(warning, /^399 voxpipe "the recording could not be created: /, callId);
+      assertMatch(warning, why, callId);
+      assert(!warning.includes(root), `the peer is not told where our files are: ${warning}`);
+    }
+    assertEquals(peer.answers("fine", 1, "INVITE").at(-1), "200 OK");
+    await h.advance(2000);
+    assertEquals(peer.requests.filter((r) => r.method === "BYE").length, 0, "no BYE");
+    assertEquals(h.events.filter((e) => e.type === "answered").map((e) => e.call.id), [sanitizeFileComponent("fine")]);
+    const errors = h.out.lines.filter((l) => l.includes("ERROR"));
+    assertEquals(errors.length, 2, errors.join("\n"));
+    assert(errors.every((l) => l.includes(root)), "the log names the file");
+    assert((await Deno.stat(`${root}/${sanitizeFileComponent("fine")}/rec.wav`)).isFile, "the good call records");
+  } finally {
+    await h.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("call service: a re-INVITE that would change the media gets 488 and the call goes on unchanged; a session refresh or no offer gets 200 with our SDP", async () => {
   const h = await start();
   try {
@@ -1128,5 +1178,106 @@ Deno.test("call service: with its media ports used up, a call gets 503 with Retr
     }
   } finally {
     await h.close();
+  }
+});
+
+Deno.test("call service: a call whose recording cannot hold even its header (a full disk) is refused with 503 and Retry-After, not answered", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-fullrec-" });
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+      { use: "jitter-buffer", ptime: "${ptime}" },
+      { use: "g711-decoder" },
+      { use: "wav-sink", path: `${root}/rec/\${call.id}.wav` },
+    ],
+  });
+  // Every file write fails as on a full disk (creating the file itself takes no data block).
+  const write = Deno.FsFile.prototype.write, writeSync = Deno.FsFile.prototype.writeSync;
+  const full = () => Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+  Deno.FsFile.prototype.write = () => Promise.reject(full());
+  Deno.FsFile.prototype.writeSync = () => {
+    throw full();
+  };
+  try {
+    const peer = rawPeer(h);
+    peer.send({ method: "INVITE", callId: "full", seq: 1, sdp: offer() });
+    const final = () => peer.got.find((r) => getCallId(r) === "full" && r.status >= 200);
+    await settleUntil(h.clock, () => final() !== undefined, "the final response");
+    assertEquals(peer.answers("full", 1, "INVITE").filter((a) => !a.startsWith("1")), [
+      "503 Service Unavailable (the recording could not be created)",
+    ]);
+    assertEquals(final()!.headers.get("Retry-After"), "60");
+    const warning = final()!.headers.get("Warning") ?? "";
+    assertMatch(
+      warning,
+      /^399 voxpipe "the recording could not be created: cannot write its header: No space left on device/,
+    );
+    assert(!warning.includes(root), `the peer is not told where our files are: ${warning}`);
+    assertEquals([...Deno.readDirSync(`${root}/rec`)], [], "no empty, invalid WAV left behind");
+  } finally {
+    Deno.FsFile.prototype.write = write;
+    Deno.FsFile.prototype.writeSync = writeSync;
+    await h.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("call service: a greeting file emptied, replaced by garbage or removed between calls refuses each new call (500, the Warning naming the file and what is wrong); truncated, it plays what is there; restored, calls are answered again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-greeting-" });
+  const greeting = `${root}/greeting.wav`;
+  const samples = new Uint8Array(16000); // 1 s of 8 kHz 16-bit silence
+  const good = new Uint8Array([
+    ...wavHeader({ encoding: "pcm16", sampleRate: 8000, channels: 1, dataBytes: 16000 }),
+    ...samples,
+  ]);
+  await Deno.writeFile(greeting, good);
+  const h = await start({}, {
+    receive: [
+      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+      { use: "null-sink" },
+    ],
+    greeting: [{ use: "file-source", path: greeting }, { use: "null-sink" }],
+  });
+  try {
+    const peer = rawPeer(h);
+    const sdp = offer();
+    const cases: [string, Uint8Array | undefined, string, RegExp | undefined][] = [
+      ["good", good, "200 OK", undefined],
+      ["emptied", new Uint8Array(0), "500 Server Internal Error (media could not start)", /greeting\.wav: empty file/],
+      [
+        "garbage",
+        new Uint8Array(4000).map((_, i) => (i * 7919) & 0xff),
+        "500 Server Internal Error (media could not start)",
+        /greeting\.wav: unrecognized audio format/,
+      ],
+      ["removed", undefined, "500 Server Internal Error (media could not start)", /greeting\.wav: cannot open/],
+      ["truncated", good.subarray(0, 44 + 1000), "200 OK", undefined],
+      ["restored", good, "200 OK", undefined],
+    ];
+    for (const [callId, bytes, answer, why] of cases) {
+      if (bytes) await Deno.writeFile(greeting, bytes);
+      else await Deno.remove(greeting);
+      peer.send({ method: "INVITE", callId, seq: 1, sdp });
+      const final = () => peer.got.find((r) => getCallId(r) === callId && r.status >= 200);
+      await settleUntil(h.clock, () => final() !== undefined, `the final response to ${callId}`);
+      assertEquals(peer.answers(callId, 1, "INVITE").filter((a) => !a.startsWith("1")), [answer], callId);
+      if (why) {
+        const warning = final()!.headers.get("Warning") ?? "";
+        assertMatch(warning, why, callId);
+        assert(!warning.includes(root), `the peer is not told where our files are: ${warning}`);
+      }
+    }
+    await h.advance(500);
+    assertEquals(peer.requests.filter((r) => r.method === "BYE").length, 0, "no call answered then hung up");
+    const errors = h.out.lines.filter((l) => l.includes("ERROR"));
+    assertEquals(errors.length, 3, errors.join("\n"));
+    assert(errors.every((l) => l.includes(greeting)), "the log names the file");
+    assert(
+      h.out.lines.some((l) => /WARN .*greeting\.wav: data chunk declares 16000 bytes but the file holds 1000/.test(l)),
+    );
+  } finally {
+    await h.close();
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -15,6 +15,8 @@ import { canonicalHost, formatHostPort, isLoopbackAddress, parseHostPort, sameAd
 import type { DatagramSocket, SendListener } from "../core/net/datagram.ts";
 import { parsePortRange, PortAllocator } from "../core/net/ports.ts";
 import { udpNetwork } from "../core/net/udp.ts";
+import { MemoryNetwork } from "../core/net/memory.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
 import { Session } from "../core/session.ts";
 import { udpSink, type UdpSinkOptions, udpSinkOptions, UdpSinkStage } from "../plugins/udp/udp_sink.ts";
 import { udpSource } from "../plugins/udp/udp_source.ts";
@@ -761,4 +763,56 @@ Deno.test("udp-sink: refuses pcm frames with a hint", () => {
   const { sink } = pacedSink();
   const pcm = { kind: "pcm", samples: new Int16Array(1), sampleRate: 8000, channels: 1, pts: 0 } as Frame;
   assert.throws(() => sink.write(pcm), /rtp-packetizer/);
+});
+
+Deno.test("udp-source: the peer's port closed mid-stream (ICMP port unreachable for what the session sends): said once at info, counted, the stream goes on and ends at its timeout", async () => {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  const session = new Session({ id: "icmp", clock, net });
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "debug", outputs: [out] });
+  const peerAddr = "10.0.0.1:40000";
+  const t = testContext({ session });
+  const ctx = { ...t.ctx, log };
+  const src = await createStage<SourceStage>(
+    udpSource,
+    { bind: "10.0.0.2", port: 30000, peer: peerAddr, timeout: 1 },
+    ctx,
+  );
+  const running = src.run(ctx);
+  const sink = await createStage<SinkStage>(
+    udpSink,
+    { to: peerAddr, bind: "10.0.0.2", local_port: 30000, pace: false },
+    ctx,
+  );
+  await sink.start!(ctx);
+  const peer = net.bind("10.0.0.1", 40000);
+  const got: number[] = [];
+  peer.listen((d) => void got.push(d[0]));
+  const to = { hostname: "10.0.0.2", port: 30000 };
+  // The peer sends and receives for 200 ms, then closes its port; we go on sending for 500 ms into ICMP errors.
+  for (let k = 0; k < 35; k++) {
+    if (k < 10) peer.post(new Uint8Array([k]), to);
+    if (k === 10) await peer.close();
+    sink.write({ kind: "packet", data: new Uint8Array([k]) });
+    await clock.advanceAsync(20);
+  }
+  assert.equal(got.length, 10, "the peer got what was sent while it listened");
+  assert.equal(t.out.length, 10, "what the peer sent was received");
+  const s = src.stats!();
+  assert.equal(s.port_unreachable, 25, "every datagram sent into the closed port is counted");
+  assert.equal(s.receive_errors, 25);
+  const said = out.lines.filter((l) => /port unreachable/i.test(l));
+  assert.equal(said.length, 1, `said once:\n${said.join("\n")}`);
+  assert.match(said[0], /INFO .*the peer's port 10\.0\.0\.1:40000 is closed \(ICMP port unreachable/);
+  assert.match(said[0], /ends after 1 s without packets/);
+  assert.deepEqual(t.errors, [], "no chain failure");
+  // No datagram from the peer since t = 200 ms: the stream ends at its timeout (no crash, no spin).
+  await clock.advanceAsync(1000);
+  await running;
+  assert.ok(t.events.some((e) => e.type === "timeout"), "timeout event");
+  await sink.end!();
+  await sink.close?.();
+  await src.close?.();
+  await t.release();
 });

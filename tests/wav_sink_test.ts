@@ -194,7 +194,9 @@ for (const [mode, realtime] of MODES) {
     const sink = await createStage<SinkStage>(wavSink, { path: join(blocker, "x.wav") }, ctx);
     sink.negotiate!({ kind: "pcm", sampleRate: 8000, channels: 1 });
     await rejects(Promise.resolve(sink.start!(ctx)), (e: Error) => {
-      ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create: `), e.message);
+      ok(e.message.startsWith(`wav-sink: ${join(blocker, "x.wav")}: cannot create the recording: `), e.message);
+      // What is wrong, in words: not mkdir's "File exists".
+      ok(e.message.includes(`${blocker} exists but is not a directory`), e.message);
       return true;
     });
   });
@@ -873,3 +875,66 @@ for (const [mode, realtime] of MODES) {
     }
   });
 }
+
+Deno.test("wav-sink: the recording directory removed mid-recording: one error naming the file at the next header tick, saying the audio is lost; a recording started after makes the directory again; one in another directory goes on", async () => {
+  const root = await Deno.makeTempDir({ prefix: "voxpipe-wavgone-" });
+  try {
+    const fmt = { kind: "pcm" as const, sampleRate: 8000, channels: 1 };
+    const gone = join(root, "gone", "call.wav"), kept = join(root, "kept", "call.wav");
+    const a = await openSink({ path: gone }, fmt, true);
+    const b = await openSink({ path: kept }, fmt, true);
+    const all = ramp(8000 * 3, 9);
+    const feed = (s: typeof a, from: number, to: number) => {
+      for (let pts = from; pts < to; pts += 160) s.sink.write(pcm(all.slice(pts, pts + 160), pts));
+    };
+    feed(a, 0, 8000);
+    feed(b, 0, 8000);
+    a.clock.advance(1000);
+    b.clock.advance(1000);
+    await a.sink.control!("sync");
+    await b.sink.control!("sync");
+    equal(a.errors.length, 0);
+    await Deno.remove(join(root, "gone"), { recursive: true }); // as `rm -rf` does, root or not
+    feed(a, 8000, 16000);
+    feed(b, 8000, 16000);
+    a.clock.advance(1000);
+    b.clock.advance(1000);
+    await a.sink.control!("sync");
+    await b.sink.control!("sync");
+    equal(a.errors.length, 1, "the chain is failed once");
+    const message = (a.errors[0] as Error).message;
+    ok(message.includes(gone), `the error names the file: ${message}`);
+    ok(message.includes("was removed while recording"), message);
+    ok(message.includes("1.00 s written to it are lost"), message);
+    equal(a.sink.stats!().created, false);
+    equal(a.sink.stats!().pending_bytes, 0, "nothing more is buffered for a file nobody can read");
+    await rejects(async () => await a.sink.end!(), (e: unknown) => e === a.errors[0]);
+    equal(a.errors.length, 1);
+    // The other recording is untouched and complete.
+    feed(b, 16000, 24000);
+    await b.sink.end!();
+    equal(b.errors.length, 0);
+    deepEqual(
+      samplesOf(checkHeader(await Deno.readFile(kept), { tag: 1, bits: 16, rate: 8000, channels: 1 }).data),
+      all,
+    );
+    // Removed after the last tick: found by end().
+    const late = join(root, "late.wav");
+    const d = await openSink({ path: late }, fmt, true);
+    feed(d, 0, 800);
+    await Deno.remove(late);
+    await rejects(async () => await d.sink.end!(), (e: Error) => e.message.includes(`${late}: the file was removed`));
+    equal(d.errors.length, 1);
+    // The next call's recording in the removed directory makes it again.
+    const c = await openSink({ path: gone }, fmt, true);
+    feed(c, 0, 800);
+    await c.sink.end!();
+    equal(c.errors.length, 0);
+    deepEqual(
+      samplesOf(checkHeader(await Deno.readFile(gone), { tag: 1, bits: 16, rate: 8000, channels: 1 }).data),
+      all.slice(0, 800),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

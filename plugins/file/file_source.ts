@@ -102,6 +102,10 @@ export const MAX_DECODED_FILE_BYTES = 256 * 1024 * 1024;
  * Decodes a whole audio file to interleaved 16-bit PCM in memory with
  * `audio-decode`. The first call takes 50–100 ms (WebAssembly set-up).
  *
+ * A file decoded before and unchanged since (same device, inode, size and modification time) gives the same samples
+ * again without decoding (up to 64 MiB of samples are kept, the least recently used dropped first): the samples are
+ * shared, so they must not be written to.
+ *
  * @param path file to decode
  * @param who stage name for error messages
  * @throws Error `<who>: <path>: <reason>` for unreadable, unknown, corrupt or empty files, what is not a regular
@@ -112,8 +116,62 @@ export const MAX_DECODED_FILE_BYTES = 256 * 1024 * 1024;
  * ```
  */
 export async function decodeAudioFile(path: string, who = "file-source"): Promise<DecodedAudio> {
-  const fail = (reason: string) => new Error(`${who}: ${path}: ${reason}`);
   const info = await statRegularFile(path, who);
+  // The same file, unchanged since it was decoded (a call server's greeting, decoded for every call before: a 20 s
+  // MP3 held the event loop, and so every call's audio, 35 ms per new call here; a 10-minute one 1.5 s): its samples
+  // again, shared (frames are read-only downstream). Changed, replaced or removed, it is read afresh.
+  const stamp = info.mtime ? `${info.dev}:${info.ino}:${info.size}:${info.mtime.getTime()}` : undefined;
+  const hit = stamp ? decoded.get(path) : undefined;
+  if (hit && hit.stamp === stamp) {
+    decoded.delete(path); // most recently used last
+    decoded.set(path, hit);
+    return hit.audio;
+  }
+  if (hit) forget(path);
+  const audio = decodeFile(path, who, info);
+  if (!stamp || info.size > DECODED_CACHE_BYTES) return audio;
+  // Kept while it decodes, so that calls arriving together decode it once; a failure is not kept.
+  const entry: CachedDecode = { stamp, audio, bytes: 0 };
+  decoded.set(path, entry);
+  try {
+    const a = await audio;
+    if (decoded.get(path) !== entry) return a; // dropped (or replaced by a newer file) meanwhile
+    entry.bytes = a.samples.byteLength;
+    decodedBytes += entry.bytes;
+    if (entry.bytes > DECODED_CACHE_BYTES) forget(path);
+    for (const [p] of decoded) {
+      if (decodedBytes <= DECODED_CACHE_BYTES) break;
+      forget(p);
+    }
+    return a;
+  } catch (e) {
+    if (decoded.get(path) === entry) forget(path);
+    throw e;
+  }
+}
+
+/** A decoded file kept by {@linkcode decodeAudioFile}: its stat stamp, its samples (or their decode), their size. */
+interface CachedDecode {
+  stamp: string;
+  audio: Promise<DecodedAudio>;
+  bytes: number;
+}
+
+/** Decoded files by path, least recently used first, at most {@linkcode DECODED_CACHE_BYTES} of samples in all. */
+const decoded = new Map<string, CachedDecode>();
+let decodedBytes = 0;
+/** Bytes of decoded samples kept for the next chains that play the same files (a minute of 44.1 kHz stereo: 10 MB). */
+const DECODED_CACHE_BYTES = 64 * 1024 * 1024;
+
+function forget(path: string): void {
+  const e = decoded.get(path);
+  if (!e) return;
+  decoded.delete(path);
+  decodedBytes -= e.bytes;
+}
+
+async function decodeFile(path: string, who: string, info: Deno.FileInfo): Promise<DecodedAudio> {
+  const fail = (reason: string) => new Error(`${who}: ${path}: ${reason}`);
   if (info.size > MAX_DECODED_FILE_BYTES) {
     throw fail(
       `${info.size} bytes, more than the ${MAX_DECODED_FILE_BYTES} bytes (256 MiB) ${who} decodes in memory: ` +
@@ -305,7 +363,7 @@ export default definePlugin({
             rc.realtimeSink,
             sync,
           )
-          : new MemoryPcmReader(mem!.samples, channels, perFrame, options.loop);
+          : new MemoryPcmReader(mem!.samples, channels, perFrame, options.loop, true);
         try {
           await emitPcmFrames(rc, { sampleRate, channels }, reader, counters);
         } finally {

@@ -70,8 +70,11 @@ export class LocalCallMedia {
 
   /**
    * Builds every template for the call (`${t}#${n}`), then, unless `ended()` says the call ended meanwhile, starts
-   * them all, telling `hooks` when a chain ends or times out, and each DTMF digit received. Throws (after stopping
-   * what was built) on a build error. Returns the chains started (none when the call ended first).
+   * them all, telling `hooks` when a chain ends or times out, and each DTMF digit received. Resolves once every
+   * chain's stages have started (a recording's file is created, sockets bound, devices opened), so that an incoming
+   * call is answered only when its media can run. Throws (after stopping what was built) on a build error, or on a
+   * stage that failed to start (its chain's error: then `hooks` hear of no chain's end). Returns the chains started
+   * (none when the call ended first).
    */
   async start(
     templates: string[],
@@ -96,17 +99,45 @@ export class LocalCallMedia {
       if (typeof d?.digit !== "string") return;
       hooks.dtmf({ digit: d.digit, durationMs: typeof d.duration_ms === "number" ? d.duration_ms : 0 });
     });
+    // What the chains tell while they start is held until all have started: passed on then, dropped when one failed
+    // to start (the start's error says it all).
+    let held: (() => void)[] | undefined = [];
+    let dropped = false;
+    const tell = (f: () => void) => {
+      if (held) held.push(f);
+      else if (!dropped) f();
+    };
+    let waiting = this.pipelines.length;
+    const allStarted = Promise.withResolvers<void>();
+    let startError: Error | undefined;
     const started: StartedChain[] = [];
     for (const p of this.pipelines) {
       const chain = { name: p.name, template: templateOf(p.name) };
+      let up = false;
+      p.on("error", (ev) => {
+        if (!up) startError ??= ev.detail as Error;
+      });
+      p.on("started", () => {
+        up = true;
+        if (--waiting === 0) allStarted.resolve();
+      });
       p.on("ended", (ev) => {
         const r = ev.detail as PipelineResult;
-        hooks.ended(chain, r.reason, r.error?.message);
+        tell(() => hooks.ended(chain, r.reason, r.error?.message));
       });
-      p.on("timeout", () => hooks.timeout(chain));
+      p.on("timeout", () => tell(() => hooks.timeout(chain)));
       started.push({ ...chain, sink: p.labels.at(-1) });
       p.start();
     }
+    if (waiting > 0) await allStarted.promise;
+    const h = held;
+    held = undefined;
+    if (startError) {
+      dropped = true;
+      await this.stop();
+      throw startError;
+    }
+    for (const f of h) f();
     return started;
   }
 

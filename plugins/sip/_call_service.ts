@@ -7,6 +7,7 @@
  */
 import type { IncomingDecision } from "../../core/calls.ts";
 import { getCSeq, type SipRequest, type SipResponse } from "./message.ts";
+import { quote } from "./syntax.ts";
 import type { SipMessageEvent } from "./transport.ts";
 
 const pad = (n: number, w = 2) => String(n).padStart(w, "0");
@@ -114,3 +115,33 @@ export function checkRejectStatus(status: number): void {
 
 /** DTMF digits a call service accepts. */
 export const DTMF_DIGITS: RegExp = /^[0-9*#A-Da-d]+$/;
+
+/** The `Retry-After` (s) of a 503 for a call refused because its media's disk is full. */
+const FULL_DISK_RETRY_S = 60;
+
+/** At most this many characters of a media failure go into a `Warning` header. */
+const WARNING_MAX = 240;
+
+/**
+ * The final response refusing an incoming call whose media could not start (`error`, the chain's error): `503
+ * Service Unavailable` with `Retry-After` when the disk is full (another server, or this one later, may take the
+ * call), else `500 Server Internal Error`; either with a `Warning` (399) saying what failed. The peer is not told
+ * where our files are: each absolute path in the text is cut to its last component.
+ */
+export function mediaFailureResponse(error: string): { status: number; reason: string; headers: [string, string][] } {
+  const full = /No space left on device|Disk quota exceeded|ENOSPC|EDQUOT/i.test(error);
+  const create = /wav-sink: .*?: cannot create the recording: (.*)$/s.exec(error);
+  const what = create ? "the recording could not be created" : "media could not start";
+  let text = `${what}: ${
+    (create?.[1] ?? error).replace(/(?:\/[^\s/'"`:;,()<>]+)+\/?/g, (p) => p.replace(/\/$/, "").replace(/^.*\//, ""))
+  }`;
+  if (text.length > WARNING_MAX) text = `${text.slice(0, WARNING_MAX - 3)}...`;
+  const warning: [string, string] = ["Warning", `399 voxpipe ${quote(text)}`];
+  return full
+    ? {
+      status: 503,
+      reason: `Service Unavailable (${what})`,
+      headers: [["Retry-After", String(FULL_DISK_RETRY_S)], warning],
+    }
+    : { status: 500, reason: `Server Internal Error (${what})`, headers: [warning] };
+}

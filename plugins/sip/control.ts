@@ -64,6 +64,7 @@ import {
   dialTarget,
   DTMF_DIGITS,
   hostPortOf,
+  mediaFailureResponse,
   messageDetail,
   uriOf,
 } from "./_call_service.ts";
@@ -985,6 +986,13 @@ class SipController implements Controller {
     if (!s || call.state === "ended") return;
     s.why = why;
     if (error) s.error = error;
+    if (error && (call.state === "incoming" || call.state === "ringing")) {
+      // Not answered yet (its chains start before the answer): refused with the failure, not declined.
+      const r = mediaFailureResponse(error);
+      this.#log.info(`refusing the call (${r.status}): ${why}`, { call: call.callId });
+      (call as IncomingCall).reject(r.status, r.reason, r.headers);
+      return;
+    }
     this.#log.info(`hanging up: ${why}`, { call: call.callId });
     const p = call.hangup().catch((e) => this.#log.warn(`hangup failed: ${errText(e)}`, { call: call.callId }));
     this.#hangups.add(p);
@@ -1024,7 +1032,7 @@ class SipController implements Controller {
     const recordings: { path: string; seconds: number }[] = [];
     for (const r of results) {
       const sink = r.stats.at(-1)?.extra;
-      if (typeof sink?.path === "string" && typeof sink.duration_s === "number") {
+      if (typeof sink?.path === "string" && typeof sink.duration_s === "number" && sink.created !== false) {
         recordings.push({ path: sink.path, seconds: Math.round(sink.duration_s * 1000) / 1000 });
       }
     }
@@ -1309,6 +1317,7 @@ class SipController implements Controller {
       return;
     }
     let answer: string;
+    let agreed: NegotiatedAudio;
     try {
       answer = createAnswer(call.offer!, {
         address: alloc.address,
@@ -1320,7 +1329,8 @@ class SipController implements Controller {
       });
       // What the call's media will read once answered, read now: an offer it cannot use is refused, not answered
       // and then hung up.
-      this.#checkMedia(call.mediaWith(answer, this.#ctx.codecs), call);
+      agreed = call.mediaWith(answer, this.#ctx.codecs);
+      this.#checkMedia(agreed, call);
     } catch (e) {
       await alloc.media.stop();
       const status = e instanceof SdpError ? e.status : 488;
@@ -1333,11 +1343,27 @@ class SipController implements Controller {
     }
     const media = alloc.media;
     state.media = media;
+    // The chains start before the answer: a recording that cannot be created (a stage that cannot start) refuses the
+    // INVITE with a final error, where answering first made a call of no time, hung up at once.
+    const starting = this.#startMedia(call, media, this.#variables(call, alloc.pair, alloc.address, agreed, n));
+    state.starting = starting.catch(() => {});
+    try {
+      await starting;
+    } catch (e) {
+      if (ended(call)) return;
+      const r = mediaFailureResponse(errText(e));
+      state.why = `media could not start: ${errText(e)}`;
+      state.error = errText(e);
+      this.#log.error(`cannot answer: the call's media could not start: ${errText(e)}: ${r.status}`, {
+        call: call.callId,
+      });
+      call.reject(r.status, r.reason, r.headers);
+      return;
+    }
+    if (ended(call)) return; // cancelled while its chains started: #finish stops them
     call.accept(answer);
     this.#answered(call, state);
     state.accepted?.resolve();
-    state.starting = this.#startCallMedia(call, media, alloc, n);
-    await state.starting;
   }
 
   /**

@@ -45,7 +45,11 @@ import {
   resolveHost,
   sameAddress,
 } from "../../core/net/address.ts";
+import { PortUnreachableError } from "../../core/net/datagram.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
+
+/** Receive errors (other than a closed peer port) logged per chain, at debug level; the rest are counted. */
+const ERRORS_LOGGED = 3;
 
 export { udpSource, type UdpSourceOptions };
 
@@ -66,7 +70,7 @@ export async function createUdpSource(opts: UdpSourceOptions, sctx: StageContext
   const timeoutMs = opts.timeout * 1000;
   /** How long to wait for the first datagram (ms; 0: forever). */
   const firstTimeoutMs = opts.first_timeout > 0 ? opts.first_timeout * 1000 : timeoutMs;
-  let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0;
+  let packets = 0, bytes = 0, foreignDropped = 0, oversizeDropped = 0, receiveErrors = 0, portUnreachable = 0;
   let lastArrival: number | undefined;
   /** Without a peer: the sender on probation and how many datagrams in a row came from it. */
   let candidate: HostPort | undefined;
@@ -95,6 +99,7 @@ export async function createUdpSource(opts: UdpSourceOptions, sctx: StageContext
       foreign_dropped: foreignDropped,
       oversize_dropped: oversizeDropped,
       receive_errors: receiveErrors,
+      port_unreachable: portUnreachable,
     }),
 
     run(ctx: RunContext): Promise<void> {
@@ -214,7 +219,25 @@ export async function createUdpSource(opts: UdpSourceOptions, sctx: StageContext
           },
           onError: (e) => {
             receiveErrors++;
-            ctx.log.debug(`receive error: ${(e as Error).message}`);
+            if (e instanceof PortUnreachableError) {
+              // What this socket sends (a call's RTP, its RTCP) reaches a closed port: the peer's end has gone, or
+              // not started yet. Said once per chain; then counted. The chain goes on: datagrams that come are
+              // taken, and `timeout` ends it when none do.
+              if (++portUnreachable === 1) {
+                const to = e.to ? ` ${formatHostPort(e.to)}` : "";
+                ctx.log.info(
+                  `the peer's port${to} is closed (ICMP port unreachable for what we send there; counted, not ` +
+                    `logged again: port_unreachable)${
+                      opts.timeout > 0 ? `; the stream ends after ${opts.timeout} s without packets` : ""
+                    }`,
+                );
+              }
+              return;
+            }
+            // Logged for the first few only: an error a socket reports for every datagram would flood the log.
+            if (receiveErrors - portUnreachable <= ERRORS_LOGGED) {
+              ctx.log.debug(`receive error: ${(e as Error).message}`);
+            }
           },
           onFatal: (e) => {
             receiveErrors++;

@@ -162,6 +162,7 @@ export class MemoryPcmReader implements PcmChunkReader {
   readonly #samples: Int16Array;
   readonly #frameLen: number;
   readonly #loop: boolean;
+  readonly #shared: boolean;
   #pos = 0;
   /** Times the reader went back to the start. */
   loops = 0;
@@ -173,9 +174,12 @@ export class MemoryPcmReader implements PcmChunkReader {
    * @param channels channel count
    * @param frameSamples samples per channel per frame
    * @param loop restart at the beginning when the end is reached
+   * @param shared the samples are shared with other readers (a decoded file kept for the next chain): each frame is
+   *   then a copy, which its caller may keep or modify without changing what the others read
    */
-  constructor(samples: Int16Array, channels: number, frameSamples: number, loop: boolean) {
+  constructor(samples: Int16Array, channels: number, frameSamples: number, loop: boolean, shared = false) {
     this.#samples = samples;
+    this.#shared = shared;
     this.#frameLen = frameSamples * channels;
     this.#loop = loop && samples.length > 0;
   }
@@ -185,8 +189,10 @@ export class MemoryPcmReader implements PcmChunkReader {
     const src = this.#samples;
     if (!this.#loop) {
       if (this.#pos >= src.length) return null;
-      // Each region is handed out once: a view, no copy (the caller may keep or modify it).
-      const out = src.subarray(this.#pos, this.#pos + this.#frameLen);
+      // Each region is handed out once: a view, no copy (the caller may keep or modify it), unless other readers
+      // read the same samples.
+      const end = this.#pos + this.#frameLen;
+      const out = this.#shared ? src.slice(this.#pos, end) : src.subarray(this.#pos, end);
       this.#pos += out.length;
       return out;
     }

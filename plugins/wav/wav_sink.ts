@@ -97,6 +97,9 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }
 
+/** The file being written is in no directory any more (nlink 0): thrown by a header tick, reported by #writeError. */
+class FileRemoved extends Error {}
+
 /** What to do about a file error, by its `code` (empty when there is nothing more to say than its message). */
 function fileErrorHint(e: unknown): string {
   switch ((e as { code?: unknown } | null)?.code) {
@@ -106,6 +109,13 @@ function fileErrorHint(e: unknown): string {
       return " (the disk quota is used up: free space or raise the quota)";
     case "EROFS":
       return " (the file system is read-only)";
+    case "EACCES":
+    case "EPERM":
+      return " (permission denied: let the user voxpipe runs as write there, or record elsewhere)";
+    case "EISDIR":
+      return " (a directory is in the file's place: remove it, or name another file)";
+    case "ENOTDIR":
+      return " (a file is in the place of one of its directories: remove it, or record elsewhere)";
     default:
       return "";
   }
@@ -143,7 +153,11 @@ function errorMessage(e: unknown): string {
  * I/O threads), except in a directory on a memory file system (tmpfs), where it
  * is created and given its header synchronously: no disk to wait for there, and
  * two thread hops fewer per recording. A chain that is not real-time creates it
- * synchronously.
+ * synchronously. Either way `start()` resolves once the file holds its header
+ * (when the format is known by then), and rejects with `cannot create the
+ * recording` and the reason when it cannot be created or cannot hold its header
+ * (a full disk): a call's chains start before it is answered, so such a call is
+ * refused rather than answered and hung up.
  *
  * Writing never blocks the chain: `write` copies the samples into 64 KB memory
  * chunks and file writes run asynchronously, one at a time, when 64 KB are
@@ -164,9 +178,13 @@ function errorMessage(e: unknown): string {
  * still buffered is dropped, and the file is left a valid WAV of the samples that
  * reached it (its header rewritten with their sizes and the file cut after them,
  * which needs no room on a full disk), or removed when not even its header could
- * be written.
+ * be written. A file removed while recording (it, or its directory, deleted: what
+ * is written to it would be lost when it is closed) is found at the next header
+ * tick (one `fstat`) and ends the recording the same way, with an error saying
+ * so; a recording started after that creates the directory again.
  *
- * stats: `frames`, `samples` (per channel, from frames), `gap_samples`,
+ * stats: `path`, `created` (the file exists: false before the start, when it could not be created, or when it was
+ * removed holding no valid WAV), `frames`, `samples` (per channel, from frames), `gap_samples`,
  * `cut_samples`, `dropped_samples`, `discontinuities`, `bytes_written` (data bytes on disk),
  * `pending_bytes`, `buffer_bytes` (memory held for writing: the chunk being
  * filled, those waiting and those kept for reuse), `duration_s` (of the data
@@ -261,6 +279,10 @@ class WavSink implements SinkStage {
   #firstTick = 0;
   #drainWaiters: (() => void)[] = [];
   #failed: unknown;
+  /** What made a file operation fail (the error #failed was made from). */
+  #failedCause: unknown;
+  /** True while start() waits for the header's write. */
+  #starting = false;
   #ending: Promise<void> | undefined;
   // Counters.
   #frames = 0;
@@ -273,6 +295,10 @@ class WavSink implements SinkStage {
   #realtimeStart: number | undefined;
   #headerUpdates = 0;
   #warnedSize = false;
+  /** True while the file exists: created by start(), until removed as holding no valid WAV (or by someone else). */
+  #created = false;
+  /** The file was found removed while recording (see #checkLinked). */
+  #removed = false;
 
   constructor(path: string, opts: Options, log: Logger) {
     this.#path = path;
@@ -358,8 +384,16 @@ class WavSink implements SinkStage {
           ? Deno.openSync(this.#path, { write: true, create: true, truncate: true })
           : Deno.open(this.#path, { write: true, create: true, truncate: true })
         : this.#openNumbered(sync);
-    const mkdir = (dir: string) =>
-      sync ? Deno.mkdirSync(dir, { recursive: true }) : Deno.mkdir(dir, { recursive: true });
+    const mkdir = async (dir: string) => {
+      try {
+        if (sync) Deno.mkdirSync(dir, { recursive: true });
+        else await Deno.mkdir(dir, { recursive: true });
+      } catch (e) {
+        // mkdir says "File exists" when a file is where the directory goes.
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        throw Object.assign(new Error(`${dir} exists but is not a directory`), { code: "ENOTDIR" });
+      }
+    };
     try {
       // The directory is made once per process (a call per second to the same directory need not ask again),
       // and again when it has gone since.
@@ -376,14 +410,33 @@ class WavSink implements SinkStage {
         rememberDir(dir);
         this.#file = await open();
       }
+      this.#created = true;
     } catch (e) {
-      throw new Error(`wav-sink: ${this.#path}: cannot create: ${errorMessage(e)}${fileErrorHint(e)}`);
+      throw new Error(`wav-sink: ${this.#path}: cannot create the recording: ${errorMessage(e)}${fileErrorHint(e)}`);
     }
     // A fully known format gives a valid (empty) WAV at once.
     if (this.#opts.format === "pcm16" && this.#wantRate && this.#wantChannels) {
       this.#setSpec({ encoding: "pcm16", sampleRate: this.#wantRate, channels: this.#wantChannels }, memory);
     } else if (this.#opts.format === "g711" && this.#wantCodec) {
       this.#setSpec(this.#g711Spec(this.#wantCodec), memory);
+    }
+    if (this.#spec && !this.#headerOnDisk) {
+      // The header queued (a file on disk): its write is part of the start, so that a file that cannot hold even its
+      // header (a full disk) fails the start, and a call is refused rather than answered and hung up.
+      this.#starting = true;
+      try {
+        await this.#chain;
+      } finally {
+        this.#starting = false;
+      }
+      const e = this.#failedCause;
+      if (this.#failed) {
+        throw new Error(
+          `wav-sink: ${this.#path}: cannot create the recording: cannot write its header: ${errorMessage(e)}${
+            fileErrorHint(e)
+          }; the empty file is removed`,
+        );
+      }
     }
     // The header ticks start with the first data (before it, a tick has nothing to write), on the grid they would
     // have had from the start: a recording that receives nothing (a call without RTP) costs no timer.
@@ -441,7 +494,7 @@ class WavSink implements SinkStage {
       } catch (e) {
         // Nothing valid in it: the empty (or cut) file is removed rather than left behind as a broken WAV.
         this.#failed = new Error(
-          `wav-sink: ${this.#path}: cannot write the header: ${errorMessage(e)}${
+          `wav-sink: ${this.#path}: cannot create the recording: cannot write its header: ${errorMessage(e)}${
             fileErrorHint(e)
           }; the empty file is removed`,
         );
@@ -611,17 +664,46 @@ class WavSink implements SinkStage {
       try {
         await step();
       } catch (e) {
+        this.#failedCause = e;
+        if (e instanceof FileRemoved) {
+          this.#removed = true;
+          this.#created = false;
+        }
         this.#failed = this.#writeError(e);
         await this.#salvage();
-        this.#rc?.fail(this.#failed);
+        if (!this.#starting) this.#rc?.fail(this.#failed); // a failure in start() is start()'s error
         this.#wakeDrainWaiters();
       }
     });
     return this.#chain;
   }
 
+  /**
+   * Throws {@linkcode FileRemoved} when the file is no longer in any directory (removed, or its directory removed,
+   * while recording): what is written to it would be lost when it is closed. One `fstat` (~1 µs) at each header tick
+   * and at the end.
+   */
+  #checkLinked(): void {
+    let nlink: number | null | undefined;
+    try {
+      nlink = this.#file?.statSync().nlink;
+    } catch {
+      return; // the writes that follow report a file that cannot be used
+    }
+    if (nlink === 0) throw new FileRemoved();
+  }
+
   /** The error a failed file operation ends the recording with: the file, what failed, what was kept, what to do. */
   #writeError(e: unknown): Error {
+    if (e instanceof FileRemoved) {
+      const rate = this.#spec?.sampleRate;
+      const s = rate ? (Math.floor(this.#dataOnDisk / this.#bytesPerFrame) / rate).toFixed(2) : "0";
+      return new Error(
+        `wav-sink: ${this.#path}: the file was removed while recording (it, or its directory, was deleted): the ` +
+          `${s} s written to it are lost; the recording stops here (keep the recording directory in place while ` +
+          "calls record)",
+      );
+    }
     const rate = this.#spec?.sampleRate;
     const kept = !this.#headerOnDisk
       ? "the file is removed: it held no valid WAV yet"
@@ -640,13 +722,14 @@ class WavSink implements SinkStage {
    * the one reported).
    */
   async #salvage(): Promise<void> {
+    const removed = this.#removed;
     this.#chunks = [];
     this.#cur = NO_CHUNK;
     this.#curLen = 0;
     this.#free = [];
     this.#unwritten = 0;
     const file = this.#file;
-    if (!file) return;
+    if (!file || removed) return; // a removed file holds nothing anybody can read: no header to fix
     if (!this.#spec || !this.#headerOnDisk) {
       this.#discard();
       return;
@@ -673,6 +756,7 @@ class WavSink implements SinkStage {
     } catch { /* already closed */ }
     try {
       Deno.removeSync(this.#path);
+      this.#created = false;
     } catch { /* gone already, or not ours to remove */ }
   }
 
@@ -688,6 +772,7 @@ class WavSink implements SinkStage {
     this.#flushQueued = false;
     const header = this.#headerDue;
     this.#headerDue = false;
+    if (header) this.#checkLinked(); // before writing more into a file nobody can open
     const parts = this.#chunks;
     const lens = parts.map((p) => p.length);
     if (this.#curLen > 0) {
@@ -771,6 +856,7 @@ class WavSink implements SinkStage {
     }
     this.#flushQueued = true; // no more kicks: this is the last flush
     await this.#enqueue(async () => {
+      this.#checkLinked();
       await this.#flushNow();
       if (this.#dataOnDisk & 1) await writeAll(this.#file!, new Uint8Array(1)); // RIFF pad byte
       await this.#writeHeader(true);
@@ -805,6 +891,7 @@ class WavSink implements SinkStage {
     const rate = this.#spec?.sampleRate;
     return {
       path: this.#path,
+      created: this.#created,
       format: this.#spec
         ? `${this.#spec.encoding} ${this.#spec.sampleRate} Hz ${this.#spec.channels} ch`
         : "not yet known",
