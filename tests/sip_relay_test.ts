@@ -787,6 +787,30 @@ Deno.test("b2bua: refusals: unregistered caller 403, unknown callee 404, unregis
   }
 });
 
+Deno.test("b2bua: near the descriptor limit, a relayed call is counted as the 4 descriptors it holds (two port pairs), not as two calls that record (8)", async () => {
+  // 100 descriptors open of 204: 40 free beyond the 64 kept. INVITEs that come together are admitted before a count
+  // sees their sockets: each is taken to hold what a relayed call holds, 4, so 11 are relayed (the 11th leaves 60),
+  // then 503. Counted as two calls of 4 each (8), only 6 were, with room for 10.
+  const w = relayWorld({ openFiles: () => ({ open: 100, limit: 204 }) });
+  const alice = new Phone(w, { user: "alice", ip: "10.0.0.1" });
+  const bob = new Phone(w, { user: "bob", ip: "10.0.0.2" });
+  try {
+    await registerAll(w, alice, bob);
+    const calls = Array.from({ length: 14 }, () => alice.call("bob"));
+    await run(w, 20);
+    assertEquals(bob.incoming.length, 11, w.logs.lines.join("\n"));
+    assertEquals(calls.filter((c) => c.endInfo?.status === 503).length, 3);
+    assertEquals(calls.filter((c) => c.state === "proceeding").length, 11);
+    assert(w.logs.lines.some((l) => /overloaded \(\d+ of the 204 open files allowed are in use/.test(l)));
+    for (const c of calls) if (c.state === "proceeding") c.cancel();
+    await run(w, 50);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await w.relay.close();
+  }
+});
+
 Deno.test("b2bua: codec negotiation: the callee is offered the caller's codecs the relay allows; no common codec → 488", async () => {
   const w = relayWorld({ allowedCodecs: ["PCMA", "PCMU"] });
   const alice = new Phone(w, { user: "alice", ip: "10.0.0.1", codecs: ["PCMA", "PCMU"] });

@@ -40,6 +40,7 @@ import { type Logger, silentLogger } from "../../core/log.ts";
 import { formatHostPort, type HostPort } from "../../core/net/address.ts";
 import type { Network } from "../../core/net/datagram.ts";
 import { PortAllocator } from "../../core/net/ports.ts";
+import type { OpenFiles } from "../../core/open_files.ts";
 import { Session } from "../../core/session.ts";
 import {
   type CallEndInfo,
@@ -62,6 +63,12 @@ import { DigestChallenger, type DigestChallengerOptions } from "./digest_server.
 import { type LatchPolicy, type LegStats, MediaBridge, MediaLeg } from "./media.ts";
 import { blockedLine, blockedReply, Registrar, type RegistrarStats } from "./registrar.ts";
 import { type Agreement, calleeOffer, callerAnswer, offeredCodecs } from "./sdp_relay.ts";
+
+/**
+ * Descriptors each leg of a relayed call holds: its media port pair (an RTP and an RTCP socket). The relay records
+ * nothing, so a relayed call holds 4.
+ */
+const RELAYED_FILES_PER_LEG = 2;
 
 /** Options of a {@linkcode SipRelay} (times in seconds). */
 export interface SipRelayOptions {
@@ -125,6 +132,8 @@ export interface SipRelayOptions {
   trace?: SipTracer;
   /** SIP timers. */
   timers?: Partial<TimerSettings>;
+  /** Counts the process's open files and their limit (default: from `/proc/self`; for tests). */
+  openFiles?: () => OpenFiles | undefined;
 }
 
 /** One relayed call, as {@linkcode SipRelay.stats} shows it. */
@@ -296,8 +305,15 @@ export class SipRelay {
       ...(o.trace ? { trace: o.trace } : {}),
       ...(o.timers ? { timers: o.timers } : {}),
       dialogToSource: o.nat,
-      // Our own limit answers first (with our Retry-After); the user agent's is a backstop for both legs.
-      overload: { maxCalls: 2 * o.maxCalls + 2, retryAfter: o.retryAfter },
+      // Our own limit answers first (with our Retry-After); the user agent's is a backstop for both legs. A relayed
+      // call is two calls of the user agent (its legs), each holding an RTP and an RTCP socket and no file: 4
+      // descriptors in all, not the 2 × 4 of two calls that record.
+      overload: {
+        maxCalls: 2 * o.maxCalls + 2,
+        retryAfter: o.retryAfter,
+        filesPerCall: RELAYED_FILES_PER_LEG,
+        ...(o.openFiles ? { openFiles: o.openFiles } : {}),
+      },
     });
     this.#ua = ua;
     ua.onRegister((r) => this.registrar.handle(r));

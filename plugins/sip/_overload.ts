@@ -25,8 +25,9 @@ const REPORT_MS = 10_000;
 const SUSTAINED_SAMPLES = 2;
 
 /**
- * Descriptors each call more than at the last count is taken to hold until the next count (RTP, RTCP, its recording
- * and one spare): INVITEs that come together are all admitted before any of them opens anything.
+ * Descriptors each call more than at the last count is taken to hold until the next count, by default (RTP, RTCP, its
+ * recording and one spare): INVITEs that come together are all admitted before any of them opens anything. An
+ * application whose calls hold another number says so (`OverloadOptions.filesPerCall`).
  */
 const FILES_PER_CALL = 4;
 /** Open files are counted again at least this often (ms) ... */
@@ -72,6 +73,12 @@ export interface OverloadOptions {
    * permission on `/proc`), there is no such check.
    */
   minFreeFiles?: number;
+  /**
+   * Descriptors one call of this user agent holds (default 4: its RTP and RTCP sockets, its recording and a spare):
+   * each call let in since the open files were last counted is taken to hold this many until the next count. A B2BUA,
+   * whose relayed call is two calls here (one per leg) holding an RTP and an RTCP socket each and no file, gives 2.
+   */
+  filesPerCall?: number;
   /** Counts the open files and their limit (default: from `/proc/self`; for tests). */
   openFiles?: () => OpenFiles | undefined;
 }
@@ -98,6 +105,8 @@ export interface OverloadLimits {
   sampleMs: number;
   /** See {@linkcode OverloadOptions.minFreeFiles}. */
   minFreeFiles: number;
+  /** See {@linkcode OverloadOptions.filesPerCall}. */
+  filesPerCall: number;
 }
 
 /** Fills in the defaults; throws a RangeError naming a bad value. */
@@ -109,6 +118,7 @@ export function overloadLimits(o: OverloadOptions = {}): OverloadLimits {
     retryAfter: o.retryAfter ?? 5,
     sampleMs: o.sampleMs ?? 100,
     minFreeFiles: o.minFreeFiles ?? 64,
+    filesPerCall: o.filesPerCall ?? FILES_PER_CALL,
   };
   for (const [k, v] of Object.entries(limits)) {
     if (typeof v !== "number" || Number.isNaN(v) || v <= 0) {
@@ -168,7 +178,7 @@ export class OverloadMonitor {
       reserve: limits.minFreeFiles,
       keptFor: "the calls in progress",
       units: () => probes.liveCalls() + this.#placing,
-      perUnit: FILES_PER_CALL,
+      perUnit: limits.filesPerCall,
       openFiles,
       recountMs: FILES_RECOUNT_MS,
       nearRecountMs: FILES_NEAR_RECOUNT_MS,
@@ -254,7 +264,7 @@ export class OverloadMonitor {
   /**
    * Why a new call (incoming, or one placed: {@linkcode placeCall}) would leave fewer than `minFreeFiles`
    * descriptors, or undefined: the shared estimate
-   * ({@linkcode FileReserve}), the last count plus {@linkcode FILES_PER_CALL} for each call live now beyond those live
+   * ({@linkcode FileReserve}), the last count plus `filesPerCall` (default {@linkcode FILES_PER_CALL}) for each call live now beyond those live
    * at that count (calls let in since open their sockets and recordings as they are set up; calls ended since give
    * theirs back). Counted every {@linkcode FILES_RECOUNT_MS}, and at an INVITE once the estimate comes within twice the
    * reserve of the limit (at most every {@linkcode FILES_NEAR_RECOUNT_MS}).
