@@ -47,6 +47,7 @@ import { PipelineRunner } from "./core/runner.ts";
 import { mediaFromEnv } from "./core/net/fast.ts";
 import { describeNamed, listPluginLines, pipelineJsonSchema } from "./core/schema.ts";
 import { formatCheckReport } from "./core/check.ts";
+import { errorReport } from "./core/errors.ts";
 import { didYouMean } from "./core/suggest.ts";
 import { builtinCodecs, builtinPlugins } from "./plugins/builtin.ts";
 import { builtinControls } from "./plugins/controls.ts";
@@ -396,7 +397,8 @@ if (import.meta.main) {
     },
     (e) => {
       settled = true;
-      console.error(`voxpipe: ${e instanceof Error ? e.stack ?? e.message : e}`);
+      // Its stack, unless it says no descriptor is left: mapping a stack then makes Deno panic (errorReport).
+      console.error(`voxpipe: ${errorReport(e)}`);
       Deno.exit(1);
     },
   );

@@ -4,7 +4,7 @@
  * @module
  */
 import { fileUrlToPath, relative, SEP } from "./path.ts";
-import { isOutOfFiles } from "./open_files.ts";
+import { isOutOfFiles, outOfFilesHint } from "./open_files.ts";
 import type { z } from "zod";
 import type { OptionsError } from "./options.ts";
 
@@ -128,6 +128,33 @@ function causeChain(error: unknown): Error[] {
   const chain: Error[] = [];
   for (let e = error; e instanceof Error && !chain.includes(e); e = e.cause) chain.push(e);
   return chain.reverse();
+}
+
+/**
+ * An error as a log line or a fatal message: its stack (the message when it has none), unless it or an error it wraps
+ * (`cause`) says no file descriptor is left: then only its message, with what to do (`raise the limit (ulimit -n)`).
+ * Reading a stack makes Deno map it through the modules' sources, which may need a descriptor, and with none left
+ * Deno 2.9 panics doing so (the process ends); see {@linkcode stackLocation}.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   Deno.openSync("/dev/null");
+ * } catch (e) {
+ *   console.error(`failed: ${errorReport(e)}`); // at EMFILE: "failed: Too many open files (os error 24)... (the process is out of ...)"
+ * }
+ * ```
+ */
+export function errorReport(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const chain = causeChain(error);
+  const out = chain.find(isOutOfFiles);
+  if (out !== undefined) {
+    // The message says what failed; the advice is added unless the message has it already.
+    const advice = outOfFilesHint(out);
+    return error.message.includes(advice.trim().slice(1, -1)) ? error.message : `${error.message}${advice}`;
+  }
+  return error.stack ?? error.message;
 }
 
 const FRAME_RE = /((?:file|https?):\/\/[^\s()]+?):(\d+):(\d+)\)?\s*$/;

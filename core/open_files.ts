@@ -79,6 +79,33 @@ export function isOutOfFiles(e: unknown): boolean {
   return typeof o.message === "string" && /\(os error 2[34]\)/.test(o.message);
 }
 
+/** What to do when the process has no file descriptor left (`EMFILE`), as error messages say it. */
+export const OUT_OF_FILES_ADVICE = "the process is out of file descriptors: raise the limit (ulimit -n)";
+
+/**
+ * What to do about `e` when it says no file descriptor is left, in parentheses with a leading space, to append to a
+ * message that keeps `e`'s own (so that {@linkcode isOutOfFiles} still knows the wrapping error by its message);
+ * empty for any other error. `EMFILE`: {@linkcode OUT_OF_FILES_ADVICE}; `ENFILE` (the whole system has none left):
+ * that, and the system's limit. Reads only the error's `code` and `message`, never its `stack`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   Deno.openSync("in.wav");
+ * } catch (e) {
+ *   throw new Error(`in.wav: cannot open: ${(e as Error).message}${outOfFilesHint(e)}`, { cause: e });
+ * }
+ * ```
+ */
+export function outOfFilesHint(e: unknown): string {
+  if (!isOutOfFiles(e)) return "";
+  const o = e as { code?: unknown; message?: unknown };
+  const system = o.code === "ENFILE" || (typeof o.message === "string" && /\(os error 23\)/.test(o.message));
+  return system
+    ? ` (the system is out of file descriptors: raise its limit (sysctl fs.file-max) or the process's (ulimit -n))`
+    : ` (${OUT_OF_FILES_ADVICE})`;
+}
+
 /** Options of a {@linkcode FileReserve}. */
 export interface FileReserveOptions {
   /** Descriptors kept free: {@linkcode FileReserve.short} says so once fewer would be left. */

@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { createRegistry, definePlugin, type OptionsSchema, z } from "../mod.ts";
-import { ConfigError, formatZodIssues, stackLocation } from "../core/errors.ts";
+import { ConfigError, errorReport, formatZodIssues, stackLocation } from "../core/errors.ts";
 import { buildPipeline, StageError } from "../core/pipeline.ts";
 import { PipelineRunner } from "../core/runner.ts";
 import { closestNames, didYouMean, editDistance, levenshtein } from "../core/suggest.ts";
@@ -245,3 +245,40 @@ async function wavSourceError(): Promise<unknown> {
   }
   throw new Error("expected a failure");
 }
+
+Deno.test("errorReport: an error saying no descriptor is left (or wrapping one) is its message and what to do, its stack never read; any other, its stack", () => {
+  let stackRead = 0;
+  const emfile = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+  const wrapper = new Error("cannot start: Too many open files", { cause: emfile });
+  for (const e of [emfile, wrapper]) {
+    Object.defineProperty(e, "stack", {
+      get: () => {
+        stackRead++;
+        return "Error\n    at file:///x.ts:1:1";
+      },
+    });
+  }
+  assertEquals(
+    errorReport(emfile),
+    "Too many open files (os error 24) (the process is out of file descriptors: raise the limit (ulimit -n))",
+  );
+  assertEquals(
+    errorReport(wrapper),
+    "cannot start: Too many open files (the process is out of file descriptors: raise the limit (ulimit -n))",
+  );
+  // The advice once, when the message has it already.
+  const said = new Error(
+    "x: Too many open files (os error 24) (the process is out of file descriptors: raise the " +
+      "limit (ulimit -n))",
+  );
+  assertEquals(errorReport(said), said.message);
+  assertEquals(
+    errorReport(Object.assign(new Error("Too many open files in system (os error 23)"), { code: "ENFILE" })),
+    "Too many open files in system (os error 23) (the system is out of file descriptors: raise its limit " +
+      "(sysctl fs.file-max) or the process's (ulimit -n))",
+  );
+  assertEquals(stackRead, 0);
+  const bug = new Error("bug");
+  assertEquals(errorReport(bug), bug.stack);
+  assertEquals(errorReport("text"), "text");
+});

@@ -23,6 +23,9 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { type BoundedProcess, spawnBounded } from "./media_util.ts";
 import { repoPath } from "./util.ts";
 
+/** What an error at EMFILE says to do. */
+const ADVICE = "(the process is out of file descriptors: raise the limit (ulimit -n))";
+
 const opts = { ignore: Deno.build.os !== "linux", sanitizeResources: false, sanitizeOps: false };
 
 /** Descriptors the child may open: enough to start (about 30) and some connections, far fewer than the flood. */
@@ -346,8 +349,48 @@ Deno.test({
           r.code === 0 || /Too many open files/.test(text),
           `limit ${limit}: exit ${r.code}: ${text.slice(-2000)}`,
         );
+        // And the error says what to do.
+        assert(
+          r.code === 0 || text.includes(ADVICE),
+          `limit ${limit}: the error does not say what to do: ${text.slice(-2000)}`,
+        );
       }
       assert(started > 0, "the pipeline started at some limit");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "fd limit: every stage that opens a file says, when none is left, that the process is out of descriptors " +
+    "and to raise the limit",
+  ...opts,
+  fn: async () => {
+    const out = await Deno.makeTempDir();
+    try {
+      // The fixture loads the stages, opens /dev/null until EMFILE, then has each stage open its file.
+      const args = ["--nofile=64:64", Deno.execPath(), "run", "-A", repoPath("tests/fixtures/out_of_files_stages.ts")];
+      args.push(repoPath("examples/audio/hello.wav"), repoPath("examples/audio/hello.mp3"), out);
+      const r = await spawnBounded("prlimit", args, { timeoutMs: 120_000, cwd: repoPath(".") }).result;
+      assertEquals(r.code, 0, r.stdout + r.stderr);
+      const results = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) =>
+        JSON.parse(l) as { stage: string; ok?: true; error?: string }
+      );
+      assertEquals(results.map((x) => x.stage), [
+        "file-source",
+        "file-source (real time)",
+        "file-source (mp3 decode)",
+        "probeAudioFile",
+        "wav-source",
+        "readWavInfo",
+        "wav-sink",
+        "wav-sink (real time)",
+      ]);
+      for (const x of results) {
+        assertMatch(x.error ?? "(opened)", /Too many open files/, x.stage);
+        assert(x.error!.endsWith(ADVICE), `${x.stage}: ${x.error}`);
+      }
     } finally {
       await Deno.remove(out, { recursive: true });
     }

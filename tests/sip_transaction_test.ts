@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { VirtualClock } from "../core/clock.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
 import {
   createRequest,
   createResponse,
@@ -365,4 +366,49 @@ Deno.test("close() terminates every transaction and cancels timers", () => {
   layer.close();
   assert.equal(layer.clientCount + layer.serverCount, 0);
   assert.equal(clock.pending, 0);
+});
+
+Deno.test("a transaction user that throws 'out of descriptors' is logged by its message and what to do, its stack never read (reading it at EMFILE makes Deno panic)", () => {
+  const clock = new VirtualClock();
+  const rec = new Recorder(clock);
+  const out = new MemoryOutput();
+  const layer = new TransactionLayer({ sender: rec, clock, log: new Logger({ level: "debug", outputs: [out] }) });
+  let stackRead = 0;
+  const emfile = Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" });
+  Object.defineProperty(emfile, "stack", {
+    get: () => {
+      stackRead++;
+      return "Error: Too many open files (os error 24)\n    at file:///x.ts:1:1";
+    },
+  });
+  const opt = request("OPTIONS", "z9hG4bKemfile");
+  layer.sendRequest(opt, PEER, {
+    onResponse: () => {
+      throw emfile;
+    },
+  });
+  layer.receiveResponse(createResponse(opt, 200, undefined, { toTag: "t" }), PEER);
+  assert.equal(stackRead, 0, "the stack was read");
+  assert.ok(
+    out.lines.some((l) =>
+      l.includes(
+        "transaction user failed: Too many open files (os error 24) (the process is out of file descriptors: " +
+          "raise the limit (ulimit -n))",
+      )
+    ),
+    out.lines.join("\n"),
+  );
+  // Any other error is still logged with its stack (where it was thrown).
+  const bug = new Error("bug");
+  const opt2 = request("OPTIONS", "z9hG4bKbug");
+  layer.sendRequest(opt2, PEER, {
+    onResponse: () => {
+      throw bug;
+    },
+  });
+  layer.receiveResponse(createResponse(opt2, 200, undefined, { toTag: "t" }), PEER);
+  assert.ok(
+    out.lines.some((l) => l.includes("transaction user failed: Error: bug") && l.includes("sip_transaction_test.ts:")),
+    out.lines.join("\n"),
+  );
 });

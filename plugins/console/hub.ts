@@ -20,6 +20,7 @@ import type { CallEvent, CallInfo, CallService } from "../../core/calls.ts";
 import type { Clock, Timer } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import { sanitizeFileComponent } from "../../core/paths.ts";
+import { outOfFilesHint } from "../../core/open_files.ts";
 import type { MediaStats } from "../../core/session.ts";
 import { AudioTap, type RecorderFile, WavRecorder } from "./audio_tap.ts";
 import type { AudioLibrary } from "./files.ts";
@@ -642,6 +643,7 @@ function safeSend(c: Client, msg: Record<string, unknown>): void {
   } catch { /* a page that left: its close handler forgets it */ }
 }
 
+/** An error's message; for one saying no file descriptor is left, with what to do (its stack is never read). */
 function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return `${e instanceof Error ? e.message : String(e)}${outOfFilesHint(e)}`;
 }

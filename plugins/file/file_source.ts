@@ -13,6 +13,7 @@ import { emitPcmFrames, frameSamples, MemoryPcmReader, type PcmChunkReader } fro
 import { describeWav, readWavInfo, statRegularFile, type WavInfo } from "../wav/wav_format.ts";
 import { WavStreamReader } from "../wav/wav_reader.ts";
 import { lazyModule } from "../../core/lazy.ts";
+import { outOfFilesHint } from "../../core/open_files.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
 const audioDecodeModule = lazyModule<typeof import("audio-decode")>("audio-decode");
@@ -182,7 +183,7 @@ async function decodeFile(path: string, who: string, info: Deno.FileInfo): Promi
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw fail(`cannot open: ${e instanceof Error ? e.message : e}`);
+    throw fail(`cannot open: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`);
   }
   if (bytes.length === 0) throw fail("empty file");
   const type = sniff(bytes);
@@ -246,7 +247,7 @@ export async function probeAudioFile(path: string): Promise<AudioFileInfo> {
     head = new Uint8Array(12);
     head = head.subarray(0, (await f.read(head)) ?? 0);
   } catch (e) {
-    throw new Error(`file-source: ${path}: cannot open: ${e instanceof Error ? e.message : e}`);
+    throw new Error(`file-source: ${path}: cannot open: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`);
   }
   if (head.length === 0) throw new Error(`file-source: ${path}: empty file`);
   if (sniff(head) === "WAV") {
@@ -309,7 +310,7 @@ export default definePlugin({
       const n = (sync ? f.readSync(head) : await f.read(head)) ?? 0;
       head = head.subarray(0, n);
     } catch (e) {
-      throw new Error(`file-source: ${path}: cannot open: ${e instanceof Error ? e.message : e}`);
+      throw new Error(`file-source: ${path}: cannot open: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`);
     }
     let wav: WavInfo | undefined;
     let mem: DecodedAudio | undefined;

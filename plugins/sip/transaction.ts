@@ -17,6 +17,7 @@
 import type { Clock, Timer } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
 import { sameAddress } from "../../core/net/address.ts";
+import { errorReport } from "../../core/errors.ts";
 import { SipParseError } from "./errors.ts";
 import { MAGIC_COOKIE, newTag } from "./ids.ts";
 import {
@@ -786,7 +787,8 @@ export class TransactionLayer {
     try {
       fn();
     } catch (e) {
-      this.log.error(`transaction user failed: ${e instanceof Error ? e.stack : e}`);
+      // Its stack, unless it says no descriptor is left (reading the stack then makes Deno panic: errorReport).
+      this.log.error(`transaction user failed: ${errorReport(e)}`);
     }
   }
 

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { outOfFilesHint } from "../../core/open_files.ts";
 
 /** How samples are encoded in the data chunk. */
 export type WavEncoding = "pcm" | "float" | "alaw" | "mulaw";
@@ -160,7 +161,7 @@ export async function statRegularFile(path: string, who: string, sync = false): 
   try {
     info = sync ? Deno.statSync(path) : await Deno.stat(path);
   } catch (e) {
-    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}`);
+    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`);
   }
   if (!info.isFile) {
     throw new WavFormatError(
@@ -200,14 +201,14 @@ export async function readWavInfo(path: string, who = "wav", sync = false): Prom
   try {
     file = sync ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });
   } catch (e) {
-    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}`);
+    throw new WavFormatError(who, path, `cannot open: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`);
   }
   try {
     return await scan(file, path, who, sync);
   } catch (e) {
     // Every error names the file: one from reading it (an I/O error) too.
     if (e instanceof WavFormatError) throw e;
-    throw new WavFormatError(who, path, `cannot read: ${e instanceof Error ? e.message : e}`);
+    throw new WavFormatError(who, path, `cannot read: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`);
   } finally {
     file.close();
   }

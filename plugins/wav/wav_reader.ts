@@ -29,6 +29,7 @@
 import { ReusedArrays, Slab } from "../../core/slab.ts";
 import type { PcmChunkReader } from "./pcm_stream.ts";
 import { toInt16, WavFormatError, type WavInfo } from "./wav_format.ts";
+import { outOfFilesHint } from "../../core/open_files.ts";
 
 /** Smallest and largest target size of one file read (a block holds at least one frame). */
 const MIN_BLOCK_BYTES = 256 * 1024;
@@ -137,14 +138,22 @@ export class WavStreamReader implements PcmChunkReader {
     try {
       file = sync ? Deno.openSync(info.path, { read: true }) : await Deno.open(info.path, { read: true });
     } catch (e) {
-      throw new WavFormatError(who, info.path, `cannot open: ${e instanceof Error ? e.message : e}`);
+      throw new WavFormatError(
+        who,
+        info.path,
+        `cannot open: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`,
+      );
     }
     try {
       if (sync) file.seekSync(info.dataOffset, Deno.SeekMode.Start);
       else await file.seek(info.dataOffset, Deno.SeekMode.Start);
     } catch (e) {
       file.close();
-      throw new WavFormatError(who, info.path, `cannot read: ${e instanceof Error ? e.message : e}`);
+      throw new WavFormatError(
+        who,
+        info.path,
+        `cannot read: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`,
+      );
     }
     return new WavStreamReader(info, file, frameSamples, loop, reuse, realtime, who);
   }
@@ -155,7 +164,11 @@ export class WavStreamReader implements PcmChunkReader {
       return await this.#readBlock(buf);
     } catch (e) {
       // A read that fails (an I/O error, the file replaced by a directory) names the file.
-      throw new WavFormatError(this.#who, this.#info.path, `cannot read: ${e instanceof Error ? e.message : e}`);
+      throw new WavFormatError(
+        this.#who,
+        this.#info.path,
+        `cannot read: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`,
+      );
     }
   }
 

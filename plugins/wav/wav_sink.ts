@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { outOfFilesHint } from "../../core/open_files.ts";
 import { dirname, resolve } from "../../core/path.ts";
 import { onMemoryFileSystem } from "../../core/paths.ts";
 import { z } from "zod";
@@ -102,6 +103,9 @@ class FileRemoved extends Error {}
 
 /** What to do about a file error, by its `code` (empty when there is nothing more to say than its message). */
 function fileErrorHint(e: unknown): string {
+  // Out of descriptors (EMFILE, ENFILE): said by code or by message (a Deno error may carry only the message).
+  const files = outOfFilesHint(e);
+  if (files) return files;
   switch ((e as { code?: unknown } | null)?.code) {
     case "ENOSPC":
       return " (the file system is full: free space there; new recordings start again once there is room)";
