@@ -156,9 +156,10 @@ Deno.test({
       assertMatch(await oldLines.next(), /^OK /);
 
       const f = await flood(port, FLOOD, (i) => `HELLO ${41000 + i} 127.0.0.1 40000\n`);
-      // Every connection had its answer: registered, or refused with BUSY (or closed at once in the thick of it),
-      // none left waiting in the backlog.
+      // Every connection had its answer: registered, or refused with BUSY; none left waiting in the backlog, none
+      // closed without a word.
       assertEquals(f.counts["<none>"], undefined, JSON.stringify(f.counts));
+      assertEquals(f.counts["<closed>"], undefined, JSON.stringify(f.counts));
       assert((f.counts["BUSY"] ?? 0) > 0, JSON.stringify(f.counts));
       assert((f.counts["OK"] ?? 0) > 0, JSON.stringify(f.counts));
       const warned = lines(

@@ -417,3 +417,37 @@ Deno.test("relay: a client naming its own address as target gets INVALID and not
     await w.relay.close();
   }
 });
+
+Deno.test("relay: out of descriptors, a flood of connections all at once gets BUSY on every one: past 32 replies on their way, the next connection waits for one to go instead of being closed unanswered", async () => {
+  // Every count says no descriptor is left: each new connection is refused.
+  const w = world({ openFiles: () => ({ open: 1000, limit: 1000 }), maxConnections: 1000, maxConnectionsPerIp: 1000 });
+  await w.relay.start();
+  const n = 200;
+  const got: string[][] = [];
+  const ended: boolean[] = [];
+  const connects: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    got.push([]);
+    ended.push(false);
+    connects.push(
+      w.streams.host(`10.0.${i >> 8}.${i & 255}`).connect({ hostname: RELAY_IP, port: 9998 }, 1000).then((c) =>
+        c.start({
+          data: (d) => got[i].push(...new TextDecoder().decode(d).split("\n").filter((l) => l !== "")),
+          end: () => ended[i] = true,
+        })
+      ),
+    );
+  }
+  // All of them arrive in the same millisecond; then the replies go, 32 at a time.
+  await w.clock.advanceAsync(100, 1);
+  await Promise.all(connects);
+  const answered =
+    got.filter((lines) =>
+      lines.length === 1 && lines[0] === "BUSY the relay is out of file descriptors, try again later"
+    ).length;
+  assertEquals(answered, n, JSON.stringify(got.filter((l) => l.length !== 1).length) + " without BUSY");
+  assert(ended.every((e) => e), "every refused connection is closed");
+  assertEquals(w.relay.stats().busy, n);
+  assertEquals(w.relay.connectionCount, 0);
+  await w.relay.close();
+});

@@ -31,8 +31,12 @@ export interface AcceptLoopOptions<C> {
   where: string;
   /** True once the owner closed the listener: the loop ends at its next failure. */
   closed(): boolean;
-  /** Takes each accepted connection. */
-  handle(conn: C): void;
+  /**
+   * Takes each accepted connection. When it returns a promise, the next accept waits for it: an owner that answers
+   * refused connections (each answer holding a descriptor until it is sent) paces the accepts to its answers, and
+   * connections beyond wait in the kernel's backlog meanwhile, instead of being closed unanswered.
+   */
+  handle(conn: C): void | Promise<void>;
   /** First wait after a failed accept, ms (default 50); it doubles at each failure in a row ... */
   minBackoffMs?: number;
   /** ... up to this, ms (default 1000). */
@@ -102,7 +106,8 @@ export async function acceptLoop<C>(listener: Acceptor<C>, o: AcceptLoopOptions<
       }
       reported = false;
     }
-    o.handle(conn);
+    const pace = o.handle(conn);
+    if (pace) await pace;
   }
 }
 

@@ -38,7 +38,10 @@
  * process's limit (`ulimit -n`), new connections get `BUSY` and are closed at
  * once (a warning names the limit, then one line per 10 s while it lasts), so
  * that the connections open keep working; a failed accept (out of descriptors
- * all the same) is retried after a wait, never at once.
+ * all the same) is retried after a wait, never at once. In a flood every
+ * connection gets its `BUSY`: each reply holds a descriptor until it is sent,
+ * so with 32 on their way the next connection is accepted once one has gone
+ * (it waits in the kernel's backlog meanwhile) instead of closed unanswered.
  *
  * @module
  */
@@ -189,8 +192,9 @@ export interface RelayStats {
 export const DISCONNECT_LINGER_MS = 2000;
 
 /**
- * Refused connections whose `BUSY` is still being sent, at most: beyond, a new connection refused is closed at once,
- * unanswered (each one waiting holds a descriptor, and a flood must not use up those kept free).
+ * Refused connections whose `BUSY` is still being sent, at most: each holds a descriptor until its reply is sent, and
+ * a flood must not use up those kept free, so at this many the next connection is accepted only once one has gone
+ * (it waits in the kernel's backlog meanwhile) rather than closed unanswered.
  */
 const MAX_REFUSED_OPEN = 32;
 
@@ -309,6 +313,8 @@ export class RelayServer {
   readonly #files: FileReserve;
   /** Connections refused (BUSY) whose socket is not closed yet: they hold a descriptor too. */
   #refusedOpen = 0;
+  /** Settles once fewer than {@linkcode MAX_REFUSED_OPEN} BUSY replies are on their way (the accept loop waits). */
+  #paced?: PromiseWithResolvers<void>;
   /** Connections refused for want of descriptors, reported a few lines at a time. */
   readonly #refusals: RefusalLog;
 
@@ -385,6 +391,7 @@ export class RelayServer {
       this.#send(c, { type: "BYE", reason: "shutting down" });
       this.#drop(c);
     }
+    this.#resume(); // an accept loop waiting for BUSY replies to go: it ends now
     await this.#listener?.close();
     await this.#sock?.close();
     this.#log.info(
@@ -396,7 +403,7 @@ export class RelayServer {
   // ---- TCP -------------------------------------------------------------------------------
 
   /** Takes a new connection (the listener calls this; tests may too). */
-  accept(stream: StreamConn): void {
+  accept(stream: StreamConn): void | Promise<void> {
     const o = this.#o;
     const ip = canonicalHost(stream.remote.hostname);
     const fromIp = this.#perIp.get(ip) ?? 0;
@@ -413,15 +420,16 @@ export class RelayServer {
         ? `too many connections (${o.maxConnections})`
         : `too many connections from ${ip} (${o.maxConnectionsPerIp})`;
       if (short !== undefined) this.#refusals.refused(short);
-      if (this.#refusedOpen >= MAX_REFUSED_OPEN) {
-        // A flood: the BUSY replies already on their way hold descriptors until sent; this one is closed unanswered.
-        stream.close();
-        return;
-      }
       this.#refusedOpen++;
-      stream.start({ data: () => {}, end: () => this.#refusedOpen-- });
-      stream.write(encoder.encode(formatReply({ type: "BUSY", reason }) + "\n"));
-      stream.close();
+      stream.refuse(encoder.encode(formatReply({ type: "BUSY", reason }) + "\n"), () => {
+        this.#refusedOpen--;
+        if (this.#refusedOpen < MAX_REFUSED_OPEN) this.#resume();
+      });
+      // A flood: the BUSY replies on their way hold a descriptor each until sent (one write: a reply this short fits
+      // in a new connection's empty send buffer). At MAX_REFUSED_OPEN of them, the next connection is accepted once
+      // one has gone, so that every connection gets its BUSY and the replies never eat into the descriptors kept
+      // free; meanwhile new connections wait in the kernel's backlog.
+      if (this.#refusedOpen >= MAX_REFUSED_OPEN) return this.#pace();
       return;
     }
     this.#refusals.admitted();
@@ -433,6 +441,18 @@ export class RelayServer {
       data: (chunk) => c.splitter.push(chunk, (line) => this.#onLine(c, line), () => this.#tooLong(c), () => c.closing),
       end: () => this.#ended(c),
     });
+  }
+
+  /** The wait of the accept loop until fewer than {@linkcode MAX_REFUSED_OPEN} BUSY replies are on their way. */
+  #pace(): Promise<void> {
+    return (this.#paced ??= Promise.withResolvers<void>()).promise;
+  }
+
+  /** Lets the accept loop go on. */
+  #resume(): void {
+    const p = this.#paced;
+    this.#paced = undefined;
+    p?.resolve();
   }
 
   #ended(c: Conn): void {

@@ -42,6 +42,13 @@ export interface StreamConn {
   write(data: Uint8Array): boolean;
   /** Closes once what was written has been sent (bounded in time); `end` follows. Idempotent. */
   close(): void;
+  /**
+   * Answers a connection that is not taken (never started): sends `data`, a short reply, and closes as soon as it
+   * is sent, without reading anything (bounded in time, {@linkcode CLOSE_LINGER_MS}); `closed` is called once the
+   * socket is closed (its descriptor given back). A reply this short fits in a new connection's empty send buffer,
+   * so the write completes at once: the descriptor is held for one write, not for a read loop to end.
+   */
+  refuse(data: Uint8Array, closed: () => void): void;
 }
 
 /** A listening socket. */
@@ -56,9 +63,10 @@ export interface StreamListener {
 export interface StreamNetwork {
   /**
    * Listens on `hostname:port` (0 = any free port) and hands each accepted
-   * connection to `accept`. Throws when the address cannot be bound.
+   * connection to `accept`. Throws when the address cannot be bound. When `accept` returns a promise, the next
+   * connection is accepted once it settles (the others wait in the backlog meanwhile).
    */
-  listen(hostname: string, port: number, accept: (conn: StreamConn) => void): Promise<StreamListener>;
+  listen(hostname: string, port: number, accept: (conn: StreamConn) => void | Promise<void>): Promise<StreamListener>;
   /** Connects to `to`; rejects when refused or not connected within `timeoutMs`. */
   connect(to: HostPort, timeoutMs: number): Promise<StreamConn>;
 }
@@ -164,6 +172,23 @@ class TcpConn implements StreamConn {
     this.#linger = this.#clock.after(CLOSE_LINGER_MS, () => this.#closeNow());
   }
 
+  refuse(data: Uint8Array, closed: () => void): void {
+    if (this.#handlers || this.#closed || this.#closing) throw new Error("refuse() on a connection already used");
+    this.#closing = true;
+    const finish = () => {
+      if (this.#closed) return;
+      this.#closed = this.#ended = true;
+      this.#linger?.cancel();
+      try {
+        this.#conn.close();
+      } catch { /* already closed */ }
+      closed();
+    };
+    // Bounded: a peer that reads nothing cannot hold the descriptor past the linger (a reply this short never waits).
+    this.#linger = this.#clock.after(CLOSE_LINGER_MS, finish);
+    this.#conn.write(data).then(finish, finish);
+  }
+
   #closeNow(): void {
     this.#linger?.cancel();
     if (this.#closed) return;
@@ -217,7 +242,7 @@ export class TcpStreamNetwork implements StreamNetwork {
    * Listens with `Deno.listen`; throws an error naming the address when it cannot bind. A failed accept (the process
    * out of descriptors) is retried after a wait growing from 50 ms to 1 s, with a warning naming the limit.
    */
-  listen(hostname: string, port: number, accept: (conn: StreamConn) => void): Promise<StreamListener> {
+  listen(hostname: string, port: number, accept: (conn: StreamConn) => void | Promise<void>): Promise<StreamListener> {
     let l: Deno.TcpListener;
     try {
       l = Deno.listen({ hostname, port, transport: "tcp" });
@@ -337,6 +362,14 @@ class MemoryConn implements StreamConn {
     this.net.clock.after(0, () => this.#finish());
   }
 
+  refuse(data: Uint8Array, closed: () => void): void {
+    if (this.#handlers || this.#closed) throw new Error("refuse() on a connection already used");
+    this.write(data);
+    this.#closed = true;
+    this.net.clock.after(this.net.latencyMs, () => this.peer.peerClose());
+    this.net.clock.after(0, closed);
+  }
+
   peerClose(): void {
     if (this.#peerClosed) return;
     this.#peerClosed = true;
@@ -351,11 +384,19 @@ class MemoryConn implements StreamConn {
   }
 }
 
+/** A listener of a {@linkcode MemoryStreamNetwork}: its owner's accept and the connections waiting for it. */
+interface MemoryListener {
+  local: HostPort;
+  accept: (conn: StreamConn) => void | Promise<void>;
+  backlog: StreamConn[];
+  waiting: boolean;
+}
+
 /** The view of a {@linkcode MemoryStreamNetwork} from one host: its connections come from that IP. */
 class MemoryHost implements StreamNetwork {
   constructor(readonly net: MemoryStreamNetwork, readonly ip: string) {}
 
-  listen(hostname: string, port: number, accept: (conn: StreamConn) => void): Promise<StreamListener> {
+  listen(hostname: string, port: number, accept: (conn: StreamConn) => void | Promise<void>): Promise<StreamListener> {
     return this.net.listen(hostname, port, accept);
   }
 
@@ -386,7 +427,7 @@ export class MemoryStreamNetwork implements StreamNetwork {
   readonly latencyMs: number;
   /** Connections opened so far. */
   connections = 0;
-  readonly #listeners = new Map<string, { local: HostPort; accept: (conn: StreamConn) => void }>();
+  readonly #listeners = new Map<string, MemoryListener>();
   #nextPort = 40000;
 
   /**
@@ -404,7 +445,7 @@ export class MemoryStreamNetwork implements StreamNetwork {
   }
 
   /** Listens on `hostname:port`; throws when something listens there already. */
-  listen(hostname: string, port: number, accept: (conn: StreamConn) => void): Promise<StreamListener> {
+  listen(hostname: string, port: number, accept: (conn: StreamConn) => void | Promise<void>): Promise<StreamListener> {
     if (port === 0) port = this.#nextPort++;
     const key = `${canonicalHost(hostname)}|${port}`;
     if (this.#listeners.has(key)) {
@@ -413,7 +454,7 @@ export class MemoryStreamNetwork implements StreamNetwork {
       );
     }
     const local = { hostname, port };
-    this.#listeners.set(key, { local, accept });
+    this.#listeners.set(key, { local, accept, backlog: [], waiting: false });
     return Promise.resolve({
       local,
       close: () => {
@@ -426,6 +467,19 @@ export class MemoryStreamNetwork implements StreamNetwork {
   /** Connects from 127.0.0.1. */
   connect(to: HostPort, timeoutMs: number): Promise<StreamConn> {
     return this.connectFrom("127.0.0.1", to, timeoutMs);
+  }
+
+  /** Hands the listener's waiting connections to its owner, one at a time while it says to wait (as TCP's do). */
+  #pump(l: MemoryListener): void {
+    while (!l.waiting && l.backlog.length > 0) {
+      const pace = l.accept(l.backlog.shift()!);
+      if (!pace) continue;
+      l.waiting = true;
+      void pace.finally(() => {
+        l.waiting = false;
+        this.#pump(l);
+      });
+    }
   }
 
   /** Connects from `ip` to `to`: refused (after a round trip) when nothing listens there. */
@@ -448,7 +502,9 @@ export class MemoryStreamNetwork implements StreamNetwork {
       const server = new MemoryConn(serverAddr, clientAddr, this);
       client.peer = server;
       server.peer = client;
-      l.accept(server);
+      // Into the backlog: taken at once, unless the owner asked the last one taken to be waited for.
+      l.backlog.push(server);
+      this.#pump(l);
       this.clock.after(this.latencyMs, () => resolve(client));
     });
     return promise;
