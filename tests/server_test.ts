@@ -729,3 +729,38 @@ Deno.test("server.json dials through the library (runner.callService): the calle
     await Deno.remove(w.dir, { recursive: true });
   }
 });
+
+Deno.test("server.json: a call whose recording directory is renamed mid-call: the summary names where the recording is now (and that it moved), and it holds the whole call", async () => {
+  const w = await world();
+  try {
+    const fx = await writeFixture(w.dir, "PCMU", 6);
+    const srv = await server(w, [`greeting=${HELLO}`]);
+    const c = await call(w, await callerFile(w, "caller"), [`file=${fx.sourcePath}`, `out=${w.dir}/heard.wav`]);
+    // Mid-call: the recording exists and holds some audio; then its directory is renamed (as `mv rec old`).
+    const recDir = `${w.dir}/rec`, moved = `${w.dir}/rec-old`;
+    const bytes = () => {
+      try {
+        return [...Deno.readDirSync(recDir)].map((e) => Deno.statSync(`${recDir}/${e.name}`).size)[0] ?? 0;
+      } catch {
+        return 0;
+      }
+    };
+    await advanceUntil(w, () => bytes() > 8000, 3000);
+    assert(!c.done(), "the call is still on");
+    await Deno.rename(recDir, moved);
+    await advanceUntil(w, c.done, 30_000);
+    assertEquals(await c.result, { code: 0 }, c.out.lines.join("\n"));
+    await untilSummaries(w, srv, 1);
+    const line = srv.out.lines.find((l) => l.includes("call summary:"))!;
+    const [sum] = summaries(srv.out.lines);
+    assert(sum.recording!.startsWith(`${await Deno.realPath(moved)}/`), line);
+    assertMatch(line, new RegExp(`moved while recording from ${w.dir}/rec/`));
+    assert(srv.out.lines.some((l) => l.includes("the recording was moved while it was written")));
+    const rec = await readWav(sum.recording!);
+    assert(rec.finalized);
+    assertEquals(rec.samples, fx.reference);
+    assertEquals(await stopServer(w, srv), { code: 0 });
+  } finally {
+    await Deno.remove(w.dir, { recursive: true });
+  }
+});

@@ -938,3 +938,58 @@ Deno.test("wav-sink: the recording directory removed mid-recording: one error na
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("wav-sink: a recording whose directory (or file) is renamed mid-recording is finished there, and its stats and a warning name where it is now, not the path it was created at", async () => {
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "voxpipe-wavmoved-" }));
+  try {
+    const fmt = { kind: "pcm" as const, sampleRate: 8000, channels: 1 };
+    const all = ramp(8000 * 2, 5);
+    for (const realtime of [true, false]) {
+      const dir = join(root, `calls-${realtime}`), renamed = join(root, `renamed-${realtime}`);
+      const asked = join(dir, "call.wav"), now = join(renamed, "call.wav");
+      const logs = new MemoryOutput();
+      const t = testContext({ clock: new VirtualClock() });
+      const ctx = { ...t.ctx, log: new Logger({ level: "info", outputs: [logs] }), ...(realtime ? { realtime } : {}) };
+      const sink = await createStage<SinkStage>(wavSink, { path: asked }, ctx);
+      sink.negotiate?.(fmt);
+      await sink.start!(ctx);
+      for (let pts = 0; pts < 8000; pts += 160) sink.write(pcm(all.slice(pts, pts + 160), pts));
+      await sink.control!("sync");
+      await Deno.rename(dir, renamed); // as `mv calls renamed` while the call records
+      for (let pts = 8000; pts < all.length; pts += 160) sink.write(pcm(all.slice(pts, pts + 160), pts));
+      await sink.end!();
+      equal(t.errors.length, 0);
+      // All the audio is in the file, where it is now.
+      deepEqual(
+        samplesOf(checkHeader(await Deno.readFile(now), { tag: 1, bits: 16, rate: 8000, channels: 1 }).data),
+        all,
+      );
+      const st = sink.stats!();
+      equal(st.path, now, `realtime ${realtime}`);
+      equal(st.moved_from, asked);
+      equal(st.moved_to, undefined);
+      ok(
+        logs.lines.some((l) =>
+          l.includes(`wav-sink: ${asked}: the recording was moved`) && l.includes(`it is now ${now}`)
+        ),
+        logs.lines.join("\n"),
+      );
+    }
+    // The file itself renamed: the same. A recording left in place: its path, nothing moved.
+    const asked = join(root, "a.wav"), now = join(root, "b.wav"), still = join(root, "still.wav");
+    const a = await openSink({ path: asked }, fmt, true);
+    const b = await openSink({ path: still }, fmt, true);
+    a.sink.write(pcm(all.slice(0, 160), 0));
+    b.sink.write(pcm(all.slice(0, 160), 0));
+    await a.sink.control!("sync");
+    await Deno.rename(asked, now);
+    await a.sink.end!();
+    await b.sink.end!();
+    equal(a.sink.stats!().path, now);
+    equal(a.sink.stats!().moved_from, asked);
+    equal(b.sink.stats!().path, still);
+    equal(b.sink.stats!().moved_from, undefined);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -113,7 +113,19 @@ export interface CallSummary {
   /** Pipeline failure, if any. */
   error?: string;
   /** The files the call's chains wrote (a sink with a `path` in its stats), with their length in seconds. */
-  recordings?: { path: string; seconds: number }[];
+  recordings?: CallRecording[];
+}
+
+/** A file a call's chain wrote, in its {@linkcode CallSummary}. */
+export interface CallRecording {
+  /** Where the file is (where it was written to, when it was renamed while recording and could be found). */
+  path: string;
+  /** Its length, s. */
+  seconds: number;
+  /** The path it was created at, when the file or its directory was renamed while recording. */
+  movedFrom?: string;
+  /** True when it was renamed while recording and where it is now is not known (`path` is where it was created). */
+  lost?: boolean;
 }
 
 /** A call summary's media figures, from the call session's statistics. */
@@ -1029,11 +1041,15 @@ class SipController implements Controller {
       ...(s.error ? { error: s.error } : {}),
     };
     for (const r of results) if (r.reason === "error" && !summary.error) summary.error = r.error;
-    const recordings: { path: string; seconds: number }[] = [];
+    const recordings: CallRecording[] = [];
     for (const r of results) {
       const sink = r.stats.at(-1)?.extra;
       if (typeof sink?.path === "string" && typeof sink.duration_s === "number" && sink.created !== false) {
-        recordings.push({ path: sink.path, seconds: Math.round(sink.duration_s * 1000) / 1000 });
+        const rec: CallRecording = { path: sink.path, seconds: Math.round(sink.duration_s * 1000) / 1000 };
+        // Renamed while recording (wav-sink checks at the end): where it is now, or that it is not known.
+        if (typeof sink.moved_from === "string") rec.movedFrom = sink.moved_from;
+        if (sink.moved_to === "unknown") rec.lost = true;
+        recordings.push(rec);
       }
     }
     if (recordings.length) summary.recordings = recordings;
@@ -1052,7 +1068,15 @@ class SipController implements Controller {
     const lossPct = summary.packetsReceived + summary.lost > 0
       ? Math.round((summary.lost / (summary.packetsReceived + summary.lost)) * 1000) / 10
       : 0;
-    const files = recordings.map((r) => ` recording=${r.path} (${r.seconds} s)`).join("");
+    const files = recordings.map((r) =>
+      ` recording=${r.path} (${r.seconds} s${
+        r.lost
+          ? ", moved while recording: no longer at this path"
+          : r.movedFrom !== undefined
+          ? `, moved while recording from ${r.movedFrom}`
+          : ""
+      })`
+    ).join("");
     this.#log.info(
       `call summary: duration=${summary.duration}s sent=${summary.packetsSent} received=${summary.packetsReceived} ` +
         `lost=${summary.lost} (${lossPct}%) jitter=${summary.jitterMs}ms ended by ${summary.endedBy}: ${summary.reason}` +

@@ -163,6 +163,13 @@ function errorMessage(e: unknown): string {
  * (a full disk): a call's chains start before it is answered, so such a call is
  * refused rather than answered and hung up.
  *
+ * A file (or its directory) renamed while recording is finished where it now
+ * is: at the end the open file is compared with what its path names (one
+ * `stat`), and when they differ `stats()` gives `path` where the file is now
+ * (found among the process's open files, `/proc/self/fd`) and `moved_from` the
+ * path it was created at (`moved_to: "unknown"` when it cannot be found), and a
+ * warning says so; a call's summary names the new path.
+ *
  * Writing never blocks the chain: `write` copies the samples into 64 KB memory
  * chunks and file writes run asynchronously, one at a time, when 64 KB are
  * buffered or every `header_interval_ms` on the media clock. Each interval also
@@ -236,8 +243,35 @@ async function checkWritablePath(path: string): Promise<void> {
   }
 }
 
+/**
+ * Where the open file with `info`'s device and inode is now, read from the links of `/proc/self/fd` (Linux), or
+ * undefined (not Linux, not found, not readable). Reads the whole directory: for a recording found moved, once.
+ */
+function findOpenFile(info: Deno.FileInfo): string | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    for (const e of Deno.readDirSync("/proc/self/fd")) {
+      const link = `/proc/self/fd/${e.name}`;
+      let st: Deno.FileInfo;
+      try {
+        st = Deno.statSync(link);
+      } catch {
+        continue; // closed meanwhile (the directory's own descriptor), or not statable
+      }
+      if (st.ino !== info.ino || st.dev !== info.dev || !st.isFile) continue;
+      const target = Deno.readLinkSync(link);
+      return target.endsWith(" (deleted)") ? undefined : target;
+    }
+  } catch { /* no /proc, or no descriptor left to read it */ }
+  return undefined;
+}
+
 class WavSink implements SinkStage {
   #path: string;
+  /** The path asked for, when the file was found elsewhere at the end (renamed while recording). */
+  #movedFrom: string | undefined;
+  /** Moved, and where to is not known. */
+  #movedLost = false;
   readonly #opts: Options;
   readonly #log: Logger;
   // Format: what negotiation said, completed by the first frame.
@@ -687,14 +721,37 @@ class WavSink implements SinkStage {
    * while recording): what is written to it would be lost when it is closed. One `fstat` (~1 µs) at each header tick
    * and at the end.
    */
-  #checkLinked(): void {
-    let nlink: number | null | undefined;
+  #checkLinked(): Deno.FileInfo | undefined {
+    let info: Deno.FileInfo | undefined;
     try {
-      nlink = this.#file?.statSync().nlink;
+      info = this.#file?.statSync();
     } catch {
       return; // the writes that follow report a file that cannot be used
     }
-    if (nlink === 0) throw new FileRemoved();
+    if (info?.nlink === 0) throw new FileRemoved();
+    return info;
+  }
+
+  /**
+   * At the end: whether the path still names the file written (the open file's device and inode, from the fstat of
+   * the last {@linkcode #checkLinked}, against a `stat` of the path: one call per recording). When it does not (the
+   * file or its directory was renamed while recording), the path becomes where the file is now, found among the
+   * process's open files (`/proc/self/fd`, Linux; read only then), and `moved_from` keeps the one asked for; where it
+   * cannot be found, the path stays the one asked for, `moved_from` says it too and `moved_to` is `unknown`.
+   */
+  async #checkPath(open: Deno.FileInfo | undefined): Promise<void> {
+    if (!open || open.ino === null || open.dev === null) return; // no inode numbers (Windows): nothing to compare
+    const named = await Deno.stat(this.#path).catch(() => undefined);
+    if (named && named.ino === open.ino && named.dev === open.dev) return;
+    const asked = this.#path;
+    const now = findOpenFile(open);
+    this.#movedFrom = asked;
+    if (now !== undefined) this.#path = now;
+    else this.#movedLost = true;
+    this.#log.warn(
+      `wav-sink: ${asked}: the recording was moved while it was written (the file or its directory was renamed): ` +
+        (now !== undefined ? `it is now ${now}` : "it is no longer at that path, and where it went is not known"),
+    );
   }
 
   /** The error a failed file operation ends the recording with: the file, what failed, what was kept, what to do. */
@@ -860,10 +917,11 @@ class WavSink implements SinkStage {
     }
     this.#flushQueued = true; // no more kicks: this is the last flush
     await this.#enqueue(async () => {
-      this.#checkLinked();
+      const open = this.#checkLinked();
       await this.#flushNow();
       if (this.#dataOnDisk & 1) await writeAll(this.#file!, new Uint8Array(1)); // RIFF pad byte
       await this.#writeHeader(true);
+      await this.#checkPath(open);
     });
     this.#wakeDrainWaiters();
     const file = this.#file;
@@ -895,6 +953,8 @@ class WavSink implements SinkStage {
     const rate = this.#spec?.sampleRate;
     return {
       path: this.#path,
+      ...(this.#movedFrom !== undefined ? { moved_from: this.#movedFrom } : {}),
+      ...(this.#movedLost ? { moved_to: "unknown" } : {}),
       created: this.#created,
       format: this.#spec
         ? `${this.#spec.encoding} ${this.#spec.sampleRate} Hz ${this.#spec.channels} ch`
