@@ -174,6 +174,9 @@ export class Session {
   readonly #listeners = new Set<SessionListener>();
   readonly #buses = new Map<string, Bus>();
   #closed: Promise<void> | undefined;
+  /** Holds on what the session's sinks send (see {@linkcode holdSends}); its release, when held. */
+  #sendHolds = 0;
+  #sendsReleased: PromiseWithResolvers<number> | undefined;
 
   /**
    * Creates a session.
@@ -185,6 +188,47 @@ export class Session {
     this.log = opts.log ?? silentLogger;
     this.net = opts.net ?? udpNetwork;
     if (opts.ports) this.ports = opts.ports;
+  }
+
+  /**
+   * Holds what the session's network sinks send until the returned function is called (or the session closes): an
+   * incoming call's chains start before its answer is sent, and nothing may reach the peer before that answer (RFC
+   * 3264 §6: the answerer sends media once it has sent the answer). A paced `udp-sink` queues its stream meanwhile, on
+   * a timeline that starts at the release; an unpaced one drops (and counts) what it is given. Holds nest.
+   *
+   * @example
+   * ```ts
+   * const release = session.holdSends();
+   * // ... start the call's chains, send the 200 OK ...
+   * release();
+   * ```
+   */
+  holdSends(): () => void {
+    this.#sendHolds++;
+    this.#sendsReleased ??= Promise.withResolvers<number>();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.#sendHolds === 0) this.#releaseSends();
+    };
+  }
+
+  /** True while a {@linkcode holdSends} hold is on. */
+  get sendsHeld(): boolean {
+    return this.#sendHolds > 0;
+  }
+
+  /** Resolves with the clock's time when the last {@linkcode holdSends} hold is released (at once when none is on). */
+  get sendsReleased(): Promise<number> {
+    return this.#sendsReleased?.promise ?? Promise.resolve(this.clock.now());
+  }
+
+  #releaseSends(): void {
+    this.#sendHolds = 0;
+    const p = this.#sendsReleased;
+    this.#sendsReleased = undefined;
+    p?.resolve(this.clock.now());
   }
 
   /** The RTP/RTCP port pair of the session, if one was allocated for it. */
@@ -293,6 +337,7 @@ export class Session {
    */
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      this.#releaseSends(); // nothing is held past the session's end: its sinks stop
       for (const held of this.#order.reverse()) {
         try {
           await held.kind.dispose?.(held.value);

@@ -764,3 +764,66 @@ Deno.test("server.json: a call whose recording directory is renamed mid-call: th
     await Deno.remove(w.dir, { recursive: true });
   }
 });
+
+Deno.test("an incoming call's send chain started before its 200 OK sends no RTP before the 200 goes, even without wait_for_peer: its stream is held and starts after it", async () => {
+  const w = await world();
+  // Datagrams as they reach the caller, in order: its SIP socket's 200 OK and its RTP socket's packets.
+  const order: string[] = [];
+  const ua = new SipUserAgent({
+    transport: w.net.bind("127.0.0.7", 5070),
+    clock: w.clock,
+    overload: false,
+    trace: (e) => {
+      if (e.direction === "received" && /^SIP\/2\.0 200/.test(new TextDecoder().decode(e.data))) order.push("200");
+    },
+  });
+  const rtp: Uint8Array[] = [];
+  const own = w.net.bind("127.0.0.7", 30000);
+  own.listen((d) => {
+    order.push("rtp");
+    rtp.push(d.slice());
+  });
+  // server.json as a user may write it: the greeting's udp-sink sends to the SDP's address at once (no
+  // wait_for_peer), and the recording is on disk (its file is created asynchronously: the 200 waits for it).
+  const file = `${w.dir}/no-wait.json`;
+  const text = await Deno.readTextFile(SERVER_JSON);
+  assert(text.includes(`"wait_for_peer": "\${call.incoming}"`));
+  await Deno.writeTextFile(
+    file,
+    text.replace(`"wait_for_peer": "\${call.incoming}"`, `"wait_for_peer": false`).replace(
+      `"$schema": "./schema.json",`,
+      "",
+    ),
+  );
+  try {
+    const srv = await runFile(w, file, [
+      "rtp_ports=31000-31019",
+      `record=${w.dir}/rec/\${call.n}.wav`,
+      `greeting=${HELLO}`,
+    ]);
+    await startUp(srv, "[SIP] listening on udp");
+    const offer = createOffer({
+      address: "127.0.0.7",
+      port: 30000,
+      registry: createRegistry().codecs,
+      codecs: ["PCMU"],
+    });
+    const c = ua.invite("sip:voxpipe@127.0.0.1:5060", { sdp: offer });
+    await advanceUntil(w, () => c.state === "established" && rtp.length >= 25, 5_000);
+    assertEquals(order[0], "200", `first datagrams at the caller: ${order.slice(0, 5).join(", ")}`);
+    assertEquals(order.filter((x) => x === "200").length >= 1, true);
+    // Held, then sent on its timeline: packets in a row, 20 ms of audio each.
+    const seq = (p: Uint8Array) => (p[2] << 8) | p[3];
+    const ts = (p: Uint8Array) => new DataView(p.buffer, p.byteOffset).getUint32(4);
+    for (let i = 1; i < 25; i++) assertEquals((seq(rtp[i]) - seq(rtp[0]) + 65536) % 65536, i);
+    assertEquals((ts(rtp[24]) - ts(rtp[0]) + 2 ** 32) % 2 ** 32, 24 * 160);
+    void c.hangup();
+    await advanceUntil(w, () => c.state === "ended", 5_000);
+    await untilSummaries(w, srv, 1);
+    assertEquals(await stopServer(w, srv), { code: 0 });
+  } finally {
+    await ua.close();
+    await own.close();
+    await Deno.remove(w.dir, { recursive: true });
+  }
+});

@@ -816,3 +816,73 @@ Deno.test("udp-source: the peer's port closed mid-stream (ICMP port unreachable 
   await src.close?.();
   await t.release();
 });
+
+Deno.test("udp-sink: while its session holds its sends (an incoming call not answered yet), nothing goes out: paced, the stream is queued and starts at the release; unpaced, it is dropped and counted; a stop while held ends it", async () => {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  const peer = net.bind("10.0.0.1", 40000);
+  const got: { seq: number; at: number }[] = [];
+  peer.listen((d) => void got.push({ seq: (d[2] << 8) | d[3], at: clock.now() }));
+  // Paced: held, then sent on a timeline that starts at the release.
+  const session = new Session({ id: "held", clock, net });
+  const release = session.holdSends();
+  const t = testContext({ session });
+  const sink = await createStage<SinkStage>(
+    udpSink,
+    { to: "10.0.0.1:40000", bind: "10.0.0.2", local_port: 30000 },
+    t.ctx,
+  );
+  await sink.start!(t.ctx);
+  for (let i = 0; i < 5; i++) sink.write(rtp(i, i * 160));
+  await clock.advanceAsync(500, 10);
+  assert.equal(got.length, 0, "nothing is sent while held");
+  release();
+  await clock.advanceAsync(200, 10);
+  assert.deepEqual(got.map((g) => g.seq), [0, 1, 2, 3, 4]);
+  assert.ok(got[0].at >= 500, "the stream starts at the release");
+  assert.equal(got[4].at - got[0].at, 80, "then on its own timeline");
+  await sink.end!();
+  await sink.close?.();
+  await t.release();
+  // Unpaced: dropped while held.
+  got.length = 0;
+  const s2 = new Session({ id: "held-unpaced", clock, net });
+  const r2 = s2.holdSends();
+  const t2 = testContext({ session: s2 });
+  const unpaced = await createStage<SinkStage>(
+    udpSink,
+    { to: "10.0.0.1:40000", bind: "10.0.0.2", local_port: 30002, pace: false },
+    t2.ctx,
+  );
+  await unpaced.start!(t2.ctx);
+  unpaced.write(rtp(7, 0));
+  r2();
+  unpaced.write(rtp(8, 160));
+  await clock.advanceAsync(20, 10);
+  assert.deepEqual(got.map((g) => g.seq), [8]);
+  assert.equal(unpaced.stats!().unanswered_dropped, 1);
+  await unpaced.end!();
+  await unpaced.close?.();
+  await t2.release();
+  // Never released: the chain is stopped (the call was refused or cancelled): nothing sent, end() returns.
+  got.length = 0;
+  const s3 = new Session({ id: "held-stopped", clock, net });
+  s3.holdSends();
+  const t3 = testContext({ session: s3 });
+  const never = await createStage<SinkStage>(
+    udpSink,
+    { to: "10.0.0.1:40000", bind: "10.0.0.2", local_port: 30004 },
+    t3.ctx,
+  );
+  await never.start!(t3.ctx);
+  never.write(rtp(1, 0));
+  const ending = never.end!();
+  await clock.advanceAsync(100, 10);
+  t3.abort.abort();
+  await ending;
+  await clock.advanceAsync(100, 10);
+  assert.equal(got.length, 0);
+  await never.close?.();
+  await t3.release();
+  await peer.close();
+});

@@ -58,6 +58,8 @@ export class LocalCallMedia {
   readonly pipelines: Pipeline[] = [];
   readonly #build: BuildChain;
   #stopped: Promise<ChainResult[]> | undefined;
+  /** Releases the session's hold on sends of a `holdSends` start (see {@linkcode answered}). */
+  #releaseSends: (() => void) | undefined;
 
   /**
    * Wraps a call's session (its port pair already bound).
@@ -74,7 +76,8 @@ export class LocalCallMedia {
    * chain's stages have started (a recording's file is created, sockets bound, devices opened), so that an incoming
    * call is answered only when its media can run. Throws (after stopping what was built) on a build error, or on a
    * stage that failed to start (its chain's error: then `hooks` hear of no chain's end). Returns the chains started
-   * (none when the call ended first).
+   * (none when the call ended first). With `holdSends` (an incoming call, started before its answer is sent), what
+   * the chains send is held by the session until {@linkcode answered}.
    */
   async start(
     templates: string[],
@@ -82,6 +85,7 @@ export class LocalCallMedia {
     n: number | string,
     hooks: Pick<MediaHooks, "ended" | "timeout" | "dtmf">,
     ended: () => boolean = () => false,
+    holdSends = false,
   ): Promise<StartedChain[]> {
     try {
       for (const t of templates) this.pipelines.push(await this.#build(t, vars, `${t}#${n}`, this.session));
@@ -107,6 +111,8 @@ export class LocalCallMedia {
       if (held) held.push(f);
       else if (!dropped) f();
     };
+    // An incoming call's chains start before its answer is sent: what they send waits for it (see answered()).
+    if (holdSends && !this.#releaseSends) this.#releaseSends = this.session.holdSends();
     let waiting = this.pipelines.length;
     const allStarted = Promise.withResolvers<void>();
     let startError: Error | undefined;
@@ -148,6 +154,12 @@ export class LocalCallMedia {
    * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
    * it publishes on. Then the session closes (RTCP BYE, sockets, ports). Idempotent.
    */
+  /** The call's answer has been sent: what its chains hold since a `holdSends` start goes out now. */
+  answered(): void {
+    this.#releaseSends?.();
+    this.#releaseSends = undefined;
+  }
+
   stop(): Promise<ChainResult[]> {
     this.#stopped ??= (async () => {
       const clock = this.session.clock;

@@ -39,7 +39,8 @@ export interface WorkerInit {
 export type ToWorker =
   | WorkerInit
   | { t: "alloc"; req: number; key: number; id: string; bind: string }
-  | { t: "start"; req: number; key: number; templates: string[]; vars: Variables; n: number }
+  | { t: "start"; req: number; key: number; templates: string[]; vars: Variables; n: number; holdSends?: boolean }
+  | { t: "answered"; req: number; key: number }
   | { t: "stop"; req: number; key: number }
   | { t: "dtmf"; req: number; key: number; digits: string; durationMs?: number; gapMs?: number }
   | { t: "close"; req: number }

@@ -114,16 +114,26 @@ async function handle(m: Exclude<ToWorker, WorkerInit | { t: "crash" }>): Promis
     case "start": {
       const call = callOf(w, m.key);
       const key = m.key;
-      return await call.media.start(m.templates, m.vars, m.n, {
-        ended: (chain, reason, error) => {
-          const e: ChainEnded = { name: chain.name, template: chain.template, reason, ...(error ? { error } : {}) };
-          if (call.ended) call.ended.push(e);
-          else post({ t: "ended", key, ...e });
+      return await call.media.start(
+        m.templates,
+        m.vars,
+        m.n,
+        {
+          ended: (chain, reason, error) => {
+            const e: ChainEnded = { name: chain.name, template: chain.template, reason, ...(error ? { error } : {}) };
+            if (call.ended) call.ended.push(e);
+            else post({ t: "ended", key, ...e });
+          },
+          timeout: (chain) => post({ t: "timeout", key, name: chain.name, template: chain.template }),
+          dtmf: (d) => post({ t: "dtmf", key, digit: d.digit, durationMs: d.durationMs }),
         },
-        timeout: (chain) => post({ t: "timeout", key, name: chain.name, template: chain.template }),
-        dtmf: (d) => post({ t: "dtmf", key, digit: d.digit, durationMs: d.durationMs }),
-      });
+        undefined,
+        m.holdSends === true,
+      );
     }
+    case "answered":
+      w.calls.get(m.key)?.media.answered();
+      return undefined;
     case "stop": {
       const call = w.calls.get(m.key);
       if (!call) return { results: [], stats: undefined };

@@ -950,34 +950,44 @@ class SipController implements Controller {
     };
   }
 
-  /** Builds every chain template for the call, then starts them all. Throws (after cleanup) on a build error. */
-  async #startMedia(call: Call, media: CallMediaHandle, vars: Variables): Promise<void> {
+  /**
+   * Builds every chain template for the call, then starts them all. Throws (after cleanup) on a build error. With
+   * `holdSends` (an incoming call, started before its 200 OK), nothing they send goes out before `media.answered()`.
+   */
+  async #startMedia(call: Call, media: CallMediaHandle, vars: Variables, holdSends = false): Promise<void> {
     const n = Number(vars["call.n"]);
     const state = this.#active.get(call);
     if (state) state.ptime = Number(vars.ptime);
     const timedOut = new Set<string>();
-    const started = await media.start(this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates, vars, n, {
-      ended: (chain, reason, error) => {
-        if (reason === "error") {
-          this.#log.error(`pipeline ${chain.name} failed: ${error}`, { call: call.callId });
-          this.#hangup(call, `media failure: ${error}`, error);
-        } else if (reason === "eos" && this.#o.hangup_on.includes(chain.template)) {
+    const started = await media.start(
+      this.#ctx.templatesFor?.(vars) ?? this.#ctx.templates,
+      vars,
+      n,
+      {
+        ended: (chain, reason, error) => {
+          if (reason === "error") {
+            this.#log.error(`pipeline ${chain.name} failed: ${error}`, { call: call.callId });
+            this.#hangup(call, `media failure: ${error}`, error);
+          } else if (reason === "eos" && this.#o.hangup_on.includes(chain.template)) {
+            const s = this.#active.get(call);
+            const timeout = timedOut.has(chain.name);
+            if (s && !timeout) s.sent = true;
+            this.#hangup(call, timeout ? "no RTP received within the timeout" : `${chain.template} chain ended`);
+          }
+        },
+        timeout: (chain) => {
+          timedOut.add(chain.name);
+          this.#rtpLog.warn(`nothing received on ${chain.name} for the timeout period`, { call: call.callId });
+        },
+        lost: (why) => this.#hangup(call, why, why),
+        dtmf: (d) => {
           const s = this.#active.get(call);
-          const timeout = timedOut.has(chain.name);
-          if (s && !timeout) s.sent = true;
-          this.#hangup(call, timeout ? "no RTP received within the timeout" : `${chain.template} chain ended`);
-        }
+          if (s) this.#emit(s, "dtmf", { digit: d.digit, durationMs: d.durationMs });
+        },
       },
-      timeout: (chain) => {
-        timedOut.add(chain.name);
-        this.#rtpLog.warn(`nothing received on ${chain.name} for the timeout period`, { call: call.callId });
-      },
-      lost: (why) => this.#hangup(call, why, why),
-      dtmf: (d) => {
-        const s = this.#active.get(call);
-        if (s) this.#emit(s, "dtmf", { digit: d.digit, durationMs: d.durationMs });
-      },
-    }, () => call.state === "ended");
+      () => call.state === "ended",
+      holdSends,
+    );
     if (started.length === 0) return; // the call ended while its chains were being built: never started
     const m = vars;
     const dtmf = m["dtmf.payloadType"] ? `, DTMF PT ${m["dtmf.payloadType"]}` : "";
@@ -1369,7 +1379,14 @@ class SipController implements Controller {
     state.media = media;
     // The chains start before the answer: a recording that cannot be created (a stage that cannot start) refuses the
     // INVITE with a final error, where answering first made a call of no time, hung up at once.
-    const starting = this.#startMedia(call, media, this.#variables(call, alloc.pair, alloc.address, agreed, n));
+    // What they send (a greeting, the console's audio, DTMF) is held until the 200 has been sent: an answerer sends
+    // media once it has sent its answer (RFC 3264 §6), and a caller's SDP is only its word until then.
+    const starting = this.#startMedia(
+      call,
+      media,
+      this.#variables(call, alloc.pair, alloc.address, agreed, n),
+      true,
+    );
     state.starting = starting.catch(() => {});
     try {
       await starting;
@@ -1386,6 +1403,7 @@ class SipController implements Controller {
     }
     if (ended(call)) return; // cancelled while its chains started: #finish stops them
     call.accept(answer);
+    media.answered(); // the 200 is sent: what the chains held goes out
     this.#answered(call, state);
     state.accepted?.resolve();
   }

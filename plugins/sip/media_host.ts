@@ -61,7 +61,13 @@ export interface CallMediaHandle {
     n: number,
     hooks: MediaHooks,
     ended: () => boolean,
+    holdSends?: boolean,
   ): Promise<StartedChain[]>;
+  /**
+   * The call's answer has been sent: what its chains send, held since a start with `holdSends` (an incoming call's
+   * chains start before its 200 OK), goes out from now.
+   */
+  answered(): void;
   /** Stops the chains (recordings complete) and releases the session; resolves with each chain's result. */
   stop(): Promise<ChainResult[]>;
   /** Sends DTMF through the call's `dtmf-sender` stage. */
@@ -116,8 +122,11 @@ class InProcessCall implements CallMediaHandle {
   get session(): Session {
     return this.#m.session;
   }
-  start(templates: string[], vars: Variables, n: number, hooks: MediaHooks, ended: () => boolean) {
-    return this.#m.start(templates, vars, n, hooks, ended);
+  start(templates: string[], vars: Variables, n: number, hooks: MediaHooks, ended: () => boolean, holdSends = false) {
+    return this.#m.start(templates, vars, n, hooks, ended, holdSends);
+  }
+  answered(): void {
+    this.#m.answered();
   }
   stop(): Promise<ChainResult[]> {
     return this.#m.stop();
@@ -218,14 +227,26 @@ class WorkerCall implements CallMediaHandle {
   get worker(): number {
     return this.slot.index;
   }
-  async start(templates: string[], vars: Variables, n: number, hooks: MediaHooks, ended: () => boolean) {
+  async start(
+    templates: string[],
+    vars: Variables,
+    n: number,
+    hooks: MediaHooks,
+    ended: () => boolean,
+    holdSends = false,
+  ) {
     this.hooks = hooks;
     if (this.lost) throw new Error(this.lost);
     if (ended()) {
       await this.stop();
       return [];
     }
-    return await this.host.request(this.slot, { t: "start", key: this.key, templates, vars, n }) as StartedChain[];
+    const msg = { t: "start" as const, key: this.key, templates, vars, n, ...(holdSends ? { holdSends } : {}) };
+    return await this.host.request(this.slot, msg) as StartedChain[];
+  }
+  answered(): void {
+    // The worker releases the hold when it reads this, after the 200 has gone from here.
+    if (!this.lost) this.host.request(this.slot, { t: "answered", key: this.key }).catch(() => {});
   }
   stop(): Promise<ChainResult[]> {
     this.#stopped ??= (async () => {

@@ -84,6 +84,8 @@ const HEARD_CHECK_MS = 10;
 
 /** The ticket of a `wait_for_peer` sink's own gate, shut until the peer is heard. */
 const UNHEARD: StartTicket = { fill: 1, ready() {}, leave() {} };
+/** The ticket of a sink whose session holds its sends (an incoming call not answered yet: `Session.holdSends`). */
+const UNANSWERED: StartTicket = { fill: 1, ready() {}, leave() {} };
 
 /** A packet sent more than this many ms after its due time counts as a late send. */
 export const LATE_MS = 1;
@@ -169,6 +171,12 @@ export class UdpSinkStage implements SinkStage {
   #discarded = 0;
   #overflowDropped = 0;
   #unheardDropped = 0;
+  /** Unpaced: packets given while the session held its sends (`Session.holdSends`), dropped. */
+  #unansweredDropped = 0;
+  /** Resolves the wait of a sink held by its session (`Session.holdSends`) with the time it may send from. */
+  #answerResolve: ((at: number) => void) | undefined;
+  /** True once end() was called: the stream has ended. */
+  #ended = false;
   #lastError: string | undefined;
 
   /**
@@ -193,7 +201,16 @@ export class UdpSinkStage implements SinkStage {
   start(ctx: RunContext): void {
     this.#ctx = ctx;
     const gate = ctx.startGate;
-    if (gate && this.#opts.pace && gate.openAt === undefined) {
+    if (this.#opts.pace && ctx.session.sendsHeld) {
+      // The session holds what it sends (an incoming call's chains start before its answer is sent): held as behind
+      // a shut gate, which opens when the session lets go (then, with wait_for_peer, when the peer is heard).
+      this.#ticket = UNANSWERED;
+      this.#primeMs = this.#opts.queue_ms;
+      const { promise, resolve } = Promise.withResolvers<number>();
+      this.#answerResolve = resolve;
+      void ctx.session.sendsReleased.then(resolve);
+      this.#gateOpened = promise.then((at) => this.#afterAnswer(ctx, at)).then((at) => this.#release(at));
+    } else if (gate && this.#opts.pace && gate.openAt === undefined) {
       this.#ticket = gate.join();
       this.#primeMs = this.#opts.queue_ms * this.#ticket.fill; // members fill different amounts: see StartTicket.fill
       this.#gateOpened = gate.opened.then((at) => this.#release(at));
@@ -261,6 +278,7 @@ export class UdpSinkStage implements SinkStage {
 
   /** End of stream: sends the queue on schedule, then resolves. After a stop: discards it and resolves. */
   async end(): Promise<void> {
+    this.#ended = true;
     if (this.#ctx?.signal.aborted) this.#stop();
     // The stream ended before the peer was heard: what is held is never sent.
     this.#stopWaitingForPeer();
@@ -314,6 +332,7 @@ export class UdpSinkStage implements SinkStage {
       discarded: this.#discarded,
       overflow_dropped: this.#overflowDropped,
       ...(this.#opts.wait_for_peer ? { unheard_dropped: this.#unheardDropped } : {}),
+      ...(this.#unansweredDropped > 0 ? { unanswered_dropped: this.#unansweredDropped } : {}),
     };
   }
 
@@ -463,6 +482,22 @@ export class UdpSinkStage implements SinkStage {
     return promise;
   }
 
+  /**
+   * The session let go of its sends at `at`: the time the held stream starts, or, for a `wait_for_peer` sink whose
+   * peer is not heard yet, the wait for it (what is held is dropped, as unheard, when the stream has ended already).
+   */
+  #afterAnswer(ctx: RunContext, at: number): number | Promise<number> {
+    this.#answerResolve = undefined;
+    if (this.#ticket !== UNANSWERED) return at; // stopped meanwhile
+    if (!this.#opts.wait_for_peer || this.#heard()) return at;
+    this.#ticket = UNHEARD;
+    if (this.#ended) {
+      this.#stopWaitingForPeer();
+      return ctx.clock.now();
+    }
+    return this.#whenHeard(ctx);
+  }
+
   /** A `wait_for_peer` sink gives up waiting: what it holds is dropped (counted), its waiters woken. */
   #stopWaitingForPeer(): void {
     if (this.#ticket !== UNHEARD) return;
@@ -475,6 +510,10 @@ export class UdpSinkStage implements SinkStage {
   }
 
   #send(data: Uint8Array, to: HostPort, due: number | undefined, now: number): void {
+    if (this.#ctx?.session.sendsHeld) {
+      this.#unansweredDropped++; // unpaced, before the call's answer is sent: nothing goes to the peer yet
+      return;
+    }
     if (this.#opts.wait_for_peer && !this.#heard()) {
       this.#unheardDropped++; // unpaced: the peer has not been heard from, nothing goes to it on its SDP's word
       return;
@@ -536,6 +575,7 @@ export class UdpSinkStage implements SinkStage {
     this.#stopWaitingForPeer();
     this.#ticket?.leave();
     this.#ticket = undefined;
+    this.#answerResolve?.(this.#ctx?.clock.now() ?? 0); // a held sink stops waiting for the session
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#discarded += this.#queue.length;
