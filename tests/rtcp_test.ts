@@ -796,3 +796,42 @@ Deno.test("rtp-receive.json (no remote): a stranger's RTCP sent before the RTP d
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("RTCP session held (an incoming call before its answer): no report and no BYE leave while held; reports once released", async () => {
+  const clock = new VirtualClock(0);
+  const net = new FakeNet(clock, 1);
+  let held = true;
+  const s = new RtcpSession({
+    clock,
+    socket: net.transport(5001),
+    remote: { hostname: "127.0.0.1", port: 6001 },
+    cname: "me",
+    minInterval: 1,
+    bandwidthKbps: 80,
+    random: seededRandom(3),
+    held: () => held,
+  });
+  s.start();
+  await clock.advanceAsync(5000, 50);
+  assert.equal(net.sent.length, 0, "no report while held");
+  assert.equal(s.stats().reports_sent, 0);
+  held = false;
+  await clock.advanceAsync(3000, 50);
+  assert.ok(net.sent.length > 0, "reports once released");
+  await s.close();
+  // A session closed while still held (the call refused before its answer) sends no BYE either.
+  const t = new RtcpSession({
+    clock,
+    socket: net.transport(5003),
+    remote: { hostname: "127.0.0.1", port: 6003 },
+    cname: "me",
+    minInterval: 1,
+    bandwidthKbps: 80,
+    random: seededRandom(4),
+    held: () => true,
+  });
+  t.start();
+  await clock.advanceAsync(5000, 50);
+  await t.close("refused");
+  assert.equal(net.sent.filter((x) => x.from === 5003).length, 0);
+});

@@ -152,6 +152,7 @@ export function createRtcp(opts: RtcpOptions): TransformStage {
           cname,
           minInterval: opts.interval,
           bandwidthKbps: opts.bandwidth,
+          held: () => ctx.session.sendsHeld,
         }));
       session = s;
       if (localPort && s.localPort !== localPort) {

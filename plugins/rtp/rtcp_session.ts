@@ -389,6 +389,11 @@ export interface RtcpSessionOptions {
   wallclock?: () => number;
   /** The local SSRC until RTP is sent (default random). */
   ssrc?: number;
+  /**
+   * While it says true, no report is sent (the timer goes on): the call's session holds what it sends (an incoming
+   * call before its answer has been sent: `Session.holdSends`).
+   */
+  held?: () => boolean;
 }
 
 /**
@@ -664,6 +669,7 @@ export class RtcpSession {
       ? (data.length + LOWER_HEADERS) / 16 + (this.#avgRtcpSize * 15) / 16
       : data.length + LOWER_HEADERS;
     if (!this.remote) return; // nowhere to send yet
+    if (this.options.held?.()) return; // nothing before the call's answer
     this.#n.reports_sent++;
     this.#send(data);
     this.#publish("send", info);
