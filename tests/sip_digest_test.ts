@@ -27,6 +27,7 @@ import {
   parseChallenges,
   parseCredentials,
   RegistrationError,
+  SipParseError,
   type SipRequest,
   type SipTraceEvent,
   SipUserAgent,
@@ -522,4 +523,19 @@ Deno.test("trace: each datagram both ways with time, direction and addresses; on
   ]);
   await t.close();
   await peer.close();
+});
+
+Deno.test("parseChallenges: a reason quotes at most 40 characters of a token, however long the value (found by fuzzing)", () => {
+  // The reasons held the whole offending token: a server's 64 KB WWW-Authenticate made a 64 KB log line.
+  const long = "9".repeat(10_000);
+  for (
+    const value of [`Digest ${long}`, `Digest realm="a", ${long} x`, `D${long}, realm="a"`, `Digest a=1, a=2, ${long}=`]
+  ) {
+    assert.throws(() => parseChallenges(value), (err: unknown) => {
+      assert.ok(err instanceof SipParseError);
+      assert.ok(err.reason.length < 200, `${value.slice(0, 30)}...: a reason of ${err.reason.length} characters`);
+      assert.match(err.reason, /^malformed challenge: /);
+      return true;
+    });
+  }
 });

@@ -400,3 +400,25 @@ Deno.test("ticker: drift-free ticks on the clock; late ticks caught up; after a 
   assertEquals(t2.skipped, 21);
   assertEquals(due[0].at, 520, "back on the 20 ms grid");
 });
+
+Deno.test("protocols: an error quotes at most 40 characters of the value it refuses (found by fuzzing)", () => {
+  // REJECT's status and mediaFormat's fields were quoted whole: a client's 256 KB message got an ERROR as long back.
+  const long = "9".repeat(10_000);
+  const answer = (mediaFormat: unknown) => JSON.stringify({ event: "answer", callId: "c1", answer: { mediaFormat } });
+  for (
+    const [name, f] of [
+      ["text REJECT", () => textProtocol.parse(`REJECT:c1##${long}`)],
+      [
+        "json reject",
+        () => jsonProtocol.parse(JSON.stringify({ event: "reject", callId: "c1", reject: { status: long } })),
+      ],
+      ["json encoding", () => jsonProtocol.parse(answer({ encoding: long }))],
+      ["json sampleRate", () => jsonProtocol.parse(answer({ sampleRate: long }))],
+      ["json channels", () => jsonProtocol.parse(answer({ channels: long }))],
+    ] as const
+  ) {
+    const e = assertThrows(f, ProtocolError);
+    assertEquals(e.message.length < 200, true, `${name}: a message of ${e.message.length} characters`);
+    assertMatch(e.message, /got "?9{39}\.\.\./);
+  }
+});

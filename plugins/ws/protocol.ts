@@ -133,6 +133,21 @@ export const MAX_FIELD = 256;
 /** Statuses that mean "the callee did not answer" (text protocol: CALL_IGNORE rather than CALL_FAILED). */
 export const NO_ANSWER_STATUSES: ReadonlySet<number> = new Set([408, 480, 487]);
 
+/**
+ * A value read from a message as an error shows it: JSON, at most 40 characters then `...` (an error goes back to the
+ * client and to the log, and must not grow with what the client sent).
+ *
+ * @example
+ * ```ts
+ * shown("x".repeat(100)); // '"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'
+ * shown(8001); // "8001"
+ * ```
+ */
+export function shown(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}
+
 /** Checks a call id read from a message. */
 export function checkCallId(id: string, command: string): string {
   if (id.length === 0) throw new ProtocolError(`${command}: the call id is missing`);

@@ -43,6 +43,7 @@ import {
   NO_ANSWER_STATUSES,
   type Notice,
   ProtocolError,
+  shown,
   type WireProtocol,
 } from "./protocol.ts";
 
@@ -92,7 +93,7 @@ function parse(message: string): Command {
       const callId = checkCallId(arg.slice(0, at), "REJECT");
       const status = Number(arg.slice(at + 2));
       if (!Number.isInteger(status) || status < 400 || status > 699) {
-        throw new ProtocolError(`REJECT: the status is 400..699, got ${JSON.stringify(arg.slice(at + 2))}`, {
+        throw new ProtocolError(`REJECT: the status is 400..699, got ${shown(arg.slice(at + 2))}`, {
           callId,
         });
       }
