@@ -422,3 +422,23 @@ Deno.test("protocols: an error quotes at most 40 characters of the value it refu
     assertMatch(e.message, /got "?9{39}\.\.\./);
   }
 });
+
+Deno.test("text protocol: the CRs and LFs ending a message are cut without a regular expression (found by fuzzing)", () => {
+  // replace(/[\r\n]+$/, "") tried a match at each of the 100 000 CRLFs and scanned to the end of the run from each:
+  // one 200 KB message from a client without a token took 34 s of the server's CPU (the event loop, its calls' SIP
+  // and RTP, blocked) before the refusal. Counted, not timed: the characters a regular expression is run over.
+  const exec = RegExp.prototype.exec;
+  let longest = 0;
+  RegExp.prototype.exec = function (this: RegExp, s: string) {
+    longest = Math.max(longest, String(s).length);
+    return exec.call(this, s);
+  };
+  try {
+    assertThrows(() => textProtocol.parse("PING" + "\r\n".repeat(100_000) + "x"), ProtocolError, "expected COMMAND");
+  } finally {
+    RegExp.prototype.exec = exec;
+  }
+  assertEquals(longest < 300, true, `a regular expression ran over ${longest} characters`);
+  assertEquals(textProtocol.parse("PING\r\n\n\r"), { type: "ping" });
+  assertEquals(textProtocol.parse("HANGUP:c1\n\r\n"), { type: "hangup", callId: "c1" });
+});
