@@ -423,6 +423,13 @@ Deno.test("protocols: an error quotes at most 40 characters of the value it refu
   }
 });
 
+Deno.test("protocols: a dial target with control characters is quoted in at most 40 characters (found by fuzzing)", () => {
+  // 256 characters of NUL were quoted whole, as JSON: \u0000 six times each, a message of 1 474 characters.
+  const e = assertThrows(() => textProtocol.parse(`CALL:sip:bob@127.0.0.1${"\0".repeat(234)}`), ProtocolError);
+  assertEquals(e.message.length < 200, true, `a message of ${e.message.length} characters`);
+  assertMatch(e.message, /^CALL: the number has spaces or control characters: "sip:bob@127\.0\.0\.1\\u0000/);
+});
+
 Deno.test("text protocol: the CRs and LFs ending a message are cut without a regular expression (found by fuzzing)", () => {
   // replace(/[\r\n]+$/, "") tried a match at each of the 100 000 CRLFs and scanned to the end of the run from each:
   // one 200 KB message from a client without a token took 34 s of the server's CPU (the event loop, its calls' SIP

@@ -165,7 +165,7 @@ export function checkTarget(to: string, command: string): string {
   if (to.length > MAX_FIELD) throw new ProtocolError(`${command}: the number is longer than ${MAX_FIELD} characters`);
   // deno-lint-ignore no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(to)) {
-    throw new ProtocolError(`${command}: the number has spaces or control characters: ${JSON.stringify(to)}`);
+    throw new ProtocolError(`${command}: the number has spaces or control characters: ${shown(to)}`);
   }
   return to;
 }
