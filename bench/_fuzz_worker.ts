@@ -5,6 +5,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
+import { seededRandom } from "../core/random.ts";
 import { fuzzInputs } from "../tests/fuzz_mutate.ts";
 import { cleanupTargets, FuzzFinding, TARGETS } from "../tests/fuzz_targets.ts";
 
@@ -70,11 +71,10 @@ self.onmessage = async (e: MessageEvent<FuzzJob>) => {
     index++;
   }
   // Growth: a piece of a seed repeated n and 10n times at one place; linear parsing takes about 10 times as long.
-  let rnd = job.seed >>> 0;
-  const next = (m: number) => {
-    rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0;
-    return rnd % m;
-  };
+  // mulberry32 (a linear congruential generator's low bits, taken modulo small counts, repeated with a short period
+  // and never chose some pieces).
+  const rnd = seededRandom(job.seed ^ 0x5bd1e995);
+  const next = (m: number) => Math.floor(rnd() * m);
   for (let g = 0; g < job.growth; g++) {
     const s = seeds[next(seeds.length)];
     const at = next(s.length + 1);
