@@ -4,7 +4,7 @@
  * with the seeded mutations of tests/fuzz_test.ts, for as long as asked: `--cases N` per target from `--seed S` (the
  * same seed gives the same inputs). Each target runs in a worker; a case that runs longer than `--hang-ms` is reported
  * as a hang, with its input. `--growth N` also times N inputs with a piece repeated n and 10n times and reports those
- * more than 30 times slower (time superlinear in the input). Findings are printed and, with `--out DIR`, saved as
+ * more than 50 times slower (time superlinear in the input). Findings are printed and, with `--out DIR`, saved as
  * files (`<target>-<n>.bin`); the exit code is 1 when there was one.
  *
  * Run: `deno run -A bench/fuzz.ts --cases 200000 --seed 1 [--only sip-message,rtcp] [--growth 200] [--out out/fuzz]`
