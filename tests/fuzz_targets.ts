@@ -48,6 +48,7 @@ import { AudioLibrary } from "../plugins/console/files.ts";
 import { CONSOLE_HUB_DEFAULTS, type ConsoleConnection, ConsoleHub } from "../plugins/console/hub.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { SipUserAgent } from "../plugins/sip/user_agent.ts";
+import { JitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
 import { codecs } from "./registry_util.ts";
 
 const te = new TextEncoder();
@@ -408,6 +409,68 @@ const rtp: FuzzTarget = {
   },
 };
 
+/**
+ * Packets, each as `<arrival delta ms: 1 byte> <length: 2 bytes> <bytes>`, through a jitter buffer (what a receive
+ * chain does with what its socket gets, past rtp-depacketizer's payload-type filter).
+ */
+const rtpReceive: FuzzTarget = {
+  name: "rtp-receive",
+  seeds: () => {
+    const pack = (frames: { dt: number; data: Uint8Array }[]) => {
+      const out: number[] = [];
+      for (const f of frames) out.push(f.dt, f.data.length >> 8, f.data.length & 0xff, ...f.data);
+      return Uint8Array.from(out);
+    };
+    const audio = (seq: number, pt = 0, len = 160) =>
+      rtpFrame({ sequence: seq, timestamp: 160 * seq, payloadType: pt, payload: new Uint8Array(len).fill(0x55) });
+    const ev = (seq: number, end: boolean) =>
+      rtpFrame({
+        sequence: seq,
+        timestamp: 160 * 3,
+        payloadType: 101,
+        payload: encodeTelephoneEvent({ event: 5, end, volume: 10, duration: 160 * (seq - 2) }),
+      });
+    return [
+      pack([0, 1, 2, 3, 4, 5, 6, 7].map((i) => ({ dt: 20, data: audio(i) }))),
+      pack([0, 2, 1, 5, 4, 3, 9, 12].map((i) => ({ dt: 15 + (i % 3) * 10, data: audio(i, 8) }))),
+      pack([{ dt: 0, data: audio(1) }, { dt: 20, data: ev(3, false) }, { dt: 20, data: ev(4, true) }, {
+        dt: 20,
+        data: audio(5, 0, 320),
+      }]),
+    ];
+  },
+  maxLen: 8192,
+  testCases: 3000,
+  run(input) {
+    const jb = new JitterBuffer({ min_delay: 20, max_delay: 500, initial_delay: 40, max_conceal: 100 }, { codecs });
+    let now = 0;
+    let played = 0;
+    for (let o = 0; o + 3 <= input.length;) {
+      now += input[o];
+      const len = (input[o + 1] << 8) | input[o + 2];
+      const data = input.subarray(o + 3, o + 3 + len);
+      o += 3 + len;
+      const f = parseRtp(data, now);
+      if (typeof f === "string") continue;
+      // rtp-depacketizer's filter: the negotiated audio and telephone-event.
+      if (f.payloadType === 0) Object.assign(f, { codec: "PCMU", clockRate: 8000 });
+      else if (f.payloadType === 8) Object.assign(f, { codec: "PCMA", clockRate: 8000 });
+      else if (f.payloadType === 101) Object.assign(f, { codec: "telephone-event", clockRate: 8000 });
+      else continue;
+      never("JitterBuffer.tick", () => {
+        while (jb.nextTickTime() !== undefined && jb.nextTickTime()! <= now) {
+          jb.tick();
+          check(++played <= now / 5 + 10, `${played} frames played in ${now} ms`);
+        }
+      });
+      never("JitterBuffer.insert", () => jb.insert(f, now));
+    }
+    const rest = never("JitterBuffer.drain", () => jb.drain());
+    check(rest.length <= 2000, `drain gave ${rest.length} frames`);
+    never("JitterBuffer.stats", () => jb.stats());
+  },
+};
+
 const { CompoundPacket, SenderReportPacket, ReceiverReportPacket, ReceptionReport, SdesPacket, ByePacket } = packets;
 
 function rtcpSeeds(): Uint8Array[] {
@@ -568,7 +631,7 @@ const relay: FuzzTarget = {
       'STATS {"clients":1}\nTIMEOUT\n',
     ].map((s) => te.encode(s)),
   maxLen: 4096,
-  testCases: 20000,
+  testCases: 10000,
   run(input) {
     const splitter = new LineSplitter(MAX_LINE);
     const lines: string[] = [];
@@ -663,7 +726,7 @@ const wsHead: FuzzTarget = {
       "POST /calls HTTP/1.1\r\nHost: a\r\nContent-Length: 0",
     ].map((s) => te.encode(s)),
   maxLen: 8192,
-  testCases: 10000,
+  testCases: 6000,
   run(input) {
     const req = expectOnly("parseHead", () => parseHead(input, REMOTE), HeadError);
     if (req?.upgrade) check(req.method === "GET" && req.headers.has("sec-websocket-key"), "bad upgrade accepted");
@@ -937,6 +1000,7 @@ export const TARGETS: FuzzTarget[] = [
   sdpTarget,
   sipUa,
   rtp,
+  rtpReceive,
   rtcp,
   telephoneEvent,
   relay,
