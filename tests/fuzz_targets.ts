@@ -40,6 +40,7 @@ import { readWavInfo, WavFormatError, wavHeader } from "../plugins/wav/wav_forma
 import { jsonProtocol } from "../plugins/ws/json_protocol.ts";
 import { ProtocolError } from "../plugins/ws/protocol.ts";
 import { textProtocol } from "../plugins/ws/text_protocol.ts";
+import { AudioFormatError, decodeAudio as decodeWsAudio } from "../plugins/ws/audio.ts";
 import { HeadError, parseHead, ServerWebSocket } from "../plugins/ws/_websocket.ts";
 import { decodeFixture, FIXTURES } from "./rfc4475.ts";
 import { formatTraceEvent } from "../plugins/sip/trace.ts";
@@ -658,6 +659,14 @@ const relay: FuzzTarget = {
 
 // ---- WebSocket bridge: text and JSON protocols, request head, frames -------------------------------------------
 
+/** A media command's base64 audio, decoded as the bridge does in either encoding. */
+function mediaPayload(payload: string): void {
+  for (const encoding of ["l16", "mulaw"] as const) {
+    const samples = expectOnly(`decodeAudio(${encoding})`, () => decodeWsAudio(payload, encoding), AudioFormatError);
+    if (samples) check(samples.length <= payload.length, `${samples.length} samples from ${payload.length} characters`);
+  }
+}
+
 const wsText: FuzzTarget = {
   name: "ws-text",
   seeds: () =>
@@ -680,6 +689,7 @@ const wsText: FuzzTarget = {
   run(input) {
     const cmd = expectOnly("textProtocol.parse", () => textProtocol.parse(utf8.decode(input)), ProtocolError);
     if (cmd && "callId" in cmd) check(cmd.callId.length <= 256 && !/[\s#]/.test(cmd.callId), "bad call id accepted");
+    if (cmd?.type === "media") mediaPayload(cmd.payload);
   },
 };
 
@@ -709,7 +719,8 @@ const wsJson: FuzzTarget = {
   maxLen: 4096,
   testCases: 20000,
   run(input) {
-    expectOnly("jsonProtocol.parse", () => jsonProtocol.parse(utf8.decode(input)), ProtocolError);
+    const cmd = expectOnly("jsonProtocol.parse", () => jsonProtocol.parse(utf8.decode(input)), ProtocolError);
+    if (cmd?.type === "media") mediaPayload(cmd.payload);
   },
 };
 
