@@ -441,6 +441,10 @@ Deno.test("console: bad requests get clear errors", async () => {
     assertMatch(String(noTarget.error), /no SIP URI to call/);
     const badTarget = await page.op("dial", { target: "bob", file: "library/hello.wav" });
     assertMatch(String(badTarget.error), /not a SIP URI/);
+    // Found by fuzzing: String() of this object threw "Cannot convert object to primitive value", sent as the error.
+    const badDigits = await page.op("dtmf", { id: "c1", digits: { toString: 1 } });
+    assertEquals(badDigits.ok, false);
+    assertMatch(String(badDigits.error), /^dtmf: "digits" is a string of 0-9 \* # A-D, got object$/);
   } finally {
     await done();
   }

@@ -514,3 +514,60 @@ Deno.test("negotiated / agreedMedia: an address that is never a destination, a p
     assert.equal(negotiated(offer({ c }), { registry: codecs }).remotePort, 30000, c);
   }
 });
+
+// Found by the fuzzer (tests/fuzz_test.ts, bench/fuzz.ts).
+
+const SDP_HEAD = "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n";
+
+Deno.test("sdp: an offer naming no codec of ours gets an error message of bounded size, whatever it repeats", () => {
+  // 62 KB: one payload type listed 20 000 times, its rtpmap name 2 000 characters long. The error listed the name once
+  // per payload type: a 40 MB message, logged, and sent as the reason phrase and Warning header of the 488 (a
+  // 76 MB datagram that could not be sent: EMSGSIZE, the INVITE never answered).
+  const offer = SDP_HEAD + "m=audio 4000 RTP/AVP " + Array(20_000).fill("96").join(" ") +
+    `\r\na=rtpmap:96 ${"X".repeat(2000)}/8000\r\n`;
+  assert.throws(
+    () => createAnswer(offer, { registry: codecs, address: "192.0.2.20", port: 41000 }),
+    (e: unknown) => {
+      assert.ok(e instanceof NoCommonCodecError);
+      assert.ok(e.message.length < 200, `message of ${e.message.length} characters`);
+      assert.equal(e.offered.length, 1);
+      assert.match(e.message, /^no common codec: offered X{40}\.\.\., supported PCMU, PCMA/);
+      return true;
+    },
+  );
+  // Many distinct names: the first 16, then how many more.
+  let many = SDP_HEAD + "m=audio 4000 RTP/AVP " + Array.from({ length: 30 }, (_, i) => 96 + i).join(" ") + "\r\n";
+  for (let i = 0; i < 30; i++) many += `a=rtpmap:${96 + i} C${i}/8000\r\n`;
+  assert.throws(() => createAnswer(many, { registry: codecs, address: "192.0.2.20", port: 41000 }), (e: unknown) => {
+    assert.ok(e instanceof NoCommonCodecError);
+    assert.equal(e.offered.length, 17);
+    assert.equal(e.offered[16], "(14 more)");
+    return true;
+  });
+});
+
+Deno.test("sdp: an offer of thousands of payload types and rtpmaps costs work linear in its size (operation count)", () => {
+  // 6 000 payload types none of ours, 1 500 rtpmaps of others: each payload type's rtpmap was searched through all of
+  // them (9 M predicate calls, 30-60 ms of CPU per 60 KB INVITE). Counted, not timed: Array.prototype.find's
+  // predicate calls while the offer is answered.
+  let offer = SDP_HEAD + "m=audio 4000 RTP/AVP " + Array(6000).fill("99").join(" ") + "\r\n";
+  for (let i = 0; i < 1500; i++) offer += `a=rtpmap:${100 + (i % 20)} X/8000\r\n`;
+  const find = Array.prototype.find;
+  let calls = 0;
+  Array.prototype.find = function (
+    this: unknown[],
+    pred: (v: unknown, i: number, a: unknown[]) => unknown,
+    t?: unknown,
+  ) {
+    return find.call(this, (v: unknown, i: number, a: unknown[]) => {
+      calls++;
+      return pred.call(t, v, i, a);
+    });
+  } as typeof find;
+  try {
+    assert.throws(() => createAnswer(offer, { registry: codecs, address: "192.0.2.20", port: 41000 }), SdpError);
+  } finally {
+    Array.prototype.find = find;
+  }
+  assert.ok(calls < 4 * offer.length, `${calls} predicate calls for an offer of ${offer.length} bytes`);
+});

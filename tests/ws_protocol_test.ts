@@ -400,3 +400,52 @@ Deno.test("ticker: drift-free ticks on the clock; late ticks caught up; after a 
   assertEquals(t2.skipped, 21);
   assertEquals(due[0].at, 520, "back on the 20 ms grid");
 });
+
+Deno.test("protocols: an error quotes at most 40 characters of the value it refuses (found by fuzzing)", () => {
+  // REJECT's status and mediaFormat's fields were quoted whole: a client's 256 KB message got an ERROR as long back.
+  const long = "9".repeat(10_000);
+  const answer = (mediaFormat: unknown) => JSON.stringify({ event: "answer", callId: "c1", answer: { mediaFormat } });
+  for (
+    const [name, f] of [
+      ["text REJECT", () => textProtocol.parse(`REJECT:c1##${long}`)],
+      [
+        "json reject",
+        () => jsonProtocol.parse(JSON.stringify({ event: "reject", callId: "c1", reject: { status: long } })),
+      ],
+      ["json encoding", () => jsonProtocol.parse(answer({ encoding: long }))],
+      ["json sampleRate", () => jsonProtocol.parse(answer({ sampleRate: long }))],
+      ["json channels", () => jsonProtocol.parse(answer({ channels: long }))],
+    ] as const
+  ) {
+    const e = assertThrows(f, ProtocolError);
+    assertEquals(e.message.length < 200, true, `${name}: a message of ${e.message.length} characters`);
+    assertMatch(e.message, /got "?9{39}\.\.\./);
+  }
+});
+
+Deno.test("protocols: a dial target with control characters is quoted in at most 40 characters (found by fuzzing)", () => {
+  // 256 characters of NUL were quoted whole, as JSON: \u0000 six times each, a message of 1 474 characters.
+  const e = assertThrows(() => textProtocol.parse(`CALL:sip:bob@127.0.0.1${"\0".repeat(234)}`), ProtocolError);
+  assertEquals(e.message.length < 200, true, `a message of ${e.message.length} characters`);
+  assertMatch(e.message, /^CALL: the number has spaces or control characters: "sip:bob@127\.0\.0\.1\\u0000/);
+});
+
+Deno.test("text protocol: the CRs and LFs ending a message are cut without a regular expression (found by fuzzing)", () => {
+  // replace(/[\r\n]+$/, "") tried a match at each of the 100 000 CRLFs and scanned to the end of the run from each:
+  // one 200 KB message from a client without a token took 34 s of the server's CPU (the event loop, its calls' SIP
+  // and RTP, blocked) before the refusal. Counted, not timed: the characters a regular expression is run over.
+  const exec = RegExp.prototype.exec;
+  let longest = 0;
+  RegExp.prototype.exec = function (this: RegExp, s: string) {
+    longest = Math.max(longest, String(s).length);
+    return exec.call(this, s);
+  };
+  try {
+    assertThrows(() => textProtocol.parse("PING" + "\r\n".repeat(100_000) + "x"), ProtocolError, "expected COMMAND");
+  } finally {
+    RegExp.prototype.exec = exec;
+  }
+  assertEquals(longest < 300, true, `a regular expression ran over ${longest} characters`);
+  assertEquals(textProtocol.parse("PING\r\n\n\r"), { type: "ping" });
+  assertEquals(textProtocol.parse("HANGUP:c1\n\r\n"), { type: "hangup", callId: "c1" });
+});

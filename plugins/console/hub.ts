@@ -472,9 +472,16 @@ export class ConsoleHub {
         this.#autoAnswer = m.on === true;
         for (const o of this.#clients) safeSend(o, { type: "settings", autoAnswer: this.#autoAnswer });
         return {};
-      case "dtmf":
-        await this.#calls.sendDtmf(id(), String(m.digits ?? ""));
+      case "dtmf": {
+        // A JSON value: String() of an object whose toString is not a function threw a TypeError ("Cannot convert
+        // object to primitive value"), which was the page's answer.
+        const digits = m.digits ?? "";
+        if (typeof digits !== "string" && typeof digits !== "number") {
+          throw new Error(`dtmf: "digits" is a string of 0-9 * # A-D, got ${typeof digits}`);
+        }
+        await this.#calls.sendDtmf(id(), String(digits));
         return {};
+      }
       default:
         throw new Error(`unknown op ${JSON.stringify(m.op)} (ops: ${OPS.join(", ")})`);
     }

@@ -26,6 +26,11 @@ export interface AuthParams {
 
 const TOKEN_CHAR = /[A-Za-z0-9\-.!%*_+`'~]/;
 
+/** A token of the value as an error message shows it: at most 40 characters (tokens hold no control characters). */
+function shown(token: string): string {
+  return token.length > 40 ? `${token.slice(0, 40)}...` : token;
+}
+
 /** A reader over one header value. */
 class Reader {
   pos = 0;
@@ -91,7 +96,7 @@ function readParams(r: Reader, what: string): Record<string, string> {
     r.skipSpace();
     if (r.peek() !== "=") {
       // A scheme token followed by something else than `=`: the next challenge starts here.
-      if (first) throw r.fail(`expected "=" after ${name}`);
+      if (first) throw r.fail(`expected "=" after ${shown(name)}`);
       r.pos = mark;
       return params;
     }
@@ -101,12 +106,12 @@ function readParams(r: Reader, what: string): Record<string, string> {
     if (r.peek() === '"') value = r.quoted();
     else {
       value = r.token();
-      if (!value) throw r.fail(`expected a value for ${name}`);
+      if (!value) throw r.fail(`expected a value for ${shown(name)}`);
     }
     const key = name.toLowerCase();
     if (key in params) {
       r.pos = start;
-      throw r.fail(`parameter ${name} given twice in ${what}`);
+      throw r.fail(`parameter ${shown(name)} given twice in ${what}`);
     }
     params[key] = value;
     first = false;
@@ -132,7 +137,7 @@ export function parseChallenges(value: string, what = "challenge"): AuthParams[]
   while (!r.done) {
     const scheme = r.token();
     if (!scheme) throw r.fail("expected an authentication scheme (e.g. Digest)");
-    if (!/[ \t]/.test(r.peek()) && !r.done) throw r.fail(`expected a space after the scheme ${scheme}`);
+    if (!/[ \t]/.test(r.peek()) && !r.done) throw r.fail(`expected a space after the scheme ${shown(scheme)}`);
     const params = readParams(r, what);
     out.push({ scheme, params });
     r.skipSpace();

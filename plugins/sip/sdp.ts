@@ -78,7 +78,7 @@ export class SdpError extends Error {
 
 /** The offer has no audio codec in common with ours (answer `488 Not Acceptable Here`). */
 export class NoCommonCodecError extends SdpError {
-  /** Codec names offered (in the offer's order). */
+  /** Codec names offered, distinct, in the offer's order (at most 16, each cut to 40 characters, then `(N more)`). */
   readonly offered: string[];
   /** Names of the codecs we support. */
   readonly supported: string[];
@@ -276,13 +276,30 @@ export function createOffer(opts: OfferOptions): string {
   return writeSdpText(s);
 }
 
+/** The `a=rtpmap` lines of each media description read, by payload type (the first line of a type wins). */
+const RTPMAPS = new WeakMap<MediaDescription, Map<number, MediaDescription["rtp"][number]>>();
+
+/**
+ * The `a=rtpmap` of payload type `pt` in `m`: looked up in a map made once per media description, so that an offer
+ * listing thousands of payload types and rtpmaps costs time linear in its size, not their product.
+ */
+function rtpMapOf(m: MediaDescription, pt: number): MediaDescription["rtp"][number] | undefined {
+  let maps = RTPMAPS.get(m);
+  if (!maps) {
+    maps = new Map();
+    for (const r of m.rtp) if (!maps.has(r.payload)) maps.set(r.payload, r);
+    RTPMAPS.set(m, maps);
+  }
+  return maps.get(pt);
+}
+
 /** How `m` describes payload type `pt`: its rtpmap, else what `fallback` knows (a static type, or our SDP's map). */
 function describePt(
   m: MediaDescription,
   pt: number,
   fallback: (pt: number) => PayloadDesc | undefined,
 ): PayloadDesc | undefined {
-  const map = m.rtp.find((r) => r.payload === pt);
+  const map = rtpMapOf(m, pt);
   if (map) {
     return { name: map.codec, rate: map.rate, channels: map.encoding ? Number(map.encoding) || 1 : 1 };
   }
@@ -323,7 +340,7 @@ function parseSdp(text: string): SessionDescription {
 function telephoneEventPt(m: MediaDescription, rate: number, except?: number): number | undefined {
   for (const pt of m.payloads) {
     if (pt === except) continue;
-    const map = m.rtp.find((r) => r.payload === pt);
+    const map = rtpMapOf(m, pt);
     if (map && map.codec.toLowerCase() === TELEPHONE_EVENT && (map.rate ?? 8000) === rate) return pt;
   }
   return undefined;
@@ -343,13 +360,25 @@ function pick(
   return undefined;
 }
 
+/** Most codec names an error about an offer lists (each cut to {@linkcode OFFERED_NAME_MAX} characters). */
+const OFFERED_MAX = 16;
+const OFFERED_NAME_MAX = 40;
+
+/**
+ * The distinct codec names of the audio streams of `s`, in order, for an error message: at most
+ * {@linkcode OFFERED_MAX}, each at most {@linkcode OFFERED_NAME_MAX} characters (escaped), then `(N more)`. The
+ * names come from the network: an offer of 65 KB listing one long rtpmap name 20 000 times made a 40 MB message,
+ * which became a log line, a reason phrase and a Warning header.
+ */
 function offeredNames(s: SessionDescription, fallback: (pt: number) => PayloadDesc | undefined): string[] {
-  const out: string[] = [];
+  const seen = new Set<string>();
   for (const m of s.media) {
     if (m.type !== "audio") continue;
-    for (const pt of m.payloads) out.push(describePt(m, pt, fallback)?.name ?? String(pt));
+    for (const pt of m.payloads) seen.add(excerpt(describePt(m, pt, fallback)?.name ?? String(pt), OFFERED_NAME_MAX));
   }
-  return out;
+  const out = [...seen];
+  if (out.length <= OFFERED_MAX) return out;
+  return [...out.slice(0, OFFERED_MAX), `(${out.length - OFFERED_MAX} more)`];
 }
 
 const ANSWER_DIRECTION: Record<Direction, Direction> = {

@@ -101,6 +101,16 @@ export function maskCredentials(text: string): string {
 const td = new TextDecoder();
 
 /**
+ * `s` without the LFs at its end, found by a loop from the end. (`replace(/\n+$/, "")` tried a match at every run of
+ * LFs, each scanned to its end: 1.4 s for a 60 KB datagram of empty lines.)
+ */
+function withoutTrailingLf(s: string): string {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 10) end--;
+  return s.slice(0, end);
+}
+
+/**
  * One trace event as text: a separator line with the time, a line with the
  * direction, size and addresses, an empty line, then the message (line breaks
  * as `\n`, credentials masked), ending with an empty line.
@@ -119,6 +129,6 @@ export function formatTraceEvent(e: SipTraceEvent): string {
   const head = e.direction === "sent"
     ? `UDP message sent (${e.data.length} bytes) from ${hostPort(e.local)} to ${hostPort(e.remote)}:`
     : `UDP message received (${e.data.length} bytes) from ${hostPort(e.remote)} on ${hostPort(e.local)}:`;
-  const text = maskCredentials(td.decode(e.data)).replace(/\r\n/g, "\n").replace(/\n+$/, "");
+  const text = withoutTrailingLf(maskCredentials(td.decode(e.data)).replace(/\r\n/g, "\n"));
   return `----------------------------------------------- ${e.time.toISOString()}\n${head}\n\n${text}\n\n`;
 }

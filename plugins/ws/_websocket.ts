@@ -127,7 +127,13 @@ const timeoutClock: Pick<Clock, "now" | "sleep"> = {
 };
 
 /** A request head that cannot be served: answered with `status`. */
-class HeadError extends Error {
+export class HeadError extends Error {
+  /**
+   * Creates the error.
+   * @param status the HTTP status of the answer
+   * @param message what is wrong (the answer's body)
+   * @param headers header fields of the answer
+   */
   constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
@@ -161,8 +167,32 @@ function lists(value: string | null, token: string): boolean {
   return (value ?? "").split(",").some((s) => s.trim().toLowerCase() === token);
 }
 
-/** Parses a request head (its bytes without the blank line). */
-function parseHead(bytes: Uint8Array, remote: Deno.NetAddr): UpgradeRequest {
+/**
+ * Trims spaces and tabs at both ends, in one pass. (`replace(/^[ \t]+|[ \t]+$/g, "")` took time quadratic in a run
+ * of spaces inside the value: 80 ms of the event loop for one 8 KB request head.)
+ */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
+  return s.slice(a, b);
+}
+
+/** True when `s` holds a control character other than HTAB (a header value cannot). */
+function hasCtl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127) return true;
+  }
+  return false;
+}
+
+/**
+ * Parses a request head (its bytes without the blank line); throws {@linkcode HeadError}. A header value is scanned
+ * by loops, never by a regular expression: its length is the client's to choose (up to `maxHeadBytes`).
+ */
+export function parseHead(bytes: Uint8Array, remote: Deno.NetAddr): UpgradeRequest {
   const text = String.fromCharCode(...bytes); // latin1: any byte is one character
   const lines = text.split("\r\n");
   const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(lines[0]);
@@ -174,9 +204,8 @@ function parseHead(bytes: Uint8Array, remote: Deno.NetAddr): UpgradeRequest {
   for (const line of lines.slice(1)) {
     const i = line.indexOf(":");
     const name = line.slice(0, i);
-    const value = line.slice(i + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    // deno-lint-ignore no-control-regex
-    if (i <= 0 || !TOKEN.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    const value = trimOws(line.slice(i + 1));
+    if (i <= 0 || !TOKEN.test(name) || hasCtl(value)) {
       throw new HeadError(400, "malformed header field");
     }
     try {

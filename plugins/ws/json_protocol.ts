@@ -28,6 +28,7 @@ import {
   MAX_FIELD,
   type Notice,
   ProtocolError,
+  shown,
   type WireProtocol,
 } from "./protocol.ts";
 
@@ -62,18 +63,21 @@ function mediaEncoding(o: Obj, event: string, at: { callId?: string; ref?: strin
   if (!isObj(mf)) throw new ProtocolError(`${event}: "mediaFormat" must be an object`, at);
   if (mf.sampleRate !== undefined && mf.sampleRate !== 8000) {
     throw new ProtocolError(
-      `${event}: the bridge's audio is 8000 Hz (mediaFormat.sampleRate), got ${mf.sampleRate}`,
+      `${event}: the bridge's audio is 8000 Hz (mediaFormat.sampleRate), got ${shown(mf.sampleRate)}`,
       at,
     );
   }
   if (mf.channels !== undefined && mf.channels !== 1) {
-    throw new ProtocolError(`${event}: the bridge's audio is mono (mediaFormat.channels 1), got ${mf.channels}`, at);
+    throw new ProtocolError(
+      `${event}: the bridge's audio is mono (mediaFormat.channels 1), got ${shown(mf.channels)}`,
+      at,
+    );
   }
   if (mf.encoding === undefined) return undefined;
   const e = typeof mf.encoding === "string" ? parseEncoding(mf.encoding) : undefined;
   if (!e) {
     throw new ProtocolError(
-      `${event}: mediaFormat.encoding is "audio/x-mulaw" or "audio/l16", got ${JSON.stringify(mf.encoding)}`,
+      `${event}: mediaFormat.encoding is "audio/x-mulaw" or "audio/l16", got ${shown(mf.encoding)}`,
       at,
     );
   }
@@ -129,7 +133,7 @@ function parse(message: string): Command {
       const cmd: Command = { type: "reject", callId: id };
       if (r.status !== undefined) {
         if (typeof r.status !== "number" || !Number.isInteger(r.status) || r.status < 400 || r.status > 699) {
-          throw new ProtocolError(`reject: "status" is 400..699, got ${JSON.stringify(r.status)}`, at);
+          throw new ProtocolError(`reject: "status" is 400..699, got ${shown(r.status)}`, at);
         }
         cmd.status = r.status;
       }

@@ -133,6 +133,21 @@ export const MAX_FIELD = 256;
 /** Statuses that mean "the callee did not answer" (text protocol: CALL_IGNORE rather than CALL_FAILED). */
 export const NO_ANSWER_STATUSES: ReadonlySet<number> = new Set([408, 480, 487]);
 
+/**
+ * A value read from a message as an error shows it: JSON, at most 40 characters then `...` (an error goes back to the
+ * client and to the log, and must not grow with what the client sent).
+ *
+ * @example
+ * ```ts
+ * shown("x".repeat(100)); // '"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'
+ * shown(8001); // "8001"
+ * ```
+ */
+export function shown(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}
+
 /** Checks a call id read from a message. */
 export function checkCallId(id: string, command: string): string {
   if (id.length === 0) throw new ProtocolError(`${command}: the call id is missing`);
@@ -150,7 +165,7 @@ export function checkTarget(to: string, command: string): string {
   if (to.length > MAX_FIELD) throw new ProtocolError(`${command}: the number is longer than ${MAX_FIELD} characters`);
   // deno-lint-ignore no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(to)) {
-    throw new ProtocolError(`${command}: the number has spaces or control characters: ${JSON.stringify(to)}`);
+    throw new ProtocolError(`${command}: the number has spaces or control characters: ${shown(to)}`);
   }
   return to;
 }
