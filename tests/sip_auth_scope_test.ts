@@ -16,14 +16,13 @@
  * No assertion depends on time or machine speed.
  */
 import { assert, assertEquals, assertMatch, assertThrows } from "./assert.ts";
-import { codecs } from "./registry_util.ts";
-import { VirtualClock } from "../core/clock.ts";
+import { startSipControl } from "./sip_control_util.ts";
+import type { VirtualClock } from "../core/clock.ts";
 import type { CallService } from "../core/calls.ts";
 import type { ControlResult } from "../core/control.ts";
-import { Logger, MemoryOutput } from "../core/log.ts";
+import type { MemoryOutput } from "../core/log.ts";
 import type { HostPort } from "../core/net/address.ts";
-import { MemoryNetwork } from "../core/net/memory.ts";
-import { createRegistry, PipelineRunner } from "../mod.ts";
+import type { MemoryNetwork } from "../core/net/memory.ts";
 import {
   type ChallengeContext,
   createRequest,
@@ -36,7 +35,6 @@ import {
   serializeMessage,
   type SipRequest,
 } from "../plugins/sip/mod.ts";
-import { sipControl } from "../plugins/sip/control.ts";
 
 const td = new TextDecoder();
 const PASSWORD = "pw-Secret-7";
@@ -145,27 +143,7 @@ async function start(control: Record<string, unknown>, prepare: (net: MemoryNetw
       }],
     },
   };
-  await Deno.writeTextFile(file, JSON.stringify(cfg));
-  const clock = new VirtualClock();
-  const net = new MemoryNetwork({ clock, latencyMs: 1 });
-  prepare(net);
-  const out = new MemoryOutput();
-  const log = new Logger({ level: "info", outputs: [out] });
-  const runner = await PipelineRunner.load(file, { registry: createRegistry(), clock, net, log });
-  const { use: _, ...raw } = cfg.control;
-  const abort = new AbortController();
-  const controller = await sipControl.create(sipControl.options.parse(raw), {
-    log,
-    clock,
-    signal: abort.signal,
-    file,
-    baseDir: dir,
-    params: runner.params,
-    templates: Object.keys(cfg.pipelines),
-    net,
-    codecs,
-    buildPipeline: (t, v, n, s) => runner.build(t, v, n, s),
-  });
+  const { clock, net, out, controller, abort } = await startSipControl(dir, file, cfg, (net) => prepare(net));
   const run = controller.run();
   let done = false;
   run.finally(() => done = true);

@@ -8,13 +8,13 @@
  */
 import { assert, assertEquals, assertMatch, assertRejects } from "./assert.ts";
 import { codecs } from "./registry_util.ts";
-import { VirtualClock } from "../core/clock.ts";
+import { startSipControl } from "./sip_control_util.ts";
+import type { VirtualClock } from "../core/clock.ts";
 import type { CallEvent, CallService } from "../core/calls.ts";
 import type { Controller, ControlResult } from "../core/control.ts";
-import { Logger, MemoryOutput } from "../core/log.ts";
-import { MemoryNetwork } from "../core/net/memory.ts";
+import type { MemoryOutput } from "../core/log.ts";
+import type { MemoryNetwork } from "../core/net/memory.ts";
 import { sanitizeFileComponent } from "../core/paths.ts";
-import { createRegistry, PipelineRunner } from "../mod.ts";
 import { serializeRtp } from "../plugins/rtp/header.ts";
 import { encodeTelephoneEvent } from "../plugins/rtp/telephone_event.ts";
 import {
@@ -30,7 +30,6 @@ import {
   type SipResponse,
   SipUserAgent,
 } from "../plugins/sip/mod.ts";
-import { sipControl } from "../plugins/sip/control.ts";
 import { wavHeader } from "../plugins/wav/wav_format.ts";
 import { repoPath, settleUntil } from "./util.ts";
 
@@ -85,27 +84,7 @@ async function start(
       ],
     },
   };
-  await Deno.writeTextFile(file, JSON.stringify(cfg));
-  const clock = new VirtualClock();
-  const net = new MemoryNetwork({ clock, latencyMs: 1 });
-  prepare?.(net, clock);
-  const out = new MemoryOutput();
-  const log = new Logger({ level: "info", outputs: [out] });
-  const runner = await PipelineRunner.load(file, { registry: createRegistry(), clock, net, log });
-  const { use: _, ...raw } = cfg.control;
-  const abort = new AbortController();
-  const controller = await sipControl.create(sipControl.options.parse(raw), {
-    log,
-    clock,
-    signal: abort.signal,
-    file,
-    baseDir: dir,
-    params: runner.params,
-    templates: Object.keys(cfg.pipelines),
-    net,
-    codecs,
-    buildPipeline: (t, v, n, s) => runner.build(t, v, n, s),
-  });
+  const { clock, net, out, controller, abort } = await startSipControl(dir, file, cfg, prepare);
   const calls = controller.calls!;
   const events: CallEvent[] = [];
   calls.onEvent((e) => events.push(e));
