@@ -849,14 +849,7 @@ class SipController implements Controller {
     let alloc: { media: CallMediaHandle; pair: Ports; address: string };
     try {
       alloc = await this.#allocate(peerHost);
-      const offer = createOffer({
-        address: alloc.address,
-        port: alloc.pair.rtpPort,
-        registry: this.#ctx.codecs,
-        codecs: this.#codecs,
-        ptime: o.ptime,
-        telephoneEvent: o.dtmf,
-      });
+      const offer = this.#offer(alloc);
       try {
         call = this.#ua.invite(uri, { sdp: offer });
       } catch (e) {
@@ -1108,6 +1101,18 @@ class SipController implements Controller {
 
   // ---- caller ------------------------------------------------------------------------------
 
+  /** The SDP offer of a call we place, on the media address and port pair `alloc` chose. */
+  #offer(alloc: { pair: Ports; address: string }): string {
+    return createOffer({
+      address: alloc.address,
+      port: alloc.pair.rtpPort,
+      registry: this.#ctx.codecs,
+      codecs: this.#codecs,
+      ptime: this.#o.ptime,
+      telephoneEvent: this.#o.dtmf,
+    });
+  }
+
   async #runCaller(): Promise<ControlResult> {
     const o = this.#o;
     // The peer's host (from `sip:user@host:port`, a name-addr, or `[v6]`) chooses the local address we advertise;
@@ -1124,14 +1129,7 @@ class SipController implements Controller {
       return { code: 1, reason: errText(e) };
     }
     const media = alloc.media;
-    const offer = createOffer({
-      address: alloc.address,
-      port: alloc.pair.rtpPort,
-      registry: this.#ctx.codecs,
-      codecs: this.#codecs,
-      ptime: o.ptime,
-      telephoneEvent: o.dtmf,
-    });
+    const offer = this.#offer(alloc);
     let call;
     try {
       call = this.#ua.invite(target, { sdp: offer });
