@@ -56,6 +56,17 @@ interface Harness {
   close(): Promise<ControlResult>;
 }
 
+/** A receive chain that records the caller: RTP from the call's port, G.711 decoded, into a wav-sink of `sink`. */
+function recordingChain(sink: Record<string, unknown>): Record<string, unknown>[] {
+  return [
+    { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
+    { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
+    { use: "jitter-buffer", ptime: "${ptime}" },
+    { use: "g711-decoder" },
+    { use: "wav-sink", ...sink },
+  ];
+}
+
 /** The sip control (role server unless told) on a memory network, with a receive chain into a null sink. */
 async function start(
   control: Record<string, unknown> = {},
@@ -334,13 +345,7 @@ function answering(ua: SipUserAgent, host: string): IncomingCall[] {
 
 Deno.test("call service: dial a SIP URI: dialing, progress 180, answered, hangup() sends BYE; variables reach the chains", async () => {
   const h = await start({}, {
-    receive: [
-      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
-      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
-      { use: "jitter-buffer", ptime: "${ptime}" },
-      { use: "g711-decoder" },
-      { use: "wav-sink", path: "${pipeline.dir}/${greeting}.wav" },
-    ],
+    receive: recordingChain({ path: "${pipeline.dir}/${greeting}.wav" }),
   }, { greeting: { default: "default-name" } });
   try {
     const bob = h.peer("10.0.0.3", "bob");
@@ -531,13 +536,7 @@ Deno.test("call service: max_duration hangs up an answered call; shutdown sends 
 
 Deno.test("call service: call ids are the file-safe Call-ID; ${date} ${time} ${call.start} ${call.direction} name recordings", async () => {
   const h = await start({}, {
-    receive: [
-      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
-      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
-      { use: "jitter-buffer", ptime: "${ptime}" },
-      { use: "g711-decoder" },
-      { use: "wav-sink", path: "${pipeline.dir}/${date}_${time}_${call.start}_${call.direction}_${call.id}.wav" },
-    ],
+    receive: recordingChain({ path: "${pipeline.dir}/${date}_${time}_${call.start}_${call.direction}_${call.id}.wav" }),
   });
   try {
     const alice = h.peer("10.0.0.1");
@@ -593,13 +592,7 @@ Deno.test("call service: a call's duration and end time leave out its media's te
 
 Deno.test("call service: calls with the same Call-ID, one after the other and at once, get a recording each", async () => {
   const h = await start({ keep_summaries: 0 }, {
-    receive: [
-      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
-      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
-      { use: "jitter-buffer", ptime: "${ptime}" },
-      { use: "g711-decoder" },
-      { use: "wav-sink", path: "${pipeline.dir}/${call.id}.wav", if_exists: "number" },
-    ],
+    receive: recordingChain({ path: "${pipeline.dir}/${call.id}.wav", if_exists: "number" }),
   });
   try {
     const alice = h.peer("10.0.0.1");
@@ -938,13 +931,7 @@ Deno.test("call service: an offer the call's media cannot use is refused before 
 Deno.test("call service: a call whose recording cannot be created is refused before answering (500 with a Warning saying why, no 200, no BYE); other calls are answered and recorded", async () => {
   const root = await Deno.makeTempDir({ prefix: "voxpipe-norec-" });
   const h = await start({}, {
-    receive: [
-      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
-      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
-      { use: "jitter-buffer", ptime: "${ptime}" },
-      { use: "g711-decoder" },
-      { use: "wav-sink", path: `${root}/\${call.id}/rec.wav` },
-    ],
+    receive: recordingChain({ path: `${root}/\${call.id}/rec.wav` }),
   });
   try {
     const peer = rawPeer(h);
@@ -1163,13 +1150,7 @@ Deno.test("call service: with its media ports used up, a call gets 503 with Retr
 Deno.test("call service: a call whose recording cannot hold even its header (a full disk) is refused with 503 and Retry-After, not answered", async () => {
   const root = await Deno.makeTempDir({ prefix: "voxpipe-fullrec-" });
   const h = await start({}, {
-    receive: [
-      { use: "udp-source", port: "${local.rtp_port}", bind: "${local.bind}", peer: "${remote.rtp}", timeout: 60 },
-      { use: "rtp-depacketizer", codec: "${codec}", payload_type: "${payloadType}" },
-      { use: "jitter-buffer", ptime: "${ptime}" },
-      { use: "g711-decoder" },
-      { use: "wav-sink", path: `${root}/rec/\${call.id}.wav` },
-    ],
+    receive: recordingChain({ path: `${root}/rec/\${call.id}.wav` }),
   });
   // Every file write fails as on a full disk (creating the file itself takes no data block).
   const write = Deno.FsFile.prototype.write, writeSync = Deno.FsFile.prototype.writeSync;
