@@ -22,7 +22,7 @@ import { MemoryNetwork, type MemorySocket } from "../core/net/memory.ts";
 import { PortAllocator } from "../core/net/ports.ts";
 import { udpNetwork } from "../core/net/udp.ts";
 import { Session } from "../core/session.ts";
-import { repoPath } from "./util.ts";
+import { repoPath, settleUntil } from "./util.ts";
 
 const { CompoundPacket, SenderReportPacket, ReceiverReportPacket, ReceptionReport, SdesPacket, ByePacket } = packets;
 
@@ -750,12 +750,29 @@ Deno.test("rtp-receive.json (no remote): a stranger's RTCP sent before the RTP d
       const v = p.getView();
       return new Uint8Array(v.buffer, v.byteOffset, v.byteLength).slice();
     };
+    const out = new MemoryOutput();
+    let done = false;
+    const run = runPipelineFile(repoPath("pipelines/rtp-receive.json"), {
+      registry: createRegistry(),
+      set: ["bind=127.0.0.1", "port=5004", `out=${dir}/r.wav`, "timeout=2", "rtcp_interval=1"],
+      clock,
+      net,
+      log: new Logger({ level: "info", outputs: [out] }),
+    }).finally(() => done = true);
+    // The schedule starts once the receiver listens: how long its start takes in real time is the machine's business.
+    await settleUntil(
+      clock,
+      () => done || (net.bound("127.0.0.1", 5004) && net.bound("127.0.0.1", 5005)),
+      "the receiver's sockets",
+    );
+    const t0 = clock.now();
+    const at = (ms: number, f: () => void) => clock.at(t0 + ms, f);
     // The stranger reports first (before any RTP), and again while the RTP flows; the sender's first SR comes just
     // before its first RTP packet (as ffmpeg's does).
-    clock.after(50, () => void stranger.send(sr(0x5742), rtcpTo));
-    clock.after(80, () => void peerRtcp.send(sr(0xfeed, 0), rtcpTo));
+    at(50, () => void stranger.send(sr(0x5742), rtcpTo));
+    at(80, () => void peerRtcp.send(sr(0xfeed, 0), rtcpTo));
     for (let i = 0; i < 40; i++) {
-      clock.after(100 + 20 * i, () =>
+      at(100 + 20 * i, () =>
         void peerRtp.send(
           serializeRtp({
             kind: "rtp",
@@ -769,18 +786,9 @@ Deno.test("rtp-receive.json (no remote): a stranger's RTCP sent before the RTP d
           to,
         ));
     }
-    clock.after(600, () => void stranger.send(sr(0x5742), rtcpTo));
-    clock.after(700, () => void peerRtcp.send(sr(0xfeed), rtcpTo));
-    clock.after(800, () => void stranger.send(sr(0xfeed), rtcpTo)); // even with the peer's SSRC, once latched
-    const out = new MemoryOutput();
-    let done = false;
-    const run = runPipelineFile(repoPath("pipelines/rtp-receive.json"), {
-      registry: createRegistry(),
-      set: ["bind=127.0.0.1", "port=5004", `out=${dir}/r.wav`, "timeout=2", "rtcp_interval=1"],
-      clock,
-      net,
-      log: new Logger({ level: "info", outputs: [out] }),
-    }).finally(() => done = true);
+    at(600, () => void stranger.send(sr(0x5742), rtcpTo));
+    at(700, () => void peerRtcp.send(sr(0xfeed), rtcpTo));
+    at(800, () => void stranger.send(sr(0xfeed), rtcpTo)); // even with the peer's SSRC, once latched
     for (let i = 0; i < 200 && !done; i++) await clock.advanceAsync(100);
     assert.ok(done, "the receiver ended on its timeout");
     assert.equal((await run).code, 0);

@@ -106,6 +106,15 @@ export class MemoryNetwork implements Network {
     return s;
   }
 
+  /**
+   * Whether a socket that is open receives what is sent to `hostname:port` (a wildcard bind answers for every host):
+   * tests wait for it before sending to a pipeline that is still starting.
+   */
+  bound(hostname: string, port: number): boolean {
+    const node = this.#lookup({ hostname, port });
+    return node !== undefined && !node.closed;
+  }
+
   /** The socket bound on `hostname:port`, if any (a wildcard bind answers for every host). */
   #lookup(to: HostPort): MemorySocket | undefined {
     return this.#nodes.get(key(to.hostname, to.port)) ??
