@@ -339,6 +339,34 @@ Deno.test("websocket: a declared length over the bound is refused (1009) before 
   }
 });
 
+Deno.test("websocket: a frame's buffer grows as its bytes come: a header declaring 4 MiB holds 16 KiB until more is sent; the message is exact", async () => {
+  const r = rig({ maxMessageBytes: 8 * 1024 * 1024 });
+  try {
+    const c = await r.open();
+    await c.head();
+    await waitFor(() => r.sockets.length === 1, "the connection is open");
+    const n = 4 * 1024 * 1024;
+    const body = new Uint8Array(n);
+    for (let i = 0; i < n; i++) body[i] = (i * 7 + (i >> 11)) & 0xff;
+    // Fragmented: 100 bytes, then the rest in a frame whose bytes are sent in three pieces.
+    const first = frame(2, body.subarray(0, 100), { fin: false });
+    const second = frame(0, body.subarray(100));
+    const head = 14; // 10 bytes of header and the 4 of the mask
+    await c.write(first);
+    await c.write(second.subarray(0, head + 1000));
+    await waitFor(() => r.sockets[0].pendingBytes > 100, "the second frame's first bytes are read");
+    assert(r.sockets[0].pendingBytes <= 100 + 16 * 1024, `held ${r.sockets[0].pendingBytes} bytes for 1 100 sent`);
+    for (const piece of [second.subarray(head + 1000, head + 1_000_000), second.subarray(head + 1_000_000)]) {
+      for (let at = 0; at < piece.length;) at += await c.write(piece.subarray(at)); // a write may take part of it
+    }
+    await waitFor(() => r.received.length === 1, "the whole message");
+    assertEquals(r.received[0], body);
+    assertEquals(r.sockets[0].pendingBytes, 0);
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("websocket: tooLong skip: a longer message is dropped as it comes, its size told; the connection goes on", async () => {
   const r = rig({ maxMessageBytes: 1024, tooLong: "skip" });
   try {

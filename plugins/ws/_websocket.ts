@@ -17,8 +17,10 @@
  *   length of its frames is enough to know) is refused before any of it is
  *   kept: closed 1009, or, with `tooLong: "skip"`, its payload read and
  *   dropped as it comes and the application told its size. Fragments are
- *   reassembled within the same bound; a text message that is not UTF-8 is
- *   closed 1007. Pings are answered (one pong waiting at most).
+ *   reassembled within the same bound; a frame's buffer grows as its bytes
+ *   come (a header declaring a long frame reserves nothing by itself); a text
+ *   message that is not UTF-8 is closed 1007. Pings are answered (one pong
+ *   waiting at most).
  * - **Descriptors.** Once fewer than `minFreeFiles` (64) file descriptors
  *   would be left under the process's limit (`ulimit -n`), a new connection
  *   gets `503` at once and is closed (a warning names the limit, then a line
@@ -45,6 +47,8 @@ const encoder = new TextEncoder();
 
 /** The opcodes RFC 6455 defines: continuation, text, binary, close, ping, pong. */
 const OPCODES = new Set([0, 1, 2, 8, 9, 10]);
+/** A data frame's buffer starts at most this long and doubles as its bytes come. */
+const FIRST_CHUNK = 16 * 1024;
 
 /** The `Sec-WebSocket-Accept` value of a `Sec-WebSocket-Key`: base64 of SHA-1(key + the RFC 6455 GUID). */
 export async function acceptValue(key: string): Promise<string> {
@@ -724,7 +728,8 @@ export class ServerWebSocket {
       // Payload.
       const k = Math.min(this.#left, b.length - i);
       if (!this.#skip && this.#payload) {
-        const p = this.#payload;
+        let p = this.#payload;
+        if (this.#pos + k > p.length) p = this.#grow(this.#pos + k);
         const m = this.#mask;
         for (let j = 0; j < k; j++) p[this.#pos + j] = b[i + j] ^ m[(this.#pos + j) & 3];
       }
@@ -734,6 +739,24 @@ export class ServerWebSocket {
       if (this.#left === 0 && this.#frameDone()) return true;
     }
     return false;
+  }
+
+  /**
+   * Makes room for `need` bytes of the current frame's payload: doubling, never past the frame's declared length. A
+   * frame's buffer grows as its bytes come, so a header declaring a long frame reserves nothing by itself.
+   */
+  #grow(need: number): Uint8Array {
+    const old = this.#payload!;
+    const p = new Uint8Array(Math.min(this.#pos + this.#left, Math.max(need, old.length * 2)));
+    p.set(old.subarray(0, this.#pos));
+    return this.#payload = p;
+  }
+
+  /** Bytes held for the message under way (its frames so far and the current frame's buffer). */
+  get pendingBytes(): number {
+    let n = this.#payload?.length ?? 0;
+    for (const p of this.#parts) n += p.length;
+    return n;
   }
 
   /** Checks the first two header bytes; false after failing the connection. */
@@ -800,7 +823,7 @@ export class ServerWebSocket {
         this.#parts = [];
       }
       if (this.#msgSkip) this.#skip = true;
-      else this.#payload = new Uint8Array(len);
+      else this.#payload = new Uint8Array(Math.min(len, FIRST_CHUNK));
       // Its last frame's header gives the whole size: told now, before its payload comes.
       if (this.#msgTooLong && this.#fin && this.#state === "open") {
         const bytes = this.#msgBytes;
