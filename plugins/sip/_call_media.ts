@@ -147,6 +147,12 @@ export class LocalCallMedia {
     return started;
   }
 
+  /** The call's answer has been sent: what its chains hold since a `holdSends` start goes out now. */
+  answered(): void {
+    this.#releaseSends?.();
+    this.#releaseSends = undefined;
+  }
+
   /**
    * Stops the call's chains so that every recording holds all that was received: chains fed by the network
    * (the RTP receiver) end gracefully, draining what they hold; chains that read buses into a file (a recorder)
@@ -154,12 +160,6 @@ export class LocalCallMedia {
    * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
    * it publishes on. Then the session closes (RTCP BYE, sockets, ports). Idempotent.
    */
-  /** The call's answer has been sent: what its chains hold since a `holdSends` start goes out now. */
-  answered(): void {
-    this.#releaseSends?.();
-    this.#releaseSends = undefined;
-  }
-
   stop(): Promise<ChainResult[]> {
     this.#stopped ??= (async () => {
       const clock = this.session.clock;
