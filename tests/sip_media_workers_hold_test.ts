@@ -8,6 +8,8 @@
  *
  * - Nothing of the call reaches the peer before the 200; after it, its stream starts from the file's first sample,
  *   and the peer receives exactly what the call's media counted as sent.
+ * - The front on the fast UDP path (as the CLI runs it) sends the 200 at the end of its thread's turn: a worker must
+ *   not be told to send before that (the front's thread busy right after the answer).
  */
 import alawmulaw from "alawmulaw";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
@@ -29,6 +31,7 @@ import { createRegistry, Logger, MemoryOutput, PipelineRunner } from "../mod.ts"
 import type { CallService } from "../core/calls.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Network } from "../core/net/datagram.ts";
+import { mediaFromEnv } from "../core/net/fast.ts";
 import { onWorkerMediaHost, type WorkerMediaHost } from "../plugins/sip/media_host.ts";
 
 const GATED = repoPath("tests/fixtures/plugins/gated_start_sink.ts");
@@ -262,6 +265,46 @@ for (const workers of [2, 0]) {
       const summary = await hangUp(peer, callee, inv, ok.msg, 1);
       await mark(peer);
       assertMatch(summary, new RegExp(` sent=${rtp().length} `), `${rtp().length} RTP packets at the peer`);
+      abort.abort();
+      await callee.done;
+    } finally {
+      abort.abort();
+      await peer.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+
+  Deno.test(`${where}, the front on the fast UDP path: the call's sends are released once the 200 has left the front, not when it is queued there (the front's thread busy right after the answer)`, async () => {
+    const dir = await Deno.makeTempDir();
+    const abort = new AbortController();
+    const peer = SipPeer.open();
+    try {
+      await Deno.writeTextFile(`${dir}/gate-1`, ""); // no wait: the call is answered once its chains started
+      // The front as the CLI runs it: SIP on this thread's MediaLoop, which sends what was queued at the end of the
+      // thread's turn (where FFI cannot run, Deno's sockets: the check then only holds).
+      const fast = mediaFromEnv();
+      const callee = await startCallee(
+        dir,
+        workers,
+        abort.signal,
+        fast.clock ? { net: fast.net, clock: fast.clock } : {},
+      );
+      // Right after the answer the front's thread is busy (here a listener; in a server, other calls' signalling, a
+      // collection, a slow log): a worker, on its own thread, must not send before the 200 has left.
+      callee.calls.onEvent((e) => {
+        if (e.type !== "answered") return;
+        const end = performance.now() + 1500;
+        while (performance.now() < end) { /* the thread is busy */ }
+      });
+      const inv = invite(peer, callee);
+      await peer.send(inv, callee.sip);
+      const ok = await peer.expectResponse("INVITE", 200, 30_000);
+      await peer.send(buildInDialog("ACK", inv, ok.msg, peer.address), callee.sip);
+      await until(() => peer.received.filter((r) => kind(r) === "rtp").length >= 10, 30_000, "10 RTP packets");
+      const order = kinds(peer);
+      const firstMedia = order.findIndex((k) => k === "rtp" || k === "rtcp");
+      assert(order.indexOf("200 INVITE") < firstMedia, `datagrams at the peer: ${order.slice(0, 12).join(", ")}`);
+      await hangUp(peer, callee, inv, ok.msg, 1);
       abort.abort();
       await callee.done;
     } finally {
