@@ -10,6 +10,9 @@
  *   and the peer receives exactly what the call's media counted as sent.
  * - The front on the fast UDP path (as the CLI runs it) sends the 200 at the end of its thread's turn: a worker must
  *   not be told to send before that (the front's thread busy right after the answer).
+ * - A call refused once its chains started (its sink fails to start, as a recording on a full disk: 503), and a call
+ *   cancelled while they start, leave nothing running: no call in the workers, every port of the range free again,
+ *   and nothing of the call reached the peer (no RTP, no RTCP, not even an RTCP BYE); the next call works.
  */
 import alawmulaw from "alawmulaw";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
@@ -26,7 +29,7 @@ import {
   type SipResponse,
   type UdpAddress,
 } from "./sip_util.ts";
-import { getCSeq } from "../plugins/sip/message.ts";
+import { createRequest, getCSeq } from "../plugins/sip/message.ts";
 import { createRegistry, Logger, MemoryOutput, PipelineRunner } from "../mod.ts";
 import type { CallService } from "../core/calls.ts";
 import type { Clock } from "../core/clock.ts";
@@ -183,6 +186,25 @@ function invite(peer: SipPeer, callee: Callee): SipRequest {
   return buildInvite({ target: `sip:voxpipe@127.0.0.1:${callee.sip.port}`, local: peer.address, sdp });
 }
 
+/**
+ * CANCEL for `inv`, or the ACK of its non-2xx final response `final`: the INVITE's own Via (its branch), Call-ID,
+ * From and CSeq number (RFC 3261 §9.1, §17.1.1.3).
+ */
+function hopByHop(method: "CANCEL" | "ACK", inv: SipRequest, final?: SipResponse): SipRequest {
+  return createRequest({
+    method,
+    uri: inv.uri,
+    headers: [
+      ["Via", inv.headers.get("Via")!],
+      ["Max-Forwards", "70"],
+      ["From", inv.headers.get("From")!],
+      ["To", final ? final.headers.get("To")! : inv.headers.get("To")!],
+      ["Call-ID", inv.headers.get("Call-ID")!],
+      ["CSeq", `${getCSeq(inv).seq} ${method}`],
+    ],
+  });
+}
+
 /** What a datagram the peer received is: `200 INVITE` (a response and its method), `BYE` (a request), rtp, rtcp. */
 function kind(r: Received): string {
   if (r.msg) return r.msg.kind === "response" ? `${r.msg.status} ${getCSeq(r.msg).method}` : r.msg.method;
@@ -205,6 +227,19 @@ async function mark(peer: SipPeer): Promise<void> {
   } finally {
     s.close();
   }
+}
+
+/** True when every port of `range` (`lo-hi`) can be bound on 127.0.0.1 (UDP): no call's socket holds one. */
+function portsFree(range: string): boolean {
+  const [lo, hi] = range.split("-").map(Number);
+  for (let p = lo; p <= hi; p++) {
+    try {
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: p }).close();
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }
 
 function summaries(callee: Callee): string[] {
@@ -313,4 +348,70 @@ for (const workers of [2, 0]) {
       await Deno.remove(dir, { recursive: true });
     }
   });
+
+  for (const ending of ["refused", "cancelled"] as const) {
+    const what = ending === "refused"
+      ? "refused with 503 once its chains started (a stage cannot start: the disk is full)"
+      : "cancelled while its chains start";
+    Deno.test(`${where}: a call ${what} stops its chains and frees its ports; nothing of it reaches the peer, no RTCP BYE either`, async () => {
+      const dir = await Deno.makeTempDir();
+      const abort = new AbortController();
+      const peer = SipPeer.open();
+      try {
+        const callee = await startCallee(dir, workers, abort.signal);
+        const inv = invite(peer, callee);
+        await peer.send(inv, callee.sip);
+        await peer.expectResponse("INVITE", 180, 30_000);
+        await until(() => exists(`${dir}/gate-1.starting`), 30_000, "the chains started");
+        // The chains run (the send chain held, its RTCP too): the call's ports are bound, in its worker if any.
+        assert(!portsFree(callee.ports), `the call's ports are bound (${callee.ports})`);
+        if (callee.host) assertEquals(callee.host.workers().reduce((n, w) => n + w.calls, 0), 1);
+        // The send chain has had time to pass packets to its (held) sink and its RTCP stage.
+        await new Promise((r) => setTimeout(r, 500));
+        let final: Received & { msg: SipResponse };
+        if (ending === "refused") {
+          await Deno.writeTextFile(`${dir}/gate-1`, "fail: cannot create the recording: No space left on device");
+          final = await peer.expectResponse("INVITE", (s) => s >= 300, 30_000);
+          assertEquals(final.msg.status, 503);
+          assertMatch(final.msg.headers.get("Warning") ?? "", /No space left on device/);
+        } else {
+          await peer.send(hopByHop("CANCEL", inv), callee.sip);
+          await peer.expectResponse("CANCEL", 200, 30_000);
+          final = await peer.expectResponse("INVITE", (s) => s >= 300, 30_000);
+          assertEquals(final.msg.status, 487);
+          // The chains finish starting after the call ended: they are stopped then.
+          await Deno.writeTextFile(`${dir}/gate-1`, "");
+        }
+        await peer.send(hopByHop("ACK", inv, final.msg), callee.sip);
+        await until(() => summaries(callee).length === 1, 30_000, "the call's summary");
+        // Nothing left: no call in the workers, every port free again (the call's sockets closed).
+        if (callee.host) {
+          await until(() => callee.host!.workers().every((w) => w.calls === 0), 30_000, "no call in the workers");
+        }
+        await until(() => portsFree(callee.ports), 30_000, "the call's ports free");
+        assertMatch(summaries(callee)[0], / sent=0 /);
+        const [info] = callee.calls.calls();
+        assertEquals([info.state, info.answeredAt], ["ended", undefined]);
+        // Nothing of the call reached the peer: no RTP, no RTCP (not even a BYE), no 200. What was sent for the call
+        // was sent before its media's stop ended, before the summary: before this marker, read after all of it.
+        await mark(peer);
+        const media = kinds(peer).filter((k) => k === "rtp" || k === "rtcp" || k === "200 INVITE");
+        assertEquals(media, [], kinds(peer).join(", "));
+        // The next call is answered and streams.
+        await Deno.writeTextFile(`${dir}/gate-2`, "");
+        const inv2 = invite(peer, callee);
+        await peer.send(inv2, callee.sip);
+        const ok = await peer.expectResponse("INVITE", 200, 30_000);
+        await peer.send(buildInDialog("ACK", inv2, ok.msg, peer.address), callee.sip);
+        await until(() => kinds(peer).includes("rtp"), 30_000, "RTP of the second call");
+        await hangUp(peer, callee, inv2, ok.msg, 2);
+        abort.abort();
+        await callee.done;
+      } finally {
+        abort.abort();
+        await peer.close();
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
 }

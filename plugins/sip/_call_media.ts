@@ -158,7 +158,7 @@ export class LocalCallMedia {
    * (the RTP receiver) end gracefully, draining what they hold; chains that read buses into a file (a recorder)
    * finish what their buses carry (bounded by {@linkcode RECORDER_GRACE_MS}); every other chain (files, tones,
    * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
-   * it publishes on. Then the session closes (RTCP BYE, sockets, ports). Idempotent.
+   * it publishes on. Then the session closes (RTCP BYE unless its sends are still held, sockets, ports). Idempotent.
    */
   stop(): Promise<ChainResult[]> {
     this.#stopped ??= (async () => {
