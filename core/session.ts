@@ -332,12 +332,13 @@ export class Session {
 
   /**
    * Releases everything the session owns: resources first, newest first (an
-   * RTCP session sends its BYE while its socket is still open), then sockets
-   * and ports. Idempotent; resolves when every port is free again.
+   * RTCP session sends its BYE while its socket is still open, unless the
+   * session still holds its sends: then nothing was ever sent, and no BYE is),
+   * then its hold on sends, then sockets and ports. Idempotent; resolves when
+   * every port is free again.
    */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      this.#releaseSends(); // nothing is held past the session's end: its sinks stop
       for (const held of this.#order.reverse()) {
         try {
           await held.kind.dispose?.(held.value);
@@ -349,6 +350,7 @@ export class Session {
       }
       this.#order.length = 0;
       this.#resources.clear();
+      this.#releaseSends(); // nothing is held past the session's end: a sink still waiting stops waiting
       await Promise.all(this.#sockets.map((s) => s.close()));
       await Promise.all(this.#pairs.map((p) => p.close()));
       this.#listeners.clear();

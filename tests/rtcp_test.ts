@@ -805,7 +805,7 @@ Deno.test("rtp-receive.json (no remote): a stranger's RTCP sent before the RTP d
   }
 });
 
-Deno.test("RTCP session held (an incoming call before its answer): no report and no BYE leave while held; reports once released", async () => {
+Deno.test("RTCP session held (an incoming call before its answer): no report and no BYE leave while held, even with RTP passed; reports once released", async () => {
   const clock = new VirtualClock(0);
   const net = new FakeNet(clock, 1);
   let held = true;
@@ -827,7 +827,8 @@ Deno.test("RTCP session held (an incoming call before its answer): no report and
   await clock.advanceAsync(3000, 50);
   assert.ok(net.sent.length > 0, "reports once released");
   await s.close();
-  // A session closed while still held (the call refused before its answer) sends no BYE either.
+  // A session closed while still held (the call refused before its answer) sends no BYE either, though RTP passed it
+  // on its way to the sink that held it: none of it left.
   const t = new RtcpSession({
     clock,
     socket: net.transport(5003),
@@ -839,6 +840,7 @@ Deno.test("RTCP session held (an incoming call before its answer): no report and
     held: () => true,
   });
   t.start();
+  for (let i = 0; i < 10; i++) t.onSent(rtpFrame(i, i * 160, 0xabc));
   await clock.advanceAsync(5000, 50);
   await t.close("refused");
   assert.equal(net.sent.filter((x) => x.from === 5003).length, 0);

@@ -358,6 +358,47 @@ Deno.test("transport error terminates the client transaction and tells the TU", 
   assert.equal(layer.clientCount, 0);
 });
 
+Deno.test("server transaction: lastResponseSent follows the latest response's first send (not its retransmissions): true once handed over, false when its send failed", async () => {
+  const clock = new VirtualClock();
+  // A sender whose sends complete when the test says (a socket that sends at the end of the thread's turn).
+  const pending: { res: SipResponse; done: (ok: boolean) => void }[] = [];
+  const sender: MessageSender = {
+    sendRequest: () => Promise.resolve(),
+    sendResponse: (res) =>
+      new Promise((resolve, reject) =>
+        pending.push({ res, done: (ok) => ok ? resolve() : reject(new Error("network unreachable")) })
+      ),
+  };
+  const layer = new TransactionLayer({ sender, clock });
+  let st: ServerTransaction | undefined;
+  layer.onRequest = (_r, tx) => st = tx;
+  const inv = request("INVITE", "z9hG4bKls1");
+  layer.receiveRequest(inv, FROM);
+  assert.equal(await st!.lastResponseSent, false, "nothing sent yet");
+  st!.respond(createResponse(inv, 180, undefined, { toTag: "b" }));
+  st!.respond(createResponse(inv, 200, undefined, { toTag: "b" }));
+  let sent: boolean | undefined;
+  void st!.lastResponseSent.then((ok) => sent = ok);
+  clock.advance(600); // Timer G: the 200 again, while its first send is still pending
+  assert.deepEqual(pending.map((p) => p.res.status), [180, 200, 200]);
+  pending[0].done(true); // the 180
+  pending[2].done(true); // the retransmission
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(sent, undefined, "not before the 200's first send completes");
+  pending[1].done(true);
+  assert.equal(await st!.lastResponseSent, true);
+  assert.equal(sent, true);
+  // A send that fails: false (and the transaction ends on the transport error).
+  const inv2 = request("INVITE", "z9hG4bKls2");
+  layer.receiveRequest(inv2, FROM);
+  st!.respond(createResponse(inv2, 200, undefined, { toTag: "c" }));
+  pending.at(-1)!.done(false);
+  assert.equal(await st!.lastResponseSent, false);
+  assert.equal(st!.state, "terminated");
+  layer.close();
+});
+
 Deno.test("close() terminates every transaction and cancels timers", () => {
   const { clock, layer } = setup();
   layer.sendRequest(request("INVITE", "z9hG4bKc1"), PEER, { onResponse: () => {} });

@@ -390,8 +390,9 @@ export interface RtcpSessionOptions {
   /** The local SSRC until RTP is sent (default random). */
   ssrc?: number;
   /**
-   * While it says true, no report is sent (the timer goes on): the call's session holds what it sends (an incoming
-   * call before its answer has been sent: `Session.holdSends`).
+   * While it says true, no report is sent (the timer goes on), and closing sends no BYE: the call's session holds what
+   * it sends (an incoming call before its answer has been sent: `Session.holdSends`), so nothing was sent, though RTP
+   * may have passed on its way to a sink that holds it.
    */
   held?: () => boolean;
 }
@@ -856,14 +857,16 @@ export class RtcpSession {
 
   /**
    * Stops the timer, sends BYE (RR + SDES + BYE) and stops listening (the socket stays its owner's). A session that
-   * never sent an RTP packet or an RTCP report sends no BYE (RFC 3550, 6.3.7): the peer never counted it a member.
+   * never sent an RTP packet or an RTCP report sends no BYE (RFC 3550, 6.3.7): the peer never counted it a member;
+   * neither does one closed while `held` says true (a call refused or cancelled before its answer: what passed here
+   * never left its sink).
    */
   async close(reason?: string): Promise<void> {
     if (this.#closed) return;
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#held.clear();
-    if (this.remote && (this.#sentRtp || this.#n.reports_sent > 0)) {
+    if (this.remote && (this.#sentRtp || this.#n.reports_sent > 0) && !this.options.held?.()) {
       const compound = new CompoundPacket();
       const rr = new ReceiverReportPacket();
       rr.setSsrc(this.ssrc);

@@ -147,19 +147,19 @@ export class LocalCallMedia {
     return started;
   }
 
-  /**
-   * Stops the call's chains so that every recording holds all that was received: chains fed by the network
-   * (the RTP receiver) end gracefully, draining what they hold; chains that read buses into a file (a recorder)
-   * finish what their buses carry (bounded by {@linkcode RECORDER_GRACE_MS}); every other chain (files, tones,
-   * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
-   * it publishes on. Then the session closes (RTCP BYE, sockets, ports). Idempotent.
-   */
   /** The call's answer has been sent: what its chains hold since a `holdSends` start goes out now. */
   answered(): void {
     this.#releaseSends?.();
     this.#releaseSends = undefined;
   }
 
+  /**
+   * Stops the call's chains so that every recording holds all that was received: chains fed by the network
+   * (the RTP receiver) end gracefully, draining what they hold; chains that read buses into a file (a recorder)
+   * finish what their buses carry (bounded by {@linkcode RECORDER_GRACE_MS}); every other chain (files, tones,
+   * mixers and the send chain: nothing more goes to a peer that has hung up) stops at once, which ends the buses
+   * it publishes on. Then the session closes (RTCP BYE unless its sends are still held, sockets, ports). Idempotent.
+   */
   stop(): Promise<ChainResult[]> {
     this.#stopped ??= (async () => {
       const clock = this.session.clock;

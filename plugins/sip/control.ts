@@ -1400,8 +1400,12 @@ class SipController implements Controller {
       return;
     }
     if (ended(call)) return; // cancelled while its chains started: #finish stops them
-    call.accept(answer);
-    media.answered(); // the 200 is sent: what the chains held goes out
+    // What the chains held goes out once the 200 has left: not as soon as it is queued here. A call whose media runs
+    // in a media worker sends from another thread, which would otherwise get ahead of this one's socket whenever this
+    // thread is late to flush it (the fast UDP path sends at the end of the turn): RTP before the 200 on the wire.
+    void call.accept(answer).then((sent) => {
+      if (sent) media.answered();
+    });
     this.#answered(call, state);
     state.accepted?.resolve();
   }

@@ -89,14 +89,18 @@ export class IncomingCall extends Call {
   /**
    * Answers with `200 OK` carrying `sdp` (the answer, or an offer for a late-offer INVITE).
    * The 200 is retransmitted until the ACK arrives (then "established"); without an ACK
-   * within 64·T1 the call ends `{by: "timeout"}` and a BYE is sent.
+   * within 64·T1 the call ends `{by: "timeout"}` and a BYE is sent. Resolves once the 200 has been handed to the
+   * network (it may wait in the socket's queue until this thread's turn ends): true; false when it was not sent (the
+   * call was no longer ringing) or its send failed (the call then ends with the transport error). Media that must not
+   * reach the peer before the answer (RFC 3264 §6) is released then, in particular from another thread.
    */
-  accept(sdp: string): void {
-    if (this.state !== "incoming" && this.state !== "ringing") return;
+  accept(sdp: string): Promise<boolean> {
+    if (this.state !== "incoming" && this.state !== "ringing") return Promise.resolve(false);
     this.setState("accepting");
     this.setLocalSdp(sdp);
     this.#respond(200, undefined, [], sdp);
     this.#ctx.log.info("200 OK sent", this.fields);
+    return this.#tx.lastResponseSent;
   }
 
   /**

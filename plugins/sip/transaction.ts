@@ -439,9 +439,27 @@ export abstract class ServerTransaction extends Transaction {
     return (this.lastResponse?.status ?? 0) >= 200;
   }
 
+  /**
+   * Resolves once the latest response the TU gave (its first sending, not a retransmission) has been handed to the
+   * network: true, or false when its send failed (or nothing was sent yet). Never rejects.
+   */
+  get lastResponseSent(): Promise<boolean> {
+    return this.#lastSent ?? Promise.resolve(false);
+  }
+  #lastSent: Promise<boolean> | undefined;
+  /** The response whose first sending {@linkcode lastResponseSent} follows. */
+  #lastSentOf: SipResponse | undefined;
+
   /** Sends a response through the layer's sender. */
   protected send(res: SipResponse): void {
-    this.layer.sender.sendResponse(res).catch((e) => this.layer.guard(() => this.transportError(e)));
+    const sent = this.layer.sender.sendResponse(res).then(() => true, (e) => {
+      this.layer.guard(() => this.transportError(e));
+      return false;
+    });
+    if (res !== this.#lastSentOf) {
+      this.#lastSentOf = res;
+      this.#lastSent = sent;
+    }
   }
 
   /** Handles a send failure: Terminated, and the TU is told. */
