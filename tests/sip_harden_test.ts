@@ -212,6 +212,33 @@ Deno.test("10 000 INVITEs that fail after their transaction exists: each gets on
   await peer.close();
 });
 
+Deno.test("a From or To tag without a value: 400 saying so, and nothing kept (the 481's To did not parse: its transaction stayed forever)", async () => {
+  // Found by the fuzzer (sip-dialog): `To: <...>;tag` was read as no tag; the 481 answering it got `;tag;tag=x`, and
+  // at Timer H reading that To threw before the transaction left the table. 1 000 such INVITEs kept 1 000.
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((call) => call.reject(486));
+  const N = 1000;
+  for (let i = 0; i < N; i++) {
+    const text = i % 2
+      ? invite(i).replace("To: <sip:bob@10.0.0.2>", "To: <sip:bob@10.0.0.2>;tag")
+      : invite(i).replace(`;tag=f${i}`, ";tag");
+    await peer.send(text, bob.localAddress);
+  }
+  clock.advance(50);
+  const statuses = new Set(peer.got.map((g) => g.text.split("\r\n")[0]));
+  assert.deepEqual([...statuses].sort(), [
+    "SIP/2.0 400 Bad Request (bad From header: tag parameter without a value)",
+    "SIP/2.0 400 Bad Request (bad To header: tag parameter without a value)",
+  ]);
+  clock.advance(64 * T1 + 1000);
+  assert.equal(bob.usage.serverTransactions, 0);
+  assert.equal(bob.usage.inviteServerTransactions, 0);
+  assert.equal(clock.pending, 0, "no timer left");
+  await bob.close();
+  await peer.close();
+});
+
 Deno.test("the transaction layer's safety net: a TU that throws on a new request → 400 with the reason (SipParseError) or 500; Timer J/H end it", async () => {
   const clock = new VirtualClock();
   const net = new MemoryNetwork({ clock, latencyMs: 1 });
