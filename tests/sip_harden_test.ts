@@ -256,6 +256,28 @@ Deno.test("an unanswered INVITE given up after ringing, or ended by a BYE before
   }
 });
 
+Deno.test("a 2xx without To tag fails the call (it was ignored, and the call stayed 'calling' forever, hangup included)", async () => {
+  // Found by the fuzzer (sip-caller): after the ignored 2xx the INVITE transaction was in Accepted (no Timer B), and
+  // without a provisional response hangup() only deferred its CANCEL: the call never ended.
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  const call = bob.invite("sip:alice@10.0.0.1:5060", { sdp: SDP });
+  clock.advance(5);
+  const invite = parseMessage(te.encode(peer.got[0].text)) as SipRequest;
+  const ok = createResponse(invite, 200); // no toTag: the To is the INVITE's, without a tag
+  await peer.send(serializeMessage(ok), bob.localAddress);
+  clock.advance(5);
+  assert.equal(call.state, "ended");
+  assert.deepEqual(call.endInfo, { by: "error", reason: "unusable 200 response: no To tag", status: 200 });
+  void call.hangup();
+  clock.advance(64 * T1 + 1000);
+  assert.equal(bob.usage.calls, 0);
+  assert.equal(bob.usage.liveCalls, 0);
+  assert.equal(bob.usage.clientTransactions, 0);
+  await bob.close();
+  await peer.close();
+});
+
 Deno.test("a From or To tag without a value: 400 saying so, and nothing kept (the 481's To did not parse: its transaction stayed forever)", async () => {
   // Found by the fuzzer (sip-dialog): `To: <...>;tag` was read as no tag; the 481 answering it got `;tag;tag=x`, and
   // at Timer H reading that To threw before the transaction left the table. 1 000 such INVITEs kept 1 000.

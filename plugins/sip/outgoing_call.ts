@@ -246,7 +246,10 @@ export class OutgoingCall extends Call {
       return;
     }
     if (!tag) {
-      this.#ctx.log.warn(`${res.status} without To tag ignored`, this.fields);
+      // No dialog can be made (a UAS tags every final response, RFC 3261 §8.2.6.2): the call fails, as with any 2xx
+      // that cannot make one. Ignored, it waited forever: its transaction, in Accepted, has no timer that ends it.
+      this.#ctx.log.warn(`${res.status} without To tag: the call fails`, this.fields);
+      this.end({ by: "error", reason: `unusable ${res.status} response: no To tag`, status: res.status });
       return;
     }
     let dialog: Dialog;
