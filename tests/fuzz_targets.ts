@@ -8,7 +8,8 @@
  * Some targets drive a server whose state carries over from case to case (on a memory network and a virtual clock):
  * `sip-relay` (mutated REGISTERs and INVITEs to the SIP relay's registrar, Digest checks and B2BUA, from a few and from
  * ever new source addresses), `sip-dialog` (sequences of requests of one call to a callee: INVITE, ACK, re-INVITE,
- * UPDATE, INFO, PRACK, CANCEL, BYE, split at `~~~` lines), `relay-session` (the relay's line protocol on several TCP
+ * UPDATE, INFO, PRACK, CANCEL, BYE, split at `~~~` lines), `sip-caller` (a call placed by a user agent, and the
+ * callee's responses and requests to it, split the same way), `relay-session` (the relay's line protocol on several TCP
  * connections, with datagrams and waits, one command a line: `<0-7><line>` to a connection, `x<n>` closes it, `w<ms>`
  * waits, `u<n> <port> <bytes>` a datagram from connection n's address, `r<bytes>` bytes without their LF) and `console-http` (raw HTTP requests to the console's
  * server on loopback). Their seeds hold `@NAME@` placeholders the run fills in (a fresh branch, Call-ID, nonce, the
@@ -60,6 +61,7 @@ import { AudioLibrary } from "../plugins/console/files.ts";
 import { CONSOLE_HUB_DEFAULTS, type ConsoleConnection, ConsoleHub } from "../plugins/console/hub.ts";
 import { FakeCalls } from "./console_fake_calls.ts";
 import { SipUserAgent } from "../plugins/sip/user_agent.ts";
+import type { OutgoingCall } from "../plugins/sip/outgoing_call.ts";
 import { JitterBuffer } from "../plugins/rtp/jitter_buffer.ts";
 import { codecs } from "./registry_util.ts";
 import { SipRelay } from "../plugins/b2bua/sip_relay.ts";
@@ -1552,6 +1554,123 @@ const sipDialog: FuzzTarget = {
   },
 };
 
+// ---- SIP dialogs: a caller and the responses and requests of a callee ----------------------------------------------
+
+interface CallerBench {
+  clock: VirtualClock;
+  out: MemoryOutput;
+  ua: SipUserAgent;
+  peer: MemorySocket;
+  /** The requests the peer received during the case, as text. */
+  got: string[];
+  n: number;
+}
+
+let callerBench: CallerBench | undefined;
+
+function openCallerBench(): CallerBench {
+  const clock = new VirtualClock();
+  const net = new MemoryNetwork({ clock, latencyMs: 1 });
+  const out = new MemoryOutput();
+  const log = new Logger({ level: "debug", outputs: [out] });
+  const ua = new SipUserAgent({
+    transport: net.bind("10.0.0.2", 5060),
+    clock,
+    log,
+    userName: "alice",
+    overload: false,
+  });
+  const peer = net.bind("10.0.0.1", 5060);
+  const b: CallerBench = { clock, out, ua, peer, got: [], n: 0 };
+  peer.listen((d) => void b.got.push(bytesText(d)));
+  return b;
+}
+
+/** `name`'s value in the last request the peer got (`Via` is the top one), or `none`. */
+function lastHeader(got: string[], name: string): string {
+  for (let i = got.length - 1; i >= 0; i--) {
+    if (got[i].startsWith("SIP/2.0 ")) continue;
+    const m = new RegExp(`^${name}:[ \\t]*([^\\r\\n]*)`, "im").exec(got[i]);
+    if (m) return m[1];
+  }
+  return "none";
+}
+
+const callerSeeds = (): Uint8Array[] => {
+  const sdp = createAnswer(SDP_OFFER, { registry: codecs, address: "10.0.0.1", port: 42000 });
+  const res = (status: string, body = "", extra = "") =>
+    `SIP/2.0 ${status}\r\nVia: @VIA@\r\nFrom: @FROM@\r\nTo: <sip:bob@10.0.0.1>;tag=b1\r\nCall-ID: @CID@\r\n` +
+    `CSeq: @CSEQ@\r\nContact: <sip:bob@10.0.0.1:5060>\r\n${extra}` +
+    (body
+      ? `Content-Type: application/sdp\r\nContent-Length: ${te.encode(body).length}\r\n\r\n${body}`
+      : "Content-Length: 0\r\n\r\n");
+  const req = (method: string, cseq: number, body = "") =>
+    `${method} sip:alice@10.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKc@N@${method}${cseq};rport\r\n` +
+    `Max-Forwards: 70\r\nFrom: <sip:bob@10.0.0.1>;tag=b1\r\nTo: @FROM@\r\nCall-ID: @CID@\r\nCSeq: ${cseq} ${method}\r\n` +
+    `Contact: <sip:bob@10.0.0.1:5060>\r\n` +
+    (body
+      ? `Content-Type: application/sdp\r\nContent-Length: ${te.encode(body).length}\r\n\r\n${body}`
+      : "Content-Length: 0\r\n\r\n");
+  const seq = (...m: string[]) => te.encode(m.join("~~~\r\n"));
+  return [
+    seq(res("100 Trying"), res("180 Ringing"), res("200 OK", sdp), res("200 OK", sdp), req("BYE", 1)),
+    seq(res("183 Session Progress", sdp, "Require: 100rel\r\nRSeq: 1\r\n"), res("486 Busy Here"), res("486 Busy Here")),
+    seq(res("200 OK", sdp), req("INVITE", 1, sdp), req("ACK", 1), req("UPDATE", 2, sdp), req("BYE", 3)),
+    seq(res("180 Ringing"), req("BYE", 1), res("487 Request Terminated"), res("200 OK", sdp)),
+    seq(res("302 Moved Temporarily", "", "Contact: <sip:carol@10.0.0.3>\r\n"), res("200 OK", sdp), req("INFO", 2)),
+  ];
+};
+
+const sipCaller: FuzzTarget = {
+  name: "sip-caller",
+  seeds: callerSeeds,
+  maxLen: 16384,
+  testCases: 800,
+  async run(input) {
+    callerBench ??= openCallerBench();
+    const b = callerBench;
+    const n = ++b.n;
+    b.out.lines.length = 0;
+    b.got.length = 0;
+    const errors: unknown[] = [];
+    let call: OutgoingCall | undefined;
+    try {
+      call = b.ua.invite("sip:bob@10.0.0.1:5060", { sdp: SDP_OFFER });
+    } catch (e) {
+      throw new FuzzFinding(`invite threw ${e}`, e);
+    }
+    call.on("ended", () => {});
+    await advanceQuick(b.clock, 10, 5);
+    for (const part of splitBytes(input, SEQ_SEPARATOR, 16)) {
+      const data = fillIn(part, {
+        "@N@": String(n),
+        "@VIA@": lastHeader(b.got, "Via"),
+        "@FROM@": lastHeader(b.got, "From"),
+        "@CID@": lastHeader(b.got, "Call-ID"),
+        "@CSEQ@": lastHeader(b.got, "CSeq"),
+      });
+      b.peer.post(data, { hostname: "10.0.0.2", port: 5060 });
+      await advanceQuick(b.clock, 30, 10);
+    }
+    for (const c of b.ua.calls) {
+      c.hangup().catch((e) => {
+        if (e instanceof TypeError || e instanceof RangeError) errors.push(e);
+      });
+    }
+    await advanceQuick(b.clock, 200_000, 500);
+    if (errors.length) throw new FuzzFinding(`hangup threw ${errors[0]}`, errors[0]);
+    const bad = b.out.lines.find((l) => UA_BUG.test(l) || /transaction user failed/.test(l));
+    if (bad) throw new FuzzFinding(`logged: ${bad.slice(0, 300)}`);
+    const u = b.ua.usage;
+    check(
+      u.calls === 0 && u.liveCalls === 0 && u.dialogs === 0 && u.serverTransactions === 0 &&
+        u.clientTransactions === 0 && u.acceptedTransactions === 0,
+      `after every timer ran the caller keeps ${JSON.stringify(u)}`,
+    );
+    check(call.state === "ended", `the call is ${call.state} after every timer ran`);
+  },
+};
+
 // ---- the relay's line protocol: sessions of several connections -------------------------------------------------------
 
 interface RelaySessionBench {
@@ -1989,6 +2108,7 @@ export const TARGETS: FuzzTarget[] = [
   consoleHub,
   sipRelay,
   sipDialog,
+  sipCaller,
   relaySessionTarget,
   relayClientTarget,
   consoleHttpTarget,
@@ -2019,6 +2139,12 @@ export async function cleanupTargets(): Promise<void> {
     c.ac.abort();
     await c.service.close();
     Deno.removeSync(c.dir, { recursive: true });
+  }
+  if (callerBench) {
+    const b = callerBench;
+    callerBench = undefined;
+    await b.ua.close();
+    await b.peer.close();
   }
   if (dialogBench) {
     const b = dialogBench;
