@@ -1,6 +1,7 @@
 /**
  * Fuzzes the parsers that read bytes from the network or from files (SIP, SDP, RTP, RTCP, telephone-event, the relay
  * line protocol, the WebSocket bridge's protocols, request head and frames, WAV files, the console's audio messages)
+ * and the servers built on them (the SIP relay, a callee's dialogs, the relay's sessions, the console's HTTP side)
  * with the seeded mutations of tests/fuzz_test.ts, for as long as asked: `--cases N` per target from `--seed S` (the
  * same seed gives the same inputs). Each target runs in a worker; a case that runs longer than `--hang-ms` is reported
  * as a hang, with its input. `--growth N` also times N inputs with a piece repeated n and 10n times and reports those

@@ -544,3 +544,67 @@ Deno.test("console service: a port in use is a clear error", async () => {
     await s.close();
   }
 });
+
+/** Sends `head` and the first `sent` bytes of a body that announces `length`, half-closes, reads the answer. */
+async function cutUpload(base: string, head: string[], length: number, sent: number) {
+  const u = new URL(base);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  try {
+    const h = new TextEncoder().encode([...head, `Content-Length: ${length}`, "", ""].join("\r\n"));
+    await conn.write(Uint8Array.from([...h, ...new Uint8Array(sent).fill(0x52)]));
+    await conn.closeWrite();
+    let text = "";
+    const buf = new Uint8Array(65536);
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    return {
+      status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0),
+      body: text.slice(text.indexOf("\r\n\r\n") + 4),
+    };
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("console service: what the fuzzer found: a refused WebSocket handshake, a cut upload, a long Host or name get a 4xx with a short error, not 500", async () => {
+  const s = await start();
+  try {
+    const port = new URL(s.base).port;
+    const host = `Host: 127.0.0.1:${port}`;
+    // Upgrade: websocket with a Connection that does not say Upgrade: Deno refuses the handshake (it threw: 500).
+    const ws = await raw(s.base, [
+      "GET /ws HTTP/1.1",
+      host,
+      "Upgrade: websocket",
+      "Connection: Uporade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+    ]);
+    assertEquals(ws.status, 400);
+    assertMatch(JSON.parse(ws.body).error, /^not a WebSocket handshake: .*Upgrade/);
+    // A body cut off by the client (it closed its side): the body read failed and escaped (500).
+    const cut = await cutUpload(s.base, ["POST /api/upload?name=greeting.wav HTTP/1.1", host], 2044, 100);
+    assertEquals(cut.status, 400);
+    assertMatch(
+      JSON.parse(cut.body).error,
+      /^greeting\.wav: the upload was cut off after \d+ bytes \(.*\): send it again$/,
+    );
+    assertEquals([...Deno.readDirSync(s.dir)].filter((e) => e.name === "up").length, 0, "nothing stored");
+    // A Host of 3 000 characters was quoted whole in the 403's error.
+    const longHost = await raw(s.base, ["GET /api/files HTTP/1.1", `Host: 127.0.0.0${".0".repeat(1500)}`]);
+    assertEquals(longHost.status, 403);
+    const error = JSON.parse(longHost.body).error as string;
+    assertMatch(error, /^Host "127(\.0)+\.?\.\.\." is not an address of this console/);
+    assert(error.length < 400, `an error of ${error.length} characters`);
+    // An upload name of 20 000 characters was quoted whole in the upload's errors.
+    const name = "n".repeat(20_000);
+    const longName = await raw(s.base, [`POST /api/upload?name=${name}.wav HTTP/1.1`, host, "Content-Length: 0"]);
+    assertEquals(longName.status, 400);
+    assertMatch(JSON.parse(longName.body).error, /^upload: the file name "n{80}\.\.\." is longer than 255 characters$/);
+    const lines = s.out.lines.filter((l) => / ERROR /.test(l));
+    assertEquals(lines, [], "no request failed");
+  } finally {
+    await s.close();
+  }
+});

@@ -1,7 +1,9 @@
 /**
- * Fuzzing of every parser that reads bytes from the network or from files (tests/fuzz_targets.ts): a bounded number
- * of seeded mutations of valid inputs per parser, each of which must be parsed or refused with the module's own error
- * (never a TypeError, never an error reported by a socket, never a message that grows with the input). The same seed
+ * Fuzzing of every parser that reads bytes from the network or from files, and of the servers built on them (the SIP
+ * relay, a callee's dialogs, the relay's line protocol, the console's HTTP side; tests/fuzz_targets.ts): a bounded
+ * number of seeded mutations of valid inputs per target, each of which must be parsed or refused with the module's own
+ * error (never a TypeError, never an error reported by a socket, never a message that grows with the input, never a
+ * table past its bound or a call that outlives its timers). The same seed
  * gives the same inputs on every run; `deno run -A bench/fuzz.ts --cases N --seed S` runs the same fuzzer longer.
  * The inputs it found, minimized, are regression tests beside the behaviour they broke (sdp_test.ts,
  * sip_auth_test.ts, ws_protocol_test.ts, ...).

@@ -298,3 +298,32 @@ Deno.test("relay client: every failed registration attempt closes its connection
   await w.clock.advanceAsync(10);
   assertEquals(conns.map((x) => x.ended), [true]);
 });
+
+Deno.test("relay client: a relay's reason of thousands of characters is quoted as 200 in errors, events and log lines", async () => {
+  // Found by the fuzzer (relay-client): INVALID, BUSY and BYE reasons were copied whole into the RegistrationError, the
+  // `lost` event and the log (4 136 characters from a 4 KB line).
+  const long = "r".repeat(5000);
+  const short = `${long.slice(0, 200)}...`;
+  for (const reply of [`INVALID ${long}`, `BUSY ${long}`]) {
+    const w = world();
+    await fakeRelay(w, () => reply);
+    const reg = registration(w, "10.0.0.1", 40000, 40002);
+    const err = await assertRejects(() => drive(w, reg.register(), 30_000), RegistrationError);
+    assert(err.message.endsWith(`${reply.slice(0, reply.indexOf(" "))} ${short}`), err.message.slice(0, 300));
+  }
+  // Registered, then a BYE with a long reason, unsolicited: the `lost` reason and the log lines are cut too.
+  const w = world();
+  const conns = await fakeRelay(w, (line) => line.startsWith("HELLO") ? "OK 9999 120 10.0.0.1" : undefined);
+  const reg = registration(w, "10.0.0.1", 40000, 40002);
+  const lost: string[] = [];
+  reg.on({ lost: (why) => lost.push(why) });
+  await drive(w, reg.register(), 100);
+  conns[0].conn.write(new TextEncoder().encode(`BYE ${long}\n`));
+  await w.clock.advanceAsync(5);
+  conns[0].conn.close();
+  await w.clock.advanceAsync(5);
+  assertEquals(lost, [`the relay said BYE ${short}`]);
+  const longest = Math.max(...w.logs.lines.map((l) => l.length));
+  assert(longest < 400, `a log line of ${longest} characters`);
+  reg.close();
+});

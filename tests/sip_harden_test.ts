@@ -212,6 +212,99 @@ Deno.test("10 000 INVITEs that fail after their transaction exists: each gets on
   await peer.close();
 });
 
+Deno.test("an unanswered INVITE given up after ringing, or ended by a BYE before its answer, leaves no transaction once 64·T1 passed", async () => {
+  // Found by the fuzzer (sip-caller): the 64·T1 end of the INVITE after its CANCEL was the call's guard, which the
+  // call's end cancels: after giveUp(), or a BYE from the callee before any final response, with a callee that
+  // never sends its final response, the INVITE client transaction (no timer in Proceeding) was kept forever.
+  for (const how of ["giveUp", "BYE"] as const) {
+    const { clock, net, bob } = setup({ overload: false });
+    const peer = rawPeer(net, "10.0.0.1");
+    const call = bob.invite("sip:alice@10.0.0.1:5060", { sdp: SDP });
+    clock.advance(5);
+    const invite = parseMessage(te.encode(peer.got[0].text)) as SipRequest;
+    const provisional = createResponse(invite, how === "BYE" ? 100 : 180, undefined, { toTag: "b1" });
+    await peer.send(serializeMessage(provisional), bob.localAddress);
+    clock.advance(5);
+    if (how === "giveUp") call.giveUp("test");
+    else {
+      const from = invite.headers.get("From")!;
+      await peer.send(
+        [
+          "BYE sip:bob@10.0.0.2:5060 SIP/2.0",
+          "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKearlybye;rport",
+          "Max-Forwards: 70",
+          "From: <sip:alice@10.0.0.1:5060>;tag=b1",
+          `To: ${from}`,
+          `Call-ID: ${invite.headers.get("Call-ID")}`,
+          "CSeq: 1 BYE",
+          "Content-Length: 0",
+          "",
+          "",
+        ].join("\r\n"),
+        bob.localAddress,
+      );
+    }
+    clock.advance(5);
+    assert.equal(call.state, "ended", how);
+    assert.ok(peer.got.some((g) => g.text.startsWith("CANCEL ")), `${how}: the INVITE is cancelled`);
+    // The callee answers neither the CANCEL nor the INVITE.
+    clock.advance(64 * T1 + 1000);
+    assert.equal(bob.usage.clientTransactions, 0, how);
+    assert.equal(bob.usage.calls, 0, how);
+    await bob.close();
+    await peer.close();
+  }
+});
+
+Deno.test("a 2xx without To tag fails the call (it was ignored, and the call stayed 'calling' forever, hangup included)", async () => {
+  // Found by the fuzzer (sip-caller): after the ignored 2xx the INVITE transaction was in Accepted (no Timer B), and
+  // without a provisional response hangup() only deferred its CANCEL: the call never ended.
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  const call = bob.invite("sip:alice@10.0.0.1:5060", { sdp: SDP });
+  clock.advance(5);
+  const invite = parseMessage(te.encode(peer.got[0].text)) as SipRequest;
+  const ok = createResponse(invite, 200); // no toTag: the To is the INVITE's, without a tag
+  await peer.send(serializeMessage(ok), bob.localAddress);
+  clock.advance(5);
+  assert.equal(call.state, "ended");
+  assert.deepEqual(call.endInfo, { by: "error", reason: "unusable 200 response: no To tag", status: 200 });
+  void call.hangup();
+  clock.advance(64 * T1 + 1000);
+  assert.equal(bob.usage.calls, 0);
+  assert.equal(bob.usage.liveCalls, 0);
+  assert.equal(bob.usage.clientTransactions, 0);
+  await bob.close();
+  await peer.close();
+});
+
+Deno.test("a From or To tag without a value: 400 saying so, and nothing kept (the 481's To did not parse: its transaction stayed forever)", async () => {
+  // Found by the fuzzer (sip-dialog): `To: <...>;tag` was read as no tag; the 481 answering it got `;tag;tag=x`, and
+  // at Timer H reading that To threw before the transaction left the table. 1 000 such INVITEs kept 1 000.
+  const { clock, net, bob } = setup({ overload: false });
+  const peer = rawPeer(net, "10.0.0.1");
+  bob.onInvite((call) => call.reject(486));
+  const N = 1000;
+  for (let i = 0; i < N; i++) {
+    const text = i % 2
+      ? invite(i).replace("To: <sip:bob@10.0.0.2>", "To: <sip:bob@10.0.0.2>;tag")
+      : invite(i).replace(`;tag=f${i}`, ";tag");
+    await peer.send(text, bob.localAddress);
+  }
+  clock.advance(50);
+  const statuses = new Set(peer.got.map((g) => g.text.split("\r\n")[0]));
+  assert.deepEqual([...statuses].sort(), [
+    "SIP/2.0 400 Bad Request (bad From header: tag parameter without a value)",
+    "SIP/2.0 400 Bad Request (bad To header: tag parameter without a value)",
+  ]);
+  clock.advance(64 * T1 + 1000);
+  assert.equal(bob.usage.serverTransactions, 0);
+  assert.equal(bob.usage.inviteServerTransactions, 0);
+  assert.equal(clock.pending, 0, "no timer left");
+  await bob.close();
+  await peer.close();
+});
+
 Deno.test("the transaction layer's safety net: a TU that throws on a new request → 400 with the reason (SipParseError) or 500; Timer J/H end it", async () => {
   const clock = new VirtualClock();
   const net = new MemoryNetwork({ clock, latencyMs: 1 });

@@ -278,10 +278,24 @@ Deno.test("register: unreadable REGISTERs get 400 before the handler; Contact: *
   await probe.send(reg("star", ["Contact: *", "Expires: 60"]), registrar.localAddress);
   await probe.send(reg("starok", ["Contact: *", "Expires: 0"]), registrar.localAddress);
   await probe.send(reg("two", ["Contact: <sip:a@10.0.0.66>;expires=30, <sip:b@10.0.0.66>"]), registrar.localAddress);
+  // Found by the fuzzer (sip-relay): an expiry of thousands of characters was quoted whole in the 400's reason.
+  const long = "12" + "02".repeat(4000) + "x";
+  await probe.send(reg("longexp", ["Contact: <sip:probe@10.0.0.66>", `Expires: ${long}`]), registrar.localAddress);
+  await probe.send(reg("longcexp", [`Contact: <sip:probe@10.0.0.66>;expires=${long}`]), registrar.localAddress);
   clock.advance(20);
   const byId = new Map(probeGot.map((r) => [r.headers.get("Call-ID"), r]));
   assert.equal(byId.get("badexp")?.status, 400);
-  assert.equal(byId.get("badexp")?.reason, 'Bad Request (Expires is not a number of seconds: "soon")');
+  assert.equal(byId.get("badexp")?.reason, "Bad Request (Expires is not a number of seconds: 'soon')");
+  assert.equal(byId.get("longexp")?.status, 400);
+  assert.equal(
+    byId.get("longexp")?.reason,
+    `Bad Request (Expires is not a number of seconds: '${long.slice(0, 40)}...')`,
+  );
+  assert.equal(byId.get("longcexp")?.status, 400);
+  assert.equal(
+    byId.get("longcexp")?.reason,
+    `Bad Request (Contact expires is not a number of seconds: '${long.slice(0, 40)}...')`,
+  );
   assert.equal(byId.get("star")?.status, 400);
   assert.equal(byId.get("star")?.reason, "Bad Request (Contact: * must be the only Contact, with Expires: 0)");
   assert.equal(byId.get("starok")?.status, 200);

@@ -215,8 +215,17 @@ Deno.test("auth: REGISTER is challenged (401) and accepted with the right passwo
     const forged = failure(bobAsAlice.ua.register({ registrar: `sip:${RELAY_IP}`, aor: alice.aor }));
     await run(w, 20);
     assertEquals((await forged).status, 403);
+    // Found by the fuzzer (sip-relay): the AOR's user was quoted whole in the 403's reason (6 133 characters).
+    const long = "a".repeat(3000);
+    const longAor = failure(bobAsAlice.ua.register({ registrar: `sip:${RELAY_IP}`, aor: `sip:${long}@${RELAY_IP}` }));
+    await run(w, 20);
+    assertEquals((await longAor).status, 403);
+    assertEquals(
+      bobAsAlice.responses("REGISTER", 403).map((r) => r.kind === "response" ? r.reason : ""),
+      ["Forbidden (bob may not register alice)", `Forbidden (bob may not register ${long.slice(0, 64)}...)`],
+    );
     await bobAsAlice.close();
-    assertEquals(w.relay.registrar.stats().auth_failures, 2);
+    assertEquals(w.relay.registrar.stats().auth_failures, 3);
     const text = w.logs.lines.join("\n");
     for (const pw of USERS.values()) assert(!text.includes(pw), "a password is in the log");
     assert(!text.includes("guess"), "a password is in the log");

@@ -238,6 +238,23 @@ Deno.test("INVITE server: Timer H without ACK → timeout to the TU after 64·T1
   assert.deepEqual(sends, [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
 });
 
+Deno.test("INVITE server: a final response whose To does not parse still leaves the table at Timer H (it stayed forever)", () => {
+  // Found by the fuzzer (sip-dialog): an INVITE with `To: <...>;tag` got a 481 whose To was `;tag;tag=x`; at Timer H
+  // reading that To threw in terminate(), before the transaction left the table: one kept per such INVITE, forever.
+  const { clock, layer } = setup();
+  const inv = request("INVITE", "z9hG4bKbadto");
+  inv.headers.set("To", "<sip:bob@10.0.0.2>;tag");
+  let st: ServerTransaction | undefined;
+  layer.onRequest = (_r, tx) => (st = tx);
+  layer.receiveRequest(inv, FROM);
+  st!.respond(createResponse(inv, 481, undefined, { toTag: "x" }));
+  assert.equal(layer.serverCount, 1);
+  clock.advance(32_000);
+  assert.equal(st!.state, "terminated");
+  assert.equal(layer.serverCount, 0);
+  assert.equal(layer.inviteServerCount, 0);
+});
+
 Deno.test("INVITE server: 2xx retransmitted on Timer G until the ACK (new branch, matched by dialog)", () => {
   const { clock, rec, layer } = setup();
   const inv = request("INVITE", "z9hG4bKs4");

@@ -106,6 +106,11 @@ export class FailureLimiter {
     return this.#blockMs;
   }
 
+  /** Entries of the two tables now (each at most `maxSources`): sources being counted, sources refused. */
+  get sizes(): { failing: number; blocked: number } {
+    return { failing: this.#failing.size, blocked: this.#blocked.size };
+  }
+
   /** Requests refused so far ({@linkcode FailureLimiter.blocked} answered), and the sources refused at `now`. */
   counts(now: number): { refused: number; sources: number } {
     let sources = 0;

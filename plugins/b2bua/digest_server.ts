@@ -156,6 +156,14 @@ export class DigestChallenger {
     return this.#failures.counts(this.#clock.now());
   }
 
+  /**
+   * Entries of its tables now, for diagnostics and tests: nonce counts (at most `maxNonces`), sources whose failures
+   * are counted and sources refused (at most `maxSources` each).
+   */
+  get tableSizes(): { nonces: number; failing: number; blocked: number } {
+    return { nonces: this.#counts.size, ...this.#failures.sizes };
+  }
+
   /** Users in the table. */
   get userCount(): number {
     return this.#users.size;

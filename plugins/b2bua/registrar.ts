@@ -28,6 +28,7 @@ import type { Clock, Timer } from "../../core/clock.ts";
 import { formatHostPort, type HostPort } from "../../core/net/address.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
 import { parseUri, type RegisterRequest, type RegistrarReply } from "../sip/mod.ts";
+import { excerpt } from "../sip/syntax.ts";
 import type { DigestChallenger } from "./digest_server.ts";
 
 /** Options of a {@linkcode Registrar}. */
@@ -206,8 +207,9 @@ export class Registrar {
       }
       if (check.user !== user) {
         this.#counts.authFailures++;
-        this.#log.info(`REGISTER for ${user} from ${from} refused: authenticated as ${check.user}`);
-        return { status: 403, reason: `Forbidden (${check.user} may not register ${user})` };
+        // The AOR's user is the request's: quoted as an excerpt (it may be thousands of characters long).
+        this.#log.info(`REGISTER for ${excerpt(user, 64)} from ${from} refused: authenticated as ${check.user}`);
+        return { status: 403, reason: `Forbidden (${check.user} may not register ${excerpt(user, 64)})` };
       }
     }
     const now = this.#clock.now();

@@ -98,8 +98,14 @@ export interface SipRelayOptions {
   algorithms?: readonly DigestAlgorithm[];
   /** Seconds a nonce is accepted (default 300). */
   nonceLifetime?: number;
-  /** Failed credentials per source address before it is refused, over what window, and for how long (s). */
-  authLimits?: Pick<DigestChallengerOptions, "maxFailures" | "failureWindow" | "blockTime" | "limitLoopback">;
+  /**
+   * Failed credentials per source address before it is refused, over what window, and for how long (s); the sizes of
+   * the Digest checker's tables (nonce counts, sources counted; default 10 000 each).
+   */
+  authLimits?: Pick<
+    DigestChallengerOptions,
+    "maxFailures" | "failureWindow" | "blockTime" | "limitLoopback" | "maxSources" | "maxNonces"
+  >;
   /** Users registered at once, at most. */
   maxClients: number;
   /** Contacts per user, at most. */
@@ -291,6 +297,11 @@ export class SipRelay {
   /** The relay's user agent (after start), for tests and diagnostics. */
   get userAgent(): SipUserAgent | undefined {
     return this.#ua;
+  }
+
+  /** The Digest checker of REGISTERs and INVITEs (undefined without users), for tests and diagnostics. */
+  get auth(): DigestChallenger | undefined {
+    return this.#auth;
   }
 
   /** Binds the SIP socket and starts answering. Throws when the port is taken. */

@@ -71,6 +71,8 @@ const PRE_HELLO_CLOSE = 1008;
 const RESTART_MIN_MS = 1000;
 /** ... doubling up to this. */
 const RESTART_MAX_MS = 30_000;
+/** Longest upload file name (`?name=`), characters: a longer one is refused (it is quoted in errors). */
+const MAX_NAME = 255;
 /** File descriptors kept free: below, every request gets 503. */
 const MIN_FREE_FILES = 64;
 
@@ -255,7 +257,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     const host = req.headers.get("host");
     if (!hostAllowed(host)) {
       return json({
-        error: `Host ${host === null ? "(none)" : JSON.stringify(host)} is not an address of this console ` +
+        error: `Host ${host === null ? "(none)" : quoted(host)} is not an address of this console ` +
           `(a name that resolves here, as in DNS rebinding, is refused): open the address it prints, or add ` +
           `the name to the console's allowed_hosts`,
       }, 403);
@@ -273,7 +275,14 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
           error: `the console serves ${o.max_clients} pages at most (max_clients): close another console tab`,
         }, 503);
       }
-      const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 60 });
+      let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
+      try {
+        upgraded = Deno.upgradeWebSocket(req, { idleTimeout: 60 });
+      } catch (e) {
+        // A handshake Deno refuses (a Connection without Upgrade, no Sec-WebSocket-Key): the client's error.
+        return json({ error: `not a WebSocket handshake: ${e instanceof Error ? e.message : e}` }, 400);
+      }
+      const { socket, response } = upgraded;
       socket.binaryType = "arraybuffer";
       attach(socket);
       return response;
@@ -286,10 +295,10 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         if (req.method !== "POST") return json({ error: "upload with POST /api/upload?name=FILE" }, 405);
         return await upload(req, url);
       }
-      return json({ error: `no API ${path}` }, 404);
+      return json({ error: `no API ${cut(path)}` }, 404);
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
-      return originRefused(req) ?? json({ error: `${req.method} not allowed` }, 405);
+      return originRefused(req) ?? json({ error: `${cut(req.method)} not allowed` }, 405);
     }
     const f = files.get(path);
     if (!f) return new Response("not found", { status: 404, headers: { "content-type": "text/plain" } });
@@ -308,18 +317,28 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   const upload = async (req: Request, url: URL): Promise<Response> => {
     const name = url.searchParams.get("name") ?? "";
     if (!name) return json({ error: "upload: give the file name (?name=...)" }, 400);
+    if (name.length > MAX_NAME) {
+      return json({ error: `upload: the file name ${quoted(name)} is longer than ${MAX_NAME} characters` }, 400);
+    }
     const declared = Number(req.headers.get("content-length") ?? "0");
     const tooBig = () =>
       json({ error: `${name} is larger than the console accepts (max_upload_mb ${o.max_upload_mb} MB)` }, 413);
     if (declared > maxUpload) return tooBig();
     const chunks: Uint8Array[] = [];
     let size = 0;
-    if (req.body) {
-      for await (const c of req.body) {
-        size += c.length;
-        if (size > maxUpload) return tooBig();
-        chunks.push(c);
+    try {
+      if (req.body) {
+        for await (const c of req.body) {
+          size += c.length;
+          if (size > maxUpload) return tooBig();
+          chunks.push(c);
+        }
       }
+    } catch (e) {
+      // The client went away (or half-closed) before the body's end: nothing is stored.
+      const why = e instanceof Error ? e.message : String(e);
+      log.info(`upload ${quoted(name)} cut off after ${size} bytes: ${why}`);
+      return json({ error: `${name}: the upload was cut off after ${size} bytes (${why}): send it again` }, 400);
     }
     const bytes = new Uint8Array(size);
     let off = 0;
@@ -533,8 +552,21 @@ function originRefused(req: Request): Response | undefined {
       page.host === new URL(`http://${host}`).host;
   } catch { /* not a URL (e.g. "null"): refused */ }
   if (own) return undefined;
-  const who = origin === "null" ? "a page of origin null (a sandboxed frame, a local file)" : origin;
+  const who = origin === "null" ? "a page of origin null (a sandboxed frame, a local file)" : cut(origin);
   return json({ error: `requests from ${who} are refused: open the console itself` }, 403);
+}
+
+/**
+ * `s` for an error text or a log line: its first `max` characters, `...` when cut (what the client sent may
+ * be as long as a request; the error says which, not all of it).
+ */
+function cut(s: string, max = 80): string {
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
+/** {@linkcode cut}, in quotes. */
+function quoted(s: string): string {
+  return JSON.stringify(cut(s));
 }
 
 /** The length of `s` in UTF-8, in bytes (a lone surrogate counts 2, not the 3 of the U+FFFD it is sent as). */

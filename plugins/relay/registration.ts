@@ -329,9 +329,9 @@ export class RelayRegistration {
       case "FULL":
         throw new RegistrationError("the relay is full (FULL)");
       case "INVALID":
-        throw new RegistrationError(`INVALID ${reply.reason}`, true);
+        throw new RegistrationError(`INVALID ${cut(reply.reason)}`, true);
       case "BUSY":
-        throw new RegistrationError(`BUSY ${reply.reason}`);
+        throw new RegistrationError(`BUSY ${cut(reply.reason)}`);
     }
     throw new RegistrationError(`unexpected reply to HELLO: ${reply.type}`);
   }
@@ -379,11 +379,11 @@ export class RelayRegistration {
     }
     // BYE, TIMEOUT and BUSY announce that the relay closes the connection (as a reply, or unsolicited).
     if (r.type === "BYE" || r.type === "TIMEOUT" || r.type === "BUSY") {
-      this.#lastBye = r.type === "TIMEOUT" ? r.type : `${r.type} ${r.reason}`.trim();
+      this.#lastBye = r.type === "TIMEOUT" ? r.type : `${r.type} ${cut(r.reason)}`.trim();
     }
     const w = this.#waiters.shift();
     if (w) w.resolve(r);
-    else this.#log.debug(`relay: ${line}`);
+    else this.#log.debug(`relay: ${cut(line)}`);
   }
 
   #onEnd(conn: StreamConn): void {
@@ -466,6 +466,17 @@ export class RelayRegistration {
     return this.#clock.sleep(ms, this.#stop.signal);
   }
 }
+
+/**
+ * A reason the relay gave, as quoted in our errors and log lines: its first 200 characters, `...` when cut (a line
+ * may be 64 KB long).
+ */
+function cut(reason: string): string {
+  return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON)}...` : reason;
+}
+
+/** Longest reason of the relay's quoted whole, characters. */
+const MAX_REASON = 200;
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

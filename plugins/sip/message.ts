@@ -395,10 +395,16 @@ function validate(headers: SipHeaders, method: string | undefined): string | und
   for (const name of ["From", "To", "Contact", "Route", "Record-Route"]) {
     for (const v of headers.getAll(name)) {
       if (name === "Contact" && v === "*") continue;
+      let params: Record<string, string | null>;
       try {
-        parseAddress(v);
+        params = parseAddress(v).params;
       } catch (e) {
         return `bad ${name} header: ${(e as SipParseError).reason ?? e}`;
+      }
+      // tag = token (RFC 3261 §25.1): a bare `;tag` would be read as no tag, and a To tag added to it in a response
+      // made a To that no longer parses.
+      if ((name === "From" || name === "To") && Object.hasOwn(params, "tag") && !params.tag) {
+        return `bad ${name} header: tag parameter without a value`;
       }
       if ((name === "Route" || name === "Record-Route") && !isNameAddrForm(v)) {
         return `bad ${name} header: the URI must be enclosed in '<>'`;

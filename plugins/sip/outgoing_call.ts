@@ -13,6 +13,7 @@
  *
  * @module
  */
+import type { Timer } from "../../core/clock.ts";
 import { Call } from "./call.ts";
 import { Dialog } from "./dialog.ts";
 import { bodyText, getCallId, getCSeq, getFrom, getTo, type SipRequest, type SipResponse } from "./message.ts";
@@ -63,6 +64,8 @@ export class OutgoingCall extends Call {
   readonly #ctx: UaContext;
   #invite: SipRequest;
   #tx?: ClientTransaction;
+  /** Ends the INVITE transaction 64·T1 after the CANCEL if no final response came (see {@linkcode #sendCancel}). */
+  #reap: Timer | undefined;
   #ack?: SipRequest;
   #ackDest?: Address;
   #gotProvisional = false;
@@ -129,11 +132,13 @@ export class OutgoingCall extends Call {
       },
       onTimeout: (tx) => {
         if (tx !== this.#tx) return;
+        this.#reap?.cancel();
         if (this.#cancel !== "none") this.end({ by: "local", reason: "cancelled" });
         else this.end({ by: "timeout", reason: "no response to INVITE", status: 408 });
       },
       onTransportError: (tx, e) => {
         if (tx !== this.#tx) return;
+        this.#reap?.cancel();
         // RFC 3261 §8.1.3.1: a transport failure is handled as a 503 from the destination.
         if (e instanceof DestinationUnreachableError) this.end({ by: "error", reason: e.message, status: 503 });
         else this.end({ by: "error", reason: `transport error: ${errText(e)}` });
@@ -158,6 +163,8 @@ export class OutgoingCall extends Call {
       if (this.#cancel === "pending") this.#sendCancel();
       return;
     }
+    this.#reap?.cancel();
+    this.#reap = undefined;
     if (s < 300) {
       this.onOk(res, from);
       return;
@@ -239,7 +246,10 @@ export class OutgoingCall extends Call {
       return;
     }
     if (!tag) {
-      this.#ctx.log.warn(`${res.status} without To tag ignored`, this.fields);
+      // No dialog can be made (a UAS tags every final response, RFC 3261 §8.2.6.2): the call fails, as with any 2xx
+      // that cannot make one. Ignored, it waited forever: its transaction, in Accepted, has no timer that ends it.
+      this.#ctx.log.warn(`${res.status} without To tag: the call fails`, this.fields);
+      this.end({ by: "error", reason: `unusable ${res.status} response: no To tag`, status: res.status });
       return;
     }
     let dialog: Dialog;
@@ -325,11 +335,23 @@ export class OutgoingCall extends Call {
     const cancel = this.#ctx.build.cancel(this.#invite, this.destination);
     this.#ctx.log.info("CANCEL sent", this.fields);
     void sendRequest(this.#ctx, cancel, this.destination, { authenticate: false });
-    // If no final response to the INVITE arrives within 64·T1, give up (RFC 3261 §9.1).
-    this.guard(64 * this.#ctx.layer.timers.T1, () => {
-      this.#tx?.terminate();
-      this.end({ by: "local", reason: "cancelled" });
+    // If no final response to the INVITE arrives within 64·T1, give up (RFC 3261 §9.1). Not the call's guard: the
+    // call may have ended already (giveUp, a BYE from the callee), which cancels that, and the INVITE transaction,
+    // without a timer in Proceeding, would then be kept forever.
+    this.#reap ??= this.#ctx.clock.after(64 * this.#ctx.layer.timers.T1, () => {
+      this.#reap = undefined;
+      const tx = this.#tx;
+      if (tx && (tx.state === "calling" || tx.state === "proceeding")) tx.terminate();
+      if (this.state === "calling" || this.state === "proceeding") this.end({ by: "local", reason: "cancelled" });
     });
+  }
+
+  /**
+   * A BYE before any final response (a callee may not send one in an early dialog, RFC 3261 §15, yet one came): the
+   * call ends, and its INVITE is cancelled, so that its transaction ends too.
+   */
+  protected override onRemoteBye(): void {
+    if (this.state === "calling" || this.state === "proceeding") this.cancel();
   }
 
   /** CANCEL before an answer, BYE after. */

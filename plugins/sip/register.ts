@@ -14,6 +14,7 @@
  * @module
  */
 import { SipParseError } from "./errors.ts";
+import { excerpt } from "./syntax.ts";
 import { splitHeaderValue } from "./headers.ts";
 import { getCallId, getCSeq, getTo, type SipRequest, type SipResponse } from "./message.ts";
 import type { Address } from "./transport.ts";
@@ -198,7 +199,8 @@ export type RegistrarHandler = (req: RegisterRequest) => RegistrarReply | Promis
 /** Parses a delta-seconds value (RFC 3261 §25.1: 1*DIGIT, capped at 2^32 − 1). */
 function deltaSeconds(value: string, what: string): number {
   const v = value.trim();
-  if (!/^\d+$/.test(v)) throw new SipParseError(`${what} is not a number of seconds: ${JSON.stringify(value)}`);
+  // An excerpt: the reason goes into the 400's reason phrase and the log line, whatever the value's length.
+  if (!/^\d+$/.test(v)) throw new SipParseError(`${what} is not a number of seconds: '${excerpt(v)}'`);
   return Math.min(Number(v), 4294967295);
 }
 

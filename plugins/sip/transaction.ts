@@ -592,8 +592,11 @@ export class InviteServerTransaction extends ServerTransaction {
   terminate(): void {
     if (this.#state === "terminated") return;
     this.#state = "terminated";
-    this.layer.unregisterAccepted(this);
-    this.finish();
+    try {
+      this.layer.unregisterAccepted(this);
+    } finally {
+      this.finish(); // leaves the table whatever happened above: a transaction kept here would be kept forever
+    }
   }
 }
 
@@ -1000,11 +1003,20 @@ function serverKey(req: SipRequest, methodOverride?: string): string {
 }
 
 function acceptedKeyOfResponse(res: SipResponse): string {
-  return `${getCallId(res)}|${getCSeq(res).seq}|${tagOf(res.headers.get("To")) ?? ""}`;
+  return `${getCallId(res)}|${getCSeq(res).seq}|${toTagKey(res.headers.get("To"))}`;
 }
 
 function acceptedKeyOfAck(ack: SipRequest): string {
-  return `${getCallId(ack)}|${getCSeq(ack).seq}|${tagOf(ack.headers.get("To")) ?? ""}`;
+  return `${getCallId(ack)}|${getCSeq(ack).seq}|${toTagKey(ack.headers.get("To"))}`;
+}
+
+/** The To tag of a key, never throwing: a To that does not parse is keyed by its text (it matches only itself). */
+function toTagKey(to: string | undefined): string {
+  try {
+    return tagOf(to) ?? "";
+  } catch {
+    return `unparsed:${to}`;
+  }
 }
 
 /**
