@@ -519,6 +519,7 @@ Deno.test("server.json: CANCEL before the answer ends the call, nothing recorded
       `file=${fx.sourcePath}`,
       `out=${w.dir}/heard2.wav`,
     ]);
+    await untilStreaming(w, quiet); // rtp_timeout counts from the answer: its 1 s file must not be late for it
     await advanceUntil(w, quiet.done, 30_000);
     assertEquals(await quiet.result, { code: 0 });
     await untilSummaries(w, srv2, 1);
