@@ -273,14 +273,14 @@ Deno.test("device stream: a microphone that attaches after the grace opened the 
       opened.push(s);
       return {
         start() {},
-        write: async () => void s.writes++,
+        write: () => Promise.resolve(void s.writes++),
         read: async (bytes) => {
           if (s.quit) return { finished: true };
           await new Promise((r) => setTimeout(r, 10)); // a 10 ms block at the device's pace
           s.reads++;
           return s.quit ? { finished: true } : { buf: new Uint8Array(bytes) };
         },
-        quit: async (mode) => void (s.quit = mode),
+        quit: (mode) => Promise.resolve(void (s.quit = mode)),
       };
     },
   };
