@@ -374,9 +374,11 @@ export class DeviceStream {
     this.#opening = opening;
     this.#openError = undefined;
     this.#wake();
-    void this.#quit(native, "ABORT").then(() => {
-      if (this.#opening === opening) this.#open(); // else closed meanwhile (close() rejected it)
-    });
+    void this.#quit(native, "ABORT")
+      .catch((e) => this.#log.warn(`audio device failed to stop: ${e instanceof Error ? e.message : e}`))
+      .then(() => {
+        if (this.#opening === opening) this.#open(); // else closed meanwhile (close() rejected it)
+      });
     return promise;
   }
 
