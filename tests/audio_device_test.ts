@@ -17,8 +17,11 @@ import {
   formatDeviceList,
   loadBinding,
   missingBindingError,
+  type NaudiodonBinding,
   resolveDevice,
 } from "../plugins/audio-device/binding.ts";
+import { DeviceStream } from "../plugins/audio-device/device_stream.ts";
+import { Logger } from "../core/log.ts";
 import { plugins } from "../plugins/audio-device/mod.ts";
 import speaker from "../plugins/audio-device/speaker.ts";
 import microphone from "../plugins/audio-device/microphone.ts";
@@ -253,4 +256,72 @@ Deno.test({
       await sb.cleanup();
     }
   },
+});
+
+Deno.test("device stream: a microphone that attaches after the grace opened the stream for the speaker alone reopens it duplex (it failed: 'audio input was not registered')", async () => {
+  // A fake native binding: what was opened, what each stream was given and read.
+  const opened: { mode: string; writes: number; reads: number; quit?: string }[] = [];
+  const binding: NaudiodonBinding = {
+    getDevices: () => [],
+    getHostAPIs: () => ({ defaultHostAPI: 0, HostAPIs: [] }) as unknown as ReturnType<NaudiodonBinding["getHostAPIs"]>,
+    create(o) {
+      const s: (typeof opened)[number] = {
+        mode: o.inOptions && o.outOptions ? "duplex" : o.inOptions ? "input" : "output",
+        writes: 0,
+        reads: 0,
+      };
+      opened.push(s);
+      return {
+        start() {},
+        write: () => Promise.resolve(void s.writes++),
+        read: async (bytes) => {
+          if (s.quit) return { finished: true };
+          await new Promise((r) => setTimeout(r, 10)); // a 10 ms block at the device's pace
+          s.reads++;
+          return s.quit ? { finished: true } : { buf: new Uint8Array(bytes) };
+        },
+        quit: (mode) => Promise.resolve(void (s.quit = mode)),
+      };
+    },
+  };
+  const device: AudioDeviceInfo = {
+    id: 0,
+    name: "fake",
+    hostApi: "ALSA",
+    maxInputChannels: 2,
+    maxOutputChannels: 2,
+    defaultSampleRate: 8000,
+    defaultInput: true,
+    defaultOutput: true,
+  };
+  const stream = new DeviceStream(binding, "audio-device:0@8000", 8000, new Logger({ level: "silent" }));
+  // Both registered at build time, as a call's speaker and microphone are.
+  assert(stream.register("output", device, 1));
+  assert(stream.register("input", device, 1, 160));
+  const speakerParty = {
+    channels: 1,
+    pull: () => null,
+    silence() {},
+    handed() {},
+    deviceStatus() {},
+    pendingFrames: () => 0,
+  };
+  const captured: (Int16Array | null)[] = [];
+  const micParty = { channels: 1, frames: 160, onInput: (s: Int16Array | null) => void captured.push(s) };
+  // The speaker's chain started; the microphone's chain is still starting (real work) when the grace ends.
+  await stream.attach("output", speakerParty);
+  assertEquals(opened.map((s) => s.mode), ["output"]);
+  await stream.attach("input", micParty);
+  assertEquals(opened.map((s) => [s.mode, s.quit]), [["output", "ABORT"], ["duplex", undefined]]);
+  assertEquals(stream.stats.openedAs, "duplex");
+  // The reopened stream captures for the microphone and is fed by the speaker's pump.
+  for (let i = 0; i < 3000 && (captured.length < 2 || opened[1].writes < 1); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert(captured.length >= 2 && captured.every((s) => s?.length === 160), `captured ${captured.length} frames`);
+  assert(opened[1].writes >= 1, "the pump writes to the reopened stream");
+  await stream.detach("input", "abort");
+  await stream.detach("output", "abort");
+  assertEquals(stream.isOpen, false);
+  assertEquals(opened[1].quit, "ABORT");
 });

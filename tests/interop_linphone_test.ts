@@ -134,9 +134,14 @@ Deno.test({
       await phone.waitRegistered(15_000);
       await phone.command(`call sip:bob@127.0.0.1:${kam.port}`);
       await callee.proc.waitForOutput(/\[SIP\] media: PCMU/, 15_000);
-      // The file lasts 2.5 s; Linphone then sends silence until we hang up.
+      // The file lasts 2.5 s; Linphone then sends silence until we hang up. Hang up once the callee has recorded 4 s
+      // (its WAV grows as it records, 16-bit at 8 kHz): how long that takes depends on the machine's load.
       await phone.proc.waitForOutput(/Call \d+ with sip:bob@127\.0\.0\.1:\d+ connected/, 10_000);
-      await new Promise((r) => setTimeout(r, 4000));
+      for (let waited = 0; waited < 30_000; waited += 100) {
+        const size = await Deno.stat(`${dir}/rec.wav`).then((i) => i.size, () => 0);
+        if (size > 44 + 2 * 8000 * 4) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       await phone.command("terminate");
       const ce = await callee.proc.result;
       assertEquals(

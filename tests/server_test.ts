@@ -112,6 +112,19 @@ async function call(w: World, file: string, set: string[]): Promise<Run> {
 }
 
 /**
+ * Lets virtual time pass (10 ms at a time) until `run`'s call is answered, then waits with the clock standing still
+ * until its chains have started and it streams (real work: its file opened, its stages started), so that what it
+ * sends starts at its answer's virtual time, however long that start took.
+ */
+async function untilStreaming(w: World, run: Run): Promise<void> {
+  const calls = await run.runner.callService();
+  const answered = () => run.done() || calls.calls().some((c) => c.state === "answered" || c.state === "ended");
+  for (let t = 0; t < 30_000 && !answered(); t += 10) await w.clock.advanceAsync(10, 1);
+  const streaming = () => run.done() || run.out.lines.some((l) => l.includes("[RTP] streaming to"));
+  await settleUntil(w.clock, streaming, "the caller streaming", 0);
+}
+
+/**
  * A caller that sends `file` and records what it hears to `out`; it hangs up when the file has been sent (or, with
  * `hangup: false`, stays in the call until the peer hangs up).
  */
@@ -456,6 +469,8 @@ Deno.test("server.json: the server's BYE at max_duration; the recording holds wh
     const srv = await server(w, ["max_duration=2"]);
     await w.clock.advanceAsync(50, 10);
     const c = await call(w, await callerFile(w, "caller"), [`file=${fx.sourcePath}`, `out=${w.dir}/heard.wav`]);
+    // max_duration counts from the answer: the caller's packets from then, not from when its start was done.
+    await untilStreaming(w, c);
     await advanceUntil(w, c.done, 30_000);
     const r = await c.result;
     assertEquals(r.code, 1);
@@ -504,6 +519,7 @@ Deno.test("server.json: CANCEL before the answer ends the call, nothing recorded
       `file=${fx.sourcePath}`,
       `out=${w.dir}/heard2.wav`,
     ]);
+    await untilStreaming(w, quiet); // rtp_timeout counts from the answer: its 1 s file must not be late for it
     await advanceUntil(w, quiet.done, 30_000);
     assertEquals(await quiet.result, { code: 0 });
     await untilSummaries(w, srv2, 1);
@@ -700,7 +716,8 @@ Deno.test("server.json dials through the library (runner.callService): the calle
     calls.onEvent((e) => e.type !== "message" && e.type !== "stats" && events.push(`${e.type} ${e.call.state}`));
     const info = await calls.dial("sip:bob@127.0.0.3:5062");
     await settleUntil(w.clock, () => calls.call(info.id)?.state === "answered", "the dialed call answered", 7000);
-    // The greeting plays to its end.
+    // Its chains start once it is answered (real work): the greeting plays from then to its end.
+    await settleUntil(w.clock, () => out.lines.some((l) => l.includes("[RTP] streaming to")), "the greeting", 0);
     await w.clock.advanceAsync(7000, 10);
     assertEquals(calls.call(info.id)!.state, "answered");
     assert(calls.session(info.id)!.bus("from-call"), "the call's session and its buses");
@@ -745,6 +762,7 @@ Deno.test("server.json: a call whose recording directory is renamed mid-call: th
         return 0;
       }
     };
+    await untilStreaming(w, c);
     await advanceUntil(w, () => bytes() > 8000, 3000);
     assert(!c.done(), "the call is still on");
     await Deno.rename(recDir, moved);

@@ -12,6 +12,7 @@ import { defineControl, defineService } from "../core/control.ts";
 import { ConfigError } from "../core/errors.ts";
 import { PipelineRunner } from "../core/runner.ts";
 import { createRegistry } from "../mod.ts";
+import { settleUntil } from "./util.ts";
 
 const calls: CallInfo[] = [{
   id: "c1",
@@ -96,8 +97,11 @@ Deno.test("services: started on the control plugin's calls after it is created, 
   });
   const clock = new VirtualClock();
   const runner = await PipelineRunner.load(path, { registry: registryWith(log), clock });
-  const run = runner.run();
-  await clock.advanceAsync(20);
+  let ended = false;
+  const run = runner.run().finally(() => ended = true);
+  // The clock moves once the run's start (real work: the file's modules, templates, services) has set the control's
+  // 10 ms sleep, never ahead of it.
+  await settleUntil(clock, () => ended, "the run");
   assertEquals((await run).code, 0);
   assertEquals(log, [
     "service starts: hello, file true",

@@ -143,11 +143,11 @@ async function start(control: Record<string, unknown>, prepare: (net: MemoryNetw
       }],
     },
   };
-  const { clock, net, out, controller, abort } = await startSipControl(dir, file, cfg, (net) => prepare(net));
-  const run = controller.run();
+  const rig = await startSipControl(dir, file, cfg, (net) => prepare(net));
+  const { clock, net, out, controller, abort, advance } = rig;
+  const run = (await rig.run()).result;
   let done = false;
   run.finally(() => done = true);
-  const advance = (ms: number) => clock.advanceAsync(ms, 10);
   await advance(100);
   return {
     clock,

@@ -95,13 +95,13 @@ async function start(
       ],
     },
   };
-  const { clock, net, out, controller, abort } = await startSipControl(dir, file, cfg, prepare);
+  const rig = await startSipControl(dir, file, cfg, prepare);
+  const { clock, net, out, controller, abort, advance } = rig;
   const calls = controller.calls!;
   const events: CallEvent[] = [];
   calls.onEvent((e) => events.push(e));
-  const run = controller.run();
+  const run = (await rig.run()).result;
   const peers: SipUserAgent[] = [];
-  const advance = (ms: number) => clock.advanceAsync(ms, 10);
   await advance(10);
   return {
     clock,

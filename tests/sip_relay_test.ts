@@ -34,7 +34,7 @@ import {
   SipUserAgent,
 } from "../plugins/sip/mod.ts";
 import { codecs } from "./registry_util.ts";
-import { repoPath } from "./util.ts";
+import { repoPath, settleUntil } from "./util.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";
 import { MemoryNetwork } from "../core/net/memory.ts";
 import { createRegistry, PipelineRunner } from "../mod.ts";
@@ -957,8 +957,10 @@ Deno.test("sip-relay control: pipelines/sip-relay.json runs on a memory network;
       signal: abort.signal,
       set: [`bind=${RELAY_IP}`, `users_file=${dir}/users`, "rtp_ports=20000-20009"],
     });
-    const running = runner.run();
-    await clock.advanceAsync(20, 5);
+    let ended = false;
+    const running = runner.run().finally(() => ended = true);
+    // It listens once its start is done: reading the users file, binding its socket (real work).
+    await settleUntil(clock, () => ended || net.bound(RELAY_IP, 5060), "the relay listening");
     // A phone on the same network registers with its password.
     const alice = new SipUserAgent({
       transport: net.bind("10.0.0.1", 5060),

@@ -102,6 +102,7 @@ export interface DeviceStreamStats {
 }
 
 type Dir = "input" | "output";
+type Want = { device: AudioDeviceInfo; channels: number; frames?: number };
 
 /**
  * A PortAudio stream on one device at one sample rate, opened lazily when its
@@ -124,10 +125,12 @@ export class DeviceStream {
   readonly #binding: NaudiodonBinding;
   readonly #log: Logger;
   // Registration (build time) and attachment (start time).
-  #want: Record<Dir, { device: AudioDeviceInfo; channels: number; frames?: number } | undefined> = {
+  #want: Record<Dir, Want | undefined> = {
     input: undefined,
     output: undefined,
   };
+  // Registrations the open after the grace left out (their stage had not attached yet): attaching one reopens.
+  #gaveUp: Record<Dir, Want | undefined> = { input: undefined, output: undefined };
   #out: OutputParty | undefined;
   #in: InputParty | undefined;
   #inReady = false;
@@ -216,6 +219,7 @@ export class DeviceStream {
     if (dir === "output" && this.#out) return;
     if (dir === "input" && this.#in) return;
     this.#want[dir] = undefined;
+    this.#gaveUp[dir] = undefined;
   }
 
   /**
@@ -223,11 +227,20 @@ export class DeviceStream {
    * opens when every registered direction is attached, or {@linkcode JOIN_GRACE_MS}
    * after the first one). When it can open at once, it opens synchronously, so
    * an error is already recorded when this returns (see {@linkcode pending}).
+   * A registered stage that attaches after the grace opened the stream without
+   * it (its chain took longer to start: real work, e.g. a module loaded by its
+   * first RTCP stage on a busy machine) has the stream opened again with both
+   * directions; it resolves once that stream is open.
    */
   attach(dir: "output", party: OutputParty): Promise<void>;
   /** Attaches a registered microphone. */
   attach(dir: "input", party: InputParty): Promise<void>;
   attach(dir: Dir, party: OutputParty | InputParty): Promise<void> {
+    const late = !this.#want[dir] && this.#gaveUp[dir] !== undefined && this.#native !== undefined && !this.#closing;
+    if (late) {
+      this.#want[dir] = this.#gaveUp[dir];
+      this.#gaveUp[dir] = undefined;
+    }
     if (!this.#want[dir]) return Promise.reject(new Error(`audio ${dir} was not registered on ${this.key}`));
     if (dir === "output") {
       this.#out = party as OutputParty;
@@ -236,6 +249,7 @@ export class DeviceStream {
       this.#in = party as InputParty;
       this.#inReady = true;
     }
+    if (late) return this.#reopen(dir);
     if (this.#native) {
       this.#wake();
       return Promise.resolve();
@@ -268,7 +282,11 @@ export class DeviceStream {
     if (this.#grace) clearTimeout(this.#grace);
     this.#grace = undefined;
     const opening = this.#opening!;
-    // Directions registered but not attached in time give up their place.
+    // Directions registered but not attached in time give up their place (until they attach: see attach()).
+    this.#gaveUp = {
+      input: this.#inReady ? undefined : this.#want.input,
+      output: this.#outReady ? undefined : this.#want.output,
+    };
     if (!this.#inReady) this.#want.input = undefined;
     if (!this.#outReady) this.#want.output = undefined;
     const wantIn = this.#want.input;
@@ -308,6 +326,7 @@ export class DeviceStream {
       this.#openError = err;
       this.#opening = undefined;
       this.#want = { input: undefined, output: undefined };
+      this.#gaveUp = { input: undefined, output: undefined };
       this.#out = undefined;
       this.#in = undefined;
       this.#inReady = this.#outReady = false;
@@ -334,6 +353,43 @@ export class DeviceStream {
     }
     if (wantOut) this.#pump(gen).catch((e) => this.#log.error(`audio output pump failed: ${e?.message ?? e}`));
     opening.resolve();
+  }
+
+  /**
+   * Closes the open stream and opens it again with `dir` too (attached late, see {@linkcode attach}): the old
+   * stream's pump and reader stop with its generation; the attached stages stay attached. Resolves once it is open.
+   */
+  #reopen(dir: Dir): Promise<void> {
+    const native = this.#native!;
+    this.#log.info(`audio ${dir} attached after the device opened without it: opening it again with both directions`, {
+      key: this.key,
+    });
+    this.#generation++;
+    this.#native = undefined;
+    this.#running = false;
+    this.#dirs = { input: false, output: false };
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(() => {}); // callers observe it; avoid an unhandled rejection if none does
+    const opening = { promise, resolve, reject };
+    this.#opening = opening;
+    this.#openError = undefined;
+    this.#wake();
+    void this.#quit(native, "ABORT")
+      .catch((e) => this.#log.warn(`audio device failed to stop: ${e instanceof Error ? e.message : e}`))
+      .then(() => {
+        if (this.#opening === opening) this.#open(); // else closed meanwhile (close() rejected it)
+      });
+    return promise;
+  }
+
+  /** Stops and closes `native`, giving up on it after {@linkcode QUIT_TIMEOUT_MS} (a dead device must not hang). */
+  async #quit(native: NativeAudioIO, mode: "WAIT" | "ABORT"): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), QUIT_TIMEOUT_MS));
+    const result = await Promise.race([native.quit(mode).then(() => "ok" as const), timeout]);
+    clearTimeout(timer);
+    if (result === "timeout") this.#log.warn(`audio device did not stop within ${QUIT_TIMEOUT_MS} ms`);
+    this.#log.info(`audio device closed`, { key: this.key, mode });
   }
 
   #startNative(): void {
@@ -506,14 +562,7 @@ export class DeviceStream {
     const native = this.#native;
     this.#closing = (async () => {
       this.#wake();
-      if (native) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), QUIT_TIMEOUT_MS));
-        const result = await Promise.race([native.quit(mode).then(() => "ok" as const), timeout]);
-        clearTimeout(timer);
-        if (result === "timeout") this.#log.warn(`audio device did not stop within ${QUIT_TIMEOUT_MS} ms`);
-        this.#log.info(`audio device closed`, { key: this.key, mode });
-      }
+      if (native) await this.#quit(native, mode);
     })();
     return this.#closing.finally(() => {
       this.#generation++;
@@ -525,6 +574,7 @@ export class DeviceStream {
       this.#in = undefined;
       this.#inReady = this.#outReady = false;
       this.#want = { input: undefined, output: undefined };
+      this.#gaveUp = { input: undefined, output: undefined };
       this.#closing = undefined;
     });
   }
