@@ -247,6 +247,18 @@ function summaries(callee: Callee): string[] {
 }
 
 /** Ends an answered call with a BYE from the peer; resolves once the callee has logged `n` call summaries. */
+/**
+ * Sends the first INVITE to `callee` and waits for its 180 and for its chains to start (the receive chain's sink
+ * waits for its gate; the send chain runs, held): the call rings with its media started.
+ */
+async function ringing(peer: SipPeer, callee: Callee, dir: string): Promise<SipRequest> {
+  const inv = invite(peer, callee);
+  await peer.send(inv, callee.sip);
+  await peer.expectResponse("INVITE", 180, 30_000);
+  await until(() => exists(`${dir}/gate-1.starting`), 30_000, "the chains started");
+  return inv;
+}
+
 async function hangUp(peer: SipPeer, callee: Callee, inv: SipRequest, ok: SipResponse, n: number): Promise<string> {
   await peer.send(buildInDialog("BYE", inv, ok, peer.address), callee.sip);
   await peer.expectResponse("BYE", 200, 30_000);
@@ -263,11 +275,7 @@ for (const workers of [2, 0]) {
     const peer = SipPeer.open();
     try {
       const callee = await startCallee(dir, workers, abort.signal);
-      const inv = invite(peer, callee);
-      await peer.send(inv, callee.sip);
-      await peer.expectResponse("INVITE", 180, 30_000);
-      // The call's chains are starting (the receive chain's sink waits for its gate); its send chain runs.
-      await until(() => exists(`${dir}/gate-1.starting`), 30_000, "the chains started");
+      const inv = await ringing(peer, callee, dir);
       assertEquals(callee.calls.calls().map((c) => c.state), ["ringing"]);
       if (callee.host) assertEquals(callee.host.workers().reduce((n, w) => n + w.calls, 0), 1);
       // Long enough for the send chain to send some 100 packets and several RTCP reports if nothing held them: none
@@ -359,10 +367,7 @@ for (const workers of [2, 0]) {
       const peer = SipPeer.open();
       try {
         const callee = await startCallee(dir, workers, abort.signal);
-        const inv = invite(peer, callee);
-        await peer.send(inv, callee.sip);
-        await peer.expectResponse("INVITE", 180, 30_000);
-        await until(() => exists(`${dir}/gate-1.starting`), 30_000, "the chains started");
+        const inv = await ringing(peer, callee, dir);
         // The chains run (the send chain held, its RTCP too): the call's ports are bound, in its worker if any.
         assert(!portsFree(callee.ports), `the call's ports are bound (${callee.ports})`);
         if (callee.host) assertEquals(callee.host.workers().reduce((n, w) => n + w.calls, 0), 1);
