@@ -26,7 +26,7 @@
  * recordings with a frame dropped, a frame of silence inserted, and two frames
  * swapped, so a broken recording cannot pass.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
 import {
   freePortPair,
   g711Audio,
@@ -57,6 +57,19 @@ function signal(pid: number, sig: Deno.Signal): void {
   try {
     Deno.kill(pid, sig);
   } catch { /* gone */ }
+}
+
+/** Bytes the kernel holds unread for the IPv4 UDP socket(s) bound to `port` (from /proc/net/udp; 0 without it). */
+async function udpReceiveQueue(port: number): Promise<number> {
+  const text = await Deno.readTextFile("/proc/net/udp").catch(() => "");
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  let queued = 0;
+  for (const line of text.split("\n").slice(1)) {
+    // "sl local_address rem_address st tx_queue:rx_queue ...", addresses as HEXIP:HEXPORT
+    const f = line.trim().split(/\s+/);
+    if (f.length > 4 && f[1].endsWith(`:${hex}`)) queued += parseInt(f[4].split(":")[1], 16) || 0;
+  }
+  return queued;
 }
 
 /** Asserts a recording is exact: every frame, in order, no shift, and the reference sample for sample. */
@@ -203,7 +216,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "our caller → our callee, 10 s, callee frozen 1.5 s near the end: the recording is the file sent, sample-exact",
+  name:
+    "our caller → our callee, 10 s, callee frozen near the end until the BYE: the recording is the file sent, sample-exact",
   ...processes,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "voxpipe-record-exact-call-" });
@@ -224,17 +238,35 @@ Deno.test({
       const caller = procs.add(
         spawnCaller({ to: callee.uri, file: `${dir}/source.wav`, codecs: "PCMU", timeoutMs: 180_000 }),
       );
-      // Freeze the callee from 9.2 s after its media started to 10.7 s: its last packets and the BYE queue up.
+      // Freeze the callee once its recording holds 8 s (its WAV grows as it records, 16-bit at 8 kHz, the header
+      // rewritten every second) until the caller has sent its BYE: the callee's last packets and the BYE queue up in
+      // its sockets. Both follow the processes' own progress, not the wall time since a log line was read.
       await callee.proc.waitForOutput(/\[SIP\] media: PCMU/, 120_000);
-      await new Promise((r) => setTimeout(r, 9200));
+      let byeBeforeFreeze = true;
+      for (let waited = 0; waited < 60_000 && !caller.ended; waited += 50) {
+        const size = await Deno.stat(`${dir}/rec.wav`).then((i) => i.size, () => 0);
+        if (size >= 44 + 2 * 8000 * 8) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       signal(callee.proc.pid, "SIGSTOP");
-      await new Promise((r) => setTimeout(r, 1500));
-      signal(callee.proc.pid, "SIGCONT");
+      try {
+        byeBeforeFreeze = /BYE sent/.test(caller.output());
+        await caller.waitForOutput(/BYE sent/, 60_000).catch(() => {});
+        // The caller logs "BYE sent" as it hands the BYE to its socket: resume the callee once the BYE waits in the
+        // callee's SIP socket (the kernel's receive queue for its port is not empty), not before it has arrived.
+        for (let waited = 0; waited < 10_000 && (await udpReceiveQueue(callee.port)) === 0; waited += 20) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        signal(callee.proc.pid, "SIGCONT");
+      }
       const kr = await caller.result;
       if (kr.code !== 0) callee.proc.kill();
       const cr = await callee.proc.result;
       assertEquals(kr.code, 0, `caller failed: ${outputTail(kr)}`);
       assertEquals(cr.code, 0, `callee failed: ${outputTail(cr)}`);
+      assertMatch(kr.stderr, /BYE sent/, `caller: ${outputTail(kr)}`);
+      assert(!byeBeforeFreeze, `the caller sent its BYE before the callee was frozen: ${outputTail(kr)}`);
       const w = await readWav(`${dir}/rec.wav`);
       assert(w.finalized && w.sampleRate === 8000 && w.channels === 1, `recording: ${JSON.stringify(w)}`);
       assertExactRecording(audio.samples, w.samples, "caller → callee");
