@@ -88,14 +88,22 @@ async function oursToGst(codec: G711Codec): Promise<void> {
       "!",
       "filesink",
       `location=${out}`,
+      // Written as it plays out (not held in a 64 KB buffer until EOS): the test waits for the file to hold it all.
+      "buffer-mode=unbuffered",
     ], { timeoutMs: 60000, stopSignal: "SIGINT" });
     let sent;
     try {
       await gst.waitForOutput(/Setting pipeline to PLAYING/, 20000);
       await waitForUdpPort(port, 10000);
       sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec });
-      // rtpjitterbuffer holds 200 ms by default: let it play out before the EOS.
-      await sleep(700);
+      // rtpjitterbuffer holds 200 ms by default: let it play out before the EOS, until the WAV (a 44-byte header,
+      // then 16-bit samples) holds as many samples as were sent, however long the machine takes; the bound only
+      // keeps a lost packet from hanging the test (the checks below then say what is missing).
+      const want = 44 + 2 * fx.reference.length;
+      for (let waited = 0; waited < 20_000 && sent.code === 0; waited += 50) {
+        if (await Deno.stat(out).then((i) => i.size >= want, () => false)) break;
+        await sleep(50);
+      }
     } finally {
       gst.kill("SIGINT");
     }
