@@ -298,6 +298,26 @@ async function stopCapture(proc: BoundedProcess): Promise<number> {
   return dropped;
 }
 
+/**
+ * Waits until each WAV holds at least its seconds of 16-bit 8 kHz audio (judged by its size: the phones write as they
+ * go; a path ending in "/" is a decode dump folder, its "-dec.wav" file), or `boundMs` passes.
+ */
+async function untilRecorded(files: [string, number][], boundMs: number): Promise<void> {
+  const size = async (path: string): Promise<number> => {
+    if (path.endsWith("/")) {
+      const dec = wavFiles(path).find((n) => n.endsWith("-dec.wav"));
+      if (!dec) return 0;
+      path += dec;
+    }
+    return await Deno.stat(path).then((i) => i.size, () => 0);
+  };
+  for (let waited = 0; waited < boundMs; waited += 100) {
+    const sizes = await Promise.all(files.map(([path]) => size(path)));
+    if (files.every(([, seconds], i) => sizes[i] >= 44 + 2 * 8000 * seconds)) return;
+    await sleep(100);
+  }
+}
+
 async function decodedDump(dump: string): Promise<Int16Array> {
   const dec = wavFiles(dump).find((n) => n.endsWith("-dec.wav"));
   assert(dec, `no decode dump in ${dump}: ${wavFiles(dump)}`);
@@ -404,7 +424,10 @@ Deno.test({
       await relay.proc.waitForOutput(/register bob: /, 15_000);
       await phone.command(`call sip:bob@127.0.0.1:${relay.sipPort}`);
       await phone.proc.waitForOutput(/Call \d+ with sip:bob@127\.0\.0\.1:\d+ connected/, 15_000);
-      await sleep(5000); // carol's file (3 s) once, then again
+      // Hang up once bob's decode dump holds carol's 3 s file with room to spare (4.5 s: it grows as baresip decodes,
+      // 16-bit at 8 kHz) and carol's recording 4 s of bob's (the checks below want 3 s): how long that takes depends
+      // on the machine's load. The bound only keeps a stream that never comes from hanging the test.
+      await untilRecorded([[`${bob.dump}/`, 4.5], [`${dir}/carol-rec.wav`, 4]], 30_000);
       await phone.command("terminate");
       await relay.proc.waitForOutput(/call 1 carol → bob ended: .*\n/, 15_000);
       const captureDrops = await stopCapture(capture.proc);
