@@ -64,6 +64,10 @@ Deno.test("callee.json: BYE right after the ACK: every answered call leaves a va
       for (const c of batch) {
         assert(answered.has(c), `batch ${b}: not answered: ${c.endInfo?.reason}\n${out.lines.slice(-10).join("\n")}`);
       }
+      // alice's BYEs leave her socket in real time (the clock does not wait for a send): the callee's 1 s starts
+      // once it has them all (its "BYE received" lines), not when the clock moved past the answers.
+      const byes = () => out.lines.filter((l) => l.includes("BYE received")).length;
+      await settleUntil(clock, () => byes() >= (b + 1) * PER_BATCH, `batch ${b}: BYEs received`);
       await clock.advanceAsync(980, 98);
       for (const c of batch) assertEquals(c.state, "ended");
       // A call's ports are released once its recording is finalized (then its summary is logged): real file
