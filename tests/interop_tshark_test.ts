@@ -46,6 +46,32 @@ const FIELDS = [
 
 type Row = Record<(typeof FIELDS)[number], string>;
 
+/**
+ * Waits until the capture file `cap` holds a marker datagram sent to `marks` (itself): the capture then holds every
+ * packet sent before it, however long dumpcap took to read and write them. A marker is sent every 20 ms (dumpcap
+ * may buffer what it writes: more markers fill its buffer); the bound only keeps a broken capture from hanging the
+ * test (the checks then say what is missing).
+ */
+async function captured(cap: string, marks: Deno.DatagramConn): Promise<void> {
+  const marker = new TextEncoder().encode(`voxpipe capture marker ${crypto.randomUUID()}`);
+  const holds = (file: Uint8Array) => {
+    outer: for (
+      let i = file.indexOf(marker[0]);
+      i >= 0 && i + marker.length <= file.length;
+      i = file.indexOf(marker[0], i + 1)
+    ) {
+      for (let j = 1; j < marker.length; j++) if (file[i + j] !== marker[j]) continue outer;
+      return true;
+    }
+    return false;
+  };
+  for (let waited = 0; waited < 30_000; waited += 20) {
+    await marks.send(marker, marks.addr);
+    await sleep(20);
+    if (holds(await Deno.readFile(cap).catch(() => new Uint8Array(0)))) return;
+  }
+}
+
 Deno.test({
   name: "interop: tshark decodes our RTP (PT 8) and RTCP SR, RR, SDES, BYE with nothing malformed",
   ignore: SKIP_INTEROP,
@@ -59,11 +85,15 @@ Deno.test({
       const fx = await writeFixture(dir, codec);
       const port = freeUdpPortPair();
       const cap = `${dir}/cap.pcap`;
+      // Markers go to this socket's port (captured, never decoded as RTP or RTCP): once one is in the file, the
+      // capture holds every packet sent before it.
+      const marks = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      const markPort = (marks.addr as Deno.NetAddr).port;
       const tshark = spawnBounded("tshark", [
         "-i",
         "lo",
         "-f",
-        `udp and (port ${port} or port ${port + 1})`,
+        `udp and (port ${port} or port ${port + 1} or port ${markPort})`,
         "-F",
         "pcap",
         "-w",
@@ -80,9 +110,10 @@ Deno.test({
         sent = await runSender({ file: fx.referencePath, to: `127.0.0.1:${port}`, codec, rtcpInterval: 0.5 });
         if (sent.code !== 0) receiver.kill("SIGKILL");
         received = await receiver.result;
-        await sleep(500);
+        await captured(cap, marks);
       } finally {
         tshark.kill("SIGINT");
+        marks.close();
       }
       const t = await tshark.result;
       assertEquals(sent.code, 0, `sender failed: ${outputTail(sent)}`);
