@@ -326,4 +326,12 @@ Deno.test("relay client: a relay's reason of thousands of characters is quoted a
   const longest = Math.max(...w.logs.lines.map((l) => l.length));
   assert(longest < 400, `a log line of ${longest} characters`);
   reg.close();
+  // Control characters in a reason (a terminal escape, a CR) are written as \xHH, never passed to a log or an error.
+  const v = world();
+  await fakeRelay(v, () => "INVALID bad\x1b[2J\rname");
+  const err = await assertRejects(
+    () => drive(v, registration(v, "10.0.0.1", 40000, 40002).register(), 30_000),
+    RegistrationError,
+  );
+  assert(err.message.endsWith("INVALID bad\\x1b[2J\\x0dname"), JSON.stringify(err.message));
 });

@@ -43,6 +43,7 @@ import { LogRation } from "../../core/log.ts";
 import { AudioLibrary } from "./files.ts";
 import { ConsoleHub } from "./hub.ts";
 import type { ConsoleOptions } from "./options.ts";
+import { excerpt } from "../../core/text.ts";
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -556,17 +557,14 @@ function originRefused(req: Request): Response | undefined {
   return json({ error: `requests from ${who} are refused: open the console itself` }, 403);
 }
 
-/**
- * `s` for an error text or a log line: its first `max` characters, `...` when cut (what the client sent may
- * be as long as a request; the error says which, not all of it).
- */
-function cut(s: string, max = 80): string {
-  return s.length > max ? `${s.slice(0, max)}...` : s;
+/** `s` (from the client) for an error text or a log line: {@linkcode excerpt} of 80 characters. */
+function cut(s: string): string {
+  return excerpt(s, 80);
 }
 
-/** {@linkcode cut}, in quotes. */
+/** {@linkcode cut}, in double quotes. */
 function quoted(s: string): string {
-  return JSON.stringify(cut(s));
+  return `"${cut(s)}"`;
 }
 
 /** The length of `s` in UTF-8, in bytes (a lone surrogate counts 2, not the 3 of the U+FFFD it is sent as). */

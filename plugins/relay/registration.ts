@@ -18,6 +18,7 @@
 import type { Clock, Timer } from "../../core/clock.ts";
 import { type Logger, silentLogger } from "../../core/log.ts";
 import { formatHostPort, type HostPort } from "../../core/net/address.ts";
+import { excerpt } from "../../core/text.ts";
 import { formatRequest, LineSplitter, parseReply, type RelayReply, type RelayRequest } from "./protocol.ts";
 import type { StreamConn, StreamNetwork } from "./stream.ts";
 
@@ -467,16 +468,10 @@ export class RelayRegistration {
   }
 }
 
-/**
- * A reason the relay gave, as quoted in our errors and log lines: its first 200 characters, `...` when cut (a line
- * may be 64 KB long).
- */
+/** A reason the relay gave, as quoted in our errors and log lines (a line may be 64 KB long). */
 function cut(reason: string): string {
-  return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON)}...` : reason;
+  return excerpt(reason, 200);
 }
-
-/** Longest reason of the relay's quoted whole, characters. */
-const MAX_REASON = 200;
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

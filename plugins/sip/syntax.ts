@@ -9,7 +9,11 @@
  *
  * @module
  */
+import { excerpt } from "../../core/text.ts";
 import { SipParseError } from "./errors.ts";
+
+/** {@linkcode excerpt}, from `core/text.ts`: the SIP modules quote untrusted text with it. */
+export { excerpt };
 
 /** Parameters as an ordered record: lower-cased name → value, or `null` for a flag (`;lr`). */
 export type Params = Record<string, string | null>;
@@ -88,28 +92,6 @@ export function isHexChar(c: number): boolean {
 export function skipWsp(s: string, i: number): number {
   while (i < s.length && isWsp(s.charCodeAt(i))) i++;
   return i;
-}
-
-/**
- * A short, printable, single-line rendering of untrusted text for error reasons
- * and log lines: at most `max` characters, control characters and backslashes
- * written as `\xHH`, an ellipsis when cut. Never contains CR or LF.
- *
- * @example
- * ```ts
- * excerpt("abc\r\nX-Injected: 1", 8); // "abc\\x0d\\x0aX-In..."
- * ```
- */
-export function excerpt(s: string, max = 40): string {
-  let out = "";
-  const n = Math.min(s.length, max);
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (isCtl(c) || c === 9 || c === 0x5c || (c >= 0x80 && c < 0xa0) || c === 0x2028 || c === 0x2029) {
-      out += "\\x" + (c < 16 ? "0" : "") + c.toString(16);
-    } else out += s[i];
-  }
-  return s.length > max ? out + "..." : out;
 }
 
 /**
