@@ -6,7 +6,8 @@
  *
  * A process with no descriptor left fails in places it cannot recover from: Deno 2.9 itself panics when, at that
  * moment, it must read a module again to map an error's stack trace (the whole process and every call in it end), and
- * `Deno.serve` ends its accept loop with an error nobody can catch in time.
+ * `Deno.serve` ends its accept loop with an error nobody can catch in time (no server of voxpipe runs on it: they accept
+ * their connections themselves, core/net/accept.ts).
  *
  * @module
  */

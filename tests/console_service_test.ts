@@ -608,3 +608,184 @@ Deno.test("console service: what the fuzzer found: a refused WebSocket handshake
     await s.close();
   }
 });
+
+/** A raw TCP connection to the console, and whether (and at what virtual time) the server closed it. */
+async function rawConn(s: Awaited<ReturnType<typeof start>>) {
+  const u = new URL(s.base);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const got: Uint8Array[] = [];
+  const state = { closedAt: undefined as number | undefined, text: () => new TextDecoder().decode(concat(got)) };
+  (async () => {
+    const buf = new Uint8Array(65536);
+    try {
+      for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) got.push(buf.slice(0, n));
+    } catch { /* reset */ }
+    state.closedAt = s.clock.now();
+  })();
+  return {
+    conn,
+    state,
+    write: (t: string | Uint8Array) => conn.write(typeof t === "string" ? new TextEncoder().encode(t) : t),
+  };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Advances the console's virtual clock by `step` ms at a time (letting the server run between) until `done`. */
+async function advanceUntil(s: Awaited<ReturnType<typeof start>>, done: () => boolean, what: string, maxMs: number) {
+  const end = s.clock.now() + maxMs;
+  while (!done() && s.clock.now() < end) {
+    await s.clock.advanceAsync(250);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  // The last timer ran: its close reaches the client in real time.
+  await until(done, what, 10_000);
+}
+
+Deno.test("console service: a connection that sends half a request head, or nothing, is closed unanswered once its 5 s for the head are out", async () => {
+  const s = await start();
+  try {
+    const t0 = s.clock.now();
+    const half = await rawConn(s);
+    await half.write(`GET / HTTP/1.1\r\nHost: ${new URL(s.base).host}\r\n`);
+    const idle = await rawConn(s);
+    // Not closed while its time runs (4 s of the console's clock; the server gets real time to act meanwhile).
+    await s.clock.advanceAsync(4000);
+    await new Promise((r) => setTimeout(r, 50));
+    assertEquals([half.state.closedAt, idle.state.closedAt], [undefined, undefined], "open within the 5 s");
+    await advanceUntil(
+      s,
+      () => half.state.closedAt !== undefined && idle.state.closedAt !== undefined,
+      "both closed",
+      10_000,
+    );
+    assert(half.state.closedAt! >= t0 + 5000 && idle.state.closedAt! >= t0 + 5000, "not before the 5 s");
+    assertEquals([half.state.text(), idle.state.text()], ["", ""], "no answer");
+    half.conn.close();
+    idle.conn.close();
+    // The console serves on.
+    const page = await fetch(s.base);
+    assertEquals(page.status, 200);
+    await page.body?.cancel();
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: an upload whose body stops coming is closed after 10 s plus 1 s per 64 KiB; a chunked one gets 411 saying to send a Content-Length", async () => {
+  const s = await start();
+  try {
+    const host = `Host: ${new URL(s.base).host}`;
+    const t0 = s.clock.now();
+    const slow = await rawConn(s);
+    await slow.write(`POST /api/upload?name=slow.wav HTTP/1.1\r\n${host}\r\nContent-Length: 65536\r\n\r\nRIFF`);
+    await advanceUntil(s, () => slow.state.closedAt !== undefined, "the slow upload closed", 20_000);
+    assert(slow.state.closedAt! >= t0 + 11_000, "not before its 11 s");
+    slow.conn.close();
+    assert(
+      s.out.lines.some((l) => /upload "slow\.wav" cut off after 4 bytes: 4 of 65536 bytes came within 11 s/.test(l)),
+    );
+    assertEquals([...Deno.readDirSync(s.dir)].filter((e) => e.name === "up").length, 0, "nothing stored");
+
+    const chunked = await raw(s.base, [
+      "POST /api/upload?name=c.wav HTTP/1.1",
+      host,
+      "Transfer-Encoding: chunked",
+      "",
+      "4",
+      "RIFF",
+      "0",
+    ]);
+    assertEquals(chunked.status, 411);
+    assertMatch(JSON.parse(chunked.body).error, /^c\.wav: send the file with a Content-Length/);
+    const bad = await raw(s.base, ["POST /api/upload?name=c.wav HTTP/1.1", host, "Content-Length: -1"]);
+    assertEquals(bad.status, 400);
+    assertMatch(JSON.parse(bad.body).error, /^c\.wav: Content-Length "-1" is not a number of bytes$/);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: a page's message longer than 128 KiB closes its WebSocket with 1009; the console serves on", async () => {
+  const s = await start();
+  try {
+    const url = s.base.replace(/^http/, "ws") + "ws";
+    const ws = new WebSocket(url);
+    const greeted = Promise.withResolvers<void>();
+    const closed = Promise.withResolvers<{ code: number; reason: string }>();
+    ws.onmessage = (e) => JSON.parse(e.data).type === "hello" && greeted.resolve();
+    ws.onclose = (e) => closed.resolve({ code: e.code, reason: e.reason });
+    const timer = setTimeout(() => closed.reject(new Error("not closed within 20 s")), 20_000);
+    try {
+      await greeted.promise;
+      ws.send(JSON.stringify({ op: "nope", req: 1, filler: "x".repeat(200 * 1024) }));
+      const c = await closed.promise;
+      assertEquals(c.code, 1009);
+      assertMatch(c.reason, /message longer than 131072 bytes/);
+    } finally {
+      clearTimeout(timer);
+    }
+    await until(() => s.service.sockets === 0 && s.service.pages === 0, "the page to be forgotten");
+    assertEquals((await hello(url)).type, "hello");
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: a page that answers nothing (not even the server's ping) for 60 s is closed", async () => {
+  const s = await start();
+  try {
+    const c = await rawConn(s);
+    await c.write(
+      [
+        "GET /ws HTTP/1.1",
+        `Host: ${new URL(s.base).host}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    await until(() => s.service.pages === 1 && c.state.text().includes("\r\n\r\n"), "the page's upgrade");
+    assertMatch(c.state.text(), /^HTTP\/1\.1 101 /);
+    const t0 = s.clock.now();
+    await advanceUntil(s, () => c.state.closedAt !== undefined, "the silent page closed", 120_000);
+    assert(c.state.closedAt! >= t0 + 60_000, "not before its 60 s");
+    await until(() => s.service.sockets === 0 && s.service.pages === 0, "the page to be forgotten");
+    c.conn.close();
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("console service: HEAD of a file gives its length and type without the body; every answer closes its connection", async () => {
+  const s = await start();
+  try {
+    const host = `Host: ${new URL(s.base).host}`;
+    const get = await raw(s.base, ["GET /vendor/uplot.js HTTP/1.1", host]);
+    const head = await raw(s.base, ["HEAD /vendor/uplot.js HTTP/1.1", host]);
+    assertEquals([get.status, head.status], [200, 200]);
+    assertEquals(head.body, "");
+    const expected = await Deno.readFile(repoPath("node_modules/uplot/dist/uPlot.iife.min.js")).catch(() => undefined);
+    if (expected) assertEquals(new TextEncoder().encode(get.body).length, expected.length);
+    // One request per connection: the server closes after its answer, whatever the client asked.
+    const c = await rawConn(s);
+    await c.write(`GET /console.css HTTP/1.1\r\n${host}\r\nConnection: keep-alive\r\n\r\n`);
+    await until(() => c.state.closedAt !== undefined, "the connection closed after the answer");
+    assertMatch(c.state.text(), /^HTTP\/1\.1 200 OK\r\n(.*\r\n)*content-type: text\/css; charset=utf-8\r\n/i);
+    assertMatch(c.state.text(), /\r\nconnection: close\r\n/);
+    c.conn.close();
+  } finally {
+    await s.close();
+  }
+});

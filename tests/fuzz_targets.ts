@@ -53,7 +53,7 @@ import { jsonProtocol } from "../plugins/ws/json_protocol.ts";
 import { ProtocolError } from "../plugins/ws/protocol.ts";
 import { textProtocol } from "../plugins/ws/text_protocol.ts";
 import { AudioFormatError, decodeAudio as decodeWsAudio } from "../plugins/ws/audio.ts";
-import { HeadError, parseHead, ServerWebSocket } from "../plugins/ws/_websocket.ts";
+import { HeadError, parseHead, ServerWebSocket } from "../core/net/websocket_server.ts";
 import { decodeFixture, FIXTURES } from "./rfc4475.ts";
 import { formatTraceEvent } from "../plugins/sip/trace.ts";
 import { Logger, MemoryOutput } from "../core/log.ts";

@@ -1,5 +1,5 @@
 /**
- * The bridge's WebSocket server (plugins/ws/_websocket.ts) byte by byte: a
+ * The bridge's WebSocket server (core/net/websocket_server.ts) byte by byte: a
  * raw TCP client on loopback writes the handshake and frames as RFC 6455
  * spells them and reads what comes back. Real time is only waited on for
  * bytes to arrive, under guards that never decide a result; the close timeout
@@ -7,7 +7,16 @@
  * answers), and it is asserted as "closed eventually", never as a duration.
  */
 import { assert, assertEquals, assertMatch, assertThrows } from "./assert.ts";
-import { acceptValue, HeadError, parseHead, type ServerWebSocket, WebSocketServer } from "../plugins/ws/_websocket.ts";
+import {
+  acceptValue,
+  BodyError,
+  HeadError,
+  parseHead,
+  type ServerWebSocket,
+  WebSocketServer,
+} from "../core/net/websocket_server.ts";
+import { VirtualClock } from "../core/clock.ts";
+import { Logger, MemoryOutput } from "../core/log.ts";
 import { readGuarded, waitFor } from "./ws_util.ts";
 
 /** A raw TCP client: writes bytes, reads with a buffer. */
@@ -488,4 +497,175 @@ Deno.test("websocket: a request head's header values are scanned without regular
   assertEquals(longest < 100, true, `a regular expression ran over ${longest} characters`);
   // Control characters in a value are still refused.
   assertThrows(() => parseHead(new TextEncoder().encode("GET / HTTP/1.1\r\nX-A: a\x01b"), req.remote), HeadError);
+});
+
+/** Advances `clock` by `step` ms at a time, letting the server run in real time between, until `done` (guarded). */
+async function advanceUntil(clock: VirtualClock, done: () => boolean, what: string, maxMs: number, step = 250) {
+  const end = clock.now() + maxMs;
+  while (!done() && clock.now() < end) {
+    await clock.advanceAsync(step);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await waitFor(done, what);
+}
+
+Deno.test("websocket server: plain answers carry bytes with their content type (none to a HEAD); an answer given later may read a Content-Length body, bounded in size and time", async () => {
+  const clock = new VirtualClock();
+  const bodies: (Uint8Array | string)[] = [];
+  const bin = Uint8Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff);
+  const server = new WebSocketServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxMessageBytes: 1024,
+    maxBodyBytes: 100_000,
+    bodyTimeoutMs: 1000,
+    minBodyBytesPerSecond: 10_000,
+    timers: clock,
+  }, (req) => {
+    if (req.url.pathname === "/bin") {
+      return { status: 200, body: bin, headers: { "content-type": "application/octet-stream" } };
+    }
+    return (async () => {
+      const length = Number(req.headers.get("content-length"));
+      try {
+        const b = await req.readBody(length);
+        bodies.push(b);
+        return { status: 200, body: b, headers: { "content-type": "application/octet-stream" } };
+      } catch (e) {
+        bodies.push(`${e instanceof BodyError ? `${e.received}: ` : ""}${(e as Error).message}`);
+        return { status: e instanceof HeadError ? e.status : 400, body: (e as Error).message };
+      }
+    })();
+  });
+  const port = server.listen().port;
+  const raws: Raw[] = [];
+  const open = async (head: string) => {
+    const c = await Raw.open(port);
+    raws.push(c);
+    await c.write(head);
+    return c;
+  };
+  try {
+    const get = await open("GET /bin HTTP/1.1\r\nHost: a\r\n\r\n");
+    assertMatch(
+      await get.head(),
+      /^HTTP\/1\.1 200 OK\r\ncontent-length: 300\r\nconnection: close\r\ncontent-type: application\/octet-stream$/,
+    );
+    assert(await get.end(), "closed after the answer");
+    assertEquals(get.buf, bin);
+    const head = await open("HEAD /bin HTTP/1.1\r\nHost: a\r\n\r\n");
+    assertMatch(await head.head(), /content-length: 300/);
+    assert(await head.end());
+    assertEquals(head.buf.length, 0, "no body to a HEAD");
+
+    // A body sent in pieces, part of it with the head: echoed whole.
+    const body = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 13) & 0xff);
+    const post = await open(`POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`);
+    for (let at = 0; at < body.length; at += 9000) await post.write(body.subarray(at, at + 9000));
+    assertMatch(await post.head(), /^HTTP\/1\.1 200 OK\r\n/);
+    await post.end();
+    assertEquals(post.buf, body);
+
+    // Longer than maxBodyBytes: refused before any of it is read.
+    const big = await open("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100001\r\n\r\n");
+    assertMatch(await big.head(), /^HTTP\/1\.1 413 Content Too Large\r\n/);
+    await big.end();
+    assertEquals(new TextDecoder().decode(big.buf), "request body longer than 100000 bytes");
+
+    // A body that stops coming: the connection is closed once its time is out (1 s + 1 s per 10 000 bytes).
+    const t0 = clock.now();
+    const slow = await open("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\nabc");
+    await waitFor(() => server.requests === 1, "the request under way");
+    const ended = slow.end();
+    let done = false;
+    ended.then(() => done = true);
+    await advanceUntil(clock, () => done && server.requests === 0, "the slow body's connection closed", 10_000);
+    assert(clock.now() >= t0 + 3000, "not before its 3 s");
+    assertEquals(slow.buf.length, 0, "no answer: the connection is closed");
+    assertEquals(bodies.at(-1), "3: 3 of 20000 bytes came within 3 s: closed");
+  } finally {
+    for (const c of raws) c.close();
+    await server.close();
+  }
+});
+
+Deno.test("websocket server: with idleTimeoutMs, a silent socket is pinged at half of it and closed at its end; one that answers stays", async () => {
+  const clock = new VirtualClock();
+  const closed: number[] = [];
+  const got: (string | Uint8Array)[] = [];
+  const server = new WebSocketServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxMessageBytes: 1024,
+    idleTimeoutMs: 1000,
+    timers: clock,
+  }, () => ({
+    accept: (ws) => {
+      ws.onmessage = (d) => got.push(d);
+      ws.onclose = (code) => closed.push(code);
+    },
+  }));
+  const port = server.listen().port;
+  const raws: Raw[] = [];
+  try {
+    const open = async () => {
+      const c = await Raw.open(port);
+      raws.push(c);
+      await c.write(upgrade());
+      assertMatch(await c.head(), /^HTTP\/1\.1 101 /);
+      return c;
+    };
+    const lively = await open();
+    const silent = await open();
+    await waitFor(() => server.sockets === 2, "two sockets");
+    // Half the time without a word: each is pinged.
+    await clock.advanceAsync(500);
+    assertEquals((await lively.frame())?.op, 9);
+    assertEquals((await silent.frame())?.op, 9);
+    await lively.write(frame(10, ""));
+    await lively.write(frame(1, "here"));
+    await waitFor(() => got.length === 1, "the lively socket's message");
+    let silentGone = false;
+    silent.end().then(() => silentGone = true);
+    await advanceUntil(clock, () => silentGone, "the silent socket closed", 5000, 100);
+    assertEquals(closed, [1006], "closed without a close frame: the peer is gone");
+    assertEquals(server.sockets, 1, "the one that answered stays");
+  } finally {
+    for (const c of raws) c.close();
+    await server.close();
+  }
+});
+
+Deno.test("websocket server: connections beyond maxHandshakes are closed unanswered, with one warning saying why", async () => {
+  const out = new MemoryOutput();
+  const server = new WebSocketServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxMessageBytes: 1024,
+    maxHandshakes: 1,
+    log: new Logger({ level: "info", outputs: [out] }),
+  }, () => ({ status: 200, body: "ok" }));
+  const port = server.listen().port;
+  const raws: Raw[] = [];
+  try {
+    const a = await Raw.open(port);
+    raws.push(a);
+    await waitFor(() => server.handshakes === 1, "a handshake under way");
+    for (let i = 0; i < 3; i++) {
+      const c = await Raw.open(port);
+      raws.push(c);
+      assert(await c.end());
+      assertEquals(c.buf.length, 0);
+    }
+    const warned = out.lines.filter((l) =>
+      /WARN .*refusing new connections on TCP 127\.0\.0\.1:\d+: the 1 connections allowed at once to send their request are all taken/
+        .test(l)
+    );
+    assertEquals(warned.length, 1, out.lines.join("\n"));
+    await a.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assertMatch(await a.head(), /^HTTP\/1\.1 200 OK/);
+  } finally {
+    for (const c of raws) c.close();
+    await server.close();
+  }
 });

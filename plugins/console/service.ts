@@ -1,35 +1,44 @@
 /**
- * The `console` service: an HTTP server (`Deno.serve`, loopback by default)
- * that serves the browser console (static files of `static/`, uPlot from
- * node_modules: no build step, no CDN), the page's WebSocket (protocol.ts)
- * and the audio upload, over a {@linkcode ConsoleHub} that follows the
- * control plugin's calls.
+ * The `console` service: an HTTP server (loopback by default) that serves the browser console (static files of
+ * `static/`, uPlot from node_modules: no build step, no CDN), the page's WebSocket (protocol.ts) and the audio
+ * upload, over a {@linkcode ConsoleHub} that follows the control plugin's calls.
  *
  * HTTP:
  * - `GET /` the page; `GET /<file>` its files; `GET /vendor/uplot.js`, `/vendor/uplot.css` the chart library;
  * - `GET /ws` the WebSocket;
  * - `GET /api/files` the audio files (`{ files }`);
- * - `POST /api/upload?name=<file name>` with the file as the body: stored and checked like `file-source` reads it;
- *   `200 { file }`, or `400 { error }` saying why it cannot be played (the file is then deleted).
+ * - `POST /api/upload?name=<file name>` with the file as the body (`Content-Length`, at most `max_upload_mb`; a
+ *   chunked body gets 411): stored and checked like `file-source` reads it; `200 { file }`, or `400 { error }`
+ *   saying why it cannot be played (the file is then deleted).
  *
  * Every request must name in its Host header an address the console serves (see {@linkcode hostAllowedBy}), else
  * 403. With a `token`, `/ws` and `/api/*` need `?token=`. `/ws`, `/api/*` and every method but GET and HEAD refuse a
  * request whose `Origin` is not the console's own, `Origin: null` included (a loopback service is reachable from any
  * site a browser visits, sandboxed frames included); see {@linkcode originRefused}.
  *
- * File descriptors: once fewer than 64 would be left under the process's limit (`ulimit -n`), every request gets
- * `503` with `connection: close` (a new page's WebSocket included), so that the calls and pages open keep theirs; a
- * warning names the limit (then one line per 10 s while it lasts). `Deno.serve` accepts connections itself, and at
- * `EMFILE` its accept loop ends (its `finished` rejects, which uncaught ended the process): the service then serves
- * again on the same port, after a wait growing from 1 s to 30 s, while the pages open stay connected.
+ * The server is voxpipe's own (core/net/websocket_server.ts, as the WebSocket bridge's), every resource bounded: one
+ * request per connection (answered, then closed); a request head of at most 32 KiB within 5 s (else the connection
+ * is closed; longer: 431); at most 64 connections reading their head or their upload at once (more are closed at
+ * once); an upload's body must come within 10 s plus 1 s per 64 KiB (else the connection is closed); a page's
+ * message is at most 128 KiB (longer: the page is closed with 1009), and a page that sends nothing (not even the pong
+ * of the server's ping) for 60 s is closed. Once fewer than 64 file descriptors would be left under the process's
+ * limit (`ulimit -n`), a new connection gets `503` at once and is closed (a new page's WebSocket included), so that
+ * the calls and pages open keep theirs; a warning names the limit (then one line per 10 s while it lasts). An accept
+ * that fails all the same (out of descriptors) is retried after 50 ms, doubling up to 1 s: the server never stops.
  *
  * @module
  */
 import { dirname, extname, join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import type { Service, ServiceContext } from "../../core/control.ts";
-import { RefusalLog } from "../../core/net/accept.ts";
-import { FileReserve } from "../../core/open_files.ts";
+import {
+  BodyError,
+  HeadError,
+  type ServerWebSocket,
+  type UpgradeAnswer,
+  type UpgradeRequest,
+  WebSocketServer,
+} from "../../core/net/websocket_server.ts";
 import {
   canonicalHost,
   formatHostPort,
@@ -40,6 +49,7 @@ import {
 } from "../../core/net/address.ts";
 import { FailureLimiter, sameSecret } from "../../core/net/failure_limit.ts";
 import { LogRation } from "../../core/log.ts";
+import { outOfFilesHint } from "../../core/open_files.ts";
 import { AudioLibrary } from "./files.ts";
 import { ConsoleHub } from "./hub.ts";
 import type { ConsoleOptions } from "./options.ts";
@@ -68,14 +78,19 @@ const PRE_HELLO_BYTES = 256 * 1024;
 /** The close code for a page that sent too much before its hello: 1008, Policy Violation (RFC 6455 §7.4.1). */
 const PRE_HELLO_CLOSE = 1008;
 
-/** Waits before serving again after `Deno.serve` stopped on an error: from this (ms) ... */
-const RESTART_MIN_MS = 1000;
-/** ... doubling up to this. */
-const RESTART_MAX_MS = 30_000;
 /** Longest upload file name (`?name=`), characters: a longer one is refused (it is quoted in errors). */
 const MAX_NAME = 255;
-/** File descriptors kept free: below, every request gets 503. */
-const MIN_FREE_FILES = 64;
+/**
+ * Longest message a page may send, bytes: beyond, it is closed with 1009 (Message Too Big). The page's requests are
+ * a few hundred bytes; this leaves room for long file names and filters.
+ */
+const MAX_PAGE_MESSAGE = 128 * 1024;
+/** Longest request head, bytes (a long upload name is refused by the console itself, saying so). */
+const MAX_HEAD = 32 * 1024;
+/** Time a connection has to send its request head, ms. */
+const HEAD_TIMEOUT_MS = 5000;
+/** A page's WebSocket that sends nothing for this long (ms) is pinged at half of it, and closed at its end. */
+const PAGE_IDLE_MS = 60_000;
 
 /** True for loopback addresses (127.0.0.0/8, ::1, localhost). */
 export function isLoopback(host: string): boolean {
@@ -191,7 +206,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   });
   const untap = ctx.log.tap(hub.logTap);
   hub.start();
-  const sockets = new Set<WebSocket>();
+  const sockets = new Set<ServerWebSocket>();
   const maxUpload = Math.round(o.max_upload_mb * 1024 * 1024);
   const hostAllowed = hostAllowedBy(o.bind, o.allowed_hosts.split(","));
 
@@ -207,7 +222,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     (n) => `${n} more requests from addresses refused for wrong tokens were not logged`,
   );
   /** The token check (a wrong one counted against the address; an address that guessed too often refused). */
-  const authorized = (req: Request, url: URL, address: string): Response | undefined => {
+  const authorized = (req: UpgradeRequest, address: string): UpgradeAnswer | undefined => {
     if (o.token) {
       const now = ctx.clock.now();
       const left = guesses.blocked(address, now);
@@ -216,7 +231,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         if (blockedLines.allow(now, log)) log.warn(`${address}: refused (403), too many wrong tokens (${secs} s left)`);
         return json({ error: `too many wrong tokens from this address: retry in ${secs} s` }, 403);
       }
-      const given = url.searchParams.get("token");
+      const given = req.url.searchParams.get("token");
       if (given === null || !sameSecret(given, o.token)) {
         // A missing token is a page opened without it, not a guess.
         const block = given === null ? undefined : guesses.fail(address, now);
@@ -232,29 +247,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     return originRefused(req);
   };
 
-  const reserve = new FileReserve(ctx.clock, {
-    reserve: MIN_FREE_FILES,
-    keptFor: "the calls and pages open",
-    units: () => sockets.size,
-  });
-  const refusals = new RefusalLog(
-    ctx.clock,
-    log,
-    `requests on HTTP ${formatHostPort({ hostname: o.bind, port: o.port })}`,
-  );
-
-  const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> => {
-    const short = reserve.short();
-    if (short !== undefined) {
-      // Out of descriptors soon: nothing new (a page, an upload); the connection is closed once answered.
-      refusals.refused(short);
-      return json({ error: "the console is out of file descriptors: try again later" }, 503, {
-        "connection": "close",
-        "retry-after": "5",
-      });
-    }
-    refusals.admitted();
-    const address = canonicalHost(info.remoteAddr.hostname);
+  /** Answers a request: at once (a static file, the WebSocket's upgrade, a refusal), or later (the API). */
+  const handler = (req: UpgradeRequest): UpgradeAnswer | Promise<UpgradeAnswer> => {
+    const address = canonicalHost(req.remote.hostname);
     const host = req.headers.get("host");
     if (!hostAllowed(host)) {
       return json({
@@ -263,38 +258,28 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
           `the name to the console's allowed_hosts`,
       }, 403);
     }
-    const url = new URL(req.url);
-    const path = url.pathname;
+    const path = req.url.pathname;
     if (path === "/ws") {
-      const denied = authorized(req, url, address);
+      const denied = authorized(req, address);
       if (denied) return denied;
-      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      if (!req.upgrade) {
         return json({ error: "this is the console's WebSocket: connect with a WebSocket client" }, 426);
       }
+      // Decided and accepted at once (nothing runs between): never more than max_clients sockets.
       if (sockets.size >= o.max_clients) {
         return json({
           error: `the console serves ${o.max_clients} pages at most (max_clients): close another console tab`,
         }, 503);
       }
-      let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
-      try {
-        upgraded = Deno.upgradeWebSocket(req, { idleTimeout: 60 });
-      } catch (e) {
-        // A handshake Deno refuses (a Connection without Upgrade, no Sec-WebSocket-Key): the client's error.
-        return json({ error: `not a WebSocket handshake: ${e instanceof Error ? e.message : e}` }, 400);
-      }
-      const { socket, response } = upgraded;
-      socket.binaryType = "arraybuffer";
-      attach(socket);
-      return response;
+      return { accept: attach };
     }
     if (path.startsWith("/api/")) {
-      const denied = authorized(req, url, address);
+      const denied = authorized(req, address);
       if (denied) return denied;
-      if (path === "/api/files" && req.method === "GET") return json({ files: await library.list() });
+      if (path === "/api/files" && req.method === "GET") return library.list().then((files) => json({ files }));
       if (path === "/api/upload") {
         if (req.method !== "POST") return json({ error: "upload with POST /api/upload?name=FILE" }, 405);
-        return await upload(req, url);
+        return upload(req);
       }
       return json({ error: `no API ${cut(path)}` }, 404);
     }
@@ -302,8 +287,10 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       return originRefused(req) ?? json({ error: `${cut(req.method)} not allowed` }, 405);
     }
     const f = files.get(path);
-    if (!f) return new Response("not found", { status: 404, headers: { "content-type": "text/plain" } });
-    return new Response(req.method === "HEAD" ? null : f.body, {
+    if (!f) return { status: 404, body: "not found", headers: { "content-type": "text/plain" } };
+    return {
+      status: 200,
+      body: f.body,
       headers: {
         "content-type": f.type,
         "cache-control": "no-cache",
@@ -312,40 +299,38 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
           "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; " +
           "frame-ancestors 'none'",
       },
-    });
+    };
   };
 
-  const upload = async (req: Request, url: URL): Promise<Response> => {
-    const name = url.searchParams.get("name") ?? "";
+  const upload = async (req: UpgradeRequest): Promise<UpgradeAnswer> => {
+    const name = req.url.searchParams.get("name") ?? "";
     if (!name) return json({ error: "upload: give the file name (?name=...)" }, 400);
     if (name.length > MAX_NAME) {
       return json({ error: `upload: the file name ${quoted(name)} is longer than ${MAX_NAME} characters` }, 400);
     }
-    const declared = Number(req.headers.get("content-length") ?? "0");
-    const tooBig = () =>
-      json({ error: `${name} is larger than the console accepts (max_upload_mb ${o.max_upload_mb} MB)` }, 413);
-    if (declared > maxUpload) return tooBig();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
+    if (req.headers.has("transfer-encoding")) {
+      return json({
+        error: `${name}: send the file with a Content-Length (a chunked or otherwise encoded upload is not accepted)`,
+      }, 411);
+    }
+    const given = req.headers.get("content-length") ?? "0";
+    if (!/^\d{1,16}$/.test(given)) {
+      return json({ error: `${name}: Content-Length ${quoted(given)} is not a number of bytes` }, 400);
+    }
+    const declared = Number(given);
+    if (declared > maxUpload) {
+      return json({ error: `${name} is larger than the console accepts (max_upload_mb ${o.max_upload_mb} MB)` }, 413);
+    }
+    let bytes: Uint8Array;
     try {
-      if (req.body) {
-        for await (const c of req.body) {
-          size += c.length;
-          if (size > maxUpload) return tooBig();
-          chunks.push(c);
-        }
-      }
+      bytes = await req.readBody(declared);
     } catch (e) {
-      // The client went away (or half-closed) before the body's end: nothing is stored.
+      if (e instanceof HeadError) return json({ error: e.message }, e.status);
+      // The client went away (or half-closed, or was too slow) before the body's end: nothing is stored.
+      const size = e instanceof BodyError ? e.received : 0;
       const why = e instanceof Error ? e.message : String(e);
       log.info(`upload ${quoted(name)} cut off after ${size} bytes: ${why}`);
       return json({ error: `${name}: the upload was cut off after ${size} bytes (${why}): send it again` }, 400);
-    }
-    const bytes = new Uint8Array(size);
-    let off = 0;
-    for (const c of chunks) {
-      bytes.set(c, off);
-      off += c.length;
     }
     try {
       const file = await library.upload(name, bytes);
@@ -359,7 +344,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   };
 
   let waiting = 0;
-  const attach = (socket: WebSocket) => {
+  const attach = (socket: ServerWebSocket) => {
     sockets.add(socket);
     let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
     let gone = false;
@@ -368,10 +353,10 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     socket.onopen = async () => {
       const c = await hub.connect({
         send: (m) => {
-          if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(m));
+          if (socket.readyState === "open") socket.send(JSON.stringify(m));
         },
         sendAudio: (bytes) => {
-          if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > AUDIO_BACKLOG) return false;
+          if (socket.readyState !== "open" || socket.bufferedAmount > AUDIO_BACKLOG) return false;
           socket.send(bytes);
           return true;
         },
@@ -389,15 +374,15 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       }
       conn = c;
     };
-    socket.onmessage = (e) => {
-      if (typeof e.data !== "string" || gone) return;
+    socket.onmessage = (data) => {
+      if (typeof data !== "string" || gone) return;
       if (conn) {
-        conn.receive(e.data);
+        conn.receive(data);
         return;
       }
-      queuedBytes += utf8Length(e.data);
+      queuedBytes += utf8Length(data);
       if (queue.length < PRE_HELLO_MESSAGES && queuedBytes <= PRE_HELLO_BYTES) {
-        queue.push(e.data);
+        queue.push(data);
         waiting++;
         return;
       }
@@ -409,40 +394,38 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       waiting -= queue.length;
       queue.length = 0;
       gone = true;
-      try {
-        socket.close(
-          PRE_HELLO_CLOSE,
-          `more than ${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes sent before the hello`,
-        );
-      } catch { /* already closing */ }
+      socket.close(
+        PRE_HELLO_CLOSE,
+        `more than ${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes sent before the hello`,
+      );
     };
-    const done = () => {
+    socket.onclose = () => {
       gone = true;
+      waiting -= queue.length;
+      queue.length = 0;
       sockets.delete(socket);
       conn?.close();
     };
-    socket.onclose = done;
-    socket.onerror = done;
   };
 
-  const ac = new AbortController();
-  const serve = (port: number) => {
-    const listening = Promise.withResolvers<Deno.NetAddr>();
-    const server = Deno.serve({
-      hostname: o.bind,
-      port,
-      signal: ac.signal,
-      onListen: (addr) => listening.resolve(addr),
-      onError: (e) => {
-        log.error(`request failed: ${e instanceof Error ? e.message : e}`);
-        return json({ error: "internal error" }, 500);
-      },
-    }, handler);
-    return { server, listening: listening.promise };
-  };
-  let first: ReturnType<typeof serve>;
+  const server = new WebSocketServer({
+    hostname: o.bind,
+    port: o.port,
+    maxMessageBytes: MAX_PAGE_MESSAGE,
+    maxHeadBytes: MAX_HEAD,
+    headTimeoutMs: HEAD_TIMEOUT_MS,
+    maxBodyBytes: maxUpload,
+    idleTimeoutMs: PAGE_IDLE_MS,
+    log,
+    clock: ctx.clock,
+    timers: ctx.clock,
+    deferHandshakeErrors: true,
+    formatError: (e) => json({ error: e.handshake ? `not a WebSocket handshake: ${e.message}` : e.message }, e.status),
+    onError: (e) => log.error(`request failed: ${e instanceof Error ? e.message : e}${outOfFilesHint(e)}`),
+  }, handler);
+  let addr: Deno.NetAddr;
   try {
-    first = serve(o.port);
+    addr = server.listen();
   } catch (e) {
     untap();
     await hub.close();
@@ -452,55 +435,6 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         (e instanceof Deno.errors.AddrInUse ? " (another console runs? set the console's port, or 0 for any)" : ""),
     );
   }
-  const addr = await first.listening;
-  const where = formatHostPort({ hostname: o.bind, port: addr.port });
-  // Deno.serve runs its own accept loop; an error there (EMFILE) ends it and rejects `finished`. Uncaught, that ended
-  // the process, every call in it included; now the service serves again on the same port after a wait.
-  let server = first.server;
-  let stopping = false;
-  let wait = 0;
-  let lastLine = -Infinity;
-  const supervised = (async () => {
-    for (;;) {
-      try {
-        await server.finished;
-        return; // stopped by close()
-      } catch (e) {
-        if (stopping) return;
-        wait = Math.min(RESTART_MAX_MS, wait === 0 ? RESTART_MIN_MS : wait * 2);
-        const now = ctx.clock.now();
-        if (now - lastLine >= 10_000) {
-          lastLine = now;
-          // Only the message: formatting an error's stack may need a descriptor, and there are none.
-          log.error(
-            `the HTTP server on ${where} stopped: ${e instanceof Error ? e.message : String(e)}` +
-              (/\(os error 2[34]\)/.test(String(e instanceof Error ? e.message : e))
-                ? ` (the process is out of file descriptors: raise the limit, ulimit -n)`
-                : "") +
-              `; the pages open stay connected, serving again in ${wait / 1000} s`,
-          );
-        }
-      }
-      for (;;) {
-        await ctx.clock.sleep(wait, ac.signal).catch(() => {});
-        if (stopping) return;
-        try {
-          server = serve(addr.port).server;
-          log.warn(`serving ${where} again`);
-          break;
-        } catch (e) {
-          wait = Math.min(RESTART_MAX_MS, wait * 2);
-          const now = ctx.clock.now();
-          if (now - lastLine >= 10_000) {
-            lastLine = now;
-            log.error(
-              `cannot serve ${where} again: ${e instanceof Error ? e.message : e}; next try in ${wait / 1000} s`,
-            );
-          }
-        }
-      }
-    }
-  })();
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const address = `http://${host}:${addr.port}/${o.token ? `?token=${encodeURIComponent(o.token)}` : ""}`;
   log.info(`open ${address} in a browser`);
@@ -509,15 +443,8 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     closed ??= (async () => {
       untap();
       await hub.close();
-      for (const s of sockets) {
-        try {
-          s.close(1001, "the console is stopping");
-        } catch { /* already closed */ }
-      }
-      stopping = true;
-      ac.abort();
-      await server.finished.catch(() => {});
-      await supervised;
+      // Pages get 1001 (the server is shutting down); resolves once every connection is closed.
+      await server.close();
     })();
   ctx.signal.addEventListener("abort", () => close(), { once: true });
   return {
@@ -542,7 +469,7 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
  * names no page that could be the console's, so it is refused too. A request without `Origin` comes from no page
  * (curl, scripts): allowed, since anything that can send it can also send a forged Origin.
  */
-function originRefused(req: Request): Response | undefined {
+function originRefused(req: UpgradeRequest): UpgradeAnswer | undefined {
   const origin = req.headers.get("origin");
   if (origin === null) return undefined;
   let own = false;
@@ -577,9 +504,11 @@ function utf8Length(s: string): number {
   return n;
 }
 
-function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
+/** A JSON answer (not cached). */
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): UpgradeAnswer & { body: string } {
+  return {
     status,
+    body: JSON.stringify(body),
     headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
-  });
+  };
 }

@@ -1,6 +1,6 @@
 /**
  * The WebSocket bridge: a WebSocket server (its own RFC 6455 server over
- * TCP, `_websocket.ts`, every resource bounded) through which applications
+ * TCP, `core/net/websocket_server.ts`, every resource bounded) through which applications
  * drive the calls of a control plugin's {@linkcode CallService} and exchange
  * their audio.
  *
@@ -51,7 +51,12 @@ import {
 import { textProtocol } from "./text_protocol.ts";
 import { Ticker } from "./_ticker.ts";
 import { MAX_MARKS } from "./player.ts";
-import { type ServerWebSocket, type UpgradeAnswer, type UpgradeRequest, WebSocketServer } from "./_websocket.ts";
+import {
+  type ServerWebSocket,
+  type UpgradeAnswer,
+  type UpgradeRequest,
+  WebSocketServer,
+} from "../../core/net/websocket_server.ts";
 
 /** WebSocket close codes the bridge uses. */
 export const CLOSE_CODES = {

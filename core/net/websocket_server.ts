@@ -1,16 +1,29 @@
 /**
- * The server side of the WebSocket protocol (RFC 6455), over Deno's TCP
- * connections, with every resource bounded: what the bridge needs and nothing
- * more (no extensions, no TLS: put TLS termination in front).
+ * The server side of the WebSocket protocol (RFC 6455) and of plain HTTP/1.1
+ * requests, over Deno's TCP connections, with every resource bounded: what the
+ * WebSocket bridge and the browser console need and nothing more (no
+ * extensions, no keep-alive, no chunked bodies, no TLS: put TLS termination in
+ * front). Used by `plugins/ws/bridge.ts` and `plugins/console/service.ts`.
  *
  * - **Handshake.** An HTTP/1.1 request head of at most `maxHeadBytes` (else
  *   431), within `headTimeoutMs` (else the connection is closed); at most
- *   `maxHandshakes` connections in that phase at once (more are closed at
- *   once). A request asking for a WebSocket without what §4.2.1 requires
- *   (GET, HTTP/1.1, Host, Connection: Upgrade, a 16-byte Sec-WebSocket-Key)
- *   gets 400, a Sec-WebSocket-Version other than 13 gets 426; every other
- *   request, upgrade or not, goes to the handler, which answers it with a
- *   status or accepts it (choosing a subprotocol).
+ *   `maxHandshakes` connections in that phase (or with a request under way,
+ *   see below) at once (more are closed at once, unanswered; a warning says
+ *   so, then a line per 10 s while it lasts). A request asking for a
+ *   WebSocket without what §4.2.1 requires (GET, HTTP/1.1, Host, Connection:
+ *   Upgrade, a 16-byte Sec-WebSocket-Key) gets 400, a Sec-WebSocket-Version
+ *   other than 13 gets 426; every other request, upgrade or not, goes to the
+ *   handler, which answers it with a status (and a body, text or bytes, with
+ *   its content type; none to a HEAD) or accepts it (choosing a subprotocol).
+ * - **Plain requests.** One request per connection: the answer says
+ *   `connection: close`, our side is shut once it is written, and the peer has
+ *   `closeTimeoutMs` to read it and go (what it sends meanwhile is dropped).
+ *   A handler may answer later (a promise): the connection then counts among
+ *   the `maxHandshakes` until it is answered, and may read the request's body
+ *   ({@linkcode UpgradeRequest.readBody}: a `Content-Length` body of at most
+ *   `maxBodyBytes`, kept in a buffer that grows as its bytes come, which must
+ *   come within `bodyTimeoutMs` plus one second per `minBodyBytesPerSecond`,
+ *   else the connection is closed).
  * - **Frames.** A client's frames must be masked, with no reserved bit and a
  *   known opcode (else close 1002); control frames at most 125 bytes and
  *   unfragmented. A message longer than `maxMessageBytes` (the declared
@@ -29,17 +42,21 @@
  *   once.
  * - **Closing.** After a close frame is sent, the peer has `closeTimeoutMs`
  *   to answer it (or to go), then the TCP connection is closed by the server;
- *   a socket whose peer reads nothing is closed the same way. `onclose` is
- *   called once, when the TCP connection is closed.
+ *   a socket whose peer reads nothing is closed the same way. With
+ *   `idleTimeoutMs`, a socket that received nothing for half of it is pinged,
+ *   and one that received nothing for all of it is closed (a peer gone without
+ *   a word). `onclose` is called once, when the TCP connection is closed.
+ * - **Time.** The head, body, close and idle timeouts run on `timers` (real
+ *   time by default; a virtual clock in tests).
  *
  * @module
  */
 
-import type { Clock } from "../../core/clock.ts";
-import { type Logger, silentLogger } from "../../core/log.ts";
-import { acceptLoop, RefusalLog } from "../../core/net/accept.ts";
-import { formatHostPort } from "../../core/net/address.ts";
-import { FileReserve, type OpenFiles } from "../../core/open_files.ts";
+import type { Clock, Timer } from "../clock.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { acceptLoop, RefusalLog } from "./accept.ts";
+import { formatHostPort } from "./address.ts";
+import { FileReserve, type OpenFiles } from "../open_files.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -68,13 +85,39 @@ export interface UpgradeRequest {
   headers: Headers;
   /** The peer's address. */
   remote: Deno.NetAddr;
-  /** True when it asks for a WebSocket (`Upgrade: websocket`, checked valid). */
+  /**
+   * True when it asks for a WebSocket (`Upgrade: websocket`): checked valid, unless the server defers handshake
+   * errors ({@linkcode WebSocketServerOptions.deferHandshakeErrors}), which then sets `handshakeError`.
+   */
   upgrade: boolean;
+  /** What makes it no valid WebSocket handshake (with `deferHandshakeErrors` only): accepting it answers this. */
+  handshakeError?: HeadError;
+  /**
+   * Reads the request's body, `length` bytes (the `Content-Length` the caller checked), at most once. Rejects with a
+   * {@linkcode BodyError} when the peer ends first, or (the connection then closed) when the bytes do not come in
+   * time; with a {@linkcode HeadError} (413) when `length` is above the server's `maxBodyBytes`.
+   */
+  readBody(length: number): Promise<Uint8Array>;
 }
 
-/** The handler's answer: a plain HTTP response (the connection is then closed), or the upgrade accepted. */
+/** A request body that did not come whole: `received` bytes of it did. */
+export class BodyError extends Error {
+  /**
+   * Creates the error.
+   * @param message what happened (the peer ended, the time ran out)
+   * @param received bytes of the body received
+   */
+  constructor(message: string, readonly received: number) {
+    super(message);
+  }
+}
+
+/**
+ * The handler's answer: a plain HTTP response (the connection is then closed; `headers` may set `content-type`, text
+ * by default), or the upgrade accepted.
+ */
 export type UpgradeAnswer =
-  | { status: number; body: string; headers?: Record<string, string> }
+  | { status: number; body: string | Uint8Array; headers?: Record<string, string> }
   | {
     /** Called with the new socket before it opens: set its callbacks here. */
     accept: (socket: ServerWebSocket) => void;
@@ -100,6 +143,31 @@ export interface WebSocketServerOptions {
   headTimeoutMs?: number;
   /** Time a peer has to answer a close frame (or to read what was sent before it), ms (default 2000). */
   closeTimeoutMs?: number;
+  /** Longest request body {@linkcode UpgradeRequest.readBody} reads, bytes (default 0: none). */
+  maxBodyBytes?: number;
+  /** Time a request body has to come, ms (default 10 000), plus one second per `minBodyBytesPerSecond` ... */
+  bodyTimeoutMs?: number;
+  /** ... bytes of it (default 65 536). */
+  minBodyBytesPerSecond?: number;
+  /**
+   * A WebSocket that received nothing (no message, no pong) for half this time is pinged, and one that received
+   * nothing for all of it is closed, ms (default 0: never).
+   */
+  idleTimeoutMs?: number;
+  /** Runs the head, body, close and idle timeouts (default: `setTimeout`, real time). */
+  timers?: Pick<Clock, "after">;
+  /**
+   * The body (and header fields, e.g. a content type) of the answers the server gives itself: a head it refuses (400,
+   * 426, 431), a body too long for `maxBodyBytes` (413), a connection refused for want of descriptors (503). Default:
+   * the message as plain text.
+   */
+  formatError?: (e: HeadError) => { body: string | Uint8Array; headers?: Record<string, string> };
+  /**
+   * A request asking for a WebSocket that is no valid handshake goes to the handler all the same
+   * ({@linkcode UpgradeRequest.handshakeError}), so that the handler's own refusals (a Host, an Origin, a token) come
+   * first; accepting it answers the handshake's error. Default false: refused before the handler.
+   */
+  deferHandshakeErrors?: boolean;
   /** Errors thrown by the handler or a socket callback (default: reported as uncaught). */
   onError?: (e: unknown) => void;
   /**
@@ -119,6 +187,19 @@ type Settings = Required<
   Omit<WebSocketServerOptions, "hostname" | "port" | "minFreeFiles" | "openFiles" | "log" | "clock">
 >;
 
+/** What a {@linkcode ServerWebSocket} uses of the settings (the timers and the idle timeout optional). */
+type SocketSettings =
+  & Pick<Settings, "maxMessageBytes" | "tooLong" | "closeTimeoutMs" | "onError">
+  & Partial<Settings>;
+
+/** Timeouts on `setTimeout` (the default {@linkcode WebSocketServerOptions.timers}). */
+const realTimers: Pick<Clock, "after"> = {
+  after: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return { due: performance.now() + ms, cancel: () => clearTimeout(t) };
+  },
+};
+
 /**
  * Connections refused for want of descriptors whose `503` is still being sent, at most: beyond, a new one is closed
  * at once, unanswered (each one waiting holds a descriptor, and a flood must not use up those kept free).
@@ -137,27 +218,56 @@ export class HeadError extends Error {
    * @param status the HTTP status of the answer
    * @param message what is wrong (the answer's body)
    * @param headers header fields of the answer
+   * @param handshake true when the request asked for a WebSocket and is not a valid handshake (RFC 6455 §4.2.1)
    */
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+    readonly handshake = false,
+  ) {
     super(message);
   }
 }
 
 const REASONS: Record<number, string> = {
+  200: "OK",
   400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
   408: "Request Timeout",
+  411: "Length Required",
+  413: "Content Too Large",
   426: "Upgrade Required",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
 
-function response(status: number, body: string, headers: Record<string, string> = {}): Uint8Array {
-  const b = encoder.encode(body);
-  let h = `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-    `content-length: ${b.length}\r\nconnection: close\r\n`;
-  for (const [k, v] of Object.entries(headers)) h += `${k}: ${v}\r\n`;
+/** Header fields the server writes itself: the handler's are dropped. */
+const OWN_FIELDS = new Set(["content-length", "connection", "transfer-encoding"]);
+
+/**
+ * A whole response (the connection is closed after it): `content-type` text unless `headers` set one; the body left
+ * out (its length still given) when `noBody` (the answer to a HEAD).
+ */
+function response(
+  status: number,
+  body: string | Uint8Array,
+  headers: Record<string, string> = {},
+  noBody = false,
+): Uint8Array {
+  const b = typeof body === "string" ? encoder.encode(body) : body;
+  let h = `HTTP/1.1 ${status} ${REASONS[status] ?? (status < 400 ? "OK" : "Error")}\r\n`;
+  if (!Object.keys(headers).some((k) => k.toLowerCase() === "content-type")) {
+    h += "content-type: text/plain; charset=utf-8\r\n";
+  }
+  h += `content-length: ${b.length}\r\nconnection: close\r\n`;
+  for (const [k, v] of Object.entries(headers)) if (!OWN_FIELDS.has(k.toLowerCase())) h += `${k}: ${v}\r\n`;
   const head = encoder.encode(h + "\r\n");
+  if (noBody) return head;
   const out = new Uint8Array(head.length + b.length);
   out.set(head);
   out.set(b, head.length);
@@ -196,7 +306,7 @@ function hasCtl(s: string): boolean {
  * Parses a request head (its bytes without the blank line); throws {@linkcode HeadError}. A header value is scanned
  * by loops, never by a regular expression: its length is the client's to choose (up to `maxHeadBytes`).
  */
-export function parseHead(bytes: Uint8Array, remote: Deno.NetAddr): UpgradeRequest {
+export function parseHead(bytes: Uint8Array, remote: Deno.NetAddr, deferHandshakeErrors = false): UpgradeRequest {
   const text = String.fromCharCode(...bytes); // latin1: any byte is one character
   const lines = text.split("\r\n");
   const m = /^([^ ]+) ([^ ]+) HTTP\/(\d)\.(\d)$/.exec(lines[0]);
@@ -225,23 +335,30 @@ export function parseHead(bytes: Uint8Array, remote: Deno.NetAddr): UpgradeReque
     throw new HeadError(400, "malformed request target");
   }
   const upgrade = lists(headers.get("upgrade"), "websocket");
-  if (upgrade) {
-    if (method !== "GET") throw new HeadError(400, "a WebSocket upgrade is a GET");
-    if (minor === "0") throw new HeadError(400, "a WebSocket upgrade needs HTTP/1.1");
-    if (!headers.has("host")) throw new HeadError(400, "no Host");
-    if (!lists(headers.get("connection"), "upgrade")) throw new HeadError(400, "Connection: Upgrade is missing");
-    const version = headers.get("sec-websocket-version");
-    if (version !== "13") {
-      throw new HeadError(426, "Sec-WebSocket-Version 13 only", { "sec-websocket-version": "13" });
-    }
-    const key = headers.get("sec-websocket-key") ?? "";
-    let ok = false;
-    try {
-      ok = /^[A-Za-z0-9+/]{22}==$/.test(key) && atob(key).length === 16;
-    } catch { /* not base64 */ }
-    if (!ok) throw new HeadError(400, "Sec-WebSocket-Key is not 16 bytes in base64");
+  const handshakeError = upgrade ? checkHandshake(method, minor, headers) : undefined;
+  if (handshakeError && !deferHandshakeErrors) throw handshakeError;
+  const readBody = () => Promise.reject(new BodyError("no connection to read a body from", 0));
+  return { method, target, url, headers, remote, upgrade, readBody, ...(handshakeError ? { handshakeError } : {}) };
+}
+
+/** What makes a request asking for a WebSocket no valid handshake (RFC 6455 §4.2.1), or undefined. */
+function checkHandshake(method: string, minor: string, headers: Headers): HeadError | undefined {
+  if (method !== "GET") return new HeadError(400, "a WebSocket upgrade is a GET", {}, true);
+  if (minor === "0") return new HeadError(400, "a WebSocket upgrade needs HTTP/1.1", {}, true);
+  if (!headers.has("host")) return new HeadError(400, "no Host", {}, true);
+  if (!lists(headers.get("connection"), "upgrade")) {
+    return new HeadError(400, "Connection: Upgrade is missing", {}, true);
   }
-  return { method, target, url, headers, remote, upgrade };
+  if (headers.get("sec-websocket-version") !== "13") {
+    return new HeadError(426, "Sec-WebSocket-Version 13 only", { "sec-websocket-version": "13" }, true);
+  }
+  const key = headers.get("sec-websocket-key") ?? "";
+  let ok = false;
+  try {
+    ok = /^[A-Za-z0-9+/]{22}==$/.test(key) && atob(key).length === 16;
+  } catch { /* not base64 */ }
+  if (!ok) return new HeadError(400, "Sec-WebSocket-Key is not 16 bytes in base64", {}, true);
+  return undefined;
 }
 
 /** Writes all of `b`. */
@@ -250,20 +367,16 @@ async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
   while (off < b.length) off += await conn.write(b.subarray(off));
 }
 
-/** Reads until `ms` pass or the peer's end (what it sends is dropped), then resolves. */
-async function drain(conn: Deno.Conn, ms: number): Promise<void> {
+/** Reads until `ms` pass (then closes `conn`) or the peer's end (what it sends is dropped), then resolves. */
+async function drain(conn: Deno.Conn, ms: number, timers: Pick<Clock, "after">): Promise<void> {
   const buf = new Uint8Array(4096);
-  const t = setTimeout(() => {
-    try {
-      conn.close();
-    } catch { /* closed */ }
-  }, ms);
+  const t = timers.after(ms, () => closeQuietly(conn));
   try {
     while ((await conn.read(buf)) !== null) { /* dropped */ }
   } catch {
     /* closed */
   } finally {
-    clearTimeout(t);
+    t.cancel();
   }
 }
 
@@ -278,10 +391,12 @@ export class WebSocketServer {
   readonly #o: Settings;
   readonly #hostname: string;
   readonly #port: number;
-  readonly #handler: (req: UpgradeRequest) => UpgradeAnswer;
+  readonly #handler: (req: UpgradeRequest) => UpgradeAnswer | Promise<UpgradeAnswer>;
   #listener: Deno.TcpListener | undefined;
   #accepting: Promise<void> | undefined;
   readonly #heads = new Set<Deno.Conn>();
+  /** Connections whose request the handler is answering (a promise not settled yet). */
+  readonly #busy = new Set<Deno.Conn>();
   readonly #sockets = new Set<ServerWebSocket>();
   readonly #tasks = new Set<Promise<void>>();
   #closed = false;
@@ -289,15 +404,21 @@ export class WebSocketServer {
   readonly #clock: Pick<Clock, "now" | "sleep">;
   readonly #files: FileReserve;
   #refusals: RefusalLog;
+  /** Connections closed unanswered because `maxHandshakes` are under way. */
+  #fullRefusals: RefusalLog;
   /** Connections refused for want of descriptors whose socket is not closed yet. */
   #refusedOpen = 0;
 
   /**
    * Creates a server (not listening yet: {@linkcode listen}).
    * @param options address, bounds
-   * @param handler answers each request (a plain response, or the upgrade accepted)
+   * @param handler answers each request (a plain response, or the upgrade accepted); answering at once (not a
+   *   promise), nothing else runs between its decision and the socket's accept
    */
-  constructor(options: WebSocketServerOptions, handler: (req: UpgradeRequest) => UpgradeAnswer) {
+  constructor(
+    options: WebSocketServerOptions,
+    handler: (req: UpgradeRequest) => UpgradeAnswer | Promise<UpgradeAnswer>,
+  ) {
     this.#hostname = options.hostname;
     this.#port = options.port;
     this.#handler = handler;
@@ -308,6 +429,13 @@ export class WebSocketServer {
       maxHeadBytes: options.maxHeadBytes ?? 8192,
       headTimeoutMs: options.headTimeoutMs ?? 5000,
       closeTimeoutMs: options.closeTimeoutMs ?? 2000,
+      maxBodyBytes: options.maxBodyBytes ?? 0,
+      bodyTimeoutMs: options.bodyTimeoutMs ?? 10_000,
+      minBodyBytesPerSecond: options.minBodyBytesPerSecond ?? 65_536,
+      idleTimeoutMs: options.idleTimeoutMs ?? 0,
+      timers: options.timers ?? realTimers,
+      deferHandshakeErrors: options.deferHandshakeErrors ?? false,
+      formatError: options.formatError ?? ((e) => ({ body: `${e.message}\n` })),
       onError: options.onError ?? ((e) => reportError(e)),
     };
     this.#log = options.log ?? silentLogger;
@@ -315,10 +443,11 @@ export class WebSocketServer {
     this.#files = new FileReserve(this.#clock, {
       reserve: options.minFreeFiles ?? 64,
       keptFor: "the connections open",
-      units: () => this.#heads.size + this.#sockets.size + this.#refusedOpen,
+      units: () => this.#heads.size + this.#busy.size + this.#sockets.size + this.#refusedOpen,
       ...(options.openFiles ? { openFiles: options.openFiles } : {}),
     });
     this.#refusals = this.#refusalLog(options.port);
+    this.#fullRefusals = this.#refusalLog(options.port);
   }
 
   #refusalLog(port: number): RefusalLog {
@@ -331,6 +460,7 @@ export class WebSocketServer {
     const l = Deno.listen({ hostname: this.#hostname, port: this.#port, transport: "tcp" });
     this.#listener = l;
     this.#refusals = this.#refusalLog(l.addr.port);
+    this.#fullRefusals = this.#refusalLog(l.addr.port);
     this.#accepting = acceptLoop(l, {
       clock: this.#clock,
       log: this.#log,
@@ -344,6 +474,11 @@ export class WebSocketServer {
   /** Connections still in their handshake now. */
   get handshakes(): number {
     return this.#heads.size;
+  }
+
+  /** Connections whose request the handler is still answering (reading its body, say) now. */
+  get requests(): number {
+    return this.#busy.size;
   }
 
   /** WebSocket connections whose TCP connection is open now (open or closing). */
@@ -362,6 +497,7 @@ export class WebSocketServer {
         this.#listener?.close();
       } catch { /* closed */ }
       for (const c of this.#heads) closeQuietly(c);
+      for (const c of this.#busy) closeQuietly(c);
       for (const s of this.#sockets) s.close(1001, "the server is shutting down");
     }
     await this.#accepting;
@@ -369,7 +505,16 @@ export class WebSocketServer {
   }
 
   #accepted(conn: Deno.TcpConn): void {
-    if (this.#closed || this.#heads.size >= this.#o.maxHandshakes) return closeQuietly(conn);
+    if (this.#closed) return closeQuietly(conn);
+    const max = this.#o.maxHandshakes;
+    if (this.#heads.size + this.#busy.size >= max) {
+      this.#fullRefusals.refused(
+        `the ${max} connections allowed at once to send their request are all taken (idle ones are closed ` +
+          `${this.#o.headTimeoutMs / 1000} s after they connected): new ones are closed unanswered meanwhile`,
+      );
+      return closeQuietly(conn);
+    }
+    this.#fullRefusals.admitted();
     const short = this.#files.short();
     if (short !== undefined) return this.#refuseForFiles(conn, short);
     this.#refusals.admitted();
@@ -382,7 +527,9 @@ export class WebSocketServer {
     this.#refusals.refused(why);
     if (this.#refusedOpen >= MAX_REFUSED_OPEN) return closeQuietly(conn);
     this.#refusedOpen++;
-    const bytes = response(503, "the server is out of file descriptors, try again later\n", { "retry-after": "5" });
+    const e = new HeadError(503, "the server is out of file descriptors, try again later", { "retry-after": "5" });
+    const a = this.#o.formatError(e);
+    const bytes = response(503, a.body, { ...e.headers, ...a.headers });
     const task = conn.write(bytes).then(() => {}, () => {}).finally(() => {
       closeQuietly(conn);
       this.#refusedOpen--;
@@ -395,38 +542,65 @@ export class WebSocketServer {
     const remote = conn.remoteAddr as Deno.NetAddr;
     this.#heads.add(conn);
     let head: { head: Uint8Array; rest: Uint8Array } | null | HeadError;
-    const timer = setTimeout(() => closeQuietly(conn), this.#o.headTimeoutMs);
+    const timer = this.#o.timers.after(this.#o.headTimeoutMs, () => closeQuietly(conn));
     try {
       head = await this.#readHead(conn);
     } catch (e) {
       head = e instanceof HeadError ? e : null;
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
       this.#heads.delete(conn);
     }
     if (head === null) return closeQuietly(conn);
     let req: UpgradeRequest | undefined;
     try {
-      if (!(head instanceof HeadError)) req = parseHead(head.head, remote);
+      if (!(head instanceof HeadError)) req = parseHead(head.head, remote, this.#o.deferHandshakeErrors);
     } catch (e) {
       if (!(e instanceof HeadError)) throw e;
       head = e;
     }
     if (head instanceof HeadError || !req || this.#closed) {
       const e = head instanceof HeadError ? head : new HeadError(503, "shutting down");
-      return await this.#refuse(conn, e.status, `${e.message}\n`, e.headers);
+      const a = this.#o.formatError(e);
+      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers });
     }
     // Computed first: between the handler's decision and the socket's accept nothing else runs.
-    const accept = req.upgrade ? await acceptValue(req.headers.get("sec-websocket-key")!) : "";
+    const accept = req.upgrade && !req.handshakeError ? await acceptValue(req.headers.get("sec-websocket-key")!) : "";
+    const rest = head.rest;
+    let bodyRead = false;
+    req.readBody = (length) => {
+      if (bodyRead) return Promise.reject(new BodyError("the body was read already", 0));
+      bodyRead = true;
+      return this.#readBody(conn, rest, length);
+    };
     let answer: UpgradeAnswer;
     try {
-      answer = this.#handler(req);
+      const a = this.#handler(req);
+      if (a instanceof Promise) {
+        // Answered later: the connection counts as one in its handshake until then.
+        this.#busy.add(conn);
+        try {
+          answer = await a;
+        } finally {
+          this.#busy.delete(conn);
+        }
+        if (this.#closed) return closeQuietly(conn);
+      } else {
+        answer = a;
+      }
     } catch (e) {
       this.#o.onError(e);
       return await this.#refuse(conn, 500, "internal error\n");
     }
-    if (!("accept" in answer)) return await this.#refuse(conn, answer.status, answer.body, answer.headers);
+    if (!("accept" in answer)) {
+      return await this.#refuse(conn, answer.status, answer.body, answer.headers, req.method === "HEAD");
+    }
     if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n");
+    if (req.handshakeError) {
+      const e = req.handshakeError;
+      const a = this.#o.formatError(e);
+      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers });
+    }
     let h = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
       `sec-websocket-accept: ${accept}\r\n`;
     if (answer.protocol) h += `sec-websocket-protocol: ${answer.protocol}\r\n`;
@@ -466,17 +640,64 @@ export class WebSocketServer {
     }
   }
 
-  /** Answers with a plain response and closes (the peer has closeTimeoutMs to read it). */
-  async #refuse(conn: Deno.TcpConn, status: number, body: string, headers?: Record<string, string>): Promise<void> {
+  /**
+   * Reads a request body of `length` bytes, `rest` (read with the head) first; see {@linkcode UpgradeRequest.readBody}.
+   * The buffer grows as the bytes come: a `Content-Length` by itself reserves nothing.
+   */
+  async #readBody(conn: Deno.TcpConn, rest: Uint8Array, length: number): Promise<Uint8Array> {
+    const max = this.#o.maxBodyBytes;
+    if (length > max) throw new HeadError(413, `request body longer than ${max} bytes`);
+    let buf = new Uint8Array(Math.min(length, Math.max(rest.length, FIRST_CHUNK)));
+    let n = Math.min(length, rest.length);
+    buf.set(rest.subarray(0, n));
+    if (n === length) return buf;
+    const ms = this.#o.bodyTimeoutMs + Math.ceil((length / this.#o.minBodyBytesPerSecond) * 1000);
+    let late = false;
+    const timer = this.#o.timers.after(ms, () => {
+      late = true;
+      closeQuietly(conn);
+    });
     try {
-      const t = setTimeout(() => closeQuietly(conn), this.#o.closeTimeoutMs);
+      while (n < length) {
+        if (n === buf.length) {
+          const b = new Uint8Array(Math.min(length, buf.length * 2));
+          b.set(buf);
+          buf = b;
+        }
+        let got: number | null;
+        try {
+          got = await conn.read(buf.subarray(n));
+        } catch (e) {
+          if (late) break;
+          throw new BodyError(`the connection failed: ${e instanceof Error ? e.message : e}`, n);
+        }
+        if (got === null) throw new BodyError(`the peer ended its side after ${n} of ${length} bytes`, n);
+        n += got;
+      }
+    } finally {
+      timer.cancel();
+    }
+    if (n < length) throw new BodyError(`${n} of ${length} bytes came within ${ms / 1000} s: closed`, n);
+    return buf;
+  }
+
+  /** Answers with a plain response and closes (the peer has closeTimeoutMs to read it). */
+  async #refuse(
+    conn: Deno.TcpConn,
+    status: number,
+    body: string | Uint8Array,
+    headers?: Record<string, string>,
+    noBody = false,
+  ): Promise<void> {
+    try {
+      const t = this.#o.timers.after(this.#o.closeTimeoutMs, () => closeQuietly(conn));
       try {
-        await writeAll(conn, response(status, body, headers));
+        await writeAll(conn, response(status, body, headers, noBody));
       } finally {
-        clearTimeout(t);
+        t.cancel();
       }
       await conn.closeWrite();
-      await drain(conn, this.#o.closeTimeoutMs);
+      await drain(conn, this.#o.closeTimeoutMs, this.#o.timers);
     } catch { /* the peer went */ }
     closeQuietly(conn);
   }
@@ -514,14 +735,19 @@ export class ServerWebSocket {
   readonly protocol: string;
 
   readonly #conn: Deno.TcpConn;
-  readonly #o: Settings;
+  readonly #o: SocketSettings;
+  readonly #timers: Pick<Clock, "after">;
   #state: "connecting" | "open" | "closing" | "closed" = "connecting";
   readonly #queue: Out[] = [];
   #queued = 0;
   #writing = false;
   #drained: (() => void) | undefined;
   #closeSent = false;
-  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: Timer | undefined;
+  #idleTimer: Timer | undefined;
+  /** Bytes came since the idle timer last looked; a ping was sent for the silence it saw. */
+  #heard = false;
+  #pinged = false;
   /** Input no longer trusted (a protocol error): read and dropped until the end. */
   #discard = false;
   #peerCode = 1006;
@@ -547,8 +773,9 @@ export class ServerWebSocket {
   #msgTooLong = false;
 
   /** Made by {@linkcode WebSocketServer} only. */
-  constructor(conn: Deno.TcpConn, remote: Deno.NetAddr, protocol: string, o: Settings) {
+  constructor(conn: Deno.TcpConn, remote: Deno.NetAddr, protocol: string, o: SocketSettings) {
     this.#conn = conn;
+    this.#timers = o.timers ?? realTimers;
     this.remote = remote;
     this.protocol = protocol;
     this.#o = o;
@@ -596,7 +823,7 @@ export class ServerWebSocket {
     // Nothing is sent after it: a pong waiting is dropped.
     for (let i = this.#queue.length - 1; i > 0; i--) if (this.#queue[i].pong) this.#unqueue(i);
     this.#push({ bytes: frame(8, p) });
-    this.#closeTimer ??= setTimeout(() => this.#abort(), this.#o.closeTimeoutMs);
+    this.#closeTimer ??= this.#timers.after(this.#o.closeTimeoutMs, () => this.#abort());
   }
 
   #unqueue(i: number): void {
@@ -672,13 +899,15 @@ export class ServerWebSocket {
       this.#state = "open";
       this.#call(() => this.onopen?.());
     }
+    if ((this.#o.idleTimeoutMs ?? 0) > 0) this.#idle();
     const reading = this.#read(rest);
     await Promise.race([reading, ended]);
     if (this.#closeSent || this.#state === "closing") {
       // The close frame (and what came before it) is written, bounded by the close timer.
       await Promise.race([this.#whenDrained(), ended]);
     }
-    clearTimeout(this.#closeTimer);
+    this.#closeTimer?.cancel();
+    this.#idleTimer?.cancel();
     closeQuietly(this.#conn);
     await reading;
     if (this.#writing) await this.#whenDrained();
@@ -686,6 +915,26 @@ export class ServerWebSocket {
     this.#queue.length = 0;
     this.#queued = 0;
     this.#call(() => this.onclose?.(this.#peerCode, this.#peerReason));
+  }
+
+  /**
+   * Every half `idleTimeoutMs`: after a silent half, a ping (the peer's pong is something heard); after a second
+   * silent half, the connection is closed.
+   */
+  #idle(): void {
+    this.#idleTimer = this.#timers.after(this.#o.idleTimeoutMs! / 2, () => {
+      if (this.#state === "closed") return;
+      if (this.#heard) {
+        this.#heard = false;
+        this.#pinged = false;
+      } else if (this.#pinged) {
+        return this.#abort();
+      } else if (this.#state === "open") {
+        this.#pinged = true;
+        this.#push({ bytes: frame(9, new Uint8Array(0)) });
+      }
+      this.#idle();
+    });
   }
 
   #call(f: () => void): void {
@@ -703,6 +952,7 @@ export class ServerWebSocket {
       for (;;) {
         const n = await this.#conn.read(buf);
         if (n === null) return;
+        this.#heard = true;
         if (this.#consume(buf.subarray(0, n))) return;
       }
     } catch { /* closed (by us, or reset) */ }
