@@ -714,6 +714,40 @@ Deno.test("console service: an upload whose body stops coming is closed after 10
   }
 });
 
+Deno.test("console service: two uploads are received at once at most (each held in memory): a third gets 503 before its body is read; once one ends, uploads are taken again", async () => {
+  const s = await start();
+  try {
+    const host = `Host: ${new URL(s.base).host}`;
+    const slow = [await rawConn(s), await rawConn(s)];
+    for (const [i, c] of slow.entries()) {
+      await c.write(`POST /api/upload?name=slow${i}.wav HTTP/1.1\r\n${host}\r\nContent-Length: 65536\r\n\r\nRIFF`);
+    }
+    await until(() => s.service.uploads === 2, "both uploads under way");
+    const third = await raw(s.base, [
+      "POST /api/upload?name=third.wav HTTP/1.1",
+      host,
+      "Content-Length: 4",
+      "",
+      "RIFF",
+    ]);
+    assertEquals(third.status, 503);
+    assertEquals(
+      JSON.parse(third.body).error,
+      "third.wav: 2 uploads are under way (the most at once): send this one when one of them ends",
+    );
+    // The first gives up: its upload is cut off, and the next one is received (and checked: not a WAV).
+    slow[0].conn.close();
+    await until(() => s.service.uploads === 1, "the first upload to end");
+    const next = await raw(s.base, ["POST /api/upload?name=next.wav HTTP/1.1", host, "Content-Length: 4", "", "RIFF"]);
+    assertEquals(next.status, 400);
+    assertMatch(JSON.parse(next.body).error, /next\.wav/);
+    slow[1].conn.close();
+    await until(() => s.service.uploads === 0, "no upload left");
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("console service: a page's message longer than 128 KiB closes its WebSocket with 1009; the console serves on", async () => {
   const s = await start();
   try {

@@ -9,7 +9,8 @@
  * - `GET /api/files` the audio files (`{ files }`);
  * - `POST /api/upload?name=<file name>` with the file as the body (`Content-Length`, at most `max_upload_mb`; a
  *   chunked body gets 411): stored and checked like `file-source` reads it; `200 { file }`, or `400 { error }`
- *   saying why it cannot be played (the file is then deleted).
+ *   saying why it cannot be played (the file is then deleted). Two uploads are received at once at most (each is
+ *   held in memory until checked): a third gets `503` before its body is read.
  *
  * Every request must name in its Host header an address the console serves (see {@linkcode hostAllowedBy}), else
  * 403. With a `token`, `/ws` and `/api/*` need `?token=`. `/ws`, `/api/*` and every method but GET and HEAD refuse a
@@ -80,6 +81,12 @@ const PRE_HELLO_CLOSE = 1008;
 
 /** Longest upload file name (`?name=`), characters: a longer one is refused (it is quoted in errors). */
 const MAX_NAME = 255;
+/**
+ * Uploads received at once, at most: each holds its body in memory (up to `max_upload_mb`) until it is checked, so a
+ * further one gets 503 before any of its body is read. A person uploads one file at a time; this leaves room for two
+ * tabs.
+ */
+const MAX_UPLOADS = 2;
 /**
  * Longest message a page may send, bytes: beyond, it is closed with 1009 (Message Too Big). The page's requests are
  * a few hundred bytes; this leaves room for long file names and filters.
@@ -173,6 +180,8 @@ export interface ConsoleService extends Service {
   readonly pages: number;
   /** Messages the pages sent before the hub was ready for them, waiting in their queues now (all pages together). */
   readonly waiting: number;
+  /** Uploads being received or checked now (at most two: more get 503). */
+  readonly uploads: number;
 }
 
 /** Starts the console service (see the module documentation). */
@@ -302,6 +311,8 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     };
   };
 
+  /** Uploads whose body is being received or checked now (see {@linkcode MAX_UPLOADS}). */
+  let uploading = 0;
   const upload = async (req: UpgradeRequest): Promise<UpgradeAnswer> => {
     const name = req.url.searchParams.get("name") ?? "";
     if (!name) return json({ error: "upload: give the file name (?name=...)" }, 400);
@@ -321,25 +332,40 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     if (declared > maxUpload) {
       return json({ error: `${name} is larger than the console accepts (max_upload_mb ${o.max_upload_mb} MB)` }, 413);
     }
-    let bytes: Uint8Array;
-    try {
-      bytes = await req.readBody(declared);
-    } catch (e) {
-      if (e instanceof HeadError) return json({ error: e.message }, e.status);
-      // The client went away (or half-closed, or was too slow) before the body's end: nothing is stored.
-      const size = e instanceof BodyError ? e.received : 0;
-      const why = e instanceof Error ? e.message : String(e);
-      log.info(`upload ${quoted(name)} cut off after ${size} bytes: ${why}`);
-      return json({ error: `${name}: the upload was cut off after ${size} bytes (${why}): send it again` }, 400);
+    if (uploading >= MAX_UPLOADS) {
+      return json(
+        {
+          error:
+            `${name}: ${MAX_UPLOADS} uploads are under way (the most at once): send this one when one of them ends`,
+        },
+        503,
+        { "retry-after": "5" },
+      );
     }
+    uploading++;
     try {
-      const file = await library.upload(name, bytes);
-      log.info(`upload ${name}: stored as ${file.file} (${file.format}, ${file.seconds.toFixed(1)} s)`);
-      return json({ file });
-    } catch (e) {
-      const error = e instanceof Error ? e.message : String(e);
-      log.info(`upload ${name} refused: ${error}`);
-      return json({ error }, 400);
+      let bytes: Uint8Array;
+      try {
+        bytes = await req.readBody(declared);
+      } catch (e) {
+        if (e instanceof HeadError) return json({ error: e.message }, e.status);
+        // The client went away (or half-closed, or was too slow) before the body's end: nothing is stored.
+        const size = e instanceof BodyError ? e.received : 0;
+        const why = e instanceof Error ? e.message : String(e);
+        log.info(`upload ${quoted(name)} cut off after ${size} bytes: ${why}`);
+        return json({ error: `${name}: the upload was cut off after ${size} bytes (${why}): send it again` }, 400);
+      }
+      try {
+        const file = await library.upload(name, bytes);
+        log.info(`upload ${name}: stored as ${file.file} (${file.format}, ${file.seconds.toFixed(1)} s)`);
+        return json({ file });
+      } catch (e) {
+        const error = e instanceof Error ? e.message : String(e);
+        log.info(`upload ${name} refused: ${error}`);
+        return json({ error }, 400);
+      }
+    } finally {
+      uploading--;
     }
   };
 
@@ -458,6 +484,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     },
     get waiting() {
       return waiting;
+    },
+    get uploads() {
+      return uploading;
     },
   };
 }
