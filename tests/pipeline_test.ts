@@ -572,3 +572,70 @@ Deno.test("web stream adapters at the edges", async () => {
   await reading;
   assertEquals(got, [0, 1, 2]);
 });
+
+Deno.test("the source's signal: end() aborts it alone ('pipeline ended'), stop() and a failure abort it with the pipeline's, the first reason stays", async () => {
+  const seen: { signal: AbortSignal; stop: AbortSignal }[] = [];
+  const witness = definePlugin({
+    name: "witness",
+    kind: "source",
+    description: "keeps its signals; runs until its signal aborts",
+    realtime: true,
+    produces: { kind: "pcm", sampleRate: 8000, channels: 1 },
+    options: z.object({}),
+    create: () => ({
+      run(ctx) {
+        seen.push({ signal: ctx.signal, stop: ctx.stopSignal! });
+        return new Promise<void>((resolve) => {
+          if (ctx.signal.aborted) return resolve();
+          ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+      },
+    }),
+  });
+  const broken = definePlugin({
+    name: "broken",
+    kind: "sink",
+    description: "fails its first write",
+    accepts: [{ kind: "pcm" }],
+    options: z.object({}),
+    create: () => ({
+      start(ctx) {
+        ctx.clock.after(10, () => ctx.fail(new Error("disk gone")));
+      },
+      write() {},
+    }),
+  });
+  const opts = { registry: new Registry([witness, hold, device, broken]), clock };
+  const reason = (s: AbortSignal) => s.aborted ? (s.reason as Error).message : "not aborted";
+
+  // end(): the source's signal alone, then (the sink not drained in time) the pipeline's; the source keeps 'ended'.
+  const ended = await buildPipeline("rx", [{ use: "witness" }, { use: "device", drain_ms: 10_000 }], opts);
+  ended.start();
+  await clock.advanceAsync(5);
+  const endDone = ended.end(100);
+  await clock.advanceAsync(1);
+  assertEquals([reason(seen[0].signal), reason(seen[0].stop)], ["pipeline ended", "not aborted"]);
+  await clock.advanceAsync(200);
+  await endDone;
+  assertEquals(reason(seen[0].signal), "pipeline ended");
+  assertEquals(reason(seen[0].stop), "pipeline stopped: it did not drain in time");
+
+  // stop(): both, with the same reason.
+  const stopped = await buildPipeline("rx", [{ use: "witness" }, { use: "hold" }, { use: "device" }], opts);
+  stopped.start();
+  await clock.advanceAsync(5);
+  const stopDone = stopped.stop();
+  await clock.advanceAsync(1);
+  await stopDone;
+  assertEquals([reason(seen[1].signal), reason(seen[1].stop)], ["pipeline stopped", "pipeline stopped"]);
+
+  // A stage's failure: both, with the failure; a stop() after it changes neither.
+  const failed = await buildPipeline("rx", [{ use: "witness" }, { use: "broken" }], opts);
+  const done = failed.start();
+  await clock.advanceAsync(20);
+  const r = await done;
+  assertEquals(r.reason, "error");
+  await failed.stop();
+  assertMatch(reason(seen[2].signal), /disk gone/);
+  assertEquals(reason(seen[2].signal), reason(seen[2].stop));
+});
