@@ -42,6 +42,7 @@ import type { RtcpReportInfo, RtcpSession } from "./rtcp_session.ts";
 import { rtcp, type RtcpOptions, rtcpSchema } from "./plugins.ts";
 import { lazyModule } from "../../core/lazy.ts";
 import { LogRation } from "../../core/log.ts";
+import { randomBytes } from "../../core/random.ts";
 
 /** Modules loaded when first used (see `lazyModule`). */
 const rtcpSessionModule = lazyModule<typeof import("./rtcp_session.ts")>(new URL("./rtcp_session.ts", import.meta.url));
@@ -60,7 +61,7 @@ export const rtcpOptions: ReturnType<typeof rtcpSchema> = rtcpSchema();
 
 /** A random RFC 7022 style CNAME: 96 random bits in base64. */
 function randomCname(): string {
-  return btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(12))));
+  return btoa(String.fromCharCode(...randomBytes(new Uint8Array(12))));
 }
 
 const pct = (x: number | undefined) => (x === undefined ? "n/a" : `${(x * 100).toFixed(1)}%`);

@@ -3,12 +3,13 @@
  *
  * @module
  */
+import { randomHexString } from "../../core/random.ts";
 
 /** The RFC 3261 magic cookie that starts every branch we generate (§8.1.1.7). */
 export const MAGIC_COOKIE = "z9hG4bK";
 
 /**
- * Returns `bytes` random bytes as lowercase hex (from `crypto.getRandomValues`).
+ * Returns `bytes` random bytes as lowercase hex (from `crypto.getRandomValues`, through `core/random.ts`'s pool).
  *
  * @example
  * ```ts
@@ -16,10 +17,7 @@ export const MAGIC_COOKIE = "z9hG4bK";
  * ```
  */
 export function randomHex(bytes: number): string {
-  const b = crypto.getRandomValues(new Uint8Array(bytes));
-  let s = "";
-  for (const x of b) s += x.toString(16).padStart(2, "0");
-  return s;
+  return randomHexString(bytes);
 }
 
 /**

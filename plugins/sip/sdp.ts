@@ -24,6 +24,7 @@
  */
 import type { CodecInfo, CodecRegistry } from "../../core/codec.ts";
 import { neverADestination } from "../../core/net/address.ts";
+import { randomUint32 } from "../../core/random.ts";
 import { excerpt, isIpAddress } from "./syntax.ts";
 import {
   parseSdpText,
@@ -163,8 +164,7 @@ export interface NegotiatedAudio {
 }
 
 function randomSessionId(): string {
-  const b = crypto.getRandomValues(new Uint32Array(2));
-  return String((b[0] % 0x7fffffff) * 1000 + (b[1] % 1000) + 1);
+  return String((randomUint32() % 0x7fffffff) * 1000 + (randomUint32() % 1000) + 1);
 }
 
 function ipVersion(address: string): 4 | 6 {

@@ -47,6 +47,7 @@ import {
 } from "../../core/net/address.ts";
 import { PortUnreachableError } from "../../core/net/datagram.ts";
 import { parsePortRange } from "../../core/net/ports.ts";
+import { randomBytes } from "../../core/random.ts";
 
 /** Receive errors (other than a closed peer port) logged per chain, at debug level; the rest are counted. */
 const ERRORS_LOGGED = 3;
@@ -265,7 +266,7 @@ function loopbackFor(hostname: string): string {
 
 /** A drain marker's payload: random, so no peer can guess it and end the stream early. */
 function drainToken(): Uint8Array {
-  return crypto.getRandomValues(new Uint8Array(16));
+  return randomBytes(new Uint8Array(16));
 }
 
 /**
