@@ -376,6 +376,39 @@ Deno.test("websocket: a frame's buffer grows as its bytes come: a header declari
   }
 });
 
+Deno.test("websocket: a message's frames are held as its bytes, whatever their number: a million empty fragments (6 MB sent) hold no heap", async () => {
+  // Found reviewing: each fragment was kept as a buffer of its own, an empty one too (240 bytes of heap for 6 sent,
+  // outside the message's bound): 1 000 000 of them held 240 MB, and a client could go on sending.
+  const r = rig({ maxMessageBytes: 1024 });
+  try {
+    const c = await r.open();
+    await c.head();
+    await waitFor(() => r.sockets.length === 1, "the connection is open");
+    const writeAll = async (b: Uint8Array) => {
+      for (let at = 0; at < b.length;) at += await c.write(b.subarray(at)); // a write may take part of it
+    };
+    const empty = frame(0, "", { fin: false });
+    const batch = new Uint8Array(empty.length * 10_000);
+    for (let i = 0; i < 10_000; i++) batch.set(empty, i * empty.length);
+    await writeAll(frame(1, "a", { fin: false }));
+    const before = Deno.memoryUsage().heapUsed;
+    for (let i = 0; i < 100; i++) await writeAll(batch);
+    await writeAll(frame(9, "read")); // its pong says every fragment before it was read
+    const pong = await c.frame();
+    assertEquals(pong && [pong.op, new TextDecoder().decode(pong.payload)], [10, "read"]);
+    const grown = Deno.memoryUsage().heapUsed - before;
+    assert(grown < 60e6, `the heap grew by ${(grown / 1e6).toFixed(0)} MB for an unfinished message of 1 byte`);
+    assertEquals(r.sockets[0].readyState, "open");
+    await writeAll(frame(0, "b", { fin: false }));
+    await writeAll(frame(0, "c"));
+    await waitFor(() => r.received.length === 1, "the message");
+    assertEquals(r.received, ["abc"]);
+    assertEquals(r.sockets[0].pendingBytes, 0);
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("websocket: tooLong skip: a longer message is dropped as it comes, its size told; the connection goes on", async () => {
   const r = rig({ maxMessageBytes: 1024, tooLong: "skip" });
   try {
