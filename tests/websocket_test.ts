@@ -485,6 +485,37 @@ Deno.test("websocket: close() of the server closes open sockets (1001) and resol
   await r.close();
 });
 
+Deno.test("websocket: close() while a handshake's accept value is computed: no socket is opened after it, and it resolves", async () => {
+  // Found reviewing: the handler's answer was acted on without looking whether the server had closed meanwhile (it
+  // closes the sockets it has, once): the socket opened after close(), which then waited for the client to go.
+  const r = rig();
+  const subtle = crypto.subtle as { digest: SubtleCrypto["digest"] };
+  const digest = subtle.digest;
+  let computing = false;
+  let release = () => {};
+  const held = new Promise<void>((res) => release = res);
+  subtle.digest = async (...args: Parameters<SubtleCrypto["digest"]>) => {
+    computing = true;
+    await held; // a slow digest: the window between the request head and the handler's answer
+    return digest.apply(crypto.subtle, args);
+  };
+  try {
+    const c = await r.open();
+    await waitFor(() => computing, "the accept value is being computed");
+    const closing = r.server.close();
+    release();
+    assert(await c.end(), "the connection is closed");
+    const got = new TextDecoder().decode(c.buf);
+    assert(!got.startsWith("HTTP/1.1 101"), `answered after close(): ${got.slice(0, 40)}`);
+    assertEquals(r.sockets.length, 0);
+    await closing;
+  } finally {
+    delete (crypto.subtle as { digest?: unknown }).digest;
+    release();
+    await r.close();
+  }
+});
+
 Deno.test("websocket: Deno's own WebSocket client talks to it", async () => {
   const r = rig();
   try {

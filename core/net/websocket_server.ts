@@ -596,6 +596,9 @@ export class WebSocketServer {
     if (!("accept" in answer)) {
       return await this.#refuse(conn, answer.status, answer.body, answer.headers, req.method === "HEAD");
     }
+    // close() closes the sockets there are, once: none may open after it (the accept value and a handler's promise
+    // leave time for it to come).
+    if (this.#closed) return closeQuietly(conn);
     if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n");
     if (req.handshakeError) {
       const e = req.handshakeError;
