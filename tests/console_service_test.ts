@@ -823,3 +823,47 @@ Deno.test("console service: HEAD of a file gives its length and type without the
     await s.close();
   }
 });
+
+Deno.test("console service: a HEAD gets no body from any refusal (a HEAD asking for the WebSocket included); a request pipelined after another, or bytes beyond a Content-Length, are dropped", async () => {
+  const s = await start();
+  const conns: Deno.Conn[] = []; // closed at the end whatever happens (the server waits for them)
+  try {
+    const host = `Host: ${new URL(s.base).host}`;
+    const upgrade = ["Upgrade: websocket", "Connection: Upgrade", `Sec-WebSocket-Key: ${"A".repeat(22)}==`];
+    // Found reviewing: the server's refusal of the handshake (the console defers it to check the Host, the Origin and
+    // the token first) was written with its body to a HEAD, whose answer has none (RFC 9110 §9.3.2).
+    const head = await rawConn(s);
+    conns.push(head.conn);
+    await head.write([`HEAD /ws HTTP/1.1`, host, ...upgrade, "Sec-WebSocket-Version: 13", "", ""].join("\r\n"));
+    await until(() => head.state.closedAt !== undefined, "the answer to the HEAD");
+    const text = head.state.text();
+    assertMatch(text, /^HTTP\/1\.1 400 [^]*\r\ncontent-length: \d+\r\n/i);
+    assertEquals(text.slice(text.indexOf("\r\n\r\n") + 4), "", "no body after the head");
+    head.conn.close();
+    const get = await raw(s.base, [`GET /ws HTTP/1.1`, host, ...upgrade, "Sec-WebSocket-Version: 8"]);
+    assertEquals(get.status, 426); // a refusal to a GET has its text
+    assertEquals(JSON.parse(get.body).error, "not a WebSocket handshake: Sec-WebSocket-Version 13 only");
+    // One request per connection: a second one in the same bytes is never answered, a body longer than its
+    // Content-Length is cut at it (the rest dropped, not read as a request).
+    const piped = await rawConn(s);
+    conns.push(piped.conn);
+    await piped.write(
+      `POST /api/upload?name=p.wav HTTP/1.1\r\n${host}\r\nContent-Length: 4\r\n\r\nRIFFGET / HTTP/1.1\r\n${host}\r\n\r\n` +
+        `GET /app.js HTTP/1.1\r\n${host}\r\n\r\n`,
+    );
+    await until(() => piped.state.closedAt !== undefined, "the answer to the upload");
+    piped.conn.close();
+    const answers = piped.state.text().match(/HTTP\/1\.1 \d{3}/g);
+    assertEquals(answers, ["HTTP/1.1 400"]); // the upload's 4 bytes are no WAV file: refused, saying why
+    assertMatch(piped.state.text(), /\r\n\r\n\{"error":"[^"]*p\.wav/);
+    assertEquals(s.service.uploads, 0);
+    assertEquals(s.out.lines.filter((l) => / ERROR /.test(l)), [], "no request failed");
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await s.close();
+  }
+});

@@ -563,11 +563,13 @@ export class WebSocketServer {
     if (head instanceof HeadError || !req || this.#closed) {
       const e = head instanceof HeadError ? head : new HeadError(503, "shutting down");
       const a = this.#o.formatError(e);
-      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers });
+      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers }, req?.method === "HEAD");
     }
     // Computed first: between the handler's decision and the socket's accept nothing else runs.
     const accept = req.upgrade && !req.handshakeError ? await acceptValue(req.headers.get("sec-websocket-key")!) : "";
     const rest = head.rest;
+    // The answer to a HEAD has no body, whoever gives it (RFC 9110 §9.3.2): a refusal of the server's own too.
+    const noBody = req.method === "HEAD";
     let bodyRead = false;
     req.readBody = (length) => {
       if (bodyRead) return Promise.reject(new BodyError("the body was read already", 0));
@@ -591,19 +593,19 @@ export class WebSocketServer {
       }
     } catch (e) {
       this.#o.onError(e);
-      return await this.#refuse(conn, 500, "internal error\n");
+      return await this.#refuse(conn, 500, "internal error\n", {}, noBody);
     }
     if (!("accept" in answer)) {
-      return await this.#refuse(conn, answer.status, answer.body, answer.headers, req.method === "HEAD");
+      return await this.#refuse(conn, answer.status, answer.body, answer.headers, noBody);
     }
     // close() closes the sockets there are, once: none may open after it (the accept value and a handler's promise
     // leave time for it to come).
     if (this.#closed) return closeQuietly(conn);
-    if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n");
+    if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n", {}, noBody);
     if (req.handshakeError) {
       const e = req.handshakeError;
       const a = this.#o.formatError(e);
-      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers });
+      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers }, noBody);
     }
     let h = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
       `sec-websocket-accept: ${accept}\r\n`;
