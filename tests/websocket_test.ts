@@ -516,6 +516,34 @@ Deno.test("websocket: close() while a handshake's accept value is computed: no s
   }
 });
 
+Deno.test("websocket server: close() closes the connections whose answer is written and whose peer has not gone yet", async () => {
+  // Found reviewing: those were left to the peer (or to closeTimeoutMs), so close() waited for them; on a virtual clock
+  // that is never advanced (the console's tests), for as long as the peer stayed.
+  const clock = new VirtualClock();
+  const server = new WebSocketServer(
+    { hostname: "127.0.0.1", port: 0, maxMessageBytes: 1024, timers: clock },
+    () => ({ status: 200, body: "ok\n" }),
+  );
+  const port = server.listen().port;
+  const c = await Raw.open(port);
+  try {
+    await c.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assertMatch(await c.head(), /^HTTP\/1\.1 200 /);
+    assert(await c.end(), "our side of it is shut once written");
+    // The client stays; close() must not wait for it.
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const closed = await Promise.race([
+      server.close().then(() => "closed"),
+      new Promise((r) => guard = setTimeout(() => r("still waiting after 10 s"), 10_000)),
+    ]);
+    clearTimeout(guard);
+    assertEquals(closed, "closed");
+  } finally {
+    c.close();
+    await server.close();
+  }
+});
+
 Deno.test("websocket: Deno's own WebSocket client talks to it", async () => {
   const r = rig();
   try {

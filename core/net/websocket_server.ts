@@ -398,6 +398,8 @@ export class WebSocketServer {
   readonly #heads = new Set<Deno.Conn>();
   /** Connections whose request the handler is answering (a promise not settled yet). */
   readonly #busy = new Set<Deno.Conn>();
+  /** Connections whose answer is written, left open for the peer to read it (closed by close() at once). */
+  readonly #answered = new Set<Deno.Conn>();
   readonly #sockets = new Set<ServerWebSocket>();
   readonly #tasks = new Set<Promise<void>>();
   #closed = false;
@@ -488,8 +490,9 @@ export class WebSocketServer {
   }
 
   /**
-   * Stops: no new connections, those in their handshake closed, open sockets closed with 1001 (the peer has
-   * `closeTimeoutMs` to answer). Resolves when every connection is closed. Idempotent.
+   * Stops: no new connections, those in their handshake (or whose answer is written) closed, open sockets closed with
+   * 1001 (the peer has `closeTimeoutMs` to answer); an answer being written has `closeTimeoutMs`. Resolves when every
+   * connection is closed. Idempotent.
    */
   async close(): Promise<void> {
     if (!this.#closed) {
@@ -499,6 +502,7 @@ export class WebSocketServer {
       } catch { /* closed */ }
       for (const c of this.#heads) closeQuietly(c);
       for (const c of this.#busy) closeQuietly(c);
+      for (const c of this.#answered) closeQuietly(c);
       for (const s of this.#sockets) s.close(1001, "the server is shutting down");
     }
     await this.#accepting;
@@ -703,7 +707,14 @@ export class WebSocketServer {
         t.cancel();
       }
       await conn.closeWrite();
-      await drain(conn, this.#o.closeTimeoutMs, this.#o.timers);
+      // Written whole: close() need not wait for the peer to read it and go.
+      if (this.#closed) return closeQuietly(conn);
+      this.#answered.add(conn);
+      try {
+        await drain(conn, this.#o.closeTimeoutMs, this.#o.timers);
+      } finally {
+        this.#answered.delete(conn);
+      }
     } catch { /* the peer went */ }
     closeQuietly(conn);
   }
