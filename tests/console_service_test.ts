@@ -840,6 +840,12 @@ Deno.test("console service: a HEAD gets no body from any refusal (a HEAD asking 
     assertMatch(text, /^HTTP\/1\.1 400 [^]*\r\ncontent-length: \d+\r\n/i);
     assertEquals(text.slice(text.indexOf("\r\n\r\n") + 4), "", "no body after the head");
     head.conn.close();
+    // A HEAD is answered as the GET it stands for: the file list's length, no body (was 404 "no API /api/files").
+    const [files, filesHead] = [
+      await raw(s.base, ["GET /api/files HTTP/1.1", host]),
+      await raw(s.base, ["HEAD /api/files HTTP/1.1", host]),
+    ];
+    assertEquals([files.status, filesHead.status, filesHead.body], [200, 200, ""]);
     const get = await raw(s.base, [`GET /ws HTTP/1.1`, host, ...upgrade, "Sec-WebSocket-Version: 8"]);
     assertEquals(get.status, 426); // a refusal to a GET has its text
     assertEquals(JSON.parse(get.body).error, "not a WebSocket handshake: Sec-WebSocket-Version 13 only");

@@ -304,7 +304,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     if (path.startsWith("/api/")) {
       const denied = authorized(req, address);
       if (denied) return denied;
-      if (path === "/api/files" && req.method === "GET") return library.list().then((files) => json({ files }));
+      if (path === "/api/files" && (req.method === "GET" || req.method === "HEAD")) {
+        return library.list().then((files) => json({ files }));
+      }
       if (path === "/api/upload") {
         if (req.method !== "POST") return json({ error: "upload with POST /api/upload?name=FILE" }, 405);
         return upload(req);
