@@ -447,9 +447,12 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         queuedBytes -= utf8Length(t);
         handling++;
         handlingAll++;
-        await c.receive(t);
-        handling--;
-        handlingAll--;
+        try {
+          await c.receive(t);
+        } finally {
+          handling--;
+          handlingAll--;
+        }
         if (gone) return c.close();
       }
       conn = c;
