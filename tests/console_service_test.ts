@@ -823,3 +823,148 @@ Deno.test("console service: HEAD of a file gives its length and type without the
     await s.close();
   }
 });
+
+Deno.test("console service: a HEAD gets no body from any refusal (a HEAD asking for the WebSocket included); a request pipelined after another, or bytes beyond a Content-Length, are dropped", async () => {
+  const s = await start();
+  const conns: Deno.Conn[] = []; // closed at the end whatever happens (the server waits for them)
+  try {
+    const host = `Host: ${new URL(s.base).host}`;
+    const upgrade = ["Upgrade: websocket", "Connection: Upgrade", `Sec-WebSocket-Key: ${"A".repeat(22)}==`];
+    // Found reviewing: the server's refusal of the handshake (the console defers it to check the Host, the Origin and
+    // the token first) was written with its body to a HEAD, whose answer has none (RFC 9110 §9.3.2).
+    const head = await rawConn(s);
+    conns.push(head.conn);
+    await head.write([`HEAD /ws HTTP/1.1`, host, ...upgrade, "Sec-WebSocket-Version: 13", "", ""].join("\r\n"));
+    await until(() => head.state.closedAt !== undefined, "the answer to the HEAD");
+    const text = head.state.text();
+    assertMatch(text, /^HTTP\/1\.1 400 [^]*\r\ncontent-length: \d+\r\n/i);
+    assertEquals(text.slice(text.indexOf("\r\n\r\n") + 4), "", "no body after the head");
+    head.conn.close();
+    // A HEAD is answered as the GET it stands for: the file list's length, no body (was 404 "no API /api/files").
+    const [files, filesHead] = [
+      await raw(s.base, ["GET /api/files HTTP/1.1", host]),
+      await raw(s.base, ["HEAD /api/files HTTP/1.1", host]),
+    ];
+    assertEquals([files.status, filesHead.status, filesHead.body], [200, 200, ""]);
+    const get = await raw(s.base, [`GET /ws HTTP/1.1`, host, ...upgrade, "Sec-WebSocket-Version: 8"]);
+    assertEquals(get.status, 426); // a refusal to a GET has its text
+    assertEquals(JSON.parse(get.body).error, "not a WebSocket handshake: Sec-WebSocket-Version 13 only");
+    // One request per connection: a second one in the same bytes is never answered, a body longer than its
+    // Content-Length is cut at it (the rest dropped, not read as a request).
+    const piped = await rawConn(s);
+    conns.push(piped.conn);
+    await piped.write(
+      `POST /api/upload?name=p.wav HTTP/1.1\r\n${host}\r\nContent-Length: 4\r\n\r\nRIFFGET / HTTP/1.1\r\n${host}\r\n\r\n` +
+        `GET /app.js HTTP/1.1\r\n${host}\r\n\r\n`,
+    );
+    await until(() => piped.state.closedAt !== undefined, "the answer to the upload");
+    piped.conn.close();
+    const answers = piped.state.text().match(/HTTP\/1\.1 \d{3}/g);
+    assertEquals(answers, ["HTTP/1.1 400"]); // the upload's 4 bytes are no WAV file: refused, saying why
+    assertMatch(piped.state.text(), /\r\n\r\n\{"error":"[^"]*p\.wav/);
+    assertEquals(s.service.uploads, 0);
+    assertEquals(s.out.lines.filter((l) => / ERROR /.test(l)), [], "no request failed");
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await s.close();
+  }
+});
+
+/** A page's masked text frame (as a browser sends it). */
+function pageFrame(text: string): Uint8Array {
+  const p = new TextEncoder().encode(text);
+  const h = p.length < 126 ? 2 : 4;
+  const out = new Uint8Array(h + 4 + p.length);
+  out[0] = 0x81;
+  if (h === 2) out[1] = 0x80 | p.length;
+  else out.set([0x80 | 126, p.length >> 8, p.length & 0xff], 1);
+  const mask = [0x11, 0x22, 0x33, 0x44];
+  out.set(mask, h);
+  for (let i = 0; i < p.length; i++) out[h + 4 + i] = p[i] ^ mask[i & 3];
+  return out;
+}
+
+/** Opens the page's WebSocket over raw TCP (a client that reads nothing unless told); resolves once the hub has it. */
+async function rawPage(s: Awaited<ReturnType<typeof start>>, pages: number) {
+  const u = new URL(s.base);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  const write = async (b: Uint8Array) => {
+    for (let at = 0; at < b.length;) at += await conn.write(b.subarray(at));
+  };
+  await write(new TextEncoder().encode(
+    [
+      "GET /ws HTTP/1.1",
+      `Host: ${u.host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+      "",
+      "",
+    ].join("\r\n"),
+  ));
+  await until(() => s.service.pages === pages, "the hub to add the page");
+  return { conn, write };
+}
+
+Deno.test("console service: a page's requests are handled 8 at once; more than 64 waiting behind them close it (1008): a burst of requests holds no descriptor each", async () => {
+  // Found reviewing: every message went to the hub at once, each `files` request holding a directory open while it
+  // was read: 20 000 of them (400 KB) held 17 000 descriptors at once, 200 000 ran the process out of them.
+  const s = await start();
+  const gate = Promise.withResolvers<void>();
+  const held = holdListings((n) => n === 1 ? Promise.resolve() : gate.promise); // the hello's listing goes through
+  let page: Awaited<ReturnType<typeof rawPage>> | undefined;
+  try {
+    page = await rawPage(s, 1);
+    await until(() => held.calls() === 1, "the hello's file list");
+    const files = pageFrame(JSON.stringify({ op: "files" }));
+    for (let i = 0; i < 20; i++) await page.write(files);
+    await until(() => s.service.waiting === 12, `12 requests to wait (${s.service.waiting} wait)`);
+    assertEquals([held.calls() - 1, s.service.handling], [8, 8], "8 listings under way, not 20");
+    for (let i = 0; i < 53; i++) await page.write(files); // 8 handled, 65 waiting: one too many
+    await until(() => s.service.waiting === 0 && s.out.lines.some((l) => /while 8 of its requests/.test(l)), "closed");
+    assertEquals(held.calls() - 1, 8, "no other listing was started");
+    assertMatch(
+      s.out.lines.find((l) => /a page sent/.test(l))!,
+      /a page sent 65 messages \(\d+ bytes\) while 8 of its requests were handled, more than 64 messages/,
+    );
+  } finally {
+    gate.resolve();
+    held.restore();
+    page?.conn.close();
+    await s.close();
+  }
+});
+
+Deno.test("console service: a page that reads none of its replies is closed once 4 MiB wait for it", async () => {
+  // Found reviewing: the replies to a page that never reads were queued without bound (its requests kept coming).
+  const s = await start({ library: "lib" });
+  const listings = holdListings(() => Promise.resolve()); // counts them
+  let page: Awaited<ReturnType<typeof rawPage>> | undefined;
+  try {
+    // 200 files with long names: a `files` reply of about 60 KB.
+    await Deno.mkdir(`${s.dir}/lib`);
+    for (let i = 0; i < 200; i++) await Deno.writeFile(`${s.dir}/lib/${"n".repeat(200)}-${i}.wav`, new Uint8Array(0));
+    page = await rawPage(s, 1);
+    const files = pageFrame(JSON.stringify({ op: "files" }));
+    const warned = () => s.out.lines.some((l) => /a page reads nothing of what it asked/.test(l));
+    // 8 at a time, each batch answered before the next: up to 1000 replies (60 MB) if it is never closed.
+    for (let sent = 0; sent < 1000 && !warned(); sent += 8) {
+      for (let i = 0; i < 8; i++) await page.write(files);
+      const answered = () => listings.calls() === 1 + sent + 8 && s.service.handling === 0;
+      await until(() => answered() || warned(), "the batch answered");
+    }
+    assert(warned(), "closed for the replies waiting");
+    // The close frame waits behind what the page does not read: its TCP connection is closed after the close timeout.
+    await advanceUntil(s, () => s.service.sockets === 0, "the page's connection closed", 10_000);
+    assertEquals(s.service.pages, 0);
+  } finally {
+    listings.restore();
+    page?.conn.close();
+    await s.close();
+  }
+});

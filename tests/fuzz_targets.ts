@@ -2036,8 +2036,91 @@ const consoleHttpSeeds = (): Uint8Array[] => {
         "Sec-WebSocket-Version: 13",
       ]),
     ),
+    // What a hostile client sends beyond one well-formed request: bytes after the head or after the body (a second
+    // request pipelined), a body longer than its Content-Length, two Content-Lengths or one with Transfer-Encoding,
+    // a HEAD asking for an upload or the WebSocket, odd bytes in header fields, frames in the upgrade's own segment.
+    te.encode(head(["GET / HTTP/1.1", host]) + head([`GET /api/files?token=${CONSOLE_TOKEN} HTTP/1.1`, host])),
+    Uint8Array.from([
+      ...post(`/api/upload?name=long.wav&token=${CONSOLE_TOKEN}`, "audio/wav", wavBody.subarray(0, 64)).subarray(
+        0,
+        -64,
+      ),
+      ...wavBody.subarray(0, 200),
+      ...te.encode(head(["GET /../secret.txt HTTP/1.1", host])),
+    ]),
+    te.encode(
+      head([
+        `POST /api/upload?name=cl2.wav&token=${CONSOLE_TOKEN} HTTP/1.1`,
+        host,
+        "Content-Length: 4",
+        "Content-Length: 40",
+      ]) + "RIFF",
+    ),
+    te.encode(
+      head([
+        `POST /api/upload?name=te.wav&token=${CONSOLE_TOKEN} HTTP/1.1`,
+        host,
+        "Content-Length: 4",
+        "Transfer-Encoding: chunked",
+      ]) + "4\r\nRIFF\r\n0\r\n\r\n",
+    ),
+    te.encode(
+      head([`HEAD /api/upload?name=h.wav&token=${CONSOLE_TOKEN} HTTP/1.1`, host, "Content-Length: 4"]) + "RIFF",
+    ),
+    te.encode(
+      head([
+        `HEAD /ws?token=${CONSOLE_TOKEN} HTTP/1.1`,
+        host,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+      ]),
+    ),
+    // Latin-1 bytes as they are: 0xe9, a NUL, a DEL, a bare LF; an obsolete line folding.
+    Uint8Array.from(
+      head([
+        "GET / HTTP/1.1",
+        host,
+        "X-A: caf\u00e9\u0000\u007f",
+        "X-B: a\nb",
+        " folded: value",
+        "Expect: 100-continue",
+      ]),
+      (c) => c.charCodeAt(0),
+    ),
+    Uint8Array.from([
+      ...te.encode(
+        head([
+          `GET /ws?token=${CONSOLE_TOKEN} HTTP/1.1`,
+          host,
+          "Upgrade: websocket",
+          "Connection: Upgrade",
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+          "Sec-WebSocket-Version: 13",
+        ]),
+      ),
+      ...clientFrame(1, te.encode('{"op":"files","req":1}')),
+      ...clientFrame(1, te.encode('{"op":"page","page":0}'), false),
+      ...clientFrame(0, new Uint8Array(0), false),
+      ...clientFrame(0, te.encode(" ")),
+      ...clientFrame(8, new Uint8Array([0x03, 0xe8])),
+    ]),
   ];
 };
+
+/** True when `input` begins with a well-formed HEAD request (one whose head cannot be parsed names no method). */
+function isHeadRequest(input: Uint8Array): boolean {
+  if (!/^HEAD /.test(bytesText(input.subarray(0, 5)))) return false;
+  const end = bytesText(input).indexOf("\r\n\r\n");
+  if (end < 0) return false;
+  try {
+    parseHead(input.subarray(0, end), { transport: "tcp", hostname: "127.0.0.1", port: 1 }, true);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const consoleHttpTarget: FuzzTarget = {
   name: "console-http",
@@ -2053,6 +2136,14 @@ const consoleHttpTarget: FuzzTarget = {
     check(!text.includes(SECRET), "a response holds a file from outside the console's folders");
     for (const m of text.matchAll(/^HTTP\/1\.[01] (\d{3})[^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n/g)) {
       const status = Number(m[1]);
+      // One request per connection, answered once: nothing follows its answer (a HEAD's has no body; what follows a
+      // 101 is the WebSocket's).
+      if (m.index === 0 && status !== 101) {
+        const isHead = isHeadRequest(input);
+        const length = isHead ? 0 : Number(/^content-length: *(\d+)/im.exec(m[2])?.[1] ?? 0);
+        const after = text.length - m[0].length - length;
+        check(after <= 0, `${after} bytes after the answer${isHead ? " to a HEAD" : ""}: ${text.slice(0, 300)}`);
+      }
       check(status < 500 || status === 503, `status ${status}`);
       // Only the first response's body is read (a HEAD's has none: what follows is the next response).
       if (m.index !== 0 || /^HEAD /.test(bytesText(input.subarray(0, 5)))) continue;

@@ -376,6 +376,39 @@ Deno.test("websocket: a frame's buffer grows as its bytes come: a header declari
   }
 });
 
+Deno.test("websocket: a message's frames are held as its bytes, whatever their number: a million empty fragments (6 MB sent) hold no heap", async () => {
+  // Found reviewing: each fragment was kept as a buffer of its own, an empty one too (240 bytes of heap for 6 sent,
+  // outside the message's bound): 1 000 000 of them held 240 MB, and a client could go on sending.
+  const r = rig({ maxMessageBytes: 1024 });
+  try {
+    const c = await r.open();
+    await c.head();
+    await waitFor(() => r.sockets.length === 1, "the connection is open");
+    const writeAll = async (b: Uint8Array) => {
+      for (let at = 0; at < b.length;) at += await c.write(b.subarray(at)); // a write may take part of it
+    };
+    const empty = frame(0, "", { fin: false });
+    const batch = new Uint8Array(empty.length * 10_000);
+    for (let i = 0; i < 10_000; i++) batch.set(empty, i * empty.length);
+    await writeAll(frame(1, "a", { fin: false }));
+    const before = Deno.memoryUsage().heapUsed;
+    for (let i = 0; i < 100; i++) await writeAll(batch);
+    await writeAll(frame(9, "read")); // its pong says every fragment before it was read
+    const pong = await c.frame();
+    assertEquals(pong && [pong.op, new TextDecoder().decode(pong.payload)], [10, "read"]);
+    const grown = Deno.memoryUsage().heapUsed - before;
+    assert(grown < 60e6, `the heap grew by ${(grown / 1e6).toFixed(0)} MB for an unfinished message of 1 byte`);
+    assertEquals(r.sockets[0].readyState, "open");
+    await writeAll(frame(0, "b", { fin: false }));
+    await writeAll(frame(0, "c"));
+    await waitFor(() => r.received.length === 1, "the message");
+    assertEquals(r.received, ["abc"]);
+    assertEquals(r.sockets[0].pendingBytes, 0);
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("websocket: tooLong skip: a longer message is dropped as it comes, its size told; the connection goes on", async () => {
   const r = rig({ maxMessageBytes: 1024, tooLong: "skip" });
   try {
@@ -450,6 +483,65 @@ Deno.test("websocket: close() of the server closes open sockets (1001) and resol
   assert(await half.end());
   assertEquals(r.server.sockets, 0);
   await r.close();
+});
+
+Deno.test("websocket: close() while a handshake's accept value is computed: no socket is opened after it, and it resolves", async () => {
+  // Found reviewing: the handler's answer was acted on without looking whether the server had closed meanwhile (it
+  // closes the sockets it has, once): the socket opened after close(), which then waited for the client to go.
+  const r = rig();
+  const subtle = crypto.subtle as { digest: SubtleCrypto["digest"] };
+  const digest = subtle.digest;
+  let computing = false;
+  let release = () => {};
+  const held = new Promise<void>((res) => release = res);
+  subtle.digest = async (...args: Parameters<SubtleCrypto["digest"]>) => {
+    computing = true;
+    await held; // a slow digest: the window between the request head and the handler's answer
+    return digest.apply(crypto.subtle, args);
+  };
+  try {
+    const c = await r.open();
+    await waitFor(() => computing, "the accept value is being computed");
+    const closing = r.server.close();
+    release();
+    assert(await c.end(), "the connection is closed");
+    const got = new TextDecoder().decode(c.buf);
+    assert(!got.startsWith("HTTP/1.1 101"), `answered after close(): ${got.slice(0, 40)}`);
+    assertEquals(r.sockets.length, 0);
+    await closing;
+  } finally {
+    delete (crypto.subtle as { digest?: unknown }).digest;
+    release();
+    await r.close();
+  }
+});
+
+Deno.test("websocket server: close() closes the connections whose answer is written and whose peer has not gone yet", async () => {
+  // Found reviewing: those were left to the peer (or to closeTimeoutMs), so close() waited for them; on a virtual clock
+  // that is never advanced (the console's tests), for as long as the peer stayed.
+  const clock = new VirtualClock();
+  const server = new WebSocketServer(
+    { hostname: "127.0.0.1", port: 0, maxMessageBytes: 1024, timers: clock },
+    () => ({ status: 200, body: "ok\n" }),
+  );
+  const port = server.listen().port;
+  const c = await Raw.open(port);
+  try {
+    await c.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assertMatch(await c.head(), /^HTTP\/1\.1 200 /);
+    assert(await c.end(), "our side of it is shut once written");
+    // The client stays; close() must not wait for it.
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const closed = await Promise.race([
+      server.close().then(() => "closed"),
+      new Promise((r) => guard = setTimeout(() => r("still waiting after 10 s"), 10_000)),
+    ]);
+    clearTimeout(guard);
+    assertEquals(closed, "closed");
+  } finally {
+    c.close();
+    await server.close();
+  }
 });
 
 Deno.test("websocket: Deno's own WebSocket client talks to it", async () => {

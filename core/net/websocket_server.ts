@@ -30,7 +30,8 @@
  *   length of its frames is enough to know) is refused before any of it is
  *   kept: closed 1009, or, with `tooLong: "skip"`, its payload read and
  *   dropped as it comes and the application told its size. Fragments are
- *   reassembled within the same bound; a frame's buffer grows as its bytes
+ *   reassembled within the same bound, in one buffer (however many frames,
+ *   empty ones included, a message holds its bytes); a frame's buffer grows as its bytes
  *   come (a header declaring a long frame reserves nothing by itself); a text
  *   message that is not UTF-8 is closed 1007. Pings are answered (one pong
  *   waiting at most).
@@ -397,6 +398,8 @@ export class WebSocketServer {
   readonly #heads = new Set<Deno.Conn>();
   /** Connections whose request the handler is answering (a promise not settled yet). */
   readonly #busy = new Set<Deno.Conn>();
+  /** Connections whose answer is written, left open for the peer to read it (closed by close() at once). */
+  readonly #answered = new Set<Deno.Conn>();
   readonly #sockets = new Set<ServerWebSocket>();
   readonly #tasks = new Set<Promise<void>>();
   #closed = false;
@@ -487,8 +490,9 @@ export class WebSocketServer {
   }
 
   /**
-   * Stops: no new connections, those in their handshake closed, open sockets closed with 1001 (the peer has
-   * `closeTimeoutMs` to answer). Resolves when every connection is closed. Idempotent.
+   * Stops: no new connections, those in their handshake (or whose answer is written) closed, open sockets closed with
+   * 1001 (the peer has `closeTimeoutMs` to answer); an answer being written has `closeTimeoutMs`. Resolves when every
+   * connection is closed. Idempotent.
    */
   async close(): Promise<void> {
     if (!this.#closed) {
@@ -498,6 +502,7 @@ export class WebSocketServer {
       } catch { /* closed */ }
       for (const c of this.#heads) closeQuietly(c);
       for (const c of this.#busy) closeQuietly(c);
+      for (const c of this.#answered) closeQuietly(c);
       for (const s of this.#sockets) s.close(1001, "the server is shutting down");
     }
     await this.#accepting;
@@ -562,11 +567,13 @@ export class WebSocketServer {
     if (head instanceof HeadError || !req || this.#closed) {
       const e = head instanceof HeadError ? head : new HeadError(503, "shutting down");
       const a = this.#o.formatError(e);
-      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers });
+      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers }, req?.method === "HEAD");
     }
     // Computed first: between the handler's decision and the socket's accept nothing else runs.
     const accept = req.upgrade && !req.handshakeError ? await acceptValue(req.headers.get("sec-websocket-key")!) : "";
     const rest = head.rest;
+    // The answer to a HEAD has no body, whoever gives it (RFC 9110 §9.3.2): a refusal of the server's own too.
+    const noBody = req.method === "HEAD";
     let bodyRead = false;
     req.readBody = (length) => {
       if (bodyRead) return Promise.reject(new BodyError("the body was read already", 0));
@@ -590,16 +597,19 @@ export class WebSocketServer {
       }
     } catch (e) {
       this.#o.onError(e);
-      return await this.#refuse(conn, 500, "internal error\n");
+      return await this.#refuse(conn, 500, "internal error\n", {}, noBody);
     }
     if (!("accept" in answer)) {
-      return await this.#refuse(conn, answer.status, answer.body, answer.headers, req.method === "HEAD");
+      return await this.#refuse(conn, answer.status, answer.body, answer.headers, noBody);
     }
-    if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n");
+    // close() closes the sockets there are, once: none may open after it (the accept value and a handler's promise
+    // leave time for it to come).
+    if (this.#closed) return closeQuietly(conn);
+    if (!req.upgrade) return await this.#refuse(conn, 400, "not a WebSocket request\n", {}, noBody);
     if (req.handshakeError) {
       const e = req.handshakeError;
       const a = this.#o.formatError(e);
-      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers });
+      return await this.#refuse(conn, e.status, a.body, { ...e.headers, ...a.headers }, noBody);
     }
     let h = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n" +
       `sec-websocket-accept: ${accept}\r\n`;
@@ -697,7 +707,14 @@ export class WebSocketServer {
         t.cancel();
       }
       await conn.closeWrite();
-      await drain(conn, this.#o.closeTimeoutMs, this.#o.timers);
+      // Written whole: close() need not wait for the peer to read it and go.
+      if (this.#closed) return closeQuietly(conn);
+      this.#answered.add(conn);
+      try {
+        await drain(conn, this.#o.closeTimeoutMs, this.#o.timers);
+      } finally {
+        this.#answered.delete(conn);
+      }
     } catch { /* the peer went */ }
     closeQuietly(conn);
   }
@@ -767,7 +784,9 @@ export class ServerWebSocket {
   #payload: Uint8Array | undefined; // where it goes
   // Message state (data frames).
   #msgOp = 0; // 0: none under way
-  #parts: Uint8Array[] = [];
+  /** The message's frames so far, one after the other (not one buffer per frame: a frame may be empty). */
+  #msg: Uint8Array | undefined;
+  #msgLen = 0;
   #msgBytes = 0;
   #msgSkip = false;
   #msgTooLong = false;
@@ -1004,9 +1023,7 @@ export class ServerWebSocket {
 
   /** Bytes held for the message under way (its frames so far and the current frame's buffer). */
   get pendingBytes(): number {
-    let n = this.#payload?.length ?? 0;
-    for (const p of this.#parts) n += p.length;
-    return n;
+    return (this.#payload?.length ?? 0) + (this.#msg?.length ?? 0);
   }
 
   /** Checks the first two header bytes; false after failing the connection. */
@@ -1059,7 +1076,8 @@ export class ServerWebSocket {
         this.#msgBytes = 0;
         this.#msgSkip = false;
         this.#msgTooLong = false;
-        this.#parts = [];
+        this.#msg = undefined;
+        this.#msgLen = 0;
       }
       this.#msgBytes += len;
       if (this.#state !== "open") {
@@ -1070,7 +1088,8 @@ export class ServerWebSocket {
         }
         this.#msgSkip = true;
         this.#msgTooLong = true;
-        this.#parts = [];
+        this.#msg = undefined;
+        this.#msgLen = 0;
       }
       if (this.#msgSkip) this.#skip = true;
       else this.#payload = new Uint8Array(Math.min(len, FIRST_CHUNK));
@@ -1096,19 +1115,20 @@ export class ServerWebSocket {
       return false;
     }
     if (op === 10) return false;
-    if (!this.#msgSkip) this.#parts.push(p);
+    if (!this.#msgSkip) this.#append(p);
     if (!this.#fin) return false;
     const msgOp = this.#msgOp;
-    const bytes = this.#msgBytes;
-    const parts = this.#parts;
+    const msg = this.#msg;
+    const bytes = this.#msgLen;
     const skipped = this.#msgSkip;
     this.#msgOp = 0;
-    this.#parts = [];
+    this.#msg = undefined;
+    this.#msgLen = 0;
     this.#msgBytes = 0;
     this.#msgSkip = false;
     this.#msgTooLong = false;
     if (this.#state !== "open" || skipped) return false;
-    const data = parts.length === 1 ? parts[0] : concat(parts, bytes);
+    const data = !msg ? new Uint8Array(0) : msg.length === bytes ? msg : msg.slice(0, bytes);
     if (msgOp === 1) {
       let text: string;
       try {
@@ -1122,6 +1142,28 @@ export class ServerWebSocket {
       this.#call(() => this.onmessage?.(data));
     }
     return false;
+  }
+
+  /**
+   * Adds a data frame's payload to the message under way: kept in one buffer that doubles as frames come (at most the
+   * message's bound), so that a message's memory is its bytes whatever the number of its frames (an empty frame, 6
+   * bytes on the wire, held 240 bytes of heap as a buffer of its own: 40 times what was sent, with no bound).
+   */
+  #append(p: Uint8Array): void {
+    if (p.length === 0) return;
+    const n = this.#msgLen + p.length;
+    let m = this.#msg;
+    if (!m) {
+      m = this.#msg = p; // a message of one frame is not copied
+    } else {
+      if (n > m.length) {
+        const grown = new Uint8Array(Math.min(Math.max(n, m.length * 2), Math.max(n, this.#o.maxMessageBytes)));
+        grown.set(m.subarray(0, this.#msgLen));
+        m = this.#msg = grown;
+      }
+      m.set(p, this.#msgLen);
+    }
+    this.#msgLen = n;
   }
 
   /** Answers a ping: one pong waits at most (a newer ping's payload replaces it, RFC 6455 §5.5.3). */
@@ -1182,15 +1224,5 @@ function frame(op: number, payload: Uint8Array): Uint8Array {
     new DataView(out.buffer).setUint32(6, n >>> 0);
   }
   out.set(payload, h);
-  return out;
-}
-
-function concat(parts: Uint8Array[], n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
   return out;
 }

@@ -22,7 +22,9 @@
  * is closed; longer: 431); at most 64 connections reading their head or their upload at once (more are closed at
  * once); an upload's body must come within 10 s plus 1 s per 64 KiB (else the connection is closed); a page's
  * message is at most 128 KiB (longer: the page is closed with 1009), and a page that sends nothing (not even the pong
- * of the server's ping) for 60 s is closed. Once fewer than 64 file descriptors would be left under the process's
+ * of the server's ping) for 60 s is closed; a page's requests are handled 8 at once, at most 64 more (256 KiB)
+ * waiting (more: closed with 1008, as before the hello), and a page that leaves more than 4 MiB of replies unread is
+ * closed (1008). Once fewer than 64 file descriptors would be left under the process's
  * limit (`ulimit -n`), a new connection gets `503` at once and is closed (a new page's WebSocket included), so that
  * the calls and pages open keep theirs; a warning names the limit (then one line per 10 s while it lasts). An accept
  * that fails all the same (out of descriptors) is retried after 50 ms, doubling up to 1 s: the server never stops.
@@ -78,6 +80,18 @@ const PRE_HELLO_BYTES = 256 * 1024;
 
 /** The close code for a page that sent too much before its hello: 1008, Policy Violation (RFC 6455 §7.4.1). */
 const PRE_HELLO_CLOSE = 1008;
+
+/**
+ * Requests of a page handled at once, at most: those after them wait in its queue (bounded as before the hello), so
+ * that a page cannot start any number of them (each `files` request held a directory open: 20 000 of them, 400 KB
+ * sent, held 17 000 descriptors at once).
+ */
+const PAGE_REQUESTS_AT_ONCE = 8;
+/**
+ * Bytes queued to a page's WebSocket beyond which it is closed (1008): a page that sends requests and reads none of
+ * the replies (or a page on a link too slow for what it asked) would otherwise have them kept without bound.
+ */
+const PAGE_BACKLOG = 4 * 1024 * 1024;
 
 /** Longest upload file name (`?name=`), characters: a longer one is refused (it is quoted in errors). */
 const MAX_NAME = 255;
@@ -178,8 +192,13 @@ export interface ConsoleService extends Service {
   readonly sockets: number;
   /** Pages the hub serves now (a WebSocket that closed is no longer one, whenever it closed). */
   readonly pages: number;
-  /** Messages the pages sent before the hub was ready for them, waiting in their queues now (all pages together). */
+  /**
+   * Messages the pages sent that wait in their queues now (all pages together): sent before the hub was ready for
+   * them, or beyond the requests a page has handled at once.
+   */
   readonly waiting: number;
+  /** Requests of the pages the hub is handling now (at most 8 a page; the rest wait, see `waiting`). */
+  readonly handling: number;
   /** Uploads being received or checked now (at most two: more get 503). */
   readonly uploads: number;
 }
@@ -285,7 +304,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     if (path.startsWith("/api/")) {
       const denied = authorized(req, address);
       if (denied) return denied;
-      if (path === "/api/files" && req.method === "GET") return library.list().then((files) => json({ files }));
+      if (path === "/api/files" && (req.method === "GET" || req.method === "HEAD")) {
+        return library.list().then((files) => json({ files }));
+      }
       if (path === "/api/upload") {
         if (req.method !== "POST") return json({ error: "upload with POST /api/upload?name=FILE" }, 405);
         return upload(req);
@@ -370,16 +391,45 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
   };
 
   let waiting = 0;
+  let handlingAll = 0;
   const attach = (socket: ServerWebSocket) => {
     sockets.add(socket);
     let conn: Awaited<ReturnType<ConsoleHub["connect"]>> | undefined;
     let gone = false;
     const queue: string[] = [];
     let queuedBytes = 0;
+    /** Requests handed to the hub and not answered yet. */
+    let handling = 0;
+    /** Hands the hub what waits in the queue, in order, while fewer than PAGE_REQUESTS_AT_ONCE are under way. */
+    const pump = () => {
+      while (conn && !gone && queue.length > 0 && handling < PAGE_REQUESTS_AT_ONCE) {
+        const t = queue.shift()!;
+        waiting--;
+        queuedBytes -= utf8Length(t);
+        handle(conn, t);
+      }
+    };
+    const handle = (c: NonNullable<typeof conn>, t: string) => {
+      handling++;
+      handlingAll++;
+      const done = () => {
+        handling--;
+        handlingAll--;
+        pump();
+      };
+      c.receive(t).then(done, done);
+    };
     socket.onopen = async () => {
       const c = await hub.connect({
         send: (m) => {
-          if (socket.readyState === "open") socket.send(JSON.stringify(m));
+          if (socket.readyState !== "open") return;
+          if (socket.bufferedAmount > PAGE_BACKLOG) {
+            log.warn(`a page reads nothing of what it asked (${socket.bufferedAmount} bytes wait for it): closed`);
+            gone = true;
+            socket.close(PRE_HELLO_CLOSE, `more than ${PAGE_BACKLOG} bytes sent to the page wait for it to read them`);
+            return;
+          }
+          socket.send(JSON.stringify(m));
         },
         sendAudio: (bytes) => {
           if (socket.readyState !== "open" || socket.bufferedAmount > AUDIO_BACKLOG) return false;
@@ -395,26 +445,32 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
         const t = queue.shift()!;
         waiting--;
         queuedBytes -= utf8Length(t);
-        await c.receive(t);
+        handling++;
+        handlingAll++;
+        try {
+          await c.receive(t);
+        } finally {
+          handling--;
+          handlingAll--;
+        }
         if (gone) return c.close();
       }
       conn = c;
     };
     socket.onmessage = (data) => {
       if (typeof data !== "string" || gone) return;
-      if (conn) {
-        conn.receive(data);
-        return;
-      }
+      if (conn && queue.length === 0 && handling < PAGE_REQUESTS_AT_ONCE) return handle(conn, data);
       queuedBytes += utf8Length(data);
       if (queue.length < PRE_HELLO_MESSAGES && queuedBytes <= PRE_HELLO_BYTES) {
         queue.push(data);
         waiting++;
         return;
       }
-      // The hub is still preparing the hello: a page that sends this much meanwhile is closed, not queued.
+      // The hub is still preparing the hello, or handling the page's earlier requests: a page that sends this much
+      // meanwhile is closed, not queued.
+      const when = conn ? `while ${PAGE_REQUESTS_AT_ONCE} of its requests were handled` : "before its hello was ready";
       log.warn(
-        `a page sent ${queue.length + 1} messages (${queuedBytes} bytes) before its hello was ready, more than ` +
+        `a page sent ${queue.length + 1} messages (${queuedBytes} bytes) ${when}, more than ` +
           `${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes: closed`,
       );
       waiting -= queue.length;
@@ -422,7 +478,8 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
       gone = true;
       socket.close(
         PRE_HELLO_CLOSE,
-        `more than ${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes sent before the hello`,
+        `more than ${PRE_HELLO_MESSAGES} messages or ${PRE_HELLO_BYTES} bytes sent ` +
+          (conn ? "waiting to be handled" : "before the hello"),
       );
     };
     socket.onclose = () => {
@@ -484,6 +541,9 @@ export async function startConsole(o: ConsoleOptions, ctx: ServiceContext): Prom
     },
     get waiting() {
       return waiting;
+    },
+    get handling() {
+      return handlingAll;
     },
     get uploads() {
       return uploading;
