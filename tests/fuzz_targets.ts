@@ -2006,6 +2006,16 @@ const consoleHttpSeeds = (): Uint8Array[] => {
   if (dataAt > 0) le.setUint32(dataAt + 4, wavBody.length - dataAt - 8, true);
   const head = (lines: string[]) => lines.join("\r\n") + "\r\n\r\n";
   const host = "Host: 127.0.0.1:8080";
+  /** A console WebSocket handshake's head (`method` GET, or HEAD to see it refused). */
+  const upgradeHead = (method = "GET") =>
+    head([
+      `${method} /ws?token=${CONSOLE_TOKEN} HTTP/1.1`,
+      host,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+    ]);
   const post = (path: string, type: string, body: Uint8Array) =>
     Uint8Array.from([
       ...te.encode(head([`POST ${path} HTTP/1.1`, host, `Content-Type: ${type}`, `Content-Length: ${body.length}`])),
@@ -2027,14 +2037,7 @@ const consoleHttpSeeds = (): Uint8Array[] => {
     post(`/api/upload?name=..%2F..%2Fsecret.wav&token=${CONSOLE_TOKEN}`, "audio/wav", wavBody),
     post(`/api/upload?name=x.wav&token=${CONSOLE_TOKEN}`, "multipart/form-data; boundary=xyz", multipart),
     te.encode(
-      head([
-        `GET /ws?token=${CONSOLE_TOKEN} HTTP/1.1`,
-        host,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-      ]),
+      upgradeHead(),
     ),
     // What a hostile client sends beyond one well-formed request: bytes after the head or after the body (a second
     // request pipelined), a body longer than its Content-Length, two Content-Lengths or one with Transfer-Encoding,
@@ -2068,14 +2071,7 @@ const consoleHttpSeeds = (): Uint8Array[] => {
       head([`HEAD /api/upload?name=h.wav&token=${CONSOLE_TOKEN} HTTP/1.1`, host, "Content-Length: 4"]) + "RIFF",
     ),
     te.encode(
-      head([
-        `HEAD /ws?token=${CONSOLE_TOKEN} HTTP/1.1`,
-        host,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-      ]),
+      upgradeHead("HEAD"),
     ),
     // Latin-1 bytes as they are: 0xe9, a NUL, a DEL, a bare LF; an obsolete line folding.
     Uint8Array.from(
@@ -2090,16 +2086,7 @@ const consoleHttpSeeds = (): Uint8Array[] => {
       (c) => c.charCodeAt(0),
     ),
     Uint8Array.from([
-      ...te.encode(
-        head([
-          `GET /ws?token=${CONSOLE_TOKEN} HTTP/1.1`,
-          host,
-          "Upgrade: websocket",
-          "Connection: Upgrade",
-          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-          "Sec-WebSocket-Version: 13",
-        ]),
-      ),
+      ...te.encode(upgradeHead()),
       ...clientFrame(1, te.encode('{"op":"files","req":1}')),
       ...clientFrame(1, te.encode('{"op":"page","page":0}'), false),
       ...clientFrame(0, new Uint8Array(0), false),
