@@ -714,6 +714,35 @@ Deno.test("console service: an upload whose body stops coming is closed after 10
   }
 });
 
+Deno.test("console service: an upload that asks for 100-continue gets it before sending its body (as curl does above 1 MB), then its answer; one that does not, none", async () => {
+  const s = await start();
+  try {
+    const host = `Host: ${new URL(s.base).host}`;
+    const c = await rawConn(s);
+    await c.write(
+      `POST /api/upload?name=ask.wav HTTP/1.1\r\n${host}\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n`,
+    );
+    await until(() => c.state.text().includes("\r\n\r\n"), "the interim answer");
+    assertEquals(c.state.text(), "HTTP/1.1 100 Continue\r\n\r\n", "100 Continue, and nothing else before the body");
+    await c.write("RIFF");
+    await until(() => /\r\n\r\nHTTP\/1\.1 400 [^]*\r\n\r\n\{/.test(c.state.text()), "the final answer");
+    assertMatch(c.state.text(), /"error":"ask\.wav cannot be played: not a WAV file/);
+    c.conn.close();
+    // Without the expectation, or with the body already sent, no interim answer.
+    for (const extra of [[], ["Expect: 100-continue"]]) {
+      const r = await rawConn(s);
+      await r.write(
+        [`POST /api/upload?name=plain.wav HTTP/1.1`, host, ...extra, "Content-Length: 4", "", "RIFF"].join("\r\n"),
+      );
+      await until(() => r.state.closedAt !== undefined, "the answer");
+      assertMatch(r.state.text(), /^HTTP\/1\.1 400 /);
+      r.conn.close();
+    }
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("console service: two uploads are received at once at most (each held in memory): a third gets 503 before its body is read; once one ends, uploads are taken again", async () => {
   const s = await start();
   try {

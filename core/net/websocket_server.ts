@@ -86,6 +86,8 @@ export interface UpgradeRequest {
   headers: Headers;
   /** The peer's address. */
   remote: Deno.NetAddr;
+  /** The minor HTTP version: `1` for HTTP/1.1, `0` for HTTP/1.0. */
+  httpMinor: number;
   /**
    * True when it asks for a WebSocket (`Upgrade: websocket`): checked valid, unless the server defers handshake
    * errors ({@linkcode WebSocketServerOptions.deferHandshakeErrors}), which then sets `handshakeError`.
@@ -94,7 +96,9 @@ export interface UpgradeRequest {
   /** What makes it no valid WebSocket handshake (with `deferHandshakeErrors` only): accepting it answers this. */
   handshakeError?: HeadError;
   /**
-   * Reads the request's body, `length` bytes (the `Content-Length` the caller checked), at most once. Rejects with a
+   * Reads the request's body, `length` bytes (the `Content-Length` the caller checked), at most once; to an HTTP/1.1
+   * client that sent `Expect: 100-continue` and none of the body yet, it first sends `100 Continue` (RFC 9110
+   * §10.1.1), so that the client sends the body at once instead of after a wait of its own. Rejects with a
    * {@linkcode BodyError} when the peer ends first, or (the connection then closed) when the bytes do not come in
    * time; with a {@linkcode HeadError} (413) when `length` is above the server's `maxBodyBytes`.
    */
@@ -247,6 +251,9 @@ const REASONS: Record<number, string> = {
   503: "Service Unavailable",
 };
 
+/** The interim answer to `Expect: 100-continue` (RFC 9110 §15.2.1). */
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+
 /** Header fields the server writes itself: the handler's are dropped. */
 const OWN_FIELDS = new Set(["content-length", "connection", "transfer-encoding"]);
 
@@ -339,7 +346,17 @@ export function parseHead(bytes: Uint8Array, remote: Deno.NetAddr, deferHandshak
   const handshakeError = upgrade ? checkHandshake(method, minor, headers) : undefined;
   if (handshakeError && !deferHandshakeErrors) throw handshakeError;
   const readBody = () => Promise.reject(new BodyError("no connection to read a body from", 0));
-  return { method, target, url, headers, remote, upgrade, readBody, ...(handshakeError ? { handshakeError } : {}) };
+  return {
+    method,
+    target,
+    url,
+    headers,
+    remote,
+    httpMinor: Number(minor),
+    upgrade,
+    readBody,
+    ...(handshakeError ? { handshakeError } : {}),
+  };
 }
 
 /** What makes a request asking for a WebSocket no valid handshake (RFC 6455 §4.2.1), or undefined. */
@@ -578,7 +595,9 @@ export class WebSocketServer {
     req.readBody = (length) => {
       if (bodyRead) return Promise.reject(new BodyError("the body was read already", 0));
       bodyRead = true;
-      return this.#readBody(conn, rest, length);
+      const proceed = req.httpMinor >= 1 && rest.length === 0 && length > 0 &&
+        lists(req.headers.get("expect"), "100-continue");
+      return this.#readBody(conn, rest, length, proceed);
     };
     let answer: UpgradeAnswer;
     try {
@@ -654,9 +673,16 @@ export class WebSocketServer {
    * Reads a request body of `length` bytes, `rest` (read with the head) first; see {@linkcode UpgradeRequest.readBody}.
    * The buffer grows as the bytes come: a `Content-Length` by itself reserves nothing.
    */
-  async #readBody(conn: Deno.TcpConn, rest: Uint8Array, length: number): Promise<Uint8Array> {
+  async #readBody(conn: Deno.TcpConn, rest: Uint8Array, length: number, proceed: boolean): Promise<Uint8Array> {
     const max = this.#o.maxBodyBytes;
     if (length > max) throw new HeadError(413, `request body longer than ${max} bytes`);
+    if (proceed) {
+      try {
+        await writeAll(conn, CONTINUE);
+      } catch (e) {
+        throw new BodyError(`the connection failed: ${e instanceof Error ? e.message : e}`, 0);
+      }
+    }
     let buf = new Uint8Array(Math.min(length, Math.max(rest.length, FIRST_CHUNK)));
     let n = Math.min(length, rest.length);
     buf.set(rest.subarray(0, n));
