@@ -728,14 +728,18 @@ Deno.test("console service: an upload that asks for 100-continue gets it before 
     await until(() => /\r\n\r\nHTTP\/1\.1 400 [^]*\r\n\r\n\{/.test(c.state.text()), "the final answer");
     assertMatch(c.state.text(), /"error":"ask\.wav cannot be played: not a WAV file/);
     c.conn.close();
-    // Without the expectation, or with the body already sent, no interim answer.
+    // Without the expectation no interim answer. (With it and the body in the same write, none either when the
+    // server reads both at once, which is not for a test to rely on: there the final answer is what is checked.)
     for (const extra of [[], ["Expect: 100-continue"]]) {
       const r = await rawConn(s);
       await r.write(
         [`POST /api/upload?name=plain.wav HTTP/1.1`, host, ...extra, "Content-Length: 4", "", "RIFF"].join("\r\n"),
       );
       await until(() => r.state.closedAt !== undefined, "the answer");
-      assertMatch(r.state.text(), /^HTTP\/1\.1 400 /);
+      assertMatch(
+        r.state.text(),
+        extra.length ? /^(HTTP\/1\.1 100 Continue\r\n\r\n)?HTTP\/1\.1 400 / : /^HTTP\/1\.1 400 /,
+      );
       r.conn.close();
     }
   } finally {
