@@ -728,6 +728,56 @@ Deno.test("websocket server: with idleTimeoutMs, a silent socket is pinged at ha
   }
 });
 
+Deno.test("websocket server: one address may have maxHandshakesPerSource connections sending their request; more are closed unanswered, with a warning naming it; loopback is exempt by default", async () => {
+  const out = new MemoryOutput();
+  const start = (limitLoopback: boolean) =>
+    new WebSocketServer({
+      hostname: "127.0.0.1",
+      port: 0,
+      maxMessageBytes: 1024,
+      maxHandshakes: 8,
+      maxHandshakesPerSource: 2,
+      limitLoopback,
+      log: new Logger({ level: "info", outputs: [out] }),
+    }, () => ({ status: 200, body: "ok" }));
+  const raws: Raw[] = [];
+  const limited = start(true);
+  const exempt = start(false);
+  try {
+    const port = limited.listen().port;
+    const a = await Raw.open(port);
+    const b = await Raw.open(port);
+    raws.push(a, b);
+    await waitFor(() => limited.handshakes === 2, "two handshakes under way");
+    const c = await Raw.open(port); // a third from the same address: closed at once, though 8 are allowed in all
+    raws.push(c);
+    assert(await c.end());
+    assertEquals(c.buf.length, 0);
+    const warned = out.lines.filter((l) =>
+      /WARN .*refusing new connections on TCP 127\.0\.0\.1:\d+: 127\.0\.0\.1 has 2 connections sending their request already/
+        .test(l)
+    );
+    assertEquals(warned.length, 1, out.lines.join("\n"));
+    // One of the two is answered: the address may send another.
+    await a.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assertMatch(await a.head(), /^HTTP\/1\.1 200 OK/);
+    await waitFor(() => limited.handshakes === 1, "one handshake left");
+    const d = await Raw.open(port);
+    raws.push(d);
+    await d.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assertMatch(await d.head(), /^HTTP\/1\.1 200 OK/);
+
+    // Loopback exempt (the default): three idle connections from 127.0.0.1 are all held.
+    const other = exempt.listen().port;
+    for (let i = 0; i < 3; i++) raws.push(await Raw.open(other));
+    await waitFor(() => exempt.handshakes === 3, "three handshakes under way");
+  } finally {
+    for (const c of raws) c.close();
+    await limited.close();
+    await exempt.close();
+  }
+});
+
 Deno.test("websocket server: connections beyond maxHandshakes are closed unanswered, with one warning saying why", async () => {
   const out = new MemoryOutput();
   const server = new WebSocketServer({

@@ -8,8 +8,9 @@
  * - **Handshake.** An HTTP/1.1 request head of at most `maxHeadBytes` (else
  *   431), within `headTimeoutMs` (else the connection is closed); at most
  *   `maxHandshakes` connections in that phase (or with a request under way,
- *   see below) at once (more are closed at once, unanswered; a warning says
- *   so, then a line per 10 s while it lasts). A request asking for a
+ *   see below) at once, and `maxHandshakesPerSource` (a quarter) of them from
+ *   one IP address, loopback exempt (more are closed at once, unanswered; a
+ *   warning says so, then a line per 10 s while it lasts). A request asking for a
  *   WebSocket without what §4.2.1 requires (GET, HTTP/1.1, Host, Connection:
  *   Upgrade, a 16-byte Sec-WebSocket-Key) gets 400, a Sec-WebSocket-Version
  *   other than 13 gets 426; every other request, upgrade or not, goes to the
@@ -56,7 +57,7 @@
 import type { Clock, Timer } from "../clock.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { acceptLoop, RefusalLog } from "./accept.ts";
-import { formatHostPort } from "./address.ts";
+import { canonicalHost, formatHostPort, isLoopbackAddress } from "./address.ts";
 import { FileReserve, type OpenFiles } from "../open_files.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -142,6 +143,14 @@ export interface WebSocketServerOptions {
   tooLong?: "close" | "skip";
   /** Connections still sending their request head at once (default 64). */
   maxHandshakes?: number;
+  /**
+   * Of those, from one IP address at most (default a quarter of `maxHandshakes`, 16), so that one host cannot take
+   * them all with idle connections; loopback addresses are exempt unless `limitLoopback` (every local client, a
+   * browser included, is one address there).
+   */
+  maxHandshakesPerSource?: number;
+  /** Applies `maxHandshakesPerSource` to loopback addresses too (default false; for tests). */
+  limitLoopback?: boolean;
   /** Longest request head, bytes (default 8192). */
   maxHeadBytes?: number;
   /** Time a connection has to send its request head, ms (default 5000). */
@@ -426,6 +435,10 @@ export class WebSocketServer {
   #refusals: RefusalLog;
   /** Connections closed unanswered because `maxHandshakes` are under way. */
   #fullRefusals: RefusalLog;
+  /** Connections closed unanswered because `maxHandshakesPerSource` of their address are under way. */
+  #sourceRefusals: RefusalLog;
+  /** The (canonical) IP address of each connection in its handshake or with a request under way. */
+  readonly #sources = new WeakMap<Deno.Conn, string>();
   /** Connections refused for want of descriptors whose socket is not closed yet. */
   #refusedOpen = 0;
 
@@ -446,6 +459,9 @@ export class WebSocketServer {
       maxMessageBytes: options.maxMessageBytes,
       tooLong: options.tooLong ?? "close",
       maxHandshakes: options.maxHandshakes ?? 64,
+      maxHandshakesPerSource: options.maxHandshakesPerSource ??
+        Math.max(1, Math.floor((options.maxHandshakes ?? 64) / 4)),
+      limitLoopback: options.limitLoopback ?? false,
       maxHeadBytes: options.maxHeadBytes ?? 8192,
       headTimeoutMs: options.headTimeoutMs ?? 5000,
       closeTimeoutMs: options.closeTimeoutMs ?? 2000,
@@ -468,6 +484,7 @@ export class WebSocketServer {
     });
     this.#refusals = this.#refusalLog(options.port);
     this.#fullRefusals = this.#refusalLog(options.port);
+    this.#sourceRefusals = this.#refusalLog(options.port);
   }
 
   #refusalLog(port: number): RefusalLog {
@@ -481,6 +498,7 @@ export class WebSocketServer {
     this.#listener = l;
     this.#refusals = this.#refusalLog(l.addr.port);
     this.#fullRefusals = this.#refusalLog(l.addr.port);
+    this.#sourceRefusals = this.#refusalLog(l.addr.port);
     this.#accepting = acceptLoop(l, {
       clock: this.#clock,
       log: this.#log,
@@ -537,11 +555,32 @@ export class WebSocketServer {
       return closeQuietly(conn);
     }
     this.#fullRefusals.admitted();
+    const source = canonicalHost((conn.remoteAddr as Deno.NetAddr).hostname);
+    if (this.#o.limitLoopback || !isLoopbackAddress(source)) {
+      const most = this.#o.maxHandshakesPerSource;
+      if (this.#underWayFrom(source) >= most) {
+        this.#sourceRefusals.refused(
+          `${source} has ${most} connections sending their request already (the most one address may have at once): ` +
+            `its new ones are closed unanswered meanwhile`,
+        );
+        return closeQuietly(conn);
+      }
+      this.#sourceRefusals.admitted();
+    }
+    this.#sources.set(conn, source);
     const short = this.#files.short();
     if (short !== undefined) return this.#refuseForFiles(conn, short);
     this.#refusals.admitted();
     const task = this.#serve(conn).catch((e) => this.#o.onError(e)).finally(() => this.#tasks.delete(task));
     this.#tasks.add(task);
+  }
+
+  /** Connections from `source` in their handshake or with a request under way (at most `maxHandshakes` to look at). */
+  #underWayFrom(source: string): number {
+    let n = 0;
+    for (const c of this.#heads) if (this.#sources.get(c) === source) n++;
+    for (const c of this.#busy) if (this.#sources.get(c) === source) n++;
+    return n;
   }
 
   /** Answers 503 without reading the request, and closes as soon as that is sent (at once in a flood). */

@@ -19,8 +19,8 @@
  *
  * The server is voxpipe's own (core/net/websocket_server.ts, as the WebSocket bridge's), every resource bounded: one
  * request per connection (answered, then closed); a request head of at most 32 KiB within 5 s (else the connection
- * is closed; longer: 431); at most 64 connections reading their head or their upload at once (more are closed at
- * once); an upload's body must come within 10 s plus 1 s per 64 KiB (else the connection is closed); a page's
+ * is closed; longer: 431); at most 64 connections reading their head or their upload at once, 16 from one
+ * non-loopback address (more are closed at once); an upload's body must come within 10 s plus 1 s per 64 KiB (else the connection is closed); a page's
  * message is at most 128 KiB (longer: the page is closed with 1009), and a page that sends nothing (not even the pong
  * of the server's ping) for 60 s is closed; a page's requests are handled 8 at once, at most 64 more (256 KiB)
  * waiting (more: closed with 1008, as before the hello), and a page that leaves more than 4 MiB of replies unread is
