@@ -14,6 +14,7 @@
  *   cancelled while they start, leave nothing running: no call in the workers, every port of the range free again,
  *   and nothing of the call reached the peer (no RTP, no RTCP, not even an RTCP BYE); the next call works.
  */
+import { existsSync } from "node:fs";
 import alawmulaw from "alawmulaw";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { readWav, writeWav } from "./media_util.ts";
@@ -48,15 +49,6 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -255,7 +247,7 @@ async function ringing(peer: SipPeer, callee: Callee, dir: string): Promise<SipR
   const inv = invite(peer, callee);
   await peer.send(inv, callee.sip);
   await peer.expectResponse("INVITE", 180, 30_000);
-  await until(() => exists(`${dir}/gate-1.starting`), 30_000, "the chains started");
+  await until(() => existsSync(`${dir}/gate-1.starting`), 30_000, "the chains started");
   return inv;
 }
 
